@@ -1,0 +1,80 @@
+"""The one exception family. Every error says what happened and how to fix it.
+
+The CLI renders these in one place (cli.py); nothing else prints them.
+"""
+
+from __future__ import annotations
+
+
+class GoalkeeperError(Exception):
+    """Base of every error a person may see. `hint` says what to do about it."""
+
+    exit_code = 4
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message}\n  fix: {self.hint}"
+
+
+class ContractError(GoalkeeperError):
+    """A goal contract (goal.toml or flags) is missing, malformed or inconsistent."""
+
+
+class ConfigError(GoalkeeperError):
+    """Configuration or a command-line argument is wrong."""
+
+
+class WorkspaceError(GoalkeeperError):
+    """The workspace directory is missing, not a directory, or not usable."""
+
+
+class StoreError(GoalkeeperError):
+    """The state store is corrupt, locked or inconsistent."""
+
+
+class StoreLockedError(StoreError):
+    """The store stayed locked past the wait limit."""
+
+
+class LeaseHeldError(StoreError):
+    """Another live runner holds this goal's lease."""
+
+
+class GoalNotFoundError(StoreError):
+    """There is no goal (or thread) where one was expected."""
+
+
+class SandboxError(GoalkeeperError):
+    """A command could not be run under the sandbox policy."""
+
+
+class ProviderError(GoalkeeperError):
+    """The model provider failed. `transient` errors are retried; others fail at once."""
+
+    transient = False
+
+    def __init__(self, message: str, hint: str | None = None, *, status_code: int | None = None,
+                 retry_after_s: float | None = None) -> None:
+        super().__init__(message, hint)
+        self.status_code = status_code
+        self.retry_after_s = retry_after_s
+
+
+class TransientProviderError(ProviderError):
+    """Rate limit, 5xx, timeout, connection reset, cut stream: worth retrying."""
+
+    transient = True
+
+
+class ProviderUnavailableError(ProviderError):
+    """Retries ran out. The goal pauses; it never becomes unmet because of this."""
+
+    transient = True
+
+
+class ContextLengthError(ProviderError):
+    """The request did not fit the model's context window."""

@@ -1,0 +1,1 @@
+"""Model providers: the `Model` protocol, the scripted test double and real wire formats."""

@@ -1,0 +1,122 @@
+"""Runs one shell command with a timeout, bounded output and a process-group kill.
+
+Shared by the shell tool, the checks and the keep_green commands, so all three clean up alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+#: Bytes of output kept in memory per stream; the rest is counted and dropped (head and tail kept).
+MAX_CAPTURE_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What a finished (or killed) command left behind."""
+
+    command: str
+    exit_code: int
+    """Exit status; -N when killed by signal N; 124 on timeout (like coreutils `timeout`)."""
+    output: str
+    """stdout and stderr interleaved, head and tail kept when it exceeded MAX_CAPTURE_BYTES."""
+    duration_s: float
+    timed_out: bool
+    truncated_bytes: int = 0
+    """Bytes dropped from the middle of the output because it was too large to keep."""
+
+
+class _Capture:
+    """Keeps the first and last MAX_CAPTURE_BYTES/2 bytes of a stream."""
+
+    def __init__(self, limit: int) -> None:
+        self.half = limit // 2
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.dropped = 0
+
+    def feed(self, chunk: bytes) -> None:
+        room = self.half - len(self.head)
+        if room > 0:
+            self.head += chunk[:room]
+            chunk = chunk[room:]
+        if not chunk:
+            return
+        self.tail += chunk
+        excess = len(self.tail) - self.half
+        if excess > 0:
+            del self.tail[:excess]
+            self.dropped += excess
+
+    def text(self) -> str:
+        body = bytes(self.head)
+        if self.dropped:
+            body += f"\n[... {self.dropped} bytes dropped ...]\n".encode()
+        body += bytes(self.tail)
+        return body.decode("utf-8", errors="replace")
+
+
+def kill_group(pid: int) -> None:
+    """SIGKILL the whole process group led by `pid`; a vanished group is fine."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+async def run_command(
+    command: str | list[str],
+    cwd: Path,
+    timeout_s: float,
+    env: dict[str, str] | None = None,
+    max_capture_bytes: int = MAX_CAPTURE_BYTES,
+) -> CommandResult:
+    """Run `command` (a shell string, or argv) in its own process group and wait at most `timeout_s`.
+
+    The group is killed on timeout and on cancellation, so no grandchild outlives the call.
+    """
+    started = time.monotonic()
+    kwargs: dict[str, object] = {
+        "cwd": str(cwd),
+        "stdin": asyncio.subprocess.DEVNULL,
+        "stdout": asyncio.subprocess.PIPE,
+        "stderr": asyncio.subprocess.STDOUT,
+        "start_new_session": True,  # a new session is a new process group we can kill whole
+        "env": env,
+    }
+    if isinstance(command, str):
+        proc = await asyncio.create_subprocess_shell(command, executable="/bin/bash", **kwargs)  # type: ignore[arg-type]
+        shown = command
+    else:
+        proc = await asyncio.create_subprocess_exec(*command, **kwargs)  # type: ignore[arg-type]
+        shown = " ".join(command)
+    capture = _Capture(max_capture_bytes)
+    timed_out = False
+
+    async def pump() -> None:
+        assert proc.stdout is not None
+        while chunk := await proc.stdout.read(65536):
+            capture.feed(chunk)
+
+    try:
+        await asyncio.wait_for(asyncio.gather(pump(), proc.wait()), timeout=timeout_s)
+    except TimeoutError:
+        timed_out = True
+    finally:
+        kill_group(proc.pid)  # also reaps stragglers that kept running after the leader exited
+        with contextlib.suppress(ProcessLookupError):
+            if proc.returncode is None:
+                await proc.wait()
+    exit_code = 124 if timed_out else (proc.returncode if proc.returncode is not None else -9)
+    return CommandResult(
+        command=shown,
+        exit_code=exit_code,
+        output=capture.text(),
+        duration_s=time.monotonic() - started,
+        timed_out=timed_out,
+        truncated_bytes=capture.dropped,
+    )

@@ -1,0 +1,59 @@
+"""The `Tool` protocol, the context a tool runs in, and what a tool returns.
+
+A refusal or failure inside a tool is a `ToolResult(ok=False)` the model can read, never an exception:
+the goal keeps running.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from goalkeeper.models.base import ToolSpec
+
+GoalSignal = Literal["complete", "blocked"]
+
+
+@dataclass(frozen=True)
+class ToolContext:
+    """Where and how a tool runs."""
+
+    workspace: Path
+    """Absolute, resolved workspace root. File tools never touch anything outside it."""
+    default_timeout_s: float = 120.0
+    """Timeout for a shell command that does not name its own."""
+    max_timeout_s: float = 1800.0
+    output_char_limit: int = 12_000
+    """Output longer than this is cut to head + tail with a marker (the full text goes to the store)."""
+    env: dict[str, str] | None = None
+    """Environment for child processes; None inherits the runner's."""
+    goal_view: dict[str, Any] = field(default_factory=dict)
+    """A snapshot of the goal for `get_goal`: objective, status, checks, usage, budget."""
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    """What a tool call produced."""
+
+    output: str
+    """Text for the model (already cut to the limit)."""
+    ok: bool = True
+    full_output: str | None = None
+    """The uncut output when `output` was cut; stored so nothing is lost."""
+    signal: GoalSignal | None = None
+    """Set by `update_goal`: the model requests completion or declares blocked."""
+    data: dict[str, Any] = field(default_factory=dict)
+    """Structured payload for the harness (update_goal's report fields, checkpoint notes, exit code)."""
+    files_touched: tuple[str, ...] = ()
+    """Workspace-relative paths this call wrote or deleted."""
+
+
+class Tool(Protocol):
+    """A capability the model may call by name with JSON arguments."""
+
+    spec: ToolSpec
+
+    async def run(self, arguments: dict[str, Any], context: ToolContext) -> ToolResult:
+        """Run once. Bad arguments or a refusal come back as `ok=False`, not as an exception."""
+        ...
