@@ -6,8 +6,18 @@ that meets its target.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import json
+import re
+import shlex
+import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
+
+from goalkeeper.contract import Check, Contract, Metric, format_duration, json_path_steps
+from goalkeeper.process import CommandResult, run_command
 
 EvidenceKind = Literal["check", "constraint"]
 
@@ -31,3 +41,188 @@ class Evidence:
     timed_out: bool = False
     error: str | None = None
     """Why the check could not be judged normally (command not found, metric not found...)."""
+
+
+#: Characters of output kept in Evidence.output_tail.
+OUTPUT_TAIL_CHARS = 4000
+
+
+class MetricNotFound(ValueError):
+    """A check's output did not contain its metric, or held something that is not a number."""
+
+
+def read_metric(metric: Metric, output: str) -> float:
+    """The metric's value in `output`: the regex's first match, or the JSON path's number."""
+    if metric.regex is not None:
+        # MULTILINE so that ^ and $ anchor at line ends, as people expect when matching tool output.
+        match = re.search(metric.regex, output, re.MULTILINE)
+        if match is None:
+            raise MetricNotFound(f"regex {metric.regex!r} matched nothing in the output")
+        return _number(match.group(1), f"regex {metric.regex!r}")
+    assert metric.json_path is not None  # the Metric validator guarantees exactly one of the two
+    value: object = _last_json(output)
+    for step in json_path_steps(metric.json_path):
+        value = _step(value, step, metric.json_path)
+    return _number(value, f"json path {metric.json_path!r}")
+
+
+def _last_json(output: str) -> object:
+    """The whole output as JSON, or else the last line that is a JSON object or array."""
+    with contextlib.suppress(ValueError):
+        return json.loads(output)
+    for line in reversed(output.splitlines()):
+        line = line.strip()
+        if line.startswith(("{", "[")):
+            with contextlib.suppress(ValueError):
+                return json.loads(line)
+    raise MetricNotFound("the output holds no JSON object or array (print one, e.g. on its last line)")
+
+
+def _step(value: object, step: str | int, path: str) -> object:
+    if isinstance(value, dict) and isinstance(step, str) and step in value:
+        return value[step]
+    if isinstance(value, list):
+        # "results.0.ms" is read like "results[0].ms".
+        index = step if isinstance(step, int) else int(step) if step.lstrip("-").isdigit() else None
+        if index is not None and -len(value) <= index < len(value):
+            return value[index]
+    raise MetricNotFound(f"json path {path!r}: no {step!r} in {_preview(value)}")
+
+
+def _number(value: object, source: str) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            return float(value.strip())
+    raise MetricNotFound(f"{source} found {_preview(value)}, which is not a number")
+
+
+def _preview(value: object) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+async def run_check(check: Check, workspace: Path, env: dict[str, str] | None = None) -> Evidence:
+    """Run one check. It passes on exit code 0 and, when it has a metric, a value that meets the target.
+
+    `env` is the whole environment of the command; None inherits this process's.
+    """
+    result = await run_command(check.run, workspace, check.timeout_s, env=env)
+    longer = format_duration(2 * check.timeout_s)
+    longer = f'if it needs longer, raise it with `timeout = "{longer}"` in check {check.name}'
+    error = _failure(result, check.timeout_s, f"check {check.name}", longer)
+    value = None
+    if check.metric is not None:
+        # Read even after a failing exit: a person wants to see how close it got.
+        try:
+            value = read_metric(check.metric, result.output)
+        except MetricNotFound as err:
+            error = error or f"{err}; check the metric of check {check.name} against its output"
+    metric_ok = check.metric is None or (value is not None and check.metric.met(value))
+    return _evidence(check.name, "check", result, metric_ok=metric_ok, metric=value,
+                     target=check.metric.target if check.metric else None, error=error)
+
+
+async def run_constraint(command: str, workspace: Path, timeout_s: float = 600,
+                         env: dict[str, str] | None = None) -> Evidence:
+    """Run one keep_green command; it holds on exit code 0."""
+    result = await run_command(command, workspace, timeout_s, env=env)
+    faster = f"keep_green commands get {format_duration(timeout_s)}; make `{command}` faster or narrower"
+    error = _failure(result, timeout_s, f"keep_green command `{command}`", faster)
+    return _evidence(command, "constraint", result, error=error)
+
+
+async def run_checks(contract: Contract, workspace: Path, keep_green: list[str] | None = None,
+                     env: dict[str, str] | None = None) -> list[Evidence]:
+    """Every check, then the keep_green commands (None: all of the contract's), one after another."""
+    evidence = [await run_check(check, workspace, env) for check in contract.checks]
+    commands = contract.constraints.keep_green if keep_green is None else keep_green
+    evidence += [await run_constraint(command, workspace, env=env) for command in commands]
+    return evidence
+
+
+def _failure(result: CommandResult, timeout_s: float, what: str, if_slow: str) -> str | None:
+    """Why a run could not be judged normally, in words that say where to fix it."""
+    if result.timed_out:
+        limit = format_duration(timeout_s)
+        return f"timed out after {limit} and was killed with its child processes; {if_slow}"
+    if result.exit_code in (126, 127):
+        words = result.command.split()
+        first = words[0] if words else result.command
+        problem = "command not found" if result.exit_code == 127 else "command not executable"
+        return f"{problem}: {first}; check the `run` of {what}"
+    return None
+
+
+def _evidence(name: str, kind: EvidenceKind, result: CommandResult, *, metric_ok: bool = True,
+              metric: float | None = None, target: str | None = None, error: str | None = None) -> Evidence:
+    """Passed means exit code 0, no timeout, and (for a metric check) the target met."""
+    return Evidence(
+        name=name,
+        kind=kind,
+        command=result.command,
+        exit_code=result.exit_code,
+        duration_s=result.duration_s,
+        output_tail=result.output[-OUTPUT_TAIL_CHARS:],
+        passed=metric_ok and result.exit_code == 0 and not result.timed_out,
+        metric=metric,
+        target=target,
+        timed_out=result.timed_out,
+        error=error,
+    )
+
+
+def all_pass(evidence: list[Evidence]) -> bool:
+    """Whether every check passed and every constraint held (vacuously true for none)."""
+    return all(item.passed for item in evidence)
+
+
+def passing_names(evidence: list[Evidence]) -> frozenset[str]:
+    """The names of the checks and constraints that passed."""
+    return frozenset(item.name for item in evidence if item.passed)
+
+
+def evidence_table(evidence: list[Evidence]) -> str:
+    """A compact Markdown table: name | kind | result | metric/target | exit | duration."""
+    rows = ["| name | kind | result | metric / target | exit | duration |", "|---|---|---|---|---|---|"]
+    for item in evidence:
+        metric = "" if item.target is None else (
+            f"{'—' if item.metric is None else f'{item.metric:g}'} ({item.target})")
+        cells = [item.name, item.kind, "PASS" if item.passed else "FAIL", metric,
+                 "timeout" if item.timed_out else str(item.exit_code), f"{item.duration_s:.1f}s"]
+        rows.append("| " + " | ".join(cell.replace("|", "\\|").replace("\n", " ") for cell in cells) + " |")
+    return "\n".join(rows)
+
+
+def missing_commands(contract: Contract, workspace: Path) -> list[tuple[str, str]]:
+    """(check or keep_green name, first word) for each command whose program does not exist here.
+
+    Asked before a goal is set, so a typo fails at once rather than after the first turn. Only a plain
+    first word is judged; anything shell-shaped (subshells, redirections) is given the benefit of the doubt.
+    """
+    runs = [(check.name, check.run) for check in contract.checks]
+    runs += [(command, command) for command in contract.constraints.keep_green]
+    missing = []
+    for name, command in runs:
+        word = _program(command)
+        if word is not None and not _is_command(word, workspace):
+            missing.append((name, word))
+    return missing
+
+
+def _program(command: str) -> str | None:
+    """The program a command line starts with, after any `VAR=value` assignments; None if unclear."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return None
+    words = list(itertools.dropwhile(lambda word: re.fullmatch(r"[A-Za-z_]\w*=.*", word), words))
+    return words[0] if words and re.fullmatch(r"[\w./+-]+", words[0]) else None
+
+
+def _is_command(word: str, workspace: Path) -> bool:
+    # bash's own lookup, so builtins, keywords and ./relative scripts count exactly as they will at run time.
+    found = subprocess.run(["/bin/bash", "-c", 'type -t -- "$1"', "bash", word], cwd=workspace,
+                           capture_output=True, check=False)
+    return found.returncode == 0

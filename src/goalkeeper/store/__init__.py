@@ -1,0 +1,43 @@
+"""The SQLite event store: threads, goals, events, blobs and leases, shared by processes (DESIGN §5).
+
+The seam is `Store`; the records it takes and returns are frozen dataclasses from `records`.
+"""
+
+from goalkeeper.store.db import MIGRATIONS, SCHEMA_VERSION
+from goalkeeper.store.leases import lease_is_live
+from goalkeeper.store.records import (
+    EventRecord,
+    GoalRecord,
+    GoalStanding,
+    JSONObject,
+    Lease,
+    NewEvent,
+    ThreadRecord,
+    new_id,
+)
+from goalkeeper.store.store import (
+    BlobNotFoundError,
+    StaleGoalError,
+    StaleReason,
+    Store,
+    default_store_path,
+)
+
+__all__ = [
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "BlobNotFoundError",
+    "EventRecord",
+    "GoalRecord",
+    "GoalStanding",
+    "JSONObject",
+    "Lease",
+    "NewEvent",
+    "StaleGoalError",
+    "StaleReason",
+    "Store",
+    "ThreadRecord",
+    "default_store_path",
+    "lease_is_live",
+    "new_id",
+]

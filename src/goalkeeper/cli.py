@@ -1,0 +1,277 @@
+"""The `goalkeeper` / `gk` command. Each command parses, calls one library function and renders.
+
+Exit codes: 0 achieved, 1 unmet, 2 budget_limited, 3 paused (stalled included), 4 usage or config error.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from goalkeeper import console, control, demo
+from goalkeeper.config import GoalSettings, ModelSettings, resolve_model_settings
+from goalkeeper.contract import Contract, contract_from_flags, load_contract, parse_duration
+from goalkeeper.engines.local import run_goal
+from goalkeeper.errors import ConfigError, GoalkeeperError, WorkspaceError
+from goalkeeper.lifecycle import exit_code
+from goalkeeper.report import build_report, render_markdown
+from goalkeeper.runner import RunResult
+from goalkeeper.store import GoalRecord, Store
+from goalkeeper.verify import missing_commands
+from goalkeeper.views import goal_events, summarize
+from goalkeeper.workspace.tree import git_toplevel
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
+                  help="Run a coding agent toward a goal until the evidence says it is done.")
+
+Cwd = Annotated[Path, typer.Option("--cwd", help="Workspace directory (default: the current one).")]
+ThreadOpt = Annotated[str | None, typer.Option("--thread", help="Thread id (default: the workspace's current).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+ModelOpt = Annotated[str | None, typer.Option("--model", help="Model name, or scripted:PATH.")]
+BaseUrlOpt = Annotated[str | None, typer.Option("--base-url", help="OpenAI-compatible base URL ($OPENAI_BASE_URL).")]
+KeyEnvOpt = Annotated[str | None, typer.Option("--api-key-env", help="Variable holding the API key (OPENAI_API_KEY).")]
+StreamOpt = Annotated[bool, typer.Option("--stream", help="Stream model responses.")]
+Many = Annotated[list[str], typer.Option()]
+
+
+def workspace_of(cwd: Path) -> Path:
+    """The workspace for `--cwd`: its git top-level when inside a repository."""
+    path = cwd.expanduser()
+    if not path.exists():
+        raise WorkspaceError(f"workspace does not exist: {path}", "pass --cwd with an existing directory")
+    if not path.is_dir():
+        raise WorkspaceError(f"workspace is not a directory: {path}", "pass --cwd with a directory, not a file")
+    return git_toplevel(path.resolve()) or path.resolve()
+
+
+def model_flags(model: str | None, base_url: str | None, api_key_env: str | None, stream: bool) -> ModelSettings | None:
+    """Model settings from flags, or None when no flag names a model (the stored or environment one is used)."""
+    if not (model or base_url or api_key_env):
+        return None
+    return resolve_model_settings(model, base_url, api_key_env, stream)
+
+
+def default_model() -> ModelSettings | None:
+    """The environment's provider, if one is configured; None otherwise (`gk run` asks for one later)."""
+    try:
+        return resolve_model_settings(None, None, None)
+    except ConfigError:
+        return None
+
+
+@app.callback(invoke_without_command=True)
+def root(ctx: typer.Context) -> None:
+    """Bare `gk` shows help (the interactive TUI arrives with its own issue)."""
+    if ctx.invoked_subcommand is None:
+        typer.echo(ctx.get_help())
+
+
+@app.command(context_settings={"allow_interspersed_args": True})
+def goal(
+    objective: Annotated[str | None, typer.Argument(help='The objective, or pause | resume | clear.')] = None,
+    file: Annotated[Path | None, typer.Option("--file", "-f", help="Load the contract from goal.toml.")] = None,
+    check: Many = [],  # noqa: B006 - typer reads the default, never mutates it
+    metric: Many = [],  # noqa: B006
+    target: Many = [],  # noqa: B006
+    regex: Many = [],  # noqa: B006
+    json_path: Many = [],  # noqa: B006
+    keep_green: Many = [],  # noqa: B006
+    protect: Many = [],  # noqa: B006
+    paths: Many = [],  # noqa: B006
+    budget_tokens: int | None = None, budget_usd: float | None = None, budget_time: str | None = None,
+    budget_turns: int | None = None, max_attempts: int | None = None, no_progress_turns: int | None = None,
+    replace: Annotated[bool, typer.Option("--replace", help="Replace an existing goal without asking.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="resume: re-open an achieved or unmet goal.")] = False,
+    add_tokens: int = 0, add_usd: float = 0.0, add_time: str | None = None, add_turns: int = 0,
+    model: ModelOpt = None, base_url: BaseUrlOpt = None, api_key_env: KeyEnvOpt = None, stream: StreamOpt = False,
+    cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = False,
+) -> int:
+    """Set the goal, show it (no arguments), or `pause | resume | clear` it."""
+    workspace = workspace_of(cwd)
+    with Store() as store:
+        if objective in ("pause", "resume", "clear"):
+            added = {"add_tokens": add_tokens, "add_usd": add_usd, "add_turns": add_turns,
+                     "add_time_s": parse_duration(add_time) if add_time else 0.0, "force": force}
+            return _control(store, workspace, thread, objective, added)  # type: ignore[arg-type]
+        if objective is None and file is None:
+            summary = summarize(store, control.current_goal(store, workspace, thread))
+            console.out.print_json(json.dumps(summary.as_json())) if as_json else console.show_summary(summary)
+            return 0
+        contract = contract_from_flags(
+            objective, base=load_contract(file) if file else None, checks=check, metrics=metric, targets=target,
+            regexes=regex, json_paths=json_path, keep_green=keep_green, protect=protect, paths=paths,
+            budget_tokens=budget_tokens, budget_usd=budget_usd, budget_time=budget_time, budget_turns=budget_turns,
+            max_attempts=max_attempts, no_progress_turns=no_progress_turns)
+        record = _set(store, workspace, thread, contract, model_flags(model, base_url, api_key_env, stream), replace)
+        console.show_summary(summarize(store, record))
+        console.out.print("Run it with: gk run" + (f" --cwd {cwd}" if str(cwd) != "." else ""))
+    return 0
+
+
+def _set(store: Store, workspace: Path, thread: str | None, contract: Contract, model: ModelSettings | None,
+         replace: bool) -> GoalRecord:
+    """Set the goal after checking its commands exist; ask before replacing one (on a terminal)."""
+    missing = missing_commands(contract, workspace)
+    if missing:
+        name, word = missing[0]
+        raise ConfigError(f"check `{name}` runs `{word}`, which is not a command here",
+                          "fix the check's command (or install the tool) and set the goal again")
+    existing = store.current_thread(workspace) if thread is None else store.get_thread(thread)
+    if not replace and existing and store.get_goal(existing.thread_id) and sys.stdin.isatty():
+        replace = typer.confirm("This workspace already has a goal. Replace it?", default=False)
+        if not replace:
+            raise typer.Exit(4)
+    settings = GoalSettings(model=model or default_model())
+    return control.set_goal(store, workspace, contract, settings, replace_existing=replace, thread_id=thread)
+
+
+def _control(store: Store, workspace: Path, thread: str | None, action: control.ControlAction,
+             added: dict[str, Any]) -> int:
+    record = control.current_goal(store, workspace, thread)
+    raised = any(added[k] for k in ("add_tokens", "add_usd", "add_turns", "add_time_s"))
+    if action == "resume" and raised and record.state.get("status") == "pursuing":
+        action = "budget"
+    result = control.request(store, record, action, **added)
+    where = {"here": "", "runner": " (applied by the running runner)", "queued": " (queued for the runner)"}
+    console.out.print(f"{action}: goal is now {result.status or 'cleared'}{where[result.applied_by]}")
+    if action == "resume" and result.status == "pursuing":
+        console.out.print("Continue it with: gk run")
+    return 0
+
+
+@app.command()
+def run(model: ModelOpt = None, base_url: BaseUrlOpt = None, api_key_env: KeyEnvOpt = None, stream: StreamOpt = False,
+        cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = False) -> int:
+    """Run the goal in the foreground with a live status line. Ctrl-C pauses it cleanly."""
+    workspace = workspace_of(cwd)
+    with Store() as store:
+        record = control.current_goal(store, workspace, thread)
+        return _drive(store, record, workspace, model_flags(model, base_url, api_key_env, stream), as_json)
+
+
+def _drive(store: Store, record: GoalRecord, workspace: Path, model: ModelSettings | None, as_json: bool) -> int:
+    def status() -> str:
+        return summarize(store, store.get_goal_by_id(record.goal_id)).status_line()
+
+    with console.EventPrinter(as_json, status) as printer:
+        result = run_goal(store, record, workspace, model, on_event=printer)
+    return _finish(store, result, as_json)
+
+
+def _finish(store: Store, result: RunResult, as_json: bool) -> int:
+    if result.status is None:
+        console.out.print(f"goal {result.goal_id} was cleared")
+        return 3
+    if not as_json:
+        summary = summarize(store, store.get_goal_by_id(result.goal_id))
+        console.out.print(f"\n[bold]{summary.status_line()}[/]")
+        if result.status == "paused":
+            console.out.print("Resume with: gk goal resume && gk run")
+    return exit_code(result.status)
+
+
+@app.command(name="exec", context_settings={"allow_interspersed_args": True})
+def exec_(
+    objective: Annotated[str | None, typer.Argument(help="The objective.")] = None,
+    file: Annotated[Path | None, typer.Option("--file", "-f")] = None,
+    check: Many = [],  # noqa: B006
+    metric: Many = [],  # noqa: B006
+    target: Many = [],  # noqa: B006
+    regex: Many = [],  # noqa: B006
+    json_path: Many = [],  # noqa: B006
+    keep_green: Many = [],  # noqa: B006
+    protect: Many = [],  # noqa: B006
+    paths: Many = [],  # noqa: B006
+    budget_tokens: int | None = None, budget_usd: float | None = None, budget_time: str | None = None,
+    budget_turns: int | None = None, max_attempts: int | None = None, no_progress_turns: int | None = None,
+    replace: Annotated[bool, typer.Option("--replace")] = False,
+    model: ModelOpt = None, base_url: BaseUrlOpt = None, api_key_env: KeyEnvOpt = None, stream: StreamOpt = False,
+    cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = False,
+) -> int:
+    """Set the goal and run it headless; `--json` streams one event per line. Exit code by outcome."""
+    workspace = workspace_of(cwd)
+    contract = contract_from_flags(
+        objective, base=load_contract(file) if file else None, checks=check, metrics=metric, targets=target,
+        regexes=regex, json_paths=json_path, keep_green=keep_green, protect=protect, paths=paths,
+        budget_tokens=budget_tokens, budget_usd=budget_usd, budget_time=budget_time, budget_turns=budget_turns,
+        max_attempts=max_attempts, no_progress_turns=no_progress_turns)
+    chosen = model_flags(model, base_url, api_key_env, stream) or resolve_model_settings(None, None, None)
+    with Store() as store:
+        record = _set(store, workspace, thread, contract, chosen, replace)
+        return _drive(store, record, workspace, chosen, as_json)
+
+
+@app.command()
+def status(cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = False) -> int:
+    """The goal's status, checks, budget and last checkpoint."""
+    with Store() as store:
+        summary = summarize(store, control.current_goal(store, workspace_of(cwd), thread))
+        if as_json:
+            print(json.dumps(summary.as_json(), indent=1))
+        else:
+            console.show_summary(summary)
+    return 0
+
+
+@app.command()
+def log(cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = False) -> int:
+    """The goal's events, oldest first."""
+    with Store() as store:
+        record = control.current_goal(store, workspace_of(cwd), thread)
+        for event in goal_events(store, record):
+            if as_json:
+                line = {"seq": event.seq, "kind": event.kind, "actor": event.actor, "payload": event.payload}
+                print(json.dumps(line))
+            elif (line := console.event_line(event)) is not None:
+                console.out.print(f"{event.seq:>5} {line}")
+    return 0
+
+
+@app.command()
+def report(cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = False) -> int:
+    """The goal's report: Markdown (a PR description) or JSON."""
+    with Store() as store:
+        data = build_report(store, control.current_goal(store, workspace_of(cwd), thread))
+    print(json.dumps(data, indent=1) if as_json else render_markdown(data))
+    return 0
+
+
+@app.command()
+def threads() -> int:
+    """Every thread in the store, newest first."""
+    with Store() as store:
+        console.show_threads(store.list_threads())
+    return 0
+
+
+@app.command(name="demo")
+def demo_(model: ModelOpt = None, base_url: BaseUrlOpt = None, api_key_env: KeyEnvOpt = None,
+          stream: StreamOpt = False, as_json: JsonOpt = False) -> int:
+    """Copy the bundled sample repo (a real bug, a failing test) to a temp dir and run a goal on it."""
+    chosen = model_flags(model, base_url, api_key_env, stream) or resolve_model_settings(None, None, None)
+    workspace = demo.prepare_sample()
+    console.out.print(f"sample repo copied to {workspace}")
+    with Store() as store:
+        record = control.set_goal(store, workspace, demo.demo_contract(), GoalSettings(model=chosen))
+        console.out.print("\n".join(f"  {line}" for line in demo.describe()))
+        return _drive(store, record, workspace, chosen, as_json)
+
+
+def main() -> None:
+    """Entry point: run the command; render errors in one place; exit with the outcome's code."""
+    try:
+        code = app(standalone_mode=False)
+    except GoalkeeperError as error:
+        console.show_error(error)
+        sys.exit(error.exit_code)
+    except typer.TyperException as error:  # bad flags or arguments: a usage error
+        show = getattr(error, "show", None)
+        show() if callable(show) else console.err.print(f"error: {error}")
+        sys.exit(4)
+    except typer.Abort:
+        sys.exit(3)
+    sys.exit(code if isinstance(code, int) else 0)

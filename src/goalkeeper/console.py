@@ -1,0 +1,147 @@
+"""Terminal rendering for the CLI: errors, goal summaries, event lines and the live status line.
+
+Only presentation lives here; every decision was made elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from goalkeeper.contract import format_duration
+from goalkeeper.errors import GoalkeeperError
+from goalkeeper.store import EventRecord, ThreadRecord
+from goalkeeper.views import GoalSummary
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+STATUS_STYLE = {"pursuing": "cyan", "paused": "yellow", "achieved": "green", "unmet": "red",
+                "budget_limited": "magenta"}
+
+
+def show_error(error: GoalkeeperError) -> None:
+    """The one place errors are rendered: what happened, then how to fix it."""
+    err.print(Text("error: ", style="bold red") + Text(error.message))
+    if error.hint:
+        err.print(Text("  fix: ", style="bold") + Text(error.hint))
+
+
+def show_summary(summary: GoalSummary) -> None:
+    """The `gk goal` / `gk status` view."""
+    style = STATUS_STYLE.get(summary.status, "white")
+    label = "" if summary.verified else " [yellow](unverified: no checks)[/]"
+    out.print(f"[bold]Goal[/] {summary.goal_id}{label}")
+    out.print(f"  objective: {summary.objective}")
+    status = summary.status if summary.status == "pursuing" else f"{summary.status} ({summary.reason})"
+    out.print(f"  status:    [{style}]{status}[/]" + (f"  · runner {summary.runner}" if summary.runner else ""))
+    if summary.verified:
+        out.print(f"  checks:    {summary.checks_passing}/{summary.checks_total} passing")
+    budget = f" / {summary.tokens_budget:,}" if summary.tokens_budget else ""
+    out.print(f"  tokens:    {summary.tokens_used:,}{budget}")
+    out.print(f"  cost:      ${summary.usd_used:.4f}" + (f" / ${summary.usd_budget:.2f}" if summary.usd_budget else ""))
+    time_limit = f" / {format_duration(summary.time_budget_s)}" if summary.time_budget_s else ""
+    out.print(f"  elapsed:   {format_duration(summary.elapsed_s)}{time_limit}")
+    out.print(f"  turns:     {summary.turns}" + (f" / {summary.turns_budget}" if summary.turns_budget else ""))
+    if summary.keep_green_dropped:
+        out.print(f"  [yellow]red at baseline, not required:[/] {', '.join(summary.keep_green_dropped)}")
+    if summary.evidence:
+        show_evidence(summary)
+    checkpoint = summary.last_checkpoint
+    if checkpoint:
+        note = checkpoint.get("note") or {}
+        out.print(f"  last checkpoint (turn {checkpoint['turn']}): {note.get('done') or '(no note)'}")
+        if note.get("next"):
+            out.print(f"    next: {note['next']}")
+
+
+def show_evidence(summary: GoalSummary) -> None:
+    """The newest evidence as a table."""
+    table = Table(show_header=True, header_style="bold", box=None, padding=(0, 2))
+    for column in ("check", "kind", "result", "metric", "exit", "time"):
+        table.add_column(column)
+    for item in summary.evidence:
+        result = "[green]PASS[/]" if item.passed else "[red]FAIL[/]"
+        metric = f"{item.metric} ({item.target})" if item.target else ""
+        table.add_row(item.name, item.kind, result, metric, str(item.exit_code), f"{item.duration_s:.1f}s")
+    out.print(table)
+
+
+def show_threads(threads: list[ThreadRecord]) -> None:
+    """`gk threads`."""
+    for thread in threads:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(thread.created_at))
+        out.print(f"{thread.thread_id}  {when}  {thread.workspace}")
+
+
+def event_line(record: EventRecord) -> str | None:
+    """A short human line for an event, or None for events not worth a line."""
+    p = record.payload
+    match record.kind:
+        case "turn_started":
+            return f"── turn {p['turn']} ({p['kind']})"
+        case "model_response":
+            text = (p.get("content") or "").strip().splitlines()
+            calls = ", ".join(c["name"] for c in p.get("tool_calls", []))
+            return "  model: " + (text[0][:100] if text else "") + (f" → {calls}" if calls else "")
+        case "tool_intent" if p["name"] == "shell":
+            return f"  $ {_command(p['arguments'])[:120]}"
+        case "tool_result" if not p.get("ok"):
+            return f"  ✗ {p['name']}: {(p.get('output') or '').splitlines()[0][:120] if p.get('output') else ''}"
+        case "baseline" | "evidence":
+            verdicts = ", ".join(f"{e['name']} {'PASS' if e['passed'] else 'FAIL'}" for e in p["evidence"])
+            return f"  {record.kind}: {verdicts or '(no checks)'}"
+        case "status_changed":
+            return f"● {p.get('from') or 'new'} → {p['to']} ({p['reason']}, by {record.actor})"
+        case "nudge":
+            return f"  nudge: {p['why']}"
+        case "budget_exhausted":
+            return f"  budget used up ({p['reason']}): wrap-up turn"
+        case "provider_retry":
+            return f"  provider retry {p['attempt']} in {p['delay_s']}s: {p['error']}"
+    return None
+
+
+def _command(arguments: str) -> str:
+    try:
+        return str(json.loads(arguments).get("command", arguments))
+    except (json.JSONDecodeError, AttributeError):
+        return arguments
+
+
+class EventPrinter:
+    """Prints event lines as they are committed, with a live status line on a terminal."""
+
+    def __init__(self, as_json: bool, status: Any = None) -> None:
+        self.as_json = as_json
+        self.status = status
+        self.live: Live | None = None
+        if not as_json and sys.stdout.isatty() and status is not None:
+            self.live = Live(Text(""), console=out, refresh_per_second=4, transient=True)
+
+    def __enter__(self) -> EventPrinter:
+        if self.live:
+            self.live.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live:
+            self.live.stop()
+
+    def __call__(self, record: EventRecord) -> None:
+        if self.as_json:
+            print(json.dumps({"seq": record.seq, "kind": record.kind, "actor": record.actor, "goal_id": record.goal_id,
+                              "ts": record.ts, "payload": record.payload}), flush=True)
+            return
+        line = event_line(record)
+        if line:
+            out.print(line)
+        if self.live and self.status:
+            self.live.update(Text(self.status(), style="bold cyan"))

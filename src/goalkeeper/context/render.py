@@ -1,0 +1,108 @@
+"""Fills the prompt files with a goal's contract, budget and evidence. Pure text in, text out."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from goalkeeper.context.prompts import as_data, render
+from goalkeeper.contract import Contract, format_duration
+from goalkeeper.decide import GoalState
+from goalkeeper.lifecycle import TurnKind
+from goalkeeper.verify import Evidence
+
+#: Characters of a failing check's output shown to the model in feedback.
+FEEDBACK_TAIL_CHARS = 2_000
+
+
+def _bullets(lines: Iterable[str], empty: str = "(none)") -> str:
+    items = [f"- {line}" for line in lines]
+    return "\n".join(items) if items else empty
+
+
+def contract_block(contract: Contract) -> str:
+    """The goal contract as the model reads it, once, in the request prefix."""
+    checks = [f"`{c.name}`: `{c.run}`" + (f" — metric must be {c.metric.target}" if c.metric else "")
+              for c in contract.checks]
+    boundaries = contract.boundaries
+    bounds = [
+        f"may change: {', '.join(boundaries.paths) or 'anything not protected'}",
+        f"never change: {', '.join(boundaries.protect) or '(nothing listed)'}",
+        f"network: {'on' if boundaries.network else 'off'}; sandbox: {boundaries.sandbox}",
+    ]
+    return render(
+        "goal",
+        objective=as_data(contract.outcome),
+        checks=_bullets(checks, "(none: this goal is UNVERIFIED; completion rests on your audit alone)"),
+        constraints=_bullets(f"`{command}`" for command in contract.constraints.keep_green),
+        boundaries=_bullets(bounds),
+        max_attempts=contract.iteration.max_attempts,
+        no_progress_turns=contract.iteration.no_progress_turns,
+        policy=as_data(contract.iteration.policy),
+        blocked_when=as_data(contract.blocked_when),
+        budget=budget_limits(contract),
+    )
+
+
+def budget_limits(contract: Contract) -> str:
+    """The budget's limits alone (no usage): stable text for the request prefix."""
+    budget = contract.budget
+    parts = [f"{budget.tokens:,} tokens" if budget.tokens is not None else "",
+             f"{budget.turns} turns" if budget.turns is not None else "",
+             format_duration(budget.time_s) if budget.time_s is not None else "",
+             f"${budget.usd:.2f}" if budget.usd is not None else ""]
+    return ", ".join(part for part in parts if part) or "no limit set"
+
+
+def budget_line(state: GoalState) -> str:
+    """Budget used and left (limits as raised), e.g. `tokens 1,200/50,000 (48,800 left) · turns 3/40`."""
+    limits, spent = state.limits, state.spent
+    parts: list[str] = []
+    if limits.tokens is not None:
+        parts.append(f"tokens {spent.tokens:,}/{limits.tokens:,} ({max(0, limits.tokens - spent.tokens):,} left)")
+    if limits.turns is not None:
+        parts.append(f"turns {spent.turns}/{limits.turns}")
+    if limits.time_s is not None:
+        parts.append(f"time {format_duration(spent.time_s)}/{format_duration(limits.time_s)}")
+    if limits.usd is not None:
+        parts.append(f"${spent.usd:.2f}/${limits.usd:.2f}")
+    return " · ".join(parts) or f"no limit set (used {spent.tokens:,} tokens, {spent.turns} turns)"
+
+
+def evidence_lines(evidence: Iterable[Evidence]) -> str:
+    """One line per check: name, PASS/FAIL, metric against target, exit code."""
+    lines = []
+    for item in evidence:
+        verdict = "PASS" if item.passed else "FAIL"
+        metric = f", metric {item.metric} (target {item.target})" if item.target else ""
+        why = f" — {item.error}" if item.error else ""
+        lines.append(f"{item.kind} `{item.name}`: {verdict} (exit {item.exit_code}{metric}){why}")
+    return _bullets(lines, "(no checks have run yet)")
+
+
+def failing_details(evidence: Iterable[Evidence]) -> str:
+    """The failing checks with the tail of their output, for audit feedback."""
+    blocks = []
+    for item in evidence:
+        if item.passed:
+            continue
+        tail = item.output_tail[-FEEDBACK_TAIL_CHARS:]
+        blocks.append(f"### {item.kind} `{item.name}`: `{item.command}` (exit {item.exit_code})\n```\n{tail}\n```")
+    return "\n\n".join(blocks) or "(none)"
+
+
+def opening_message(kind: TurnKind, state: GoalState, contract: Contract, evidence: list[Evidence],
+                    why: str = "", message: str = "") -> str:
+    """The hidden message that opens a turn of `kind`."""
+    if kind == "audit_feedback":
+        failing = [e.name for e in evidence if not e.passed]
+        attempt = max((state.attempts.get(name, 0) for name in failing), default=1)
+        return render("audit_feedback", attempt=attempt, max_attempts=state.max_attempts,
+                      failing=failing_details(evidence), evidence=evidence_lines(evidence))
+    if kind == "nudge":
+        return render("nudge", why=why or "the recent steps repeat", evidence=evidence_lines(evidence))
+    if kind == "wrap_up":
+        return render("budget_limit", reason=state.reason.value.replace("_", " "))
+    if kind == "user_input":
+        return render("user_input", message=message)
+    return render("continuation", turn=state.spent.turns, objective=as_data(contract.outcome),
+                  budget_line=budget_line(state), evidence=evidence_lines(evidence))

@@ -1,0 +1,203 @@
+"""The person's control path: set a goal, pause, resume, clear, raise the budget.
+
+Every change goes through `decide`, like the runner's own. While a runner holds the goal's lease the
+request is queued in the store and the runner applies it at its next boundary; otherwise it is
+applied here at once. The CLI, the TUI and the server all call these functions.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from goalkeeper.config import GoalSettings
+from goalkeeper.contract import Contract
+from goalkeeper.decide import (
+    BudgetRaised,
+    Decision,
+    Event,
+    GoalState,
+    Limits,
+    Outcome,
+    Reject,
+    UserPaused,
+    UserResumed,
+    decide,
+)
+from goalkeeper.errors import GoalkeeperError, GoalNotFoundError
+from goalkeeper.lifecycle import Reason
+from goalkeeper.snapshot import state_from_dict, state_to_dict
+from goalkeeper.store import EventRecord, GoalRecord, NewEvent, Store, ThreadRecord, lease_is_live
+
+ControlAction = Literal["pause", "resume", "clear", "budget"]
+
+#: How long a control request waits for a live runner to apply it.
+CONTROL_WAIT_S = 5.0
+
+
+class GoalExistsError(GoalkeeperError):
+    """Setting a goal would replace one that exists."""
+
+
+class ControlRejected(GoalkeeperError):
+    """The goal's status does not allow what was asked."""
+
+
+@dataclass(frozen=True)
+class ControlResult:
+    """What happened to a control request."""
+
+    applied_by: Literal["here", "runner", "queued"]
+    status: str | None
+    """The goal's status afterwards (None once cleared)."""
+
+
+def to_new_events(events: Iterable[Event]) -> list[NewEvent]:
+    """Decision events in the store's form."""
+    return [NewEvent(event.kind, dict(event.payload), event.actor) for event in events]
+
+
+def initial_state(goal_id: str, contract: Contract, settings: GoalSettings) -> GoalState:
+    """The state a new goal starts in."""
+    budget = contract.budget
+    return GoalState(
+        goal_id=goal_id,
+        verified=contract.verified,
+        limits=Limits(budget.tokens, budget.usd, budget.time_s, budget.turns),
+        max_attempts=contract.iteration.max_attempts,
+        no_progress_turns=contract.iteration.no_progress_turns,
+        wrap_up_cap_tokens=settings.run.wrap_up_cap_tokens,
+    )
+
+
+def load_state(goal: GoalRecord) -> GoalState:
+    """The goal's decision state (rebuilt from its contract if it was never saved)."""
+    if not goal.state:
+        return initial_state(goal.goal_id, Contract.model_validate(goal.contract),
+                             GoalSettings.model_validate(goal.settings))
+    return state_from_dict(goal.state)
+
+
+def thread_for(store: Store, workspace: Path, thread_id: str | None = None, create: bool = False) -> ThreadRecord:
+    """The thread named, or the workspace's current one (created on request)."""
+    if thread_id:
+        return store.get_thread(thread_id)
+    thread = store.current_thread(workspace)
+    if thread is None:
+        if not create:
+            raise GoalNotFoundError(f"no goal in {workspace}", 'set one with `gk goal "<objective>" --check ...`')
+        thread = store.create_thread(workspace)
+    return thread
+
+
+def current_goal(store: Store, workspace: Path, thread_id: str | None = None) -> GoalRecord:
+    """The goal of the workspace's current thread, or a clear error."""
+    thread = thread_for(store, workspace, thread_id)
+    goal = store.get_goal(thread.thread_id)
+    if goal is None:
+        raise GoalNotFoundError(f"no goal in {workspace}", 'set one with `gk goal "<objective>" --check ...`')
+    return goal
+
+
+def set_goal(store: Store, workspace: Path, contract: Contract, settings: GoalSettings,
+             replace_existing: bool = False, thread_id: str | None = None) -> GoalRecord:
+    """Make `contract` the thread's goal (status pursuing). Replacing needs `replace_existing`."""
+    thread = thread_for(store, workspace, thread_id, create=True)
+    existing = store.get_goal(thread.thread_id)
+    if existing is not None and not replace_existing:
+        raise GoalExistsError(
+            f"this workspace already has a goal ({existing.goal_id}, {existing.state.get('status')})",
+            "confirm the replacement, pass --replace, or `gk goal clear` first")
+    started = NewEvent("status_changed", {"from": None, "to": "pursuing", "reason": Reason.GOAL_SET.value}, "user")
+    goal_set = NewEvent("goal_set", {"outcome": contract.outcome, "verified": contract.verified,
+                                     "contract": contract.model_dump(mode="json")}, "user")
+    record, _ = store.put_goal(thread.thread_id, contract.model_dump(mode="json"),
+                               {}, settings.model_dump(mode="json"), [goal_set, started])
+    state = initial_state(record.goal_id, contract, settings)
+    store.commit(record.goal_id, [], state=state_to_dict(state), expected_version=record.version)
+    return store.get_goal_by_id(record.goal_id)
+
+
+def request(store: Store, goal: GoalRecord, action: ControlAction, wait_s: float = CONTROL_WAIT_S,
+            **detail: Any) -> ControlResult:
+    """Pause, resume, clear or raise the budget of `goal`, through its runner when one is live."""
+    lease = store.lease(goal.goal_id)
+    if lease is None or not lease_is_live(lease):
+        return apply_here(store, goal, action, detail)
+    [queued] = store.append_events(goal.thread_id, [NewEvent("control_request", {"action": action, **detail}, "user")],
+                                   goal_id=goal.goal_id)
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        if queued.seq in applied_requests(store, goal):
+            return ControlResult("runner", _status_now(store, goal))
+        lease = store.lease(goal.goal_id)
+        if lease is None or not lease_is_live(lease):
+            # The runner ended before it saw the request: apply it here, exactly once.
+            if queued.seq in applied_requests(store, goal):
+                return ControlResult("runner", _status_now(store, goal))
+            return apply_here(store, goal, action, detail, request_seq=queued.seq)
+        time.sleep(0.05)
+    return ControlResult("queued", _status_now(store, goal))
+
+
+def apply_here(store: Store, goal: GoalRecord, action: ControlAction, detail: dict[str, Any],
+               request_seq: int | None = None) -> ControlResult:
+    """Apply a control request in this process (no live runner holds the goal)."""
+    goal = store.get_goal_by_id(goal.goal_id)
+    marker = [NewEvent("control_applied", {"request_seq": request_seq}, "user")] if request_seq else []
+    if action == "clear":
+        store.delete_goal(goal.goal_id, [*marker, NewEvent("goal_cleared", {}, "user")])
+        return ControlResult("here", None)
+    decision = decide_control(load_state(goal), action, detail)
+    if isinstance(decision.action, Reject):
+        raise ControlRejected(decision.action.message)
+    store.commit(goal.goal_id, [*to_new_events(decision.events), *marker],
+                 state=state_to_dict(decision.state), expected_version=goal.version)
+    return ControlResult("here", decision.state.status)
+
+
+def decide_control(state: GoalState, action: ControlAction, detail: dict[str, Any]) -> Decision:
+    """The decision for a person's control request (clear is handled by the caller)."""
+    outcome: Outcome
+    if action == "pause":
+        outcome = UserPaused()
+    elif action == "resume":
+        raised = _raise_of(detail)
+        if raised is not None:
+            state = decide(state, raised).state
+        outcome = UserResumed(force=bool(detail.get("force")))
+    elif action == "budget":
+        outcome = _raise_of(detail) or BudgetRaised()
+    else:
+        raise ValueError(f"not a decision-core control: {action}")
+    return decide(state, outcome)
+
+
+def _raise_of(detail: dict[str, Any]) -> BudgetRaised | None:
+    raised = BudgetRaised(int(detail.get("add_tokens") or 0), float(detail.get("add_usd") or 0.0),
+                          float(detail.get("add_time_s") or 0.0), int(detail.get("add_turns") or 0))
+    return raised if raised != BudgetRaised() else None
+
+
+def applied_requests(store: Store, goal: GoalRecord, after_seq: int = 0) -> set[int]:
+    """Sequence numbers of control requests that have been applied."""
+    records = store.events(goal.thread_id, after_seq=after_seq, goal_id=goal.goal_id, kinds=["control_applied"])
+    return {int(record.payload["request_seq"]) for record in records if record.payload.get("request_seq")}
+
+
+def pending_requests(store: Store, goal_id: str, thread_id: str, after_seq: int = 0) -> list[EventRecord]:
+    """Control requests not yet applied, oldest first."""
+    records = store.events(thread_id, after_seq=after_seq, goal_id=goal_id,
+                           kinds=["control_request", "control_applied"])
+    applied = {r.payload.get("request_seq") for r in records if r.kind == "control_applied"}
+    return [r for r in records if r.kind == "control_request" and r.seq not in applied]
+
+
+def _status_now(store: Store, goal: GoalRecord) -> str | None:
+    current = store.get_goal(goal.thread_id)
+    if current is None or current.goal_id != goal.goal_id:
+        return None
+    return str(current.state.get("status"))

@@ -1,0 +1,40 @@
+"""The demo: a bundled sample repository with a real bug and a failing test, and a goal to fix it."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from importlib import resources
+from pathlib import Path
+
+from goalkeeper.contract import Contract, contract_from_flags
+
+SAMPLE = "discounts"
+
+
+def prepare_sample(parent: Path | None = None) -> Path:
+    """Copy the sample to a fresh directory and make it a git repository with one commit."""
+    target = Path(tempfile.mkdtemp(prefix="gk-demo-", dir=parent)) / SAMPLE
+    source = resources.files("goalkeeper").joinpath("samples", SAMPLE)
+    with resources.as_file(source) as path:
+        shutil.copytree(path, target, ignore=shutil.ignore_patterns("__pycache__"))
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"],
+                 ["-c", "user.name=goalkeeper", "-c", "user.email=demo@goalkeeper.invalid",
+                  "commit", "-q", "-m", "sample with a discount bug"]):
+        subprocess.run(["git", *args], cwd=target, check=True, capture_output=True)
+    return target
+
+
+def demo_contract() -> Contract:
+    """Fix the bug; the unit tests are the verification surface and must not be edited."""
+    return contract_from_flags(
+        "Fix the discount bug in cart.py so that the unit tests pass. Percentages are given as 10 for 10%.",
+        checks=["tests=python -m unittest -q"], protect=["tests/**"], budget_tokens=200_000, budget_turns=12,
+        max_attempts=3, no_progress_turns=4)
+
+
+def describe() -> list[str]:
+    """What the demo is about to do, for the person watching."""
+    return ["goal: fix the discount bug so `python -m unittest` passes",
+            "the harness runs the tests itself; the model's word that it is done is not enough"]

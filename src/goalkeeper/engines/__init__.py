@@ -1,0 +1,1 @@
+"""Engines drive runners: `local` runs a goal in this process (Temporal comes later)."""

@@ -1,0 +1,63 @@
+"""Goal statuses, who may move a goal between them, and the typed reason for every move.
+
+Pure data and one check; no I/O. DESIGN §2 is the source of this table.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+Status = Literal["pursuing", "paused", "achieved", "unmet", "budget_limited"]
+Actor = Literal["user", "model", "harness"]
+TurnKind = Literal["continuation", "audit_feedback", "nudge", "wrap_up", "user_input"]
+
+STATUSES: tuple[Status, ...] = ("pursuing", "paused", "achieved", "unmet", "budget_limited")
+#: Statuses only an explicit user resume (with --force for these two) can leave.
+TERMINAL: frozenset[Status] = frozenset({"achieved", "unmet"})
+
+
+class Reason(StrEnum):
+    """Why a goal's status changed. Every status change carries exactly one."""
+
+    GOAL_SET = "goal_set"
+    USER_PAUSE = "user_pause"
+    USER_RESUME = "user_resume"
+    USER_REOPEN = "user_reopen"
+    INTERRUPTED = "interrupted"
+    STALLED = "stalled"
+    PROVIDER_UNAVAILABLE = "provider_unavailable"
+    CHECKS_PASSED = "checks_passed"
+    AUDIT_ACCEPTED = "audit_accepted"
+    BLOCKED = "blocked"
+    STUCK = "stuck"
+    MAX_ATTEMPTS = "max_attempts"
+    BUDGET_TOKENS = "budget_tokens"
+    BUDGET_USD = "budget_usd"
+    BUDGET_TIME = "budget_time"
+    BUDGET_TURNS = "budget_turns"
+
+
+BUDGET_REASONS = frozenset({Reason.BUDGET_TOKENS, Reason.BUDGET_USD, Reason.BUDGET_TIME, Reason.BUDGET_TURNS})
+
+#: (from, to) -> the actors allowed to make that move.
+TRANSITIONS: dict[tuple[Status, Status], frozenset[Actor]] = {
+    ("pursuing", "paused"): frozenset({"user", "harness"}),
+    ("paused", "pursuing"): frozenset({"user"}),
+    ("pursuing", "achieved"): frozenset({"harness"}),
+    ("pursuing", "unmet"): frozenset({"harness"}),
+    ("pursuing", "budget_limited"): frozenset({"harness"}),
+    ("budget_limited", "pursuing"): frozenset({"user"}),
+    ("unmet", "pursuing"): frozenset({"user"}),
+    ("achieved", "pursuing"): frozenset({"user"}),
+}
+
+
+def is_allowed(source: Status, target: Status, actor: Actor) -> bool:
+    """True when `actor` may move a goal from `source` to `target`."""
+    return actor in TRANSITIONS.get((source, target), frozenset())
+
+
+def exit_code(status: Status) -> int:
+    """The process exit code for a run that ended in `status` (DESIGN §7)."""
+    return {"achieved": 0, "unmet": 1, "budget_limited": 2, "paused": 3}.get(status, 3)

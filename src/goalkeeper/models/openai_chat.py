@@ -1,0 +1,299 @@
+"""The OpenAI Chat Completions wire format, through the official `openai` SDK.
+
+Also serves OpenAI-compatible servers (llama.cpp, vLLM, OpenRouter). It never retries (retry.py does)
+and recognises failures by exception type and status code, never by the text of a message.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import openai
+from openai.types import CompletionUsage
+from openai.types.chat import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionFunctionToolParam,
+    ChatCompletionMessageFunctionToolCall,
+    ChatCompletionMessageFunctionToolCallParam,
+    ChatCompletionMessageParam,
+)
+from openai.types.chat.chat_completion_chunk import ChoiceDeltaToolCall
+
+from goalkeeper.errors import ContextLengthError, ProviderError, TransientProviderError
+from goalkeeper.models.base import Message, ModelRequest, ModelResponse, ToolCall, ToolSpec, Usage
+from goalkeeper.models.retry import retry_after_from_headers
+
+_NO_API_KEY = "no-api-key"
+"""Sent when no key is configured: local servers ignore it, and a real provider answers 401."""
+
+_TRANSIENT_STATUS = frozenset({408, 409, 429})
+"""4xx statuses worth retrying (timeout, conflict, rate limit); the SDK's own retry rule agrees."""
+
+_CONTEXT_LENGTH_CODES = frozenset({"context_length_exceeded", "exceed_context_size_error"})
+"""Structured error codes or types for a prompt that does not fit (OpenAI, llama.cpp)."""
+
+
+class OpenAIChatModel:
+    """A `Model` speaking Chat Completions, streaming or not."""
+
+    def __init__(
+        self,
+        model: str,
+        base_url: str | None,
+        api_key: str | None,
+        *,
+        stream: bool = False,
+        timeout_s: float = 120.0,
+        extra_headers: dict[str, str] | None = None,
+        api_key_env: str | None = None,
+    ) -> None:
+        self.name = model
+        self.stream = stream
+        self.timeout_s = timeout_s
+        self.api_key_env = api_key_env
+        """Only used to name the variable in the error when the key is rejected."""
+        self._client = openai.AsyncOpenAI(
+            api_key=api_key or _NO_API_KEY,
+            base_url=base_url,
+            timeout=timeout_s,
+            max_retries=0,  # retries are ours (retry.py), with our policy and our budget
+            default_headers=extra_headers,
+        )
+
+    async def complete(self, request: ModelRequest) -> ModelResponse:
+        """Sample one response; provider failures come out as `ProviderError` subclasses."""
+        try:
+            if self.stream:
+                return await self._complete_streaming(request)
+            return await self._complete_whole(request)
+        except openai.OpenAIError as error:
+            raise self._provider_error(error) from error
+        except json.JSONDecodeError as error:
+            raise TransientProviderError(f"{self.name}: the provider sent malformed JSON ({error.msg})",
+                                         hint="retry; if it persists, check the base_url") from error
+
+    async def aclose(self) -> None:
+        """Close the HTTP client and its connections."""
+        await self._client.close()
+
+    async def _complete_whole(self, request: ModelRequest) -> ModelResponse:
+        """One non-streaming request."""
+        completion = await self._client.chat.completions.create(
+            model=self.name,
+            messages=chat_messages(request.messages),
+            stream=False,
+            # Sent only when set: some servers reject an empty tool list.
+            tools=chat_tools(request.tools) if request.tools else openai.omit,
+            max_tokens=_max_tokens(request),
+        )
+        if not isinstance(completion, ChatCompletion) or not getattr(completion, "choices", None):
+            # Non-JSON bodies come back as text, and odd JSON without choices is not an answer either.
+            raise TransientProviderError(f"{self.name}: the provider sent a response with no choices")
+        choice = completion.choices[0]
+        content = choice.message.content or ""
+        if content and request.on_text is not None:
+            request.on_text(content)
+        tool_calls = tuple(
+            ToolCall(id=call.id or _fallback_call_id(j), name=call.function.name,
+                     arguments=call.function.arguments)
+            for j, call in enumerate(choice.message.tool_calls or ())
+            if isinstance(call, ChatCompletionMessageFunctionToolCall)
+        )
+        return ModelResponse(content=content, tool_calls=tool_calls, usage=usage_from(completion.usage),
+                             model=completion.model or self.name, finish_reason=choice.finish_reason)
+
+    async def _complete_streaming(self, request: ModelRequest) -> ModelResponse:
+        """One streaming request, assembled from its deltas."""
+        stream = await self._client.chat.completions.create(
+            model=self.name,
+            messages=chat_messages(request.messages),
+            stream=True,
+            stream_options={"include_usage": True},
+            tools=chat_tools(request.tools) if request.tools else openai.omit,
+            max_tokens=_max_tokens(request),
+        )
+        assembly = _StreamAssembly(model=self.name)
+        try:
+            async for chunk in stream:
+                assembly.add(chunk, request)
+        except openai.APITimeoutError:
+            raise  # a read timeout mid-stream reads as a timeout, mapped with the others
+        except openai.APIConnectionError as error:
+            raise TransientProviderError(f"{self.name}: stream ended mid-response (connection lost)",
+                                         hint="retry; the server or a proxy cut the stream") from error
+        finally:
+            await stream.close()
+        return assembly.response()
+
+    def _provider_error(self, error: openai.OpenAIError) -> ProviderError:
+        """The goalkeeper error for an SDK error, chosen by type and status code."""
+        where = f"{self.name} at {str(self._client.base_url).rstrip('/')}"
+        if isinstance(error, openai.APITimeoutError):
+            return TransientProviderError(f"{where}: no answer within {self.timeout_s:g}s",
+                                          hint="retry, or raise the provider timeout")
+        if isinstance(error, openai.APIConnectionError):
+            return TransientProviderError(f"{where}: the connection failed ({error.__cause__ or error})",
+                                          hint="check that the server runs at base_url; else retry")
+        if isinstance(error, openai.APIResponseValidationError):
+            return TransientProviderError(f"{where}: the response did not match the wire format",
+                                          status_code=error.status_code)
+        if isinstance(error, openai.APIStatusError):
+            return self._status_error(error, where)
+        if isinstance(error, openai.APIError):
+            # An error event inside a stream: the HTTP status was already 200.
+            if _is_context_length(error):
+                return ContextLengthError(f"{where}: the request does not fit the context window")
+            return TransientProviderError(f"{where}: the provider reported an error mid-stream: "
+                                          f"{error.message}")
+        return ProviderError(f"{where}: {error}")
+
+    def _status_error(self, error: openai.APIStatusError, where: str) -> ProviderError:
+        """Map an HTTP error status (and its structured error body) to a goalkeeper error."""
+        status = error.status_code
+        detail = f"{where}: HTTP {status}: {_error_message(error)}"
+        if isinstance(error, openai.AuthenticationError | openai.PermissionDeniedError):
+            key = f"the API key in {self.api_key_env}" if self.api_key_env else "the API key"
+            return ProviderError(detail, hint=f"{key} is missing or wrong; set it and retry",
+                                 status_code=status)
+        if isinstance(error, openai.NotFoundError):
+            return ProviderError(f"{where}: model not found (HTTP 404)",
+                                 hint="check the model name and base_url", status_code=status)
+        if isinstance(error, openai.BadRequestError) and _is_context_length(error):
+            return ContextLengthError(f"{where}: the request does not fit the context window",
+                                      status_code=status)
+        if status >= 500 or status in _TRANSIENT_STATUS:
+            return TransientProviderError(detail, status_code=status,
+                                          retry_after_s=retry_after_from_headers(error.response.headers))
+        return ProviderError(detail, hint="the provider refused the request", status_code=status)
+
+
+@dataclass
+class _PartialToolCall:
+    """A tool call while its deltas arrive: id and name come first, arguments in pieces."""
+
+    id: str = ""
+    name: str = ""
+    arguments: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _StreamAssembly:
+    """Accumulates stream chunks into one response."""
+
+    model: str
+    text: list[str] = field(default_factory=list)
+    tool_calls: dict[int, _PartialToolCall] = field(default_factory=dict)
+    usage: Usage = field(default_factory=Usage)
+    finish_reason: str | None = None
+
+    def add(self, chunk: ChatCompletionChunk, request: ModelRequest) -> None:
+        """Take one chunk: text deltas go to `on_text` as they arrive."""
+        if chunk.usage is not None:
+            self.usage = usage_from(chunk.usage)
+        self.model = chunk.model or self.model
+        for choice in chunk.choices or ():
+            if choice.index:  # only the first choice; servers that omit the index send only one
+                continue
+            if choice.delta.content:
+                self.text.append(choice.delta.content)
+                if request.on_text is not None:
+                    request.on_text(choice.delta.content)
+            for delta in choice.delta.tool_calls or ():
+                partial = self.tool_calls.setdefault(self._tool_call_index(delta), _PartialToolCall())
+                partial.id = partial.id or delta.id or ""
+                if delta.function is not None:
+                    partial.name = partial.name or delta.function.name or ""
+                    partial.arguments.append(delta.function.arguments or "")
+            self.finish_reason = choice.finish_reason or self.finish_reason
+
+    def _tool_call_index(self, delta: ChoiceDeltaToolCall) -> int:
+        """The delta's index; servers that omit it start a new call with each id."""
+        if delta.index is not None:
+            return delta.index
+        last = max(self.tool_calls, default=-1)
+        return last + 1 if delta.id or last < 0 else last
+
+    def response(self) -> ModelResponse:
+        """The assembled response; a stream that never said why it finished was cut."""
+        if self.finish_reason is None:
+            raise TransientProviderError(f"{self.model}: stream ended mid-response (no finish_reason)",
+                                         hint="retry; the server or a proxy cut the stream")
+        tool_calls = tuple(
+            ToolCall(id=partial.id or _fallback_call_id(j), name=partial.name,
+                     arguments="".join(partial.arguments))
+            for j, (_, partial) in enumerate(sorted(self.tool_calls.items()))
+        )
+        return ModelResponse(content="".join(self.text), tool_calls=tool_calls, usage=self.usage,
+                             model=self.model, finish_reason=self.finish_reason)
+
+
+def chat_messages(messages: Iterable[Message]) -> list[ChatCompletionMessageParam]:
+    """Messages in Chat Completions form."""
+    return [_chat_message(message) for message in messages]
+
+
+def _chat_message(message: Message) -> ChatCompletionMessageParam:
+    if message.role == "system":
+        return {"role": "system", "content": message.content}
+    if message.role == "user":
+        return {"role": "user", "content": message.content}
+    if message.role == "tool":
+        return {"role": "tool", "content": message.content, "tool_call_id": message.tool_call_id or ""}
+    if not message.tool_calls:
+        return {"role": "assistant", "content": message.content}
+    calls: list[ChatCompletionMessageFunctionToolCallParam] = [
+        {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
+        for call in message.tool_calls
+    ]
+    # Content is "" and never null: llama.cpp answers HTTP 500 to a null content.
+    return {"role": "assistant", "content": message.content, "tool_calls": calls}
+
+
+def chat_tools(tools: Iterable[ToolSpec]) -> list[ChatCompletionFunctionToolParam]:
+    """Tool specs in Chat Completions form."""
+    return [
+        {"type": "function",
+         "function": {"name": tool.name, "description": tool.description, "parameters": tool.parameters}}
+        for tool in tools
+    ]
+
+
+def usage_from(usage: CompletionUsage | None) -> Usage:
+    """Our usage from the provider's; any missing field counts as 0."""
+    if usage is None:
+        return Usage()
+    prompt_details = usage.prompt_tokens_details
+    completion_details = usage.completion_tokens_details
+    return Usage(
+        input_tokens=usage.prompt_tokens or 0,
+        cached_input_tokens=(prompt_details.cached_tokens or 0) if prompt_details else 0,
+        output_tokens=usage.completion_tokens or 0,
+        reasoning_tokens=(completion_details.reasoning_tokens or 0) if completion_details else 0,
+    )
+
+
+def _max_tokens(request: ModelRequest) -> int | openai.Omit:
+    """The output cap, sent only when the request sets one."""
+    return openai.omit if request.max_output_tokens is None else request.max_output_tokens
+
+
+def _is_context_length(error: openai.APIError) -> bool:
+    """True when the structured error says the prompt is too long (code or type, never text)."""
+    return error.code in _CONTEXT_LENGTH_CODES or error.type in _CONTEXT_LENGTH_CODES
+
+
+def _error_message(error: openai.APIStatusError) -> str:
+    """The provider's own message from the error body, for people to read."""
+    body = error.body
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        return str(body["message"])
+    return error.message
+
+
+def _fallback_call_id(position: int) -> str:
+    """An id for a tool call the server sent without one; tool results must name their call."""
+    return f"call_{position}_{uuid.uuid4().hex[:12]}"

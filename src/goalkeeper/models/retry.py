@@ -1,0 +1,131 @@
+"""Retrying transient provider failures: exponential backoff with full jitter, Retry-After honoured.
+
+Only transient errors are retried. Every other provider error propagates at once, and so does
+`ContextLengthError`, which the caller answers by compacting, not by waiting. When retries run out the
+caller gets `ProviderUnavailableError`, which pauses the goal; it never makes the goal unmet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+from goalkeeper.errors import ProviderError, ProviderUnavailableError
+from goalkeeper.models.base import Model, ModelRequest, ModelResponse
+
+_RANDOM = random.Random()
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How long to keep trying a provider that fails transiently."""
+
+    max_retries: int = 5
+    """Retries after the first attempt; 0 means try once."""
+    base_delay_s: float = 0.5
+    """The backoff ceiling for the first retry; it doubles with each retry after that."""
+    max_delay_s: float = 30.0
+    """The highest backoff ceiling. A server's Retry-After may ask for longer and is honoured."""
+    max_total_s: float = 120.0
+    """Cap on the total time spent on the request, retries and waits included."""
+
+
+async def complete_with_retries(
+    model: Model,
+    request: ModelRequest,
+    policy: RetryPolicy,
+    on_retry: Callable[[int, ProviderError, float], None] | None = None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    rng: random.Random | None = None,
+) -> ModelResponse:
+    """Ask `model` until it answers, a non-transient error occurs, or the policy's limits run out.
+
+    `on_retry(attempt, error, delay_s)` is called before each wait; `attempt` counts from 1.
+    `clock` and `rng` exist so tests can pin time and jitter.
+    """
+    started = clock()
+    attempt = 0
+    while True:
+        try:
+            return await model.complete(request)
+        except ProviderError as error:
+            # ProviderUnavailableError is transient, but it means some inner caller already retried.
+            if not error.transient or isinstance(error, ProviderUnavailableError):
+                raise
+            attempt += 1
+            delay = retry_delay(policy, attempt, error, rng or _RANDOM)
+            if attempt > policy.max_retries:
+                raise _unavailable(error, f"after {attempt} attempts") from error
+            if clock() - started + delay > policy.max_total_s:
+                reason = (f"after {attempt} attempts; waiting {delay:.1f}s more would pass the "
+                          f"{policy.max_total_s:g}s retry limit")
+                raise _unavailable(error, reason) from error
+            if on_retry is not None:
+                on_retry(attempt, error, delay)
+            await sleep(delay)
+
+
+def retry_delay(policy: RetryPolicy, attempt: int, error: ProviderError, rng: random.Random) -> float:
+    """Seconds to wait before retry number `attempt` (from 1).
+
+    The server's Retry-After wins when it gave one: it knows when it will have capacity again, and
+    retrying sooner only earns another 429. Otherwise full jitter: uniform in [0, ceiling], which
+    spreads out clients that failed together.
+    """
+    if error.retry_after_s is not None:
+        return max(0.0, error.retry_after_s)
+    ceiling = min(policy.max_delay_s, policy.base_delay_s * 2 ** (attempt - 1))
+    return rng.uniform(0.0, ceiling)
+
+
+def retry_after_from_headers(headers: Mapping[str, str], now: datetime | None = None) -> float | None:
+    """Seconds a response's `retry-after-ms` or `Retry-After` header (seconds or HTTP date) asks for.
+
+    None when there is no such header or it cannot be read.
+    """
+    lowered = {key.lower(): value for key, value in headers.items()}
+    milliseconds = _seconds(lowered.get("retry-after-ms"))
+    if milliseconds is not None:
+        return milliseconds / 1000
+    value = lowered.get("retry-after")
+    if value is None:
+        return None
+    seconds = _seconds(value)
+    if seconds is not None:
+        return seconds
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def _seconds(value: str | None) -> float | None:
+    """A non-negative finite number of seconds, or None."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return None
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+def _unavailable(error: ProviderError, reason: str) -> ProviderUnavailableError:
+    """The error that pauses the goal, naming the last failure."""
+    return ProviderUnavailableError(
+        f"the model provider is still failing {reason}; last error: {error.message}",
+        hint="the goal is paused; run `gk goal resume` to continue once the provider answers again",
+        status_code=error.status_code,
+        retry_after_s=error.retry_after_s,
+    )

@@ -1,0 +1,294 @@
+"""Drives one goal: baseline, then turns and check runs as `decide` directs, until the goal stops.
+
+The runner is where effects happen (model requests, tool runs, store writes); `decide` chooses them.
+Every decision's events and the new state are committed in one transaction before acting on them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from goalkeeper.config import GoalSettings, ModelSettings
+from goalkeeper.context.history import Conversation
+from goalkeeper.context.prompts import render
+from goalkeeper.context.render import contract_block, opening_message
+from goalkeeper.contract import Contract
+from goalkeeper.control import load_state, pending_requests, to_new_events
+from goalkeeper.decide import (
+    Action,
+    BudgetRaised,
+    CheckResult,
+    ChecksRan,
+    Decision,
+    Interrupted,
+    Outcome,
+    ProviderFailed,
+    RunChecks,
+    StartTurn,
+    Stop,
+    UserPaused,
+    Wait,
+    begin,
+    decide,
+    with_baseline,
+)
+from goalkeeper.errors import ContractError, GoalkeeperError, LeaseHeldError, ProviderUnavailableError
+from goalkeeper.lifecycle import Status, TurnKind
+from goalkeeper.models.base import Model, ModelRequest, ModelResponse, ToolCall
+from goalkeeper.models.pricing import cost_usd
+from goalkeeper.models.retry import RetryPolicy, complete_with_retries
+from goalkeeper.snapshot import state_to_dict
+from goalkeeper.store import EventRecord, GoalRecord, NewEvent, StaleGoalError, Store
+from goalkeeper.tools.base import ToolContext, ToolResult
+from goalkeeper.tools.registry import ToolRegistry, default_registry
+from goalkeeper.turn import run_turn
+from goalkeeper.verify import Evidence, run_checks
+from goalkeeper.workspace.tree import tree_hash
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """How a run ended. `status` is None when the goal was cleared while running."""
+
+    goal_id: str
+    status: Status | None
+    reason: str
+
+
+class GoalGone(GoalkeeperError):
+    """The goal was cleared or replaced while this runner drove it."""
+
+
+class Runner:
+    """One goal, one process, one lease."""
+
+    def __init__(self, store: Store, goal: GoalRecord, model: Model, workspace: Path,
+                 on_event: Callable[[EventRecord], None] | None = None) -> None:
+        self.store, self.goal, self.model, self.workspace = store, goal, model, workspace
+        self.contract = Contract.model_validate(goal.contract)
+        self.settings = GoalSettings.model_validate(goal.settings)
+        self.state, self.version = load_state(goal), goal.version
+        self.tools: ToolRegistry = default_registry()
+        self.on_event = on_event
+        self.evidence: list[Evidence] = []
+        self.keep_green: list[str] | None = None
+        self.why = ""
+        self._clock = (time.monotonic(), self.state.spent.time_s)
+        self._interrupted = False
+        self._lease_lost = False
+        history = store.events(goal.thread_id, goal_id=goal.goal_id)
+        self.conversation = Conversation(render("system"), contract_block(self.contract))
+        for record in history:
+            self._absorb(record)
+
+    async def run(self) -> RunResult:
+        """Drive the goal until it stops; Ctrl-C / SIGTERM pause it at the next boundary."""
+        self.store.acquire_lease(self.goal.goal_id)
+        heartbeat = asyncio.create_task(self._heartbeat())
+        self._install_signal_handlers()
+        try:
+            action = await self._start()
+            while isinstance(action, StartTurn | RunChecks):
+                action = await run_turn(self) if isinstance(action, StartTurn) else await self.verify()
+            return RunResult(self.goal.goal_id, self.state.status, self.state.reason.value)
+        except GoalGone as gone:
+            return RunResult(self.goal.goal_id, None, gone.message)
+        finally:
+            heartbeat.cancel()
+            self._remove_signal_handlers()
+            with contextlib.suppress(GoalkeeperError):
+                self.store.release_lease(self.goal.goal_id)
+            await self.model.aclose()
+
+    async def _start(self) -> Action:
+        """Apply queued controls, run the baseline once, then pick up wherever the store says we were."""
+        if (control := self.poll_controls()) is not None:
+            return control
+        if self.state.status != "pursuing":
+            return Stop(self.state.status, self.state.reason)
+        if self.keep_green is None:
+            await self.baseline()
+        turn = self.conversation.turn
+        if turn.pending_checks:
+            return RunChecks(turn.pending_checks)
+        if not turn.ended:
+            return StartTurn(turn.kind)
+        return self._commit(begin(self.state)).action
+
+    async def baseline(self) -> None:
+        """Run every check and keep_green command once before the first turn; red constraints are dropped."""
+        evidence = await run_checks(self.contract, self.workspace)
+        missing = [e for e in evidence if e.kind == "check" and e.exit_code == 127]
+        if missing:
+            raise ContractError(f"check `{missing[0].name}` cannot run: {missing[0].error or 'command not found'}",
+                                "fix its `run` command (or install the tool), then `gk goal ... --replace`")
+        active = [e.name for e in evidence if e.kind == "constraint" and e.passed]
+        dropped = [e.name for e in evidence if e.kind == "constraint" and not e.passed]
+        tree = await self.tree_hash()
+        state = with_baseline(self.state, _results(evidence), tree)
+        payload = {"evidence": [e.__dict__ for e in evidence], "keep_green_active": active,
+                   "keep_green_dropped": dropped, "tree_hash": tree}
+        self._commit(Decision(state, Wait()), [NewEvent("baseline", payload, "harness")])
+
+    async def verify(self) -> Action:
+        """Run the checks (and the constraints green at baseline) and let `decide` judge them."""
+        trigger = self.conversation.turn.pending_checks or "completion"
+        evidence = await run_checks(self.contract, self.workspace, keep_green=self.keep_green)
+        ran = ChecksRan(self.goal.goal_id, trigger, _results(evidence),
+                        turn=self.state.spent.turns, tree_hash=await self.tree_hash())
+        payload = {"trigger": trigger, "turn": ran.turn, "evidence": [e.__dict__ for e in evidence]}
+        return self.steer(ran, [NewEvent("evidence", payload, "harness")]).action
+
+    # ---- what a turn needs (turn.TurnHost)
+
+    def steer(self, outcome: Outcome, extra: list[NewEvent] | None = None) -> Decision:
+        """Decide on `outcome` and commit the decision (with `extra` events) before anything acts on it."""
+        return self._commit(decide(self.state, outcome), extra)
+
+    def record(self, events: list[NewEvent]) -> None:
+        """Commit events that change no state (intents, results, messages)."""
+        self._commit(None, events)
+
+    def elapsed(self) -> float:
+        """The goal's active seconds, across every run of it."""
+        started, base = self._clock
+        return base + time.monotonic() - started
+
+    def poll_controls(self) -> Action | None:
+        """Apply queued pauses, clears and budget raises; an action means the turn must stop here."""
+        if self._lease_lost:
+            raise GoalGone("another runner took over this goal's lease")
+        if self._interrupted:
+            self._interrupted = False
+            return self.steer(Interrupted()).action
+        for request in pending_requests(self.store, self.goal.goal_id, self.goal.thread_id):
+            applied = [NewEvent("control_applied", {"request_seq": request.seq}, "harness")]
+            action, detail = request.payload.get("action"), request.payload
+            if action == "clear":
+                self.store.delete_goal(self.goal.goal_id, [*applied, NewEvent("goal_cleared", {}, "user")])
+                raise GoalGone("the goal was cleared while running")
+            outcome: Outcome = UserPaused() if action == "pause" else BudgetRaised(
+                int(detail.get("add_tokens") or 0), float(detail.get("add_usd") or 0),
+                float(detail.get("add_time_s") or 0), int(detail.get("add_turns") or 0))
+            decision = self.steer(outcome, applied)
+            if isinstance(decision.action, Stop):
+                return decision.action
+        return None
+
+    def opening(self, kind: TurnKind) -> str:
+        """The hidden message that opens a turn."""
+        return opening_message(kind, self.state, self.contract, self.evidence, why=self.why)
+
+    async def sample(self, request: ModelRequest) -> ModelResponse | Action:
+        """One model request with retries; a pause arriving meanwhile cancels it (nothing has run yet)."""
+        model = self.settings.model or ModelSettings()
+        policy = RetryPolicy(max_retries=model.max_retries, max_total_s=model.retry_max_total_s)
+        task = asyncio.create_task(complete_with_retries(self.model, request, policy, self._on_retry))
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=self.settings.run.control_poll_s)
+            if done:
+                try:
+                    return task.result()
+                except ProviderUnavailableError as error:
+                    return self.steer(ProviderFailed(error.message)).action
+            if (control := self.poll_controls()) is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                return control
+
+    async def call_tool(self, call: ToolCall) -> ToolResult:
+        """Run one tool call in the workspace; the full output is kept in the store when it was cut."""
+        result = await self.tools.execute(call, self._tool_context())
+        if result.full_output is not None:
+            blob = self.store.put_blob(result.full_output)
+            result = ToolResult(f"{result.output}\n[full output: {blob}]", result.ok, None, result.signal,
+                                {**result.data, "blob_id": blob}, result.files_touched)
+        return result
+
+    async def tree_hash(self) -> str | None:
+        """The working tree's content hash (off the event loop: it can take a while on big trees)."""
+        return await asyncio.to_thread(tree_hash, self.workspace)
+
+    def price(self, response: ModelResponse) -> float:
+        """USD for one response."""
+        return cost_usd(response.model or self.model.name, response.usage)
+
+    # ---- plumbing
+
+    def _commit(self, decision: Decision | None, extra: list[NewEvent] | None = None) -> Decision:
+        events = [*(extra or []), *(to_new_events(decision.events) if decision else [])]
+        state = state_to_dict(decision.state) if decision else None
+        try:
+            version, records = self.store.commit(self.goal.goal_id, events, state=state,
+                                                 expected_version=self.version if decision else None)
+        except StaleGoalError as stale:
+            raise GoalGone("the goal was cleared, replaced or changed by another process") from stale
+        if decision is not None:
+            self.state, self.version = decision.state, version
+        for record in records:
+            self._absorb(record)
+            if self.on_event is not None:
+                self.on_event(record)
+        return decision or Decision(self.state, Wait())
+
+    def _absorb(self, record: EventRecord) -> None:
+        """Keep the in-memory views (conversation, latest evidence, keep_green) in step with the store."""
+        self.conversation.apply(record)
+        if record.kind in ("evidence", "baseline"):
+            self.evidence = [Evidence(**item) for item in record.payload["evidence"]]
+        if record.kind == "baseline":
+            self.keep_green = list(record.payload["keep_green_active"])
+        elif record.kind == "nudge":
+            self.why = str(record.payload.get("why", ""))
+
+    def _tool_context(self) -> ToolContext:
+        run = self.settings.run
+        view = {"objective": self.contract.outcome, "status": self.state.status, "verified": self.contract.verified,
+                "checks": {e.name: "pass" if e.passed else "fail" for e in self.evidence},
+                "spent": state_to_dict(self.state)["spent"], "limits": state_to_dict(self.state)["limits"]}
+        return ToolContext(self.workspace, run.shell_timeout_s, output_char_limit=run.tool_output_char_limit,
+                           goal_view=view)
+
+    def _on_retry(self, attempt: int, error: GoalkeeperError, delay: float) -> None:
+        self.record([NewEvent("provider_retry", {"attempt": attempt, "error": error.message,
+                                                  "delay_s": round(delay, 3)}, "harness")])
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.run.heartbeat_s)
+            try:
+                self.store.heartbeat(self.goal.goal_id)
+            except LeaseHeldError:
+                self._lease_lost = True  # acted on at the next boundary
+                return
+
+    def _install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(signum, self._interrupt)
+
+    def _remove_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(signum)
+
+    def _interrupt(self) -> None:
+        self._interrupted = True  # honoured at the next boundary: the current tool call finishes first
+
+
+def _results(evidence: list[Evidence]) -> tuple[CheckResult, ...]:
+    return tuple(CheckResult(e.name, e.kind, e.passed, e.metric, _lower_is_better(e.target)) for e in evidence)
+
+
+def _lower_is_better(target: str | None) -> bool | None:
+    return None if not target else target.lstrip().startswith("<")
+

@@ -1,0 +1,117 @@
+"""Finds which process holds the store's file lock, and whether a process is still alive.
+
+Linux /proc only; elsewhere every answer degrades to "unknown process". Never raises.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+_CMDLINE_CHARS = 160
+
+
+def describe_process(pid: int) -> str:
+    """`pid 123 (python -m goalkeeper run)`, or just `pid 123` when its command line cannot be read."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return f"pid {pid}"
+    cmdline = " ".join(raw.replace(b"\0", b" ").decode(errors="replace").split())
+    if len(cmdline) > _CMDLINE_CHARS:
+        cmdline = cmdline[: _CMDLINE_CHARS - 3] + "..."
+    return f"pid {pid} ({cmdline})" if cmdline else f"pid {pid}"
+
+
+def process_is_alive(pid: int) -> bool:
+    """True when `pid` exists on this host and is not a zombie.
+
+    A zombie still answers `kill(pid, 0)`, but it will never heartbeat again, so it counts as gone.
+    """
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # it exists, it just belongs to another user
+    with contextlib.suppress(OSError, IndexError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        # The state letter follows the parenthesised command name, which may itself contain ") ".
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    return True
+
+
+def describe_lock_holders(db_path: Path) -> str:
+    """Who is keeping `db_path` locked, in words, for an error message.
+
+    First choice: the processes holding a write lock on the database or its -shm file (from /proc/locks;
+    SQLite takes the WAL write lock as a POSIX lock there). Fallback: every other process that has one of
+    the files open. Last resort: "unknown process".
+    """
+    files = _store_files(db_path)
+    me = os.getpid()
+    writers = _write_lock_pids(files)
+    if writers:
+        others = sorted(writers - {me})
+        if not others:
+            return f"another connection in this process ({describe_process(me)})"
+        return ", ".join(describe_process(pid) for pid in others)
+    openers = sorted(_pids_with_open(files) - {me})
+    if openers:
+        return ", ".join(describe_process(pid) for pid in openers) + " (which have it open)"
+    return "unknown process"
+
+
+def _store_files(db_path: Path) -> list[Path]:
+    real = Path(os.path.realpath(db_path))
+    return [real, real.with_name(real.name + "-wal"), real.with_name(real.name + "-shm")]
+
+
+def _write_lock_pids(files: list[Path]) -> set[int]:
+    """Pids holding a POSIX WRITE lock on any of `files`, read from /proc/locks."""
+    wanted: set[str] = set()
+    for file in files:
+        with contextlib.suppress(OSError):
+            st = file.stat()
+            wanted.add(f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}")
+    try:
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return set()
+    pids: set[int] = set()
+    for line in lines:
+        # "1: POSIX  ADVISORY  WRITE 4289 fe:00:2146756 120 120"; waiters have "->" after the number.
+        parts = line.split()
+        if len(parts) < 6 or parts[1] == "->" or parts[3] != "WRITE" or parts[5] not in wanted:
+            continue
+        with contextlib.suppress(ValueError):
+            pids.add(int(parts[4]))
+    return pids - {0, -1}  # 0 or -1: a lock from outside our pid namespace, or an OFD lock
+
+
+def _pids_with_open(files: list[Path]) -> set[int]:
+    """Pids with any of `files` open, by reading the /proc/*/fd symlinks we are allowed to read."""
+    targets = {str(file) for file in files}
+    pids: set[int] = set()
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return pids
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        fd_dir = f"/proc/{entry}/fd"
+        try:
+            fds = os.listdir(fd_dir)
+        except OSError:
+            continue  # gone, or another user's process
+        for fd in fds:
+            try:
+                target = os.readlink(f"{fd_dir}/{fd}")
+            except OSError:
+                continue
+            if target in targets:
+                pids.add(int(entry))
+                break
+    return pids

@@ -1,0 +1,361 @@
+"""The Store: an append-only event log of threads and goals in one SQLite file, shared by processes.
+
+It records; it never decides. What an event means is the runner's business. Every write is one short
+transaction, so several processes can open their own Store on the same file at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, Self
+
+from goalkeeper.errors import GoalNotFoundError, StoreError
+from goalkeeper.store import leases
+from goalkeeper.store.db import Database, prepare_path
+from goalkeeper.store.records import (
+    EventRecord,
+    GoalRecord,
+    JSONObject,
+    Lease,
+    NewEvent,
+    ThreadRecord,
+    new_id,
+)
+
+StaleReason = Literal["missing", "replaced", "cleared", "version"]
+
+
+class StaleGoalError(StoreError):
+    """A write was guarded by a goal that is gone, no longer current, or at another version.
+
+    Nothing was written. `current_version` is the goal's version when only the version differs, else None.
+    """
+
+    def __init__(self, goal_id: str, reason: StaleReason, current_version: int | None = None,
+                 expected_version: int | None = None) -> None:
+        what = {
+            "missing": "does not exist",
+            "replaced": "was replaced by a newer goal",
+            "cleared": "was cleared",
+            "version": f"is at version {current_version}, not {expected_version}",
+        }[reason]
+        super().__init__(
+            f"goal {goal_id} {what}; nothing was written",
+            hint="reload the goal (`gk goal`) and decide again; a stale goal is never charged",
+        )
+        self.goal_id = goal_id
+        self.reason: StaleReason = reason
+        self.current_version = current_version
+
+
+class BlobNotFoundError(StoreError):
+    """No blob has the id that was asked for."""
+
+
+def default_store_path() -> Path:
+    """`$GOALKEEPER_HOME/state.db`, by default `~/.goalkeeper/state.db`. The directory is created."""
+    home = os.environ.get("GOALKEEPER_HOME")
+    directory = Path(home).expanduser() if home else Path.home() / ".goalkeeper"
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory / "state.db"
+
+
+class Store:
+    """Threads, goals, events, blobs and leases in one SQLite file (WAL). Every method is synchronous.
+
+    The commit path is the intent-before-action guarantee of DESIGN §5: `commit` returns only after its
+    events are durable, so a caller that commits an intent and then acts can never act without a record
+    of it. After a crash, an intent with no result is visible and can be marked interrupted; nothing
+    that was done is ever forgotten or done twice.
+    """
+
+    def __init__(self, path: Path | None = None, busy_timeout_s: float = 10.0) -> None:
+        self.path = prepare_path(path if path is not None else default_store_path())
+        self._db = Database(self.path, busy_timeout_s)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.close()
+
+    # Threads
+
+    def create_thread(self, workspace: Path) -> ThreadRecord:
+        """Start a thread in `workspace` and make it the workspace's current thread."""
+        thread = ThreadRecord(new_id("thr"), str(workspace.resolve()), time.time())
+        with self._db.write() as conn:
+            conn.execute("INSERT INTO threads (thread_id, workspace, created_at) VALUES (?, ?, ?)",
+                         (thread.thread_id, thread.workspace, thread.created_at))
+            conn.execute("INSERT OR REPLACE INTO current_threads (workspace, thread_id) VALUES (?, ?)",
+                         (thread.workspace, thread.thread_id))
+        return thread
+
+    def current_thread(self, workspace: Path) -> ThreadRecord | None:
+        """The thread that commands in `workspace` act on when no thread is named."""
+        with self._db.read() as conn:
+            row = conn.execute(
+                "SELECT t.* FROM current_threads c JOIN threads t USING (thread_id) WHERE c.workspace = ?",
+                (str(workspace.resolve()),),
+            ).fetchone()
+        return None if row is None else _thread(row)
+
+    def get_thread(self, thread_id: str) -> ThreadRecord:
+        with self._db.read() as conn:
+            row = conn.execute("SELECT * FROM threads WHERE thread_id = ?", (thread_id,)).fetchone()
+        if row is None:
+            raise _no_thread(thread_id)
+        return _thread(row)
+
+    def list_threads(self) -> list[ThreadRecord]:
+        """Every thread, newest first."""
+        with self._db.read() as conn:
+            rows = conn.execute("SELECT * FROM threads ORDER BY created_at DESC, rowid DESC").fetchall()
+        return [_thread(row) for row in rows]
+
+    # Goals
+
+    def put_goal(self, thread_id: str, contract: JSONObject, state: JSONObject, settings: JSONObject,
+                 events: list[NewEvent]) -> tuple[GoalRecord, list[EventRecord]]:
+        """Make a new goal the thread's current one, with `events` appended under its id, atomically.
+
+        A goal the thread already had is marked replaced (its row and events stay readable); any write
+        still guarded by it fails with StaleGoalError from now on.
+        """
+        texts = [_dumps(contract), _dumps(state), _dumps(settings)]
+        encoded = _encode(events)
+        now = time.time()
+        contract_copy, state_copy, settings_copy = (json.loads(text) for text in texts)
+        goal = GoalRecord(new_id("goal"), thread_id, contract_copy, state_copy, settings_copy,
+                          version=1, created_at=now, updated_at=now)
+        with self._db.write(durable=True) as conn:
+            if conn.execute("SELECT 1 FROM threads WHERE thread_id = ?", (thread_id,)).fetchone() is None:
+                raise _no_thread(thread_id)
+            conn.execute("UPDATE goals SET standing = 'replaced', updated_at = ? "
+                         "WHERE thread_id = ? AND standing = 'current'", (now, thread_id))
+            conn.execute(
+                "INSERT INTO goals (goal_id, thread_id, contract, state, settings, version, standing, "
+                "created_at, updated_at) VALUES (?, ?, ?, ?, ?, 1, 'current', ?, ?)",
+                (goal.goal_id, thread_id, *texts, now, now),
+            )
+            records = _append(conn, thread_id, goal.goal_id, encoded, now)
+        return goal, records
+
+    def get_goal(self, thread_id: str) -> GoalRecord | None:
+        """The thread's current goal; None when it has none (or there is no such thread)."""
+        with self._db.read() as conn:
+            row = conn.execute("SELECT * FROM goals WHERE thread_id = ? AND standing = 'current'",
+                               (thread_id,)).fetchone()
+        return None if row is None else _goal(row)
+
+    def get_goal_by_id(self, goal_id: str) -> GoalRecord:
+        """Any goal, current or not; `standing` says which."""
+        with self._db.read() as conn:
+            row = conn.execute("SELECT * FROM goals WHERE goal_id = ?", (goal_id,)).fetchone()
+        if row is None:
+            raise GoalNotFoundError(f"no goal {goal_id}", hint="`gk goal` shows the current goal")
+        return _goal(row)
+
+    def delete_goal(self, goal_id: str, events: list[NewEvent]) -> list[EventRecord]:
+        """Clear the goal: its thread has no current goal after this. `events` are appended atomically.
+
+        The row is kept, marked cleared, so the history stays readable. A goal that is not current
+        raises StaleGoalError and nothing is written.
+        """
+        encoded = _encode(events)
+        now = time.time()
+        with self._db.write(durable=True) as conn:
+            thread_id, _ = _current_goal(conn, goal_id, None)
+            conn.execute("UPDATE goals SET standing = 'cleared', updated_at = ? WHERE goal_id = ?",
+                         (now, goal_id))
+            return _append(conn, thread_id, goal_id, encoded, now)
+
+    def commit(self, goal_id: str, events: list[NewEvent], state: JSONObject | None = None,
+               expected_version: int | None = None,
+               settings: JSONObject | None = None) -> tuple[int, list[EventRecord]]:
+        """THE write path for goal state: append `events` and replace state/settings in one transaction.
+
+        Guarded by `goal_id` (it must be the thread's current goal) and, when given, `expected_version`:
+        otherwise StaleGoalError and nothing is written, so a replaced goal is never charged. Giving
+        state or settings bumps the version. Returns the goal's version after the commit and the events
+        as stored. Events are durable (fsynced) before this returns: commit an intent, then act.
+        """
+        encoded = _encode(events)
+        state_text = None if state is None else _dumps(state)
+        settings_text = None if settings is None else _dumps(settings)
+        now = time.time()
+        with self._db.write(durable=True) as conn:
+            thread_id, version = _current_goal(conn, goal_id, expected_version)
+            records = _append(conn, thread_id, goal_id, encoded, now)
+            if state_text is not None or settings_text is not None:
+                version += 1
+                conn.execute(
+                    "UPDATE goals SET state = COALESCE(?, state), settings = COALESCE(?, settings), "
+                    "version = ?, updated_at = ? WHERE goal_id = ?",
+                    (state_text, settings_text, version, now, goal_id),
+                )
+        return version, records
+
+    # Events
+
+    def append_events(self, thread_id: str, events: list[NewEvent],
+                      goal_id: str | None = None) -> list[EventRecord]:
+        """Append events that change no goal state (side notes, lease notes). Unguarded by version."""
+        encoded = _encode(events)
+        now = time.time()
+        with self._db.write() as conn:
+            if conn.execute("SELECT 1 FROM threads WHERE thread_id = ?", (thread_id,)).fetchone() is None:
+                raise _no_thread(thread_id)
+            if goal_id is not None and conn.execute(
+                "SELECT 1 FROM goals WHERE goal_id = ? AND thread_id = ?", (goal_id, thread_id)
+            ).fetchone() is None:
+                raise GoalNotFoundError(f"no goal {goal_id} in thread {thread_id}",
+                                        hint="`gk goal` shows the current goal")
+            return _append(conn, thread_id, goal_id, encoded, now)
+
+    def events(self, thread_id: str, after_seq: int = 0, goal_id: str | None = None,
+               kinds: Sequence[str] | None = None, limit: int | None = None) -> list[EventRecord]:
+        """The thread's events with seq > `after_seq`, in seq order, optionally of one goal or some kinds.
+
+        `seq` is store-wide and only grows, so the last seq seen is a cursor for the next call.
+        """
+        if isinstance(kinds, str):
+            kinds = [kinds]  # a bare string is one kind, not a sequence of one-letter kinds
+        query = "SELECT * FROM events WHERE thread_id = ? AND seq > ?"
+        params: list[Any] = [thread_id, after_seq]
+        if goal_id is not None:
+            query += " AND goal_id = ?"
+            params.append(goal_id)
+        if kinds is not None:
+            query += f" AND kind IN ({', '.join('?' * len(kinds))})"
+            params.extend(kinds)
+        query += " ORDER BY seq"
+        if limit is not None:
+            query += " LIMIT ?"
+            params.append(limit)
+        with self._db.read() as conn:
+            rows = conn.execute(query, params).fetchall()
+        return [_event(row) for row in rows]
+
+    def last_seq(self, thread_id: str) -> int:
+        """The seq of the thread's newest event; 0 when it has none."""
+        with self._db.read() as conn:
+            row = conn.execute("SELECT MAX(seq) FROM events WHERE thread_id = ?", (thread_id,)).fetchone()
+        return int(row[0] or 0)
+
+    # Blobs
+
+    def put_blob(self, text: str) -> str:
+        """Keep `text` (a full tool output) and return its id, a content hash: same text, same id."""
+        blob_id = "blob_" + hashlib.sha256(text.encode()).hexdigest()[:32]
+        with self._db.write() as conn:
+            conn.execute("INSERT OR IGNORE INTO blobs (blob_id, text, created_at) VALUES (?, ?, ?)",
+                         (blob_id, text, time.time()))
+        return blob_id
+
+    def get_blob(self, blob_id: str) -> str:
+        with self._db.read() as conn:
+            row = conn.execute("SELECT text FROM blobs WHERE blob_id = ?", (blob_id,)).fetchone()
+        if row is None:
+            raise BlobNotFoundError(f"no blob {blob_id} in the store {self.path}",
+                                    hint="use a blob id exactly as a tool result gave it")
+        return str(row[0])
+
+    # Leases
+
+    def acquire_lease(self, goal_id: str, stale_after_s: float = 15.0) -> Lease:
+        """Take the goal's lease for this process, or LeaseHeldError naming the live runner that has it.
+
+        A lease whose process is gone (same host) or whose heartbeat is older than `stale_after_s` is
+        taken over: that is how `gk run` continues after a kill -9. Re-acquiring our own lease is fine.
+        """
+        with self._db.write() as conn:
+            return leases.acquire(conn, goal_id, _me(), stale_after_s, time.time())
+
+    def heartbeat(self, goal_id: str) -> None:
+        """Prove this process still runs the goal; LeaseHeldError if another runner took it over."""
+        with self._db.write() as conn:
+            leases.heartbeat(conn, goal_id, _me(), time.time())
+
+    def release_lease(self, goal_id: str) -> None:
+        """Give up this process's lease on the goal; a lease held by another process is left alone."""
+        with self._db.write() as conn:
+            leases.release(conn, goal_id, _me())
+
+    def lease(self, goal_id: str) -> Lease | None:
+        """The goal's lease as stored, live or not (see `lease_is_live`)."""
+        with self._db.read() as conn:
+            return leases.read(conn, goal_id)
+
+
+def _me() -> leases.Holder:
+    return socket.gethostname(), os.getpid()
+
+
+def _dumps(value: JSONObject) -> str:
+    # sort_keys: the same value always gives the same text, so stored rows can be compared and hashed.
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def _encode(events: list[NewEvent]) -> list[tuple[NewEvent, str]]:
+    """Serialize before the transaction opens: a bad payload fails before anything is locked."""
+    return [(event, _dumps(event.payload)) for event in events]
+
+
+def _append(conn: sqlite3.Connection, thread_id: str, goal_id: str | None,
+            encoded: list[tuple[NewEvent, str]], now: float) -> list[EventRecord]:
+    records = []
+    for event, payload in encoded:
+        cursor = conn.execute(
+            "INSERT INTO events (thread_id, goal_id, kind, actor, payload, ts) VALUES (?, ?, ?, ?, ?, ?)",
+            (thread_id, goal_id, event.kind, event.actor, payload, now),
+        )
+        assert cursor.lastrowid is not None
+        records.append(EventRecord(cursor.lastrowid, thread_id, goal_id, event.kind, event.actor,
+                                   json.loads(payload), now))
+    return records
+
+
+def _current_goal(conn: sqlite3.Connection, goal_id: str,
+                  expected_version: int | None) -> tuple[str, int]:
+    """The (thread_id, version) of a goal that is current and at `expected_version`, else StaleGoalError."""
+    row = conn.execute("SELECT thread_id, version, standing FROM goals WHERE goal_id = ?",
+                       (goal_id,)).fetchone()
+    if row is None:
+        raise StaleGoalError(goal_id, "missing")
+    if row["standing"] != "current":
+        raise StaleGoalError(goal_id, row["standing"])
+    if expected_version is not None and row["version"] != expected_version:
+        raise StaleGoalError(goal_id, "version", row["version"], expected_version)
+    return row["thread_id"], row["version"]
+
+
+def _no_thread(thread_id: str) -> GoalNotFoundError:
+    return GoalNotFoundError(f"no thread {thread_id}", hint="`gk threads` lists them")
+
+
+def _thread(row: sqlite3.Row) -> ThreadRecord:
+    return ThreadRecord(row["thread_id"], row["workspace"], row["created_at"])
+
+
+def _goal(row: sqlite3.Row) -> GoalRecord:
+    return GoalRecord(row["goal_id"], row["thread_id"], json.loads(row["contract"]), json.loads(row["state"]),
+                      json.loads(row["settings"]), row["version"], row["created_at"], row["updated_at"],
+                      row["standing"])
+
+
+def _event(row: sqlite3.Row) -> EventRecord:
+    return EventRecord(row["seq"], row["thread_id"], row["goal_id"], row["kind"], row["actor"],
+                       json.loads(row["payload"]), row["ts"])

@@ -1,0 +1,65 @@
+"""The `shell` tool: one bash command in the workspace, with a timeout and a process-group kill."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from goalkeeper.models.base import ToolSpec
+from goalkeeper.process import run_command
+from goalkeeper.tools.base import ToolContext, ToolResult
+from goalkeeper.tools.output import (
+    ArgumentError,
+    check_argument_names,
+    cut_middle,
+    optional_integer,
+    refusal,
+    required_string,
+)
+
+
+class ShellTool:
+    """Runs `command` with bash in the workspace; ok means exit code 0."""
+
+    spec = ToolSpec(
+        name="shell",
+        description="Run a bash command in the workspace; returns the exit code and combined stdout+stderr.",
+        parameters={
+            "type": "object",
+            "properties": {
+                "command": {"type": "string"},
+                "timeout_s": {"type": "integer", "minimum": 1},
+            },
+            "required": ["command"],
+            "additionalProperties": False,
+        },
+    )
+
+    async def run(self, arguments: dict[str, Any], context: ToolContext) -> ToolResult:
+        """Run the command; a non-zero exit or a timeout is `ok=False` with the output still shown."""
+        try:
+            check_argument_names(arguments, self.spec)
+            command = required_string(arguments, "command")
+            asked = optional_integer(arguments, "timeout_s")
+        except ArgumentError as error:
+            return refusal(str(error))
+        if not command.strip():
+            return refusal("argument 'command' is empty; give a bash command to run")
+        timeout_s = min(
+            float(asked) if asked is not None else context.default_timeout_s, context.max_timeout_s
+        )
+        result = await run_command(command, context.workspace, timeout_s, env=context.env)
+        header = f"exit code: {result.exit_code}\n"
+        if result.timed_out:
+            header += f"timed out after {timeout_s:g}s; the process group was killed\n"
+        body = result.output or "(no output)\n"
+        shown, was_cut = cut_middle(body, context.output_char_limit)
+        return ToolResult(
+            output=header + shown,
+            ok=result.exit_code == 0 and not result.timed_out,
+            full_output=header + body if was_cut else None,
+            data={
+                "exit_code": result.exit_code,
+                "timed_out": result.timed_out,
+                "duration_s": round(result.duration_s, 3),
+            },
+        )

@@ -1,0 +1,177 @@
+"""One turn: model request ↔ tool calls until the model yields (answers with no tool call).
+
+Every tool call is committed as an intent before it runs and as a result after, so a crash can never
+run a finished call twice nor lose one. The budget and stuck rules are consulted before every model
+request and after every tool call, not only at the end of the turn.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Protocol
+
+from goalkeeper.context.history import Conversation, tool_schema_chars
+from goalkeeper.decide import (
+    Action,
+    Decision,
+    ModelResponded,
+    Outcome,
+    Proceed,
+    RequestDue,
+    ToolStepped,
+    TurnEnded,
+)
+from goalkeeper.lifecycle import TurnKind
+from goalkeeper.models.base import ModelRequest, ModelResponse, ToolCall
+from goalkeeper.store import NewEvent
+from goalkeeper.tools.base import ToolResult
+from goalkeeper.tools.registry import GOAL_TOOL_NAMES, ToolRegistry
+
+#: Timings and addresses vary between identical runs; masked so a repeat is still seen as a repeat.
+_VOLATILE = re.compile(r"\b\d+(\.\d+)?\s?(ms|s|sec|secs|seconds)\b|0x[0-9a-f]+", re.IGNORECASE)
+
+
+class TurnHost(Protocol):
+    """What a turn needs from the runner that drives it."""
+
+    conversation: Conversation
+    tools: ToolRegistry
+
+    def steer(self, outcome: Outcome, extra: list[NewEvent] | None = None) -> Decision: ...
+    def record(self, events: list[NewEvent]) -> None: ...
+    def elapsed(self) -> float: ...
+    def poll_controls(self) -> Action | None: ...
+    def opening(self, kind: TurnKind) -> str: ...
+    async def sample(self, request: ModelRequest) -> ModelResponse | Action: ...
+    async def call_tool(self, call: ToolCall) -> ToolResult: ...
+    async def tree_hash(self) -> str | None: ...
+    def price(self, response: ModelResponse) -> float: ...
+
+
+async def run_turn(host: TurnHost) -> Action:
+    """Drive the open turn (just started, or left open by a crash) to its end; return the next action."""
+    turn = host.conversation.turn
+    if not turn.opened:
+        host.record([NewEvent("message", {"role": "user", "kind": turn.kind, "content": host.opening(turn.kind)})])
+    tools = host.tools.only(GOAL_TOOL_NAMES) if turn.kind == "wrap_up" else host.tools
+    while True:
+        action = await _answer_open_calls(host)
+        if not isinstance(action, Proceed):
+            return action
+        if (signal := _signal_of(host.conversation)) is not None:
+            return await _end_turn(host, signal)
+        if (control := host.poll_controls()) is not None:
+            return control
+        estimate = host.conversation.estimated_charged_tokens(tool_schema_chars(tools.specs))
+        due = host.steer(RequestDue(estimate, host.elapsed()))
+        if not isinstance(due.action, Proceed):
+            return due.action
+        request = ModelRequest(host.conversation.messages(), tools.specs, due.action.max_output_tokens)
+        response = await host.sample(request)
+        if not isinstance(response, ModelResponse):
+            return response
+        host.steer(ModelResponded(response.usage.charged_tokens, response.usage.cached_input_tokens,
+                                  host.price(response), host.elapsed()), [_response_event(response, host)])
+        if not response.tool_calls:
+            return await _end_turn(host, None)
+
+
+async def _answer_open_calls(host: TurnHost) -> Action:
+    """Run the newest response's calls that have no result yet, one by one, each a tool boundary."""
+    turn = host.conversation.turn
+    for call in list(turn.unanswered):
+        if _signal_of(host.conversation) is not None:
+            host.record([_result_event(call, ToolResult("skipped: the turn ended with update_goal", ok=False))])
+            continue
+        if call.id in turn.intended:
+            # Started before a crash and never finished: tell the model instead of running it twice.
+            skipped = ToolResult("interrupted: the harness stopped while this call ran; it may have partly run. "
+                                 "Inspect the workspace before repeating it.", ok=False)
+            host.record([_result_event(call, skipped)])
+            continue
+        if (control := host.poll_controls()) is not None:
+            return control
+        host.record([NewEvent("tool_intent", {"call_id": call.id, "name": call.name,
+                                              "arguments": call.arguments}, "model")])
+        result = await host.call_tool(call)
+        step = host.steer(ToolStepped(_signature(call, result), host.elapsed()), [_result_event(call, result)])
+        if not isinstance(step.action, Proceed):
+            return step.action
+    return Proceed()
+
+
+async def _end_turn(host: TurnHost, signal: dict[str, str | None] | None) -> Action:
+    """Close the turn with its checkpoint; the decision says what comes next."""
+    records = host.conversation.turn.records
+    calls = sum(len(r.payload.get("tool_calls", [])) for r in records if r.kind == "model_response")
+    tree = await host.tree_hash()
+    ended = TurnEnded(calls, signal=signal["status"] if signal else None,  # type: ignore[arg-type]
+                      blocker=signal.get("blocker") if signal else None, tree_hash=tree, elapsed_s=host.elapsed())
+    turn = host.conversation.turn
+    events = [NewEvent("turn_ended", {"turn": turn.number, "kind": turn.kind, "tool_calls": calls,
+                                      "signal": signal}, "harness"), _checkpoint_event(host, tree)]
+    return host.steer(ended, events).action
+
+
+def _signal_of(conversation: Conversation) -> dict[str, str | None] | None:
+    """The update_goal report made in this turn, if any (it ends the turn)."""
+    for record in reversed(conversation.turn.records):
+        if record.kind == "tool_result" and record.payload.get("signal"):
+            data: dict[str, str | None] = record.payload.get("data", {})
+            return data
+    return None
+
+
+def _signature(call: ToolCall, result: ToolResult) -> str:
+    """Equal for the same call with the same result (timings masked)."""
+    text = f"{call.name}\0{call.arguments}\0{result.ok}\0{_VOLATILE.sub('#', result.output)}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _response_event(response: ModelResponse, host: TurnHost) -> NewEvent:
+    usage = response.usage
+    return NewEvent("model_response", {
+        "content": response.content,
+        "tool_calls": [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in response.tool_calls],
+        "usage": {"input_tokens": usage.input_tokens, "cached_input_tokens": usage.cached_input_tokens,
+                  "output_tokens": usage.output_tokens, "reasoning_tokens": usage.reasoning_tokens,
+                  "charged_tokens": usage.charged_tokens},
+        "usd": host.price(response), "model": response.model, "finish_reason": response.finish_reason,
+    }, "model")
+
+
+def _result_event(call: ToolCall, result: ToolResult) -> NewEvent:
+    return NewEvent("tool_result", {
+        "call_id": call.id, "name": call.name, "output": result.output, "ok": result.ok,
+        "signal": result.signal, "data": result.data, "files_touched": list(result.files_touched),
+        "full_output_chars": len(result.full_output) if result.full_output else None,
+    }, "harness")
+
+
+def _checkpoint_event(host: TurnHost, tree: str | None) -> NewEvent:
+    """The turn's progress record: the model's note, files touched, commands run, usage, tree."""
+    turn = host.conversation.turn
+    note: dict[str, str] = {}
+    files: set[str] = set()
+    commands: list[str] = []
+    tokens = 0
+    for record in turn.records:
+        payload = record.payload
+        if record.kind == "tool_result":
+            files.update(payload.get("files_touched", []))
+            note = payload.get("data", {}).get("note", note) if payload["name"] == "checkpoint" else note
+        elif record.kind == "tool_intent" and payload["name"] == "shell":
+            commands.append(_command_of(payload["arguments"]))
+        elif record.kind == "model_response":
+            tokens += payload["usage"]["charged_tokens"]
+    return NewEvent("checkpoint", {"turn": turn.number, "kind": turn.kind, "note": note, "files_touched": sorted(files),
+                                   "commands": commands, "tokens": tokens, "tree_hash": tree}, "harness")
+
+
+def _command_of(arguments: str) -> str:
+    try:
+        return str(json.loads(arguments).get("command", arguments))
+    except (json.JSONDecodeError, AttributeError):
+        return arguments

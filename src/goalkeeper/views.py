@@ -1,0 +1,96 @@
+"""Read-only views over the store: a goal's summary, its checkpoints and its evidence.
+
+Readers never write; the status line, `gk status`, the report and (later) the dashboard all use these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from goalkeeper.contract import Contract, format_duration
+from goalkeeper.control import load_state
+from goalkeeper.decide import GoalState
+from goalkeeper.store import EventRecord, GoalRecord, Store, lease_is_live
+from goalkeeper.verify import Evidence
+
+
+@dataclass(frozen=True)
+class GoalSummary:
+    """Everything `gk goal` and `gk status` show."""
+
+    goal_id: str
+    thread_id: str
+    workspace: str
+    objective: str
+    status: str
+    reason: str
+    verified: bool
+    checks_passing: int
+    checks_total: int
+    tokens_used: int
+    tokens_budget: int | None
+    usd_used: float
+    usd_budget: float | None
+    elapsed_s: float
+    time_budget_s: float | None
+    turns: int
+    turns_budget: int | None
+    last_checkpoint: dict[str, Any] | None
+    runner: str | None
+    """`host:pid` of the live runner, if one holds the goal."""
+    evidence: list[Evidence] = field(default_factory=list)
+    baseline: list[Evidence] = field(default_factory=list)
+    keep_green_dropped: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        data = dict(self.__dict__)
+        data["evidence"] = [e.__dict__ for e in self.evidence]
+        data["baseline"] = [e.__dict__ for e in self.baseline]
+        return data
+
+    def status_line(self) -> str:
+        """One line, e.g. `pursuing · 3/4 checks · 40,000/50,000 tok · $0.42 · 12m · turn 7`."""
+        tokens = f"{self.tokens_used:,}" + (f"/{self.tokens_budget:,}" if self.tokens_budget else "") + " tok"
+        checks = f"{self.checks_passing}/{self.checks_total} checks" if self.verified else "unverified"
+        status = self.status if self.status == "pursuing" else f"{self.status} ({self.reason})"
+        return " · ".join([status, checks, tokens, f"${self.usd_used:.2f}", format_duration(self.elapsed_s),
+                           f"turn {self.turns}"])
+
+
+def goal_events(store: Store, goal: GoalRecord, kinds: list[str] | None = None) -> list[EventRecord]:
+    """A goal's events in order."""
+    return store.events(goal.thread_id, goal_id=goal.goal_id, kinds=kinds)
+
+
+def latest_evidence(records: list[EventRecord]) -> list[Evidence]:
+    """The newest check run's evidence (the baseline when no run followed it)."""
+    for record in reversed(records):
+        if record.kind in ("evidence", "baseline"):
+            return [Evidence(**item) for item in record.payload["evidence"]]
+    return []
+
+
+def summarize(store: Store, goal: GoalRecord) -> GoalSummary:
+    """The summary of one goal, read from the store."""
+    contract = Contract.model_validate(goal.contract)
+    state: GoalState = load_state(goal)
+    records = goal_events(store, goal, ["baseline", "evidence", "checkpoint"])
+    evidence = latest_evidence(records)
+    baseline = next((r for r in records if r.kind == "baseline"), None)
+    checkpoint = next((r.payload for r in reversed(records) if r.kind == "checkpoint"), None)
+    lease = store.lease(goal.goal_id)
+    runner = f"{lease.host}:{lease.pid}" if lease and lease_is_live(lease) else None
+    checks = [e for e in evidence if e.kind == "check"]
+    return GoalSummary(
+        goal_id=goal.goal_id, thread_id=goal.thread_id, workspace=store.get_thread(goal.thread_id).workspace,
+        objective=contract.outcome, status=state.status, reason=state.reason.value, verified=contract.verified,
+        checks_passing=sum(e.passed for e in checks), checks_total=len(contract.checks),
+        tokens_used=state.spent.tokens, tokens_budget=state.limits.tokens, usd_used=state.spent.usd,
+        usd_budget=state.limits.usd, elapsed_s=state.spent.time_s, time_budget_s=state.limits.time_s,
+        turns=state.spent.turns, turns_budget=state.limits.turns, last_checkpoint=checkpoint, runner=runner,
+        evidence=evidence,
+        baseline=[Evidence(**item) for item in baseline.payload["evidence"]] if baseline else [],
+        keep_green_dropped=list(baseline.payload["keep_green_dropped"]) if baseline else [],
+    )

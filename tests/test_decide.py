@@ -1,0 +1,336 @@
+"""The decision core: each rule of DESIGN §3, and properties that hold over random runs."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from goalkeeper.decide import (
+    Action,
+    BudgetRaised,
+    CheckResult,
+    ChecksRan,
+    Decision,
+    GoalState,
+    Interrupted,
+    Limits,
+    ModelResponded,
+    Outcome,
+    Proceed,
+    ProviderFailed,
+    Reject,
+    RequestDue,
+    RunChecks,
+    StartTurn,
+    Stop,
+    ToolStepped,
+    TurnEnded,
+    UserPaused,
+    UserResumed,
+    begin,
+    decide,
+)
+from goalkeeper.lifecycle import TERMINAL, Reason
+
+GOAL = "goal_1"
+
+
+def passing(*names: str) -> tuple[CheckResult, ...]:
+    return tuple(CheckResult(name, "check", True) for name in names)
+
+
+def failing(*names: str) -> tuple[CheckResult, ...]:
+    return tuple(CheckResult(name, "check", False) for name in names)
+
+
+def status_changes(decision: Decision) -> list[dict[str, object]]:
+    return [dict(e.payload) | {"actor": e.actor} for e in decision.events if e.kind == "status_changed"]
+
+
+# ---------------------------------------------------------------- rules, one by one
+
+
+def test_completion_request_runs_checks_and_passing_checks_achieve() -> None:
+    state = GoalState(GOAL)
+    asked = decide(state, TurnEnded(tool_calls=1, signal="complete"))
+    assert asked.action == RunChecks("completion")
+    done = decide(asked.state, ChecksRan(GOAL, "completion", passing("tests"), turn=1))
+    assert done.action == Stop("achieved", Reason.CHECKS_PASSED)
+
+
+def test_false_completion_gets_audit_feedback_and_counts_an_attempt() -> None:
+    state = GoalState(GOAL, max_attempts=2)
+    decision = decide(state, ChecksRan(GOAL, "completion", failing("tests"), turn=1))
+    assert decision.action == StartTurn("audit_feedback")
+    assert decision.state.attempts == {"tests": 1}
+    second = decide(decision.state, ChecksRan(GOAL, "completion", failing("tests"), turn=2))
+    assert second.action == Stop("unmet", Reason.MAX_ATTEMPTS)
+
+
+def test_a_broken_constraint_blocks_achievement() -> None:
+    results = (*passing("tests"), CheckResult("ruff check .", "constraint", False))
+    decision = decide(GoalState(GOAL), ChecksRan(GOAL, "completion", results, turn=1))
+    assert decision.state.status == "pursuing"
+    assert decision.action == StartTurn("audit_feedback")
+
+
+def test_evidence_for_another_goal_never_counts() -> None:
+    decision = decide(GoalState(GOAL), ChecksRan("goal_old", "completion", passing("tests"), turn=1))
+    assert decision.state.status == "pursuing"
+
+
+def test_text_only_turn_runs_checks_and_second_in_a_row_stalls() -> None:
+    first = decide(GoalState(GOAL), TurnEnded(tool_calls=0))
+    assert first.action == RunChecks("text_only")
+    again = decide(first.state, ChecksRan(GOAL, "text_only", failing("tests"), turn=1))
+    assert isinstance(again.action, StartTurn)
+    second = decide(again.state, TurnEnded(tool_calls=0))
+    stalled = decide(second.state, ChecksRan(GOAL, "text_only", failing("tests"), turn=2))
+    assert stalled.action == Stop("paused", Reason.STALLED)
+
+
+def test_text_only_turn_with_passing_checks_is_achieved() -> None:
+    first = decide(GoalState(GOAL), TurnEnded(tool_calls=0))
+    done = decide(first.state, ChecksRan(GOAL, "text_only", passing("tests"), turn=1))
+    assert done.action == Stop("achieved", Reason.CHECKS_PASSED)
+
+
+def test_unverified_goal_is_achieved_only_by_a_completion_request() -> None:
+    state = GoalState(GOAL, verified=False)
+    text_only = decide(decide(state, TurnEnded(tool_calls=0)).state, ChecksRan(GOAL, "text_only", (), turn=1))
+    assert text_only.state.status == "pursuing"
+    done = decide(state, ChecksRan(GOAL, "completion", (), turn=1))
+    assert done.action == Stop("achieved", Reason.AUDIT_ACCEPTED)
+
+
+def test_same_tool_call_three_times_nudges_then_stops_stuck() -> None:
+    state = GoalState(GOAL)
+    for _ in range(2):
+        state = decide(state, ToolStepped("same", 0)).state
+    nudge = decide(state, ToolStepped("same", 0))
+    assert nudge.action == StartTurn("nudge")
+    state = nudge.state
+    for _ in range(2):
+        state = decide(state, ToolStepped("same", 0)).state
+    assert decide(state, ToolStepped("same", 0)).action == Stop("unmet", Reason.STUCK)
+
+
+def test_oscillation_is_a_repeat() -> None:
+    state = GoalState(GOAL)
+    for signature in "aba":
+        state = decide(state, ToolStepped(signature, 0)).state
+    assert decide(state, ToolStepped("b", 0)).action == StartTurn("nudge")
+
+
+def test_no_progress_turns_nudge_then_unmet() -> None:
+    state = GoalState(GOAL, no_progress_turns=2, tree_hash="t0")
+    state = decide(state, TurnEnded(tool_calls=1, tree_hash="t0")).state
+    nudge = decide(state, TurnEnded(tool_calls=1, tree_hash="t0"))
+    assert nudge.action == StartTurn("nudge")
+    assert decide(nudge.state, TurnEnded(tool_calls=1, tree_hash="t0")).action == Stop("unmet", Reason.STUCK)
+
+
+def test_progress_after_nudge_clears_it() -> None:
+    state = GoalState(GOAL, no_progress_turns=1, tree_hash="t0")
+    nudge = decide(state, TurnEnded(tool_calls=1, tree_hash="t0"))
+    moved = decide(nudge.state, TurnEnded(tool_calls=1, tree_hash="t1"))
+    assert moved.action == StartTurn("continuation")
+    assert not moved.state.nudged
+
+
+def test_blocked_report_is_unmet_by_the_model() -> None:
+    decision = decide(GoalState(GOAL), TurnEnded(tool_calls=1, signal="blocked", blocker="no credentials"))
+    assert decision.action == Stop("unmet", Reason.BLOCKED)
+    change = status_changes(decision)[0]
+    assert change["declared_by"] == "model" and change["blocker"] == "no credentials"
+
+
+def test_exhausted_budget_gives_one_wrap_up_turn_then_budget_limited() -> None:
+    state = GoalState(GOAL, limits=Limits(tokens=1000))
+    state = decide(state, ModelResponded(1000, 0, 0.0, 1.0)).state
+    wrap = decide(state, RequestDue(100, 1.0))
+    assert wrap.action == StartTurn("wrap_up")
+    assert decide(wrap.state, RequestDue(100, 1.0)).action == Proceed(wrap.state.wrap_up_cap_tokens - 100)
+    ended = decide(wrap.state, TurnEnded(tool_calls=1))
+    assert ended.action == Stop("budget_limited", Reason.BUDGET_TOKENS)
+
+
+def test_turn_budget_stops_before_the_next_turn() -> None:
+    state = GoalState(GOAL, limits=Limits(turns=1), tree_hash="a")
+    first = begin(state)
+    assert first.action == StartTurn("continuation")
+    after = decide(first.state, TurnEnded(tool_calls=1, tree_hash="b"))
+    assert after.action == StartTurn("wrap_up")
+
+
+def test_resume_after_budget_needs_a_raise() -> None:
+    state = GoalState(GOAL, status="budget_limited", reason=Reason.BUDGET_TOKENS, limits=Limits(tokens=10))
+    state = replace(state, spent=replace(state.spent, tokens=12))
+    assert isinstance(decide(state, UserResumed()).action, Reject)
+    raised = decide(state, BudgetRaised(tokens=100)).state
+    assert decide(raised, UserResumed()).state.status == "pursuing"
+
+
+def test_terminal_goals_reopen_only_with_force() -> None:
+    state = GoalState(GOAL, status="achieved", reason=Reason.CHECKS_PASSED)
+    assert isinstance(decide(state, UserResumed()).action, Reject)
+    assert decide(state, UserResumed(force=True)).state.status == "pursuing"
+
+
+def test_provider_failure_pauses_never_unmet() -> None:
+    decision = decide(GoalState(GOAL), ProviderFailed("connection refused"))
+    assert decision.action == Stop("paused", Reason.PROVIDER_UNAVAILABLE)
+
+
+def test_pause_then_no_request_until_resume() -> None:
+    paused = decide(GoalState(GOAL), UserPaused()).state
+    assert decide(paused, RequestDue(10, 0)).action == Stop("paused", Reason.USER_PAUSE)
+    assert decide(paused, UserResumed()).state.status == "pursuing"
+
+
+def test_metric_best_checkpoint_is_kept() -> None:
+    def run(value: float, turn: int) -> ChecksRan:
+        return ChecksRan(GOAL, "text_only", (CheckResult("p95", "check", False, value, True),), turn, f"t{turn}")
+
+    state = GoalState(GOAL)
+    for value, turn in ((200.0, 1), (150.0, 2), (170.0, 3)):
+        state = decide(decide(state, TurnEnded(0)).state, run(value, turn)).state
+        state = replace(state, text_only_streak=0)
+    assert state.best is not None and state.best.turn == 2 and state.best.metric == 150.0
+
+
+# ---------------------------------------------------------------- properties over random runs
+
+everyone = st.sampled_from(["pause", "resume", "resume_force", "raise", "interrupt", "provider_failed"])
+#: People who can stop a goal but never give it more budget or re-open it.
+no_resumes = st.sampled_from(["pause", "interrupt", "provider_failed"])
+
+
+class World:
+    """A random but lawful world: what happens after each action (the runner's side of the loop)."""
+
+    def __init__(self, data: st.DataObject, people: st.SearchStrategy[str] = everyone) -> None:
+        self.data = data
+        self.people = people
+        self.estimate: int | None = None
+        """Set by a RequestDue; a response may follow only then, and never exceeds estimate + cap."""
+
+    def draw(self, strategy: st.SearchStrategy[object]) -> object:
+        return self.data.draw(strategy)
+
+    def reply(self, action: Action) -> Outcome:
+        if self.draw(st.integers(0, 9)) == 0:
+            return self.person()
+        match action:
+            case Proceed(max_output_tokens=cap) if self.estimate is not None:
+                out = int(self.draw(st.integers(0, 400 if cap is None else max(0, min(400, cap)))))  # type: ignore[call-overload]
+                charged, self.estimate = self.estimate + out, None
+                return ModelResponded(charged, 0, 0.0, 0.0)
+            case StartTurn() | Proceed():
+                return self.inside_turn()
+            case RunChecks(trigger=trigger):
+                ok, which = self.draw(st.booleans()), self.draw(st.sampled_from([GOAL, "goal_other"]))
+                return ChecksRan(str(which), trigger, passing("tests") if ok else failing("tests"), turn=1)
+        return self.request()
+
+    def request(self) -> RequestDue:
+        self.estimate = int(self.draw(st.integers(1, 300)))  # type: ignore[call-overload]
+        return RequestDue(self.estimate, 0.0)
+
+    def inside_turn(self) -> Outcome:
+        choice = self.draw(st.sampled_from(["request", "tool", "end"]))
+        if choice == "request":
+            return self.request()
+        if choice == "tool":
+            return ToolStepped(str(self.draw(st.sampled_from("abc"))), 0.0)
+        signal = self.draw(st.sampled_from([None, "complete", "blocked"]))
+        return TurnEnded(int(self.draw(st.integers(0, 2))), signal,  # type: ignore[call-overload, arg-type]
+                         tree_hash=str(self.draw(st.sampled_from(["t1", "t2"]))))
+
+    def person(self) -> Outcome:
+        self.estimate = None
+        kind = self.draw(self.people)
+        return {"pause": UserPaused(), "resume": UserResumed(), "resume_force": UserResumed(force=True),
+                "raise": BudgetRaised(tokens=200, turns=1), "interrupt": Interrupted(),
+                "provider_failed": ProviderFailed("down")}[str(kind)]
+
+
+def drive(data: st.DataObject, steps: int, people: st.SearchStrategy[str] = everyone,
+          ) -> list[tuple[GoalState, Outcome, Decision]]:
+    limits = Limits(tokens=data.draw(st.integers(500, 5000)), turns=data.draw(st.integers(1, 6)))
+    state = GoalState(GOAL, limits=limits, max_attempts=2, no_progress_turns=2, wrap_up_cap_tokens=800)
+    decision, world = begin(state), World(data, people)
+    trace = []
+    for _ in range(steps):
+        outcome = world.reply(decision.action)
+        before = decision.state
+        decision = decide(before, outcome)
+        trace.append((before, outcome, decision))
+    return trace
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_nothing_leaves_a_terminal_status_without_a_forced_user_resume(data: st.DataObject) -> None:
+    for before, outcome, decision in drive(data, 50):
+        if before.status in TERMINAL and decision.state.status != before.status:
+            assert outcome == UserResumed(force=True)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_achieved_only_right_after_passing_checks_for_this_goal(data: st.DataObject) -> None:
+    for before, outcome, decision in drive(data, 50):
+        if decision.state.status == "achieved" and before.status != "achieved":
+            assert isinstance(outcome, ChecksRan)
+            assert outcome.goal_id == before.goal_id
+            assert all(result.passed for result in outcome.results)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_no_model_request_while_paused(data: st.DataObject) -> None:
+    for before, outcome, decision in drive(data, 50):
+        if before.status != "pursuing" and isinstance(outcome, RequestDue):
+            assert not isinstance(decision.action, Proceed | StartTurn)
+        if before.status != "pursuing" and not isinstance(outcome, UserResumed):
+            assert not isinstance(decision.action, Proceed | StartTurn | RunChecks)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_token_budget_is_exceeded_by_at_most_the_wrap_up_cap(data: st.DataObject) -> None:
+    # A person may grant a new budget (and so a new wrap-up turn); without that, the cap is the bound.
+    for _before, _outcome, decision in drive(data, 50, no_resumes):
+        state = decision.state
+        assert state.limits.tokens is not None
+        assert state.spent.tokens <= state.limits.tokens + state.wrap_up_cap_tokens
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_every_status_change_has_an_actor_and_a_reason(data: st.DataObject) -> None:
+    for before, _outcome, decision in drive(data, 50):
+        changes = status_changes(decision)
+        if decision.state.status != before.status:
+            assert len(changes) == 1
+        for change in changes:
+            assert change["actor"] in ("user", "model", "harness")
+            assert change["reason"] in {reason.value for reason in Reason}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 3), st.booleans())
+def test_two_text_only_turns_never_lead_to_a_third_request(tool_turns: int, checks_pass_first: bool) -> None:
+    state = GoalState(GOAL, tree_hash="t")
+    for _ in range(tool_turns):
+        state = decide(state, TurnEnded(1, tree_hash=f"t{_}")).state
+    first = decide(state, TurnEnded(0))
+    after_first = decide(first.state, ChecksRan(GOAL, "text_only", failing("tests"), turn=1))
+    second = decide(after_first.state, TurnEnded(0))
+    results = passing("tests") if checks_pass_first else failing("tests")
+    final = decide(second.state, ChecksRan(GOAL, "text_only", results, turn=2))
+    assert isinstance(final.action, Stop)
+    assert not isinstance(decide(final.state, RequestDue(10, 0)).action, Proceed)
