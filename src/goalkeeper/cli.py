@@ -224,8 +224,8 @@ def log(cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = False
         record = control.current_goal(store, workspace_of(cwd), thread)
         for event in goal_events(store, record):
             if as_json:
-                line = {"seq": event.seq, "kind": event.kind, "actor": event.actor, "payload": event.payload}
-                print(json.dumps(line))
+                row = {"seq": event.seq, "kind": event.kind, "actor": event.actor, "payload": event.payload}
+                print(json.dumps(row))
             elif (line := console.event_line(event)) is not None:
                 console.out.print(f"{event.seq:>5} {line}")
     return 0

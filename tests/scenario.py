@@ -1,0 +1,121 @@
+"""Helpers for scenario tests: the bundled sample repo, scripted steps, and a goal run in-process.
+
+Everything is real: a git repository in tmp_path, bash, the SQLite store; only the model is scripted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from goalkeeper import control
+from goalkeeper.config import GoalSettings, ModelSettings, RunSettings
+from goalkeeper.contract import Contract, contract_from_flags
+from goalkeeper.demo import prepare_sample
+from goalkeeper.models.base import Model
+from goalkeeper.models.scripted import ScriptedModel, ScriptedToolCall, ScriptStep
+from goalkeeper.runner import Runner, RunResult
+from goalkeeper.store import EventRecord, GoalRecord, Store
+
+TESTS = "python -m unittest -q"
+
+FIX_PATCH = """*** Begin Patch
+*** Update File: cart.py
+@@ def apply_discount(total: float, percent: float) -> float:
+-    return round(total - total * percent, 2)
++    return round(total - total * percent / 100, 2)
+*** End Patch"""
+
+
+def call(name: str, **arguments: Any) -> ScriptedToolCall:
+    return ScriptedToolCall(name, arguments)
+
+
+def step(text: str = "", *calls: ScriptedToolCall, delay_s: float = 0.0) -> ScriptStep:
+    return ScriptStep(text=text, tool_calls=tuple(calls), delay_s=delay_s)
+
+
+def shell(command: str) -> ScriptedToolCall:
+    return call("shell", command=command)
+
+
+def complete(summary: str = "done") -> ScriptedToolCall:
+    return call("update_goal", status="complete", summary=summary)
+
+
+HONEST_FIX = [
+    step("Run the tests.", shell(TESTS)),
+    step("Percent means 10 for 10%.", call("apply_patch", patch=FIX_PATCH)),
+    step("", shell(TESTS), call("checkpoint", done="fixed apply_discount", verified="unittest passes",
+                                remaining="nothing", next="request completion")),
+    step("", complete("apply_discount divides by 100")),
+    step("Done."),
+]
+
+
+def sample_repo(tmp_path: Path) -> Path:
+    """A fresh copy of the demo's sample repository (git, one commit, a failing test)."""
+    return prepare_sample(tmp_path)
+
+
+def new_goal(store: Store, workspace: Path, contract: Contract | None = None, **flags: Any) -> GoalRecord:
+    """Set a goal on `workspace` (the tests check by default)."""
+    contract = contract or contract_from_flags(flags.pop("objective", "Fix the discount bug"),
+                                               checks=flags.pop("checks", [f"tests={TESTS}"]), **flags)
+    settings = GoalSettings(model=ModelSettings(provider="scripted", model="scripted", script="inline"),
+                            run=RunSettings(heartbeat_s=0.2, control_poll_s=0.05))
+    return control.set_goal(store, workspace, contract, settings, replace_existing=True)
+
+
+def run(store: Store, goal: GoalRecord, workspace: Path, model: Model) -> RunResult:
+    """Drive the goal in this process until it stops."""
+    current = store.get_goal_by_id(goal.goal_id)
+    return asyncio.run(Runner(store, current, model, workspace).run())
+
+
+def scripted(steps: list[ScriptStep]) -> ScriptedModel:
+    return ScriptedModel(steps)
+
+
+def scripted_after(store: Store, goal: GoalRecord, steps: list[ScriptStep]) -> ScriptedModel:
+    """A script that continues an existing conversation: steps are chosen by assistant-message count."""
+    answered = len(events(store, goal, "model_response"))
+    return ScriptedModel([step("(earlier)")] * answered + steps)
+
+
+def events(store: Store, goal: GoalRecord, kind: str | None = None) -> list[EventRecord]:
+    return store.events(goal.thread_id, goal_id=goal.goal_id, kinds=[kind] if kind else None)
+
+
+def write_script(path: Path, steps: list[ScriptStep]) -> Path:
+    """Write steps as the JSON script `--model scripted:PATH` reads."""
+    def encode(s: ScriptStep) -> dict[str, Any]:
+        data: dict[str, Any] = {"text": s.text, "tool_calls": [{"name": c.name, "arguments": c.arguments}
+                                                                for c in s.tool_calls]}
+        if s.delay_s:
+            data["delay_s"] = s.delay_s
+        return data
+
+    path.write_text(json.dumps({"steps": [encode(s) for s in steps]}))
+    return path
+
+
+def gk(*args: str, home: Path, check: bool = False, timeout: float = 120,
+       **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """Run the real `gk` command in a subprocess against the store in `home`."""
+    env = {**os.environ, "GOALKEEPER_HOME": str(home)}
+    env.pop("OPENAI_API_KEY", None)
+    env.pop("OPENAI_BASE_URL", None)
+    return subprocess.run([sys.executable, "-m", "goalkeeper", *args], env=env, capture_output=True, text=True,
+                          check=check, timeout=timeout, stdin=subprocess.DEVNULL, **kwargs)
+
+
+def gk_popen(*args: str, home: Path) -> subprocess.Popen[str]:
+    env = {**os.environ, "GOALKEEPER_HOME": str(home)}
+    return subprocess.Popen([sys.executable, "-m", "goalkeeper", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
