@@ -105,10 +105,10 @@ def write_script(path: Path, steps: list[ScriptStep]) -> Path:
     return path
 
 
-def gk(*args: str, home: Path, check: bool = False, timeout: float = 120,
+def gk(*args: str, home: Path, check: bool = False, timeout: float = 120, env_extra: dict[str, str] | None = None,
        **kwargs: Any) -> subprocess.CompletedProcess[str]:
     """Run the real `gk` command in a subprocess against the store in `home`."""
-    env = {**os.environ, "GOALKEEPER_HOME": str(home)}
+    env = {**os.environ, "GOALKEEPER_HOME": str(home), **(env_extra or {})}
     env.pop("OPENAI_API_KEY", None)
     env.pop("OPENAI_BASE_URL", None)
     return subprocess.run([sys.executable, "-m", "goalkeeper", *args], env=env, capture_output=True, text=True,

@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 import random
 import signal
+import subprocess
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from scenario import FIX_PATCH, TESTS, call, complete, gk, gk_popen, sample_repo, shell, step, write_script
 
 from goalkeeper.store import Store
+from scenario import FIX_PATCH, TESTS, call, complete, gk, gk_popen, sample_repo, shell, step, write_script
 
 
 def goal_status(home: Path, workspace: Path) -> str:
@@ -49,22 +50,26 @@ def test_pause_from_a_second_process_is_honoured_within_a_second(tmp_path: Path,
     runner = gk_popen("run", "--cwd", str(workspace), home=goalkeeper_home)
     try:
         wait_for(lambda: event_count(goalkeeper_home, workspace) > 12)
-        asked = time.monotonic()
         paused = gk("goal", "pause", "--cwd", str(workspace), home=goalkeeper_home)
         assert paused.returncode == 0, paused.stderr
-        wait_for(lambda: goal_status(goalkeeper_home, workspace) == "paused", timeout=5)
-        took = time.monotonic() - asked
         assert runner.wait(timeout=10) == 3
     finally:
         runner.kill()
-    # `gk goal pause` itself starts a Python process (~0.5 s); the runner's share is well under that.
-    assert took < 1.0 + 1.5, f"pause took {took:.2f}s"
     assert "applied by the running runner" in paused.stdout
+    # Measured in the store, from the request being committed to the runner committing the pause.
+    with Store(goalkeeper_home / "state.db") as store:
+        thread = store.current_thread(workspace)
+        assert thread is not None
+        [asked] = store.events(thread.thread_id, kinds=["control_request"])
+        changes = store.events(thread.thread_id, kinds=["status_changed"])
+    [honoured] = [e for e in changes if e.payload["to"] == "paused"]
+    assert honoured.actor == "user" and honoured.payload["reason"] == "user_pause"
+    assert honoured.ts - asked.ts < 1.0, f"pause took {honoured.ts - asked.ts:.2f}s"
 
 
 def kill_script(tmp_path: Path) -> Path:
-    """Twenty side-effecting calls (each leaves one line), the fix, then completion."""
-    steps = [step(f"step {i}", shell(f"echo call-{i} >> effects.log"), delay_s=0.03) for i in range(20)]
+    """Sixty side-effecting calls (each leaves one line), the fix, then completion."""
+    steps = [step(f"step {i}", shell(f"echo call-{i} >> effects.log"), delay_s=0.03) for i in range(60)]
     steps += [step("", call("apply_patch", patch=FIX_PATCH)), step("", shell(TESTS)),
               step("", complete("fixed")), step("done")]
     return write_script(tmp_path / "kill.json", steps)
@@ -82,8 +87,12 @@ def test_kill_9_at_random_points_loses_nothing_and_runs_nothing_twice(tmp_path: 
         before = event_count(goalkeeper_home, workspace)
         runner = gk_popen("run", "--cwd", str(workspace), home=goalkeeper_home)
         target = before + rng.randint(1, 4)
+
+        def reached(target: int = target, runner: subprocess.Popen[str] = runner) -> bool:
+            return event_count(goalkeeper_home, workspace) >= target or runner.poll() is not None
+
         try:
-            wait_for(lambda: event_count(goalkeeper_home, workspace) >= target or runner.poll() is not None)
+            wait_for(reached)
             time.sleep(rng.uniform(0, 0.03))
             if runner.poll() is not None:
                 break  # it finished before this kill point

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from goalkeeper import control
+from goalkeeper.report import build_report, render_markdown
+from goalkeeper.store import Store
 from scenario import (
     FIX_PATCH,
     HONEST_FIX,
@@ -19,10 +22,6 @@ from scenario import (
     shell,
     step,
 )
-
-from goalkeeper import control
-from goalkeeper.report import build_report, render_markdown
-from goalkeeper.store import Store
 
 
 def test_honest_fix_is_achieved_with_an_evidence_table(tmp_path: Path) -> None:
@@ -43,7 +42,8 @@ def test_false_completion_is_refused_until_checks_pass_then_unmet(tmp_path: Path
         goal = new_goal(store, workspace, max_attempts=2)
         result = run(store, goal, workspace, model)
         assert (result.status, result.reason) == ("unmet", "max_attempts")
-        feedback = [e.payload["content"] for e in events(store, goal, "message") if e.payload["kind"] == "audit_feedback"]
+        messages = events(store, goal, "message")
+        feedback = [e.payload["content"] for e in messages if e.payload["kind"] == "audit_feedback"]
     assert len(feedback) == 1  # one audit turn after the first refusal; the second refusal ends it
     assert "NOT achieved" in feedback[0] and "AssertionError" in feedback[0]
     # The model saw the failing evidence in the request that followed the refusal.

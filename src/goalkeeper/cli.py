@@ -6,6 +6,7 @@ Exit codes: 0 achieved, 1 unmet, 2 budget_limited, 3 paused (stalled included), 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -36,6 +37,11 @@ BaseUrlOpt = Annotated[str | None, typer.Option("--base-url", help="OpenAI-compa
 KeyEnvOpt = Annotated[str | None, typer.Option("--api-key-env", help="Variable holding the API key (OPENAI_API_KEY).")]
 StreamOpt = Annotated[bool, typer.Option("--stream", help="Stream model responses.")]
 Many = Annotated[list[str], typer.Option()]
+
+
+def open_store() -> Store:
+    """The store in $GOALKEEPER_HOME; $GOALKEEPER_BUSY_TIMEOUT_S sets how long to wait for a lock (default 10)."""
+    return Store(busy_timeout_s=float(os.environ.get("GOALKEEPER_BUSY_TIMEOUT_S", "10")))
 
 
 def workspace_of(cwd: Path) -> Path:
@@ -92,7 +98,7 @@ def goal(
 ) -> int:
     """Set the goal, show it (no arguments), or `pause | resume | clear` it."""
     workspace = workspace_of(cwd)
-    with Store() as store:
+    with open_store() as store:
         if objective in ("pause", "resume", "clear"):
             added = {"add_tokens": add_tokens, "add_usd": add_usd, "add_turns": add_turns,
                      "add_time_s": parse_duration(add_time) if add_time else 0.0, "force": force}
@@ -148,7 +154,7 @@ def run(model: ModelOpt = None, base_url: BaseUrlOpt = None, api_key_env: KeyEnv
         cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = False) -> int:
     """Run the goal in the foreground with a live status line. Ctrl-C pauses it cleanly."""
     workspace = workspace_of(cwd)
-    with Store() as store:
+    with open_store() as store:
         record = control.current_goal(store, workspace, thread)
         return _drive(store, record, workspace, model_flags(model, base_url, api_key_env, stream), as_json)
 
@@ -200,7 +206,7 @@ def exec_(
         budget_tokens=budget_tokens, budget_usd=budget_usd, budget_time=budget_time, budget_turns=budget_turns,
         max_attempts=max_attempts, no_progress_turns=no_progress_turns)
     chosen = model_flags(model, base_url, api_key_env, stream) or resolve_model_settings(None, None, None)
-    with Store() as store:
+    with open_store() as store:
         record = _set(store, workspace, thread, contract, chosen, replace)
         return _drive(store, record, workspace, chosen, as_json)
 
@@ -208,7 +214,7 @@ def exec_(
 @app.command()
 def status(cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = False) -> int:
     """The goal's status, checks, budget and last checkpoint."""
-    with Store() as store:
+    with open_store() as store:
         summary = summarize(store, control.current_goal(store, workspace_of(cwd), thread))
         if as_json:
             print(json.dumps(summary.as_json(), indent=1))
@@ -220,7 +226,7 @@ def status(cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = Fa
 @app.command()
 def log(cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = False) -> int:
     """The goal's events, oldest first."""
-    with Store() as store:
+    with open_store() as store:
         record = control.current_goal(store, workspace_of(cwd), thread)
         for event in goal_events(store, record):
             if as_json:
@@ -234,7 +240,7 @@ def log(cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = False
 @app.command()
 def report(cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = False) -> int:
     """The goal's report: Markdown (a PR description) or JSON."""
-    with Store() as store:
+    with open_store() as store:
         data = build_report(store, control.current_goal(store, workspace_of(cwd), thread))
     print(json.dumps(data, indent=1) if as_json else render_markdown(data))
     return 0
@@ -243,19 +249,26 @@ def report(cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = Fa
 @app.command()
 def threads() -> int:
     """Every thread in the store, newest first."""
-    with Store() as store:
+    with open_store() as store:
         console.show_threads(store.list_threads())
     return 0
 
 
 @app.command(name="demo")
 def demo_(model: ModelOpt = None, base_url: BaseUrlOpt = None, api_key_env: KeyEnvOpt = None,
-          stream: StreamOpt = False, as_json: JsonOpt = False) -> int:
+          stream: StreamOpt = False, as_json: JsonOpt = False,
+          replay: Annotated[bool, typer.Option("--replay", help="Replay a bundled scripted model (offline).")] = False,
+          ) -> int:
     """Copy the bundled sample repo (a real bug, a failing test) to a temp dir and run a goal on it."""
-    chosen = model_flags(model, base_url, api_key_env, stream) or resolve_model_settings(None, None, None)
+    if replay:
+        chosen = resolve_model_settings(f"scripted:{demo.replay_script()}", None, None)
+        console.out.print("[yellow]model: a scripted replay bundled with goalkeeper, not a real model; "
+                          "the harness, the repo, the shell and the checks are real[/]")
+    else:
+        chosen = model_flags(model, base_url, api_key_env, stream) or resolve_model_settings(None, None, None)
     workspace = demo.prepare_sample()
     console.out.print(f"sample repo copied to {workspace}")
-    with Store() as store:
+    with open_store() as store:
         record = control.set_goal(store, workspace, demo.demo_contract(), GoalSettings(model=chosen))
         console.out.print("\n".join(f"  {line}" for line in demo.describe()))
         return _drive(store, record, workspace, chosen, as_json)
@@ -272,6 +285,8 @@ def main() -> None:
         show = getattr(error, "show", None)
         show() if callable(show) else console.err.print(f"error: {error}")
         sys.exit(4)
-    except typer.Abort:
-        sys.exit(3)
+    except (typer.Abort, KeyboardInterrupt):
+        # Only reached before a runner started (a runner turns Ctrl-C into a clean pause).
+        console.err.print("interrupted; nothing was changed")
+        sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)

@@ -100,6 +100,9 @@ def event_line(record: EventRecord) -> str | None:
             return f"  {record.kind}: {verdicts or '(no checks)'}"
         case "status_changed":
             return f"● {p.get('from') or 'new'} → {p['to']} ({p['reason']}, by {record.actor})"
+        case "attempt_counted":
+            attempts = ", ".join(f"{name} {count}" for name, count in p["attempts"].items())
+            return f"  completion refused: failing {', '.join(p['failing'])} (attempts: {attempts})"
         case "nudge":
             return f"  nudge: {p['why']}"
         case "budget_exhausted":

@@ -26,6 +26,11 @@ def prepare_sample(parent: Path | None = None) -> Path:
     return target
 
 
+def replay_script() -> Path:
+    """The bundled scripted model for `gk demo --replay`: a false claim first, then an honest fix."""
+    return Path(str(resources.files("goalkeeper").joinpath("samples", f"{SAMPLE}.replay.json")))
+
+
 def demo_contract() -> Contract:
     """Fix the bug; the unit tests are the verification surface and must not be edited."""
     return contract_from_flags(

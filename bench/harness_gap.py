@@ -1,0 +1,308 @@
+"""Benchmark: the harness's own time between model requests, request size, prompt-prefix stability, peak RSS.
+
+Drives one real goal (a git repo, the SQLite store, the real tools) against the local Chat Completions
+server from tests/chat_server.py, and times it from the server's side. It prints figures and asserts nothing.
+
+    .venv/bin/python bench/harness_gap.py [--turns 200]
+
+Every turn is two requests: the model calls `get_goal`, then answers with text, which ends the turn. A
+turn with a tool call is not text-only, so the (always failing) check does not run after each turn.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from goalkeeper import control
+from goalkeeper.config import GoalSettings, ModelSettings, RunSettings
+from goalkeeper.contract import contract_from_flags
+from goalkeeper.models.openai_chat import OpenAIChatModel
+from goalkeeper.runner import Runner, RunResult
+from goalkeeper.store import Store
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from chat_server import ChatServer, Completion, ToolCallReply, UsageReply
+
+GAP_P50_TARGET_MS = 15.0
+PREFIX_SHARE_TARGET = 0.99
+PEAK_RSS_TARGET_MB = 90.0
+CACHED_SHARE = 0.9
+"""The share of each prompt the server reports as cached, so the budget's cache accounting runs."""
+
+
+@dataclass
+class Exchange:
+    """One request as the server saw it."""
+
+    received: float
+    """perf_counter once the whole request body had arrived."""
+    sent: float = 0.0
+    """perf_counter after the whole response was written to the socket."""
+    chars: int = 0
+    """Characters of the JSON-serialised `messages` plus `tools`."""
+    prefix_share: float | None = None
+    """Common prefix with the previous request's messages, over that request's length (None for the first)."""
+    tools_changed: bool = False
+    """The tool list differs from the previous request's."""
+    after_tool_call: bool = False
+    """The request answers a tool call (within a turn); otherwise it opens a turn."""
+
+
+@dataclass
+class Probe:
+    """What the server records per request; it keeps only the previous request's messages, not every body."""
+
+    exchanges: list[Exchange] = field(default_factory=list)
+    _previous: list[str] = field(default_factory=list)
+    _previous_tools: str = ""
+
+    def observe(self, exchange: Exchange, body: dict[str, Any]) -> None:
+        """Measure `body` (the newest exchange's) against the request before it."""
+        messages = [json.dumps(message) for message in body.get("messages", [])]
+        tools = json.dumps(body.get("tools", []))
+        exchange.chars = sum(len(text) for text in messages) + len(tools)
+        exchange.after_tool_call = bool(body.get("messages")) and body["messages"][-1].get("role") == "tool"
+        if len(self.exchanges) > 1:
+            previous_length = sum(len(text) for text in self._previous)
+            exchange.prefix_share = common_prefix_chars(self._previous, messages) / max(1, previous_length)
+            exchange.tools_changed = tools != self._previous_tools
+        self._previous, self._previous_tools = messages, tools
+
+
+def common_prefix_chars(before: list[str], after: list[str]) -> int:
+    """Characters shared from the start: whole equal messages, then characters of the first that differs."""
+    shared = 0
+    for old, new in zip(before, after, strict=False):
+        if old != new:
+            return shared + next((i for i, (a, b) in enumerate(zip(old, new, strict=False)) if a != b),
+                                 min(len(old), len(new)))
+        shared += len(old)
+    return shared
+
+
+def reply(body: dict[str, Any], number: int) -> Completion:
+    """A tool result in the request gets text (the turn ends); anything else gets one `get_goal` call.
+
+    The call id is set from the request `number`: the server's default id counts the request bodies it
+    keeps, and this benchmark keeps none.
+    """
+    prompt_tokens = len(json.dumps(body.get("messages", []))) // 4
+    usage = UsageReply(prompt_tokens, 8, cached_tokens=int(prompt_tokens * CACHED_SHARE))
+    messages = body.get("messages", [])
+    if messages and messages[-1].get("role") == "tool":
+        return Completion(text="ok", usage=usage)
+    return Completion(tool_calls=(ToolCallReply("get_goal", {}, id=f"call_{number}"),), usage=usage)
+
+
+class TimedChatServer(ChatServer):
+    """The test server, timing each request from its arrival to the last byte of its answer."""
+
+    def __init__(self, probe: Probe) -> None:
+        super().__init__(reply_fn=self._observed_reply, model="bench-model")
+        self.probe = probe
+
+    def _observed_reply(self, body: dict[str, Any]) -> Completion:
+        self.probe.observe(self.probe.exchanges[-1], body)
+        return reply(body, len(self.probe.exchanges))
+
+    async def _chat_completions(self, request: web.Request) -> web.StreamResponse:
+        await request.read()  # the whole body is in (aiohttp keeps it for the handler's request.json())
+        self.probe.exchanges.append(Exchange(received=time.perf_counter()))
+        response = await super()._chat_completions(request)
+        # Written here rather than by aiohttp after we return, so `sent` is when the client can read it.
+        await response.prepare(request)
+        await response.write_eof()
+        self.probe.exchanges[-1].sent = time.perf_counter()
+        with self._lock:
+            self.requests.clear()  # every body kept would be charged to the harness's peak RSS
+        return response
+
+
+def make_repo(root: Path) -> Path:
+    """A small git repository with one commit."""
+    repo = root / "repo"
+    (repo / "src").mkdir(parents=True)
+    (repo / "README.md").write_text("# bench\n")
+    (repo / "src" / "app.py").write_text("def add(a: int, b: int) -> int:\n    return a + b\n")
+    git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.invalid"]
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=repo, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "initial"], cwd=repo, check=True)
+    return repo
+
+
+def run_goal(store: Store, repo: Path, base_url: str, turns: int) -> RunResult:
+    """Set a goal whose check always fails and whose only limit is `turns`, and drive it to its end."""
+    contract = contract_from_flags("Benchmark the harness gap", checks=["tests=false"],
+                                   budget_turns=turns, no_progress_turns=100_000)
+    model = ModelSettings(provider="chat", model="bench-model", base_url=base_url, api_key_env="BENCH_KEY")
+    goal = control.set_goal(store, repo, contract, GoalSettings(model=model, run=RunSettings()))
+    runner = Runner(store, goal, OpenAIChatModel("bench-model", base_url, "x"), repo)
+    return asyncio.run(runner.run())
+
+
+@dataclass(frozen=True)
+class TurnCount:
+    """The run's turns as the store recorded them."""
+
+    opened: int
+    answered: int
+    """Turns that sent at least one model request."""
+    wrap_up: int
+
+
+def count_turns(store: Store, goal_id: str) -> TurnCount:
+    """Count the goal's turns, and those that got a model response, from its events."""
+    goal = store.get_goal_by_id(goal_id)
+    kinds: dict[int, str] = {}
+    answered: set[int] = set()
+    turn = 0
+    for record in store.events(goal.thread_id, goal_id=goal_id, kinds=["turn_started", "model_response"]):
+        if record.kind == "turn_started":
+            turn = int(record.payload["turn"])
+            kinds[turn] = str(record.payload["kind"])
+        else:
+            answered.add(turn)
+    return TurnCount(len(kinds), len(answered), sum(kind == "wrap_up" for kind in kinds.values()))
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def harness_import_rss_mb() -> float:
+    """Peak RSS of a fresh interpreter that imports only the harness (no aiohttp, no server).
+
+    Read from VmHWM: a child's ru_maxrss would start at this process's size (Linux carries it over fork
+    and exec).
+    """
+    code = ("import goalkeeper.runner, goalkeeper.models.openai_chat; "
+            "print(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    return int(out) / 1024
+
+
+def percentile(values: list[float], share: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(share * len(ordered)) - 1))]
+
+
+def gaps_ms(exchanges: list[Exchange], after_tool_call: bool | None = None) -> list[float]:
+    """Server finished answering request i-1 → request i arrived, in ms; optionally only one kind of i."""
+    return [(now.received - before.sent) * 1000 for before, now in itertools.pairwise(exchanges)
+            if after_tool_call is None or now.after_tool_call == after_tool_call]
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the table."""
+
+    name: str
+    value: str
+    target: str = ""
+    met: bool | None = None
+
+
+def gap_rows(exchanges: list[Exchange]) -> list[Row]:
+    """The harness gap overall, by kind of request, and early against late in the run."""
+    gaps = gaps_ms(exchanges)
+    within, between = gaps_ms(exchanges, after_tool_call=True), gaps_ms(exchanges, after_tool_call=False)
+    edge = max(1, len(gaps) // 8)
+
+    def pair(values: list[float]) -> str:
+        return f"{percentile(values, 0.5):.1f} / {percentile(values, 0.95):.1f}"
+
+    return [
+        Row("harness gap p50 (ms)", f"{percentile(gaps, 0.5):.1f}", f"< {GAP_P50_TARGET_MS:g}",
+            percentile(gaps, 0.5) < GAP_P50_TARGET_MS),
+        Row("harness gap p95 (ms)", f"{percentile(gaps, 0.95):.1f}"),
+        Row("  after a tool call p50 / p95", pair(within)),
+        Row("  opening a turn p50 / p95", pair(between)),
+        Row(f"  first / last {edge} requests p50", f"{percentile(gaps[:edge], 0.5):.1f} / "
+            f"{percentile(gaps[-edge:], 0.5):.1f}"),
+    ]
+
+
+def size_rows(exchanges: list[Exchange]) -> list[Row]:
+    """Request sizes and how much of each request repeats the one before it."""
+    shares = [e.prefix_share for e in exchanges if e.prefix_share is not None]
+    chars = [e.chars for e in exchanges]
+    lowest = min(range(len(shares)), key=shares.__getitem__)
+    return [
+        Row("chars/request first / median / max", f"{chars[0]:,} / {statistics.median(chars):,.0f} / {max(chars):,}"),
+        Row("prefix share min", f"{shares[lowest]:.4f} (#{lowest + 1})", f">= {PREFIX_SHARE_TARGET}",
+            shares[lowest] >= PREFIX_SHARE_TARGET),
+        Row("prefix share mean", f"{statistics.fmean(shares):.4f}", f">= {PREFIX_SHARE_TARGET}",
+            statistics.fmean(shares) >= PREFIX_SHARE_TARGET),
+        Row("requests whose tool list changed", str(sum(e.tools_changed for e in exchanges))),
+    ]
+
+
+def rss_rows(rss: dict[str, float]) -> list[Row]:
+    """Peak RSS of this process (harness and server thread together) and two baselines."""
+    return [
+        Row("peak RSS, harness + server (MB)", f"{rss['peak']:.1f}", f"< {PEAK_RSS_TARGET_MB:g}",
+            rss["peak"] < PEAK_RSS_TARGET_MB),
+        Row("  before the server started (MB)", f"{rss['before_server']:.1f}"),
+        Row("  harness imports alone (MB)", f"{rss['imports_only']:.1f}"),
+    ]
+
+
+def report(exchanges: list[Exchange], result: RunResult, turns: TurnCount, budget_turns: int,
+           wall_s: float, rss: dict[str, float]) -> None:
+    """Print the run, the figures, the targets and whether each is met."""
+    print(f"machine: {os.cpu_count()} cpus, Python {platform.python_version()}, {platform.platform()}")
+    print(f"run: {result.status} ({result.reason}) in {wall_s:.1f}s, {len(exchanges)} requests; "
+          f"{turns.opened} turns opened ({turns.wrap_up} wrap-up), {turns.answered} sent requests")
+    if result.status != "budget_limited" or turns.opened != budget_turns + 1 or turns.wrap_up != 1:
+        print(f"WARNING: expected budget_limited after {budget_turns} turns and one wrap-up turn")
+    if turns.answered < turns.opened:
+        print(f"note: {turns.opened - turns.answered} turn(s) opened but sent no request (with a turn budget "
+              "of N, turn N finds the budget used up at its first request and the wrap-up turn begins)")
+    print(f"\n{'figure':<36} {'measured':>26}  {'target':<8} met")
+    for row in [*gap_rows(exchanges), *size_rows(exchanges), *rss_rows(rss)]:
+        met = "" if row.met is None else ("yes" if row.met else "NO")
+        print(f"{row.name:<36} {row.value:>26}  {row.target:<8} {met}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--turns", type=int, default=200, help="the goal's turn budget (two requests a turn)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="gk-bench-") as temp:
+        root = Path(temp)
+        os.environ["GOALKEEPER_HOME"] = str(root / "home")
+        repo = make_repo(root)
+        store = Store(root / "home" / "state.db")
+        rss = {"before_server": peak_rss_mb(), "imports_only": harness_import_rss_mb()}
+        probe = Probe()
+        with TimedChatServer(probe) as server:
+            started = time.perf_counter()
+            result = run_goal(store, repo, server.base_url, args.turns)
+            wall_s = time.perf_counter() - started
+        rss["peak"] = peak_rss_mb()
+        turns = count_turns(store, result.goal_id)
+        store.close()
+    report(probe.exchanges, result, turns, args.turns, wall_s, rss)
+
+
+if __name__ == "__main__":
+    main()

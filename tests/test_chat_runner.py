@@ -1,0 +1,73 @@
+"""A whole goal over the Chat Completions wire format: a real local HTTP server, the official SDK, a real repo."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from chat_server import ChatServer, Completion, Failure, ToolCallReply, UsageReply
+from goalkeeper.config import GoalSettings, ModelSettings, RunSettings
+from goalkeeper.models.openai_chat import OpenAIChatModel
+from goalkeeper.runner import Runner
+from goalkeeper.store import Store
+from scenario import FIX_PATCH, TESTS, events, new_goal, sample_repo
+
+FIX = [
+    Completion(text="", tool_calls=(ToolCallReply("apply_patch", {"patch": FIX_PATCH}),),
+               usage=UsageReply(prompt_tokens=1200, completion_tokens=80, cached_tokens=1000)),
+    Completion(text="", tool_calls=(
+        ToolCallReply("shell", {"command": TESTS}),
+        ToolCallReply("checkpoint", {"done": "fixed", "remaining": "none", "next": "done"})),
+               usage=UsageReply(prompt_tokens=1500, completion_tokens=60, cached_tokens=1200)),
+    Completion(text="", tool_calls=(ToolCallReply("update_goal", {"status": "complete", "summary": "fixed"}),),
+               usage=UsageReply(prompt_tokens=1700, completion_tokens=30, cached_tokens=1500)),
+]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streaming"])
+def test_goal_over_chat_completions_is_achieved_and_charged_as_reported(tmp_path: Path, stream: bool) -> None:
+    workspace = sample_repo(tmp_path)
+    with ChatServer(FIX) as server, Store() as store:
+        goal = new_goal(store, workspace)
+        model = OpenAIChatModel("test-model", server.base_url, "key", stream=stream)
+        result = asyncio.run(Runner(store, store.get_goal_by_id(goal.goal_id), model, workspace).run())
+        state = store.get_goal_by_id(goal.goal_id).state
+        bodies = list(server.requests)
+    assert result.status == "achieved"
+    # Charged = non-cached input + output, exactly as the server reported it.
+    assert state["spent"]["tokens"] == (200 + 80) + (300 + 60) + (200 + 30)
+    assert state["spent"]["cached_tokens"] == 1000 + 1200 + 1500
+    assistant = [m for m in bodies[1]["messages"] if m["role"] == "assistant"]
+    assert assistant[0]["content"] == "" and assistant[0]["tool_calls"]  # never null
+    tools = {t["function"]["name"] for t in bodies[0]["tools"]}
+    assert {"shell", "read_file", "write_file", "apply_patch", "search", "get_goal", "update_goal",
+            "checkpoint"} <= tools
+    assert all(b.get("stream", False) == stream for b in bodies)
+
+
+def test_unreachable_server_is_retried_then_the_goal_pauses(tmp_path: Path) -> None:
+    workspace = sample_repo(tmp_path)
+    with Store() as store:
+        goal = new_goal(store, workspace)
+        settings = GoalSettings(model=ModelSettings(model="m", base_url="http://127.0.0.1:9/v1", max_retries=2,
+                                                    retry_max_total_s=10), run=RunSettings(control_poll_s=0.05))
+        store.commit(goal.goal_id, [], settings=settings.model_dump(mode="json"))
+        model = OpenAIChatModel("m", "http://127.0.0.1:9/v1", "key", timeout_s=2)
+        result = asyncio.run(Runner(store, store.get_goal_by_id(goal.goal_id), model, workspace).run())
+        retries = events(store, goal, "provider_retry")
+    assert (result.status, result.reason) == ("paused", "provider_unavailable")
+    assert len(retries) == 2
+
+
+def test_rate_limit_is_retried_after_the_servers_delay_and_the_run_goes_on(tmp_path: Path) -> None:
+    workspace = sample_repo(tmp_path)
+    with ChatServer([Failure.rate_limited(retry_after="0.2"), *FIX]) as server, Store() as store:
+        goal = new_goal(store, workspace)
+        model = OpenAIChatModel("test-model", server.base_url, "key")
+        result = asyncio.run(Runner(store, store.get_goal_by_id(goal.goal_id), model, workspace).run())
+        retries = [json.dumps(e.payload) for e in events(store, goal, "provider_retry")]
+    assert result.status == "achieved"
+    assert len(retries) == 1 and "0.2" in retries[0]

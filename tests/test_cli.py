@@ -1,0 +1,162 @@
+"""The real `gk` command in subprocesses: the goal lifecycle, exit codes, and bad input."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from scenario import HONEST_FIX, TESTS, complete, gk, gk_popen, sample_repo, shell, step, write_script
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    return sample_repo(tmp_path)
+
+
+def script(tmp_path: Path, steps: list) -> str:  # type: ignore[type-arg]
+    return f"scripted:{write_script(tmp_path / 'script.json', steps)}"
+
+
+def test_goal_then_run_then_status_log_report(tmp_path: Path, workspace: Path, goalkeeper_home: Path) -> None:
+    model = script(tmp_path, HONEST_FIX)
+    set_goal = gk("goal", "Fix the discount bug", "--check", f"tests={TESTS}", "--budget-tokens", "50000",
+                  "--model", model, "--cwd", str(workspace), home=goalkeeper_home)
+    assert set_goal.returncode == 0, set_goal.stderr
+    assert "pursuing" in set_goal.stdout
+    ran = gk("run", "--cwd", str(workspace), home=goalkeeper_home)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    shown = gk("goal", "--cwd", str(workspace), home=goalkeeper_home).stdout
+    assert "achieved" in shown and "1/1 passing" in shown and "/ 50,000" in shown
+    status = json.loads(gk("status", "--json", "--cwd", str(workspace), home=goalkeeper_home).stdout)
+    assert status["status"] == "achieved" and status["checks_passing"] == 1
+    report = json.loads(gk("report", "--json", "--cwd", str(workspace), home=goalkeeper_home).stdout)
+    assert report["files_touched"] == ["cart.py"]
+    assert "turn 1" in gk("log", "--cwd", str(workspace), home=goalkeeper_home).stdout
+    assert str(workspace) in gk("threads", home=goalkeeper_home).stdout
+
+
+@pytest.mark.parametrize(("steps", "flags", "code"), [
+    ([step("Done!", complete())], ["--max-attempts", "1"], 1),
+    ([step("", shell("ls")), step("ok"), step("", shell("pwd")), step("fine")], ["--budget-turns", "1"], 2),
+    ([step("It works, I promise.")], [], 3),
+], ids=["unmet", "budget_limited", "paused_stalled"])
+def test_exec_exit_code_tells_the_outcome(tmp_path: Path, workspace: Path, goalkeeper_home: Path,
+                                          steps: list, flags: list[str], code: int) -> None:  # type: ignore[type-arg]
+    done = gk("exec", "Fix it", "--check", f"tests={TESTS}", *flags, "--model", script(tmp_path, steps),
+              "--cwd", str(workspace), home=goalkeeper_home)
+    assert done.returncode == code, done.stdout + done.stderr
+
+
+def test_exec_json_streams_one_event_per_line(tmp_path: Path, workspace: Path, goalkeeper_home: Path) -> None:
+    done = gk("exec", "Fix it", "--check", f"tests={TESTS}", "--json", "--model", script(tmp_path, HONEST_FIX),
+              "--cwd", str(workspace), home=goalkeeper_home)
+    assert done.returncode == 0
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    assert events[-1]["kind"] == "status_changed" and events[-1]["payload"]["to"] == "achieved"
+    assert [e["seq"] for e in events] == sorted(e["seq"] for e in events)
+
+
+def test_replacing_a_goal_needs_confirmation_or_replace(tmp_path: Path, workspace: Path,
+                                                       goalkeeper_home: Path) -> None:
+    model = script(tmp_path, HONEST_FIX)
+    gk("goal", "First", "--model", model, "--cwd", str(workspace), home=goalkeeper_home, check=True)
+    refused = gk("goal", "Second", "--model", model, "--cwd", str(workspace), home=goalkeeper_home)
+    assert refused.returncode == 4 and "already has a goal" in refused.stderr
+    replaced = gk("goal", "Second", "--replace", "--model", model, "--cwd", str(workspace), home=goalkeeper_home)
+    assert replaced.returncode == 0 and "Second" in replaced.stdout
+
+
+def test_resume_with_more_turns_continues_a_budget_limited_goal(tmp_path: Path, workspace: Path,
+                                                                goalkeeper_home: Path) -> None:
+    steps = [step("", shell("ls")), step("looked"), step("summary"), *HONEST_FIX]
+    done = gk("exec", "Fix it", "--check", f"tests={TESTS}", "--budget-turns", "1", "--model", script(tmp_path, steps),
+              "--cwd", str(workspace), home=goalkeeper_home)
+    assert done.returncode == 2
+    refused = gk("goal", "resume", "--cwd", str(workspace), home=goalkeeper_home)
+    assert refused.returncode == 4 and "raise it first" in refused.stderr
+    resumed = gk("goal", "resume", "--add-turns", "5", "--cwd", str(workspace), home=goalkeeper_home)
+    assert resumed.returncode == 0 and "pursuing" in resumed.stdout
+    assert gk("run", "--cwd", str(workspace), home=goalkeeper_home).returncode == 0
+
+
+@pytest.mark.slow
+def test_ctrl_c_pauses_cleanly(tmp_path: Path, workspace: Path, goalkeeper_home: Path) -> None:
+    steps = [step("", shell(f"echo {i} >> notes.txt"), delay_s=0.05) for i in range(300)]
+    gk("goal", "Fix it", "--check", f"tests={TESTS}", "--model", script(tmp_path, steps), "--cwd", str(workspace),
+       home=goalkeeper_home, check=True)
+    runner = gk_popen("run", "--cwd", str(workspace), home=goalkeeper_home)
+    deadline = time.monotonic() + 60
+    while "turn 1" not in gk("log", "--cwd", str(workspace), home=goalkeeper_home).stdout:
+        assert time.monotonic() < deadline, "the run never started"
+    runner.send_signal(signal.SIGINT)
+    assert runner.wait(timeout=15) == 3
+    shown = gk("goal", "--cwd", str(workspace), home=goalkeeper_home).stdout
+    assert "paused (interrupted)" in shown
+
+
+# ---------------------------------------------------------------- bad input: one clear error, nothing lost
+
+
+def test_missing_goal_file(workspace: Path, goalkeeper_home: Path) -> None:
+    done = gk("goal", "--file", "nope.toml", "--cwd", str(workspace), home=goalkeeper_home)
+    assert done.returncode == 4 and "goal file not found" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_invalid_goal_file_names_the_key_and_suggests(workspace: Path, goalkeeper_home: Path) -> None:
+    (workspace / "goal.toml").write_text('outcome = "x"\n[[checks]]\nname = "t"\nrun = "true"\n[budget]\ntoken = 5\n')
+    done = gk("goal", "--file", str(workspace / "goal.toml"), "--cwd", str(workspace), home=goalkeeper_home)
+    assert done.returncode == 4
+    assert "budget.token" in done.stderr and "tokens" in done.stderr
+
+
+def test_check_command_that_does_not_exist(workspace: Path, goalkeeper_home: Path) -> None:
+    done = gk("goal", "Fix it", "--check", "tests=no-such-tool --all", "--cwd", str(workspace), home=goalkeeper_home)
+    assert done.returncode == 4 and "no-such-tool" in done.stderr
+
+
+def test_workspace_that_is_not_a_directory(tmp_path: Path, goalkeeper_home: Path) -> None:
+    afile = tmp_path / "file.txt"
+    afile.write_text("x")
+    done = gk("status", "--cwd", str(afile), home=goalkeeper_home)
+    assert done.returncode == 4 and "not a directory" in done.stderr
+
+
+def test_no_provider_configured_says_how(workspace: Path, goalkeeper_home: Path) -> None:
+    done = gk("exec", "Fix it", "--check", f"tests={TESTS}", "--cwd", str(workspace), home=goalkeeper_home)
+    assert done.returncode == 4
+    assert "no model provider is configured" in done.stderr and "OPENAI_API_KEY" in done.stderr
+
+
+def test_corrupt_store_is_refused_and_left_untouched(workspace: Path, goalkeeper_home: Path) -> None:
+    db = goalkeeper_home / "state.db"
+    db.write_bytes(b"this is not a database" * 100)
+    done = gk("status", "--cwd", str(workspace), home=goalkeeper_home)
+    assert done.returncode == 4 and "corrupt" in done.stderr
+    assert db.read_bytes() == b"this is not a database" * 100
+
+
+def test_locked_store_waits_then_names_the_holder(tmp_path: Path, workspace: Path, goalkeeper_home: Path) -> None:
+    gk("goal", "Fix it", "--cwd", str(workspace), home=goalkeeper_home, check=True)
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sqlite3, sys, time\n"
+        f"c = sqlite3.connect({str(goalkeeper_home / 'state.db')!r}, isolation_level=None)\n"
+        "c.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); time.sleep(30)")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        done = gk("goal", "pause", "--cwd", str(workspace), home=goalkeeper_home,
+                  env_extra={"GOALKEEPER_BUSY_TIMEOUT_S": "0.5"})
+    finally:
+        holder.kill()
+    assert done.returncode == 4
+    assert str(holder.pid) in done.stderr
+    with sqlite3.connect(goalkeeper_home / "state.db") as db:
+        assert db.execute("select count(*) from goals").fetchone()[0] == 1
