@@ -176,6 +176,18 @@ def decide_control(state: GoalState, action: ControlAction, detail: dict[str, An
     return decide(state, outcome)
 
 
+def outcome_of_request(request: EventRecord) -> Outcome | None:
+    """What a queued control request means to `decide` (None for clear, which deletes the goal)."""
+    action = request.payload.get("action")
+    if action == "pause":
+        return UserPaused()
+    if action == "budget":
+        return _raise_of(request.payload) or BudgetRaised()
+    if action == "resume":
+        return UserResumed(force=bool(request.payload.get("force")))
+    return None
+
+
 def _raise_of(detail: dict[str, Any]) -> BudgetRaised | None:
     raised = BudgetRaised(int(detail.get("add_tokens") or 0), float(detail.get("add_usd") or 0.0),
                           float(detail.get("add_time_s") or 0.0), int(detail.get("add_turns") or 0))

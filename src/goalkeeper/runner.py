@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,10 +19,9 @@ from goalkeeper.context.history import Conversation
 from goalkeeper.context.prompts import render
 from goalkeeper.context.render import contract_block, opening_message
 from goalkeeper.contract import Contract
-from goalkeeper.control import load_state, pending_requests, to_new_events
+from goalkeeper.control import load_state, outcome_of_request, pending_requests, to_new_events
 from goalkeeper.decide import (
     Action,
-    BudgetRaised,
     CheckResult,
     ChecksRan,
     Decision,
@@ -32,7 +31,6 @@ from goalkeeper.decide import (
     RunChecks,
     StartTurn,
     Stop,
-    UserPaused,
     Wait,
     begin,
     decide,
@@ -91,17 +89,16 @@ class Runner:
         """Drive the goal until it stops; Ctrl-C / SIGTERM pause it at the next boundary."""
         self.store.acquire_lease(self.goal.goal_id)
         heartbeat = asyncio.create_task(self._heartbeat())
-        self._install_signal_handlers()
         try:
-            action = await self._start()
-            while isinstance(action, StartTurn | RunChecks):
-                action = await run_turn(self) if isinstance(action, StartTurn) else await self.verify()
+            with _signals_call(self._interrupt):
+                action = await self._start()
+                while isinstance(action, StartTurn | RunChecks):
+                    action = await run_turn(self) if isinstance(action, StartTurn) else await self.verify()
             return RunResult(self.goal.goal_id, self.state.status, self.state.reason.value)
         except GoalGone as gone:
             return RunResult(self.goal.goal_id, None, gone.message)
         finally:
             heartbeat.cancel()
-            self._remove_signal_handlers()
             with contextlib.suppress(GoalkeeperError):
                 self.store.release_lease(self.goal.goal_id)
             await self.model.aclose()
@@ -169,13 +166,10 @@ class Runner:
             return self.steer(Interrupted()).action
         for request in pending_requests(self.store, self.goal.goal_id, self.goal.thread_id):
             applied = [NewEvent("control_applied", {"request_seq": request.seq}, "harness")]
-            action, detail = request.payload.get("action"), request.payload
-            if action == "clear":
+            outcome = outcome_of_request(request)
+            if outcome is None:
                 self.store.delete_goal(self.goal.goal_id, [*applied, NewEvent("goal_cleared", {}, "user")])
                 raise GoalGone("the goal was cleared while running")
-            outcome: Outcome = UserPaused() if action == "pause" else BudgetRaised(
-                int(detail.get("add_tokens") or 0), float(detail.get("add_usd") or 0),
-                float(detail.get("add_time_s") or 0), int(detail.get("add_turns") or 0))
             decision = self.steer(outcome, applied)
             if isinstance(decision.action, Stop):
                 return decision.action
@@ -269,20 +263,23 @@ class Runner:
                 self._lease_lost = True  # acted on at the next boundary
                 return
 
-    def _install_signal_handlers(self) -> None:
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(signum, self._interrupt)
-
-    def _remove_signal_handlers(self) -> None:
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.remove_signal_handler(signum)
-
     def _interrupt(self) -> None:
         self._interrupted = True  # honoured at the next boundary: the current tool call finishes first
+
+
+@contextlib.contextmanager
+def _signals_call(handler: Callable[[], None]) -> Iterator[None]:
+    """Route Ctrl-C and SIGTERM to `handler` while the block runs (only possible in the main thread)."""
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signum, handler)
+    try:
+        yield
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.remove_signal_handler(signum)
 
 
 def _results(evidence: list[Evidence]) -> tuple[CheckResult, ...]:

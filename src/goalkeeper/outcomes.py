@@ -1,0 +1,255 @@
+"""The decision core's vocabulary: the goal state it reads, the outcomes it is told, the actions it returns.
+
+Plain frozen dataclasses; no logic and no I/O (decide.py holds the logic).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from goalkeeper.lifecycle import Actor, Reason, Status, TurnKind
+
+CheckTrigger = Literal["completion", "text_only"]
+
+
+# ---------------------------------------------------------------- state
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Budget limits; None means unlimited."""
+
+    tokens: int | None = None
+    usd: float | None = None
+    time_s: float | None = None
+    turns: int | None = None
+
+
+@dataclass(frozen=True)
+class Spent:
+    """What the goal has used so far."""
+
+    tokens: int = 0
+    """Charged tokens: non-cached input plus output."""
+    cached_tokens: int = 0
+    usd: float = 0.0
+    time_s: float = 0.0
+    turns: int = 0
+    wrap_up_tokens: int = 0
+    """Tokens spent inside the wrap-up turn, capped separately."""
+
+
+@dataclass(frozen=True)
+class Best:
+    """The best verified checkpoint so far (for rollback at the end of a metric goal)."""
+
+    turn: int
+    tree_hash: str | None
+    passing: int
+    metric: float | None
+
+
+@dataclass(frozen=True)
+class GoalState:
+    """Everything `decide` needs to know about one goal. Serialised whole into the store."""
+
+    goal_id: str
+    status: Status = "pursuing"
+    reason: Reason = Reason.GOAL_SET
+    verified: bool = True
+    """False for a goal with no checks; it is labelled unverified everywhere."""
+    limits: Limits = Limits()
+    spent: Spent = Spent()
+    max_attempts: int = 3
+    no_progress_turns: int = 5
+    wrap_up_cap_tokens: int = 4000
+    attempts: Mapping[str, int] = field(default_factory=dict)
+    """Failed completion attempts per failing check."""
+    text_only_streak: int = 0
+    no_progress_streak: int = 0
+    nudged: bool = False
+    """A nudge turn was given and no progress has been seen since."""
+    in_wrap_up: bool = False
+    plan_mode: bool = False
+    queued_inputs: int = 0
+    tree_hash: str | None = None
+    passing: frozenset[str] = frozenset()
+    best_metric: float | None = None
+    best: Best | None = None
+    recent_steps: tuple[str, ...] = ()
+    """Signatures (call + result) of the latest tool steps, for the repeat detector."""
+
+
+# ---------------------------------------------------------------- outcomes
+
+
+@dataclass(frozen=True)
+class RequestDue:
+    """A model request is about to be sent (checked before every request)."""
+
+    estimated_input_tokens: int
+    elapsed_s: float
+
+
+@dataclass(frozen=True)
+class ModelResponded:
+    """A response arrived; charge it."""
+
+    charged_tokens: int
+    cached_tokens: int
+    usd: float
+    elapsed_s: float
+
+
+@dataclass(frozen=True)
+class ToolStepped:
+    """One tool call finished inside a turn (a tool boundary)."""
+
+    signature: str
+    """A digest of the call and its result: equal signatures mean the same call gave the same result."""
+    elapsed_s: float
+
+
+@dataclass(frozen=True)
+class TurnEnded:
+    """The model answered with no tool call (or asked for completion / declared blocked)."""
+
+    tool_calls: int
+    signal: Literal["complete", "blocked"] | None = None
+    blocker: str | None = None
+    tree_hash: str | None = None
+    elapsed_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The part of a piece of evidence that the decision core needs."""
+
+    name: str
+    kind: Literal["check", "constraint"]
+    passed: bool
+    metric: float | None = None
+    lower_is_better: bool | None = None
+
+
+@dataclass(frozen=True)
+class ChecksRan:
+    """The harness ran the verification surface."""
+
+    goal_id: str
+    trigger: CheckTrigger
+    results: tuple[CheckResult, ...]
+    turn: int
+    tree_hash: str | None = None
+
+
+@dataclass(frozen=True)
+class UserPaused:
+    """A person paused the goal."""
+
+
+@dataclass(frozen=True)
+class Interrupted:
+    """Ctrl-C or SIGTERM reached the runner."""
+
+
+@dataclass(frozen=True)
+class UserResumed:
+    """A person resumed the goal; `force` re-opens an achieved or unmet goal."""
+
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class BudgetRaised:
+    """A person raised one or more limits by these amounts."""
+
+    tokens: int = 0
+    usd: float = 0.0
+    time_s: float = 0.0
+    turns: int = 0
+
+
+@dataclass(frozen=True)
+class UserInputQueued:
+    """A person queued a message; it goes before any continuation."""
+
+
+@dataclass(frozen=True)
+class ProviderFailed:
+    """The provider kept failing after retries."""
+
+    message: str
+
+
+Outcome = (
+    RequestDue | ModelResponded | ToolStepped | TurnEnded | ChecksRan | UserPaused | Interrupted
+    | UserResumed | BudgetRaised | UserInputQueued | ProviderFailed
+)
+
+
+# ---------------------------------------------------------------- decisions
+
+
+@dataclass(frozen=True)
+class StartTurn:
+    """Open a new turn of this kind."""
+
+    kind: TurnKind
+
+
+@dataclass(frozen=True)
+class Proceed:
+    """Carry on inside the current turn; the next request may produce at most this many tokens."""
+
+    max_output_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class RunChecks:
+    """Run the verification surface now."""
+
+    trigger: CheckTrigger
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Nothing to do until a person acts."""
+
+
+@dataclass(frozen=True)
+class Stop:
+    """The run ends with the goal in this status."""
+
+    status: Status
+    reason: Reason
+
+
+@dataclass(frozen=True)
+class Reject:
+    """A person asked for something this status does not allow."""
+
+    message: str
+
+
+Action = StartTurn | Proceed | RunChecks | Wait | Stop | Reject
+
+
+@dataclass(frozen=True)
+class Event:
+    """An event the decision asks the runner to append (before acting on the decision)."""
+
+    kind: str
+    actor: Actor
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What happens next, the events that record why, and the goal's new state."""
+
+    state: GoalState
+    action: Action
+    events: tuple[Event, ...] = ()
