@@ -140,3 +140,21 @@ def test_red_keep_green_at_baseline_is_reported_and_not_required(tmp_path: Path)
     assert result.status == "achieved"
     assert baseline["keep_green_dropped"] == ["false"] and baseline["keep_green_active"] == ["true"]
     assert report["keep_green_dropped"] == ["false"]
+
+
+def test_metric_goal_keeps_the_best_verified_checkpoint(tmp_path: Path) -> None:
+    workspace = sample_repo(tmp_path)
+    bench = 'import json, pathlib\nprint(json.dumps({"ms": float(pathlib.Path("speed.txt").read_text())}))\n'
+    (workspace / "bench.py").write_text(bench)
+    (workspace / "speed.txt").write_text("120")
+    steps = [step("", call("write_file", path="speed.txt", content="80")), step("", complete("faster")),
+             step("", call("write_file", path="speed.txt", content="95")), step("", complete("faster still"))]
+    with Store() as store:
+        goal = new_goal(store, workspace, checks=[], metrics=["latency=python bench.py"], json_paths=["latency=ms"],
+                        targets=["latency<50"], max_attempts=2)
+        result = run(store, goal, workspace, scripted(steps))
+        state = store.get_goal_by_id(goal.goal_id).state
+        trend = build_report(store, goal)["metric_trend"]
+    assert (result.status, result.reason) == ("unmet", "max_attempts")
+    assert state["best"]["metric"] == 80.0 and state["best_metric"] == 80.0
+    assert [point["latency"] for point in trend] == [80.0, 95.0]
