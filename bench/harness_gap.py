@@ -125,12 +125,14 @@ class TimedChatServer(ChatServer):
         await request.read()  # the whole body is in (aiohttp keeps it for the handler's request.json())
         self.probe.exchanges.append(Exchange(received=time.perf_counter()))
         response = await super()._chat_completions(request)
+        with self._lock:
+            # Every body kept would be charged to the harness's peak RSS; freed before answering, so
+            # the server thread does not spend the harness's gap freeing it.
+            self.requests.clear()
         # Written here rather than by aiohttp after we return, so `sent` is when the client can read it.
         await response.prepare(request)
         await response.write_eof()
         self.probe.exchanges[-1].sent = time.perf_counter()
-        with self._lock:
-            self.requests.clear()  # every body kept would be charged to the harness's peak RSS
         return response
 
 

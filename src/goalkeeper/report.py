@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from goalkeeper.contract import Contract, format_duration
-from goalkeeper.store import GoalRecord, Store
+from goalkeeper.store import EventRecord, GoalRecord, Store
 from goalkeeper.verify import Evidence
 from goalkeeper.views import GoalSummary, goal_events, summarize
 
@@ -21,8 +21,7 @@ def build_report(store: Store, goal: GoalRecord) -> dict[str, Any]:
     changes = [{"seq": r.seq, "actor": r.actor, **r.payload} for r in records if r.kind == "status_changed"]
     blockers = [r.payload["signal"] for r in records
                 if r.kind == "turn_ended" and (r.payload.get("signal") or {}).get("status") == "blocked"]
-    completions = [r.payload["signal"] for r in records
-                   if r.kind == "turn_ended" and (r.payload.get("signal") or {}).get("status") == "complete"]
+    completions = _completion_claims(records)
     files = sorted({f for c in checkpoints for f in c.get("files_touched", [])})
     commands = [cmd for c in checkpoints for cmd in c.get("commands", [])]
     metric_trend = [{"turn": r.payload["turn"], **{e["name"]: e["metric"] for e in r.payload["evidence"]
@@ -48,6 +47,18 @@ def build_report(store: Store, goal: GoalRecord) -> dict[str, Any]:
         "assumptions": [c["note"]["assumptions"] for c in checkpoints if (c.get("note") or {}).get("assumptions")],
         "budget": _budget(summary),
     }
+
+
+def _completion_claims(records: list[EventRecord]) -> list[dict[str, Any]]:
+    """Each completion request with the harness's verdict on it (the check run that followed)."""
+    claims: list[dict[str, Any]] = []
+    for record in records:
+        signal = record.payload.get("signal") or {}
+        if record.kind == "turn_ended" and signal.get("status") == "complete":
+            claims.append({"summary": signal.get("summary") or "", "turn": record.payload["turn"], "accepted": None})
+        elif record.kind == "evidence" and claims and claims[-1]["accepted"] is None:
+            claims[-1]["accepted"] = all(e["passed"] for e in record.payload["evidence"])
+    return claims
 
 
 def _budget(summary: GoalSummary) -> dict[str, Any]:
@@ -110,13 +121,16 @@ def _timeline(checkpoints: list[dict[str, Any]]) -> list[str]:
 def _claims(report: dict[str, Any]) -> list[str]:
     """Confirmed claims (harness evidence) apart from unverified ones (the model's word)."""
     confirmed = [f"`{e['name']}` passed (exit {e['exit_code']})" for e in report["final"] if e["passed"]]
-    unverified = [c.get("summary") or "" for c in report["completion_claims"]]
+    claims = report["completion_claims"]
+    unverified = [c["summary"] for c in claims if c["accepted"] is not False]
+    refused = [f"turn {c['turn']}: {_cell(c['summary'])}" for c in claims if c["accepted"] is False]
     notes = [c.get("note") or {} for c in report["checkpoints"]]
     unverified += [note["verified"] for note in notes if note.get("verified")]
     lines = ["## Claims", "", "**Confirmed by the harness:**", *([f"- {c}" for c in confirmed] or ["- (none)"]),
              "", "**Unverified (the model's word only):**",
              *([f"- {_cell(c)}" for c in unverified if c] or ["- (none)"]),
-             ""]
+             "", "**Completion claims the harness refused (its checks failed):**",
+             *([f"- {c}" for c in refused] or ["- (none)"]), ""]
     for blocker in report["blockers"]:
         lines += ["## Blocked", "", f"- **blocker:** {blocker.get('blocker')}",
                   f"- **would unblock:** {blocker.get('next_input') or '(not given)'}",
