@@ -126,6 +126,7 @@ class EventPrinter:
         self.as_json = as_json
         self.status = status
         self.live: Live | None = None
+        self._shown = 0.0
         if not as_json and sys.stdout.isatty() and status is not None:
             self.live = Live(Text(""), console=out, refresh_per_second=4, transient=True)
 
@@ -146,5 +147,6 @@ class EventPrinter:
         line = event_line(record)
         if line:
             out.print(line)
-        if self.live and self.status:
+        if self.live and self.status and time.monotonic() - self._shown > 0.25:
+            self._shown = time.monotonic()  # the status line reads the store; a few times a second is enough
             self.live.update(Text(self.status(), style="bold cyan"))

@@ -108,8 +108,12 @@ def decide(state: GoalState, outcome: Outcome) -> Decision:
     raise TypeError(f"unknown outcome {outcome!r}")  # pragma: no cover - exhaustive above
 
 
-def budget_exhausted(state: GoalState) -> Reason | None:
-    """The first limit that is used up, if any (turns count turns already started)."""
+def budget_exhausted(state: GoalState, starting_turn: bool = True) -> Reason | None:
+    """The first limit that is used up, if any.
+
+    The turn limit counts turns already started, so it only matters when a new turn would start: inside
+    the last allowed turn, requests go on until another limit or the turn's end.
+    """
     limits, spent = state.limits, state.spent
     if limits.tokens is not None and spent.tokens >= limits.tokens:
         return Reason.BUDGET_TOKENS
@@ -117,7 +121,7 @@ def budget_exhausted(state: GoalState) -> Reason | None:
         return Reason.BUDGET_USD
     if limits.time_s is not None and spent.time_s >= limits.time_s:
         return Reason.BUDGET_TIME
-    if limits.turns is not None and spent.turns >= limits.turns:
+    if starting_turn and limits.turns is not None and spent.turns >= limits.turns:
         return Reason.BUDGET_TURNS
     return None
 
@@ -196,7 +200,7 @@ def _on_request_due(state: GoalState, due: RequestDue) -> Decision:
             return _transition(state, "budget_limited", "harness", _budget_reason(state),
                                {"wrap_up": "ended: the next request would exceed the wrap-up cap"})
         return Decision(state, Proceed(wrap_room))
-    exhausted = budget_exhausted(state)
+    exhausted = budget_exhausted(state, starting_turn=False)
     room = None if state.limits.tokens is None else state.limits.tokens - state.spent.tokens - estimate
     if exhausted is None and room is not None and room <= 0:
         exhausted = Reason.BUDGET_TOKENS  # this request alone would overrun the token budget
@@ -225,7 +229,7 @@ def _on_tool_step(state: GoalState, step: ToolStepped) -> Decision:
     repeat = _repeating(recent)
     if repeat is not None and not state.in_wrap_up:
         return _nudge_or_stuck(state, repeat)
-    exhausted = budget_exhausted(state)
+    exhausted = budget_exhausted(state, starting_turn=False)
     if exhausted is not None and not state.in_wrap_up:
         return _begin_wrap_up(state, exhausted)
     return Decision(state, Proceed())

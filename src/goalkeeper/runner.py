@@ -27,6 +27,7 @@ from goalkeeper.decide import (
     Decision,
     Interrupted,
     Outcome,
+    Proceed,
     ProviderFailed,
     RunChecks,
     StartTurn,
@@ -146,7 +147,12 @@ class Runner:
 
     def steer(self, outcome: Outcome, extra: list[NewEvent] | None = None) -> Decision:
         """Decide on `outcome` and commit the decision (with `extra` events) before anything acts on it."""
-        return self._commit(decide(self.state, outcome), extra)
+        decision = decide(self.state, outcome)
+        if not extra and not decision.events and isinstance(decision.action, Proceed):
+            # Nothing to record: only the clock moved. Kept in memory; the next commit persists it.
+            self.state = decision.state
+            return decision
+        return self._commit(decision, extra)
 
     def record(self, events: list[NewEvent]) -> None:
         """Commit events that change no state (intents, results, messages)."""
