@@ -14,8 +14,9 @@ from typing import Annotated, Any
 import typer
 
 from goalkeeper import console, control, demo
+from goalkeeper.cli_options import ContractFlags, ModelFlags, with_options
 from goalkeeper.config import GoalSettings, ModelSettings, resolve_model_settings
-from goalkeeper.contract import Contract, contract_from_flags, load_contract, parse_duration
+from goalkeeper.contract import Contract, parse_duration
 from goalkeeper.engines.local import run_goal
 from goalkeeper.errors import ConfigError, GoalkeeperError, WorkspaceError
 from goalkeeper.lifecycle import exit_code
@@ -32,11 +33,6 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_mar
 Cwd = Annotated[Path, typer.Option("--cwd", help="Workspace directory (default: the current one).")]
 ThreadOpt = Annotated[str | None, typer.Option("--thread", help="Thread id (default: the workspace's current).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
-ModelOpt = Annotated[str | None, typer.Option("--model", help="Model name, or scripted:PATH.")]
-BaseUrlOpt = Annotated[str | None, typer.Option("--base-url", help="OpenAI-compatible base URL ($OPENAI_BASE_URL).")]
-KeyEnvOpt = Annotated[str | None, typer.Option("--api-key-env", help="Variable holding the API key (OPENAI_API_KEY).")]
-StreamOpt = Annotated[bool, typer.Option("--stream", help="Stream model responses.")]
-Many = Annotated[list[str], typer.Option()]
 
 
 def open_store() -> Store:
@@ -52,13 +48,6 @@ def workspace_of(cwd: Path) -> Path:
     if not path.is_dir():
         raise WorkspaceError(f"workspace is not a directory: {path}", "pass --cwd with a directory, not a file")
     return git_toplevel(path.resolve()) or path.resolve()
-
-
-def model_flags(model: str | None, base_url: str | None, api_key_env: str | None, stream: bool) -> ModelSettings | None:
-    """Model settings from flags, or None when no flag names a model (the stored or environment one is used)."""
-    if not (model or base_url or api_key_env):
-        return None
-    return resolve_model_settings(model, base_url, api_key_env, stream)
 
 
 def default_model() -> ModelSettings | None:
@@ -77,23 +66,16 @@ def root(ctx: typer.Context) -> None:
 
 
 @app.command(context_settings={"allow_interspersed_args": True})
+@with_options(contract_flags=ContractFlags, model_flags=ModelFlags)
 def goal(
-    objective: Annotated[str | None, typer.Argument(help='The objective, or pause | resume | clear.')] = None,
-    file: Annotated[Path | None, typer.Option("--file", "-f", help="Load the contract from goal.toml.")] = None,
-    check: Many = [],  # noqa: B006 - typer reads the default, never mutates it
-    metric: Many = [],  # noqa: B006
-    target: Many = [],  # noqa: B006
-    regex: Many = [],  # noqa: B006
-    json_path: Many = [],  # noqa: B006
-    keep_green: Many = [],  # noqa: B006
-    protect: Many = [],  # noqa: B006
-    paths: Many = [],  # noqa: B006
-    budget_tokens: int | None = None, budget_usd: float | None = None, budget_time: str | None = None,
-    budget_turns: int | None = None, max_attempts: int | None = None, no_progress_turns: int | None = None,
+    contract_flags: ContractFlags, model_flags: ModelFlags,
+    objective: Annotated[str | None, typer.Argument(help="The objective, or pause | resume | clear.")] = None,
     replace: Annotated[bool, typer.Option("--replace", help="Replace an existing goal without asking.")] = False,
     force: Annotated[bool, typer.Option("--force", help="resume: re-open an achieved or unmet goal.")] = False,
-    add_tokens: int = 0, add_usd: float = 0.0, add_time: str | None = None, add_turns: int = 0,
-    model: ModelOpt = None, base_url: BaseUrlOpt = None, api_key_env: KeyEnvOpt = None, stream: StreamOpt = False,
+    add_tokens: Annotated[int, typer.Option(help="resume: raise the token budget by this much.")] = 0,
+    add_usd: Annotated[float, typer.Option(help="resume: raise the USD budget by this much.")] = 0.0,
+    add_time: Annotated[str | None, typer.Option(help="resume: raise the time budget, e.g. 30m.")] = None,
+    add_turns: Annotated[int, typer.Option(help="resume: raise the turn budget by this much.")] = 0,
     cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = False,
 ) -> int:
     """Set the goal, show it (no arguments), or `pause | resume | clear` it."""
@@ -103,16 +85,11 @@ def goal(
             added = {"add_tokens": add_tokens, "add_usd": add_usd, "add_turns": add_turns,
                      "add_time_s": parse_duration(add_time) if add_time else 0.0, "force": force}
             return _control(store, workspace, thread, objective, added)  # type: ignore[arg-type]
-        if objective is None and file is None:
+        if objective is None and contract_flags.file is None:
             summary = summarize(store, control.current_goal(store, workspace, thread))
             console.out.print_json(json.dumps(summary.as_json())) if as_json else console.show_summary(summary)
             return 0
-        contract = contract_from_flags(
-            objective, base=load_contract(file) if file else None, checks=check, metrics=metric, targets=target,
-            regexes=regex, json_paths=json_path, keep_green=keep_green, protect=protect, paths=paths,
-            budget_tokens=budget_tokens, budget_usd=budget_usd, budget_time=budget_time, budget_turns=budget_turns,
-            max_attempts=max_attempts, no_progress_turns=no_progress_turns)
-        record = _set(store, workspace, thread, contract, model_flags(model, base_url, api_key_env, stream), replace)
+        record = _set(store, workspace, thread, contract_flags.contract(objective), model_flags.settings(), replace)
         console.show_summary(summarize(store, record))
         console.out.print("Run it with: gk run" + (f" --cwd {cwd}" if str(cwd) != "." else ""))
     return 0
@@ -150,13 +127,13 @@ def _control(store: Store, workspace: Path, thread: str | None, action: control.
 
 
 @app.command()
-def run(model: ModelOpt = None, base_url: BaseUrlOpt = None, api_key_env: KeyEnvOpt = None, stream: StreamOpt = False,
-        cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = False) -> int:
+@with_options(model_flags=ModelFlags)
+def run(model_flags: ModelFlags, cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = False) -> int:
     """Run the goal in the foreground with a live status line. Ctrl-C pauses it cleanly."""
     workspace = workspace_of(cwd)
     with open_store() as store:
         record = control.current_goal(store, workspace, thread)
-        return _drive(store, record, workspace, model_flags(model, base_url, api_key_env, stream), as_json)
+        return _drive(store, record, workspace, model_flags.settings(), as_json)
 
 
 def _drive(store: Store, record: GoalRecord, workspace: Path, model: ModelSettings | None, as_json: bool) -> int:
@@ -181,31 +158,17 @@ def _finish(store: Store, result: RunResult, as_json: bool) -> int:
 
 
 @app.command(name="exec", context_settings={"allow_interspersed_args": True})
+@with_options(contract_flags=ContractFlags, model_flags=ModelFlags)
 def exec_(
+    contract_flags: ContractFlags, model_flags: ModelFlags,
     objective: Annotated[str | None, typer.Argument(help="The objective.")] = None,
-    file: Annotated[Path | None, typer.Option("--file", "-f")] = None,
-    check: Many = [],  # noqa: B006
-    metric: Many = [],  # noqa: B006
-    target: Many = [],  # noqa: B006
-    regex: Many = [],  # noqa: B006
-    json_path: Many = [],  # noqa: B006
-    keep_green: Many = [],  # noqa: B006
-    protect: Many = [],  # noqa: B006
-    paths: Many = [],  # noqa: B006
-    budget_tokens: int | None = None, budget_usd: float | None = None, budget_time: str | None = None,
-    budget_turns: int | None = None, max_attempts: int | None = None, no_progress_turns: int | None = None,
-    replace: Annotated[bool, typer.Option("--replace")] = False,
-    model: ModelOpt = None, base_url: BaseUrlOpt = None, api_key_env: KeyEnvOpt = None, stream: StreamOpt = False,
+    replace: Annotated[bool, typer.Option("--replace", help="Replace an existing goal.")] = False,
     cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = False,
 ) -> int:
     """Set the goal and run it headless; `--json` streams one event per line. Exit code by outcome."""
     workspace = workspace_of(cwd)
-    contract = contract_from_flags(
-        objective, base=load_contract(file) if file else None, checks=check, metrics=metric, targets=target,
-        regexes=regex, json_paths=json_path, keep_green=keep_green, protect=protect, paths=paths,
-        budget_tokens=budget_tokens, budget_usd=budget_usd, budget_time=budget_time, budget_turns=budget_turns,
-        max_attempts=max_attempts, no_progress_turns=no_progress_turns)
-    chosen = model_flags(model, base_url, api_key_env, stream) or resolve_model_settings(None, None, None)
+    contract = contract_flags.contract(objective)
+    chosen = model_flags.settings_or_environment()
     with open_store() as store:
         record = _set(store, workspace, thread, contract, chosen, replace)
         return _drive(store, record, workspace, chosen, as_json)
@@ -255,8 +218,8 @@ def threads() -> int:
 
 
 @app.command(name="demo")
-def demo_(model: ModelOpt = None, base_url: BaseUrlOpt = None, api_key_env: KeyEnvOpt = None,
-          stream: StreamOpt = False, as_json: JsonOpt = False,
+@with_options(model_flags=ModelFlags)
+def demo_(model_flags: ModelFlags, as_json: JsonOpt = False,
           replay: Annotated[bool, typer.Option("--replay", help="Replay a bundled scripted model (offline).")] = False,
           ) -> int:
     """Copy the bundled sample repo (a real bug, a failing test) to a temp dir and run a goal on it."""
@@ -265,7 +228,7 @@ def demo_(model: ModelOpt = None, base_url: BaseUrlOpt = None, api_key_env: KeyE
         console.out.print("[yellow]model: a scripted replay bundled with goalkeeper, not a real model; "
                           "the harness, the repo, the shell and the checks are real[/]")
     else:
-        chosen = model_flags(model, base_url, api_key_env, stream) or resolve_model_settings(None, None, None)
+        chosen = model_flags.settings_or_environment()
     workspace = demo.prepare_sample()
     console.out.print(f"sample repo copied to {workspace}")
     with open_store() as store:

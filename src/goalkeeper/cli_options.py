@@ -1,0 +1,109 @@
+"""Option groups that several `gk` commands share: the contract flags and the model flags.
+
+Each group is declared once, as a dataclass whose fields carry their option's help. `with_options` adds
+a group's options to a command's signature (Typer reads the signature) and hands the command one typed
+object instead of a dozen parameters.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import MISSING, Field, dataclass, field, fields
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from goalkeeper.config import ModelSettings, resolve_model_settings
+from goalkeeper.contract import Contract, contract_from_flags, load_contract
+
+Command = TypeVar("Command", bound=Callable[..., Any])
+
+
+def option(help_text: str, *names: str, default: Any = None) -> Any:
+    """A dataclass field that becomes a command-line option."""
+    info = typer.Option(*names, help=help_text)
+    if isinstance(default, list):
+        return field(default_factory=list, metadata={"option": info})
+    return field(default=default, metadata={"option": info})
+
+
+@dataclass(frozen=True)
+class ContractFlags:
+    """The goal contract as flags (DESIGN §1); `--file` is laid under them."""
+
+    file: Path | None = option("Load the contract from goal.toml.", "--file", "-f")
+    check: list[str] = option("A check NAME=COMMAND; passes on exit 0. Repeatable.", default=[])
+    metric: list[str] = option("A metric check NAME=COMMAND; needs --target and --regex or --json-path.", default=[])
+    target: list[str] = option("A metric target, e.g. 'p95<120'.", default=[])
+    regex: list[str] = option("NAME=REGEX with one group that reads the metric.", default=[])
+    json_path: list[str] = option("NAME=PATH into JSON the metric command prints.", default=[])
+    keep_green: list[str] = option("A command that must stay green (if green at the start).", default=[])
+    protect: list[str] = option("A glob that may never be changed.", default=[])
+    paths: list[str] = option("A glob that may be changed (default: anything not protected).", default=[])
+    budget_tokens: int | None = option("Token budget (non-cached input + output).")
+    budget_usd: float | None = option("Cost budget in USD.")
+    budget_time: str | None = option("Time budget, e.g. 2h or 90m.")
+    budget_turns: int | None = option("Turn budget.")
+    max_attempts: int | None = option("Failed completion attempts allowed per check.")
+    no_progress_turns: int | None = option("Turns without progress before a nudge.")
+
+    def contract(self, objective: str | None) -> Contract:
+        """The contract these flags describe."""
+        return contract_from_flags(
+            objective, base=load_contract(self.file) if self.file else None, checks=self.check,
+            metrics=self.metric, targets=self.target, regexes=self.regex, json_paths=self.json_path,
+            keep_green=self.keep_green, protect=self.protect, paths=self.paths, budget_tokens=self.budget_tokens,
+            budget_usd=self.budget_usd, budget_time=self.budget_time, budget_turns=self.budget_turns,
+            max_attempts=self.max_attempts, no_progress_turns=self.no_progress_turns)
+
+
+@dataclass(frozen=True)
+class ModelFlags:
+    """Which model to ask."""
+
+    model: str | None = option("Model name, or scripted:PATH.")
+    base_url: str | None = option("OpenAI-compatible base URL (default $OPENAI_BASE_URL).")
+    api_key_env: str | None = option("Variable holding the API key (default OPENAI_API_KEY).")
+    stream: bool = option("Stream model responses.", "--stream", default=False)
+
+    def settings(self) -> ModelSettings | None:
+        """Settings from these flags, or None when no flag names a model (stored or environment then)."""
+        if not (self.model or self.base_url or self.api_key_env):
+            return None
+        return resolve_model_settings(self.model, self.base_url, self.api_key_env, self.stream)
+
+    def settings_or_environment(self) -> ModelSettings:
+        """Settings from the flags, else from the environment, else a clear error."""
+        return self.settings() or resolve_model_settings(None, None, None)
+
+
+def with_options(**groups: type) -> Callable[[Command], Command]:
+    """Add each group's fields to the command's options; the command receives one object per group."""
+
+    def decorate(command: Command) -> Command:
+        signature = inspect.signature(command, eval_str=True)
+        own = [p for name, p in signature.parameters.items() if name not in groups]
+        added = [_parameter(group, f) for group in groups.values() for f in fields(group)]
+
+        @functools.wraps(command)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            for key, group in groups.items():
+                kwargs[key] = group(**{f.name: kwargs.pop(f.name) for f in fields(group)})
+            return command(*args, **kwargs)
+
+        parameters = [*own, *added]
+        wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {p.name: p.annotation for p in parameters} | {"return": signature.return_annotation}
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def _parameter(group: type, option_field: Field[Any]) -> inspect.Parameter:
+    kind = inspect.get_annotations(group, eval_str=True)[option_field.name]
+    default = [] if option_field.default is MISSING else option_field.default
+    return inspect.Parameter(option_field.name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                             annotation=Annotated[kind, option_field.metadata["option"]])
