@@ -131,3 +131,24 @@ def assert_history_is_whole(home: Path, workspace: Path) -> None:
                 assert command.split()[1] in lines, f"a finished call left no trace: {command}"
     status = [r.payload["to"] for r in records if r.kind == "status_changed"]
     assert status[-1] == "achieved"
+
+
+@pytest.mark.slow
+def test_clear_from_a_second_process_stops_the_runner(tmp_path: Path, goalkeeper_home: Path) -> None:
+    workspace = sample_repo(tmp_path)
+    script = write_script(tmp_path / "script.json",
+                          [step("", shell(f"echo {i} >> notes.txt"), delay_s=0.05) for i in range(200)])
+    gk("goal", "Fix it", "--check", f"tests={TESTS}", "--model", f"scripted:{script}", "--cwd", str(workspace),
+       home=goalkeeper_home, check=True)
+    runner = gk_popen("run", "--cwd", str(workspace), home=goalkeeper_home)
+    try:
+        wait_for(lambda: event_count(goalkeeper_home, workspace) > 8)
+        cleared = gk("goal", "clear", "--cwd", str(workspace), home=goalkeeper_home)
+        assert cleared.returncode == 0, cleared.stderr
+        assert runner.wait(timeout=10) == 3
+        output = runner.stdout.read() if runner.stdout else ""
+    finally:
+        runner.kill()
+    assert "cleared" in output
+    shown = gk("goal", "--cwd", str(workspace), home=goalkeeper_home)
+    assert shown.returncode == 4 and "no goal" in shown.stderr
