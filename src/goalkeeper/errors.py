@@ -5,6 +5,11 @@ The CLI renders these in one place (cli.py); nothing else prints them.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from goalkeeper.models.base import Usage
+
 
 class GoalkeeperError(Exception):
     """Base of every error a person may see. `hint` says what to do about it."""
@@ -58,10 +63,12 @@ class ProviderError(GoalkeeperError):
     transient = False
 
     def __init__(self, message: str, hint: str | None = None, *, status_code: int | None = None,
-                 retry_after_s: float | None = None) -> None:
+                 retry_after_s: float | None = None, usage: Usage | None = None) -> None:
         super().__init__(message, hint)
         self.status_code = status_code
         self.retry_after_s = retry_after_s
+        self.usage = usage
+        """Usage the provider reported before failing (e.g. a stream cut after its usage chunk): still charged."""
 
 
 class TransientProviderError(ProviderError):
