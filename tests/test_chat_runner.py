@@ -10,6 +10,8 @@ import pytest
 
 from chat_server import ChatServer, Completion, Failure, ToolCallReply, UsageReply
 from goalkeeper.config import GoalSettings, ModelSettings, RunSettings
+from goalkeeper.errors import ProviderError, TransientProviderError
+from goalkeeper.models.base import ModelRequest, ModelResponse, Usage
 from goalkeeper.models.openai_chat import OpenAIChatModel
 from goalkeeper.runner import Runner
 from goalkeeper.store import Store
@@ -71,3 +73,72 @@ def test_rate_limit_is_retried_after_the_servers_delay_and_the_run_goes_on(tmp_p
         retries = [json.dumps(e.payload) for e in events(store, goal, "provider_retry")]
     assert result.status == "achieved"
     assert len(retries) == 1 and "0.2" in retries[0]
+
+
+def run_against(server: ChatServer, workspace: Path, store: Store, **flags: object) -> tuple[str | None, str, str]:
+    goal = new_goal(store, workspace, **flags)
+    model = OpenAIChatModel("test-model", server.base_url, "key", api_key_env="TEST_KEY")
+    result = asyncio.run(Runner(store, store.get_goal_by_id(goal.goal_id), model, workspace).run())
+    return result.status, result.reason, goal.goal_id
+
+
+def test_context_too_long_cuts_the_oldest_tool_outputs_and_retries_once(tmp_path: Path) -> None:
+    workspace = sample_repo(tmp_path)
+    big = Completion(text="", tool_calls=(ToolCallReply("shell", {"command": "python -c \"print('x' * 9000)\""}),))
+    with ChatServer([big, Failure.context_length_exceeded(), *FIX]) as server, Store() as store:
+        status, _, goal_id = run_against(server, workspace, store)
+        trimmed = store.events(store.get_goal_by_id(goal_id).thread_id, kinds=["context_trimmed"])
+        refused, retried = server.requests[1], server.requests[2]
+    assert status == "achieved" and len(trimmed) == 1
+
+    def tool_output(body: dict) -> str:  # type: ignore[type-arg]
+        return next(m["content"] for m in body["messages"] if m["role"] == "tool")
+
+    assert len(tool_output(refused)) > 9000
+    assert len(tool_output(retried)) < 3000 and "chars cut" in tool_output(retried)
+
+
+def test_context_too_long_with_nothing_to_cut_pauses(tmp_path: Path) -> None:
+    workspace = sample_repo(tmp_path)
+    with ChatServer([Failure.context_length_exceeded()]) as server, Store() as store:
+        status, reason, _ = run_against(server, workspace, store)
+    assert (status, reason) == ("paused", "context_too_long")
+
+
+def test_rejected_api_key_pauses_and_says_which_variable(tmp_path: Path) -> None:
+    workspace = sample_repo(tmp_path)
+    with ChatServer([Failure.unauthorized()]) as server, Store() as store:
+        with pytest.raises(ProviderError) as raised:
+            run_against(server, workspace, store)
+        goal = store.get_goal(store.list_threads()[0].thread_id)
+    assert raised.value.hint is not None and "TEST_KEY" in raised.value.hint
+    assert goal is not None and (goal.state["status"], goal.state["reason"]) == ("paused", "provider_error")
+
+
+class FailsOnceWithUsage:
+    """A provider whose first attempt fails after reporting usage (a stream cut after its usage chunk)."""
+
+    name = "test-model"
+
+    def __init__(self, then: OpenAIChatModel) -> None:
+        self.then, self.failed = then, False
+
+    async def complete(self, request: ModelRequest) -> ModelResponse:
+        if not self.failed:
+            self.failed = True
+            raise TransientProviderError("stream cut", usage=Usage(input_tokens=500, output_tokens=40))
+        return await self.then.complete(request)
+
+    async def aclose(self) -> None:
+        await self.then.aclose()
+
+
+def test_usage_reported_by_a_failed_attempt_is_still_charged(tmp_path: Path) -> None:
+    workspace = sample_repo(tmp_path)
+    with ChatServer(FIX) as server, Store() as store:
+        goal = new_goal(store, workspace)
+        model = FailsOnceWithUsage(OpenAIChatModel("test-model", server.base_url, "key"))
+        result = asyncio.run(Runner(store, store.get_goal_by_id(goal.goal_id), model, workspace).run())
+        spent = store.get_goal_by_id(goal.goal_id).state["spent"]["tokens"]
+    assert result.status == "achieved"
+    assert spent == 540 + (200 + 80) + (300 + 60) + (200 + 30)

@@ -104,7 +104,8 @@ def decide(state: GoalState, outcome: Outcome) -> Decision:
         case ChecksRan():
             return _on_checks(state, outcome)
         case ProviderFailed():
-            return _transition(state, "paused", "harness", Reason.PROVIDER_UNAVAILABLE, {"error": outcome.message})
+            # A provider's failure never makes a goal unmet: the work is not the model's fault.
+            return _transition(state, "paused", "harness", outcome.reason, {"error": outcome.message})
     raise TypeError(f"unknown outcome {outcome!r}")  # pragma: no cover - exhaustive above
 
 

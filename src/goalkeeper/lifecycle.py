@@ -27,6 +27,8 @@ class Reason(StrEnum):
     INTERRUPTED = "interrupted"
     STALLED = "stalled"
     PROVIDER_UNAVAILABLE = "provider_unavailable"
+    PROVIDER_ERROR = "provider_error"
+    CONTEXT_TOO_LONG = "context_too_long"
     CHECKS_PASSED = "checks_passed"
     AUDIT_ACCEPTED = "audit_accepted"
     BLOCKED = "blocked"

@@ -179,9 +179,10 @@ class UserInputQueued:
 
 @dataclass(frozen=True)
 class ProviderFailed:
-    """The provider kept failing after retries."""
+    """The provider failed: retries ran out, the request could not fit, or it refused the request."""
 
     message: str
+    reason: Reason = Reason.PROVIDER_UNAVAILABLE
 
 
 Outcome = (

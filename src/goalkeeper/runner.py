@@ -11,7 +11,7 @@ import contextlib
 import signal
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from goalkeeper.config import GoalSettings, ModelSettings
@@ -26,6 +26,7 @@ from goalkeeper.decide import (
     ChecksRan,
     Decision,
     Interrupted,
+    ModelResponded,
     Outcome,
     Proceed,
     ProviderFailed,
@@ -37,8 +38,15 @@ from goalkeeper.decide import (
     decide,
     with_baseline,
 )
-from goalkeeper.errors import ContractError, GoalkeeperError, LeaseHeldError, ProviderUnavailableError
-from goalkeeper.lifecycle import Status, TurnKind
+from goalkeeper.errors import (
+    ContextLengthError,
+    ContractError,
+    GoalkeeperError,
+    LeaseHeldError,
+    ProviderError,
+    ProviderUnavailableError,
+)
+from goalkeeper.lifecycle import Reason, Status, TurnKind
 from goalkeeper.models.base import Model, ModelRequest, ModelResponse, ToolCall
 from goalkeeper.models.pricing import cost_usd
 from goalkeeper.models.retry import RetryPolicy, complete_with_retries
@@ -186,17 +194,54 @@ class Runner:
         return opening_message(kind, self.state, self.contract, self.evidence, why=self.why)
 
     async def sample(self, request: ModelRequest) -> ModelResponse | Action:
-        """One model request with retries; a pause arriving meanwhile cancels it (nothing has run yet)."""
+        """One model request with retries. Provider failures pause the goal; a prompt that does not fit
+        has its oldest tool outputs cut to head and tail, then is retried once."""
+        try:
+            try:
+                return await self._sample_watched(request)
+            except ContextLengthError:
+                if not self._trim_context():
+                    raise
+                return await self._sample_watched(replace(request, messages=self.conversation.messages()))
+        except ContextLengthError as error:
+            return self._provider_failed(error, Reason.CONTEXT_TOO_LONG)
+        except ProviderUnavailableError as error:
+            return self._provider_failed(error, Reason.PROVIDER_UNAVAILABLE)
+        except ProviderError as error:
+            self._provider_failed(error, Reason.PROVIDER_ERROR)
+            raise  # auth, bad request, unknown model: the person must fix something; the CLI says what
+
+    def _provider_failed(self, error: ProviderError, reason: Reason) -> Action:
+        """Pause the goal for a provider failure, charging any usage the provider reported first."""
+        self._charge_failed(error)
+        return self.steer(ProviderFailed(error.message, reason)).action
+
+    def _charge_failed(self, error: ProviderError) -> None:
+        if error.usage is not None:
+            usage = error.usage
+            self.steer(ModelResponded(usage.charged_tokens, usage.cached_input_tokens,
+                                      cost_usd(self.model.name, usage), self.elapsed()),
+                       [NewEvent("usage_charged", {"why": "reported by a failed attempt",
+                                                   "charged_tokens": usage.charged_tokens}, "harness")])
+
+    def _trim_context(self) -> bool:
+        """Compaction's stand-in: cut the oldest half of the long tool outputs (recorded, so a restart
+        rebuilds the same conversation). False when there is nothing left to cut."""
+        plan = self.conversation.trim_plan()
+        if plan is None:
+            return False
+        self.record([NewEvent("context_trimmed", plan, "harness")])
+        return True
+
+    async def _sample_watched(self, request: ModelRequest) -> ModelResponse | Action:
+        """The request with retries, watched for a pause or clear arriving meanwhile (nothing has run yet)."""
         model = self.settings.model or ModelSettings()
         policy = RetryPolicy(max_retries=model.max_retries, max_total_s=model.retry_max_total_s)
         task = asyncio.create_task(complete_with_retries(self.model, request, policy, self._on_retry))
         while True:
             done, _ = await asyncio.wait({task}, timeout=self.settings.run.control_poll_s)
             if done:
-                try:
-                    return task.result()
-                except ProviderUnavailableError as error:
-                    return self.steer(ProviderFailed(error.message)).action
+                return task.result()
             if (control := self.poll_controls()) is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -260,9 +305,11 @@ class Runner:
         return ToolContext(self.workspace, run.shell_timeout_s, output_char_limit=run.tool_output_char_limit,
                            goal_view=view)
 
-    def _on_retry(self, attempt: int, error: GoalkeeperError, delay: float) -> None:
+    def _on_retry(self, attempt: int, error: ProviderError, delay: float) -> None:
         self.record([NewEvent("provider_retry", {"attempt": attempt, "error": error.message,
-                                                  "delay_s": round(delay, 3)}, "harness")])
+                                                  "status_code": error.status_code, "delay_s": round(delay, 3)},
+                              "harness")])
+        self._charge_failed(error)  # usage a failed attempt reported is still charged
 
     async def _heartbeat(self) -> None:
         while True:

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from goalkeeper.decide import CheckTrigger
 from goalkeeper.lifecycle import TurnKind
 from goalkeeper.models.base import Message, ToolCall
 from goalkeeper.store import EventRecord
+from goalkeeper.tools.output import cut_middle
+
+#: Characters of a tool output kept (head and tail) when the context must shrink.
+TRIM_KEEP_CHARS = 2_000
 
 #: Rough characters per token for the budget's request estimate (errs toward over-estimating).
 CHARS_PER_TOKEN = 3.5
@@ -87,8 +91,25 @@ class Conversation:
             turn.pending_checks = None
         elif kind == "turn_ended":
             turn.ended = True
+        elif kind == "context_trimmed":
+            self._trim(payload["upto_message"], payload["keep_chars"])
         self.turn.records.append(record)
         self._apply_message(record)
+
+    def trim_plan(self, keep_chars: int = TRIM_KEEP_CHARS) -> dict[str, int] | None:
+        """Which tool outputs to cut when a prompt does not fit: the oldest half of the long ones."""
+        long = [i for i, m in enumerate(self.history) if m.role == "tool" and len(m.content) > keep_chars]
+        if not long:
+            return None
+        return {"upto_message": long[(len(long) - 1) // 2] + 1, "keep_chars": keep_chars}
+
+    def _trim(self, upto_message: int, keep_chars: int) -> None:
+        for index in range(min(upto_message, len(self.history))):
+            message = self.history[index]
+            if message.role == "tool" and len(message.content) > keep_chars:
+                cut, _ = cut_middle(message.content, keep_chars)
+                self._chars -= len(message.content) - len(cut)
+                self.history[index] = replace(message, content=cut)
 
     def _apply_message(self, record: EventRecord) -> None:
         payload, kind, turn = record.payload, record.kind, self.turn

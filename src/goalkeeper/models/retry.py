@@ -128,4 +128,5 @@ def _unavailable(error: ProviderError, reason: str) -> ProviderUnavailableError:
         hint="the goal is paused; run `gk goal resume` to continue once the provider answers again",
         status_code=error.status_code,
         retry_after_s=error.retry_after_s,
+        usage=error.usage,
     )
