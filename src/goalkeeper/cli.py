@@ -15,11 +15,13 @@ import typer
 
 from goalkeeper import console, control, demo
 from goalkeeper.cli_options import ContractFlags, ModelFlags, with_options
-from goalkeeper.config import GoalSettings, ModelSettings, resolve_model_settings
+from goalkeeper.config import GoalSettings, ModelSettings, scripted_settings
 from goalkeeper.contract import Contract, parse_duration
 from goalkeeper.engines.local import run_goal
 from goalkeeper.errors import ConfigError, GoalkeeperError, WorkspaceError
 from goalkeeper.lifecycle import exit_code
+from goalkeeper.models.factory import LOCAL_MODEL_NOTE
+from goalkeeper.models.local_server import serve_forever
 from goalkeeper.report import build_report, render_markdown
 from goalkeeper.runner import RunResult
 from goalkeeper.store import GoalRecord, Store
@@ -48,14 +50,6 @@ def workspace_of(cwd: Path) -> Path:
     if not path.is_dir():
         raise WorkspaceError(f"workspace is not a directory: {path}", "pass --cwd with a directory, not a file")
     return git_toplevel(path.resolve()) or path.resolve()
-
-
-def default_model() -> ModelSettings | None:
-    """The environment's provider, if one is configured; None otherwise (`gk run` asks for one later)."""
-    try:
-        return resolve_model_settings(None, None, None)
-    except ConfigError:
-        return None
 
 
 @app.callback(invoke_without_command=True)
@@ -89,7 +83,9 @@ def goal(
             summary = summarize(store, control.current_goal(store, workspace, thread))
             console.out.print_json(json.dumps(summary.as_json())) if as_json else console.show_summary(summary)
             return 0
-        record = _set(store, workspace, thread, contract_flags.contract(objective), model_flags.settings(), replace)
+        contract = contract_flags.contract(objective)
+        chosen = model_flags.settings_if_configured(workspace, contract.budget.usd)
+        record = _set(store, workspace, thread, contract, chosen, replace)
         console.show_summary(summarize(store, record))
         console.out.print("Run it with: gk run" + (f" --cwd {cwd}" if str(cwd) != "." else ""))
     return 0
@@ -108,13 +104,18 @@ def _set(store: Store, workspace: Path, thread: str | None, contract: Contract, 
         replace = typer.confirm("This workspace already has a goal. Replace it?", default=False)
         if not replace:
             raise typer.Exit(4)
-    settings = GoalSettings(model=model or default_model())
+    settings = GoalSettings(model=model)
     return control.set_goal(store, workspace, contract, settings, replace_existing=replace, thread_id=thread)
 
 
 def _control(store: Store, workspace: Path, thread: str | None, action: control.ControlAction,
              added: dict[str, Any]) -> int:
     record = control.current_goal(store, workspace, thread)
+    stored = GoalSettings.model_validate(record.settings).model
+    if added["add_usd"] and stored is not None and stored.price is None:
+        raise ConfigError(f"no price is known for model {stored.model}, so a USD budget cannot be enforced",
+                          f'add [model_pricing."{stored.model}"] input/cached_input/output to config.toml, '
+                          "set the goal again, or raise another budget")
     raised = any(added[k] for k in ("add_tokens", "add_usd", "add_turns", "add_time_s"))
     if action == "resume" and raised and record.state.get("status") == "pursuing":
         action = "budget"
@@ -133,15 +134,20 @@ def run(model_flags: ModelFlags, cwd: Cwd = Path("."), thread: ThreadOpt = None,
     workspace = workspace_of(cwd)
     with open_store() as store:
         record = control.current_goal(store, workspace, thread)
-        return _drive(store, record, workspace, model_flags.settings(), as_json)
+        chosen = model_flags.settings(workspace) if model_flags.given else None
+        return _drive(store, record, workspace, chosen, as_json)
 
 
 def _drive(store: Store, record: GoalRecord, workspace: Path, model: ModelSettings | None, as_json: bool) -> int:
     def status() -> str:
         return summarize(store, store.get_goal_by_id(record.goal_id)).status_line()
 
+    def started(settings: ModelSettings) -> None:
+        if settings.provider == "local" and not as_json:
+            console.out.print(f"[yellow]{LOCAL_MODEL_NOTE}[/]")
+
     with console.EventPrinter(as_json, status) as printer:
-        result = run_goal(store, record, workspace, model, on_event=printer)
+        result = run_goal(store, record, workspace, model, on_event=printer, on_start=started)
     return _finish(store, result, as_json)
 
 
@@ -168,7 +174,7 @@ def exec_(
     """Set the goal and run it headless; `--json` streams one event per line. Exit code by outcome."""
     workspace = workspace_of(cwd)
     contract = contract_flags.contract(objective)
-    chosen = model_flags.settings_or_environment()
+    chosen = model_flags.settings(workspace, contract.budget.usd)
     with open_store() as store:
         record = _set(store, workspace, thread, contract, chosen, replace)
         return _drive(store, record, workspace, chosen, as_json)
@@ -223,18 +229,31 @@ def demo_(model_flags: ModelFlags, as_json: JsonOpt = False,
           replay: Annotated[bool, typer.Option("--replay", help="Replay a bundled scripted model (offline).")] = False,
           ) -> int:
     """Copy the bundled sample repo (a real bug, a failing test) to a temp dir and run a goal on it."""
+    workspace = demo.prepare_sample()
     if replay:
-        chosen = resolve_model_settings(f"scripted:{demo.replay_script()}", None, None)
+        chosen = scripted_settings(str(demo.replay_script()))
         console.out.print("[yellow]model: a scripted replay bundled with goalkeeper, not a real model; "
                           "the harness, the repo, the shell and the checks are real[/]")
     else:
-        chosen = model_flags.settings_or_environment()
-    workspace = demo.prepare_sample()
+        chosen = model_flags.settings_if_configured(workspace) or ModelFlags(model_provider="local").settings(workspace)
     console.out.print(f"sample repo copied to {workspace}")
     with open_store() as store:
-        record = control.set_goal(store, workspace, demo.demo_contract(), GoalSettings(model=chosen))
+        contract = demo.demo_contract(small=chosen.provider == "local")
+        record = control.set_goal(store, workspace, contract, GoalSettings(model=chosen))
         console.out.print("\n".join(f"  {line}" for line in demo.describe()))
         return _drive(store, record, workspace, chosen, as_json)
+
+
+local_app = typer.Typer(help="The bundled offline model (SmolLM2-135M through llama.cpp).")
+app.add_typer(local_app, name="local")
+
+
+@local_app.command("serve")
+def local_serve(port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+                host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1") -> int:
+    """Serve the local model over the OpenAI-compatible wire format until Ctrl-C."""
+    serve_forever(port, host)
+    return 0
 
 
 def main() -> None:

@@ -16,8 +16,9 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from goalkeeper.config import ModelSettings, resolve_model_settings
+from goalkeeper.config import ModelSettings, load_config, settings_from_config
 from goalkeeper.contract import Contract, contract_from_flags, load_contract
+from goalkeeper.errors import NoProviderError
 
 Command = TypeVar("Command", bound=Callable[..., Any])
 
@@ -62,22 +63,37 @@ class ContractFlags:
 
 @dataclass(frozen=True)
 class ModelFlags:
-    """Which model to ask."""
+    """Which model to ask; laid over config.toml (user, then project, then the chosen profile)."""
 
     model: str | None = option("Model name, or scripted:PATH.")
+    model_provider: str | None = option("openai, anthropic, ollama, local, or one from config.toml.")
+    profile: str | None = option("A [profiles.NAME] from config.toml.")
+    reasoning_effort: str | None = option("minimal, low, medium or high (Responses API models).")
     base_url: str | None = option("OpenAI-compatible base URL (default $OPENAI_BASE_URL).")
     api_key_env: str | None = option("Variable holding the API key (default OPENAI_API_KEY).")
     stream: bool = option("Stream model responses.", "--stream", default=False)
 
-    def settings(self) -> ModelSettings | None:
-        """Settings from these flags, or None when no flag names a model (stored or environment then)."""
-        if not (self.model or self.base_url or self.api_key_env):
-            return None
-        return resolve_model_settings(self.model, self.base_url, self.api_key_env, self.stream)
+    @property
+    def given(self) -> bool:
+        """True when any flag names something about the model."""
+        return any((self.model, self.model_provider, self.profile, self.reasoning_effort, self.base_url,
+                    self.api_key_env, self.stream))
 
-    def settings_or_environment(self) -> ModelSettings:
-        """Settings from the flags, else from the environment, else a clear error."""
-        return self.settings() or resolve_model_settings(None, None, None)
+    def settings(self, workspace: Path, usd_budget: float | None = None) -> ModelSettings:
+        """Flags over config files over the environment; a clear error when nothing names a provider."""
+        return settings_from_config(
+            load_config(workspace, self.profile), model=self.model, model_provider=self.model_provider,
+            base_url=self.base_url, api_key_env=self.api_key_env, reasoning_effort=self.reasoning_effort,
+            stream=self.stream, usd_budget=usd_budget)
+
+    def settings_if_configured(self, workspace: Path, usd_budget: float | None = None) -> ModelSettings | None:
+        """Like `settings`, but None when no provider is configured anywhere (`gk run` asks later)."""
+        try:
+            return self.settings(workspace, usd_budget)
+        except NoProviderError:
+            if self.given:
+                raise
+            return None
 
 
 def with_options(**groups: type) -> Callable[[Command], Command]:

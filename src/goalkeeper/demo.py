@@ -31,11 +31,16 @@ def replay_script() -> Path:
     return Path(str(resources.files("goalkeeper").joinpath("samples", f"{SAMPLE}.replay.json")))
 
 
-def demo_contract() -> Contract:
-    """Fix the bug; the unit tests are the verification surface and must not be edited."""
+def demo_contract(small: bool = False) -> Contract:
+    """Fix the bug; the unit tests are the verification surface and must not be edited.
+
+    `small` budgets suit the bundled 135M local model: its 4K context fills in a few turns, and on two
+    cores each turn takes a while, so the demo ends in minutes either way.
+    """
     return contract_from_flags(
         "Fix the discount bug in cart.py so that the unit tests pass. Percentages are given as 10 for 10%.",
-        checks=["tests=python -m unittest -q"], protect=["tests/**"], budget_tokens=200_000, budget_turns=12,
+        checks=["tests=python -m unittest -q"], protect=["tests/**"],
+        budget_tokens=20_000 if small else 200_000, budget_turns=3 if small else 12,
         max_attempts=3, no_progress_turns=4)
 
 

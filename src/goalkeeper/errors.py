@@ -33,6 +33,10 @@ class ConfigError(GoalkeeperError):
     """Configuration or a command-line argument is wrong."""
 
 
+class NoProviderError(ConfigError):
+    """No model provider is configured anywhere: no flag, no config file, no environment."""
+
+
 class WorkspaceError(GoalkeeperError):
     """The workspace directory is missing, not a directory, or not usable."""
 

@@ -48,7 +48,7 @@ from goalkeeper.errors import (
 )
 from goalkeeper.lifecycle import Reason, Status, TurnKind
 from goalkeeper.models.base import Model, ModelRequest, ModelResponse, ToolCall
-from goalkeeper.models.pricing import cost_usd
+from goalkeeper.models.pricing import cost_usd, price_of
 from goalkeeper.models.retry import RetryPolicy, complete_with_retries
 from goalkeeper.snapshot import state_to_dict
 from goalkeeper.store import EventRecord, GoalRecord, NewEvent, StaleGoalError, Store
@@ -81,6 +81,9 @@ class Runner:
         self.contract = Contract.model_validate(goal.contract)
         self.settings = GoalSettings.model_validate(goal.settings)
         self.state, self.version = load_state(goal), goal.version
+        stored = self.settings.model
+        # The price is fixed when the goal is set; goals stored before prices were kept look it up.
+        self.unit_price = stored.price if stored is not None and stored.price is not None else price_of(model.name)
         self.tools: ToolRegistry = default_registry()
         self.on_event = on_event
         self.evidence: list[Evidence] = []
@@ -220,7 +223,7 @@ class Runner:
         if error.usage is not None:
             usage = error.usage
             self.steer(ModelResponded(usage.charged_tokens, usage.cached_input_tokens,
-                                      cost_usd(self.model.name, usage), self.elapsed()),
+                                      cost_usd(self.unit_price, usage), self.elapsed()),
                        [NewEvent("usage_charged", {"why": "reported by a failed attempt",
                                                    "charged_tokens": usage.charged_tokens}, "harness")])
 
@@ -267,7 +270,7 @@ class Runner:
 
     def price(self, response: ModelResponse) -> float:
         """USD for one response."""
-        return cost_usd(response.model or self.model.name, response.usage)
+        return cost_usd(self.unit_price, response.usage)
 
     # ---- plumbing
 

@@ -1,21 +1,56 @@
-"""Builds the `Model` a goal's settings name."""
+"""Builds the `Model` a goal's settings name, and the endpoint it talks to (a local server on demand)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from goalkeeper.config import ModelSettings
 from goalkeeper.models.base import Model
+from goalkeeper.models.local_server import LocalServer
 from goalkeeper.models.openai_chat import OpenAIChatModel
+from goalkeeper.models.openai_responses import OpenAIResponsesModel
 from goalkeeper.models.scripted import ScriptedModel
+
+#: Printed whenever the bundled local model is used, so nobody mistakes it for a capable coder.
+LOCAL_MODEL_NOTE = ("local model: SmolLM2-135M-Instruct via llama.cpp, a 135M-parameter model that "
+                    "demonstrates the loop; it is not a capable coder")
 
 
 def build_model(settings: ModelSettings) -> Model:
     """The provider for `settings`; the API key is read from its environment variable now, never stored."""
-    if settings.provider == "scripted":
-        assert settings.script is not None  # config.resolve_model_settings guarantees a script path
+    key = os.environ.get(settings.api_key_env) if settings.api_key_env else None
+    if settings.wire_api == "scripted":
+        assert settings.script is not None  # resolution guarantees a script path
         return ScriptedModel.from_file(Path(settings.script))
-    return OpenAIChatModel(settings.model, settings.base_url, os.environ.get(settings.api_key_env),
-                           stream=settings.stream, timeout_s=settings.request_timeout_s,
+    if settings.wire_api == "responses":
+        return OpenAIResponsesModel(settings.model, settings.base_url, key, stream=settings.stream,
+                                    timeout_s=settings.request_timeout_s, reasoning_effort=settings.reasoning_effort,
+                                    extra_headers=settings.http_headers, query_params=settings.query_params,
+                                    api_key_env=settings.api_key_env)
+    if settings.wire_api == "anthropic":
+        # Imported here: the anthropic SDK takes seconds to import, and most runs never need it.
+        from goalkeeper.models.anthropic_messages import AnthropicModel
+
+        return AnthropicModel(settings.model, settings.base_url, key, stream=settings.stream,
+                              timeout_s=settings.request_timeout_s, extra_headers=settings.http_headers,
+                              api_key_env=settings.api_key_env)
+    return OpenAIChatModel(settings.model, settings.base_url, key, stream=settings.stream,
+                           timeout_s=settings.request_timeout_s, extra_headers=settings.http_headers,
                            api_key_env=settings.api_key_env)
+
+
+@contextlib.contextmanager
+def endpoint(settings: ModelSettings) -> Iterator[ModelSettings]:
+    """The settings to build a model from while the block runs.
+
+    For the `local` provider with no base URL, the bundled llama.cpp server is started here, waited
+    for, and stopped when the block ends. Its port is never stored with the goal.
+    """
+    if settings.provider != "local" or settings.base_url:
+        yield settings
+        return
+    with LocalServer() as server:
+        yield settings.model_copy(update={"base_url": server.base_url})

@@ -1,7 +1,7 @@
 """The OpenAI Chat Completions wire format, through the official `openai` SDK.
 
 Also serves OpenAI-compatible servers (llama.cpp, vLLM, OpenRouter). It never retries (retry.py does)
-and recognises failures by exception type and status code, never by the text of a message.
+and recognises failures by exception type and status code (openai_errors.py), never by the text of a message.
 """
 
 from __future__ import annotations
@@ -23,18 +23,12 @@ from openai.types.chat import (
 )
 from openai.types.chat.chat_completion_chunk import ChoiceDeltaToolCall
 
-from goalkeeper.errors import ContextLengthError, ProviderError, TransientProviderError
+from goalkeeper.errors import TransientProviderError
 from goalkeeper.models.base import Message, ModelRequest, ModelResponse, ToolCall, ToolSpec, Usage
-from goalkeeper.models.retry import retry_after_from_headers
+from goalkeeper.models.openai_errors import provider_error
 
 _NO_API_KEY = "no-api-key"
 """Sent when no key is configured: local servers ignore it, and a real provider answers 401."""
-
-_TRANSIENT_STATUS = frozenset({408, 409, 429})
-"""4xx statuses worth retrying (timeout, conflict, rate limit); the SDK's own retry rule agrees."""
-
-_CONTEXT_LENGTH_CODES = frozenset({"context_length_exceeded", "exceed_context_size_error"})
-"""Structured error codes or types for a prompt that does not fit (OpenAI, llama.cpp)."""
 
 
 class OpenAIChatModel:
@@ -71,7 +65,9 @@ class OpenAIChatModel:
                 return await self._complete_streaming(request)
             return await self._complete_whole(request)
         except openai.OpenAIError as error:
-            raise self._provider_error(error) from error
+            where = f"{self.name} at {str(self._client.base_url).rstrip('/')}"
+            raise provider_error(error, where=where, timeout_s=self.timeout_s,
+                                 api_key_env=self.api_key_env) from error
         except json.JSONDecodeError as error:
             raise TransientProviderError(f"{self.name}: the provider sent malformed JSON ({error.msg})",
                                          hint="retry; if it persists, check the base_url") from error
@@ -129,47 +125,6 @@ class OpenAIChatModel:
         if request.max_output_tokens is not None:
             body["max_tokens"] = max(1, request.max_output_tokens)
         return body
-
-    def _provider_error(self, error: openai.OpenAIError) -> ProviderError:
-        """The goalkeeper error for an SDK error, chosen by type and status code."""
-        where = f"{self.name} at {str(self._client.base_url).rstrip('/')}"
-        if isinstance(error, openai.APITimeoutError):
-            return TransientProviderError(f"{where}: no answer within {self.timeout_s:g}s",
-                                          hint="retry, or raise the provider timeout")
-        if isinstance(error, openai.APIConnectionError):
-            return TransientProviderError(f"{where}: the connection failed ({error.__cause__ or error})",
-                                          hint="check that the server runs at base_url; else retry")
-        if isinstance(error, openai.APIResponseValidationError):
-            return TransientProviderError(f"{where}: the response did not match the wire format",
-                                          status_code=error.status_code)
-        if isinstance(error, openai.APIStatusError):
-            return self._status_error(error, where)
-        if isinstance(error, openai.APIError):
-            # An error event inside a stream: the HTTP status was already 200.
-            if _is_context_length(error):
-                return ContextLengthError(f"{where}: the request does not fit the context window")
-            return TransientProviderError(f"{where}: the provider reported an error mid-stream: "
-                                          f"{error.message}")
-        return ProviderError(f"{where}: {error}")
-
-    def _status_error(self, error: openai.APIStatusError, where: str) -> ProviderError:
-        """Map an HTTP error status (and its structured error body) to a goalkeeper error."""
-        status = error.status_code
-        detail = f"{where}: HTTP {status}: {_error_message(error)}"
-        if isinstance(error, openai.AuthenticationError | openai.PermissionDeniedError):
-            key = f"the API key in {self.api_key_env}" if self.api_key_env else "the API key"
-            return ProviderError(detail, hint=f"{key} is missing or wrong; set it and retry",
-                                 status_code=status)
-        if isinstance(error, openai.NotFoundError):
-            return ProviderError(f"{where}: model not found (HTTP 404)",
-                                 hint="check the model name and base_url", status_code=status)
-        if isinstance(error, openai.BadRequestError) and _is_context_length(error):
-            return ContextLengthError(f"{where}: the request does not fit the context window",
-                                      status_code=status)
-        if status >= 500 or status in _TRANSIENT_STATUS:
-            return TransientProviderError(detail, status_code=status,
-                                          retry_after_s=retry_after_from_headers(error.response.headers))
-        return ProviderError(detail, hint="the provider refused the request", status_code=status)
 
 
 @dataclass
@@ -275,19 +230,6 @@ def usage_from(usage: CompletionUsage | None) -> Usage:
         output_tokens=usage.completion_tokens or 0,
         reasoning_tokens=(completion_details.reasoning_tokens or 0) if completion_details else 0,
     )
-
-
-def _is_context_length(error: openai.APIError) -> bool:
-    """True when the structured error says the prompt is too long (code or type, never text)."""
-    return error.code in _CONTEXT_LENGTH_CODES or error.type in _CONTEXT_LENGTH_CODES
-
-
-def _error_message(error: openai.APIStatusError) -> str:
-    """The provider's own message from the error body, for people to read."""
-    body = error.body
-    if isinstance(body, dict) and isinstance(body.get("message"), str):
-        return str(body["message"])
-    return error.message
 
 
 def _fallback_call_id(position: int) -> str:

@@ -1,49 +1,93 @@
-"""USD per million tokens for known models; local and scripted models cost nothing."""
+"""What a model's tokens cost: the built-in price table (pricing.toml), config overrides, and the arithmetic.
+
+Prices are resolved once, at goal start, and stored with the goal's model settings; the runner only
+multiplies. A USD budget on a model without a price is refused at goal start, never counted as free.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+import tomllib
+from collections.abc import Mapping
+from importlib import resources
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from goalkeeper.errors import ConfigError
 from goalkeeper.models.base import Usage
 
-
-@dataclass(frozen=True)
-class Price:
-    """USD per 1M tokens."""
-
-    input: float
-    cached_input: float
-    output: float
+FREE_PROVIDERS = frozenset({"local", "ollama", "scripted"})
+"""Providers that run on this machine (or replay a script): their tokens cost nothing."""
 
 
-#: A small built-in table; prefixes match dated variants (gpt-4.1-2025-04-14 → gpt-4.1).
-PRICES: dict[str, Price] = {
-    "gpt-5": Price(1.25, 0.125, 10.0),
-    "gpt-5-mini": Price(0.25, 0.025, 2.0),
-    "gpt-5-nano": Price(0.05, 0.005, 0.4),
-    "gpt-4.1": Price(2.0, 0.5, 8.0),
-    "gpt-4.1-mini": Price(0.4, 0.1, 1.6),
-    "gpt-4o": Price(2.5, 1.25, 10.0),
-    "gpt-4o-mini": Price(0.15, 0.075, 0.6),
-    "o4-mini": Price(1.1, 0.275, 4.4),
-    "claude-sonnet-4-5": Price(3.0, 0.3, 15.0),
-    "claude-opus-4-1": Price(15.0, 1.5, 75.0),
-    "claude-haiku-4-5": Price(1.0, 0.1, 5.0),
-    "scripted": Price(0.0, 0.0, 0.0),
-}
+class Price(BaseModel):
+    """USD per 1M tokens; `[model_pricing."NAME"]` in config.toml has the same three keys."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input: float = Field(ge=0)
+    """Non-cached prompt tokens."""
+    cached_input: float = Field(ge=0)
+    """Prompt tokens read from the provider's prompt cache."""
+    output: float = Field(ge=0)
+    """Completion tokens, reasoning tokens included."""
 
 
-def price_of(model: str) -> Price | None:
-    """The price for `model`, matching the longest known prefix; None when unknown."""
-    for name in sorted(PRICES, key=len, reverse=True):
-        if model == name or model.startswith(name + "-"):
-            return PRICES[name]
-    return None
+ZERO_PRICE = Price(input=0.0, cached_input=0.0, output=0.0)
+"""The price of a local, Ollama or scripted model."""
 
 
-def cost_usd(model: str, usage: Usage) -> float:
-    """USD for one response; an unknown model costs 0 (a USD budget on one is refused at goal start)."""
-    price = price_of(model)
+@functools.cache
+def builtin_prices() -> Mapping[str, Price]:
+    """The table shipped in pricing.toml (read once per process)."""
+    text = resources.files("goalkeeper.models").joinpath("pricing.toml").read_text(encoding="utf-8")
+    try:
+        table = tomllib.loads(text)["model_pricing"]
+        return {name: Price.model_validate(entry) for name, entry in table.items()}
+    except (tomllib.TOMLDecodeError, KeyError, ValidationError) as error:
+        # Package data, not user input: this only happens to a broken installation.
+        raise ConfigError(f"the built-in pricing.toml is malformed: {error}", "reinstall goalkeeper") from None
+
+
+def load_prices(overrides: Mapping[str, Price] | None = None) -> dict[str, Price]:
+    """The built-in table with `overrides` (from `[model_pricing]` in config) laid over it, entry by entry."""
+    return {**builtin_prices(), **(overrides or {})}
+
+
+def price_of(model: str, prices: Mapping[str, Price] | None = None) -> Price | None:
+    """The price of `model`, by exact name or else the longest name it extends with `-…`; None when unknown.
+
+    Dated variants match their family (gpt-4.1-2025-04-14 → gpt-4.1; claude-sonnet-4-5-20250929 →
+    claude-sonnet-4-5), and gpt-4.1-mini-… prefers gpt-4.1-mini over gpt-4.1. `prices` defaults to the
+    built-in table.
+    """
+    table = builtin_prices() if prices is None else prices
+    if model in table:
+        return table[model]
+    family = max((name for name in table if model.startswith(name + "-")), key=len, default=None)
+    return table[family] if family is not None else None
+
+
+def require_price(model: str, provider: str, prices: Mapping[str, Price],
+                  usd_budget: float | None) -> Price | None:
+    """The price to store with a goal: zero for a local provider, the table's price, or None when unknown.
+
+    Unknown is only allowed without a USD budget: counting an unknown model as free would let a goal
+    spend past its budget unnoticed, so that is a ConfigError at goal start instead.
+    """
+    if provider in FREE_PROVIDERS:
+        return ZERO_PRICE
+    price = price_of(model, prices)
+    if price is None and usd_budget is not None:
+        raise ConfigError(
+            f"no price for model {model}, so a USD budget cannot be kept",
+            f'add [model_pricing."{model}"] with input, cached_input and output (USD per 1M tokens) to '
+            "config.toml, or drop --budget-usd")
+    return price
+
+
+def cost_usd(price: Price | None, usage: Usage) -> float:
+    """USD for one response's usage; an unknown price (None) costs 0 — `require_price` refused any USD budget."""
     if price is None:
         return 0.0
     fresh = max(0, usage.input_tokens - usage.cached_input_tokens)

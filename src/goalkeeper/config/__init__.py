@@ -1,0 +1,37 @@
+"""Configuration: config.toml files, flags and the environment, resolved into the settings stored with a goal.
+
+Layers, later wins: built-in providers and prices, `$GOALKEEPER_HOME/config.toml`,
+`<workspace>/.goalkeeper/config.toml`, the chosen `[profiles.NAME]`, then flags. Codex's key names are
+used where the meaning matches (model, model_provider, model_reasoning_effort, profile, [model_providers]).
+"""
+
+from goalkeeper.config.load import Config, config_paths, goalkeeper_home, load_config
+from goalkeeper.config.resolve import (
+    AD_HOC_PROVIDER,
+    NO_PROVIDER_HINT,
+    resolve_model_settings,
+    scripted_settings,
+    settings_from_config,
+)
+from goalkeeper.config.schema import BUILTIN_PROVIDERS, DEFAULT_MODELS, ModelProvider
+from goalkeeper.config.settings import GoalSettings, ModelSettings, ReasoningEffort, RunSettings, WireApi
+
+__all__ = [
+    "AD_HOC_PROVIDER",
+    "BUILTIN_PROVIDERS",
+    "DEFAULT_MODELS",
+    "NO_PROVIDER_HINT",
+    "Config",
+    "GoalSettings",
+    "ModelProvider",
+    "ModelSettings",
+    "ReasoningEffort",
+    "RunSettings",
+    "WireApi",
+    "config_paths",
+    "goalkeeper_home",
+    "load_config",
+    "resolve_model_settings",
+    "scripted_settings",
+    "settings_from_config",
+]

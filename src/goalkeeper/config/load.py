@@ -1,0 +1,139 @@
+"""Reading config.toml files and laying them over each other: built-ins, user file, project file, profile.
+
+Each file is validated on its own, so an error names the file it is in; the layers are then merged key by
+key (tables merge, values replace). Reads files but never the environment's secrets, and never prints.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from goalkeeper.config.problems import did_you_mean, syntax_error, validation_error
+from goalkeeper.config.schema import BUILTIN_PROVIDERS, OPTIONAL_BASE_URL, ConfigFile, ModelProvider
+from goalkeeper.config.settings import ReasoningEffort, RunSettings
+from goalkeeper.errors import ConfigError
+from goalkeeper.models.pricing import Price, load_prices
+
+
+@dataclass(frozen=True)
+class Config:
+    """The configuration in force: files and the chosen profile merged, before any flag is applied.
+
+    `Config()` is a machine with no config files: built-in providers and prices, default run knobs.
+    """
+
+    model: str | None = None
+    """`model`: the model name, or `scripted:PATH`; None leaves it to flags, the environment or the provider."""
+    model_provider: str | None = None
+    """`model_provider`: the provider's NAME; None leaves it to flags or the environment."""
+    reasoning_effort: ReasoningEffort | None = None
+    """`model_reasoning_effort`."""
+    profile: str | None = None
+    """The profile that was laid over the files, if any."""
+    providers: Mapping[str, ModelProvider] = field(default_factory=lambda: _builtin_providers())
+    """Every provider by NAME: the built-ins with the files' `[model_providers]` laid over them."""
+    prices: Mapping[str, Price] = field(default_factory=load_prices)
+    """The price table: built-in prices with `[model_pricing]` laid over them."""
+    run: RunSettings = field(default_factory=RunSettings)
+    """Harness knobs, `[run]` laid over the defaults."""
+    files: tuple[Path, ...] = ()
+    """The config files that were read, user file first."""
+
+
+def goalkeeper_home() -> Path:
+    """`$GOALKEEPER_HOME`, by default `~/.goalkeeper` (the store lives there too)."""
+    home = os.environ.get("GOALKEEPER_HOME")
+    return Path(home).expanduser() if home else Path.home() / ".goalkeeper"
+
+
+def config_paths(workspace: Path | None) -> list[Path]:
+    """The config files that apply, in the order they are laid down: user, then project (when distinct)."""
+    paths = [goalkeeper_home() / "config.toml"]
+    if workspace is not None:
+        project = workspace / ".goalkeeper" / "config.toml"
+        if project.resolve() != paths[0].resolve():
+            paths.append(project)
+    return paths
+
+
+def load_config(workspace: Path | None, profile: str | None = None) -> Config:
+    """The configuration for `workspace`: user file, project file, then the profile (`profile`, else the
+    files' `profile = ...`). Missing files are fine; every problem in one is a ConfigError naming it."""
+    layers: list[tuple[Path, dict[str, Any]]] = []
+    for path in config_paths(workspace):
+        if path.is_file():
+            layers.append((path, read_config_file(path)))
+    merged: dict[str, Any] = {"model_providers": dict(BUILTIN_PROVIDERS)}
+    for _, data in layers:
+        merged = deep_merge(merged, data)
+    chosen = profile or merged.get("profile")
+    if chosen is not None:
+        merged = deep_merge(merged, _profile_table(merged, chosen, [path for path, _ in layers]))
+    merged.pop("profiles", None)
+    config = ConfigFile.model_validate(merged)  # each layer was valid, so their merge is too
+    _check_providers(config, layers)
+    run = RunSettings().model_copy(update=config.run.model_dump(exclude_none=True) if config.run else {})
+    return Config(model=config.model, model_provider=config.model_provider,
+                  reasoning_effort=config.model_reasoning_effort, profile=chosen,
+                  providers=config.model_providers, prices=load_prices(config.model_pricing), run=run,
+                  files=tuple(path for path, _ in layers))
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """One config file's raw tables, checked against the schema (so errors name this file)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"cannot read config file {path}: {error}", "make it a readable UTF-8 file") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise syntax_error(error, text, path) from None
+    try:
+        ConfigFile.model_validate(data)
+    except ValidationError as error:
+        raise validation_error(error, path) from None
+    return data
+
+
+def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """`over` laid on `base`: tables merge key by key, anything else in `over` replaces."""
+    merged = dict(base)
+    for key, value in over.items():
+        below = merged.get(key)
+        merged[key] = deep_merge(below, value) if isinstance(below, dict) and isinstance(value, dict) else value
+    return merged
+
+
+def _profile_table(merged: Mapping[str, Any], name: str, files: list[Path]) -> dict[str, Any]:
+    profiles: dict[str, Any] = merged.get("profiles", {})
+    if name in profiles:
+        return dict(profiles[name])
+    where = ", ".join(str(path) for path in files) or "no config file was found"
+    if not profiles:
+        raise ConfigError(f"unknown profile `{name}`: no profiles are defined ({where})",
+                          f"add a [profiles.{name}] table to {goalkeeper_home() / 'config.toml'}, "
+                          "or drop --profile / `profile =`")
+    raise ConfigError(f"unknown profile `{name}`{did_you_mean(name, profiles)} ({where})",
+                      f"use one of the profiles defined: {', '.join(sorted(profiles))}")
+
+
+def _check_providers(config: ConfigFile, layers: list[tuple[Path, dict[str, Any]]]) -> None:
+    """A provider someone defines must say where it lives."""
+    for name, provider in config.model_providers.items():
+        if provider.base_url is None and name not in OPTIONAL_BASE_URL:
+            where = next((path for path, data in reversed(layers) if name in data.get("model_providers", {})),
+                         "config.toml")
+            raise ConfigError(f"{where}: model_providers.{name}: has no base_url",
+                              f'write base_url = "https://…/v1" in [model_providers.{name}]')
+
+
+def _builtin_providers() -> dict[str, ModelProvider]:
+    return {name: ModelProvider.model_validate(table) for name, table in BUILTIN_PROVIDERS.items()}

@@ -1,0 +1,128 @@
+"""The shape of config.toml: every key a person may write, with Codex's names where the meaning matches.
+
+Pure types and the built-in providers; reading, layering and resolving live in load.py and resolve.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from goalkeeper.config.settings import ReasoningEffort
+from goalkeeper.models.pricing import Price
+
+ProviderWireApi = Literal["chat", "responses", "anthropic"]
+"""The wire formats a `[model_providers.NAME]` table may name."""
+
+
+class _Table(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelProvider(_Table):
+    """One `[model_providers.NAME]` table: where a provider lives and how to talk to it."""
+
+    name: str | None = None
+    """Display name (defaults to the table's NAME)."""
+    base_url: str | None = None
+    """The API's base URL. Required for a provider you define; the local provider's None means
+    goalkeeper starts its own server."""
+    wire_api: ProviderWireApi = "chat"
+    """`chat` (OpenAI Chat Completions, what most compatible servers speak), `responses` (OpenAI Responses)
+    or `anthropic` (Anthropic Messages)."""
+    env_key: str | None = None
+    """The environment variable that must hold the API key; unset means the provider needs no key."""
+    env_key_instructions: str | None = None
+    """Told to the person when env_key is not set, e.g. where to create a key."""
+    http_headers: dict[str, str] = {}
+    """Extra HTTP headers sent with every request."""
+    query_params: dict[str, str] = {}
+    """Extra query parameters on every request URL (e.g. `api-version` for Azure)."""
+    request_max_retries: int | None = Field(None, ge=0)
+    """Retries of a transient failure before the goal pauses (default 5)."""
+    stream_idle_timeout_ms: int | None = Field(None, gt=0)
+    """A stream silent for this many milliseconds is cut and retried (default 300000)."""
+
+
+class RunTable(_Table):
+    """The `[run]` table: how the harness drives turns."""
+
+    tool_output_char_limit: int | None = Field(None, gt=0)
+    """Tool output beyond this many characters is cut to head + tail."""
+    shell_timeout_s: float | None = Field(None, gt=0)
+    """Default timeout of one shell tool call, in seconds."""
+    wrap_up_cap_tokens: int | None = Field(None, ge=0)
+    """Tokens the budget wrap-up turn may spend on top of an exhausted budget."""
+
+
+class Profile(_Table):
+    """A `[profiles.NAME]` table: top-level keys laid over the files' when the profile is chosen."""
+
+    model: str | None = None
+    """Model name as the provider knows it, or `scripted:PATH`."""
+    model_provider: str | None = None
+    """A built-in provider (openai, anthropic, ollama, local) or a `[model_providers]` NAME."""
+    model_reasoning_effort: ReasoningEffort | None = None
+    """minimal, low, medium or high; sent to reasoning models."""
+    model_pricing: dict[str, Price] = {}
+    """USD per 1M tokens by model name; overrides the built-in table."""
+    run: RunTable | None = None
+    """Harness knobs."""
+
+
+class ConfigFile(Profile):
+    """One config.toml, user or project."""
+
+    profile: str | None = None
+    """The profile used when no `--profile` is given."""
+    model_providers: dict[str, ModelProvider] = {}
+    """Providers by NAME; a built-in NAME changes only the keys given."""
+    profiles: dict[str, Profile] = {}
+    """Named overlays, chosen with `--profile NAME` or `profile = "NAME"`."""
+
+
+BUILTIN_PROVIDERS: dict[str, dict[str, Any]] = {
+    "openai": {"name": "OpenAI", "base_url": "https://api.openai.com/v1", "wire_api": "responses",
+               "env_key": "OPENAI_API_KEY",
+               "env_key_instructions": "create a key at https://platform.openai.com/api-keys"},
+    "anthropic": {"name": "Anthropic", "base_url": "https://api.anthropic.com", "wire_api": "anthropic",
+                  "env_key": "ANTHROPIC_API_KEY",
+                  "env_key_instructions": "create a key at https://console.anthropic.com/settings/keys"},
+    "ollama": {"name": "Ollama", "base_url": "http://127.0.0.1:11434/v1", "wire_api": "chat"},
+    "local": {"name": "Local SmolLM2 (started by goalkeeper)", "base_url": None, "wire_api": "chat"},
+}
+"""The providers every config starts with, as raw table values (files are laid over them key by key)."""
+
+DEFAULT_MODELS = {"openai": "gpt-5-mini", "anthropic": "claude-sonnet-4-5", "local": "smollm2-135m"}
+"""The model used when none is named; other providers need `--model` (or `model = ...`)."""
+
+OPTIONAL_BASE_URL = frozenset({"local"})
+"""Providers whose base_url may be None (goalkeeper serves them itself)."""
+
+EXAMPLES = {
+    "model": 'model = "gpt-5-mini"',
+    "model_provider": 'model_provider = "openai" (or anthropic, ollama, local, a [model_providers] NAME)',
+    "model_reasoning_effort": 'model_reasoning_effort = "medium" (minimal, low, medium or high)',
+    "profile": 'profile = "NAME" with a [profiles.NAME] table',
+    "model_providers": '[model_providers.NAME] with base_url = "https://…/v1"',
+    "profiles": "[profiles.NAME] tables",
+    "model_pricing": '[model_pricing."MODEL"] with input, cached_input and output',
+    "run": "a [run] table",
+    "name": 'name = "My provider"',
+    "base_url": 'base_url = "http://127.0.0.1:8000/v1"',
+    "wire_api": 'wire_api = "chat" (or "responses", "anthropic")',
+    "env_key": 'env_key = "MY_API_KEY" (the variable\'s name, not the key)',
+    "env_key_instructions": 'env_key_instructions = "create a key at …"',
+    "http_headers": 'http_headers = { "X-Team" = "core" }',
+    "query_params": 'query_params = { "api-version" = "2025-04-01-preview" }',
+    "request_max_retries": "request_max_retries = 4",
+    "stream_idle_timeout_ms": "stream_idle_timeout_ms = 300000",
+    "input": "input = 1.25 (USD per 1M tokens)",
+    "cached_input": "cached_input = 0.125 (USD per 1M tokens)",
+    "output": "output = 10.0 (USD per 1M tokens)",
+    "tool_output_char_limit": "tool_output_char_limit = 12000",
+    "shell_timeout_s": "shell_timeout_s = 120",
+    "wrap_up_cap_tokens": "wrap_up_cap_tokens = 32000",
+}
+"""What to write, by key, for error messages."""

