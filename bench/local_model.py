@@ -20,6 +20,7 @@ import uuid
 from dataclasses import dataclass
 
 import openai
+from openai.types.chat import ChatCompletionMessageParam
 
 from goalkeeper.models.local_server import LocalServer
 
@@ -50,7 +51,7 @@ class Run:
         return (self.completion_tokens - 1) / self.decode_s if self.decode_s > 0 else float("nan")
 
 
-def messages(nonce: str, repeats: int) -> list[dict[str, str]]:
+def messages(nonce: str, repeats: int) -> list[ChatCompletionMessageParam]:
     """A prompt whose first line is `nonce`, so no earlier request shares more than the template's prefix."""
     return [{"role": "system", "content": f"Session {nonce}. You are a careful assistant."},
             {"role": "user", "content": PARAGRAPH * repeats + "\nSummarise the report above in detail."}]
@@ -58,7 +59,7 @@ def messages(nonce: str, repeats: int) -> list[dict[str, str]]:
 
 def prompt_tokens(client: openai.OpenAI, nonce: str, repeats: int) -> int:
     """The server's own count of the prompt's tokens (a one-token request)."""
-    answer = client.chat.completions.create(model=LocalServer.model_name, messages=messages(nonce, repeats),  # type: ignore[arg-type]
+    answer = client.chat.completions.create(model=LocalServer.model_name, messages=messages(nonce, repeats),
                                             max_tokens=1)
     assert answer.usage is not None
     return answer.usage.prompt_tokens
@@ -78,7 +79,7 @@ def streamed(client: openai.OpenAI, nonce: str, repeats: int, max_tokens: int) -
     first = last = 0.0
     chunks = 0
     usage = None
-    stream = client.chat.completions.create(model=LocalServer.model_name, messages=messages(nonce, repeats),  # type: ignore[arg-type]
+    stream = client.chat.completions.create(model=LocalServer.model_name, messages=messages(nonce, repeats),
                                             max_tokens=max_tokens, temperature=0, stream=True,
                                             stream_options={"include_usage": True})
     for chunk in stream:
@@ -89,7 +90,7 @@ def streamed(client: openai.OpenAI, nonce: str, repeats: int, max_tokens: int) -
             chunks += 1
     if usage is None:
         # Some server versions omit usage when streaming; the same request whole reports it.
-        whole = client.chat.completions.create(model=LocalServer.model_name, messages=messages(nonce, repeats),  # type: ignore[arg-type]
+        whole = client.chat.completions.create(model=LocalServer.model_name, messages=messages(nonce, repeats),
                                                max_tokens=max_tokens, temperature=0)
         usage = whole.usage
     assert usage is not None

@@ -108,9 +108,10 @@ def write_script(path: Path, steps: list[ScriptStep]) -> Path:
 def gk(*args: str, home: Path, check: bool = False, timeout: float = 120, env_extra: dict[str, str] | None = None,
        **kwargs: Any) -> subprocess.CompletedProcess[str]:
     """Run the real `gk` command in a subprocess against the store in `home`."""
-    env = {**os.environ, "GOALKEEPER_HOME": str(home), **(env_extra or {})}
-    env.pop("OPENAI_API_KEY", None)
-    env.pop("OPENAI_BASE_URL", None)
+    env = {**os.environ, "GOALKEEPER_HOME": str(home)}
+    for variable in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "GOALKEEPER_MODEL"):
+        env.pop(variable, None)  # the tests choose their model explicitly
+    env.update(env_extra or {})
     return subprocess.run([sys.executable, "-m", "goalkeeper", *args], env=env, capture_output=True, text=True,
                           check=check, timeout=timeout, stdin=subprocess.DEVNULL, **kwargs)
 

@@ -160,3 +160,52 @@ def test_locked_store_waits_then_names_the_holder(tmp_path: Path, workspace: Pat
     assert str(holder.pid) in done.stderr
     with sqlite3.connect(goalkeeper_home / "state.db") as db:
         assert db.execute("select count(*) from goals").fetchone()[0] == 1
+
+
+# ---------------------------------------------------------------- providers and config
+
+
+def test_provider_that_needs_a_key_names_the_variable(workspace: Path, goalkeeper_home: Path) -> None:
+    done = gk("goal", "Fix it", "--model-provider", "anthropic", "--cwd", str(workspace), home=goalkeeper_home,
+              env_extra={"ANTHROPIC_API_KEY": ""})
+    assert done.returncode == 4 and "ANTHROPIC_API_KEY" in done.stderr
+
+
+def test_usd_budget_on_an_unpriced_model_is_refused_at_goal_start(workspace: Path, goalkeeper_home: Path) -> None:
+    done = gk("goal", "Fix it", "--base-url", "http://127.0.0.1:9/v1", "--model", "mystery-7b", "--budget-usd", "5",
+              "--cwd", str(workspace), home=goalkeeper_home)
+    assert done.returncode == 4 and "mystery-7b" in done.stderr and "model_pricing" in done.stderr
+
+
+def test_project_config_and_profiles_choose_the_model(tmp_path: Path, workspace: Path, goalkeeper_home: Path) -> None:
+    honest = write_script(tmp_path / "honest.json", HONEST_FIX)
+    liar = write_script(tmp_path / "liar.json", [step("Done!", complete())])
+    (workspace / ".goalkeeper").mkdir()
+    (workspace / ".goalkeeper" / "config.toml").write_text(
+        f'model = "scripted:{liar}"\n[profiles.careful]\nmodel = "scripted:{honest}"\n')
+    lied = gk("exec", "Fix it", "--check", f"tests={TESTS}", "--max-attempts", "1", "--cwd", str(workspace),
+              home=goalkeeper_home)
+    assert lied.returncode == 1, lied.stdout + lied.stderr
+    careful = gk("exec", "Fix it", "--check", f"tests={TESTS}", "--profile", "careful", "--replace",
+                 "--cwd", str(workspace), home=goalkeeper_home)
+    assert careful.returncode == 0, careful.stdout + careful.stderr
+
+
+def test_unknown_config_key_is_refused_with_a_suggestion(workspace: Path, goalkeeper_home: Path) -> None:
+    (goalkeeper_home / "config.toml").write_text('modle = "gpt-5"\n')
+    done = gk("goal", "Fix it", "--cwd", str(workspace), home=goalkeeper_home)
+    assert done.returncode == 4 and "modle" in done.stderr and "model" in done.stderr
+
+
+def test_demo_replay_shows_a_refused_claim_then_an_achieved_fix(goalkeeper_home: Path) -> None:
+    done = gk("demo", "--replay", home=goalkeeper_home)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "completion refused" in done.stdout and "achieved (checks_passed)" in done.stdout
+
+
+@pytest.mark.slow
+def test_demo_without_a_provider_runs_the_bundled_local_model(goalkeeper_home: Path) -> None:
+    done = gk("demo", home=goalkeeper_home, timeout=600)
+    assert "135M-parameter model" in done.stdout, done.stdout + done.stderr
+    assert "baseline: tests FAIL" in done.stdout
+    assert done.returncode in (0, 1, 2, 3), done.stdout + done.stderr  # the model may fail; the harness may not

@@ -48,6 +48,8 @@ LEGAL_END = {"achieved", "unmet", "budget_limited", "paused"}
 BUDGET_TOKENS = 8_000
 """Small: llama.cpp reports no cached tokens, so every request charges its whole prompt (~2,000 tokens)."""
 WRAP_UP_TOKENS = 3_000
+REQUEST_TIMEOUT_S = 180
+"""A request slower than this pauses the goal (no retries): a legal end, where a hung test is not."""
 
 
 @pytest.fixture(scope="module")
@@ -172,7 +174,7 @@ def _small_goal(store: Store, workspace: Path) -> GoalRecord:
     """The sample's goal, with a budget that ends the run within a few requests (n_ctx is only 4096)."""
     contract = contract_from_flags("Fix the discount bug in cart.py so that the unit tests pass.",
                                    checks=[f"tests={TESTS}"], budget_turns=3, budget_tokens=BUDGET_TOKENS)
-    settings = GoalSettings(model=ModelSettings(model=LocalServer.model_name, max_retries=1),
+    settings = GoalSettings(model=ModelSettings(model=LocalServer.model_name, max_retries=0),
                             run=RunSettings(heartbeat_s=0.2, control_poll_s=0.05, wrap_up_cap_tokens=WRAP_UP_TOKENS,
                                             tool_output_char_limit=2_000))
     return control.set_goal(store, workspace, contract, settings, replace_existing=True)
@@ -182,8 +184,10 @@ def _small_goal(store: Store, workspace: Path) -> GoalRecord:
 class RecordingProxy:
     """Passes requests to the real server and keeps what went over the wire: bodies sent, usage reported.
 
-    It adds `tool_choice: "auto"` to a request that has tools and no tool_choice (OpenAI's own default):
-    without it llama-cpp-python shows the model no tools at all (see the xfail above).
+    It changes two things on the way: `tool_choice: "auto"` is added to a request that has tools and no
+    tool_choice (OpenAI's own default; without it llama-cpp-python shows the model no tools at all, see
+    the xfail above), and `temperature` is pinned to 0 so that a run repeats (the argument decoding of a
+    tool call ignores max_tokens, so a sampled runaway string could take minutes).
     """
 
     upstream: str
@@ -200,8 +204,10 @@ class RecordingProxy:
         if completions:
             sent = json.loads(body)
             self.bodies.append(sent)
-            if sent.get("tools") and "tool_choice" not in sent:
-                body = json.dumps({**sent, "tool_choice": "auto"}).encode()
+            wire = {**sent, "temperature": 0}
+            if sent.get("tools"):
+                wire.setdefault("tool_choice", "auto")
+            body = json.dumps(wire).encode()
         target = self.upstream.removesuffix("/v1") + request.path_qs
         async with ClientSession() as session, session.request(
                 request.method, target, data=body, headers={"content-type": request.content_type}) as answer:
@@ -230,7 +236,7 @@ class RecordingProxy:
 async def _run_through_proxy(store: Store, goal: GoalRecord, workspace: Path,
                              server: LocalServer) -> tuple[RunResult, RecordingProxy]:
     async with RecordingProxy(server.base_url).running() as proxy:
-        model = OpenAIChatModel(LocalServer.model_name, proxy.base_url, "x", timeout_s=300)
+        model = OpenAIChatModel(LocalServer.model_name, proxy.base_url, "x", timeout_s=REQUEST_TIMEOUT_S)
         result = await Runner(store, store.get_goal_by_id(goal.goal_id), model, workspace).run()
     return result, proxy
 
