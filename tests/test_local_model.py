@@ -12,7 +12,10 @@ import contextlib
 import importlib.util
 import json
 import os
+import signal
 import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +28,9 @@ from aiohttp import ClientSession, web
 from goalkeeper import control
 from goalkeeper.config import GoalSettings, ModelSettings, RunSettings
 from goalkeeper.contract import contract_from_flags
+from goalkeeper.errors import ConfigError, ProviderError
 from goalkeeper.models.base import Message, ModelRequest, ModelResponse, ToolCall
-from goalkeeper.models.local_server import LocalServer
+from goalkeeper.models.local_server import INSTALL_HINT, LocalServer, find_gguf
 from goalkeeper.models.openai_chat import OpenAIChatModel
 from goalkeeper.report import build_report, render_markdown
 from goalkeeper.runner import Runner, RunResult
@@ -72,6 +76,50 @@ def test_server_lists_its_model_and_a_stopped_server_leaves_no_process(server: L
     assert not _alive(pid)
     with pytest.raises(ProcessLookupError):
         os.killpg(pid, 0)  # the whole group is gone, not just its leader
+
+
+def test_a_server_that_cannot_start_says_why_and_leaves_nothing_running(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"not a model")
+    server = LocalServer(model_path=broken)
+    with pytest.raises(ProviderError, match="exited with status") as raised:
+        server.start(timeout_s=60)
+    assert "broken.gguf" in raised.value.message  # the log's tail names what failed
+    assert server.pid is None
+
+
+def test_a_missing_install_is_a_config_error_that_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llama_cpp" else real(name, *a))
+    with pytest.raises(ConfigError) as raised:
+        find_gguf()
+    assert raised.value.hint == INSTALL_HINT
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_serve_forever_stops_its_server_when_told_to(signum: int) -> None:
+    port = _free_port()
+    serving = subprocess.Popen([sys.executable, "-c", f"{_IMPORT}; serve_forever({port})"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert serving.stdout is not None
+        assert serving.stdout.readline().strip() == f"http://127.0.0.1:{port}/v1"
+        assert "135M" in serving.stdout.readline()
+        serving.send_signal(signum)
+        assert serving.wait(timeout=30) == 0
+    finally:
+        serving.kill()
+        serving.wait()
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=5)
+
+
+def test_a_harness_that_exits_without_stopping_still_takes_the_server_along() -> None:
+    done = subprocess.run([sys.executable, "-c", f"{_IMPORT}; s = LocalServer(); s.start(); print(s.pid)"],
+                          capture_output=True, text=True, timeout=120, check=True)
+    pid = int(done.stdout.strip())
+    with pytest.raises(ProcessLookupError):
+        os.killpg(pid, 0)
 
 
 def test_a_request_with_tools_gets_a_parsed_answer_and_usage(server: LocalServer) -> None:
@@ -155,6 +203,7 @@ def test_a_whole_goal_ends_legally_and_is_charged_as_the_server_reported(tmp_pat
 
 # ---- helpers
 
+_IMPORT = "from goalkeeper.models.local_server import LocalServer, serve_forever"
 _GET_GOAL = default_registry().only({"get_goal"}).specs
 
 

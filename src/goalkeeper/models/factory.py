@@ -22,12 +22,15 @@ LOCAL_MODEL_NOTE = ("local model: SmolLM2-135M-Instruct via llama.cpp, a 135M-pa
 def build_model(settings: ModelSettings) -> Model:
     """The provider for `settings`; the API key is read from its environment variable now, never stored."""
     key = os.environ.get(settings.api_key_env) if settings.api_key_env else None
+    # The SDKs' read timeout is the longest wait between two chunks: for a stream that is exactly the
+    # idle timeout; for a whole response it must cover the whole answer.
+    timeout = settings.stream_idle_timeout_s if settings.stream else settings.request_timeout_s
     if settings.wire_api == "scripted":
         assert settings.script is not None  # resolution guarantees a script path
         return ScriptedModel.from_file(Path(settings.script))
     if settings.wire_api == "responses":
         return OpenAIResponsesModel(settings.model, settings.base_url, key, stream=settings.stream,
-                                    timeout_s=settings.request_timeout_s, reasoning_effort=settings.reasoning_effort,
+                                    timeout_s=timeout, reasoning_effort=settings.reasoning_effort,
                                     extra_headers=settings.http_headers, query_params=settings.query_params,
                                     api_key_env=settings.api_key_env)
     if settings.wire_api == "anthropic":
@@ -35,11 +38,11 @@ def build_model(settings: ModelSettings) -> Model:
         from goalkeeper.models.anthropic_messages import AnthropicModel
 
         return AnthropicModel(settings.model, settings.base_url, key, stream=settings.stream,
-                              timeout_s=settings.request_timeout_s, extra_headers=settings.http_headers,
+                              timeout_s=timeout, extra_headers=settings.http_headers,
                               api_key_env=settings.api_key_env)
     return OpenAIChatModel(settings.model, settings.base_url, key, stream=settings.stream,
-                           timeout_s=settings.request_timeout_s, extra_headers=settings.http_headers,
-                           api_key_env=settings.api_key_env)
+                           timeout_s=timeout, extra_headers=settings.http_headers,
+                           query_params=settings.query_params, api_key_env=settings.api_key_env)
 
 
 @contextlib.contextmanager

@@ -123,17 +123,21 @@ class LocalServer:
         return self.base_url
 
     def stop(self, *, keep_log: bool = False) -> None:
-        """Stop the whole process group (SIGTERM, then SIGKILL after a grace) and wait; safe to call twice."""
-        process, self._process = self._process, None
+        """Stop the whole process group (SIGTERM, then SIGKILL after a grace) and wait; safe to call twice.
+
+        The process is forgotten only once it is gone, so a stop cut short (a second Ctrl-C) is finished
+        by the next call or at exit.
+        """
+        process = self._process
+        if process is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):  # SIGKILL comes next either way
+                process.wait(timeout=_STOP_GRACE_S)
+            kill_group(process.pid)  # the leader may be gone while something it started is not
+            process.wait()
+            self._process = None
         atexit.unregister(self.stop)
-        if process is None:
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):  # SIGKILL comes next either way
-            process.wait(timeout=_STOP_GRACE_S)
-        kill_group(process.pid)  # the leader may be gone while something it started is not
-        process.wait()
         if self._owns_log and not keep_log and self.log_path is not None:
             self.log_path.unlink(missing_ok=True)
             self.log_path = None
@@ -180,8 +184,13 @@ class LocalServer:
 
 
 def serve_forever(port: int, host: str = "127.0.0.1", n_ctx: int = 4096,
-                  announce: Callable[[str], None] = print) -> None:
-    """Run the local server until Ctrl-C or SIGTERM, then stop it cleanly (for `gk local serve`)."""
+                  announce: Callable[[str], None] | None = None) -> None:
+    """Run the local server until Ctrl-C or SIGTERM, then stop it cleanly (for `gk local serve`).
+
+    `announce` gets two lines once the server answers: the base URL, then `NOTE`. By default they are
+    printed and flushed, so a supervisor reading a pipe sees the URL at once.
+    """
+    announce = announce or _print_now
     with _sigterm_exits(), LocalServer(port=port, host=host, n_ctx=n_ctx) as server:
         announce(server.base_url)
         announce(NOTE)
@@ -208,6 +217,10 @@ def _sigterm_exits() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _print_now(line: str) -> None:
+    print(line, flush=True)
 
 
 def _free_port(host: str) -> int:

@@ -43,6 +43,7 @@ class OpenAIChatModel:
         stream: bool = False,
         timeout_s: float = 120.0,
         extra_headers: dict[str, str] | None = None,
+        query_params: dict[str, str] | None = None,
         api_key_env: str | None = None,
     ) -> None:
         self.name = model
@@ -56,6 +57,7 @@ class OpenAIChatModel:
             timeout=timeout_s,
             max_retries=0,  # retries are ours (retry.py), with our policy and our budget
             default_headers=extra_headers,
+            default_query=query_params,
         )
 
     async def complete(self, request: ModelRequest) -> ModelResponse:

@@ -1,0 +1,43 @@
+"""Settings → the provider that speaks their wire format, with their headers."""
+
+from __future__ import annotations
+
+import asyncio
+
+from chat_server import ChatServer, Completion
+from goalkeeper.config import ModelSettings, scripted_settings
+from goalkeeper.models.anthropic_messages import AnthropicModel
+from goalkeeper.models.base import Message, ModelRequest
+from goalkeeper.models.factory import build_model, endpoint
+from goalkeeper.models.openai_chat import OpenAIChatModel
+from goalkeeper.models.openai_responses import OpenAIResponsesModel
+from goalkeeper.models.scripted import ScriptedModel
+
+
+def test_each_wire_api_builds_its_provider(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    script = tmp_path / "s.json"
+    script.write_text('{"steps": [{"text": "hi"}]}')
+    kinds = {
+        "chat": OpenAIChatModel, "responses": OpenAIResponsesModel, "anthropic": AnthropicModel,
+    }
+    for wire_api, kind in kinds.items():
+        settings = ModelSettings(provider="custom", wire_api=wire_api, model="m", base_url="http://127.0.0.1:9/v1")
+        assert isinstance(build_model(settings), kind)
+    assert isinstance(build_model(scripted_settings(str(script))), ScriptedModel)
+
+
+def test_configured_headers_reach_the_server() -> None:
+    settings = ModelSettings(provider="team", wire_api="chat", model="m", http_headers={"X-Team": "ml"})
+    with ChatServer([Completion(text="ok")]) as server:
+        reachable = settings.model_copy(update={"base_url": server.base_url})
+        model = build_model(reachable)
+        request = ModelRequest((Message("system", "s"), Message("user", "u")))
+        assert asyncio.run(model.complete(request)).content == "ok"
+        headers = server.request_headers[0]
+    assert headers["x-team"] == "ml"
+
+
+def test_endpoint_leaves_remote_providers_alone() -> None:
+    settings = ModelSettings(provider="openai", wire_api="responses", model="gpt-5-mini", base_url="https://x/v1")
+    with endpoint(settings) as reachable:
+        assert reachable == settings
