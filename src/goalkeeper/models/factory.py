@@ -56,4 +56,6 @@ def endpoint(settings: ModelSettings) -> Iterator[ModelSettings]:
         yield settings
         return
     with LocalServer() as server:
-        yield settings.model_copy(update={"base_url": server.base_url})
+        # llama.cpp's streamed answers carry no usage (the goal would be charged nothing) and a streamed
+        # tool call in "auto" mode fails with HTTP 500: the local model never streams.
+        yield settings.model_copy(update={"base_url": server.base_url, "stream": False})

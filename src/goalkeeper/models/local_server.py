@@ -5,6 +5,14 @@ itself — `OpenAIChatModel(LocalServer.model_name, server.base_url, ...)` does 
 
 The model has 135M parameters. It proves that a goal runs end to end over a real model server (tool
 calls, usage, errors); it is not a capable coder and will rarely achieve a goal.
+
+What llama-cpp-python 0.3's `chatml-function-calling` format does (checked against 0.3.36):
+- it shows the model the tools only when the request sets `tool_choice` ("auto" or a named tool);
+  without one the prompt has no tools and the answer is always text;
+- it never renders `tool` messages, so the model does not see tool results;
+- with tool_choice "auto" it ignores `max_tokens`, and a streamed answer that calls a tool fails (HTTP 500);
+- a streamed answer carries no `usage`, so requests that must be charged cannot be streamed;
+- an assistant message with `"content": null` is refused with HTTP 500 (send "").
 """
 
 from __future__ import annotations
@@ -65,15 +73,15 @@ class LocalServer:
     """llama.cpp's OpenAI-compatible server as a child process group, started and stopped by us.
 
     Use it as a context manager, or call `start()` and `stop()`. The server answers to any model name
-    in a request (it serves one model, and falls back to it); it is started with the alias
-    `model_name`, which /v1/models lists and responses report.
+    in a request (it serves one model and falls back to it) and echoes that name in its responses; it
+    is started with the alias `model_name`, which /v1/models lists.
     """
 
     model_name = "smollm2-135m"
-    """The name to send as `model`; any name works, this one also shows up in responses."""
+    """The name to send as `model` (any name works; this one matches what /v1/models lists)."""
 
     def __init__(self, port: int | None = None, host: str = "127.0.0.1", n_ctx: int = 4096,
-                 model_path: Path | None = None, log_path: Path | None = None) -> None:
+                 model_path: Path | None = None, log_path: Path | None = None, n_threads: int | None = None) -> None:
         self.port = port
         """The port to listen on; None picks a free one at start."""
         self.host = host
@@ -83,6 +91,8 @@ class LocalServer:
         """The GGUF to serve; None means the one from `find_gguf()`."""
         self.log_path = log_path
         """Where the server's stdout and stderr go; None means a temporary file, removed at stop."""
+        self.n_threads = n_threads
+        """Threads for decoding; None keeps llama.cpp's default (half the CPUs). Prefill always uses all."""
         self._owns_log = log_path is None
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -111,6 +121,8 @@ class LocalServer:
         command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", self.model_name,
                    "--host", self.host, "--port", str(self.port), "--n_ctx", str(self.n_ctx),
                    "--chat_format", "chatml-function-calling"]
+        if self.n_threads is not None:
+            command += ["--n_threads", str(self.n_threads)]
         with self.log_path.open("ab") as log:  # a file, not a pipe: a pipe nobody reads fills and blocks it
             self._process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                              start_new_session=True)  # its own group, killed whole at stop

@@ -124,6 +124,9 @@ class OpenAIChatModel:
             body["stream_options"] = {"include_usage": True}
         if request.tools:  # sent only when set: some servers reject an empty tool list
             body["tools"] = chat_tools(request.tools)
+            # OpenAI's default, said out loud: llama.cpp's function-calling format shows the model no
+            # tools at all unless tool_choice is given.
+            body["tool_choice"] = "auto"
         if request.max_output_tokens is not None:
             body["max_tokens"] = max(1, request.max_output_tokens)
         return body
