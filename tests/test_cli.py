@@ -209,3 +209,30 @@ def test_demo_without_a_provider_runs_the_bundled_local_model(goalkeeper_home: P
     assert "135M-parameter model" in done.stdout, done.stdout + done.stderr
     assert "baseline: tests FAIL" in done.stdout
     assert done.returncode in (0, 1, 2, 3), done.stdout + done.stderr  # the model may fail; the harness may not
+
+
+@pytest.mark.slow
+def test_local_serve_answers_until_ctrl_c(goalkeeper_home: Path) -> None:
+    import socket
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = gk_popen("local", "serve", "--port", str(port), home=goalkeeper_home)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2) as answer:
+                    assert answer.status == 200
+                    break
+            except OSError:
+                assert time.monotonic() < deadline and server.poll() is None, "the local server never answered"
+                time.sleep(0.5)
+        server.send_signal(signal.SIGINT)
+        assert server.wait(timeout=30) == 0
+        output = server.stdout.read() if server.stdout else ""
+    finally:
+        server.kill()
+    assert f"http://127.0.0.1:{port}/v1" in output and "135M" in output

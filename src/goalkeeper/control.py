@@ -63,13 +63,18 @@ def to_new_events(events: Iterable[Event]) -> list[NewEvent]:
 def initial_state(goal_id: str, contract: Contract, settings: GoalSettings) -> GoalState:
     """The state a new goal starts in."""
     budget = contract.budget
+    # The wrap-up turn may overrun the token budget by at most this much: a quarter of the budget, within
+    # the configured cap, so a small budget is not dwarfed by its own wrap-up.
+    wrap_up_cap = settings.run.wrap_up_cap_tokens
+    if budget.tokens is not None:
+        wrap_up_cap = min(wrap_up_cap, max(2_000, budget.tokens // 4))
     return GoalState(
         goal_id=goal_id,
         verified=contract.verified,
         limits=Limits(budget.tokens, budget.usd, budget.time_s, budget.turns),
         max_attempts=contract.iteration.max_attempts,
         no_progress_turns=contract.iteration.no_progress_turns,
-        wrap_up_cap_tokens=settings.run.wrap_up_cap_tokens,
+        wrap_up_cap_tokens=wrap_up_cap,
     )
 
 
