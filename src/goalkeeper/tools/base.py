@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from goalkeeper.models.base import ToolSpec
+from goalkeeper.sandbox.policy import SandboxPolicy
 
 GoalSignal = Literal["complete", "blocked"]
 
@@ -30,6 +31,10 @@ class ToolContext:
     """Environment for child processes; None inherits the runner's."""
     goal_view: dict[str, Any] = field(default_factory=dict)
     """A snapshot of the goal for `get_goal`: objective, status, checks, usage, budget."""
+    sandbox: SandboxPolicy | None = None
+    """How shell commands are confined; None runs them unconfined (tests of the tools themselves)."""
+    headless: bool = True
+    """No person is there to approve a command: rules that say "ask" deny instead."""
 
 
 @dataclass(frozen=True)

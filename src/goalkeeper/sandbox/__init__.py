@@ -1,0 +1,1 @@
+"""Mechanical boundaries: the bubblewrap sandbox, command rules and approvals."""
