@@ -1,7 +1,8 @@
 """Reading config.toml files and laying them over each other: built-ins, user file, project file, profile.
 
 Each file is validated on its own, so an error names the file it is in; the layers are then merged key by
-key (tables merge, values replace). Reads files but never the environment's secrets, and never prints.
+key (tables merge, values replace), except `[[rules]]`, which add up: every layer's rules apply. Reads files
+but never the environment's secrets, and never prints.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from goalkeeper.config.schema import BUILTIN_PROVIDERS, OPTIONAL_BASE_URL, Confi
 from goalkeeper.config.settings import ReasoningEffort, RunSettings
 from goalkeeper.errors import ConfigError
 from goalkeeper.models.pricing import Price, load_prices
+from goalkeeper.sandbox.rules import ApprovalPolicy, Rule
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,11 @@ class Config:
     """Harness knobs, `[run]` laid over the defaults."""
     files: tuple[Path, ...] = ()
     """The config files that were read, user file first."""
+    approval_policy: ApprovalPolicy = "on-request"
+    """`approval_policy`: when a shell command needs a person's approval (untrusted, on-request, never)."""
+    rules: tuple[Rule, ...] = ()
+    """`[[rules]]` from every layer, the profile's first, then the project's, then the user's; where several
+    match a command the strictest wins, so a later layer adds rules but cannot loosen an earlier one."""
 
 
 def goalkeeper_home() -> Path:
@@ -73,17 +80,22 @@ def load_config(workspace: Path | None, profile: str | None = None) -> Config:
     merged: dict[str, Any] = {"model_providers": dict(BUILTIN_PROVIDERS)}
     for _, data in layers:
         merged = deep_merge(merged, data)
+    rule_layers = [data.get("rules", []) for _, data in layers]
     chosen = profile or merged.get("profile")
     if chosen is not None:
-        merged = deep_merge(merged, _profile_table(merged, chosen, [path for path, _ in layers]))
+        overlay = _profile_table(merged, chosen, [path for path, _ in layers])
+        rule_layers.append(overlay.get("rules", []))
+        merged = deep_merge(merged, overlay)
     merged.pop("profiles", None)
+    merged["rules"] = [rule for layer in reversed(rule_layers) for rule in layer]
     config = ConfigFile.model_validate(merged)  # each layer was valid, so their merge is too
     _check_providers(config, layers)
     run = RunSettings().model_copy(update=config.run.model_dump(exclude_none=True) if config.run else {})
     return Config(model=config.model, model_provider=config.model_provider,
                   reasoning_effort=config.model_reasoning_effort, profile=chosen,
                   providers=config.model_providers, prices=load_prices(config.model_pricing), run=run,
-                  files=tuple(path for path, _ in layers))
+                  files=tuple(path for path, _ in layers), approval_policy=config.approval_policy or "on-request",
+                  rules=tuple(Rule(rule.match, rule.action, rule.reason) for rule in config.rules or ()))
 
 
 def read_config_file(path: Path) -> dict[str, Any]:

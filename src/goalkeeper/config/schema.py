@@ -5,12 +5,16 @@ Pure types and the built-in providers; reading, layering and resolving live in l
 
 from __future__ import annotations
 
+import difflib
+import typing
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from goalkeeper.config.settings import ReasoningEffort
 from goalkeeper.models.pricing import Price
+from goalkeeper.sandbox.rules import ApprovalPolicy, RuleAction
 
 ProviderWireApi = Literal["chat", "responses", "anthropic"]
 """The wire formats a `[model_providers.NAME]` table may name."""
@@ -56,6 +60,33 @@ class RunTable(_Table):
     """Tokens the budget wrap-up turn may spend on top of an exhausted budget."""
 
 
+def one_of(value: object, kind: Any) -> object:
+    """`value` when the Literal `kind` allows it; else a literal_error whose choices end in a did-you-mean."""
+    choices = typing.get_args(kind)
+    if value in choices or not isinstance(value, str):
+        return value
+    close = difflib.get_close_matches(value, choices, n=1)
+    listed = ", ".join(f'"{choice}"' for choice in choices)
+    hint = f" (did you mean `{close[0]}`?)" if close else ""
+    raise PydanticCustomError("literal_error", "Input should be {expected}", {"expected": f"one of {listed}{hint}"})
+
+
+class CommandRule(_Table):
+    """One `[[rules]]` table: what happens to shell commands that match."""
+
+    match: str = Field(min_length=1)
+    """A glob over one simple command (`*` is any text): `git push*`, `npm publish*`."""
+    action: RuleAction
+    """deny (never run it), ask (a person approves it; denied in headless runs) or allow."""
+    reason: str = ""
+    """Told to the model when the rule denies or asks, so it can choose another approach."""
+
+    @field_validator("action", mode="before")
+    @classmethod
+    def _known_action(cls, value: object) -> object:
+        return one_of(value, RuleAction)
+
+
 class Profile(_Table):
     """A `[profiles.NAME]` table: top-level keys laid over the files' when the profile is chosen."""
 
@@ -69,6 +100,15 @@ class Profile(_Table):
     """USD per 1M tokens by model name; overrides the built-in table."""
     run: RunTable | None = None
     """Harness knobs."""
+    approval_policy: ApprovalPolicy | None = None
+    """When a shell command needs a person's approval: untrusted, on-request (default) or never."""
+    rules: list[CommandRule] | None = None
+    """Command rules; every layer's rules apply, and the strictest matching one wins."""
+
+    @field_validator("approval_policy", mode="before")
+    @classmethod
+    def _known_policy(cls, value: object) -> object:
+        return one_of(value, ApprovalPolicy)
 
 
 class ConfigFile(Profile):
@@ -124,5 +164,10 @@ EXAMPLES = {
     "tool_output_char_limit": "tool_output_char_limit = 12000",
     "shell_timeout_s": "shell_timeout_s = 120",
     "wrap_up_cap_tokens": "wrap_up_cap_tokens = 32000",
+    "approval_policy": 'approval_policy = "on-request" (or "untrusted", "never")',
+    "rules": '[[rules]] tables with match = "git push*" and action = "deny"',
+    "match": 'match = "git push*"',
+    "action": 'action = "deny" (or "ask", "allow")',
+    "reason": 'reason = "the person pushes after review"',
 }
 """What to write, by key, for error messages."""

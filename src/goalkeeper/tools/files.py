@@ -1,6 +1,7 @@
 """The `read_file` and `write_file` tools, and the atomic write that `apply_patch` shares.
 
-Every path goes through `resolve_in_workspace`; nothing here touches a file outside the workspace.
+Every path goes through `resolve_in_workspace`, then the goal's boundaries (`check_read`, `check_write`);
+nothing here touches a file outside the workspace.
 """
 
 from __future__ import annotations
@@ -21,7 +22,14 @@ from goalkeeper.tools.output import (
     refusal,
     required_string,
 )
-from goalkeeper.tools.paths import PathRefused, relative, resolve_in_workspace
+from goalkeeper.tools.paths import (
+    BoundaryRefused,
+    PathRefused,
+    check_read,
+    check_write,
+    relative,
+    resolve_in_workspace,
+)
 
 MAX_LINES = 2000
 """Lines one read_file call returns when the model names no limit."""
@@ -139,7 +147,8 @@ class ReadFileTool:
             offset = optional_integer(arguments, "offset")
             limit = optional_integer(arguments, "limit")
             target = resolve_in_workspace(context.workspace, path)
-        except (ArgumentError, PathRefused) as error:
+            check_read(context.workspace, path, target, context.sandbox)
+        except (ArgumentError, PathRefused, BoundaryRefused) as error:
             return refusal(str(error))
         name = relative(context.workspace, target)
         return await asyncio.to_thread(
@@ -162,14 +171,16 @@ class WriteFileTool:
     )
 
     async def run(self, arguments: dict[str, Any], context: ToolContext) -> ToolResult:
-        """Write the file; refusals (outside the workspace, a directory in the way) are `ok=False`."""
+        """Write the file; refusals (outside the workspace or the boundaries, a directory in the way) are
+        `ok=False`, and nothing is written."""
         try:
             check_argument_names(arguments, self.spec)
             path = required_string(arguments, "path")
             content = required_string(arguments, "content")
             target = resolve_in_workspace(context.workspace, path)
+            check_write(context.workspace, path, target, context.sandbox)
             data = content.encode("utf-8")
-        except (ArgumentError, PathRefused) as error:
+        except (ArgumentError, PathRefused, BoundaryRefused) as error:
             return refusal(str(error))
         except UnicodeEncodeError as error:
             return refusal(f"argument 'content' is not valid text: {error.reason} at index {error.start}")

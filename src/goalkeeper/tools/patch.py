@@ -1,7 +1,7 @@
 """The `apply_patch` tool: applies a parsed patch (patch_parse.py) to the workspace all-or-nothing.
 
-Every path is checked and every hunk located in memory before the first byte is written, so a patch
-that fails leaves the workspace exactly as it was.
+Every path is checked (the workspace, then the goal's boundaries) and every hunk located in memory before
+the first byte is written, so a patch that fails or crosses a boundary leaves the workspace as it was.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from goalkeeper.models.base import ToolSpec
+from goalkeeper.sandbox.policy import SandboxPolicy
 from goalkeeper.tools.base import ToolContext, ToolResult
 from goalkeeper.tools.files import looks_binary, write_atomically
 from goalkeeper.tools.output import ArgumentError, check_argument_names, refusal, required_string
@@ -27,7 +28,14 @@ from goalkeeper.tools.patch_parse import (
     _show,
     parse_patch,
 )
-from goalkeeper.tools.paths import PathRefused, relative, resolve_in_workspace
+from goalkeeper.tools.paths import (
+    BoundaryRefused,
+    PathRefused,
+    check_read,
+    check_write,
+    relative,
+    resolve_in_workspace,
+)
 
 __all__ = [
     "AddFile",
@@ -181,16 +189,22 @@ class Change:
 class PatchPlan:
     """The files as they will be after the patch, kept in memory until every operation has applied."""
 
-    def __init__(self, workspace: Path) -> None:
+    def __init__(self, workspace: Path, policy: SandboxPolicy | None = None) -> None:
         self.workspace = workspace
+        self.policy = policy
+        """The goal's boundaries every target is checked against; None checks only the workspace."""
         self.contents: dict[Path, str | None] = {}
         """New text per touched file; None means deleted."""
         self.changes: list[Change] = []
 
-    def resolve(self, path: str, patch_line: int) -> tuple[Path, str]:
+    def resolve(self, path: str, patch_line: int, reading: bool = False) -> tuple[Path, str]:
+        """The real target of `path`, refused (PatchError) outside the workspace or the boundaries."""
         try:
             target = resolve_in_workspace(self.workspace, path)
-        except PathRefused as error:
+            if reading:
+                check_read(self.workspace, path, target, self.policy)
+            check_write(self.workspace, path, target, self.policy)
+        except (PathRefused, BoundaryRefused) as error:
             raise PatchError(f"patch line {patch_line}: {error}") from error
         return target, relative(self.workspace, target)
 
@@ -252,7 +266,7 @@ class PatchPlan:
         self.changes.append(Change("D", name))
 
     def update(self, operation: UpdateFile) -> None:
-        target, name = self.resolve(operation.path, operation.patch_line)
+        target, name = self.resolve(operation.path, operation.patch_line, reading=True)
         new = apply_hunks(self.read(target, "Update File"), operation.hunks, name)
         if operation.move_to is None:
             self.contents[target] = new
@@ -275,9 +289,9 @@ class PatchPlan:
                 write_atomically(target, content.encode("utf-8"))
 
 
-def plan_patch(workspace: Path, text: str) -> PatchPlan:
-    """Parse `text` and apply it in memory; PatchError when any part would fail."""
-    plan = PatchPlan(workspace)
+def plan_patch(workspace: Path, text: str, policy: SandboxPolicy | None = None) -> PatchPlan:
+    """Parse `text` and apply it in memory; PatchError when any part would fail or cross `policy`."""
+    plan = PatchPlan(workspace, policy)
     for operation in parse_patch(text):
         if isinstance(operation, AddFile):
             plan.add(operation)
@@ -314,7 +328,7 @@ class ApplyPatchTool:
         except ArgumentError as error:
             return refusal(str(error))
         try:
-            plan = await asyncio.to_thread(plan_patch, context.workspace, text)
+            plan = await asyncio.to_thread(plan_patch, context.workspace, text, context.sandbox)
         except PatchError as error:
             return refusal(f"patch not applied, nothing was written: {error}")
         try:

@@ -1,12 +1,18 @@
-"""Turns a path the model wrote into a real path inside the workspace, or refuses it.
+"""Turns a path the model wrote into a real path inside the workspace, or refuses it; and says whether the
+goal's boundaries let a file tool write (or read) it.
 
-Every file tool goes through `resolve_in_workspace`; nothing here reads or writes file contents.
+Every file tool goes through `resolve_in_workspace`, then `check_write` or `check_read`; nothing here
+reads or writes file contents.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+
+from goalkeeper.sandbox.globs import first_path_match, path_matches
+from goalkeeper.sandbox.policy import SandboxPolicy
 
 
 class PathRefused(ValueError):
@@ -47,3 +53,53 @@ def resolve_in_workspace(workspace: Path, path: str) -> Path:
 def relative(workspace: Path, path: Path) -> str:
     """`path` (inside the workspace) as a workspace-relative posix string; "." for the root itself."""
     return path.relative_to(workspace.resolve()).as_posix()
+
+
+class BoundaryRefused(ValueError):
+    """A write (or a secret's read) the goal's boundaries forbid; the message is the model's tool error."""
+
+
+def check_write(workspace: Path, path: str, target: Path, policy: SandboxPolicy | None) -> None:
+    """Refuse, with `BoundaryRefused`, writing `target` (the resolved form of `path` as the model wrote it).
+
+    Never inside `.git/`; and under a policy: nothing in read-only mode, nothing `protect` covers, and
+    only what `paths` covers when it is set. Both the real path and the path as written are checked, so
+    a symlink can neither lead into a protected file nor dress one up as an allowed one.
+    """
+    for name in _names(workspace, path, target):
+        if ".git" in name.split("/"):
+            raise BoundaryRefused(f"refused: {name} is inside .git/, which only git itself changes; "
+                                  "choose another approach")
+        if policy is None:
+            continue
+        if policy.mode == "read-only":
+            raise BoundaryRefused(f"refused: {name} cannot be written: this goal's sandbox is read-only; "
+                                  "choose another approach")
+        if first_path_match(policy.protect, name) is not None:
+            raise BoundaryRefused(f"refused: {name} is protected by the goal contract "
+                                  f"(protect = {json.dumps(list(policy.protect))}); choose another approach")
+        if policy.paths and not any(path_matches(glob, name) for glob in policy.paths):
+            raise BoundaryRefused(f"refused: {name} is outside boundaries.paths {json.dumps(list(policy.paths))}; "
+                                  "change only files there, or choose another approach")
+
+
+def check_read(workspace: Path, path: str, target: Path, policy: SandboxPolicy | None) -> None:
+    """Refuse, with `BoundaryRefused`, reading a file a secret glob covers (`.env`, keys); others may be read."""
+    if policy is None:
+        return
+    for name in _names(workspace, path, target):
+        secret = first_path_match(policy.secrets, name)
+        if secret is not None:
+            raise BoundaryRefused(f"refused: {name} matches the secret glob {secret!r}; secrets are never "
+                                  "shown to the model, so work without its contents")
+
+
+def _names(workspace: Path, path: str, target: Path) -> list[str]:
+    """The workspace-relative names of a resolved `target`: its real one, and the one `path` spells."""
+    root = workspace.resolve()
+    names = [relative(workspace, target)]
+    written = Path(path)
+    lexical = Path(os.path.normpath(written if written.is_absolute() else root / written))
+    if lexical.is_relative_to(root):
+        names.append(lexical.relative_to(root).as_posix())
+    return list(dict.fromkeys(names))

@@ -1,11 +1,16 @@
-"""The `shell` tool: one bash command in the workspace, with a timeout and a process-group kill."""
+"""The `shell` tool: one bash command in the workspace, with a timeout and a process-group kill.
+
+Under a sandbox policy (`context.sandbox`) the command runs confined by bubblewrap; what the sandbox
+refuses (a read-only file system, no network) shows in the command's own output.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from goalkeeper.errors import SandboxError
 from goalkeeper.models.base import ToolSpec
-from goalkeeper.process import run_command
+from goalkeeper.sandbox.bwrap import run_confined
 from goalkeeper.tools.base import ToolContext, ToolResult
 from goalkeeper.tools.output import (
     ArgumentError,
@@ -47,7 +52,10 @@ class ShellTool:
         timeout_s = min(
             float(asked) if asked is not None else context.default_timeout_s, context.max_timeout_s
         )
-        result = await run_command(command, context.workspace, timeout_s, env=context.env)
+        try:
+            result = await run_confined(context.sandbox, command, context.workspace, timeout_s, env=context.env)
+        except SandboxError as error:
+            return ToolResult(output=f"the command was not run: {error}", ok=False, data={"sandbox_error": True})
         header = f"exit code: {result.exit_code}\n"
         if result.timed_out:
             header += f"timed out after {timeout_s:g}s; the process group was killed\n"

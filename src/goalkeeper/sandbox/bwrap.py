@@ -1,0 +1,248 @@
+"""Runs a goal's commands under its sandbox policy with bubblewrap: the policy becomes a bwrap argv.
+
+`build_argv` is pure; `scan_layout` is the only part that reads the filesystem (to find which protected
+and secret paths exist). A missing or broken bubblewrap is a SandboxError: there is never a silent
+fallback to running unconfined.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import dataclasses
+import functools
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from goalkeeper.errors import SandboxError
+from goalkeeper.process import CommandResult, run_command
+from goalkeeper.sandbox.globs import compile_path_glob
+from goalkeeper.sandbox.limits import process_limit
+from goalkeeper.sandbox.policy import SandboxPolicy
+
+INSTALL_HINT = (
+    "install it: apt-get install -y bubblewrap — or choose `sandbox = \"danger-full-access\"` in "
+    "[boundaries] explicitly"
+)
+
+#: Directories not searched for protected or secret files (the directory itself is still matched).
+#: Dependency trees ship public CA bundles and test keys (certifi's cacert.pem): masking those would
+#: break TLS, and they are not the user's secrets. A directory holding `pyvenv.cfg` counts as one too.
+UNSEARCHED_DIRS = frozenset({".git", "node_modules", "__pycache__"})
+
+#: How deep $HOME is searched for secrets: its entries and one level below (~/.ssh, ~/work/.env).
+HOME_DEPTH = 2
+
+#: Never bound over: they are the kernel's, and bwrap makes its own /dev and /proc.
+_SYSTEM_TREES = (Path("/proc"), Path("/sys"), Path("/dev"))
+
+RuleKind = Literal["protect", "secret"]
+
+
+@dataclass(frozen=True)
+class SandboxLayout:
+    """The existing paths the sandbox re-binds read-only or masks, as found by `scan_layout`."""
+
+    home: Path
+    """The $HOME commands see; searched for secrets, and kept visible even when it lies under /tmp."""
+    protected: tuple[Path, ...] = ()
+    """Real paths inside the workspace matched by a protect glob, parents before children."""
+    secret_files: tuple[Path, ...] = ()
+    """Real paths of files shown as an empty read-only file."""
+    secret_dirs: tuple[Path, ...] = ()
+    """Real paths of directories shown as an empty read-only directory."""
+    empty_file: Path = Path("/dev/null")
+    """An empty, read-only regular file bound over each secret file."""
+
+
+def _real(path: Path) -> Path | None:
+    """`path` with symlinks resolved, or None when it leads nowhere or into a kernel tree."""
+    try:
+        real = path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return None
+    return None if any(real.is_relative_to(tree) for tree in _SYSTEM_TREES) else real
+
+
+def _search(root: Path, secrets: tuple[str, ...], protect: tuple[str, ...],
+            depth: int | None) -> list[tuple[RuleKind, Path, bool]]:
+    """(kind, real path, is a directory) for each entry under `root` a glob covers, top-down.
+
+    Secrets are asked first, so a protected secret is still masked.
+    """
+    secret_globs, protect_globs = _compiled(secrets), _compiled(protect)
+    found: list[tuple[RuleKind, Path, bool]] = []
+    pending: list[tuple[str, str, int, list[re.Pattern[str]]]] = [(str(root), "", 1, protect_globs)]
+    while pending:
+        directory, prefix, level, protecting = pending.pop()
+        try:
+            entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
+        except OSError:
+            continue
+        for entry in entries:
+            relative = prefix + entry.name
+            kind: RuleKind | None = "secret" if any(glob.match(relative) for glob in secret_globs) else (
+                "protect" if any(glob.match(relative) for glob in protecting) else None)
+            real = _real(Path(entry.path)) if kind is not None else None
+            if kind is not None and real is not None:
+                found.append((kind, real, real.is_dir()))
+            searchable = entry.is_dir(follow_symlinks=False) and (depth is None or level < depth)
+            if searchable and kind != "secret" and not _unsearched(entry):
+                # Inside a protected directory only secrets remain to be found: it is read-only whole.
+                pending.append((entry.path, relative + "/", level + 1, protecting if kind is None else []))
+    return found
+
+
+def _compiled(globs: tuple[str, ...]) -> list[re.Pattern[str]]:
+    return [regex for regex in map(compile_path_glob, globs) if regex is not None]
+
+
+def _unsearched(directory: os.DirEntry[str]) -> bool:
+    return directory.name in UNSEARCHED_DIRS or os.path.exists(os.path.join(directory.path, "pyvenv.cfg"))
+
+
+def scan_layout(policy: SandboxPolicy, home: Path) -> SandboxLayout:
+    """Find the protected and secret paths that exist now (the only filesystem reads of the argv)."""
+    workspace = policy.workspace.resolve()
+    writable = (workspace, *(path.resolve() for path in policy.extra_writable))
+    found = _search(workspace, policy.secrets, policy.protect, None)
+    if home.is_dir() and home.resolve() != Path("/"):
+        found += _search(home.resolve(), policy.secrets, (), HOME_DEPTH)
+    protected: dict[Path, None] = {}
+    files: dict[Path, None] = {}
+    dirs: dict[Path, None] = {}
+    for kind, real, is_dir in found:
+        if kind == "protect" and any(real.is_relative_to(place) for place in writable):
+            protected[real] = None  # anything else is read-only already
+        elif kind == "secret":
+            (dirs if is_dir else files)[real] = None
+    # Nothing can be mounted inside a masked directory (it is empty and read-only): drop what lies there.
+    masked = [path for path in sorted(dirs) if not any(path != other and path.is_relative_to(other) for other in dirs)]
+    shown = [path for path in files if not any(path.is_relative_to(folder) for folder in masked)]
+    return SandboxLayout(home=home, protected=tuple(sorted(protected)), secret_files=tuple(shown),
+                         secret_dirs=tuple(masked), empty_file=_empty_file() if shown else Path("/dev/null"))
+
+
+def build_argv(policy: SandboxPolicy, command: str, layout: SandboxLayout, *, cwd: Path | None = None,
+               bwrap: str = "bwrap", bash: str = "/bin/bash") -> list[str]:
+    """The bwrap command line running `command` under `policy`; pure (no filesystem access)."""
+    if policy.mode == "danger-full-access":
+        return [bash, "-c", command]
+    workspace = str(policy.workspace)
+    writes = policy.mode == "workspace-write"
+    argv = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+    if layout.home.is_relative_to("/tmp"):
+        argv += ["--ro-bind-try", str(layout.home), str(layout.home)]  # a private /tmp must not hide $HOME
+    for path in policy.extra_writable if writes else ():
+        argv += ["--bind-try", str(path), str(path)]
+    argv += ["--bind" if writes else "--ro-bind", workspace, workspace]
+    for path in layout.protected:
+        argv += ["--ro-bind", str(path), str(path)]
+    for path in layout.secret_dirs:
+        argv += ["--tmpfs", str(path), "--remount-ro", str(path)]
+    for path in layout.secret_files:
+        argv += ["--ro-bind", str(layout.empty_file), str(path)]
+    argv += [] if policy.network else ["--unshare-net"]
+    # Root keeps its capabilities inside bwrap unless told otherwise, and could simply remount / rw.
+    argv += ["--unshare-pid", "--unshare-ipc", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
+    argv += ["--setenv", "HOME", str(layout.home), "--setenv", "TMPDIR", "/tmp"]
+    argv += ["--chdir", str(cwd or policy.workspace), "--", bash, "-c", command]
+    return argv
+
+
+def sandbox_argv(policy: SandboxPolicy, command: str, home: Path | None = None,
+                 cwd: Path | None = None) -> list[str]:
+    """`build_argv` over what exists now; `home` defaults to this process's $HOME."""
+    if policy.mode == "danger-full-access":
+        return build_argv(policy, command, SandboxLayout(home=Path("/")), bash=_bash())
+    layout = scan_layout(policy, home or Path(os.environ.get("HOME") or Path.home()))
+    return build_argv(policy, command, layout, cwd=cwd, bwrap=shutil.which("bwrap") or "bwrap", bash=_bash())
+
+
+def _bash() -> str:
+    return shutil.which("bash") or "/bin/bash"
+
+
+_EMPTY_PREFIX = "goalkeeper-sandbox-"
+_empty_files: list[Path] = []
+
+
+def _empty_file() -> Path:
+    """An empty read-only file private to this process, bound over secret files (removed at exit).
+
+    Not /dev/null: the sandbox mounts binds `nodev`, so a bound device cannot even be opened, and a
+    secret should read as empty rather than as an error. Made again if something cleaned /tmp.
+    """
+    if _empty_files and _empty_files[-1].exists():
+        return _empty_files[-1]
+    for stale in Path(tempfile.gettempdir()).glob(f"{_EMPTY_PREFIX}*-*"):  # left by a runner that was killed
+        owner = stale.name.removeprefix(_EMPTY_PREFIX).split("-", 1)[0]
+        if owner.isdigit() and not Path("/proc", owner).exists():
+            shutil.rmtree(stale, ignore_errors=True)
+    folder = Path(tempfile.mkdtemp(prefix=f"{_EMPTY_PREFIX}{os.getpid()}-"))
+    (folder / "empty").touch(mode=0o444)
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    _empty_files.append(folder / "empty")
+    return folder / "empty"
+
+
+def require_sandbox(policy: SandboxPolicy) -> None:
+    """Raise SandboxError unless `policy` can be enforced here (bubblewrap installed and working)."""
+    if policy.mode == "danger-full-access":
+        return
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        raise SandboxError(f"bubblewrap is not installed, so sandbox mode {policy.mode!r} cannot be enforced",
+                           hint=INSTALL_HINT)
+    problem = _self_test(bwrap)
+    if problem is not None:
+        raise SandboxError(f"bubblewrap ({bwrap}) cannot create a sandbox here: {problem}",
+                           hint="allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1) "
+                                "or run where bwrap works — or choose `sandbox = \"danger-full-access\"` "
+                                "in [boundaries] explicitly")
+
+
+@functools.cache
+def _self_test(bwrap: str) -> str | None:
+    """bwrap's complaint when it cannot build the sandbox's namespaces, else None (tried once per binary)."""
+    argv = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--unshare-pid", "--unshare-net",
+            "--die-with-parent", "--cap-drop", "ALL", "--", "true"]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return str(error)
+    return None if done.returncode == 0 else (done.stderr.strip() or f"exit code {done.returncode}")
+
+
+def _home(env: dict[str, str] | None) -> Path:
+    home = (env if env is not None else os.environ).get("HOME")
+    return Path(home) if home else Path.home()
+
+
+async def run_sandboxed(policy: SandboxPolicy, command: str, cwd: Path, timeout_s: float,
+                        env: dict[str, str] | None = None) -> CommandResult:
+    """Run `command` with bash under `policy`, bounded in time, output bytes and process count.
+
+    Raises SandboxError when the policy cannot be enforced; a refusal inside (EROFS, no network) is just
+    the command's output and exit code. `env` is the command's whole environment; None inherits ours.
+    """
+    await asyncio.to_thread(require_sandbox, policy)
+    argv = await asyncio.to_thread(sandbox_argv, policy, command, _home(env), cwd)
+    async with process_limit(policy.max_processes) as limit:
+        result = await run_command([*limit.prefix, *argv], cwd, timeout_s, env=env,
+                                   max_capture_bytes=policy.max_output_bytes)
+    return dataclasses.replace(result, command=command)
+
+
+async def run_confined(sandbox: SandboxPolicy | None, command: str, cwd: Path, timeout_s: float,
+                       env: dict[str, str] | None = None) -> CommandResult:
+    """Run `command` under `sandbox`, or unconfined (plain `run_command`) when there is none."""
+    if sandbox is None:
+        return await run_command(command, cwd, timeout_s, env=env)
+    return await run_sandboxed(sandbox, command, cwd, timeout_s, env=env)

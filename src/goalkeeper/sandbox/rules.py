@@ -1,0 +1,246 @@
+"""Command rules and the approval policy: whether one shell command may run, must be asked about, or is denied.
+
+Pure decisions, no I/O: `decide_command` returns a `CommandDecision`; the tool registry acts on it and
+the runner records it as an event. Command lines are taken apart by shell_words.py.
+
+How a command is judged. The command line is split into simple commands (at `&&`, `||`, `;`, `|`, `&`,
+newlines and parentheses; the insides of `$( )`, backticks, `<( )`, `bash -c '…'` and `eval` are judged
+as commands of their own). Each simple command gets a verdict, in this order:
+
+1. Guards that nothing overrides: a recursive `rm` of `/`, `/*`, `~` or `$HOME` (any flags, `sudo`,
+   `--no-preserve-root`), and a download piped or substituted into a shell or interpreter
+   (`curl … | sh`, `wget -O- … | sudo bash`, `bash <(curl …)`, `sh -c "$(curl …)"`).
+2. The user's `[[rules]]`. A rule's `match` glob covers the whole simple command (`*` is any text). It
+   is tried on the command as written and on its core: wrappers (`sudo`, `env`, `VAR=x`, `command`,
+   `nohup`, `timeout`, …) and git's global options (`-C dir`, `-c k=v`, …) removed. Deny and ask rules
+   match either form, allow rules only the written one, so a wrapper cannot slip a command past a deny
+   and an allow never covers more than it says. When several rules match, the strictest wins
+   (deny, then ask, then allow), as in Codex's exec policy; so rules from every config file add up.
+3. The default denies (`DEFAULT_RULES`, and `git checkout`/`git switch` of a branch other than the goal
+   branch). A user rule can allow these explicitly.
+4. The approval policy: `untrusted` asks about anything not on a small read-only list (ls, cat, grep,
+   rg, git status/diff/log/show, …); `on-request` and `never` allow.
+
+The command's decision is the first deny among its simple commands, else the first ask, else allow.
+An ask becomes a deny when the policy is `never` (nothing is ever asked) or the run is headless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from goalkeeper.sandbox.globs import command_matches
+from goalkeeper.sandbox.shell_words import SimpleCommand, core_argv, program, split_command
+
+ApprovalPolicy = Literal["untrusted", "on-request", "never"]
+"""Codex's names: `untrusted` asks before anything not known to be read-only, `on-request` runs what no
+rule stops, `never` never asks (what would be asked is denied)."""
+
+RuleAction = Literal["deny", "ask", "allow"]
+"""What a rule says about the commands it matches."""
+
+_STRICTNESS: dict[RuleAction, int] = {"deny": 0, "ask": 1, "allow": 2}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One `[[rules]]` table: commands matching `match` are denied, asked about, or allowed."""
+
+    match: str
+    """A glob over one simple command: `*` is any text, `?` one character; `git push*`."""
+    action: RuleAction
+    reason: str = ""
+    """Told to the model (and the person) when the rule denies or asks."""
+
+
+@dataclass(frozen=True)
+class CommandDecision:
+    """What should happen to one shell command, and why."""
+
+    action: RuleAction
+    reason: str
+    """Why, in words the model can act on."""
+    rule: str | None = None
+    """The rule (its `match`, or a guard's name) that decided, if one did."""
+
+    def as_event(self, command: str) -> dict[str, str | None]:
+        """The decision as the payload the runner records: command, action, reason and rule."""
+        return {"command": command, "action": self.action, "reason": self.reason, "rule": self.rule}
+
+
+DEFAULT_RULES: tuple[Rule, ...] = (
+    Rule("git push*", "deny", "pushing publishes the goal's work; the person reviews and pushes it"),
+    Rule("git reset *--hard*", "deny",
+         "a hard reset throws work away; use `git restore <path>` or `git stash` instead"),
+)
+"""Denied unless a user rule allows them. The branch check (`BRANCH_RULE`) is built in beside them."""
+
+ROOT_GUARD = "rm -rf /"
+"""The guard against deleting the root or home directory; no rule overrides it."""
+DOWNLOAD_GUARD = "download | shell"
+"""The guard against running a downloaded script; no rule overrides it."""
+BRANCH_RULE = "git checkout/switch <other branch>"
+"""The built-in default deny of leaving the goal branch."""
+
+READ_ONLY_PROGRAMS = frozenset({
+    "ls", "cat", "head", "tail", "wc", "grep", "egrep", "fgrep", "rg", "pwd", "echo", "which", "stat",
+    "file", "tree", "du", "df", "true", "false", "basename", "dirname", "realpath",
+})
+"""Programs `untrusted` runs without asking (when they write no file through a redirect)."""
+READ_ONLY_GIT = frozenset({"status", "diff", "log", "show", "blame", "rev-parse", "ls-files"})
+"""git subcommands `untrusted` runs without asking."""
+_UNSAFE_OPTIONS = ("--output", "--ext-diff", "--pre", "--exec")
+"""Options that make a read-only program write a file or run another program."""
+
+_SHELLS = frozenset({"sh", "bash", "zsh", "dash", "ksh", "mksh", "ash", "fish"})
+_INTERPRETERS = frozenset({"python", "python2", "python3", "perl", "ruby", "node", "php"})
+_DOWNLOADERS = frozenset({"curl", "wget", "fetch", "http", "https", "xh"})
+_HOMES = ("~", "$HOME", "${HOME}")
+
+
+def decide_command(command: str, rules: Sequence[Rule], policy: ApprovalPolicy, goal_branch: str | None,
+                   headless: bool) -> CommandDecision:
+    """Whether `command` may run under `rules` (the user's) and `policy` (see the module docstring)."""
+    verdicts = [_judge(part, rules, policy, goal_branch) for part in split_command(command)]
+    decision = (next((verdict for verdict in verdicts if verdict.action == "deny"), None)
+                or next((verdict for verdict in verdicts if verdict.action == "ask"), None)
+                or next((verdict for verdict in verdicts if verdict.rule is not None), None)
+                or CommandDecision("allow", f"no rule stops it (approval_policy `{policy}`)"))
+    if decision.action != "ask":
+        return decision
+    if policy == "never":
+        return CommandDecision("deny", f"{decision.reason}; approval_policy is `never`, so nothing is asked",
+                               decision.rule)
+    if headless:
+        return CommandDecision("deny", f"needs approval, and this run is headless: {decision.reason}",
+                               decision.rule)
+    return decision
+
+
+def _judge(part: SimpleCommand, rules: Sequence[Rule], policy: ApprovalPolicy,
+           goal_branch: str | None) -> CommandDecision:
+    """The verdict on one simple command: guards, user rules, default rules, then the policy."""
+    written = " ".join(part.argv)
+    core = core_argv(part.argv)
+    guard = _guard(part, core)
+    if guard is not None:
+        return guard
+    user = _user_rule(rules, written, " ".join(core))
+    if user is not None:
+        verb = {"deny": "denied", "ask": "needs approval", "allow": "allowed"}[user.action]
+        because = f": {user.reason}" if user.reason else ""
+        return CommandDecision(user.action, f"`{written}` {verb} by rule `{user.match}`{because}", user.match)
+    for rule in DEFAULT_RULES:
+        if command_matches(rule.match, " ".join(core)):
+            return CommandDecision("deny", f"`{written}`: {rule.reason}", rule.match)
+    leaves = _leaves_goal_branch(core, goal_branch)
+    if leaves is not None:
+        return CommandDecision("deny", f"`{written}`: {leaves}", BRANCH_RULE)
+    if policy == "untrusted" and not _is_read_only(part):
+        return CommandDecision("ask", f"`{written}` is not a known read-only command, and approval_policy "
+                                      "is `untrusted`")
+    return CommandDecision("allow", "no rule stops it")
+
+
+def _user_rule(rules: Sequence[Rule], written: str, core: str) -> Rule | None:
+    """The strictest user rule matching the command (allow only on the written form); the first on ties."""
+    matching = [rule for rule in rules
+                if command_matches(rule.match, written)
+                or (rule.action != "allow" and command_matches(rule.match, core))]
+    return min(matching, key=lambda rule: _STRICTNESS[rule.action], default=None)
+
+
+def _guard(part: SimpleCommand, core: list[str]) -> CommandDecision | None:
+    """The guards no rule overrides: deleting `/` or home, and running a downloaded script."""
+    written = " ".join(part.argv)
+    if _removes_root(core):
+        return CommandDecision("deny", f"`{written}` would delete the root or home directory; never run this",
+                               ROOT_GUARD)
+    if part.after_download and _reads_script_from_stdin(core):
+        return CommandDecision("deny", f"`{written}` runs a downloaded script; download it to a file, read "
+                                       "it, and ask the person to run it", DOWNLOAD_GUARD)
+    if part.substitutes_download and program(core) in _SHELLS | _INTERPRETERS | {"source", ".", "eval"}:
+        return CommandDecision("deny", f"`{written}` runs a downloaded script; download it to a file, read "
+                                       "it, and ask the person to run it", DOWNLOAD_GUARD)
+    return None
+
+
+def _removes_root(argv: list[str]) -> bool:
+    """`rm` with a recursive flag and `/`, `/*`, `~`, `$HOME` (or the like) among its targets."""
+    if program(argv) != "rm":
+        return False
+    recursive, targets, options_done = False, [], False
+    for word in argv[1:]:
+        if options_done or not word.startswith("-") or word == "-":
+            targets.append(word)
+        elif word == "--":
+            options_done = True
+        elif word == "--recursive" or (not word.startswith("--") and ("r" in word or "R" in word)):
+            recursive = True
+    return recursive and any(_is_root_or_home(target) for target in targets)
+
+
+def _is_root_or_home(target: str) -> bool:
+    """`/`, `//`, `/.`, `/*`, `/.*`, `~`, `~/`, `~/*`, `$HOME/*` …: a path naming everything under a root."""
+    text = target
+    for home in _HOMES:
+        if text == home or text.startswith(home + "/"):
+            text = "/" + text[len(home):]
+            break
+    if not text.startswith("/"):
+        return False
+    return all(part in ("", ".", "..", "*", ".*", "*.*") for part in text.split("/"))
+
+
+def _reads_script_from_stdin(argv: list[str]) -> bool:
+    """A shell or interpreter that will run what arrives on its standard input."""
+    name = program(argv)
+    if name not in _SHELLS and name not in _INTERPRETERS and name not in ("source", "."):
+        return False
+    if name in ("source", "."):
+        return len(argv) > 1 and argv[1] in ("/dev/stdin", "-")
+    inline = "c" if name in _SHELLS else "cemEr"  # options whose argument is the program itself
+    positional: list[str] = []
+    for word in argv[1:]:
+        if word == "-" or not word.startswith("-"):
+            positional.append(word)
+        elif not word.startswith("--") and any(letter in word[1:] for letter in inline):
+            return False
+        elif word == "-s" and name in _SHELLS:
+            return True
+    return not positional or positional[0] in ("-", "/dev/stdin")
+
+
+def _leaves_goal_branch(argv: list[str], goal_branch: str | None) -> str | None:
+    """Why a `git checkout`/`git switch` leaves the goal branch, or None when it stays on it."""
+    if program(argv) != "git" or len(argv) < 2 or argv[1] not in ("checkout", "switch"):
+        return None
+    words = argv[2:]
+    if argv[1] == "checkout" and "--" in words:
+        return None  # `git checkout [<commit>] -- <paths>` restores files; the branch stays
+    creating = {"-b", "-B", "-c", "-C", "--orphan", "--detach", "-d", "--create", "--force-create"}
+    options = [word for word in words if word.startswith("-") and word != "-"]
+    targets = [word for word in words if not word.startswith("-") or word == "-"]  # `-`: the previous branch
+    stay = "the goal's work stays on its branch"
+    restore = "; to restore files use `git checkout -- <path>` or `git restore <path>`"
+    if any(option.split("=")[0] in creating for option in options):
+        return f"it would create or detach onto another branch; {stay}{restore}"
+    if not targets or targets[0] in (".", "HEAD") or (goal_branch is not None and targets[0] == goal_branch):
+        return None
+    if goal_branch is None:
+        return f"this goal has no branch of its own, so it stays on the branch it started on{restore}"
+    return f"it would leave the goal branch `{goal_branch}`; {stay}{restore}"
+
+
+def _is_read_only(part: SimpleCommand) -> bool:
+    """On the built-in read-only list, with no output redirected to a file and no unsafe option."""
+    if part.writes_file or part.substitutes_download or not part.argv:
+        return False
+    if any(word.startswith(_UNSAFE_OPTIONS) for word in part.argv[1:]):
+        return False
+    name = program(part.argv)
+    if name == "git":
+        return len(part.argv) > 1 and part.argv[1] in READ_ONLY_GIT
+    return name in READ_ONLY_PROGRAMS

@@ -1,0 +1,408 @@
+"""The git workspace: preflight, the goal branch, checkpoint commits, boundaries, diff, rollback and resume.
+
+Every test works on a real git repository in tmp_path (the git_repo fixture).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from goalkeeper.errors import WorkspaceError
+from goalkeeper.workspace.checkpoints import (
+    RECOVERY_SUBJECT,
+    checkpoint,
+    checkpoint_turns,
+    diff,
+    resume,
+    rollback,
+)
+from goalkeeper.workspace.git import (
+    SNAPSHOT_SUBJECT,
+    GoalBranch,
+    current_branch,
+    goal_branch_name,
+    preflight,
+    start_goal,
+)
+
+GOAL_ID = "goal_1a2b3c4d5e6f"
+
+
+def git(repo: Path, *args: str) -> str:
+    """Run git in `repo` and return its stdout, stripped."""
+    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def write(repo: Path, path: str, text: str) -> None:
+    """Write `text` to `repo/path`, creating folders."""
+    target = repo / path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text)
+
+
+def turn(repo: Path, branch: GoalBranch, number: int, files: dict[str, str], passing: int = 0,
+         protect: tuple[str, ...] = (), paths: tuple[str, ...] = ()) -> str | None:
+    """Play one turn that writes `files`, then checkpoint it; returns the checkpoint commit."""
+    for path, text in files.items():
+        write(repo, path, text)
+    result = checkpoint(repo, branch, GOAL_ID, number, passing, 2, f"turn {number} work", protect, paths)
+    return result.commit
+
+
+@pytest.fixture
+def goal(git_repo: Path) -> GoalBranch:
+    """A goal started on a clean repository."""
+    return start_goal(git_repo, GOAL_ID, "Make the tests pass", allow_dirty=False)
+
+
+# preflight
+
+
+def test_preflight_refuses_a_directory_that_is_not_a_repository(tmp_path: Path) -> None:
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    with pytest.raises(WorkspaceError, match="is not a git repository") as caught:
+        preflight(plain, allow_dirty=False)
+    assert caught.value.hint is not None and "git init" in caught.value.hint
+
+
+def test_preflight_refuses_a_repository_without_commits(tmp_path: Path) -> None:
+    git(tmp_path, "init", "-q")
+    with pytest.raises(WorkspaceError, match="no commits yet") as caught:
+        preflight(tmp_path, allow_dirty=False)
+    assert caught.value.hint is not None and "git commit" in caught.value.hint
+
+
+@pytest.mark.parametrize(("path", "text"), [("README.md", "edited\n"), ("notes.txt", "untracked\n")],
+                         ids=["tracked-change", "untracked-file"])
+def test_preflight_refuses_a_dirty_tree(git_repo: Path, path: str, text: str) -> None:
+    write(git_repo, path, text)
+    with pytest.raises(WorkspaceError, match="uncommitted changes") as caught:
+        preflight(git_repo, allow_dirty=False)
+    assert path in caught.value.message
+    assert caught.value.hint is not None and "--allow-dirty" in caught.value.hint
+
+
+def test_preflight_lists_at_most_ten_dirty_paths(git_repo: Path) -> None:
+    for number in range(13):
+        write(git_repo, f"new/{number:02}.txt", "x\n")
+    with pytest.raises(WorkspaceError) as caught:
+        preflight(git_repo, allow_dirty=False)
+    assert "new/09.txt" in caught.value.message and "new/10.txt" not in caught.value.message
+    assert "and 3 more" in caught.value.message
+
+
+def test_preflight_ignores_ignored_files_and_accepts_a_clean_tree(git_repo: Path) -> None:
+    write(git_repo, ".gitignore", "build/\n")
+    git(git_repo, "add", "-A")
+    git(git_repo, "commit", "-q", "-m", "ignore build")
+    write(git_repo, "build/out.bin", "artifact\n")
+    checked = preflight(git_repo, allow_dirty=False)
+    assert checked.top == git_repo.resolve()
+    assert checked.head_branch == "main"
+    assert checked.head_commit == git(git_repo, "rev-parse", "HEAD")
+    assert checked.dirty == []
+
+
+# the goal branch
+
+
+def test_goal_branch_name_is_the_short_id_and_a_slug_of_the_outcome() -> None:
+    name = goal_branch_name(GOAL_ID, "Make the tests pass — all of them, quickly! And then some more work")
+    assert name == "goal/1a2b3c4d-make-the-tests-pass-all-of-them-quickly"
+    assert len(name.removeprefix("goal/1a2b3c4d-")) <= 40
+    assert goal_branch_name(GOAL_ID, "Ünïcode café") == "goal/1a2b3c4d-unicode-cafe"
+    assert goal_branch_name(GOAL_ID, "!!!") == "goal/1a2b3c4d-goal"
+
+
+def test_start_goal_creates_the_branch_from_head_and_checks_it_out(git_repo: Path) -> None:
+    head = git(git_repo, "rev-parse", "HEAD")
+    branch = start_goal(git_repo, GOAL_ID, "Make the tests pass", allow_dirty=False)
+    assert branch == GoalBranch(name="goal/1a2b3c4d-make-the-tests-pass", base_commit=head, snapshot_commit=None)
+    assert current_branch(git_repo) == branch.name
+    assert git(git_repo, "rev-parse", branch.name) == head
+
+
+def test_start_goal_refuses_a_dirty_tree_without_allow_dirty(git_repo: Path) -> None:
+    write(git_repo, "README.md", "edited\n")
+    with pytest.raises(WorkspaceError, match="uncommitted changes"):
+        start_goal(git_repo, GOAL_ID, "x", allow_dirty=False)
+    assert current_branch(git_repo) == "main"
+
+
+def test_allow_dirty_snapshot_lands_on_the_goal_branch_only(git_repo: Path) -> None:
+    main_tip = git(git_repo, "rev-parse", "main")
+    write(git_repo, "README.md", "edited\n")
+    write(git_repo, "draft.txt", "work in progress\n")
+    branch = start_goal(git_repo, GOAL_ID, "Finish the draft", allow_dirty=True)
+    assert git(git_repo, "rev-parse", "main") == main_tip
+    assert git(git_repo, "show", "main:README.md") == "sample"
+    assert branch.base_commit == main_tip
+    assert branch.snapshot_commit == git(git_repo, "rev-parse", branch.name)
+    assert git(git_repo, "log", "-1", "--format=%s", branch.name) == SNAPSHOT_SUBJECT
+    assert git(git_repo, "rev-parse", f"{branch.name}^") == main_tip
+    assert git(git_repo, "show", f"{branch.name}:draft.txt") == "work in progress"
+    assert git(git_repo, "status", "--porcelain") == ""
+
+
+def test_commits_use_the_goalkeeper_identity_only_where_the_repository_has_none(
+        git_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    empty = tmp_path / "empty-gitconfig"
+    empty.write_text("")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(empty))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    git(git_repo, "config", "--unset", "user.name")
+    write(git_repo, "README.md", "edited\n")
+    branch = start_goal(git_repo, GOAL_ID, "x", allow_dirty=True)
+    assert git(git_repo, "log", "-1", "--format=%an <%ae>", branch.name) == "goalkeeper <test@example.com>"
+
+
+# checkpoints
+
+
+def test_checkpoint_commit_carries_goal_id_turn_and_checks_trailers(git_repo: Path, goal: GoalBranch) -> None:
+    write(git_repo, "src/app.py", "print('hi')\n")
+    result = checkpoint(git_repo, goal, GOAL_ID, 3, 1, 2, "Add the app\n\nlonger notes", (), ())
+    assert result.commit == git(git_repo, "rev-parse", "HEAD")
+    assert result.files == ["src/app.py"] and result.violations == []
+    assert git(git_repo, "log", "-1", "--format=%s") == f"goal {GOAL_ID} turn 3: Add the app"
+    trailers = git(git_repo, "log", "-1", "--format=%(trailers:only,unfold)")
+    assert trailers.splitlines() == [f"Goal-Id: {GOAL_ID}", "Turn: 3", "Checks: 1/2"]
+    assert git(git_repo, "status", "--porcelain") == ""
+
+
+def test_checkpoint_subject_keeps_72_chars_of_the_first_line(git_repo: Path, goal: GoalBranch) -> None:
+    write(git_repo, "a.txt", "a\n")
+    checkpoint(git_repo, goal, GOAL_ID, 1, 0, 0, "x" * 100, (), ())
+    assert git(git_repo, "log", "-1", "--format=%s") == f"goal {GOAL_ID} turn 1: {'x' * 72}"
+
+
+def test_turn_without_changes_makes_no_commit(git_repo: Path, goal: GoalBranch) -> None:
+    head = git(git_repo, "rev-parse", "HEAD")
+    result = checkpoint(git_repo, goal, GOAL_ID, 1, 0, 2, "looked around", (), ())
+    assert result.commit is None and result.files == []
+    assert git(git_repo, "rev-parse", "HEAD") == head
+
+
+def test_checkpoint_commits_deletions_and_staged_changes(git_repo: Path, goal: GoalBranch) -> None:
+    (git_repo / "README.md").unlink()
+    write(git_repo, "staged.txt", "staged\n")
+    git(git_repo, "add", "staged.txt")
+    result = checkpoint(git_repo, goal, GOAL_ID, 1, 0, 2, "tidy", (), ())
+    assert sorted(result.files) == ["README.md", "staged.txt"]
+    assert git(git_repo, "ls-tree", "--name-only", "HEAD") == "staged.txt"
+
+
+def test_protected_changes_are_reverted_and_reported_and_the_rest_committed(git_repo: Path) -> None:
+    write(git_repo, "tests/test_app.py", "assert app() == 1\n")
+    git(git_repo, "add", "-A")
+    git(git_repo, "commit", "-q", "-m", "tests")
+    branch = start_goal(git_repo, GOAL_ID, "x", allow_dirty=False)
+    write(git_repo, "tests/test_app.py", "pass\n")
+    write(git_repo, "tests/test_new.py", "pass\n")
+    write(git_repo, "src/app.py", "def app(): return 1\n")
+    result = checkpoint(git_repo, branch, GOAL_ID, 1, 1, 1, "cheat a little", ("tests/",), ())
+    assert sorted((v.path, v.rule, v.glob) for v in result.violations) == [
+        ("tests/test_app.py", "protect", "tests/"), ("tests/test_new.py", "protect", "tests/")]
+    assert "protected" in result.violations[0].describe()
+    assert result.files == ["src/app.py"]
+    assert (git_repo / "tests/test_app.py").read_text() == "assert app() == 1\n"
+    assert not (git_repo / "tests/test_new.py").exists()
+    assert git(git_repo, "show", "--name-only", "--format=", "HEAD") == "src/app.py"
+    assert git(git_repo, "status", "--porcelain") == ""
+
+
+def test_a_protected_deletion_and_a_staged_new_file_are_reverted_too(git_repo: Path, goal: GoalBranch) -> None:
+    (git_repo / "README.md").unlink()
+    write(git_repo, "locked/new.txt", "x\n")
+    git(git_repo, "add", "-A")
+    result = checkpoint(git_repo, goal, GOAL_ID, 1, 0, 0, "x", ("README.md", "locked/**"), ())
+    assert {v.path for v in result.violations} == {"README.md", "locked/new.txt"}
+    assert result.commit is None
+    assert (git_repo / "README.md").read_text() == "sample\n"
+    assert not (git_repo / "locked/new.txt").exists()
+    assert git(git_repo, "status", "--porcelain") == ""
+
+
+def test_a_protected_file_turned_into_a_folder_is_restored(git_repo: Path, goal: GoalBranch) -> None:
+    (git_repo / "README.md").unlink()
+    write(git_repo, "README.md/inside.txt", "x\n")
+    result = checkpoint(git_repo, goal, GOAL_ID, 1, 0, 0, "x", ("README.md",), ())
+    assert {v.path for v in result.violations} == {"README.md", "README.md/inside.txt"}
+    assert (git_repo / "README.md").read_text() == "sample\n"
+    assert git(git_repo, "status", "--porcelain") == ""
+
+
+def test_changes_outside_the_allowed_paths_are_reverted(git_repo: Path, goal: GoalBranch) -> None:
+    write(git_repo, "README.md", "rewritten\n")
+    write(git_repo, "src/app.py", "ok\n")
+    result = checkpoint(git_repo, goal, GOAL_ID, 1, 0, 1, "x", (), ("src/**",))
+    assert [(v.path, v.rule, v.glob) for v in result.violations] == [("README.md", "paths", "src/**")]
+    assert "outside the allowed paths" in result.violations[0].describe()
+    assert (git_repo / "README.md").read_text() == "sample\n"
+    assert result.files == ["src/app.py"]
+
+
+def test_checkpoint_refuses_when_head_is_another_branch(git_repo: Path, goal: GoalBranch) -> None:
+    git(git_repo, "checkout", "-q", "main")
+    main_tip = git(git_repo, "rev-parse", "main")
+    write(git_repo, "a.txt", "a\n")
+    with pytest.raises(WorkspaceError, match="not the goal branch"):
+        checkpoint(git_repo, goal, GOAL_ID, 1, 0, 0, "x", (), ())
+    assert git(git_repo, "rev-parse", "main") == main_tip
+    assert (git_repo / "a.txt").exists()
+
+
+# diff
+
+
+def test_diff_of_one_turn_and_of_the_whole_goal(git_repo: Path, goal: GoalBranch) -> None:
+    turn(git_repo, goal, 1, {"a.txt": "alpha\n"})
+    turn(git_repo, goal, 2, {"b.txt": "beta\n"})
+    write(git_repo, "c.txt", "uncommitted\n")
+    first = diff(git_repo, goal, turn=1)
+    assert "+alpha" in first and "beta" not in first
+    whole = diff(git_repo, goal)
+    assert all(text in whole for text in ("+alpha", "+beta", "+uncommitted"))
+    with pytest.raises(WorkspaceError, match="turns with one: 1, 2"):
+        diff(git_repo, goal, turn=7)
+
+
+def test_whole_goal_diff_leaves_out_the_users_snapshot(git_repo: Path) -> None:
+    write(git_repo, "draft.txt", "the user's\n")
+    branch = start_goal(git_repo, GOAL_ID, "x", allow_dirty=True)
+    turn(git_repo, branch, 1, {"a.txt": "the goal's\n"})
+    whole = diff(git_repo, branch)
+    assert "+the goal's" in whole and "the user's" not in whole
+
+
+def test_checkpoint_turns_maps_turns_to_their_commits(git_repo: Path, goal: GoalBranch) -> None:
+    one = turn(git_repo, goal, 1, {"a.txt": "1\n"})
+    checkpoint(git_repo, goal, GOAL_ID, 2, 0, 2, "nothing", (), ())
+    three = turn(git_repo, goal, 3, {"a.txt": "3\n"})
+    assert checkpoint_turns(git_repo, goal) == {1: one, 3: three}
+
+
+# rollback
+
+
+def test_rollback_restores_a_turns_tree_as_a_new_commit_and_keeps_history(git_repo: Path, goal: GoalBranch) -> None:
+    one = turn(git_repo, goal, 1, {"a.txt": "first\n"})
+    two = turn(git_repo, goal, 2, {"a.txt": "second\n", "later/b.txt": "added later\n"})
+    commit = rollback(git_repo, goal, 1, best_turn=None, last_green_turn=None)
+    assert commit == git(git_repo, "rev-parse", "HEAD") and commit not in (one, two)
+    assert git(git_repo, "rev-parse", "HEAD^{tree}") == git(git_repo, "rev-parse", f"{one}^{{tree}}")
+    assert git(git_repo, "rev-parse", "HEAD^") == two
+    assert git(git_repo, "log", "-1", "--format=%s") == "goalkeeper: roll back to turn 1"
+    trailers = git(git_repo, "log", "-1", "--format=%(trailers:only,unfold)")
+    assert trailers.splitlines() == [f"Goal-Id: {GOAL_ID}", "Rolled-Back-To: 1"]
+    assert (git_repo / "a.txt").read_text() == "first\n"
+    assert not (git_repo / "later").exists()
+    assert git(git_repo, "status", "--porcelain") == ""
+    assert checkpoint_turns(git_repo, goal) == {1: one, 2: two}
+
+
+def test_rollback_to_best_and_to_last_green(git_repo: Path, goal: GoalBranch) -> None:
+    one = turn(git_repo, goal, 1, {"a.txt": "1\n"}, passing=2)
+    two = turn(git_repo, goal, 2, {"a.txt": "2\n"}, passing=1)
+    turn(git_repo, goal, 3, {"a.txt": "3\n"}, passing=0)
+    rollback(git_repo, goal, "last-green", best_turn=2, last_green_turn=1)
+    assert git(git_repo, "rev-parse", "HEAD^{tree}") == git(git_repo, "rev-parse", f"{one}^{{tree}}")
+    rollback(git_repo, goal, "best", best_turn=2, last_green_turn=1)
+    assert git(git_repo, "rev-parse", "HEAD^{tree}") == git(git_repo, "rev-parse", f"{two}^{{tree}}")
+    with pytest.raises(WorkspaceError, match="no green checkpoint"):
+        rollback(git_repo, goal, "last-green", best_turn=2, last_green_turn=None)
+
+
+def test_rollback_to_an_unknown_turn_names_the_turns_that_exist(git_repo: Path, goal: GoalBranch) -> None:
+    turn(git_repo, goal, 1, {"a.txt": "1\n"})
+    turn(git_repo, goal, 4, {"a.txt": "4\n"})
+    with pytest.raises(WorkspaceError, match=r"turn 2 has no checkpoint .*turns with one: 1, 4"):
+        rollback(git_repo, goal, 2, best_turn=None, last_green_turn=None)
+
+
+def test_rollback_refuses_to_lose_uncommitted_changes(git_repo: Path, goal: GoalBranch) -> None:
+    turn(git_repo, goal, 1, {"a.txt": "1\n"})
+    write(git_repo, "wip.txt", "not yet checkpointed\n")
+    with pytest.raises(WorkspaceError, match="would lose"):
+        rollback(git_repo, goal, 1, best_turn=None, last_green_turn=None)
+    assert (git_repo / "wip.txt").exists()
+
+
+def test_rollback_to_the_current_tree_commits_nothing(git_repo: Path, goal: GoalBranch) -> None:
+    latest = turn(git_repo, goal, 1, {"a.txt": "1\n"})
+    assert rollback(git_repo, goal, 1, best_turn=None, last_green_turn=None) == latest
+
+
+# resume
+
+
+def test_resume_checks_out_the_goal_branch(git_repo: Path, goal: GoalBranch) -> None:
+    git(git_repo, "checkout", "-q", "main")
+    result = resume(git_repo, goal, None, goal_id=GOAL_ID)
+    assert result.recovered_commit is None and result.files == []
+    assert current_branch(git_repo) == goal.name
+
+
+def test_resume_refuses_to_switch_away_from_another_branchs_changes(git_repo: Path, goal: GoalBranch) -> None:
+    git(git_repo, "checkout", "-q", "main")
+    write(git_repo, "README.md", "the user's edit\n")
+    with pytest.raises(WorkspaceError, match="will not switch"):
+        resume(git_repo, goal, 3, goal_id=GOAL_ID)
+    assert current_branch(git_repo) == "main"
+    assert (git_repo / "README.md").read_text() == "the user's edit\n"
+
+
+def test_resume_refuses_foreign_changes_on_the_goal_branch(git_repo: Path, goal: GoalBranch) -> None:
+    turn(git_repo, goal, 1, {"a.txt": "1\n"})
+    head = git(git_repo, "rev-parse", "HEAD")
+    write(git_repo, "a.txt", "someone else\n")
+    with pytest.raises(WorkspaceError, match="no interrupted turn") as caught:
+        resume(git_repo, goal, None, goal_id=GOAL_ID)
+    assert "a.txt" in caught.value.message
+    assert caught.value.hint is not None and "stash" in caught.value.hint
+    assert git(git_repo, "rev-parse", "HEAD") == head
+
+
+def test_resume_after_an_interrupted_turn_commits_a_recovery_checkpoint(git_repo: Path, goal: GoalBranch) -> None:
+    turn(git_repo, goal, 1, {"a.txt": "1\n"})
+    write(git_repo, "a.txt", "half-way through turn 2\n")
+    write(git_repo, "tests/test_a.py", "pass\n")
+    result = resume(git_repo, goal, 2, goal_id=GOAL_ID, protect=("tests/**",))
+    assert result.recovered_commit == git(git_repo, "rev-parse", "HEAD")
+    assert result.files == ["a.txt"]
+    assert [v.path for v in result.violations] == ["tests/test_a.py"]
+    assert git(git_repo, "log", "-1", "--format=%s") == RECOVERY_SUBJECT
+    trailers = git(git_repo, "log", "-1", "--format=%(trailers:only,unfold)")
+    assert trailers.splitlines() == [f"Goal-Id: {GOAL_ID}", "Turn: 2", "Checks: ?/?"]
+    assert checkpoint_turns(git_repo, goal)[2] == result.recovered_commit
+
+
+def test_resume_names_a_lock_left_by_a_killed_git_command(git_repo: Path, goal: GoalBranch) -> None:
+    write(git_repo, "a.txt", "interrupted\n")
+    (git_repo / ".git" / "index.lock").write_text("")
+    with pytest.raises(WorkspaceError, match=r"index\.lock exists") as caught:
+        resume(git_repo, goal, 1, goal_id=GOAL_ID)
+    assert caught.value.hint is not None and "delete" in caught.value.hint
+
+
+def test_nothing_is_ever_pushed(git_repo: Path, tmp_path: Path) -> None:
+    remote = tmp_path / "remote.git"
+    git(tmp_path, "init", "-q", "--bare", str(remote))
+    git(git_repo, "remote", "add", "origin", str(remote))
+    git(git_repo, "push", "-q", "origin", "main")
+    before = git(remote, "for-each-ref")
+    write(git_repo, "draft.txt", "x\n")
+    branch = start_goal(git_repo, GOAL_ID, "x", allow_dirty=True)
+    turn(git_repo, branch, 1, {"a.txt": "1\n"})
+    turn(git_repo, branch, 2, {"a.txt": "2\n"})
+    rollback(git_repo, branch, 1, best_turn=None, last_green_turn=None)
+    write(git_repo, "a.txt", "interrupted\n")
+    resume(git_repo, branch, 3, goal_id=GOAL_ID)
+    assert git(remote, "for-each-ref") == before
+    assert "goal/" not in git(git_repo, "ls-remote", "origin")
+    heads = git(git_repo, "for-each-ref", "--format=%(refname)", "refs/heads").splitlines()
+    assert heads == [f"refs/heads/{branch.name}", "refs/heads/main"]
