@@ -183,6 +183,9 @@ def test_project_config_and_profiles_choose_the_model(tmp_path: Path, workspace:
     (workspace / ".goalkeeper").mkdir()
     (workspace / ".goalkeeper" / "config.toml").write_text(
         f'model = "scripted:{liar}"\n[profiles.careful]\nmodel = "scripted:{honest}"\n')
+    subprocess.run(["git", "add", "-A"], cwd=workspace, check=True)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "config"], cwd=workspace,
+                   check=True)
     lied = gk("exec", "Fix it", "--check", f"tests={TESTS}", "--max-attempts", "1", "--cwd", str(workspace),
               home=goalkeeper_home)
     assert lied.returncode == 1, lied.stdout + lied.stderr
@@ -236,3 +239,34 @@ def test_local_serve_answers_until_ctrl_c(goalkeeper_home: Path) -> None:
     finally:
         server.kill()
     assert f"http://127.0.0.1:{port}/v1" in output and "135M" in output
+
+
+# ---------------------------------------------------------------- git workspace
+
+
+def test_a_dirty_tree_is_refused_unless_allowed(tmp_path: Path, workspace: Path, goalkeeper_home: Path) -> None:
+    (workspace / "notes.txt").write_text("work in progress\n")
+    refused = gk("goal", "Fix it", "--cwd", str(workspace), home=goalkeeper_home)
+    assert refused.returncode == 4 and "uncommitted changes" in refused.stderr and "notes.txt" in refused.stderr
+    done = gk("exec", "Fix it", "--check", f"tests={TESTS}", "--allow-dirty", "--model", script(tmp_path, HONEST_FIX),
+              "--cwd", str(workspace), home=goalkeeper_home)
+    assert done.returncode == 0, done.stdout + done.stderr
+    log = subprocess.run(["git", "log", "--format=%s", "-3"], cwd=workspace, capture_output=True, text=True).stdout
+    assert "snapshot of uncommitted changes" in log
+    main_files = subprocess.run(["git", "ls-tree", "--name-only", "main"], cwd=workspace, capture_output=True,
+                                text=True).stdout
+    assert "notes.txt" not in main_files  # the snapshot went to the goal branch only
+
+
+def test_diff_and_rollback_on_the_goal_branch(tmp_path: Path, workspace: Path, goalkeeper_home: Path) -> None:
+    done = gk("exec", "Fix it", "--check", f"tests={TESTS}", "--model", script(tmp_path, HONEST_FIX),
+              "--cwd", str(workspace), home=goalkeeper_home)
+    assert done.returncode == 0
+    whole = gk("diff", "--cwd", str(workspace), home=goalkeeper_home).stdout
+    assert "percent / 100" in whole
+    assert "percent / 100" in gk("diff", "--turn", "1", "--cwd", str(workspace), home=goalkeeper_home).stdout
+    back = gk("rollback", "--to", "best", "--cwd", str(workspace), home=goalkeeper_home)
+    assert back.returncode == 0, back.stderr
+    assert "percent / 100" in (workspace / "cart.py").read_text()  # best = the achieved turn
+    missing = gk("rollback", "--to", "7", "--cwd", str(workspace), home=goalkeeper_home)
+    assert missing.returncode == 4 and "1" in missing.stderr

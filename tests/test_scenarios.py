@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from conftest import git
 from goalkeeper import control
 from goalkeeper.report import build_report, render_markdown
 from goalkeeper.store import Store
@@ -147,6 +148,8 @@ def test_metric_goal_keeps_the_best_verified_checkpoint(tmp_path: Path) -> None:
     bench = 'import json, pathlib\nprint(json.dumps({"ms": float(pathlib.Path("speed.txt").read_text())}))\n'
     (workspace / "bench.py").write_text(bench)
     (workspace / "speed.txt").write_text("120")
+    git(workspace, "add", "-A")
+    git(workspace, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "benchmark")
     steps = [step("", call("write_file", path="speed.txt", content="80")), step("", complete("faster")),
              step("", call("write_file", path="speed.txt", content="95")), step("", complete("faster still"))]
     with Store() as store:
@@ -158,3 +161,35 @@ def test_metric_goal_keeps_the_best_verified_checkpoint(tmp_path: Path) -> None:
     assert (result.status, result.reason) == ("unmet", "max_attempts")
     assert state["best"]["metric"] == 80.0 and state["best_metric"] == 80.0
     assert [point["latency"] for point in trend] == [80.0, 95.0]
+
+
+def test_each_turn_that_changed_files_is_a_checkpoint_commit_on_the_goal_branch(tmp_path: Path) -> None:
+    workspace = sample_repo(tmp_path)
+    with Store() as store:
+        goal = new_goal(store, workspace)
+        result = run(store, goal, workspace, scripted(HONEST_FIX))
+        [branch] = [e.payload for e in events(store, goal, "goal_branch")]
+        [checkpoint] = [e.payload for e in events(store, goal, "checkpoint")]
+    assert result.status == "achieved"
+    assert git(workspace, "branch", "--show-current").strip() == branch["name"]
+    assert branch["name"].startswith("goal/")
+    trailers = git(workspace, "log", "-1", "--format=%(trailers)")
+    assert f"Goal-Id: {goal.goal_id}" in trailers and "Turn: 1" in trailers and "Checks: 0/1" in trailers
+    assert checkpoint["commit"] == git(workspace, "rev-parse", "HEAD").strip()
+    assert git(workspace, "rev-parse", "main").strip() == branch["base_commit"]  # main never moved
+
+
+def test_a_protected_edit_is_reverted_at_the_checkpoint_and_the_model_is_told(tmp_path: Path) -> None:
+    workspace = sample_repo(tmp_path)
+    sneaky = shell("sed -i 's/180.0/-1800.0/' tests/test_cart.py")  # the shell is the way around the file tools
+    steps = [step("", sneaky), step("Edited."), step("", call("apply_patch", patch=FIX_PATCH)), step("", complete()),
+             step("ok")]
+    with Store() as store:
+        goal = new_goal(store, workspace, protect=["tests/**"], no_progress_turns=10)
+        model = scripted(steps)
+        run(store, goal, workspace, model)
+        [first, *_] = [e.payload for e in events(store, goal, "checkpoint")]
+    assert first["violations"] and first["violations"][0]["path"] == "tests/test_cart.py"
+    assert "180.0" in (workspace / "tests" / "test_cart.py").read_text()
+    told = [m.content for m in model.requests[2].messages if "were reverted" in m.content]
+    assert told, "the next turn's opening message names the reverted change"

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from goalkeeper import console, control, demo
+from goalkeeper import console, control, demo, views
 from goalkeeper.cli_options import ContractFlags, ModelFlags, with_options
 from goalkeeper.config import GoalSettings, ModelSettings, scripted_settings
 from goalkeeper.contract import Contract, parse_duration
@@ -27,6 +27,9 @@ from goalkeeper.runner import RunResult
 from goalkeeper.store import GoalRecord, Store
 from goalkeeper.verify import missing_commands
 from goalkeeper.views import goal_events, summarize
+from goalkeeper.workspace import checkpoints
+from goalkeeper.workspace.git import GoalBranch, preflight
+from goalkeeper.workspace.goal import branch_of
 from goalkeeper.workspace.tree import git_toplevel
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
@@ -65,6 +68,8 @@ def goal(
     contract_flags: ContractFlags, model_flags: ModelFlags,
     objective: Annotated[str | None, typer.Argument(help="The objective, or pause | resume | clear.")] = None,
     replace: Annotated[bool, typer.Option("--replace", help="Replace an existing goal without asking.")] = False,
+    allow_dirty: Annotated[bool, typer.Option("--allow-dirty", help="Snapshot uncommitted changes onto the goal "
+                                                                   "branch instead of refusing.")] = False,
     force: Annotated[bool, typer.Option("--force", help="resume: re-open an achieved or unmet goal.")] = False,
     add_tokens: Annotated[int, typer.Option(help="resume: raise the token budget by this much.")] = 0,
     add_usd: Annotated[float, typer.Option(help="resume: raise the USD budget by this much.")] = 0.0,
@@ -85,15 +90,16 @@ def goal(
             return 0
         contract = contract_flags.contract(objective)
         chosen = model_flags.settings_if_configured(workspace, contract.budget.usd)
-        record = _set(store, workspace, thread, contract, chosen, replace)
+        record = _set(store, workspace, thread, contract, chosen, replace, allow_dirty)
         console.show_summary(summarize(store, record))
         console.out.print("Run it with: gk run" + (f" --cwd {cwd}" if str(cwd) != "." else ""))
     return 0
 
 
 def _set(store: Store, workspace: Path, thread: str | None, contract: Contract, model: ModelSettings | None,
-         replace: bool) -> GoalRecord:
-    """Set the goal after checking its commands exist; ask before replacing one (on a terminal)."""
+         replace: bool, allow_dirty: bool = False) -> GoalRecord:
+    """Set the goal after checking the repository and the check commands; ask before replacing a goal."""
+    preflight(workspace, allow_dirty)  # the branch itself is made when the goal first runs
     missing = missing_commands(contract, workspace)
     if missing:
         name, word = missing[0]
@@ -104,7 +110,7 @@ def _set(store: Store, workspace: Path, thread: str | None, contract: Contract, 
         replace = typer.confirm("This workspace already has a goal. Replace it?", default=False)
         if not replace:
             raise typer.Exit(4)
-    settings = GoalSettings(model=model)
+    settings = GoalSettings(model=model, allow_dirty=allow_dirty)
     return control.set_goal(store, workspace, contract, settings, replace_existing=replace, thread_id=thread)
 
 
@@ -169,6 +175,7 @@ def exec_(
     contract_flags: ContractFlags, model_flags: ModelFlags,
     objective: Annotated[str | None, typer.Argument(help="The objective.")] = None,
     replace: Annotated[bool, typer.Option("--replace", help="Replace an existing goal.")] = False,
+    allow_dirty: Annotated[bool, typer.Option("--allow-dirty", help="Snapshot uncommitted changes first.")] = False,
     cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = False,
 ) -> int:
     """Set the goal and run it headless; `--json` streams one event per line. Exit code by outcome."""
@@ -176,7 +183,7 @@ def exec_(
     contract = contract_flags.contract(objective)
     chosen = model_flags.settings(workspace, contract.budget.usd)
     with open_store() as store:
-        record = _set(store, workspace, thread, contract, chosen, replace)
+        record = _set(store, workspace, thread, contract, chosen, replace, allow_dirty)
         return _drive(store, record, workspace, chosen, as_json)
 
 
@@ -242,6 +249,39 @@ def demo_(model_flags: ModelFlags, as_json: JsonOpt = False,
         record = control.set_goal(store, workspace, contract, GoalSettings(model=chosen))
         console.out.print("\n".join(f"  {line}" for line in demo.describe()))
         return _drive(store, record, workspace, chosen, as_json)
+
+
+@app.command()
+def diff(turn: Annotated[int | None, typer.Option(help="Only this turn's checkpoint.")] = None,
+         cwd: Cwd = Path("."), thread: ThreadOpt = None) -> int:
+    """The goal's changes on its branch: all of them, or one turn's checkpoint."""
+    with open_store() as store:
+        record = control.current_goal(store, workspace_of(cwd), thread)
+        print(checkpoints.diff(workspace_of(cwd), _branch(store, record), turn), end="")
+    return 0
+
+
+@app.command()
+def rollback(to: Annotated[str, typer.Option("--to", help="best, last-green, or a turn number.")],
+             cwd: Cwd = Path("."), thread: ThreadOpt = None) -> int:
+    """Restore the tree of an earlier checkpoint as a new commit on the goal branch (history is kept)."""
+    workspace = workspace_of(cwd)
+    with open_store() as store:
+        record = control.current_goal(store, workspace, thread)
+        target: checkpoints.RollbackTarget = int(to) if to.isdigit() else to  # type: ignore[assignment]
+        if not isinstance(target, int) and target not in ("best", "last-green"):
+            raise ConfigError(f"--to {to}: not a target", "write --to best, --to last-green or --to 3")
+        best, green = views.rollback_turns(store, record)
+        commit = checkpoints.rollback(workspace, _branch(store, record), target, best, green)
+        console.out.print(f"rolled back to {to}: now at {commit[:12]} on {_branch(store, record).name}")
+    return 0
+
+
+def _branch(store: Store, record: GoalRecord) -> GoalBranch:
+    branch = branch_of(goal_events(store, record, ["goal_branch"]))
+    if branch is None:
+        raise WorkspaceError("this goal has not run yet, so it has no branch", "start it with `gk run`")
+    return branch
 
 
 local_app = typer.Typer(help="The bundled offline model (SmolLM2-135M through llama.cpp).")

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from goalkeeper.config import GoalSettings, ModelSettings
 from goalkeeper.context.history import Conversation
@@ -56,6 +57,9 @@ from goalkeeper.tools.base import ToolContext, ToolResult
 from goalkeeper.tools.registry import ToolRegistry, default_registry
 from goalkeeper.turn import run_turn
 from goalkeeper.verify import Evidence, run_checks
+from goalkeeper.workspace.checkpoints import Violation
+from goalkeeper.workspace.git import GoalBranch
+from goalkeeper.workspace.goal import commit_turn, open_branch, violations_notice
 from goalkeeper.workspace.tree import tree_hash
 
 
@@ -89,6 +93,9 @@ class Runner:
         self.evidence: list[Evidence] = []
         self.keep_green: list[str] | None = None
         self.why = ""
+        self.branch: GoalBranch | None = None
+        self.notice = ""
+        """Something the harness must tell the model in the next opening message (reverted edits, recovery)."""
         self._clock = (time.monotonic(), self.state.spent.time_s)
         self._interrupted = False
         self._lease_lost = False
@@ -121,6 +128,7 @@ class Runner:
             return control
         if self.state.status != "pursuing":
             return Stop(self.state.status, self.state.reason)
+        await self._open_branch()
         if self.keep_green is None:
             await self.baseline()
         turn = self.conversation.turn
@@ -129,6 +137,27 @@ class Runner:
         if not turn.ended:
             return StartTurn(turn.kind)
         return self._commit(begin(self.state)).action
+
+    async def _open_branch(self) -> None:
+        """Create the goal branch on the first run; later, check it out and commit what a crash left."""
+        turn = self.conversation.turn
+        interrupted = turn.number if turn.number and not turn.ended else None
+        boundaries = self.contract.boundaries
+        opened = await asyncio.to_thread(open_branch, self.workspace, self.goal.goal_id, self.contract.outcome,
+                                         self.branch, self.settings.allow_dirty, interrupted,
+                                         list(boundaries.protect), list(boundaries.paths))
+        if opened is not None:
+            self.record([NewEvent(opened.kind, {**opened.payload, "notice": opened.notice}, "harness")])
+
+    async def commit_checkpoint(self, turn: int, message: str) -> dict[str, Any]:
+        """The turn's checkpoint commit on the goal branch; boundary violations are reverted first."""
+        if self.branch is None:
+            return {}
+        checks = [e for e in self.evidence if e.kind == "check"]
+        boundaries = self.contract.boundaries
+        return await asyncio.to_thread(commit_turn, self.workspace, self.branch, self.goal.goal_id, turn,
+                                       sum(e.passed for e in checks), len(self.contract.checks), message,
+                                       list(boundaries.protect), list(boundaries.paths))
 
     async def baseline(self) -> None:
         """Run every check and keep_green command once before the first turn; red constraints are dropped."""
@@ -193,8 +222,9 @@ class Runner:
         return None
 
     def opening(self, kind: TurnKind) -> str:
-        """The hidden message that opens a turn."""
-        return opening_message(kind, self.state, self.contract, self.evidence, why=self.why)
+        """The hidden message that opens a turn (with any harness notice in front)."""
+        text = opening_message(kind, self.state, self.contract, self.evidence, why=self.why)
+        return f"Harness notice:{self.notice}\n\n{text}" if self.notice else text
 
     async def sample(self, request: ModelRequest) -> ModelResponse | Action:
         """One model request with retries. Provider failures pause the goal; a prompt that does not fit
@@ -299,6 +329,15 @@ class Runner:
             self.keep_green = list(record.payload["keep_green_active"])
         elif record.kind == "nudge":
             self.why = str(record.payload.get("why", ""))
+        elif record.kind == "goal_branch":
+            self.branch = GoalBranch(record.payload["name"], record.payload["base_commit"],
+                                     record.payload.get("snapshot_commit"))
+        elif record.kind in ("checkpoint", "recovery_checkpoint"):
+            violations = [Violation(**v) for v in record.payload.get("violations", [])]
+            self.notice += (" " + record.payload["notice"]) if record.payload.get("notice") else ""
+            self.notice += violations_notice(violations) if record.kind == "checkpoint" else ""
+        elif record.kind == "message":
+            self.notice = ""  # told
 
     def _tool_context(self) -> ToolContext:
         run = self.settings.run

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import Protocol
+from typing import Any, Protocol
 
 from goalkeeper.context.history import Conversation, tool_schema_chars
 from goalkeeper.decide import (
@@ -50,6 +50,7 @@ class TurnHost(Protocol):
     async def sample(self, request: ModelRequest) -> ModelResponse | Action: ...
     async def call_tool(self, call: ToolCall) -> ToolResult: ...
     async def tree_hash(self) -> str | None: ...
+    async def commit_checkpoint(self, turn: int, message: str) -> dict[str, Any]: ...
     def known_tree_hash(self) -> str | None: ...
     def price(self, response: ModelResponse) -> float: ...
 
@@ -111,13 +112,18 @@ async def _end_turn(host: TurnHost, signal: dict[str, str | None] | None) -> Act
     records = host.conversation.turn.records
     calls = sum(len(r.payload.get("tool_calls", [])) for r in records if r.kind == "model_response")
     wrote = any(r.kind == "tool_intent" and r.payload["name"] in WRITING_TOOLS for r in records)
+    checkpoint = _checkpoint_event(host, None)
+    if wrote:
+        committed = await host.commit_checkpoint(host.conversation.turn.number, _message_of(checkpoint))
+        checkpoint.payload.update(committed)
     # Only these tools can change the tree; skipping git for read-only turns keeps the turn gap small.
     tree = await host.tree_hash() if wrote else host.known_tree_hash()
+    checkpoint.payload["tree_hash"] = tree
     ended = TurnEnded(calls, signal=signal["status"] if signal else None,  # type: ignore[arg-type]
                       blocker=signal.get("blocker") if signal else None, tree_hash=tree, elapsed_s=host.elapsed())
     turn = host.conversation.turn
     events = [NewEvent("turn_ended", {"turn": turn.number, "kind": turn.kind, "tool_calls": calls,
-                                      "signal": signal}, "harness"), _checkpoint_event(host, tree)]
+                                      "signal": signal}, "harness"), checkpoint]
     return host.steer(ended, events).action
 
 
@@ -174,6 +180,12 @@ def _checkpoint_event(host: TurnHost, tree: str | None) -> NewEvent:
             tokens += payload["usage"]["charged_tokens"]
     return NewEvent("checkpoint", {"turn": turn.number, "kind": turn.kind, "note": note, "files_touched": sorted(files),
                                    "commands": commands, "tokens": tokens, "tree_hash": tree}, "harness")
+
+
+def _message_of(checkpoint: NewEvent) -> str:
+    """The checkpoint commit's subject: the model's note of what was done, or the turn's kind."""
+    note = checkpoint.payload.get("note") or {}
+    return str(note.get("done") or f"{checkpoint.payload['kind']} turn")
 
 
 def _command_of(arguments: str) -> str:

@@ -72,6 +72,14 @@ def latest_evidence(records: list[EventRecord]) -> list[Evidence]:
     return []
 
 
+def rollback_turns(store: Store, goal: GoalRecord) -> tuple[int | None, int | None]:
+    """The best verified turn and the last turn whose checks all passed, for `gk rollback`."""
+    best = load_state(goal).best
+    green = [r.payload["turn"] for r in goal_events(store, goal, ["evidence"])
+             if all(e["passed"] for e in r.payload["evidence"])]
+    return (best.turn if best else None), (green[-1] if green else None)
+
+
 def summarize(store: Store, goal: GoalRecord) -> GoalSummary:
     """The summary of one goal, read from the store."""
     contract = Contract.model_validate(goal.contract)

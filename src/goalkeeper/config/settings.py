@@ -98,3 +98,5 @@ class GoalSettings(BaseModel):
     model: ModelSettings | None = None
     """None until a provider is configured; `gk run` then resolves one from flags, config or the environment."""
     run: RunSettings = RunSettings()
+    allow_dirty: bool = False
+    """Start even with uncommitted changes: they are committed as a snapshot on the goal branch first."""

@@ -1,0 +1,66 @@
+"""The goal's git side as the runner sees it: open the goal branch, commit a checkpoint per turn, recover.
+
+It turns git results into event payloads and notices for the model; the runner records them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from goalkeeper.store import EventRecord
+from goalkeeper.workspace.checkpoints import Violation, checkpoint, resume
+from goalkeeper.workspace.git import GoalBranch, preflight, start_goal
+
+
+@dataclass(frozen=True)
+class Opened:
+    """What opening the goal's branch did: the event to record, and what the model must be told."""
+
+    kind: str
+    payload: dict[str, Any]
+    notice: str | None = None
+
+
+def branch_of(records: list[EventRecord]) -> GoalBranch | None:
+    """The goal branch recorded in the store, if the goal has started."""
+    for record in records:
+        if record.kind == "goal_branch":
+            payload = record.payload
+            return GoalBranch(payload["name"], payload["base_commit"], payload.get("snapshot_commit"))
+    return None
+
+
+def open_branch(workspace: Path, goal_id: str, outcome: str, branch: GoalBranch | None, allow_dirty: bool,
+                interrupted_turn: int | None, protect: list[str], paths: list[str]) -> Opened | None:
+    """First run: preflight and create the goal branch. Later runs: check it out and recover a crash's edits."""
+    if branch is None:
+        preflight(workspace, allow_dirty)
+        created = start_goal(workspace, goal_id, outcome, allow_dirty)
+        return Opened("goal_branch", asdict(created))
+    recovered = resume(workspace, branch, interrupted_turn, goal_id=goal_id, protect=protect, paths=paths)
+    if recovered.recovered_commit is None:
+        return None
+    notice = (f"The harness restarted after turn {interrupted_turn} was interrupted. Changes it left were "
+              f"committed as a recovery checkpoint: {', '.join(recovered.files) or '(none)'}. Re-inspect the "
+              "workspace before continuing." + violations_notice(recovered.violations))
+    payload = {"commit": recovered.recovered_commit, "files": recovered.files, "turn": interrupted_turn,
+               "violations": [asdict(v) for v in recovered.violations]}
+    return Opened("recovery_checkpoint", payload, notice)
+
+
+def commit_turn(workspace: Path, branch: GoalBranch, goal_id: str, turn: int, passing: int, total: int,
+                message: str, protect: list[str], paths: list[str]) -> dict[str, Any]:
+    """The turn's checkpoint commit (reverting boundary violations first), as an event payload."""
+    result = checkpoint(workspace, branch, goal_id, turn, passing, total, message, protect, paths)
+    return {"commit": result.commit, "files_committed": result.files,
+            "violations": [asdict(v) for v in result.violations]}
+
+
+def violations_notice(violations: list[Violation]) -> str:
+    """What the model is told about reverted changes."""
+    if not violations:
+        return ""
+    lines = "; ".join(v.describe() for v in violations)
+    return f" These changes broke the goal's boundaries and were reverted: {lines}. Do not make them again."
