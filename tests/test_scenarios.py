@@ -6,6 +6,7 @@ from pathlib import Path
 
 from conftest import git
 from goalkeeper import control
+from goalkeeper.contract import contract_from_flags
 from goalkeeper.report import build_report, render_markdown
 from goalkeeper.store import Store
 from scenario import (
@@ -184,8 +185,12 @@ def test_a_protected_edit_is_reverted_at_the_checkpoint_and_the_model_is_told(tm
     sneaky = shell("sed -i 's/180.0/-1800.0/' tests/test_cart.py")  # the shell is the way around the file tools
     steps = [step("", sneaky), step("Edited."), step("", call("apply_patch", patch=FIX_PATCH)), step("", complete()),
              step("ok")]
+    contract = contract_from_flags("Fix the discount bug", checks=[f"tests={TESTS}"], protect=["tests/**"],
+                                   no_progress_turns=10)
+    # Unconfined on purpose: this pins the second line of defence, the check at the checkpoint.
+    unconfined = contract.boundaries.model_copy(update={"sandbox": "danger-full-access"})
     with Store() as store:
-        goal = new_goal(store, workspace, protect=["tests/**"], no_progress_turns=10)
+        goal = new_goal(store, workspace, contract.model_copy(update={"boundaries": unconfined}))
         model = scripted(steps)
         run(store, goal, workspace, model)
         [first, *_] = [e.payload for e in events(store, goal, "checkpoint")]

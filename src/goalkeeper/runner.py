@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -15,7 +16,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from goalkeeper.config import GoalSettings, ModelSettings
+from goalkeeper.config import GoalSettings, ModelSettings, load_config
 from goalkeeper.context.history import Conversation
 from goalkeeper.context.prompts import render
 from goalkeeper.context.render import contract_block, opening_message
@@ -51,6 +52,8 @@ from goalkeeper.lifecycle import Reason, Status, TurnKind
 from goalkeeper.models.base import Model, ModelRequest, ModelResponse, ToolCall
 from goalkeeper.models.pricing import cost_usd, price_of
 from goalkeeper.models.retry import RetryPolicy, complete_with_retries
+from goalkeeper.sandbox.bwrap import require_sandbox
+from goalkeeper.sandbox.policy import SandboxPolicy, command_environment
 from goalkeeper.snapshot import state_to_dict
 from goalkeeper.store import EventRecord, GoalRecord, NewEvent, StaleGoalError, Store
 from goalkeeper.tools.base import ToolContext, ToolResult
@@ -93,6 +96,10 @@ class Runner:
         self.evidence: list[Evidence] = []
         self.keep_green: list[str] | None = None
         self.why = ""
+        boundaries = self.contract.boundaries
+        self.sandbox = SandboxPolicy(boundaries.sandbox, workspace, tuple(boundaries.protect), tuple(boundaries.paths),
+                                     network=boundaries.network)
+        self.env = command_environment(os.environ)
         self.branch: GoalBranch | None = None
         self.notice = ""
         """Something the harness must tell the model in the next opening message (reverted edits, recovery)."""
@@ -128,7 +135,11 @@ class Runner:
             return control
         if self.state.status != "pursuing":
             return Stop(self.state.status, self.state.reason)
+        require_sandbox(self.sandbox)  # refuses to start rather than run unconfined
         await self._open_branch()
+        config = load_config(self.workspace)
+        self.tools = self.tools.with_approvals(rules=config.rules, approval_policy=config.approval_policy,
+                                               goal_branch=self.branch.name if self.branch else None)
         if self.keep_green is None:
             await self.baseline()
         turn = self.conversation.turn
@@ -161,7 +172,7 @@ class Runner:
 
     async def baseline(self) -> None:
         """Run every check and keep_green command once before the first turn; red constraints are dropped."""
-        evidence = await run_checks(self.contract, self.workspace)
+        evidence = await run_checks(self.contract, self.workspace, sandbox=self.sandbox, env=self.env)
         missing = [e for e in evidence if e.kind == "check" and e.exit_code == 127]
         if missing:
             raise ContractError(f"check `{missing[0].name}` cannot run: {missing[0].error or 'command not found'}",
@@ -177,7 +188,8 @@ class Runner:
     async def verify(self) -> Action:
         """Run the checks (and the constraints green at baseline) and let `decide` judge them."""
         trigger = self.conversation.turn.pending_checks or "completion"
-        evidence = await run_checks(self.contract, self.workspace, keep_green=self.keep_green)
+        evidence = await run_checks(self.contract, self.workspace, keep_green=self.keep_green, sandbox=self.sandbox,
+                                    env=self.env)
         ran = ChecksRan(self.goal.goal_id, trigger, _results(evidence),
                         turn=self.state.spent.turns, tree_hash=await self.tree_hash())
         payload = {"trigger": trigger, "turn": ran.turn, "evidence": [e.__dict__ for e in evidence]}
@@ -284,6 +296,8 @@ class Runner:
     async def call_tool(self, call: ToolCall) -> ToolResult:
         """Run one tool call in the workspace; the full output is kept in the store when it was cut."""
         result = await self.tools.execute(call, self._tool_context())
+        if "approval" in result.data:
+            self.record([NewEvent("approval", {"call_id": call.id, **result.data["approval"]}, "harness")])
         if result.full_output is not None:
             blob = self.store.put_blob(result.full_output)
             result = ToolResult(f"{result.output}\n[full output: {blob}]", result.ok, None, result.signal,
@@ -345,7 +359,7 @@ class Runner:
                 "checks": {e.name: "pass" if e.passed else "fail" for e in self.evidence},
                 "spent": asdict(self.state.spent), "limits": asdict(self.state.limits)}
         return ToolContext(self.workspace, run.shell_timeout_s, output_char_limit=run.tool_output_char_limit,
-                           goal_view=view)
+                           env=self.env, goal_view=view, sandbox=self.sandbox)
 
     def _on_retry(self, attempt: int, error: ProviderError, delay: float) -> None:
         self.record([NewEvent("provider_retry", {"attempt": attempt, "error": error.message,

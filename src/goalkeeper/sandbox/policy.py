@@ -5,6 +5,8 @@ Pure data; sandbox/bwrap.py turns it into a bubblewrap command line.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -13,6 +15,15 @@ SandboxMode = Literal["read-only", "workspace-write", "danger-full-access"]
 
 #: Files and folders hidden from every command by default (configurable).
 DEFAULT_SECRETS: tuple[str, ...] = (".env*", "*.pem", "id_rsa*", "id_ed25519*", ".netrc", ".aws/", ".ssh/")
+
+
+#: Environment variables never passed to the agent's commands: credentials the harness holds.
+SECRET_ENV = re.compile(r"(API_KEY|_TOKEN|_SECRET|PASSWORD)$|^(AWS_|GOALKEEPER_)", re.IGNORECASE)
+
+
+def command_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment for the agent's commands and the checks: the runner's, less its credentials."""
+    return {name: value for name, value in environ.items() if not SECRET_ENV.search(name)}
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from goalkeeper.sandbox.globs import command_matches
-from goalkeeper.sandbox.shell_words import SimpleCommand, core_argv, program, split_command
+from goalkeeper.sandbox.shell_words import SHELLS, SimpleCommand, core_argv, program, split_command
 
 ApprovalPolicy = Literal["untrusted", "on-request", "never"]
 """Codex's names: `untrusted` asks before anything not known to be read-only, `on-request` runs what no
@@ -94,9 +94,7 @@ READ_ONLY_GIT = frozenset({"status", "diff", "log", "show", "blame", "rev-parse"
 _UNSAFE_OPTIONS = ("--output", "--ext-diff", "--pre", "--exec")
 """Options that make a read-only program write a file or run another program."""
 
-_SHELLS = frozenset({"sh", "bash", "zsh", "dash", "ksh", "mksh", "ash", "fish"})
-_INTERPRETERS = frozenset({"python", "python2", "python3", "perl", "ruby", "node", "php"})
-_DOWNLOADERS = frozenset({"curl", "wget", "fetch", "http", "https", "xh"})
+_INTERPRETERS = frozenset({"python", "perl", "ruby", "node", "php"})
 _HOMES = ("~", "$HOME", "${HOME}")
 
 
@@ -161,7 +159,7 @@ def _guard(part: SimpleCommand, core: list[str]) -> CommandDecision | None:
     if part.after_download and _reads_script_from_stdin(core):
         return CommandDecision("deny", f"`{written}` runs a downloaded script; download it to a file, read "
                                        "it, and ask the person to run it", DOWNLOAD_GUARD)
-    if part.substitutes_download and program(core) in _SHELLS | _INTERPRETERS | {"source", ".", "eval"}:
+    if part.substitutes_download and _runner(core) in SHELLS | _INTERPRETERS | {"source", ".", "eval"}:
         return CommandDecision("deny", f"`{written}` runs a downloaded script; download it to a file, read "
                                        "it, and ask the person to run it", DOWNLOAD_GUARD)
     return None
@@ -194,21 +192,27 @@ def _is_root_or_home(target: str) -> bool:
     return all(part in ("", ".", "..", "*", ".*", "*.*") for part in text.split("/"))
 
 
+def _runner(argv: list[str]) -> str:
+    """The program's name with a version suffix dropped (`python3.11` is `python`), to spot interpreters."""
+    name = program(argv)
+    return name if name in SHELLS else name.rstrip("0123456789.")
+
+
 def _reads_script_from_stdin(argv: list[str]) -> bool:
     """A shell or interpreter that will run what arrives on its standard input."""
-    name = program(argv)
-    if name not in _SHELLS and name not in _INTERPRETERS and name not in ("source", "."):
+    name = _runner(argv)
+    if name not in SHELLS and name not in _INTERPRETERS and name not in ("source", "."):
         return False
     if name in ("source", "."):
         return len(argv) > 1 and argv[1] in ("/dev/stdin", "-")
-    inline = "c" if name in _SHELLS else "cemEr"  # options whose argument is the program itself
+    inline = "c" if name in SHELLS else "cemEr"  # options whose argument is the program itself
     positional: list[str] = []
     for word in argv[1:]:
         if word == "-" or not word.startswith("-"):
             positional.append(word)
         elif not word.startswith("--") and any(letter in word[1:] for letter in inline):
             return False
-        elif word == "-s" and name in _SHELLS:
+        elif word == "-s" and name in SHELLS:
             return True
     return not positional or positional[0] in ("-", "/dev/stdin")
 
