@@ -270,3 +270,15 @@ def test_diff_and_rollback_on_the_goal_branch(tmp_path: Path, workspace: Path, g
     assert "percent / 100" in (workspace / "cart.py").read_text()  # best = the achieved turn
     missing = gk("rollback", "--to", "7", "--cwd", str(workspace), home=goalkeeper_home)
     assert missing.returncode == 4 and "1" in missing.stderr
+
+
+def test_resume_refuses_foreign_changes(tmp_path: Path, workspace: Path, goalkeeper_home: Path) -> None:
+    steps = [step("", shell("ls")), step("Looked."), step("", shell("pwd")), step("Looked again.")]
+    done = gk("exec", "Fix it", "--check", f"tests={TESTS}", "--model", script(tmp_path, steps),
+              "--cwd", str(workspace), home=goalkeeper_home)
+    assert done.returncode == 3  # stalled after two text-only turns; the tree is clean
+    (workspace / "cart.py").write_text("# edited by a person while the goal was paused\n")
+    gk("goal", "resume", "--cwd", str(workspace), home=goalkeeper_home, check=True)
+    refused = gk("run", "--cwd", str(workspace), home=goalkeeper_home)
+    assert refused.returncode == 4 and "cart.py" in refused.stderr
+    assert (workspace / "cart.py").read_text().startswith("# edited by a person")  # nothing lost

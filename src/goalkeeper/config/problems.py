@@ -95,6 +95,8 @@ def _allowed_keys(loc: tuple[int | str, ...]) -> list[str]:
             kind = _unwrap(field.annotation) if field is not None else None
         elif typing.get_origin(kind) is dict:
             kind = _unwrap(typing.get_args(kind)[1])
+        elif typing.get_origin(kind) in (list, tuple):  # [[rules]]: the index leads into the item's table
+            kind = _unwrap(typing.get_args(kind)[0])
         else:
             return []
     return list(kind.model_fields) if isinstance(kind, type) and issubclass(kind, BaseModel) else []
