@@ -293,3 +293,19 @@ def test_a_secret_cannot_be_read_through_a_symlink_or_a_patch(workspace: Path) -
 ])
 def test_globs_read_like_gitignore(glob: str, path: str, covered: bool) -> None:
     assert path_matches(glob, path) is covered
+
+
+def test_search_never_shows_lines_from_secret_files(tmp_path: Path) -> None:
+    import asyncio
+
+    from goalkeeper.sandbox.policy import SandboxPolicy
+    from goalkeeper.tools.base import ToolContext
+    from goalkeeper.tools.search import SearchTool
+
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    (workspace / ".env").write_text("API_TOKEN=hunter2\n")
+    (workspace / "app.py").write_text("TOKEN_NAME = 'API_TOKEN'\n")
+    context = ToolContext(workspace.resolve(), sandbox=SandboxPolicy("workspace-write", workspace.resolve()))
+    result = asyncio.run(SearchTool().run({"pattern": "API_TOKEN"}, context))
+    assert "app.py" in result.output and "hunter2" not in result.output and "secret files hidden" in result.output

@@ -10,13 +10,14 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from goalkeeper.models.base import ToolSpec
 from goalkeeper.process import run_command
+from goalkeeper.sandbox.globs import first_path_match
 from goalkeeper.tools.base import ToolContext, ToolResult
 from goalkeeper.tools.files import looks_binary
 from goalkeeper.tools.output import (
@@ -166,6 +167,14 @@ async def search_with_ripgrep(
     return found
 
 
+def _without_secrets(found: Found, secrets: Sequence[str]) -> Found:
+    """Drop matches in secret files: their contents are never shown to the model."""
+    kept = [match for match in found.matches if first_path_match(secrets, match.path) is None]
+    hidden = len(found.matches) - len(kept)
+    notes = [*found.notes, f"[{hidden} matching line(s) in secret files hidden]"] if hidden else found.notes
+    return Found(kept, found.total - hidden, notes)
+
+
 class SearchTool:
     """Finds lines matching a regex in the workspace's files."""
 
@@ -206,5 +215,7 @@ class SearchTool:
                 )
         except SearchFailed as error:
             return refusal(str(error))
+        if context.sandbox is not None:
+            found = _without_secrets(found, context.sandbox.secrets)
         output = format_found(found, pattern, name)
         return text_result(output, context.output_char_limit, data={"matches": found.total})
