@@ -3,7 +3,8 @@
 It answers from a queue of scripted replies (or a `reply_fn`), streaming (SSE events) or not as each
 request asks, and can fail the ways real servers fail: error statuses with headers, answers slower than
 the client's timeout, streams cut mid-response, failure events inside a 200 stream, malformed JSON. It
-runs its own event loop in a thread, like chat_server.py, whose wire-independent replies it shares.
+runs its own event loop in a thread (see wire_server.py) and shares chat_server.py's wire-independent
+replies.
 
     with ResponsesServer([Answer(text="hi"), Failure.rate_limited(retry_after="2")]) as server:
         model = OpenAIResponsesModel("test-model", server.base_url, "test-key")
@@ -14,11 +15,7 @@ runs its own event loop in a thread, like chat_server.py, whose wire-independent
 from __future__ import annotations
 
 import asyncio
-import json
-import socket
-import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -26,6 +23,7 @@ from typing import Any, Literal
 from aiohttp import web
 
 from chat_server import Failure, MalformedJSON, ToolCallReply
+from wire_server import Exchange, WireServer, estimate_tokens, pieces, sse_events
 
 __all__ = ["Answer", "FailedResponse", "Failure", "MalformedJSON", "Reply", "ResponsesServer", "ToolCallReply",
            "Truncated", "UsageReply"]
@@ -97,115 +95,57 @@ Reply = Answer | Failure | FailedResponse | Truncated | MalformedJSON
 ReplyFn = Callable[[dict[str, Any]], Reply]
 
 
-class ResponsesServer:
-    """Serves POST /v1/responses on 127.0.0.1 at a free port.
+class ResponsesServer(WireServer[Answer | FailedResponse | Truncated]):
+    """Serves POST /v1/responses; see `WireServer` for the script and the records. Each request body is
+    also kept as sent in `raw_requests`, and its query in `request_queries`."""
 
-    Replies come from `responses` in order; once it is empty the last reply repeats. A `reply_fn`, when
-    given, answers every request instead. Every request body is kept parsed in `requests` and as sent in
-    `raw_requests`; its headers (names lowercased) in `request_headers` and its query in `request_queries`.
-    """
+    kind = "responses"
+    path = "/v1/responses"
+    first_event = "response.created"
 
     def __init__(self, responses: Iterable[Reply] = (), *, reply_fn: ReplyFn | None = None,
                  model: str = "test-model") -> None:
-        self.model = model
-        self.reply_fn = reply_fn
-        self.requests: list[dict[str, Any]] = []
+        super().__init__(responses, reply_fn=reply_fn, model=model)
         self.raw_requests: list[bytes] = []
-        self.request_headers: list[dict[str, str]] = []
         self.request_queries: list[dict[str, str]] = []
-        self._queue: deque[Reply] = deque(responses)
-        self._last: Reply = Answer(text="ok")
-        self._lock = threading.Lock()
-        self._ready = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._startup_error: BaseException | None = None
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.bind(("127.0.0.1", 0))
-        self.port: int = self._socket.getsockname()[1]
 
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+    def record(self, request: web.Request, raw: bytes, body: dict[str, Any]) -> None:
+        super().record(request, raw, body)
+        self.raw_requests.append(raw)
+        self.request_queries.append(dict(request.query))
 
-    def push(self, *replies: Reply) -> None:
-        """Queue more replies (thread-safe)."""
-        with self._lock:
-            self._queue.extend(replies)
+    def default_reply(self) -> Answer:
+        return Answer(text="ok")
 
-    def __enter__(self) -> ResponsesServer:
-        self._thread = threading.Thread(target=self._run, name=f"responses-server-{self.port}", daemon=True)
-        self._thread.start()
-        self._ready.wait(timeout=10)
-        if self._startup_error is not None:
-            raise RuntimeError("responses server failed to start") from self._startup_error
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        self._socket.close()
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._serve())
-        except BaseException as error:  # surfaced to __enter__; a thread has nowhere else to raise
-            self._startup_error = error
-            self._ready.set()
-
-    async def _serve(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        app = web.Application()
-        app.router.add_post("/v1/responses", self._responses)
-        # Cancel handlers whose client went away, so slow replies do not hold up shutdown.
-        runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        await web.SockSite(runner, self._socket).start()
-        self._ready.set()
-        try:
-            await self._stop.wait()
-        finally:
-            await runner.cleanup()
-
-    def _next_reply(self, request: web.Request, raw: bytes, body: dict[str, Any]) -> tuple[int, Reply]:
-        with self._lock:
-            self.requests.append(body)
-            self.raw_requests.append(raw)
-            self.request_headers.append({key.lower(): value for key, value in request.headers.items()})
-            self.request_queries.append(dict(request.query))
-            number = len(self.requests) - 1
-            if self.reply_fn is not None:
-                return number, self.reply_fn(body)
-            if self._queue:
-                self._last = self._queue.popleft()
-            return number, self._last
-
-    async def _responses(self, request: web.Request) -> web.StreamResponse:
-        raw = await request.read()
-        body = json.loads(raw)
-        number, reply = self._next_reply(request, raw, body)
-        stream = bool(body.get("stream"))
-        if isinstance(reply, Failure):
-            return web.json_response(reply.wire(), status=reply.status, headers=reply.headers)
-        if isinstance(reply, MalformedJSON):
-            return await _send_malformed(request, reply, stream)
+    async def answer(self, request: web.Request, exchange: Exchange,
+                     reply: Answer | FailedResponse | Truncated) -> web.StreamResponse:
         if isinstance(reply, FailedResponse):
-            return await _send_failed(request, _Rendering(Answer(text="Working on"), body, number, self.model),
-                                      reply, stream)
+            return await self._send_failed(request, exchange, reply)
         answer = reply.answer if isinstance(reply, Truncated) else reply
         if answer.delay_s > 0:
             await asyncio.sleep(answer.delay_s)
-        rendering = _Rendering(answer, body, number, self.model)
-        if stream:
-            return await _send_stream(request, rendering.events(),
-                                      reply.cut if isinstance(reply, Truncated) else None)
+        rendering = _Rendering(answer, exchange.body, exchange.number, self.model)
         if isinstance(reply, Truncated):
-            return await _send_cut_body(request, json.dumps(rendering.response()))
+            # A cut stream never gets as far as the terminal event, which carries the usage.
+            return await self.send_truncated(request, exchange, rendering.response(),
+                                             sse_events(rendering.events()[:-1]), abort=reply.cut == "abort")
+        if exchange.stream:
+            return await self.send_stream(request, sse_events(rendering.events()))
         return web.json_response(rendering.response())
+
+    async def _send_failed(self, request: web.Request, exchange: Exchange,
+                           reply: FailedResponse) -> web.StreamResponse:
+        rendering = _Rendering(Answer(text="Working on"), exchange.body, exchange.number, self.model)
+        failed = {**rendering.response("failed", []), "usage": reply.usage.wire() if reply.usage else None,
+                  "error": {"code": reply.code, "message": reply.message}}
+        if not exchange.stream:
+            return web.json_response(failed)
+        events = rendering.events()[:-4]  # created, in_progress, the message item and its text deltas
+        if reply.event == "error":
+            events.append(rendering.event("error", code=reply.code, message=reply.message, param=None))
+        else:
+            events.append(rendering.event("response.failed", response=failed))
+        return await self.send_stream(request, sse_events(events))
 
 
 @dataclass
@@ -226,9 +166,8 @@ class _Rendering:
         if usage == "none":
             return None
         if usage == "estimate":
-            calls = self.answer.tool_calls
-            output = len(self.answer.text) + sum(len(call.arguments_text()) for call in calls)
-            usage = UsageReply(len(json.dumps(self.body.get("input", []))) // 4, output // 4 + 1)
+            outputs = [self.answer.text, *(call.arguments_text() for call in self.answer.tool_calls)]
+            usage = UsageReply(*estimate_tokens(self.body.get("input", []), outputs))
         return usage.wire()
 
     def items(self) -> list[dict[str, Any]]:
@@ -278,7 +217,7 @@ class _Rendering:
             events = [self.event("response.output_item.added", output_index=index,
                                  item={**item, "arguments": "", "status": "in_progress"})]
             events += [self.event("response.function_call_arguments.delta", **at, delta=piece)
-                       for piece in _pieces(item["arguments"])]
+                       for piece in pieces(item["arguments"])]
             events.append(self.event("response.function_call_arguments.done", **at, arguments=item["arguments"]))
         elif item["type"] == "message":
             text = item["content"][0]["text"]
@@ -288,83 +227,10 @@ class _Rendering:
                       self.event("response.content_part.added", **at, **part,
                                  part={"type": "output_text", "text": "", "annotations": []})]
             events += [self.event("response.output_text.delta", **at, **part, delta=piece, logprobs=[])
-                       for piece in _pieces(text)]
+                       for piece in pieces(text)]
             events += [self.event("response.output_text.done", **at, **part, text=text, logprobs=[]),
                        self.event("response.content_part.done", **at, **part, part=item["content"][0])]
         else:
             events = [self.event("response.output_item.added", output_index=index, item=item)]
         events.append(self.event("response.output_item.done", output_index=index, item=item))
         return events
-
-
-def _pieces(text: str, count: int = 3) -> list[str]:
-    """Split text into up to `count` pieces, as a stream delivers it."""
-    if not text:
-        return []
-    size = -(-len(text) // count)
-    return [text[start:start + size] for start in range(0, len(text), size)]
-
-
-def _sse(event: dict[str, Any]) -> bytes:
-    return f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
-
-
-async def _open_stream(request: web.Request) -> web.StreamResponse:
-    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
-    await response.prepare(request)
-    return response
-
-
-async def _send_stream(request: web.Request, events: list[dict[str, Any]], cut: str | None) -> web.StreamResponse:
-    response = await _open_stream(request)
-    if cut is not None:
-        # A cut stream never gets as far as the terminal event, which carries the usage.
-        events = events[:-1]
-    if cut == "abort":
-        for event in events[: max(1, len(events) // 2)]:
-            await response.write(_sse(event))
-        return _abort(request, response)
-    for event in events:
-        await response.write(_sse(event))
-    await response.write_eof()
-    return response
-
-
-async def _send_failed(request: web.Request, rendering: _Rendering, reply: FailedResponse,
-                       stream: bool) -> web.StreamResponse:
-    failed = {**rendering.response("failed", []), "usage": reply.usage.wire() if reply.usage else None,
-              "error": {"code": reply.code, "message": reply.message}}
-    if not stream:
-        return web.json_response(failed)
-    events = rendering.events()[:-4]  # created, in_progress, the message item and its text deltas
-    if reply.event == "error":
-        events.append(rendering.event("error", code=reply.code, message=reply.message, param=None))
-    else:
-        events.append(rendering.event("response.failed", response=failed))
-    return await _send_stream(request, events, None)
-
-
-async def _send_cut_body(request: web.Request, text: str) -> web.StreamResponse:
-    """Promise the whole body in Content-Length, send half of it, then drop the connection."""
-    data = text.encode()
-    response = web.StreamResponse(headers={"Content-Type": "application/json"})
-    response.content_length = len(data)
-    await response.prepare(request)
-    await response.write(data[: len(data) // 2])
-    return _abort(request, response)
-
-
-async def _send_malformed(request: web.Request, reply: MalformedJSON, stream: bool) -> web.StreamResponse:
-    if not stream:
-        return web.Response(text=reply.body, content_type="application/json")
-    response = await _open_stream(request)
-    await response.write(f"event: response.created\ndata: {reply.body}\n\n".encode())
-    await response.write_eof()
-    return response
-
-
-def _abort(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
-    """Drop the TCP connection as a crashed server or a proxy would."""
-    if request.transport is not None:
-        request.transport.abort()
-    return response

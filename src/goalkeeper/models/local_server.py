@@ -204,9 +204,9 @@ def serve_forever(port: int, host: str = "127.0.0.1", n_ctx: int = 4096,
     """
     announce = announce or _print_now
     with _sigterm_exits(), LocalServer(port=port, host=host, n_ctx=n_ctx) as server:
-        announce(server.base_url)
-        announce(NOTE)
-        try:
+        try:  # the announcement is inside: a signal may arrive the moment the URL is out
+            announce(server.base_url)
+            announce(NOTE)
             status = server.wait()
         except KeyboardInterrupt:
             return

@@ -1,0 +1,307 @@
+"""Tamper-evident verification: pin the files that define the verification surface, and prove a completion
+on the baseline versions of them.
+
+At baseline the test files, the test and coverage configuration and the files that check commands name are
+hashed. Later `surface_state` says whether the model left them unchanged, only added tests, or modified
+them, and `verify_restored` re-runs the checks in a scratch copy where every pinned file is back at its
+baseline content. It never writes to the workspace or to its repository.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from goalkeeper.contract import Contract
+from goalkeeper.errors import WorkspaceError
+from goalkeeper.sandbox.globs import first_path_match, normalize_path
+from goalkeeper.sandbox.policy import SandboxPolicy
+from goalkeeper.verify import Evidence, run_checks
+from goalkeeper.workspace.git import GIT_TIMEOUT_S, probe
+
+EditsPolicy = Literal["review", "deny", "allow"]
+"""What a goal does about edits to pinned files: re-verify on the baseline versions (review, the default),
+refuse the completion (deny), or only report them (allow)."""
+
+SurfaceKind = Literal["unchanged", "extended", "modified"]
+
+TEST_GLOBS: tuple[str, ...] = (
+    "test_*.py", "*_test.py", "**/tests/**", "**/*.test.*", "**/*.spec.*", "**/__tests__/**", "**/spec/**",
+)
+"""Test files by convention, at any depth (globs.py anchors `tests/**` at the root, hence the `**/`)."""
+
+CONFIG_NAMES: frozenset[str] = frozenset({"conftest.py", "pytest.ini", "tox.ini", "setup.cfg", ".coveragerc"})
+"""Test and coverage configuration, pinned at any depth; pyproject.toml only when it configures them."""
+
+SKIPPED_DIRS: frozenset[str] = frozenset({".git", ".venv", "node_modules", "__pycache__"})
+"""Directories never searched for pins: they hold no verification surface the model writes."""
+
+DIFF_CHARS = 6000
+"""Characters of diff kept in tamper feedback: enough to see the change, short enough for a prompt."""
+
+_PYPROJECT_TOOLS = re.compile(r"^\s*\[\s*tool\.(pytest|coverage)", re.MULTILINE)
+_MODULE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
+
+
+@dataclass(frozen=True)
+class Pin:
+    """One file of the verification surface and its content hash at baseline."""
+
+    path: str
+    """Relative to the workspace, `/`-separated."""
+    sha256: str | None
+    """Hex SHA-256 of the content at baseline; None would mean it did not exist (only existing files are pinned)."""
+
+
+@dataclass(frozen=True)
+class Pins:
+    """The verification surface recorded at baseline."""
+
+    files: tuple[Pin, ...]
+    globs: tuple[str, ...]
+    """Globs whose new files count as additions to the surface: the test conventions plus extra pins."""
+
+    def to_json(self) -> str:
+        """A JSON document that from_json reads back."""
+        return json.dumps({"files": [dataclasses.asdict(pin) for pin in self.files], "globs": list(self.globs)})
+
+    @classmethod
+    def from_json(cls, text: str) -> Pins:
+        """The Pins that to_json wrote."""
+        data = json.loads(text)
+        return cls(files=tuple(Pin(path=item["path"], sha256=item["sha256"]) for item in data["files"]),
+                   globs=tuple(data["globs"]))
+
+    @property
+    def paths(self) -> frozenset[str]:
+        """The pinned paths."""
+        return frozenset(pin.path for pin in self.files)
+
+
+@dataclass(frozen=True)
+class SurfaceState:
+    """How the verification surface differs from its baseline."""
+
+    state: SurfaceKind
+    """unchanged; extended (only new surface files); modified (a pinned file changed or was deleted)."""
+    modified: list[str]
+    deleted: list[str]
+    added: list[str]
+    """New files matching the pin globs or configuring the tests; kept by verify_restored."""
+    diff: str
+    """A unified diff of each modified or deleted pinned file against its baseline content."""
+
+
+# ---------------------------------------------------------------- pinning
+
+
+def pin_verification_surface(workspace: Path, contract: Contract, extra_pins: Sequence[str] = ()) -> Pins:
+    """Hash every test file, test configuration file, file named by a check or keep_green command, and file
+    matching `extra_pins`, as the workspace is now (the baseline)."""
+    globs = (*TEST_GLOBS, *extra_pins)
+    files = workspace_files(workspace)
+    commands = [check.run for check in contract.checks] + list(contract.constraints.keep_green)
+    named = command_paths(workspace, commands)
+    chosen = sorted({path for path in files if path in named or _on_surface(workspace, path, globs)})
+    return Pins(files=tuple(Pin(path, _sha256(workspace / path)) for path in chosen), globs=globs)
+
+
+def workspace_files(workspace: Path) -> list[str]:
+    """Every file in the workspace that git would see (tracked or untracked, not ignored), outside SKIPPED_DIRS.
+
+    Asked of git rather than walked, so ignored output (caches, build folders) is never pinned: only files a
+    base commit can hold can be restored from one. Outside a repository, a plain walk.
+    """
+    done = probe(workspace, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
+    if done.returncode != 0:
+        return _walk(workspace)
+    paths = {path for path in done.stdout.split("\0") if path}
+    return sorted(path for path in paths
+                  if not SKIPPED_DIRS.intersection(path.split("/")) and (workspace / path).is_file())
+
+
+def _walk(workspace: Path) -> list[str]:
+    found = []
+    for root, dirs, names in os.walk(workspace):
+        dirs[:] = [name for name in dirs if name not in SKIPPED_DIRS]
+        found += [(Path(root) / name).relative_to(workspace).as_posix() for name in names]
+    return sorted(found)
+
+
+def command_paths(workspace: Path, commands: Iterable[str]) -> set[str]:
+    """Workspace-relative files that the commands name: `python bench.py`, `pytest tests/x.py::test_y`,
+    `--file=tests/x.py`, and modules as in `python -m unittest tests.test_x`."""
+    top = workspace.resolve()
+    found = set()
+    for command in commands:
+        for word in _words(command):
+            for candidate in _candidates(word):
+                path = (workspace / candidate).resolve()
+                if path.is_file() and path.is_relative_to(top):
+                    found.add(path.relative_to(top).as_posix())
+    return found
+
+
+def _words(command: str) -> list[str]:
+    lexer = shlex.shlex(command, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    try:
+        return list(lexer)
+    except ValueError:  # unbalanced quotes: the shell will refuse it too, but its words may still name files
+        return command.split()
+
+
+def _candidates(word: str) -> list[str]:
+    value = word.partition("=")[2] if word.startswith("-") else word
+    value = value.partition("::")[0]
+    if not value or value.startswith("-"):
+        return []
+    candidates = [value]
+    if _MODULE.fullmatch(value):
+        candidates.append(value.replace(".", "/") + ".py")
+    return candidates
+
+
+def _on_surface(workspace: Path, path: str, globs: Sequence[str]) -> bool:
+    name = path.rsplit("/", 1)[-1]
+    if name in CONFIG_NAMES:
+        return True
+    if name == "pyproject.toml":
+        text = (workspace / path).read_text(encoding="utf-8", errors="replace")
+        return _PYPROJECT_TOOLS.search(text) is not None
+    return first_path_match(globs, path) is not None
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# ---------------------------------------------------------------- the state of the surface
+
+
+def surface_state(workspace: Path, pins: Pins, base_commit: str) -> SurfaceState:
+    """Which pinned files the workspace now has modified or deleted, which new surface files it added, and a
+    diff of the pinned changes against `base_commit` (the commit the goal started from)."""
+    modified, deleted = changed_pins(workspace, pins)
+    pinned = pins.paths
+    added = [path for path in workspace_files(workspace)
+             if path not in pinned and _on_surface(workspace, path, pins.globs)]
+    diff = "".join(_file_diff(workspace, base_commit, path) for path in sorted(modified + deleted))
+    state: SurfaceKind = "modified" if modified or deleted else "extended" if added else "unchanged"
+    return SurfaceState(state=state, modified=modified, deleted=deleted, added=added, diff=diff)
+
+
+def changed_pins(workspace: Path, pins: Pins) -> tuple[list[str], list[str]]:
+    """(modified, deleted): the pinned files whose content differs from baseline, and those that are gone."""
+    modified, deleted = [], []
+    for pin in pins.files:
+        path = workspace / pin.path
+        if not path.is_file():
+            deleted.append(pin.path)
+        elif _sha256(path) != pin.sha256:
+            modified.append(pin.path)
+    return modified, deleted
+
+
+def baseline_content(workspace: Path, base_commit: str, path: str) -> bytes:
+    """The content of `path` (workspace-relative) at `base_commit`; a WorkspaceError when git has none."""
+    # `<commit>:./path` is relative to the working directory, so a workspace below the top-level works too
+    try:
+        done = subprocess.run(["git", "show", f"{base_commit}:./{path}"], cwd=workspace, capture_output=True,
+                              timeout=GIT_TIMEOUT_S)
+    except (FileNotFoundError, subprocess.TimeoutExpired) as err:
+        raise WorkspaceError(f"could not read {path} at {base_commit[:12]}: {err}", hint="check git") from err
+    if done.returncode != 0:
+        raise WorkspaceError(f"{path} is pinned but {base_commit[:12]} does not hold it: "
+                             f"{done.stderr.decode(errors='replace').strip()}",
+                             hint="pass the commit the goal started from (its snapshot commit, if it has one)")
+    return done.stdout
+
+
+def _file_diff(workspace: Path, base_commit: str, path: str) -> str:
+    before = baseline_content(workspace, base_commit, path).decode("utf-8", errors="replace")
+    current = workspace / path
+    after = current.read_bytes().decode("utf-8", errors="replace") if current.is_file() else ""
+    target = f"b/{path}" if current.is_file() else "/dev/null"
+    lines = difflib.unified_diff(before.splitlines(keepends=True), after.splitlines(keepends=True),
+                                 fromfile=f"a/{path}", tofile=target)
+    return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
+
+
+def tamper_feedback(state: SurfaceState, limit: int = DIFF_CHARS) -> str:
+    """What the model is told when its completion passed only because it changed the verification surface."""
+    named = [f"  {path} (modified)" for path in state.modified] + [f"  {path} (deleted)" for path in state.deleted]
+    diff = state.diff if len(state.diff) <= limit else (
+        state.diff[:limit] + f"\n… diff cut at {limit} of {len(state.diff)} characters\n")
+    return (
+        "The checks pass, but not on the verification surface as it was at the start of the goal. "
+        "With these files restored to their baseline content the checks fail, so the goal is not achieved:\n"
+        + "\n".join(named)
+        + "\n\nWhat changed in them:\n```diff\n" + diff + "```\n"
+        "Make the checks pass by changing the code under test. New test files are welcome; "
+        "weakening, skipping or deleting existing tests, configuration or benchmarks is not.\n"
+    )
+
+
+# ---------------------------------------------------------------- verification on the restored surface
+
+
+async def verify_restored(workspace: Path, base_commit: str, pins: Pins, contract: Contract,
+                          keep_green: list[str] | None, sandbox: SandboxPolicy | None,
+                          env: dict[str, str] | None) -> list[Evidence]:
+    """Run the checks (and keep_green commands) in a scratch copy of the working tree as it is now, with every
+    pinned file back at its `base_commit` content; new files are kept.
+
+    The scratch copy is a plain copy of the workspace without `.git`, not a git worktree: a worktree holds
+    only tracked files, so the ignored ones the checks need (a virtualenv, node_modules, build output) would
+    be missing and the checks fail for reasons that have nothing to do with tampering. The sandbox, when
+    given, is re-targeted to the scratch copy. The copy is removed whatever happens.
+    """
+    scratch_root = Path(tempfile.mkdtemp(prefix="gk-restored-"))
+    try:
+        scratch = scratch_root / workspace.name
+        shutil.copytree(workspace, scratch, symlinks=True, ignore=shutil.ignore_patterns(".git"))
+        restore_pins(workspace, base_commit, pins, scratch)
+        confined = None if sandbox is None else dataclasses.replace(sandbox, workspace=scratch.resolve())
+        return await run_checks(contract, scratch, keep_green, env=env, sandbox=confined)
+    finally:
+        shutil.rmtree(scratch_root, ignore_errors=True)
+
+
+def restore_pins(workspace: Path, base_commit: str, pins: Pins, target: Path) -> list[str]:
+    """Write the baseline content of every pinned file that `workspace` changed or deleted into `target`
+    (a copy of the workspace); returns the restored paths."""
+    modified, deleted = changed_pins(workspace, pins)
+    for path in modified + deleted:
+        destination = target / path
+        if destination.is_symlink() or destination.is_dir():
+            _remove(destination)  # the model may have put a link or a folder where the file was
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        destination.write_bytes(baseline_content(workspace, base_commit, path))
+        if path in deleted and _executable_at(workspace, base_commit, path):
+            destination.chmod(0o755)
+    return sorted(modified + deleted)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+
+
+def _executable_at(workspace: Path, base_commit: str, path: str) -> bool:
+    done = probe(workspace, "ls-tree", base_commit, "--", normalize_path(path))
+    return done.returncode == 0 and done.stdout.startswith("100755")
