@@ -5,8 +5,6 @@ Never runs a check and never prints; every problem becomes one ContractError tha
 
 from __future__ import annotations
 
-import difflib
-import re
 import tomllib
 import types
 import typing
@@ -19,6 +17,7 @@ from pydantic_core import ErrorDetails
 
 from goalkeeper.contract.model import _EXAMPLES, Contract, _Invalid, format_duration
 from goalkeeper.errors import ContractError
+from goalkeeper.problems import describe, toml_syntax_problem
 
 # ---------------------------------------------------------------- TOML in
 
@@ -43,27 +42,11 @@ def parse_contract(text: str, source: str = "goal.toml") -> Contract:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
-        raise _syntax_error(err, text, source) from None
+        raise ContractError(*toml_syntax_problem(err, text, source)) from None
     try:
         return Contract.model_validate(data)
     except ValidationError as err:
         raise ContractError("\n".join(_problems(err, source))) from None
-
-
-def _syntax_error(err: tomllib.TOMLDecodeError, text: str, source: str) -> ContractError:
-    # Python 3.11's tomllib puts the position only in the message, as "(at line L, column C)".
-    message = str(err)
-    where = re.search(r"\(at line (\d+), column (\d+)\)", message)
-    if where is None:
-        return ContractError(f"{source}: TOML syntax error: {message}", hint="fix the TOML syntax")
-    line, column = int(where.group(1)), int(where.group(2))
-    reason = message[: where.start()].strip()
-    lines = text.splitlines()
-    shown = lines[line - 1] if 0 < line <= len(lines) else ""
-    return ContractError(
-        f"{source}:{line}:{column}: TOML syntax error: {reason}",
-        hint=f"fix line {line}: {shown.strip()!r} (strings need quotes, tables need [name])",
-    )
 
 
 def _problems(err: ValidationError, source: str) -> list[str]:
@@ -77,42 +60,13 @@ def _problems(err: ValidationError, source: str) -> list[str]:
     return lines
 
 
-_EXPECTED = {
-    "string_type": "a string", "int_type": "a whole number", "int_parsing": "a whole number",
-    "int_from_float": "a whole number", "float_type": "a number", "float_parsing": "a number",
-    "bool_type": "true or false", "bool_parsing": "true or false", "list_type": "a list",
-    "model_type": "a table", "model_attributes_type": "a table", "dict_type": "a table",
-    "finite_number": "a finite number",
-}
-
-
 def _describe(error: ErrorDetails) -> tuple[str, str]:
     """What is wrong and what to write instead, for one pydantic error."""
-    loc = error["loc"]
-    kind: str = error["type"]
     ctx = error.get("ctx") or {}
-    example = _EXAMPLES.get(".".join(str(part) for part in loc if isinstance(part, str)), "")
-    given = f", got {_show(error.get('input'))}"
-    if isinstance(ctx.get("error"), _Invalid):
+    if isinstance(ctx.get("error"), _Invalid):  # our own validators already said it in our words
         return ctx["error"].what, ctx["error"].fix
-    if kind == "extra_forbidden":
-        allowed = _allowed_keys(loc[:-1])
-        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-        guess = f" (did you mean `{close[0]}`?)" if close else ""
-        return f"unknown key{guess}", f"one of: {', '.join(allowed)}" if allowed else "no such key"
-    if kind == "missing":
-        return "is required", example or "a value for it"
-    if kind in ("greater_than", "greater_than_equal"):
-        bound = f"greater than {ctx.get('gt'):g}" if kind == "greater_than" else f"at least {ctx.get('ge'):g}"
-        return f"must be {bound}{given}", example or "a larger value"
-    if kind == "literal_error":
-        return f"must be {ctx.get('expected')}{given}", example or "one of the allowed values"
-    return f"expected {_EXPECTED.get(kind, 'a different value')}{given}", example or "a valid value"
-
-
-def _show(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    example = _EXAMPLES.get(".".join(str(part) for part in error["loc"] if isinstance(part, str)), "")
+    return describe(error, example, _allowed_keys)
 
 
 def _allowed_keys(loc: tuple[int | str, ...]) -> list[str]:
@@ -129,6 +83,7 @@ def _allowed_keys(loc: tuple[int | str, ...]) -> list[str]:
 
 
 def _table_type(annotation: Any) -> type[BaseModel] | None:
+    """The table model inside `X`, `X | None` or `list[X]`; None when the field holds no table."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     if typing.get_origin(annotation) in (list, types.UnionType, typing.Union):
