@@ -18,6 +18,7 @@ from rich.text import Text
 from goalkeeper.contract import format_duration
 from goalkeeper.errors import GoalkeeperError
 from goalkeeper.store import EventRecord, ThreadRecord
+from goalkeeper.surface import surface_lines
 from goalkeeper.views import GoalSummary
 
 out = Console(highlight=False, soft_wrap=True)
@@ -52,6 +53,11 @@ def show_summary(summary: GoalSummary) -> None:
     out.print(f"  turns:     {summary.turns}" + (f" / {summary.turns_budget}" if summary.turns_budget else ""))
     if summary.keep_green_dropped:
         out.print(f"  [yellow]red at baseline, not required:[/] {', '.join(summary.keep_green_dropped)}")
+    if summary.pinned:
+        shown = ", ".join(summary.pinned[:6]) + (f" … (+{len(summary.pinned) - 6})" if len(summary.pinned) > 6 else "")
+        out.print(f"  pinned:    {shown}")
+    for line in surface_lines(summary.surface):
+        out.print(f"  {line}")
     if summary.evidence:
         show_evidence(summary)
     checkpoint = summary.last_checkpoint

@@ -9,6 +9,7 @@ from typing import Any
 
 from goalkeeper.contract import Contract, format_duration
 from goalkeeper.store import EventRecord, GoalRecord, Store
+from goalkeeper.surface import TAMPERING
 from goalkeeper.verify import Evidence
 from goalkeeper.views import GoalSummary, goal_events, summarize
 
@@ -16,7 +17,11 @@ from goalkeeper.views import GoalSummary, goal_events, summarize
 def build_report(store: Store, goal: GoalRecord) -> dict[str, Any]:
     """The report as a JSON-ready dict."""
     summary = summarize(store, goal)
-    records = goal_events(store, goal, ["checkpoint", "status_changed", "turn_ended", "evidence"])
+    records = goal_events(store, goal, ["checkpoint", "status_changed", "turn_ended", "evidence",
+                                        "verification_pins"])
+    surface = next((r.payload.get("surface") for r in reversed(records)
+                    if r.kind == "evidence" and r.payload.get("surface")), None)
+    pinned = next((r.payload for r in records if r.kind == "verification_pins"), None)
     checkpoints = [r.payload for r in records if r.kind == "checkpoint"]
     changes = [{"seq": r.seq, "actor": r.actor, **r.payload} for r in records if r.kind == "status_changed"]
     blockers = [r.payload["signal"] for r in records
@@ -46,6 +51,11 @@ def build_report(store: Store, goal: GoalRecord) -> dict[str, Any]:
         "completion_claims": completions,
         "assumptions": [c["note"]["assumptions"] for c in checkpoints if (c.get("note") or {}).get("assumptions")],
         "budget": _budget(summary),
+        "verification_surface": surface,
+        "pinned_files": pinned["files"] if pinned else [],
+        "verify_edits": pinned["edits"] if pinned else None,
+        "tampering_attempts": sum(1 for r in records if r.kind == "evidence"
+                                  and any(e["name"] == TAMPERING and not e["passed"] for e in r.payload["evidence"])),
     }
 
 
@@ -79,6 +89,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     if report["metric_trend"]:
         lines += ["### Metric trend", "", *[f"- turn {m['turn']}: " + ", ".join(
             f"{k}={v}" for k, v in m.items() if k != "turn") for m in report["metric_trend"]], ""]
+    lines += _surface_section(report)
     lines += ["## Checkpoints", "", *_timeline(report["checkpoints"]), ""]
     lines += _claims(report)
     lines += ["## Files touched", "", *([f"- `{f}`" for f in report["files_touched"]] or ["(none)"]), ""]
@@ -138,6 +149,25 @@ def _claims(report: dict[str, Any]) -> list[str]:
     if report["assumptions"]:
         lines += ["## Assumptions", "", *[f"- {_cell(a)}" for a in report["assumptions"]], ""]
     return lines
+
+
+def _surface_section(report: dict[str, Any]) -> list[str]:
+    """The verification surface: unchanged, extended (new tests only) or modified, with the diff."""
+    surface = report.get("verification_surface")
+    if not surface:
+        return []
+    heading = ("## Verification surface changed" if surface["state"] == "modified" and report["verify_edits"] == "allow"
+               else "## Verification surface")
+    lines = [heading, "", f"**{surface['state']}** ({len(report['pinned_files'])} files pinned at baseline, "
+             f"edits: {report['verify_edits']})", ""]
+    lines += [f"- {label}: " + ", ".join(f"`{p}`" for p in surface[label])
+              for label in ("modified", "deleted", "added") if surface.get(label)]
+    if report["tampering_attempts"]:
+        lines += [f"- completion refused {report['tampering_attempts']} time(s) as `{TAMPERING}`: the checks "
+                  "passed only with pinned files changed"]
+    if surface.get("diff"):
+        lines += ["", "```diff", surface["diff"].rstrip(), "```"]
+    return [*lines, ""]
 
 
 def _cell(text: str | None) -> str:

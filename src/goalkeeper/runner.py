@@ -52,10 +52,12 @@ from goalkeeper.lifecycle import Reason, Status, TurnKind
 from goalkeeper.models.base import Model, ModelRequest, ModelResponse, ToolCall
 from goalkeeper.models.pricing import cost_usd, price_of
 from goalkeeper.models.retry import RetryPolicy, complete_with_retries
+from goalkeeper.pins import Pins, pin_verification_surface
 from goalkeeper.sandbox.bwrap import require_sandbox
 from goalkeeper.sandbox.policy import SandboxPolicy, command_environment
 from goalkeeper.snapshot import state_to_dict
 from goalkeeper.store import EventRecord, GoalRecord, NewEvent, StaleGoalError, Store
+from goalkeeper.surface import double_check
 from goalkeeper.tools.base import ToolContext, ToolResult
 from goalkeeper.tools.registry import ToolRegistry, default_registry
 from goalkeeper.turn import run_turn
@@ -101,6 +103,7 @@ class Runner:
                                      network=boundaries.network)
         self.env = command_environment(os.environ)
         self.branch: GoalBranch | None = None
+        self.pins: Pins | None = None
         self.notice = ""
         """Something the harness must tell the model in the next opening message (reverted edits, recovery)."""
         self._clock = (time.monotonic(), self.state.spent.time_s)
@@ -137,6 +140,7 @@ class Runner:
             return Stop(self.state.status, self.state.reason)
         require_sandbox(self.sandbox)  # refuses to start rather than run unconfined
         await self._open_branch()
+        await self._pin_surface()
         config = load_config(self.workspace)
         self.tools = self.tools.with_approvals(rules=config.rules, approval_policy=config.approval_policy,
                                                goal_branch=self.branch.name if self.branch else None)
@@ -160,6 +164,16 @@ class Runner:
         if opened is not None:
             self.record([NewEvent(opened.kind, {**opened.payload, "notice": opened.notice}, "harness")])
 
+    async def _pin_surface(self) -> None:
+        """Pin the verification surface once, before the baseline; in deny mode its files become read-only."""
+        if self.pins is None:
+            pins = await asyncio.to_thread(pin_verification_surface, self.workspace, self.contract,
+                                           self.contract.verify.pins)
+            self.record([NewEvent("verification_pins", {"pins": pins.to_json(), "edits": self.contract.verify.edits,
+                                                        "files": sorted(pins.paths)}, "harness")])
+        if self.contract.verify.edits == "deny" and self.pins is not None:
+            self.sandbox = replace(self.sandbox, protect=(*self.sandbox.protect, *sorted(self.pins.paths)))
+
     async def commit_checkpoint(self, turn: int, message: str) -> dict[str, Any]:
         """The turn's checkpoint commit on the goal branch; boundary violations are reverted first."""
         if self.branch is None:
@@ -168,7 +182,7 @@ class Runner:
         boundaries = self.contract.boundaries
         return await asyncio.to_thread(commit_turn, self.workspace, self.branch, self.goal.goal_id, turn,
                                        sum(e.passed for e in checks), len(self.contract.checks), message,
-                                       list(boundaries.protect), list(boundaries.paths))
+                                       list(self.sandbox.protect), list(boundaries.paths))
 
     async def baseline(self) -> None:
         """Run every check and keep_green command once before the first turn; red constraints are dropped."""
@@ -190,9 +204,16 @@ class Runner:
         trigger = self.conversation.turn.pending_checks or "completion"
         evidence = await run_checks(self.contract, self.workspace, keep_green=self.keep_green, sandbox=self.sandbox,
                                     env=self.env)
+        surface: dict[str, Any] | None = None
+        if self.pins is not None and self.branch is not None:
+            base = self.branch.snapshot_commit or self.branch.base_commit
+            extra, surface = await double_check(self.workspace, base, self.pins, self.contract, evidence,
+                                                self.keep_green, self.sandbox, self.env)
+            evidence += extra
         ran = ChecksRan(self.goal.goal_id, trigger, _results(evidence),
                         turn=self.state.spent.turns, tree_hash=await self.tree_hash())
-        payload = {"trigger": trigger, "turn": ran.turn, "evidence": [e.__dict__ for e in evidence]}
+        payload = {"trigger": trigger, "turn": ran.turn, "evidence": [e.__dict__ for e in evidence],
+                   "surface": surface}
         return self.steer(ran, [NewEvent("evidence", payload, "harness")]).action
 
     # ---- what a turn needs (turn.TurnHost)
@@ -343,6 +364,8 @@ class Runner:
             self.keep_green = list(record.payload["keep_green_active"])
         elif record.kind == "nudge":
             self.why = str(record.payload.get("why", ""))
+        elif record.kind == "verification_pins":
+            self.pins = Pins.from_json(record.payload["pins"])
         elif record.kind == "goal_branch":
             self.branch = GoalBranch(record.payload["name"], record.payload["base_commit"],
                                      record.payload.get("snapshot_commit"))

@@ -42,6 +42,10 @@ class GoalSummary:
     evidence: list[Evidence] = field(default_factory=list)
     baseline: list[Evidence] = field(default_factory=list)
     keep_green_dropped: list[str] = field(default_factory=list)
+    pinned: list[str] = field(default_factory=list)
+    """Files of the verification surface pinned at baseline."""
+    surface: dict[str, Any] | None = None
+    """The surface's state at the newest check run: unchanged, extended or modified."""
 
     def as_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -84,7 +88,10 @@ def summarize(store: Store, goal: GoalRecord) -> GoalSummary:
     """The summary of one goal, read from the store."""
     contract = Contract.model_validate(goal.contract)
     state: GoalState = load_state(goal)
-    records = goal_events(store, goal, ["baseline", "evidence", "checkpoint"])
+    records = goal_events(store, goal, ["baseline", "evidence", "checkpoint", "verification_pins"])
+    pins = next((r.payload for r in records if r.kind == "verification_pins"), None)
+    surface = next((r.payload["surface"] for r in reversed(records)
+                    if r.kind == "evidence" and r.payload.get("surface")), None)
     evidence = latest_evidence(records)
     baseline = next((r for r in records if r.kind == "baseline"), None)
     checkpoint = next((r.payload for r in reversed(records) if r.kind == "checkpoint"), None)
@@ -101,4 +108,5 @@ def summarize(store: Store, goal: GoalRecord) -> GoalSummary:
         evidence=evidence,
         baseline=[Evidence(**item) for item in baseline.payload["evidence"]] if baseline else [],
         keep_green_dropped=list(baseline.payload["keep_green_dropped"]) if baseline else [],
+        pinned=list(pins["files"]) if pins else [], surface=surface,
     )

@@ -306,6 +306,16 @@ class Budget(_Strict):
         return _duration_or_invalid(value, "budget.time")
 
 
+class VerifyPolicy(_Strict):
+    """How the harness guards the files that define the verification surface (tests, configs, benchmarks)."""
+
+    pins: list[str] = []
+    """Globs pinned on top of the inferred test files, test configs and paths named in checks."""
+    edits: Literal["review", "deny", "allow"] = "review"
+    """review: edits allowed, but completion is re-verified with pinned files restored; deny: pinned files
+    are read-only; allow: no guard, the report lists the changes."""
+
+
 class Contract(_Strict):
     """What done means: an outcome, the checks that prove it, and the limits to pursue it within."""
 
@@ -323,6 +333,8 @@ class Contract(_Strict):
     """When to stop and report instead of guessing."""
     budget: Budget = Field(default_factory=Budget)
     """Tokens, dollars, time and turns."""
+    verify: VerifyPolicy = Field(default_factory=VerifyPolicy)
+    """Tamper-evidence for the verification surface."""
 
     @field_validator("outcome")
     @classmethod

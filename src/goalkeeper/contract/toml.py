@@ -116,7 +116,7 @@ def dump_contract(contract: Contract) -> str:
     return "\n".join(chunk for chunk in chunks if chunk)
 
 
-_TABLES = ("constraints", "boundaries", "iteration", "budget")
+_TABLES = ("constraints", "boundaries", "iteration", "budget", "verify")
 
 
 def _dump_duration(seconds: float) -> str | float:
