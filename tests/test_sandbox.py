@@ -397,3 +397,14 @@ def test_sandbox_argv_resolves_the_real_bwrap(workspace: Path, home: Path) -> No
     argv = sandbox_argv(policy(workspace), "true", home=home)
 
     assert Path(argv[0]).is_absolute() and Path(argv[0]).name == "bwrap"
+
+
+def test_a_toolchain_under_tmp_stays_visible_over_the_private_tmp(tmp_path: Path) -> None:
+    from goalkeeper.sandbox.bwrap import SandboxLayout, build_argv
+
+    venv = Path("/tmp/some-venv/bin")
+    layout = SandboxLayout(home=tmp_path, toolchains=(venv,))
+    argv = build_argv(SandboxPolicy("workspace-write", tmp_path / "ws"), "true", layout)
+    tmpfs = argv.index("--tmpfs")
+    bound = argv.index(str(venv))
+    assert argv[bound - 1] == "--ro-bind-try" and bound > tmpfs

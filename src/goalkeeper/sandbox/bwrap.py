@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,9 @@ class SandboxLayout:
     """Real paths of directories shown as an empty read-only directory."""
     empty_file: Path = Path("/dev/null")
     """An empty, read-only regular file bound over each secret file."""
+    toolchains: tuple[Path, ...] = ()
+    """Interpreter prefixes and PATH directories that live under /tmp, kept visible (read-only) over the
+    private /tmp: a virtualenv there must still run the checks."""
 
 
 def _real(path: Path) -> Path | None:
@@ -126,7 +130,20 @@ def scan_layout(policy: SandboxPolicy, home: Path) -> SandboxLayout:
     masked = [path for path in sorted(dirs) if not any(path != other and path.is_relative_to(other) for other in dirs)]
     shown = [path for path in files if not any(path.is_relative_to(folder) for folder in masked)]
     return SandboxLayout(home=home, protected=tuple(sorted(protected)), secret_files=tuple(shown),
-                         secret_dirs=tuple(masked), empty_file=_empty_file() if shown else Path("/dev/null"))
+                         secret_dirs=tuple(masked), empty_file=_empty_file() if shown else Path("/dev/null"),
+                         toolchains=_toolchains_in_tmp(workspace))
+
+
+def _toolchains_in_tmp(workspace: Path) -> tuple[Path, ...]:
+    """sys.prefix and the PATH directories that a private /tmp would hide (the workspace is bound anyway)."""
+    places = [Path(sys.prefix), Path(sys.base_prefix)]
+    places += [Path(entry) for entry in os.environ.get("PATH", "").split(os.pathsep) if entry]
+    found: dict[Path, None] = {}
+    for place in places:
+        real = _real(place)
+        if real is not None and real.is_relative_to("/tmp") and not real.is_relative_to(workspace):
+            found[real] = None
+    return tuple(found)
 
 
 def build_argv(policy: SandboxPolicy, command: str, layout: SandboxLayout, *, cwd: Path | None = None,
@@ -139,6 +156,8 @@ def build_argv(policy: SandboxPolicy, command: str, layout: SandboxLayout, *, cw
     argv = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
     if layout.home.is_relative_to("/tmp"):
         argv += ["--ro-bind-try", str(layout.home), str(layout.home)]  # a private /tmp must not hide $HOME
+    for path in layout.toolchains:
+        argv += ["--ro-bind-try", str(path), str(path)]
     for path in policy.extra_writable if writes else ():
         argv += ["--bind-try", str(path), str(path)]
     argv += ["--bind" if writes else "--ro-bind", workspace, workspace]
