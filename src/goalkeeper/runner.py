@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from goalkeeper.config import GoalSettings, ModelSettings, load_config
+from goalkeeper.config import GoalSettings, load_config
 from goalkeeper.context.history import Conversation
 from goalkeeper.context.prompts import render
 from goalkeeper.context.render import contract_block, opening_message
@@ -28,10 +28,8 @@ from goalkeeper.decide import (
     ChecksRan,
     Decision,
     Interrupted,
-    ModelResponded,
     Outcome,
     Proceed,
-    ProviderFailed,
     RunChecks,
     StartTurn,
     Stop,
@@ -41,18 +39,15 @@ from goalkeeper.decide import (
     with_baseline,
 )
 from goalkeeper.errors import (
-    ContextLengthError,
     ContractError,
     GoalkeeperError,
     LeaseHeldError,
-    ProviderError,
-    ProviderUnavailableError,
 )
-from goalkeeper.lifecycle import Reason, Status, TurnKind
+from goalkeeper.lifecycle import Status, TurnKind
 from goalkeeper.models.base import Model, ModelRequest, ModelResponse, ToolCall
 from goalkeeper.models.pricing import cost_usd, price_of
-from goalkeeper.models.retry import RetryPolicy, complete_with_retries
 from goalkeeper.pins import Pins, pin_verification_surface
+from goalkeeper.sampling import sample
 from goalkeeper.sandbox.bwrap import require_sandbox
 from goalkeeper.sandbox.policy import SandboxPolicy, command_environment
 from goalkeeper.snapshot import state_to_dict
@@ -260,59 +255,8 @@ class Runner:
         return f"Harness notice:{self.notice}\n\n{text}" if self.notice else text
 
     async def sample(self, request: ModelRequest) -> ModelResponse | Action:
-        """One model request with retries. Provider failures pause the goal; a prompt that does not fit
-        has its oldest tool outputs cut to head and tail, then is retried once."""
-        try:
-            try:
-                return await self._sample_watched(request)
-            except ContextLengthError:
-                if not self._trim_context():
-                    raise
-                return await self._sample_watched(replace(request, messages=self.conversation.messages()))
-        except ContextLengthError as error:
-            return self._provider_failed(error, Reason.CONTEXT_TOO_LONG)
-        except ProviderUnavailableError as error:
-            return self._provider_failed(error, Reason.PROVIDER_UNAVAILABLE)
-        except ProviderError as error:
-            self._provider_failed(error, Reason.PROVIDER_ERROR)
-            raise  # auth, bad request, unknown model: the person must fix something; the CLI says what
-
-    def _provider_failed(self, error: ProviderError, reason: Reason) -> Action:
-        """Pause the goal for a provider failure, charging any usage the provider reported first."""
-        self._charge_failed(error)
-        return self.steer(ProviderFailed(error.message, reason)).action
-
-    def _charge_failed(self, error: ProviderError) -> None:
-        if error.usage is not None:
-            usage = error.usage
-            self.steer(ModelResponded(usage.charged_tokens, usage.cached_input_tokens,
-                                      cost_usd(self.unit_price, usage), self.elapsed()),
-                       [NewEvent("usage_charged", {"why": "reported by a failed attempt",
-                                                   "charged_tokens": usage.charged_tokens}, "harness")])
-
-    def _trim_context(self) -> bool:
-        """Compaction's stand-in: cut the oldest half of the long tool outputs (recorded, so a restart
-        rebuilds the same conversation). False when there is nothing left to cut."""
-        plan = self.conversation.trim_plan()
-        if plan is None:
-            return False
-        self.record([NewEvent("context_trimmed", plan, "harness")])
-        return True
-
-    async def _sample_watched(self, request: ModelRequest) -> ModelResponse | Action:
-        """The request with retries, watched for a pause or clear arriving meanwhile (nothing has run yet)."""
-        model = self.settings.model or ModelSettings()
-        policy = RetryPolicy(max_retries=model.max_retries, max_total_s=model.retry_max_total_s)
-        task = asyncio.create_task(complete_with_retries(self.model, request, policy, self._on_retry))
-        while True:
-            done, _ = await asyncio.wait({task}, timeout=self.settings.run.control_poll_s)
-            if done:
-                return task.result()
-            if (control := self.poll_controls()) is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-                return control
+        """One model request with retries; provider failures pause the goal (sampling.py)."""
+        return await sample(self, request)
 
     async def call_tool(self, call: ToolCall) -> ToolResult:
         """Run one tool call in the workspace; the full output is kept in the store when it was cut."""
@@ -383,12 +327,6 @@ class Runner:
                 "spent": asdict(self.state.spent), "limits": asdict(self.state.limits)}
         return ToolContext(self.workspace, run.shell_timeout_s, output_char_limit=run.tool_output_char_limit,
                            env=self.env, goal_view=view, sandbox=self.sandbox)
-
-    def _on_retry(self, attempt: int, error: ProviderError, delay: float) -> None:
-        self.record([NewEvent("provider_retry", {"attempt": attempt, "error": error.message,
-                                                  "status_code": error.status_code, "delay_s": round(delay, 3)},
-                              "harness")])
-        self._charge_failed(error)  # usage a failed attempt reported is still charged
 
     async def _heartbeat(self) -> None:
         while True:
