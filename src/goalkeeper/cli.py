@@ -28,9 +28,8 @@ from goalkeeper.store import GoalRecord, Store
 from goalkeeper.verify import missing_commands
 from goalkeeper.views import goal_events, summarize
 from goalkeeper.workspace import checkpoints
-from goalkeeper.workspace.git import GoalBranch, preflight
+from goalkeeper.workspace.git import GoalBranch, preflight, toplevel
 from goalkeeper.workspace.goal import branch_of
-from goalkeeper.workspace.tree import git_toplevel
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Run a coding agent toward a goal until the evidence says it is done.")
@@ -52,7 +51,10 @@ def workspace_of(cwd: Path) -> Path:
         raise WorkspaceError(f"workspace does not exist: {path}", "pass --cwd with an existing directory")
     if not path.is_dir():
         raise WorkspaceError(f"workspace is not a directory: {path}", "pass --cwd with a directory, not a file")
-    return git_toplevel(path.resolve()) or path.resolve()
+    try:
+        return toplevel(path.resolve())
+    except WorkspaceError:
+        return path.resolve()  # not a repository: the preflight says so when a goal is set
 
 
 @app.callback(invoke_without_command=True)

@@ -19,6 +19,7 @@ from goalkeeper.contract import format_duration
 from goalkeeper.errors import GoalkeeperError
 from goalkeeper.store import EventRecord, ThreadRecord
 from goalkeeper.surface import surface_lines
+from goalkeeper.tools.shell import command_of
 from goalkeeper.views import GoalSummary
 
 out = Console(highlight=False, soft_wrap=True)
@@ -98,7 +99,7 @@ def event_line(record: EventRecord) -> str | None:
             calls = ", ".join(c["name"] for c in p.get("tool_calls", []))
             return "  model: " + (text[0][:100] if text else "") + (f" → {calls}" if calls else "")
         case "tool_intent" if p["name"] == "shell":
-            return f"  $ {_command(p['arguments'])[:120]}"
+            return f"  $ {command_of(p['arguments'])[:120]}"
         case "tool_result" if not p.get("ok"):
             return f"  ✗ {p['name']}: {(p.get('output') or '').splitlines()[0][:120] if p.get('output') else ''}"
         case "baseline" | "evidence":
@@ -116,13 +117,6 @@ def event_line(record: EventRecord) -> str | None:
         case "provider_retry":
             return f"  provider retry {p['attempt']} in {p['delay_s']}s: {p['error']}"
     return None
-
-
-def _command(arguments: str) -> str:
-    try:
-        return str(json.loads(arguments).get("command", arguments))
-    except (json.JSONDecodeError, AttributeError):
-        return arguments
 
 
 class EventPrinter:

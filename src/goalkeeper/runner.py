@@ -189,7 +189,7 @@ class Runner:
         active = [e.name for e in evidence if e.kind == "constraint" and e.passed]
         dropped = [e.name for e in evidence if e.kind == "constraint" and not e.passed]
         tree = await self.tree_hash()
-        state = with_baseline(self.state, _results(evidence), tree)
+        state = with_baseline(self.state, _results(evidence, self.contract), tree)
         payload = {"evidence": [e.__dict__ for e in evidence], "keep_green_active": active,
                    "keep_green_dropped": dropped, "tree_hash": tree}
         self._commit(Decision(state, Wait()), [NewEvent("baseline", payload, "harness")])
@@ -205,7 +205,7 @@ class Runner:
             extra, surface = await double_check(self.workspace, base, self.pins, self.contract, evidence,
                                                 self.keep_green, self.sandbox, self.env)
             evidence += extra
-        ran = ChecksRan(self.goal.goal_id, trigger, _results(evidence),
+        ran = ChecksRan(self.goal.goal_id, trigger, _results(evidence, self.contract),
                         turn=self.state.spent.turns, tree_hash=await self.tree_hash())
         payload = {"trigger": trigger, "turn": ran.turn, "evidence": [e.__dict__ for e in evidence],
                    "surface": surface}
@@ -356,10 +356,7 @@ def _signals_call(handler: Callable[[], None]) -> Iterator[None]:
                 loop.remove_signal_handler(signum)
 
 
-def _results(evidence: list[Evidence]) -> tuple[CheckResult, ...]:
-    return tuple(CheckResult(e.name, e.kind, e.passed, e.metric, _lower_is_better(e.target)) for e in evidence)
-
-
-def _lower_is_better(target: str | None) -> bool | None:
-    return None if not target else target.lstrip().startswith("<")
+def _results(evidence: list[Evidence], contract: Contract) -> tuple[CheckResult, ...]:
+    direction = {check.name: check.metric.lower_is_better for check in contract.checks if check.metric}
+    return tuple(CheckResult(e.name, e.kind, e.passed, e.metric, direction.get(e.name)) for e in evidence)
 

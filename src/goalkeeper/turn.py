@@ -8,7 +8,6 @@ request and after every tool call, not only at the end of the turn.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from typing import Any, Protocol
 
@@ -28,6 +27,7 @@ from goalkeeper.models.base import ModelRequest, ModelResponse, ToolCall
 from goalkeeper.store import NewEvent
 from goalkeeper.tools.base import ToolResult
 from goalkeeper.tools.registry import GOAL_TOOL_NAMES, ToolRegistry
+from goalkeeper.tools.shell import command_of
 
 #: Tools that can change the working tree.
 WRITING_TOOLS = frozenset({"shell", "write_file", "apply_patch"})
@@ -129,11 +129,7 @@ async def _end_turn(host: TurnHost, signal: dict[str, str | None] | None) -> Act
 
 def _signal_of(conversation: Conversation) -> dict[str, str | None] | None:
     """The update_goal report made in this turn, if any (it ends the turn)."""
-    for record in reversed(conversation.turn.records):
-        if record.kind == "tool_result" and record.payload.get("signal"):
-            data: dict[str, str | None] = record.payload.get("data", {})
-            return data
-    return None
+    return conversation.turn.signal
 
 
 def _signature(call: ToolCall, result: ToolResult) -> str:
@@ -175,7 +171,7 @@ def _checkpoint_event(host: TurnHost, tree: str | None) -> NewEvent:
             files.update(payload.get("files_touched", []))
             note = payload.get("data", {}).get("note", note) if payload["name"] == "checkpoint" else note
         elif record.kind == "tool_intent" and payload["name"] == "shell":
-            commands.append(_command_of(payload["arguments"]))
+            commands.append(command_of(payload["arguments"]))
         elif record.kind == "model_response":
             tokens += payload["usage"]["charged_tokens"]
     return NewEvent("checkpoint", {"turn": turn.number, "kind": turn.kind, "note": note, "files_touched": sorted(files),
@@ -186,10 +182,3 @@ def _message_of(checkpoint: NewEvent) -> str:
     """The checkpoint commit's subject: the model's note of what was done, or the turn's kind."""
     note = checkpoint.payload.get("note") or {}
     return str(note.get("done") or f"{checkpoint.payload['kind']} turn")
-
-
-def _command_of(arguments: str) -> str:
-    try:
-        return str(json.loads(arguments).get("command", arguments))
-    except (json.JSONDecodeError, AttributeError):
-        return arguments

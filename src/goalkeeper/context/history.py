@@ -42,6 +42,8 @@ class OpenTurn:
     """A check run was requested (with this trigger) and has no evidence yet."""
     unanswered: list[ToolCall] = field(default_factory=list)
     """Tool calls of the newest response that have no result yet."""
+    signal: dict[str, Any] | None = None
+    """The update_goal report (complete or blocked) made in this turn; it ends the turn."""
     intended: set[str] = field(default_factory=set)
     """Call ids with an intent event (started, maybe finished before a crash)."""
     records: list[EventRecord] = field(default_factory=list)
@@ -124,6 +126,8 @@ class Conversation:
         elif kind == "tool_intent":
             turn.intended.add(payload["call_id"])
         elif kind == "tool_result":
+            if payload.get("signal"):
+                turn.signal = payload.get("data", {})
             turn.unanswered = [c for c in turn.unanswered if c.id != payload["call_id"]]
             self._add(Message("tool", payload["output"], tool_call_id=payload["call_id"], name=payload["name"]))
 

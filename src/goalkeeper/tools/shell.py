@@ -6,6 +6,7 @@ refuses (a read-only file system, no network) shows in the command's own output.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from goalkeeper.errors import SandboxError
@@ -20,6 +21,14 @@ from goalkeeper.tools.output import (
     refusal,
     required_string,
 )
+
+
+def command_of(arguments: str) -> str:
+    """The command a `shell` call's JSON arguments ask for (the raw text when they are not JSON)."""
+    try:
+        return str(json.loads(arguments).get("command", arguments))
+    except (json.JSONDecodeError, AttributeError):
+        return arguments
 
 
 class ShellTool:

@@ -12,13 +12,6 @@ import tempfile
 from pathlib import Path
 
 
-def git_toplevel(path: Path) -> Path | None:
-    """The git top-level directory containing `path`, or None outside a git repository."""
-    done = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=path, capture_output=True, text=True,
-                          timeout=30)
-    return Path(done.stdout.strip()) if done.returncode == 0 else None
-
-
 def tree_hash(workspace: Path) -> str | None:
     """The git tree id of the working tree as it is now (untracked files included, ignored ones not)."""
     git_dir = subprocess.run(["git", "rev-parse", "--absolute-git-dir"], cwd=workspace, capture_output=True,
