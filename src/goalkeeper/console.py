@@ -110,6 +110,8 @@ def event_line(record: EventRecord) -> str | None:
         case "attempt_counted":
             attempts = ", ".join(f"{name} {count}" for name, count in p["attempts"].items())
             return f"  completion refused: failing {', '.join(p['failing'])} (attempts: {attempts})"
+        case "sandbox":
+            return f"  sandbox: {p['mode']}, network {'on' if p['network'] else 'off'}, {p['processes']}"
         case "nudge":
             return f"  nudge: {p['why']}"
         case "budget_exhausted":

@@ -48,6 +48,7 @@ from goalkeeper.models.base import Model, ModelRequest, ModelResponse, ToolCall
 from goalkeeper.models.pricing import cost_usd, price_of
 from goalkeeper.pins import Pins, pin_verification_surface
 from goalkeeper.sampling import sample
+from goalkeeper.sandbox import limits as process_limits
 from goalkeeper.sandbox.bwrap import require_sandbox
 from goalkeeper.sandbox.policy import SandboxPolicy, command_environment
 from goalkeeper.snapshot import state_to_dict
@@ -134,6 +135,10 @@ class Runner:
         if self.state.status != "pursuing":
             return Stop(self.state.status, self.state.reason)
         require_sandbox(self.sandbox)  # refuses to start rather than run unconfined
+        # Said out loud on every run: how the commands are confined, including what could not be bounded.
+        limit = process_limits.describe() if self.sandbox.mode != "danger-full-access" else "unconfined"
+        self.record([NewEvent("sandbox", {"mode": self.sandbox.mode, "network": self.sandbox.network,
+                                          "processes": limit}, "harness")])
         await self._open_branch()
         await self._pin_surface()
         config = load_config(self.workspace)
