@@ -22,6 +22,9 @@ from goalkeeper.tools.shell import ShellTool
 
 GOAL_TOOL_NAMES = ("get_goal", "update_goal", "checkpoint")
 
+READ_ONLY_TOOL_NAMES = ("read_file", "search", "read_output", "get_goal")
+"""Tools that cannot change the workspace or the goal: all a side question or a planning turn gets."""
+
 Approver = Callable[[str, CommandDecision], Awaitable[bool]]
 """Asks a person whether a command the rules say "ask" about may run (the TUI supplies it); True runs it."""
 
