@@ -217,6 +217,8 @@ ROUND_TRIP_CASES = [
         budget=Budget(tokens=1, usd=0.25, time_s=90061.0, turns=3),
     ),
     Contract(outcome="fractional time", budget=Budget(time_s=0.125)),
+    Contract(outcome="planned", checklist=("read cart.py", 'fix "percent"', "run the tests"),
+             checks=[Check(name="tests", run="pytest")], budget=Budget(turns=4)),
 ]
 
 
@@ -261,6 +263,7 @@ _contracts = st.builds(
     iteration=st.builds(IterationPolicy, policy=st.text(max_size=20), max_attempts=st.integers(1, 50),
                         no_progress_turns=st.integers(1, 50)),
     blocked_when=st.text(max_size=20),
+    checklist=st.lists(st.text(min_size=1, max_size=20).filter(str.strip), max_size=3).map(tuple),
     budget=st.builds(Budget, tokens=st.none() | st.integers(1, 10**9), usd=st.none() | _floats,
                      time_s=st.none() | _floats | st.integers(1, 10**7).map(float),
                      turns=st.none() | st.integers(1, 1000)),
@@ -457,3 +460,25 @@ def test_summary_lines_show_checks_targets_and_budget(tmp_path: Path) -> None:
     assert "keep green: ruff check ." in lines
     assert "budget: 200,000 tokens, $5.00, 2h, 40 turns" in lines
     assert len(lines) <= 8
+
+
+# ---------------------------------------------------------------- checklist
+
+
+def test_checklist_loads_in_order_and_blank_items_are_refused(tmp_path: Path) -> None:
+    contract = load_contract(write_goal(tmp_path, 'outcome = "x"\nchecklist = ["first", "second"]\n'))
+    assert contract.checklist == ("first", "second")
+    error = load_error(tmp_path, 'outcome = "x"\nchecklist = ["first", "  "]\n')
+    assert "checklist: item 2 is empty" in error and 'checklist = [' in error
+
+
+def test_a_checklist_flag_replaces_the_goal_files_checklist(tmp_path: Path) -> None:
+    base = load_contract(write_goal(tmp_path, 'outcome = "x"\nchecklist = ["old"]\n'))
+    assert contract_from_flags("y", base=base, checklist=["a", "b"]).checklist == ("a", "b")
+    assert contract_from_flags("y", base=base).checklist == ("old",)
+
+
+def test_summary_lines_number_the_checklist() -> None:
+    lines = contract_summary_lines(Contract(outcome="x", checklist=("read cart.py", "fix it")))
+    assert lines[-3:] == ["checklist: 2 items, in order", "  1. read cart.py", "  2. fix it"]
+    assert not any("checklist" in line for line in contract_summary_lines(Contract(outcome="x")))

@@ -36,10 +36,12 @@ def contract_from_flags(
     budget_turns: int | None = None,
     max_attempts: int | None = None,
     no_progress_turns: int | None = None,
+    checklist: Sequence[str] = (),
 ) -> Contract:
     """A contract from command-line flags, laid over `base` (from --file) when given.
 
-    The objective replaces the outcome, checks and lists are appended, scalar flags replace. A check
+    The objective replaces the outcome, checks and lists are appended, scalar flags replace; a checklist
+    (an adopted plan's steps) replaces the base's, since two ordered lists do not add up to one. A check
     whose command itself starts with `VAR=...` needs an explicit name: `--check tests="CI=1 pytest"`.
     """
     if objective is None and base is None:
@@ -50,6 +52,8 @@ def contract_from_flags(
     data: dict[str, Any] = base.model_dump() if base is not None else {"outcome": objective}
     if objective is not None:
         data["outcome"] = objective
+    if checklist:
+        data["checklist"] = tuple(checklist)
     taken = [check["name"] for check in data.get("checks", [])]
     data["checks"] = [
         *data.get("checks", []),

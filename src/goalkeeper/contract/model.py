@@ -29,6 +29,7 @@ _DURATION_EXAMPLES = '"90" or 90 (seconds), "90s", "10m", "2h", "1h30m", "1.5h",
 _EXAMPLES = {
     "outcome": 'outcome = "Make the test suite green"',
     "blocked_when": 'blocked_when = "the fix needs a schema change"',
+    "checklist": 'checklist = ["reproduce the bug", "fix cart.py"] (each item a non-empty string)',
     "checks": '[[checks]] tables, each with name = "tests" and run = "python -m pytest -q"',
     "checks.name": 'name = "tests" (letters, digits, `_`, `.`, `-`)',
     "checks.run": 'run = "python -m pytest -q"',
@@ -335,6 +336,8 @@ class Contract(_Strict):
     """Tokens, dollars, time and turns."""
     verify: VerifyPolicy = Field(default_factory=VerifyPolicy)
     """Tamper-evidence for the verification surface."""
+    checklist: tuple[str, ...] = ()
+    """Ordered steps to work through (usually an adopted plan's); they guide the work, the checks still judge it."""
 
     @field_validator("outcome")
     @classmethod
@@ -342,6 +345,14 @@ class Contract(_Strict):
         if not outcome.strip():
             raise _Invalid("is empty", _EXAMPLES["outcome"])
         return outcome
+
+    @field_validator("checklist")
+    @classmethod
+    def _items_not_blank(cls, checklist: tuple[str, ...]) -> tuple[str, ...]:
+        blank = [number for number, item in enumerate(checklist, 1) if not item.strip()]
+        if blank:
+            raise _Invalid(f"item {blank[0]} is empty", _EXAMPLES["checklist"])
+        return checklist
 
     @field_validator("checks")
     @classmethod

@@ -1,4 +1,4 @@
-"""The contract in a few short lines for a person: outcome, checks, keep_green, boundaries, budget.
+"""The contract in a few short lines for a person: outcome, checks, keep_green, boundaries, budget, checklist.
 
 Builds lines only; the caller decides where they are printed.
 """
@@ -9,7 +9,7 @@ from goalkeeper.contract.model import Contract, format_duration
 
 
 def contract_summary_lines(contract: Contract) -> list[str]:
-    """A few short lines for a person: outcome, checks, keep_green, boundaries, budget."""
+    """A few short lines for a person: outcome, checks, keep_green, boundaries, budget, then the checklist."""
     lines = [f"goal: {contract.outcome.strip().splitlines()[0]}"]
     if not contract.checks:
         lines.append("checks: none (unverified goal: only a completion audit can end it)")
@@ -31,4 +31,7 @@ def contract_summary_lines(contract: Contract) -> list[str]:
     spend += [format_duration(budget.time_s)] if budget.time_s else []
     spend += [f"{budget.turns} turns"] if budget.turns else []
     lines.append("budget: " + (", ".join(spend) or "none"))
+    if contract.checklist:
+        lines.append(f"checklist: {len(contract.checklist)} items, in order")
+        lines += [f"  {number}. {item.strip().splitlines()[0]}" for number, item in enumerate(contract.checklist, 1)]
     return lines

@@ -97,7 +97,8 @@ def _table_type(annotation: Any) -> type[BaseModel] | None:
 def dump_contract(contract: Contract) -> str:
     """The contract as goal.toml text, defaults left out; load_contract reads it back equal."""
     data = contract.model_dump(by_alias=True, exclude_defaults=True)
-    head = {key: value for key, value in data.items() if isinstance(value, str)}
+    # Top-level keys come before any table in TOML: the strings, then the checklist array.
+    head = {key: value for key, value in data.items() if isinstance(value, str) or key == "checklist"}
     chunks = [tomli_w.dumps(head)]
     for check in data.get("checks", []):
         metric = check.pop("metric", None)
