@@ -42,6 +42,12 @@ def show_summary(summary: GoalSummary) -> None:
     label = "" if summary.verified else " [yellow](unverified: no checks)[/]"
     out.print(f"[bold]Goal[/] {summary.goal_id}{label}")
     out.print(f"  objective: {summary.objective}")
+    if summary.checklist:
+        finished = sum(item["done"] for item in summary.checklist)
+        out.print(f"  checklist: {finished}/{len(summary.checklist)} done")
+        for item in summary.checklist:
+            mark = "[green]\\[x][/]" if item["done"] else "\\[ ]"
+            out.print(f"    {mark} {item['number']}. ", Text(item["item"]), sep="")
     status = summary.status if summary.status == "pursuing" else f"{summary.status} ({summary.reason})"
     out.print(f"  status:    [{style}]{status}[/]" + (f"  · runner {summary.runner}" if summary.runner else ""))
     if summary.verified:

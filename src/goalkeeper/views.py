@@ -46,6 +46,8 @@ class GoalSummary:
     """Files of the verification surface pinned at baseline."""
     surface: dict[str, Any] | None = None
     """The surface's state at the newest check run: unchanged, extended or modified."""
+    checklist: list[dict[str, Any]] = field(default_factory=list)
+    """The contract's checklist: each item's number, text and whether a checkpoint marked it done."""
 
     def as_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -74,6 +76,20 @@ def latest_evidence(records: list[EventRecord]) -> list[Evidence]:
         if record.kind in ("evidence", "baseline"):
             return [Evidence(**item) for item in record.payload["evidence"]]
     return []
+
+
+def checklist_progress(contract: Contract, records: list[EventRecord]) -> list[dict[str, Any]]:
+    """Each checklist item with `done` when some checkpoint's note listed it in `checklist_done`.
+
+    A checkpoint event keeps the turn's last `checkpoint` note; numbers out of range are ignored.
+    """
+    marked: set[int] = set()
+    for record in records:
+        if record.kind == "checkpoint":
+            numbers = (record.payload.get("note") or {}).get("checklist_done") or []
+            marked.update(n for n in numbers if isinstance(n, int))
+    return [{"number": number, "item": item, "done": number in marked}
+            for number, item in enumerate(contract.checklist, 1)]
 
 
 def rollback_turns(store: Store, goal: GoalRecord) -> tuple[int | None, int | None]:
@@ -109,4 +125,5 @@ def summarize(store: Store, goal: GoalRecord) -> GoalSummary:
         baseline=[Evidence(**item) for item in baseline.payload["evidence"]] if baseline else [],
         keep_green_dropped=list(baseline.payload["keep_green_dropped"]) if baseline else [],
         pinned=list(pins["files"]) if pins else [], surface=surface,
+        checklist=checklist_progress(contract, records),
     )

@@ -29,9 +29,15 @@ def contract_block(contract: Contract) -> str:
         f"never change: {', '.join(boundaries.protect) or '(nothing listed)'}",
         f"network: {'on' if boundaries.network else 'off'}; sandbox: {boundaries.sandbox}",
     ]
+    # A goal without a checklist renders exactly as before: its request prefix stays byte-identical.
+    checklist = ""
+    if contract.checklist:
+        items = "\n".join(f"{number}. {as_data(item)}" for number, item in enumerate(contract.checklist, 1))
+        checklist = "\n\n" + render("checklist", items=items)
     return render(
         "goal",
         objective=as_data(contract.outcome),
+        checklist=checklist,
         checks=_bullets(checks, "(none: this goal is UNVERIFIED; completion rests on your audit alone)"),
         constraints=_bullets(f"`{command}`" for command in contract.constraints.keep_green),
         boundaries=_bullets(bounds),

@@ -77,28 +77,50 @@ class UpdateGoal:
 
 
 class Checkpoint:
-    """Records the model's progress note for this turn."""
+    """Records the model's progress note for this turn, and which checklist items are finished."""
 
     spec = ToolSpec(
         "checkpoint",
-        "Record progress: done, verified (how), remaining, next step, assumptions.",
+        "Record progress: done, verified (how), remaining, next step, assumptions, finished checklist items.",
         {
             "type": "object",
-            "properties": {name: {"type": "string"} for name in CHECKPOINT_FIELDS},
+            "properties": {
+                **{name: {"type": "string"} for name in CHECKPOINT_FIELDS},
+                "checklist_done": {"type": "array", "items": {"type": "integer", "minimum": 1},
+                                   "description": "Numbers of the checklist items now finished (1-based)."},
+            },
             "required": ["done", "remaining", "next"],
             "additionalProperties": False,
         },
     )
 
     async def run(self, arguments: dict[str, Any], context: ToolContext) -> ToolResult:
-        note: dict[str, str] = {}
+        note: dict[str, Any] = {}
         try:
             for name in CHECKPOINT_FIELDS:
                 value = _text_field(arguments, name, required=name in ("done", "remaining", "next"))
                 note[name] = value or ""
+            if "checklist_done" in arguments:
+                note["checklist_done"] = _checklist_numbers(arguments["checklist_done"], context.goal_view)
         except ValueError as error:
             return ToolResult(f"checkpoint: {error}", ok=False)
-        unknown = sorted(set(arguments) - set(CHECKPOINT_FIELDS))
+        unknown = sorted(set(arguments) - {*CHECKPOINT_FIELDS, "checklist_done"})
         if unknown:
-            return ToolResult(f"checkpoint: unknown field(s) {unknown}; use {list(CHECKPOINT_FIELDS)}", ok=False)
+            fields = [*CHECKPOINT_FIELDS, "checklist_done"]
+            return ToolResult(f"checkpoint: unknown field(s) {unknown}; use {fields}", ok=False)
         return ToolResult("Checkpoint recorded.", data={"note": note})
+
+
+def _checklist_numbers(value: object, goal_view: dict[str, Any]) -> list[int]:
+    """Finished checklist items as sorted 1-based numbers; in range when the goal view lists the checklist."""
+    if not isinstance(value, list) or not all(isinstance(n, int) and not isinstance(n, bool) for n in value):
+        raise ValueError("`checklist_done` must be an array of item numbers, e.g. [1, 2]")
+    checklist = goal_view.get("checklist")
+    if isinstance(checklist, list) and not checklist and value:
+        raise ValueError("this goal has no checklist; leave `checklist_done` out")
+    highest = len(checklist) if isinstance(checklist, list) else None
+    wrong = [n for n in value if n < 1 or (highest is not None and n > highest)]
+    if wrong:
+        allowed = f"1 to {highest}" if highest is not None else "1 or more"
+        raise ValueError(f"`checklist_done` has {wrong}, not checklist item numbers ({allowed})")
+    return sorted(set(value))
