@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from goalkeeper.errors import ConfigError
 from goalkeeper.models.base import Usage
+from goalkeeper.models.families import family_entry
 
 FREE_PROVIDERS = frozenset({"local", "ollama", "scripted"})
 """Providers that run on this machine (or replay a script): their tokens cost nothing."""
@@ -61,11 +62,7 @@ def price_of(model: str, prices: Mapping[str, Price] | None = None) -> Price | N
     claude-sonnet-4-5), and gpt-4.1-mini-… prefers gpt-4.1-mini over gpt-4.1. `prices` defaults to the
     built-in table.
     """
-    table = builtin_prices() if prices is None else prices
-    if model in table:
-        return table[model]
-    family = max((name for name in table if model.startswith(name + "-")), key=len, default=None)
-    return table[family] if family is not None else None
+    return family_entry(model, builtin_prices() if prices is None else prices)
 
 
 def require_price(model: str, provider: str, prices: Mapping[str, Price],
