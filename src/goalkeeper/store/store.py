@@ -60,6 +60,12 @@ class BlobNotFoundError(StoreError):
     """No blob has the id that was asked for."""
 
 
+def blob_id_of(text: str) -> str:
+    """The id `Store.put_blob` gives `text`: named by its content, so a cut tool output can name its blob
+    before the blob is stored."""
+    return "blob_" + hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
 def default_store_path() -> Path:
     """`$GOALKEEPER_HOME/state.db`, by default `~/.goalkeeper/state.db`. The directory is created."""
     home = os.environ.get("GOALKEEPER_HOME")
@@ -259,7 +265,7 @@ class Store:
 
     def put_blob(self, text: str) -> str:
         """Keep `text` (a full tool output) and return its id, a content hash: same text, same id."""
-        blob_id = "blob_" + hashlib.sha256(text.encode()).hexdigest()[:32]
+        blob_id = blob_id_of(text)
         with self._db.write() as conn:
             conn.execute("INSERT OR IGNORE INTO blobs (blob_id, text, created_at) VALUES (?, ?, ?)",
                          (blob_id, text, time.time()))
