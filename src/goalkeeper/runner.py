@@ -17,9 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from goalkeeper.config import GoalSettings, load_config
+from goalkeeper.compaction import compact, compaction_due
+from goalkeeper.context.handoff import Facts, facts_from
 from goalkeeper.context.history import Conversation
 from goalkeeper.context.prompts import render
-from goalkeeper.context.render import contract_block, opening_message
+from goalkeeper.context.render import contract_block, evidence_digest, evidence_lines, opening_message
+from goalkeeper.context.tokens import auto_compact_limit, counter_for
 from goalkeeper.contract import Contract
 from goalkeeper.control import load_state, outcome_of_request, pending_requests, to_new_events
 from goalkeeper.decide import (
@@ -89,6 +92,8 @@ class Runner:
         stored = self.settings.model
         # The price is fixed when the goal is set; goals stored before prices were kept look it up.
         self.unit_price = stored.price if stored is not None and stored.price is not None else price_of(model.name)
+        self.counter = counter_for(stored.model if stored else model.name, stored.wire_api if stored else "chat")
+        self.compact_limit = auto_compact_limit(stored)
         self.tools: ToolRegistry = default_registry()
         self.on_event = on_event
         self.evidence: list[Evidence] = []
@@ -106,7 +111,7 @@ class Runner:
         self._interrupted = False
         self._lease_lost = False
         history = store.events(goal.thread_id, goal_id=goal.goal_id)
-        self.conversation = Conversation(render("system"), contract_block(self.contract))
+        self.conversation = Conversation(render("system"), contract_block(self.contract), self.counter)
         for record in history:
             self._absorb(record)
 
@@ -254,24 +259,43 @@ class Runner:
                 return decision.action
         return None
 
-    def opening(self, kind: TurnKind) -> str:
-        """The hidden message that opens a turn (with any harness notice in front)."""
-        text = opening_message(kind, self.state, self.contract, self.evidence, why=self.why)
-        return f"Harness notice:{self.notice}\n\n{text}" if self.notice else text
+    def opening(self, kind: TurnKind) -> dict[str, Any]:
+        """The hidden message that opens a turn (with any harness notice in front), and the evidence it shows."""
+        text = opening_message(kind, self.state, self.evidence, self.conversation.shown, why=self.why)
+        shows_evidence = kind in ("continuation", "audit_feedback", "nudge")
+        return {"content": f"Harness notice:{self.notice}\n\n{text}" if self.notice else text,
+                "evidence_shown": self.evidence_shown() if shows_evidence else self.conversation.shown}
+
+    async def compact_if_due(self, tools: ToolRegistry) -> Action | None:
+        """Compact the context when the next request would reach the limit (compaction.py)."""
+        tokens = compaction_due(self, tools)
+        return None if tokens is None else await compact(self, tools, tokens)
+
+    def facts(self) -> Facts:
+        """What the store says for certain about this goal, for a compaction's hand-off."""
+        return facts_from(self.store.events(self.goal.thread_id, goal_id=self.goal.goal_id))
+
+    def evidence_text(self) -> str:
+        """The latest evidence, one line per check."""
+        return evidence_lines(self.evidence)
+
+    def evidence_shown(self) -> dict[str, list[object]]:
+        """The latest evidence as a continuation compares it."""
+        return evidence_digest(self.evidence)
 
     async def sample(self, request: ModelRequest) -> ModelResponse | Action:
         """One model request with retries; provider failures pause the goal (sampling.py)."""
         return await sample(self, request)
 
     async def call_tool(self, call: ToolCall) -> ToolResult:
-        """Run one tool call in the workspace; the full output is kept in the store when it was cut."""
+        """Run one tool call in the workspace; when its output was cut, the full text goes to the store under the
+        id the cut's marker names (`blob_id_of`), so `read_output` can page through it."""
         result = await self.tools.execute(call, self._tool_context())
         if "approval" in result.data:
             self.record([NewEvent("approval", {"call_id": call.id, **result.data["approval"]}, "harness")])
         if result.full_output is not None:
             blob = self.store.put_blob(result.full_output)
-            result = ToolResult(f"{result.output}\n[full output: {blob}]", result.ok, None, result.signal,
-                                {**result.data, "blob_id": blob}, result.files_touched)
+            result = replace(result, full_output=None, data={**result.data, "blob_id": blob})
         return result
 
     async def tree_hash(self) -> str | None:
@@ -330,8 +354,9 @@ class Runner:
         view = {"objective": self.contract.outcome, "status": self.state.status, "verified": self.contract.verified,
                 "checks": {e.name: "pass" if e.passed else "fail" for e in self.evidence},
                 "spent": asdict(self.state.spent), "limits": asdict(self.state.limits)}
-        return ToolContext(self.workspace, run.shell_timeout_s, output_char_limit=run.tool_output_char_limit,
-                           env=self.env, goal_view=view, sandbox=self.sandbox)
+        return ToolContext(self.workspace, run.shell_timeout_s, output_token_limit=run.tool_output_token_limit,
+                           counter=self.counter, read_blob=self.store.get_blob, env=self.env, goal_view=view,
+                           sandbox=self.sandbox)
 
     async def _heartbeat(self) -> None:
         while True:

@@ -40,11 +40,11 @@ async def sample(host: SamplingHost, request: ModelRequest) -> ModelResponse | A
     """The request, or the action its failure leads to. Non-transient failures pause, then re-raise."""
     try:
         try:
-            return await _watched(host, request)
+            return await watched(host, request)
         except ContextLengthError:
             if not _trim_context(host):
                 raise
-            return await _watched(host, replace(request, messages=host.conversation.messages()))
+            return await watched(host, replace(request, messages=host.conversation.messages()))
     except ContextLengthError as error:
         return _failed(host, error, Reason.CONTEXT_TOO_LONG)
     except ProviderUnavailableError as error:
@@ -54,7 +54,7 @@ async def sample(host: SamplingHost, request: ModelRequest) -> ModelResponse | A
         raise  # auth, bad request, unknown model: the person must fix something; the CLI says what
 
 
-async def _watched(host: SamplingHost, request: ModelRequest) -> ModelResponse | Action:
+async def watched(host: SamplingHost, request: ModelRequest) -> ModelResponse | Action:
     """The request with retries, watched for a pause or clear arriving meanwhile (nothing has run yet)."""
     model = host.settings.model or ModelSettings()
     policy = RetryPolicy(max_retries=model.max_retries, max_total_s=model.retry_max_total_s)

@@ -11,7 +11,7 @@ import hashlib
 import re
 from typing import Any, Protocol
 
-from goalkeeper.context.history import Conversation, tool_schema_chars
+from goalkeeper.context.history import Conversation
 from goalkeeper.decide import (
     Action,
     Decision,
@@ -46,7 +46,8 @@ class TurnHost(Protocol):
     def record(self, events: list[NewEvent]) -> None: ...
     def elapsed(self) -> float: ...
     def poll_controls(self) -> Action | None: ...
-    def opening(self, kind: TurnKind) -> str: ...
+    def opening(self, kind: TurnKind) -> dict[str, Any]: ...
+    async def compact_if_due(self, tools: ToolRegistry) -> Action | None: ...
     async def sample(self, request: ModelRequest) -> ModelResponse | Action: ...
     async def call_tool(self, call: ToolCall) -> ToolResult: ...
     async def tree_hash(self) -> str | None: ...
@@ -59,7 +60,7 @@ async def run_turn(host: TurnHost) -> Action:
     """Drive the open turn (just started, or left open by a crash) to its end; return the next action."""
     turn = host.conversation.turn
     if not turn.opened:
-        host.record([NewEvent("message", {"role": "user", "kind": turn.kind, "content": host.opening(turn.kind)})])
+        host.record([NewEvent("message", {"role": "user", "kind": turn.kind, **host.opening(turn.kind)})])
     tools = host.tools.only(GOAL_TOOL_NAMES) if turn.kind == "wrap_up" else host.tools
     while True:
         action = await _answer_open_calls(host)
@@ -69,7 +70,9 @@ async def run_turn(host: TurnHost) -> Action:
             return await _end_turn(host, signal)
         if (control := host.poll_controls()) is not None:
             return control
-        estimate = host.conversation.estimated_charged_tokens(tool_schema_chars(tools.specs))
+        if (stopped := await host.compact_if_due(tools)) is not None:
+            return stopped
+        estimate = host.conversation.estimated_charged_tokens(tools.specs)
         due = host.steer(RequestDue(estimate, host.elapsed()))
         if not isinstance(due.action, Proceed):
             return due.action

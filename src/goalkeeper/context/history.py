@@ -1,27 +1,32 @@
 """The conversation as the model sees it, rebuilt from the store's events and extended as events land.
 
 The prefix (system prompt, then the goal contract) never changes during a goal, so provider caches keep
-hitting; history is append-only (DESIGN §6).
+hitting; history is append-only (DESIGN §6) until a compaction replaces it with one hand-off message.
+The store keeps every event either way: a compaction is an event, not a deletion.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from goalkeeper.context.tokens import TokenCounter, counter_for
 from goalkeeper.decide import CheckTrigger
 from goalkeeper.lifecycle import TurnKind
-from goalkeeper.models.base import Message, ToolCall
+from goalkeeper.models.base import Message, ToolCall, ToolSpec
 from goalkeeper.store import EventRecord
 from goalkeeper.tools.output import cut_middle
 
 #: Characters of a tool output kept (head and tail) when the context must shrink.
 TRIM_KEEP_CHARS = 2_000
 
-#: Rough characters per token for the budget's request estimate (errs toward over-estimating).
-CHARS_PER_TOKEN = 3.5
+#: Tokens a provider adds around each message (role, separators); counted so estimates err high.
+MESSAGE_OVERHEAD_TOKENS = 4
+
+#: Messages at the end of the history whose tool outputs the fallback trim leaves whole.
+KEEP_NEWEST_MESSAGES = 4
 
 
 def tool_calls_from_payload(payload: dict[str, Any]) -> tuple[ToolCall, ...]:
@@ -53,18 +58,30 @@ class OpenTurn:
 class Conversation:
     """System + contract prefix, then messages from events, plus the state of the newest turn."""
 
-    def __init__(self, system: str, contract: str) -> None:
+    def __init__(self, system: str, contract: str, counter: TokenCounter | None = None) -> None:
+        self.counter = counter or counter_for("", "chat")
         self.prefix = (Message("system", system), Message("user", contract))
         self.history: list[Message] = []
         self.turn = OpenTurn()
         self.last_cached_tokens = 0
         """Cached input tokens the newest response reported: that much of the next request is likely cached."""
-        self._chars = len(system) + len(contract)
+        self.shown: dict[str, list[object]] | None = None
+        """The evidence the model has been shown (so a continuation can say only what changed)."""
+        self.responses = 0
+        """Model responses in this goal's thread, across compactions."""
+        self.responses_since_compaction = 0
+        self.compaction_failed_at: int | None = None
+        """Request tokens when a compaction last failed; it is not tried again until the context grows."""
+        self._counts: list[int] = []
+        self._prefix_tokens = self._tokens_of(self.prefix)
+        self._tools: tuple[tuple[str, ...], int, int] = ((), 0, 0)  # (tool names, their tokens, their chars)
+        self._request_chars = 0
 
     @classmethod
-    def from_events(cls, system: str, contract: str, events: Iterable[EventRecord]) -> Conversation:
+    def from_events(cls, system: str, contract: str, events: Iterable[EventRecord],
+                    counter: TokenCounter | None = None) -> Conversation:
         """Rebuild from the store (after a restart)."""
-        conversation = cls(system, contract)
+        conversation = cls(system, contract, counter)
         for record in events:
             conversation.apply(record)
         return conversation
@@ -73,13 +90,19 @@ class Conversation:
         """The full request: prefix then history."""
         return (*self.prefix, *self.history)
 
-    def estimated_tokens(self, tool_schema_chars: int) -> int:
-        """A cheap, conservative estimate of the next request's input tokens."""
-        return int((self._chars + tool_schema_chars) / CHARS_PER_TOKEN) + 1
+    def request_tokens(self, specs: Sequence[ToolSpec]) -> int:
+        """The next request's input tokens as the counter sees them: prefix, tool definitions, history."""
+        names = tuple(spec.name for spec in specs)
+        if self._tools[0] != names:
+            text = tool_schema_text(specs)
+            self._tools = (names, self.counter.count(text), len(text))
+        self._request_chars = sum(len(m.content) for m in self.messages()) + self._tools[2]
+        return self._prefix_tokens + self._tools[1] + sum(self._counts)
 
-    def estimated_charged_tokens(self, tool_schema_chars: int) -> int:
-        """The estimate less what the provider reported as cached last time (charged tokens exclude it)."""
-        return max(1, self.estimated_tokens(tool_schema_chars) - self.last_cached_tokens)
+    def estimated_charged_tokens(self, specs: Sequence[ToolSpec]) -> int:
+        """The next request's tokens less what the provider reported as cached last time (charged tokens
+        exclude it)."""
+        return max(1, self.request_tokens(specs) - self.last_cached_tokens)
 
     def apply(self, record: EventRecord) -> None:
         """Fold one committed event into the conversation and the open-turn state."""
@@ -95,33 +118,56 @@ class Conversation:
             turn.ended = True
         elif kind == "context_trimmed":
             self._trim(payload["upto_message"], payload["keep_chars"])
+        elif kind == "compacted":
+            self.history, self._counts = [], []
+            self._add(Message("user", payload["handoff"]))
+            self.shown = payload.get("evidence_shown")
+            self.responses_since_compaction, self.compaction_failed_at = 0, None
+        elif kind == "compaction_failed":
+            self.compaction_failed_at = int(payload["request_tokens"])
         self.turn.records.append(record)
         self._apply_message(record)
 
     def trim_plan(self, keep_chars: int = TRIM_KEEP_CHARS) -> dict[str, int] | None:
         """Which tool outputs to cut when a prompt does not fit: the oldest half of the long ones."""
-        long = [i for i, m in enumerate(self.history) if m.role == "tool" and len(m.content) > keep_chars]
+        long = self._long_tool_outputs(keep_chars, len(self.history))
         if not long:
             return None
         return {"upto_message": long[(len(long) - 1) // 2] + 1, "keep_chars": keep_chars}
+
+    def fallback_trim_plan(self, keep_chars: int = TRIM_KEEP_CHARS) -> dict[str, int] | None:
+        """When a compaction fails: cut every long tool output but the newest few to head and tail."""
+        upto = max(0, len(self.history) - KEEP_NEWEST_MESSAGES)
+        if self._long_tool_outputs(keep_chars, upto):
+            return {"upto_message": upto, "keep_chars": keep_chars}
+        return self.trim_plan(keep_chars)
+
+    def _long_tool_outputs(self, keep_chars: int, upto: int) -> list[int]:
+        return [i for i, m in enumerate(self.history[:upto]) if m.role == "tool" and len(m.content) > keep_chars]
 
     def _trim(self, upto_message: int, keep_chars: int) -> None:
         for index in range(min(upto_message, len(self.history))):
             message = self.history[index]
             if message.role == "tool" and len(message.content) > keep_chars:
                 cut, _ = cut_middle(message.content, keep_chars)
-                self._chars -= len(message.content) - len(cut)
                 self.history[index] = replace(message, content=cut)
+                self._counts[index] = self._tokens_of((self.history[index],))
 
     def _apply_message(self, record: EventRecord) -> None:
         payload, kind, turn = record.payload, record.kind, self.turn
         if kind == "message":
             turn.opened = True
+            if "evidence_shown" in payload:
+                self.shown = payload["evidence_shown"]
             self._add(Message("user", payload["content"]))
         elif kind == "model_response":
             calls = tool_calls_from_payload(payload)
             turn.unanswered, turn.intended = list(calls), set()
-            self.last_cached_tokens = int(payload.get("usage", {}).get("cached_input_tokens", 0))
+            usage = payload.get("usage", {})
+            self.last_cached_tokens = int(usage.get("cached_input_tokens", 0))
+            self._calibrate(int(usage.get("input_tokens", 0)))
+            self.responses += 1
+            self.responses_since_compaction += 1
             self._add(Message("assistant", payload.get("content", ""), tool_calls=calls))
         elif kind == "tool_intent":
             turn.intended.add(payload["call_id"])
@@ -131,11 +177,26 @@ class Conversation:
             turn.unanswered = [c for c in turn.unanswered if c.id != payload["call_id"]]
             self._add(Message("tool", payload["output"], tool_call_id=payload["call_id"], name=payload["name"]))
 
+    def _calibrate(self, reported_input_tokens: int) -> None:
+        """Let an estimating counter learn from what the provider reported for the request just sent."""
+        if self.counter.exact or reported_input_tokens <= 0 or self._request_chars <= 0:
+            return
+        self.counter.observe(self._request_chars, reported_input_tokens)
+        self._prefix_tokens = self._tokens_of(self.prefix)
+        self._counts = [self._tokens_of((message,)) for message in self.history]
+        self._tools = ((), 0, 0)
+
     def _add(self, message: Message) -> None:
         self.history.append(message)
-        self._chars += len(message.content) + sum(len(c.arguments) + len(c.name) for c in message.tool_calls)
+        self._counts.append(self._tokens_of((message,)))
+
+    def _tokens_of(self, messages: Iterable[Message]) -> int:
+        return sum(self.counter.count(message.content)
+                   + sum(self.counter.count(c.name + c.arguments) for c in message.tool_calls)
+                   + MESSAGE_OVERHEAD_TOKENS for message in messages)
 
 
-def tool_schema_chars(specs: Iterable[Any]) -> int:
-    """Characters the tool definitions add to every request."""
-    return sum(len(json.dumps(spec.parameters)) + len(spec.description) + len(spec.name) for spec in specs)
+def tool_schema_text(specs: Iterable[ToolSpec]) -> str:
+    """The tool definitions as the model receives them, for counting."""
+    return json.dumps([{"name": spec.name, "description": spec.description, "parameters": spec.parameters}
+                       for spec in specs])

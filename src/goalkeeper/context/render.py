@@ -59,19 +59,40 @@ def budget_limits(contract: Contract) -> str:
     return ", ".join(part for part in parts if part) or "no limit set"
 
 
-def budget_line(state: GoalState) -> str:
-    """Budget used and left (limits as raised), e.g. `tokens 1,200/50,000 (48,800 left) · turns 3/40`."""
+def budget_left(state: GoalState) -> str:
+    """Only what is left of each limit, e.g. `48,800 tokens · 37 turns`: short, and the same length turn to turn."""
     limits, spent = state.limits, state.spent
     parts: list[str] = []
     if limits.tokens is not None:
-        parts.append(f"tokens {spent.tokens:,}/{limits.tokens:,} ({max(0, limits.tokens - spent.tokens):,} left)")
+        parts.append(f"{max(0, limits.tokens - spent.tokens):,} tokens")
     if limits.turns is not None:
-        parts.append(f"turns {spent.turns}/{limits.turns}")
+        parts.append(f"{max(0, limits.turns - spent.turns)} turns")
     if limits.time_s is not None:
-        parts.append(f"time {format_duration(spent.time_s)}/{format_duration(limits.time_s)}")
+        parts.append(format_duration(max(0.0, limits.time_s - spent.time_s)))
     if limits.usd is not None:
-        parts.append(f"${spent.usd:.2f}/${limits.usd:.2f}")
-    return " · ".join(parts) or f"no limit set (used {spent.tokens:,} tokens, {spent.turns} turns)"
+        parts.append(f"${max(0.0, limits.usd - spent.usd):.2f}")
+    return " · ".join(parts) or "no limit set"
+
+
+EvidenceDigest = dict[str, list[object]]
+"""What the model was shown of each check: name → [passed, metric, exit code]."""
+
+
+def evidence_digest(evidence: Iterable[Evidence]) -> EvidenceDigest:
+    """The part of each piece of evidence a continuation reports changes of."""
+    return {f"{item.kind}:{item.name}": [item.passed, item.metric, item.exit_code] for item in evidence}
+
+
+def evidence_delta(evidence: list[Evidence], shown: EvidenceDigest | None) -> str:
+    """The evidence that changed since the model last saw it; one stable line when nothing did."""
+    if shown is None:
+        return evidence_lines(evidence)
+    current = evidence_digest(evidence)
+    changed = [item for item in evidence if shown.get(f"{item.kind}:{item.name}") != current[f"{item.kind}:{item.name}"]]
+    if changed:
+        return evidence_lines(changed)
+    checks = [item for item in evidence if item.kind == "check"]
+    return f"- no change since your last turn ({sum(item.passed for item in checks)}/{len(checks)} checks pass)"
 
 
 def evidence_lines(evidence: Iterable[Evidence]) -> str:
@@ -96,9 +117,10 @@ def failing_details(evidence: Iterable[Evidence]) -> str:
     return "\n\n".join(blocks) or "(none)"
 
 
-def opening_message(kind: TurnKind, state: GoalState, contract: Contract, evidence: list[Evidence],
+def opening_message(kind: TurnKind, state: GoalState, evidence: list[Evidence], shown: EvidenceDigest | None,
                     why: str = "", message: str = "") -> str:
-    """The hidden message that opens a turn of `kind`."""
+    """The hidden message that opens a turn of `kind`. A continuation says only what changed since the last
+    turn (`shown` is what the model has seen): the contract is in the request prefix already."""
     if kind == "audit_feedback":
         failing = [e.name for e in evidence if not e.passed]
         attempt = max((state.attempts.get(name, 0) for name in failing), default=1)
@@ -110,5 +132,5 @@ def opening_message(kind: TurnKind, state: GoalState, contract: Contract, eviden
         return render("budget_limit", reason=state.reason.value.replace("_", " "))
     if kind == "user_input":
         return render("user_input", message=message)
-    return render("continuation", turn=state.spent.turns, objective=as_data(contract.outcome),
-                  budget_line=budget_line(state), evidence=evidence_lines(evidence))
+    return render("continuation", turn=state.spent.turns, budget_left=budget_left(state),
+                  evidence=evidence_delta(evidence, shown))

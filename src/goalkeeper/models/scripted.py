@@ -18,9 +18,14 @@ Error steps after the last response step belong to the first index past the end.
 `after_last` decides: "repeat" answers with the last response step again, "error" raises
 `ProviderError("script exhausted at step N")`.
 
+Compaction. A request that asks for the hand-off summary (its last message is the compact prompt) is
+answered with `summary` (or raises `summary_error`) and takes no index. After a compaction the history
+holds no assistant messages, so the index also counts the responses the hand-off message says it
+stands for ("compacted after N model responses"): the script carries on where it was.
+
 A script file (`ScriptedModel.from_file`) looks like this; unknown keys are rejected:
 
-    {"name": "scripted", "after_last": "repeat", "steps": [
+    {"name": "scripted", "after_last": "repeat", "summary": "## Goal ...", "steps": [
       {"text": "Looking", "tool_calls": [{"name": "shell", "arguments": {"command": "pytest -q"}}],
        "usage": {"input_tokens": 1000, "cached_input_tokens": 200, "output_tokens": 50}, "delay_s": 0.05},
       {"error": {"kind": "transient", "status_code": 503, "message": "overloaded", "retry_after_s": 0.01},
@@ -45,6 +50,8 @@ from goalkeeper.errors import (
     ProviderError,
     TransientProviderError,
 )
+from goalkeeper.context.handoff import REQUIRED_SECTIONS, responses_before
+from goalkeeper.context.prompts import render
 from goalkeeper.models.base import Message, ModelRequest, ModelResponse, ToolCall, Usage
 
 _STRICT_KEYS = pydantic.ConfigDict(extra="forbid")
@@ -106,6 +113,8 @@ class _ScriptFile:
     steps: tuple[ScriptStep, ...]
     name: str = "scripted"
     after_last: AfterLast = "repeat"
+    summary: str | None = None
+    summary_error: ScriptedError | None = None
 
 
 @dataclass(frozen=True)
@@ -121,9 +130,14 @@ class ScriptedModel:
     """A `Model` that answers from a script; see the module docstring for how steps are chosen."""
 
     def __init__(self, steps: list[ScriptStep], name: str = "scripted", *,
-                 after_last: AfterLast = "repeat") -> None:
+                 after_last: AfterLast = "repeat", summary: str | None = None,
+                 summary_error: ScriptedError | None = None) -> None:
         self.name = name
         self.after_last: AfterLast = after_last
+        self.summary = summary if summary is not None else DEFAULT_SUMMARY
+        """The hand-off summary every compaction request gets."""
+        self.summary_error = summary_error
+        """Raised instead, for every compaction request, when set."""
         self.requests: list[ModelRequest] = []
         """Every request received, in order (recorded on arrival, before any delay)."""
         self._slots = _slots_from(steps)
@@ -140,12 +154,18 @@ class ScriptedModel:
         except pydantic.ValidationError as error:
             raise ConfigError(f"model script {path} is invalid:\n{error}",
                               hint="fix the script; its layout is in goalkeeper.models.scripted") from error
-        return cls(list(script.steps), script.name, after_last=script.after_last)
+        return cls(list(script.steps), script.name, after_last=script.after_last, summary=script.summary,
+                   summary_error=script.summary_error)
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
         """Answer with the step chosen by the number of assistant messages in the request."""
         self.requests.append(request)
-        index = sum(1 for message in request.messages if message.role == "assistant")
+        if is_summary_request(request):
+            if self.summary_error is not None:
+                raise _provider_error(self.summary_error)
+            return _response(ScriptStep(text=self.summary), -1, request, self.name)
+        history = [message.content for message in request.messages if message.role == "user"]
+        index = responses_before(history) + sum(1 for message in request.messages if message.role == "assistant")
         step = self._step_for(index)
         if step.delay_s > 0:
             await asyncio.sleep(step.delay_s)
@@ -172,6 +192,16 @@ class ScriptedModel:
             raise ProviderError(f"script exhausted at step {index}",
                                 hint="add steps to the model script or set after_last to repeat")
         return responses[-1]
+
+
+DEFAULT_SUMMARY = "\n".join(f"## {name}\n(scripted hand-off: {name.lower()})" for name in REQUIRED_SECTIONS)
+"""A summary with every required section, for scripts that do not set one."""
+
+
+def is_summary_request(request: ModelRequest) -> bool:
+    """Whether the request asks for a compaction's hand-off summary."""
+    last = request.messages[-1] if request.messages else None
+    return last is not None and last.role == "user" and last.content == render("compact")
 
 
 def _slots_from(steps: list[ScriptStep]) -> list[_Slot]:

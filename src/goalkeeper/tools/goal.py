@@ -11,7 +11,7 @@ from typing import Any
 from goalkeeper.models.base import ToolSpec
 from goalkeeper.tools.base import ToolContext, ToolResult
 
-CHECKPOINT_FIELDS = ("done", "verified", "remaining", "next", "assumptions")
+CHECKPOINT_FIELDS = ("done", "verified", "remaining", "next", "assumptions", "failed")
 
 
 def _text_field(arguments: dict[str, Any], name: str, required: bool = False) -> str | None:
@@ -81,7 +81,8 @@ class Checkpoint:
 
     spec = ToolSpec(
         "checkpoint",
-        "Record progress: done, verified (how), remaining, next step, assumptions, finished checklist items.",
+        "Record progress: done, verified (how), remaining, next step, assumptions, approaches that failed "
+        "and why (kept through compaction), finished checklist items.",
         {
             "type": "object",
             "properties": {

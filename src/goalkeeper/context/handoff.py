@@ -1,0 +1,118 @@
+"""What compaction replaces the history with: the model's hand-off summary, then what the harness knows for
+certain, read from the store's events. Pure: events and text in, text out.
+
+The model's summary may forget or soften things; the harness's part cannot. It carries the contract
+verbatim, the checkpoint log, the latest evidence, the files touched, the approaches that failed and the
+repeats the stuck detector flagged, so a compacted agent does not retry what already failed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from goalkeeper.context.prompts import render
+from goalkeeper.store import EventRecord
+from goalkeeper.verify import Evidence
+
+REQUIRED_SECTIONS = ("Goal", "Constraints", "Decisions", "Failed approaches", "Current state", "Next step")
+"""The headings the model's hand-off summary must have (compact.md asks for them in this order)."""
+
+#: Newest checkpoints listed in full; older ones are counted (they stay in the store and in `gk log`).
+CHECKPOINTS_SHOWN = 20
+#: Files listed by name; more are counted.
+FILES_SHOWN = 100
+#: Characters kept of one failed approach or checkpoint field (they are verbatim up to this).
+ENTRY_CHARS = 1_500
+
+_RESPONSES = re.compile(r"compacted after (\d+) model responses")
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the store says for certain about a goal, for the hand-off."""
+
+    checkpoints: list[str]
+    earlier_checkpoints: int
+    files: list[str]
+    failed: list[str]
+    repeats: list[str]
+
+
+def facts_from(events: Iterable[EventRecord]) -> Facts:
+    """Walk a goal's events once and keep what the hand-off needs."""
+    checkpoints: list[str] = []
+    files: set[str] = set()
+    failed: list[str] = []
+    repeats: list[str] = []
+    for record in events:
+        payload = record.payload
+        if record.kind == "checkpoint":
+            files.update(payload.get("files_touched", []))
+            note = payload.get("note") or {}
+            if note:
+                checkpoints.append(_checkpoint_line(payload["turn"], note))
+            if note.get("failed"):
+                failed.append(f"turn {payload['turn']} (the model's checkpoint): {_clip(note['failed'])}")
+        elif record.kind == "evidence" and payload.get("trigger") == "completion":
+            failing = [Evidence(**item) for item in payload["evidence"] if not item["passed"]]
+            if failing:
+                failed.append(f"turn {payload.get('turn')}: completion was requested and refused; "
+                              + "; ".join(_failure_line(item) for item in failing))
+        elif record.kind == "nudge":
+            repeats.append(str(payload.get("why", "")))
+    shown = checkpoints[-CHECKPOINTS_SHOWN:]
+    return Facts(shown, len(checkpoints) - len(shown), sorted(files), failed, repeats)
+
+
+def handoff_message(summary: str, contract: str, facts: Facts, evidence: str, responses: int,
+                    turn: int) -> str:
+    """The one message that stands for the whole history after a compaction."""
+    missing = missing_sections(summary)
+    if missing:
+        summary += "\n\n(The summary above left out: " + ", ".join(missing) + ".)"
+    files = facts.files[:FILES_SHOWN]
+    more_files = f"\n- … and {len(facts.files) - len(files)} more" if len(facts.files) > len(files) else ""
+    earlier = (f"- ({facts.earlier_checkpoints} earlier checkpoints are in the store: `gk log`)\n"
+               if facts.earlier_checkpoints else "")
+    return render("handoff", responses=responses, turn=turn, summary=summary.strip(), contract=contract,
+                  checkpoints=earlier + _bullets(facts.checkpoints), evidence=evidence,
+                  files=_bullets(f"`{name}`" for name in files) + more_files,
+                  failed=_bullets(facts.failed), repeats=_bullets(facts.repeats))
+
+
+def missing_sections(summary: str) -> list[str]:
+    """The required headings the summary does not have (any heading level, any case)."""
+    headings = {line.lstrip("#").strip().rstrip(":").lower() for line in summary.splitlines()
+                if line.lstrip().startswith("#")}
+    return [name for name in REQUIRED_SECTIONS
+            if not any(heading.startswith(name.lower()) for heading in headings)]
+
+
+def responses_before(messages_text: Iterable[str]) -> int:
+    """How many model responses a compacted history stands for, read from its hand-off message."""
+    counts = [int(match.group(1)) for text in messages_text if (match := _RESPONSES.search(text))]
+    return counts[-1] if counts else 0
+
+
+def _checkpoint_line(turn: int, note: dict[str, str]) -> str:
+    fields = [f"{name}: {_clip(note[name])}" for name in ("done", "verified", "remaining", "next", "assumptions")
+              if note.get(name)]
+    return f"turn {turn}: " + "; ".join(fields)
+
+
+def _failure_line(item: Evidence) -> str:
+    last = next((line.strip() for line in reversed(item.output_tail.splitlines()) if line.strip()), "")
+    why = item.error or last
+    return f"{item.kind} `{item.name}` failed (exit {item.exit_code})" + (f": {_clip(why, 300)}" if why else "")
+
+
+def _clip(text: str, limit: int = ENTRY_CHARS) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else text[:limit] + " …"
+
+
+def _bullets(lines: Iterable[str]) -> str:
+    items = [f"- {line}" for line in lines]
+    return "\n".join(items) if items else "(none)"
