@@ -20,7 +20,7 @@ from goalkeeper.sampling import SamplingHost, charge_failed, watched
 from goalkeeper.store import NewEvent
 from goalkeeper.tools.registry import ToolRegistry
 
-#: Output tokens the hand-off summary may use.
+#: Output tokens the hand-off summary may use (less for small windows: an eighth of the compaction limit).
 SUMMARY_MAX_TOKENS = 4_000
 
 #: After a failed compaction, the context must grow by this share of the limit before it is tried again.
@@ -54,7 +54,7 @@ async def compact(host: CompactionHost, tools: ToolRegistry, tokens: int) -> Act
     """Ask for the hand-off summary and replace the history with it; None means go on with the turn."""
     conversation = host.conversation
     request = ModelRequest((*conversation.messages(), Message("user", render("compact"))), tools.specs,
-                           SUMMARY_MAX_TOKENS)
+                           min(SUMMARY_MAX_TOKENS, max(256, host.compact_limit // 8)))
     due = host.steer(RequestDue(conversation.estimated_charged_tokens(tools.specs), host.elapsed()))
     if not isinstance(due.action, Proceed):
         return due.action
