@@ -60,7 +60,7 @@ def test_user_file_alone_configures_the_model(goalkeeper_home: Path, workspace: 
     assert (settings.provider, settings.wire_api, settings.model) == ("ollama", "chat", "qwen2.5-coder:7b")
     assert settings.base_url == "http://127.0.0.1:11434/v1" and settings.api_key_env is None
     assert settings.reasoning_effort == "low"
-    assert config.run.shell_timeout_s == 30 and config.run.tool_output_char_limit == 12_000
+    assert config.run.shell_timeout_s == 30 and config.run.tool_output_token_limit == 4_000
     assert config.files == (goalkeeper_home / "config.toml",)
 
 
@@ -348,3 +348,53 @@ def test_settings_stored_before_wire_api_existed_still_load() -> None:
 def test_settings_round_trip_through_json(workspace: Path) -> None:
     settings = settings_from_config(load_config(workspace), model_provider="local")
     assert ModelSettings.model_validate_json(settings.model_dump_json()) == settings
+
+
+# ---------------------------------------------------------------- context window and tool output
+
+
+def test_the_context_window_comes_from_the_table_unless_config_names_one(goalkeeper_home: Path,
+                                                                       workspace: Path) -> None:
+    user_file(goalkeeper_home, 'model_provider = "ollama"\nmodel = "qwen3"\n')
+    assert settings_from_config(load_config(workspace)).context_window is None  # unknown model
+    assert settings_from_config(load_config(workspace), model_provider="local").context_window == 4_096
+    project_file(workspace, "model_context_window = 32768\nmodel_auto_compact_token_limit = 20000\n")
+    settings = settings_from_config(load_config(workspace))
+    assert (settings.context_window, settings.auto_compact_token_limit) == (32_768, 20_000)
+
+
+def test_a_profile_can_set_the_window_the_compaction_limit_and_the_tool_output_limit(goalkeeper_home: Path,
+                                                                                   workspace: Path) -> None:
+    user_file(goalkeeper_home, 'model_provider = "local"\nprofile = "roomy"\n[profiles.roomy]\n'
+                               "model_context_window = 16384\nmodel_auto_compact_token_limit = 12000\n"
+                               "tool_output_token_limit = 1500\n")
+    config = load_config(workspace)
+    settings = settings_from_config(config)
+    assert (settings.context_window, settings.auto_compact_token_limit) == (16_384, 12_000)
+    assert config.run.tool_output_token_limit == 1_500
+
+
+def test_a_compaction_limit_above_the_window_is_refused_with_what_to_set(goalkeeper_home: Path,
+                                                                         workspace: Path) -> None:
+    user_file(goalkeeper_home, 'model_provider = "local"\nmodel_auto_compact_token_limit = 5000\n')
+    with pytest.raises(ConfigError) as caught:
+        settings_from_config(load_config(workspace))
+    assert "more than the context window of smollm2-135m (4096 tokens)" in caught.value.message
+    assert caught.value.hint is not None and "below 4096" in caught.value.hint
+    assert "model_context_window" in caught.value.hint
+
+
+def test_the_old_char_limit_key_says_to_use_the_token_limit(goalkeeper_home: Path, workspace: Path) -> None:
+    path = user_file(goalkeeper_home, "[run]\ntool_output_char_limit = 12000\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(workspace)
+    assert f"{path}: run.tool_output_char_limit: this key was removed" in caught.value.message
+    assert "tool_output_token_limit = 4000 at the top level" in caught.value.message
+
+
+def test_a_goal_stored_with_a_char_limit_still_loads_with_a_token_limit() -> None:
+    stored = ('{"model": null, "allow_dirty": false, "run": {"tool_output_char_limit": 12000, '
+              '"shell_timeout_s": 120.0, "wrap_up_cap_tokens": 32000, "heartbeat_s": 1.0, "control_poll_s": 0.2}}')
+    settings = GoalSettings.model_validate_json(stored)
+    assert settings.run.tool_output_token_limit == 3_000
+    assert "tool_output_char_limit" not in settings.model_dump_json()

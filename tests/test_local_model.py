@@ -227,7 +227,7 @@ def _small_goal(store: Store, workspace: Path) -> GoalRecord:
                                    checks=[f"tests={TESTS}"], budget_turns=3, budget_tokens=BUDGET_TOKENS)
     settings = GoalSettings(model=ModelSettings(model=LocalServer.model_name, max_retries=0),
                             run=RunSettings(heartbeat_s=0.2, control_poll_s=0.05, wrap_up_cap_tokens=WRAP_UP_TOKENS,
-                                            tool_output_char_limit=2_000))
+                                            tool_output_token_limit=500))
     return control.set_goal(store, workspace, contract, settings, replace_existing=True)
 
 

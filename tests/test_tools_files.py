@@ -67,15 +67,15 @@ def test_reading_to_the_end_from_an_offset_says_which_lines(workspace: Path, con
     assert result.output == "    2\tb\n    3\tc\n[lines 2-3 of 3]\n"
 
 
-def test_a_long_file_is_cut_at_the_output_limit_with_the_next_offset(workspace: Path) -> None:
+def test_a_long_file_is_cut_at_the_token_limit_with_the_next_offset(workspace: Path) -> None:
     (workspace / "big.txt").write_text("".join(f"row {n}\n" for n in range(1, 1001)))
-    context = ToolContext(workspace=workspace, output_char_limit=200)
+    context = ToolContext(workspace=workspace, output_token_limit=80)
 
     result = read({"path": "big.txt"}, context)
 
     shown = result.output.splitlines()
     assert shown[0] == "    1\trow 1"
-    assert len(result.output) < 260
+    assert context.token_counter().count(result.output) <= 80
     last = int(shown[-2].split("\t")[0])
     assert shown[-1] == f"[lines 1-{last} of 1000; read more with offset={last + 1}]"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from pathlib import Path
@@ -10,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from goalkeeper.context.tokens import EstimatedTokens
+from goalkeeper.store.store import blob_id_of
 from goalkeeper.tools.base import ToolContext, ToolResult
 from goalkeeper.tools.output import cut_middle
 from goalkeeper.tools.shell import ShellTool
@@ -99,19 +102,22 @@ def test_default_timeout_applies_when_none_is_named(context: ToolContext) -> Non
     assert result.data["duration_s"] < 5
 
 
-def test_huge_output_is_cut_to_head_and_tail_and_kept_whole(context: ToolContext) -> None:
-    context = ToolContext(workspace=context.workspace, output_char_limit=2000)
+def test_huge_output_is_cut_to_head_and_tail_within_the_token_limit_and_kept_whole(context: ToolContext) -> None:
+    context = ToolContext(workspace=context.workspace, output_token_limit=500)
 
     result = run_shell({"command": "seq 1 100000"}, context)
 
     assert result.ok
     assert result.output.startswith("exit code: 0\n1\n2\n3\n")
     assert result.output.endswith("99999\n100000\n")
-    assert "chars cut; full output stored" in result.output
-    assert len(result.output) < 2200
+    assert EstimatedTokens().count(result.output) <= 500
     assert result.full_output is not None
     assert result.full_output.startswith("exit code: 0\n1\n")
     assert result.full_output.count("\n") == 100001
+    # The marker names the stored full output and where the cut starts, as read_output takes them.
+    head = result.output.split("[... ", 1)[0]
+    page = json.dumps({"id": blob_id_of(result.full_output), "offset": len(head)})
+    assert f"read_output {page} pages through the full output" in result.output
 
 
 @pytest.mark.parametrize(

@@ -43,8 +43,12 @@ class Config:
     """Every provider by NAME: the built-ins with the files' `[model_providers]` laid over them."""
     prices: Mapping[str, Price] = field(default_factory=load_prices)
     """The price table: built-in prices with `[model_pricing]` laid over them."""
+    context_window: int | None = None
+    """`model_context_window`: the model's window in tokens; None leaves it to the built-in table."""
+    auto_compact_token_limit: int | None = None
+    """`model_auto_compact_token_limit`: compact at this many prompt tokens; None means 80% of the window."""
     run: RunSettings = field(default_factory=RunSettings)
-    """Harness knobs, `[run]` laid over the defaults."""
+    """Harness knobs: `[run]` and the top-level `tool_output_token_limit` laid over the defaults."""
     files: tuple[Path, ...] = ()
     """The config files that were read, user file first."""
     approval_policy: ApprovalPolicy = "on-request"
@@ -90,10 +94,15 @@ def load_config(workspace: Path | None, profile: str | None = None) -> Config:
     merged["rules"] = [rule for layer in reversed(rule_layers) for rule in layer]
     config = ConfigFile.model_validate(merged)  # each layer was valid, so their merge is too
     _check_providers(config, layers)
-    run = RunSettings().model_copy(update=config.run.model_dump(exclude_none=True) if config.run else {})
+    knobs = config.run.model_dump(exclude_none=True) if config.run else {}
+    if config.tool_output_token_limit is not None:
+        knobs["tool_output_token_limit"] = config.tool_output_token_limit
     return Config(model=config.model, model_provider=config.model_provider,
                   reasoning_effort=config.model_reasoning_effort, profile=chosen,
-                  providers=config.model_providers, prices=load_prices(config.model_pricing), run=run,
+                  context_window=config.model_context_window,
+                  auto_compact_token_limit=config.model_auto_compact_token_limit,
+                  providers=config.model_providers, prices=load_prices(config.model_pricing),
+                  run=RunSettings().model_copy(update=knobs),
                   files=tuple(path for path, _ in layers), approval_policy=config.approval_policy or "on-request",
                   rules=tuple(Rule(rule.match, rule.action, rule.reason) for rule in config.rules or ()))
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from goalkeeper.config.schema import EXAMPLES, ConfigFile
+from goalkeeper.config.schema import EXAMPLES, REPLACED_KEYS, ConfigFile
 from goalkeeper.errors import ConfigError
 from goalkeeper.problems import describe, did_you_mean, toml_syntax_problem, unwrap_optional
 
@@ -30,6 +30,9 @@ def validation_error(error: ValidationError, source: Path) -> ConfigError:
     lines = []
     for problem in error.errors():
         named = [part for part in problem["loc"] if isinstance(part, str)]
+        if problem["type"] == "extra_forbidden" and named and named[-1] in REPLACED_KEYS:
+            lines.append(f"{source}: {dotted_key(problem['loc'])}: this key was removed: {REPLACED_KEYS[named[-1]]}")
+            continue
         # EXAMPLES is keyed by the field's own name, wherever the field sits.
         what, fix = describe(problem, EXAMPLES.get(named[-1], "") if named else "", _allowed_keys)
         lines.append(f"{source}: {dotted_key(problem['loc']) or '(top level)'}: {what}; write {fix}")

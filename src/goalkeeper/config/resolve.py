@@ -16,8 +16,10 @@ from goalkeeper.config.load import Config
 from goalkeeper.config.problems import did_you_mean
 from goalkeeper.config.schema import DEFAULT_MODELS, ModelProvider
 from goalkeeper.config.settings import ModelSettings, ReasoningEffort
+from goalkeeper.context.tokens import check_compact_limit
 from goalkeeper.errors import ConfigError, NoProviderError
 from goalkeeper.models.pricing import ZERO_PRICE, require_price
+from goalkeeper.models.windows import context_window_of
 
 NO_PROVIDER_HINT = (
     "set OPENAI_API_KEY for OpenAI; or ANTHROPIC_API_KEY and pass --model-provider anthropic; or pass "
@@ -53,7 +55,8 @@ def settings_from_config(config: Config, *, model: str | None = None, model_prov
     choice = _choose_provider(config, model_provider, base_url, api_key_env)
     name = _choose_model(config, model, choice)
     if name is not None and name.startswith("scripted:"):
-        return scripted_settings(name.removeprefix("scripted:"))
+        script = scripted_settings(name.removeprefix("scripted:"))
+        return script.model_copy(update=_context_limits(config, script.model))
     if choice.name is None:
         raise NoProviderError("no model provider is configured", NO_PROVIDER_HINT)
     effort = _reasoning_effort(reasoning_effort) or config.reasoning_effort
@@ -64,7 +67,8 @@ def settings_from_config(config: Config, *, model: str | None = None, model_prov
         return ModelSettings(provider=AD_HOC_PROVIDER, wire_api="chat", model=name,
                              base_url=choice.ad_hoc_base_url, api_key_env=api_key_env or "OPENAI_API_KEY",
                              reasoning_effort=effort, stream=stream,
-                             price=require_price(name, AD_HOC_PROVIDER, config.prices, usd_budget))
+                             price=require_price(name, AD_HOC_PROVIDER, config.prices, usd_budget),
+                             **_context_limits(config, name))
     provider = _provider(config, choice.name)
     name = name or DEFAULT_MODELS.get(choice.name)
     if name is None:
@@ -82,7 +86,8 @@ def settings_from_config(config: Config, *, model: str | None = None, model_prov
         "base_url": base_url or provider.base_url, "api_key_env": key_env,
         "http_headers": provider.http_headers, "query_params": provider.query_params,
         "reasoning_effort": effort, "stream": stream,
-        "price": require_price(name, choice.name, config.prices, usd_budget), **tuned})
+        "price": require_price(name, choice.name, config.prices, usd_budget), **_context_limits(config, name),
+        **tuned})
 
 
 def resolve_model_settings(model: str | None, base_url: str | None, api_key_env: str | None,
@@ -101,6 +106,14 @@ def scripted_settings(script: str) -> ModelSettings:
         raise ConfigError(f"script file not found: {path}", "pass --model scripted:PATH with an existing file")
     return ModelSettings(provider="scripted", wire_api="scripted", model="scripted", script=str(path),
                          price=ZERO_PRICE)
+
+
+def _context_limits(config: Config, model: str) -> dict[str, int | None]:
+    """The context window stored with the goal (config's, else the table's) and the compaction limit, which
+    must fit in it."""
+    window = config.context_window or context_window_of(model)
+    check_compact_limit(model, window, config.auto_compact_token_limit)
+    return {"context_window": window, "auto_compact_token_limit": config.auto_compact_token_limit}
 
 
 def _choose_provider(config: Config, flag: str | None, base_url: str | None, api_key_env: str | None) -> _Choice:

@@ -52,8 +52,6 @@ class ModelProvider(_Table):
 class RunTable(_Table):
     """The `[run]` table: how the harness drives turns."""
 
-    tool_output_char_limit: int | None = Field(None, gt=0)
-    """Tool output beyond this many characters is cut to head + tail."""
     shell_timeout_s: float | None = Field(None, gt=0)
     """Default timeout of one shell tool call, in seconds."""
     wrap_up_cap_tokens: int | None = Field(None, ge=0)
@@ -98,6 +96,12 @@ class Profile(_Table):
     """minimal, low, medium or high; sent to reasoning models."""
     model_pricing: dict[str, Price] = {}
     """USD per 1M tokens by model name; overrides the built-in table."""
+    model_context_window: int | None = Field(None, gt=0)
+    """Tokens one request to the model may hold; overrides the built-in table (context_windows.toml)."""
+    model_auto_compact_token_limit: int | None = Field(None, gt=0)
+    """Prompt tokens at which the conversation is compacted (default 80% of the context window)."""
+    tool_output_token_limit: int | None = Field(None, gt=0)
+    """Tool output beyond this many tokens is cut to head + tail; the model pages the rest with read_output."""
     run: RunTable | None = None
     """Harness knobs."""
     approval_policy: ApprovalPolicy | None = None
@@ -161,7 +165,9 @@ EXAMPLES = {
     "input": "input = 1.25 (USD per 1M tokens)",
     "cached_input": "cached_input = 0.125 (USD per 1M tokens)",
     "output": "output = 10.0 (USD per 1M tokens)",
-    "tool_output_char_limit": "tool_output_char_limit = 12000",
+    "model_context_window": "model_context_window = 272000 (tokens)",
+    "model_auto_compact_token_limit": "model_auto_compact_token_limit = 200000 (tokens, below the context window)",
+    "tool_output_token_limit": "tool_output_token_limit = 4000 (a top-level key)",
     "shell_timeout_s": "shell_timeout_s = 120",
     "wrap_up_cap_tokens": "wrap_up_cap_tokens = 32000",
     "approval_policy": 'approval_policy = "on-request" (or "untrusted", "never")',
@@ -171,3 +177,9 @@ EXAMPLES = {
     "reason": 'reason = "the person pushes after review"',
 }
 """What to write, by key, for error messages."""
+
+REPLACED_KEYS = {
+    "tool_output_char_limit": "tool output is now limited in tokens; write tool_output_token_limit = 4000 at the "
+                              "top level (or in a profile), not in [run]",
+}
+"""Keys that were removed, by name: what to write instead (shown in place of "unknown key")."""

@@ -58,6 +58,12 @@ class ModelSettings(BaseModel):
     price: Price | None = None
     """USD per 1M tokens, fixed at goal start; zero for local models, None when the model's price is unknown
     (allowed only without a USD budget)."""
+    context_window: int | None = None
+    """Tokens one request may hold, fixed at goal start: config's `model_context_window`, else the built-in
+    table (context_windows.toml); None when unknown (a default window is then assumed)."""
+    auto_compact_token_limit: int | None = None
+    """Config's `model_auto_compact_token_limit`: prompt tokens at which the conversation is compacted;
+    None compacts at 80% of the window."""
 
     @model_validator(mode="before")
     @classmethod
@@ -78,8 +84,9 @@ class RunSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    tool_output_char_limit: int = 12_000
-    """Tool output beyond this is cut to head + tail; the full text stays in the store."""
+    tool_output_token_limit: int = 4_000
+    """Tool output beyond this many tokens is cut to head + tail; the full text stays in the store, and the
+    model pages through it with `read_output`."""
     shell_timeout_s: float = 120.0
     """Default timeout of one shell tool call."""
     wrap_up_cap_tokens: int = 32_000
@@ -88,6 +95,16 @@ class RunSettings(BaseModel):
     """How often a runner renews its lease."""
     control_poll_s: float = 0.2
     """How often a pause or clear is looked for while a model request is in flight."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _upgrade_stored(cls, data: Any) -> Any:
+        # Goals stored before the limit was counted in tokens say tool_output_char_limit (about 4 chars a token).
+        if not isinstance(data, dict) or not isinstance(data.get("tool_output_char_limit"), int):
+            return data
+        upgraded = {key: value for key, value in data.items() if key != "tool_output_char_limit"}
+        upgraded.setdefault("tool_output_token_limit", max(data["tool_output_char_limit"] // 4, 1))
+        return upgraded
 
 
 class GoalSettings(BaseModel):

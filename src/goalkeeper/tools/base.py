@@ -6,10 +6,12 @@ the goal keeps running.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from goalkeeper.context.tokens import EstimatedTokens, TokenCounter
 from goalkeeper.models.base import ToolSpec
 from goalkeeper.sandbox.policy import SandboxPolicy
 
@@ -25,8 +27,12 @@ class ToolContext:
     default_timeout_s: float = 120.0
     """Timeout for a shell command that does not name its own."""
     max_timeout_s: float = 1800.0
-    output_char_limit: int = 12_000
-    """Output longer than this is cut to head + tail with a marker (the full text goes to the store)."""
+    output_token_limit: int = 4_000
+    """Output longer than this many tokens is cut to head + tail with a marker naming the stored full text."""
+    counter: TokenCounter | None = None
+    """Counts the model's tokens; None counts with a fresh estimate."""
+    read_blob: Callable[[str], str] | None = None
+    """Reads a stored full output by id (`read_output`); None where no store is at hand."""
     env: dict[str, str] | None = None
     """Environment for child processes; None inherits the runner's."""
     goal_view: dict[str, Any] = field(default_factory=dict)
@@ -35,6 +41,10 @@ class ToolContext:
     """How shell commands are confined; None runs them unconfined (tests of the tools themselves)."""
     headless: bool = True
     """No person is there to approve a command: rules that say "ask" deny instead."""
+
+    def token_counter(self) -> TokenCounter:
+        """The counter to size output with: the context's own, else a fresh estimate."""
+        return self.counter or EstimatedTokens()
 
 
 @dataclass(frozen=True)
@@ -45,7 +55,8 @@ class ToolResult:
     """Text for the model (already cut to the limit)."""
     ok: bool = True
     full_output: str | None = None
-    """The uncut output when `output` was cut; stored so nothing is lost."""
+    """The uncut output when `output` was cut; stored under `blob_id_of(full_output)`, the id the cut's marker
+    names, so nothing is lost and the model can page through it."""
     signal: GoalSignal | None = None
     """Set by `update_goal`: the model requests completion or declares blocked."""
     data: dict[str, Any] = field(default_factory=dict)

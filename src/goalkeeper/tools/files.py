@@ -13,6 +13,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
+from goalkeeper.context.tokens import TokenCounter
 from goalkeeper.models.base import ToolSpec
 from goalkeeper.tools.base import ToolContext, ToolResult
 from goalkeeper.tools.output import (
@@ -35,6 +36,8 @@ MAX_LINES = 2000
 """Lines one read_file call returns when the model names no limit."""
 MAX_LINE_CHARS = 2000
 """A longer line (minified code, data) is cut, so one line cannot eat the whole output budget."""
+FOOTER_TOKENS = 24
+"""Tokens kept for the `[lines A-B of N; read more with offset=…]` footer."""
 SNIFF_BYTES = 8192
 """A NUL byte in this much of the start of a file marks it binary (as git and grep decide)."""
 
@@ -85,8 +88,13 @@ def _numbered(number: int, raw: bytes) -> str:
     return f"{number:5d}\t{text}\n"
 
 
-def read_numbered(target: Path, name: str, first: int, limit: int, char_limit: int) -> ToolResult:
-    """Lines `first`.. of `target`, numbered, at most `limit` lines and about `char_limit` chars."""
+def read_numbered(target: Path, name: str, first: int, limit: int, token_limit: int,
+                  counter: TokenCounter) -> ToolResult:
+    """Lines `first`.. of `target`, numbered: at most `limit` lines and `token_limit` tokens by `counter`.
+
+    Lines are counted one by one (a token never spans a numbered line's start), so a window stops at the
+    line that would pass the limit, and the footer says where to read on.
+    """
     if not target.exists():
         return refusal(f"no such file: {name}; use `search` to find the right path")
     if target.is_dir():
@@ -99,15 +107,17 @@ def read_numbered(target: Path, name: str, first: int, limit: int, char_limit: i
                 size = target.stat().st_size
                 return refusal(f"{name} is a binary file ({size} bytes); read_file shows text files only")
             handle.seek(0)
+            budget = token_limit - FOOTER_TOKENS
             for total, raw in enumerate(handle, start=1):
-                if total < first or len(shown) >= limit or used >= char_limit:
+                if total < first or len(shown) >= limit or used >= budget:
                     continue
                 line = _numbered(total, raw)
-                if shown and used + len(line) > char_limit:
-                    used = char_limit  # full: stop adding, keep counting lines
+                tokens = counter.count(line)
+                if shown and used + tokens > budget:
+                    used = budget  # full: stop adding, keep counting lines
                     continue
                 shown.append(line)
-                used += len(line)
+                used += tokens
     except OSError as error:
         return refusal(f"cannot read {name}: {error.strerror or error}")
     if total == 0 and first == 1:
@@ -152,7 +162,8 @@ class ReadFileTool:
             return refusal(str(error))
         name = relative(context.workspace, target)
         return await asyncio.to_thread(
-            read_numbered, target, name, offset or 1, limit or MAX_LINES, context.output_char_limit
+            read_numbered, target, name, offset or 1, limit or MAX_LINES, context.output_token_limit,
+            context.token_counter(),
         )
 
 

@@ -16,6 +16,7 @@ from goalkeeper.sandbox.rules import ApprovalPolicy, CommandDecision, Rule, deci
 from goalkeeper.tools.base import Tool, ToolContext, ToolResult
 from goalkeeper.tools.files import ReadFileTool, WriteFileTool
 from goalkeeper.tools.goal import Checkpoint, GetGoal, UpdateGoal
+from goalkeeper.tools.outputs import ReadOutputTool
 from goalkeeper.tools.patch import ApplyPatchTool
 from goalkeeper.tools.search import SearchTool
 from goalkeeper.tools.shell import ShellTool
@@ -112,4 +113,4 @@ class ToolRegistry:
 def default_registry() -> ToolRegistry:
     """Every tool a goal turn may use."""
     return ToolRegistry([ShellTool(), ReadFileTool(), WriteFileTool(), ApplyPatchTool(), SearchTool(),
-                         GetGoal(), UpdateGoal(), Checkpoint()])
+                         ReadOutputTool(), GetGoal(), UpdateGoal(), Checkpoint()])

@@ -218,4 +218,4 @@ class SearchTool:
         if context.sandbox is not None:
             found = _without_secrets(found, context.sandbox.secrets)
         output = format_found(found, pattern, name)
-        return text_result(output, context.output_char_limit, data={"matches": found.total})
+        return text_result(output, context, data={"matches": found.total})

@@ -16,10 +16,10 @@ from goalkeeper.tools.base import ToolContext, ToolResult
 from goalkeeper.tools.output import (
     ArgumentError,
     check_argument_names,
-    cut_middle,
     optional_integer,
     refusal,
     required_string,
+    text_result,
 )
 
 
@@ -68,15 +68,8 @@ class ShellTool:
         header = f"exit code: {result.exit_code}\n"
         if result.timed_out:
             header += f"timed out after {timeout_s:g}s; the process group was killed\n"
-        body = result.output or "(no output)\n"
-        shown, was_cut = cut_middle(body, context.output_char_limit)
-        return ToolResult(
-            output=header + shown,
-            ok=result.exit_code == 0 and not result.timed_out,
-            full_output=header + body if was_cut else None,
-            data={
-                "exit_code": result.exit_code,
-                "timed_out": result.timed_out,
-                "duration_s": round(result.duration_s, 3),
-            },
-        )
+        data = {"exit_code": result.exit_code, "timed_out": result.timed_out,
+                "duration_s": round(result.duration_s, 3)}
+        # Cut as one text with its header, so the marker's offsets are offsets into the stored full output.
+        return text_result(header + (result.output or "(no output)\n"), context,
+                           ok=result.exit_code == 0 and not result.timed_out, data=data)
