@@ -13,7 +13,8 @@ from typing import Annotated, Any
 
 import typer
 
-from goalkeeper import console, control, demo, views
+from goalkeeper import console, control, demo, planning, views
+from goalkeeper import side as side_questions
 from goalkeeper.cli_options import ContractFlags, ModelFlags, with_options
 from goalkeeper.config import GoalSettings, ModelSettings, scripted_settings
 from goalkeeper.contract import Contract, parse_duration
@@ -22,6 +23,7 @@ from goalkeeper.errors import ConfigError, GoalkeeperError, WorkspaceError
 from goalkeeper.lifecycle import exit_code
 from goalkeeper.models.factory import LOCAL_MODEL_NOTE
 from goalkeeper.models.local_server import serve_forever
+from goalkeeper.planning import newest_plan
 from goalkeeper.report import build_report, render_markdown
 from goalkeeper.runner import RunResult
 from goalkeeper.store import GoalRecord, Store
@@ -86,11 +88,12 @@ def goal(
             added = {"add_tokens": add_tokens, "add_usd": add_usd, "add_turns": add_turns,
                      "add_time_s": parse_duration(add_time) if add_time else 0.0, "force": force}
             return _control(store, workspace, thread, objective, added)  # type: ignore[arg-type]
-        if objective is None and contract_flags.file is None:
+        if objective is None and contract_flags.file is None and not contract_flags.from_plan:
             summary = summarize(store, control.current_goal(store, workspace, thread))
             console.out.print_json(json.dumps(summary.as_json())) if as_json else console.show_summary(summary)
             return 0
-        contract = contract_flags.contract(objective)
+        adopted = newest_plan(store, workspace, thread) if contract_flags.from_plan else None
+        contract = contract_flags.contract(objective, adopted)
         chosen = model_flags.settings_if_configured(workspace, contract.budget.usd)
         record = _set(store, workspace, thread, contract, chosen, replace, allow_dirty)
         console.show_summary(summarize(store, record))
@@ -182,9 +185,10 @@ def exec_(
 ) -> int:
     """Set the goal and run it headless; `--json` streams one event per line. Exit code by outcome."""
     workspace = workspace_of(cwd)
-    contract = contract_flags.contract(objective)
-    chosen = model_flags.settings(workspace, contract.budget.usd)
     with open_store() as store:
+        adopted = newest_plan(store, workspace, thread) if contract_flags.from_plan else None
+        contract = contract_flags.contract(objective, adopted)
+        chosen = model_flags.settings(workspace, contract.budget.usd)
         record = _set(store, workspace, thread, contract, chosen, replace, allow_dirty)
         return _drive(store, record, workspace, chosen, as_json)
 
@@ -221,6 +225,54 @@ def report(cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = Fa
     with open_store() as store:
         data = build_report(store, control.current_goal(store, workspace_of(cwd), thread))
     print(json.dumps(data, indent=1) if as_json else render_markdown(data))
+    return 0
+
+
+@app.command(context_settings={"allow_interspersed_args": True})
+@with_options(model_flags=ModelFlags)
+def side(
+    model_flags: ModelFlags,
+    question: Annotated[str, typer.Argument(help="The question.")],
+    events: Annotated[int, typer.Option("--events", min=1, help="How many of the thread's newest messages the "
+                                                                "question sees.")] = side_questions.DEFAULT_EVENTS,
+    max_requests: Annotated[int, typer.Option("--max-requests", min=1, help="Model requests it may make.")]
+    = side_questions.DEFAULT_MAX_REQUESTS,
+    cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = False,
+) -> int:
+    """Ask about the goal's thread without disturbing it: a read-only fork whose answer the goal never sees."""
+    workspace = workspace_of(cwd)
+    chosen = model_flags.settings(workspace) if model_flags.given else None
+    stream = console.TextStream(quiet=as_json)
+    with open_store() as store:
+        answer = side_questions.ask_side_question(store, workspace, question, thread_id=thread, model=chosen,
+                                                  newest=events, max_requests=max_requests, on_text=stream.text,
+                                                  on_tool=stream.tool)
+    stream.end_line()
+    print(json.dumps(answer.as_json())) if as_json else console.show_side_footer(answer)
+    return 0
+
+
+@app.command(context_settings={"allow_interspersed_args": True})
+@with_options(model_flags=ModelFlags)
+def plan(
+    model_flags: ModelFlags,
+    objective: Annotated[str, typer.Argument(help="What the goal should achieve.")],
+    max_requests: Annotated[int, typer.Option("--max-requests", min=1, help="Model requests the planning turn "
+                                                                          "may make.")] = planning.DEFAULT_MAX_REQUESTS,
+    cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = False,
+) -> int:
+    """Plan before setting a goal: one read-only planning turn, stored; adopt it with `gk goal --from-plan`."""
+    workspace = workspace_of(cwd)
+    chosen = model_flags.settings(workspace) if model_flags.given else None
+    progress = console.TextStream(quiet=as_json)  # tool calls as they run; the plan is printed whole at the end
+    with open_store() as store:
+        made = planning.make_plan(store, workspace, objective, thread_id=thread, model=chosen,
+                                  max_requests=max_requests, on_tool=progress.tool)
+    if as_json:
+        print(json.dumps(made.as_json()))
+    else:
+        adopt = planning.adopt_command(made.plan, str(cwd) if str(cwd) != "." else None)
+        console.show_plan(made, planning.plan_markdown(made.plan), adopt)
     return 0
 
 

@@ -12,13 +12,16 @@ import inspect
 from collections.abc import Callable
 from dataclasses import MISSING, Field, dataclass, field, fields
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from goalkeeper.config import ModelSettings, load_config, settings_from_config
 from goalkeeper.contract import Contract, contract_from_flags, load_contract
-from goalkeeper.errors import NoProviderError
+from goalkeeper.errors import ConfigError, NoProviderError
+
+if TYPE_CHECKING:
+    from goalkeeper.planning import Plan
 
 Command = TypeVar("Command", bound=Callable[..., Any])
 
@@ -50,15 +53,23 @@ class ContractFlags:
     budget_turns: int | None = option("Turn budget.")
     max_attempts: int | None = option("Failed completion attempts allowed per check.")
     no_progress_turns: int | None = option("Turns without progress before a nudge.")
+    from_plan: bool = option("Adopt the newest plan (gk plan): its objective, and its steps as the checklist.",
+                             "--from-plan", default=False)
 
-    def contract(self, objective: str | None) -> Contract:
-        """The contract these flags describe."""
+    def contract(self, objective: str | None, plan: Plan | None = None) -> Contract:
+        """The contract these flags describe; with `plan` (from --from-plan), its objective and checklist."""
+        checklist: tuple[str, ...] = ()
+        if plan is not None:
+            if objective is not None:
+                raise ConfigError("an objective and --from-plan were both given",
+                                  "give one or the other: --from-plan takes the plan's objective")
+            objective, checklist = plan.objective, plan.steps
         return contract_from_flags(
             objective, base=load_contract(self.file) if self.file else None, checks=self.check,
             metrics=self.metric, targets=self.target, regexes=self.regex, json_paths=self.json_path,
             keep_green=self.keep_green, protect=self.protect, paths=self.paths, budget_tokens=self.budget_tokens,
             budget_usd=self.budget_usd, budget_time=self.budget_time, budget_turns=self.budget_turns,
-            max_attempts=self.max_attempts, no_progress_turns=self.no_progress_turns)
+            max_attempts=self.max_attempts, no_progress_turns=self.no_progress_turns, checklist=checklist)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.live import Live
@@ -21,6 +21,11 @@ from goalkeeper.store import EventRecord, ThreadRecord
 from goalkeeper.surface import surface_lines
 from goalkeeper.tools.shell import command_of
 from goalkeeper.views import GoalSummary
+
+if TYPE_CHECKING:
+    from goalkeeper.planning import PlanResult
+    from goalkeeper.readonly import ToolUse
+    from goalkeeper.side import SideAnswer
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -124,7 +129,62 @@ def event_line(record: EventRecord) -> str | None:
             return f"  budget used up ({p['reason']}): wrap-up turn"
         case "provider_retry":
             return f"  provider retry {p['attempt']} in {p['delay_s']}s: {p['error']}"
+        case "side":
+            return f"  side question: {p['question'][:80]} → {(p.get('answer') or '').strip()[:80]}"
     return None
+
+
+class TextStream:
+    """Model text as it arrives, and the read-only tool calls in between (`gk side`, `gk plan`).
+
+    The text is written as is, never read as markup: it is the model's.
+    """
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet = quiet
+        self.mid_line = False
+
+    def text(self, delta: str) -> None:
+        if self.quiet or not delta:
+            return
+        sys.stdout.write(delta)
+        sys.stdout.flush()
+        self.mid_line = not delta.endswith("\n")
+
+    def tool(self, use: ToolUse) -> None:
+        if self.quiet:
+            return
+        self.end_line()
+        arguments = use.arguments if len(use.arguments) <= 100 else use.arguments[:99] + "…"
+        out.print(Text(f"  → {use.name} {arguments}" + ("" if use.ok else "  ✗"), style="dim"))
+
+    def end_line(self) -> None:
+        """Finish a line the text left open."""
+        if self.mid_line:
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+            self.mid_line = False
+
+
+def show_side_footer(answer: SideAnswer) -> None:
+    """What a side question cost, and that the goal was not charged for it."""
+    usage = answer.usage
+    out.print(Text(f"side question · {answer.requests} requests · {usage.input_tokens:,} input tokens "
+                   f"({usage.cached_input_tokens:,} cached), {usage.output_tokens:,} output · {answer.model}",
+                   style="dim"))
+    out.print(Text(f"  not charged to the goal's budget; stored as side event {answer.seq}, outside the goal's "
+                   "context", style="dim"))
+
+
+def show_plan(result: PlanResult, markdown: str, adopt: str) -> None:
+    """The plan as Markdown (printed as is), what it cost, then the command that adopts it."""
+    print(markdown)
+    usage = result.usage
+    out.print(Text(f"\nplan stored (event {result.seq}) · {result.requests} requests · "
+                   f"{usage.input_tokens:,} input tokens ({usage.cached_input_tokens:,} cached), "
+                   f"{usage.output_tokens:,} output · {result.model}", style="dim"))
+    out.print("Review it, then adopt it (suggested checks become checks only through this command):")
+    out.print(Text(f"  {adopt}", style="bold"))
 
 
 class EventPrinter:

@@ -1,0 +1,122 @@
+"""A read-only model session: requests offering read-only tools, their calls run in the workspace, usage summed.
+
+Side questions (side.py) and planning turns (planning.py) use it. It never writes goal state and never
+sends a continuation: whoever drives the session decides when it ends.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from goalkeeper.config import ModelSettings, RunSettings
+from goalkeeper.context.tokens import counter_for
+from goalkeeper.contract import Contract
+from goalkeeper.models.base import Message, Model, ModelRequest, ModelResponse, ToolCall, ToolSpec, Usage
+from goalkeeper.models.retry import RetryPolicy, complete_with_retries
+from goalkeeper.sandbox.policy import SandboxPolicy, command_environment
+from goalkeeper.store import Store
+from goalkeeper.tools.base import ToolContext
+from goalkeeper.tools.registry import READ_ONLY_TOOL_NAMES, ToolRegistry, default_registry
+
+
+@dataclass(frozen=True)
+class ToolUse:
+    """One tool call the session ran: its name, its raw arguments and whether it succeeded."""
+
+    name: str
+    arguments: str
+    ok: bool
+
+
+def read_only_tools() -> ToolRegistry:
+    """The registry's read-only tools: they can look at the workspace and the goal, never change them."""
+    return default_registry().only(READ_ONLY_TOOL_NAMES)
+
+
+def read_only_context(workspace: Path, contract: Contract | None, run: RunSettings, model: ModelSettings,
+                      store: Store, goal_view: dict[str, Any] | None = None) -> ToolContext:
+    """A tool context built as the runner builds its own: the contract's sandbox, credentials scrubbed, the
+    model's token counter, and the store's full outputs readable (`read_output`)."""
+    boundaries = contract.boundaries if contract is not None else None
+    sandbox = SandboxPolicy(
+        boundaries.sandbox if boundaries else "workspace-write", workspace,
+        tuple(boundaries.protect) if boundaries else (), tuple(boundaries.paths) if boundaries else (),
+        network=boundaries.network if boundaries else False)
+    return ToolContext(workspace, run.shell_timeout_s, output_token_limit=run.tool_output_token_limit,
+                       counter=counter_for(model.model, model.wire_api), read_blob=store.get_blob,
+                       env=command_environment(os.environ), goal_view=goal_view or {}, sandbox=sandbox)
+
+
+def usage_payload(usage: Usage) -> dict[str, int]:
+    """Usage as stored in a `side` or `plan` event."""
+    return {"input_tokens": usage.input_tokens, "cached_input_tokens": usage.cached_input_tokens,
+            "output_tokens": usage.output_tokens, "reasoning_tokens": usage.reasoning_tokens,
+            "charged_tokens": usage.charged_tokens}
+
+
+def assistant_message(response: ModelResponse) -> Message:
+    """The response as the next request carries it."""
+    return Message("assistant", response.content, tool_calls=response.tool_calls)
+
+
+@dataclass
+class ReadOnlySession:
+    """One model, read-only tools, and the tally of what the session spent and called."""
+
+    model: Model
+    settings: ModelSettings
+    tools: ToolRegistry
+    context: ToolContext
+    store: Store
+    on_text: Callable[[str], None] | None = None
+    """Text as it arrives (streamed, or whole when the provider does not stream)."""
+    on_tool: Callable[[ToolUse], None] | None = None
+    """Each tool call once it has run."""
+    usage: Usage = field(default_factory=Usage)
+    requests: int = 0
+    calls: list[ToolUse] = field(default_factory=list)
+    model_name: str = ""
+
+    async def request(self, messages: Sequence[Message], tools: Sequence[ToolSpec]) -> ModelResponse:
+        """One request, with the settings' retries for transient failures; its text goes to `on_text`."""
+        shown: list[str] = []
+
+        def text(delta: str) -> None:
+            shown.append(delta)
+            if self.on_text is not None:
+                self.on_text(delta)
+
+        policy = RetryPolicy(max_retries=self.settings.max_retries, max_total_s=self.settings.retry_max_total_s)
+        response = await complete_with_retries(self.model, ModelRequest(tuple(messages), tuple(tools), on_text=text),
+                                               policy)
+        if not shown and response.content and self.on_text is not None:
+            self.on_text(response.content)  # a provider that never calls on_text still shows its answer
+        self.requests += 1
+        self.usage += response.usage
+        self.model_name = response.model or self.model.name
+        return response
+
+    async def run_calls(self, calls: Sequence[ToolCall]) -> list[Message]:
+        """Run each call with the read-only tools; the results as tool messages for the next request.
+
+        A cut output keeps its full text in the store's blobs under the id its marker names, as the runner's do.
+        """
+        results: list[Message] = []
+        for call in calls:
+            result = await self.tools.execute(call, self.context)
+            if result.full_output is not None:
+                self.store.put_blob(result.full_output)
+            use = ToolUse(call.name, call.arguments, result.ok)
+            self.calls.append(use)
+            if self.on_tool is not None:
+                self.on_tool(use)
+            results.append(Message("tool", result.output, tool_call_id=call.id, name=call.name))
+        return results
+
+    def calls_payload(self) -> list[dict[str, Any]]:
+        """The calls made, as stored in an event."""
+        return [{"name": use.name, "arguments": use.arguments, "ok": use.ok} for use in self.calls]

@@ -1,0 +1,166 @@
+"""Side questions: an ephemeral, read-only fork of a goal's thread whose answer is stored as one `side` event.
+
+The fork's prefix is built exactly as the runner builds its own, so provider caches hit. The answer never
+enters the thread's context (the conversation ignores `side` events), and a side question never writes the
+goal row: a running runner owns it under its version guard, so side usage is not charged to the budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from goalkeeper.config import GoalSettings, ModelSettings, load_config, settings_from_config
+from goalkeeper.context.history import Conversation
+from goalkeeper.context.prompts import as_data, render
+from goalkeeper.context.render import contract_block
+from goalkeeper.contract import Contract
+from goalkeeper.control import load_state
+from goalkeeper.errors import ContextLengthError, GoalNotFoundError
+from goalkeeper.models.base import Message, Usage
+from goalkeeper.models.factory import build_model, endpoint
+from goalkeeper.readonly import (
+    ReadOnlySession,
+    ToolUse,
+    assistant_message,
+    read_only_context,
+    read_only_tools,
+    usage_payload,
+)
+from goalkeeper.store import GoalRecord, NewEvent, Store
+from goalkeeper.views import goal_events, latest_evidence
+
+DEFAULT_EVENTS = 40
+"""History messages of the thread the fork carries after its prefix."""
+
+DEFAULT_MAX_REQUESTS = 8
+"""Requests a side question may make before it must answer from what it has."""
+
+
+@dataclass(frozen=True)
+class SideAnswer:
+    """A side question and its answer, as stored in the thread's `side` event."""
+
+    goal_id: str
+    question: str
+    answer: str
+    tool_calls: tuple[ToolUse, ...]
+    usage: Usage
+    model: str
+    requests: int
+    seq: int
+    """The `side` event's seq."""
+
+    def as_json(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {"goal_id": self.goal_id, "question": self.question, "answer": self.answer,
+                "tool_calls": [asdict(use) for use in self.tool_calls], "usage": usage_payload(self.usage),
+                "model": self.model, "requests": self.requests, "seq": self.seq, "charged_to_goal": False}
+
+
+def fork_history(history: Sequence[Message], newest: int) -> list[Message]:
+    """The newest `newest` messages of `history`, in a shape every provider accepts.
+
+    A tool result whose call was cut off by the window is dropped, and so is a call that has no result in
+    the window (a runner may be mid-tool right now); an assistant message left with neither text nor
+    calls goes too.
+    """
+    window = list(history[-newest:]) if newest > 0 else []
+    answered = {message.tool_call_id for message in window if message.role == "tool"}
+    kept: set[str] = set()
+    forked: list[Message] = []
+    for message in window:
+        if message.role == "tool":
+            if message.tool_call_id in kept:
+                forked.append(message)
+            continue
+        if message.role == "assistant" and message.tool_calls:
+            calls = tuple(call for call in message.tool_calls if call.id in answered)
+            kept.update(call.id for call in calls)
+            if not calls and not message.content:
+                continue
+            message = replace(message, tool_calls=calls)
+        forked.append(message)
+    return forked
+
+
+def fork_messages(store: Store, goal: GoalRecord, question: str, newest: int) -> list[Message]:
+    """The side request: the runner's own prefix, the newest history, then the question as data."""
+    contract = Contract.model_validate(goal.contract)
+    conversation = Conversation.from_events(render("system"), contract_block(contract),
+                                            store.events(goal.thread_id, goal_id=goal.goal_id))
+    return [*conversation.prefix, *fork_history(conversation.history, newest),
+            Message("user", render("side", question=as_data(question)))]
+
+
+def side_goal(store: Store, workspace: Path, thread_id: str | None) -> GoalRecord:
+    """The goal a side question asks about, or an error saying how to set one."""
+    thread = store.get_thread(thread_id) if thread_id else store.current_thread(workspace)
+    goal = store.get_goal(thread.thread_id) if thread is not None else None
+    if goal is None:
+        raise GoalNotFoundError(f"no goal in {workspace}: a side question asks about a goal's thread",
+                                'set one with `gk goal "<objective>" --check NAME=COMMAND`, then ask again')
+    return goal
+
+
+def ask_side_question(store: Store, workspace: Path, question: str, *, thread_id: str | None = None,
+                      model: ModelSettings | None = None, newest: int = DEFAULT_EVENTS,
+                      max_requests: int = DEFAULT_MAX_REQUESTS, on_text: Callable[[str], None] | None = None,
+                      on_tool: Callable[[ToolUse], None] | None = None) -> SideAnswer:
+    """Answer `question` in a read-only fork of the goal's thread and store it as a `side` event.
+
+    `model` overrides the goal's stored model (which overrides config). Provider failures raise.
+    """
+    goal = side_goal(store, workspace, thread_id)
+    settings = GoalSettings.model_validate(goal.settings)
+    chosen = model or settings.model or settings_from_config(load_config(workspace))
+    messages = fork_messages(store, goal, question, newest)
+    context = read_only_context(workspace, Contract.model_validate(goal.contract), settings.run, chosen, store,
+                                _goal_view(store, goal))
+    with endpoint(chosen) as reachable:
+        session = ReadOnlySession(build_model(reachable), chosen, read_only_tools(), context, store,
+                                  on_text=on_text, on_tool=on_tool)
+        try:
+            answer = asyncio.run(_converse(session, messages, max_requests))
+        except ContextLengthError as error:
+            raise ContextLengthError(error.message, f"ask with fewer history messages, e.g. --events "
+                                                    f"{max(1, newest // 2)}") from None
+    payload = {"question": question, "answer": answer, "tool_calls": session.calls_payload(),
+               "usage": usage_payload(session.usage), "model": session.model_name, "requests": session.requests,
+               "events": newest, "charged_to_goal": False}
+    [record] = store.append_events(goal.thread_id, [NewEvent("side", payload, "user")], goal_id=goal.goal_id)
+    return SideAnswer(goal.goal_id, question, answer, tuple(session.calls), session.usage, session.model_name,
+                      session.requests, record.seq)
+
+
+async def _converse(session: ReadOnlySession, messages: list[Message], max_requests: int) -> str:
+    """Requests and read-only tool calls until a text-only answer; at the limit, one last request for it.
+
+    The last request still lists the tools (a provider refuses tool calls in a history without tool
+    definitions), but any call it makes is not run: its text is the answer.
+    """
+    try:
+        for _ in range(max_requests):
+            response = await session.request(messages, session.tools.specs)
+            messages.append(assistant_message(response))
+            if not response.tool_calls:
+                return response.content
+            messages += await session.run_calls(response.tool_calls)
+        messages.append(Message("user", render("no_more_tools", task="side question",
+                                                 deliverable="answer, as plain text")))
+        final = await session.request(messages, session.tools.specs)
+        return final.content or f"(no answer within {max_requests} requests)"
+    finally:
+        await session.model.aclose()
+
+
+def _goal_view(store: Store, goal: GoalRecord) -> dict[str, Any]:
+    """What `get_goal` shows, as the runner's tool context has it."""
+    contract, state = Contract.model_validate(goal.contract), load_state(goal)
+    evidence = latest_evidence(goal_events(store, goal, ["baseline", "evidence"]))
+    return {"objective": contract.outcome, "status": state.status, "verified": contract.verified,
+            "checks": {e.name: "pass" if e.passed else "fail" for e in evidence},
+            "spent": asdict(state.spent), "limits": asdict(state.limits)}
