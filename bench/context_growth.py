@@ -41,6 +41,8 @@ from goalkeeper.store import Store
 from goalkeeper.tools.registry import default_registry
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import itertools
+
 from chat_server import ChatServer, Completion, ToolCallReply
 
 MODEL = "gpt-4.1-mini"
@@ -128,7 +130,7 @@ def figures(name: str, requests: Sequence[dict[str, Any]]) -> dict[str, Any]:
     counter = counter_for(MODEL, "chat")
     sizes = [len(json.dumps(r["messages"])) + len(json.dumps(r.get("tools", []))) for r in requests]
     shares = []
-    for before, after in zip(requests, requests[1:], strict=False):
+    for before, after in itertools.pairwise(requests):
         old, new = json.dumps(before["messages"]), json.dumps(after["messages"])
         shares.append(1.0 if new.startswith(old) else _common(old, new) / len(old))
     largest = max(range(len(requests)), key=lambda i: sizes[i])

@@ -7,6 +7,7 @@ real goal over a real git repository; only the model's answers are scripted, by 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import re
 import subprocess
@@ -164,7 +165,7 @@ def test_a_300_turn_run_stays_under_the_window_and_every_compaction_keeps_the_go
 
     # Between compactions each request starts with the one before it.
     shares = [_prefix_share(bodies[a]["messages"], bodies[b]["messages"])
-              for a, b in zip(main, main[1:], strict=False) if not any(a < s < b for s in summaries)]
+              for a, b in itertools.pairwise(main) if not any(a < s < b for s in summaries)]
     assert len(shares) > 500 and min(shares) >= 0.99
 
     # Some compaction fell inside a turn, and that turn went on to end normally.
@@ -220,9 +221,9 @@ def test_a_failed_summary_falls_back_to_cutting_old_tool_outputs(tmp_path: Path)
     assert any("chars cut" in (m.get("content") or "") for m in main[-1]["messages"] if m["role"] == "tool")
     # The first fallback shrank the request at once; compaction was tried again only as the context grew.
     sizes = [_tokens(body) for body in main]
-    assert any(b < a * 0.8 for a, b in zip(sizes, sizes[1:], strict=False))
+    assert any(b < a * 0.8 for a, b in itertools.pairwise(sizes))
     tried_at = [r.payload["request_tokens"] for r in failed]
-    assert all(b >= a for a, b in zip(tried_at, tried_at[1:], strict=False))
+    assert all(b >= a for a, b in itertools.pairwise(tried_at))
 
 
 def test_a_restart_rebuilds_the_compacted_conversation(tmp_path: Path) -> None:

@@ -62,14 +62,16 @@ async def compact(host: CompactionHost, tools: ToolRegistry, tokens: int) -> Act
         response = await watched(host, request)
     except ProviderError as error:
         charge_failed(host, error)
-        return _fall_back(host, tokens, error.message)
+        _fall_back(host, tokens, error.message)
+        return None
     if not isinstance(response, ModelResponse):
         return response  # a pause or clear arrived while the summary was being written
     usage = response.usage
     charged = ModelResponded(usage.charged_tokens, usage.cached_input_tokens, host.price(response), host.elapsed())
     if not response.content.strip():
         host.steer(charged)
-        return _fall_back(host, tokens, "the summary came back empty")
+        _fall_back(host, tokens, "the summary came back empty")
+        return None
     handoff = handoff_message(response.content, conversation.prefix[1].content, host.facts(), host.evidence_text(),
                               conversation.responses, conversation.turn.number)
     payload = {"summary": response.content, "handoff": handoff, "responses": conversation.responses,

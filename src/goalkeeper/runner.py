@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from goalkeeper.config import GoalSettings, load_config
 from goalkeeper.compaction import compact, compaction_due
+from goalkeeper.config import GoalSettings, load_config
 from goalkeeper.context.handoff import Facts, facts_from
 from goalkeeper.context.history import Conversation
 from goalkeeper.context.prompts import render

@@ -80,7 +80,11 @@ EvidenceDigest = dict[str, list[object]]
 
 def evidence_digest(evidence: Iterable[Evidence]) -> EvidenceDigest:
     """The part of each piece of evidence a continuation reports changes of."""
-    return {f"{item.kind}:{item.name}": [item.passed, item.metric, item.exit_code] for item in evidence}
+    return {_key(item): [item.passed, item.metric, item.exit_code] for item in evidence}
+
+
+def _key(item: Evidence) -> str:
+    return f"{item.kind}:{item.name}"
 
 
 def evidence_delta(evidence: list[Evidence], shown: EvidenceDigest | None) -> str:
@@ -88,7 +92,7 @@ def evidence_delta(evidence: list[Evidence], shown: EvidenceDigest | None) -> st
     if shown is None:
         return evidence_lines(evidence)
     current = evidence_digest(evidence)
-    changed = [item for item in evidence if shown.get(f"{item.kind}:{item.name}") != current[f"{item.kind}:{item.name}"]]
+    changed = [item for item in evidence if shown.get(_key(item)) != current[_key(item)]]
     if changed:
         return evidence_lines(changed)
     checks = [item for item in evidence if item.kind == "check"]

@@ -44,14 +44,14 @@ from typing import Any, Literal
 
 import pydantic
 
+from goalkeeper.context.handoff import REQUIRED_SECTIONS, responses_before
+from goalkeeper.context.prompts import render
 from goalkeeper.errors import (
     ConfigError,
     ContextLengthError,
     ProviderError,
     TransientProviderError,
 )
-from goalkeeper.context.handoff import REQUIRED_SECTIONS, responses_before
-from goalkeeper.context.prompts import render
 from goalkeeper.models.base import Message, ModelRequest, ModelResponse, ToolCall, Usage
 
 _STRICT_KEYS = pydantic.ConfigDict(extra="forbid")
