@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from chat_server import ChatServer, Completion, ToolCallReply, UsageReply
+from chat_server import ChatServer, Completion, Failure, ToolCallReply, UsageReply
 from goalkeeper.context.history import Conversation
 from goalkeeper.context.prompts import render
 from goalkeeper.context.render import contract_block
@@ -152,3 +152,15 @@ def test_side_question_without_a_goal_says_how_to_set_one(tmp_path: Path, goalke
               home=goalkeeper_home)
     assert done.returncode == 4
     assert "no goal" in done.stderr and "gk goal" in done.stderr
+
+
+def test_a_provider_failure_is_one_clear_error_and_stores_nothing(tmp_path: Path, goalkeeper_home: Path) -> None:
+    workspace = sample_repo(tmp_path)
+    with ChatServer([Failure.unauthorized()]) as server:
+        assert gk("goal", "Fix it", "--base-url", server.base_url, "--model", "m", "--cwd", str(workspace),
+                  home=goalkeeper_home).returncode == 0
+        done = gk("side", QUESTION, "--cwd", str(workspace), home=goalkeeper_home)
+    assert done.returncode == 4 and "401" in done.stderr and "OPENAI_API_KEY" in done.stderr
+    assert "Traceback" not in done.stderr
+    with Store() as store:
+        assert not store.events(store.list_threads()[0].thread_id, kinds=["side"])
