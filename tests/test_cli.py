@@ -194,6 +194,19 @@ def test_project_config_and_profiles_choose_the_model(tmp_path: Path, workspace:
     assert careful.returncode == 0, careful.stdout + careful.stderr
 
 
+def test_config_knobs_and_the_context_window_are_stored_with_the_goal(workspace: Path, goalkeeper_home: Path) -> None:
+    (goalkeeper_home / "config.toml").write_text(
+        'model = "gpt-5-mini"\nmodel_context_window = 64000\nmodel_auto_compact_token_limit = 40000\n'
+        "tool_output_token_limit = 1500\n[run]\nshell_timeout_s = 30\n")
+    done = gk("goal", "Fix it", "--check", f"tests={TESTS}", "--cwd", str(workspace), home=goalkeeper_home,
+              env_extra={"OPENAI_API_KEY": "sk-test"})
+    assert done.returncode == 0, done.stdout + done.stderr
+    with sqlite3.connect(goalkeeper_home / "state.db") as db:
+        settings = json.loads(db.execute("SELECT settings FROM goals").fetchone()[0])
+    assert settings["run"]["tool_output_token_limit"] == 1500 and settings["run"]["shell_timeout_s"] == 30
+    assert settings["model"]["context_window"] == 64000 and settings["model"]["auto_compact_token_limit"] == 40000
+
+
 def test_unknown_config_key_is_refused_with_a_suggestion(workspace: Path, goalkeeper_home: Path) -> None:
     (goalkeeper_home / "config.toml").write_text('modle = "gpt-5"\n')
     done = gk("goal", "Fix it", "--cwd", str(workspace), home=goalkeeper_home)

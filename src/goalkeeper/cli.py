@@ -16,7 +16,7 @@ import typer
 from goalkeeper import console, control, demo, planning, views
 from goalkeeper import side as side_questions
 from goalkeeper.cli_options import ContractFlags, ModelFlags, with_options
-from goalkeeper.config import GoalSettings, ModelSettings, scripted_settings
+from goalkeeper.config import GoalSettings, ModelSettings, RunSettings, load_config, scripted_settings
 from goalkeeper.contract import Contract, parse_duration
 from goalkeeper.engines.local import run_goal
 from goalkeeper.errors import ConfigError, GoalkeeperError, WorkspaceError
@@ -95,15 +95,17 @@ def goal(
         adopted = newest_plan(store, workspace, thread) if contract_flags.from_plan else None
         contract = contract_flags.contract(objective, adopted)
         chosen = model_flags.settings_if_configured(workspace, contract.budget.usd)
-        record = _set(store, workspace, thread, contract, chosen, replace, allow_dirty)
+        run_knobs = load_config(workspace, model_flags.profile).run
+        record = _set(store, workspace, thread, contract, chosen, run_knobs, replace, allow_dirty)
         console.show_summary(summarize(store, record))
         console.out.print("Run it with: gk run" + (f" --cwd {cwd}" if str(cwd) != "." else ""))
     return 0
 
 
 def _set(store: Store, workspace: Path, thread: str | None, contract: Contract, model: ModelSettings | None,
-         replace: bool, allow_dirty: bool = False) -> GoalRecord:
-    """Set the goal after checking the repository and the check commands; ask before replacing a goal."""
+         run_knobs: RunSettings, replace: bool, allow_dirty: bool = False) -> GoalRecord:
+    """Set the goal after checking the repository and the check commands; ask before replacing a goal.
+    The `[run]` knobs of config.toml (and the chosen profile) are stored with it."""
     preflight(workspace, allow_dirty)  # the branch itself is made when the goal first runs
     missing = missing_commands(contract, workspace)
     if missing:
@@ -115,7 +117,7 @@ def _set(store: Store, workspace: Path, thread: str | None, contract: Contract, 
         replace = typer.confirm("This workspace already has a goal. Replace it?", default=False)
         if not replace:
             raise typer.Exit(4)
-    settings = GoalSettings(model=model, allow_dirty=allow_dirty)
+    settings = GoalSettings(model=model, run=run_knobs, allow_dirty=allow_dirty)
     return control.set_goal(store, workspace, contract, settings, replace_existing=replace, thread_id=thread)
 
 
@@ -189,7 +191,8 @@ def exec_(
         adopted = newest_plan(store, workspace, thread) if contract_flags.from_plan else None
         contract = contract_flags.contract(objective, adopted)
         chosen = model_flags.settings(workspace, contract.budget.usd)
-        record = _set(store, workspace, thread, contract, chosen, replace, allow_dirty)
+        run_knobs = load_config(workspace, model_flags.profile).run
+        record = _set(store, workspace, thread, contract, chosen, run_knobs, replace, allow_dirty)
         return _drive(store, record, workspace, chosen, as_json)
 
 

@@ -353,7 +353,8 @@ class Runner:
         run = self.settings.run
         view = {"objective": self.contract.outcome, "status": self.state.status, "verified": self.contract.verified,
                 "checks": {e.name: "pass" if e.passed else "fail" for e in self.evidence},
-                "spent": asdict(self.state.spent), "limits": asdict(self.state.limits)}
+                "spent": asdict(self.state.spent), "limits": asdict(self.state.limits),
+                "checklist": list(self.contract.checklist)}
         return ToolContext(self.workspace, run.shell_timeout_s, output_token_limit=run.tool_output_token_limit,
                            counter=self.counter, read_blob=self.store.get_blob, env=self.env, goal_view=view,
                            sandbox=self.sandbox)
