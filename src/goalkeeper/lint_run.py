@@ -1,0 +1,246 @@
+"""Lint that looks at the workspace: `lint_goal` adds to the contract's own findings what only the machine can tell.
+
+Without running anything it asks bash whether each command parses (`bash -n`) and whether its program
+exists (`type -t`). With `run` it runs each check and keep_green command once, under the goal's own sandbox
+policy, in a scratch copy of the workspace, to find checks that cannot run, checks that already pass (the
+goal would be achieved at once), metrics that cannot be read, and keep_green commands that are red now.
+The workspace itself is never written: the copy is removed whatever happens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from goalkeeper.contract import Check, Contract, format_duration
+from goalkeeper.contract.lint import Element, Finding, LintReport, lint_report
+from goalkeeper.errors import SandboxError
+from goalkeeper.sandbox.bwrap import require_sandbox
+from goalkeeper.sandbox.policy import SandboxPolicy, command_environment
+from goalkeeper.verify import Evidence, missing_commands, run_check, run_constraint
+
+#: Seconds each check or keep_green command may run while linting (less when its own timeout is shorter).
+LINT_TIMEOUT_S = 120.0
+
+#: The timeout keep_green commands get in a run (verify.run_constraint's default).
+KEEP_GREEN_TIMEOUT_S = 600.0
+
+# A Python syntax error in the command line itself (`python -c`, `python - <<EOF`), not in the code under test.
+_INLINE_PYTHON = re.compile(r'File "<(?:string|stdin)>", line \d+')
+_BASH_PREFIX = re.compile(r"^(?:\S*bash: )?(?:-c: )?(?:line \d+: )?")
+_PYTHON_SYNTAX = re.compile(r"^(?:SyntaxError|IndentationError|TabError): .*$", re.MULTILINE)
+
+
+def lint_goal(contract: Contract, workspace: Path, *, run: bool = True,
+              timeout_s: float = LINT_TIMEOUT_S) -> LintReport:
+    """Lint `contract` for `workspace`: the contract's own findings, the commands' syntax and programs, and
+    (with `run`) what running each check and keep_green command once shows. Call from synchronous code;
+    `lint_goal_async` is the same for a running event loop."""
+    return asyncio.run(lint_goal_async(contract, workspace, run=run, timeout_s=timeout_s))
+
+
+async def lint_goal_async(contract: Contract, workspace: Path, *, run: bool = True,
+                          timeout_s: float = LINT_TIMEOUT_S) -> LintReport:
+    """`lint_goal` for async callers."""
+    static = await asyncio.to_thread(_static_findings, contract, workspace)
+    findings = [finding for _, finding in static]
+    if not run:
+        return lint_report(contract, findings, ran=False)
+    ran, notes = await _run_findings(contract, workspace, {name for name, _ in static}, timeout_s)
+    return lint_report(contract, [*findings, *ran], ran=True, notes=notes)
+
+
+# ---------------------------------------------------------------- without running anything
+
+
+def _commands(contract: Contract) -> list[tuple[Element, str, str]]:
+    """(element, name, command) for every check, then every keep_green command (named by itself)."""
+    return [*(("verification", check.name, check.run) for check in contract.checks),
+            *(("constraints", command, command) for command in contract.constraints.keep_green)]
+
+
+def _static_findings(contract: Contract, workspace: Path) -> list[tuple[str, Finding]]:
+    """(name, finding) for each command that bash cannot parse or whose program does not exist here."""
+    found = []
+    for element, name, command in _commands(contract):
+        problem = _shell_syntax_error(command, workspace)
+        if problem is not None:
+            found.append((name, _syntax_finding(element, name, problem)))
+    unparsed = {name for name, _ in found}
+    check_names = {check.name for check in contract.checks}
+    for name, word in missing_commands(contract, workspace):
+        if name in unparsed:
+            continue
+        kind: Element = "verification" if name in check_names else "constraints"
+        found.append((name, Finding(
+            "error", kind, "cannot-run", f"{_what(kind, name)} runs `{word}`, which is not a command here",
+            f"fix the program name in {_where(kind, name)}, or install `{word}` (it must be on PATH)")))
+    return found
+
+
+def _shell_syntax_error(command: str, workspace: Path) -> str | None:
+    """bash's complaint about `command`'s syntax (parsed with `bash -n`, which runs nothing), or None."""
+    parsed = subprocess.run(["/bin/bash", "-n", "-c", command], cwd=workspace, capture_output=True, text=True,
+                            check=False)
+    if parsed.returncode == 0:
+        return None
+    lines = [_BASH_PREFIX.sub("", line) for line in parsed.stderr.strip().splitlines()]
+    return lines[0] if lines else f"bash -n exited {parsed.returncode}"
+
+
+def _syntax_finding(element: Element, name: str, problem: str) -> Finding:
+    return Finding("error", element, "syntax-error", f"{_what(element, name)} has a syntax error: {problem}",
+                   f"fix the quoting or syntax in {_where(element, name)}; try it by hand with bash -c '...'")
+
+
+def _what(element: Element, name: str) -> str:
+    return f"check `{name}`" if element == "verification" else f"keep_green command `{name}`"
+
+
+def _where(element: Element, name: str) -> str:
+    return f'the `run` of [[checks]] name = "{name}"' if element == "verification" else "[constraints] keep_green"
+
+
+# ---------------------------------------------------------------- running each command once
+
+
+async def _run_findings(contract: Contract, workspace: Path, broken: set[str],
+                        timeout_s: float) -> tuple[list[Finding], list[str]]:
+    """Findings from running each runnable check and keep_green command once, and notes on what was not judged."""
+    if not contract.checks and not contract.constraints.keep_green:
+        return [], []
+    with _scratch_copy(workspace) as scratch:
+        boundaries = contract.boundaries
+        sandbox = SandboxPolicy(boundaries.sandbox, scratch.resolve(), tuple(boundaries.protect),
+                                tuple(boundaries.paths), network=boundaries.network)
+        try:
+            await asyncio.to_thread(require_sandbox, sandbox)
+        except SandboxError as error:
+            return [Finding("error", "boundaries", "sandbox-unavailable",
+                            f"the checks cannot run under sandbox {boundaries.sandbox!r}: {error.message}",
+                            error.hint or 'install bubblewrap, or set sandbox = "danger-full-access" in [boundaries]'
+                            )], []
+        env = command_environment(os.environ)
+        runs: list[tuple[Evidence, float, float]] = []  # evidence, the limit it ran under, its own timeout
+        for check in contract.checks:
+            if check.name not in broken:
+                capped = _capped(check, timeout_s)
+                runs.append((await run_check(capped, scratch, env, sandbox), capped.timeout_s, check.timeout_s))
+        limit = min(KEEP_GREEN_TIMEOUT_S, timeout_s)
+        for command in contract.constraints.keep_green:
+            if command not in broken:
+                evidence = await run_constraint(command, scratch, limit, env, sandbox)
+                runs.append((evidence, limit, KEEP_GREEN_TIMEOUT_S))
+    return _judge(runs, len(contract.checks))
+
+
+def _judge(runs: list[tuple[Evidence, float, float]], total_checks: int) -> tuple[list[Finding], list[str]]:
+    """Findings and notes from one run of each command."""
+    findings: list[Finding] = []
+    notes: list[str] = []
+    judged: list[Evidence] = []
+    for item, limit, own in runs:
+        problem = _cannot_run(item) or _timed_out(item, limit, own, notes)
+        if problem is not None:
+            findings.append(problem)
+        elif not item.timed_out:
+            judged.append(item)
+    checks = [item for item in judged if item.kind == "check"]
+    findings += _already_passing(checks, total_checks)
+    findings += [_metric_unread(item) for item in checks if item.target and item.metric is None and item.exit_code == 0]
+    findings += [_red_keep_green(item) for item in judged if item.kind == "constraint" and not item.passed]
+    return findings, notes
+
+
+@contextmanager
+def _scratch_copy(workspace: Path) -> Iterator[Path]:
+    """A plain copy of the workspace, `.git` included (checks may ask git), removed afterwards."""
+    root = Path(tempfile.mkdtemp(prefix="gk-lint-"))
+    try:
+        copy = root / workspace.name
+        shutil.copytree(workspace, copy, symlinks=True)
+        yield copy
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _capped(check: Check, timeout_s: float) -> Check:
+    return check.model_copy(update={"timeout_s": min(check.timeout_s, timeout_s)})
+
+
+def _element_of(item: Evidence) -> Element:
+    return "verification" if item.kind == "check" else "constraints"
+
+
+def _cannot_run(item: Evidence) -> Finding | None:
+    """A program not found or not executable (126/127), or a Python syntax error in the command line."""
+    element = _element_of(item)
+    if item.exit_code in (126, 127) and not item.timed_out:
+        return Finding("error", element, "cannot-run",
+                       f"{_what(element, item.name)} cannot run: {item.error or f'exit code {item.exit_code}'}",
+                       f"fix {_where(element, item.name)}, or install the program it needs")
+    syntax = _PYTHON_SYNTAX.search(item.output_tail)
+    if syntax is not None and _INLINE_PYTHON.search(item.output_tail):
+        return _syntax_finding(element, item.name, f"Python says {syntax.group(0).strip()}")
+    return None
+
+
+def _timed_out(item: Evidence, limit: float, own: float, notes: list[str]) -> Finding | None:
+    """A warning when the command hit its own timeout; a note when it only hit lint's shorter one."""
+    if not item.timed_out:
+        return None
+    element = _element_of(item)
+    if limit < own:
+        notes.append(f"{_what(element, item.name)} did not finish within lint's {format_duration(limit)}, so it was "
+                     "not judged")
+        return None
+    return Finding("warning", element, "times-out",
+                   f"{_what(element, item.name)} timed out after {format_duration(limit)}: every verification would",
+                   f'raise it: timeout = "{format_duration(2 * limit)}" in {_where(element, item.name)}, '
+                   "or make the command faster")
+
+
+def _already_passing(checks: list[Evidence], total: int) -> list[Finding]:
+    """An error when every check passes now (achieved at once); else a warning per check that passes."""
+    passing = [item for item in checks if item.passed]
+    if not passing:
+        return []
+    if len(passing) == total:
+        shown = ", ".join(f"`{item.name}`{_metric_shown(item)}" for item in passing)
+        return [Finding("error", "verification", "passes-at-baseline",
+                        f"every check passes already ({shown}): the goal would be achieved before the first turn",
+                        "make the checks test what is not done yet (a new failing test, a metric target not met "
+                        "now), or the goal is already achieved")]
+    return [Finding("warning", "verification", "check-passes-at-baseline",
+                    f"check `{item.name}` passes already{_metric_shown(item)}: it proves nothing about this goal",
+                    f'move it to [constraints] keep_green = ["{item.command}"] if it guards against regressions, '
+                    "or make it test what is not done yet")
+            for item in passing]
+
+
+def _metric_shown(item: Evidence) -> str:
+    return f" (metric {item.metric:g}, target {item.target})" if item.metric is not None else ""
+
+
+def _metric_unread(item: Evidence) -> Finding:
+    return Finding("warning", "verification", "metric-not-read",
+                   f"check `{item.name}` exits 0 but its metric could not be read: {item.error}",
+                   f'print the metric (JSON on the last line works), or fix the metric of [[checks]] name = '
+                   f'"{item.name}"')
+
+
+def _red_keep_green(item: Evidence) -> Finding:
+    lines = item.output_tail.strip().splitlines()
+    said = f": {lines[-1][:120]}" if lines else ""
+    return Finding("warning", "constraints", "keep-green-red",
+                   f"keep_green command `{item.name}` is red now (exit {item.exit_code}{said}): the baseline drops "
+                   "it, so it guards nothing",
+                   "make it green first, or remove it from [constraints] keep_green")
+
