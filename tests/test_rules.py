@@ -25,7 +25,7 @@ from goalkeeper.sandbox.rules import (
     decide_command,
 )
 from goalkeeper.tools.base import ToolContext, ToolResult
-from goalkeeper.tools.registry import ToolRegistry
+from goalkeeper.tools.registry import Approval, ToolRegistry
 from goalkeeper.tools.shell import ShellTool
 
 GOAL_BRANCH = "goal/fix-discounts"
@@ -312,9 +312,9 @@ def test_an_ask_without_an_approver_is_denied_until_the_tui_brings_prompts(tmp_p
 def test_an_approver_decides_an_ask(tmp_path: Path, approve: bool) -> None:
     asked: list[tuple[str, CommandDecision]] = []
 
-    async def approver(command: str, decision: CommandDecision) -> bool:
+    async def approver(command: str, decision: CommandDecision) -> Approval:
         asked.append((command, decision))
-        return approve
+        return Approval(approve)
 
     registry = ToolRegistry([ShellTool()], rules=[Rule("touch *", "ask")], approver=approver)
 

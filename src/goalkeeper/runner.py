@@ -58,7 +58,7 @@ from goalkeeper.snapshot import state_to_dict
 from goalkeeper.store import EventRecord, GoalRecord, NewEvent, StaleGoalError, Store
 from goalkeeper.surface import double_check
 from goalkeeper.tools.base import ToolContext, ToolResult
-from goalkeeper.tools.registry import ToolRegistry, default_registry
+from goalkeeper.tools.registry import Approver, ToolRegistry, default_registry
 from goalkeeper.turn import run_turn
 from goalkeeper.verify import Evidence, run_checks
 from goalkeeper.workspace.checkpoints import Violation
@@ -81,10 +81,17 @@ class GoalGone(GoalkeeperError):
 
 
 class Runner:
-    """One goal, one process, one lease."""
+    """One goal, one process, one lease.
+
+    `on_event` sees every committed event; `on_text` the model's text as it streams. With an `approver` a
+    person answers the commands the rules ask about (else they are denied: the run is headless).
+    `handle_signals=False` leaves Ctrl-C and SIGTERM to the caller (a TUI owns its keys).
+    """
 
     def __init__(self, store: Store, goal: GoalRecord, model: Model, workspace: Path,
-                 on_event: Callable[[EventRecord], None] | None = None) -> None:
+                 on_event: Callable[[EventRecord], None] | None = None, *,
+                 on_text: Callable[[str], None] | None = None, approver: Approver | None = None,
+                 handle_signals: bool = True) -> None:
         self.store, self.goal, self.model, self.workspace = store, goal, model, workspace
         self.contract = Contract.model_validate(goal.contract)
         self.settings = GoalSettings.model_validate(goal.settings)
@@ -94,8 +101,9 @@ class Runner:
         self.unit_price = stored.price if stored is not None and stored.price is not None else price_of(model.name)
         self.counter = counter_for(stored.model if stored else model.name, stored.wire_api if stored else "chat")
         self.compact_limit = auto_compact_limit(stored)
-        self.tools: ToolRegistry = default_registry()
-        self.on_event = on_event
+        self.tools: ToolRegistry = default_registry().with_approvals(approver=approver)
+        self.on_event, self.on_text, self.approver = on_event, on_text, approver
+        self.handle_signals = handle_signals
         self.evidence: list[Evidence] = []
         self.keep_green: list[str] | None = None
         self.why = ""
@@ -120,7 +128,7 @@ class Runner:
         self.store.acquire_lease(self.goal.goal_id)
         heartbeat = asyncio.create_task(self._heartbeat())
         try:
-            with _signals_call(self._interrupt):
+            with _signals_call(self.interrupt) if self.handle_signals else contextlib.nullcontext():
                 action = await self._start()
                 while isinstance(action, StartTurn | RunChecks):
                     action = await run_turn(self) if isinstance(action, StartTurn) else await self.verify()
@@ -292,7 +300,12 @@ class Runner:
         id the cut's marker names (`blob_id_of`), so `read_output` can page through it."""
         result = await self.tools.execute(call, self._tool_context())
         if "approval" in result.data:
-            self.record([NewEvent("approval", {"call_id": call.id, **result.data["approval"]}, "harness")])
+            approval = result.data["approval"]
+            # Goal-scoped: a remembered approval is an event of this goal, never config; a restart reloads it.
+            rules = [NewEvent("approval_rule", {"match": match, "action": "allow", "command": approval["command"],
+                                                "goal_id": self.goal.goal_id}, "user")
+                     for match in approval.get("matches", [])]
+            self.record([NewEvent("approval", {"call_id": call.id, **approval}, "harness"), *rules])
         if result.full_output is not None:
             blob = self.store.put_blob(result.full_output)
             result = replace(result, full_output=None, data={**result.data, "blob_id": blob})
@@ -348,6 +361,8 @@ class Runner:
             self.notice += violations_notice(violations) if record.kind == "checkpoint" else ""
         elif record.kind == "message":
             self.notice = ""  # told
+        elif record.kind == "approval_rule":
+            self.tools.remember(str(record.payload["match"]))
 
     def _tool_context(self) -> ToolContext:
         run = self.settings.run
@@ -357,7 +372,7 @@ class Runner:
                 "checklist": list(self.contract.checklist)}
         return ToolContext(self.workspace, run.shell_timeout_s, output_token_limit=run.tool_output_token_limit,
                            counter=self.counter, read_blob=self.store.get_blob, env=self.env, goal_view=view,
-                           sandbox=self.sandbox)
+                           sandbox=self.sandbox, headless=self.approver is None)
 
     async def _heartbeat(self) -> None:
         while True:
@@ -368,7 +383,8 @@ class Runner:
                 self._lease_lost = True  # acted on at the next boundary
                 return
 
-    def _interrupt(self) -> None:
+    def interrupt(self) -> None:
+        """Pause at the next boundary (what Ctrl-C does); safe to call from the runner's event loop."""
         self._interrupted = True  # honoured at the next boundary: the current tool call finishes first
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from goalkeeper.context.history import Conversation
@@ -41,6 +42,8 @@ class TurnHost(Protocol):
 
     conversation: Conversation
     tools: ToolRegistry
+    on_text: Callable[[str], None] | None
+    """Receives the model's text as it streams (a UI shows it as it arrives)."""
 
     def steer(self, outcome: Outcome, extra: list[NewEvent] | None = None) -> Decision: ...
     def record(self, events: list[NewEvent]) -> None: ...
@@ -76,7 +79,8 @@ async def run_turn(host: TurnHost) -> Action:
         due = host.steer(RequestDue(estimate, host.elapsed()))
         if not isinstance(due.action, Proceed):
             return due.action
-        request = ModelRequest(host.conversation.messages(), tools.specs, due.action.max_output_tokens)
+        request = ModelRequest(host.conversation.messages(), tools.specs, due.action.max_output_tokens,
+                               on_text=host.on_text)
         response = await host.sample(request)
         if not isinstance(response, ModelResponse):
             return response

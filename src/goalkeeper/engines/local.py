@@ -1,21 +1,48 @@
-"""Runs one goal in this process, with the model its settings name."""
+"""Runs one goal in this process, with the model its settings name.
+
+`run_goal` owns its event loop (the CLI); `drive_goal` runs inside one that is already going (the TUI).
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from goalkeeper.config import GoalSettings, ModelSettings, load_config, settings_from_config
+from goalkeeper.models.base import Model
 from goalkeeper.models.factory import build_model, endpoint
 from goalkeeper.runner import Runner, RunResult
 from goalkeeper.store import EventRecord, GoalRecord, Store
+from goalkeeper.tools.registry import Approver
 
 
 def run_goal(store: Store, goal: GoalRecord, workspace: Path, model: ModelSettings | None = None,
              on_event: Callable[[EventRecord], None] | None = None,
              on_start: Callable[[ModelSettings], None] | None = None) -> RunResult:
     """Drive `goal` until it stops. `model` overrides the settings stored with the goal."""
+    goal, chosen = settle_model(store, goal, workspace, model)
+    if on_start is not None:
+        on_start(chosen)
+    return asyncio.run(drive_goal(store, goal, workspace, chosen, on_event=on_event))
+
+
+async def drive_goal(store: Store, goal: GoalRecord, workspace: Path, model: ModelSettings | None = None, *,
+                     on_event: Callable[[EventRecord], None] | None = None,
+                     on_text: Callable[[str], None] | None = None, approver: Approver | None = None,
+                     handle_signals: bool = True) -> RunResult:
+    """`run_goal` inside a running event loop; the hooks are the Runner's (runner.py)."""
+    goal, chosen = settle_model(store, goal, workspace, model)
+    async with open_model(chosen) as built:
+        runner = Runner(store, goal, built, workspace, on_event, on_text=on_text, approver=approver,
+                        handle_signals=handle_signals)
+        return await runner.run()
+
+
+def settle_model(store: Store, goal: GoalRecord, workspace: Path,
+                 model: ModelSettings | None) -> tuple[GoalRecord, ModelSettings]:
+    """The model to drive `goal` with (`model`, else the goal's, else config's), stored with the goal."""
     settings = GoalSettings.model_validate(goal.settings)
     chosen = model or settings.model or settings_from_config(load_config(workspace))
     if chosen != settings.model:
@@ -23,8 +50,20 @@ def run_goal(store: Store, goal: GoalRecord, workspace: Path, model: ModelSettin
         settings = settings.model_copy(update={"model": chosen})
         store.commit(goal.goal_id, [], settings=settings.model_dump(mode="json"))
         goal = store.get_goal_by_id(goal.goal_id)
-    if on_start is not None:
-        on_start(chosen)
-    with endpoint(chosen) as reachable:
-        runner = Runner(store, goal, build_model(reachable), workspace, on_event=on_event)
-        return asyncio.run(runner.run())
+    return goal, chosen
+
+
+@contextlib.asynccontextmanager
+async def open_model(settings: ModelSettings) -> AsyncIterator[Model]:
+    """The model `settings` name, its endpoint reachable while the block runs (the bundled local server is
+    started and stopped off the event loop: it takes seconds), and its connections closed at the end."""
+    reachable = endpoint(settings)
+    resolved = await asyncio.to_thread(reachable.__enter__)
+    try:
+        built = build_model(resolved)
+        try:
+            yield built
+        finally:
+            await built.aclose()
+    finally:
+        await asyncio.to_thread(reachable.__exit__, None, None, None)

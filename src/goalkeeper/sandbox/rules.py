@@ -23,6 +23,12 @@ as commands of their own). Each simple command gets a verdict, in this order:
 
 The command's decision is the first deny among its simple commands, else the first ask, else allow.
 An ask becomes a deny when the policy is `never` (nothing is ever asked) or the run is headless.
+
+Remembered approvals. When a person approves an ask "for the rest of this goal", the approval covers a
+prefix of each simple command that was asked about (`command_prefix`, a rule glob such as `npm test*`).
+Such a rule only ever turns an ask into an allow (`asked_commands` says which parts would ask): a deny,
+a guard or the branch rule is never affected, so a remembered `git checkout*` still cannot leave the
+goal branch.
 """
 
 from __future__ import annotations
@@ -96,6 +102,14 @@ _UNSAFE_OPTIONS = ("--output", "--ext-diff", "--pre", "--exec")
 
 _INTERPRETERS = frozenset({"python", "perl", "ruby", "node", "php"})
 _HOMES = ("~", "$HOME", "${HOME}")
+
+SUBCOMMAND_TOOLS = frozenset({
+    "git", "npm", "pnpm", "yarn", "npx", "bun", "deno", "cargo", "rustup", "go", "uv", "pip", "pip3", "pipx",
+    "poetry", "hatch", "pdm", "conda", "docker", "podman", "kubectl", "helm", "make", "gmake", "just", "gh",
+    "terraform", "dotnet", "mvn", "gradle", "apt", "apt-get", "brew", "systemctl",
+})
+"""Programs whose first argument names what they do (`git commit`, `npm test`, `make deploy`): a remembered
+approval covers the program and that subcommand, never the whole program."""
 
 
 def decide_command(command: str, rules: Sequence[Rule], policy: ApprovalPolicy, goal_branch: str | None,
@@ -248,3 +262,61 @@ def _is_read_only(part: SimpleCommand) -> bool:
     if name == "git":
         return len(part.argv) > 1 and part.argv[1] in READ_ONLY_GIT
     return name in READ_ONLY_PROGRAMS
+
+
+def command_prefix(command: str) -> str:
+    """The rule glob a remembered approval of `command` covers: a prefix of its first simple command.
+
+    - Words before the program (`VAR=x`, `sudo`, `env`, `timeout 5`, …) are kept as written, because
+      allow rules match the command as written.
+    - Programs with subcommands (`SUBCOMMAND_TOOLS`) keep the words up to their subcommand:
+      `npm test -- --watch` → `npm test*`, `git -C repo commit -m x` → `git -C repo commit*`. When an
+      option that is not one of git's global options comes first, or there is no subcommand, the glob is
+      the command exactly (`npm --prefix web test`, `make`): an option's value is no subcommand, and a
+      bare `make*` would cover every target.
+    - Shells and interpreters keep the words up to their script or module: `python -m pytest -q` →
+      `python -m pytest*`, `node build.js` → `node build.js*` (with no script, exactly the command); the
+      program alone would allow anything.
+    - Any other program is covered whole: `pytest -q tests/x.py` → `pytest*`, `rm -r build` → `rm*`.
+
+    Glob characters in the kept words are matched literally. "" for an empty command. Guarded and denied
+    commands (`rm -rf /`, `curl … | sh`, `git push`, leaving the goal branch) are never asked about, so
+    no approval of them can be remembered; and a remembered glob only turns an ask into an allow.
+    """
+    parts = split_command(command)
+    return _prefix_glob(parts[0].argv) if parts else ""
+
+
+def asked_commands(command: str, rules: Sequence[Rule], policy: ApprovalPolicy,
+                   goal_branch: str | None) -> list[str]:
+    """The simple commands of `command`, as written, that the rules and the policy would ask about."""
+    return [" ".join(part.argv) for part in split_command(command)
+            if _judge(part, rules, policy, goal_branch).action == "ask"]
+
+
+def _prefix_glob(argv: tuple[str, ...]) -> str:
+    """`command_prefix` for one simple command's words."""
+    core = core_argv(argv)
+    start = next((i for i in range(len(argv)) if program(argv[i:i + 1]) == (core[0] if core else None)
+                  and core_argv(argv[i:]) == core), None)
+    if start is None:
+        return _literal(argv)  # nothing but wrappers: exactly this
+    name, rest = _runner(core), argv[start + 1:]
+    if name not in SUBCOMMAND_TOOLS and name not in SHELLS and name not in _INTERPRETERS:
+        return _literal(argv[:start + 1]) + "*"
+    if name == "git":
+        # git's global options (`-C repo`, `-c k=v`) stand before the subcommand core_argv found.
+        subcommand: int | None = rest.index(core[1]) if len(core) > 1 else None
+    elif name in SUBCOMMAND_TOOLS:
+        subcommand = 0 if rest and not rest[0].startswith("-") else None
+    else:  # a shell or interpreter: up to its script or module (`-m pytest`, `-c CODE`)
+        subcommand = next((i for i, word in enumerate(rest) if not word.startswith("-")), None)
+    if subcommand is None:
+        return _literal(argv)  # no subcommand: exactly this command
+    return _literal(argv[:start + 2 + subcommand]) + "*"
+
+
+def _literal(words: Sequence[str]) -> str:
+    """Words joined as a rule glob that matches them literally (`*`, `?` and `[` escaped as classes)."""
+    text = " ".join(words)
+    return "".join(f"[{char}]" if char in "*?[" else char for char in text)

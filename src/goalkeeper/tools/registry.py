@@ -2,6 +2,8 @@
 
 Dispatch turns every model mistake (unknown tool, bad JSON) into a tool error the model can read. A
 `shell` call is judged by sandbox/rules.py first; a denial is a tool error too, and the goal continues.
+An "ask" goes to the person through the `Approver`; an approval they ask to remember becomes an allow
+rule of this registry at once (`remembered`), which only ever turns a later ask into an allow.
 """
 
 from __future__ import annotations
@@ -9,10 +11,19 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from goalkeeper.models.base import ToolCall, ToolSpec
-from goalkeeper.sandbox.rules import ApprovalPolicy, CommandDecision, Rule, decide_command
+from goalkeeper.sandbox.globs import command_matches
+from goalkeeper.sandbox.rules import (
+    ApprovalPolicy,
+    CommandDecision,
+    Rule,
+    asked_commands,
+    command_prefix,
+    decide_command,
+)
 from goalkeeper.tools.base import Tool, ToolContext, ToolResult
 from goalkeeper.tools.files import ReadFileTool, WriteFileTool
 from goalkeeper.tools.goal import Checkpoint, GetGoal, UpdateGoal
@@ -26,8 +37,21 @@ GOAL_TOOL_NAMES = ("get_goal", "update_goal", "checkpoint")
 READ_ONLY_TOOL_NAMES = ("read_file", "search", "read_output", "get_goal")
 """Tools that cannot change the workspace or the goal: all a side question or a planning turn gets."""
 
-Approver = Callable[[str, CommandDecision], Awaitable[bool]]
-"""Asks a person whether a command the rules say "ask" about may run (the TUI supplies it); True runs it."""
+
+
+@dataclass(frozen=True)
+class Approval:
+    """A person's answer to an "ask"."""
+
+    approved: bool
+    remember: bool = False
+    """With `approved`: allow this command's prefix (`command_prefix`) for the rest of the goal (or chat)."""
+    reason: str = ""
+    """With a refusal: told to the model as "refused by the person: <reason>"."""
+
+
+Approver = Callable[[str, CommandDecision], Awaitable[Approval]]
+"""Asks a person whether a command the rules say "ask" about may run (the TUI supplies it)."""
 
 NO_PROMPT_YET = "approval prompts arrive with the TUI"
 """Why an ask is denied in an attended run that has no approver."""
@@ -38,7 +62,7 @@ class ToolRegistry:
 
     def __init__(self, tools: Iterable[Tool], *, rules: Sequence[Rule] = (),
                  approval_policy: ApprovalPolicy = "on-request", goal_branch: str | None = None,
-                 approver: Approver | None = None) -> None:
+                 approver: Approver | None = None, remembered: list[Rule] | None = None) -> None:
         self.tools: dict[str, Tool] = {tool.spec.name: tool for tool in tools}
         self.rules: tuple[Rule, ...] = tuple(rules)
         """The user's `[[rules]]`, consulted before the default rules."""
@@ -47,6 +71,9 @@ class ToolRegistry:
         """The branch the goal works on; checking out any other is denied."""
         self.approver = approver
         """Asks a person about "ask" commands; None denies them (and headless runs never ask)."""
+        self.remembered: list[Rule] = remembered if remembered is not None else []
+        """Allow rules from approvals the person asked to remember. Shared (the same list) with every registry
+        derived from this one, so a remembered approval holds at once in the wrap-up turn's registry too."""
 
     @property
     def specs(self) -> tuple[ToolSpec, ...]:
@@ -58,7 +85,12 @@ class ToolRegistry:
         wanted = set(names)
         return ToolRegistry((tool for name, tool in self.tools.items() if name in wanted), rules=self.rules,
                             approval_policy=self.approval_policy, goal_branch=self.goal_branch,
-                            approver=self.approver)
+                            approver=self.approver, remembered=self.remembered)
+
+    def without(self, names: Iterable[str]) -> ToolRegistry:
+        """A registry without `names` (e.g. chat has no goal tools), same approvals."""
+        unwanted = set(names)
+        return self.only(name for name in self.tools if name not in unwanted)
 
     def with_approvals(self, *, rules: Sequence[Rule] | None = None,
                        approval_policy: ApprovalPolicy | None = None, goal_branch: str | None = None,
@@ -67,7 +99,14 @@ class ToolRegistry:
         return ToolRegistry(self.tools.values(), rules=self.rules if rules is None else rules,
                             approval_policy=approval_policy or self.approval_policy,
                             goal_branch=self.goal_branch if goal_branch is None else goal_branch,
-                            approver=approver or self.approver)
+                            approver=approver or self.approver, remembered=self.remembered)
+
+    def remember(self, match: str) -> Rule:
+        """Allow commands matching `match` from now on where the rules would ask (never where they deny)."""
+        rule = Rule(match, "allow", "approved earlier and remembered")
+        if rule not in self.remembered:
+            self.remembered.append(rule)
+        return rule
 
     async def execute(self, call: ToolCall, context: ToolContext) -> ToolResult:
         """Run one call. Unknown tools, malformed arguments and denied commands come back as tool errors."""
@@ -89,25 +128,51 @@ class ToolRegistry:
     async def _run_approved(self, tool: Tool, arguments: dict[str, Any], command: str,
                             context: ToolContext) -> ToolResult:
         """Judge `command`, ask when the rules say so and someone can answer, then run it or refuse it."""
-        decision = decide_command(command, self.rules, self.approval_policy, self.goal_branch, context.headless)
-        asked = False
+        decision, asked, remembered = self._judge(command, context.headless), False, False
         if decision.action == "ask":
             if self.approver is None:
                 decision = CommandDecision("deny", f"needs approval, and {NO_PROMPT_YET}: {decision.reason}",
                                            decision.rule)
             else:
                 asked = True
-                approved = await self.approver(command, decision)
-                decision = CommandDecision("allow" if approved else "deny",
-                                           f"{'approved' if approved else 'refused'} by the person: "
-                                           f"{decision.reason}", decision.rule)
-        approval = {**decision.as_event(command), "asked": asked}
+                answer = await self.approver(command, decision)
+                remembered = answer.approved and answer.remember
+                decision = _answered(decision, answer)
+        approval: dict[str, Any] = {**decision.as_event(command), "asked": asked}
+        if remembered:
+            # Only the parts that asked are remembered; they are all the approval covered.
+            parts = asked_commands(command, self.rules, self.approval_policy, self.goal_branch)
+            approval["remembered"] = True
+            approval["matches"] = [self.remember(command_prefix(part)).match for part in parts]
         if decision.action == "deny":
             by = f"by rule `{decision.rule}`" if decision.rule else "by the approval policy"
             return ToolResult(f"denied {by}: {decision.reason}; the goal continues — choose another approach",
                               ok=False, data={"approval": approval})
         result = await tool.run(arguments, context)
         return dataclasses.replace(result, data={**result.data, "approval": approval})
+
+    def _judge(self, command: str, headless: bool) -> CommandDecision:
+        """The rules' decision, with an ask turned into an allow when remembered approvals cover every part
+        that asks (headless runs too: the person already said yes for this goal)."""
+        decision = decide_command(command, self.rules, self.approval_policy, self.goal_branch, headless=False)
+        if decision.action != "ask":
+            return decision
+        parts = asked_commands(command, self.rules, self.approval_policy, self.goal_branch)
+        covering = [next((rule.match for rule in self.remembered if command_matches(rule.match, part)), None)
+                    for part in parts]
+        if parts and all(covering):
+            matches = ", ".join(f"`{match}`" for match in dict.fromkeys(covering) if match)
+            return CommandDecision("allow", f"approved earlier by the person (remembered: {matches})",
+                                   covering[0])
+        return decide_command(command, self.rules, self.approval_policy, self.goal_branch, headless)
+
+
+def _answered(decision: CommandDecision, answer: Approval) -> CommandDecision:
+    """The ask's decision once the person has answered it."""
+    if answer.approved:
+        return CommandDecision("allow", f"approved by the person: {decision.reason}", decision.rule)
+    because = answer.reason.strip() or decision.reason
+    return CommandDecision("deny", f"refused by the person: {because}", decision.rule)
 
 
 def default_registry() -> ToolRegistry:
