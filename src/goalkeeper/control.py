@@ -7,6 +7,8 @@ applied here at once. The CLI, the TUI and the server all call these functions.
 
 from __future__ import annotations
 
+import math
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -14,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from goalkeeper.config import GoalSettings
-from goalkeeper.contract import Contract
+from goalkeeper.contract import Contract, parse_duration
 from goalkeeper.decide import (
     BudgetRaised,
     Decision,
@@ -27,7 +29,7 @@ from goalkeeper.decide import (
     UserResumed,
     decide,
 )
-from goalkeeper.errors import GoalkeeperError, GoalNotFoundError
+from goalkeeper.errors import ConfigError, ContractError, GoalkeeperError, GoalNotFoundError
 from goalkeeper.lifecycle import Reason
 from goalkeeper.snapshot import state_from_dict, state_to_dict
 from goalkeeper.store import EventRecord, GoalRecord, NewEvent, Store, ThreadRecord, lease_is_live
@@ -44,6 +46,22 @@ class GoalExistsError(GoalkeeperError):
 
 class ControlRejected(GoalkeeperError):
     """The goal's status does not allow what was asked."""
+
+
+class BudgetAmountError(ConfigError):
+    """A budget raise (`/budget AMOUNT`) that is not one of the accepted forms."""
+
+
+BUDGET_FORMS = ("tokens `50000`, `50k`, `1.5M`, `50K tok`; USD `$2`, `$0.50`; time `30m`, `1h`, `90s`, "
+                "`1h30m`; turns `10 turns`")
+"""The amounts `parse_budget_raise` accepts, for its error message and for help texts."""
+
+_NUMBER = r"(\d[\d_,]*(?:\.\d+)?|\.\d+)"
+_TOKENS = re.compile(rf"{_NUMBER}\s*([kKM]?)\s*(?i:tok|toks|token|tokens)?")
+_USD = re.compile(rf"\$\s*{_NUMBER}|{_NUMBER}\s*(?:\$|usd)", re.IGNORECASE)
+_TURNS = re.compile(rf"{_NUMBER}\s*turns?", re.IGNORECASE)
+_TIME = re.compile(r"(?:\s*(?:\d+(?:\.\d*)?|\.\d+)\s*[dhms])+\s*")  # lower-case units: `M` is millions
+_TOKEN_SCALE = {"": 1, "k": 1_000, "K": 1_000, "M": 1_000_000}
 
 
 @dataclass(frozen=True)
@@ -191,6 +209,53 @@ def outcome_of_request(request: EventRecord) -> Outcome | None:
     if action == "resume":
         return UserResumed(force=bool(request.payload.get("force")))
     return None
+
+
+def parse_budget_raise(text: str) -> dict[str, Any]:
+    """The budget raise `text` asks for, as the detail `request(..., "budget" | "resume", **detail)` takes:
+    `{"add_tokens": int}`, `{"add_usd": float}`, `{"add_time_s": float}` or `{"add_turns": int}`.
+
+    A bare number is tokens; `k`/`K` is thousands and a capital `M` millions of tokens, while a lower-case
+    `m` is minutes. A leading `+` is allowed. Anything else raises BudgetAmountError naming the forms.
+    """
+    amount = text.strip().removeprefix("+").strip()
+    if match := _TURNS.fullmatch(amount):
+        detail: dict[str, Any] = {"add_turns": _number(match.group(1))}
+    elif match := _USD.fullmatch(amount):
+        detail = {"add_usd": _number(match.group(1) or match.group(2))}
+    elif match := _TOKENS.fullmatch(amount):
+        detail = {"add_tokens": _number(match.group(1)) * _TOKEN_SCALE[match.group(2)]}
+    elif _TIME.fullmatch(amount):
+        try:
+            detail = {"add_time_s": parse_duration(amount)}
+        except ContractError:
+            detail = {}
+    else:
+        detail = {}
+    [(key, value)] = detail.items() or [("", 0.0)]
+    whole = key in ("add_tokens", "add_turns")
+    if not detail or not math.isfinite(value) or value <= 0 or (whole and value != int(value)):
+        raise BudgetAmountError(f"not a budget amount: {text!r}; accepted: {BUDGET_FORMS}",
+                                "give one amount, e.g. 50k, $2, 30m or 10 turns")
+    return {key: int(value) if whole else float(value)}
+
+
+def raise_budget(store: Store, goal: GoalRecord, detail: dict[str, Any],
+                 wait_s: float = CONTROL_WAIT_S) -> ControlResult:
+    """Raise `goal`'s budget by `detail` (`parse_budget_raise`'s); a budget_limited goal is resumed as well,
+    as `gk goal resume --add-tokens N` does. Blocks up to `wait_s` while a live runner applies it (call it
+    off an event loop). A USD raise needs the goal's model to have a known price."""
+    stored = GoalSettings.model_validate(goal.settings).model
+    if detail.get("add_usd") and stored is not None and stored.price is None:
+        raise ConfigError(f"no price is known for model {stored.model}, so a USD budget cannot be enforced",
+                          f'add [model_pricing."{stored.model}"] input/cached_input/output to config.toml, '
+                          "set the goal again, or raise another budget")
+    status = store.get_goal_by_id(goal.goal_id).state.get("status")
+    return request(store, goal, "resume" if status == "budget_limited" else "budget", wait_s, **detail)
+
+
+def _number(text: str) -> float:
+    return float(text.replace("_", "").replace(",", ""))
 
 
 def _raise_of(detail: dict[str, Any]) -> BudgetRaised | None:

@@ -56,6 +56,8 @@ class Config:
     rules: tuple[Rule, ...] = ()
     """`[[rules]]` from every layer, the profile's first, then the project's, then the user's; where several
     match a command the strictest wins, so a later layer adds rules but cannot loosen an earlier one."""
+    restate_before_start: bool = True
+    """`restate_before_start`: before a goal first runs, the model restates it for the person to check."""
 
 
 def goalkeeper_home() -> Path:
@@ -104,7 +106,8 @@ def load_config(workspace: Path | None, profile: str | None = None) -> Config:
                   providers=config.model_providers, prices=load_prices(config.model_pricing),
                   run=RunSettings().model_copy(update=knobs),
                   files=tuple(path for path, _ in layers), approval_policy=config.approval_policy or "on-request",
-                  rules=tuple(Rule(rule.match, rule.action, rule.reason) for rule in config.rules or ()))
+                  rules=tuple(Rule(rule.match, rule.action, rule.reason) for rule in config.rules or ()),
+                  restate_before_start=True if config.restate_before_start is None else config.restate_before_start)
 
 
 def read_config_file(path: Path) -> dict[str, Any]:

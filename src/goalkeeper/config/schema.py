@@ -108,6 +108,9 @@ class Profile(_Table):
     """When a shell command needs a person's approval: untrusted, on-request (default) or never."""
     rules: list[CommandRule] | None = None
     """Command rules; every layer's rules apply, and the strictest matching one wins."""
+    restate_before_start: bool | None = None
+    """Before a goal's first run, ask the model to restate the goal in its own words for the person to
+    check (default true)."""
 
     @field_validator("approval_policy", mode="before")
     @classmethod
@@ -175,6 +178,7 @@ EXAMPLES = {
     "match": 'match = "git push*"',
     "action": 'action = "deny" (or "ask", "allow")',
     "reason": 'reason = "the person pushes after review"',
+    "restate_before_start": "restate_before_start = true (or false)",
 }
 """What to write, by key, for error messages."""
 
