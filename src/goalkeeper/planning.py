@@ -24,7 +24,7 @@ from goalkeeper.errors import ConfigError
 from goalkeeper.models.base import Message, ModelResponse, ToolSpec, Usage
 from goalkeeper.models.factory import build_model, endpoint
 from goalkeeper.readonly import (
-    ReadOnlySession,
+    ToolSession,
     ToolUse,
     assistant_message,
     read_only_context,
@@ -199,8 +199,8 @@ def make_plan(store: Store, workspace: Path, objective: str, *, thread_id: str |
     tools = ToolRegistry([*read_only_tools().tools.values(), SubmitPlan()])
     messages = [Message("system", render("system")), Message("user", render("plan", objective=as_data(objective)))]
     with endpoint(chosen) as reachable:
-        session = ReadOnlySession(build_model(reachable), chosen, tools, context, store, on_text=on_text,
-                                  on_tool=on_tool)
+        session = ToolSession(build_model(reachable), chosen, tools, context, store, on_text=on_text,
+                              on_tool=on_tool)
         plan = asyncio.run(_planning_turn(session, messages, objective, max_requests))
     payload = {**plan.payload(), "given_objective": objective, "usage": usage_payload(session.usage),
                "model": session.model_name, "requests": session.requests, "tool_calls": session.calls_payload()}
@@ -209,7 +209,7 @@ def make_plan(store: Store, workspace: Path, objective: str, *, thread_id: str |
                       tuple(session.calls))
 
 
-async def _planning_turn(session: ReadOnlySession, messages: list[Message], objective: str,
+async def _planning_turn(session: ToolSession, messages: list[Message], objective: str,
                          max_requests: int) -> Plan:
     """Requests and read-only calls until `submit_plan` or a text-only answer. Nothing is sent after that."""
     try:
@@ -227,7 +227,7 @@ async def _planning_turn(session: ReadOnlySession, messages: list[Message], obje
         await session.model.aclose()
 
 
-def _ended(session: ReadOnlySession, response: ModelResponse, objective: str) -> Plan | None:
+def _ended(session: ToolSession, response: ModelResponse, objective: str) -> Plan | None:
     """The plan, when this response ends the turn: a valid `submit_plan` call, or text with no call."""
     if not response.tool_calls:
         return plan_from_text(response.content, objective)

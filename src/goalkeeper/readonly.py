@@ -1,7 +1,8 @@
-"""A read-only model session: requests offering read-only tools, their calls run in the workspace, usage summed.
+"""Model sessions outside a goal's turns: requests offering a registry's tools, their calls run, usage summed.
 
-Side questions (side.py) and planning turns (planning.py) use it. It never writes goal state and never
-sends a continuation: whoever drives the session decides when it ends.
+Side questions (side.py) and planning turns (planning.py) give it the read-only tools built here; chat
+(chat.py) gives it every tool but the goal tools. A session never writes goal state and never sends a
+continuation: whoever drives it decides when it ends.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from goalkeeper.models.base import Message, Model, ModelRequest, ModelResponse, 
 from goalkeeper.models.retry import RetryPolicy, complete_with_retries
 from goalkeeper.sandbox.policy import SandboxPolicy, command_environment
 from goalkeeper.store import Store
-from goalkeeper.tools.base import ToolContext
+from goalkeeper.tools.base import ToolContext, ToolResult
 from goalkeeper.tools.registry import READ_ONLY_TOOL_NAMES, ToolRegistry, default_registry
 
 
@@ -64,8 +65,8 @@ def assistant_message(response: ModelResponse) -> Message:
 
 
 @dataclass
-class ReadOnlySession:
-    """One model, read-only tools, and the tally of what the session spent and called."""
+class ToolSession:
+    """One model, a tool registry, and the tally of what the session spent and called."""
 
     model: Model
     settings: ModelSettings
@@ -76,6 +77,9 @@ class ReadOnlySession:
     """Text as it arrives (streamed, or whole when the provider does not stream)."""
     on_tool: Callable[[ToolUse], None] | None = None
     """Each tool call once it has run."""
+    on_message: Callable[[Message, ModelResponse | ToolResult], None] | None = None
+    """Each message `converse` adds to the conversation, with the response or tool result it came from (chat
+    stores them as they land)."""
     usage: Usage = field(default_factory=Usage)
     requests: int = 0
     calls: list[ToolUse] = field(default_factory=list)
@@ -101,7 +105,7 @@ class ReadOnlySession:
         return response
 
     async def run_calls(self, calls: Sequence[ToolCall]) -> list[Message]:
-        """Run each call with the read-only tools; the results as tool messages for the next request.
+        """Run each call with the session's tools; the results as tool messages for the next request.
 
         A cut output keeps its full text in the store's blobs under the id its marker names, as the runner's do.
         """
@@ -114,9 +118,35 @@ class ReadOnlySession:
             self.calls.append(use)
             if self.on_tool is not None:
                 self.on_tool(use)
-            results.append(Message("tool", result.output, tool_call_id=call.id, name=call.name))
+            message = Message("tool", result.output, tool_call_id=call.id, name=call.name)
+            if self.on_message is not None:
+                self.on_message(message, result)
+            results.append(message)
         return results
+
+    async def converse(self, messages: list[Message], max_requests: int, last_request: str) -> str:
+        """Requests and tool calls until a text-only answer, appended to `messages`; its text is returned.
+
+        After `max_requests` requests, `last_request` is sent as a user message and that answer's text is
+        the answer. It still lists the tools (a provider refuses tool calls in a history without tool
+        definitions), but any call it makes is not run, and is left out of the conversation.
+        """
+        for _ in range(max_requests):
+            response = await self.request(messages, self.tools.specs)
+            self._add(messages, assistant_message(response), response)
+            if not response.tool_calls:
+                return response.content
+            messages += await self.run_calls(response.tool_calls)
+        messages.append(Message("user", last_request))
+        final = await self.request(messages, self.tools.specs)
+        self._add(messages, Message("assistant", final.content), final)
+        return final.content
 
     def calls_payload(self) -> list[dict[str, Any]]:
         """The calls made, as stored in an event."""
         return [{"name": use.name, "arguments": use.arguments, "ok": use.ok} for use in self.calls]
+
+    def _add(self, messages: list[Message], message: Message, response: ModelResponse) -> None:
+        messages.append(message)
+        if self.on_message is not None:
+            self.on_message(message, response)

@@ -22,14 +22,7 @@ from goalkeeper.control import load_state
 from goalkeeper.errors import ContextLengthError, GoalNotFoundError
 from goalkeeper.models.base import Message, Usage
 from goalkeeper.models.factory import build_model, endpoint
-from goalkeeper.readonly import (
-    ReadOnlySession,
-    ToolUse,
-    assistant_message,
-    read_only_context,
-    read_only_tools,
-    usage_payload,
-)
+from goalkeeper.readonly import ToolSession, ToolUse, read_only_context, read_only_tools, usage_payload
 from goalkeeper.store import GoalRecord, NewEvent, Store
 from goalkeeper.views import goal_events, latest_evidence
 
@@ -121,8 +114,8 @@ def ask_side_question(store: Store, workspace: Path, question: str, *, thread_id
     context = read_only_context(workspace, Contract.model_validate(goal.contract), settings.run, chosen, store,
                                 _goal_view(store, goal))
     with endpoint(chosen) as reachable:
-        session = ReadOnlySession(build_model(reachable), chosen, read_only_tools(), context, store,
-                                  on_text=on_text, on_tool=on_tool)
+        session = ToolSession(build_model(reachable), chosen, read_only_tools(), context, store,
+                              on_text=on_text, on_tool=on_tool)
         try:
             answer = asyncio.run(_converse(session, messages, max_requests))
         except ContextLengthError as error:
@@ -136,23 +129,12 @@ def ask_side_question(store: Store, workspace: Path, question: str, *, thread_id
                       session.requests, record.seq)
 
 
-async def _converse(session: ReadOnlySession, messages: list[Message], max_requests: int) -> str:
-    """Requests and read-only tool calls until a text-only answer; at the limit, one last request for it.
-
-    The last request still lists the tools (a provider refuses tool calls in a history without tool
-    definitions), but any call it makes is not run: its text is the answer.
-    """
+async def _converse(session: ToolSession, messages: list[Message], max_requests: int) -> str:
+    """Requests and read-only tool calls until a text-only answer; at the limit, one last request for it."""
     try:
-        for _ in range(max_requests):
-            response = await session.request(messages, session.tools.specs)
-            messages.append(assistant_message(response))
-            if not response.tool_calls:
-                return response.content
-            messages += await session.run_calls(response.tool_calls)
-        messages.append(Message("user", render("no_more_tools", task="side question",
-                                                 deliverable="answer, as plain text")))
-        final = await session.request(messages, session.tools.specs)
-        return final.content or f"(no answer within {max_requests} requests)"
+        last = render("no_more_tools", task="side question", deliverable="answer, as plain text")
+        answer = await session.converse(messages, max_requests, last)
+        return answer if answer or session.requests <= max_requests else f"(no answer within {max_requests} requests)"
     finally:
         await session.model.aclose()
 

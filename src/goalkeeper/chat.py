@@ -1,0 +1,160 @@
+"""Chat without a goal: ordinary turn-by-turn conversation about the workspace, with the same tools and sandbox.
+
+One `send` is one turn: requests and tool calls until a text-only answer. The conversation lives in the
+workspace's thread as events with no goal (`chat_message`, `chat_response`, `chat_tool_result`), so a new
+session on the same thread carries on where the last one stopped. A goal never sees them: the runner, side
+questions and compaction read only their goal's events, and the goal's conversation ignores these kinds.
+Nothing here writes goal state or charges a budget.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from goalkeeper.config import Config, ModelSettings, load_config
+from goalkeeper.context.history import tool_calls_from_payload
+from goalkeeper.context.prompts import render
+from goalkeeper.context.tokens import counter_for
+from goalkeeper.control import thread_for
+from goalkeeper.engines.local import open_model
+from goalkeeper.models.base import Message, Model, ModelResponse, Usage
+from goalkeeper.readonly import ToolSession, ToolUse, usage_payload
+from goalkeeper.sandbox.bwrap import require_sandbox
+from goalkeeper.sandbox.policy import SandboxPolicy, command_environment
+from goalkeeper.side import fork_history
+from goalkeeper.store import EventRecord, NewEvent, Store
+from goalkeeper.tools.base import ToolContext, ToolResult
+from goalkeeper.tools.registry import GOAL_TOOL_NAMES, Approver, ToolRegistry, default_registry
+
+CHAT_EVENT_KINDS = ("chat_message", "chat_response", "chat_tool_result")
+"""The events a chat is stored as (with no goal id)."""
+
+MAX_REQUESTS = 40
+"""Requests one prompt may make before it must answer from what it has."""
+
+HISTORY_MESSAGES = 200
+"""The newest stored messages a session sends before the new prompt (older ones stay in the store)."""
+
+
+@dataclass(frozen=True)
+class ChatReply:
+    """The answer to one prompt, and what getting it took."""
+
+    text: str
+    tool_calls: tuple[ToolUse, ...]
+    usage: Usage
+    model: str
+    requests: int
+
+
+def chat_tools(config: Config, approver: Approver | None) -> ToolRegistry:
+    """Every tool a goal turn has but the goal tools, under the config's rules and approval policy."""
+    return default_registry().without(GOAL_TOOL_NAMES).with_approvals(
+        rules=config.rules, approval_policy=config.approval_policy, approver=approver)
+
+
+def chat_history(records: list[EventRecord], newest: int = HISTORY_MESSAGES) -> list[Message]:
+    """The conversation stored in chat events: the newest `newest` messages, starting at a prompt, with any
+    call that never got a result (a crash mid-call) left out so every provider accepts it."""
+    messages: list[Message] = []
+    for record in records:
+        payload = record.payload
+        if record.goal_id is not None:
+            continue
+        if record.kind == "chat_message":
+            messages.append(Message("user", payload["content"]))
+        elif record.kind == "chat_response":
+            messages.append(Message("assistant", payload["content"], tool_calls=tool_calls_from_payload(payload)))
+        elif record.kind == "chat_tool_result":
+            messages.append(Message("tool", payload["output"], tool_call_id=payload["call_id"], name=payload["name"]))
+    window = fork_history(messages, newest)
+    start = next((i for i, message in enumerate(window) if message.role == "user"), len(window))
+    return window[start:]
+
+
+class ChatSession:
+    """A chat in `workspace`'s thread (made if there is none), with the model `settings` name.
+
+    With an `approver` a person answers the commands the rules ask about; without one they are refused.
+    The model (and the local server, if any) is opened on the first prompt; `aclose` releases it.
+    """
+
+    def __init__(self, store: Store, workspace: Path, settings: ModelSettings, *,
+                 approver: Approver | None = None) -> None:
+        self.store, self.workspace, self.settings = store, workspace, settings
+        self.thread = thread_for(store, workspace, create=True)
+        config = load_config(workspace)
+        self.tools = chat_tools(config, approver)
+        self.sandbox = SandboxPolicy("workspace-write", workspace)
+        self.context = ToolContext(workspace, config.run.shell_timeout_s,
+                                   output_token_limit=config.run.tool_output_token_limit,
+                                   counter=counter_for(settings.model, settings.wire_api), read_blob=store.get_blob,
+                                   env=command_environment(os.environ), sandbox=self.sandbox,
+                                   headless=approver is None)
+        records = store.events(self.thread.thread_id, kinds=[*CHAT_EVENT_KINDS, "approval_rule"])
+        for record in records:
+            if record.kind == "approval_rule" and record.goal_id is None:
+                self.tools.remember(str(record.payload["match"]))
+        self.history = chat_history(records)
+        self._model: Model | None = None
+        self._resources = contextlib.AsyncExitStack()
+
+    async def send(self, prompt: str, on_text: Callable[[str], None] | None = None,
+                   on_tool: Callable[[ToolUse], None] | None = None) -> ChatReply:
+        """Answer `prompt`, running the model's tool calls; every message is stored as it lands.
+
+        Provider errors raise (the prompt stays stored); SandboxError if commands cannot be confined here.
+        """
+        require_sandbox(self.sandbox)  # refuses to chat rather than run commands unconfined
+        model = await self._open()
+        self._record(NewEvent("chat_message", {"content": prompt}, "user"))
+        messages = [Message("system", render("chat")), *self.history, Message("user", prompt)]
+        session = ToolSession(model, self.settings, self.tools, self.context, self.store, on_text=on_text,
+                              on_tool=on_tool, on_message=self._store)
+        try:
+            last = render("no_more_tools", task="reply", deliverable="answer, as plain text")
+            text = await session.converse(messages, MAX_REQUESTS, last)
+        finally:
+            self.history = chat_history(self.store.events(self.thread.thread_id, kinds=list(CHAT_EVENT_KINDS)))
+        return ChatReply(text, tuple(session.calls), session.usage, session.model_name, session.requests)
+
+    async def aclose(self) -> None:
+        """Close the model's connections (and stop the local server, if one was started)."""
+        self._model = None
+        await self._resources.aclose()
+
+    async def __aenter__(self) -> ChatSession:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def _open(self) -> Model:
+        if self._model is None:
+            self._model = await self._resources.enter_async_context(open_model(self.settings))
+        return self._model
+
+    def _store(self, message: Message, source: ModelResponse | ToolResult) -> None:
+        """Store one message of the conversation as its chat event (and a tool call's approval)."""
+        if isinstance(source, ModelResponse):
+            self._record(NewEvent("chat_response", {
+                "content": message.content,
+                "tool_calls": [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in message.tool_calls],
+                "usage": usage_payload(source.usage), "model": source.model}, "model"))
+            return
+        events = [NewEvent("chat_tool_result", {"call_id": message.tool_call_id, "name": message.name,
+                                                "output": message.content, "ok": source.ok}, "harness")]
+        if "approval" in source.data:
+            approval: dict[str, Any] = source.data["approval"]
+            events.insert(0, NewEvent("approval", {"call_id": message.tool_call_id, **approval}, "harness"))
+            events += [NewEvent("approval_rule", {"match": match, "action": "allow", "command": approval["command"],
+                                                 "goal_id": None}, "user") for match in approval.get("matches", [])]
+        self._record(*events)
+
+    def _record(self, *events: NewEvent) -> None:
+        self.store.append_events(self.thread.thread_id, list(events))
