@@ -1,62 +1,118 @@
-"""The final artifact: checkpoints and evidence turned into Markdown (a PR description) and JSON.
+"""The final artifact: checkpoints and evidence turned into Markdown, a pull-request description, and JSON.
 
 It reads only the store. Claims backed by harness evidence are kept apart from the model's own word.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from goalkeeper.contract import Contract, format_duration
 from goalkeeper.store import EventRecord, GoalRecord, Store
 from goalkeeper.surface import TAMPERING
 from goalkeeper.verify import Evidence
-from goalkeeper.views import GoalSummary, goal_events, summarize
+from goalkeeper.views import GoalSummary, checklist_progress, goal_events, summarize
+
+REASONS = {
+    "goal_set": "the goal was set and has not stopped yet",
+    "user_pause": "a person paused it",
+    "user_resume": "a person resumed it",
+    "user_reopen": "a person re-opened it",
+    "interrupted": "the runner was interrupted (Ctrl-C or SIGTERM)",
+    "stalled": "two text-only turns in a row, and the checks did not pass",
+    "provider_unavailable": "the model provider stayed unavailable after retries",
+    "provider_error": "the model provider refused the request",
+    "context_too_long": "the conversation no longer fit the model's context",
+    "checks_passed": "the model requested completion and every check passed and every constraint held",
+    "audit_accepted": "no checks: the model's completion audit was accepted (unverified)",
+    "blocked": "the model declared itself blocked and reported why",
+    "stuck": "no progress, still none after a nudge",
+    "max_attempts": "completion was refused more times than max_attempts allows",
+    "budget_tokens": "the token budget was used up",
+    "budget_usd": "the USD budget was used up",
+    "budget_time": "the time budget was used up",
+    "budget_turns": "the turn budget was used up",
+}
+"""Each reason code in words, for the report's status line."""
+
+SPARK = "▁▂▃▄▅▆▇█"
+COMMANDS_SHOWN = 30
+_KINDS = ["checkpoint", "status_changed", "turn_ended", "evidence", "verification_pins", "goal_branch", "implements",
+          "distilled", "compacted", "side"]
 
 
 def build_report(store: Store, goal: GoalRecord) -> dict[str, Any]:
-    """The report as a JSON-ready dict."""
+    """The report as a JSON-ready dict; `render_markdown` and `render_pr` turn it into text."""
     summary = summarize(store, goal)
-    records = goal_events(store, goal, ["checkpoint", "status_changed", "turn_ended", "evidence",
-                                        "verification_pins"])
-    surface = next((r.payload.get("surface") for r in reversed(records)
-                    if r.kind == "evidence" and r.payload.get("surface")), None)
-    pinned = next((r.payload for r in records if r.kind == "verification_pins"), None)
+    records = goal_events(store, goal, _KINDS)
+    contract = Contract.model_validate(goal.contract)
     checkpoints = [r.payload for r in records if r.kind == "checkpoint"]
-    changes = [{"seq": r.seq, "actor": r.actor, **r.payload} for r in records if r.kind == "status_changed"]
-    blockers = [r.payload["signal"] for r in records
-                if r.kind == "turn_ended" and (r.payload.get("signal") or {}).get("status") == "blocked"]
-    completions = _completion_claims(records)
-    files = sorted({f for c in checkpoints for f in c.get("files_touched", [])})
-    commands = [cmd for c in checkpoints for cmd in c.get("commands", [])]
-    metric_trend = [{"turn": r.payload["turn"], **{e["name"]: e["metric"] for e in r.payload["evidence"]
-                                                   if e.get("metric") is not None}}
-                    for r in records if r.kind == "evidence"]
+    pinned = next((r.payload for r in records if r.kind == "verification_pins"), None)
     return {
         "goal_id": goal.goal_id,
         "objective": summary.objective,
         "verified": summary.verified,
         "status": summary.status,
         "reason": summary.reason,
-        "contract": Contract.model_validate(goal.contract).model_dump(mode="json"),
+        "reason_text": REASONS.get(summary.reason, summary.reason),
+        "contract": contract.model_dump(mode="json"),
+        "branch": _payload(records, "goal_branch", ("name", "base_commit", "snapshot_commit")),
+        "implements": _payload(records, "implements", ("spike_goal_id", "spike_branch", "base_commit", "prd")),
+        "implemented_by": _implemented_by(store, goal.goal_id),
+        "distilled": [{"output": r.payload.get("output"), "seq": r.seq} for r in records if r.kind == "distilled"],
         "baseline": [e.__dict__ for e in summary.baseline],
         "final": [e.__dict__ for e in summary.evidence],
         "keep_green_dropped": summary.keep_green_dropped,
-        "metric_trend": [m for m in metric_trend if len(m) > 1],
+        "metric_baseline": next(iter(_metric_points([(0, summary.baseline)])), None),
+        "metric_trend": _metric_points([(r.payload["turn"], [Evidence(**e) for e in r.payload["evidence"]])
+                                        for r in records if r.kind == "evidence"]),
+        "checklist": checklist_progress(contract, records),
         "checkpoints": checkpoints,
-        "status_changes": changes,
-        "files_touched": files,
-        "commands": commands,
-        "blockers": blockers,
-        "completion_claims": completions,
-        "assumptions": [c["note"]["assumptions"] for c in checkpoints if (c.get("note") or {}).get("assumptions")],
+        "status_changes": [{"seq": r.seq, "actor": r.actor, **r.payload} for r in records
+                           if r.kind == "status_changed"],
+        "files_touched": sorted({f for c in checkpoints for f in c.get("files_touched", [])}),
+        "commands": [cmd for c in checkpoints for cmd in c.get("commands", [])],
+        "blockers": [r.payload["signal"] for r in records
+                     if r.kind == "turn_ended" and (r.payload.get("signal") or {}).get("status") == "blocked"],
+        "completion_claims": _completion_claims(records),
+        "assumptions": [{"turn": c["turn"], "text": c["note"]["assumptions"]} for c in checkpoints
+                        if (c.get("note") or {}).get("assumptions")],
         "budget": _budget(summary),
-        "verification_surface": surface,
+        "compactions": sum(1 for r in records if r.kind == "compacted"),
+        "side_questions": [{"question": r.payload.get("question", ""), "answer": r.payload.get("answer", "")}
+                           for r in records if r.kind == "side"],
+        "verification_surface": next((r.payload.get("surface") for r in reversed(records)
+                                      if r.kind == "evidence" and r.payload.get("surface")), None),
         "pinned_files": pinned["files"] if pinned else [],
         "verify_edits": pinned["edits"] if pinned else None,
         "tampering_attempts": sum(1 for r in records if r.kind == "evidence"
                                   and any(e["name"] == TAMPERING and not e["passed"] for e in r.payload["evidence"])),
     }
+
+
+def _payload(records: list[EventRecord], kind: str, keys: tuple[str, ...]) -> dict[str, Any] | None:
+    """The first `kind` event's payload, cut to `keys`."""
+    found = next((r.payload for r in records if r.kind == kind), None)
+    return None if found is None else {key: found.get(key) for key in keys}
+
+
+def _implemented_by(store: Store, goal_id: str) -> list[dict[str, Any]]:
+    """Goals started with `gk implement` from a PRD distilled from this one, with their branches."""
+    found = []
+    for thread in store.list_threads():
+        for record in store.events(thread.thread_id, kinds=["implements"]):
+            if record.payload.get("spike_goal_id") == goal_id and record.goal_id is not None:
+                branch = store.events(thread.thread_id, goal_id=record.goal_id, kinds=["goal_branch"])
+                found.append({"goal_id": record.goal_id,
+                              "branch": branch[0].payload.get("name") if branch else None})
+    return found
+
+
+def _metric_points(runs: list[tuple[int, list[Evidence]]]) -> list[dict[str, Any]]:
+    """Each check run's metric values as `{"turn": N, name: value, ...}`; runs that read no metric are left out."""
+    points = [{"turn": turn, **{e.name: e.metric for e in evidence if e.metric is not None}} for turn, evidence in runs]
+    return [point for point in points if len(point) > 1]
 
 
 def _completion_claims(records: list[EventRecord]) -> list[dict[str, Any]]:
@@ -77,30 +133,74 @@ def _budget(summary: GoalSummary) -> dict[str, Any]:
             "time_budget_s": summary.time_budget_s, "turns": summary.turns, "turns_budget": summary.turns_budget}
 
 
+# ---------------------------------------------------------------- Markdown
+
+
 def render_markdown(report: dict[str, Any]) -> str:
-    """The report as Markdown, suitable as a pull-request description."""
+    """The report as Markdown. The sections come in a fixed order; optional ones only when they have content."""
     label = "" if report["verified"] else " (UNVERIFIED: no checks; completion rests on the model's audit)"
-    lines = [f"# Goal report: {report['status']}{label}", "", f"**Objective:** {report['objective']}", "",
-             f"**Status:** {report['status']} — reason `{report['reason']}` (goal `{report['goal_id']}`)", "",
-             "## Evidence (run by the harness)", "", evidence_table(report["baseline"], report["final"]), ""]
+    lines = [f"# Goal report: {report['status']}{label}", "", *_objective(report), "", _status_line(report), ""]
+    lines += ["## Branches", "", *_branches(report), ""]
+    lines += ["## Evidence (run by the harness)", "", evidence_table(report["baseline"], report["final"]), ""]
     if report["keep_green_dropped"]:
         lines += ["Constraints red at baseline (reported, not required): "
                   + ", ".join(f"`{c}`" for c in report["keep_green_dropped"]), ""]
-    if report["metric_trend"]:
-        lines += ["### Metric trend", "", *[f"- turn {m['turn']}: " + ", ".join(
-            f"{k}={v}" for k, v in m.items() if k != "turn") for m in report["metric_trend"]], ""]
+    lines += ["### Metric trend", "", *metric_trend_lines(report), ""]
     lines += _surface_section(report)
-    lines += ["## Checkpoints", "", *_timeline(report["checkpoints"]), ""]
-    lines += _claims(report)
+    if report["checklist"]:
+        lines += ["## Checklist", "", *[f"- [{'x' if i['done'] else ' '}] {i['number']}. {i['item']}"
+                                        for i in report["checklist"]], ""]
+    lines += ["## Checkpoint timeline", "", *_timeline(report["checkpoints"]), ""]
     lines += ["## Files touched", "", *([f"- `{f}`" for f in report["files_touched"]] or ["(none)"]), ""]
-    lines += ["## Commands run", "", *([f"- `{c}`" for c in report["commands"][-30:]] or ["(none)"]), ""]
-    budget = report["budget"]
-    lines += ["## Budget", "", f"- tokens: {budget['tokens']:,}" + _of(budget["tokens_budget"]),
-              f"- cost: ${budget['usd']:.4f}" + _of(budget["usd_budget"], "$"),
-              f"- time: {format_duration(budget['time_s'])}" + (
-                  f" of {format_duration(budget['time_budget_s'])}" if budget["time_budget_s"] else ""),
-              f"- turns: {budget['turns']}" + _of(budget["turns_budget"]), ""]
+    lines += ["## Commands run", "", *_commands(report["commands"]), ""]
+    lines += ["## Assumptions", "", *([f"- turn {a['turn']}: {_cell(a['text'])}" for a in report["assumptions"]]
+                                      or ["(none recorded)"]), ""]
+    lines += ["## Blockers", "", *_blockers(report), ""]
+    lines += _claims(report)
+    lines += ["## Budget use", "", *_budget_lines(report), ""]
+    if report["side_questions"]:
+        lines += ["## Side questions", "", *[f"- **{_cell(q['question'])}** {_cell(q['answer'])}"
+                                             for q in report["side_questions"]], ""]
     return "\n".join(lines)
+
+
+def _objective(report: dict[str, Any]) -> list[str]:
+    implements = report["implements"]
+    if implements:  # the objective is a whole PRD: name it rather than repeat it
+        title = _prd_title(report["objective"])
+        return [f"**Objective:** implement the PRD `{implements.get('prd') or 'PRD.md'}` ({title}) cleanly, "
+                f"from the spike's base commit"]
+    text = report["objective"].strip()
+    if "\n" not in text:
+        return [f"**Objective:** {text}"]
+    return ["**Objective:**", "", *[f"> {line}" for line in text.splitlines()]]
+
+
+def _prd_title(text: str) -> str:
+    heading = next((line.lstrip("#").strip() for line in text.splitlines() if line.startswith("# ")), "")
+    return heading or _cell(text.strip().splitlines()[0] if text.strip() else "")[:80]
+
+
+def _status_line(report: dict[str, Any]) -> str:
+    final: dict[str, Any] = next((c for c in reversed(report["status_changes"]) if c.get("to") == report["status"]), {})
+    who = f", by {final['actor']}" if final.get("actor") else ""
+    turn = f" at turn {final['turn']}" if final.get("turn") else ""
+    return (f"**Status:** {report['status']} — `{report['reason']}`: {report['reason_text']}{who}{turn} "
+            f"(goal `{report['goal_id']}`)")
+
+
+def _branches(report: dict[str, Any]) -> list[str]:
+    lines = []
+    if branch := report["branch"]:
+        lines.append(f"- goal branch: `{branch['name']}` (from `{(branch['base_commit'] or '')[:12]}`)")
+    else:
+        lines.append("- goal branch: (none yet: the goal has not run)")
+    if implements := report["implements"]:
+        lines.append(f"- re-implements the spike `{implements['spike_branch']}` (goal `{implements['spike_goal_id']}`) "
+                     f"from its base commit; PRD: `{implements.get('prd') or '?'}`")
+    lines += [f"- distilled into `{d['output']}`" for d in report["distilled"]]
+    lines += [f"- re-implemented as `{i['branch']}` (goal `{i['goal_id']}`)" for i in report["implemented_by"]]
+    return lines
 
 
 def evidence_table(baseline: list[dict[str, Any]], final: list[dict[str, Any]]) -> str:
@@ -110,10 +210,39 @@ def evidence_table(baseline: list[dict[str, Any]], final: list[dict[str, Any]]) 
             "|---|---|---|---|---|---|---|"]
     for item in (Evidence(**e) for e in final):
         start = before.get((item.kind, item.name))
-        metric = f"{item.metric} ({item.target})" if item.target else ""
+        metric = f"{_number(start.metric) if start else '—'} → {_number(item.metric)} ({item.target})" \
+            if item.target else ""
         rows.append(f"| `{item.name}` | {item.kind} | {_verdict(start)} | {_verdict(item)} | {metric} | "
                     f"{item.exit_code} | {item.duration_s:.1f}s |")
     return "\n".join(rows) if final else "(no checks have run)"
+
+
+def metric_trend_lines(report: dict[str, Any]) -> list[str]:
+    """A table of each metric by turn (the baseline first), then a sparkline per metric."""
+    trend = ([report["metric_baseline"]] if report["metric_baseline"] else []) + report["metric_trend"]
+    if not trend:
+        return ["(no metric checks)"]
+    names = sorted({key for point in trend for key in point if key != "turn"})
+    rows = ["| turn | " + " | ".join(f"`{n}`" for n in names) + " |", "|---|" + "---|" * len(names)]
+    rows += [f"| {'baseline' if p['turn'] == 0 else p['turn']} | "
+             + " | ".join(_number(p.get(n)) for n in names) + " |" for p in trend]
+    targets = {c["name"]: (c.get("metric") or {}).get("target") for c in report["contract"]["checks"]}
+    for name in names:
+        values = [p[name] for p in trend if p.get(name) is not None]
+        rows.append(f"\n`{name}` {sparkline(values)} {_number(values[0])} → {_number(values[-1])}"
+                    + (f" (target {targets[name]})" if targets.get(name) else ""))
+    return rows
+
+
+def sparkline(values: list[float]) -> str:
+    """Values as block characters, lowest ▁ to highest █."""
+    low, high = min(values), max(values)
+    span = (high - low) or 1.0
+    return "".join(SPARK[round((v - low) / span * (len(SPARK) - 1))] for v in values)
+
+
+def _number(value: float | None) -> str:
+    return "—" if value is None else f"{value:g}"
 
 
 def _verdict(evidence: Evidence | None) -> str:
@@ -129,26 +258,48 @@ def _timeline(checkpoints: list[dict[str, Any]]) -> list[str]:
     return rows if checkpoints else ["(no turns yet)"]
 
 
+def _commands(commands: list[str]) -> list[str]:
+    """Each distinct command once, in first-run order, with how often it ran."""
+    counts = Counter(commands)
+    shown = [f"- `{_cell(cmd)}`" + (f" ×{counts[cmd]}" if counts[cmd] > 1 else "") for cmd in counts]
+    extra = [f"- … and {len(shown) - COMMANDS_SHOWN} more"] if len(shown) > COMMANDS_SHOWN else []
+    return [*shown[:COMMANDS_SHOWN], *extra] if shown else ["(none)"]
+
+
+def _blockers(report: dict[str, Any]) -> list[str]:
+    lines = []
+    for blocker in report["blockers"]:
+        lines += [f"- **blocker:** {_cell(blocker.get('blocker'))}",
+                  f"  - **would unblock:** {_cell(blocker.get('next_input')) or '(not given)'}",
+                  f"  - **summary:** {_cell(blocker.get('summary'))}"]
+    return lines or ["(none declared)"]
+
+
 def _claims(report: dict[str, Any]) -> list[str]:
     """Confirmed claims (harness evidence) apart from unverified ones (the model's word)."""
-    confirmed = [f"`{e['name']}` passed (exit {e['exit_code']})" for e in report["final"] if e["passed"]]
     claims = report["completion_claims"]
-    unverified = [c["summary"] for c in claims if c["accepted"] is not False]
+    confirmed = [f"`{e['name']}` ({e['kind']}) passed at the end (exit {e['exit_code']})"
+                 for e in report["final"] if e["passed"]]
+    confirmed += [f"turn {c['turn']}: the completion request was verified (every check passed)"
+                  for c in claims if c["accepted"]]
+    unverified = [f"turn {c['turn']}, completion summary: {_cell(c['summary'])}" for c in claims if c["summary"]]
+    unverified += [f"turn {c['turn']}, checkpoint says verified: {_cell(c['note']['verified'])}"
+                   for c in report["checkpoints"] if (c.get("note") or {}).get("verified")]
     refused = [f"turn {c['turn']}: {_cell(c['summary'])}" for c in claims if c["accepted"] is False]
-    notes = [c.get("note") or {} for c in report["checkpoints"]]
-    unverified += [note["verified"] for note in notes if note.get("verified")]
-    lines = ["## Claims", "", "**Confirmed by the harness:**", *([f"- {c}" for c in confirmed] or ["- (none)"]),
-             "", "**Unverified (the model's word only):**",
-             *([f"- {_cell(c)}" for c in unverified if c] or ["- (none)"]),
-             "", "**Completion claims the harness refused (its checks failed):**",
-             *([f"- {c}" for c in refused] or ["- (none)"]), ""]
-    for blocker in report["blockers"]:
-        lines += ["## Blocked", "", f"- **blocker:** {blocker.get('blocker')}",
-                  f"- **would unblock:** {blocker.get('next_input') or '(not given)'}",
-                  f"- **summary:** {blocker.get('summary')}", ""]
-    if report["assumptions"]:
-        lines += ["## Assumptions", "", *[f"- {_cell(a)}" for a in report["assumptions"]], ""]
-    return lines
+    return ["## Claims", "", "**Confirmed by the harness:**", *([f"- {c}" for c in confirmed] or ["- (none)"]),
+            "", "**Unverified (the model's word only):**", *([f"- {c}" for c in unverified] or ["- (none)"]),
+            "", "**Completion claims the harness refused (its checks failed):**",
+            *([f"- {c}" for c in refused] or ["- (none)"]), ""]
+
+
+def _budget_lines(report: dict[str, Any]) -> list[str]:
+    budget = report["budget"]
+    time_of = f" of {format_duration(budget['time_budget_s'])}" if budget["time_budget_s"] else ""
+    return [f"- tokens: {budget['tokens']:,}" + _of(budget["tokens_budget"]),
+            f"- cost: ${budget['usd']:.4f}" + _of(budget["usd_budget"], "$"),
+            f"- time: {format_duration(budget['time_s'])}{time_of}",
+            f"- turns: {budget['turns']}" + _of(budget["turns_budget"]),
+            f"- compactions: {report['compactions']}"]
 
 
 def _surface_section(report: dict[str, Any]) -> list[str]:
@@ -167,6 +318,8 @@ def _surface_section(report: dict[str, Any]) -> list[str]:
                   "passed only with pinned files changed"]
     if surface.get("diff"):
         lines += ["", "```diff", surface["diff"].rstrip(), "```"]
+    while lines[-1] == "":
+        lines.pop()
     return [*lines, ""]
 
 
@@ -176,3 +329,49 @@ def _cell(text: str | None) -> str:
 
 def _of(limit: float | None, prefix: str = "") -> str:
     return f" of {prefix}{limit:,}" if limit else ""
+
+
+# ---------------------------------------------------------------- pull-request description
+
+
+def render_pr(report: dict[str, Any]) -> str:
+    """A pull-request description: a title line, then summary, changes, verification, what remains, branches."""
+    passing = sum(1 for e in report["final"] if e["kind"] == "check" and e["passed"])
+    total = len(report["contract"]["checks"])
+    last = (report["checkpoints"][-1].get("note") or {}) if report["checkpoints"] else {}
+    checks = f"{passing}/{total} checks pass" if report["verified"] else "UNVERIFIED: the goal has no checks"
+    lines = [_pr_title(report), "", "## Summary", "",
+             f"{_status_line(report).removeprefix('**Status:** ')}. {checks}."
+             + (f" Last checkpoint: {_cell(last['done'])}." if last.get("done") else ""), "",
+             "## What changed", "", *([f"- `{f}`" for f in report["files_touched"]] or ["(no files changed)"]), ""]
+    lines += [f"- turn {c['turn']}: {_cell((c.get('note') or {}).get('done'))}" for c in report["checkpoints"]
+              if (c.get("note") or {}).get("done")]
+    lines += ["", "## How it was verified", "", "The harness ran these checks itself, at baseline and at the end:", "",
+              evidence_table(report["baseline"], report["final"]), ""]
+    if report["metric_trend"] or report["metric_baseline"]:
+        lines += [*metric_trend_lines(report), ""]
+    lines += ["## What remains and risks", "", *_risks(report, last), "", "## Branches", "", *_branches(report), ""]
+    return "\n".join(lines)
+
+
+def _pr_title(report: dict[str, Any]) -> str:
+    text = f"Implement: {_prd_title(report['objective'])}" if report["implements"] else report["objective"]
+    first = text.strip().splitlines()[0] if text.strip() else report["goal_id"]
+    title = first if len(first) <= 72 else first[:71].rstrip() + "…"
+    return title if report["status"] == "achieved" else f"[{report['status']}] {title}"
+
+
+def _risks(report: dict[str, Any], last: dict[str, Any]) -> list[str]:
+    risks = [f"- remaining (the model's last note): {_cell(last['remaining'])}"] if last.get("remaining") else []
+    risks += [f"- failing: `{e['name']}` ({e['kind']}, exit {e['exit_code']})" for e in report["final"]
+              if not e["passed"]]
+    risks += [f"- blocker: {_cell(b.get('blocker'))}" for b in report["blockers"]]
+    risks += [f"- constraint red at baseline, not enforced: `{c}`" for c in report["keep_green_dropped"]]
+    risks += [f"- assumption (turn {a['turn']}): {_cell(a['text'])}" for a in report["assumptions"]]
+    surface = report.get("verification_surface")
+    if surface and surface["state"] != "unchanged":
+        risks.append(f"- verification surface {surface['state']}: review the test changes")
+    if report["checklist"]:
+        open_items = [i for i in report["checklist"] if not i["done"]]
+        risks += [f"- checklist item not marked done: {i['number']}. {_cell(i['item'])}" for i in open_items]
+    return risks or ["(nothing recorded)"]
