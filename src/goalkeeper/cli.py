@@ -5,6 +5,7 @@ Exit codes: 0 achieved, 1 unmet, 2 budget_limited, 3 paused (stalled included), 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -15,12 +16,14 @@ import typer
 
 from goalkeeper import console, control, demo, planning, views
 from goalkeeper import side as side_questions
+from goalkeeper import templates as goal_templates
 from goalkeeper.cli_options import ContractFlags, ModelFlags, with_options
 from goalkeeper.config import GoalSettings, ModelSettings, RunSettings, load_config, scripted_settings
 from goalkeeper.contract import Contract, parse_duration
 from goalkeeper.engines.local import run_goal
 from goalkeeper.errors import ConfigError, GoalkeeperError, WorkspaceError
 from goalkeeper.lifecycle import exit_code
+from goalkeeper.lint_run import lint_goal
 from goalkeeper.models.factory import LOCAL_MODEL_NOTE
 from goalkeeper.models.local_server import serve_forever
 from goalkeeper.planning import newest_plan
@@ -74,7 +77,8 @@ def goal(
     replace: Annotated[bool, typer.Option("--replace", help="Replace an existing goal without asking.")] = False,
     allow_dirty: Annotated[bool, typer.Option("--allow-dirty", help="Snapshot uncommitted changes onto the goal "
                                                                    "branch instead of refusing.")] = False,
-    force: Annotated[bool, typer.Option("--force", help="resume: re-open an achieved or unmet goal.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="resume: re-open an achieved or unmet goal; setting a "
+                                                        "goal: set it even if `gk lint` finds errors.")] = False,
     add_tokens: Annotated[int, typer.Option(help="resume: raise the token budget by this much.")] = 0,
     add_usd: Annotated[float, typer.Option(help="resume: raise the USD budget by this much.")] = 0.0,
     add_time: Annotated[str | None, typer.Option(help="resume: raise the time budget, e.g. 30m.")] = None,
@@ -96,16 +100,16 @@ def goal(
         contract = contract_flags.contract(objective, adopted)
         chosen = model_flags.settings_if_configured(workspace, contract.budget.usd)
         run_knobs = load_config(workspace, model_flags.profile).run
-        record = _set(store, workspace, thread, contract, chosen, run_knobs, replace, allow_dirty)
+        record = _set(store, workspace, thread, contract, chosen, run_knobs, replace, allow_dirty, force)
         console.show_summary(summarize(store, record))
         console.out.print("Run it with: gk run" + (f" --cwd {cwd}" if str(cwd) != "." else ""))
     return 0
 
 
 def _set(store: Store, workspace: Path, thread: str | None, contract: Contract, model: ModelSettings | None,
-         run_knobs: RunSettings, replace: bool, allow_dirty: bool = False) -> GoalRecord:
-    """Set the goal after checking the repository and the check commands; ask before replacing a goal.
-    The `[run]` knobs of config.toml (and the chosen profile) are stored with it."""
+         run_knobs: RunSettings, replace: bool, allow_dirty: bool = False, force: bool = False) -> GoalRecord:
+    """Set the goal after checking the repository and the check commands; ask before replacing a goal; then
+    lint it (errors refuse it unless `force`). The `[run]` knobs of config.toml (and the profile) are stored."""
     preflight(workspace, allow_dirty)  # the branch itself is made when the goal first runs
     missing = missing_commands(contract, workspace)
     if missing:
@@ -117,8 +121,17 @@ def _set(store: Store, workspace: Path, thread: str | None, contract: Contract, 
         replace = typer.confirm("This workspace already has a goal. Replace it?", default=False)
         if not replace:
             raise typer.Exit(4)
+    _lint_gate(contract, workspace, force)
     settings = GoalSettings(model=model, run=run_knobs, allow_dirty=allow_dirty)
     return control.set_goal(store, workspace, contract, settings, replace_existing=replace, thread_id=thread)
+
+
+def _lint_gate(contract: Contract, workspace: Path, force: bool) -> None:
+    """`gk lint` before a goal is set (checks run once): errors refuse it (exit 1) unless `force`."""
+    report = lint_goal(contract, workspace)
+    console.show_lint_gate(report, forced=force)
+    if report.errors and not force:
+        raise typer.Exit(1)
 
 
 def _control(store: Store, workspace: Path, thread: str | None, action: control.ControlAction,
@@ -183,6 +196,7 @@ def exec_(
     objective: Annotated[str | None, typer.Argument(help="The objective.")] = None,
     replace: Annotated[bool, typer.Option("--replace", help="Replace an existing goal.")] = False,
     allow_dirty: Annotated[bool, typer.Option("--allow-dirty", help="Snapshot uncommitted changes first.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Set the goal even if `gk lint` finds errors.")] = False,
     cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = False,
 ) -> int:
     """Set the goal and run it headless; `--json` streams one event per line. Exit code by outcome."""
@@ -192,7 +206,7 @@ def exec_(
         contract = contract_flags.contract(objective, adopted)
         chosen = model_flags.settings(workspace, contract.budget.usd)
         run_knobs = load_config(workspace, model_flags.profile).run
-        record = _set(store, workspace, thread, contract, chosen, run_knobs, replace, allow_dirty)
+        record = _set(store, workspace, thread, contract, chosen, run_knobs, replace, allow_dirty, force)
         return _drive(store, record, workspace, chosen, as_json)
 
 
@@ -339,6 +353,68 @@ def _branch(store: Store, record: GoalRecord) -> GoalBranch:
     if branch is None:
         raise WorkspaceError("this goal has not run yet, so it has no branch", "start it with `gk run`")
     return branch
+
+
+@app.command(context_settings={"allow_interspersed_args": True})
+@with_options(contract_flags=ContractFlags)
+def lint(
+    contract_flags: ContractFlags,
+    goal_file: Annotated[Path | None, typer.Argument(metavar="[FILE]", help="The goal.toml to lint (default: "
+                                                     "./goal.toml, unless --objective is given).")] = None,
+    objective: Annotated[str | None, typer.Option("--objective", help="The objective, with the contract "
+                                                                        "flags (laid over FILE if given).")] = None,
+    no_run: Annotated[bool, typer.Option("--no-run", help="Read the contract only; run no check.")] = False,
+    cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = False,
+) -> int:
+    """Score a goal's six elements and budget, and say how to fix each weakness. Exit 1 on errors."""
+    workspace = workspace_of(cwd)
+    contract = _contract_to_lint(contract_flags, goal_file, objective, cwd, workspace, thread)
+    report = lint_goal(contract, workspace, run=not no_run)
+    print(json.dumps(report.as_json(), indent=1)) if as_json else console.show_lint(report)
+    return 1 if report.errors else 0
+
+
+def _contract_to_lint(flags: ContractFlags, file: Path | None, objective: str | None, cwd: Path, workspace: Path,
+                      thread: str | None) -> Contract:
+    """The contract `gk lint` was given: FILE or --file, the flags, --objective, --from-plan; else ./goal.toml."""
+    if file is not None and flags.file is not None:
+        raise ConfigError("two goal files given (FILE and --file)", "give the goal file once")
+    flags = dataclasses.replace(flags, file=file or flags.file)
+    if flags.file is None and objective is None and not flags.from_plan:
+        default = cwd.expanduser() / "goal.toml"
+        if not default.is_file():
+            raise ConfigError(f"nothing to lint: no {default} and no --objective",
+                              "gk lint path/to/goal.toml, gk lint --objective '...' --check tests='...', "
+                              "or start one with gk init --template tests-green")
+        flags = dataclasses.replace(flags, file=default)
+    plan = None
+    if flags.from_plan:
+        with open_store() as store:
+            plan = newest_plan(store, workspace, thread)
+    return flags.contract(objective, plan)
+
+
+@app.command()
+def init(
+    template: Annotated[str | None, typer.Option("--template", "-t", help="The template (see --list).")] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write it, relative to --cwd.")]
+    = Path("goal.toml"),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    list_templates: Annotated[bool, typer.Option("--list", help="List the templates and exit.")] = False,
+    cwd: Cwd = Path("."),
+) -> int:
+    """Write a commented goal.toml from a template: a working start that teaches the six elements."""
+    if list_templates:
+        console.show_templates(goal_templates.templates())
+        return 0
+    if template is None:
+        raise ConfigError("no template chosen", f"gk init --template NAME, NAME one of: "
+                                                f"{', '.join(goal_templates.TEMPLATE_NAMES)}")
+    path = output if output.is_absolute() else cwd.expanduser() / output
+    written = goal_templates.write_template(template, path, force)
+    console.out.print(f"wrote {path} from template {written.name}: {written.summary}")
+    console.out.print(f"Edit it, then check it and set it: gk lint {path} && gk goal --file {path}")
+    return 0
 
 
 local_app = typer.Typer(help="The bundled offline model (SmolLM2-135M through llama.cpp).")

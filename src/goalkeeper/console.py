@@ -23,9 +23,11 @@ from goalkeeper.tools.shell import command_of
 from goalkeeper.views import GoalSummary
 
 if TYPE_CHECKING:
+    from goalkeeper.contract.lint import Finding, LintReport
     from goalkeeper.planning import PlanResult
     from goalkeeper.readonly import ToolUse
     from goalkeeper.side import SideAnswer
+    from goalkeeper.templates import Template
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -185,6 +187,65 @@ def show_plan(result: PlanResult, markdown: str, adopt: str) -> None:
                    f"{usage.output_tokens:,} output · {result.model}", style="dim"))
     out.print("Review it, then adopt it (suggested checks become checks only through this command):")
     out.print(Text(f"  {adopt}", style="bold"))
+
+
+SEVERITY_MARK = {"error": ("✗ error  ", "bold red"), "warning": ("! warning", "yellow"), "info": ("· note   ", "dim")}
+SCORE_STYLE = {0: "red", 1: "yellow", 2: "green"}
+
+
+def show_lint(report: LintReport) -> None:
+    """`gk lint`: the score of each element, then every finding with its fix, then the verdict."""
+    ran = "checks run once in a sandboxed copy" if report.ran else "checks read, not run (--no-run)"
+    out.print(Text(f"goal score {report.total}/{2 * len(report.scores)} · ", style="bold")
+              + Text(f"{_count(len(report.errors), 'error')}, {_count(len(report.warnings), 'warning')} · {ran}"))
+    table = Table(show_header=True, header_style="bold", box=None, padding=(0, 2))
+    for column in ("element", "score", "has"):
+        table.add_column(column)
+    for score in report.scores:
+        table.add_row(score.element, Text(f"{score.score} {score.label}", style=SCORE_STYLE[score.score]),
+                      Text(score.note))
+    out.print(table)
+    for finding in report.findings:
+        _show_finding(out, finding)
+    for note in report.notes:
+        out.print(Text(f"· {note}", style="dim"))
+    if report.errors:
+        out.print(Text(f"{_count(len(report.errors), 'error')}: `gk goal` and `gk exec` refuse this goal until "
+                       "they are fixed (or --force)", style="bold red"))
+    else:
+        out.print(Text("no errors: ready for `gk goal`", style="bold green"))
+
+
+def show_lint_gate(report: LintReport, forced: bool) -> None:
+    """Before a goal is set: its lint errors and warnings on stderr, and whether it was refused."""
+    shown = [finding for finding in report.findings if finding.severity != "info"]
+    for finding in shown:
+        _show_finding(err, finding)
+    if report.errors and forced:
+        err.print(Text(f"setting it anyway (--force), despite {_count(len(report.errors), 'lint error')}",
+                       style="yellow"))
+    elif report.errors:
+        err.print(Text(f"refused: {_count(len(report.errors), 'lint error')}. Fix them (`gk lint` shows each "
+                       "element's score), or pass --force to set the goal anyway", style="bold red"))
+
+
+def _show_finding(console: Console, finding: Finding) -> None:
+    mark, style = SEVERITY_MARK[finding.severity]
+    console.print(Text(mark, style=style) + Text(f" {finding.element}/{finding.code}: ", style="bold")
+                  + Text(finding.message))
+    console.print(Text("    fix: ", style="bold") + Text(finding.fix))
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
+
+
+def show_templates(templates: list[Template]) -> None:
+    """`gk init --list`."""
+    width = max(len(template.name) for template in templates)
+    for template in templates:
+        out.print(Text(template.name.ljust(width), style="bold") + Text(f"  {template.summary}"))
+    out.print(Text("Write one with: gk init --template NAME [--output goal.toml]", style="dim"))
 
 
 class EventPrinter:
