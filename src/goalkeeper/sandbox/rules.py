@@ -26,9 +26,10 @@ An ask becomes a deny when the policy is `never` (nothing is ever asked) or the 
 
 Remembered approvals. When a person approves an ask "for the rest of this goal", the approval covers a
 prefix of each simple command that was asked about (`command_prefix`, a rule glob such as `npm test*`).
-Such a rule only ever turns an ask into an allow (`asked_commands` says which parts would ask): a deny,
-a guard or the branch rule is never affected, so a remembered `git checkout*` still cannot leave the
-goal branch.
+Such a rule only ever turns an ask into an allow (`asked_commands` says which parts would ask): a deny
+is never affected. A command the guards or the default rules deny (`git push`, leaving the goal branch)
+that a user's ask rule turned into an ask is approved once at most: it is never remembered, and no
+remembered rule covers it, so a remembered `git checkout*` still cannot leave the goal branch.
 """
 
 from __future__ import annotations
@@ -287,11 +288,22 @@ def command_prefix(command: str) -> str:
     return _prefix_glob(parts[0].argv) if parts else ""
 
 
+@dataclass(frozen=True)
+class AskedCommand:
+    """One simple command that the rules ask about."""
+
+    command: str
+    """As written (quotes removed)."""
+    rememberable: bool
+    """False when the guards or the default rules would deny it and only a user's ask rule made it an ask
+    (a `git push`, leaving the goal branch): it may be approved once, never remembered."""
+
+
 def asked_commands(command: str, rules: Sequence[Rule], policy: ApprovalPolicy,
-                   goal_branch: str | None) -> list[str]:
-    """The simple commands of `command`, as written, that the rules and the policy would ask about."""
-    return [" ".join(part.argv) for part in split_command(command)
-            if _judge(part, rules, policy, goal_branch).action == "ask"]
+                   goal_branch: str | None) -> list[AskedCommand]:
+    """The simple commands of `command` that the rules and the policy would ask about."""
+    return [AskedCommand(" ".join(part.argv), _judge(part, (), "on-request", goal_branch).action != "deny")
+            for part in split_command(command) if _judge(part, rules, policy, goal_branch).action == "ask"]
 
 
 def _prefix_glob(argv: tuple[str, ...]) -> str:

@@ -140,10 +140,11 @@ class ToolRegistry:
                 decision = _answered(decision, answer)
         approval: dict[str, Any] = {**decision.as_event(command), "asked": asked}
         if remembered:
-            # Only the parts that asked are remembered; they are all the approval covered.
+            # Only the parts that asked are remembered (they are all the approval covered), and never one
+            # that only a user's ask rule saved from a default deny.
             parts = asked_commands(command, self.rules, self.approval_policy, self.goal_branch)
-            approval["remembered"] = True
-            approval["matches"] = [self.remember(command_prefix(part)).match for part in parts]
+            matches = [self.remember(command_prefix(part.command)).match for part in parts if part.rememberable]
+            approval.update(remembered=bool(matches), matches=matches)
         if decision.action == "deny":
             by = f"by rule `{decision.rule}`" if decision.rule else "by the approval policy"
             return ToolResult(f"denied {by}: {decision.reason}; the goal continues — choose another approach",
@@ -158,8 +159,8 @@ class ToolRegistry:
         if decision.action != "ask":
             return decision
         parts = asked_commands(command, self.rules, self.approval_policy, self.goal_branch)
-        covering = [next((rule.match for rule in self.remembered if command_matches(rule.match, part)), None)
-                    for part in parts]
+        covering = [next((rule.match for rule in self.remembered if command_matches(rule.match, part.command)), None)
+                    if part.rememberable else None for part in parts]
         if parts and all(covering):
             matches = ", ".join(f"`{match}`" for match in dict.fromkeys(covering) if match)
             return CommandDecision("allow", f"approved earlier by the person (remembered: {matches})",
