@@ -213,20 +213,21 @@ def _already_passing(checks: list[Evidence], total: int) -> list[Finding]:
     if not passing:
         return []
     if len(passing) == total:
-        shown = ", ".join(f"`{item.name}`{_metric_shown(item)}" for item in passing)
+        shown = "; ".join(f"`{item.name}`" + (f" reads {_reading(item)}" if item.target else "") for item in passing)
         return [Finding("error", "verification", "passes-at-baseline",
                         f"every check passes already ({shown}): the goal would be achieved before the first turn",
                         "make the checks test what is not done yet (a new failing test, a metric target not met "
                         "now), or the goal is already achieved")]
     return [Finding("warning", "verification", "check-passes-at-baseline",
-                    f"check `{item.name}` passes already{_metric_shown(item)}: it proves nothing about this goal",
+                    f"check `{item.name}` passes already" + (f" (it reads {_reading(item)})" if item.target else "")
+                    + ": it proves nothing about this goal",
                     f'move it to [constraints] keep_green = ["{item.command}"] if it guards against regressions, '
                     "or make it test what is not done yet")
             for item in passing]
 
 
-def _metric_shown(item: Evidence) -> str:
-    return f" (metric {item.metric:g}, target {item.target})" if item.metric is not None else ""
+def _reading(item: Evidence) -> str:
+    return f"{item.metric:g}, target {item.target}"
 
 
 def _metric_unread(item: Evidence) -> Finding:
