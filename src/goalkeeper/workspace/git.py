@@ -197,8 +197,10 @@ def goal_branch_name(goal_id: str, outcome: str) -> str:
     return f"goal/{short_id}-{slug or 'goal'}"
 
 
-def start_goal(workspace: Path, goal_id: str, outcome: str, allow_dirty: bool) -> GoalBranch:
-    """Create the goal branch from HEAD and check it out; with allow_dirty, commit the dirty tree onto it.
+def start_goal(workspace: Path, goal_id: str, outcome: str, allow_dirty: bool, *, base: str | None = None,
+               snapshot_subject: str = SNAPSHOT_SUBJECT) -> GoalBranch:
+    """Create the goal branch from HEAD (or from the commit `base`) and check it out; with allow_dirty, commit
+    the dirty tree onto it.
 
     The snapshot is committed after the switch, so the branch the user was on never gets a commit.
     """
@@ -207,9 +209,20 @@ def start_goal(workspace: Path, goal_id: str, outcome: str, allow_dirty: bool) -
     if branch_exists(checked.top, name):
         raise WorkspaceError(f"the branch {name} already exists",
                              hint=f"resume that goal, or delete the branch (git branch -D {name})")
-    # from the same commit, so the switch never touches the working tree: dirty changes come along
-    git(checked.top, "checkout", "-q", "-b", name)
+    start = checked.head_commit if base is None else commit_of(checked.top, base)
+    # From HEAD the switch never touches the working tree, so dirty changes come along. From another commit
+    # git carries untracked files over and refuses to overwrite a change the switch would lose.
+    git(checked.top, "checkout", "-q", "-b", name, start)
     snapshot = None
     if checked.dirty:
-        snapshot = commit_all(checked.top, SNAPSHOT_SUBJECT, [("Goal-Id", goal_id)])
-    return GoalBranch(name=name, base_commit=checked.head_commit, snapshot_commit=snapshot)
+        snapshot = commit_all(checked.top, snapshot_subject, [("Goal-Id", goal_id)])
+    return GoalBranch(name=name, base_commit=start, snapshot_commit=snapshot)
+
+
+def commit_of(top: Path, revision: str) -> str:
+    """The full id of the commit `revision` names; a WorkspaceError when the repository has no such commit."""
+    done = probe(top, "rev-parse", "--verify", "-q", f"{revision}^{{commit}}")
+    if done.returncode != 0 or not done.stdout.strip():
+        raise WorkspaceError(f"{top} has no commit {revision}",
+                             hint="fetch it, or use the repository the commit came from")
+    return done.stdout.strip()
