@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import select
 import signal
 import sqlite3
 import subprocess
@@ -237,19 +239,21 @@ def test_local_serve_answers_until_ctrl_c(goalkeeper_home: Path) -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     server = gk_popen("local", "serve", "--port", str(port), home=goalkeeper_home)
+    output = ""
     try:
+        # Wait for the announcement, not just the port: the port answers a moment before the URL is printed.
         deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2) as answer:
-                    assert answer.status == 200
-                    break
-            except OSError:
-                assert time.monotonic() < deadline and server.poll() is None, "the local server never answered"
-                time.sleep(0.5)
+        assert server.stdout is not None
+        while "135M" not in output:
+            assert time.monotonic() < deadline and server.poll() is None, f"the server never announced: {output}"
+            ready, _, _ = select.select([server.stdout], [], [], 0.5)
+            if ready:  # raw reads: a buffered readline could hold the next line where select cannot see it
+                output += os.read(server.stdout.fileno(), 65536).decode()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=5) as answer:
+            assert answer.status == 200
         server.send_signal(signal.SIGINT)
         assert server.wait(timeout=30) == 0
-        output = server.stdout.read() if server.stdout else ""
+        output += server.stdout.read()
     finally:
         server.kill()
     assert f"http://127.0.0.1:{port}/v1" in output and "135M" in output

@@ -203,15 +203,17 @@ def serve_forever(port: int, host: str = "127.0.0.1", n_ctx: int = 4096,
     printed and flushed, so a supervisor reading a pipe sees the URL at once.
     """
     announce = announce or _print_now
-    with _sigterm_exits(), LocalServer(port=port, host=host, n_ctx=n_ctx) as server:
-        try:  # the announcement is inside: a signal may arrive the moment the URL is out
+    # Ctrl-C may come at any moment, even while the server is still starting (its port can answer before
+    # the start-up poll sees it): leaving the block stops the child either way.
+    try:
+        with _sigterm_exits(), LocalServer(port=port, host=host, n_ctx=n_ctx) as server:
             announce(server.base_url)
             announce(NOTE)
             status = server.wait()
-        except KeyboardInterrupt:
-            return
-        raise ProviderError(f"the local model server exited by itself with status {status}; its log ends:\n"
-                            f"{server.log_tail()}")
+    except KeyboardInterrupt:
+        return
+    raise ProviderError(f"the local model server exited by itself with status {status}; its log ends:\n"
+                        f"{server.log_tail()}")
 
 
 @contextlib.contextmanager
