@@ -63,10 +63,30 @@ def workspace_of(cwd: Path) -> Path:
 
 
 @app.callback(invoke_without_command=True)
-def root(ctx: typer.Context) -> None:
-    """Bare `gk` shows help (the interactive TUI arrives with its own issue)."""
-    if ctx.invoked_subcommand is None:
+def root(ctx: typer.Context,
+         cwd: Annotated[Path | None, typer.Option("--cwd", help="Workspace for the TUI (bare `gk` only).")] = None,
+         thread: ThreadOpt = None) -> None:
+    """Bare `gk` opens the TUI on a terminal; piped or scripted, it shows this help instead of waiting."""
+    if ctx.invoked_subcommand is not None:
+        if cwd is not None or thread is not None:
+            raise typer.BadParameter("before a command, --cwd and --thread are the TUI's; put them after "
+                                     f"the command: gk {ctx.invoked_subcommand} --cwd DIR")
+        return
+    if sys.stdin.isatty() and sys.stdout.isatty():
+        tui(cwd or Path("."), thread)
+    else:
         typer.echo(ctx.get_help())
+
+
+@app.command()
+def tui(cwd: Cwd = Path("."), thread: ThreadOpt = None) -> int:
+    """The interactive terminal UI on the workspace's thread (what bare `gk` opens)."""
+    from goalkeeper.tui.app import GoalkeeperApp  # Textual loads in a third of a second; only the TUI needs it
+
+    workspace = workspace_of(cwd)
+    with open_store() as store:
+        GoalkeeperApp(workspace, store=store, thread_id=thread).run()
+    return 0
 
 
 @app.command(context_settings={"allow_interspersed_args": True})

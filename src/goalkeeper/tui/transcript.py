@@ -1,0 +1,289 @@
+"""The TUI's transcript: store events as widgets, model text streamed as it arrives, and local notices.
+
+Every event is rendered once, from the store, whoever wrote it (this window's runner or chat, or a
+`gk exec` in another terminal). Model text is the model's own: it is shown as plain text, never as markup.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+from textual.containers import VerticalScroll
+from textual.markup import escape
+from textual.widget import Widget
+from textual.widgets import Collapsible, Static
+
+from goalkeeper import console
+from goalkeeper.planning import Plan, plan_markdown
+from goalkeeper.store import EventRecord
+from goalkeeper.tools.shell import command_of
+from goalkeeper.views import GoalSummary
+
+#: Characters of a tool's output kept in its collapsible (the store keeps all of it).
+TOOL_OUTPUT_CHARS = 6_000
+
+#: Widgets kept in the transcript; older ones are removed so a long goal stays responsive.
+MAX_ENTRIES = 600
+
+CUT_NOTE = "\n[… cut here; the store keeps all of it]"
+
+
+class ModelText(Static):
+    """Text the model wrote (committed, or still streaming)."""
+
+    DEFAULT_CSS = """
+    ModelText { padding: 0 1; margin: 1 0 0 0; }
+    ModelText.streaming { color: $text-muted; }
+    """
+
+    def __init__(self, text: str = "", *, streaming: bool = False, who: str = "model") -> None:
+        super().__init__(classes="streaming" if streaming else "")
+        self.text = text
+        self.who = who
+        self.update(self._render_text())
+
+    def append(self, delta: str) -> None:
+        """Add streamed text."""
+        self.text += delta
+        self.update(self._render_text())
+
+    def _render_text(self) -> Text:
+        return Text.assemble((f"{self.who}: ", "bold cyan"), self.text.strip())
+
+
+class UserText(Static):
+    """What the person typed into the chat."""
+
+    DEFAULT_CSS = "UserText { padding: 0 1; margin: 1 0 0 0; background: $boost; }"
+
+    def __init__(self, text: str) -> None:
+        super().__init__(Text.assemble(("you: ", "bold"), text))
+
+
+class ToolCallView(Collapsible):
+    """One tool call: its command as the title, its output inside (collapsed until opened)."""
+
+    DEFAULT_CSS = """
+    ToolCallView { border: none; padding: 0; margin: 0 0 0 2; background: transparent; }
+    ToolCallView > Contents { padding: 0 0 0 3; height: auto; }
+    ToolCallView.failed CollapsibleTitle { color: $error; }
+    """
+
+    def __init__(self, call_id: str, name: str, arguments: str) -> None:
+        self.call_id = call_id
+        self.tool_name = name
+        self.call_title = _call_title(name, arguments)
+        self.output = Static(Text("running…", style="dim"), classes="tool-output")
+        super().__init__(self.output, title=escape(self.call_title), collapsed=True)
+
+    def finish(self, output: str, ok: bool) -> None:
+        """Show the call's result; a failure is marked ✗ in the title."""
+        shown = output if len(output) <= TOOL_OUTPUT_CHARS else output[:TOOL_OUTPUT_CHARS] + CUT_NOTE
+        self.output.update(Text(shown or "(no output)"))
+        mark = "✓" if ok else "✗"
+        self.title = escape(f"{self.call_title}  {mark}")
+        self.set_class(not ok, "failed")
+
+
+def _call_title(name: str, arguments: str) -> str:
+    if name == "shell":
+        return f"$ {command_of(arguments)[:140]}"
+    shown = arguments if len(arguments) <= 100 else arguments[:99] + "…"
+    return f"→ {name} {shown}"
+
+
+def evidence_table(title: str, evidence: list[dict[str, Any]]) -> Table:
+    """Check results as a table: check, kind, result, metric (target), exit, time."""
+    table = Table(title=title, title_justify="left", title_style="bold", box=None, padding=(0, 2),
+                  header_style="bold", show_edge=False)
+    for column in ("check", "kind", "result", "metric", "exit", "time"):
+        table.add_column(column)
+    for item in evidence:
+        result = Text("PASS", style="green") if item.get("passed") else Text("FAIL", style="red")
+        metric = f"{item.get('metric')} ({item['target']})" if item.get("target") else ""
+        table.add_row(str(item.get("name", "")), str(item.get("kind", "")), result, metric,
+                      str(item.get("exit_code", "")), f"{float(item.get('duration_s') or 0):.1f}s")
+    if not evidence:
+        table.add_row("(no checks)", "", "", "", "", "")
+    return table
+
+
+class Entry(Static):
+    """A line or block in the transcript (evidence, checkpoints, status changes, notices)."""
+
+    DEFAULT_CSS = """
+    Entry { padding: 0 1; }
+    Entry.evidence, Entry.summary, Entry.side, Entry.plan { margin: 1 0 0 0; }
+    Entry.status { margin: 1 0 0 0; text-style: bold; }
+    Entry.error { color: $error; }
+    Entry.notice { color: $warning; }
+    """
+
+
+def _checkpoint_text(payload: dict[str, Any]) -> Text:
+    note = payload.get("note") or {}
+    text = Text.assemble(("✔ checkpoint ", "bold green"), (f"turn {payload.get('turn')}: ", "green"),
+                         str(note.get("done") or f"{payload.get('kind', '')} turn"))
+    details = []
+    if note.get("next"):
+        details.append(f"next: {note['next']}")
+    if payload.get("files_touched"):
+        details.append("files: " + ", ".join(payload["files_touched"][:6]))
+    if payload.get("commit"):
+        details.append(f"commit {str(payload['commit'])[:10]}")
+    if details:
+        text.append("\n    " + " · ".join(details), style="dim")
+    return text
+
+
+def _side_text(payload: dict[str, Any]) -> Group:
+    return Group(Text.assemble(("side question: ", "bold magenta"), str(payload.get("question", ""))),
+                 Text(str(payload.get("answer") or "").strip() or "(no answer)"),
+                 Text("not charged to the goal; the goal never sees it", style="dim"))
+
+
+def summary_renderable(summary: GoalSummary, status_line: str) -> Group:
+    """`/goal` and `/status`: the objective, the status line, the newest evidence and the last checkpoint."""
+    parts: list[RenderableType] = [
+        Text.assemble(("Goal ", "bold"), summary.goal_id, ("" if summary.verified else "  (unverified: no checks)",
+                                                           "yellow")),
+        Text.assemble(("  objective: ", "bold"), summary.objective),
+        Text.assemble(("  status:    ", "bold"), status_line),
+    ]
+    for item in summary.checklist:
+        parts.append(Text(f"    [{'x' if item['done'] else ' '}] {item['number']}. {item['item']}"))
+    if summary.runner:
+        parts.append(Text(f"  runner:    {summary.runner}", style="dim"))
+    if summary.evidence:
+        parts.append(evidence_table("evidence", [e.__dict__ for e in summary.evidence]))
+    if summary.last_checkpoint:
+        parts.append(_checkpoint_text(summary.last_checkpoint))
+    return Group(*parts)
+
+
+class Transcript(VerticalScroll):
+    """The scrolling record of the session: store events, streamed text and notices, oldest first."""
+
+    DEFAULT_CSS = "Transcript { height: 1fr; padding: 0 0 1 0; }"
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.calls: dict[str, ToolCallView] = {}
+        self.stream: ModelText | None = None
+
+    # ---- what the app calls
+
+    def add_record(self, record: EventRecord) -> None:
+        """Render one store event (those not worth showing are skipped)."""
+        widget = self._widget_for(record)
+        if widget is not None:
+            self._mount(widget)
+        if record.kind == "chat_response":  # a chat stores no intents: its calls open with the response
+            for call in record.payload.get("tool_calls") or []:
+                self._mount(self._call_view(str(call.get("id")), str(call.get("name")), str(call.get("arguments"))))
+
+    def stream_text(self, delta: str, who: str = "model") -> None:
+        """Show model text as it arrives; the committed response replaces it."""
+        if not delta:
+            return
+        if self.stream is None:
+            self.stream = ModelText(streaming=True, who=who)
+            self._mount(self.stream)
+        self.stream.append(delta)
+
+    def note(self, text: str, kind: str = "notice") -> None:
+        """A line from this window itself (a notice or an error), not from the store."""
+        self._mount(Entry(Text(text), classes=kind))
+
+    def show(self, renderable: RenderableType, kind: str = "summary") -> None:
+        """A block from this window itself, e.g. `/status` or `/help`."""
+        self._mount(Entry(renderable, classes=kind))
+
+    def set_tools_collapsed(self, collapsed: bool) -> None:
+        """Open or close every tool call's output."""
+        for view in self.query(ToolCallView):
+            view.collapsed = collapsed
+
+    # ---- rendering
+
+    def _widget_for(self, record: EventRecord) -> Widget | None:
+        p = record.payload
+        match record.kind:
+            case "model_response" | "chat_response":
+                return self._committed_text(str(p.get("content") or ""))
+            case "chat_message":
+                return UserText(str(p.get("content") or p.get("prompt") or ""))
+            case "tool_intent":
+                return self._call_view(str(p.get("call_id")), str(p.get("name")), str(p.get("arguments") or ""))
+            case "tool_result" | "chat_tool_result":
+                return self._finish_call(p)
+            case "baseline" | "evidence":
+                title = "baseline" if record.kind == "baseline" else f"evidence ({p.get('trigger', 'checks')})"
+                return Entry(evidence_table(title, list(p.get("evidence", []))), classes="evidence")
+            case "checkpoint":
+                return Entry(_checkpoint_text(p), classes="checkpoint")
+            case "goal_set":
+                return Entry(Text.assemble(("◆ goal set: ", "bold"), str(p.get("outcome", ""))), classes="status")
+            case "goal_cleared":
+                return Entry(Text("◆ goal cleared", style="bold"), classes="status")
+            case "status_changed":
+                return Entry(Text(f"● {p.get('from') or 'new'} → {p.get('to')} ({p.get('reason')}, "
+                                  f"by {record.actor})"), classes=f"status {p.get('to')}")
+            case "side":
+                return Entry(_side_text(p), classes="side")
+            case "plan":
+                return Entry(Text(plan_markdown(Plan.from_payload(p))), classes="plan")
+            case "restated":
+                return self._committed_text(str(p.get("text") or ""), who="restatement")
+            case "approval_rule":
+                scope = "this goal" if record.goal_id else "this chat"
+                return Entry(Text(f"  always approving `{p.get('match')}` in {scope}", style="dim"))
+            case "approval" if p.get("asked"):
+                return Entry(Text(f"  approval: {p.get('action')} `{p.get('command')}` ({p.get('reason')})",
+                                  style="dim"))
+        line = console.event_line(record)
+        return Entry(Text(line, style="dim")) if line and record.kind != "tool_intent" else None
+
+    def _committed_text(self, content: str, who: str = "model") -> Widget | None:
+        """The committed response: it replaces the streamed text where that stood."""
+        streamed, self.stream = self.stream, None
+        if not content.strip():
+            if streamed is not None:
+                streamed.remove()
+            return None
+        committed = ModelText(content, who=who)
+        if streamed is not None:
+            self.mount(committed, before=streamed)
+            streamed.remove()
+            return None
+        return committed
+
+    def _call_view(self, call_id: str, name: str, arguments: str) -> ToolCallView:
+        view = ToolCallView(call_id, name, arguments)
+        self.calls[call_id] = view
+        return view
+
+    def _finish_call(self, payload: dict[str, Any]) -> Widget | None:
+        call_id = str(payload.get("call_id"))
+        view = self.calls.pop(call_id, None)
+        created = None
+        if view is None:  # its intent was not seen (chat results, or history older than the window)
+            view = created = self._call_view(call_id, str(payload.get("name")), str(payload.get("arguments") or ""))
+        output = str(payload.get("output") or "")
+        ok = bool(payload.get("ok", True))
+        if created is not None:
+            created.output.update(Text(output))
+            self.calls.pop(call_id, None)
+        view.finish(output, ok)
+        return created
+
+    def _mount(self, widget: Widget) -> None:
+        at_end = self.scroll_y >= self.max_scroll_y - 1
+        self.mount(widget)
+        if len(self.children) > MAX_ENTRIES:
+            self.children[0].remove()
+        if at_end:
+            self.call_after_refresh(self.scroll_end, animate=False)
