@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from goalkeeper import console, control, demo, planning, views
+from goalkeeper import console, control, demo, drafting, planning, prd, views
 from goalkeeper import side as side_questions
 from goalkeeper import templates as goal_templates
 from goalkeeper.cli_options import ContractFlags, ModelFlags, with_options
@@ -27,7 +27,7 @@ from goalkeeper.lint_run import lint_goal
 from goalkeeper.models.factory import LOCAL_MODEL_NOTE
 from goalkeeper.models.local_server import serve_forever
 from goalkeeper.planning import newest_plan
-from goalkeeper.report import build_report, render_markdown
+from goalkeeper.report import build_report, render_markdown, render_pr
 from goalkeeper.runner import RunResult
 from goalkeeper.store import GoalRecord, Store
 from goalkeeper.verify import missing_commands
@@ -257,11 +257,15 @@ def log(cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = False
 
 
 @app.command()
-def report(cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = False) -> int:
-    """The goal's report: Markdown (a PR description) or JSON."""
+def report(cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = False,
+           pr: Annotated[bool, typer.Option("--pr", help="Print a pull-request description instead.")] = False,
+           goal_id: Annotated[str | None, typer.Option("--goal", help="A goal id (default: the thread's goal).")]
+           = None) -> int:
+    """The goal's report: Markdown, JSON (--json), or a pull-request description (--pr)."""
     with open_store() as store:
-        data = build_report(store, control.current_goal(store, workspace_of(cwd), thread))
-    print(json.dumps(data, indent=1) if as_json else render_markdown(data))
+        record = store.get_goal_by_id(goal_id) if goal_id else control.current_goal(store, workspace_of(cwd), thread)
+        data = build_report(store, record)
+    print(json.dumps(data, indent=1) if as_json else render_pr(data) if pr else render_markdown(data))
     return 0
 
 
@@ -434,6 +438,78 @@ def init(
     written = goal_templates.write_template(template, path, force)
     console.out.print(f"wrote {path} from template {written.name}: {written.summary}")
     console.out.print(f"Edit it, then check it and set it: gk lint {path} && gk goal --file {path}")
+    return 0
+
+
+Force = Annotated[bool, typer.Option("--force", help="Overwrite the output file if it exists.")]
+
+
+@app.command(context_settings={"allow_interspersed_args": True})
+@with_options(model_flags=ModelFlags)
+def draft(
+    model_flags: ModelFlags,
+    description: Annotated[str, typer.Argument(help="The goal in plain words.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the draft.")]
+    = Path(drafting.DEFAULT_OUTPUT),
+    force: Force = False,
+    no_run: Annotated[bool, typer.Option("--no-run", help="Lint the draft without running its checks.")] = False,
+    max_requests: Annotated[int, typer.Option("--max-requests", min=1, help="Model requests the draft may make.")]
+    = drafting.DEFAULT_MAX_REQUESTS,
+    cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = False,
+) -> int:
+    """Draft a goal.toml from a plain description, for review: the model reads the repo; no goal is set.
+    Exit 1 when lint errors remain in the draft."""
+    workspace = workspace_of(cwd)
+    chosen = model_flags.settings(workspace) if model_flags.given else None
+    progress = console.TextStream(quiet=as_json)
+    with open_store() as store:
+        made = drafting.draft_goal(store, workspace, description, output, force=force, thread_id=thread,
+                                   model=chosen, run_checks=not no_run, max_requests=max_requests,
+                                   on_tool=progress.tool)
+    print(json.dumps(made.as_json())) if as_json else console.show_draft(made)
+    return 1 if made.lint.errors else 0
+
+
+@app.command(context_settings={"allow_interspersed_args": True})
+@with_options(model_flags=ModelFlags)
+def distill(
+    model_flags: ModelFlags,
+    goal_id: Annotated[str | None, typer.Option("--goal", help="A finished goal's id (default: the thread's).")]
+    = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the PRD.")] = Path(prd.DEFAULT_OUTPUT),
+    force: Force = False, cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = False,
+) -> int:
+    """Turn a finished goal (a spike) into PRD.md: approach, evidence, trade-offs, cleanup, verification."""
+    workspace = workspace_of(cwd)
+    chosen = model_flags.settings(workspace) if model_flags.given else None
+    with open_store() as store:
+        written = prd.distill(store, workspace, output, goal_id=goal_id, thread_id=thread, force=force, model=chosen)
+    print(json.dumps(written.as_json())) if as_json else console.show_distilled(written)
+    return 0
+
+
+@app.command(context_settings={"allow_interspersed_args": True})
+@with_options(model_flags=ModelFlags)
+def implement(
+    model_flags: ModelFlags,
+    prd_file: Annotated[Path, typer.Argument(metavar="PRD", help="The PRD.md that `gk distill` wrote.")],
+    run_now: Annotated[bool, typer.Option("--run", help="Run the new goal now, headless, as `gk exec` does.")]
+    = False,
+    cwd: Cwd = Path("."), as_json: JsonOpt = False,
+) -> int:
+    """Start a fresh goal from a PRD: a new branch from the spike's base commit, the same checks."""
+    workspace = workspace_of(cwd)
+    chosen = model_flags.settings(workspace) if model_flags.given else None
+    with open_store() as store:
+        started = prd.implement(store, workspace, prd_file, model=chosen)
+        if not as_json:
+            console.show_implementation(started, summarize(store, started.goal), run_now)
+        if run_now:
+            return _drive(store, started.goal, workspace, started.model, as_json)
+        if as_json:
+            print(json.dumps({"goal_id": started.goal.goal_id, "branch": started.branch.name,
+                              "base_commit": started.branch.base_commit, "spike_goal_id": started.spike.goal_id,
+                              "spike_branch": started.spike.branch}))
     return 0
 
 

@@ -24,7 +24,9 @@ from goalkeeper.views import GoalSummary
 
 if TYPE_CHECKING:
     from goalkeeper.contract.lint import Finding, LintReport
+    from goalkeeper.drafting import DraftResult
     from goalkeeper.planning import PlanResult
+    from goalkeeper.prd import Distilled, Implementation
     from goalkeeper.readonly import ToolUse
     from goalkeeper.side import SideAnswer
     from goalkeeper.templates import Template
@@ -238,6 +240,37 @@ def _show_finding(console: Console, finding: Finding) -> None:
 
 def _count(number: int, noun: str) -> str:
     return f"{number} {noun}" + ("" if number == 1 else "s")
+
+
+def show_draft(result: DraftResult) -> None:
+    """`gk draft`: the file as written, what lint says about it, what it cost, and what to do next."""
+    print(result.text)
+    show_lint(result.lint)
+    usage = result.usage
+    out.print(Text(f"draft written to {result.path} (event {result.seq}) · {result.requests} requests · "
+                   f"{usage.input_tokens:,} input tokens ({usage.cached_input_tokens:,} cached), "
+                   f"{usage.output_tokens:,} output · {result.model}", style="dim"))
+    out.print(Text("It is not set. Review and edit it, then: ") + Text(f"gk goal --file {result.path}", style="bold"))
+
+
+def show_distilled(result: Distilled) -> None:
+    """`gk distill`: where the PRD went and what it cost."""
+    usage = result.usage
+    out.print(Text(f"PRD for goal {result.goal_id} written to ") + Text(str(result.path), style="bold"))
+    out.print(Text(f"1 request · {usage.input_tokens:,} input tokens, {usage.output_tokens:,} output · "
+                   f"{result.model} · not charged to the goal", style="dim"))
+    out.print(Text(f"Review it, then start a clean implementation: gk implement {result.path}"))
+
+
+def show_implementation(started: Implementation, summary: GoalSummary, running: bool) -> None:
+    """`gk implement`: the new goal, its branch, and the spike it re-implements."""
+    out.print(f"[bold]Goal[/] {started.goal.goal_id} implements the PRD of spike {started.spike.goal_id}")
+    out.print(f"  branch:    {started.branch.name} (new, from the spike's base commit "
+              f"{started.branch.base_commit[:12]})")
+    out.print(f"  spike:     {started.spike.branch} (left as it is)")
+    out.print(f"  checks:    {summary.checks_total}, the spike's, with its constraints, boundaries and budget")
+    if not running:
+        out.print("Run it with: gk run")
 
 
 def show_templates(templates: list[Template]) -> None:

@@ -178,7 +178,7 @@ def _objective(report: dict[str, Any]) -> list[str]:
 
 def _prd_title(text: str) -> str:
     heading = next((line.lstrip("#").strip() for line in text.splitlines() if line.startswith("# ")), "")
-    return heading or _cell(text.strip().splitlines()[0] if text.strip() else "")[:80]
+    return heading.removeprefix("PRD:").strip() or _cell(text.strip().splitlines()[0] if text.strip() else "")[:80]
 
 
 def _status_line(report: dict[str, Any]) -> str:

@@ -1,0 +1,237 @@
+"""Drafting a goal: a read-only session investigates the repository and submits a goal contract for review.
+
+A draft is a file for a person to read, edit and then set with `gk goal --file`: this module writes it and
+stores a `draft` event, and it never sets a goal. The model proposes every element; the harness validates
+the contract, lints it (running its checks once in a scratch copy) and gives the model one chance to fix
+what lint calls an error before the file is written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from goalkeeper.config import GoalSettings, ModelSettings, load_config, settings_from_config
+from goalkeeper.context.prompts import as_data, render
+from goalkeeper.contract import Contract, dump_contract, parse_contract
+from goalkeeper.contract.lint import Finding, LintReport
+from goalkeeper.control import thread_for
+from goalkeeper.errors import ConfigError, ContractError, ProviderError
+from goalkeeper.lint_run import lint_goal_async
+from goalkeeper.models.base import Message, ToolSpec, Usage
+from goalkeeper.models.factory import build_model, endpoint
+from goalkeeper.readonly import ToolSession, ToolUse, assistant_message, read_only_context, usage_payload
+from goalkeeper.store import NewEvent, Store
+from goalkeeper.tools.base import ToolContext, ToolResult
+from goalkeeper.tools.registry import ToolRegistry, default_registry
+
+DEFAULT_OUTPUT = "goal.draft.toml"
+DEFAULT_MAX_REQUESTS = 20
+"""Requests the drafting session may make before it must submit what it has."""
+DRAFT_TOOLS = ("read_file", "search", "read_output")
+"""What the model may use to investigate: it reads, it never runs or writes anything."""
+LINT_FIX_ROUNDS = 1
+"""How many times lint errors go back to the model before the draft is written as it stands."""
+
+_STRINGS = {"type": "array", "items": {"type": "string"}}
+_FIELDS = ("outcome", "checks", "keep_green", "protect", "paths", "network", "iteration", "blocked_when", "budget")
+_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "outcome": {"type": "string", "description": "What will be true when the goal is done: concrete, checkable."},
+        "checks": {"type": "array", "description": "Commands the harness runs; each passes on exit 0 (and its metric).",
+                   "items": {"type": "object", "properties": {
+                       "name": {"type": "string", "description": "letters, digits, _ . -"},
+                       "run": {"type": "string", "description": "a shell command, run at the repository root"},
+                       "timeout": {"type": "string", "description": 'e.g. "10m"'},
+                       "metric": {"type": "object", "description": "give regex or json_path, and target",
+                                  "properties": {"regex": {"type": "string", "description": "one capture group"},
+                                                 "json_path": {"type": "string"},
+                                                 "target": {"type": "string", "description": 'e.g. "< 120"'}},
+                                  "required": ["target"], "additionalProperties": False}},
+                             "required": ["name", "run"], "additionalProperties": False}},
+        "keep_green": {**_STRINGS, "description": "Commands that pass now and must still pass at the end."},
+        "protect": {**_STRINGS, "description": "Globs that must never change (e.g. tests/**)."},
+        "paths": {**_STRINGS, "description": "Globs that may change; empty means anything not protected."},
+        "network": {"type": "boolean", "description": "Whether commands may reach the network (default false)."},
+        "iteration": {"type": "object", "properties": {
+            "policy": {"type": "string", "description": "How to choose the next step."},
+            "max_attempts": {"type": "integer", "minimum": 1},
+            "no_progress_turns": {"type": "integer", "minimum": 1}},
+            "required": ["policy"], "additionalProperties": False},
+        "blocked_when": {"type": "string", "description": "When to stop and report instead of guessing."},
+        "budget": {"type": "object", "properties": {
+            "tokens": {"type": "integer", "minimum": 1}, "usd": {"type": "number"},
+            "time": {"type": "string", "description": 'e.g. "1h"'}, "turns": {"type": "integer", "minimum": 1}},
+            "additionalProperties": False},
+    },
+    "required": ["outcome", "checks", "keep_green", "protect", "iteration", "blocked_when", "budget"],
+    "additionalProperties": False,
+}
+
+
+def contract_from_arguments(arguments: dict[str, Any]) -> Contract:
+    """The contract in `submit_goal`'s arguments, validated as goal.toml is; a ContractError says what to fix."""
+    unknown = sorted(set(arguments) - set(_FIELDS))
+    if unknown:
+        raise ContractError(f"submit_goal: unknown field(s) {unknown}; use {list(_FIELDS)}")
+    data: dict[str, Any] = {key: arguments[key] for key in ("outcome", "blocked_when", "checks", "iteration", "budget")
+                            if arguments.get(key) is not None}
+    data["constraints"] = {"keep_green": arguments.get("keep_green") or []}
+    data["boundaries"] = {key: arguments[key] for key in ("protect", "paths", "network")
+                          if arguments.get(key) is not None}
+    try:  # through TOML, so the draft is exactly what goal.toml can hold, and errors read as they do there
+        text = tomli_w.dumps(_without_nulls(data))
+    except (TypeError, ValueError) as error:
+        raise ContractError(f"submit_goal: the arguments cannot be written as goal.toml ({error})") from None
+    return parse_contract(text, source="submit_goal")
+
+
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _without_nulls(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [_without_nulls(item) for item in value]
+    return value
+
+
+class SubmitGoal:
+    """The tool that ends a drafting session: its arguments are the goal, validated and linted before it counts.
+
+    Lint errors go back to the model as this tool's result, `LINT_FIX_ROUNDS` times; after that the draft is
+    kept as it stands, and its findings are shown to the person.
+    """
+
+    spec = ToolSpec("submit_goal", "Submit the drafted goal. It is validated and linted (its checks are run once "
+                                   "in a scratch copy); fix what comes back, or it is written for review.", _SCHEMA)
+
+    def __init__(self, workspace: Path, run_checks: bool) -> None:
+        self.workspace, self.run_checks = workspace, run_checks
+        self.contract: Contract | None = None
+        self.lint: LintReport | None = None
+        self.fix_rounds = 0
+        """Times lint errors went back to the model."""
+
+    async def run(self, arguments: dict[str, Any], context: ToolContext) -> ToolResult:
+        try:
+            contract = contract_from_arguments(arguments)
+        except ContractError as error:
+            return ToolResult(f"{error.message}\nCall submit_goal again with the fix.", ok=False)
+        report = await lint_goal_async(contract, self.workspace, run=self.run_checks)
+        if report.errors and self.fix_rounds < LINT_FIX_ROUNDS:
+            self.fix_rounds += 1
+            return ToolResult("Lint found errors; the draft is not written yet. Fix them and call submit_goal "
+                              "again:\n" + findings_text(report.errors), ok=False)
+        self.contract, self.lint = contract, report
+        return ToolResult("Goal draft recorded for the person to review.")
+
+
+def findings_text(findings: list[Finding] | tuple[Finding, ...]) -> str:
+    """One line per finding: severity, element, what is wrong and what to write."""
+    return "\n".join(f"- {f.severity} [{f.element}] {f.message} (fix: {f.fix})" for f in findings)
+
+
+@dataclass(frozen=True)
+class DraftResult:
+    """A written draft, what lint says about it, and what drafting cost."""
+
+    contract: Contract
+    path: Path
+    lint: LintReport
+    text: str
+    """The file as written: the header comment, then goal.toml."""
+    thread_id: str
+    seq: int
+    """The `draft` event's seq."""
+    usage: Usage
+    model: str
+    requests: int
+    tool_calls: tuple[ToolUse, ...]
+
+    def as_json(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {"path": str(self.path), "contract": self.contract.model_dump(mode="json"), "lint": self.lint.as_json(),
+                "thread_id": self.thread_id, "seq": self.seq, "usage": usage_payload(self.usage), "model": self.model,
+                "requests": self.requests,
+                "tool_calls": [{"name": u.name, "arguments": u.arguments, "ok": u.ok} for u in self.tool_calls]}
+
+
+def draft_goal(store: Store, workspace: Path, description: str, output: Path, *, force: bool = False,
+               thread_id: str | None = None, model: ModelSettings | None = None, run_checks: bool = True,
+               max_requests: int = DEFAULT_MAX_REQUESTS, on_text: Callable[[str], None] | None = None,
+               on_tool: Callable[[ToolUse], None] | None = None) -> DraftResult:
+    """Draft a goal for `description`, write it to `output` for review, and store a `draft` event. Never sets it.
+
+    `model` overrides the thread's goal's model (which overrides config). Provider failures raise.
+    """
+    if not description.strip():
+        raise ConfigError("the description is empty", 'write gk draft "make the checkout tests pass"')
+    if output.exists() and not force:
+        raise ConfigError(f"{output} already exists", "pass --force to overwrite it, or --output another path")
+    thread = thread_for(store, workspace, thread_id, create=True)
+    goal = store.get_goal(thread.thread_id)
+    settings = GoalSettings.model_validate(goal.settings) if goal else GoalSettings()
+    chosen = model or settings.model or settings_from_config(load_config(workspace))
+    context = read_only_context(workspace, None, settings.run, chosen, store, {"status": "drafting"})
+    submit = SubmitGoal(workspace, run_checks)
+    tools = ToolRegistry([*default_registry().only(DRAFT_TOOLS).tools.values(), submit])
+    messages = [Message("system", render("system")), Message("user", render("draft", description=as_data(description)))]
+    with endpoint(chosen) as reachable:
+        session = ToolSession(build_model(reachable), chosen, tools, context, store, on_text=on_text, on_tool=on_tool)
+        contract, lint = asyncio.run(_drafting_session(session, submit, messages, max_requests))
+    text = draft_text(contract, description, session.model_name, lint)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text, encoding="utf-8")
+    payload = {"description": description, "output": str(output), "contract": contract.model_dump(mode="json"),
+               "lint": lint.as_json(), "fix_rounds": submit.fix_rounds, "usage": usage_payload(session.usage),
+               "model": session.model_name, "requests": session.requests, "tool_calls": session.calls_payload()}
+    [record] = store.append_events(thread.thread_id, [NewEvent("draft", payload, "model")])
+    return DraftResult(contract, output, lint, text, thread.thread_id, record.seq, session.usage, session.model_name,
+                       session.requests, tuple(session.calls))
+
+
+async def _drafting_session(session: ToolSession, submit: SubmitGoal, messages: list[Message],
+                            max_requests: int) -> tuple[Contract, LintReport]:
+    """Requests and read-only calls until `submit_goal` is accepted; a text-only answer is asked to submit."""
+    try:
+        for _ in range(max_requests):
+            response = await session.request(messages, session.tools.specs)
+            messages.append(assistant_message(response))
+            if not response.tool_calls:
+                messages.append(Message("user", render("draft_submit")))
+                continue
+            messages += await session.run_calls(response.tool_calls)
+            if submit.contract is not None and submit.lint is not None:
+                return submit.contract, submit.lint
+        submit.fix_rounds = LINT_FIX_ROUNDS  # the last request: whatever it submits is written, findings shown
+        messages.append(Message("user", render("no_more_tools", task="drafting session",
+                                               deliverable="goal: call `submit_goal` with it")))
+        final = await session.request(messages, (SubmitGoal.spec,))
+        await session.run_calls([call for call in final.tool_calls if call.name == "submit_goal"][:1])
+    finally:
+        await session.model.aclose()
+    if submit.contract is None or submit.lint is None:
+        raise ProviderError(f"the model submitted no valid goal in {session.requests} requests",
+                            "try again, give a more specific description, or raise --max-requests")
+    return submit.contract, submit.lint
+
+
+def draft_text(contract: Contract, description: str, model: str, lint: LintReport) -> str:
+    """The draft file: a header comment for the person, then the contract as goal.toml."""
+    said = [f"#   {line}" for line in description.strip().splitlines()]
+    counts = f"{len(lint.errors)} error(s), {len(lint.warnings)} warning(s), score {lint.total}/{2 * len(lint.scores)}"
+    header = [f"# Drafted by {model or 'the model'} from this description:", *said,
+              "# This is a draft for review. goalkeeper never sets it: read it, edit it, then",
+              "#   gk lint --file <this file>   and   gk goal --file <this file>",
+              f"# Lint when drafted: {counts}" + (" (checks run once)" if lint.ran else " (checks not run)")]
+    header += [f"#   {f.severity} [{f.element}] {' '.join(f.message.split())}" for f in lint.findings
+               if f.severity != "info"]
+    body = dump_contract(contract)
+    if parse_contract(body, source="the draft") != contract:  # never write a file that reads back differently
+        raise ContractError("the drafted contract does not survive its TOML form", "report this as a bug")
+    return "\n".join(header) + "\n\n" + body
