@@ -225,6 +225,17 @@ def test_a_metric_already_at_its_target_is_achieved_at_once(workspace: Path) -> 
     assert "`bench` reads 80, target < 120" in only(report, "passes-at-baseline").message
 
 
+def test_a_check_whose_script_does_not_exist_yet_is_a_warning(workspace: Path) -> None:
+    finding = only(lint_goal(contract("Write bench/run.py that prints p95", checks=["bench=python bench/run.py"]),
+                             workspace), "missing-file")
+    assert finding.severity == "warning" and "'bench/run.py'" in finding.message
+
+
+def test_lint_lists_the_files_the_goal_pins(workspace: Path) -> None:
+    report = lint_goal(contract(checks=[f"tests={TESTS}"]), workspace, run=False)
+    assert "tests/test_cart.py" in report.pinned and "tests/test_cart.py" in report.as_json()["pinned"]
+
+
 def test_a_keep_green_command_that_is_red_now_is_a_warning(workspace: Path) -> None:
     report = lint_goal(contract(checks=[f"tests={TESTS}"], keep_green=["python -c 'raise SystemExit(3)'"]),
                        workspace)

@@ -211,6 +211,9 @@ def show_lint(report: LintReport) -> None:
         _show_finding(out, finding)
     for note in report.notes:
         out.print(Text(f"· {note}", style="dim"))
+    if report.pinned:
+        shown = ", ".join(report.pinned[:8]) + (f" … (+{len(report.pinned) - 8})" if len(report.pinned) > 8 else "")
+        out.print(Text(f"pinned at baseline (tamper-evident): {shown}", style="dim"))
     if report.errors:
         out.print(Text(f"{_count(len(report.errors), 'error')}: `gk goal` and `gk exec` refuse this goal until "
                        "they are fixed (or --force)", style="bold red"))

@@ -22,6 +22,7 @@ from pathlib import Path
 from goalkeeper.contract import Check, Contract, format_duration
 from goalkeeper.contract.lint import Element, Finding, LintReport, lint_report
 from goalkeeper.errors import SandboxError
+from goalkeeper.pins import pin_verification_surface
 from goalkeeper.sandbox.bwrap import require_sandbox
 from goalkeeper.sandbox.policy import SandboxPolicy, command_environment
 from goalkeeper.verify import Evidence, missing_commands, run_check, run_constraint
@@ -35,6 +36,9 @@ KEEP_GREEN_TIMEOUT_S = 600.0
 # A Python syntax error in the command line itself (`python -c`, `python - <<EOF`), not in the code under test.
 _INLINE_PYTHON = re.compile(r'File "<(?:string|stdin)>", line \d+')
 _BASH_PREFIX = re.compile(r"^(?:\S*bash: )?(?:-c: )?(?:line \d+: )?")
+# Python was asked to run a script that is not there (exit 2): the goal may be to write it, or the path is wrong.
+_NO_SCRIPT = re.compile(r"can't open file '([^']+)': \[Errno 2\]")
+_SCRATCH = re.compile(r"^.*?/gk-lint-[^/]+/[^/]+/")  # the scratch copy's root, in paths the commands print
 _PYTHON_SYNTAX = re.compile(r"^(?:SyntaxError|IndentationError|TabError): .*$", re.MULTILINE)
 
 
@@ -51,10 +55,12 @@ async def lint_goal_async(contract: Contract, workspace: Path, *, run: bool = Tr
     """`lint_goal` for async callers."""
     static = await asyncio.to_thread(_static_findings, contract, workspace)
     findings = [finding for _, finding in static]
+    pins = await asyncio.to_thread(pin_verification_surface, workspace, contract, contract.verify.pins)
+    pinned = sorted(pins.paths)
     if not run:
-        return lint_report(contract, findings, ran=False)
+        return lint_report(contract, findings, ran=False, pinned=pinned)
     ran, notes = await _run_findings(contract, workspace, {name for name, _ in static}, timeout_s)
-    return lint_report(contract, [*findings, *ran], ran=True, notes=notes)
+    return lint_report(contract, [*findings, *ran], ran=True, notes=notes, pinned=pinned)
 
 
 # ---------------------------------------------------------------- without running anything
@@ -155,6 +161,8 @@ def _judge(runs: list[tuple[Evidence, float, float]], total_checks: int) -> tupl
     checks = [item for item in judged if item.kind == "check"]
     findings += _already_passing(checks, total_checks)
     findings += [_metric_unread(item) for item in checks if item.target and item.metric is None and item.exit_code == 0]
+    findings += [_no_script(item, match.group(1)) for item in judged if not item.passed
+                 and (match := _NO_SCRIPT.search(item.output_tail)) is not None]
     findings += [_red_keep_green(item) for item in judged if item.kind == "constraint" and not item.passed]
     return findings, notes
 
@@ -235,6 +243,14 @@ def _metric_unread(item: Evidence) -> Finding:
                    f"check `{item.name}` exits 0 but its metric could not be read: {item.error}",
                    f'print the metric (JSON on the last line works), or fix the metric of [[checks]] name = '
                    f'"{item.name}"')
+
+
+def _no_script(item: Evidence, script: str) -> Finding:
+    element = _element_of(item)
+    return Finding("warning", element, "missing-file",
+                   f"{_what(element, item.name)} runs {_SCRATCH.sub('', script)!r}, which does not exist: fine if "
+                   "the goal is to write it, otherwise the check can never pass",
+                   f"fix the path in {_where(element, item.name)} (it runs in the workspace root)")
 
 
 def _red_keep_green(item: Evidence) -> Finding:

@@ -91,6 +91,8 @@ class LintReport:
     """Whether the checks and keep_green commands were run (not just read)."""
     notes: tuple[str, ...] = field(default=())
     """What the linter itself could not do (a check not finished in time), for a person."""
+    pinned: tuple[str, ...] = field(default=())
+    """The files the goal's verification surface pins at baseline (tests, test configs, files checks name)."""
 
     @property
     def errors(self) -> list[Finding]:
@@ -112,7 +114,8 @@ class LintReport:
         return {"ok": not self.errors, "ran": self.ran, "errors": len(self.errors), "warnings": len(self.warnings),
                 "total": self.total, "out_of": 2 * len(ELEMENTS),
                 "scores": {s.element: {"score": s.score, "label": s.label, "note": s.note} for s in self.scores},
-                "findings": [finding.as_json() for finding in self.findings], "notes": list(self.notes)}
+                "findings": [finding.as_json() for finding in self.findings], "notes": list(self.notes),
+                "pinned": list(self.pinned)}
 
 
 # ---------------------------------------------------------------- the outcome's words
@@ -313,9 +316,10 @@ def _present(contract: Contract) -> dict[Element, tuple[bool, str]]:
 
 
 def lint_report(contract: Contract, findings: Sequence[Finding] = (), ran: bool = False,
-                notes: Sequence[str] = ()) -> LintReport:
+                notes: Sequence[str] = (), pinned: Sequence[str] = ()) -> LintReport:
     """The report for `contract`: the pure findings, then `findings` (from running the checks), and scores."""
     every = [*lint_contract(contract), *findings]
     order = {element: index for index, element in enumerate(ELEMENTS)}
     every.sort(key=lambda finding: order[finding.element])  # stable: within an element, pure findings first
-    return LintReport(tuple(every), score_contract(contract, every), ran=ran, notes=tuple(notes))
+    return LintReport(tuple(every), score_contract(contract, every), ran=ran, notes=tuple(notes),
+                      pinned=tuple(pinned))
