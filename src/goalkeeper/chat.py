@@ -86,6 +86,7 @@ class ChatSession:
 
     def __init__(self, store: Store, workspace: Path, settings: ModelSettings, *,
                  approver: Approver | None = None) -> None:
+        workspace = workspace.resolve()
         self.store, self.workspace, self.settings = store, workspace, settings
         self.thread = thread_for(store, workspace, create=True)
         config = load_config(workspace)
