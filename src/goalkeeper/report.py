@@ -282,7 +282,8 @@ def _claims(report: dict[str, Any]) -> list[str]:
                  for e in report["final"] if e["passed"]]
     confirmed += [f"turn {c['turn']}: the completion request was verified (every check passed)"
                   for c in claims if c["accepted"]]
-    unverified = [f"turn {c['turn']}, completion summary: {_cell(c['summary'])}" for c in claims if c["summary"]]
+    unverified = [f"turn {c['turn']}, completion summary: {_cell(c['summary'])}" for c in claims
+                  if c["summary"] and c["accepted"] is not False]
     unverified += [f"turn {c['turn']}, checkpoint says verified: {_cell(c['note']['verified'])}"
                    for c in report["checkpoints"] if (c.get("note") or {}).get("verified")]
     refused = [f"turn {c['turn']}: {_cell(c['summary'])}" for c in claims if c["accepted"] is False]
@@ -299,7 +300,9 @@ def _budget_lines(report: dict[str, Any]) -> list[str]:
             f"- cost: ${budget['usd']:.4f}" + _of(budget["usd_budget"], "$"),
             f"- time: {format_duration(budget['time_s'])}{time_of}",
             f"- turns: {budget['turns']}" + _of(budget["turns_budget"]),
-            f"- compactions: {report['compactions']}"]
+            f"- compactions: {report['compactions']}"] + (
+        [f"- stopped by the budget: {report['reason_text']}; one capped wrap-up turn ran after that"]
+        if report["status"] == "budget_limited" else [])
 
 
 def _surface_section(report: dict[str, Any]) -> list[str]:
@@ -343,10 +346,12 @@ def render_pr(report: dict[str, Any]) -> str:
     lines = [_pr_title(report), "", "## Summary", "",
              f"{_status_line(report).removeprefix('**Status:** ')}. {checks}."
              + (f" Last checkpoint: {_cell(last['done'])}." if last.get("done") else ""), "",
-             "## What changed", "", *([f"- `{f}`" for f in report["files_touched"]] or ["(no files changed)"]), ""]
-    lines += [f"- turn {c['turn']}: {_cell((c.get('note') or {}).get('done'))}" for c in report["checkpoints"]
-              if (c.get("note") or {}).get("done")]
-    lines += ["", "## How it was verified", "", "The harness ran these checks itself, at baseline and at the end:", "",
+             "## What changed", "",
+             "Files: " + (", ".join(f"`{f}`" for f in report["files_touched"]) or "(none changed)"), ""]
+    steps = [f"- turn {c['turn']}: {_cell((c.get('note') or {}).get('done'))}" for c in report["checkpoints"]
+             if (c.get("note") or {}).get("done")]
+    lines += [*steps, ""] if steps else []
+    lines += ["## How it was verified", "", "The harness ran these checks itself, at baseline and at the end:", "",
               evidence_table(report["baseline"], report["final"]), ""]
     if report["metric_trend"] or report["metric_baseline"]:
         lines += [*metric_trend_lines(report), ""]
