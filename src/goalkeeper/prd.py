@@ -247,7 +247,7 @@ def implement(store: Store, workspace: Path, prd: Path, *, model: ModelSettings 
                                                     "harness")])
         raise
     implements = {"spike_goal_id": spike.goal_id, "spike_branch": spike.branch, "base_commit": base,
-                  "prd": str(prd), "spike_status": spike.status}
+                  "prd": prd_path or str(prd.resolve()), "spike_status": spike.status}
     store.append_events(thread.thread_id, [NewEvent("goal_branch", {**asdict(branch), "notice": None}, "harness"),
                                            NewEvent("implements", implements, "user")], goal_id=record.goal_id)
     return Implementation(store.get_goal_by_id(record.goal_id), branch, spike, chosen)
