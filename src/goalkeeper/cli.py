@@ -513,6 +513,26 @@ def implement(
     return 0
 
 
+@app.command()
+def serve(host: Annotated[str, typer.Option(help="Address to bind (loopback unless --allow-remote).")] = "127.0.0.1",
+          port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
+          allow_remote: Annotated[bool, typer.Option("--allow-remote", help="Allow a non-loopback --host.")] = False,
+          show_token: Annotated[bool, typer.Option("--show-token", help="Print the API token and exit.")] = False,
+          ) -> int:
+    """Serve the REST API, live event streams and the dashboard over the store until Ctrl-C. It never runs a
+    goal (`gk run` does); every request needs the bearer token, printed the first time."""
+    from goalkeeper import server  # FastAPI and uvicorn load only for the server
+
+    if show_token:
+        token = server.read_token()
+        if token is None:
+            raise ConfigError(f"no server token yet ({server.token_path()})", "start the server once: gk serve")
+        print(token)
+        return 0
+    server.serve(host, port, allow_remote, echo=console.out.print)
+    return 0
+
+
 local_app = typer.Typer(help="The bundled offline model (SmolLM2-135M through llama.cpp).")
 app.add_typer(local_app, name="local")
 

@@ -1,0 +1,73 @@
+"""Store records turned into the API's response models, through views.py and report.py.
+
+No logic of its own: a goal's numbers are views.summarize's, its trend the report's; this only reshapes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from goalkeeper.report import REASONS, _metric_points  # the report's own trend; build_report scans every thread
+from goalkeeper.server.models import CheckpointOut, EventOut, EvidenceOut, EvidenceRunOut, GoalOut, ThreadOut
+from goalkeeper.store import EventRecord, GoalRecord, Store, ThreadRecord
+from goalkeeper.verify import Evidence
+from goalkeeper.views import goal_events, summarize
+
+
+def thread_out(store: Store, thread: ThreadRecord) -> ThreadOut:
+    """A thread with its current goal."""
+    goal = store.get_goal(thread.thread_id)
+    return ThreadOut(thread_id=thread.thread_id, workspace=thread.workspace, created_at=thread.created_at,
+                     goal=goal_out(store, goal) if goal is not None else None)
+
+
+def goal_out(store: Store, goal: GoalRecord) -> GoalOut:
+    """The goal's summary (views.summarize) with the report's metric trend."""
+    summary = summarize(store, goal)
+    runs = [(r.payload["turn"], [Evidence(**e) for e in r.payload["evidence"]])
+            for r in goal_events(store, goal, ["evidence"])]
+    baseline = _metric_points([(0, summary.baseline)])
+    checkpoint = summary.last_checkpoint
+    last = None
+    if checkpoint is not None:
+        note = checkpoint.get("note") or {}
+        last = f"turn {checkpoint['turn']}: {note.get('done') or '(no note)'}"
+    return GoalOut(
+        goal_id=goal.goal_id, thread_id=goal.thread_id, workspace=summary.workspace, objective=summary.objective,
+        status=summary.status,
+        reason=summary.reason, reason_text=REASONS.get(summary.reason, summary.reason), verified=summary.verified,
+        checks_passing=summary.checks_passing, checks_total=summary.checks_total, tokens_used=summary.tokens_used,
+        tokens_budget=summary.tokens_budget, usd_used=summary.usd_used, usd_budget=summary.usd_budget,
+        elapsed_s=summary.elapsed_s, time_budget_s=summary.time_budget_s, turns=summary.turns,
+        turns_budget=summary.turns_budget, last_checkpoint=last, runner=summary.runner, contract=goal.contract,
+        checklist=summary.checklist, evidence=[evidence_out(e.__dict__) for e in summary.evidence],
+        metric_baseline=baseline[0] if baseline else None, metric_trend=_metric_points(runs),
+        updated_at=goal.updated_at,
+    )
+
+
+def evidence_out(item: dict[str, Any]) -> EvidenceOut:
+    """One Evidence (as stored in an event payload) without its command and output tail."""
+    return EvidenceOut(name=item["name"], kind=item["kind"], passed=item["passed"], exit_code=item["exit_code"],
+                       metric=item.get("metric"), target=item.get("target"), duration_s=item["duration_s"],
+                       error=item.get("error"))
+
+
+def event_out(record: EventRecord) -> EventOut:
+    return EventOut(seq=record.seq, thread_id=record.thread_id, goal_id=record.goal_id, kind=record.kind,
+                    actor=record.actor, ts=record.ts, payload=record.payload)
+
+
+def checkpoint_out(record: EventRecord) -> CheckpointOut:
+    payload = record.payload
+    return CheckpointOut(seq=record.seq, goal_id=record.goal_id, turn=payload["turn"], kind=payload["kind"],
+                         note=payload.get("note") or {}, files_touched=payload.get("files_touched", []),
+                         commands=payload.get("commands", []), tokens=payload.get("tokens"),
+                         tree_hash=payload.get("tree_hash"))
+
+
+def evidence_run_out(record: EventRecord) -> EvidenceRunOut:
+    payload = record.payload
+    return EvidenceRunOut(seq=record.seq, goal_id=record.goal_id, kind=record.kind,
+                          trigger=payload.get("trigger"), turn=payload.get("turn", 0),
+                          evidence=[evidence_out(e) for e in payload["evidence"]], surface=payload.get("surface"))

@@ -1,0 +1,179 @@
+"""Server-sent events: the store's events in seq order, resumable with `Last-Event-ID` without gaps or repeats.
+
+One poller task reads new events from the store file and fans them out to every open stream (the default),
+or each stream polls on its own (`fanout="per_connection"`, kept for the benchmark's comparison). Gap-free
+because SQLite has one writer at a time: once a reader sees seq N, every lower seq is committed or gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import threading
+from collections import deque
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Literal
+
+from sse_starlette import ServerSentEvent
+
+from goalkeeper.server.build import event_out
+from goalkeeper.store import EventRecord
+
+Fanout = Literal["shared", "per_connection"]
+
+PAGE = 500
+"""Events read from the store per query (a backlog is sent in pages of this many)."""
+BEHIND_LIMIT = 5_000
+"""Events a stream may have waiting; a client further behind is caught up from the store instead."""
+KEEP_ALIVE_S = 15.0
+
+
+class EventFeed:
+    """Reads events after a seq straight from the store file, across threads or for one thread.
+
+    Its own connection with `query_only` on: the feed can never write, and the Store's lock is never held
+    by a poll. (The Store reads one thread at a time; the goals table follows every thread at once.)
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._conn.row_factory = sqlite3.Row
+        self._conn.execute("PRAGMA query_only = ON")
+        self._lock = threading.Lock()
+
+    def after(self, seq: int, thread_id: str | None = None, limit: int = PAGE) -> list[EventRecord]:
+        """Events with seq > `seq`, oldest first; at most `limit`."""
+        query = "SELECT * FROM events WHERE seq > ?" + (" AND thread_id = ?" if thread_id else "")
+        params: tuple[object, ...] = (seq, thread_id, limit) if thread_id else (seq, limit)
+        with self._lock:
+            rows = self._conn.execute(query + " ORDER BY seq LIMIT ?", params).fetchall()
+        return [EventRecord(row["seq"], row["thread_id"], row["goal_id"], row["kind"], row["actor"],
+                            json.loads(row["payload"]), row["ts"]) for row in rows]
+
+    def last_seq(self) -> int:
+        with self._lock:
+            return int(self._conn.execute("SELECT MAX(seq) FROM events").fetchone()[0] or 0)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+class Subscriber:
+    """One open stream's mailbox. `since`: the poller's position when it joined (older events come from
+    the store); `behind`: it fell more than BEHIND_LIMIT events back and must catch up from the store."""
+
+    def __init__(self, thread_id: str | None, since: int) -> None:
+        self.thread_id, self.since = thread_id, since
+        self.pending: deque[EventRecord] = deque()
+        self.wake = asyncio.Event()
+        self.behind = False
+
+    def offer(self, record: EventRecord) -> None:
+        if self.thread_id is not None and record.thread_id != self.thread_id:
+            return
+        if len(self.pending) >= BEHIND_LIMIT:
+            self.pending.clear()
+            self.behind = True
+        else:
+            self.pending.append(record)
+        self.wake.set()
+
+
+class Broadcaster:
+    """One poller for every open stream. It polls only while someone listens; it starts with the first."""
+
+    def __init__(self, feed: EventFeed, poll_s: float = 0.1, fanout: Fanout = "shared") -> None:
+        self.feed, self.poll_s, self.fanout = feed, poll_s, fanout
+        self.last = 0
+        self.subscribers: set[Subscriber] = set()
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+
+    async def subscribe(self, thread_id: str | None) -> Subscriber:
+        async with self._lock:  # never between a poll's read and its fan-out: `since` is exact
+            if not self.subscribers:
+                self.last = await asyncio.to_thread(self.feed.last_seq)
+            subscriber = Subscriber(thread_id, self.last)
+            self.subscribers.add(subscriber)
+        if self.fanout == "shared" and (self._task is None or self._task.done()):
+            self._task = asyncio.create_task(self._poll())
+        return subscriber
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        self.subscribers.discard(subscriber)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _poll(self) -> None:
+        while self.subscribers:
+            async with self._lock:
+                records = await asyncio.to_thread(self.feed.after, self.last)
+                for record in records:
+                    for subscriber in self.subscribers:
+                        subscriber.offer(record)
+                    self.last = record.seq
+            if len(records) < PAGE:
+                await asyncio.sleep(self.poll_s)
+
+    async def stream(self, thread_id: str | None, after: int | None) -> AsyncIterator[ServerSentEvent]:
+        """The events of `thread_id` (every thread's when None) after seq `after`, then live ones, forever.
+
+        With `after` None a thread's stream starts at its first event and the all-threads stream at now.
+        """
+        subscriber = await self.subscribe(thread_id)
+        sent = after if after is not None else (0 if thread_id is not None else subscriber.since)
+        try:
+            if self.fanout == "per_connection":
+                async for event in self._polled(thread_id, sent):
+                    yield event
+                return
+            async for record in self._backlog(thread_id, sent, subscriber.since):
+                sent = record.seq
+                yield sse_event(record)
+            while True:
+                await subscriber.wake.wait()
+                subscriber.wake.clear()
+                if subscriber.behind:
+                    subscriber.behind, upto = False, self.last
+                    subscriber.pending.clear()
+                    async for record in self._backlog(thread_id, sent, upto):
+                        sent = record.seq
+                        yield sse_event(record)
+                while subscriber.pending:
+                    record = subscriber.pending.popleft()
+                    if record.seq > sent:
+                        sent = record.seq
+                        yield sse_event(record)
+        finally:
+            self.unsubscribe(subscriber)
+
+    async def _backlog(self, thread_id: str | None, after: int, upto: int) -> AsyncIterator[EventRecord]:
+        """Events in (after, upto] from the store, page by page."""
+        while after < upto:
+            records = [r for r in await asyncio.to_thread(self.feed.after, after, thread_id) if r.seq <= upto]
+            if not records:
+                return
+            for record in records:
+                after = record.seq
+                yield record
+
+    async def _polled(self, thread_id: str | None, after: int) -> AsyncIterator[ServerSentEvent]:
+        """Per-connection fan-out: this stream polls the store itself."""
+        while True:
+            records = await asyncio.to_thread(self.feed.after, after, thread_id)
+            for record in records:
+                after = record.seq
+                yield sse_event(record)
+            if len(records) < PAGE:
+                await asyncio.sleep(self.poll_s)
+
+
+def sse_event(record: EventRecord) -> ServerSentEvent:
+    """`id: <seq>`, `event: <kind>`, `data: <EventOut JSON>`."""
+    return ServerSentEvent(data=event_out(record).model_dump_json(), event=record.kind, id=str(record.seq))
