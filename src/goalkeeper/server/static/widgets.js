@@ -1,0 +1,53 @@
+// Pieces both pages share: the status badge, the checks bar, and a keyed throttle for live refreshes.
+
+import { html } from "./html.js";
+
+const STATUS_WORDS = {
+  pursuing: "pursuing",
+  paused: "paused",
+  achieved: "achieved",
+  unmet: "unmet",
+  budget_limited: "budget limited",
+};
+
+/** A coloured badge for a goal status; the reason (a typed code) is its tooltip. */
+export function statusBadge(goal) {
+  if (!goal) return html`<span class="badge badge-none">no goal</span>`;
+  const word = STATUS_WORDS[goal.status] ?? goal.status;
+  const reason = goal.reason_text || (goal.reason && goal.reason !== "none" ? goal.reason : "");
+  return html`<span class="badge badge-${goal.status}" data-status="${goal.status}"
+    title="${reason ? `${word} (${reason.replaceAll("_", " ")})` : word}">${word}</span>`;
+}
+
+/** Checks passing as a progress bar, or an "unverified" label for a goal with no checks. */
+export function checksBar(goal) {
+  if (!goal.verified || !goal.checks_total) return html`<span class="muted" title="no checks: unverified">unverified</span>`;
+  const percent = Math.round((100 * goal.checks_passing) / goal.checks_total);
+  const label = `${goal.checks_passing} of ${goal.checks_total} checks passing`;
+  return html`<div class="checks" title="${label}">
+    <div class="bar" role="progressbar" aria-label="${label}" aria-valuemin="0" aria-valuemax="${goal.checks_total}"
+      aria-valuenow="${goal.checks_passing}" data-passing="${goal.checks_passing}">
+      <div class="bar-fill${percent === 100 ? " bar-full" : ""}" style="width: ${percent}%"></div>
+    </div>
+    <span class="checks-count">${goal.checks_passing}/${goal.checks_total}</span>
+  </div>`;
+}
+
+/**
+ * Run `fn(key)` at most once per `ms` for each key: the first call runs at once, calls inside the window
+ * fold into one trailing run, so a burst of events costs at most two fetches.
+ */
+export function keyedThrottle(fn, ms) {
+  const lastRun = new Map();
+  const pending = new Set();
+  return (key) => {
+    if (pending.has(key)) return;
+    const wait = Math.max(0, (lastRun.get(key) ?? -Infinity) + ms - Date.now());
+    pending.add(key);
+    setTimeout(() => {
+      pending.delete(key);
+      lastRun.set(key, Date.now());
+      fn(key);
+    }, wait);
+  };
+}
