@@ -102,6 +102,8 @@ class GoalkeeperApp(App[None]):
         self.summary: GoalSummary | None = None
         self.pausing = False
         """A pause was asked for here and the goal has not stopped yet."""
+        self.starting: str | None = None
+        """What happens before this window's runner takes a new goal (shown instead of "not running")."""
         self.quit_armed = False
         """Ctrl-C was pressed once: the next press quits."""
         self.tools_open = False
@@ -180,7 +182,9 @@ class GoalkeeperApp(App[None]):
             self._summarized_at = now
             if self.summary is None or self.summary.status != "pursuing":
                 self.pausing = False
-        self.status_line.update(Text(status_text(self.summary, pausing=self.pausing)))
+            if self.summary is None or self.summary.status != "pursuing" or self.summary.runner is not None:
+                self.starting = None
+        self.status_line.update(Text(status_text(self.summary, pausing=self.pausing, starting=self.starting)))
         self.status_line.set_classes(status_style(self.summary))
 
     def on_runner_event(self, _record: object) -> None:

@@ -28,11 +28,12 @@ def set_goal(store: Store, workspace: Path, thread_id: str | None, request: Goal
     """Set the goal `/goal <objective> [--check NAME=CMD]…` asks for, checked as `gk goal` checks it.
 
     The repository must be clean and every check's program must exist; the model and the `[run]` knobs
-    come from config.toml, and are stored with the goal.
+    come from config.toml, and are stored with the goal. The model streams, so its text shows as it comes
+    (a later `gk run` streams too; the bundled local model never does).
     """
     contract = contract_from_flags(request.objective, checks=list(request.checks))
     config = load_config(workspace)
-    model = settings_from_config(config, usd_budget=contract.budget.usd)
+    model = settings_from_config(config, usd_budget=contract.budget.usd, stream=True)  # text shows as it comes
     preflight(workspace, False)
     missing = missing_commands(contract, workspace)
     if missing:

@@ -106,11 +106,16 @@ class Handlers:
         """The model restates the new goal; True when the person confirms it. Edit and cancel clear it."""
         settings = GoalSettings.model_validate(goal.settings).model
         assert settings is not None  # set_goal stored the model
-        self.app.transcript.note("The model restates the goal before it starts…", "dim")
-        async with open_model(settings) as model:
-            restatement = await restate_goal(self.app.store, goal, model, on_text=self.app.on_model_text)
-        self.app.poll()
-        choice = await self.app.ask(RestateScreen(request.objective, restatement.text))
+        self.app.starting = "the model restates it before it starts…"
+        self.app.refresh_status()
+        try:
+            async with open_model(settings) as model:
+                restatement = await restate_goal(self.app.store, goal, model, on_text=self.app.on_model_text)
+            self.app.starting = "waiting for you to confirm the restatement"
+            self.app.poll()
+            choice = await self.app.ask(RestateScreen(request.objective, restatement.text))
+        finally:
+            self.app.starting = None
         if choice == "confirm":
             return True
         await asyncio.to_thread(control.request, self.app.store, goal, "clear")
@@ -150,6 +155,7 @@ class Handlers:
         if self.driving:
             return
         self.app.quit_armed = False
+        self.app.starting = "starting…"
         self.runner = self.app.run_worker(self.drive(goal.goal_id), name="runner", group="runner",
                                           exit_on_error=False)
 
@@ -268,7 +274,7 @@ class Handlers:
                                      "disturbing it; /goal pause first to chat", "error")
             return
         if self.chat_session is None:
-            settings = settings_from_config(load_config(self.app.workspace))
+            settings = settings_from_config(load_config(self.app.workspace), stream=True)
             self.chat_session = ChatSession(self.app.store, self.app.workspace, settings, approver=self.approve)
         await self.chat_session.send(prompt, on_text=self.app.on_model_text,
                                      on_tool=lambda _use: self.app.poll())

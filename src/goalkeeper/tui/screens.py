@@ -130,7 +130,7 @@ class RestateScreen(ModalScreen[RestateChoice]):
         with Vertical():
             yield Label("Before it starts, the model restates the goal in its own words", classes="title")
             with VerticalScroll(classes="body"):
-                yield Markdown(self.restatement)
+                yield Static(Text(self.restatement or "(the model said nothing)"))
             yield Static(Text("Is this what you mean? Nothing has run yet.", style="dim"), classes="body")
             with Horizontal():
                 yield Button("Start the goal", id="confirm", variant="success")

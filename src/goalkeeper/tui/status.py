@@ -54,10 +54,11 @@ def _reason(summary: GoalSummary) -> str:
     return summary.reason.replace("_", " ")
 
 
-def status_text(summary: GoalSummary | None, *, pausing: bool = False) -> str:
+def status_text(summary: GoalSummary | None, *, pausing: bool = False, starting: str | None = None) -> str:
     """The status line, e.g. `Pursuing goal · 3/4 checks · 40K/50K tok · $0.42 · 12m`.
 
-    `pausing` says a pause was asked for and the current step is still finishing.
+    `pausing` says a pause was asked for and the current step is still finishing; `starting` says what
+    happens before this window's runner takes the goal (e.g. the restatement), instead of "not running".
     """
     if summary is None:
         return NO_GOAL
@@ -67,6 +68,8 @@ def status_text(summary: GoalSummary | None, *, pausing: bool = False) -> str:
             parts = ["Pursuing goal", _checks(summary), _tokens(summary), f"${summary.usd_used:.2f}", elapsed]
             if pausing:
                 parts.append("pausing after the current step…")
+            elif starting:
+                parts.append(starting)
             elif summary.runner is None:
                 parts.append("not running (/goal resume)")
             return " · ".join(parts)

@@ -6,9 +6,12 @@ Every event is rendered once, from the store, whoever wrote it (this window's ru
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 from rich.console import Group, RenderableType
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 from textual.containers import VerticalScroll
@@ -88,11 +91,29 @@ class ToolCallView(Collapsible):
         self.set_class(not ok, "failed")
 
 
+_PATCH_FILE = re.compile(r"^\*\*\* (?:Add|Update|Delete) File: (.+)$", re.MULTILINE)
+
+
 def _call_title(name: str, arguments: str) -> str:
+    """A call as one line: `$ command` for the shell, else the tool and its arguments, short."""
     if name == "shell":
-        return f"$ {command_of(arguments)[:140]}"
-    shown = arguments if len(arguments) <= 100 else arguments[:99] + "…"
-    return f"→ {name} {shown}"
+        return f"$ {_clip(command_of(arguments), 140)}"
+    try:
+        parsed = json.loads(arguments or "{}")
+    except json.JSONDecodeError:
+        return f"→ {name} {_clip(arguments, 100)}"
+    if not isinstance(parsed, dict):
+        return f"→ {name} {_clip(arguments, 100)}"
+    if name == "apply_patch" and isinstance(parsed.get("patch"), str):
+        return f"→ apply_patch {', '.join(_PATCH_FILE.findall(parsed['patch'])) or '(no file)'}"
+    words = [f"{key}={_clip(value if isinstance(value, str) else json.dumps(value), 40)}"
+             for key, value in parsed.items()]
+    return f"→ {name} {_clip(' '.join(words), 120)}"
+
+
+def _clip(text: str, size: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= size else text[:size - 1] + "…"
 
 
 def evidence_table(title: str, evidence: list[dict[str, Any]]) -> Table:
@@ -117,13 +138,14 @@ class Entry(Static):
     DEFAULT_CSS = """
     Entry { padding: 0 1; }
     Entry.evidence, Entry.summary, Entry.side, Entry.plan { margin: 1 0 0 0; }
-    Entry.status { margin: 1 0 0 0; text-style: bold; }
+    Entry.status, Entry.turn { margin: 1 0 0 0; }
+    Entry.status { text-style: bold; }
     Entry.error { color: $error; }
     Entry.notice { color: $warning; }
     """
 
 
-def _checkpoint_text(payload: dict[str, Any]) -> Text:
+def _checkpoint_text(payload: dict[str, Any]) -> RenderableType:
     note = payload.get("note") or {}
     text = Text.assemble(("✔ checkpoint ", "bold green"), (f"turn {payload.get('turn')}: ", "green"),
                          str(note.get("done") or f"{payload.get('kind', '')} turn"))
@@ -135,7 +157,7 @@ def _checkpoint_text(payload: dict[str, Any]) -> Text:
     if payload.get("commit"):
         details.append(f"commit {str(payload['commit'])[:10]}")
     if details:
-        text.append("\n    " + " · ".join(details), style="dim")
+        return Group(text, Padding(Text(" · ".join(details), style="dim"), (0, 0, 0, 4)))
     return text
 
 
@@ -147,16 +169,18 @@ def _side_text(payload: dict[str, Any]) -> Group:
 
 def summary_renderable(summary: GoalSummary, status_line: str) -> Group:
     """`/goal` and `/status`: the objective, the status line, the newest evidence and the last checkpoint."""
-    parts: list[RenderableType] = [
-        Text.assemble(("Goal ", "bold"), summary.goal_id, ("" if summary.verified else "  (unverified: no checks)",
-                                                           "yellow")),
-        Text.assemble(("  objective: ", "bold"), summary.objective),
-        Text.assemble(("  status:    ", "bold"), status_line),
-    ]
+    fields = Table.grid(padding=(0, 2))
+    fields.add_column(style="bold")
+    fields.add_column()
+    fields.add_row("objective", summary.objective)
+    fields.add_row("status", status_line)
     for item in summary.checklist:
-        parts.append(Text(f"    [{'x' if item['done'] else ' '}] {item['number']}. {item['item']}"))
+        fields.add_row("", f"[{'x' if item['done'] else ' '}] {item['number']}. {item['item']}")
     if summary.runner:
-        parts.append(Text(f"  runner:    {summary.runner}", style="dim"))
+        fields.add_row("runner", summary.runner)
+    label = "" if summary.verified else "  (unverified: no checks)"
+    parts: list[RenderableType] = [Text.assemble(("Goal ", "bold"), summary.goal_id, (label, "yellow")),
+                                   Padding(fields, (0, 0, 0, 2))]
     if summary.evidence:
         parts.append(evidence_table("evidence", [e.__dict__ for e in summary.evidence]))
     if summary.last_checkpoint:
@@ -227,6 +251,8 @@ class Transcript(VerticalScroll):
                 return Entry(_checkpoint_text(p), classes="checkpoint")
             case "goal_set":
                 return Entry(Text.assemble(("◆ goal set: ", "bold"), str(p.get("outcome", ""))), classes="status")
+            case "turn_started":
+                return Entry(Text(f"── turn {p.get('turn')} ({p.get('kind')})", style="bold dim"), classes="turn")
             case "goal_cleared":
                 return Entry(Text("◆ goal cleared", style="bold"), classes="status")
             case "status_changed":
@@ -280,10 +306,10 @@ class Transcript(VerticalScroll):
         view.finish(output, ok)
         return created
 
+    def on_mount(self) -> None:
+        self.anchor()  # follow new entries at the bottom until the person scrolls up
+
     def _mount(self, widget: Widget) -> None:
-        at_end = self.scroll_y >= self.max_scroll_y - 1
         self.mount(widget)
         if len(self.children) > MAX_ENTRIES:
             self.children[0].remove()
-        if at_end:
-            self.call_after_refresh(self.scroll_end, animate=False)
