@@ -1,4 +1,5 @@
-"""The real `gk` binary's TUI in a real terminal (tmux): /goal → running → /goal pause → /goal resume → achieved.
+"""The real `gk` binary's TUI in a real terminal (tmux): /goal → running → /goal pause → /goal resume → achieved,
+then Ctrl-C twice to leave.
 
 The model is a local Chat Completions server scripted with an honest fix (test_tui.FixOverChat); its first
 answer is slow, so the pause lands while the goal is running. Keys go in with `send-keys`, the screen comes
@@ -43,6 +44,10 @@ class Terminal:
         self.tmux("send-keys", "-t", "gk", "-l", line)
         self.tmux("send-keys", "-t", "gk", "Enter")
 
+    def keys(self, *names: str) -> None:
+        """Press keys by tmux's names, e.g. `C-c`."""
+        self.tmux("send-keys", "-t", "gk", *names)
+
     def screen(self) -> str:
         return self.tmux("capture-pane", "-p", "-t", "gk")
 
@@ -80,9 +85,9 @@ def test_gk_in_tmux_sets_pauses_resumes_and_achieves_a_goal(tmp_path: Path, goal
     replies = FixOverChat(first_delay_s=20.0)
     with ChatServer(reply_fn=replies) as server:
         write_config(goalkeeper_home, server)
-        environment = f"GOALKEEPER_HOME={shlex.quote(str(goalkeeper_home))} TERM=xterm-256color"
         # COLUMNS and LINES would override the terminal's real size (rich and Textual read them first).
-        command = f"env -u COLUMNS -u LINES {environment} {shlex.quote(sys.executable)} -m goalkeeper --cwd {shlex.quote(str(workspace))}"
+        command = shlex.join(["env", "-u", "COLUMNS", "-u", "LINES", f"GOALKEEPER_HOME={goalkeeper_home}",
+                              "TERM=xterm-256color", sys.executable, "-m", "goalkeeper", "--cwd", str(workspace)])
         terminal = Terminal(command)
         terminals.append(terminal)
         terminal.wait_for("/help lists the commands")
@@ -93,11 +98,13 @@ def test_gk_in_tmux_sets_pauses_resumes_and_achieves_a_goal(tmp_path: Path, goal
         terminal.wait_for("Goal paused (/goal resume)", timeout=20)
         terminal.type("/goal resume")
         screen = terminal.wait_for("Goal achieved · 1/1 checks")
-        terminal.type("/quit")
+        terminal.keys("C-c")  # a real terminal's Ctrl-C reaches the app as a key, not as SIGINT
+        terminal.wait_for("Ctrl-C again to quit")
+        terminal.keys("C-c")
         deadline = time.monotonic() + 30
         while terminal.alive() and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert not terminal.alive(), "gk did not exit on /quit"
+        assert not terminal.alive(), "gk did not exit on the second Ctrl-C"
     assert "✔ checkpoint turn 1: fixed apply_discount" in screen, screen
     with Store() as store:
         [thread] = store.list_threads()
