@@ -88,6 +88,10 @@ export async function showGoal(root, threadId, { signal, onUnauthorized, onStrea
     onState: (state) => {
       if (state === "unauthorized") onUnauthorized();
       else onStreamState(state);
+      if (state === "live") { // catch up on anything committed while the stream was not yet open
+        refresh("summary");
+        refreshDetails("details");
+      }
     },
   });
 }

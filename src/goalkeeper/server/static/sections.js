@@ -49,7 +49,7 @@ export function contract(data) {
       <span class="muted">· max attempts ${iteration.max_attempts ?? "—"} · no-progress turns
       ${iteration.no_progress_turns ?? "—"}</span></dd>
     <dt>Blocked when</dt><dd>${data.blocked_when || html`<span class="muted">not said</span>`}</dd>
-    <dt>Budget</dt><dd>${budgetLine(budget)}</dd>
+    <dt>Budget as set</dt><dd>${budgetLine(budget)}</dd>
   </dl>
   <details><summary>Contract as JSON</summary><pre class="json">${JSON.stringify(data, null, 2)}</pre></details>`;
 }
