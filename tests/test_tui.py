@@ -32,7 +32,7 @@ from goalkeeper.tui.app import CommandInput, GoalkeeperApp
 from goalkeeper.tui.screens import ApprovalScreen, ConfirmScreen, PagerScreen, RestateScreen, SideOverlay
 from goalkeeper.tui.status import compact_count, compact_duration, status_text
 from goalkeeper.tui.transcript import ModelText, ToolCallView, Transcript
-from scenario import FIX_PATCH, TESTS, gk_popen, sample_repo
+from scenario import FIX_PATCH, TESTS, gk, gk_popen, sample_repo
 
 GOAL = f"/goal Fix the discount bug --check tests={TESTS}"
 SIZE = (120, 40)
@@ -221,6 +221,16 @@ def test_status_numbers_are_compact() -> None:
                                                                                   "1.5M"]
     assert [compact_duration(s) for s in (45.7, 720, 3900)] == ["45s", "12m", "1h 05m"]
     assert status_text(None).startswith("No goal")
+
+
+def test_bare_gk_without_a_terminal_prints_help_instead_of_opening_the_tui(goalkeeper_home: Path) -> None:
+    done = gk(home=goalkeeper_home)
+    assert done.returncode == 0 and "Usage" in done.stdout and "tui" in done.stdout
+
+
+def test_tui_options_before_a_command_are_refused(goalkeeper_home: Path, tmp_path: Path) -> None:
+    done = gk("--cwd", str(tmp_path), "status", home=goalkeeper_home)
+    assert done.returncode == 4 and "put them after the command" in done.stderr
 
 
 # ---- the status line in every status
@@ -560,6 +570,20 @@ async def test_plain_text_is_a_chat_turn_with_tools(server: ChatServer, workspac
     assert "you: where is apply_discount?" in text and "$ ls  ✓" in text
     assert [e.payload["content"] for e in events(store, "chat_message")] == ["where is apply_discount?"]
     assert store.get_goal(store.list_threads()[0].thread_id) is None  # a chat sets no goal
+
+
+@in_loop
+async def test_chat_asks_for_approval_too_and_remembers_for_the_chat(server: ChatServer, workspace: Path,
+                                                                      store: Store, goalkeeper_home: Path) -> None:
+    write_config(goalkeeper_home, server, extra='[[rules]]\nmatch = "ls*"\naction = "ask"\n')
+    app = app_for(workspace, store)
+    async with app.run_test(size=SIZE) as pilot:
+        await submit(pilot, "where is apply_discount?")
+        await until(pilot, screen_is(pilot, ApprovalScreen), "the approval prompt")
+        assert "Always approve `ls*` in this chat" in str(app.screen.query_one("#always").label)
+        await pilot.click("#always")
+        await until(pilot, lambda: "cart.py holds apply_discount." in text_of(app), "the chat answer")
+    assert [e.payload["match"] for e in events(store, "approval_rule")] == ["ls*"]
 
 
 @in_loop

@@ -135,7 +135,8 @@ class GoalkeeperApp(App[None]):
         self.set_interval(self.poll_s, self.poll)
         self.prompt.focus()
 
-    def on_unmount(self) -> None:
+    async def on_unmount(self) -> None:
+        await self.handlers.close()
         if self._owns_store:
             self.store.close()
 

@@ -173,10 +173,14 @@ class Handlers:
         finally:
             self.app.poll()
 
-    async def approve(self, command: str, decision: CommandDecision) -> Approval:
+    async def approve(self, command: str, decision: CommandDecision, scope: str = "this goal") -> Approval:
         """An approval prompt: approve once, always approve the prefix in this goal, or deny with a reason."""
-        answer = await self.app.ask(ApprovalScreen(command, decision, command_prefix(command)))
+        answer = await self.app.ask(ApprovalScreen(command, decision, command_prefix(command), scope))
         return answer if answer is not None else Approval(approved=False, reason="no answer")
+
+    async def approve_in_chat(self, command: str, decision: CommandDecision) -> Approval:
+        """The chat's approval prompt: a remembered prefix holds for the chat."""
+        return await self.approve(command, decision, "this chat")
 
     # ---- /budget
 
@@ -263,6 +267,11 @@ class Handlers:
         checks = "".join(f" --check {check.name}={check.run}" for check in made.plan.checks)
         self.app.transcript.note(f"adopt it with: /goal {made.plan.objective}{checks}")
 
+    async def close(self) -> None:
+        """Release the chat's model (and the local server, if it started one)."""
+        if self.chat_session is not None:
+            await self.chat_session.aclose()
+
     # ---- chat
 
     async def chat(self, prompt: str) -> None:
@@ -275,7 +284,8 @@ class Handlers:
             return
         if self.chat_session is None:
             settings = settings_from_config(load_config(self.app.workspace), stream=True)
-            self.chat_session = ChatSession(self.app.store, self.app.workspace, settings, approver=self.approve)
+            self.chat_session = ChatSession(self.app.store, self.app.workspace, settings,
+                                            approver=self.approve_in_chat)
         await self.chat_session.send(prompt, on_text=self.app.on_model_text,
                                      on_tool=lambda _use: self.app.poll())
         self.app.poll()
