@@ -25,7 +25,7 @@ export async function showGoal(root, threadId, { signal, onUnauthorized, onStrea
   });
   function say(text, isError = false) {
     const box = $("#control-message");
-    box.textContent = text;
+    box.textContent = `${new Date().toLocaleTimeString("en-GB")} · ${text}`;
     box.classList.toggle("error", isError);
   }
 
