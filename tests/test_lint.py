@@ -7,6 +7,7 @@ repository in tmp_path, under the real sandbox, in a scratch copy of it.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -274,9 +275,10 @@ def test_checks_run_under_the_goals_sandbox(workspace: Path) -> None:
 
 
 def test_no_sandbox_is_an_error(workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    empty = tmp_path / "bin"
-    empty.mkdir()
-    monkeypatch.setenv("PATH", str(empty))  # no bwrap on PATH; `false` is a bash builtin
+    only_git = tmp_path / "bin"
+    only_git.mkdir()
+    (only_git / "git").symlink_to(shutil.which("git") or "/usr/bin/git")
+    monkeypatch.setenv("PATH", str(only_git))  # no bwrap on PATH; `false` is a bash builtin
     finding = only(lint_goal(contract(checks=["tests=false"]), workspace), "sandbox-unavailable")
     assert finding.severity == "error" and "bubblewrap" in finding.message
 
