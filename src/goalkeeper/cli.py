@@ -85,6 +85,8 @@ def tui(cwd: Cwd = Path("."), thread: ThreadOpt = None) -> int:
 
     workspace = workspace_of(cwd)
     with open_store() as store:
+        if thread is not None:
+            store.get_thread(thread)  # an unknown id is an error here, not a blank window
         GoalkeeperApp(workspace, store=store, thread_id=thread).run()
     return 0
 

@@ -2,7 +2,7 @@
 
 Everything shown comes from the store (polled), so a goal run here and one run by `gk exec` in another
 terminal look alike; everything done goes through the library's own paths (control, engines, chat,
-side questions, planning), as the CLI's commands do. Slash commands are handled in `handlers.py`.
+side questions, planning), as the CLI's commands do. What each command does is in `handlers.py`.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from textual.suggester import Suggester
 from textual.widgets import Footer, Input, Static
 
 from goalkeeper.errors import GoalkeeperError
-from goalkeeper.store import GoalRecord, Store, ThreadRecord
+from goalkeeper.store import GoalRecord, Store
 from goalkeeper.tui import commands
+from goalkeeper.tui.handlers import Handlers
 from goalkeeper.tui.status import status_style, status_text
 from goalkeeper.tui.transcript import Transcript
 from goalkeeper.views import GoalSummary, summarize
@@ -114,9 +115,6 @@ class GoalkeeperApp(App[None]):
         self.prompt = CommandInput(placeholder="Chat with the model, or /goal <objective> · /help lists the commands",
                                    suggester=CommandSuggester(), id="prompt")
         self.status_line = Static(id="status")
-        # Imported here: handlers imports the whole library (engines, models), the app module stays light.
-        from goalkeeper.tui.handlers import Handlers
-
         self.handlers = Handlers(self)
 
     # ---- layout
@@ -142,21 +140,24 @@ class GoalkeeperApp(App[None]):
 
     # ---- the store: the one path everything live arrives by
 
-    def thread(self) -> ThreadRecord | None:
-        """The thread this window shows: the one named, or the workspace's current one once it exists."""
+    def current_thread_id(self) -> str | None:
+        """The thread this window shows: the one named, or the workspace's current one once it exists (a
+        chat, a plan or a goal set here or in another terminal makes it)."""
         if self.thread_id is None:
             found = self.store.current_thread(self.workspace)
             self.thread_id = found.thread_id if found else None
-        return self.store.get_thread(self.thread_id) if self.thread_id else None
+        return self.thread_id
 
     def goal(self) -> GoalRecord | None:
         """The thread's goal as the store has it now."""
-        return self.store.get_goal(self.thread_id) if self.thread() is not None and self.thread_id else None
+        thread_id = self.current_thread_id()
+        return self.store.get_goal(thread_id) if thread_id else None
 
     def _show_history(self) -> None:
-        if self.thread() is None or self.thread_id is None:
+        thread_id = self.current_thread_id()
+        if thread_id is None:
             return
-        records = self.store.events(self.thread_id)
+        records = self.store.events(thread_id)
         if len(records) > HISTORY_EVENTS:
             self.transcript.note(f"({len(records) - HISTORY_EVENTS} earlier events are in the store: gk log)", "dim")
         for record in records[-HISTORY_EVENTS:]:
@@ -165,10 +166,11 @@ class GoalkeeperApp(App[None]):
 
     def poll(self) -> None:
         """Render every new event once, then refresh the status line."""
-        if self.thread() is None or self.thread_id is None:
+        thread_id = self.current_thread_id()
+        if thread_id is None:
             self.refresh_status(force=False)
             return
-        records = self.store.events(self.thread_id, after_seq=self.last_seq)
+        records = self.store.events(thread_id, after_seq=self.last_seq)
         for record in records:
             self.transcript.add_record(record)
             self.last_seq = record.seq
