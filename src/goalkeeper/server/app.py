@@ -59,9 +59,7 @@ def create_app(store_path: Path | None = None, token: str | None = None, *, poll
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
-        await broadcaster.close()
-        feed.close()
-        store.close()
+        await broadcaster.close()  # the store stays open: `close_app` closes it (test clients run lifespans often)
 
     app = FastAPI(title="goalkeeper", version=goalkeeper.__version__, lifespan=lifespan, openapi_url=None,
                   docs_url=None, redoc_url=None,
@@ -70,13 +68,19 @@ def create_app(store_path: Path | None = None, token: str | None = None, *, poll
                               "cleared and given budget through the same control path as `gk goal`. The server "
                               "never runs a goal: `gk run` does. Every route needs `Authorization: Bearer <token>` "
                               "(`gk serve --show-token`).")
-    app.state.store, app.state.broadcaster = store, broadcaster
+    app.state.store, app.state.feed, app.state.broadcaster = store, feed, broadcaster
     app.state.token = token if token is not None else ensure_token()[0]
     app.include_router(api.router)
     app.include_router(goals.router)
     _add_dashboard(app, static_dir)
     _add_error_handlers(app)
     return app
+
+
+def close_app(app: FastAPI) -> None:
+    """Close the app's store connections (after the server has stopped)."""
+    app.state.feed.close()
+    app.state.store.close()
 
 
 def _add_dashboard(app: FastAPI, static_dir: Path) -> None:
@@ -175,4 +179,7 @@ def serve(host: str = "127.0.0.1", port: int = DEFAULT_PORT, allow_remote: bool 
     if not is_loopback(host):
         echo("warning: listening beyond loopback without TLS; the token travels in clear text")
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2, lifespan="on")
-    uvicorn.Server(config).run(sockets=[sock])
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        close_app(app)
