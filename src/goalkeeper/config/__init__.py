@@ -13,7 +13,7 @@ from goalkeeper.config.resolve import (
     scripted_settings,
     settings_from_config,
 )
-from goalkeeper.config.schema import BUILTIN_PROVIDERS, DEFAULT_MODELS, ModelProvider
+from goalkeeper.config.schema import BUILTIN_PROVIDERS, DEFAULT_MODELS, ModelProvider, NotifyTarget
 from goalkeeper.config.settings import GoalSettings, ModelSettings, ReasoningEffort, RunSettings, WireApi
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "GoalSettings",
     "ModelProvider",
     "ModelSettings",
+    "NotifyTarget",
     "ReasoningEffort",
     "RunSettings",
     "WireApi",

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from goalkeeper.config.problems import did_you_mean, syntax_error, validation_error
-from goalkeeper.config.schema import BUILTIN_PROVIDERS, OPTIONAL_BASE_URL, ConfigFile, ModelProvider
+from goalkeeper.config.schema import BUILTIN_PROVIDERS, OPTIONAL_BASE_URL, ConfigFile, ModelProvider, NotifyTarget
 from goalkeeper.config.settings import ReasoningEffort, RunSettings
 from goalkeeper.errors import ConfigError
 from goalkeeper.models.pricing import Price, load_prices
@@ -58,6 +58,12 @@ class Config:
     match a command the strictest wins, so a later layer adds rules but cannot loosen an earlier one."""
     restate_before_start: bool = True
     """`restate_before_start`: before a goal first runs, the model restates it for the person to check."""
+    notify: tuple[NotifyTarget, ...] = ()
+    """`[[notify]]` webhooks from every layer, the user's first: each is told when a run reaches its statuses."""
+    server_url: str | None = None
+    """`server_url`: where `gk serve` is reachable, for report links in notifications."""
+    notify_wait_s: float = 10.0
+    """`notify_wait_s`: how long a finished run waits for notifications still being delivered."""
 
 
 def goalkeeper_home() -> Path:
@@ -87,6 +93,7 @@ def load_config(workspace: Path | None, profile: str | None = None) -> Config:
     for _, data in layers:
         merged = deep_merge(merged, data)
     rule_layers = [data.get("rules", []) for _, data in layers]
+    notify = [target for _, data in layers for target in data.get("notify", [])]  # they add up, like rules
     chosen = profile or merged.get("profile")
     if chosen is not None:
         overlay = _profile_table(merged, chosen, [path for path, _ in layers])
@@ -94,6 +101,7 @@ def load_config(workspace: Path | None, profile: str | None = None) -> Config:
         merged = deep_merge(merged, overlay)
     merged.pop("profiles", None)
     merged["rules"] = [rule for layer in reversed(rule_layers) for rule in layer]
+    merged["notify"] = notify
     config = ConfigFile.model_validate(merged)  # each layer was valid, so their merge is too
     _check_providers(config, layers)
     knobs = config.run.model_dump(exclude_none=True) if config.run else {}
@@ -107,7 +115,9 @@ def load_config(workspace: Path | None, profile: str | None = None) -> Config:
                   run=RunSettings().model_copy(update=knobs),
                   files=tuple(path for path, _ in layers), approval_policy=config.approval_policy or "on-request",
                   rules=tuple(Rule(rule.match, rule.action, rule.reason) for rule in config.rules or ()),
-                  restate_before_start=True if config.restate_before_start is None else config.restate_before_start)
+                  restate_before_start=True if config.restate_before_start is None else config.restate_before_start,
+                  notify=tuple(config.notify), server_url=config.server_url,
+                  notify_wait_s=10.0 if config.notify_wait_s is None else config.notify_wait_s)
 
 
 def read_config_file(path: Path) -> dict[str, Any]:

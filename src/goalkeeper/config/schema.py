@@ -85,6 +85,33 @@ class CommandRule(_Table):
         return one_of(value, RuleAction)
 
 
+NotifyStatus = Literal["pursuing", "paused", "achieved", "unmet", "budget_limited"]
+"""A goal status a notification can be sent for (lifecycle.Status)."""
+
+
+class NotifyTarget(_Table):
+    """One `[[notify]]` table: a webhook told when a goal run reaches one of `events`."""
+
+    url: str = Field(pattern=r"^https?://")
+    """Where to POST: an http(s) URL, e.g. a Slack incoming webhook."""
+    events: list[NotifyStatus] = ["achieved", "unmet", "budget_limited", "paused"]
+    """The statuses that trigger a notification."""
+    format: Literal["json", "slack"] = "json"
+    """json: goal, status, reason, evidence summary and report URL; slack: `text` plus `blocks`."""
+    secret: str | None = None
+    """When set, each request is signed: `X-Goalkeeper-Signature: sha256=HMAC(secret, "<timestamp>.<body>")`
+    with the timestamp in `X-Goalkeeper-Timestamp`."""
+    timeout_s: float = Field(5.0, gt=0)
+    """One request may take this long."""
+    max_attempts: int = Field(5, ge=1, le=20)
+    """Attempts before giving up (waiting 0.5 s, 1 s, 2 s ... between them)."""
+
+    @field_validator("events", mode="before")
+    @classmethod
+    def _known_events(cls, value: object) -> object:
+        return [one_of(item, NotifyStatus) for item in value] if isinstance(value, list) else value
+
+
 class Profile(_Table):
     """A `[profiles.NAME]` table: top-level keys laid over the files' when the profile is chosen."""
 
@@ -127,6 +154,12 @@ class ConfigFile(Profile):
     """Providers by NAME; a built-in NAME changes only the keys given."""
     profiles: dict[str, Profile] = {}
     """Named overlays, chosen with `--profile NAME` or `profile = "NAME"`."""
+    notify: list[NotifyTarget] = []
+    """`[[notify]]` webhooks; every layer's apply (the user's and the project's)."""
+    server_url: str | None = Field(None, pattern=r"^https?://")
+    """Where `gk serve` is reachable, for the report links in notifications."""
+    notify_wait_s: float | None = Field(None, ge=0)
+    """How long a finished run waits for notifications still being delivered (default 10 s)."""
 
 
 BUILTIN_PROVIDERS: dict[str, dict[str, Any]] = {
@@ -179,6 +212,15 @@ EXAMPLES = {
     "action": 'action = "deny" (or "ask", "allow")',
     "reason": 'reason = "the person pushes after review"',
     "restate_before_start": "restate_before_start = true (or false)",
+    "notify": '[[notify]] tables with url = "https://…", events = ["achieved", "unmet"], format = "json"',
+    "url": 'url = "https://hooks.example.com/goalkeeper"',
+    "events": 'events = ["achieved", "unmet", "budget_limited", "paused"]',
+    "format": 'format = "json" (or "slack")',
+    "secret": 'secret = "a shared secret for the HMAC signature"',
+    "timeout_s": "timeout_s = 5",
+    "max_attempts": "max_attempts = 5",
+    "server_url": 'server_url = "http://127.0.0.1:8765"',
+    "notify_wait_s": "notify_wait_s = 10",
 }
 """What to write, by key, for error messages."""
 

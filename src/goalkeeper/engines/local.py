@@ -13,6 +13,7 @@ from pathlib import Path
 from goalkeeper.config import GoalSettings, ModelSettings, load_config, settings_from_config
 from goalkeeper.models.base import Model
 from goalkeeper.models.factory import build_model, endpoint
+from goalkeeper.notify import notifying
 from goalkeeper.runner import Runner, RunResult
 from goalkeeper.store import EventRecord, GoalRecord, Store
 from goalkeeper.tools.registry import Approver
@@ -34,8 +35,9 @@ async def drive_goal(store: Store, goal: GoalRecord, workspace: Path, model: Mod
                      handle_signals: bool = True) -> RunResult:
     """`run_goal` inside a running event loop; the hooks are the Runner's (runner.py)."""
     goal, chosen = settle_model(store, goal, workspace, model)
-    async with open_model(chosen) as built:
-        runner = Runner(store, goal, built, workspace, on_event, on_text=on_text, approver=approver,
+    # [[notify]] webhooks watch the committed events; at the end they get a bounded wait (notify.py).
+    async with notifying(store, workspace, on_event) as watched, open_model(chosen) as built:
+        runner = Runner(store, goal, built, workspace, watched, on_text=on_text, approver=approver,
                         handle_signals=handle_signals)
         return await runner.run()
 
