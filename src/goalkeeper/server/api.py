@@ -5,9 +5,11 @@ Every route here reads the store (and, for the diff, the workspace's git); none 
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import anyio
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
@@ -181,19 +183,26 @@ def broadcaster_of(request: Request) -> Broadcaster:
 
 @router.get("/threads/{thread_id}/events/stream", response_class=EventSourceResponse,
             responses={**NOT_FOUND, **STREAM}, tags=["events"])
-def stream_thread(thread_id: Thread, store: StoreDep, broadcaster: Annotated[Broadcaster, Depends(broadcaster_of)],
-                  last_event_id: LastEventId = None, after: After = None) -> EventSourceResponse:
+async def stream_thread(thread_id: Thread, store: StoreDep,
+                        broadcaster: Annotated[Broadcaster, Depends(broadcaster_of)], last_event_id: LastEventId = None,
+                        after: After = None) -> EventSourceResponse:
     """The thread's events in store order: its whole history (or what follows `Last-Event-ID` / `after`), then
     each new event as it is committed. A comment line every 15 s keeps idle connections open."""
-    store.get_thread(thread_id)
-    resume = last_event_id if last_event_id is not None else after
-    return EventSourceResponse(broadcaster.stream(thread_id, resume), ping=KEEP_ALIVE_S)
+    await asyncio.to_thread(store.get_thread, thread_id)
+    return _stream(broadcaster, thread_id, last_event_id if last_event_id is not None else after)
 
 
 @router.get("/events/stream", response_class=EventSourceResponse, responses=STREAM, tags=["events"])
-def stream_all(broadcaster: Annotated[Broadcaster, Depends(broadcaster_of)], last_event_id: LastEventId = None,
-               after: After = None) -> EventSourceResponse:
+async def stream_all(broadcaster: Annotated[Broadcaster, Depends(broadcaster_of)],
+                     last_event_id: LastEventId = None, after: After = None) -> EventSourceResponse:
     """Every thread's events in store order, from now (or after `Last-Event-ID` / `after`): the goals table
     follows this to stay current."""
-    resume = last_event_id if last_event_id is not None else after
-    return EventSourceResponse(broadcaster.stream(None, resume), ping=KEEP_ALIVE_S)
+    return _stream(broadcaster, None, last_event_id if last_event_id is not None else after)
+
+
+def _stream(broadcaster: Broadcaster, thread_id: str | None, after: int | None) -> EventSourceResponse:
+    """An SSE response that ends cleanly (not cancelled mid-write) when the server shuts down. Made on the event
+    loop: the stop event belongs to it."""
+    stop = anyio.Event()
+    return EventSourceResponse(broadcaster.stream(thread_id, after, stop), ping=KEEP_ALIVE_S, shutdown_event=stop,
+                               shutdown_grace_period=1.0)

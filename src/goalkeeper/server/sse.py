@@ -13,9 +13,11 @@ import sqlite3
 import threading
 from collections import deque
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import anyio
 from sse_starlette import ServerSentEvent
 
 from goalkeeper.server.build import event_out
@@ -61,24 +63,43 @@ class EventFeed:
             self._conn.close()
 
 
+@dataclass(frozen=True)
+class Outgoing:
+    """One event as a stream sends it, encoded once however many streams send it."""
+
+    seq: int
+    thread_id: str
+    chunk: bytes
+
+
+def outgoing(record: EventRecord) -> Outgoing:
+    return Outgoing(record.seq, record.thread_id, sse_event(record).encode())
+
+
 class Subscriber:
     """One open stream's mailbox. `since`: the poller's position when it joined (older events come from
-    the store); `behind`: it fell more than BEHIND_LIMIT events back and must catch up from the store."""
+    the store); `behind`: it fell more than BEHIND_LIMIT events back and must catch up from the store;
+    `stopped`: the server is shutting down."""
 
     def __init__(self, thread_id: str | None, since: int) -> None:
         self.thread_id, self.since = thread_id, since
-        self.pending: deque[EventRecord] = deque()
+        self.pending: deque[Outgoing] = deque()
         self.wake = asyncio.Event()
-        self.behind = False
+        self.behind = self.stopped = False
 
-    def offer(self, record: EventRecord) -> None:
-        if self.thread_id is not None and record.thread_id != self.thread_id:
+    def offer(self, item: Outgoing) -> None:
+        if self.thread_id is not None and item.thread_id != self.thread_id:
             return
         if len(self.pending) >= BEHIND_LIMIT:
             self.pending.clear()
             self.behind = True
         else:
-            self.pending.append(record)
+            self.pending.append(item)
+        self.wake.set()
+
+    async def stop_on(self, stop: anyio.Event) -> None:
+        await stop.wait()
+        self.stopped = True
         self.wake.set()
 
 
@@ -114,29 +135,30 @@ class Broadcaster:
         while self.subscribers:
             async with self._lock:
                 records = await asyncio.to_thread(self.feed.after, self.last)
-                for record in records:
+                for item in map(outgoing, records):
                     for subscriber in self.subscribers:
-                        subscriber.offer(record)
-                    self.last = record.seq
+                        subscriber.offer(item)
+                    self.last = item.seq
             if len(records) < PAGE:
                 await asyncio.sleep(self.poll_s)
 
-    async def stream(self, thread_id: str | None, after: int | None) -> AsyncIterator[ServerSentEvent]:
-        """The events of `thread_id` (every thread's when None) after seq `after`, then live ones, forever.
-
-        With `after` None a thread's stream starts at its first event and the all-threads stream at now.
-        """
+    async def stream(self, thread_id: str | None, after: int | None,
+                     stop: anyio.Event | None = None) -> AsyncIterator[bytes]:
+        """The events of `thread_id` (every thread's when None) after seq `after`, then live ones, until `stop`
+        (the server shutting down) is set. With `after` None a thread's stream starts at its first event and
+        the all-threads stream at now."""
         subscriber = await self.subscribe(thread_id)
         sent = after if after is not None else (0 if thread_id is not None else subscriber.since)
+        stopper = asyncio.create_task(subscriber.stop_on(stop)) if stop is not None else None
         try:
             if self.fanout == "per_connection":
-                async for event in self._polled(thread_id, sent):
-                    yield event
+                async for chunk in self._polled(thread_id, sent, subscriber):
+                    yield chunk
                 return
             async for record in self._backlog(thread_id, sent, subscriber.since):
                 sent = record.seq
-                yield sse_event(record)
-            while True:
+                yield outgoing(record).chunk
+            while not subscriber.stopped:
                 await subscriber.wake.wait()
                 subscriber.wake.clear()
                 if subscriber.behind:
@@ -144,14 +166,16 @@ class Broadcaster:
                     subscriber.pending.clear()
                     async for record in self._backlog(thread_id, sent, upto):
                         sent = record.seq
-                        yield sse_event(record)
-                while subscriber.pending:
-                    record = subscriber.pending.popleft()
-                    if record.seq > sent:
-                        sent = record.seq
-                        yield sse_event(record)
+                        yield outgoing(record).chunk
+                while subscriber.pending and not subscriber.stopped:
+                    item = subscriber.pending.popleft()
+                    if item.seq > sent:
+                        sent = item.seq
+                        yield item.chunk
         finally:
             self.unsubscribe(subscriber)
+            if stopper is not None:
+                stopper.cancel()
 
     async def _backlog(self, thread_id: str | None, after: int, upto: int) -> AsyncIterator[EventRecord]:
         """Events in (after, upto] from the store, page by page."""
@@ -163,13 +187,13 @@ class Broadcaster:
                 after = record.seq
                 yield record
 
-    async def _polled(self, thread_id: str | None, after: int) -> AsyncIterator[ServerSentEvent]:
+    async def _polled(self, thread_id: str | None, after: int, subscriber: Subscriber) -> AsyncIterator[bytes]:
         """Per-connection fan-out: this stream polls the store itself."""
-        while True:
+        while not subscriber.stopped:
             records = await asyncio.to_thread(self.feed.after, after, thread_id)
             for record in records:
                 after = record.seq
-                yield sse_event(record)
+                yield outgoing(record).chunk
             if len(records) < PAGE:
                 await asyncio.sleep(self.poll_s)
 
