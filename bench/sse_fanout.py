@@ -1,8 +1,8 @@
 """Benchmark: the server's SSE fan-out and memory, with 200 goals in the store.
 
-A temp store gets 200 goals, each with a baseline, evidence runs and checkpoints (about 20 events a goal).
-`gk serve`'s app runs under uvicorn in a child process. 50 SSE clients (50 browsers' worth) follow one goal's
-stream; a writer in this process commits events to that goal at a steady rate and notes when each commit
+A temp store gets 200 goals, each with a baseline and 4 turns with a checkpoint and an evidence run (15 events
+a goal). `gk serve`'s app runs under uvicorn in a child process. 50 SSE clients (50 browsers' worth) follow one
+goal's stream; a writer in this process commits events to that goal at a steady rate and notes when each commit
 returned. Each client notes when each event arrived, so commit→delivery latency is (arrival - commit return),
 both on this machine's clock. The server's RSS is read from /proc at each stage.
 
@@ -82,6 +82,12 @@ def serve(store_path: str, port_file: str, poll_s: float, fanout: str) -> None:
     uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on")).run(sockets=[sock])
 
 
+def cpu_s(pid: int) -> float:
+    """User plus system CPU seconds `pid` has used, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mb(pid: int) -> tuple[float, float]:
     """(current RSS, peak RSS) of `pid` in MB, from /proc."""
     fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
@@ -145,10 +151,12 @@ async def measure(base: str, store_path: Path, thread_id: str, goal_id: str, arg
         await asyncio.sleep(0.5)
         figures["rss_connected"] = rss_mb(pid)[0]
         commits: dict[int, float] = {}
+        cpu_before = cpu_s(pid)
         writer = threading.Thread(target=write, args=(store_path, thread_id, goal_id, args.events, args.rate, commits))
         writer.start()
         await asyncio.wait_for(asyncio.gather(*readers), 120)
         writer.join()
+        figures["server_cpu_s"] = cpu_s(pid) - cpu_before
         figures["rss_after_stream"], figures["rss_peak"] = rss_mb(pid)
     latencies = [(arrived[seq] - commits[seq]) * 1000 for arrived in arrivals for seq in commits if seq in arrived]
     figures["delivered"] = sum(len(a) for a in arrivals)
@@ -213,6 +221,7 @@ def main() -> None:
             ("commit→delivery p50", lambda r: f"{r['p50']:.0f} ms"),
             ("commit→delivery p95", lambda r: f"{r['p95']:.0f} ms"),
             ("commit→delivery max", lambda r: f"{r['max']:.0f} ms"),
+            ("server CPU while the events streamed", lambda r: f"{r['server_cpu_s']:.1f} s"),
             (f"GET /threads ({args.goals} goals), median of 5", lambda r: f"{r['list_ms']:.0f} ms"),
             ("server RSS: idle", lambda r: f"{r['rss_idle']:.1f} MB"),
             ("server RSS: after GET /threads", lambda r: f"{r['rss_after_list']:.1f} MB"),
