@@ -117,7 +117,7 @@ def test_a_signed_json_notification_carries_the_goal_and_its_signature_verifies(
     assert payload["goal_id"] == goal.goal_id and payload["status"] == "achieved"
     assert payload["reason"] == "checks_passed" and payload["objective"] == "Fix the discount bug"
     assert payload["evidence"]["checks_passing"] == 1 and payload["evidence"]["items"][0]["name"] == "tests"
-    assert payload["report_url"] == f"http://127.0.0.1:8765/threads/{goal.thread_id}/report?format=markdown"
+    assert payload["report_url"] == f"http://127.0.0.1:8765/#/threads/{goal.thread_id}"
     [event] = attempts(store, goal)
     assert event.payload["delivered"] and event.payload["status_code"] == 200 and event.payload["attempt"] == 1
     assert event.payload["url"] == receiver.url

@@ -87,7 +87,8 @@ class Notice:
     checks_total: int
     evidence: list[dict[str, Any]] = field(default_factory=list)
     report_url: str | None = None
-    """The report on `gk serve` when `server_url` is configured; None otherwise (see report_command)."""
+    """The goal's page on `gk serve`'s dashboard when `server_url` is configured; None otherwise (see
+    report_command)."""
 
     @property
     def report_command(self) -> str:
@@ -130,8 +131,9 @@ def notice_of(store: Store, record: EventRecord, server_url: str | None) -> Noti
     """The notice for a status_changed event, with the goal's newest evidence (views.summarize)."""
     assert record.goal_id is not None
     summary = summarize(store, store.get_goal_by_id(record.goal_id))
-    url = (f"{server_url.rstrip('/')}/threads/{record.thread_id}/report?format=markdown"
-           if server_url else None)
+    # The dashboard's goal page (it shows the report): a browser can open it, while the API's report route
+    # needs a bearer header that a link cannot carry.
+    url = f"{server_url.rstrip('/')}/#/threads/{record.thread_id}" if server_url else None
     evidence = [{"name": e.name, "kind": e.kind, "passed": e.passed, "exit_code": e.exit_code, "metric": e.metric,
                  "target": e.target} for e in summary.evidence]
     return Notice(goal_id=record.goal_id, thread_id=record.thread_id, objective=summary.objective,
