@@ -156,8 +156,7 @@ class Handlers:
             return
         self.app.quit_armed = False
         self.app.starting = "starting…"
-        self.runner = self.app.run_worker(self.drive(goal.goal_id), name="runner", group="runner",
-                                          exit_on_error=False)
+        self.runner = self.app.run_worker(self.drive(goal.goal_id), name="runner", group="runner")
 
     async def drive(self, goal_id: str) -> None:
         """The runner, on the app's event loop; it starts from the goal as stored now (a restatement, a
