@@ -369,6 +369,59 @@ def test_the_all_threads_stream_starts_now_and_many_streams_get_every_event_once
         asyncio.run(scenario(base))
 
 
+def test_an_idle_stream_sends_keep_alive_comments(store: Store) -> None:
+    thread = store.create_thread(Path("/tmp"))
+    app = create_app(token=TOKEN, poll_s=0.02, keep_alive_s=0.2)
+
+    async def first_lines(url: str) -> list[str]:
+        lines: list[str] = []
+        async with httpx.AsyncClient(timeout=None) as client, client.stream("GET", url, headers=AUTH) as response:
+            async for line in response.aiter_lines():
+                lines.append(line)
+                if line.startswith(":"):
+                    return lines
+        return lines
+
+    try:
+        with real_server(app) as base:
+            lines = asyncio.run(asyncio.wait_for(first_lines(f"{base}/threads/{thread.thread_id}/events/stream"), 20))
+        assert lines[-1].startswith(": ping")  # a comment: EventSource ignores it; it keeps the connection open
+    finally:
+        close_app(app)
+
+
+def test_gk_serve_prints_its_address_and_the_token_only_the_first_time(goalkeeper_home: Path) -> None:
+    from scenario import gk_popen
+
+    first = gk_popen("serve", "--port", "0", home=goalkeeper_home)
+    try:
+        assert first.stdout is not None
+        announced, token_line = first.stdout.readline(), first.stdout.readline()
+        found = re.search(r"http://127\.0\.0\.1:\d+/", announced)
+        assert found, announced
+        token = token_line.rsplit(" ", 1)[-1].strip()
+        assert "printed once" in token_line and token == read_token()
+        _wait_for(lambda: _answers(found.group(0) + "threads", token))
+    finally:
+        first.terminate()
+        first.wait(20)
+    second = gk_popen("serve", "--port", "0", home=goalkeeper_home)
+    try:
+        assert second.stdout is not None
+        assert "goalkeeper server:" in second.stdout.readline()
+    finally:
+        second.terminate()
+        rest = second.communicate(timeout=20)[0]
+    assert token not in rest
+
+
+def _answers(url: str, token: str) -> bool:
+    try:
+        return httpx.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def test_a_stream_of_an_unknown_thread_is_404_and_a_bad_last_event_id_422(app: FastAPI) -> None:
     assert call(app, "GET", "/threads/thr_nope/events/stream").status_code == 404
     assert call(app, "GET", "/events/stream", headers={**AUTH, "Last-Event-ID": "x"}).status_code == 422

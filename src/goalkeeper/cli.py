@@ -531,7 +531,7 @@ def serve(host: Annotated[str, typer.Option(help="Address to bind (loopback unle
             raise ConfigError(f"no server token yet ({server.token_path()})", "start the server once: gk serve")
         print(token)
         return 0
-    server.serve(host, port, allow_remote, echo=console.out.print)
+    server.serve(host, port, allow_remote, echo=lambda line: console.out.print(line, markup=False))
     return 0
 
 

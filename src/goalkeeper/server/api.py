@@ -28,7 +28,7 @@ from goalkeeper.server.models import (
     GoalOut,
     ThreadOut,
 )
-from goalkeeper.server.sse import KEEP_ALIVE_S, Broadcaster
+from goalkeeper.server.sse import Broadcaster
 from goalkeeper.store import GoalRecord, Store
 from goalkeeper.views import goal_events
 from goalkeeper.workspace import checkpoints
@@ -204,5 +204,5 @@ def _stream(broadcaster: Broadcaster, thread_id: str | None, after: int | None) 
     """An SSE response that ends cleanly (not cancelled mid-write) when the server shuts down. Made on the event
     loop: the stop event belongs to it."""
     stop = anyio.Event()
-    return EventSourceResponse(broadcaster.stream(thread_id, after, stop), ping=KEEP_ALIVE_S, shutdown_event=stop,
-                               shutdown_grace_period=1.0)
+    return EventSourceResponse(broadcaster.stream(thread_id, after, stop), ping=broadcaster.keep_alive_s,
+                               shutdown_event=stop, shutdown_grace_period=1.0)

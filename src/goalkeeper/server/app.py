@@ -33,7 +33,7 @@ from goalkeeper.errors import (
 )
 from goalkeeper.server import api, goals
 from goalkeeper.server.auth import ensure_token
-from goalkeeper.server.sse import Broadcaster, EventFeed, Fanout
+from goalkeeper.server.sse import KEEP_ALIVE_S, Broadcaster, EventFeed, Fanout
 from goalkeeper.store import BlobNotFoundError, StaleGoalError, Store
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -49,12 +49,13 @@ _STATUS: list[tuple[type[GoalkeeperError], int]] = [
 
 
 def create_app(store_path: Path | None = None, token: str | None = None, *, poll_s: float = 0.1,
-               fanout: Fanout = "shared", static_dir: Path = STATIC_DIR) -> FastAPI:
+               fanout: Fanout = "shared", keep_alive_s: float = KEEP_ALIVE_S, static_dir: Path = STATIC_DIR) -> FastAPI:
     """The ASGI app over the store at `store_path` ($GOALKEEPER_HOME/state.db by default). Every data route
-    needs `Authorization: Bearer <token>` (the stored server token by default)."""
+    needs `Authorization: Bearer <token>` (the stored server token by default). Streams poll the store every
+    `poll_s` and send a keep-alive comment every `keep_alive_s` when idle."""
     store = Store(store_path)
     feed = EventFeed(store.path)
-    broadcaster = Broadcaster(feed, poll_s, fanout)
+    broadcaster = Broadcaster(feed, poll_s, fanout, keep_alive_s)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -30,6 +30,7 @@ PAGE = 500
 BEHIND_LIMIT = 5_000
 """Events a stream may have waiting; a client further behind is caught up from the store instead."""
 KEEP_ALIVE_S = 15.0
+"""An idle stream sends a comment line this often, so proxies and browsers keep it open."""
 
 
 class EventFeed:
@@ -106,8 +107,9 @@ class Subscriber:
 class Broadcaster:
     """One poller for every open stream. It polls only while someone listens; it starts with the first."""
 
-    def __init__(self, feed: EventFeed, poll_s: float = 0.1, fanout: Fanout = "shared") -> None:
-        self.feed, self.poll_s, self.fanout = feed, poll_s, fanout
+    def __init__(self, feed: EventFeed, poll_s: float = 0.1, fanout: Fanout = "shared",
+                 keep_alive_s: float = KEEP_ALIVE_S) -> None:
+        self.feed, self.poll_s, self.fanout, self.keep_alive_s = feed, poll_s, fanout, keep_alive_s
         self.last = 0
         self.subscribers: set[Subscriber] = set()
         self._lock = asyncio.Lock()
@@ -134,7 +136,10 @@ class Broadcaster:
     async def _poll(self) -> None:
         while self.subscribers:
             async with self._lock:
-                records = await asyncio.to_thread(self.feed.after, self.last)
+                try:
+                    records = await asyncio.to_thread(self.feed.after, self.last)
+                except sqlite3.OperationalError:
+                    records = []  # the file was busy (a checkpoint, say): the next poll reads the same events
                 for item in map(outgoing, records):
                     for subscriber in self.subscribers:
                         subscriber.offer(item)
