@@ -30,10 +30,9 @@ from goalkeeper.planning import newest_plan
 from goalkeeper.report import build_report, render_markdown, render_pr
 from goalkeeper.runner import RunResult
 from goalkeeper.store import GoalRecord, Store
-from goalkeeper.verify import missing_commands
 from goalkeeper.views import goal_events, summarize
 from goalkeeper.workspace import checkpoints
-from goalkeeper.workspace.git import GoalBranch, preflight, toplevel
+from goalkeeper.workspace.git import GoalBranch, toplevel
 from goalkeeper.workspace.goal import branch_of
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
@@ -132,12 +131,7 @@ def _set(store: Store, workspace: Path, thread: str | None, contract: Contract, 
          run_knobs: RunSettings, replace: bool, allow_dirty: bool = False, force: bool = False) -> GoalRecord:
     """Set the goal after checking the repository and the check commands; ask before replacing a goal; then
     lint it (errors refuse it unless `force`). The `[run]` knobs of config.toml (and the profile) are stored."""
-    preflight(workspace, allow_dirty)  # the branch itself is made when the goal first runs
-    missing = missing_commands(contract, workspace)
-    if missing:
-        name, word = missing[0]
-        raise ConfigError(f"check `{name}` runs `{word}`, which is not a command here",
-                          "fix the check's command (or install the tool) and set the goal again")
+    control.check_settable(workspace, contract, allow_dirty)
     existing = store.current_thread(workspace) if thread is None else store.get_thread(thread)
     if not replace and existing and store.get_goal(existing.thread_id) and sys.stdin.isatty():
         replace = typer.confirm("This workspace already has a goal. Replace it?", default=False)

@@ -33,6 +33,8 @@ from goalkeeper.errors import ConfigError, ContractError, GoalkeeperError, GoalN
 from goalkeeper.lifecycle import Reason
 from goalkeeper.snapshot import state_from_dict, state_to_dict
 from goalkeeper.store import EventRecord, GoalRecord, NewEvent, Store, ThreadRecord, lease_is_live
+from goalkeeper.verify import missing_commands
+from goalkeeper.workspace.git import preflight
 
 ControlAction = Literal["pause", "resume", "clear", "budget"]
 
@@ -123,6 +125,17 @@ def current_goal(store: Store, workspace: Path, thread_id: str | None = None) ->
     if goal is None:
         raise GoalNotFoundError(f"no goal in {workspace}", 'set one with `gk goal "<objective>" --check ...`')
     return goal
+
+
+def check_settable(workspace: Path, contract: Contract, allow_dirty: bool = False) -> None:
+    """What every UI checks before setting a goal: a clean git repository (unless `allow_dirty`) and every
+    check's program present. A ConfigError (or the preflight's error) says what to fix."""
+    preflight(workspace, allow_dirty)  # the branch itself is made when the goal first runs
+    missing = missing_commands(contract, workspace)
+    if missing:
+        name, word = missing[0]
+        raise ConfigError(f"check `{name}` runs `{word}`, which is not a command here",
+                          "fix the check's command (or install the tool) and set the goal again")
 
 
 def set_goal(store: Store, workspace: Path, contract: Contract, settings: GoalSettings,

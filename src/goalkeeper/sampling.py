@@ -66,15 +66,20 @@ async def watched(host: SamplingHost, request: ModelRequest) -> ModelResponse | 
         charge_failed(host, error)  # usage a failed attempt reported is still charged
 
     task = asyncio.create_task(complete_with_retries(host.model, request, policy, on_retry))
-    while True:
-        done, _ = await asyncio.wait({task}, timeout=host.settings.run.control_poll_s)
-        if done:
-            return task.result()
-        if (control := host.poll_controls()) is not None:
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=host.settings.run.control_poll_s)
+            if done:
+                return task.result()
+            if (control := host.poll_controls()) is not None:
+                return control
+    finally:
+        # A control stops the request, and so does our own cancellation (a UI closing): the request must
+        # not live on and write to a store that is being closed.
+        if not task.done():
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-            return control
 
 
 def _failed(host: SamplingHost, error: ProviderError, reason: Reason) -> Action:

@@ -14,12 +14,9 @@ from typing import Any
 from goalkeeper import control
 from goalkeeper.config import GoalSettings, load_config, settings_from_config
 from goalkeeper.contract import contract_from_flags
-from goalkeeper.errors import ConfigError
 from goalkeeper.store import GoalRecord, Store, lease_is_live
 from goalkeeper.tui.commands import GoalRequest
-from goalkeeper.verify import missing_commands
 from goalkeeper.workspace.checkpoints import diff
-from goalkeeper.workspace.git import preflight
 from goalkeeper.workspace.goal import branch_of
 
 
@@ -34,12 +31,7 @@ def set_goal(store: Store, workspace: Path, thread_id: str | None, request: Goal
     contract = contract_from_flags(request.objective, checks=list(request.checks))
     config = load_config(workspace)
     model = settings_from_config(config, usd_budget=contract.budget.usd, stream=True)  # text shows as it comes
-    preflight(workspace, False)
-    missing = missing_commands(contract, workspace)
-    if missing:
-        name, word = missing[0]
-        raise ConfigError(f"check `{name}` runs `{word}`, which is not a command here",
-                          "fix the check's command (or install the tool) and set the goal again")
+    control.check_settable(workspace, contract)
     settings = GoalSettings(model=model, run=config.run)
     return control.set_goal(store, workspace, contract, settings, replace_existing=replace, thread_id=thread_id)
 
