@@ -21,8 +21,6 @@ from goalkeeper.server.api import CONFLICT, NOT_FOUND, StoreDep, Thread, current
 from goalkeeper.server.build import goal_out
 from goalkeeper.server.models import BudgetIn, ControlOut, GoalOut, ResumeIn, SetGoalIn
 from goalkeeper.store import GoalRecord
-from goalkeeper.verify import missing_commands
-from goalkeeper.workspace.git import preflight
 
 router = data_router()
 RAISES = ("add_tokens", "add_usd", "add_time_s", "add_turns")
@@ -39,12 +37,7 @@ def set_goal(thread_id: Thread, body: SetGoalIn, store: StoreDep, response: Resp
     run: the server is a window on the store; `gk run --thread ID` runs it (see the X-Goalkeeper-Next header)."""
     workspace = Path(store.get_thread(thread_id).workspace)
     contract = _contract(body)
-    preflight(workspace, body.allow_dirty)
-    missing = missing_commands(contract, workspace)
-    if missing:
-        name, word = missing[0]
-        raise ConfigError(f"check `{name}` runs `{word}`, which is not a command here",
-                          "fix the check's command (or install the tool) and set the goal again")
+    control.check_settable(workspace, contract, body.allow_dirty)  # what `gk goal` and the TUI check too
     lint = lint_goal(contract, workspace, run=False)
     if lint.errors and not body.force:
         raise ContractError("the goal has lint errors: " + "; ".join(f.message for f in lint.errors),
