@@ -64,8 +64,8 @@ def build_report(store: Store, goal: GoalRecord) -> dict[str, Any]:
         "baseline": [e.__dict__ for e in summary.baseline],
         "final": [e.__dict__ for e in summary.evidence],
         "keep_green_dropped": summary.keep_green_dropped,
-        "metric_baseline": next(iter(_metric_points([(0, summary.baseline)])), None),
-        "metric_trend": _metric_points([(r.payload["turn"], [Evidence(**e) for e in r.payload["evidence"]])
+        "metric_baseline": next(iter(metric_points([(0, summary.baseline)])), None),
+        "metric_trend": metric_points([(r.payload["turn"], [Evidence(**e) for e in r.payload["evidence"]])
                                         for r in records if r.kind == "evidence"]),
         "checklist": checklist_progress(contract, records),
         "checkpoints": checkpoints,
@@ -109,7 +109,7 @@ def _implemented_by(store: Store, goal_id: str) -> list[dict[str, Any]]:
     return found
 
 
-def _metric_points(runs: list[tuple[int, list[Evidence]]]) -> list[dict[str, Any]]:
+def metric_points(runs: list[tuple[int, list[Evidence]]]) -> list[dict[str, Any]]:
     """Each check run's metric values as `{"turn": N, name: value, ...}`; runs that read no metric are left out."""
     points = [{"turn": turn, **{e.name: e.metric for e in evidence if e.metric is not None}} for turn, evidence in runs]
     return [point for point in points if len(point) > 1]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from goalkeeper.report import REASONS, _metric_points  # the report's own trend; build_report scans every thread
+from goalkeeper.report import REASONS, metric_points
 from goalkeeper.server.models import CheckpointOut, EventOut, EvidenceOut, EvidenceRunOut, GoalOut, ThreadOut
 from goalkeeper.store import EventRecord, GoalRecord, Store, ThreadRecord
 from goalkeeper.verify import Evidence
@@ -26,7 +26,7 @@ def goal_out(store: Store, goal: GoalRecord) -> GoalOut:
     summary = summarize(store, goal)
     runs = [(r.payload["turn"], [Evidence(**e) for e in r.payload["evidence"]])
             for r in goal_events(store, goal, ["evidence"])]
-    baseline = _metric_points([(0, summary.baseline)])
+    baseline = metric_points([(0, summary.baseline)])
     checkpoint = summary.last_checkpoint
     last = None
     if checkpoint is not None:
@@ -41,7 +41,7 @@ def goal_out(store: Store, goal: GoalRecord) -> GoalOut:
         elapsed_s=summary.elapsed_s, time_budget_s=summary.time_budget_s, turns=summary.turns,
         turns_budget=summary.turns_budget, last_checkpoint=last, runner=summary.runner, contract=goal.contract,
         checklist=summary.checklist, evidence=[evidence_out(e.__dict__) for e in summary.evidence],
-        metric_baseline=baseline[0] if baseline else None, metric_trend=_metric_points(runs),
+        metric_baseline=baseline[0] if baseline else None, metric_trend=metric_points(runs),
         updated_at=goal.updated_at,
     )
 
