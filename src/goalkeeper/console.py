@@ -172,10 +172,7 @@ class TextStream:
 
 def show_side_footer(answer: SideAnswer) -> None:
     """What a side question cost, and that the goal was not charged for it."""
-    usage = answer.usage
-    out.print(Text(f"side question · {answer.requests} requests · {usage.input_tokens:,} input tokens "
-                   f"({usage.cached_input_tokens:,} cached), {usage.output_tokens:,} output · {answer.model}",
-                   style="dim"))
+    out.print(Text(f"side question · {answer.cost.line()}", style="dim"))
     out.print(Text(f"  not charged to the goal's budget; stored as side event {answer.seq}, outside the goal's "
                    "context", style="dim"))
 
@@ -183,10 +180,7 @@ def show_side_footer(answer: SideAnswer) -> None:
 def show_plan(result: PlanResult, markdown: str, adopt: str) -> None:
     """The plan as Markdown (printed as is), what it cost, then the command that adopts it."""
     print(markdown)
-    usage = result.usage
-    out.print(Text(f"\nplan stored (event {result.seq}) · {result.requests} requests · "
-                   f"{usage.input_tokens:,} input tokens ({usage.cached_input_tokens:,} cached), "
-                   f"{usage.output_tokens:,} output · {result.model}", style="dim"))
+    out.print(Text(f"\nplan stored (event {result.seq}) · {result.cost.line()}", style="dim"))
     out.print("Review it, then adopt it (suggested checks become checks only through this command):")
     out.print(Text(f"  {adopt}", style="bold"))
 
@@ -249,10 +243,7 @@ def show_draft(result: DraftResult) -> None:
     """`gk draft`: the file as written, what lint says about it, what it cost, and what to do next."""
     print(result.text)
     show_lint(result.lint)
-    usage = result.usage
-    out.print(Text(f"draft written to {result.path} (event {result.seq}) · {result.requests} requests · "
-                   f"{usage.input_tokens:,} input tokens ({usage.cached_input_tokens:,} cached), "
-                   f"{usage.output_tokens:,} output · {result.model}", style="dim"))
+    out.print(Text(f"draft written to {result.path} (event {result.seq}) · {result.cost.line()}", style="dim"))
     out.print(Text("It is not set. Review and edit it, then: ") + Text(f"gk goal --file {result.path}", style="bold"))
 
 

@@ -23,9 +23,9 @@ from goalkeeper.contract.lint import Finding, LintReport
 from goalkeeper.control import thread_for
 from goalkeeper.errors import ConfigError, ContractError, ProviderError
 from goalkeeper.lint_run import lint_goal_async
-from goalkeeper.models.base import Message, ToolSpec, Usage
+from goalkeeper.models.base import Message, ToolSpec
 from goalkeeper.models.factory import build_model, endpoint
-from goalkeeper.readonly import ToolSession, ToolUse, assistant_message, read_only_context, usage_payload
+from goalkeeper.readonly import SessionCost, ToolSession, ToolUse, assistant_message, read_only_context
 from goalkeeper.store import NewEvent, Store
 from goalkeeper.tools.base import ToolContext, ToolResult
 from goalkeeper.tools.registry import ToolRegistry, default_registry
@@ -148,17 +148,12 @@ class DraftResult:
     thread_id: str
     seq: int
     """The `draft` event's seq."""
-    usage: Usage
-    model: str
-    requests: int
-    tool_calls: tuple[ToolUse, ...]
+    cost: SessionCost
 
     def as_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
         return {"path": str(self.path), "contract": self.contract.model_dump(mode="json"), "lint": self.lint.as_json(),
-                "thread_id": self.thread_id, "seq": self.seq, "usage": usage_payload(self.usage), "model": self.model,
-                "requests": self.requests,
-                "tool_calls": [{"name": u.name, "arguments": u.arguments, "ok": u.ok} for u in self.tool_calls]}
+                "thread_id": self.thread_id, "seq": self.seq, **self.cost.payload()}
 
 
 def draft_goal(store: Store, workspace: Path, description: str, output: Path, *, force: bool = False,
@@ -188,11 +183,9 @@ def draft_goal(store: Store, workspace: Path, description: str, output: Path, *,
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text, encoding="utf-8")
     payload = {"description": description, "output": str(output), "contract": contract.model_dump(mode="json"),
-               "lint": lint.as_json(), "fix_rounds": submit.fix_rounds, "usage": usage_payload(session.usage),
-               "model": session.model_name, "requests": session.requests, "tool_calls": session.calls_payload()}
+               "lint": lint.as_json(), "fix_rounds": submit.fix_rounds, **session.cost().payload()}
     [record] = store.append_events(thread.thread_id, [NewEvent("draft", payload, "model")])
-    return DraftResult(contract, output, lint, text, thread.thread_id, record.seq, session.usage, session.model_name,
-                       session.requests, tuple(session.calls))
+    return DraftResult(contract, output, lint, text, thread.thread_id, record.seq, session.cost())
 
 
 async def _drafting_session(session: ToolSession, submit: SubmitGoal, messages: list[Message],

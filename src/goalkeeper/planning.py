@@ -21,15 +21,15 @@ from goalkeeper.context.prompts import as_data, render
 from goalkeeper.contract import Contract
 from goalkeeper.control import thread_for
 from goalkeeper.errors import ConfigError
-from goalkeeper.models.base import Message, ModelResponse, ToolSpec, Usage
+from goalkeeper.models.base import Message, ModelResponse, ToolSpec
 from goalkeeper.models.factory import build_model, endpoint
 from goalkeeper.readonly import (
+    SessionCost,
     ToolSession,
     ToolUse,
     assistant_message,
     read_only_context,
     read_only_tools,
-    usage_payload,
 )
 from goalkeeper.store import NewEvent, Store
 from goalkeeper.tools.base import ToolContext, ToolResult
@@ -91,16 +91,11 @@ class PlanResult:
     thread_id: str
     seq: int
     """The `plan` event's seq."""
-    usage: Usage
-    model: str
-    requests: int
-    tool_calls: tuple[ToolUse, ...]
+    cost: SessionCost
 
     def as_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
-        return {**self.plan.payload(), "thread_id": self.thread_id, "seq": self.seq,
-                "usage": usage_payload(self.usage), "model": self.model, "requests": self.requests,
-                "tool_calls": [{"name": u.name, "arguments": u.arguments, "ok": u.ok} for u in self.tool_calls]}
+        return {**self.plan.payload(), "thread_id": self.thread_id, "seq": self.seq, **self.cost.payload()}
 
 
 class SubmitPlan:
@@ -202,11 +197,9 @@ def make_plan(store: Store, workspace: Path, objective: str, *, thread_id: str |
         session = ToolSession(build_model(reachable), chosen, tools, context, store, on_text=on_text,
                               on_tool=on_tool)
         plan = asyncio.run(_planning_turn(session, messages, objective, max_requests))
-    payload = {**plan.payload(), "given_objective": objective, "usage": usage_payload(session.usage),
-               "model": session.model_name, "requests": session.requests, "tool_calls": session.calls_payload()}
+    payload = {**plan.payload(), "given_objective": objective, **session.cost().payload()}
     [record] = store.append_events(thread.thread_id, [NewEvent("plan", payload, "model")])
-    return PlanResult(plan, thread.thread_id, record.seq, session.usage, session.model_name, session.requests,
-                      tuple(session.calls))
+    return PlanResult(plan, thread.thread_id, record.seq, session.cost())
 
 
 async def _planning_turn(session: ToolSession, messages: list[Message], objective: str,

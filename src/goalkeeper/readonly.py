@@ -59,6 +59,27 @@ def usage_payload(usage: Usage) -> dict[str, int]:
             "charged_tokens": usage.charged_tokens}
 
 
+@dataclass(frozen=True)
+class SessionCost:
+    """What a session spent: its requests, their summed usage, the model that answered and the calls made."""
+
+    usage: Usage
+    model: str
+    requests: int
+    tool_calls: tuple[ToolUse, ...]
+
+    def payload(self) -> dict[str, Any]:
+        """As stored in a `side`, `plan` or `draft` event and printed by `--json`."""
+        return {"usage": usage_payload(self.usage), "model": self.model, "requests": self.requests,
+                "tool_calls": [{"name": u.name, "arguments": u.arguments, "ok": u.ok} for u in self.tool_calls]}
+
+    def line(self) -> str:
+        """One line for a footer: `2 requests · 3,890 input tokens (1,792 cached), 180 output · test-model`."""
+        usage = self.usage
+        return (f"{self.requests} request{'s' if self.requests != 1 else ''} · {usage.input_tokens:,} input tokens "
+                f"({usage.cached_input_tokens:,} cached), {usage.output_tokens:,} output · {self.model}")
+
+
 def assistant_message(response: ModelResponse) -> Message:
     """The response as the next request carries it."""
     return Message("assistant", response.content, tool_calls=response.tool_calls)
@@ -142,9 +163,9 @@ class ToolSession:
         self._add(messages, Message("assistant", final.content), final)
         return final.content
 
-    def calls_payload(self) -> list[dict[str, Any]]:
-        """The calls made, as stored in an event."""
-        return [{"name": use.name, "arguments": use.arguments, "ok": use.ok} for use in self.calls]
+    def cost(self) -> SessionCost:
+        """What the session has spent so far."""
+        return SessionCost(self.usage, self.model_name, self.requests, tuple(self.calls))
 
     def _add(self, messages: list[Message], message: Message, response: ModelResponse) -> None:
         messages.append(message)

@@ -20,9 +20,9 @@ from goalkeeper.context.render import contract_block
 from goalkeeper.contract import Contract
 from goalkeeper.control import load_state
 from goalkeeper.errors import ContextLengthError, GoalNotFoundError
-from goalkeeper.models.base import Message, Usage
+from goalkeeper.models.base import Message
 from goalkeeper.models.factory import build_model, endpoint
-from goalkeeper.readonly import ToolSession, ToolUse, read_only_context, read_only_tools, usage_payload
+from goalkeeper.readonly import SessionCost, ToolSession, ToolUse, read_only_context, read_only_tools
 from goalkeeper.store import GoalRecord, NewEvent, Store
 from goalkeeper.views import goal_events, latest_evidence
 
@@ -40,18 +40,14 @@ class SideAnswer:
     goal_id: str
     question: str
     answer: str
-    tool_calls: tuple[ToolUse, ...]
-    usage: Usage
-    model: str
-    requests: int
+    cost: SessionCost
     seq: int
     """The `side` event's seq."""
 
     def as_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
-        return {"goal_id": self.goal_id, "question": self.question, "answer": self.answer,
-                "tool_calls": [asdict(use) for use in self.tool_calls], "usage": usage_payload(self.usage),
-                "model": self.model, "requests": self.requests, "seq": self.seq, "charged_to_goal": False}
+        return {"goal_id": self.goal_id, "question": self.question, "answer": self.answer, **self.cost.payload(),
+                "seq": self.seq, "charged_to_goal": False}
 
 
 def fork_history(history: Sequence[Message], newest: int) -> list[Message]:
@@ -121,12 +117,10 @@ def ask_side_question(store: Store, workspace: Path, question: str, *, thread_id
         except ContextLengthError as error:
             raise ContextLengthError(error.message, f"ask with fewer history messages, e.g. --events "
                                                     f"{max(1, newest // 2)}") from None
-    payload = {"question": question, "answer": answer, "tool_calls": session.calls_payload(),
-               "usage": usage_payload(session.usage), "model": session.model_name, "requests": session.requests,
+    payload = {"question": question, "answer": answer, **session.cost().payload(),
                "events": newest, "charged_to_goal": False}
     [record] = store.append_events(goal.thread_id, [NewEvent("side", payload, "user")], goal_id=goal.goal_id)
-    return SideAnswer(goal.goal_id, question, answer, tuple(session.calls), session.usage, session.model_name,
-                      session.requests, record.seq)
+    return SideAnswer(goal.goal_id, question, answer, session.cost(), record.seq)
 
 
 async def _converse(session: ToolSession, messages: list[Message], max_requests: int) -> str:

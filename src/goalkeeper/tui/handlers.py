@@ -243,9 +243,7 @@ class Handlers:
             except GoalkeeperError as error:
                 self.app.call_from_thread(overlay.fail, f"{error.message}\n{error.hint or ''}")
                 return
-            usage = answer.usage
-            footer = (f"{answer.requests} requests · {usage.input_tokens:,} in, {usage.output_tokens:,} out · "
-                      "not charged to the goal · Esc closes")
+            footer = f"{answer.cost.line()} · not charged to the goal · Esc closes"
             self.app.call_from_thread(overlay.finish, answer.answer, footer)
 
         await self.app.run_worker(ask, thread=True, group="side").wait()
