@@ -73,7 +73,12 @@ class Conversation:
         self.compaction_failed_at: int | None = None
         """Request tokens when a compaction last failed; it is not tried again until the context grows."""
         self._counts: list[int] = []
+        """Tokens of each history message; their sum and the history's characters are kept as they change,
+        so sizing the next request does not walk the history."""
+        self._history_tokens = 0
+        self._history_chars = 0
         self._prefix_tokens = self._tokens_of(self.prefix)
+        self._prefix_chars = len(system) + len(contract)
         self._tools: tuple[tuple[str, ...], int, int] = ((), 0, 0)  # (tool names, their tokens, their chars)
         self._request_chars = 0
 
@@ -96,8 +101,8 @@ class Conversation:
         if self._tools[0] != names:
             text = tool_schema_text(specs)
             self._tools = (names, self.counter.count(text), len(text))
-        self._request_chars = sum(len(m.content) for m in self.messages()) + self._tools[2]
-        return self._prefix_tokens + self._tools[1] + sum(self._counts)
+        self._request_chars = self._prefix_chars + self._history_chars + self._tools[2]
+        return self._prefix_tokens + self._tools[1] + self._history_tokens
 
     def estimated_charged_tokens(self, specs: Sequence[ToolSpec]) -> int:
         """The next request's tokens less what the provider reported as cached last time (charged tokens
@@ -119,7 +124,7 @@ class Conversation:
         elif kind == "context_trimmed":
             self._trim(payload["upto_message"], payload["keep_chars"])
         elif kind == "compacted":
-            self.history, self._counts = [], []
+            self.history, self._counts, self._history_tokens, self._history_chars = [], [], 0, 0
             self._add(Message("user", payload["handoff"]))
             self.shown = payload.get("evidence_shown")
             self.responses_since_compaction, self.compaction_failed_at = 0, None
@@ -151,7 +156,10 @@ class Conversation:
             if message.role == "tool" and len(message.content) > keep_chars:
                 cut, _ = cut_middle(message.content, keep_chars)
                 self.history[index] = replace(message, content=cut)
-                self._counts[index] = self._tokens_of((self.history[index],))
+                count = self._tokens_of((self.history[index],))
+                self._history_tokens += count - self._counts[index]
+                self._history_chars += len(cut) - len(message.content)
+                self._counts[index] = count
 
     def _apply_message(self, record: EventRecord) -> None:
         payload, kind, turn = record.payload, record.kind, self.turn
@@ -184,11 +192,15 @@ class Conversation:
         self.counter.observe(self._request_chars, reported_input_tokens)
         self._prefix_tokens = self._tokens_of(self.prefix)
         self._counts = [self._tokens_of((message,)) for message in self.history]
+        self._history_tokens = sum(self._counts)
         self._tools = ((), 0, 0)
 
     def _add(self, message: Message) -> None:
         self.history.append(message)
-        self._counts.append(self._tokens_of((message,)))
+        count = self._tokens_of((message,))
+        self._counts.append(count)
+        self._history_tokens += count
+        self._history_chars += len(message.content)
 
     def _tokens_of(self, messages: Iterable[Message]) -> int:
         return sum(self.counter.count(message.content)
