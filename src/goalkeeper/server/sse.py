@@ -8,7 +8,6 @@ because SQLite has one writer at a time: once a reader sees seq N, every lower s
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 import threading
 from collections import deque
@@ -21,7 +20,7 @@ import anyio
 from sse_starlette import ServerSentEvent
 
 from goalkeeper.server.build import event_out
-from goalkeeper.store import EventRecord
+from goalkeeper.store import EventRecord, event_from_row
 
 Fanout = Literal["shared", "per_connection"]
 
@@ -52,8 +51,7 @@ class EventFeed:
         params: tuple[object, ...] = (seq, thread_id, limit) if thread_id else (seq, limit)
         with self._lock:
             rows = self._conn.execute(query + " ORDER BY seq LIMIT ?", params).fetchall()
-        return [EventRecord(row["seq"], row["thread_id"], row["goal_id"], row["kind"], row["actor"],
-                            json.loads(row["payload"]), row["ts"]) for row in rows]
+        return [event_from_row(row) for row in rows]
 
     def last_seq(self) -> int:
         with self._lock:

@@ -21,6 +21,7 @@ from goalkeeper.store.store import (
     StaleReason,
     Store,
     default_store_path,
+    event_from_row,
 )
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "Store",
     "ThreadRecord",
     "default_store_path",
+    "event_from_row",
     "lease_is_live",
     "new_id",
 ]

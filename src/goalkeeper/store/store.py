@@ -253,7 +253,7 @@ class Store:
             params.append(limit)
         with self._db.read() as conn:
             rows = conn.execute(query, params).fetchall()
-        return [_event(row) for row in rows]
+        return [event_from_row(row) for row in rows]
 
     def last_seq(self, thread_id: str) -> int:
         """The seq of the thread's newest event; 0 when it has none."""
@@ -362,6 +362,7 @@ def _goal(row: sqlite3.Row) -> GoalRecord:
                       row["standing"])
 
 
-def _event(row: sqlite3.Row) -> EventRecord:
+def event_from_row(row: sqlite3.Row) -> EventRecord:
+    """An `events` row as a record (also for readers with a connection of their own, like the server's feed)."""
     return EventRecord(row["seq"], row["thread_id"], row["goal_id"], row["kind"], row["actor"],
                        json.loads(row["payload"]), row["ts"])
