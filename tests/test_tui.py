@@ -664,7 +664,8 @@ async def test_a_goal_run_by_gk_exec_shows_live_and_pauses_from_the_tui(
         async with app.run_test(size=SIZE) as pilot:
             await until(pilot, lambda: status_of(app).startswith("Pursuing goal") and "not running" not in
                         status_of(app) and len(server.requests) >= 1, "the other process's goal", timeout=60)
-            assert "baseline" in text_of(app)
+            # The transcript catches up at its next poll of the store; the status line may be a poll ahead.
+            await until(pilot, lambda: "baseline" in text_of(app), "the other process's baseline", timeout=5)
             await submit(pilot, "/goal pause")
             await until(pilot, lambda: status_of(app) == "Goal paused (/goal resume)", "paused", timeout=15)
         assert running.wait(timeout=30) == 3  # gk exec: exit code 3 is paused
