@@ -5,8 +5,9 @@ Pure data; sandbox/bwrap.py turns it into a bubblewrap command line.
 
 from __future__ import annotations
 
+import fnmatch
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -17,13 +18,22 @@ SandboxMode = Literal["read-only", "workspace-write", "danger-full-access"]
 DEFAULT_SECRETS: tuple[str, ...] = (".env*", "*.pem", "id_rsa*", "id_ed25519*", ".netrc", ".aws/", ".ssh/")
 
 
-#: Environment variables never passed to the agent's commands: credentials the harness holds.
-SECRET_ENV = re.compile(r"(API_KEY|_TOKEN|_SECRET|PASSWORD)$|^(AWS_|GOALKEEPER_)", re.IGNORECASE)
+#: Environment variable names (case-insensitive globs) never passed to the agent's commands: credentials the
+#: harness holds. `[sandbox] secret_env` in config.toml adds to them; the provider's own `env_key` is always
+#: removed too, whatever its name (see `command_environment`). The helper owning the sandbox refines this list.
+DEFAULT_SECRET_ENV: tuple[str, ...] = ("*API_KEY", "*_TOKEN", "*_SECRET", "*PASSWORD*", "AWS_*", "GOALKEEPER_*")
 
 
-def command_environment(environ: Mapping[str, str]) -> dict[str, str]:
-    """The environment for the agent's commands and the checks: the runner's, less its credentials."""
-    return {name: value for name, value in environ.items() if not SECRET_ENV.search(name)}
+def command_environment(environ: Mapping[str, str], secret_env: Sequence[str] = DEFAULT_SECRET_ENV,
+                        also: Sequence[str] = ()) -> dict[str, str]:
+    """The environment for the agent's commands and the checks: the runner's, less its credentials.
+
+    `secret_env` are name globs; `also` are exact names always removed (the model provider's `env_key`).
+    """
+    patterns = [re.compile(fnmatch.translate(glob.upper())) for glob in secret_env]
+    dropped = {name.upper() for name in also}
+    return {name: value for name, value in environ.items()
+            if name.upper() not in dropped and not any(p.match(name.upper()) for p in patterns)}
 
 
 @dataclass(frozen=True)
@@ -40,6 +50,8 @@ class SandboxPolicy:
     checkpoints; the sandbox itself cannot express "only these files")."""
     secrets: tuple[str, ...] = DEFAULT_SECRETS
     """Globs masked (made empty/unreadable) in the workspace and in $HOME."""
+    secret_env: tuple[str, ...] = DEFAULT_SECRET_ENV
+    """Environment variable name globs removed from every command's environment (see command_environment)."""
     network: bool = False
     max_processes: int = 512
     """Upper bound on processes a single command may run at once (a fork bomb stops there)."""
