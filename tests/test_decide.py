@@ -152,7 +152,8 @@ def test_exhausted_budget_gives_one_wrap_up_turn_then_budget_limited() -> None:
     state = decide(state, ModelResponded(1000, 0, 0.0, 1.0)).state
     wrap = decide(state, RequestDue(100, 1.0))
     assert wrap.action == StartTurn("wrap_up")
-    assert decide(wrap.state, RequestDue(100, 1.0)).action == Proceed(wrap.state.wrap_up_cap_tokens - 100)
+    deadline = 1.0 + wrap.state.wrap_up_cap_s  # the wrap-up's own time cap counts from its start
+    assert decide(wrap.state, RequestDue(100, 1.0)).action == Proceed(wrap.state.wrap_up_cap_tokens - 100, deadline)
     ended = decide(wrap.state, TurnEnded(tool_calls=1))
     assert ended.action == Stop("budget_limited", Reason.BUDGET_TOKENS)
 

@@ -100,19 +100,18 @@ def goal(
                                                                    "branch instead of refusing.")] = False,
     force: Annotated[bool, typer.Option("--force", help="resume: re-open an achieved or unmet goal; setting a "
                                                         "goal: set it even if `gk lint` finds errors.")] = False,
-    add_tokens: Annotated[int, typer.Option(help="resume: raise the token budget by this much.")] = 0,
-    add_usd: Annotated[float, typer.Option(help="resume: raise the USD budget by this much.")] = 0.0,
+    add_tokens: Annotated[int | None, typer.Option(help="resume: raise the token budget by this much.")] = None,
+    add_usd: Annotated[float | None, typer.Option(help="resume: raise the USD budget by this much.")] = None,
     add_time: Annotated[str | None, typer.Option(help="resume: raise the time budget, e.g. 30m.")] = None,
-    add_turns: Annotated[int, typer.Option(help="resume: raise the turn budget by this much.")] = 0,
+    add_turns: Annotated[int | None, typer.Option(help="resume: raise the turn budget by this much.")] = None,
     cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = False,
 ) -> int:
     """Set the goal, show it (no arguments), or `pause | resume | clear` it."""
     workspace = workspace_of(cwd)
     with open_store() as store:
         if objective in ("pause", "resume", "clear"):
-            added = {"add_tokens": add_tokens, "add_usd": add_usd, "add_turns": add_turns,
-                     "add_time_s": parse_duration(add_time) if add_time else 0.0, "force": force}
-            return _control(store, workspace, thread, objective, added)  # type: ignore[arg-type]
+            added = _raises(add_tokens, add_usd, add_time, add_turns)
+            return _control(store, workspace, thread, objective, {**added, "force": force})  # type: ignore[arg-type]
         if objective is None and contract_flags.file is None and not contract_flags.from_plan:
             summary = summarize(store, control.current_goal(store, workspace, thread))
             console.out.print_json(json.dumps(summary.as_json())) if as_json else console.show_summary(summary)
@@ -125,6 +124,16 @@ def goal(
         console.show_summary(summarize(store, record))
         console.out.print("Run it with: gk run" + (f" --cwd {cwd}" if str(cwd) != "." else ""))
     return 0
+
+
+def _raises(tokens: int | None, usd: float | None, time: str | None, turns: int | None) -> dict[str, Any]:
+    """The `--add-*` flags as a raise's detail; a flag given as zero (or less) is refused, not ignored."""
+    given = {"add_tokens": tokens, "add_usd": usd, "add_turns": turns,
+             "add_time_s": parse_duration(time) if time is not None else None}
+    for key, value in given.items():
+        if value is not None and not value > 0:  # `not >` also refuses NaN
+            raise control.raise_error(key, value)
+    return {key: value or 0 for key, value in given.items()}
 
 
 def _set(store: Store, workspace: Path, thread: str | None, contract: Contract, model: ModelSettings | None,

@@ -13,10 +13,10 @@ from typing import Protocol
 
 from goalkeeper.context.handoff import Facts, handoff_message, missing_sections
 from goalkeeper.context.prompts import render
-from goalkeeper.decide import Action, ModelResponded, Proceed, RequestDue
+from goalkeeper.decide import Action, ModelResponded, Proceed
 from goalkeeper.errors import ProviderError
 from goalkeeper.models.base import Message, ModelRequest, ModelResponse
-from goalkeeper.sampling import SamplingHost, charge_failed, watched
+from goalkeeper.sampling import SamplingHost, charge_failed, request_due, watched
 from goalkeeper.store import NewEvent
 from goalkeeper.tools.registry import ToolRegistry
 
@@ -53,17 +53,21 @@ def compaction_due(host: CompactionHost, tools: ToolRegistry) -> int | None:
 async def compact(host: CompactionHost, tools: ToolRegistry, tokens: int) -> Action | None:
     """Ask for the hand-off summary and replace the history with it; None means go on with the turn."""
     conversation = host.conversation
-    request = ModelRequest((*conversation.messages(), Message("user", render("compact"))), tools.specs,
-                           min(SUMMARY_MAX_TOKENS, max(256, host.compact_limit // 8)))
-    due = host.steer(RequestDue(conversation.estimated_charged_tokens(tools.specs), host.elapsed()))
+    due = host.steer(request_due(host, tools.specs))
     if not isinstance(due.action, Proceed):
         return due.action
+    wanted = min(SUMMARY_MAX_TOKENS, max(256, host.compact_limit // 8))
+    room = due.action.max_output_tokens
+    request = ModelRequest((*conversation.messages(), Message("user", render("compact"))), tools.specs,
+                           wanted if room is None else min(wanted, room))
     try:
-        response = await watched(host, request)
+        response = await watched(host, request, due.action.deadline_s)
     except ProviderError as error:
         charge_failed(host, error)
         _fall_back(host, tokens, error.message)
         return None
+    if isinstance(response, Proceed):
+        return None  # cut at the time limit and charged: the next request's check decides
     if not isinstance(response, ModelResponse):
         return response  # a pause or clear arrived while the summary was being written
     usage = response.usage

@@ -41,6 +41,13 @@ ControlAction = Literal["pause", "resume", "clear", "budget"]
 #: How long a control request waits for a live runner to apply it.
 CONTROL_WAIT_S = 5.0
 
+#: The wrap-up turn's time cap: a quarter of the time budget, within these bounds (the upper one also
+#: applies when there is no time budget).
+WRAP_UP_MIN_S, WRAP_UP_MAX_S = 5.0, 120.0
+
+#: The detail keys of a budget raise.
+RAISE_KEYS = ("add_tokens", "add_usd", "add_time_s", "add_turns")
+
 
 class GoalExistsError(GoalkeeperError):
     """Setting a goal would replace one that exists."""
@@ -84,10 +91,12 @@ def initial_state(goal_id: str, contract: Contract, settings: GoalSettings) -> G
     """The state a new goal starts in."""
     budget = contract.budget
     # The wrap-up turn may overrun the token budget by at most this much: a quarter of the budget, within
-    # the configured cap, so a small budget is not dwarfed by its own wrap-up.
+    # the configured cap, so a small budget is not dwarfed by its own wrap-up. The USD and time budgets
+    # get the same quarter (time within WRAP_UP_MIN_S..WRAP_UP_MAX_S).
     wrap_up_cap = settings.run.wrap_up_cap_tokens
     if budget.tokens is not None:
         wrap_up_cap = min(wrap_up_cap, max(2_000, budget.tokens // 4))
+    wrap_up_s = WRAP_UP_MAX_S if budget.time_s is None else min(WRAP_UP_MAX_S, max(WRAP_UP_MIN_S, budget.time_s / 4))
     return GoalState(
         goal_id=goal_id,
         verified=contract.verified,
@@ -95,6 +104,8 @@ def initial_state(goal_id: str, contract: Contract, settings: GoalSettings) -> G
         max_attempts=contract.iteration.max_attempts,
         no_progress_turns=contract.iteration.no_progress_turns,
         wrap_up_cap_tokens=wrap_up_cap,
+        wrap_up_cap_usd=None if budget.usd is None else budget.usd / 4,
+        wrap_up_cap_s=wrap_up_s,
     )
 
 
@@ -160,6 +171,8 @@ def set_goal(store: Store, workspace: Path, contract: Contract, settings: GoalSe
 def request(store: Store, goal: GoalRecord, action: ControlAction, wait_s: float = CONTROL_WAIT_S,
             **detail: Any) -> ControlResult:
     """Pause, resume, clear or raise the budget of `goal`, through its runner when one is live."""
+    if action in ("resume", "budget"):
+        check_raise(detail, required=action == "budget")
     lease = store.lease(goal.goal_id)
     if lease is None or not lease_is_live(lease):
         return apply_here(store, goal, action, detail)
@@ -265,6 +278,31 @@ def raise_budget(store: Store, goal: GoalRecord, detail: dict[str, Any],
                           "set the goal again, or raise another budget")
     status = store.get_goal_by_id(goal.goal_id).state.get("status")
     return request(store, goal, "resume" if status == "budget_limited" else "budget", wait_s, **detail)
+
+
+def check_raise(detail: dict[str, Any], required: bool = False) -> None:
+    """Refuse a raise that is negative, not finite or not whole where it must be (tokens, turns); with
+    `required`, also one that raises nothing. Zero means "not raised"; every UI goes through here."""
+    for key in RAISE_KEYS:
+        value = detail.get(key)
+        if value is None or value == 0:
+            continue
+        whole = key in ("add_tokens", "add_turns")
+        if (isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)
+                or value < 0 or (whole and value != int(value))):
+            raise raise_error(key, value)
+    if required and not any(detail.get(key) for key in RAISE_KEYS):
+        raise BudgetAmountError("no budget raise given", f"raise one of them, e.g. {BUDGET_FORMS}")
+
+
+def raise_error(key: str, value: object) -> BudgetAmountError:
+    """The one error for a raise that is not positive, naming the flag and a good amount."""
+    flag = "--add-" + key.removeprefix("add_").removesuffix("_s")
+    return BudgetAmountError(f"{flag} must be a positive amount, not {value!r}",
+                             f"raise by a positive amount, e.g. {flag} {_EXAMPLE.get(key, '1')}")
+
+
+_EXAMPLE = {"add_tokens": "50000", "add_usd": "2", "add_time_s": "30m", "add_turns": "10"}
 
 
 def _number(text: str) -> float:

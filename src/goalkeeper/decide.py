@@ -45,8 +45,17 @@ from goalkeeper.outcomes import (
 #: How many recent tool steps the repeat detector remembers.
 REPEAT_WINDOW = 8
 
+#: A request that could not produce even this many output tokens within the budget is not worth sending.
+MIN_OUTPUT_TOKENS = 16
+
+#: The endless-turn detector: a turn that makes this many tool calls per `no_progress_turns` without
+#: changing the tree is nudged once, then stopped unmet(stuck). With the default 5 that is 40 calls.
+STEPS_PER_NO_PROGRESS_TURN = 8
+
 __all__ = [
+    "MIN_OUTPUT_TOKENS",
     "REPEAT_WINDOW",
+    "STEPS_PER_NO_PROGRESS_TURN",
     "Action",
     "Best",
     "BudgetRaised",
@@ -77,6 +86,9 @@ __all__ = [
     "begin",
     "budget_exhausted",
     "decide",
+    "steps_limit",
+    "time_deadline",
+    "tree_due",
     "with_baseline",
 ]
 
@@ -170,7 +182,7 @@ def _on_resume(state: GoalState, force: bool) -> Decision:
         return Decision(state, Reject(f"the goal is {state.status}; resume with --force to re-open it"))
     fresh = replace(state, text_only_streak=0, no_progress_streak=0, nudged=False, in_wrap_up=False,
                     recent_steps=(), attempts={} if state.status in TERMINAL else state.attempts,
-                    spent=replace(state.spent, wrap_up_tokens=0))
+                    turn_steps=0, spent=replace(state.spent, wrap_up_tokens=0, wrap_up_usd=0.0))
     if state.status == "budget_limited" and budget_exhausted(fresh) is not None:
         return Decision(state, Reject("the budget is still used up; raise it first, e.g. --add-tokens 50000"))
     reason = Reason.USER_REOPEN if state.status in TERMINAL else Reason.USER_RESUME
@@ -178,6 +190,10 @@ def _on_resume(state: GoalState, force: bool) -> Decision:
 
 
 def _on_budget_raised(state: GoalState, raised: BudgetRaised) -> Decision:
+    amounts = (raised.tokens, raised.usd, raised.time_s, raised.turns)
+    if any(not amount >= 0 for amount in amounts) or not any(amounts):  # `not >=` also refuses NaN
+        return Decision(state, Reject("a budget raise must be positive, e.g. --add-tokens 50000"))
+
     def add(limit: Any, amount: Any) -> Any:
         return limit + amount if limit is not None and amount else limit
 
@@ -193,21 +209,46 @@ def _on_budget_raised(state: GoalState, raised: BudgetRaised) -> Decision:
 
 def _on_request_due(state: GoalState, due: RequestDue) -> Decision:
     state = replace(state, spent=replace(state.spent, time_s=max(state.spent.time_s, due.elapsed_s)))
-    estimate = max(0, due.estimated_input_tokens)
     if state.in_wrap_up:
-        wrap_room = state.wrap_up_cap_tokens - state.spent.wrap_up_tokens - estimate
-        if wrap_room <= 0:
-            # The cap is exact: a wrap-up request that would not fit is not sent at all.
-            return _transition(state, "budget_limited", "harness", _budget_reason(state),
-                               {"wrap_up": "ended: the next request would exceed the wrap-up cap"})
-        return Decision(state, Proceed(wrap_room))
+        return _wrap_up_request(state, due)
     exhausted = budget_exhausted(state, starting_turn=False)
-    room = None if state.limits.tokens is None else state.limits.tokens - state.spent.tokens - estimate
-    if exhausted is None and room is not None and room <= 0:
-        exhausted = Reason.BUDGET_TOKENS  # this request alone would overrun the token budget
+    limits, spent = state.limits, state.spent
+    room = _output_room(due, limits.tokens, spent.tokens, limits.usd, spent.usd)
+    if exhausted is None and room is not None and room < MIN_OUTPUT_TOKENS:
+        # This request alone, priced as if nothing were cached, would overrun the token or USD budget.
+        token_room = None if limits.tokens is None else limits.tokens - spent.tokens - due.estimated_input_tokens
+        exhausted = Reason.BUDGET_TOKENS if token_room is not None and token_room < MIN_OUTPUT_TOKENS \
+            else Reason.BUDGET_USD
     if exhausted is not None:
         return _begin_wrap_up(state, exhausted)
-    return Decision(state, Proceed(room))
+    return Decision(state, Proceed(room, limits.time_s))
+
+
+def _wrap_up_request(state: GoalState, due: RequestDue) -> Decision:
+    """The wrap-up's own caps bind each of its requests: tokens, USD and time, estimated pessimistically."""
+    spent = state.spent
+    room = _output_room(due, state.wrap_up_cap_tokens, spent.wrap_up_tokens, state.wrap_up_cap_usd,
+                        spent.wrap_up_usd)
+    deadline = spent.wrap_up_started_s + state.wrap_up_cap_s
+    if (room is not None and room < MIN_OUTPUT_TOKENS) or spent.time_s >= deadline:
+        # The cap is exact: a wrap-up request that would not fit is not sent at all.
+        return _transition(state, "budget_limited", "harness", _budget_reason(state),
+                           {"wrap_up": "ended: the next request would exceed the wrap-up cap"})
+    return Decision(state, Proceed(room, deadline))
+
+
+def _output_room(due: RequestDue, tokens: int | None, tokens_spent: int, usd: float | None,
+                 usd_spent: float) -> int | None:
+    """The most output tokens the request may produce so that neither limit is passed (None: no limit)."""
+    estimate = max(0, due.estimated_input_tokens)
+    rooms = [] if tokens is None else [tokens - tokens_spent - estimate]
+    if usd is not None:
+        usd_room = usd - usd_spent - max(0.0, due.input_usd)
+        if usd_room < 0:
+            rooms.append(-1)
+        elif due.output_usd_per_token > 0:
+            rooms.append(int(usd_room / due.output_usd_per_token))
+    return min(rooms) if rooms else None
 
 
 def _on_response(state: GoalState, response: ModelResponded) -> Decision:
@@ -219,29 +260,53 @@ def _on_response(state: GoalState, response: ModelResponded) -> Decision:
         usd=spent.usd + response.usd,
         time_s=max(spent.time_s, response.elapsed_s),
         wrap_up_tokens=spent.wrap_up_tokens + (response.charged_tokens if state.in_wrap_up else 0),
+        wrap_up_usd=spent.wrap_up_usd + (response.usd if state.in_wrap_up else 0.0),
     )
     return Decision(replace(state, spent=spent), Proceed())
 
 
 def _on_tool_step(state: GoalState, step: ToolStepped) -> Decision:
     recent = (*state.recent_steps, step.signature)[-REPEAT_WINDOW:]
-    state = replace(state, recent_steps=recent,
+    state = replace(state, recent_steps=recent, turn_steps=state.turn_steps + 1,
                     spent=replace(state.spent, time_s=max(state.spent.time_s, step.elapsed_s)))
-    repeat = _repeating(recent)
-    if repeat is not None and not state.in_wrap_up:
-        return _nudge_or_stuck(state, repeat)
-    exhausted = budget_exhausted(state, starting_turn=False)
-    if exhausted is not None and not state.in_wrap_up:
-        return _begin_wrap_up(state, exhausted)
+    if step.tree_hash is not None and step.tree_hash != state.turn_tree:
+        state = replace(state, turn_steps=0, turn_tree=step.tree_hash)  # the tree changed: progress
+    if not state.in_wrap_up:
+        repeat = _repeating(recent)
+        if repeat is not None:
+            return _nudge_or_stuck(state, repeat)
+        if state.turn_steps >= steps_limit(state):
+            return _nudge_or_stuck(state, f"{state.turn_steps} tool calls in this turn without changing the tree")
+        exhausted = budget_exhausted(state, starting_turn=False)
+        if exhausted is not None:
+            return _begin_wrap_up(state, exhausted)
     return Decision(state, Proceed())
+
+
+def steps_limit(state: GoalState) -> int:
+    """How many tool calls one turn may make without changing the tree before it counts as stuck."""
+    return STEPS_PER_NO_PROGRESS_TURN * max(1, state.no_progress_turns)
+
+
+def tree_due(state: GoalState) -> bool:
+    """Whether the runner should measure the tree with the next tool step (only when the limit is near,
+    so that a long turn costs one tree hash per `steps_limit` calls, not one per call)."""
+    return state.turn_steps + 1 >= steps_limit(state)
+
+
+def time_deadline(state: GoalState) -> float | None:
+    """The active time at which the running work (a request, a tool call) must be cut short."""
+    if state.in_wrap_up:
+        return state.spent.wrap_up_started_s + state.wrap_up_cap_s
+    return state.limits.time_s
 
 
 def _repeating(recent: tuple[str, ...]) -> str | None:
     """Name the repeat pattern at the end of `recent`, if any."""
     if len(recent) >= 3 and recent[-1] == recent[-2] == recent[-3]:
-        return "the same tool call returned the same result 3 times in a row"
+        return "the same tool call (same name and arguments) 3 times in a row"
     if len(recent) >= 4 and recent[-1] == recent[-3] and recent[-2] == recent[-4] and recent[-1] != recent[-2]:
-        return "two tool calls alternate (A-B-A-B) with the same results"
+        return "two tool calls alternate (A-B-A-B) with the same arguments"
     return None
 
 
@@ -270,7 +335,7 @@ def _on_turn_end(state: GoalState, ended: TurnEnded) -> Decision:
 
 def _after_progress_check(state: GoalState, progressed: bool) -> Decision:
     if progressed:
-        return _next_turn(replace(state, no_progress_streak=0, nudged=False))
+        return _next_turn(replace(state, no_progress_streak=0, nudged=False, recent_steps=()))
     state = replace(state, no_progress_streak=state.no_progress_streak + 1)
     if state.nudged:
         return _transition(state, "unmet", "harness", Reason.STUCK,
@@ -300,7 +365,7 @@ def _on_checks(state: GoalState, ran: ChecksRan) -> Decision:
         return _transition(state, "paused", "harness", Reason.STALLED,
                            {"why": "two text-only turns in a row and the checks do not pass"})
     if improved:
-        state = replace(state, no_progress_streak=0, nudged=False)
+        state = replace(state, no_progress_streak=0, nudged=False, recent_steps=())
     return _next_turn(state)
 
 
@@ -354,7 +419,8 @@ def _start(state: GoalState, kind: TurnKind, events: tuple[Event, ...] = ()) -> 
     exhausted = budget_exhausted(state)
     if exhausted is not None and kind != "wrap_up":
         return _begin_wrap_up(state, exhausted, events)
-    state = replace(state, spent=replace(state.spent, turns=state.spent.turns + 1))
+    state = replace(state, spent=replace(state.spent, turns=state.spent.turns + 1), turn_steps=0,
+                    turn_tree=state.tree_hash)
     started = Event("turn_started", "harness", {"kind": kind, "turn": state.spent.turns})
     return Decision(state, StartTurn(kind), (*events, started))
 
@@ -363,7 +429,9 @@ def _begin_wrap_up(state: GoalState, reason: Reason, events: tuple[Event, ...] =
     state = replace(state, in_wrap_up=True, reason=reason)
     exhausted = Event("budget_exhausted", "harness", {"reason": reason.value, "turn": state.spent.turns + 1})
     started = Event("turn_started", "harness", {"kind": "wrap_up", "turn": state.spent.turns + 1})
-    state = replace(state, spent=replace(state.spent, turns=state.spent.turns + 1))
+    state = replace(state, spent=replace(state.spent, turns=state.spent.turns + 1, wrap_up_tokens=0,
+                                         wrap_up_usd=0.0, wrap_up_started_s=state.spent.time_s),
+                    turn_steps=0, turn_tree=state.tree_hash)
     return Decision(state, StartTurn("wrap_up"), (*events, exhausted, started))
 
 

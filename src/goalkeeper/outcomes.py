@@ -39,6 +39,10 @@ class Spent:
     turns: int = 0
     wrap_up_tokens: int = 0
     """Tokens spent inside the wrap-up turn, capped separately."""
+    wrap_up_usd: float = 0.0
+    """USD spent inside the wrap-up turn, capped separately."""
+    wrap_up_started_s: float = 0.0
+    """The active time at which the wrap-up turn began (its time cap counts from here)."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,11 @@ class GoalState:
     max_attempts: int = 3
     no_progress_turns: int = 5
     wrap_up_cap_tokens: int = 4000
+    """The wrap-up turn may charge at most this many tokens (estimated before each of its requests)."""
+    wrap_up_cap_usd: float | None = None
+    """... and at most this many USD (None: no USD budget, so no USD cap)."""
+    wrap_up_cap_s: float = 120.0
+    """... and may run for at most this many seconds."""
     attempts: Mapping[str, int] = field(default_factory=dict)
     """Failed completion attempts per failing check."""
     text_only_streak: int = 0
@@ -79,7 +88,11 @@ class GoalState:
     best_metric: float | None = None
     best: Best | None = None
     recent_steps: tuple[str, ...] = ()
-    """Signatures (call + result) of the latest tool steps, for the repeat detector."""
+    """Signatures (name + arguments) of the latest tool steps, for the repeat detector."""
+    turn_steps: int = 0
+    """Tool calls in the open turn since it began or last changed the tree (the endless-turn detector)."""
+    turn_tree: str | None = None
+    """The tree as last measured inside the open turn."""
 
 
 # ---------------------------------------------------------------- outcomes
@@ -87,10 +100,17 @@ class GoalState:
 
 @dataclass(frozen=True)
 class RequestDue:
-    """A model request is about to be sent (checked before every request)."""
+    """A model request is about to be sent (checked before every request, the wrap-up's included).
+
+    The estimate is pessimistic: every input token is counted as uncached and priced at the uncached input
+    price, and the response may use all of the output the decision allows.
+    """
 
     estimated_input_tokens: int
     elapsed_s: float
+    input_usd: float = 0.0
+    """The whole input at the uncached input price."""
+    output_usd_per_token: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -108,8 +128,10 @@ class ToolStepped:
     """One tool call finished inside a turn (a tool boundary)."""
 
     signature: str
-    """A digest of the call and its result: equal signatures mean the same call gave the same result."""
+    """A digest of the call's name and arguments: equal signatures are the same call, whatever it printed."""
     elapsed_s: float
+    tree_hash: str | None = None
+    """The tree after the call, when the runner measured it (it does when `tree_due` says so)."""
 
 
 @dataclass(frozen=True)
@@ -164,7 +186,7 @@ class UserResumed:
 
 @dataclass(frozen=True)
 class BudgetRaised:
-    """A person raised one or more limits by these amounts."""
+    """A person raised one or more limits by these amounts (each zero or positive; a negative one is rejected)."""
 
     tokens: int = 0
     usd: float = 0.0
@@ -203,9 +225,11 @@ class StartTurn:
 
 @dataclass(frozen=True)
 class Proceed:
-    """Carry on inside the current turn; the next request may produce at most this many tokens."""
+    """Carry on inside the current turn; the next request may produce at most this many tokens, and is
+    abandoned when the goal's active time reaches `deadline_s`."""
 
     max_output_tokens: int | None = None
+    deadline_s: float | None = None
 
 
 @dataclass(frozen=True)

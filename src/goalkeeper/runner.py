@@ -33,12 +33,14 @@ from goalkeeper.decide import (
     Interrupted,
     Outcome,
     Proceed,
+    RequestDue,
     RunChecks,
     StartTurn,
     Stop,
     Wait,
     begin,
     decide,
+    time_deadline,
     with_baseline,
 )
 from goalkeeper.errors import (
@@ -50,7 +52,7 @@ from goalkeeper.lifecycle import Status, TurnKind
 from goalkeeper.models.base import Model, ModelRequest, ModelResponse, ToolCall
 from goalkeeper.models.pricing import cost_usd, price_of
 from goalkeeper.pins import Pins, pin_verification_surface
-from goalkeeper.sampling import sample
+from goalkeeper.sampling import request_due, sample
 from goalkeeper.sandbox import limits as process_limits
 from goalkeeper.sandbox.bwrap import require_sandbox
 from goalkeeper.sandbox.policy import SandboxPolicy, command_environment
@@ -59,12 +61,15 @@ from goalkeeper.store import EventRecord, GoalRecord, NewEvent, StaleGoalError, 
 from goalkeeper.surface import double_check
 from goalkeeper.tools.base import ToolContext, ToolResult
 from goalkeeper.tools.registry import Approver, ToolRegistry, default_registry
-from goalkeeper.turn import run_turn
+from goalkeeper.turn import INTERRUPTED, run_turn
 from goalkeeper.verify import Evidence, run_checks
 from goalkeeper.workspace.checkpoints import Violation
 from goalkeeper.workspace.git import GoalBranch
 from goalkeeper.workspace.goal import commit_turn, open_branch, violations_notice
 from goalkeeper.workspace.tree import tree_hash
+
+#: How often a running tool call looks at signals and the clock, and how often at the store's control requests.
+WATCH_S, STORE_POLL_S = 0.1, 0.5
 
 
 @dataclass(frozen=True)
@@ -291,14 +296,28 @@ class Runner:
         """The latest evidence as a continuation compares it."""
         return evidence_digest(self.evidence)
 
-    async def sample(self, request: ModelRequest) -> ModelResponse | Action:
-        """One model request with retries; provider failures pause the goal (sampling.py)."""
-        return await sample(self, request)
+    def request_due(self, tools: ToolRegistry) -> RequestDue:
+        """The next request, priced as if nothing were cached (sampling.py)."""
+        return request_due(self, tools.specs)
 
-    async def call_tool(self, call: ToolCall) -> ToolResult:
-        """Run one tool call in the workspace; when its output was cut, the full text goes to the store under the
-        id the cut's marker names (`blob_id_of`), so `read_output` can page through it."""
-        result = await self.tools.execute(call, self._tool_context())
+    async def sample(self, request: ModelRequest, deadline_s: float | None = None) -> ModelResponse | Action:
+        """One model request with retries; provider failures pause the goal (sampling.py)."""
+        return await sample(self, request, deadline_s)
+
+    async def call_tool(self, call: ToolCall, tools: ToolRegistry) -> ToolResult:
+        """Run one tool call of `tools` in the workspace, cut short by a pause, Ctrl-C, SIGTERM, a clear or the
+        time limit; when its output was cut, the full text goes to the store under the id the cut's marker
+        names (`blob_id_of`), so `read_output` can page through it."""
+        task = asyncio.create_task(tools.execute(call, self._tool_context()))
+        why = await self._watch(task)
+        if why is not None:
+            task.cancel()  # run_command kills the call's whole process group when cancelled
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            return ToolResult(f"{INTERRUPTED}: {why} while this call ran, so it was stopped and its processes "
+                              "killed; it may have partly run. Inspect the workspace before repeating it.",
+                              ok=False, data={INTERRUPTED: why})
+        result = task.result()
         if "approval" in result.data:
             approval = result.data["approval"]
             # Goal-scoped: a remembered approval is an event of this goal, never config; a restart reloads it.
@@ -374,6 +393,31 @@ class Runner:
                            counter=self.counter, read_blob=self.store.get_blob, env=self.env, goal_view=view,
                            sandbox=self.sandbox, headless=self.approver is None)
 
+    async def _watch(self, task: asyncio.Task[ToolResult]) -> str | None:
+        """Wait for `task`; say why it must be cut short if something asks for that first. Signals and the
+        clock are looked at every WATCH_S, the store's control requests every STORE_POLL_S."""
+        next_poll = time.monotonic() + STORE_POLL_S
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=WATCH_S)
+            if done:
+                return None
+            if self._interrupted:
+                return "Ctrl-C or SIGTERM reached the harness"
+            if self._lease_lost:
+                return "another runner took over the goal"
+            deadline = time_deadline(self.state)
+            if deadline is not None and self.elapsed() >= deadline:
+                return "the goal's time budget ran out"
+            if time.monotonic() >= next_poll:
+                next_poll = time.monotonic() + STORE_POLL_S
+                if self._stop_requested():
+                    return "a person paused or cleared the goal"
+
+    def _stop_requested(self) -> bool:
+        """A pause or clear is waiting in the store (a budget raise or a resume never cuts a call short)."""
+        pending = pending_requests(self.store, self.goal.goal_id, self.goal.thread_id)
+        return any(request.payload.get("action") in ("pause", "clear") for request in pending)
+
     async def _heartbeat(self) -> None:
         while True:
             await asyncio.sleep(self.settings.run.heartbeat_s)
@@ -384,8 +428,8 @@ class Runner:
                 return
 
     def interrupt(self) -> None:
-        """Pause at the next boundary (what Ctrl-C does); safe to call from the runner's event loop."""
-        self._interrupted = True  # honoured at the next boundary: the current tool call finishes first
+        """Pause (what Ctrl-C does): a running tool call is cut short; safe to call from the runner's event loop."""
+        self._interrupted = True  # honoured within WATCH_S while a tool runs, else at the next boundary
 
 
 @contextlib.contextmanager

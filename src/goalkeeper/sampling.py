@@ -2,21 +2,25 @@
 
 A provider's failure never makes a goal unmet: retries that run out pause it, a prompt too long has its
 oldest tool outputs cut and is retried once, and a refused request pauses it with the reason.
+
+Each request is priced before it is sent as if nothing were cached (`request_due`), and a request still
+running when the goal's time limit comes is cut and charged that estimate.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Protocol
 
 from goalkeeper.config import GoalSettings, ModelSettings
 from goalkeeper.context.history import Conversation
-from goalkeeper.decide import Action, Decision, ModelResponded, Outcome, ProviderFailed
+from goalkeeper.decide import Action, Decision, ModelResponded, Outcome, Proceed, ProviderFailed, RequestDue
 from goalkeeper.errors import ContextLengthError, ProviderError, ProviderUnavailableError
 from goalkeeper.lifecycle import Reason
-from goalkeeper.models.base import Model, ModelRequest, ModelResponse
+from goalkeeper.models.base import Model, ModelRequest, ModelResponse, ToolSpec
 from goalkeeper.models.pricing import Price, cost_usd
 from goalkeeper.models.retry import RetryPolicy, complete_with_retries
 from goalkeeper.store import NewEvent
@@ -36,15 +40,27 @@ class SamplingHost(Protocol):
     def poll_controls(self) -> Action | None: ...
 
 
-async def sample(host: SamplingHost, request: ModelRequest) -> ModelResponse | Action:
-    """The request, or the action its failure leads to. Non-transient failures pause, then re-raise."""
+def request_due(host: SamplingHost, specs: Sequence[ToolSpec]) -> RequestDue:
+    """The next request, priced pessimistically: every input token uncached, at the uncached price (a
+    different tool list, a compaction or an expired cache all miss the cache)."""
+    tokens = host.conversation.request_tokens(specs)
+    price = host.unit_price
+    input_usd = tokens * price.input / 1_000_000 if price is not None else 0.0
+    output_usd = price.output / 1_000_000 if price is not None else 0.0
+    return RequestDue(tokens, host.elapsed(), input_usd, output_usd)
+
+
+async def sample(host: SamplingHost, request: ModelRequest, deadline_s: float | None = None,
+                 ) -> ModelResponse | Action:
+    """The request, or the action its failure leads to (Proceed: it was cut at `deadline_s`, the goal's
+    active time limit, and charged its estimate). Non-transient failures pause, then re-raise."""
     try:
         try:
-            return await watched(host, request)
+            return await watched(host, request, deadline_s)
         except ContextLengthError:
             if not _trim_context(host):
                 raise
-            return await watched(host, replace(request, messages=host.conversation.messages()))
+            return await watched(host, replace(request, messages=host.conversation.messages()), deadline_s)
     except ContextLengthError as error:
         return _failed(host, error, Reason.CONTEXT_TOO_LONG)
     except ProviderUnavailableError as error:
@@ -54,8 +70,10 @@ async def sample(host: SamplingHost, request: ModelRequest) -> ModelResponse | A
         raise  # auth, bad request, unknown model: the person must fix something; the CLI says what
 
 
-async def watched(host: SamplingHost, request: ModelRequest) -> ModelResponse | Action:
-    """The request with retries, watched for a pause or clear arriving meanwhile (nothing has run yet)."""
+async def watched(host: SamplingHost, request: ModelRequest, deadline_s: float | None = None,
+                  ) -> ModelResponse | Action:
+    """The request with retries, watched for a pause or clear arriving meanwhile (nothing has run yet) and
+    cut when the goal's active time reaches `deadline_s`."""
     model = host.settings.model or ModelSettings()
     policy = RetryPolicy(max_retries=model.max_retries, max_total_s=model.retry_max_total_s)
 
@@ -68,11 +86,17 @@ async def watched(host: SamplingHost, request: ModelRequest) -> ModelResponse | 
     task = asyncio.create_task(complete_with_retries(host.model, request, policy, on_retry))
     try:
         while True:
-            done, _ = await asyncio.wait({task}, timeout=host.settings.run.control_poll_s)
+            wait = host.settings.run.control_poll_s
+            if deadline_s is not None:
+                wait = max(0.0, min(wait, deadline_s - host.elapsed()))
+            done, _ = await asyncio.wait({task}, timeout=wait)
             if done:
                 return task.result()
             if (control := host.poll_controls()) is not None:
                 return control
+            if deadline_s is not None and host.elapsed() >= deadline_s:
+                _charge_cut(host, request)
+                return Proceed()
     finally:
         # A control stops the request, and so does our own cancellation (a UI closing): the request must
         # not live on and write to a store that is being closed.
@@ -96,6 +120,17 @@ def charge_failed(host: SamplingHost, error: ProviderError) -> None:
                                   cost_usd(host.unit_price, usage), host.elapsed()),
                    [NewEvent("usage_charged", {"why": "reported by a failed attempt",
                                                "charged_tokens": usage.charged_tokens}, "harness")])
+
+
+def _charge_cut(host: SamplingHost, request: ModelRequest) -> None:
+    """A request cut at the time limit may still be billed: charge its pessimistic estimate."""
+    due = request_due(host, request.tools)
+    output = request.max_output_tokens or 0
+    usd = due.input_usd + output * due.output_usd_per_token
+    host.steer(ModelResponded(due.estimated_input_tokens + output, 0, usd, host.elapsed()),
+               [NewEvent("usage_charged", {"why": "the request was cut at the time limit; its estimate is charged",
+                                           "charged_tokens": due.estimated_input_tokens + output, "usd": usd},
+                         "harness")])
 
 
 def _trim_context(host: SamplingHost) -> bool:

@@ -2,26 +2,29 @@
 
 Every tool call is committed as an intent before it runs and as a result after, so a crash can never
 run a finished call twice nor lose one. The budget and stuck rules are consulted before every model
-request and after every tool call, not only at the end of the turn.
+request and after every tool call, not only at the end of the turn. A turn left in the middle (a budget
+runs out, a nudge, a pause) still gets its checkpoint commit, so a resume continues from it.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from goalkeeper.context.history import Conversation
+from goalkeeper.context.history import Conversation, OpenTurn
 from goalkeeper.decide import (
     Action,
     Decision,
+    GoalState,
     ModelResponded,
     Outcome,
     Proceed,
     RequestDue,
+    Stop,
     ToolStepped,
     TurnEnded,
+    tree_due,
 )
 from goalkeeper.lifecycle import TurnKind
 from goalkeeper.models.base import ModelRequest, ModelResponse, ToolCall
@@ -33,8 +36,8 @@ from goalkeeper.tools.shell import command_of
 #: Tools that can change the working tree.
 WRITING_TOOLS = frozenset({"shell", "write_file", "apply_patch"})
 
-#: Timings and addresses vary between identical runs; masked so a repeat is still seen as a repeat.
-_VOLATILE = re.compile(r"\b\d+(\.\d+)?\s?(ms|s|sec|secs|seconds)\b|0x[0-9a-f]+", re.IGNORECASE)
+#: How a tool result says its call was cut short; the same word a crash's unfinished intent gets.
+INTERRUPTED = "interrupted"
 
 
 class TurnHost(Protocol):
@@ -42,6 +45,7 @@ class TurnHost(Protocol):
 
     conversation: Conversation
     tools: ToolRegistry
+    state: GoalState
     on_text: Callable[[str], None] | None
     """Receives the model's text as it streams (a UI shows it as it arrives)."""
 
@@ -51,8 +55,9 @@ class TurnHost(Protocol):
     def poll_controls(self) -> Action | None: ...
     def opening(self, kind: TurnKind) -> dict[str, Any]: ...
     async def compact_if_due(self, tools: ToolRegistry) -> Action | None: ...
-    async def sample(self, request: ModelRequest) -> ModelResponse | Action: ...
-    async def call_tool(self, call: ToolCall) -> ToolResult: ...
+    def request_due(self, tools: ToolRegistry) -> RequestDue: ...
+    async def sample(self, request: ModelRequest, deadline_s: float | None) -> ModelResponse | Action: ...
+    async def call_tool(self, call: ToolCall, tools: ToolRegistry) -> ToolResult: ...
     async def tree_hash(self) -> str | None: ...
     async def commit_checkpoint(self, turn: int, message: str) -> dict[str, Any]: ...
     def known_tree_hash(self) -> str | None: ...
@@ -62,11 +67,19 @@ class TurnHost(Protocol):
 async def run_turn(host: TurnHost) -> Action:
     """Drive the open turn (just started, or left open by a crash) to its end; return the next action."""
     turn = host.conversation.turn
+    action = await _drive(host, turn)
+    if not turn.ended:
+        await _leave(host, turn, action)
+    return action
+
+
+async def _drive(host: TurnHost, turn: OpenTurn) -> Action:
     if not turn.opened:
         host.record([NewEvent("message", {"role": "user", "kind": turn.kind, **host.opening(turn.kind)})])
+    # The wrap-up offers only the goal tools, and runs only those: any other call is an unknown tool.
     tools = host.tools.only(GOAL_TOOL_NAMES) if turn.kind == "wrap_up" else host.tools
     while True:
-        action = await _answer_open_calls(host)
+        action = await _answer_open_calls(host, tools)
         if not isinstance(action, Proceed):
             return action
         if (signal := _signal_of(host.conversation)) is not None:
@@ -75,13 +88,14 @@ async def run_turn(host: TurnHost) -> Action:
             return control
         if (stopped := await host.compact_if_due(tools)) is not None:
             return stopped
-        estimate = host.conversation.estimated_charged_tokens(tools.specs)
-        due = host.steer(RequestDue(estimate, host.elapsed()))
+        due = host.steer(host.request_due(tools))
         if not isinstance(due.action, Proceed):
             return due.action
         request = ModelRequest(host.conversation.messages(), tools.specs, due.action.max_output_tokens,
                                on_text=host.on_text)
-        response = await host.sample(request)
+        response = await host.sample(request, due.action.deadline_s)
+        if isinstance(response, Proceed):
+            continue  # cut at the time limit and charged its estimate: the next check decides
         if not isinstance(response, ModelResponse):
             return response
         host.steer(ModelResponded(response.usage.charged_tokens, response.usage.cached_input_tokens,
@@ -90,7 +104,7 @@ async def run_turn(host: TurnHost) -> Action:
             return await _end_turn(host, None)
 
 
-async def _answer_open_calls(host: TurnHost) -> Action:
+async def _answer_open_calls(host: TurnHost, tools: ToolRegistry) -> Action:
     """Run the newest response's calls that have no result yet, one by one, each a tool boundary."""
     turn = host.conversation.turn
     for call in list(turn.unanswered):
@@ -99,27 +113,61 @@ async def _answer_open_calls(host: TurnHost) -> Action:
             continue
         if call.id in turn.intended:
             # Started before a crash and never finished: tell the model instead of running it twice.
-            skipped = ToolResult("interrupted: the harness stopped while this call ran; it may have partly run. "
-                                 "Inspect the workspace before repeating it.", ok=False)
+            skipped = ToolResult(f"{INTERRUPTED}: the harness stopped while this call ran; it may have partly run. "
+                                 "Inspect the workspace before repeating it.", ok=False, data={INTERRUPTED: "crash"})
             host.record([_result_event(call, skipped)])
             continue
         if (control := host.poll_controls()) is not None:
             return control
         host.record([NewEvent("tool_intent", {"call_id": call.id, "name": call.name,
                                               "arguments": call.arguments}, "model")])
-        result = await host.call_tool(call)
-        step = host.steer(ToolStepped(_signature(call, result), host.elapsed()), [_result_event(call, result)])
+        result = await host.call_tool(call, tools)
+        # A pause, Ctrl-C or clear that cut the call short is applied before the step is judged.
+        control = host.poll_controls() if INTERRUPTED in result.data else None
+        tree = await host.tree_hash() if tree_due(host.state) else None
+        step = host.steer(ToolStepped(_signature(call), host.elapsed(), tree), [_result_event(call, result)])
+        if control is not None:
+            return control
         if not isinstance(step.action, Proceed):
             return step.action
     return Proceed()
 
 
+async def _leave(host: TurnHost, turn: OpenTurn, action: Action) -> None:
+    """The turn is left before its end. Unless it is only paused (a resume continues the same turn), the
+    calls it will never run get a result, and a goal that stops closes the turn (a resume starts afresh,
+    not inside an old wrap-up). What it wrote gets its checkpoint commit, so a raise and resume go on
+    from there instead of meeting the goal's own changes as foreign ones."""
+    paused = isinstance(action, Stop) and action.status == "paused"
+    if not paused and turn.unanswered:
+        host.record([_result_event(call, ToolResult("skipped: the harness ended this turn before the call ran",
+                                                    ok=False)) for call in turn.unanswered])
+    closes = isinstance(action, Stop) and not paused and turn is host.conversation.turn
+    wrote = _wrote(turn)
+    if not (wrote or closes):
+        return
+    checkpoint = _checkpoint_event(turn, None)
+    checkpoint.payload["left_at"] = action.reason.value if isinstance(action, Stop) else type(action).__name__
+    if wrote:
+        checkpoint.payload.update(await host.commit_checkpoint(turn.number, _message_of(checkpoint)))
+        checkpoint.payload["tree_hash"] = await host.tree_hash()
+    ended = NewEvent("turn_ended", {"turn": turn.number, "kind": turn.kind, "tool_calls": _calls(turn),
+                                    "signal": None, "left_at": checkpoint.payload["left_at"]}, "harness")
+    host.record([ended, checkpoint] if closes else [checkpoint])
+
+
+def _wrote(turn: OpenTurn) -> bool:
+    return any(r.kind == "tool_intent" and r.payload["name"] in WRITING_TOOLS for r in turn.records)
+
+
+def _calls(turn: OpenTurn) -> int:
+    return sum(len(r.payload.get("tool_calls", [])) for r in turn.records if r.kind == "model_response")
+
+
 async def _end_turn(host: TurnHost, signal: dict[str, str | None] | None) -> Action:
     """Close the turn with its checkpoint; the decision says what comes next."""
-    records = host.conversation.turn.records
-    calls = sum(len(r.payload.get("tool_calls", [])) for r in records if r.kind == "model_response")
-    wrote = any(r.kind == "tool_intent" and r.payload["name"] in WRITING_TOOLS for r in records)
-    checkpoint = _checkpoint_event(host, None)
+    calls, wrote = _calls(host.conversation.turn), _wrote(host.conversation.turn)
+    checkpoint = _checkpoint_event(host.conversation.turn, None)
     if wrote:
         committed = await host.commit_checkpoint(host.conversation.turn.number, _message_of(checkpoint))
         checkpoint.payload.update(committed)
@@ -139,9 +187,10 @@ def _signal_of(conversation: Conversation) -> dict[str, str | None] | None:
     return conversation.turn.signal
 
 
-def _signature(call: ToolCall, result: ToolResult) -> str:
-    """Equal for the same call with the same result (timings masked)."""
-    text = f"{call.name}\0{call.arguments}\0{result.ok}\0{_VOLATILE.sub('#', result.output)}"
+def _signature(call: ToolCall) -> str:
+    """Equal for the same call (name and arguments), whatever it printed: output that varies from run to
+    run (`date +%N`) must not hide a spin."""
+    text = f"{call.name}\0{call.arguments}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -165,9 +214,8 @@ def _result_event(call: ToolCall, result: ToolResult) -> NewEvent:
     }, "harness")
 
 
-def _checkpoint_event(host: TurnHost, tree: str | None) -> NewEvent:
+def _checkpoint_event(turn: OpenTurn, tree: str | None) -> NewEvent:
     """The turn's progress record: the model's note, files touched, commands run, usage, tree."""
-    turn = host.conversation.turn
     note: dict[str, str] = {}
     files: set[str] = set()
     commands: list[str] = []
