@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import math
 from dataclasses import replace
 
 from hypothesis import given, settings
@@ -31,6 +33,8 @@ from goalkeeper.decide import (
     UserResumed,
     begin,
     decide,
+    steps_limit,
+    tree_due,
 )
 from goalkeeper.lifecycle import TERMINAL, Reason
 
@@ -212,9 +216,12 @@ no_resumes = st.sampled_from(["pause", "interrupt", "provider_failed"])
 class World:
     """A random but lawful world: what happens after each action (the runner's side of the loop)."""
 
-    def __init__(self, data: st.DataObject, people: st.SearchStrategy[str] = everyone) -> None:
+    def __init__(self, data: st.DataObject, people: st.SearchStrategy[str] = everyone,
+                 prices: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> None:
         self.data = data
         self.people = people
+        self.prices = prices
+        """USD per token: uncached input, cached input, output."""
         self.estimate: int | None = None
         """Set by a RequestDue; a response may follow only then, and never exceeds estimate + cap."""
 
@@ -222,13 +229,19 @@ class World:
         return self.data.draw(strategy)
 
     def reply(self, action: Action) -> Outcome:
+        # A response may follow only the RequestDue just answered, and only when it said Proceed.
+        estimate, self.estimate = self.estimate, None
         if self.draw(st.integers(0, 9)) == 0:
             return self.person()
         match action:
-            case Proceed(max_output_tokens=cap) if self.estimate is not None:
+            case Proceed(max_output_tokens=cap) if estimate is not None:
                 out = int(self.draw(st.integers(0, 400 if cap is None else max(0, min(400, cap)))))  # type: ignore[call-overload]
-                charged, self.estimate = self.estimate + out, None
-                return ModelResponded(charged, 0, 0.0, 0.0)
+                # The provider may count fewer input tokens than estimated, and cache any of them.
+                sent = int(self.draw(st.integers(0, estimate)))  # type: ignore[call-overload]
+                cached = int(self.draw(st.integers(0, sent)))  # type: ignore[call-overload]
+                fresh = sent - cached
+                usd = fresh * self.prices[0] + cached * self.prices[1] + out * self.prices[2]
+                return ModelResponded(fresh + out, cached, usd, 0.0)
             case StartTurn() | Proceed():
                 return self.inside_turn()
             case RunChecks(trigger=trigger):
@@ -238,7 +251,7 @@ class World:
 
     def request(self) -> RequestDue:
         self.estimate = int(self.draw(st.integers(1, 300)))  # type: ignore[call-overload]
-        return RequestDue(self.estimate, 0.0)
+        return RequestDue(self.estimate, 0.0, self.estimate * self.prices[0], self.prices[2])
 
     def inside_turn(self) -> Outcome:
         choice = self.draw(st.sampled_from(["request", "tool", "end"]))
@@ -258,11 +271,17 @@ class World:
                 "provider_failed": ProviderFailed("down")}[str(kind)]
 
 
-def drive(data: st.DataObject, steps: int, people: st.SearchStrategy[str] = everyone,
+PRICES = (2e-6, 0.5e-6, 8e-6)
+"""USD per token (uncached input, cached input, output), like gpt-4.1."""
+
+
+def drive(data: st.DataObject, steps: int, people: st.SearchStrategy[str] = everyone, usd: bool = False,
           ) -> list[tuple[GoalState, Outcome, Decision]]:
-    limits = Limits(tokens=data.draw(st.integers(500, 5000)), turns=data.draw(st.integers(1, 6)))
-    state = GoalState(GOAL, limits=limits, max_attempts=2, no_progress_turns=2, wrap_up_cap_tokens=800)
-    decision, world = begin(state), World(data, people)
+    limits = Limits(tokens=data.draw(st.integers(500, 5000)), turns=data.draw(st.integers(1, 6)),
+                    usd=data.draw(st.floats(0.0005, 0.02)) if usd else None)
+    state = GoalState(GOAL, limits=limits, max_attempts=2, no_progress_turns=2, wrap_up_cap_tokens=800,
+                      wrap_up_cap_usd=limits.usd / 4 if limits.usd else None)
+    decision, world = begin(state), World(data, people, PRICES if usd else (0.0, 0.0, 0.0))
     trace = []
     for _ in range(steps):
         outcome = world.reply(decision.action)
@@ -335,3 +354,59 @@ def test_two_text_only_turns_never_lead_to_a_third_request(tool_turns: int, chec
     final = decide(second.state, ChecksRan(GOAL, "text_only", results, turn=2))
     assert isinstance(final.action, Stop)
     assert not isinstance(decide(final.state, RequestDue(10, 0)).action, Proceed)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_usd_and_tokens_are_exceeded_by_at_most_their_wrap_up_caps_whatever_is_cached(data: st.DataObject) -> None:
+    for _before, _outcome, decision in drive(data, 60, no_resumes, usd=True):
+        state = decision.state
+        assert state.limits.usd is not None and state.wrap_up_cap_usd is not None and state.limits.tokens
+        assert state.spent.usd <= state.limits.usd + state.wrap_up_cap_usd + 1e-12
+        assert state.spent.tokens <= state.limits.tokens + state.wrap_up_cap_tokens
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.floats(1, 100), st.floats(0, 300), st.booleans())
+def test_no_request_outlives_the_time_budget_or_the_wrap_up_time_cap(limit: float, elapsed: float,
+                                                                     wrap_up: bool) -> None:
+    state = GoalState(GOAL, limits=Limits(time_s=limit), wrap_up_cap_s=5.0)
+    if wrap_up:
+        state = decide(replace(state, spent=replace(state.spent, time_s=limit)), RequestDue(10, limit)).state
+        assert state.in_wrap_up
+    decision = decide(state, RequestDue(10, elapsed))
+    ends = limit + 5.0 if wrap_up else limit
+    if isinstance(decision.action, Proceed):
+        assert elapsed < ends and decision.action.deadline_s == ends
+    else:
+        assert elapsed >= ends or wrap_up or decision.action == StartTurn("wrap_up")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from("abcdefgh"), min_size=1, max_size=200), st.integers(1, 4))
+def test_tool_calls_without_a_tree_change_end_stuck_without_any_budget(calls: list[str], turns: int) -> None:
+    state = GoalState(GOAL, no_progress_turns=turns, tree_hash="t")
+    decision, nudges = begin(state), 0
+    for signature in itertools.islice(itertools.cycle(calls), 2 * steps_limit(state)):
+        decision = decide(decision.state, ToolStepped(signature, 0.0, "t" if tree_due(decision.state) else None))
+        nudges += sum(e.kind == "nudge" for e in decision.events)
+        if isinstance(decision.action, Stop):
+            break
+    assert decision.action == Stop("unmet", Reason.STUCK)  # within 2 × steps_limit calls
+    assert nudges == 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(-10**6, 10**6), st.one_of(st.floats(-10, 10), st.just(math.nan)), st.floats(-1e4, 1e4),
+       st.integers(-50, 50))
+def test_a_raise_is_applied_only_when_every_amount_is_positive_or_zero(tokens: int, usd: float, time_s: float,
+                                                                       turns: int) -> None:
+    state = GoalState(GOAL, limits=Limits(tokens=1000, usd=1.0, time_s=60.0, turns=5))
+    raised = BudgetRaised(tokens, usd, time_s, turns)
+    decision = decide(state, raised)
+    amounts = (tokens, usd, time_s, turns)
+    if all(amount >= 0 for amount in amounts) and any(amounts):
+        limits = decision.state.limits
+        assert limits.tokens is not None and limits.tokens >= 1000 and limits.turns is not None and limits.turns >= 5
+    else:
+        assert isinstance(decision.action, Reject) and decision.state == state
