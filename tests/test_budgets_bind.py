@@ -99,18 +99,20 @@ def run_on(server: ChatServer, store: Store, goal: GoalRecord, workspace: Path) 
     return result.status, result.reason, time.monotonic() - started
 
 
-def test_usd_budget_binds_at_the_server(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("budget", "requests"), [(0.002, 0), (0.02, 3)])
+def test_usd_budget_binds_at_the_server(tmp_path: Path, budget: float, requests: int) -> None:
+    # `--budget-usd 0.002` once ended at $0.27. At $2 per 1M input tokens, $0.002 does not pay for one request.
     workspace = sample_repo(tmp_path)
     meter = Meter()
     with ChatServer(reply_fn=meter) as server, Store() as store:
-        goal = priced_goal(store, workspace, budget_usd=0.02)
+        goal = priced_goal(store, workspace, budget_usd=budget)
         status, reason, _ = run_on(server, store, goal, workspace)
         state = store.get_goal_by_id(goal.goal_id).state
     cap = state["wrap_up_cap_usd"]
     assert (status, reason) == ("budget_limited", "budget_usd")
-    assert cap == pytest.approx(0.005)
-    assert len(meter.max_tokens) >= 3  # it did work before the budget ran out
-    assert meter.usd <= 0.02 + cap, f"charged ${meter.usd:.4f} against a $0.02 budget"
+    assert cap == pytest.approx(budget / 4)
+    assert len(meter.max_tokens) >= requests  # it did what work the budget paid for
+    assert meter.usd <= budget + cap, f"charged ${meter.usd:.4f} against a ${budget} budget"
     assert state["spent"]["usd"] == pytest.approx(meter.usd)
     assert all(m is not None and m > 0 for m in meter.max_tokens)  # every request's output was bounded
 
@@ -202,6 +204,26 @@ def test_a_mid_turn_stop_is_checkpointed_and_a_raise_and_resume_continue_it(tmp_
         control.request(store, store.get_goal_by_id(goal.goal_id), "resume", add_tokens=100_000)
         again = run(store, goal, workspace, scripted_after(store, goal, [step("", complete()), step("done")]))
     assert (again.status, again.reason) == ("achieved", "checks_passed")
+
+
+def test_a_mid_turn_stop_then_gk_goal_resume_add_tokens_and_gk_run_continue(tmp_path: Path,
+                                                                            goalkeeper_home: Path) -> None:
+    workspace = sample_repo(tmp_path)
+    steps = [step("", call("apply_patch", patch=FIX_PATCH)), step("", shell("cat cart.py")), step("more"),
+             step("", complete()), step("done")]
+    script = write_script(tmp_path / "script.json", steps)
+    done = gk("exec", "Fix it", "--check", f"tests={TESTS}", "--budget-tokens", "2000", "--model", f"scripted:{script}",
+              "--cwd", str(workspace), home=goalkeeper_home)
+    assert done.returncode == 2, done.stdout + done.stderr
+    with Store(goalkeeper_home / "state.db") as store:
+        [thread] = store.list_threads()
+        left = [e.payload for e in store.events(thread.thread_id, kinds=["checkpoint"]) if "left_at" in e.payload]
+    assert left and left[0]["turn"] == 1 and left[0]["commit"]  # stopped mid-turn 1, and checkpointed
+    resumed = gk("goal", "resume", "--add-tokens", "100000", "--cwd", str(workspace), home=goalkeeper_home)
+    assert resumed.returncode == 0, resumed.stderr
+    again = gk("run", "--cwd", str(workspace), home=goalkeeper_home)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "foreign" not in again.stderr
 
 
 @pytest.mark.parametrize("varying", ["date +%N", "echo $RANDOM$RANDOM; date +%s%N"])
