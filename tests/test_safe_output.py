@@ -7,10 +7,14 @@ control byte comes out, no fake status line can be drawn, and the JSON keeps the
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
+from rich.console import Console
 from rich.text import Text
 
 from goalkeeper import console
@@ -112,3 +116,42 @@ def test_the_consoles_read_no_markup_and_neutralise_everything(capsys: pytest.Ca
     captured = capsys.readouterr()
     _assert_inert(captured.out + captured.err)
     assert "[bold green]achieved[/]" in captured.out and ":smile:" in captured.out
+
+
+def _transcript_text(app: Any) -> str:
+    """What the transcript's widgets hand Textual to draw, as text: with no terminal, Rich adds no escape
+    sequence of its own, so any control byte here came from the content."""
+    from textual.widgets import Static
+
+    from goalkeeper.tui.transcript import ToolCallView, Transcript
+
+    drawn = Console(width=200, file=io.StringIO(), force_terminal=False, color_system=None)
+    for child in app.query_one(Transcript).children:
+        if isinstance(child, ToolCallView):
+            drawn.print(child.title, child.output.content)
+        elif isinstance(child, Static):
+            drawn.print(child.content)
+    file = drawn.file
+    assert isinstance(file, io.StringIO)
+    return file.getvalue()
+
+
+def test_the_tui_shows_the_hostile_history_inert(hostile_goal: tuple[Path, str]) -> None:
+    from goalkeeper.store import Store
+    from goalkeeper.tui.app import GoalkeeperApp
+    from test_tui import SIZE, submit, until
+
+    workspace, _ = hostile_goal
+
+    async def look() -> str:
+        with Store() as store:
+            app = GoalkeeperApp(workspace, store=store, poll_s=0.1)
+            async with app.run_test(size=SIZE) as pilot:
+                await until(pilot, lambda: "model:" in _transcript_text(app), "the goal's history")
+                await submit(pilot, "/goal")
+                await until(pilot, lambda: "objective" in _transcript_text(app), "the /goal summary")
+                return _transcript_text(app)
+
+    shown = asyncio.run(look())
+    _assert_inert(shown)
+    assert "[bold green]achieved[/]" in shown and "␛[1A" in shown  # markup literal, sequences visible

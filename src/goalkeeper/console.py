@@ -13,8 +13,9 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console, ConsoleOptions, ConsoleRenderable, RenderHook, RenderResult
+from rich.console import Console, ConsoleOptions, ConsoleRenderable, RenderableType, RenderHook, RenderResult
 from rich.live import Live
+from rich.measure import Measurement
 from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
@@ -40,14 +41,18 @@ if TYPE_CHECKING:
 
 class Inert:
     """A renderable drawn with every control character in its text shown, not obeyed. Rich's own control
-    segments (cursor moves of the live status line) pass; they carry no text from anyone else."""
+    segments (cursor moves of the live status line) pass; they carry no text from anyone else. A str is taken
+    as plain text, never as markup. The TUI wraps its transcript entries in it too."""
 
-    def __init__(self, renderable: ConsoleRenderable) -> None:
-        self.renderable = renderable
+    def __init__(self, renderable: RenderableType) -> None:
+        self.renderable = Text(renderable) if isinstance(renderable, str) else renderable
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         for segment in console.render(self.renderable, options):
             yield segment if segment.control else Segment(neutralise(segment.text), segment.style)
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        return Measurement.get(console, options, self.renderable)
 
 
 class _Neutralise(RenderHook):

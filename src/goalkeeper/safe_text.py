@@ -41,3 +41,10 @@ def neutralise(text: str) -> str:
 def is_inert(text: str) -> bool:
     """True when `neutralise` would leave `text` as it is."""
     return neutralise(text) == text
+
+
+def markup_literal(text: str) -> str:
+    """`text` for a place that only takes Textual markup (a collapsible's title, a label, a button): neutralised,
+    and every `[` escaped, so nothing in it is read as a tag. (Textual's `escape` leaves `[32m` alone, and the
+    markup parser then fails on it: a model could crash the TUI with one escape sequence in a tool argument.)"""
+    return neutralise(text).replace("[", "\\[")
