@@ -38,7 +38,6 @@ if TYPE_CHECKING:
     from goalkeeper.templates import Template
 
 
-
 class Inert:
     """A renderable drawn with every control character in its text shown, not obeyed. Rich's own control
     segments (cursor moves of the live status line) pass; they carry no text from anyone else. A str is taken
