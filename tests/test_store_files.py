@@ -134,7 +134,8 @@ def test_a_zero_byte_store_is_refused_and_left_as_it_is(goalkeeper_home: Path) -
     assert (goalkeeper_home / "state.db").stat().st_size == 0
 
 
-def test_a_read_only_store_file_is_a_clear_error() -> None:
+@pytest.mark.parametrize("read_only", ["file", "folder"])
+def test_a_read_only_store_or_folder_is_a_clear_error(read_only: str) -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root to run the command as another user")
     home = Path(tempfile.mkdtemp(prefix="gk-ro-", dir="/tmp"))
@@ -145,7 +146,10 @@ def test_a_read_only_store_file_is_a_clear_error() -> None:
         for file in home.iterdir():
             os.chown(file, NOBODY, NOBODY)
         os.chown(home, NOBODY, NOBODY)
-        (home / "state.db").chmod(0o444)
+        if read_only == "file":
+            (home / "state.db").chmod(0o444)
+        else:
+            home.chmod(0o555)
         # Everything is imported as root (the interpreter lives under /root), then the command runs as nobody.
         as_nobody = ("import os, sys; import goalkeeper.cli as cli; os.setgid(65534); os.setuid(65534); "
                      "sys.argv = ['gk', 'threads']; cli.main()")
