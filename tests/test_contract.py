@@ -248,7 +248,7 @@ _metrics = st.builds(Metric, json_path=_json_paths, target=_targets) | st.builds
 _checks = st.builds(
     Check,
     name=st.from_regex(r"[A-Za-z0-9_.-]{1,12}", fullmatch=True),
-    run=st.text(min_size=1, max_size=30).filter(str.strip),
+    run=st.text(min_size=1, max_size=30).filter(str.strip).filter(lambda run: "\0" not in run),  # NUL: refused
     timeout_s=_floats | st.integers(1, 10**7).map(float),
     metric=st.none() | _metrics,
 )
@@ -256,7 +256,8 @@ _contracts = st.builds(
     Contract,
     outcome=st.text(min_size=1, max_size=40).filter(str.strip),
     checks=st.lists(_checks, max_size=3, unique_by=lambda check: check.name),
-    constraints=st.builds(Constraints, keep_green=st.lists(st.text(max_size=20), max_size=2)),
+    constraints=st.builds(Constraints, keep_green=st.lists(st.text(max_size=20).filter(lambda c: "\0" not in c),
+                                                           max_size=2)),
     boundaries=st.builds(Boundaries, paths=st.lists(st.text(max_size=10), max_size=2),
                          protect=st.lists(st.text(max_size=10), max_size=2), network=st.booleans(),
                          sandbox=st.sampled_from(["read-only", "workspace-write", "danger-full-access"])),

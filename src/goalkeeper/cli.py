@@ -195,7 +195,7 @@ def _drive(store: Store, record: GoalRecord, workspace: Path, model: ModelSettin
 
     def started(settings: ModelSettings) -> None:
         if settings.provider == "local" and not as_json:
-            console.out.print(f"[yellow]{LOCAL_MODEL_NOTE}[/]")
+            console.out.print(console.styled((LOCAL_MODEL_NOTE, "yellow")))
 
     with console.EventPrinter(as_json, status) as printer:
         result = run_goal(store, record, workspace, model, on_event=printer, on_start=started)
@@ -208,7 +208,7 @@ def _finish(store: Store, result: RunResult, as_json: bool) -> int:
         return 3
     if not as_json:
         summary = summarize(store, store.get_goal_by_id(result.goal_id))
-        console.out.print(f"\n[bold]{summary.status_line()}[/]")
+        console.out.print(console.styled("\n", (summary.status_line(), "bold")))
         if result.status == "paused":
             console.out.print("Resume with: gk goal resume && gk run")
     return exit_code(result.status)
@@ -270,7 +270,10 @@ def report(cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = Fa
     with open_store() as store:
         record = store.get_goal_by_id(goal_id) if goal_id else control.current_goal(store, workspace_of(cwd), thread)
         data = build_report(store, record)
-    print(json.dumps(data, indent=1) if as_json else render_pr(data) if pr else render_markdown(data))
+    if as_json:
+        print(json.dumps(data, indent=1))  # JSON keeps the exact text: json.dumps escapes every control character
+    else:
+        console.write_text(render_pr(data) if pr else render_markdown(data))
     return 0
 
 
@@ -339,8 +342,8 @@ def demo_(model_flags: ModelFlags, as_json: JsonOpt = False,
     workspace = demo.prepare_sample()
     if replay:
         chosen = scripted_settings(str(demo.replay_script()))
-        console.out.print("[yellow]model: a scripted replay bundled with goalkeeper, not a real model; "
-                          "the harness, the repo, the shell and the checks are real[/]")
+        console.out.print(console.styled(("model: a scripted replay bundled with goalkeeper, not a real model; "
+                                          "the harness, the repo, the shell and the checks are real", "yellow")))
     else:
         chosen = model_flags.settings_if_configured(workspace) or ModelFlags(model_provider="local").settings(workspace)
     console.out.print(f"sample repo copied to {workspace}")
@@ -357,7 +360,9 @@ def diff(turn: Annotated[int | None, typer.Option(help="Only this turn's checkpo
     """The goal's changes on its branch: all of them, or one turn's checkpoint."""
     with open_store() as store:
         record = control.current_goal(store, workspace_of(cwd), thread)
-        print(checkpoints.diff(workspace_of(cwd), _branch(store, record), turn), end="")
+        changes = checkpoints.diff(workspace_of(cwd), _branch(store, record), turn)
+        # Piped, the diff stays exact (for `git apply`); on a terminal its escape sequences are shown, not run.
+        console.write_text(changes, end="") if sys.stdout.isatty() else print(changes, end="")
     return 0
 
 
@@ -520,7 +525,7 @@ def implement(
 
 @app.command()
 def serve(host: Annotated[str, typer.Option(help="Address to bind (loopback unless --allow-remote).")] = "127.0.0.1",
-          port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
+          port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on (1-65535).")] = 8765,
           allow_remote: Annotated[bool, typer.Option("--allow-remote", help="Allow a non-loopback --host.")] = False,
           show_token: Annotated[bool, typer.Option("--show-token", help="Print the API token and exit.")] = False,
           ) -> int:

@@ -1,6 +1,9 @@
 """Terminal rendering for the CLI: errors, goal summaries, event lines and the live status line.
 
-Only presentation lives here; every decision was made elsewhere.
+Only presentation lives here; every decision was made elsewhere. Everything printed is untrusted until shown
+otherwise (model text, tool output, the objective), so both consoles read no markup or emoji codes in strings,
+and a render hook neutralises control and escape sequences in every segment they write (safe_text.py): our own
+styles come from `Text` objects, never from markup inside an f-string.
 """
 
 from __future__ import annotations
@@ -10,13 +13,16 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
+from rich.console import Console, ConsoleOptions, ConsoleRenderable, RenderableType, RenderHook, RenderResult
 from rich.live import Live
+from rich.measure import Measurement
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
 from goalkeeper.contract import format_duration
 from goalkeeper.errors import GoalkeeperError
+from goalkeeper.safe_text import neutralise
 from goalkeeper.store import EventRecord, ThreadRecord
 from goalkeeper.surface import surface_lines
 from goalkeeper.tools.shell import command_of
@@ -31,8 +37,49 @@ if TYPE_CHECKING:
     from goalkeeper.side import SideAnswer
     from goalkeeper.templates import Template
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+class Inert:
+    """A renderable drawn with every control character in its text shown, not obeyed. Rich's own control
+    segments (cursor moves of the live status line) pass; they carry no text from anyone else. A str is taken
+    as plain text, never as markup. The TUI wraps its transcript entries in it too."""
+
+    def __init__(self, renderable: RenderableType) -> None:
+        self.renderable = Text(renderable) if isinstance(renderable, str) else renderable
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        for segment in console.render(self.renderable, options):
+            yield segment if segment.control else Segment(neutralise(segment.text), segment.style)
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        return Measurement.get(console, options, self.renderable)
+
+
+class _Neutralise(RenderHook):
+    """The output boundary: whatever either console prints is drawn through `Inert`."""
+
+    def process_renderables(self, renderables: list[ConsoleRenderable]) -> list[ConsoleRenderable]:
+        return [Inert(renderable) for renderable in renderables]
+
+
+def _console(stderr: bool) -> Console:
+    console = Console(stderr=stderr, highlight=False, soft_wrap=True, markup=False, emoji=False)
+    console.push_render_hook(_Neutralise())
+    return console
+
+
+out = _console(stderr=False)
+err = _console(stderr=True)
+
+
+def styled(*parts: str | tuple[str, str]) -> Text:
+    """A line from pieces: a str is plain text (never markup), a (text, style) pair is styled."""
+    return Text.assemble(*parts)
+
+
+def write_text(text: str, end: str = "\n") -> None:
+    """Plain text (a Markdown report, a plan, a diff on a terminal) to stdout, neutralised."""
+    sys.stdout.write(neutralise(text) + end)
+    sys.stdout.flush()
 
 STATUS_STYLE = {"pursuing": "cyan", "paused": "yellow", "achieved": "green", "unmet": "red",
                 "budget_limited": "magenta"}
@@ -48,17 +95,17 @@ def show_error(error: GoalkeeperError) -> None:
 def show_summary(summary: GoalSummary) -> None:
     """The `gk goal` / `gk status` view."""
     style = STATUS_STYLE.get(summary.status, "white")
-    label = "" if summary.verified else " [yellow](unverified: no checks)[/]"
-    out.print(f"[bold]Goal[/] {summary.goal_id}{label}")
+    label = "" if summary.verified else " (unverified: no checks)"
+    out.print(styled(("Goal", "bold"), f" {summary.goal_id}", (label, "yellow")))
     out.print(f"  objective: {summary.objective}")
     if summary.checklist:
         finished = sum(item["done"] for item in summary.checklist)
         out.print(f"  checklist: {finished}/{len(summary.checklist)} done")
         for item in summary.checklist:
-            mark = "[green]\\[x][/]" if item["done"] else "\\[ ]"
-            out.print(f"    {mark} {item['number']}. ", Text(item["item"]), sep="")
+            mark = ("[x]", "green") if item["done"] else "[ ]"
+            out.print(styled("    ", mark, f" {item['number']}. {item['item']}"))
     status = summary.status if summary.status == "pursuing" else f"{summary.status} ({summary.reason})"
-    out.print(f"  status:    [{style}]{status}[/]" + (f"  · runner {summary.runner}" if summary.runner else ""))
+    out.print(styled("  status:    ", (status, style), f"  · runner {summary.runner}" if summary.runner else ""))
     if summary.verified:
         out.print(f"  checks:    {summary.checks_passing}/{summary.checks_total} passing")
     budget = f" / {summary.tokens_budget:,}" if summary.tokens_budget else ""
@@ -68,7 +115,8 @@ def show_summary(summary: GoalSummary) -> None:
     out.print(f"  elapsed:   {format_duration(summary.elapsed_s)}{time_limit}")
     out.print(f"  turns:     {summary.turns}" + (f" / {summary.turns_budget}" if summary.turns_budget else ""))
     if summary.keep_green_dropped:
-        out.print(f"  [yellow]red at baseline, not required:[/] {', '.join(summary.keep_green_dropped)}")
+        dropped = ", ".join(summary.keep_green_dropped)
+        out.print(styled("  ", ("red at baseline, not required:", "yellow"), f" {dropped}"))
     if summary.pinned:
         shown = ", ".join(summary.pinned[:6]) + (f" … (+{len(summary.pinned) - 6})" if len(summary.pinned) > 6 else "")
         out.print(f"  pinned:    {shown}")
@@ -90,9 +138,11 @@ def show_evidence(summary: GoalSummary) -> None:
     for column in ("check", "kind", "result", "metric", "exit", "time"):
         table.add_column(column)
     for item in summary.evidence:
-        result = "[green]PASS[/]" if item.passed else "[red]FAIL[/]"
+        result = Text("PASS", style="green") if item.passed else Text("FAIL", style="red")
         metric = f"{item.metric} ({item.target})" if item.target else ""
-        table.add_row(item.name, item.kind, result, metric, str(item.exit_code), f"{item.duration_s:.1f}s")
+        # Cells are Text: a str cell would be read as markup, and a check's name is the user's.
+        table.add_row(Text(item.name), Text(item.kind), result, Text(metric), str(item.exit_code),
+                      f"{item.duration_s:.1f}s")
     out.print(table)
 
 
@@ -151,7 +201,7 @@ class TextStream:
     def text(self, delta: str) -> None:
         if self.quiet or not delta:
             return
-        sys.stdout.write(delta)
+        sys.stdout.write(neutralise(delta))
         sys.stdout.flush()
         self.mid_line = not delta.endswith("\n")
 
@@ -178,8 +228,8 @@ def show_side_footer(answer: SideAnswer) -> None:
 
 
 def show_plan(result: PlanResult, markdown: str, adopt: str) -> None:
-    """The plan as Markdown (printed as is), what it cost, then the command that adopts it."""
-    print(markdown)
+    """The plan as Markdown (neutralised, not rendered), what it cost, then the command that adopts it."""
+    write_text(markdown)
     out.print(Text(f"\nplan stored (event {result.seq}) · {result.cost.line()}", style="dim"))
     out.print("Review it, then adopt it (suggested checks become checks only through this command):")
     out.print(Text(f"  {adopt}", style="bold"))
@@ -241,7 +291,7 @@ def _count(number: int, noun: str) -> str:
 
 def show_draft(result: DraftResult) -> None:
     """`gk draft`: the file as written, what lint says about it, what it cost, and what to do next."""
-    print(result.text)
+    write_text(result.text)
     show_lint(result.lint)
     out.print(Text(f"draft written to {result.path} (event {result.seq}) · {result.cost.line()}", style="dim"))
     out.print(Text("It is not set. Review and edit it, then: ") + Text(f"gk goal --file {result.path}", style="bold"))
@@ -258,7 +308,7 @@ def show_distilled(result: Distilled) -> None:
 
 def show_implementation(started: Implementation, summary: GoalSummary, running: bool) -> None:
     """`gk implement`: the new goal, its branch, and the spike it re-implements."""
-    out.print(f"[bold]Goal[/] {started.goal.goal_id} implements the PRD of spike {started.spike.goal_id}")
+    out.print(styled(("Goal", "bold"), f" {started.goal.goal_id} implements the PRD of spike {started.spike.goal_id}"))
     out.print(f"  branch:    {started.branch.name} (new, from the spike's base commit "
               f"{started.branch.base_commit[:12]})")
     out.print(f"  spike:     {started.spike.branch} (left as it is)")
@@ -305,4 +355,5 @@ class EventPrinter:
             out.print(line)
         if self.live and self.status and time.monotonic() - self._shown > 0.25:
             self._shown = time.monotonic()  # the status line reads the store; a few times a second is enough
-            self.live.update(Text(self.status(), style="bold cyan"))
+            # Live draws this after the render hooks ran, so it is made inert here.
+            self.live.update(Inert(Text(self.status(), style="bold cyan")))

@@ -250,7 +250,7 @@ class Check(_Strict):
     def _run_not_blank(cls, run: str) -> str:
         if not run.strip():
             raise _Invalid("is empty", _EXAMPLES["checks.run"])
-        return run
+        return _runnable(run, "checks.run")
 
     @field_validator("timeout_s", mode="before")
     @classmethod
@@ -263,6 +263,19 @@ class Constraints(_Strict):
 
     keep_green: list[str] = []
     """Commands that must stay green (exit 0) if they were green at baseline."""
+
+    @field_validator("keep_green")
+    @classmethod
+    def _commands_runnable(cls, commands: list[str]) -> list[str]:
+        return [_runnable(command, "constraints.keep_green") for command in commands]
+
+
+def _runnable(command: str, field: str) -> str:
+    """A command a shell can be given: no NUL byte (no argv or script can carry one; it would fail later)."""
+    if "\0" in command:
+        raise _Invalid(f"{command.split(chr(0))[0][:60]!r}… contains a NUL byte (\\0), which no command can "
+                       "carry", _EXAMPLES[field])
+    return command
 
 
 class Boundaries(_Strict):

@@ -33,6 +33,7 @@ from goalkeeper.errors import (
 )
 from goalkeeper.server import api, goals
 from goalkeeper.server.auth import ensure_token
+from goalkeeper.server.guard import HEADER_TIMEOUT_S, Guard, HeaderDeadline
 from goalkeeper.server.sse import KEEP_ALIVE_S, Broadcaster, EventFeed, Fanout
 from goalkeeper.store import BlobNotFoundError, StaleGoalError, Store
 
@@ -71,6 +72,8 @@ def create_app(store_path: Path | None = None, token: str | None = None, *, poll
                               "(`gk serve --show-token`).")
     app.state.store, app.state.feed, app.state.broadcaster = store, feed, broadcaster
     app.state.token = token if token is not None else ensure_token()[0]
+    # Outside routing and body parsing: the token is checked, and the body capped, before a byte is read.
+    app.add_middleware(Guard, token=lambda: app.state.token)
     app.include_router(api.router)
     app.include_router(goals.router)
     _add_dashboard(app, static_dir)
@@ -166,6 +169,14 @@ def bind(host: str, port: int, allow_remote: bool) -> socket.socket:
     return sock
 
 
+def server_config(app: FastAPI, header_timeout_s: float = HEADER_TIMEOUT_S) -> uvicorn.Config:
+    """uvicorn's settings for `app`: h11 with a deadline on request heads (slow headers are cut), a short
+    keep-alive, and a 16 KB cap on a request head (h11's incomplete-event limit)."""
+    protocol = type("HeaderDeadline", (HeaderDeadline,), {"header_timeout_s": header_timeout_s})
+    return uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2, lifespan="on", http=protocol,
+                          timeout_keep_alive=5, h11_max_incomplete_event_size=16 * 1024)
+
+
 def serve(host: str = "127.0.0.1", port: int = DEFAULT_PORT, allow_remote: bool = False,
           echo: Callable[[str], None] = print) -> None:
     """Serve the API and the dashboard until Ctrl-C. The token is printed only when it is first made."""
@@ -179,7 +190,7 @@ def serve(host: str = "127.0.0.1", port: int = DEFAULT_PORT, allow_remote: bool 
         echo(f"token (printed once; `gk serve --show-token` prints it again): {token}")
     if not is_loopback(host):
         echo("warning: listening beyond loopback without TLS; the token travels in clear text")
-    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2, lifespan="on")
+    config = server_config(app)
     try:
         uvicorn.Server(config).run(sockets=[sock])
     finally:

@@ -1,10 +1,12 @@
 """The server's bearer token: made once, kept in `$GOALKEEPER_HOME/server-token` (mode 0600), checked per request.
 
-The token is compared in constant time; a missing or wrong one is a 401 that names what to send.
+The token is compared in constant time; a missing or wrong one is a 401 that names what to send. The file is
+never reached through a symbolic link (O_NOFOLLOW), and its folder is made 0700, whatever the umask.
 """
 
 from __future__ import annotations
 
+import errno
 import hmac
 import os
 import secrets
@@ -17,6 +19,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from goalkeeper.config import goalkeeper_home
 from goalkeeper.errors import ConfigError
+from goalkeeper.store.db import private_directory
 
 TOKEN_FILE = "server-token"
 
@@ -30,15 +33,26 @@ def token_path() -> Path:
 
 
 def read_token(path: Path | None = None) -> str | None:
-    """The stored token, or None when `gk serve` never ran. A file others can read is tightened to 0600."""
+    """The stored token, or None when `gk serve` never ran. A file others can read is tightened to 0600; a link
+    or anything but a regular file is refused."""
     path = path or token_path()
     try:
-        mode = path.stat().st_mode
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except FileNotFoundError:
         return None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        path.chmod(0o600)
-    token = path.read_text(encoding="utf-8").strip()
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise ConfigError(f"the server token file {path} is a symbolic link; goalkeeper does not follow it",
+                              f"delete {path} (the link only); `gk serve` then makes a new token") from None
+        raise ConfigError(f"cannot read the server token {path}: {error.strerror}",
+                          f"make {path} readable by you, or delete it; `gk serve` then makes a new one") from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(f"the server token {path} is not a regular file", f"delete {path}")
+        if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            os.fchmod(fd, 0o600)
+        token = handle.read(4096).decode("utf-8", errors="replace").strip()
     if not token:
         raise ConfigError(f"the server token file {path} is empty", f"delete {path}; `gk serve` then makes a new one")
     return token
@@ -50,14 +64,16 @@ def ensure_token(path: Path | None = None) -> tuple[str, bool]:
     existing = read_token(path)
     if existing is not None:
         return existing, False
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_directory(path.parent)
     token = secrets.token_urlsafe(32)
-    # O_EXCL: two servers starting at once cannot both write a token; 0600 from the first byte, never widened.
+    # O_EXCL: two servers starting at once cannot both write a token, and a planted link is not followed;
+    # 0600 from the first byte, never widened.
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     except FileExistsError:
         return ensure_token(path)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        os.fchmod(fd, 0o600)
         handle.write(token + "\n")
     return token, True
 

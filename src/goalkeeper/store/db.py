@@ -1,11 +1,22 @@
 """The SQLite file under the store: opening it, checking it, migrating it, and short transactions.
 
 Knows nothing about goals or events beyond the schema; the Store class gives the tables meaning.
+
+The store holds every goal's history, so its files are private and never reached through a link: the folder
+is made 0700 and the file 0600 whatever the umask (SQLite gives its -wal and -shm files the database file's
+mode), and a symlinked store file is refused. A new store is built under a temporary name and linked into place
+complete, so a store file is never legitimately empty: a 0-byte one was truncated and is refused. A read-only,
+immutable or unopenable store, and a full disk, are each one StoreError that says what to do.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
+import secrets
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -73,14 +84,19 @@ SCHEMA_VERSION = len(MIGRATIONS)
 class Database:
     """One connection to the store file, used from one process (several threads may share it)."""
 
-    def __init__(self, path: Path, busy_timeout_s: float) -> None:
+    def __init__(self, path: Path, busy_timeout_s: float, *, fresh: bool = False, shown: Path | None = None) -> None:
         self.path = path
+        self.shown = shown or path
+        """The path errors name: a new store is built under a temporary name, but errors name the store."""
         self.busy_timeout_s = busy_timeout_s
         # One connection per Store; the lock keeps two threads from interleaving inside a transaction.
         self._lock = threading.RLock()
-        self._conn = sqlite3.connect(
-            path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
-        )
+        if not fresh:
+            self._prepare_file()
+        with self._errors_translated():
+            self._conn = sqlite3.connect(
+                path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+            )
         self._conn.row_factory = sqlite3.Row
         try:
             with self._errors_translated():
@@ -94,6 +110,52 @@ class Database:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+    def _prepare_file(self) -> None:
+        """Refuse links, an empty file and a store that cannot be written; make a missing store; keep it 0600."""
+        with _os_errors(self.path):
+            for file in store_files(self.path):
+                if file.is_symlink():
+                    raise StoreError(f"the store file {file} is a symbolic link; goalkeeper never follows a link "
+                                     "for its store", hint=f"replace {file} with the file it points to, or point "
+                                     "GOALKEEPER_HOME at the real folder")
+            try:
+                info = self.path.stat()
+            except FileNotFoundError:
+                self._create()
+                return
+            if not stat.S_ISREG(info.st_mode):
+                raise StoreError(f"the store {self.path} is not a regular file",
+                                 hint=f"move {self.path} aside; goalkeeper then starts a fresh store")
+            if info.st_size == 0:
+                raise StoreError(f"the store {self.path} is empty (0 bytes): goalkeeper never leaves an empty "
+                                 "store, so it was truncated or made by something else, and every goal's history "
+                                 "in it is gone", hint=f"restore it from a backup, or delete it (rm {self.path}) "
+                                 "to start a fresh store")
+            for place in (self.path, self.path.parent):
+                if not os.access(place, os.W_OK):
+                    raise self._read_only_error(os.strerror(errno.EACCES))
+            for file in store_files(self.path):
+                with contextlib.suppress(FileNotFoundError):
+                    if file.stat().st_mode & 0o077 and file.stat().st_uid == os.geteuid():
+                        file.chmod(0o600)  # a store made before files were private
+
+    def _create(self) -> None:
+        """A new store, built complete under a temporary name (0600 from its first byte) and linked into place.
+
+        Two processes making the store at once both build one; the first link wins and the other is dropped."""
+        temp = self.path.with_name(f".{self.path.name}.{os.getpid()}-{secrets.token_hex(4)}.new")
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            os.fchmod(fd, 0o600)  # the umask may have taken bits from it, never added any
+        finally:
+            os.close(fd)
+        try:
+            Database(temp, self.busy_timeout_s, fresh=True, shown=self.path).close()
+            _link(temp, self.path)
+        finally:
+            for file in store_files(temp):
+                file.unlink(missing_ok=True)
 
     @contextmanager
     def write(self, durable: bool = False) -> Iterator[sqlite3.Connection]:
@@ -194,7 +256,29 @@ class Database:
                 raise self._locked_error() from error
             if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
                 raise self._corrupt_error(str(error)) from error
+            if code == sqlite3.SQLITE_FULL:
+                raise self._full_error() from error
+            if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM):
+                raise self._read_only_error(str(error)) from error
+            if code in (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_IOERR):
+                if _no_space_left(self.path.parent):
+                    raise self._full_error() from error  # SQLite reports a -shm it cannot grow as an I/O error
+                raise StoreError(f"the store {self.shown} cannot be read or written ({error})",
+                                 hint=f"check that {self.path.parent} exists, is writable and has free space "
+                                 "(df -h), or point GOALKEEPER_HOME at another folder") from error
             raise
+
+    def _read_only_error(self, detail: str) -> StoreError:
+        return StoreError(f"the store {self.shown} is read-only ({detail}): goalkeeper writes every step to it",
+                          hint=f"make {self.shown} and its folder writable by you (chmod u+w; chattr -i if it is "
+                          "immutable; remount a read-only file system), or point GOALKEEPER_HOME at a writable "
+                          "folder")
+
+    def _full_error(self) -> StoreError:
+        return StoreError(f"the disk holding the store {self.shown} is full; the write was rolled back, "
+                          "nothing recorded before it was lost",
+                          hint=f"free space on that file system (df -h {self.path.parent}), then run the command "
+                          "again")
 
     def _locked_error(self) -> StoreLockedError:
         holder = describe_lock_holders(self.path)
@@ -226,7 +310,67 @@ def split_statements(script: str) -> list[str]:
 
 
 def prepare_path(path: Path) -> Path:
-    """Create the directory that will hold the store file and return the file's resolved path."""
-    path = path.expanduser().resolve()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
+    """Create the directory that will hold the store file (0700) and return the file's path, with its folder
+    resolved but not the file itself: a symlinked store file is refused when it is opened, not followed."""
+    path = path.expanduser()
+    directory = private_directory(path.parent.resolve())
+    return directory / path.name
+
+
+def private_directory(directory: Path) -> Path:
+    """`directory`, made 0700 if it does not exist (its missing parents get the usual mode)."""
+    with _os_errors(directory):
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.mkdir(directory, 0o700)
+        except FileExistsError:
+            if not directory.is_dir():
+                raise StoreError(f"{directory} is not a folder, so it cannot hold goalkeeper's store",
+                                 hint="point GOALKEEPER_HOME at a folder") from None
+        else:
+            os.chmod(directory, 0o700)  # the umask may have taken bits from it
+    return directory
+
+
+def _no_space_left(directory: Path) -> bool:
+    try:
+        return os.statvfs(directory).f_bavail == 0
+    except OSError:
+        return False
+
+
+def _link(temp: Path, path: Path) -> None:
+    """Put the finished store `temp` at `path` unless a store is there already (another process won)."""
+    try:
+        os.link(temp, path)
+    except FileExistsError:
+        pass
+    except OSError as error:
+        if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+            raise
+        if not path.exists():  # a file system without hard links: a rename, which a rare race may overwrite
+            os.rename(temp, path)
+
+
+def store_files(path: Path) -> list[Path]:
+    """The store file and the two SQLite keeps beside it in WAL mode."""
+    return [path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")]
+
+
+@contextmanager
+def _os_errors(path: Path) -> Iterator[None]:
+    """An OSError while preparing the store's files, as a StoreError that names the file and the fix."""
+    try:
+        yield
+    except OSError as error:
+        where = error.filename or path
+        if error.errno == errno.ENOSPC:
+            raise StoreError(f"the disk holding {where} is full, so the store cannot be made",
+                             hint=f"free space on that file system (df -h {path.parent}), then run the command "
+                             "again") from None
+        if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise StoreError(f"cannot write {where}: {error.strerror} (goalkeeper keeps its store there)",
+                             hint="make that folder writable by you, or point GOALKEEPER_HOME at a writable "
+                             "folder") from None
+        raise StoreError(f"cannot prepare the store at {where}: {error.strerror or error}",
+                         hint="point GOALKEEPER_HOME at a folder on a local, writable file system") from None

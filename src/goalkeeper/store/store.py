@@ -19,7 +19,7 @@ from typing import Any, Literal, Self
 
 from goalkeeper.errors import GoalNotFoundError, StoreError
 from goalkeeper.store import leases
-from goalkeeper.store.db import Database, prepare_path
+from goalkeeper.store.db import Database, prepare_path, private_directory
 from goalkeeper.store.records import (
     EventRecord,
     GoalRecord,
@@ -67,11 +67,10 @@ def blob_id_of(text: str) -> str:
 
 
 def default_store_path() -> Path:
-    """`$GOALKEEPER_HOME/state.db`, by default `~/.goalkeeper/state.db`. The directory is created."""
+    """`$GOALKEEPER_HOME/state.db`, by default `~/.goalkeeper/state.db`. The directory is created (0700)."""
     home = os.environ.get("GOALKEEPER_HOME")
     directory = Path(home).expanduser() if home else Path.home() / ".goalkeeper"
-    directory.mkdir(parents=True, exist_ok=True)
-    return directory / "state.db"
+    return private_directory(directory.resolve()) / "state.db"
 
 
 class Store:

@@ -14,10 +14,10 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.markup import escape
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Markdown, Static
 
+from goalkeeper.safe_text import markup_literal, neutralise
 from goalkeeper.sandbox.rules import CommandDecision
 from goalkeeper.tools.registry import Approval
 
@@ -49,9 +49,9 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(escape(self.question), classes="title")
+            yield Label(markup_literal(self.question), classes="title")
             if self.detail:
-                yield Static(Text(self.detail), classes="body")
+                yield Static(Text(neutralise(self.detail)), classes="body")
             with Horizontal():
                 yield Button(self.yes, id="yes", variant="warning")
                 yield Button(self.no, id="no", variant="primary")
@@ -80,11 +80,11 @@ class ApprovalScreen(ModalScreen[Approval]):
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Label("The model wants to run a command that needs your approval", classes="title")
-            yield Static(Text.assemble(("$ ", "bold"), self.command), classes="body command")
-            yield Static(Text(f"why it asks: {self.decision.reason}", style="dim"), classes="body")
+            yield Static(Text.assemble(("$ ", "bold"), neutralise(self.command)), classes="body command")
+            yield Static(Text(neutralise(f"why it asks: {self.decision.reason}"), style="dim"), classes="body")
             with Horizontal():
                 yield Button("Approve once", id="once", variant="success")
-                yield Button(escape(f"Always approve `{self.prefix}` in {self.scope}"), id="always",
+                yield Button(markup_literal(f"Always approve `{self.prefix}` in {self.scope}"), id="always",
                              variant="primary")
                 yield Button("Deny…", id="deny", variant="error")
             yield Input(placeholder="Why not? (the model reads this) — Enter to deny", id="reason")
@@ -130,7 +130,7 @@ class RestateScreen(ModalScreen[RestateChoice]):
         with Vertical():
             yield Label("Before it starts, the model restates the goal in its own words", classes="title")
             with VerticalScroll(classes="body"):
-                yield Static(Text(self.restatement or "(the model said nothing)"))
+                yield Static(Text(neutralise(self.restatement) or "(the model said nothing)"))
             yield Static(Text("Is this what you mean? Nothing has run yet.", style="dim"), classes="body")
             with Horizontal():
                 yield Button("Start the goal", id="confirm", variant="success")
@@ -172,16 +172,16 @@ class SideOverlay(ModalScreen[None]):
     def append(self, delta: str) -> None:
         """Streamed answer text."""
         self.answer += delta
-        self._show(Text(self.answer))
+        self._show(Text(neutralise(self.answer)))
 
     def finish(self, answer: str, footer: str) -> None:
         """The whole answer, and what it cost."""
         self.answer = answer
-        self._show(Text(answer.strip() or "(no answer)"))
+        self._show(Text(neutralise(answer.strip()) or "(no answer)"))
         self.query_one("#side-footer", Static).update(Text(footer, style="dim"))
 
     def fail(self, message: str) -> None:
-        self._show(Text(message, style="red"))
+        self._show(Text(neutralise(message), style="red"))
 
     def _show(self, text: Text) -> None:
         if self.is_attached:
@@ -210,14 +210,14 @@ class PagerScreen(ModalScreen[None]):
             yield Label(Text.assemble((self.page_title, "bold"), ("   Esc closes", "dim")), classes="title")
             with VerticalScroll(id="page"):
                 if self.kind == "markdown":
-                    yield Markdown(self.body)
+                    yield Markdown(neutralise(self.body))
                 else:
                     yield Static(self._renderable())
 
     def _renderable(self) -> RenderableType:
         if self.kind == "diff" and self.body.strip():
-            return Syntax(self.body, "diff", theme="ansi_dark", word_wrap=True)
-        return Text(self.body or "(empty)")
+            return Syntax(neutralise(self.body), "diff", theme="ansi_dark", word_wrap=True)
+        return Text(neutralise(self.body) or "(empty)")
 
     def on_mount(self) -> None:
         self.query_one("#page", VerticalScroll).focus()

@@ -15,12 +15,13 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 from textual.containers import VerticalScroll
-from textual.markup import escape
 from textual.widget import Widget
 from textual.widgets import Collapsible, Static
 
 from goalkeeper import console
+from goalkeeper.console import Inert
 from goalkeeper.planning import Plan, plan_markdown
+from goalkeeper.safe_text import markup_literal, neutralise
 from goalkeeper.store import EventRecord
 from goalkeeper.tools.shell import command_of
 from goalkeeper.views import GoalSummary
@@ -54,7 +55,7 @@ class ModelText(Static):
         self.update(self._render_text())
 
     def _render_text(self) -> Text:
-        return Text.assemble((f"{self.who}: ", "bold cyan"), self.text.strip())
+        return Text.assemble((f"{self.who}: ", "bold cyan"), neutralise(self.text.strip()))
 
 
 class UserText(Static):
@@ -63,7 +64,7 @@ class UserText(Static):
     DEFAULT_CSS = "UserText { padding: 0 1; margin: 1 0 0 0; background: $boost; }"
 
     def __init__(self, text: str) -> None:
-        super().__init__(Text.assemble(("you: ", "bold"), text))
+        super().__init__(Text.assemble(("you: ", "bold"), neutralise(text)))
 
 
 class ToolCallView(Collapsible):
@@ -80,14 +81,14 @@ class ToolCallView(Collapsible):
         self.tool_name = name
         self.call_title = _call_title(name, arguments)
         self.output = Static(Text("running…", style="dim"), classes="tool-output")
-        super().__init__(self.output, title=escape(self.call_title), collapsed=True)
+        super().__init__(self.output, title=markup_literal(self.call_title), collapsed=True)
 
     def finish(self, output: str, ok: bool) -> None:
         """Show the call's result; a failure is marked ✗ in the title."""
         shown = output if len(output) <= TOOL_OUTPUT_CHARS else output[:TOOL_OUTPUT_CHARS] + CUT_NOTE
-        self.output.update(Text(shown or "(no output)"))
+        self.output.update(Text(neutralise(shown) or "(no output)"))
         mark = "✓" if ok else "✗"
-        self.title = escape(f"{self.call_title}  {mark}")
+        self.title = markup_literal(f"{self.call_title}  {mark}")
         self.set_class(not ok, "failed")
 
 
@@ -125,7 +126,8 @@ def evidence_table(title: str, evidence: list[dict[str, Any]]) -> Table:
     for item in evidence:
         result = Text("PASS", style="green") if item.get("passed") else Text("FAIL", style="red")
         metric = f"{item.get('metric')} ({item['target']})" if item.get("target") else ""
-        table.add_row(str(item.get("name", "")), str(item.get("kind", "")), result, metric,
+        # Text cells: a str cell would be read as markup.
+        table.add_row(Text(str(item.get("name", ""))), Text(str(item.get("kind", ""))), result, Text(metric),
                       str(item.get("exit_code", "")), f"{float(item.get('duration_s') or 0):.1f}s")
     if not evidence:
         table.add_row("(no checks)", "", "", "", "", "")
@@ -143,6 +145,10 @@ class Entry(Static):
     Entry.error { color: $error; }
     Entry.notice { color: $warning; }
     """
+
+    def __init__(self, renderable: RenderableType, *, classes: str | None = None) -> None:
+        # Whatever an entry shows came from the store (the model, tools, the objective): drawn inert.
+        super().__init__(Inert(renderable), classes=classes)
 
 
 def _checkpoint_text(payload: dict[str, Any]) -> RenderableType:
@@ -172,12 +178,12 @@ def summary_renderable(summary: GoalSummary, status_line: str) -> Group:
     fields = Table.grid(padding=(0, 2))
     fields.add_column(style="bold")
     fields.add_column()
-    fields.add_row("objective", summary.objective)
-    fields.add_row("status", status_line)
+    fields.add_row("objective", Text(summary.objective))  # Text, not str: the objective is never markup
+    fields.add_row("status", Text(status_line))
     for item in summary.checklist:
-        fields.add_row("", f"[{'x' if item['done'] else ' '}] {item['number']}. {item['item']}")
+        fields.add_row("", Text(f"[{'x' if item['done'] else ' '}] {item['number']}. {item['item']}"))
     if summary.runner:
-        fields.add_row("runner", summary.runner)
+        fields.add_row("runner", Text(summary.runner))
     label = "" if summary.verified else "  (unverified: no checks)"
     parts: list[RenderableType] = [Text.assemble(("Goal ", "bold"), summary.goal_id, (label, "yellow")),
                                    Padding(fields, (0, 0, 0, 2))]
@@ -301,7 +307,7 @@ class Transcript(VerticalScroll):
         output = str(payload.get("output") or "")
         ok = bool(payload.get("ok", True))
         if created is not None:
-            created.output.update(Text(output))
+            created.output.update(Text(neutralise(output)))
             self.calls.pop(call_id, None)
         view.finish(output, ok)
         return created
