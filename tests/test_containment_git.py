@@ -366,3 +366,22 @@ def test_a_file_over_the_size_limit_is_left_uncommitted_and_the_model_is_told(
     # It stays uncommitted without blocking a resume, and the default limit is 50 MB.
     assert resume(git_repo, goal, None, goal_id=GOAL_ID, max_file_bytes=2048).recovered_commit is None
     assert commit_turn(git_repo, goal, GOAL_ID, 2, 0, 1, "turn", [], [])["files_committed"] == ["big.bin"]
+
+
+def test_a_nested_repository_made_in_the_sandbox_runs_nothing_from_the_harness_s_git(
+        git_repo: Path, goal: GoalBranch, markers: Path) -> None:
+    # The sandbox cannot touch the existing .git, but it can make a new repository with its own filter.
+    made = sandboxed(git_repo, f"mkdir n && cd n && git init -q && git config filter.e.clean 'touch {markers}/nested; "
+                               f"cat' && git config core.fsmonitor 'touch {markers}/nested-fsmonitor' && "
+                               "echo '* filter=e' > .gitattributes && echo x > f && git add . && "
+                               "git -c user.name=m -c user.email=m@m commit -qm n")
+    assert made.exit_code == 0, made.output
+    assert checkpoint(git_repo, goal, GOAL_ID, 1, 0, 1, "turn", (), ()).files == ["n/"]
+    (git_repo / "n" / "f").write_text("y\n")  # same size, old time: only hashing could tell
+    os.utime(git_repo / "n" / "f", (0, 0))
+    assert tree_hash(git_repo) is not None
+    assert changes(git_repo) == []  # dirty content inside it is not a change the harness could commit
+    checkpoint(git_repo, goal, GOAL_ID, 2, 0, 1, "turn", (), ())
+    assert_nothing_ran(markers)
+    subprocess.run(["git", "add", "-A"], cwd=git_repo, capture_output=True, check=False)  # raw git runs it
+    assert (markers / "nested").exists()

@@ -246,13 +246,14 @@ def test_changes_outside_the_allowed_paths_are_reverted(git_repo: Path, goal: Go
     assert result.files == ["src/app.py"]
 
 
-def test_checkpoint_refuses_when_head_is_another_branch(git_repo: Path, goal: GoalBranch) -> None:
+def test_checkpoint_puts_head_back_when_it_is_on_another_branch(git_repo: Path, goal: GoalBranch) -> None:
     git(git_repo, "checkout", "-q", "main")
     main_tip = git(git_repo, "rev-parse", "main")
     write(git_repo, "a.txt", "a\n")
-    with pytest.raises(WorkspaceError, match="not the goal branch"):
-        checkpoint(git_repo, goal, GOAL_ID, 1, 0, 0, "x", (), ())
+    result = checkpoint(git_repo, goal, GOAL_ID, 1, 0, 0, "x", (), ())
+    assert result.left_branch == "main" and result.files == ["a.txt"]
     assert git(git_repo, "rev-parse", "main") == main_tip
+    assert git(git_repo, "rev-parse", goal.name) == result.commit
     assert (git_repo / "a.txt").exists()
 
 

@@ -263,7 +263,10 @@ def branch_exists(top: Path, name: str) -> bool:
 
 def changes(top: Path) -> list[Change]:
     """Every uncommitted path: staged, unstaged and untracked (ignored files are not changes)."""
-    out = git(top, "status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames")
+    # --ignore-submodules=dirty: status would run inside each submodule (its own config, its own drivers);
+    # a submodule's new HEAD still shows, and only that could be committed anyway.
+    out = git(top, "status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames",
+              "--ignore-submodules=dirty")
     return [Change(entry[:2], entry[3:]) for entry in out.split("\0") if len(entry) > 3]
 
 
@@ -284,6 +287,30 @@ def identity_flags(top: Path) -> list[str]:
     return flags
 
 
+def stage_all(top: Path, exclude: Sequence[str] = (), env: Mapping[str, str] | None = None) -> None:
+    """`git add -A .` in `top` (every change below it, ignored files left out), but `exclude` (paths relative
+    to `top`), with plumbing that never looks inside a nested repository or submodule.
+
+    `git add` runs `git status` inside each submodule, whose own config could name a filter the harness
+    never saw; ls-files and update-index only read a nested repository's HEAD. `env` may name a scratch
+    index (GIT_INDEX_FILE).
+    """
+    skip = {path.rstrip("/") for path in exclude}
+
+    def listed(*flags: str) -> list[str]:
+        out = git(top, "ls-files", "-z", "--exclude-standard", *flags, env=env)
+        return [path.rstrip("/") for path in dict.fromkeys(out.split("\0")) if path and path.rstrip("/") not in skip]
+
+    modified, untracked = listed("--modified", "--deleted"), listed("--others")
+    # A path that is gone, or became a plain directory, leaves the index first (its files are added after).
+    gone = [path for path in modified if not os.path.lexists(top / path)
+            or ((top / path).is_dir() and not (top / path).is_symlink() and not (top / path / ".git").exists())]
+    for paths, flags in ((gone, ("--force-remove",)), ([p for p in modified if p not in gone] + untracked,
+                                                       ("--add", "--remove"))):
+        if paths:
+            git(top, "update-index", *flags, "-z", "--stdin", stdin="\0".join(paths) + "\0", env=env)
+
+
 def commit_all(top: Path, subject: str, trailers: Sequence[tuple[str, str]],
                exclude: Sequence[str] = ()) -> str | None:
     """Stage every change but `exclude` and commit it on the current branch; returns the new commit, or None
@@ -294,7 +321,7 @@ def commit_all(top: Path, subject: str, trailers: Sequence[tuple[str, str]],
     Hooks are skipped (hardened git: core.hooksPath=/dev/null, and --no-verify): a harness checkpoint must
     record the tree exactly as the turn left it, and a hook is a program the repository names.
     """
-    git(top, "add", "-A", "--", ".", *(f":(exclude,literal){path}" for path in exclude))
+    stage_all(top, exclude)
     if probe(top, "diff", "--cached", "--quiet").returncode == 0:
         return None
     body = "\n".join(f"{key}: {value}" for key, value in trailers)

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 from goalkeeper.errors import WorkspaceError
-from goalkeeper.workspace.git import run_git
+from goalkeeper.workspace.git import run_git, stage_all
 
 
 def tree_hash(workspace: Path) -> str | None:
@@ -26,8 +26,7 @@ def tree_hash(workspace: Path) -> str | None:
             if real_index.exists():
                 shutil.copyfile(real_index, index)  # reuse git's stat cache: only changed files are re-hashed
             env = {"GIT_INDEX_FILE": str(index)}
-            if run_git(workspace, "add", "-A", ".", env=env).returncode != 0:
-                return None
+            stage_all(workspace, env=env)  # paths relative to the workspace, as `git add -A .` there
             tree = run_git(workspace, "write-tree", env=env)
             return tree.stdout.decode().strip() if tree.returncode == 0 else None
     except WorkspaceError:
