@@ -22,6 +22,9 @@ MAX_CAPTURE_BYTES = 4 * 1024 * 1024
 #: The shell every command string runs with.
 BASH = "/bin/bash"
 
+#: Each command's script lives in `<tmp>/goalkeeper-command-<runner pid>-<random>/` while it runs.
+_SCRIPT_PREFIX = "goalkeeper-command-"
+
 
 @dataclass(frozen=True)
 class CommandResult:
@@ -75,7 +78,11 @@ def command_script(command: str) -> Iterator[Path]:
     A command of any size runs this way: argv (`bash -c CMD`) stops at 128 KB per argument (E2BIG), and
     an argument cannot hold a NUL byte. The command's own stdin stays /dev/null.
     """
-    folder = Path(tempfile.mkdtemp(prefix="goalkeeper-command-"))  # 0700: only this user reads it
+    for stale in Path(tempfile.gettempdir()).glob(f"{_SCRIPT_PREFIX}*-*"):  # left by a runner killed -9
+        owner = stale.name.removeprefix(_SCRIPT_PREFIX).split("-", 1)[0]
+        if owner.isdigit() and not Path("/proc", owner).exists():
+            shutil.rmtree(stale, ignore_errors=True)
+    folder = Path(tempfile.mkdtemp(prefix=f"{_SCRIPT_PREFIX}{os.getpid()}-"))  # 0700: only this user reads it
     try:
         script = folder / "command.sh"
         with open(script, "wb", opener=lambda path, flags: os.open(path, flags, 0o600)) as handle:

@@ -138,31 +138,24 @@ def probe(top: Path, *args: str, stdin: str | None = None, errors: str = "surrog
 
 def run_git(top: Path, *args: str, stdin: bytes | None = None,
             env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
-    """The one way goalkeeper runs git: hardened (see `hardened`), bytes in and out, any exit code.
+    """The one way goalkeeper runs git: hardened (SAFE_CONFIG, blanked drivers, a clean environment, git found
+    outside the workspace), bytes in and out, any exit code.
 
     `env` adds variables after the hardening (GIT_INDEX_FILE for a scratch index); nothing else may.
     """
     program, environment = _hardened_base(top)
     environment.update(env or {})
-    config = _driver_overrides(program, top, environment) + list(SAFE_CONFIG)
-    environment.update(_config_environment(config))
-    argv = [program, *_with_diff_guards(args)]
     try:
-        return subprocess.run(argv, cwd=top, input=stdin, capture_output=True, env=environment,
-                              timeout=GIT_TIMEOUT_S, check=False)
-    except FileNotFoundError as err:
+        config = _driver_overrides(program, top, environment) + list(SAFE_CONFIG)
+        environment.update(_config_environment(config))
+        return subprocess.run([program, *_with_diff_guards(args)], cwd=top, input=stdin, capture_output=True,
+                              env=environment, timeout=GIT_TIMEOUT_S, check=False)
+    except (FileNotFoundError, NotADirectoryError) as err:
         raise WorkspaceError(f"git could not be run in {top}: {err}", hint="install git, or pass --cwd to an "
                              "existing repository") from err
     except subprocess.TimeoutExpired as err:
         raise WorkspaceError(f"`git {args[0]}` took longer than {GIT_TIMEOUT_S:.0f}s in {top}",
                              hint="look for a stale .git/index.lock or a hook that hangs") from err
-
-
-def hardened_environment(top: Path) -> dict[str, str]:
-    """The environment of the harness's git in `top`, config overrides included (for tests and tools)."""
-    program, environment = _hardened_base(top)
-    environment.update(_config_environment(_driver_overrides(program, top, environment) + list(SAFE_CONFIG)))
-    return environment
 
 
 def _hardened_base(top: Path) -> tuple[str, dict[str, str]]:
