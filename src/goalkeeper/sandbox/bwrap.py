@@ -170,13 +170,14 @@ def _goalkeeper_home(workspace: Path) -> list[Path]:
     """$GOALKEEPER_HOME (the store, the server token, webhook secrets), masked whole wherever it lives.
 
     The runner's own environment names it (the commands' environment no longer has GOALKEEPER_*). A home
-    that holds the workspace cannot be masked without hiding the workspace: it is left visible.
+    that holds the workspace or this Python cannot be masked without hiding them: it is left visible.
     """
     named = os.environ.get("GOALKEEPER_HOME")
     real = _real(Path(named).expanduser() if named else Path.home() / ".goalkeeper")
-    if real is None or not real.is_dir() or workspace.is_relative_to(real):
+    if real is None or not real.is_dir():
         return []
-    return [real]
+    needed = (workspace, Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve())
+    return [] if any(place.is_relative_to(real) for place in needed) else [real]
 
 
 def _toolchains_in_tmp(workspace: Path) -> tuple[Path, ...]:
