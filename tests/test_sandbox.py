@@ -144,7 +144,8 @@ def test_scan_finds_protected_dirs_and_secrets_but_not_inside_dependency_trees(w
 
     assert layout.protected == (workspace / "deep/er/uv.lock", workspace / "docs", workspace / "tests")
     assert set(layout.secret_files) == {workspace / ".env", workspace / "deep/server.pem"}
-    assert layout.secret_dirs == (home / ".ssh",)
+    gk_home = Path(os.environ["GOALKEEPER_HOME"]).resolve()  # masked whole, wherever it lives
+    assert set(layout.secret_dirs) == {home / ".ssh", gk_home}
 
 
 # --- what a sandboxed command can and cannot do ---------------------------------------------------

@@ -246,13 +246,14 @@ def test_changes_outside_the_allowed_paths_are_reverted(git_repo: Path, goal: Go
     assert result.files == ["src/app.py"]
 
 
-def test_checkpoint_refuses_when_head_is_another_branch(git_repo: Path, goal: GoalBranch) -> None:
+def test_checkpoint_puts_head_back_when_it_is_on_another_branch(git_repo: Path, goal: GoalBranch) -> None:
     git(git_repo, "checkout", "-q", "main")
     main_tip = git(git_repo, "rev-parse", "main")
     write(git_repo, "a.txt", "a\n")
-    with pytest.raises(WorkspaceError, match="not the goal branch"):
-        checkpoint(git_repo, goal, GOAL_ID, 1, 0, 0, "x", (), ())
+    result = checkpoint(git_repo, goal, GOAL_ID, 1, 0, 0, "x", (), ())
+    assert result.left_branch == "main" and result.files == ["a.txt"]
     assert git(git_repo, "rev-parse", "main") == main_tip
+    assert git(git_repo, "rev-parse", goal.name) == result.commit
     assert (git_repo / "a.txt").exists()
 
 
@@ -381,12 +382,11 @@ def test_resume_after_an_interrupted_turn_commits_a_recovery_checkpoint(git_repo
     assert checkpoint_turns(git_repo, goal)[2] == result.recovered_commit
 
 
-def test_resume_names_a_lock_left_by_a_killed_git_command(git_repo: Path, goal: GoalBranch) -> None:
+def test_resume_recovers_a_lock_left_by_a_killed_git_command(git_repo: Path, goal: GoalBranch) -> None:
     write(git_repo, "a.txt", "interrupted\n")
-    (git_repo / ".git" / "index.lock").write_text("")
-    with pytest.raises(WorkspaceError, match=r"index\.lock exists") as caught:
-        resume(git_repo, goal, 1, goal_id=GOAL_ID)
-    assert caught.value.hint is not None and "delete" in caught.value.hint
+    (git_repo / ".git" / "index.lock").write_text("")  # no process holds it (see test_containment_git.py)
+    result = resume(git_repo, goal, 1, goal_id=GOAL_ID)
+    assert result.files == ["a.txt"] and not (git_repo / ".git" / "index.lock").exists()
 
 
 def test_nothing_is_ever_pushed(git_repo: Path, tmp_path: Path) -> None:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 import tempfile
 from importlib import resources
 from pathlib import Path
 
 from goalkeeper.contract import Contract, contract_from_flags
+from goalkeeper.workspace.git import git
 
 SAMPLE = "discounts"
 
@@ -22,7 +22,7 @@ def prepare_sample(parent: Path | None = None) -> Path:
     for args in (["init", "-q", "-b", "main"], ["add", "-A"],
                  ["-c", "user.name=goalkeeper", "-c", "user.email=demo@goalkeeper.invalid",
                   "commit", "-q", "-m", "sample with a discount bug"]):
-        subprocess.run(["git", *args], cwd=target, check=True, capture_output=True)
+        git(target, *args)
     return target
 
 

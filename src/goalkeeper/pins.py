@@ -17,7 +17,6 @@ import os
 import re
 import shlex
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from goalkeeper.errors import WorkspaceError
 from goalkeeper.sandbox.globs import first_path_match, normalize_path
 from goalkeeper.sandbox.policy import SandboxPolicy
 from goalkeeper.verify import Evidence, run_checks
-from goalkeeper.workspace.git import GIT_TIMEOUT_S, probe
+from goalkeeper.workspace.git import probe, run_git
 
 EditsPolicy = Literal["review", "deny", "allow"]
 """What a goal does about edits to pinned files: re-verify on the baseline versions (review, the default),
@@ -218,11 +217,7 @@ def changed_pins(workspace: Path, pins: Pins) -> tuple[list[str], list[str]]:
 def baseline_content(workspace: Path, base_commit: str, path: str) -> bytes:
     """The content of `path` (workspace-relative) at `base_commit`; a WorkspaceError when git has none."""
     # `<commit>:./path` is relative to the working directory, so a workspace below the top-level works too
-    try:
-        done = subprocess.run(["git", "show", f"{base_commit}:./{path}"], cwd=workspace, capture_output=True,
-                              timeout=GIT_TIMEOUT_S)
-    except (FileNotFoundError, subprocess.TimeoutExpired) as err:
-        raise WorkspaceError(f"could not read {path} at {base_commit[:12]}: {err}", hint="check git") from err
+    done = run_git(workspace, "show", f"{base_commit}:./{path}")
     if done.returncode != 0:
         raise WorkspaceError(f"{path} is pinned but {base_commit[:12]} does not hold it: "
                              f"{done.stderr.decode(errors='replace').strip()}",

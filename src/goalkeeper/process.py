@@ -8,13 +8,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 #: Bytes of output kept in memory per stream; the rest is counted and dropped (head and tail kept).
 MAX_CAPTURE_BYTES = 4 * 1024 * 1024
+
+#: The shell every command string runs with.
+BASH = "/bin/bash"
+
+#: Each command's script lives in `<tmp>/goalkeeper-command-<runner pid>-<random>/` while it runs.
+_SCRIPT_PREFIX = "goalkeeper-command-"
 
 
 @dataclass(frozen=True)
@@ -62,6 +71,27 @@ class _Capture:
         return body.decode("utf-8", errors="replace")
 
 
+@contextlib.contextmanager
+def command_script(command: str) -> Iterator[Path]:
+    """`command` written to a private file for `bash FILE`, removed afterwards.
+
+    A command of any size runs this way: argv (`bash -c CMD`) stops at 128 KB per argument (E2BIG), and
+    an argument cannot hold a NUL byte. The command's own stdin stays /dev/null.
+    """
+    for stale in Path(tempfile.gettempdir()).glob(f"{_SCRIPT_PREFIX}*-*"):  # left by a runner killed -9
+        owner = stale.name.removeprefix(_SCRIPT_PREFIX).split("-", 1)[0]
+        if owner.isdigit() and not Path("/proc", owner).exists():
+            shutil.rmtree(stale, ignore_errors=True)
+    folder = Path(tempfile.mkdtemp(prefix=f"{_SCRIPT_PREFIX}{os.getpid()}-"))  # 0700: only this user reads it
+    try:
+        script = folder / "command.sh"
+        with open(script, "wb", opener=lambda path, flags: os.open(path, flags, 0o600)) as handle:
+            handle.write(command.encode("utf-8", "surrogateescape"))
+        yield script
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def kill_group(pid: int) -> None:
     """SIGKILL the whole process group led by `pid`; a vanished group is fine."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -77,8 +107,15 @@ async def run_command(
 ) -> CommandResult:
     """Run `command` (a shell string, or argv) in its own process group and wait at most `timeout_s`.
 
-    The group is killed on timeout and on cancellation, so no grandchild outlives the call.
+    The group is killed on timeout and on cancellation, so no grandchild outlives the call. A shell string
+    runs from a file (`command_script`), never through argv.
     """
+    if isinstance(command, str):
+        with command_script(command) as script:
+            result = await run_command([BASH, str(script)], cwd, timeout_s, env, max_capture_bytes)
+        return CommandResult(command=command, exit_code=result.exit_code, output=result.output,
+                             duration_s=result.duration_s, timed_out=result.timed_out,
+                             truncated_bytes=result.truncated_bytes)
     started = time.monotonic()
     kwargs: dict[str, object] = {
         "cwd": str(cwd),
@@ -88,12 +125,8 @@ async def run_command(
         "start_new_session": True,  # a new session is a new process group we can kill whole
         "env": env,
     }
-    if isinstance(command, str):
-        proc = await asyncio.create_subprocess_shell(command, executable="/bin/bash", **kwargs)  # type: ignore[arg-type]
-        shown = command
-    else:
-        proc = await asyncio.create_subprocess_exec(*command, **kwargs)  # type: ignore[arg-type]
-        shown = " ".join(command)
+    proc = await asyncio.create_subprocess_exec(*command, **kwargs)  # type: ignore[arg-type]
+    shown = " ".join(command)
     capture = _Capture(max_capture_bytes)
     timed_out = False
 

@@ -178,7 +178,7 @@ class Runner:
         boundaries = self.contract.boundaries
         opened = await asyncio.to_thread(open_branch, self.workspace, self.goal.goal_id, self.contract.outcome,
                                          self.branch, self.settings.allow_dirty, interrupted,
-                                         list(boundaries.protect), list(boundaries.paths))
+                                         list(boundaries.protect), list(boundaries.paths), boundaries.max_file_bytes)
         if opened is not None:
             self.record([NewEvent(opened.kind, {**opened.payload, "notice": opened.notice}, "harness")])
 
@@ -200,7 +200,7 @@ class Runner:
         boundaries = self.contract.boundaries
         return await asyncio.to_thread(commit_turn, self.workspace, self.branch, self.goal.goal_id, turn,
                                        sum(e.passed for e in checks), len(self.contract.checks), message,
-                                       list(self.sandbox.protect), list(boundaries.paths))
+                                       list(self.sandbox.protect), list(boundaries.paths), boundaries.max_file_bytes)
 
     async def baseline(self) -> None:
         """Run every check and keep_green command once before the first turn; red constraints are dropped."""

@@ -289,6 +289,13 @@ class Boundaries(_Strict):
     """Whether commands may reach the network."""
     sandbox: SandboxMode = "workspace-write"
     """The sandbox mode commands run under."""
+    max_file_mb: float = Field(50, gt=0)
+    """A changed file larger than this (in MiB) is not committed by a checkpoint; the model is told."""
+
+    @property
+    def max_file_bytes(self) -> int:
+        """`max_file_mb` in bytes."""
+        return int(self.max_file_mb * 1024 * 1024)
 
 
 class IterationPolicy(_Strict):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import dataclasses
 import functools
 import os
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Literal
 
 from goalkeeper.errors import SandboxError
-from goalkeeper.process import CommandResult, run_command
+from goalkeeper.process import CommandResult, command_script, run_command
 from goalkeeper.sandbox.globs import compile_path_glob
 from goalkeeper.sandbox.limits import process_limit
 from goalkeeper.sandbox.policy import SandboxPolicy
@@ -36,6 +37,11 @@ INSTALL_HINT = (
 #: Dependency trees ship public CA bundles and test keys (certifi's cacert.pem): masking those would
 #: break TLS, and they are not the user's secrets. A directory holding `pyvenv.cfg` counts as one too.
 UNSEARCHED_DIRS = frozenset({".git", "node_modules", "__pycache__"})
+
+#: Always read-only inside the workspace: every `.git` (directory, or the file of a worktree or submodule),
+#: at any depth. The harness owns git; a hook, a config key or a ref written from inside would be run or
+#: trusted by the harness's own git later.
+GIT_PROTECT = (".git",)
 
 #: How deep $HOME is searched for secrets: its entries and one level below (~/.ssh, ~/work/.env).
 HOME_DEPTH = 2
@@ -78,9 +84,12 @@ def _search(root: Path, secrets: tuple[str, ...], protect: tuple[str, ...],
             depth: int | None) -> list[tuple[RuleKind, Path, bool]]:
     """(kind, real path, is a directory) for each entry under `root` a glob covers, top-down.
 
-    Secrets are asked first, so a protected secret is still masked.
+    Secrets are asked first, so a protected secret is still masked. A secret glob masks a directory only
+    when it ends in `/` (`.ssh/`): `.env*` hides the files `.env` and `.env.local`, not a virtualenv `.env/`.
     """
-    secret_globs, protect_globs = _compiled(secrets), _compiled(protect)
+    secret_globs = _compiled(secrets)
+    secret_dir_globs = _compiled(tuple(glob for glob in secrets if glob.strip().endswith("/")))
+    protect_globs = _compiled(protect)
     found: list[tuple[RuleKind, Path, bool]] = []
     pending: list[tuple[str, str, int, list[re.Pattern[str]]]] = [(str(root), "", 1, protect_globs)]
     while pending:
@@ -91,11 +100,13 @@ def _search(root: Path, secrets: tuple[str, ...], protect: tuple[str, ...],
             continue
         for entry in entries:
             relative = prefix + entry.name
-            kind: RuleKind | None = "secret" if any(glob.match(relative) for glob in secret_globs) else (
+            real = _real(Path(entry.path))
+            is_dir = real is not None and real.is_dir()
+            secret = any(glob.match(relative) for glob in (secret_dir_globs if is_dir else secret_globs))
+            kind: RuleKind | None = "secret" if secret else (
                 "protect" if any(glob.match(relative) for glob in protecting) else None)
-            real = _real(Path(entry.path)) if kind is not None else None
             if kind is not None and real is not None:
-                found.append((kind, real, real.is_dir()))
+                found.append((kind, real, is_dir))
             searchable = entry.is_dir(follow_symlinks=False) and (depth is None or level < depth)
             if searchable and kind != "secret" and not _unsearched(entry):
                 # Inside a protected directory only secrets remain to be found: it is read-only whole.
@@ -115,9 +126,11 @@ def scan_layout(policy: SandboxPolicy, home: Path) -> SandboxLayout:
     """Find the protected and secret paths that exist now (the only filesystem reads of the argv)."""
     workspace = policy.workspace.resolve()
     writable = (workspace, *(path.resolve() for path in policy.extra_writable))
-    found = _search(workspace, policy.secrets, policy.protect, None)
+    found = _search(workspace, policy.secrets, (*policy.protect, *GIT_PROTECT), None)
+    found += [("protect", path, True) for path in _git_dirs_named_by(workspace)]
     if home.is_dir() and home.resolve() != Path("/"):
         found += _search(home.resolve(), policy.secrets, (), HOME_DEPTH)
+    found += [("secret", path, True) for path in _goalkeeper_home(workspace)]
     protected: dict[Path, None] = {}
     files: dict[Path, None] = {}
     dirs: dict[Path, None] = {}
@@ -134,6 +147,39 @@ def scan_layout(policy: SandboxPolicy, home: Path) -> SandboxLayout:
                          toolchains=_toolchains_in_tmp(workspace))
 
 
+def _git_dirs_named_by(workspace: Path) -> list[Path]:
+    """The git directory a `.git` file at the workspace root points to (a worktree, a submodule,
+    --separate-git-dir), and its common directory: read-only too, wherever they are."""
+    pointer = workspace / ".git"
+    if not pointer.is_file() or pointer.is_symlink():
+        return []
+    try:
+        text = pointer.read_text(errors="replace")
+    except OSError:
+        return []
+    found = []
+    if text.startswith("gitdir:") and (git_dir := _real(workspace / text[7:].strip())) is not None:
+        found.append(git_dir)
+        with contextlib.suppress(OSError):
+            common = (git_dir / "commondir").read_text().strip()
+            found += [real for real in [_real(git_dir / common)] if real is not None]
+    return found
+
+
+def _goalkeeper_home(workspace: Path) -> list[Path]:
+    """$GOALKEEPER_HOME (the store, the server token, webhook secrets), masked whole wherever it lives.
+
+    The runner's own environment names it (the commands' environment no longer has GOALKEEPER_*). A home
+    that holds the workspace or this Python cannot be masked without hiding them: it is left visible.
+    """
+    named = os.environ.get("GOALKEEPER_HOME")
+    real = _real(Path(named).expanduser() if named else Path.home() / ".goalkeeper")
+    if real is None or not real.is_dir():
+        return []
+    needed = (workspace, Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve())
+    return [] if any(place.is_relative_to(real) for place in needed) else [real]
+
+
 def _toolchains_in_tmp(workspace: Path) -> tuple[Path, ...]:
     """sys.prefix and the PATH directories that a private /tmp would hide (the workspace is bound anyway)."""
     places = [Path(sys.prefix), Path(sys.base_prefix)]
@@ -147,10 +193,15 @@ def _toolchains_in_tmp(workspace: Path) -> tuple[Path, ...]:
 
 
 def build_argv(policy: SandboxPolicy, command: str, layout: SandboxLayout, *, cwd: Path | None = None,
-               bwrap: str = "bwrap", bash: str = "/bin/bash") -> list[str]:
-    """The bwrap command line running `command` under `policy`; pure (no filesystem access)."""
+               bwrap: str = "bwrap", bash: str = "/bin/bash", script: Path | None = None) -> list[str]:
+    """The bwrap command line running `command` under `policy`; pure (no filesystem access).
+
+    With `script` (a file holding the command, see process.command_script) bash runs that file, bound
+    read-only at the same path inside, instead of `-c command`: argv cannot carry a command over 128 KB.
+    """
+    run = [bash, str(script)] if script is not None else [bash, "-c", command]
     if policy.mode == "danger-full-access":
-        return [bash, "-c", command]
+        return run
     workspace = str(policy.workspace)
     writes = policy.mode == "workspace-write"
     argv = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
@@ -171,17 +222,19 @@ def build_argv(policy: SandboxPolicy, command: str, layout: SandboxLayout, *, cw
     # Root keeps its capabilities inside bwrap unless told otherwise, and could simply remount / rw.
     argv += ["--unshare-pid", "--unshare-ipc", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
     argv += ["--setenv", "HOME", str(layout.home), "--setenv", "TMPDIR", "/tmp"]
-    argv += ["--chdir", str(cwd or policy.workspace), "--", bash, "-c", command]
+    argv += ["--ro-bind", str(script), str(script)] if script is not None else []
+    argv += ["--chdir", str(cwd or policy.workspace), "--", *run]
     return argv
 
 
 def sandbox_argv(policy: SandboxPolicy, command: str, home: Path | None = None,
-                 cwd: Path | None = None) -> list[str]:
+                 cwd: Path | None = None, script: Path | None = None) -> list[str]:
     """`build_argv` over what exists now; `home` defaults to this process's $HOME."""
     if policy.mode == "danger-full-access":
-        return build_argv(policy, command, SandboxLayout(home=Path("/")), bash=_bash())
+        return build_argv(policy, command, SandboxLayout(home=Path("/")), bash=_bash(), script=script)
     layout = scan_layout(policy, home or Path(os.environ.get("HOME") or Path.home()))
-    return build_argv(policy, command, layout, cwd=cwd, bwrap=shutil.which("bwrap") or "bwrap", bash=_bash())
+    return build_argv(policy, command, layout, cwd=cwd, bwrap=shutil.which("bwrap") or "bwrap", bash=_bash(),
+                      script=script)
 
 
 def _bash() -> str:
@@ -252,10 +305,11 @@ async def run_sandboxed(policy: SandboxPolicy, command: str, cwd: Path, timeout_
     the command's output and exit code. `env` is the command's whole environment; None inherits ours.
     """
     await asyncio.to_thread(require_sandbox, policy)
-    argv = await asyncio.to_thread(sandbox_argv, policy, command, _home(env), cwd)
-    async with process_limit(policy.max_processes) as limit:
-        result = await run_command([*limit.prefix, *argv], cwd, timeout_s, env=env,
-                                   max_capture_bytes=policy.max_output_bytes)
+    with command_script(command) as script:
+        argv = await asyncio.to_thread(sandbox_argv, policy, command, _home(env), cwd, script)
+        async with process_limit(policy.max_processes) as limit:
+            result = await run_command([*limit.prefix, *argv], cwd, timeout_s, env=env,
+                                       max_capture_bytes=policy.max_output_bytes)
     return dataclasses.replace(result, command=command)
 
 

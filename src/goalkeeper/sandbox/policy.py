@@ -14,14 +14,38 @@ from typing import Literal
 
 SandboxMode = Literal["read-only", "workspace-write", "danger-full-access"]
 
-#: Files and folders hidden from every command by default (configurable).
-DEFAULT_SECRETS: tuple[str, ...] = (".env*", "*.pem", "id_rsa*", "id_ed25519*", ".netrc", ".aws/", ".ssh/")
+#: Files and folders hidden from every command by default (configurable), in the workspace and in $HOME.
+#: A glob ending in `/` masks a directory; any other masks files only (`.env*` spares a virtualenv `.env/`).
+#: $GOALKEEPER_HOME is masked whole besides (sandbox/bwrap.py).
+DEFAULT_SECRETS: tuple[str, ...] = (
+    ".env*", "*.pem", "id_rsa*", "id_ed25519*", "id_ecdsa*", "id_dsa*", ".netrc", ".git-credentials", ".npmrc",
+    ".pypirc", ".docker/config.json", ".aws/", ".ssh/", ".gnupg/", ".kube/", ".azure/", ".config/gh/",
+    ".config/gcloud/",
+)
 
 
 #: Environment variable names (case-insensitive globs) never passed to the agent's commands: credentials the
 #: harness holds. `[sandbox] secret_env` in config.toml adds to them; the provider's own `env_key` is always
-#: removed too, whatever its name (see `command_environment`). The helper owning the sandbox refines this list.
-DEFAULT_SECRET_ENV: tuple[str, ...] = ("*API_KEY", "*_TOKEN", "*_SECRET", "*PASSWORD*", "AWS_*", "GOALKEEPER_*")
+#: removed too, whatever its name, and so is any variable whose value carries credentials (see
+#: `command_environment`).
+DEFAULT_SECRET_ENV: tuple[str, ...] = (
+    "*_KEY", "*API_KEY*", "*APIKEY*", "*_PAT", "GITHUB_PAT", "*_TOKEN", "*_SECRET", "*PASSWORD*", "*PASSWD*",
+    "*_CREDENTIALS", "*_AUTH", "AWS_*", "GOALKEEPER_*",
+)
+
+#: A URL carrying credentials: `scheme://user:password@host` or `scheme://token@host`.
+_URL_USERINFO = re.compile(r"[a-z][a-z0-9+.-]*://[^/?#@\s]+@", re.IGNORECASE)
+
+#: A query parameter that carries a credential: `?token=…`, `&api_key=…`, `&X-Amz-Signature=…`.
+_URL_SECRET_PARAM = re.compile(
+    r"[?&;](?:[a-z0-9]*[_.-])*(?:token|key|apikey|secret|password|passwd|pwd|signature|sig|auth|credentials?)"
+    r"=[^&#\s]", re.IGNORECASE)
+
+
+def holds_credentials(value: str) -> bool:
+    """Whether `value` is (or contains) a URL with credentials in it (DATABASE_URL, PIP_INDEX_URL, a proxy)."""
+    return "://" in value and (_URL_USERINFO.search(value) is not None
+                               or _URL_SECRET_PARAM.search(value) is not None)
 
 
 def command_environment(environ: Mapping[str, str], secret_env: Sequence[str] = DEFAULT_SECRET_ENV,
@@ -29,11 +53,14 @@ def command_environment(environ: Mapping[str, str], secret_env: Sequence[str] = 
     """The environment for the agent's commands and the checks: the runner's, less its credentials.
 
     `secret_env` are name globs; `also` are exact names always removed (the model provider's `env_key`).
+    A variable of any name whose value is a URL with credentials (`postgres://user:pass@db/x`,
+    `https://host/?token=…`) is removed too: the name cannot tell DATABASE_URL from a harmless *_URL.
     """
     patterns = [re.compile(fnmatch.translate(glob.upper())) for glob in secret_env]
     dropped = {name.upper() for name in also}
     return {name: value for name, value in environ.items()
-            if name.upper() not in dropped and not any(p.match(name.upper()) for p in patterns)}
+            if name.upper() not in dropped and not any(p.match(name.upper()) for p in patterns)
+            and not holds_credentials(value)}
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,10 @@ class ShellTool:
 
     spec = ToolSpec(
         name="shell",
-        description="Run a bash command in the workspace; returns the exit code and combined stdout+stderr.",
+        description=("Run a bash command in the workspace; returns the exit code and combined stdout+stderr. "
+                     "The .git directory belongs to the harness and is read-only: git status, diff and log work, "
+                     "but commits, branch switches and ref changes fail; the harness commits your work on the "
+                     "goal branch after each turn."),
         parameters={
             "type": "object",
             "properties": {

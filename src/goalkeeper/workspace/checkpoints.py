@@ -5,6 +5,7 @@ Every write lands on the goal branch as a new commit: history is never rewritten
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Sequence
@@ -22,7 +23,7 @@ from goalkeeper.workspace.git import (
     current_branch,
     git,
     list_paths,
-    refuse_stale_lock,
+    recover_stale_locks,
     toplevel,
 )
 from goalkeeper.workspace.tree import tree_hash
@@ -33,6 +34,8 @@ RECOVERY_SUBJECT = "goalkeeper: recovery checkpoint after an interrupted turn"
 SUBJECT_CHARS = 72
 GIT_DIR_GLOB = ".git/"
 """Reported as the protect glob when a change reaches into a `.git` directory (never allowed)."""
+MAX_FILE_BYTES = 50 * 1024 * 1024
+"""A changed file larger than this is not committed by a checkpoint (`[boundaries] max_file_mb`)."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,10 @@ class CheckpointResult:
     """The checkpoint commit, or None when the turn left nothing to commit."""
     files: list[str]
     violations: list[Violation]
+    oversized: list[str] = field(default_factory=list)
+    """Changed files over the size limit: left on disk, uncommitted."""
+    left_branch: str | None = None
+    """Where HEAD was when the checkpoint found it off the goal branch (`main`, `a detached HEAD`), or None."""
 
 
 @dataclass(frozen=True)
@@ -73,18 +80,37 @@ class ResumeResult:
 
 
 def checkpoint(workspace: Path, branch: GoalBranch, goal_id: str, turn: int, checks_passing: int,
-               checks_total: int, message: str, protect: Sequence[str], paths: Sequence[str]) -> CheckpointResult:
+               checks_total: int, message: str, protect: Sequence[str], paths: Sequence[str],
+               max_file_bytes: int = MAX_FILE_BYTES) -> CheckpointResult:
     """Revert changes the boundaries forbid, then commit the rest as turn `turn`'s checkpoint.
 
     The sandbox is the first line of defence; this is the second, so a violation that got past it (a tool
-    bug, a path the sandbox cannot express) never reaches a commit.
+    bug, a path the sandbox cannot express) never reaches a commit. A checkpoint commits only on the goal
+    branch: HEAD found elsewhere (a branch switch under danger-full-access) is put back first. Files over
+    `max_file_bytes` stay on disk, uncommitted.
     """
-    top = _on_goal_branch(workspace, branch)
+    top = toplevel(workspace)
+    recover_stale_locks(top, branch.name)
+    left_branch = _restore_goal_branch(top, branch)
     violations = _enforce(top, protect, paths)
     first_line = (message.strip().splitlines() or ["checkpoint"])[0].strip()[:SUBJECT_CHARS]
     subject = f"goal {goal_id} turn {turn}: {first_line}"
-    commit, files = _commit_changes(top, subject, _trailers(goal_id, turn, f"{checks_passing}/{checks_total}"))
-    return CheckpointResult(commit=commit, files=files, violations=violations)
+    oversized = oversized_changes(top, max_file_bytes)
+    commit, files = _commit_changes(top, subject, _trailers(goal_id, turn, f"{checks_passing}/{checks_total}"),
+                                    oversized)
+    return CheckpointResult(commit=commit, files=files, violations=violations, oversized=oversized,
+                            left_branch=left_branch)
+
+
+def oversized_changes(top: Path, max_file_bytes: int = MAX_FILE_BYTES) -> list[str]:
+    """Changed paths whose file is larger than `max_file_bytes` (links and nested repositories are not files)."""
+    found = []
+    for change in changes(top):
+        target = top / change.path
+        with contextlib.suppress(OSError):
+            if not target.is_symlink() and target.is_file() and target.stat().st_size > max_file_bytes:
+                found.append(change.path)
+    return found
 
 
 def checkpoint_turns(workspace: Path, branch: GoalBranch) -> dict[int, str]:
@@ -130,7 +156,8 @@ def rollback(workspace: Path, branch: GoalBranch, to: RollbackTarget, best_turn:
     top = _on_goal_branch(workspace, branch)
     turn = _rollback_turn(to, best_turn, last_green_turn)
     commit = _checkpoint_commit(top, branch, turn)
-    pending = [change.path for change in changes(top)]
+    oversized = oversized_changes(top)
+    pending = [change.path for change in changes(top) if change.path not in oversized]
     if pending:
         raise WorkspaceError(f"the goal branch {branch.name} has uncommitted changes a rollback would lose:\n"
                              f"{list_paths(pending)}", hint="checkpoint or discard them, then roll back")
@@ -139,12 +166,13 @@ def rollback(workspace: Path, branch: GoalBranch, to: RollbackTarget, best_turn:
     goal_id = git(top, "log", "-1", "--format=%(trailers:key=Goal-Id,valueonly)", commit).strip()
     trailers = [("Goal-Id", goal_id)] if goal_id else []
     subject = f"goalkeeper: roll back to turn {turn}"
-    rolled_back = commit_all(top, subject, [*trailers, ("Rolled-Back-To", str(turn))])
+    rolled_back = commit_all(top, subject, [*trailers, ("Rolled-Back-To", str(turn))], exclude=oversized)
     return rolled_back or git(top, "rev-parse", "HEAD").strip()
 
 
 def resume(workspace: Path, branch: GoalBranch, interrupted_turn: int | None, *, goal_id: str,
-           protect: Sequence[str] = (), paths: Sequence[str] = ()) -> ResumeResult:
+           protect: Sequence[str] = (), paths: Sequence[str] = (),
+           max_file_bytes: int = MAX_FILE_BYTES) -> ResumeResult:
     """Check out the goal branch and account for whatever the working tree holds.
 
     `interrupted_turn` is the turn the store says was open when the process died: its leftover changes
@@ -152,7 +180,8 @@ def resume(workspace: Path, branch: GoalBranch, interrupted_turn: int | None, *,
     uncommitted changes are someone else's, and resuming over them is refused.
     """
     top = _switch_to_goal_branch(workspace, branch)
-    pending = [change.path for change in changes(top)]
+    oversized = oversized_changes(top, max_file_bytes)  # the goal's own, left uncommitted by its checkpoints
+    pending = [change.path for change in changes(top) if change.path not in oversized]
     if not pending:
         return ResumeResult(recovered_commit=None, files=[])
     if interrupted_turn is None:
@@ -161,7 +190,8 @@ def resume(workspace: Path, branch: GoalBranch, interrupted_turn: int | None, *,
                              hint=f"commit them on {branch.name} yourself if the goal should keep them, "
                                   "or stash (git stash -u) or discard them; then resume")
     violations = _enforce(top, protect, paths)
-    commit, files = _commit_changes(top, RECOVERY_SUBJECT, _trailers(goal_id, interrupted_turn, "?/?"))
+    commit, files = _commit_changes(top, RECOVERY_SUBJECT, _trailers(goal_id, interrupted_turn, "?/?"),
+                                    oversized_changes(top, max_file_bytes))
     return ResumeResult(recovered_commit=commit, files=files, violations=violations)
 
 
@@ -170,11 +200,29 @@ def _trailers(goal_id: str, turn: int, checks: str) -> list[tuple[str, str]]:
     return [("Goal-Id", goal_id), ("Turn", str(turn)), ("Checks", checks)]
 
 
-def _commit_changes(top: Path, subject: str, trailers: list[tuple[str, str]]) -> tuple[str | None, list[str]]:
-    """Commit every remaining change; (None, []) when there is none."""
-    files = [change.path for change in changes(top)]
-    commit = commit_all(top, subject, trailers) if files else None
+def _commit_changes(top: Path, subject: str, trailers: list[tuple[str, str]],
+                    exclude: Sequence[str] = ()) -> tuple[str | None, list[str]]:
+    """Commit every remaining change but `exclude`; (None, []) when there is none."""
+    files = [change.path for change in changes(top) if change.path not in exclude]
+    commit = commit_all(top, subject, trailers, exclude=exclude) if files else None
     return commit, (files if commit else [])
+
+
+def _restore_goal_branch(top: Path, branch: GoalBranch) -> str | None:
+    """Put HEAD back on the goal branch when something moved it; returns where it was, else None.
+
+    Only HEAD and the index change: the working tree stays as the turn left it, so the next commit records
+    exactly that, on the goal branch, and the branch HEAD was on never gets a commit.
+    """
+    current = current_branch(top)
+    if current == branch.name:
+        return None
+    if not branch_exists(top, branch.name):
+        raise WorkspaceError(f"the goal branch {branch.name} no longer exists in {top}",
+                             hint="restore it (git branch NAME COMMIT, see git reflog) or set a new goal")
+    git(top, "symbolic-ref", "-m", "goalkeeper: back to the goal branch", "HEAD", f"refs/heads/{branch.name}")
+    git(top, "reset", "-q", "--mixed")  # index := the goal branch's tree; files untouched
+    return current or "a detached HEAD"
 
 
 def _on_goal_branch(workspace: Path, branch: GoalBranch) -> Path:
@@ -192,7 +240,7 @@ def _on_goal_branch(workspace: Path, branch: GoalBranch) -> Path:
 def _switch_to_goal_branch(workspace: Path, branch: GoalBranch) -> Path:
     """Check out the goal branch unless HEAD is already on it; never carry another branch's changes over."""
     top = toplevel(workspace)
-    refuse_stale_lock(top)
+    recover_stale_locks(top, branch.name)
     if current_branch(top) == branch.name:
         return top
     if not branch_exists(top, branch.name):

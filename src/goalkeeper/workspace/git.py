@@ -5,11 +5,14 @@ It never pushes, and it never writes to a branch other than the goal's own (the 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import re
+import shutil
 import subprocess
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +27,58 @@ SNAPSHOT_SUBJECT = "goalkeeper: snapshot of uncommitted changes"
 DIRTY_HINT = "commit or stash them, or pass --allow-dirty to snapshot them onto the goal branch"
 LISTED_PATHS = 10
 """How many paths an error message lists before it says "and N more"."""
+
+#: Config every harness git runs with, at command-line scope (it beats system, global, repository and
+#: included files): no hook, fsmonitor, pager, editor, prompt, signing, transport or auto-gc can run a
+#: program the repository names. Filter, diff and merge drivers are blanked per name (`_driver_overrides`).
+SAFE_CONFIG: tuple[tuple[str, str], ...] = (
+    ("core.hooksPath", "/dev/null"),  # every hook kind, post-index-change and reference-transaction too
+    ("core.fsmonitor", "false"),
+    ("core.useBuiltinFSMonitor", "false"),
+    ("core.pager", "cat"),  # git runs no pager for "cat"
+    ("core.editor", ":"),  # nor an editor for ":"
+    ("sequence.editor", ":"),
+    ("core.askPass", ""),
+    ("core.sshCommand", ""),
+    ("core.gitProxy", ""),
+    ("core.alternateRefsCommand", ""),
+    ("credential.helper", ""),  # an empty value resets the list
+    ("protocol.allow", "never"),  # goalkeeper never fetches or pushes: no transport at all
+    ("diff.external", ""),
+    ("commit.gpgSign", "false"),
+    ("tag.gpgSign", "false"),
+    ("log.showSignature", "false"),
+    ("gc.auto", "0"),
+    ("maintenance.auto", "false"),
+    ("submodule.recurse", "false"),
+)
+
+#: The program-running keys of a named driver: filter.<x>.clean/smudge/process, diff.<x>.textconv/command,
+#: merge.<x>.driver.
+_DRIVER_KEY = re.compile(r"^(filter|diff|merge)\.(.+)\.(clean|smudge|process|textconv|command|driver)$",
+                         re.IGNORECASE | re.DOTALL)
+
+#: Set for every harness git; inherited GIT_* variables are dropped first (GIT_DIR, GIT_EXEC_PATH,
+#: GIT_EXTERNAL_DIFF, GIT_SSH_COMMAND, GIT_CONFIG_PARAMETERS, GIT_INDEX_FILE, ...).
+_FIXED_ENV = {
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_ATTR_NOSYSTEM": "1",
+    "GIT_NO_REPLACE_OBJECTS": "1",  # a replace ref could make a commit show another tree
+    "GIT_TERMINAL_PROMPT": "0",
+    "GIT_ASKPASS": "",  # empty: no askpass program, and SSH_ASKPASS is not consulted
+    "GIT_PAGER": "cat",
+    "GIT_EDITOR": ":",
+}
+
+#: Inherited GIT_* variables that only name the user or the user's own global config file.
+_KEPT_GIT_ENV = frozenset({"GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL",
+                           "GIT_CONFIG_GLOBAL"})
+
+#: Other variables git would run a program from.
+_DROPPED_ENV = frozenset({"SSH_ASKPASS", "PAGER", "EDITOR", "VISUAL", "GIT_PAGER", "GIT_EDITOR"})
+
+#: Subcommands that can render a diff, so an external diff or a textconv driver could run.
+_DIFFING = frozenset({"diff", "log", "show"})
 
 
 @dataclass(frozen=True)
@@ -61,9 +116,10 @@ class Change:
     """Relative to the top-level, `/`-separated; a nested repository ends with `/`."""
 
 
-def git(top: Path, *args: str, stdin: str | None = None, errors: str = "surrogateescape") -> str:
+def git(top: Path, *args: str, stdin: str | None = None, errors: str = "surrogateescape",
+        env: Mapping[str, str] | None = None) -> str:
     """Run `git args` in `top` and return its stdout; any failure is a WorkspaceError that says which."""
-    done = probe(top, *args, stdin=stdin, errors=errors)
+    done = probe(top, *args, stdin=stdin, errors=errors, env=env)
     if done.returncode != 0:
         detail = (done.stderr or done.stdout).strip()
         raise WorkspaceError(f"`git {' '.join(args)}` failed in {top}: {detail}",
@@ -71,18 +127,102 @@ def git(top: Path, *args: str, stdin: str | None = None, errors: str = "surrogat
     return done.stdout
 
 
-def probe(top: Path, *args: str, stdin: str | None = None,
-          errors: str = "surrogateescape") -> subprocess.CompletedProcess[str]:
+def probe(top: Path, *args: str, stdin: str | None = None, errors: str = "surrogateescape",
+          env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run `git args` in `top` and return the finished process, whatever its exit code."""
+    # surrogateescape: paths that are not UTF-8 survive the round trip back to git and the file system
+    done = run_git(top, *args, stdin=None if stdin is None else stdin.encode("utf-8", errors), env=env)
+    return subprocess.CompletedProcess(done.args, done.returncode, done.stdout.decode("utf-8", errors),
+                                       done.stderr.decode("utf-8", errors))
+
+
+def run_git(top: Path, *args: str, stdin: bytes | None = None,
+            env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+    """The one way goalkeeper runs git: hardened (SAFE_CONFIG, blanked drivers, a clean environment, git found
+    outside the workspace), bytes in and out, any exit code.
+
+    `env` adds variables after the hardening (GIT_INDEX_FILE for a scratch index); nothing else may.
+    """
+    program, environment = _hardened_base(top)
+    environment.update(env or {})
     try:
-        # surrogateescape: paths that are not UTF-8 survive the round trip back to git and the file system
-        return subprocess.run(["git", *args], cwd=top, input=stdin, capture_output=True, text=True,
-                              encoding="utf-8", errors=errors, timeout=GIT_TIMEOUT_S)
-    except FileNotFoundError as err:
-        raise WorkspaceError("git is not installed (or not on PATH)", hint="install git") from err
+        config = _driver_overrides(program, top, environment) + list(SAFE_CONFIG)
+        environment.update(_config_environment(config))
+        return subprocess.run([program, *_with_diff_guards(args)], cwd=top, input=stdin, capture_output=True,
+                              env=environment, timeout=GIT_TIMEOUT_S, check=False)
+    except (FileNotFoundError, NotADirectoryError) as err:
+        raise WorkspaceError(f"git could not be run in {top}: {err}", hint="install git, or pass --cwd to an "
+                             "existing repository") from err
     except subprocess.TimeoutExpired as err:
         raise WorkspaceError(f"`git {args[0]}` took longer than {GIT_TIMEOUT_S:.0f}s in {top}",
                              hint="look for a stale .git/index.lock or a hook that hangs") from err
+
+
+def _hardened_base(top: Path) -> tuple[str, dict[str, str]]:
+    """(git's path, its environment): inherited GIT_* dropped, the workspace kept off PATH, no prompts."""
+    path = safe_path(top, os.environ.get("PATH", os.defpath))
+    program = shutil.which("git", path=path)
+    if program is None:
+        raise WorkspaceError("git is not installed (or not on PATH)", hint="install git")
+    environment = {name: value for name, value in os.environ.items()
+                   if name.upper() not in _DROPPED_ENV
+                   and (not name.upper().startswith("GIT_") or name.upper() in _KEPT_GIT_ENV)}
+    environment.update(_FIXED_ENV)
+    environment["PATH"] = path
+    return program, environment
+
+
+def safe_path(top: Path, path: str) -> str:
+    """`path` without relative entries or entries inside `top`: a program the model planted in the
+    workspace (`.venv/bin/git`, `bin/git-lfs`) is never the one the harness runs."""
+    root = os.path.realpath(top)
+    kept = []
+    for entry in path.split(os.pathsep):
+        real = os.path.realpath(entry) if os.path.isabs(entry) else None
+        if real is not None and real != root and not real.startswith(root.rstrip(os.sep) + os.sep):
+            kept.append(entry)
+    return os.pathsep.join(kept)
+
+
+def _driver_overrides(program: str, top: Path, environment: Mapping[str, str]) -> list[tuple[str, str]]:
+    """An empty command for every filter, diff or merge driver any config layer (includes followed) names.
+
+    A driver runs only when an attribute names it and config gives it a command; the attributes are the
+    model's to write (.gitattributes), so every configured command is blanked, whatever its name.
+    """
+    listed = subprocess.run([program, "config", "--list", "-z", "--includes"], cwd=top, capture_output=True,
+                            env={**environment, **_config_environment(list(SAFE_CONFIG))},
+                            timeout=GIT_TIMEOUT_S, check=False)
+    overrides: list[tuple[str, str]] = []
+    for entry in listed.stdout.decode("utf-8", "surrogateescape").split("\0"):
+        key = entry.partition("\n")[0]
+        match = _DRIVER_KEY.match(key)
+        if match is None:
+            continue
+        overrides.append((key, ""))
+        if match.group(1).lower() == "filter":
+            overrides.append((f"{key.rpartition('.')[0]}.required", "false"))
+    return overrides
+
+
+def _config_environment(config: Sequence[tuple[str, str]]) -> dict[str, str]:
+    """GIT_CONFIG_COUNT/KEY/VALUE: command-line scope (it beats every file), and no `=` parsing of names."""
+    environment = {"GIT_CONFIG_COUNT": str(len(config))}
+    for index, (key, value) in enumerate(config):
+        environment[f"GIT_CONFIG_KEY_{index}"] = key
+        environment[f"GIT_CONFIG_VALUE_{index}"] = value
+    return environment
+
+
+def _with_diff_guards(args: Sequence[str]) -> list[str]:
+    """`args` with --no-ext-diff --no-textconv after a diff, log or show subcommand (they accept both)."""
+    out = list(args)
+    index = 0
+    while index < len(out) and out[index].startswith("-"):
+        index += 2 if out[index] in ("-c", "-C") else 1
+    if index < len(out) and out[index] in _DIFFING:
+        out[index + 1:index + 1] = ["--no-ext-diff", "--no-textconv"]
+    return out
 
 
 def toplevel(workspace: Path) -> Path:
@@ -116,7 +256,10 @@ def branch_exists(top: Path, name: str) -> bool:
 
 def changes(top: Path) -> list[Change]:
     """Every uncommitted path: staged, unstaged and untracked (ignored files are not changes)."""
-    out = git(top, "status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames")
+    # --ignore-submodules=dirty: status would run inside each submodule (its own config, its own drivers);
+    # a submodule's new HEAD still shows, and only that could be committed anyway.
+    out = git(top, "status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames",
+              "--ignore-submodules=dirty")
     return [Change(entry[:2], entry[3:]) for entry in out.split("\0") if len(entry) > 3]
 
 
@@ -137,15 +280,41 @@ def identity_flags(top: Path) -> list[str]:
     return flags
 
 
-def commit_all(top: Path, subject: str, trailers: Sequence[tuple[str, str]]) -> str | None:
-    """Stage every change and commit it on the current branch; returns the new commit, or None if nothing staged.
+def stage_all(top: Path, exclude: Sequence[str] = (), env: Mapping[str, str] | None = None) -> None:
+    """`git add -A .` in `top` (every change below it, ignored files left out), but `exclude` (paths relative
+    to `top`), with plumbing that never looks inside a nested repository or submodule.
+
+    `git add` runs `git status` inside each submodule, whose own config could name a filter the harness
+    never saw; ls-files and update-index only read a nested repository's HEAD. `env` may name a scratch
+    index (GIT_INDEX_FILE).
+    """
+    skip = {path.rstrip("/") for path in exclude}
+
+    def listed(*flags: str) -> list[str]:
+        out = git(top, "ls-files", "-z", "--exclude-standard", *flags, env=env)
+        return [path.rstrip("/") for path in dict.fromkeys(out.split("\0")) if path and path.rstrip("/") not in skip]
+
+    modified, untracked = listed("--modified", "--deleted"), listed("--others")
+    # A path that is gone, or became a plain directory, leaves the index first (its files are added after).
+    gone = [path for path in modified if not os.path.lexists(top / path)
+            or ((top / path).is_dir() and not (top / path).is_symlink() and not (top / path / ".git").exists())]
+    for paths, flags in ((gone, ("--force-remove",)), ([p for p in modified if p not in gone] + untracked,
+                                                       ("--add", "--remove"))):
+        if paths:
+            git(top, "update-index", *flags, "-z", "--stdin", stdin="\0".join(paths) + "\0", env=env)
+
+
+def commit_all(top: Path, subject: str, trailers: Sequence[tuple[str, str]],
+               exclude: Sequence[str] = ()) -> str | None:
+    """Stage every change but `exclude` and commit it on the current branch; returns the new commit, or None
+    if nothing staged.
 
     Nothing stages when the only change is inside a submodule (`git add` does not reach into it).
 
-    Hooks are skipped (--no-verify): a harness checkpoint must record the tree exactly as the turn left it,
-    and a formatter hook rewriting files would make the commit disagree with the checks that just ran.
+    Hooks are skipped (hardened git: core.hooksPath=/dev/null, and --no-verify): a harness checkpoint must
+    record the tree exactly as the turn left it, and a hook is a program the repository names.
     """
-    git(top, "add", "-A")
+    stage_all(top, exclude)
     if probe(top, "diff", "--cached", "--quiet").returncode == 0:
         return None
     body = "\n".join(f"{key}: {value}" for key, value in trailers)
@@ -170,12 +339,56 @@ def preflight(workspace: Path, allow_dirty: bool) -> Preflight:
     return Preflight(top=top, head_branch=current_branch(top), head_commit=head, dirty=dirty)
 
 
-def refuse_stale_lock(top: Path) -> None:
-    """A process killed mid-commit leaves `index.lock` behind, and every later git write fails on it."""
-    lock = top / git(top, "rev-parse", "--git-path", "index.lock").strip()
-    if lock.exists():
-        raise WorkspaceError(f"{lock} exists: another git command is running, or one was killed mid-write",
-                             hint=f"if no git command is running, delete {lock} and try again")
+def recover_stale_locks(top: Path, branch: str | None = None) -> list[Path]:
+    """Delete the lock files a killed git left behind (index, HEAD, packed-refs, `branch`'s ref); returns them.
+
+    git writes a new file beside the lock and renames it into place, so the locked file is intact and a
+    lock nobody holds is only litter. A lock is stale when no live process has it open and no git process
+    runs in this repository (a git that died under kill -9, goalkeeper's own included); otherwise it is
+    respected and this is a WorkspaceError.
+    """
+    git_dir = Path(git(top, "rev-parse", "--absolute-git-dir").strip())
+    common = Path(git(top, "rev-parse", "--path-format=absolute", "--git-common-dir").strip())
+    candidates = [git_dir / "index.lock", git_dir / "HEAD.lock", common / "packed-refs.lock"]
+    if branch is not None:
+        candidates.append(common / "refs" / "heads" / f"{branch}.lock")
+    found = {lock: lock.stat() for lock in candidates if lock.exists()}
+    if not found:
+        return []
+    holder = _lock_holder(list(found), (top, git_dir, common))
+    if holder is not None:
+        names = ", ".join(str(lock) for lock in found)
+        raise WorkspaceError(f"{names} is held by a running process ({holder})",
+                             hint="wait for that git command to finish, then try again")
+    removed = []
+    for lock, seen in found.items():
+        with contextlib.suppress(FileNotFoundError):
+            now = lock.stat()
+            if (now.st_ino, now.st_mtime_ns) == (seen.st_ino, seen.st_mtime_ns):  # still the one we judged
+                lock.unlink()
+                removed.append(lock)
+    return removed
+
+
+def _lock_holder(locks: list[Path], places: tuple[Path, ...]) -> str | None:
+    """`pid (name)` of a live process that has one of `locks` open or is a git running in `places`, else None."""
+    wanted = {str(lock) for lock in locks}
+    roots = [str(place.resolve()) for place in places]
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            name = Path(entry.path, "comm").read_text().strip()
+            if name == "git" or name.startswith("git-"):
+                cwd = os.readlink(os.path.join(entry.path, "cwd"))
+                if any(cwd == root or cwd.startswith(root + os.sep) for root in roots):
+                    return f"{entry.name} ({name})"
+            for fd in os.scandir(os.path.join(entry.path, "fd")):
+                if os.readlink(fd.path).removesuffix(" (deleted)") in wanted:
+                    return f"{entry.name} ({name})"
+        except OSError:
+            continue  # gone meanwhile, or another user's process (not ours to judge)
+    return None
 
 
 def _refuse_operation_in_progress(top: Path) -> None:

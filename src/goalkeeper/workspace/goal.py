@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from goalkeeper.store import EventRecord
-from goalkeeper.workspace.checkpoints import Violation, checkpoint, resume
+from goalkeeper.workspace.checkpoints import MAX_FILE_BYTES, CheckpointResult, Violation, checkpoint, resume
 from goalkeeper.workspace.git import GoalBranch, preflight, start_goal
 
 
@@ -33,13 +33,15 @@ def branch_of(records: list[EventRecord]) -> GoalBranch | None:
 
 
 def open_branch(workspace: Path, goal_id: str, outcome: str, branch: GoalBranch | None, allow_dirty: bool,
-                interrupted_turn: int | None, protect: list[str], paths: list[str]) -> Opened | None:
+                interrupted_turn: int | None, protect: list[str], paths: list[str],
+                max_file_bytes: int = MAX_FILE_BYTES) -> Opened | None:
     """First run: preflight and create the goal branch. Later runs: check it out and recover a crash's edits."""
     if branch is None:
         preflight(workspace, allow_dirty)
         created = start_goal(workspace, goal_id, outcome, allow_dirty)
         return Opened("goal_branch", asdict(created))
-    recovered = resume(workspace, branch, interrupted_turn, goal_id=goal_id, protect=protect, paths=paths)
+    recovered = resume(workspace, branch, interrupted_turn, goal_id=goal_id, protect=protect, paths=paths,
+                       max_file_bytes=max_file_bytes)
     if recovered.recovered_commit is None:
         return None
     notice = (f"The harness restarted after turn {interrupted_turn} was interrupted. Changes it left were "
@@ -51,11 +53,40 @@ def open_branch(workspace: Path, goal_id: str, outcome: str, branch: GoalBranch 
 
 
 def commit_turn(workspace: Path, branch: GoalBranch, goal_id: str, turn: int, passing: int, total: int,
-                message: str, protect: list[str], paths: list[str]) -> dict[str, Any]:
-    """The turn's checkpoint commit (reverting boundary violations first), as an event payload."""
-    result = checkpoint(workspace, branch, goal_id, turn, passing, total, message, protect, paths)
-    return {"commit": result.commit, "files_committed": result.files,
-            "violations": [asdict(v) for v in result.violations]}
+                message: str, protect: list[str], paths: list[str],
+                max_file_bytes: int = MAX_FILE_BYTES) -> dict[str, Any]:
+    """The turn's checkpoint commit (reverting boundary violations first), as an event payload.
+
+    What the model must hear besides the violations (a file too large to commit, HEAD found off the goal
+    branch) goes in the payload's `notice`.
+    """
+    result = checkpoint(workspace, branch, goal_id, turn, passing, total, message, protect, paths,
+                        max_file_bytes)
+    payload: dict[str, Any] = {"commit": result.commit, "files_committed": result.files,
+                               "violations": [asdict(v) for v in result.violations]}
+    notice = checkpoint_notice(branch, result, max_file_bytes)
+    if result.oversized:
+        payload["oversized"] = result.oversized
+    if result.left_branch is not None:
+        payload["left_branch"] = result.left_branch
+    if notice:
+        payload["notice"] = notice
+    return payload
+
+
+def checkpoint_notice(branch: GoalBranch, result: CheckpointResult, max_file_bytes: int) -> str:
+    """What the model is told about files left uncommitted and about a branch switch that was undone."""
+    parts = []
+    if result.oversized:
+        limit = f"{max_file_bytes / (1024 * 1024):g} MB"
+        parts.append(f"These files are larger than {limit} and were not committed; they stay on disk, "
+                     f"uncommitted: {', '.join(result.oversized)}. Make them smaller or remove them if the goal "
+                     "does not need them.")
+    if result.left_branch is not None:
+        parts.append(f"HEAD was on {result.left_branch}, not on the goal branch {branch.name}: the harness put it "
+                     "back and committed the working tree there. Branches other than the goal's are not yours to "
+                     "use; do not switch branches.")
+    return " ".join(parts)
 
 
 def violations_notice(violations: list[Violation]) -> str:
