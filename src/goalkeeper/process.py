@@ -135,8 +135,11 @@ async def run_command(
         while chunk := await proc.stdout.read(65536):
             capture.feed(chunk)
 
+    both = asyncio.gather(pump(), proc.wait())
+    # A cancelled call (pause, Ctrl-C) leaves the gather with an exception nobody awaits: retrieve it quietly.
+    both.add_done_callback(lambda done: done.cancelled() or done.exception())
     try:
-        await asyncio.wait_for(asyncio.gather(pump(), proc.wait()), timeout=timeout_s)
+        await asyncio.wait_for(both, timeout=timeout_s)
     except TimeoutError:
         timed_out = True
     finally:
