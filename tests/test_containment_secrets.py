@@ -126,7 +126,8 @@ MEGABYTE_COMMAND = ": '" + "x" * (1024 * 1024) + "'\necho \"ran $((6 * 7))\"; re
 
 def test_a_one_megabyte_command_runs_in_the_sandbox_and_unconfined(git_repo: Path) -> None:
     scripts = Path(tempfile.gettempdir())
-    before = set(scripts.glob("goalkeeper-command-*"))
+    mine = f"goalkeeper-command-{os.getpid()}-*"  # other test workers run commands at the same time
+    before = set(scripts.glob(mine))
     code, output = sandboxed(git_repo, MEGABYTE_COMMAND)
     assert code == 0, output[:500]
     assert "ran 42" in output and "stdin: 1" in output  # stdin is empty, not the script
@@ -135,7 +136,7 @@ def test_a_one_megabyte_command_runs_in_the_sandbox_and_unconfined(git_repo: Pat
     danger = asyncio.run(run_confined(SandboxPolicy("danger-full-access", git_repo), MEGABYTE_COMMAND, git_repo, 60))
     assert danger.exit_code == 0 and "ran 42" in danger.output
     assert plain.command == MEGABYTE_COMMAND  # the record shows the command, not the script file
-    assert set(scripts.glob("goalkeeper-command-*")) <= before  # each script file was removed
+    assert set(scripts.glob(mine)) <= before  # each script file was removed
 
 
 def test_a_one_megabyte_shell_call_does_not_stop_the_run(tmp_path: Path) -> None:
