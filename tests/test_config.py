@@ -9,8 +9,8 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import git
 
+from conftest import git
 from goalkeeper.config import (
     Config,
     GoalSettings,

@@ -1,9 +1,9 @@
 """Reading config.toml files and laying them over each other: built-ins, user file, project file, profile.
 
 The project file is read from a commit, never the working tree, and cut down unless the repository is
-trusted (trust.py). Each file is validated on its own, so an error names the file it is in; the layers are then merged key by
-key (tables merge, values replace), except `[[rules]]`, which add up: every layer's rules apply. Reads files
-but never the environment's secrets, and never prints.
+trusted (trust.py). Each file is validated on its own, so an error names the file it is in; the layers are
+then merged key by key (tables merge, values replace), except `[[rules]]`, `[[notify]]` and `[sandbox]`'s
+lists, which add up: every layer's apply. Reads files but never the environment's secrets, and never prints.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from goalkeeper.config.settings import ReasoningEffort, RunSettings
 from goalkeeper.config.trust import PROJECT_CONFIG, is_trusted, untrusted_view, untrusted_warning
 from goalkeeper.errors import ConfigError
 from goalkeeper.models.pricing import Price, load_prices
-from goalkeeper.sandbox.policy import DEFAULT_SECRET_ENV, DEFAULT_SECRETS
+from goalkeeper.sandbox.policy import DEFAULT_SECRET_ENV, DEFAULT_SECRETS, command_environment
 from goalkeeper.sandbox.rules import ApprovalPolicy, Rule
 from goalkeeper.workspace.git import probe
 
@@ -80,6 +80,12 @@ class Config:
         """The variables every provider in force reads its API key from: always kept from commands."""
         return tuple(sorted({p.env_key for p in self.providers.values() if p.env_key}))
 
+    def command_env(self, environ: Mapping[str, str], key_env: str | None) -> dict[str, str]:
+        """`environ` for the agent's commands and the checks: less `secret_env`, every provider's `env_key`, and
+        `key_env`, the variable the goal's own model reads its key from, whatever its name (BARS_KEY)."""
+        return command_environment(environ, self.secret_env, also=(*([key_env] if key_env else []),
+                                                                   *self.key_envs()))
+
 
 def goalkeeper_home() -> Path:
     """`$GOALKEEPER_HOME`, by default `~/.goalkeeper` (the store lives there too)."""
@@ -133,7 +139,7 @@ def _merge_layers(layers: list[tuple[str, dict[str, Any]]], profile: str | None,
         merged = deep_merge(merged, data)
     rule_layers = [data.get("rules", []) for _, data in layers]
     notify = [target for _, data in layers for target in data.get("notify", [])]  # they add up, like rules
-    sandbox = [data.get("sandbox", {}) for _, data in layers]  # and so do the secrets
+    sandbox = [data.get("sandbox", {}) for _, data in layers]  # and so do the secret lists
     chosen = profile or merged.get("profile")
     if chosen is not None:
         overlay = _profile_table(merged, chosen, [where for where, _ in layers])
@@ -159,9 +165,14 @@ def _merge_layers(layers: list[tuple[str, dict[str, Any]]], profile: str | None,
                   restate_before_start=True if config.restate_before_start is None else config.restate_before_start,
                   notify=tuple(config.notify), server_url=config.server_url,
                   notify_wait_s=10.0 if config.notify_wait_s is None else config.notify_wait_s,
-                  secrets=(*DEFAULT_SECRETS, *(glob for table in sandbox for glob in table.get("secret_paths", []))),
-                  secret_env=(*DEFAULT_SECRET_ENV, *(glob for table in sandbox for glob in table.get("secret_env", []))),
+                  secrets=(*DEFAULT_SECRETS, *_joined(sandbox, "secret_paths")),
+                  secret_env=(*DEFAULT_SECRET_ENV, *_joined(sandbox, "secret_env")),
                   warnings=warnings)
+
+
+def _joined(tables: list[dict[str, Any]], key: str) -> list[str]:
+    """Every table's `key` list, one after another."""
+    return [item for table in tables for item in table.get(key, ())]
 
 
 def _project_layer(path: Path, commit: str, user: dict[str, Any],

@@ -45,7 +45,7 @@ def trusted_projects(home: Path) -> dict[str, str]:
         return {}
     except OSError as error:
         raise ConfigError(f"cannot read the trusted projects {path}: {error}",
-                          f"make it a regular file (not a link), or delete it and run `gk trust` again") from None
+                          "make it a regular file (not a link), or delete it and run `gk trust` again") from None
     with os.fdopen(fd, encoding="utf-8") as handle:
         text = handle.read()
     try:

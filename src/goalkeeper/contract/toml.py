@@ -43,6 +43,9 @@ def parse_contract(text: str, source: str = "goal.toml") -> Contract:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ContractError(*toml_syntax_problem(err, text, source)) from None
+    except RecursionError:  # tomllib recurses once per nested array or inline table
+        raise ContractError(f"{source}: TOML nested too deeply (arrays or inline tables inside each other hundreds "
+                            "of levels down)", hint="fix the file: a goal.toml nests a few levels at most") from None
     try:
         return Contract.model_validate(data)
     except ValidationError as err:
