@@ -27,6 +27,7 @@ from goalkeeper.config.trust import is_trusted, trust, trust_path, trusted_proje
 from goalkeeper.contract import parse_contract
 from goalkeeper.engines.local import run_goal
 from goalkeeper.errors import ConfigError, ContractError
+from goalkeeper.prd import FACTS_HEADING, FACTS_MARK, read_prd
 from goalkeeper.sandbox.rules import Rule
 from goalkeeper.store import Store
 from scenario import (
@@ -339,6 +340,21 @@ def test_an_azure_style_key_named_by_a_provider_is_dropped(tmp_path: Path, goalk
 
 
 # ---------------------------------------------------------------- (e) nested TOML
+
+
+@pytest.mark.parametrize("deep", ["a = " + "[" * 100_000 + "\n", "a." * 5_000 + "b = 1\n",
+                                  "[" + ".".join(["t"] * 5_000) + "]\n"], ids=["arrays", "dotted-keys", "tables"])
+def test_deeply_nested_toml_is_one_clear_error_wherever_it_is_read(tmp_path: Path, deep: str) -> None:
+    with pytest.raises(ContractError, match="nested too deeply"):
+        parse_contract(deep)
+    home = tmp_path / "gk-home"
+    (home / "config.toml").write_text(deep)
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        load_config(None)
+    prd = tmp_path / "PRD.md"
+    prd.write_text(f"# Spike\n\n{FACTS_HEADING}\n\n```toml\n{FACTS_MARK}\n{deep}```\n")
+    with pytest.raises(ContractError, match="nested too deeply"):
+        read_prd(prd)
 
 
 def test_deeply_nested_toml_is_one_clear_error(tmp_path: Path, goalkeeper_home: Path) -> None:

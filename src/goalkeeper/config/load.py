@@ -236,11 +236,16 @@ def read_config_file(path: Path) -> dict[str, Any]:
 def parse_config_text(text: str, source: str) -> dict[str, Any]:
     """One config file's raw tables from its text, checked against the schema; errors name `source`."""
     try:
+        return _checked(text, source)
+    except RecursionError:  # tomllib recurses per nested array or inline table, repr per nested table
+        raise nesting_error(source) from None
+
+
+def _checked(text: str, source: str) -> dict[str, Any]:
+    try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise syntax_error(error, text, source) from None
-    except RecursionError:  # tomllib recurses once per nested array or inline table
-        raise nesting_error(source) from None
     try:
         ConfigFile.model_validate(data)
     except ValidationError as error:

@@ -27,7 +27,7 @@ def syntax_error(error: tomllib.TOMLDecodeError, text: str, source: str | Path) 
 
 def nesting_error(source: str | Path) -> ConfigError:
     """TOML nested deeper than the parser can follow (it recurses once per level): no config needs that."""
-    return ConfigError(f"{source}: TOML nested too deeply (arrays or inline tables inside each other "
+    return ConfigError(f"{source}: TOML nested too deeply (arrays, tables or dotted keys inside each other "
                        "hundreds of levels down)", "fix the file: a config.toml nests a few levels at most")
 
 

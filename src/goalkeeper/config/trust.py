@@ -50,7 +50,7 @@ def trusted_projects(home: Path) -> dict[str, str]:
         text = handle.read()
     try:
         data: Any = json.loads(text)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):  # RecursionError: brackets nested past the parser's depth
         data = None
     projects = data.get("projects") if isinstance(data, dict) else None
     if not isinstance(projects, dict) or not all(isinstance(v, str) for v in projects.values()):
