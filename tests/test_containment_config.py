@@ -307,8 +307,14 @@ def test_a_trust_file_replaced_by_a_link_is_refused(tmp_path: Path, goalkeeper_h
 
 def test_the_providers_key_never_reaches_a_command_whatever_its_name(tmp_path: Path, goalkeeper_home: Path) -> None:
     repo = sample_repo(tmp_path)
-    (goalkeeper_home / "config.toml").write_text('[sandbox]\nsecret_env = ["MY_DB_*"]\n')
-    replies = [Completion(tool_calls=(ToolCallReply("shell", {"command": "env; touch LOOKED"}),)),
+    (repo / "deploy" / "keys").mkdir(parents=True)
+    (repo / "deploy" / "keys" / "prod.txt").write_text("TOPSECRET-DEPLOY-KEY\n")
+    commit(repo, "deploy keys")
+    (goalkeeper_home / "config.toml").write_text('[sandbox]\nsecret_env = ["MY_DB_*"]\n'
+                                                 'secret_paths = ["deploy/keys/"]\n')
+    look = "env; cat deploy/keys/prod.txt; touch LOOKED"
+    replies = [Completion(tool_calls=(ToolCallReply("shell", {"command": look}),
+                                      ToolCallReply("read_file", {"path": "deploy/keys/prod.txt"}))),
                Completion(tool_calls=(ToolCallReply("update_goal", {"status": "complete", "summary": "looked"}),)),
                Completion(text="done")]
     clean = "test -f LOOKED && sh -c '! env | grep -q -e BARS -e MY_DB_DSN'"
@@ -322,6 +328,7 @@ def test_the_providers_key_never_reaches_a_command_whatever_its_name(tmp_path: P
     assert {h.get("authorization") for h in headers} == {f"Bearer {KEY}"}  # the model itself got the key
     assert "HARMLESS_SETTING=kept" in bodies  # `env` ran and its output reached the model ...
     assert KEY not in bodies and "BARS_KEY" not in bodies and "postgres://u:pw" not in bodies  # ... without these
+    assert "TOPSECRET" not in bodies  # [sandbox] secret_paths: masked in the shell, refused by read_file
 
 
 def test_the_goal_key_and_every_provider_key_are_dropped_by_name() -> None:

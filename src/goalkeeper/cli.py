@@ -194,8 +194,9 @@ def run(model_flags: ModelFlags, cwd: Cwd = Path("."), thread: ThreadOpt = None,
     workspace = workspace_of(cwd)
     with open_store() as store:
         record = control.current_goal(store, workspace, thread)
-        _config(workspace, model_flags.profile, config_commit(store, record))  # its warnings, before the run
-        chosen = model_flags.settings(workspace) if model_flags.given else None
+        commit = config_commit(store, record)  # the goal's base: never the goal branch the model wrote
+        _config(workspace, model_flags.profile, commit)  # its warnings, before the run
+        chosen = model_flags.settings(workspace, commit=commit) if model_flags.given else None
         return _drive(store, record, workspace, chosen, as_json)
 
 
