@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -139,9 +140,10 @@ def untrusted_view(project: dict[str, Any], user: dict[str, Any]) -> tuple[dict[
     profiles: dict[str, Any] = {}
     for name, table in project.get("profiles", {}).items():
         over = {key: value for key, value in table.items() if key not in _DROPPED}
-        ignored += [f"profiles.{name}.{key}" for key in _DROPPED if key in table]
+        shown = name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else json.dumps(name)  # json.dumps: escapes inert
+        ignored += [f"profiles.{shown}.{key}" for key in _DROPPED if key in table]
         # A profile is laid over the top level, so it is measured against the user's same profile, then top level.
-        ignored += _tighten_only(over, {**user, **user.get("profiles", {}).get(name, {})}, f"profiles.{name}.")
+        ignored += _tighten_only(over, {**user, **user.get("profiles", {}).get(name, {})}, f"profiles.{shown}.")
         profiles[name] = over
     if "profiles" in project:
         kept["profiles"] = profiles
