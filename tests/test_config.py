@@ -10,14 +10,17 @@ from pathlib import Path
 
 import pytest
 
+from conftest import git
 from goalkeeper.config import (
     Config,
     GoalSettings,
     ModelSettings,
+    goalkeeper_home,
     load_config,
     resolve_model_settings,
     settings_from_config,
 )
+from goalkeeper.config.trust import trust
 from goalkeeper.errors import ConfigError
 from goalkeeper.models.pricing import ZERO_PRICE, Price
 
@@ -42,10 +45,18 @@ def user_file(home: Path, text: str) -> Path:
     return path
 
 
-def project_file(workspace: Path, text: str) -> Path:
+def project_file(workspace: Path, text: str, trusted: bool = True) -> Path:
+    """The project's config, committed (only the committed version is read) in a repository the person trusts
+    (test_containment_config.py covers untrusted ones)."""
     path = workspace / ".goalkeeper" / "config.toml"
     path.parent.mkdir(exist_ok=True)
     path.write_text(text)
+    if not (workspace / ".git").exists():
+        git(workspace, "init", "-q", "-b", "main")
+    git(workspace, "add", "-A")
+    git(workspace, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "config", "--allow-empty")
+    if trusted:
+        trust(goalkeeper_home(), workspace)
     return path
 
 

@@ -17,7 +17,9 @@ from typing import Any
 
 import pytest
 
+from conftest import git
 from goalkeeper.config import load_config, scripted_settings
+from goalkeeper.config.trust import trust
 from goalkeeper.engines.local import run_goal
 from goalkeeper.errors import ConfigError
 from goalkeeper.notify import SIGNATURE_HEADER, TIMESTAMP_HEADER, shown_url, sign, verify_signature
@@ -179,17 +181,26 @@ def test_signatures_urls_and_config() -> None:
 
 def test_notify_tables_are_checked_and_add_up_across_layers(tmp_path: Path, goalkeeper_home: Path) -> None:
     configure(goalkeeper_home, "http://127.0.0.1:9/user")
-    project = tmp_path / "ws" / ".goalkeeper"
-    project.mkdir(parents=True)
-    (project / "config.toml").write_text('[[notify]]\nurl = "http://127.0.0.1:9/project"\nformat = "slack"\n')
-    config = load_config(tmp_path / "ws")
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    git(workspace, "init", "-q", "-b", "main")
+    trust(goalkeeper_home, workspace)  # an untrusted project's [[notify]] is ignored (test_containment_config.py)
+
+    def project(text: str) -> None:  # only the committed version is read
+        (workspace / ".goalkeeper").mkdir(exist_ok=True)
+        (workspace / ".goalkeeper" / "config.toml").write_text(text)
+        git(workspace, "add", "-A")
+        git(workspace, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "config")
+
+    project('[[notify]]\nurl = "http://127.0.0.1:9/project"\nformat = "slack"\n')
+    config = load_config(workspace)
     assert [(t.url, t.format) for t in config.notify] == [("http://127.0.0.1:9/user", "json"),
                                                           ("http://127.0.0.1:9/project", "slack")]
     assert config.notify[0].events == ["achieved", "unmet", "budget_limited", "paused"]
     assert config.notify_wait_s == 10.0
-    (project / "config.toml").write_text('[[notify]]\nurl = "http://x/h"\nevents = ["achieve"]\n')
+    project('[[notify]]\nurl = "http://x/h"\nevents = ["achieve"]\n')
     with pytest.raises(ConfigError, match="did you mean `achieved`"):
-        load_config(tmp_path / "ws")
-    (project / "config.toml").write_text('[[notify]]\nurl = "ftp://x/h"\n')
+        load_config(workspace)
+    project('[[notify]]\nurl = "ftp://x/h"\n')
     with pytest.raises(ConfigError, match="notify"):
         load_config(tmp_path / "ws")

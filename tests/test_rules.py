@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from conftest import git
 from goalkeeper.config import load_config
+from goalkeeper.config.trust import trust
 from goalkeeper.errors import ConfigError
 from goalkeeper.models.base import ToolCall
 from goalkeeper.sandbox.rules import (
@@ -348,6 +350,11 @@ def test_config_sets_the_approval_policy_and_rules_from_every_layer(goalkeeper_h
     (project / "config.toml").write_text('[[rules]]\nmatch = "pytest*"\naction = "allow"\n'
                                          '[profiles.ci]\napproval_policy = "never"\n'
                                          '[[profiles.ci.rules]]\nmatch = "make deploy*"\naction = "ask"\n')
+    # Only the committed version of a trusted project's config applies in full (test_containment_config.py).
+    git(tmp_path / "repo", "init", "-q", "-b", "main")
+    git(tmp_path / "repo", "add", "-A")
+    git(tmp_path / "repo", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "config")
+    trust(goalkeeper_home, tmp_path / "repo")
 
     plain = load_config(tmp_path / "repo")
     ci = load_config(tmp_path / "repo", profile="ci")

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from goalkeeper.config import Config, ModelSettings, load_config
+from goalkeeper.config.trust import HARNESS_PROTECT
 from goalkeeper.context.history import tool_calls_from_payload
 from goalkeeper.context.prompts import render
 from goalkeeper.context.tokens import counter_for
@@ -25,7 +26,7 @@ from goalkeeper.engines.local import open_model
 from goalkeeper.models.base import Message, Model, ModelResponse, Usage
 from goalkeeper.readonly import ToolSession, ToolUse, usage_payload
 from goalkeeper.sandbox.bwrap import require_sandbox
-from goalkeeper.sandbox.policy import SandboxPolicy, command_environment
+from goalkeeper.sandbox.policy import SandboxPolicy
 from goalkeeper.side import fork_history
 from goalkeeper.store import EventRecord, NewEvent, Store
 from goalkeeper.tools.base import ToolContext, ToolResult
@@ -89,13 +90,14 @@ class ChatSession:
         workspace = workspace.resolve()
         self.store, self.workspace, self.settings = store, workspace, settings
         self.thread = thread_for(store, workspace, create=True)
-        config = load_config(workspace)
+        config = load_config(workspace)  # HEAD's committed version: a chat has no goal, so no base commit
         self.tools = chat_tools(config, approver)
-        self.sandbox = SandboxPolicy("workspace-write", workspace)
+        self.sandbox = SandboxPolicy("workspace-write", workspace, HARNESS_PROTECT, secrets=config.secrets,
+                                     secret_env=config.secret_env)
         self.context = ToolContext(workspace, config.run.shell_timeout_s,
                                    output_token_limit=config.run.tool_output_token_limit,
                                    counter=counter_for(settings.model, settings.wire_api), read_blob=store.get_blob,
-                                   env=command_environment(os.environ), sandbox=self.sandbox,
+                                   env=config.command_env(os.environ, settings.api_key_env), sandbox=self.sandbox,
                                    headless=approver is None)
         records = store.events(self.thread.thread_id, kinds=[*CHAT_EVENT_KINDS, "approval_rule"])
         for record in records:

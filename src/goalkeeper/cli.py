@@ -13,14 +13,24 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.text import Text
 
 from goalkeeper import console, control, demo, drafting, planning, prd, views
 from goalkeeper import side as side_questions
 from goalkeeper import templates as goal_templates
 from goalkeeper.cli_options import ContractFlags, ModelFlags, with_options
-from goalkeeper.config import GoalSettings, ModelSettings, RunSettings, load_config, scripted_settings
+from goalkeeper.config import (
+    Config,
+    GoalSettings,
+    ModelSettings,
+    RunSettings,
+    goalkeeper_home,
+    load_config,
+    scripted_settings,
+)
+from goalkeeper.config import trust as trusted
 from goalkeeper.contract import Contract, parse_duration
-from goalkeeper.engines.local import run_goal
+from goalkeeper.engines.local import config_commit, run_goal
 from goalkeeper.errors import ConfigError, GoalkeeperError, WorkspaceError
 from goalkeeper.lifecycle import exit_code
 from goalkeeper.lint_run import lint_goal
@@ -119,7 +129,7 @@ def goal(
         adopted = newest_plan(store, workspace, thread) if contract_flags.from_plan else None
         contract = contract_flags.contract(objective, adopted)
         chosen = model_flags.settings_if_configured(workspace, contract.budget.usd)
-        run_knobs = load_config(workspace, model_flags.profile).run
+        run_knobs = _config(workspace, model_flags.profile).run
         record = _set(store, workspace, thread, contract, chosen, run_knobs, replace, allow_dirty, force)
         console.show_summary(summarize(store, record))
         console.out.print("Run it with: gk run" + (f" --cwd {cwd}" if str(cwd) != "." else ""))
@@ -146,14 +156,22 @@ def _set(store: Store, workspace: Path, thread: str | None, contract: Contract, 
         replace = typer.confirm("This workspace already has a goal. Replace it?", default=False)
         if not replace:
             raise typer.Exit(4)
-    _lint_gate(contract, workspace, force)
+    _lint_gate(contract, workspace, force, model.api_key_env if model else None)
     settings = GoalSettings(model=model, run=run_knobs, allow_dirty=allow_dirty)
     return control.set_goal(store, workspace, contract, settings, replace_existing=replace, thread_id=thread)
 
 
-def _lint_gate(contract: Contract, workspace: Path, force: bool) -> None:
+def _config(workspace: Path, profile: str | None, commit: str = "HEAD") -> Config:
+    """config.toml as `load_config` reads it, its warnings (an untrusted project's ignored keys) shown once."""
+    config = load_config(workspace, profile, commit)
+    for warning in config.warnings:
+        console.err.print(Text("warning: ", style="yellow") + Text(warning))
+    return config
+
+
+def _lint_gate(contract: Contract, workspace: Path, force: bool, key_env: str | None = None) -> None:
     """`gk lint` before a goal is set (checks run once): errors refuse it (exit 1) unless `force`."""
-    report = lint_goal(contract, workspace)
+    report = lint_goal(contract, workspace, key_env=key_env)
     console.show_lint_gate(report, forced=force)
     if report.errors and not force:
         raise typer.Exit(1)
@@ -185,7 +203,9 @@ def run(model_flags: ModelFlags, cwd: Cwd = Path("."), thread: ThreadOpt = None,
     workspace = workspace_of(cwd)
     with open_store() as store:
         record = control.current_goal(store, workspace, thread)
-        chosen = model_flags.settings(workspace) if model_flags.given else None
+        commit = config_commit(store, record)  # the goal's base: never the goal branch the model wrote
+        _config(workspace, model_flags.profile, commit)  # its warnings, before the run
+        chosen = model_flags.settings(workspace, commit=commit) if model_flags.given else None
         return _drive(store, record, workspace, chosen, as_json)
 
 
@@ -230,7 +250,7 @@ def exec_(
         adopted = newest_plan(store, workspace, thread) if contract_flags.from_plan else None
         contract = contract_flags.contract(objective, adopted)
         chosen = model_flags.settings(workspace, contract.budget.usd)
-        run_knobs = load_config(workspace, model_flags.profile).run
+        run_knobs = _config(workspace, model_flags.profile).run
         record = _set(store, workspace, thread, contract, chosen, run_knobs, replace, allow_dirty, force)
         return _drive(store, record, workspace, chosen, as_json)
 
@@ -520,6 +540,30 @@ def implement(
             print(json.dumps({"goal_id": started.goal.goal_id, "branch": started.branch.name,
                               "base_commit": started.branch.base_commit, "spike_goal_id": started.spike.goal_id,
                               "spike_branch": started.spike.branch}))
+    return 0
+
+
+@app.command(name="trust")
+def trust_(revoke: Annotated[bool, typer.Option("--revoke", help="Stop trusting the repository.")] = False,
+           list_trusted: Annotated[bool, typer.Option("--list", help="List the trusted repositories.")] = False,
+           cwd: Cwd = Path(".")) -> int:
+    """Trust this repository's committed .goalkeeper/config.toml in full. Until then, the keys that could send
+    data or keys elsewhere or loosen a limit (model_provider, [model_providers], [[notify]], server_url, a looser
+    approval_policy, allow rules, [model_pricing], [sandbox]) are ignored."""
+    home = goalkeeper_home()
+    if list_trusted:
+        for path, since in sorted(trusted.trusted_projects(home).items()):
+            console.out.print(f"{path}  (trusted {since})", markup=False)
+        return 0
+    top = toplevel(cwd.expanduser().resolve())
+    if revoke:
+        done = trusted.revoke(home, top)
+        console.out.print(f"{top} is {'no longer' if done else 'not'} trusted: its .goalkeeper/config.toml applies "
+                          "only in part", markup=False)
+        return 0
+    done = trusted.trust(home, top)
+    console.out.print(f"{top} is {'now' if done else 'already'} trusted: its committed .goalkeeper/config.toml "
+                      "applies in full (gk trust --revoke undoes it)", markup=False)
     return 0
 
 

@@ -90,10 +90,11 @@ class ModelFlags:
         return any((self.model, self.model_provider, self.profile, self.reasoning_effort, self.base_url,
                     self.api_key_env, self.stream))
 
-    def settings(self, workspace: Path, usd_budget: float | None = None) -> ModelSettings:
-        """Flags over config files over the environment; a clear error when nothing names a provider."""
+    def settings(self, workspace: Path, usd_budget: float | None = None, commit: str = "HEAD") -> ModelSettings:
+        """Flags over config files over the environment; a clear error when nothing names a provider. The
+        project's config is read as committed at `commit` (a goal's base; HEAD before a goal exists)."""
         return settings_from_config(
-            load_config(workspace, self.profile), model=self.model, model_provider=self.model_provider,
+            load_config(workspace, self.profile, commit), model=self.model, model_provider=self.model_provider,
             base_url=self.base_url, api_key_env=self.api_key_env, reasoning_effort=self.reasoning_effort,
             stream=self.stream, usd_budget=usd_budget)
 

@@ -110,8 +110,8 @@ class SubmitGoal:
     spec = ToolSpec("submit_goal", "Submit the drafted goal. It is validated and linted (its checks are run once "
                                    "in a scratch copy); fix what comes back, or it is written for review.", _SCHEMA)
 
-    def __init__(self, workspace: Path, run_checks: bool) -> None:
-        self.workspace, self.run_checks = workspace, run_checks
+    def __init__(self, workspace: Path, run_checks: bool, key_env: str | None = None) -> None:
+        self.workspace, self.run_checks, self.key_env = workspace, run_checks, key_env
         self.contract: Contract | None = None
         self.lint: LintReport | None = None
         self.fix_rounds = 0
@@ -122,7 +122,7 @@ class SubmitGoal:
             contract = contract_from_arguments(arguments)
         except ContractError as error:
             return ToolResult(f"{error.message}\nCall submit_goal again with the fix.", ok=False)
-        report = await lint_goal_async(contract, self.workspace, run=self.run_checks)
+        report = await lint_goal_async(contract, self.workspace, run=self.run_checks, key_env=self.key_env)
         if report.errors and self.fix_rounds < LINT_FIX_ROUNDS:
             self.fix_rounds += 1
             return ToolResult("Lint found errors; the draft is not written yet. Fix them and call submit_goal "
@@ -173,7 +173,7 @@ def draft_goal(store: Store, workspace: Path, description: str, output: Path, *,
     settings = GoalSettings.model_validate(goal.settings) if goal else GoalSettings()
     chosen = model or settings.model or settings_from_config(load_config(workspace))
     context = read_only_context(workspace, None, settings.run, chosen, store, {"status": "drafting"})
-    submit = SubmitGoal(workspace, run_checks)
+    submit = SubmitGoal(workspace, run_checks, chosen.api_key_env)  # the checks it runs never see the key
     tools = ToolRegistry([*default_registry().only(DRAFT_TOOLS).tools.values(), submit])
     messages = [Message("system", render("system")), Message("user", render("draft", description=as_data(description)))]
     with endpoint(chosen) as reachable:

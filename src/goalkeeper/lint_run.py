@@ -19,12 +19,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from goalkeeper.config import load_config
 from goalkeeper.contract import Check, Contract, format_duration
 from goalkeeper.contract.lint import Element, Finding, LintReport, lint_report
 from goalkeeper.errors import SandboxError
 from goalkeeper.pins import pin_verification_surface
 from goalkeeper.sandbox.bwrap import require_sandbox
-from goalkeeper.sandbox.policy import SandboxPolicy, command_environment
+from goalkeeper.sandbox.policy import SandboxPolicy
 from goalkeeper.verify import Evidence, missing_commands, run_check, run_constraint
 
 #: Seconds each check or keep_green command may run while linting (less when its own timeout is shorter).
@@ -43,15 +44,16 @@ _PYTHON_SYNTAX = re.compile(r"^(?:SyntaxError|IndentationError|TabError): .*$", 
 
 
 def lint_goal(contract: Contract, workspace: Path, *, run: bool = True,
-              timeout_s: float = LINT_TIMEOUT_S) -> LintReport:
+              timeout_s: float = LINT_TIMEOUT_S, key_env: str | None = None) -> LintReport:
     """Lint `contract` for `workspace`: the contract's own findings, the commands' syntax and programs, and
-    (with `run`) what running each check and keep_green command once shows. Call from synchronous code;
+    (with `run`) what running each check and keep_green command once shows. `key_env`, the variable the
+    goal's model reads its key from, is kept from the commands. Call from synchronous code;
     `lint_goal_async` is the same for a running event loop."""
-    return asyncio.run(lint_goal_async(contract, workspace, run=run, timeout_s=timeout_s))
+    return asyncio.run(lint_goal_async(contract, workspace, run=run, timeout_s=timeout_s, key_env=key_env))
 
 
 async def lint_goal_async(contract: Contract, workspace: Path, *, run: bool = True,
-                          timeout_s: float = LINT_TIMEOUT_S) -> LintReport:
+                          timeout_s: float = LINT_TIMEOUT_S, key_env: str | None = None) -> LintReport:
     """`lint_goal` for async callers."""
     static = await asyncio.to_thread(_static_findings, contract, workspace)
     findings = [finding for _, finding in static]
@@ -59,7 +61,7 @@ async def lint_goal_async(contract: Contract, workspace: Path, *, run: bool = Tr
     pinned = sorted(pins.paths)
     if not run:
         return lint_report(contract, findings, ran=False, pinned=pinned)
-    ran, notes = await _run_findings(contract, workspace, {name for name, _ in static}, timeout_s)
+    ran, notes = await _run_findings(contract, workspace, {name for name, _ in static}, timeout_s, key_env)
     return lint_report(contract, [*findings, *ran], ran=True, notes=notes, pinned=pinned)
 
 
@@ -117,15 +119,17 @@ def _where(element: Element, name: str) -> str:
 # ---------------------------------------------------------------- running each command once
 
 
-async def _run_findings(contract: Contract, workspace: Path, broken: set[str],
-                        timeout_s: float) -> tuple[list[Finding], list[str]]:
+async def _run_findings(contract: Contract, workspace: Path, broken: set[str], timeout_s: float,
+                        key_env: str | None) -> tuple[list[Finding], list[str]]:
     """Findings from running each runnable check and keep_green command once, and notes on what was not judged."""
     if not contract.checks and not contract.constraints.keep_green:
         return [], []
     with _scratch_copy(workspace) as scratch:
         boundaries = contract.boundaries
+        config = load_config(workspace)  # for its secrets: HEAD's committed version, as before a goal exists
         sandbox = SandboxPolicy(boundaries.sandbox, scratch.resolve(), tuple(boundaries.protect),
-                                tuple(boundaries.paths), network=boundaries.network)
+                                tuple(boundaries.paths), network=boundaries.network, secrets=config.secrets,
+                                secret_env=config.secret_env)
         try:
             await asyncio.to_thread(require_sandbox, sandbox)
         except SandboxError as error:
@@ -133,7 +137,7 @@ async def _run_findings(contract: Contract, workspace: Path, broken: set[str],
                             f"the checks cannot run under sandbox {boundaries.sandbox!r}: {error.message}",
                             error.hint or 'install bubblewrap, or set sandbox = "danger-full-access" in [boundaries]'
                             )], []
-        env = command_environment(os.environ)
+        env = config.command_env(os.environ, key_env)
         runs: list[tuple[Evidence, float, float]] = []  # evidence, the limit it ran under, its own timeout
         for check in contract.checks:
             if check.name not in broken:

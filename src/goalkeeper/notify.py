@@ -241,10 +241,11 @@ class Notifier:
 
 
 @asynccontextmanager
-async def notifying(store: Store, workspace: Path, on_event: EventHook | None) -> AsyncIterator[EventHook | None]:
-    """`on_event` with the run's notifications attached (when config.toml has `[[notify]]`); at the end, wait
-    a bounded time for deliveries in flight, off the event loop."""
-    config = load_config(workspace)
+async def notifying(store: Store, workspace: Path, on_event: EventHook | None,
+                    commit: str = "HEAD") -> AsyncIterator[EventHook | None]:
+    """`on_event` with the run's notifications attached (when config.toml has `[[notify]]`, the project's as
+    committed at `commit`); at the end, wait a bounded time for deliveries in flight, off the event loop."""
+    config = load_config(workspace, commit=commit)
     if not config.notify:
         yield on_event
         return

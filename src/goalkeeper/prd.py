@@ -202,15 +202,17 @@ def read_prd(path: Path) -> tuple[str, SpikeFacts]:
                             "write the PRD with `gk distill`, or restore that section as it wrote it")
     try:
         data = tomllib.loads(found.group(1))
-    except tomllib.TOMLDecodeError as error:
-        raise ContractError(f"{path}: the facts block is not valid TOML ({error})",
+        dumped = tomli_w.dumps({key: value for key, value in data.items() if key != "spike"})
+    except (tomllib.TOMLDecodeError, RecursionError) as error:  # RecursionError: nested hundreds of levels down
+        why = "nested too deeply" if isinstance(error, RecursionError) else str(error)
+        raise ContractError(f"{path}: the facts block is not valid TOML ({why})",
                             "undo the edit to the ```toml block, or distill again") from None
     spike = data.pop("spike", None)
     bad = [key for key in _SPIKE_KEYS if not isinstance((spike or {}).get(key), str) or not spike[key].strip()]
     if bad:
         raise ContractError(f"{path}: the facts block's [spike] table lacks {', '.join(bad)}",
                             "restore [spike] as `gk distill` wrote it (goal_id, branch, base_commit, status)")
-    contract = parse_contract(tomli_w.dumps(data), source=f"{path} (facts block)")
+    contract = parse_contract(dumped, source=f"{path} (facts block)")
     body = text[:text.index(FACTS_HEADING)].strip()
     facts = SpikeFacts(spike["goal_id"], spike["branch"], spike["base_commit"], spike["status"], contract)
     return body or contract.outcome, facts

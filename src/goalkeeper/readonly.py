@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from goalkeeper.config import ModelSettings, RunSettings
+from goalkeeper.config import ModelSettings, RunSettings, load_config
+from goalkeeper.config.trust import HARNESS_PROTECT
 from goalkeeper.context.tokens import counter_for
 from goalkeeper.contract import Contract
 from goalkeeper.models.base import Message, Model, ModelRequest, ModelResponse, ToolCall, ToolSpec, Usage
 from goalkeeper.models.retry import RetryPolicy, complete_with_retries
-from goalkeeper.sandbox.policy import SandboxPolicy, command_environment
+from goalkeeper.sandbox.policy import SandboxPolicy
 from goalkeeper.store import Store
 from goalkeeper.tools.base import ToolContext, ToolResult
 from goalkeeper.tools.registry import READ_ONLY_TOOL_NAMES, ToolRegistry, default_registry
@@ -43,13 +44,15 @@ def read_only_context(workspace: Path, contract: Contract | None, run: RunSettin
     """A tool context built as the runner builds its own: the contract's sandbox, credentials scrubbed, the
     model's token counter, and the store's full outputs readable (`read_output`)."""
     boundaries = contract.boundaries if contract is not None else None
+    config = load_config(workspace)  # for its secrets; HEAD's committed version (see load_config)
     sandbox = SandboxPolicy(
         boundaries.sandbox if boundaries else "workspace-write", workspace,
-        tuple(boundaries.protect) if boundaries else (), tuple(boundaries.paths) if boundaries else (),
-        network=boundaries.network if boundaries else False)
+        (*HARNESS_PROTECT, *(boundaries.protect if boundaries else ())), tuple(boundaries.paths) if boundaries else (),
+        network=boundaries.network if boundaries else False, secrets=config.secrets, secret_env=config.secret_env)
     return ToolContext(workspace, run.shell_timeout_s, output_token_limit=run.tool_output_token_limit,
                        counter=counter_for(model.model, model.wire_api), read_blob=store.get_blob,
-                       env=command_environment(os.environ), goal_view=goal_view or {}, sandbox=sandbox)
+                       env=config.command_env(os.environ, model.api_key_env), goal_view=goal_view or {},
+                       sandbox=sandbox)
 
 
 def usage_payload(usage: Usage) -> dict[str, int]:

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from goalkeeper.compaction import compact, compaction_due
-from goalkeeper.config import GoalSettings, load_config
+from goalkeeper.config import Config, GoalSettings, load_config
+from goalkeeper.config.trust import HARNESS_PROTECT
 from goalkeeper.context.handoff import Facts, facts_from
 from goalkeeper.context.history import Conversation
 from goalkeeper.context.prompts import render
@@ -55,7 +56,7 @@ from goalkeeper.pins import Pins, pin_verification_surface
 from goalkeeper.sampling import request_due, sample
 from goalkeeper.sandbox import limits as process_limits
 from goalkeeper.sandbox.bwrap import require_sandbox
-from goalkeeper.sandbox.policy import SandboxPolicy, command_environment
+from goalkeeper.sandbox.policy import SandboxPolicy
 from goalkeeper.snapshot import state_to_dict
 from goalkeeper.store import EventRecord, GoalRecord, NewEvent, StaleGoalError, Store
 from goalkeeper.surface import double_check
@@ -113,9 +114,10 @@ class Runner:
         self.keep_green: list[str] | None = None
         self.why = ""
         boundaries = self.contract.boundaries
-        self.sandbox = SandboxPolicy(boundaries.sandbox, workspace, tuple(boundaries.protect), tuple(boundaries.paths),
-                                     network=boundaries.network)
-        self.env = command_environment(os.environ)
+        # The harness's own folder is protected whatever the contract says; config.toml's secrets join in _start.
+        self.sandbox = SandboxPolicy(boundaries.sandbox, workspace, (*HARNESS_PROTECT, *boundaries.protect),
+                                     tuple(boundaries.paths), network=boundaries.network)
+        self.env = Config().command_env(os.environ, self._key_env())
         self.branch: GoalBranch | None = None
         self.pins: Pins | None = None
         self.notice = ""
@@ -159,7 +161,7 @@ class Runner:
                                           "processes": limit}, "harness")])
         await self._open_branch()
         await self._pin_surface()
-        config = load_config(self.workspace)
+        config = self._configure()
         self.tools = self.tools.with_approvals(rules=config.rules, approval_policy=config.approval_policy,
                                                goal_branch=self.branch.name if self.branch else None)
         if self.keep_green is None:
@@ -171,6 +173,19 @@ class Runner:
             return StartTurn(turn.kind)
         return self._commit(begin(self.state)).action
 
+    def _configure(self) -> Config:
+        """config.toml as committed at the goal's base (its snapshot with --allow-dirty), never the goal branch,
+        which the model writes; its secrets join the sandbox and the environment filter."""
+        branch = self.branch
+        config = load_config(self.workspace, commit=branch.snapshot_commit or branch.base_commit if branch else "HEAD")
+        self.sandbox = replace(self.sandbox, secrets=config.secrets, secret_env=config.secret_env)
+        self.env = config.command_env(os.environ, self._key_env())
+        return config
+
+    def _key_env(self) -> str | None:
+        """The variable the goal's model reads its API key from (`--api-key-env BARS_KEY`), if any."""
+        return self.settings.model.api_key_env if self.settings.model is not None else None
+
     async def _open_branch(self) -> None:
         """Create the goal branch on the first run; later, check it out and commit what a crash left."""
         turn = self.conversation.turn
@@ -178,7 +193,8 @@ class Runner:
         boundaries = self.contract.boundaries
         opened = await asyncio.to_thread(open_branch, self.workspace, self.goal.goal_id, self.contract.outcome,
                                          self.branch, self.settings.allow_dirty, interrupted,
-                                         list(boundaries.protect), list(boundaries.paths), boundaries.max_file_bytes)
+                                         list(self.sandbox.protect), list(boundaries.paths),
+                                         boundaries.max_file_bytes)
         if opened is not None:
             self.record([NewEvent(opened.kind, {**opened.payload, "notice": opened.notice}, "harness")])
 

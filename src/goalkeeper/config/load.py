@@ -1,8 +1,9 @@
 """Reading config.toml files and laying them over each other: built-ins, user file, project file, profile.
 
-Each file is validated on its own, so an error names the file it is in; the layers are then merged key by
-key (tables merge, values replace), except `[[rules]]`, which add up: every layer's rules apply. Reads files
-but never the environment's secrets, and never prints.
+The project file is read from a commit, never the working tree, and cut down unless the repository is
+trusted (trust.py). Each file is validated on its own, so an error names the file it is in; the layers are
+then merged key by key (tables merge, values replace), except `[[rules]]`, `[[notify]]` and `[sandbox]`'s
+lists, which add up: every layer's apply. Reads files but never the environment's secrets, and never prints.
 """
 
 from __future__ import annotations
@@ -16,12 +17,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from goalkeeper.config.problems import did_you_mean, syntax_error, validation_error
+from goalkeeper.config.problems import did_you_mean, nesting_error, syntax_error, validation_error
 from goalkeeper.config.schema import BUILTIN_PROVIDERS, OPTIONAL_BASE_URL, ConfigFile, ModelProvider, NotifyTarget
 from goalkeeper.config.settings import ReasoningEffort, RunSettings
+from goalkeeper.config.trust import PROJECT_CONFIG, is_trusted, untrusted_view, untrusted_warning
 from goalkeeper.errors import ConfigError
 from goalkeeper.models.pricing import Price, load_prices
+from goalkeeper.sandbox.policy import DEFAULT_SECRET_ENV, DEFAULT_SECRETS, command_environment
 from goalkeeper.sandbox.rules import ApprovalPolicy, Rule
+from goalkeeper.workspace.git import probe
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,23 @@ class Config:
     """`server_url`: where `gk serve` is reachable, for report links in notifications."""
     notify_wait_s: float = 10.0
     """`notify_wait_s`: how long a finished run waits for notifications still being delivered."""
+    secrets: tuple[str, ...] = DEFAULT_SECRETS
+    """Path globs the sandbox masks: the built-in ones, then every layer's `[sandbox] secret_paths`."""
+    secret_env: tuple[str, ...] = DEFAULT_SECRET_ENV
+    """Variable name globs no command sees: the built-in ones, then every layer's `[sandbox] secret_env`."""
+    warnings: tuple[str, ...] = ()
+    """What a person should know about how the files were read (an untrusted project's ignored keys,
+    uncommitted project config); the CLI prints them. Reading never prints."""
+
+    def key_envs(self) -> tuple[str, ...]:
+        """The variables every provider in force reads its API key from: always kept from commands."""
+        return tuple(sorted({p.env_key for p in self.providers.values() if p.env_key}))
+
+    def command_env(self, environ: Mapping[str, str], key_env: str | None) -> dict[str, str]:
+        """`environ` for the agent's commands and the checks: less `secret_env`, every provider's `env_key`, and
+        `key_env`, the variable the goal's own model reads its key from, whatever its name (BARS_KEY)."""
+        return command_environment(environ, self.secret_env, also=(*([key_env] if key_env else []),
+                                                                   *self.key_envs()))
 
 
 def goalkeeper_home() -> Path:
@@ -73,35 +94,61 @@ def goalkeeper_home() -> Path:
 
 
 def config_paths(workspace: Path | None) -> list[Path]:
-    """The config files that apply, in the order they are laid down: user, then project (when distinct)."""
+    """The config files that apply, in the order they are laid down: user, then project (when distinct).
+
+    The project file is named as it sits in the working tree, but only its committed version is read.
+    """
     paths = [goalkeeper_home() / "config.toml"]
-    if workspace is not None:
-        project = workspace / ".goalkeeper" / "config.toml"
+    top = _top_level(workspace)
+    if top is not None:
+        project = top / PROJECT_CONFIG
         if project.resolve() != paths[0].resolve():
             paths.append(project)
     return paths
 
 
-def load_config(workspace: Path | None, profile: str | None = None) -> Config:
+def load_config(workspace: Path | None, profile: str | None = None, commit: str = "HEAD") -> Config:
     """The configuration for `workspace`: user file, project file, then the profile (`profile`, else the
-    files' `profile = ...`). Missing files are fine; every problem in one is a ConfigError naming it."""
-    layers: list[tuple[Path, dict[str, Any]]] = []
-    for path in config_paths(workspace):
-        if path.is_file():
-            layers.append((path, read_config_file(path)))
+    files' `profile = ...`). Missing files are fine; every problem in one is a ConfigError naming it.
+
+    The project file is read as committed at `commit` (a goal's base commit; HEAD before a goal exists),
+    never from the working tree or a goal branch, which the model can write. In a repository the person
+    has not trusted (`gk trust`), its keys that could send data elsewhere or loosen a limit are dropped
+    and named in `Config.warnings`.
+    """
+    paths = config_paths(workspace)
+    layers: list[tuple[str, dict[str, Any]]] = []
+    files: list[Path] = []
+    warnings: list[str] = []
+    user: dict[str, Any] = {}
+    if paths[0].is_file():
+        user = read_config_file(paths[0])
+        layers.append((str(paths[0]), user))
+        files.append(paths[0])
+    if len(paths) > 1 and (project := _project_layer(paths[1], commit, user, warnings)) is not None:
+        layers.append(project)
+        files.append(paths[1])
+    return _merge_layers(layers, profile, tuple(files), tuple(warnings))
+
+
+def _merge_layers(layers: list[tuple[str, dict[str, Any]]], profile: str | None, files: tuple[Path, ...],
+                  warnings: tuple[str, ...]) -> Config:
+    """The layers laid over the built-ins, the chosen profile over them, as one Config."""
     merged: dict[str, Any] = {"model_providers": dict(BUILTIN_PROVIDERS)}
     for _, data in layers:
         merged = deep_merge(merged, data)
     rule_layers = [data.get("rules", []) for _, data in layers]
     notify = [target for _, data in layers for target in data.get("notify", [])]  # they add up, like rules
+    sandbox = [data.get("sandbox", {}) for _, data in layers]  # and so do the secret lists
     chosen = profile or merged.get("profile")
     if chosen is not None:
-        overlay = _profile_table(merged, chosen, [path for path, _ in layers])
+        overlay = _profile_table(merged, chosen, [where for where, _ in layers])
         rule_layers.append(overlay.get("rules", []))
         merged = deep_merge(merged, overlay)
     merged.pop("profiles", None)
     merged["rules"] = [rule for layer in reversed(rule_layers) for rule in layer]
     merged["notify"] = notify
+    merged.pop("sandbox", None)
     config = ConfigFile.model_validate(merged)  # each layer was valid, so their merge is too
     _check_providers(config, layers)
     knobs = config.run.model_dump(exclude_none=True) if config.run else {}
@@ -113,11 +160,68 @@ def load_config(workspace: Path | None, profile: str | None = None) -> Config:
                   auto_compact_token_limit=config.model_auto_compact_token_limit,
                   providers=config.model_providers, prices=load_prices(config.model_pricing),
                   run=RunSettings().model_copy(update=knobs),
-                  files=tuple(path for path, _ in layers), approval_policy=config.approval_policy or "on-request",
+                  files=files, approval_policy=config.approval_policy or "on-request",
                   rules=tuple(Rule(rule.match, rule.action, rule.reason) for rule in config.rules or ()),
                   restate_before_start=True if config.restate_before_start is None else config.restate_before_start,
                   notify=tuple(config.notify), server_url=config.server_url,
-                  notify_wait_s=10.0 if config.notify_wait_s is None else config.notify_wait_s)
+                  notify_wait_s=10.0 if config.notify_wait_s is None else config.notify_wait_s,
+                  secrets=(*DEFAULT_SECRETS, *_joined(sandbox, "secret_paths")),
+                  secret_env=(*DEFAULT_SECRET_ENV, *_joined(sandbox, "secret_env")),
+                  warnings=warnings)
+
+
+def _joined(tables: list[dict[str, Any]], key: str) -> list[str]:
+    """Every table's `key` list, one after another."""
+    return [item for table in tables for item in table.get(key, ())]
+
+
+def _project_layer(path: Path, commit: str, user: dict[str, Any],
+                   warnings: list[str]) -> tuple[str, dict[str, Any]] | None:
+    """The project file as committed at `commit` (None when it has none), cut down unless trusted."""
+    top = path.parent.parent
+    committed = _committed_text(top, commit)
+    on_disk = _working_text(path)
+    if on_disk is not None and on_disk != committed:
+        warnings.append(f"{path} differs from its version committed at {_short(commit)}, and only the committed "
+                        "version is read: commit it to use your changes")
+    if committed is None:
+        return None
+    data = parse_config_text(committed, str(path))  # errors name the file a person would edit
+    if is_trusted(goalkeeper_home(), top):
+        return str(path), data
+    kept, ignored = untrusted_view(data, user)
+    if ignored:
+        warnings.append(untrusted_warning(str(path), top, ignored))
+    return str(path), kept
+
+
+def _top_level(workspace: Path | None) -> Path | None:
+    """The repository's resolved top level, or None outside a repository."""
+    if workspace is None or not workspace.is_dir():
+        return None
+    done = probe(workspace, "rev-parse", "--show-toplevel")
+    return Path(done.stdout.strip()).resolve() if done.returncode == 0 and done.stdout.strip() else None
+
+
+def _committed_text(top: Path, commit: str) -> str | None:
+    """The project file's text at `commit`; None when the commit has none (or there is no commit yet).
+
+    `cat-file blob` prints the stored bytes as they are: no textconv, no filter, nothing the repository
+    configures runs.
+    """
+    done = probe(top, "cat-file", "blob", f"{commit}:{PROJECT_CONFIG}", errors="replace")
+    return done.stdout if done.returncode == 0 else None
+
+
+def _short(commit: str) -> str:
+    return commit[:12] if len(commit) == 40 else commit
+
+
+def _working_text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
@@ -126,14 +230,26 @@ def read_config_file(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"cannot read config file {path}: {error}", "make it a readable UTF-8 file") from None
+    return parse_config_text(text, str(path))
+
+
+def parse_config_text(text: str, source: str) -> dict[str, Any]:
+    """One config file's raw tables from its text, checked against the schema; errors name `source`."""
+    try:
+        return _checked(text, source)
+    except RecursionError:  # tomllib recurses per nested array or inline table, repr per nested table
+        raise nesting_error(source) from None
+
+
+def _checked(text: str, source: str) -> dict[str, Any]:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
-        raise syntax_error(error, text, path) from None
+        raise syntax_error(error, text, source) from None
     try:
         ConfigFile.model_validate(data)
     except ValidationError as error:
-        raise validation_error(error, path) from None
+        raise validation_error(error, source) from None
     return data
 
 
@@ -146,11 +262,11 @@ def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, An
     return merged
 
 
-def _profile_table(merged: Mapping[str, Any], name: str, files: list[Path]) -> dict[str, Any]:
+def _profile_table(merged: Mapping[str, Any], name: str, files: list[str]) -> dict[str, Any]:
     profiles: dict[str, Any] = merged.get("profiles", {})
     if name in profiles:
         return dict(profiles[name])
-    where = ", ".join(str(path) for path in files) or "no config file was found"
+    where = ", ".join(files) or "no config file was found"
     if not profiles:
         raise ConfigError(f"unknown profile `{name}`: no profiles are defined ({where})",
                           f"add a [profiles.{name}] table to {goalkeeper_home() / 'config.toml'}, "
@@ -159,7 +275,7 @@ def _profile_table(merged: Mapping[str, Any], name: str, files: list[Path]) -> d
                       f"use one of the profiles defined: {', '.join(sorted(profiles))}")
 
 
-def _check_providers(config: ConfigFile, layers: list[tuple[Path, dict[str, Any]]]) -> None:
+def _check_providers(config: ConfigFile, layers: list[tuple[str, dict[str, Any]]]) -> None:
     """A provider someone defines must say where it lives."""
     for name, provider in config.model_providers.items():
         if provider.base_url is None and name not in OPTIONAL_BASE_URL:

@@ -17,15 +17,21 @@ from goalkeeper.config.schema import EXAMPLES, REPLACED_KEYS, ConfigFile
 from goalkeeper.errors import ConfigError
 from goalkeeper.problems import describe, did_you_mean, toml_syntax_problem, unwrap_optional
 
-__all__ = ["did_you_mean", "dotted_key", "syntax_error", "validation_error"]
+__all__ = ["did_you_mean", "dotted_key", "nesting_error", "syntax_error", "validation_error"]
 
 
-def syntax_error(error: tomllib.TOMLDecodeError, text: str, source: Path) -> ConfigError:
+def syntax_error(error: tomllib.TOMLDecodeError, text: str, source: str | Path) -> ConfigError:
     """A TOML syntax error with the file, line and the line's text."""
     return ConfigError(*toml_syntax_problem(error, text, source))
 
 
-def validation_error(error: ValidationError, source: Path) -> ConfigError:
+def nesting_error(source: str | Path) -> ConfigError:
+    """TOML nested deeper than the parser can follow (it recurses once per level): no config needs that."""
+    return ConfigError(f"{source}: TOML nested too deeply (arrays, tables or dotted keys inside each other "
+                       "hundreds of levels down)", "fix the file: a config.toml nests a few levels at most")
+
+
+def validation_error(error: ValidationError, source: str | Path) -> ConfigError:
     """Every problem pydantic found, one line each: `<file>: <key>: <what is wrong>; write <what instead>`."""
     lines = []
     for problem in error.errors():

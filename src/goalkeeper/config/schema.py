@@ -145,6 +145,15 @@ class Profile(_Table):
         return one_of(value, ApprovalPolicy)
 
 
+class SandboxTable(_Table):
+    """The `[sandbox]` table: what the agent's commands never see, on top of the built-in lists."""
+
+    secret_env: list[str] = []
+    """Environment variable name globs removed from every command's environment (case-insensitive)."""
+    secret_paths: list[str] = []
+    """Path globs masked in the workspace and in $HOME, like `.env*` and `.ssh/`."""
+
+
 class ConfigFile(Profile):
     """One config.toml, user or project."""
 
@@ -160,6 +169,8 @@ class ConfigFile(Profile):
     """Where `gk serve` is reachable, for the report links in notifications."""
     notify_wait_s: float | None = Field(None, ge=0)
     """How long a finished run waits for notifications still being delivered (default 10 s)."""
+    sandbox: SandboxTable | None = None
+    """What the sandbox hides besides the built-in secrets; every layer's entries add up."""
 
 
 BUILTIN_PROVIDERS: dict[str, dict[str, Any]] = {
@@ -221,6 +232,9 @@ EXAMPLES = {
     "max_attempts": "max_attempts = 5",
     "server_url": 'server_url = "http://127.0.0.1:8765"',
     "notify_wait_s": "notify_wait_s = 10",
+    "sandbox": '[sandbox] with secret_env = ["*_CREDS"] and secret_paths = ["secrets/"]',
+    "secret_env": 'secret_env = ["DATABASE_URL", "*_CREDS"] (variable name globs)',
+    "secret_paths": 'secret_paths = ["secrets/", "*.key"] (path globs)',
 }
 """What to write, by key, for error messages."""
 

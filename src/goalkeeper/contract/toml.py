@@ -40,6 +40,15 @@ def load_contract(path: Path) -> Contract:
 def parse_contract(text: str, source: str = "goal.toml") -> Contract:
     """Validate goal TOML held in memory; `source` names it in error messages."""
     try:
+        return _validated(text, source)
+    except RecursionError:  # tomllib recurses per nested array or inline table, repr per nested table
+        raise ContractError(f"{source}: TOML nested too deeply (arrays, tables or dotted keys inside each other "
+                            "hundreds of levels down)", hint="fix the file: a goal.toml nests a few levels at most"
+                            ) from None
+
+
+def _validated(text: str, source: str) -> Contract:
+    try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ContractError(*toml_syntax_problem(err, text, source)) from None

@@ -17,6 +17,7 @@ from goalkeeper.notify import notifying
 from goalkeeper.runner import Runner, RunResult
 from goalkeeper.store import EventRecord, GoalRecord, Store
 from goalkeeper.tools.registry import Approver
+from goalkeeper.workspace.goal import branch_of
 
 
 def run_goal(store: Store, goal: GoalRecord, workspace: Path, model: ModelSettings | None = None,
@@ -36,7 +37,8 @@ async def drive_goal(store: Store, goal: GoalRecord, workspace: Path, model: Mod
     """`run_goal` inside a running event loop; the hooks are the Runner's (runner.py)."""
     goal, chosen = settle_model(store, goal, workspace, model)
     # [[notify]] webhooks watch the committed events; at the end they get a bounded wait (notify.py).
-    async with notifying(store, workspace, on_event) as watched, open_model(chosen) as built:
+    async with notifying(store, workspace, on_event, config_commit(store, goal)) as watched, \
+            open_model(chosen) as built:
         runner = Runner(store, goal, built, workspace, watched, on_text=on_text, approver=approver,
                         handle_signals=handle_signals)
         return await runner.run()
@@ -46,13 +48,21 @@ def settle_model(store: Store, goal: GoalRecord, workspace: Path,
                  model: ModelSettings | None) -> tuple[GoalRecord, ModelSettings]:
     """The model to drive `goal` with (`model`, else the goal's, else config's), stored with the goal."""
     settings = GoalSettings.model_validate(goal.settings)
-    chosen = model or settings.model or settings_from_config(load_config(workspace))
+    chosen = model or settings.model or settings_from_config(load_config(workspace, commit=config_commit(store, goal)))
     if chosen != settings.model:
         # Remember the model, so a later `gk run` (after a crash, say) talks to the same one.
         settings = settings.model_copy(update={"model": chosen})
         store.commit(goal.goal_id, [], settings=settings.model_dump(mode="json"))
         goal = store.get_goal_by_id(goal.goal_id)
     return goal, chosen
+
+
+def config_commit(store: Store, goal: GoalRecord) -> str:
+    """The commit a goal's project config is read from: its base commit, or its snapshot of the person's own
+    uncommitted changes (--allow-dirty); never the goal branch, which the model writes. Before the first run
+    it is HEAD, where the branch will start."""
+    branch = branch_of(store.events(goal.thread_id, goal_id=goal.goal_id, kinds=["goal_branch"]))
+    return "HEAD" if branch is None else branch.snapshot_commit or branch.base_commit
 
 
 @contextlib.asynccontextmanager

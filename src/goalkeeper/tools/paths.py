@@ -11,6 +11,7 @@ import json
 import os
 from pathlib import Path
 
+from goalkeeper.config.trust import HARNESS_PROTECT
 from goalkeeper.sandbox.globs import first_path_match, path_matches
 from goalkeeper.sandbox.policy import SandboxPolicy
 
@@ -62,7 +63,8 @@ class BoundaryRefused(ValueError):
 def check_write(workspace: Path, path: str, target: Path, policy: SandboxPolicy | None) -> None:
     """Refuse, with `BoundaryRefused`, writing `target` (the resolved form of `path` as the model wrote it).
 
-    Never inside `.git/`; and under a policy: nothing in read-only mode, nothing `protect` covers, and
+    Never inside `.git/`, nor in the harness's own `.goalkeeper/` (its config.toml decides where goalkeeper
+    sends keys and goal data); and under a policy: nothing in read-only mode, nothing `protect` covers, and
     only what `paths` covers when it is set. Both the real path and the path as written are checked, so
     a symlink can neither lead into a protected file nor dress one up as an allowed one.
     """
@@ -70,6 +72,9 @@ def check_write(workspace: Path, path: str, target: Path, policy: SandboxPolicy 
         if ".git" in name.split("/"):
             raise BoundaryRefused(f"refused: {name} is inside .git/, which only git itself changes; "
                                   "choose another approach")
+        if first_path_match(HARNESS_PROTECT, name) is not None:
+            raise BoundaryRefused(f"refused: {name} is inside .goalkeeper/, goalkeeper's own configuration, which "
+                                  "only the person changes; choose another approach")
         if policy is None:
             continue
         if policy.mode == "read-only":
