@@ -149,3 +149,17 @@ def test_a_one_megabyte_shell_call_does_not_stop_the_run(tmp_path: Path) -> None
         first = events(store, goal, "tool_result")[0].payload
     assert result.status == "achieved"
     assert first["ok"] and "ran 42" in first["output"]
+
+
+def test_the_file_tools_read_a_dot_env_virtualenv_but_not_dot_env_files(git_repo: Path) -> None:
+    """The file tools mask what the sandbox masks: `.env*` names files, so a `.env/` virtualenv stays readable."""
+    from goalkeeper.tools.paths import BoundaryRefused, check_read
+
+    (git_repo / ".env" / "bin").mkdir(parents=True)
+    (git_repo / ".env" / "bin" / "activate").write_text("# venv\n")
+    (git_repo / "deploy").mkdir()
+    (git_repo / "deploy" / ".env.prod").write_text("TOKEN=x\n")
+    policy = SandboxPolicy("workspace-write", git_repo.resolve())
+    check_read(git_repo, ".env/bin/activate", git_repo / ".env" / "bin" / "activate", policy)
+    with pytest.raises(BoundaryRefused, match="secret glob"):
+        check_read(git_repo, "deploy/.env.prod", git_repo / "deploy" / ".env.prod", policy)

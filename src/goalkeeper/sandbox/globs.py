@@ -41,8 +41,11 @@ def _segment(text: str, any_char: str) -> str:
 
 
 @functools.lru_cache(maxsize=1024)
-def compile_path_glob(pattern: str) -> re.Pattern[str] | None:
-    """The regex for a path glob (see the module docstring); None for a blank glob, which matches nothing."""
+def compile_path_glob(pattern: str, descend: bool = True) -> re.Pattern[str] | None:
+    """The regex for a path glob (see the module docstring); None for a blank glob, which matches nothing.
+
+    `descend=False` matches only what the glob names, not what lies under it (a secret file glob).
+    """
     text = pattern.strip()
     anchored = text.startswith("/") or "/" in text.strip("/")
     segments = [part for part in text.strip("/").split("/") if part]
@@ -60,7 +63,7 @@ def compile_path_glob(pattern: str) -> re.Pattern[str] | None:
         else:
             body = ".*"
     prefix = "" if anchored else "(?:.*/)?"
-    return re.compile(f"^{prefix}{body}(?:/.*)?$")
+    return re.compile(f"^{prefix}{body}(?:/.*)?$" if descend else f"^{prefix}{body}$")
 
 
 def normalize_path(path: str) -> str:
@@ -82,6 +85,16 @@ def first_path_match(patterns: Iterable[str], path: str) -> str | None:
     return next((pattern for pattern in patterns if path_matches(pattern, path)), None)
 
 
+def first_secret_match(secrets: Iterable[str], path: str) -> str | None:
+    """The first secret glob that covers `path`, as the sandbox masks them: a glob ending in `/` covers a
+    directory and everything under it, any other glob only a file it names itself. So `.env*` hides `.env`
+    and `.env.local`, but not the files of a virtualenv called `.env/`."""
+    name = normalize_path(path)
+    for pattern in secrets:
+        regex = compile_path_glob(pattern, descend=pattern.strip().endswith("/"))
+        if regex is not None and regex.match(name) is not None:
+            return pattern
+    return None
 @functools.lru_cache(maxsize=1024)
 def compile_command_glob(pattern: str) -> re.Pattern[str]:
     """The regex for a command rule's `match`: `*` is any text (spaces and `/` included), `?` one character.

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from goalkeeper.config.trust import HARNESS_PROTECT
-from goalkeeper.sandbox.globs import first_path_match, path_matches
+from goalkeeper.sandbox.globs import first_path_match, first_secret_match, path_matches
 from goalkeeper.sandbox.policy import SandboxPolicy
 
 
@@ -93,7 +93,7 @@ def check_read(workspace: Path, path: str, target: Path, policy: SandboxPolicy |
     if policy is None:
         return
     for name in _names(workspace, path, target):
-        secret = first_path_match(policy.secrets, name)
+        secret = first_secret_match(policy.secrets, name)
         if secret is not None:
             raise BoundaryRefused(f"refused: {name} matches the secret glob {secret!r}; secrets are never "
                                   "shown to the model, so work without its contents")

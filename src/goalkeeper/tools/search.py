@@ -17,7 +17,7 @@ from typing import Any
 
 from goalkeeper.models.base import ToolSpec
 from goalkeeper.process import run_command
-from goalkeeper.sandbox.globs import first_path_match
+from goalkeeper.sandbox.globs import first_secret_match
 from goalkeeper.tools.base import ToolContext, ToolResult
 from goalkeeper.tools.files import looks_binary
 from goalkeeper.tools.output import (
@@ -169,7 +169,7 @@ async def search_with_ripgrep(
 
 def _without_secrets(found: Found, secrets: Sequence[str]) -> Found:
     """Drop matches in secret files: their contents are never shown to the model."""
-    kept = [match for match in found.matches if first_path_match(secrets, match.path) is None]
+    kept = [match for match in found.matches if first_secret_match(secrets, match.path) is None]
     hidden = len(found.matches) - len(kept)
     notes = [*found.notes, f"[{hidden} matching line(s) in secret files hidden]"] if hidden else found.notes
     return Found(kept, found.total - hidden, notes)
