@@ -17,11 +17,11 @@ import pytest
 from conftest import git
 from goalkeeper.contract import contract_from_flags
 from goalkeeper.errors import WorkspaceError
-from goalkeeper.pins import baseline_content
 from goalkeeper.process import CommandResult
 from goalkeeper.sandbox.bwrap import run_sandboxed
 from goalkeeper.sandbox.policy import SandboxPolicy
 from goalkeeper.store import Store
+from goalkeeper.verify.pins import baseline_content
 from goalkeeper.workspace.checkpoints import checkpoint, diff, resume, rollback
 from goalkeeper.workspace.git import GoalBranch, changes, recover_stale_locks, start_goal
 from goalkeeper.workspace.git import git as hardened_git

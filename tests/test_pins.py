@@ -12,7 +12,9 @@ import pytest
 
 from conftest import git
 from goalkeeper.contract import Check, Contract, Metric
-from goalkeeper.pins import (
+from goalkeeper.sandbox.policy import SandboxPolicy
+from goalkeeper.verify.checks import Evidence, all_pass, run_checks
+from goalkeeper.verify.pins import (
     Pin,
     Pins,
     pin_verification_surface,
@@ -20,8 +22,6 @@ from goalkeeper.pins import (
     tamper_feedback,
     verify_restored,
 )
-from goalkeeper.sandbox.policy import SandboxPolicy
-from goalkeeper.verify import Evidence, all_pass, run_checks
 
 CALC = "def add(a, b):\n    return a - b\n"
 FIXED_CALC = "def add(a, b):\n    return a + b\n"

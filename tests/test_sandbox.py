@@ -30,7 +30,7 @@ from goalkeeper.sandbox.bwrap import (
 from goalkeeper.sandbox.policy import SandboxMode, SandboxPolicy
 from goalkeeper.tools.base import ToolContext
 from goalkeeper.tools.shell import ShellTool
-from goalkeeper.verify import run_check, run_constraint
+from goalkeeper.verify.checks import run_check, run_constraint
 
 SECRET = "s3cr3t-do-not-leak"
 

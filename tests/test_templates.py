@@ -21,7 +21,7 @@ from goalkeeper.lint_run import lint_goal
 from goalkeeper.sandbox.globs import path_matches
 from goalkeeper.sandbox.policy import SandboxPolicy
 from goalkeeper.templates import TEMPLATE_NAMES, template, templates, write_template
-from goalkeeper.verify import run_check, run_checks
+from goalkeeper.verify.checks import run_check, run_checks
 from scenario import gk
 
 PYTEST_PATHS = '[tool.pytest.ini_options]\npythonpath = ["src"]\n'

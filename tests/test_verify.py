@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from goalkeeper.contract import Check, Constraints, Contract, Metric
-from goalkeeper.verify import (
+from goalkeeper.verify.checks import (
     Evidence,
     MetricNotFound,
     all_pass,

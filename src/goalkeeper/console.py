@@ -24,8 +24,8 @@ from goalkeeper.contract import format_duration
 from goalkeeper.errors import GoalkeeperError
 from goalkeeper.safe_text import neutralise
 from goalkeeper.store import EventRecord, ThreadRecord
-from goalkeeper.surface import surface_lines
 from goalkeeper.tools.shell import command_of
+from goalkeeper.verify.surface import surface_lines
 from goalkeeper.views import GoalSummary
 
 if TYPE_CHECKING:

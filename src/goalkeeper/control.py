@@ -33,7 +33,7 @@ from goalkeeper.errors import ConfigError, ContractError, GoalkeeperError, GoalN
 from goalkeeper.lifecycle import Reason
 from goalkeeper.snapshot import state_from_dict, state_to_dict
 from goalkeeper.store import EventRecord, GoalRecord, NewEvent, Store, ThreadRecord, lease_is_live
-from goalkeeper.verify import missing_commands
+from goalkeeper.verify.checks import missing_commands
 from goalkeeper.workspace.git import preflight
 
 ControlAction = Literal["pause", "resume", "clear", "budget"]

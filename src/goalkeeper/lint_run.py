@@ -23,10 +23,10 @@ from goalkeeper.config import load_config
 from goalkeeper.contract import Check, Contract, format_duration
 from goalkeeper.contract.lint import Element, Finding, LintReport, lint_report
 from goalkeeper.errors import SandboxError
-from goalkeeper.pins import pin_verification_surface
 from goalkeeper.sandbox.bwrap import require_sandbox
 from goalkeeper.sandbox.policy import SandboxPolicy
-from goalkeeper.verify import Evidence, missing_commands, run_check, run_constraint
+from goalkeeper.verify.checks import Evidence, missing_commands, run_check, run_constraint
+from goalkeeper.verify.pins import pin_verification_surface
 
 #: Seconds each check or keep_green command may run while linting (less when its own timeout is shorter).
 LINT_TIMEOUT_S = 120.0

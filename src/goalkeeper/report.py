@@ -10,8 +10,8 @@ from typing import Any
 
 from goalkeeper.contract import Contract, format_duration
 from goalkeeper.store import EventRecord, GoalRecord, Store
-from goalkeeper.surface import TAMPERING
-from goalkeeper.verify import Evidence
+from goalkeeper.verify.checks import Evidence
+from goalkeeper.verify.surface import TAMPERING
 from goalkeeper.views import GoalSummary, checklist_progress, goal_events, summarize
 
 REASONS = {

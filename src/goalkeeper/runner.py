@@ -52,18 +52,18 @@ from goalkeeper.errors import (
 from goalkeeper.lifecycle import Status, TurnKind
 from goalkeeper.models.base import Model, ModelRequest, ModelResponse, ToolCall
 from goalkeeper.models.pricing import cost_usd, price_of
-from goalkeeper.pins import Pins, pin_verification_surface
 from goalkeeper.sampling import request_due, sample
 from goalkeeper.sandbox import limits as process_limits
 from goalkeeper.sandbox.bwrap import require_sandbox
 from goalkeeper.sandbox.policy import SandboxPolicy
 from goalkeeper.snapshot import state_to_dict
 from goalkeeper.store import EventRecord, GoalRecord, NewEvent, StaleGoalError, Store
-from goalkeeper.surface import double_check
 from goalkeeper.tools.base import ToolContext, ToolResult
 from goalkeeper.tools.registry import Approver, ToolRegistry, default_registry
 from goalkeeper.turn import INTERRUPTED, run_turn
-from goalkeeper.verify import Evidence, run_checks
+from goalkeeper.verify.checks import Evidence, run_checks
+from goalkeeper.verify.pins import Pins, pin_verification_surface
+from goalkeeper.verify.surface import double_check
 from goalkeeper.workspace.checkpoints import Violation
 from goalkeeper.workspace.git import GoalBranch
 from goalkeeper.workspace.goal import commit_turn, open_branch, violations_notice

@@ -12,7 +12,7 @@ from goalkeeper.contract import Contract, format_duration
 from goalkeeper.control import load_state
 from goalkeeper.decide import GoalState
 from goalkeeper.store import EventRecord, GoalRecord, Store, lease_is_live
-from goalkeeper.verify import Evidence
+from goalkeeper.verify.checks import Evidence
 
 
 @dataclass(frozen=True)

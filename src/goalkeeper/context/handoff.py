@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from goalkeeper.context.prompts import render
 from goalkeeper.store import EventRecord
-from goalkeeper.verify import Evidence
+from goalkeeper.verify.checks import Evidence
 
 REQUIRED_SECTIONS = ("Goal", "Constraints", "Decisions", "Failed approaches", "Current state", "Next step")
 """The headings the model's hand-off summary must have (compact.md asks for them in this order)."""

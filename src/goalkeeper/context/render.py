@@ -8,7 +8,7 @@ from goalkeeper.context.prompts import as_data, render
 from goalkeeper.contract import Contract, format_duration
 from goalkeeper.decide import GoalState
 from goalkeeper.lifecycle import TurnKind
-from goalkeeper.verify import Evidence
+from goalkeeper.verify.checks import Evidence
 
 #: Characters of a failing check's output shown to the model in feedback.
 FEEDBACK_TAIL_CHARS = 2_000

@@ -1,6 +1,6 @@
 """The goal contract: what done means (DESIGN §1), its TOML form and its command-line form.
 
-Pure data and parsing: it never runs a check (that is verify.py) and never prints. The models live in
+Pure data and parsing: it never runs a check (that is verify/checks.py) and never prints. The models live in
 model.py, goal.toml in and out in toml.py, the flag grammar in flags.py and the short display in summary.py;
 import from here.
 """

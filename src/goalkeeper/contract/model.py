@@ -1,6 +1,6 @@
 """The contract's data: pydantic models of what done means (DESIGN §1), durations and metric targets.
 
-Pure data and parsing: it never runs a check (that is verify.py), never reads a file and never prints.
+Pure data and parsing: it never runs a check (that is verify/checks.py), never reads a file and never prints.
 """
 
 from __future__ import annotations

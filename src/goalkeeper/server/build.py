@@ -10,7 +10,7 @@ from typing import Any
 from goalkeeper.report import REASONS, metric_points
 from goalkeeper.server.models import CheckpointOut, EventOut, EvidenceOut, EvidenceRunOut, GoalOut, ThreadOut
 from goalkeeper.store import EventRecord, GoalRecord, Store, ThreadRecord
-from goalkeeper.verify import Evidence
+from goalkeeper.verify.checks import Evidence
 from goalkeeper.views import goal_events, summarize
 
 

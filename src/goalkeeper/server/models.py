@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from goalkeeper.lifecycle import Status
-from goalkeeper.verify import EvidenceKind
+from goalkeeper.verify.checks import EvidenceKind
 
 
 class _Out(BaseModel):

@@ -27,7 +27,7 @@ from goalkeeper.contract import Contract
 from goalkeeper.errors import WorkspaceError
 from goalkeeper.sandbox.globs import first_path_match, normalize_path
 from goalkeeper.sandbox.policy import SandboxPolicy
-from goalkeeper.verify import Evidence, run_checks
+from goalkeeper.verify.checks import Evidence, run_checks
 from goalkeeper.workspace.git import probe, run_git
 
 EditsPolicy = Literal["review", "deny", "allow"]

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from goalkeeper.contract import Contract
-from goalkeeper.pins import Pins, surface_state, tamper_feedback, verify_restored
 from goalkeeper.sandbox.policy import SandboxPolicy
-from goalkeeper.verify import Evidence
+from goalkeeper.verify.checks import Evidence
+from goalkeeper.verify.pins import Pins, surface_state, tamper_feedback, verify_restored
 
 #: The name the failed double check goes by, in evidence, attempts and the report.
 TAMPERING = "verification_tampering"
