@@ -11,6 +11,7 @@ from typing import Any
 from goalkeeper.contract import Contract, format_duration
 from goalkeeper.control import load_state
 from goalkeeper.decide import GoalState
+from goalkeeper.lifecycle import status_label
 from goalkeeper.store import EventRecord, GoalRecord, Store, lease_is_live
 from goalkeeper.verify.checks import Evidence
 
@@ -60,7 +61,8 @@ class GoalSummary:
         """One line, e.g. `pursuing · 3/4 checks · 40,000/50,000 tok · $0.42 · 12m · turn 7`."""
         tokens = f"{self.tokens_used:,}" + (f"/{self.tokens_budget:,}" if self.tokens_budget else "") + " tok"
         checks = f"{self.checks_passing}/{self.checks_total} checks" if self.verified else "unverified"
-        status = self.status if self.status == "pursuing" else f"{self.status} ({self.reason})"
+        label = status_label(self.status, self.verified)
+        status = label if self.status == "pursuing" else f"{label} ({self.reason})"
         return " · ".join([status, checks, tokens, f"${self.usd_used:.2f}", format_duration(self.elapsed_s),
                            f"turn {self.turns}"])
 
