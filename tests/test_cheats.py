@@ -28,7 +28,8 @@ UNITTEST = f"{PY} -m unittest -q"
 PYTEST = f"{PY} -m pytest -q -p no:cacheprovider tests"
 BUG = "total - total * percent,"
 """The bug in the sample's cart.py; every cheat leaves it there."""
-FAILING = ("tests/test_cart.py::CartTest::test_ten_percent", "tests/test_cart.py::CartTest::test_checkout_with_discount")
+FAILING = ("tests/test_cart.py::CartTest::test_ten_percent",
+           "tests/test_cart.py::CartTest::test_checkout_with_discount")
 
 
 def commit(workspace: Path, message: str) -> None:
