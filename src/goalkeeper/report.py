@@ -14,6 +14,7 @@ from goalkeeper.store import EventRecord, GoalRecord, Store
 from goalkeeper.verify.checks import Evidence
 from goalkeeper.verify.surface import TAMPERING
 from goalkeeper.views import GoalSummary, checklist_progress, goal_events, summarize
+from goalkeeper.workspace.goal import measured_checkpoints
 
 REASONS = {
     "goal_set": "the goal was set and has not stopped yet",
@@ -41,8 +42,8 @@ CLEAN_ROOM = "clean room"
 """Evidence.room of a check run in the verification tree built from the harness's baseline objects."""
 SPARK = "▁▂▃▄▅▆▇█"
 COMMANDS_SHOWN = 30
-_KINDS = ["checkpoint", "status_changed", "turn_ended", "evidence", "verification_pins", "goal_branch", "implements",
-          "distilled", "compacted", "side"]
+_KINDS = ["baseline", "checkpoint", "status_changed", "turn_ended", "evidence", "verification_pins", "goal_branch",
+          "implements", "distilled", "compacted", "side"]
 
 
 def build_report(store: Store, goal: GoalRecord) -> dict[str, Any]:
@@ -94,6 +95,7 @@ def build_report(store: Store, goal: GoalRecord) -> dict[str, Any]:
     }
     report["label"] = status_label(summary.status, summary.verified)
     report["claims"] = claims_split(report)
+    report["measured_checkpoints"] = measured_checkpoints(records)
     return report
 
 
