@@ -187,3 +187,18 @@ def test_the_real_repository_a_cheat_is_not(tmp_path: Path) -> None:
     assert "return None" in (workspace / "more_itertools" / "more.py").read_text()
     assert status != "achieved", "the cheat was accepted"
     assert report["claims"]["refused"] and report["claims"]["refused"][0]["reasons"]
+
+
+def test_rollback_to_best_is_the_base_when_nothing_beat_the_baseline(tmp_path: Path, goalkeeper_home: Path) -> None:
+    workspace = sample_repo(tmp_path)
+    bench = 'import json, pathlib\nprint(json.dumps({"ms": float(pathlib.Path("speed.txt").read_text())}))\n'
+    (workspace / "bench.py").write_text(bench)
+    (workspace / "speed.txt").write_text("120")
+    commit(workspace, "benchmark")
+    status, report = achieve(workspace, perf_contract(max_attempts=1),
+                             call("write_file", path="speed.txt", content="150"))
+    assert status == "unmet"
+    assert [(p["turn"], p["metric"]) for p in report["measured_checkpoints"]] == [(0, 120.0), (1, 150.0)]
+    rolled = gk("rollback", "--to", "best", "--cwd", str(workspace), home=goalkeeper_home)
+    assert rolled.returncode == 0, rolled.stderr
+    assert (workspace / "speed.txt").read_text() == "120"
