@@ -70,8 +70,8 @@ def attempt(workspace: Path, contract: Contract, *calls: ScriptedToolCall) -> tu
         goal = new_goal(store, workspace, contract)
         result = run(store, goal, workspace, scripted(steps))
         report = build_report(store, store.get_goal_by_id(goal.goal_id))
-        results = [e.payload for e in events(store, goal, "tool_result")]
-    assert all(r["ok"] for r in results), [r["output"][:300] for r in results if not r["ok"]]  # the cheat ran
+    # The cheat's calls may fail (a sandbox that refuses the write neutralises it too); `cheat_works` has shown
+    # that it is real. What counts is the verdict.
     assert result.status is not None
     return result.status, report, render_markdown(report)
 
