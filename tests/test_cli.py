@@ -68,10 +68,11 @@ def test_exec_json_streams_one_event_per_line(tmp_path: Path, workspace: Path, g
 def test_replacing_a_goal_needs_confirmation_or_replace(tmp_path: Path, workspace: Path,
                                                        goalkeeper_home: Path) -> None:
     model = script(tmp_path, HONEST_FIX)
-    gk("goal", "First", "--model", model, "--cwd", str(workspace), home=goalkeeper_home, check=True)
-    refused = gk("goal", "Second", "--model", model, "--cwd", str(workspace), home=goalkeeper_home)
+    gk("goal", "First", "--unverified", "--model", model, "--cwd", str(workspace), home=goalkeeper_home, check=True)
+    refused = gk("goal", "Second", "--unverified", "--model", model, "--cwd", str(workspace), home=goalkeeper_home)
     assert refused.returncode == 4 and "already has a goal" in refused.stderr
-    replaced = gk("goal", "Second", "--replace", "--model", model, "--cwd", str(workspace), home=goalkeeper_home)
+    replaced = gk("goal", "Second", "--replace", "--unverified", "--model", model, "--cwd", str(workspace),
+                  home=goalkeeper_home)
     assert replaced.returncode == 0 and "Second" in replaced.stdout
 
 
@@ -146,7 +147,7 @@ def test_corrupt_store_is_refused_and_left_untouched(workspace: Path, goalkeeper
 
 
 def test_locked_store_waits_then_names_the_holder(tmp_path: Path, workspace: Path, goalkeeper_home: Path) -> None:
-    gk("goal", "Fix it", "--cwd", str(workspace), home=goalkeeper_home, check=True)
+    gk("goal", "Fix it", "--unverified", "--cwd", str(workspace), home=goalkeeper_home, check=True)
     holder = subprocess.Popen([sys.executable, "-c", (
         "import sqlite3, sys, time\n"
         f"c = sqlite3.connect({str(goalkeeper_home / 'state.db')!r}, isolation_level=None)\n"
@@ -264,7 +265,7 @@ def test_local_serve_answers_until_ctrl_c(goalkeeper_home: Path) -> None:
 
 def test_a_dirty_tree_is_refused_unless_allowed(tmp_path: Path, workspace: Path, goalkeeper_home: Path) -> None:
     (workspace / "notes.txt").write_text("work in progress\n")
-    refused = gk("goal", "Fix it", "--cwd", str(workspace), home=goalkeeper_home)
+    refused = gk("goal", "Fix it", "--check", f"tests={TESTS}", "--cwd", str(workspace), home=goalkeeper_home)
     assert refused.returncode == 4 and "uncommitted changes" in refused.stderr and "notes.txt" in refused.stderr
     done = gk("exec", "Fix it", "--check", f"tests={TESTS}", "--allow-dirty", "--model", script(tmp_path, HONEST_FIX),
               "--cwd", str(workspace), home=goalkeeper_home)

@@ -41,7 +41,8 @@ JSON_KEYS = {"goal_id", "objective", "verified", "status", "reason", "reason_tex
              "implements", "implemented_by", "distilled", "baseline", "final", "keep_green_dropped", "metric_baseline",
              "metric_trend", "checklist", "checkpoints", "status_changes", "files_touched", "commands", "blockers",
              "completion_claims", "assumptions", "budget", "compactions", "side_questions", "verification_surface",
-             "pinned_files", "verify_edits", "tampering_attempts"}
+             "pinned_files", "verify_edits", "tampering_attempts", "label", "claims",
+             "measured_checkpoints"}
 
 
 def git(repo: Path, *args: str) -> None:
@@ -103,11 +104,10 @@ def test_an_achieved_metric_goal_has_every_section_in_order(tmp_path: Path) -> N
     assert "## Files touched\n\n- `speed.txt`" in markdown
     assert "- turn 2: speed.txt stands in for a real benchmark" in markdown
     assert "## Blockers\n\n(none declared)" in markdown
-    assert "- `latency` (check) passed at the end (exit 0)" in markdown
-    assert "- turn 2: the completion request was verified (every check passed)" in markdown
+    assert "- `latency` (check) passed at the end in" in markdown and "(exit 0; evidence: " in markdown
     assert "- turn 2, checkpoint says verified: bench prints 40" in markdown  # the model's word, kept apart
-    assert "**Completion claims the harness refused (its checks failed):**\n- turn 1: latency is low enough" \
-        in markdown  # the harness measured 80
+    assert "**Completion claims the harness refused:**\n- turn 1: latency is low enough — refused: latency: " \
+        "measured 80, target < 50" in markdown
     assert "completion summary: latency is low enough" not in markdown
     assert f"- tokens: {report['budget']['tokens']:,} of 100,000" in markdown
     assert "- turns: 2 of 10" in markdown and "- compactions: 0" in markdown
@@ -141,10 +141,11 @@ def test_an_unmet_goal_reports_the_refused_claims_and_what_still_fails(tmp_path:
     assert "**Status:** unmet — `max_attempts`: completion was refused more times than max_attempts allows" \
         in markdown
     assert "| `tests` | check | FAIL | FAIL |" in markdown and "(no metric checks)" in markdown
-    assert "**Confirmed by the harness:**\n- (none)" in markdown
+    assert "**Confirmed by the harness (clean room):**\n- (none)" in markdown
     assert "- turn 1, checkpoint says verified: the code looks right" in markdown
-    assert "**Completion claims the harness refused (its checks failed):**\n- turn 1: apply_discount looks correct" \
+    assert "**Completion claims the harness refused:**\n- turn 1: apply_discount looks correct — refused: tests: " \
         in markdown
+    assert report["claims"]["confirmed"] == [] and report["claims"]["refused"][0]["reasons"][0].startswith("tests: ")
     assert "## Files touched\n\n(none)" in markdown and "## Assumptions\n\n(none recorded)" in markdown
 
     pr = render_pr(report)

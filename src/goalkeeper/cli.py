@@ -100,6 +100,9 @@ def tui(cwd: Cwd = Path("."), thread: ThreadOpt = None) -> int:
     return 0
 
 
+UNVERIFIED_HELP = "Allow a goal with no checks: only the model's audit ends it, as `achieved (unverified)`."
+
+
 @app.command(context_settings={"allow_interspersed_args": True})
 @with_options(contract_flags=ContractFlags, model_flags=ModelFlags)
 def goal(
@@ -114,6 +117,7 @@ def goal(
     add_usd: Annotated[float | None, typer.Option(help="resume: raise the USD budget by this much.")] = None,
     add_time: Annotated[str | None, typer.Option(help="resume: raise the time budget, e.g. 30m.")] = None,
     add_turns: Annotated[int | None, typer.Option(help="resume: raise the turn budget by this much.")] = None,
+    unverified: Annotated[bool, typer.Option("--unverified", help=UNVERIFIED_HELP)] = False,
     cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = False,
 ) -> int:
     """Set the goal, show it (no arguments), or `pause | resume | clear` it."""
@@ -130,7 +134,8 @@ def goal(
         contract = contract_flags.contract(objective, adopted)
         chosen = model_flags.settings_if_configured(workspace, contract.budget.usd)
         run_knobs = _config(workspace, model_flags.profile).run
-        record = _set(store, workspace, thread, contract, chosen, run_knobs, replace, allow_dirty, force)
+        record = _set(store, workspace, thread, contract, chosen, run_knobs, replace, allow_dirty, force,
+                      unverified)
         console.show_summary(summarize(store, record))
         console.out.print("Run it with: gk run" + (f" --cwd {cwd}" if str(cwd) != "." else ""))
     return 0
@@ -147,10 +152,12 @@ def _raises(tokens: int | None, usd: float | None, time: str | None, turns: int 
 
 
 def _set(store: Store, workspace: Path, thread: str | None, contract: Contract, model: ModelSettings | None,
-         run_knobs: RunSettings, replace: bool, allow_dirty: bool = False, force: bool = False) -> GoalRecord:
-    """Set the goal after checking the repository and the check commands; ask before replacing a goal; then
-    lint it (errors refuse it unless `force`). The `[run]` knobs of config.toml (and the profile) are stored."""
-    control.check_settable(workspace, contract, allow_dirty)
+         run_knobs: RunSettings, replace: bool, allow_dirty: bool = False, force: bool = False,
+         unverified: bool = False) -> GoalRecord:
+    """Set the goal after checking the repository and the check commands (a goal with none needs `unverified`);
+    ask before replacing a goal; then lint it (errors refuse it unless `force`). The `[run]` knobs of
+    config.toml (and the profile) are stored."""
+    control.check_settable(workspace, contract, allow_dirty, unverified)
     existing = store.current_thread(workspace) if thread is None else store.get_thread(thread)
     if not replace and existing and store.get_goal(existing.thread_id) and sys.stdin.isatty():
         replace = typer.confirm("This workspace already has a goal. Replace it?", default=False)
@@ -242,6 +249,7 @@ def exec_(
     replace: Annotated[bool, typer.Option("--replace", help="Replace an existing goal.")] = False,
     allow_dirty: Annotated[bool, typer.Option("--allow-dirty", help="Snapshot uncommitted changes first.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Set the goal even if `gk lint` finds errors.")] = False,
+    unverified: Annotated[bool, typer.Option("--unverified", help=UNVERIFIED_HELP)] = False,
     cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = False,
 ) -> int:
     """Set the goal and run it headless; `--json` streams one event per line. Exit code by outcome."""
@@ -251,7 +259,8 @@ def exec_(
         contract = contract_flags.contract(objective, adopted)
         chosen = model_flags.settings(workspace, contract.budget.usd)
         run_knobs = _config(workspace, model_flags.profile).run
-        record = _set(store, workspace, thread, contract, chosen, run_knobs, replace, allow_dirty, force)
+        record = _set(store, workspace, thread, contract, chosen, run_knobs, replace, allow_dirty, force,
+                      unverified)
         return _drive(store, record, workspace, chosen, as_json)
 
 

@@ -22,6 +22,7 @@ from rich.text import Text
 
 from goalkeeper.contract import format_duration
 from goalkeeper.errors import GoalkeeperError
+from goalkeeper.lifecycle import status_label
 from goalkeeper.safe_text import neutralise
 from goalkeeper.store import EventRecord, ThreadRecord
 from goalkeeper.tools.shell import command_of
@@ -104,7 +105,8 @@ def show_summary(summary: GoalSummary) -> None:
         for item in summary.checklist:
             mark = ("[x]", "green") if item["done"] else "[ ]"
             out.print(styled("    ", mark, f" {item['number']}. {item['item']}"))
-    status = summary.status if summary.status == "pursuing" else f"{summary.status} ({summary.reason})"
+    label = status_label(summary.status, summary.verified)
+    status = label if summary.status == "pursuing" else f"{label} ({summary.reason})"
     out.print(styled("  status:    ", (status, style), f"  · runner {summary.runner}" if summary.runner else ""))
     if summary.verified:
         out.print(f"  checks:    {summary.checks_passing}/{summary.checks_total} passing")

@@ -138,9 +138,14 @@ def current_goal(store: Store, workspace: Path, thread_id: str | None = None) ->
     return goal
 
 
-def check_settable(workspace: Path, contract: Contract, allow_dirty: bool = False) -> None:
-    """What every UI checks before setting a goal: a clean git repository (unless `allow_dirty`) and every
-    check's program present. A ConfigError (or the preflight's error) says what to fix."""
+def check_settable(workspace: Path, contract: Contract, allow_dirty: bool = False, unverified: bool = False) -> None:
+    """What every UI checks before setting a goal: checks (or `unverified` said out loud), a clean git repository
+    (unless `allow_dirty`) and every check's program present. A ConfigError (or the preflight's error) says what
+    to fix."""
+    if not contract.verified and not unverified:
+        raise ConfigError("the goal has no checks, so nothing the harness runs can tell when it is done",
+                          "add a check (--check NAME=COMMAND or [[checks]] in goal.toml), or pass --unverified to "
+                          "let the model's own completion audit end it (labelled `achieved (unverified)`)")
     preflight(workspace, allow_dirty)  # the branch itself is made when the goal first runs
     missing = missing_commands(contract, workspace)
     if missing:

@@ -55,6 +55,15 @@ TRANSITIONS: dict[tuple[Status, Status], frozenset[Actor]] = {
 }
 
 
+UNVERIFIED_ACHIEVED = "achieved (unverified)"
+"""How an achieved goal with no checks is labelled everywhere: only the model's audit ended it."""
+
+
+def status_label(status: str, verified: bool) -> str:
+    """The status as people read it: `achieved (unverified)` for a goal that no check could prove."""
+    return UNVERIFIED_ACHIEVED if status == "achieved" and not verified else status
+
+
 def is_allowed(source: Status, target: Status, actor: Actor) -> bool:
     """True when `actor` may move a goal from `source` to `target`."""
     return actor in TRANSITIONS.get((source, target), frozenset())

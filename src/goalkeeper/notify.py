@@ -26,6 +26,7 @@ import httpx
 import goalkeeper
 from goalkeeper.config import NotifyTarget, load_config
 from goalkeeper.errors import StoreError
+from goalkeeper.lifecycle import status_label
 from goalkeeper.report import REASONS
 from goalkeeper.store import EventRecord, NewEvent, Store
 from goalkeeper.views import summarize
@@ -98,10 +99,16 @@ class Notice:
     def reason_text(self) -> str:
         return REASONS.get(self.reason, self.reason)
 
+    @property
+    def label(self) -> str:
+        """The status as people read it: `achieved (unverified)` when no check proved it."""
+        return status_label(self.status, self.verified)
+
     def as_json(self) -> dict[str, Any]:
         """The `format = "json"` payload."""
         return {"event": "goal.status_changed", "goal_id": self.goal_id, "thread_id": self.thread_id,
-                "objective": self.objective, "status": self.status, "previous_status": self.previous,
+                "objective": self.objective, "status": self.status, "label": self.label,
+                "previous_status": self.previous,
                 "reason": self.reason, "reason_text": self.reason_text, "actor": self.actor, "seq": self.seq,
                 "evidence": {"verified": self.verified, "checks_passing": self.checks_passing,
                              "checks_total": self.checks_total, "items": self.evidence},
@@ -112,13 +119,13 @@ class Notice:
         """The `format = "slack"` payload: `text` (the notification's fallback) plus `blocks`."""
         checks = f"{self.checks_passing}/{self.checks_total} checks pass" if self.verified else "unverified (no checks)"
         objective = self.objective.strip().splitlines()[0][:200] if self.objective.strip() else self.goal_id
-        text = f"Goal {self.status}: {objective} ({self.reason_text}; {checks})"
+        text = f"Goal {self.label}: {objective} ({self.reason_text}; {checks})"
         items = "\n".join(f"{'✅' if e['passed'] else '❌'} `{e['name']}`" + (f" = {e['metric']:g}" if e.get("metric")
                                                                               is not None else "")
                           for e in self.evidence) or "(no checks have run)"
         report = f"<{self.report_url}|Report>" if self.report_url else f"Report: `{self.report_command}`"
         return {"text": text, "blocks": [
-            {"type": "header", "text": {"type": "plain_text", "text": f"Goal {self.status}"[:150]}},
+            {"type": "header", "text": {"type": "plain_text", "text": f"Goal {self.label}"[:150]}},
             {"type": "section", "text": {"type": "mrkdwn", "text": f"*{objective}*\n{self.reason_text}"}},
             {"type": "section", "fields": [{"type": "mrkdwn", "text": f"*Checks*\n{checks}"},
                                            {"type": "mrkdwn", "text": f"*Goal*\n`{self.goal_id}`"}]},

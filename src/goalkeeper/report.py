@@ -9,10 +9,12 @@ from collections import Counter
 from typing import Any
 
 from goalkeeper.contract import Contract, format_duration
+from goalkeeper.lifecycle import status_label
 from goalkeeper.store import EventRecord, GoalRecord, Store
 from goalkeeper.verify.checks import Evidence
 from goalkeeper.verify.surface import TAMPERING
 from goalkeeper.views import GoalSummary, checklist_progress, goal_events, summarize
+from goalkeeper.workspace.goal import measured_checkpoints
 
 REASONS = {
     "goal_set": "the goal was set and has not stopped yet",
@@ -36,10 +38,12 @@ REASONS = {
 }
 """Each reason code in words, for the report's status line."""
 
+CLEAN_ROOM = "clean room"
+"""Evidence.room of a check run in the verification tree built from the harness's baseline objects."""
 SPARK = "▁▂▃▄▅▆▇█"
 COMMANDS_SHOWN = 30
-_KINDS = ["checkpoint", "status_changed", "turn_ended", "evidence", "verification_pins", "goal_branch", "implements",
-          "distilled", "compacted", "side"]
+_KINDS = ["baseline", "checkpoint", "status_changed", "turn_ended", "evidence", "verification_pins", "goal_branch",
+          "implements", "distilled", "compacted", "side"]
 
 
 def build_report(store: Store, goal: GoalRecord) -> dict[str, Any]:
@@ -49,7 +53,7 @@ def build_report(store: Store, goal: GoalRecord) -> dict[str, Any]:
     contract = Contract.model_validate(goal.contract)
     checkpoints = [r.payload for r in records if r.kind == "checkpoint"]
     pinned = next((r.payload for r in records if r.kind == "verification_pins"), None)
-    return {
+    report = {
         "goal_id": goal.goal_id,
         "objective": summary.objective,
         "verified": summary.verified,
@@ -89,6 +93,10 @@ def build_report(store: Store, goal: GoalRecord) -> dict[str, Any]:
         "tampering_attempts": sum(1 for r in records if r.kind == "evidence"
                                   and any(e["name"] == TAMPERING and not e["passed"] for e in r.payload["evidence"])),
     }
+    report["label"] = status_label(summary.status, summary.verified)
+    report["claims"] = claims_split(report)
+    report["measured_checkpoints"] = measured_checkpoints(records)
+    return report
 
 
 def _payload(records: list[EventRecord], kind: str, keys: tuple[str, ...]) -> dict[str, Any] | None:
@@ -123,8 +131,18 @@ def _completion_claims(records: list[EventRecord]) -> list[dict[str, Any]]:
         if record.kind == "turn_ended" and signal.get("status") == "complete":
             claims.append({"summary": signal.get("summary") or "", "turn": record.payload["turn"], "accepted": None})
         elif record.kind == "evidence" and claims and claims[-1]["accepted"] is None:
-            claims[-1]["accepted"] = all(e["passed"] for e in record.payload["evidence"])
+            failed = [e for e in record.payload["evidence"] if not e["passed"]]
+            claims[-1]["accepted"] = not failed
+            claims[-1]["reasons"] = [_refusal(e) for e in failed]
     return claims
+
+
+def _refusal(evidence: dict[str, Any]) -> str:
+    """Why one failed piece of evidence refused a completion: its name, and its error or exit code."""
+    why = evidence.get("error") or f"exit {evidence['exit_code']}"
+    if evidence.get("metric") is not None and evidence.get("target") and not evidence.get("error"):
+        why = f"measured {evidence['metric']:g}, target {evidence['target']}"
+    return f"{evidence['name']}: {why}"
 
 
 def _budget(summary: GoalSummary) -> dict[str, Any]:
@@ -139,7 +157,9 @@ def _budget(summary: GoalSummary) -> dict[str, Any]:
 def render_markdown(report: dict[str, Any]) -> str:
     """The report as Markdown. The sections come in a fixed order; optional ones only when they have content."""
     label = "" if report["verified"] else " (UNVERIFIED: no checks; completion rests on the model's audit)"
-    lines = [f"# Goal report: {report['status']}{label}", "", *_objective(report), "", _status_line(report), ""]
+    if report["label"] != report["status"]:  # `achieved (unverified)` says the first half already
+        label = " — UNVERIFIED: no checks; completion rests on the model's audit"
+    lines = [f"# Goal report: {report['label']}{label}", "", *_objective(report), "", _status_line(report), ""]
     lines += ["## Branches", "", *_branches(report), ""]
     lines += ["## Evidence (run by the harness)", "", evidence_table(report["baseline"], report["final"]), ""]
     if report["keep_green_dropped"]:
@@ -275,21 +295,65 @@ def _blockers(report: dict[str, Any]) -> list[str]:
     return lines or ["(none declared)"]
 
 
-def _claims(report: dict[str, Any]) -> list[str]:
-    """Confirmed claims (harness evidence) apart from unverified ones (the model's word)."""
+def claims_split(report: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """The claims in three lists, as the Markdown shows them and `gk report --json` carries them.
+
+    confirmed: what a clean-room run of the checks showed (Evidence.room == "clean room"); evidence taken in the
+    model's own workspace, or stored before rooms were recorded, never counts, since the model could have shaped it.
+    unverified: the model's word (completion summaries, checkpoint notes), and checks that passed only outside a
+    clean room. refused: completion requests the harness turned down, with why.
+    """
     claims = report["completion_claims"]
-    confirmed = [f"`{e['name']}` ({e['kind']}) passed at the end (exit {e['exit_code']})"
-                 for e in report["final"] if e["passed"]]
-    confirmed += [f"turn {c['turn']}: the completion request was verified (every check passed)"
-                  for c in claims if c["accepted"]]
-    unverified = [f"turn {c['turn']}, completion summary: {_cell(c['summary'])}" for c in claims
-                  if c["summary"] and c["accepted"] is not False]
-    unverified += [f"turn {c['turn']}, checkpoint says verified: {_cell(c['note']['verified'])}"
+    confirmed: list[dict[str, Any]] = []
+    unverified: list[dict[str, Any]] = []
+    for e in report["final"]:
+        if not e["passed"]:
+            continue
+        item = {"kind": "check", "name": e["name"], "check_kind": e["kind"], "exit_code": e["exit_code"],
+                "room": e.get("room") or "", "basis": e.get("basis") or "exit code"}
+        (confirmed if item["room"] == CLEAN_ROOM else unverified).append(item)
+    clean = bool(report["final"]) and all(e.get("room") == CLEAN_ROOM for e in report["final"])
+    for c in claims:
+        if c["accepted"] and clean:
+            confirmed.append({"kind": "completion", "turn": c["turn"], "summary": c["summary"]})
+        elif c["accepted"] is not False and c["summary"]:
+            unverified.append({"kind": "completion", "turn": c["turn"], "summary": c["summary"]})
+    unverified += [{"kind": "checkpoint", "turn": c["turn"], "verified": c["note"]["verified"]}
                    for c in report["checkpoints"] if (c.get("note") or {}).get("verified")]
-    refused = [f"turn {c['turn']}: {_cell(c['summary'])}" for c in claims if c["accepted"] is False]
-    return ["## Claims", "", "**Confirmed by the harness:**", *([f"- {c}" for c in confirmed] or ["- (none)"]),
-            "", "**Unverified (the model's word only):**", *([f"- {c}" for c in unverified] or ["- (none)"]),
-            "", "**Completion claims the harness refused (its checks failed):**",
+    refused = [{"kind": "completion", "turn": c["turn"], "summary": c["summary"], "reasons": c.get("reasons", [])}
+               for c in claims if c["accepted"] is False]
+    return {"confirmed": confirmed, "unverified": unverified, "refused": refused}
+
+
+def _claim_line(claim: dict[str, Any]) -> str:
+    """One claim of `claims_split` as a Markdown bullet's text."""
+    if claim["kind"] == "check":
+        where = "in the clean room" if claim["room"] == CLEAN_ROOM else \
+            f"in {claim['room'] or 'the workspace'}, not in a clean room"
+        return (f"`{claim['name']}` ({claim['check_kind']}) passed at the end {where} "
+                f"(exit {claim['exit_code']}; evidence: {claim['basis']})")
+    if claim["kind"] == "checkpoint":
+        return f"turn {claim['turn']}, checkpoint says verified: {_cell(claim['verified'])}"
+    if claim.get("reasons"):
+        return f"turn {claim['turn']}: {_cell(claim['summary'])} — refused: {_cell('; '.join(claim['reasons']))}"
+    if "reasons" in claim:
+        return f"turn {claim['turn']}: {_cell(claim['summary'])}"
+    return f"turn {claim['turn']}, completion summary: {_cell(claim['summary'])}"
+
+
+def _claims(report: dict[str, Any]) -> list[str]:
+    """Confirmed claims (clean-room evidence) apart from unverified ones (the model's word) and refused ones."""
+    split = report["claims"]
+    confirmed = [_claim_line(c) if c["kind"] == "check"
+                 else f"turn {c['turn']}: the completion request was verified in the clean room (every check passed)"
+                 for c in split["confirmed"]]
+    unverified = [_claim_line(c) for c in split["unverified"]]
+    refused = [_claim_line(c) for c in split["refused"]]
+    return ["## Claims", "", "**Confirmed by the harness (clean room):**",
+            *([f"- {c}" for c in confirmed] or ["- (none)"]),
+            "", "**Unverified (the model's word only, or evidence from outside a clean room):**",
+            *([f"- {c}" for c in unverified] or ["- (none)"]),
+            "", "**Completion claims the harness refused:**",
             *([f"- {c}" for c in refused] or ["- (none)"]), ""]
 
 

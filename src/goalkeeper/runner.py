@@ -66,7 +66,7 @@ from goalkeeper.verify.pins import Pins, pin_verification_surface
 from goalkeeper.verify.surface import double_check
 from goalkeeper.workspace.checkpoints import Violation
 from goalkeeper.workspace.git import GoalBranch
-from goalkeeper.workspace.goal import commit_turn, open_branch, violations_notice
+from goalkeeper.workspace.goal import commit_turn, measured_trees, open_branch, violations_notice
 from goalkeeper.workspace.tree import tree_hash
 
 #: How often a running tool call looks at signals and the clock, and how often at the store's control requests.
@@ -212,10 +212,13 @@ class Runner:
         """The turn's checkpoint commit on the goal branch; boundary violations are reverted first."""
         if self.branch is None:
             return {}
-        checks = [e for e in self.evidence if e.kind == "check"]
+        # The Checks trailer states the result for the tree being committed, or `unmeasured`: never the last run's
+        tree = await self.tree_hash()
+        runs = self.store.events(self.goal.thread_id, goal_id=self.goal.goal_id, kinds=["baseline", "evidence"])
+        passing = measured_trees(runs).get(tree) if tree else None
         boundaries = self.contract.boundaries
         return await asyncio.to_thread(commit_turn, self.workspace, self.branch, self.goal.goal_id, turn,
-                                       sum(e.passed for e in checks), len(self.contract.checks), message,
+                                       passing, len(self.contract.checks), message,
                                        list(self.sandbox.protect), list(boundaries.paths), boundaries.max_file_bytes)
 
     async def baseline(self) -> None:
@@ -247,7 +250,7 @@ class Runner:
         ran = ChecksRan(self.goal.goal_id, trigger, _results(evidence, self.contract),
                         turn=self.state.spent.turns, tree_hash=await self.tree_hash())
         payload = {"trigger": trigger, "turn": ran.turn, "evidence": [e.__dict__ for e in evidence],
-                   "surface": surface}
+                   "surface": surface, "tree_hash": ran.tree_hash}  # the tree measured: its checkpoint's value
         return self.steer(ran, [NewEvent("evidence", payload, "harness")]).action
 
     # ---- what a turn needs (turn.TurnHost)

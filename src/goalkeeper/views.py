@@ -11,8 +11,10 @@ from typing import Any
 from goalkeeper.contract import Contract, format_duration
 from goalkeeper.control import load_state
 from goalkeeper.decide import GoalState
+from goalkeeper.lifecycle import status_label
 from goalkeeper.store import EventRecord, GoalRecord, Store, lease_is_live
 from goalkeeper.verify.checks import Evidence
+from goalkeeper.workspace.goal import best_and_green, measured_checkpoints
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,8 @@ class GoalSummary:
         """One line, e.g. `pursuing · 3/4 checks · 40,000/50,000 tok · $0.42 · 12m · turn 7`."""
         tokens = f"{self.tokens_used:,}" + (f"/{self.tokens_budget:,}" if self.tokens_budget else "") + " tok"
         checks = f"{self.checks_passing}/{self.checks_total} checks" if self.verified else "unverified"
-        status = self.status if self.status == "pursuing" else f"{self.status} ({self.reason})"
+        label = status_label(self.status, self.verified)
+        status = label if self.status == "pursuing" else f"{label} ({self.reason})"
         return " · ".join([status, checks, tokens, f"${self.usd_used:.2f}", format_duration(self.elapsed_s),
                            f"turn {self.turns}"])
 
@@ -93,11 +96,14 @@ def checklist_progress(contract: Contract, records: list[EventRecord]) -> list[d
 
 
 def rollback_turns(store: Store, goal: GoalRecord) -> tuple[int | None, int | None]:
-    """The best verified turn and the last turn whose checks all passed, for `gk rollback`."""
-    best = load_state(goal).best
-    green = [r.payload["turn"] for r in goal_events(store, goal, ["evidence"])
-             if all(e["passed"] for e in r.payload["evidence"])]
-    return (best.turn if best else None), (green[-1] if green else None)
+    """The best measured checkpoint's turn and the last green one's, for `gk rollback` (0: the goal's base).
+
+    A check run counts for the checkpoint whose tree it measured, so "best" always names a commit that exists.
+    """
+    contract = Contract.model_validate(goal.contract)
+    metric = next((c.metric for c in contract.checks if c.metric is not None), None)
+    measured = measured_checkpoints(goal_events(store, goal, ["baseline", "evidence", "checkpoint"]))
+    return best_and_green(measured, metric.lower_is_better if metric else True)
 
 
 def summarize(store: Store, goal: GoalRecord) -> GoalSummary:

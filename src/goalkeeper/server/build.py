@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from goalkeeper.lifecycle import status_label
 from goalkeeper.report import REASONS, metric_points
 from goalkeeper.server.models import CheckpointOut, EventOut, EvidenceOut, EvidenceRunOut, GoalOut, ThreadOut
 from goalkeeper.store import EventRecord, GoalRecord, Store, ThreadRecord
@@ -35,7 +36,8 @@ def goal_out(store: Store, goal: GoalRecord) -> GoalOut:
     return GoalOut(
         goal_id=goal.goal_id, thread_id=goal.thread_id, workspace=summary.workspace, objective=summary.objective,
         status=summary.status,
-        reason=summary.reason, reason_text=REASONS.get(summary.reason, summary.reason), verified=summary.verified,
+        reason=summary.reason, reason_text=REASONS.get(summary.reason, summary.reason),
+        label=status_label(summary.status, summary.verified), verified=summary.verified,
         checks_passing=summary.checks_passing, checks_total=summary.checks_total, tokens_used=summary.tokens_used,
         tokens_budget=summary.tokens_budget, usd_used=summary.usd_used, usd_budget=summary.usd_budget,
         elapsed_s=summary.elapsed_s, time_budget_s=summary.time_budget_s, turns=summary.turns,

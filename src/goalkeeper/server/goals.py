@@ -37,7 +37,8 @@ def set_goal(thread_id: Thread, body: SetGoalIn, store: StoreDep, response: Resp
     run: the server is a window on the store; `gk run --thread ID` runs it (see the X-Goalkeeper-Next header)."""
     workspace = Path(store.get_thread(thread_id).workspace)
     contract = _contract(body)
-    control.check_settable(workspace, contract, body.allow_dirty)  # what `gk goal` and the TUI check too
+    # what `gk goal` and the TUI check too
+    control.check_settable(workspace, contract, body.allow_dirty, body.unverified)
     lint = lint_goal(contract, workspace, run=False)
     if lint.errors and not body.force:
         raise ContractError("the goal has lint errors: " + "; ".join(f.message for f in lint.errors),

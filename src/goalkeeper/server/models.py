@@ -60,6 +60,8 @@ class GoalOut(_Out):
     """The typed reason code of the last status change (lifecycle.Reason)."""
     reason_text: str
     """The reason in words."""
+    label: str = ""
+    """The status as people read it: `achieved (unverified)` for an achieved goal with no checks."""
     verified: bool
     """False for a goal with no checks: its completion rests on the model's audit."""
     checks_passing: int
@@ -196,6 +198,8 @@ class SetGoalIn(BaseModel):
     """Snapshot uncommitted changes onto the goal branch instead of refusing."""
     force: bool = False
     """Set it even if the contract lint finds errors."""
+    unverified: bool = False
+    """Allow a goal with no checks (otherwise 422): only the model's audit ends it, as `achieved (unverified)`."""
 
 
 class BudgetIn(BaseModel):

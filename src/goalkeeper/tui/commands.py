@@ -64,6 +64,8 @@ class GoalRequest:
 
     objective: str
     checks: tuple[str, ...] = ()
+    unverified: bool = False
+    """`--unverified` was written: a goal with no checks is allowed."""
 
 
 def parse(line: str) -> SlashCommand | None:
@@ -84,6 +86,7 @@ def prompt_text(line: str) -> str:
     return text[1:] if text.startswith("//") else text
 
 
+_UNVERIFIED_FLAG = re.compile(r"(?:^|\s)--unverified(?=\s|$)")
 _CHECK_FLAG = re.compile(r"(?:^|\s)--check(?:\s+|=)")
 
 
@@ -93,8 +96,9 @@ def parse_goal(args: str) -> GoalRequest:
     The objective is taken as written (apostrophes and all); a check runs to the next `--check`, so
     `--check tests=pytest -q` needs no quotes. A check written in quotes has them removed (shlex).
     """
-    objective, *checks = _CHECK_FLAG.split(args)
-    return GoalRequest(_unquoted(objective), tuple(_unquoted(check) for check in checks if check.strip()))
+    unverified = bool(_UNVERIFIED_FLAG.search(args))
+    objective, *checks = _CHECK_FLAG.split(_UNVERIFIED_FLAG.sub(" ", args) if unverified else args)
+    return GoalRequest(_unquoted(objective), tuple(_unquoted(check) for check in checks if check.strip()), unverified)
 
 
 def _unquoted(text: str) -> str:

@@ -31,7 +31,7 @@ def set_goal(store: Store, workspace: Path, thread_id: str | None, request: Goal
     contract = contract_from_flags(request.objective, checks=list(request.checks))
     config = load_config(workspace)
     model = settings_from_config(config, usd_budget=contract.budget.usd, stream=True)  # text shows as it comes
-    control.check_settable(workspace, contract)
+    control.check_settable(workspace, contract, unverified=request.unverified)
     settings = GoalSettings(model=model, run=config.run)
     return control.set_goal(store, workspace, contract, settings, replace_existing=replace, thread_id=thread_id)
 

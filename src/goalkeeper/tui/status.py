@@ -5,6 +5,7 @@ Pure: it reads a `GoalSummary` (views.summarize) and formats; the app re-renders
 
 from __future__ import annotations
 
+from goalkeeper.lifecycle import status_label
 from goalkeeper.views import GoalSummary
 
 NO_GOAL = "No goal · /goal <objective> sets one · other text is a chat with the model"
@@ -77,7 +78,8 @@ def status_text(summary: GoalSummary | None, *, pausing: bool = False, starting:
             why = "" if summary.reason in ("user_pause", "interrupted") else f": {_reason(summary)}"
             return f"Goal paused{why} (/goal resume)"
         case "achieved":
-            return " · ".join(["Goal achieved", _checks(summary), _tokens(summary, with_budget=False), elapsed])
+            label = status_label(summary.status, summary.verified)
+            return " · ".join([f"Goal {label}", _checks(summary), _tokens(summary, with_budget=False), elapsed])
         case "unmet":
             return f"Goal unmet: {_reason(summary)} (/goal resume)"
         case "budget_limited":

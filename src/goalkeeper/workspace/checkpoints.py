@@ -30,6 +30,8 @@ from goalkeeper.workspace.tree import tree_hash
 
 ViolationRule = Literal["protect", "paths"]
 RollbackTarget = Literal["best", "last-green"] | int
+UNMEASURED = "unmeasured"
+"""The Checks trailer of a checkpoint whose tree the harness has not run the checks on (yet)."""
 RECOVERY_SUBJECT = "goalkeeper: recovery checkpoint after an interrupted turn"
 SUBJECT_CHARS = 72
 GIT_DIR_GLOB = ".git/"
@@ -79,7 +81,7 @@ class ResumeResult:
     violations: list[Violation] = field(default_factory=list)
 
 
-def checkpoint(workspace: Path, branch: GoalBranch, goal_id: str, turn: int, checks_passing: int,
+def checkpoint(workspace: Path, branch: GoalBranch, goal_id: str, turn: int, checks_passing: int | None,
                checks_total: int, message: str, protect: Sequence[str], paths: Sequence[str],
                max_file_bytes: int = MAX_FILE_BYTES) -> CheckpointResult:
     """Revert changes the boundaries forbid, then commit the rest as turn `turn`'s checkpoint.
@@ -87,7 +89,8 @@ def checkpoint(workspace: Path, branch: GoalBranch, goal_id: str, turn: int, che
     The sandbox is the first line of defence; this is the second, so a violation that got past it (a tool
     bug, a path the sandbox cannot express) never reaches a commit. A checkpoint commits only on the goal
     branch: HEAD found elsewhere (a branch switch under danger-full-access) is put back first. Files over
-    `max_file_bytes` stay on disk, uncommitted.
+    `max_file_bytes` stay on disk, uncommitted. `checks_passing` is the result the harness measured on exactly
+    this tree, or None when it has not measured it (the trailer then says `unmeasured`, never an older result).
     """
     top = toplevel(workspace)
     recover_stale_locks(top, branch.name)
@@ -96,8 +99,8 @@ def checkpoint(workspace: Path, branch: GoalBranch, goal_id: str, turn: int, che
     first_line = (message.strip().splitlines() or ["checkpoint"])[0].strip()[:SUBJECT_CHARS]
     subject = f"goal {goal_id} turn {turn}: {first_line}"
     oversized = oversized_changes(top, max_file_bytes)
-    commit, files = _commit_changes(top, subject, _trailers(goal_id, turn, f"{checks_passing}/{checks_total}"),
-                                    oversized)
+    checks = UNMEASURED if checks_passing is None else f"{checks_passing}/{checks_total}"
+    commit, files = _commit_changes(top, subject, _trailers(goal_id, turn, checks), oversized)
     return CheckpointResult(commit=commit, files=files, violations=violations, oversized=oversized,
                             left_branch=left_branch)
 
@@ -155,7 +158,8 @@ def rollback(workspace: Path, branch: GoalBranch, to: RollbackTarget, best_turn:
     """
     top = _on_goal_branch(workspace, branch)
     turn = _rollback_turn(to, best_turn, last_green_turn)
-    commit = _checkpoint_commit(top, branch, turn)
+    # turn 0 is the goal's starting point: the best a metric goal measured may be its baseline
+    commit = (branch.snapshot_commit or branch.base_commit) if turn == 0 else _checkpoint_commit(top, branch, turn)
     oversized = oversized_changes(top)
     pending = [change.path for change in changes(top) if change.path not in oversized]
     if pending:

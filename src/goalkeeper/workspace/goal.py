@@ -52,7 +52,7 @@ def open_branch(workspace: Path, goal_id: str, outcome: str, branch: GoalBranch 
     return Opened("recovery_checkpoint", payload, notice)
 
 
-def commit_turn(workspace: Path, branch: GoalBranch, goal_id: str, turn: int, passing: int, total: int,
+def commit_turn(workspace: Path, branch: GoalBranch, goal_id: str, turn: int, passing: int | None, total: int,
                 message: str, protect: list[str], paths: list[str],
                 max_file_bytes: int = MAX_FILE_BYTES) -> dict[str, Any]:
     """The turn's checkpoint commit (reverting boundary violations first), as an event payload.
@@ -72,6 +72,66 @@ def commit_turn(workspace: Path, branch: GoalBranch, goal_id: str, turn: int, pa
     if notice:
         payload["notice"] = notice
     return payload
+
+
+def measured_trees(records: list[EventRecord]) -> dict[str, int]:
+    """Tree hash → how many checks passed when the harness ran them on that tree (the newest run wins).
+
+    Read from the baseline and evidence events, which carry the tree they measured.
+    """
+    measured: dict[str, int] = {}
+    for record in records:
+        tree = record.payload.get("tree_hash")
+        if record.kind in ("baseline", "evidence") and tree:
+            measured[tree] = sum(1 for e in record.payload["evidence"] if e["kind"] == "check" and e["passed"])
+    return measured
+
+
+def measured_checkpoints(records: list[EventRecord]) -> list[dict[str, Any]]:
+    """Every checkpoint the harness measured, with its value: the baseline as turn 0, then each checkpoint commit
+    whose tree a later check run measured (the run names the tree, so a run never credits an older commit).
+
+    Each is `{"turn", "commit", "tree_hash", "passing", "all_passed", "metric"}`; `commit` is None for turn 0
+    (the goal's base commit).
+    """
+    runs: dict[str, dict[str, Any]] = {}
+    for record in records:
+        tree = record.payload.get("tree_hash")
+        if record.kind in ("baseline", "evidence") and tree:
+            checks = [e for e in record.payload["evidence"] if e["kind"] == "check"]
+            runs[tree] = {"passing": sum(e["passed"] for e in checks),
+                          "all_passed": all(e["passed"] for e in record.payload["evidence"]),
+                          "metric": next((e["metric"] for e in checks if e.get("metric") is not None), None)}
+    found: dict[int, dict[str, Any]] = {}
+    baseline = next((r.payload for r in records if r.kind == "baseline"), None)
+    if baseline and baseline.get("tree_hash") in runs:
+        found[0] = {"turn": 0, "commit": None, "tree_hash": baseline["tree_hash"], **runs[baseline["tree_hash"]]}
+    for record in records:
+        payload = record.payload
+        if record.kind == "checkpoint" and payload.get("commit") and payload.get("tree_hash") in runs:
+            found[payload["turn"]] = {"turn": payload["turn"], "commit": payload["commit"],
+                                      "tree_hash": payload["tree_hash"], **runs[payload["tree_hash"]]}
+    return [found[turn] for turn in sorted(found)]
+
+
+def best_and_green(measured: list[dict[str, Any]], lower_is_better: bool) -> tuple[int | None, int | None]:
+    """The best measured checkpoint's turn (most checks passing, then the best metric; the earliest of equals)
+    and the last one whose checks all passed, for `gk rollback --to best | last-green`."""
+    best: dict[str, Any] | None = None
+    for point in measured:
+        if best is None or point["passing"] > best["passing"] or (
+                point["passing"] == best["passing"] and _better(point["metric"], best["metric"], lower_is_better)):
+            best = point
+    green = [point["turn"] for point in measured if point["all_passed"]]
+    return (best["turn"] if best else None), (green[-1] if green else None)
+
+
+def _better(value: float | None, than: float | None, lower_is_better: bool) -> bool:
+    if value is None:
+        return False
+    if than is None:
+        return True
+    return value < than if lower_is_better else value > than
 
 
 def checkpoint_notice(branch: GoalBranch, result: CheckpointResult, max_file_bytes: int) -> str:

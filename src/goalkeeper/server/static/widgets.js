@@ -13,7 +13,9 @@ const STATUS_WORDS = {
 /** A coloured badge for a goal status; the reason (a typed code) is its tooltip. */
 export function statusBadge(goal) {
   if (!goal) return html`<span class="badge badge-none">no goal</span>`;
-  const word = STATUS_WORDS[goal.status] ?? goal.status;
+  // An achieved goal with no checks says so: only the model's audit ended it.
+  const word = goal.status === "achieved" && goal.verified === false
+    ? "achieved (unverified)" : STATUS_WORDS[goal.status] ?? goal.status;
   const reason = goal.reason_text || (goal.reason && goal.reason !== "none" ? goal.reason : "");
   return html`<span class="badge badge-${goal.status}" data-status="${goal.status}"
     title="${reason ? `${word} (${reason.replaceAll("_", " ")})` : word}">${word}</span>`;
