@@ -17,8 +17,20 @@ from goalkeeper.contract import Contract, contract_from_flags
 from goalkeeper.errors import WorkspaceError
 from goalkeeper.store import Store
 from goalkeeper.verify.mirror import BASE_REF
-from scenario import FIX_PATCH, TESTS, call, complete, events, new_goal, run, sample_repo, scripted, \
-    scripted_after, shell, step
+from scenario import (
+    FIX_PATCH,
+    TESTS,
+    call,
+    complete,
+    events,
+    new_goal,
+    run,
+    sample_repo,
+    scripted,
+    scripted_after,
+    shell,
+    step,
+)
 
 WEAKEN_TEST = "sed -i 's/ 180.0)/ -1800.0)/; s/ 75.0)/ -2400.0)/' tests/test_cart.py"
 """Makes the failing assertions expect what the buggy code returns (percent not divided by 100)."""
@@ -149,10 +161,12 @@ def test_a_pth_in_an_ignored_venv_created_after_baseline_is_not_in_the_room(tmp_
     (site / "keep.txt").write_text("baseline\n")
     commit_all(workspace, "ignore the venv")
     check = ("python -c \"import site, sys, unittest; site.addsitedir('.venv/site'); "
-             "sys.exit(not unittest.main(module=None, argv=['t', 'discover', '-q'], exit=False).result.wasSuccessful())\"")
+             "run = unittest.main(module=None, argv=['t', 'discover', '-q'], exit=False); "
+             "sys.exit(not run.result.wasSuccessful())\"")
     result, payloads = cheat(workspace, contract([f"tests={check}"]),
                              "echo 'import os; os._exit(0)' > .venv/site/zz.pth")
     assert (site / "zz.pth").exists()
+    assert subprocess.run(check, shell=True, cwd=workspace, capture_output=True).returncode == 0  # it works there
     assert result.status == "unmet"
     assert not any(e["passed"] for e in clean_room_evidence(payloads))
 
