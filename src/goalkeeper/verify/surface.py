@@ -66,6 +66,11 @@ def surface_lines(payload: dict[str, Any] | None) -> list[str]:
     for label in ("modified", "deleted", "added"):
         if payload.get(label):
             lines.append(f"  {label}: {', '.join(payload[label])}")
+    room = payload.get("room")
+    if room:
+        lines.append(f"clean room: {room['taken']} change(s) taken, {len(room['held_back'])} held back")
+        if room["held_back"]:
+            lines.append(f"  held back: {', '.join(room['held_back'])}")
     return lines
 
 
