@@ -96,7 +96,7 @@ def tree_build(root: Path, files: int, runs: int) -> None:
     builds = []
     for _ in range(runs + 1):
         started = time.perf_counter()
-        with built_room(repo, base, None, "", link_env=False) as (tree, changes):
+        with built_room(repo, base, None, "", copy_env=False) as (tree, changes):
             builds.append(time.perf_counter() - started)
             assert len(changes.taken) == 3 and (tree / "new_module.py").is_file()
     print(f"{files} files ({made:.1f}s to write and commit them)")

@@ -14,15 +14,19 @@ and the cache is made again.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import filecmp
 import json
 import os
+import py_compile
 import shutil
 import stat
 import subprocess
+import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,7 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from goalkeeper.contract import Contract
-from goalkeeper.errors import WorkspaceError
+from goalkeeper.errors import SandboxError, WorkspaceError
+from goalkeeper.sandbox.bwrap import require_sandbox
 from goalkeeper.sandbox.policy import SandboxPolicy
 from goalkeeper.store.db import private_directory
 from goalkeeper.verify import mirror as mirrors
@@ -47,6 +52,9 @@ PYCACHE_INSIDE = "/tmp/goalkeeper-pycache"
 NEVER_COPIED = frozenset({"__pycache__", ".git"})
 
 CACHE_MANIFEST = "base.json"
+
+#: Baseline Python files compiled at most (at goal start, and again if the base checkout is remade).
+MAX_COMPILED = 20_000
 
 SEEN = "unchanged.json"
 """Workspace files known to equal their baseline, by stat (size, mtime, ctime, inode): not read again while
@@ -95,8 +103,8 @@ def keep_baseline(workspace: Path, goal_id: str, commit: str, recorded: dict[str
                "env_skipped": list(env.skipped), "resumed": False}
     # Also before the model runs: the base checkout, and the stat of every workspace file (all equal the base).
     base = baseline_of(payload, goal_id)
-    base_cache(base)
     top = toplevel(workspace)
+    base_cache(base, top)
     _save_seen(base, {path: stamp for path in _cache_entries(base) if (stamp := _workspace_stamp(top / path))})
     return payload
 
@@ -126,7 +134,7 @@ def goal_changes(top: Path, base: Baseline) -> list[tuple[str, Change]]:
     The base side is read from the mirror's cache, never from the workspace's `.git`. The workspace's git
     only lists candidate paths; a path it hides is simply taken at its baseline content.
     """
-    cache = base_cache(base)
+    cache = base_cache(base, top)
     entries = _cache_entries(base)
     listed = probe(top, "ls-files", "-z", "--cached", "--others", "--exclude-standard").stdout.split("\0")
     env_dirs = base.env.dirs if base.env else ()
@@ -140,8 +148,8 @@ def goal_changes(top: Path, base: Baseline) -> list[tuple[str, Change]]:
         if path not in entries:
             if here.is_symlink() or here.is_file():
                 found.append((path, "added"))
-        elif stamp is None and not os.path.lexists(here):
-            found.append((path, "deleted"))
+        elif stamp is None and not here.is_symlink():
+            found.append((path, "deleted"))  # gone, or a directory or special file where the file was
         elif stamp is not None and seen.get(path) == stamp:
             same[path] = stamp
         elif _differs(here, cache / path, entries[path]):
@@ -195,8 +203,9 @@ def _differs(here: Path, cached: Path, mode: str) -> bool:
 # ---------------------------------------------------------------- the base cache
 
 
-def base_cache(base: Baseline) -> Path:
-    """The base commit checked out from the mirror (made once; made again if a check wrote into it)."""
+def base_cache(base: Baseline, top: Path) -> Path:
+    """The base commit checked out from the mirror (made once; made again if a check wrote into it), with
+    its Python compiled by the harness for the repository at `top` (see _compile)."""
     cache = base.folder / "base"
     if (base.folder / CACHE_MANIFEST).is_file():
         return cache
@@ -206,8 +215,33 @@ def base_cache(base: Baseline) -> Path:
     entries = mirrors.base_entries(base.mirror, base.commit)
     manifest = {path: [mode, *_stamp(cache / path)] for path, (mode, _sha) in entries.items()
                 if os.path.lexists(cache / path)}
+    _compile(base, [path for path, (mode, _sha) in entries.items() if path.endswith(".py") and mode != "120000"],
+             top)
     (base.folder / CACHE_MANIFEST).write_text(json.dumps(manifest))
     return cache
+
+
+def _compile(base: Baseline, sources: list[str], top: Path) -> None:
+    """Bytecode of the baseline's Python files, compiled here from the mirror's content (never from the
+    workspace), for the paths the sources have inside the sandbox; bound read-only at the room's pycache
+    prefix, so the checks do not compile the unchanged code again and cannot write bytecode for a later run.
+
+    A file the goal changed has another mtime than its baseline copy, so its bytecode is never used. Only
+    for this interpreter's cache tag, and for at most MAX_COMPILED files.
+    """
+    target = base.folder / "pycache"
+    shutil.rmtree(target, ignore_errors=True)
+    if len(sources) > MAX_COMPILED:
+        return
+    tag = sys.implementation.cache_tag
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a SyntaxWarning of the repository's code is not the harness's
+        for path in sources:
+            inside = top.resolve() / path
+            cfile = target / inside.parent.relative_to(inside.anchor) / f"{inside.stem}.{tag}.pyc"
+            with contextlib.suppress(py_compile.PyCompileError, OSError, ValueError):
+                py_compile.compile(str(base.folder / "base" / path), cfile=str(cfile), dfile=str(inside),
+                                   doraise=True)
 
 
 def _cache_entries(base: Baseline) -> dict[str, str]:
@@ -244,14 +278,14 @@ def drop_cache(base: Baseline) -> None:
 
 @contextmanager
 def built_room(top: Path, base: Baseline, surface: Surface | None, prefix: str,
-               link_env: bool) -> Iterator[tuple[Path, RoomChanges]]:
+               copy_env: bool) -> Iterator[tuple[Path, RoomChanges]]:
     """A room for the workspace's repository `top`: (its tree, the changes taken and held back); removed after.
 
     `surface` None takes every change (edits = "allow"). `prefix` is the workspace's path below `top`
-    (the surface's paths are relative to the workspace). `link_env` hardlinks the environment snapshot into
-    the tree (when there is no sandbox to bind it read-only).
+    (the surface's paths are relative to the workspace). `copy_env` copies the environment snapshot into
+    the tree (when there is no sandbox to bind it read-only over the tree).
     """
-    cache = base_cache(base)
+    cache = base_cache(base, top)
     changes = RoomChanges()
     for path, change in goal_changes(top, base):
         held = surface is not None and _touches(surface, path, change, prefix)
@@ -263,8 +297,9 @@ def built_room(top: Path, base: Baseline, surface: Surface | None, prefix: str,
         for path, change in changes.taken:
             _apply(top, tree, path, change)
         for folder in base.env.dirs if base.env else ():
-            if link_env:
-                _link_copy(base.env.tree(folder), tree / folder)  # type: ignore[union-attr]
+            if copy_env:
+                # No sandbox to bind it read-only: a real copy, so a check cannot write into the snapshot.
+                shutil.copytree(base.env.tree(folder), tree / folder, symlinks=True)  # type: ignore[union-attr]
             else:
                 (tree / folder).mkdir(parents=True, exist_ok=True)  # the mount point of its read-only bind
         yield tree, changes
@@ -335,14 +370,14 @@ async def run_in_room(workspace: Path, base: Baseline, contract: Contract, keep_
                       sandbox: SandboxPolicy, env: dict[str, str] | None,
                       surface: Surface | None) -> tuple[list[Evidence], RoomChanges, float]:
     """Build the room and run the checks there: (their evidence, marked "clean room"; the changes; the build
-    time in seconds). Under danger-full-access there is no sandbox to bind the room at the workspace's path:
-    the checks run in the room at its own path."""
+    time in seconds). Under danger-full-access the room is still bound with bubblewrap where it works (network
+    on, $HOME writable); without it, the checks run in the room at its own path."""
     top = toplevel(workspace)
     prefix = workspace.resolve().relative_to(top.resolve()).as_posix().strip(".")
-    confined = sandbox.mode != "danger-full-access"
+    confined = sandbox.mode != "danger-full-access" or _bwrap_works(sandbox)
     written = written_through(base.env) if base.env else []
     started = time.monotonic()
-    with built_room(top, base, surface, prefix, link_env=not confined) as (tree, changes):
+    with built_room(top, base, surface, prefix, copy_env=not confined) as (tree, changes):
         built_s = time.monotonic() - started
         cwd = tree / prefix if prefix else tree
         if written:
@@ -358,8 +393,23 @@ async def run_in_room(workspace: Path, base: Baseline, contract: Contract, keep_
 def _room_policy(sandbox: SandboxPolicy, tree: Path, top: Path, base: Baseline) -> SandboxPolicy:
     env = base.env
     binds = tuple((env.tree(folder), tree / folder) for folder in env.dirs) if env else ()
-    return dataclasses.replace(sandbox, workspace=tree.resolve(), bound_at=top.resolve(), ro_binds=binds,
-                               extra_writable=())
+    if (base.folder / "pycache").is_dir():
+        binds += ((base.folder / "pycache", Path(PYCACHE_INSIDE)),)
+    room = dataclasses.replace(sandbox, workspace=tree.resolve(), bound_at=top.resolve(), ro_binds=binds)
+    if sandbox.mode == "danger-full-access":
+        # The verdict's run still needs the room at the workspace's path and the snapshot read-only; the
+        # rest stays as open as the person asked: network on, $HOME writable.
+        return dataclasses.replace(room, mode="workspace-write", network=True,
+                                   extra_writable=(*room.extra_writable, Path.home()))
+    return room
+
+
+def _bwrap_works(sandbox: SandboxPolicy) -> bool:
+    try:
+        require_sandbox(dataclasses.replace(sandbox, mode="workspace-write"))
+    except SandboxError:
+        return False
+    return True
 
 
 @contextmanager
