@@ -227,6 +227,23 @@ def test_a_fix_with_new_tests_is_achieved_and_the_new_tests_run_in_the_room(tmp_
     assert "test_cents" in payload["evidence"][0]["output_tail"]  # the added test ran in the clean room
 
 
+def test_review_mode_a_changed_surface_must_also_pass_as_it_stands(tmp_path: Path) -> None:
+    workspace = sample_repo(tmp_path)
+    # The fix is right, but the edited test now asserts something false: the room (baseline test) passes,
+    # the tree as it stands does not.
+    wrong = "sed -i 's/ 180.0)/ 181.0)/' tests/test_cart.py"
+    steps = [step("", call("apply_patch", patch=FIX_PATCH), shell(wrong)), step("", complete()), step("ok")]
+    with Store() as store:
+        goal = new_goal(store, workspace, contract())
+        result = run(store, goal, workspace, scripted(steps))
+        payload = events(store, goal, "evidence")[-1].payload
+    assert result.status == "unmet"
+    by_name = {e["name"]: e for e in payload["evidence"]}
+    assert by_name["tests"]["room"] == "clean room" and by_name["tests"]["passed"]
+    assert by_name["tests (as it stands)"]["room"] == "workspace" and not by_name["tests (as it stands)"]["passed"]
+    assert payload["surface"]["as_it_stands"] == "fail"
+
+
 def test_allow_mode_takes_surface_edits_into_the_room(tmp_path: Path) -> None:
     workspace = sample_repo(tmp_path)
     result, payloads = cheat(workspace, contract(edits="allow"), WEAKEN_TEST)
