@@ -195,6 +195,24 @@ def test_a_check_that_writes_in_place_does_not_modify_the_workspace_or_the_snaps
     assert (snapshot / "tree" / ".venv" / "keep.txt").read_text() == "baseline\n"
 
 
+def test_a_linked_virtualenv_outside_the_workspace_is_in_the_room_read_only(tmp_path: Path) -> None:
+    workspace = sample_repo(tmp_path)
+    outside = tmp_path / "venvs" / "app"
+    outside.mkdir(parents=True)
+    (outside / "marker.py").write_text("OK = True\n")
+    (workspace / ".venv").symlink_to(outside)
+    (workspace / ".gitignore").write_text(".venv\n")
+    commit_all(workspace, "ignore the venv link")
+    check = f"python -c 'import sys; sys.path.insert(0, \".venv\"); import marker' && {TESTS}"
+    steps = [step("", call("apply_patch", patch=FIX_PATCH)), step("", complete()), step("ok")]
+    with Store() as store:
+        goal = new_goal(store, workspace, contract([f"tests={check}"]))
+        result = run(store, goal, workspace, scripted(steps))
+        kept = events(store, goal, "baseline_mirror")[0].payload
+    assert result.status == "achieved"
+    assert kept["env_dirs"] == [".venv"] and (outside / "marker.py").is_file()
+
+
 # ---------------------------------------------------------------- honest work
 
 

@@ -48,8 +48,10 @@ def ignored_dirs(top: Path) -> list[str]:
     found = []
     for entry in done.stdout.split("\0"):
         path = entry.rstrip("/")
-        if entry.endswith("/") and path and not SKIPPED_NAMES.intersection(path.split("/")) \
-                and (top / path).is_dir() and not (top / path).is_symlink():
+        if not path or SKIPPED_NAMES.intersection(path.split("/")) or not (top / path).is_dir():
+            continue
+        # A real directory, or a link to one (`.venv -> /opt/venvs/app`: the link is kept, not its target).
+        if entry.endswith("/") or (top / path).is_symlink():
             found.append(path)
     return sorted(found)
 
@@ -62,7 +64,7 @@ def take_snapshot(workspace: Path, root: Path) -> EnvSnapshot:
     root.chmod(0o700)
     kept, skipped, budget = [], [], MAX_FILES
     for relative in ignored_dirs(top):
-        count = _count_files(top / relative, budget)
+        count = 1 if (top / relative).is_symlink() else _count_files(top / relative, budget)
         if count > budget:
             skipped.append(relative)
             continue
@@ -110,6 +112,8 @@ def _stats(snapshot: EnvSnapshot) -> dict[str, tuple[int, int, int, int]]:
     found = {}
     tree = snapshot.root / "tree"
     for relative in snapshot.dirs:
+        if (tree / relative).is_symlink():
+            continue  # outside the workspace: not the model's to write (the sandbox keeps it read-only)
         for root, _dirs, names in os.walk(tree / relative):
             for name in names:
                 path = os.path.join(root, name)
@@ -135,6 +139,8 @@ def _link_copy(source: Path, target: Path) -> None:
     if done.returncode != 0:
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(source, target, symlinks=True)
+    if target.is_symlink():
+        return  # a link is copied as a link: nothing below it is the snapshot's to clean
     for root, dirs, _names in os.walk(target):
         for name in [name for name in dirs if name in SKIPPED_NAMES]:
             shutil.rmtree(os.path.join(root, name), ignore_errors=True)
