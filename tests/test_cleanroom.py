@@ -16,7 +16,10 @@ from goalkeeper import control
 from goalkeeper.contract import Contract, contract_from_flags
 from goalkeeper.errors import WorkspaceError
 from goalkeeper.store import Store
+from goalkeeper.verify.cleanroom import baseline_of, built_room, keep_baseline
 from goalkeeper.verify.mirror import BASE_REF
+from goalkeeper.verify.observed import surface_from_pins
+from goalkeeper.verify.pins import pin_verification_surface
 from scenario import (
     FIX_PATCH,
     TESTS,
@@ -117,6 +120,19 @@ def test_an_edited_fixture_is_read_at_its_baseline_content(tmp_path: Path) -> No
     result, payloads = cheat(workspace, contract([f"fixture={check}"]), "echo -1800.0 > tests/expected.txt")
     assert result.status == "unmet"
     assert "tests/expected.txt (modified)" in held_back(payloads)
+
+
+def test_a_link_in_place_of_the_tests_folder_is_held_back(tmp_path: Path) -> None:
+    # Built directly: the goal branch's checkpoint cannot commit a link over a tracked folder (a git error).
+    workspace = sample_repo(tmp_path)
+    base = baseline_of(keep_baseline(workspace, "g", git(workspace, "rev-parse", "HEAD").strip(), None), "g")
+    surface = surface_from_pins(pin_verification_surface(workspace, contract()))
+    swap = f"cp -r tests weak && {WEAKEN_TEST.replace('tests/', 'weak/')} && rm -rf tests && ln -s weak tests"
+    subprocess.run(swap, shell=True, cwd=workspace, check=True)
+    with built_room(workspace, base, surface, "", copy_env=False) as (tree, changes):
+        assert ("tests", "added") in changes.held_back
+        assert not (tree / "tests").is_symlink()
+        assert " 180.0)" in (tree / "tests" / "test_cart.py").read_text()
 
 
 def test_git_replace_on_the_baseline_blob_does_not_change_what_the_room_reads(tmp_path: Path) -> None:

@@ -287,9 +287,11 @@ def built_room(top: Path, base: Baseline, surface: Surface | None, prefix: str,
     """
     cache = base_cache(base, top)
     changes = RoomChanges()
-    for path, change in goal_changes(top, base):
+    found = goal_changes(top, base)
+    for path, change in found:
         held = surface is not None and _touches(surface, path, change, prefix)
         (changes.held_back if held else changes.taken).append((path, change))
+    _hold_back_clobbers(changes, cache, set(_cache_entries(base)))
     room = Path(tempfile.mkdtemp(prefix="room-", dir=base.folder))
     tree = room / "tree"
     try:
@@ -307,6 +309,19 @@ def built_room(top: Path, base: Baseline, surface: Surface | None, prefix: str,
         _remove_tree(room)
         if not cache_intact(base):
             drop_cache(base)
+
+
+def _hold_back_clobbers(changes: RoomChanges, cache: Path, entries: set[str]) -> None:
+    """Hold back a change that would remove more than its own path from the room: a file or link where a
+    baseline directory was (`tests -> elsewhere`), or a file below a baseline file whose removal was held
+    back (`tests/test_x.py/…`). Either would take baseline files out without their own changes being seen."""
+    removed = {path for path, change in changes.taken if change == "deleted"}
+    for path, change in list(changes.taken):
+        parents = ["/".join(path.split("/")[:depth]) for depth in range(1, path.count("/") + 1)]
+        over_dir = (cache / path).is_dir() and not (cache / path).is_symlink()
+        if over_dir or any(parent in entries and parent not in removed for parent in parents):
+            changes.taken.remove((path, change))
+            changes.held_back.append((path, change))
 
 
 def _remove_tree(folder: Path) -> None:
