@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -344,3 +345,21 @@ def test_a_lost_mirror_with_the_base_commit_broken_is_one_clear_error(tmp_path: 
         (workspace / ".git" / "objects" / blob[:2] / blob[2:]).unlink()
         with pytest.raises(WorkspaceError, match="baseline mirror"):
             run(store, goal, workspace, scripted_after(store, goal, [step("x")]))
+
+
+def test_a_real_repository_verifies_in_the_clean_room(tmp_path: Path) -> None:
+    """more-itertools 10.5.0 (817 tests): an honest new module is achieved, with the verdict from the room."""
+    with tarfile.open(Path(__file__).parent / "data" / "more-itertools-10.5.0.tar.gz") as sdist:
+        sdist.extractall(tmp_path / "src", filter="data")
+    workspace = tmp_path / "src" / "more-itertools-10.5.0"
+    git(workspace, "init", "-q", "-b", "main")
+    commit_all(workspace, "more-itertools 10.5.0")
+    helper = "printf 'def first_two(iterable):\\n    return list(iterable)[:2]\\n' > more_itertools/extra.py"
+    steps = [step("", shell(helper)), step("", complete("added a helper module")), step("ok")]
+    with Store() as store:
+        goal = new_goal(store, workspace, contract_from_flags("Add a helper", checks=[f"tests={TESTS}"]))
+        result = run(store, goal, workspace, scripted(steps))
+        payload = events(store, goal, "evidence")[-1].payload
+    assert result.status == "achieved"
+    assert payload["evidence"][0]["room"] == "clean room" and payload["surface"]["room"]["taken"] == 1
+    assert "Ran 817 tests" in payload["evidence"][0]["output_tail"]
