@@ -230,6 +230,19 @@ def test_a_linked_virtualenv_outside_the_workspace_is_in_the_room_read_only(tmp_
     assert kept["env_dirs"] == [".venv"] and (outside / "marker.py").is_file()
 
 
+def test_a_snapshot_file_written_in_place_through_the_workspace_refuses_the_verdict(tmp_path: Path) -> None:
+    workspace = sample_repo(tmp_path)
+    (workspace / ".gitignore").write_text(".venv/\n")
+    (workspace / ".venv").mkdir()
+    (workspace / ".venv" / "patch.py").write_text("OK = True\n")
+    commit_all(workspace, "ignore the venv")
+    # The snapshot shares this inode with the workspace (a hardlink copy): an in-place write reaches both.
+    result, payloads = cheat(workspace, contract(), "echo 'OK = False' >> .venv/patch.py")
+    assert result.status == "unmet"
+    refused = [e for e in payloads[-1]["evidence"] if e["name"] == "verification_tampering"]
+    assert refused and ".venv/patch.py" in refused[0]["output_tail"]
+
+
 # ---------------------------------------------------------------- honest work
 
 

@@ -292,6 +292,8 @@ def built_room(top: Path, base: Baseline, surface: Surface | None, prefix: str,
         held = surface is not None and _touches(surface, path, change, prefix)
         (changes.held_back if held else changes.taken).append((path, change))
     _hold_back_clobbers(changes, cache, set(_cache_entries(base)))
+    for stale in base.folder.glob("room-*"):
+        _remove_tree(stale)  # left by a runner that was killed mid-verification (one runner per goal: its lease)
     room = Path(tempfile.mkdtemp(prefix="room-", dir=base.folder))
     tree = room / "tree"
     try:
