@@ -62,8 +62,9 @@ from goalkeeper.tools.base import ToolContext, ToolResult
 from goalkeeper.tools.registry import Approver, ToolRegistry, default_registry
 from goalkeeper.turn import INTERRUPTED, run_turn
 from goalkeeper.verify.checks import Evidence, run_checks
+from goalkeeper.verify.cleanroom import Baseline, baseline_of, keep_baseline
 from goalkeeper.verify.pins import Pins, pin_verification_surface
-from goalkeeper.verify.surface import double_check
+from goalkeeper.verify.surface import verify_goal
 from goalkeeper.workspace.checkpoints import Violation
 from goalkeeper.workspace.git import GoalBranch
 from goalkeeper.workspace.goal import commit_turn, measured_trees, open_branch, violations_notice
@@ -120,6 +121,8 @@ class Runner:
         self.env = Config().command_env(os.environ, self._key_env())
         self.branch: GoalBranch | None = None
         self.pins: Pins | None = None
+        self.mirror: dict[str, Any] | None = None
+        """The `baseline_mirror` event's payload: the baseline mirror and the environment snapshot."""
         self.notice = ""
         """Something the harness must tell the model in the next opening message (reverted edits, recovery)."""
         self._clock = (time.monotonic(), self.state.spent.time_s)
@@ -160,6 +163,7 @@ class Runner:
         self.record([NewEvent("sandbox", {"mode": self.sandbox.mode, "network": self.sandbox.network,
                                           "processes": limit}, "harness")])
         await self._open_branch()
+        await self._keep_baseline()
         await self._pin_surface()
         config = self._configure()
         self.tools = self.tools.with_approvals(rules=config.rules, approval_policy=config.approval_policy,
@@ -197,6 +201,18 @@ class Runner:
                                          boundaries.max_file_bytes)
         if opened is not None:
             self.record([NewEvent(opened.kind, {**opened.payload, "notice": opened.notice}, "harness")])
+
+    async def _keep_baseline(self) -> None:
+        """Before anything of the model's runs: the baseline mirror and environment snapshot; found again later."""
+        if self.branch is None:
+            return
+        commit = self.branch.snapshot_commit or self.branch.base_commit
+        payload = await asyncio.to_thread(keep_baseline, self.workspace, self.goal.goal_id, commit, self.mirror)
+        self.record([NewEvent("baseline_mirror", payload, "harness")])
+
+    def baseline_source(self) -> Baseline | None:
+        """What the clean room is built from (None before the goal's branch and mirror exist)."""
+        return None if self.mirror is None else baseline_of(self.mirror, self.goal.goal_id)
 
     async def _pin_surface(self) -> None:
         """Pin the verification surface once, before the baseline; in deny mode its files become read-only."""
@@ -239,14 +255,14 @@ class Runner:
     async def verify(self) -> Action:
         """Run the checks (and the constraints green at baseline) and let `decide` judge them."""
         trigger = self.conversation.turn.pending_checks or "completion"
-        evidence = await run_checks(self.contract, self.workspace, keep_green=self.keep_green, sandbox=self.sandbox,
-                                    env=self.env)
         surface: dict[str, Any] | None = None
-        if self.pins is not None and self.branch is not None:
-            base = self.branch.snapshot_commit or self.branch.base_commit
-            extra, surface = await double_check(self.workspace, base, self.pins, self.contract, evidence,
-                                                self.keep_green, self.sandbox, self.env)
-            evidence += extra
+        base = self.baseline_source()
+        if self.pins is not None and base is not None:
+            evidence, surface = await verify_goal(self.workspace, base, self.pins, self.contract, self.keep_green,
+                                                  self.sandbox, self.env)
+        else:
+            evidence = await run_checks(self.contract, self.workspace, keep_green=self.keep_green,
+                                        sandbox=self.sandbox, env=self.env)
         ran = ChecksRan(self.goal.goal_id, trigger, _results(evidence, self.contract),
                         turn=self.state.spent.turns, tree_hash=await self.tree_hash())
         payload = {"trigger": trigger, "turn": ran.turn, "evidence": [e.__dict__ for e in evidence],
@@ -388,6 +404,8 @@ class Runner:
             self.keep_green = list(record.payload["keep_green_active"])
         elif record.kind == "nudge":
             self.why = str(record.payload.get("why", ""))
+        elif record.kind == "baseline_mirror":
+            self.mirror = dict(record.payload)
         elif record.kind == "verification_pins":
             self.pins = Pins.from_json(record.payload["pins"])
         elif record.kind == "goal_branch":

@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -130,7 +131,7 @@ def scan_layout(policy: SandboxPolicy, home: Path) -> SandboxLayout:
     found += [("protect", path, True) for path in _git_dirs_named_by(workspace)]
     if home.is_dir() and home.resolve() != Path("/"):
         found += _search(home.resolve(), policy.secrets, (), HOME_DEPTH)
-    found += [("secret", path, True) for path in _goalkeeper_home(workspace)]
+    found += [("secret", path, True) for path in _goalkeeper_home(policy.bound_at or workspace)]
     protected: dict[Path, None] = {}
     files: dict[Path, None] = {}
     dirs: dict[Path, None] = {}
@@ -203,6 +204,7 @@ def build_argv(policy: SandboxPolicy, command: str, layout: SandboxLayout, *, cw
     if policy.mode == "danger-full-access":
         return run
     workspace = str(policy.workspace)
+    inside = _inside(policy)
     writes = policy.mode == "workspace-write"
     argv = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
     if layout.home.is_relative_to("/tmp"):
@@ -211,20 +213,31 @@ def build_argv(policy: SandboxPolicy, command: str, layout: SandboxLayout, *, cw
         argv += ["--ro-bind-try", str(path), str(path)]
     for path in policy.extra_writable if writes else ():
         argv += ["--bind-try", str(path), str(path)]
-    argv += ["--bind" if writes else "--ro-bind", workspace, workspace]
+    argv += ["--bind" if writes else "--ro-bind", workspace, inside(policy.workspace)]
+    for source, target in policy.ro_binds:
+        argv += ["--ro-bind", str(source), inside(target)]
     for path in layout.protected:
-        argv += ["--ro-bind", str(path), str(path)]
+        argv += ["--ro-bind", str(path), inside(path)]
     for path in layout.secret_dirs:
-        argv += ["--tmpfs", str(path), "--remount-ro", str(path)]
+        argv += ["--tmpfs", inside(path), "--remount-ro", inside(path)]
     for path in layout.secret_files:
-        argv += ["--ro-bind", str(layout.empty_file), str(path)]
+        argv += ["--ro-bind", str(layout.empty_file), inside(path)]
     argv += [] if policy.network else ["--unshare-net"]
     # Root keeps its capabilities inside bwrap unless told otherwise, and could simply remount / rw.
     argv += ["--unshare-pid", "--unshare-ipc", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
     argv += ["--setenv", "HOME", str(layout.home), "--setenv", "TMPDIR", "/tmp"]
     argv += ["--ro-bind", str(script), str(script)] if script is not None else []
-    argv += ["--chdir", str(cwd or policy.workspace), "--", *run]
+    argv += ["--chdir", inside(cwd or policy.workspace), "--", *run]
     return argv
+
+
+def _inside(policy: SandboxPolicy) -> Callable[[Path], str]:
+    """Maps a path below the workspace to where it appears inside the sandbox (see SandboxPolicy.bound_at)."""
+    def inside(path: Path) -> str:
+        if policy.bound_at is not None and path.is_relative_to(policy.workspace):
+            return str(policy.bound_at / path.relative_to(policy.workspace))
+        return str(path)
+    return inside
 
 
 def sandbox_argv(policy: SandboxPolicy, command: str, home: Path | None = None,

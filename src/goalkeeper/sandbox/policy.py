@@ -86,3 +86,8 @@ class SandboxPolicy:
     """Output kept per command; the rest is dropped from the middle."""
     extra_writable: tuple[Path, ...] = field(default_factory=tuple)
     """Further absolute paths commands may write (e.g. a tool cache the user allows)."""
+    bound_at: Path | None = None
+    """Where `workspace` appears inside the sandbox, when elsewhere: the clean room's tree is bound at the real
+    workspace's path, so absolute paths in configs still work."""
+    ro_binds: tuple[tuple[Path, Path], ...] = ()
+    """(source, path inside) bound read-only over the workspace: the clean room's environment snapshot."""

@@ -43,6 +43,8 @@ class Evidence:
     timed_out: bool = False
     error: str | None = None
     """Why the check could not be judged normally (command not found, metric not found...)."""
+    room: str = ""
+    """Where it ran: "clean room" (the verdict's tree, built from the baseline mirror) or "workspace"."""
 
 
 #: Characters of output kept in Evidence.output_tail.

@@ -28,7 +28,7 @@ from goalkeeper.errors import WorkspaceError
 from goalkeeper.sandbox.globs import first_path_match, normalize_path
 from goalkeeper.sandbox.policy import SandboxPolicy
 from goalkeeper.verify.checks import Evidence, run_checks
-from goalkeeper.workspace.git import probe, run_git
+from goalkeeper.workspace.git import probe, run_git, toplevel
 
 EditsPolicy = Literal["review", "deny", "allow"]
 """What a goal does about edits to pinned files: re-verify on the baseline versions (review, the default),
@@ -190,14 +190,15 @@ def _sha256(path: Path) -> str:
 # ---------------------------------------------------------------- the state of the surface
 
 
-def surface_state(workspace: Path, pins: Pins, base_commit: str) -> SurfaceState:
+def surface_state(workspace: Path, pins: Pins, base_commit: str, mirror: Path | None = None) -> SurfaceState:
     """Which pinned files the workspace now has modified or deleted, which new surface files it added, and a
-    diff of the pinned changes against `base_commit` (the commit the goal started from)."""
+    diff of the pinned changes against `base_commit` (the commit the goal started from), read from `mirror`
+    (the goal's baseline mirror) when given."""
     modified, deleted = changed_pins(workspace, pins)
     pinned = pins.paths
     added = [path for path in workspace_files(workspace)
              if path not in pinned and _on_surface(workspace, path, pins.globs)]
-    diff = "".join(_file_diff(workspace, base_commit, path) for path in sorted(modified + deleted))
+    diff = "".join(_file_diff(workspace, base_commit, path, mirror) for path in sorted(modified + deleted))
     state: SurfaceKind = "modified" if modified or deleted else "extended" if added else "unchanged"
     return SurfaceState(state=state, modified=modified, deleted=deleted, added=added, diff=diff)
 
@@ -214,10 +215,16 @@ def changed_pins(workspace: Path, pins: Pins) -> tuple[list[str], list[str]]:
     return modified, deleted
 
 
-def baseline_content(workspace: Path, base_commit: str, path: str) -> bytes:
-    """The content of `path` (workspace-relative) at `base_commit`; a WorkspaceError when git has none."""
-    # `<commit>:./path` is relative to the working directory, so a workspace below the top-level works too
-    done = run_git(workspace, "show", f"{base_commit}:./{path}")
+def baseline_content(workspace: Path, base_commit: str, path: str, mirror: Path | None = None) -> bytes:
+    """The content of `path` (workspace-relative) at `base_commit`; a WorkspaceError when git has none.
+
+    With `mirror` (the goal's baseline mirror) it is read from there, never from the workspace's `.git`.
+    """
+    if mirror is not None:
+        done = run_git(mirror, "cat-file", "blob", f"{base_commit}:{_in_repository(workspace, path)}")
+    else:
+        # `<commit>:./path` is relative to the working directory, so a workspace below the top-level works too
+        done = run_git(workspace, "show", f"{base_commit}:./{path}")
     if done.returncode != 0:
         raise WorkspaceError(f"{path} is pinned but {base_commit[:12]} does not hold it: "
                              f"{done.stderr.decode(errors='replace').strip()}",
@@ -225,8 +232,14 @@ def baseline_content(workspace: Path, base_commit: str, path: str) -> bytes:
     return done.stdout
 
 
-def _file_diff(workspace: Path, base_commit: str, path: str) -> str:
-    before = baseline_content(workspace, base_commit, path).decode("utf-8", errors="replace")
+def _in_repository(workspace: Path, path: str) -> str:
+    """`path` (workspace-relative) relative to the repository's top level."""
+    top = toplevel(workspace).resolve()
+    return ((workspace.resolve() / path).relative_to(top)).as_posix()
+
+
+def _file_diff(workspace: Path, base_commit: str, path: str, mirror: Path | None = None) -> str:
+    before = baseline_content(workspace, base_commit, path, mirror).decode("utf-8", errors="replace")
     current = workspace / path
     after = current.read_bytes().decode("utf-8", errors="replace") if current.is_file() else ""
     target = f"b/{path}" if current.is_file() else "/dev/null"

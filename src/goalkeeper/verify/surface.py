@@ -1,20 +1,22 @@
-"""The verification surface during a run: what the checks' own files look like now, and the double check.
+"""The verdict: the checks in the clean room, and in review mode on the tree as it stands too.
 
-A goal cannot be achieved by weakening its checks: in review mode a passing run is repeated in a copy
-where every pinned file is back at its baseline content, and only a pass there counts.
+A goal cannot be achieved by weakening its checks: the clean room leaves out the goal's changes to the
+verification surface, so only a pass there counts (see cleanroom.py).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from goalkeeper.contract import Contract
 from goalkeeper.sandbox.policy import SandboxPolicy
-from goalkeeper.verify.checks import Evidence
-from goalkeeper.verify.pins import Pins, surface_state, tamper_feedback, verify_restored
+from goalkeeper.verify.checks import Evidence, run_checks
+from goalkeeper.verify.cleanroom import Baseline, run_in_room
+from goalkeeper.verify.observed import Change, surface_from_pins
+from goalkeeper.verify.pins import DIFF_CHARS, Pins, SurfaceState, surface_state
 
 #: The name the failed double check goes by, in evidence, attempts and the report.
 TAMPERING = "verification_tampering"
@@ -23,26 +25,37 @@ TAMPERING = "verification_tampering"
 SURFACE_DIFF_CHARS = 8_000
 
 
-async def double_check(workspace: Path, base_commit: str, pins: Pins, contract: Contract,
-                       evidence: list[Evidence], keep_green: list[str] | None, sandbox: SandboxPolicy | None,
-                       env: dict[str, str] | None) -> tuple[list[Evidence], dict[str, Any]]:
-    """Extra evidence (a failing `verification_tampering` when the pass depends on changed pinned files)
-    and the surface's state for the evidence event."""
-    state = surface_state(workspace, pins, base_commit)
-    payload = {**asdict(state), "diff": state.diff[:SURFACE_DIFF_CHARS]}
-    changed = bool(state.modified or state.deleted)
-    if contract.verify.edits != "review" or not changed or not all(e.passed for e in evidence):
-        return [], payload
+async def verify_goal(workspace: Path, base: Baseline, pins: Pins, contract: Contract,
+                      keep_green: list[str] | None, sandbox: SandboxPolicy,
+                      env: dict[str, str] | None) -> tuple[list[Evidence], dict[str, Any]]:
+    """The verdict's evidence, taken in the clean room, and the surface's state for the evidence event.
+
+    review (the default): the room leaves out the goal's changes to the surface; when it left any out, the
+    checks must also pass on the tree as it stands (so added tests pass too). A pass that holds only with
+    the surface changed is a failing `verification_tampering`. deny: the same room (pinned files are
+    read-only besides). allow: the room takes every change, but still nothing else from the workspace.
+    """
+    state = surface_state(workspace, pins, base.commit, base.mirror)
+    payload: dict[str, Any] = {**asdict(state), "diff": state.diff[:SURFACE_DIFF_CHARS]}
+    surface = None if contract.verify.edits == "allow" else surface_from_pins(pins)
+    evidence, changes, built_s = await run_in_room(workspace, base, contract, keep_green, sandbox, env, surface)
+    payload["room"] = {**changes.payload(), "build_s": round(built_s, 3)}
+    if contract.verify.edits != "review" or not changes.held_back:
+        return evidence, payload
     started = time.monotonic()
-    restored = await verify_restored(workspace, base_commit, pins, contract, keep_green, sandbox, env)
-    if all(e.passed for e in restored):
-        return [], {**payload, "restored": "pass"}
-    failing = ", ".join(e.name for e in restored if not e.passed)
-    tampered = Evidence(
-        name=TAMPERING, kind="check", command="the checks again, with every pinned file at its baseline content",
-        exit_code=1, duration_s=time.monotonic() - started, output_tail=tamper_feedback(state), passed=False,
-        error=f"the checks pass only with the verification files changed; restored, these fail: {failing}")
-    return [tampered], {**payload, "restored": "fail"}
+    as_is = [replace(e, room="workspace")
+             for e in await run_checks(contract, workspace, keep_green, env=env, sandbox=sandbox)]
+    payload["as_it_stands"] = "pass" if all(e.passed for e in as_is) else "fail"
+    if all(e.passed for e in as_is) and not all(e.passed for e in evidence):
+        failing = ", ".join(e.name for e in evidence if not e.passed)
+        evidence.append(Evidence(
+            name=TAMPERING, kind="check", command="the checks in the clean room, without the changed surface",
+            exit_code=1, duration_s=time.monotonic() - started, passed=False, room="clean room",
+            output_tail=tamper_feedback(state, changes.held_back),
+            error=f"the checks pass only with the verification surface changed; without those changes, "
+                  f"these fail: {failing}"))
+    evidence += [replace(e, name=f"{e.name} (as it stands)") for e in as_is if not e.passed]
+    return evidence, payload
 
 
 def surface_lines(payload: dict[str, Any] | None) -> list[str]:
@@ -53,4 +66,25 @@ def surface_lines(payload: dict[str, Any] | None) -> list[str]:
     for label in ("modified", "deleted", "added"):
         if payload.get(label):
             lines.append(f"  {label}: {', '.join(payload[label])}")
+    room = payload.get("room")
+    if room:
+        lines.append(f"clean room: {room['taken']} change(s) taken, {len(room['held_back'])} held back")
+        if room["held_back"]:
+            lines.append(f"  held back: {', '.join(room['held_back'])}")
     return lines
+
+
+def tamper_feedback(state: SurfaceState, held_back: list[tuple[str, Change]], limit: int = DIFF_CHARS) -> str:
+    """What the model is told when its completion passed only because it changed the verification surface."""
+    named = [f"  {path} ({change})" for path, change in held_back]
+    diff = state.diff if len(state.diff) <= limit else (
+        state.diff[:limit] + f"\n… diff cut at {limit} of {len(state.diff)} characters\n")
+    shown = "\n\nWhat changed in the pinned files:\n```diff\n" + diff + "```\n" if diff else "\n\n"
+    return (
+        "The checks pass, but not on the verification surface as it was at the start of the goal. The "
+        "harness ran them in a clean room built from the baseline, without these changes, and there they "
+        "fail, so the goal is not achieved:\n" + "\n".join(named) + shown
+        + "Make the checks pass by changing the code under test. New test files are welcome; "
+        "weakening, skipping or deleting existing tests, configuration, fixtures or benchmarks is not, and "
+        "neither is a file that shadows the test runner or a standard-library module.\n"
+    )

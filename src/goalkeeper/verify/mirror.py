@@ -1,0 +1,126 @@
+"""The baseline mirror: a bare copy of the goal's base commit under $GOALKEEPER_HOME, out of the model's reach.
+
+Made at goal start, before the model runs anything, through the hardened git (replace objects ignored). Every
+restore, diff and clean room reads baseline objects from here, never from the workspace's `.git`, which the
+model can rewrite under danger-full-access. Only the base commit's own objects are copied (not its history).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from goalkeeper.errors import WorkspaceError
+from goalkeeper.store.db import private_directory
+from goalkeeper.workspace.git import run_git, toplevel
+
+#: The ref in the mirror that names the base commit.
+BASE_REF = "refs/heads/base"
+
+
+def goalkeeper_home() -> Path:
+    """$GOALKEEPER_HOME (default ~/.goalkeeper), created 0700."""
+    named = os.environ.get("GOALKEEPER_HOME")
+    return private_directory((Path(named).expanduser() if named else Path.home() / ".goalkeeper").resolve())
+
+
+def goal_folder(kind: str, goal_id: str) -> Path:
+    """`$GOALKEEPER_HOME/<kind>/` (0700) joined with the goal's id (not created)."""
+    return private_directory(goalkeeper_home() / kind) / goal_id
+
+
+def mirror_path(goal_id: str) -> Path:
+    """Where the goal's mirror lives: `$GOALKEEPER_HOME/mirrors/<goal_id>.git`."""
+    return private_directory(goalkeeper_home() / "mirrors") / f"{goal_id}.git"
+
+
+def make_mirror(workspace: Path, commit: str, path: Path) -> Path:
+    """Copy `commit` with its tree into a new bare repository at `path` (0700); returns `path`.
+
+    The objects are packed by the workspace's git and indexed again here, so each is hashed anew: an object
+    whose content no longer matches its name is missing from the mirror, and that is an error.
+    """
+    top = toplevel(workspace)
+    listed = _git(top, "rev-list", "--objects", "--no-walk", commit)
+    pack = _git(top, "pack-objects", "--stdout", "-q", stdin=listed)
+    scratch = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    shutil.rmtree(scratch, ignore_errors=True)
+    _git(top, "init", "--bare", "-q", str(scratch))
+    try:
+        _git(scratch, "index-pack", "--stdin", stdin=pack)
+        _git(scratch, "update-ref", BASE_REF, commit)
+        if run_git(scratch, "rev-list", "--objects", "--no-walk", commit).returncode != 0:
+            raise WorkspaceError(f"the base commit {commit[:12]} is incomplete in the workspace's repository",
+                                 hint="its objects were changed or removed; start the goal again from a sound "
+                                      "repository (git fsck tells what is wrong)")
+        shutil.rmtree(path, ignore_errors=True)
+        scratch.rename(path)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    path.chmod(0o700)
+    return path
+
+
+def ensure_mirror(workspace: Path, commit: str, path: Path) -> bool:
+    """Check the mirror recorded for a resumed goal; True when it had to be made again.
+
+    A missing or broken mirror is made again only if the workspace still holds the base commit with every
+    object hashing the same (make_mirror re-hashes them); otherwise a WorkspaceError says so.
+    """
+    if has_commit(path, commit):
+        return False
+    try:
+        make_mirror(workspace, commit, path)
+    except WorkspaceError as err:
+        raise WorkspaceError(f"the baseline mirror {path} is gone and the workspace can no longer give back "
+                             f"the base commit {commit[:12]} intact: {err.message}",
+                             hint="the goal's verdicts cannot be trusted any more; clear it and set it again "
+                                  "(gk goal ... --replace)") from err
+    return True
+
+
+def has_commit(mirror: Path, commit: str) -> bool:
+    """Whether the mirror exists and holds `commit` with its whole tree."""
+    if not (mirror / "HEAD").is_file():
+        return False
+    return run_git(mirror, "rev-list", "--objects", "--no-walk", commit).returncode == 0
+
+
+def base_entries(mirror: Path, commit: str) -> dict[str, tuple[str, str]]:
+    """path -> (mode, object id) for every file of `commit` (top-level-relative, submodules left out)."""
+    out = _git(mirror, "ls-tree", "-r", "-z", "--full-tree", commit)
+    entries = {}
+    for line in out.split(b"\0"):
+        if not line:
+            continue
+        meta, _, name = line.partition(b"\t")
+        mode, kind, sha = meta.decode().split()
+        if kind == "blob":
+            entries[os.fsdecode(name)] = (mode, sha)
+    return entries
+
+
+def blob(mirror: Path, sha: str) -> bytes:
+    """The content of one blob of the mirror."""
+    return _git(mirror, "cat-file", "blob", sha)
+
+
+def checkout(mirror: Path, commit: str, target: Path) -> None:
+    """Write the tree of `commit` into the empty directory `target` (the mirror's own index is not touched)."""
+    index = target.with_name(target.name + ".index")
+    env = {"GIT_INDEX_FILE": str(index)}
+    try:
+        for args in (("read-tree", commit), ("checkout-index", "-a", "-f")):
+            _git(target, f"--git-dir={mirror}", f"--work-tree={target}", *args, env=env)
+    finally:
+        index.unlink(missing_ok=True)
+
+
+def _git(top: Path, *args: str, stdin: bytes | None = None, env: dict[str, str] | None = None) -> bytes:
+    done = run_git(top, *args, stdin=stdin, env=env)
+    if done.returncode != 0:
+        raise WorkspaceError(f"`git {args[0]}` failed for the baseline mirror: "
+                             f"{done.stderr.decode(errors='replace').strip()}",
+                             hint="check that $GOALKEEPER_HOME is writable and the repository is sound (git fsck)")
+    return done.stdout
