@@ -62,8 +62,10 @@ from goalkeeper.tools.base import ToolContext, ToolResult
 from goalkeeper.tools.registry import Approver, ToolRegistry, default_registry
 from goalkeeper.turn import INTERRUPTED, run_turn
 from goalkeeper.verify.checks import Evidence, run_checks
+from goalkeeper.verify.observed import Surface, observed_surface, surface_from_pins, surface_summary
 from goalkeeper.verify.pins import Pins, pin_verification_surface
 from goalkeeper.verify.surface import double_check
+from goalkeeper.verify.trace import Tracer, tracer_problem
 from goalkeeper.workspace.checkpoints import Violation
 from goalkeeper.workspace.git import GoalBranch
 from goalkeeper.workspace.goal import commit_turn, open_branch, violations_notice
@@ -120,6 +122,8 @@ class Runner:
         self.env = Config().command_env(os.environ, self._key_env())
         self.branch: GoalBranch | None = None
         self.pins: Pins | None = None
+        self.surface: Surface | None = None
+        """The verification surface observed at baseline (None for goals stored before it was recorded)."""
         self.notice = ""
         """Something the harness must tell the model in the next opening message (reverted edits, recovery)."""
         self._clock = (time.monotonic(), self.state.spent.time_s)
@@ -219,8 +223,17 @@ class Runner:
                                        list(self.sandbox.protect), list(boundaries.paths), boundaries.max_file_bytes)
 
     async def baseline(self) -> None:
-        """Run every check and keep_green command once before the first turn; red constraints are dropped."""
-        evidence = await run_checks(self.contract, self.workspace, sandbox=self.sandbox, env=self.env)
+        """Run every check and keep_green command once before the first turn, under the tracer when it works
+        here (that one run is also the observation of the verification surface); red constraints are dropped."""
+        problem = await asyncio.to_thread(tracer_problem, self.sandbox)
+        tracer = Tracer() if problem is None else None
+        try:
+            evidence = await run_checks(self.contract, self.workspace, sandbox=self.sandbox, env=self.env,
+                                        tracer=tracer)
+            surface = await asyncio.to_thread(self._observed, tracer, problem)
+        finally:
+            if tracer is not None:
+                tracer.close()
         missing = [e for e in evidence if e.kind == "check" and e.exit_code == 127]
         if missing:
             raise ContractError(f"check `{missing[0].name}` cannot run: {missing[0].error or 'command not found'}",
@@ -231,7 +244,19 @@ class Runner:
         state = with_baseline(self.state, _results(evidence, self.contract), tree)
         payload = {"evidence": [e.__dict__ for e in evidence], "keep_green_active": active,
                    "keep_green_dropped": dropped, "tree_hash": tree}
-        self._commit(Decision(state, Wait()), [NewEvent("baseline", payload, "harness")])
+        observed = NewEvent("verification_surface", {"surface": surface.to_json(),
+                                                      "summary": surface_summary(surface)}, "harness")
+        self._commit(Decision(state, Wait()), [NewEvent("baseline", payload, "harness"), observed])
+
+    def _observed(self, tracer: Tracer | None, problem: str | None) -> Surface:
+        """The surface from the baseline's trace plus the pins; inferred from the pins when it was not traced."""
+        pins = self.pins or Pins((), ())
+        if tracer is None:
+            return surface_from_pins(pins, problem or "not traced")
+        accesses, lost = tracer.accesses()
+        if lost:
+            return surface_from_pins(pins, f"strace left no trace of `{lost[0]}`")
+        return observed_surface(accesses, self.workspace, pins)
 
     async def verify(self) -> Action:
         """Run the checks (and the constraints green at baseline) and let `decide` judge them."""
@@ -387,6 +412,8 @@ class Runner:
             self.why = str(record.payload.get("why", ""))
         elif record.kind == "verification_pins":
             self.pins = Pins.from_json(record.payload["pins"])
+        elif record.kind == "verification_surface":
+            self.surface = Surface.from_json(record.payload["surface"])
         elif record.kind == "goal_branch":
             self.branch = GoalBranch(record.payload["name"], record.payload["base_commit"],
                                      record.payload.get("snapshot_commit"))
