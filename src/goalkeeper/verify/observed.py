@@ -269,7 +269,7 @@ def _imported_names(accesses: Accesses, bases: list[str]) -> set[str]:
         match = _PYTHON_LIB.search(path)
         if match is not None and not match.group(1).endswith((".pth", ".dist-info", ".egg-info", ".txt")):
             name = match.group(1).split(".", 1)[0]
-            if name.isidentifier() and name not in ("site-packages", "dist-packages", "lib-dynload"):
+            if name.isidentifier() and name not in IGNORED_PARTS:
                 names.add(name)
     return names
 
