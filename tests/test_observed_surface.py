@@ -19,7 +19,7 @@ from goalkeeper.contract import Check, Contract, Metric
 from goalkeeper.sandbox.policy import SandboxPolicy
 from goalkeeper.store import Store
 from goalkeeper.verify.checks import run_checks
-from goalkeeper.verify.observed import Surface, observed_surface, surface_from_pins, surface_summary, summary_lines
+from goalkeeper.verify.observed import Surface, observed_surface, summary_lines, surface_from_pins, surface_summary
 from goalkeeper.verify.pins import Pins, pin_verification_surface
 from goalkeeper.verify.trace import Tracer, calls, read_trace, split_args, tracer_problem, unescape
 from scenario import HONEST_FIX, events, new_goal, run, sample_repo, scripted
