@@ -7,6 +7,7 @@ the parser is also fed hand-written logs for the shapes strace prints rarely (un
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import sys
 import tarfile
@@ -22,7 +23,7 @@ from goalkeeper.verify.checks import run_checks
 from goalkeeper.verify.observed import Surface, observed_surface, summary_lines, surface_from_pins, surface_summary
 from goalkeeper.verify.pins import Pins, pin_verification_surface
 from goalkeeper.verify.trace import Tracer, calls, read_trace, split_args, tracer_problem, unescape
-from scenario import HONEST_FIX, events, new_goal, run, sample_repo, scripted
+from scenario import HONEST_FIX, TESTS, events, gk, new_goal, run, sample_repo, scripted, write_script
 
 needs_strace = pytest.mark.skipif(shutil.which("strace") is None or shutil.which("bwrap") is None,
                                   reason="strace and bubblewrap are needed to observe the surface")
@@ -216,3 +217,29 @@ def test_without_strace_the_surface_is_inferred(tmp_path: Path, monkeypatch: pyt
     assert surface.touches("conftest.py", "added") and surface.touches("unittest.py", "added")
     assert not surface.touches("helpers.py", "added")
     assert Surface.from_json(surface.to_json()) == surface
+
+
+# ---------------------------------------------------------------- shown by gk lint and gk goal
+
+
+@needs_strace
+def test_gk_lint_and_gk_goal_show_the_surface(tmp_path: Path, goalkeeper_home: Path) -> None:
+    workspace = sample_repo(tmp_path)
+    check = ["--check", f"tests={TESTS}", "--cwd", str(workspace)]
+    linted = gk("lint", "--objective", "Fix the discount bug so the tests pass", *check, home=goalkeeper_home)
+    assert "verification surface (surface observed):" in linted.stdout, linted.stdout + linted.stderr
+    assert "probed, absent:" in linted.stdout
+    data = json.loads(gk("lint", "--objective", "Fix the discount bug so the tests pass", *check, "--json",
+                         home=goalkeeper_home).stdout)
+    assert data["surface"]["observed"] is True and data["surface"]["paths"] > 0
+    unrun = json.loads(gk("lint", "--objective", "Fix the discount bug so the tests pass", *check, "--json",
+                          "--no-run", home=goalkeeper_home).stdout)
+    assert unrun["surface"]["provenance"].startswith("surface inferred, not observed")
+    done = gk("goal", "Fix the discount bug so the tests pass", *check, home=goalkeeper_home)
+    assert "verification surface (surface observed):" in done.stderr, done.stdout + done.stderr
+    script = write_script(tmp_path / "script.json", HONEST_FIX)
+    gk("run", "--model", f"scripted:{script}", "--cwd", str(workspace), home=goalkeeper_home, timeout=300)
+    shown = gk("goal", "--cwd", str(workspace), home=goalkeeper_home)
+    assert "verification surface (surface observed):" in shown.stdout, shown.stdout + shown.stderr
+    summary = json.loads(gk("goal", "--json", "--cwd", str(workspace), home=goalkeeper_home).stdout)
+    assert summary["observed_surface"]["observed"] is True

@@ -295,8 +295,9 @@ def summary_lines(summary: dict[str, Any] | None) -> list[str]:
     """The summary for a person: a count line, then the notable paths of each kind (a few of each)."""
     if not summary:
         return []
-    head = (f"verification surface ({summary['provenance']}): {summary['paths']} paths, "
-            f"{summary['tests']} test files, {summary['code']} files of code under test beside it")
+    head = (f"verification surface ({summary['provenance']}): {_count(summary['paths'], 'path')}, "
+            f"{_count(summary['tests'], 'test file')}; {_count(summary['code'], 'source file')} the checks "
+            "import counted as code under test")
     lines = [head]
     for key, label in (("configs", "test configs"), ("inputs", "fixtures and inputs"), ("executed", "executed"),
                        ("missing", "probed, absent"), ("import_dirs", "shadow-prone dirs")):
@@ -305,3 +306,7 @@ def summary_lines(summary: dict[str, Any] | None) -> list[str]:
             more = f" … (+{len(values) - SHOWN})" if len(values) > SHOWN else ""
             lines.append(f"  {label}: {', '.join(values[:SHOWN])}{more}")
     return lines
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
