@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import sys
 import tarfile
@@ -243,3 +244,30 @@ def test_gk_lint_and_gk_goal_show_the_surface(tmp_path: Path, goalkeeper_home: P
     assert "verification surface (surface observed):" in shown.stdout, shown.stdout + shown.stderr
     summary = json.loads(gk("goal", "--json", "--cwd", str(workspace), home=goalkeeper_home).stdout)
     assert summary["observed_surface"]["observed"] is True
+
+
+def path_without_strace(folder: Path) -> str:
+    """A PATH of one folder linking every program on the current PATH except strace."""
+    folder.mkdir()
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        if not os.path.isdir(directory):
+            continue
+        for entry in os.scandir(directory):
+            target = folder / entry.name
+            if entry.name != "strace" and not target.exists() and not target.is_symlink():
+                target.symlink_to(entry.path)
+    return str(folder)
+
+
+def test_a_goal_without_strace_records_an_inferred_surface(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", path_without_strace(tmp_path / "bin"))
+    workspace = sample_repo(tmp_path)
+    with Store() as store:
+        record = new_goal(store, workspace)
+        result = run(store, record, workspace, scripted(HONEST_FIX))
+        stored = events(store, record, "verification_surface")
+    surface = Surface.from_json(stored[0].payload["surface"])
+    assert not surface.observed and "strace is not installed" in surface.note
+    assert "tests/test_cart.py" in surface.paths  # the conventions still hold
+    assert stored[0].payload["summary"]["provenance"].startswith("surface inferred, not observed")
+    assert result.status == "achieved"
