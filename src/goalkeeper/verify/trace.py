@@ -46,6 +46,8 @@ _CALL = re.compile(r"^([a-z_0-9]+)\((.*)$", re.DOTALL)
 _RESUMED = re.compile(r"^<\.\.\. ([a-z_0-9]+) resumed>(.*)$", re.DOTALL)
 _UNFINISHED = " <unfinished ...>"
 _RESULT = re.compile(r"\)\s+=\s+(-?\d+|\?)(?:<(?P<fd>(?:[^>\\]|\\.)*)>)?(?:\s+(?P<err>E[A-Z0-9]+))?")
+# A quoted string or an fd's path (kept whole, escapes and all), a bracket or comma, or a run of anything else.
+_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"?|<(?:[^>\\]|\\.)*>?|[\[\]{}(),]|[^"<\[\]{}(),]+', re.DOTALL)
 _OCTAL = re.compile(rb"\\([0-7]{1,3})")
 _SIMPLE_ESCAPES = {b"n": b"\n", b"t": b"\t", b"r": b"\r", b"v": b"\v", b"f": b"\f", b'"': b'"', b"\\": b"\\",
                    b"a": b"\a", b"b": b"\b"}
@@ -78,6 +80,8 @@ class Accesses:
 
 def unescape(text: str) -> str:
     """A string as strace printed it (C escapes, octal and hex bytes) back to the path it names."""
+    if "\\" not in text:
+        return text  # the common case, and the hot one: a trace holds tens of thousands of paths
     raw = text.encode("utf-8", "surrogateescape")
     out = bytearray()
     index = 0
@@ -102,27 +106,17 @@ def unescape(text: str) -> str:
 
 def split_args(text: str) -> list[str]:
     """The top-level arguments of one call as printed (`a, "b,c", {x, y}, 3</p,q>`), each stripped."""
-    args, current, depth, index = [], [], 0, 0
-    while index < len(text):
-        char = text[index]
-        if char in "\"<":  # a quoted string or an fd's path: copy through the matching close, escapes and all
-            close = '"' if char == '"' else ">"
-            end = index + 1
-            while end < len(text) and text[end] != close:
-                end += 2 if text[end] == "\\" else 1
-            current.append(text[index:end + 1])
-            index = end + 1
-            continue
-        if char in "[{(":
+    args, current, depth = [], [], 0
+    for token in _TOKEN.findall(text):
+        if token in "[{(":
             depth += 1
-        elif char in "]})":
+        elif token in "]})":
             depth -= 1
-        if char == "," and depth == 0:
+        elif token == "," and depth == 0:
             args.append("".join(current).strip())
             current = []
-        else:
-            current.append(char)
-        index += 1
+            continue
+        current.append(token)
     if "".join(current).strip():
         args.append("".join(current).strip())
     return args
