@@ -106,7 +106,9 @@ def unescape(text: str) -> str:
 
 def split_args(text: str) -> list[str]:
     """The top-level arguments of one call as printed (`a, "b,c", {x, y}, 3</p,q>`), each stripped."""
-    args, current, depth = [], [], 0
+    args: list[str] = []
+    current: list[str] = []
+    depth = 0
     for token in _TOKEN.findall(text):
         if token in "[{(":
             depth += 1
