@@ -79,7 +79,8 @@ def test_relative_paths_follow_chdir_fchdir_and_fork() -> None:
 # ---------------------------------------------------------------- traced for real, in the sandbox
 
 
-CODE = "def add(a, b):\n    return a - b\n"
+CODE = ("import json, pathlib\n\nOFFSET = json.loads((pathlib.Path(__file__).parent / 'offset.json').read_text())\n\n\n"
+        "def add(a, b):\n    return a - b + OFFSET\n")
 TEST = ("import json, pathlib, unittest\n\nfrom pkg.calc import add\n\n"
         "CASES = json.loads((pathlib.Path(__file__).parent / 'fixtures' / 'cases.json').read_text())\n\n\n"
         "class AddTest(unittest.TestCase):\n"
@@ -95,7 +96,8 @@ MAKEFILE = f"test:\n\t{PY} -m pytest -q -p no:cacheprovider tests\n"
 @pytest.fixture
 def small(git_repo: Path) -> Path:
     """A package, a pytest suite reading a fixture, a benchmark reading its input, and a Makefile."""
-    files = {"pkg/__init__.py": "", "pkg/calc.py": CODE, "tests/__init__.py": "", "tests/test_calc.py": TEST,
+    files = {"pkg/__init__.py": "", "pkg/calc.py": CODE, "pkg/offset.json": "0", "tests/__init__.py": "",
+             "tests/test_calc.py": TEST,
              "tests/fixtures/cases.json": "[[2, 3, 5]]", "bench/bench.py": BENCH, "bench/input.txt": "1\n2\n3\n",
              "Makefile": MAKEFILE, "README.md": "calc\n"}
     for path, text in files.items():
@@ -152,6 +154,7 @@ def test_tampering_touches_the_surface_and_honest_work_does_not(small: Path) -> 
         assert surface.touches(path, "modified"), path
         assert surface.touches(path, "deleted"), path
     assert not surface.touches("pkg/calc.py", "modified")  # the work itself
+    assert not surface.touches("pkg/offset.json", "modified")  # package data beside it: the work too
     assert not surface.touches("pkg/helpers.py", "added")  # a new module beside the code under test
     assert not surface.touches("pkg/json.py", "added")  # inside a package it shadows nothing
     assert not surface.touches("tests/test_more.py", "added")  # new tests: the per-test evidence judges them

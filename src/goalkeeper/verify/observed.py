@@ -8,7 +8,9 @@ change. Without a tracer the surface is inferred from the conventions alone (obs
 
 The rule for a change (`Surface.touches`):
 - modified or deleted: a surface file (read or run by the checks and not code under test, pinned, or a test
-  or config file by convention);
+  or config file by convention). Code under test is a source file the checks only read, and any other file
+  they read in the same folder below the root (package data); a fixture or benchmark input lives in a test
+  folder, a folder of its own or at the root, and is on the surface;
 - added: a path the checks probed and did not find (or one below it); a config file by convention at any
   depth (conftest.py, pytest.ini, setup.cfg, tox.ini, pyproject.toml, .coveragerc, Makefile, package.json…);
   a `.pth` or `.pyc` anywhere; or a new entry in a directory the checks listed that is not a regular package
@@ -207,9 +209,13 @@ def observed_surface(accesses: Accesses, root: Path, pins: Pins, shown_at: Path 
     files = {path for path in read | statted if (root / path).is_file()}
     env = {path for path in files if _in_env(root, path)}
     globs = _test_globs(pins.globs)
-    code = {path for path in files - statted - env - executed - pins.paths
-            if Path(path).suffix in SOURCE_SUFFIXES and not is_config(Path(path).name)
-            and first_path_match(globs, path) is None}
+    plain = {path for path in files - statted - env - executed - pins.paths
+             if not is_config(Path(path).name) and first_path_match(globs, path) is None}
+    code = {path for path in plain if Path(path).suffix in SOURCE_SUFFIXES}
+    # Package data (a table the library loads) lives beside its code and is the work too; a fixture or a
+    # benchmark input lives in a test folder, a folder of its own, or at the root, and stays on the surface.
+    code_dirs = {path.rsplit("/", 1)[0] for path in code if "/" in path}
+    code |= {path for path in plain if "/" in path and path.rsplit("/", 1)[0] in code_dirs}
     written = _inside(relative, accesses.written)
     missing = {path for path in _inside(relative, accesses.missing)
                if path not in written and _creatable(root, path)}
