@@ -159,6 +159,7 @@ def test_tampering_touches_the_surface_and_honest_work_does_not(small: Path) -> 
     assert not surface.touches("pkg/json.py", "added")  # inside a package it shadows nothing
     assert not surface.touches("tests/test_more.py", "added")  # new tests: the per-test evidence judges them
     assert not surface.touches("docs/notes.md", "added")
+    assert not surface.touches("types.go", "added") and not surface.touches("json/data.txt", "added")
     assert not surface.touches("README.md", "modified")
 
 

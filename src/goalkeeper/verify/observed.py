@@ -69,6 +69,9 @@ SOURCE_SUFFIXES = frozenset({
 IGNORED_PARTS = frozenset({".git", ".goalkeeper", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache",
                            ".hypothesis", ".tox", ".nox"})
 
+#: Files Python imports: only these can shadow a module.
+PYTHON_SUFFIXES = (".py", ".pyc", ".pyd", ".so", ".pth", ".pyw")
+
 #: A folder of installed packages: files in it are environment, never code under test.
 ENV_PARTS = frozenset({"site-packages", "dist-packages", "node_modules"})
 
@@ -126,7 +129,10 @@ class Surface:
         return self._shadows(parts)
 
     def _shadows(self, parts: list[str]) -> bool:
-        """Whether a new path puts a shadowing name into a directory the checks import from."""
+        """Whether a new Python file puts a shadowing name into a directory the checks import from (a Go
+        `types.go` or a `json/` of data shadows nothing)."""
+        if not parts[-1].endswith(PYTHON_SUFFIXES):
+            return False
         names = self.shadow_names | RUNNER_NAMES | sys.stdlib_module_names
         for depth, entry in enumerate(parts):
             parent = "/".join(parts[:depth]) or "."
