@@ -29,7 +29,7 @@ import os
 import re
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -118,10 +118,10 @@ class Surface:
         if IGNORED_PARTS.intersection(parts[:-1]) - {"__pycache__"}:
             return False  # the harness's own folders and tool caches are never the verification's input
         name = parts[-1]
-        if path in self.paths:
-            return change != "modified" or path not in self.stat_only
         if is_config(name) or name.endswith((".pth", ".pyc")):
             return True
+        if path in self.paths:
+            return change != "modified" or path not in self.stat_only
         if any("/".join(parts[:end]) in self.missing for end in range(1, len(parts))):
             return True
         if change != "added":
@@ -196,12 +196,6 @@ def surface_from_pins(pins: Pins, note: str = "") -> Surface:
 # ---------------------------------------------------------------- from a trace
 
 
-@dataclass
-class _Sorted:
-    surface: set[str] = field(default_factory=set)
-    code: set[str] = field(default_factory=set)
-
-
 def observed_surface(accesses: Accesses, root: Path, pins: Pins, shown_at: Path | None = None) -> Surface:
     """The surface from what the traced checks did in `root` (while `root` still holds the baseline tree:
     it tells files from directories, and paths the checks created themselves from real probes).
@@ -231,7 +225,7 @@ def observed_surface(accesses: Accesses, root: Path, pins: Pins, shown_at: Path 
                    listed_dirs=frozenset(listed), globs=pins.globs, missing=frozenset(missing),
                    code=frozenset(code), executed=frozenset(executed),
                    stat_only=frozenset(files & statted - pins.paths), packages=frozenset(packages),
-                   shadow_names=frozenset(_imported_names(accesses, relative)))
+                   shadow_names=frozenset(_imported_names(accesses)))
 
 
 def _creatable(root: Path, path: str) -> bool:
@@ -274,7 +268,7 @@ def _in_env(root: Path, path: str) -> bool:
     return any((root.joinpath(*parts[:end]) / "pyvenv.cfg").is_file() for end in range(1, len(parts)))
 
 
-def _imported_names(accesses: Accesses, bases: list[str]) -> set[str]:
+def _imported_names(accesses: Accesses) -> set[str]:
     """Top-level module names the checks loaded from an installed library or the standard library."""
     names = set()
     for path in accesses.read | accesses.executed:
