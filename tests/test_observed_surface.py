@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shlex
 import shutil
 import sys
 import tarfile
@@ -275,3 +276,28 @@ def test_a_goal_without_strace_records_an_inferred_surface(tmp_path: Path, monke
     assert "tests/test_cart.py" in surface.paths  # the conventions still hold
     assert stored[0].payload["summary"]["provenance"].startswith("surface inferred, not observed")
     assert result.status == "achieved"
+
+
+@needs_strace
+def test_odd_file_names_come_back_exactly(tmp_path: Path) -> None:
+    names = [b"with space,comma.txt", b'quote"and\\back.txt', b"angle<x>.txt", b"new\nline.txt", b"caf\xc3\xa9.txt",
+             b"not-utf8-\xff.txt", b"tab\there.txt"]
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    for name in names:
+        (folder / os.fsdecode(name)).write_text("x")
+    script = ("import os\nfor name in sorted(os.listdir(b'.')):\n    open(name, 'rb').read()\n"
+              "os.path.exists('absent, <really>')\n")
+    tracer = Tracer()
+    try:
+        sandbox = SandboxPolicy("workspace-write", folder.resolve())
+        result = asyncio.run(tracer.run(sandbox, f"{PY} -c {shlex.quote(script)}", folder, 60))
+        assert result.exit_code == 0, result.output
+        accesses, lost = tracer.accesses()
+    finally:
+        tracer.close()
+    assert lost == []
+    real = os.path.realpath(folder)
+    assert {os.path.join(real, os.fsdecode(name)) for name in names} <= accesses.read
+    assert os.path.join(real, "absent, <really>") in accesses.missing
+    assert real in accesses.listed
