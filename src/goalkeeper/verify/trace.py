@@ -155,38 +155,37 @@ class Call:
 
 def calls(lines: Iterable[str]) -> Iterator[Call]:
     """The calls of an `strace -f -y` log in the order they started: an unfinished call and its resumption
-    are joined and reported where it began, so a child never shows up before the clone that made it."""
-    pending: dict[int, tuple[int, str, str]] = {}  # pid -> (slot, name, args so far)
-    slots: list[Call | None] = []
-    emitted = 0
+    are joined and reported where it began, so a child never shows up before the clone that made it.
+    Memory stays bounded by the calls waiting on an unfinished one, not by the log's length."""
+    pending: dict[int, tuple[int, str, str]] = {}  # pid -> (slot, name, arguments so far)
+    ready: dict[int, Call | None] = {}  # slot -> the finished call (None: a line without a result)
+    next_slot = emitted = 0
     for line in lines:
         matched = _LINE.match(line.rstrip("\n"))
         if matched is None:
             continue
         pid, rest = int(matched.group(1)), matched.group(2)
         if rest.endswith(_UNFINISHED) and (call := _CALL.match(rest)) is not None:
-            pending[pid] = (len(slots), call.group(1), call.group(2)[: -len(_UNFINISHED)])
-            slots.append(None)
+            pending[pid] = (next_slot, call.group(1), call.group(2)[: -len(_UNFINISHED)])
+            next_slot += 1
             continue
         if (resumed := _RESUMED.match(rest)) is not None:
-            slot, name, head = pending.pop(pid, (len(slots), resumed.group(1), ""))
-            if slot == len(slots):
-                slots.append(None)
-            slots[slot] = _finished(pid, name, head + resumed.group(2))
+            slot, name, head = pending.pop(pid, (next_slot, resumed.group(1), ""))
+            next_slot += slot == next_slot
+            ready[slot] = _finished(pid, name, head + resumed.group(2))
         elif (call := _CALL.match(rest)) is not None:
-            slots.append(_finished(pid, call.group(1), call.group(2)))
-        while emitted < len(slots) and (slots[emitted] is not None or not _waiting(emitted, pending)):
-            done = slots[emitted]
+            ready[next_slot] = _finished(pid, call.group(1), call.group(2))
+            next_slot += 1
+        else:
+            continue
+        waiting = {slot for slot, _, _ in pending.values()}
+        while emitted < next_slot and emitted not in waiting:
+            done = ready.pop(emitted, None)
             emitted += 1
             if done is not None:
                 yield done
-    for done in slots[emitted:]:  # calls still unfinished when the log ended (a killed process) are lost
-        if done is not None:
-            yield done
-
-
-def _waiting(slot: int, pending: dict[int, tuple[int, str, str]]) -> bool:
-    return any(waiting == slot for waiting, _, _ in pending.values())
+    # Calls still unfinished when the log ended (a killed process) are lost; the rest come out in order.
+    yield from (done for _, done in sorted(ready.items()) if done is not None)
 
 
 def _finished(pid: int, name: str, text: str) -> Call | None:
