@@ -26,7 +26,7 @@ from goalkeeper.errors import SandboxError
 from goalkeeper.sandbox.bwrap import require_sandbox
 from goalkeeper.sandbox.policy import SandboxPolicy
 from goalkeeper.verify.checks import Evidence, missing_commands, run_check, run_constraint
-from goalkeeper.verify.observed import Surface, observed_surface, surface_from_pins, surface_summary
+from goalkeeper.verify.observed import Surface, surface_from_pins, surface_summary, traced_surface
 from goalkeeper.verify.pins import Pins, pin_verification_surface
 from goalkeeper.verify.trace import Tracer, tracer_problem
 
@@ -157,18 +157,9 @@ async def _run_findings(contract: Contract, workspace: Path, broken: set[str], t
             if command not in broken:
                 evidence = await run_constraint(command, scratch, limit, env, sandbox, traced)
                 runs.append((evidence, limit, KEEP_GREEN_TIMEOUT_S))
-        surface = await asyncio.to_thread(_surface, traced, problem, scratch, pins)
+        # The scratch copy's paths are the workspace's: the surface reads the same.
+        surface = await asyncio.to_thread(traced_surface, traced, problem, scratch, pins)
     return (*_judge(runs, len(contract.checks)), surface)
-
-
-def _surface(tracer: Tracer | None, problem: str | None, scratch: Path, pins: Pins) -> Surface:
-    """What the traced runs observed in the scratch copy (its paths are the workspace's), or the inferred one."""
-    if tracer is None:
-        return surface_from_pins(pins, problem or "not traced")
-    accesses, lost = tracer.accesses()
-    if lost:
-        return surface_from_pins(pins, f"strace left no trace of `{lost[0]}`")
-    return observed_surface(accesses, scratch, pins)
 
 
 @contextmanager

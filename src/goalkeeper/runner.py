@@ -62,7 +62,7 @@ from goalkeeper.tools.base import ToolContext, ToolResult
 from goalkeeper.tools.registry import Approver, ToolRegistry, default_registry
 from goalkeeper.turn import INTERRUPTED, run_turn
 from goalkeeper.verify.checks import Evidence, run_checks
-from goalkeeper.verify.observed import Surface, observed_surface, surface_from_pins, surface_summary
+from goalkeeper.verify.observed import Surface, surface_summary, traced_surface
 from goalkeeper.verify.pins import Pins, pin_verification_surface
 from goalkeeper.verify.surface import double_check
 from goalkeeper.verify.trace import Tracer, tracer_problem
@@ -230,7 +230,8 @@ class Runner:
         try:
             evidence = await run_checks(self.contract, self.workspace, sandbox=self.sandbox, env=self.env,
                                         tracer=tracer)
-            surface = await asyncio.to_thread(self._observed, tracer, problem)
+            surface = await asyncio.to_thread(traced_surface, tracer, problem, self.workspace,
+                                              self.pins or Pins((), ()))
         finally:
             if tracer is not None:
                 tracer.close()
@@ -247,16 +248,6 @@ class Runner:
         observed = NewEvent("verification_surface", {"surface": surface.to_json(),
                                                       "summary": surface_summary(surface)}, "harness")
         self._commit(Decision(state, Wait()), [NewEvent("baseline", payload, "harness"), observed])
-
-    def _observed(self, tracer: Tracer | None, problem: str | None) -> Surface:
-        """The surface from the baseline's trace plus the pins; inferred from the pins when it was not traced."""
-        pins = self.pins or Pins((), ())
-        if tracer is None:
-            return surface_from_pins(pins, problem or "not traced")
-        accesses, lost = tracer.accesses()
-        if lost:
-            return surface_from_pins(pins, f"strace left no trace of `{lost[0]}`")
-        return observed_surface(accesses, self.workspace, pins)
 
     async def verify(self) -> Action:
         """Run the checks (and the constraints green at baseline) and let `decide` judge them."""

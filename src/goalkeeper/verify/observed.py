@@ -35,7 +35,7 @@ from typing import Any, Literal
 
 from goalkeeper.sandbox.globs import first_path_match
 from goalkeeper.verify.pins import CONFIG_NAMES, TEST_GLOBS, Pins
-from goalkeeper.verify.trace import Accesses
+from goalkeeper.verify.trace import Accesses, Tracer
 
 Change = Literal["added", "modified", "deleted"]
 
@@ -226,6 +226,18 @@ def observed_surface(accesses: Accesses, root: Path, pins: Pins, shown_at: Path 
                    code=frozenset(code), executed=frozenset(executed),
                    stat_only=frozenset(files & statted - pins.paths), packages=frozenset(packages),
                    shadow_names=frozenset(_imported_names(accesses)))
+
+
+def traced_surface(tracer: Tracer | None, problem: str | None, root: Path, pins: Pins,
+                   shown_at: Path | None = None) -> Surface:
+    """The surface a tracer's runs observed in `root`, or the one inferred from `pins` when nothing was
+    traced (`problem` says why) or a run left no trace."""
+    if tracer is None:
+        return surface_from_pins(pins, problem or "not traced")
+    accesses, lost = tracer.accesses()
+    if lost:
+        return surface_from_pins(pins, f"strace left no trace of `{lost[0]}`")
+    return observed_surface(accesses, root, pins, shown_at)
 
 
 def _creatable(root: Path, path: str) -> bool:
