@@ -363,7 +363,7 @@ class Tracer:
 
     async def _sandboxed(self, policy: SandboxPolicy, wrapped: str, cwd: Path, timeout_s: float,
                          env: dict[str, str] | None) -> CommandResult:
-        """bwrap_run's run_sandboxed, with the log folder bound writable (in every mode: it is outside the
+        """sandbox.bwrap.run_sandboxed, with the log folder bound writable (in every mode: it is outside the
         workspace and only strace writes there)."""
         await asyncio.to_thread(require_sandbox, policy)
         with command_script(wrapped) as script:
