@@ -26,6 +26,7 @@ from goalkeeper.lifecycle import status_label
 from goalkeeper.safe_text import neutralise
 from goalkeeper.store import EventRecord, ThreadRecord
 from goalkeeper.tools.shell import command_of
+from goalkeeper.verify.observed import summary_lines
 from goalkeeper.verify.surface import surface_lines
 from goalkeeper.views import GoalSummary
 
@@ -124,6 +125,8 @@ def show_summary(summary: GoalSummary) -> None:
         out.print(f"  pinned:    {shown}")
     for line in surface_lines(summary.surface):
         out.print(f"  {line}")
+    for line in summary_lines(summary.observed_surface):
+        out.print(Text(f"  {line}"))
     if summary.evidence:
         show_evidence(summary)
     checkpoint = summary.last_checkpoint
@@ -260,6 +263,8 @@ def show_lint(report: LintReport) -> None:
     if report.pinned:
         shown = ", ".join(report.pinned[:8]) + (f" … (+{len(report.pinned) - 8})" if len(report.pinned) > 8 else "")
         out.print(Text(f"pinned at baseline (tamper-evident): {shown}", style="dim"))
+    for line in summary_lines(report.surface):
+        out.print(Text(line, style="dim"))
     if report.errors:
         out.print(Text(f"{_count(len(report.errors), 'error')}: `gk goal` and `gk exec` refuse this goal until "
                        "they are fixed (or --force)", style="bold red"))
@@ -278,6 +283,9 @@ def show_lint_gate(report: LintReport, forced: bool) -> None:
     elif report.errors:
         err.print(Text(f"refused: {_count(len(report.errors), 'lint error')}. Fix them (`gk lint` shows each "
                        "element's score), or pass --force to set the goal anyway", style="bold red"))
+        return
+    for line in summary_lines(report.surface):  # what the lint run saw; the baseline records its own
+        err.print(Text(line, style="dim"))
 
 
 def _show_finding(console: Console, finding: Finding) -> None:

@@ -26,7 +26,9 @@ from goalkeeper.errors import SandboxError
 from goalkeeper.sandbox.bwrap import require_sandbox
 from goalkeeper.sandbox.policy import SandboxPolicy
 from goalkeeper.verify.checks import Evidence, missing_commands, run_check, run_constraint
-from goalkeeper.verify.pins import pin_verification_surface
+from goalkeeper.verify.observed import Surface, surface_from_pins, surface_summary, traced_surface
+from goalkeeper.verify.pins import Pins, pin_verification_surface
+from goalkeeper.verify.trace import Tracer, tracer_problem
 
 #: Seconds each check or keep_green command may run while linting (less when its own timeout is shorter).
 LINT_TIMEOUT_S = 120.0
@@ -60,9 +62,12 @@ async def lint_goal_async(contract: Contract, workspace: Path, *, run: bool = Tr
     pins = await asyncio.to_thread(pin_verification_surface, workspace, contract, contract.verify.pins)
     pinned = sorted(pins.paths)
     if not run:
-        return lint_report(contract, findings, ran=False, pinned=pinned)
-    ran, notes = await _run_findings(contract, workspace, {name for name, _ in static}, timeout_s, key_env)
-    return lint_report(contract, [*findings, *ran], ran=True, notes=notes, pinned=pinned)
+        inferred = surface_summary(surface_from_pins(pins, "the checks were not run (--no-run)"))
+        return lint_report(contract, findings, ran=False, pinned=pinned, surface=inferred)
+    ran, notes, surface = await _run_findings(contract, workspace, {name for name, _ in static}, timeout_s,
+                                              key_env, pins)
+    return lint_report(contract, [*findings, *ran], ran=True, notes=notes, pinned=pinned,
+                       surface=surface_summary(surface))
 
 
 # ---------------------------------------------------------------- without running anything
@@ -120,11 +125,12 @@ def _where(element: Element, name: str) -> str:
 
 
 async def _run_findings(contract: Contract, workspace: Path, broken: set[str], timeout_s: float,
-                        key_env: str | None) -> tuple[list[Finding], list[str]]:
-    """Findings from running each runnable check and keep_green command once, and notes on what was not judged."""
+                        key_env: str | None, pins: Pins) -> tuple[list[Finding], list[str], Surface]:
+    """Findings from running each runnable check and keep_green command once (traced, as the baseline will
+    be), notes on what was not judged, and the verification surface that run observed."""
     if not contract.checks and not contract.constraints.keep_green:
-        return [], []
-    with _scratch_copy(workspace) as scratch:
+        return [], [], surface_from_pins(pins, "there are no checks to run")
+    with _scratch_copy(workspace) as scratch, _tracing() as tracer:
         boundaries = contract.boundaries
         config = load_config(workspace)  # for its secrets: HEAD's committed version, as before a goal exists
         sandbox = SandboxPolicy(boundaries.sandbox, scratch.resolve(), tuple(boundaries.protect),
@@ -136,19 +142,33 @@ async def _run_findings(contract: Contract, workspace: Path, broken: set[str], t
             return [Finding("error", "boundaries", "sandbox-unavailable",
                             f"the checks cannot run under sandbox {boundaries.sandbox!r}: {error.message}",
                             error.hint or 'install bubblewrap, or set sandbox = "danger-full-access" in [boundaries]'
-                            )], []
+                            )], [], surface_from_pins(pins, "the checks could not run")
+        problem = await asyncio.to_thread(tracer_problem, sandbox)
+        traced = tracer if problem is None else None
         env = config.command_env(os.environ, key_env)
         runs: list[tuple[Evidence, float, float]] = []  # evidence, the limit it ran under, its own timeout
         for check in contract.checks:
             if check.name not in broken:
                 capped = _capped(check, timeout_s)
-                runs.append((await run_check(capped, scratch, env, sandbox), capped.timeout_s, check.timeout_s))
+                runs.append((await run_check(capped, scratch, env, sandbox, traced), capped.timeout_s,
+                             check.timeout_s))
         limit = min(KEEP_GREEN_TIMEOUT_S, timeout_s)
         for command in contract.constraints.keep_green:
             if command not in broken:
-                evidence = await run_constraint(command, scratch, limit, env, sandbox)
+                evidence = await run_constraint(command, scratch, limit, env, sandbox, traced)
                 runs.append((evidence, limit, KEEP_GREEN_TIMEOUT_S))
-    return _judge(runs, len(contract.checks))
+        # The scratch copy's paths are the workspace's: the surface reads the same.
+        surface = await asyncio.to_thread(traced_surface, traced, problem, scratch, pins)
+    return (*_judge(runs, len(contract.checks)), surface)
+
+
+@contextmanager
+def _tracing() -> Iterator[Tracer]:
+    tracer = Tracer()
+    try:
+        yield tracer
+    finally:
+        tracer.close()
 
 
 def _judge(runs: list[tuple[Evidence, float, float]], total_checks: int) -> tuple[list[Finding], list[str]]:

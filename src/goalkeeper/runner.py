@@ -63,8 +63,10 @@ from goalkeeper.tools.registry import Approver, ToolRegistry, default_registry
 from goalkeeper.turn import INTERRUPTED, run_turn
 from goalkeeper.verify.checks import Evidence, run_checks
 from goalkeeper.verify.cleanroom import Baseline, baseline_of, keep_baseline
+from goalkeeper.verify.observed import Surface, surface_summary, traced_surface
 from goalkeeper.verify.pins import Pins, pin_verification_surface
 from goalkeeper.verify.surface import verify_goal
+from goalkeeper.verify.trace import Tracer, tracer_problem
 from goalkeeper.workspace.checkpoints import Violation
 from goalkeeper.workspace.git import GoalBranch
 from goalkeeper.workspace.goal import commit_turn, measured_trees, open_branch, violations_notice
@@ -123,6 +125,8 @@ class Runner:
         self.pins: Pins | None = None
         self.mirror: dict[str, Any] | None = None
         """The `baseline_mirror` event's payload: the baseline mirror and the environment snapshot."""
+        self.surface: Surface | None = None
+        """The verification surface observed at baseline (None for goals stored before it was recorded)."""
         self.notice = ""
         """Something the harness must tell the model in the next opening message (reverted edits, recovery)."""
         self._clock = (time.monotonic(), self.state.spent.time_s)
@@ -238,8 +242,18 @@ class Runner:
                                        list(self.sandbox.protect), list(boundaries.paths), boundaries.max_file_bytes)
 
     async def baseline(self) -> None:
-        """Run every check and keep_green command once before the first turn; red constraints are dropped."""
-        evidence = await run_checks(self.contract, self.workspace, sandbox=self.sandbox, env=self.env)
+        """Run every check and keep_green command once before the first turn, under the tracer when it works
+        here (that one run is also the observation of the verification surface); red constraints are dropped."""
+        problem = await asyncio.to_thread(tracer_problem, self.sandbox)
+        tracer = Tracer() if problem is None else None
+        try:
+            evidence = await run_checks(self.contract, self.workspace, sandbox=self.sandbox, env=self.env,
+                                        tracer=tracer)
+            surface = await asyncio.to_thread(traced_surface, tracer, problem, self.workspace,
+                                              self.pins or Pins((), ()))
+        finally:
+            if tracer is not None:
+                tracer.close()
         missing = [e for e in evidence if e.kind == "check" and e.exit_code == 127]
         if missing:
             raise ContractError(f"check `{missing[0].name}` cannot run: {missing[0].error or 'command not found'}",
@@ -250,7 +264,9 @@ class Runner:
         state = with_baseline(self.state, _results(evidence, self.contract), tree)
         payload = {"evidence": [e.__dict__ for e in evidence], "keep_green_active": active,
                    "keep_green_dropped": dropped, "tree_hash": tree}
-        self._commit(Decision(state, Wait()), [NewEvent("baseline", payload, "harness")])
+        observed = NewEvent("verification_surface", {"surface": surface.to_json(),
+                                                      "summary": surface_summary(surface)}, "harness")
+        self._commit(Decision(state, Wait()), [NewEvent("baseline", payload, "harness"), observed])
 
     async def verify(self) -> Action:
         """Run the checks (and the constraints green at baseline) and let `decide` judge them."""
@@ -259,7 +275,7 @@ class Runner:
         base = self.baseline_source()
         if self.pins is not None and base is not None:
             evidence, surface = await verify_goal(self.workspace, base, self.pins, self.contract, self.keep_green,
-                                                  self.sandbox, self.env)
+                                                  self.sandbox, self.env, self.surface)
         else:
             evidence = await run_checks(self.contract, self.workspace, keep_green=self.keep_green,
                                         sandbox=self.sandbox, env=self.env)
@@ -408,6 +424,8 @@ class Runner:
             self.mirror = dict(record.payload)
         elif record.kind == "verification_pins":
             self.pins = Pins.from_json(record.payload["pins"])
+        elif record.kind == "verification_surface":
+            self.surface = Surface.from_json(record.payload["surface"])
         elif record.kind == "goal_branch":
             self.branch = GoalBranch(record.payload["name"], record.payload["base_commit"],
                                      record.payload.get("snapshot_commit"))

@@ -48,6 +48,9 @@ class GoalSummary:
     """Files of the verification surface pinned at baseline."""
     surface: dict[str, Any] | None = None
     """The surface's state at the newest check run: unchanged, extended or modified."""
+    observed_surface: dict[str, Any] | None = None
+    """The verification surface recorded at baseline (verify.observed.surface_summary): its size, its
+    notable paths, and whether it was observed or only inferred."""
     checklist: list[dict[str, Any]] = field(default_factory=list)
     """The contract's checklist: each item's number, text and whether a checkpoint marked it done."""
 
@@ -110,7 +113,8 @@ def summarize(store: Store, goal: GoalRecord) -> GoalSummary:
     """The summary of one goal, read from the store."""
     contract = Contract.model_validate(goal.contract)
     state: GoalState = load_state(goal)
-    records = goal_events(store, goal, ["baseline", "evidence", "checkpoint", "verification_pins"])
+    records = goal_events(store, goal, ["baseline", "evidence", "checkpoint", "verification_pins",
+                                        "verification_surface"])
     pins = next((r.payload for r in records if r.kind == "verification_pins"), None)
     surface = next((r.payload["surface"] for r in reversed(records)
                     if r.kind == "evidence" and r.payload.get("surface")), None)
@@ -131,5 +135,6 @@ def summarize(store: Store, goal: GoalRecord) -> GoalSummary:
         baseline=[Evidence(**item) for item in baseline.payload["evidence"]] if baseline else [],
         keep_green_dropped=list(baseline.payload["keep_green_dropped"]) if baseline else [],
         pinned=list(pins["files"]) if pins else [], surface=surface,
+        observed_surface=next((r.payload.get("summary") for r in records if r.kind == "verification_surface"), None),
         checklist=checklist_progress(contract, records),
     )

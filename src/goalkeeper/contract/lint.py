@@ -93,6 +93,9 @@ class LintReport:
     """What the linter itself could not do (a check not finished in time), for a person."""
     pinned: tuple[str, ...] = field(default=())
     """The files the goal's verification surface pins at baseline (tests, test configs, files checks name)."""
+    surface: dict[str, Any] | None = None
+    """The verification surface the run observed (verify.observed.surface_summary): how many paths, which
+    are notable, and whether it was observed or only inferred."""
 
     @property
     def errors(self) -> list[Finding]:
@@ -115,7 +118,7 @@ class LintReport:
                 "total": self.total, "out_of": 2 * len(ELEMENTS),
                 "scores": {s.element: {"score": s.score, "label": s.label, "note": s.note} for s in self.scores},
                 "findings": [finding.as_json() for finding in self.findings], "notes": list(self.notes),
-                "pinned": list(self.pinned)}
+                "pinned": list(self.pinned), "surface": self.surface}
 
 
 # ---------------------------------------------------------------- the outcome's words
@@ -316,10 +319,11 @@ def _present(contract: Contract) -> dict[Element, tuple[bool, str]]:
 
 
 def lint_report(contract: Contract, findings: Sequence[Finding] = (), ran: bool = False,
-                notes: Sequence[str] = (), pinned: Sequence[str] = ()) -> LintReport:
+                notes: Sequence[str] = (), pinned: Sequence[str] = (),
+                surface: dict[str, Any] | None = None) -> LintReport:
     """The report for `contract`: the pure findings, then `findings` (from running the checks), and scores."""
     every = [*lint_contract(contract), *findings]
     order = {element: index for index, element in enumerate(ELEMENTS)}
     every.sort(key=lambda finding: order[finding.element])  # stable: within an element, pure findings first
     return LintReport(tuple(every), score_contract(contract, every), ran=ran, notes=tuple(notes),
-                      pinned=tuple(pinned))
+                      pinned=tuple(pinned), surface=surface)

@@ -20,6 +20,7 @@ from goalkeeper.contract import Check, Contract, Metric, format_duration, json_p
 from goalkeeper.process import CommandResult
 from goalkeeper.sandbox.bwrap import run_confined
 from goalkeeper.sandbox.policy import SandboxPolicy
+from goalkeeper.verify.trace import Tracer
 
 EvidenceKind = Literal["check", "constraint"]
 
@@ -108,13 +109,15 @@ def _preview(value: object) -> str:
 
 
 async def run_check(check: Check, workspace: Path, env: dict[str, str] | None = None,
-                    sandbox: SandboxPolicy | None = None) -> Evidence:
+                    sandbox: SandboxPolicy | None = None, tracer: Tracer | None = None) -> Evidence:
     """Run one check. It passes on exit code 0 and, when it has a metric, a value that meets the target.
 
     `env` is the whole environment of the command; None inherits this process's. `sandbox` confines it
     like the shell tool's commands (None: unconfined); SandboxError when the sandbox cannot be enforced.
+    With `tracer` it runs under strace (the baseline's observation of the verification surface).
     """
-    result = await run_confined(sandbox, check.run, workspace, check.timeout_s, env=env)
+    run = run_confined if tracer is None else tracer.run
+    result = await run(sandbox, check.run, workspace, check.timeout_s, env=env)
     longer = format_duration(2 * check.timeout_s)
     longer = f'if it needs longer, raise it with `timeout = "{longer}"` in check {check.name}'
     error = _failure(result, check.timeout_s, f"check {check.name}", longer)
@@ -131,21 +134,25 @@ async def run_check(check: Check, workspace: Path, env: dict[str, str] | None = 
 
 
 async def run_constraint(command: str, workspace: Path, timeout_s: float = 600,
-                         env: dict[str, str] | None = None, sandbox: SandboxPolicy | None = None) -> Evidence:
-    """Run one keep_green command (under `sandbox` when given); it holds on exit code 0."""
-    result = await run_confined(sandbox, command, workspace, timeout_s, env=env)
+                         env: dict[str, str] | None = None, sandbox: SandboxPolicy | None = None,
+                         tracer: Tracer | None = None) -> Evidence:
+    """Run one keep_green command (under `sandbox` when given, traced with `tracer`); it holds on exit code 0."""
+    run = run_confined if tracer is None else tracer.run
+    result = await run(sandbox, command, workspace, timeout_s, env=env)
     faster = f"keep_green commands get {format_duration(timeout_s)}; make `{command}` faster or narrower"
     error = _failure(result, timeout_s, f"keep_green command `{command}`", faster)
     return _evidence(command, "constraint", result, error=error)
 
 
 async def run_checks(contract: Contract, workspace: Path, keep_green: list[str] | None = None,
-                     env: dict[str, str] | None = None, sandbox: SandboxPolicy | None = None) -> list[Evidence]:
+                     env: dict[str, str] | None = None, sandbox: SandboxPolicy | None = None,
+                     tracer: Tracer | None = None) -> list[Evidence]:
     """Every check, then the keep_green commands (None: all of the contract's), one after another,
-    all under `sandbox` when given."""
-    evidence = [await run_check(check, workspace, env, sandbox) for check in contract.checks]
+    all under `sandbox` when given (and under strace with `tracer`)."""
+    evidence = [await run_check(check, workspace, env, sandbox, tracer) for check in contract.checks]
     commands = contract.constraints.keep_green if keep_green is None else keep_green
-    evidence += [await run_constraint(command, workspace, env=env, sandbox=sandbox) for command in commands]
+    evidence += [await run_constraint(command, workspace, env=env, sandbox=sandbox, tracer=tracer)
+                 for command in commands]
     return evidence
 
 

@@ -15,7 +15,7 @@ from goalkeeper.contract import Contract
 from goalkeeper.sandbox.policy import SandboxPolicy
 from goalkeeper.verify.checks import Evidence, run_checks
 from goalkeeper.verify.cleanroom import Baseline, run_in_room
-from goalkeeper.verify.observed import Change, surface_from_pins
+from goalkeeper.verify.observed import Change, Surface, surface_from_pins
 from goalkeeper.verify.pins import DIFF_CHARS, Pins, SurfaceState, surface_state
 
 #: The name the failed double check goes by, in evidence, attempts and the report.
@@ -27,8 +27,11 @@ SURFACE_DIFF_CHARS = 8_000
 
 async def verify_goal(workspace: Path, base: Baseline, pins: Pins, contract: Contract,
                       keep_green: list[str] | None, sandbox: SandboxPolicy,
-                      env: dict[str, str] | None) -> tuple[list[Evidence], dict[str, Any]]:
+                      env: dict[str, str] | None, observed: Surface | None = None,
+                      ) -> tuple[list[Evidence], dict[str, Any]]:
     """The verdict's evidence, taken in the clean room, and the surface's state for the evidence event.
+
+    `observed` is the surface traced at baseline; goals stored before it was recorded infer it from `pins`.
 
     review (the default): the room leaves out the goal's changes to the surface; when it left any out, the
     checks must also pass on the tree as it stands (so added tests pass too). A pass that holds only with
@@ -37,7 +40,7 @@ async def verify_goal(workspace: Path, base: Baseline, pins: Pins, contract: Con
     """
     state = surface_state(workspace, pins, base.commit, base.mirror)
     payload: dict[str, Any] = {**asdict(state), "diff": state.diff[:SURFACE_DIFF_CHARS]}
-    surface = None if contract.verify.edits == "allow" else surface_from_pins(pins)
+    surface = None if contract.verify.edits == "allow" else (observed or surface_from_pins(pins))
     evidence, changes, built_s = await run_in_room(workspace, base, contract, keep_green, sandbox, env, surface)
     payload["room"] = {**changes.payload(), "build_s": round(built_s, 3)}
     if contract.verify.edits != "review" or not changes.held_back:
