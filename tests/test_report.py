@@ -41,7 +41,7 @@ JSON_KEYS = {"goal_id", "objective", "verified", "status", "reason", "reason_tex
              "implements", "implemented_by", "distilled", "baseline", "final", "keep_green_dropped", "metric_baseline",
              "metric_trend", "checklist", "checkpoints", "status_changes", "files_touched", "commands", "blockers",
              "completion_claims", "assumptions", "budget", "compactions", "side_questions", "verification_surface",
-             "pinned_files", "verify_edits", "tampering_attempts"}
+             "pinned_files", "verify_edits", "tampering_attempts", "tests"}
 
 
 def git(repo: Path, *args: str) -> None:

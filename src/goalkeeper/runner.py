@@ -111,6 +111,8 @@ class Runner:
         self.on_event, self.on_text, self.approver = on_event, on_text, approver
         self.handle_signals = handle_signals
         self.evidence: list[Evidence] = []
+        self.baseline_evidence: list[Evidence] = []
+        """The baseline run's evidence: each check's tests are judged against it (verify/tests.py)."""
         self.keep_green: list[str] | None = None
         self.why = ""
         boundaries = self.contract.boundaries
@@ -237,7 +239,7 @@ class Runner:
         """Run the checks (and the constraints green at baseline) and let `decide` judge them."""
         trigger = self.conversation.turn.pending_checks or "completion"
         evidence = await run_checks(self.contract, self.workspace, keep_green=self.keep_green, sandbox=self.sandbox,
-                                    env=self.env)
+                                    env=self.env, baseline=self.baseline_evidence)
         surface: dict[str, Any] | None = None
         if self.pins is not None and self.branch is not None:
             base = self.branch.snapshot_commit or self.branch.base_commit
@@ -383,6 +385,7 @@ class Runner:
             self.evidence = [Evidence(**item) for item in record.payload["evidence"]]
         if record.kind == "baseline":
             self.keep_green = list(record.payload["keep_green_active"])
+            self.baseline_evidence = list(self.evidence)
         elif record.kind == "nudge":
             self.why = str(record.payload.get("why", ""))
         elif record.kind == "verification_pins":
