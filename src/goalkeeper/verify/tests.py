@@ -52,13 +52,12 @@ CANARY_SOURCE = '''"""goalkeeper's canaries: both must fail."""
 import unittest
 
 
-def test_canary():
+def canary_assert():
     assert 1 == 2
 
 
-class TestCanary(unittest.TestCase):
-    def test_canary(self):
-        self.assertEqual(1, 2)
+def canary_assert_equal():
+    unittest.TestCase().assertEqual(1, 2)
 '''
 
 
@@ -135,7 +134,7 @@ def plan(command: str, scratch: Path | None = None) -> Plan | None:
     if runner == "pytest":
         module = f"goalkeeper_pytest_{token}"
         shutil.copyfile(_REPORTERS / "pytest_plugin.py", folder / f"{module}.py")
-        canary = folder / f"test_goalkeeper_canary_{token}.py"
+        canary = folder / f"goalkeeper_canary_{token}.py"
         canary.write_text(CANARY_SOURCE)
         env |= {"GOALKEEPER_TESTS_CANARY": str(canary), "GOALKEEPER_TESTS_SELECT": json.dumps(_selection(args))}
         rewritten = [*prefix, *program, "-p", module, *args]
@@ -217,6 +216,7 @@ def parse_records(runner: Runner, text: str) -> TestRun:
     phases: dict[str, list[dict[str, Any]]] = {}
     canaries: list[str] = []
     collected: list[str] = []
+    announced = False
     for line in text.splitlines():
         try:
             record = json.loads(line)
@@ -227,6 +227,7 @@ def parse_records(runner: Runner, text: str) -> TestRun:
         if "collected" in record:
             collected += [str(test_id) for test_id in record["collected"]]
         elif "canaries" in record:
+            announced = True
             canaries += [str(test_id) for test_id in record["canaries"]]
         elif "id" in record:
             phases.setdefault(str(record["id"]), []).append(record)
@@ -241,7 +242,9 @@ def parse_records(runner: Runner, text: str) -> TestRun:
     for test_id, records in phases.items():
         if test_id not in run.outcomes and test_id not in canaries:
             run.outcomes[test_id] = _fold(records)
-    run.canary = _canary([_fold(phases.get(test_id, [])) for test_id in canaries])
+    # An empty list: nothing was collected to host the canaries; the rules judge that run, not the canary.
+    unhosted = announced and not canaries
+    run.canary = "n/a" if unhosted else _canary([_fold(phases.get(test_id, [])) for test_id in canaries])
     return run
 
 

@@ -10,6 +10,7 @@ Two canary tests whose assertion is false run last; their failure is recorded an
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import pathlib
@@ -24,8 +25,9 @@ _CANARY_FILE = os.environ.pop("GOALKEEPER_TESTS_CANARY", "")
 _stream = open(_OUT, "a", encoding="utf-8") if _OUT else None  # noqa: SIM115 (open for the whole run)
 _canaries: list[Any] = []
 if _CANARY_FILE:
-    pytest.register_assert_rewrite(os.path.basename(_CANARY_FILE)[:-3])
+    pytest.register_assert_rewrite(pathlib.Path(_CANARY_FILE).stem)
 _ran: set[str] = set()
+_session: list[Any] = []
 
 #: Options that narrow the selection: reset to the command line's values before collection.
 _SELECT = ("keyword", "markexpr", "deselect", "ignore", "ignore_glob")
@@ -53,6 +55,7 @@ def pytest_configure(config: Any) -> None:
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_collection(session: Any) -> Any:
     if _stream is not None:
+        _session.append(session)
         _reset_selection(session.config)
     yield
 
@@ -65,18 +68,30 @@ def pytest_collection_modifyitems(session: Any, config: Any, items: list[Any]) -
     if _stream is None:
         return
     _emit({"collected": [item.nodeid for item in items]})
-    if _CANARY_FILE:
-        module = pytest.Module.from_parent(session, path=pathlib.Path(_CANARY_FILE))
-        _canaries.extend(_flatten(module))
+    parent = _canary_parent(items)
+    if _CANARY_FILE and parent is not None:
+        _canaries.extend(_canary_items(parent))
         items.extend(_canaries)
-        _emit({"canaries": [item.nodeid for item in _canaries]})
+    # An empty list: no test module to host the canaries (nothing collected), which the rules judge instead.
+    _emit({"canaries": [item.nodeid for item in _canaries]})
 
 
-def _flatten(node: Any) -> list[Any]:
-    found: list[Any] = []
-    for child in node.collect():
-        found += [child] if isinstance(child, pytest.Item) else _flatten(child)
-    return found
+def _canary_parent(items: list[Any]) -> Any:
+    """The first test module with a test not marked skip/xfail: the canaries live there, under the same
+    conftests and hooks as the suite (a conftest's hooks apply only to tests below it)."""
+    for item in items:
+        module = item.getparent(pytest.Module)
+        if module is not None and not any(True for name in ("skip", "skipif", "xfail")
+                                          for _ in item.iter_markers(name)):
+            return module
+    return None
+
+
+def _canary_items(parent: Any) -> list[Any]:
+    """The canary module's functions (imported through pytest's assertion rewriting) as tests of `parent`."""
+    module = importlib.import_module(pathlib.Path(_CANARY_FILE).stem)
+    return [pytest.Function.from_parent(parent, name=f"test_{_TOKEN}_{name}", callobj=getattr(module, name))
+            for name in ("canary_assert", "canary_assert_equal")]
 
 
 def pytest_deselected(items: list[Any]) -> None:
@@ -102,9 +117,22 @@ def pytest_runtest_logreport(report: Any) -> None:
     if report.nodeid in _ids(_canaries):
         _ran.add(report.nodeid)
         if report.failed:
-            # Recorded; hidden from pytest so the check's exit code and -x/--maxfail are the suite's own.
-            report.outcome = "passed"
-            report.longrepr = None
+            _hide(report)
+
+
+def _hide(report: Any) -> None:
+    """Recorded; now hidden from pytest, so the check's exit code and -x/--maxfail are the suite's own.
+
+    The session counted the failure already (its hook runs first): uncount it.
+    """
+    report.outcome = "passed"
+    report.longrepr = None
+    for session in _session:
+        session.testsfailed = max(0, session.testsfailed - 1)
+        maxfail = session.config.getvalue("maxfail")
+        if session.shouldfail and (not maxfail or session.testsfailed < maxfail):
+            # pytest >= 8 refuses to unset shouldfail through its property; the canary's count is ours to undo.
+            setattr(session, "_shouldfail" if hasattr(session, "_shouldfail") else "shouldfail", False)
 
 
 def _ids(items: list[Any]) -> set[str]:
