@@ -312,19 +312,21 @@ def more_itertools(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("real")
     with tarfile.open(DATA) as archive:
         archive.extractall(root, filter="data")
-    return root / "more_itertools-10.5.0"
+    return root / "more-itertools-10.5.0"
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("command", [f"{PY} -m pytest -q -p no:cacheprovider tests",
-                                     f"{PY} -m unittest discover -s tests -t ."], ids=["pytest", "unittest"])
+@pytest.mark.parametrize(("command", "count"), [
+    (f"{PY} -m pytest -q -p no:cacheprovider tests", 664),  # 663 passed, 1 skipped (pytest's own run says so)
+    (f"{PY} -m unittest discover -s tests -t .", 817),
+], ids=["pytest", "unittest"])
 def test_more_itertools_every_test_is_recorded_and_a_deleted_test_is_missing(
-        more_itertools: Path, tmp_path: Path, command: str) -> None:
+        more_itertools: Path, tmp_path: Path, command: str, count: int) -> None:
     repo = tmp_path / "repo"
     shutil.copytree(more_itertools, repo)
     baseline = checks(repo, command)
     assert baseline[0].passed and baseline[0].tests is not None, baseline[0].output_tail
-    assert baseline[0].tests["count"] >= 800 and baseline[0].tests["canary"] == "failed"
+    assert baseline[0].tests["count"] == count and baseline[0].tests["canary"] == "failed"
     recipes = repo / "tests" / "test_recipes.py"
     recipes.write_text(recipes.read_text().replace("def test_basic(self):", "def _gone(self):", 1))
     [evidence] = checks(repo, command, baseline)
