@@ -102,7 +102,8 @@ def unittest_repo(tmp_path: Path) -> Path:
     (".venv/bin/pytest", "pytest"), ("python -m pytest -k fast", "pytest"), ("CI=1 python3 -m pytest", "pytest"),
     ("python -m unittest", "unittest"), ("python3.11 -m unittest discover -s tests", "unittest"),
     ("go test ./...", "go"), ("make test", None), ("pytest && echo ok", None), ("pytest | tee log", None),
-    ("npm test", None), ("bash -c pytest", None), ("python -m pytest_cov", None),
+    ("npm test", None), ("bash -c pytest", None), ("python -m pytest_cov", None), ("pytest --co", None),
+    ("python -m unittest --help", None),
 ])
 def test_the_runner_is_recognised_from_a_plain_command(command: str, runner: str | None) -> None:
     found = testlevel.recognise(command)
@@ -149,6 +150,16 @@ def test_pytest_records_every_test_and_the_canary_fails_without_failing_the_exit
     assert evidence.tests["counts"] == {"passed": 3, "xfailed": 1}
     assert "3 passed, 1 xfailed" in evidence.output_tail  # the canaries are not counted in pytest's summary
     assert not list(repo.rglob("*goalkeeper*"))  # nothing of the reporter lands in the workspace
+
+
+def test_with_x_the_canaries_still_run_and_never_count_as_the_first_failure(tmp_path: Path) -> None:
+    repo = pytest_repo(tmp_path)
+    baseline = checks(repo, f"{PYTEST} -x")
+    assert baseline[0].exit_code == 1 and baseline[0].tests is not None and baseline[0].tests["canary"] == "failed"
+    assert baseline[0].tests["counts"] == {"failed": 1, "no result": 3}  # -x stopped the suite, not the canaries
+    write(repo, {"calc.py": CALC_FIX})
+    [evidence] = checks(repo, f"{PYTEST} -x", baseline)
+    assert evidence.passed and evidence.exit_code == 0 and "stopping" not in evidence.output_tail, evidence.error
 
 
 def test_an_honest_pytest_fix_passes_with_its_fail_to_pass_ids(tmp_path: Path) -> None:
@@ -257,9 +268,10 @@ def test_an_honest_unittest_fix_passes_with_its_fail_to_pass_ids(tmp_path: Path)
     assert evidence.tests is not None and evidence.tests["fail_to_pass"] == ["tests.test_calc.TestAdd.test_add"]
 
 
-def test_a_failing_subtest_fails_its_test(tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", [UNITTEST, PYTEST], ids=["unittest", "pytest"])
+def test_a_failing_subtest_fails_its_test(tmp_path: Path, command: str) -> None:
     repo = write(unittest_repo(tmp_path), {"calc.py": "def add(a, b):\n    return a + b if a != 2 else 0\n"})
-    [evidence] = checks(repo, UNITTEST)
+    [evidence] = checks(repo, command)
     assert evidence.tests is not None and evidence.tests["counts"] == {"failed": 1, "passed": 2}
 
 

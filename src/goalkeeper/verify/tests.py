@@ -46,6 +46,9 @@ GREEN = frozenset({"passed", "xfailed", "xpassed", "skipped"})
 _REPORTERS = Path(__file__).parent / "reporters"
 _ASSIGNMENT = re.compile(r"[A-Za-z_]\w*=.*")
 _PYTHON = re.compile(r"(.*/)?python(\d+(\.\d+)?)?")
+#: pytest options under which no test runs: such a check keeps its exit code.
+_NOT_A_RUN = frozenset({"--co", "--collect-only", "--collectonly", "--help", "-h", "--version", "-V", "--fixtures",
+                        "--markers", "--fixtures-per-test"})
 _SHELL = frozenset({"&&", "||", ";", "|", "&", ">", ">>", "<", "2>", "2>&1", "(", ")"})
 
 CANARY_SOURCE = '''"""goalkeeper's canaries: both must fail."""
@@ -106,9 +109,11 @@ def recognise(command: str) -> tuple[Runner, list[str], list[str], list[str]] | 
     first, rest = words[0], words[1:]
     base = first.rsplit("/", 1)[-1]
     if base in ("pytest", "py.test"):
-        return "pytest", assignments, [first], rest
+        return None if _NOT_A_RUN & set(rest) else ("pytest", assignments, [first], rest)
     if _PYTHON.fullmatch(first) and len(rest) >= 2 and rest[0] == "-m" and rest[1] in ("pytest", "unittest"):
         runner: Runner = "pytest" if rest[1] == "pytest" else "unittest"
+        if _NOT_A_RUN & set(rest[2:]):
+            return None
         return runner, assignments, [first, "-m", rest[1]], rest[2:]
     if base == "go" and rest[:1] == ["test"]:
         return "go", assignments, [first, "test"], rest[1:]
