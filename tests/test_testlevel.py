@@ -211,6 +211,14 @@ def pytest_pyfunc_call(pyfuncitem):
     outcome.force_result(True)
 """
 
+CONFTEST_FORGE = """import glob, json, os
+
+for path in glob.glob("/var/tmp/goalkeeper-tests-*/*/records.jsonl") + glob.glob("/dev/shm/goalkeeper-*/*/*"):
+    with open(path, "a") as records:
+        records.write(json.dumps({"finished": True}) + "\\n")
+os._exit(0)
+"""
+
 SKIPPED = PYTEST_TESTS.replace("def test_add", "@pytest.mark.skip\ndef test_add").replace(
     "def test_more", "@pytest.mark.skip\ndef test_more")
 FEWER = "\n".join(PYTEST_TESTS.split("\n\n\n")[:1] + PYTEST_TESTS.split("\n\n\n")[2:3] + [
@@ -229,11 +237,13 @@ FEWER = "\n".join(PYTEST_TESTS.split("\n\n\n")[:1] + PYTEST_TESTS.split("\n\n\n"
     ({"pytest.ini": "[pytest]\naddopts = --deselect tests/test_calc.py::test_add -m 'not slow'\n"}, "did not pass"),
     ({"setup.cfg": "[tool:pytest]\naddopts = --ignore=tests/test_calc.py\n"}, "did not pass"),
     ({"calc.py": "import os\nos._exit(0)\n"}, "ended before the reporter finished"),
+    ({"conftest.py": CONFTEST_FORGE}, "ended before the reporter finished"),
     ({"calc.py": CALC_BUG + "import atexit, os\natexit.register(lambda: os._exit(0))\n"}, "did not pass"),
     ({"tests/test_calc.py": PYTEST_TESTS.replace('@pytest.mark.xfail(reason="known")\n', "").replace(
         "add(1, 1) == 3", "add(1, 1) == 2"), "calc.py": CALC_FIX}, "an xfail must stay an xfail"),
 ], ids=["deleted", "skipped", "count-falls", "conftest-deselects", "conftest-drops", "conftest-ignores",
-        "addopts-k", "addopts-deselect", "setup-cfg-ignore", "os-exit-at-import", "atexit-exit", "xfail-removed"])
+        "addopts-k", "addopts-deselect", "setup-cfg-ignore", "os-exit-at-import", "forged-marker", "atexit-exit",
+        "xfail-removed"])
 def test_each_pytest_cheat_fails_the_check_with_its_reason(tmp_path: Path, files: dict[str, str],
                                                            reason: str) -> None:
     repo = pytest_repo(tmp_path)

@@ -126,8 +126,8 @@ async def run_check(check: Check, workspace: Path, env: dict[str, str] | None = 
         if made is None:
             result = await run_confined(sandbox, check.run, workspace, check.timeout_s, env=env)
             return _judged(check, result, None)
-        confined = sandbox if sandbox is None or made.folder is None else replace(
-            sandbox, extra_writable=(*sandbox.extra_writable, made.folder / "out"))
+        confined = sandbox if sandbox is None or made.out is None else replace(
+            sandbox, extra_writable=(*sandbox.extra_writable, made.out.parent))
         result = await run_confined(confined, made.command, workspace, check.timeout_s,
                                     env=testlevel.environment(env, made.env))
         result = replace(result, command=check.run)

@@ -74,7 +74,7 @@ class Plan:
     out: Path | None
     """The records file (None for go, whose records are its -json output)."""
     folder: Path | None
-    """The temporary folder holding the reporter and the records; removed after the run."""
+    """The temporary folder holding the reporter (in lib/) and the records; removed after the run."""
 
 
 @dataclass
@@ -132,25 +132,31 @@ def plan(command: str, scratch: Path | None = None) -> Plan | None:
         return Plan("go", _join([*prefix, *program, *extra, *args]), {}, None, None)
     token = secrets.token_hex(8)
     folder = Path(tempfile.mkdtemp(prefix="goalkeeper-tests-", dir=scratch or scratch_root()))
-    out = folder / "out" / "records.jsonl"
+    lib = folder / "lib"
+    lib.mkdir()
+    # The records go to a folder whose name is a secret inside a folder nobody may list: the sandbox drops
+    # every capability, so the code under test cannot find the file to forge records in (in-process code
+    # that introspects the reporter still could: the clean room, not this, is what keeps tests honest).
+    out = folder / secrets.token_hex(16) / "records.jsonl"
     out.parent.mkdir()
     out.touch()
     env = {"GOALKEEPER_TESTS_OUT": str(out), "GOALKEEPER_TESTS_TOKEN": token}
     if runner == "pytest":
         module = f"goalkeeper_pytest_{token}"
-        shutil.copyfile(_REPORTERS / "pytest_plugin.py", folder / f"{module}.py")
-        canary = folder / f"goalkeeper_canary_{token}.py"
+        shutil.copyfile(_REPORTERS / "pytest_plugin.py", lib / f"{module}.py")
+        canary = lib / f"goalkeeper_canary_{token}.py"
         canary.write_text(CANARY_SOURCE)
         env |= {"GOALKEEPER_TESTS_CANARY": str(canary), "GOALKEEPER_TESTS_SELECT": json.dumps(_selection(args))}
         rewritten = [*prefix, *program, "-p", module, *args]
     else:
         module = f"goalkeeper_unittest_{token}"
-        shutil.copyfile(_REPORTERS / "unittest_runner.py", folder / f"{module}.py")
+        shutil.copyfile(_REPORTERS / "unittest_runner.py", lib / f"{module}.py")
         rewritten = [*prefix, program[0], "-m", module, *args]
-    for path in folder.iterdir():
-        if path.is_file():
-            path.chmod(0o444)
-    env["PYTHONPATH"] = str(folder)
+    for path in lib.iterdir():
+        path.chmod(0o444)
+    lib.chmod(0o555)
+    folder.chmod(0o311)
+    env["PYTHONPATH"] = str(lib)
     return Plan(runner, _join(rewritten), env, out, folder)
 
 
@@ -197,6 +203,7 @@ def planned(command: str) -> Iterator[Plan | None]:
         yield made
     finally:
         if made is not None and made.folder is not None:
+            made.folder.chmod(0o700)
             shutil.rmtree(made.folder, ignore_errors=True)
 
 
