@@ -230,6 +230,8 @@ FEWER = "\n".join(PYTEST_TESTS.split("\n\n\n")[:1] + PYTEST_TESTS.split("\n\n\n"
      "baseline test(s) missing"),
     ({"tests/test_calc.py": SKIPPED}, "newly skipped"),
     ({"tests/test_calc.py": FEWER}, "the test count fell from 4 to 2"),
+    ({"tests/test_calc.py": PYTEST_TESTS.replace("def test_add", "@pytest.mark.xfail\ndef test_add")},
+     "failed at baseline do not pass now"),
     ({"tests/conftest.py": CONFTEST_DESELECT}, "missing"),
     ({"conftest.py": CONFTEST_DROP}, "missing"),
     ({"conftest.py": CONFTEST_IGNORE}, "missing"),
@@ -241,7 +243,7 @@ FEWER = "\n".join(PYTEST_TESTS.split("\n\n\n")[:1] + PYTEST_TESTS.split("\n\n\n"
     ({"calc.py": CALC_BUG + "import atexit, os\natexit.register(lambda: os._exit(0))\n"}, "did not pass"),
     ({"tests/test_calc.py": PYTEST_TESTS.replace('@pytest.mark.xfail(reason="known")\n', "").replace(
         "add(1, 1) == 3", "add(1, 1) == 2"), "calc.py": CALC_FIX}, "an xfail must stay an xfail"),
-], ids=["deleted", "skipped", "count-falls", "conftest-deselects", "conftest-drops", "conftest-ignores",
+], ids=["deleted", "skipped", "count-falls", "xfail-added", "conftest-deselects", "conftest-drops", "conftest-ignores",
         "addopts-k", "addopts-deselect", "setup-cfg-ignore", "os-exit-at-import", "forged-marker", "atexit-exit",
         "xfail-removed"])
 def test_each_pytest_cheat_fails_the_check_with_its_reason(tmp_path: Path, files: dict[str, str],

@@ -95,6 +95,7 @@ def build_report(store: Store, goal: GoalRecord) -> dict[str, Any]:
 #: The id lists of a check's per-test evidence the report shows, in order, with their labels.
 TEST_LISTS = (("fail_to_pass", "fail → pass"), ("added", "added"), ("missing", "missing"),
               ("deselected", "deselected"), ("newly_skipped", "newly skipped"), ("xfail_changed", "xfail changed"),
+              ("not_fixed", "failed at baseline, not passing now"), ("newly_xfail", "newly xfail"),
               ("failing", "failing"))
 
 

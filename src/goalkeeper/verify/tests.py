@@ -335,7 +335,7 @@ def judge(now: TestRun, baseline: dict[str, Any] | None) -> tuple[bool, list[str
     if baseline is not None:
         before: dict[str, str] = {k: v for k, v in baseline.get("outcomes", {}).items() if v != "deselected"}
         lists |= _compare(before, tests, now.outcomes)
-        problems += _rule_problems(lists, len(before), int(baseline.get("count", len(before))), len(tests))
+        problems += _rule_problems(lists, int(baseline.get("count", len(before))), len(tests))
     return not problems, problems, lists
 
 
@@ -345,18 +345,17 @@ def _compare(before: dict[str, str], tests: dict[str, str], everything: dict[str
         "missing": missing,
         "deselected": sorted(k for k in before if everything.get(k) == "deselected"),
         "fail_to_pass": sorted(k for k, v in before.items() if v not in GREEN and tests.get(k) == "passed"),
-        "still_failing": sorted(k for k, v in before.items() if v not in GREEN and k in tests
-                                and tests[k] != "passed"),
         "newly_skipped": sorted(k for k, v in before.items() if v != "skipped" and tests.get(k) == "skipped"),
         "xfail_changed": sorted(k for k, v in before.items() if v == "xfailed" and k in tests
                                 and tests[k] != "xfailed"),
-        "regressed": sorted(k for k, v in before.items() if v == "passed" and tests.get(k) not in (None, "passed",
-                                                                                                   "skipped")),
+        # An xfail or skip marker added to a failing test makes it "green" without fixing it.
+        "not_fixed": sorted(k for k, v in before.items() if v not in GREEN and k in tests and tests[k] != "passed"),
+        "newly_xfail": sorted(k for k, v in before.items() if v == "passed" and tests.get(k) in ("xfailed", "xpassed")),
         "added": sorted(k for k in tests if k not in before),
     }
 
 
-def _rule_problems(lists: dict[str, list[str]], known: int, count: int, now: int) -> list[str]:
+def _rule_problems(lists: dict[str, list[str]], count: int, now: int) -> list[str]:
     problems = []
     if lists["missing"]:
         problems.append(f"{len(lists['missing'])} baseline test(s) missing (deleted, deselected or not "
@@ -365,6 +364,12 @@ def _rule_problems(lists: dict[str, list[str]], known: int, count: int, now: int
         problems.append(f"{len(lists['newly_skipped'])} test(s) newly skipped: {_some(lists['newly_skipped'])}")
     if lists["xfail_changed"]:
         problems.append(f"an xfail must stay an xfail: {_some(lists['xfail_changed'])}")
+    if lists["not_fixed"]:
+        problems.append(f"{len(lists['not_fixed'])} test(s) that failed at baseline do not pass now: "
+                        f"{_some(lists['not_fixed'])}")
+    if lists["newly_xfail"]:
+        problems.append(f"{len(lists['newly_xfail'])} passing test(s) newly marked xfail: "
+                        f"{_some(lists['newly_xfail'])}")
     if now < count:
         problems.append(f"the test count fell from {count} to {now}")
     return problems
