@@ -22,7 +22,7 @@ from goalkeeper.store import Store
 from goalkeeper.verify import surface
 from goalkeeper.verify import tests as testlevel
 from goalkeeper.verify.checks import Evidence, run_checks
-from scenario import HONEST_FIX, events, new_goal, run, sample_repo, scripted
+from scenario import HONEST_FIX, call, complete, events, new_goal, run, sample_repo, scripted, step
 
 PY = sys.executable
 PYTEST = f"{PY} -m pytest -q -p no:cacheprovider tests"
@@ -372,3 +372,17 @@ def test_the_report_lists_fail_to_pass_tests_by_id(tmp_path: Path) -> None:
     assert entry["canary"] == "failed" and not entry["missing"] and not entry["problems"]
     markdown = render_markdown(report)
     assert "### Tests" in markdown and f"fail → pass: `{entry['fail_to_pass'][0]}`" in markdown
+
+
+def test_a_goal_whose_new_test_module_patches_assert_equal_is_refused_as_tampering(tmp_path: Path) -> None:
+    workspace = sample_repo(tmp_path)
+    model = scripted([step("", call("write_file", path="tests/test_aaa_helpers.py", content=MONKEYPATCH)),
+                      step("", complete("the tests pass now"))])
+    with Store() as store:
+        goal = new_goal(store, workspace, max_attempts=1)
+        result = run(store, goal, workspace, model)
+        report = build_report(store, goal)
+    assert result.status != "achieved"
+    assert report["tampering_attempts"] >= 1
+    refused = [e for e in report["final"] if e["name"] == testlevel.TAMPERING]
+    assert refused and "canary" in refused[0]["error"]
