@@ -43,6 +43,9 @@ ID_CHARS = 300
 #: Outcomes that count as "the test ran and did not fail".
 GREEN = frozenset({"passed", "xfailed", "xpassed", "skipped"})
 
+#: Outcomes that count as "failed at baseline" (a test -x never reached has no result: it is not one of them).
+FAILED = frozenset({"failed", "error"})
+
 _REPORTERS = Path(__file__).parent / "reporters"
 _ASSIGNMENT = re.compile(r"[A-Za-z_]\w*=.*")
 _PYTHON = re.compile(r"(.*/)?python(\d+(\.\d+)?)?")
@@ -344,12 +347,12 @@ def _compare(before: dict[str, str], tests: dict[str, str], everything: dict[str
     return {
         "missing": missing,
         "deselected": sorted(k for k in before if everything.get(k) == "deselected"),
-        "fail_to_pass": sorted(k for k, v in before.items() if v not in GREEN and tests.get(k) == "passed"),
+        "fail_to_pass": sorted(k for k, v in before.items() if v in FAILED and tests.get(k) == "passed"),
         "newly_skipped": sorted(k for k, v in before.items() if v != "skipped" and tests.get(k) == "skipped"),
         "xfail_changed": sorted(k for k, v in before.items() if v == "xfailed" and k in tests
                                 and tests[k] != "xfailed"),
         # An xfail or skip marker added to a failing test makes it "green" without fixing it.
-        "not_fixed": sorted(k for k, v in before.items() if v not in GREEN and k in tests and tests[k] != "passed"),
+        "not_fixed": sorted(k for k, v in before.items() if v in FAILED and k in tests and tests[k] != "passed"),
         "newly_xfail": sorted(k for k, v in before.items() if v == "passed" and tests.get(k) in ("xfailed", "xpassed")),
         "added": sorted(k for k in tests if k not in before),
     }
