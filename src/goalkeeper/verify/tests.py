@@ -177,7 +177,7 @@ def scratch_root() -> Path:
 
 def _selection(args: list[str]) -> dict[str, Any]:
     """The selecting options the check's own command line gives pytest; the repository cannot add to them."""
-    parser = argparse.ArgumentParser(add_help=False)
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     parser.add_argument("-k", dest="keyword", default="")
     parser.add_argument("-m", dest="markexpr", default="")
     parser.add_argument("--deselect", action="append", default=None)
