@@ -150,7 +150,7 @@ async def _run_findings(contract: Contract, workspace: Path, broken: set[str], t
         for check in contract.checks:
             if check.name not in broken:
                 capped = _capped(check, timeout_s)
-                runs.append((await run_check(capped, scratch, env, sandbox, traced), capped.timeout_s,
+                runs.append((await run_check(capped, scratch, env, sandbox, tracer=traced), capped.timeout_s,
                              check.timeout_s))
         limit = min(KEEP_GREEN_TIMEOUT_S, timeout_s)
         for command in contract.constraints.keep_green:

@@ -90,6 +90,7 @@ def build_report(store: Store, goal: GoalRecord) -> dict[str, Any]:
                                       if r.kind == "evidence" and r.payload.get("surface")), None),
         "pinned_files": pinned["files"] if pinned else [],
         "verify_edits": pinned["edits"] if pinned else None,
+        "tests": test_evidence(summary.evidence),
         "tampering_attempts": sum(1 for r in records if r.kind == "evidence"
                                   and any(e["name"] == TAMPERING and not e["passed"] for e in r.payload["evidence"])),
     }
@@ -97,6 +98,31 @@ def build_report(store: Store, goal: GoalRecord) -> dict[str, Any]:
     report["claims"] = claims_split(report)
     report["measured_checkpoints"] = measured_checkpoints(records)
     return report
+
+
+#: The id lists of a check's per-test evidence the report shows, in order, with their labels.
+TEST_LISTS = (("fail_to_pass", "fail → pass"), ("added", "added"), ("missing", "missing"),
+              ("deselected", "deselected"), ("newly_skipped", "newly skipped"), ("xfail_changed", "xfail changed"),
+              ("not_fixed", "failed at baseline, not passing now"), ("newly_xfail", "newly xfail"),
+              ("failing", "failing"))
+
+
+def test_evidence(evidence: list[Evidence]) -> list[dict[str, Any]]:
+    """Per check: what its verdict rests on ("tests" or "exit code only") and, by id, the tests that went from
+    fail to pass, were added, or are missing (from the last run's reporter; see verify/tests.py)."""
+    found = []
+    for item in evidence:
+        if item.kind != "check" or item.name == TAMPERING:
+            continue
+        tests = item.tests or {}
+        entry: dict[str, Any] = {"check": item.name, "basis": item.basis}
+        if tests:
+            entry |= {"runner": tests.get("runner"), "count": tests.get("count"), "counts": tests.get("counts", {}),
+                      "canary": tests.get("canary"), "problems": tests.get("problems", []),
+                      "truncated": tests.get("truncated", False)}
+            entry |= {key: list(tests.get(key, [])) for key, _ in TEST_LISTS}
+        found.append(entry)
+    return found
 
 
 def _payload(records: list[EventRecord], kind: str, keys: tuple[str, ...]) -> dict[str, Any] | None:
@@ -162,6 +188,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines = [f"# Goal report: {report['label']}{label}", "", *_objective(report), "", _status_line(report), ""]
     lines += ["## Branches", "", *_branches(report), ""]
     lines += ["## Evidence (run by the harness)", "", evidence_table(report["baseline"], report["final"]), ""]
+    lines += _tests_section(report.get("tests") or [])
     if report["keep_green_dropped"]:
         lines += ["Constraints red at baseline (reported, not required): "
                   + ", ".join(f"`{c}`" for c in report["keep_green_dropped"]), ""]
@@ -387,6 +414,26 @@ def _surface_section(report: dict[str, Any]) -> list[str]:
         lines += ["", "```diff", surface["diff"].rstrip(), "```"]
     while lines[-1] == "":
         lines.pop()
+    return [*lines, ""]
+
+
+def _tests_section(checks: list[dict[str, Any]]) -> list[str]:
+    """Per check, test by test: the counts, the ids that went from fail to pass, were added or are missing."""
+    if not checks:
+        return []
+    lines = ["### Tests", ""]
+    for check in checks:
+        if check["basis"] != "tests":
+            lines.append(f"- `{check['check']}`: exit code only (no reporter understood this check)")
+            continue
+        counts = ", ".join(f"{number} {outcome}" for outcome, number in check["counts"].items()) or "no tests"
+        canary = "the canary failed, as it must" if check["canary"] == "failed" else f"canary {check['canary']}"
+        lines.append(f"- `{check['check']}` ({check['runner']}): {counts}; {canary}")
+        for key, label in TEST_LISTS:
+            if check.get(key):
+                more = " (list cut)" if check.get("truncated") else ""
+                lines.append(f"  - {label}: " + ", ".join(f"`{_cell(test_id)}`" for test_id in check[key]) + more)
+        lines += [f"  - problem: {_cell(problem)}" for problem in check["problems"]]
     return [*lines, ""]
 
 

@@ -114,6 +114,8 @@ class Runner:
         self.on_event, self.on_text, self.approver = on_event, on_text, approver
         self.handle_signals = handle_signals
         self.evidence: list[Evidence] = []
+        self.baseline_evidence: list[Evidence] = []
+        """The baseline run's evidence: each check's tests are judged against it (verify/tests.py)."""
         self.keep_green: list[str] | None = None
         self.why = ""
         boundaries = self.contract.boundaries
@@ -275,10 +277,10 @@ class Runner:
         base = self.baseline_source()
         if self.pins is not None and base is not None:
             evidence, surface = await verify_goal(self.workspace, base, self.pins, self.contract, self.keep_green,
-                                                  self.sandbox, self.env, self.surface)
+                                                  self.sandbox, self.env, self.surface, self.baseline_evidence)
         else:
             evidence = await run_checks(self.contract, self.workspace, keep_green=self.keep_green,
-                                        sandbox=self.sandbox, env=self.env)
+                                        sandbox=self.sandbox, env=self.env, baseline=self.baseline_evidence)
         ran = ChecksRan(self.goal.goal_id, trigger, _results(evidence, self.contract),
                         turn=self.state.spent.turns, tree_hash=await self.tree_hash())
         payload = {"trigger": trigger, "turn": ran.turn, "evidence": [e.__dict__ for e in evidence],
@@ -418,6 +420,7 @@ class Runner:
             self.evidence = [Evidence(**item) for item in record.payload["evidence"]]
         if record.kind == "baseline":
             self.keep_green = list(record.payload["keep_green_active"])
+            self.baseline_evidence = list(self.evidence)
         elif record.kind == "nudge":
             self.why = str(record.payload.get("why", ""))
         elif record.kind == "baseline_mirror":

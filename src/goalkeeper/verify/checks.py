@@ -12,14 +12,15 @@ import json
 import re
 import shlex
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from goalkeeper.contract import Check, Contract, Metric, format_duration, json_path_steps
 from goalkeeper.process import CommandResult
 from goalkeeper.sandbox.bwrap import run_confined
 from goalkeeper.sandbox.policy import SandboxPolicy
+from goalkeeper.verify import tests as testlevel
 from goalkeeper.verify.trace import Tracer
 
 EvidenceKind = Literal["check", "constraint"]
@@ -44,8 +45,13 @@ class Evidence:
     timed_out: bool = False
     error: str | None = None
     """Why the check could not be judged normally (command not found, metric not found...)."""
+    tests: dict[str, Any] | None = None
+    """Per-test evidence from goalkeeper's reporter (verify/tests.py): counts, canary, problems, the ids that
+    matter (every id at baseline). None when no reporter understood the check."""
+    basis: str = "exit code"
+    """What the verdict rests on: "tests" (a reporter's per-test records) or "exit code only"."""
     room: str = ""
-    """Where it ran: "clean room" (the verdict's tree, built from the baseline mirror) or "workspace"."""
+    """Where the evidence was taken: "clean room" or "workspace" (empty in events older than the clean room)."""
 
 
 #: Characters of output kept in Evidence.output_tail.
@@ -109,18 +115,54 @@ def _preview(value: object) -> str:
 
 
 async def run_check(check: Check, workspace: Path, env: dict[str, str] | None = None,
-                    sandbox: SandboxPolicy | None = None, tracer: Tracer | None = None) -> Evidence:
+                    sandbox: SandboxPolicy | None = None, baseline: Evidence | None = None,
+                    tracer: Tracer | None = None) -> Evidence:
     """Run one check. It passes on exit code 0 and, when it has a metric, a value that meets the target.
 
     `env` is the whole environment of the command; None inherits this process's. `sandbox` confines it
     like the shell tool's commands (None: unconfined); SandboxError when the sandbox cannot be enforced.
-    With `tracer` it runs under strace (the baseline's observation of the verification surface).
+    A test runner goalkeeper knows runs with its reporter, and then every test must also pass the rules
+    against `baseline` (this check's baseline evidence; None for the baseline run itself). With `tracer` it
+    runs under strace (the baseline's observation of the verification surface).
     """
     run = run_confined if tracer is None else tracer.run
-    result = await run(sandbox, check.run, workspace, check.timeout_s, env=env)
+    with testlevel.planned(check.run) if _reportable(sandbox) else contextlib.nullcontext() as made:
+        if made is None:
+            result = await run(sandbox, check.run, workspace, check.timeout_s, env=env)
+            return _judged(check, result, None)
+        confined = sandbox if sandbox is None or made.out is None else replace(
+            sandbox, extra_writable=(*sandbox.extra_writable, made.out.parent))
+        result = await run(confined, made.command, workspace, check.timeout_s,
+                           env=testlevel.environment(env, made.env))
+        result = replace(result, command=check.run)
+        return _judged(check, result, _test_evidence(made, result, baseline))
+
+
+def _reportable(sandbox: SandboxPolicy | None) -> bool:
+    # A read-only sandbox gives the reporter nowhere to write its records: such checks keep their exit code.
+    return sandbox is None or sandbox.mode != "read-only"
+
+
+def _test_evidence(made: testlevel.Plan, result: CommandResult,
+                   baseline: Evidence | None) -> dict[str, Any] | None:
+    """The per-test record of a run with a reporter; None when it cannot be judged by tests (xdist)."""
+    run = testlevel.read_run(made, result.output)
+    if run.unsupported:
+        return None
+    before = baseline.tests if baseline is not None and baseline.basis == "tests" else None
+    passed, problems, lists = testlevel.judge(run, before)
+    # Only a canary that failed at baseline, before the model ran anything, can say tampering later.
+    canary = testlevel.canary_problem(run) if before is not None and before.get("canary") == "failed" else None
+    kept = testlevel.record(run, problems, lists, baseline=baseline is None)
+    return {**kept, "passed": passed, "tampering": canary}
+
+
+def _judged(check: Check, result: CommandResult, tests: dict[str, Any] | None) -> Evidence:
     longer = format_duration(2 * check.timeout_s)
     longer = f'if it needs longer, raise it with `timeout = "{longer}"` in check {check.name}'
     error = _failure(result, check.timeout_s, f"check {check.name}", longer)
+    if tests is not None and not tests["passed"] and error is None:
+        error = "; ".join(tests["problems"])
     value = None
     if check.metric is not None:
         # Read even after a failing exit: a person wants to see how close it got.
@@ -129,8 +171,9 @@ async def run_check(check: Check, workspace: Path, env: dict[str, str] | None = 
         except MetricNotFound as err:
             error = error or f"{err}; check the metric of check {check.name} against its output"
     metric_ok = check.metric is None or (value is not None and check.metric.met(value))
-    return _evidence(check.name, "check", result, metric_ok=metric_ok, metric=value,
-                     target=check.metric.target if check.metric else None, error=error)
+    evidence = _evidence(check.name, "check", result, metric_ok=metric_ok and (tests is None or tests["passed"]),
+                         metric=value, target=check.metric.target if check.metric else None, error=error)
+    return replace(evidence, tests=tests, basis="tests" if tests is not None else "exit code only")
 
 
 async def run_constraint(command: str, workspace: Path, timeout_s: float = 600,
@@ -146,14 +189,27 @@ async def run_constraint(command: str, workspace: Path, timeout_s: float = 600,
 
 async def run_checks(contract: Contract, workspace: Path, keep_green: list[str] | None = None,
                      env: dict[str, str] | None = None, sandbox: SandboxPolicy | None = None,
-                     tracer: Tracer | None = None) -> list[Evidence]:
+                     baseline: list[Evidence] | None = None, tracer: Tracer | None = None) -> list[Evidence]:
     """Every check, then the keep_green commands (None: all of the contract's), one after another,
-    all under `sandbox` when given (and under strace with `tracer`)."""
-    evidence = [await run_check(check, workspace, env, sandbox, tracer) for check in contract.checks]
+    all under `sandbox` when given (and under strace with `tracer`). With `baseline` (the baseline run's
+    evidence) each check's tests are judged against their baseline, and a canary that did not fail adds a
+    failing `verification_tampering`."""
+    before = {e.name: e for e in baseline or [] if e.kind == "check"}
+    evidence = [await run_check(check, workspace, env, sandbox, before.get(check.name), tracer)
+                for check in contract.checks]
+    evidence += [_tampered(item) for item in evidence if item.tests and item.tests.get("tampering")]
     commands = contract.constraints.keep_green if keep_green is None else keep_green
     evidence += [await run_constraint(command, workspace, env=env, sandbox=sandbox, tracer=tracer)
                  for command in commands]
     return evidence
+
+
+def _tampered(item: Evidence) -> Evidence:
+    """The failing evidence a canary that did not fail produces: the verdict is tampering, not a plain fail."""
+    assert item.tests is not None
+    return Evidence(name=testlevel.TAMPERING, kind="check", command=item.command, exit_code=1,
+                    duration_s=item.duration_s, output_tail=item.output_tail[-1000:], passed=False,
+                    error=f"check {item.name}: {item.tests['tampering']}", basis="tests")
 
 
 def _failure(result: CommandResult, timeout_s: float, what: str, if_slow: str) -> str | None:

@@ -385,10 +385,12 @@ def _make_parents(tree: Path, folder: Path) -> None:
 
 async def run_in_room(workspace: Path, base: Baseline, contract: Contract, keep_green: list[str] | None,
                       sandbox: SandboxPolicy, env: dict[str, str] | None,
-                      surface: Surface | None) -> tuple[list[Evidence], RoomChanges, float]:
+                      surface: Surface | None, baseline: list[Evidence] | None = None,
+                      ) -> tuple[list[Evidence], RoomChanges, float]:
     """Build the room and run the checks there: (their evidence, marked "clean room"; the changes; the build
-    time in seconds). Under danger-full-access the room is still bound with bubblewrap where it works (network
-    on, $HOME writable); without it, the checks run in the room at its own path."""
+    time in seconds). `baseline` is the baseline run's evidence, which per-test results are judged against.
+    Under danger-full-access the room is still bound with bubblewrap where it works (network on, $HOME
+    writable); without it, the checks run in the room at its own path."""
     top = toplevel(workspace)
     prefix = workspace.resolve().relative_to(top.resolve()).as_posix().strip(".")
     confined = sandbox.mode != "danger-full-access" or _bwrap_works(sandbox)
@@ -403,7 +405,7 @@ async def run_in_room(workspace: Path, base: Baseline, contract: Contract, keep_
             room_env = {**(env if env is not None else os.environ), "PYTHONDONTWRITEBYTECODE": "1",
                         "PYTHONPYCACHEPREFIX": pycache}
             policy = _room_policy(sandbox, tree, top, base) if confined else None
-            evidence = await run_checks(contract, cwd, keep_green, env=room_env, sandbox=policy)
+            evidence = await run_checks(contract, cwd, keep_green, env=room_env, sandbox=policy, baseline=baseline)
     return [dataclasses.replace(e, room="clean room") for e in evidence], changes, built_s
 
 

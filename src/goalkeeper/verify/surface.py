@@ -28,7 +28,7 @@ SURFACE_DIFF_CHARS = 8_000
 async def verify_goal(workspace: Path, base: Baseline, pins: Pins, contract: Contract,
                       keep_green: list[str] | None, sandbox: SandboxPolicy,
                       env: dict[str, str] | None, observed: Surface | None = None,
-                      ) -> tuple[list[Evidence], dict[str, Any]]:
+                      baseline: list[Evidence] | None = None) -> tuple[list[Evidence], dict[str, Any]]:
     """The verdict's evidence, taken in the clean room, and the surface's state for the evidence event.
 
     `observed` is the surface traced at baseline; goals stored before it was recorded infer it from `pins`.
@@ -41,13 +41,14 @@ async def verify_goal(workspace: Path, base: Baseline, pins: Pins, contract: Con
     state = surface_state(workspace, pins, base.commit, base.mirror)
     payload: dict[str, Any] = {**asdict(state), "diff": state.diff[:SURFACE_DIFF_CHARS]}
     surface = None if contract.verify.edits == "allow" else (observed or surface_from_pins(pins))
-    evidence, changes, built_s = await run_in_room(workspace, base, contract, keep_green, sandbox, env, surface)
+    evidence, changes, built_s = await run_in_room(workspace, base, contract, keep_green, sandbox, env, surface,
+                                                   baseline)
     payload["room"] = {**changes.payload(), "build_s": round(built_s, 3)}
     if contract.verify.edits != "review" or not changes.held_back:
         return evidence, payload
     started = time.monotonic()
     as_is = [replace(e, room="workspace")
-             for e in await run_checks(contract, workspace, keep_green, env=env, sandbox=sandbox)]
+             for e in await run_checks(contract, workspace, keep_green, env=env, sandbox=sandbox, baseline=baseline)]
     payload["as_it_stands"] = "pass" if all(e.passed for e in as_is) else "fail"
     if all(e.passed for e in as_is) and not all(e.passed for e in evidence):
         failing = ", ".join(e.name for e in evidence if not e.passed)
