@@ -105,7 +105,9 @@ def test_a_unittest_module_that_shadows_the_runner_is_not_in_the_clean_room(tmp_
     result, payloads = cheat(workspace, contract(), "printf 'import sys\\nsys.exit(0)\\n' > unittest.py", TESTS)
     assert result.status == "unmet"
     assert "unittest.py (added)" in held_back(payloads)
-    assert any(e["name"] == "verification_tampering" for e in payloads[-1]["evidence"])
+    # As it stands the shadow exits before goalkeeper's runner records anything: an early exit, refused there.
+    failed = {e["name"]: e for e in payloads[-1]["evidence"] if not e["passed"]}
+    assert "tests (as it stands)" in failed and "early exit" in str(failed["tests (as it stands)"]["tests"])
 
 
 def test_an_edited_fixture_is_read_at_its_baseline_content(tmp_path: Path) -> None:

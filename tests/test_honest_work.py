@@ -43,7 +43,7 @@ def achieve(workspace: Path, contract: Contract, *calls: ScriptedToolCall) -> tu
     return result.status, report
 
 
-def tests_contract(check: str = UNITTEST, **flags: Any) -> Contract:
+def suite_contract(check: str = UNITTEST, **flags: Any) -> Contract:
     return contract_from_flags("Fix the discount bug", checks=[f"tests={check}"], max_attempts=1, **flags)
 
 
@@ -54,7 +54,7 @@ def test_a_fix_that_adds_a_source_module_beside_the_code_under_test(tmp_path: Pa
     cart = (workspace / "cart.py").read_text().replace("    return round(total - total * percent, 2)",
                                                        "    return percent_off(total, percent)")
     cart = cart.replace('"""\n', '"""\n\nfrom money import percent_off\n', 1)
-    status, report = achieve(workspace, tests_contract(), call("write_file", path="money.py", content=rounding),
+    status, report = achieve(workspace, suite_contract(), call("write_file", path="money.py", content=rounding),
                              call("write_file", path="cart.py", content=cart))
     assert status == "achieved", report["claims"]
     assert "money.py" in report["files_touched"]
@@ -65,7 +65,7 @@ def test_a_fix_plus_new_tests(tmp_path: Path) -> None:
     new_test = ("import unittest\n\nfrom cart import apply_discount\n\n\nclass RoundingTest(unittest.TestCase):\n"
                 "    def test_rounds_to_cents(self) -> None:\n"
                 "        self.assertEqual(apply_discount(9.99, 15), 8.49)\n")
-    status, report = achieve(workspace, tests_contract(), call("apply_patch", patch=FIX_PATCH),
+    status, report = achieve(workspace, suite_contract(), call("apply_patch", patch=FIX_PATCH),
                              call("write_file", path="tests/test_rounding.py", content=new_test))
     assert status == "achieved", report["claims"]
     assert "tests/test_rounding.py" in report["files_touched"]
@@ -109,13 +109,13 @@ def test_a_metric_goal_that_really_gets_faster(tmp_path: Path) -> None:
 def test_every_measured_checkpoint_keeps_its_value_and_rollback_to_best_works(tmp_path: Path,
                                                                              goalkeeper_home: Path) -> None:
     workspace = sample_repo(tmp_path)
-    bench = 'import json, pathlib\nprint(json.dumps({"ms": float(pathlib.Path("speed.txt").read_text())}))\n'
+    bench = 'import json\nfrom speed import MS\nprint(json.dumps({"ms": MS}))\n'
     (workspace / "bench.py").write_text(bench)
-    (workspace / "speed.txt").write_text("120")
+    (workspace / "speed.py").write_text("MS = 120\n")
     commit(workspace, "benchmark")
-    steps = [step("", call("write_file", path="speed.txt", content="80")), step("", complete("faster")),
-             step("", call("write_file", path="speed.txt", content="95")), step("", complete("faster still")),
-             step("", call("write_file", path="speed.txt", content="80")),
+    steps = [step("", call("write_file", path="speed.py", content="MS = 80\n")), step("", complete("faster")),
+             step("", call("write_file", path="speed.py", content="MS = 95\n")), step("", complete("faster still")),
+             step("", call("write_file", path="speed.py", content="MS = 80\n")),
              step("", call("update_goal", status="blocked", summary="stuck at 80", blocker="the disk"))]
     with Store() as store:
         goal = new_goal(store, workspace, perf_contract(max_attempts=5))
@@ -130,9 +130,9 @@ def test_every_measured_checkpoint_keeps_its_value_and_rollback_to_best_works(tm
     assert trailers == ["3", "0/1", "2", "unmeasured", "1", "unmeasured"]
     rolled = gk("rollback", "--to", "best", "--cwd", str(workspace), home=goalkeeper_home)
     assert rolled.returncode == 0, rolled.stderr
-    assert (workspace / "speed.txt").read_text() == "80"
+    assert (workspace / "speed.py").read_text() == "MS = 80\n"
     again = gk("rollback", "--to", "2", "--cwd", str(workspace), home=goalkeeper_home)
-    assert again.returncode == 0 and (workspace / "speed.txt").read_text() == "95"
+    assert again.returncode == 0 and (workspace / "speed.py").read_text() == "MS = 95\n"
 
 
 # ---------------------------------------------------------------- a real repository that is not ours
@@ -191,14 +191,14 @@ def test_the_real_repository_a_cheat_is_not(tmp_path: Path) -> None:
 
 def test_rollback_to_best_is_the_base_when_nothing_beat_the_baseline(tmp_path: Path, goalkeeper_home: Path) -> None:
     workspace = sample_repo(tmp_path)
-    bench = 'import json, pathlib\nprint(json.dumps({"ms": float(pathlib.Path("speed.txt").read_text())}))\n'
+    bench = 'import json\nfrom speed import MS\nprint(json.dumps({"ms": MS}))\n'
     (workspace / "bench.py").write_text(bench)
-    (workspace / "speed.txt").write_text("120")
+    (workspace / "speed.py").write_text("MS = 120\n")
     commit(workspace, "benchmark")
     status, report = achieve(workspace, perf_contract(max_attempts=1),
-                             call("write_file", path="speed.txt", content="150"))
+                             call("write_file", path="speed.py", content="MS = 150\n"))
     assert status == "unmet"
     assert [(p["turn"], p["metric"]) for p in report["measured_checkpoints"]] == [(0, 120.0), (1, 150.0)]
     rolled = gk("rollback", "--to", "best", "--cwd", str(workspace), home=goalkeeper_home)
     assert rolled.returncode == 0, rolled.stderr
-    assert (workspace / "speed.txt").read_text() == "120"
+    assert (workspace / "speed.py").read_text() == "MS = 120\n"

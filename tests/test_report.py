@@ -57,10 +57,10 @@ def headings_in_order(markdown: str) -> list[str]:
 
 
 def metric_repo(tmp_path: Path) -> Path:
-    """The sample repo plus a benchmark that prints the number in speed.txt (120 to start)."""
+    """The sample repo plus a benchmark that prints the number in speed.py (120 to start)."""
     workspace = sample_repo(tmp_path)
-    (workspace / "bench.py").write_text("import pathlib\nprint('latency:', pathlib.Path('speed.txt').read_text())\n")
-    (workspace / "speed.txt").write_text("120")
+    (workspace / "bench.py").write_text("from speed import MS\nprint('latency:', MS)\n")
+    (workspace / "speed.py").write_text("MS = 120\n")
     git(workspace, "add", "-A")
     git(workspace, "commit", "-qm", "benchmark")
     return workspace
@@ -69,13 +69,13 @@ def metric_repo(tmp_path: Path) -> Path:
 def test_an_achieved_metric_goal_has_every_section_in_order(tmp_path: Path) -> None:
     workspace = metric_repo(tmp_path)
     steps = [
-        step("", call("write_file", path="speed.txt", content="80"),
+        step("", call("write_file", path="speed.py", content="MS = 80\n"),
              call("checkpoint", done="cached the price table", verified="bench prints 80", remaining="get under 50",
                   next="batch the lookups", checklist_done=[1])),
         step("", complete("latency is low enough")),
-        step("", call("write_file", path="speed.txt", content="40"),
+        step("", call("write_file", path="speed.py", content="MS = 40\n"),
              call("checkpoint", done="batched the lookups", verified="bench prints 40", remaining="nothing",
-                  next="request completion", assumptions="speed.txt stands in for a real benchmark",
+                  next="request completion", assumptions="speed.py stands in for a real benchmark",
                   checklist_done=[2])),
         step("", complete("latency under 50")),
     ]
@@ -83,7 +83,7 @@ def test_an_achieved_metric_goal_has_every_section_in_order(tmp_path: Path) -> N
                                    regexes=["latency=latency: ([0-9.]+)"], targets=["latency<50"],
                                    protect=["bench.py"], budget_tokens=100_000, budget_turns=10,
                                    checklist=("cache the price table", "batch the lookups", "profile again"))
-    side = write_script(tmp_path / "side.json", [step("speed.txt holds the latency bench.py prints.")])
+    side = write_script(tmp_path / "side.json", [step("speed.py holds the latency bench.py prints.")])
     with Store() as store:
         goal = new_goal(store, workspace, contract)
         result = run(store, goal, workspace, scripted(steps))
@@ -101,8 +101,8 @@ def test_an_achieved_metric_goal_has_every_section_in_order(tmp_path: Path) -> N
     assert "- [x] 1. cache the price table\n- [x] 2. batch the lookups\n- [ ] 3. profile again" in markdown
     assert "| 1 | continuation | cached the price table | bench prints 80 | get under 50 | 1 |" in markdown
     assert "| 2 | audit_feedback | batched the lookups | bench prints 40 | nothing | 1 |" in markdown
-    assert "## Files touched\n\n- `speed.txt`" in markdown
-    assert "- turn 2: speed.txt stands in for a real benchmark" in markdown
+    assert "## Files touched\n\n- `speed.py`" in markdown
+    assert "- turn 2: speed.py stands in for a real benchmark" in markdown
     assert "## Blockers\n\n(none declared)" in markdown
     assert "- `latency` (check) passed at the end in" in markdown and "(exit 0; evidence: " in markdown
     assert "- turn 2, checkpoint says verified: bench prints 40" in markdown  # the model's word, kept apart
@@ -111,17 +111,17 @@ def test_an_achieved_metric_goal_has_every_section_in_order(tmp_path: Path) -> N
     assert "completion summary: latency is low enough" not in markdown
     assert f"- tokens: {report['budget']['tokens']:,} of 100,000" in markdown
     assert "- turns: 2 of 10" in markdown and "- compactions: 0" in markdown
-    assert "- **where does the latency come from?** speed.txt holds the latency bench.py prints." in markdown
+    assert "- **where does the latency come from?** speed.py holds the latency bench.py prints." in markdown
     assert report["metric_baseline"] == {"turn": 0, "latency": 120.0}
     assert [p["latency"] for p in report["metric_trend"]] == [80.0, 40.0]
 
     pr = render_pr(report)
     assert pr.startswith("Get the checkout latency under 50 ms\n\n## Summary\n")
     assert "1/1 checks pass" in pr and "Last checkpoint: batched the lookups." in pr
-    assert "## What changed\n\nFiles: `speed.txt`\n\n- turn 1: cached the price table\n- turn 2: batched" in pr
+    assert "## What changed\n\nFiles: `speed.py`\n\n- turn 1: cached the price table\n- turn 2: batched" in pr
     assert "| `latency` | check | FAIL | PASS | 120 → 40 (< 50) |" in pr
     assert "- checklist item not marked done: 3. profile again" in pr
-    assert "- assumption (turn 2): speed.txt stands in for a real benchmark" in pr
+    assert "- assumption (turn 2): speed.py stands in for a real benchmark" in pr
     assert f"## Branches\n\n- goal branch: `{report['branch']['name']}`" in pr
 
 

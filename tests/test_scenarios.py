@@ -146,13 +146,13 @@ def test_red_keep_green_at_baseline_is_reported_and_not_required(tmp_path: Path)
 
 def test_metric_goal_keeps_the_best_verified_checkpoint(tmp_path: Path) -> None:
     workspace = sample_repo(tmp_path)
-    bench = 'import json, pathlib\nprint(json.dumps({"ms": float(pathlib.Path("speed.txt").read_text())}))\n'
+    bench = 'import json\nfrom speed import MS\nprint(json.dumps({"ms": MS}))\n'
     (workspace / "bench.py").write_text(bench)
-    (workspace / "speed.txt").write_text("120")
+    (workspace / "speed.py").write_text("MS = 120\n")
     git(workspace, "add", "-A")
     git(workspace, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "benchmark")
-    steps = [step("", call("write_file", path="speed.txt", content="80")), step("", complete("faster")),
-             step("", call("write_file", path="speed.txt", content="95")), step("", complete("faster still"))]
+    steps = [step("", call("write_file", path="speed.py", content="MS = 80\n")), step("", complete("faster")),
+             step("", call("write_file", path="speed.py", content="MS = 95\n")), step("", complete("faster still"))]
     with Store() as store:
         goal = new_goal(store, workspace, checks=[], metrics=["latency=python bench.py"], json_paths=["latency=ms"],
                         targets=["latency<50"], max_attempts=2)

@@ -226,8 +226,9 @@ def _compile(base: Baseline, sources: list[str], top: Path) -> None:
     workspace), for the paths the sources have inside the sandbox; bound read-only at the room's pycache
     prefix, so the checks do not compile the unchanged code again and cannot write bytecode for a later run.
 
-    A file the goal changed has another mtime than its baseline copy, so its bytecode is never used. Only
-    for this interpreter's cache tag, and for at most MAX_COMPILED files.
+    The bytecode is checked by source hash, not mtime: a file the goal changed within the same second and to
+    the same size (`MS = 120` → `MS = 150`) must never run as its baseline. Only for this interpreter's cache
+    tag, and for at most MAX_COMPILED files.
     """
     target = base.folder / "pycache"
     shutil.rmtree(target, ignore_errors=True)
@@ -241,7 +242,7 @@ def _compile(base: Baseline, sources: list[str], top: Path) -> None:
             cfile = target / inside.parent.relative_to(inside.anchor) / f"{inside.stem}.{tag}.pyc"
             with contextlib.suppress(py_compile.PyCompileError, OSError, ValueError):
                 py_compile.compile(str(base.folder / "base" / path), cfile=str(cfile), dfile=str(inside),
-                                   doraise=True)
+                                   doraise=True, invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
 
 
 def _cache_entries(base: Baseline) -> dict[str, str]:

@@ -58,7 +58,9 @@ async def verify_goal(workspace: Path, base: Baseline, pins: Pins, contract: Con
             output_tail=tamper_feedback(state, changes.held_back),
             error=f"the checks pass only with the verification surface changed; without those changes, "
                   f"these fail: {failing}"))
-    evidence += [replace(e, name=f"{e.name} (as it stands)") for e in as_is if not e.passed]
+    # A canary caught as it stands is tampering by its own name; any other failure says where it happened.
+    evidence += [e if e.name == TAMPERING else replace(e, name=f"{e.name} (as it stands)")
+                 for e in as_is if not e.passed]
     return evidence, payload
 
 
