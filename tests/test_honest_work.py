@@ -88,6 +88,28 @@ def test_a_coverage_goal_whose_deliverable_is_new_tests(tmp_path: Path) -> None:
     assert status == "achieved", report["claims"]
 
 
+def test_a_file_the_check_waits_for_is_the_deliverable(tmp_path: Path) -> None:
+    """The check probes DONE.md at baseline and does not find it: creating it is the work, not tampering."""
+    workspace = sample_repo(tmp_path)
+    goal = contract_from_flags("Write the release note", checks=["note=test -s docs/DONE.md"], max_attempts=1)
+    status, report = achieve(workspace, goal, call("write_file", path="docs/DONE.md", content="released\n"))
+    assert status == "achieved", report["claims"]
+
+
+def test_a_module_the_tests_could_not_import_yet_is_the_deliverable(tmp_path: Path) -> None:
+    """A new test imports `money`, which does not exist at baseline (the import probe finds nothing): writing
+    money.py is honest, while a name that shadows the standard library (tests/test_cheats.py) is not."""
+    workspace = sample_repo(tmp_path)
+    (workspace / "tests" / "test_money.py").write_text(
+        "import unittest\n\nfrom money import cents\n\n\nclass MoneyTest(unittest.TestCase):\n"
+        "    def test_cents(self) -> None:\n        self.assertEqual(cents(1.5), 150)\n")
+    (workspace / "cart.py").write_text((workspace / "cart.py").read_text().replace("percent, 2)", "percent / 100, 2)"))
+    commit(workspace, "a test for a module still to write")
+    money = '"""Money."""\n\n\ndef cents(amount: float) -> int:\n    return round(amount * 100)\n'
+    status, report = achieve(workspace, suite_contract(), call("write_file", path="money.py", content=money))
+    assert status == "achieved", report["claims"]
+
+
 def perf_contract(**flags: Any) -> Contract:
     return contract_from_flags("Make checkout fast", metrics=[f"latency={PY} bench.py"], json_paths=["latency=ms"],
                                targets=["latency<50"], **flags)

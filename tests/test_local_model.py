@@ -183,9 +183,12 @@ def test_a_whole_goal_ends_legally_and_is_charged_as_the_server_reported(tmp_pat
     print(f"{result.status} ({result.reason}): {len(responses)} responses, {len(calls)} tool calls "
           f"{[c['name'] for c in calls]}, {state['spent']['tokens']} tokens, HTTP {proxy.statuses}")
     assert result.status in LEGAL_END, result
-    # Charged exactly as reported: each recorded usage is the server's own, and they add up to the spend.
-    assert len(responses) == len(proxy.usages) > 0
-    for event, reported in zip(responses, proxy.usages, strict=True):
+    # Charged exactly as reported: each recorded usage is the server's own, and they add up to the spend. A
+    # wrap-up this slow model is still generating when its time cap runs out is cut and charged its estimate
+    # (the model ignores max_tokens when it chooses tools freely); the server finishes it all the same.
+    cut = [e for e in failed_charges if "cut at the time limit" in e.payload["why"]]
+    assert len(responses) + len(cut) == len(proxy.usages) > 0
+    for event, reported in zip(responses, proxy.usages[:len(responses)], strict=True):
         usage = event.payload["usage"]
         assert usage["input_tokens"] == reported["prompt_tokens"]
         assert usage["output_tokens"] == reported["completion_tokens"]

@@ -11,7 +11,9 @@ The rule for a change (`Surface.touches`):
   or config file by convention). Code under test is a source file the checks only read, and any other file
   they read in the same folder below the root (package data); a fixture or benchmark input lives in a test
   folder, a folder of its own or at the root, and is on the surface;
-- added: a path the checks probed and did not find (or one below it); a config file by convention at any
+- added: a path the checks probed and did not find (or one below it) when it lies in a test folder or
+  shadows a module found elsewhere — a plain file a check waits for (`test -f DONE.md`) or a module the
+  tests could not import yet is the deliverable; a config file by convention at any
   depth (conftest.py, pytest.ini, setup.cfg, tox.ini, pyproject.toml, .coveragerc, Makefile, package.json…);
   a `.pth` or `.pyc` anywhere; or a new entry in a directory the checks listed that is not a regular package
   whose module name shadows the standard library, a test runner, or a module the checks imported from
@@ -51,6 +53,8 @@ CONFIG_PATTERNS: tuple[str, ...] = (
     "vitest.config.*", "vite.config.*", ".mocharc*", "babel.config.*", ".babelrc*", "tsconfig*.json",
     "go.mod", "go.sum", "go.work", "Cargo.toml", "Cargo.lock", "build.rs", "CMakeLists.txt", "meson.build",
     "justfile", "Justfile", "Taskfile.yml", ".nycrc*", "karma.conf.*",
+    # Version files that make a shim (pyenv, asdf, nvm) pick another interpreter for the checks.
+    ".python-version", ".tool-versions", ".nvmrc", ".node-version", "pyvenv.cfg",
 )
 
 #: Conventions for test files and test data beyond pins.TEST_GLOBS (other languages, fixture folders).
@@ -120,12 +124,26 @@ class Surface:
         name = parts[-1]
         if is_config(name) or name.endswith((".pth", ".pyc")):
             return True
+        probed = path in self.missing or any("/".join(parts[:end]) in self.missing for end in range(1, len(parts)))
+        if probed:
+            return self._probe_matters(path, parts)
         if path in self.paths:
             return change != "modified" or path not in self.stat_only
-        if any("/".join(parts[:end]) in self.missing for end in range(1, len(parts))):
-            return True
         if change != "added":
             return path not in self.code and first_path_match(_test_globs(self.globs), path) is not None
+        return self._shadows(parts)
+
+    def _probe_matters(self, path: str, parts: list[str]) -> bool:
+        """Whether creating a path the checks looked for and did not find changes how they run.
+
+        Anything in a test folder or a fixture's place does, and so does a module that would shadow one
+        found elsewhere; a plain file a check waits for (`test -f DONE.md`, `test -s notes.txt`) or a module
+        the tests could not import yet is the deliverable, and refusing it would forbid the honest goal.
+        """
+        if first_path_match(_test_globs(self.globs), path) is not None:
+            return True
+        # An import probe matters when the new module would shadow one found elsewhere (unittest.py); a module
+        # the tests import and could not find at baseline is the deliverable (`from newfeature import …`).
         return self._shadows(parts)
 
     def _shadows(self, parts: list[str]) -> bool:
