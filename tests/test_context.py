@@ -191,7 +191,11 @@ def test_continuations_do_not_grow_while_nothing_changes(tmp_path: Path) -> None
     continuations = [body["messages"][-1]["content"] for body in bodies
                      if body["messages"][-1]["role"] == "user" and "Continue toward the goal" in
                      body["messages"][-1]["content"]]
-    assert len(continuations) == 24
+    # Every turn's continuation was sent; one that opens just as compaction is due goes out with the summary
+    # request, and the compacted context carries it (where compaction lands depends on the estimate).
+    sent = {int(n) for body in bodies for m in body["messages"] if m["role"] == "user"
+            for n in re.findall(r"Continue toward the goal \(turn (\d+)\)", str(m["content"]))}
+    assert sent == set(range(1, 25)) and len(continuations) >= 20
     # The first shows the baseline evidence; after that only what changed, and nothing did.
     assert "no change since your last turn" in continuations[1]
     shapes = {re.sub(r"\d[\d,]*", "#", text) for text in continuations[1:]}
