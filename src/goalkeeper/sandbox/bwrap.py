@@ -226,6 +226,8 @@ def build_argv(policy: SandboxPolicy, command: str, layout: SandboxLayout, *, cw
     # Root keeps its capabilities inside bwrap unless told otherwise, and could simply remount / rw.
     argv += ["--unshare-pid", "--unshare-ipc", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
     argv += ["--setenv", "HOME", str(layout.home), "--setenv", "TMPDIR", "/tmp"]
+    # $HOME is read-only here: tools that keep a cache under ~/.cache (go's build cache, pip) use the private /tmp.
+    argv += ["--setenv", "XDG_CACHE_HOME", "/tmp/.cache"]
     argv += ["--ro-bind", str(script), str(script)] if script is not None else []
     argv += ["--chdir", inside(cwd or policy.workspace), "--", *run]
     return argv
