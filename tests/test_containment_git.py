@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -385,3 +386,24 @@ def test_a_nested_repository_made_in_the_sandbox_runs_nothing_from_the_harness_s
     assert_nothing_ran(markers)
     subprocess.run(["git", "add", "-A"], cwd=git_repo, capture_output=True, check=False)  # raw git runs it
     assert (markers / "nested").exists()
+
+
+def test_a_tracked_folder_replaced_by_a_link_is_committed_as_the_link(git_repo: Path, tmp_path: Path) -> None:
+    """A model that swaps a tracked folder for a symlink must not crash the checkpoint ("beyond a symbolic
+    link"): the folder's files leave the index and the link itself is committed."""
+    from goalkeeper.workspace.git import commit_all
+
+    (git_repo / "pkg").mkdir()
+    (git_repo / "pkg" / "a.py").write_text("a = 1\n")
+    git(git_repo, "add", "-A")
+    git(git_repo, "commit", "-qm", "pkg")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "a.py").write_text("a = 2\n")
+    shutil.rmtree(git_repo / "pkg")
+    (git_repo / "pkg").symlink_to(elsewhere)
+    commit = commit_all(git_repo, "checkpoint", [])
+    assert commit is not None
+    tree = git(git_repo, "ls-tree", "-r", "HEAD").splitlines()
+    assert any(line.startswith("120000") and line.endswith("\tpkg") for line in tree), tree
+    assert not any(line.endswith("\tpkg/a.py") for line in tree)

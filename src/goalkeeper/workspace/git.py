@@ -296,12 +296,19 @@ def stage_all(top: Path, exclude: Sequence[str] = (), env: Mapping[str, str] | N
 
     modified, untracked = listed("--modified", "--deleted"), listed("--others")
     # A path that is gone, or became a plain directory, leaves the index first (its files are added after).
-    gone = [path for path in modified if not os.path.lexists(top / path)
+    gone = [path for path in modified if not os.path.lexists(top / path) or _beyond_link(top, path)
             or ((top / path).is_dir() and not (top / path).is_symlink() and not (top / path / ".git").exists())]
     for paths, flags in ((gone, ("--force-remove",)), ([p for p in modified if p not in gone] + untracked,
                                                        ("--add", "--remove"))):
         if paths:
             git(top, "update-index", *flags, "-z", "--stdin", stdin="\0".join(paths) + "\0", env=env)
+
+
+def _beyond_link(top: Path, path: str) -> bool:
+    """Whether a folder above `path` became a symbolic link: git no longer sees the file (it is deleted), and
+    staging it would fail with "beyond a symbolic link"."""
+    parts = path.split("/")[:-1]
+    return any((top / "/".join(parts[:end])).is_symlink() for end in range(1, len(parts) + 1))
 
 
 def commit_all(top: Path, subject: str, trailers: Sequence[tuple[str, str]],
