@@ -40,7 +40,7 @@ from goalkeeper.sandbox.policy import SandboxPolicy
 from goalkeeper.store.db import private_directory
 from goalkeeper.verify import mirror as mirrors
 from goalkeeper.verify.checks import Evidence, run_checks
-from goalkeeper.verify.envsnap import EnvSnapshot, load_snapshot, take_snapshot, written_through
+from goalkeeper.verify.envsnap import EnvSnapshot, link_copy, load_snapshot, take_snapshot, written_through
 from goalkeeper.verify.mirror import make_mirror
 from goalkeeper.verify.observed import Change, Surface
 from goalkeeper.workspace.git import probe, toplevel
@@ -298,7 +298,7 @@ def built_room(top: Path, base: Baseline, surface: Surface | None, prefix: str,
     room = Path(tempfile.mkdtemp(prefix="room-", dir=base.folder))
     tree = room / "tree"
     try:
-        _link_copy(cache, tree)
+        link_copy(cache, tree)
         for path, change in changes.taken:
             _apply(top, tree, path, change)
         for folder in base.env.dirs if base.env else ():
@@ -339,14 +339,6 @@ def _touches(surface: Surface, path: str, change: Change, prefix: str) -> bool:
     if not path.startswith(prefix + "/"):
         return True  # outside the workspace: not the goal's to change
     return surface.touches(path.removeprefix(prefix + "/"), change)
-
-
-def _link_copy(source: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(["cp", "-al", "--", str(source), str(target)], capture_output=True, check=False)
-    if done.returncode != 0:
-        shutil.rmtree(target, ignore_errors=True)
-        shutil.copytree(source, target, symlinks=True)
 
 
 def _apply(top: Path, tree: Path, path: str, change: Change) -> None:

@@ -132,13 +132,18 @@ def _count_files(directory: Path, limit: int) -> int:
     return count
 
 
-def _link_copy(source: Path, target: Path) -> None:
-    """`cp -al` (a plain copy when the snapshot is on another file system), without caches."""
+def link_copy(source: Path, target: Path) -> None:
+    """`cp -al` of a tree (a plain copy when `target` is on another file system); links stay links."""
     target.parent.mkdir(parents=True, exist_ok=True)
     done = subprocess.run(["cp", "-al", "--", str(source), str(target)], capture_output=True, check=False)
     if done.returncode != 0:
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(source, target, symlinks=True)
+
+
+def _link_copy(source: Path, target: Path) -> None:
+    """`link_copy`, without caches."""
+    link_copy(source, target)
     if target.is_symlink():
         return  # a link is copied as a link: nothing below it is the snapshot's to clean
     for root, dirs, _names in os.walk(target):
