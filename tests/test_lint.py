@@ -341,3 +341,11 @@ def test_gk_exec_refuses_a_goal_with_lint_errors(tmp_path: Path, workspace: Path
     done = gk("exec", "Clean up the cart", "--unverified", "--model", model, "--cwd", str(workspace),
               home=goalkeeper_home)
     assert done.returncode == 1 and "outcome/vague-outcome" in done.stderr
+
+
+def test_a_check_command_of_any_size_is_parsed_without_argv(tmp_path: Path) -> None:
+    """bash -n reads the command from a file, so a 300 KB command (over argv's 128 KB) is parsed, not E2BIG."""
+    from goalkeeper.lint_run import _shell_syntax_error
+
+    assert _shell_syntax_error("true; " + "#" * 300_000, tmp_path) is None
+    assert _shell_syntax_error("echo (", tmp_path) == "syntax error near unexpected token `newline'"

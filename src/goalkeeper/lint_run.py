@@ -23,6 +23,7 @@ from goalkeeper.config import load_config
 from goalkeeper.contract import Check, Contract, format_duration
 from goalkeeper.contract.lint import Element, Finding, LintReport, lint_report
 from goalkeeper.errors import SandboxError
+from goalkeeper.process import command_script
 from goalkeeper.sandbox.bwrap import require_sandbox
 from goalkeeper.sandbox.policy import SandboxPolicy
 from goalkeeper.verify.checks import Evidence, missing_commands, run_check, run_constraint
@@ -38,7 +39,7 @@ KEEP_GREEN_TIMEOUT_S = 600.0
 
 # A Python syntax error in the command line itself (`python -c`, `python - <<EOF`), not in the code under test.
 _INLINE_PYTHON = re.compile(r'File "<(?:string|stdin)>", line \d+')
-_BASH_PREFIX = re.compile(r"^(?:\S*bash: )?(?:-c: )?(?:line \d+: )?")
+_BASH_PREFIX = re.compile(r"^(?:\S*bash: )?(?:-c: |\S*/command\.sh: )?(?:line \d+: )?")
 # Python was asked to run a script that is not there (exit 2): the goal may be to write it, or the path is wrong.
 _NO_SCRIPT = re.compile(r"can't open file '([^']+)': \[Errno 2\]")
 _SCRATCH = re.compile(r"^.*?/gk-lint-[^/]+/[^/]+/")  # the scratch copy's root, in paths the commands print
@@ -100,8 +101,9 @@ def _static_findings(contract: Contract, workspace: Path) -> list[tuple[str, Fin
 
 def _shell_syntax_error(command: str, workspace: Path) -> str | None:
     """bash's complaint about `command`'s syntax (parsed with `bash -n`, which runs nothing), or None."""
-    parsed = subprocess.run(["/bin/bash", "-n", "-c", command], cwd=workspace, capture_output=True, text=True,
-                            check=False)
+    with command_script(command) as script:  # a file, not argv: a command of any size parses
+        parsed = subprocess.run(["/bin/bash", "-n", str(script)], cwd=workspace, capture_output=True, text=True,
+                                check=False)
     if parsed.returncode == 0:
         return None
     lines = [_BASH_PREFIX.sub("", line) for line in parsed.stderr.strip().splitlines()]
