@@ -204,3 +204,17 @@ def test_notify_tables_are_checked_and_add_up_across_layers(tmp_path: Path, goal
     project('[[notify]]\nurl = "ftp://x/h"\n')
     with pytest.raises(ConfigError, match="notify"):
         load_config(tmp_path / "ws")
+
+
+def test_a_slack_payload_shows_the_objective_and_check_names_literally() -> None:
+    """`<!channel>` or a `<url|link>` in an objective (the model can shape the evidence names too) never pings
+    or links in Slack: its three control characters are escaped."""
+    from goalkeeper.notify import Notice
+
+    notice = Notice(goal_id="goal_1", thread_id="thr_1", objective="<!channel> fix <https://evil.example|this> & more",
+                    status="achieved", previous="pursuing", reason="checks_passed", actor="harness", seq=9,
+                    verified=True, checks_passing=1, checks_total=1,
+                    evidence=[{"name": "<!here>", "passed": True, "metric": None}])
+    payload = json.dumps(notice.as_slack())
+    assert "<!channel>" not in payload and "<!here>" not in payload and "<https://evil" not in payload
+    assert "&lt;!channel&gt; fix &lt;https://evil.example|this&gt; &amp; more" in notice.as_slack()["text"]

@@ -118,10 +118,13 @@ class Notice:
     def as_slack(self) -> dict[str, Any]:
         """The `format = "slack"` payload: `text` (the notification's fallback) plus `blocks`."""
         checks = f"{self.checks_passing}/{self.checks_total} checks pass" if self.verified else "unverified (no checks)"
-        objective = self.objective.strip().splitlines()[0][:200] if self.objective.strip() else self.goal_id
+        first = self.objective.strip().splitlines()[0][:200] if self.objective.strip() else self.goal_id
+        # The objective and check names are the user's (or the model's) text: in mrkdwn `<!channel>` pings a
+        # whole channel and `<url|x>` is a link, so Slack's three control characters are escaped.
+        objective = slack_escape(first)
         text = f"Goal {self.label}: {objective} ({self.reason_text}; {checks})"
-        items = "\n".join(f"{'✅' if e['passed'] else '❌'} `{e['name']}`" + (f" = {e['metric']:g}" if e.get("metric")
-                                                                              is not None else "")
+        items = "\n".join(f"{'✅' if e['passed'] else '❌'} `{slack_escape(e['name'])}`"
+                          + (f" = {e['metric']:g}" if e.get("metric") is not None else "")
                           for e in self.evidence) or "(no checks have run)"
         report = f"<{self.report_url}|Report>" if self.report_url else f"Report: `{self.report_command}`"
         return {"text": text, "blocks": [
@@ -132,6 +135,11 @@ class Notice:
             {"type": "section", "text": {"type": "mrkdwn", "text": items[:2900]}},
             {"type": "context", "elements": [{"type": "mrkdwn", "text": report}]},
         ]}
+
+
+def slack_escape(text: str) -> str:
+    """`text` as Slack shows it literally: `&`, `<` and `>` are its only control characters."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def notice_of(store: Store, record: EventRecord, server_url: str | None) -> Notice:
