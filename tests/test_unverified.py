@@ -129,3 +129,12 @@ def test_a_verified_goal_keeps_its_plain_label() -> None:
 def test_the_dashboard_badge_says_achieved_unverified() -> None:
     widgets = (Path(__file__).parent.parent / "src" / "goalkeeper" / "server" / "static" / "widgets.js").read_text()
     assert '"achieved (unverified)"' in widgets and "goal.verified === false" in widgets
+
+
+def test_the_tui_reads_unverified_only_before_the_first_check() -> None:
+    """`--unverified` inside a check command is the command's own word, not the flag."""
+    from goalkeeper.tui.commands import parse_goal
+
+    assert parse_goal("Describe it --unverified").unverified
+    inside = parse_goal("Fix it --check lint=tool --unverified")
+    assert not inside.unverified and inside.checks == ("lint=tool --unverified",)

@@ -22,7 +22,8 @@ class CommandSpec:
 
 
 COMMANDS: tuple[CommandSpec, ...] = (
-    CommandSpec("goal", "/goal <objective> [--check NAME=CMD]…", "set the goal (asks before replacing one)"),
+    CommandSpec("goal", "/goal <objective> [--unverified] [--check NAME=CMD]…",
+                "set the goal (asks before replacing one)"),
     CommandSpec("goal", "/goal", "show the goal's summary"),
     CommandSpec("goal", "/goal pause | resume | clear", "pause it after the current step, resume it, or clear it"),
     CommandSpec("budget", "/budget <tokens | $usd | time>", "raise the budget, e.g. /budget 50K, /budget $2, "
@@ -96,8 +97,10 @@ def parse_goal(args: str) -> GoalRequest:
     The objective is taken as written (apostrophes and all); a check runs to the next `--check`, so
     `--check tests=pytest -q` needs no quotes. A check written in quotes has them removed (shlex).
     """
-    unverified = bool(_UNVERIFIED_FLAG.search(args))
-    objective, *checks = _CHECK_FLAG.split(_UNVERIFIED_FLAG.sub(" ", args) if unverified else args)
+    objective, *checks = _CHECK_FLAG.split(args)
+    # Only before the first --check: inside a check command the word is the command's own.
+    unverified = bool(_UNVERIFIED_FLAG.search(objective))
+    objective = _UNVERIFIED_FLAG.sub(" ", objective) if unverified else objective
     return GoalRequest(_unquoted(objective), tuple(_unquoted(check) for check in checks if check.strip()), unverified)
 
 

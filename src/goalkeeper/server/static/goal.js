@@ -46,7 +46,7 @@ export async function showGoal(root, threadId, { signal, onUnauthorized, onStrea
     $("#pause").disabled = !PAUSABLE.has(goal.status);
     $("#resume").disabled = !RESUMABLE.has(goal.status);
     $("#clear").disabled = false;
-    document.title = `${goal.status} · ${goal.objective} · goalkeeper`;
+    document.title = `${goal.label || goal.status} · ${goal.objective} · goalkeeper`;
   }
 
   async function loadDetails() {
