@@ -14,7 +14,13 @@ import pytest
 
 from goalkeeper.process import run_command
 from goalkeeper.sandbox.bwrap import run_confined, run_sandboxed
-from goalkeeper.sandbox.policy import DEFAULT_SECRET_ENV, SandboxPolicy, command_environment, holds_credentials
+from goalkeeper.sandbox.policy import (
+    DEFAULT_SECRET_ENV,
+    DEFAULT_SECRETS,
+    SandboxPolicy,
+    command_environment,
+    holds_credentials,
+)
 from goalkeeper.store import Store
 from scenario import FIX_PATCH, call, complete, events, new_goal, run, sample_repo, scripted, shell, step
 
@@ -156,10 +162,15 @@ def test_the_file_tools_read_a_dot_env_virtualenv_but_not_dot_env_files(git_repo
     from goalkeeper.tools.paths import BoundaryRefused, check_read
 
     (git_repo / ".env" / "bin").mkdir(parents=True)
+    (git_repo / ".env" / "pyvenv.cfg").write_text("home = /usr/bin\n")  # what makes it a virtualenv
     (git_repo / ".env" / "bin" / "activate").write_text("# venv\n")
+    (git_repo / "secrets").mkdir()
+    (git_repo / "secrets" / "prod.key").write_text("KEY\n")
     (git_repo / "deploy").mkdir()
     (git_repo / "deploy" / ".env.prod").write_text("TOKEN=x\n")
-    policy = SandboxPolicy("workspace-write", git_repo.resolve())
+    policy = SandboxPolicy("workspace-write", git_repo.resolve(), secrets=(*DEFAULT_SECRETS, "secrets"))
     check_read(git_repo, ".env/bin/activate", git_repo / ".env" / "bin" / "activate", policy)
+    with pytest.raises(BoundaryRefused, match="secret glob"):  # a glob without `/` still covers a folder's files
+        check_read(git_repo, "secrets/prod.key", git_repo / "secrets" / "prod.key", policy)
     with pytest.raises(BoundaryRefused, match="secret glob"):
         check_read(git_repo, "deploy/.env.prod", git_repo / "deploy" / ".env.prod", policy)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterable
+from pathlib import Path
 
 
 def _segment(text: str, any_char: str) -> str:
@@ -85,16 +86,23 @@ def first_path_match(patterns: Iterable[str], path: str) -> str | None:
     return next((pattern for pattern in patterns if path_matches(pattern, path)), None)
 
 
-def first_secret_match(secrets: Iterable[str], path: str) -> str | None:
-    """The first secret glob that covers `path`, as the sandbox masks them: a glob ending in `/` covers a
-    directory and everything under it, any other glob only a file it names itself. So `.env*` hides `.env`
-    and `.env.local`, but not the files of a virtualenv called `.env/`."""
+def first_secret_match(secrets: Iterable[str], path: str, root: Path | None = None) -> str | None:
+    """The first secret glob that covers `path`, as the sandbox masks them: what a glob names and everything
+    under it, except inside a virtualenv (a folder holding `pyvenv.cfg` below `root`), which the sandbox
+    never searches: `.env*` hides `.env`, `.env.local` and `secrets.env/key`, but not a `.env/` virtualenv."""
     name = normalize_path(path)
     for pattern in secrets:
-        regex = compile_path_glob(pattern, descend=pattern.strip().endswith("/"))
-        if regex is not None and regex.match(name) is not None:
+        if not path_matches(pattern, name):
+            continue
+        leaf = compile_path_glob(pattern, descend=False)
+        if pattern.strip().endswith("/") or root is None or (leaf is not None and leaf.match(name)):
+            return pattern
+        parts = name.split("/")
+        if not any((root / "/".join(parts[:end]) / "pyvenv.cfg").is_file() for end in range(1, len(parts))):
             return pattern
     return None
+
+
 @functools.lru_cache(maxsize=1024)
 def compile_command_glob(pattern: str) -> re.Pattern[str]:
     """The regex for a command rule's `match`: `*` is any text (spaces and `/` included), `?` one character.

@@ -93,7 +93,7 @@ def check_read(workspace: Path, path: str, target: Path, policy: SandboxPolicy |
     if policy is None:
         return
     for name in _names(workspace, path, target):
-        secret = first_secret_match(policy.secrets, name)
+        secret = first_secret_match(policy.secrets, name, workspace)
         if secret is not None:
             raise BoundaryRefused(f"refused: {name} matches the secret glob {secret!r}; secrets are never "
                                   "shown to the model, so work without its contents")
