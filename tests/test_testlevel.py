@@ -386,3 +386,22 @@ def test_a_goal_whose_new_test_module_patches_assert_equal_is_refused_as_tamperi
     assert report["tampering_attempts"] >= 1
     refused = [e for e in report["final"] if e["name"] == testlevel.TAMPERING]
     assert refused and "canary" in refused[0]["error"]
+
+
+def test_code_under_test_that_forges_an_unsupported_record_does_not_fall_back_to_the_exit_code(
+        tmp_path: Path) -> None:
+    """The reporter shares the process with the code under test. Code that finds it in sys.modules, says the
+    run "cannot be judged" and exits 0 must not turn a check judged test by test at baseline into an exit
+    code pass."""
+    repo = pytest_repo(tmp_path)
+    [baseline] = checks(repo, PYTEST)
+    assert baseline.basis == "tests" and not baseline.passed
+    forge = ("import os, sys\n"
+             "for _name, _module in list(sys.modules.items()):\n"
+             "    if _name.startswith('goalkeeper') and hasattr(_module, '_emit'):\n"
+             "        _module._emit({'unsupported': 'forged'})\n"
+             "        os._exit(0)\n")
+    write(repo, {"calc.py": forge + CALC_BUG})
+    [evidence] = checks(repo, PYTEST, [baseline])
+    assert not evidence.passed and evidence.tests is not None
+    assert any("cannot be (forged)" in problem for problem in evidence.tests["problems"]), evidence.tests

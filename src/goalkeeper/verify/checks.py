@@ -147,9 +147,13 @@ def _test_evidence(made: testlevel.Plan, result: CommandResult,
                    baseline: Evidence | None) -> dict[str, Any] | None:
     """The per-test record of a run with a reporter; None when it cannot be judged by tests (xdist)."""
     run = testlevel.read_run(made, result.output)
-    if run.unsupported:
-        return None
     before = baseline.tests if baseline is not None and baseline.basis == "tests" else None
+    if run.unsupported:
+        if before is None:
+            return None
+        # The same check was judged test by test at baseline: code under test that claims otherwise (a
+        # forged "unsupported" record, then os._exit) must not fall back to the exit code.
+        run.problems.append(f"the baseline was judged test by test, but this run cannot be ({run.unsupported})")
     passed, problems, lists = testlevel.judge(run, before)
     # Only a canary that failed at baseline, before the model ran anything, can say tampering later.
     canary = testlevel.canary_problem(run) if before is not None and before.get("canary") == "failed" else None
