@@ -214,6 +214,21 @@ def test_a_check_that_writes_in_place_does_not_modify_the_workspace_or_the_snaps
     assert (snapshot / "tree" / ".venv" / "keep.txt").read_text() == "baseline\n"
 
 
+def test_a_baseline_file_written_in_place_with_its_mtime_put_back_is_not_kept(tmp_path: Path) -> None:
+    """Code run in the room rewrites a linked baseline file to the same size and resets its mtime (os.utime):
+    size and mtime alone would keep the poisoned base checkout for every later room; its ctime gives it away."""
+    workspace = sample_repo(tmp_path)
+    poison = ('python -c "import os; st = os.stat(\'README.md\'); f = open(\'README.md\', \'r+b\'); '
+              'f.write(b\'X\' * st.st_size); f.close(); '
+              'os.utime(\'README.md\', ns=(st.st_atime_ns, st.st_mtime_ns))"')
+    steps = [step("", call("apply_patch", patch=FIX_PATCH)), step("", complete("fixed")), step("ok")]
+    with Store() as store:
+        goal = new_goal(store, workspace, contract([f"tests={TESTS} && {poison}"]))
+        run(store, goal, workspace, scripted(steps))
+    cache = next((tmp_path / "gk-home" / "rooms").iterdir()) / "base"
+    assert not cache.exists() or "XXXX" not in (cache / "README.md").read_text()
+
+
 def test_a_linked_virtualenv_outside_the_workspace_is_in_the_room_read_only(tmp_path: Path) -> None:
     workspace = sample_repo(tmp_path)
     outside = tmp_path / "venvs" / "app"

@@ -297,6 +297,7 @@ def built_room(top: Path, base: Baseline, surface: Surface | None, prefix: str,
         _remove_tree(stale)  # left by a runner that was killed mid-verification (one runner per goal: its lease)
     room = Path(tempfile.mkdtemp(prefix="room-", dir=base.folder))
     tree = room / "tree"
+    linked: dict[str, int] | None = None
     try:
         link_copy(cache, tree)
         for path, change in changes.taken:
@@ -307,11 +308,25 @@ def built_room(top: Path, base: Baseline, surface: Surface | None, prefix: str,
                 shutil.copytree(base.env.tree(folder), tree / folder, symlinks=True)  # type: ignore[union-attr]
             else:
                 (tree / folder).mkdir(parents=True, exist_ok=True)  # the mount point of its read-only bind
+        linked = _ctimes(cache, base)
         yield tree, changes
     finally:
+        # A check can write into a linked baseline file and put its size and mtime back (os.utime), but not
+        # its ctime: any change since the room was linked means the base checkout is made again.
+        written = linked is not None and _ctimes(cache, base) != linked
         _remove_tree(room)
-        if not cache_intact(base):
+        if written or not cache_intact(base):
             drop_cache(base)
+
+
+def _ctimes(cache: Path, base: Baseline) -> dict[str, int]:
+    """The ctime of every base checkout file the room links to (nothing the harness does changes them while
+    the checks run)."""
+    found: dict[str, int] = {}
+    for path in _cache_entries(base):
+        with contextlib.suppress(OSError):
+            found[path] = (cache / path).lstat().st_ctime_ns
+    return found
 
 
 def _hold_back_clobbers(changes: RoomChanges, cache: Path, entries: set[str]) -> None:
