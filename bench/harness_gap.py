@@ -29,11 +29,11 @@ from typing import Any
 
 from aiohttp import web
 
-from goalkeeper import control
 from goalkeeper.config import GoalSettings, ModelSettings, RunSettings
 from goalkeeper.contract import contract_from_flags
+from goalkeeper.goals import control
 from goalkeeper.models.openai_chat import OpenAIChatModel
-from goalkeeper.runner import Runner, RunResult
+from goalkeeper.run.runner import Runner, RunResult
 from goalkeeper.store import Store
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -195,7 +195,7 @@ def harness_import_rss_mb() -> float:
     Read from VmHWM: a child's ru_maxrss would start at this process's size (Linux carries it over fork
     and exec).
     """
-    code = ("import goalkeeper.runner, goalkeeper.models.openai_chat; "
+    code = ("import goalkeeper.run.runner, goalkeeper.models.openai_chat; "
             "print(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     return int(out) / 1024

@@ -15,10 +15,10 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from goalkeeper.process import run_command
 from goalkeeper.sandbox import limits
 from goalkeeper.sandbox.bwrap import run_sandboxed, scan_layout
 from goalkeeper.sandbox.policy import SandboxPolicy
+from goalkeeper.sandbox.process import run_command
 
 
 def percentile(samples: list[float], share: float) -> float:

@@ -13,13 +13,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from goalkeeper import control
+from goalkeeper.cli.demo import prepare_sample
 from goalkeeper.config import GoalSettings, ModelSettings, RunSettings
 from goalkeeper.contract import Contract, contract_from_flags
-from goalkeeper.demo import prepare_sample
+from goalkeeper.goals import control
 from goalkeeper.models.base import Model
 from goalkeeper.models.scripted import ScriptedModel, ScriptedToolCall, ScriptStep
-from goalkeeper.runner import Runner, RunResult
+from goalkeeper.run.runner import Runner, RunResult
 from goalkeeper.store import EventRecord, GoalRecord, Store
 
 TESTS = "python -m unittest -q"

@@ -18,13 +18,13 @@ import pytest
 
 from chat_server import ChatServer, Completion, ToolCallReply, UsageReply
 from conftest import git
-from goalkeeper import control
 from goalkeeper.config import GoalSettings, ModelSettings, RunSettings
-from goalkeeper.decide import BudgetRaised, GoalState, Reject, decide
+from goalkeeper.core.decide import BudgetRaised, GoalState, Reject, decide
 from goalkeeper.errors import GoalkeeperError
+from goalkeeper.goals import control
 from goalkeeper.models.openai_chat import OpenAIChatModel
 from goalkeeper.models.pricing import Price
-from goalkeeper.runner import Runner
+from goalkeeper.run.runner import Runner
 from goalkeeper.store import GoalRecord, Store
 from scenario import (
     FIX_PATCH,

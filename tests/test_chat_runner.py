@@ -13,7 +13,7 @@ from goalkeeper.config import GoalSettings, ModelSettings, RunSettings
 from goalkeeper.errors import ProviderError, TransientProviderError
 from goalkeeper.models.base import ModelRequest, ModelResponse, Usage
 from goalkeeper.models.openai_chat import OpenAIChatModel
-from goalkeeper.runner import Runner
+from goalkeeper.run.runner import Runner
 from goalkeeper.store import Store
 from scenario import FIX_PATCH, TESTS, events, new_goal, sample_repo
 

@@ -18,8 +18,8 @@ import pytest
 
 from conftest import git
 from goalkeeper.contract import Contract, contract_from_flags
+from goalkeeper.goals.report import build_report, render_markdown
 from goalkeeper.models.scripted import ScriptedToolCall
-from goalkeeper.report import build_report, render_markdown
 from goalkeeper.store import Store
 from scenario import call, complete, events, new_goal, run, sample_repo, scripted, shell, step
 

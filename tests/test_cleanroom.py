@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from conftest import git
-from goalkeeper import control
 from goalkeeper.contract import Contract, contract_from_flags
 from goalkeeper.errors import WorkspaceError
+from goalkeeper.goals import control
 from goalkeeper.store import Store
 from goalkeeper.verify.cleanroom import baseline_of, built_room, keep_baseline
 from goalkeeper.verify.mirror import BASE_REF

@@ -21,14 +21,14 @@ import pytest
 
 from chat_server import ChatServer, Completion, ToolCallReply
 from conftest import git
-from goalkeeper import control
 from goalkeeper.config import Config, load_config, scripted_settings
 from goalkeeper.config.trust import is_trusted, trust, trust_path, trusted_projects
 from goalkeeper.contract import parse_contract
-from goalkeeper.engines.local import run_goal
 from goalkeeper.errors import ConfigError, ContractError
-from goalkeeper.prd import FACTS_HEADING, FACTS_MARK, read_prd
+from goalkeeper.goals import control
+from goalkeeper.run.engine import run_goal
 from goalkeeper.sandbox.rules import Rule
+from goalkeeper.sessions.prd import FACTS_HEADING, FACTS_MARK, read_prd
 from goalkeeper.store import Store
 from scenario import (
     FIX_PATCH,

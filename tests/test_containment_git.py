@@ -18,9 +18,9 @@ import pytest
 from conftest import git
 from goalkeeper.contract import contract_from_flags
 from goalkeeper.errors import WorkspaceError
-from goalkeeper.process import CommandResult
 from goalkeeper.sandbox.bwrap import run_sandboxed
 from goalkeeper.sandbox.policy import SandboxPolicy
+from goalkeeper.sandbox.process import CommandResult
 from goalkeeper.store import Store
 from goalkeeper.verify.pins import baseline_content
 from goalkeeper.workspace.checkpoints import checkpoint, diff, resume, rollback

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from goalkeeper.process import run_command
 from goalkeeper.sandbox.bwrap import run_confined, run_sandboxed
 from goalkeeper.sandbox.policy import (
     DEFAULT_SECRET_ENV,
@@ -21,6 +20,7 @@ from goalkeeper.sandbox.policy import (
     command_environment,
     holds_credentials,
 )
+from goalkeeper.sandbox.process import run_command
 from goalkeeper.store import Store
 from scenario import FIX_PATCH, call, complete, events, new_goal, run, sample_repo, scripted, shell, step
 

@@ -9,7 +9,7 @@ from dataclasses import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from goalkeeper.decide import (
+from goalkeeper.core.decide import (
     Action,
     BudgetRaised,
     CheckResult,
@@ -36,7 +36,7 @@ from goalkeeper.decide import (
     steps_limit,
     tree_due,
 )
-from goalkeeper.lifecycle import TERMINAL, Reason
+from goalkeeper.core.lifecycle import TERMINAL, Reason
 
 GOAL = "goal_1"
 

@@ -11,10 +11,10 @@ import pytest
 from chat_server import ChatServer, Completion, ToolCallReply
 from goalkeeper.context.prompts import as_data, render
 from goalkeeper.contract import load_contract
-from goalkeeper.drafting import contract_from_arguments
 from goalkeeper.errors import ContractError
-from goalkeeper.lint_run import lint_goal
+from goalkeeper.sessions.drafting import contract_from_arguments
 from goalkeeper.store import Store
+from goalkeeper.verify.lint import lint_goal
 from scenario import TESTS, gk, sample_repo
 
 DESCRIPTION = "fix the discount bug: 10 means 10%"

@@ -15,7 +15,7 @@ import pytest
 from conftest import git
 from goalkeeper.contract import Contract, contract_from_flags, parse_contract
 from goalkeeper.contract.lint import Finding, LintReport, is_vague, lint_report
-from goalkeeper.lint_run import lint_goal
+from goalkeeper.verify.lint import lint_goal
 from scenario import TESTS, gk, sample_repo, write_script
 
 STRONG = """
@@ -345,7 +345,7 @@ def test_gk_exec_refuses_a_goal_with_lint_errors(tmp_path: Path, workspace: Path
 
 def test_a_check_command_of_any_size_is_parsed_without_argv(tmp_path: Path) -> None:
     """bash -n reads the command from a file, so a 300 KB command (over argv's 128 KB) is parsed, not E2BIG."""
-    from goalkeeper.lint_run import _shell_syntax_error
+    from goalkeeper.verify.lint import _shell_syntax_error
 
     assert _shell_syntax_error("true; " + "#" * 300_000, tmp_path) is None
     assert _shell_syntax_error("echo (", tmp_path) == "syntax error near unexpected token `newline'"

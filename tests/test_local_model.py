@@ -25,15 +25,15 @@ import httpx
 import pytest
 from aiohttp import ClientSession, web
 
-from goalkeeper import control
 from goalkeeper.config import GoalSettings, ModelSettings, RunSettings
 from goalkeeper.contract import contract_from_flags
 from goalkeeper.errors import ConfigError, ProviderError
+from goalkeeper.goals import control
+from goalkeeper.goals.report import build_report, render_markdown
 from goalkeeper.models.base import Message, ModelRequest, ModelResponse, ToolCall
 from goalkeeper.models.local_server import INSTALL_HINT, LocalServer, find_gguf
 from goalkeeper.models.openai_chat import OpenAIChatModel
-from goalkeeper.report import build_report, render_markdown
-from goalkeeper.runner import Runner, RunResult
+from goalkeeper.run.runner import Runner, RunResult
 from goalkeeper.store import GoalRecord, Store
 from goalkeeper.tools.registry import default_registry
 from scenario import TESTS, events, sample_repo

@@ -20,9 +20,9 @@ import pytest
 from conftest import git
 from goalkeeper.config import load_config, scripted_settings
 from goalkeeper.config.trust import trust
-from goalkeeper.engines.local import run_goal
 from goalkeeper.errors import ConfigError
-from goalkeeper.notify import SIGNATURE_HEADER, TIMESTAMP_HEADER, shown_url, sign, verify_signature
+from goalkeeper.run.engine import run_goal
+from goalkeeper.run.notify import SIGNATURE_HEADER, TIMESTAMP_HEADER, shown_url, sign, verify_signature
 from goalkeeper.store import EventRecord, Store
 from scenario import HONEST_FIX, TESTS, gk, new_goal, sample_repo, write_script
 
@@ -209,7 +209,7 @@ def test_notify_tables_are_checked_and_add_up_across_layers(tmp_path: Path, goal
 def test_a_slack_payload_shows_the_objective_and_check_names_literally() -> None:
     """`<!channel>` or a `<url|link>` in an objective (the model can shape the evidence names too) never pings
     or links in Slack: its three control characters are escaped."""
-    from goalkeeper.notify import Notice
+    from goalkeeper.run.notify import Notice
 
     notice = Notice(goal_id="goal_1", thread_id="thr_1", objective="<!channel> fix <https://evil.example|this> & more",
                     status="achieved", previous="pursuing", reason="checks_passed", actor="harness", seq=9,

@@ -14,7 +14,7 @@ from chat_server import ChatServer, Completion, ToolCallReply
 from goalkeeper.context.prompts import as_data, render
 from goalkeeper.context.render import contract_block
 from goalkeeper.contract import Contract, contract_from_flags
-from goalkeeper.planning import plan_from_text
+from goalkeeper.sessions.planning import plan_from_text
 from goalkeeper.store import Store
 from goalkeeper.tools.base import ToolContext
 from goalkeeper.tools.goal import Checkpoint

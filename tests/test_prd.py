@@ -12,7 +12,7 @@ import pytest
 from chat_server import ChatServer, Completion
 from goalkeeper.contract import contract_from_flags
 from goalkeeper.errors import ContractError
-from goalkeeper.prd import FACTS_HEADING, SECTIONS, prd_text, read_prd
+from goalkeeper.sessions.prd import FACTS_HEADING, SECTIONS, prd_text, read_prd
 from goalkeeper.store import Store
 from goalkeeper.workspace.git import GoalBranch
 from scenario import HONEST_FIX, TESTS, gk, sample_repo, write_script

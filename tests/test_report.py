@@ -9,8 +9,8 @@ from typing import Any
 
 from goalkeeper.config import scripted_settings
 from goalkeeper.contract import contract_from_flags
-from goalkeeper.report import build_report, render_markdown, render_pr, sparkline
-from goalkeeper.side import ask_side_question
+from goalkeeper.goals.report import build_report, render_markdown, render_pr, sparkline
+from goalkeeper.sessions.side import ask_side_question
 from goalkeeper.store import Store
 from scenario import (
     FIX_PATCH,

@@ -17,8 +17,8 @@ import pytest
 from rich.console import Console
 from rich.text import Text
 
-from goalkeeper import console
-from goalkeeper.safe_text import is_inert, neutralise
+from goalkeeper.cli import console
+from goalkeeper.core.safe_text import is_inert, neutralise
 from scenario import FIX_PATCH, TESTS, call, gk, sample_repo, shell, step, write_script
 
 FAKE = "● pursuing → achieved (met, by FAKE)"

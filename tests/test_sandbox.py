@@ -17,7 +17,6 @@ import pytest
 
 from goalkeeper.contract import Check
 from goalkeeper.errors import SandboxError
-from goalkeeper.process import CommandResult
 from goalkeeper.sandbox import limits
 from goalkeeper.sandbox.bwrap import (
     SandboxLayout,
@@ -28,6 +27,7 @@ from goalkeeper.sandbox.bwrap import (
     scan_layout,
 )
 from goalkeeper.sandbox.policy import SandboxMode, SandboxPolicy
+from goalkeeper.sandbox.process import CommandResult
 from goalkeeper.tools.base import ToolContext
 from goalkeeper.tools.shell import ShellTool
 from goalkeeper.verify.checks import run_check, run_constraint

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from conftest import git
-from goalkeeper import control
 from goalkeeper.contract import contract_from_flags
-from goalkeeper.report import build_report, render_markdown
+from goalkeeper.goals import control
+from goalkeeper.goals.report import build_report, render_markdown
 from goalkeeper.store import Store
 from scenario import (
     FIX_PATCH,

@@ -24,7 +24,7 @@ import uvicorn
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
-from goalkeeper.runner import Runner
+from goalkeeper.run.runner import Runner
 from goalkeeper.server import close_app, create_app, ensure_token, is_loopback, read_token
 from goalkeeper.server.app import bind
 from goalkeeper.store import NewEvent, Store

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import checks
 
-from goalkeeper.runner import Runner
+from goalkeeper.run.runner import Runner
 from goalkeeper.server import close_app, create_app
 from goalkeeper.store import Store
 from scenario import HONEST_FIX, new_goal, sample_repo, scripted

@@ -14,7 +14,7 @@ from goalkeeper.context.prompts import render
 from goalkeeper.context.render import contract_block
 from goalkeeper.contract import Contract
 from goalkeeper.models.base import Message, ToolCall
-from goalkeeper.side import fork_history
+from goalkeeper.sessions.side import fork_history
 from goalkeeper.store import EventRecord, Store
 from goalkeeper.tools.registry import READ_ONLY_TOOL_NAMES, default_registry
 from scenario import FIX_PATCH, TESTS, gk, gk_popen, sample_repo

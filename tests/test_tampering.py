@@ -6,7 +6,7 @@ from pathlib import Path
 
 from conftest import git
 from goalkeeper.contract import contract_from_flags
-from goalkeeper.report import build_report, render_markdown
+from goalkeeper.goals.report import build_report, render_markdown
 from goalkeeper.store import Store
 from scenario import FIX_PATCH, TESTS, call, complete, events, new_goal, run, sample_repo, scripted, step
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from goalkeeper.contract import Check, Contract
-from goalkeeper.report import build_report, render_markdown
+from goalkeeper.goals.report import build_report, render_markdown
 from goalkeeper.sandbox.policy import SandboxPolicy
 from goalkeeper.store import Store
 from goalkeeper.verify import surface

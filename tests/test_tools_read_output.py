@@ -11,15 +11,15 @@ from typing import Any
 
 import pytest
 
-from goalkeeper import control
 from goalkeeper.config import GoalSettings, ModelSettings, RunSettings
 from goalkeeper.context.tokens import counter_for
 from goalkeeper.contract import contract_from_flags
+from goalkeeper.goals import control
 from goalkeeper.store import Store
 from goalkeeper.store.store import blob_id_of
 from goalkeeper.tools.base import ToolContext, ToolResult
-from goalkeeper.tools.output import cut_to_tokens, text_result
-from goalkeeper.tools.outputs import ReadOutputTool
+from goalkeeper.tools.read_output import ReadOutputTool
+from goalkeeper.tools.replies import cut_to_tokens, text_result
 from scenario import TESTS, call, events, run, sample_repo, scripted, shell, step
 
 HEADER = re.compile(r"chars ([\d,]+)–([\d,]+) of ([\d,]+); (?:next: read_output (\{.*\})|end of output)")

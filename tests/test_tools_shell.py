@@ -14,7 +14,7 @@ import pytest
 from goalkeeper.context.tokens import EstimatedTokens
 from goalkeeper.store.store import blob_id_of
 from goalkeeper.tools.base import ToolContext, ToolResult
-from goalkeeper.tools.output import cut_middle
+from goalkeeper.tools.replies import cut_middle
 from goalkeeper.tools.shell import ShellTool
 
 

@@ -21,11 +21,11 @@ from textual.pilot import Pilot
 from textual.widgets import Input, Static
 
 from chat_server import ChatServer, Completion, ToolCallReply
-from goalkeeper import control
 from goalkeeper.config import GoalSettings, load_config, settings_from_config
 from goalkeeper.contract import contract_from_flags
-from goalkeeper.lifecycle import Reason
-from goalkeeper.snapshot import state_to_dict
+from goalkeeper.core.lifecycle import Reason
+from goalkeeper.core.state import state_to_dict
+from goalkeeper.goals import control
 from goalkeeper.store import NewEvent, Store
 from goalkeeper.tui import commands
 from goalkeeper.tui.app import CommandInput, GoalkeeperApp

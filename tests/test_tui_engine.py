@@ -17,18 +17,18 @@ import pytest
 
 from chat_server import ChatServer, Completion, Failure, ToolCallReply, UsageReply
 from conftest import git
-from goalkeeper import control
-from goalkeeper.chat import ChatSession
 from goalkeeper.config import ModelSettings, load_config
-from goalkeeper.control import BudgetAmountError, parse_budget_raise, raise_budget
-from goalkeeper.engines.local import drive_goal
 from goalkeeper.errors import ProviderError
+from goalkeeper.goals import control
+from goalkeeper.goals.control import BudgetAmountError, parse_budget_raise, raise_budget
 from goalkeeper.models.base import ToolCall, Usage
 from goalkeeper.models.openai_chat import OpenAIChatModel
-from goalkeeper.readonly import ToolUse
-from goalkeeper.restate import restate_goal
-from goalkeeper.runner import Runner
+from goalkeeper.run.engine import drive_goal
+from goalkeeper.run.runner import Runner
 from goalkeeper.sandbox.rules import CommandDecision, Rule, command_prefix
+from goalkeeper.sessions.chat import ChatSession
+from goalkeeper.sessions.restate import restate_goal
+from goalkeeper.sessions.session import ToolUse
 from goalkeeper.store import EventRecord, Store
 from goalkeeper.tools.base import ToolContext, ToolResult
 from goalkeeper.tools.registry import Approval, Approver, ToolRegistry

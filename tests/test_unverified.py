@@ -12,17 +12,17 @@ from typing import Any
 import httpx
 import pytest
 
+from goalkeeper.core.lifecycle import UNVERIFIED_ACHIEVED, status_label
 from goalkeeper.errors import ConfigError
-from goalkeeper.lifecycle import UNVERIFIED_ACHIEVED, status_label
-from goalkeeper.notify import notice_of
-from goalkeeper.report import build_report, render_markdown
+from goalkeeper.goals.report import build_report, render_markdown
+from goalkeeper.goals.views import summarize
+from goalkeeper.run.notify import notice_of
 from goalkeeper.server import close_app, create_app, ensure_token
 from goalkeeper.server.build import goal_out
 from goalkeeper.store import Store
 from goalkeeper.tui.commands import parse_goal
 from goalkeeper.tui.goals import set_goal as tui_set_goal
 from goalkeeper.tui.status import status_text
-from goalkeeper.views import summarize
 from scenario import complete, events, gk, new_goal, run, sample_repo, scripted, shell, step, write_script
 
 AUDIT_ONLY = [step("", shell("ls")), step("", complete("described the repo")), step("ok")]

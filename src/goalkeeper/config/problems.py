@@ -14,8 +14,8 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from goalkeeper.config.schema import EXAMPLES, REPLACED_KEYS, ConfigFile
+from goalkeeper.config.toml_problems import describe, did_you_mean, toml_syntax_problem, unwrap_optional
 from goalkeeper.errors import ConfigError
-from goalkeeper.problems import describe, did_you_mean, toml_syntax_problem, unwrap_optional
 
 __all__ = ["did_you_mean", "dotted_key", "nesting_error", "syntax_error", "validation_error"]
 

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from goalkeeper.context.tokens import TokenCounter, counter_for
-from goalkeeper.decide import CheckTrigger
-from goalkeeper.lifecycle import TurnKind
+from goalkeeper.core.decide import CheckTrigger
+from goalkeeper.core.lifecycle import TurnKind
 from goalkeeper.models.base import Message, ToolCall, ToolSpec
 from goalkeeper.store import EventRecord
-from goalkeeper.tools.output import cut_middle
+from goalkeeper.tools.replies import cut_middle
 
 #: Characters of a tool output kept (head and tail) when the context must shrink.
 TRIM_KEEP_CHARS = 2_000

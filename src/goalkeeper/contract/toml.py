@@ -15,9 +15,9 @@ import tomli_w
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from goalkeeper.config.toml_problems import describe, toml_syntax_problem
 from goalkeeper.contract.model import _EXAMPLES, Contract, _Invalid, format_duration
 from goalkeeper.errors import ContractError
-from goalkeeper.problems import describe, toml_syntax_problem
 
 # ---------------------------------------------------------------- TOML in
 

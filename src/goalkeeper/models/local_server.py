@@ -34,7 +34,7 @@ from types import FrameType, TracebackType
 import httpx
 
 from goalkeeper.errors import ConfigError, ProviderError
-from goalkeeper.process import kill_group
+from goalkeeper.sandbox.process import kill_group
 
 INSTALL_HINT = "install with `pip install 'goalkeeper[local]'` (or run scripts/demo, which installs it)"
 

@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Literal
 
 from goalkeeper.errors import SandboxError
-from goalkeeper.process import CommandResult, command_script, run_command
 from goalkeeper.sandbox.globs import compile_path_glob
 from goalkeeper.sandbox.limits import process_limit
 from goalkeeper.sandbox.policy import SandboxPolicy
+from goalkeeper.sandbox.process import CommandResult, command_script, run_command
 
 INSTALL_HINT = (
     "install it: apt-get install -y bubblewrap — or choose `sandbox = \"danger-full-access\"` in "

@@ -16,7 +16,8 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sse_starlette import EventSourceResponse
 
 from goalkeeper.errors import GoalNotFoundError
-from goalkeeper.report import build_report, render_markdown, render_pr
+from goalkeeper.goals.report import build_report, render_markdown, render_pr
+from goalkeeper.goals.views import goal_events
 from goalkeeper.server.auth import require_token
 from goalkeeper.server.build import checkpoint_out, event_out, evidence_run_out, goal_out, thread_out
 from goalkeeper.server.models import (
@@ -30,7 +31,6 @@ from goalkeeper.server.models import (
 )
 from goalkeeper.server.sse import Broadcaster
 from goalkeeper.store import GoalRecord, Store
-from goalkeeper.views import goal_events
 from goalkeeper.workspace import checkpoints
 from goalkeeper.workspace.git import commit_of, toplevel
 from goalkeeper.workspace.goal import branch_of

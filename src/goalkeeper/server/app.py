@@ -21,7 +21,6 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
 import goalkeeper
-from goalkeeper import control
 from goalkeeper.errors import (
     ConfigError,
     GoalkeeperError,
@@ -31,6 +30,7 @@ from goalkeeper.errors import (
     StoreLockedError,
     WorkspaceError,
 )
+from goalkeeper.goals import control
 from goalkeeper.server import api, goals
 from goalkeeper.server.auth import ensure_token
 from goalkeeper.server.guard import HEADER_TIMEOUT_S, Guard, HeaderDeadline

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from goalkeeper.lifecycle import status_label
-from goalkeeper.report import REASONS, metric_points
+from goalkeeper.core.lifecycle import status_label
+from goalkeeper.goals.report import REASONS, metric_points
+from goalkeeper.goals.views import goal_events, summarize
 from goalkeeper.server.models import CheckpointOut, EventOut, EvidenceOut, EvidenceRunOut, GoalOut, ThreadOut
 from goalkeeper.store import EventRecord, GoalRecord, Store, ThreadRecord
 from goalkeeper.verify.checks import Evidence
-from goalkeeper.views import goal_events, summarize
 
 
 def thread_out(store: Store, thread: ThreadRecord) -> ThreadOut:

@@ -11,16 +11,16 @@ from typing import Any
 
 from fastapi import Response
 
-from goalkeeper import control
-from goalkeeper.cli_options import ModelFlags
+from goalkeeper.cli.options import ModelFlags
 from goalkeeper.config import GoalSettings, load_config
 from goalkeeper.contract import Contract, contract_from_flags, parse_contract
 from goalkeeper.errors import ConfigError, ContractError
-from goalkeeper.lint_run import lint_goal
+from goalkeeper.goals import control
 from goalkeeper.server.api import CONFLICT, NOT_FOUND, StoreDep, Thread, current_goal, data_router
 from goalkeeper.server.build import goal_out
 from goalkeeper.server.models import BudgetIn, ControlOut, GoalOut, ResumeIn, SetGoalIn
 from goalkeeper.store import GoalRecord
+from goalkeeper.verify.lint import lint_goal
 
 router = data_router()
 RAISES = ("add_tokens", "add_usd", "add_time_s", "add_turns")

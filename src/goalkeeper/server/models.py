@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from goalkeeper.lifecycle import Status
+from goalkeeper.core.lifecycle import Status
 from goalkeeper.verify.checks import EvidenceKind
 
 

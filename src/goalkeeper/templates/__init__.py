@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from goalkeeper.config.toml_problems import did_you_mean
 from goalkeeper.errors import ConfigError
-from goalkeeper.problems import did_you_mean
 
 #: The templates, in the order `gk init --list` shows them.
 TEMPLATE_NAMES: tuple[str, ...] = ("tests-green", "coverage", "perf-metric", "lint-clean", "error-backlog",

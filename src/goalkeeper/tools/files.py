@@ -16,13 +16,6 @@ from typing import Any
 from goalkeeper.context.tokens import TokenCounter
 from goalkeeper.models.base import ToolSpec
 from goalkeeper.tools.base import ToolContext, ToolResult
-from goalkeeper.tools.output import (
-    ArgumentError,
-    check_argument_names,
-    optional_integer,
-    refusal,
-    required_string,
-)
 from goalkeeper.tools.paths import (
     BoundaryRefused,
     PathRefused,
@@ -30,6 +23,13 @@ from goalkeeper.tools.paths import (
     check_write,
     relative,
     resolve_in_workspace,
+)
+from goalkeeper.tools.replies import (
+    ArgumentError,
+    check_argument_names,
+    optional_integer,
+    refusal,
+    required_string,
 )
 
 MAX_LINES = 2000

@@ -17,7 +17,6 @@ from goalkeeper.models.base import ToolSpec
 from goalkeeper.sandbox.policy import SandboxPolicy
 from goalkeeper.tools.base import ToolContext, ToolResult
 from goalkeeper.tools.files import looks_binary, write_atomically
-from goalkeeper.tools.output import ArgumentError, check_argument_names, refusal, required_string
 from goalkeeper.tools.patch_parse import (
     AddFile,
     DeleteFile,
@@ -36,6 +35,7 @@ from goalkeeper.tools.paths import (
     relative,
     resolve_in_workspace,
 )
+from goalkeeper.tools.replies import ArgumentError, check_argument_names, refusal, required_string
 
 __all__ = [
     "AddFile",

@@ -27,8 +27,8 @@ from goalkeeper.sandbox.rules import (
 from goalkeeper.tools.base import Tool, ToolContext, ToolResult
 from goalkeeper.tools.files import ReadFileTool, WriteFileTool
 from goalkeeper.tools.goal import Checkpoint, GetGoal, UpdateGoal
-from goalkeeper.tools.outputs import ReadOutputTool
 from goalkeeper.tools.patch import ApplyPatchTool
+from goalkeeper.tools.read_output import ReadOutputTool
 from goalkeeper.tools.search import SearchTool
 from goalkeeper.tools.shell import ShellTool
 

@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from goalkeeper.models.base import ToolSpec
-from goalkeeper.process import run_command
 from goalkeeper.sandbox.globs import first_secret_match
+from goalkeeper.sandbox.process import run_command
 from goalkeeper.tools.base import ToolContext, ToolResult
 from goalkeeper.tools.files import looks_binary
-from goalkeeper.tools.output import (
+from goalkeeper.tools.paths import PathRefused, relative, resolve_in_workspace
+from goalkeeper.tools.replies import (
     ArgumentError,
     check_argument_names,
     optional_string,
@@ -28,7 +29,6 @@ from goalkeeper.tools.output import (
     required_string,
     text_result,
 )
-from goalkeeper.tools.paths import PathRefused, relative, resolve_in_workspace
 
 MAX_MATCHES = 200
 """Matches shown; the rest are counted, so the model knows to narrow the search."""

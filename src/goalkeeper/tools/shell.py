@@ -13,7 +13,7 @@ from goalkeeper.errors import SandboxError
 from goalkeeper.models.base import ToolSpec
 from goalkeeper.sandbox.bwrap import run_confined
 from goalkeeper.tools.base import ToolContext, ToolResult
-from goalkeeper.tools.output import (
+from goalkeeper.tools.replies import (
     ArgumentError,
     check_argument_names,
     optional_integer,

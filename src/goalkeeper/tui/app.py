@@ -21,12 +21,12 @@ from textual.suggester import Suggester
 from textual.widgets import Footer, Input, Static
 
 from goalkeeper.errors import GoalkeeperError
+from goalkeeper.goals.views import GoalSummary, summarize
 from goalkeeper.store import GoalRecord, Store
 from goalkeeper.tui import commands
 from goalkeeper.tui.handlers import Handlers
 from goalkeeper.tui.status import status_style, status_text
 from goalkeeper.tui.transcript import Transcript
-from goalkeeper.views import GoalSummary, summarize
 
 T = TypeVar("T")
 

@@ -11,9 +11,9 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from goalkeeper import control
 from goalkeeper.config import GoalSettings, load_config, settings_from_config
 from goalkeeper.contract import contract_from_flags
+from goalkeeper.goals import control
 from goalkeeper.store import GoalRecord, Store, lease_is_live
 from goalkeeper.tui.commands import GoalRequest
 from goalkeeper.workspace.checkpoints import diff

@@ -14,25 +14,25 @@ from typing import TYPE_CHECKING
 from rich.table import Table
 from textual.worker import Worker
 
-from goalkeeper import control
-from goalkeeper.chat import ChatSession
 from goalkeeper.config import GoalSettings, load_config, settings_from_config
 from goalkeeper.contract import Contract
-from goalkeeper.engines.local import drive_goal, open_model
 from goalkeeper.errors import GoalkeeperError, GoalNotFoundError
-from goalkeeper.planning import make_plan
-from goalkeeper.readonly import ToolUse
-from goalkeeper.report import build_report, render_markdown
-from goalkeeper.restate import restate_goal
+from goalkeeper.goals import control
+from goalkeeper.goals.report import build_report, render_markdown
+from goalkeeper.goals.views import summarize
+from goalkeeper.run.engine import drive_goal, open_model
 from goalkeeper.sandbox.rules import CommandDecision, command_prefix
-from goalkeeper.side import ask_side_question
+from goalkeeper.sessions.chat import ChatSession
+from goalkeeper.sessions.planning import make_plan
+from goalkeeper.sessions.restate import restate_goal
+from goalkeeper.sessions.session import ToolUse
+from goalkeeper.sessions.side import ask_side_question
 from goalkeeper.store import GoalRecord
 from goalkeeper.tools.registry import Approval
 from goalkeeper.tui import commands, goals
 from goalkeeper.tui.screens import ApprovalScreen, ConfirmScreen, PagerScreen, RestateScreen, SideOverlay
 from goalkeeper.tui.status import status_text
 from goalkeeper.tui.transcript import summary_renderable
-from goalkeeper.views import summarize
 
 if TYPE_CHECKING:
     from goalkeeper.tui.app import GoalkeeperApp

@@ -17,7 +17,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Markdown, Static
 
-from goalkeeper.safe_text import markup_literal, neutralise
+from goalkeeper.core.safe_text import markup_literal, neutralise
 from goalkeeper.sandbox.rules import CommandDecision
 from goalkeeper.tools.registry import Approval
 

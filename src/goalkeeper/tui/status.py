@@ -5,8 +5,8 @@ Pure: it reads a `GoalSummary` (views.summarize) and formats; the app re-renders
 
 from __future__ import annotations
 
-from goalkeeper.lifecycle import status_label
-from goalkeeper.views import GoalSummary
+from goalkeeper.core.lifecycle import status_label
+from goalkeeper.goals.views import GoalSummary
 
 NO_GOAL = "No goal · /goal <objective> sets one · other text is a chat with the model"
 

@@ -18,13 +18,13 @@ from textual.containers import VerticalScroll
 from textual.widget import Widget
 from textual.widgets import Collapsible, Static
 
-from goalkeeper import console
-from goalkeeper.console import Inert
-from goalkeeper.planning import Plan, plan_markdown
-from goalkeeper.safe_text import markup_literal, neutralise
+from goalkeeper.cli import console
+from goalkeeper.cli.console import Inert
+from goalkeeper.core.safe_text import markup_literal, neutralise
+from goalkeeper.goals.views import GoalSummary
+from goalkeeper.sessions.planning import Plan, plan_markdown
 from goalkeeper.store import EventRecord
 from goalkeeper.tools.shell import command_of
-from goalkeeper.views import GoalSummary
 
 #: Characters of a tool's output kept in its collapsible (the store keeps all of it).
 TOOL_OUTPUT_CHARS = 6_000

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from goalkeeper.contract import Check, Contract, Metric, format_duration, json_path_steps
-from goalkeeper.process import CommandResult
 from goalkeeper.sandbox.bwrap import run_confined
 from goalkeeper.sandbox.policy import SandboxPolicy
+from goalkeeper.sandbox.process import CommandResult
 from goalkeeper.verify import tests as testlevel
 from goalkeeper.verify.trace import Tracer
 

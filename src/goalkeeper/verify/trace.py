@@ -22,10 +22,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from goalkeeper.process import BASH, CommandResult, command_script, run_command
 from goalkeeper.sandbox.bwrap import require_sandbox, sandbox_argv
 from goalkeeper.sandbox.limits import process_limit
 from goalkeeper.sandbox.policy import SandboxPolicy
+from goalkeeper.sandbox.process import BASH, CommandResult, command_script, run_command
 
 #: The calls that show a path being opened, executed, stat-ed, probed or listed, and the ones that move the
 #: working directory or start a process (to resolve relative paths).

@@ -21,22 +21,22 @@ from rich.table import Table
 from rich.text import Text
 
 from goalkeeper.contract import format_duration
+from goalkeeper.core.lifecycle import status_label
+from goalkeeper.core.safe_text import neutralise
 from goalkeeper.errors import GoalkeeperError
-from goalkeeper.lifecycle import status_label
-from goalkeeper.safe_text import neutralise
+from goalkeeper.goals.views import GoalSummary
 from goalkeeper.store import EventRecord, ThreadRecord
 from goalkeeper.tools.shell import command_of
 from goalkeeper.verify.observed import summary_lines
 from goalkeeper.verify.surface import surface_lines
-from goalkeeper.views import GoalSummary
 
 if TYPE_CHECKING:
     from goalkeeper.contract.lint import Finding, LintReport
-    from goalkeeper.drafting import DraftResult
-    from goalkeeper.planning import PlanResult
-    from goalkeeper.prd import Distilled, Implementation
-    from goalkeeper.readonly import ToolUse
-    from goalkeeper.side import SideAnswer
+    from goalkeeper.sessions.drafting import DraftResult
+    from goalkeeper.sessions.planning import PlanResult
+    from goalkeeper.sessions.prd import Distilled, Implementation
+    from goalkeeper.sessions.session import ToolUse
+    from goalkeeper.sessions.side import SideAnswer
     from goalkeeper.templates import Template
 
 

@@ -13,10 +13,10 @@ from typing import Protocol
 
 from goalkeeper.context.handoff import Facts, handoff_message, missing_sections
 from goalkeeper.context.prompts import render
-from goalkeeper.decide import Action, ModelResponded, Proceed
+from goalkeeper.core.decide import Action, ModelResponded, Proceed
 from goalkeeper.errors import ProviderError
 from goalkeeper.models.base import Message, ModelRequest, ModelResponse
-from goalkeeper.sampling import SamplingHost, charge_failed, request_due, watched
+from goalkeeper.run.sampling import SamplingHost, charge_failed, request_due, watched
 from goalkeeper.store import NewEvent
 from goalkeeper.tools.registry import ToolRegistry
 

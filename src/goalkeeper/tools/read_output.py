@@ -11,7 +11,7 @@ from typing import Any
 from goalkeeper.errors import StoreError
 from goalkeeper.models.base import ToolSpec
 from goalkeeper.tools.base import ToolContext, ToolResult
-from goalkeeper.tools.output import (
+from goalkeeper.tools.replies import (
     MAX_CHARS_PER_TOKEN,
     ArgumentError,
     check_argument_names,

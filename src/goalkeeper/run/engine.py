@@ -13,8 +13,8 @@ from pathlib import Path
 from goalkeeper.config import GoalSettings, ModelSettings, load_config, settings_from_config
 from goalkeeper.models.base import Model
 from goalkeeper.models.factory import build_model, endpoint
-from goalkeeper.notify import notifying
-from goalkeeper.runner import Runner, RunResult
+from goalkeeper.run.notify import notifying
+from goalkeeper.run.runner import Runner, RunResult
 from goalkeeper.store import EventRecord, GoalRecord, Store
 from goalkeeper.tools.registry import Approver
 from goalkeeper.workspace.goal import branch_of

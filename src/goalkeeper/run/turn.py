@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from goalkeeper.context.history import Conversation, OpenTurn
-from goalkeeper.decide import (
+from goalkeeper.core.decide import (
     Action,
     Decision,
     GoalState,
@@ -26,7 +26,7 @@ from goalkeeper.decide import (
     TurnEnded,
     tree_due,
 )
-from goalkeeper.lifecycle import TurnKind
+from goalkeeper.core.lifecycle import TurnKind
 from goalkeeper.models.base import ModelRequest, ModelResponse, ToolCall
 from goalkeeper.store import NewEvent
 from goalkeeper.tools.base import ToolResult

@@ -23,9 +23,9 @@ from goalkeeper.config import load_config
 from goalkeeper.contract import Check, Contract, format_duration
 from goalkeeper.contract.lint import Element, Finding, LintReport, lint_report
 from goalkeeper.errors import SandboxError
-from goalkeeper.process import command_script
 from goalkeeper.sandbox.bwrap import require_sandbox
 from goalkeeper.sandbox.policy import SandboxPolicy
+from goalkeeper.sandbox.process import command_script
 from goalkeeper.verify.checks import Evidence, missing_commands, run_check, run_constraint
 from goalkeeper.verify.observed import Surface, surface_from_pins, surface_summary, traced_surface
 from goalkeeper.verify.pins import Pins, pin_verification_surface

@@ -15,13 +15,13 @@ from goalkeeper.config import GoalSettings, ModelSettings
 from goalkeeper.context.prompts import render
 from goalkeeper.context.render import contract_block
 from goalkeeper.contract import Contract
-from goalkeeper.control import load_state, to_new_events
-from goalkeeper.decide import ModelResponded, decide
+from goalkeeper.core.decide import ModelResponded, decide
+from goalkeeper.core.state import state_to_dict
+from goalkeeper.goals.control import load_state, to_new_events
 from goalkeeper.models.base import Message, Model, ModelRequest, Usage
 from goalkeeper.models.pricing import cost_usd, price_of
 from goalkeeper.models.retry import RetryPolicy, complete_with_retries
-from goalkeeper.readonly import usage_payload
-from goalkeeper.snapshot import state_to_dict
+from goalkeeper.sessions.session import usage_payload
 from goalkeeper.store import GoalRecord, NewEvent, StaleGoalError, Store
 
 #: Times the charge is retried when another process changed the goal's version meanwhile.

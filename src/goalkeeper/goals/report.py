@@ -9,11 +9,11 @@ from collections import Counter
 from typing import Any
 
 from goalkeeper.contract import Contract, format_duration
-from goalkeeper.lifecycle import status_label
+from goalkeeper.core.lifecycle import status_label
+from goalkeeper.goals.views import GoalSummary, checklist_progress, goal_events, summarize
 from goalkeeper.store import EventRecord, GoalRecord, Store
 from goalkeeper.verify.checks import Evidence
 from goalkeeper.verify.surface import TAMPERING
-from goalkeeper.views import GoalSummary, checklist_progress, goal_events, summarize
 from goalkeeper.workspace.goal import measured_checkpoints
 
 REASONS = {

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from goalkeeper.lifecycle import BUDGET_REASONS, TERMINAL, Actor, Reason, Status, TurnKind, is_allowed
-from goalkeeper.outcomes import (
+from goalkeeper.core.lifecycle import BUDGET_REASONS, TERMINAL, Actor, Reason, Status, TurnKind, is_allowed
+from goalkeeper.core.outcomes import (
     Action,
     Best,
     BudgetRaised,

@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from goalkeeper.compaction import compact, compaction_due
 from goalkeeper.config import Config, GoalSettings, load_config
 from goalkeeper.config.trust import HARNESS_PROTECT
 from goalkeeper.context.handoff import Facts, facts_from
@@ -25,8 +24,7 @@ from goalkeeper.context.prompts import render
 from goalkeeper.context.render import contract_block, evidence_digest, evidence_lines, opening_message
 from goalkeeper.context.tokens import auto_compact_limit, counter_for
 from goalkeeper.contract import Contract
-from goalkeeper.control import load_state, outcome_of_request, pending_requests, to_new_events
-from goalkeeper.decide import (
+from goalkeeper.core.decide import (
     Action,
     CheckResult,
     ChecksRan,
@@ -44,23 +42,25 @@ from goalkeeper.decide import (
     time_deadline,
     with_baseline,
 )
+from goalkeeper.core.lifecycle import Status, TurnKind
+from goalkeeper.core.state import state_to_dict
 from goalkeeper.errors import (
     ContractError,
     GoalkeeperError,
     LeaseHeldError,
 )
-from goalkeeper.lifecycle import Status, TurnKind
+from goalkeeper.goals.control import load_state, outcome_of_request, pending_requests, to_new_events
 from goalkeeper.models.base import Model, ModelRequest, ModelResponse, ToolCall
 from goalkeeper.models.pricing import cost_usd, price_of
-from goalkeeper.sampling import request_due, sample
+from goalkeeper.run.compaction import compact, compaction_due
+from goalkeeper.run.sampling import request_due, sample
+from goalkeeper.run.turn import INTERRUPTED, run_turn
 from goalkeeper.sandbox import limits as process_limits
 from goalkeeper.sandbox.bwrap import require_sandbox
 from goalkeeper.sandbox.policy import SandboxPolicy
-from goalkeeper.snapshot import state_to_dict
 from goalkeeper.store import EventRecord, GoalRecord, NewEvent, StaleGoalError, Store
 from goalkeeper.tools.base import ToolContext, ToolResult
 from goalkeeper.tools.registry import Approver, ToolRegistry, default_registry
-from goalkeeper.turn import INTERRUPTED, run_turn
 from goalkeeper.verify.checks import Evidence, run_checks
 from goalkeeper.verify.cleanroom import Baseline, baseline_of, keep_baseline
 from goalkeeper.verify.observed import Surface, surface_summary, traced_surface

@@ -19,11 +19,11 @@ from typing import Any, Literal
 from goalkeeper.config import GoalSettings, ModelSettings, load_config, settings_from_config
 from goalkeeper.context.prompts import as_data, render
 from goalkeeper.contract import Contract
-from goalkeeper.control import thread_for
 from goalkeeper.errors import ConfigError
+from goalkeeper.goals.control import thread_for
 from goalkeeper.models.base import Message, ModelResponse, ToolSpec
 from goalkeeper.models.factory import build_model, endpoint
-from goalkeeper.readonly import (
+from goalkeeper.sessions.session import (
     SessionCost,
     ToolSession,
     ToolUse,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, fields
 from typing import Any
 
-from goalkeeper.decide import Best, GoalState, Limits, Spent
-from goalkeeper.lifecycle import Reason
+from goalkeeper.core.decide import Best, GoalState, Limits, Spent
+from goalkeeper.core.lifecycle import Reason
 
 
 def state_to_dict(state: GoalState) -> dict[str, Any]:

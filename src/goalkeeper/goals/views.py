@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from goalkeeper.contract import Contract, format_duration
-from goalkeeper.control import load_state
-from goalkeeper.decide import GoalState
-from goalkeeper.lifecycle import status_label
+from goalkeeper.core.decide import GoalState
+from goalkeeper.core.lifecycle import status_label
+from goalkeeper.goals.control import load_state
 from goalkeeper.store import EventRecord, GoalRecord, Store, lease_is_live
 from goalkeeper.verify.checks import Evidence
 from goalkeeper.workspace.goal import best_and_green, measured_checkpoints

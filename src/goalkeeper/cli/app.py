@@ -15,10 +15,9 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
-from goalkeeper import console, control, demo, drafting, planning, prd, views
-from goalkeeper import side as side_questions
 from goalkeeper import templates as goal_templates
-from goalkeeper.cli_options import ContractFlags, ModelFlags, with_options
+from goalkeeper.cli import console, demo
+from goalkeeper.cli.options import ContractFlags, ModelFlags, with_options
 from goalkeeper.config import (
     Config,
     GoalSettings,
@@ -30,17 +29,20 @@ from goalkeeper.config import (
 )
 from goalkeeper.config import trust as trusted
 from goalkeeper.contract import Contract, parse_duration
-from goalkeeper.engines.local import config_commit, run_goal
+from goalkeeper.core.lifecycle import exit_code
 from goalkeeper.errors import ConfigError, GoalkeeperError, WorkspaceError
-from goalkeeper.lifecycle import exit_code
-from goalkeeper.lint_run import lint_goal
+from goalkeeper.goals import control, views
+from goalkeeper.goals.report import build_report, render_markdown, render_pr
+from goalkeeper.goals.views import goal_events, summarize
 from goalkeeper.models.factory import LOCAL_MODEL_NOTE
 from goalkeeper.models.local_server import serve_forever
-from goalkeeper.planning import newest_plan
-from goalkeeper.report import build_report, render_markdown, render_pr
-from goalkeeper.runner import RunResult
+from goalkeeper.run.engine import config_commit, run_goal
+from goalkeeper.run.runner import RunResult
+from goalkeeper.sessions import drafting, planning, prd
+from goalkeeper.sessions import side as side_questions
+from goalkeeper.sessions.planning import newest_plan
 from goalkeeper.store import GoalRecord, Store
-from goalkeeper.views import goal_events, summarize
+from goalkeeper.verify.lint import lint_goal
 from goalkeeper.workspace import checkpoints
 from goalkeeper.workspace.git import GoalBranch, toplevel
 from goalkeeper.workspace.goal import branch_of

@@ -17,9 +17,9 @@ from typing import Protocol
 
 from goalkeeper.config import GoalSettings, ModelSettings
 from goalkeeper.context.history import Conversation
-from goalkeeper.decide import Action, Decision, ModelResponded, Outcome, Proceed, ProviderFailed, RequestDue
+from goalkeeper.core.decide import Action, Decision, ModelResponded, Outcome, Proceed, ProviderFailed, RequestDue
+from goalkeeper.core.lifecycle import Reason
 from goalkeeper.errors import ContextLengthError, ProviderError, ProviderUnavailableError
-from goalkeeper.lifecycle import Reason
 from goalkeeper.models.base import Model, ModelRequest, ModelResponse, ToolSpec
 from goalkeeper.models.pricing import Price, cost_usd
 from goalkeeper.models.retry import RetryPolicy, complete_with_retries

@@ -21,13 +21,13 @@ from goalkeeper.config.trust import HARNESS_PROTECT
 from goalkeeper.context.history import tool_calls_from_payload
 from goalkeeper.context.prompts import render
 from goalkeeper.context.tokens import counter_for
-from goalkeeper.control import thread_for
-from goalkeeper.engines.local import open_model
+from goalkeeper.goals.control import thread_for
 from goalkeeper.models.base import Message, Model, ModelResponse, Usage
-from goalkeeper.readonly import ToolSession, ToolUse, usage_payload
+from goalkeeper.run.engine import open_model
 from goalkeeper.sandbox.bwrap import require_sandbox
 from goalkeeper.sandbox.policy import SandboxPolicy
-from goalkeeper.side import fork_history
+from goalkeeper.sessions.session import ToolSession, ToolUse, usage_payload
+from goalkeeper.sessions.side import fork_history
 from goalkeeper.store import EventRecord, NewEvent, Store
 from goalkeeper.tools.base import ToolContext, ToolResult
 from goalkeeper.tools.registry import GOAL_TOOL_NAMES, Approver, ToolRegistry, default_registry

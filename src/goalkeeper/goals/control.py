@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from goalkeeper.config import GoalSettings
 from goalkeeper.contract import Contract, parse_duration
-from goalkeeper.decide import (
+from goalkeeper.core.decide import (
     BudgetRaised,
     Decision,
     Event,
@@ -29,9 +29,9 @@ from goalkeeper.decide import (
     UserResumed,
     decide,
 )
+from goalkeeper.core.lifecycle import Reason
+from goalkeeper.core.state import state_from_dict, state_to_dict
 from goalkeeper.errors import ConfigError, ContractError, GoalkeeperError, GoalNotFoundError
-from goalkeeper.lifecycle import Reason
-from goalkeeper.snapshot import state_from_dict, state_to_dict
 from goalkeeper.store import EventRecord, GoalRecord, NewEvent, Store, ThreadRecord, lease_is_live
 from goalkeeper.verify.checks import missing_commands
 from goalkeeper.workspace.git import preflight

@@ -19,18 +19,18 @@ from typing import Any
 
 import tomli_w
 
-from goalkeeper import control
 from goalkeeper.config import GoalSettings, ModelSettings, load_config, settings_from_config
 from goalkeeper.context.prompts import as_data, render
 from goalkeeper.contract import Contract, dump_contract, parse_contract
 from goalkeeper.errors import ConfigError, ContractError, GoalkeeperError, GoalNotFoundError, WorkspaceError
+from goalkeeper.goals import control
+from goalkeeper.goals.report import build_report, evidence_table, render_markdown
+from goalkeeper.goals.views import goal_events
 from goalkeeper.models.base import Message, Usage
 from goalkeeper.models.factory import build_model, endpoint
-from goalkeeper.readonly import ToolSession, read_only_context, usage_payload
-from goalkeeper.report import build_report, evidence_table, render_markdown
+from goalkeeper.sessions.session import ToolSession, read_only_context, usage_payload
 from goalkeeper.store import GoalRecord, NewEvent, Store
 from goalkeeper.tools.registry import ToolRegistry
-from goalkeeper.views import goal_events
 from goalkeeper.workspace import checkpoints
 from goalkeeper.workspace.git import GoalBranch, changes, commit_of, list_paths, start_goal, toplevel
 from goalkeeper.workspace.goal import branch_of

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from goalkeeper.lifecycle import Actor, Reason, Status, TurnKind
+from goalkeeper.core.lifecycle import Actor, Reason, Status, TurnKind
 
 CheckTrigger = Literal["completion", "text_only"]
 

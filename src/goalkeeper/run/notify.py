@@ -25,11 +25,11 @@ import httpx
 
 import goalkeeper
 from goalkeeper.config import NotifyTarget, load_config
+from goalkeeper.core.lifecycle import status_label
 from goalkeeper.errors import StoreError
-from goalkeeper.lifecycle import status_label
-from goalkeeper.report import REASONS
+from goalkeeper.goals.report import REASONS
+from goalkeeper.goals.views import summarize
 from goalkeeper.store import EventRecord, NewEvent, Store
-from goalkeeper.views import summarize
 
 SIGNATURE_HEADER = "X-Goalkeeper-Signature"
 TIMESTAMP_HEADER = "X-Goalkeeper-Timestamp"

@@ -20,15 +20,15 @@ from goalkeeper.config import GoalSettings, ModelSettings, load_config, settings
 from goalkeeper.context.prompts import as_data, render
 from goalkeeper.contract import Contract, dump_contract, parse_contract
 from goalkeeper.contract.lint import Finding, LintReport
-from goalkeeper.control import thread_for
 from goalkeeper.errors import ConfigError, ContractError, ProviderError
-from goalkeeper.lint_run import lint_goal_async
+from goalkeeper.goals.control import thread_for
 from goalkeeper.models.base import Message, ToolSpec
 from goalkeeper.models.factory import build_model, endpoint
-from goalkeeper.readonly import SessionCost, ToolSession, ToolUse, assistant_message, read_only_context
+from goalkeeper.sessions.session import SessionCost, ToolSession, ToolUse, assistant_message, read_only_context
 from goalkeeper.store import NewEvent, Store
 from goalkeeper.tools.base import ToolContext, ToolResult
 from goalkeeper.tools.registry import ToolRegistry, default_registry
+from goalkeeper.verify.lint import lint_goal_async
 
 DEFAULT_OUTPUT = "goal.draft.toml"
 DEFAULT_MAX_REQUESTS = 20

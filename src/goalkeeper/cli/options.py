@@ -21,7 +21,7 @@ from goalkeeper.contract import Contract, contract_from_flags, load_contract
 from goalkeeper.errors import ConfigError, NoProviderError
 
 if TYPE_CHECKING:
-    from goalkeeper.planning import Plan
+    from goalkeeper.sessions.planning import Plan
 
 Command = TypeVar("Command", bound=Callable[..., Any])
 

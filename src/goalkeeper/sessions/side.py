@@ -18,13 +18,13 @@ from goalkeeper.context.history import Conversation
 from goalkeeper.context.prompts import as_data, render
 from goalkeeper.context.render import contract_block
 from goalkeeper.contract import Contract
-from goalkeeper.control import load_state
 from goalkeeper.errors import ContextLengthError, GoalNotFoundError
+from goalkeeper.goals.control import load_state
+from goalkeeper.goals.views import goal_events, latest_evidence
 from goalkeeper.models.base import Message
 from goalkeeper.models.factory import build_model, endpoint
-from goalkeeper.readonly import SessionCost, ToolSession, ToolUse, read_only_context, read_only_tools
+from goalkeeper.sessions.session import SessionCost, ToolSession, ToolUse, read_only_context, read_only_tools
 from goalkeeper.store import GoalRecord, NewEvent, Store
-from goalkeeper.views import goal_events, latest_evidence
 
 DEFAULT_EVENTS = 40
 """History messages of the thread the fork carries after its prefix."""

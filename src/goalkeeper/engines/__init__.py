@@ -1,1 +1,0 @@
-"""Engines drive runners: `local` runs a goal in this process (Temporal comes later)."""
