@@ -3,6 +3,8 @@
 Layers, later wins: built-in providers and prices, `$GOALKEEPER_HOME/config.toml`,
 `<workspace>/.goalkeeper/config.toml`, the chosen `[profiles.NAME]`, then flags. Codex's key names are
 used where the meaning matches (model, model_provider, model_reasoning_effort, profile, [model_providers]).
+May import: the other adapters (verify, context, tools, models, workspace, sandbox, contract, templates),
+store, core, events and errors.
 """
 
 from goalkeeper.config.load import Config, config_paths, goalkeeper_home, load_config

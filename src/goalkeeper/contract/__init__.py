@@ -1,8 +1,10 @@
 """The goal contract: what done means (DESIGN §1), its TOML form and its command-line form.
 
 Pure data and parsing: it never runs a check (that is verify/checks.py) and never prints. The models live in
-model.py, goal.toml in and out in toml.py, the flag grammar in flags.py and the short display in summary.py;
-import from here.
+model.py, goal.toml in and out in toml.py, the flag grammar in flags.py, the short display in summary.py and
+the static lint of a contract in lint.py; import from here.
+May import: the other adapters (verify, context, tools, models, workspace, sandbox, config, templates), store,
+core, events and errors.
 """
 
 from goalkeeper.contract.flags import contract_from_flags

@@ -1,1 +1,6 @@
-"""Mechanical boundaries: the bubblewrap sandbox, command rules and approvals."""
+"""Mechanical boundaries: the bubblewrap sandbox (bwrap, policy, limits), running one command (process), command
+rules and approvals (rules, shell_words) and the one glob matcher (globs).
+
+May import: the other adapters (verify, context, tools, models, workspace, contract, config, templates), store,
+core, events and errors.
+"""

@@ -1,6 +1,7 @@
 """The SQLite event store: threads, goals, events, blobs and leases, shared by processes (DESIGN §5).
 
 The seam is `Store`; the records it takes and returns are frozen dataclasses from `records`.
+May import: core, events and errors only (import contract).
 """
 
 from goalkeeper.store.db import MIGRATIONS, SCHEMA_VERSION

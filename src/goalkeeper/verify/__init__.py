@@ -1,7 +1,10 @@
 """Verification: what the harness runs to judge a goal, and on which tree.
 
-`checks` runs checks and constraints and reads metrics; `pins` records the verification surface at baseline
-and `observed` turns it into a Surface; `mirror` keeps the baseline objects and `envsnap` the ignored
-environment out of the model's reach; `cleanroom` builds the tree a verdict is taken on, and `surface` takes
-the verdict there (and, in review mode, on the tree as it stands too).
+`checks` runs checks and constraints and reads metrics; `tests` reads a test run's per-test results (through
+`reporters`); `pins` records the verification surface at baseline and `observed` (with `trace`) turns it into a
+Surface; `mirror` keeps the baseline objects and `envsnap` the ignored environment out of the model's reach;
+`cleanroom` builds the tree a verdict is taken on, and `surface` takes the verdict there (and, in review mode, on
+the tree as it stands too); `lint` runs a goal's checks once in a scratch copy before the goal is set.
+May import: the other adapters (context, tools, models, workspace, sandbox, contract, config, templates),
+store, core, events and errors.
 """
