@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
+
+from helpers import git
 
 
 @pytest.fixture(autouse=True)
@@ -15,12 +16,6 @@ def goalkeeper_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home.mkdir()
     monkeypatch.setenv("GOALKEEPER_HOME", str(home))
     return home
-
-
-def git(repo: Path, *args: str) -> str:
-    """Run git in `repo` and return its stdout."""
-    done = subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True)
-    return done.stdout
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 
 from chat_server import ChatServer, Completion, ToolCallReply, UsageReply
-from conftest import git
 from goalkeeper.config import GoalSettings, ModelSettings, RunSettings
 from goalkeeper.core.decide import BudgetRaised, GoalState, Reject, decide
 from goalkeeper.errors import GoalkeeperError
@@ -26,6 +25,7 @@ from goalkeeper.models.openai_chat import OpenAIChatModel
 from goalkeeper.models.pricing import Price
 from goalkeeper.run.runner import Runner
 from goalkeeper.store import GoalRecord, Store
+from helpers import git
 from scenario import (
     FIX_PATCH,
     TESTS,

@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from conftest import git
 from goalkeeper.contract import Contract, contract_from_flags
 from goalkeeper.goals.report import build_report, render_markdown
 from goalkeeper.models.scripted import ScriptedToolCall
 from goalkeeper.store import Store
+from helpers import git
 from scenario import call, complete, events, new_goal, run, sample_repo, scripted, shell, step
 
 PY = sys.executable

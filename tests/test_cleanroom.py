@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from conftest import git
 from goalkeeper.contract import Contract, contract_from_flags
 from goalkeeper.errors import WorkspaceError
 from goalkeeper.goals import control
@@ -21,6 +20,7 @@ from goalkeeper.verify.cleanroom import baseline_of, built_room, keep_baseline
 from goalkeeper.verify.mirror import BASE_REF
 from goalkeeper.verify.observed import surface_from_pins
 from goalkeeper.verify.pins import pin_verification_surface
+from helpers import git
 from scenario import (
     FIX_PATCH,
     TESTS,

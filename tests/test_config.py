@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import git
 from goalkeeper.config import (
     Config,
     GoalSettings,
@@ -23,6 +22,7 @@ from goalkeeper.config import (
 from goalkeeper.config.trust import trust
 from goalkeeper.errors import ConfigError
 from goalkeeper.models.pricing import ZERO_PRICE, Price
+from helpers import git
 
 
 @pytest.fixture(autouse=True)

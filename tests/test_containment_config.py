@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 
 from chat_server import ChatServer, Completion, ToolCallReply
-from conftest import git
 from goalkeeper.config import Config, load_config, scripted_settings
 from goalkeeper.config.trust import is_trusted, trust, trust_path, trusted_projects
 from goalkeeper.contract import parse_contract
@@ -30,6 +29,7 @@ from goalkeeper.run.engine import run_goal
 from goalkeeper.sandbox.rules import Rule
 from goalkeeper.sessions.prd import FACTS_HEADING, FACTS_MARK, read_prd
 from goalkeeper.store import Store
+from helpers import git
 from scenario import (
     FIX_PATCH,
     HONEST_FIX,

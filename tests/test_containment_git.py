@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import git
 from goalkeeper.contract import contract_from_flags
 from goalkeeper.errors import WorkspaceError
 from goalkeeper.sandbox.bwrap import run_sandboxed
@@ -28,6 +27,7 @@ from goalkeeper.workspace.git import GoalBranch, changes, recover_stale_locks, s
 from goalkeeper.workspace.git import git as hardened_git
 from goalkeeper.workspace.goal import commit_turn
 from goalkeeper.workspace.tree import tree_hash
+from helpers import git
 from scenario import FIX_PATCH, TESTS, call, complete, events, new_goal, run, sample_repo, scripted, shell, step
 
 GOAL_ID = "goal_1a2b3c4d5e6f"

@@ -12,11 +12,11 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-from conftest import git
 from goalkeeper.contract import Contract, contract_from_flags
 from goalkeeper.goals.report import build_report
 from goalkeeper.models.scripted import ScriptedToolCall
 from goalkeeper.store import Store
+from helpers import git
 from scenario import FIX_PATCH, call, complete, events, gk, new_goal, run, sample_repo, scripted, step
 from test_cheats import slow_cart
 

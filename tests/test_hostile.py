@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import git
 from goalkeeper.store import Store
+from helpers import git
 from scenario import FIX_PATCH, call, complete, events, new_goal, run, sample_repo, scripted, shell, step
 
 PROTECTED_PATCH = """*** Begin Patch

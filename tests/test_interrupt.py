@@ -14,6 +14,8 @@ import pytest
 from goalkeeper.store import EventRecord, Store
 from scenario import TESTS, gk, gk_popen, sample_repo, shell, step, write_script
 
+pytestmark = pytest.mark.slow  # real `gk run` processes stopped by signals and resumed
+
 #: A duration no other process on the machine sleeps for, so /proc can tell whether ours is still there.
 SLEEP = "61.2345"
 STOP_WITHIN_S = 2.0

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import git
 from goalkeeper.contract import Contract, contract_from_flags, parse_contract
 from goalkeeper.contract.lint import Finding, LintReport, is_vague, lint_report
 from goalkeeper.verify.lint import lint_goal
+from helpers import git
 from scenario import TESTS, gk, sample_repo, write_script
 
 STRONG = """

@@ -17,13 +17,13 @@ from typing import Any
 
 import pytest
 
-from conftest import git
 from goalkeeper.config import load_config, scripted_settings
 from goalkeeper.config.trust import trust
 from goalkeeper.errors import ConfigError
 from goalkeeper.run.engine import run_goal
 from goalkeeper.run.notify import SIGNATURE_HEADER, TIMESTAMP_HEADER, shown_url, sign, verify_signature
 from goalkeeper.store import EventRecord, Store
+from helpers import git
 from scenario import HONEST_FIX, TESTS, gk, new_goal, sample_repo, write_script
 
 SECRET = "s3cret"

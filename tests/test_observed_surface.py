@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import git
 from goalkeeper.contract import Check, Contract, Metric
 from goalkeeper.sandbox.policy import SandboxPolicy
 from goalkeeper.store import Store
@@ -25,6 +24,7 @@ from goalkeeper.verify.checks import run_checks
 from goalkeeper.verify.observed import Surface, observed_surface, summary_lines, surface_from_pins, surface_summary
 from goalkeeper.verify.pins import Pins, pin_verification_surface
 from goalkeeper.verify.trace import Tracer, calls, read_trace, split_args, tracer_problem, unescape
+from helpers import git
 from scenario import HONEST_FIX, TESTS, events, gk, new_goal, run, sample_repo, scripted, write_script
 
 needs_strace = pytest.mark.skipif(shutil.which("strace") is None or shutil.which("bwrap") is None,

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import git
 from goalkeeper.contract import Check, Contract, Metric
 from goalkeeper.sandbox.policy import SandboxPolicy
 from goalkeeper.verify.checks import Evidence, all_pass, run_checks
@@ -22,6 +21,7 @@ from goalkeeper.verify.pins import (
     tamper_feedback,
     verify_restored,
 )
+from helpers import git
 
 CALC = "def add(a, b):\n    return a - b\n"
 FIXED_CALC = "def add(a, b):\n    return a + b\n"

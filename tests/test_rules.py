@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import git
 from goalkeeper.config import load_config
 from goalkeeper.config.trust import trust
 from goalkeeper.errors import ConfigError
@@ -29,6 +28,7 @@ from goalkeeper.sandbox.rules import (
 from goalkeeper.tools.base import ToolContext, ToolResult
 from goalkeeper.tools.registry import Approval, ToolRegistry
 from goalkeeper.tools.shell import ShellTool
+from helpers import git
 
 GOAL_BRANCH = "goal/fix-discounts"
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import git
 from goalkeeper.contract import contract_from_flags
 from goalkeeper.goals import control
 from goalkeeper.goals.report import build_report, render_markdown
 from goalkeeper.store import Store
+from helpers import git
 from scenario import (
     FIX_PATCH,
     HONEST_FIX,

@@ -227,6 +227,7 @@ def test_a_port_out_of_range_is_a_usage_error(goalkeeper_home: Path, port: str) 
     assert "goalkeeper server" not in refused.stdout
 
 
+@pytest.mark.slow
 def test_the_dashboard_runs_under_its_csp_and_shows_hostile_text_as_text(
         tmp_path: Path, goalkeeper_home: Path, browser: Browser) -> None:
     workspace = sample_repo(tmp_path)

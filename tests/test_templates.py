@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import git
 from goalkeeper.contract import load_contract
 from goalkeeper.sandbox.globs import path_matches
 from goalkeeper.sandbox.policy import SandboxPolicy
 from goalkeeper.templates import TEMPLATE_NAMES, template, templates, write_template
 from goalkeeper.verify.checks import run_check, run_checks
 from goalkeeper.verify.lint import lint_goal
+from helpers import git
 from scenario import gk
 
 PYTEST_PATHS = '[tool.pytest.ini_options]\npythonpath = ["src"]\n'

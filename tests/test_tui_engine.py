@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 
 from chat_server import ChatServer, Completion, Failure, ToolCallReply, UsageReply
-from conftest import git
 from goalkeeper.config import ModelSettings, load_config
 from goalkeeper.errors import ProviderError
 from goalkeeper.goals import control
@@ -33,6 +32,7 @@ from goalkeeper.store import EventRecord, Store
 from goalkeeper.tools.base import ToolContext, ToolResult
 from goalkeeper.tools.registry import Approval, Approver, ToolRegistry
 from goalkeeper.tools.shell import ShellTool
+from helpers import git
 from scenario import FIX_PATCH, call, complete, events, new_goal, run, sample_repo, scripted, shell, step
 
 ASK_TOUCH = '[[rules]]\nmatch = "touch *"\naction = "ask"\nreason = "new files need a look"\n'

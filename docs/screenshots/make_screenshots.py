@@ -22,7 +22,7 @@ from textual.pilot import Pilot  # noqa: E402
 from textual.widgets import Static  # noqa: E402
 
 from chat_server import ChatServer, Completion  # noqa: E402
-from goalkeeper.demo import prepare_sample  # noqa: E402
+from goalkeeper.cli.demo import prepare_sample  # noqa: E402
 from goalkeeper.store import Store  # noqa: E402
 from goalkeeper.tui.app import GoalkeeperApp  # noqa: E402
 from goalkeeper.tui.screens import ApprovalScreen, RestateScreen, SideOverlay  # noqa: E402
