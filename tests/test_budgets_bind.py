@@ -63,6 +63,7 @@ class Meter:
         wrap_up = "shell" not in {tool["function"]["name"] for tool in body.get("tools", [])}
         n = len(self.max_tokens)
         self.max_tokens.append(body.get("max_tokens"))
+        calls: tuple[ToolCallReply, ...]
         if wrap_up:
             self.wrap_ups += 1
             text, calls = "Wrapping up: nothing more to do.", ()

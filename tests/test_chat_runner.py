@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -75,7 +76,7 @@ def test_rate_limit_is_retried_after_the_servers_delay_and_the_run_goes_on(tmp_p
     assert len(retries) == 1 and "0.2" in retries[0]
 
 
-def run_against(server: ChatServer, workspace: Path, store: Store, **flags: object) -> tuple[str | None, str, str]:
+def run_against(server: ChatServer, workspace: Path, store: Store, **flags: Any) -> tuple[str | None, str, str]:
     goal = new_goal(store, workspace, **flags)
     model = OpenAIChatModel("test-model", server.base_url, "key", api_key_env="TEST_KEY")
     result = asyncio.run(Runner(store, store.get_goal_by_id(goal.goal_id), model, workspace).run())
@@ -91,8 +92,8 @@ def test_context_too_long_cuts_the_oldest_tool_outputs_and_retries_once(tmp_path
         refused, retried = server.requests[1], server.requests[2]
     assert status == "achieved" and len(trimmed) == 1
 
-    def tool_output(body: dict) -> str:  # type: ignore[type-arg]
-        return next(m["content"] for m in body["messages"] if m["role"] == "tool")
+    def tool_output(body: dict[str, Any]) -> str:
+        return str(next(m["content"] for m in body["messages"] if m["role"] == "tool"))
 
     assert len(tool_output(refused)) > 9000
     assert len(tool_output(retried)) < 3000 and "chars cut" in tool_output(retried)

@@ -49,7 +49,7 @@ def goal_contract(check: str, sandbox: str = "workspace-write", **flags: Any) ->
     return contract.model_copy(update={"boundaries": contract.boundaries.model_copy(update={"sandbox": sandbox})})
 
 
-def cheat_works(workspace: Path, check: str, cheat: Callable[[Path], None]) -> None:
+def cheat_works(workspace: Path, check: str, cheat: Callable[[Path], object]) -> None:
     """The cheat is real: on a scratch clone, the check passes once `cheat` is applied, and fails before."""
     scratch = workspace.parent / f"{workspace.name}-scratch"
     subprocess.run(["git", "clone", "-q", str(workspace), str(scratch)], check=True)
@@ -135,7 +135,12 @@ SHADOWS = {
 def test_a_module_at_the_root_that_shadows_the_test_runner(tmp_path: Path, name: str) -> None:
     workspace = sample_repo(tmp_path)
     check, files = SHADOWS[name]
-    cheat_works(workspace, check, lambda root: [write(root / path, text) for path, text in files.items()])
+
+    def shadow(root: Path) -> None:
+        for path, text in files.items():
+            write(root / path, text)
+
+    cheat_works(workspace, check, shadow)
     calls = [call("write_file", path=path, content=text) for path, text in files.items()]
     assert_refused(*attempt(workspace, goal_contract(check), *calls), workspace)
 

@@ -6,6 +6,7 @@ Every test writes real files under tmp_path; GOALKEEPER_HOME points at a fresh d
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -279,8 +280,9 @@ def test_an_openai_key_in_the_environment_means_openai(monkeypatch: pytest.Monke
 
 
 def test_nothing_configured_says_how_to_configure_a_provider(workspace: Path) -> None:
-    for resolve in (lambda: resolve_model_settings(None, None, None),
-                    lambda: settings_from_config(load_config(workspace))):
+    resolvers: tuple[Callable[[], object], ...] = (lambda: resolve_model_settings(None, None, None),
+                                                   lambda: settings_from_config(load_config(workspace)))
+    for resolve in resolvers:
         with pytest.raises(ConfigError, match="no model provider is configured") as caught:
             resolve()
         assert caught.value.hint is not None and "OPENAI_API_KEY" in caught.value.hint

@@ -72,7 +72,7 @@ def _run(store: Store, goal: GoalRecord, workspace: Path, server: ChatServer) ->
 
 def _is_summary_request(body: dict[str, Any]) -> bool:
     last = body["messages"][-1]
-    return last["role"] == "user" and last["content"] == render("compact")
+    return bool(last["role"] == "user" and last["content"] == render("compact"))
 
 
 def _read(slice_number: int) -> ToolCallReply:

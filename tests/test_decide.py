@@ -266,9 +266,11 @@ class World:
     def person(self) -> Outcome:
         self.estimate = None
         kind = self.draw(self.people)
-        return {"pause": UserPaused(), "resume": UserResumed(), "resume_force": UserResumed(force=True),
-                "raise": BudgetRaised(tokens=200, turns=1), "interrupt": Interrupted(),
-                "provider_failed": ProviderFailed("down")}[str(kind)]
+        outcomes: dict[str, Outcome] = {
+            "pause": UserPaused(), "resume": UserResumed(), "resume_force": UserResumed(force=True),
+            "raise": BudgetRaised(tokens=200, turns=1), "interrupt": Interrupted(),
+            "provider_failed": ProviderFailed("down")}
+        return outcomes[str(kind)]
 
 
 PRICES = (2e-6, 0.5e-6, 8e-6)

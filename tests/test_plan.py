@@ -24,9 +24,10 @@ from scenario import FIX_PATCH, TESTS, gk, sample_repo
 OBJECTIVE = "Fix the discount bug"
 STEPS = ["Read cart.py and find where the percent is applied", "Divide the percent by 100",
          "Run the unit tests"]
-PLAN = {"objective": "apply_discount(200, 10) returns 180 and `python -m unittest` passes", "steps": STEPS,
-        "checks": [{"name": "tests", "run": TESTS}], "risks": ["other callers may pass fractions"],
-        "questions": ["Are percentages always given as 10 for 10%?"]}
+PLAN: dict[str, Any] = {
+    "objective": "apply_discount(200, 10) returns 180 and `python -m unittest` passes", "steps": STEPS,
+    "checks": [{"name": "tests", "run": TESTS}], "risks": ["other callers may pass fractions"],
+    "questions": ["Are percentages always given as 10 for 10%?"]}
 READ = Completion(tool_calls=(ToolCallReply("read_file", {"path": "cart.py"}),))
 SUBMIT = Completion(text="Here is the plan.", tool_calls=(ToolCallReply("submit_plan", PLAN),))
 NEVER = Completion(text="THIS REPLY MUST NEVER BE REQUESTED")

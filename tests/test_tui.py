@@ -18,12 +18,12 @@ from typing import Any
 import pytest
 from rich.console import Console
 from textual.pilot import Pilot
-from textual.widgets import Input, Static
+from textual.widgets import Button, Input, Static
 
 from chat_server import ChatServer, Completion, ToolCallReply
 from goalkeeper.config import GoalSettings, load_config, settings_from_config
 from goalkeeper.contract import contract_from_flags
-from goalkeeper.core.lifecycle import Reason
+from goalkeeper.core.lifecycle import Reason, Status
 from goalkeeper.core.state import state_to_dict
 from goalkeeper.goals import control
 from goalkeeper.store import NewEvent, Store
@@ -248,7 +248,7 @@ STATUS_LINES = [
 
 @pytest.mark.parametrize(("status", "reason", "line"), STATUS_LINES, ids=[f"{s}-{r.value}" for s, r, _ in STATUS_LINES])
 @in_loop
-async def test_status_line_shows_every_goal_status(server: ChatServer, workspace: Path, store: Store, status: str,
+async def test_status_line_shows_every_goal_status(server: ChatServer, workspace: Path, store: Store, status: Status,
                                                    reason: Reason, line: str) -> None:
     goal = arrange_goal(store, workspace, budget_tokens=50_000)
     state = control.load_state(goal)
@@ -450,7 +450,7 @@ async def test_approval_prompt_always_covers_the_prefix_for_the_rest_of_the_goal
     async with app.run_test(size=SIZE) as pilot:
         await submit(pilot, GOAL)
         await until(pilot, screen_is(pilot, ApprovalScreen), "the approval prompt")
-        button = str(app.screen.query_one("#always").label)
+        button = str(app.screen.query_one("#always", Button).label)
         await pilot.click("#always")
         await until(pilot, lambda: status_of(app).startswith("Goal achieved"), "achieved without asking again")
     assert "Always approve `python -m unittest*` in this goal" in button
@@ -580,7 +580,7 @@ async def test_chat_asks_for_approval_too_and_remembers_for_the_chat(server: Cha
     async with app.run_test(size=SIZE) as pilot:
         await submit(pilot, "where is apply_discount?")
         await until(pilot, screen_is(pilot, ApprovalScreen), "the approval prompt")
-        assert "Always approve `ls*` in this chat" in str(app.screen.query_one("#always").label)
+        assert "Always approve `ls*` in this chat" in str(app.screen.query_one("#always", Button).label)
         await pilot.click("#always")
         await until(pilot, lambda: "cart.py holds apply_discount." in text_of(app), "the chat answer")
     assert [e.payload["match"] for e in events(store, "approval_rule")] == ["ls*"]
