@@ -5,8 +5,9 @@ server from tests/chat_server.py, and times it from the server's side. It prints
 
     .venv/bin/python bench/harness_gap.py [--turns 200]
 
-Every turn is two requests: the model calls `get_goal`, then answers with text, which ends the turn. A
-turn with a tool call is not text-only, so the (always failing) check does not run after each turn.
+Every turn is two requests: the model reads one small file, then answers with text, which ends the turn. A
+turn with a tool call is not text-only, so the (always failing) check does not run after each turn. The
+turns read three files in rotation: the same call three turns running would be stopped as stuck.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ PREFIX_SHARE_TARGET = 0.99
 PEAK_RSS_TARGET_MB = 90.0
 CACHED_SHARE = 0.9
 """The share of each prompt the server reports as cached, so the budget's cache accounting runs."""
+READ_ROTATION = ("README.md", "src/app.py", "src/util.py")
+"""The files the turns read in turn: never the same call three times running, never A-B-A-B (both are
+stopped as stuck by `decide`'s repeat detector, which remembers calls across turns)."""
 
 
 @dataclass
@@ -97,17 +101,18 @@ def common_prefix_chars(before: list[str], after: list[str]) -> int:
 
 
 def reply(body: dict[str, Any], number: int) -> Completion:
-    """A tool result in the request gets text (the turn ends); anything else gets one `get_goal` call.
+    """A tool result in the request gets text (the turn ends); anything else gets one `read_file` call.
 
-    The call id is set from the request `number`: the server's default id counts the request bodies it
-    keeps, and this benchmark keeps none.
+    The call id and the file are set from the request `number`: the server's default id counts the request
+    bodies it keeps, and this benchmark keeps none. A turn is two requests, so `number // 2` counts turns.
     """
     prompt_tokens = len(json.dumps(body.get("messages", []))) // 4
     usage = UsageReply(prompt_tokens, 8, cached_tokens=int(prompt_tokens * CACHED_SHARE))
     messages = body.get("messages", [])
     if messages and messages[-1].get("role") == "tool":
         return Completion(text="ok", usage=usage)
-    return Completion(tool_calls=(ToolCallReply("get_goal", {}, id=f"call_{number}"),), usage=usage)
+    path = READ_ROTATION[(number // 2) % len(READ_ROTATION)]
+    return Completion(tool_calls=(ToolCallReply("read_file", {"path": path}, id=f"call_{number}"),), usage=usage)
 
 
 class TimedChatServer(ChatServer):
@@ -142,6 +147,7 @@ def make_repo(root: Path) -> Path:
     (repo / "src").mkdir(parents=True)
     (repo / "README.md").write_text("# bench\n")
     (repo / "src" / "app.py").write_text("def add(a: int, b: int) -> int:\n    return a + b\n")
+    (repo / "src" / "util.py").write_text("def double(a: int) -> int:\n    return 2 * a\n")
     git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.invalid"]
     subprocess.run(["git", "init", "-q", "-b", "main"], cwd=repo, check=True)
     subprocess.run([*git, "add", "-A"], cwd=repo, check=True)
