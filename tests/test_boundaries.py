@@ -33,17 +33,17 @@ def bounded(workspace: Path, *, protect: tuple[str, ...] = (), paths: tuple[str,
 
 
 def write(context: ToolContext, path: str, content: str = "changed\n") -> ToolResult:
-    return asyncio.run(WriteFileTool().run({"path": path, "content": content}, context))
+    return asyncio.run(WriteFileTool().call({"path": path, "content": content}, context))
 
 
 def read(context: ToolContext, path: str) -> ToolResult:
-    return asyncio.run(ReadFileTool().run({"path": path}, context))
+    return asyncio.run(ReadFileTool().call({"path": path}, context))
 
 
 def patch(context: ToolContext, *body: str) -> ToolResult:
     text = "\n".join(["*** Begin Patch", *body, "*** End Patch"]) + "\n"
     arguments: dict[str, Any] = {"patch": text}
-    return asyncio.run(ApplyPatchTool().run(arguments, context))
+    return asyncio.run(ApplyPatchTool().call(arguments, context))
 
 
 def put(workspace: Path, name: str, text: str = "original\n") -> Path:
@@ -307,5 +307,5 @@ def test_search_never_shows_lines_from_secret_files(tmp_path: Path) -> None:
     (workspace / ".env").write_text("API_TOKEN=hunter2\n")
     (workspace / "app.py").write_text("TOKEN_NAME = 'API_TOKEN'\n")
     context = ToolContext(workspace.resolve(), sandbox=SandboxPolicy("workspace-write", workspace.resolve()))
-    result = asyncio.run(SearchTool().run({"pattern": "API_TOKEN"}, context))
+    result = asyncio.run(SearchTool().call({"pattern": "API_TOKEN"}, context))
     assert "app.py" in result.output and "hunter2" not in result.output and "secret files hidden" in result.output
