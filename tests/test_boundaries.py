@@ -290,6 +290,12 @@ def test_a_secret_cannot_be_read_through_a_symlink_or_a_patch(workspace: Path) -
     ("file[0-9].txt", "fileA.txt", False),
     ("vendor", "vendor/lib/x.c", True),
     ("", "anything", False),
+    ("vendor/", "vendor", True),  # where we depart from .gitignore: a folder glob covers the folder's name too
+    ("/", "a/b.py", True),
+    ("#notes", "docs/#notes", True),  # a plain character, not a comment
+    ("!keep", "!keep", True),  # nor a negation
+    ("tests/**/**", "tests/a.py", True),
+    ("*", "a/b/c.py", True),
 ])
 def test_globs_read_like_gitignore(glob: str, path: str, covered: bool) -> None:
     assert path_matches(glob, path) is covered
