@@ -57,16 +57,7 @@ class OpenAIChatModel(OpenAIProvider):
                                          cast_to=ChatCompletion, stream=True,
                                          stream_cls=openai.AsyncStream[ChatCompletionChunk])
         assembly = _StreamAssembly(model=self.name)
-        try:
-            async for chunk in stream:
-                assembly.add(chunk, request)
-        except openai.APITimeoutError:
-            raise  # a read timeout mid-stream reads as a timeout, mapped with the others
-        except openai.APIConnectionError as error:
-            raise TransientProviderError(f"{self.name}: stream ended mid-response (connection lost)",
-                                         hint="retry; the server or a proxy cut the stream") from error
-        finally:
-            await stream.close()
+        await self._drain(stream, lambda chunk: assembly.add(chunk, request))
         return assembly.response()
 
     def _body(self, request: ModelRequest, stream: bool) -> dict[str, object]:

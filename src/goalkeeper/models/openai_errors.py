@@ -6,11 +6,16 @@ It recognises failures by type, status and structured error code, never by the t
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 import openai
 
 from goalkeeper.errors import ContextLengthError, ProviderError, TransientProviderError
 from goalkeeper.models.base import Usage
 from goalkeeper.models.provider import NO_API_KEY, Provider, SdkErrors
+
+T = TypeVar("T")
 
 CONTEXT_LENGTH_CODES = frozenset({"context_length_exceeded", "exceed_context_size_error"})
 """Structured error codes or types for a prompt that does not fit (OpenAI, llama.cpp)."""
@@ -39,6 +44,19 @@ class OpenAIProvider(Provider[openai.AsyncOpenAI]):
             default_query=query_params,  # e.g. Azure's api-version
         )
         super().__init__(model, client, stream=stream, timeout_s=timeout_s, api_key_env=api_key_env)
+
+    async def _drain(self, stream: openai.AsyncStream[T], take: Callable[[T], None]) -> None:
+        """Feed each event of `stream` to `take`, then close it; a connection cut mid-stream is worth a retry."""
+        try:
+            async for event in stream:
+                take(event)
+        except openai.APITimeoutError:
+            raise  # a read timeout mid-stream reads as a timeout, mapped with the others
+        except openai.APIConnectionError as error:
+            raise TransientProviderError(f"{self.where}: stream ended mid-response (connection lost)",
+                                         hint="retry; the server or a proxy cut the stream") from error
+        finally:
+            await stream.close()
 
     def _status_detail(self, error: Exception) -> str:
         body = getattr(error, "body", None)

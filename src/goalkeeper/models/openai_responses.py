@@ -75,16 +75,7 @@ class OpenAIResponsesModel(OpenAIProvider):
         stream = await self._client.post("/responses", body=self._body(request, stream=True), cast_to=object,
                                          stream=True, stream_cls=openai.AsyncStream[object])
         assembly = _StreamAssembly(request.on_text)
-        try:
-            async for data in stream:
-                self._take(assembly, _WireEvent.model_validate(data))
-        except openai.APITimeoutError:
-            raise  # a read timeout mid-stream reads as a timeout, mapped with the others
-        except openai.APIConnectionError as error:
-            raise TransientProviderError(f"{self.where}: stream ended mid-response (connection lost)",
-                                         hint="retry; the server or a proxy cut the stream") from error
-        finally:
-            await stream.close()
+        await self._drain(stream, lambda data: self._take(assembly, _WireEvent.model_validate(data)))
         if assembly.final is None:
             raise TransientProviderError(f"{self.where}: stream ended mid-response (no response.completed)",
                                          hint="retry; the server or a proxy cut the stream")
