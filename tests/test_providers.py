@@ -41,8 +41,8 @@ class Wire:
     server: Callable[[list[Any]], WireServer[Any]]
     answer: Callable[..., Any]
     """(text, calls, delay_s) -> a normal answer; each call is (name, arguments, id)."""
-    failure: Callable[..., Any]
-    """The format's HTTP error status."""
+    failure: Any
+    """The format's `Failure` class: an HTTP error status (with `rate_limited()` and `unauthorized()`)."""
     not_found: Any
     refused: Any
     """A 400 that is neither final for the context window nor worth a retry."""
@@ -74,7 +74,7 @@ def _anthropic_answer(text: str = "", calls: tuple[tuple[str, dict[str, Any], st
                                    delay_s=delay_s)
 
 
-OPENAI_FAILURES = dict(
+OPENAI_FAILURES: dict[str, Any] = dict(
     failure=chat_server.Failure,
     not_found=chat_server.Failure(404, "The model does not exist", "model_not_found", "invalid_request_error"),
     refused=chat_server.Failure(400, "bad schema", "invalid_value", "invalid_request_error"),
