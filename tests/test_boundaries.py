@@ -33,17 +33,17 @@ def bounded(workspace: Path, *, protect: tuple[str, ...] = (), paths: tuple[str,
 
 
 def write(context: ToolContext, path: str, content: str = "changed\n") -> ToolResult:
-    return asyncio.run(WriteFileTool().run({"path": path, "content": content}, context))
+    return asyncio.run(WriteFileTool().call({"path": path, "content": content}, context))
 
 
 def read(context: ToolContext, path: str) -> ToolResult:
-    return asyncio.run(ReadFileTool().run({"path": path}, context))
+    return asyncio.run(ReadFileTool().call({"path": path}, context))
 
 
 def patch(context: ToolContext, *body: str) -> ToolResult:
     text = "\n".join(["*** Begin Patch", *body, "*** End Patch"]) + "\n"
     arguments: dict[str, Any] = {"patch": text}
-    return asyncio.run(ApplyPatchTool().run(arguments, context))
+    return asyncio.run(ApplyPatchTool().call(arguments, context))
 
 
 def put(workspace: Path, name: str, text: str = "original\n") -> Path:
@@ -290,6 +290,12 @@ def test_a_secret_cannot_be_read_through_a_symlink_or_a_patch(workspace: Path) -
     ("file[0-9].txt", "fileA.txt", False),
     ("vendor", "vendor/lib/x.c", True),
     ("", "anything", False),
+    ("vendor/", "vendor", True),  # where we depart from .gitignore: a folder glob covers the folder's name too
+    ("/", "a/b.py", True),
+    ("#notes", "docs/#notes", True),  # a plain character, not a comment
+    ("!keep", "!keep", True),  # nor a negation
+    ("tests/**/**", "tests/a.py", True),
+    ("*", "a/b/c.py", True),
 ])
 def test_globs_read_like_gitignore(glob: str, path: str, covered: bool) -> None:
     assert path_matches(glob, path) is covered
@@ -307,5 +313,5 @@ def test_search_never_shows_lines_from_secret_files(tmp_path: Path) -> None:
     (workspace / ".env").write_text("API_TOKEN=hunter2\n")
     (workspace / "app.py").write_text("TOKEN_NAME = 'API_TOKEN'\n")
     context = ToolContext(workspace.resolve(), sandbox=SandboxPolicy("workspace-write", workspace.resolve()))
-    result = asyncio.run(SearchTool().run({"pattern": "API_TOKEN"}, context))
+    result = asyncio.run(SearchTool().call({"pattern": "API_TOKEN"}, context))
     assert "app.py" in result.output and "hunter2" not in result.output and "secret files hidden" in result.output

@@ -167,24 +167,24 @@ def test_a_goal_without_a_checklist_renders_the_same_contract_as_before() -> Non
 @pytest.mark.parametrize(("arguments", "says"), [
     ({"checklist_done": [4]}, "[4], not checklist item numbers (1 to 3)"),
     ({"checklist_done": [0]}, "[0], not checklist item numbers"),
-    ({"checklist_done": [True]}, "must be an array of item numbers"),
-    ({"checklist_done": "1"}, "must be an array of item numbers"),
+    ({"checklist_done": [True]}, "must be an array of integers"),
+    ({"checklist_done": "1"}, "must be an array of integers"),
 ])
 def test_checkpoint_refuses_checklist_numbers_out_of_range(tmp_path: Path, arguments: dict[str, Any],
                                                            says: str) -> None:
     context = ToolContext(tmp_path, goal_view={"checklist": ["a", "b", "c"]})
     note = {"done": "d", "remaining": "r", "next": "n"}
-    result = asyncio.run(Checkpoint().run({**note, **arguments}, context))
+    result = asyncio.run(Checkpoint().call({**note, **arguments}, context))
     assert not result.ok and says in result.output
 
 
 def test_checkpoint_keeps_finished_checklist_items_in_its_note(tmp_path: Path) -> None:
     context = ToolContext(tmp_path, goal_view={"checklist": ["a", "b", "c"]})
-    result = asyncio.run(Checkpoint().run({"done": "d", "remaining": "r", "next": "n", "checklist_done": [3, 1, 3]},
+    result = asyncio.run(Checkpoint().call({"done": "d", "remaining": "r", "next": "n", "checklist_done": [3, 1, 3]},
                                           context))
-    assert result.ok and result.data["note"]["checklist_done"] == [1, 3]
-    plain = asyncio.run(Checkpoint().run({"done": "d", "remaining": "r", "next": "n"}, context))
-    assert "checklist_done" not in plain.data["note"]
+    assert result.ok and result.note is not None and result.note["checklist_done"] == [1, 3]
+    plain = asyncio.run(Checkpoint().call({"done": "d", "remaining": "r", "next": "n"}, context))
+    assert plain.note is not None and "checklist_done" not in plain.note
 
 
 def test_contract_checklist_survives_the_store(tmp_path: Path) -> None:

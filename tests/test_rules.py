@@ -279,17 +279,18 @@ def test_a_denied_shell_call_never_runs_and_the_model_reads_why(tmp_path: Path) 
     assert result.output.startswith("denied by rule `git push*`: `git push origin main`: pushing publishes")
     assert result.output.endswith("; the goal continues — choose another approach")
     assert not (tmp_path / "ran.txt").exists()
-    assert result.data["approval"] == {"command": "touch ran.txt && git push origin main", "action": "deny",
-                                       "reason": result.output.split(": ", 1)[1].split("; the goal")[0],
-                                       "rule": "git push*", "asked": False}
+    assert result.approval is not None
+    assert result.approval.payload() == {"command": "touch ran.txt && git push origin main", "action": "deny",
+                                         "reason": result.output.split(": ", 1)[1].split("; the goal")[0],
+                                         "rule": "git push*", "asked": False}
 
 
 def test_an_allowed_shell_call_runs_and_records_the_decision(tmp_path: Path) -> None:
     result = shell(ToolRegistry([ShellTool()]), tmp_path, "touch ran.txt")
 
     assert result.ok and (tmp_path / "ran.txt").exists()
-    assert result.data["approval"]["action"] == "allow"
-    assert result.data["exit_code"] == 0
+    assert result.approval is not None and result.approval.action == "allow"
+    assert result.facts["exit_code"] == 0
 
 
 def test_an_ask_in_a_headless_run_is_denied_with_the_reason(tmp_path: Path) -> None:
@@ -324,8 +325,8 @@ def test_an_approver_decides_an_ask(tmp_path: Path, approve: bool) -> None:
 
     assert [(command, decision.action) for command, decision in asked] == [("touch ran.txt", "ask")]
     assert result.ok is approve and (tmp_path / "ran.txt").exists() is approve
-    assert result.data["approval"]["action"] == ("allow" if approve else "deny")
-    assert result.data["approval"]["asked"] is True
+    assert result.approval is not None and result.approval.action == ("allow" if approve else "deny")
+    assert result.approval.asked is True
 
 
 def test_a_narrowed_registry_keeps_its_rules(tmp_path: Path) -> None:

@@ -314,7 +314,7 @@ def test_missing_bubblewrap_refuses_with_the_install_hint(
     with pytest.raises(SandboxError) as refused:
         run(policy(workspace), "true", env)
     context = ToolContext(workspace=workspace, sandbox=policy(workspace))
-    tool = asyncio.run(ShellTool().run({"command": "true"}, context))
+    tool = asyncio.run(ShellTool().call({"command": "true"}, context))
 
     assert "bubblewrap is not installed" in str(refused.value)
     assert refused.value.hint is not None and "apt-get install -y bubblewrap" in refused.value.hint
@@ -341,12 +341,12 @@ def test_a_bubblewrap_that_cannot_build_namespaces_is_refused_with_its_complaint
 def test_shell_tool_shows_a_sandbox_refusal_as_a_failed_command(workspace: Path, env: dict[str, str]) -> None:
     context = ToolContext(workspace=workspace, env=env, sandbox=policy(workspace, protect=("tests/**",)))
 
-    result = asyncio.run(ShellTool().run({"command": "echo x >> tests/test_app.py"}, context))
+    result = asyncio.run(ShellTool().call({"command": "echo x >> tests/test_app.py"}, context))
 
     assert not result.ok
     assert result.output.startswith("exit code: 1\n")
     assert "Read-only file system" in result.output
-    assert result.data["exit_code"] == 1
+    assert result.facts["exit_code"] == 1
 
 
 def test_checks_and_keep_green_commands_run_in_the_sandbox(workspace: Path, env: dict[str, str]) -> None:

@@ -17,15 +17,15 @@ from goalkeeper.tools.paths import PathRefused, relative, resolve_in_workspace
 def call(tool: type[ReadFileTool | WriteFileTool], path: str, context: ToolContext) -> ToolResult:
     """Call either file tool on `path` (write_file with some content)."""
     arguments = {"path": path} if tool is ReadFileTool else {"path": path, "content": "x"}
-    return asyncio.run(tool().run(arguments, context))
+    return asyncio.run(tool().call(arguments, context))
 
 
 def read(arguments: dict[str, Any], context: ToolContext) -> ToolResult:
-    return asyncio.run(ReadFileTool().run(arguments, context))
+    return asyncio.run(ReadFileTool().call(arguments, context))
 
 
 def write(arguments: dict[str, Any], context: ToolContext) -> ToolResult:
-    return asyncio.run(WriteFileTool().run(arguments, context))
+    return asyncio.run(WriteFileTool().call(arguments, context))
 
 
 @pytest.fixture
@@ -135,7 +135,7 @@ def test_write_creates_parent_directories_and_reports_bytes(workspace: Path, con
     assert result.ok
     assert (workspace / "src/pkg/new.py").read_text() == "print('héllo')\n"
     assert result.output == "created src/pkg/new.py (16 bytes)"
-    assert result.data == {"bytes_written": 16}
+    assert result.facts == {"bytes_written": 16}
     assert result.files_touched == ("src/pkg/new.py",)
 
 

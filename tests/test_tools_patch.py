@@ -26,7 +26,7 @@ def apply(workspace: Path, *body: str) -> ToolResult:
 
 
 def apply_text(workspace: Path, patch: Any) -> ToolResult:
-    return asyncio.run(ApplyPatchTool().run({"patch": patch}, ToolContext(workspace=workspace)))
+    return asyncio.run(ApplyPatchTool().call({"patch": patch}, ToolContext(workspace=workspace)))
 
 
 def write(workspace: Path, name: str, text: str) -> Path:
@@ -434,7 +434,7 @@ def test_a_file_added_earlier_in_the_patch_can_be_updated_later(workspace: Path)
     ],
 )
 def test_bad_arguments_are_refused(workspace: Path, arguments: dict[str, Any], expected: str) -> None:
-    result = asyncio.run(ApplyPatchTool().run(arguments, ToolContext(workspace=workspace)))
+    result = asyncio.run(ApplyPatchTool().call(arguments, ToolContext(workspace=workspace)))
 
     assert not result.ok
     assert result.output == expected

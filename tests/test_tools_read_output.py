@@ -38,7 +38,7 @@ def output() -> str:
 
 
 def read(arguments: dict[str, Any], context: ToolContext) -> ToolResult:
-    return asyncio.run(ReadOutputTool().run(arguments, context))
+    return asyncio.run(ReadOutputTool().call(arguments, context))
 
 
 def context_over(store: Store, tmp_path: Path, token_limit: int = 1_000) -> ToolContext:

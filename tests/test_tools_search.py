@@ -38,7 +38,7 @@ def workspace(tmp_path: Path) -> Path:
 
 
 def search(workspace: Path, arguments: dict[str, Any], env: dict[str, str] | None = NO_RIPGREP) -> ToolResult:
-    return asyncio.run(SearchTool().run(arguments, ToolContext(workspace=workspace, env=env)))
+    return asyncio.run(SearchTool().call(arguments, ToolContext(workspace=workspace, env=env)))
 
 
 def test_matches_are_listed_as_path_line_text_in_path_order(workspace: Path) -> None:
@@ -50,7 +50,7 @@ def test_matches_are_listed_as_path_line_text_in_path_order(workspace: Path) -> 
         "src/app.py:1:def total(items):",
         "src/util.py:2:    return total([1])",
     ]
-    assert result.data == {"matches": 3}
+    assert result.facts == {"matches": 3}
 
 
 def test_tool_dirs_and_binary_files_are_skipped(workspace: Path) -> None:
@@ -97,7 +97,7 @@ def test_matches_beyond_the_cap_are_counted(workspace: Path) -> None:
     lines = result.output.splitlines()
     assert len(lines) == 201
     assert lines[-1] == "[200 of 250 matches shown; narrow the pattern or the path]"
-    assert result.data == {"matches": 250}
+    assert result.facts == {"matches": 250}
 
 
 def test_long_matching_lines_are_cut(workspace: Path) -> None:

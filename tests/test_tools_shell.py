@@ -19,7 +19,7 @@ from goalkeeper.tools.shell import ShellTool
 
 
 def run_shell(arguments: dict[str, Any], context: ToolContext) -> ToolResult:
-    return asyncio.run(ShellTool().run(arguments, context))
+    return asyncio.run(ShellTool().call(arguments, context))
 
 
 @pytest.fixture
@@ -43,8 +43,8 @@ def test_exit_code_zero_is_ok_and_output_follows_the_exit_code_line(context: Too
 
     assert result.ok
     assert result.output == "exit code: 0\nhello\n"
-    assert result.data["exit_code"] == 0
-    assert result.data["timed_out"] is False
+    assert result.facts["exit_code"] == 0
+    assert result.facts["timed_out"] is False
     assert result.full_output is None
 
 
@@ -53,7 +53,7 @@ def test_non_zero_exit_is_not_ok_and_stderr_is_shown(context: ToolContext) -> No
 
     assert not result.ok
     assert result.output == "exit code: 3\noops\n"
-    assert result.data["exit_code"] == 3
+    assert result.facts["exit_code"] == 3
 
 
 def test_command_runs_in_the_workspace_with_the_context_environment(context: ToolContext) -> None:
@@ -75,7 +75,7 @@ def test_timeout_kills_the_whole_process_group_quickly(context: ToolContext) -> 
 
     assert time.monotonic() - started < 5
     assert not result.ok
-    assert result.data["timed_out"] is True
+    assert result.facts["timed_out"] is True
     assert result.output.startswith("exit code: 124\ntimed out after 1s; the process group was killed\n")
     background = int((context.workspace / "bg.pid").read_text())
     deadline = time.monotonic() + 2
@@ -89,7 +89,7 @@ def test_timeout_is_capped_by_the_context_maximum(context: ToolContext) -> None:
 
     result = run_shell({"command": "sleep 30", "timeout_s": 600}, context)
 
-    assert result.data["timed_out"] is True
+    assert result.facts["timed_out"] is True
     assert "timed out after 0.3s" in result.output
 
 
@@ -98,8 +98,9 @@ def test_default_timeout_applies_when_none_is_named(context: ToolContext) -> Non
 
     result = run_shell({"command": "sleep 30"}, context)
 
-    assert result.data["timed_out"] is True
-    assert result.data["duration_s"] < 5
+    assert result.facts["timed_out"] is True
+    duration = result.facts["duration_s"]
+    assert isinstance(duration, float) and duration < 5
 
 
 def test_huge_output_is_cut_to_head_and_tail_within_the_token_limit_and_kept_whole(context: ToolContext) -> None:

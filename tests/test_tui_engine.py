@@ -192,7 +192,7 @@ def test_guarded_commands_are_never_asked_about_even_under_untrusted(tmp_path: P
 
     result = execute(registry, tmp_path, command)
 
-    assert not result.ok and result.data["approval"]["action"] == "deny"
+    assert not result.ok and result.approval is not None and result.approval.action == "deny"
     assert person.asked == [] and registry.remembered == []
 
 
@@ -205,8 +205,8 @@ def test_a_default_deny_a_user_rule_turned_into_an_ask_is_approved_once_and_neve
     pushed = execute(registry, tmp_path, "git push origin goal/x")  # asks (the user's rule); not remembered
     leaving = execute(registry, tmp_path, "git checkout main")  # asks again: `git checkout*` does not cover it
 
-    assert restored.data["approval"]["matches"] == ["git checkout*"]
-    assert pushed.data["approval"]["asked"] and pushed.data["approval"]["remembered"] is False
+    assert restored.approval is not None and restored.approval.matches == ("git checkout*",)
+    assert pushed.approval is not None and pushed.approval.asked and pushed.approval.matches == ()  # none to remember
     assert person.commands == ["git checkout -- missing.txt", "git push origin goal/x", "git checkout main"]
     assert not leaving.ok and [rule.match for rule in registry.remembered] == ["git checkout*"]
 

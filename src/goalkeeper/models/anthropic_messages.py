@@ -26,7 +26,6 @@ numbers of the newest response stay readable in `AnthropicModel.last_usage` (a `
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -36,15 +35,15 @@ import httpx2
 from anthropic.types import Message as WireMessage
 from anthropic.types import RawMessageStreamEvent
 
-from goalkeeper.errors import ContextLengthError, ProviderError, TransientProviderError
+from goalkeeper.errors import TransientProviderError
 from goalkeeper.models.base import Message, ModelRequest, ModelResponse, ToolCall, ToolSpec, Usage
-from goalkeeper.models.retry import retry_after_from_headers
+from goalkeeper.models.provider import NO_API_KEY, Provider, SdkErrors, fallback_call_id
 
-_NO_API_KEY = "no-api-key"
-"""Sent when no key is configured: the real API answers 401, which names the variable to set."""
-
-_TRANSIENT_STATUS = frozenset({408, 409, 429})
-"""4xx statuses worth retrying (timeout, conflict, rate limit); 5xx (529 overloaded too) always are."""
+ANTHROPIC_ERRORS = SdkErrors(base=anthropic.AnthropicError, timeout=anthropic.APITimeoutError,
+                             connection=anthropic.APIConnectionError,
+                             validation=anthropic.APIResponseValidationError, status=anthropic.APIStatusError,
+                             key_refused=(anthropic.AuthenticationError, anthropic.PermissionDeniedError),
+                             not_found=anthropic.NotFoundError)
 
 _CACHE = {"type": "ephemeral"}
 """The cache_control mark (five-minute cache, refreshed by every read)."""
@@ -84,8 +83,10 @@ def usage_from(reported: object) -> Usage:
     return MessagesUsage().updated(reported).usage
 
 
-class AnthropicModel:
+class AnthropicModel(Provider[anthropic.AsyncAnthropic]):
     """A `Model` speaking the Anthropic Messages API, streaming or not."""
+
+    errors = ANTHROPIC_ERRORS
 
     def __init__(
         self,
@@ -99,38 +100,18 @@ class AnthropicModel:
         extra_headers: dict[str, str] | None = None,
         api_key_env: str | None = None,
     ) -> None:
-        self.name = model
-        self.stream = stream
-        self.timeout_s = timeout_s
-        self.max_output_tokens = max_output_tokens
-        """`max_tokens` when the request sets no cap: the API requires one on every request."""
-        self.api_key_env = api_key_env
-        """Only used to name the variable in the error when the key is rejected."""
-        self.last_usage: MessagesUsage | None = None
-        """The raw counts (cache writes and reads apart) of the newest response, for display."""
-        self._client = anthropic.AsyncAnthropic(
-            api_key=api_key or _NO_API_KEY,
+        client = anthropic.AsyncAnthropic(
+            api_key=api_key or NO_API_KEY,
             base_url=base_url,
             timeout=timeout_s,
             max_retries=0,  # retries are ours (retry.py), with our policy and our budget
             default_headers=extra_headers,
         )
-
-    async def complete(self, request: ModelRequest) -> ModelResponse:
-        """Sample one response; provider failures come out as `ProviderError` subclasses."""
-        try:
-            if self.stream:
-                return await self._complete_streaming(request)
-            return await self._complete_whole(request)
-        except anthropic.AnthropicError as error:
-            raise self._provider_error(error) from error
-        except json.JSONDecodeError as error:
-            raise TransientProviderError(f"{self.name}: the provider sent malformed JSON ({error.msg})",
-                                         hint="retry; if it persists, check the base_url") from error
-
-    async def aclose(self) -> None:
-        """Close the HTTP client and its connections."""
-        await self._client.close()
+        super().__init__(model, client, stream=stream, timeout_s=timeout_s, api_key_env=api_key_env)
+        self.max_output_tokens = max_output_tokens
+        """`max_tokens` when the request sets no cap: the API requires one on every request."""
+        self.last_usage: MessagesUsage | None = None
+        """The raw counts (cache writes and reads apart) of the newest response, for display."""
 
     async def _complete_whole(self, request: ModelRequest) -> ModelResponse:
         """One non-streaming request."""
@@ -143,7 +124,7 @@ class AnthropicModel:
         text = "".join(block.text for block in message.content if block.type == "text")
         if text and request.on_text is not None:
             request.on_text(text)
-        tool_calls = tuple(ToolCall(id=block.id or _fallback_call_id(j), name=block.name,
+        tool_calls = tuple(ToolCall(id=block.id or fallback_call_id(j), name=block.name,
                                     arguments=json.dumps(block.input))
                            for j, block in enumerate(message.content) if block.type == "tool_use")
         return ModelResponse(content=text, tool_calls=tool_calls, usage=self.last_usage.usage,
@@ -194,40 +175,17 @@ class AnthropicModel:
             body["stream"] = True
         return json.dumps(body).encode()  # ASCII escapes: a stray surrogate in tool output cannot break it
 
-    def _provider_error(self, error: anthropic.AnthropicError) -> ProviderError:
-        """The goalkeeper error for an SDK error, chosen by type and status code."""
-        where = f"{self.name} at {str(self._client.base_url).rstrip('/')}"
-        if isinstance(error, anthropic.APITimeoutError):
-            return TransientProviderError(f"{where}: no answer within {self.timeout_s:g}s",
-                                          hint="retry, or raise the provider timeout")
-        if isinstance(error, anthropic.APIConnectionError):
-            return TransientProviderError(f"{where}: the connection failed ({error.__cause__ or error})",
-                                          hint="check that the server runs at base_url; else retry")
-        if isinstance(error, anthropic.APIResponseValidationError):
-            return TransientProviderError(f"{where}: the response did not match the wire format",
-                                          status_code=error.status_code)
-        if isinstance(error, anthropic.APIStatusError):
-            return self._status_error(error, where)
-        return ProviderError(f"{where}: {error}")
+    def _status_detail(self, error: Exception) -> str:
+        if not isinstance(error, anthropic.APIStatusError):  # always one: `errors.status` is
+            return ""
+        return f" {_error_type(error)}: {_error_message(error)}"
 
-    def _status_error(self, error: anthropic.APIStatusError, where: str) -> ProviderError:
-        """Map an HTTP error status (and its structured error body) to a goalkeeper error."""
-        status = error.status_code
-        detail = f"{where}: HTTP {status} {_error_type(error)}: {_error_message(error)}"
-        if isinstance(error, anthropic.AuthenticationError | anthropic.PermissionDeniedError):
-            key = f"the API key in {self.api_key_env}" if self.api_key_env else "the API key"
-            return ProviderError(detail, hint=f"{key} is missing or wrong; set it and retry",
-                                 status_code=status)
-        if isinstance(error, anthropic.NotFoundError):
-            return ProviderError(f"{where}: model not found (HTTP 404)",
-                                 hint="check the model name and base_url", status_code=status)
-        if status == 413 or (isinstance(error, anthropic.BadRequestError) and _is_prompt_too_long(error)):
-            return ContextLengthError(f"{where}: the request does not fit the context window ({detail})",
-                                      status_code=status)
-        if status >= 500 or status in _TRANSIENT_STATUS:  # 529 overloaded_error included
-            return TransientProviderError(detail, status_code=status,
-                                          retry_after_s=retry_after_from_headers(error.response.headers))
-        return ProviderError(detail, hint="the provider refused the request", status_code=status)
+    def _too_long(self, error: Exception) -> bool:
+        return getattr(error, "status_code", None) == 413 or (
+            isinstance(error, anthropic.BadRequestError) and _is_prompt_too_long(error))
+
+    def _too_long_message(self, detail: str) -> str:
+        return f"{self.where}: the request does not fit the context window ({detail})"
 
 
 @dataclass
@@ -284,7 +242,7 @@ class _StreamAssembly:
             raise self.cut("no message_stop")
         ordered = [block for _, block in sorted(self.blocks.items())]
         text = "".join("".join(block.pieces) for block in ordered if block.type == "text")
-        tool_calls = tuple(ToolCall(id=block.id or _fallback_call_id(j), name=block.name,
+        tool_calls = tuple(ToolCall(id=block.id or fallback_call_id(j), name=block.name,
                                     arguments="".join(block.pieces) or "{}")
                            for j, block in enumerate(ordered) if block.type == "tool_use")
         return ModelResponse(content=text, tool_calls=tool_calls, usage=self.usage.usage, model=self.model,
@@ -380,8 +338,3 @@ def _error_type(error: anthropic.APIStatusError) -> str:
 def _error_message(error: anthropic.APIStatusError) -> str:
     """The provider's own message from the error body, for people to read."""
     return error.api_message or error.message
-
-
-def _fallback_call_id(position: int) -> str:
-    """An id for a tool call the server sent without one; tool results must name their call."""
-    return f"toolu_{position}_{uuid.uuid4().hex[:12]}"

@@ -1,13 +1,12 @@
 """The OpenAI Chat Completions wire format, through the official `openai` SDK.
 
 Also serves OpenAI-compatible servers (llama.cpp, vLLM, OpenRouter). It never retries (retry.py does)
-and recognises failures by exception type and status code (openai_errors.py), never by the text of a message.
+and recognises failures by exception type and status code (provider.py, openai_errors.py), never by the
+text of a message.
 """
 
 from __future__ import annotations
 
-import json
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -25,58 +24,12 @@ from openai.types.chat.chat_completion_chunk import ChoiceDeltaToolCall
 
 from goalkeeper.errors import TransientProviderError
 from goalkeeper.models.base import Message, ModelRequest, ModelResponse, ToolCall, ToolSpec, Usage
-from goalkeeper.models.openai_errors import provider_error
-
-_NO_API_KEY = "no-api-key"
-"""Sent when no key is configured: local servers ignore it, and a real provider answers 401."""
+from goalkeeper.models.openai_errors import OpenAIProvider
+from goalkeeper.models.provider import fallback_call_id
 
 
-class OpenAIChatModel:
+class OpenAIChatModel(OpenAIProvider):
     """A `Model` speaking Chat Completions, streaming or not."""
-
-    def __init__(
-        self,
-        model: str,
-        base_url: str | None,
-        api_key: str | None,
-        *,
-        stream: bool = False,
-        timeout_s: float = 120.0,
-        extra_headers: dict[str, str] | None = None,
-        query_params: dict[str, str] | None = None,
-        api_key_env: str | None = None,
-    ) -> None:
-        self.name = model
-        self.stream = stream
-        self.timeout_s = timeout_s
-        self.api_key_env = api_key_env
-        """Only used to name the variable in the error when the key is rejected."""
-        self._client = openai.AsyncOpenAI(
-            api_key=api_key or _NO_API_KEY,
-            base_url=base_url,
-            timeout=timeout_s,
-            max_retries=0,  # retries are ours (retry.py), with our policy and our budget
-            default_headers=extra_headers,
-            default_query=query_params,
-        )
-
-    async def complete(self, request: ModelRequest) -> ModelResponse:
-        """Sample one response; provider failures come out as `ProviderError` subclasses."""
-        try:
-            if self.stream:
-                return await self._complete_streaming(request)
-            return await self._complete_whole(request)
-        except openai.OpenAIError as error:
-            where = f"{self.name} at {str(self._client.base_url).rstrip('/')}"
-            raise provider_error(error, where=where, timeout_s=self.timeout_s,
-                                 api_key_env=self.api_key_env) from error
-        except json.JSONDecodeError as error:
-            raise TransientProviderError(f"{self.name}: the provider sent malformed JSON ({error.msg})",
-                                         hint="retry; if it persists, check the base_url") from error
-
-    async def aclose(self) -> None:
-        """Close the HTTP client and its connections."""
-        await self._client.close()
 
     async def _complete_whole(self, request: ModelRequest) -> ModelResponse:
         """One non-streaming request."""
@@ -90,7 +43,7 @@ class OpenAIChatModel:
         if content and request.on_text is not None:
             request.on_text(content)
         tool_calls = tuple(
-            ToolCall(id=call.id or _fallback_call_id(j), name=call.function.name,
+            ToolCall(id=call.id or fallback_call_id(j), name=call.function.name,
                      arguments=call.function.arguments)
             for j, call in enumerate(choice.message.tool_calls or ())
             if isinstance(call, ChatCompletionMessageFunctionToolCall)
@@ -104,16 +57,7 @@ class OpenAIChatModel:
                                          cast_to=ChatCompletion, stream=True,
                                          stream_cls=openai.AsyncStream[ChatCompletionChunk])
         assembly = _StreamAssembly(model=self.name)
-        try:
-            async for chunk in stream:
-                assembly.add(chunk, request)
-        except openai.APITimeoutError:
-            raise  # a read timeout mid-stream reads as a timeout, mapped with the others
-        except openai.APIConnectionError as error:
-            raise TransientProviderError(f"{self.name}: stream ended mid-response (connection lost)",
-                                         hint="retry; the server or a proxy cut the stream") from error
-        finally:
-            await stream.close()
+        await self._drain(stream, lambda chunk: assembly.add(chunk, request))
         return assembly.response()
 
     def _body(self, request: ModelRequest, stream: bool) -> dict[str, object]:
@@ -184,7 +128,7 @@ class _StreamAssembly:
             raise TransientProviderError(f"{self.model}: stream ended mid-response (no finish_reason)",
                                          hint="retry; the server or a proxy cut the stream")
         tool_calls = tuple(
-            ToolCall(id=partial.id or _fallback_call_id(j), name=partial.name,
+            ToolCall(id=partial.id or fallback_call_id(j), name=partial.name,
                      arguments="".join(partial.arguments))
             for j, (_, partial) in enumerate(sorted(self.tool_calls.items()))
         )
@@ -235,8 +179,3 @@ def usage_from(usage: CompletionUsage | None) -> Usage:
         output_tokens=usage.completion_tokens or 0,
         reasoning_tokens=(completion_details.reasoning_tokens or 0) if completion_details else 0,
     )
-
-
-def _fallback_call_id(position: int) -> str:
-    """An id for a tool call the server sent without one; tool results must name their call."""
-    return f"call_{position}_{uuid.uuid4().hex[:12]}"

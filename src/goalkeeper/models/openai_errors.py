@@ -1,47 +1,77 @@
-"""Turns `openai` SDK exceptions into goalkeeper's provider errors, by exception type and status code.
+"""What the two providers built on the `openai` SDK (Chat Completions, Responses) share: the client they
+construct and how the SDK's errors read, so the two can never disagree on what is worth retrying.
 
-Shared by every provider built on the SDK (Chat Completions, Responses), so the two can never disagree on
-what is worth retrying. It recognises failures by type, status and structured error code, never by the
-text of a message.
+It recognises failures by type, status and structured error code, never by the text of a message.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
 
 import openai
 
 from goalkeeper.errors import ContextLengthError, ProviderError, TransientProviderError
 from goalkeeper.models.base import Usage
-from goalkeeper.models.retry import retry_after_from_headers
+from goalkeeper.models.provider import NO_API_KEY, Provider, SdkErrors
 
-_TRANSIENT_STATUS = frozenset({408, 409, 429})
-"""4xx statuses worth retrying (timeout, conflict, rate limit); the SDK's own retry rule agrees."""
+T = TypeVar("T")
 
 CONTEXT_LENGTH_CODES = frozenset({"context_length_exceeded", "exceed_context_size_error"})
 """Structured error codes or types for a prompt that does not fit (OpenAI, llama.cpp)."""
 
+OPENAI_ERRORS = SdkErrors(base=openai.OpenAIError, timeout=openai.APITimeoutError,
+                          connection=openai.APIConnectionError, validation=openai.APIResponseValidationError,
+                          status=openai.APIStatusError,
+                          key_refused=(openai.AuthenticationError, openai.PermissionDeniedError),
+                          not_found=openai.NotFoundError)
 
-def provider_error(error: openai.OpenAIError, *, where: str, timeout_s: float,
-                   api_key_env: str | None) -> ProviderError:
-    """The goalkeeper error for an SDK error, chosen by type and status code.
 
-    `where` names the model and endpoint for people; `api_key_env` names the variable to fix when the key
-    is rejected.
-    """
-    if isinstance(error, openai.APITimeoutError):
-        return TransientProviderError(f"{where}: no answer within {timeout_s:g}s",
-                                      hint="retry, or raise the provider timeout")
-    if isinstance(error, openai.APIConnectionError):
-        return TransientProviderError(f"{where}: the connection failed ({error.__cause__ or error})",
-                                      hint="check that the server runs at base_url; else retry")
-    if isinstance(error, openai.APIResponseValidationError):
-        return TransientProviderError(f"{where}: the response did not match the wire format",
-                                      status_code=error.status_code)
-    if isinstance(error, openai.APIStatusError):
-        return _status_error(error, where, api_key_env)
-    if isinstance(error, openai.APIError):
-        # An error event inside a stream: the HTTP status was already 200.
-        return stream_error(where, code=error.code, kind=error.type, message=error.message)
-    return ProviderError(f"{where}: {error}")
+class OpenAIProvider(Provider[openai.AsyncOpenAI]):
+    """A provider over `openai.AsyncOpenAI`; subclasses supply the wire format."""
+
+    errors = OPENAI_ERRORS
+
+    def __init__(self, model: str, base_url: str | None, api_key: str | None, *, stream: bool = False,
+                 timeout_s: float = 120.0, extra_headers: dict[str, str] | None = None,
+                 query_params: dict[str, str] | None = None, api_key_env: str | None = None) -> None:
+        client = openai.AsyncOpenAI(
+            api_key=api_key or NO_API_KEY,
+            base_url=base_url,
+            timeout=timeout_s,
+            max_retries=0,  # retries are ours (retry.py), with our policy and our budget
+            default_headers=extra_headers,
+            default_query=query_params,  # e.g. Azure's api-version
+        )
+        super().__init__(model, client, stream=stream, timeout_s=timeout_s, api_key_env=api_key_env)
+
+    async def _drain(self, stream: openai.AsyncStream[T], take: Callable[[T], None]) -> None:
+        """Feed each event of `stream` to `take`, then close it; a connection cut mid-stream is worth a retry."""
+        try:
+            async for event in stream:
+                take(event)
+        except openai.APITimeoutError:
+            raise  # a read timeout mid-stream reads as a timeout, mapped with the others
+        except openai.APIConnectionError as error:
+            raise TransientProviderError(f"{self.where}: stream ended mid-response (connection lost)",
+                                         hint="retry; the server or a proxy cut the stream") from error
+        finally:
+            await stream.close()
+
+    def _status_detail(self, error: Exception) -> str:
+        body = getattr(error, "body", None)
+        if isinstance(body, dict) and isinstance(body.get("message"), str):
+            return f": {body['message']}"
+        return f": {getattr(error, 'message', error)}"
+
+    def _too_long(self, error: Exception) -> bool:
+        return isinstance(error, openai.BadRequestError) and is_context_length(error.code, error.type)
+
+    def _other_error(self, error: Exception) -> ProviderError:
+        if isinstance(error, openai.APIError):
+            # An error event inside a stream: the HTTP status was already 200.
+            return stream_error(self.where, code=error.code, kind=error.type, message=error.message)
+        return super()._other_error(error)
 
 
 def stream_error(where: str, *, code: str | None, kind: str | None, message: str,
@@ -58,29 +88,3 @@ def stream_error(where: str, *, code: str | None, kind: str | None, message: str
 def is_context_length(code: str | None, kind: str | None = None) -> bool:
     """True when a structured error code or type says the prompt is too long (never the message text)."""
     return code in CONTEXT_LENGTH_CODES or kind in CONTEXT_LENGTH_CODES
-
-
-def _status_error(error: openai.APIStatusError, where: str, api_key_env: str | None) -> ProviderError:
-    """Map an HTTP error status (and its structured error body) to a goalkeeper error."""
-    status = error.status_code
-    detail = f"{where}: HTTP {status}: {_error_message(error)}"
-    if isinstance(error, openai.AuthenticationError | openai.PermissionDeniedError):
-        key = f"the API key in {api_key_env}" if api_key_env else "the API key"
-        return ProviderError(detail, hint=f"{key} is missing or wrong; set it and retry", status_code=status)
-    if isinstance(error, openai.NotFoundError):
-        return ProviderError(f"{where}: model not found (HTTP 404)",
-                             hint="check the model name and base_url", status_code=status)
-    if isinstance(error, openai.BadRequestError) and is_context_length(error.code, error.type):
-        return ContextLengthError(f"{where}: the request does not fit the context window", status_code=status)
-    if status >= 500 or status in _TRANSIENT_STATUS:
-        return TransientProviderError(detail, status_code=status,
-                                      retry_after_s=retry_after_from_headers(error.response.headers))
-    return ProviderError(detail, hint="the provider refused the request", status_code=status)
-
-
-def _error_message(error: openai.APIStatusError) -> str:
-    """The provider's own message from the error body, for people to read."""
-    body = error.body
-    if isinstance(body, dict) and isinstance(body.get("message"), str):
-        return str(body["message"])
-    return error.message

@@ -2,13 +2,12 @@
 
 Every request carries the whole conversation (`store: false`, never `previous_response_id`), so the harness
 alone decides what the model sees, what stays cached and when to compact. It never retries (retry.py does)
-and recognises failures by exception type, status and structured code (openai_errors.py), never by text.
+and recognises failures by exception type, status and structured code (provider.py, openai_errors.py), never by text.
 """
 
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -18,12 +17,10 @@ import pydantic
 
 from goalkeeper.errors import ProviderError, TransientProviderError
 from goalkeeper.models.base import Message, ModelRequest, ModelResponse, ToolCall, ToolSpec, Usage
-from goalkeeper.models.openai_errors import provider_error, stream_error
+from goalkeeper.models.openai_errors import OpenAIProvider, stream_error
+from goalkeeper.models.provider import fallback_call_id
 
 ReasoningEffort = Literal["minimal", "low", "medium", "high"]
-
-_NO_API_KEY = "no-api-key"
-"""Sent when no key is configured: local servers ignore it, and a real provider answers 401."""
 
 _MIN_OUTPUT_TOKENS = 16
 """OpenAI refuses a `max_output_tokens` below 16 with HTTP 400, so a smaller cap is raised to it."""
@@ -32,8 +29,10 @@ _FINISH_REASONS = {"max_output_tokens": "length", "content_filter": "content_fil
 """`incomplete_details.reason` in the Chat Completions vocabulary the rest of goalkeeper reads."""
 
 
-class OpenAIResponsesModel:
+class OpenAIResponsesModel(OpenAIProvider):
     """A `Model` speaking the Responses API, streaming or not."""
+
+    malformed = (json.JSONDecodeError, pydantic.ValidationError)
 
     def __init__(
         self,
@@ -48,42 +47,10 @@ class OpenAIResponsesModel:
         query_params: dict[str, str] | None = None,
         api_key_env: str | None = None,
     ) -> None:
-        self.name = model
-        self.stream = stream
-        self.timeout_s = timeout_s
+        super().__init__(model, base_url, api_key, stream=stream, timeout_s=timeout_s, extra_headers=extra_headers,
+                         query_params=query_params, api_key_env=api_key_env)
         self.reasoning_effort = reasoning_effort
         """Sent as `reasoning.effort` when set; left out otherwise, so the model's default applies."""
-        self.api_key_env = api_key_env
-        """Only used to name the variable in the error when the key is rejected."""
-        self._client = openai.AsyncOpenAI(
-            api_key=api_key or _NO_API_KEY,
-            base_url=base_url,
-            timeout=timeout_s,
-            max_retries=0,  # retries are ours (retry.py), with our policy and our budget
-            default_headers=extra_headers,
-            default_query=query_params,  # e.g. Azure's api-version
-        )
-
-    @property
-    def where(self) -> str:
-        """The model and endpoint, as error messages name them."""
-        return f"{self.name} at {str(self._client.base_url).rstrip('/')}"
-
-    async def complete(self, request: ModelRequest) -> ModelResponse:
-        """Sample one response; provider failures come out as `ProviderError` subclasses."""
-        try:
-            if self.stream:
-                return await self._complete_streaming(request)
-            return await self._complete_whole(request)
-        except openai.OpenAIError as error:
-            raise provider_error(error, where=self.where, timeout_s=self.timeout_s,
-                                 api_key_env=self.api_key_env) from error
-        except (json.JSONDecodeError, pydantic.ValidationError) as error:
-            raise self._malformed(error) from error
-
-    async def aclose(self) -> None:
-        """Close the HTTP client and its connections."""
-        await self._client.close()
 
     async def _complete_whole(self, request: ModelRequest) -> ModelResponse:
         """One non-streaming request."""
@@ -108,16 +75,7 @@ class OpenAIResponsesModel:
         stream = await self._client.post("/responses", body=self._body(request, stream=True), cast_to=object,
                                          stream=True, stream_cls=openai.AsyncStream[object])
         assembly = _StreamAssembly(request.on_text)
-        try:
-            async for data in stream:
-                self._take(assembly, _WireEvent.model_validate(data))
-        except openai.APITimeoutError:
-            raise  # a read timeout mid-stream reads as a timeout, mapped with the others
-        except openai.APIConnectionError as error:
-            raise TransientProviderError(f"{self.where}: stream ended mid-response (connection lost)",
-                                         hint="retry; the server or a proxy cut the stream") from error
-        finally:
-            await stream.close()
+        await self._drain(stream, lambda data: self._take(assembly, _WireEvent.model_validate(data)))
         if assembly.final is None:
             raise TransientProviderError(f"{self.where}: stream ended mid-response (no response.completed)",
                                          hint="retry; the server or a proxy cut the stream")
@@ -164,9 +122,9 @@ class OpenAIResponsesModel:
             body["max_output_tokens"] = max(_MIN_OUTPUT_TOKENS, request.max_output_tokens)
         return body
 
-    def _malformed(self, error: json.JSONDecodeError | pydantic.ValidationError) -> ProviderError:
+    def _malformed(self, error: Exception) -> ProviderError:
         """The error for a body that is not JSON, or JSON that is not a Responses object."""
-        if isinstance(error, json.JSONDecodeError) or error.errors()[0]["type"] == "json_invalid":
+        if not isinstance(error, pydantic.ValidationError) or error.errors()[0]["type"] == "json_invalid":
             return TransientProviderError(f"{self.where}: the provider sent malformed JSON",
                                           hint="retry; if it persists, check the base_url")
         return TransientProviderError(f"{self.where}: the response did not match the Responses wire format",
@@ -309,7 +267,7 @@ class _StreamAssembly:
             return content, tool_calls
         content = "".join("".join(item.text) for item in self.items.values() if item.type == "message")
         calls = [item for item in self.items.values() if item.type == "function_call"]
-        return content, tuple(ToolCall(id=call.call_id or _fallback_call_id(j), name=call.name,
+        return content, tuple(ToolCall(id=call.call_id or fallback_call_id(j), name=call.name,
                                        arguments="".join(call.arguments)) for j, call in enumerate(calls))
 
     def _partial(self, event: _WireEvent, kind: str) -> _PartialItem:
@@ -339,7 +297,7 @@ def _parse_output(output: list[_WireItem]) -> tuple[str, tuple[ToolCall, ...]]:
     """Text and tool calls from a whole response's output items; reasoning items are skipped."""
     content = "".join(_message_text(item) for item in output if item.type == "message")
     calls = [item for item in output if item.type == "function_call"]
-    return content, tuple(ToolCall(id=call.call_id or call.id or _fallback_call_id(j), name=call.name or "",
+    return content, tuple(ToolCall(id=call.call_id or call.id or fallback_call_id(j), name=call.name or "",
                                    arguments=call.arguments or "") for j, call in enumerate(calls))
 
 
@@ -366,8 +324,3 @@ def _usage(usage: _WireUsage | None) -> Usage:
     output_details = usage.output_tokens_details or _WireTokenDetails()
     return Usage(input_tokens=usage.input_tokens or 0, cached_input_tokens=input_details.cached_tokens or 0,
                  output_tokens=usage.output_tokens or 0, reasoning_tokens=output_details.reasoning_tokens or 0)
-
-
-def _fallback_call_id(position: int) -> str:
-    """An id for a function call the server sent without one; its output must name its call."""
-    return f"call_{position}_{uuid.uuid4().hex[:12]}"

@@ -369,18 +369,17 @@ class Runner:
                 await task
             return ToolResult(f"{INTERRUPTED}: {why} while this call ran, so it was stopped and its processes "
                               "killed; it may have partly run. Inspect the workspace before repeating it.",
-                              ok=False, data={INTERRUPTED: why})
+                              ok=False, interrupted=why)
         result = task.result()
-        if "approval" in result.data:
-            approval = result.data["approval"]
+        if (approval := result.approval) is not None:
             # Goal-scoped: a remembered approval is an event of this goal, never config; a restart reloads it.
-            rules = [NewEvent("approval_rule", {"match": match, "action": "allow", "command": approval["command"],
+            rules = [NewEvent("approval_rule", {"match": match, "action": "allow", "command": approval.command,
                                                 "goal_id": self.goal.goal_id}, "user")
-                     for match in approval.get("matches", [])]
-            self.record([NewEvent("approval", {"call_id": call.id, **approval}, "harness"), *rules])
+                     for match in approval.matches or ()]
+            self.record([NewEvent("approval", {"call_id": call.id, **approval.payload()}, "harness"), *rules])
         if result.full_output is not None:
             blob = self.store.put_blob(result.full_output)
-            result = replace(result, full_output=None, data={**result.data, "blob_id": blob})
+            result = replace(result, full_output=None, blob_id=blob)
         return result
 
     async def tree_hash(self) -> str | None:

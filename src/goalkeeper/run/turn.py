@@ -114,7 +114,7 @@ async def _answer_open_calls(host: TurnHost, tools: ToolRegistry) -> Action:
         if call.id in turn.intended:
             # Started before a crash and never finished: tell the model instead of running it twice.
             skipped = ToolResult(f"{INTERRUPTED}: the harness stopped while this call ran; it may have partly run. "
-                                 "Inspect the workspace before repeating it.", ok=False, data={INTERRUPTED: "crash"})
+                                 "Inspect the workspace before repeating it.", ok=False, interrupted="crash")
             host.record([_result_event(call, skipped)])
             continue
         if (control := host.poll_controls()) is not None:
@@ -123,7 +123,7 @@ async def _answer_open_calls(host: TurnHost, tools: ToolRegistry) -> Action:
                                               "arguments": call.arguments}, "model")])
         result = await host.call_tool(call, tools)
         # A pause, Ctrl-C or clear that cut the call short is applied before the step is judged.
-        control = host.poll_controls() if INTERRUPTED in result.data else None
+        control = host.poll_controls() if result.interrupted is not None else None
         tree = await host.tree_hash() if tree_due(host.state) else None
         step = host.steer(ToolStepped(_signature(call), host.elapsed(), tree), [_result_event(call, result)])
         if control is not None:
@@ -209,7 +209,7 @@ def _response_event(response: ModelResponse, host: TurnHost) -> NewEvent:
 def _result_event(call: ToolCall, result: ToolResult) -> NewEvent:
     return NewEvent("tool_result", {
         "call_id": call.id, "name": call.name, "output": result.output, "ok": result.ok,
-        "signal": result.signal, "data": result.data, "files_touched": list(result.files_touched),
+        "signal": result.signal, "data": result.event_data(), "files_touched": list(result.files_touched),
         "full_output_chars": len(result.full_output) if result.full_output else None,
     }, "harness")
 

@@ -1,4 +1,5 @@
-"""The one glob matcher: protect, paths and secrets globs against workspace paths, and rule globs against commands.
+"""The one glob matcher: protect, paths and secrets globs against workspace paths (through pathspec), and rule
+globs against commands.
 
 Pure string work: nothing here touches the file system, so the file tools, the sandbox and the checkpoint
 checks all agree on what a glob covers.
@@ -16,55 +17,40 @@ Path globs follow .gitignore, which most people already know:
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 import re
 from collections.abc import Iterable
 from pathlib import Path
 
+from pathspec.patterns.gitignore.spec import GitIgnoreSpecPattern
 
-def _segment(text: str, any_char: str) -> str:
-    """One glob segment as a regex; `any_char` says what `*` and `?` may match (in paths, never `/`).
-
-    `[abc]` and `[!abc]` are character classes, as in the shell.
-    """
-    out: list[str] = []
-    for part in re.split(r"(\*+|\?|\[!?[^\]]+\])", text):
-        if part.startswith("*"):
-            out.append(f"{any_char}*")
-        elif part == "?":
-            out.append(any_char)
-        elif part.startswith("[") and part.endswith("]") and len(part) > 2:
-            body = part[1:-1].replace("\\", "\\\\")
-            out.append(f"[^{body[1:]}]" if body.startswith("!") and len(body) > 1 else f"[{body}]")
-        else:
-            out.append(re.escape(part))
-    return "".join(out)
+EVERYTHING = re.compile(".*")
+"""The regex of a glob that covers and names every path (`/`, `*`, `**`)."""
 
 
 @functools.lru_cache(maxsize=1024)
-def compile_path_glob(pattern: str, descend: bool = True) -> re.Pattern[str] | None:
+def compile_path_glob(pattern: str) -> re.Pattern[str] | None:
     """The regex for a path glob (see the module docstring); None for a blank glob, which matches nothing.
 
-    `descend=False` matches only what the glob names, not what lies under it (a secret file glob).
+    `regex.match(path)` says whether the glob covers `path`; `regex.fullmatch(path)` whether it names `path`
+    itself rather than a folder above it. pathspec's gitignore patterns do the matching; what this adds is our
+    two departures from .gitignore: `dir/` and `dir/**` cover `dir` itself too, and a leading `#` or `!`
+    is a plain character, not a comment or a negation.
     """
     text = pattern.strip()
     anchored = text.startswith("/") or "/" in text.strip("/")
     segments = [part for part in text.strip("/").split("/") if part]
+    while len(segments) > 1 and segments[-1] == "**":
+        segments.pop()  # `dir/**` covers `dir` itself too, so nothing new can be made in its place
     if not segments:
-        return re.compile(r"^.*$") if text else None  # "/" is the whole workspace
-    body = ""
-    for index, part in enumerate(segments):
-        last = index == len(segments) - 1
-        if part != "**":
-            body += _segment(part, "[^/]") + ("" if last else "/")
-        elif not last:
-            body += "(?:[^/]*/)*"
-        elif body:  # `dir/**` covers `dir` itself too, so nothing new can be made in its place
-            body = body.removesuffix("/")
-        else:
-            body = ".*"
-    prefix = "" if anchored else "(?:.*/)?"
-    return re.compile(f"^{prefix}{body}(?:/.*)?$" if descend else f"^{prefix}{body}$")
+        return EVERYTHING if text else None  # "/" is the whole workspace
+    body = "/".join(segments).replace("\\", "\\\\")
+    glob = f"/{body}" if anchored else (f"\\{body}" if body[0] in "#!" else body)
+    regex = GitIgnoreSpecPattern(glob).regex
+    if not isinstance(regex, re.Pattern):
+        return None
+    return EVERYTHING if regex.pattern == "." else regex  # pathspec's "any path" (`*`, `**`) names every path too
 
 
 def normalize_path(path: str) -> str:
@@ -92,10 +78,10 @@ def first_secret_match(secrets: Iterable[str], path: str, root: Path | None = No
     never searches: `.env*` hides `.env`, `.env.local` and `secrets.env/key`, but not a `.env/` virtualenv."""
     name = normalize_path(path)
     for pattern in secrets:
-        if not path_matches(pattern, name):
+        regex = compile_path_glob(pattern)
+        if regex is None or not regex.match(name):
             continue
-        leaf = compile_path_glob(pattern, descend=False)
-        if pattern.strip().endswith("/") or root is None or (leaf is not None and leaf.match(name)):
+        if pattern.strip().endswith("/") or root is None or regex.fullmatch(name):
             return pattern
         parts = name.split("/")
         if not any((root / "/".join(parts[:end]) / "pyvenv.cfg").is_file() for end in range(1, len(parts))):
@@ -103,17 +89,8 @@ def first_secret_match(secrets: Iterable[str], path: str, root: Path | None = No
     return None
 
 
-@functools.lru_cache(maxsize=1024)
-def compile_command_glob(pattern: str) -> re.Pattern[str]:
-    """The regex for a command rule's `match`: `*` is any text (spaces and `/` included), `?` one character.
-
-    Runs of whitespace count as one space, and the pattern covers the whole command: `git push` is only
-    the bare command, `git push*` also every form with arguments.
-    """
-    text = " ".join(pattern.split())
-    return re.compile(f"^{_segment(text, '.')}$", re.DOTALL)
-
-
 def command_matches(pattern: str, command: str) -> bool:
-    """Whether the rule glob `pattern` covers `command` (whitespace collapsed)."""
-    return compile_command_glob(pattern).match(" ".join(command.split())) is not None
+    """Whether the rule glob `pattern` covers all of `command`: shell-style, so `*` is any text (spaces and `/`
+    included), `?` one character, `[abc]` one of those. Runs of whitespace count as one space in both, so
+    `git push` is only the bare command, `git push*` also every form with arguments."""
+    return fnmatch.fnmatchcase(" ".join(command.split()), " ".join(pattern.split()))

@@ -72,10 +72,6 @@ class CommandDecision:
     rule: str | None = None
     """The rule (its `match`, or a guard's name) that decided, if one did."""
 
-    def as_event(self, command: str) -> dict[str, str | None]:
-        """The decision as the payload the runner records: command, action, reason and rule."""
-        return {"command": command, "action": self.action, "reason": self.reason, "rule": self.rule}
-
 
 DEFAULT_RULES: tuple[Rule, ...] = (
     Rule("git push*", "deny", "pushing publishes the goal's work; the person reviews and pushes it"),

@@ -14,7 +14,6 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from goalkeeper.config import Config, ModelSettings, load_config
 from goalkeeper.config.trust import HARNESS_PROTECT
@@ -152,11 +151,10 @@ class ChatSession:
             return
         events = [NewEvent("chat_tool_result", {"call_id": message.tool_call_id, "name": message.name,
                                                 "output": message.content, "ok": source.ok}, "harness")]
-        if "approval" in source.data:
-            approval: dict[str, Any] = source.data["approval"]
-            events.insert(0, NewEvent("approval", {"call_id": message.tool_call_id, **approval}, "harness"))
-            events += [NewEvent("approval_rule", {"match": match, "action": "allow", "command": approval["command"],
-                                                 "goal_id": None}, "user") for match in approval.get("matches", [])]
+        if (approval := source.approval) is not None:
+            events.insert(0, NewEvent("approval", {"call_id": message.tool_call_id, **approval.payload()}, "harness"))
+            events += [NewEvent("approval_rule", {"match": match, "action": "allow", "command": approval.command,
+                                                 "goal_id": None}, "user") for match in approval.matches or ()]
         self._record(*events)
 
     def _record(self, *events: NewEvent) -> None:

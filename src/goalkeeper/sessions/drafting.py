@@ -26,7 +26,7 @@ from goalkeeper.models.base import Message, ToolSpec
 from goalkeeper.models.factory import build_model, endpoint
 from goalkeeper.sessions.session import SessionCost, ToolSession, ToolUse, assistant_message, read_only_context
 from goalkeeper.store import NewEvent, Store
-from goalkeeper.tools.base import ToolContext, ToolResult
+from goalkeeper.tools.base import Document, Tool, ToolContext, ToolResult
 from goalkeeper.tools.registry import ToolRegistry, default_registry
 from goalkeeper.verify.lint import lint_goal_async
 
@@ -100,13 +100,14 @@ def _without_nulls(value: Any) -> Any:
     return value
 
 
-class SubmitGoal:
+class SubmitGoal(Tool[Document]):
     """The tool that ends a drafting session: its arguments are the goal, validated and linted before it counts.
 
     Lint errors go back to the model as this tool's result, `LINT_FIX_ROUNDS` times; after that the draft is
     kept as it stands, and its findings are shown to the person.
     """
 
+    Args = Document
     spec = ToolSpec("submit_goal", "Submit the drafted goal. It is validated and linted (its checks are run once "
                                    "in a scratch copy); fix what comes back, or it is written for review.", _SCHEMA)
 
@@ -117,9 +118,9 @@ class SubmitGoal:
         self.fix_rounds = 0
         """Times lint errors went back to the model."""
 
-    async def run(self, arguments: dict[str, Any], context: ToolContext) -> ToolResult:
+    async def run(self, args: Document, context: ToolContext) -> ToolResult:
         try:
-            contract = contract_from_arguments(arguments)
+            contract = contract_from_arguments(args.fields())
         except ContractError as error:
             return ToolResult(f"{error.message}\nCall submit_goal again with the fix.", ok=False)
         report = await lint_goal_async(contract, self.workspace, run=self.run_checks, key_env=self.key_env)

@@ -32,7 +32,7 @@ from goalkeeper.sessions.session import (
     read_only_tools,
 )
 from goalkeeper.store import NewEvent, Store
-from goalkeeper.tools.base import ToolContext, ToolResult
+from goalkeeper.tools.base import Document, Tool, ToolContext, ToolResult
 from goalkeeper.tools.registry import ToolRegistry
 
 DEFAULT_MAX_REQUESTS = 20
@@ -98,8 +98,10 @@ class PlanResult:
         return {**self.plan.payload(), "thread_id": self.thread_id, "seq": self.seq, **self.cost.payload()}
 
 
-class SubmitPlan:
+class SubmitPlan(Tool[Document]):
     """The tool that ends a planning turn: its arguments are the plan."""
+
+    Args = Document
 
     spec = ToolSpec(
         "submit_plan",
@@ -122,12 +124,12 @@ class SubmitPlan:
         },
     )
 
-    async def run(self, arguments: dict[str, Any], context: ToolContext) -> ToolResult:
+    async def run(self, args: Document, context: ToolContext) -> ToolResult:
         try:
-            plan = plan_from_arguments(arguments)
+            plan = plan_from_arguments(args.fields())
         except ValueError as error:
             return ToolResult(f"submit_plan: {error}; call it again with the fix", ok=False)
-        return ToolResult("Plan recorded.", data={"plan": plan.payload()})
+        return ToolResult("Plan recorded.", facts={"plan": plan.payload()})
 
 
 def plan_from_arguments(arguments: dict[str, Any], text: str = "") -> Plan:

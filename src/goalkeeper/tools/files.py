@@ -11,11 +11,9 @@ import os
 import secrets
 import stat
 from pathlib import Path
-from typing import Any
 
 from goalkeeper.context.tokens import TokenCounter
-from goalkeeper.models.base import ToolSpec
-from goalkeeper.tools.base import ToolContext, ToolResult
+from goalkeeper.tools.base import Count, Tool, ToolArgs, ToolContext, ToolResult
 from goalkeeper.tools.paths import (
     BoundaryRefused,
     PathRefused,
@@ -24,13 +22,7 @@ from goalkeeper.tools.paths import (
     relative,
     resolve_in_workspace,
 )
-from goalkeeper.tools.replies import (
-    ArgumentError,
-    check_argument_names,
-    optional_integer,
-    refusal,
-    required_string,
-)
+from goalkeeper.tools.replies import refusal
 
 MAX_LINES = 2000
 """Lines one read_file call returns when the model names no limit."""
@@ -131,67 +123,57 @@ def read_numbered(target: Path, name: str, first: int, limit: int, token_limit: 
     return ToolResult(output="".join(shown))
 
 
-class ReadFileTool:
+class ReadFileArgs(ToolArgs):
+    """`read_file`'s arguments."""
+
+    path: str
+    offset: Count | None = None
+    limit: Count | None = None
+
+
+class ReadFileTool(Tool[ReadFileArgs]):
     """Reads a text file with line numbers, a window of lines at a time."""
 
-    spec = ToolSpec(
-        name="read_file",
-        description="Read a text file with line numbers; offset: first line (1-based), limit: line count.",
-        parameters={
-            "type": "object",
-            "properties": {
-                "path": {"type": "string"},
-                "offset": {"type": "integer", "minimum": 1},
-                "limit": {"type": "integer", "minimum": 1},
-            },
-            "required": ["path"],
-            "additionalProperties": False,
-        },
-    )
+    name = "read_file"
+    description = "Read a text file with line numbers; offset: first line (1-based), limit: line count."
+    Args = ReadFileArgs
 
-    async def run(self, arguments: dict[str, Any], context: ToolContext) -> ToolResult:
+    async def run(self, args: ReadFileArgs, context: ToolContext) -> ToolResult:
         """Read the requested lines; a missing, binary or outside file is `ok=False` with the reason."""
         try:
-            check_argument_names(arguments, self.spec)
-            path = required_string(arguments, "path")
-            offset = optional_integer(arguments, "offset")
-            limit = optional_integer(arguments, "limit")
-            target = resolve_in_workspace(context.workspace, path)
-            check_read(context.workspace, path, target, context.sandbox)
-        except (ArgumentError, PathRefused, BoundaryRefused) as error:
+            target = resolve_in_workspace(context.workspace, args.path)
+            check_read(context.workspace, args.path, target, context.sandbox)
+        except (PathRefused, BoundaryRefused) as error:
             return refusal(str(error))
         name = relative(context.workspace, target)
         return await asyncio.to_thread(
-            read_numbered, target, name, offset or 1, limit or MAX_LINES, context.output_token_limit,
+            read_numbered, target, name, args.offset or 1, args.limit or MAX_LINES, context.output_token_limit,
             context.token_counter(),
         )
 
 
-class WriteFileTool:
+class WriteFileArgs(ToolArgs):
+    """`write_file`'s arguments."""
+
+    path: str
+    content: str
+
+
+class WriteFileTool(Tool[WriteFileArgs]):
     """Creates or replaces a whole file, atomically."""
 
-    spec = ToolSpec(
-        name="write_file",
-        description="Create or overwrite a file with content (parent directories are created).",
-        parameters={
-            "type": "object",
-            "properties": {"path": {"type": "string"}, "content": {"type": "string"}},
-            "required": ["path", "content"],
-            "additionalProperties": False,
-        },
-    )
+    name = "write_file"
+    description = "Create or overwrite a file with content (parent directories are created)."
+    Args = WriteFileArgs
 
-    async def run(self, arguments: dict[str, Any], context: ToolContext) -> ToolResult:
+    async def run(self, args: WriteFileArgs, context: ToolContext) -> ToolResult:
         """Write the file; refusals (outside the workspace or the boundaries, a directory in the way) are
         `ok=False`, and nothing is written."""
         try:
-            check_argument_names(arguments, self.spec)
-            path = required_string(arguments, "path")
-            content = required_string(arguments, "content")
-            target = resolve_in_workspace(context.workspace, path)
-            check_write(context.workspace, path, target, context.sandbox)
-            data = content.encode("utf-8")
-        except (ArgumentError, PathRefused, BoundaryRefused) as error:
+            target = resolve_in_workspace(context.workspace, args.path)
+            check_write(context.workspace, args.path, target, context.sandbox)
+            data = args.content.encode("utf-8")
+        except (PathRefused, BoundaryRefused) as error:
             return refusal(str(error))
         except UnicodeEncodeError as error:
             return refusal(f"argument 'content' is not valid text: {error.reason} at index {error.start}")
@@ -209,6 +191,6 @@ class WriteFileTool:
         verb = "overwrote" if existed else "created"
         return ToolResult(
             output=f"{verb} {name} ({len(data)} bytes)",
-            data={"bytes_written": len(data)},
+            facts={"bytes_written": len(data)},
             files_touched=(name,),
         )

@@ -6,116 +6,90 @@ They change nothing themselves: they hand the harness a signal or a note, and th
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
-from goalkeeper.models.base import ToolSpec
-from goalkeeper.tools.base import ToolContext, ToolResult
+from pydantic import Field
+
+from goalkeeper.tools.base import Tool, ToolArgs, ToolContext, ToolResult
+from goalkeeper.tools.replies import refusal
 
 CHECKPOINT_FIELDS = ("done", "verified", "remaining", "next", "assumptions", "failed")
 
 
-def _text_field(arguments: dict[str, Any], name: str, required: bool = False) -> str | None:
-    value = arguments.get(name)
-    if value is None:
-        if required:
-            raise ValueError(f"`{name}` is required (a string)")
-        return None
-    if not isinstance(value, str):
-        raise ValueError(f"`{name}` must be a string, got {type(value).__name__}")
-    return value
+class GetGoalArgs(ToolArgs):
+    """`get_goal` takes no arguments."""
 
 
-class GetGoal:
+class GetGoal(Tool[GetGoalArgs]):
     """Shows the goal contract, its status, the checks passing and the budget."""
 
-    spec = ToolSpec(
-        "get_goal",
-        "Show the goal, its status, which checks pass, and budget used/left.",
-        {"type": "object", "properties": {}, "additionalProperties": False},
-    )
+    name = "get_goal"
+    description = "Show the goal, its status, which checks pass, and budget used/left."
+    Args = GetGoalArgs
 
-    async def run(self, arguments: dict[str, Any], context: ToolContext) -> ToolResult:
+    async def run(self, args: GetGoalArgs, context: ToolContext) -> ToolResult:
         return ToolResult(json.dumps(context.goal_view, indent=1, sort_keys=True))
 
 
-class UpdateGoal:
+class GoalReport(ToolArgs):
+    """`update_goal`'s arguments, which are the report the harness records."""
+
+    status: Literal["complete", "blocked"]
+    summary: str = Field(description="What was done and the evidence for it.")
+    blocker: str | None = Field(None, description="blocked only: what blocks you.")
+    next_input: str | None = Field(None, description="blocked only: the input that would unblock.")
+
+
+class UpdateGoal(Tool[GoalReport]):
     """Requests completion (the harness then verifies) or declares the goal blocked."""
 
-    spec = ToolSpec(
-        "update_goal",
-        'Request completion ("complete"; the harness then runs the checks) or declare "blocked" with a '
-        "report. Ends your turn.",
-        {
-            "type": "object",
-            "properties": {
-                "status": {"type": "string", "enum": ["complete", "blocked"]},
-                "summary": {"type": "string", "description": "What was done and the evidence for it."},
-                "blocker": {"type": "string", "description": "blocked only: what blocks you."},
-                "next_input": {"type": "string", "description": "blocked only: the input that would unblock."},
-            },
-            "required": ["status", "summary"],
-            "additionalProperties": False,
-        },
-    )
+    name = "update_goal"
+    description = ('Request completion ("complete"; the harness then runs the checks) or declare "blocked" with a '
+                   "report. Ends your turn.")
+    Args = GoalReport
 
-    async def run(self, arguments: dict[str, Any], context: ToolContext) -> ToolResult:
-        status = arguments.get("status")
-        try:
-            summary = _text_field(arguments, "summary", required=True)
-            blocker = _text_field(arguments, "blocker")
-            next_input = _text_field(arguments, "next_input")
-        except ValueError as error:
-            return ToolResult(f"update_goal: {error}", ok=False)
-        if status not in ("complete", "blocked"):
-            return ToolResult('update_goal: `status` must be "complete" or "blocked"', ok=False)
-        if status == "blocked" and not blocker:
-            return ToolResult("update_goal: a blocked report needs `blocker` (what blocks you)", ok=False)
-        data = {"status": status, "summary": summary, "blocker": blocker, "next_input": next_input}
+    async def run(self, args: GoalReport, context: ToolContext) -> ToolResult:
+        if args.status == "blocked" and not args.blocker:
+            return refusal("update_goal: a blocked report needs `blocker` (what blocks you)")
         reply = ("Completion requested. The harness will now run the checks; do not call more tools."
-                 if status == "complete" else "Blocked report recorded. The goal stops here.")
-        return ToolResult(reply, signal="complete" if status == "complete" else "blocked", data=data)
+                 if args.status == "complete" else "Blocked report recorded. The goal stops here.")
+        return ToolResult(reply, signal=args.status, report=args.model_dump())
 
 
-class Checkpoint:
+class CheckpointNote(ToolArgs):
+    """`checkpoint`'s arguments, which are the turn's progress note."""
+
+    done: str
+    verified: str = ""
+    remaining: str
+    next: str
+    assumptions: str = ""
+    failed: str = ""
+    checklist_done: list[int] | None = Field(
+        None, description="Numbers of the checklist items now finished (1-based).",
+        json_schema_extra={"items": {"type": "integer", "minimum": 1}})
+
+
+class Checkpoint(Tool[CheckpointNote]):
     """Records the model's progress note for this turn, and which checklist items are finished."""
 
-    spec = ToolSpec(
-        "checkpoint",
-        "Record progress: done, verified (how), remaining, next step, assumptions, approaches that failed "
-        "and why (kept through compaction), finished checklist items.",
-        {
-            "type": "object",
-            "properties": {
-                **{name: {"type": "string"} for name in CHECKPOINT_FIELDS},
-                "checklist_done": {"type": "array", "items": {"type": "integer", "minimum": 1},
-                                   "description": "Numbers of the checklist items now finished (1-based)."},
-            },
-            "required": ["done", "remaining", "next"],
-            "additionalProperties": False,
-        },
-    )
+    name = "checkpoint"
+    description = ("Record progress: done, verified (how), remaining, next step, assumptions, approaches that "
+                   "failed and why (kept through compaction), finished checklist items.")
+    Args = CheckpointNote
 
-    async def run(self, arguments: dict[str, Any], context: ToolContext) -> ToolResult:
-        note: dict[str, Any] = {}
-        try:
-            for name in CHECKPOINT_FIELDS:
-                value = _text_field(arguments, name, required=name in ("done", "remaining", "next"))
-                note[name] = value or ""
-            if "checklist_done" in arguments:
-                note["checklist_done"] = _checklist_numbers(arguments["checklist_done"], context.goal_view)
-        except ValueError as error:
-            return ToolResult(f"checkpoint: {error}", ok=False)
-        unknown = sorted(set(arguments) - {*CHECKPOINT_FIELDS, "checklist_done"})
-        if unknown:
-            fields = [*CHECKPOINT_FIELDS, "checklist_done"]
-            return ToolResult(f"checkpoint: unknown field(s) {unknown}; use {fields}", ok=False)
-        return ToolResult("Checkpoint recorded.", data={"note": note})
+    async def run(self, args: CheckpointNote, context: ToolContext) -> ToolResult:
+        note: dict[str, Any] = args.model_dump(exclude={"checklist_done"})
+        if args.checklist_done is not None:
+            try:
+                note["checklist_done"] = _checklist_numbers(args.checklist_done, context.goal_view)
+            except ValueError as error:
+                return refusal(f"checkpoint: {error}")
+        return ToolResult("Checkpoint recorded.", note=note)
 
 
-def _checklist_numbers(value: object, goal_view: dict[str, Any]) -> list[int]:
+def _checklist_numbers(value: list[int], goal_view: dict[str, Any]) -> list[int]:
     """Finished checklist items as sorted 1-based numbers; in range when the goal view lists the checklist."""
-    if not isinstance(value, list) or not all(isinstance(n, int) and not isinstance(n, bool) for n in value):
-        raise ValueError("`checklist_done` must be an array of item numbers, e.g. [1, 2]")
     checklist = goal_view.get("checklist")
     if isinstance(checklist, list) and not checklist and value:
         raise ValueError("this goal has no checklist; leave `checklist_done` out")

@@ -11,11 +11,10 @@ import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from goalkeeper.models.base import ToolSpec
 from goalkeeper.sandbox.policy import SandboxPolicy
-from goalkeeper.tools.base import ToolContext, ToolResult
+from goalkeeper.tools.base import Tool, ToolArgs, ToolContext, ToolResult
 from goalkeeper.tools.files import looks_binary, write_atomically
 from goalkeeper.tools.patch_parse import (
     AddFile,
@@ -35,7 +34,7 @@ from goalkeeper.tools.paths import (
     relative,
     resolve_in_workspace,
 )
-from goalkeeper.tools.replies import ArgumentError, check_argument_names, refusal, required_string
+from goalkeeper.tools.replies import refusal
 
 __all__ = [
     "AddFile",
@@ -302,33 +301,27 @@ def plan_patch(workspace: Path, text: str, policy: SandboxPolicy | None = None) 
     return plan
 
 
-class ApplyPatchTool:
+class ApplyPatchArgs(ToolArgs):
+    """`apply_patch`'s arguments."""
+
+    patch: str
+
+
+class ApplyPatchTool(Tool[ApplyPatchArgs]):
     """Adds, updates, moves and deletes files from one patch, all or nothing."""
 
-    spec = ToolSpec(
-        name="apply_patch",
-        description=(
-            "Edit files with a patch: '*** Begin Patch', then '*** Add File: p' (+lines), "
-            "'*** Delete File: p', or '*** Update File: p' [+ '*** Move to: q'] with '@@ optional anchor' "
-            "hunks of ' ' context, '-' removed, '+' added lines; then '*** End Patch'. All or nothing."
-        ),
-        parameters={
-            "type": "object",
-            "properties": {"patch": {"type": "string"}},
-            "required": ["patch"],
-            "additionalProperties": False,
-        },
+    name = "apply_patch"
+    description = (
+        "Edit files with a patch: '*** Begin Patch', then '*** Add File: p' (+lines), "
+        "'*** Delete File: p', or '*** Update File: p' [+ '*** Move to: q'] with '@@ optional anchor' "
+        "hunks of ' ' context, '-' removed, '+' added lines; then '*** End Patch'. All or nothing."
     )
+    Args = ApplyPatchArgs
 
-    async def run(self, arguments: dict[str, Any], context: ToolContext) -> ToolResult:
+    async def run(self, args: ApplyPatchArgs, context: ToolContext) -> ToolResult:
         """Apply the patch; a patch that does not parse or apply is `ok=False` and writes nothing."""
         try:
-            check_argument_names(arguments, self.spec)
-            text = required_string(arguments, "patch")
-        except ArgumentError as error:
-            return refusal(str(error))
-        try:
-            plan = await asyncio.to_thread(plan_patch, context.workspace, text, context.sandbox)
+            plan = await asyncio.to_thread(plan_patch, context.workspace, args.patch, context.sandbox)
         except PatchError as error:
             return refusal(f"patch not applied, nothing was written: {error}")
         try:

@@ -6,19 +6,10 @@ Read-only: it reads the store's blobs through `context.read_blob` and never writ
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from goalkeeper.errors import StoreError
-from goalkeeper.models.base import ToolSpec
-from goalkeeper.tools.base import ToolContext, ToolResult
-from goalkeeper.tools.replies import (
-    MAX_CHARS_PER_TOKEN,
-    ArgumentError,
-    check_argument_names,
-    optional_integer,
-    refusal,
-    required_string,
-)
+from goalkeeper.tools.base import Count, Offset, Tool, ToolArgs, ToolContext, ToolResult
+from goalkeeper.tools.replies import MAX_CHARS_PER_TOKEN, refusal
 
 
 def page_header(blob: str, start: int, end: int, total: int) -> str:
@@ -42,35 +33,26 @@ def fitting_end(text: str, start: int, most: int, token_limit: int, context: Too
     return end
 
 
-class ReadOutputTool:
+class ReadOutputArgs(ToolArgs):
+    """`read_output`'s arguments."""
+
+    id: str
+    offset: Offset | None = None
+    limit: Count | None = None
+
+
+class ReadOutputTool(Tool[ReadOutputArgs]):
     """Returns one page of a stored full output, by the id a cut marker named."""
 
-    spec = ToolSpec(
-        name="read_output",
-        description="Read a tool output that was cut: id and offset as the cut marker gives them (offset is a "
-        "char position, 0 = start); limit: chars (default: as many as fit). Each page says where the next "
-        "one starts.",
-        parameters={
-            "type": "object",
-            "properties": {
-                "id": {"type": "string"},
-                "offset": {"type": "integer", "minimum": 0},
-                "limit": {"type": "integer", "minimum": 1},
-            },
-            "required": ["id"],
-            "additionalProperties": False,
-        },
-    )
+    name = "read_output"
+    description = ("Read a tool output that was cut: id and offset as the cut marker gives them (offset is a "
+                   "char position, 0 = start); limit: chars (default: as many as fit). Each page says where the "
+                   "next one starts.")
+    Args = ReadOutputArgs
 
-    async def run(self, arguments: dict[str, Any], context: ToolContext) -> ToolResult:
+    async def run(self, args: ReadOutputArgs, context: ToolContext) -> ToolResult:
         """The page; an unknown id, an offset past the end or no store at hand is `ok=False` with what to do."""
-        try:
-            check_argument_names(arguments, self.spec)
-            blob = required_string(arguments, "id")
-            offset = optional_integer(arguments, "offset", minimum=0) or 0
-            limit = optional_integer(arguments, "limit")
-        except ArgumentError as error:
-            return refusal(str(error))
+        blob, offset, limit = args.id, args.offset or 0, args.limit
         if context.read_blob is None:
             return refusal("read_output cannot read stored outputs here; rerun the command with its output "
                            "narrowed instead (grep, head, tail, or read_file with offset and limit)")
@@ -83,7 +65,7 @@ class ReadOutputTool:
             return refusal(f"offset {offset} is past the end of output {blob} ({len(text):,} chars); "
                            f"use an offset below {len(text)}, or 0 to start over")
         return ToolResult(page_of(text, blob, offset, limit, context),
-                          data={"page": {"id": blob, "offset": offset, "total_chars": len(text)}})
+                          facts={"page": {"id": blob, "offset": offset, "total_chars": len(text)}})
 
 
 def page_of(text: str, blob: str, offset: int, limit: int | None, context: ToolContext) -> str:

@@ -24,13 +24,13 @@ from goalkeeper.sandbox.rules import (
     command_prefix,
     decide_command,
 )
-from goalkeeper.tools.base import Tool, ToolContext, ToolResult
+from goalkeeper.tools.base import ArgumentError, CommandApproval, Tool, ToolContext, ToolResult
 from goalkeeper.tools.files import ReadFileTool, WriteFileTool
 from goalkeeper.tools.goal import Checkpoint, GetGoal, UpdateGoal
 from goalkeeper.tools.patch import ApplyPatchTool
 from goalkeeper.tools.read_output import ReadOutputTool
 from goalkeeper.tools.search import SearchTool
-from goalkeeper.tools.shell import ShellTool
+from goalkeeper.tools.shell import ShellArgs, ShellTool
 
 GOAL_TOOL_NAMES = ("get_goal", "update_goal", "checkpoint")
 
@@ -60,10 +60,10 @@ NO_PROMPT_YET = "approval prompts arrive with the TUI"
 class ToolRegistry:
     """A named set of tools, and the command rules a `shell` call must pass."""
 
-    def __init__(self, tools: Iterable[Tool], *, rules: Sequence[Rule] = (),
+    def __init__(self, tools: Iterable[Tool[Any]], *, rules: Sequence[Rule] = (),
                  approval_policy: ApprovalPolicy = "on-request", goal_branch: str | None = None,
                  approver: Approver | None = None, remembered: list[Rule] | None = None) -> None:
-        self.tools: dict[str, Tool] = {tool.spec.name: tool for tool in tools}
+        self.tools: dict[str, Tool[Any]] = {tool.spec.name: tool for tool in tools}
         self.rules: tuple[Rule, ...] = tuple(rules)
         """The user's `[[rules]]`, consulted before the default rules."""
         self.approval_policy: ApprovalPolicy = approval_policy
@@ -120,14 +120,17 @@ class ToolRegistry:
                               "send a JSON object", ok=False)
         if not isinstance(arguments, dict):
             return ToolResult(f"{call.name}: arguments must be a JSON object", ok=False)
-        command = arguments.get("command")
-        if call.name != "shell" or not isinstance(command, str) or not command.strip():
-            return await tool.run(arguments, context)  # the shell tool refuses a missing command itself
-        return await self._run_approved(tool, arguments, command, context)
+        try:
+            args = tool.parse(arguments)
+        except ArgumentError as error:
+            return ToolResult(str(error), ok=False)
+        if not isinstance(args, ShellArgs) or not args.command.strip():
+            return await tool.run(args, context)  # the shell tool refuses an empty command itself
+        return await self._run_approved(tool, args, context)
 
-    async def _run_approved(self, tool: Tool, arguments: dict[str, Any], command: str,
-                            context: ToolContext) -> ToolResult:
-        """Judge `command`, ask when the rules say so and someone can answer, then run it or refuse it."""
+    async def _run_approved(self, tool: Tool[Any], args: ShellArgs, context: ToolContext) -> ToolResult:
+        """Judge the command, ask when the rules say so and someone can answer, then run it or refuse it."""
+        command = args.command
         decision, asked, remembered = self._judge(command, context.headless), False, False
         if decision.action == "ask":
             if self.approver is None:
@@ -138,19 +141,19 @@ class ToolRegistry:
                 answer = await self.approver(command, decision)
                 remembered = answer.approved and answer.remember
                 decision = _answered(decision, answer)
-        approval: dict[str, Any] = {**decision.as_event(command), "asked": asked}
+        matches: tuple[str, ...] | None = None
         if remembered:
             # Only the parts that asked are remembered (they are all the approval covered), and never one
             # that only a user's ask rule saved from a default deny.
             parts = asked_commands(command, self.rules, self.approval_policy, self.goal_branch)
-            matches = [self.remember(command_prefix(part.command)).match for part in parts if part.rememberable]
-            approval.update(remembered=bool(matches), matches=matches)
+            matches = tuple(self.remember(command_prefix(part.command)).match for part in parts if part.rememberable)
+        approval = CommandApproval(command, decision.action, decision.reason, decision.rule, asked, matches)
         if decision.action == "deny":
             by = f"by rule `{decision.rule}`" if decision.rule else "by the approval policy"
             return ToolResult(f"denied {by}: {decision.reason}; the goal continues — choose another approach",
-                              ok=False, data={"approval": approval})
-        result = await tool.run(arguments, context)
-        return dataclasses.replace(result, data={**result.data, "approval": approval})
+                              ok=False, approval=approval)
+        result = await tool.run(args, context)
+        return dataclasses.replace(result, approval=approval)
 
     def _judge(self, command: str, headless: bool) -> CommandDecision:
         """The rules' decision, with an ask turned into an allow when remembered approvals cover every part

@@ -13,22 +13,13 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from goalkeeper.models.base import ToolSpec
 from goalkeeper.sandbox.globs import first_secret_match
 from goalkeeper.sandbox.process import run_command
-from goalkeeper.tools.base import ToolContext, ToolResult
+from goalkeeper.tools.base import Tool, ToolArgs, ToolContext, ToolResult
 from goalkeeper.tools.files import looks_binary
 from goalkeeper.tools.paths import PathRefused, relative, resolve_in_workspace
-from goalkeeper.tools.replies import (
-    ArgumentError,
-    check_argument_names,
-    optional_string,
-    refusal,
-    required_string,
-    text_result,
-)
+from goalkeeper.tools.replies import refusal, text_result
 
 MAX_MATCHES = 200
 """Matches shown; the rest are counted, so the model knows to narrow the search."""
@@ -175,28 +166,27 @@ def _without_secrets(found: Found, secrets: Sequence[str]) -> Found:
     return Found(kept, found.total - hidden, notes)
 
 
-class SearchTool:
+class SearchArgs(ToolArgs):
+    """`search`'s arguments."""
+
+    pattern: str
+    path: str | None = None
+
+
+class SearchTool(Tool[SearchArgs]):
     """Finds lines matching a regex in the workspace's files."""
 
-    spec = ToolSpec(
-        name="search",
-        description="Regex search of file contents; prints path:line:text. path (file or directory) "
-        "narrows it; default the whole workspace.",
-        parameters={
-            "type": "object",
-            "properties": {"pattern": {"type": "string"}, "path": {"type": "string"}},
-            "required": ["pattern"],
-            "additionalProperties": False,
-        },
-    )
+    name = "search"
+    description = ("Regex search of file contents; prints path:line:text. path (file or directory) "
+                   "narrows it; default the whole workspace.")
+    Args = SearchArgs
 
-    async def run(self, arguments: dict[str, Any], context: ToolContext) -> ToolResult:
+    async def run(self, args: SearchArgs, context: ToolContext) -> ToolResult:
         """Search; no match is ok=True with a note, a bad regex or path is ok=False."""
+        pattern = args.pattern
         try:
-            check_argument_names(arguments, self.spec)
-            pattern = required_string(arguments, "pattern")
-            scope = resolve_in_workspace(context.workspace, optional_string(arguments, "path") or ".")
-        except (ArgumentError, PathRefused) as error:
+            scope = resolve_in_workspace(context.workspace, args.path or ".")
+        except PathRefused as error:
             return refusal(str(error))
         if not pattern:
             return refusal("argument 'pattern' is empty; give a regular expression")
@@ -218,4 +208,4 @@ class SearchTool:
         if context.sandbox is not None:
             found = _without_secrets(found, context.sandbox.secrets)
         output = format_found(found, pattern, name)
-        return text_result(output, context, data={"matches": found.total})
+        return text_result(output, context, facts={"matches": found.total})
