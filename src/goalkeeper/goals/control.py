@@ -196,9 +196,15 @@ def apply_here(store: Store, goal: GoalRecord, asked: ControlRequest, request_se
     if asked.action == "clear":
         store.delete_goal(goal.goal_id, [*marker, *to_new_events(decision.events)])
         return ControlResult("here", None)
-    store.commit(goal.goal_id, [*to_new_events(decision.events), *marker],
-                 state=state_to_dict(decision.state), expected_version=goal.version)
+    commit_decision(store, goal, decision, marker)
     return ControlResult("here", decision.state.status)
+
+
+def commit_decision(store: Store, goal: GoalRecord, decision: Decision, extra: list[NewEvent] | None = None) -> int:
+    """Commit `decision`'s events (then `extra`) and its state, guarded by the goal's version; the new version."""
+    version, _ = store.commit(goal.goal_id, [*to_new_events(decision.events), *(extra or [])],
+                              state=state_to_dict(decision.state), expected_version=goal.version)
+    return version
 
 
 def applied_marker(request_seq: int, decision: Decision) -> NewEvent:
