@@ -14,15 +14,14 @@ import pytest
 from fastapi import FastAPI
 
 import test_tui
-from goalkeeper.core.decide import decide
-from goalkeeper.core.outcomes import BudgetRaise, ModelResponded, RequestDue
+from goalkeeper.core.outcomes import BudgetRaise
 from goalkeeper.goals import control, service
 from goalkeeper.goals.control import ControlRejected, ControlResult
 from goalkeeper.run.runner import Runner
 from goalkeeper.server import close_app, create_app
 from goalkeeper.store import GoalRecord, Store
 from goalkeeper.tui.app import GoalkeeperApp
-from scenario import events, gk, new_goal, sample_repo, scripted
+from scenario import events, gk, limit_by_tokens, new_goal, sample_repo, scripted
 from test_server_api import TOKEN, call
 from test_tui import SIZE, in_loop, submit, text_of, until
 
@@ -39,17 +38,6 @@ BAD_GOALS = [("no-such-program-here --flag", NOT_A_COMMAND), ("if true; then ech
 def store() -> Iterator[Store]:
     with Store() as opened:
         yield opened
-
-
-def limit_by_tokens(store: Store, goal: GoalRecord) -> GoalRecord:
-    """Through `decide`: 1000 tokens charged, the wrap-up begun, and its first request too big to fit."""
-    for outcome in (ModelResponded(1000, 0, 0.0, 1.0), RequestDue(10, 1.0), RequestDue(10**6, 1.0)):
-        goal = store.get_goal_by_id(goal.goal_id)
-        control.commit_decision(store, goal, decide(control.load_state(goal), outcome))
-    goal = store.get_goal_by_id(goal.goal_id)
-    state = control.load_state(goal)
-    assert (state.status, state.spent.tokens, state.limits.tokens) == ("budget_limited", 1000, 1000)
-    return goal
 
 
 def by_a_live_runner(store: Store, goal: GoalRecord, workspace: Path,

@@ -25,14 +25,14 @@ from goalkeeper.config import GoalSettings, load_config, settings_from_config
 from goalkeeper.contract import contract_from_flags
 from goalkeeper.core.lifecycle import Reason
 from goalkeeper.core.state import state_to_dict
-from goalkeeper.goals import control
+from goalkeeper.goals import control, service
 from goalkeeper.store import NewEvent, Store
 from goalkeeper.tui import commands
 from goalkeeper.tui.app import CommandInput, GoalkeeperApp
 from goalkeeper.tui.screens import ApprovalScreen, ConfirmScreen, PagerScreen, RestateScreen, SideOverlay
 from goalkeeper.tui.status import compact_count, compact_duration, status_text
 from goalkeeper.tui.transcript import ModelText, ToolCallView, Transcript
-from scenario import FIX_PATCH, TESTS, gk, gk_popen, sample_repo
+from scenario import FIX_PATCH, TESTS, gk, gk_popen, limit_by_tokens, sample_repo
 
 GOAL = f"/goal Fix the discount bug --check tests={TESTS}"
 SIZE = (120, 40)
@@ -303,8 +303,7 @@ async def test_tool_calls_are_collapsed_and_open_with_ctrl_o(server: ChatServer,
 @in_loop
 async def test_replacing_a_goal_asks_first(server: ChatServer, workspace: Path, store: Store) -> None:
     old = arrange_goal(store, workspace)
-    store.commit(old.goal_id, [], state=state_to_dict(replace(control.load_state(old), status="paused",
-                                                              reason=Reason.USER_PAUSE)))
+    service.pause(store, old)
     app = app_for(workspace, store)
     async with app.run_test(size=SIZE) as pilot:
         await submit(pilot, "/goal Something else entirely")
@@ -359,11 +358,7 @@ async def test_goal_clear_removes_the_goal(server: ChatServer, workspace: Path, 
 @in_loop
 async def test_budget_raises_a_spent_budget_and_the_goal_goes_on(server: ChatServer, workspace: Path,
                                                                  store: Store) -> None:
-    goal = arrange_goal(store, workspace, budget_tokens=1_000)
-    state = control.load_state(goal)
-    spent = replace(state, status="budget_limited", reason=Reason.BUDGET_TOKENS,
-                    spent=replace(state.spent, tokens=1_000))
-    store.commit(goal.goal_id, [], state=state_to_dict(spent))
+    goal = limit_by_tokens(store, arrange_goal(store, workspace, budget_tokens=1_000))
     app = app_for(workspace, store)
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: status_of(app).startswith("Budget reached: tokens"), "budget reached")

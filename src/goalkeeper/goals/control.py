@@ -165,6 +165,7 @@ def request(store: Store, goal: GoalRecord, asked: ControlRequest, wait_s: float
 
 
 def _request(store: Store, goal: GoalRecord, asked: ControlRequest, wait_s: float) -> ControlResult:
+    """Queue `asked` for a live runner and wait up to `wait_s` for its answer; with none, apply it here."""
     lease = store.lease(goal.goal_id)
     if lease is None or not lease_is_live(lease):
         return apply_here(store, goal, asked)
@@ -188,7 +189,7 @@ def apply_here(store: Store, goal: GoalRecord, asked: ControlRequest, request_se
     """Apply a control request in this process (no live runner holds the goal)."""
     goal = store.get_goal_by_id(goal.goal_id)
     decision = decide(load_state(goal), outcome_of(asked))
-    marker = [applied_marker(request_seq, decision)] if request_seq else []
+    marker = [applied_marker(request_seq, decision, "user")] if request_seq else []
     if isinstance(decision.action, Reject):
         if marker:
             store.append_events(goal.thread_id, marker, goal_id=goal.goal_id)
@@ -207,11 +208,11 @@ def commit_decision(store: Store, goal: GoalRecord, decision: Decision, extra: l
     return version
 
 
-def applied_marker(request_seq: int, decision: Decision) -> NewEvent:
-    """The `control_applied` event that closes a queued request; a refused one carries the refusal, so the
-    person who asked is told it on either path."""
+def applied_marker(request_seq: int, decision: Decision, actor: Literal["user", "harness"] = "harness") -> NewEvent:
+    """The `control_applied` event that closes a queued request (the runner's actor is the harness); a refused
+    one carries the refusal, so the person who asked is told it on either path."""
     rejected = {"rejected": decision.action.message} if isinstance(decision.action, Reject) else {}
-    return NewEvent("control_applied", {"request_seq": request_seq, **rejected}, "harness")
+    return NewEvent("control_applied", {"request_seq": request_seq, **rejected}, actor)
 
 
 def clear_events(why: str | None = None, actor: Literal["user", "harness"] = "user") -> list[NewEvent]:
@@ -276,12 +277,6 @@ _EXAMPLE = {"add_tokens": "50000", "add_usd": "2", "add_time_s": "30m", "add_tur
 
 def _number(text: str) -> float:
     return float(text.replace("_", "").replace(",", ""))
-
-
-def applied_requests(store: Store, goal: GoalRecord, after_seq: int = 0) -> set[int]:
-    """Sequence numbers of control requests that have been applied."""
-    records = store.events(goal.thread_id, after_seq=after_seq, goal_id=goal.goal_id, kinds=["control_applied"])
-    return {int(record.payload["request_seq"]) for record in records if record.payload.get("request_seq")}
 
 
 def _applied_by_runner(store: Store, goal: GoalRecord, request_seq: int) -> ControlResult | None:
