@@ -8,6 +8,8 @@ control.py, and every lifecycle event through `decide`.
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +22,7 @@ from goalkeeper.core.outcomes import BudgetRaise, ControlRequest
 from goalkeeper.errors import ConfigError, ContractError, WorkspaceError
 from goalkeeper.goals import control, views
 from goalkeeper.goals.control import ControlResult
-from goalkeeper.store import GoalRecord, Store
+from goalkeeper.store import GoalRecord, Store, lease_is_live
 from goalkeeper.verify.lint import lint_goal
 from goalkeeper.workspace import checkpoints
 from goalkeeper.workspace.git import GoalBranch, commit_of, toplevel
@@ -137,6 +139,16 @@ def rollback(store: Store, goal: GoalRecord, to: str) -> tuple[str, GoalBranch]:
         raise WorkspaceError("this goal has not run yet, so it has no branch", "start it with `gk run`")
     best, green = views.rollback_turns(store, goal)
     return checkpoints.rollback(_workspace(store, goal), branch, target, best, green), branch
+
+
+def runner_elsewhere(store: Store, goal: GoalRecord) -> str | None:
+    """`host:pid` of a live runner in another process that holds `goal`, or None."""
+    lease = store.lease(goal.goal_id)
+    if lease is None or not lease_is_live(lease):
+        return None
+    if (lease.host, lease.pid) == (socket.gethostname(), os.getpid()):
+        return None
+    return f"{lease.host}:{lease.pid}"
 
 
 def _workspace(store: Store, goal: GoalRecord) -> Path:

@@ -1,19 +1,17 @@
-"""What the TUI asks of the library about goals: set one (with the CLI's checks), find who runs it, what
-`/goal resume` means, and the goal's diff.
+"""What the TUI asks of the library about goals: set one (with the CLI's checks) and what `/goal resume`
+means.
 
 No Textual here: plain functions over the store, called from the app (blocking ones in a thread).
 """
 
 from __future__ import annotations
 
-import os
-import socket
 from pathlib import Path
 
 from goalkeeper.config import GoalSettings, load_config, settings_from_config
 from goalkeeper.contract import contract_from_flags
 from goalkeeper.goals import service
-from goalkeeper.store import GoalRecord, Store, lease_is_live
+from goalkeeper.store import GoalRecord, Store
 from goalkeeper.tui.commands import GoalRequest
 
 
@@ -32,16 +30,6 @@ def set_goal(store: Store, workspace: Path, thread_id: str | None, request: Goal
     settings = GoalSettings(model=model, run=config.run)
     return service.set_goal(store, workspace, contract, settings, unverified=request.unverified, replace=replace,
                             thread_id=thread_id).goal
-
-
-def runner_elsewhere(store: Store, goal: GoalRecord) -> str | None:
-    """`host:pid` of a live runner in another process that holds `goal`, or None."""
-    lease = store.lease(goal.goal_id)
-    if lease is None or not lease_is_live(lease):
-        return None
-    if (lease.host, lease.pid) == (socket.gethostname(), os.getpid()):
-        return None
-    return f"{lease.host}:{lease.pid}"
 
 
 def reopens(goal: GoalRecord) -> bool:

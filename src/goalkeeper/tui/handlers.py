@@ -130,7 +130,7 @@ class Handlers:
     async def control(self, action: str) -> None:
         """Pause, resume or clear through the shared control path; a resumed goal nobody runs is run here."""
         goal = self.require_goal()
-        elsewhere = goals.runner_elsewhere(self.app.store, goal)
+        elsewhere = service.runner_elsewhere(self.app.store, goal)
         if action == "resume" and goal.state.get("status") == "pursuing":
             self.resume_here(goal, elsewhere)
             return
@@ -195,7 +195,7 @@ class Handlers:
         self.app.transcript.note(f"budget raised ({args.strip()}): goal is now {result.status}")
         self.app.poll()
         if result.status == "pursuing" and goal.state.get("status") == "budget_limited":
-            self.resume_here(self.require_goal(), goals.runner_elsewhere(self.app.store, goal))
+            self.resume_here(self.require_goal(), service.runner_elsewhere(self.app.store, goal))
 
     # ---- reading
 
@@ -279,7 +279,7 @@ class Handlers:
         """A chat turn: no goal, the same tools and sandbox; its events come back through the store."""
         goal = self.app.goal()
         if goal is not None and goal.state.get("status") == "pursuing" and (
-                self.driving or goals.runner_elsewhere(self.app.store, goal)):
+                self.driving or service.runner_elsewhere(self.app.store, goal)):
             self.app.transcript.note("a goal is running in this workspace: /side asks about it without "
                                      "disturbing it; /goal pause first to chat", "error")
             return
