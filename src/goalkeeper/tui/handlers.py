@@ -194,7 +194,7 @@ class Handlers:
         result = await asyncio.to_thread(service.raise_budget, self.app.store, goal, raise_by)
         self.app.transcript.note(f"budget raised ({args.strip()}): goal is now {result.status}")
         self.app.poll()
-        if result.status == "pursuing" and goal.state.get("status") == "budget_limited":
+        if result.status == "pursuing" and result.before == "budget_limited":
             self.resume_here(self.require_goal(), service.runner_elsewhere(self.app.store, goal))
 
     # ---- reading
