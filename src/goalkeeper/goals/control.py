@@ -1,8 +1,9 @@
 """The person's control path: set a goal, pause, resume, clear, raise the budget.
 
-Every change goes through `decide`, like the runner's own. While a runner holds the goal's lease the
-request is queued in the store and the runner applies it at its next boundary; otherwise it is
-applied here at once. The CLI, the TUI and the server all call these functions.
+Every change goes through `decide`, like the runner's own, which mints every event (setting and clearing
+included). While a runner holds the goal's lease the request is queued in the store and the runner
+applies it at its next boundary (`pending_requests`, `applied_marker`); otherwise it is applied here at
+once. Either way a refusal raises ControlRejected. The faces reach this through goals/service.py.
 """
 
 from __future__ import annotations
