@@ -16,6 +16,8 @@ from typing import Any
 from goalkeeper.cli.demo import prepare_sample
 from goalkeeper.config import GoalSettings, ModelSettings, RunSettings
 from goalkeeper.contract import Contract, contract_from_flags
+from goalkeeper.core.decide import decide
+from goalkeeper.core.outcomes import ModelResponded, RequestDue
 from goalkeeper.goals import control
 from goalkeeper.models.base import Model
 from goalkeeper.models.scripted import ScriptedModel, ScriptedToolCall, ScriptStep
@@ -70,6 +72,18 @@ def new_goal(store: Store, workspace: Path, contract: Contract | None = None, **
     settings = GoalSettings(model=ModelSettings(provider="scripted", model="scripted", script="inline"),
                             run=RunSettings(heartbeat_s=0.2, control_poll_s=0.05))
     return control.set_goal(store, workspace, contract, settings, replace_existing=True)
+
+
+def limit_by_tokens(store: Store, goal: GoalRecord) -> GoalRecord:
+    """Stop `goal` (a budget of 1000 tokens) budget_limited at 1000/1000, through `decide`: 1000 tokens
+    charged, the wrap-up begun, and its first request too big to fit."""
+    for outcome in (ModelResponded(1000, 0, 0.0, 1.0), RequestDue(10, 1.0), RequestDue(10**6, 1.0)):
+        goal = store.get_goal_by_id(goal.goal_id)
+        control.commit_decision(store, goal, decide(control.load_state(goal), outcome))
+    goal = store.get_goal_by_id(goal.goal_id)
+    state = control.load_state(goal)
+    assert (state.status, state.spent.tokens, state.limits.tokens) == ("budget_limited", 1000, 1000)
+    return goal
 
 
 def run(store: Store, goal: GoalRecord, workspace: Path, model: Model) -> RunResult:

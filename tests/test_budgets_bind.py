@@ -18,9 +18,10 @@ import pytest
 
 from chat_server import ChatServer, Completion, ToolCallReply, UsageReply
 from goalkeeper.config import GoalSettings, ModelSettings, RunSettings
-from goalkeeper.core.decide import BudgetRaised, GoalState, Reject, decide
+from goalkeeper.core.decide import decide
+from goalkeeper.core.outcomes import BudgetRaise, GoalState, Reject
 from goalkeeper.errors import GoalkeeperError
-from goalkeeper.goals import control
+from goalkeeper.goals import control, service
 from goalkeeper.models.openai_chat import OpenAIChatModel
 from goalkeeper.models.pricing import Price
 from goalkeeper.run.runner import Runner
@@ -202,7 +203,7 @@ def test_a_mid_turn_stop_is_checkpointed_and_a_raise_and_resume_continue_it(tmp_
         checkpoints = [e.payload for e in events(store, goal, "checkpoint") if e.payload.get("turn") == 1]
         assert checkpoints and checkpoints[0]["commit"], "turn 1 was left without its checkpoint commit"
         assert git(workspace, "status", "--porcelain", "--untracked-files=no") == ""
-        control.request(store, store.get_goal_by_id(goal.goal_id), "resume", add_tokens=100_000)
+        service.resume(store, store.get_goal_by_id(goal.goal_id), raise_by=BudgetRaise(tokens=100_000))
         again = run(store, goal, workspace, scripted_after(store, goal, [step("", complete()), step("done")]))
     assert (again.status, again.reason) == ("achieved", "checks_passed")
 
@@ -285,13 +286,11 @@ def test_the_control_path_refuses_raises_that_are_not_positive(tmp_path: Path, d
     with Store() as store:
         goal = new_goal(store, workspace, budget_turns=4)
         with pytest.raises(GoalkeeperError) as refused:
-            control.request(store, goal, "budget", **detail)
-        with pytest.raises(GoalkeeperError):
-            control.raise_budget(store, goal, detail)
+            service.raise_budget(store, goal, control.budget_raise(**detail))
         assert refused.value.hint
         assert store.get_goal_by_id(goal.goal_id).state["limits"]["turns"] == 4
 
 
 def test_decide_rejects_a_raise_that_is_not_positive() -> None:
-    for raised in (BudgetRaised(turns=-50), BudgetRaised(tokens=-1), BudgetRaised(usd=float("nan")), BudgetRaised()):
+    for raised in (BudgetRaise(turns=-50), BudgetRaise(tokens=-1), BudgetRaise(usd=float("nan")), BudgetRaise()):
         assert isinstance(decide(GoalState("g"), raised).action, Reject)

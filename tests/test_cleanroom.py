@@ -14,7 +14,7 @@ import pytest
 
 from goalkeeper.contract import Contract, contract_from_flags
 from goalkeeper.errors import WorkspaceError
-from goalkeeper.goals import control
+from goalkeeper.goals import service
 from goalkeeper.store import Store
 from goalkeeper.verify.cleanroom import baseline_of, built_room, keep_baseline
 from goalkeeper.verify.mirror import BASE_REF
@@ -337,7 +337,7 @@ def _paused_goal(store: Store, workspace: Path) -> Any:
     goal = new_goal(store, workspace, contract_from_flags("Fix the discount bug", checks=[f"tests={TESTS}"]))
     first = run(store, goal, workspace, scripted([step("I think it works now.")]))
     assert (first.status, first.reason) == ("paused", "stalled")
-    control.request(store, store.get_goal_by_id(goal.goal_id), "resume")
+    service.resume(store, store.get_goal_by_id(goal.goal_id))
     return goal
 
 

@@ -23,8 +23,9 @@ from chat_server import ChatServer, Completion, ToolCallReply
 from goalkeeper.config import Config, load_config, scripted_settings
 from goalkeeper.config.trust import is_trusted, trust, trust_path, trusted_projects
 from goalkeeper.contract import parse_contract
+from goalkeeper.core.outcomes import BudgetRaise
 from goalkeeper.errors import ConfigError, ContractError
-from goalkeeper.goals import control
+from goalkeeper.goals import service
 from goalkeeper.run.engine import run_goal
 from goalkeeper.sandbox.rules import Rule
 from goalkeeper.sessions.prd import FACTS_HEADING, FACTS_MARK, read_prd
@@ -149,7 +150,7 @@ def test_a_config_committed_on_the_goal_branch_is_never_read_by_the_goals_next_r
         # As if it had got past every guard: a [[notify]] and a loose policy committed on the goal branch.
         assert git(repo, "branch", "--show-current").startswith("goal/")
         project_config(repo, notify_table(receiver.url) + 'approval_policy = "on-request"\n')
-        control.request(store, store.get_goal_by_id(goal.goal_id), "resume", add_turns=10)
+        service.resume(store, store.get_goal_by_id(goal.goal_id), raise_by=BudgetRaise(turns=10))
         answered = len(events(store, goal, "model_response"))  # the script goes on where the conversation is
         script = write_script(tmp_path / "fix.json", [step("(earlier)")] * answered + HONEST_FIX)
         second = run_goal(store, store.get_goal_by_id(goal.goal_id), repo, scripted_settings(str(script)))

@@ -9,9 +9,11 @@ from dataclasses import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from goalkeeper.core.decide import (
+from goalkeeper.core.decide import begin, decide, steps_limit, tree_due
+from goalkeeper.core.lifecycle import TERMINAL, Reason
+from goalkeeper.core.outcomes import (
     Action,
-    BudgetRaised,
+    BudgetRaise,
     CheckResult,
     ChecksRan,
     Decision,
@@ -31,12 +33,7 @@ from goalkeeper.core.decide import (
     TurnEnded,
     UserPaused,
     UserResumed,
-    begin,
-    decide,
-    steps_limit,
-    tree_due,
 )
-from goalkeeper.core.lifecycle import TERMINAL, Reason
 
 GOAL = "goal_1"
 
@@ -174,7 +171,7 @@ def test_resume_after_budget_needs_a_raise() -> None:
     state = GoalState(GOAL, status="budget_limited", reason=Reason.BUDGET_TOKENS, limits=Limits(tokens=10))
     state = replace(state, spent=replace(state.spent, tokens=12))
     assert isinstance(decide(state, UserResumed()).action, Reject)
-    raised = decide(state, BudgetRaised(tokens=100)).state
+    raised = decide(state, BudgetRaise(tokens=100)).state
     assert decide(raised, UserResumed()).state.status == "pursuing"
 
 
@@ -268,7 +265,7 @@ class World:
         kind = self.draw(self.people)
         outcomes: dict[str, Outcome] = {
             "pause": UserPaused(), "resume": UserResumed(), "resume_force": UserResumed(force=True),
-            "raise": BudgetRaised(tokens=200, turns=1), "interrupt": Interrupted(),
+            "raise": BudgetRaise(tokens=200, turns=1), "interrupt": Interrupted(),
             "provider_failed": ProviderFailed("down")}
         return outcomes[str(kind)]
 
@@ -404,7 +401,7 @@ def test_tool_calls_without_a_tree_change_end_stuck_without_any_budget(calls: li
 def test_a_raise_is_applied_only_when_every_amount_is_positive_or_zero(tokens: int, usd: float, time_s: float,
                                                                        turns: int) -> None:
     state = GoalState(GOAL, limits=Limits(tokens=1000, usd=1.0, time_s=60.0, turns=5))
-    raised = BudgetRaised(tokens, usd, time_s, turns)
+    raised = BudgetRaise(tokens, usd, time_s, turns)
     decision = decide(state, raised)
     amounts = (tokens, usd, time_s, turns)
     if all(amount >= 0 for amount in amounts) and any(amounts):

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from goalkeeper.contract import contract_from_flags
-from goalkeeper.goals import control
+from goalkeeper.core.outcomes import BudgetRaise
+from goalkeeper.goals import service
 from goalkeeper.goals.report import build_report, render_markdown
 from goalkeeper.store import Store
 from helpers import git
@@ -105,7 +106,7 @@ def test_token_budget_wraps_up_and_resume_with_more_tokens_continues(tmp_path: P
         assert result.status == "budget_limited" and result.reason == "budget_tokens"
         spent = store.get_goal_by_id(goal.goal_id).state["spent"]
         assert spent["tokens"] <= 3000 + spent["wrap_up_tokens"]
-        control.request(store, store.get_goal_by_id(goal.goal_id), "resume", add_tokens=100_000)
+        service.resume(store, store.get_goal_by_id(goal.goal_id), raise_by=BudgetRaise(tokens=100_000))
         rest = [step("", call("apply_patch", patch=FIX_PATCH)), step("", complete()), step("done")]
         again = run(store, goal, workspace, scripted_after(store, goal, rest))
     assert again.status == "achieved"

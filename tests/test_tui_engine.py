@@ -17,9 +17,11 @@ import pytest
 
 from chat_server import ChatServer, Completion, Failure, ToolCallReply, UsageReply
 from goalkeeper.config import ModelSettings, load_config
+from goalkeeper.core.outcomes import BudgetRaise
 from goalkeeper.errors import ProviderError
-from goalkeeper.goals import control
-from goalkeeper.goals.control import BudgetAmountError, parse_budget_raise, raise_budget
+from goalkeeper.goals import service
+from goalkeeper.goals.control import BudgetAmountError, parse_budget_raise
+from goalkeeper.goals.service import raise_budget
 from goalkeeper.models.base import ToolCall, Usage
 from goalkeeper.models.openai_chat import OpenAIChatModel
 from goalkeeper.run.engine import drive_goal
@@ -131,7 +133,7 @@ def test_a_remembered_approval_covers_the_prefix_for_the_rest_of_the_goal_and_af
 
         runner.on_event = pause_after_two_touches
         first = asyncio.run(runner.run())
-        control.request(store, store.get_goal_by_id(goal.goal_id), "resume")
+        service.resume(store, store.get_goal_by_id(goal.goal_id))
         restarted = Runner(store, store.get_goal_by_id(goal.goal_id), scripted(steps), workspace, approver=later)
         second = asyncio.run(restarted.run())
         approvals = payloads(store, goal.thread_id, "approval")
@@ -374,23 +376,23 @@ def test_chat_asks_the_person_and_remembers_for_the_chat(tmp_path: Path, goalkee
 # ---------------------------------------------------------------- budget amounts
 
 
-@pytest.mark.parametrize(("text", "detail"), [
-    ("50000", {"add_tokens": 50_000}),
-    ("50k", {"add_tokens": 50_000}),
-    ("1.5M", {"add_tokens": 1_500_000}),
-    ("50K tok", {"add_tokens": 50_000}),
-    ("+20,000 tokens", {"add_tokens": 20_000}),
-    ("$2", {"add_usd": 2.0}),
-    ("$0.50", {"add_usd": 0.5}),
-    ("30m", {"add_time_s": 1800.0}),
-    ("1h", {"add_time_s": 3600.0}),
-    ("90s", {"add_time_s": 90.0}),
-    ("1h30m", {"add_time_s": 5400.0}),
-    ("10 turns", {"add_turns": 10}),
-    ("1 turn", {"add_turns": 1}),
+@pytest.mark.parametrize(("text", "raised"), [
+    ("50000", BudgetRaise(tokens=50_000)),
+    ("50k", BudgetRaise(tokens=50_000)),
+    ("1.5M", BudgetRaise(tokens=1_500_000)),
+    ("50K tok", BudgetRaise(tokens=50_000)),
+    ("+20,000 tokens", BudgetRaise(tokens=20_000)),
+    ("$2", BudgetRaise(usd=2.0)),
+    ("$0.50", BudgetRaise(usd=0.5)),
+    ("30m", BudgetRaise(time_s=1800.0)),
+    ("1h", BudgetRaise(time_s=3600.0)),
+    ("90s", BudgetRaise(time_s=90.0)),
+    ("1h30m", BudgetRaise(time_s=5400.0)),
+    ("10 turns", BudgetRaise(turns=10)),
+    ("1 turn", BudgetRaise(turns=1)),
 ])
-def test_parse_budget_raise_accepts_each_form(text: str, detail: dict[str, Any]) -> None:
-    assert parse_budget_raise(text) == detail
+def test_parse_budget_raise_accepts_each_form(text: str, raised: BudgetRaise) -> None:
+    assert parse_budget_raise(text) == raised
 
 
 @pytest.mark.parametrize("text", ["", "lots", "0", "-5k", "$", "$0", "10 turnips", "1.5 turns", "5x", "1.2.3",

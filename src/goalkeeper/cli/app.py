@@ -10,7 +10,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.text import Text
@@ -30,8 +30,9 @@ from goalkeeper.config import (
 from goalkeeper.config import trust as trusted
 from goalkeeper.contract import Contract, parse_duration
 from goalkeeper.core.lifecycle import exit_code
+from goalkeeper.core.outcomes import BudgetRaise
 from goalkeeper.errors import ConfigError, GoalkeeperError, WorkspaceError
-from goalkeeper.goals import control, views
+from goalkeeper.goals import control, service
 from goalkeeper.goals.report import build_report, render_markdown, render_pr
 from goalkeeper.goals.views import goal_events, summarize
 from goalkeeper.models.factory import LOCAL_MODEL_NOTE
@@ -43,9 +44,7 @@ from goalkeeper.sessions import side as side_questions
 from goalkeeper.sessions.planning import newest_plan
 from goalkeeper.store import GoalRecord, Store
 from goalkeeper.verify.lint import lint_goal
-from goalkeeper.workspace import checkpoints
-from goalkeeper.workspace.git import GoalBranch, toplevel
-from goalkeeper.workspace.goal import branch_of
+from goalkeeper.workspace.git import toplevel
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Run a coding agent toward a goal until the evidence says it is done.")
@@ -126,10 +125,11 @@ def goal(
     workspace = workspace_of(cwd)
     with open_store() as store:
         if objective in ("pause", "resume", "clear"):
-            added = _raises(add_tokens, add_usd, add_time, add_turns)
-            return _control(store, workspace, thread, objective, {**added, "force": force})  # type: ignore[arg-type]
+            raise_by = control.budget_raise(add_tokens, add_usd, parse_duration(add_time) if add_time else None,
+                                            add_turns)
+            return _control(store, workspace, thread, objective, raise_by, force)
         if objective is None and contract_flags.file is None and not contract_flags.from_plan:
-            summary = summarize(store, control.current_goal(store, workspace, thread))
+            summary = summarize(store, service.current_goal(store, workspace, thread))
             console.out.print_json(json.dumps(summary.as_json())) if as_json else console.show_summary(summary)
             return 0
         adopted = newest_plan(store, workspace, thread) if contract_flags.from_plan else None
@@ -143,31 +143,30 @@ def goal(
     return 0
 
 
-def _raises(tokens: int | None, usd: float | None, time: str | None, turns: int | None) -> dict[str, Any]:
-    """The `--add-*` flags as a raise's detail; a flag given as zero (or less) is refused, not ignored."""
-    given = {"add_tokens": tokens, "add_usd": usd, "add_turns": turns,
-             "add_time_s": parse_duration(time) if time is not None else None}
-    for key, value in given.items():
-        if value is not None and not value > 0:  # `not >` also refuses NaN
-            raise control.raise_error(key, value)
-    return {key: value or 0 for key, value in given.items()}
-
-
 def _set(store: Store, workspace: Path, thread: str | None, contract: Contract, model: ModelSettings | None,
          run_knobs: RunSettings, replace: bool, allow_dirty: bool = False, force: bool = False,
          unverified: bool = False) -> GoalRecord:
     """Set the goal after checking the repository and the check commands (a goal with none needs `unverified`);
     ask before replacing a goal; then lint it (errors refuse it unless `force`). The `[run]` knobs of
     config.toml (and the profile) are stored."""
-    control.check_settable(workspace, contract, allow_dirty, unverified)
-    existing = store.current_thread(workspace) if thread is None else store.get_thread(thread)
-    if not replace and existing and store.get_goal(existing.thread_id) and sys.stdin.isatty():
-        replace = typer.confirm("This workspace already has a goal. Replace it?", default=False)
-        if not replace:
-            raise typer.Exit(4)
-    _lint_gate(contract, workspace, force, model.api_key_env if model else None)
     settings = GoalSettings(model=model, run=run_knobs, allow_dirty=allow_dirty)
-    return control.set_goal(store, workspace, contract, settings, replace_existing=replace, thread_id=thread)
+    try:
+        made = service.set_goal(store, workspace, contract, settings, force=force, unverified=unverified,
+                                replace=replace, thread_id=thread, confirm_replace=_confirm_replace)
+    except service.GoalLintError as refused:
+        console.show_lint_gate(refused.report, forced=False)
+        raise typer.Exit(1) from None
+    console.show_lint_gate(made.lint, forced=force)
+    return made.goal
+
+
+def _confirm_replace() -> bool:
+    """On a terminal, ask before replacing the workspace's goal; "no" ends the command (exit 4)."""
+    if not sys.stdin.isatty():
+        return False
+    if not typer.confirm("This workspace already has a goal. Replace it?", default=False):
+        raise typer.Exit(4)
+    return True
 
 
 def _config(workspace: Path, profile: str | None, commit: str = "HEAD") -> Config:
@@ -178,29 +177,18 @@ def _config(workspace: Path, profile: str | None, commit: str = "HEAD") -> Confi
     return config
 
 
-def _lint_gate(contract: Contract, workspace: Path, force: bool, key_env: str | None = None) -> None:
-    """`gk lint` before a goal is set (checks run once): errors refuse it (exit 1) unless `force`."""
-    report = lint_goal(contract, workspace, key_env=key_env)
-    console.show_lint_gate(report, forced=force)
-    if report.errors and not force:
-        raise typer.Exit(1)
-
-
-def _control(store: Store, workspace: Path, thread: str | None, action: control.ControlAction,
-             added: dict[str, Any]) -> int:
-    record = control.current_goal(store, workspace, thread)
-    stored = GoalSettings.model_validate(record.settings).model
-    if added["add_usd"] and stored is not None and stored.price is None:
-        raise ConfigError(f"no price is known for model {stored.model}, so a USD budget cannot be enforced",
-                          f'add [model_pricing."{stored.model}"] input/cached_input/output to config.toml, '
-                          "set the goal again, or raise another budget")
-    raised = any(added[k] for k in ("add_tokens", "add_usd", "add_turns", "add_time_s"))
-    if action == "resume" and raised and record.state.get("status") == "pursuing":
-        action = "budget"
-    result = control.request(store, record, action, **added)
+def _control(store: Store, workspace: Path, thread: str | None, action: str, raise_by: BudgetRaise | None,
+             force: bool) -> int:
+    record = service.current_goal(store, workspace, thread)
+    if action == "pause":
+        result = service.pause(store, record)
+    elif action == "clear":
+        result = service.clear(store, record)
+    else:
+        result = service.resume(store, record, force, raise_by)
     where = {"here": "", "runner": " (applied by the running runner)", "queued": " (queued for the runner)"}
-    console.out.print(f"{action}: goal is now {result.status or 'cleared'}{where[result.applied_by]}")
-    if action == "resume" and result.status == "pursuing":
+    console.out.print(f"{result.applied}: goal is now {result.status or 'cleared'}{where[result.applied_by]}")
+    if result.applied == "resume" and result.status == "pursuing":
         console.out.print("Continue it with: gk run")
     return 0
 
@@ -211,7 +199,7 @@ def run(model_flags: ModelFlags, cwd: Cwd = Path("."), thread: ThreadOpt = None,
     """Run the goal in the foreground with a live status line. Ctrl-C pauses it cleanly."""
     workspace = workspace_of(cwd)
     with open_store() as store:
-        record = control.current_goal(store, workspace, thread)
+        record = service.current_goal(store, workspace, thread)
         commit = config_commit(store, record)  # the goal's base: never the goal branch the model wrote
         _config(workspace, model_flags.profile, commit)  # its warnings, before the run
         chosen = model_flags.settings(workspace, commit=commit) if model_flags.given else None
@@ -270,7 +258,7 @@ def exec_(
 def status(cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = False) -> int:
     """The goal's status, checks, budget and last checkpoint."""
     with open_store() as store:
-        summary = summarize(store, control.current_goal(store, workspace_of(cwd), thread))
+        summary = summarize(store, service.current_goal(store, workspace_of(cwd), thread))
         if as_json:
             print(json.dumps(summary.as_json(), indent=1))
         else:
@@ -282,7 +270,7 @@ def status(cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = Fa
 def log(cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = False) -> int:
     """The goal's events, oldest first."""
     with open_store() as store:
-        record = control.current_goal(store, workspace_of(cwd), thread)
+        record = service.current_goal(store, workspace_of(cwd), thread)
         for event in goal_events(store, record):
             if as_json:
                 row = {"seq": event.seq, "kind": event.kind, "actor": event.actor, "payload": event.payload}
@@ -299,7 +287,7 @@ def report(cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = Fa
            = None) -> int:
     """The goal's report: Markdown, JSON (--json), or a pull-request description (--pr)."""
     with open_store() as store:
-        record = store.get_goal_by_id(goal_id) if goal_id else control.current_goal(store, workspace_of(cwd), thread)
+        record = store.get_goal_by_id(goal_id) if goal_id else service.current_goal(store, workspace_of(cwd), thread)
         data = build_report(store, record)
     if as_json:
         print(json.dumps(data, indent=1))  # JSON keeps the exact text: json.dumps escapes every control character
@@ -390,10 +378,11 @@ def diff(turn: Annotated[int | None, typer.Option(help="Only this turn's checkpo
          cwd: Cwd = Path("."), thread: ThreadOpt = None) -> int:
     """The goal's changes on its branch: all of them, or one turn's checkpoint."""
     with open_store() as store:
-        record = control.current_goal(store, workspace_of(cwd), thread)
-        changes = checkpoints.diff(workspace_of(cwd), _branch(store, record), turn)
-        # Piped, the diff stays exact (for `git apply`); on a terminal its escape sequences are shown, not run.
-        console.write_text(changes, end="") if sys.stdout.isatty() else print(changes, end="")
+        changes = service.goal_diff(store, service.current_goal(store, workspace_of(cwd), thread), turn)
+    if changes.branch is None:
+        raise WorkspaceError("this goal has not run yet, so it has no branch", "start it with `gk run`")
+    # Piped, the diff stays exact (for `git apply`); on a terminal its escape sequences are shown, not run.
+    console.write_text(changes.text, end="") if sys.stdout.isatty() else print(changes.text, end="")
     return 0
 
 
@@ -401,23 +390,10 @@ def diff(turn: Annotated[int | None, typer.Option(help="Only this turn's checkpo
 def rollback(to: Annotated[str, typer.Option("--to", help="best, last-green, or a turn number.")],
              cwd: Cwd = Path("."), thread: ThreadOpt = None) -> int:
     """Restore the tree of an earlier checkpoint as a new commit on the goal branch (history is kept)."""
-    workspace = workspace_of(cwd)
     with open_store() as store:
-        record = control.current_goal(store, workspace, thread)
-        target: checkpoints.RollbackTarget = int(to) if to.isdigit() else to  # type: ignore[assignment]
-        if not isinstance(target, int) and target not in ("best", "last-green"):
-            raise ConfigError(f"--to {to}: not a target", "write --to best, --to last-green or --to 3")
-        best, green = views.rollback_turns(store, record)
-        commit = checkpoints.rollback(workspace, _branch(store, record), target, best, green)
-        console.out.print(f"rolled back to {to}: now at {commit[:12]} on {_branch(store, record).name}")
+        commit, branch = service.rollback(store, service.current_goal(store, workspace_of(cwd), thread), to)
+    console.out.print(f"rolled back to {to}: now at {commit[:12]} on {branch.name}")
     return 0
-
-
-def _branch(store: Store, record: GoalRecord) -> GoalBranch:
-    branch = branch_of(goal_events(store, record, ["goal_branch"]))
-    if branch is None:
-        raise WorkspaceError("this goal has not run yet, so it has no branch", "start it with `gk run`")
-    return branch
 
 
 @app.command(context_settings={"allow_interspersed_args": True})

@@ -12,10 +12,10 @@ import typing
 from dataclasses import dataclass
 from pathlib import Path
 
-from goalkeeper.config.load import Config
+from goalkeeper.config.load import Config, load_config
 from goalkeeper.config.problems import did_you_mean
 from goalkeeper.config.schema import DEFAULT_MODELS, ModelProvider
-from goalkeeper.config.settings import ModelSettings, ReasoningEffort
+from goalkeeper.config.settings import GoalSettings, ModelSettings, ReasoningEffort
 from goalkeeper.context.tokens import check_compact_limit
 from goalkeeper.errors import ConfigError, NoProviderError
 from goalkeeper.models.pricing import ZERO_PRICE, require_price
@@ -40,6 +40,23 @@ class _Choice:
     """A provider NAME, AD_HOC_PROVIDER, or None when nothing is configured."""
     ad_hoc_base_url: str | None = None
     """The base URL of an ad-hoc provider."""
+
+
+def choose_model(workspace: Path, model: ModelSettings | None = None, stored: GoalSettings | None = None,
+                 commit: str = "HEAD") -> ModelSettings:
+    """The model a goal or a session talks to: `model` (the flags), else the one stored with the goal, else
+    config.toml's as committed at `commit` (a goal's base; HEAD for a session with no goal). The one place
+    this choice is made."""
+    return model or (stored.model if stored else None) or settings_from_config(load_config(workspace, commit=commit))
+
+
+def model_if_configured(workspace: Path, usd_budget: float | None = None) -> ModelSettings | None:
+    """config.toml's model for a new goal, or None when no provider is configured anywhere (`gk run` asks
+    later); a configured one that cannot be used (no key, no price for a USD budget) is still an error."""
+    try:
+        return settings_from_config(load_config(workspace), usd_budget=usd_budget)
+    except NoProviderError:
+        return None
 
 
 def settings_from_config(config: Config, *, model: str | None = None, model_provider: str | None = None,

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from goalkeeper.context.tokens import TokenCounter, counter_for
-from goalkeeper.core.decide import CheckTrigger
 from goalkeeper.core.lifecycle import TurnKind
+from goalkeeper.core.outcomes import CheckTrigger
 from goalkeeper.models.base import Message, ToolCall, ToolSpec
 from goalkeeper.store import EventRecord
 from goalkeeper.tools.replies import cut_middle

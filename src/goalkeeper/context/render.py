@@ -6,8 +6,8 @@ from collections.abc import Iterable
 
 from goalkeeper.context.prompts import as_data, render
 from goalkeeper.contract import Contract, format_duration
-from goalkeeper.core.decide import GoalState
 from goalkeeper.core.lifecycle import TurnKind
+from goalkeeper.core.outcomes import GoalState
 from goalkeeper.verify.checks import Evidence
 
 #: Characters of a failing check's output shown to the model in feedback.

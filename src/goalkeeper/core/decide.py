@@ -15,12 +15,15 @@ from goalkeeper.core.lifecycle import BUDGET_REASONS, TERMINAL, Actor, Reason, S
 from goalkeeper.core.outcomes import (
     Action,
     Best,
-    BudgetRaised,
+    BudgetRaise,
     CheckResult,
     ChecksRan,
     CheckTrigger,
+    ControlRequest,
     Decision,
     Event,
+    GoalCleared,
+    GoalSet,
     GoalState,
     Interrupted,
     Limits,
@@ -31,7 +34,6 @@ from goalkeeper.core.outcomes import (
     Reject,
     RequestDue,
     RunChecks,
-    Spent,
     StartTurn,
     Stop,
     ToolStepped,
@@ -52,55 +54,16 @@ MIN_OUTPUT_TOKENS = 16
 #: changing the tree is nudged once, then stopped unmet(stuck). With the default 5 that is 40 calls.
 STEPS_PER_NO_PROGRESS_TURN = 8
 
-__all__ = [
-    "MIN_OUTPUT_TOKENS",
-    "REPEAT_WINDOW",
-    "STEPS_PER_NO_PROGRESS_TURN",
-    "Action",
-    "Best",
-    "BudgetRaised",
-    "CheckResult",
-    "CheckTrigger",
-    "ChecksRan",
-    "Decision",
-    "Event",
-    "GoalState",
-    "Interrupted",
-    "Limits",
-    "ModelResponded",
-    "Outcome",
-    "Proceed",
-    "ProviderFailed",
-    "Reject",
-    "RequestDue",
-    "RunChecks",
-    "Spent",
-    "StartTurn",
-    "Stop",
-    "ToolStepped",
-    "TurnEnded",
-    "UserInputQueued",
-    "UserPaused",
-    "UserResumed",
-    "Wait",
-    "begin",
-    "budget_exhausted",
-    "decide",
-    "steps_limit",
-    "time_deadline",
-    "tree_due",
-    "with_baseline",
-]
-
-
 # ---------------------------------------------------------------- the core
 
 
 def decide(state: GoalState, outcome: Outcome) -> Decision:
     """Decide what happens next after `outcome`. Pure: same inputs, same decision."""
     match outcome:
-        case UserPaused() | Interrupted() | UserResumed() | BudgetRaised() | UserInputQueued():
+        case UserPaused() | Interrupted() | UserResumed() | BudgetRaise() | UserInputQueued():
             return _on_person(state, outcome)
+        case GoalSet() | GoalCleared():
+            return _on_goal(state, outcome)
     if state.status != "pursuing":
         # Nothing the model or harness reports can restart a goal that is not pursued.
         return Decision(state, Stop(state.status, state.reason))
@@ -166,9 +129,11 @@ def _on_person(state: GoalState, outcome: Outcome) -> Decision:
             reason = Reason.USER_PAUSE if isinstance(outcome, UserPaused) else Reason.INTERRUPTED
             actor: Actor = "user" if isinstance(outcome, UserPaused) else "harness"
             return _transition(state, "paused", actor, reason)
-        case UserResumed(force=force):
+        case UserResumed(raise_by=None, force=force):
             return _on_resume(state, force)
-        case BudgetRaised():
+        case UserResumed(raise_by=BudgetRaise() as raised, force=force):
+            return _on_resume_raised(state, raised, force)
+        case BudgetRaise():
             return _on_budget_raised(state, outcome)
         case UserInputQueued():
             return Decision(replace(state, queued_inputs=state.queued_inputs + 1), Wait())
@@ -189,7 +154,45 @@ def _on_resume(state: GoalState, force: bool) -> Decision:
     return _transition(fresh, "pursuing", "user", reason)
 
 
-def _on_budget_raised(state: GoalState, raised: BudgetRaised) -> Decision:
+def _on_resume_raised(state: GoalState, raised: BudgetRaise, force: bool) -> Decision:
+    """Raise, then resume, as one decision with both events; a refused resume keeps the raise out too. A
+    pursuing goal is only raised (`gk goal resume --add-tokens N` on a running goal)."""
+    raising = _on_budget_raised(state, raised)
+    if isinstance(raising.action, Reject) or state.status == "pursuing":
+        return raising
+    resuming = _on_resume(raising.state, force)
+    if isinstance(resuming.action, Reject):
+        return Decision(state, resuming.action)
+    return replace(resuming, events=(*raising.events, *resuming.events))
+
+
+def _on_goal(state: GoalState, outcome: GoalSet | GoalCleared) -> Decision:
+    """Setting and clearing: the events that open and close a goal's history."""
+    if isinstance(outcome, GoalCleared):
+        why = {"why": outcome.why} if outcome.why else {}
+        return Decision(state, Wait(), (Event("goal_cleared", outcome.actor, why),))
+    goal_set = Event("goal_set", "user", {"outcome": outcome.outcome, "verified": state.verified,
+                                          "contract": dict(outcome.contract)})
+    started = Event("status_changed", "user", {"from": None, "to": "pursuing", "reason": Reason.GOAL_SET.value})
+    return Decision(replace(state, status="pursuing", reason=Reason.GOAL_SET), Wait(), (goal_set, started))
+
+
+def outcome_of(request: ControlRequest) -> Outcome:
+    """The one translation of a person's control request into what `decide` is told, for both paths: the live
+    runner's poll of queued requests and the one taken with no runner."""
+    match request.action:
+        case "pause":
+            return UserPaused()
+        case "resume":
+            return UserResumed(force=request.force, raise_by=request.raise_by)
+        case "budget":
+            return request.raise_by or BudgetRaise()
+        case "clear":
+            return GoalCleared()
+    raise ValueError(f"not a control action: {request.action!r}")  # pragma: no cover - the Literal is exhaustive
+
+
+def _on_budget_raised(state: GoalState, raised: BudgetRaise) -> Decision:
     amounts = (raised.tokens, raised.usd, raised.time_s, raised.turns)
     if any(not amount >= 0 for amount in amounts) or not any(amounts):  # `not >=` also refuses NaN
         return Decision(state, Reject("a budget raise must be positive, e.g. --add-tokens 50000"))

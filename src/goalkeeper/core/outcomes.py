@@ -178,20 +178,55 @@ class Interrupted:
 
 
 @dataclass(frozen=True)
-class UserResumed:
-    """A person resumed the goal; `force` re-opens an achieved or unmet goal."""
+class BudgetRaise:
+    """A person raises one or more limits by these amounts (each zero or positive; a negative one is rejected).
 
-    force: bool = False
-
-
-@dataclass(frozen=True)
-class BudgetRaised:
-    """A person raised one or more limits by these amounts (each zero or positive; a negative one is rejected)."""
+    The one shape of a raise: the CLI's `--add-*`, the TUI's `/budget 50k` and the server's body all become
+    this, and `decide` is told it directly (raising alone) or inside `UserResumed`."""
 
     tokens: int = 0
     usd: float = 0.0
     time_s: float = 0.0
     turns: int = 0
+
+
+@dataclass(frozen=True)
+class UserResumed:
+    """A person resumed the goal; `force` re-opens an achieved or unmet goal; `raise_by` raises the budget
+    first (one decision records both). On a pursuing goal a resume with a raise is the raise alone."""
+
+    force: bool = False
+    raise_by: BudgetRaise | None = None
+
+
+@dataclass(frozen=True)
+class GoalSet:
+    """A person set the goal; `decide` answers with the `goal_set` event and the move to pursuing."""
+
+    outcome: str
+    contract: Mapping[str, Any]
+    """The contract's JSON form, recorded whole in the `goal_set` event."""
+
+
+@dataclass(frozen=True)
+class GoalCleared:
+    """The goal is cleared: its thread has no goal afterwards (never refused)."""
+
+    actor: Actor = "user"
+    why: str | None = None
+
+
+ControlAction = Literal["pause", "resume", "clear", "budget"]
+
+
+@dataclass(frozen=True)
+class ControlRequest:
+    """What a person asked of a goal, on any face; `decide.outcome_of` translates it, once, for both paths
+    (a live runner's poll of the queue, and no runner)."""
+
+    action: ControlAction
+    raise_by: BudgetRaise | None = None
+    force: bool = False
 
 
 @dataclass(frozen=True)
@@ -209,7 +244,7 @@ class ProviderFailed:
 
 Outcome = (
     RequestDue | ModelResponded | ToolStepped | TurnEnded | ChecksRan | UserPaused | Interrupted
-    | UserResumed | BudgetRaised | UserInputQueued | ProviderFailed
+    | UserResumed | BudgetRaise | UserInputQueued | ProviderFailed | GoalSet | GoalCleared
 )
 
 

@@ -1,12 +1,36 @@
-"""Converts a `GoalState` to and from the JSON-ready dict the store keeps."""
+"""A goal's state: where a new goal starts, and the codecs of the JSON-ready dicts the store keeps (the
+`GoalState` and a person's `ControlRequest`)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, fields
 from typing import Any
 
-from goalkeeper.core.decide import Best, GoalState, Limits, Spent
 from goalkeeper.core.lifecycle import Reason
+from goalkeeper.core.outcomes import Best, BudgetRaise, ControlRequest, GoalState, Limits, Spent
+
+#: The wrap-up turn's time cap: a quarter of the time budget, within these bounds (the upper one also
+#: applies when there is no time budget).
+WRAP_UP_MIN_S, WRAP_UP_MAX_S = 5.0, 120.0
+
+#: The payload keys of a raise in a `control_request` event.
+RAISE_KEYS = ("add_tokens", "add_usd", "add_time_s", "add_turns")
+
+
+def initial_state(goal_id: str, limits: Limits, verified: bool, max_attempts: int, no_progress_turns: int,
+                  wrap_up_cap_tokens: int) -> GoalState:
+    """The state a new goal starts in; `wrap_up_cap_tokens` is the configured cap.
+
+    The wrap-up turn may overrun the token budget by at most a quarter of the budget, within the configured
+    cap, so a small budget is not dwarfed by its own wrap-up. The USD and time budgets get the same quarter
+    (time within WRAP_UP_MIN_S..WRAP_UP_MAX_S).
+    """
+    if limits.tokens is not None:
+        wrap_up_cap_tokens = min(wrap_up_cap_tokens, max(2_000, limits.tokens // 4))
+    wrap_up_s = WRAP_UP_MAX_S if limits.time_s is None else min(WRAP_UP_MAX_S, max(WRAP_UP_MIN_S, limits.time_s / 4))
+    return GoalState(goal_id=goal_id, verified=verified, limits=limits, max_attempts=max_attempts,
+                     no_progress_turns=no_progress_turns, wrap_up_cap_tokens=wrap_up_cap_tokens,
+                     wrap_up_cap_usd=None if limits.usd is None else limits.usd / 4, wrap_up_cap_s=wrap_up_s)
 
 
 def state_to_dict(state: GoalState) -> dict[str, Any]:
@@ -37,3 +61,18 @@ def state_from_dict(data: dict[str, Any]) -> GoalState:
     fields["passing"] = frozenset(fields.get("passing", ()))
     fields["recent_steps"] = tuple(fields.get("recent_steps", ()))
     return GoalState(**fields)
+
+
+def request_to_dict(request: ControlRequest) -> dict[str, Any]:
+    """A `control_request` event's payload: the action, `force`, and the raise's `add_*` amounts."""
+    raised = request.raise_by or BudgetRaise()
+    amounts = (raised.tokens, raised.usd, raised.time_s, raised.turns)
+    return {"action": request.action, "force": request.force,
+            **{key: amount for key, amount in zip(RAISE_KEYS, amounts, strict=True) if amount}}
+
+
+def request_from_dict(payload: dict[str, Any]) -> ControlRequest:
+    """The inverse of `request_to_dict`; a payload that raises nothing has no `raise_by`."""
+    raised = BudgetRaise(int(payload.get("add_tokens") or 0), float(payload.get("add_usd") or 0.0),
+                         float(payload.get("add_time_s") or 0.0), int(payload.get("add_turns") or 0))
+    return ControlRequest(payload["action"], None if raised == BudgetRaise() else raised, bool(payload.get("force")))

@@ -1,8 +1,9 @@
 """The person's control path: set a goal, pause, resume, clear, raise the budget.
 
-Every change goes through `decide`, like the runner's own. While a runner holds the goal's lease the
-request is queued in the store and the runner applies it at its next boundary; otherwise it is
-applied here at once. The CLI, the TUI and the server all call these functions.
+Every change goes through `decide`, like the runner's own, which mints every event (setting and clearing
+included). While a runner holds the goal's lease the request is queued in the store and the runner
+applies it at its next boundary (`pending_requests`, `applied_marker`); otherwise it is applied here at
+once. Either way a refusal raises ControlRejected. The faces reach this through goals/service.py.
 """
 
 from __future__ import annotations
@@ -11,43 +12,32 @@ import math
 import re
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from goalkeeper.config import GoalSettings
 from goalkeeper.contract import Contract, parse_duration
-from goalkeeper.core.decide import (
-    BudgetRaised,
+from goalkeeper.core.decide import decide, outcome_of
+from goalkeeper.core.outcomes import (
+    BudgetRaise,
+    ControlRequest,
     Decision,
     Event,
+    GoalCleared,
+    GoalSet,
     GoalState,
     Limits,
-    Outcome,
     Reject,
-    UserPaused,
-    UserResumed,
-    decide,
 )
-from goalkeeper.core.lifecycle import Reason
-from goalkeeper.core.state import state_from_dict, state_to_dict
+from goalkeeper.core.state import initial_state, request_to_dict, state_from_dict, state_to_dict
 from goalkeeper.errors import ConfigError, ContractError, GoalkeeperError, GoalNotFoundError
-from goalkeeper.store import EventRecord, GoalRecord, NewEvent, Store, ThreadRecord, lease_is_live
+from goalkeeper.store import EventRecord, GoalRecord, NewEvent, Store, ThreadRecord, lease_is_live, new_id
 from goalkeeper.verify.checks import missing_commands
 from goalkeeper.workspace.git import preflight
 
-ControlAction = Literal["pause", "resume", "clear", "budget"]
-
 #: How long a control request waits for a live runner to apply it.
 CONTROL_WAIT_S = 5.0
-
-#: The wrap-up turn's time cap: a quarter of the time budget, within these bounds (the upper one also
-#: applies when there is no time budget).
-WRAP_UP_MIN_S, WRAP_UP_MAX_S = 5.0, 120.0
-
-#: The detail keys of a budget raise.
-RAISE_KEYS = ("add_tokens", "add_usd", "add_time_s", "add_turns")
-
 
 class GoalExistsError(GoalkeeperError):
     """Setting a goal would replace one that exists."""
@@ -80,6 +70,15 @@ class ControlResult:
     applied_by: Literal["here", "runner", "queued"]
     status: str | None
     """The goal's status afterwards (None once cleared)."""
+    action: str = ""
+    before: str | None = None
+    """The goal's status when the request was made."""
+
+    @property
+    def applied(self) -> str:
+        """What was applied, for a face to say: the action, or `budget` for a resume of a pursuing goal with a
+        raise (`decide` raises its budget and nothing else)."""
+        return "budget" if self.action == "resume" and self.before == "pursuing" else self.action
 
 
 def to_new_events(events: Iterable[Event]) -> list[NewEvent]:
@@ -87,33 +86,19 @@ def to_new_events(events: Iterable[Event]) -> list[NewEvent]:
     return [NewEvent(event.kind, dict(event.payload), event.actor) for event in events]
 
 
-def initial_state(goal_id: str, contract: Contract, settings: GoalSettings) -> GoalState:
-    """The state a new goal starts in."""
+def start_state(goal_id: str, contract: Contract, settings: GoalSettings) -> GoalState:
+    """The state a new goal starts in: its contract's budget and iteration limits (core.state.initial_state)."""
     budget = contract.budget
-    # The wrap-up turn may overrun the token budget by at most this much: a quarter of the budget, within
-    # the configured cap, so a small budget is not dwarfed by its own wrap-up. The USD and time budgets
-    # get the same quarter (time within WRAP_UP_MIN_S..WRAP_UP_MAX_S).
-    wrap_up_cap = settings.run.wrap_up_cap_tokens
-    if budget.tokens is not None:
-        wrap_up_cap = min(wrap_up_cap, max(2_000, budget.tokens // 4))
-    wrap_up_s = WRAP_UP_MAX_S if budget.time_s is None else min(WRAP_UP_MAX_S, max(WRAP_UP_MIN_S, budget.time_s / 4))
-    return GoalState(
-        goal_id=goal_id,
-        verified=contract.verified,
-        limits=Limits(budget.tokens, budget.usd, budget.time_s, budget.turns),
-        max_attempts=contract.iteration.max_attempts,
-        no_progress_turns=contract.iteration.no_progress_turns,
-        wrap_up_cap_tokens=wrap_up_cap,
-        wrap_up_cap_usd=None if budget.usd is None else budget.usd / 4,
-        wrap_up_cap_s=wrap_up_s,
-    )
+    return initial_state(goal_id, Limits(budget.tokens, budget.usd, budget.time_s, budget.turns), contract.verified,
+                         contract.iteration.max_attempts, contract.iteration.no_progress_turns,
+                         settings.run.wrap_up_cap_tokens)
 
 
 def load_state(goal: GoalRecord) -> GoalState:
     """The goal's decision state (rebuilt from its contract if it was never saved)."""
     if not goal.state:
-        return initial_state(goal.goal_id, Contract.model_validate(goal.contract),
-                             GoalSettings.model_validate(goal.settings))
+        return start_state(goal.goal_id, Contract.model_validate(goal.contract),
+                           GoalSettings.model_validate(goal.settings))
     return state_from_dict(goal.state)
 
 
@@ -163,95 +148,88 @@ def set_goal(store: Store, workspace: Path, contract: Contract, settings: GoalSe
         raise GoalExistsError(
             f"this workspace already has a goal ({existing.goal_id}, {existing.state.get('status')})",
             "confirm the replacement, pass --replace, or `gk goal clear` first")
-    started = NewEvent("status_changed", {"from": None, "to": "pursuing", "reason": Reason.GOAL_SET.value}, "user")
-    goal_set = NewEvent("goal_set", {"outcome": contract.outcome, "verified": contract.verified,
-                                     "contract": contract.model_dump(mode="json")}, "user")
-    record, _ = store.put_goal(thread.thread_id, contract.model_dump(mode="json"),
-                               {}, settings.model_dump(mode="json"), [goal_set, started])
-    state = initial_state(record.goal_id, contract, settings)
-    store.commit(record.goal_id, [], state=state_to_dict(state), expected_version=record.version)
-    return store.get_goal_by_id(record.goal_id)
+    goal_id = new_id("goal")
+    decision = decide(start_state(goal_id, contract, settings),
+                      GoalSet(contract.outcome, contract.model_dump(mode="json")))
+    record, _ = store.put_goal(thread.thread_id, contract.model_dump(mode="json"), state_to_dict(decision.state),
+                               settings.model_dump(mode="json"), to_new_events(decision.events), goal_id=goal_id)
+    return record
 
 
-def request(store: Store, goal: GoalRecord, action: ControlAction, wait_s: float = CONTROL_WAIT_S,
-            **detail: Any) -> ControlResult:
-    """Pause, resume, clear or raise the budget of `goal`, through its runner when one is live."""
-    if action in ("resume", "budget"):
-        check_raise(detail, required=action == "budget")
+def request(store: Store, goal: GoalRecord, asked: ControlRequest, wait_s: float = CONTROL_WAIT_S) -> ControlResult:
+    """Pause, resume, clear or raise the budget of `goal`, through its runner when one is live. A request
+    either path refuses raises ControlRejected."""
+    if asked.action == "budget" and asked.raise_by is None:
+        raise BudgetAmountError("no budget raise given", f"raise one of them, e.g. {BUDGET_FORMS}")
+    result = _request(store, goal, asked, wait_s)
+    return replace(result, action=asked.action, before=load_state(goal).status)
+
+
+def _request(store: Store, goal: GoalRecord, asked: ControlRequest, wait_s: float) -> ControlResult:
+    """Queue `asked` for a live runner and wait up to `wait_s` for its answer; with none, apply it here."""
     lease = store.lease(goal.goal_id)
     if lease is None or not lease_is_live(lease):
-        return apply_here(store, goal, action, detail)
-    [queued] = store.append_events(goal.thread_id, [NewEvent("control_request", {"action": action, **detail}, "user")],
+        return apply_here(store, goal, asked)
+    [queued] = store.append_events(goal.thread_id, [NewEvent("control_request", request_to_dict(asked), "user")],
                                    goal_id=goal.goal_id)
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
-        if queued.seq in applied_requests(store, goal):
-            return ControlResult("runner", _status_now(store, goal))
+        if (result := _applied_by_runner(store, goal, queued.seq)) is not None:
+            return result
         lease = store.lease(goal.goal_id)
         if lease is None or not lease_is_live(lease):
             # The runner ended before it saw the request: apply it here, exactly once.
-            if queued.seq in applied_requests(store, goal):
-                return ControlResult("runner", _status_now(store, goal))
-            return apply_here(store, goal, action, detail, request_seq=queued.seq)
+            if (result := _applied_by_runner(store, goal, queued.seq)) is not None:
+                return result
+            return apply_here(store, goal, asked, request_seq=queued.seq)
         time.sleep(0.05)
     return ControlResult("queued", _status_now(store, goal))
 
 
-def apply_here(store: Store, goal: GoalRecord, action: ControlAction, detail: dict[str, Any],
-               request_seq: int | None = None) -> ControlResult:
+def apply_here(store: Store, goal: GoalRecord, asked: ControlRequest, request_seq: int | None = None) -> ControlResult:
     """Apply a control request in this process (no live runner holds the goal)."""
     goal = store.get_goal_by_id(goal.goal_id)
-    marker = [NewEvent("control_applied", {"request_seq": request_seq}, "user")] if request_seq else []
-    if action == "clear":
-        store.delete_goal(goal.goal_id, [*marker, NewEvent("goal_cleared", {}, "user")])
-        return ControlResult("here", None)
-    decision = decide_control(load_state(goal), action, detail)
+    decision = decide(load_state(goal), outcome_of(asked))
+    marker = [applied_marker(request_seq, decision, "user")] if request_seq else []
     if isinstance(decision.action, Reject):
+        if marker:
+            store.append_events(goal.thread_id, marker, goal_id=goal.goal_id)
         raise ControlRejected(decision.action.message)
-    store.commit(goal.goal_id, [*to_new_events(decision.events), *marker],
-                 state=state_to_dict(decision.state), expected_version=goal.version)
+    if asked.action == "clear":
+        store.delete_goal(goal.goal_id, [*marker, *to_new_events(decision.events)])
+        return ControlResult("here", None)
+    commit_decision(store, goal, decision, marker)
     return ControlResult("here", decision.state.status)
 
 
-def decide_control(state: GoalState, action: ControlAction, detail: dict[str, Any]) -> Decision:
-    """The decision for a person's control request (clear is handled by the caller)."""
-    outcome: Outcome
-    if action == "pause":
-        outcome = UserPaused()
-    elif action == "resume":
-        raised = _raise_of(detail)
-        if raised is not None:
-            state = decide(state, raised).state
-        outcome = UserResumed(force=bool(detail.get("force")))
-    elif action == "budget":
-        outcome = _raise_of(detail) or BudgetRaised()
-    else:
-        raise ValueError(f"not a decision-core control: {action}")
-    return decide(state, outcome)
+def commit_decision(store: Store, goal: GoalRecord, decision: Decision, extra: list[NewEvent] | None = None) -> int:
+    """Commit `decision`'s events (then `extra`) and its state, guarded by the goal's version; the new version."""
+    version, _ = store.commit(goal.goal_id, [*to_new_events(decision.events), *(extra or [])],
+                              state=state_to_dict(decision.state), expected_version=goal.version)
+    return version
 
 
-def outcome_of_request(request: EventRecord) -> Outcome | None:
-    """What a queued control request means to `decide` (None for clear, which deletes the goal)."""
-    action = request.payload.get("action")
-    if action == "pause":
-        return UserPaused()
-    if action == "budget":
-        return _raise_of(request.payload) or BudgetRaised()
-    if action == "resume":
-        return UserResumed(force=bool(request.payload.get("force")))
-    return None
+def applied_marker(request_seq: int, decision: Decision, actor: Literal["user", "harness"] = "harness") -> NewEvent:
+    """The `control_applied` event that closes a queued request (the runner's actor is the harness); a refused
+    one carries the refusal, so the person who asked is told it on either path."""
+    rejected = {"rejected": decision.action.message} if isinstance(decision.action, Reject) else {}
+    return NewEvent("control_applied", {"request_seq": request_seq, **rejected}, actor)
 
 
-def parse_budget_raise(text: str) -> dict[str, Any]:
-    """The budget raise `text` asks for, as the detail `request(..., "budget" | "resume", **detail)` takes:
-    `{"add_tokens": int}`, `{"add_usd": float}`, `{"add_time_s": float}` or `{"add_turns": int}`.
+def clear_events(why: str | None = None, actor: Literal["user", "harness"] = "user") -> list[NewEvent]:
+    """The events that clear a goal (`decide` mints them), for `Store.delete_goal`."""
+    return to_new_events(decide(GoalState(goal_id=""), GoalCleared(actor, why)).events)
+
+
+def parse_budget_raise(text: str) -> BudgetRaise:
+    """The budget raise `text` asks for: tokens, USD, seconds or turns.
 
     A bare number is tokens; `k`/`K` is thousands and a capital `M` millions of tokens, while a lower-case
     `m` is minutes. A leading `+` is allowed. Anything else raises BudgetAmountError naming the forms.
     """
     amount = text.strip().removeprefix("+").strip()
     if match := _TURNS.fullmatch(amount):
-        detail: dict[str, Any] = {"add_turns": _number(match.group(1))}
+        detail: dict[str, float] = {"add_turns": _number(match.group(1))}
     elif match := _USD.fullmatch(amount):
         detail = {"add_usd": _number(match.group(1) or match.group(2))}
     elif match := _TOKENS.fullmatch(amount):
@@ -268,36 +246,24 @@ def parse_budget_raise(text: str) -> dict[str, Any]:
     if not detail or not math.isfinite(value) or value <= 0 or (whole and value != int(value)):
         raise BudgetAmountError(f"not a budget amount: {text!r}; accepted: {BUDGET_FORMS}",
                                 "give one amount, e.g. 50k, $2, 30m or 10 turns")
-    return {key: int(value) if whole else float(value)}
+    raised = budget_raise(**{key: value})
+    assert raised is not None  # the amount is positive: checked above
+    return raised
 
 
-def raise_budget(store: Store, goal: GoalRecord, detail: dict[str, Any],
-                 wait_s: float = CONTROL_WAIT_S) -> ControlResult:
-    """Raise `goal`'s budget by `detail` (`parse_budget_raise`'s); a budget_limited goal is resumed as well,
-    as `gk goal resume --add-tokens N` does. Blocks up to `wait_s` while a live runner applies it (call it
-    off an event loop). A USD raise needs the goal's model to have a known price."""
-    stored = GoalSettings.model_validate(goal.settings).model
-    if detail.get("add_usd") and stored is not None and stored.price is None:
-        raise ConfigError(f"no price is known for model {stored.model}, so a USD budget cannot be enforced",
-                          f'add [model_pricing."{stored.model}"] input/cached_input/output to config.toml, '
-                          "set the goal again, or raise another budget")
-    status = store.get_goal_by_id(goal.goal_id).state.get("status")
-    return request(store, goal, "resume" if status == "budget_limited" else "budget", wait_s, **detail)
-
-
-def check_raise(detail: dict[str, Any], required: bool = False) -> None:
-    """Refuse a raise that is negative, not finite or not whole where it must be (tokens, turns); with
-    `required`, also one that raises nothing. Zero means "not raised"; every UI goes through here."""
-    for key in RAISE_KEYS:
-        value = detail.get(key)
-        if value is None or value == 0:
-            continue
+def budget_raise(add_tokens: float | None = None, add_usd: float | None = None, add_time_s: float | None = None,
+                 add_turns: float | None = None) -> BudgetRaise | None:
+    """The raise these amounts ask for (None when none is given); one that is given but not positive, not
+    finite or not whole where it must be (tokens, turns) is refused, naming its flag. Every face parses here."""
+    given = {"add_tokens": add_tokens, "add_usd": add_usd, "add_time_s": add_time_s, "add_turns": add_turns}
+    for key, value in given.items():
         whole = key in ("add_tokens", "add_turns")
-        if (isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)
-                or value < 0 or (whole and value != int(value))):
+        if value is not None and (isinstance(value, bool) or not math.isfinite(value) or not value > 0
+                                  or (whole and value != int(value))):
             raise raise_error(key, value)
-    if required and not any(detail.get(key) for key in RAISE_KEYS):
-        raise BudgetAmountError("no budget raise given", f"raise one of them, e.g. {BUDGET_FORMS}")
+    if not any(given.values()):
+        return None
+    return BudgetRaise(int(add_tokens or 0), float(add_usd or 0.0), float(add_time_s or 0.0), int(add_turns or 0))
 
 
 def raise_error(key: str, value: object) -> BudgetAmountError:
@@ -314,16 +280,14 @@ def _number(text: str) -> float:
     return float(text.replace("_", "").replace(",", ""))
 
 
-def _raise_of(detail: dict[str, Any]) -> BudgetRaised | None:
-    raised = BudgetRaised(int(detail.get("add_tokens") or 0), float(detail.get("add_usd") or 0.0),
-                          float(detail.get("add_time_s") or 0.0), int(detail.get("add_turns") or 0))
-    return raised if raised != BudgetRaised() else None
-
-
-def applied_requests(store: Store, goal: GoalRecord, after_seq: int = 0) -> set[int]:
-    """Sequence numbers of control requests that have been applied."""
-    records = store.events(goal.thread_id, after_seq=after_seq, goal_id=goal.goal_id, kinds=["control_applied"])
-    return {int(record.payload["request_seq"]) for record in records if record.payload.get("request_seq")}
+def _applied_by_runner(store: Store, goal: GoalRecord, request_seq: int) -> ControlResult | None:
+    """How a live runner answered the queued request `request_seq`; None while it has not."""
+    for record in store.events(goal.thread_id, goal_id=goal.goal_id, kinds=["control_applied"]):
+        if record.payload.get("request_seq") == request_seq:
+            if record.payload.get("rejected"):
+                raise ControlRejected(str(record.payload["rejected"]))
+            return ControlResult("runner", _status_now(store, goal))
+    return None
 
 
 def pending_requests(store: Store, goal_id: str, thread_id: str, after_seq: int = 0) -> list[EventRecord]:

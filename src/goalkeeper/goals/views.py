@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from goalkeeper.contract import Contract, format_duration
-from goalkeeper.core.decide import GoalState
 from goalkeeper.core.lifecycle import status_label
+from goalkeeper.core.outcomes import GoalState
 from goalkeeper.goals.control import load_state
 from goalkeeper.store import EventRecord, GoalRecord, Store, lease_is_live
 from goalkeeper.verify.checks import Evidence

@@ -13,7 +13,7 @@ from typing import Protocol
 
 from goalkeeper.context.handoff import Facts, handoff_message, missing_sections
 from goalkeeper.context.prompts import render
-from goalkeeper.core.decide import Action, ModelResponded, Proceed
+from goalkeeper.core.outcomes import Action, ModelResponded, Proceed
 from goalkeeper.errors import ProviderError
 from goalkeeper.models.base import Message, ModelRequest, ModelResponse
 from goalkeeper.run.sampling import SamplingHost, charge_failed, request_due, watched

@@ -10,7 +10,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-from goalkeeper.config import GoalSettings, ModelSettings, load_config, settings_from_config
+from goalkeeper.config import GoalSettings, ModelSettings, choose_model
 from goalkeeper.models.base import Model
 from goalkeeper.models.factory import build_model, endpoint
 from goalkeeper.run.notify import notifying
@@ -48,7 +48,7 @@ def settle_model(store: Store, goal: GoalRecord, workspace: Path,
                  model: ModelSettings | None) -> tuple[GoalRecord, ModelSettings]:
     """The model to drive `goal` with (`model`, else the goal's, else config's), stored with the goal."""
     settings = GoalSettings.model_validate(goal.settings)
-    chosen = model or settings.model or settings_from_config(load_config(workspace, commit=config_commit(store, goal)))
+    chosen = choose_model(workspace, model, settings, config_commit(store, goal))
     if chosen != settings.model:
         # Remember the model, so a later `gk run` (after a crash, say) talks to the same one.
         settings = settings.model_copy(update={"model": chosen})

@@ -24,11 +24,14 @@ from goalkeeper.context.prompts import render
 from goalkeeper.context.render import contract_block, evidence_digest, evidence_lines, opening_message
 from goalkeeper.context.tokens import auto_compact_limit, counter_for
 from goalkeeper.contract import Contract
-from goalkeeper.core.decide import (
+from goalkeeper.core.decide import begin, decide, outcome_of, time_deadline, with_baseline
+from goalkeeper.core.lifecycle import Status, TurnKind
+from goalkeeper.core.outcomes import (
     Action,
     CheckResult,
     ChecksRan,
     Decision,
+    GoalCleared,
     Interrupted,
     Outcome,
     Proceed,
@@ -37,19 +40,14 @@ from goalkeeper.core.decide import (
     StartTurn,
     Stop,
     Wait,
-    begin,
-    decide,
-    time_deadline,
-    with_baseline,
 )
-from goalkeeper.core.lifecycle import Status, TurnKind
-from goalkeeper.core.state import state_to_dict
+from goalkeeper.core.state import request_from_dict, state_to_dict
 from goalkeeper.errors import (
     ContractError,
     GoalkeeperError,
     LeaseHeldError,
 )
-from goalkeeper.goals.control import load_state, outcome_of_request, pending_requests, to_new_events
+from goalkeeper.goals.control import applied_marker, load_state, pending_requests, to_new_events
 from goalkeeper.models.base import Model, ModelRequest, ModelResponse, ToolCall
 from goalkeeper.models.pricing import cost_usd, price_of
 from goalkeeper.run.compaction import compact, compaction_due
@@ -315,12 +313,13 @@ class Runner:
             self._interrupted = False
             return self.steer(Interrupted()).action
         for request in pending_requests(self.store, self.goal.goal_id, self.goal.thread_id):
-            applied = [NewEvent("control_applied", {"request_seq": request.seq}, "harness")]
-            outcome = outcome_of_request(request)
-            if outcome is None:
-                self.store.delete_goal(self.goal.goal_id, [*applied, NewEvent("goal_cleared", {}, "user")])
+            outcome = outcome_of(request_from_dict(request.payload))
+            decision = decide(self.state, outcome)
+            applied = applied_marker(request.seq, decision)  # a refusal is recorded there, for the person
+            if isinstance(outcome, GoalCleared):
+                self.store.delete_goal(self.goal.goal_id, [applied, *to_new_events(decision.events)])
                 raise GoalGone("the goal was cleared while running")
-            decision = self.steer(outcome, applied)
+            decision = self._commit(decision, [applied])
             if isinstance(decision.action, Stop):
                 return decision.action
         return None

@@ -17,8 +17,8 @@ from typing import Protocol
 
 from goalkeeper.config import GoalSettings, ModelSettings
 from goalkeeper.context.history import Conversation
-from goalkeeper.core.decide import Action, Decision, ModelResponded, Outcome, Proceed, ProviderFailed, RequestDue
 from goalkeeper.core.lifecycle import Reason
+from goalkeeper.core.outcomes import Action, Decision, ModelResponded, Outcome, Proceed, ProviderFailed, RequestDue
 from goalkeeper.errors import ContextLengthError, ProviderError, ProviderUnavailableError
 from goalkeeper.models.base import Model, ModelRequest, ModelResponse, ToolSpec
 from goalkeeper.models.pricing import Price, cost_usd

@@ -13,7 +13,9 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from goalkeeper.context.history import Conversation, OpenTurn
-from goalkeeper.core.decide import (
+from goalkeeper.core.decide import tree_due
+from goalkeeper.core.lifecycle import TurnKind
+from goalkeeper.core.outcomes import (
     Action,
     Decision,
     GoalState,
@@ -24,9 +26,7 @@ from goalkeeper.core.decide import (
     Stop,
     ToolStepped,
     TurnEnded,
-    tree_due,
 )
-from goalkeeper.core.lifecycle import TurnKind
 from goalkeeper.models.base import ModelRequest, ModelResponse, ToolCall
 from goalkeeper.store import NewEvent
 from goalkeeper.tools.base import ToolResult

@@ -6,7 +6,6 @@ Every route here reads the store (and, for the diff, the workspace's git); none 
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import anyio
@@ -16,6 +15,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sse_starlette import EventSourceResponse
 
 from goalkeeper.errors import GoalNotFoundError
+from goalkeeper.goals import service
 from goalkeeper.goals.report import build_report, render_markdown, render_pr
 from goalkeeper.goals.views import goal_events
 from goalkeeper.server.auth import require_token
@@ -31,9 +31,6 @@ from goalkeeper.server.models import (
 )
 from goalkeeper.server.sse import Broadcaster
 from goalkeeper.store import GoalRecord, Store
-from goalkeeper.workspace import checkpoints
-from goalkeeper.workspace.git import commit_of, toplevel
-from goalkeeper.workspace.goal import branch_of
 
 SEQ_MAX = 2**63 - 1
 """SQLite's largest integer: a bigger cursor could not be compared with a seq."""
@@ -151,14 +148,12 @@ def get_diff(thread_id: Thread, store: StoreDep, goal_id: GoalId = None,
              turn: Annotated[int | None, Query(ge=0, le=SEQ_MAX, description="Only this turn's checkpoint.")] = None,
              ) -> DiffOut:
     """The goal branch's changes, as `gk diff` shows them; empty before the goal first ran."""
-    goal = current_goal(store, thread_id, goal_id)
-    branch = branch_of(goal_events(store, goal, ["goal_branch"]))
-    if branch is None:
+    changes = service.goal_diff(store, current_goal(store, thread_id, goal_id), turn)
+    if changes.branch is None:
         return DiffOut(branch=None, base=None, head=None, diff="")
-    workspace = Path(store.get_thread(thread_id).workspace)
-    text = checkpoints.diff(workspace, branch, turn)
-    return DiffOut(branch=branch.name, base=branch.snapshot_commit or branch.base_commit,
-                   head=commit_of(toplevel(workspace), branch.name), diff=text)
+    branch = changes.branch
+    return DiffOut(branch=branch.name, base=branch.snapshot_commit or branch.base_commit, head=changes.head,
+                   diff=changes.text)
 
 
 SSE_EVENT = {"type": "object", "required": ["id", "event", "data"],

@@ -10,6 +10,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from goalkeeper.core.lifecycle import Status
+from goalkeeper.core.outcomes import BudgetRaise
+from goalkeeper.goals.control import budget_raise
 from goalkeeper.verify.checks import EvidenceKind
 
 
@@ -212,14 +214,13 @@ class BudgetIn(BaseModel):
     add_time_s: float = Field(0.0, ge=0)
     add_turns: int = Field(0, ge=0)
 
+    def raise_by(self) -> BudgetRaise | None:
+        """The raise asked for (None when every amount is zero), the value every face passes on."""
+        return budget_raise(self.add_tokens or None, self.add_usd or None, self.add_time_s or None,
+                            self.add_turns or None)
 
-class ResumeIn(BaseModel):
+
+class ResumeIn(BudgetIn):
     """Resume options: `force` re-opens an achieved or unmet goal; the budget may be raised at once."""
 
-    model_config = ConfigDict(extra="forbid")
-
     force: bool = False
-    add_tokens: int = Field(0, ge=0)
-    add_usd: float = Field(0.0, ge=0)
-    add_time_s: float = Field(0.0, ge=0)
-    add_turns: int = Field(0, ge=0)

@@ -16,7 +16,7 @@ from typing import Any
 
 import tomli_w
 
-from goalkeeper.config import GoalSettings, ModelSettings, load_config, settings_from_config
+from goalkeeper.config import GoalSettings, ModelSettings, choose_model
 from goalkeeper.context.prompts import as_data, render
 from goalkeeper.contract import Contract, dump_contract, parse_contract
 from goalkeeper.contract.lint import Finding, LintReport
@@ -172,7 +172,7 @@ def draft_goal(store: Store, workspace: Path, description: str, output: Path, *,
     thread = thread_for(store, workspace, thread_id, create=True)
     goal = store.get_goal(thread.thread_id)
     settings = GoalSettings.model_validate(goal.settings) if goal else GoalSettings()
-    chosen = model or settings.model or settings_from_config(load_config(workspace))
+    chosen = choose_model(workspace, model, settings)
     context = read_only_context(workspace, None, settings.run, chosen, store, {"status": "drafting"})
     submit = SubmitGoal(workspace, run_checks, chosen.api_key_env)  # the checks it runs never see the key
     tools = ToolRegistry([*default_registry().only(DRAFT_TOOLS).tools.values(), submit])

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from goalkeeper.config import GoalSettings, ModelSettings, load_config, settings_from_config
+from goalkeeper.config import GoalSettings, ModelSettings, choose_model
 from goalkeeper.context.prompts import as_data, render
 from goalkeeper.contract import Contract
 from goalkeeper.errors import ConfigError
@@ -189,7 +189,7 @@ def make_plan(store: Store, workspace: Path, objective: str, *, thread_id: str |
     thread = thread_for(store, workspace, thread_id, create=True)
     goal = store.get_goal(thread.thread_id)
     settings = GoalSettings.model_validate(goal.settings) if goal else GoalSettings()
-    chosen = model or settings.model or settings_from_config(load_config(workspace))
+    chosen = choose_model(workspace, model, settings)
     contract = Contract.model_validate(goal.contract) if goal else None
     view = {"objective": objective, "status": "planning"}
     context = read_only_context(workspace, contract, settings.run, chosen, store, view)

@@ -19,7 +19,7 @@ from typing import Any
 
 import tomli_w
 
-from goalkeeper.config import GoalSettings, ModelSettings, load_config, settings_from_config
+from goalkeeper.config import GoalSettings, ModelSettings, choose_model
 from goalkeeper.context.prompts import as_data, render
 from goalkeeper.contract import Contract, dump_contract, parse_contract
 from goalkeeper.errors import ConfigError, ContractError, GoalkeeperError, GoalNotFoundError, WorkspaceError
@@ -117,7 +117,7 @@ def distill(store: Store, workspace: Path, output: Path, *, goal_id: str | None 
     where = Path(store.get_thread(goal.thread_id).workspace)
     report = build_report(store, goal)
     settings = GoalSettings.model_validate(goal.settings)
-    chosen = model or settings.model or settings_from_config(load_config(where))
+    chosen = choose_model(where, model, settings)
     prompt = render("distill", objective=as_data(report["objective"]), report=as_data(render_markdown(report)),
                     diff=as_data(_clip(checkpoints.diff(where, branch))), sections=_section_list())
     context = read_only_context(where, None, settings.run, chosen, store)
@@ -245,8 +245,7 @@ def implement(store: Store, workspace: Path, prd: Path, *, model: ModelSettings 
         branch = start_goal(top, record.goal_id, f"implement {_title(body)}", allow_dirty=bool(pending), base=base,
                             snapshot_subject=PRD_SUBJECT)
     except GoalkeeperError:
-        store.delete_goal(record.goal_id, [NewEvent("goal_cleared", {"why": "implement could not make its branch"},
-                                                    "harness")])
+        store.delete_goal(record.goal_id, control.clear_events("implement could not make its branch", "harness"))
         raise
     implements = {"spike_goal_id": spike.goal_id, "spike_branch": spike.branch, "base_commit": base,
                   "prd": prd_path or str(prd.resolve()), "spike_status": spike.status}

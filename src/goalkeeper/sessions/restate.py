@@ -15,7 +15,8 @@ from goalkeeper.config import GoalSettings, ModelSettings
 from goalkeeper.context.prompts import render
 from goalkeeper.context.render import contract_block
 from goalkeeper.contract import Contract
-from goalkeeper.core.decide import ModelResponded, decide
+from goalkeeper.core.decide import decide
+from goalkeeper.core.outcomes import ModelResponded
 from goalkeeper.core.state import state_to_dict
 from goalkeeper.goals.control import load_state, to_new_events
 from goalkeeper.models.base import Message, Model, ModelRequest, Usage

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from goalkeeper.config import GoalSettings, ModelSettings, load_config, settings_from_config
+from goalkeeper.config import GoalSettings, ModelSettings, choose_model
 from goalkeeper.context.history import Conversation
 from goalkeeper.context.prompts import as_data, render
 from goalkeeper.context.render import contract_block
@@ -105,7 +105,7 @@ def ask_side_question(store: Store, workspace: Path, question: str, *, thread_id
     """
     goal = side_goal(store, workspace, thread_id)
     settings = GoalSettings.model_validate(goal.settings)
-    chosen = model or settings.model or settings_from_config(load_config(workspace))
+    chosen = choose_model(workspace, model, settings)
     messages = fork_messages(store, goal, question, newest)
     context = read_only_context(workspace, Contract.model_validate(goal.contract), settings.run, chosen, store,
                                 _goal_view(store, goal))

@@ -133,8 +133,9 @@ class Store:
     # Goals
 
     def put_goal(self, thread_id: str, contract: JSONObject, state: JSONObject, settings: JSONObject,
-                 events: list[NewEvent]) -> tuple[GoalRecord, list[EventRecord]]:
-        """Make a new goal the thread's current one, with `events` appended under its id, atomically.
+                 events: list[NewEvent], goal_id: str | None = None) -> tuple[GoalRecord, list[EventRecord]]:
+        """Make a new goal the thread's current one, with `events` appended under its id, atomically. The id is
+        `goal_id` when given (its state names it, so the caller may mint it with `new_id("goal")`).
 
         A goal the thread already had is marked replaced (its row and events stay readable); any write
         still guarded by it fails with StaleGoalError from now on.
@@ -143,7 +144,7 @@ class Store:
         encoded = _encode(events)
         now = time.time()
         contract_copy, state_copy, settings_copy = (json.loads(text) for text in texts)
-        goal = GoalRecord(new_id("goal"), thread_id, contract_copy, state_copy, settings_copy,
+        goal = GoalRecord(goal_id or new_id("goal"), thread_id, contract_copy, state_copy, settings_copy,
                           version=1, created_at=now, updated_at=now)
         with self._db.write(durable=True) as conn:
             if conn.execute("SELECT 1 FROM threads WHERE thread_id = ?", (thread_id,)).fetchone() is None:

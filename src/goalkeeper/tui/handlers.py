@@ -17,7 +17,7 @@ from textual.worker import Worker
 from goalkeeper.config import GoalSettings, load_config, settings_from_config
 from goalkeeper.contract import Contract
 from goalkeeper.errors import GoalkeeperError, GoalNotFoundError
-from goalkeeper.goals import control
+from goalkeeper.goals import control, service
 from goalkeeper.goals.report import build_report, render_markdown
 from goalkeeper.goals.views import summarize
 from goalkeeper.run.engine import drive_goal, open_model
@@ -80,7 +80,7 @@ class Handlers:
         if not args:
             await self.status("")
         elif args.lower() in commands.GOAL_ACTIONS:
-            await self.control(args.lower())  # type: ignore[arg-type]
+            await self.control(args.lower())
         else:
             await self.set_goal(commands.parse_goal(args))
 
@@ -118,7 +118,7 @@ class Handlers:
             self.app.starting = None
         if choice == "confirm":
             return True
-        await asyncio.to_thread(control.request, self.app.store, goal, "clear")
+        await asyncio.to_thread(service.clear, self.app.store, goal)
         if choice == "edit":
             checks = "".join(f" --check {check}" for check in request.checks)
             self.app.put_in_input(f"/goal {request.objective}{checks}")
@@ -127,17 +127,21 @@ class Handlers:
             self.app.transcript.note("goal cancelled before it started; nothing ran")
         return False
 
-    async def control(self, action: control.ControlAction) -> None:
+    async def control(self, action: str) -> None:
         """Pause, resume or clear through the shared control path; a resumed goal nobody runs is run here."""
         goal = self.require_goal()
-        elsewhere = goals.runner_elsewhere(self.app.store, goal)
+        elsewhere = service.runner_elsewhere(self.app.store, goal)
         if action == "resume" and goal.state.get("status") == "pursuing":
             self.resume_here(goal, elsewhere)
             return
         if action == "pause":
             self.app.pausing = True
-        detail = goals.resume_detail(goal) if action == "resume" else {}
-        result = await asyncio.to_thread(control.request, self.app.store, goal, action, **detail)
+        if action == "pause":
+            result = await asyncio.to_thread(service.pause, self.app.store, goal)
+        elif action == "clear":
+            result = await asyncio.to_thread(service.clear, self.app.store, goal)
+        else:
+            result = await asyncio.to_thread(service.resume, self.app.store, goal, goals.reopens(goal))
         where = {"here": "", "runner": " (by its runner)", "queued": " (queued: after the current step)"}
         self.app.transcript.note(f"{action}: goal is now {result.status or 'cleared'}{where[result.applied_by]}")
         self.app.poll()
@@ -186,12 +190,12 @@ class Handlers:
     async def budget(self, args: str) -> None:
         """Raise the budget; a goal its budget stopped resumes (run here when nobody else runs it)."""
         goal = self.require_goal()
-        detail = control.parse_budget_raise(args)
-        result = await asyncio.to_thread(control.raise_budget, self.app.store, goal, detail)
+        raise_by = control.parse_budget_raise(args)
+        result = await asyncio.to_thread(service.raise_budget, self.app.store, goal, raise_by)
         self.app.transcript.note(f"budget raised ({args.strip()}): goal is now {result.status}")
         self.app.poll()
-        if result.status == "pursuing" and goal.state.get("status") == "budget_limited":
-            self.resume_here(self.require_goal(), goals.runner_elsewhere(self.app.store, goal))
+        if result.status == "pursuing" and result.before == "budget_limited":
+            self.resume_here(self.require_goal(), service.runner_elsewhere(self.app.store, goal))
 
     # ---- reading
 
@@ -202,7 +206,7 @@ class Handlers:
 
     async def diff(self, _args: str) -> None:
         goal = self.require_goal()
-        text = await asyncio.to_thread(goals.goal_diff, self.app.store, self.app.workspace, goal)
+        text = (await asyncio.to_thread(service.goal_diff, self.app.store, goal)).text
         await self.app.push_screen(PagerScreen("diff of the goal branch", text or "(no changes yet)", "diff"))
 
     async def report(self, _args: str) -> None:
@@ -275,7 +279,7 @@ class Handlers:
         """A chat turn: no goal, the same tools and sandbox; its events come back through the store."""
         goal = self.app.goal()
         if goal is not None and goal.state.get("status") == "pursuing" and (
-                self.driving or goals.runner_elsewhere(self.app.store, goal)):
+                self.driving or service.runner_elsewhere(self.app.store, goal)):
             self.app.transcript.note("a goal is running in this workspace: /side asks about it without "
                                      "disturbing it; /goal pause first to chat", "error")
             return

@@ -1,0 +1,160 @@
+"""The goal service: what every face (CLI, TUI, server) asks about a goal, one function per request.
+
+Set a goal (checked, linted with or without a run of its checks), pause, resume or clear it, raise its
+budget (with the USD price check), show its diff and roll it back. A face parses its input, calls one of
+these and renders the answer, so the three faces cannot drift apart. Control requests go through
+control.py, and every lifecycle event through `decide`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from goalkeeper.config import GoalSettings
+from goalkeeper.contract import Contract
+from goalkeeper.contract.lint import LintReport
+from goalkeeper.core.outcomes import BudgetRaise, ControlRequest
+from goalkeeper.errors import ConfigError, ContractError, WorkspaceError
+from goalkeeper.goals import control, views
+from goalkeeper.goals.control import ControlResult
+from goalkeeper.store import GoalRecord, Store, lease_is_live
+from goalkeeper.verify.lint import lint_goal
+from goalkeeper.workspace import checkpoints
+from goalkeeper.workspace.git import GoalBranch, commit_of, toplevel
+from goalkeeper.workspace.goal import branch_of
+
+LintMode = Literal["run", "static"]
+"""The lint gate before a goal is set: `run` runs each check once (the CLI, the TUI); `static` only reads the
+commands (the server, which must answer at once)."""
+
+
+class GoalLintError(ContractError):
+    """The lint gate refused a goal; `report` holds every finding, for a face that shows them."""
+
+    def __init__(self, report: LintReport) -> None:
+        super().__init__("the goal has lint errors: " + "; ".join(f.message for f in report.errors),
+                         "fix them (each finding says how; `gk lint` shows each element's score), or set it "
+                         "anyway (--force; `force: true` over HTTP)")
+        self.report = report
+
+
+@dataclass(frozen=True)
+class SetGoal:
+    """A goal just set, and the lint report its gate saw."""
+
+    goal: GoalRecord
+    lint: LintReport
+
+
+def set_goal(store: Store, workspace: Path, contract: Contract, settings: GoalSettings, *, lint: LintMode = "run",
+             force: bool = False, unverified: bool = False, replace: bool = False, thread_id: str | None = None,
+             confirm_replace: Callable[[], bool] | None = None) -> SetGoal:
+    """Set `contract` as the thread's goal: checkable (`check_settable`), then, for an existing goal, replaced
+    only with `replace` or the face's `confirm_replace`, then linted (errors refuse it unless `force`)."""
+    control.check_settable(workspace, contract, settings.allow_dirty, unverified)
+    if not replace and confirm_replace is not None and _has_goal(store, workspace, thread_id):
+        replace = confirm_replace()
+    key_env = settings.model.api_key_env if settings.model else None
+    report = lint_goal(contract, workspace, run=lint == "run", key_env=key_env)
+    if report.errors and not force:
+        raise GoalLintError(report)
+    record = control.set_goal(store, workspace, contract, settings, replace_existing=replace, thread_id=thread_id)
+    return SetGoal(record, report)
+
+
+def current_goal(store: Store, workspace: Path, thread_id: str | None = None) -> GoalRecord:
+    """The goal of the workspace's (or the thread's) current thread, or a clear error."""
+    return control.current_goal(store, workspace, thread_id)
+
+
+def pause(store: Store, goal: GoalRecord) -> ControlResult:
+    """Pause: a running runner finishes its tool call and starts no new model request."""
+    return control.request(store, goal, ControlRequest("pause"))
+
+
+def clear(store: Store, goal: GoalRecord) -> ControlResult:
+    """Clear: the thread has no goal afterwards (its history stays readable)."""
+    return control.request(store, goal, ControlRequest("clear"))
+
+
+def resume(store: Store, goal: GoalRecord, force: bool = False, raise_by: BudgetRaise | None = None,
+           wait_s: float = control.CONTROL_WAIT_S) -> ControlResult:
+    """Resume (`force` re-opens an achieved or unmet goal), raising the budget first when asked; on a pursuing
+    goal a raise is all that happens (`decide` says so)."""
+    check_price(goal, raise_by)
+    return control.request(store, goal, ControlRequest("resume", raise_by, force), wait_s)
+
+
+def raise_budget(store: Store, goal: GoalRecord, raise_by: BudgetRaise | None,
+                 wait_s: float = control.CONTROL_WAIT_S) -> ControlResult:
+    """Raise the budget; a budget_limited goal is resumed as well, as `gk goal resume --add-tokens N` does.
+    Blocks up to `wait_s` while a live runner applies it (call it off an event loop)."""
+    if raise_by is None:
+        raise control.BudgetAmountError("no budget raise given", f"raise one of them, e.g. {control.BUDGET_FORMS}")
+    check_price(goal, raise_by)
+    limited = control.load_state(store.get_goal_by_id(goal.goal_id)).status == "budget_limited"
+    return control.request(store, goal, ControlRequest("resume" if limited else "budget", raise_by), wait_s)
+
+
+def check_price(goal: GoalRecord, raise_by: BudgetRaise | None) -> None:
+    """A USD raise needs the goal's model to have a known price, or the USD budget could not be enforced."""
+    stored = GoalSettings.model_validate(goal.settings).model
+    if raise_by is not None and raise_by.usd and stored is not None and stored.price is None:
+        raise ConfigError(f"no price is known for model {stored.model}, so a USD budget cannot be enforced",
+                          f'add [model_pricing."{stored.model}"] input/cached_input/output to config.toml, '
+                          "set the goal again, or raise another budget")
+
+
+@dataclass(frozen=True)
+class GoalDiff:
+    """The goal branch's changes (all, or one turn's); no branch before the goal first ran."""
+
+    branch: GoalBranch | None
+    head: str | None
+    text: str
+
+
+def goal_diff(store: Store, goal: GoalRecord, turn: int | None = None) -> GoalDiff:
+    """The goal branch's whole diff, or one turn's checkpoint (`gk diff`); empty before the goal first ran."""
+    branch = branch_of(views.goal_events(store, goal, ["goal_branch"]))
+    if branch is None:
+        return GoalDiff(None, None, "")
+    workspace = _workspace(store, goal)
+    return GoalDiff(branch, commit_of(toplevel(workspace), branch.name), checkpoints.diff(workspace, branch, turn))
+
+
+def rollback(store: Store, goal: GoalRecord, to: str) -> tuple[str, GoalBranch]:
+    """Restore the tree of `to` (best, last-green or a turn number) as a new commit on the goal branch;
+    the commit made and the branch."""
+    target: checkpoints.RollbackTarget = int(to) if to.isdigit() else to  # type: ignore[assignment]
+    if not isinstance(target, int) and target not in ("best", "last-green"):
+        raise ConfigError(f"--to {to}: not a target", "write --to best, --to last-green or --to 3")
+    branch = branch_of(views.goal_events(store, goal, ["goal_branch"]))
+    if branch is None:
+        raise WorkspaceError("this goal has not run yet, so it has no branch", "start it with `gk run`")
+    best, green = views.rollback_turns(store, goal)
+    return checkpoints.rollback(_workspace(store, goal), branch, target, best, green), branch
+
+
+def runner_elsewhere(store: Store, goal: GoalRecord) -> str | None:
+    """`host:pid` of a live runner in another process that holds `goal`, or None."""
+    lease = store.lease(goal.goal_id)
+    if lease is None or not lease_is_live(lease):
+        return None
+    if (lease.host, lease.pid) == (socket.gethostname(), os.getpid()):
+        return None
+    return f"{lease.host}:{lease.pid}"
+
+
+def _workspace(store: Store, goal: GoalRecord) -> Path:
+    return Path(store.get_thread(goal.thread_id).workspace)
+
+
+def _has_goal(store: Store, workspace: Path, thread_id: str | None) -> bool:
+    thread = store.current_thread(workspace) if thread_id is None else store.get_thread(thread_id)
+    return thread is not None and store.get_goal(thread.thread_id) is not None
