@@ -16,12 +16,13 @@ from pathlib import Path
 import pytest
 
 from goalkeeper.contract import Check, Contract
+from goalkeeper.events import Evidence
 from goalkeeper.goals.report import build_report, render_markdown
 from goalkeeper.sandbox.policy import SandboxPolicy
 from goalkeeper.store import Store
 from goalkeeper.verify import surface
 from goalkeeper.verify import tests as testlevel
-from goalkeeper.verify.checks import Evidence, run_checks
+from goalkeeper.verify.checks import run_checks
 from scenario import HONEST_FIX, call, complete, events, new_goal, run, sample_repo, scripted, step
 
 PY = sys.executable

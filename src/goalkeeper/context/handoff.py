@@ -13,8 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from goalkeeper.context.prompts import render
+from goalkeeper.events import Evidence
 from goalkeeper.store import EventRecord
-from goalkeeper.verify.checks import Evidence
 
 REQUIRED_SECTIONS = ("Goal", "Constraints", "Decisions", "Failed approaches", "Current state", "Next step")
 """The headings the model's hand-off summary must have (compact.md asks for them in this order)."""

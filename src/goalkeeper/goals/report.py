@@ -10,9 +10,9 @@ from typing import Any
 
 from goalkeeper.contract import Contract, format_duration
 from goalkeeper.core.lifecycle import status_label
+from goalkeeper.events import Evidence
 from goalkeeper.goals.views import GoalSummary, checklist_progress, goal_events, summarize
 from goalkeeper.store import EventRecord, GoalRecord, Store
-from goalkeeper.verify.checks import Evidence
 from goalkeeper.verify.surface import TAMPERING
 from goalkeeper.workspace.goal import measured_checkpoints
 
@@ -65,8 +65,8 @@ def build_report(store: Store, goal: GoalRecord) -> dict[str, Any]:
         "implements": _payload(records, "implements", ("spike_goal_id", "spike_branch", "base_commit", "prd")),
         "implemented_by": _implemented_by(store, goal.goal_id),
         "distilled": [{"output": r.payload.get("output"), "seq": r.seq} for r in records if r.kind == "distilled"],
-        "baseline": [e.__dict__ for e in summary.baseline],
-        "final": [e.__dict__ for e in summary.evidence],
+        "baseline": [e.model_dump() for e in summary.baseline],
+        "final": [e.model_dump() for e in summary.evidence],
         "keep_green_dropped": summary.keep_green_dropped,
         "metric_baseline": next(iter(metric_points([(0, summary.baseline)])), None),
         "metric_trend": metric_points([(r.payload["turn"], [Evidence(**e) for e in r.payload["evidence"]])
@@ -112,7 +112,7 @@ def test_evidence(evidence: list[Evidence]) -> list[dict[str, Any]]:
     fail to pass, were added, or are missing (from the last run's reporter; see verify/tests.py)."""
     found = []
     for item in evidence:
-        if item.kind != "check" or item.name == TAMPERING:
+        if not item.is_check or item.name == TAMPERING:
             continue
         tests = item.tests or {}
         entry: dict[str, Any] = {"check": item.name, "basis": item.basis}

@@ -11,9 +11,9 @@ from typing import Any
 from goalkeeper.contract import Contract, format_duration
 from goalkeeper.core.decide import GoalState
 from goalkeeper.core.lifecycle import status_label
+from goalkeeper.events import Evidence
 from goalkeeper.goals.control import load_state
 from goalkeeper.store import EventRecord, GoalRecord, Store, lease_is_live
-from goalkeeper.verify.checks import Evidence
 from goalkeeper.workspace.goal import best_and_green, measured_checkpoints
 
 
@@ -57,8 +57,8 @@ class GoalSummary:
     def as_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
         data = dict(self.__dict__)
-        data["evidence"] = [e.__dict__ for e in self.evidence]
-        data["baseline"] = [e.__dict__ for e in self.baseline]
+        data["evidence"] = [e.model_dump() for e in self.evidence]
+        data["baseline"] = [e.model_dump() for e in self.baseline]
         return data
 
     def status_line(self) -> str:
@@ -123,7 +123,7 @@ def summarize(store: Store, goal: GoalRecord) -> GoalSummary:
     checkpoint = next((r.payload for r in reversed(records) if r.kind == "checkpoint"), None)
     lease = store.lease(goal.goal_id)
     runner = f"{lease.host}:{lease.pid}" if lease and lease_is_live(lease) else None
-    checks = [e for e in evidence if e.kind == "check"]
+    checks = [e for e in evidence if e.is_check]
     return GoalSummary(
         goal_id=goal.goal_id, thread_id=goal.thread_id, workspace=store.get_thread(goal.thread_id).workspace,
         objective=contract.outcome, status=state.status, reason=state.reason.value, verified=contract.verified,

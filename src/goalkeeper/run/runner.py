@@ -49,6 +49,7 @@ from goalkeeper.errors import (
     GoalkeeperError,
     LeaseHeldError,
 )
+from goalkeeper.events import Evidence
 from goalkeeper.goals.control import load_state, outcome_of_request, pending_requests, to_new_events
 from goalkeeper.models.base import Model, ModelRequest, ModelResponse, ToolCall
 from goalkeeper.models.pricing import cost_usd, price_of
@@ -61,7 +62,7 @@ from goalkeeper.sandbox.policy import SandboxPolicy
 from goalkeeper.store import EventRecord, GoalRecord, NewEvent, StaleGoalError, Store
 from goalkeeper.tools.base import ToolContext, ToolResult
 from goalkeeper.tools.registry import Approver, ToolRegistry, default_registry
-from goalkeeper.verify.checks import Evidence, run_checks
+from goalkeeper.verify.checks import run_checks
 from goalkeeper.verify.cleanroom import Baseline, baseline_of, keep_baseline
 from goalkeeper.verify.observed import Surface, surface_summary, traced_surface
 from goalkeeper.verify.pins import Pins, pin_verification_surface
@@ -256,12 +257,12 @@ class Runner:
         finally:
             if tracer is not None:
                 tracer.close()
-        missing = [e for e in evidence if e.kind == "check" and e.exit_code == 127]
+        missing = [e for e in evidence if e.is_check and e.exit_code == 127]
         if missing:
             raise ContractError(f"check `{missing[0].name}` cannot run: {missing[0].error or 'command not found'}",
                                 "fix its `run` command (or install the tool), then `gk goal ... --replace`")
-        active = [e.name for e in evidence if e.kind == "constraint" and e.passed]
-        dropped = [e.name for e in evidence if e.kind == "constraint" and not e.passed]
+        active = [e.name for e in evidence if not e.is_check and e.passed]
+        dropped = [e.name for e in evidence if not e.is_check and not e.passed]
         tree = await self.tree_hash()
         state = with_baseline(self.state, _results(evidence, self.contract), tree)
         payload = {"evidence": [e.__dict__ for e in evidence], "keep_green_active": active,

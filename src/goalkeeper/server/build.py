@@ -8,11 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 from goalkeeper.core.lifecycle import status_label
+from goalkeeper.events import Evidence
 from goalkeeper.goals.report import REASONS, metric_points
 from goalkeeper.goals.views import goal_events, summarize
 from goalkeeper.server.models import CheckpointOut, EventOut, EvidenceOut, EvidenceRunOut, GoalOut, ThreadOut
 from goalkeeper.store import EventRecord, GoalRecord, Store, ThreadRecord
-from goalkeeper.verify.checks import Evidence
 
 
 def thread_out(store: Store, thread: ThreadRecord) -> ThreadOut:
@@ -42,7 +42,7 @@ def goal_out(store: Store, goal: GoalRecord) -> GoalOut:
         tokens_budget=summary.tokens_budget, usd_used=summary.usd_used, usd_budget=summary.usd_budget,
         elapsed_s=summary.elapsed_s, time_budget_s=summary.time_budget_s, turns=summary.turns,
         turns_budget=summary.turns_budget, last_checkpoint=last, runner=summary.runner, contract=goal.contract,
-        checklist=summary.checklist, evidence=[evidence_out(e.__dict__) for e in summary.evidence],
+        checklist=summary.checklist, evidence=[evidence_out(e.model_dump()) for e in summary.evidence],
         metric_baseline=baseline[0] if baseline else None, metric_trend=metric_points(runs),
         updated_at=goal.updated_at,
     )

@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from goalkeeper.core.lifecycle import Status
-from goalkeeper.verify.checks import EvidenceKind
+from goalkeeper.events import EvidenceKind
 
 
 class _Out(BaseModel):

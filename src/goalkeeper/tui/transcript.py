@@ -188,7 +188,7 @@ def summary_renderable(summary: GoalSummary, status_line: str) -> Group:
     parts: list[RenderableType] = [Text.assemble(("Goal ", "bold"), summary.goal_id, (label, "yellow")),
                                    Padding(fields, (0, 0, 0, 2))]
     if summary.evidence:
-        parts.append(evidence_table("evidence", [e.__dict__ for e in summary.evidence]))
+        parts.append(evidence_table("evidence", [e.model_dump() for e in summary.evidence]))
     if summary.last_checkpoint:
         parts.append(_checkpoint_text(summary.last_checkpoint))
     return Group(*parts)

@@ -35,11 +35,12 @@ from typing import Any
 
 from goalkeeper.contract import Contract
 from goalkeeper.errors import SandboxError, WorkspaceError
+from goalkeeper.events import Evidence
 from goalkeeper.sandbox.bwrap import require_sandbox
 from goalkeeper.sandbox.policy import SandboxPolicy
 from goalkeeper.store.db import private_directory
 from goalkeeper.verify import mirror as mirrors
-from goalkeeper.verify.checks import Evidence, run_checks
+from goalkeeper.verify.checks import run_checks
 from goalkeeper.verify.envsnap import EnvSnapshot, link_copy, load_snapshot, take_snapshot, written_through
 from goalkeeper.verify.mirror import make_mirror
 from goalkeeper.verify.observed import Change, Surface
@@ -414,7 +415,7 @@ async def run_in_room(workspace: Path, base: Baseline, contract: Contract, keep_
                         "PYTHONPYCACHEPREFIX": pycache}
             policy = _room_policy(sandbox, tree, top, base) if confined else None
             evidence = await run_checks(contract, cwd, keep_green, env=room_env, sandbox=policy, baseline=baseline)
-    return [dataclasses.replace(e, room="clean room") for e in evidence], changes, built_s
+    return [e.model_copy(update={"room": "clean room"}) for e in evidence], changes, built_s
 
 
 def _room_policy(sandbox: SandboxPolicy, tree: Path, top: Path, base: Baseline) -> SandboxPolicy:
