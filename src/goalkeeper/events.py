@@ -73,6 +73,11 @@ class Usage(_Frozen):
     reasoning_tokens: int = 0
     charged_tokens: int
 
+    @classmethod
+    def of(cls, usage: object) -> Usage:
+        """The counts of a provider's usage (models.base.Usage), read by attribute."""
+        return cls.model_validate(usage, from_attributes=True)
+
 
 class CallMade(_Frozen):
     """A tool call as the model sent it."""
@@ -594,13 +599,14 @@ class NotifyAttemptEvent(_Frozen):
     event_seq: int
     url: str
     status: str
-    attempt: int
-    max_attempts: int
-    format: str
+    attempt: int | None
+    """None for a delivery abandoned when the run ended."""
+    max_attempts: int | None = None
+    format: str | None = None
     delivered: bool
     status_code: int | None
     error: str | None
-    duration_s: float
+    duration_s: float | None = None
 
 
 Event = Annotated[
@@ -619,10 +625,6 @@ Event = Annotated[
 """Any event of a thread's log."""
 
 _EVENT: TypeAdapter[Event] = TypeAdapter(Event)
-
-CHAT_KINDS = ("chat_message", "chat_response", "chat_tool_result")
-"""The kinds a chat is stored as (with no goal id), for the store's `kinds=` filter."""
-
 
 def parse_event(kind: str, actor: str | None, payload: dict[str, Any]) -> Event:
     """The typed event of a stored row; a row no model accepts is one StoreError that names it."""

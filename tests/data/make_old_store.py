@@ -13,10 +13,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from scenario import HONEST_FIX, complete, new_goal, run, sample_repo, scripted, shell, step
-
 from goalkeeper.goals import control
 from goalkeeper.store import Store
+from scenario import HONEST_FIX, complete, new_goal, run, sample_repo, scripted, shell, step
 
 
 def main(out: Path) -> None:

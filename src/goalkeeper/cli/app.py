@@ -31,6 +31,7 @@ from goalkeeper.config import trust as trusted
 from goalkeeper.contract import Contract, parse_duration
 from goalkeeper.core.lifecycle import exit_code
 from goalkeeper.errors import ConfigError, GoalkeeperError, WorkspaceError
+from goalkeeper.events import GoalBranchEvent, payload_of
 from goalkeeper.goals import control, views
 from goalkeeper.goals.report import build_report, render_markdown, render_pr
 from goalkeeper.goals.views import goal_events, summarize
@@ -285,7 +286,8 @@ def log(cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = False
         record = control.current_goal(store, workspace_of(cwd), thread)
         for event in goal_events(store, record):
             if as_json:
-                row = {"seq": event.seq, "kind": event.kind, "actor": event.actor, "payload": event.payload}
+                row = {"seq": event.seq, "kind": event.event.kind, "actor": event.event.actor,
+                       "payload": payload_of(event.event)}
                 print(json.dumps(row))
             elif (line := console.event_line(event)) is not None:
                 console.out.print(f"{event.seq:>5} {line}")
@@ -414,7 +416,7 @@ def rollback(to: Annotated[str, typer.Option("--to", help="best, last-green, or 
 
 
 def _branch(store: Store, record: GoalRecord) -> GoalBranch:
-    branch = branch_of(goal_events(store, record, ["goal_branch"]))
+    branch = branch_of(goal_events(store, record, [GoalBranchEvent]))
     if branch is None:
         raise WorkspaceError("this goal has not run yet, so it has no branch", "start it with `gk run`")
     return branch

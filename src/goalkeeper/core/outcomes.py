@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
-from goalkeeper.core.lifecycle import Actor, Reason, Status, TurnKind
+from goalkeeper.core.lifecycle import Reason, Status, TurnKind
+from goalkeeper.events import Event
 
 CheckTrigger = Literal["completion", "text_only"]
 
@@ -263,18 +264,10 @@ Action = StartTurn | Proceed | RunChecks | Wait | Stop | Reject
 
 
 @dataclass(frozen=True)
-class Event:
-    """An event the decision asks the runner to append (before acting on the decision)."""
-
-    kind: str
-    actor: Actor
-    payload: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
 class Decision:
     """What happens next, the events that record why, and the goal's new state."""
 
     state: GoalState
     action: Action
     events: tuple[Event, ...] = ()
+    """The events to append before acting on the decision."""

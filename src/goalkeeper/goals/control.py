@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -20,7 +19,6 @@ from goalkeeper.contract import Contract, parse_duration
 from goalkeeper.core.decide import (
     BudgetRaised,
     Decision,
-    Event,
     GoalState,
     Limits,
     Outcome,
@@ -32,7 +30,15 @@ from goalkeeper.core.decide import (
 from goalkeeper.core.lifecycle import Reason
 from goalkeeper.core.state import state_from_dict, state_to_dict
 from goalkeeper.errors import ConfigError, ContractError, GoalkeeperError, GoalNotFoundError
-from goalkeeper.store import EventRecord, GoalRecord, NewEvent, Store, ThreadRecord, lease_is_live
+from goalkeeper.events import (
+    ControlAppliedEvent,
+    ControlRequestEvent,
+    Event,
+    GoalClearedEvent,
+    GoalSetEvent,
+    StatusChangedEvent,
+)
+from goalkeeper.store import GoalRecord, Store, ThreadRecord, lease_is_live
 from goalkeeper.verify.checks import missing_commands
 from goalkeeper.workspace.git import preflight
 
@@ -80,11 +86,6 @@ class ControlResult:
     applied_by: Literal["here", "runner", "queued"]
     status: str | None
     """The goal's status afterwards (None once cleared)."""
-
-
-def to_new_events(events: Iterable[Event]) -> list[NewEvent]:
-    """Decision events in the store's form."""
-    return [NewEvent(event.kind, dict(event.payload), event.actor) for event in events]
 
 
 def initial_state(goal_id: str, contract: Contract, settings: GoalSettings) -> GoalState:
@@ -163,9 +164,9 @@ def set_goal(store: Store, workspace: Path, contract: Contract, settings: GoalSe
         raise GoalExistsError(
             f"this workspace already has a goal ({existing.goal_id}, {existing.state.get('status')})",
             "confirm the replacement, pass --replace, or `gk goal clear` first")
-    started = NewEvent("status_changed", {"from": None, "to": "pursuing", "reason": Reason.GOAL_SET.value}, "user")
-    goal_set = NewEvent("goal_set", {"outcome": contract.outcome, "verified": contract.verified,
-                                     "contract": contract.model_dump(mode="json")}, "user")
+    started = StatusChangedEvent(actor="user", from_status=None, to="pursuing", reason=Reason.GOAL_SET.value)
+    goal_set = GoalSetEvent(outcome=contract.outcome, verified=contract.verified,
+                            contract=contract.model_dump(mode="json"))
     record, _ = store.put_goal(thread.thread_id, contract.model_dump(mode="json"),
                                {}, settings.model_dump(mode="json"), [goal_set, started])
     state = initial_state(record.goal_id, contract, settings)
@@ -181,8 +182,7 @@ def request(store: Store, goal: GoalRecord, action: ControlAction, wait_s: float
     lease = store.lease(goal.goal_id)
     if lease is None or not lease_is_live(lease):
         return apply_here(store, goal, action, detail)
-    [queued] = store.append_events(goal.thread_id, [NewEvent("control_request", {"action": action, **detail}, "user")],
-                                   goal_id=goal.goal_id)
+    [queued] = store.append_events(goal.thread_id, [ControlRequestEvent(action=action, **detail)], goal_id=goal.goal_id)
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         if queued.seq in applied_requests(store, goal):
@@ -201,14 +201,14 @@ def apply_here(store: Store, goal: GoalRecord, action: ControlAction, detail: di
                request_seq: int | None = None) -> ControlResult:
     """Apply a control request in this process (no live runner holds the goal)."""
     goal = store.get_goal_by_id(goal.goal_id)
-    marker = [NewEvent("control_applied", {"request_seq": request_seq}, "user")] if request_seq else []
+    marker: list[Event] = [ControlAppliedEvent(actor="user", request_seq=request_seq)] if request_seq else []
     if action == "clear":
-        store.delete_goal(goal.goal_id, [*marker, NewEvent("goal_cleared", {}, "user")])
+        store.delete_goal(goal.goal_id, [*marker, GoalClearedEvent()])
         return ControlResult("here", None)
     decision = decide_control(load_state(goal), action, detail)
     if isinstance(decision.action, Reject):
         raise ControlRejected(decision.action.message)
-    store.commit(goal.goal_id, [*to_new_events(decision.events), *marker],
+    store.commit(goal.goal_id, [*decision.events, *marker],
                  state=state_to_dict(decision.state), expected_version=goal.version)
     return ControlResult("here", decision.state.status)
 
@@ -230,15 +230,16 @@ def decide_control(state: GoalState, action: ControlAction, detail: dict[str, An
     return decide(state, outcome)
 
 
-def outcome_of_request(request: EventRecord) -> Outcome | None:
+def outcome_of_request(request: ControlRequestEvent) -> Outcome | None:
     """What a queued control request means to `decide` (None for clear, which deletes the goal)."""
-    action = request.payload.get("action")
-    if action == "pause":
+    if request.action == "pause":
         return UserPaused()
-    if action == "budget":
-        return _raise_of(request.payload) or BudgetRaised()
-    if action == "resume":
-        return UserResumed(force=bool(request.payload.get("force")))
+    if request.action == "budget":
+        raised = BudgetRaised(request.add_tokens or 0, request.add_usd or 0.0, request.add_time_s or 0.0,
+                              request.add_turns or 0)
+        return raised
+    if request.action == "resume":
+        return UserResumed(force=bool(request.force))
     return None
 
 
@@ -322,16 +323,18 @@ def _raise_of(detail: dict[str, Any]) -> BudgetRaised | None:
 
 def applied_requests(store: Store, goal: GoalRecord, after_seq: int = 0) -> set[int]:
     """Sequence numbers of control requests that have been applied."""
-    records = store.events(goal.thread_id, after_seq=after_seq, goal_id=goal.goal_id, kinds=["control_applied"])
-    return {int(record.payload["request_seq"]) for record in records if record.payload.get("request_seq")}
+    records = store.events(goal.thread_id, after_seq=after_seq, goal_id=goal.goal_id, kinds=[ControlAppliedEvent])
+    return {record.event.request_seq for record in records
+            if isinstance(record.event, ControlAppliedEvent) and record.event.request_seq}
 
 
-def pending_requests(store: Store, goal_id: str, thread_id: str, after_seq: int = 0) -> list[EventRecord]:
-    """Control requests not yet applied, oldest first."""
+def pending_requests(store: Store, goal_id: str, thread_id: str,
+                     after_seq: int = 0) -> list[tuple[int, ControlRequestEvent]]:
+    """Control requests not yet applied, oldest first, each with its seq."""
     records = store.events(thread_id, after_seq=after_seq, goal_id=goal_id,
-                           kinds=["control_request", "control_applied"])
-    applied = {r.payload.get("request_seq") for r in records if r.kind == "control_applied"}
-    return [r for r in records if r.kind == "control_request" and r.seq not in applied]
+                           kinds=[ControlRequestEvent, ControlAppliedEvent])
+    applied = {r.event.request_seq for r in records if isinstance(r.event, ControlAppliedEvent)}
+    return [(r.seq, r.event) for r in records if isinstance(r.event, ControlRequestEvent) and r.seq not in applied]
 
 
 def _status_now(store: Store, goal: GoalRecord) -> str | None:

@@ -49,8 +49,26 @@ from goalkeeper.errors import (
     GoalkeeperError,
     LeaseHeldError,
 )
-from goalkeeper.events import Evidence
-from goalkeeper.goals.control import load_state, outcome_of_request, pending_requests, to_new_events
+from goalkeeper.events import (
+    ApprovalEvent,
+    ApprovalRuleEvent,
+    BaselineEvent,
+    BaselineMirrorEvent,
+    CheckpointEvent,
+    ControlAppliedEvent,
+    Event,
+    Evidence,
+    EvidenceEvent,
+    GoalBranchEvent,
+    GoalClearedEvent,
+    MessageEvent,
+    NudgeEvent,
+    RecoveryCheckpointEvent,
+    SandboxEvent,
+    VerificationPinsEvent,
+    VerificationSurfaceEvent,
+)
+from goalkeeper.goals.control import load_state, outcome_of_request, pending_requests
 from goalkeeper.models.base import Model, ModelRequest, ModelResponse, ToolCall
 from goalkeeper.models.pricing import cost_usd, price_of
 from goalkeeper.run.compaction import compact, compaction_due
@@ -59,7 +77,7 @@ from goalkeeper.run.turn import INTERRUPTED, run_turn
 from goalkeeper.sandbox import limits as process_limits
 from goalkeeper.sandbox.bwrap import require_sandbox
 from goalkeeper.sandbox.policy import SandboxPolicy
-from goalkeeper.store import EventRecord, GoalRecord, NewEvent, StaleGoalError, Store
+from goalkeeper.store import EventRecord, GoalRecord, StaleGoalError, Store
 from goalkeeper.tools.base import ToolContext, ToolResult
 from goalkeeper.tools.registry import Approver, ToolRegistry, default_registry
 from goalkeeper.verify.checks import run_checks
@@ -126,7 +144,7 @@ class Runner:
         self.env = Config().command_env(os.environ, self._key_env())
         self.branch: GoalBranch | None = None
         self.pins: Pins | None = None
-        self.mirror: dict[str, Any] | None = None
+        self.mirror: BaselineMirrorEvent | None = None
         """The `baseline_mirror` event's payload: the baseline mirror and the environment snapshot."""
         self.surface: Surface | None = None
         """The verification surface observed at baseline (None for goals stored before it was recorded)."""
@@ -167,8 +185,7 @@ class Runner:
         require_sandbox(self.sandbox)  # refuses to start rather than run unconfined
         # Said out loud on every run: how the commands are confined, including what could not be bounded.
         limit = process_limits.describe() if self.sandbox.mode != "danger-full-access" else "unconfined"
-        self.record([NewEvent("sandbox", {"mode": self.sandbox.mode, "network": self.sandbox.network,
-                                          "processes": limit}, "harness")])
+        self.record([SandboxEvent(mode=self.sandbox.mode, network=self.sandbox.network, processes=limit)])
         await self._open_branch()
         await self._keep_baseline()
         await self._pin_surface()
@@ -207,15 +224,15 @@ class Runner:
                                          list(self.sandbox.protect), list(boundaries.paths),
                                          boundaries.max_file_bytes)
         if opened is not None:
-            self.record([NewEvent(opened.kind, {**opened.payload, "notice": opened.notice}, "harness")])
+            self.record([opened])
 
     async def _keep_baseline(self) -> None:
         """Before anything of the model's runs: the baseline mirror and environment snapshot; found again later."""
         if self.branch is None:
             return
         commit = self.branch.snapshot_commit or self.branch.base_commit
-        payload = await asyncio.to_thread(keep_baseline, self.workspace, self.goal.goal_id, commit, self.mirror)
-        self.record([NewEvent("baseline_mirror", payload, "harness")])
+        kept = await asyncio.to_thread(keep_baseline, self.workspace, self.goal.goal_id, commit, self.mirror)
+        self.record([kept])
 
     def baseline_source(self) -> Baseline | None:
         """What the clean room is built from (None before the goal's branch and mirror exist)."""
@@ -226,8 +243,8 @@ class Runner:
         if self.pins is None:
             pins = await asyncio.to_thread(pin_verification_surface, self.workspace, self.contract,
                                            self.contract.verify.pins)
-            self.record([NewEvent("verification_pins", {"pins": pins.to_json(), "edits": self.contract.verify.edits,
-                                                        "files": sorted(pins.paths)}, "harness")])
+            self.record([VerificationPinsEvent(pins=pins.to_json(), edits=self.contract.verify.edits,
+                                               files=sorted(pins.paths))])
         if self.contract.verify.edits == "deny" and self.pins is not None:
             self.sandbox = replace(self.sandbox, protect=(*self.sandbox.protect, *sorted(self.pins.paths)))
 
@@ -237,7 +254,7 @@ class Runner:
             return {}
         # The Checks trailer states the result for the tree being committed, or `unmeasured`: never the last run's
         tree = await self.tree_hash()
-        runs = self.store.events(self.goal.thread_id, goal_id=self.goal.goal_id, kinds=["baseline", "evidence"])
+        runs = self.store.events(self.goal.thread_id, goal_id=self.goal.goal_id, kinds=[BaselineEvent, EvidenceEvent])
         passing = measured_trees(runs).get(tree) if tree else None
         boundaries = self.contract.boundaries
         return await asyncio.to_thread(commit_turn, self.workspace, self.branch, self.goal.goal_id, turn,
@@ -265,11 +282,9 @@ class Runner:
         dropped = [e.name for e in evidence if not e.is_check and not e.passed]
         tree = await self.tree_hash()
         state = with_baseline(self.state, _results(evidence, self.contract), tree)
-        payload = {"evidence": [e.__dict__ for e in evidence], "keep_green_active": active,
-                   "keep_green_dropped": dropped, "tree_hash": tree}
-        observed = NewEvent("verification_surface", {"surface": surface.to_json(),
-                                                      "summary": surface_summary(surface)}, "harness")
-        self._commit(Decision(state, Wait()), [NewEvent("baseline", payload, "harness"), observed])
+        kept = BaselineEvent(evidence=evidence, keep_green_active=active, keep_green_dropped=dropped, tree_hash=tree)
+        observed = VerificationSurfaceEvent(surface=surface.to_json(), summary=surface_summary(surface))
+        self._commit(Decision(state, Wait()), [kept, observed])
 
     async def verify(self) -> Action:
         """Run the checks (and the constraints green at baseline) and let `decide` judge them."""
@@ -284,13 +299,13 @@ class Runner:
                                         sandbox=self.sandbox, env=self.env, baseline=self.baseline_evidence)
         ran = ChecksRan(self.goal.goal_id, trigger, _results(evidence, self.contract),
                         turn=self.state.spent.turns, tree_hash=await self.tree_hash())
-        payload = {"trigger": trigger, "turn": ran.turn, "evidence": [e.__dict__ for e in evidence],
-                   "surface": surface, "tree_hash": ran.tree_hash}  # the tree measured: its checkpoint's value
-        return self.steer(ran, [NewEvent("evidence", payload, "harness")]).action
+        # The tree measured: its checkpoint's value.
+        run = EvidenceEvent(trigger=trigger, turn=ran.turn, evidence=evidence, surface=surface, tree_hash=ran.tree_hash)
+        return self.steer(ran, [run]).action
 
     # ---- what a turn needs (turn.TurnHost)
 
-    def steer(self, outcome: Outcome, extra: list[NewEvent] | None = None) -> Decision:
+    def steer(self, outcome: Outcome, extra: list[Event] | None = None) -> Decision:
         """Decide on `outcome` and commit the decision (with `extra` events) before anything acts on it."""
         decision = decide(self.state, outcome)
         if not extra and not decision.events and isinstance(decision.action, Proceed):
@@ -299,7 +314,7 @@ class Runner:
             return decision
         return self._commit(decision, extra)
 
-    def record(self, events: list[NewEvent]) -> None:
+    def record(self, events: list[Event]) -> None:
         """Commit events that change no state (intents, results, messages)."""
         self._commit(None, events)
 
@@ -315,11 +330,11 @@ class Runner:
         if self._interrupted:
             self._interrupted = False
             return self.steer(Interrupted()).action
-        for request in pending_requests(self.store, self.goal.goal_id, self.goal.thread_id):
-            applied = [NewEvent("control_applied", {"request_seq": request.seq}, "harness")]
+        for seq, request in pending_requests(self.store, self.goal.goal_id, self.goal.thread_id):
+            applied: list[Event] = [ControlAppliedEvent(actor="harness", request_seq=seq)]
             outcome = outcome_of_request(request)
             if outcome is None:
-                self.store.delete_goal(self.goal.goal_id, [*applied, NewEvent("goal_cleared", {}, "user")])
+                self.store.delete_goal(self.goal.goal_id, [*applied, GoalClearedEvent()])
                 raise GoalGone("the goal was cleared while running")
             decision = self.steer(outcome, applied)
             if isinstance(decision.action, Stop):
@@ -373,12 +388,11 @@ class Runner:
                               ok=False, data={INTERRUPTED: why})
         result = task.result()
         if "approval" in result.data:
-            approval = result.data["approval"]
+            approval = ApprovalEvent(call_id=call.id, **result.data["approval"])
             # Goal-scoped: a remembered approval is an event of this goal, never config; a restart reloads it.
-            rules = [NewEvent("approval_rule", {"match": match, "action": "allow", "command": approval["command"],
-                                                "goal_id": self.goal.goal_id}, "user")
-                     for match in approval.get("matches", [])]
-            self.record([NewEvent("approval", {"call_id": call.id, **approval}, "harness"), *rules])
+            rules = [ApprovalRuleEvent(match=match, command=approval.command, goal_id=self.goal.goal_id)
+                     for match in approval.matches or []]
+            self.record([approval, *rules])
         if result.full_output is not None:
             blob = self.store.put_blob(result.full_output)
             result = replace(result, full_output=None, data={**result.data, "blob_id": blob})
@@ -398,8 +412,8 @@ class Runner:
 
     # ---- plumbing
 
-    def _commit(self, decision: Decision | None, extra: list[NewEvent] | None = None) -> Decision:
-        events = [*(extra or []), *(to_new_events(decision.events) if decision else [])]
+    def _commit(self, decision: Decision | None, extra: list[Event] | None = None) -> Decision:
+        events = [*(extra or []), *(decision.events if decision else [])]
         state = state_to_dict(decision.state) if decision else None
         try:
             version, records = self.store.commit(self.goal.goal_id, events, state=state,
@@ -417,30 +431,32 @@ class Runner:
     def _absorb(self, record: EventRecord) -> None:
         """Keep the in-memory views (conversation, latest evidence, keep_green) in step with the store."""
         self.conversation.apply(record)
-        if record.kind in ("evidence", "baseline"):
-            self.evidence = [Evidence(**item) for item in record.payload["evidence"]]
-        if record.kind == "baseline":
-            self.keep_green = list(record.payload["keep_green_active"])
-            self.baseline_evidence = list(self.evidence)
-        elif record.kind == "nudge":
-            self.why = str(record.payload.get("why", ""))
-        elif record.kind == "baseline_mirror":
-            self.mirror = dict(record.payload)
-        elif record.kind == "verification_pins":
-            self.pins = Pins.from_json(record.payload["pins"])
-        elif record.kind == "verification_surface":
-            self.surface = Surface.from_json(record.payload["surface"])
-        elif record.kind == "goal_branch":
-            self.branch = GoalBranch(record.payload["name"], record.payload["base_commit"],
-                                     record.payload.get("snapshot_commit"))
-        elif record.kind in ("checkpoint", "recovery_checkpoint"):
-            violations = [Violation(**v) for v in record.payload.get("violations", [])]
-            self.notice += (" " + record.payload["notice"]) if record.payload.get("notice") else ""
-            self.notice += violations_notice(violations) if record.kind == "checkpoint" else ""
-        elif record.kind == "message":
-            self.notice = ""  # told
-        elif record.kind == "approval_rule":
-            self.tools.remember(str(record.payload["match"]))
+        event = record.event
+        if isinstance(event, (EvidenceEvent, BaselineEvent)):
+            self.evidence = list(event.evidence)
+        match event:
+            case BaselineEvent():
+                self.keep_green = list(event.keep_green_active)
+                self.baseline_evidence = list(self.evidence)
+            case NudgeEvent():
+                self.why = event.why
+            case BaselineMirrorEvent():
+                self.mirror = event
+            case VerificationPinsEvent():
+                self.pins = Pins.from_json(event.pins)
+            case VerificationSurfaceEvent():
+                self.surface = Surface.from_json(event.surface)
+            case GoalBranchEvent():
+                self.branch = GoalBranch(event.name, event.base_commit, event.snapshot_commit)
+            case CheckpointEvent():
+                violations = [Violation(**v) for v in event.violations or []]
+                self.notice += (" " + event.notice if event.notice else "") + violations_notice(violations)
+            case RecoveryCheckpointEvent():
+                self.notice += " " + event.notice if event.notice else ""
+            case MessageEvent():
+                self.notice = ""  # told
+            case ApprovalRuleEvent():
+                self.tools.remember(event.match)
 
     def _tool_context(self) -> ToolContext:
         run = self.settings.run
@@ -475,7 +491,7 @@ class Runner:
     def _stop_requested(self) -> bool:
         """A pause or clear is waiting in the store (a budget raise or a resume never cuts a call short)."""
         pending = pending_requests(self.store, self.goal.goal_id, self.goal.thread_id)
-        return any(request.payload.get("action") in ("pause", "clear") for request in pending)
+        return any(request.action in ("pause", "clear") for _, request in pending)
 
     async def _heartbeat(self) -> None:
         while True:

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sse_starlette import EventSourceResponse
 
 from goalkeeper.errors import GoalNotFoundError
+from goalkeeper.events import BaselineEvent, CheckpointEvent, EvidenceEvent, GoalBranchEvent
 from goalkeeper.goals.report import build_report, render_markdown, render_pr
 from goalkeeper.goals.views import goal_events
 from goalkeeper.server.auth import require_token
@@ -116,15 +117,16 @@ def list_events(thread_id: Thread, store: StoreDep, after: Seq = 0,
             tags=["goals"])
 def list_checkpoints(thread_id: Thread, store: StoreDep, goal_id: GoalId = None) -> list[CheckpointOut]:
     """The goal's checkpoints, one per turn, oldest first."""
-    return [checkpoint_out(r) for r in goal_events(store, current_goal(store, thread_id, goal_id), ["checkpoint"])]
+    records = goal_events(store, current_goal(store, thread_id, goal_id), [CheckpointEvent])
+    return [checkpoint_out(r, r.event) for r in records if isinstance(r.event, CheckpointEvent)]
 
 
 @router.get("/threads/{thread_id}/evidence", response_model=list[EvidenceRunOut], responses=NOT_FOUND,
             tags=["goals"])
 def list_evidence(thread_id: Thread, store: StoreDep, goal_id: GoalId = None) -> list[EvidenceRunOut]:
     """Every run of the goal's checks, the baseline first."""
-    records = goal_events(store, current_goal(store, thread_id, goal_id), ["baseline", "evidence"])
-    return [evidence_run_out(record) for record in records]
+    records = goal_events(store, current_goal(store, thread_id, goal_id), [BaselineEvent, EvidenceEvent])
+    return [evidence_run_out(r, r.event) for r in records if isinstance(r.event, (BaselineEvent, EvidenceEvent))]
 
 
 REPORT_CONTENT: dict[int | str, dict[str, Any]] = {
@@ -152,7 +154,7 @@ def get_diff(thread_id: Thread, store: StoreDep, goal_id: GoalId = None,
              ) -> DiffOut:
     """The goal branch's changes, as `gk diff` shows them; empty before the goal first ran."""
     goal = current_goal(store, thread_id, goal_id)
-    branch = branch_of(goal_events(store, goal, ["goal_branch"]))
+    branch = branch_of(goal_events(store, goal, [GoalBranchEvent]))
     if branch is None:
         return DiffOut(branch=None, base=None, head=None, diff="")
     workspace = Path(store.get_thread(thread_id).workspace)

@@ -13,6 +13,7 @@ from typing import Any
 
 from goalkeeper.config import GoalSettings, load_config, settings_from_config
 from goalkeeper.contract import contract_from_flags
+from goalkeeper.events import GoalBranchEvent
 from goalkeeper.goals import control
 from goalkeeper.store import GoalRecord, Store, lease_is_live
 from goalkeeper.tui.commands import GoalRequest
@@ -53,7 +54,7 @@ def resume_detail(goal: GoalRecord) -> dict[str, Any]:
 
 def goal_diff(store: Store, workspace: Path, goal: GoalRecord) -> str:
     """The goal branch's whole diff (`gk diff`); empty before the goal first ran."""
-    branch = branch_of(store.events(goal.thread_id, goal_id=goal.goal_id, kinds=["goal_branch"]))
+    branch = branch_of(store.events(goal.thread_id, goal_id=goal.goal_id, kinds=[GoalBranchEvent]))
     if branch is None:
         return ""
     return diff(workspace, branch, None)
