@@ -10,12 +10,14 @@ import json
 import os
 import subprocess
 import sys
+import typing
 from pathlib import Path
 from typing import Any
 
 from goalkeeper.cli.demo import prepare_sample
 from goalkeeper.config import GoalSettings, ModelSettings, RunSettings
 from goalkeeper.contract import Contract, contract_from_flags
+from goalkeeper.events import Event
 from goalkeeper.goals import control
 from goalkeeper.models.base import Model
 from goalkeeper.models.scripted import ScriptedModel, ScriptedToolCall, ScriptStep
@@ -88,8 +90,14 @@ def scripted_after(store: Store, goal: GoalRecord, steps: list[ScriptStep]) -> S
     return ScriptedModel([step("(earlier)")] * answered + steps)
 
 
+def event_class(kind: str) -> type[Event]:
+    """The event class of a kind, for the store's `kinds=` filter in tests that name kinds."""
+    [union, _] = typing.get_args(Event)
+    return next(cls for cls in typing.get_args(union) if cls.model_fields["kind"].default == kind)
+
+
 def events(store: Store, goal: GoalRecord, kind: str | None = None) -> list[EventRecord]:
-    return store.events(goal.thread_id, goal_id=goal.goal_id, kinds=[kind] if kind else None)
+    return store.events(goal.thread_id, goal_id=goal.goal_id, kinds=[event_class(kind)] if kind else None)
 
 
 def write_script(path: Path, steps: list[ScriptStep]) -> Path:
