@@ -312,7 +312,8 @@ class CheckpointEvent(_Frozen):
     actor: EventActor | None = "harness"
     turn: int
     turn_kind: str
-    note: dict[str, str]
+    note: dict[str, Any]
+    """The turn's last `checkpoint` note: done, verified, remaining, next, assumptions, checklist_done."""
     files_touched: list[str]
     commands: list[str]
     tokens: int

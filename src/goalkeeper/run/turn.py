@@ -217,7 +217,7 @@ def _result_event(call: ToolCall, result: ToolResult) -> ToolResultEvent:
 
 def _checkpoint_event(turn: OpenTurn, tree: str | None) -> CheckpointEvent:
     """The turn's progress record: the model's note, files touched, commands run, usage, tree."""
-    note: dict[str, str] = {}
+    note: dict[str, Any] = {}
     files: set[str] = set()
     commands: list[str] = []
     tokens = 0
