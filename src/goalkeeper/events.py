@@ -8,12 +8,12 @@ written before this module existed reads back unchanged: the two top-level keys 
 
 Class names are the kind in CamelCase plus `Event`, so they never clash with the outcomes `decide` reads
 (`core/outcomes.py` has a `TurnEnded`, a `ModelResponded`, a `BudgetRaised`) and one grep finds both spellings.
-Imports only pydantic and the standard library: every layer may read events.
+Imports only pydantic, the standard library and errors: every layer may read events.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -611,16 +611,14 @@ class NotifyAttemptEvent(_Frozen):
 
 
 Event = Annotated[
-    Union[  # noqa: UP007 - the discriminated union reads best spelled out
-        GoalSetEvent, GoalClearedEvent, StatusChangedEvent, BudgetRaisedEvent, BudgetExhaustedEvent,
-        AttemptCountedEvent, NudgeEvent, ChecksRequestedEvent, TurnStartedEvent, TurnEndedEvent,
-        ControlRequestEvent, ControlAppliedEvent, MessageEvent, ModelResponseEvent, ToolIntentEvent,
-        ToolResultEvent, ApprovalEvent, ApprovalRuleEvent, CheckpointEvent, RecoveryCheckpointEvent,
-        ProviderRetryEvent, UsageChargedEvent, ContextTrimmedEvent, CompactedEvent, CompactionFailedEvent,
-        SandboxEvent, GoalBranchEvent, BaselineMirrorEvent, VerificationPinsEvent, VerificationSurfaceEvent,
-        BaselineEvent, EvidenceEvent, ChatMessageEvent, ChatResponseEvent, ChatToolResultEvent, SideEvent,
-        PlanEvent, DraftEvent, DistilledEvent, RestatedEvent, ImplementsEvent, NotifyAttemptEvent,
-    ],
+    GoalSetEvent | GoalClearedEvent | StatusChangedEvent | BudgetRaisedEvent | BudgetExhaustedEvent |
+    AttemptCountedEvent | NudgeEvent | ChecksRequestedEvent | TurnStartedEvent | TurnEndedEvent |
+    ControlRequestEvent | ControlAppliedEvent | MessageEvent | ModelResponseEvent | ToolIntentEvent |
+    ToolResultEvent | ApprovalEvent | ApprovalRuleEvent | CheckpointEvent | RecoveryCheckpointEvent |
+    ProviderRetryEvent | UsageChargedEvent | ContextTrimmedEvent | CompactedEvent | CompactionFailedEvent |
+    SandboxEvent | GoalBranchEvent | BaselineMirrorEvent | VerificationPinsEvent | VerificationSurfaceEvent |
+    BaselineEvent | EvidenceEvent | ChatMessageEvent | ChatResponseEvent | ChatToolResultEvent | SideEvent |
+    PlanEvent | DraftEvent | DistilledEvent | RestatedEvent | ImplementsEvent | NotifyAttemptEvent,
     Field(discriminator="kind"),
 ]
 """Any event of a thread's log."""
