@@ -3,8 +3,9 @@
 Everything a goal's history says is one of these. The store writes an event as its `kind`, its `actor` and a
 JSON payload of the other fields (`payload_of`), and reads rows back through `parse_event`, the one place a
 stored payload becomes a typed event. The payload keys are the ones stores have always held, so a store
-written before this module existed reads back unchanged: the two top-level keys Python cannot name a field
-(`kind` for a turn's kind, `from` for a status change's old status) are renamed here, and only here.
+written before this module existed reads back unchanged, and an event written again gives the same payload.
+The two top-level keys Python cannot name a field (`kind` for a turn's kind, `from` for a status change's old
+status) are renamed here, and only here.
 
 Class names are the kind in CamelCase plus `Event`, so they never clash with the outcomes `decide` reads
 (`core/outcomes.py` has a `TurnEnded`, a `ModelResponded`, a `BudgetRaised`) and one grep finds both spellings.
@@ -636,7 +637,8 @@ def parse_event(kind: str, actor: str | None, payload: dict[str, Any]) -> Event:
 
 
 def payload_of(event: Event) -> dict[str, Any]:
-    """The event as its stored payload: every field but kind and actor, under the keys stores have always used."""
-    fields = event.model_dump(mode="json", exclude={"kind", "actor"})
+    """The event as its stored payload, under the keys stores have always used: the fields that were given
+    (an optional field left out stays out, so a payload reads back as it was written), less kind and actor."""
+    fields = event.model_dump(mode="json", include=event.model_fields_set - {"kind", "actor"})
     back = {field: key for key, field in _RENAMED.items()}
     return {back.get(key, key): value for key, value in fields.items()}

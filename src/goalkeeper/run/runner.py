@@ -390,7 +390,8 @@ class Runner:
         if "approval" in result.data:
             approval = ApprovalEvent(call_id=call.id, **result.data["approval"])
             # Goal-scoped: a remembered approval is an event of this goal, never config; a restart reloads it.
-            rules = [ApprovalRuleEvent(match=match, command=approval.command, goal_id=self.goal.goal_id)
+            rules = [ApprovalRuleEvent(match=match, action="allow", command=approval.command,
+                                       goal_id=self.goal.goal_id)
                      for match in approval.matches or []]
             self.record([approval, *rules])
         if result.full_output is not None:

@@ -85,7 +85,7 @@ async def run_turn(host: TurnHost) -> Action:
 
 async def _drive(host: TurnHost, turn: OpenTurn) -> Action:
     if not turn.opened:
-        host.record([MessageEvent(turn_kind=turn.kind, **host.opening(turn.kind))])
+        host.record([MessageEvent(role="user", turn_kind=turn.kind, **host.opening(turn.kind))])
     # The wrap-up offers only the goal tools, and runs only those: any other call is an unknown tool.
     tools = host.tools.only(GOAL_TOOL_NAMES) if turn.kind == "wrap_up" else host.tools
     while True:

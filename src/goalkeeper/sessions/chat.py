@@ -164,7 +164,7 @@ class ChatSession:
         if "approval" in source.data:
             approval = ApprovalEvent(call_id=message.tool_call_id, **source.data["approval"])
             events.insert(0, approval)
-            events += [ApprovalRuleEvent(match=match, command=approval.command, goal_id=None)
+            events += [ApprovalRuleEvent(match=match, action="allow", command=approval.command, goal_id=None)
                        for match in approval.matches or []]
         self._record(*events)
 

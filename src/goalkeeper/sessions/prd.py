@@ -130,7 +130,7 @@ def distill(store: Store, workspace: Path, output: Path, *, goal_id: str | None 
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text, encoding="utf-8")
     distilled = DistilledEvent(output=str(output), usage=UsageRecord.of(session.usage), model=session.model_name,
-                               branch=branch.name, base_commit=branch.base_commit)
+                               branch=branch.name, base_commit=branch.base_commit, charged_to_goal=False)
     [record] = store.append_events(goal.thread_id, [distilled], goal_id=goal.goal_id)
     return Distilled(output, text, goal.goal_id, record.seq, session.usage, session.model_name)
 
@@ -252,7 +252,8 @@ def implement(store: Store, workspace: Path, prd: Path, *, model: ModelSettings 
         raise
     implements = ImplementsEvent(spike_goal_id=spike.goal_id, spike_branch=spike.branch, base_commit=base,
                                  prd=prd_path or str(prd.resolve()), spike_status=spike.status)
-    store.append_events(thread.thread_id, [GoalBranchEvent(**asdict(branch)), implements], goal_id=record.goal_id)
+    opened = GoalBranchEvent(**asdict(branch), notice=None)
+    store.append_events(thread.thread_id, [opened, implements], goal_id=record.goal_id)
     return Implementation(store.get_goal_by_id(record.goal_id), branch, spike, chosen)
 
 

@@ -118,7 +118,8 @@ def ask_side_question(store: Store, workspace: Path, question: str, *, thread_id
         except ContextLengthError as error:
             raise ContextLengthError(error.message, f"ask with fewer history messages, e.g. --events "
                                                     f"{max(1, newest // 2)}") from None
-    side = SideEvent(question=question, answer=answer, **session.cost().payload(), events=newest)
+    side = SideEvent(question=question, answer=answer, **session.cost().payload(), events=newest,
+                     charged_to_goal=False)
     [record] = store.append_events(goal.thread_id, [side], goal_id=goal.goal_id)
     return SideAnswer(goal.goal_id, question, answer, session.cost(), record.seq)
 

@@ -36,7 +36,7 @@ def open_branch(workspace: Path, goal_id: str, outcome: str, branch: GoalBranch 
     if branch is None:
         preflight(workspace, allow_dirty)
         created = start_goal(workspace, goal_id, outcome, allow_dirty)
-        return GoalBranchEvent(**asdict(created))
+        return GoalBranchEvent(**asdict(created), notice=None)
     recovered = resume(workspace, branch, interrupted_turn, goal_id=goal_id, protect=protect, paths=paths,
                        max_file_bytes=max_file_bytes)
     if recovered.recovered_commit is None:
