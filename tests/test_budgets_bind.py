@@ -199,7 +199,8 @@ def test_a_mid_turn_stop_is_checkpointed_and_a_raise_and_resume_continue_it(tmp_
         goal = new_goal(store, workspace, budget_tokens=2000)
         first = run(store, goal, workspace, scripted(steps))
         assert (first.status, first.reason) == ("budget_limited", "budget_tokens")
-        checkpoints = [p for p in (payload_of(e.event) for e in events(store, goal, "checkpoint")) if p.get("turn") == 1]
+        stored = [payload_of(e.event) for e in events(store, goal, "checkpoint")]
+        checkpoints = [p for p in stored if p.get("turn") == 1]
         assert checkpoints and checkpoints[0]["commit"], "turn 1 was left without its checkpoint commit"
         assert git(workspace, "status", "--porcelain", "--untracked-files=no") == ""
         control.request(store, store.get_goal_by_id(goal.goal_id), "resume", add_tokens=100_000)
