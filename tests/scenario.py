@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from goalkeeper.config import GoalSettings, ModelSettings, RunSettings
 from goalkeeper.contract import Contract, contract_from_flags
 from goalkeeper.core.decide import decide
 from goalkeeper.core.outcomes import ModelResponded, RequestDue
+from goalkeeper.events import Event
 from goalkeeper.goals import control
 from goalkeeper.models.base import Model
 from goalkeeper.models.scripted import ScriptedModel, ScriptedToolCall, ScriptStep
@@ -102,8 +104,15 @@ def scripted_after(store: Store, goal: GoalRecord, steps: list[ScriptStep]) -> S
     return ScriptedModel([step("(earlier)")] * answered + steps)
 
 
+def event_class(kind: str) -> type[Event]:
+    """The event class of a kind, for the store's `kinds=` filter in tests that name kinds."""
+    [union, _] = typing.get_args(Event)
+    return typing.cast(type[Event], next(cls for cls in typing.get_args(union)
+                                         if cls.model_fields["kind"].default == kind))
+
+
 def events(store: Store, goal: GoalRecord, kind: str | None = None) -> list[EventRecord]:
-    return store.events(goal.thread_id, goal_id=goal.goal_id, kinds=[kind] if kind else None)
+    return store.events(goal.thread_id, goal_id=goal.goal_id, kinds=[event_class(kind)] if kind else None)
 
 
 def write_script(path: Path, steps: list[ScriptStep]) -> Path:

@@ -21,6 +21,7 @@ from goalkeeper.config import GoalSettings, ModelSettings, RunSettings
 from goalkeeper.core.decide import decide
 from goalkeeper.core.outcomes import BudgetRaise, GoalState, Reject
 from goalkeeper.errors import GoalkeeperError
+from goalkeeper.events import CheckpointEvent, payload_of
 from goalkeeper.goals import control, service
 from goalkeeper.models.openai_chat import OpenAIChatModel
 from goalkeeper.models.pricing import Price
@@ -162,13 +163,13 @@ def test_time_budget_binds_tool_calls_and_the_wrap_up_request(tmp_path: Path) ->
         goal = priced_goal(store, workspace, budget_time="3s")
         status, reason, took = run_on(server, store, goal, workspace)
         state = store.get_goal_by_id(goal.goal_id).state
-        results = [e.payload for e in events(store, goal, "tool_result")]
+        results = [payload_of(e.event) for e in events(store, goal, "tool_result")]
         charged = events(store, goal, "usage_charged")
     cap = state["wrap_up_cap_s"]
     assert (status, reason) == ("budget_limited", "budget_time") and cap == 5.0
     assert took < 3 + cap + 3, f"a 3 s budget ran {took:.1f} s"
     assert results[0]["output"].startswith("interrupted: the goal's time budget ran out")
-    assert any("time limit" in e.payload["why"] for e in charged)  # the cut wrap-up request is charged
+    assert any("time limit" in payload_of(e.event)["why"] for e in charged)  # the cut wrap-up request is charged
 
 
 def test_the_wrap_up_runs_only_the_goal_tools(tmp_path: Path) -> None:
@@ -182,8 +183,8 @@ def test_the_wrap_up_runs_only_the_goal_tools(tmp_path: Path) -> None:
     with Store() as store:
         goal = new_goal(store, workspace, budget_turns=1)
         result = run(store, goal, workspace, scripted(steps))
-        results = {e.payload["name"]: e.payload for e in events(store, goal, "tool_result")}
-        offered = [e.payload["kind"] for e in events(store, goal, "turn_started")]
+        results = {payload_of(e.event)["name"]: payload_of(e.event) for e in events(store, goal, "tool_result")}
+        offered = [payload_of(e.event)["kind"] for e in events(store, goal, "turn_started")]
     assert offered == ["continuation", "wrap_up"]
     assert (result.status, result.reason) == ("budget_limited", "budget_turns")  # not achieved by the write
     assert not results["write_file"]["ok"] and "unknown tool `write_file`" in results["write_file"]["output"]
@@ -200,7 +201,8 @@ def test_a_mid_turn_stop_is_checkpointed_and_a_raise_and_resume_continue_it(tmp_
         goal = new_goal(store, workspace, budget_tokens=2000)
         first = run(store, goal, workspace, scripted(steps))
         assert (first.status, first.reason) == ("budget_limited", "budget_tokens")
-        checkpoints = [e.payload for e in events(store, goal, "checkpoint") if e.payload.get("turn") == 1]
+        stored = [payload_of(e.event) for e in events(store, goal, "checkpoint")]
+        checkpoints = [p for p in stored if p.get("turn") == 1]
         assert checkpoints and checkpoints[0]["commit"], "turn 1 was left without its checkpoint commit"
         assert git(workspace, "status", "--porcelain", "--untracked-files=no") == ""
         service.resume(store, store.get_goal_by_id(goal.goal_id), raise_by=BudgetRaise(tokens=100_000))
@@ -219,7 +221,8 @@ def test_a_mid_turn_stop_then_gk_goal_resume_add_tokens_and_gk_run_continue(tmp_
     assert done.returncode == 2, done.stdout + done.stderr
     with Store(goalkeeper_home / "state.db") as store:
         [thread] = store.list_threads()
-        left = [e.payload for e in store.events(thread.thread_id, kinds=["checkpoint"]) if "left_at" in e.payload]
+        left = [p for p in (payload_of(e.event) for e in store.events(thread.thread_id, kinds=[CheckpointEvent]))
+                if "left_at" in p]
     assert left and left[0]["turn"] == 1 and left[0]["commit"]  # stopped mid-turn 1, and checkpointed
     resumed = gk("goal", "resume", "--add-tokens", "100000", "--cwd", str(workspace), home=goalkeeper_home)
     assert resumed.returncode == 0, resumed.stderr
@@ -249,7 +252,7 @@ def test_an_endless_turn_of_different_calls_is_nudged_then_stuck(tmp_path: Path)
     with Store() as store:
         goal = new_goal(store, workspace, no_progress_turns=1)  # 8 calls per turn without a tree change
         result = run(store, goal, workspace, model)
-        nudges = [e.payload["why"] for e in events(store, goal, "nudge")]
+        nudges = [payload_of(e.event)["why"] for e in events(store, goal, "nudge")]
     assert (result.status, result.reason) == ("unmet", "stuck")
     assert len(nudges) == 1 and "without changing the tree" in nudges[0]
     assert len(model.requests) <= 2 * 8 + 1

@@ -12,6 +12,7 @@ import pytest
 from chat_server import ChatServer, Completion, Failure, ToolCallReply, UsageReply
 from goalkeeper.config import GoalSettings, ModelSettings, RunSettings
 from goalkeeper.errors import ProviderError, TransientProviderError
+from goalkeeper.events import ContextTrimmedEvent, payload_of
 from goalkeeper.models.base import ModelRequest, ModelResponse, Usage
 from goalkeeper.models.openai_chat import OpenAIChatModel
 from goalkeeper.run.runner import Runner
@@ -71,7 +72,7 @@ def test_rate_limit_is_retried_after_the_servers_delay_and_the_run_goes_on(tmp_p
         goal = new_goal(store, workspace)
         model = OpenAIChatModel("test-model", server.base_url, "key")
         result = asyncio.run(Runner(store, store.get_goal_by_id(goal.goal_id), model, workspace).run())
-        retries = [json.dumps(e.payload) for e in events(store, goal, "provider_retry")]
+        retries = [json.dumps(payload_of(e.event)) for e in events(store, goal, "provider_retry")]
     assert result.status == "achieved"
     assert len(retries) == 1 and "0.2" in retries[0]
 
@@ -88,7 +89,7 @@ def test_context_too_long_cuts_the_oldest_tool_outputs_and_retries_once(tmp_path
     big = Completion(text="", tool_calls=(ToolCallReply("shell", {"command": "python -c \"print('x' * 9000)\""}),))
     with ChatServer([big, Failure.context_length_exceeded(), *FIX]) as server, Store() as store:
         status, _, goal_id = run_against(server, workspace, store)
-        trimmed = store.events(store.get_goal_by_id(goal_id).thread_id, kinds=["context_trimmed"])
+        trimmed = store.events(store.get_goal_by_id(goal_id).thread_id, kinds=[ContextTrimmedEvent])
         refused, retried = server.requests[1], server.requests[2]
     assert status == "achieved" and len(trimmed) == 1
 

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from goalkeeper.contract import Contract, contract_from_flags
+from goalkeeper.events import payload_of
 from goalkeeper.goals.report import build_report, render_markdown
 from goalkeeper.models.scripted import ScriptedToolCall
 from goalkeeper.store import Store
@@ -195,7 +196,7 @@ def test_git_replace_is_refused_in_workspace_write(tmp_path: Path) -> None:
     with Store() as store:
         goal = new_goal(store, workspace, goal_contract(UNITTEST))
         result = run(store, goal, workspace, scripted(steps))
-        answer = events(store, goal, "tool_result")[0].payload
+        answer = payload_of(events(store, goal, "tool_result")[0].event)
     assert answer["ok"] is False
     assert git(workspace, "replace", "-l").strip() == ""  # .git is the harness's: no replace ref was made
     assert result.status != "achieved"

@@ -14,6 +14,7 @@ import pytest
 
 from goalkeeper.contract import Contract, contract_from_flags
 from goalkeeper.errors import WorkspaceError
+from goalkeeper.events import payload_of
 from goalkeeper.goals import service
 from goalkeeper.store import Store
 from goalkeeper.verify.cleanroom import baseline_of, built_room, keep_baseline
@@ -74,7 +75,7 @@ def cheat(workspace: Path, goal_contract: Contract, *commands: str) -> tuple[Any
     with Store() as store:
         goal = new_goal(store, workspace, goal_contract)
         result = run(store, goal, workspace, scripted(steps))
-        payloads = [e.payload for e in events(store, goal, "evidence")]
+        payloads = [payload_of(e.event) for e in events(store, goal, "evidence")]
     return result, payloads
 
 
@@ -203,7 +204,7 @@ def test_a_check_that_writes_in_place_does_not_modify_the_workspace_or_the_snaps
     with Store() as store:
         goal = new_goal(store, workspace, contract([f"tests={writes}"]))
         result = run(store, goal, workspace, scripted(steps))
-        payload = events(store, goal, "evidence")[-1].payload
+        payload = payload_of(events(store, goal, "evidence")[-1].event)
     assert result.status == "achieved", payload
     assert "written by the check" not in (workspace / "cart.py").read_text()
     assert "written by the check" not in (workspace / "README.md").read_text()
@@ -242,7 +243,7 @@ def test_a_linked_virtualenv_outside_the_workspace_is_in_the_room_read_only(tmp_
     with Store() as store:
         goal = new_goal(store, workspace, contract([f"tests={check}"]))
         result = run(store, goal, workspace, scripted(steps))
-        kept = events(store, goal, "baseline_mirror")[0].payload
+        kept = payload_of(events(store, goal, "baseline_mirror")[0].event)
     assert result.status == "achieved"
     assert kept["env_dirs"] == [".venv"] and (outside / "marker.py").is_file()
 
@@ -272,7 +273,7 @@ def test_a_fix_in_a_new_source_module_is_achieved(tmp_path: Path) -> None:
     with Store() as store:
         goal = new_goal(store, workspace, contract())
         result = run(store, goal, workspace, scripted(steps))
-        payload = events(store, goal, "evidence")[-1].payload
+        payload = payload_of(events(store, goal, "evidence")[-1].event)
     assert result.status == "achieved"
     assert payload["surface"]["room"]["held_back"] == [] and payload["surface"]["room"]["taken"] == 2
     assert all(e["room"] == "clean room" for e in payload["evidence"])
@@ -287,7 +288,7 @@ def test_a_fix_with_new_tests_is_achieved_and_the_new_tests_run_in_the_room(tmp_
     with Store() as store:
         goal = new_goal(store, workspace, contract([f"tests={TESTS} -v 2>&1"]))
         result = run(store, goal, workspace, scripted(steps))
-        payload = events(store, goal, "evidence")[-1].payload
+        payload = payload_of(events(store, goal, "evidence")[-1].event)
     assert result.status == "achieved"
     assert "test_cents" in payload["evidence"][0]["output_tail"]  # the added test ran in the clean room
 
@@ -301,7 +302,7 @@ def test_review_mode_a_changed_surface_must_also_pass_as_it_stands(tmp_path: Pat
     with Store() as store:
         goal = new_goal(store, workspace, contract())
         result = run(store, goal, workspace, scripted(steps))
-        payload = events(store, goal, "evidence")[-1].payload
+        payload = payload_of(events(store, goal, "evidence")[-1].event)
     assert result.status == "unmet"
     by_name = {e["name"]: e for e in payload["evidence"]}
     assert by_name["tests"]["room"] == "clean room" and by_name["tests"]["passed"]
@@ -347,7 +348,7 @@ def test_resume_after_a_restart_reuses_the_mirror(tmp_path: Path) -> None:
         goal = _paused_goal(store, workspace)
         rest = [step("", call("apply_patch", patch=FIX_PATCH)), step("", complete()), step("done")]
         again = run(store, goal, workspace, scripted_after(store, goal, rest))
-        kept = [e.payload for e in events(store, goal, "baseline_mirror")]
+        kept = [payload_of(e.event) for e in events(store, goal, "baseline_mirror")]
     assert again.status == "achieved"
     assert [p["resumed"] for p in kept] == [False, True] and kept[1]["remade"] is False
     assert kept[0]["mirror"] == kept[1]["mirror"] and Path(kept[0]["mirror"]).is_dir()
@@ -358,10 +359,10 @@ def test_a_lost_mirror_is_made_again_from_an_intact_base_commit(tmp_path: Path) 
     workspace = sample_repo(tmp_path)
     with Store() as store:
         goal = _paused_goal(store, workspace)
-        shutil.rmtree(events(store, goal, "baseline_mirror")[0].payload["mirror"])
+        shutil.rmtree(payload_of(events(store, goal, "baseline_mirror")[0].event)["mirror"])
         rest = [step("", call("apply_patch", patch=FIX_PATCH)), step("", complete()), step("done")]
         again = run(store, goal, workspace, scripted_after(store, goal, rest))
-        remade = events(store, goal, "baseline_mirror")[-1].payload["remade"]
+        remade = payload_of(events(store, goal, "baseline_mirror")[-1].event)["remade"]
     assert again.status == "achieved" and remade is True
 
 
@@ -369,8 +370,8 @@ def test_a_lost_mirror_with_the_base_commit_broken_is_one_clear_error(tmp_path: 
     workspace = sample_repo(tmp_path)
     with Store() as store:
         goal = _paused_goal(store, workspace)
-        shutil.rmtree(events(store, goal, "baseline_mirror")[0].payload["mirror"])
-        base = events(store, goal, "goal_branch")[0].payload["base_commit"]
+        shutil.rmtree(payload_of(events(store, goal, "baseline_mirror")[0].event)["mirror"])
+        base = payload_of(events(store, goal, "goal_branch")[0].event)["base_commit"]
         blob = git(workspace, "rev-parse", f"{base}:cart.py").strip()
         (workspace / ".git" / "objects" / blob[:2] / blob[2:]).unlink()
         with pytest.raises(WorkspaceError, match="baseline mirror"):
@@ -389,7 +390,7 @@ def test_a_real_repository_verifies_in_the_clean_room(tmp_path: Path) -> None:
     with Store() as store:
         goal = new_goal(store, workspace, contract_from_flags("Add a helper", checks=[f"tests={TESTS}"]))
         result = run(store, goal, workspace, scripted(steps))
-        payload = events(store, goal, "evidence")[-1].payload
+        payload = payload_of(events(store, goal, "evidence")[-1].event)
     assert result.status == "achieved"
     assert payload["evidence"][0]["room"] == "clean room" and payload["surface"]["room"]["taken"] == 1
     assert "Ran 817 tests" in payload["evidence"][0]["output_tail"]

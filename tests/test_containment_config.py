@@ -25,6 +25,7 @@ from goalkeeper.config.trust import is_trusted, trust, trust_path, trusted_proje
 from goalkeeper.contract import parse_contract
 from goalkeeper.core.outcomes import BudgetRaise
 from goalkeeper.errors import ConfigError, ContractError
+from goalkeeper.events import payload_of
 from goalkeeper.goals import service
 from goalkeeper.run.engine import run_goal
 from goalkeeper.sandbox.rules import Rule
@@ -125,7 +126,7 @@ def test_the_model_cannot_write_the_project_config_and_the_next_run_posts_nothin
     ]
     with Store() as store:
         goal, result = run_scripted(store, repo, tmp_path, [*attacks, *HONEST_FIX[1:]])
-        outputs = [e.payload for e in events(store, goal, "tool_result")][:3]
+        outputs = [payload_of(e.event) for e in events(store, goal, "tool_result")][:3]
         assert result.status == "achieved"
         assert [o["ok"] for o in outputs[:2]] == [False, False]
         assert all(".goalkeeper/" in o["output"] for o in outputs[:2])

@@ -17,6 +17,7 @@ import pytest
 
 from goalkeeper.contract import contract_from_flags
 from goalkeeper.errors import WorkspaceError
+from goalkeeper.events import payload_of
 from goalkeeper.sandbox.bwrap import run_sandboxed
 from goalkeeper.sandbox.policy import SandboxPolicy
 from goalkeeper.sandbox.process import CommandResult
@@ -271,7 +272,7 @@ def test_a_hostile_run_moves_no_ref_but_the_goal_branch_s(tmp_path: Path, marker
                                        no_progress_turns=50)
         goal = new_goal(store, workspace, contract)
         result = run(store, goal, workspace, scripted(steps))
-        outputs = [e.payload for e in events(store, goal, "tool_result")]
+        outputs = [payload_of(e.event) for e in events(store, goal, "tool_result")]
     assert result.status == "achieved"
     succeeded = [(command, payload["output"][:300]) for command, payload in zip(REF_ATTACKS, outputs, strict=False)
                  if payload["ok"]]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from goalkeeper.events import payload_of
 from goalkeeper.sandbox.bwrap import run_confined, run_sandboxed
 from goalkeeper.sandbox.policy import (
     DEFAULT_SECRET_ENV,
@@ -117,7 +118,7 @@ def test_a_hostile_run_reads_no_credential_from_env_or_home(
     with Store() as store:
         goal = new_goal(store, workspace, protect=["tests/**"], no_progress_turns=50)
         result = run(store, goal, workspace, scripted(steps))
-        outputs = " ".join(e.payload["output"] for e in events(store, goal, "tool_result"))
+        outputs = " ".join(payload_of(e.event)["output"] for e in events(store, goal, "tool_result"))
     assert result.status == "achieved"
     for value in [*SECRET_ENV.values(), "ghp_gitcred", "npm_tok", "pypi_pw", "docker_tok", "kube_tok", "gh_tok",
                   "aws_tok", "netrc_pw"]:
@@ -152,7 +153,7 @@ def test_a_one_megabyte_shell_call_does_not_stop_the_run(tmp_path: Path) -> None
     with Store() as store:
         goal = new_goal(store, workspace, protect=["tests/**"], no_progress_turns=50)
         result = run(store, goal, workspace, scripted(steps))
-        first = events(store, goal, "tool_result")[0].payload
+        first = payload_of(events(store, goal, "tool_result")[0].event)
     assert result.status == "achieved"
     assert first["ok"] and "ran 42" in first["output"]
 

@@ -24,6 +24,7 @@ from goalkeeper.context.prompts import render
 from goalkeeper.context.render import contract_block
 from goalkeeper.context.tokens import counter_for
 from goalkeeper.contract import contract_from_flags
+from goalkeeper.events import payload_of
 from goalkeeper.goals import control
 from goalkeeper.models.openai_chat import OpenAIChatModel
 from goalkeeper.run.runner import Runner, RunResult
@@ -134,8 +135,8 @@ def test_a_300_turn_run_stays_under_the_window_and_every_compaction_keeps_the_go
         bodies = list(server.requests)
         compacted = events(store, goal, "compacted")
         responses = events(store, goal, "model_response")
-        trail = [(r.kind, r.payload) for r in events(store, goal)
-                 if r.kind in ("compacted", "turn_started", "turn_ended")]
+        trail = [(r.event.kind, payload_of(r.event)) for r in events(store, goal)
+                 if r.event.kind in ("compacted", "turn_started", "turn_ended")]
     assert result.status == "budget_limited", result
     main = [i for i, body in enumerate(bodies) if not _is_summary_request(body)]
     summaries = [i for i, body in enumerate(bodies) if _is_summary_request(body)]
@@ -220,13 +221,13 @@ def test_a_failed_summary_falls_back_to_cutting_old_tool_outputs(tmp_path: Path)
         failed = events(store, goal, "compaction_failed")
         trimmed = events(store, goal, "context_trimmed")
     assert result.status == "budget_limited"
-    assert failed and trimmed and not any(r.payload.get("why") != "compaction failed" for r in trimmed)
+    assert failed and trimmed and not any(payload_of(r.event).get("why") != "compaction failed" for r in trimmed)
     main = [body for body in bodies if not _is_summary_request(body)]
     assert any("chars cut" in (m.get("content") or "") for m in main[-1]["messages"] if m["role"] == "tool")
     # The first fallback shrank the request at once; compaction was tried again only as the context grew.
     sizes = [_tokens(body) for body in main]
     assert any(b < a * 0.8 for a, b in itertools.pairwise(sizes))
-    tried_at = [r.payload["request_tokens"] for r in failed]
+    tried_at = [payload_of(r.event)["request_tokens"] for r in failed]
     assert all(b >= a for a, b in itertools.pairwise(tried_at))
 
 
@@ -244,7 +245,7 @@ def test_a_restart_rebuilds_the_compacted_conversation(tmp_path: Path) -> None:
                                                                                     goal_id=record.goal_id))
         compacted = events(store, goal, "compacted")
     assert compacted
-    assert rebuilt.history[0].content == compacted[-1].payload["handoff"]
+    assert rebuilt.history[0].content == payload_of(compacted[-1].event)["handoff"]
     sent = [m["content"] for m in last["messages"]]
     assert [m.content for m in rebuilt.messages()][:len(sent)] == sent
 

@@ -34,6 +34,7 @@ from goalkeeper.core.outcomes import (
     UserPaused,
     UserResumed,
 )
+from goalkeeper.events import payload_of
 
 GOAL = "goal_1"
 
@@ -47,7 +48,7 @@ def failing(*names: str) -> tuple[CheckResult, ...]:
 
 
 def status_changes(decision: Decision) -> list[dict[str, object]]:
-    return [dict(e.payload) | {"actor": e.actor} for e in decision.events if e.kind == "status_changed"]
+    return [payload_of(e) | {"actor": e.actor} for e in decision.events if e.kind == "status_changed"]
 
 
 # ---------------------------------------------------------------- rules, one by one

@@ -26,7 +26,8 @@ from goalkeeper.core.outcomes import (
     UserResumed,
     Wait,
 )
-from goalkeeper.core.state import initial_state, request_from_dict, request_to_dict
+from goalkeeper.core.state import initial_state, request_event, request_of
+from goalkeeper.events import payload_of
 
 LIMITED = GoalState("g", status="budget_limited", reason=Reason.BUDGET_TOKENS, limits=Limits(tokens=1000),
                     spent=Spent(tokens=1000))
@@ -42,9 +43,9 @@ def test_setting_a_goal_records_goal_set_then_the_move_to_pursuing() -> None:
                           wrap_up_cap_tokens=4000)
     decision = decide(state, GoalSet("Fix it", {"outcome": "Fix it"}))
     goal_set, started = decision.events
-    assert (goal_set.kind, goal_set.actor, goal_set.payload["outcome"]) == ("goal_set", "user", "Fix it")
-    assert goal_set.payload["verified"] is False and goal_set.payload["contract"] == {"outcome": "Fix it"}
-    assert (started.kind, dict(started.payload)) == ("status_changed",
+    assert (goal_set.kind, goal_set.actor, payload_of(goal_set)["outcome"]) == ("goal_set", "user", "Fix it")
+    assert payload_of(goal_set)["verified"] is False and payload_of(goal_set)["contract"] == {"outcome": "Fix it"}
+    assert (started.kind, payload_of(started)) == ("status_changed",
                                                       {"from": None, "to": "pursuing", "reason": "goal_set"})
     assert decision.state.status == "pursuing" and isinstance(decision.action, Wait)
 
@@ -61,14 +62,14 @@ def test_clearing_is_never_refused_and_records_goal_cleared(status: str) -> None
     state = replace(LIMITED, status=status)  # type: ignore[arg-type]
     decision = decide(state, GoalCleared("harness", "no branch"))
     [cleared] = decision.events
-    assert (cleared.kind, cleared.actor, dict(cleared.payload)) == ("goal_cleared", "harness", {"why": "no branch"})
+    assert (cleared.kind, cleared.actor, payload_of(cleared)) == ("goal_cleared", "harness", {"why": "no branch"})
     assert not isinstance(decision.action, Reject)
 
 
 def test_resuming_with_a_raise_records_budget_raised_and_status_changed_in_one_decision() -> None:
     decision = decide(LIMITED, UserResumed(raise_by=BudgetRaise(tokens=5000)))
     assert [e.kind for e in decision.events] == ["budget_raised", "status_changed"]
-    assert decision.events[0].payload["tokens"] == 6000
+    assert payload_of(decision.events[0])["tokens"] == 6000
     assert (decision.state.status, decision.state.limits.tokens) == ("pursuing", 6000)
 
 
@@ -92,4 +93,4 @@ def test_one_translation_serves_both_paths_and_survives_the_queue(action: Contro
     asked = ControlRequest(action, BudgetRaise(turns=2) if action in ("budget", "resume") else None,
                            force=action == "resume")
     assert outcome_of(asked) == expected
-    assert request_from_dict(request_to_dict(asked)) == asked  # what the runner reads is what was asked
+    assert request_of(request_event(asked)) == asked  # what the runner reads is what was asked

@@ -12,10 +12,11 @@ from chat_server import ChatServer, Completion, ToolCallReply
 from goalkeeper.context.prompts import as_data, render
 from goalkeeper.contract import load_contract
 from goalkeeper.errors import ContractError
+from goalkeeper.events import payload_of
 from goalkeeper.sessions.drafting import contract_from_arguments
 from goalkeeper.store import Store
 from goalkeeper.verify.lint import lint_goal
-from scenario import TESTS, gk, sample_repo
+from scenario import TESTS, event_class, gk, sample_repo
 
 DESCRIPTION = "fix the discount bug: 10 means 10%"
 GOAL = {"outcome": "apply_discount(200, 10) returns 180.0 and `python -m unittest` passes",
@@ -41,7 +42,7 @@ def draft_with(server: ChatServer, workspace: Path, home: Path, *more: str) -> A
 
 def stored(home: Path, kind: str) -> list[Any]:
     with Store(home / "state.db") as store:
-        return [e for t in store.list_threads() for e in store.events(t.thread_id, kinds=[kind])]
+        return [e for t in store.list_threads() for e in store.events(t.thread_id, kinds=[event_class(kind)])]
 
 
 def test_a_draft_reads_the_repo_and_writes_a_goal_toml_that_parses_and_passes_lint(
@@ -70,9 +71,9 @@ def test_a_draft_reads_the_repo_and_writes_a_goal_toml_that_parses_and_passes_li
     assert "no errors: ready for `gk goal`" in done.stdout and f"gk goal --file {output}" in done.stdout
 
     [event] = stored(goalkeeper_home, "draft")
-    assert event.goal_id is None and event.payload["description"] == DESCRIPTION
-    assert event.payload["output"] == str(output) and event.payload["lint"]["errors"] == 0
-    assert event.payload["requests"] == 3 and event.payload["model"] == "test-model"
+    assert event.goal_id is None and payload_of(event.event)["description"] == DESCRIPTION
+    assert payload_of(event.event)["output"] == str(output) and payload_of(event.event)["lint"]["errors"] == 0
+    assert payload_of(event.event)["requests"] == 3 and payload_of(event.event)["model"] == "test-model"
     never_set = gk("goal", "--cwd", str(workspace), home=goalkeeper_home)
     assert never_set.returncode == 4 and "no goal" in never_set.stderr
 
@@ -118,7 +119,7 @@ def test_lint_errors_go_back_once_and_the_fixed_goal_is_written(tmp_path: Path, 
     lint_feedback = bodies[1]["messages"][-1]["content"]
     assert "Lint found errors" in lint_feedback and "`nosuchprog`, which is not a command here" in lint_feedback
     assert load_contract(tmp_path / "draft.toml").checks[0].run == TESTS
-    assert stored(goalkeeper_home, "draft")[0].payload["fix_rounds"] == 1
+    assert payload_of(stored(goalkeeper_home, "draft")[0].event)["fix_rounds"] == 1
 
 
 def test_lint_errors_left_after_the_one_fix_are_written_shown_and_exit_1(tmp_path: Path,

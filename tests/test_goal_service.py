@@ -74,7 +74,7 @@ def test_resume_with_a_raise_records_budget_raised_without_a_runner(tmp_path: Pa
     goal = limit_by_tokens(store, new_goal(store, sample_repo(tmp_path), budget_tokens=1000))
     result = service.resume(store, goal, raise_by=BudgetRaise(tokens=5000))
     assert (result.applied_by, result.status) == ("here", "pursuing")
-    after = [e.kind for e in events(store, goal)][-2:]
+    after = [e.event.kind for e in events(store, goal)][-2:]
     assert after == ["budget_raised", "status_changed"]
     assert control.load_state(store.get_goal_by_id(goal.goal_id)).limits.tokens == 6000
 
@@ -85,7 +85,7 @@ def test_resume_with_a_raise_records_budget_raised_through_a_live_runner(tmp_pat
     result = by_a_live_runner(store, goal, workspace,
                               lambda: service.resume(store, goal, raise_by=BudgetRaise(tokens=5000), wait_s=10))
     assert (result.applied_by, result.status) == ("runner", "pursuing")
-    after = [e.kind for e in events(store, goal)][-3:]
+    after = [e.event.kind for e in events(store, goal)][-3:]
     assert after == ["control_applied", "budget_raised", "status_changed"]
     assert control.load_state(store.get_goal_by_id(goal.goal_id)).limits.tokens == 6000
 
@@ -98,15 +98,15 @@ def test_a_refused_request_is_reported_as_refused_on_both_paths(tmp_path: Path, 
     with pytest.raises(ControlRejected, match="nothing to pause"):
         by_a_live_runner(store, goal, workspace, lambda: service.pause(store, goal))
     [applied] = events(store, goal, "control_applied")
-    assert "nothing to pause" in applied.payload["rejected"]
+    assert "nothing to pause" in str(getattr(applied.event, "rejected", ""))
     assert control.load_state(store.get_goal_by_id(goal.goal_id)).status == "budget_limited"
 
 
 def test_clearing_through_the_service_records_goal_cleared(tmp_path: Path, store: Store) -> None:
     goal = new_goal(store, sample_repo(tmp_path))
     assert service.clear(store, goal).status is None
-    assert [e.kind for e in events(store, goal)][:2] == ["goal_set", "status_changed"]
-    assert events(store, goal)[-1].kind == "goal_cleared"
+    assert [e.event.kind for e in events(store, goal)][:2] == ["goal_set", "status_changed"]
+    assert events(store, goal)[-1].event.kind == "goal_cleared"
 
 
 # ---------------------------------------------------------------- the faces refuse the same bad goal alike

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from goalkeeper.contract import Contract, contract_from_flags
+from goalkeeper.events import payload_of
 from goalkeeper.goals.report import build_report
 from goalkeeper.models.scripted import ScriptedToolCall
 from goalkeeper.store import Store
@@ -37,7 +38,8 @@ def achieve(workspace: Path, contract: Contract, *calls: ScriptedToolCall) -> tu
         goal = new_goal(store, workspace, contract)
         result = run(store, goal, workspace, scripted(steps))
         report = build_report(store, store.get_goal_by_id(goal.goal_id))
-        failed = [e.payload["output"][:300] for e in events(store, goal, "tool_result") if not e.payload["ok"]]
+        results = [payload_of(e.event) for e in events(store, goal, "tool_result")]
+        failed = [p["output"][:300] for p in results if not p["ok"]]
     assert not failed, failed
     assert result.status is not None
     return result.status, report

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from goalkeeper.events import payload_of
 from goalkeeper.store import Store
 from helpers import git
 from scenario import FIX_PATCH, call, complete, events, new_goal, run, sample_repo, scripted, shell, step
@@ -84,9 +85,9 @@ def test_every_hostile_attempt_fails_and_the_goal_still_ends_achieved(
     with Store() as store:
         goal = new_goal(store, workspace, protect=["tests/**"], no_progress_turns=50)
         result = run(store, goal, workspace, scripted(steps))
-        results = {e.payload["call_id"]: e.payload for e in events(store, goal, "tool_result")}
-        calls = [c for e in events(store, goal, "model_response") for c in e.payload["tool_calls"]]
-        approvals = [e.payload for e in events(store, goal, "approval")]
+        results = {payload_of(e.event)["call_id"]: payload_of(e.event) for e in events(store, goal, "tool_result")}
+        calls = [c for e in events(store, goal, "model_response") for c in payload_of(e.event)["tool_calls"]]
+        approvals = [payload_of(e.event) for e in events(store, goal, "approval")]
     assert result.status == "achieved"
     for (what, _), tool_call in zip(attempts, calls, strict=False):
         answer = results[tool_call["id"]]

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from goalkeeper.events import payload_of
 from goalkeeper.store import EventRecord, Store
-from scenario import TESTS, gk, gk_popen, sample_repo, shell, step, write_script
+from scenario import TESTS, event_class, gk, gk_popen, sample_repo, shell, step, write_script
 
 pytestmark = pytest.mark.slow  # real `gk run` processes stopped by signals and resumed
 
@@ -37,7 +38,7 @@ def sleepers() -> list[int]:
 
 def goal_events(home: Path, kind: str) -> list[EventRecord]:
     with Store(home / "state.db") as store:
-        return [e for thread in store.list_threads() for e in store.events(thread.thread_id, kinds=[kind])]
+        return [e for thread in store.list_threads() for e in store.events(thread.thread_id, kinds=[event_class(kind)])]
 
 
 def wait_for(condition: object, what: str, timeout: float = 60) -> None:
@@ -75,7 +76,8 @@ def test_a_running_tool_call_stops_within_2s_and_is_recorded_as_interrupted(
     assert code == 3  # paused
     assert sleepers() == [] and not (workspace / "finished").exists()
     [result] = goal_events(goalkeeper_home, "tool_result")
-    assert result.payload["output"].startswith("interrupted:") and result.payload["data"]["interrupted"]
+    stored = payload_of(result.event)
+    assert stored["output"].startswith("interrupted:") and stored["data"]["interrupted"]
     shown = gk("goal", "--cwd", str(workspace), home=goalkeeper_home).stdout
     assert ("paused (user_pause)" if how == "pause" else "paused (interrupted)") in shown
 

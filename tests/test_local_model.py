@@ -28,6 +28,7 @@ from aiohttp import ClientSession, web
 from goalkeeper.config import GoalSettings, ModelSettings, RunSettings
 from goalkeeper.contract import contract_from_flags
 from goalkeeper.errors import ConfigError, ProviderError
+from goalkeeper.events import payload_of
 from goalkeeper.goals import control
 from goalkeeper.goals.report import build_report, render_markdown
 from goalkeeper.models.base import Message, ModelRequest, ModelResponse, ToolCall
@@ -176,26 +177,26 @@ def test_a_whole_goal_ends_legally_and_is_charged_as_the_server_reported(tmp_pat
         state = store.get_goal_by_id(goal.goal_id).state
         responses = events(store, goal, "model_response")
         failed_charges = events(store, goal, "usage_charged")
-        intents = {e.payload["call_id"] for e in events(store, goal, "tool_intent")}
-        results = {e.payload["call_id"]: e.payload for e in events(store, goal, "tool_result")}
+        intents = {payload_of(e.event)["call_id"] for e in events(store, goal, "tool_intent")}
+        results = {payload_of(e.event)["call_id"]: payload_of(e.event) for e in events(store, goal, "tool_result")}
         report = render_markdown(build_report(store, store.get_goal_by_id(goal.goal_id)))
-    calls = [c for e in responses for c in e.payload["tool_calls"]]
+    calls = [c for e in responses for c in payload_of(e.event)["tool_calls"]]
     print(f"{result.status} ({result.reason}): {len(responses)} responses, {len(calls)} tool calls "
           f"{[c['name'] for c in calls]}, {state['spent']['tokens']} tokens, HTTP {proxy.statuses}")
     assert result.status in LEGAL_END, result
     # Charged exactly as reported: each recorded usage is the server's own, and they add up to the spend. A
     # wrap-up this slow model is still generating when its time cap runs out is cut and charged its estimate
     # (the model ignores max_tokens when it chooses tools freely); the server finishes it all the same.
-    cut = [e for e in failed_charges if "cut at the time limit" in e.payload["why"]]
+    cut = [e for e in failed_charges if "cut at the time limit" in payload_of(e.event)["why"]]
     assert len(responses) + len(cut) == len(proxy.usages) > 0
     for event, reported in zip(responses, proxy.usages[:len(responses)], strict=True):
-        usage = event.payload["usage"]
+        usage = payload_of(event.event)["usage"]
         assert usage["input_tokens"] == reported["prompt_tokens"]
         assert usage["output_tokens"] == reported["completion_tokens"]
         cached = (reported.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
         assert usage["cached_input_tokens"] == cached
-    charged = sum(e.payload["usage"]["charged_tokens"] for e in responses)
-    assert charged + sum(e.payload["charged_tokens"] for e in failed_charges) == state["spent"]["tokens"]
+    charged = sum(payload_of(e.event)["usage"]["charged_tokens"] for e in responses)
+    assert charged + sum(payload_of(e.event)["charged_tokens"] for e in failed_charges) == state["spent"]["tokens"]
     # Every tool call the model made was executed (or, after an update_goal, answered as skipped).
     for call in calls:
         assert call["id"] in results, call

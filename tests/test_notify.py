@@ -20,6 +20,7 @@ import pytest
 from goalkeeper.config import load_config, scripted_settings
 from goalkeeper.config.trust import trust
 from goalkeeper.errors import ConfigError
+from goalkeeper.events import NotifyAttemptEvent, StatusChangedEvent, payload_of
 from goalkeeper.run.engine import run_goal
 from goalkeeper.run.notify import SIGNATURE_HEADER, TIMESTAMP_HEADER, shown_url, sign, verify_signature
 from goalkeeper.store import EventRecord, Store
@@ -102,7 +103,7 @@ def run_honest_fix(tmp_path: Path) -> tuple[Store, Any, float]:
 
 
 def attempts(store: Store, goal: Any) -> list[EventRecord]:
-    return store.events(goal.thread_id, goal_id=goal.goal_id, kinds=["notify_attempt"])
+    return store.events(goal.thread_id, goal_id=goal.goal_id, kinds=[NotifyAttemptEvent])
 
 
 def test_a_signed_json_notification_carries_the_goal_and_its_signature_verifies(
@@ -121,8 +122,9 @@ def test_a_signed_json_notification_carries_the_goal_and_its_signature_verifies(
     assert payload["evidence"]["checks_passing"] == 1 and payload["evidence"]["items"][0]["name"] == "tests"
     assert payload["report_url"] == f"http://127.0.0.1:8765/#/threads/{goal.thread_id}"
     [event] = attempts(store, goal)
-    assert event.payload["delivered"] and event.payload["status_code"] == 200 and event.payload["attempt"] == 1
-    assert event.payload["url"] == receiver.url
+    stored = payload_of(event.event)
+    assert stored["delivered"] and stored["status_code"] == 200 and stored["attempt"] == 1
+    assert payload_of(event.event)["url"] == receiver.url
 
 
 def test_a_500_is_retried_with_backoff_and_every_attempt_is_an_event(
@@ -133,7 +135,8 @@ def test_a_500_is_retried_with_backoff_and_every_attempt_is_an_event(
     assert len(receiver.received) == 3
     gaps = [b.at - a.at for a, b in zip(receiver.received, receiver.received[1:], strict=False)]
     assert gaps[0] >= 0.45 and gaps[1] >= 0.95  # 0.5 s, then 1 s
-    recorded = [(e.payload["attempt"], e.payload["status_code"], e.payload["delivered"]) for e in attempts(store, goal)]
+    stored = [payload_of(e.event) for e in attempts(store, goal)]
+    recorded = [(p["attempt"], p["status_code"], p["delivered"]) for p in stored]
     assert recorded == [(1, 500, False), (2, 503, False), (3, 200, True)]
 
 
@@ -142,10 +145,11 @@ def test_a_receiver_that_never_answers_costs_the_run_at_most_the_wait(
     receiver.plan = ["hang"]
     configure(goalkeeper_home, receiver.url, notify_wait_s=1, timeout_s=30)
     store, goal, ended = run_honest_fix(tmp_path)
-    [achieved] = [e for e in store.events(goal.thread_id, kinds=["status_changed"]) if e.payload["to"] == "achieved"]
+    [achieved] = [e for e in store.events(goal.thread_id, kinds=[StatusChangedEvent])
+                  if isinstance(e.event, StatusChangedEvent) and e.event.to == "achieved"]
     assert ended - achieved.ts < 1 + 2.5  # the wait, plus the runner's own wind-down on a loaded machine
     [abandoned] = attempts(store, goal)
-    assert not abandoned.payload["delivered"] and abandoned.payload["error"].startswith("abandoned")
+    assert not payload_of(abandoned.event)["delivered"] and payload_of(abandoned.event)["error"].startswith("abandoned")
 
 
 def test_gk_exec_delivers_a_slack_notification_with_no_server_running(

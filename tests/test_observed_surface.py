@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from goalkeeper.contract import Check, Contract, Metric
+from goalkeeper.events import payload_of
 from goalkeeper.sandbox.policy import SandboxPolicy
 from goalkeeper.store import Store
 from goalkeeper.verify.checks import run_checks
@@ -203,11 +204,11 @@ def test_the_baseline_records_the_observed_surface(tmp_path: Path) -> None:
         run(store, record, workspace, scripted(HONEST_FIX))
         stored = events(store, record, "verification_surface")
     assert len(stored) == 1  # recorded once, from the baseline's own (traced) run
-    surface = Surface.from_json(stored[0].payload["surface"])
+    surface = Surface.from_json(payload_of(stored[0].event)["surface"])
     assert surface.observed
     assert "tests/test_cart.py" in surface.paths and "cart.py" in surface.code
     assert surface.touches("unittest.py", "added") and not surface.touches("cart.py", "modified")
-    assert stored[0].payload["summary"]["paths"] == len(surface.paths)
+    assert payload_of(stored[0].event)["summary"]["paths"] == len(surface.paths)
 
 
 def test_without_strace_the_surface_is_inferred(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -271,10 +272,10 @@ def test_a_goal_without_strace_records_an_inferred_surface(tmp_path: Path, monke
         record = new_goal(store, workspace)
         result = run(store, record, workspace, scripted(HONEST_FIX))
         stored = events(store, record, "verification_surface")
-    surface = Surface.from_json(stored[0].payload["surface"])
+    surface = Surface.from_json(payload_of(stored[0].event)["surface"])
     assert not surface.observed and "strace is not installed" in surface.note
     assert "tests/test_cart.py" in surface.paths  # the conventions still hold
-    assert stored[0].payload["summary"]["provenance"].startswith("surface inferred, not observed")
+    assert payload_of(stored[0].event)["summary"]["provenance"].startswith("surface inferred, not observed")
     assert result.status == "achieved"
 
 

@@ -14,6 +14,7 @@ from chat_server import ChatServer, Completion, ToolCallReply
 from goalkeeper.context.prompts import as_data, render
 from goalkeeper.context.render import contract_block
 from goalkeeper.contract import Contract, contract_from_flags
+from goalkeeper.events import PlanEvent, payload_of
 from goalkeeper.sessions.planning import plan_from_text
 from goalkeeper.store import Store
 from goalkeeper.tools.base import ToolContext
@@ -45,7 +46,7 @@ def tool_names(body: dict[str, Any]) -> set[str]:
 
 def plan_events(home: Path) -> list[dict[str, Any]]:
     with Store(home / "state.db") as store:
-        return [e.payload for t in store.list_threads() for e in store.events(t.thread_id, kinds=["plan"])]
+        return [payload_of(e.event) for t in store.list_threads() for e in store.events(t.thread_id, kinds=[PlanEvent])]
 
 
 def plan_with(server: ChatServer, workspace: Path, home: Path, *more: str) -> Any:

@@ -12,6 +12,7 @@ import pytest
 from chat_server import ChatServer, Completion
 from goalkeeper.contract import contract_from_flags
 from goalkeeper.errors import ContractError
+from goalkeeper.events import DistilledEvent, payload_of
 from goalkeeper.sessions.prd import FACTS_HEADING, SECTIONS, prd_text, read_prd
 from goalkeeper.store import Store
 from goalkeeper.workspace.git import GoalBranch
@@ -79,8 +80,8 @@ def test_spike_distilled_then_implemented_cleanly_from_its_base_commit(tmp_path:
     assert spiked["goal_id"] in facts and spike_branch in facts and base in facts
     assert f"- `tests`: `{TESTS}`" in facts and "| `tests` | check | FAIL | PASS |" in facts
     with Store(goalkeeper_home / "state.db") as store:
-        [event] = store.events(_thread(store, spiked["goal_id"]), kinds=["distilled"])
-    assert event.goal_id == spiked["goal_id"] and event.payload["charged_to_goal"] is False
+        [event] = store.events(_thread(store, spiked["goal_id"]), kinds=[DistilledEvent])
+    assert event.goal_id == spiked["goal_id"] and payload_of(event.event)["charged_to_goal"] is False
 
     # implement: a fresh goal on a new branch from the base commit, the same checks, run to achieved
     model = f"scripted:{write_script(tmp_path / 'clean.json', HONEST_FIX)}"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from goalkeeper.events import ControlRequestEvent, StatusChangedEvent, payload_of
 from goalkeeper.store import Store
 from scenario import FIX_PATCH, TESTS, call, complete, gk, gk_popen, sample_repo, shell, step, write_script
 
@@ -60,10 +61,10 @@ def test_pause_from_a_second_process_is_honoured_within_a_second(tmp_path: Path,
     with Store(goalkeeper_home / "state.db") as store:
         thread = store.current_thread(workspace)
         assert thread is not None
-        [asked] = store.events(thread.thread_id, kinds=["control_request"])
-        changes = store.events(thread.thread_id, kinds=["status_changed"])
-    [honoured] = [e for e in changes if e.payload["to"] == "paused"]
-    assert honoured.actor == "user" and honoured.payload["reason"] == "user_pause"
+        [asked] = store.events(thread.thread_id, kinds=[ControlRequestEvent])
+        changes = store.events(thread.thread_id, kinds=[StatusChangedEvent])
+    [honoured] = [e for e in changes if payload_of(e.event)["to"] == "paused"]
+    assert honoured.event.actor == "user" and payload_of(honoured.event)["reason"] == "user_pause"
     assert honoured.ts - asked.ts < 1.0, f"pause took {honoured.ts - asked.ts:.2f}s"
 
 
@@ -115,21 +116,21 @@ def assert_history_is_whole(home: Path, workspace: Path) -> None:
         records = store.events(thread.thread_id)
     seqs = [r.seq for r in records]
     assert seqs == sorted(set(seqs))
-    call_ids = [c["id"] for r in records if r.kind == "model_response" for c in r.payload["tool_calls"]]
+    call_ids = [c["id"] for r in records if r.event.kind == "model_response" for c in payload_of(r.event)["tool_calls"]]
     assert len(call_ids) == len(set(call_ids)), "a model response was recorded twice"
-    results = Counter(r.payload["call_id"] for r in records if r.kind == "tool_result")
-    intents = Counter(r.payload["call_id"] for r in records if r.kind == "tool_intent")
+    results = Counter(payload_of(r.event)["call_id"] for r in records if r.event.kind == "tool_result")
+    intents = Counter(payload_of(r.event)["call_id"] for r in records if r.event.kind == "tool_intent")
     assert set(results) == set(call_ids) and max(results.values()) == 1, "a call lost or answered twice"
     assert max(intents.values()) == 1, "a call was started twice"
     lines = (workspace / "effects.log").read_text().split()
     assert len(lines) == len(set(lines)), f"a finished call ran twice: {Counter(lines).most_common(3)}"
-    answers = {r.payload["call_id"]: r.payload for r in records if r.kind == "tool_result"}
-    for record in (r for r in records if r.kind == "model_response"):
-        for tool_call in record.payload["tool_calls"]:
+    answers = {payload_of(r.event)["call_id"]: payload_of(r.event) for r in records if r.event.kind == "tool_result"}
+    for record in (r for r in records if r.event.kind == "model_response"):
+        for tool_call in payload_of(record.event)["tool_calls"]:
             command = json.loads(tool_call["arguments"]).get("command", "")
             if "effects.log" in command and answers[tool_call["id"]]["ok"]:
                 assert command.split()[1] in lines, f"a finished call left no trace: {command}"
-    status = [r.payload["to"] for r in records if r.kind == "status_changed"]
+    status = [payload_of(r.event)["to"] for r in records if r.event.kind == "status_changed"]
     assert status[-1] == "achieved"
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from goalkeeper.contract import contract_from_flags
 from goalkeeper.core.outcomes import BudgetRaise
+from goalkeeper.events import payload_of
 from goalkeeper.goals import service
 from goalkeeper.goals.report import build_report, render_markdown
 from goalkeeper.store import Store
@@ -46,7 +47,7 @@ def test_false_completion_is_refused_until_checks_pass_then_unmet(tmp_path: Path
         result = run(store, goal, workspace, model)
         assert (result.status, result.reason) == ("unmet", "max_attempts")
         messages = events(store, goal, "message")
-        feedback = [e.payload["content"] for e in messages if e.payload["kind"] == "audit_feedback"]
+        feedback = [payload_of(e.event)["content"] for e in messages if payload_of(e.event)["kind"] == "audit_feedback"]
     assert len(feedback) == 1  # one audit turn after the first refusal; the second refusal ends it
     assert "NOT achieved" in feedback[0] and "AssertionError" in feedback[0]
     # The model saw the failing evidence in the request that followed the refusal.
@@ -60,7 +61,7 @@ def test_repeated_command_gets_a_nudge_then_unmet_stuck(tmp_path: Path) -> None:
         goal = new_goal(store, workspace, no_progress_turns=3)
         result = run(store, goal, workspace, model)
         assert (result.status, result.reason) == ("unmet", "stuck")
-        turns = [e.payload["kind"] for e in events(store, goal, "turn_started")]
+        turns = [payload_of(e.event)["kind"] for e in events(store, goal, "turn_started")]
     assert turns == ["continuation", "nudge"]
     assert len(turns) <= 3 + 1
 
@@ -91,7 +92,7 @@ def test_turn_budget_gives_one_wrap_up_turn_then_budget_limited(tmp_path: Path) 
         goal = new_goal(store, workspace, budget_turns=1, no_progress_turns=10)
         result = run(store, goal, workspace, model)
         assert (result.status, result.reason) == ("budget_limited", "budget_turns")
-        kinds = [e.payload["kind"] for e in events(store, goal, "turn_started")]
+        kinds = [payload_of(e.event)["kind"] for e in events(store, goal, "turn_started")]
         wrap_up_tools = {t.name for t in model.requests[-1].tools}
     assert kinds == ["continuation", "wrap_up"]
     assert wrap_up_tools == {"get_goal", "update_goal", "checkpoint"}
@@ -138,7 +139,7 @@ def test_red_keep_green_at_baseline_is_reported_and_not_required(tmp_path: Path)
     with Store() as store:
         goal = new_goal(store, workspace, keep_green=["false", "true"])
         result = run(store, goal, workspace, scripted(HONEST_FIX))
-        baseline = events(store, goal, "baseline")[0].payload
+        baseline = payload_of(events(store, goal, "baseline")[0].event)
         report = build_report(store, goal)
     assert result.status == "achieved"
     assert baseline["keep_green_dropped"] == ["false"] and baseline["keep_green_active"] == ["true"]
@@ -170,8 +171,8 @@ def test_each_turn_that_changed_files_is_a_checkpoint_commit_on_the_goal_branch(
     with Store() as store:
         goal = new_goal(store, workspace)
         result = run(store, goal, workspace, scripted(HONEST_FIX))
-        [branch] = [e.payload for e in events(store, goal, "goal_branch")]
-        [checkpoint] = [e.payload for e in events(store, goal, "checkpoint")]
+        [branch] = [payload_of(e.event) for e in events(store, goal, "goal_branch")]
+        [checkpoint] = [payload_of(e.event) for e in events(store, goal, "checkpoint")]
     assert result.status == "achieved"
     assert git(workspace, "branch", "--show-current").strip() == branch["name"]
     assert branch["name"].startswith("goal/")
@@ -195,7 +196,7 @@ def test_a_protected_edit_is_reverted_at_the_checkpoint_and_the_model_is_told(tm
         goal = new_goal(store, workspace, contract.model_copy(update={"boundaries": unconfined}))
         model = scripted(steps)
         run(store, goal, workspace, model)
-        [first, *_] = [e.payload for e in events(store, goal, "checkpoint")]
+        [first, *_] = [payload_of(e.event) for e in events(store, goal, "checkpoint")]
     assert first["violations"] and first["violations"][0]["path"] == "tests/test_cart.py"
     assert "180.0" in (workspace / "tests" / "test_cart.py").read_text()
     told = [m.content for m in model.requests[2].messages if "were reverted" in m.content]

@@ -24,10 +24,11 @@ import uvicorn
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
+from goalkeeper.events import ChatMessageEvent, Event, NudgeEvent
 from goalkeeper.run.runner import Runner
 from goalkeeper.server import close_app, create_app, ensure_token, is_loopback, read_token
 from goalkeeper.server.app import bind
-from goalkeeper.store import NewEvent, Store
+from goalkeeper.store import Store
 from scenario import HONEST_FIX, TESTS, events, new_goal, run, sample_repo, scripted, shell, step
 
 TOKEN = "test-token"
@@ -147,7 +148,7 @@ def test_a_goal_is_set_as_gk_goal_sets_it_and_not_run(app: FastAPI, store: Store
     assert goal["status"] == "pursuing" and goal["tokens_budget"] == 50_000 and goal["time_budget_s"] == 1800
     assert goal["contract"]["boundaries"]["protect"] == ["tests/**"] and goal["runner"] is None
     assert answer.headers["x-goalkeeper-next"] == f"gk run --thread {thread.thread_id}"
-    assert [e.kind for e in store.events(thread.thread_id)] == ["goal_set", "status_changed"]
+    assert [e.event.kind for e in store.events(thread.thread_id)] == ["goal_set", "status_changed"]
 
     again = call(app, "PUT", path, json=body)
     assert again.status_code == 409 and "already has a goal" in again.json()["detail"]
@@ -189,7 +190,7 @@ def test_pause_resume_budget_and_clear_apply_at_once_without_a_runner(app: FastA
     assert call(app, "POST", f"{base}/clear").json() == {"status": None, "applied": True, "applied_by": "here"}
     assert call(app, "GET", base).status_code == 404
     assert call(app, "POST", f"{base}/pause").status_code == 404
-    kinds = [e.kind for e in events(store, goal)]
+    kinds = [e.event.kind for e in events(store, goal)]
     assert kinds.count("status_changed") == 3 and kinds[-1] == "goal_cleared"
 
 
@@ -210,7 +211,7 @@ def test_a_running_runner_honours_a_pause_from_the_api_at_its_next_boundary(app:
         runner.join(30)
     assert results and results[0].status == "paused" and results[0].reason == "user_pause"
     applied = events(store, goal, "control_applied")
-    assert applied and applied[0].actor == "harness"  # the runner applied it, not the server
+    assert applied and applied[0].event.actor == "harness"  # the runner applied it, not the server
 
 
 def test_resume_force_reopens_and_resume_with_a_raise_lifts_a_budget_limit(app: FastAPI, store: Store,
@@ -315,9 +316,10 @@ async def _read_events(url: str, count: int, headers: dict[str, str] | None) -> 
     return found
 
 
-def append(store: Store, thread_id: str, count: int, kind: str = "note") -> list[int]:
-    return [r.seq for r in store.append_events(thread_id, [NewEvent(kind, {"n": n}, "harness")
-                                                            for n in range(count)])]
+def append(store: Store, thread_id: str, count: int, live: bool = False) -> list[int]:
+    """`count` events: nudges, or chat messages when `live`."""
+    events: list[Event] = [ChatMessageEvent(content=str(n)) if live else NudgeEvent(why=str(n)) for n in range(count)]
+    return [r.seq for r in store.append_events(thread_id, events)]
 
 
 def test_a_stream_replays_the_thread_then_follows_it_and_resumes_with_last_event_id(app: FastAPI,
@@ -332,11 +334,11 @@ def test_a_stream_replays_the_thread_then_follows_it_and_resumes_with_last_event
         while not app.state.broadcaster.subscribers:
             await asyncio.sleep(0.02)
         append(store, other.thread_id, 2)  # never on this stream
-        live = append(store, thread.thread_id, 3, kind="live")
+        live = append(store, thread.thread_id, 3, live=True)
         got = await reading
         assert [int(e["id"]) for e in got] == history + live
-        assert [e["event"] for e in got] == ["note"] * 3 + ["live"] * 3
-        assert got[0]["data"]["thread_id"] == thread.thread_id and got[0]["data"]["payload"] == {"n": 0}
+        assert [e["event"] for e in got] == ["nudge"] * 3 + ["chat_message"] * 3
+        assert got[0]["data"]["thread_id"] == thread.thread_id and got[0]["data"]["payload"] == {"why": "0"}
 
         # Disconnected after live[0]; more events are committed; reconnecting resumes right after it.
         later = append(store, thread.thread_id, 4)

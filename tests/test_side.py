@@ -13,11 +13,12 @@ from goalkeeper.context.history import Conversation
 from goalkeeper.context.prompts import render
 from goalkeeper.context.render import contract_block
 from goalkeeper.contract import Contract
+from goalkeeper.events import SideEvent, payload_of
 from goalkeeper.models.base import Message, ToolCall
 from goalkeeper.sessions.side import fork_history
 from goalkeeper.store import EventRecord, Store
 from goalkeeper.tools.registry import READ_ONLY_TOOL_NAMES, default_registry
-from scenario import FIX_PATCH, TESTS, gk, gk_popen, sample_repo
+from scenario import FIX_PATCH, TESTS, event_class, gk, gk_popen, sample_repo
 
 QUESTION = "what file holds the discount code?"
 ANSWER = "cart.py holds it: apply_discount multiplies by the raw percent."
@@ -50,7 +51,7 @@ def wait_for_event(store: Store, kind: str, timeout_s: float = 60) -> EventRecor
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         for thread in store.list_threads():
-            if found := store.events(thread.thread_id, kinds=[kind]):
+            if found := store.events(thread.thread_id, kinds=[event_class(kind)]):
                 return found[0]
         time.sleep(0.05)
     raise AssertionError(f"no {kind} event within {timeout_s}s")
@@ -109,11 +110,12 @@ def test_side_question_during_a_run_leaves_the_main_thread_and_its_budget_untouc
     assert not any(QUESTION in json.dumps(b) or ANSWER in json.dumps(b) for b in main_bodies)
 
     # (c) The answer is stored as one side event, with the tool call it made.
-    [stored] = [e for e in events if e.kind == "side"]
-    assert stored.actor == "user" and stored.payload["answer"] == ANSWER
-    assert stored.payload["question"] == QUESTION
-    assert stored.payload["tool_calls"] == [{"name": "read_file", "arguments": '{"path": "cart.py"}', "ok": True}]
-    assert stored.payload["usage"]["input_tokens"] == 110_000 and stored.payload["model"] == "test-model"
+    [stored] = [e for e in events if e.event.kind == "side"]
+    assert stored.event.actor == "user" and payload_of(stored.event)["answer"] == ANSWER
+    assert payload_of(stored.event)["question"] == QUESTION
+    recorded = payload_of(stored.event)
+    assert recorded["tool_calls"] == [{"name": "read_file", "arguments": '{"path": "cart.py"}', "ok": True}]
+    assert recorded["usage"]["input_tokens"] == 110_000 and recorded["model"] == "test-model"
 
     # (d) The goal was charged for its own requests only, and ended achieved.
     assert goal.state["status"] == "achieved"
@@ -163,4 +165,4 @@ def test_a_provider_failure_is_one_clear_error_and_stores_nothing(tmp_path: Path
     assert done.returncode == 4 and "401" in done.stderr and "OPENAI_API_KEY" in done.stderr
     assert "Traceback" not in done.stderr
     with Store() as store:
-        assert not store.events(store.list_threads()[0].thread_id, kinds=["side"])
+        assert not store.events(store.list_threads()[0].thread_id, kinds=[SideEvent])

@@ -16,12 +16,21 @@ from pathlib import Path
 import pytest
 
 from goalkeeper.errors import GoalNotFoundError, LeaseHeldError, StoreError, StoreLockedError
+from goalkeeper.events import (
+    ChatMessageEvent,
+    GoalClearedEvent,
+    GoalSetEvent,
+    NudgeEvent,
+    ToolResultEvent,
+    TurnStartedEvent,
+    UsageChargedEvent,
+    payload_of,
+)
 from goalkeeper.store import (
     SCHEMA_VERSION,
     BlobNotFoundError,
     GoalRecord,
     Lease,
-    NewEvent,
     StaleGoalError,
     Store,
     ThreadRecord,
@@ -53,12 +62,13 @@ sys.stdin.read()
 APPEND_EVENTS = """
 import sys
 from pathlib import Path
-from goalkeeper.store import NewEvent, Store
+from goalkeeper.events import ChatMessageEvent
+from goalkeeper.store import Store
 store = Store(Path(sys.argv[1]))
 print("ready", flush=True)
 sys.stdin.readline()
 for i in range(int(sys.argv[3])):
-    store.append_events(sys.argv[2], [NewEvent("b", {"i": i}, actor="other")])
+    store.append_events(sys.argv[2], [ChatMessageEvent(content=str(i))])
 print("done", flush=True)
 """
 
@@ -188,7 +198,7 @@ def _not_a_database(path: Path) -> None:
 def _damaged_page(path: Path) -> None:
     with Store(path) as store:
         thread = store.create_thread(path.parent)
-        store.append_events(thread.thread_id, [NewEvent("note", {"text": "x" * 200}) for _ in range(100)])
+        store.append_events(thread.thread_id, [NudgeEvent(why="x" * 200) for _ in range(100)])
     with raw(path) as conn:
         root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'events'").fetchone()[0]
         page_size = conn.execute("PRAGMA page_size").fetchone()[0]
@@ -224,7 +234,7 @@ def test_locked_store_names_the_process_holding_the_lock(
         assert store.get_thread(thread.thread_id) == thread  # readers never wait for the writer
         started = time.monotonic()
         with pytest.raises(StoreLockedError) as locked:
-            store.append_events(thread.thread_id, [NewEvent("note")])
+            store.append_events(thread.thread_id, [NudgeEvent(why="note")])
         assert time.monotonic() - started < 5
 
     assert f"pid {holder.pid} (" in str(locked.value)
@@ -285,22 +295,23 @@ def test_put_goal_replaces_the_current_goal_and_old_events_keep_their_goal_id(
     store: Store, thread: ThreadRecord
 ) -> None:
     old, old_events = store.put_goal(thread.thread_id, {"outcome": "a"}, {"status": "pursuing"}, {},
-                                     [NewEvent("goal_set", {"outcome": "a"}, actor="user")])
+                                     [GoalSetEvent(outcome="a", verified=False, contract={})])
     new, new_events = store.put_goal(thread.thread_id, {"outcome": "b"}, {"status": "pursuing"}, {"x": 1},
-                                     [NewEvent("goal_set", {"outcome": "b"}, actor="user")])
+                                     [GoalSetEvent(outcome="b", verified=False, contract={})])
 
     assert store.get_goal(thread.thread_id) == new
     assert new.version == 1 and new.settings == {"x": 1} and new.goal_id != old.goal_id
     assert store.get_goal_by_id(old.goal_id).standing == "replaced"
     assert [event.goal_id for event in store.events(thread.thread_id)] == [old.goal_id, new.goal_id]
     assert store.events(thread.thread_id, goal_id=old.goal_id) == old_events
-    assert new_events[0].payload == {"outcome": "b"} and new_events[0].actor == "user"
+    assert new_events[0].event == GoalSetEvent(outcome="b", verified=False, contract={})
+    assert new_events[0].event.actor == "user"
 
 
 def test_commit_appends_events_and_replaces_state_together(store: Store, thread: ThreadRecord) -> None:
     goal = put_goal(store, thread)
 
-    version, records = store.commit(goal.goal_id, [NewEvent("turn_started", {"turn": 1}, actor="harness")],
+    version, records = store.commit(goal.goal_id, [TurnStartedEvent(turn_kind="initial", turn=1)],
                                     state={"status": "pursuing", "turns": 1}, expected_version=1)
 
     stored = store.get_goal_by_id(goal.goal_id)
@@ -310,7 +321,7 @@ def test_commit_appends_events_and_replaces_state_together(store: Store, thread:
     assert store.events(thread.thread_id) == records
     assert records[0].goal_id == goal.goal_id and records[0].seq == store.last_seq(thread.thread_id)
 
-    version, _ = store.commit(goal.goal_id, [NewEvent("tool_started")])  # events only: no new version
+    version, _ = store.commit(goal.goal_id, [NudgeEvent(why="events only")])  # events only: no new version
     assert version == 2
     version, _ = store.commit(goal.goal_id, [], settings={"model": "m"}, expected_version=2)
     assert version == 3 and store.get_goal_by_id(goal.goal_id).settings == {"model": "m"}
@@ -325,11 +336,11 @@ def test_commit_to_a_stale_goal_raises_and_writes_nothing(
     if change == "replaced":
         put_goal(store, thread, "something else")
     if change == "cleared":
-        store.delete_goal(goal.goal_id, [NewEvent("goal_cleared", actor="user")])
+        store.delete_goal(goal.goal_id, [GoalClearedEvent()])
     before = (store.last_seq(thread.thread_id), store.get_goal_by_id(goal.goal_id))
 
     with pytest.raises(StaleGoalError) as stale:
-        store.commit(goal.goal_id, [NewEvent("usage", {"tokens": 100})], state={"status": "pursuing"},
+        store.commit(goal.goal_id, [UsageChargedEvent(why="test", charged_tokens=100)], state={"status": "pursuing"},
                      expected_version=1)
 
     assert stale.value.reason == change
@@ -339,22 +350,23 @@ def test_commit_to_a_stale_goal_raises_and_writes_nothing(
 
 def test_commit_to_an_unknown_goal_is_stale(store: Store) -> None:
     with pytest.raises(StaleGoalError) as stale:
-        store.commit("goal_000000000000", [NewEvent("usage")])
+        store.commit("goal_000000000000", [UsageChargedEvent(why="test", charged_tokens=1)])
     assert stale.value.reason == "missing" and stale.value.current_version is None
 
 
 def test_failed_commit_writes_no_events_and_no_state(store: Store, thread: ThreadRecord) -> None:
     goal = put_goal(store, thread)
-    with pytest.raises(TypeError):
-        store.commit(goal.goal_id, [NewEvent("fine"), NewEvent("broken", {"x": object()})],
-                     state={"status": "achieved"})
+    broken = ToolResultEvent(call_id="c", name="shell", output="", ok=True, signal=None, data={"x": object()},
+                             files_touched=[], full_output_chars=None)
+    with pytest.raises(ValueError, match="serialize"):
+        store.commit(goal.goal_id, [NudgeEvent(why="fine"), broken], state={"status": "achieved"})
     assert store.events(thread.thread_id) == []
     assert store.get_goal_by_id(goal.goal_id) == goal
 
 
 def test_cleared_goal_is_no_longer_current_but_stays_readable(store: Store, thread: ThreadRecord) -> None:
     goal = put_goal(store, thread)
-    records = store.delete_goal(goal.goal_id, [NewEvent("goal_cleared", actor="user")])
+    records = store.delete_goal(goal.goal_id, [GoalClearedEvent()])
 
     assert store.get_goal(thread.thread_id) is None
     assert store.get_goal_by_id(goal.goal_id).standing == "cleared"
@@ -378,20 +390,20 @@ def test_events_from_two_processes_interleave_in_seq_order_and_filter(
     other.wait_for("ready")
     other.send("go")
     for i in range(40):
-        store.commit(goal.goal_id, [NewEvent("a", {"i": i}, actor="me")])
+        store.commit(goal.goal_id, [NudgeEvent(why=str(i))])
     other.wait_for("done")
     other.finish()
 
     events = store.events(thread.thread_id)
     assert len(events) == 80
     assert [event.seq for event in events] == sorted({event.seq for event in events})
-    for kind, goal_id in (("a", goal.goal_id), ("b", None)):
-        mine = [event for event in events if event.kind == kind]
-        assert [event.payload["i"] for event in mine] == list(range(40))
-        assert {event.goal_id for event in mine} == {goal_id}
-    assert store.events(thread.thread_id, goal_id=goal.goal_id) == [e for e in events if e.kind == "a"]
-    assert store.events(thread.thread_id, kinds=["b"]) == [e for e in events if e.kind == "b"]
-    assert store.events(thread.thread_id, kinds="b") == [e for e in events if e.kind == "b"]
+    nudges = [e for e in events if isinstance(e.event, NudgeEvent)]
+    messages = [e for e in events if isinstance(e.event, ChatMessageEvent)]
+    assert [e.event.why for e in nudges if isinstance(e.event, NudgeEvent)] == [str(i) for i in range(40)]
+    assert [e.event.content for e in messages if isinstance(e.event, ChatMessageEvent)] == [str(i) for i in range(40)]
+    assert {e.goal_id for e in nudges} == {goal.goal_id} and {e.goal_id for e in messages} == {None}
+    assert store.events(thread.thread_id, goal_id=goal.goal_id) == nudges
+    assert store.events(thread.thread_id, kinds=[ChatMessageEvent]) == messages
     assert store.events(thread.thread_id, kinds=[]) == []
     assert store.last_seq(thread.thread_id) == events[-1].seq
 
@@ -399,14 +411,19 @@ def test_events_from_two_processes_interleave_in_seq_order_and_filter(
 def test_events_page_by_seq_cursor(store: Store, thread: ThreadRecord, tmp_path: Path) -> None:
     elsewhere = store.create_thread(tmp_path / "elsewhere")
     for i in range(7):
-        store.append_events(thread.thread_id, [NewEvent("note", {"i": i})])
-        store.append_events(elsewhere.thread_id, [NewEvent("note", {"i": i})])
+        store.append_events(thread.thread_id, [ChatMessageEvent(content=str(i))])
+        store.append_events(elsewhere.thread_id, [ChatMessageEvent(content=str(i))])
 
     pages, cursor = [], 0
     while page := store.events(thread.thread_id, after_seq=cursor, limit=3):
-        pages.append([event.payload["i"] for event in page])
+        pages.append([event.event.content for event in page if isinstance(event.event, ChatMessageEvent)])
         cursor = page[-1].seq
-    assert pages == [[0, 1, 2], [3, 4, 5], [6]]
+    assert pages == [["0", "1", "2"], ["3", "4", "5"], ["6"]]
+    feed = store.events_after(0, 100)  # every thread's, as the server's event stream reads them
+    assert len(feed) == 14 and [e.seq for e in feed] == sorted(e.seq for e in feed)
+    assert store.events_after(feed[0].seq, 2, elsewhere.thread_id) == [e for e in feed if e.thread_id ==
+                                                                        elsewhere.thread_id][:2]
+    assert store.last_seq() == feed[-1].seq
     assert store.last_seq(store.create_thread(tmp_path / "empty").thread_id) == 0
 
 
@@ -414,19 +431,22 @@ def test_append_events_checks_thread_and_goal(store: Store, thread: ThreadRecord
     goal = put_goal(store, thread)
     other_thread = store.create_thread(tmp_path / "other")
     with pytest.raises(GoalNotFoundError, match="no goal"):
-        store.append_events(other_thread.thread_id, [NewEvent("note")], goal_id=goal.goal_id)
+        store.append_events(other_thread.thread_id, [NudgeEvent(why="note")], goal_id=goal.goal_id)
     with pytest.raises(GoalNotFoundError, match="no thread"):
-        store.append_events("thr_000000000000", [NewEvent("note")])
-    [note] = store.append_events(thread.thread_id, [NewEvent("side_note", {"q": "why?"})], goal.goal_id)
+        store.append_events("thr_000000000000", [NudgeEvent(why="note")])
+    [note] = store.append_events(thread.thread_id, [NudgeEvent(why="why?")], goal.goal_id)
     assert note.goal_id == goal.goal_id
 
 
 def test_json_keeps_floats_and_non_ascii_and_is_stored_with_sorted_keys(
     store: Store, thread: ThreadRecord
 ) -> None:
-    payload = {"z": 0.1 + 0.2, "a": "héllo, 世界 ✓", "m": [1, None, True]}
-    [record] = store.append_events(thread.thread_id, [NewEvent("note", payload)])
-    assert record.payload == payload == store.events(thread.thread_id)[0].payload
+    data = {"z": 0.1 + 0.2, "a": "héllo, 世界 ✓", "m": [1, None, True]}
+    event = ToolResultEvent(call_id="c", name="shell", output="✓", ok=True, signal=None, data=data, files_touched=[],
+                            full_output_chars=None)
+    [record] = store.append_events(thread.thread_id, [event])
+    assert record.event == event == store.events(thread.thread_id)[0].event
+    payload = payload_of(event)
     with raw(store.path) as conn:
         text = conn.execute("SELECT payload FROM events").fetchone()[0]
     assert text == json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from goalkeeper.contract import contract_from_flags
+from goalkeeper.events import payload_of
 from goalkeeper.goals.report import build_report, render_markdown
 from goalkeeper.store import Store
 from helpers import git
@@ -56,7 +57,7 @@ def test_weakened_assertions_are_not_achieved_and_end_unmet(tmp_path: Path) -> N
                                                        step("", complete("tests pass"))]))
         report = build_report(store, goal)
         messages = events(store, goal, "message")
-        feedback = [e.payload["content"] for e in messages if e.payload["kind"] == "audit_feedback"]
+        feedback = [payload_of(e.event)["content"] for e in messages if payload_of(e.event)["kind"] == "audit_feedback"]
     assert (result.status, result.reason) == ("unmet", "max_attempts")
     assert report["tampering_attempts"] == 2 and report["verification_surface"]["state"] == "modified"
     assert "tests/test_cart.py" in feedback[0] and "-1800.0" in feedback[0]  # the model sees what it changed
@@ -100,7 +101,7 @@ def test_deny_mode_makes_the_edit_a_tool_error_and_the_goal_goes_on(tmp_path: Pa
     with Store() as store:
         goal = new_goal(store, workspace, contract("deny"))
         result = run(store, goal, workspace, scripted(steps))
-        first = events(store, goal, "tool_result")[0].payload
+        first = payload_of(events(store, goal, "tool_result")[0].event)
     assert first["ok"] is False and "protected" in first["output"]
     assert result.status == "achieved"
 
@@ -116,7 +117,7 @@ def test_a_benchmark_edited_to_do_less_work_is_not_achieved(tmp_path: Path) -> N
     with Store() as store:
         goal = new_goal(store, workspace, perf)
         result = run(store, goal, workspace, scripted([step("", cheat), step("", complete("faster"))]))
-        pins = events(store, goal, "verification_pins")[0].payload["files"]
+        pins = payload_of(events(store, goal, "verification_pins")[0].event)["files"]
     assert "bench.py" in pins
     assert result.status == "unmet"
 

@@ -16,12 +16,13 @@ from pathlib import Path
 import pytest
 
 from goalkeeper.contract import Check, Contract
+from goalkeeper.events import Evidence, payload_of
 from goalkeeper.goals.report import build_report, render_markdown
 from goalkeeper.sandbox.policy import SandboxPolicy
 from goalkeeper.store import Store
 from goalkeeper.verify import surface
 from goalkeeper.verify import tests as testlevel
-from goalkeeper.verify.checks import Evidence, run_checks
+from goalkeeper.verify.checks import run_checks
 from scenario import HONEST_FIX, call, complete, events, new_goal, run, sample_repo, scripted, step
 
 PY = sys.executable
@@ -365,7 +366,7 @@ def test_the_report_lists_fail_to_pass_tests_by_id(tmp_path: Path) -> None:
     with Store() as store:
         goal = new_goal(store, workspace)
         result = run(store, goal, workspace, scripted(HONEST_FIX))
-        assert result.status == "achieved", [e.payload for e in events(store, goal, "evidence")]
+        assert result.status == "achieved", [payload_of(e.event) for e in events(store, goal, "evidence")]
         report = build_report(store, goal)
     [entry] = report["tests"]
     assert entry["basis"] == "tests" and entry["runner"] == "unittest" and entry["fail_to_pass"]

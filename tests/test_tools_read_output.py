@@ -14,6 +14,7 @@ import pytest
 from goalkeeper.config import GoalSettings, ModelSettings, RunSettings
 from goalkeeper.context.tokens import counter_for
 from goalkeeper.contract import contract_from_flags
+from goalkeeper.events import payload_of
 from goalkeeper.goals import control
 from goalkeeper.store import Store
 from goalkeeper.store.store import blob_id_of
@@ -171,7 +172,7 @@ def test_a_cut_shell_output_is_stored_under_the_markers_id_and_read_output_pages
                                 run=RunSettings(heartbeat_s=0.2, control_poll_s=0.05))
         goal = control.set_goal(store, workspace, contract, settings, replace_existing=True)
         run(store, goal, workspace, model)
-        results = {e.payload["name"]: e.payload for e in events(store, goal, "tool_result")}
+        results = {payload_of(e.event)["name"]: payload_of(e.event) for e in events(store, goal, "tool_result")}
         stored = store.get_blob(blob)
 
     shown = results["shell"]["output"]

@@ -25,14 +25,16 @@ from goalkeeper.config import GoalSettings, load_config, settings_from_config
 from goalkeeper.contract import contract_from_flags
 from goalkeeper.core.lifecycle import Reason, Status
 from goalkeeper.core.state import state_to_dict
+from goalkeeper.events import ChatResponseEvent, payload_of
+from goalkeeper.events import Usage as UsageRecord
 from goalkeeper.goals import control, service
-from goalkeeper.store import NewEvent, Store
+from goalkeeper.store import Store
 from goalkeeper.tui import commands
 from goalkeeper.tui.app import CommandInput, GoalkeeperApp
 from goalkeeper.tui.screens import ApprovalScreen, ConfirmScreen, PagerScreen, RestateScreen, SideOverlay
 from goalkeeper.tui.status import compact_count, compact_duration, status_text
 from goalkeeper.tui.transcript import ModelText, ToolCallView, Transcript
-from scenario import FIX_PATCH, TESTS, gk, gk_popen, sample_repo
+from scenario import FIX_PATCH, TESTS, event_class, gk, gk_popen, sample_repo
 
 GOAL = f"/goal Fix the discount bug --check tests={TESTS}"
 SIZE = (120, 40)
@@ -177,7 +179,7 @@ def screen_is(pilot: Pilot[None], kind: type) -> Callable[[], bool]:
 
 def events(store: Store, kind: str) -> list[Any]:
     thread = store.list_threads()[0]
-    return store.events(thread.thread_id, kinds=[kind])
+    return store.events(thread.thread_id, kinds=[event_class(kind)])
 
 
 def app_for(workspace: Path, store: Store) -> GoalkeeperApp:
@@ -439,7 +441,7 @@ async def test_approval_prompt_approve_once_asks_again_for_the_next_run(asking: 
                     "the second approval prompt")
         await pilot.click("#once")
         await until(pilot, lambda: status_of(app).startswith("Goal achieved"), "achieved")
-    asked = [e.payload for e in events(store, "approval")]
+    asked = [payload_of(e.event) for e in events(store, "approval")]
     assert [a["asked"] for a in asked] == [True, True] and all(a["action"] == "allow" for a in asked)
 
 
@@ -455,7 +457,7 @@ async def test_approval_prompt_always_covers_the_prefix_for_the_rest_of_the_goal
         await pilot.click("#always")
         await until(pilot, lambda: status_of(app).startswith("Goal achieved"), "achieved without asking again")
     assert "Always approve `python -m unittest*` in this goal" in button
-    asked = [e.payload["asked"] for e in events(store, "approval")]
+    asked = [payload_of(e.event)["asked"] for e in events(store, "approval")]
     assert asked == [True, False]  # the second run was allowed by the remembered prefix
 
 
@@ -569,7 +571,7 @@ async def test_plain_text_is_a_chat_turn_with_tools(server: ChatServer, workspac
         await until(pilot, lambda: "cart.py holds apply_discount." in text_of(app), "the chat answer")
         text = text_of(app)
     assert "you: where is apply_discount?" in text and "$ ls  ✓" in text
-    assert [e.payload["content"] for e in events(store, "chat_message")] == ["where is apply_discount?"]
+    assert [payload_of(e.event)["content"] for e in events(store, "chat_message")] == ["where is apply_discount?"]
     assert store.get_goal(store.list_threads()[0].thread_id) is None  # a chat sets no goal
 
 
@@ -584,7 +586,7 @@ async def test_chat_asks_for_approval_too_and_remembers_for_the_chat(server: Cha
         assert "Always approve `ls*` in this chat" in str(app.screen.query_one("#always", Button).label)
         await pilot.click("#always")
         await until(pilot, lambda: "cart.py holds apply_discount." in text_of(app), "the chat answer")
-    assert [e.payload["match"] for e in events(store, "approval_rule")] == ["ls*"]
+    assert [payload_of(e.event)["match"] for e in events(store, "approval_rule")] == ["ls*"]
 
 
 @in_loop
@@ -596,8 +598,9 @@ async def test_streamed_text_is_replaced_by_the_committed_response_in_place(work
         app.on_model_text("to divide")
         streaming = app.query_one(ModelText)
         assert streaming.has_class("streaming") and streaming.text == "The fix is to divide"
-        store.append_events(thread.thread_id, [NewEvent("chat_response", {"content": "The fix is to divide by 100.",
-                                                                          "tool_calls": []}, "model")])
+        usage = UsageRecord(input_tokens=0, cached_input_tokens=0, output_tokens=0, charged_tokens=0)
+        response = ChatResponseEvent(content="The fix is to divide by 100.", tool_calls=[], usage=usage, model="m")
+        store.append_events(thread.thread_id, [response])
         await until(pilot, lambda: not app.query(ModelText).filter(".streaming"), "the committed text")
         [committed] = app.query(ModelText)
         assert committed.text == "The fix is to divide by 100."
@@ -675,4 +678,5 @@ async def test_a_goal_run_by_gk_exec_shows_live_and_pauses_from_the_tui(
             running.kill()
         running.wait()
     paused = events(store, "status_changed")[-1]
-    assert (paused.payload["to"], paused.actor) == ("paused", "user") and events(store, "control_applied")
+    assert (payload_of(paused.event)["to"], paused.event.actor) == ("paused", "user")
+    assert events(store, "control_applied")

@@ -19,6 +19,7 @@ from chat_server import ChatServer, Completion, Failure, ToolCallReply, UsageRep
 from goalkeeper.config import ModelSettings, load_config
 from goalkeeper.core.outcomes import BudgetRaise
 from goalkeeper.errors import ProviderError
+from goalkeeper.events import ApprovalRuleEvent, payload_of
 from goalkeeper.goals import service
 from goalkeeper.goals.control import BudgetAmountError, parse_budget_raise
 from goalkeeper.goals.service import raise_budget
@@ -35,7 +36,7 @@ from goalkeeper.tools.base import ToolContext, ToolResult
 from goalkeeper.tools.registry import Approval, Approver, ToolRegistry
 from goalkeeper.tools.shell import ShellTool
 from helpers import git
-from scenario import FIX_PATCH, call, complete, events, new_goal, run, sample_repo, scripted, shell, step
+from scenario import FIX_PATCH, call, complete, event_class, events, new_goal, run, sample_repo, scripted, shell, step
 
 ASK_TOUCH = '[[rules]]\nmatch = "touch *"\naction = "ask"\nreason = "new files need a look"\n'
 """config.toml: every `touch` needs the person's approval."""
@@ -75,7 +76,7 @@ class Person:
 
 
 def payloads(store: Store, goal_thread: str, kind: str) -> list[dict[str, Any]]:
-    return [record.payload for record in store.events(goal_thread, kinds=[kind])]
+    return [payload_of(record.event) for record in store.events(goal_thread, kinds=[event_class(kind)])]
 
 
 # ---------------------------------------------------------------- streamed text
@@ -128,7 +129,7 @@ def test_a_remembered_approval_covers_the_prefix_for_the_rest_of_the_goal_and_af
         runner = Runner(store, goal, scripted(steps), workspace, approver=person)
 
         def pause_after_two_touches(record: EventRecord) -> None:
-            if record.kind == "tool_result" and len(events(store, goal, "tool_result")) == 2:
+            if record.event.kind == "tool_result" and len(events(store, goal, "tool_result")) == 2:
                 runner.interrupt()  # the person stops the run; the next runner is a restart
 
         runner.on_event = pause_after_two_touches
@@ -145,7 +146,7 @@ def test_a_remembered_approval_covers_the_prefix_for_the_rest_of_the_goal_and_af
                                              "remembered": True, "matches": ["touch*"]}
     assert [(a["command"], a["action"], a["asked"], a["rule"]) for a in approvals[1:]] == [
         ("touch b.txt", "allow", False, "touch*"), ("touch c.txt", "allow", False, "touch*")]
-    assert [(r.actor, r.payload) for r in rules] == [
+    assert [(r.event.actor, payload_of(r.event)) for r in rules] == [
         ("user", {"match": "touch*", "action": "allow", "command": "touch a.txt", "goal_id": goal.goal_id})]
     assert all((workspace / name).exists() for name in ("a.txt", "b.txt", "c.txt"))
     assert load_config(workspace).rules == (Rule("touch *", "ask", "new files need a look"),)  # never config
@@ -161,10 +162,10 @@ def test_a_refusal_with_a_reason_reaches_the_model_in_the_tool_error(tmp_path: P
         result = asyncio.run(Runner(store, goal, model, workspace, approver=person).run())
         [denied] = events(store, goal, "tool_result")[:1]
     assert result.status == "achieved"
-    assert not denied.payload["ok"] and "refused by the person: no new files; fix cart.py instead" in \
-        denied.payload["output"]
+    assert not payload_of(denied.event)["ok"] and "refused by the person: no new files; fix cart.py instead" in \
+        payload_of(denied.event)["output"]
     seen = [m.content for m in model.requests[1].messages if m.role == "tool"]
-    assert seen == [denied.payload["output"]]
+    assert seen == [payload_of(denied.event)["output"]]
     assert not (workspace / "a.txt").exists()
 
 
@@ -259,11 +260,12 @@ def test_restate_goal_stores_the_restatement_charges_the_goal_and_shares_the_run
         restated, result = asyncio.run(restate_then_run(store, server))
         [event] = events(store, goal, "restated")
         spent = store.get_goal_by_id(goal.goal_id).state["spent"]["tokens"]
-        statuses = [e.payload["to"] for e in events(store, goal, "status_changed")]
+        statuses = [payload_of(e.event)["to"] for e in events(store, goal, "status_changed")]
         bodies = list(server.requests)
     assert (restated.text, restated.usage, restated.model) == (RESTATEMENT, Usage(900, 0, 120), "test-model")
-    assert event.actor == "model" and event.payload["text"] == RESTATEMENT
-    assert event.payload["usage"]["charged_tokens"] == 1020 and event.payload["charged_to_goal"] is True
+    assert event.event.actor == "model" and payload_of(event.event)["text"] == RESTATEMENT
+    restated_event = payload_of(event.event)
+    assert restated_event["usage"]["charged_tokens"] == 1020 and restated_event["charged_to_goal"] is True
     assert spent == 1020 + FIX_CHARGED and result.status == "achieved"
     assert statuses == ["pursuing", "achieved"]  # restating left it pursuing
     assert "tools" not in bodies[0]
@@ -325,7 +327,7 @@ def test_chat_uses_the_tools_in_the_sandbox_persists_and_a_later_goal_never_sees
         reply, second = asyncio.run(converse(store, server))
         thread = store.current_thread(workspace)
         assert thread is not None
-        kinds = [e.kind for e in store.events(thread.thread_id) if e.kind.startswith("chat_")]
+        kinds = [e.event.kind for e in store.events(thread.thread_id) if e.event.kind.startswith("chat_")]
         git(workspace, "-c", "user.name=t", "-c", "user.email=t@example.com", "add", "-A")
         git(workspace, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "-m", "chat work")
         goal = new_goal(store, workspace)
@@ -367,9 +369,9 @@ def test_chat_asks_the_person_and_remembers_for_the_chat(tmp_path: Path, goalkee
         asyncio.run(converse(store, server, person))
         thread = store.current_thread(workspace)
         assert thread is not None
-        rules = store.events(thread.thread_id, kinds=["approval_rule"])
+        rules = store.events(thread.thread_id, kinds=[ApprovalRuleEvent])
     assert person.commands == ["touch a.txt"]
-    assert [(r.goal_id, r.payload["match"]) for r in rules] == [(None, "touch*")]
+    assert [(r.goal_id, payload_of(r.event)["match"]) for r in rules] == [(None, "touch*")]
     assert (workspace / "a.txt").exists() and (workspace / "b.txt").exists()
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from chat_server import ChatServer
+from goalkeeper.events import StatusChangedEvent, payload_of
 from goalkeeper.store import Store
 from scenario import TESTS, sample_repo
 from test_tui import FixOverChat, write_config
@@ -110,5 +111,6 @@ def test_gk_in_tmux_sets_pauses_resumes_and_achieves_a_goal(tmp_path: Path, goal
         [thread] = store.list_threads()
         goal = store.get_goal(thread.thread_id)
         assert goal is not None and goal.state["status"] == "achieved"
-        moves = [(e.payload["to"], e.actor) for e in store.events(thread.thread_id, kinds=["status_changed"])]
+        changes = store.events(thread.thread_id, kinds=[StatusChangedEvent])
+        moves = [(payload_of(e.event)["to"], e.event.actor) for e in changes]
     assert moves == [("pursuing", "user"), ("paused", "user"), ("pursuing", "user"), ("achieved", "harness")]

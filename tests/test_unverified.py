@@ -14,6 +14,7 @@ import pytest
 
 from goalkeeper.core.lifecycle import UNVERIFIED_ACHIEVED, status_label
 from goalkeeper.errors import ConfigError
+from goalkeeper.events import payload_of
 from goalkeeper.goals.report import build_report, render_markdown
 from goalkeeper.goals.views import summarize
 from goalkeeper.run.notify import notice_of
@@ -108,7 +109,7 @@ def test_achieved_unverified_is_the_label_in_the_tui_dashboard_and_webhooks(tmp_
         record = store.get_goal_by_id(goal.goal_id)
         summary = summarize(store, record)
         dashboard = goal_out(store, record)
-        achieved = [e for e in events(store, goal, "status_changed") if e.payload["to"] == "achieved"][-1]
+        achieved = [e for e in events(store, goal, "status_changed") if payload_of(e.event)["to"] == "achieved"][-1]
         notice = notice_of(store, achieved, None)
         markdown = render_markdown(build_report(store, record))
     assert (result.status, result.reason) == ("achieved", "audit_accepted")

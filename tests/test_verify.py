@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from goalkeeper.contract import Check, Constraints, Contract, Metric
+from goalkeeper.events import Evidence
 from goalkeeper.verify.checks import (
-    Evidence,
     MetricNotFound,
     all_pass,
     evidence_table,

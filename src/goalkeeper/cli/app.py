@@ -32,6 +32,7 @@ from goalkeeper.contract import Contract, parse_duration
 from goalkeeper.core.lifecycle import exit_code
 from goalkeeper.core.outcomes import BudgetRaise
 from goalkeeper.errors import ConfigError, GoalkeeperError, WorkspaceError
+from goalkeeper.events import payload_of
 from goalkeeper.goals import control, service
 from goalkeeper.goals.report import build_report, render_markdown, render_pr
 from goalkeeper.goals.views import goal_events, summarize
@@ -273,7 +274,8 @@ def log(cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = False
         record = service.current_goal(store, workspace_of(cwd), thread)
         for event in goal_events(store, record):
             if as_json:
-                row = {"seq": event.seq, "kind": event.kind, "actor": event.actor, "payload": event.payload}
+                row = {"seq": event.seq, "kind": event.event.kind, "actor": event.event.actor,
+                       "payload": payload_of(event.event)}
                 print(json.dumps(row))
             elif (line := console.event_line(event)) is not None:
                 console.out.print(f"{event.seq:>5} {line}")

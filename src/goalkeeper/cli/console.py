@@ -20,6 +20,7 @@ from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
+from goalkeeper import events as ev
 from goalkeeper.contract import format_duration
 from goalkeeper.core.lifecycle import status_label
 from goalkeeper.core.safe_text import neutralise
@@ -131,8 +132,8 @@ def show_summary(summary: GoalSummary) -> None:
         show_evidence(summary)
     checkpoint = summary.last_checkpoint
     if checkpoint:
-        note = checkpoint.get("note") or {}
-        out.print(f"  last checkpoint (turn {checkpoint['turn']}): {note.get('done') or '(no note)'}")
+        note = checkpoint.note
+        out.print(f"  last checkpoint (turn {checkpoint.turn}): {note.get('done') or '(no note)'}")
         if note.get("next"):
             out.print(f"    next: {note['next']}")
 
@@ -160,36 +161,35 @@ def show_threads(threads: list[ThreadRecord]) -> None:
 
 def event_line(record: EventRecord) -> str | None:
     """A short human line for an event, or None for events not worth a line."""
-    p = record.payload
-    match record.kind:
-        case "turn_started":
-            return f"── turn {p['turn']} ({p['kind']})"
-        case "model_response":
-            text = (p.get("content") or "").strip().splitlines()
-            calls = ", ".join(c["name"] for c in p.get("tool_calls", []))
-            return "  model: " + (text[0][:100] if text else "") + (f" → {calls}" if calls else "")
-        case "tool_intent" if p["name"] == "shell":
-            return f"  $ {command_of(p['arguments'])[:120]}"
-        case "tool_result" if not p.get("ok"):
-            return f"  ✗ {p['name']}: {(p.get('output') or '').splitlines()[0][:120] if p.get('output') else ''}"
-        case "baseline" | "evidence":
-            verdicts = ", ".join(f"{e['name']} {'PASS' if e['passed'] else 'FAIL'}" for e in p["evidence"])
-            return f"  {record.kind}: {verdicts or '(no checks)'}"
-        case "status_changed":
-            return f"● {p.get('from') or 'new'} → {p['to']} ({p['reason']}, by {record.actor})"
-        case "attempt_counted":
-            attempts = ", ".join(f"{name} {count}" for name, count in p["attempts"].items())
-            return f"  completion refused: failing {', '.join(p['failing'])} (attempts: {attempts})"
-        case "sandbox":
-            return f"  sandbox: {p['mode']}, network {'on' if p['network'] else 'off'}, {p['processes']}"
-        case "nudge":
-            return f"  nudge: {p['why']}"
-        case "budget_exhausted":
-            return f"  budget used up ({p['reason']}): wrap-up turn"
-        case "provider_retry":
-            return f"  provider retry {p['attempt']} in {p['delay_s']}s: {p['error']}"
-        case "side":
-            return f"  side question: {p['question'][:80]} → {(p.get('answer') or '').strip()[:80]}"
+    match record.event:
+        case ev.TurnStartedEvent(turn=turn, turn_kind=kind):
+            return f"── turn {turn} ({kind})"
+        case ev.ModelResponseEvent(content=content, tool_calls=calls):
+            text = content.strip().splitlines()
+            names = ", ".join(call.name for call in calls)
+            return "  model: " + (text[0][:100] if text else "") + (f" → {names}" if names else "")
+        case ev.ToolIntentEvent(name="shell", arguments=arguments):
+            return f"  $ {command_of(arguments)[:120]}"
+        case ev.ToolResultEvent(ok=False, name=name, output=output):
+            return f"  ✗ {name}: {output.splitlines()[0][:120] if output else ''}"
+        case ev.BaselineEvent(evidence=evidence) | ev.EvidenceEvent(evidence=evidence):
+            verdicts = ", ".join(f"{e.name} {'PASS' if e.passed else 'FAIL'}" for e in evidence)
+            return f"  {record.event.kind}: {verdicts or '(no checks)'}"
+        case ev.StatusChangedEvent(from_status=before, to=to, reason=reason, actor=actor):
+            return f"● {before or 'new'} → {to} ({reason}, by {actor})"
+        case ev.AttemptCountedEvent(failing=failing, attempts=attempts):
+            counts = ", ".join(f"{name} {count}" for name, count in attempts.items())
+            return f"  completion refused: failing {', '.join(failing)} (attempts: {counts})"
+        case ev.SandboxEvent(mode=mode, network=network, processes=processes):
+            return f"  sandbox: {mode}, network {'on' if network else 'off'}, {processes}"
+        case ev.NudgeEvent(why=why):
+            return f"  nudge: {why}"
+        case ev.BudgetExhaustedEvent(reason=reason):
+            return f"  budget used up ({reason}): wrap-up turn"
+        case ev.ProviderRetryEvent(attempt=attempt, delay_s=delay_s, error=error):
+            return f"  provider retry {attempt} in {delay_s}s: {error}"
+        case ev.SideEvent(question=question, answer=answer):
+            return f"  side question: {question[:80]} → {answer.strip()[:80]}"
     return None
 
 
@@ -357,8 +357,9 @@ class EventPrinter:
 
     def __call__(self, record: EventRecord) -> None:
         if self.as_json:
-            print(json.dumps({"seq": record.seq, "kind": record.kind, "actor": record.actor, "goal_id": record.goal_id,
-                              "ts": record.ts, "payload": record.payload}), flush=True)
+            print(json.dumps({"seq": record.seq, "kind": record.event.kind, "actor": record.event.actor,
+                              "goal_id": record.goal_id, "ts": record.ts, "payload": ev.payload_of(record.event)}),
+                  flush=True)
             return
         line = event_line(record)
         if line:

@@ -13,8 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from goalkeeper.context.prompts import render
+from goalkeeper.events import CheckpointEvent, Evidence, EvidenceEvent, NudgeEvent
 from goalkeeper.store import EventRecord
-from goalkeeper.verify.checks import Evidence
 
 REQUIRED_SECTIONS = ("Goal", "Constraints", "Decisions", "Failed approaches", "Current state", "Next step")
 """The headings the model's hand-off summary must have (compact.md asks for them in this order)."""
@@ -47,21 +47,20 @@ def facts_from(events: Iterable[EventRecord]) -> Facts:
     failed: list[str] = []
     repeats: list[str] = []
     for record in events:
-        payload = record.payload
-        if record.kind == "checkpoint":
-            files.update(payload.get("files_touched", []))
-            note = payload.get("note") or {}
-            if note:
-                checkpoints.append(_checkpoint_line(payload["turn"], note))
-            if note.get("failed"):
-                failed.append(f"turn {payload['turn']} (the model's checkpoint): {_clip(note['failed'])}")
-        elif record.kind == "evidence" and payload.get("trigger") == "completion":
-            failing = [Evidence(**item) for item in payload["evidence"] if not item["passed"]]
-            if failing:
-                failed.append(f"turn {payload.get('turn')}: completion was requested and refused; "
-                              + "; ".join(_failure_line(item) for item in failing))
-        elif record.kind == "nudge":
-            repeats.append(str(payload.get("why", "")))
+        match event := record.event:
+            case CheckpointEvent(note=note, turn=turn):
+                files.update(event.files_touched)
+                if note:
+                    checkpoints.append(_checkpoint_line(turn, note))
+                if note.get("failed"):
+                    failed.append(f"turn {turn} (the model's checkpoint): {_clip(note['failed'])}")
+            case EvidenceEvent(trigger="completion"):
+                failing = [item for item in event.evidence if not item.passed]
+                if failing:
+                    failed.append(f"turn {event.turn}: completion was requested and refused; "
+                                  + "; ".join(_failure_line(item) for item in failing))
+            case NudgeEvent(why=why):
+                repeats.append(why)
     shown = checkpoints[-CHECKPOINTS_SHOWN:]
     return Facts(shown, len(checkpoints) - len(shown), sorted(files), failed, repeats)
 

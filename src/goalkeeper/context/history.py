@@ -15,6 +15,20 @@ from typing import Any
 from goalkeeper.context.tokens import TokenCounter, counter_for
 from goalkeeper.core.lifecycle import TurnKind
 from goalkeeper.core.outcomes import CheckTrigger
+from goalkeeper.events import (
+    ChatResponseEvent,
+    ChecksRequestedEvent,
+    CompactedEvent,
+    CompactionFailedEvent,
+    ContextTrimmedEvent,
+    EvidenceEvent,
+    MessageEvent,
+    ModelResponseEvent,
+    ToolIntentEvent,
+    ToolResultEvent,
+    TurnEndedEvent,
+    TurnStartedEvent,
+)
 from goalkeeper.models.base import Message, ToolCall, ToolSpec
 from goalkeeper.store import EventRecord
 from goalkeeper.tools.replies import cut_middle
@@ -29,9 +43,9 @@ MESSAGE_OVERHEAD_TOKENS = 4
 KEEP_NEWEST_MESSAGES = 4
 
 
-def tool_calls_from_payload(payload: dict[str, Any]) -> tuple[ToolCall, ...]:
-    """The tool calls recorded in a `model_response` event."""
-    return tuple(ToolCall(c["id"], c["name"], c["arguments"]) for c in payload.get("tool_calls", []))
+def tool_calls_of(event: ModelResponseEvent | ChatResponseEvent) -> tuple[ToolCall, ...]:
+    """The tool calls recorded in a `model_response` (or `chat_response`) event."""
+    return tuple(ToolCall(c.id, c.name, c.arguments) for c in event.tool_calls)
 
 
 @dataclass
@@ -111,40 +125,39 @@ class Conversation:
 
     def apply(self, record: EventRecord) -> None:
         """Fold one committed event into the conversation and the open-turn state."""
-        payload, kind = record.payload, record.kind
-        turn = self.turn
-        if kind == "turn_started":
-            self.turn = OpenTurn(kind=payload["kind"], number=payload["turn"], ended=False)
-        elif kind == "checks_requested":
-            turn.pending_checks = payload["trigger"]
-        elif kind == "evidence":
-            turn.pending_checks = None
-        elif kind == "turn_ended":
-            turn.ended = True
-        elif kind == "context_trimmed":
-            self._trim(payload["upto_message"], payload["keep_chars"])
-        elif kind == "compacted":
-            self.history, self._counts, self._history_tokens, self._history_chars = [], [], 0, 0
-            self._add(Message("user", payload["handoff"]))
-            self.shown = payload.get("evidence_shown")
-            self.responses_since_compaction, self.compaction_failed_at = 0, None
-        elif kind == "compaction_failed":
-            self.compaction_failed_at = int(payload["request_tokens"])
+        match record.event:
+            case TurnStartedEvent(turn_kind=kind, turn=number):
+                self.turn = OpenTurn(kind=kind, number=number, ended=False)  # type: ignore[arg-type]
+            case ChecksRequestedEvent(trigger=trigger):
+                self.turn.pending_checks = trigger
+            case EvidenceEvent():
+                self.turn.pending_checks = None
+            case TurnEndedEvent():
+                self.turn.ended = True
+            case ContextTrimmedEvent(upto_message=upto, keep_chars=keep):
+                self._trim(upto, keep)
+            case CompactedEvent(handoff=handoff, evidence_shown=shown):
+                self.history, self._counts, self._history_tokens, self._history_chars = [], [], 0, 0
+                self._add(Message("user", handoff))
+                self.shown = shown
+                self.responses_since_compaction, self.compaction_failed_at = 0, None
+            case CompactionFailedEvent(request_tokens=tokens):
+                self.compaction_failed_at = tokens
         self.turn.records.append(record)
         self._apply_message(record)
 
-    def trim_plan(self, keep_chars: int = TRIM_KEEP_CHARS) -> dict[str, int] | None:
+    def trim_plan(self, keep_chars: int = TRIM_KEEP_CHARS) -> ContextTrimmedEvent | None:
         """Which tool outputs to cut when a prompt does not fit: the oldest half of the long ones."""
         long = self._long_tool_outputs(keep_chars, len(self.history))
         if not long:
             return None
-        return {"upto_message": long[(len(long) - 1) // 2] + 1, "keep_chars": keep_chars}
+        return ContextTrimmedEvent(upto_message=long[(len(long) - 1) // 2] + 1, keep_chars=keep_chars)
 
-    def fallback_trim_plan(self, keep_chars: int = TRIM_KEEP_CHARS) -> dict[str, int] | None:
+    def fallback_trim_plan(self, keep_chars: int = TRIM_KEEP_CHARS) -> ContextTrimmedEvent | None:
         """When a compaction fails: cut every long tool output but the newest few to head and tail."""
         upto = max(0, len(self.history) - KEEP_NEWEST_MESSAGES)
         if self._long_tool_outputs(keep_chars, upto):
-            return {"upto_message": upto, "keep_chars": keep_chars}
+            return ContextTrimmedEvent(upto_message=upto, keep_chars=keep_chars)
         return self.trim_plan(keep_chars)
 
     def _long_tool_outputs(self, keep_chars: int, upto: int) -> list[int]:
@@ -162,28 +175,28 @@ class Conversation:
                 self._counts[index] = count
 
     def _apply_message(self, record: EventRecord) -> None:
-        payload, kind, turn = record.payload, record.kind, self.turn
-        if kind == "message":
-            turn.opened = True
-            if "evidence_shown" in payload:
-                self.shown = payload["evidence_shown"]
-            self._add(Message("user", payload["content"]))
-        elif kind == "model_response":
-            calls = tool_calls_from_payload(payload)
-            turn.unanswered, turn.intended = list(calls), set()
-            usage = payload.get("usage", {})
-            self.last_cached_tokens = int(usage.get("cached_input_tokens", 0))
-            self._calibrate(int(usage.get("input_tokens", 0)))
-            self.responses += 1
-            self.responses_since_compaction += 1
-            self._add(Message("assistant", payload.get("content", ""), tool_calls=calls))
-        elif kind == "tool_intent":
-            turn.intended.add(payload["call_id"])
-        elif kind == "tool_result":
-            if payload.get("signal"):
-                turn.signal = payload.get("data", {})
-            turn.unanswered = [c for c in turn.unanswered if c.id != payload["call_id"]]
-            self._add(Message("tool", payload["output"], tool_call_id=payload["call_id"], name=payload["name"]))
+        turn = self.turn
+        match record.event:
+            case MessageEvent(content=content, evidence_shown=shown):
+                turn.opened = True
+                if "evidence_shown" in record.event.model_fields_set:
+                    self.shown = shown
+                self._add(Message("user", content))
+            case ModelResponseEvent(content=content, usage=usage):
+                calls = tool_calls_of(record.event)
+                turn.unanswered, turn.intended = list(calls), set()
+                self.last_cached_tokens = usage.cached_input_tokens
+                self._calibrate(usage.input_tokens)
+                self.responses += 1
+                self.responses_since_compaction += 1
+                self._add(Message("assistant", content, tool_calls=calls))
+            case ToolIntentEvent(call_id=call_id):
+                turn.intended.add(call_id)
+            case ToolResultEvent(call_id=call_id, name=name, output=output, signal=signal, data=data):
+                if signal:
+                    turn.signal = data
+                turn.unanswered = [c for c in turn.unanswered if c.id != call_id]
+                self._add(Message("tool", output, tool_call_id=call_id, name=name))
 
     def _calibrate(self, reported_input_tokens: int) -> None:
         """Let an estimating counter learn from what the provider reported for the request just sent."""

@@ -8,7 +8,7 @@ from goalkeeper.context.prompts import as_data, render
 from goalkeeper.contract import Contract, format_duration
 from goalkeeper.core.lifecycle import TurnKind
 from goalkeeper.core.outcomes import GoalState
-from goalkeeper.verify.checks import Evidence
+from goalkeeper.events import Evidence
 
 #: Characters of a failing check's output shown to the model in feedback.
 FEEDBACK_TAIL_CHARS = 2_000
@@ -95,7 +95,7 @@ def evidence_delta(evidence: list[Evidence], shown: EvidenceDigest | None) -> st
     changed = [item for item in evidence if shown.get(_key(item)) != current[_key(item)]]
     if changed:
         return evidence_lines(changed)
-    checks = [item for item in evidence if item.kind == "check"]
+    checks = [item for item in evidence if item.is_check]
     return f"- no change since your last turn ({sum(item.passed for item in checks)}/{len(checks)} checks pass)"
 
 

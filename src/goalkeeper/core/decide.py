@@ -21,7 +21,6 @@ from goalkeeper.core.outcomes import (
     CheckTrigger,
     ControlRequest,
     Decision,
-    Event,
     GoalCleared,
     GoalSet,
     GoalState,
@@ -42,6 +41,18 @@ from goalkeeper.core.outcomes import (
     UserPaused,
     UserResumed,
     Wait,
+)
+from goalkeeper.events import (
+    AttemptCountedEvent,
+    BudgetExhaustedEvent,
+    BudgetRaisedEvent,
+    ChecksRequestedEvent,
+    Event,
+    GoalClearedEvent,
+    GoalSetEvent,
+    NudgeEvent,
+    StatusChangedEvent,
+    TurnStartedEvent,
 )
 
 #: How many recent tool steps the repeat detector remembers.
@@ -169,11 +180,9 @@ def _on_resume_raised(state: GoalState, raised: BudgetRaise, force: bool) -> Dec
 def _on_goal(state: GoalState, outcome: GoalSet | GoalCleared) -> Decision:
     """Setting and clearing: the events that open and close a goal's history."""
     if isinstance(outcome, GoalCleared):
-        why = {"why": outcome.why} if outcome.why else {}
-        return Decision(state, Wait(), (Event("goal_cleared", outcome.actor, why),))
-    goal_set = Event("goal_set", "user", {"outcome": outcome.outcome, "verified": state.verified,
-                                          "contract": dict(outcome.contract)})
-    started = Event("status_changed", "user", {"from": None, "to": "pursuing", "reason": Reason.GOAL_SET.value})
+        return Decision(state, Wait(), (GoalClearedEvent(actor=outcome.actor, why=outcome.why),))
+    goal_set = GoalSetEvent(outcome=outcome.outcome, verified=state.verified, contract=dict(outcome.contract))
+    started = StatusChangedEvent(actor="user", from_status=None, to="pursuing", reason=Reason.GOAL_SET.value)
     return Decision(replace(state, status="pursuing", reason=Reason.GOAL_SET), Wait(), (goal_set, started))
 
 
@@ -203,8 +212,8 @@ def _on_budget_raised(state: GoalState, raised: BudgetRaise) -> Decision:
     limits = state.limits
     new = Limits(add(limits.tokens, raised.tokens), add(limits.usd, raised.usd),
                  add(limits.time_s, raised.time_s), add(limits.turns, raised.turns))
-    payload = {"tokens": new.tokens, "usd": new.usd, "time_s": new.time_s, "turns": new.turns}
-    return Decision(replace(state, limits=new), Wait(), (Event("budget_raised", "user", payload),))
+    raised_to = BudgetRaisedEvent(tokens=new.tokens, usd=new.usd, time_s=new.time_s, turns=new.turns)
+    return Decision(replace(state, limits=new), Wait(), (raised_to,))
 
 
 # ---------------------------------------------------------------- inside a turn
@@ -395,7 +404,7 @@ def _count_attempt(state: GoalState, failing: list[str]) -> Decision:
         attempts[name] = attempts.get(name, 0) + 1
     state = replace(state, attempts=attempts)
     used_up = sorted(name for name in failing if attempts[name] >= state.max_attempts)
-    attempt_event = Event("attempt_counted", "harness", {"failing": failing, "attempts": attempts})
+    attempt_event = AttemptCountedEvent(failing=failing, attempts=attempts)
     if used_up:
         return _transition(state, "unmet", "harness", Reason.MAX_ATTEMPTS,
                            {"checks": used_up, "max_attempts": state.max_attempts}, (attempt_event,))
@@ -414,7 +423,7 @@ def _nudge_or_stuck(state: GoalState, what: str) -> Decision:
     if state.nudged:
         return _transition(state, "unmet", "harness", Reason.STUCK, {"why": what})
     state = replace(state, nudged=True, recent_steps=(), no_progress_streak=0)
-    return _start(state, "nudge", (Event("nudge", "harness", {"why": what}),))
+    return _start(state, "nudge", (NudgeEvent(why=what),))
 
 
 def _start(state: GoalState, kind: TurnKind, events: tuple[Event, ...] = ()) -> Decision:
@@ -424,14 +433,14 @@ def _start(state: GoalState, kind: TurnKind, events: tuple[Event, ...] = ()) -> 
         return _begin_wrap_up(state, exhausted, events)
     state = replace(state, spent=replace(state.spent, turns=state.spent.turns + 1), turn_steps=0,
                     turn_tree=state.tree_hash)
-    started = Event("turn_started", "harness", {"kind": kind, "turn": state.spent.turns})
+    started = TurnStartedEvent(turn_kind=kind, turn=state.spent.turns)
     return Decision(state, StartTurn(kind), (*events, started))
 
 
 def _begin_wrap_up(state: GoalState, reason: Reason, events: tuple[Event, ...] = ()) -> Decision:
     state = replace(state, in_wrap_up=True, reason=reason)
-    exhausted = Event("budget_exhausted", "harness", {"reason": reason.value, "turn": state.spent.turns + 1})
-    started = Event("turn_started", "harness", {"kind": "wrap_up", "turn": state.spent.turns + 1})
+    exhausted = BudgetExhaustedEvent(reason=reason.value, turn=state.spent.turns + 1)
+    started = TurnStartedEvent(turn_kind="wrap_up", turn=state.spent.turns + 1)
     state = replace(state, spent=replace(state.spent, turns=state.spent.turns + 1, wrap_up_tokens=0,
                                          wrap_up_usd=0.0, wrap_up_started_s=state.spent.time_s),
                     turn_steps=0, turn_tree=state.tree_hash)
@@ -445,7 +454,7 @@ def _budget_reason(state: GoalState) -> Reason:
 
 
 def _checks_event(trigger: CheckTrigger) -> Event:
-    return Event("checks_requested", "harness", {"trigger": trigger})
+    return ChecksRequestedEvent(trigger=trigger)
 
 
 def _transition(state: GoalState, target: Status, actor: Actor, reason: Reason,
@@ -453,8 +462,8 @@ def _transition(state: GoalState, target: Status, actor: Actor, reason: Reason,
     """Move the goal to `target`; every status change is an event with an actor and a reason."""
     if not is_allowed(state.status, target, actor):
         return Decision(state, Reject(f"a {actor} cannot move a goal from {state.status} to {target}"))
-    changed = Event("status_changed", actor,
-                    {"from": state.status, "to": target, "reason": reason.value, **(detail or {})})
+    changed = StatusChangedEvent(actor=actor, from_status=state.status, to=target, reason=reason.value,
+                                 **(detail or {}))
     new = replace(state, status=target, reason=reason, in_wrap_up=state.in_wrap_up and target == "pursuing")
     action: Action = Wait() if target == "pursuing" else Stop(target, reason)
     return Decision(new, action, (*events, changed))

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from goalkeeper.core.lifecycle import Actor, Reason, Status, TurnKind
+from goalkeeper.events import Event
 
 CheckTrigger = Literal["completion", "text_only"]
 
@@ -298,18 +299,10 @@ Action = StartTurn | Proceed | RunChecks | Wait | Stop | Reject
 
 
 @dataclass(frozen=True)
-class Event:
-    """An event the decision asks the runner to append (before acting on the decision)."""
-
-    kind: str
-    actor: Actor
-    payload: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
 class Decision:
     """What happens next, the events that record why, and the goal's new state."""
 
     state: GoalState
     action: Action
     events: tuple[Event, ...] = ()
+    """The events to append before acting on the decision."""

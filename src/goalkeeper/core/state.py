@@ -8,13 +8,11 @@ from typing import Any
 
 from goalkeeper.core.lifecycle import Reason
 from goalkeeper.core.outcomes import Best, BudgetRaise, ControlRequest, GoalState, Limits, Spent
+from goalkeeper.events import ControlRequestEvent
 
 #: The wrap-up turn's time cap: a quarter of the time budget, within these bounds (the upper one also
 #: applies when there is no time budget).
 WRAP_UP_MIN_S, WRAP_UP_MAX_S = 5.0, 120.0
-
-#: The payload keys of a raise in a `control_request` event.
-RAISE_KEYS = ("add_tokens", "add_usd", "add_time_s", "add_turns")
 
 
 def initial_state(goal_id: str, limits: Limits, verified: bool, max_attempts: int, no_progress_turns: int,
@@ -63,16 +61,16 @@ def state_from_dict(data: dict[str, Any]) -> GoalState:
     return GoalState(**fields)
 
 
-def request_to_dict(request: ControlRequest) -> dict[str, Any]:
-    """A `control_request` event's payload: the action, `force`, and the raise's `add_*` amounts."""
+def request_event(request: ControlRequest) -> ControlRequestEvent:
+    """The `control_request` event that queues `request`: the action, `force`, and the raise's `add_*` amounts."""
     raised = request.raise_by or BudgetRaise()
-    amounts = (raised.tokens, raised.usd, raised.time_s, raised.turns)
-    return {"action": request.action, "force": request.force,
-            **{key: amount for key, amount in zip(RAISE_KEYS, amounts, strict=True) if amount}}
+    amounts = {"add_tokens": raised.tokens, "add_usd": raised.usd, "add_time_s": raised.time_s,
+               "add_turns": raised.turns}
+    return ControlRequestEvent(action=request.action, force=request.force,
+                               **{key: amount for key, amount in amounts.items() if amount})
 
 
-def request_from_dict(payload: dict[str, Any]) -> ControlRequest:
-    """The inverse of `request_to_dict`; a payload that raises nothing has no `raise_by`."""
-    raised = BudgetRaise(int(payload.get("add_tokens") or 0), float(payload.get("add_usd") or 0.0),
-                         float(payload.get("add_time_s") or 0.0), int(payload.get("add_turns") or 0))
-    return ControlRequest(payload["action"], None if raised == BudgetRaise() else raised, bool(payload.get("force")))
+def request_of(event: ControlRequestEvent) -> ControlRequest:
+    """The inverse of `request_event`; a request that raises nothing has no `raise_by`."""
+    raised = BudgetRaise(event.add_tokens or 0, event.add_usd or 0.0, event.add_time_s or 0.0, event.add_turns or 0)
+    return ControlRequest(event.action, None if raised == BudgetRaise() else raised, bool(event.force))

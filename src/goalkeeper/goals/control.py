@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
@@ -23,16 +23,16 @@ from goalkeeper.core.outcomes import (
     BudgetRaise,
     ControlRequest,
     Decision,
-    Event,
     GoalCleared,
     GoalSet,
     GoalState,
     Limits,
     Reject,
 )
-from goalkeeper.core.state import initial_state, request_to_dict, state_from_dict, state_to_dict
+from goalkeeper.core.state import initial_state, request_event, state_from_dict, state_to_dict
 from goalkeeper.errors import ConfigError, ContractError, GoalkeeperError, GoalNotFoundError
-from goalkeeper.store import EventRecord, GoalRecord, NewEvent, Store, ThreadRecord, lease_is_live, new_id
+from goalkeeper.events import ControlAppliedEvent, ControlRequestEvent, Event
+from goalkeeper.store import GoalRecord, Store, ThreadRecord, lease_is_live, new_id
 from goalkeeper.verify.checks import missing_commands
 from goalkeeper.workspace.git import preflight
 
@@ -79,11 +79,6 @@ class ControlResult:
         """What was applied, for a face to say: the action, or `budget` for a resume of a pursuing goal with a
         raise (`decide` raises its budget and nothing else)."""
         return "budget" if self.action == "resume" and self.before == "pursuing" else self.action
-
-
-def to_new_events(events: Iterable[Event]) -> list[NewEvent]:
-    """Decision events in the store's form."""
-    return [NewEvent(event.kind, dict(event.payload), event.actor) for event in events]
 
 
 def start_state(goal_id: str, contract: Contract, settings: GoalSettings) -> GoalState:
@@ -152,7 +147,7 @@ def set_goal(store: Store, workspace: Path, contract: Contract, settings: GoalSe
     decision = decide(start_state(goal_id, contract, settings),
                       GoalSet(contract.outcome, contract.model_dump(mode="json")))
     record, _ = store.put_goal(thread.thread_id, contract.model_dump(mode="json"), state_to_dict(decision.state),
-                               settings.model_dump(mode="json"), to_new_events(decision.events), goal_id=goal_id)
+                               settings.model_dump(mode="json"), list(decision.events), goal_id=goal_id)
     return record
 
 
@@ -170,7 +165,7 @@ def _request(store: Store, goal: GoalRecord, asked: ControlRequest, wait_s: floa
     lease = store.lease(goal.goal_id)
     if lease is None or not lease_is_live(lease):
         return apply_here(store, goal, asked)
-    [queued] = store.append_events(goal.thread_id, [NewEvent("control_request", request_to_dict(asked), "user")],
+    [queued] = store.append_events(goal.thread_id, [request_event(asked)],
                                    goal_id=goal.goal_id)
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
@@ -196,29 +191,30 @@ def apply_here(store: Store, goal: GoalRecord, asked: ControlRequest, request_se
             store.append_events(goal.thread_id, marker, goal_id=goal.goal_id)
         raise ControlRejected(decision.action.message)
     if asked.action == "clear":
-        store.delete_goal(goal.goal_id, [*marker, *to_new_events(decision.events)])
+        store.delete_goal(goal.goal_id, [*marker, *decision.events])
         return ControlResult("here", None)
     commit_decision(store, goal, decision, marker)
     return ControlResult("here", decision.state.status)
 
 
-def commit_decision(store: Store, goal: GoalRecord, decision: Decision, extra: list[NewEvent] | None = None) -> int:
+def commit_decision(store: Store, goal: GoalRecord, decision: Decision, extra: Sequence[Event] | None = None) -> int:
     """Commit `decision`'s events (then `extra`) and its state, guarded by the goal's version; the new version."""
-    version, _ = store.commit(goal.goal_id, [*to_new_events(decision.events), *(extra or [])],
+    version, _ = store.commit(goal.goal_id, [*decision.events, *(extra or [])],
                               state=state_to_dict(decision.state), expected_version=goal.version)
     return version
 
 
-def applied_marker(request_seq: int, decision: Decision, actor: Literal["user", "harness"] = "harness") -> NewEvent:
+def applied_marker(request_seq: int, decision: Decision,
+                   actor: Literal["user", "harness"] = "harness") -> ControlAppliedEvent:
     """The `control_applied` event that closes a queued request (the runner's actor is the harness); a refused
     one carries the refusal, so the person who asked is told it on either path."""
-    rejected = {"rejected": decision.action.message} if isinstance(decision.action, Reject) else {}
-    return NewEvent("control_applied", {"request_seq": request_seq, **rejected}, actor)
+    rejected = decision.action.message if isinstance(decision.action, Reject) else None
+    return ControlAppliedEvent(actor=actor, request_seq=request_seq, rejected=rejected)
 
 
-def clear_events(why: str | None = None, actor: Literal["user", "harness"] = "user") -> list[NewEvent]:
+def clear_events(why: str | None = None, actor: Literal["user", "harness"] = "user") -> list[Event]:
     """The events that clear a goal (`decide` mints them), for `Store.delete_goal`."""
-    return to_new_events(decide(GoalState(goal_id=""), GoalCleared(actor, why)).events)
+    return list(decide(GoalState(goal_id=""), GoalCleared(actor, why)).events)
 
 
 def parse_budget_raise(text: str) -> BudgetRaise:
@@ -282,20 +278,21 @@ def _number(text: str) -> float:
 
 def _applied_by_runner(store: Store, goal: GoalRecord, request_seq: int) -> ControlResult | None:
     """How a live runner answered the queued request `request_seq`; None while it has not."""
-    for record in store.events(goal.thread_id, goal_id=goal.goal_id, kinds=["control_applied"]):
-        if record.payload.get("request_seq") == request_seq:
-            if record.payload.get("rejected"):
-                raise ControlRejected(str(record.payload["rejected"]))
+    for record in store.events(goal.thread_id, goal_id=goal.goal_id, kinds=[ControlAppliedEvent]):
+        if isinstance(applied := record.event, ControlAppliedEvent) and applied.request_seq == request_seq:
+            if applied.rejected:
+                raise ControlRejected(applied.rejected)
             return ControlResult("runner", _status_now(store, goal))
     return None
 
 
-def pending_requests(store: Store, goal_id: str, thread_id: str, after_seq: int = 0) -> list[EventRecord]:
-    """Control requests not yet applied, oldest first."""
+def pending_requests(store: Store, goal_id: str, thread_id: str,
+                     after_seq: int = 0) -> list[tuple[int, ControlRequestEvent]]:
+    """Control requests not yet applied, oldest first, each with its seq."""
     records = store.events(thread_id, after_seq=after_seq, goal_id=goal_id,
-                           kinds=["control_request", "control_applied"])
-    applied = {r.payload.get("request_seq") for r in records if r.kind == "control_applied"}
-    return [r for r in records if r.kind == "control_request" and r.seq not in applied]
+                           kinds=[ControlRequestEvent, ControlAppliedEvent])
+    applied = {r.event.request_seq for r in records if isinstance(r.event, ControlAppliedEvent)}
+    return [(r.seq, r.event) for r in records if isinstance(r.event, ControlRequestEvent) and r.seq not in applied]
 
 
 def _status_now(store: Store, goal: GoalRecord) -> str | None:

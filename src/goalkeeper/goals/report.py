@@ -8,13 +8,14 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from goalkeeper import events as ev
 from goalkeeper.contract import Contract, format_duration
 from goalkeeper.core.lifecycle import status_label
+from goalkeeper.events import Event, Evidence
 from goalkeeper.goals.views import GoalSummary, checklist_progress, goal_events, summarize
-from goalkeeper.store import EventRecord, GoalRecord, Store
-from goalkeeper.verify.checks import Evidence
+from goalkeeper.store import GoalRecord, Store
 from goalkeeper.verify.surface import TAMPERING
-from goalkeeper.workspace.goal import measured_checkpoints
+from goalkeeper.workspace.goal import branch_of, measured_checkpoints
 
 REASONS = {
     "goal_set": "the goal was set and has not stopped yet",
@@ -42,17 +43,23 @@ CLEAN_ROOM = "clean room"
 """Evidence.room of a check run in the verification tree built from the harness's baseline objects."""
 SPARK = "▁▂▃▄▅▆▇█"
 COMMANDS_SHOWN = 30
-_KINDS = ["baseline", "checkpoint", "status_changed", "turn_ended", "evidence", "verification_pins", "goal_branch",
-          "implements", "distilled", "compacted", "side"]
+_KINDS: list[type[Event]] = [
+    ev.BaselineEvent, ev.CheckpointEvent, ev.StatusChangedEvent, ev.TurnEndedEvent, ev.EvidenceEvent,
+    ev.VerificationPinsEvent, ev.GoalBranchEvent, ev.ImplementsEvent, ev.DistilledEvent, ev.CompactedEvent,
+    ev.SideEvent]
 
 
 def build_report(store: Store, goal: GoalRecord) -> dict[str, Any]:
     """The report as a JSON-ready dict; `render_markdown` and `render_pr` turn it into text."""
     summary = summarize(store, goal)
     records = goal_events(store, goal, _KINDS)
+    events = [r.event for r in records]
     contract = Contract.model_validate(goal.contract)
-    checkpoints = [r.payload for r in records if r.kind == "checkpoint"]
-    pinned = next((r.payload for r in records if r.kind == "verification_pins"), None)
+    checkpoints = [e for e in events if isinstance(e, ev.CheckpointEvent)]
+    pinned = next((e for e in events if isinstance(e, ev.VerificationPinsEvent)), None)
+    runs = [e for e in events if isinstance(e, ev.EvidenceEvent)]
+    implements = next((e for e in events if isinstance(e, ev.ImplementsEvent)), None)
+    branch = next((e for e in events if isinstance(e, ev.GoalBranchEvent)), None)
     report = {
         "goal_id": goal.goal_id,
         "objective": summary.objective,
@@ -61,38 +68,37 @@ def build_report(store: Store, goal: GoalRecord) -> dict[str, Any]:
         "reason": summary.reason,
         "reason_text": REASONS.get(summary.reason, summary.reason),
         "contract": contract.model_dump(mode="json"),
-        "branch": _payload(records, "goal_branch", ("name", "base_commit", "snapshot_commit")),
-        "implements": _payload(records, "implements", ("spike_goal_id", "spike_branch", "base_commit", "prd")),
+        "branch": branch.model_dump(include={"name", "base_commit", "snapshot_commit"}) if branch else None,
+        "implements": implements.model_dump(include={"spike_goal_id", "spike_branch", "base_commit", "prd"})
+        if implements else None,
         "implemented_by": _implemented_by(store, goal.goal_id),
-        "distilled": [{"output": r.payload.get("output"), "seq": r.seq} for r in records if r.kind == "distilled"],
-        "baseline": [e.__dict__ for e in summary.baseline],
-        "final": [e.__dict__ for e in summary.evidence],
+        "distilled": [{"output": r.event.output, "seq": r.seq} for r in records
+                      if isinstance(r.event, ev.DistilledEvent)],
+        "baseline": [e.model_dump() for e in summary.baseline],
+        "final": [e.model_dump() for e in summary.evidence],
         "keep_green_dropped": summary.keep_green_dropped,
         "metric_baseline": next(iter(metric_points([(0, summary.baseline)])), None),
-        "metric_trend": metric_points([(r.payload["turn"], [Evidence(**e) for e in r.payload["evidence"]])
-                                        for r in records if r.kind == "evidence"]),
+        "metric_trend": metric_points([(run.turn, list(run.evidence)) for run in runs]),
         "checklist": checklist_progress(contract, records),
-        "checkpoints": checkpoints,
-        "status_changes": [{"seq": r.seq, "actor": r.actor, **r.payload} for r in records
-                           if r.kind == "status_changed"],
-        "files_touched": sorted({f for c in checkpoints for f in c.get("files_touched", [])}),
-        "commands": [cmd for c in checkpoints for cmd in c.get("commands", [])],
-        "blockers": [r.payload["signal"] for r in records
-                     if r.kind == "turn_ended" and (r.payload.get("signal") or {}).get("status") == "blocked"],
-        "completion_claims": _completion_claims(records),
-        "assumptions": [{"turn": c["turn"], "text": c["note"]["assumptions"]} for c in checkpoints
-                        if (c.get("note") or {}).get("assumptions")],
+        "checkpoints": [ev.payload_of(c) for c in checkpoints],
+        "status_changes": [{"seq": r.seq, "actor": r.event.actor, **ev.payload_of(r.event)} for r in records
+                           if isinstance(r.event, ev.StatusChangedEvent)],
+        "files_touched": sorted({f for c in checkpoints for f in c.files_touched}),
+        "commands": [cmd for c in checkpoints for cmd in c.commands],
+        "blockers": [e.signal for e in events
+                     if isinstance(e, ev.TurnEndedEvent) and (e.signal or {}).get("status") == "blocked"],
+        "completion_claims": _completion_claims(events),
+        "assumptions": [{"turn": c.turn, "text": c.note["assumptions"]} for c in checkpoints
+                        if c.note.get("assumptions")],
         "budget": _budget(summary),
-        "compactions": sum(1 for r in records if r.kind == "compacted"),
-        "side_questions": [{"question": r.payload.get("question", ""), "answer": r.payload.get("answer", "")}
-                           for r in records if r.kind == "side"],
-        "verification_surface": next((r.payload.get("surface") for r in reversed(records)
-                                      if r.kind == "evidence" and r.payload.get("surface")), None),
-        "pinned_files": pinned["files"] if pinned else [],
-        "verify_edits": pinned["edits"] if pinned else None,
+        "compactions": sum(1 for e in events if isinstance(e, ev.CompactedEvent)),
+        "side_questions": [{"question": e.question, "answer": e.answer} for e in events
+                           if isinstance(e, ev.SideEvent)],
+        "verification_surface": next((run.surface for run in reversed(runs) if run.surface), None),
+        "pinned_files": pinned.files if pinned else [],
+        "verify_edits": pinned.edits if pinned else None,
         "tests": test_evidence(summary.evidence),
-        "tampering_attempts": sum(1 for r in records if r.kind == "evidence"
-                                  and any(e["name"] == TAMPERING and not e["passed"] for e in r.payload["evidence"])),
+        "tampering_attempts": sum(1 for run in runs if any(e.name == TAMPERING and not e.passed for e in run.evidence)),
     }
     report["label"] = status_label(summary.status, summary.verified)
     report["claims"] = claims_split(report)
@@ -112,7 +118,7 @@ def test_evidence(evidence: list[Evidence]) -> list[dict[str, Any]]:
     fail to pass, were added, or are missing (from the last run's reporter; see verify/tests.py)."""
     found = []
     for item in evidence:
-        if item.kind != "check" or item.name == TAMPERING:
+        if not item.is_check or item.name == TAMPERING:
             continue
         tests = item.tests or {}
         entry: dict[str, Any] = {"check": item.name, "basis": item.basis}
@@ -125,21 +131,16 @@ def test_evidence(evidence: list[Evidence]) -> list[dict[str, Any]]:
     return found
 
 
-def _payload(records: list[EventRecord], kind: str, keys: tuple[str, ...]) -> dict[str, Any] | None:
-    """The first `kind` event's payload, cut to `keys`."""
-    found = next((r.payload for r in records if r.kind == kind), None)
-    return None if found is None else {key: found.get(key) for key in keys}
-
-
 def _implemented_by(store: Store, goal_id: str) -> list[dict[str, Any]]:
     """Goals started with `gk implement` from a PRD distilled from this one, with their branches."""
     found = []
     for thread in store.list_threads():
-        for record in store.events(thread.thread_id, kinds=["implements"]):
-            if record.payload.get("spike_goal_id") == goal_id and record.goal_id is not None:
-                branch = store.events(thread.thread_id, goal_id=record.goal_id, kinds=["goal_branch"])
-                found.append({"goal_id": record.goal_id,
-                              "branch": branch[0].payload.get("name") if branch else None})
+        for record in store.events(thread.thread_id, kinds=[ev.ImplementsEvent]):
+            event = record.event
+            if isinstance(event, ev.ImplementsEvent) and event.spike_goal_id == goal_id and record.goal_id is not None:
+                branch = branch_of(store.events(thread.thread_id, goal_id=record.goal_id,
+                                                kinds=[ev.GoalBranchEvent]))
+                found.append({"goal_id": record.goal_id, "branch": branch.name if branch else None})
     return found
 
 
@@ -149,26 +150,25 @@ def metric_points(runs: list[tuple[int, list[Evidence]]]) -> list[dict[str, Any]
     return [point for point in points if len(point) > 1]
 
 
-def _completion_claims(records: list[EventRecord]) -> list[dict[str, Any]]:
+def _completion_claims(events: list[Event]) -> list[dict[str, Any]]:
     """Each completion request with the harness's verdict on it (the check run that followed)."""
     claims: list[dict[str, Any]] = []
-    for record in records:
-        signal = record.payload.get("signal") or {}
-        if record.kind == "turn_ended" and signal.get("status") == "complete":
-            claims.append({"summary": signal.get("summary") or "", "turn": record.payload["turn"], "accepted": None})
-        elif record.kind == "evidence" and claims and claims[-1]["accepted"] is None:
-            failed = [e for e in record.payload["evidence"] if not e["passed"]]
+    for event in events:
+        if isinstance(event, ev.TurnEndedEvent) and (signal := event.signal or {}).get("status") == "complete":
+            claims.append({"summary": signal.get("summary") or "", "turn": event.turn, "accepted": None})
+        elif isinstance(event, ev.EvidenceEvent) and claims and claims[-1]["accepted"] is None:
+            failed = [e for e in event.evidence if not e.passed]
             claims[-1]["accepted"] = not failed
             claims[-1]["reasons"] = [_refusal(e) for e in failed]
     return claims
 
 
-def _refusal(evidence: dict[str, Any]) -> str:
+def _refusal(evidence: Evidence) -> str:
     """Why one failed piece of evidence refused a completion: its name, and its error or exit code."""
-    why = evidence.get("error") or f"exit {evidence['exit_code']}"
-    if evidence.get("metric") is not None and evidence.get("target") and not evidence.get("error"):
-        why = f"measured {evidence['metric']:g}, target {evidence['target']}"
-    return f"{evidence['name']}: {why}"
+    why = evidence.error or f"exit {evidence.exit_code}"
+    if evidence.metric is not None and evidence.target and not evidence.error:
+        why = f"measured {evidence.metric:g}, target {evidence.target}"
+    return f"{evidence.name}: {why}"
 
 
 def _budget(summary: GoalSummary) -> dict[str, Any]:

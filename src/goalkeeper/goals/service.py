@@ -20,6 +20,7 @@ from goalkeeper.contract import Contract
 from goalkeeper.contract.lint import LintReport
 from goalkeeper.core.outcomes import BudgetRaise, ControlRequest
 from goalkeeper.errors import ConfigError, ContractError, WorkspaceError
+from goalkeeper.events import GoalBranchEvent
 from goalkeeper.goals import control, views
 from goalkeeper.goals.control import ControlResult
 from goalkeeper.store import GoalRecord, Store, lease_is_live
@@ -121,7 +122,7 @@ class GoalDiff:
 
 def goal_diff(store: Store, goal: GoalRecord, turn: int | None = None) -> GoalDiff:
     """The goal branch's whole diff, or one turn's checkpoint (`gk diff`); empty before the goal first ran."""
-    branch = branch_of(views.goal_events(store, goal, ["goal_branch"]))
+    branch = branch_of(views.goal_events(store, goal, [GoalBranchEvent]))
     if branch is None:
         return GoalDiff(None, None, "")
     workspace = _workspace(store, goal)
@@ -134,7 +135,7 @@ def rollback(store: Store, goal: GoalRecord, to: str) -> tuple[str, GoalBranch]:
     target: checkpoints.RollbackTarget = int(to) if to.isdigit() else to  # type: ignore[assignment]
     if not isinstance(target, int) and target not in ("best", "last-green"):
         raise ConfigError(f"--to {to}: not a target", "write --to best, --to last-green or --to 3")
-    branch = branch_of(views.goal_events(store, goal, ["goal_branch"]))
+    branch = branch_of(views.goal_events(store, goal, [GoalBranchEvent]))
     if branch is None:
         raise WorkspaceError("this goal has not run yet, so it has no branch", "start it with `gk run`")
     best, green = views.rollback_turns(store, goal)

@@ -11,9 +11,18 @@ from typing import Any
 from goalkeeper.contract import Contract, format_duration
 from goalkeeper.core.lifecycle import status_label
 from goalkeeper.core.outcomes import GoalState
+from goalkeeper.events import (
+    BaselineEvent,
+    CheckpointEvent,
+    Event,
+    Evidence,
+    EvidenceEvent,
+    VerificationPinsEvent,
+    VerificationSurfaceEvent,
+    payload_of,
+)
 from goalkeeper.goals.control import load_state
 from goalkeeper.store import EventRecord, GoalRecord, Store, lease_is_live
-from goalkeeper.verify.checks import Evidence
 from goalkeeper.workspace.goal import best_and_green, measured_checkpoints
 
 
@@ -38,7 +47,7 @@ class GoalSummary:
     time_budget_s: float | None
     turns: int
     turns_budget: int | None
-    last_checkpoint: dict[str, Any] | None
+    last_checkpoint: CheckpointEvent | None
     runner: str | None
     """`host:pid` of the live runner, if one holds the goal."""
     evidence: list[Evidence] = field(default_factory=list)
@@ -57,8 +66,9 @@ class GoalSummary:
     def as_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
         data = dict(self.__dict__)
-        data["evidence"] = [e.__dict__ for e in self.evidence]
-        data["baseline"] = [e.__dict__ for e in self.baseline]
+        data["evidence"] = [e.model_dump() for e in self.evidence]
+        data["baseline"] = [e.model_dump() for e in self.baseline]
+        data["last_checkpoint"] = payload_of(self.last_checkpoint) if self.last_checkpoint else None
         return data
 
     def status_line(self) -> str:
@@ -71,7 +81,7 @@ class GoalSummary:
                            f"turn {self.turns}"])
 
 
-def goal_events(store: Store, goal: GoalRecord, kinds: list[str] | None = None) -> list[EventRecord]:
+def goal_events(store: Store, goal: GoalRecord, kinds: list[type[Event]] | None = None) -> list[EventRecord]:
     """A goal's events in order."""
     return store.events(goal.thread_id, goal_id=goal.goal_id, kinds=kinds)
 
@@ -79,8 +89,8 @@ def goal_events(store: Store, goal: GoalRecord, kinds: list[str] | None = None) 
 def latest_evidence(records: list[EventRecord]) -> list[Evidence]:
     """The newest check run's evidence (the baseline when no run followed it)."""
     for record in reversed(records):
-        if record.kind in ("evidence", "baseline"):
-            return [Evidence(**item) for item in record.payload["evidence"]]
+        if isinstance(record.event, (EvidenceEvent, BaselineEvent)):
+            return list(record.event.evidence)
     return []
 
 
@@ -91,8 +101,8 @@ def checklist_progress(contract: Contract, records: list[EventRecord]) -> list[d
     """
     marked: set[int] = set()
     for record in records:
-        if record.kind == "checkpoint":
-            numbers = (record.payload.get("note") or {}).get("checklist_done") or []
+        if isinstance(record.event, CheckpointEvent):
+            numbers: Any = record.event.note.get("checklist_done") or []
             marked.update(n for n in numbers if isinstance(n, int))
     return [{"number": number, "item": item, "done": number in marked}
             for number, item in enumerate(contract.checklist, 1)]
@@ -105,7 +115,7 @@ def rollback_turns(store: Store, goal: GoalRecord) -> tuple[int | None, int | No
     """
     contract = Contract.model_validate(goal.contract)
     metric = next((c.metric for c in contract.checks if c.metric is not None), None)
-    measured = measured_checkpoints(goal_events(store, goal, ["baseline", "evidence", "checkpoint"]))
+    measured = measured_checkpoints(goal_events(store, goal, [BaselineEvent, EvidenceEvent, CheckpointEvent]))
     return best_and_green(measured, metric.lower_is_better if metric else True)
 
 
@@ -113,17 +123,17 @@ def summarize(store: Store, goal: GoalRecord) -> GoalSummary:
     """The summary of one goal, read from the store."""
     contract = Contract.model_validate(goal.contract)
     state: GoalState = load_state(goal)
-    records = goal_events(store, goal, ["baseline", "evidence", "checkpoint", "verification_pins",
-                                        "verification_surface"])
-    pins = next((r.payload for r in records if r.kind == "verification_pins"), None)
-    surface = next((r.payload["surface"] for r in reversed(records)
-                    if r.kind == "evidence" and r.payload.get("surface")), None)
+    records = goal_events(store, goal, [BaselineEvent, EvidenceEvent, CheckpointEvent, VerificationPinsEvent,
+                                        VerificationSurfaceEvent])
+    events = [record.event for record in records]
+    pins = next((e for e in events if isinstance(e, VerificationPinsEvent)), None)
+    surface = next((e.surface for e in reversed(events) if isinstance(e, EvidenceEvent) and e.surface), None)
     evidence = latest_evidence(records)
-    baseline = next((r for r in records if r.kind == "baseline"), None)
-    checkpoint = next((r.payload for r in reversed(records) if r.kind == "checkpoint"), None)
+    baseline = next((e for e in events if isinstance(e, BaselineEvent)), None)
+    checkpoint = next((e for e in reversed(events) if isinstance(e, CheckpointEvent)), None)
     lease = store.lease(goal.goal_id)
     runner = f"{lease.host}:{lease.pid}" if lease and lease_is_live(lease) else None
-    checks = [e for e in evidence if e.kind == "check"]
+    checks = [e for e in evidence if e.is_check]
     return GoalSummary(
         goal_id=goal.goal_id, thread_id=goal.thread_id, workspace=store.get_thread(goal.thread_id).workspace,
         objective=contract.outcome, status=state.status, reason=state.reason.value, verified=contract.verified,
@@ -132,9 +142,9 @@ def summarize(store: Store, goal: GoalRecord) -> GoalSummary:
         usd_budget=state.limits.usd, elapsed_s=state.spent.time_s, time_budget_s=state.limits.time_s,
         turns=state.spent.turns, turns_budget=state.limits.turns, last_checkpoint=checkpoint, runner=runner,
         evidence=evidence,
-        baseline=[Evidence(**item) for item in baseline.payload["evidence"]] if baseline else [],
-        keep_green_dropped=list(baseline.payload["keep_green_dropped"]) if baseline else [],
-        pinned=list(pins["files"]) if pins else [], surface=surface,
-        observed_surface=next((r.payload.get("summary") for r in records if r.kind == "verification_surface"), None),
+        baseline=list(baseline.evidence) if baseline else [],
+        keep_green_dropped=list(baseline.keep_green_dropped) if baseline else [],
+        pinned=list(pins.files) if pins else [], surface=surface,
+        observed_surface=next((e.summary for e in events if isinstance(e, VerificationSurfaceEvent)), None),
         checklist=checklist_progress(contract, records),
     )

@@ -15,9 +15,9 @@ from goalkeeper.context.handoff import Facts, handoff_message, missing_sections
 from goalkeeper.context.prompts import render
 from goalkeeper.core.outcomes import Action, ModelResponded, Proceed
 from goalkeeper.errors import ProviderError
+from goalkeeper.events import CompactedEvent, CompactionFailedEvent, Event, Usage
 from goalkeeper.models.base import Message, ModelRequest, ModelResponse
 from goalkeeper.run.sampling import SamplingHost, charge_failed, request_due, watched
-from goalkeeper.store import NewEvent
 from goalkeeper.tools.registry import ToolRegistry
 
 #: Output tokens the hand-off summary may use (less for small windows: an eighth of the compaction limit).
@@ -78,20 +78,18 @@ async def compact(host: CompactionHost, tools: ToolRegistry, tokens: int) -> Act
         return None
     handoff = handoff_message(response.content, conversation.prefix[1].content, host.facts(), host.evidence_text(),
                               conversation.responses, conversation.turn.number)
-    payload = {"summary": response.content, "handoff": handoff, "responses": conversation.responses,
-               "turn": conversation.turn.number, "request_tokens": tokens,
-               "missing_sections": missing_sections(response.content), "evidence_shown": host.evidence_shown(),
-               "usage": {"input_tokens": usage.input_tokens, "cached_input_tokens": usage.cached_input_tokens,
-                         "output_tokens": usage.output_tokens, "charged_tokens": usage.charged_tokens},
-               "model": response.model}
-    decision = host.steer(charged, [NewEvent("compacted", payload, "harness")])
+    compacted = CompactedEvent(summary=response.content, handoff=handoff, responses=conversation.responses,
+                               turn=conversation.turn.number, request_tokens=tokens,
+                               missing_sections=missing_sections(response.content),
+                               evidence_shown=host.evidence_shown(), usage=Usage.of(usage), model=response.model)
+    decision = host.steer(charged, [compacted])
     return None if isinstance(decision.action, Proceed) else decision.action
 
 
 def _fall_back(host: CompactionHost, tokens: int, why: str) -> None:
     """Cut the oldest tool outputs to head and tail instead, and remember not to retry at once."""
-    events = [NewEvent("compaction_failed", {"why": why, "request_tokens": tokens}, "harness")]
+    events: list[Event] = [CompactionFailedEvent(why=why, request_tokens=tokens)]
     plan = host.conversation.fallback_trim_plan()
     if plan is not None:
-        events.append(NewEvent("context_trimmed", {**plan, "why": "compaction failed"}, "harness"))
+        events.append(plan.model_copy(update={"why": "compaction failed"}))
     host.record(events)

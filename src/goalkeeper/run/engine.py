@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from goalkeeper.config import GoalSettings, ModelSettings, choose_model
+from goalkeeper.events import GoalBranchEvent
 from goalkeeper.models.base import Model
 from goalkeeper.models.factory import build_model, endpoint
 from goalkeeper.run.notify import notifying
@@ -61,7 +62,7 @@ def config_commit(store: Store, goal: GoalRecord) -> str:
     """The commit a goal's project config is read from: its base commit, or its snapshot of the person's own
     uncommitted changes (--allow-dirty); never the goal branch, which the model writes. Before the first run
     it is HEAD, where the branch will start."""
-    branch = branch_of(store.events(goal.thread_id, goal_id=goal.goal_id, kinds=["goal_branch"]))
+    branch = branch_of(store.events(goal.thread_id, goal_id=goal.goal_id, kinds=[GoalBranchEvent]))
     return "HEAD" if branch is None else branch.snapshot_commit or branch.base_commit
 
 

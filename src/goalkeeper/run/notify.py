@@ -27,9 +27,10 @@ import goalkeeper
 from goalkeeper.config import NotifyTarget, load_config
 from goalkeeper.core.lifecycle import status_label
 from goalkeeper.errors import StoreError
+from goalkeeper.events import NotifyAttemptEvent, StatusChangedEvent
 from goalkeeper.goals.report import REASONS
 from goalkeeper.goals.views import summarize
-from goalkeeper.store import EventRecord, NewEvent, Store
+from goalkeeper.store import EventRecord, Store
 
 SIGNATURE_HEADER = "X-Goalkeeper-Signature"
 TIMESTAMP_HEADER = "X-Goalkeeper-Timestamp"
@@ -149,11 +150,13 @@ def notice_of(store: Store, record: EventRecord, server_url: str | None) -> Noti
     # The dashboard's goal page (it shows the report): a browser can open it, while the API's report route
     # needs a bearer header that a link cannot carry.
     url = f"{server_url.rstrip('/')}/#/threads/{record.thread_id}" if server_url else None
+    changed = record.event
+    assert isinstance(changed, StatusChangedEvent), "only a status change is notified"
     evidence = [{"name": e.name, "kind": e.kind, "passed": e.passed, "exit_code": e.exit_code, "metric": e.metric,
                  "target": e.target} for e in summary.evidence]
     return Notice(goal_id=record.goal_id, thread_id=record.thread_id, objective=summary.objective,
-                  status=str(record.payload["to"]), previous=record.payload.get("from"),
-                  reason=str(record.payload.get("reason", "")), actor=record.actor, seq=record.seq,
+                  status=changed.to, previous=changed.from_status, reason=changed.reason, actor=changed.actor,
+                  seq=record.seq,
                   verified=summary.verified, checks_passing=summary.checks_passing,
                   checks_total=summary.checks_total, evidence=evidence, report_url=url)
 
@@ -187,10 +190,10 @@ class Notifier:
 
     def observe(self, record: EventRecord) -> None:
         """Called with every committed event; a status change some target wants starts its deliveries."""
-        if record.kind != "status_changed" or record.goal_id is None:
+        if not isinstance(record.event, StatusChangedEvent) or record.goal_id is None:
             return
         for target in self.targets:
-            if record.payload.get("to") in target.events:
+            if record.event.to in target.events:
                 thread = threading.Thread(target=self._deliver, args=(target, record), daemon=True,
                                           name=f"notify-{record.seq}")
                 with self._lock:
@@ -205,9 +208,10 @@ class Notifier:
         with self._lock:
             for thread, target, record in self._deliveries:
                 if thread.is_alive():
-                    self._write(record, {"url": shown_url(target.url), "status": record.payload.get("to"),
-                                         "attempt": None, "delivered": False, "status_code": None,
-                                         "error": f"abandoned: the run ended and {self.wait_s:g}s passed"})
+                    status = record.event.to if isinstance(record.event, StatusChangedEvent) else ""
+                    self._write(record, NotifyAttemptEvent(
+                        event_seq=record.seq, url=shown_url(target.url), status=status, attempt=None, delivered=False,
+                        status_code=None, error=f"abandoned: the run ended and {self.wait_s:g}s passed"))
             self._closed = True
             if self._store is not None:
                 self._store.close()
@@ -232,10 +236,10 @@ class Notifier:
                 with self._lock:
                     if self._closed:
                         return
-                    self._write(record, {"url": shown_url(target.url), "status": notice.status, "attempt": attempt,
-                                         "max_attempts": target.max_attempts, "format": target.format,
-                                         "delivered": delivered, "status_code": code, "error": error,
-                                         "duration_s": round(time.monotonic() - started, 3)})
+                    self._write(record, NotifyAttemptEvent(
+                        event_seq=record.seq, url=shown_url(target.url), status=notice.status, attempt=attempt,
+                        max_attempts=target.max_attempts, format=target.format, delivered=delivered,
+                        status_code=code, error=error, duration_s=round(time.monotonic() - started, 3)))
                 if delivered:
                     return
                 if attempt < target.max_attempts:
@@ -246,13 +250,11 @@ class Notifier:
             self._store = Store(self.store_path)
         return self._store
 
-    def _write(self, record: EventRecord, payload: dict[str, Any]) -> None:
+    def _write(self, record: EventRecord, attempt: NotifyAttemptEvent) -> None:
         """One `notify_attempt` event in the goal's thread (called with the lock held)."""
         # A store locked past its timeout loses this record; that must not take the delivery (or the run) down.
         with contextlib.suppress(StoreError):
-            self._open().append_events(record.thread_id, [NewEvent("notify_attempt", {"event_seq": record.seq,
-                                                                                       **payload}, "harness")],
-                                       goal_id=record.goal_id)
+            self._open().append_events(record.thread_id, [attempt], goal_id=record.goal_id)
 
 
 @asynccontextmanager

@@ -41,13 +41,29 @@ from goalkeeper.core.outcomes import (
     Stop,
     Wait,
 )
-from goalkeeper.core.state import request_from_dict, state_to_dict
+from goalkeeper.core.state import request_of, state_to_dict
 from goalkeeper.errors import (
     ContractError,
     GoalkeeperError,
     LeaseHeldError,
 )
-from goalkeeper.goals.control import applied_marker, load_state, pending_requests, to_new_events
+from goalkeeper.events import (
+    ApprovalRuleEvent,
+    BaselineEvent,
+    BaselineMirrorEvent,
+    CheckpointEvent,
+    Event,
+    Evidence,
+    EvidenceEvent,
+    GoalBranchEvent,
+    MessageEvent,
+    NudgeEvent,
+    RecoveryCheckpointEvent,
+    SandboxEvent,
+    VerificationPinsEvent,
+    VerificationSurfaceEvent,
+)
+from goalkeeper.goals.control import applied_marker, load_state, pending_requests
 from goalkeeper.models.base import Model, ModelRequest, ModelResponse, ToolCall
 from goalkeeper.models.pricing import cost_usd, price_of
 from goalkeeper.run.compaction import compact, compaction_due
@@ -56,10 +72,10 @@ from goalkeeper.run.turn import INTERRUPTED, run_turn
 from goalkeeper.sandbox import limits as process_limits
 from goalkeeper.sandbox.bwrap import require_sandbox
 from goalkeeper.sandbox.policy import SandboxPolicy
-from goalkeeper.store import EventRecord, GoalRecord, NewEvent, StaleGoalError, Store
+from goalkeeper.store import EventRecord, GoalRecord, StaleGoalError, Store
 from goalkeeper.tools.base import ToolContext, ToolResult
 from goalkeeper.tools.registry import Approver, ToolRegistry, default_registry
-from goalkeeper.verify.checks import Evidence, run_checks
+from goalkeeper.verify.checks import run_checks
 from goalkeeper.verify.cleanroom import Baseline, baseline_of, keep_baseline
 from goalkeeper.verify.observed import Surface, surface_summary, traced_surface
 from goalkeeper.verify.pins import Pins, pin_verification_surface
@@ -123,7 +139,7 @@ class Runner:
         self.env = Config().command_env(os.environ, self._key_env())
         self.branch: GoalBranch | None = None
         self.pins: Pins | None = None
-        self.mirror: dict[str, Any] | None = None
+        self.mirror: BaselineMirrorEvent | None = None
         """The `baseline_mirror` event's payload: the baseline mirror and the environment snapshot."""
         self.surface: Surface | None = None
         """The verification surface observed at baseline (None for goals stored before it was recorded)."""
@@ -164,8 +180,7 @@ class Runner:
         require_sandbox(self.sandbox)  # refuses to start rather than run unconfined
         # Said out loud on every run: how the commands are confined, including what could not be bounded.
         limit = process_limits.describe() if self.sandbox.mode != "danger-full-access" else "unconfined"
-        self.record([NewEvent("sandbox", {"mode": self.sandbox.mode, "network": self.sandbox.network,
-                                          "processes": limit}, "harness")])
+        self.record([SandboxEvent(mode=self.sandbox.mode, network=self.sandbox.network, processes=limit)])
         await self._open_branch()
         await self._keep_baseline()
         await self._pin_surface()
@@ -204,15 +219,15 @@ class Runner:
                                          list(self.sandbox.protect), list(boundaries.paths),
                                          boundaries.max_file_bytes)
         if opened is not None:
-            self.record([NewEvent(opened.kind, {**opened.payload, "notice": opened.notice}, "harness")])
+            self.record([opened])
 
     async def _keep_baseline(self) -> None:
         """Before anything of the model's runs: the baseline mirror and environment snapshot; found again later."""
         if self.branch is None:
             return
         commit = self.branch.snapshot_commit or self.branch.base_commit
-        payload = await asyncio.to_thread(keep_baseline, self.workspace, self.goal.goal_id, commit, self.mirror)
-        self.record([NewEvent("baseline_mirror", payload, "harness")])
+        kept = await asyncio.to_thread(keep_baseline, self.workspace, self.goal.goal_id, commit, self.mirror)
+        self.record([kept])
 
     def baseline_source(self) -> Baseline | None:
         """What the clean room is built from (None before the goal's branch and mirror exist)."""
@@ -223,8 +238,8 @@ class Runner:
         if self.pins is None:
             pins = await asyncio.to_thread(pin_verification_surface, self.workspace, self.contract,
                                            self.contract.verify.pins)
-            self.record([NewEvent("verification_pins", {"pins": pins.to_json(), "edits": self.contract.verify.edits,
-                                                        "files": sorted(pins.paths)}, "harness")])
+            self.record([VerificationPinsEvent(pins=pins.to_json(), edits=self.contract.verify.edits,
+                                               files=sorted(pins.paths))])
         if self.contract.verify.edits == "deny" and self.pins is not None:
             self.sandbox = replace(self.sandbox, protect=(*self.sandbox.protect, *sorted(self.pins.paths)))
 
@@ -234,7 +249,7 @@ class Runner:
             return {}
         # The Checks trailer states the result for the tree being committed, or `unmeasured`: never the last run's
         tree = await self.tree_hash()
-        runs = self.store.events(self.goal.thread_id, goal_id=self.goal.goal_id, kinds=["baseline", "evidence"])
+        runs = self.store.events(self.goal.thread_id, goal_id=self.goal.goal_id, kinds=[BaselineEvent, EvidenceEvent])
         passing = measured_trees(runs).get(tree) if tree else None
         boundaries = self.contract.boundaries
         return await asyncio.to_thread(commit_turn, self.workspace, self.branch, self.goal.goal_id, turn,
@@ -254,19 +269,17 @@ class Runner:
         finally:
             if tracer is not None:
                 tracer.close()
-        missing = [e for e in evidence if e.kind == "check" and e.exit_code == 127]
+        missing = [e for e in evidence if e.is_check and e.exit_code == 127]
         if missing:
             raise ContractError(f"check `{missing[0].name}` cannot run: {missing[0].error or 'command not found'}",
                                 "fix its `run` command (or install the tool), then `gk goal ... --replace`")
-        active = [e.name for e in evidence if e.kind == "constraint" and e.passed]
-        dropped = [e.name for e in evidence if e.kind == "constraint" and not e.passed]
+        active = [e.name for e in evidence if not e.is_check and e.passed]
+        dropped = [e.name for e in evidence if not e.is_check and not e.passed]
         tree = await self.tree_hash()
         state = with_baseline(self.state, _results(evidence, self.contract), tree)
-        payload = {"evidence": [e.__dict__ for e in evidence], "keep_green_active": active,
-                   "keep_green_dropped": dropped, "tree_hash": tree}
-        observed = NewEvent("verification_surface", {"surface": surface.to_json(),
-                                                      "summary": surface_summary(surface)}, "harness")
-        self._commit(Decision(state, Wait()), [NewEvent("baseline", payload, "harness"), observed])
+        kept = BaselineEvent(evidence=evidence, keep_green_active=active, keep_green_dropped=dropped, tree_hash=tree)
+        observed = VerificationSurfaceEvent(surface=surface.to_json(), summary=surface_summary(surface))
+        self._commit(Decision(state, Wait()), [kept, observed])
 
     async def verify(self) -> Action:
         """Run the checks (and the constraints green at baseline) and let `decide` judge them."""
@@ -281,13 +294,13 @@ class Runner:
                                         sandbox=self.sandbox, env=self.env, baseline=self.baseline_evidence)
         ran = ChecksRan(self.goal.goal_id, trigger, _results(evidence, self.contract),
                         turn=self.state.spent.turns, tree_hash=await self.tree_hash())
-        payload = {"trigger": trigger, "turn": ran.turn, "evidence": [e.__dict__ for e in evidence],
-                   "surface": surface, "tree_hash": ran.tree_hash}  # the tree measured: its checkpoint's value
-        return self.steer(ran, [NewEvent("evidence", payload, "harness")]).action
+        # The tree measured: its checkpoint's value.
+        run = EvidenceEvent(trigger=trigger, turn=ran.turn, evidence=evidence, surface=surface, tree_hash=ran.tree_hash)
+        return self.steer(ran, [run]).action
 
     # ---- what a turn needs (turn.TurnHost)
 
-    def steer(self, outcome: Outcome, extra: list[NewEvent] | None = None) -> Decision:
+    def steer(self, outcome: Outcome, extra: list[Event] | None = None) -> Decision:
         """Decide on `outcome` and commit the decision (with `extra` events) before anything acts on it."""
         decision = decide(self.state, outcome)
         if not extra and not decision.events and isinstance(decision.action, Proceed):
@@ -296,7 +309,7 @@ class Runner:
             return decision
         return self._commit(decision, extra)
 
-    def record(self, events: list[NewEvent]) -> None:
+    def record(self, events: list[Event]) -> None:
         """Commit events that change no state (intents, results, messages)."""
         self._commit(None, events)
 
@@ -312,12 +325,12 @@ class Runner:
         if self._interrupted:
             self._interrupted = False
             return self.steer(Interrupted()).action
-        for request in pending_requests(self.store, self.goal.goal_id, self.goal.thread_id):
-            outcome = outcome_of(request_from_dict(request.payload))
+        for seq, request in pending_requests(self.store, self.goal.goal_id, self.goal.thread_id):
+            outcome = outcome_of(request_of(request))
             decision = decide(self.state, outcome)
-            applied = applied_marker(request.seq, decision)  # a refusal is recorded there, for the person
+            applied = applied_marker(seq, decision)  # a refusal is recorded there, for the person
             if isinstance(outcome, GoalCleared):
-                self.store.delete_goal(self.goal.goal_id, [applied, *to_new_events(decision.events)])
+                self.store.delete_goal(self.goal.goal_id, [applied, *decision.events])
                 raise GoalGone("the goal was cleared while running")
             decision = self._commit(decision, [applied])
             if isinstance(decision.action, Stop):
@@ -370,12 +383,8 @@ class Runner:
                               "killed; it may have partly run. Inspect the workspace before repeating it.",
                               ok=False, interrupted=why)
         result = task.result()
-        if (approval := result.approval) is not None:
-            # Goal-scoped: a remembered approval is an event of this goal, never config; a restart reloads it.
-            rules = [NewEvent("approval_rule", {"match": match, "action": "allow", "command": approval.command,
-                                                "goal_id": self.goal.goal_id}, "user")
-                     for match in approval.matches or ()]
-            self.record([NewEvent("approval", {"call_id": call.id, **approval.payload()}, "harness"), *rules])
+        if result.approval is not None:
+            self.record(result.approval.events(call.id, self.goal.goal_id))
         if result.full_output is not None:
             blob = self.store.put_blob(result.full_output)
             result = replace(result, full_output=None, blob_id=blob)
@@ -395,8 +404,8 @@ class Runner:
 
     # ---- plumbing
 
-    def _commit(self, decision: Decision | None, extra: list[NewEvent] | None = None) -> Decision:
-        events = [*(extra or []), *(to_new_events(decision.events) if decision else [])]
+    def _commit(self, decision: Decision | None, extra: list[Event] | None = None) -> Decision:
+        events = [*(extra or []), *(decision.events if decision else [])]
         state = state_to_dict(decision.state) if decision else None
         try:
             version, records = self.store.commit(self.goal.goal_id, events, state=state,
@@ -414,30 +423,32 @@ class Runner:
     def _absorb(self, record: EventRecord) -> None:
         """Keep the in-memory views (conversation, latest evidence, keep_green) in step with the store."""
         self.conversation.apply(record)
-        if record.kind in ("evidence", "baseline"):
-            self.evidence = [Evidence(**item) for item in record.payload["evidence"]]
-        if record.kind == "baseline":
-            self.keep_green = list(record.payload["keep_green_active"])
-            self.baseline_evidence = list(self.evidence)
-        elif record.kind == "nudge":
-            self.why = str(record.payload.get("why", ""))
-        elif record.kind == "baseline_mirror":
-            self.mirror = dict(record.payload)
-        elif record.kind == "verification_pins":
-            self.pins = Pins.from_json(record.payload["pins"])
-        elif record.kind == "verification_surface":
-            self.surface = Surface.from_json(record.payload["surface"])
-        elif record.kind == "goal_branch":
-            self.branch = GoalBranch(record.payload["name"], record.payload["base_commit"],
-                                     record.payload.get("snapshot_commit"))
-        elif record.kind in ("checkpoint", "recovery_checkpoint"):
-            violations = [Violation(**v) for v in record.payload.get("violations", [])]
-            self.notice += (" " + record.payload["notice"]) if record.payload.get("notice") else ""
-            self.notice += violations_notice(violations) if record.kind == "checkpoint" else ""
-        elif record.kind == "message":
-            self.notice = ""  # told
-        elif record.kind == "approval_rule":
-            self.tools.remember(str(record.payload["match"]))
+        event = record.event
+        if isinstance(event, (EvidenceEvent, BaselineEvent)):
+            self.evidence = list(event.evidence)
+        match event:
+            case BaselineEvent():
+                self.keep_green = list(event.keep_green_active)
+                self.baseline_evidence = list(self.evidence)
+            case NudgeEvent():
+                self.why = event.why
+            case BaselineMirrorEvent():
+                self.mirror = event
+            case VerificationPinsEvent():
+                self.pins = Pins.from_json(event.pins)
+            case VerificationSurfaceEvent():
+                self.surface = Surface.from_json(event.surface)
+            case GoalBranchEvent():
+                self.branch = GoalBranch(event.name, event.base_commit, event.snapshot_commit)
+            case CheckpointEvent():
+                violations = [Violation(**v) for v in event.violations or []]
+                self.notice += (" " + event.notice if event.notice else "") + violations_notice(violations)
+            case RecoveryCheckpointEvent():
+                self.notice += " " + event.notice if event.notice else ""
+            case MessageEvent():
+                self.notice = ""  # told
+            case ApprovalRuleEvent():
+                self.tools.remember(event.match)
 
     def _tool_context(self) -> ToolContext:
         run = self.settings.run
@@ -472,7 +483,7 @@ class Runner:
     def _stop_requested(self) -> bool:
         """A pause or clear is waiting in the store (a budget raise or a resume never cuts a call short)."""
         pending = pending_requests(self.store, self.goal.goal_id, self.goal.thread_id)
-        return any(request.payload.get("action") in ("pause", "clear") for request in pending)
+        return any(request.action in ("pause", "clear") for _, request in pending)
 
     async def _heartbeat(self) -> None:
         while True:

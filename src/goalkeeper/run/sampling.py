@@ -20,10 +20,10 @@ from goalkeeper.context.history import Conversation
 from goalkeeper.core.lifecycle import Reason
 from goalkeeper.core.outcomes import Action, Decision, ModelResponded, Outcome, Proceed, ProviderFailed, RequestDue
 from goalkeeper.errors import ContextLengthError, ProviderError, ProviderUnavailableError
+from goalkeeper.events import Event, ProviderRetryEvent, UsageChargedEvent
 from goalkeeper.models.base import Model, ModelRequest, ModelResponse, ToolSpec
 from goalkeeper.models.pricing import Price, cost_usd
 from goalkeeper.models.retry import RetryPolicy, complete_with_retries
-from goalkeeper.store import NewEvent
 
 
 class SamplingHost(Protocol):
@@ -34,8 +34,8 @@ class SamplingHost(Protocol):
     conversation: Conversation
     unit_price: Price | None
 
-    def steer(self, outcome: Outcome, extra: list[NewEvent] | None = None) -> Decision: ...
-    def record(self, events: list[NewEvent]) -> None: ...
+    def steer(self, outcome: Outcome, extra: list[Event] | None = None) -> Decision: ...
+    def record(self, events: list[Event]) -> None: ...
     def elapsed(self) -> float: ...
     def poll_controls(self) -> Action | None: ...
 
@@ -78,9 +78,8 @@ async def watched(host: SamplingHost, request: ModelRequest, deadline_s: float |
     policy = RetryPolicy(max_retries=model.max_retries, max_total_s=model.retry_max_total_s)
 
     def on_retry(attempt: int, error: ProviderError, delay: float) -> None:
-        host.record([NewEvent("provider_retry", {"attempt": attempt, "error": error.message,
-                                                  "status_code": error.status_code, "delay_s": round(delay, 3)},
-                              "harness")])
+        host.record([ProviderRetryEvent(attempt=attempt, error=error.message, status_code=error.status_code,
+                                        delay_s=round(delay, 3))])
         charge_failed(host, error)  # usage a failed attempt reported is still charged
 
     task = asyncio.create_task(complete_with_retries(host.model, request, policy, on_retry))
@@ -118,8 +117,7 @@ def charge_failed(host: SamplingHost, error: ProviderError) -> None:
         usage = error.usage
         host.steer(ModelResponded(usage.charged_tokens, usage.cached_input_tokens,
                                   cost_usd(host.unit_price, usage), host.elapsed()),
-                   [NewEvent("usage_charged", {"why": "reported by a failed attempt",
-                                               "charged_tokens": usage.charged_tokens}, "harness")])
+                   [UsageChargedEvent(why="reported by a failed attempt", charged_tokens=usage.charged_tokens)])
 
 
 def _charge_cut(host: SamplingHost, request: ModelRequest) -> None:
@@ -128,9 +126,8 @@ def _charge_cut(host: SamplingHost, request: ModelRequest) -> None:
     output = request.max_output_tokens or 0
     usd = due.input_usd + output * due.output_usd_per_token
     host.steer(ModelResponded(due.estimated_input_tokens + output, 0, usd, host.elapsed()),
-               [NewEvent("usage_charged", {"why": "the request was cut at the time limit; its estimate is charged",
-                                           "charged_tokens": due.estimated_input_tokens + output, "usd": usd},
-                         "harness")])
+               [UsageChargedEvent(why="the request was cut at the time limit; its estimate is charged",
+                                  charged_tokens=due.estimated_input_tokens + output, usd=usd)])
 
 
 def _trim_context(host: SamplingHost) -> bool:
@@ -139,5 +136,5 @@ def _trim_context(host: SamplingHost) -> bool:
     plan = host.conversation.trim_plan()
     if plan is None:
         return False
-    host.record([NewEvent("context_trimmed", plan, "harness")])
+    host.record([plan])
     return True

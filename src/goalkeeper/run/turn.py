@@ -27,8 +27,18 @@ from goalkeeper.core.outcomes import (
     ToolStepped,
     TurnEnded,
 )
+from goalkeeper.events import (
+    CallMade,
+    CheckpointEvent,
+    Event,
+    MessageEvent,
+    ModelResponseEvent,
+    ToolIntentEvent,
+    ToolResultEvent,
+    TurnEndedEvent,
+    Usage,
+)
 from goalkeeper.models.base import ModelRequest, ModelResponse, ToolCall
-from goalkeeper.store import NewEvent
 from goalkeeper.tools.base import ToolResult
 from goalkeeper.tools.registry import GOAL_TOOL_NAMES, ToolRegistry
 from goalkeeper.tools.shell import command_of
@@ -49,8 +59,8 @@ class TurnHost(Protocol):
     on_text: Callable[[str], None] | None
     """Receives the model's text as it streams (a UI shows it as it arrives)."""
 
-    def steer(self, outcome: Outcome, extra: list[NewEvent] | None = None) -> Decision: ...
-    def record(self, events: list[NewEvent]) -> None: ...
+    def steer(self, outcome: Outcome, extra: list[Event] | None = None) -> Decision: ...
+    def record(self, events: list[Event]) -> None: ...
     def elapsed(self) -> float: ...
     def poll_controls(self) -> Action | None: ...
     def opening(self, kind: TurnKind) -> dict[str, Any]: ...
@@ -75,7 +85,7 @@ async def run_turn(host: TurnHost) -> Action:
 
 async def _drive(host: TurnHost, turn: OpenTurn) -> Action:
     if not turn.opened:
-        host.record([NewEvent("message", {"role": "user", "kind": turn.kind, **host.opening(turn.kind)})])
+        host.record([MessageEvent(role="user", turn_kind=turn.kind, **host.opening(turn.kind))])
     # The wrap-up offers only the goal tools, and runs only those: any other call is an unknown tool.
     tools = host.tools.only(GOAL_TOOL_NAMES) if turn.kind == "wrap_up" else host.tools
     while True:
@@ -119,8 +129,7 @@ async def _answer_open_calls(host: TurnHost, tools: ToolRegistry) -> Action:
             continue
         if (control := host.poll_controls()) is not None:
             return control
-        host.record([NewEvent("tool_intent", {"call_id": call.id, "name": call.name,
-                                              "arguments": call.arguments}, "model")])
+        host.record([ToolIntentEvent(call_id=call.id, name=call.name, arguments=call.arguments)])
         result = await host.call_tool(call, tools)
         # A pause, Ctrl-C or clear that cut the call short is applied before the step is judged.
         control = host.poll_controls() if result.interrupted is not None else None
@@ -146,39 +155,37 @@ async def _leave(host: TurnHost, turn: OpenTurn, action: Action) -> None:
     wrote = _wrote(turn)
     if not (wrote or closes):
         return
-    checkpoint = _checkpoint_event(turn, None)
-    checkpoint.payload["left_at"] = action.reason.value if isinstance(action, Stop) else type(action).__name__
+    left_at = action.reason.value if isinstance(action, Stop) else type(action).__name__
+    checkpoint = _checkpoint_event(turn, None).model_copy(update={"left_at": left_at})
     if wrote:
-        checkpoint.payload.update(await host.commit_checkpoint(turn.number, _message_of(checkpoint)))
-        checkpoint.payload["tree_hash"] = await host.tree_hash()
-    ended = NewEvent("turn_ended", {"turn": turn.number, "kind": turn.kind, "tool_calls": _calls(turn),
-                                    "signal": None, "left_at": checkpoint.payload["left_at"]}, "harness")
+        committed = await host.commit_checkpoint(turn.number, _message_of(checkpoint))
+        checkpoint = checkpoint.model_copy(update={**committed, "tree_hash": await host.tree_hash()})
+    ended = TurnEndedEvent(turn=turn.number, turn_kind=turn.kind, tool_calls=_calls(turn), signal=None,
+                           left_at=left_at)
     host.record([ended, checkpoint] if closes else [checkpoint])
 
 
 def _wrote(turn: OpenTurn) -> bool:
-    return any(r.kind == "tool_intent" and r.payload["name"] in WRITING_TOOLS for r in turn.records)
+    return any(isinstance(r.event, ToolIntentEvent) and r.event.name in WRITING_TOOLS for r in turn.records)
 
 
 def _calls(turn: OpenTurn) -> int:
-    return sum(len(r.payload.get("tool_calls", [])) for r in turn.records if r.kind == "model_response")
+    return sum(len(r.event.tool_calls) for r in turn.records if isinstance(r.event, ModelResponseEvent))
 
 
 async def _end_turn(host: TurnHost, signal: dict[str, str | None] | None) -> Action:
     """Close the turn with its checkpoint; the decision says what comes next."""
     calls, wrote = _calls(host.conversation.turn), _wrote(host.conversation.turn)
     checkpoint = _checkpoint_event(host.conversation.turn, None)
-    if wrote:
-        committed = await host.commit_checkpoint(host.conversation.turn.number, _message_of(checkpoint))
-        checkpoint.payload.update(committed)
+    committed = await host.commit_checkpoint(host.conversation.turn.number, _message_of(checkpoint)) if wrote else {}
     # Only these tools can change the tree; skipping git for read-only turns keeps the turn gap small.
     tree = await host.tree_hash() if wrote else host.known_tree_hash()
-    checkpoint.payload["tree_hash"] = tree
+    checkpoint = checkpoint.model_copy(update={**committed, "tree_hash": tree})
     ended = TurnEnded(calls, signal=signal["status"] if signal else None,  # type: ignore[arg-type]
                       blocker=signal.get("blocker") if signal else None, tree_hash=tree, elapsed_s=host.elapsed())
     turn = host.conversation.turn
-    events = [NewEvent("turn_ended", {"turn": turn.number, "kind": turn.kind, "tool_calls": calls,
-                                      "signal": signal}, "harness"), checkpoint]
+    events: list[Event] = [TurnEndedEvent(turn=turn.number, turn_kind=turn.kind, tool_calls=calls, signal=signal),
+                           checkpoint]
     return host.steer(ended, events).action
 
 
@@ -194,46 +201,39 @@ def _signature(call: ToolCall) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _response_event(response: ModelResponse, host: TurnHost) -> NewEvent:
-    usage = response.usage
-    return NewEvent("model_response", {
-        "content": response.content,
-        "tool_calls": [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in response.tool_calls],
-        "usage": {"input_tokens": usage.input_tokens, "cached_input_tokens": usage.cached_input_tokens,
-                  "output_tokens": usage.output_tokens, "reasoning_tokens": usage.reasoning_tokens,
-                  "charged_tokens": usage.charged_tokens},
-        "usd": host.price(response), "model": response.model, "finish_reason": response.finish_reason,
-    }, "model")
+def _response_event(response: ModelResponse, host: TurnHost) -> ModelResponseEvent:
+    return ModelResponseEvent(
+        content=response.content,
+        tool_calls=[CallMade(id=c.id, name=c.name, arguments=c.arguments) for c in response.tool_calls],
+        usage=Usage.of(response.usage), usd=host.price(response), model=response.model,
+        finish_reason=response.finish_reason)
 
 
-def _result_event(call: ToolCall, result: ToolResult) -> NewEvent:
-    return NewEvent("tool_result", {
-        "call_id": call.id, "name": call.name, "output": result.output, "ok": result.ok,
-        "signal": result.signal, "data": result.event_data(), "files_touched": list(result.files_touched),
-        "full_output_chars": len(result.full_output) if result.full_output else None,
-    }, "harness")
+def _result_event(call: ToolCall, result: ToolResult) -> ToolResultEvent:
+    return ToolResultEvent(call_id=call.id, name=call.name, output=result.output, ok=result.ok, signal=result.signal,
+                           data=result.event_data(), files_touched=list(result.files_touched),
+                           full_output_chars=len(result.full_output) if result.full_output else None)
 
 
-def _checkpoint_event(turn: OpenTurn, tree: str | None) -> NewEvent:
+def _checkpoint_event(turn: OpenTurn, tree: str | None) -> CheckpointEvent:
     """The turn's progress record: the model's note, files touched, commands run, usage, tree."""
-    note: dict[str, str] = {}
+    note: dict[str, Any] = {}
     files: set[str] = set()
     commands: list[str] = []
     tokens = 0
     for record in turn.records:
-        payload = record.payload
-        if record.kind == "tool_result":
-            files.update(payload.get("files_touched", []))
-            note = payload.get("data", {}).get("note", note) if payload["name"] == "checkpoint" else note
-        elif record.kind == "tool_intent" and payload["name"] == "shell":
-            commands.append(command_of(payload["arguments"]))
-        elif record.kind == "model_response":
-            tokens += payload["usage"]["charged_tokens"]
-    return NewEvent("checkpoint", {"turn": turn.number, "kind": turn.kind, "note": note, "files_touched": sorted(files),
-                                   "commands": commands, "tokens": tokens, "tree_hash": tree}, "harness")
+        match record.event:
+            case ToolResultEvent(files_touched=touched, name=name, data=data):
+                files.update(touched)
+                note = data.get("note", note) if name == "checkpoint" else note
+            case ToolIntentEvent(name="shell", arguments=arguments):
+                commands.append(command_of(arguments))
+            case ModelResponseEvent(usage=usage):
+                tokens += usage.charged_tokens
+    return CheckpointEvent(turn=turn.number, turn_kind=turn.kind, note=note, files_touched=sorted(files),
+                           commands=commands, tokens=tokens, tree_hash=tree)
 
 
-def _message_of(checkpoint: NewEvent) -> str:
+def _message_of(checkpoint: CheckpointEvent) -> str:
     """The checkpoint commit's subject: the model's note of what was done, or the turn's kind."""
-    note = checkpoint.payload.get("note") or {}
-    return str(note.get("done") or f"{checkpoint.payload['kind']} turn")
+    return str(checkpoint.note.get("done") or f"{checkpoint.turn_kind} turn")

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sse_starlette import EventSourceResponse
 
 from goalkeeper.errors import GoalNotFoundError
+from goalkeeper.events import BaselineEvent, CheckpointEvent, EvidenceEvent
 from goalkeeper.goals import service
 from goalkeeper.goals.report import build_report, render_markdown, render_pr
 from goalkeeper.goals.views import goal_events
@@ -113,15 +114,16 @@ def list_events(thread_id: Thread, store: StoreDep, after: Seq = 0,
             tags=["goals"])
 def list_checkpoints(thread_id: Thread, store: StoreDep, goal_id: GoalId = None) -> list[CheckpointOut]:
     """The goal's checkpoints, one per turn, oldest first."""
-    return [checkpoint_out(r) for r in goal_events(store, current_goal(store, thread_id, goal_id), ["checkpoint"])]
+    records = goal_events(store, current_goal(store, thread_id, goal_id), [CheckpointEvent])
+    return [checkpoint_out(r, r.event) for r in records if isinstance(r.event, CheckpointEvent)]
 
 
 @router.get("/threads/{thread_id}/evidence", response_model=list[EvidenceRunOut], responses=NOT_FOUND,
             tags=["goals"])
 def list_evidence(thread_id: Thread, store: StoreDep, goal_id: GoalId = None) -> list[EvidenceRunOut]:
     """Every run of the goal's checks, the baseline first."""
-    records = goal_events(store, current_goal(store, thread_id, goal_id), ["baseline", "evidence"])
-    return [evidence_run_out(record) for record in records]
+    records = goal_events(store, current_goal(store, thread_id, goal_id), [BaselineEvent, EvidenceEvent])
+    return [evidence_run_out(r, r.event) for r in records if isinstance(r.event, (BaselineEvent, EvidenceEvent))]
 
 
 REPORT_CONTENT: dict[int | str, dict[str, Any]] = {

@@ -5,14 +5,12 @@ No logic of its own: a goal's numbers are views.summarize's, its trend the repor
 
 from __future__ import annotations
 
-from typing import Any
-
 from goalkeeper.core.lifecycle import status_label
+from goalkeeper.events import BaselineEvent, CheckpointEvent, Evidence, EvidenceEvent, payload_of
 from goalkeeper.goals.report import REASONS, metric_points
 from goalkeeper.goals.views import goal_events, summarize
 from goalkeeper.server.models import CheckpointOut, EventOut, EvidenceOut, EvidenceRunOut, GoalOut, ThreadOut
 from goalkeeper.store import EventRecord, GoalRecord, Store, ThreadRecord
-from goalkeeper.verify.checks import Evidence
 
 
 def thread_out(store: Store, thread: ThreadRecord) -> ThreadOut:
@@ -25,14 +23,13 @@ def thread_out(store: Store, thread: ThreadRecord) -> ThreadOut:
 def goal_out(store: Store, goal: GoalRecord) -> GoalOut:
     """The goal's summary (views.summarize) with the report's metric trend."""
     summary = summarize(store, goal)
-    runs = [(r.payload["turn"], [Evidence(**e) for e in r.payload["evidence"]])
-            for r in goal_events(store, goal, ["evidence"])]
+    runs = [(r.event.turn, list(r.event.evidence)) for r in goal_events(store, goal, [EvidenceEvent])
+            if isinstance(r.event, EvidenceEvent)]
     baseline = metric_points([(0, summary.baseline)])
     checkpoint = summary.last_checkpoint
     last = None
     if checkpoint is not None:
-        note = checkpoint.get("note") or {}
-        last = f"turn {checkpoint['turn']}: {note.get('done') or '(no note)'}"
+        last = f"turn {checkpoint.turn}: {checkpoint.note.get('done') or '(no note)'}"
     return GoalOut(
         goal_id=goal.goal_id, thread_id=goal.thread_id, workspace=summary.workspace, objective=summary.objective,
         status=summary.status,
@@ -42,34 +39,33 @@ def goal_out(store: Store, goal: GoalRecord) -> GoalOut:
         tokens_budget=summary.tokens_budget, usd_used=summary.usd_used, usd_budget=summary.usd_budget,
         elapsed_s=summary.elapsed_s, time_budget_s=summary.time_budget_s, turns=summary.turns,
         turns_budget=summary.turns_budget, last_checkpoint=last, runner=summary.runner, contract=goal.contract,
-        checklist=summary.checklist, evidence=[evidence_out(e.__dict__) for e in summary.evidence],
+        checklist=summary.checklist, evidence=[evidence_out(e) for e in summary.evidence],
         metric_baseline=baseline[0] if baseline else None, metric_trend=metric_points(runs),
         updated_at=goal.updated_at,
     )
 
 
-def evidence_out(item: dict[str, Any]) -> EvidenceOut:
-    """One Evidence (as stored in an event payload) without its command and output tail."""
-    return EvidenceOut(name=item["name"], kind=item["kind"], passed=item["passed"], exit_code=item["exit_code"],
-                       metric=item.get("metric"), target=item.get("target"), duration_s=item["duration_s"],
-                       error=item.get("error"))
+def evidence_out(item: Evidence) -> EvidenceOut:
+    """One Evidence without its command and output tail."""
+    return EvidenceOut(name=item.name, kind=item.kind, passed=item.passed, exit_code=item.exit_code,
+                       metric=item.metric, target=item.target, duration_s=item.duration_s, error=item.error)
 
 
 def event_out(record: EventRecord) -> EventOut:
-    return EventOut(seq=record.seq, thread_id=record.thread_id, goal_id=record.goal_id, kind=record.kind,
-                    actor=record.actor, ts=record.ts, payload=record.payload)
+    """An event as the API sends it: its stored payload, so clients read the keys they always did."""
+    return EventOut(seq=record.seq, thread_id=record.thread_id, goal_id=record.goal_id, kind=record.event.kind,
+                    actor=record.event.actor, ts=record.ts, payload=payload_of(record.event))
 
 
-def checkpoint_out(record: EventRecord) -> CheckpointOut:
-    payload = record.payload
-    return CheckpointOut(seq=record.seq, goal_id=record.goal_id, turn=payload["turn"], kind=payload["kind"],
-                         note=payload.get("note") or {}, files_touched=payload.get("files_touched", []),
-                         commands=payload.get("commands", []), tokens=payload.get("tokens"),
-                         tree_hash=payload.get("tree_hash"))
+def checkpoint_out(record: EventRecord, checkpoint: CheckpointEvent) -> CheckpointOut:
+    return CheckpointOut(seq=record.seq, goal_id=record.goal_id, turn=checkpoint.turn, kind=checkpoint.turn_kind,
+                         note=checkpoint.note, files_touched=checkpoint.files_touched, commands=checkpoint.commands,
+                         tokens=checkpoint.tokens, tree_hash=checkpoint.tree_hash)
 
 
-def evidence_run_out(record: EventRecord) -> EvidenceRunOut:
-    payload = record.payload
-    return EvidenceRunOut(seq=record.seq, goal_id=record.goal_id, kind=record.kind,
-                          trigger=payload.get("trigger"), turn=payload.get("turn", 0),
-                          evidence=[evidence_out(e) for e in payload["evidence"]], surface=payload.get("surface"))
+def evidence_run_out(record: EventRecord, run: BaselineEvent | EvidenceEvent) -> EvidenceRunOut:
+    if isinstance(run, BaselineEvent):
+        return EvidenceRunOut(seq=record.seq, goal_id=record.goal_id, kind=run.kind, trigger=None, turn=0,
+                              evidence=[evidence_out(e) for e in run.evidence])
+    return EvidenceRunOut(seq=record.seq, goal_id=record.goal_id, kind=run.kind, trigger=run.trigger,
+                          turn=run.turn, evidence=[evidence_out(e) for e in run.evidence], surface=run.surface)

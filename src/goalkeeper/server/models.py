@@ -11,8 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from goalkeeper.core.lifecycle import Status
 from goalkeeper.core.outcomes import BudgetRaise
+from goalkeeper.events import EvidenceKind
 from goalkeeper.goals.control import budget_raise
-from goalkeeper.verify.checks import EvidenceKind
 
 
 class _Out(BaseModel):

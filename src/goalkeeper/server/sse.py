@@ -8,8 +8,6 @@ because SQLite has one writer at a time: once a reader sees seq N, every lower s
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-import threading
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -19,8 +17,9 @@ from typing import Literal
 import anyio
 from sse_starlette import ServerSentEvent
 
+from goalkeeper.errors import StoreError
 from goalkeeper.server.build import event_out
-from goalkeeper.store import EventRecord, event_from_row
+from goalkeeper.store import EventRecord, Store
 
 Fanout = Literal["shared", "per_connection"]
 
@@ -33,33 +32,23 @@ KEEP_ALIVE_S = 15.0
 
 
 class EventFeed:
-    """Reads events after a seq straight from the store file, across threads or for one thread.
+    """Reads events after a seq from the store file, across threads or for one thread.
 
-    Its own connection with `query_only` on: the feed can never write, and the Store's lock is never held
-    by a poll. (The Store reads one thread at a time; the goals table follows every thread at once.)
+    A Store of its own (its own connection and lock): a poll never waits on the requests' Store.
     """
 
     def __init__(self, path: Path) -> None:
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA query_only = ON")
-        self._lock = threading.Lock()
+        self._store = Store(path)
 
     def after(self, seq: int, thread_id: str | None = None, limit: int = PAGE) -> list[EventRecord]:
         """Events with seq > `seq`, oldest first; at most `limit`."""
-        query = "SELECT * FROM events WHERE seq > ?" + (" AND thread_id = ?" if thread_id else "")
-        params: tuple[object, ...] = (seq, thread_id, limit) if thread_id else (seq, limit)
-        with self._lock:
-            rows = self._conn.execute(query + " ORDER BY seq LIMIT ?", params).fetchall()
-        return [event_from_row(row) for row in rows]
+        return self._store.events_after(seq, limit, thread_id)
 
     def last_seq(self) -> int:
-        with self._lock:
-            return int(self._conn.execute("SELECT MAX(seq) FROM events").fetchone()[0] or 0)
+        return self._store.last_seq()
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        self._store.close()
 
 
 @dataclass(frozen=True)
@@ -136,7 +125,7 @@ class Broadcaster:
             async with self._lock:
                 try:
                     records = await asyncio.to_thread(self.feed.after, self.last)
-                except sqlite3.OperationalError:
+                except StoreError:
                     records = []  # the file was busy (a checkpoint, say): the next poll reads the same events
                 for item in map(outgoing, records):
                     for subscriber in self.subscribers:
@@ -203,4 +192,4 @@ class Broadcaster:
 
 def sse_event(record: EventRecord) -> ServerSentEvent:
     """`id: <seq>`, `event: <kind>`, `data: <EventOut JSON>`."""
-    return ServerSentEvent(data=event_out(record).model_dump_json(), event=record.kind, id=str(record.seq))
+    return ServerSentEvent(data=event_out(record).model_dump_json(), event=record.event.kind, id=str(record.seq))

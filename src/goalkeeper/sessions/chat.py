@@ -17,21 +17,30 @@ from pathlib import Path
 
 from goalkeeper.config import Config, ModelSettings, load_config
 from goalkeeper.config.trust import HARNESS_PROTECT
-from goalkeeper.context.history import tool_calls_from_payload
+from goalkeeper.context.history import tool_calls_of
 from goalkeeper.context.prompts import render
 from goalkeeper.context.tokens import counter_for
+from goalkeeper.events import (
+    ApprovalRuleEvent,
+    CallMade,
+    ChatMessageEvent,
+    ChatResponseEvent,
+    ChatToolResultEvent,
+    Event,
+)
+from goalkeeper.events import Usage as UsageRecord
 from goalkeeper.goals.control import thread_for
 from goalkeeper.models.base import Message, Model, ModelResponse, Usage
 from goalkeeper.run.engine import open_model
 from goalkeeper.sandbox.bwrap import require_sandbox
 from goalkeeper.sandbox.policy import SandboxPolicy
-from goalkeeper.sessions.session import ToolSession, ToolUse, usage_payload
+from goalkeeper.sessions.session import ToolSession, ToolUse
 from goalkeeper.sessions.side import fork_history
-from goalkeeper.store import EventRecord, NewEvent, Store
+from goalkeeper.store import EventRecord, Store
 from goalkeeper.tools.base import ToolContext, ToolResult
 from goalkeeper.tools.registry import GOAL_TOOL_NAMES, Approver, ToolRegistry, default_registry
 
-CHAT_EVENT_KINDS = ("chat_message", "chat_response", "chat_tool_result")
+CHAT_EVENTS: list[type[Event]] = [ChatMessageEvent, ChatResponseEvent, ChatToolResultEvent]
 """The events a chat is stored as (with no goal id)."""
 
 MAX_REQUESTS = 40
@@ -63,15 +72,15 @@ def chat_history(records: list[EventRecord], newest: int = HISTORY_MESSAGES) -> 
     call that never got a result (a crash mid-call) left out so every provider accepts it."""
     messages: list[Message] = []
     for record in records:
-        payload = record.payload
         if record.goal_id is not None:
             continue
-        if record.kind == "chat_message":
-            messages.append(Message("user", payload["content"]))
-        elif record.kind == "chat_response":
-            messages.append(Message("assistant", payload["content"], tool_calls=tool_calls_from_payload(payload)))
-        elif record.kind == "chat_tool_result":
-            messages.append(Message("tool", payload["output"], tool_call_id=payload["call_id"], name=payload["name"]))
+        match event := record.event:
+            case ChatMessageEvent(content=content):
+                messages.append(Message("user", content))
+            case ChatResponseEvent(content=content):
+                messages.append(Message("assistant", content, tool_calls=tool_calls_of(event)))
+            case ChatToolResultEvent(output=output, call_id=call_id, name=name):
+                messages.append(Message("tool", output, tool_call_id=call_id, name=name))
     window = fork_history(messages, newest)
     start = next((i for i, message in enumerate(window) if message.role == "user"), len(window))
     return window[start:]
@@ -98,10 +107,10 @@ class ChatSession:
                                    counter=counter_for(settings.model, settings.wire_api), read_blob=store.get_blob,
                                    env=config.command_env(os.environ, settings.api_key_env), sandbox=self.sandbox,
                                    headless=approver is None)
-        records = store.events(self.thread.thread_id, kinds=[*CHAT_EVENT_KINDS, "approval_rule"])
+        records = store.events(self.thread.thread_id, kinds=[*CHAT_EVENTS, ApprovalRuleEvent])
         for record in records:
-            if record.kind == "approval_rule" and record.goal_id is None:
-                self.tools.remember(str(record.payload["match"]))
+            if isinstance(record.event, ApprovalRuleEvent) and record.goal_id is None:
+                self.tools.remember(record.event.match)
         self.history = chat_history(records)
         self._model: Model | None = None
         self._resources = contextlib.AsyncExitStack()
@@ -114,7 +123,7 @@ class ChatSession:
         """
         require_sandbox(self.sandbox)  # refuses to chat rather than run commands unconfined
         model = await self._open()
-        self._record(NewEvent("chat_message", {"content": prompt}, "user"))
+        self._record(ChatMessageEvent(content=prompt))
         messages = [Message("system", render("chat")), *self.history, Message("user", prompt)]
         session = ToolSession(model, self.settings, self.tools, self.context, self.store, on_text=on_text,
                               on_tool=on_tool, on_message=self._store)
@@ -122,7 +131,7 @@ class ChatSession:
             last = render("no_more_tools", task="reply", deliverable="answer, as plain text")
             text = await session.converse(messages, MAX_REQUESTS, last)
         finally:
-            self.history = chat_history(self.store.events(self.thread.thread_id, kinds=list(CHAT_EVENT_KINDS)))
+            self.history = chat_history(self.store.events(self.thread.thread_id, kinds=CHAT_EVENTS))
         return ChatReply(text, tuple(session.calls), session.usage, session.model_name, session.requests)
 
     async def aclose(self) -> None:
@@ -144,18 +153,16 @@ class ChatSession:
     def _store(self, message: Message, source: ModelResponse | ToolResult) -> None:
         """Store one message of the conversation as its chat event (and a tool call's approval)."""
         if isinstance(source, ModelResponse):
-            self._record(NewEvent("chat_response", {
-                "content": message.content,
-                "tool_calls": [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in message.tool_calls],
-                "usage": usage_payload(source.usage), "model": source.model}, "model"))
+            self._record(ChatResponseEvent(
+                content=message.content,
+                tool_calls=[CallMade(id=c.id, name=c.name, arguments=c.arguments) for c in message.tool_calls],
+                usage=UsageRecord.of(source.usage), model=source.model))
             return
-        events = [NewEvent("chat_tool_result", {"call_id": message.tool_call_id, "name": message.name,
-                                                "output": message.content, "ok": source.ok}, "harness")]
-        if (approval := source.approval) is not None:
-            events.insert(0, NewEvent("approval", {"call_id": message.tool_call_id, **approval.payload()}, "harness"))
-            events += [NewEvent("approval_rule", {"match": match, "action": "allow", "command": approval.command,
-                                                 "goal_id": None}, "user") for match in approval.matches or ()]
+        events: list[Event] = [ChatToolResultEvent(call_id=message.tool_call_id, name=message.name,
+                                                   output=message.content, ok=source.ok)]
+        if source.approval is not None:
+            events = [*source.approval.events(message.tool_call_id, goal_id=None), *events]
         self._record(*events)
 
-    def _record(self, *events: NewEvent) -> None:
+    def _record(self, *events: Event) -> None:
         self.store.append_events(self.thread.thread_id, list(events))

@@ -21,11 +21,12 @@ from goalkeeper.context.prompts import as_data, render
 from goalkeeper.contract import Contract, dump_contract, parse_contract
 from goalkeeper.contract.lint import Finding, LintReport
 from goalkeeper.errors import ConfigError, ContractError, ProviderError
+from goalkeeper.events import DraftEvent
 from goalkeeper.goals.control import thread_for
 from goalkeeper.models.base import Message, ToolSpec
 from goalkeeper.models.factory import build_model, endpoint
 from goalkeeper.sessions.session import SessionCost, ToolSession, ToolUse, assistant_message, read_only_context
-from goalkeeper.store import NewEvent, Store
+from goalkeeper.store import Store
 from goalkeeper.tools.base import Document, Tool, ToolContext, ToolResult
 from goalkeeper.tools.registry import ToolRegistry, default_registry
 from goalkeeper.verify.lint import lint_goal_async
@@ -183,9 +184,9 @@ def draft_goal(store: Store, workspace: Path, description: str, output: Path, *,
     text = draft_text(contract, description, session.model_name, lint)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text, encoding="utf-8")
-    payload = {"description": description, "output": str(output), "contract": contract.model_dump(mode="json"),
-               "lint": lint.as_json(), "fix_rounds": submit.fix_rounds, **session.cost().payload()}
-    [record] = store.append_events(thread.thread_id, [NewEvent("draft", payload, "model")])
+    draft = DraftEvent(description=description, output=str(output), contract=contract.model_dump(mode="json"),
+                       lint=lint.as_json(), fix_rounds=submit.fix_rounds, **session.cost().payload())
+    [record] = store.append_events(thread.thread_id, [draft])
     return DraftResult(contract, output, lint, text, thread.thread_id, record.seq, session.cost())
 
 

@@ -20,6 +20,7 @@ from goalkeeper.config import GoalSettings, ModelSettings, choose_model
 from goalkeeper.context.prompts import as_data, render
 from goalkeeper.contract import Contract
 from goalkeeper.errors import ConfigError
+from goalkeeper.events import PlanEvent
 from goalkeeper.goals.control import thread_for
 from goalkeeper.models.base import Message, ModelResponse, ToolSpec
 from goalkeeper.models.factory import build_model, endpoint
@@ -31,7 +32,7 @@ from goalkeeper.sessions.session import (
     read_only_context,
     read_only_tools,
 )
-from goalkeeper.store import NewEvent, Store
+from goalkeeper.store import Store
 from goalkeeper.tools.base import Document, Tool, ToolContext, ToolResult
 from goalkeeper.tools.registry import ToolRegistry
 
@@ -75,12 +76,11 @@ class Plan:
                 "source": self.source}
 
     @classmethod
-    def from_payload(cls, payload: dict[str, Any]) -> Plan:
+    def of(cls, event: PlanEvent) -> Plan:
         """The plan stored in a `plan` event."""
-        return cls(payload["objective"], tuple(payload["steps"]),
-                   tuple(SuggestedCheck(c["name"], c["run"]) for c in payload.get("checks", [])),
-                   tuple(payload.get("risks", [])), tuple(payload.get("questions", [])),
-                   payload.get("text", ""), payload.get("source", "submit_plan"))
+        return cls(event.objective, tuple(event.steps), tuple(SuggestedCheck(c.name, c.run) for c in event.checks),
+                   tuple(event.risks), tuple(event.questions), event.text,
+                   "text" if event.source == "text" else "submit_plan")
 
 
 @dataclass(frozen=True)
@@ -199,8 +199,8 @@ def make_plan(store: Store, workspace: Path, objective: str, *, thread_id: str |
         session = ToolSession(build_model(reachable), chosen, tools, context, store, on_text=on_text,
                               on_tool=on_tool)
         plan = asyncio.run(_planning_turn(session, messages, objective, max_requests))
-    payload = {**plan.payload(), "given_objective": objective, **session.cost().payload()}
-    [record] = store.append_events(thread.thread_id, [NewEvent("plan", payload, "model")])
+    recorded = PlanEvent(**plan.payload(), given_objective=objective, **session.cost().payload())
+    [record] = store.append_events(thread.thread_id, [recorded])
     return PlanResult(plan, thread.thread_id, record.seq, session.cost())
 
 
@@ -244,11 +244,12 @@ def _ended(session: ToolSession, response: ModelResponse, objective: str) -> Pla
 def newest_plan(store: Store, workspace: Path, thread_id: str | None = None) -> Plan:
     """The newest plan of the workspace's current thread (or the thread named), for `gk goal --from-plan`."""
     thread = store.get_thread(thread_id) if thread_id else store.current_thread(workspace)
-    records = store.events(thread.thread_id, kinds=["plan"]) if thread is not None else []
-    if not records:
+    records = store.events(thread.thread_id, kinds=[PlanEvent]) if thread is not None else []
+    plans = [record.event for record in records if isinstance(record.event, PlanEvent)]
+    if not plans:
         raise ConfigError("no plan in this workspace", 'run `gk plan "<objective>"` first, then adopt it with '
                                                        "`gk goal --from-plan`")
-    return Plan.from_payload(records[-1].payload)
+    return Plan.of(plans[-1])
 
 
 def plan_markdown(plan: Plan) -> str:

@@ -23,13 +23,15 @@ from goalkeeper.config import GoalSettings, ModelSettings, choose_model
 from goalkeeper.context.prompts import as_data, render
 from goalkeeper.contract import Contract, dump_contract, parse_contract
 from goalkeeper.errors import ConfigError, ContractError, GoalkeeperError, GoalNotFoundError, WorkspaceError
+from goalkeeper.events import DistilledEvent, GoalBranchEvent, ImplementsEvent
+from goalkeeper.events import Usage as UsageRecord
 from goalkeeper.goals import control
 from goalkeeper.goals.report import build_report, evidence_table, render_markdown
 from goalkeeper.goals.views import goal_events
 from goalkeeper.models.base import Message, Usage
 from goalkeeper.models.factory import build_model, endpoint
 from goalkeeper.sessions.session import ToolSession, read_only_context, usage_payload
-from goalkeeper.store import GoalRecord, NewEvent, Store
+from goalkeeper.store import GoalRecord, Store
 from goalkeeper.tools.registry import ToolRegistry
 from goalkeeper.workspace import checkpoints
 from goalkeeper.workspace.git import GoalBranch, changes, commit_of, list_paths, start_goal, toplevel
@@ -111,7 +113,7 @@ def distill(store: Store, workspace: Path, output: Path, *, goal_id: str | None 
     if output.exists() and not force:
         raise ConfigError(f"{output} already exists", "pass --force to overwrite it, or --output another path")
     goal = finished_goal(store, workspace, goal_id, thread_id)
-    branch = branch_of(goal_events(store, goal, ["goal_branch"]))
+    branch = branch_of(goal_events(store, goal, [GoalBranchEvent]))
     if branch is None:
         raise WorkspaceError(f"goal {goal.goal_id} never ran, so it has no branch to distill", "run it first")
     where = Path(store.get_thread(goal.thread_id).workspace)
@@ -127,9 +129,9 @@ def distill(store: Store, workspace: Path, output: Path, *, goal_id: str | None 
     text = prd_text(written, report, Contract.model_validate(goal.contract), branch)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text, encoding="utf-8")
-    payload = {"output": str(output), "usage": usage_payload(session.usage), "model": session.model_name,
-               "branch": branch.name, "base_commit": branch.base_commit, "charged_to_goal": False}
-    [record] = store.append_events(goal.thread_id, [NewEvent("distilled", payload, "model")], goal_id=goal.goal_id)
+    distilled = DistilledEvent(output=str(output), usage=UsageRecord.of(session.usage), model=session.model_name,
+                               branch=branch.name, base_commit=branch.base_commit, charged_to_goal=False)
+    [record] = store.append_events(goal.thread_id, [distilled], goal_id=goal.goal_id)
     return Distilled(output, text, goal.goal_id, record.seq, session.usage, session.model_name)
 
 
@@ -247,10 +249,10 @@ def implement(store: Store, workspace: Path, prd: Path, *, model: ModelSettings 
     except GoalkeeperError:
         store.delete_goal(record.goal_id, control.clear_events("implement could not make its branch", "harness"))
         raise
-    implements = {"spike_goal_id": spike.goal_id, "spike_branch": spike.branch, "base_commit": base,
-                  "prd": prd_path or str(prd.resolve()), "spike_status": spike.status}
-    store.append_events(thread.thread_id, [NewEvent("goal_branch", {**asdict(branch), "notice": None}, "harness"),
-                                           NewEvent("implements", implements, "user")], goal_id=record.goal_id)
+    implements = ImplementsEvent(spike_goal_id=spike.goal_id, spike_branch=spike.branch, base_commit=base,
+                                 prd=prd_path or str(prd.resolve()), spike_status=spike.status)
+    opened = GoalBranchEvent(**asdict(branch), notice=None)
+    store.append_events(thread.thread_id, [opened, implements], goal_id=record.goal_id)
     return Implementation(store.get_goal_by_id(record.goal_id), branch, spike, chosen)
 
 

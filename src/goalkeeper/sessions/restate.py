@@ -18,12 +18,13 @@ from goalkeeper.contract import Contract
 from goalkeeper.core.decide import decide
 from goalkeeper.core.outcomes import ModelResponded
 from goalkeeper.core.state import state_to_dict
-from goalkeeper.goals.control import load_state, to_new_events
+from goalkeeper.events import RestatedEvent
+from goalkeeper.events import Usage as UsageRecord
+from goalkeeper.goals.control import load_state
 from goalkeeper.models.base import Message, Model, ModelRequest, Usage
 from goalkeeper.models.pricing import cost_usd, price_of
 from goalkeeper.models.retry import RetryPolicy, complete_with_retries
-from goalkeeper.sessions.session import usage_payload
-from goalkeeper.store import GoalRecord, NewEvent, StaleGoalError, Store
+from goalkeeper.store import GoalRecord, StaleGoalError, Store
 
 #: Times the charge is retried when another process changed the goal's version meanwhile.
 CHARGE_ATTEMPTS = 3
@@ -73,10 +74,10 @@ def _charge(store: Store, goal_id: str, restatement: Restatement, usd: float) ->
         decision = decide(state, ModelResponded(usage.charged_tokens, usage.cached_input_tokens, usd,
                                                 state.spent.time_s))
         charged = state.status == "pursuing"  # decide stops any other goal without charging it
-        event = NewEvent("restated", {"text": restatement.text, "usage": usage_payload(usage), "usd": usd,
-                                      "model": restatement.model, "charged_to_goal": charged}, "model")
+        event = RestatedEvent(text=restatement.text, usage=UsageRecord.of(usage), usd=usd, model=restatement.model,
+                              charged_to_goal=charged)
         try:
-            store.commit(goal_id, [event, *to_new_events(decision.events)],
+            store.commit(goal_id, [event, *decision.events],
                          state=state_to_dict(decision.state) if charged else None, expected_version=goal.version)
             return
         except StaleGoalError as stale:

@@ -19,12 +19,13 @@ from goalkeeper.context.prompts import as_data, render
 from goalkeeper.context.render import contract_block
 from goalkeeper.contract import Contract
 from goalkeeper.errors import ContextLengthError, GoalNotFoundError
+from goalkeeper.events import BaselineEvent, EvidenceEvent, SideEvent
 from goalkeeper.goals.control import load_state
 from goalkeeper.goals.views import goal_events, latest_evidence
 from goalkeeper.models.base import Message
 from goalkeeper.models.factory import build_model, endpoint
 from goalkeeper.sessions.session import SessionCost, ToolSession, ToolUse, read_only_context, read_only_tools
-from goalkeeper.store import GoalRecord, NewEvent, Store
+from goalkeeper.store import GoalRecord, Store
 
 DEFAULT_EVENTS = 40
 """History messages of the thread the fork carries after its prefix."""
@@ -117,9 +118,9 @@ def ask_side_question(store: Store, workspace: Path, question: str, *, thread_id
         except ContextLengthError as error:
             raise ContextLengthError(error.message, f"ask with fewer history messages, e.g. --events "
                                                     f"{max(1, newest // 2)}") from None
-    payload = {"question": question, "answer": answer, **session.cost().payload(),
-               "events": newest, "charged_to_goal": False}
-    [record] = store.append_events(goal.thread_id, [NewEvent("side", payload, "user")], goal_id=goal.goal_id)
+    side = SideEvent(question=question, answer=answer, **session.cost().payload(), events=newest,
+                     charged_to_goal=False)
+    [record] = store.append_events(goal.thread_id, [side], goal_id=goal.goal_id)
     return SideAnswer(goal.goal_id, question, answer, session.cost(), record.seq)
 
 
@@ -136,7 +137,7 @@ async def _converse(session: ToolSession, messages: list[Message], max_requests:
 def _goal_view(store: Store, goal: GoalRecord) -> dict[str, Any]:
     """What `get_goal` shows, as the runner's tool context has it."""
     contract, state = Contract.model_validate(goal.contract), load_state(goal)
-    evidence = latest_evidence(goal_events(store, goal, ["baseline", "evidence"]))
+    evidence = latest_evidence(goal_events(store, goal, [BaselineEvent, EvidenceEvent]))
     return {"objective": contract.outcome, "status": state.status, "verified": contract.verified,
             "checks": {e.name: "pass" if e.passed else "fail" for e in evidence},
             "spent": asdict(state.spent), "limits": asdict(state.limits)}

@@ -12,7 +12,6 @@ from goalkeeper.store.records import (
     GoalStanding,
     JSONObject,
     Lease,
-    NewEvent,
     ThreadRecord,
     new_id,
 )
@@ -22,7 +21,6 @@ from goalkeeper.store.store import (
     StaleReason,
     Store,
     default_store_path,
-    event_from_row,
 )
 
 __all__ = [
@@ -34,13 +32,11 @@ __all__ = [
     "GoalStanding",
     "JSONObject",
     "Lease",
-    "NewEvent",
     "StaleGoalError",
     "StaleReason",
     "Store",
     "ThreadRecord",
     "default_store_path",
-    "event_from_row",
     "lease_is_live",
     "new_id",
 ]

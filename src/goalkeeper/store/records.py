@@ -1,16 +1,18 @@
 """The values the store hands out and takes in: threads, goals, events, leases, and their ids.
 
-Plain frozen dataclasses; no SQL and no I/O here.
+Plain frozen dataclasses around the typed events of events.py; no SQL and no I/O here.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
+from goalkeeper.events import Event
+
 JSONObject = dict[str, Any]
-"""A JSON-serializable mapping: an event payload, a goal's contract, state or settings."""
+"""A JSON-serializable mapping: a goal's contract, state or settings."""
 
 GoalStanding = Literal["current", "replaced", "cleared"]
 """Whether a goal row is its thread's goal. Not a lifecycle status: that lives in the goal's state."""
@@ -55,20 +57,9 @@ class EventRecord:
     seq: int
     thread_id: str
     goal_id: str | None
-    kind: str
-    actor: str | None
-    payload: JSONObject
     ts: float
-
-
-@dataclass(frozen=True)
-class NewEvent:
-    """An event a caller wants appended; the store gives it a seq, a timestamp and its ids."""
-
-    kind: str
-    payload: JSONObject = field(default_factory=dict)
-    actor: str | None = None
-    """Who caused it: user, model or harness (DESIGN §2). Free text to the store."""
+    event: Event
+    """What happened, typed (events.py); who caused it is `event.actor`."""
 
 
 @dataclass(frozen=True)

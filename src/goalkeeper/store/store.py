@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import Any, Literal, Self
 
 from goalkeeper.errors import GoalNotFoundError, StoreError
+from goalkeeper.events import Event, parse_event, payload_of
 from goalkeeper.store import leases
 from goalkeeper.store.db import Database, prepare_path, private_directory
 from goalkeeper.store.records import (
@@ -25,7 +26,6 @@ from goalkeeper.store.records import (
     GoalRecord,
     JSONObject,
     Lease,
-    NewEvent,
     ThreadRecord,
     new_id,
 )
@@ -133,7 +133,7 @@ class Store:
     # Goals
 
     def put_goal(self, thread_id: str, contract: JSONObject, state: JSONObject, settings: JSONObject,
-                 events: list[NewEvent], goal_id: str | None = None) -> tuple[GoalRecord, list[EventRecord]]:
+                 events: Sequence[Event], goal_id: str | None = None) -> tuple[GoalRecord, list[EventRecord]]:
         """Make a new goal the thread's current one, with `events` appended under its id, atomically. The id is
         `goal_id` when given (its state names it, so the caller may mint it with `new_id("goal")`).
 
@@ -174,7 +174,7 @@ class Store:
             raise GoalNotFoundError(f"no goal {goal_id}", hint="`gk goal` shows the current goal")
         return _goal(row)
 
-    def delete_goal(self, goal_id: str, events: list[NewEvent]) -> list[EventRecord]:
+    def delete_goal(self, goal_id: str, events: Sequence[Event]) -> list[EventRecord]:
         """Clear the goal: its thread has no current goal after this. `events` are appended atomically.
 
         The row is kept, marked cleared, so the history stays readable. A goal that is not current
@@ -188,7 +188,7 @@ class Store:
                          (now, goal_id))
             return _append(conn, thread_id, goal_id, encoded, now)
 
-    def commit(self, goal_id: str, events: list[NewEvent], state: JSONObject | None = None,
+    def commit(self, goal_id: str, events: Sequence[Event], state: JSONObject | None = None,
                expected_version: int | None = None,
                settings: JSONObject | None = None) -> tuple[int, list[EventRecord]]:
         """THE write path for goal state: append `events` and replace state/settings in one transaction.
@@ -216,7 +216,7 @@ class Store:
 
     # Events
 
-    def append_events(self, thread_id: str, events: list[NewEvent],
+    def append_events(self, thread_id: str, events: Sequence[Event],
                       goal_id: str | None = None) -> list[EventRecord]:
         """Append events that change no goal state (side notes, lease notes). Unguarded by version."""
         encoded = _encode(events)
@@ -232,13 +232,12 @@ class Store:
             return _append(conn, thread_id, goal_id, encoded, now)
 
     def events(self, thread_id: str, after_seq: int = 0, goal_id: str | None = None,
-               kinds: Sequence[str] | None = None, limit: int | None = None) -> list[EventRecord]:
-        """The thread's events with seq > `after_seq`, in seq order, optionally of one goal or some kinds.
+               kinds: Sequence[type[Event]] | None = None, limit: int | None = None) -> list[EventRecord]:
+        """The thread's events with seq > `after_seq`, in seq order, optionally of one goal or some kinds
+        (event classes: `kinds=[BaselineEvent, EvidenceEvent]`).
 
         `seq` is store-wide and only grows, so the last seq seen is a cursor for the next call.
         """
-        if isinstance(kinds, str):
-            kinds = [kinds]  # a bare string is one kind, not a sequence of one-letter kinds
         query = "SELECT * FROM events WHERE thread_id = ? AND seq > ?"
         params: list[Any] = [thread_id, after_seq]
         if goal_id is not None:
@@ -246,7 +245,7 @@ class Store:
             params.append(goal_id)
         if kinds is not None:
             query += f" AND kind IN ({', '.join('?' * len(kinds))})"
-            params.extend(kinds)
+            params.extend(kind.model_fields["kind"].default for kind in kinds)
         query += " ORDER BY seq"
         if limit is not None:
             query += " LIMIT ?"
@@ -255,10 +254,20 @@ class Store:
             rows = conn.execute(query, params).fetchall()
         return [event_from_row(row) for row in rows]
 
-    def last_seq(self, thread_id: str) -> int:
-        """The seq of the thread's newest event; 0 when it has none."""
+    def events_after(self, seq: int, limit: int, thread_id: str | None = None) -> list[EventRecord]:
+        """Up to `limit` events with seq > `seq` in seq order, of every thread (a feed of the whole store)
+        or of one."""
+        query = "SELECT * FROM events WHERE seq > ?" + (" AND thread_id = ?" if thread_id else "")
+        params: tuple[object, ...] = (seq, thread_id, limit) if thread_id else (seq, limit)
         with self._db.read() as conn:
-            row = conn.execute("SELECT MAX(seq) FROM events WHERE thread_id = ?", (thread_id,)).fetchone()
+            rows = conn.execute(query + " ORDER BY seq LIMIT ?", params).fetchall()
+        return [event_from_row(row) for row in rows]
+
+    def last_seq(self, thread_id: str | None = None) -> int:
+        """The seq of the thread's newest event (of the whole store's with no thread); 0 when there is none."""
+        query = "SELECT MAX(seq) FROM events" + (" WHERE thread_id = ?" if thread_id else "")
+        with self._db.read() as conn:
+            row = conn.execute(query, (thread_id,) if thread_id else ()).fetchone()
         return int(row[0] or 0)
 
     # Blobs
@@ -315,13 +324,13 @@ def _dumps(value: JSONObject) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
-def _encode(events: list[NewEvent]) -> list[tuple[NewEvent, str]]:
+def _encode(events: Sequence[Event]) -> list[tuple[Event, str]]:
     """Serialize before the transaction opens: a bad payload fails before anything is locked."""
-    return [(event, _dumps(event.payload)) for event in events]
+    return [(event, _dumps(payload_of(event))) for event in events]
 
 
 def _append(conn: sqlite3.Connection, thread_id: str, goal_id: str | None,
-            encoded: list[tuple[NewEvent, str]], now: float) -> list[EventRecord]:
+            encoded: list[tuple[Event, str]], now: float) -> list[EventRecord]:
     records = []
     for event, payload in encoded:
         cursor = conn.execute(
@@ -329,8 +338,7 @@ def _append(conn: sqlite3.Connection, thread_id: str, goal_id: str | None,
             (thread_id, goal_id, event.kind, event.actor, payload, now),
         )
         assert cursor.lastrowid is not None
-        records.append(EventRecord(cursor.lastrowid, thread_id, goal_id, event.kind, event.actor,
-                                   json.loads(payload), now))
+        records.append(EventRecord(cursor.lastrowid, thread_id, goal_id, now, event))
     return records
 
 
@@ -363,6 +371,6 @@ def _goal(row: sqlite3.Row) -> GoalRecord:
 
 
 def event_from_row(row: sqlite3.Row) -> EventRecord:
-    """An `events` row as a record (also for readers with a connection of their own, like the server's feed)."""
-    return EventRecord(row["seq"], row["thread_id"], row["goal_id"], row["kind"], row["actor"],
-                       json.loads(row["payload"]), row["ts"])
+    """An `events` row as a record with its typed event (a row no event model reads is a StoreError)."""
+    event = parse_event(row["kind"], row["actor"], json.loads(row["payload"]))
+    return EventRecord(row["seq"], row["thread_id"], row["goal_id"], row["ts"], event)

@@ -18,6 +18,7 @@ from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import CoreSchema
 
 from goalkeeper.context.tokens import EstimatedTokens, TokenCounter
+from goalkeeper.events import ApprovalEvent, ApprovalRuleEvent, Event
 from goalkeeper.models.base import ToolSpec
 from goalkeeper.sandbox.policy import SandboxPolicy
 
@@ -105,6 +106,14 @@ class CommandApproval:
     """A person was asked."""
     matches: tuple[str, ...] | None = None
     """With an approval the person asked to remember: the prefixes now allowed (None: nothing to remember)."""
+
+    def events(self, call_id: str | None, goal_id: str | None) -> list[Event]:
+        """The `approval` event, then one `approval_rule` per remembered prefix (goal-scoped: a remembered
+        approval is an event of this goal, or of the chat with no goal, never config; a restart reloads it)."""
+        approval = ApprovalEvent(call_id=call_id, **self.payload())
+        rules = [ApprovalRuleEvent(match=match, action="allow", command=self.command, goal_id=goal_id)
+                 for match in self.matches or ()]
+        return [approval, *rules]
 
     def payload(self) -> dict[str, Any]:
         """The `approval` event's payload (less the call id)."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
 
 from rich.console import Group, RenderableType
 from rich.padding import Padding
@@ -18,9 +17,11 @@ from textual.containers import VerticalScroll
 from textual.widget import Widget
 from textual.widgets import Collapsible, Static
 
+from goalkeeper import events as ev
 from goalkeeper.cli import console
 from goalkeeper.cli.console import Inert
 from goalkeeper.core.safe_text import markup_literal, neutralise
+from goalkeeper.events import ChatResponseEvent, CheckpointEvent, Evidence, SideEvent
 from goalkeeper.goals.views import GoalSummary
 from goalkeeper.sessions.planning import Plan, plan_markdown
 from goalkeeper.store import EventRecord
@@ -117,18 +118,18 @@ def _clip(text: str, size: int) -> str:
     return text if len(text) <= size else text[:size - 1] + "…"
 
 
-def evidence_table(title: str, evidence: list[dict[str, Any]]) -> Table:
+def evidence_table(title: str, evidence: list[Evidence]) -> Table:
     """Check results as a table: check, kind, result, metric (target), exit, time."""
     table = Table(title=title, title_justify="left", title_style="bold", box=None, padding=(0, 2),
                   header_style="bold", show_edge=False)
     for column in ("check", "kind", "result", "metric", "exit", "time"):
         table.add_column(column)
     for item in evidence:
-        result = Text("PASS", style="green") if item.get("passed") else Text("FAIL", style="red")
-        metric = f"{item.get('metric')} ({item['target']})" if item.get("target") else ""
+        result = Text("PASS", style="green") if item.passed else Text("FAIL", style="red")
+        metric = f"{item.metric} ({item.target})" if item.target else ""
         # Text cells: a str cell would be read as markup.
-        table.add_row(Text(str(item.get("name", ""))), Text(str(item.get("kind", ""))), result, Text(metric),
-                      str(item.get("exit_code", "")), f"{float(item.get('duration_s') or 0):.1f}s")
+        table.add_row(Text(item.name), Text(item.kind), result, Text(metric), str(item.exit_code),
+                      f"{item.duration_s:.1f}s")
     if not evidence:
         table.add_row("(no checks)", "", "", "", "", "")
     return table
@@ -151,25 +152,25 @@ class Entry(Static):
         super().__init__(Inert(renderable), classes=classes)
 
 
-def _checkpoint_text(payload: dict[str, Any]) -> RenderableType:
-    note = payload.get("note") or {}
-    text = Text.assemble(("✔ checkpoint ", "bold green"), (f"turn {payload.get('turn')}: ", "green"),
-                         str(note.get("done") or f"{payload.get('kind', '')} turn"))
+def _checkpoint_text(checkpoint: CheckpointEvent) -> RenderableType:
+    note = checkpoint.note
+    text = Text.assemble(("✔ checkpoint ", "bold green"), (f"turn {checkpoint.turn}: ", "green"),
+                         str(note.get("done") or f"{checkpoint.turn_kind} turn"))
     details = []
     if note.get("next"):
         details.append(f"next: {note['next']}")
-    if payload.get("files_touched"):
-        details.append("files: " + ", ".join(payload["files_touched"][:6]))
-    if payload.get("commit"):
-        details.append(f"commit {str(payload['commit'])[:10]}")
+    if checkpoint.files_touched:
+        details.append("files: " + ", ".join(checkpoint.files_touched[:6]))
+    if checkpoint.commit:
+        details.append(f"commit {checkpoint.commit[:10]}")
     if details:
         return Group(text, Padding(Text(" · ".join(details), style="dim"), (0, 0, 0, 4)))
     return text
 
 
-def _side_text(payload: dict[str, Any]) -> Group:
-    return Group(Text.assemble(("side question: ", "bold magenta"), str(payload.get("question", ""))),
-                 Text(str(payload.get("answer") or "").strip() or "(no answer)"),
+def _side_text(side: SideEvent) -> Group:
+    return Group(Text.assemble(("side question: ", "bold magenta"), side.question),
+                 Text(side.answer.strip() or "(no answer)"),
                  Text("not charged to the goal; the goal never sees it", style="dim"))
 
 
@@ -188,7 +189,7 @@ def summary_renderable(summary: GoalSummary, status_line: str) -> Group:
     parts: list[RenderableType] = [Text.assemble(("Goal ", "bold"), summary.goal_id, (label, "yellow")),
                                    Padding(fields, (0, 0, 0, 2))]
     if summary.evidence:
-        parts.append(evidence_table("evidence", [e.__dict__ for e in summary.evidence]))
+        parts.append(evidence_table("evidence", summary.evidence))
     if summary.last_checkpoint:
         parts.append(_checkpoint_text(summary.last_checkpoint))
     return Group(*parts)
@@ -211,9 +212,9 @@ class Transcript(VerticalScroll):
         widget = self._widget_for(record)
         if widget is not None:
             self._mount(widget)
-        if record.kind == "chat_response":  # a chat stores no intents: its calls open with the response
-            for call in record.payload.get("tool_calls") or []:
-                self._mount(self._call_view(str(call.get("id")), str(call.get("name")), str(call.get("arguments"))))
+        if isinstance(record.event, ChatResponseEvent):  # a chat stores no intents: its calls open with the response
+            for call in record.event.tool_calls:
+                self._mount(self._call_view(call.id, call.name, call.arguments))
 
     def stream_text(self, delta: str, who: str = "model") -> None:
         """Show model text as it arrives; the committed response replaces it."""
@@ -240,44 +241,44 @@ class Transcript(VerticalScroll):
     # ---- rendering
 
     def _widget_for(self, record: EventRecord) -> Widget | None:
-        p = record.payload
-        match record.kind:
-            case "model_response" | "chat_response":
-                return self._committed_text(str(p.get("content") or ""))
-            case "chat_message":
-                return UserText(str(p.get("content") or p.get("prompt") or ""))
-            case "tool_intent":
-                return self._call_view(str(p.get("call_id")), str(p.get("name")), str(p.get("arguments") or ""))
-            case "tool_result" | "chat_tool_result":
-                return self._finish_call(p)
-            case "baseline" | "evidence":
-                title = "baseline" if record.kind == "baseline" else f"evidence ({p.get('trigger', 'checks')})"
-                return Entry(evidence_table(title, list(p.get("evidence", []))), classes="evidence")
-            case "checkpoint":
-                return Entry(_checkpoint_text(p), classes="checkpoint")
-            case "goal_set":
-                return Entry(Text.assemble(("◆ goal set: ", "bold"), str(p.get("outcome", ""))), classes="status")
-            case "turn_started":
-                return Entry(Text(f"── turn {p.get('turn')} ({p.get('kind')})", style="bold dim"), classes="turn")
-            case "goal_cleared":
+        match event := record.event:
+            case ev.ModelResponseEvent(content=content) | ev.ChatResponseEvent(content=content):
+                return self._committed_text(content)
+            case ev.ChatMessageEvent(content=content):
+                return UserText(content)
+            case ev.ToolIntentEvent(call_id=call_id, name=name, arguments=arguments):
+                return self._call_view(call_id, name, arguments)
+            case ev.ToolResultEvent(call_id=call_id, name=name, output=output, ok=ok):
+                return self._finish_call(call_id, name, output, ok)
+            case ev.ChatToolResultEvent(call_id=call_id, name=name, output=output, ok=ok):
+                return self._finish_call(str(call_id), str(name), output, ok)
+            case ev.BaselineEvent(evidence=evidence):
+                return Entry(evidence_table("baseline", evidence), classes="evidence")
+            case ev.EvidenceEvent(evidence=evidence, trigger=trigger):
+                return Entry(evidence_table(f"evidence ({trigger})", evidence), classes="evidence")
+            case ev.CheckpointEvent():
+                return Entry(_checkpoint_text(event), classes="checkpoint")
+            case ev.GoalSetEvent(outcome=outcome):
+                return Entry(Text.assemble(("◆ goal set: ", "bold"), outcome), classes="status")
+            case ev.TurnStartedEvent(turn=turn, turn_kind=kind):
+                return Entry(Text(f"── turn {turn} ({kind})", style="bold dim"), classes="turn")
+            case ev.GoalClearedEvent():
                 return Entry(Text("◆ goal cleared", style="bold"), classes="status")
-            case "status_changed":
-                return Entry(Text(f"● {p.get('from') or 'new'} → {p.get('to')} ({p.get('reason')}, "
-                                  f"by {record.actor})"), classes=f"status {p.get('to')}")
-            case "side":
-                return Entry(_side_text(p), classes="side")
-            case "plan":
-                return Entry(Text(plan_markdown(Plan.from_payload(p))), classes="plan")
-            case "restated":
-                return self._committed_text(str(p.get("text") or ""), who="restatement")
-            case "approval_rule":
+            case ev.StatusChangedEvent(from_status=before, to=to, reason=reason, actor=actor):
+                return Entry(Text(f"● {before or 'new'} → {to} ({reason}, by {actor})"), classes=f"status {to}")
+            case ev.SideEvent():
+                return Entry(_side_text(event), classes="side")
+            case ev.PlanEvent():
+                return Entry(Text(plan_markdown(Plan.of(event))), classes="plan")
+            case ev.RestatedEvent(text=text):
+                return self._committed_text(text, who="restatement")
+            case ev.ApprovalRuleEvent(match=match):
                 scope = "this goal" if record.goal_id else "this chat"
-                return Entry(Text(f"  always approving `{p.get('match')}` in {scope}", style="dim"))
-            case "approval" if p.get("asked"):
-                return Entry(Text(f"  approval: {p.get('action')} `{p.get('command')}` ({p.get('reason')})",
-                                  style="dim"))
+                return Entry(Text(f"  always approving `{match}` in {scope}", style="dim"))
+            case ev.ApprovalEvent(asked=True, action=action, command=command, reason=reason):
+                return Entry(Text(f"  approval: {action} `{command}` ({reason})", style="dim"))
         line = console.event_line(record)
-        return Entry(Text(line, style="dim")) if line and record.kind != "tool_intent" else None
+        return Entry(Text(line, style="dim")) if line else None
 
     def _committed_text(self, content: str, who: str = "model") -> Widget | None:
         """The committed response: it replaces the streamed text where that stood."""
@@ -298,14 +299,11 @@ class Transcript(VerticalScroll):
         self.calls[call_id] = view
         return view
 
-    def _finish_call(self, payload: dict[str, Any]) -> Widget | None:
-        call_id = str(payload.get("call_id"))
+    def _finish_call(self, call_id: str, name: str, output: str, ok: bool) -> Widget | None:
         view = self.calls.pop(call_id, None)
         created = None
         if view is None:  # its intent was not seen (chat results, or history older than the window)
-            view = created = self._call_view(call_id, str(payload.get("name")), str(payload.get("arguments") or ""))
-        output = str(payload.get("output") or "")
-        ok = bool(payload.get("ok", True))
+            view = created = self._call_view(call_id, name, "")
         if created is not None:
             created.output.update(Text(neutralise(output)))
             self.calls.pop(call_id, None)

@@ -12,47 +12,17 @@ import json
 import re
 import shlex
 import subprocess
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from goalkeeper.contract import Check, Contract, Metric, format_duration, json_path_steps
+from goalkeeper.events import Evidence, EvidenceKind
 from goalkeeper.sandbox.bwrap import run_confined
 from goalkeeper.sandbox.policy import SandboxPolicy
 from goalkeeper.sandbox.process import CommandResult
 from goalkeeper.verify import tests as testlevel
 from goalkeeper.verify.trace import Tracer
-
-EvidenceKind = Literal["check", "constraint"]
-
-
-@dataclass(frozen=True)
-class Evidence:
-    """The result of running one check (or one keep_green constraint) once."""
-
-    name: str
-    kind: EvidenceKind
-    command: str
-    exit_code: int
-    duration_s: float
-    output_tail: str
-    """The last part of the output (a few KB), enough for a person or the model to see why."""
-    passed: bool
-    metric: float | None = None
-    """The parsed metric value, when the check has a metric and it could be read."""
-    target: str | None = None
-    """The metric target as written, e.g. "< 120"."""
-    timed_out: bool = False
-    error: str | None = None
-    """Why the check could not be judged normally (command not found, metric not found...)."""
-    tests: dict[str, Any] | None = None
-    """Per-test evidence from goalkeeper's reporter (verify/tests.py): counts, canary, problems, the ids that
-    matter (every id at baseline). None when no reporter understood the check."""
-    basis: str = "exit code"
-    """What the verdict rests on: "tests" (a reporter's per-test records) or "exit code only"."""
-    room: str = ""
-    """Where the evidence was taken: "clean room" or "workspace" (empty in events older than the clean room)."""
-
 
 #: Characters of output kept in Evidence.output_tail.
 OUTPUT_TAIL_CHARS = 4000
@@ -177,7 +147,7 @@ def _judged(check: Check, result: CommandResult, tests: dict[str, Any] | None) -
     metric_ok = check.metric is None or (value is not None and check.metric.met(value))
     evidence = _evidence(check.name, "check", result, metric_ok=metric_ok and (tests is None or tests["passed"]),
                          metric=value, target=check.metric.target if check.metric else None, error=error)
-    return replace(evidence, tests=tests, basis="tests" if tests is not None else "exit code only")
+    return evidence.model_copy(update={"tests": tests, "basis": "tests" if tests is not None else "exit code only"})
 
 
 async def run_constraint(command: str, workspace: Path, timeout_s: float = 600,
@@ -198,7 +168,7 @@ async def run_checks(contract: Contract, workspace: Path, keep_green: list[str] 
     all under `sandbox` when given (and under strace with `tracer`). With `baseline` (the baseline run's
     evidence) each check's tests are judged against their baseline, and a canary that did not fail adds a
     failing `verification_tampering`."""
-    before = {e.name: e for e in baseline or [] if e.kind == "check"}
+    before = {e.name: e for e in baseline or [] if e.is_check}
     evidence = [await run_check(check, workspace, env, sandbox, before.get(check.name), tracer)
                 for check in contract.checks]
     evidence += [_tampered(item) for item in evidence if item.tests and item.tests.get("tampering")]

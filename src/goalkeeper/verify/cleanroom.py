@@ -31,15 +31,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from goalkeeper.contract import Contract
 from goalkeeper.errors import SandboxError, WorkspaceError
+from goalkeeper.events import BaselineMirrorEvent, Evidence
 from goalkeeper.sandbox.bwrap import require_sandbox
 from goalkeeper.sandbox.policy import SandboxPolicy
 from goalkeeper.store.db import private_directory
 from goalkeeper.verify import mirror as mirrors
-from goalkeeper.verify.checks import Evidence, run_checks
+from goalkeeper.verify.checks import run_checks
 from goalkeeper.verify.envsnap import EnvSnapshot, link_copy, load_snapshot, take_snapshot, written_through
 from goalkeeper.verify.mirror import make_mirror
 from goalkeeper.verify.observed import Change, Surface
@@ -88,9 +88,10 @@ class RoomChanges:
 # ---------------------------------------------------------------- at goal start
 
 
-def keep_baseline(workspace: Path, goal_id: str, commit: str, recorded: dict[str, Any] | None) -> dict[str, Any]:
+def keep_baseline(workspace: Path, goal_id: str, commit: str,
+                  recorded: BaselineMirrorEvent | None) -> BaselineMirrorEvent:
     """Make the goal's baseline mirror and environment snapshot (first run), or find them again (a resume);
-    returns the `baseline_mirror` event's payload.
+    returns the `baseline_mirror` event.
 
     A resumed goal whose mirror is gone gets a new one only if the workspace still holds the base commit
     intact; a snapshot that is gone cannot be taken again (the model has run since): both are errors.
@@ -99,8 +100,8 @@ def keep_baseline(workspace: Path, goal_id: str, commit: str, recorded: dict[str
         return _found_again(workspace, recorded)
     path = make_mirror(workspace, commit, mirrors.mirror_path(goal_id))
     env = take_snapshot(workspace, mirrors.goal_folder("envs", goal_id))
-    payload = {"mirror": str(path), "base_commit": commit, "env": str(env.root), "env_dirs": list(env.dirs),
-               "env_skipped": list(env.skipped), "resumed": False}
+    payload = BaselineMirrorEvent(mirror=str(path), base_commit=commit, env=str(env.root), env_dirs=list(env.dirs),
+                                  env_skipped=list(env.skipped), resumed=False)
     # Also before the model runs: the base checkout, and the stat of every workspace file (all equal the base).
     base = baseline_of(payload, goal_id)
     top = toplevel(workspace)
@@ -109,19 +110,19 @@ def keep_baseline(workspace: Path, goal_id: str, commit: str, recorded: dict[str
     return payload
 
 
-def _found_again(workspace: Path, recorded: dict[str, Any]) -> dict[str, Any]:
-    path = Path(recorded["mirror"])
-    remade = mirrors.ensure_mirror(workspace, recorded["base_commit"], path)
-    if load_snapshot(Path(recorded["env"])) is None:
-        raise WorkspaceError(f"the goal's environment snapshot {recorded['env']} is gone",
+def _found_again(workspace: Path, recorded: BaselineMirrorEvent) -> BaselineMirrorEvent:
+    path = Path(recorded.mirror)
+    remade = mirrors.ensure_mirror(workspace, recorded.base_commit, path)
+    if load_snapshot(Path(recorded.env)) is None:
+        raise WorkspaceError(f"the goal's environment snapshot {recorded.env} is gone",
                              hint="it cannot be taken again once the model has run; clear the goal and set it "
                                   "again (gk goal ... --replace)")
-    return {**recorded, "resumed": True, "remade": remade}
+    return recorded.model_copy(update={"resumed": True, "remade": remade})
 
 
-def baseline_of(payload: dict[str, Any], goal_id: str) -> Baseline:
+def baseline_of(recorded: BaselineMirrorEvent, goal_id: str) -> Baseline:
     """The Baseline a `baseline_mirror` event names."""
-    return Baseline(Path(payload["mirror"]), payload["base_commit"], load_snapshot(Path(payload["env"])),
+    return Baseline(Path(recorded.mirror), recorded.base_commit, load_snapshot(Path(recorded.env)),
                     private_directory(mirrors.goal_folder("rooms", goal_id)))
 
 
@@ -414,7 +415,7 @@ async def run_in_room(workspace: Path, base: Baseline, contract: Contract, keep_
                         "PYTHONPYCACHEPREFIX": pycache}
             policy = _room_policy(sandbox, tree, top, base) if confined else None
             evidence = await run_checks(contract, cwd, keep_green, env=room_env, sandbox=policy, baseline=baseline)
-    return [dataclasses.replace(e, room="clean room") for e in evidence], changes, built_s
+    return [e.model_copy(update={"room": "clean room"}) for e in evidence], changes, built_s
 
 
 def _room_policy(sandbox: SandboxPolicy, tree: Path, top: Path, base: Baseline) -> SandboxPolicy:

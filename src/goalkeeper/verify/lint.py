@@ -23,10 +23,11 @@ from goalkeeper.config import load_config
 from goalkeeper.contract import Check, Contract, format_duration
 from goalkeeper.contract.lint import Element, Finding, LintReport, lint_report
 from goalkeeper.errors import SandboxError
+from goalkeeper.events import Evidence
 from goalkeeper.sandbox.bwrap import require_sandbox
 from goalkeeper.sandbox.policy import SandboxPolicy
 from goalkeeper.sandbox.process import command_script
-from goalkeeper.verify.checks import Evidence, missing_commands, run_check, run_constraint
+from goalkeeper.verify.checks import missing_commands, run_check, run_constraint
 from goalkeeper.verify.observed import Surface, surface_from_pins, surface_summary, traced_surface
 from goalkeeper.verify.pins import Pins, pin_verification_surface
 from goalkeeper.verify.trace import Tracer, tracer_problem
@@ -184,12 +185,12 @@ def _judge(runs: list[tuple[Evidence, float, float]], total_checks: int) -> tupl
             findings.append(problem)
         elif not item.timed_out:
             judged.append(item)
-    checks = [item for item in judged if item.kind == "check"]
+    checks = [item for item in judged if item.is_check]
     findings += _already_passing(checks, total_checks)
     findings += [_metric_unread(item) for item in checks if item.target and item.metric is None and item.exit_code == 0]
     findings += [_no_script(item, match.group(1)) for item in judged if not item.passed
                  and (match := _NO_SCRIPT.search(item.output_tail)) is not None]
-    findings += [_red_keep_green(item) for item in judged if item.kind == "constraint" and not item.passed]
+    findings += [_red_keep_green(item) for item in judged if not item.is_check and not item.passed]
     return findings, notes
 
 
@@ -210,7 +211,7 @@ def _capped(check: Check, timeout_s: float) -> Check:
 
 
 def _element_of(item: Evidence) -> Element:
-    return "verification" if item.kind == "check" else "constraints"
+    return "verification" if item.is_check else "constraints"
 
 
 def _cannot_run(item: Evidence) -> Finding | None:

@@ -25,9 +25,10 @@ from typing import Literal
 
 from goalkeeper.contract import Contract
 from goalkeeper.errors import WorkspaceError
+from goalkeeper.events import Evidence
 from goalkeeper.sandbox.globs import first_path_match, normalize_path
 from goalkeeper.sandbox.policy import SandboxPolicy
-from goalkeeper.verify.checks import Evidence, run_checks
+from goalkeeper.verify.checks import run_checks
 from goalkeeper.workspace.git import probe, run_git, toplevel
 
 EditsPolicy = Literal["review", "deny", "allow"]

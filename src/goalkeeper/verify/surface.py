@@ -7,13 +7,14 @@ verification surface, so only a pass there counts (see cleanroom.py).
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from goalkeeper.contract import Contract
+from goalkeeper.events import Evidence
 from goalkeeper.sandbox.policy import SandboxPolicy
-from goalkeeper.verify.checks import Evidence, run_checks
+from goalkeeper.verify.checks import run_checks
 from goalkeeper.verify.cleanroom import Baseline, run_in_room
 from goalkeeper.verify.observed import Change, Surface, surface_from_pins
 from goalkeeper.verify.pins import DIFF_CHARS, Pins, SurfaceState, surface_state
@@ -47,7 +48,7 @@ async def verify_goal(workspace: Path, base: Baseline, pins: Pins, contract: Con
     if contract.verify.edits != "review" or not changes.held_back:
         return evidence, payload
     started = time.monotonic()
-    as_is = [replace(e, room="workspace")
+    as_is = [e.model_copy(update={"room": "workspace"})
              for e in await run_checks(contract, workspace, keep_green, env=env, sandbox=sandbox, baseline=baseline)]
     payload["as_it_stands"] = "pass" if all(e.passed for e in as_is) else "fail"
     if all(e.passed for e in as_is) and not all(e.passed for e in evidence):
@@ -59,7 +60,7 @@ async def verify_goal(workspace: Path, base: Baseline, pins: Pins, contract: Con
             error=f"the checks pass only with the verification surface changed; without those changes, "
                   f"these fail: {failing}"))
     # A canary caught as it stands is tampering by its own name; any other failure says where it happened.
-    evidence += [e if e.name == TAMPERING else replace(e, name=f"{e.name} (as it stands)")
+    evidence += [e if e.name == TAMPERING else e.model_copy(update={"name": f"{e.name} (as it stands)"})
                  for e in as_is if not e.passed]
     return evidence, payload
 

@@ -1,45 +1,42 @@
 """The goal's git side as the runner sees it: open the goal branch, commit a checkpoint per turn, recover.
 
-It turns git results into event payloads and notices for the model; the runner records them.
+It turns git results into events (with the notices the model must hear); the runner records them.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from goalkeeper.events import (
+    BaselineEvent,
+    CheckpointEvent,
+    EvidenceEvent,
+    GoalBranchEvent,
+    RecoveryCheckpointEvent,
+)
 from goalkeeper.store import EventRecord
 from goalkeeper.workspace.checkpoints import MAX_FILE_BYTES, CheckpointResult, Violation, checkpoint, resume
 from goalkeeper.workspace.git import GoalBranch, preflight, start_goal
 
 
-@dataclass(frozen=True)
-class Opened:
-    """What opening the goal's branch did: the event to record, and what the model must be told."""
-
-    kind: str
-    payload: dict[str, Any]
-    notice: str | None = None
-
-
 def branch_of(records: list[EventRecord]) -> GoalBranch | None:
     """The goal branch recorded in the store, if the goal has started."""
     for record in records:
-        if record.kind == "goal_branch":
-            payload = record.payload
-            return GoalBranch(payload["name"], payload["base_commit"], payload.get("snapshot_commit"))
+        if isinstance(record.event, GoalBranchEvent):
+            return GoalBranch(record.event.name, record.event.base_commit, record.event.snapshot_commit)
     return None
 
 
 def open_branch(workspace: Path, goal_id: str, outcome: str, branch: GoalBranch | None, allow_dirty: bool,
                 interrupted_turn: int | None, protect: list[str], paths: list[str],
-                max_file_bytes: int = MAX_FILE_BYTES) -> Opened | None:
+                max_file_bytes: int = MAX_FILE_BYTES) -> GoalBranchEvent | RecoveryCheckpointEvent | None:
     """First run: preflight and create the goal branch. Later runs: check it out and recover a crash's edits."""
     if branch is None:
         preflight(workspace, allow_dirty)
         created = start_goal(workspace, goal_id, outcome, allow_dirty)
-        return Opened("goal_branch", asdict(created))
+        return GoalBranchEvent(**asdict(created), notice=None)
     recovered = resume(workspace, branch, interrupted_turn, goal_id=goal_id, protect=protect, paths=paths,
                        max_file_bytes=max_file_bytes)
     if recovered.recovered_commit is None:
@@ -47,31 +44,30 @@ def open_branch(workspace: Path, goal_id: str, outcome: str, branch: GoalBranch 
     notice = (f"The harness restarted after turn {interrupted_turn} was interrupted. Changes it left were "
               f"committed as a recovery checkpoint: {', '.join(recovered.files) or '(none)'}. Re-inspect the "
               "workspace before continuing." + violations_notice(recovered.violations))
-    payload = {"commit": recovered.recovered_commit, "files": recovered.files, "turn": interrupted_turn,
-               "violations": [asdict(v) for v in recovered.violations]}
-    return Opened("recovery_checkpoint", payload, notice)
+    return RecoveryCheckpointEvent(commit=recovered.recovered_commit, files=recovered.files, turn=interrupted_turn,
+                                   violations=[asdict(v) for v in recovered.violations], notice=notice)
 
 
 def commit_turn(workspace: Path, branch: GoalBranch, goal_id: str, turn: int, passing: int | None, total: int,
                 message: str, protect: list[str], paths: list[str],
                 max_file_bytes: int = MAX_FILE_BYTES) -> dict[str, Any]:
-    """The turn's checkpoint commit (reverting boundary violations first), as an event payload.
+    """The turn's checkpoint commit (reverting boundary violations first), as fields of its checkpoint event.
 
     What the model must hear besides the violations (a file too large to commit, HEAD found off the goal
-    branch) goes in the payload's `notice`.
+    branch) goes in `notice`.
     """
     result = checkpoint(workspace, branch, goal_id, turn, passing, total, message, protect, paths,
                         max_file_bytes)
-    payload: dict[str, Any] = {"commit": result.commit, "files_committed": result.files,
+    committed: dict[str, Any] = {"commit": result.commit, "files_committed": result.files,
                                "violations": [asdict(v) for v in result.violations]}
     notice = checkpoint_notice(branch, result, max_file_bytes)
     if result.oversized:
-        payload["oversized"] = result.oversized
+        committed["oversized"] = result.oversized
     if result.left_branch is not None:
-        payload["left_branch"] = result.left_branch
+        committed["left_branch"] = result.left_branch
     if notice:
-        payload["notice"] = notice
-    return payload
+        committed["notice"] = notice
+    return committed
 
 
 def measured_trees(records: list[EventRecord]) -> dict[str, int]:
@@ -81,9 +77,9 @@ def measured_trees(records: list[EventRecord]) -> dict[str, int]:
     """
     measured: dict[str, int] = {}
     for record in records:
-        tree = record.payload.get("tree_hash")
-        if record.kind in ("baseline", "evidence") and tree:
-            measured[tree] = sum(1 for e in record.payload["evidence"] if e["kind"] == "check" and e["passed"])
+        event = record.event
+        if isinstance(event, (BaselineEvent, EvidenceEvent)) and event.tree_hash:
+            measured[event.tree_hash] = sum(1 for e in event.evidence if e.is_check and e.passed)
     return measured
 
 
@@ -94,23 +90,22 @@ def measured_checkpoints(records: list[EventRecord]) -> list[dict[str, Any]]:
     Each is `{"turn", "commit", "tree_hash", "passing", "all_passed", "metric"}`; `commit` is None for turn 0
     (the goal's base commit).
     """
+    events = [record.event for record in records]
     runs: dict[str, dict[str, Any]] = {}
-    for record in records:
-        tree = record.payload.get("tree_hash")
-        if record.kind in ("baseline", "evidence") and tree:
-            checks = [e for e in record.payload["evidence"] if e["kind"] == "check"]
-            runs[tree] = {"passing": sum(e["passed"] for e in checks),
-                          "all_passed": all(e["passed"] for e in record.payload["evidence"]),
-                          "metric": next((e["metric"] for e in checks if e.get("metric") is not None), None)}
+    for event in events:
+        if isinstance(event, (BaselineEvent, EvidenceEvent)) and event.tree_hash:
+            checks = [e for e in event.evidence if e.is_check]
+            runs[event.tree_hash] = {"passing": sum(e.passed for e in checks),
+                                     "all_passed": all(e.passed for e in event.evidence),
+                                     "metric": next((e.metric for e in checks if e.metric is not None), None)}
     found: dict[int, dict[str, Any]] = {}
-    baseline = next((r.payload for r in records if r.kind == "baseline"), None)
-    if baseline and baseline.get("tree_hash") in runs:
-        found[0] = {"turn": 0, "commit": None, "tree_hash": baseline["tree_hash"], **runs[baseline["tree_hash"]]}
-    for record in records:
-        payload = record.payload
-        if record.kind == "checkpoint" and payload.get("commit") and payload.get("tree_hash") in runs:
-            found[payload["turn"]] = {"turn": payload["turn"], "commit": payload["commit"],
-                                      "tree_hash": payload["tree_hash"], **runs[payload["tree_hash"]]}
+    baseline = next((e for e in events if isinstance(e, BaselineEvent)), None)
+    if baseline and baseline.tree_hash in runs:
+        found[0] = {"turn": 0, "commit": None, "tree_hash": baseline.tree_hash, **runs[baseline.tree_hash]}
+    for event in events:
+        if isinstance(event, CheckpointEvent) and event.commit and event.tree_hash in runs:
+            found[event.turn] = {"turn": event.turn, "commit": event.commit, "tree_hash": event.tree_hash,
+                                 **runs[event.tree_hash]}
     return [found[turn] for turn in sorted(found)]
 
 

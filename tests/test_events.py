@@ -1,0 +1,147 @@
+"""The event catalogue: every kind round-trips through its stored payload, parsing picks the class by kind,
+unknown fields are refused, and a store written by the release before typed events reads back typed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import typing
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from goalkeeper import events as ev
+from goalkeeper.errors import StoreError
+from goalkeeper.store import Store
+
+DATA = Path(__file__).parent / "data"
+USAGE = ev.Usage(input_tokens=10, cached_input_tokens=2, output_tokens=3, charged_tokens=11)
+CHECK = ev.Evidence(name="tests", kind="check", command="pytest", exit_code=0, duration_s=0.5, output_tail="ok",
+                    passed=True, tests={"passed": 3})
+SESSION: dict[str, Any] = {"usage": USAGE, "model": "m", "requests": 1,
+                           "tool_calls": [ev.ToolUsed(name="read_file", arguments={"path": "a"}, ok=True)]}
+
+EXAMPLES: list[Any] = [
+    ev.GoalSetEvent(outcome="Fix it", verified=True, contract={"outcome": "Fix it"}),
+    ev.GoalClearedEvent(), ev.GoalClearedEvent(actor="harness", why="no branch"),
+    ev.StatusChangedEvent(actor="harness", from_status="pursuing", to="unmet", reason="max_attempts",
+                          checks=["tests"], max_attempts=3),
+    ev.BudgetRaisedEvent(tokens=100, usd=None, time_s=None, turns=3),
+    ev.BudgetExhaustedEvent(reason="budget_turns", turn=4),
+    ev.AttemptCountedEvent(failing=["tests"], attempts={"tests": 1}),
+    ev.NudgeEvent(why="no progress"),
+    ev.ChecksRequestedEvent(trigger="completion"),
+    ev.TurnStartedEvent(turn_kind="continuation", turn=2),
+    ev.TurnEndedEvent(turn=2, turn_kind="continuation", tool_calls=1, signal={"status": "complete"}),
+    ev.ControlRequestEvent(action="resume", add_turns=2, force=True),
+    ev.ControlAppliedEvent(actor="harness", request_seq=7),
+    ev.MessageEvent(turn_kind="initial", content="Go", evidence_shown={"check:tests": [True, None, 0]}),
+    ev.ModelResponseEvent(content="hi", tool_calls=[ev.CallMade(id="c1", name="shell", arguments="{}")],
+                          usage=USAGE, usd=0.01, model="m", finish_reason="stop"),
+    ev.ToolIntentEvent(call_id="c1", name="shell", arguments='{"command": "ls"}'),
+    ev.ToolResultEvent(call_id="c1", name="shell", output="a", ok=True, signal=None, data={"exit_code": 0},
+                       files_touched=["a"], full_output_chars=None),
+    ev.ApprovalEvent(call_id="c1", command="ls", action="allow", reason="policy", rule=None, asked=True,
+                     remembered=True, matches=["ls*"]),
+    ev.ApprovalRuleEvent(match="ls*", command="ls", goal_id="goal_1"),
+    ev.CheckpointEvent(turn=1, turn_kind="initial", note={"done": "x"}, files_touched=["a"], commands=["ls"],
+                       tokens=5, tree_hash="t", commit="c", files_committed=["a"], violations=[]),
+    ev.RecoveryCheckpointEvent(commit="c", files=["a"], turn=2, violations=[], notice="recovered"),
+    ev.ProviderRetryEvent(attempt=1, error="503", status_code=503, delay_s=0.5),
+    ev.UsageChargedEvent(why="cut", charged_tokens=10, usd=0.1),
+    ev.ContextTrimmedEvent(upto_message=4, keep_chars=2000, why="compaction failed"),
+    ev.CompactedEvent(summary="s", handoff="h", responses=3, turn=2, request_tokens=900, missing_sections=[],
+                      evidence_shown=None, usage=USAGE, model="m"),
+    ev.CompactionFailedEvent(why="empty", request_tokens=900),
+    ev.SandboxEvent(mode="workspace-write", network=False, processes="256 processes"),
+    ev.GoalBranchEvent(name="goal/abc-fix", base_commit="b", snapshot_commit=None),
+    ev.BaselineMirrorEvent(mirror="/m", base_commit="b", env="/e", env_dirs=[".venv"], env_skipped=[],
+                           resumed=True, remade=False),
+    ev.VerificationPinsEvent(pins="{}", edits="review", files=["tests/a.py"]),
+    ev.VerificationSurfaceEvent(surface="{}", summary={"observed": True}),
+    ev.BaselineEvent(evidence=[CHECK], keep_green_active=[], keep_green_dropped=["lint"], tree_hash="t"),
+    ev.EvidenceEvent(trigger="completion", turn=1, evidence=[CHECK], surface={"changed": []}, tree_hash="t"),
+    ev.ChatMessageEvent(content="hello"),
+    ev.ChatResponseEvent(content="hi", tool_calls=[], usage=USAGE, model="m"),
+    ev.ChatToolResultEvent(call_id="c1", name="shell", output="a", ok=True),
+    ev.SideEvent(question="why?", answer="because", events=10, **SESSION),
+    ev.PlanEvent(objective="o", steps=["s"], checks=[ev.SuggestedCheckRecord(name="t", run="pytest")], risks=[],
+                 questions=[], text="", source="submit_plan", given_objective="o", **SESSION),
+    ev.DraftEvent(description="d", output="goal.toml", contract={}, lint={"findings": []}, fix_rounds=0, **SESSION),
+    ev.DistilledEvent(output="PRD.md", usage=USAGE, model="m", branch="goal/x", base_commit="b"),
+    ev.RestatedEvent(text="t", usage=USAGE, usd=0.0, model="m", charged_to_goal=True),
+    ev.ImplementsEvent(spike_goal_id="goal_1", spike_branch="goal/x", base_commit="b", prd="PRD.md",
+                       spike_status="achieved"),
+    ev.NotifyAttemptEvent(event_seq=3, url="https://x", status="achieved", attempt=1, max_attempts=3,
+                          format="json", delivered=True, status_code=200, error=None, duration_s=0.1),
+]
+
+
+def _all_classes() -> set[type]:
+    [union, _] = typing.get_args(ev.Event)
+    return set(typing.get_args(union))
+
+
+def test_the_examples_cover_every_kind_of_the_catalogue() -> None:
+    assert {type(example) for example in EXAMPLES} == _all_classes()
+    assert all(cls.__doc__ for cls in _all_classes())  # the catalogue says what each kind is
+
+
+@pytest.mark.parametrize("event", EXAMPLES, ids=lambda event: event.kind)
+def test_every_kind_round_trips_through_its_stored_payload(event: Any) -> None:
+    payload = json.loads(json.dumps(ev.payload_of(event)))
+    assert "actor" not in payload and "turn_kind" not in payload and "from_status" not in payload
+    parsed = ev.parse_event(event.kind, event.actor, payload)
+    assert parsed == event and ev.payload_of(parsed) == payload
+
+
+def test_an_optional_field_left_out_stays_out_of_the_payload() -> None:
+    assert ev.payload_of(ev.GoalClearedEvent()) == {}
+    assert ev.payload_of(ev.GoalClearedEvent(why="x")) == {"why": "x"}
+    trimmed = ev.ContextTrimmedEvent(upto_message=3, keep_chars=10)
+    assert "why" in ev.payload_of(trimmed.model_copy(update={"why": "compaction failed"}))
+
+
+def test_parse_picks_the_class_by_kind_and_keeps_the_stored_keys() -> None:
+    parsed = ev.parse_event("status_changed", "user", {"from": None, "to": "pursuing", "reason": "goal_set"})
+    assert isinstance(parsed, ev.StatusChangedEvent) and parsed.from_status is None and parsed.actor == "user"
+    started = ev.parse_event("turn_started", "harness", {"kind": "wrap_up", "turn": 3})
+    assert isinstance(started, ev.TurnStartedEvent) and started.turn_kind == "wrap_up"
+    baseline = ev.parse_event("baseline", "harness", ev.payload_of(EXAMPLES[31]))
+    assert isinstance(baseline, ev.BaselineEvent) and baseline.evidence[0].is_check
+
+
+def test_an_unknown_field_or_kind_is_one_store_error() -> None:
+    with pytest.raises(StoreError, match="nudge"):
+        ev.parse_event("nudge", "harness", {"why": "x", "extra": 1})
+    with pytest.raises(StoreError, match="no_such_kind"):
+        ev.parse_event("no_such_kind", "harness", {})
+    with pytest.raises(ValueError):
+        ev.NudgeEvent(why="x", extra=1)  # type: ignore[call-arg]
+
+
+def test_events_are_frozen() -> None:
+    nudge = ev.NudgeEvent(why="x")
+    with pytest.raises(ValueError):
+        nudge.why = "y"  # type: ignore[misc]
+
+
+def test_a_store_written_by_release_8c370e0_reads_every_event_typed(tmp_path: Path) -> None:
+    """tests/data/make_old_store.py wrote it with that release's code: a fix, then a goal paused, raised,
+    resumed, out of turns and cleared."""
+    path = tmp_path / "state.db"
+    shutil.copyfile(DATA / "store-8c370e0.db", path)
+    with sqlite3.connect(path) as conn:
+        threads = [row[0] for row in conn.execute("SELECT thread_id FROM threads")]
+        rows = conn.execute("SELECT kind, payload FROM events ORDER BY seq").fetchall()
+    with Store(path) as store:
+        stored = [record for thread in threads for record in store.events(thread)]
+    assert [record.event.kind for record in stored] == [kind for kind, _ in rows]
+    assert [ev.payload_of(record.event) for record in stored] == [json.loads(payload) for _, payload in rows]
+    kinds = {record.event.kind for record in stored}
+    assert {"goal_set", "status_changed", "budget_raised", "baseline", "evidence", "checkpoint", "message",
+            "tool_result", "attempt_counted", "budget_exhausted", "goal_cleared"} <= kinds
+    evidence = [record.event for record in stored if isinstance(record.event, ev.EvidenceEvent)]
+    assert evidence and all(isinstance(item, ev.Evidence) for event in evidence for item in event.evidence)
