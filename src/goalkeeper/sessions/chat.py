@@ -27,10 +27,10 @@ from goalkeeper.events import (
 )
 from goalkeeper.events import Usage as UsageRecord
 from goalkeeper.goals.control import thread_for
-from goalkeeper.models.base import Message, Model, ModelResponse, Usage
+from goalkeeper.models.base import Message, Model, ModelResponse
 from goalkeeper.run.engine import open_model
 from goalkeeper.sandbox.bwrap import require_sandbox
-from goalkeeper.sessions.session import Session, ToolUse, tool_context
+from goalkeeper.sessions.session import Session, SessionCost, ToolUse, tool_context
 from goalkeeper.sessions.side import fork_history
 from goalkeeper.store import EventRecord, Store
 from goalkeeper.tools.base import ToolResult
@@ -51,10 +51,7 @@ class ChatReply:
     """The answer to one prompt, and what getting it took."""
 
     text: str
-    tool_calls: tuple[ToolUse, ...]
-    usage: Usage
-    model: str
-    requests: int
+    cost: SessionCost
 
 
 def chat_tools(config: Config, approver: Approver | None) -> ToolRegistry:
@@ -122,7 +119,7 @@ class ChatSession:
             text = await session.converse(messages, MAX_REQUESTS, "reply")
         finally:
             self.history = chat_history(self.store.events(self.thread.thread_id, kinds=CHAT_EVENTS))
-        return ChatReply(text, tuple(session.calls), session.usage, session.model_name, session.requests)
+        return ChatReply(text, session.cost())
 
     async def aclose(self) -> None:
         """Close the model's connections (and stop the local server, if one was started)."""
