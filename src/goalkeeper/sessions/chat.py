@@ -28,7 +28,7 @@ from goalkeeper.events import (
 from goalkeeper.events import Usage as UsageRecord
 from goalkeeper.goals.control import thread_for
 from goalkeeper.models.base import Message, Model, ModelResponse
-from goalkeeper.run.engine import open_model
+from goalkeeper.models.factory import open_model
 from goalkeeper.sandbox.bwrap import require_sandbox
 from goalkeeper.sessions.session import Session, SessionCost, ToolUse, tool_context
 from goalkeeper.sessions.side import fork_history

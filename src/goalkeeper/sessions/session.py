@@ -24,8 +24,8 @@ from goalkeeper.context.tokens import counter_for
 from goalkeeper.contract import Contract
 from goalkeeper.events import Usage as UsageRecord
 from goalkeeper.models.base import Message, Model, ModelRequest, ModelResponse, ToolCall, ToolSpec, Usage
+from goalkeeper.models.factory import open_model
 from goalkeeper.models.retry import RetryPolicy, complete_with_retries
-from goalkeeper.run.engine import open_model
 from goalkeeper.sandbox.policy import SandboxPolicy
 from goalkeeper.store import Store
 from goalkeeper.tools.base import ToolContext, ToolResult
