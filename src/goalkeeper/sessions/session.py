@@ -123,7 +123,7 @@ class Session:
     on_tool: Callable[[ToolUse], None] | None = None
     """Each tool call once it has run."""
     on_message: Callable[[Message, ModelResponse | ToolResult], None] | None = None
-    """Each message `converse` adds to the conversation, with the response or tool result it came from (chat
+    """Each message `run` adds to the conversation, with the response or tool result it came from (chat
     stores them as they land)."""
     usage: Usage = field(default_factory=Usage)
     requests: int = 0
