@@ -346,7 +346,7 @@ def test_chat_uses_the_tools_in_the_sandbox_persists_and_a_later_goal_never_sees
     rebuilt = bodies[2]["messages"]
     assert [m["role"] for m in rebuilt] == ["system", "user", "assistant", "tool", "tool", "tool", "assistant", "user"]
     assert rebuilt[1]["content"] == CHAT_PROMPT and rebuilt[6]["content"] == CHAT_ANSWER
-    assert second.text == later.text and second.requests == 1
+    assert second.text == later.text and second.cost.requests == 1
     assert result.status == "achieved"
     goal_request = json.dumps(bodies[3])
     assert CHAT_PROMPT not in goal_request and CHAT_ANSWER not in goal_request and "from-shell" not in goal_request

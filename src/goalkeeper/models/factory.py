@@ -1,10 +1,12 @@
-"""Builds the `Model` a goal's settings name, and the endpoint it talks to (a local server on demand)."""
+"""Builds the `Model` a goal's settings name, and the endpoint it talks to (a local server on demand);
+`open_model` is the one way the runner and the sessions open one."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 from goalkeeper.config import ModelSettings
@@ -59,3 +61,19 @@ def endpoint(settings: ModelSettings) -> Iterator[ModelSettings]:
         # llama.cpp's streamed answers carry no usage (the goal would be charged nothing) and a streamed
         # tool call in "auto" mode fails with HTTP 500: the local model never streams.
         yield settings.model_copy(update={"base_url": server.base_url, "stream": False})
+
+
+@contextlib.asynccontextmanager
+async def open_model(settings: ModelSettings) -> AsyncIterator[Model]:
+    """The model `settings` name, its endpoint reachable while the block runs (the bundled local server is
+    started and stopped off the event loop: it takes seconds), and its connections closed at the end."""
+    reachable = endpoint(settings)
+    resolved = await asyncio.to_thread(reachable.__enter__)
+    try:
+        built = build_model(resolved)
+        try:
+            yield built
+        finally:
+            await built.aclose()
+    finally:
+        await asyncio.to_thread(reachable.__exit__, None, None, None)

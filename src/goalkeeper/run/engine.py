@@ -6,14 +6,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 from goalkeeper.config import GoalSettings, ModelSettings, choose_model
 from goalkeeper.events import GoalBranchEvent
-from goalkeeper.models.base import Model
-from goalkeeper.models.factory import build_model, endpoint
+from goalkeeper.models.factory import open_model
 from goalkeeper.run.notify import notifying
 from goalkeeper.run.runner import Runner, RunResult
 from goalkeeper.store import EventRecord, GoalRecord, Store
@@ -64,19 +62,3 @@ def config_commit(store: Store, goal: GoalRecord) -> str:
     it is HEAD, where the branch will start."""
     branch = branch_of(store.events(goal.thread_id, goal_id=goal.goal_id, kinds=[GoalBranchEvent]))
     return "HEAD" if branch is None else branch.snapshot_commit or branch.base_commit
-
-
-@contextlib.asynccontextmanager
-async def open_model(settings: ModelSettings) -> AsyncIterator[Model]:
-    """The model `settings` name, its endpoint reachable while the block runs (the bundled local server is
-    started and stopped off the event loop: it takes seconds), and its connections closed at the end."""
-    reachable = endpoint(settings)
-    resolved = await asyncio.to_thread(reachable.__enter__)
-    try:
-        built = build_model(resolved)
-        try:
-            yield built
-        finally:
-            await built.aclose()
-    finally:
-        await asyncio.to_thread(reachable.__exit__, None, None, None)

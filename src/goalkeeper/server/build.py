@@ -5,12 +5,18 @@ No logic of its own: a goal's numbers are views.summarize's, its trend the repor
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 from goalkeeper.core.lifecycle import status_label
 from goalkeeper.events import BaselineEvent, CheckpointEvent, Evidence, EvidenceEvent, payload_of
 from goalkeeper.goals.report import REASONS, metric_points
-from goalkeeper.goals.views import goal_events, summarize
+from goalkeeper.goals.views import GoalSummary, goal_events, summarize
 from goalkeeper.server.models import CheckpointOut, EventOut, EvidenceOut, EvidenceRunOut, GoalOut, ThreadOut
 from goalkeeper.store import EventRecord, GoalRecord, Store, ThreadRecord
+
+SUMMARY_FIELDS = tuple(name for name in GoalOut.model_fields if name in {f.name for f in fields(GoalSummary)}
+                       and name not in ("last_checkpoint", "evidence"))
+"""What a GoalOut takes from views.summarize as it stands; the rest is reshaped here."""
 
 
 def thread_out(store: Store, thread: ThreadRecord) -> ThreadOut:
@@ -30,19 +36,12 @@ def goal_out(store: Store, goal: GoalRecord) -> GoalOut:
     last = None
     if checkpoint is not None:
         last = f"turn {checkpoint.turn}: {checkpoint.note.get('done') or '(no note)'}"
-    return GoalOut(
-        goal_id=goal.goal_id, thread_id=goal.thread_id, workspace=summary.workspace, objective=summary.objective,
-        status=summary.status,
-        reason=summary.reason, reason_text=REASONS.get(summary.reason, summary.reason),
-        label=status_label(summary.status, summary.verified), verified=summary.verified,
-        checks_passing=summary.checks_passing, checks_total=summary.checks_total, tokens_used=summary.tokens_used,
-        tokens_budget=summary.tokens_budget, usd_used=summary.usd_used, usd_budget=summary.usd_budget,
-        elapsed_s=summary.elapsed_s, time_budget_s=summary.time_budget_s, turns=summary.turns,
-        turns_budget=summary.turns_budget, last_checkpoint=last, runner=summary.runner, contract=goal.contract,
-        checklist=summary.checklist, evidence=[evidence_out(e) for e in summary.evidence],
-        metric_baseline=baseline[0] if baseline else None, metric_trend=metric_points(runs),
-        updated_at=goal.updated_at,
-    )
+    return GoalOut(**{name: getattr(summary, name) for name in SUMMARY_FIELDS},
+                   reason_text=REASONS.get(summary.reason, summary.reason),
+                   label=status_label(summary.status, summary.verified), last_checkpoint=last, contract=goal.contract,
+                   evidence=[evidence_out(e) for e in summary.evidence],
+                   metric_baseline=baseline[0] if baseline else None, metric_trend=metric_points(runs),
+                   updated_at=goal.updated_at)
 
 
 def evidence_out(item: Evidence) -> EvidenceOut:

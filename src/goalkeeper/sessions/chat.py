@@ -10,16 +10,13 @@ Nothing here writes goal state or charges a budget.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from goalkeeper.config import Config, ModelSettings, load_config
-from goalkeeper.config.trust import HARNESS_PROTECT
 from goalkeeper.context.history import tool_calls_of
 from goalkeeper.context.prompts import render
-from goalkeeper.context.tokens import counter_for
 from goalkeeper.events import (
     ApprovalRuleEvent,
     CallMade,
@@ -30,14 +27,13 @@ from goalkeeper.events import (
 )
 from goalkeeper.events import Usage as UsageRecord
 from goalkeeper.goals.control import thread_for
-from goalkeeper.models.base import Message, Model, ModelResponse, Usage
-from goalkeeper.run.engine import open_model
+from goalkeeper.models.base import Message, Model, ModelResponse
+from goalkeeper.models.factory import open_model
 from goalkeeper.sandbox.bwrap import require_sandbox
-from goalkeeper.sandbox.policy import SandboxPolicy
-from goalkeeper.sessions.session import ToolSession, ToolUse
+from goalkeeper.sessions.session import Session, SessionCost, ToolUse, tool_context
 from goalkeeper.sessions.side import fork_history
 from goalkeeper.store import EventRecord, Store
-from goalkeeper.tools.base import ToolContext, ToolResult
+from goalkeeper.tools.base import ToolResult
 from goalkeeper.tools.registry import GOAL_TOOL_NAMES, Approver, ToolRegistry, default_registry
 
 CHAT_EVENTS: list[type[Event]] = [ChatMessageEvent, ChatResponseEvent, ChatToolResultEvent]
@@ -55,10 +51,7 @@ class ChatReply:
     """The answer to one prompt, and what getting it took."""
 
     text: str
-    tool_calls: tuple[ToolUse, ...]
-    usage: Usage
-    model: str
-    requests: int
+    cost: SessionCost
 
 
 def chat_tools(config: Config, approver: Approver | None) -> ToolRegistry:
@@ -100,13 +93,7 @@ class ChatSession:
         self.thread = thread_for(store, workspace, create=True)
         config = load_config(workspace)  # HEAD's committed version: a chat has no goal, so no base commit
         self.tools = chat_tools(config, approver)
-        self.sandbox = SandboxPolicy("workspace-write", workspace, HARNESS_PROTECT, secrets=config.secrets,
-                                     secret_env=config.secret_env)
-        self.context = ToolContext(workspace, config.run.shell_timeout_s,
-                                   output_token_limit=config.run.tool_output_token_limit,
-                                   counter=counter_for(settings.model, settings.wire_api), read_blob=store.get_blob,
-                                   env=config.command_env(os.environ, settings.api_key_env), sandbox=self.sandbox,
-                                   headless=approver is None)
+        self.context = tool_context(workspace, None, config.run, settings, store, headless=approver is None)
         records = store.events(self.thread.thread_id, kinds=[*CHAT_EVENTS, ApprovalRuleEvent])
         for record in records:
             if isinstance(record.event, ApprovalRuleEvent) and record.goal_id is None:
@@ -121,18 +108,18 @@ class ChatSession:
 
         Provider errors raise (the prompt stays stored); SandboxError if commands cannot be confined here.
         """
-        require_sandbox(self.sandbox)  # refuses to chat rather than run commands unconfined
+        assert self.context.sandbox is not None  # tool_context always builds one
+        require_sandbox(self.context.sandbox)  # refuses to chat rather than run commands unconfined
         model = await self._open()
         self._record(ChatMessageEvent(content=prompt))
         messages = [Message("system", render("chat")), *self.history, Message("user", prompt)]
-        session = ToolSession(model, self.settings, self.tools, self.context, self.store, on_text=on_text,
-                              on_tool=on_tool, on_message=self._store)
+        session = Session(model, self.settings, self.tools, self.context, self.store, on_text=on_text,
+                          on_tool=on_tool, on_message=self._store)
         try:
-            last = render("no_more_tools", task="reply", deliverable="answer, as plain text")
-            text = await session.converse(messages, MAX_REQUESTS, last)
+            text = await session.converse(messages, MAX_REQUESTS, "reply")
         finally:
             self.history = chat_history(self.store.events(self.thread.thread_id, kinds=CHAT_EVENTS))
-        return ChatReply(text, tuple(session.calls), session.usage, session.model_name, session.requests)
+        return ChatReply(text, session.cost())
 
     async def aclose(self) -> None:
         """Close the model's connections (and stop the local server, if one was started)."""

@@ -8,7 +8,6 @@ what lint calls an error before the file is written.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +22,8 @@ from goalkeeper.contract.lint import Finding, LintReport
 from goalkeeper.errors import ConfigError, ContractError, ProviderError
 from goalkeeper.events import DraftEvent
 from goalkeeper.goals.control import thread_for
-from goalkeeper.models.base import Message, ToolSpec
-from goalkeeper.models.factory import build_model, endpoint
-from goalkeeper.sessions.session import SessionCost, ToolSession, ToolUse, assistant_message, read_only_context
+from goalkeeper.models.base import Message, ModelResponse, ToolSpec
+from goalkeeper.sessions.session import LastRequest, Session, SessionCost, ToolUse, open_session, run_session
 from goalkeeper.store import Store
 from goalkeeper.tools.base import Document, Tool, ToolContext, ToolResult
 from goalkeeper.tools.registry import ToolRegistry, default_registry
@@ -174,13 +172,13 @@ def draft_goal(store: Store, workspace: Path, description: str, output: Path, *,
     goal = store.get_goal(thread.thread_id)
     settings = GoalSettings.model_validate(goal.settings) if goal else GoalSettings()
     chosen = choose_model(workspace, model, settings)
-    context = read_only_context(workspace, None, settings.run, chosen, store, {"status": "drafting"})
     submit = SubmitGoal(workspace, run_checks, chosen.api_key_env)  # the checks it runs never see the key
     tools = ToolRegistry([*default_registry().only(DRAFT_TOOLS).tools.values(), submit])
     messages = [Message("system", render("system")), Message("user", render("draft", description=as_data(description)))]
-    with endpoint(chosen) as reachable:
-        session = ToolSession(build_model(reachable), chosen, tools, context, store, on_text=on_text, on_tool=on_tool)
-        contract, lint = asyncio.run(_drafting_session(session, submit, messages, max_requests))
+    opened = open_session(store, workspace, tools, settings, model=chosen, goal_view={"status": "drafting"},
+                          on_text=on_text, on_tool=on_tool)
+    session, (contract, lint) = run_session(opened, lambda session: _drafting_session(session, submit, messages,
+                                                                                      max_requests))
     text = draft_text(contract, description, session.model_name, lint)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text, encoding="utf-8")
@@ -190,30 +188,23 @@ def draft_goal(store: Store, workspace: Path, description: str, output: Path, *,
     return DraftResult(contract, output, lint, text, thread.thread_id, record.seq, session.cost())
 
 
-async def _drafting_session(session: ToolSession, submit: SubmitGoal, messages: list[Message],
+async def _drafting_session(session: Session, submit: SubmitGoal, messages: list[Message],
                             max_requests: int) -> tuple[Contract, LintReport]:
     """Requests and read-only calls until `submit_goal` is accepted; a text-only answer is asked to submit."""
-    try:
-        for _ in range(max_requests):
-            response = await session.request(messages, session.tools.specs)
-            messages.append(assistant_message(response))
-            if not response.tool_calls:
-                messages.append(Message("user", render("draft_submit")))
-                continue
-            messages += await session.run_calls(response.tool_calls)
-            if submit.contract is not None and submit.lint is not None:
-                return submit.contract, submit.lint
+    def submitted(_: ModelResponse) -> tuple[Contract, LintReport] | None:
+        return (submit.contract, submit.lint) if submit.contract is not None and submit.lint is not None else None
+
+    async def last_answer(final: ModelResponse) -> tuple[Contract, LintReport]:
         submit.fix_rounds = LINT_FIX_ROUNDS  # the last request: whatever it submits is written, findings shown
-        messages.append(Message("user", render("no_more_tools", task="drafting session",
-                                               deliverable="goal: call `submit_goal` with it")))
-        final = await session.request(messages, (SubmitGoal.spec,))
         await session.run_calls([call for call in final.tool_calls if call.name == "submit_goal"][:1])
-    finally:
-        await session.model.aclose()
-    if submit.contract is None or submit.lint is None:
-        raise ProviderError(f"the model submitted no valid goal in {session.requests} requests",
-                            "try again, give a more specific description, or raise --max-requests")
-    return submit.contract, submit.lint
+        if (done := submitted(final)) is None:
+            raise ProviderError(f"the model submitted no valid goal in {session.requests} requests",
+                                "try again, give a more specific description, or raise --max-requests")
+        return done
+
+    return await session.run(messages, max_requests, submitted,
+                             LastRequest("drafting session", "goal: call `submit_goal` with it", last_answer,
+                                         (SubmitGoal.spec,)), nudge=render("draft_submit"))
 
 
 def draft_text(contract: Contract, description: str, model: str, lint: LintReport) -> str:

@@ -7,7 +7,6 @@ to review and run, never silently.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import shlex
@@ -16,21 +15,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from goalkeeper.config import GoalSettings, ModelSettings, choose_model
+from goalkeeper.config import GoalSettings, ModelSettings
 from goalkeeper.context.prompts import as_data, render
 from goalkeeper.contract import Contract
 from goalkeeper.errors import ConfigError
 from goalkeeper.events import PlanEvent
 from goalkeeper.goals.control import thread_for
-from goalkeeper.models.base import Message, ModelResponse, ToolSpec
-from goalkeeper.models.factory import build_model, endpoint
+from goalkeeper.models.base import Message, ModelResponse, ToolCall, ToolSpec
 from goalkeeper.sessions.session import (
+    LastRequest,
+    Session,
     SessionCost,
-    ToolSession,
     ToolUse,
-    assistant_message,
-    read_only_context,
+    open_session,
     read_only_tools,
+    run_session,
 )
 from goalkeeper.store import Store
 from goalkeeper.tools.base import Document, Tool, ToolContext, ToolResult
@@ -189,55 +188,49 @@ def make_plan(store: Store, workspace: Path, objective: str, *, thread_id: str |
     thread = thread_for(store, workspace, thread_id, create=True)
     goal = store.get_goal(thread.thread_id)
     settings = GoalSettings.model_validate(goal.settings) if goal else GoalSettings()
-    chosen = choose_model(workspace, model, settings)
     contract = Contract.model_validate(goal.contract) if goal else None
-    view = {"objective": objective, "status": "planning"}
-    context = read_only_context(workspace, contract, settings.run, chosen, store, view)
     tools = ToolRegistry([*read_only_tools().tools.values(), SubmitPlan()])
     messages = [Message("system", render("system")), Message("user", render("plan", objective=as_data(objective)))]
-    with endpoint(chosen) as reachable:
-        session = ToolSession(build_model(reachable), chosen, tools, context, store, on_text=on_text,
-                              on_tool=on_tool)
-        plan = asyncio.run(_planning_turn(session, messages, objective, max_requests))
+    opened = open_session(store, workspace, tools, settings, model=model, contract=contract,
+                          goal_view={"objective": objective, "status": "planning"}, on_text=on_text, on_tool=on_tool)
+    session, plan = run_session(opened, lambda session: _planning_turn(session, messages, objective, max_requests))
     recorded = PlanEvent(**plan.payload(), given_objective=objective, **session.cost().payload())
     [record] = store.append_events(thread.thread_id, [recorded])
     return PlanResult(plan, thread.thread_id, record.seq, session.cost())
 
 
-async def _planning_turn(session: ToolSession, messages: list[Message], objective: str,
-                         max_requests: int) -> Plan:
+async def _planning_turn(session: Session, messages: list[Message], objective: str, max_requests: int) -> Plan:
     """Requests and read-only calls until `submit_plan` or a text-only answer. Nothing is sent after that."""
-    try:
-        for _ in range(max_requests):
-            response = await session.request(messages, session.tools.specs)
-            if (plan := _ended(session, response, objective)) is not None:
-                return plan
-            messages.append(assistant_message(response))
-            messages += await session.run_calls(response.tool_calls)
-        messages.append(Message("user", render("no_more_tools", task="planning turn",
-                                               deliverable="plan: call `submit_plan` with it")))
-        final = await session.request(messages, (SubmitPlan.spec,))
-        return _ended(session, final, objective) or plan_from_text(final.content, objective)
-    finally:
-        await session.model.aclose()
+    async def last_answer(final: ModelResponse) -> Plan:
+        if (submitted := _submitted(final, objective)) is None:
+            return plan_from_text(final.content, objective)
+        plan, call = submitted
+        session.note(ToolUse(call.name, call.arguments, True))  # not run: its valid arguments are the plan
+        return plan
+
+    return await session.run(messages, max_requests, lambda response: _ended(response, objective),
+                             LastRequest("planning turn", "plan: call `submit_plan` with it", last_answer,
+                                         (SubmitPlan.spec,)))
 
 
-def _ended(session: ToolSession, response: ModelResponse, objective: str) -> Plan | None:
+def _ended(response: ModelResponse, objective: str) -> Plan | None:
     """The plan, when this response ends the turn: a valid `submit_plan` call, or text with no call."""
     if not response.tool_calls:
         return plan_from_text(response.content, objective)
+    submitted = _submitted(response, objective)
+    return submitted[0] if submitted is not None else None
+
+
+def _submitted(response: ModelResponse, objective: str) -> tuple[Plan, ToolCall] | None:
+    """The plan in the response's first valid `submit_plan` call, with that call."""
     for call in response.tool_calls:
         if call.name != "submit_plan":
             continue
         try:
             arguments = json.loads(call.arguments or "{}")
-            plan = plan_from_arguments(arguments if isinstance(arguments, dict) else {}, response.content)
+            return plan_from_arguments(arguments if isinstance(arguments, dict) else {}, response.content), call
         except (json.JSONDecodeError, ValueError):
             continue  # run like any call: the tool's error tells the model what to fix
-        session.calls.append(ToolUse(call.name, call.arguments, True))
-        if session.on_tool is not None:
-            session.on_tool(session.calls[-1])
-        return plan
     return None
 
 

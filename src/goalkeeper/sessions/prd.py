@@ -9,7 +9,6 @@ come along. Neither one charges a goal's budget.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import tomllib
 from collections.abc import Callable
@@ -19,7 +18,7 @@ from typing import Any
 
 import tomli_w
 
-from goalkeeper.config import GoalSettings, ModelSettings, choose_model
+from goalkeeper.config import GoalSettings, ModelSettings
 from goalkeeper.context.prompts import as_data, render
 from goalkeeper.contract import Contract, dump_contract, parse_contract
 from goalkeeper.errors import ConfigError, ContractError, GoalkeeperError, GoalNotFoundError, WorkspaceError
@@ -29,8 +28,7 @@ from goalkeeper.goals import control
 from goalkeeper.goals.report import build_report, evidence_table, render_markdown
 from goalkeeper.goals.views import goal_events
 from goalkeeper.models.base import Message, Usage
-from goalkeeper.models.factory import build_model, endpoint
-from goalkeeper.sessions.session import ToolSession, read_only_context, usage_payload
+from goalkeeper.sessions.session import open_session, run_session
 from goalkeeper.store import GoalRecord, Store
 from goalkeeper.tools.registry import ToolRegistry
 from goalkeeper.workspace import checkpoints
@@ -78,8 +76,8 @@ class Distilled:
 
     def as_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
-        return {"path": str(self.path), "goal_id": self.goal_id, "seq": self.seq, "usage": usage_payload(self.usage),
-                "model": self.model}
+        return {"path": str(self.path), "goal_id": self.goal_id, "seq": self.seq,
+                "usage": UsageRecord.of(self.usage).model_dump(), "model": self.model}
 
 
 @dataclass(frozen=True)
@@ -119,28 +117,17 @@ def distill(store: Store, workspace: Path, output: Path, *, goal_id: str | None 
     where = Path(store.get_thread(goal.thread_id).workspace)
     report = build_report(store, goal)
     settings = GoalSettings.model_validate(goal.settings)
-    chosen = choose_model(where, model, settings)
     prompt = render("distill", objective=as_data(report["objective"]), report=as_data(render_markdown(report)),
                     diff=as_data(_clip(checkpoints.diff(where, branch))), sections=_section_list())
-    context = read_only_context(where, None, settings.run, chosen, store)
-    with endpoint(chosen) as reachable:
-        session = ToolSession(build_model(reachable), chosen, ToolRegistry([]), context, store, on_text=on_text)
-        written = asyncio.run(_one_request(session, prompt))
-    text = prd_text(written, report, Contract.model_validate(goal.contract), branch)
+    opened = open_session(store, where, ToolRegistry([]), settings, model=model, on_text=on_text)
+    session, written = run_session(opened, lambda session: session.request([Message("user", prompt)], ()))
+    text = prd_text(written.content, report, Contract.model_validate(goal.contract), branch)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text, encoding="utf-8")
     distilled = DistilledEvent(output=str(output), usage=UsageRecord.of(session.usage), model=session.model_name,
                                branch=branch.name, base_commit=branch.base_commit, charged_to_goal=False)
     [record] = store.append_events(goal.thread_id, [distilled], goal_id=goal.goal_id)
     return Distilled(output, text, goal.goal_id, record.seq, session.usage, session.model_name)
-
-
-async def _one_request(session: ToolSession, prompt: str) -> str:
-    try:
-        response = await session.request([Message("user", prompt)], ())
-    finally:
-        await session.model.aclose()
-    return response.content
 
 
 def _clip(diff: str) -> str:

@@ -7,13 +7,12 @@ goal row: a running runner owns it under its version guard, so side usage is not
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from goalkeeper.config import GoalSettings, ModelSettings, choose_model
+from goalkeeper.config import GoalSettings, ModelSettings
 from goalkeeper.context.history import Conversation
 from goalkeeper.context.prompts import as_data, render
 from goalkeeper.context.render import contract_block
@@ -23,8 +22,7 @@ from goalkeeper.events import BaselineEvent, EvidenceEvent, SideEvent
 from goalkeeper.goals.control import load_state
 from goalkeeper.goals.views import goal_events, latest_evidence
 from goalkeeper.models.base import Message
-from goalkeeper.models.factory import build_model, endpoint
-from goalkeeper.sessions.session import SessionCost, ToolSession, ToolUse, read_only_context, read_only_tools
+from goalkeeper.sessions.session import SessionCost, ToolUse, open_session, read_only_tools, run_session
 from goalkeeper.store import GoalRecord, Store
 
 DEFAULT_EVENTS = 40
@@ -106,32 +104,22 @@ def ask_side_question(store: Store, workspace: Path, question: str, *, thread_id
     """
     goal = side_goal(store, workspace, thread_id)
     settings = GoalSettings.model_validate(goal.settings)
-    chosen = choose_model(workspace, model, settings)
     messages = fork_messages(store, goal, question, newest)
-    context = read_only_context(workspace, Contract.model_validate(goal.contract), settings.run, chosen, store,
-                                _goal_view(store, goal))
-    with endpoint(chosen) as reachable:
-        session = ToolSession(build_model(reachable), chosen, read_only_tools(), context, store,
-                              on_text=on_text, on_tool=on_tool)
-        try:
-            answer = asyncio.run(_converse(session, messages, max_requests))
-        except ContextLengthError as error:
-            raise ContextLengthError(error.message, f"ask with fewer history messages, e.g. --events "
-                                                    f"{max(1, newest // 2)}") from None
+    opened = open_session(store, workspace, read_only_tools(), settings, model=model,
+                          contract=Contract.model_validate(goal.contract), goal_view=_goal_view(store, goal),
+                          on_text=on_text, on_tool=on_tool)
+    try:
+        session, answer = run_session(opened, lambda session: session.converse(messages, max_requests,
+                                                                              "side question"))
+    except ContextLengthError as error:
+        raise ContextLengthError(error.message, f"ask with fewer history messages, e.g. --events "
+                                                f"{max(1, newest // 2)}") from None
+    if not answer and session.requests > max_requests:
+        answer = f"(no answer within {max_requests} requests)"
     side = SideEvent(question=question, answer=answer, **session.cost().payload(), events=newest,
                      charged_to_goal=False)
     [record] = store.append_events(goal.thread_id, [side], goal_id=goal.goal_id)
     return SideAnswer(goal.goal_id, question, answer, session.cost(), record.seq)
-
-
-async def _converse(session: ToolSession, messages: list[Message], max_requests: int) -> str:
-    """Requests and read-only tool calls until a text-only answer; at the limit, one last request for it."""
-    try:
-        last = render("no_more_tools", task="side question", deliverable="answer, as plain text")
-        answer = await session.converse(messages, max_requests, last)
-        return answer if answer or session.requests <= max_requests else f"(no answer within {max_requests} requests)"
-    finally:
-        await session.model.aclose()
 
 
 def _goal_view(store: Store, goal: GoalRecord) -> dict[str, Any]:

@@ -20,7 +20,8 @@ from goalkeeper.errors import GoalkeeperError, GoalNotFoundError
 from goalkeeper.goals import control, service
 from goalkeeper.goals.report import build_report, render_markdown
 from goalkeeper.goals.views import summarize
-from goalkeeper.run.engine import drive_goal, open_model
+from goalkeeper.models.factory import open_model
+from goalkeeper.run.engine import drive_goal
 from goalkeeper.sandbox.rules import CommandDecision, command_prefix
 from goalkeeper.sessions.chat import ChatSession
 from goalkeeper.sessions.planning import make_plan

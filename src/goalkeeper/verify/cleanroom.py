@@ -43,6 +43,7 @@ from goalkeeper.verify.checks import run_checks
 from goalkeeper.verify.envsnap import EnvSnapshot, link_copy, load_snapshot, take_snapshot, written_through
 from goalkeeper.verify.mirror import make_mirror
 from goalkeeper.verify.observed import Change, Surface
+from goalkeeper.workspace.checkpoints import remove_path
 from goalkeeper.workspace.git import probe, toplevel
 
 #: Where bytecode goes inside the sandbox (its /tmp is private): never next to the sources.
@@ -360,7 +361,7 @@ def _touches(surface: Surface, path: str, change: Change, prefix: str) -> bool:
 def _apply(top: Path, tree: Path, path: str, change: Change) -> None:
     """Put one change into the room as a new file: a hardlinked baseline file is unlinked, never written."""
     target = tree / path
-    _clear(target)
+    remove_path(target)
     if change == "deleted":
         return
     _make_parents(tree, target.parent)
@@ -370,13 +371,6 @@ def _apply(top: Path, tree: Path, path: str, change: Change) -> None:
     else:
         shutil.copyfile(source, target, follow_symlinks=False)
         target.chmod(0o755 if source.stat().st_mode & stat.S_IXUSR else 0o644)
-
-
-def _clear(target: Path) -> None:
-    if target.is_dir() and not target.is_symlink():
-        shutil.rmtree(target)
-    elif os.path.lexists(target):
-        target.unlink()
 
 
 def _make_parents(tree: Path, folder: Path) -> None:

@@ -11,6 +11,7 @@ import os
 import shutil
 from pathlib import Path
 
+from goalkeeper.config import goalkeeper_home
 from goalkeeper.errors import WorkspaceError
 from goalkeeper.store.db import private_directory
 from goalkeeper.workspace.git import run_git, toplevel
@@ -19,20 +20,15 @@ from goalkeeper.workspace.git import run_git, toplevel
 BASE_REF = "refs/heads/base"
 
 
-def goalkeeper_home() -> Path:
-    """$GOALKEEPER_HOME (default ~/.goalkeeper), created 0700."""
-    named = os.environ.get("GOALKEEPER_HOME")
-    return private_directory((Path(named).expanduser() if named else Path.home() / ".goalkeeper").resolve())
-
-
 def goal_folder(kind: str, goal_id: str) -> Path:
-    """`$GOALKEEPER_HOME/<kind>/` (0700) joined with the goal's id (not created)."""
-    return private_directory(goalkeeper_home() / kind) / goal_id
+    """`$GOALKEEPER_HOME/<kind>/` (both 0700) joined with the goal's id (not created)."""
+    home = private_directory(goalkeeper_home().resolve())
+    return private_directory(home / kind) / goal_id
 
 
 def mirror_path(goal_id: str) -> Path:
     """Where the goal's mirror lives: `$GOALKEEPER_HOME/mirrors/<goal_id>.git`."""
-    return private_directory(goalkeeper_home() / "mirrors") / f"{goal_id}.git"
+    return goal_folder("mirrors", f"{goal_id}.git")
 
 
 def make_mirror(workspace: Path, commit: str, path: Path) -> Path:

@@ -3,8 +3,8 @@ on the baseline versions of them.
 
 At baseline the test files, the test and coverage configuration and the files that check commands name are
 hashed. Later `surface_state` says whether the model left them unchanged, only added tests, or modified
-them, and `verify_restored` re-runs the checks in a scratch copy where every pinned file is back at its
-baseline content. It never writes to the workspace or to its repository.
+them, with the diff of what it changed (the clean room, cleanroom.py, then proves a completion on the
+baseline versions). It never writes to the workspace or to its repository.
 """
 
 from __future__ import annotations
@@ -16,8 +16,6 @@ import json
 import os
 import re
 import shlex
-import shutil
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +23,7 @@ from typing import Literal
 
 from goalkeeper.contract import Contract
 from goalkeeper.errors import WorkspaceError
-from goalkeeper.events import Evidence
-from goalkeeper.sandbox.globs import first_path_match, normalize_path
-from goalkeeper.sandbox.policy import SandboxPolicy
-from goalkeeper.verify.checks import run_checks
+from goalkeeper.sandbox.globs import first_path_match
 from goalkeeper.workspace.git import probe, run_git, toplevel
 
 EditsPolicy = Literal["review", "deny", "allow"]
@@ -99,7 +94,7 @@ class SurfaceState:
     modified: list[str]
     deleted: list[str]
     added: list[str]
-    """New files matching the pin globs or configuring the tests; kept by verify_restored."""
+    """New files matching the pin globs or configuring the tests."""
     diff: str
     """A unified diff of each modified or deleted pinned file against its baseline content."""
 
@@ -247,70 +242,3 @@ def _file_diff(workspace: Path, base_commit: str, path: str, mirror: Path | None
     lines = difflib.unified_diff(before.splitlines(keepends=True), after.splitlines(keepends=True),
                                  fromfile=f"a/{path}", tofile=target)
     return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
-
-
-def tamper_feedback(state: SurfaceState, limit: int = DIFF_CHARS) -> str:
-    """What the model is told when its completion passed only because it changed the verification surface."""
-    named = [f"  {path} (modified)" for path in state.modified] + [f"  {path} (deleted)" for path in state.deleted]
-    diff = state.diff if len(state.diff) <= limit else (
-        state.diff[:limit] + f"\n… diff cut at {limit} of {len(state.diff)} characters\n")
-    return (
-        "The checks pass, but not on the verification surface as it was at the start of the goal. "
-        "With these files restored to their baseline content the checks fail, so the goal is not achieved:\n"
-        + "\n".join(named)
-        + "\n\nWhat changed in them:\n```diff\n" + diff + "```\n"
-        "Make the checks pass by changing the code under test. New test files are welcome; "
-        "weakening, skipping or deleting existing tests, configuration or benchmarks is not.\n"
-    )
-
-
-# ---------------------------------------------------------------- verification on the restored surface
-
-
-async def verify_restored(workspace: Path, base_commit: str, pins: Pins, contract: Contract,
-                          keep_green: list[str] | None, sandbox: SandboxPolicy | None,
-                          env: dict[str, str] | None) -> list[Evidence]:
-    """Run the checks (and keep_green commands) in a scratch copy of the working tree as it is now, with every
-    pinned file back at its `base_commit` content; new files are kept.
-
-    The scratch copy is a plain copy of the workspace without `.git`, not a git worktree: a worktree holds
-    only tracked files, so the ignored ones the checks need (a virtualenv, node_modules, build output) would
-    be missing and the checks fail for reasons that have nothing to do with tampering. The sandbox, when
-    given, is re-targeted to the scratch copy. The copy is removed whatever happens.
-    """
-    scratch_root = Path(tempfile.mkdtemp(prefix="gk-restored-"))
-    try:
-        scratch = scratch_root / workspace.name
-        shutil.copytree(workspace, scratch, symlinks=True, ignore=shutil.ignore_patterns(".git"))
-        restore_pins(workspace, base_commit, pins, scratch)
-        confined = None if sandbox is None else dataclasses.replace(sandbox, workspace=scratch.resolve())
-        return await run_checks(contract, scratch, keep_green, env=env, sandbox=confined)
-    finally:
-        shutil.rmtree(scratch_root, ignore_errors=True)
-
-
-def restore_pins(workspace: Path, base_commit: str, pins: Pins, target: Path) -> list[str]:
-    """Write the baseline content of every pinned file that `workspace` changed or deleted into `target`
-    (a copy of the workspace); returns the restored paths."""
-    modified, deleted = changed_pins(workspace, pins)
-    for path in modified + deleted:
-        destination = target / path
-        if destination.is_symlink() or destination.is_dir():
-            _remove(destination)  # the model may have put a link or a folder where the file was
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        destination.write_bytes(baseline_content(workspace, base_commit, path))
-        if path in deleted and _executable_at(workspace, base_commit, path):
-            destination.chmod(0o755)
-    return sorted(modified + deleted)
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    else:
-        path.unlink()
-
-
-def _executable_at(workspace: Path, base_commit: str, path: str) -> bool:
-    done = probe(workspace, "ls-tree", base_commit, "--", normalize_path(path))
-    return done.returncode == 0 and done.stdout.startswith("100755")

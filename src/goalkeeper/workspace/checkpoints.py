@@ -311,12 +311,12 @@ def _revert(top: Path, reverted: list[str]) -> None:
     if added:  # first, so a file that became a folder can be restored where the folder was
         git(top, "--literal-pathspecs", "rm", "-r", "-q", "--cached", "--ignore-unmatch", "--", *added)
         for path in added:
-            _remove(top / path)
+            remove_path(top / path)
     if in_head:
         git(top, "--literal-pathspecs", "checkout", "-q", "HEAD", "--", *sorted(in_head))
 
 
-def _remove(target: Path) -> None:
+def remove_path(target: Path) -> None:
     """Delete a file, a link or a directory (a nested repository shows up as one)."""
     if target.is_dir() and not target.is_symlink():
         shutil.rmtree(target)
