@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from goalkeeper.cli.demo import prepare_sample
-from goalkeeper.config import GoalSettings, ModelSettings, RunSettings
-from goalkeeper.contract import Contract, contract_from_flags
+from goalkeeper.contract.flags import contract_from_flags
 from goalkeeper.core.decide import decide
 from goalkeeper.core.outcomes import ModelResponded, RequestDue
 from goalkeeper.events import Event
@@ -24,6 +23,8 @@ from goalkeeper.goals import control
 from goalkeeper.models.base import Model
 from goalkeeper.models.scripted import ScriptedModel, ScriptedToolCall, ScriptStep
 from goalkeeper.run.runner import Runner, RunResult
+from goalkeeper.spec.contract import Contract
+from goalkeeper.spec.settings import GoalSettings, ModelSettings, RunSettings
 from goalkeeper.store import EventRecord, GoalRecord, Store
 
 TESTS = "python -m unittest -q"

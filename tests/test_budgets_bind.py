@@ -17,15 +17,14 @@ from typing import Any
 import pytest
 
 from chat_server import ChatServer, Completion, ToolCallReply, UsageReply
-from goalkeeper.config import GoalSettings, ModelSettings, RunSettings
 from goalkeeper.core.decide import decide
 from goalkeeper.core.outcomes import BudgetRaise, GoalState, Reject
 from goalkeeper.errors import GoalkeeperError
 from goalkeeper.events import CheckpointEvent, payload_of
 from goalkeeper.goals import control, service
 from goalkeeper.models.openai_chat import OpenAIChatModel
-from goalkeeper.models.pricing import Price
 from goalkeeper.run.runner import Runner
+from goalkeeper.spec.settings import GoalSettings, ModelSettings, Price, RunSettings
 from goalkeeper.store import GoalRecord, Store
 from helpers import git
 from scenario import (

@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 
 from chat_server import ChatServer, Completion, Failure, ToolCallReply, UsageReply
-from goalkeeper.config import GoalSettings, ModelSettings, RunSettings
 from goalkeeper.errors import ProviderError, TransientProviderError
 from goalkeeper.events import ContextTrimmedEvent, payload_of
 from goalkeeper.models.base import ModelRequest, ModelResponse, Usage
 from goalkeeper.models.openai_chat import OpenAIChatModel
 from goalkeeper.run.runner import Runner
+from goalkeeper.spec.settings import GoalSettings, ModelSettings, RunSettings
 from goalkeeper.store import Store
 from scenario import FIX_PATCH, TESTS, events, new_goal, sample_repo
 

@@ -25,8 +25,7 @@ import httpx
 import pytest
 from aiohttp import ClientSession, web
 
-from goalkeeper.config import GoalSettings, ModelSettings, RunSettings
-from goalkeeper.contract import contract_from_flags
+from goalkeeper.contract.flags import contract_from_flags
 from goalkeeper.errors import ConfigError, ProviderError
 from goalkeeper.events import payload_of
 from goalkeeper.goals import control
@@ -35,6 +34,7 @@ from goalkeeper.models.base import Message, ModelRequest, ModelResponse, ToolCal
 from goalkeeper.models.local_server import INSTALL_HINT, LocalServer, find_gguf
 from goalkeeper.models.openai_chat import OpenAIChatModel
 from goalkeeper.run.runner import Runner, RunResult
+from goalkeeper.spec.settings import GoalSettings, ModelSettings, RunSettings
 from goalkeeper.store import GoalRecord, Store
 from goalkeeper.tools.registry import default_registry
 from scenario import TESTS, events, sample_repo

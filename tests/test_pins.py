@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from goalkeeper.contract import Check, Contract, Metric
 from goalkeeper.events import Evidence
 from goalkeeper.sandbox.policy import SandboxPolicy
+from goalkeeper.spec.contract import Check, Contract, Metric
 from goalkeeper.verify.checks import all_pass, run_checks
 from goalkeeper.verify.pins import (
     Pin,

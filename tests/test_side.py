@@ -12,10 +12,10 @@ from chat_server import ChatServer, Completion, Failure, ToolCallReply, UsageRep
 from goalkeeper.context.history import Conversation
 from goalkeeper.context.prompts import render
 from goalkeeper.context.render import contract_block
-from goalkeeper.contract import Contract
 from goalkeeper.events import SideEvent, payload_of
 from goalkeeper.models.base import Message, ToolCall
 from goalkeeper.sessions.side import fork_history
+from goalkeeper.spec.contract import Contract
 from goalkeeper.store import EventRecord, Store
 from goalkeeper.tools.registry import READ_ONLY_TOOL_NAMES, default_registry
 from scenario import FIX_PATCH, TESTS, event_class, gk, gk_popen, sample_repo

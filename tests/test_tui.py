@@ -21,13 +21,15 @@ from textual.pilot import Pilot
 from textual.widgets import Button, Input, Static
 
 from chat_server import ChatServer, Completion, ToolCallReply
-from goalkeeper.config import GoalSettings, load_config, settings_from_config
-from goalkeeper.contract import contract_from_flags
+from goalkeeper.config.load import load_config
+from goalkeeper.config.resolve import settings_from_config
+from goalkeeper.contract.flags import contract_from_flags
 from goalkeeper.core.lifecycle import Reason, Status
 from goalkeeper.core.state import state_to_dict
 from goalkeeper.events import ChatResponseEvent, payload_of
 from goalkeeper.events import Usage as UsageRecord
 from goalkeeper.goals import control, service
+from goalkeeper.spec.settings import GoalSettings
 from goalkeeper.store import Store
 from goalkeeper.tui import commands
 from goalkeeper.tui.app import CommandInput, GoalkeeperApp

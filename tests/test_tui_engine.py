@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from chat_server import ChatServer, Completion, Failure, ToolCallReply, UsageReply
-from goalkeeper.config import ModelSettings, load_config
+from goalkeeper.config.load import load_config
 from goalkeeper.core.outcomes import BudgetRaise
 from goalkeeper.errors import ProviderError
 from goalkeeper.events import ApprovalRuleEvent, payload_of
@@ -31,6 +31,7 @@ from goalkeeper.sandbox.rules import CommandDecision, Rule, command_prefix
 from goalkeeper.sessions.chat import ChatSession
 from goalkeeper.sessions.restate import restate_goal
 from goalkeeper.sessions.session import ToolUse
+from goalkeeper.spec.settings import ModelSettings
 from goalkeeper.store import EventRecord, Store
 from goalkeeper.tools.base import ToolContext, ToolResult
 from goalkeeper.tools.registry import Approval, Approver, ToolRegistry

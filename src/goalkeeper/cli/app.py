@@ -18,17 +18,9 @@ from rich.text import Text
 from goalkeeper import templates as goal_templates
 from goalkeeper.cli import console, demo
 from goalkeeper.cli.options import ContractFlags, ModelFlags, with_options
-from goalkeeper.config import (
-    Config,
-    GoalSettings,
-    ModelSettings,
-    RunSettings,
-    goalkeeper_home,
-    load_config,
-    scripted_settings,
-)
 from goalkeeper.config import trust as trusted
-from goalkeeper.contract import Contract, parse_duration
+from goalkeeper.config.load import Config, goalkeeper_home, load_config
+from goalkeeper.config.resolve import scripted_settings
 from goalkeeper.core.lifecycle import exit_code
 from goalkeeper.core.outcomes import BudgetRaise
 from goalkeeper.errors import ConfigError, GoalkeeperError, WorkspaceError
@@ -43,6 +35,8 @@ from goalkeeper.run.runner import RunResult
 from goalkeeper.sessions import drafting, planning, prd
 from goalkeeper.sessions import side as side_questions
 from goalkeeper.sessions.planning import newest_plan
+from goalkeeper.spec.contract import Contract, parse_duration
+from goalkeeper.spec.settings import GoalSettings, ModelSettings, RunSettings
 from goalkeeper.store import GoalRecord, Store
 from goalkeeper.verify.lint import lint_goal
 from goalkeeper.workspace.git import toplevel

@@ -16,8 +16,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-from goalkeeper.config import GoalSettings
-from goalkeeper.contract import Contract, parse_duration
 from goalkeeper.core.decide import decide, outcome_of
 from goalkeeper.core.outcomes import (
     BudgetRaise,
@@ -32,6 +30,8 @@ from goalkeeper.core.outcomes import (
 from goalkeeper.core.state import initial_state, request_event, state_from_dict, state_to_dict
 from goalkeeper.errors import ConfigError, ContractError, GoalkeeperError, GoalNotFoundError
 from goalkeeper.events import ControlAppliedEvent, ControlRequestEvent, Event
+from goalkeeper.spec.contract import Contract, parse_duration
+from goalkeeper.spec.settings import GoalSettings
 from goalkeeper.store import GoalRecord, Store, ThreadRecord, lease_is_live, new_id
 from goalkeeper.verify.checks import missing_commands
 from goalkeeper.workspace.git import preflight

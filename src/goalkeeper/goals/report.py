@@ -9,10 +9,10 @@ from collections import Counter
 from typing import Any
 
 from goalkeeper import events as ev
-from goalkeeper.contract import Contract, format_duration
 from goalkeeper.core.lifecycle import status_label
 from goalkeeper.events import Event, Evidence
 from goalkeeper.goals.views import GoalSummary, checklist_progress, goal_events, summarize
+from goalkeeper.spec.contract import Contract, format_duration
 from goalkeeper.store import GoalRecord, Store
 from goalkeeper.verify.surface import TAMPERING
 from goalkeeper.workspace.goal import branch_of, measured_checkpoints

@@ -15,14 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from goalkeeper.config import GoalSettings
-from goalkeeper.contract import Contract
 from goalkeeper.contract.lint import LintReport
 from goalkeeper.core.outcomes import BudgetRaise, ControlRequest
 from goalkeeper.errors import ConfigError, ContractError, WorkspaceError
 from goalkeeper.events import GoalBranchEvent
 from goalkeeper.goals import control, views
 from goalkeeper.goals.control import ControlResult
+from goalkeeper.spec.contract import Contract
+from goalkeeper.spec.settings import GoalSettings
 from goalkeeper.store import GoalRecord, Store, lease_is_live
 from goalkeeper.verify.lint import lint_goal
 from goalkeeper.workspace import checkpoints

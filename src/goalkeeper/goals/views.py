@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from goalkeeper.contract import Contract, format_duration
 from goalkeeper.core.lifecycle import status_label
 from goalkeeper.core.outcomes import GoalState
 from goalkeeper.events import (
@@ -22,6 +21,7 @@ from goalkeeper.events import (
     payload_of,
 )
 from goalkeeper.goals.control import load_state
+from goalkeeper.spec.contract import Contract, format_duration
 from goalkeeper.store import EventRecord, GoalRecord, Store, lease_is_live
 from goalkeeper.workspace.goal import best_and_green, measured_checkpoints
 

@@ -10,12 +10,13 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-from goalkeeper.config import GoalSettings, ModelSettings, choose_model
+from goalkeeper.config.resolve import choose_model
 from goalkeeper.events import GoalBranchEvent
 from goalkeeper.models.base import Model
 from goalkeeper.models.factory import build_model, endpoint
 from goalkeeper.run.notify import notifying
 from goalkeeper.run.runner import Runner, RunResult
+from goalkeeper.spec.settings import GoalSettings, ModelSettings
 from goalkeeper.store import EventRecord, GoalRecord, Store
 from goalkeeper.tools.registry import Approver
 from goalkeeper.workspace.goal import branch_of

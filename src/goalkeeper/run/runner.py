@@ -16,14 +16,13 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from goalkeeper.config import Config, GoalSettings, load_config
+from goalkeeper.config.load import Config, load_config
 from goalkeeper.config.trust import HARNESS_PROTECT
 from goalkeeper.context.handoff import Facts, facts_from
 from goalkeeper.context.history import Conversation
 from goalkeeper.context.prompts import render
 from goalkeeper.context.render import contract_block, evidence_digest, evidence_lines, opening_message
 from goalkeeper.context.tokens import auto_compact_limit, counter_for
-from goalkeeper.contract import Contract
 from goalkeeper.core.decide import begin, decide, outcome_of, time_deadline, with_baseline
 from goalkeeper.core.lifecycle import Status, TurnKind
 from goalkeeper.core.outcomes import (
@@ -72,6 +71,8 @@ from goalkeeper.run.turn import INTERRUPTED, run_turn
 from goalkeeper.sandbox import limits as process_limits
 from goalkeeper.sandbox.bwrap import require_sandbox
 from goalkeeper.sandbox.policy import SandboxPolicy
+from goalkeeper.spec.contract import Contract
+from goalkeeper.spec.settings import GoalSettings
 from goalkeeper.store import EventRecord, GoalRecord, StaleGoalError, Store
 from goalkeeper.tools.base import ToolContext, ToolResult
 from goalkeeper.tools.registry import Approver, ToolRegistry, default_registry

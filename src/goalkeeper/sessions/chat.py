@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from goalkeeper.config import Config, ModelSettings, load_config
+from goalkeeper.config.load import Config, load_config
 from goalkeeper.config.trust import HARNESS_PROTECT
 from goalkeeper.context.history import tool_calls_of
 from goalkeeper.context.prompts import render
@@ -36,6 +36,7 @@ from goalkeeper.sandbox.bwrap import require_sandbox
 from goalkeeper.sandbox.policy import SandboxPolicy
 from goalkeeper.sessions.session import ToolSession, ToolUse
 from goalkeeper.sessions.side import fork_history
+from goalkeeper.spec.settings import ModelSettings
 from goalkeeper.store import EventRecord, Store
 from goalkeeper.tools.base import ToolContext, ToolResult
 from goalkeeper.tools.registry import GOAL_TOOL_NAMES, Approver, ToolRegistry, default_registry

@@ -16,16 +16,18 @@ from typing import Any
 
 import tomli_w
 
-from goalkeeper.config import GoalSettings, ModelSettings, choose_model
+from goalkeeper.config.resolve import choose_model
 from goalkeeper.context.prompts import as_data, render
-from goalkeeper.contract import Contract, dump_contract, parse_contract
 from goalkeeper.contract.lint import Finding, LintReport
+from goalkeeper.contract.toml import dump_contract, parse_contract
 from goalkeeper.errors import ConfigError, ContractError, ProviderError
 from goalkeeper.events import DraftEvent
 from goalkeeper.goals.control import thread_for
 from goalkeeper.models.base import Message, ToolSpec
 from goalkeeper.models.factory import build_model, endpoint
 from goalkeeper.sessions.session import SessionCost, ToolSession, ToolUse, assistant_message, read_only_context
+from goalkeeper.spec.contract import Contract
+from goalkeeper.spec.settings import GoalSettings, ModelSettings
 from goalkeeper.store import Store
 from goalkeeper.tools.base import Document, Tool, ToolContext, ToolResult
 from goalkeeper.tools.registry import ToolRegistry, default_registry

@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from goalkeeper.config import GoalSettings, ModelSettings, choose_model
+from goalkeeper.config.resolve import choose_model
 from goalkeeper.context.prompts import as_data, render
-from goalkeeper.contract import Contract
 from goalkeeper.errors import ConfigError
 from goalkeeper.events import PlanEvent
 from goalkeeper.goals.control import thread_for
@@ -32,6 +31,8 @@ from goalkeeper.sessions.session import (
     read_only_context,
     read_only_tools,
 )
+from goalkeeper.spec.contract import Contract
+from goalkeeper.spec.settings import GoalSettings, ModelSettings
 from goalkeeper.store import Store
 from goalkeeper.tools.base import Document, Tool, ToolContext, ToolResult
 from goalkeeper.tools.registry import ToolRegistry

@@ -19,9 +19,9 @@ from typing import Any
 
 import tomli_w
 
-from goalkeeper.config import GoalSettings, ModelSettings, choose_model
+from goalkeeper.config.resolve import choose_model
 from goalkeeper.context.prompts import as_data, render
-from goalkeeper.contract import Contract, dump_contract, parse_contract
+from goalkeeper.contract.toml import dump_contract, parse_contract
 from goalkeeper.errors import ConfigError, ContractError, GoalkeeperError, GoalNotFoundError, WorkspaceError
 from goalkeeper.events import DistilledEvent, GoalBranchEvent, ImplementsEvent
 from goalkeeper.events import Usage as UsageRecord
@@ -31,6 +31,8 @@ from goalkeeper.goals.views import goal_events
 from goalkeeper.models.base import Message, Usage
 from goalkeeper.models.factory import build_model, endpoint
 from goalkeeper.sessions.session import ToolSession, read_only_context, usage_payload
+from goalkeeper.spec.contract import Contract
+from goalkeeper.spec.settings import GoalSettings, ModelSettings
 from goalkeeper.store import GoalRecord, Store
 from goalkeeper.tools.registry import ToolRegistry
 from goalkeeper.workspace import checkpoints

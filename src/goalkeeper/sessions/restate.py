@@ -11,10 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from goalkeeper.config import GoalSettings, ModelSettings
 from goalkeeper.context.prompts import render
 from goalkeeper.context.render import contract_block
-from goalkeeper.contract import Contract
 from goalkeeper.core.decide import decide
 from goalkeeper.core.outcomes import ModelResponded
 from goalkeeper.core.state import state_to_dict
@@ -24,6 +22,8 @@ from goalkeeper.goals.control import load_state
 from goalkeeper.models.base import Message, Model, ModelRequest, Usage
 from goalkeeper.models.pricing import cost_usd, price_of
 from goalkeeper.models.retry import RetryPolicy, complete_with_retries
+from goalkeeper.spec.contract import Contract
+from goalkeeper.spec.settings import GoalSettings, ModelSettings
 from goalkeeper.store import GoalRecord, StaleGoalError, Store
 
 #: Times the charge is retried when another process changed the goal's version meanwhile.

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from goalkeeper.config import GoalSettings, load_config, settings_from_config
-from goalkeeper.contract import contract_from_flags
+from goalkeeper.config.load import load_config
+from goalkeeper.config.resolve import settings_from_config
+from goalkeeper.contract.flags import contract_from_flags
 from goalkeeper.goals import service
+from goalkeeper.spec.settings import GoalSettings
 from goalkeeper.store import GoalRecord, Store
 from goalkeeper.tui.commands import GoalRequest
 

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 from rich.table import Table
 from textual.worker import Worker
 
-from goalkeeper.config import GoalSettings, load_config, settings_from_config
-from goalkeeper.contract import Contract
+from goalkeeper.config.load import load_config
+from goalkeeper.config.resolve import settings_from_config
 from goalkeeper.errors import GoalkeeperError, GoalNotFoundError
 from goalkeeper.goals import control, service
 from goalkeeper.goals.report import build_report, render_markdown
@@ -27,6 +27,8 @@ from goalkeeper.sessions.planning import make_plan
 from goalkeeper.sessions.restate import restate_goal
 from goalkeeper.sessions.session import ToolUse
 from goalkeeper.sessions.side import ask_side_question
+from goalkeeper.spec.contract import Contract
+from goalkeeper.spec.settings import GoalSettings
 from goalkeeper.store import GoalRecord
 from goalkeeper.tools.registry import Approval
 from goalkeeper.tui import commands, goals

@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from goalkeeper.contract import Contract
 from goalkeeper.errors import WorkspaceError
 from goalkeeper.events import Evidence
 from goalkeeper.sandbox.globs import first_path_match, normalize_path
 from goalkeeper.sandbox.policy import SandboxPolicy
+from goalkeeper.spec.contract import Contract
 from goalkeeper.verify.checks import run_checks
 from goalkeeper.workspace.git import probe, run_git, toplevel
 
