@@ -10,7 +10,10 @@ from goalkeeper.events import BaselineEvent, CheckpointEvent, Evidence, Evidence
 from goalkeeper.goals.report import REASONS, metric_points
 from goalkeeper.goals.views import goal_events, summarize
 from goalkeeper.server.models import CheckpointOut, EventOut, EvidenceOut, EvidenceRunOut, GoalOut, ThreadOut
-from goalkeeper.store import EventRecord, GoalRecord, Store, ThreadRecord
+from goalkeeper.store import EventRecord, Goal, Store, ThreadRecord
+
+_RESHAPED = frozenset({"last_checkpoint", "evidence"})
+"""GoalSummary fields that GoalOut sends in its own shape (a line, evidence without its output)."""
 
 
 def thread_out(store: Store, thread: ThreadRecord) -> ThreadOut:
@@ -20,7 +23,7 @@ def thread_out(store: Store, thread: ThreadRecord) -> ThreadOut:
                      goal=goal_out(store, goal) if goal is not None else None)
 
 
-def goal_out(store: Store, goal: GoalRecord) -> GoalOut:
+def goal_out(store: Store, goal: Goal) -> GoalOut:
     """The goal's summary (views.summarize) with the report's metric trend."""
     summary = summarize(store, goal)
     runs = [(r.event.turn, list(r.event.evidence)) for r in goal_events(store, goal, [EvidenceEvent])
@@ -30,16 +33,13 @@ def goal_out(store: Store, goal: GoalRecord) -> GoalOut:
     last = None
     if checkpoint is not None:
         last = f"turn {checkpoint.turn}: {checkpoint.note.get('done') or '(no note)'}"
+    # The fields GoalOut shares with the view are copied by name; the two it sends in another shape are not.
+    shared = {name: value for name, value in vars(summary).items()
+              if name in GoalOut.model_fields and name not in _RESHAPED}
     return GoalOut(
-        goal_id=goal.goal_id, thread_id=goal.thread_id, workspace=summary.workspace, objective=summary.objective,
-        status=summary.status,
-        reason=summary.reason, reason_text=REASONS.get(summary.reason, summary.reason),
-        label=status_label(summary.status, summary.verified), verified=summary.verified,
-        checks_passing=summary.checks_passing, checks_total=summary.checks_total, tokens_used=summary.tokens_used,
-        tokens_budget=summary.tokens_budget, usd_used=summary.usd_used, usd_budget=summary.usd_budget,
-        elapsed_s=summary.elapsed_s, time_budget_s=summary.time_budget_s, turns=summary.turns,
-        turns_budget=summary.turns_budget, last_checkpoint=last, runner=summary.runner, contract=goal.contract,
-        checklist=summary.checklist, evidence=[evidence_out(e) for e in summary.evidence],
+        **shared, reason_text=REASONS.get(summary.reason, summary.reason),
+        label=status_label(summary.status, summary.verified), last_checkpoint=last,
+        contract=goal.contract.model_dump(mode="json"), evidence=[evidence_out(e) for e in summary.evidence],
         metric_baseline=baseline[0] if baseline else None, metric_trend=metric_points(runs),
         updated_at=goal.updated_at,
     )

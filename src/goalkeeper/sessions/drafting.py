@@ -174,7 +174,7 @@ def draft_goal(store: Store, workspace: Path, description: str, output: Path, *,
         raise ConfigError(f"{output} already exists", "pass --force to overwrite it, or --output another path")
     thread = thread_for(store, workspace, thread_id, create=True)
     goal = store.get_goal(thread.thread_id)
-    settings = GoalSettings.model_validate(goal.settings) if goal else GoalSettings()
+    settings = goal.settings if goal else GoalSettings()
     chosen = choose_model(workspace, model, settings)
     context = read_only_context(workspace, None, settings.run, chosen, store, {"status": "drafting"})
     submit = SubmitGoal(workspace, run_checks, chosen.api_key_env)  # the checks it runs never see the key

@@ -31,7 +31,6 @@ from goalkeeper.sessions.session import (
     read_only_context,
     read_only_tools,
 )
-from goalkeeper.spec.contract import Contract
 from goalkeeper.spec.settings import GoalSettings, ModelSettings
 from goalkeeper.store import Store
 from goalkeeper.tools.base import Document, Tool, ToolContext, ToolResult
@@ -189,9 +188,9 @@ def make_plan(store: Store, workspace: Path, objective: str, *, thread_id: str |
         raise ConfigError("the objective is empty", 'write gk plan "make the tests pass"')
     thread = thread_for(store, workspace, thread_id, create=True)
     goal = store.get_goal(thread.thread_id)
-    settings = GoalSettings.model_validate(goal.settings) if goal else GoalSettings()
+    settings = goal.settings if goal else GoalSettings()
     chosen = choose_model(workspace, model, settings)
-    contract = Contract.model_validate(goal.contract) if goal else None
+    contract = goal.contract if goal else None
     view = {"objective": objective, "status": "planning"}
     context = read_only_context(workspace, contract, settings.run, chosen, store, view)
     tools = ToolRegistry([*read_only_tools().tools.values(), SubmitPlan()])

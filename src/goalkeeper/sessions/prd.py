@@ -33,7 +33,7 @@ from goalkeeper.models.factory import build_model, endpoint
 from goalkeeper.sessions.session import ToolSession, read_only_context, usage_payload
 from goalkeeper.spec.contract import Contract
 from goalkeeper.spec.settings import GoalSettings, ModelSettings
-from goalkeeper.store import GoalRecord, Store
+from goalkeeper.store import Goal, Store
 from goalkeeper.tools.registry import ToolRegistry
 from goalkeeper.workspace import checkpoints
 from goalkeeper.workspace.git import GoalBranch, changes, commit_of, list_paths, start_goal, toplevel
@@ -88,7 +88,7 @@ class Distilled:
 class Implementation:
     """A fresh goal set from a PRD, on its own branch from the spike's base commit."""
 
-    goal: GoalRecord
+    goal: Goal
     branch: GoalBranch
     spike: SpikeFacts
     model: ModelSettings | None
@@ -97,10 +97,10 @@ class Implementation:
 # ---------------------------------------------------------------- distill
 
 
-def finished_goal(store: Store, workspace: Path, goal_id: str | None, thread_id: str | None) -> GoalRecord:
+def finished_goal(store: Store, workspace: Path, goal_id: str | None, thread_id: str | None) -> Goal:
     """The goal to distill: the one named, or the workspace's current one; it must have stopped for good."""
     goal = store.get_goal_by_id(goal_id) if goal_id else control.current_goal(store, workspace, thread_id)
-    status = goal.state.get("status")
+    status = goal.state.status
     if status not in DISTILLABLE:
         raise ConfigError(f"goal {goal.goal_id} is {status}: only a finished goal (achieved, unmet or "
                           "budget_limited) can be distilled",
@@ -120,7 +120,7 @@ def distill(store: Store, workspace: Path, output: Path, *, goal_id: str | None 
         raise WorkspaceError(f"goal {goal.goal_id} never ran, so it has no branch to distill", "run it first")
     where = Path(store.get_thread(goal.thread_id).workspace)
     report = build_report(store, goal)
-    settings = GoalSettings.model_validate(goal.settings)
+    settings = goal.settings
     chosen = choose_model(where, model, settings)
     prompt = render("distill", objective=as_data(report["objective"]), report=as_data(render_markdown(report)),
                     diff=as_data(_clip(checkpoints.diff(where, branch))), sections=_section_list())
@@ -128,7 +128,7 @@ def distill(store: Store, workspace: Path, output: Path, *, goal_id: str | None 
     with endpoint(chosen) as reachable:
         session = ToolSession(build_model(reachable), chosen, ToolRegistry([]), context, store, on_text=on_text)
         written = asyncio.run(_one_request(session, prompt))
-    text = prd_text(written, report, Contract.model_validate(goal.contract), branch)
+    text = prd_text(written, report, goal.contract, branch)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text, encoding="utf-8")
     distilled = DistilledEvent(output=str(output), usage=UsageRecord.of(session.usage), model=session.model_name,
@@ -239,7 +239,7 @@ def implement(store: Store, workspace: Path, prd: Path, *, model: ModelSettings 
         raise WorkspaceError(f"the working tree of {top} has uncommitted changes:\n{list_paths(others)}",
                              "commit or stash them first: implement switches to the spike's base commit")
     spike_goal = _stored_goal(store, spike.goal_id)
-    settings = GoalSettings.model_validate(spike_goal.settings) if spike_goal else GoalSettings()
+    settings = spike_goal.settings if spike_goal else GoalSettings()
     chosen = model or settings.model
     contract = spike.contract.model_copy(update={"outcome": body, "checklist": ()})
     thread = store.create_thread(top)
@@ -266,7 +266,7 @@ def _inside(top: Path, path: Path) -> str | None:
         return None
 
 
-def _stored_goal(store: Store, goal_id: str) -> GoalRecord | None:
+def _stored_goal(store: Store, goal_id: str) -> Goal | None:
     try:
         return store.get_goal_by_id(goal_id)
     except GoalNotFoundError:

@@ -19,14 +19,12 @@ from goalkeeper.context.prompts import as_data, render
 from goalkeeper.context.render import contract_block
 from goalkeeper.errors import ContextLengthError, GoalNotFoundError
 from goalkeeper.events import BaselineEvent, EvidenceEvent, SideEvent
-from goalkeeper.goals.control import load_state
 from goalkeeper.goals.views import goal_events, latest_evidence
 from goalkeeper.models.base import Message
 from goalkeeper.models.factory import build_model, endpoint
 from goalkeeper.sessions.session import SessionCost, ToolSession, ToolUse, read_only_context, read_only_tools
-from goalkeeper.spec.contract import Contract
-from goalkeeper.spec.settings import GoalSettings, ModelSettings
-from goalkeeper.store import GoalRecord, Store
+from goalkeeper.spec.settings import ModelSettings
+from goalkeeper.store import Goal, Store
 
 DEFAULT_EVENTS = 40
 """History messages of the thread the fork carries after its prefix."""
@@ -78,16 +76,16 @@ def fork_history(history: Sequence[Message], newest: int) -> list[Message]:
     return forked
 
 
-def fork_messages(store: Store, goal: GoalRecord, question: str, newest: int) -> list[Message]:
+def fork_messages(store: Store, goal: Goal, question: str, newest: int) -> list[Message]:
     """The side request: the runner's own prefix, the newest history, then the question as data."""
-    contract = Contract.model_validate(goal.contract)
+    contract = goal.contract
     conversation = Conversation.from_events(render("system"), contract_block(contract),
                                             store.events(goal.thread_id, goal_id=goal.goal_id))
     return [*conversation.prefix, *fork_history(conversation.history, newest),
             Message("user", render("side", question=as_data(question)))]
 
 
-def side_goal(store: Store, workspace: Path, thread_id: str | None) -> GoalRecord:
+def side_goal(store: Store, workspace: Path, thread_id: str | None) -> Goal:
     """The goal a side question asks about, or an error saying how to set one."""
     thread = store.get_thread(thread_id) if thread_id else store.current_thread(workspace)
     goal = store.get_goal(thread.thread_id) if thread is not None else None
@@ -106,10 +104,10 @@ def ask_side_question(store: Store, workspace: Path, question: str, *, thread_id
     `model` overrides the goal's stored model (which overrides config). Provider failures raise.
     """
     goal = side_goal(store, workspace, thread_id)
-    settings = GoalSettings.model_validate(goal.settings)
+    settings = goal.settings
     chosen = choose_model(workspace, model, settings)
     messages = fork_messages(store, goal, question, newest)
-    context = read_only_context(workspace, Contract.model_validate(goal.contract), settings.run, chosen, store,
+    context = read_only_context(workspace, goal.contract, settings.run, chosen, store,
                                 _goal_view(store, goal))
     with endpoint(chosen) as reachable:
         session = ToolSession(build_model(reachable), chosen, read_only_tools(), context, store,
@@ -135,9 +133,9 @@ async def _converse(session: ToolSession, messages: list[Message], max_requests:
         await session.model.aclose()
 
 
-def _goal_view(store: Store, goal: GoalRecord) -> dict[str, Any]:
+def _goal_view(store: Store, goal: Goal) -> dict[str, Any]:
     """What `get_goal` shows, as the runner's tool context has it."""
-    contract, state = Contract.model_validate(goal.contract), load_state(goal)
+    contract, state = goal.contract, goal.state
     evidence = latest_evidence(goal_events(store, goal, [BaselineEvent, EvidenceEvent]))
     return {"objective": contract.outcome, "status": state.status, "verified": contract.verified,
             "checks": {e.name: "pass" if e.passed else "fail" for e in evidence},
