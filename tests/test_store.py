@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from goalkeeper.core.outcomes import GoalState, Spent
+from goalkeeper.core.outcomes import GoalState, Limits, Spent
 from goalkeeper.errors import GoalNotFoundError, LeaseHeldError, StoreError, StoreLockedError
 from goalkeeper.events import (
     ChatMessageEvent,
@@ -371,6 +371,18 @@ def test_failed_commit_writes_no_events_and_no_state(store: Store, thread: Threa
         store.commit(goal.goal_id, [NudgeEvent(why="fine"), broken], state=replace(PURSUING, status="achieved"))
     assert store.events(thread.thread_id) == []
     assert store.get_goal_by_id(goal.goal_id) == goal
+
+
+def test_a_goal_row_is_parsed_once_into_typed_values(store: Store, thread: ThreadRecord, db_path: Path) -> None:
+    """The store hands out the contract, state and settings typed; a row whose state was never saved
+    starts from its contract's budget."""
+    contract = Contract.model_validate({"outcome": "go", "budget": {"tokens": 9000, "time": "1h"}})
+    goal, _ = store.put_goal(thread.thread_id, contract, PURSUING, TURNS_10, [])
+    assert (goal.contract, goal.state, goal.settings) == (contract, PURSUING, TURNS_10)
+    with raw(db_path) as conn:
+        conn.execute("UPDATE goals SET state = '{}' WHERE goal_id = ?", (goal.goal_id,))
+    started = store.get_goal_by_id(goal.goal_id).state
+    assert (started.goal_id, started.status, started.limits) == (goal.goal_id, "pursuing", Limits(9000, None, 3600.0))
 
 
 def test_cleared_goal_is_no_longer_current_but_stays_readable(store: Store, thread: ThreadRecord) -> None:
