@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from goalkeeper.contract import contract_from_flags
+from goalkeeper.contract.flags import contract_from_flags
 from goalkeeper.sandbox.bwrap import run_sandboxed
 from goalkeeper.sandbox.policy import SandboxPolicy
 from goalkeeper.verify.cleanroom import baseline_of, built_room, keep_baseline, run_in_room

@@ -29,14 +29,14 @@ from pathlib import Path
 from typing import Any
 
 from goalkeeper.cli.demo import prepare_sample
-from goalkeeper.config import GoalSettings, ModelSettings, RunSettings
 from goalkeeper.context.prompts import render
 from goalkeeper.context.render import contract_block
 from goalkeeper.context.tokens import counter_for
-from goalkeeper.contract import contract_from_flags
+from goalkeeper.contract.flags import contract_from_flags
 from goalkeeper.goals import control
 from goalkeeper.models.openai_chat import OpenAIChatModel
 from goalkeeper.run.runner import Runner
+from goalkeeper.spec.settings import GoalSettings, ModelSettings, RunSettings
 from goalkeeper.store import Store
 from goalkeeper.tools.registry import default_registry
 

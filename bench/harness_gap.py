@@ -30,11 +30,11 @@ from typing import Any
 
 from aiohttp import web
 
-from goalkeeper.config import GoalSettings, ModelSettings, RunSettings
-from goalkeeper.contract import contract_from_flags
+from goalkeeper.contract.flags import contract_from_flags
 from goalkeeper.goals import control
 from goalkeeper.models.openai_chat import OpenAIChatModel
 from goalkeeper.run.runner import Runner, RunResult
+from goalkeeper.spec.settings import GoalSettings, ModelSettings, RunSettings
 from goalkeeper.store import Store
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))

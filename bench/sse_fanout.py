@@ -32,9 +32,9 @@ from typing import Any
 
 import httpx
 
-from goalkeeper.config import GoalSettings
-from goalkeeper.contract import contract_from_flags
+from goalkeeper.contract.flags import contract_from_flags
 from goalkeeper.goals import control
+from goalkeeper.spec.settings import GoalSettings
 from goalkeeper.store import NewEvent, Store
 
 TOKEN = "bench-token"

@@ -20,9 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from goalkeeper.contract import Check, Contract
 from goalkeeper.sandbox.bwrap import run_confined
 from goalkeeper.sandbox.policy import SandboxPolicy
+from goalkeeper.spec.contract import Check, Contract
 from goalkeeper.verify.observed import observed_surface
 from goalkeeper.verify.pins import pin_verification_surface
 from goalkeeper.verify.trace import Tracer, tracer_problem

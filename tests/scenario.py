@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from goalkeeper.cli.demo import prepare_sample
-from goalkeeper.config import GoalSettings, ModelSettings, RunSettings
-from goalkeeper.contract import Contract, contract_from_flags
+from goalkeeper.contract.flags import contract_from_flags
 from goalkeeper.core.decide import decide
 from goalkeeper.core.outcomes import ModelResponded, RequestDue
 from goalkeeper.events import Event
@@ -24,7 +23,9 @@ from goalkeeper.goals import control
 from goalkeeper.models.base import Model
 from goalkeeper.models.scripted import ScriptedModel, ScriptedToolCall, ScriptStep
 from goalkeeper.run.runner import Runner, RunResult
-from goalkeeper.store import EventRecord, GoalRecord, Store
+from goalkeeper.spec.contract import Contract
+from goalkeeper.spec.settings import GoalSettings, ModelSettings, RunSettings
+from goalkeeper.store import EventRecord, Goal, Store
 
 TESTS = "python -m unittest -q"
 
@@ -67,7 +68,7 @@ def sample_repo(tmp_path: Path) -> Path:
     return prepare_sample(tmp_path)
 
 
-def new_goal(store: Store, workspace: Path, contract: Contract | None = None, **flags: Any) -> GoalRecord:
+def new_goal(store: Store, workspace: Path, contract: Contract | None = None, **flags: Any) -> Goal:
     """Set a goal on `workspace` (the tests check by default)."""
     contract = contract or contract_from_flags(flags.pop("objective", "Fix the discount bug"),
                                                checks=flags.pop("checks", [f"tests={TESTS}"]), **flags)
@@ -76,19 +77,19 @@ def new_goal(store: Store, workspace: Path, contract: Contract | None = None, **
     return control.set_goal(store, workspace, contract, settings, replace_existing=True)
 
 
-def limit_by_tokens(store: Store, goal: GoalRecord) -> GoalRecord:
+def limit_by_tokens(store: Store, goal: Goal) -> Goal:
     """Stop `goal` (a budget of 1000 tokens) budget_limited at 1000/1000, through `decide`: 1000 tokens
     charged, the wrap-up begun, and its first request too big to fit."""
     for outcome in (ModelResponded(1000, 0, 0.0, 1.0), RequestDue(10, 1.0), RequestDue(10**6, 1.0)):
         goal = store.get_goal_by_id(goal.goal_id)
-        control.commit_decision(store, goal, decide(control.load_state(goal), outcome))
+        control.commit_decision(store, goal, decide(goal.state, outcome))
     goal = store.get_goal_by_id(goal.goal_id)
-    state = control.load_state(goal)
+    state = goal.state
     assert (state.status, state.spent.tokens, state.limits.tokens) == ("budget_limited", 1000, 1000)
     return goal
 
 
-def run(store: Store, goal: GoalRecord, workspace: Path, model: Model) -> RunResult:
+def run(store: Store, goal: Goal, workspace: Path, model: Model) -> RunResult:
     """Drive the goal in this process until it stops."""
     current = store.get_goal_by_id(goal.goal_id)
     return asyncio.run(Runner(store, current, model, workspace).run())
@@ -98,7 +99,7 @@ def scripted(steps: list[ScriptStep]) -> ScriptedModel:
     return ScriptedModel(steps)
 
 
-def scripted_after(store: Store, goal: GoalRecord, steps: list[ScriptStep]) -> ScriptedModel:
+def scripted_after(store: Store, goal: Goal, steps: list[ScriptStep]) -> ScriptedModel:
     """A script that continues an existing conversation: steps are chosen by assistant-message count."""
     answered = len(events(store, goal, "model_response"))
     return ScriptedModel([step("(earlier)")] * answered + steps)
@@ -111,7 +112,7 @@ def event_class(kind: str) -> type[Event]:
                                          if cls.model_fields["kind"].default == kind))
 
 
-def events(store: Store, goal: GoalRecord, kind: str | None = None) -> list[EventRecord]:
+def events(store: Store, goal: Goal, kind: str | None = None) -> list[EventRecord]:
     return store.events(goal.thread_id, goal_id=goal.goal_id, kinds=[event_class(kind)] if kind else None)
 
 

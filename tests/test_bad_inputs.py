@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from goalkeeper.contract import contract_from_flags
+from goalkeeper.contract.flags import contract_from_flags
 from goalkeeper.errors import ContractError
 from goalkeeper.server import close_app, create_app
 from goalkeeper.store import Store

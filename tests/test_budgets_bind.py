@@ -17,16 +17,15 @@ from typing import Any
 import pytest
 
 from chat_server import ChatServer, Completion, ToolCallReply, UsageReply
-from goalkeeper.config import GoalSettings, ModelSettings, RunSettings
 from goalkeeper.core.decide import decide
 from goalkeeper.core.outcomes import BudgetRaise, GoalState, Reject
 from goalkeeper.errors import GoalkeeperError
 from goalkeeper.events import CheckpointEvent, payload_of
 from goalkeeper.goals import control, service
 from goalkeeper.models.openai_chat import OpenAIChatModel
-from goalkeeper.models.pricing import Price
 from goalkeeper.run.runner import Runner
-from goalkeeper.store import GoalRecord, Store
+from goalkeeper.spec.settings import GoalSettings, ModelSettings, Price, RunSettings
+from goalkeeper.store import Goal, Store
 from helpers import git
 from scenario import (
     FIX_PATCH,
@@ -84,18 +83,18 @@ class Meter:
                           usage=UsageReply(prompt_tokens=prompt, completion_tokens=completion, cached_tokens=cached))
 
 
-def priced_goal(store: Store, workspace: Path, **flags: Any) -> GoalRecord:
+def priced_goal(store: Store, workspace: Path, **flags: Any) -> Goal:
     """A goal whose model has a known price (as `gk goal` stores it at goal start)."""
     contract_flags = {"no_progress_turns": 20, **flags}
     goal = new_goal(store, workspace, **contract_flags)
     settings = GoalSettings(model=ModelSettings(model="test-model", price=PRICE),
                             run=RunSettings(heartbeat_s=0.2, control_poll_s=0.05))
-    store.commit(goal.goal_id, [], settings=settings.model_dump(mode="json"))
+    store.commit(goal.goal_id, [], settings=settings)
     # The state was made from the contract; the settings only add the price.
     return store.get_goal_by_id(goal.goal_id)
 
 
-def run_on(server: ChatServer, store: Store, goal: GoalRecord, workspace: Path) -> tuple[str | None, str, float]:
+def run_on(server: ChatServer, store: Store, goal: Goal, workspace: Path) -> tuple[str | None, str, float]:
     model = OpenAIChatModel("test-model", server.base_url, "key")
     started = time.monotonic()
     result = asyncio.run(Runner(store, store.get_goal_by_id(goal.goal_id), model, workspace).run())
@@ -111,12 +110,12 @@ def test_usd_budget_binds_at_the_server(tmp_path: Path, budget: float, requests:
         goal = priced_goal(store, workspace, budget_usd=budget)
         status, reason, _ = run_on(server, store, goal, workspace)
         state = store.get_goal_by_id(goal.goal_id).state
-    cap = state["wrap_up_cap_usd"]
+    cap = state.wrap_up_cap_usd
     assert (status, reason) == ("budget_limited", "budget_usd")
-    assert cap == pytest.approx(budget / 4)
+    assert cap is not None and cap == pytest.approx(budget / 4)
     assert len(meter.max_tokens) >= requests  # it did what work the budget paid for
     assert meter.usd <= budget + cap, f"charged ${meter.usd:.4f} against a ${budget} budget"
-    assert state["spent"]["usd"] == pytest.approx(meter.usd)
+    assert state.spent.usd == pytest.approx(meter.usd)
     assert all(m is not None and m > 0 for m in meter.max_tokens)  # every request's output was bounded
 
 
@@ -129,9 +128,9 @@ def test_a_cache_missing_wrap_up_stays_within_budget_plus_cap(tmp_path: Path) ->
         status, reason, _ = run_on(server, store, goal, workspace)
         state = store.get_goal_by_id(goal.goal_id).state
     assert (status, reason) == ("budget_limited", "budget_tokens")
-    assert state["wrap_up_cap_tokens"] == 2000
+    assert state.wrap_up_cap_tokens == 2000
     assert meter.tokens <= 8000 + 2000, f"charged {meter.tokens} tokens against 8,000 + 2,000"
-    assert state["spent"]["tokens"] == meter.tokens
+    assert state.spent.tokens == meter.tokens
 
 
 def test_a_wrap_up_that_fits_its_cap_is_sent_with_its_output_bounded(tmp_path: Path) -> None:
@@ -141,11 +140,11 @@ def test_a_wrap_up_that_fits_its_cap_is_sent_with_its_output_bounded(tmp_path: P
         goal = priced_goal(store, workspace, budget_tokens=20_000)
         status, reason, _ = run_on(server, store, goal, workspace)
         state = store.get_goal_by_id(goal.goal_id).state
-    cap = state["wrap_up_cap_tokens"]
+    cap = state.wrap_up_cap_tokens
     assert (status, reason) == ("budget_limited", "budget_tokens") and cap == 5000
     assert meter.wrap_ups == 1  # the wrap-up ran: its whole context, uncached, fits the 5,000 cap
     assert meter.tokens <= 20_000 + cap
-    assert 0 < state["spent"]["wrap_up_tokens"] <= cap
+    assert 0 < state.spent.wrap_up_tokens <= cap
     wrap_up_max = meter.max_tokens[-1]
     assert wrap_up_max is not None and wrap_up_max <= cap - 1000  # the context alone is over 1,000 tokens
 
@@ -165,7 +164,7 @@ def test_time_budget_binds_tool_calls_and_the_wrap_up_request(tmp_path: Path) ->
         state = store.get_goal_by_id(goal.goal_id).state
         results = [payload_of(e.event) for e in events(store, goal, "tool_result")]
         charged = events(store, goal, "usage_charged")
-    cap = state["wrap_up_cap_s"]
+    cap = state.wrap_up_cap_s
     assert (status, reason) == ("budget_limited", "budget_time") and cap == 5.0
     assert took < 3 + cap + 3, f"a 3 s budget ran {took:.1f} s"
     assert results[0]["output"].startswith("interrupted: the goal's time budget ran out")
@@ -291,7 +290,7 @@ def test_the_control_path_refuses_raises_that_are_not_positive(tmp_path: Path, d
         with pytest.raises(GoalkeeperError) as refused:
             service.raise_budget(store, goal, control.budget_raise(**detail))
         assert refused.value.hint
-        assert store.get_goal_by_id(goal.goal_id).state["limits"]["turns"] == 4
+        assert store.get_goal_by_id(goal.goal_id).state.limits.turns == 4
 
 
 def test_decide_rejects_a_raise_that_is_not_positive() -> None:

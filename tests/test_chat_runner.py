@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 
 from chat_server import ChatServer, Completion, Failure, ToolCallReply, UsageReply
-from goalkeeper.config import GoalSettings, ModelSettings, RunSettings
 from goalkeeper.errors import ProviderError, TransientProviderError
 from goalkeeper.events import ContextTrimmedEvent, payload_of
 from goalkeeper.models.base import ModelRequest, ModelResponse, Usage
 from goalkeeper.models.openai_chat import OpenAIChatModel
 from goalkeeper.run.runner import Runner
+from goalkeeper.spec.settings import GoalSettings, ModelSettings, RunSettings
 from goalkeeper.store import Store
 from scenario import FIX_PATCH, TESTS, events, new_goal, sample_repo
 
@@ -42,8 +42,8 @@ def test_goal_over_chat_completions_is_achieved_and_charged_as_reported(tmp_path
         bodies = list(server.requests)
     assert result.status == "achieved"
     # Charged = non-cached input + output, exactly as the server reported it.
-    assert state["spent"]["tokens"] == (200 + 80) + (300 + 60) + (200 + 30)
-    assert state["spent"]["cached_tokens"] == 1000 + 1200 + 1500
+    assert state.spent.tokens == (200 + 80) + (300 + 60) + (200 + 30)
+    assert state.spent.cached_tokens == 1000 + 1200 + 1500
     assistant = [m for m in bodies[1]["messages"] if m["role"] == "assistant"]
     assert assistant[0]["content"] == "" and assistant[0]["tool_calls"]  # never null
     tools = {t["function"]["name"] for t in bodies[0]["tools"]}
@@ -58,7 +58,7 @@ def test_unreachable_server_is_retried_then_the_goal_pauses(tmp_path: Path) -> N
         goal = new_goal(store, workspace)
         settings = GoalSettings(model=ModelSettings(model="m", base_url="http://127.0.0.1:9/v1", max_retries=2,
                                                     retry_max_total_s=10), run=RunSettings(control_poll_s=0.05))
-        store.commit(goal.goal_id, [], settings=settings.model_dump(mode="json"))
+        store.commit(goal.goal_id, [], settings=settings)
         model = OpenAIChatModel("m", "http://127.0.0.1:9/v1", "key", timeout_s=2)
         result = asyncio.run(Runner(store, store.get_goal_by_id(goal.goal_id), model, workspace).run())
         retries = events(store, goal, "provider_retry")
@@ -114,7 +114,7 @@ def test_rejected_api_key_pauses_and_says_which_variable(tmp_path: Path) -> None
             run_against(server, workspace, store)
         goal = store.get_goal(store.list_threads()[0].thread_id)
     assert raised.value.hint is not None and "TEST_KEY" in raised.value.hint
-    assert goal is not None and (goal.state["status"], goal.state["reason"]) == ("paused", "provider_error")
+    assert goal is not None and (goal.state.status, goal.state.reason) == ("paused", "provider_error")
 
 
 class FailsOnceWithUsage:
@@ -141,6 +141,6 @@ def test_usage_reported_by_a_failed_attempt_is_still_charged(tmp_path: Path) -> 
         goal = new_goal(store, workspace)
         model = FailsOnceWithUsage(OpenAIChatModel("test-model", server.base_url, "key"))
         result = asyncio.run(Runner(store, store.get_goal_by_id(goal.goal_id), model, workspace).run())
-        spent = store.get_goal_by_id(goal.goal_id).state["spent"]["tokens"]
+        spent = store.get_goal_by_id(goal.goal_id).state.spent.tokens
     assert result.status == "achieved"
     assert spent == 540 + (200 + 80) + (300 + 60) + (200 + 30)

@@ -16,10 +16,11 @@ from typing import Any
 
 import pytest
 
-from goalkeeper.contract import Contract, contract_from_flags
+from goalkeeper.contract.flags import contract_from_flags
 from goalkeeper.events import payload_of
 from goalkeeper.goals.report import build_report, render_markdown
 from goalkeeper.models.scripted import ScriptedToolCall
+from goalkeeper.spec.contract import Contract
 from goalkeeper.store import Store
 from helpers import git
 from scenario import call, complete, events, new_goal, run, sample_repo, scripted, shell, step

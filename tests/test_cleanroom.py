@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 
-from goalkeeper.contract import Contract, contract_from_flags
+from goalkeeper.contract.flags import contract_from_flags
 from goalkeeper.errors import WorkspaceError
 from goalkeeper.events import payload_of
 from goalkeeper.goals import service
+from goalkeeper.spec.contract import Contract
 from goalkeeper.store import Store
 from goalkeeper.verify.cleanroom import baseline_of, built_room, keep_baseline
 from goalkeeper.verify.mirror import BASE_REF

@@ -11,18 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from goalkeeper.config import (
-    Config,
-    GoalSettings,
-    ModelSettings,
-    goalkeeper_home,
-    load_config,
-    resolve_model_settings,
-    settings_from_config,
-)
+from goalkeeper.config.load import Config, goalkeeper_home, load_config
+from goalkeeper.config.resolve import resolve_model_settings, settings_from_config
 from goalkeeper.config.trust import trust
 from goalkeeper.errors import ConfigError
-from goalkeeper.models.pricing import ZERO_PRICE, Price
+from goalkeeper.models.pricing import ZERO_PRICE
+from goalkeeper.spec.settings import GoalSettings, ModelSettings, Price
 from helpers import git
 
 

@@ -20,9 +20,10 @@ from typing import Any
 import pytest
 
 from chat_server import ChatServer, Completion, ToolCallReply
-from goalkeeper.config import Config, load_config, scripted_settings
+from goalkeeper.config.load import Config, load_config
+from goalkeeper.config.resolve import scripted_settings
 from goalkeeper.config.trust import is_trusted, trust, trust_path, trusted_projects
-from goalkeeper.contract import parse_contract
+from goalkeeper.contract.toml import parse_contract
 from goalkeeper.core.outcomes import BudgetRaise
 from goalkeeper.errors import ConfigError, ContractError
 from goalkeeper.events import payload_of

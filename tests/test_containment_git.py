@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from goalkeeper.contract import contract_from_flags
+from goalkeeper.contract.flags import contract_from_flags
 from goalkeeper.errors import WorkspaceError
 from goalkeeper.events import payload_of
 from goalkeeper.sandbox.bwrap import run_sandboxed

@@ -18,17 +18,17 @@ from typing import Any
 import pytest
 
 from chat_server import ChatServer, Completion, Failure, ToolCallReply
-from goalkeeper.config import GoalSettings, ModelSettings, RunSettings
 from goalkeeper.context.history import Conversation
 from goalkeeper.context.prompts import render
 from goalkeeper.context.render import contract_block
 from goalkeeper.context.tokens import counter_for
-from goalkeeper.contract import contract_from_flags
+from goalkeeper.contract.flags import contract_from_flags
 from goalkeeper.events import payload_of
 from goalkeeper.goals import control
 from goalkeeper.models.openai_chat import OpenAIChatModel
 from goalkeeper.run.runner import Runner, RunResult
-from goalkeeper.store import GoalRecord, Store
+from goalkeeper.spec.settings import GoalSettings, ModelSettings, RunSettings
+from goalkeeper.store import Goal, Store
 from scenario import TESTS, events, sample_repo
 
 MODEL = "gpt-4.1-mini"
@@ -57,7 +57,7 @@ def _repo(tmp_path: Path, slices: int) -> Path:
     return workspace
 
 
-def _goal(store: Store, workspace: Path, server: ChatServer, turns: int) -> GoalRecord:
+def _goal(store: Store, workspace: Path, server: ChatServer, turns: int) -> Goal:
     contract = contract_from_flags(OBJECTIVE, checks=[f"tests={TESTS}"], keep_green=[KEEP_GREEN], protect=[PROTECT],
                                    budget_turns=turns, budget_tokens=50_000_000, no_progress_turns=10_000)
     model = ModelSettings(provider="custom", wire_api="chat", model=MODEL, base_url=server.base_url,
@@ -66,7 +66,7 @@ def _goal(store: Store, workspace: Path, server: ChatServer, turns: int) -> Goal
     return control.set_goal(store, workspace, contract, settings, replace_existing=True)
 
 
-def _run(store: Store, goal: GoalRecord, workspace: Path, server: ChatServer) -> RunResult:
+def _run(store: Store, goal: Goal, workspace: Path, server: ChatServer) -> RunResult:
     model = OpenAIChatModel(MODEL, server.base_url, "key")
     return asyncio.run(Runner(store, store.get_goal_by_id(goal.goal_id), model, workspace).run())
 

@@ -9,7 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from goalkeeper.contract import (
+from goalkeeper.contract.flags import contract_from_flags
+from goalkeeper.contract.summary import contract_summary_lines
+from goalkeeper.contract.toml import dump_contract, load_contract
+from goalkeeper.errors import ContractError
+from goalkeeper.spec.contract import (
     Boundaries,
     Budget,
     Check,
@@ -17,14 +21,9 @@ from goalkeeper.contract import (
     Contract,
     IterationPolicy,
     Metric,
-    contract_from_flags,
-    contract_summary_lines,
-    dump_contract,
     format_duration,
-    load_contract,
     parse_duration,
 )
-from goalkeeper.errors import ContractError
 
 FULL_EXAMPLE = """\
 outcome = "Make the test suite green"

@@ -174,7 +174,7 @@ def goal_status(home: Path) -> str:
         [thread] = store.list_threads()
         goal = store.get_goal(thread.thread_id)
         assert goal is not None
-        return str(goal.state["status"])
+        return str(goal.state.status)
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ import pytest
 
 from chat_server import ChatServer, Completion, ToolCallReply
 from goalkeeper.context.prompts import as_data, render
-from goalkeeper.contract import load_contract
+from goalkeeper.contract.toml import load_contract
 from goalkeeper.errors import ContractError
 from goalkeeper.events import payload_of
 from goalkeeper.sessions.drafting import contract_from_arguments

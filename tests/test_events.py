@@ -145,3 +145,20 @@ def test_a_store_written_by_release_8c370e0_reads_every_event_typed(tmp_path: Pa
             "tool_result", "attempt_counted", "budget_exhausted", "goal_cleared"} <= kinds
     evidence = [record.event for record in stored if isinstance(record.event, ev.EvidenceEvent)]
     assert evidence and all(isinstance(item, ev.Evidence) for event in evidence for item in event.evidence)
+
+
+def test_a_store_written_by_release_8c370e0_reads_its_goal_rows_typed(tmp_path: Path) -> None:
+    """The same old store's goal rows (the fix, then the goal that ran out of turns and was cleared) come back
+    as typed Goals, parsed once by the store: nothing to migrate."""
+    path = tmp_path / "state.db"
+    shutil.copyfile(DATA / "store-8c370e0.db", path)
+    with sqlite3.connect(path) as conn:
+        ids = [row[0] for row in conn.execute("SELECT goal_id FROM goals ORDER BY created_at")]
+    with Store(path) as store:
+        first, second = (store.get_goal_by_id(goal_id) for goal_id in ids)
+    assert first.state.status == "achieved" and first.standing == "replaced"
+    assert second.contract.outcome == "Make it fail less" and [c.name for c in second.contract.checks] == ["never"]
+    assert second.contract.budget.turns == 2 and second.state.limits.turns == 3  # the resume over budget raised it
+    assert (second.state.status, second.state.reason) == ("budget_limited", "budget_turns")
+    assert second.standing == "cleared" and second.state.goal_id == second.goal_id
+    assert second.settings.model is not None and second.settings.model.provider == "scripted"

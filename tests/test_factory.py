@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 
 from chat_server import ChatServer, Completion
-from goalkeeper.config import ModelSettings, scripted_settings
+from goalkeeper.config.resolve import scripted_settings
 from goalkeeper.models.anthropic_messages import AnthropicModel
 from goalkeeper.models.base import Message, ModelRequest
 from goalkeeper.models.factory import build_model, endpoint
 from goalkeeper.models.openai_chat import OpenAIChatModel
 from goalkeeper.models.openai_responses import OpenAIResponsesModel
 from goalkeeper.models.scripted import ScriptedModel
+from goalkeeper.spec.settings import ModelSettings
 
 
 def test_each_wire_api_builds_its_provider(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -15,11 +15,11 @@ from fastapi import FastAPI
 
 import test_tui
 from goalkeeper.core.outcomes import BudgetRaise
-from goalkeeper.goals import control, service
+from goalkeeper.goals import service
 from goalkeeper.goals.control import ControlRejected, ControlResult
 from goalkeeper.run.runner import Runner
 from goalkeeper.server import close_app, create_app
-from goalkeeper.store import GoalRecord, Store
+from goalkeeper.store import Goal, Store
 from goalkeeper.tui.app import GoalkeeperApp
 from scenario import events, gk, limit_by_tokens, new_goal, sample_repo, scripted
 from test_server_api import TOKEN, call
@@ -40,7 +40,7 @@ def store() -> Iterator[Store]:
         yield opened
 
 
-def by_a_live_runner(store: Store, goal: GoalRecord, workspace: Path,
+def by_a_live_runner(store: Store, goal: Goal, workspace: Path,
                      ask: Callable[[], ControlResult]) -> ControlResult:
     """`ask` while a runner holds the goal's lease: the request is queued, and the runner's poll applies it."""
     store.acquire_lease(goal.goal_id)
@@ -76,7 +76,7 @@ def test_resume_with_a_raise_records_budget_raised_without_a_runner(tmp_path: Pa
     assert (result.applied_by, result.status) == ("here", "pursuing")
     after = [e.event.kind for e in events(store, goal)][-2:]
     assert after == ["budget_raised", "status_changed"]
-    assert control.load_state(store.get_goal_by_id(goal.goal_id)).limits.tokens == 6000
+    assert store.get_goal_by_id(goal.goal_id).state.limits.tokens == 6000
 
 
 def test_resume_with_a_raise_records_budget_raised_through_a_live_runner(tmp_path: Path, store: Store) -> None:
@@ -87,7 +87,7 @@ def test_resume_with_a_raise_records_budget_raised_through_a_live_runner(tmp_pat
     assert (result.applied_by, result.status) == ("runner", "pursuing")
     after = [e.event.kind for e in events(store, goal)][-3:]
     assert after == ["control_applied", "budget_raised", "status_changed"]
-    assert control.load_state(store.get_goal_by_id(goal.goal_id)).limits.tokens == 6000
+    assert store.get_goal_by_id(goal.goal_id).state.limits.tokens == 6000
 
 
 def test_a_refused_request_is_reported_as_refused_on_both_paths(tmp_path: Path, store: Store) -> None:
@@ -99,7 +99,7 @@ def test_a_refused_request_is_reported_as_refused_on_both_paths(tmp_path: Path, 
         by_a_live_runner(store, goal, workspace, lambda: service.pause(store, goal))
     [applied] = events(store, goal, "control_applied")
     assert "nothing to pause" in str(getattr(applied.event, "rejected", ""))
-    assert control.load_state(store.get_goal_by_id(goal.goal_id)).status == "budget_limited"
+    assert store.get_goal_by_id(goal.goal_id).state.status == "budget_limited"
 
 
 def test_clearing_through_the_service_records_goal_cleared(tmp_path: Path, store: Store) -> None:

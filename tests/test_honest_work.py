@@ -12,10 +12,11 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-from goalkeeper.contract import Contract, contract_from_flags
+from goalkeeper.contract.flags import contract_from_flags
 from goalkeeper.events import payload_of
 from goalkeeper.goals.report import build_report
 from goalkeeper.models.scripted import ScriptedToolCall
+from goalkeeper.spec.contract import Contract
 from goalkeeper.store import Store
 from helpers import git
 from scenario import FIX_PATCH, call, complete, events, gk, new_goal, run, sample_repo, scripted, step

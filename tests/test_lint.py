@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from goalkeeper.contract import Contract, contract_from_flags, parse_contract
+from goalkeeper.contract.flags import contract_from_flags
 from goalkeeper.contract.lint import Finding, LintReport, is_vague, lint_report
+from goalkeeper.contract.toml import parse_contract
+from goalkeeper.spec.contract import Contract
 from goalkeeper.verify.lint import lint_goal
 from helpers import git
 from scenario import TESTS, gk, sample_repo, write_script

@@ -25,8 +25,7 @@ import httpx
 import pytest
 from aiohttp import ClientSession, web
 
-from goalkeeper.config import GoalSettings, ModelSettings, RunSettings
-from goalkeeper.contract import contract_from_flags
+from goalkeeper.contract.flags import contract_from_flags
 from goalkeeper.errors import ConfigError, ProviderError
 from goalkeeper.events import payload_of
 from goalkeeper.goals import control
@@ -35,7 +34,8 @@ from goalkeeper.models.base import Message, ModelRequest, ModelResponse, ToolCal
 from goalkeeper.models.local_server import INSTALL_HINT, LocalServer, find_gguf
 from goalkeeper.models.openai_chat import OpenAIChatModel
 from goalkeeper.run.runner import Runner, RunResult
-from goalkeeper.store import GoalRecord, Store
+from goalkeeper.spec.settings import GoalSettings, ModelSettings, RunSettings
+from goalkeeper.store import Goal, Store
 from goalkeeper.tools.registry import default_registry
 from scenario import TESTS, events, sample_repo
 
@@ -182,7 +182,7 @@ def test_a_whole_goal_ends_legally_and_is_charged_as_the_server_reported(tmp_pat
         report = render_markdown(build_report(store, store.get_goal_by_id(goal.goal_id)))
     calls = [c for e in responses for c in payload_of(e.event)["tool_calls"]]
     print(f"{result.status} ({result.reason}): {len(responses)} responses, {len(calls)} tool calls "
-          f"{[c['name'] for c in calls]}, {state['spent']['tokens']} tokens, HTTP {proxy.statuses}")
+          f"{[c['name'] for c in calls]}, {state.spent.tokens} tokens, HTTP {proxy.statuses}")
     assert result.status in LEGAL_END, result
     # Charged exactly as reported: each recorded usage is the server's own, and they add up to the spend. A
     # wrap-up this slow model is still generating when its time cap runs out is cut and charged its estimate
@@ -196,7 +196,7 @@ def test_a_whole_goal_ends_legally_and_is_charged_as_the_server_reported(tmp_pat
         cached = (reported.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
         assert usage["cached_input_tokens"] == cached
     charged = sum(payload_of(e.event)["usage"]["charged_tokens"] for e in responses)
-    assert charged + sum(payload_of(e.event)["charged_tokens"] for e in failed_charges) == state["spent"]["tokens"]
+    assert charged + sum(payload_of(e.event)["charged_tokens"] for e in failed_charges) == state.spent.tokens
     # Every tool call the model made was executed (or, after an update_goal, answered as skipped).
     for call in calls:
         assert call["id"] in results, call
@@ -225,7 +225,7 @@ def _complete(base_url: str, request: ModelRequest) -> ModelResponse:
     return asyncio.run(_ask(base_url, request))
 
 
-def _small_goal(store: Store, workspace: Path) -> GoalRecord:
+def _small_goal(store: Store, workspace: Path) -> Goal:
     """The sample's goal, with a budget that ends the run within a few requests (n_ctx is only 4096)."""
     contract = contract_from_flags("Fix the discount bug in cart.py so that the unit tests pass.",
                                    checks=[f"tests={TESTS}"], budget_turns=3, budget_tokens=BUDGET_TOKENS)
@@ -284,7 +284,7 @@ class RecordingProxy:
             await runner.cleanup()
 
 
-async def _run_through_proxy(store: Store, goal: GoalRecord, workspace: Path,
+async def _run_through_proxy(store: Store, goal: Goal, workspace: Path,
                              server: LocalServer) -> tuple[RunResult, RecordingProxy]:
     async with RecordingProxy(server.base_url).running() as proxy:
         model = OpenAIChatModel(LocalServer.model_name, proxy.base_url, "x", timeout_s=REQUEST_TIMEOUT_S)

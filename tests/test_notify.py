@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from goalkeeper.config import load_config, scripted_settings
+from goalkeeper.config.load import load_config
+from goalkeeper.config.resolve import scripted_settings
 from goalkeeper.config.trust import trust
 from goalkeeper.errors import ConfigError
 from goalkeeper.events import NotifyAttemptEvent, StatusChangedEvent, payload_of

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from goalkeeper.contract import Check, Contract, Metric
 from goalkeeper.events import payload_of
 from goalkeeper.sandbox.policy import SandboxPolicy
+from goalkeeper.spec.contract import Check, Contract, Metric
 from goalkeeper.store import Store
 from goalkeeper.verify.checks import run_checks
 from goalkeeper.verify.observed import Surface, observed_surface, summary_lines, surface_from_pins, surface_summary

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from goalkeeper.contract import Check, Contract
+from goalkeeper.spec.contract import Check, Contract
 from goalkeeper.verify.pins import Pin, Pins, pin_verification_surface, surface_state
 from goalkeeper.verify.surface import tamper_feedback
 from helpers import git

@@ -13,9 +13,10 @@ import pytest
 from chat_server import ChatServer, Completion, ToolCallReply
 from goalkeeper.context.prompts import as_data, render
 from goalkeeper.context.render import contract_block
-from goalkeeper.contract import Contract, contract_from_flags
+from goalkeeper.contract.flags import contract_from_flags
 from goalkeeper.events import PlanEvent, payload_of
 from goalkeeper.sessions.planning import plan_from_text
+from goalkeeper.spec.contract import Contract
 from goalkeeper.store import Store
 from goalkeeper.tools.base import ToolContext
 from goalkeeper.tools.goal import Checkpoint

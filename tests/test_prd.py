@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from chat_server import ChatServer, Completion
-from goalkeeper.contract import contract_from_flags
+from goalkeeper.contract.flags import contract_from_flags
 from goalkeeper.errors import ContractError
 from goalkeeper.events import DistilledEvent, payload_of
 from goalkeeper.sessions.prd import FACTS_HEADING, SECTIONS, prd_text, read_prd

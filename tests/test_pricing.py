@@ -6,10 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from goalkeeper.config import load_config, settings_from_config
+from goalkeeper.config.load import load_config
+from goalkeeper.config.resolve import settings_from_config
 from goalkeeper.errors import ConfigError
 from goalkeeper.models.base import Usage
-from goalkeeper.models.pricing import ZERO_PRICE, Price, builtin_prices, cost_usd, load_prices, price_of, require_price
+from goalkeeper.models.pricing import ZERO_PRICE, builtin_prices, cost_usd, load_prices, price_of, require_price
+from goalkeeper.spec.settings import Price
 
 
 @pytest.fixture(autouse=True)

@@ -23,7 +23,7 @@ def goal_status(home: Path, workspace: Path) -> str:
         assert thread is not None
         goal = store.get_goal(thread.thread_id)
         assert goal is not None
-        return str(goal.state["status"])
+        return str(goal.state.status)
 
 
 def event_count(home: Path, workspace: Path) -> int:

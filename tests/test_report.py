@@ -7,8 +7,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from goalkeeper.config import scripted_settings
-from goalkeeper.contract import contract_from_flags
+from goalkeeper.config.resolve import scripted_settings
+from goalkeeper.contract.flags import contract_from_flags
 from goalkeeper.goals.report import build_report, render_markdown, render_pr, sparkline
 from goalkeeper.sessions.side import ask_side_question
 from goalkeeper.store import Store

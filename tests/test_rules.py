@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from goalkeeper.config import load_config
+from goalkeeper.config.load import load_config
 from goalkeeper.config.trust import trust
 from goalkeeper.errors import ConfigError
 from goalkeeper.models.base import ToolCall

@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 
-from goalkeeper.contract import Check
 from goalkeeper.errors import SandboxError
 from goalkeeper.sandbox import limits
 from goalkeeper.sandbox.bwrap import (
@@ -28,6 +27,7 @@ from goalkeeper.sandbox.bwrap import (
 )
 from goalkeeper.sandbox.policy import SandboxMode, SandboxPolicy
 from goalkeeper.sandbox.process import CommandResult
+from goalkeeper.spec.contract import Check
 from goalkeeper.tools.base import ToolContext
 from goalkeeper.tools.shell import ShellTool
 from goalkeeper.verify.checks import run_check, run_constraint

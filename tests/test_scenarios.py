@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from goalkeeper.contract import contract_from_flags
+from goalkeeper.contract.flags import contract_from_flags
 from goalkeeper.core.outcomes import BudgetRaise
 from goalkeeper.events import payload_of
 from goalkeeper.goals import service
@@ -105,8 +105,8 @@ def test_token_budget_wraps_up_and_resume_with_more_tokens_continues(tmp_path: P
         goal = new_goal(store, workspace, budget_tokens=3000, no_progress_turns=10)
         result = run(store, goal, workspace, scripted([*steps, *HONEST_FIX]))
         assert result.status == "budget_limited" and result.reason == "budget_tokens"
-        spent = store.get_goal_by_id(goal.goal_id).state["spent"]
-        assert spent["tokens"] <= 3000 + spent["wrap_up_tokens"]
+        spent = store.get_goal_by_id(goal.goal_id).state.spent
+        assert spent.tokens <= 3000 + spent.wrap_up_tokens
         service.resume(store, store.get_goal_by_id(goal.goal_id), raise_by=BudgetRaise(tokens=100_000))
         rest = [step("", call("apply_patch", patch=FIX_PATCH)), step("", complete()), step("done")]
         again = run(store, goal, workspace, scripted_after(store, goal, rest))
@@ -162,7 +162,7 @@ def test_metric_goal_keeps_the_best_verified_checkpoint(tmp_path: Path) -> None:
         state = store.get_goal_by_id(goal.goal_id).state
         trend = build_report(store, goal)["metric_trend"]
     assert (result.status, result.reason) == ("unmet", "max_attempts")
-    assert state["best"]["metric"] == 80.0 and state["best_metric"] == 80.0
+    assert state.best is not None and state.best.metric == 80.0 and state.best_metric == 80.0
     assert [point["latency"] for point in trend] == [80.0, 95.0]
 
 

@@ -12,7 +12,6 @@ from chat_server import ChatServer, Completion, Failure, ToolCallReply, UsageRep
 from goalkeeper.context.history import Conversation
 from goalkeeper.context.prompts import render
 from goalkeeper.context.render import contract_block
-from goalkeeper.contract import Contract
 from goalkeeper.events import SideEvent, payload_of
 from goalkeeper.models.base import Message, ToolCall
 from goalkeeper.sessions.side import fork_history
@@ -118,12 +117,12 @@ def test_side_question_during_a_run_leaves_the_main_thread_and_its_budget_untouc
     assert recorded["usage"]["input_tokens"] == 110_000 and recorded["model"] == "test-model"
 
     # (d) The goal was charged for its own requests only, and ended achieved.
-    assert goal.state["status"] == "achieved"
-    assert goal.state["spent"]["tokens"] == MAIN_CHARGED
-    assert goal.state["spent"]["cached_tokens"] == 800 + 900 + 1000
+    assert goal.state.status == "achieved"
+    assert goal.state.spent.tokens == MAIN_CHARGED
+    assert goal.state.spent.cached_tokens == 800 + 900 + 1000
 
     # A runner rebuilding this thread (after a restart, say) never reads the side event into its context.
-    rebuilt = Conversation.from_events(render("system"), contract_block(Contract.model_validate(goal.contract)), events)
+    rebuilt = Conversation.from_events(render("system"), contract_block(goal.contract), events)
     assert not any(QUESTION in m.content or ANSWER in m.content for m in rebuilt.messages())
 
 

@@ -11,10 +11,12 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from goalkeeper.core.outcomes import GoalState, Limits, Spent
 from goalkeeper.errors import GoalNotFoundError, LeaseHeldError, StoreError, StoreLockedError
 from goalkeeper.events import (
     ChatMessageEvent,
@@ -26,10 +28,12 @@ from goalkeeper.events import (
     UsageChargedEvent,
     payload_of,
 )
+from goalkeeper.spec.contract import Contract
+from goalkeeper.spec.settings import GoalSettings, RunSettings
 from goalkeeper.store import (
     SCHEMA_VERSION,
     BlobNotFoundError,
-    GoalRecord,
+    Goal,
     Lease,
     StaleGoalError,
     Store,
@@ -140,13 +144,18 @@ def store(db_path: Path) -> Iterator[Store]:
         yield opened
 
 
+PURSUING = GoalState(goal_id="goal_000000000001")
+ONE_TURN = replace(PURSUING, spent=Spent(turns=1))
+TURNS_10 = GoalSettings(run=RunSettings(shell_timeout_s=10.0))
+
+
 @pytest.fixture
 def thread(store: Store, tmp_path: Path) -> ThreadRecord:
     return store.create_thread(tmp_path)
 
 
-def put_goal(store: Store, thread: ThreadRecord, objective: str = "make it fast") -> GoalRecord:
-    goal, _ = store.put_goal(thread.thread_id, {"outcome": objective}, {"status": "pursuing"}, {}, [])
+def put_goal(store: Store, thread: ThreadRecord, objective: str = "make it fast") -> Goal:
+    goal, _ = store.put_goal(thread.thread_id, Contract(outcome=objective), PURSUING, GoalSettings(), [])
     return goal
 
 
@@ -285,7 +294,7 @@ def test_unknown_thread_points_to_the_threads_command(store: Store) -> None:
     with pytest.raises(GoalNotFoundError, match="gk threads"):
         store.get_thread("thr_000000000000")
     with pytest.raises(GoalNotFoundError, match="no thread"):
-        store.put_goal("thr_000000000000", {}, {}, {}, [])
+        store.put_goal("thr_000000000000", Contract(outcome="x"), PURSUING, GoalSettings(), [])
 
 
 # Goals and the commit path
@@ -294,13 +303,13 @@ def test_unknown_thread_points_to_the_threads_command(store: Store) -> None:
 def test_put_goal_replaces_the_current_goal_and_old_events_keep_their_goal_id(
     store: Store, thread: ThreadRecord
 ) -> None:
-    old, old_events = store.put_goal(thread.thread_id, {"outcome": "a"}, {"status": "pursuing"}, {},
+    old, old_events = store.put_goal(thread.thread_id, Contract(outcome="a"), PURSUING, GoalSettings(),
                                      [GoalSetEvent(outcome="a", verified=False, contract={})])
-    new, new_events = store.put_goal(thread.thread_id, {"outcome": "b"}, {"status": "pursuing"}, {"x": 1},
+    new, new_events = store.put_goal(thread.thread_id, Contract(outcome="b"), PURSUING, TURNS_10,
                                      [GoalSetEvent(outcome="b", verified=False, contract={})])
 
     assert store.get_goal(thread.thread_id) == new
-    assert new.version == 1 and new.settings == {"x": 1} and new.goal_id != old.goal_id
+    assert new.version == 1 and new.settings == TURNS_10 and new.contract.outcome == "b" and new.goal_id != old.goal_id
     assert store.get_goal_by_id(old.goal_id).standing == "replaced"
     assert [event.goal_id for event in store.events(thread.thread_id)] == [old.goal_id, new.goal_id]
     assert store.events(thread.thread_id, goal_id=old.goal_id) == old_events
@@ -312,19 +321,19 @@ def test_commit_appends_events_and_replaces_state_together(store: Store, thread:
     goal = put_goal(store, thread)
 
     version, records = store.commit(goal.goal_id, [TurnStartedEvent(turn_kind="initial", turn=1)],
-                                    state={"status": "pursuing", "turns": 1}, expected_version=1)
+                                    state=ONE_TURN, expected_version=1)
 
     stored = store.get_goal_by_id(goal.goal_id)
     assert version == 2 == stored.version
-    assert stored.state == {"status": "pursuing", "turns": 1}
+    assert stored.state == ONE_TURN
     assert stored.settings == goal.settings
     assert store.events(thread.thread_id) == records
     assert records[0].goal_id == goal.goal_id and records[0].seq == store.last_seq(thread.thread_id)
 
     version, _ = store.commit(goal.goal_id, [NudgeEvent(why="events only")])  # events only: no new version
     assert version == 2
-    version, _ = store.commit(goal.goal_id, [], settings={"model": "m"}, expected_version=2)
-    assert version == 3 and store.get_goal_by_id(goal.goal_id).settings == {"model": "m"}
+    version, _ = store.commit(goal.goal_id, [], settings=TURNS_10, expected_version=2)
+    assert version == 3 and store.get_goal_by_id(goal.goal_id).settings == TURNS_10
 
 
 @pytest.mark.parametrize("change", ["version", "replaced", "cleared"])
@@ -332,7 +341,7 @@ def test_commit_to_a_stale_goal_raises_and_writes_nothing(
     store: Store, thread: ThreadRecord, change: str
 ) -> None:
     goal = put_goal(store, thread)
-    store.commit(goal.goal_id, [], state={"status": "paused"})  # now at version 2
+    store.commit(goal.goal_id, [], state=replace(PURSUING, status="paused"))  # now at version 2
     if change == "replaced":
         put_goal(store, thread, "something else")
     if change == "cleared":
@@ -340,7 +349,7 @@ def test_commit_to_a_stale_goal_raises_and_writes_nothing(
     before = (store.last_seq(thread.thread_id), store.get_goal_by_id(goal.goal_id))
 
     with pytest.raises(StaleGoalError) as stale:
-        store.commit(goal.goal_id, [UsageChargedEvent(why="test", charged_tokens=100)], state={"status": "pursuing"},
+        store.commit(goal.goal_id, [UsageChargedEvent(why="test", charged_tokens=100)], state=PURSUING,
                      expected_version=1)
 
     assert stale.value.reason == change
@@ -359,9 +368,21 @@ def test_failed_commit_writes_no_events_and_no_state(store: Store, thread: Threa
     broken = ToolResultEvent(call_id="c", name="shell", output="", ok=True, signal=None, data={"x": object()},
                              files_touched=[], full_output_chars=None)
     with pytest.raises(ValueError, match="serialize"):
-        store.commit(goal.goal_id, [NudgeEvent(why="fine"), broken], state={"status": "achieved"})
+        store.commit(goal.goal_id, [NudgeEvent(why="fine"), broken], state=replace(PURSUING, status="achieved"))
     assert store.events(thread.thread_id) == []
     assert store.get_goal_by_id(goal.goal_id) == goal
+
+
+def test_a_goal_row_is_parsed_once_into_typed_values(store: Store, thread: ThreadRecord, db_path: Path) -> None:
+    """The store hands out the contract, state and settings typed; a row whose state was never saved
+    starts from its contract's budget."""
+    contract = Contract.model_validate({"outcome": "go", "budget": {"tokens": 9000, "time": "1h"}})
+    goal, _ = store.put_goal(thread.thread_id, contract, PURSUING, TURNS_10, [])
+    assert (goal.contract, goal.state, goal.settings) == (contract, PURSUING, TURNS_10)
+    with raw(db_path) as conn:
+        conn.execute("UPDATE goals SET state = '{}' WHERE goal_id = ?", (goal.goal_id,))
+    started = store.get_goal_by_id(goal.goal_id).state
+    assert (started.goal_id, started.status, started.limits) == (goal.goal_id, "pursuing", Limits(9000, None, 3600.0))
 
 
 def test_cleared_goal_is_no_longer_current_but_stays_readable(store: Store, thread: ThreadRecord) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from goalkeeper.contract import contract_from_flags
+from goalkeeper.contract.flags import contract_from_flags
 from goalkeeper.events import payload_of
 from goalkeeper.goals.report import build_report, render_markdown
 from goalkeeper.store import Store

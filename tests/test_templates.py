@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from goalkeeper.contract import load_contract
+from goalkeeper.contract.toml import load_contract
 from goalkeeper.sandbox.globs import path_matches
 from goalkeeper.sandbox.policy import SandboxPolicy
 from goalkeeper.templates import TEMPLATE_NAMES, template, templates, write_template

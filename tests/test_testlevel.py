@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from goalkeeper.contract import Check, Contract
 from goalkeeper.events import Evidence, payload_of
 from goalkeeper.goals.report import build_report, render_markdown
 from goalkeeper.sandbox.policy import SandboxPolicy
+from goalkeeper.spec.contract import Check, Contract
 from goalkeeper.store import Store
 from goalkeeper.verify import surface
 from goalkeeper.verify import tests as testlevel

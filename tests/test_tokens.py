@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from goalkeeper.config import ModelSettings
 from goalkeeper.context.tokens import (
     DEFAULT_CONTEXT_WINDOW,
     O200K_SHA256,
@@ -20,6 +19,7 @@ from goalkeeper.context.tokens import (
     o200k_cache_path,
 )
 from goalkeeper.models.windows import context_window_of
+from goalkeeper.spec.settings import ModelSettings
 
 
 @pytest.fixture

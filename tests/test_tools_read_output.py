@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from goalkeeper.config import GoalSettings, ModelSettings, RunSettings
 from goalkeeper.context.tokens import counter_for
-from goalkeeper.contract import contract_from_flags
+from goalkeeper.contract.flags import contract_from_flags
 from goalkeeper.events import payload_of
 from goalkeeper.goals import control
+from goalkeeper.spec.settings import GoalSettings, ModelSettings, RunSettings
 from goalkeeper.store import Store
 from goalkeeper.store.store import blob_id_of
 from goalkeeper.tools.base import ToolContext, ToolResult

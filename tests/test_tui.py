@@ -21,13 +21,14 @@ from textual.pilot import Pilot
 from textual.widgets import Button, Input, Static
 
 from chat_server import ChatServer, Completion, ToolCallReply
-from goalkeeper.config import GoalSettings, load_config, settings_from_config
-from goalkeeper.contract import contract_from_flags
+from goalkeeper.config.load import load_config
+from goalkeeper.config.resolve import settings_from_config
+from goalkeeper.contract.flags import contract_from_flags
 from goalkeeper.core.lifecycle import Reason, Status
-from goalkeeper.core.state import state_to_dict
 from goalkeeper.events import ChatResponseEvent, payload_of
 from goalkeeper.events import Usage as UsageRecord
 from goalkeeper.goals import control, service
+from goalkeeper.spec.settings import GoalSettings
 from goalkeeper.store import Store
 from goalkeeper.tui import commands
 from goalkeeper.tui.app import CommandInput, GoalkeeperApp
@@ -253,9 +254,9 @@ STATUS_LINES = [
 async def test_status_line_shows_every_goal_status(server: ChatServer, workspace: Path, store: Store, status: Status,
                                                    reason: Reason, line: str) -> None:
     goal = arrange_goal(store, workspace, budget_tokens=50_000)
-    state = control.load_state(goal)
+    state = goal.state
     arranged = replace(state, status=status, reason=reason, spent=replace(state.spent, tokens=40_000, time_s=725))
-    store.commit(goal.goal_id, [], state=state_to_dict(arranged))
+    store.commit(goal.goal_id, [], state=arranged)
     app = app_for(workspace, store)
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: status_of(app).startswith(line), f"the {status} line")
@@ -361,18 +362,18 @@ async def test_goal_clear_removes_the_goal(server: ChatServer, workspace: Path, 
 async def test_budget_raises_a_spent_budget_and_the_goal_goes_on(server: ChatServer, workspace: Path,
                                                                  store: Store) -> None:
     goal = arrange_goal(store, workspace, budget_tokens=1_000)
-    state = control.load_state(goal)
+    state = goal.state
     # Written by hand: a budget_limited goal arranged through `decide` has an unanswered wrap-up turn in its
     # history, which this conversation's scripted replies do not expect.
     spent = replace(state, status="budget_limited", reason=Reason.BUDGET_TOKENS,
                     spent=replace(state.spent, tokens=1_000))
-    store.commit(goal.goal_id, [], state=state_to_dict(spent))
+    store.commit(goal.goal_id, [], state=spent)
     app = app_for(workspace, store)
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: status_of(app).startswith("Budget reached: tokens"), "budget reached")
         await submit(pilot, "/budget 50K")
         await until(pilot, lambda: status_of(app).startswith("Goal achieved"), "achieved after the raise")
-    assert store.get_goal_by_id(goal.goal_id).state["limits"]["tokens"] == 51_000
+    assert store.get_goal_by_id(goal.goal_id).state.limits.tokens == 51_000
 
 
 @in_loop

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from chat_server import ChatServer, Completion, Failure, ToolCallReply, UsageReply
-from goalkeeper.config import ModelSettings, load_config
+from goalkeeper.config.load import load_config
 from goalkeeper.core.outcomes import BudgetRaise
 from goalkeeper.errors import ProviderError
 from goalkeeper.events import ApprovalRuleEvent, payload_of
@@ -31,6 +31,7 @@ from goalkeeper.sandbox.rules import CommandDecision, Rule, command_prefix
 from goalkeeper.sessions.chat import ChatSession
 from goalkeeper.sessions.restate import restate_goal
 from goalkeeper.sessions.session import ToolUse
+from goalkeeper.spec.settings import ModelSettings
 from goalkeeper.store import EventRecord, Store
 from goalkeeper.tools.base import ToolContext, ToolResult
 from goalkeeper.tools.registry import Approval, Approver, ToolRegistry
@@ -259,7 +260,7 @@ def test_restate_goal_stores_the_restatement_charges_the_goal_and_shares_the_run
         goal = new_goal(store, workspace)
         restated, result = asyncio.run(restate_then_run(store, server))
         [event] = events(store, goal, "restated")
-        spent = store.get_goal_by_id(goal.goal_id).state["spent"]["tokens"]
+        spent = store.get_goal_by_id(goal.goal_id).state.spent.tokens
         statuses = [payload_of(e.event)["to"] for e in events(store, goal, "status_changed")]
         bodies = list(server.requests)
     assert (restated.text, restated.usage, restated.model) == (RESTATEMENT, Usage(900, 0, 120), "test-model")
@@ -415,7 +416,7 @@ def test_raising_a_budget_limited_goals_budget_resumes_it(tmp_path: Path) -> Non
         raised = raise_budget(store, store.get_goal_by_id(goal.goal_id), parse_budget_raise("2 turns"))
         state = store.get_goal_by_id(goal.goal_id).state
     assert (resumed.status, raised.status) == ("pursuing", "pursuing")
-    assert state["limits"]["turns"] == 1 + 3 + 2
+    assert state.limits.turns == 1 + 3 + 2
 
 
 # ---------------------------------------------------------------- inside a running loop
@@ -444,7 +445,8 @@ def test_drive_goal_runs_inside_a_running_loop_and_leaves_signals_alone(tmp_path
     with ChatServer(FIX) as server, Store() as store:
         goal = new_goal(store, workspace)
         result, ticks = asyncio.run(tui(store, server))
-        stored = store.get_goal_by_id(goal.goal_id).settings["model"]
+        stored = store.get_goal_by_id(goal.goal_id).settings.model
     assert result.status == "achieved" and ticks > 0
     assert len(handlers) > 1 and all(handler == handlers[0] for handler in handlers)
-    assert (stored["model"], stored["base_url"]) == ("test-model", server.base_url)  # remembered for a restart
+    # remembered for a restart
+    assert stored is not None and (stored.model, stored.base_url) == ("test-model", server.base_url)

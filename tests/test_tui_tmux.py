@@ -110,7 +110,7 @@ def test_gk_in_tmux_sets_pauses_resumes_and_achieves_a_goal(tmp_path: Path, goal
     with Store() as store:
         [thread] = store.list_threads()
         goal = store.get_goal(thread.thread_id)
-        assert goal is not None and goal.state["status"] == "achieved"
+        assert goal is not None and goal.state.status == "achieved"
         changes = store.events(thread.thread_id, kinds=[StatusChangedEvent])
         moves = [(payload_of(e.event)["to"], e.event.actor) for e in changes]
     assert moves == [("pursuing", "user"), ("paused", "user"), ("pursuing", "user"), ("achieved", "harness")]

@@ -77,7 +77,7 @@ def test_the_tui_refuses_it_unless_unverified_is_written(tmp_path: Path, goalkee
         with pytest.raises(ConfigError) as refused:
             tui_set_goal(store, workspace, None, parse_goal("Describe the repo"), replace=False)
         assert "--unverified" in (refused.value.hint or "")
-        assert tui_set_goal(store, workspace, None, request, replace=False).state["status"] == "pursuing"
+        assert tui_set_goal(store, workspace, None, request, replace=False).state.status == "pursuing"
 
 
 def test_the_api_refuses_it_unless_unverified(tmp_path: Path, goalkeeper_home: Path) -> None:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from goalkeeper.contract import Check, Constraints, Contract, Metric
 from goalkeeper.events import Evidence
+from goalkeeper.spec.contract import Check, Constraints, Contract, Metric
 from goalkeeper.verify.checks import (
     MetricNotFound,
     all_pass,

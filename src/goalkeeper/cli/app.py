@@ -18,17 +18,9 @@ from rich.text import Text
 from goalkeeper import templates as goal_templates
 from goalkeeper.cli import console, demo
 from goalkeeper.cli.options import ContractFlags, ModelFlags, with_options
-from goalkeeper.config import (
-    Config,
-    GoalSettings,
-    ModelSettings,
-    RunSettings,
-    goalkeeper_home,
-    load_config,
-    scripted_settings,
-)
 from goalkeeper.config import trust as trusted
-from goalkeeper.contract import Contract, parse_duration
+from goalkeeper.config.load import Config, goalkeeper_home, load_config
+from goalkeeper.config.resolve import scripted_settings
 from goalkeeper.core.lifecycle import exit_code
 from goalkeeper.core.outcomes import BudgetRaise
 from goalkeeper.errors import ConfigError, GoalkeeperError, WorkspaceError
@@ -43,7 +35,9 @@ from goalkeeper.run.runner import RunResult
 from goalkeeper.sessions import drafting, planning, prd
 from goalkeeper.sessions import side as side_questions
 from goalkeeper.sessions.planning import newest_plan
-from goalkeeper.store import GoalRecord, Store
+from goalkeeper.spec.contract import Contract, parse_duration
+from goalkeeper.spec.settings import GoalSettings, ModelSettings, RunSettings
+from goalkeeper.store import Goal, Store
 from goalkeeper.verify.lint import lint_goal
 from goalkeeper.workspace.git import toplevel
 
@@ -146,7 +140,7 @@ def goal(
 
 def _set(store: Store, workspace: Path, thread: str | None, contract: Contract, model: ModelSettings | None,
          run_knobs: RunSettings, replace: bool, allow_dirty: bool = False, force: bool = False,
-         unverified: bool = False) -> GoalRecord:
+         unverified: bool = False) -> Goal:
     """Set the goal after checking the repository and the check commands (a goal with none needs `unverified`);
     ask before replacing a goal; then lint it (errors refuse it unless `force`). The `[run]` knobs of
     config.toml (and the profile) are stored."""
@@ -207,7 +201,7 @@ def run(model_flags: ModelFlags, cwd: Cwd = Path("."), thread: ThreadOpt = None,
         return _drive(store, record, workspace, chosen, as_json)
 
 
-def _drive(store: Store, record: GoalRecord, workspace: Path, model: ModelSettings | None, as_json: bool) -> int:
+def _drive(store: Store, record: Goal, workspace: Path, model: ModelSettings | None, as_json: bool) -> int:
     def status() -> str:
         return summarize(store, store.get_goal_by_id(record.goal_id)).status_line()
 

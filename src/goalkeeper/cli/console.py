@@ -21,11 +21,11 @@ from rich.table import Table
 from rich.text import Text
 
 from goalkeeper import events as ev
-from goalkeeper.contract import format_duration
 from goalkeeper.core.lifecycle import status_label
 from goalkeeper.core.safe_text import neutralise
 from goalkeeper.errors import GoalkeeperError
 from goalkeeper.goals.views import GoalSummary
+from goalkeeper.spec.contract import format_duration
 from goalkeeper.store import EventRecord, ThreadRecord
 from goalkeeper.tools.shell import command_of
 from goalkeeper.verify.observed import summary_lines

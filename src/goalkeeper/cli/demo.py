@@ -7,7 +7,8 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
-from goalkeeper.contract import Contract, contract_from_flags
+from goalkeeper.contract.flags import contract_from_flags
+from goalkeeper.spec.contract import Contract
 from goalkeeper.workspace.git import git
 
 SAMPLE = "discounts"

@@ -16,9 +16,13 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from goalkeeper.config import ModelSettings, load_config, settings_from_config
-from goalkeeper.contract import Contract, contract_from_flags, load_contract
+from goalkeeper.config.load import load_config
+from goalkeeper.config.resolve import settings_from_config
+from goalkeeper.contract.flags import contract_from_flags
+from goalkeeper.contract.toml import load_contract
 from goalkeeper.errors import ConfigError, NoProviderError
+from goalkeeper.spec.contract import Contract
+from goalkeeper.spec.settings import ModelSettings
 
 if TYPE_CHECKING:
     from goalkeeper.sessions.planning import Plan

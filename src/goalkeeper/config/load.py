@@ -19,12 +19,12 @@ from pydantic import ValidationError
 
 from goalkeeper.config.problems import did_you_mean, nesting_error, syntax_error, validation_error
 from goalkeeper.config.schema import BUILTIN_PROVIDERS, OPTIONAL_BASE_URL, ConfigFile, ModelProvider, NotifyTarget
-from goalkeeper.config.settings import ReasoningEffort, RunSettings
 from goalkeeper.config.trust import PROJECT_CONFIG, is_trusted, untrusted_view, untrusted_warning
 from goalkeeper.errors import ConfigError
-from goalkeeper.models.pricing import Price, load_prices
+from goalkeeper.models.pricing import load_prices
 from goalkeeper.sandbox.policy import DEFAULT_SECRET_ENV, DEFAULT_SECRETS, command_environment
 from goalkeeper.sandbox.rules import ApprovalPolicy, Rule
+from goalkeeper.spec.settings import Price, ReasoningEffort, RunSettings
 from goalkeeper.workspace.git import probe
 
 

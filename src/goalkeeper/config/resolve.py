@@ -15,11 +15,11 @@ from pathlib import Path
 from goalkeeper.config.load import Config, load_config
 from goalkeeper.config.problems import did_you_mean
 from goalkeeper.config.schema import DEFAULT_MODELS, ModelProvider
-from goalkeeper.config.settings import GoalSettings, ModelSettings, ReasoningEffort
 from goalkeeper.context.tokens import check_compact_limit
 from goalkeeper.errors import ConfigError, NoProviderError
 from goalkeeper.models.pricing import ZERO_PRICE, require_price
 from goalkeeper.models.windows import context_window_of
+from goalkeeper.spec.settings import GoalSettings, ModelSettings, ReasoningEffort
 
 NO_PROVIDER_HINT = (
     "set OPENAI_API_KEY for OpenAI; or ANTHROPIC_API_KEY and pass --model-provider anthropic; or pass "

@@ -12,9 +12,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
-from goalkeeper.config.settings import ReasoningEffort
-from goalkeeper.models.pricing import Price
 from goalkeeper.sandbox.rules import ApprovalPolicy, RuleAction
+from goalkeeper.spec.settings import Price, ReasoningEffort
 
 ProviderWireApi = Literal["chat", "responses", "anthropic"]
 """The wire formats a `[model_providers.NAME]` table may name."""

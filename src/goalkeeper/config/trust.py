@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from goalkeeper.config.settings import RunSettings
 from goalkeeper.errors import ConfigError
+from goalkeeper.spec.settings import RunSettings
 
 TRUST_FILE = "trusted-projects.json"
 

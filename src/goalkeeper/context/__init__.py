@@ -2,5 +2,5 @@
 events (history), compaction's hand-off (handoff) and token counting (tokens).
 
 May import: the other adapters (verify, tools, models, workspace, sandbox, contract, config, templates), store,
-core, events and errors.
+spec, core, events and errors.
 """

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from goalkeeper.context.prompts import as_data, render
-from goalkeeper.contract import Contract, format_duration
 from goalkeeper.core.lifecycle import TurnKind
 from goalkeeper.core.outcomes import GoalState
 from goalkeeper.events import Evidence
+from goalkeeper.spec.contract import Contract, format_duration
 
 #: Characters of a failing check's output shown to the model in feedback.
 FEEDBACK_TAIL_CHARS = 2_000

@@ -25,7 +25,7 @@ from goalkeeper.models.windows import context_window_of
 if TYPE_CHECKING:
     import tiktoken
 
-    from goalkeeper.config.settings import ModelSettings
+    from goalkeeper.spec.settings import ModelSettings
 
 DEFAULT_CONTEXT_WINDOW = 128_000
 """The window assumed for a model whose window is neither configured nor in context_windows.toml."""

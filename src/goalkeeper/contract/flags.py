@@ -13,9 +13,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from goalkeeper.contract.model import _NAME, Contract, Metric, parse_duration
 from goalkeeper.contract.toml import _describe, _problems
 from goalkeeper.errors import ContractError
+from goalkeeper.spec.contract import _NAME, Contract, Metric, parse_duration
 
 
 def contract_from_flags(

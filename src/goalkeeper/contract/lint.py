@@ -12,8 +12,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from goalkeeper.contract.model import Contract
 from goalkeeper.sandbox.globs import path_matches
+from goalkeeper.spec.contract import Contract
 
 Severity = Literal["error", "warning", "info"]
 Element = Literal["outcome", "verification", "constraints", "boundaries", "iteration", "blocked", "budget"]

@@ -5,7 +5,7 @@ Builds lines only; the caller decides where they are printed.
 
 from __future__ import annotations
 
-from goalkeeper.contract.model import Contract, format_duration
+from goalkeeper.spec.contract import Contract, format_duration
 
 
 def contract_summary_lines(contract: Contract) -> list[str]:

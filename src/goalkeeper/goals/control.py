@@ -16,8 +16,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-from goalkeeper.config import GoalSettings
-from goalkeeper.contract import Contract, parse_duration
 from goalkeeper.core.decide import decide, outcome_of
 from goalkeeper.core.outcomes import (
     BudgetRaise,
@@ -26,13 +24,14 @@ from goalkeeper.core.outcomes import (
     GoalCleared,
     GoalSet,
     GoalState,
-    Limits,
     Reject,
 )
-from goalkeeper.core.state import initial_state, request_event, state_from_dict, state_to_dict
+from goalkeeper.core.state import request_event
 from goalkeeper.errors import ConfigError, ContractError, GoalkeeperError, GoalNotFoundError
 from goalkeeper.events import ControlAppliedEvent, ControlRequestEvent, Event
-from goalkeeper.store import GoalRecord, Store, ThreadRecord, lease_is_live, new_id
+from goalkeeper.spec.contract import Contract, parse_duration
+from goalkeeper.spec.settings import GoalSettings
+from goalkeeper.store import Goal, Store, ThreadRecord, lease_is_live, new_id, start_state
 from goalkeeper.verify.checks import missing_commands
 from goalkeeper.workspace.git import preflight
 
@@ -81,22 +80,6 @@ class ControlResult:
         return "budget" if self.action == "resume" and self.before == "pursuing" else self.action
 
 
-def start_state(goal_id: str, contract: Contract, settings: GoalSettings) -> GoalState:
-    """The state a new goal starts in: its contract's budget and iteration limits (core.state.initial_state)."""
-    budget = contract.budget
-    return initial_state(goal_id, Limits(budget.tokens, budget.usd, budget.time_s, budget.turns), contract.verified,
-                         contract.iteration.max_attempts, contract.iteration.no_progress_turns,
-                         settings.run.wrap_up_cap_tokens)
-
-
-def load_state(goal: GoalRecord) -> GoalState:
-    """The goal's decision state (rebuilt from its contract if it was never saved)."""
-    if not goal.state:
-        return start_state(goal.goal_id, Contract.model_validate(goal.contract),
-                           GoalSettings.model_validate(goal.settings))
-    return state_from_dict(goal.state)
-
-
 def thread_for(store: Store, workspace: Path, thread_id: str | None = None, create: bool = False) -> ThreadRecord:
     """The thread named, or the workspace's current one (created on request)."""
     if thread_id:
@@ -109,7 +92,7 @@ def thread_for(store: Store, workspace: Path, thread_id: str | None = None, crea
     return thread
 
 
-def current_goal(store: Store, workspace: Path, thread_id: str | None = None) -> GoalRecord:
+def current_goal(store: Store, workspace: Path, thread_id: str | None = None) -> Goal:
     """The goal of the workspace's current thread, or a clear error."""
     thread = thread_for(store, workspace, thread_id)
     goal = store.get_goal(thread.thread_id)
@@ -135,32 +118,32 @@ def check_settable(workspace: Path, contract: Contract, allow_dirty: bool = Fals
 
 
 def set_goal(store: Store, workspace: Path, contract: Contract, settings: GoalSettings,
-             replace_existing: bool = False, thread_id: str | None = None) -> GoalRecord:
+             replace_existing: bool = False, thread_id: str | None = None) -> Goal:
     """Make `contract` the thread's goal (status pursuing). Replacing needs `replace_existing`."""
     thread = thread_for(store, workspace, thread_id, create=True)
     existing = store.get_goal(thread.thread_id)
     if existing is not None and not replace_existing:
         raise GoalExistsError(
-            f"this workspace already has a goal ({existing.goal_id}, {existing.state.get('status')})",
+            f"this workspace already has a goal ({existing.goal_id}, {existing.state.status})",
             "confirm the replacement, pass --replace, or `gk goal clear` first")
     goal_id = new_id("goal")
     decision = decide(start_state(goal_id, contract, settings),
                       GoalSet(contract.outcome, contract.model_dump(mode="json")))
-    record, _ = store.put_goal(thread.thread_id, contract.model_dump(mode="json"), state_to_dict(decision.state),
-                               settings.model_dump(mode="json"), list(decision.events), goal_id=goal_id)
+    record, _ = store.put_goal(thread.thread_id, contract, decision.state, settings, list(decision.events),
+                               goal_id=goal_id)
     return record
 
 
-def request(store: Store, goal: GoalRecord, asked: ControlRequest, wait_s: float = CONTROL_WAIT_S) -> ControlResult:
+def request(store: Store, goal: Goal, asked: ControlRequest, wait_s: float = CONTROL_WAIT_S) -> ControlResult:
     """Pause, resume, clear or raise the budget of `goal`, through its runner when one is live. A request
     either path refuses raises ControlRejected."""
     if asked.action == "budget" and asked.raise_by is None:
         raise BudgetAmountError("no budget raise given", f"raise one of them, e.g. {BUDGET_FORMS}")
     result = _request(store, goal, asked, wait_s)
-    return replace(result, action=asked.action, before=load_state(goal).status)
+    return replace(result, action=asked.action, before=goal.state.status)
 
 
-def _request(store: Store, goal: GoalRecord, asked: ControlRequest, wait_s: float) -> ControlResult:
+def _request(store: Store, goal: Goal, asked: ControlRequest, wait_s: float) -> ControlResult:
     """Queue `asked` for a live runner and wait up to `wait_s` for its answer; with none, apply it here."""
     lease = store.lease(goal.goal_id)
     if lease is None or not lease_is_live(lease):
@@ -181,10 +164,10 @@ def _request(store: Store, goal: GoalRecord, asked: ControlRequest, wait_s: floa
     return ControlResult("queued", _status_now(store, goal))
 
 
-def apply_here(store: Store, goal: GoalRecord, asked: ControlRequest, request_seq: int | None = None) -> ControlResult:
+def apply_here(store: Store, goal: Goal, asked: ControlRequest, request_seq: int | None = None) -> ControlResult:
     """Apply a control request in this process (no live runner holds the goal)."""
     goal = store.get_goal_by_id(goal.goal_id)
-    decision = decide(load_state(goal), outcome_of(asked))
+    decision = decide(goal.state, outcome_of(asked))
     marker = [applied_marker(request_seq, decision, "user")] if request_seq else []
     if isinstance(decision.action, Reject):
         if marker:
@@ -197,10 +180,10 @@ def apply_here(store: Store, goal: GoalRecord, asked: ControlRequest, request_se
     return ControlResult("here", decision.state.status)
 
 
-def commit_decision(store: Store, goal: GoalRecord, decision: Decision, extra: Sequence[Event] | None = None) -> int:
+def commit_decision(store: Store, goal: Goal, decision: Decision, extra: Sequence[Event] | None = None) -> int:
     """Commit `decision`'s events (then `extra`) and its state, guarded by the goal's version; the new version."""
     version, _ = store.commit(goal.goal_id, [*decision.events, *(extra or [])],
-                              state=state_to_dict(decision.state), expected_version=goal.version)
+                              state=decision.state, expected_version=goal.version)
     return version
 
 
@@ -276,7 +259,7 @@ def _number(text: str) -> float:
     return float(text.replace("_", "").replace(",", ""))
 
 
-def _applied_by_runner(store: Store, goal: GoalRecord, request_seq: int) -> ControlResult | None:
+def _applied_by_runner(store: Store, goal: Goal, request_seq: int) -> ControlResult | None:
     """How a live runner answered the queued request `request_seq`; None while it has not."""
     for record in store.events(goal.thread_id, goal_id=goal.goal_id, kinds=[ControlAppliedEvent]):
         if isinstance(applied := record.event, ControlAppliedEvent) and applied.request_seq == request_seq:
@@ -295,8 +278,8 @@ def pending_requests(store: Store, goal_id: str, thread_id: str,
     return [(r.seq, r.event) for r in records if isinstance(r.event, ControlRequestEvent) and r.seq not in applied]
 
 
-def _status_now(store: Store, goal: GoalRecord) -> str | None:
+def _status_now(store: Store, goal: Goal) -> str | None:
     current = store.get_goal(goal.thread_id)
     if current is None or current.goal_id != goal.goal_id:
         return None
-    return str(current.state.get("status"))
+    return current.state.status

@@ -9,11 +9,11 @@ from collections import Counter
 from typing import Any
 
 from goalkeeper import events as ev
-from goalkeeper.contract import Contract, format_duration
 from goalkeeper.core.lifecycle import status_label
 from goalkeeper.events import Event, Evidence
 from goalkeeper.goals.views import GoalSummary, checklist_progress, goal_events, summarize
-from goalkeeper.store import GoalRecord, Store
+from goalkeeper.spec.contract import format_duration
+from goalkeeper.store import Goal, Store
 from goalkeeper.verify.surface import TAMPERING
 from goalkeeper.workspace.goal import branch_of, measured_checkpoints
 
@@ -49,12 +49,12 @@ _KINDS: list[type[Event]] = [
     ev.SideEvent]
 
 
-def build_report(store: Store, goal: GoalRecord) -> dict[str, Any]:
+def build_report(store: Store, goal: Goal) -> dict[str, Any]:
     """The report as a JSON-ready dict; `render_markdown` and `render_pr` turn it into text."""
     summary = summarize(store, goal)
     records = goal_events(store, goal, _KINDS)
     events = [r.event for r in records]
-    contract = Contract.model_validate(goal.contract)
+    contract = goal.contract
     checkpoints = [e for e in events if isinstance(e, ev.CheckpointEvent)]
     pinned = next((e for e in events if isinstance(e, ev.VerificationPinsEvent)), None)
     runs = [e for e in events if isinstance(e, ev.EvidenceEvent)]

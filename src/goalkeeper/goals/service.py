@@ -15,15 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from goalkeeper.config import GoalSettings
-from goalkeeper.contract import Contract
 from goalkeeper.contract.lint import LintReport
 from goalkeeper.core.outcomes import BudgetRaise, ControlRequest
 from goalkeeper.errors import ConfigError, ContractError, WorkspaceError
 from goalkeeper.events import GoalBranchEvent
 from goalkeeper.goals import control, views
 from goalkeeper.goals.control import ControlResult
-from goalkeeper.store import GoalRecord, Store, lease_is_live
+from goalkeeper.spec.contract import Contract
+from goalkeeper.spec.settings import GoalSettings
+from goalkeeper.store import Goal, Store, lease_is_live
 from goalkeeper.verify.lint import lint_goal
 from goalkeeper.workspace import checkpoints
 from goalkeeper.workspace.git import GoalBranch, commit_of, toplevel
@@ -48,7 +48,7 @@ class GoalLintError(ContractError):
 class SetGoal:
     """A goal just set, and the lint report its gate saw."""
 
-    goal: GoalRecord
+    goal: Goal
     lint: LintReport
 
 
@@ -68,22 +68,22 @@ def set_goal(store: Store, workspace: Path, contract: Contract, settings: GoalSe
     return SetGoal(record, report)
 
 
-def current_goal(store: Store, workspace: Path, thread_id: str | None = None) -> GoalRecord:
+def current_goal(store: Store, workspace: Path, thread_id: str | None = None) -> Goal:
     """The goal of the workspace's (or the thread's) current thread, or a clear error."""
     return control.current_goal(store, workspace, thread_id)
 
 
-def pause(store: Store, goal: GoalRecord) -> ControlResult:
+def pause(store: Store, goal: Goal) -> ControlResult:
     """Pause: a running runner finishes its tool call and starts no new model request."""
     return control.request(store, goal, ControlRequest("pause"))
 
 
-def clear(store: Store, goal: GoalRecord) -> ControlResult:
+def clear(store: Store, goal: Goal) -> ControlResult:
     """Clear: the thread has no goal afterwards (its history stays readable)."""
     return control.request(store, goal, ControlRequest("clear"))
 
 
-def resume(store: Store, goal: GoalRecord, force: bool = False, raise_by: BudgetRaise | None = None,
+def resume(store: Store, goal: Goal, force: bool = False, raise_by: BudgetRaise | None = None,
            wait_s: float = control.CONTROL_WAIT_S) -> ControlResult:
     """Resume (`force` re-opens an achieved or unmet goal), raising the budget first when asked; on a pursuing
     goal a raise is all that happens (`decide` says so)."""
@@ -91,20 +91,20 @@ def resume(store: Store, goal: GoalRecord, force: bool = False, raise_by: Budget
     return control.request(store, goal, ControlRequest("resume", raise_by, force), wait_s)
 
 
-def raise_budget(store: Store, goal: GoalRecord, raise_by: BudgetRaise | None,
+def raise_budget(store: Store, goal: Goal, raise_by: BudgetRaise | None,
                  wait_s: float = control.CONTROL_WAIT_S) -> ControlResult:
     """Raise the budget; a budget_limited goal is resumed as well, as `gk goal resume --add-tokens N` does.
     Blocks up to `wait_s` while a live runner applies it (call it off an event loop)."""
     if raise_by is None:
         raise control.BudgetAmountError("no budget raise given", f"raise one of them, e.g. {control.BUDGET_FORMS}")
     check_price(goal, raise_by)
-    limited = control.load_state(store.get_goal_by_id(goal.goal_id)).status == "budget_limited"
+    limited = store.get_goal_by_id(goal.goal_id).state.status == "budget_limited"
     return control.request(store, goal, ControlRequest("resume" if limited else "budget", raise_by), wait_s)
 
 
-def check_price(goal: GoalRecord, raise_by: BudgetRaise | None) -> None:
+def check_price(goal: Goal, raise_by: BudgetRaise | None) -> None:
     """A USD raise needs the goal's model to have a known price, or the USD budget could not be enforced."""
-    stored = GoalSettings.model_validate(goal.settings).model
+    stored = goal.settings.model
     if raise_by is not None and raise_by.usd and stored is not None and stored.price is None:
         raise ConfigError(f"no price is known for model {stored.model}, so a USD budget cannot be enforced",
                           f'add [model_pricing."{stored.model}"] input/cached_input/output to config.toml, '
@@ -120,7 +120,7 @@ class GoalDiff:
     text: str
 
 
-def goal_diff(store: Store, goal: GoalRecord, turn: int | None = None) -> GoalDiff:
+def goal_diff(store: Store, goal: Goal, turn: int | None = None) -> GoalDiff:
     """The goal branch's whole diff, or one turn's checkpoint (`gk diff`); empty before the goal first ran."""
     branch = branch_of(views.goal_events(store, goal, [GoalBranchEvent]))
     if branch is None:
@@ -129,7 +129,7 @@ def goal_diff(store: Store, goal: GoalRecord, turn: int | None = None) -> GoalDi
     return GoalDiff(branch, commit_of(toplevel(workspace), branch.name), checkpoints.diff(workspace, branch, turn))
 
 
-def rollback(store: Store, goal: GoalRecord, to: str) -> tuple[str, GoalBranch]:
+def rollback(store: Store, goal: Goal, to: str) -> tuple[str, GoalBranch]:
     """Restore the tree of `to` (best, last-green or a turn number) as a new commit on the goal branch;
     the commit made and the branch."""
     target: checkpoints.RollbackTarget = int(to) if to.isdigit() else to  # type: ignore[assignment]
@@ -142,7 +142,7 @@ def rollback(store: Store, goal: GoalRecord, to: str) -> tuple[str, GoalBranch]:
     return checkpoints.rollback(_workspace(store, goal), branch, target, best, green), branch
 
 
-def runner_elsewhere(store: Store, goal: GoalRecord) -> str | None:
+def runner_elsewhere(store: Store, goal: Goal) -> str | None:
     """`host:pid` of a live runner in another process that holds `goal`, or None."""
     lease = store.lease(goal.goal_id)
     if lease is None or not lease_is_live(lease):
@@ -152,7 +152,7 @@ def runner_elsewhere(store: Store, goal: GoalRecord) -> str | None:
     return f"{lease.host}:{lease.pid}"
 
 
-def _workspace(store: Store, goal: GoalRecord) -> Path:
+def _workspace(store: Store, goal: Goal) -> Path:
     return Path(store.get_thread(goal.thread_id).workspace)
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from goalkeeper.contract import Contract, format_duration
 from goalkeeper.core.lifecycle import status_label
 from goalkeeper.core.outcomes import GoalState
 from goalkeeper.events import (
@@ -21,8 +20,8 @@ from goalkeeper.events import (
     VerificationSurfaceEvent,
     payload_of,
 )
-from goalkeeper.goals.control import load_state
-from goalkeeper.store import EventRecord, GoalRecord, Store, lease_is_live
+from goalkeeper.spec.contract import Contract, format_duration
+from goalkeeper.store import EventRecord, Goal, Store, lease_is_live
 from goalkeeper.workspace.goal import best_and_green, measured_checkpoints
 
 
@@ -81,7 +80,7 @@ class GoalSummary:
                            f"turn {self.turns}"])
 
 
-def goal_events(store: Store, goal: GoalRecord, kinds: list[type[Event]] | None = None) -> list[EventRecord]:
+def goal_events(store: Store, goal: Goal, kinds: list[type[Event]] | None = None) -> list[EventRecord]:
     """A goal's events in order."""
     return store.events(goal.thread_id, goal_id=goal.goal_id, kinds=kinds)
 
@@ -108,21 +107,21 @@ def checklist_progress(contract: Contract, records: list[EventRecord]) -> list[d
             for number, item in enumerate(contract.checklist, 1)]
 
 
-def rollback_turns(store: Store, goal: GoalRecord) -> tuple[int | None, int | None]:
+def rollback_turns(store: Store, goal: Goal) -> tuple[int | None, int | None]:
     """The best measured checkpoint's turn and the last green one's, for `gk rollback` (0: the goal's base).
 
     A check run counts for the checkpoint whose tree it measured, so "best" always names a commit that exists.
     """
-    contract = Contract.model_validate(goal.contract)
+    contract = goal.contract
     metric = next((c.metric for c in contract.checks if c.metric is not None), None)
     measured = measured_checkpoints(goal_events(store, goal, [BaselineEvent, EvidenceEvent, CheckpointEvent]))
     return best_and_green(measured, metric.lower_is_better if metric else True)
 
 
-def summarize(store: Store, goal: GoalRecord) -> GoalSummary:
+def summarize(store: Store, goal: Goal) -> GoalSummary:
     """The summary of one goal, read from the store."""
-    contract = Contract.model_validate(goal.contract)
-    state: GoalState = load_state(goal)
+    contract = goal.contract
+    state: GoalState = goal.state
     records = goal_events(store, goal, [BaselineEvent, EvidenceEvent, CheckpointEvent, VerificationPinsEvent,
                                         VerificationSurfaceEvent])
     events = [record.event for record in records]

@@ -2,5 +2,5 @@
 OpenAI Responses, Anthropic Messages), retries, the factory, prices, context windows and the local llama.cpp server.
 
 May import: the other adapters (verify, context, tools, workspace, sandbox, contract, config, templates),
-store, core, events and errors.
+store, spec, core, events and errors.
 """

@@ -9,12 +9,12 @@ import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-from goalkeeper.config import ModelSettings
 from goalkeeper.models.base import Model
 from goalkeeper.models.local_server import LocalServer
 from goalkeeper.models.openai_chat import OpenAIChatModel
 from goalkeeper.models.openai_responses import OpenAIResponsesModel
 from goalkeeper.models.scripted import ScriptedModel
+from goalkeeper.spec.settings import ModelSettings
 
 #: Printed whenever the bundled local model is used, so nobody mistakes it for a capable coder.
 LOCAL_MODEL_NOTE = ("local model: SmolLM2-135M-Instruct via llama.cpp, a 135M-parameter model that "

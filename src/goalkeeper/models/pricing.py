@@ -11,27 +11,15 @@ import tomllib
 from collections.abc import Mapping
 from importlib import resources
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from goalkeeper.errors import ConfigError
 from goalkeeper.models.base import Usage
 from goalkeeper.models.families import family_entry
+from goalkeeper.spec.settings import Price
 
 FREE_PROVIDERS = frozenset({"local", "ollama", "scripted"})
 """Providers that run on this machine (or replay a script): their tokens cost nothing."""
-
-
-class Price(BaseModel):
-    """USD per 1M tokens; `[model_pricing."NAME"]` in config.toml has the same three keys."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    input: float = Field(ge=0)
-    """Non-cached prompt tokens."""
-    cached_input: float = Field(ge=0)
-    """Prompt tokens read from the provider's prompt cache."""
-    output: float = Field(ge=0)
-    """Completion tokens, reasoning tokens included."""
 
 
 ZERO_PRICE = Price(input=0.0, cached_input=0.0, output=0.0)

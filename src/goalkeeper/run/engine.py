@@ -9,17 +9,18 @@ import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
-from goalkeeper.config import GoalSettings, ModelSettings, choose_model
+from goalkeeper.config.resolve import choose_model
 from goalkeeper.events import GoalBranchEvent
 from goalkeeper.models.factory import open_model
 from goalkeeper.run.notify import notifying
 from goalkeeper.run.runner import Runner, RunResult
-from goalkeeper.store import EventRecord, GoalRecord, Store
+from goalkeeper.spec.settings import ModelSettings
+from goalkeeper.store import EventRecord, Goal, Store
 from goalkeeper.tools.registry import Approver
 from goalkeeper.workspace.goal import branch_of
 
 
-def run_goal(store: Store, goal: GoalRecord, workspace: Path, model: ModelSettings | None = None,
+def run_goal(store: Store, goal: Goal, workspace: Path, model: ModelSettings | None = None,
              on_event: Callable[[EventRecord], None] | None = None,
              on_start: Callable[[ModelSettings], None] | None = None) -> RunResult:
     """Drive `goal` until it stops. `model` overrides the settings stored with the goal."""
@@ -29,7 +30,7 @@ def run_goal(store: Store, goal: GoalRecord, workspace: Path, model: ModelSettin
     return asyncio.run(drive_goal(store, goal, workspace, chosen, on_event=on_event))
 
 
-async def drive_goal(store: Store, goal: GoalRecord, workspace: Path, model: ModelSettings | None = None, *,
+async def drive_goal(store: Store, goal: Goal, workspace: Path, model: ModelSettings | None = None, *,
                      on_event: Callable[[EventRecord], None] | None = None,
                      on_text: Callable[[str], None] | None = None, approver: Approver | None = None,
                      handle_signals: bool = True) -> RunResult:
@@ -43,20 +44,20 @@ async def drive_goal(store: Store, goal: GoalRecord, workspace: Path, model: Mod
         return await runner.run()
 
 
-def settle_model(store: Store, goal: GoalRecord, workspace: Path,
-                 model: ModelSettings | None) -> tuple[GoalRecord, ModelSettings]:
+def settle_model(store: Store, goal: Goal, workspace: Path,
+                 model: ModelSettings | None) -> tuple[Goal, ModelSettings]:
     """The model to drive `goal` with (`model`, else the goal's, else config's), stored with the goal."""
-    settings = GoalSettings.model_validate(goal.settings)
+    settings = goal.settings
     chosen = choose_model(workspace, model, settings, config_commit(store, goal))
     if chosen != settings.model:
         # Remember the model, so a later `gk run` (after a crash, say) talks to the same one.
         settings = settings.model_copy(update={"model": chosen})
-        store.commit(goal.goal_id, [], settings=settings.model_dump(mode="json"))
+        store.commit(goal.goal_id, [], settings=settings)
         goal = store.get_goal_by_id(goal.goal_id)
     return goal, chosen
 
 
-def config_commit(store: Store, goal: GoalRecord) -> str:
+def config_commit(store: Store, goal: Goal) -> str:
     """The commit a goal's project config is read from: its base commit, or its snapshot of the person's own
     uncommitted changes (--allow-dirty); never the goal branch, which the model writes. Before the first run
     it is HEAD, where the branch will start."""

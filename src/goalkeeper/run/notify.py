@@ -24,7 +24,8 @@ from urllib.parse import urlsplit
 import httpx
 
 import goalkeeper
-from goalkeeper.config import NotifyTarget, load_config
+from goalkeeper.config.load import load_config
+from goalkeeper.config.schema import NotifyTarget
 from goalkeeper.core.lifecycle import status_label
 from goalkeeper.errors import StoreError
 from goalkeeper.events import NotifyAttemptEvent, StatusChangedEvent

@@ -16,14 +16,13 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from goalkeeper.config import Config, GoalSettings, load_config
+from goalkeeper.config.load import Config, load_config
 from goalkeeper.config.trust import HARNESS_PROTECT
 from goalkeeper.context.handoff import Facts, facts_from
 from goalkeeper.context.history import Conversation
 from goalkeeper.context.prompts import render
 from goalkeeper.context.render import contract_block, evidence_digest, evidence_lines, opening_message
 from goalkeeper.context.tokens import auto_compact_limit, counter_for
-from goalkeeper.contract import Contract
 from goalkeeper.core.decide import begin, decide, outcome_of, time_deadline, with_baseline
 from goalkeeper.core.lifecycle import Status, TurnKind
 from goalkeeper.core.outcomes import (
@@ -41,7 +40,7 @@ from goalkeeper.core.outcomes import (
     Stop,
     Wait,
 )
-from goalkeeper.core.state import request_of, state_to_dict
+from goalkeeper.core.state import request_of
 from goalkeeper.errors import (
     ContractError,
     GoalkeeperError,
@@ -63,7 +62,7 @@ from goalkeeper.events import (
     VerificationPinsEvent,
     VerificationSurfaceEvent,
 )
-from goalkeeper.goals.control import applied_marker, load_state, pending_requests
+from goalkeeper.goals.control import applied_marker, pending_requests
 from goalkeeper.models.base import Model, ModelRequest, ModelResponse, ToolCall
 from goalkeeper.models.pricing import cost_usd, price_of
 from goalkeeper.run.compaction import compact, compaction_due
@@ -72,7 +71,8 @@ from goalkeeper.run.turn import INTERRUPTED, run_turn
 from goalkeeper.sandbox import limits as process_limits
 from goalkeeper.sandbox.bwrap import require_sandbox
 from goalkeeper.sandbox.policy import SandboxPolicy
-from goalkeeper.store import EventRecord, GoalRecord, StaleGoalError, Store
+from goalkeeper.spec.contract import Contract
+from goalkeeper.store import EventRecord, Goal, StaleGoalError, Store
 from goalkeeper.tools.base import ToolContext, ToolResult
 from goalkeeper.tools.registry import Approver, ToolRegistry, default_registry
 from goalkeeper.verify.checks import run_checks
@@ -111,14 +111,14 @@ class Runner:
     `handle_signals=False` leaves Ctrl-C and SIGTERM to the caller (a TUI owns its keys).
     """
 
-    def __init__(self, store: Store, goal: GoalRecord, model: Model, workspace: Path,
+    def __init__(self, store: Store, goal: Goal, model: Model, workspace: Path,
                  on_event: Callable[[EventRecord], None] | None = None, *,
                  on_text: Callable[[str], None] | None = None, approver: Approver | None = None,
                  handle_signals: bool = True) -> None:
         self.store, self.goal, self.model, self.workspace = store, goal, model, workspace
-        self.contract = Contract.model_validate(goal.contract)
-        self.settings = GoalSettings.model_validate(goal.settings)
-        self.state, self.version = load_state(goal), goal.version
+        self.contract = goal.contract
+        self.settings = goal.settings
+        self.state, self.version = goal.state, goal.version
         stored = self.settings.model
         # The price is fixed when the goal is set; goals stored before prices were kept look it up.
         self.unit_price = stored.price if stored is not None and stored.price is not None else price_of(model.name)
@@ -406,7 +406,7 @@ class Runner:
 
     def _commit(self, decision: Decision | None, extra: list[Event] | None = None) -> Decision:
         events = [*(extra or []), *(decision.events if decision else [])]
-        state = state_to_dict(decision.state) if decision else None
+        state = decision.state if decision else None
         try:
             version, records = self.store.commit(self.goal.goal_id, events, state=state,
                                                  expected_version=self.version if decision else None)

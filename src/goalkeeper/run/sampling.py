@@ -15,15 +15,15 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Protocol
 
-from goalkeeper.config import GoalSettings, ModelSettings
 from goalkeeper.context.history import Conversation
 from goalkeeper.core.lifecycle import Reason
 from goalkeeper.core.outcomes import Action, Decision, ModelResponded, Outcome, Proceed, ProviderFailed, RequestDue
 from goalkeeper.errors import ContextLengthError, ProviderError, ProviderUnavailableError
 from goalkeeper.events import Event, ProviderRetryEvent, UsageChargedEvent
 from goalkeeper.models.base import Model, ModelRequest, ModelResponse, ToolSpec
-from goalkeeper.models.pricing import Price, cost_usd
+from goalkeeper.models.pricing import cost_usd
 from goalkeeper.models.retry import RetryPolicy, complete_with_retries
+from goalkeeper.spec.settings import GoalSettings, ModelSettings, Price
 
 
 class SamplingHost(Protocol):

@@ -2,5 +2,5 @@
 rules and approvals (rules, shell_words) and the one glob matcher (globs).
 
 May import: the other adapters (verify, context, tools, models, workspace, contract, config, templates), store,
-core, events and errors.
+spec, core, events and errors.
 """

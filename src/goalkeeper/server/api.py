@@ -31,7 +31,7 @@ from goalkeeper.server.models import (
     ThreadOut,
 )
 from goalkeeper.server.sse import Broadcaster
-from goalkeeper.store import GoalRecord, Store
+from goalkeeper.store import Goal, Store
 
 SEQ_MAX = 2**63 - 1
 """SQLite's largest integer: a bigger cursor could not be compared with a seq."""
@@ -64,7 +64,7 @@ def store_of(request: Request) -> Store:
 StoreDep = Annotated[Store, Depends(store_of)]
 
 
-def current_goal(store: Store, thread_id: str, goal_id: str | None = None) -> GoalRecord:
+def current_goal(store: Store, thread_id: str, goal_id: str | None = None) -> Goal:
     """The thread's current goal, or the goal named (which must be the thread's); 404 otherwise."""
     store.get_thread(thread_id)
     if goal_id is not None:

@@ -17,7 +17,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from goalkeeper.config import goalkeeper_home
+from goalkeeper.config.load import goalkeeper_home
 from goalkeeper.errors import ConfigError
 from goalkeeper.store.db import private_directory
 

@@ -12,7 +12,10 @@ from goalkeeper.events import BaselineEvent, CheckpointEvent, Evidence, Evidence
 from goalkeeper.goals.report import REASONS, metric_points
 from goalkeeper.goals.views import GoalSummary, goal_events, summarize
 from goalkeeper.server.models import CheckpointOut, EventOut, EvidenceOut, EvidenceRunOut, GoalOut, ThreadOut
-from goalkeeper.store import EventRecord, GoalRecord, Store, ThreadRecord
+from goalkeeper.store import EventRecord, Goal, Store, ThreadRecord
+
+_RESHAPED = frozenset({"last_checkpoint", "evidence"})
+"""GoalSummary fields that GoalOut sends in its own shape (a line, evidence without its output)."""
 
 SUMMARY_FIELDS = tuple(name for name in GoalOut.model_fields if name in {f.name for f in fields(GoalSummary)}
                        and name not in ("last_checkpoint", "evidence"))
@@ -26,7 +29,7 @@ def thread_out(store: Store, thread: ThreadRecord) -> ThreadOut:
                      goal=goal_out(store, goal) if goal is not None else None)
 
 
-def goal_out(store: Store, goal: GoalRecord) -> GoalOut:
+def goal_out(store: Store, goal: Goal) -> GoalOut:
     """The goal's summary (views.summarize) with the report's metric trend."""
     summary = summarize(store, goal)
     runs = [(r.event.turn, list(r.event.evidence)) for r in goal_events(store, goal, [EvidenceEvent])
@@ -38,7 +41,8 @@ def goal_out(store: Store, goal: GoalRecord) -> GoalOut:
         last = f"turn {checkpoint.turn}: {checkpoint.note.get('done') or '(no note)'}"
     return GoalOut(**{name: getattr(summary, name) for name in SUMMARY_FIELDS},
                    reason_text=REASONS.get(summary.reason, summary.reason),
-                   label=status_label(summary.status, summary.verified), last_checkpoint=last, contract=goal.contract,
+                   label=status_label(summary.status, summary.verified), last_checkpoint=last,
+                   contract=goal.contract.model_dump(mode="json"),
                    evidence=[evidence_out(e) for e in summary.evidence],
                    metric_baseline=baseline[0] if baseline else None, metric_trend=metric_points(runs),
                    updated_at=goal.updated_at)

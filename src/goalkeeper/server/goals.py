@@ -10,13 +10,17 @@ from pathlib import Path
 
 from fastapi import Response
 
-from goalkeeper.config import GoalSettings, load_config, model_if_configured
-from goalkeeper.contract import Contract, contract_from_flags, parse_contract
+from goalkeeper.config.load import load_config
+from goalkeeper.config.resolve import model_if_configured
+from goalkeeper.contract.flags import contract_from_flags
+from goalkeeper.contract.toml import parse_contract
 from goalkeeper.goals import service
 from goalkeeper.goals.control import ControlResult
 from goalkeeper.server.api import CONFLICT, NOT_FOUND, StoreDep, Thread, current_goal, data_router
 from goalkeeper.server.build import goal_out
 from goalkeeper.server.models import BudgetIn, ControlOut, GoalOut, ResumeIn, SetGoalIn
+from goalkeeper.spec.contract import Contract
+from goalkeeper.spec.settings import GoalSettings
 
 router = data_router()
 NEXT_HEADER = "X-Goalkeeper-Next"

@@ -81,7 +81,7 @@ class GoalOut(_Out):
     runner: str | None
     """`host:pid` of the live runner holding the goal; None when nothing runs it (the server never does)."""
     contract: dict[str, Any]
-    """The goal contract as JSON (goalkeeper.contract.Contract)."""
+    """The goal contract as JSON (goalkeeper.spec.contract.Contract)."""
     checklist: list[ChecklistItemOut]
     evidence: list[EvidenceOut]
     """The newest check run (the baseline until a later run)."""

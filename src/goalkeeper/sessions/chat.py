@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from goalkeeper.config import Config, ModelSettings, load_config
+from goalkeeper.config.load import Config, load_config
 from goalkeeper.context.history import tool_calls_of
 from goalkeeper.context.prompts import render
 from goalkeeper.events import (
@@ -32,6 +32,7 @@ from goalkeeper.models.factory import open_model
 from goalkeeper.sandbox.bwrap import require_sandbox
 from goalkeeper.sessions.session import Session, SessionCost, ToolUse, tool_context
 from goalkeeper.sessions.side import fork_history
+from goalkeeper.spec.settings import ModelSettings
 from goalkeeper.store import EventRecord, Store
 from goalkeeper.tools.base import ToolResult
 from goalkeeper.tools.registry import GOAL_TOOL_NAMES, Approver, ToolRegistry, default_registry

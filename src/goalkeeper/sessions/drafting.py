@@ -15,15 +15,17 @@ from typing import Any
 
 import tomli_w
 
-from goalkeeper.config import GoalSettings, ModelSettings, choose_model
+from goalkeeper.config.resolve import choose_model
 from goalkeeper.context.prompts import as_data, render
-from goalkeeper.contract import Contract, dump_contract, parse_contract
 from goalkeeper.contract.lint import Finding, LintReport
+from goalkeeper.contract.toml import dump_contract, parse_contract
 from goalkeeper.errors import ConfigError, ContractError, ProviderError
 from goalkeeper.events import DraftEvent
 from goalkeeper.goals.control import thread_for
 from goalkeeper.models.base import Message, ModelResponse, ToolSpec
 from goalkeeper.sessions.session import LastRequest, Session, SessionCost, ToolUse, open_session, run_session
+from goalkeeper.spec.contract import Contract
+from goalkeeper.spec.settings import GoalSettings, ModelSettings
 from goalkeeper.store import Store
 from goalkeeper.tools.base import Document, Tool, ToolContext, ToolResult
 from goalkeeper.tools.registry import ToolRegistry, default_registry
@@ -170,7 +172,7 @@ def draft_goal(store: Store, workspace: Path, description: str, output: Path, *,
         raise ConfigError(f"{output} already exists", "pass --force to overwrite it, or --output another path")
     thread = thread_for(store, workspace, thread_id, create=True)
     goal = store.get_goal(thread.thread_id)
-    settings = GoalSettings.model_validate(goal.settings) if goal else GoalSettings()
+    settings = goal.settings if goal else GoalSettings()
     chosen = choose_model(workspace, model, settings)
     submit = SubmitGoal(workspace, run_checks, chosen.api_key_env)  # the checks it runs never see the key
     tools = ToolRegistry([*default_registry().only(DRAFT_TOOLS).tools.values(), submit])

@@ -15,9 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from goalkeeper.config import GoalSettings, ModelSettings
 from goalkeeper.context.prompts import as_data, render
-from goalkeeper.contract import Contract
 from goalkeeper.errors import ConfigError
 from goalkeeper.events import PlanEvent
 from goalkeeper.goals.control import thread_for
@@ -31,6 +29,7 @@ from goalkeeper.sessions.session import (
     read_only_tools,
     run_session,
 )
+from goalkeeper.spec.settings import GoalSettings, ModelSettings
 from goalkeeper.store import Store
 from goalkeeper.tools.base import Document, Tool, ToolContext, ToolResult
 from goalkeeper.tools.registry import ToolRegistry
@@ -187,8 +186,8 @@ def make_plan(store: Store, workspace: Path, objective: str, *, thread_id: str |
         raise ConfigError("the objective is empty", 'write gk plan "make the tests pass"')
     thread = thread_for(store, workspace, thread_id, create=True)
     goal = store.get_goal(thread.thread_id)
-    settings = GoalSettings.model_validate(goal.settings) if goal else GoalSettings()
-    contract = Contract.model_validate(goal.contract) if goal else None
+    settings = goal.settings if goal else GoalSettings()
+    contract = goal.contract if goal else None
     tools = ToolRegistry([*read_only_tools().tools.values(), SubmitPlan()])
     messages = [Message("system", render("system")), Message("user", render("plan", objective=as_data(objective)))]
     opened = open_session(store, workspace, tools, settings, model=model, contract=contract,

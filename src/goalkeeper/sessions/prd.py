@@ -18,9 +18,8 @@ from typing import Any
 
 import tomli_w
 
-from goalkeeper.config import GoalSettings, ModelSettings
 from goalkeeper.context.prompts import as_data, render
-from goalkeeper.contract import Contract, dump_contract, parse_contract
+from goalkeeper.contract.toml import dump_contract, parse_contract
 from goalkeeper.errors import ConfigError, ContractError, GoalkeeperError, GoalNotFoundError, WorkspaceError
 from goalkeeper.events import DistilledEvent, GoalBranchEvent, ImplementsEvent
 from goalkeeper.events import Usage as UsageRecord
@@ -29,7 +28,9 @@ from goalkeeper.goals.report import build_report, evidence_table, render_markdow
 from goalkeeper.goals.views import goal_events
 from goalkeeper.models.base import Message, Usage
 from goalkeeper.sessions.session import open_session, run_session
-from goalkeeper.store import GoalRecord, Store
+from goalkeeper.spec.contract import Contract
+from goalkeeper.spec.settings import GoalSettings, ModelSettings
+from goalkeeper.store import Goal, Store
 from goalkeeper.tools.registry import ToolRegistry
 from goalkeeper.workspace import checkpoints
 from goalkeeper.workspace.git import GoalBranch, changes, commit_of, list_paths, start_goal, toplevel
@@ -84,7 +85,7 @@ class Distilled:
 class Implementation:
     """A fresh goal set from a PRD, on its own branch from the spike's base commit."""
 
-    goal: GoalRecord
+    goal: Goal
     branch: GoalBranch
     spike: SpikeFacts
     model: ModelSettings | None
@@ -93,10 +94,10 @@ class Implementation:
 # ---------------------------------------------------------------- distill
 
 
-def finished_goal(store: Store, workspace: Path, goal_id: str | None, thread_id: str | None) -> GoalRecord:
+def finished_goal(store: Store, workspace: Path, goal_id: str | None, thread_id: str | None) -> Goal:
     """The goal to distill: the one named, or the workspace's current one; it must have stopped for good."""
     goal = store.get_goal_by_id(goal_id) if goal_id else control.current_goal(store, workspace, thread_id)
-    status = goal.state.get("status")
+    status = goal.state.status
     if status not in DISTILLABLE:
         raise ConfigError(f"goal {goal.goal_id} is {status}: only a finished goal (achieved, unmet or "
                           "budget_limited) can be distilled",
@@ -116,12 +117,12 @@ def distill(store: Store, workspace: Path, output: Path, *, goal_id: str | None 
         raise WorkspaceError(f"goal {goal.goal_id} never ran, so it has no branch to distill", "run it first")
     where = Path(store.get_thread(goal.thread_id).workspace)
     report = build_report(store, goal)
-    settings = GoalSettings.model_validate(goal.settings)
+    settings = goal.settings
     prompt = render("distill", objective=as_data(report["objective"]), report=as_data(render_markdown(report)),
                     diff=as_data(_clip(checkpoints.diff(where, branch))), sections=_section_list())
     opened = open_session(store, where, ToolRegistry([]), settings, model=model, on_text=on_text)
     session, written = run_session(opened, lambda session: session.request([Message("user", prompt)], ()))
-    text = prd_text(written.content, report, Contract.model_validate(goal.contract), branch)
+    text = prd_text(written.content, report, goal.contract, branch)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text, encoding="utf-8")
     distilled = DistilledEvent(output=str(output), usage=UsageRecord.of(session.usage), model=session.model_name,
@@ -224,7 +225,7 @@ def implement(store: Store, workspace: Path, prd: Path, *, model: ModelSettings 
         raise WorkspaceError(f"the working tree of {top} has uncommitted changes:\n{list_paths(others)}",
                              "commit or stash them first: implement switches to the spike's base commit")
     spike_goal = _stored_goal(store, spike.goal_id)
-    settings = GoalSettings.model_validate(spike_goal.settings) if spike_goal else GoalSettings()
+    settings = spike_goal.settings if spike_goal else GoalSettings()
     chosen = model or settings.model
     contract = spike.contract.model_copy(update={"outcome": body, "checklist": ()})
     thread = store.create_thread(top)
@@ -251,7 +252,7 @@ def _inside(top: Path, path: Path) -> str | None:
         return None
 
 
-def _stored_goal(store: Store, goal_id: str) -> GoalRecord | None:
+def _stored_goal(store: Store, goal_id: str) -> Goal | None:
     try:
         return store.get_goal_by_id(goal_id)
     except GoalNotFoundError:

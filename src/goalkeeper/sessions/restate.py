@@ -11,20 +11,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from goalkeeper.config import GoalSettings, ModelSettings
 from goalkeeper.context.prompts import render
 from goalkeeper.context.render import contract_block
-from goalkeeper.contract import Contract
 from goalkeeper.core.decide import decide
 from goalkeeper.core.outcomes import ModelResponded
-from goalkeeper.core.state import state_to_dict
 from goalkeeper.events import RestatedEvent
 from goalkeeper.events import Usage as UsageRecord
-from goalkeeper.goals.control import load_state
 from goalkeeper.models.base import Message, Model, ModelRequest, Usage
 from goalkeeper.models.pricing import cost_usd, price_of
 from goalkeeper.models.retry import RetryPolicy, complete_with_retries
-from goalkeeper.store import GoalRecord, StaleGoalError, Store
+from goalkeeper.spec.contract import Contract
+from goalkeeper.spec.settings import ModelSettings
+from goalkeeper.store import Goal, StaleGoalError, Store
 
 #: Times the charge is retried when another process changed the goal's version meanwhile.
 CHARGE_ATTEMPTS = 3
@@ -45,17 +43,17 @@ def restate_messages(contract: Contract) -> tuple[Message, ...]:
             Message("user", render("restate")))
 
 
-async def restate_goal(store: Store, goal: GoalRecord, model: Model, *,
+async def restate_goal(store: Store, goal: Goal, model: Model, *,
                        on_text: Callable[[str], None] | None = None) -> Restatement:
     """Ask `model` to restate `goal`, store the answer as a `restated` event and charge the goal for it.
 
     `on_text` receives the text as it streams. Retries transient failures as the goal's settings say;
     other provider errors raise (ProviderError) and nothing is stored.
     """
-    settings = GoalSettings.model_validate(goal.settings)
+    settings = goal.settings
     chosen = settings.model or ModelSettings()
     policy = RetryPolicy(max_retries=chosen.max_retries, max_total_s=chosen.retry_max_total_s)
-    request = ModelRequest(restate_messages(Contract.model_validate(goal.contract)), on_text=on_text)
+    request = ModelRequest(restate_messages(goal.contract), on_text=on_text)
     response = await complete_with_retries(model, request, policy)
     restatement = Restatement(response.content.strip(), response.usage, response.model or model.name)
     # The price is fixed when the goal is set; goals stored before prices were kept look it up.
@@ -69,7 +67,7 @@ def _charge(store: Store, goal_id: str, restatement: Restatement, usd: float) ->
     usage = restatement.usage
     for attempt in range(CHARGE_ATTEMPTS):
         goal = store.get_goal_by_id(goal_id)
-        state = load_state(goal)
+        state = goal.state
         # Time is not charged: the goal's clock counts its runs, and none has started.
         decision = decide(state, ModelResponded(usage.charged_tokens, usage.cached_input_tokens, usd,
                                                 state.spent.time_s))
@@ -78,7 +76,7 @@ def _charge(store: Store, goal_id: str, restatement: Restatement, usd: float) ->
                               charged_to_goal=charged)
         try:
             store.commit(goal_id, [event, *decision.events],
-                         state=state_to_dict(decision.state) if charged else None, expected_version=goal.version)
+                         state=decision.state if charged else None, expected_version=goal.version)
             return
         except StaleGoalError as stale:
             if stale.reason != "version" or attempt == CHARGE_ATTEMPTS - 1:

@@ -17,16 +17,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from goalkeeper.config import GoalSettings, ModelSettings, RunSettings, choose_model, load_config
+from goalkeeper.config.load import load_config
+from goalkeeper.config.resolve import choose_model
 from goalkeeper.config.trust import HARNESS_PROTECT
 from goalkeeper.context.prompts import render
 from goalkeeper.context.tokens import counter_for
-from goalkeeper.contract import Contract
 from goalkeeper.events import Usage as UsageRecord
 from goalkeeper.models.base import Message, Model, ModelRequest, ModelResponse, ToolCall, ToolSpec, Usage
 from goalkeeper.models.factory import open_model
 from goalkeeper.models.retry import RetryPolicy, complete_with_retries
 from goalkeeper.sandbox.policy import SandboxPolicy
+from goalkeeper.spec.contract import Contract
+from goalkeeper.spec.settings import GoalSettings, ModelSettings, RunSettings
 from goalkeeper.store import Store
 from goalkeeper.tools.base import ToolContext, ToolResult
 from goalkeeper.tools.registry import READ_ONLY_TOOL_NAMES, ToolRegistry, default_registry

@@ -12,18 +12,16 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from goalkeeper.config import GoalSettings, ModelSettings
 from goalkeeper.context.history import Conversation
 from goalkeeper.context.prompts import as_data, render
 from goalkeeper.context.render import contract_block
-from goalkeeper.contract import Contract
 from goalkeeper.errors import ContextLengthError, GoalNotFoundError
 from goalkeeper.events import BaselineEvent, EvidenceEvent, SideEvent
-from goalkeeper.goals.control import load_state
 from goalkeeper.goals.views import goal_events, latest_evidence
 from goalkeeper.models.base import Message
 from goalkeeper.sessions.session import SessionCost, ToolUse, open_session, read_only_tools, run_session
-from goalkeeper.store import GoalRecord, Store
+from goalkeeper.spec.settings import ModelSettings
+from goalkeeper.store import Goal, Store
 
 DEFAULT_EVENTS = 40
 """History messages of the thread the fork carries after its prefix."""
@@ -75,16 +73,16 @@ def fork_history(history: Sequence[Message], newest: int) -> list[Message]:
     return forked
 
 
-def fork_messages(store: Store, goal: GoalRecord, question: str, newest: int) -> list[Message]:
+def fork_messages(store: Store, goal: Goal, question: str, newest: int) -> list[Message]:
     """The side request: the runner's own prefix, the newest history, then the question as data."""
-    contract = Contract.model_validate(goal.contract)
+    contract = goal.contract
     conversation = Conversation.from_events(render("system"), contract_block(contract),
                                             store.events(goal.thread_id, goal_id=goal.goal_id))
     return [*conversation.prefix, *fork_history(conversation.history, newest),
             Message("user", render("side", question=as_data(question)))]
 
 
-def side_goal(store: Store, workspace: Path, thread_id: str | None) -> GoalRecord:
+def side_goal(store: Store, workspace: Path, thread_id: str | None) -> Goal:
     """The goal a side question asks about, or an error saying how to set one."""
     thread = store.get_thread(thread_id) if thread_id else store.current_thread(workspace)
     goal = store.get_goal(thread.thread_id) if thread is not None else None
@@ -103,10 +101,10 @@ def ask_side_question(store: Store, workspace: Path, question: str, *, thread_id
     `model` overrides the goal's stored model (which overrides config). Provider failures raise.
     """
     goal = side_goal(store, workspace, thread_id)
-    settings = GoalSettings.model_validate(goal.settings)
+    settings = goal.settings
     messages = fork_messages(store, goal, question, newest)
     opened = open_session(store, workspace, read_only_tools(), settings, model=model,
-                          contract=Contract.model_validate(goal.contract), goal_view=_goal_view(store, goal),
+                          contract=goal.contract, goal_view=_goal_view(store, goal),
                           on_text=on_text, on_tool=on_tool)
     try:
         session, answer = run_session(opened, lambda session: session.converse(messages, max_requests,
@@ -122,9 +120,9 @@ def ask_side_question(store: Store, workspace: Path, question: str, *, thread_id
     return SideAnswer(goal.goal_id, question, answer, session.cost(), record.seq)
 
 
-def _goal_view(store: Store, goal: GoalRecord) -> dict[str, Any]:
+def _goal_view(store: Store, goal: Goal) -> dict[str, Any]:
     """What `get_goal` shows, as the runner's tool context has it."""
-    contract, state = Contract.model_validate(goal.contract), load_state(goal)
+    contract, state = goal.contract, goal.state
     evidence = latest_evidence(goal_events(store, goal, [BaselineEvent, EvidenceEvent]))
     return {"objective": contract.outcome, "status": state.status, "verified": contract.verified,
             "checks": {e.name: "pass" if e.passed else "fail" for e in evidence},

@@ -1,19 +1,19 @@
 """The SQLite event store: threads, goals, events, blobs and leases, shared by processes (DESIGN §5).
 
 The seam is `Store`; the records it takes and returns are frozen dataclasses from `records`.
-May import: core, events and errors only (import contract).
+May import: spec, core, events and errors only (import contract).
 """
 
 from goalkeeper.store.db import MIGRATIONS, SCHEMA_VERSION
 from goalkeeper.store.leases import lease_is_live
 from goalkeeper.store.records import (
     EventRecord,
-    GoalRecord,
+    Goal,
     GoalStanding,
-    JSONObject,
     Lease,
     ThreadRecord,
     new_id,
+    start_state,
 )
 from goalkeeper.store.store import (
     BlobNotFoundError,
@@ -28,9 +28,8 @@ __all__ = [
     "SCHEMA_VERSION",
     "BlobNotFoundError",
     "EventRecord",
-    "GoalRecord",
+    "Goal",
     "GoalStanding",
-    "JSONObject",
     "Lease",
     "StaleGoalError",
     "StaleReason",
@@ -39,4 +38,5 @@ __all__ = [
     "default_store_path",
     "lease_is_live",
     "new_id",
+    "start_state",
 ]

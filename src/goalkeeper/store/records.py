@@ -1,6 +1,7 @@
 """The values the store hands out and takes in: threads, goals, events, leases, and their ids.
 
-Plain frozen dataclasses around the typed events of events.py; no SQL and no I/O here.
+Plain frozen dataclasses around the typed events of events.py and the goal's value types of spec/; no SQL and
+no I/O here. A goal row's JSON is parsed into them here, once (`goal_of`), so nobody above re-parses it.
 """
 
 from __future__ import annotations
@@ -9,10 +10,11 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from goalkeeper.core.outcomes import GoalState, Limits
+from goalkeeper.core.state import initial_state, state_from_dict
 from goalkeeper.events import Event
-
-JSONObject = dict[str, Any]
-"""A JSON-serializable mapping: a goal's contract, state or settings."""
+from goalkeeper.spec.contract import Contract
+from goalkeeper.spec.settings import GoalSettings
 
 GoalStanding = Literal["current", "replaced", "cleared"]
 """Whether a goal row is its thread's goal. Not a lifecycle status: that lives in the goal's state."""
@@ -34,20 +36,41 @@ class ThreadRecord:
 
 
 @dataclass(frozen=True)
-class GoalRecord:
-    """A goal as stored. Replacing a goal makes a new row; the old one stays, marked `replaced`."""
+class Goal:
+    """A goal as stored, typed. Replacing a goal makes a new row; the old one stays, marked `replaced`."""
 
     goal_id: str
     thread_id: str
-    contract: JSONObject
-    state: JSONObject
-    """Whatever the runner keeps about the goal (status, usage, streaks). The store does not read it."""
-    settings: JSONObject
+    contract: Contract
+    state: GoalState
+    """What `decide` keeps about the goal (status, usage, streaks). The store does not read it."""
+    settings: GoalSettings
     version: int
     """Starts at 1 and goes up by one on every commit that changes state or settings."""
     created_at: float
     updated_at: float
     standing: GoalStanding = "current"
+
+
+def start_state(goal_id: str, contract: Contract, settings: GoalSettings) -> GoalState:
+    """The state a new goal starts in: its contract's budget and iteration limits (core.state.initial_state).
+
+    The one place a contract's `Budget` becomes `decide`'s `Limits`: the same four limits, checked here once.
+    """
+    budget = contract.budget
+    return initial_state(goal_id, Limits(budget.tokens, budget.usd, budget.time_s, budget.turns), contract.verified,
+                         contract.iteration.max_attempts, contract.iteration.no_progress_turns,
+                         settings.run.wrap_up_cap_tokens)
+
+
+def goal_of(goal_id: str, thread_id: str, contract: dict[str, Any], state: dict[str, Any],
+            settings: dict[str, Any], version: int, created_at: float, updated_at: float,
+            standing: GoalStanding) -> Goal:
+    """A goal row's JSON as a typed Goal. A row whose state was never saved starts from its contract."""
+    parsed_contract, parsed_settings = Contract.model_validate(contract), GoalSettings.model_validate(settings)
+    parsed_state = state_from_dict(state) if state else start_state(goal_id, parsed_contract, parsed_settings)
+    return Goal(goal_id, thread_id, parsed_contract, parsed_state, parsed_settings, version, created_at, updated_at,
+                standing)
 
 
 @dataclass(frozen=True)

@@ -17,18 +17,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
 
+from goalkeeper.core.outcomes import GoalState
+from goalkeeper.core.state import state_to_dict
 from goalkeeper.errors import GoalNotFoundError, StoreError
 from goalkeeper.events import Event, parse_event, payload_of
+from goalkeeper.spec.contract import Contract
+from goalkeeper.spec.settings import GoalSettings
 from goalkeeper.store import leases
 from goalkeeper.store.db import Database, prepare_path, private_directory
-from goalkeeper.store.records import (
-    EventRecord,
-    GoalRecord,
-    JSONObject,
-    Lease,
-    ThreadRecord,
-    new_id,
-)
+from goalkeeper.store.records import EventRecord, Goal, Lease, ThreadRecord, goal_of, new_id
 
 StaleReason = Literal["missing", "replaced", "cleared", "version"]
 
@@ -132,20 +129,21 @@ class Store:
 
     # Goals
 
-    def put_goal(self, thread_id: str, contract: JSONObject, state: JSONObject, settings: JSONObject,
-                 events: Sequence[Event], goal_id: str | None = None) -> tuple[GoalRecord, list[EventRecord]]:
+    def put_goal(self, thread_id: str, contract: Contract, state: GoalState, settings: GoalSettings,
+                 events: Sequence[Event], goal_id: str | None = None) -> tuple[Goal, list[EventRecord]]:
         """Make a new goal the thread's current one, with `events` appended under its id, atomically. The id is
         `goal_id` when given (its state names it, so the caller may mint it with `new_id("goal")`).
 
         A goal the thread already had is marked replaced (its row and events stay readable); any write
         still guarded by it fails with StaleGoalError from now on.
         """
-        texts = [_dumps(contract), _dumps(state), _dumps(settings)]
+        texts = [_dumps(contract.model_dump(mode="json")), _dumps(state_to_dict(state)), _dumps(_settings(settings))]
         encoded = _encode(events)
         now = time.time()
-        contract_copy, state_copy, settings_copy = (json.loads(text) for text in texts)
-        goal = GoalRecord(goal_id or new_id("goal"), thread_id, contract_copy, state_copy, settings_copy,
-                          version=1, created_at=now, updated_at=now)
+        # Read back from the stored text, so the goal handed out is the one `get_goal` will return.
+        contract_json, state_json, settings_json = (json.loads(text) for text in texts)
+        goal = goal_of(goal_id or new_id("goal"), thread_id, contract_json, state_json, settings_json, version=1,
+                       created_at=now, updated_at=now, standing="current")
         with self._db.write(durable=True) as conn:
             if conn.execute("SELECT 1 FROM threads WHERE thread_id = ?", (thread_id,)).fetchone() is None:
                 raise _no_thread(thread_id)
@@ -159,14 +157,14 @@ class Store:
             records = _append(conn, thread_id, goal.goal_id, encoded, now)
         return goal, records
 
-    def get_goal(self, thread_id: str) -> GoalRecord | None:
+    def get_goal(self, thread_id: str) -> Goal | None:
         """The thread's current goal; None when it has none (or there is no such thread)."""
         with self._db.read() as conn:
             row = conn.execute("SELECT * FROM goals WHERE thread_id = ? AND standing = 'current'",
                                (thread_id,)).fetchone()
         return None if row is None else _goal(row)
 
-    def get_goal_by_id(self, goal_id: str) -> GoalRecord:
+    def get_goal_by_id(self, goal_id: str) -> Goal:
         """Any goal, current or not; `standing` says which."""
         with self._db.read() as conn:
             row = conn.execute("SELECT * FROM goals WHERE goal_id = ?", (goal_id,)).fetchone()
@@ -188,9 +186,9 @@ class Store:
                          (now, goal_id))
             return _append(conn, thread_id, goal_id, encoded, now)
 
-    def commit(self, goal_id: str, events: Sequence[Event], state: JSONObject | None = None,
+    def commit(self, goal_id: str, events: Sequence[Event], state: GoalState | None = None,
                expected_version: int | None = None,
-               settings: JSONObject | None = None) -> tuple[int, list[EventRecord]]:
+               settings: GoalSettings | None = None) -> tuple[int, list[EventRecord]]:
         """THE write path for goal state: append `events` and replace state/settings in one transaction.
 
         Guarded by `goal_id` (it must be the thread's current goal) and, when given, `expected_version`:
@@ -199,8 +197,8 @@ class Store:
         as stored. Events are durable (fsynced) before this returns: commit an intent, then act.
         """
         encoded = _encode(events)
-        state_text = None if state is None else _dumps(state)
-        settings_text = None if settings is None else _dumps(settings)
+        state_text = None if state is None else _dumps(state_to_dict(state))
+        settings_text = None if settings is None else _dumps(_settings(settings))
         now = time.time()
         with self._db.write(durable=True) as conn:
             thread_id, version = _current_goal(conn, goal_id, expected_version)
@@ -319,9 +317,13 @@ def _me() -> leases.Holder:
     return socket.gethostname(), os.getpid()
 
 
-def _dumps(value: JSONObject) -> str:
+def _dumps(value: dict[str, Any]) -> str:
     # sort_keys: the same value always gives the same text, so stored rows can be compared and hashed.
     return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def _settings(settings: GoalSettings) -> dict[str, Any]:
+    return settings.model_dump(mode="json")
 
 
 def _encode(events: Sequence[Event]) -> list[tuple[Event, str]]:
@@ -364,10 +366,10 @@ def _thread(row: sqlite3.Row) -> ThreadRecord:
     return ThreadRecord(row["thread_id"], row["workspace"], row["created_at"])
 
 
-def _goal(row: sqlite3.Row) -> GoalRecord:
-    return GoalRecord(row["goal_id"], row["thread_id"], json.loads(row["contract"]), json.loads(row["state"]),
-                      json.loads(row["settings"]), row["version"], row["created_at"], row["updated_at"],
-                      row["standing"])
+def _goal(row: sqlite3.Row) -> Goal:
+    """A goal row as a typed Goal: the one place its JSON is parsed."""
+    return goal_of(row["goal_id"], row["thread_id"], json.loads(row["contract"]), json.loads(row["state"]),
+                   json.loads(row["settings"]), row["version"], row["created_at"], row["updated_at"], row["standing"])
 
 
 def event_from_row(row: sqlite3.Row) -> EventRecord:

@@ -3,7 +3,7 @@
 Each file teaches the six elements of a strong goal line by line; its first line is `# NAME: what it is for`.
 `gk init --template NAME` writes one; tests/test_templates.py lints each on a sample repository it fits.
 May import: the other adapters (verify, context, tools, models, workspace, sandbox, contract, config), store,
-core, events and errors.
+spec, core, events and errors.
 """
 
 from __future__ import annotations

@@ -2,5 +2,5 @@
 read_output, goal), with path checks (paths) and what a tool says back (replies).
 
 May import: the other adapters (verify, context, models, workspace, sandbox, contract, config, templates),
-store, core, events and errors.
+store, spec, core, events and errors.
 """

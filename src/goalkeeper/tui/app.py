@@ -22,7 +22,7 @@ from textual.widgets import Footer, Input, Static
 
 from goalkeeper.errors import GoalkeeperError
 from goalkeeper.goals.views import GoalSummary, summarize
-from goalkeeper.store import GoalRecord, Store
+from goalkeeper.store import Goal, Store
 from goalkeeper.tui import commands
 from goalkeeper.tui.handlers import Handlers
 from goalkeeper.tui.status import status_style, status_text
@@ -148,7 +148,7 @@ class GoalkeeperApp(App[None]):
             self.thread_id = found.thread_id if found else None
         return self.thread_id
 
-    def goal(self) -> GoalRecord | None:
+    def goal(self) -> Goal | None:
         """The thread's goal as the store has it now."""
         thread_id = self.current_thread_id()
         return self.store.get_goal(thread_id) if thread_id else None
@@ -256,7 +256,7 @@ class GoalkeeperApp(App[None]):
             return
         self.quit_armed = True
         goal = self.goal()
-        if goal is not None and goal.state.get("status") == "pursuing":
+        if goal is not None and goal.state.status == "pursuing":
             self.pausing = True
             self.transcript.note("Pausing after the current step — Ctrl-C again to quit")
             self.run_worker(self.guarded(self.handlers.control("pause")), group="commands")

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from goalkeeper.config import GoalSettings, load_config, settings_from_config
-from goalkeeper.contract import contract_from_flags
+from goalkeeper.config.load import load_config
+from goalkeeper.config.resolve import settings_from_config
+from goalkeeper.contract.flags import contract_from_flags
 from goalkeeper.goals import service
-from goalkeeper.store import GoalRecord, Store
+from goalkeeper.spec.settings import GoalSettings
+from goalkeeper.store import Goal, Store
 from goalkeeper.tui.commands import GoalRequest
 
 
 def set_goal(store: Store, workspace: Path, thread_id: str | None, request: GoalRequest,
-             replace: bool) -> GoalRecord:
+             replace: bool) -> Goal:
     """Set the goal `/goal <objective> [--check NAME=CMD]…` asks for, checked as `gk goal` checks it.
 
     The repository must be clean, every check's program must exist and the lint gate (each check run once)
@@ -32,6 +34,6 @@ def set_goal(store: Store, workspace: Path, thread_id: str | None, request: Goal
                             thread_id=thread_id).goal
 
 
-def reopens(goal: GoalRecord) -> bool:
+def reopens(goal: Goal) -> bool:
     """`/goal resume`: an achieved or unmet goal is re-opened (the status line offers exactly that)."""
-    return goal.state.get("status") in ("achieved", "unmet")
+    return goal.state.status in ("achieved", "unmet")

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 from rich.table import Table
 from textual.worker import Worker
 
-from goalkeeper.config import GoalSettings, load_config, settings_from_config
-from goalkeeper.contract import Contract
+from goalkeeper.config.load import load_config
+from goalkeeper.config.resolve import settings_from_config
 from goalkeeper.errors import GoalkeeperError, GoalNotFoundError
 from goalkeeper.goals import control, service
 from goalkeeper.goals.report import build_report, render_markdown
@@ -28,7 +28,7 @@ from goalkeeper.sessions.planning import make_plan
 from goalkeeper.sessions.restate import restate_goal
 from goalkeeper.sessions.session import ToolUse
 from goalkeeper.sessions.side import ask_side_question
-from goalkeeper.store import GoalRecord
+from goalkeeper.store import Goal
 from goalkeeper.tools.registry import Approval
 from goalkeeper.tui import commands, goals
 from goalkeeper.tui.screens import ApprovalScreen, ConfirmScreen, PagerScreen, RestateScreen, SideOverlay
@@ -63,7 +63,7 @@ class Handlers:
             return
         await handler(command.args)
 
-    def require_goal(self) -> GoalRecord:
+    def require_goal(self) -> Goal:
         goal = self.app.goal()
         if goal is None:
             raise GoalNotFoundError(f"no goal in {self.app.workspace}", "set one with /goal <objective>")
@@ -91,7 +91,7 @@ class Handlers:
         if existing is not None:
             replace = await self.app.ask(ConfirmScreen(
                 "This workspace already has a goal. Replace it?",
-                f"now:  {Contract.model_validate(existing.contract).outcome} ({existing.state.get('status')})\n"
+                f"now:  {existing.contract.outcome} ({existing.state.status})\n"
                 f"new:  {request.objective}", yes="Replace it", no="Keep it"))
             if not replace:
                 self.app.transcript.note("kept the existing goal")
@@ -103,9 +103,9 @@ class Handlers:
             return
         self.start_runner(goal)
 
-    async def restate(self, goal: GoalRecord, request: commands.GoalRequest) -> bool:
+    async def restate(self, goal: Goal, request: commands.GoalRequest) -> bool:
         """The model restates the new goal; True when the person confirms it. Edit and cancel clear it."""
-        settings = GoalSettings.model_validate(goal.settings).model
+        settings = goal.settings.model
         assert settings is not None  # set_goal stored the model
         self.app.starting = "the model restates it before it starts…"
         self.app.refresh_status()
@@ -132,7 +132,7 @@ class Handlers:
         """Pause, resume or clear through the shared control path; a resumed goal nobody runs is run here."""
         goal = self.require_goal()
         elsewhere = service.runner_elsewhere(self.app.store, goal)
-        if action == "resume" and goal.state.get("status") == "pursuing":
+        if action == "resume" and goal.state.status == "pursuing":
             self.resume_here(goal, elsewhere)
             return
         if action == "pause":
@@ -149,13 +149,13 @@ class Handlers:
         if action == "resume" and result.status == "pursuing":
             self.resume_here(self.require_goal(), elsewhere)
 
-    def resume_here(self, goal: GoalRecord, elsewhere: str | None) -> None:
+    def resume_here(self, goal: Goal, elsewhere: str | None) -> None:
         if elsewhere is not None:
             self.app.transcript.note(f"the goal is run by {elsewhere}; it continues there")
         elif not self.driving:
             self.start_runner(goal)
 
-    def start_runner(self, goal: GoalRecord) -> None:
+    def start_runner(self, goal: Goal) -> None:
         """Run `goal` in this window until it stops (a pause, the end, or the window closing)."""
         if self.driving:
             return
@@ -279,7 +279,7 @@ class Handlers:
     async def chat(self, prompt: str) -> None:
         """A chat turn: no goal, the same tools and sandbox; its events come back through the store."""
         goal = self.app.goal()
-        if goal is not None and goal.state.get("status") == "pursuing" and (
+        if goal is not None and goal.state.status == "pursuing" and (
                 self.driving or service.runner_elsewhere(self.app.store, goal)):
             self.app.transcript.note("a goal is running in this workspace: /side asks about it without "
                                      "disturbing it; /goal pause first to chat", "error")

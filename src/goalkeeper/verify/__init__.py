@@ -6,5 +6,5 @@ Surface; `mirror` keeps the baseline objects and `envsnap` the ignored environme
 `cleanroom` builds the tree a verdict is taken on, and `surface` takes the verdict there (and, in review mode, on
 the tree as it stands too); `lint` runs a goal's checks once in a scratch copy before the goal is set.
 May import: the other adapters (context, tools, models, workspace, sandbox, contract, config, templates),
-store, core, events and errors.
+store, spec, core, events and errors.
 """

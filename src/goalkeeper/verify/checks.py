@@ -16,11 +16,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from goalkeeper.contract import Check, Contract, Metric, format_duration, json_path_steps
 from goalkeeper.events import Evidence, EvidenceKind
 from goalkeeper.sandbox.bwrap import run_confined
 from goalkeeper.sandbox.policy import SandboxPolicy
 from goalkeeper.sandbox.process import CommandResult
+from goalkeeper.spec.contract import Check, Contract, Metric, format_duration, json_path_steps
 from goalkeeper.verify import tests as testlevel
 from goalkeeper.verify.trace import Tracer
 

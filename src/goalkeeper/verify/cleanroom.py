@@ -32,11 +32,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from goalkeeper.contract import Contract
 from goalkeeper.errors import SandboxError, WorkspaceError
 from goalkeeper.events import BaselineMirrorEvent, Evidence
 from goalkeeper.sandbox.bwrap import require_sandbox
 from goalkeeper.sandbox.policy import SandboxPolicy
+from goalkeeper.spec.contract import Contract
 from goalkeeper.store.db import private_directory
 from goalkeeper.verify import mirror as mirrors
 from goalkeeper.verify.checks import run_checks

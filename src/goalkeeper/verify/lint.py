@@ -19,14 +19,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from goalkeeper.config import load_config
-from goalkeeper.contract import Check, Contract, format_duration
+from goalkeeper.config.load import load_config
 from goalkeeper.contract.lint import Element, Finding, LintReport, lint_report
 from goalkeeper.errors import SandboxError
 from goalkeeper.events import Evidence
 from goalkeeper.sandbox.bwrap import require_sandbox
 from goalkeeper.sandbox.policy import SandboxPolicy
 from goalkeeper.sandbox.process import command_script
+from goalkeeper.spec.contract import Check, Contract, format_duration
 from goalkeeper.verify.checks import missing_commands, run_check, run_constraint
 from goalkeeper.verify.observed import Surface, surface_from_pins, surface_summary, traced_surface
 from goalkeeper.verify.pins import Pins, pin_verification_surface

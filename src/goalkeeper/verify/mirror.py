@@ -11,7 +11,7 @@ import os
 import shutil
 from pathlib import Path
 
-from goalkeeper.config import goalkeeper_home
+from goalkeeper.config.load import goalkeeper_home
 from goalkeeper.errors import WorkspaceError
 from goalkeeper.store.db import private_directory
 from goalkeeper.workspace.git import run_git, toplevel

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from goalkeeper.contract import Contract
 from goalkeeper.errors import WorkspaceError
 from goalkeeper.sandbox.globs import first_path_match
+from goalkeeper.spec.contract import Contract
 from goalkeeper.workspace.git import probe, run_git, toplevel
 
 EditsPolicy = Literal["review", "deny", "allow"]

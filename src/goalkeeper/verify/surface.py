@@ -11,9 +11,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from goalkeeper.contract import Contract
 from goalkeeper.events import Evidence
 from goalkeeper.sandbox.policy import SandboxPolicy
+from goalkeeper.spec.contract import Contract
 from goalkeeper.verify.checks import run_checks
 from goalkeeper.verify.cleanroom import Baseline, run_in_room
 from goalkeeper.verify.observed import Change, Surface, surface_from_pins

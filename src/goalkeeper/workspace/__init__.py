@@ -2,5 +2,5 @@
 checkpoints: diff, roll back, recover) and the working tree's content hash used as the progress signal (tree).
 
 May import: the other adapters (verify, context, tools, models, sandbox, contract, config, templates), store,
-core, events and errors.
+spec, core, events and errors.
 """

@@ -1,4 +1,5 @@
-"""The settings stored with each goal: which model to ask, how to reach it, and how the harness behaves.
+"""The settings stored with each goal: which model to ask, how to reach it, what its tokens cost, and how the
+harness behaves.
 
 Settings are resolved once, when the goal is set, and stored with the goal as JSON, so a `gk run` after a
 restart talks to the same model the same way. They never hold a secret: only the name of the variable
@@ -9,9 +10,21 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from goalkeeper.models.pricing import Price
+
+class Price(BaseModel):
+    """USD per 1M tokens; `[model_pricing."NAME"]` in config.toml has the same three keys."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input: float = Field(ge=0)
+    """Non-cached prompt tokens."""
+    cached_input: float = Field(ge=0)
+    """Prompt tokens read from the provider's prompt cache."""
+    output: float = Field(ge=0)
+    """Completion tokens, reasoning tokens included."""
+
 
 WireApi = Literal["chat", "responses", "anthropic", "scripted"]
 """How requests are spoken: OpenAI Chat Completions, OpenAI Responses, Anthropic Messages, or a replayed script."""
