@@ -63,10 +63,11 @@ from goalkeeper.events import (
     VerificationPinsEvent,
     VerificationSurfaceEvent,
 )
-from goalkeeper.goals.control import applied_marker, load_state, pending_requests
+from goalkeeper.goals.control import load_state
 from goalkeeper.models.base import Model, ModelRequest, ModelResponse, ToolCall
 from goalkeeper.models.pricing import cost_usd, price_of
 from goalkeeper.run.compaction import compact, compaction_due
+from goalkeeper.run.inbox import applied_marker, pending_requests
 from goalkeeper.run.sampling import request_due, sample
 from goalkeeper.run.turn import INTERRUPTED, run_turn
 from goalkeeper.sandbox import limits as process_limits
