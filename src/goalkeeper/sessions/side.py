@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +17,12 @@ from goalkeeper.config import GoalSettings, ModelSettings, choose_model
 from goalkeeper.context.history import Conversation
 from goalkeeper.context.prompts import as_data, render
 from goalkeeper.context.render import contract_block
+from goalkeeper.context.replay import goal_view, replay
 from goalkeeper.contract import Contract
 from goalkeeper.errors import ContextLengthError, GoalNotFoundError
 from goalkeeper.events import BaselineEvent, EvidenceEvent, SideEvent
 from goalkeeper.goals.control import load_state
-from goalkeeper.goals.views import goal_events, latest_evidence
+from goalkeeper.goals.views import goal_events
 from goalkeeper.models.base import Message
 from goalkeeper.models.factory import build_model, endpoint
 from goalkeeper.sessions.session import SessionCost, ToolSession, ToolUse, read_only_context, read_only_tools
@@ -136,8 +137,5 @@ async def _converse(session: ToolSession, messages: list[Message], max_requests:
 
 def _goal_view(store: Store, goal: GoalRecord) -> dict[str, Any]:
     """What `get_goal` shows, as the runner's tool context has it."""
-    contract, state = Contract.model_validate(goal.contract), load_state(goal)
-    evidence = latest_evidence(goal_events(store, goal, [BaselineEvent, EvidenceEvent]))
-    return {"objective": contract.outcome, "status": state.status, "verified": contract.verified,
-            "checks": {e.name: "pass" if e.passed else "fail" for e in evidence},
-            "spent": asdict(state.spent), "limits": asdict(state.limits)}
+    facts = replay(goal_events(store, goal, [BaselineEvent, EvidenceEvent]))
+    return goal_view(Contract.model_validate(goal.contract), load_state(goal), facts)
