@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from goalkeeper.context.handoff import Facts
 from goalkeeper.contract import Contract
 from goalkeeper.core.outcomes import GoalState
 from goalkeeper.events import (
@@ -64,6 +65,8 @@ class GoalFacts:
     last_checkpoint: CheckpointEvent | None = None
     checklist_done: set[int] = field(default_factory=set)
     """Checklist items some checkpoint's note listed in `checklist_done`."""
+    handoff: Facts = field(default_factory=Facts)
+    """What a compaction's hand-off says for certain: checkpoints, files, failed approaches, repeats."""
 
     @property
     def keep_green(self) -> list[str] | None:
@@ -76,6 +79,7 @@ class GoalFacts:
 
     def apply(self, event: Event) -> None:
         """Fold one event in."""
+        self.handoff.apply(event)
         if isinstance(event, (EvidenceEvent, BaselineEvent)):
             self.evidence = list(event.evidence)
         match event:

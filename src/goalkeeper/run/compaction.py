@@ -9,7 +9,7 @@ instead, and compaction is not tried again until the context has grown.
 
 from __future__ import annotations
 
-from goalkeeper.context.handoff import facts_from, handoff_message, missing_sections
+from goalkeeper.context.handoff import handoff_message, missing_sections
 from goalkeeper.context.prompts import render
 from goalkeeper.context.render import evidence_digest, evidence_lines
 from goalkeeper.core.outcomes import Action, ModelResponded, Proceed
@@ -71,8 +71,7 @@ async def compact(run: GoalRun, tools: ToolRegistry, tokens: int) -> Action | No
         run.steer(charged)
         _fall_back(run, tokens, "the summary came back empty")
         return None
-    known = facts_from(run.store.events(run.goal.thread_id, goal_id=run.goal.goal_id))
-    handoff = handoff_message(response.content, conversation.prefix[1].content, known,
+    handoff = handoff_message(response.content, conversation.prefix[1].content, run.facts.handoff,
                               evidence_lines(run.facts.evidence), conversation.responses, conversation.turn.number)
     compacted = CompactedEvent(summary=response.content, handoff=handoff, responses=conversation.responses,
                                turn=conversation.turn.number, request_tokens=tokens,
