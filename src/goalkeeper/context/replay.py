@@ -1,5 +1,5 @@
-"""One replay of a goal's events into what they say for certain: the runner, the views and the side question
-all read this fold (the conversation the model sees is history.py's).
+"""One replay of a goal's events into what they say for certain, the newest turn included: the runner, the views
+and the side question all read this fold (the messages the model sees are history.py's).
 
 Pure: typed events in, one `GoalFacts` value out; `apply` keeps it in step as a runner commits new events.
 """
@@ -11,23 +11,32 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from goalkeeper.context.handoff import Facts
+from goalkeeper.context.history import tool_calls_of
 from goalkeeper.contract import Contract
-from goalkeeper.core.outcomes import GoalState
+from goalkeeper.core.lifecycle import TurnKind
+from goalkeeper.core.outcomes import CheckTrigger, GoalState
 from goalkeeper.events import (
     ApprovalRuleEvent,
     BaselineEvent,
     BaselineMirrorEvent,
     CheckpointEvent,
+    ChecksRequestedEvent,
     Event,
     Evidence,
     EvidenceEvent,
     GoalBranchEvent,
     MessageEvent,
+    ModelResponseEvent,
     NudgeEvent,
     RecoveryCheckpointEvent,
+    ToolIntentEvent,
+    ToolResultEvent,
+    TurnEndedEvent,
+    TurnStartedEvent,
     VerificationPinsEvent,
     VerificationSurfaceEvent,
 )
+from goalkeeper.models.base import ToolCall
 from goalkeeper.store import EventRecord
 from goalkeeper.verify.observed import Surface
 from goalkeeper.verify.pins import Pins
@@ -37,9 +46,53 @@ from goalkeeper.workspace.goal import violations_notice
 
 
 @dataclass
+class OpenTurn:
+    """What the store says about the newest turn: enough to resume it after a crash."""
+
+    kind: TurnKind = "continuation"
+    number: int = 0
+    opened: bool = False
+    """The turn's opening message has been written."""
+    ended: bool = True
+    pending_checks: CheckTrigger | None = None
+    """A check run was requested (with this trigger) and has no evidence yet."""
+    unanswered: list[ToolCall] = field(default_factory=list)
+    """Tool calls of the newest response that have no result yet."""
+    signal: dict[str, Any] | None = None
+    """The update_goal report (complete or blocked) made in this turn; it ends the turn."""
+    intended: set[str] = field(default_factory=set)
+    """Call ids with an intent event (started, maybe finished before a crash)."""
+    events: list[Event] = field(default_factory=list)
+    """The turn's events so far, for its checkpoint."""
+
+    def apply(self, event: Event) -> None:
+        """Fold one event of this turn in."""
+        match event:
+            case ChecksRequestedEvent(trigger=trigger):
+                self.pending_checks = trigger
+            case EvidenceEvent():
+                self.pending_checks = None
+            case TurnEndedEvent():
+                self.ended = True
+            case MessageEvent():
+                self.opened = True
+            case ModelResponseEvent():
+                self.unanswered, self.intended = list(tool_calls_of(event)), set()
+            case ToolIntentEvent(call_id=call_id):
+                self.intended.add(call_id)
+            case ToolResultEvent(call_id=call_id, signal=signal, data=data):
+                if signal:
+                    self.signal = data
+                self.unanswered = [c for c in self.unanswered if c.id != call_id]
+        self.events.append(event)
+
+
+@dataclass
 class GoalFacts:
     """What a goal's events say: its evidence, baseline, pins, surface, branch and what the model must be told."""
 
+    turn: OpenTurn = field(default_factory=OpenTurn)
+    """The newest turn, as far as the store knows it."""
     evidence: list[Evidence] = field(default_factory=list)
     """The newest check run's evidence (the baseline's when no run followed it)."""
     baseline: BaselineEvent | None = None
@@ -80,6 +133,9 @@ class GoalFacts:
     def apply(self, event: Event) -> None:
         """Fold one event in."""
         self.handoff.apply(event)
+        if isinstance(event, TurnStartedEvent):
+            self.turn = OpenTurn(kind=event.turn_kind, number=event.turn, ended=False)  # type: ignore[arg-type]
+        self.turn.apply(event)
         if isinstance(event, (EvidenceEvent, BaselineEvent)):
             self.evidence = list(event.evidence)
         match event:

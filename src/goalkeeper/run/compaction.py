@@ -72,9 +72,9 @@ async def compact(run: GoalRun, tools: ToolRegistry, tokens: int) -> Action | No
         _fall_back(run, tokens, "the summary came back empty")
         return None
     handoff = handoff_message(response.content, conversation.prefix[1].content, run.facts.handoff,
-                              evidence_lines(run.facts.evidence), conversation.responses, conversation.turn.number)
+                              evidence_lines(run.facts.evidence), conversation.responses, run.facts.turn.number)
     compacted = CompactedEvent(summary=response.content, handoff=handoff, responses=conversation.responses,
-                               turn=conversation.turn.number, request_tokens=tokens,
+                               turn=run.facts.turn.number, request_tokens=tokens,
                                missing_sections=missing_sections(response.content),
                                evidence_shown=evidence_digest(run.facts.evidence), usage=Usage.of(usage),
                                model=response.model)

@@ -55,7 +55,7 @@ def _configure(run: GoalRun) -> Config:
 
 async def _open_branch(run: GoalRun) -> None:
     """Create the goal branch on the first run; later, check it out and commit what a crash left."""
-    turn = run.conversation.turn
+    turn = run.facts.turn
     interrupted = turn.number if turn.number and not turn.ended else None
     boundaries = run.contract.boundaries
     opened = await asyncio.to_thread(open_branch, run.workspace, run.goal.goal_id, run.contract.outcome,

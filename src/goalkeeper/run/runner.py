@@ -89,7 +89,7 @@ class Runner:
         if run.state.status != "pursuing":
             return Stop(run.state.status, run.state.reason)
         await prepare(run)
-        turn = run.conversation.turn
+        turn = run.facts.turn
         if turn.pending_checks:
             return RunChecks(turn.pending_checks)
         if not turn.ended:

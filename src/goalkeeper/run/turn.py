@@ -12,7 +12,7 @@ import asyncio
 import hashlib
 from typing import Any
 
-from goalkeeper.context.history import Conversation, OpenTurn
+from goalkeeper.context.replay import OpenTurn
 from goalkeeper.core.decide import tree_due
 from goalkeeper.core.outcomes import Action, ModelResponded, Proceed, Stop, ToolStepped, TurnEnded
 from goalkeeper.events import (
@@ -43,7 +43,7 @@ WRITING_TOOLS = frozenset({"shell", "write_file", "apply_patch"})
 
 async def run_turn(run: GoalRun) -> Action:
     """Drive the open turn (just started, or left open by a crash) to its end; return the next action."""
-    turn = run.conversation.turn
+    turn = run.facts.turn
     action = await _drive(run, turn)
     if not turn.ended:
         await _leave(run, turn, action)
@@ -59,7 +59,7 @@ async def _drive(run: GoalRun, turn: OpenTurn) -> Action:
         action = await _answer_open_calls(run, tools)
         if not isinstance(action, Proceed):
             return action
-        if (signal := _signal_of(run.conversation)) is not None:
+        if (signal := _signal_of(run)) is not None:
             return await _end_turn(run, signal)
         if (control := run.poll_controls()) is not None:
             return control
@@ -83,9 +83,9 @@ async def _drive(run: GoalRun, turn: OpenTurn) -> Action:
 
 async def _answer_open_calls(run: GoalRun, tools: ToolRegistry) -> Action:
     """Run the newest response's calls that have no result yet, one by one, each a tool boundary."""
-    turn = run.conversation.turn
+    turn = run.facts.turn
     for call in list(turn.unanswered):
-        if _signal_of(run.conversation) is not None:
+        if _signal_of(run) is not None:
             run.record([_result_event(call, ToolResult("skipped: the turn ended with update_goal", ok=False))])
             continue
         if call.id in turn.intended:
@@ -118,7 +118,7 @@ async def _leave(run: GoalRun, turn: OpenTurn, action: Action) -> None:
     if not paused and turn.unanswered:
         run.record([_result_event(call, ToolResult("skipped: the harness ended this turn before the call ran",
                                                     ok=False)) for call in turn.unanswered])
-    closes = isinstance(action, Stop) and not paused and turn is run.conversation.turn
+    closes = isinstance(action, Stop) and not paused and turn is run.facts.turn
     wrote = _wrote(turn)
     if not (wrote or closes):
         return
@@ -148,32 +148,32 @@ async def _commit_checkpoint(run: GoalRun, turn: int, message: str) -> dict[str,
 
 
 def _wrote(turn: OpenTurn) -> bool:
-    return any(isinstance(r.event, ToolIntentEvent) and r.event.name in WRITING_TOOLS for r in turn.records)
+    return any(isinstance(e, ToolIntentEvent) and e.name in WRITING_TOOLS for e in turn.events)
 
 
 def _calls(turn: OpenTurn) -> int:
-    return sum(len(r.event.tool_calls) for r in turn.records if isinstance(r.event, ModelResponseEvent))
+    return sum(len(e.tool_calls) for e in turn.events if isinstance(e, ModelResponseEvent))
 
 
 async def _end_turn(run: GoalRun, signal: dict[str, str | None] | None) -> Action:
     """Close the turn with its checkpoint; the decision says what comes next."""
-    calls, wrote = _calls(run.conversation.turn), _wrote(run.conversation.turn)
-    checkpoint = _checkpoint_event(run.conversation.turn, None)
-    committed = await _commit_checkpoint(run, run.conversation.turn.number, _message_of(checkpoint)) if wrote else {}
+    calls, wrote = _calls(run.facts.turn), _wrote(run.facts.turn)
+    checkpoint = _checkpoint_event(run.facts.turn, None)
+    committed = await _commit_checkpoint(run, run.facts.turn.number, _message_of(checkpoint)) if wrote else {}
     # Only these tools can change the tree; skipping git for read-only turns keeps the turn gap small.
     tree = await run.tree_hash() if wrote else run.state.tree_hash
     checkpoint = checkpoint.model_copy(update={**committed, "tree_hash": tree})
     ended = TurnEnded(calls, signal=signal["status"] if signal else None,  # type: ignore[arg-type]
                       blocker=signal.get("blocker") if signal else None, tree_hash=tree, elapsed_s=run.elapsed())
-    turn = run.conversation.turn
+    turn = run.facts.turn
     events: list[Event] = [TurnEndedEvent(turn=turn.number, turn_kind=turn.kind, tool_calls=calls, signal=signal),
                            checkpoint]
     return run.steer(ended, events).action
 
 
-def _signal_of(conversation: Conversation) -> dict[str, str | None] | None:
+def _signal_of(run: GoalRun) -> dict[str, str | None] | None:
     """The update_goal report made in this turn, if any (it ends the turn)."""
-    return conversation.turn.signal
+    return run.facts.turn.signal
 
 
 def _signature(call: ToolCall) -> str:
@@ -203,8 +203,8 @@ def _checkpoint_event(turn: OpenTurn, tree: str | None) -> CheckpointEvent:
     files: set[str] = set()
     commands: list[str] = []
     tokens = 0
-    for record in turn.records:
-        match record.event:
+    for event in turn.events:
+        match event:
             case ToolResultEvent(files_touched=touched, name=name, data=data):
                 files.update(touched)
                 note = data.get("note", note) if name == "checkpoint" else note
