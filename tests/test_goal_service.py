@@ -58,7 +58,7 @@ def by_a_live_runner(store: Store, goal: Goal, workspace: Path,
     while not events(store, goal, "control_request") and time.monotonic() < deadline:
         time.sleep(0.02)
     runner = Runner(store, store.get_goal_by_id(goal.goal_id), scripted([]), workspace, handle_signals=False)
-    runner.poll_controls()
+    runner.goal_run.poll_controls()
     asker.join(10)
     store.release_lease(goal.goal_id)
     [answer] = answers

@@ -1,5 +1,5 @@
 """What compaction replaces the history with: the model's hand-off summary, then what the harness knows for
-certain, read from the store's events. Pure: events and text in, text out.
+certain, folded from the store's events (replay.py). Pure: events and text in, text out.
 
 The model's summary may forget or soften things; the harness's part cannot. It carries the contract
 verbatim, the checkpoint log, the latest evidence, the files touched, the approaches that failed and the
@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from goalkeeper.context.prompts import render
-from goalkeeper.events import CheckpointEvent, Evidence, EvidenceEvent, NudgeEvent
-from goalkeeper.store import EventRecord
+from goalkeeper.events import CheckpointEvent, Event, Evidence, EvidenceEvent, NudgeEvent
 
 REQUIRED_SECTIONS = ("Goal", "Constraints", "Decisions", "Failed approaches", "Current state", "Next step")
 """The headings the model's hand-off summary must have (compact.md asks for them in this order)."""
@@ -29,40 +28,32 @@ ENTRY_CHARS = 1_500
 _RESPONSES = re.compile(r"compacted after (\d+) model responses")
 
 
-@dataclass(frozen=True)
+@dataclass
 class Facts:
-    """What the store says for certain about a goal, for the hand-off."""
+    """What the store says for certain about a goal, for the hand-off: folded event by event (replay.py)."""
 
-    checkpoints: list[str]
-    earlier_checkpoints: int
-    files: list[str]
-    failed: list[str]
-    repeats: list[str]
+    checkpoints: list[str] = field(default_factory=list)
+    """One line per checkpoint that has a note, oldest first."""
+    files: set[str] = field(default_factory=set)
+    failed: list[str] = field(default_factory=list)
+    repeats: list[str] = field(default_factory=list)
 
-
-def facts_from(events: Iterable[EventRecord]) -> Facts:
-    """Walk a goal's events once and keep what the hand-off needs."""
-    checkpoints: list[str] = []
-    files: set[str] = set()
-    failed: list[str] = []
-    repeats: list[str] = []
-    for record in events:
-        match event := record.event:
+    def apply(self, event: Event) -> None:
+        """Fold one event in."""
+        match event:
             case CheckpointEvent(note=note, turn=turn):
-                files.update(event.files_touched)
+                self.files.update(event.files_touched)
                 if note:
-                    checkpoints.append(_checkpoint_line(turn, note))
+                    self.checkpoints.append(_checkpoint_line(turn, note))
                 if note.get("failed"):
-                    failed.append(f"turn {turn} (the model's checkpoint): {_clip(note['failed'])}")
+                    self.failed.append(f"turn {turn} (the model's checkpoint): {_clip(note['failed'])}")
             case EvidenceEvent(trigger="completion"):
                 failing = [item for item in event.evidence if not item.passed]
                 if failing:
-                    failed.append(f"turn {event.turn}: completion was requested and refused; "
-                                  + "; ".join(_failure_line(item) for item in failing))
+                    self.failed.append(f"turn {event.turn}: completion was requested and refused; "
+                                       + "; ".join(_failure_line(item) for item in failing))
             case NudgeEvent(why=why):
-                repeats.append(why)
-    shown = checkpoints[-CHECKPOINTS_SHOWN:]
-    return Facts(shown, len(checkpoints) - len(shown), sorted(files), failed, repeats)
+                self.repeats.append(why)
 
 
 def handoff_message(summary: str, contract: str, facts: Facts, evidence: str, responses: int,
@@ -71,12 +62,14 @@ def handoff_message(summary: str, contract: str, facts: Facts, evidence: str, re
     missing = missing_sections(summary)
     if missing:
         summary += "\n\n(The summary above left out: " + ", ".join(missing) + ".)"
-    files = facts.files[:FILES_SHOWN]
-    more_files = f"\n- … and {len(facts.files) - len(files)} more" if len(facts.files) > len(files) else ""
-    earlier = (f"- ({facts.earlier_checkpoints} earlier checkpoints are in the store: `gk log`)\n"
-               if facts.earlier_checkpoints else "")
+    every = sorted(facts.files)
+    files = every[:FILES_SHOWN]
+    more_files = f"\n- … and {len(every) - len(files)} more" if len(every) > len(files) else ""
+    shown = facts.checkpoints[-CHECKPOINTS_SHOWN:]
+    earlier_count = len(facts.checkpoints) - len(shown)
+    earlier = f"- ({earlier_count} earlier checkpoints are in the store: `gk log`)\n" if earlier_count else ""
     return render("handoff", responses=responses, turn=turn, summary=summary.strip(), contract=contract,
-                  checkpoints=earlier + _bullets(facts.checkpoints), evidence=evidence,
+                  checkpoints=earlier + _bullets(shown), evidence=evidence,
                   files=_bullets(f"`{name}`" for name in files) + more_files,
                   failed=_bullets(facts.failed), repeats=_bullets(facts.repeats))
 

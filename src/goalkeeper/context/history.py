@@ -9,25 +9,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import replace
 
 from goalkeeper.context.tokens import TokenCounter, counter_for
-from goalkeeper.core.lifecycle import TurnKind
-from goalkeeper.core.outcomes import CheckTrigger
 from goalkeeper.events import (
     ChatResponseEvent,
-    ChecksRequestedEvent,
     CompactedEvent,
     CompactionFailedEvent,
     ContextTrimmedEvent,
-    EvidenceEvent,
     MessageEvent,
     ModelResponseEvent,
-    ToolIntentEvent,
     ToolResultEvent,
-    TurnEndedEvent,
-    TurnStartedEvent,
 )
 from goalkeeper.models.base import Message, ToolCall, ToolSpec
 from goalkeeper.store import EventRecord
@@ -48,35 +40,13 @@ def tool_calls_of(event: ModelResponseEvent | ChatResponseEvent) -> tuple[ToolCa
     return tuple(ToolCall(c.id, c.name, c.arguments) for c in event.tool_calls)
 
 
-@dataclass
-class OpenTurn:
-    """What the store says about the newest turn: enough to resume it after a crash."""
-
-    kind: TurnKind = "continuation"
-    number: int = 0
-    opened: bool = False
-    """The turn's opening message has been written."""
-    ended: bool = True
-    pending_checks: CheckTrigger | None = None
-    """A check run was requested (with this trigger) and has no evidence yet."""
-    unanswered: list[ToolCall] = field(default_factory=list)
-    """Tool calls of the newest response that have no result yet."""
-    signal: dict[str, Any] | None = None
-    """The update_goal report (complete or blocked) made in this turn; it ends the turn."""
-    intended: set[str] = field(default_factory=set)
-    """Call ids with an intent event (started, maybe finished before a crash)."""
-    records: list[EventRecord] = field(default_factory=list)
-    """The turn's events so far, for its checkpoint."""
-
-
 class Conversation:
-    """System + contract prefix, then messages from events, plus the state of the newest turn."""
+    """System + contract prefix, then messages from events (the newest turn's state is replay.py's)."""
 
     def __init__(self, system: str, contract: str, counter: TokenCounter | None = None) -> None:
         self.counter = counter or counter_for("", "chat")
         self.prefix = (Message("system", system), Message("user", contract))
         self.history: list[Message] = []
-        self.turn = OpenTurn()
         self.last_cached_tokens = 0
         """Cached input tokens the newest response reported: that much of the next request is likely cached."""
         self.shown: dict[str, list[object]] | None = None
@@ -124,16 +94,8 @@ class Conversation:
         return max(1, self.request_tokens(specs) - self.last_cached_tokens)
 
     def apply(self, record: EventRecord) -> None:
-        """Fold one committed event into the conversation and the open-turn state."""
+        """Fold one committed event into the messages."""
         match record.event:
-            case TurnStartedEvent(turn_kind=kind, turn=number):
-                self.turn = OpenTurn(kind=kind, number=number, ended=False)  # type: ignore[arg-type]
-            case ChecksRequestedEvent(trigger=trigger):
-                self.turn.pending_checks = trigger
-            case EvidenceEvent():
-                self.turn.pending_checks = None
-            case TurnEndedEvent():
-                self.turn.ended = True
             case ContextTrimmedEvent(upto_message=upto, keep_chars=keep):
                 self._trim(upto, keep)
             case CompactedEvent(handoff=handoff, evidence_shown=shown):
@@ -143,8 +105,18 @@ class Conversation:
                 self.responses_since_compaction, self.compaction_failed_at = 0, None
             case CompactionFailedEvent(request_tokens=tokens):
                 self.compaction_failed_at = tokens
-        self.turn.records.append(record)
-        self._apply_message(record)
+            case MessageEvent(content=content, evidence_shown=shown):
+                if "evidence_shown" in record.event.model_fields_set:
+                    self.shown = shown
+                self._add(Message("user", content))
+            case ModelResponseEvent(content=content, usage=usage):
+                self.last_cached_tokens = usage.cached_input_tokens
+                self._calibrate(usage.input_tokens)
+                self.responses += 1
+                self.responses_since_compaction += 1
+                self._add(Message("assistant", content, tool_calls=tool_calls_of(record.event)))
+            case ToolResultEvent(call_id=call_id, name=name, output=output):
+                self._add(Message("tool", output, tool_call_id=call_id, name=name))
 
     def trim_plan(self, keep_chars: int = TRIM_KEEP_CHARS) -> ContextTrimmedEvent | None:
         """Which tool outputs to cut when a prompt does not fit: the oldest half of the long ones."""
@@ -173,30 +145,6 @@ class Conversation:
                 self._history_tokens += count - self._counts[index]
                 self._history_chars += len(cut) - len(message.content)
                 self._counts[index] = count
-
-    def _apply_message(self, record: EventRecord) -> None:
-        turn = self.turn
-        match record.event:
-            case MessageEvent(content=content, evidence_shown=shown):
-                turn.opened = True
-                if "evidence_shown" in record.event.model_fields_set:
-                    self.shown = shown
-                self._add(Message("user", content))
-            case ModelResponseEvent(content=content, usage=usage):
-                calls = tool_calls_of(record.event)
-                turn.unanswered, turn.intended = list(calls), set()
-                self.last_cached_tokens = usage.cached_input_tokens
-                self._calibrate(usage.input_tokens)
-                self.responses += 1
-                self.responses_since_compaction += 1
-                self._add(Message("assistant", content, tool_calls=calls))
-            case ToolIntentEvent(call_id=call_id):
-                turn.intended.add(call_id)
-            case ToolResultEvent(call_id=call_id, name=name, output=output, signal=signal, data=data):
-                if signal:
-                    turn.signal = data
-                turn.unanswered = [c for c in turn.unanswered if c.id != call_id]
-                self._add(Message("tool", output, tool_call_id=call_id, name=name))
 
     def _calibrate(self, reported_input_tokens: int) -> None:
         """Let an estimating counter learn from what the provider reported for the request just sent."""

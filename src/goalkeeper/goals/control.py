@@ -2,7 +2,7 @@
 
 Every change goes through `decide`, like the runner's own, which mints every event (setting and clearing
 included). While a runner holds the goal's lease the request is queued in the store and the runner
-applies it at its next boundary (`pending_requests`, `applied_marker`); otherwise it is applied here at
+applies it at its next boundary (run/inbox.py); otherwise it is applied here at
 once. Either way a refusal raises ControlRejected. The faces reach this through goals/service.py.
 """
 
@@ -28,7 +28,8 @@ from goalkeeper.core.outcomes import (
 )
 from goalkeeper.core.state import request_event
 from goalkeeper.errors import ConfigError, ContractError, GoalkeeperError, GoalNotFoundError
-from goalkeeper.events import ControlAppliedEvent, ControlRequestEvent, Event
+from goalkeeper.events import ControlAppliedEvent, Event
+from goalkeeper.run.inbox import applied_marker
 from goalkeeper.spec.contract import Contract, parse_duration
 from goalkeeper.spec.settings import GoalSettings
 from goalkeeper.store import Goal, Store, ThreadRecord, lease_is_live, new_id, start_state
@@ -187,14 +188,6 @@ def commit_decision(store: Store, goal: Goal, decision: Decision, extra: Sequenc
     return version
 
 
-def applied_marker(request_seq: int, decision: Decision,
-                   actor: Literal["user", "harness"] = "harness") -> ControlAppliedEvent:
-    """The `control_applied` event that closes a queued request (the runner's actor is the harness); a refused
-    one carries the refusal, so the person who asked is told it on either path."""
-    rejected = decision.action.message if isinstance(decision.action, Reject) else None
-    return ControlAppliedEvent(actor=actor, request_seq=request_seq, rejected=rejected)
-
-
 def clear_events(why: str | None = None, actor: Literal["user", "harness"] = "user") -> list[Event]:
     """The events that clear a goal (`decide` mints them), for `Store.delete_goal`."""
     return list(decide(GoalState(goal_id=""), GoalCleared(actor, why)).events)
@@ -267,15 +260,6 @@ def _applied_by_runner(store: Store, goal: Goal, request_seq: int) -> ControlRes
                 raise ControlRejected(applied.rejected)
             return ControlResult("runner", _status_now(store, goal))
     return None
-
-
-def pending_requests(store: Store, goal_id: str, thread_id: str,
-                     after_seq: int = 0) -> list[tuple[int, ControlRequestEvent]]:
-    """Control requests not yet applied, oldest first, each with its seq."""
-    records = store.events(thread_id, after_seq=after_seq, goal_id=goal_id,
-                           kinds=[ControlRequestEvent, ControlAppliedEvent])
-    applied = {r.event.request_seq for r in records if isinstance(r.event, ControlAppliedEvent)}
-    return [(r.seq, r.event) for r in records if isinstance(r.event, ControlRequestEvent) and r.seq not in applied]
 
 
 def _status_now(store: Store, goal: Goal) -> str | None:

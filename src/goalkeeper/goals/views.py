@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from goalkeeper.context.replay import checklist, replay
 from goalkeeper.core.lifecycle import status_label
 from goalkeeper.core.outcomes import GoalState
 from goalkeeper.events import (
@@ -85,26 +86,9 @@ def goal_events(store: Store, goal: Goal, kinds: list[type[Event]] | None = None
     return store.events(goal.thread_id, goal_id=goal.goal_id, kinds=kinds)
 
 
-def latest_evidence(records: list[EventRecord]) -> list[Evidence]:
-    """The newest check run's evidence (the baseline when no run followed it)."""
-    for record in reversed(records):
-        if isinstance(record.event, (EvidenceEvent, BaselineEvent)):
-            return list(record.event.evidence)
-    return []
-
-
 def checklist_progress(contract: Contract, records: list[EventRecord]) -> list[dict[str, Any]]:
-    """Each checklist item with `done` when some checkpoint's note listed it in `checklist_done`.
-
-    A checkpoint event keeps the turn's last `checkpoint` note; numbers out of range are ignored.
-    """
-    marked: set[int] = set()
-    for record in records:
-        if isinstance(record.event, CheckpointEvent):
-            numbers: Any = record.event.note.get("checklist_done") or []
-            marked.update(n for n in numbers if isinstance(n, int))
-    return [{"number": number, "item": item, "done": number in marked}
-            for number, item in enumerate(contract.checklist, 1)]
+    """Each checklist item with `done` when some checkpoint's note listed it in `checklist_done`."""
+    return checklist(contract, replay(records))
 
 
 def rollback_turns(store: Store, goal: Goal) -> tuple[int | None, int | None]:
@@ -122,28 +106,20 @@ def summarize(store: Store, goal: Goal) -> GoalSummary:
     """The summary of one goal, read from the store."""
     contract = goal.contract
     state: GoalState = goal.state
-    records = goal_events(store, goal, [BaselineEvent, EvidenceEvent, CheckpointEvent, VerificationPinsEvent,
-                                        VerificationSurfaceEvent])
-    events = [record.event for record in records]
-    pins = next((e for e in events if isinstance(e, VerificationPinsEvent)), None)
-    surface = next((e.surface for e in reversed(events) if isinstance(e, EvidenceEvent) and e.surface), None)
-    evidence = latest_evidence(records)
-    baseline = next((e for e in events if isinstance(e, BaselineEvent)), None)
-    checkpoint = next((e for e in reversed(events) if isinstance(e, CheckpointEvent)), None)
+    facts = replay(goal_events(store, goal, [BaselineEvent, EvidenceEvent, CheckpointEvent, VerificationPinsEvent,
+                                             VerificationSurfaceEvent]))
+    baseline = facts.baseline
     lease = store.lease(goal.goal_id)
     runner = f"{lease.host}:{lease.pid}" if lease and lease_is_live(lease) else None
-    checks = [e for e in evidence if e.is_check]
+    checks = [e for e in facts.evidence if e.is_check]
     return GoalSummary(
         goal_id=goal.goal_id, thread_id=goal.thread_id, workspace=store.get_thread(goal.thread_id).workspace,
         objective=contract.outcome, status=state.status, reason=state.reason.value, verified=contract.verified,
         checks_passing=sum(e.passed for e in checks), checks_total=len(contract.checks),
         tokens_used=state.spent.tokens, tokens_budget=state.limits.tokens, usd_used=state.spent.usd,
         usd_budget=state.limits.usd, elapsed_s=state.spent.time_s, time_budget_s=state.limits.time_s,
-        turns=state.spent.turns, turns_budget=state.limits.turns, last_checkpoint=checkpoint, runner=runner,
-        evidence=evidence,
-        baseline=list(baseline.evidence) if baseline else [],
-        keep_green_dropped=list(baseline.keep_green_dropped) if baseline else [],
-        pinned=list(pins.files) if pins else [], surface=surface,
-        observed_surface=next((e.summary for e in events if isinstance(e, VerificationSurfaceEvent)), None),
-        checklist=checklist_progress(contract, records),
+        turns=state.spent.turns, turns_budget=state.limits.turns, last_checkpoint=facts.last_checkpoint,
+        runner=runner, evidence=facts.evidence, baseline=facts.baseline_evidence,
+        keep_green_dropped=list(baseline.keep_green_dropped) if baseline else [], pinned=facts.pinned,
+        surface=facts.run_surface, observed_surface=facts.observed_surface, checklist=checklist(contract, facts),
     )

@@ -13,88 +13,73 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Protocol
 
-from goalkeeper.context.history import Conversation
 from goalkeeper.core.lifecycle import Reason
-from goalkeeper.core.outcomes import Action, Decision, ModelResponded, Outcome, Proceed, ProviderFailed, RequestDue
+from goalkeeper.core.outcomes import Action, ModelResponded, Proceed, ProviderFailed, RequestDue
 from goalkeeper.errors import ContextLengthError, ProviderError, ProviderUnavailableError
-from goalkeeper.events import Event, ProviderRetryEvent, UsageChargedEvent
-from goalkeeper.models.base import Model, ModelRequest, ModelResponse, ToolSpec
+from goalkeeper.events import ProviderRetryEvent, UsageChargedEvent
+from goalkeeper.models.base import ModelRequest, ModelResponse, ToolSpec
 from goalkeeper.models.pricing import cost_usd
 from goalkeeper.models.retry import RetryPolicy, complete_with_retries
-from goalkeeper.spec.settings import GoalSettings, ModelSettings, Price
+from goalkeeper.run.goal_run import GoalRun
+from goalkeeper.spec.settings import ModelSettings
 
 
-class SamplingHost(Protocol):
-    """What a request needs from the runner that makes it."""
-
-    model: Model
-    settings: GoalSettings
-    conversation: Conversation
-    unit_price: Price | None
-
-    def steer(self, outcome: Outcome, extra: list[Event] | None = None) -> Decision: ...
-    def record(self, events: list[Event]) -> None: ...
-    def elapsed(self) -> float: ...
-    def poll_controls(self) -> Action | None: ...
-
-
-def request_due(host: SamplingHost, specs: Sequence[ToolSpec]) -> RequestDue:
+def request_due(run: GoalRun, specs: Sequence[ToolSpec]) -> RequestDue:
     """The next request, priced pessimistically: every input token uncached, at the uncached price (a
     different tool list, a compaction or an expired cache all miss the cache)."""
-    tokens = host.conversation.request_tokens(specs)
-    price = host.unit_price
+    tokens = run.conversation.request_tokens(specs)
+    price = run.unit_price
     input_usd = tokens * price.input / 1_000_000 if price is not None else 0.0
     output_usd = price.output / 1_000_000 if price is not None else 0.0
-    return RequestDue(tokens, host.elapsed(), input_usd, output_usd)
+    return RequestDue(tokens, run.elapsed(), input_usd, output_usd)
 
 
-async def sample(host: SamplingHost, request: ModelRequest, deadline_s: float | None = None,
+async def sample(run: GoalRun, request: ModelRequest, deadline_s: float | None = None,
                  ) -> ModelResponse | Action:
     """The request, or the action its failure leads to (Proceed: it was cut at `deadline_s`, the goal's
     active time limit, and charged its estimate). Non-transient failures pause, then re-raise."""
     try:
         try:
-            return await watched(host, request, deadline_s)
+            return await watched(run, request, deadline_s)
         except ContextLengthError:
-            if not _trim_context(host):
+            if not _trim_context(run):
                 raise
-            return await watched(host, replace(request, messages=host.conversation.messages()), deadline_s)
+            return await watched(run, replace(request, messages=run.conversation.messages()), deadline_s)
     except ContextLengthError as error:
-        return _failed(host, error, Reason.CONTEXT_TOO_LONG)
+        return _failed(run, error, Reason.CONTEXT_TOO_LONG)
     except ProviderUnavailableError as error:
-        return _failed(host, error, Reason.PROVIDER_UNAVAILABLE)
+        return _failed(run, error, Reason.PROVIDER_UNAVAILABLE)
     except ProviderError as error:
-        _failed(host, error, Reason.PROVIDER_ERROR)
+        _failed(run, error, Reason.PROVIDER_ERROR)
         raise  # auth, bad request, unknown model: the person must fix something; the CLI says what
 
 
-async def watched(host: SamplingHost, request: ModelRequest, deadline_s: float | None = None,
+async def watched(run: GoalRun, request: ModelRequest, deadline_s: float | None = None,
                   ) -> ModelResponse | Action:
     """The request with retries, watched for a pause or clear arriving meanwhile (nothing has run yet) and
     cut when the goal's active time reaches `deadline_s`."""
-    model = host.settings.model or ModelSettings()
+    model = run.settings.model or ModelSettings()
     policy = RetryPolicy(max_retries=model.max_retries, max_total_s=model.retry_max_total_s)
 
     def on_retry(attempt: int, error: ProviderError, delay: float) -> None:
-        host.record([ProviderRetryEvent(attempt=attempt, error=error.message, status_code=error.status_code,
+        run.record([ProviderRetryEvent(attempt=attempt, error=error.message, status_code=error.status_code,
                                         delay_s=round(delay, 3))])
-        charge_failed(host, error)  # usage a failed attempt reported is still charged
+        charge_failed(run, error)  # usage a failed attempt reported is still charged
 
-    task = asyncio.create_task(complete_with_retries(host.model, request, policy, on_retry))
+    task = asyncio.create_task(complete_with_retries(run.model, request, policy, on_retry))
     try:
         while True:
-            wait = host.settings.run.control_poll_s
+            wait = run.settings.run.control_poll_s
             if deadline_s is not None:
-                wait = max(0.0, min(wait, deadline_s - host.elapsed()))
+                wait = max(0.0, min(wait, deadline_s - run.elapsed()))
             done, _ = await asyncio.wait({task}, timeout=wait)
             if done:
                 return task.result()
-            if (control := host.poll_controls()) is not None:
+            if (control := run.poll_controls()) is not None:
                 return control
-            if deadline_s is not None and host.elapsed() >= deadline_s:
-                _charge_cut(host, request)
+            if deadline_s is not None and run.elapsed() >= deadline_s:
+                _charge_cut(run, request)
                 return Proceed()
     finally:
         # A control stops the request, and so does our own cancellation (a UI closing): the request must
@@ -105,36 +90,36 @@ async def watched(host: SamplingHost, request: ModelRequest, deadline_s: float |
                 await task
 
 
-def _failed(host: SamplingHost, error: ProviderError, reason: Reason) -> Action:
+def _failed(run: GoalRun, error: ProviderError, reason: Reason) -> Action:
     """Pause the goal for a provider failure, charging any usage the provider reported first."""
-    charge_failed(host, error)
-    return host.steer(ProviderFailed(error.message, reason)).action
+    charge_failed(run, error)
+    return run.steer(ProviderFailed(error.message, reason)).action
 
 
-def charge_failed(host: SamplingHost, error: ProviderError) -> None:
+def charge_failed(run: GoalRun, error: ProviderError) -> None:
     """Charge the usage a failed attempt reported (a stream cut after its usage chunk, say)."""
     if error.usage is not None:
         usage = error.usage
-        host.steer(ModelResponded(usage.charged_tokens, usage.cached_input_tokens,
-                                  cost_usd(host.unit_price, usage), host.elapsed()),
+        run.steer(ModelResponded(usage.charged_tokens, usage.cached_input_tokens,
+                                  cost_usd(run.unit_price, usage), run.elapsed()),
                    [UsageChargedEvent(why="reported by a failed attempt", charged_tokens=usage.charged_tokens)])
 
 
-def _charge_cut(host: SamplingHost, request: ModelRequest) -> None:
+def _charge_cut(run: GoalRun, request: ModelRequest) -> None:
     """A request cut at the time limit may still be billed: charge its pessimistic estimate."""
-    due = request_due(host, request.tools)
+    due = request_due(run, request.tools)
     output = request.max_output_tokens or 0
     usd = due.input_usd + output * due.output_usd_per_token
-    host.steer(ModelResponded(due.estimated_input_tokens + output, 0, usd, host.elapsed()),
+    run.steer(ModelResponded(due.estimated_input_tokens + output, 0, usd, run.elapsed()),
                [UsageChargedEvent(why="the request was cut at the time limit; its estimate is charged",
                                   charged_tokens=due.estimated_input_tokens + output, usd=usd)])
 
 
-def _trim_context(host: SamplingHost) -> bool:
+def _trim_context(run: GoalRun) -> bool:
     """Compaction's stand-in: cut the oldest half of the long tool outputs (recorded, so a restart
     rebuilds the same conversation). False when there is nothing left to cut."""
-    plan = host.conversation.trim_plan()
+    plan = run.conversation.trim_plan()
     if plan is None:
         return False
-    host.record([plan])
+    run.record([plan])
     return True

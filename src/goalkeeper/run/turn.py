@@ -8,29 +8,19 @@ runs out, a nudge, a pause) still gets its checkpoint commit, so a resume contin
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
-from goalkeeper.context.history import Conversation, OpenTurn
+from goalkeeper.context.replay import OpenTurn
 from goalkeeper.core.decide import tree_due
-from goalkeeper.core.lifecycle import TurnKind
-from goalkeeper.core.outcomes import (
-    Action,
-    Decision,
-    GoalState,
-    ModelResponded,
-    Outcome,
-    Proceed,
-    RequestDue,
-    Stop,
-    ToolStepped,
-    TurnEnded,
-)
+from goalkeeper.core.outcomes import Action, ModelResponded, Proceed, Stop, ToolStepped, TurnEnded
 from goalkeeper.events import (
+    BaselineEvent,
     CallMade,
     CheckpointEvent,
     Event,
+    EvidenceEvent,
     MessageEvent,
     ModelResponseEvent,
     ToolIntentEvent,
@@ -39,102 +29,79 @@ from goalkeeper.events import (
     Usage,
 )
 from goalkeeper.models.base import ModelRequest, ModelResponse, ToolCall
+from goalkeeper.run.calls import INTERRUPTED, call_tool
+from goalkeeper.run.compaction import compact_if_due
+from goalkeeper.run.goal_run import GoalRun
+from goalkeeper.run.sampling import request_due, sample
 from goalkeeper.tools.base import ToolResult
 from goalkeeper.tools.registry import GOAL_TOOL_NAMES, ToolRegistry
 from goalkeeper.tools.shell import command_of
+from goalkeeper.workspace.goal import commit_turn, measured_trees
 
 #: Tools that can change the working tree.
 WRITING_TOOLS = frozenset({"shell", "write_file", "apply_patch"})
 
-#: How a tool result says its call was cut short; the same word a crash's unfinished intent gets.
-INTERRUPTED = "interrupted"
-
-
-class TurnHost(Protocol):
-    """What a turn needs from the runner that drives it."""
-
-    conversation: Conversation
-    tools: ToolRegistry
-    state: GoalState
-    on_text: Callable[[str], None] | None
-    """Receives the model's text as it streams (a UI shows it as it arrives)."""
-
-    def steer(self, outcome: Outcome, extra: list[Event] | None = None) -> Decision: ...
-    def record(self, events: list[Event]) -> None: ...
-    def elapsed(self) -> float: ...
-    def poll_controls(self) -> Action | None: ...
-    def opening(self, kind: TurnKind) -> dict[str, Any]: ...
-    async def compact_if_due(self, tools: ToolRegistry) -> Action | None: ...
-    def request_due(self, tools: ToolRegistry) -> RequestDue: ...
-    async def sample(self, request: ModelRequest, deadline_s: float | None) -> ModelResponse | Action: ...
-    async def call_tool(self, call: ToolCall, tools: ToolRegistry) -> ToolResult: ...
-    async def tree_hash(self) -> str | None: ...
-    async def commit_checkpoint(self, turn: int, message: str) -> dict[str, Any]: ...
-    def known_tree_hash(self) -> str | None: ...
-    def price(self, response: ModelResponse) -> float: ...
-
-
-async def run_turn(host: TurnHost) -> Action:
+async def run_turn(run: GoalRun) -> Action:
     """Drive the open turn (just started, or left open by a crash) to its end; return the next action."""
-    turn = host.conversation.turn
-    action = await _drive(host, turn)
+    turn = run.facts.turn
+    action = await _drive(run, turn)
     if not turn.ended:
-        await _leave(host, turn, action)
+        await _leave(run, turn, action)
     return action
 
 
-async def _drive(host: TurnHost, turn: OpenTurn) -> Action:
+async def _drive(run: GoalRun, turn: OpenTurn) -> Action:
     if not turn.opened:
-        host.record([MessageEvent(role="user", turn_kind=turn.kind, **host.opening(turn.kind))])
+        run.record([MessageEvent(role="user", turn_kind=turn.kind, **run.opening(turn.kind))])
     # The wrap-up offers only the goal tools, and runs only those: any other call is an unknown tool.
-    tools = host.tools.only(GOAL_TOOL_NAMES) if turn.kind == "wrap_up" else host.tools
+    tools = run.tools.only(GOAL_TOOL_NAMES) if turn.kind == "wrap_up" else run.tools
     while True:
-        action = await _answer_open_calls(host, tools)
+        action = await _answer_open_calls(run, tools)
         if not isinstance(action, Proceed):
             return action
-        if (signal := _signal_of(host.conversation)) is not None:
-            return await _end_turn(host, signal)
-        if (control := host.poll_controls()) is not None:
+        if (signal := _signal_of(run)) is not None:
+            return await _end_turn(run, signal)
+        if (control := run.poll_controls()) is not None:
             return control
-        if (stopped := await host.compact_if_due(tools)) is not None:
+        if (stopped := await compact_if_due(run, tools)) is not None:
             return stopped
-        due = host.steer(host.request_due(tools))
+        due = run.steer(request_due(run, tools.specs))
         if not isinstance(due.action, Proceed):
             return due.action
-        request = ModelRequest(host.conversation.messages(), tools.specs, due.action.max_output_tokens,
-                               on_text=host.on_text)
-        response = await host.sample(request, due.action.deadline_s)
+        request = ModelRequest(run.conversation.messages(), tools.specs, due.action.max_output_tokens,
+                               on_text=run.on_text)
+        response = await sample(run, request, due.action.deadline_s)
         if isinstance(response, Proceed):
             continue  # cut at the time limit and charged its estimate: the next check decides
         if not isinstance(response, ModelResponse):
             return response
-        host.steer(ModelResponded(response.usage.charged_tokens, response.usage.cached_input_tokens,
-                                  host.price(response), host.elapsed()), [_response_event(response, host)])
+        run.steer(ModelResponded(response.usage.charged_tokens, response.usage.cached_input_tokens,
+                                  run.price(response), run.elapsed()), [_response_event(response, run)])
         if not response.tool_calls:
-            return await _end_turn(host, None)
+            return await _end_turn(run, None)
 
 
-async def _answer_open_calls(host: TurnHost, tools: ToolRegistry) -> Action:
+async def _answer_open_calls(run: GoalRun, tools: ToolRegistry) -> Action:
     """Run the newest response's calls that have no result yet, one by one, each a tool boundary."""
-    turn = host.conversation.turn
+    turn = run.facts.turn
     for call in list(turn.unanswered):
-        if _signal_of(host.conversation) is not None:
-            host.record([_result_event(call, ToolResult("skipped: the turn ended with update_goal", ok=False))])
+        if _signal_of(run) is not None:
+            run.record([_result_event(call, ToolResult("skipped: the turn ended with update_goal", ok=False))])
             continue
         if call.id in turn.intended:
             # Started before a crash and never finished: tell the model instead of running it twice.
             skipped = ToolResult(f"{INTERRUPTED}: the harness stopped while this call ran; it may have partly run. "
                                  "Inspect the workspace before repeating it.", ok=False, interrupted="crash")
-            host.record([_result_event(call, skipped)])
+            run.record([_result_event(call, skipped)])
             continue
-        if (control := host.poll_controls()) is not None:
+        if (control := run.poll_controls()) is not None:
             return control
-        host.record([ToolIntentEvent(call_id=call.id, name=call.name, arguments=call.arguments)])
-        result = await host.call_tool(call, tools)
+        run.record([ToolIntentEvent(call_id=call.id, name=call.name, arguments=call.arguments)])
+        result = await call_tool(run, call, tools)
         # A pause, Ctrl-C or clear that cut the call short is applied before the step is judged.
-        control = host.poll_controls() if result.interrupted is not None else None
-        tree = await host.tree_hash() if tree_due(host.state) else None
-        step = host.steer(ToolStepped(_signature(call), host.elapsed(), tree), [_result_event(call, result)])
+        control = run.poll_controls() if result.interrupted is not None else None
+        tree = await run.tree_hash() if tree_due(run.state) else None
+        step = run.steer(ToolStepped(_signature(call), run.elapsed(), tree), [_result_event(call, result)])
         if control is not None:
             return control
         if not isinstance(step.action, Proceed):
@@ -142,56 +109,71 @@ async def _answer_open_calls(host: TurnHost, tools: ToolRegistry) -> Action:
     return Proceed()
 
 
-async def _leave(host: TurnHost, turn: OpenTurn, action: Action) -> None:
+async def _leave(run: GoalRun, turn: OpenTurn, action: Action) -> None:
     """The turn is left before its end. Unless it is only paused (a resume continues the same turn), the
     calls it will never run get a result, and a goal that stops closes the turn (a resume starts afresh,
     not inside an old wrap-up). What it wrote gets its checkpoint commit, so a raise and resume go on
     from there instead of meeting the goal's own changes as foreign ones."""
     paused = isinstance(action, Stop) and action.status == "paused"
     if not paused and turn.unanswered:
-        host.record([_result_event(call, ToolResult("skipped: the harness ended this turn before the call ran",
+        run.record([_result_event(call, ToolResult("skipped: the harness ended this turn before the call ran",
                                                     ok=False)) for call in turn.unanswered])
-    closes = isinstance(action, Stop) and not paused and turn is host.conversation.turn
+    closes = isinstance(action, Stop) and not paused and turn is run.facts.turn
     wrote = _wrote(turn)
     if not (wrote or closes):
         return
     left_at = action.reason.value if isinstance(action, Stop) else type(action).__name__
     checkpoint = _checkpoint_event(turn, None).model_copy(update={"left_at": left_at})
     if wrote:
-        committed = await host.commit_checkpoint(turn.number, _message_of(checkpoint))
-        checkpoint = checkpoint.model_copy(update={**committed, "tree_hash": await host.tree_hash()})
+        committed = await _commit_checkpoint(run, turn.number, _message_of(checkpoint))
+        checkpoint = checkpoint.model_copy(update={**committed, "tree_hash": await run.tree_hash()})
     ended = TurnEndedEvent(turn=turn.number, turn_kind=turn.kind, tool_calls=_calls(turn), signal=None,
                            left_at=left_at)
-    host.record([ended, checkpoint] if closes else [checkpoint])
+    run.record([ended, checkpoint] if closes else [checkpoint])
+
+
+async def _commit_checkpoint(run: GoalRun, turn: int, message: str) -> dict[str, Any]:
+    """The turn's checkpoint commit on the goal branch; boundary violations are reverted first."""
+    branch = run.facts.branch
+    if branch is None:
+        return {}
+    # The Checks trailer states the result for the tree being committed, or `unmeasured`: never the last run's
+    tree = await run.tree_hash()
+    runs = run.store.events(run.goal.thread_id, goal_id=run.goal.goal_id, kinds=[BaselineEvent, EvidenceEvent])
+    passing = measured_trees(runs).get(tree) if tree else None
+    boundaries = run.contract.boundaries
+    return await asyncio.to_thread(commit_turn, run.workspace, branch, run.goal.goal_id, turn, passing,
+                                   len(run.contract.checks), message, list(run.sandbox.protect),
+                                   list(boundaries.paths), boundaries.max_file_bytes)
 
 
 def _wrote(turn: OpenTurn) -> bool:
-    return any(isinstance(r.event, ToolIntentEvent) and r.event.name in WRITING_TOOLS for r in turn.records)
+    return any(isinstance(e, ToolIntentEvent) and e.name in WRITING_TOOLS for e in turn.events)
 
 
 def _calls(turn: OpenTurn) -> int:
-    return sum(len(r.event.tool_calls) for r in turn.records if isinstance(r.event, ModelResponseEvent))
+    return sum(len(e.tool_calls) for e in turn.events if isinstance(e, ModelResponseEvent))
 
 
-async def _end_turn(host: TurnHost, signal: dict[str, str | None] | None) -> Action:
+async def _end_turn(run: GoalRun, signal: dict[str, str | None] | None) -> Action:
     """Close the turn with its checkpoint; the decision says what comes next."""
-    calls, wrote = _calls(host.conversation.turn), _wrote(host.conversation.turn)
-    checkpoint = _checkpoint_event(host.conversation.turn, None)
-    committed = await host.commit_checkpoint(host.conversation.turn.number, _message_of(checkpoint)) if wrote else {}
+    calls, wrote = _calls(run.facts.turn), _wrote(run.facts.turn)
+    checkpoint = _checkpoint_event(run.facts.turn, None)
+    committed = await _commit_checkpoint(run, run.facts.turn.number, _message_of(checkpoint)) if wrote else {}
     # Only these tools can change the tree; skipping git for read-only turns keeps the turn gap small.
-    tree = await host.tree_hash() if wrote else host.known_tree_hash()
+    tree = await run.tree_hash() if wrote else run.state.tree_hash
     checkpoint = checkpoint.model_copy(update={**committed, "tree_hash": tree})
     ended = TurnEnded(calls, signal=signal["status"] if signal else None,  # type: ignore[arg-type]
-                      blocker=signal.get("blocker") if signal else None, tree_hash=tree, elapsed_s=host.elapsed())
-    turn = host.conversation.turn
+                      blocker=signal.get("blocker") if signal else None, tree_hash=tree, elapsed_s=run.elapsed())
+    turn = run.facts.turn
     events: list[Event] = [TurnEndedEvent(turn=turn.number, turn_kind=turn.kind, tool_calls=calls, signal=signal),
                            checkpoint]
-    return host.steer(ended, events).action
+    return run.steer(ended, events).action
 
 
-def _signal_of(conversation: Conversation) -> dict[str, str | None] | None:
+def _signal_of(run: GoalRun) -> dict[str, str | None] | None:
     """The update_goal report made in this turn, if any (it ends the turn)."""
-    return conversation.turn.signal
+    return run.facts.turn.signal
 
 
 def _signature(call: ToolCall) -> str:
@@ -201,11 +183,11 @@ def _signature(call: ToolCall) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _response_event(response: ModelResponse, host: TurnHost) -> ModelResponseEvent:
+def _response_event(response: ModelResponse, run: GoalRun) -> ModelResponseEvent:
     return ModelResponseEvent(
         content=response.content,
         tool_calls=[CallMade(id=c.id, name=c.name, arguments=c.arguments) for c in response.tool_calls],
-        usage=Usage.of(response.usage), usd=host.price(response), model=response.model,
+        usage=Usage.of(response.usage), usd=run.price(response), model=response.model,
         finish_reason=response.finish_reason)
 
 
@@ -221,8 +203,8 @@ def _checkpoint_event(turn: OpenTurn, tree: str | None) -> CheckpointEvent:
     files: set[str] = set()
     commands: list[str] = []
     tokens = 0
-    for record in turn.records:
-        match record.event:
+    for event in turn.events:
+        match event:
             case ToolResultEvent(files_touched=touched, name=name, data=data):
                 files.update(touched)
                 note = data.get("note", note) if name == "checkpoint" else note

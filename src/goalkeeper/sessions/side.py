@@ -8,16 +8,17 @@ goal row: a running runner owns it under its version guard, so side usage is not
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from goalkeeper.context.history import Conversation
 from goalkeeper.context.prompts import as_data, render
 from goalkeeper.context.render import contract_block
+from goalkeeper.context.replay import goal_view, replay
 from goalkeeper.errors import ContextLengthError, GoalNotFoundError
 from goalkeeper.events import BaselineEvent, EvidenceEvent, SideEvent
-from goalkeeper.goals.views import goal_events, latest_evidence
+from goalkeeper.goals.views import goal_events
 from goalkeeper.models.base import Message
 from goalkeeper.sessions.session import SessionCost, ToolUse, open_session, read_only_tools, run_session
 from goalkeeper.spec.settings import ModelSettings
@@ -122,8 +123,5 @@ def ask_side_question(store: Store, workspace: Path, question: str, *, thread_id
 
 def _goal_view(store: Store, goal: Goal) -> dict[str, Any]:
     """What `get_goal` shows, as the runner's tool context has it."""
-    contract, state = goal.contract, goal.state
-    evidence = latest_evidence(goal_events(store, goal, [BaselineEvent, EvidenceEvent]))
-    return {"objective": contract.outcome, "status": state.status, "verified": contract.verified,
-            "checks": {e.name: "pass" if e.passed else "fail" for e in evidence},
-            "spent": asdict(state.spent), "limits": asdict(state.limits)}
+    facts = replay(goal_events(store, goal, [BaselineEvent, EvidenceEvent]))
+    return goal_view(goal.contract, goal.state, facts)

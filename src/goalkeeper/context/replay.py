@@ -1,0 +1,192 @@
+"""One replay of a goal's events into what they say for certain, the newest turn included: the runner, the views
+and the side question all read this fold (the messages the model sees are history.py's).
+
+Pure: typed events in, one `GoalFacts` value out; `apply` keeps it in step as a runner commits new events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from goalkeeper.context.handoff import Facts
+from goalkeeper.context.history import tool_calls_of
+from goalkeeper.core.lifecycle import TurnKind
+from goalkeeper.core.outcomes import CheckTrigger, GoalState
+from goalkeeper.events import (
+    ApprovalRuleEvent,
+    BaselineEvent,
+    BaselineMirrorEvent,
+    CheckpointEvent,
+    ChecksRequestedEvent,
+    Event,
+    Evidence,
+    EvidenceEvent,
+    GoalBranchEvent,
+    MessageEvent,
+    ModelResponseEvent,
+    NudgeEvent,
+    RecoveryCheckpointEvent,
+    ToolIntentEvent,
+    ToolResultEvent,
+    TurnEndedEvent,
+    TurnStartedEvent,
+    VerificationPinsEvent,
+    VerificationSurfaceEvent,
+)
+from goalkeeper.models.base import ToolCall
+from goalkeeper.spec.contract import Contract
+from goalkeeper.store import EventRecord
+from goalkeeper.verify.observed import Surface
+from goalkeeper.verify.pins import Pins
+from goalkeeper.workspace.checkpoints import Violation
+from goalkeeper.workspace.git import GoalBranch
+from goalkeeper.workspace.goal import violations_notice
+
+
+@dataclass
+class OpenTurn:
+    """What the store says about the newest turn: enough to resume it after a crash."""
+
+    kind: TurnKind = "continuation"
+    number: int = 0
+    opened: bool = False
+    """The turn's opening message has been written."""
+    ended: bool = True
+    pending_checks: CheckTrigger | None = None
+    """A check run was requested (with this trigger) and has no evidence yet."""
+    unanswered: list[ToolCall] = field(default_factory=list)
+    """Tool calls of the newest response that have no result yet."""
+    signal: dict[str, Any] | None = None
+    """The update_goal report (complete or blocked) made in this turn; it ends the turn."""
+    intended: set[str] = field(default_factory=set)
+    """Call ids with an intent event (started, maybe finished before a crash)."""
+    events: list[Event] = field(default_factory=list)
+    """The turn's events so far, for its checkpoint."""
+
+    def apply(self, event: Event) -> None:
+        """Fold one event of this turn in."""
+        match event:
+            case ChecksRequestedEvent(trigger=trigger):
+                self.pending_checks = trigger
+            case EvidenceEvent():
+                self.pending_checks = None
+            case TurnEndedEvent():
+                self.ended = True
+            case MessageEvent():
+                self.opened = True
+            case ModelResponseEvent():
+                self.unanswered, self.intended = list(tool_calls_of(event)), set()
+            case ToolIntentEvent(call_id=call_id):
+                self.intended.add(call_id)
+            case ToolResultEvent(call_id=call_id, signal=signal, data=data):
+                if signal:
+                    self.signal = data
+                self.unanswered = [c for c in self.unanswered if c.id != call_id]
+        self.events.append(event)
+
+
+@dataclass
+class GoalFacts:
+    """What a goal's events say: its evidence, baseline, pins, surface, branch and what the model must be told."""
+
+    turn: OpenTurn = field(default_factory=OpenTurn)
+    """The newest turn, as far as the store knows it."""
+    evidence: list[Evidence] = field(default_factory=list)
+    """The newest check run's evidence (the baseline's when no run followed it)."""
+    baseline: BaselineEvent | None = None
+    """The baseline run: each check's tests are judged against its evidence (verify/tests.py)."""
+    why: str = ""
+    """The newest nudge's reason."""
+    mirror: BaselineMirrorEvent | None = None
+    """The baseline mirror and the environment snapshot."""
+    pins: Pins | None = None
+    pinned: list[str] = field(default_factory=list)
+    """Files of the verification surface pinned at baseline."""
+    surface: Surface | None = None
+    """The verification surface observed at baseline (None for goals stored before it was recorded)."""
+    observed_surface: dict[str, Any] | None = None
+    """The baseline surface's summary (verify.observed.surface_summary)."""
+    run_surface: dict[str, Any] | None = None
+    """The surface's state at the newest check run that recorded one: unchanged, extended or modified."""
+    branch: GoalBranch | None = None
+    notice: str = ""
+    """Something the harness must tell the model in the next opening message (reverted edits, recovery)."""
+    approved: list[str] = field(default_factory=list)
+    """Command patterns a person approved and asked to remember."""
+    last_checkpoint: CheckpointEvent | None = None
+    checklist_done: set[int] = field(default_factory=set)
+    """Checklist items some checkpoint's note listed in `checklist_done`."""
+    handoff: Facts = field(default_factory=Facts)
+    """What a compaction's hand-off says for certain: checkpoints, files, failed approaches, repeats."""
+
+    @property
+    def keep_green(self) -> list[str] | None:
+        """The keep_green commands green at baseline (None before the baseline ran)."""
+        return None if self.baseline is None else list(self.baseline.keep_green_active)
+
+    @property
+    def baseline_evidence(self) -> list[Evidence]:
+        return [] if self.baseline is None else list(self.baseline.evidence)
+
+    def apply(self, event: Event) -> None:
+        """Fold one event in."""
+        self.handoff.apply(event)
+        if isinstance(event, TurnStartedEvent):
+            self.turn = OpenTurn(kind=event.turn_kind, number=event.turn, ended=False)  # type: ignore[arg-type]
+        self.turn.apply(event)
+        if isinstance(event, (EvidenceEvent, BaselineEvent)):
+            self.evidence = list(event.evidence)
+        match event:
+            case BaselineEvent():
+                self.baseline = event
+            case EvidenceEvent(surface=surface) if surface:
+                self.run_surface = surface
+            case NudgeEvent():
+                self.why = event.why
+            case BaselineMirrorEvent():
+                self.mirror = event
+            case VerificationPinsEvent():
+                self.pins, self.pinned = Pins.from_json(event.pins), list(event.files)
+            case VerificationSurfaceEvent():
+                self.surface, self.observed_surface = Surface.from_json(event.surface), event.summary
+            case GoalBranchEvent():
+                self.branch = GoalBranch(event.name, event.base_commit, event.snapshot_commit)
+            case CheckpointEvent():
+                self._checkpoint(event)
+            case RecoveryCheckpointEvent():
+                self.notice += " " + event.notice if event.notice else ""
+            case MessageEvent():
+                self.notice = ""  # told
+            case ApprovalRuleEvent():
+                self.approved.append(event.match)
+
+    def _checkpoint(self, event: CheckpointEvent) -> None:
+        self.last_checkpoint = event
+        numbers: Any = event.note.get("checklist_done") or []
+        self.checklist_done.update(n for n in numbers if isinstance(n, int))
+        violations = [Violation(**v) for v in event.violations or []]
+        self.notice += (" " + event.notice if event.notice else "") + violations_notice(violations)
+
+
+def replay(records: Iterable[EventRecord]) -> GoalFacts:
+    """Fold a goal's events, oldest first."""
+    facts = GoalFacts()
+    for record in records:
+        facts.apply(record.event)
+    return facts
+
+
+def checklist(contract: Contract, facts: GoalFacts) -> list[dict[str, Any]]:
+    """Each checklist item with its number and whether a checkpoint marked it done (out-of-range marks ignored)."""
+    return [{"number": number, "item": item, "done": number in facts.checklist_done}
+            for number, item in enumerate(contract.checklist, 1)]
+
+
+def goal_view(contract: Contract, state: GoalState, facts: GoalFacts) -> dict[str, Any]:
+    """What the `get_goal` tool shows, for the runner's model and a side question's alike."""
+    return {"objective": contract.outcome, "status": state.status, "verified": contract.verified,
+            "checks": {e.name: "pass" if e.passed else "fail" for e in facts.evidence},
+            "spent": asdict(state.spent), "limits": asdict(state.limits),
+            "checklist": list(contract.checklist)}

@@ -1,0 +1,185 @@
+"""One goal's run as one value: what the turn, the requests, the checks and the tool calls all work on.
+
+It holds the goal, its model and tools, the conversation and the replayed facts, the sandbox and the clock,
+and it is the one place a run commits: `steer` decides on an outcome and commits the decision, `record`
+commits events that change no state. Every committed event is folded back into the conversation and the facts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from goalkeeper.config.load import Config
+from goalkeeper.config.trust import HARNESS_PROTECT
+from goalkeeper.context.history import Conversation
+from goalkeeper.context.prompts import render
+from goalkeeper.context.render import contract_block, evidence_digest, opening_message
+from goalkeeper.context.replay import GoalFacts
+from goalkeeper.context.tokens import auto_compact_limit, counter_for
+from goalkeeper.core.decide import decide, outcome_of
+from goalkeeper.core.lifecycle import TurnKind
+from goalkeeper.core.outcomes import Action, Decision, GoalCleared, GoalState, Interrupted, Outcome, Proceed, Stop, Wait
+from goalkeeper.core.state import request_of
+from goalkeeper.errors import GoalkeeperError
+from goalkeeper.events import ApprovalRuleEvent, Event
+from goalkeeper.models.base import Model, ModelResponse
+from goalkeeper.models.pricing import cost_usd, price_of
+from goalkeeper.run.inbox import applied_marker, pending_requests
+from goalkeeper.sandbox.policy import SandboxPolicy
+from goalkeeper.spec.contract import Contract
+from goalkeeper.spec.settings import GoalSettings, Price
+from goalkeeper.store import EventRecord, Goal, StaleGoalError, Store
+from goalkeeper.tools.registry import Approver, ToolRegistry, default_registry
+from goalkeeper.verify.cleanroom import Baseline, baseline_of
+from goalkeeper.workspace.tree import tree_hash
+
+
+class GoalGone(GoalkeeperError):
+    """The goal was cleared or replaced while this runner drove it."""
+
+
+@dataclass
+class GoalRun:
+    """One goal being driven: its record, parsed once, and everything the run has learnt since."""
+
+    store: Store
+    goal: Goal
+    model: Model
+    workspace: Path
+    contract: Contract
+    settings: GoalSettings
+    state: GoalState
+    version: int
+    tools: ToolRegistry
+    conversation: Conversation
+    sandbox: SandboxPolicy
+    env: dict[str, str]
+    unit_price: Price | None
+    compact_limit: int
+    on_event: Callable[[EventRecord], None] | None = None
+    on_text: Callable[[str], None] | None = None
+    """Receives the model's text as it streams (a UI shows it as it arrives)."""
+    approver: Approver | None = None
+    facts: GoalFacts = field(default_factory=GoalFacts)
+    clock: tuple[float, float] = (0.0, 0.0)
+    """(monotonic time this run started, the goal's active seconds before it)."""
+    interrupted: bool = False
+    """Ctrl-C or SIGTERM asked for a pause: honoured within a tool call's watch, else at the next boundary."""
+    lease_lost: bool = False
+
+    @classmethod
+    def open(cls, store: Store, goal: Goal, model: Model, workspace: Path, *,
+             on_event: Callable[[EventRecord], None] | None = None, on_text: Callable[[str], None] | None = None,
+             approver: Approver | None = None) -> GoalRun:
+        """The run of `goal` as the store has it: its events replayed into the conversation and the facts."""
+        contract = goal.contract
+        settings = goal.settings
+        state = goal.state
+        stored = settings.model
+        # The price is fixed when the goal is set; goals stored before prices were kept look it up.
+        price = stored.price if stored is not None and stored.price is not None else price_of(model.name)
+        counter = counter_for(stored.model if stored else model.name, stored.wire_api if stored else "chat")
+        boundaries = contract.boundaries
+        # The harness's own folder is protected whatever the contract says; config.toml's secrets join later.
+        sandbox = SandboxPolicy(boundaries.sandbox, workspace, (*HARNESS_PROTECT, *boundaries.protect),
+                                tuple(boundaries.paths), network=boundaries.network)
+        run = cls(store, goal, model, workspace, contract, settings, state, goal.version,
+                  default_registry().with_approvals(approver=approver),
+                  Conversation(render("system"), contract_block(contract), counter), sandbox,
+                  Config().command_env(os.environ, key_env(settings)), price, auto_compact_limit(stored),
+                  on_event, on_text, approver, clock=(time.monotonic(), state.spent.time_s))
+        for record in store.events(goal.thread_id, goal_id=goal.goal_id):
+            run.absorb(record)
+        return run
+
+    def steer(self, outcome: Outcome, extra: list[Event] | None = None) -> Decision:
+        """Decide on `outcome` and commit the decision (with `extra` events) before anything acts on it."""
+        decision = decide(self.state, outcome)
+        if not extra and not decision.events and isinstance(decision.action, Proceed):
+            # Nothing to record: only the clock moved. Kept in memory; the next commit persists it.
+            self.state = decision.state
+            return decision
+        return self.commit(decision, extra)
+
+    def record(self, events: list[Event]) -> None:
+        """Commit events that change no state (intents, results, messages)."""
+        self.commit(None, events)
+
+    def commit(self, decision: Decision | None, extra: list[Event] | None = None) -> Decision:
+        """Commit `extra` then the decision's events, and its state under the goal's version guard."""
+        events = [*(extra or []), *(decision.events if decision else [])]
+        state = decision.state if decision else None
+        try:
+            version, records = self.store.commit(self.goal.goal_id, events, state=state,
+                                                 expected_version=self.version if decision else None)
+        except StaleGoalError as stale:
+            raise GoalGone("the goal was cleared, replaced or changed by another process") from stale
+        if decision is not None:
+            self.state, self.version = decision.state, version
+        for record in records:
+            self.absorb(record)
+            if self.on_event is not None:
+                self.on_event(record)
+        return decision or Decision(self.state, Wait())
+
+    def absorb(self, record: EventRecord) -> None:
+        """Keep the conversation and the facts in step with the store."""
+        self.conversation.apply(record)
+        self.facts.apply(record.event)
+        if isinstance(record.event, ApprovalRuleEvent):
+            self.tools.remember(record.event.match)
+
+    def poll_controls(self) -> Action | None:
+        """Apply queued pauses, clears and budget raises; an action means the turn must stop here."""
+        if self.lease_lost:
+            raise GoalGone("another runner took over this goal's lease")
+        if self.interrupted:
+            self.interrupted = False
+            return self.steer(Interrupted()).action
+        for seq, request in pending_requests(self.store, self.goal.goal_id, self.goal.thread_id):
+            outcome = outcome_of(request_of(request))
+            decision = decide(self.state, outcome)
+            applied = applied_marker(seq, decision)  # a refusal is recorded there, for the person
+            if isinstance(outcome, GoalCleared):
+                self.store.delete_goal(self.goal.goal_id, [applied, *decision.events])
+                raise GoalGone("the goal was cleared while running")
+            decision = self.commit(decision, [applied])
+            if isinstance(decision.action, Stop):
+                return decision.action
+        return None
+
+    def elapsed(self) -> float:
+        """The goal's active seconds, across every run of it."""
+        started, base = self.clock
+        return base + time.monotonic() - started
+
+    def opening(self, kind: TurnKind) -> dict[str, Any]:
+        """The hidden message that opens a turn (with any harness notice in front), and the evidence it shows."""
+        facts = self.facts
+        text = opening_message(kind, self.state, facts.evidence, self.conversation.shown, why=facts.why)
+        shows_evidence = kind in ("continuation", "audit_feedback", "nudge")
+        return {"content": f"Harness notice:{facts.notice}\n\n{text}" if facts.notice else text,
+                "evidence_shown": evidence_digest(facts.evidence) if shows_evidence else self.conversation.shown}
+
+    def baseline_source(self) -> Baseline | None:
+        """What the clean room is built from (None before the goal's branch and mirror exist)."""
+        return None if self.facts.mirror is None else baseline_of(self.facts.mirror, self.goal.goal_id)
+
+    async def tree_hash(self) -> str | None:
+        """The working tree's content hash (off the event loop: it can take a while on big trees)."""
+        return await asyncio.to_thread(tree_hash, self.workspace)
+
+    def price(self, response: ModelResponse) -> float:
+        """USD for one response."""
+        return cost_usd(self.unit_price, response.usage)
+
+
+def key_env(settings: GoalSettings) -> str | None:
+    """The variable the goal's model reads its API key from (`--api-key-env BARS_KEY`), if any."""
+    return settings.model.api_key_env if settings.model is not None else None

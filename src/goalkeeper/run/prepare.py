@@ -1,0 +1,116 @@
+"""Everything a run does before its first turn: the sandbox said out loud, the goal branch, the baseline
+mirror, the pinned verification surface, config.toml at the goal's base, and the baseline check run.
+
+Each step is done once per goal and found again (from the replayed facts) on later runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import replace
+
+from goalkeeper.config.load import Config, load_config
+from goalkeeper.core.decide import with_baseline
+from goalkeeper.core.outcomes import CheckResult, Decision, Wait
+from goalkeeper.errors import ContractError
+from goalkeeper.events import BaselineEvent, Evidence, SandboxEvent, VerificationPinsEvent, VerificationSurfaceEvent
+from goalkeeper.run.goal_run import GoalRun, key_env
+from goalkeeper.sandbox import limits as process_limits
+from goalkeeper.sandbox.bwrap import require_sandbox
+from goalkeeper.spec.contract import Contract
+from goalkeeper.verify.checks import run_checks
+from goalkeeper.verify.cleanroom import keep_baseline
+from goalkeeper.verify.observed import surface_summary, traced_surface
+from goalkeeper.verify.pins import Pins, pin_verification_surface
+from goalkeeper.verify.trace import Tracer, tracer_problem
+from goalkeeper.workspace.goal import open_branch
+
+
+async def prepare(run: GoalRun) -> None:
+    """Confine the run, find or make its branch, mirror and pins, read its config, and run the baseline once."""
+    require_sandbox(run.sandbox)  # refuses to start rather than run unconfined
+    # Said out loud on every run: how the commands are confined, including what could not be bounded.
+    limit = process_limits.describe() if run.sandbox.mode != "danger-full-access" else "unconfined"
+    run.record([SandboxEvent(mode=run.sandbox.mode, network=run.sandbox.network, processes=limit)])
+    await _open_branch(run)
+    await _keep_baseline(run)
+    await _pin_surface(run)
+    config = _configure(run)
+    run.tools = run.tools.with_approvals(rules=config.rules, approval_policy=config.approval_policy,
+                                         goal_branch=run.facts.branch.name if run.facts.branch else None)
+    if run.facts.keep_green is None:
+        await baseline(run)
+
+
+def _configure(run: GoalRun) -> Config:
+    """config.toml as committed at the goal's base (its snapshot with --allow-dirty), never the goal branch,
+    which the model writes; its secrets join the sandbox and the environment filter."""
+    branch = run.facts.branch
+    config = load_config(run.workspace, commit=branch.snapshot_commit or branch.base_commit if branch else "HEAD")
+    run.sandbox = replace(run.sandbox, secrets=config.secrets, secret_env=config.secret_env)
+    run.env = config.command_env(os.environ, key_env(run.settings))
+    return config
+
+
+async def _open_branch(run: GoalRun) -> None:
+    """Create the goal branch on the first run; later, check it out and commit what a crash left."""
+    turn = run.facts.turn
+    interrupted = turn.number if turn.number and not turn.ended else None
+    boundaries = run.contract.boundaries
+    opened = await asyncio.to_thread(open_branch, run.workspace, run.goal.goal_id, run.contract.outcome,
+                                     run.facts.branch, run.settings.allow_dirty, interrupted,
+                                     list(run.sandbox.protect), list(boundaries.paths), boundaries.max_file_bytes)
+    if opened is not None:
+        run.record([opened])
+
+
+async def _keep_baseline(run: GoalRun) -> None:
+    """Before anything of the model's runs: the baseline mirror and environment snapshot; found again later."""
+    branch = run.facts.branch
+    if branch is None:
+        return
+    commit = branch.snapshot_commit or branch.base_commit
+    kept = await asyncio.to_thread(keep_baseline, run.workspace, run.goal.goal_id, commit, run.facts.mirror)
+    run.record([kept])
+
+
+async def _pin_surface(run: GoalRun) -> None:
+    """Pin the verification surface once, before the baseline; in deny mode its files become read-only."""
+    verify = run.contract.verify
+    if run.facts.pins is None:
+        pins = await asyncio.to_thread(pin_verification_surface, run.workspace, run.contract, verify.pins)
+        run.record([VerificationPinsEvent(pins=pins.to_json(), edits=verify.edits, files=sorted(pins.paths))])
+    if verify.edits == "deny" and run.facts.pins is not None:
+        run.sandbox = replace(run.sandbox, protect=(*run.sandbox.protect, *sorted(run.facts.pins.paths)))
+
+
+async def baseline(run: GoalRun) -> None:
+    """Run every check and keep_green command once before the first turn, under the tracer when it works
+    here (that one run is also the observation of the verification surface); red constraints are dropped."""
+    problem = await asyncio.to_thread(tracer_problem, run.sandbox)
+    tracer = Tracer() if problem is None else None
+    try:
+        evidence = await run_checks(run.contract, run.workspace, sandbox=run.sandbox, env=run.env, tracer=tracer)
+        surface = await asyncio.to_thread(traced_surface, tracer, problem, run.workspace,
+                                          run.facts.pins or Pins((), ()))
+    finally:
+        if tracer is not None:
+            tracer.close()
+    missing = [e for e in evidence if e.is_check and e.exit_code == 127]
+    if missing:
+        raise ContractError(f"check `{missing[0].name}` cannot run: {missing[0].error or 'command not found'}",
+                            "fix its `run` command (or install the tool), then `gk goal ... --replace`")
+    active = [e.name for e in evidence if not e.is_check and e.passed]
+    dropped = [e.name for e in evidence if not e.is_check and not e.passed]
+    tree = await run.tree_hash()
+    state = with_baseline(run.state, results(evidence, run.contract), tree)
+    kept = BaselineEvent(evidence=evidence, keep_green_active=active, keep_green_dropped=dropped, tree_hash=tree)
+    observed = VerificationSurfaceEvent(surface=surface.to_json(), summary=surface_summary(surface))
+    run.commit(Decision(state, Wait()), [kept, observed])
+
+
+def results(evidence: list[Evidence], contract: Contract) -> tuple[CheckResult, ...]:
+    """The evidence as `decide` judges it: each check's pass, metric and the metric's direction."""
+    direction = {check.name: check.metric.lower_is_better for check in contract.checks if check.metric}
+    return tuple(CheckResult(e.name, e.kind, e.passed, e.metric, direction.get(e.name)) for e in evidence)
