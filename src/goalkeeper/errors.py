@@ -5,11 +5,6 @@ The CLI renders these in one place (cli.py); nothing else prints them.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from goalkeeper.models.base import Usage
-
 
 class GoalkeeperError(Exception):
     """Base of every error a person may see. `hint` says what to do about it."""
@@ -67,12 +62,13 @@ class ProviderError(GoalkeeperError):
     transient = False
 
     def __init__(self, message: str, hint: str | None = None, *, status_code: int | None = None,
-                 retry_after_s: float | None = None, usage: Usage | None = None) -> None:
+                 retry_after_s: float | None = None, usage: object | None = None) -> None:
         super().__init__(message, hint)
         self.status_code = status_code
         self.retry_after_s = retry_after_s
         self.usage = usage
-        """Usage the provider reported before failing (e.g. a stream cut after its usage chunk): still charged."""
+        """Usage the provider reported before failing (e.g. a stream cut after its usage chunk): still charged.
+        A models.base.Usage, typed `object` because errors is the bottom layer and imports nothing of ours."""
 
 
 class TransientProviderError(ProviderError):

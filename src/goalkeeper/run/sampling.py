@@ -18,7 +18,7 @@ from goalkeeper.core.lifecycle import Reason
 from goalkeeper.core.outcomes import Action, ModelResponded, Proceed, ProviderFailed, RequestDue
 from goalkeeper.errors import ContextLengthError, ProviderError, ProviderUnavailableError
 from goalkeeper.events import ProviderRetryEvent, UsageChargedEvent
-from goalkeeper.models.base import ModelRequest, ModelResponse, ToolSpec
+from goalkeeper.models.base import ModelRequest, ModelResponse, ToolSpec, Usage
 from goalkeeper.models.pricing import cost_usd
 from goalkeeper.models.retry import RetryPolicy, complete_with_retries
 from goalkeeper.run.goal_run import GoalRun
@@ -98,11 +98,11 @@ def _failed(run: GoalRun, error: ProviderError, reason: Reason) -> Action:
 
 def charge_failed(run: GoalRun, error: ProviderError) -> None:
     """Charge the usage a failed attempt reported (a stream cut after its usage chunk, say)."""
-    if error.usage is not None:
-        usage = error.usage
+    usage = error.usage
+    if isinstance(usage, Usage):
         run.steer(ModelResponded(usage.charged_tokens, usage.cached_input_tokens,
-                                  cost_usd(run.unit_price, usage), run.elapsed()),
-                   [UsageChargedEvent(why="reported by a failed attempt", charged_tokens=usage.charged_tokens)])
+                                 cost_usd(run.unit_price, usage), run.elapsed()),
+                  [UsageChargedEvent(why="reported by a failed attempt", charged_tokens=usage.charged_tokens)])
 
 
 def _charge_cut(run: GoalRun, request: ModelRequest) -> None:
