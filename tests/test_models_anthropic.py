@@ -260,7 +260,7 @@ def test_error_event_mid_stream_is_transient() -> None:
 
     assert isinstance(error, TransientProviderError)
     assert "overloaded_error" in error.message
-    assert error.usage is not None and error.usage.input_tokens > 0
+    assert isinstance(error.usage, Usage) and error.usage.input_tokens > 0
 
 
 def test_request_too_large_is_a_context_length_error() -> None:
