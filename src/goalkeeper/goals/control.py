@@ -27,12 +27,12 @@ from goalkeeper.core.outcomes import (
     Reject,
 )
 from goalkeeper.core.state import request_event
-from goalkeeper.errors import ConfigError, ContractError, GoalkeeperError, GoalNotFoundError
+from goalkeeper.errors import ConfigError, ContractError, GoalkeeperError
 from goalkeeper.events import ControlAppliedEvent, Event
 from goalkeeper.run.inbox import applied_marker
 from goalkeeper.spec.contract import Contract, parse_duration
 from goalkeeper.spec.settings import GoalSettings
-from goalkeeper.store import Goal, Store, ThreadRecord, lease_is_live, new_id, start_state
+from goalkeeper.store import Goal, Store, lease_is_live, new_id, start_state
 from goalkeeper.verify.checks import missing_commands
 from goalkeeper.workspace.git import preflight
 
@@ -81,27 +81,6 @@ class ControlResult:
         return "budget" if self.action == "resume" and self.before == "pursuing" else self.action
 
 
-def thread_for(store: Store, workspace: Path, thread_id: str | None = None, create: bool = False) -> ThreadRecord:
-    """The thread named, or the workspace's current one (created on request)."""
-    if thread_id:
-        return store.get_thread(thread_id)
-    thread = store.current_thread(workspace)
-    if thread is None:
-        if not create:
-            raise GoalNotFoundError(f"no goal in {workspace}", 'set one with `gk goal "<objective>" --check ...`')
-        thread = store.create_thread(workspace)
-    return thread
-
-
-def current_goal(store: Store, workspace: Path, thread_id: str | None = None) -> Goal:
-    """The goal of the workspace's current thread, or a clear error."""
-    thread = thread_for(store, workspace, thread_id)
-    goal = store.get_goal(thread.thread_id)
-    if goal is None:
-        raise GoalNotFoundError(f"no goal in {workspace}", 'set one with `gk goal "<objective>" --check ...`')
-    return goal
-
-
 def check_settable(workspace: Path, contract: Contract, allow_dirty: bool = False, unverified: bool = False) -> None:
     """What every UI checks before setting a goal: checks (or `unverified` said out loud), a clean git repository
     (unless `allow_dirty`) and every check's program present. A ConfigError (or the preflight's error) says what
@@ -121,7 +100,7 @@ def check_settable(workspace: Path, contract: Contract, allow_dirty: bool = Fals
 def set_goal(store: Store, workspace: Path, contract: Contract, settings: GoalSettings,
              replace_existing: bool = False, thread_id: str | None = None) -> Goal:
     """Make `contract` the thread's goal (status pursuing). Replacing needs `replace_existing`."""
-    thread = thread_for(store, workspace, thread_id, create=True)
+    thread = store.thread_for(workspace, thread_id, create=True)
     existing = store.get_goal(thread.thread_id)
     if existing is not None and not replace_existing:
         raise GoalExistsError(

@@ -70,7 +70,7 @@ def set_goal(store: Store, workspace: Path, contract: Contract, settings: GoalSe
 
 def current_goal(store: Store, workspace: Path, thread_id: str | None = None) -> Goal:
     """The goal of the workspace's (or the thread's) current thread, or a clear error."""
-    return control.current_goal(store, workspace, thread_id)
+    return store.current_goal(workspace, thread_id)
 
 
 def pause(store: Store, goal: Goal) -> ControlResult:

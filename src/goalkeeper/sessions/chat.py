@@ -26,7 +26,6 @@ from goalkeeper.events import (
     Event,
 )
 from goalkeeper.events import Usage as UsageRecord
-from goalkeeper.goals.control import thread_for
 from goalkeeper.models.base import Message, Model, ModelResponse
 from goalkeeper.models.factory import open_model
 from goalkeeper.sandbox.bwrap import require_sandbox
@@ -91,7 +90,7 @@ class ChatSession:
                  approver: Approver | None = None) -> None:
         workspace = workspace.resolve()
         self.store, self.workspace, self.settings = store, workspace, settings
-        self.thread = thread_for(store, workspace, create=True)
+        self.thread = store.thread_for(workspace, create=True)
         config = load_config(workspace)  # HEAD's committed version: a chat has no goal, so no base commit
         self.tools = chat_tools(config, approver)
         self.context = tool_context(workspace, None, config.run, settings, store, headless=approver is None)

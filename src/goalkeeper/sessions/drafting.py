@@ -21,7 +21,6 @@ from goalkeeper.contract.lint import Finding, LintReport
 from goalkeeper.contract.toml import dump_contract, parse_contract
 from goalkeeper.errors import ConfigError, ContractError, ProviderError
 from goalkeeper.events import DraftEvent
-from goalkeeper.goals.control import thread_for
 from goalkeeper.models.base import Message, ModelResponse, ToolSpec
 from goalkeeper.sessions.session import LastRequest, Session, SessionCost, ToolUse, open_session, run_session
 from goalkeeper.spec.contract import Contract
@@ -170,7 +169,7 @@ def draft_goal(store: Store, workspace: Path, description: str, output: Path, *,
         raise ConfigError("the description is empty", 'write gk draft "make the checkout tests pass"')
     if output.exists() and not force:
         raise ConfigError(f"{output} already exists", "pass --force to overwrite it, or --output another path")
-    thread = thread_for(store, workspace, thread_id, create=True)
+    thread = store.thread_for(workspace, thread_id, create=True)
     goal = store.get_goal(thread.thread_id)
     settings = goal.settings if goal else GoalSettings()
     chosen = choose_model(workspace, model, settings)

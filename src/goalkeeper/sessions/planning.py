@@ -18,7 +18,6 @@ from typing import Any, Literal
 from goalkeeper.context.prompts import as_data, render
 from goalkeeper.errors import ConfigError
 from goalkeeper.events import PlanEvent
-from goalkeeper.goals.control import thread_for
 from goalkeeper.models.base import Message, ModelResponse, ToolCall, ToolSpec
 from goalkeeper.sessions.session import (
     LastRequest,
@@ -184,7 +183,7 @@ def make_plan(store: Store, workspace: Path, objective: str, *, thread_id: str |
     """
     if not objective.strip():
         raise ConfigError("the objective is empty", 'write gk plan "make the tests pass"')
-    thread = thread_for(store, workspace, thread_id, create=True)
+    thread = store.thread_for(workspace, thread_id, create=True)
     goal = store.get_goal(thread.thread_id)
     settings = goal.settings if goal else GoalSettings()
     contract = goal.contract if goal else None

@@ -96,7 +96,7 @@ class Implementation:
 
 def finished_goal(store: Store, workspace: Path, goal_id: str | None, thread_id: str | None) -> Goal:
     """The goal to distill: the one named, or the workspace's current one; it must have stopped for good."""
-    goal = store.get_goal_by_id(goal_id) if goal_id else control.current_goal(store, workspace, thread_id)
+    goal = store.get_goal_by_id(goal_id) if goal_id else store.current_goal(workspace, thread_id)
     status = goal.state.status
     if status not in DISTILLABLE:
         raise ConfigError(f"goal {goal.goal_id} is {status}: only a finished goal (achieved, unmet or "

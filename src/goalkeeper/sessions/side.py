@@ -18,7 +18,6 @@ from goalkeeper.context.render import contract_block
 from goalkeeper.context.replay import goal_view, replay
 from goalkeeper.errors import ContextLengthError, GoalNotFoundError
 from goalkeeper.events import BaselineEvent, EvidenceEvent, SideEvent
-from goalkeeper.goals.views import goal_events
 from goalkeeper.models.base import Message
 from goalkeeper.sessions.session import SessionCost, ToolUse, open_session, read_only_tools, run_session
 from goalkeeper.spec.settings import ModelSettings
@@ -123,5 +122,5 @@ def ask_side_question(store: Store, workspace: Path, question: str, *, thread_id
 
 def _goal_view(store: Store, goal: Goal) -> dict[str, Any]:
     """What `get_goal` shows, as the runner's tool context has it."""
-    facts = replay(goal_events(store, goal, [BaselineEvent, EvidenceEvent]))
+    facts = replay(store.events(goal.thread_id, goal_id=goal.goal_id, kinds=[BaselineEvent, EvidenceEvent]))
     return goal_view(goal.contract, goal.state, facts)

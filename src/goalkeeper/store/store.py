@@ -121,6 +121,17 @@ class Store:
             raise _no_thread(thread_id)
         return _thread(row)
 
+    def thread_for(self, workspace: Path, thread_id: str | None = None, create: bool = False) -> ThreadRecord:
+        """The thread named, or the workspace's current one (created on request)."""
+        if thread_id:
+            return self.get_thread(thread_id)
+        thread = self.current_thread(workspace)
+        if thread is None:
+            if not create:
+                raise _no_goal(workspace)
+            thread = self.create_thread(workspace)
+        return thread
+
     def list_threads(self) -> list[ThreadRecord]:
         """Every thread, newest first."""
         with self._db.read() as conn:
@@ -163,6 +174,13 @@ class Store:
             row = conn.execute("SELECT * FROM goals WHERE thread_id = ? AND standing = 'current'",
                                (thread_id,)).fetchone()
         return None if row is None else _goal(row)
+
+    def current_goal(self, workspace: Path, thread_id: str | None = None) -> Goal:
+        """The goal of the workspace's current thread (or of the thread named), or a clear error."""
+        goal = self.get_goal(self.thread_for(workspace, thread_id).thread_id)
+        if goal is None:
+            raise _no_goal(workspace)
+        return goal
 
     def get_goal_by_id(self, goal_id: str) -> Goal:
         """Any goal, current or not; `standing` says which."""
@@ -360,6 +378,10 @@ def _current_goal(conn: sqlite3.Connection, goal_id: str,
 
 def _no_thread(thread_id: str) -> GoalNotFoundError:
     return GoalNotFoundError(f"no thread {thread_id}", hint="`gk threads` lists them")
+
+
+def _no_goal(workspace: Path) -> GoalNotFoundError:
+    return GoalNotFoundError(f"no goal in {workspace}", 'set one with `gk goal "<objective>" --check ...`')
 
 
 def _thread(row: sqlite3.Row) -> ThreadRecord:
