@@ -28,9 +28,9 @@ from goalkeeper.core.outcomes import BudgetRaise
 from goalkeeper.errors import ConfigError, ContractError
 from goalkeeper.events import payload_of
 from goalkeeper.goals import service
+from goalkeeper.goals.prd import FACTS_HEADING, FACTS_MARK, read_prd
 from goalkeeper.run.engine import run_goal
 from goalkeeper.sandbox.rules import Rule
-from goalkeeper.sessions.prd import FACTS_HEADING, FACTS_MARK, read_prd
 from goalkeeper.store import Store
 from helpers import git
 from scenario import (

@@ -13,7 +13,7 @@ from chat_server import ChatServer, Completion
 from goalkeeper.contract.flags import contract_from_flags
 from goalkeeper.errors import ContractError
 from goalkeeper.events import DistilledEvent, payload_of
-from goalkeeper.sessions.prd import FACTS_HEADING, SECTIONS, prd_text, read_prd
+from goalkeeper.goals.prd import FACTS_HEADING, SECTIONS, prd_text, read_prd
 from goalkeeper.store import Store
 from goalkeeper.workspace.git import GoalBranch
 from scenario import HONEST_FIX, TESTS, gk, sample_repo, write_script

@@ -25,14 +25,14 @@ from goalkeeper.core.lifecycle import exit_code
 from goalkeeper.core.outcomes import BudgetRaise
 from goalkeeper.errors import ConfigError, GoalkeeperError, WorkspaceError
 from goalkeeper.events import payload_of
-from goalkeeper.goals import control, service
+from goalkeeper.goals import control, prd, service
 from goalkeeper.goals.report import build_report, render_markdown, render_pr
 from goalkeeper.goals.views import goal_events, summarize
 from goalkeeper.models.factory import LOCAL_MODEL_NOTE
 from goalkeeper.models.local_server import serve_forever
 from goalkeeper.run.engine import config_commit, run_goal
 from goalkeeper.run.runner import RunResult
-from goalkeeper.sessions import drafting, planning, prd
+from goalkeeper.sessions import drafting, planning
 from goalkeeper.sessions import side as side_questions
 from goalkeeper.sessions.planning import newest_plan
 from goalkeeper.spec.contract import Contract, parse_duration

@@ -33,9 +33,9 @@ from goalkeeper.verify.surface import surface_lines
 
 if TYPE_CHECKING:
     from goalkeeper.contract.lint import Finding, LintReport
+    from goalkeeper.goals.prd import Distilled, Implementation
     from goalkeeper.sessions.drafting import DraftResult
     from goalkeeper.sessions.planning import PlanResult
-    from goalkeeper.sessions.prd import Distilled, Implementation
     from goalkeeper.sessions.session import ToolUse
     from goalkeeper.sessions.side import SideAnswer
     from goalkeeper.templates import Template
