@@ -42,6 +42,28 @@ class Reason(StrEnum):
 
 BUDGET_REASONS = frozenset({Reason.BUDGET_TOKENS, Reason.BUDGET_USD, Reason.BUDGET_TIME, Reason.BUDGET_TURNS})
 
+REASONS = {
+    "goal_set": "the goal was set and has not stopped yet",
+    "user_pause": "a person paused it",
+    "user_resume": "a person resumed it",
+    "user_reopen": "a person re-opened it",
+    "interrupted": "the runner was interrupted (Ctrl-C or SIGTERM)",
+    "stalled": "two text-only turns in a row, and the checks did not pass",
+    "provider_unavailable": "the model provider stayed unavailable after retries",
+    "provider_error": "the model provider refused the request",
+    "context_too_long": "the conversation no longer fit the model's context",
+    "checks_passed": "the model requested completion and every check passed and every constraint held",
+    "audit_accepted": "no checks: the model's completion audit was accepted (unverified)",
+    "blocked": "the model declared itself blocked and reported why",
+    "stuck": "no progress, still none after a nudge",
+    "max_attempts": "completion was refused more times than max_attempts allows",
+    "budget_tokens": "the token budget was used up",
+    "budget_usd": "the USD budget was used up",
+    "budget_time": "the time budget was used up",
+    "budget_turns": "the turn budget was used up",
+}
+"""Each reason code in words, for the report's status line and the notifications."""
+
 #: (from, to) -> the actors allowed to make that move.
 TRANSITIONS: dict[tuple[Status, Status], frozenset[Actor]] = {
     ("pursuing", "paused"): frozenset({"user", "harness"}),

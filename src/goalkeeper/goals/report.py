@@ -9,35 +9,13 @@ from collections import Counter
 from typing import Any
 
 from goalkeeper import events as ev
-from goalkeeper.core.lifecycle import status_label
+from goalkeeper.core.lifecycle import REASONS, status_label
 from goalkeeper.events import Event, Evidence
 from goalkeeper.goals.views import GoalSummary, checklist_progress, goal_events, summarize
 from goalkeeper.spec.contract import format_duration
 from goalkeeper.store import Goal, Store
 from goalkeeper.verify.surface import TAMPERING
 from goalkeeper.workspace.goal import branch_of, measured_checkpoints
-
-REASONS = {
-    "goal_set": "the goal was set and has not stopped yet",
-    "user_pause": "a person paused it",
-    "user_resume": "a person resumed it",
-    "user_reopen": "a person re-opened it",
-    "interrupted": "the runner was interrupted (Ctrl-C or SIGTERM)",
-    "stalled": "two text-only turns in a row, and the checks did not pass",
-    "provider_unavailable": "the model provider stayed unavailable after retries",
-    "provider_error": "the model provider refused the request",
-    "context_too_long": "the conversation no longer fit the model's context",
-    "checks_passed": "the model requested completion and every check passed and every constraint held",
-    "audit_accepted": "no checks: the model's completion audit was accepted (unverified)",
-    "blocked": "the model declared itself blocked and reported why",
-    "stuck": "no progress, still none after a nudge",
-    "max_attempts": "completion was refused more times than max_attempts allows",
-    "budget_tokens": "the token budget was used up",
-    "budget_usd": "the USD budget was used up",
-    "budget_time": "the time budget was used up",
-    "budget_turns": "the turn budget was used up",
-}
-"""Each reason code in words, for the report's status line."""
 
 CLEAN_ROOM = "clean room"
 """Evidence.room of a check run in the verification tree built from the harness's baseline objects."""

@@ -26,11 +26,10 @@ import httpx
 import goalkeeper
 from goalkeeper.config.load import load_config
 from goalkeeper.config.schema import NotifyTarget
-from goalkeeper.core.lifecycle import status_label
+from goalkeeper.context.replay import replay
+from goalkeeper.core.lifecycle import REASONS, status_label
 from goalkeeper.errors import StoreError
-from goalkeeper.events import NotifyAttemptEvent, StatusChangedEvent
-from goalkeeper.goals.report import REASONS
-from goalkeeper.goals.views import summarize
+from goalkeeper.events import BaselineEvent, EvidenceEvent, NotifyAttemptEvent, StatusChangedEvent
 from goalkeeper.store import EventRecord, Store
 
 SIGNATURE_HEADER = "X-Goalkeeper-Signature"
@@ -145,21 +144,22 @@ def slack_escape(text: str) -> str:
 
 
 def notice_of(store: Store, record: EventRecord, server_url: str | None) -> Notice:
-    """The notice for a status_changed event, with the goal's newest evidence (views.summarize)."""
+    """The notice for a status_changed event, with the goal's newest evidence (replayed from its events)."""
     assert record.goal_id is not None
-    summary = summarize(store, store.get_goal_by_id(record.goal_id))
+    goal = store.get_goal_by_id(record.goal_id)
+    newest = replay(store.events(goal.thread_id, goal_id=goal.goal_id, kinds=[BaselineEvent, EvidenceEvent])).evidence
     # The dashboard's goal page (it shows the report): a browser can open it, while the API's report route
     # needs a bearer header that a link cannot carry.
     url = f"{server_url.rstrip('/')}/#/threads/{record.thread_id}" if server_url else None
     changed = record.event
     assert isinstance(changed, StatusChangedEvent), "only a status change is notified"
     evidence = [{"name": e.name, "kind": e.kind, "passed": e.passed, "exit_code": e.exit_code, "metric": e.metric,
-                 "target": e.target} for e in summary.evidence]
-    return Notice(goal_id=record.goal_id, thread_id=record.thread_id, objective=summary.objective,
+                 "target": e.target} for e in newest]
+    return Notice(goal_id=record.goal_id, thread_id=record.thread_id, objective=goal.contract.outcome,
                   status=changed.to, previous=changed.from_status, reason=changed.reason, actor=changed.actor,
                   seq=record.seq,
-                  verified=summary.verified, checks_passing=summary.checks_passing,
-                  checks_total=summary.checks_total, evidence=evidence, report_url=url)
+                  verified=goal.contract.verified, checks_passing=sum(e.passed for e in newest if e.is_check),
+                  checks_total=len(goal.contract.checks), evidence=evidence, report_url=url)
 
 
 def request_of(target: NotifyTarget, notice: Notice, now: float | None = None) -> tuple[bytes, dict[str, str]]:

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from dataclasses import fields
 
-from goalkeeper.core.lifecycle import status_label
+from goalkeeper.core.lifecycle import REASONS, status_label
 from goalkeeper.events import BaselineEvent, CheckpointEvent, Evidence, EvidenceEvent, payload_of
-from goalkeeper.goals.report import REASONS, metric_points
+from goalkeeper.goals.report import metric_points
 from goalkeeper.goals.views import GoalSummary, goal_events, summarize
 from goalkeeper.server.models import CheckpointOut, EventOut, EvidenceOut, EvidenceRunOut, GoalOut, ThreadOut
 from goalkeeper.store import EventRecord, Goal, Store, ThreadRecord
