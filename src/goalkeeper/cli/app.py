@@ -30,6 +30,7 @@ from goalkeeper.goals.report import build_report, render_markdown, render_pr
 from goalkeeper.goals.views import goal_events, summarize
 from goalkeeper.models.factory import LOCAL_MODEL_NOTE
 from goalkeeper.models.local_server import serve_forever
+from goalkeeper.render.terminal import event_line
 from goalkeeper.run.engine import config_commit, run_goal
 from goalkeeper.run.runner import RunResult
 from goalkeeper.sessions import drafting, planning
@@ -271,7 +272,7 @@ def log(cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = False
                 row = {"seq": event.seq, "kind": event.event.kind, "actor": event.event.actor,
                        "payload": payload_of(event.event)}
                 print(json.dumps(row))
-            elif (line := console.event_line(event)) is not None:
+            elif (line := event_line(event)) is not None:
                 console.out.print(f"{event.seq:>5} {line}")
     return 0
 

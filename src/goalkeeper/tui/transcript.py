@@ -18,11 +18,10 @@ from textual.widget import Widget
 from textual.widgets import Collapsible, Static
 
 from goalkeeper import events as ev
-from goalkeeper.cli import console
-from goalkeeper.cli.console import Inert
 from goalkeeper.core.safe_text import markup_literal, neutralise
 from goalkeeper.events import ChatResponseEvent, CheckpointEvent, Evidence, SideEvent
 from goalkeeper.goals.views import GoalSummary
+from goalkeeper.render.terminal import Inert, event_line
 from goalkeeper.sessions.planning import Plan, plan_markdown
 from goalkeeper.store import EventRecord
 from goalkeeper.tools.shell import command_of
@@ -277,7 +276,7 @@ class Transcript(VerticalScroll):
                 return Entry(Text(f"  always approving `{match}` in {scope}", style="dim"))
             case ev.ApprovalEvent(asked=True, action=action, command=command, reason=reason):
                 return Entry(Text(f"  approval: {action} `{command}` ({reason})", style="dim"))
-        line = console.event_line(record)
+        line = event_line(record)
         return Entry(Text(line, style="dim")) if line else None
 
     def _committed_text(self, content: str, who: str = "model") -> Widget | None:
