@@ -5,7 +5,7 @@ The CLI renders these in one place (cli.py); nothing else prints them.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     from goalkeeper.models.base import Usage
@@ -55,6 +55,36 @@ class LeaseHeldError(StoreError):
 
 class GoalNotFoundError(StoreError):
     """There is no goal (or thread) where one was expected."""
+
+
+StaleReason = Literal["missing", "replaced", "cleared", "version"]
+
+
+class StaleGoalError(StoreError):
+    """A write was guarded by a goal that is gone, no longer current, or at another version.
+
+    Nothing was written. `current_version` is the goal's version when only the version differs, else None.
+    """
+
+    def __init__(self, goal_id: str, reason: StaleReason, current_version: int | None = None,
+                 expected_version: int | None = None) -> None:
+        what = {
+            "missing": "does not exist",
+            "replaced": "was replaced by a newer goal",
+            "cleared": "was cleared",
+            "version": f"is at version {current_version}, not {expected_version}",
+        }[reason]
+        super().__init__(
+            f"goal {goal_id} {what}; nothing was written",
+            hint="reload the goal (`gk goal`) and decide again; a stale goal is never charged",
+        )
+        self.goal_id = goal_id
+        self.reason: StaleReason = reason
+        self.current_version = current_version
+
+
+class BlobNotFoundError(StoreError):
+    """No blob has the id that was asked for."""
 
 
 class SandboxError(GoalkeeperError):

@@ -22,10 +22,12 @@ from starlette.types import Receive, Scope, Send
 
 import goalkeeper
 from goalkeeper.errors import (
+    BlobNotFoundError,
     ConfigError,
     GoalkeeperError,
     GoalNotFoundError,
     LeaseHeldError,
+    StaleGoalError,
     StoreError,
     StoreLockedError,
     WorkspaceError,
@@ -35,7 +37,7 @@ from goalkeeper.server import api, goals
 from goalkeeper.server.auth import ensure_token
 from goalkeeper.server.guard import HEADER_TIMEOUT_S, Guard, HeaderDeadline
 from goalkeeper.server.sse import KEEP_ALIVE_S, Broadcaster, EventFeed, Fanout
-from goalkeeper.store import BlobNotFoundError, StaleGoalError, Store
+from goalkeeper.store import Store
 
 STATIC_DIR = Path(__file__).parent / "static"
 """The dashboard: index.html and its JS/CSS. They hold no data, so they are served without the token."""
