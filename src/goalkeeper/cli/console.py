@@ -26,7 +26,6 @@ from goalkeeper.core.safe_text import neutralise
 from goalkeeper.errors import GoalkeeperError
 from goalkeeper.goals.views import GoalSummary
 from goalkeeper.spec.contract import format_duration
-from goalkeeper.store import EventRecord, ThreadRecord
 from goalkeeper.tools.shell import command_of
 from goalkeeper.verify.observed import summary_lines
 from goalkeeper.verify.surface import surface_lines
@@ -38,6 +37,7 @@ if TYPE_CHECKING:
     from goalkeeper.sessions.prd import Distilled, Implementation
     from goalkeeper.sessions.session import ToolUse
     from goalkeeper.sessions.side import SideAnswer
+    from goalkeeper.store import EventRecord, ThreadRecord
     from goalkeeper.templates import Template
 
 
