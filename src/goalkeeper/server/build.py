@@ -5,7 +5,6 @@ No logic of its own: a goal's numbers are views.summarize's, its trend the repor
 
 from __future__ import annotations
 
-from dataclasses import fields
 from typing import TYPE_CHECKING
 
 from goalkeeper.core.lifecycle import status_label
@@ -20,8 +19,8 @@ if TYPE_CHECKING:
 _RESHAPED = frozenset({"last_checkpoint", "evidence"})
 """GoalSummary fields that GoalOut sends in its own shape (a line, evidence without its output)."""
 
-SUMMARY_FIELDS = tuple(name for name in GoalOut.model_fields if name in {f.name for f in fields(GoalSummary)}
-                       and name not in ("last_checkpoint", "evidence"))
+SUMMARY_FIELDS = tuple(name for name in GoalOut.model_fields if name in GoalSummary.model_fields
+                       and name not in _RESHAPED)
 """What a GoalOut takes from views.summarize as it stands; the rest is reshaped here."""
 
 
