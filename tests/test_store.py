@@ -17,7 +17,14 @@ from pathlib import Path
 import pytest
 
 from goalkeeper.core.outcomes import GoalState, Limits, Spent
-from goalkeeper.errors import GoalNotFoundError, LeaseHeldError, StoreError, StoreLockedError
+from goalkeeper.errors import (
+    BlobNotFoundError,
+    GoalNotFoundError,
+    LeaseHeldError,
+    StaleGoalError,
+    StoreError,
+    StoreLockedError,
+)
 from goalkeeper.events import (
     ChatMessageEvent,
     GoalClearedEvent,
@@ -32,10 +39,8 @@ from goalkeeper.spec.contract import Contract
 from goalkeeper.spec.settings import GoalSettings, RunSettings
 from goalkeeper.store import (
     SCHEMA_VERSION,
-    BlobNotFoundError,
     Goal,
     Lease,
-    StaleGoalError,
     Store,
     ThreadRecord,
     default_store_path,

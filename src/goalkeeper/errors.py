@@ -1,9 +1,11 @@
 """The one exception family. Every error says what happened and how to fix it.
 
-The CLI renders these in one place (cli.py); nothing else prints them.
+The CLI renders these in one place (cli/app.py); nothing else prints them.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 
 class GoalkeeperError(Exception):
@@ -50,6 +52,36 @@ class LeaseHeldError(StoreError):
 
 class GoalNotFoundError(StoreError):
     """There is no goal (or thread) where one was expected."""
+
+
+StaleReason = Literal["missing", "replaced", "cleared", "version"]
+
+
+class StaleGoalError(StoreError):
+    """A write was guarded by a goal that is gone, no longer current, or at another version.
+
+    Nothing was written. `current_version` is the goal's version when only the version differs, else None.
+    """
+
+    def __init__(self, goal_id: str, reason: StaleReason, current_version: int | None = None,
+                 expected_version: int | None = None) -> None:
+        what = {
+            "missing": "does not exist",
+            "replaced": "was replaced by a newer goal",
+            "cleared": "was cleared",
+            "version": f"is at version {current_version}, not {expected_version}",
+        }[reason]
+        super().__init__(
+            f"goal {goal_id} {what}; nothing was written",
+            hint="reload the goal (`gk goal`) and decide again; a stale goal is never charged",
+        )
+        self.goal_id = goal_id
+        self.reason: StaleReason = reason
+        self.current_version = current_version
+
+
+class BlobNotFoundError(StoreError):
+    """No blob has the id that was asked for."""
 
 
 class SandboxError(GoalkeeperError):

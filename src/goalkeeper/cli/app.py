@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.text import Text
@@ -38,9 +37,10 @@ from goalkeeper.sessions import side as side_questions
 from goalkeeper.sessions.planning import newest_plan
 from goalkeeper.spec.contract import Contract, parse_duration
 from goalkeeper.spec.settings import GoalSettings, ModelSettings, RunSettings
-from goalkeeper.store import Goal, Store
 from goalkeeper.verify.lint import lint_goal
-from goalkeeper.workspace.git import toplevel
+
+if TYPE_CHECKING:
+    from goalkeeper.store import Goal, Store
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Run a coding agent toward a goal until the evidence says it is done.")
@@ -48,24 +48,6 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_mar
 Cwd = Annotated[Path, typer.Option("--cwd", help="Workspace directory (default: the current one).")]
 ThreadOpt = Annotated[str | None, typer.Option("--thread", help="Thread id (default: the workspace's current).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
-
-
-def open_store() -> Store:
-    """The store in $GOALKEEPER_HOME; $GOALKEEPER_BUSY_TIMEOUT_S sets how long to wait for a lock (default 10)."""
-    return Store(busy_timeout_s=float(os.environ.get("GOALKEEPER_BUSY_TIMEOUT_S", "10")))
-
-
-def workspace_of(cwd: Path) -> Path:
-    """The workspace for `--cwd`: its git top-level when inside a repository."""
-    path = cwd.expanduser()
-    if not path.exists():
-        raise WorkspaceError(f"workspace does not exist: {path}", "pass --cwd with an existing directory")
-    if not path.is_dir():
-        raise WorkspaceError(f"workspace is not a directory: {path}", "pass --cwd with a directory, not a file")
-    try:
-        return toplevel(path.resolve())
-    except WorkspaceError:
-        return path.resolve()  # not a repository: the preflight says so when a goal is set
 
 
 @app.callback(invoke_without_command=True)
@@ -89,8 +71,8 @@ def tui(cwd: Cwd = Path("."), thread: ThreadOpt = None) -> int:
     """The interactive terminal UI on the workspace's thread (what bare `gk` opens)."""
     from goalkeeper.tui.app import GoalkeeperApp  # Textual loads in a third of a second; only the TUI needs it
 
-    workspace = workspace_of(cwd)
-    with open_store() as store:
+    workspace = service.workspace_of(cwd)
+    with service.open_store() as store:
         if thread is not None:
             store.get_thread(thread)  # an unknown id is an error here, not a blank window
         GoalkeeperApp(workspace, store=store, thread_id=thread).run()
@@ -118,8 +100,8 @@ def goal(
     cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = False,
 ) -> int:
     """Set the goal, show it (no arguments), or `pause | resume | clear` it."""
-    workspace = workspace_of(cwd)
-    with open_store() as store:
+    workspace = service.workspace_of(cwd)
+    with service.open_store() as store:
         if objective in ("pause", "resume", "clear"):
             raise_by = control.budget_raise(add_tokens, add_usd, parse_duration(add_time) if add_time else None,
                                             add_turns)
@@ -193,8 +175,8 @@ def _control(store: Store, workspace: Path, thread: str | None, action: str, rai
 @with_options(model_flags=ModelFlags)
 def run(model_flags: ModelFlags, cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = False) -> int:
     """Run the goal in the foreground with a live status line. Ctrl-C pauses it cleanly."""
-    workspace = workspace_of(cwd)
-    with open_store() as store:
+    workspace = service.workspace_of(cwd)
+    with service.open_store() as store:
         record = service.current_goal(store, workspace, thread)
         commit = config_commit(store, record)  # the goal's base: never the goal branch the model wrote
         _config(workspace, model_flags.profile, commit)  # its warnings, before the run
@@ -239,8 +221,8 @@ def exec_(
     cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = False,
 ) -> int:
     """Set the goal and run it headless; `--json` streams one event per line. Exit code by outcome."""
-    workspace = workspace_of(cwd)
-    with open_store() as store:
+    workspace = service.workspace_of(cwd)
+    with service.open_store() as store:
         adopted = newest_plan(store, workspace, thread) if contract_flags.from_plan else None
         contract = contract_flags.contract(objective, adopted)
         chosen = model_flags.settings(workspace, contract.budget.usd)
@@ -253,8 +235,8 @@ def exec_(
 @app.command()
 def status(cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = False) -> int:
     """The goal's status, checks, budget and last checkpoint."""
-    with open_store() as store:
-        summary = summarize(store, service.current_goal(store, workspace_of(cwd), thread))
+    with service.open_store() as store:
+        summary = summarize(store, service.current_goal(store, service.workspace_of(cwd), thread))
         if as_json:
             print(json.dumps(summary.as_json(), indent=1))
         else:
@@ -265,8 +247,8 @@ def status(cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = Fa
 @app.command()
 def log(cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = False) -> int:
     """The goal's events, oldest first."""
-    with open_store() as store:
-        record = service.current_goal(store, workspace_of(cwd), thread)
+    with service.open_store() as store:
+        record = service.current_goal(store, service.workspace_of(cwd), thread)
         for event in goal_events(store, record):
             if as_json:
                 row = {"seq": event.seq, "kind": event.event.kind, "actor": event.event.actor,
@@ -283,8 +265,9 @@ def report(cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = Fa
            goal_id: Annotated[str | None, typer.Option("--goal", help="A goal id (default: the thread's goal).")]
            = None) -> int:
     """The goal's report: Markdown, JSON (--json), or a pull-request description (--pr)."""
-    with open_store() as store:
-        record = store.get_goal_by_id(goal_id) if goal_id else service.current_goal(store, workspace_of(cwd), thread)
+    with service.open_store() as store:
+        workspace = service.workspace_of(cwd)
+        record = store.get_goal_by_id(goal_id) if goal_id else service.current_goal(store, workspace, thread)
         data = build_report(store, record)
     if as_json:
         print(json.dumps(data, indent=1))  # JSON keeps the exact text: json.dumps escapes every control character
@@ -305,10 +288,10 @@ def side(
     cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = False,
 ) -> int:
     """Ask about the goal's thread without disturbing it: a read-only fork whose answer the goal never sees."""
-    workspace = workspace_of(cwd)
+    workspace = service.workspace_of(cwd)
     chosen = model_flags.settings(workspace) if model_flags.given else None
     stream = console.TextStream(quiet=as_json)
-    with open_store() as store:
+    with service.open_store() as store:
         answer = side_questions.ask_side_question(store, workspace, question, thread_id=thread, model=chosen,
                                                   newest=events, max_requests=max_requests, on_text=stream.text,
                                                   on_tool=stream.tool)
@@ -327,10 +310,10 @@ def plan(
     cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = False,
 ) -> int:
     """Plan before setting a goal: one read-only planning turn, stored; adopt it with `gk goal --from-plan`."""
-    workspace = workspace_of(cwd)
+    workspace = service.workspace_of(cwd)
     chosen = model_flags.settings(workspace) if model_flags.given else None
     progress = console.TextStream(quiet=as_json)  # tool calls as they run; the plan is printed whole at the end
-    with open_store() as store:
+    with service.open_store() as store:
         made = planning.make_plan(store, workspace, objective, thread_id=thread, model=chosen,
                                   max_requests=max_requests, on_tool=progress.tool)
     if as_json:
@@ -344,7 +327,7 @@ def plan(
 @app.command()
 def threads() -> int:
     """Every thread in the store, newest first."""
-    with open_store() as store:
+    with service.open_store() as store:
         console.show_threads(store.list_threads())
     return 0
 
@@ -363,7 +346,7 @@ def demo_(model_flags: ModelFlags, as_json: JsonOpt = False,
     else:
         chosen = model_flags.settings_if_configured(workspace) or ModelFlags(model_provider="local").settings(workspace)
     console.out.print(f"sample repo copied to {workspace}")
-    with open_store() as store:
+    with service.open_store() as store:
         contract = demo.demo_contract(small=chosen.provider == "local")
         record = control.set_goal(store, workspace, contract, GoalSettings(model=chosen))
         console.out.print("\n".join(f"  {line}" for line in demo.describe()))
@@ -374,8 +357,8 @@ def demo_(model_flags: ModelFlags, as_json: JsonOpt = False,
 def diff(turn: Annotated[int | None, typer.Option(help="Only this turn's checkpoint.")] = None,
          cwd: Cwd = Path("."), thread: ThreadOpt = None) -> int:
     """The goal's changes on its branch: all of them, or one turn's checkpoint."""
-    with open_store() as store:
-        changes = service.goal_diff(store, service.current_goal(store, workspace_of(cwd), thread), turn)
+    with service.open_store() as store:
+        changes = service.goal_diff(store, service.current_goal(store, service.workspace_of(cwd), thread), turn)
     if changes.branch is None:
         raise WorkspaceError("this goal has not run yet, so it has no branch", "start it with `gk run`")
     # Piped, the diff stays exact (for `git apply`); on a terminal its escape sequences are shown, not run.
@@ -387,8 +370,8 @@ def diff(turn: Annotated[int | None, typer.Option(help="Only this turn's checkpo
 def rollback(to: Annotated[str, typer.Option("--to", help="best, last-green, or a turn number.")],
              cwd: Cwd = Path("."), thread: ThreadOpt = None) -> int:
     """Restore the tree of an earlier checkpoint as a new commit on the goal branch (history is kept)."""
-    with open_store() as store:
-        commit, branch = service.rollback(store, service.current_goal(store, workspace_of(cwd), thread), to)
+    with service.open_store() as store:
+        commit, branch = service.rollback(store, service.current_goal(store, service.workspace_of(cwd), thread), to)
     console.out.print(f"rolled back to {to}: now at {commit[:12]} on {branch.name}")
     return 0
 
@@ -405,7 +388,7 @@ def lint(
     cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = False,
 ) -> int:
     """Score a goal's six elements and budget, and say how to fix each weakness. Exit 1 on errors."""
-    workspace = workspace_of(cwd)
+    workspace = service.workspace_of(cwd)
     contract = _contract_to_lint(contract_flags, goal_file, objective, cwd, workspace, thread)
     report = lint_goal(contract, workspace, run=not no_run)
     print(json.dumps(report.as_json(), indent=1)) if as_json else console.show_lint(report)
@@ -427,7 +410,7 @@ def _contract_to_lint(flags: ContractFlags, file: Path | None, objective: str | 
         flags = dataclasses.replace(flags, file=default)
     plan = None
     if flags.from_plan:
-        with open_store() as store:
+        with service.open_store() as store:
             plan = newest_plan(store, workspace, thread)
     return flags.contract(objective, plan)
 
@@ -473,10 +456,10 @@ def draft(
 ) -> int:
     """Draft a goal.toml from a plain description, for review: the model reads the repo; no goal is set.
     Exit 1 when lint errors remain in the draft."""
-    workspace = workspace_of(cwd)
+    workspace = service.workspace_of(cwd)
     chosen = model_flags.settings(workspace) if model_flags.given else None
     progress = console.TextStream(quiet=as_json)
-    with open_store() as store:
+    with service.open_store() as store:
         made = drafting.draft_goal(store, workspace, description, output, force=force, thread_id=thread,
                                    model=chosen, run_checks=not no_run, max_requests=max_requests,
                                    on_tool=progress.tool)
@@ -494,9 +477,9 @@ def distill(
     force: Force = False, cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = False,
 ) -> int:
     """Turn a finished goal (a spike) into PRD.md: approach, evidence, trade-offs, cleanup, verification."""
-    workspace = workspace_of(cwd)
+    workspace = service.workspace_of(cwd)
     chosen = model_flags.settings(workspace) if model_flags.given else None
-    with open_store() as store:
+    with service.open_store() as store:
         written = prd.distill(store, workspace, output, goal_id=goal_id, thread_id=thread, force=force, model=chosen)
     print(json.dumps(written.as_json())) if as_json else console.show_distilled(written)
     return 0
@@ -512,9 +495,9 @@ def implement(
     cwd: Cwd = Path("."), as_json: JsonOpt = False,
 ) -> int:
     """Start a fresh goal from a PRD: a new branch from the spike's base commit, the same checks."""
-    workspace = workspace_of(cwd)
+    workspace = service.workspace_of(cwd)
     chosen = model_flags.settings(workspace) if model_flags.given else None
-    with open_store() as store:
+    with service.open_store() as store:
         started = prd.implement(store, workspace, prd_file, model=chosen)
         if not as_json:
             console.show_implementation(started, summarize(store, started.goal), run_now)
@@ -539,7 +522,7 @@ def trust_(revoke: Annotated[bool, typer.Option("--revoke", help="Stop trusting 
         for path, since in sorted(trusted.trusted_projects(home).items()):
             console.out.print(f"{path}  (trusted {since})", markup=False)
         return 0
-    top = toplevel(cwd.expanduser().resolve())
+    top = service.repository_of(cwd)
     if revoke:
         done = trusted.revoke(home, top)
         console.out.print(f"{top} is {'no longer' if done else 'not'} trusted: its .goalkeeper/config.toml applies "

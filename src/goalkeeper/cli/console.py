@@ -25,7 +25,6 @@ from goalkeeper.errors import GoalkeeperError
 from goalkeeper.goals.views import GoalSummary
 from goalkeeper.render.terminal import Inert, event_line
 from goalkeeper.spec.contract import format_duration
-from goalkeeper.store import EventRecord, ThreadRecord
 from goalkeeper.verify.observed import summary_lines
 from goalkeeper.verify.surface import surface_lines
 
@@ -36,6 +35,7 @@ if TYPE_CHECKING:
     from goalkeeper.sessions.planning import PlanResult
     from goalkeeper.sessions.session import ToolUse
     from goalkeeper.sessions.side import SideAnswer
+    from goalkeeper.store import EventRecord, ThreadRecord
     from goalkeeper.templates import Template
 
 

@@ -8,8 +8,8 @@ from importlib import resources
 from pathlib import Path
 
 from goalkeeper.contract.flags import contract_from_flags
+from goalkeeper.goals.service import commit_all
 from goalkeeper.spec.contract import Contract
-from goalkeeper.workspace.git import git
 
 SAMPLE = "discounts"
 
@@ -20,10 +20,7 @@ def prepare_sample(parent: Path | None = None) -> Path:
     source = resources.files("goalkeeper").joinpath("samples", SAMPLE)
     with resources.as_file(source) as path:
         shutil.copytree(path, target, ignore=shutil.ignore_patterns("__pycache__"))
-    for args in (["init", "-q", "-b", "main"], ["add", "-A"],
-                 ["-c", "user.name=goalkeeper", "-c", "user.email=demo@goalkeeper.invalid",
-                  "commit", "-q", "-m", "sample with a discount bug"]):
-        git(target, *args)
+    commit_all(target, "sample with a discount bug")
     return target
 
 

@@ -3,7 +3,8 @@
 Set a goal (checked, linted with or without a run of its checks), pause, resume or clear it, raise its
 budget (with the USD price check), show its diff and roll it back. A face parses its input, calls one of
 these and renders the answer, so the three faces cannot drift apart. Control requests go through
-control.py, and every lifecycle event through `decide`.
+control.py, and every lifecycle event through `decide`. The faces open the store, find their workspace and
+name an approval's prefix here too: they never import the store, the workspace or the sandbox.
 """
 
 from __future__ import annotations
@@ -21,12 +22,14 @@ from goalkeeper.errors import ConfigError, ContractError, WorkspaceError
 from goalkeeper.events import GoalBranchEvent
 from goalkeeper.goals import control, views
 from goalkeeper.goals.control import ControlResult
+from goalkeeper.sandbox.rules import command_prefix
 from goalkeeper.spec.contract import Contract
 from goalkeeper.spec.settings import GoalSettings
 from goalkeeper.store import Goal, Store, lease_is_live
+from goalkeeper.store.db import private_directory
 from goalkeeper.verify.lint import lint_goal
 from goalkeeper.workspace import checkpoints
-from goalkeeper.workspace.git import GoalBranch, commit_of, toplevel
+from goalkeeper.workspace.git import GoalBranch, commit_of, git, toplevel
 from goalkeeper.workspace.goal import branch_of
 
 LintMode = Literal["run", "static"]
@@ -42,6 +45,48 @@ class GoalLintError(ContractError):
                          "fix them (each finding says how; `gk lint` shows each element's score), or set it "
                          "anyway (--force; `force: true` over HTTP)")
         self.report = report
+
+
+def open_store(path: Path | None = None) -> Store:
+    """The store at `path` ($GOALKEEPER_HOME/state.db by default); $GOALKEEPER_BUSY_TIMEOUT_S sets how long to
+    wait for a lock (default 10)."""
+    return Store(path, busy_timeout_s=float(os.environ.get("GOALKEEPER_BUSY_TIMEOUT_S", "10")))
+
+
+def private_folder(directory: Path) -> Path:
+    """`directory`, made 0700 as the store's own folder is (the server keeps its token beside the store)."""
+    return private_directory(directory)
+
+
+def workspace_of(cwd: Path) -> Path:
+    """The workspace for `--cwd`: its git top-level when inside a repository."""
+    path = cwd.expanduser()
+    if not path.exists():
+        raise WorkspaceError(f"workspace does not exist: {path}", "pass --cwd with an existing directory")
+    if not path.is_dir():
+        raise WorkspaceError(f"workspace is not a directory: {path}", "pass --cwd with a directory, not a file")
+    try:
+        return toplevel(path.resolve())
+    except WorkspaceError:
+        return path.resolve()  # not a repository: the preflight says so when a goal is set
+
+
+def repository_of(path: Path) -> Path:
+    """The git top-level of `path`, or a WorkspaceError when it is not inside a repository."""
+    return toplevel(path.expanduser().resolve())
+
+
+def commit_all(top: Path, message: str) -> None:
+    """Make `top` a git repository (branch main) whose one commit holds every file in it (the demo's sample)."""
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"],
+                 ["-c", "user.name=goalkeeper", "-c", "user.email=demo@goalkeeper.invalid",
+                  "commit", "-q", "-m", message]):
+        git(top, *args)
+
+
+def approval_prefix(command: str) -> str:
+    """What an approval "for the rest of the goal" remembers for `command`: the prefix the registry allows."""
+    return command_prefix(command)
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,9 @@ Readers never write; the status line, `gk status`, the report and (later) the da
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from goalkeeper.context.replay import checklist, replay
 from goalkeeper.core.lifecycle import status_label
@@ -26,9 +27,9 @@ from goalkeeper.store import EventRecord, Goal, Store, lease_is_live
 from goalkeeper.workspace.goal import best_and_green, measured_checkpoints
 
 
-@dataclass(frozen=True)
-class GoalSummary:
-    """Everything `gk goal` and `gk status` show."""
+class GoalFigures(BaseModel):
+    """A goal's standing in figures: its status, its checks, and what it has spent of each budget. `gk goal`,
+    `gk status` (GoalSummary) and the server's GoalOut all carry them, so they are declared once, here."""
 
     goal_id: str
     thread_id: str
@@ -47,25 +48,32 @@ class GoalSummary:
     time_budget_s: float | None
     turns: int
     turns_budget: int | None
+
+
+class GoalSummary(GoalFigures):
+    """Everything `gk goal` and `gk status` show."""
+
+    model_config = ConfigDict(frozen=True)
+
     last_checkpoint: CheckpointEvent | None
     runner: str | None
     """`host:pid` of the live runner, if one holds the goal."""
-    evidence: list[Evidence] = field(default_factory=list)
-    baseline: list[Evidence] = field(default_factory=list)
-    keep_green_dropped: list[str] = field(default_factory=list)
-    pinned: list[str] = field(default_factory=list)
+    evidence: list[Evidence] = Field(default_factory=list)
+    baseline: list[Evidence] = Field(default_factory=list)
+    keep_green_dropped: list[str] = Field(default_factory=list)
+    pinned: list[str] = Field(default_factory=list)
     """Files of the verification surface pinned at baseline."""
     surface: dict[str, Any] | None = None
     """The surface's state at the newest check run: unchanged, extended or modified."""
     observed_surface: dict[str, Any] | None = None
     """The verification surface recorded at baseline (verify.observed.surface_summary): its size, its
     notable paths, and whether it was observed or only inferred."""
-    checklist: list[dict[str, Any]] = field(default_factory=list)
+    checklist: list[dict[str, Any]] = Field(default_factory=list)
     """The contract's checklist: each item's number, text and whether a checkpoint marked it done."""
 
     def as_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
-        data = dict(self.__dict__)
+        data = {name: getattr(self, name) for name in type(self).model_fields}
         data["evidence"] = [e.model_dump() for e in self.evidence]
         data["baseline"] = [e.model_dump() for e in self.baseline]
         data["last_checkpoint"] = payload_of(self.last_checkpoint) if self.last_checkpoint else None

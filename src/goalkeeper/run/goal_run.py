@@ -26,7 +26,7 @@ from goalkeeper.core.decide import decide, outcome_of
 from goalkeeper.core.lifecycle import TurnKind
 from goalkeeper.core.outcomes import Action, Decision, GoalCleared, GoalState, Interrupted, Outcome, Proceed, Stop, Wait
 from goalkeeper.core.state import request_of
-from goalkeeper.errors import GoalkeeperError
+from goalkeeper.errors import GoalkeeperError, StaleGoalError
 from goalkeeper.events import ApprovalRuleEvent, Event
 from goalkeeper.models.base import Model, ModelResponse
 from goalkeeper.models.pricing import cost_usd, price_of
@@ -34,7 +34,7 @@ from goalkeeper.run.inbox import applied_marker, pending_requests
 from goalkeeper.sandbox.policy import SandboxPolicy
 from goalkeeper.spec.contract import Contract
 from goalkeeper.spec.settings import GoalSettings, Price
-from goalkeeper.store import EventRecord, Goal, StaleGoalError, Store
+from goalkeeper.store import EventRecord, Goal, Store
 from goalkeeper.tools.registry import Approver, ToolRegistry, default_registry
 from goalkeeper.verify.cleanroom import Baseline, baseline_of
 from goalkeeper.workspace.tree import tree_hash

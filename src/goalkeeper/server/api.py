@@ -6,7 +6,7 @@ Every route here reads the store (and, for the diff, the workspace's git); none 
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import anyio
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -31,7 +31,9 @@ from goalkeeper.server.models import (
     ThreadOut,
 )
 from goalkeeper.server.sse import Broadcaster
-from goalkeeper.store import Goal, Store
+
+if TYPE_CHECKING:
+    from goalkeeper.store import Goal, Store
 
 SEQ_MAX = 2**63 - 1
 """SQLite's largest integer: a bigger cursor could not be compared with a seq."""
@@ -61,7 +63,8 @@ def store_of(request: Request) -> Store:
     return store
 
 
-StoreDep = Annotated[Store, Depends(store_of)]
+# A string: the store's type is named for the type checker only; FastAPI needs just the dependency.
+StoreDep = Annotated["Store", Depends(store_of)]
 
 
 def current_goal(store: Store, thread_id: str, goal_id: str | None = None) -> Goal:

@@ -22,20 +22,21 @@ from starlette.types import Receive, Scope, Send
 
 import goalkeeper
 from goalkeeper.errors import (
+    BlobNotFoundError,
     ConfigError,
     GoalkeeperError,
     GoalNotFoundError,
     LeaseHeldError,
+    StaleGoalError,
     StoreError,
     StoreLockedError,
     WorkspaceError,
 )
-from goalkeeper.goals import control
+from goalkeeper.goals import control, service
 from goalkeeper.server import api, goals
 from goalkeeper.server.auth import ensure_token
 from goalkeeper.server.guard import HEADER_TIMEOUT_S, Guard, HeaderDeadline
 from goalkeeper.server.sse import KEEP_ALIVE_S, Broadcaster, EventFeed, Fanout
-from goalkeeper.store import BlobNotFoundError, StaleGoalError, Store
 
 STATIC_DIR = Path(__file__).parent / "static"
 """The dashboard: index.html and its JS/CSS. They hold no data, so they are served without the token."""
@@ -54,7 +55,7 @@ def create_app(store_path: Path | None = None, token: str | None = None, *, poll
     """The ASGI app over the store at `store_path` ($GOALKEEPER_HOME/state.db by default). Every data route
     needs `Authorization: Bearer <token>` (the stored server token by default). Streams poll the store every
     `poll_s` and send a keep-alive comment every `keep_alive_s` when idle."""
-    store = Store(store_path)
+    store = service.open_store(store_path)
     feed = EventFeed(store.path)
     broadcaster = Broadcaster(feed, poll_s, fanout, keep_alive_s)
 

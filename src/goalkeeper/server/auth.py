@@ -19,7 +19,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from goalkeeper.config.load import goalkeeper_home
 from goalkeeper.errors import ConfigError
-from goalkeeper.store.db import private_directory
+from goalkeeper.goals.service import private_folder
 
 TOKEN_FILE = "server-token"
 
@@ -64,7 +64,7 @@ def ensure_token(path: Path | None = None) -> tuple[str, bool]:
     existing = read_token(path)
     if existing is not None:
         return existing, False
-    private_directory(path.parent)
+    private_folder(path.parent)
     token = secrets.token_urlsafe(32)
     # O_EXCL: two servers starting at once cannot both write a token, and a planted link is not followed;
     # 0600 from the first byte, never widened.

@@ -5,20 +5,22 @@ No logic of its own: a goal's numbers are views.summarize's, its trend the repor
 
 from __future__ import annotations
 
-from dataclasses import fields
+from typing import TYPE_CHECKING
 
 from goalkeeper.core.lifecycle import REASONS, status_label
 from goalkeeper.events import BaselineEvent, CheckpointEvent, Evidence, EvidenceEvent, payload_of
 from goalkeeper.goals.report import metric_points
 from goalkeeper.goals.views import GoalSummary, goal_events, summarize
 from goalkeeper.server.models import CheckpointOut, EventOut, EvidenceOut, EvidenceRunOut, GoalOut, ThreadOut
-from goalkeeper.store import EventRecord, Goal, Store, ThreadRecord
+
+if TYPE_CHECKING:
+    from goalkeeper.store import EventRecord, Goal, Store, ThreadRecord
 
 _RESHAPED = frozenset({"last_checkpoint", "evidence"})
 """GoalSummary fields that GoalOut sends in its own shape (a line, evidence without its output)."""
 
-SUMMARY_FIELDS = tuple(name for name in GoalOut.model_fields if name in {f.name for f in fields(GoalSummary)}
-                       and name not in ("last_checkpoint", "evidence"))
+SUMMARY_FIELDS = tuple(name for name in GoalOut.model_fields if name in GoalSummary.model_fields
+                       and name not in _RESHAPED)
 """What a GoalOut takes from views.summarize as it stands; the rest is reshaped here."""
 
 

@@ -13,6 +13,7 @@ from goalkeeper.core.lifecycle import Status
 from goalkeeper.core.outcomes import BudgetRaise
 from goalkeeper.events import EvidenceKind
 from goalkeeper.goals.control import budget_raise
+from goalkeeper.goals.views import GoalFigures
 
 
 class _Out(BaseModel):
@@ -50,32 +51,16 @@ class EvidenceOut(_Out):
     error: str | None = None
 
 
-class GoalOut(_Out):
+# The figures are views.GoalFigures: `reason` is the typed reason code of the last status change
+# (lifecycle.Reason); `verified` is false for a goal with no checks, whose completion rests on the model's audit.
+class GoalOut(_Out, GoalFigures):
     """A goal as the dashboard's table and goal page show it (views.summarize plus the report's trend)."""
 
-    goal_id: str
-    thread_id: str
-    workspace: str
-    objective: str
     status: Status
-    reason: str
-    """The typed reason code of the last status change (lifecycle.Reason)."""
     reason_text: str
     """The reason in words."""
     label: str = ""
     """The status as people read it: `achieved (unverified)` for an achieved goal with no checks."""
-    verified: bool
-    """False for a goal with no checks: its completion rests on the model's audit."""
-    checks_passing: int
-    checks_total: int
-    tokens_used: int
-    tokens_budget: int | None
-    usd_used: float
-    usd_budget: float | None
-    elapsed_s: float
-    time_budget_s: float | None
-    turns: int
-    turns_budget: int | None
     last_checkpoint: str | None
     """One line: `turn N: <what the model said it did>`; None before the first checkpoint."""
     runner: str | None

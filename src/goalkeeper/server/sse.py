@@ -12,14 +12,17 @@ from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import anyio
 from sse_starlette import ServerSentEvent
 
 from goalkeeper.errors import StoreError
+from goalkeeper.goals.service import open_store
 from goalkeeper.server.build import event_out
-from goalkeeper.store import EventRecord, Store
+
+if TYPE_CHECKING:
+    from goalkeeper.store import EventRecord
 
 Fanout = Literal["shared", "per_connection"]
 
@@ -38,7 +41,7 @@ class EventFeed:
     """
 
     def __init__(self, path: Path) -> None:
-        self._store = Store(path)
+        self._store = open_store(path)
 
     def after(self, seq: int, thread_id: str | None = None, limit: int = PAGE) -> list[EventRecord]:
         """Events with seq > `seq`, oldest first; at most `limit`."""

@@ -15,6 +15,7 @@ from goalkeeper.context.prompts import render
 from goalkeeper.context.render import contract_block
 from goalkeeper.core.decide import decide
 from goalkeeper.core.outcomes import ModelResponded
+from goalkeeper.errors import StaleGoalError
 from goalkeeper.events import RestatedEvent
 from goalkeeper.events import Usage as UsageRecord
 from goalkeeper.models.base import Message, Model, ModelRequest, Usage
@@ -22,7 +23,7 @@ from goalkeeper.models.pricing import cost_usd, price_of
 from goalkeeper.models.retry import RetryPolicy, complete_with_retries
 from goalkeeper.spec.contract import Contract
 from goalkeeper.spec.settings import ModelSettings
-from goalkeeper.store import Goal, StaleGoalError, Store
+from goalkeeper.store import Goal, Store
 
 #: Times the charge is retried when another process changed the goal's version meanwhile.
 CHARGE_ATTEMPTS = 3

@@ -15,24 +15,15 @@ from goalkeeper.store.records import (
     new_id,
     start_state,
 )
-from goalkeeper.store.store import (
-    BlobNotFoundError,
-    StaleGoalError,
-    StaleReason,
-    Store,
-    default_store_path,
-)
+from goalkeeper.store.store import Store, default_store_path
 
 __all__ = [
     "MIGRATIONS",
     "SCHEMA_VERSION",
-    "BlobNotFoundError",
     "EventRecord",
     "Goal",
     "GoalStanding",
     "Lease",
-    "StaleGoalError",
-    "StaleReason",
     "Store",
     "ThreadRecord",
     "default_store_path",

@@ -15,46 +15,17 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Self
 
 from goalkeeper.core.outcomes import GoalState
 from goalkeeper.core.state import state_to_dict
-from goalkeeper.errors import GoalNotFoundError, StoreError
+from goalkeeper.errors import BlobNotFoundError, GoalNotFoundError, StaleGoalError
 from goalkeeper.events import Event, parse_event, payload_of
 from goalkeeper.spec.contract import Contract
 from goalkeeper.spec.settings import GoalSettings
 from goalkeeper.store import leases
 from goalkeeper.store.db import Database, prepare_path, private_directory
 from goalkeeper.store.records import EventRecord, Goal, Lease, ThreadRecord, goal_of, new_id
-
-StaleReason = Literal["missing", "replaced", "cleared", "version"]
-
-
-class StaleGoalError(StoreError):
-    """A write was guarded by a goal that is gone, no longer current, or at another version.
-
-    Nothing was written. `current_version` is the goal's version when only the version differs, else None.
-    """
-
-    def __init__(self, goal_id: str, reason: StaleReason, current_version: int | None = None,
-                 expected_version: int | None = None) -> None:
-        what = {
-            "missing": "does not exist",
-            "replaced": "was replaced by a newer goal",
-            "cleared": "was cleared",
-            "version": f"is at version {current_version}, not {expected_version}",
-        }[reason]
-        super().__init__(
-            f"goal {goal_id} {what}; nothing was written",
-            hint="reload the goal (`gk goal`) and decide again; a stale goal is never charged",
-        )
-        self.goal_id = goal_id
-        self.reason: StaleReason = reason
-        self.current_version = current_version
-
-
-class BlobNotFoundError(StoreError):
-    """No blob has the id that was asked for."""
 
 
 def blob_id_of(text: str) -> str:

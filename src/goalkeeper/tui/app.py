@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable
 from pathlib import Path
-from typing import ClassVar, TypeVar
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 from rich.text import Text
 from textual import on
@@ -21,12 +21,15 @@ from textual.suggester import Suggester
 from textual.widgets import Footer, Input, Static
 
 from goalkeeper.errors import GoalkeeperError
+from goalkeeper.goals import service
 from goalkeeper.goals.views import GoalSummary, summarize
-from goalkeeper.store import Goal, Store
 from goalkeeper.tui import commands
 from goalkeeper.tui.handlers import Handlers
 from goalkeeper.tui.status import status_style, status_text
 from goalkeeper.tui.transcript import Transcript
+
+if TYPE_CHECKING:
+    from goalkeeper.store import Goal, Store
 
 T = TypeVar("T")
 
@@ -95,7 +98,7 @@ class GoalkeeperApp(App[None]):
                  poll_s: float = POLL_S) -> None:
         super().__init__()
         self.workspace = workspace
-        self.store = store if store is not None else Store()
+        self.store = store if store is not None else service.open_store()
         self._owns_store = store is None
         self.thread_id = thread_id
         self.poll_s = poll_s

@@ -7,14 +7,17 @@ No Textual here: plain functions over the store, called from the app (blocking o
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from goalkeeper.config.load import load_config
 from goalkeeper.config.resolve import settings_from_config
 from goalkeeper.contract.flags import contract_from_flags
 from goalkeeper.goals import service
 from goalkeeper.spec.settings import GoalSettings
-from goalkeeper.store import Goal, Store
 from goalkeeper.tui.commands import GoalRequest
+
+if TYPE_CHECKING:
+    from goalkeeper.store import Goal, Store
 
 
 def set_goal(store: Store, workspace: Path, thread_id: str | None, request: GoalRequest,

@@ -22,13 +22,11 @@ from goalkeeper.goals.report import build_report, render_markdown
 from goalkeeper.goals.views import summarize
 from goalkeeper.models.factory import open_model
 from goalkeeper.run.engine import drive_goal
-from goalkeeper.sandbox.rules import CommandDecision, command_prefix
 from goalkeeper.sessions.chat import ChatSession
 from goalkeeper.sessions.planning import make_plan
 from goalkeeper.sessions.restate import restate_goal
 from goalkeeper.sessions.session import ToolUse
 from goalkeeper.sessions.side import ask_side_question
-from goalkeeper.store import Goal
 from goalkeeper.tools.registry import Approval
 from goalkeeper.tui import commands, goals
 from goalkeeper.tui.screens import ApprovalScreen, ConfirmScreen, PagerScreen, RestateScreen, SideOverlay
@@ -36,6 +34,8 @@ from goalkeeper.tui.status import status_text
 from goalkeeper.tui.transcript import summary_renderable
 
 if TYPE_CHECKING:
+    from goalkeeper.sandbox.rules import CommandDecision
+    from goalkeeper.store import Goal
     from goalkeeper.tui.app import GoalkeeperApp
 
 KEYS = (("Ctrl-C", "pause the goal after its current step; again: quit"), ("Ctrl-Q", "quit"),
@@ -179,7 +179,7 @@ class Handlers:
 
     async def approve(self, command: str, decision: CommandDecision, scope: str = "this goal") -> Approval:
         """An approval prompt: approve once, always approve the prefix in this goal, or deny with a reason."""
-        answer = await self.app.ask(ApprovalScreen(command, decision, command_prefix(command), scope))
+        answer = await self.app.ask(ApprovalScreen(command, decision, service.approval_prefix(command), scope))
         return answer if answer is not None else Approval(approved=False, reason="no answer")
 
     async def approve_in_chat(self, command: str, decision: CommandDecision) -> Approval:

@@ -6,7 +6,7 @@ Each screen only asks and returns the answer; the app decides what the answer do
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from rich.console import RenderableType
 from rich.syntax import Syntax
@@ -18,8 +18,10 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Markdown, Static
 
 from goalkeeper.core.safe_text import markup_literal, neutralise
-from goalkeeper.sandbox.rules import CommandDecision
 from goalkeeper.tools.registry import Approval
+
+if TYPE_CHECKING:
+    from goalkeeper.sandbox.rules import CommandDecision
 
 RestateChoice = Literal["confirm", "edit", "cancel"]
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import TYPE_CHECKING
 
 from rich.console import Group, RenderableType
 from rich.padding import Padding
@@ -23,8 +24,10 @@ from goalkeeper.events import ChatResponseEvent, CheckpointEvent, Evidence, Side
 from goalkeeper.goals.views import GoalSummary
 from goalkeeper.render.terminal import Inert, event_line
 from goalkeeper.sessions.planning import Plan, plan_markdown
-from goalkeeper.store import EventRecord
 from goalkeeper.tools.shell import command_of
+
+if TYPE_CHECKING:
+    from goalkeeper.store import EventRecord
 
 #: Characters of a tool's output kept in its collapsible (the store keeps all of it).
 TOOL_OUTPUT_CHARS = 6_000
