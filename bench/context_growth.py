@@ -33,6 +33,7 @@ from goalkeeper.context.prompts import render
 from goalkeeper.context.render import contract_block
 from goalkeeper.context.tokens import counter_for
 from goalkeeper.contract.flags import contract_from_flags
+from goalkeeper.events import CompactedEvent
 from goalkeeper.goals import control
 from goalkeeper.models.openai_chat import OpenAIChatModel
 from goalkeeper.run.runner import Runner
@@ -97,7 +98,7 @@ def goalkeeper_requests(turns: int, window: int) -> tuple[list[dict[str, Any]], 
                         workspace)
         asyncio.run(runner.run())
         elapsed = time.perf_counter() - started
-        compactions = len(store.events(goal.thread_id, goal_id=goal.goal_id, kinds=["compacted"]))
+        compactions = len(store.events(goal.thread_id, goal_id=goal.goal_id, kinds=[CompactedEvent]))
         return list(server.requests), compactions, elapsed
 
 

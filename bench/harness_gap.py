@@ -31,6 +31,7 @@ from typing import Any
 from aiohttp import web
 
 from goalkeeper.contract.flags import contract_from_flags
+from goalkeeper.events import ModelResponseEvent, TurnStartedEvent
 from goalkeeper.goals import control
 from goalkeeper.models.openai_chat import OpenAIChatModel
 from goalkeeper.run.runner import Runner, RunResult
@@ -181,10 +182,10 @@ def count_turns(store: Store, goal_id: str) -> TurnCount:
     kinds: dict[int, str] = {}
     answered: set[int] = set()
     turn = 0
-    for record in store.events(goal.thread_id, goal_id=goal_id, kinds=["turn_started", "model_response"]):
-        if record.kind == "turn_started":
-            turn = int(record.payload["turn"])
-            kinds[turn] = str(record.payload["kind"])
+    for record in store.events(goal.thread_id, goal_id=goal_id, kinds=[TurnStartedEvent, ModelResponseEvent]):
+        if isinstance(event := record.event, TurnStartedEvent):
+            turn = event.turn
+            kinds[turn] = event.turn_kind
         else:
             answered.add(turn)
     return TurnCount(len(kinds), len(answered), sum(kind == "wrap_up" for kind in kinds.values()))

@@ -33,11 +33,17 @@ from typing import Any
 import httpx
 
 from goalkeeper.contract.flags import contract_from_flags
+from goalkeeper.events import Event, parse_event
 from goalkeeper.goals import control
 from goalkeeper.spec.settings import GoalSettings
-from goalkeeper.store import NewEvent, Store
+from goalkeeper.store import Store
 
 TOKEN = "bench-token"
+
+
+def stored(kind: str, payload: dict[str, Any], actor: str) -> Event:
+    """An event as a stored row of that kind reads back (the bench writes payloads the way stores hold them)."""
+    return parse_event(kind, actor, payload)
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
@@ -54,15 +60,15 @@ def seed(path: Path, goals: int, root: Path) -> str:
             first = first or goal.thread_id
             evidence = [{"name": "tests", "kind": "check", "command": "python -m pytest -q", "exit_code": 1,
                          "duration_s": 1.5, "output_tail": "F" * 400, "passed": False}]
-            events = [NewEvent("baseline", {"evidence": evidence, "keep_green_active": [], "keep_green_dropped": [],
+            events = [stored("baseline", {"evidence": evidence, "keep_green_active": [], "keep_green_dropped": [],
                                             "tree_hash": "0" * 40}, "harness")]
             for turn in range(1, 5):
-                events += [NewEvent("turn_started", {"turn": turn, "kind": "continuation"}, "harness"),
-                           NewEvent("checkpoint", {"turn": turn, "kind": "continuation",
+                events += [stored("turn_started", {"turn": turn, "kind": "continuation"}, "harness"),
+                           stored("checkpoint", {"turn": turn, "kind": "continuation",
                                                    "note": {"done": f"step {turn}", "remaining": "more"},
                                                    "files_touched": ["app.py"], "commands": ["pytest"],
                                                    "tokens": 5000, "tree_hash": "1" * 40}, "harness"),
-                           NewEvent("evidence", {"trigger": "completion", "turn": turn, "evidence": evidence,
+                           stored("evidence", {"trigger": "completion", "turn": turn, "evidence": evidence,
                                                  "surface": None}, "harness")]
             store.commit(goal.goal_id, events)
     return first
@@ -115,8 +121,8 @@ def write(store_path: Path, thread_id: str, goal_id: str, count: int, rate: floa
     with Store(store_path) as store:
         for number in range(count):
             started = time.monotonic()
-            payload = {"n": number, "text": "x" * 200}
-            [record] = store.append_events(thread_id, [NewEvent("model_text", payload, "model")], goal_id=goal_id)
+            payload = {"role": "user", "kind": "continuation", "content": f"{number} " + "x" * 200}
+            [record] = store.append_events(thread_id, [stored("message", payload, "harness")], goal_id=goal_id)
             commits[record.seq] = time.time()
             time.sleep(max(0.0, 1 / rate - (time.monotonic() - started)))
 
