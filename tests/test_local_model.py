@@ -186,9 +186,10 @@ def test_a_whole_goal_ends_legally_and_is_charged_as_the_server_reported(tmp_pat
     assert result.status in LEGAL_END, result
     # Charged exactly as reported: each recorded usage is the server's own, and they add up to the spend. A
     # wrap-up this slow model is still generating when its time cap runs out is cut and charged its estimate
-    # (the model ignores max_tokens when it chooses tools freely); the server finishes it all the same.
+    # (the model ignores max_tokens when it chooses tools freely); the server finishes it all the same, but
+    # the recording proxy may be shut down with the run before that answer arrives, so its usage may be missing.
     cut = [e for e in failed_charges if "cut at the time limit" in payload_of(e.event)["why"]]
-    assert len(responses) + len(cut) == len(proxy.usages) > 0
+    assert 0 < len(responses) <= len(proxy.usages) <= len(responses) + len(cut)
     for event, reported in zip(responses, proxy.usages[:len(responses)], strict=True):
         usage = payload_of(event.event)["usage"]
         assert usage["input_tokens"] == reported["prompt_tokens"]
