@@ -165,6 +165,13 @@ def test_locked_store_waits_then_names_the_holder(tmp_path: Path, workspace: Pat
         assert db.execute("select count(*) from goals").fetchone()[0] == 1
 
 
+def test_a_busy_timeout_that_is_not_a_number_gets_one_clear_error(workspace: Path, goalkeeper_home: Path) -> None:
+    done = gk("status", "--cwd", str(workspace), home=goalkeeper_home, env_extra={"GOALKEEPER_BUSY_TIMEOUT_S": "soon"})
+    assert done.returncode == 4
+    assert "GOALKEEPER_BUSY_TIMEOUT_S='soon' is not a number of seconds" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 # ---------------------------------------------------------------- providers and config
 
 

@@ -9,6 +9,7 @@ name an approval's prefix here too: they never import the store, the workspace o
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 from collections.abc import Callable
@@ -50,7 +51,15 @@ class GoalLintError(ContractError):
 def open_store(path: Path | None = None) -> Store:
     """The store at `path` ($GOALKEEPER_HOME/state.db by default); $GOALKEEPER_BUSY_TIMEOUT_S sets how long to
     wait for a lock (default 10)."""
-    return Store(path, busy_timeout_s=float(os.environ.get("GOALKEEPER_BUSY_TIMEOUT_S", "10")))
+    text = os.environ.get("GOALKEEPER_BUSY_TIMEOUT_S", "10")
+    try:
+        busy_timeout_s = float(text)
+    except ValueError:
+        busy_timeout_s = math.nan
+    if not busy_timeout_s >= 0:  # `not >=` also refuses NaN
+        raise ConfigError(f"GOALKEEPER_BUSY_TIMEOUT_S={text!r} is not a number of seconds",
+                          "set it to a number such as 10, or unset it")
+    return Store(path, busy_timeout_s=busy_timeout_s)
 
 
 def private_folder(directory: Path) -> Path:
