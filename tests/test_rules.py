@@ -16,6 +16,7 @@ from goalkeeper.config.load import load_config
 from goalkeeper.config.trust import trust
 from goalkeeper.errors import ConfigError
 from goalkeeper.models.base import ToolCall
+from goalkeeper.sandbox.globs import command_matches
 from goalkeeper.sandbox.rules import (
     BRANCH_RULE,
     DOWNLOAD_GUARD,
@@ -399,3 +400,11 @@ def test_an_unknown_key_in_a_rule_is_named(goalkeeper_home: Path) -> None:
 
     assert "rules.0.matches: unknown key" in str(caught.value)
     assert 'rules.0.match: is required; write match = "git push*"' in str(caught.value)
+
+
+@pytest.mark.parametrize(("pattern", "command", "covered"), [
+    ("rm -rf [^.]*", "rm -rf build", True), ("rm -rf [^.]*", "rm -rf .git", False),
+    ("rm -rf [!.]*", "rm -rf .git", False), ("git  push*", "git push   origin main", True),
+])
+def test_a_rule_glob_negates_a_class_with_a_caret_as_it_always_did(pattern: str, command: str, covered: bool) -> None:
+    assert command_matches(pattern, command) is covered

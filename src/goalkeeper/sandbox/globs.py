@@ -93,4 +93,6 @@ def command_matches(pattern: str, command: str) -> bool:
     """Whether the rule glob `pattern` covers all of `command`: shell-style, so `*` is any text (spaces and `/`
     included), `?` one character, `[abc]` one of those. Runs of whitespace count as one space in both, so
     `git push` is only the bare command, `git push*` also every form with arguments."""
-    return fnmatch.fnmatchcase(" ".join(command.split()), " ".join(pattern.split()))
+    # `[^abc]` negates, as it did before fnmatch (which spells it `[!abc]`): a deny rule must not match less.
+    shell_style = " ".join(pattern.split()).replace("[^", "[!")
+    return fnmatch.fnmatchcase(" ".join(command.split()), shell_style)
