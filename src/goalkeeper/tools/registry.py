@@ -116,7 +116,8 @@ class ToolRegistry:
         try:
             arguments = json.loads(call.arguments or "{}")
         except json.JSONDecodeError as error:
-            return ToolResult(f"{call.name}: arguments are not valid JSON ({error.msg} at char {error.pos}); "
+            why = error.msg.removesuffix(" at")  # json's "Invalid control character at" would read "at at"
+            return ToolResult(f"{call.name}: arguments are not valid JSON ({why} at char {error.pos}); "
                               "send a JSON object", ok=False)
         if not isinstance(arguments, dict):
             return ToolResult(f"{call.name}: arguments must be a JSON object", ok=False)
