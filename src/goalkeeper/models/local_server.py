@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import importlib.metadata
 import importlib.util
 import os
 import signal
@@ -52,9 +53,16 @@ _LOG_TAIL_CHARS = 2000
 _REAP_WAIT_S = 0.5
 """How long a failed request waits for a dying server to be reaped: its socket closes a moment before it exits."""
 
-PORTABLE_BUILD = ("CMAKE_ARGS='-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON' "
-                  ".venv/bin/pip install --force-reinstall --no-cache-dir --no-deps 'llama-cpp-python==0.3.36'")
-"""Rebuilds llama.cpp for any x86-64 with AVX2 (scripts/setup builds it this way)."""
+
+
+def portable_build() -> str:
+    """The command that rebuilds the installed llama.cpp for any x86-64 with AVX2, as scripts/setup builds it."""
+    try:
+        pinned = f"=={importlib.metadata.version('llama-cpp-python')}"
+    except importlib.metadata.PackageNotFoundError:
+        pinned = ""
+    return ("CMAKE_ARGS='-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON' .venv/bin/pip install "
+            f"--force-reinstall --no-cache-dir --no-deps 'llama-cpp-python{pinned}'")
 
 NOTE = ("This is SmolLM2-135M, a 135M-parameter model: it demonstrates the goal loop over a real "
         "model server and is not a capable coder.")
@@ -182,7 +190,7 @@ class LocalServer:
         code = self._process.returncode if self._process is not None else None
         if code is not None and -code in (signal.SIGSEGV, signal.SIGILL, signal.SIGBUS):
             return (f"llama.cpp crashed; a build made for another CPU does this (a -march=native build crashes "
-                    f"on CPUs with AMX). Rebuild it portably: {PORTABLE_BUILD} ({log})")
+                    f"on CPUs with AMX). Rebuild it portably: {portable_build()} ({log})")
         if code == -signal.SIGKILL:
             return f"something killed it (the out-of-memory killer?); {log}"
         return f"{log}; {otherwise}"
