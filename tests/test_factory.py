@@ -8,7 +8,7 @@ from chat_server import ChatServer, Completion
 from goalkeeper.config.resolve import scripted_settings
 from goalkeeper.models.anthropic_messages import AnthropicModel
 from goalkeeper.models.base import Message, ModelRequest
-from goalkeeper.models.factory import build_model, endpoint
+from goalkeeper.models.factory import build_model, local_server_for
 from goalkeeper.models.openai_chat import OpenAIChatModel
 from goalkeeper.models.openai_responses import OpenAIResponsesModel
 from goalkeeper.models.scripted import ScriptedModel
@@ -38,7 +38,7 @@ def test_configured_headers_reach_the_server() -> None:
     assert headers["x-team"] == "ml"
 
 
-def test_endpoint_leaves_remote_providers_alone() -> None:
+def test_remote_providers_start_no_local_server() -> None:
     settings = ModelSettings(provider="openai", wire_api="responses", model="gpt-5-mini", base_url="https://x/v1")
-    with endpoint(settings) as reachable:
-        assert reachable == settings
+    assert local_server_for(settings) is None
+    assert local_server_for(settings.model_copy(update={"provider": "local"})) is None  # a base URL of its own

@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,8 +32,16 @@ from goalkeeper.events import payload_of
 from goalkeeper.goals import control
 from goalkeeper.goals.report import build_report, render_markdown
 from goalkeeper.models.base import Message, ModelRequest, ModelResponse, ToolCall
-from goalkeeper.models.local_server import INSTALL_HINT, LocalServer, find_gguf
+from goalkeeper.models.factory import open_model
+from goalkeeper.models.local_server import (
+    INSTALL_HINT,
+    LocalServer,
+    LocalServerDiedError,
+    WatchedLocalModel,
+    find_gguf,
+)
 from goalkeeper.models.openai_chat import OpenAIChatModel
+from goalkeeper.models.retry import RetryPolicy, complete_with_retries
 from goalkeeper.run.runner import Runner, RunResult
 from goalkeeper.spec.settings import GoalSettings, ModelSettings, RunSettings
 from goalkeeper.store import Goal, Store
@@ -88,6 +97,29 @@ def test_a_server_that_cannot_start_says_why_and_leaves_nothing_running(tmp_path
     assert "broken.gguf" in raised.value.message  # the log's tail names what failed
     assert server.pid is None
     assert "server.log" in (raised.value.hint or "") and (tmp_path / "server.log").exists()
+
+
+def test_a_server_that_crashes_is_reported_with_its_signal_and_the_fix() -> None:
+    """A llama.cpp built for another CPU dies of SIGSEGV on its first completion: the person is told that, the
+    log's tail and the portable rebuild at once, not "the connection failed" after five retries."""
+    request = ModelRequest((Message("system", "s"), Message("user", "u")), max_output_tokens=8)
+
+    async def crash() -> LocalServerDiedError:
+        async with open_model(ModelSettings(provider="local", wire_api="chat", model=LocalServer.model_name)) as model:
+            assert isinstance(model, WatchedLocalModel) and model.server.pid is not None
+            os.kill(model.server.pid, signal.SIGSEGV)
+            with pytest.raises(LocalServerDiedError) as raised:
+                await complete_with_retries(model, request, RetryPolicy(max_retries=5, base_delay_s=5))
+            return raised.value
+
+    started = time.monotonic()
+    died = asyncio.run(crash())
+    assert time.monotonic() - started < 60  # no retries against a dead port
+    assert "was killed by SIGSEGV (signal 11)" in died.message and "its log ends" in died.message
+    assert "GGML_NATIVE=OFF" in (died.hint or "") and "--force-reinstall" in (died.hint or "")
+    log = (died.hint or "").rsplit("read the full log at ", 1)[1].rstrip(")")
+    assert Path(log).exists()  # kept for the person to read
+    Path(log).unlink()
 
 
 def test_a_missing_install_is_a_config_error_that_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,11 +6,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from goalkeeper.models.base import Model
-from goalkeeper.models.local_server import LocalServer
+from goalkeeper.models.local_server import LocalServer, WatchedLocalModel
 from goalkeeper.models.openai_chat import OpenAIChatModel
 from goalkeeper.models.openai_responses import OpenAIResponsesModel
 from goalkeeper.models.scripted import ScriptedModel
@@ -47,33 +47,30 @@ def build_model(settings: ModelSettings) -> Model:
                            query_params=settings.query_params, api_key_env=settings.api_key_env)
 
 
-@contextlib.contextmanager
-def endpoint(settings: ModelSettings) -> Iterator[ModelSettings]:
-    """The settings to build a model from while the block runs.
-
-    For the `local` provider with no base URL, the bundled llama.cpp server is started here, waited
-    for, and stopped when the block ends. Its port is never stored with the goal.
-    """
-    if settings.provider != "local" or settings.base_url:
-        yield settings
-        return
-    with LocalServer() as server:
-        # llama.cpp's streamed answers carry no usage (the goal would be charged nothing) and a streamed
-        # tool call in "auto" mode fails with HTTP 500: the local model never streams.
-        yield settings.model_copy(update={"base_url": server.base_url, "stream": False})
+def local_server_for(settings: ModelSettings) -> LocalServer | None:
+    """The bundled llama.cpp server `settings` need (the `local` provider with no base URL), not yet started.
+    Its port is never stored with the goal."""
+    return LocalServer() if settings.provider == "local" and not settings.base_url else None
 
 
 @contextlib.asynccontextmanager
 async def open_model(settings: ModelSettings) -> AsyncIterator[Model]:
     """The model `settings` name, its endpoint reachable while the block runs (the bundled local server is
     started and stopped off the event loop: it takes seconds), and its connections closed at the end."""
-    reachable = endpoint(settings)
-    resolved = await asyncio.to_thread(reachable.__enter__)
+    server = local_server_for(settings)
+    if server is not None:
+        await asyncio.to_thread(server.start)
     try:
-        built = build_model(resolved)
+        if server is None:
+            built = build_model(settings)
+        else:
+            # llama.cpp's streamed answers carry no usage (the goal would be charged nothing) and a streamed
+            # tool call in "auto" mode fails with HTTP 500: the local model never streams.
+            built = build_model(settings.model_copy(update={"base_url": server.base_url, "stream": False}))
         try:
-            yield built
+            yield built if server is None else WatchedLocalModel(built, server)
         finally:
             await built.aclose()
     finally:
-        await asyncio.to_thread(reachable.__exit__, None, None, None)
+        if server is not None:
+            await asyncio.to_thread(server.stop)

@@ -17,8 +17,10 @@ What llama-cpp-python 0.3's `chatml-function-calling` format does (checked again
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
+import importlib.metadata
 import importlib.util
 import os
 import signal
@@ -34,6 +36,7 @@ from types import FrameType, TracebackType
 import httpx
 
 from goalkeeper.errors import ConfigError, ProviderError
+from goalkeeper.models.base import Model, ModelRequest, ModelResponse
 from goalkeeper.sandbox.process import kill_group
 
 INSTALL_HINT = "install with `pip install 'goalkeeper[local]'` (or run scripts/demo, which installs it)"
@@ -46,6 +49,20 @@ _STOP_GRACE_S = 5.0
 """How long SIGTERM gets before the group is killed: uvicorn finishes open requests first."""
 
 _LOG_TAIL_CHARS = 2000
+
+_REAP_WAIT_S = 0.5
+"""How long a failed request waits for a dying server to be reaped: its socket closes a moment before it exits."""
+
+
+
+def portable_build() -> str:
+    """The command that rebuilds the installed llama.cpp for any x86-64 with AVX2, as scripts/setup builds it."""
+    try:
+        pinned = f"=={importlib.metadata.version('llama-cpp-python')}"
+    except importlib.metadata.PackageNotFoundError:
+        pinned = ""
+    return ("CMAKE_ARGS='-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON' .venv/bin/pip install "
+            f"--force-reinstall --no-cache-dir --no-deps 'llama-cpp-python{pinned}'")
 
 NOTE = ("This is SmolLM2-135M, a 135M-parameter model: it demonstrates the goal loop over a real "
         "model server and is not a capable coder.")
@@ -142,6 +159,7 @@ class LocalServer:
         """
         process = self._process
         if process is not None:
+            keep_log = keep_log or (process.poll() is not None and process.returncode != 0)  # its hint names it
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(process.pid, signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):  # SIGKILL comes next either way
@@ -159,6 +177,37 @@ class LocalServer:
         if self._process is None:
             raise ProviderError("the local model server is not running", hint="call start() first")
         return self._process.wait()
+
+    def exit_words(self) -> str | None:
+        """How the server ended ("was killed by SIGSEGV (signal 11)", "exited with status 1"); None while it runs."""
+        if self._process is None or self._process.poll() is None:
+            return None
+        return exit_words(self._process.returncode)
+
+    def fix_for(self, otherwise: str) -> str:
+        """What to do about a server that ended: a crash is most often a llama.cpp built for another CPU."""
+        log = f"read the full log at {self.log_path}"
+        code = self._process.returncode if self._process is not None else None
+        if code is not None and -code in (signal.SIGSEGV, signal.SIGILL, signal.SIGBUS):
+            return (f"llama.cpp crashed; a build made for another CPU does this (a -march=native build crashes "
+                    f"on CPUs with AMX). Rebuild it portably: {portable_build()} ({log})")
+        if code == -signal.SIGKILL:
+            return f"something killed it (the out-of-memory killer?); {log}"
+        return f"{log}; {otherwise}"
+
+    def death(self, otherwise: str) -> LocalServerDiedError | None:
+        """The error that reports how the server ended, its log's tail and the fix; None while it runs."""
+        if (ended := self.exit_words()) is None:
+            return None
+        return LocalServerDiedError(f"the local model server {ended}; its log ends:\n{self.log_tail()}",
+                                    hint=self.fix_for(otherwise))
+
+    async def died(self) -> LocalServerDiedError | None:
+        """`death()`, after waiting a moment for a dying server to be reaped."""
+        deadline = time.monotonic() + _REAP_WAIT_S
+        while self.exit_words() is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        return self.death("resume the goal with `gk goal resume`")
 
     def log_tail(self, chars: int = _LOG_TAIL_CHARS) -> str:
         """The end of the server's log, for error messages."""
@@ -183,10 +232,9 @@ class LocalServer:
         deadline = time.monotonic() + timeout_s
         with httpx.Client(timeout=1.0) as client:
             while time.monotonic() < deadline:
-                if self._process.poll() is not None:
-                    raise ProviderError(f"the local model server exited with status {self._process.returncode} "
-                                        f"before it was ready; its log ends:\n{self.log_tail()}",
-                                        hint=f"read the full log at {self.log_path}; is port {self.port} free?")
+                if (ended := self.exit_words()) is not None:
+                    raise ProviderError(f"the local model server {ended} before it was ready; its log ends:\n"
+                                        f"{self.log_tail()}", hint=self.fix_for(f"is port {self.port} free?"))
                 with contextlib.suppress(httpx.HTTPError):
                     if client.get(url).status_code == 200:
                         return
@@ -209,11 +257,45 @@ def serve_forever(port: int, host: str = "127.0.0.1", n_ctx: int = 4096,
         with _sigterm_exits(), LocalServer(port=port, host=host, n_ctx=n_ctx) as server:
             announce(server.base_url)
             announce(NOTE)
-            status = server.wait()
+            server.wait()
+            raise server.death("run `gk local serve` again") or AssertionError("the server has ended")
     except KeyboardInterrupt:
         return
-    raise ProviderError(f"the local model server exited by itself with status {status}; its log ends:\n"
-                        f"{server.log_tail()}")
+
+
+class LocalServerDiedError(ProviderError):
+    """The bundled server's process ended while a goal was using it: no retry can reach it again."""
+
+
+class WatchedLocalModel:
+    """A model served by a `LocalServer`: a request that fails because the server died says how it died and
+    what fixes it, at once, instead of being retried against a dead port and reported as a lost connection."""
+
+    def __init__(self, model: Model, server: LocalServer) -> None:
+        self.model, self.server = model, server
+        self.name = model.name
+
+    async def complete(self, request: ModelRequest) -> ModelResponse:
+        try:
+            return await self.model.complete(request)
+        except ProviderError as error:
+            if not error.transient or (died := await self.server.died()) is None:
+                raise
+            raise died from error
+
+    async def aclose(self) -> None:
+        await self.model.aclose()
+
+
+def exit_words(returncode: int) -> str:
+    """A process's exit status in words: a negative status is the signal that killed it."""
+    if returncode >= 0:
+        return f"exited with status {returncode}"
+    try:
+        name = signal.Signals(-returncode).name
+    except ValueError:
+        name = "an unknown signal"
+    return f"was killed by {name} (signal {-returncode})"
 
 
 @contextlib.contextmanager
