@@ -114,7 +114,8 @@ def _agent(failing_at: dict[int, int], complete_at: int | None = None) -> Callab
 
 @functools.cache
 def _o200k() -> Any:
-    import quicktok  # the exact tokenizer, as a measuring instrument: the harness itself loads none
+    # The exact tokenizer, as a measuring instrument: the harness itself loads none.
+    import quicktok  # type: ignore[import-untyped]
 
     return quicktok.get_encoding("o200k_base")
 

@@ -23,7 +23,6 @@ from goalkeeper.models.windows import context_window_of
 from goalkeeper.spec.settings import ModelSettings
 from goalkeeper.store import EventRecord
 
-
 # ---------------------------------------------------------------- the estimate
 
 
