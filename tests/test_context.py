@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from chat_server import ChatServer, Completion, Failure, ToolCallReply
+from chat_server import ChatServer, Completion, Failure, ToolCallReply, UsageReply
 from goalkeeper.context.history import Conversation
 from goalkeeper.context.prompts import render
 from goalkeeper.context.render import contract_block
@@ -90,15 +90,17 @@ def _failed_approach(number: int) -> str:
 
 def _agent(failing_at: dict[int, int], complete_at: int | None = None) -> Callable[[dict[str, Any]], Completion]:
     """A model that reads one new ~5 KB slice per turn, then ends the turn; at the given openings it also
-    records a failed approach in its checkpoint, or asks for completion (the checks still fail)."""
+    records a failed approach in its checkpoint, or asks for completion (the checks still fail). It reports
+    each request's o200k_base size as its input tokens, as OpenAI does; the harness learns from that."""
     openings = 0
 
     def reply(body: dict[str, Any]) -> Completion:
         nonlocal openings
+        usage = UsageReply(_tokens(body), 8)
         if _is_summary_request(body):
-            return Completion(text=SUMMARY)
+            return Completion(text=SUMMARY, usage=usage)
         if body["messages"][-1]["role"] == "tool":
-            return Completion(text="Read it.")
+            return Completion(text="Read it.", usage=usage)
         openings += 1
         calls = [_read(openings)]
         if openings in failing_at:
@@ -107,7 +109,7 @@ def _agent(failing_at: dict[int, int], complete_at: int | None = None) -> Callab
                                                       "failed": _failed_approach(failing_at[openings])}))
         if openings == complete_at:
             calls = [ToolCallReply("update_goal", {"status": "complete", "summary": "I believe it is fixed"})]
-        return Completion(tool_calls=tuple(calls))
+        return Completion(tool_calls=tuple(calls), usage=usage)
 
     return reply
 
