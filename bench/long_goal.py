@@ -39,7 +39,7 @@ READS = ("a.txt", "b.txt", "c.txt")
 FILE_LINES = 30
 """Lines per file: with read_file's line numbers, about 1,500 characters of tool output."""
 SAMPLED_STEPS = (1, 100, 1000)
-GAP_WINDOW = 10
+GAP_WINDOW = 50
 """The gap at step N is the median of the gaps of the GAP_WINDOW requests from N on (from 2 for step 1)."""
 SUMMARY = "\n".join(f"## {name}\n(bench summary: {name.lower()})" for name in
                     ("Goal", "Constraints", "Decisions", "Failed approaches", "Current state", "Next step"))
@@ -166,6 +166,63 @@ def make_repo(root: Path) -> Path:
     return repo
 
 
+# ---------------------------------------------------------------- the step's own costs, in isolation
+
+
+def step_costs(messages: int, repeats: int = 20) -> list[str]:
+    """Microseconds to build and encode the next request body, per provider, and to fold one response
+    into the conversation, with `messages` messages of ~1,500 characters already sent."""
+    from goalkeeper.context.history import Conversation
+    from goalkeeper.events import ModelResponseEvent, Usage
+    from goalkeeper.models.anthropic_messages import AnthropicModel
+    from goalkeeper.models.base import Message, ModelRequest, ToolCall
+    from goalkeeper.models.openai_chat import OpenAIChatModel
+    from goalkeeper.models.openai_responses import OpenAIResponsesModel
+    from goalkeeper.store import EventRecord
+    from goalkeeper.tools.registry import default_registry
+
+    history: list[Message] = [Message("system", "s" * 5_000), Message("user", "c" * 2_000)]
+    for n in range(messages // 2):
+        call = ToolCall(f"call_{n}", "read_file", json.dumps({"path": f"f{n}.txt"}))
+        history += [Message("assistant", "", tool_calls=(call,)),
+                    Message("tool", f"line {n}\n" * 150, tool_call_id=call.id, name="read_file")]
+    specs = default_registry().specs
+    rows = []
+    for model in (OpenAIChatModel("m", "http://127.0.0.1:9", "k"), OpenAIResponsesModel("m", "http://127.0.0.1:9", "k"),
+                  AnthropicModel("m", "http://127.0.0.1:9", "k")):
+        model._body(ModelRequest(tuple(history), specs), stream=False)  # the request before: its cache
+        took = []
+        for n in range(repeats):
+            request = ModelRequest((*history, Message("user", f"next {n}")), specs)
+            started = time.perf_counter()
+            body = model._body(request, stream=False)
+            if not isinstance(body, bytes):  # before issue 16 the SDK encoded the dict
+                body = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+            took.append(time.perf_counter() - started)
+        rows.append(f"  {type(model).__name__} body: {statistics.median(took) * 1e6:,.0f} µs ({len(body):,} bytes)")
+    # An estimated model's conversation (the only kind since issue 16): responses that report usage.
+    conversation = Conversation("s" * 5_000, "c" * 2_000)
+
+    def respond(number: int, content: str, reported: int) -> None:
+        usage = Usage(input_tokens=reported, cached_input_tokens=0, output_tokens=1, charged_tokens=1)
+        event = ModelResponseEvent(content=content, tool_calls=[], usage=usage, usd=0.0, model="m",
+                                   finish_reason="stop")
+        conversation.apply(EventRecord(seq=number, thread_id="t", goal_id="g", ts=0.0, event=event))
+
+    for number in range(messages):
+        respond(number, f"line {number}\n" * 150, 0)
+    conversation.request_tokens(specs)
+    took = []
+    for n in range(repeats):
+        started = time.perf_counter()
+        respond(messages + n, "ok", 100_000)
+        conversation.request_tokens(specs)
+        took.append(time.perf_counter() - started)
+    rows.append(f"  fold a response and size the next request (estimated model): "
+                f"{statistics.median(took) * 1e6:,.0f} µs")
+    return rows
+
+
 # ---------------------------------------------------------------- figures
 
 
@@ -185,7 +242,7 @@ def context_rows(exchanges: list[Exchange], window: int) -> list[str]:
             f"largest request: {biggest:,} chars (~{biggest // 4:,} tokens at 4 chars a token; window {window:,})",
             f"last request: {exchanges[-1].chars:,} chars"]
     if after:
-        rows.append(f"request after a refused compaction: first {after[0]:,} / median "
+        rows.append(f"request after each summary request: first {after[0]:,} / median "
                     f"{int(statistics.median(after)):,} / max {max(after):,} chars")
     return rows
 
@@ -195,8 +252,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1200)
     parser.add_argument("--window", type=int, default=32_000, help="the model's context window in tokens")
     parser.add_argument("--summary", choices=("refuse", "empty", "error", "text"), default="refuse")
+    parser.add_argument("--step-costs", action="store_true",
+                        help="only time building one request body and folding one response, at 100 and 1,000 "
+                             "messages")
     parser.add_argument("--child", nargs=2, metavar=("BASE_URL", "REPO"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.step_costs:
+        for messages in (100, 1_000):
+            print(f"{messages:,} messages already sent:")
+            print("\n".join(step_costs(messages)))
+        return
     if args.child:
         run_child(args.child[0], Path(args.child[1]), args.steps, args.window)
         return

@@ -19,11 +19,12 @@ from typing import Any
 import pytest
 
 from chat_server import ChatServer, Completion, Failure, ToolCallReply, UsageReply
+from goalkeeper.context.handoff import Facts, fallback_summary, handoff_message
 from goalkeeper.context.history import Conversation
 from goalkeeper.context.prompts import render
 from goalkeeper.context.render import contract_block
 from goalkeeper.contract.flags import contract_from_flags
-from goalkeeper.events import payload_of
+from goalkeeper.events import CheckpointEvent, payload_of
 from goalkeeper.goals import control
 from goalkeeper.models.base import Model, ModelRequest, ModelResponse, ToolCall
 from goalkeeper.models.base import Usage as ModelUsage
@@ -356,3 +357,19 @@ def test_a_refused_compaction_still_bounds_the_context_with_one_summary_request(
 def _request_tokens(request: ModelRequest) -> int:
     """A request's size as the scripted model reports it (the window is its own): four characters a token."""
     return sum(len(m.content) + sum(len(c.arguments) for c in m.tool_calls) for m in request.messages) // 4
+
+
+def test_the_handoff_fits_its_share_however_much_the_model_wrote_in_its_checkpoints() -> None:
+    facts = Facts()
+    for turn in range(1, 201):  # a hostile model: every checkpoint as long as a field may be
+        note = {name: f"{name} {turn} " + "x" * 5_000 for name in ("done", "remaining", "next", "failed")}
+        facts.apply(CheckpointEvent(turn=turn, turn_kind="continuation", note=note, commands=[], tokens=0,
+                                    tree_hash=None, files_touched=[f"src/file_{turn}_{n}.py" for n in range(20)]))
+    assert len(facts.checkpoints) == 20 and facts.checkpoint_count == 200  # the fold keeps only the newest
+
+    handoff = handoff_message(fallback_summary(facts, "the summary came back empty"), OBJECTIVE, facts,
+                              "- check `tests`: FAIL (exit 1)", responses=400, turn=200, max_chars=12_000)
+
+    assert len(handoff) <= 12_000
+    assert OBJECTIVE in handoff and "next 200" in handoff  # the newest checkpoint's next step leads
+    assert "earlier checkpoints are in the store" in handoff and "earlier failed approaches" in handoff

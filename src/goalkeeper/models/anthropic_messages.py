@@ -52,6 +52,9 @@ _CACHE = b'{"type":"ephemeral"}'
 
 WireBlock = dict[str, Any]
 
+_TURN_OPENS = {role: b'{"role":"' + role.encode() + b'","content":[' for role in ("user", "assistant")}
+"""How an encoded turn begins, by role: a turn is this, its blocks, then `]}`."""
+
 
 @dataclass(frozen=True)
 class MessagesUsage:
@@ -287,7 +290,7 @@ def wire_turns(messages: Sequence[tuple[str, list[bytes]]], roles: Sequence[str]
         ends.append((len(turns) - 1, len(turns[-1][1]) - 1) if turns else None)
     for turn, block in _breakpoints(ends, roles):
         turns[turn][1][block] = _marked(turns[turn][1][block])
-    return [json_object([("role", ascii_json(role)), ("content", json_array(blocks))]) for role, blocks in turns]
+    return [_TURN_OPENS[role] + b",".join(blocks) + b"]}" for role, blocks in turns]
 
 
 def _breakpoints(ends: Sequence[tuple[int, int] | None], roles: Sequence[str]) -> set[tuple[int, int]]:
