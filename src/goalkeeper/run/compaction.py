@@ -73,7 +73,8 @@ async def compact(run: GoalRun, tools: ToolRegistry, tokens: int) -> Action | No
 def unusable(response: ModelResponse) -> str | None:
     """Why a summary response cannot stand for the history (None when it can): no text, or tool calls with
     text that has none of the required sections (the model went on working instead)."""
-    calls = f" (it asked for {len(response.tool_calls)} tool calls instead)" if response.tool_calls else ""
+    count = len(response.tool_calls)
+    calls = f" (it asked for {count} tool call{'s' if count > 1 else ''} instead)" if count else ""
     if not response.content.strip():
         return "the summary came back empty" + calls
     if response.tool_calls and len(missing_sections(response.content)) == len(REQUIRED_SECTIONS):
