@@ -286,17 +286,18 @@ def test_the_first_request_of_a_goal_is_under_18000_characters(tmp_path: Path) -
 
 
 class SummaryRefuser:
-    """The scripted model, except that it answers every compaction request with a tool call and no text."""
+    """The scripted model, except that it answers every compaction request with a tool call (and `text`)."""
 
-    def __init__(self, inner: ScriptedModel) -> None:
-        self.inner, self.name = inner, inner.name
+    def __init__(self, inner: ScriptedModel, text: str = "") -> None:
+        self.inner, self.name, self.text = inner, inner.name, text
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
         if not is_summary_request(request):
             return await self.inner.complete(request)
         self.inner.requests.append(request)
         call = ToolCall("call_summary", "read_file", json.dumps({"path": "notes.txt"}))
-        return ModelResponse("", (call,), ModelUsage(input_tokens=1_000, output_tokens=20), self.name, "tool_calls")
+        return ModelResponse(self.text, (call,), ModelUsage(input_tokens=1_000, output_tokens=20), self.name,
+                             "tool_calls")
 
     async def aclose(self) -> None:
         """Nothing to release."""
@@ -321,14 +322,16 @@ def _scripted_reader(summary: str | None = None, summary_error: ScriptedError | 
     return ScriptedModel(steps, summary=summary, summary_error=summary_error)
 
 
-@pytest.mark.parametrize("refusal", ["tool call", "empty text", "error"])
+@pytest.mark.parametrize("refusal", ["tool call", "tool call and chatter", "empty text", "error"])
 def test_a_refused_compaction_still_bounds_the_context_with_one_summary_request(tmp_path: Path,
                                                                                refusal: str) -> None:
     workspace = _repo(tmp_path, 45)
     scripted_model = _scripted_reader(summary="" if refusal == "empty text" else None,
                                       summary_error=ScriptedError("bad_request", "no summaries here", 400)
                                       if refusal == "error" else None)
-    model: Model = SummaryRefuser(scripted_model) if refusal == "tool call" else scripted_model
+    model: Model = scripted_model
+    if refusal.startswith("tool call"):
+        model = SummaryRefuser(scripted_model, "Let me look at the notes first." if "chatter" in refusal else "")
     with Store() as store:
         contract = contract_from_flags(OBJECTIVE, checks=[f"tests={TESTS}"], keep_green=[KEEP_GREEN],
                                        protect=[PROTECT], budget_turns=12, no_progress_turns=10_000)
