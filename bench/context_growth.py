@@ -31,7 +31,6 @@ from typing import Any
 from goalkeeper.cli.demo import prepare_sample
 from goalkeeper.context.prompts import render
 from goalkeeper.context.render import contract_block
-from goalkeeper.context.tokens import counter_for
 from goalkeeper.contract.flags import contract_from_flags
 from goalkeeper.events import CompactedEvent
 from goalkeeper.goals import control
@@ -128,7 +127,9 @@ def naive_requests(turns: int, workspace_text: str) -> list[dict[str, Any]]:
 
 def figures(name: str, requests: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Characters per request, the total, tokens of the largest, and the prefix share between requests."""
-    counter = counter_for(MODEL, "chat")
+    import quicktok  # type: ignore[import-untyped]  # exact o200k_base, for measuring only
+
+    counter = quicktok.get_encoding("o200k_base")
     sizes = [len(json.dumps(r["messages"])) + len(json.dumps(r.get("tools", []))) for r in requests]
     shares = []
     for before, after in itertools.pairwise(requests):
@@ -138,7 +139,8 @@ def figures(name: str, requests: Sequence[dict[str, Any]]) -> dict[str, Any]:
     biggest = requests[largest]
     return {"loop": name, "requests": len(requests), "first_chars": sizes[0],
             "median_chars": int(statistics.median(sizes)), "max_chars": max(sizes), "total_chars": sum(sizes),
-            "max_tokens": counter.count(json.dumps(biggest["messages"]) + json.dumps(biggest.get("tools", []))),
+            "max_tokens": len(counter.encode_ordinary(json.dumps(biggest["messages"])
+                                                      + json.dumps(biggest.get("tools", [])))),
             "prefix_share_median": statistics.median(shares), "prefix_share_min": min(shares),
             "prefix_share_below_099": sum(share < 0.99 for share in shares)}
 

@@ -7,6 +7,7 @@ real goal over a real git repository; only the model's answers are scripted, by 
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import json
 import re
@@ -17,22 +18,25 @@ from typing import Any
 
 import pytest
 
-from chat_server import ChatServer, Completion, Failure, ToolCallReply
+from chat_server import ChatServer, Completion, Failure, ToolCallReply, UsageReply
+from goalkeeper.context.handoff import Facts, fallback_summary, handoff_message
 from goalkeeper.context.history import Conversation
 from goalkeeper.context.prompts import render
 from goalkeeper.context.render import contract_block
-from goalkeeper.context.tokens import counter_for
 from goalkeeper.contract.flags import contract_from_flags
-from goalkeeper.events import payload_of
+from goalkeeper.events import CheckpointEvent, payload_of
 from goalkeeper.goals import control
+from goalkeeper.models.base import Model, ModelRequest, ModelResponse, ToolCall
+from goalkeeper.models.base import Usage as ModelUsage
 from goalkeeper.models.openai_chat import OpenAIChatModel
+from goalkeeper.models.scripted import ScriptedError, ScriptedModel, ScriptStep, is_summary_request
 from goalkeeper.run.runner import Runner, RunResult
 from goalkeeper.spec.settings import GoalSettings, ModelSettings, RunSettings
 from goalkeeper.store import Goal, Store
-from scenario import TESTS, events, sample_repo
+from scenario import TESTS, call, events, run, sample_repo
 
 MODEL = "gpt-4.1-mini"
-"""An OpenAI-family name, so requests are counted exactly (o200k_base)."""
+"""An OpenAI-family name: the tests measure its requests exactly (o200k_base), the harness estimates them."""
 WINDOW = 16_000
 OBJECTIVE = ("Fix apply_discount in cart.py so 10 means 10%. Do not change the tests. "
              "Do not add dependencies. Do not touch notes.txt.")
@@ -87,15 +91,17 @@ def _failed_approach(number: int) -> str:
 
 def _agent(failing_at: dict[int, int], complete_at: int | None = None) -> Callable[[dict[str, Any]], Completion]:
     """A model that reads one new ~5 KB slice per turn, then ends the turn; at the given openings it also
-    records a failed approach in its checkpoint, or asks for completion (the checks still fail)."""
+    records a failed approach in its checkpoint, or asks for completion (the checks still fail). It reports
+    each request's o200k_base size as its input tokens, as OpenAI does; the harness learns from that."""
     openings = 0
 
     def reply(body: dict[str, Any]) -> Completion:
         nonlocal openings
+        usage = UsageReply(_tokens(body), 8)
         if _is_summary_request(body):
-            return Completion(text=SUMMARY)
+            return Completion(text=SUMMARY, usage=usage)
         if body["messages"][-1]["role"] == "tool":
-            return Completion(text="Read it.")
+            return Completion(text="Read it.", usage=usage)
         openings += 1
         calls = [_read(openings)]
         if openings in failing_at:
@@ -104,14 +110,22 @@ def _agent(failing_at: dict[int, int], complete_at: int | None = None) -> Callab
                                                       "failed": _failed_approach(failing_at[openings])}))
         if openings == complete_at:
             calls = [ToolCallReply("update_goal", {"status": "complete", "summary": "I believe it is fixed"})]
-        return Completion(tool_calls=tuple(calls))
+        return Completion(tool_calls=tuple(calls), usage=usage)
 
     return reply
 
 
+@functools.cache
+def _o200k() -> Any:
+    # The exact tokenizer, as a measuring instrument: the harness itself loads none.
+    import quicktok  # type: ignore[import-untyped]
+
+    return quicktok.get_encoding("o200k_base")
+
+
 def _tokens(body: dict[str, Any]) -> int:
     """The request's size by o200k_base, JSON and all (an upper bound on what the model is sent)."""
-    return counter_for(MODEL, "chat").count(json.dumps(body["messages"]) + json.dumps(body.get("tools", [])))
+    return len(_o200k().encode_ordinary(json.dumps(body["messages"]) + json.dumps(body.get("tools", []))))
 
 
 def _prefix_share(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> float:
@@ -205,9 +219,9 @@ def test_continuations_do_not_grow_while_nothing_changes(tmp_path: Path) -> None
     assert all(OBJECTIVE not in text for text in continuations)  # the contract sits once, in the prefix
 
 
-def test_a_failed_summary_falls_back_to_cutting_old_tool_outputs(tmp_path: Path) -> None:
+def test_a_failed_summary_request_is_replaced_by_the_harness_handoff(tmp_path: Path) -> None:
     workspace = _repo(tmp_path, 60)
-    agent = _agent({})
+    agent = _agent({3: 1})
 
     def reply(body: dict[str, Any]) -> Completion | Failure:
         if _is_summary_request(body):
@@ -219,16 +233,20 @@ def test_a_failed_summary_falls_back_to_cutting_old_tool_outputs(tmp_path: Path)
         result = _run(store, goal, workspace, server)
         bodies = list(server.requests)
         failed = events(store, goal, "compaction_failed")
+        compacted = events(store, goal, "compacted")
         trimmed = events(store, goal, "context_trimmed")
     assert result.status == "budget_limited"
-    assert failed and trimmed and not any(payload_of(r.event).get("why") != "compaction failed" for r in trimmed)
-    main = [body for body in bodies if not _is_summary_request(body)]
-    assert any("chars cut" in (m.get("content") or "") for m in main[-1]["messages"] if m["role"] == "tool")
-    # The first fallback shrank the request at once; compaction was tried again only as the context grew.
-    sizes = [_tokens(body) for body in main]
-    assert any(b < a * 0.8 for a, b in itertools.pairwise(sizes))
-    tried_at = [payload_of(r.event)["request_tokens"] for r in failed]
-    assert all(b >= a for a, b in itertools.pairwise(tried_at))
+    # Every failed summary request was answered by a compaction of the harness's own, and nothing was trimmed.
+    summaries = [i for i, body in enumerate(bodies) if _is_summary_request(body)]
+    assert len(summaries) == len(failed) == len(compacted) >= 2 and not trimmed
+    assert all(payload_of(r.event)["model"] == "harness" for r in compacted)
+    assert all("the summary model is down" in payload_of(r.event)["why"] for r in failed)
+    for i in summaries:
+        handoff = bodies[i + 1]["messages"][2]["content"]
+        assert handoff.startswith("# Context compacted") and "You wrote no usable hand-off summary" in handoff
+        assert OBJECTIVE in handoff and _failed_approach(1) in handoff
+        assert _tokens(bodies[i + 1]) < _tokens(bodies[i]) / 2
+    assert max(_tokens(body) for body in bodies) < WINDOW
 
 
 def test_a_restart_rebuilds_the_compacted_conversation(tmp_path: Path) -> None:
@@ -262,3 +280,99 @@ def test_the_first_request_of_a_goal_is_under_18000_characters(tmp_path: Path) -
     size = sum(len(m["content"]) for m in prefix) + len(json.dumps(first["tools"]))
     assert prefix[0]["role"] == "system" and OBJECTIVE in prefix[1]["content"]
     assert size < 18_000, size
+
+
+# ---------------------------------------------------------------- a model that will not summarise
+
+
+class SummaryRefuser:
+    """The scripted model, except that it answers every compaction request with a tool call (and `text`)."""
+
+    def __init__(self, inner: ScriptedModel, text: str = "") -> None:
+        self.inner, self.name, self.text = inner, inner.name, text
+
+    async def complete(self, request: ModelRequest) -> ModelResponse:
+        if not is_summary_request(request):
+            return await self.inner.complete(request)
+        self.inner.requests.append(request)
+        call = ToolCall("call_summary", "read_file", json.dumps({"path": "notes.txt"}))
+        return ModelResponse(self.text, (call,), ModelUsage(input_tokens=1_000, output_tokens=20), self.name,
+                             "tool_calls")
+
+    async def aclose(self) -> None:
+        """Nothing to release."""
+
+
+SCRIPTED_WINDOW = 8_000
+
+
+def _scripted_reader(summary: str | None = None, summary_error: ScriptedError | None = None) -> ScriptedModel:
+    """Each turn reads the next ~5 KB slice of notes.txt, records a failed approach in turn 2, then ends.
+
+    Its answers report no input tokens (the scripted estimate leaves the tool schemas out, which would teach
+    the harness too many characters a token), so the harness sizes requests at its cautious 3.5."""
+    usage = ModelUsage(output_tokens=5)
+    steps: list[ScriptStep] = []
+    for number in range(1, 41):
+        calls = [call("read_file", path="notes.txt", offset=1 + number * LINES_PER_SLICE, limit=LINES_PER_SLICE)]
+        if number == 2:
+            calls.append(call("checkpoint", done="tried rounding", remaining="the fix", next="try Decimal",
+                              failed=_failed_approach(7)))
+        steps += [ScriptStep(tool_calls=tuple(calls), usage=usage), ScriptStep(text="Read it.", usage=usage)]
+    return ScriptedModel(steps, summary=summary, summary_error=summary_error)
+
+
+@pytest.mark.parametrize("refusal", ["tool call", "tool call and chatter", "empty text", "error"])
+def test_a_refused_compaction_still_bounds_the_context_with_one_summary_request(tmp_path: Path,
+                                                                               refusal: str) -> None:
+    workspace = _repo(tmp_path, 45)
+    scripted_model = _scripted_reader(summary="" if refusal == "empty text" else None,
+                                      summary_error=ScriptedError("bad_request", "no summaries here", 400)
+                                      if refusal == "error" else None)
+    model: Model = scripted_model
+    if refusal.startswith("tool call"):
+        model = SummaryRefuser(scripted_model, "Let me look at the notes first." if "chatter" in refusal else "")
+    with Store() as store:
+        contract = contract_from_flags(OBJECTIVE, checks=[f"tests={TESTS}"], keep_green=[KEEP_GREEN],
+                                       protect=[PROTECT], budget_turns=12, no_progress_turns=10_000)
+        settings = GoalSettings(model=ModelSettings(provider="scripted", model=MODEL, script="inline",
+                                                    context_window=SCRIPTED_WINDOW),
+                                run=RunSettings(heartbeat_s=0.2, control_poll_s=0.05))
+        goal = control.set_goal(store, workspace, contract, settings, replace_existing=True)
+        result = run(store, goal, workspace, model)
+        failed = events(store, goal, "compaction_failed")
+        compacted = events(store, goal, "compacted")
+    requests = scripted_model.requests
+    assert result.status == "budget_limited"
+    summaries = [i for i, request in enumerate(requests) if is_summary_request(request)]
+    # One summary request per compaction, each answered by the harness's own hand-off.
+    assert len(summaries) == len(failed) == len(compacted) >= 1
+    for i in summaries:
+        nxt = requests[i + 1]
+        assert not is_summary_request(nxt)
+        handoff = nxt.messages[2].content
+        assert "You wrote no usable hand-off summary" in handoff and OBJECTIVE in handoff
+        assert _failed_approach(7) in handoff and "try Decimal" in handoff
+        assert _request_tokens(nxt) < SCRIPTED_WINDOW // 2 < _request_tokens(requests[i])
+    assert max(_request_tokens(request) for request in requests) < SCRIPTED_WINDOW
+
+
+def _request_tokens(request: ModelRequest) -> int:
+    """A request's size as the scripted model reports it (the window is its own): four characters a token."""
+    return sum(len(m.content) + sum(len(c.arguments) for c in m.tool_calls) for m in request.messages) // 4
+
+
+def test_the_handoff_fits_its_share_however_much_the_model_wrote_in_its_checkpoints() -> None:
+    facts = Facts()
+    for turn in range(1, 201):  # a hostile model: every checkpoint as long as a field may be
+        note = {name: f"{name} {turn} " + "x" * 5_000 for name in ("done", "remaining", "next", "failed")}
+        facts.apply(CheckpointEvent(turn=turn, turn_kind="continuation", note=note, commands=[], tokens=0,
+                                    tree_hash=None, files_touched=[f"src/file_{turn}_{n}.py" for n in range(20)]))
+    assert len(facts.checkpoints) == 20 and facts.checkpoint_count == 200  # the fold keeps only the newest
+
+    handoff = handoff_message(fallback_summary(facts, "the summary came back empty"), OBJECTIVE, facts,
+                              "- check `tests`: FAIL (exit 1)", responses=400, turn=200, max_chars=12_000)
+
+    assert len(handoff) <= 12_000
+    assert OBJECTIVE in handoff and "next 200" in handoff  # the newest checkpoint's next step leads
+    assert "earlier checkpoints are in the store" in handoff and "earlier failed approaches" in handoff

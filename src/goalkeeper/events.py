@@ -390,7 +390,7 @@ class CompactedEvent(_Frozen):
 
 
 class CompactionFailedEvent(_Frozen):
-    """A compaction failed; the context is trimmed instead."""
+    """The compaction's summary request failed or came back unusable; the harness's own hand-off follows."""
 
     kind: Literal["compaction_failed"] = "compaction_failed"
     actor: EventActor | None = "harness"

@@ -3,12 +3,15 @@ certain, folded from the store's events (replay.py). Pure: events and text in, t
 
 The model's summary may forget or soften things; the harness's part cannot. It carries the contract
 verbatim, the checkpoint log, the latest evidence, the files touched, the approaches that failed and the
-repeats the stuck detector flagged, so a compacted agent does not retry what already failed.
+repeats the stuck detector flagged, so a compacted agent does not retry what already failed. When the model
+writes no usable summary (an error, a tool call, empty text), the harness writes one from the same records
+(`fallback_summary`), so a compaction always replaces the history.
 """
 
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -22,6 +25,10 @@ REQUIRED_SECTIONS = ("Goal", "Constraints", "Decisions", "Failed approaches", "C
 CHECKPOINTS_SHOWN = 20
 #: Files listed by name; more are counted.
 FILES_SHOWN = 100
+#: Newest failed approaches listed; older ones are counted.
+FAILED_SHOWN = 30
+#: Newest repeats the stuck detector flagged that are listed.
+REPEATS_SHOWN = 10
 #: Characters kept of one failed approach or checkpoint field (they are verbatim up to this).
 ENTRY_CHARS = 1_500
 
@@ -30,13 +37,20 @@ _RESPONSES = re.compile(r"compacted after (\d+) model responses")
 
 @dataclass
 class Facts:
-    """What the store says for certain about a goal, for the hand-off: folded event by event (replay.py)."""
+    """What the store says for certain about a goal, for the hand-off: folded event by event (replay.py).
 
-    checkpoints: list[str] = field(default_factory=list)
-    """One line per checkpoint that has a note, oldest first."""
+    Only the newest entries of each list are kept, so a goal's facts stay the same size however long it runs.
+    """
+
+    checkpoints: deque[str] = field(default_factory=lambda: deque(maxlen=CHECKPOINTS_SHOWN))
+    """One line per checkpoint that has a note, oldest first (the newest CHECKPOINTS_SHOWN)."""
+    checkpoint_count: int = 0
+    last_note: dict[str, str] = field(default_factory=dict)
+    """The newest checkpoint's note: where the model said it stood."""
     files: set[str] = field(default_factory=set)
-    failed: list[str] = field(default_factory=list)
-    repeats: list[str] = field(default_factory=list)
+    failed: deque[str] = field(default_factory=lambda: deque(maxlen=FAILED_SHOWN))
+    failed_count: int = 0
+    repeats: deque[str] = field(default_factory=lambda: deque(maxlen=REPEATS_SHOWN))
 
     def apply(self, event: Event) -> None:
         """Fold one event in."""
@@ -45,33 +59,88 @@ class Facts:
                 self.files.update(event.files_touched)
                 if note:
                     self.checkpoints.append(_checkpoint_line(turn, note))
+                    self.checkpoint_count += 1
+                    self.last_note = dict(note)
                 if note.get("failed"):
-                    self.failed.append(f"turn {turn} (the model's checkpoint): {_clip(note['failed'])}")
+                    self._failed(f"turn {turn} (the model's checkpoint): {_clip(note['failed'])}")
             case EvidenceEvent(trigger="completion"):
                 failing = [item for item in event.evidence if not item.passed]
                 if failing:
-                    self.failed.append(f"turn {event.turn}: completion was requested and refused; "
-                                       + "; ".join(_failure_line(item) for item in failing))
+                    self._failed(f"turn {event.turn}: completion was requested and refused; "
+                                 + "; ".join(_failure_line(item) for item in failing))
             case NudgeEvent(why=why):
                 self.repeats.append(why)
 
+    def _failed(self, line: str) -> None:
+        self.failed.append(line)
+        self.failed_count += 1
+
+
+@dataclass(frozen=True)
+class _Shown:
+    """How many entries of each list a hand-off shows."""
+
+    checkpoints: int = CHECKPOINTS_SHOWN
+    files: int = FILES_SHOWN
+    failed: int = FAILED_SHOWN
+
+    def halved(self) -> _Shown | None:
+        """Half of each (at least one); None once every list shows one entry."""
+        if max(self.checkpoints, self.files, self.failed) <= 1:
+            return None
+        return _Shown(max(1, self.checkpoints // 2), max(1, self.files // 2), max(1, self.failed // 2))
+
 
 def handoff_message(summary: str, contract: str, facts: Facts, evidence: str, responses: int,
-                    turn: int) -> str:
-    """The one message that stands for the whole history after a compaction."""
+                    turn: int, max_chars: int | None = None) -> str:
+    """The one message that stands for the whole history after a compaction, within `max_chars`: the
+    lists show fewer entries until it fits, and what still does not fit is cut at the end."""
     missing = missing_sections(summary)
     if missing:
         summary += "\n\n(The summary above left out: " + ", ".join(missing) + ".)"
+    shown: _Shown | None = _Shown()
+    text = ""
+    while shown is not None:
+        text = _render(summary, contract, facts, evidence, responses, turn, shown)
+        if max_chars is None or len(text) <= max_chars:
+            return text
+        shown = shown.halved()
+    return text[:max(0, max_chars - len(CUT_MARKER))] + CUT_MARKER if max_chars is not None else text
+
+
+CUT_MARKER = "\n\n[... the hand-off was cut here to fit the context window; `gk log` shows every event ...]"
+
+
+def fallback_summary(facts: Facts, why: str) -> str:
+    """The hand-off summary the harness writes when the model wrote none: the required sections, filled
+    from its records (the newest checkpoint says where the model stood)."""
+    note = facts.last_note
+    state = "; ".join(f"{name}: {_clip(note[name])}" for name in ("done", "verified", "remaining")
+                      if note.get(name))
+    return render("handoff_fallback", why=why, state=state or "(no checkpoint recorded one yet)",
+                  next=_clip(note["next"]) if note.get("next") else
+                  "Inspect the workspace and the latest evidence below, then take the next step toward the goal.")
+
+
+def _render(summary: str, contract: str, facts: Facts, evidence: str, responses: int, turn: int,
+            shown: _Shown) -> str:
     every = sorted(facts.files)
-    files = every[:FILES_SHOWN]
+    files = every[:shown.files]
     more_files = f"\n- … and {len(every) - len(files)} more" if len(every) > len(files) else ""
-    shown = facts.checkpoints[-CHECKPOINTS_SHOWN:]
-    earlier_count = len(facts.checkpoints) - len(shown)
-    earlier = f"- ({earlier_count} earlier checkpoints are in the store: `gk log`)\n" if earlier_count else ""
     return render("handoff", responses=responses, turn=turn, summary=summary.strip(), contract=contract,
-                  checkpoints=earlier + _bullets(shown), evidence=evidence,
-                  files=_bullets(f"`{name}`" for name in files) + more_files,
-                  failed=_bullets(facts.failed), repeats=_bullets(facts.repeats))
+                  checkpoints=_newest(facts.checkpoints, facts.checkpoint_count, shown.checkpoints,
+                                      "checkpoints are in the store: `gk log`"),
+                  evidence=evidence, files=_bullets(f"`{name}`" for name in files) + more_files,
+                  failed=_newest(facts.failed, facts.failed_count, shown.failed,
+                                 "failed approaches are in the store: `gk log`"),
+                  repeats=_bullets(facts.repeats))
+
+
+def _newest(entries: deque[str], total: int, count: int, where: str) -> str:
+    """The newest `count` entries as bullets, after a line that counts the earlier ones."""
+    newest = list(entries)[-count:]
+    earlier = total - len(newest)
+    return (f"- ({earlier} earlier {where})\n" if earlier else "") + _bullets(newest)
 
 
 def missing_sections(summary: str) -> list[str]:

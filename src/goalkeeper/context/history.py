@@ -11,11 +11,10 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
-from goalkeeper.context.tokens import TokenCounter, counter_for
+from goalkeeper.context.tokens import EstimatedTokens
 from goalkeeper.events import (
     ChatResponseEvent,
     CompactedEvent,
-    CompactionFailedEvent,
     ContextTrimmedEvent,
     MessageEvent,
     ModelResponseEvent,
@@ -31,9 +30,6 @@ TRIM_KEEP_CHARS = 2_000
 #: Tokens a provider adds around each message (role, separators); counted so estimates err high.
 MESSAGE_OVERHEAD_TOKENS = 4
 
-#: Messages at the end of the history whose tool outputs the fallback trim leaves whole.
-KEEP_NEWEST_MESSAGES = 4
-
 
 def tool_calls_of(event: ModelResponseEvent | ChatResponseEvent) -> tuple[ToolCall, ...]:
     """The tool calls recorded in a `model_response` (or `chat_response`) event."""
@@ -41,10 +37,14 @@ def tool_calls_of(event: ModelResponseEvent | ChatResponseEvent) -> tuple[ToolCa
 
 
 class Conversation:
-    """System + contract prefix, then messages from events (the newest turn's state is replay.py's)."""
+    """System + contract prefix, then messages from events (the newest turn's state is replay.py's).
 
-    def __init__(self, system: str, contract: str, counter: TokenCounter | None = None) -> None:
-        self.counter = counter or counter_for("", "chat")
+    The next request is sized from characters kept as messages land, so adding a message costs O(its
+    length), and a provider's usage report moves only the counter's ratio: nothing is re-counted.
+    """
+
+    def __init__(self, system: str, contract: str, counter: EstimatedTokens | None = None) -> None:
+        self.counter = counter or EstimatedTokens()
         self.prefix = (Message("system", system), Message("user", contract))
         self.history: list[Message] = []
         self.last_cached_tokens = 0
@@ -54,21 +54,17 @@ class Conversation:
         self.responses = 0
         """Model responses in this goal's thread, across compactions."""
         self.responses_since_compaction = 0
-        self.compaction_failed_at: int | None = None
-        """Request tokens when a compaction last failed; it is not tried again until the context grows."""
-        self._counts: list[int] = []
-        """Tokens of each history message; their sum and the history's characters are kept as they change,
-        so sizing the next request does not walk the history."""
-        self._history_tokens = 0
+        self._sizes: list[int] = []
+        """Counted characters of each history message (text, tool names and arguments); their sum is kept
+        as they change, so sizing the next request does not walk the history."""
         self._history_chars = 0
-        self._prefix_tokens = self._tokens_of(self.prefix)
-        self._prefix_chars = len(system) + len(contract)
-        self._tools: tuple[tuple[str, ...], int, int] = ((), 0, 0)  # (tool names, their tokens, their chars)
+        self._prefix_chars = sum(map(counted_chars, self.prefix))
+        self._tools: tuple[tuple[str, ...], int] = ((), 0)  # (tool names, the characters of their schemas)
         self._request_chars = 0
 
     @classmethod
     def from_events(cls, system: str, contract: str, events: Iterable[EventRecord],
-                    counter: TokenCounter | None = None) -> Conversation:
+                    counter: EstimatedTokens | None = None) -> Conversation:
         """Rebuild from the store (after a restart)."""
         conversation = cls(system, contract, counter)
         for record in events:
@@ -83,10 +79,10 @@ class Conversation:
         """The next request's input tokens as the counter sees them: prefix, tool definitions, history."""
         names = tuple(spec.name for spec in specs)
         if self._tools[0] != names:
-            text = tool_schema_text(specs)
-            self._tools = (names, self.counter.count(text), len(text))
-        self._request_chars = self._prefix_chars + self._history_chars + self._tools[2]
-        return self._prefix_tokens + self._tools[1] + self._history_tokens
+            self._tools = (names, len(tool_schema_text(specs)))
+        self._request_chars = self._prefix_chars + self._tools[1] + self._history_chars
+        messages = len(self.prefix) + len(self.history)
+        return self.counter.of_chars(self._request_chars) + MESSAGE_OVERHEAD_TOKENS * messages
 
     def estimated_charged_tokens(self, specs: Sequence[ToolSpec]) -> int:
         """The next request's tokens less what the provider reported as cached last time (charged tokens
@@ -99,12 +95,10 @@ class Conversation:
             case ContextTrimmedEvent(upto_message=upto, keep_chars=keep):
                 self._trim(upto, keep)
             case CompactedEvent(handoff=handoff, evidence_shown=shown):
-                self.history, self._counts, self._history_tokens, self._history_chars = [], [], 0, 0
+                self.history, self._sizes, self._history_chars = [], [], 0
                 self._add(Message("user", handoff))
                 self.shown = shown
-                self.responses_since_compaction, self.compaction_failed_at = 0, None
-            case CompactionFailedEvent(request_tokens=tokens):
-                self.compaction_failed_at = tokens
+                self.responses_since_compaction = 0
             case MessageEvent(content=content, evidence_shown=shown):
                 if "evidence_shown" in record.event.model_fields_set:
                     self.shown = shown
@@ -120,20 +114,10 @@ class Conversation:
 
     def trim_plan(self, keep_chars: int = TRIM_KEEP_CHARS) -> ContextTrimmedEvent | None:
         """Which tool outputs to cut when a prompt does not fit: the oldest half of the long ones."""
-        long = self._long_tool_outputs(keep_chars, len(self.history))
+        long = [i for i, m in enumerate(self.history) if m.role == "tool" and len(m.content) > keep_chars]
         if not long:
             return None
         return ContextTrimmedEvent(upto_message=long[(len(long) - 1) // 2] + 1, keep_chars=keep_chars)
-
-    def fallback_trim_plan(self, keep_chars: int = TRIM_KEEP_CHARS) -> ContextTrimmedEvent | None:
-        """When a compaction fails: cut every long tool output but the newest few to head and tail."""
-        upto = max(0, len(self.history) - KEEP_NEWEST_MESSAGES)
-        if self._long_tool_outputs(keep_chars, upto):
-            return ContextTrimmedEvent(upto_message=upto, keep_chars=keep_chars)
-        return self.trim_plan(keep_chars)
-
-    def _long_tool_outputs(self, keep_chars: int, upto: int) -> list[int]:
-        return [i for i, m in enumerate(self.history[:upto]) if m.role == "tool" and len(m.content) > keep_chars]
 
     def _trim(self, upto_message: int, keep_chars: int) -> None:
         for index in range(min(upto_message, len(self.history))):
@@ -141,32 +125,26 @@ class Conversation:
             if message.role == "tool" and len(message.content) > keep_chars:
                 cut, _ = cut_middle(message.content, keep_chars)
                 self.history[index] = replace(message, content=cut)
-                count = self._tokens_of((self.history[index],))
-                self._history_tokens += count - self._counts[index]
-                self._history_chars += len(cut) - len(message.content)
-                self._counts[index] = count
+                size = counted_chars(self.history[index])
+                self._history_chars += size - self._sizes[index]
+                self._sizes[index] = size
 
     def _calibrate(self, reported_input_tokens: int) -> None:
-        """Let an estimating counter learn from what the provider reported for the request just sent."""
-        if self.counter.exact or reported_input_tokens <= 0 or self._request_chars <= 0:
-            return
-        self.counter.observe(self._request_chars, reported_input_tokens)
-        self._prefix_tokens = self._tokens_of(self.prefix)
-        self._counts = [self._tokens_of((message,)) for message in self.history]
-        self._history_tokens = sum(self._counts)
-        self._tools = ((), 0, 0)
+        """Let the counter learn from what the provider reported for the request just sent: O(1), the
+        history is sized in characters and its tokens follow from the counter's ratio."""
+        if reported_input_tokens > 0 and self._request_chars > 0:
+            self.counter.observe(self._request_chars, reported_input_tokens)
 
     def _add(self, message: Message) -> None:
         self.history.append(message)
-        count = self._tokens_of((message,))
-        self._counts.append(count)
-        self._history_tokens += count
-        self._history_chars += len(message.content)
+        size = counted_chars(message)
+        self._sizes.append(size)
+        self._history_chars += size
 
-    def _tokens_of(self, messages: Iterable[Message]) -> int:
-        return sum(self.counter.count(message.content)
-                   + sum(self.counter.count(c.name + c.arguments) for c in message.tool_calls)
-                   + MESSAGE_OVERHEAD_TOKENS for message in messages)
+
+def counted_chars(message: Message) -> int:
+    """The characters of a message the model reads: its text, and each tool call's name and arguments."""
+    return len(message.content) + sum(len(call.name) + len(call.arguments) for call in message.tool_calls)
 
 
 def tool_schema_text(specs: Iterable[ToolSpec]) -> str:

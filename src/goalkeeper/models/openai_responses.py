@@ -7,8 +7,9 @@ and recognises failures by exception type, status and structured code (provider.
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -17,6 +18,7 @@ import pydantic
 
 from goalkeeper.errors import ProviderError, TransientProviderError
 from goalkeeper.models.base import Message, ModelRequest, ModelResponse, ToolCall, ToolSpec, Usage
+from goalkeeper.models.encoded import Encoded, compact_json, json_array, json_object
 from goalkeeper.models.openai_errors import OpenAIProvider, stream_error
 from goalkeeper.models.provider import fallback_call_id
 
@@ -54,7 +56,7 @@ class OpenAIResponsesModel(OpenAIProvider):
 
     async def _complete_whole(self, request: ModelRequest) -> ModelResponse:
         """One non-streaming request."""
-        raw = await self._client.post("/responses", body=self._body(request, stream=False), cast_to=bytes)
+        raw = await self._client.post("/responses", content=self._body(request, stream=False), cast_to=bytes)
         final = _WireResponse.model_validate_json(raw)
         if final.output is None and final.status != "failed":  # a failure is reported as such by _finish
             raise TransientProviderError(f"{self.where}: the provider sent a response with no output")
@@ -72,7 +74,7 @@ class OpenAIResponsesModel(OpenAIProvider):
         about 150 µs an event against 3 µs (it runs for every text delta), and an event type the SDK does
         not know (a newer or vendor event) is built as the union's first variant, an audio delta.
         """
-        stream = await self._client.post("/responses", body=self._body(request, stream=True), cast_to=object,
+        stream = await self._client.post("/responses", content=self._body(request, stream=True), cast_to=object,
                                          stream=True, stream_cls=openai.AsyncStream[object])
         assembly = _StreamAssembly(request.on_text)
         await self._drain(stream, lambda data: self._take(assembly, _WireEvent.model_validate(data)))
@@ -106,21 +108,31 @@ class OpenAIResponsesModel(OpenAIProvider):
         return stream_error(self.where, code=error.code, kind=error.type, message=error.message,
                             usage=_usage(final.usage) if final.usage else None)
 
-    def _body(self, request: ModelRequest, stream: bool) -> dict[str, object]:
-        """The request body, posted as is (the SDK's typed `create` re-walks every item on every request).
+    def _body(self, request: ModelRequest, stream: bool) -> bytes:
+        """The request body as JSON bytes, posted as is (the SDK's typed `create` re-walks every item on every
+        request); a step encodes only the messages that are new (encoded.py).
 
         Keys are in a fixed order with the conversation last but one, so that consecutive requests share
         their leading bytes; `max_output_tokens` changes per request and so comes after the input.
         """
-        body: dict[str, object] = {"model": self.name, "store": False, "stream": stream}
+        fields = [("model", compact_json(self.name)), ("store", b"false"), ("stream", compact_json(stream))]
         if self.reasoning_effort is not None:
-            body["reasoning"] = {"effort": self.reasoning_effort}
+            fields.append(("reasoning", compact_json({"effort": self.reasoning_effort})))
         if request.tools:  # sent only when set: some servers reject an empty tool list
-            body["tools"] = responses_tools(request.tools)
-        body["input"] = responses_input(request.messages)
+            fields.append(("tools", json_array(self._tools.of(request.tools))))
+        fields.append(("input", json_array(self._input.of(request.messages))))
         if request.max_output_tokens is not None:
-            body["max_output_tokens"] = max(_MIN_OUTPUT_TOKENS, request.max_output_tokens)
-        return body
+            fields.append(("max_output_tokens", compact_json(max(_MIN_OUTPUT_TOKENS, request.max_output_tokens))))
+        return json_object(fields)
+
+    @functools.cached_property
+    def _input(self) -> Encoded[Message, bytes]:
+        """Each message of the previous request, encoded as its input items."""
+        return Encoded(lambda message: b",".join(map(compact_json, _input_items(message))))
+
+    @functools.cached_property
+    def _tools(self) -> Encoded[ToolSpec, bytes]:
+        return Encoded(lambda tool: compact_json(_responses_tool(tool)))
 
     def _malformed(self, error: Exception) -> ProviderError:
         """The error for a body that is not JSON, or JSON that is not a Responses object."""
@@ -131,31 +143,26 @@ class OpenAIResponsesModel(OpenAIProvider):
                                       hint="check that the server at base_url speaks the Responses API")
 
 
-def responses_input(messages: Iterable[Message]) -> list[dict[str, str]]:
-    """Messages as Responses input items.
+def _input_items(message: Message) -> list[dict[str, str]]:
+    """One message as Responses input items (one or more: an assistant message's tool calls are items).
 
     System messages stay input items (role "system") at their place in the conversation rather than
     moving to `instructions`: one rule for every message keeps the wire prefix exactly the message prefix
     (byte-stable by construction), a later system message keeps its position, and "system" is the role
     every compatible server knows (OpenAI reads it as "developer" for reasoning models).
     """
-    items: list[dict[str, str]] = []
-    for message in messages:
-        if message.role == "tool":
-            items.append({"type": "function_call_output", "call_id": message.tool_call_id or "",
-                          "output": message.content})
-            continue
-        if message.content or not message.tool_calls:
-            items.append({"role": message.role, "content": message.content})
-        items.extend({"type": "function_call", "call_id": call.id, "name": call.name, "arguments": call.arguments}
-                     for call in message.tool_calls)
+    if message.role == "tool":
+        return [{"type": "function_call_output", "call_id": message.tool_call_id or "", "output": message.content}]
+    items = [{"role": message.role, "content": message.content}] if message.content or not message.tool_calls else []
+    items += [{"type": "function_call", "call_id": call.id, "name": call.name, "arguments": call.arguments}
+              for call in message.tool_calls]
     return items
 
 
-def responses_tools(tools: Iterable[ToolSpec]) -> list[dict[str, object]]:
-    """Tool specs as Responses function tools. Not strict: our schemas have optional properties."""
-    return [{"type": "function", "name": tool.name, "description": tool.description,
-             "parameters": tool.parameters, "strict": False} for tool in tools]
+def _responses_tool(tool: ToolSpec) -> dict[str, object]:
+    """A tool spec as a Responses function tool. Not strict: our schemas have optional properties."""
+    return {"type": "function", "name": tool.name, "description": tool.description, "parameters": tool.parameters,
+            "strict": False}
 
 
 class _Wire(pydantic.BaseModel):

@@ -21,7 +21,7 @@ from goalkeeper.context.history import Conversation
 from goalkeeper.context.prompts import render
 from goalkeeper.context.render import contract_block, evidence_digest, opening_message
 from goalkeeper.context.replay import GoalFacts
-from goalkeeper.context.tokens import auto_compact_limit, counter_for
+from goalkeeper.context.tokens import auto_compact_limit
 from goalkeeper.core.decide import decide, outcome_of
 from goalkeeper.core.lifecycle import TurnKind
 from goalkeeper.core.outcomes import Action, Decision, GoalCleared, GoalState, Interrupted, Outcome, Proceed, Stop, Wait
@@ -84,14 +84,13 @@ class GoalRun:
         stored = settings.model
         # The price is fixed when the goal is set; goals stored before prices were kept look it up.
         price = stored.price if stored is not None and stored.price is not None else price_of(model.name)
-        counter = counter_for(stored.model if stored else model.name, stored.wire_api if stored else "chat")
         boundaries = contract.boundaries
         # The harness's own folder is protected whatever the contract says; config.toml's secrets join later.
         sandbox = SandboxPolicy(boundaries.sandbox, workspace, (*HARNESS_PROTECT, *boundaries.protect),
                                 tuple(boundaries.paths), network=boundaries.network)
         run = cls(store, goal, model, workspace, contract, settings, state, goal.version,
                   default_registry().with_approvals(approver=approver),
-                  Conversation(render("system"), contract_block(contract), counter), sandbox,
+                  Conversation(render("system"), contract_block(contract)), sandbox,
                   Config().command_env(os.environ, key_env(settings)), price, auto_compact_limit(stored),
                   on_event, on_text, approver, clock=(time.monotonic(), state.spent.time_s))
         for record in store.events(goal.thread_id, goal_id=goal.goal_id):

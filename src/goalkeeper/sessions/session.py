@@ -21,7 +21,7 @@ from goalkeeper.config.load import load_config
 from goalkeeper.config.resolve import choose_model
 from goalkeeper.config.trust import HARNESS_PROTECT
 from goalkeeper.context.prompts import render
-from goalkeeper.context.tokens import counter_for
+from goalkeeper.context.tokens import EstimatedTokens
 from goalkeeper.events import Usage as UsageRecord
 from goalkeeper.models.base import Message, Model, ModelRequest, ModelResponse, ToolCall, ToolSpec, Usage
 from goalkeeper.models.factory import open_model
@@ -60,7 +60,7 @@ def tool_context(workspace: Path, contract: Contract | None, run: RunSettings, m
         (*HARNESS_PROTECT, *(boundaries.protect if boundaries else ())), tuple(boundaries.paths) if boundaries else (),
         network=boundaries.network if boundaries else False, secrets=config.secrets, secret_env=config.secret_env)
     return ToolContext(workspace, run.shell_timeout_s, output_token_limit=run.tool_output_token_limit,
-                       counter=counter_for(model.model, model.wire_api), read_blob=store.get_blob,
+                       counter=EstimatedTokens(), read_blob=store.get_blob,
                        env=config.command_env(os.environ, model.api_key_env), goal_view=goal_view or {},
                        sandbox=sandbox, headless=headless)
 
