@@ -27,6 +27,9 @@ CGROUP_PREFIX = "goalkeeper-"
 #: How long to keep killing a cgroup's leftovers before giving up on removing it.
 RELEASE_WAIT_S = 5.0
 
+#: The longest wait on the processes listed in a cgroup before listing (and killing) them again.
+MEMBER_WAIT_S = 0.1
+
 #: Places the command in the cgroup given as $1, then becomes the command: nothing runs outside it.
 _ENTER_CGROUP = 'echo $$ > "$1/cgroup.procs" && shift && exec "$@"'
 
@@ -164,7 +167,11 @@ async def process_limit(max_processes: int) -> AsyncIterator[ProcessLimit]:
 
 
 async def release_cgroup(cgroup: Path, wait_s: float = RELEASE_WAIT_S) -> bool:
-    """Kill every process left in `cgroup`, then remove it. False if it could not be removed in time."""
+    """Kill every process left in `cgroup`, then remove it. False if it could not be removed in time.
+
+    A killed process leaves the cgroup only once it has exited; the kernel says when through a pidfd, so
+    this waits on the processes themselves instead of retrying the removal on a timer.
+    """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_s
     while True:
@@ -177,7 +184,55 @@ async def release_cgroup(cgroup: Path, wait_s: float = RELEASE_WAIT_S) -> bool:
         except OSError:
             if loop.time() > deadline:
                 return False
-        await asyncio.sleep(0.01)  # killed processes leave the cgroup only once reaped
+        await _members_exit(cgroup, min(deadline - loop.time(), MEMBER_WAIT_S))
+
+
+async def _members_exit(cgroup: Path, timeout_s: float) -> None:
+    """Return once every process now in `cgroup` has exited, or after `timeout_s` (a member's pid could have
+    been reused meanwhile: the caller kills and looks again)."""
+    members = _members(cgroup)
+    handles: list[int] = []
+    try:
+        for pid in members:
+            with contextlib.suppress(ProcessLookupError):
+                handles.append(os.pidfd_open(pid))
+        if handles:
+            await _exited(handles, timeout_s)
+        elif not members:
+            await asyncio.sleep(0.001)  # busy with no member listed: a process between fork and exit
+    except OSError:
+        await asyncio.sleep(0.001)  # no pidfds here (Linux < 5.3)
+    finally:
+        for handle in handles:
+            os.close(handle)
+
+
+async def _exited(handles: list[int], timeout_s: float) -> None:
+    """Wait until each pidfd in `handles` says its process exited (the kernel makes it readable then)."""
+    loop = asyncio.get_running_loop()
+    futures: list[asyncio.Future[None]] = []
+    for handle in handles:
+        future: asyncio.Future[None] = loop.create_future()
+        loop.add_reader(handle, _settle, future)
+        futures.append(future)
+    try:
+        await asyncio.wait(futures, timeout=timeout_s)
+    finally:
+        for handle in handles:
+            loop.remove_reader(handle)
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _members(cgroup: Path) -> list[int]:
+    """The processes in `cgroup` now (none when it is gone)."""
+    try:
+        return [int(pid) for pid in (cgroup / "cgroup.procs").read_text().split()]
+    except (OSError, ValueError):
+        return []
 
 
 def _kill_members(cgroup: Path) -> None:
@@ -186,10 +241,9 @@ def _kill_members(cgroup: Path) -> None:
         with contextlib.suppress(OSError):
             kill_all.write_text("1")
             return
-    with contextlib.suppress(OSError):
-        for pid in (cgroup / "cgroup.procs").read_text().split():
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(int(pid), signal.SIGKILL)
+    for pid in _members(cgroup):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def sweep_stale_cgroups(parent: Path) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import shutil
 import signal
@@ -78,10 +79,7 @@ def command_script(command: str) -> Iterator[Path]:
     A command of any size runs this way: argv (`bash -c CMD`) stops at 128 KB per argument (E2BIG), and
     an argument cannot hold a NUL byte. The command's own stdin stays /dev/null.
     """
-    for stale in Path(tempfile.gettempdir()).glob(f"{_SCRIPT_PREFIX}*-*"):  # left by a runner killed -9
-        owner = stale.name.removeprefix(_SCRIPT_PREFIX).split("-", 1)[0]
-        if owner.isdigit() and not Path("/proc", owner).exists():
-            shutil.rmtree(stale, ignore_errors=True)
+    _sweep_stale_scripts()
     folder = Path(tempfile.mkdtemp(prefix=f"{_SCRIPT_PREFIX}{os.getpid()}-"))  # 0700: only this user reads it
     try:
         script = folder / "command.sh"
@@ -90,6 +88,15 @@ def command_script(command: str) -> Iterator[Path]:
         yield script
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@functools.cache
+def _sweep_stale_scripts() -> None:
+    """Remove the script folders of runners killed -9 (once per process: listing /tmp per command costs)."""
+    for stale in Path(tempfile.gettempdir()).glob(f"{_SCRIPT_PREFIX}*-*"):
+        owner = stale.name.removeprefix(_SCRIPT_PREFIX).split("-", 1)[0]
+        if owner.isdigit() and not Path("/proc", owner).exists():
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def kill_group(pid: int) -> None:
