@@ -279,7 +279,8 @@ async def run_sandboxed(policy: SandboxPolicy, command: str, cwd: Path, timeout_
         argv = await asyncio.to_thread(_checked_argv, policy, command, _home(env), cwd, script)
         async with process_limit(policy.max_processes) as limit:
             result = await run_command([*limit.prefix, *argv], cwd, timeout_s, env=env,
-                                       max_capture_bytes=policy.max_output_bytes)
+                                       max_capture_bytes=policy.max_output_bytes,
+                                       new_session=policy.mode == "danger-full-access")  # else bwrap makes one
     return dataclasses.replace(result, command=command)
 
 
