@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from goalkeeper.sandbox import limits
+from goalkeeper.sandbox import limits, scan
 from goalkeeper.sandbox.bwrap import GIT_PROTECT
 from goalkeeper.sandbox.policy import DEFAULT_SECRETS
 from goalkeeper.sandbox.scan import find
@@ -148,3 +148,19 @@ def test_a_process_that_leaves_the_group_is_killed_and_its_cgroup_removed(worksp
     assert "started" in result.output
     assert not pids_running(marker)
     assert not list(found[1].glob(f"{limits.CGROUP_PREFIX}{os.getpid()}-*"))
+
+
+def test_a_tree_with_more_folders_than_the_watch_cap_is_searched_before_every_command(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(scan, "MAX_WATCHED_FOLDERS", 2)
+    for name in ("a", "b", "c"):
+        (workspace / name).mkdir()
+    first = find(workspace, DEFAULT_SECRETS, GIT_PROTECT, None)
+    (workspace / "c" / ".env").write_text("TOKEN=x\n")
+
+    later = find(workspace, DEFAULT_SECRETS, GIT_PROTECT, None)
+
+    assert ("secret", workspace / "c" / ".env", False) in later
+    assert find(workspace, DEFAULT_SECRETS, GIT_PROTECT, None) is not later  # never kept
+    assert first == ()

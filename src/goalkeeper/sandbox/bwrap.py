@@ -67,7 +67,9 @@ def scan_layout(policy: SandboxPolicy, home: Path) -> SandboxLayout:
     could alter them (sandbox/scan.py), so a path a command made is covered in the next one."""
     workspace = policy.workspace.resolve()
     writable = (workspace, *(path.resolve() for path in policy.extra_writable))
-    found: list[Found] = [*find(workspace, policy.secrets, (*policy.protect, *GIT_PROTECT), None)]
+    # A clean room is a fresh tree each time: watching it would only hold inotify instances.
+    room = policy.bound_at is not None
+    found: list[Found] = [*find(workspace, policy.secrets, (*policy.protect, *GIT_PROTECT), None, keep=not room)]
     found += [("protect", path, True) for path in _git_dirs_named_by(workspace)]
     if home.is_dir() and home.resolve() != Path("/"):
         found += find(home.resolve(), policy.secrets, (), HOME_DEPTH)

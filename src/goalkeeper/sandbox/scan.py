@@ -33,8 +33,13 @@ UNSEARCHED_DIRS = frozenset({".git", "node_modules", "__pycache__"})
 #: Never bound over: they are the kernel's, and bwrap makes its own /dev and /proc.
 _SYSTEM_TREES = (Path("/proc"), Path("/sys"), Path("/dev"))
 
-#: Searches kept at once (the workspace and $HOME of a goal, and a few clean rooms); the oldest is dropped.
-_KEPT = 8
+#: Searches kept at once (a goal's workspace and $HOME, under one or two sets of globs); the oldest is dropped.
+#: Each holds one inotify instance, of the 128 a user has by default.
+_KEPT = 4
+
+#: The most folders one kept search watches. Watches are counted per user (8,192 by default on older kernels)
+#: and an editor's file watcher needs them too: a larger tree is searched before every command, as before.
+MAX_WATCHED_FOLDERS = 4096
 
 #: Watch errors that mean inotify's limits are used up here: such a tree is searched every time.
 _EXHAUSTED = frozenset({errno.ENOSPC, errno.EMFILE, errno.ENFILE, errno.ENOSYS})
@@ -216,6 +221,9 @@ def _watched_search(root: Path, globs: _Globs, depth: int | None) -> tuple[tuple
 
     def add(directory: str, folder: _Folder) -> bool:
         nonlocal exhausted
+        if len(folders) >= MAX_WATCHED_FOLDERS:
+            exhausted = True
+            return False
         try:
             number = watch.add(directory)
         except OSError as error:
@@ -232,10 +240,14 @@ def _watched_search(root: Path, globs: _Globs, depth: int | None) -> tuple[tuple
     return kept.found, kept, False
 
 
-def find(root: Path, secrets: tuple[str, ...], protect: tuple[str, ...], depth: int | None) -> tuple[Found, ...]:
+def find(root: Path, secrets: tuple[str, ...], protect: tuple[str, ...], depth: int | None,
+         keep: bool = True) -> tuple[Found, ...]:
     """What a search of `root` (a resolved folder) would find now: each entry a secret glob or a protect glob
-    covers, to `depth` levels (None: all). A kept search is returned while nothing it depends on changed."""
+    covers, to `depth` levels (None: all). A kept search is returned while nothing it depends on changed;
+    `keep=False` searches without watching (a tree searched once, like a clean room)."""
     key = (root, secrets, protect, depth)
+    if not keep:
+        return tuple(_search(root, _Globs.of(secrets, protect), depth, None).found)
     with _lock:
         kept = _kept.pop(key, None)
         if kept is not None and kept.current(root):
@@ -260,10 +272,3 @@ _lock = threading.Lock()
 _kept: OrderedDict[tuple[Path, tuple[str, ...], tuple[str, ...], int | None], _Kept] = OrderedDict()
 _unwatchable: set[tuple[Path, tuple[str, ...], tuple[str, ...], int | None]] = set()
 
-
-def forget() -> None:
-    """Drop every kept search and release its watch."""
-    with _lock:
-        while _kept:
-            _kept.popitem()[1].watch.close()
-        _unwatchable.clear()
