@@ -198,8 +198,8 @@ async def _members_exit(cgroup: Path, timeout_s: float) -> None:
                 handles.append(os.pidfd_open(pid))
         if handles:
             await _exited(handles, timeout_s)
-        elif not members:
-            await asyncio.sleep(0.001)  # busy with no member listed: a process between fork and exit
+        else:  # all gone since the listing (look again now), or busy with none listed (a process mid-exit)
+            await asyncio.sleep(0 if members else 0.001)
     except OSError:
         await asyncio.sleep(0.001)  # no pidfds here (Linux < 5.3)
     finally:
@@ -230,9 +230,10 @@ def _settle(future: asyncio.Future[None]) -> None:
 def _members(cgroup: Path) -> list[int]:
     """The processes in `cgroup` now (none when it is gone)."""
     try:
-        return [int(pid) for pid in (cgroup / "cgroup.procs").read_text().split()]
+        listed = [int(pid) for pid in (cgroup / "cgroup.procs").read_text().split()]
     except (OSError, ValueError):
         return []
+    return [pid for pid in listed if pid > 0]  # 0: not visible from here; kill(0) would hit our own group
 
 
 def _kill_members(cgroup: Path) -> None:
