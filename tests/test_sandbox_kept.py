@@ -11,7 +11,7 @@ import pytest
 
 from goalkeeper.sandbox import limits, scan
 from goalkeeper.sandbox.bwrap import GIT_PROTECT
-from goalkeeper.sandbox.policy import DEFAULT_SECRETS
+from goalkeeper.sandbox.policy import DEFAULT_SECRETS, SandboxMode
 from goalkeeper.sandbox.scan import find
 from test_sandbox import SECRET, pids_running, policy, run
 
@@ -164,3 +164,19 @@ def test_a_tree_with_more_folders_than_the_watch_cap_is_searched_before_every_co
     assert ("secret", workspace / "c" / ".env", False) in later
     assert find(workspace, DEFAULT_SECRETS, GIT_PROTECT, None) is not later  # never kept
     assert first == ()
+
+
+@pytest.mark.parametrize("mode", ["workspace-write", "danger-full-access"])
+def test_every_process_of_a_command_runs_in_its_own_pids_cgroup(
+    workspace: Path, env: dict[str, str], mode: SandboxMode
+) -> None:
+    found = limits.cgroup_parent()
+    if found is None:
+        pytest.skip(limits.describe())
+    # The command's shell, and a child of a child of it.
+    result = run(policy(workspace, mode), "cat /proc/self/cgroup; bash -c 'cat /proc/self/cgroup'", env)
+
+    hierarchy = ":pids:" if found[0] == "cgroup-v1" else "0::"
+    lines = [line for line in result.output.splitlines() if hierarchy in line]
+    assert len(lines) == 2
+    assert all(f"/{limits.CGROUP_PREFIX}{os.getpid()}-" in line for line in lines)
