@@ -1,24 +1,32 @@
-"""What the sandbox costs per command: `true` through run_sandboxed versus plain run_command.
+"""What the sandbox costs per command: a goalkeeper sandboxed call against bare bubblewrap with the same binds.
 
-Prints p50/p95 per way of running; asserts nothing about timing.
+Prints p50/p95 per way of running, for `true` and a small pipeline; asserts nothing about timing. With
+`--before SRC` (the `src` folder of another checkout) both versions run in the same run, in alternating rounds.
 
-    .venv/bin/python bench/sandbox_cost.py [--calls 200] [--workspace PATH]
+    PYTHONPATH=src .venv/bin/python bench/sandbox_cost.py [--calls 200] [--rounds 4] [--workspace PATH] \\
+        [--before /tmp/base16s/src]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from goalkeeper.sandbox import limits
-from goalkeeper.sandbox.bwrap import run_sandboxed, scan_layout
-from goalkeeper.sandbox.policy import SandboxPolicy
-from goalkeeper.sandbox.process import run_command
+#: The commands measured: nothing at all, and a small pipeline of three processes.
+COMMANDS = ("true", "ls -la | wc -l")
+
+#: The ways of running a command, measured one call of each after another.
+WAYS = ("bare bwrap, same binds", "run_sandboxed, workspace-write", "run_sandboxed, danger-full-access (cgroup only)",
+        "run_command (unsandboxed)")
 
 
 def percentile(samples: list[float], share: float) -> float:
@@ -27,55 +35,105 @@ def percentile(samples: list[float], share: float) -> float:
     return ordered[max(0, min(len(ordered) - 1, round(share * len(ordered)) - 1))]
 
 
-async def measure(calls: int, run: Callable[[], Awaitable[int]]) -> list[float]:
-    """Milliseconds per call, after two unmeasured warm-up calls."""
-    for _ in range(2):
-        await run()
-    samples = []
-    for _ in range(calls):
-        started = time.perf_counter()
-        exit_code = await run()
-        samples.append((time.perf_counter() - started) * 1000)
-        assert exit_code == 0, "the benchmark command failed"
+async def bare(argv: list[str], cwd: Path) -> int:
+    """`argv` spawned and waited on, nothing else: no script file, no cgroup, no scan."""
+    process = await asyncio.create_subprocess_exec(*argv, cwd=cwd, stdin=subprocess.DEVNULL,
+                                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    await process.communicate()
+    return process.returncode if process.returncode is not None else -1
+
+
+async def measure_child(calls: int, workspace: Path, command: str) -> dict[str, list[float]]:
+    """Milliseconds per call for each way, the ways interleaved call by call, after two warm-up rounds.
+
+    Uses only what the code before issue 16 also has, so one script measures both versions."""
+    from goalkeeper.sandbox.bwrap import run_sandboxed, sandbox_argv
+    from goalkeeper.sandbox.policy import SandboxPolicy
+    from goalkeeper.sandbox.process import run_command
+
+    sandboxed = SandboxPolicy(mode="workspace-write", workspace=workspace, protect=("tests/**",))
+    unconfined = SandboxPolicy(mode="danger-full-access", workspace=workspace)
+    argv = sandbox_argv(sandboxed, command, Path.home(), workspace)  # `bash -c command` under the same binds
+    runs: dict[str, Callable[[], Awaitable[int]]] = {
+        WAYS[0]: lambda: bare(argv, workspace),
+        WAYS[1]: lambda: exit_code(run_sandboxed(sandboxed, command, workspace, 10)),
+        WAYS[2]: lambda: exit_code(run_sandboxed(unconfined, command, workspace, 10)),
+        WAYS[3]: lambda: exit_code(run_command(command, workspace, 10)),
+    }
+    samples: dict[str, list[float]] = {way: [] for way in WAYS}
+    for call in range(calls + 2):
+        for way, run in runs.items():
+            started = time.perf_counter()
+            code = await run()
+            if call >= 2:
+                samples[way].append((time.perf_counter() - started) * 1000)
+            assert code == 0, f"{way}: the benchmark command failed"
     return samples
 
 
-async def main(calls: int, workspace: Path) -> None:
-    sandboxed = SandboxPolicy(mode="workspace-write", workspace=workspace, protect=("tests/**",))
-    unconfined = SandboxPolicy(mode="danger-full-access", workspace=workspace)
+async def exit_code(result: Awaitable[object]) -> int:
+    return int(getattr(await result, "exit_code"))  # noqa: B009 (the CommandResult of either version)
 
-    async def plain() -> int:
-        return (await run_command("true", workspace, 10)).exit_code
 
-    async def full_access() -> int:
-        return (await run_sandboxed(unconfined, "true", workspace, 10)).exit_code
+def run_child(src: Path, calls: int, workspace: Path, command: str) -> dict[str, list[float]]:
+    """One child interpreter importing goalkeeper from `src`: its samples."""
+    argv = [sys.executable, __file__, "--child", "--calls", str(calls), "--workspace", str(workspace),
+            "--command", command]
+    done = subprocess.run(argv, env={**os.environ, "PYTHONPATH": str(src)}, capture_output=True, text=True,
+                          check=True, timeout=600)
+    samples: dict[str, list[float]] = json.loads(done.stdout)
+    return samples
 
-    async def workspace_write() -> int:
-        return (await run_sandboxed(sandboxed, "true", workspace, 10)).exit_code
 
-    started = time.perf_counter()
-    scan_layout(sandboxed, Path.home())
-    scan_ms = (time.perf_counter() - started) * 1000
-    print(f"workspace: {workspace}  calls: {calls}  {limits.describe()}")
-    print(f"one scan of the workspace and $HOME for protected/secret paths: {scan_ms:.1f} ms")
-    print("| way | p50 ms | p95 ms | mean ms |")
-    print("|---|---|---|---|")
-    for name, run in (("run_command (unsandboxed)", plain), ("run_sandboxed, danger-full-access", full_access),
-                      ("run_sandboxed, workspace-write", workspace_write)):
-        samples = await measure(calls, run)
-        print(f"| {name} | {percentile(samples, 0.5):.1f} | {percentile(samples, 0.95):.1f} | "
-              f"{statistics.fmean(samples):.1f} |")
+def report(versions: dict[str, Path], calls: int, rounds: int, workspace: Path) -> None:
+    """Alternate the versions round by round for each command, then print one table per command."""
+    print(f"workspace: {workspace}  calls per way: {calls} in {rounds} rounds  load: {os.getloadavg()[0]:.2f}")
+    for command in COMMANDS:
+        merged: dict[str, dict[str, list[float]]] = {name: {way: [] for way in WAYS} for name in versions}
+        for _ in range(rounds):
+            for name, src in versions.items():
+                for way, samples in run_child(src, calls // rounds, workspace, command).items():
+                    merged[name][way] += samples
+        print(f"\ncommand: `{command}`\n")
+        print("| version | way | p50 ms | p95 ms | mean ms | p50 / bare | p95 / bare |")
+        print("|---|---|---|---|---|---|---|")
+        for name in versions:
+            base = merged[name][WAYS[0]]
+            for way in WAYS:
+                samples = merged[name][way]
+                p50, p95 = percentile(samples, 0.5), percentile(samples, 0.95)
+                print(f"| {name} | {way} | {p50:.1f} | {p95:.1f} | {statistics.fmean(samples):.1f} | "
+                      f"{p50 / percentile(base, 0.5):.2f}× | {p95 / percentile(base, 0.95):.2f}× |")
+    print(f"\nload after: {os.getloadavg()[0]:.2f}")
+
+
+def small_workspace(root: Path) -> Path:
+    """A few files: `tests/` protected, one `.env` masked."""
+    (root / "tests").mkdir()
+    (root / "tests" / "test_app.py").write_text("assert True\n")
+    (root / "app.py").write_text("print('app')\n")
+    (root / ".env").write_text("TOKEN=x\n")
+    return root.resolve()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=200, help="calls per way, version and command")
+    parser.add_argument("--rounds", type=int, default=4, help="alternations of the versions")
+    parser.add_argument("--workspace", type=Path, help="run in this directory (default: a small temp one)")
+    parser.add_argument("--before", type=Path, help="the src folder of the code to compare against")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--command", default="true", help=argparse.SUPPRESS)
+    options = parser.parse_args()
+    if options.child:
+        print(json.dumps(asyncio.run(measure_child(options.calls, options.workspace, options.command))))
+        return
+    here = Path(__file__).resolve().parent.parent / "src"
+    versions = {"before": options.before.resolve(), "after": here} if options.before else {"this checkout": here}
+    with tempfile.TemporaryDirectory() as temporary:
+        workspace = options.workspace.resolve() if options.workspace else small_workspace(Path(temporary))
+        report(versions, options.calls, options.rounds, workspace)
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, default=200)
-    parser.add_argument("--workspace", type=Path, help="run in this directory (default: a small temp one)")
-    options = parser.parse_args()
-    with tempfile.TemporaryDirectory() as temporary:
-        workspace = options.workspace or Path(temporary)
-        if options.workspace is None:
-            (workspace / "tests").mkdir()
-            (workspace / "tests" / "test_app.py").write_text("assert True\n")
-            (workspace / ".env").write_text("TOKEN=x\n")
-        asyncio.run(main(options.calls, workspace.resolve()))
+    main()

@@ -13,7 +13,6 @@ import contextlib
 import dataclasses
 import functools
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -21,23 +20,17 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from goalkeeper.errors import SandboxError
-from goalkeeper.sandbox.globs import compile_path_glob
 from goalkeeper.sandbox.limits import process_limit
 from goalkeeper.sandbox.policy import SandboxPolicy
 from goalkeeper.sandbox.process import CommandResult, command_script, run_command
+from goalkeeper.sandbox.scan import Found, find, real_path
 
 INSTALL_HINT = (
     "install it: apt-get install -y bubblewrap — or choose `sandbox = \"danger-full-access\"` in "
     "[boundaries] explicitly"
 )
-
-#: Directories not searched for protected or secret files (the directory itself is still matched).
-#: Dependency trees ship public CA bundles and test keys (certifi's cacert.pem): masking those would
-#: break TLS, and they are not the user's secrets. A directory holding `pyvenv.cfg` counts as one too.
-UNSEARCHED_DIRS = frozenset({".git", "node_modules", "__pycache__"})
 
 #: Always read-only inside the workspace: every `.git` (directory, or the file of a worktree or submodule),
 #: at any depth. The harness owns git; a hook, a config key or a ref written from inside would be run or
@@ -46,11 +39,6 @@ GIT_PROTECT = (".git",)
 
 #: How deep $HOME is searched for secrets: its entries and one level below (~/.ssh, ~/work/.env).
 HOME_DEPTH = 2
-
-#: Never bound over: they are the kernel's, and bwrap makes its own /dev and /proc.
-_SYSTEM_TREES = (Path("/proc"), Path("/sys"), Path("/dev"))
-
-RuleKind = Literal["protect", "secret"]
 
 
 @dataclass(frozen=True)
@@ -72,65 +60,19 @@ class SandboxLayout:
     private /tmp: a virtualenv there must still run the checks."""
 
 
-def _real(path: Path) -> Path | None:
-    """`path` with symlinks resolved, or None when it leads nowhere or into a kernel tree."""
-    try:
-        real = path.resolve(strict=True)
-    except (OSError, RuntimeError):
-        return None
-    return None if any(real.is_relative_to(tree) for tree in _SYSTEM_TREES) else real
-
-
-def _search(root: Path, secrets: tuple[str, ...], protect: tuple[str, ...],
-            depth: int | None) -> list[tuple[RuleKind, Path, bool]]:
-    """(kind, real path, is a directory) for each entry under `root` a glob covers, top-down.
-
-    Secrets are asked first, so a protected secret is still masked. A secret glob masks a directory only
-    when it ends in `/` (`.ssh/`): `.env*` hides the files `.env` and `.env.local`, not a virtualenv `.env/`.
-    """
-    secret_globs = _compiled(secrets)
-    secret_dir_globs = _compiled(tuple(glob for glob in secrets if glob.strip().endswith("/")))
-    protect_globs = _compiled(protect)
-    found: list[tuple[RuleKind, Path, bool]] = []
-    pending: list[tuple[str, str, int, list[re.Pattern[str]]]] = [(str(root), "", 1, protect_globs)]
-    while pending:
-        directory, prefix, level, protecting = pending.pop()
-        try:
-            entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
-        except OSError:
-            continue
-        for entry in entries:
-            relative = prefix + entry.name
-            real = _real(Path(entry.path))
-            is_dir = real is not None and real.is_dir()
-            secret = any(glob.match(relative) for glob in (secret_dir_globs if is_dir else secret_globs))
-            kind: RuleKind | None = "secret" if secret else (
-                "protect" if any(glob.match(relative) for glob in protecting) else None)
-            if kind is not None and real is not None:
-                found.append((kind, real, is_dir))
-            searchable = entry.is_dir(follow_symlinks=False) and (depth is None or level < depth)
-            if searchable and kind != "secret" and not _unsearched(entry):
-                # Inside a protected directory only secrets remain to be found: it is read-only whole.
-                pending.append((entry.path, relative + "/", level + 1, protecting if kind is None else []))
-    return found
-
-
-def _compiled(globs: tuple[str, ...]) -> list[re.Pattern[str]]:
-    return [regex for regex in map(compile_path_glob, globs) if regex is not None]
-
-
-def _unsearched(directory: os.DirEntry[str]) -> bool:
-    return directory.name in UNSEARCHED_DIRS or os.path.exists(os.path.join(directory.path, "pyvenv.cfg"))
-
-
 def scan_layout(policy: SandboxPolicy, home: Path) -> SandboxLayout:
-    """Find the protected and secret paths that exist now (the only filesystem reads of the argv)."""
+    """Find the protected and secret paths that exist now (the only filesystem reads of the argv).
+
+    The searches of the workspace and $HOME are kept between commands while inotify reports no change that
+    could alter them (sandbox/scan.py), so a path a command made is covered in the next one."""
     workspace = policy.workspace.resolve()
     writable = (workspace, *(path.resolve() for path in policy.extra_writable))
-    found = _search(workspace, policy.secrets, (*policy.protect, *GIT_PROTECT), None)
+    # A clean room is a fresh tree each time: watching it would only hold inotify instances.
+    room = policy.bound_at is not None
+    found: list[Found] = [*find(workspace, policy.secrets, (*policy.protect, *GIT_PROTECT), None, keep=not room)]
     found += [("protect", path, True) for path in _git_dirs_named_by(workspace)]
     if home.is_dir() and home.resolve() != Path("/"):
-        found += _search(home.resolve(), policy.secrets, (), HOME_DEPTH)
+        found += find(home.resolve(), policy.secrets, (), HOME_DEPTH)
     found += [("secret", path, True) for path in _goalkeeper_home(policy.bound_at or workspace)]
     protected: dict[Path, None] = {}
     files: dict[Path, None] = {}
@@ -159,11 +101,11 @@ def _git_dirs_named_by(workspace: Path) -> list[Path]:
     except OSError:
         return []
     found = []
-    if text.startswith("gitdir:") and (git_dir := _real(workspace / text[7:].strip())) is not None:
+    if text.startswith("gitdir:") and (git_dir := real_path(workspace / text[7:].strip())) is not None:
         found.append(git_dir)
         with contextlib.suppress(OSError):
             common = (git_dir / "commondir").read_text().strip()
-            found += [real for real in [_real(git_dir / common)] if real is not None]
+            found += [real for real in [real_path(git_dir / common)] if real is not None]
     return found
 
 
@@ -174,22 +116,32 @@ def _goalkeeper_home(workspace: Path) -> list[Path]:
     that holds the workspace or this Python cannot be masked without hiding them: it is left visible.
     """
     named = os.environ.get("GOALKEEPER_HOME")
-    real = _real(Path(named).expanduser() if named else Path.home() / ".goalkeeper")
+    real = real_path(Path(named).expanduser() if named else Path.home() / ".goalkeeper")
     if real is None or not real.is_dir():
         return []
-    needed = (workspace, Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve())
-    return [] if any(place.is_relative_to(real) for place in needed) else [real]
+    needed = (str(workspace), *_interpreter())
+    return [] if any(_within(place, str(real)) for place in needed) else [real]
+
+
+@functools.cache
+def _interpreter() -> tuple[str, str]:
+    """This Python's prefixes, resolved (they do not move while it runs)."""
+    return os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix)
+
+
+def _within(path: str, folder: str) -> bool:
+    """`Path.is_relative_to` for resolved paths, on strings: it runs for every command."""
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
 
 
 def _toolchains_in_tmp(workspace: Path) -> tuple[Path, ...]:
     """sys.prefix and the PATH directories that a private /tmp would hide (the workspace is bound anyway)."""
-    places = [Path(sys.prefix), Path(sys.base_prefix)]
-    places += [Path(entry) for entry in os.environ.get("PATH", "").split(os.pathsep) if entry]
+    places = [*_interpreter(), *(entry for entry in os.environ.get("PATH", "").split(os.pathsep) if entry)]
     found: dict[Path, None] = {}
     for place in places:
-        real = _real(place)
-        if real is not None and real.is_relative_to("/tmp") and not real.is_relative_to(workspace):
-            found[real] = None
+        real = os.path.realpath(place)
+        if _within(real, "/tmp") and not _within(real, str(workspace)) and os.path.exists(real):
+            found[Path(real)] = None
     return tuple(found)
 
 
@@ -312,6 +264,12 @@ def _home(env: dict[str, str] | None) -> Path:
     return Path(home) if home else Path.home()
 
 
+def _checked_argv(policy: SandboxPolicy, command: str, home: Path, cwd: Path, script: Path) -> list[str]:
+    """`require_sandbox`, then `sandbox_argv`: both read the filesystem, so they share one trip to a thread."""
+    require_sandbox(policy)
+    return sandbox_argv(policy, command, home, cwd, script)
+
+
 async def run_sandboxed(policy: SandboxPolicy, command: str, cwd: Path, timeout_s: float,
                         env: dict[str, str] | None = None) -> CommandResult:
     """Run `command` with bash under `policy`, bounded in time, output bytes and process count.
@@ -319,12 +277,12 @@ async def run_sandboxed(policy: SandboxPolicy, command: str, cwd: Path, timeout_
     Raises SandboxError when the policy cannot be enforced; a refusal inside (EROFS, no network) is just
     the command's output and exit code. `env` is the command's whole environment; None inherits ours.
     """
-    await asyncio.to_thread(require_sandbox, policy)
     with command_script(command) as script:
-        argv = await asyncio.to_thread(sandbox_argv, policy, command, _home(env), cwd, script)
+        argv = await asyncio.to_thread(_checked_argv, policy, command, _home(env), cwd, script)
         async with process_limit(policy.max_processes) as limit:
             result = await run_command([*limit.prefix, *argv], cwd, timeout_s, env=env,
-                                       max_capture_bytes=policy.max_output_bytes)
+                                       max_capture_bytes=policy.max_output_bytes,
+                                       new_session=policy.mode == "danger-full-access")  # else bwrap makes one
     return dataclasses.replace(result, command=command)
 
 

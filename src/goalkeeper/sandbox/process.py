@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import shutil
 import signal
@@ -78,10 +79,7 @@ def command_script(command: str) -> Iterator[Path]:
     A command of any size runs this way: argv (`bash -c CMD`) stops at 128 KB per argument (E2BIG), and
     an argument cannot hold a NUL byte. The command's own stdin stays /dev/null.
     """
-    for stale in Path(tempfile.gettempdir()).glob(f"{_SCRIPT_PREFIX}*-*"):  # left by a runner killed -9
-        owner = stale.name.removeprefix(_SCRIPT_PREFIX).split("-", 1)[0]
-        if owner.isdigit() and not Path("/proc", owner).exists():
-            shutil.rmtree(stale, ignore_errors=True)
+    _sweep_stale_scripts()
     folder = Path(tempfile.mkdtemp(prefix=f"{_SCRIPT_PREFIX}{os.getpid()}-"))  # 0700: only this user reads it
     try:
         script = folder / "command.sh"
@@ -90,6 +88,15 @@ def command_script(command: str) -> Iterator[Path]:
         yield script
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@functools.cache
+def _sweep_stale_scripts() -> None:
+    """Remove the script folders of runners killed -9 (once per process: listing /tmp per command costs)."""
+    for stale in Path(tempfile.gettempdir()).glob(f"{_SCRIPT_PREFIX}*-*"):
+        owner = stale.name.removeprefix(_SCRIPT_PREFIX).split("-", 1)[0]
+        if owner.isdigit() and not Path("/proc", owner).exists():
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def kill_group(pid: int) -> None:
@@ -104,15 +111,19 @@ async def run_command(
     timeout_s: float,
     env: dict[str, str] | None = None,
     max_capture_bytes: int = MAX_CAPTURE_BYTES,
+    new_session: bool = True,
 ) -> CommandResult:
     """Run `command` (a shell string, or argv) in its own process group and wait at most `timeout_s`.
 
     The group is killed on timeout and on cancellation, so no grandchild outlives the call. A shell string
-    runs from a file (`command_script`), never through argv.
+    runs from a file (`command_script`), never through argv. The group is a new session too, so the
+    command has no controlling terminal, unless `new_session` is False: only for a launcher that gives the
+    command its own session (bwrap --new-session). A session costs 2-6 ms where the scheduler makes an
+    autogroup for each one.
     """
     if isinstance(command, str):
         with command_script(command) as script:
-            result = await run_command([BASH, str(script)], cwd, timeout_s, env, max_capture_bytes)
+            result = await run_command([BASH, str(script)], cwd, timeout_s, env, max_capture_bytes, new_session)
         return CommandResult(command=command, exit_code=result.exit_code, output=result.output,
                              duration_s=result.duration_s, timed_out=result.timed_out,
                              truncated_bytes=result.truncated_bytes)
@@ -122,7 +133,8 @@ async def run_command(
         "stdin": asyncio.subprocess.DEVNULL,
         "stdout": asyncio.subprocess.PIPE,
         "stderr": asyncio.subprocess.STDOUT,
-        "start_new_session": True,  # a new session is a new process group we can kill whole
+        "start_new_session": new_session,
+        "process_group": None if new_session else 0,  # either way a new process group, which we can kill whole
         "env": env,
     }
     proc = await asyncio.create_subprocess_exec(*command, **kwargs)  # type: ignore[arg-type]

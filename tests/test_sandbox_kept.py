@@ -1,0 +1,182 @@
+"""Searches kept between sandboxed commands: what one command (or anyone) makes is covered in the next, and a
+command's processes are all gone when it returns. Real files, a real bwrap, real processes."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from goalkeeper.sandbox import limits, scan
+from goalkeeper.sandbox.bwrap import GIT_PROTECT
+from goalkeeper.sandbox.policy import DEFAULT_SECRETS, SandboxMode
+from goalkeeper.sandbox.scan import find
+from test_sandbox import SECRET, pids_running, policy, run
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    root = tmp_path / "workspace"
+    (root / "tests").mkdir(parents=True)
+    (root / "tests" / "test_app.py").write_text("assert True\n")
+    (root / "app.py").write_text("print('app')\n")
+    return root.resolve()
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    root = tmp_path / "home"
+    (root / "later").mkdir(parents=True)
+    return root.resolve()
+
+
+@pytest.fixture
+def env(home: Path) -> dict[str, str]:
+    return {"PATH": os.environ["PATH"], "HOME": str(home)}
+
+
+def test_a_git_folder_made_by_one_command_is_read_only_in_the_next(workspace: Path, env: dict[str, str]) -> None:
+    sandbox = policy(workspace)
+    assert run(sandbox, "mkdir -p vendor/lib/.git/hooks && echo made", env).exit_code == 0
+
+    result = run(sandbox, "echo 'rm -rf ~' > vendor/lib/.git/hooks/pre-commit", env)
+
+    assert result.exit_code != 0
+    assert "Read-only file system" in result.output
+    assert not (workspace / "vendor/lib/.git/hooks/pre-commit").exists()
+
+
+def test_a_protected_file_made_by_one_command_cannot_be_changed_by_the_next(
+    workspace: Path, env: dict[str, str]
+) -> None:
+    sandbox = policy(workspace, protect=("conftest.py",))
+    assert run(sandbox, "mkdir -p pkg && echo 'x = 1' > pkg/conftest.py", env).exit_code == 0
+
+    result = run(sandbox, "echo 'import os' >> pkg/conftest.py", env)
+
+    assert result.exit_code != 0
+    assert (workspace / "pkg/conftest.py").read_text() == "x = 1\n"
+
+
+def test_a_folder_of_secrets_moved_in_between_commands_reads_as_nothing(
+    workspace: Path, tmp_path: Path, env: dict[str, str]
+) -> None:
+    sandbox = policy(workspace)
+    assert run(sandbox, "true", env).exit_code == 0
+    staged = tmp_path / "staged"
+    (staged / "deep").mkdir(parents=True)
+    (staged / "deep" / ".env.prod").write_text(f"TOKEN={SECRET}\n")
+    staged.rename(workspace / "staged")  # one rename: the files inside make no event of their own
+
+    result = run(sandbox, "cat staged/deep/.env.prod; echo done", env)
+
+    assert "done" in result.output
+    assert SECRET not in result.output
+
+
+def test_a_secret_link_whose_target_appears_later_reads_as_nothing(
+    workspace: Path, home: Path, env: dict[str, str]
+) -> None:
+    (workspace / ".env.shared").symlink_to(home / "later" / "token")  # leads nowhere yet
+    sandbox = policy(workspace)
+    assert run(sandbox, "true", env).exit_code == 0
+    (home / "later" / "token").write_text(SECRET)  # outside the workspace: no event where it is watched
+
+    result = run(sandbox, "cat .env.shared; echo done", env)
+
+    assert "done" in result.output
+    assert SECRET not in result.output
+
+
+def test_a_folder_that_stops_being_a_virtualenv_is_searched_again(workspace: Path, env: dict[str, str]) -> None:
+    venv = workspace / "env"
+    (venv / "lib").mkdir(parents=True)
+    (venv / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    (venv / "lib" / ".env").write_text(f"TOKEN={SECRET}\n")  # a dependency's fixture: a virtualenv is not searched
+    sandbox = policy(workspace)
+    assert SECRET in run(sandbox, "cat env/lib/.env", env).output
+
+    (venv / "pyvenv.cfg").unlink()
+
+    assert SECRET not in run(sandbox, "cat env/lib/.env; echo done", env).output
+
+
+def test_a_workspace_replaced_by_another_folder_is_searched_again(
+    workspace: Path, tmp_path: Path, env: dict[str, str]
+) -> None:
+    sandbox = policy(workspace)
+    assert run(sandbox, "true", env).exit_code == 0
+    workspace.rename(tmp_path / "before")
+    workspace.mkdir()
+    (workspace / ".env").write_text(f"TOKEN={SECRET}\n")
+
+    result = run(sandbox, "cat .env; echo done", env)
+
+    assert "done" in result.output
+    assert SECRET not in result.output
+
+
+def test_a_search_is_kept_while_only_contents_and_uncovered_names_change(workspace: Path) -> None:
+    protect = ("tests/**", *GIT_PROTECT)
+    first = find(workspace, DEFAULT_SECRETS, protect, None)
+    (workspace / "app.py").write_text("print('changed')\n")
+    (workspace / "notes.md").write_text("new\n")
+    (workspace / "tests" / "test_more.py").write_text("assert True\n")  # the folder is read-only whole already
+
+    assert find(workspace, DEFAULT_SECRETS, protect, None) is first
+
+    (workspace / "src").mkdir()
+    (workspace / "src" / ".env.local").write_text("TOKEN=x\n")
+    later = find(workspace, DEFAULT_SECRETS, protect, None)
+
+    assert ("secret", workspace / "src" / ".env.local", False) in later
+    assert find(workspace, DEFAULT_SECRETS, protect, None) is later
+
+
+def test_a_process_that_leaves_the_group_is_killed_and_its_cgroup_removed(workspace: Path, env: dict[str, str]) -> None:
+    found = limits.cgroup_parent()
+    if found is None:
+        pytest.skip(limits.describe())
+    marker = f"sleeper-{uuid.uuid4().hex[:12]}"
+    # setsid: a new session, so killing the command's process group misses it; only its cgroup holds it.
+    command = f"setsid bash -c 'exec -a {marker} sleep 300' < /dev/null > /dev/null 2>&1 & echo started"
+
+    result = run(policy(workspace, "danger-full-access"), command, env)
+
+    assert "started" in result.output
+    assert not pids_running(marker)
+    assert not list(found[1].glob(f"{limits.CGROUP_PREFIX}{os.getpid()}-*"))
+
+
+def test_a_tree_with_more_folders_than_the_watch_cap_is_searched_before_every_command(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(scan, "MAX_WATCHED_FOLDERS", 2)
+    for name in ("a", "b", "c"):
+        (workspace / name).mkdir()
+    first = find(workspace, DEFAULT_SECRETS, GIT_PROTECT, None)
+    (workspace / "c" / ".env").write_text("TOKEN=x\n")
+
+    later = find(workspace, DEFAULT_SECRETS, GIT_PROTECT, None)
+
+    assert ("secret", workspace / "c" / ".env", False) in later
+    assert find(workspace, DEFAULT_SECRETS, GIT_PROTECT, None) is not later  # never kept
+    assert first == ()
+
+
+@pytest.mark.parametrize("mode", ["workspace-write", "danger-full-access"])
+def test_every_process_of_a_command_runs_in_its_own_pids_cgroup(
+    workspace: Path, env: dict[str, str], mode: SandboxMode
+) -> None:
+    found = limits.cgroup_parent()
+    if found is None:
+        pytest.skip(limits.describe())
+    # The command's shell, and a child of a child of it.
+    result = run(policy(workspace, mode), "cat /proc/self/cgroup; bash -c 'cat /proc/self/cgroup'", env)
+
+    hierarchy = ":pids:" if found[0] == "cgroup-v1" else "0::"
+    lines = [line for line in result.output.splitlines() if hierarchy in line]
+    assert len(lines) == 2
+    assert all(f"/{limits.CGROUP_PREFIX}{os.getpid()}-" in line for line in lines)
