@@ -8,8 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -20,10 +25,20 @@ from scenario import HONEST_FIX, TESTS, gk, sample_repo, write_script
 HEAVY = ("openai", "anthropic", "aiohttp", "httpx", "tiktoken", "quicktok", "llama_cpp", "textual", "fastapi",
          "uvicorn", "starlette", "sse_starlette")
 
-#: Runs `gk` as `python -m goalkeeper` does, and writes the names of the loaded modules at exit.
+#: What `gk serve` must not load while idle: the runner, the model sessions and the SDKs (a request loads them
+#: only if it needs them).
+NOT_IN_SERVER = ("openai", "anthropic", "aiohttp", "httpx", "tiktoken", "quicktok", "llama_cpp", "textual",
+                 "goalkeeper.run.runner", "goalkeeper.run.engine", "goalkeeper.sessions.session",
+                 "goalkeeper.tools.registry")
+
+#: Runs `gk` as `python -m goalkeeper` does, and writes the names of the loaded modules at exit, or on SIGUSR1
+#: (a server never exits by itself, and uvicorn ends on the signal that stops it, so no atexit hook runs).
 _RECORD_MODULES = """
-import atexit, json, os, runpy, sys
-atexit.register(lambda: open(os.environ["GK_MODULES_OUT"], "w").write(json.dumps(sorted(sys.modules))))
+import atexit, json, os, runpy, signal, sys
+def record(*_):
+    open(os.environ["GK_MODULES_OUT"], "w").write(json.dumps(sorted(sys.modules)))
+atexit.register(record)
+signal.signal(signal.SIGUSR1, record)
 sys.argv = ["gk", *sys.argv[1:]]
 runpy.run_module("goalkeeper", run_name="__main__", alter_sys=True)
 """
@@ -65,3 +80,54 @@ def test_read_only_commands_load_no_provider_sdk_tui_or_server(command: list[str
     heavy = sorted({name.split(".")[0] for name in modules}.intersection(HEAVY))
     assert not heavy, f"`gk {' '.join(command)}` loaded {heavy}"
 
+
+
+def test_serve_idles_without_the_runner_or_a_model_sdk(ran_goal: tuple[Path, Path], tmp_path: Path) -> None:
+    _, home = ran_goal
+    out = tmp_path / "modules.json"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "GOALKEEPER_HOME": str(home), "GK_MODULES_OUT": str(out)}
+    server = subprocess.Popen([sys.executable, "-c", _RECORD_MODULES, "serve", "--port", str(port)], env=env,
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        token = gk("serve", "--show-token", home=home) if _serving(server, port) else None
+        assert token is not None and token.returncode == 0, server.stderr.read().decode() if server.stderr else ""
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/threads",
+                                         headers={"Authorization": f"Bearer {token.stdout.strip()}"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert response.status == 200
+        server.send_signal(signal.SIGUSR1)
+        modules = _recorded(out)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert "goalkeeper.server.api" in modules
+    loaded = sorted(name for name in modules if name in NOT_IN_SERVER or name.split(".")[0] in NOT_IN_SERVER)
+    assert not loaded, f"an idle `gk serve` loaded {loaded}"
+
+
+def _serving(server: subprocess.Popen[bytes], port: int, timeout_s: float = 60) -> bool:
+    """Whether the server answers HTTP on `port` within `timeout_s` (False once it has exited). Any answer
+    will do (401 without the token): the socket listens before the token is written, the app only after."""
+    deadline = time.monotonic() + timeout_s
+    while server.poll() is None and time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/threads", timeout=5):
+                return True
+        except urllib.error.HTTPError:
+            return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def _recorded(out: Path, timeout_s: float = 30) -> set[str]:
+    """The module names the recorder wrote to `out`, once it has written them."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if out.is_file() and (text := out.read_text()).endswith("]"):
+            return set(json.loads(text))
+        time.sleep(0.05)
+    raise AssertionError(f"the server wrote no module list to {out}")
