@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -98,8 +99,10 @@ def small_store(root: Path, env: dict[str, str]) -> Path:
     """A fresh GOALKEEPER_HOME under `root` with one goal that `gk demo --replay` ran to `achieved`."""
     home = root / "gk-home"
     home.mkdir()
-    subprocess.run([sys.executable, "-m", "goalkeeper", "demo", "--replay"], env={**env, "GOALKEEPER_HOME": str(home)},
-                   check=True, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL, timeout=300)
+    # TMPDIR puts the demo's copy of the sample repository under `root`, so it goes when `root` does.
+    subprocess.run([sys.executable, "-m", "goalkeeper", "demo", "--replay"],
+                   env={**env, "GOALKEEPER_HOME": str(home), "TMPDIR": str(root)}, check=True,
+                   stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL, timeout=300)
     return home
 
 
@@ -109,13 +112,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_listening(server: subprocess.Popen[bytes], port: int) -> None:
-    """Wait until the server accepts a connection on `port`."""
+def wait_serving(server: subprocess.Popen[bytes], port: int) -> None:
+    """Wait until the server answers HTTP on `port`. Any answer will do (401 without the token): the socket
+    listens before `gk serve` writes its token, the app only after."""
     deadline = time.monotonic() + SERVE_WAIT_S
     while True:
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/threads", timeout=5):
                 return
+        except urllib.error.HTTPError:
+            return
         except OSError:
             if server.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"the server on port {port} did not start") from None
@@ -127,7 +133,7 @@ def idle_rss_mib(argv: list[str], env: dict[str, str], port: int, token: Callabl
     server = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        wait_listening(server, port)
+        wait_serving(server, port)
         bearer = token()
         request = urllib.request.Request(f"http://127.0.0.1:{port}/threads",
                                          headers={"Authorization": f"Bearer {bearer}"} if bearer else {})
