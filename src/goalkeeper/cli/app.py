@@ -1,6 +1,9 @@
 """The `goalkeeper` / `gk` command. Each command parses, calls one library function and renders.
 
 Exit codes: 0 achieved, 1 unmet, 2 budget_limited, 3 paused (stalled included), 4 usage or config error.
+Every command starts at once: this module imports only what the reading commands share. What runs a goal or a
+model session (the runner, the sessions, the bundled demo and local model, the TUI, the server) is imported by
+the commands that use it, so `gk status` never loads a model stack (tests/test_startup.py).
 """
 
 from __future__ import annotations
@@ -14,32 +17,27 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.text import Text
 
-from goalkeeper import templates as goal_templates
-from goalkeeper.cli import console, demo
+from goalkeeper.cli import console
 from goalkeeper.cli.options import ContractFlags, ModelFlags, with_options
 from goalkeeper.config import trust as trusted
 from goalkeeper.config.load import Config, goalkeeper_home, load_config
-from goalkeeper.config.resolve import scripted_settings
 from goalkeeper.core.lifecycle import exit_code
-from goalkeeper.core.outcomes import BudgetRaise
 from goalkeeper.errors import ConfigError, GoalkeeperError, WorkspaceError
 from goalkeeper.events import payload_of
-from goalkeeper.goals import control, prd, service
+from goalkeeper.goals import control, service
 from goalkeeper.goals.report import build_report, render_markdown, render_pr
 from goalkeeper.goals.views import goal_events, summarize
 from goalkeeper.models.factory import LOCAL_MODEL_NOTE
-from goalkeeper.models.local_server import serve_forever
 from goalkeeper.render.terminal import event_line
-from goalkeeper.run.engine import config_commit, run_goal
-from goalkeeper.run.runner import RunResult
-from goalkeeper.sessions import drafting, planning
-from goalkeeper.sessions import side as side_questions
-from goalkeeper.sessions.planning import newest_plan
+from goalkeeper.sessions import defaults
 from goalkeeper.spec.contract import Contract, parse_duration
 from goalkeeper.spec.settings import GoalSettings, ModelSettings, RunSettings
 from goalkeeper.verify.lint import lint_goal
 
 if TYPE_CHECKING:
+    from goalkeeper.core.outcomes import BudgetRaise
+    from goalkeeper.run.runner import RunResult
+    from goalkeeper.sessions.planning import Plan
     from goalkeeper.store import Goal, Store
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
@@ -110,8 +108,7 @@ def goal(
             summary = summarize(store, service.current_goal(store, workspace, thread))
             console.out.print_json(json.dumps(summary.as_json())) if as_json else console.show_summary(summary)
             return 0
-        adopted = newest_plan(store, workspace, thread) if contract_flags.from_plan else None
-        contract = contract_flags.contract(objective, adopted)
+        contract = contract_flags.contract(objective, _plan_to_adopt(contract_flags, store, workspace, thread))
         chosen = model_flags.settings_if_configured(workspace, contract.budget.usd)
         run_knobs = _config(workspace, model_flags.profile).run
         record = _set(store, workspace, thread, contract, chosen, run_knobs, replace, allow_dirty, force,
@@ -119,6 +116,15 @@ def goal(
         console.show_summary(summarize(store, record))
         console.out.print("Run it with: gk run" + (f" --cwd {cwd}" if str(cwd) != "." else ""))
     return 0
+
+
+def _plan_to_adopt(flags: ContractFlags, store: Store, workspace: Path, thread: str | None) -> Plan | None:
+    """The thread's newest plan when `--from-plan` is given (`gk plan` stored it); else None."""
+    if not flags.from_plan:
+        return None
+    from goalkeeper.sessions.planning import newest_plan  # the planning session loads the tools
+
+    return newest_plan(store, workspace, thread)
 
 
 def _set(store: Store, workspace: Path, thread: str | None, contract: Contract, model: ModelSettings | None,
@@ -175,6 +181,8 @@ def _control(store: Store, workspace: Path, thread: str | None, action: str, rai
 @with_options(model_flags=ModelFlags)
 def run(model_flags: ModelFlags, cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = False) -> int:
     """Run the goal in the foreground with a live status line. Ctrl-C pauses it cleanly."""
+    from goalkeeper.run.engine import config_commit  # the runner loads only for the commands that run
+
     workspace = service.workspace_of(cwd)
     with service.open_store() as store:
         record = service.current_goal(store, workspace, thread)
@@ -185,6 +193,9 @@ def run(model_flags: ModelFlags, cwd: Cwd = Path("."), thread: ThreadOpt = None,
 
 
 def _drive(store: Store, record: Goal, workspace: Path, model: ModelSettings | None, as_json: bool) -> int:
+    """Run the goal in the foreground (run, exec, demo, implement --run), printing its events."""
+    from goalkeeper.run.engine import run_goal  # the runner loads only for the commands that run
+
     def status() -> str:
         return summarize(store, store.get_goal_by_id(record.goal_id)).status_line()
 
@@ -223,8 +234,7 @@ def exec_(
     """Set the goal and run it headless; `--json` streams one event per line. Exit code by outcome."""
     workspace = service.workspace_of(cwd)
     with service.open_store() as store:
-        adopted = newest_plan(store, workspace, thread) if contract_flags.from_plan else None
-        contract = contract_flags.contract(objective, adopted)
+        contract = contract_flags.contract(objective, _plan_to_adopt(contract_flags, store, workspace, thread))
         chosen = model_flags.settings(workspace, contract.budget.usd)
         run_knobs = _config(workspace, model_flags.profile).run
         record = _set(store, workspace, thread, contract, chosen, run_knobs, replace, allow_dirty, force,
@@ -282,12 +292,14 @@ def side(
     model_flags: ModelFlags,
     question: Annotated[str, typer.Argument(help="The question.")],
     events: Annotated[int, typer.Option("--events", min=1, help="How many of the thread's newest messages the "
-                                                                "question sees.")] = side_questions.DEFAULT_EVENTS,
+                                                                "question sees.")] = defaults.SIDE_EVENTS,
     max_requests: Annotated[int, typer.Option("--max-requests", min=1, help="Model requests it may make.")]
-    = side_questions.DEFAULT_MAX_REQUESTS,
+    = defaults.SIDE_MAX_REQUESTS,
     cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = False,
 ) -> int:
     """Ask about the goal's thread without disturbing it: a read-only fork whose answer the goal never sees."""
+    from goalkeeper.sessions import side as side_questions  # a model session loads only where one runs
+
     workspace = service.workspace_of(cwd)
     chosen = model_flags.settings(workspace) if model_flags.given else None
     stream = console.TextStream(quiet=as_json)
@@ -306,10 +318,12 @@ def plan(
     model_flags: ModelFlags,
     objective: Annotated[str, typer.Argument(help="What the goal should achieve.")],
     max_requests: Annotated[int, typer.Option("--max-requests", min=1, help="Model requests the planning turn "
-                                                                          "may make.")] = planning.DEFAULT_MAX_REQUESTS,
+                                                                          "may make.")] = defaults.PLAN_MAX_REQUESTS,
     cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = False,
 ) -> int:
     """Plan before setting a goal: one read-only planning turn, stored; adopt it with `gk goal --from-plan`."""
+    from goalkeeper.sessions import planning  # a model session loads only where one runs
+
     workspace = service.workspace_of(cwd)
     chosen = model_flags.settings(workspace) if model_flags.given else None
     progress = console.TextStream(quiet=as_json)  # tool calls as they run; the plan is printed whole at the end
@@ -338,6 +352,9 @@ def demo_(model_flags: ModelFlags, as_json: JsonOpt = False,
           replay: Annotated[bool, typer.Option("--replay", help="Replay a bundled scripted model (offline).")] = False,
           ) -> int:
     """Copy the bundled sample repo (a real bug, a failing test) to a temp dir and run a goal on it."""
+    from goalkeeper.cli import demo  # the sample and its scripted model load only for the demo
+    from goalkeeper.config.resolve import scripted_settings
+
     workspace = demo.prepare_sample()
     if replay:
         chosen = scripted_settings(str(demo.replay_script()))
@@ -408,11 +425,10 @@ def _contract_to_lint(flags: ContractFlags, file: Path | None, objective: str | 
                               "gk lint path/to/goal.toml, gk lint --objective '...' --check tests='...', "
                               "or start one with gk init --template tests-green")
         flags = dataclasses.replace(flags, file=default)
-    plan = None
-    if flags.from_plan:
-        with service.open_store() as store:
-            plan = newest_plan(store, workspace, thread)
-    return flags.contract(objective, plan)
+    if not flags.from_plan:
+        return flags.contract(objective, None)
+    with service.open_store() as store:
+        return flags.contract(objective, _plan_to_adopt(flags, store, workspace, thread))
 
 
 @app.command()
@@ -425,6 +441,8 @@ def init(
     cwd: Cwd = Path("."),
 ) -> int:
     """Write a commented goal.toml from a template: a working start that teaches the six elements."""
+    from goalkeeper import templates as goal_templates  # the template files are read only here
+
     if list_templates:
         console.show_templates(goal_templates.templates())
         return 0
@@ -447,15 +465,17 @@ def draft(
     model_flags: ModelFlags,
     description: Annotated[str, typer.Argument(help="The goal in plain words.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the draft.")]
-    = Path(drafting.DEFAULT_OUTPUT),
+    = Path(defaults.DRAFT_OUTPUT),
     force: Force = False,
     no_run: Annotated[bool, typer.Option("--no-run", help="Lint the draft without running its checks.")] = False,
     max_requests: Annotated[int, typer.Option("--max-requests", min=1, help="Model requests the draft may make.")]
-    = drafting.DEFAULT_MAX_REQUESTS,
+    = defaults.DRAFT_MAX_REQUESTS,
     cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = False,
 ) -> int:
     """Draft a goal.toml from a plain description, for review: the model reads the repo; no goal is set.
     Exit 1 when lint errors remain in the draft."""
+    from goalkeeper.sessions import drafting  # a model session loads only where one runs
+
     workspace = service.workspace_of(cwd)
     chosen = model_flags.settings(workspace) if model_flags.given else None
     progress = console.TextStream(quiet=as_json)
@@ -473,10 +493,12 @@ def distill(
     model_flags: ModelFlags,
     goal_id: Annotated[str | None, typer.Option("--goal", help="A finished goal's id (default: the thread's).")]
     = None,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the PRD.")] = Path(prd.DEFAULT_OUTPUT),
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the PRD.")] = Path(defaults.PRD_OUTPUT),
     force: Force = False, cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = False,
 ) -> int:
     """Turn a finished goal (a spike) into PRD.md: approach, evidence, trade-offs, cleanup, verification."""
+    from goalkeeper.goals import prd  # a model session loads only where one runs
+
     workspace = service.workspace_of(cwd)
     chosen = model_flags.settings(workspace) if model_flags.given else None
     with service.open_store() as store:
@@ -495,6 +517,8 @@ def implement(
     cwd: Cwd = Path("."), as_json: JsonOpt = False,
 ) -> int:
     """Start a fresh goal from a PRD: a new branch from the spike's base commit, the same checks."""
+    from goalkeeper.goals import prd  # a model session loads only where one runs
+
     workspace = service.workspace_of(cwd)
     chosen = model_flags.settings(workspace) if model_flags.given else None
     with service.open_store() as store:
@@ -562,6 +586,8 @@ app.add_typer(local_app, name="local")
 def local_serve(port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
                 host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1") -> int:
     """Serve the local model over the OpenAI-compatible wire format until Ctrl-C."""
+    from goalkeeper.models.local_server import serve_forever  # it loads httpx and llama.cpp
+
     serve_forever(port, host)
     return 0
 

@@ -118,7 +118,7 @@ def with_options(**groups: type) -> Callable[[Command], Command]:
     def decorate(command: Command) -> Command:
         signature = inspect.signature(command, eval_str=True)
         own = [p for name, p in signature.parameters.items() if name not in groups]
-        added = [_parameter(group, f) for group in groups.values() for f in fields(group)]
+        added = [parameter for group in groups.values() for parameter in _parameters(group)]
 
         @functools.wraps(command)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -134,8 +134,15 @@ def with_options(**groups: type) -> Callable[[Command], Command]:
     return decorate
 
 
-def _parameter(group: type, option_field: Field[Any]) -> inspect.Parameter:
-    kind = inspect.get_annotations(group, eval_str=True)[option_field.name]
+@functools.cache
+def _parameters(group: type) -> tuple[inspect.Parameter, ...]:
+    """The group's fields as keyword-only options. Made once per group: evaluating the annotations is most of
+    what defining the commands costs at startup, and most commands share the groups."""
+    kinds = inspect.get_annotations(group, eval_str=True)
+    return tuple(_parameter(option_field, kinds[option_field.name]) for option_field in fields(group))
+
+
+def _parameter(option_field: Field[Any], kind: Any) -> inspect.Parameter:
     default = [] if option_field.default is MISSING else option_field.default
     return inspect.Parameter(option_field.name, inspect.Parameter.KEYWORD_ONLY, default=default,
                              annotation=Annotated[kind, option_field.metadata["option"]])

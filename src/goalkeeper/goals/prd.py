@@ -36,7 +36,6 @@ from goalkeeper.workspace import checkpoints
 from goalkeeper.workspace.git import GoalBranch, changes, commit_of, list_paths, start_goal, toplevel
 from goalkeeper.workspace.goal import branch_of
 
-DEFAULT_OUTPUT = "PRD.md"
 DISTILLABLE = ("achieved", "unmet", "budget_limited")
 """A goal that has stopped for good; a pursuing or paused one is still being worked on."""
 SECTIONS = ("Approach", "Why it works", "Trade-offs", "Constraints", "Needs cleanup", "Verification surface")

@@ -8,13 +8,13 @@ import contextlib
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from goalkeeper.models.base import Model
-from goalkeeper.models.local_server import LocalServer, WatchedLocalModel
-from goalkeeper.models.openai_chat import OpenAIChatModel
-from goalkeeper.models.openai_responses import OpenAIResponsesModel
-from goalkeeper.models.scripted import ScriptedModel
 from goalkeeper.spec.settings import ModelSettings
+
+if TYPE_CHECKING:
+    from goalkeeper.models.local_server import LocalServer
 
 #: Printed whenever the bundled local model is used, so nobody mistakes it for a capable coder.
 LOCAL_MODEL_NOTE = ("local model: SmolLM2-135M-Instruct via llama.cpp, a 135M-parameter model that "
@@ -22,26 +22,34 @@ LOCAL_MODEL_NOTE = ("local model: SmolLM2-135M-Instruct via llama.cpp, a 135M-pa
 
 
 def build_model(settings: ModelSettings) -> Model:
-    """The provider for `settings`; the API key is read from its environment variable now, never stored."""
+    """The provider for `settings`; the API key is read from its environment variable now, never stored.
+
+    Each provider's module is imported here, when a model is built: the SDKs (openai with aiohttp, anthropic)
+    take most of a second to import, and every command that never calls a model must start without them."""
     key = os.environ.get(settings.api_key_env) if settings.api_key_env else None
     # The SDKs' read timeout is the longest wait between two chunks: for a stream that is exactly the
     # idle timeout; for a whole response it must cover the whole answer.
     timeout = settings.stream_idle_timeout_s if settings.stream else settings.request_timeout_s
     if settings.wire_api == "scripted":
         assert settings.script is not None  # resolution guarantees a script path
+        from goalkeeper.models.scripted import ScriptedModel
+
         return ScriptedModel.from_file(Path(settings.script))
     if settings.wire_api == "responses":
+        from goalkeeper.models.openai_responses import OpenAIResponsesModel
+
         return OpenAIResponsesModel(settings.model, settings.base_url, key, stream=settings.stream,
                                     timeout_s=timeout, reasoning_effort=settings.reasoning_effort,
                                     extra_headers=settings.http_headers, query_params=settings.query_params,
                                     api_key_env=settings.api_key_env)
     if settings.wire_api == "anthropic":
-        # Imported here: the anthropic SDK takes seconds to import, and most runs never need it.
         from goalkeeper.models.anthropic_messages import AnthropicModel
 
         return AnthropicModel(settings.model, settings.base_url, key, stream=settings.stream,
                               timeout_s=timeout, extra_headers=settings.http_headers,
                               api_key_env=settings.api_key_env)
+    from goalkeeper.models.openai_chat import OpenAIChatModel
+
     return OpenAIChatModel(settings.model, settings.base_url, key, stream=settings.stream,
                            timeout_s=timeout, extra_headers=settings.http_headers,
                            query_params=settings.query_params, api_key_env=settings.api_key_env)
@@ -50,7 +58,11 @@ def build_model(settings: ModelSettings) -> Model:
 def local_server_for(settings: ModelSettings) -> LocalServer | None:
     """The bundled llama.cpp server `settings` need (the `local` provider with no base URL), not yet started.
     Its port is never stored with the goal."""
-    return LocalServer() if settings.provider == "local" and not settings.base_url else None
+    if settings.provider != "local" or settings.base_url:
+        return None
+    from goalkeeper.models.local_server import LocalServer  # it loads httpx, needed only for this provider
+
+    return LocalServer()
 
 
 @contextlib.asynccontextmanager
@@ -68,7 +80,7 @@ async def open_model(settings: ModelSettings) -> AsyncIterator[Model]:
             # tool call in "auto" mode fails with HTTP 500: the local model never streams.
             built = build_model(settings.model_copy(update={"base_url": server.base_url, "stream": False}))
         try:
-            yield built if server is None else WatchedLocalModel(built, server)
+            yield built if server is None else server.watching(built)
         finally:
             await built.aclose()
     finally:

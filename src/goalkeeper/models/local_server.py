@@ -209,6 +209,10 @@ class LocalServer:
             await asyncio.sleep(0.05)
         return self.death("resume the goal with `gk goal resume`")
 
+    def watching(self, model: Model) -> WatchedLocalModel:
+        """`model`, talking to this server, with its failures explained when the server has died."""
+        return WatchedLocalModel(model, self)
+
     def log_tail(self, chars: int = _LOG_TAIL_CHARS) -> str:
         """The end of the server's log, for error messages."""
         if self.log_path is None or not self.log_path.exists():

@@ -22,6 +22,7 @@ from goalkeeper.contract.toml import dump_contract, parse_contract
 from goalkeeper.errors import ConfigError, ContractError, ProviderError
 from goalkeeper.events import DraftEvent
 from goalkeeper.models.base import Message, ModelResponse, ToolSpec
+from goalkeeper.sessions.defaults import DRAFT_MAX_REQUESTS
 from goalkeeper.sessions.session import LastRequest, Session, SessionCost, ToolUse, open_session, run_session
 from goalkeeper.spec.contract import Contract
 from goalkeeper.spec.settings import GoalSettings, ModelSettings
@@ -30,9 +31,6 @@ from goalkeeper.tools.base import Document, Tool, ToolContext, ToolResult
 from goalkeeper.tools.registry import ToolRegistry, default_registry
 from goalkeeper.verify.lint import lint_goal_async
 
-DEFAULT_OUTPUT = "goal.draft.toml"
-DEFAULT_MAX_REQUESTS = 20
-"""Requests the drafting session may make before it must submit what it has."""
 DRAFT_TOOLS = ("read_file", "search", "read_output")
 """What the model may use to investigate: it reads, it never runs or writes anything."""
 LINT_FIX_ROUNDS = 1
@@ -159,7 +157,7 @@ class DraftResult:
 
 def draft_goal(store: Store, workspace: Path, description: str, output: Path, *, force: bool = False,
                thread_id: str | None = None, model: ModelSettings | None = None, run_checks: bool = True,
-               max_requests: int = DEFAULT_MAX_REQUESTS, on_text: Callable[[str], None] | None = None,
+               max_requests: int = DRAFT_MAX_REQUESTS, on_text: Callable[[str], None] | None = None,
                on_tool: Callable[[ToolUse], None] | None = None) -> DraftResult:
     """Draft a goal for `description`, write it to `output` for review, and store a `draft` event. Never sets it.
 

@@ -19,6 +19,7 @@ from goalkeeper.context.prompts import as_data, render
 from goalkeeper.errors import ConfigError
 from goalkeeper.events import PlanEvent
 from goalkeeper.models.base import Message, ModelResponse, ToolCall, ToolSpec
+from goalkeeper.sessions.defaults import PLAN_MAX_REQUESTS
 from goalkeeper.sessions.session import (
     LastRequest,
     Session,
@@ -32,9 +33,6 @@ from goalkeeper.spec.settings import GoalSettings, ModelSettings
 from goalkeeper.store import Store
 from goalkeeper.tools.base import Document, Tool, ToolContext, ToolResult
 from goalkeeper.tools.registry import ToolRegistry
-
-DEFAULT_MAX_REQUESTS = 20
-"""Requests a planning turn may make before it must submit what it has."""
 
 _CHECK_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 _LIST_ITEM = re.compile(r"^\s*(?:\d+[.)]|[-*+])\s+(?:\[[ xX]\]\s+)?(.*\S)\s*$")
@@ -174,7 +172,7 @@ def _suggested_check(check: dict[str, Any]) -> SuggestedCheck:
 
 
 def make_plan(store: Store, workspace: Path, objective: str, *, thread_id: str | None = None,
-              model: ModelSettings | None = None, max_requests: int = DEFAULT_MAX_REQUESTS,
+              model: ModelSettings | None = None, max_requests: int = PLAN_MAX_REQUESTS,
               on_text: Callable[[str], None] | None = None,
               on_tool: Callable[[ToolUse], None] | None = None) -> PlanResult:
     """Run one planning turn for `objective` and store its plan on the thread (made if there is none).

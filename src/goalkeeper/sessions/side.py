@@ -19,15 +19,10 @@ from goalkeeper.context.replay import goal_view, replay
 from goalkeeper.errors import ContextLengthError, GoalNotFoundError
 from goalkeeper.events import BaselineEvent, EvidenceEvent, SideEvent
 from goalkeeper.models.base import Message
+from goalkeeper.sessions.defaults import SIDE_EVENTS, SIDE_MAX_REQUESTS
 from goalkeeper.sessions.session import SessionCost, ToolUse, open_session, read_only_tools, run_session
 from goalkeeper.spec.settings import ModelSettings
 from goalkeeper.store import Goal, Store
-
-DEFAULT_EVENTS = 40
-"""History messages of the thread the fork carries after its prefix."""
-
-DEFAULT_MAX_REQUESTS = 8
-"""Requests a side question may make before it must answer from what it has."""
 
 
 @dataclass(frozen=True)
@@ -93,8 +88,8 @@ def side_goal(store: Store, workspace: Path, thread_id: str | None) -> Goal:
 
 
 def ask_side_question(store: Store, workspace: Path, question: str, *, thread_id: str | None = None,
-                      model: ModelSettings | None = None, newest: int = DEFAULT_EVENTS,
-                      max_requests: int = DEFAULT_MAX_REQUESTS, on_text: Callable[[str], None] | None = None,
+                      model: ModelSettings | None = None, newest: int = SIDE_EVENTS,
+                      max_requests: int = SIDE_MAX_REQUESTS, on_text: Callable[[str], None] | None = None,
                       on_tool: Callable[[ToolUse], None] | None = None) -> SideAnswer:
     """Answer `question` in a read-only fork of the goal's thread and store it as a `side` event.
 
