@@ -72,6 +72,7 @@ class Runner:
                 action = await self._start()
                 while isinstance(action, StartTurn | RunChecks):
                     action = await run_turn(run) if isinstance(action, StartTurn) else await verify(run)
+                run.flush()  # nothing the run decided stays unwritten when it ends
             return RunResult(run.goal.goal_id, run.state.status, run.state.reason.value)
         except GoalGone as gone:
             return RunResult(run.goal.goal_id, None, gone.message)
