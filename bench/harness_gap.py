@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,12 +32,13 @@ from typing import Any
 from aiohttp import web
 
 from goalkeeper.contract.flags import contract_from_flags
-from goalkeeper.events import ModelResponseEvent, TurnStartedEvent
+from goalkeeper.core.outcomes import GoalState
+from goalkeeper.events import Event, ModelResponseEvent, ToolIntentEvent, TurnStartedEvent
 from goalkeeper.goals import control
 from goalkeeper.models.openai_chat import OpenAIChatModel
 from goalkeeper.run.runner import Runner, RunResult
 from goalkeeper.spec.settings import GoalSettings, ModelSettings, RunSettings
-from goalkeeper.store import Store
+from goalkeeper.store import EventRecord, Store
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from chat_server import ChatServer, Completion, ToolCallReply, UsageReply
@@ -142,6 +144,20 @@ class TimedChatServer(ChatServer):
         return response
 
 
+class CountingStore(Store):
+    """The store, counting its goal commits: each is one transaction, fsynced before it returns."""
+
+    commits = 0
+    committed_events = 0
+
+    def commit(self, goal_id: str, events: Sequence[Event], state: GoalState | None = None,
+               expected_version: int | None = None,
+               settings: GoalSettings | None = None) -> tuple[int, list[EventRecord]]:
+        self.commits += 1
+        self.committed_events += len(events)
+        return super().commit(goal_id, events, state=state, expected_version=expected_version, settings=settings)
+
+
 def make_repo(root: Path) -> Path:
     """A small git repository with one commit."""
     repo = root / "repo"
@@ -174,6 +190,7 @@ class TurnCount:
     answered: int
     """Turns that sent at least one model request."""
     wrap_up: int
+    tool_calls: int
 
 
 def count_turns(store: Store, goal_id: str) -> TurnCount:
@@ -181,14 +198,17 @@ def count_turns(store: Store, goal_id: str) -> TurnCount:
     goal = store.get_goal_by_id(goal_id)
     kinds: dict[int, str] = {}
     answered: set[int] = set()
-    turn = 0
-    for record in store.events(goal.thread_id, goal_id=goal_id, kinds=[TurnStartedEvent, ModelResponseEvent]):
+    turn = calls = 0
+    for record in store.events(goal.thread_id, goal_id=goal_id,
+                               kinds=[TurnStartedEvent, ModelResponseEvent, ToolIntentEvent]):
         if isinstance(event := record.event, TurnStartedEvent):
             turn = event.turn
             kinds[turn] = event.turn_kind
+        elif isinstance(event, ToolIntentEvent):
+            calls += 1
         else:
             answered.add(turn)
-    return TurnCount(len(kinds), len(answered), sum(kind == "wrap_up" for kind in kinds.values()))
+    return TurnCount(len(kinds), len(answered), sum(kind == "wrap_up" for kind in kinds.values()), calls)
 
 
 def peak_rss_mb() -> float:
@@ -275,8 +295,16 @@ def rss_rows(rss: dict[str, float]) -> list[Row]:
     ]
 
 
+def commit_rows(store: CountingStore, turns: TurnCount) -> list[Row]:
+    """Goal commits (fsynced transactions) per tool call, and events per commit."""
+    return [
+        Row("store commits per tool call", f"{store.commits / max(1, turns.tool_calls):.2f}"),
+        Row("  commits / events / tool calls", f"{store.commits} / {store.committed_events} / {turns.tool_calls}"),
+    ]
+
+
 def report(exchanges: list[Exchange], result: RunResult, turns: TurnCount, budget_turns: int,
-           wall_s: float, rss: dict[str, float]) -> None:
+           wall_s: float, rss: dict[str, float], commits: list[Row]) -> None:
     """Print the run, the figures, the targets and whether each is met."""
     print(f"machine: {os.cpu_count()} cpus, Python {platform.python_version()}, {platform.platform()}")
     print(f"run: {result.status} ({result.reason}) in {wall_s:.1f}s, {len(exchanges)} requests; "
@@ -287,7 +315,7 @@ def report(exchanges: list[Exchange], result: RunResult, turns: TurnCount, budge
         print(f"note: {turns.opened - turns.answered} turn(s) opened but sent no request (with a turn budget "
               "of N, turn N finds the budget used up at its first request and the wrap-up turn begins)")
     print(f"\n{'figure':<36} {'measured':>26}  {'target':<8} met")
-    for row in [*gap_rows(exchanges), *size_rows(exchanges), *rss_rows(rss)]:
+    for row in [*gap_rows(exchanges), *size_rows(exchanges), *rss_rows(rss), *commits]:
         met = "" if row.met is None else ("yes" if row.met else "NO")
         print(f"{row.name:<36} {row.value:>26}  {row.target:<8} {met}")
 
@@ -300,7 +328,7 @@ def main() -> None:
         root = Path(temp)
         os.environ["GOALKEEPER_HOME"] = str(root / "home")
         repo = make_repo(root)
-        store = Store(root / "home" / "state.db")
+        store = CountingStore(root / "home" / "state.db")
         rss = {"before_server": peak_rss_mb(), "imports_only": harness_import_rss_mb()}
         probe = Probe()
         with TimedChatServer(probe) as server:
@@ -309,8 +337,9 @@ def main() -> None:
             wall_s = time.perf_counter() - started
         rss["peak"] = peak_rss_mb()
         turns = count_turns(store, result.goal_id)
+        commits = commit_rows(store, turns)
         store.close()
-    report(probe.exchanges, result, turns, args.turns, wall_s, rss)
+    report(probe.exchanges, result, turns, args.turns, wall_s, rss, commits)
 
 
 if __name__ == "__main__":
