@@ -72,11 +72,13 @@ class Runner:
                 action = await self._start()
                 while isinstance(action, StartTurn | RunChecks):
                     action = await run_turn(run) if isinstance(action, StartTurn) else await verify(run)
-                run.flush()  # nothing the run decided stays unwritten when it ends
             return RunResult(run.goal.goal_id, run.state.status, run.state.reason.value)
         except GoalGone as gone:
             return RunResult(run.goal.goal_id, None, gone.message)
         finally:
+            if not run.lease_lost:  # the goal is another runner's now: it marks what we left unfinished
+                with contextlib.suppress(GoalkeeperError):
+                    run.flush()  # however the run ends (a UI cancelling it, say), what it did stays in the store
             heartbeat.cancel()
             with contextlib.suppress(GoalkeeperError):
                 run.store.release_lease(run.goal.goal_id)
