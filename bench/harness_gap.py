@@ -3,17 +3,19 @@
 Drives one real goal (a git repo, the SQLite store, the real tools) against the local Chat Completions
 server from tests/chat_server.py, and times it from the server's side. It prints figures and asserts nothing.
 
-    .venv/bin/python bench/harness_gap.py [--turns 200]
+    .venv/bin/python bench/harness_gap.py [--turns 200] [--calls-per-turn 1]
 
 Every turn is two requests: the model reads one small file, then answers with text, which ends the turn. A
 turn with a tool call is not text-only, so the (always failing) check does not run after each turn. The
-turns read three files in rotation: the same call three turns running would be stopped as stuck.
+turns read three files in rotation: the same call three turns running would be stopped as stuck. With
+`--calls-per-turn N` each turn makes N calls before its text (`--turns 1 --calls-per-turn 1000`: one long turn).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import itertools
 import json
 import os
@@ -46,6 +48,7 @@ from chat_server import ChatServer, Completion, ToolCallReply, UsageReply
 GAP_P50_TARGET_MS = 15.0
 PREFIX_SHARE_TARGET = 0.99
 PEAK_RSS_TARGET_MB = 90.0
+GC_LONG_PAUSE_MS = 40.0
 CACHED_SHARE = 0.9
 """The share of each prompt the server reports as cached, so the budget's cache accounting runs."""
 READ_ROTATION = ("README.md", "src/app.py", "src/util.py")
@@ -103,31 +106,36 @@ def common_prefix_chars(before: list[str], after: list[str]) -> int:
     return shared
 
 
-def reply(body: dict[str, Any], number: int) -> Completion:
-    """A tool result in the request gets text (the turn ends); anything else gets one `read_file` call.
+def reply(body: dict[str, Any], number: int, calls_per_turn: int = 1) -> Completion:
+    """A request whose turn has `calls_per_turn` tool results gets text (the turn ends); anything else gets one
+    `read_file` call. The wrap-up turn, which offers no `read_file`, gets text after its first result.
 
     The call id and the file are set from the request `number`: the server's default id counts the request
-    bodies it keeps, and this benchmark keeps none. A turn is two requests, so `number // 2` counts turns.
+    bodies it keeps, and this benchmark keeps none. With one call a turn, a turn is two requests, so
+    `number // 2` counts turns; with more, consecutive requests read the files in turn.
     """
     prompt_tokens = len(json.dumps(body.get("messages", []))) // 4
     usage = UsageReply(prompt_tokens, 8, cached_tokens=int(prompt_tokens * CACHED_SHARE))
-    messages = body.get("messages", [])
-    if messages and messages[-1].get("role") == "tool":
+    turn = list(itertools.takewhile(lambda m: m.get("role") != "user", reversed(body.get("messages", []))))
+    results = sum(message.get("role") == "tool" for message in turn)
+    offered = {tool["function"]["name"] for tool in body.get("tools", [])}
+    if results >= calls_per_turn or (results and "read_file" not in offered):
         return Completion(text="ok", usage=usage)
-    path = READ_ROTATION[(number // 2) % len(READ_ROTATION)]
+    rotation = number // 2 if calls_per_turn == 1 else number
+    path = READ_ROTATION[rotation % len(READ_ROTATION)]
     return Completion(tool_calls=(ToolCallReply("read_file", {"path": path}, id=f"call_{number}"),), usage=usage)
 
 
 class TimedChatServer(ChatServer):
     """The test server, timing each request from its arrival to the last byte of its answer."""
 
-    def __init__(self, probe: Probe) -> None:
+    def __init__(self, probe: Probe, calls_per_turn: int = 1) -> None:
         super().__init__(reply_fn=self._observed_reply, model="bench-model")
-        self.probe = probe
+        self.probe, self.calls_per_turn = probe, calls_per_turn
 
     def _observed_reply(self, body: dict[str, Any]) -> Completion:
         self.probe.observe(self.probe.exchanges[-1], body)
-        return reply(body, len(self.probe.exchanges))
+        return reply(body, len(self.probe.exchanges), self.calls_per_turn)
 
     async def _chat_completions(self, request: web.Request) -> web.StreamResponse:
         await request.read()  # the whole body is in (aiohttp keeps it for the handler's request.json())
@@ -156,6 +164,25 @@ class CountingStore(Store):
         self.commits += 1
         self.committed_events += len(events)
         return super().commit(goal_id, events, state=state, expected_version=expected_version, settings=settings)
+
+
+@dataclass
+class GcWatch:
+    """The garbage collector's pauses in this process (harness and server thread), in ms."""
+
+    pauses: list[float] = field(default_factory=list)
+    _started: float = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.pauses.append((time.perf_counter() - self._started) * 1000)
+
+    def rows(self) -> list[Row]:
+        long = [pause for pause in self.pauses if pause >= GC_LONG_PAUSE_MS]
+        return [Row(f"GC pauses >= {GC_LONG_PAUSE_MS:g} ms / all", f"{len(long)} / {len(self.pauses)}"),
+                Row("GC pause max / total (ms)", f"{max(self.pauses, default=0):.1f} / {sum(self.pauses):.0f}")]
 
 
 def make_repo(root: Path) -> Path:
@@ -257,7 +284,7 @@ def gap_rows(exchanges: list[Exchange]) -> list[Row]:
     edge = max(1, len(gaps) // 8)
 
     def pair(values: list[float]) -> str:
-        return f"{percentile(values, 0.5):.1f} / {percentile(values, 0.95):.1f}"
+        return f"{percentile(values, 0.5):.1f} / {percentile(values, 0.95):.1f}" if values else "none"
 
     return [
         Row("harness gap p50 (ms)", f"{percentile(gaps, 0.5):.1f}", f"< {GAP_P50_TARGET_MS:g}",
@@ -304,7 +331,7 @@ def commit_rows(store: CountingStore, turns: TurnCount) -> list[Row]:
 
 
 def report(exchanges: list[Exchange], result: RunResult, turns: TurnCount, budget_turns: int,
-           wall_s: float, rss: dict[str, float], commits: list[Row]) -> None:
+           wall_s: float, rss: dict[str, float], extra: list[Row]) -> None:
     """Print the run, the figures, the targets and whether each is met."""
     print(f"machine: {os.cpu_count()} cpus, Python {platform.python_version()}, {platform.platform()}")
     print(f"run: {result.status} ({result.reason}) in {wall_s:.1f}s, {len(exchanges)} requests; "
@@ -315,7 +342,7 @@ def report(exchanges: list[Exchange], result: RunResult, turns: TurnCount, budge
         print(f"note: {turns.opened - turns.answered} turn(s) opened but sent no request (with a turn budget "
               "of N, turn N finds the budget used up at its first request and the wrap-up turn begins)")
     print(f"\n{'figure':<36} {'measured':>26}  {'target':<8} met")
-    for row in [*gap_rows(exchanges), *size_rows(exchanges), *rss_rows(rss), *commits]:
+    for row in [*gap_rows(exchanges), *size_rows(exchanges), *rss_rows(rss), *extra]:
         met = "" if row.met is None else ("yes" if row.met else "NO")
         print(f"{row.name:<36} {row.value:>26}  {row.target:<8} {met}")
 
@@ -323,7 +350,9 @@ def report(exchanges: list[Exchange], result: RunResult, turns: TurnCount, budge
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--turns", type=int, default=200, help="the goal's turn budget (two requests a turn)")
+    parser.add_argument("--calls-per-turn", type=int, default=1, help="tool calls each turn makes before its text")
     args = parser.parse_args()
+    watch = GcWatch()
     with tempfile.TemporaryDirectory(prefix="gk-bench-") as temp:
         root = Path(temp)
         os.environ["GOALKEEPER_HOME"] = str(root / "home")
@@ -331,15 +360,17 @@ def main() -> None:
         store = CountingStore(root / "home" / "state.db")
         rss = {"before_server": peak_rss_mb(), "imports_only": harness_import_rss_mb()}
         probe = Probe()
-        with TimedChatServer(probe) as server:
+        with TimedChatServer(probe, args.calls_per_turn) as server:
+            gc.callbacks.append(watch)
             started = time.perf_counter()
             result = run_goal(store, repo, server.base_url, args.turns)
             wall_s = time.perf_counter() - started
+            gc.callbacks.remove(watch)
         rss["peak"] = peak_rss_mb()
         turns = count_turns(store, result.goal_id)
         commits = commit_rows(store, turns)
         store.close()
-    report(probe.exchanges, result, turns, args.turns, wall_s, rss, commits)
+    report(probe.exchanges, result, turns, args.turns, wall_s, rss, [*commits, *watch.rows()])
 
 
 if __name__ == "__main__":
