@@ -49,6 +49,7 @@ GAP_P50_TARGET_MS = 15.0
 PREFIX_SHARE_TARGET = 0.99
 PEAK_RSS_TARGET_MB = 90.0
 GC_LONG_PAUSE_MS = 40.0
+TRACKED_EVERY = 100
 CACHED_SHARE = 0.9
 """The share of each prompt the server reports as cached, so the budget's cache accounting runs."""
 READ_ROTATION = ("README.md", "src/app.py", "src/util.py")
@@ -79,6 +80,8 @@ class Probe:
     """What the server records per request; it keeps only the previous request's messages, not every body."""
 
     exchanges: list[Exchange] = field(default_factory=list)
+    tracked: dict[int, int] = field(default_factory=dict)
+    """Request number → objects the garbage collector tracked then (every TRACKED_EVERY requests)."""
     _previous: list[str] = field(default_factory=list)
     _previous_tools: str = ""
 
@@ -135,7 +138,11 @@ class TimedChatServer(ChatServer):
 
     def _observed_reply(self, body: dict[str, Any]) -> Completion:
         self.probe.observe(self.probe.exchanges[-1], body)
-        return reply(body, len(self.probe.exchanges), self.calls_per_turn)
+        number = len(self.probe.exchanges)
+        if number % TRACKED_EVERY == 0:
+            # While the runner waits for this answer: what a full collection would walk, the body aside.
+            self.probe.tracked[number] = len(gc.get_objects())
+        return reply(body, number, self.calls_per_turn)
 
     async def _chat_completions(self, request: web.Request) -> web.StreamResponse:
         await request.read()  # the whole body is in (aiohttp keeps it for the handler's request.json())
@@ -179,10 +186,13 @@ class GcWatch:
         else:
             self.pauses.append((time.perf_counter() - self._started) * 1000)
 
-    def rows(self) -> list[Row]:
+    def rows(self, tracked: dict[int, int]) -> list[Row]:
         long = [pause for pause in self.pauses if pause >= GC_LONG_PAUSE_MS]
+        first, last = (tracked[min(tracked)], tracked[max(tracked)]) if tracked else (0, 0)
         return [Row(f"GC pauses >= {GC_LONG_PAUSE_MS:g} ms / all", f"{len(long)} / {len(self.pauses)}"),
-                Row("GC pause max / total (ms)", f"{max(self.pauses, default=0):.1f} / {sum(self.pauses):.0f}")]
+                Row("GC pause max / total (ms)", f"{max(self.pauses, default=0):.1f} / {sum(self.pauses):.0f}"),
+                Row(f"GC-tracked objects, request {min(tracked, default=0)} / {max(tracked, default=0)}",
+                    f"{first:,} / {last:,}")]
 
 
 def make_repo(root: Path) -> Path:
@@ -370,7 +380,7 @@ def main() -> None:
         turns = count_turns(store, result.goal_id)
         commits = commit_rows(store, turns)
         store.close()
-    report(probe.exchanges, result, turns, args.turns, wall_s, rss, [*commits, *watch.rows()])
+    report(probe.exchanges, result, turns, args.turns, wall_s, rss, [*commits, *watch.rows(probe.tracked)])
 
 
 if __name__ == "__main__":
