@@ -3,17 +3,19 @@
 Drives one real goal (a git repo, the SQLite store, the real tools) against the local Chat Completions
 server from tests/chat_server.py, and times it from the server's side. It prints figures and asserts nothing.
 
-    .venv/bin/python bench/harness_gap.py [--turns 200]
+    .venv/bin/python bench/harness_gap.py [--turns 200] [--calls-per-turn 1]
 
 Every turn is two requests: the model reads one small file, then answers with text, which ends the turn. A
 turn with a tool call is not text-only, so the (always failing) check does not run after each turn. The
-turns read three files in rotation: the same call three turns running would be stopped as stuck.
+turns read three files in rotation: the same call three turns running would be stopped as stuck. With
+`--calls-per-turn N` each turn makes N calls before its text (`--turns 1 --calls-per-turn 1000`: one long turn).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import itertools
 import json
 import os
@@ -24,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,12 +34,13 @@ from typing import Any
 from aiohttp import web
 
 from goalkeeper.contract.flags import contract_from_flags
-from goalkeeper.events import ModelResponseEvent, TurnStartedEvent
+from goalkeeper.core.outcomes import GoalState
+from goalkeeper.events import Event, ModelResponseEvent, ToolIntentEvent, TurnStartedEvent
 from goalkeeper.goals import control
 from goalkeeper.models.openai_chat import OpenAIChatModel
 from goalkeeper.run.runner import Runner, RunResult
 from goalkeeper.spec.settings import GoalSettings, ModelSettings, RunSettings
-from goalkeeper.store import Store
+from goalkeeper.store import EventRecord, Store
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from chat_server import ChatServer, Completion, ToolCallReply, UsageReply
@@ -44,6 +48,8 @@ from chat_server import ChatServer, Completion, ToolCallReply, UsageReply
 GAP_P50_TARGET_MS = 15.0
 PREFIX_SHARE_TARGET = 0.99
 PEAK_RSS_TARGET_MB = 90.0
+GC_LONG_PAUSE_MS = 40.0
+TRACKED_EVERY = 100
 CACHED_SHARE = 0.9
 """The share of each prompt the server reports as cached, so the budget's cache accounting runs."""
 READ_ROTATION = ("README.md", "src/app.py", "src/util.py")
@@ -74,6 +80,8 @@ class Probe:
     """What the server records per request; it keeps only the previous request's messages, not every body."""
 
     exchanges: list[Exchange] = field(default_factory=list)
+    tracked: dict[int, int] = field(default_factory=dict)
+    """Request number → objects the garbage collector tracked then (every TRACKED_EVERY requests)."""
     _previous: list[str] = field(default_factory=list)
     _previous_tools: str = ""
 
@@ -101,31 +109,40 @@ def common_prefix_chars(before: list[str], after: list[str]) -> int:
     return shared
 
 
-def reply(body: dict[str, Any], number: int) -> Completion:
-    """A tool result in the request gets text (the turn ends); anything else gets one `read_file` call.
+def reply(body: dict[str, Any], number: int, calls_per_turn: int = 1) -> Completion:
+    """A request whose turn has `calls_per_turn` tool results gets text (the turn ends); anything else gets one
+    `read_file` call. The wrap-up turn, which offers no `read_file`, gets text after its first result.
 
     The call id and the file are set from the request `number`: the server's default id counts the request
-    bodies it keeps, and this benchmark keeps none. A turn is two requests, so `number // 2` counts turns.
+    bodies it keeps, and this benchmark keeps none. With one call a turn, a turn is two requests, so
+    `number // 2` counts turns; with more, consecutive requests read the files in turn.
     """
     prompt_tokens = len(json.dumps(body.get("messages", []))) // 4
     usage = UsageReply(prompt_tokens, 8, cached_tokens=int(prompt_tokens * CACHED_SHARE))
-    messages = body.get("messages", [])
-    if messages and messages[-1].get("role") == "tool":
+    turn = list(itertools.takewhile(lambda m: m.get("role") != "user", reversed(body.get("messages", []))))
+    results = sum(message.get("role") == "tool" for message in turn)
+    offered = {tool["function"]["name"] for tool in body.get("tools", [])}
+    if results >= calls_per_turn or (results and "read_file" not in offered):
         return Completion(text="ok", usage=usage)
-    path = READ_ROTATION[(number // 2) % len(READ_ROTATION)]
+    rotation = number // 2 if calls_per_turn == 1 else number
+    path = READ_ROTATION[rotation % len(READ_ROTATION)]
     return Completion(tool_calls=(ToolCallReply("read_file", {"path": path}, id=f"call_{number}"),), usage=usage)
 
 
 class TimedChatServer(ChatServer):
     """The test server, timing each request from its arrival to the last byte of its answer."""
 
-    def __init__(self, probe: Probe) -> None:
+    def __init__(self, probe: Probe, calls_per_turn: int = 1) -> None:
         super().__init__(reply_fn=self._observed_reply, model="bench-model")
-        self.probe = probe
+        self.probe, self.calls_per_turn = probe, calls_per_turn
 
     def _observed_reply(self, body: dict[str, Any]) -> Completion:
         self.probe.observe(self.probe.exchanges[-1], body)
-        return reply(body, len(self.probe.exchanges))
+        number = len(self.probe.exchanges)
+        if number % TRACKED_EVERY == 0:
+            # While the runner waits for this answer: what a full collection would walk, the body aside.
+            self.probe.tracked[number] = len(gc.get_objects())
+        return reply(body, number, self.calls_per_turn)
 
     async def _chat_completions(self, request: web.Request) -> web.StreamResponse:
         await request.read()  # the whole body is in (aiohttp keeps it for the handler's request.json())
@@ -140,6 +157,42 @@ class TimedChatServer(ChatServer):
         await response.write_eof()
         self.probe.exchanges[-1].sent = time.perf_counter()
         return response
+
+
+class CountingStore(Store):
+    """The store, counting its goal commits: each is one transaction, fsynced before it returns."""
+
+    commits = 0
+    committed_events = 0
+
+    def commit(self, goal_id: str, events: Sequence[Event], state: GoalState | None = None,
+               expected_version: int | None = None,
+               settings: GoalSettings | None = None) -> tuple[int, list[EventRecord]]:
+        self.commits += 1
+        self.committed_events += len(events)
+        return super().commit(goal_id, events, state=state, expected_version=expected_version, settings=settings)
+
+
+@dataclass
+class GcWatch:
+    """The garbage collector's pauses in this process (harness and server thread), in ms."""
+
+    pauses: list[float] = field(default_factory=list)
+    _started: float = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.pauses.append((time.perf_counter() - self._started) * 1000)
+
+    def rows(self, tracked: dict[int, int]) -> list[Row]:
+        long = [pause for pause in self.pauses if pause >= GC_LONG_PAUSE_MS]
+        first, last = (tracked[min(tracked)], tracked[max(tracked)]) if tracked else (0, 0)
+        return [Row(f"GC pauses >= {GC_LONG_PAUSE_MS:g} ms / all", f"{len(long)} / {len(self.pauses)}"),
+                Row("GC pause max / total (ms)", f"{max(self.pauses, default=0):.1f} / {sum(self.pauses):.0f}"),
+                Row(f"GC-tracked objects, request {min(tracked, default=0)} / {max(tracked, default=0)}",
+                    f"{first:,} / {last:,}")]
 
 
 def make_repo(root: Path) -> Path:
@@ -174,6 +227,7 @@ class TurnCount:
     answered: int
     """Turns that sent at least one model request."""
     wrap_up: int
+    tool_calls: int
 
 
 def count_turns(store: Store, goal_id: str) -> TurnCount:
@@ -181,14 +235,17 @@ def count_turns(store: Store, goal_id: str) -> TurnCount:
     goal = store.get_goal_by_id(goal_id)
     kinds: dict[int, str] = {}
     answered: set[int] = set()
-    turn = 0
-    for record in store.events(goal.thread_id, goal_id=goal_id, kinds=[TurnStartedEvent, ModelResponseEvent]):
+    turn = calls = 0
+    for record in store.events(goal.thread_id, goal_id=goal_id,
+                               kinds=[TurnStartedEvent, ModelResponseEvent, ToolIntentEvent]):
         if isinstance(event := record.event, TurnStartedEvent):
             turn = event.turn
             kinds[turn] = event.turn_kind
+        elif isinstance(event, ToolIntentEvent):
+            calls += 1
         else:
             answered.add(turn)
-    return TurnCount(len(kinds), len(answered), sum(kind == "wrap_up" for kind in kinds.values()))
+    return TurnCount(len(kinds), len(answered), sum(kind == "wrap_up" for kind in kinds.values()), calls)
 
 
 def peak_rss_mb() -> float:
@@ -237,7 +294,7 @@ def gap_rows(exchanges: list[Exchange]) -> list[Row]:
     edge = max(1, len(gaps) // 8)
 
     def pair(values: list[float]) -> str:
-        return f"{percentile(values, 0.5):.1f} / {percentile(values, 0.95):.1f}"
+        return f"{percentile(values, 0.5):.1f} / {percentile(values, 0.95):.1f}" if values else "none"
 
     return [
         Row("harness gap p50 (ms)", f"{percentile(gaps, 0.5):.1f}", f"< {GAP_P50_TARGET_MS:g}",
@@ -275,8 +332,16 @@ def rss_rows(rss: dict[str, float]) -> list[Row]:
     ]
 
 
+def commit_rows(store: CountingStore, turns: TurnCount) -> list[Row]:
+    """Goal commits (fsynced transactions) per tool call, and events per commit."""
+    return [
+        Row("store commits per tool call", f"{store.commits / max(1, turns.tool_calls):.2f}"),
+        Row("  commits / events / tool calls", f"{store.commits} / {store.committed_events} / {turns.tool_calls}"),
+    ]
+
+
 def report(exchanges: list[Exchange], result: RunResult, turns: TurnCount, budget_turns: int,
-           wall_s: float, rss: dict[str, float]) -> None:
+           wall_s: float, rss: dict[str, float], extra: list[Row]) -> None:
     """Print the run, the figures, the targets and whether each is met."""
     print(f"machine: {os.cpu_count()} cpus, Python {platform.python_version()}, {platform.platform()}")
     print(f"run: {result.status} ({result.reason}) in {wall_s:.1f}s, {len(exchanges)} requests; "
@@ -287,7 +352,7 @@ def report(exchanges: list[Exchange], result: RunResult, turns: TurnCount, budge
         print(f"note: {turns.opened - turns.answered} turn(s) opened but sent no request (with a turn budget "
               "of N, turn N finds the budget used up at its first request and the wrap-up turn begins)")
     print(f"\n{'figure':<36} {'measured':>26}  {'target':<8} met")
-    for row in [*gap_rows(exchanges), *size_rows(exchanges), *rss_rows(rss)]:
+    for row in [*gap_rows(exchanges), *size_rows(exchanges), *rss_rows(rss), *extra]:
         met = "" if row.met is None else ("yes" if row.met else "NO")
         print(f"{row.name:<36} {row.value:>26}  {row.target:<8} {met}")
 
@@ -295,22 +360,27 @@ def report(exchanges: list[Exchange], result: RunResult, turns: TurnCount, budge
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--turns", type=int, default=200, help="the goal's turn budget (two requests a turn)")
+    parser.add_argument("--calls-per-turn", type=int, default=1, help="tool calls each turn makes before its text")
     args = parser.parse_args()
+    watch = GcWatch()
     with tempfile.TemporaryDirectory(prefix="gk-bench-") as temp:
         root = Path(temp)
         os.environ["GOALKEEPER_HOME"] = str(root / "home")
         repo = make_repo(root)
-        store = Store(root / "home" / "state.db")
+        store = CountingStore(root / "home" / "state.db")
         rss = {"before_server": peak_rss_mb(), "imports_only": harness_import_rss_mb()}
         probe = Probe()
-        with TimedChatServer(probe) as server:
+        with TimedChatServer(probe, args.calls_per_turn) as server:
+            gc.callbacks.append(watch)
             started = time.perf_counter()
             result = run_goal(store, repo, server.base_url, args.turns)
             wall_s = time.perf_counter() - started
+            gc.callbacks.remove(watch)
         rss["peak"] = peak_rss_mb()
         turns = count_turns(store, result.goal_id)
+        commits = commit_rows(store, turns)
         store.close()
-    report(probe.exchanges, result, turns, args.turns, wall_s, rss)
+    report(probe.exchanges, result, turns, args.turns, wall_s, rss, [*commits, *watch.rows(probe.tracked)])
 
 
 if __name__ == "__main__":

@@ -47,7 +47,11 @@ from goalkeeper.workspace.goal import violations_notice
 
 @dataclass
 class OpenTurn:
-    """What the store says about the newest turn: enough to resume it after a crash."""
+    """What the store says about the newest turn: enough to resume it after a crash, and to write its checkpoint.
+
+    The checkpoint's figures are running totals, not the turn's events: a long turn keeps only what it needs,
+    and a replay after a crash folds the same events into the same totals.
+    """
 
     kind: TurnKind = "continuation"
     number: int = 0
@@ -62,8 +66,17 @@ class OpenTurn:
     """The update_goal report (complete or blocked) made in this turn; it ends the turn."""
     intended: set[str] = field(default_factory=set)
     """Call ids with an intent event (started, maybe finished before a crash)."""
-    events: list[Event] = field(default_factory=list)
-    """The turn's events so far, for its checkpoint."""
+    tools_intended: set[str] = field(default_factory=set)
+    """The names of the tools the turn started (whether it may have written files)."""
+    calls: int = 0
+    """Tool calls its responses made."""
+    shell_arguments: list[str] = field(default_factory=list)
+    """The arguments of each shell call it started, in order."""
+    files_touched: set[str] = field(default_factory=set)
+    note: dict[str, Any] = field(default_factory=dict)
+    """The newest `checkpoint` tool call's note."""
+    tokens: int = 0
+    """Charged tokens of its responses."""
 
     def apply(self, event: Event) -> None:
         """Fold one event of this turn in."""
@@ -76,15 +89,25 @@ class OpenTurn:
                 self.ended = True
             case MessageEvent():
                 self.opened = True
-            case ModelResponseEvent():
+            case ModelResponseEvent(usage=usage):
                 self.unanswered, self.intended = list(tool_calls_of(event)), set()
-            case ToolIntentEvent(call_id=call_id):
+                self.calls += len(event.tool_calls)
+                self.tokens += usage.charged_tokens
+            case ToolIntentEvent(call_id=call_id, name=name, arguments=arguments):
                 self.intended.add(call_id)
-            case ToolResultEvent(call_id=call_id, signal=signal, data=data):
-                if signal:
-                    self.signal = data
-                self.unanswered = [c for c in self.unanswered if c.id != call_id]
-        self.events.append(event)
+                self.tools_intended.add(name)
+                if name == "shell":
+                    self.shell_arguments.append(arguments)
+            case ToolResultEvent():
+                self._result(event)
+
+    def _result(self, event: ToolResultEvent) -> None:
+        if event.signal:
+            self.signal = event.data
+        self.unanswered = [c for c in self.unanswered if c.id != event.call_id]
+        self.files_touched.update(event.files_touched)
+        if event.name == "checkpoint":
+            self.note = event.data.get("note", self.note)
 
 
 @dataclass

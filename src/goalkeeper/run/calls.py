@@ -13,7 +13,6 @@ from goalkeeper.context.replay import goal_view
 from goalkeeper.core.decide import time_deadline
 from goalkeeper.models.base import ToolCall
 from goalkeeper.run.goal_run import GoalRun
-from goalkeeper.run.inbox import pending_requests
 from goalkeeper.tools.base import ToolContext, ToolResult
 from goalkeeper.tools.registry import ToolRegistry
 
@@ -39,7 +38,7 @@ async def call_tool(run: GoalRun, call: ToolCall, tools: ToolRegistry) -> ToolRe
                           ok=False, interrupted=why)
     result = task.result()
     if result.approval is not None:
-        run.record(result.approval.events(call.id, run.goal.goal_id))
+        run.record(result.approval.events(call.id, run.goal.goal_id), hold=True)  # written with the result
     if result.full_output is not None:
         blob = run.store.put_blob(result.full_output)
         result = replace(result, full_output=None, blob_id=blob)
@@ -78,5 +77,4 @@ async def _watch(run: GoalRun, task: asyncio.Task[ToolResult]) -> str | None:
 
 def _stop_requested(run: GoalRun) -> bool:
     """A pause or clear is waiting in the store (a budget raise or a resume never cuts a call short)."""
-    pending = pending_requests(run.store, run.goal.goal_id, run.goal.thread_id)
-    return any(request.action in ("pause", "clear") for _, request in pending)
+    return any(request.action in ("pause", "clear") for _, request in run.controls())

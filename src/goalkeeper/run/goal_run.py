@@ -2,7 +2,11 @@
 
 It holds the goal, its model and tools, the conversation and the replayed facts, the sandbox and the clock,
 and it is the one place a run commits: `steer` decides on an outcome and commits the decision, `record`
-commits events that change no state. Every committed event is folded back into the conversation and the facts.
+commits events that change no state. Every event is folded into the conversation and the facts as it is made.
+
+A step's events share one transaction where intent-before-action allows: with `hold=True` a commit that only
+goes on waits for the next one, and `flush` writes what waits before any effect (a tool runs only after its
+intent's commit, a model request only after `flush`), so whatever a crash loses was never acted on.
 """
 
 from __future__ import annotations
@@ -24,19 +28,31 @@ from goalkeeper.context.replay import GoalFacts
 from goalkeeper.context.tokens import auto_compact_limit
 from goalkeeper.core.decide import decide, outcome_of
 from goalkeeper.core.lifecycle import TurnKind
-from goalkeeper.core.outcomes import Action, Decision, GoalCleared, GoalState, Interrupted, Outcome, Proceed, Stop, Wait
+from goalkeeper.core.outcomes import (
+    Action,
+    Decision,
+    GoalCleared,
+    GoalState,
+    Interrupted,
+    Outcome,
+    Proceed,
+    StartTurn,
+    Stop,
+    Wait,
+)
 from goalkeeper.core.state import request_of
 from goalkeeper.errors import GoalkeeperError, StaleGoalError
-from goalkeeper.events import ApprovalRuleEvent, Event
+from goalkeeper.events import ApprovalRuleEvent, BaselineEvent, ControlRequestEvent, Event, EvidenceEvent
 from goalkeeper.models.base import Model, ModelResponse
 from goalkeeper.models.pricing import cost_usd, price_of
-from goalkeeper.run.inbox import applied_marker, pending_requests
+from goalkeeper.run.inbox import Inbox, applied_marker
 from goalkeeper.sandbox.policy import SandboxPolicy
 from goalkeeper.spec.contract import Contract
 from goalkeeper.spec.settings import GoalSettings, Price
 from goalkeeper.store import EventRecord, Goal, Store
 from goalkeeper.tools.registry import Approver, ToolRegistry, default_registry
 from goalkeeper.verify.cleanroom import Baseline, baseline_of
+from goalkeeper.workspace.goal import measured_trees
 from goalkeeper.workspace.tree import tree_hash
 
 
@@ -72,6 +88,13 @@ class GoalRun:
     interrupted: bool = False
     """Ctrl-C or SIGTERM asked for a pause: honoured within a tool call's watch, else at the next boundary."""
     lease_lost: bool = False
+    inbox: Inbox = field(default_factory=Inbox)
+    measured: dict[str, int] = field(default_factory=dict)
+    """Tree hash → checks passing when the harness ran them on that tree (workspace.goal.measured_trees)."""
+    held: list[Event] = field(default_factory=list)
+    """Events made and folded in, waiting for the next commit (see the module's docstring)."""
+    unsaved: bool = False
+    """A decision's state waits for the next commit too."""
 
     @classmethod
     def open(cls, store: Store, goal: Goal, model: Model, workspace: Path, *,
@@ -93,46 +116,79 @@ class GoalRun:
                   Conversation(render("system"), contract_block(contract)), sandbox,
                   Config().command_env(os.environ, key_env(settings)), price, auto_compact_limit(stored),
                   on_event, on_text, approver, clock=(time.monotonic(), state.spent.time_s))
-        for record in store.events(goal.thread_id, goal_id=goal.goal_id):
+        records = store.events(goal.thread_id, goal_id=goal.goal_id)
+        for record in records:
             run.absorb(record)
+        # One read saw every event of the goal up to its newest, control requests and markers included.
+        run.inbox.cursor = records[-1].seq if records else 0
         return run
 
-    def steer(self, outcome: Outcome, extra: list[Event] | None = None) -> Decision:
-        """Decide on `outcome` and commit the decision (with `extra` events) before anything acts on it."""
+    def steer(self, outcome: Outcome, extra: list[Event] | None = None, *, hold: bool = False) -> Decision:
+        """Decide on `outcome` and commit the decision (with `extra` events) before anything acts on it. With
+        `hold`, a decision that only goes on (the turn, or the next one) waits for the next commit."""
         decision = decide(self.state, outcome)
         if not extra and not decision.events and isinstance(decision.action, Proceed):
             # Nothing to record: only the clock moved. Kept in memory; the next commit persists it.
             self.state = decision.state
             return decision
-        return self.commit(decision, extra)
+        return self.commit(decision, extra, hold=hold and isinstance(decision.action, Proceed | StartTurn))
 
-    def record(self, events: list[Event]) -> None:
-        """Commit events that change no state (intents, results, messages)."""
-        self.commit(None, events)
+    def record(self, events: list[Event], *, hold: bool = False) -> None:
+        """Commit events that change no state (intents, results, messages); with `hold`, at the next commit."""
+        self.commit(None, events, hold=hold)
 
-    def commit(self, decision: Decision | None, extra: list[Event] | None = None) -> Decision:
-        """Commit `extra` then the decision's events, and its state under the goal's version guard."""
+    def commit(self, decision: Decision | None, extra: list[Event] | None = None, *,
+               hold: bool = False) -> Decision:
+        """Commit what is held, `extra`, then the decision's events, and the state under the goal's version
+        guard; with `hold`, fold them in now and leave the writing to the next commit."""
         events = [*(extra or []), *(decision.events if decision else [])]
-        state = decision.state if decision else None
-        try:
-            version, records = self.store.commit(self.goal.goal_id, events, state=state,
-                                                 expected_version=self.version if decision else None)
-        except StaleGoalError as stale:
-            raise GoalGone("the goal was cleared, replaced or changed by another process") from stale
         if decision is not None:
-            self.state, self.version = decision.state, version
-        for record in records:
-            self.absorb(record)
-            if self.on_event is not None:
-                self.on_event(record)
+            self.state, self.unsaved = decision.state, True
+        if hold:
+            for event in events:
+                # Not stored yet, so it has no seq: the conversation and the facts read only the event.
+                self.absorb(EventRecord(0, self.goal.thread_id, self.goal.goal_id, time.time(), event))
+            self.held.extend(events)
+        else:
+            self._write(events)
         return decision or Decision(self.state, Wait())
 
+    def flush(self) -> None:
+        """Write what is held: called before anything acts on it."""
+        if self.held or self.unsaved:
+            self._write([])
+
+    def _write(self, events: list[Event]) -> None:
+        held, state = self.held, self.state if self.unsaved else None
+        try:
+            version, records = self.store.commit(self.goal.goal_id, [*held, *events], state=state,
+                                                 expected_version=self.version if state is not None else None)
+        except StaleGoalError as stale:
+            raise GoalGone("the goal was cleared, replaced or changed by another process") from stale
+        self.held, self.unsaved = [], False
+        if state is not None:
+            self.version = version
+        for index, record in enumerate(records):
+            if index >= len(held):  # held events were folded in when they were made
+                self.absorb(record)
+            if self.on_event is not None:
+                self.on_event(record)
+
     def absorb(self, record: EventRecord) -> None:
-        """Keep the conversation and the facts in step with the store."""
+        """Keep the conversation, the facts and the inbox in step with the store."""
         self.conversation.apply(record)
         self.facts.apply(record.event)
-        if isinstance(record.event, ApprovalRuleEvent):
-            self.tools.remember(record.event.match)
+        self.inbox.see(record)
+        match record.event:
+            case ApprovalRuleEvent(match=match):
+                self.tools.remember(match)
+            case BaselineEvent() | EvidenceEvent():
+                self.measured.update(measured_trees([record]))
+
+    def controls(self) -> list[tuple[int, ControlRequestEvent]]:
+        """The goal's control requests not yet applied, oldest first, after reading what arrived since the last
+        read (its cost does not grow with the goal's events)."""
+        return self.inbox.read(self.store, self.goal.goal_id, self.goal.thread_id)
 
     def poll_controls(self) -> Action | None:
         """Apply queued pauses, clears and budget raises; an action means the turn must stop here."""
@@ -141,11 +197,12 @@ class GoalRun:
         if self.interrupted:
             self.interrupted = False
             return self.steer(Interrupted()).action
-        for seq, request in pending_requests(self.store, self.goal.goal_id, self.goal.thread_id):
+        for seq, request in self.controls():
             outcome = outcome_of(request_of(request))
             decision = decide(self.state, outcome)
             applied = applied_marker(seq, decision)  # a refusal is recorded there, for the person
             if isinstance(outcome, GoalCleared):
+                self.flush()  # what the run did before the clear stays in the goal's history
                 self.store.delete_goal(self.goal.goal_id, [applied, *decision.events])
                 raise GoalGone("the goal was cleared while running")
             decision = self.commit(decision, [applied])

@@ -76,6 +76,9 @@ class Runner:
         except GoalGone as gone:
             return RunResult(run.goal.goal_id, None, gone.message)
         finally:
+            if not run.lease_lost:  # the goal is another runner's now: it marks what we left unfinished
+                with contextlib.suppress(GoalkeeperError):
+                    run.flush()  # however the run ends (a UI cancelling it, say), what it did stays in the store
             heartbeat.cancel()
             with contextlib.suppress(GoalkeeperError):
                 run.store.release_lease(run.goal.goal_id)

@@ -67,6 +67,7 @@ async def watched(run: GoalRun, request: ModelRequest, deadline_s: float | None 
                                         delay_s=round(delay, 3))])
         charge_failed(run, error)  # usage a failed attempt reported is still charged
 
+    run.flush()  # what the step did is in the store before the request that reads it is sent
     task = asyncio.create_task(complete_with_retries(run.model, request, policy, on_retry))
     try:
         while True:

@@ -1,9 +1,11 @@
 """One turn: model request ↔ tool calls until the model yields (answers with no tool call).
 
 Every tool call is committed as an intent before it runs and as a result after, so a crash can never
-run a finished call twice nor lose one. The budget and stuck rules are consulted before every model
-request and after every tool call, not only at the end of the turn. A turn left in the middle (a budget
-runs out, a nudge, a pause) still gets its checkpoint commit, so a resume continues from it.
+run a finished call twice nor lose one. A step's events share one commit where that allows: a response
+with its first call's intent, a result with the next intent or with what comes before the next request.
+The budget and stuck rules are consulted before every model request and after every tool call, not only
+at the end of the turn. A turn left in the middle (a budget runs out, a nudge, a pause) still gets its
+checkpoint commit, so a resume continues from it.
 """
 
 from __future__ import annotations
@@ -16,11 +18,9 @@ from goalkeeper.context.replay import OpenTurn
 from goalkeeper.core.decide import tree_due
 from goalkeeper.core.outcomes import Action, ModelResponded, Proceed, Stop, ToolStepped, TurnEnded
 from goalkeeper.events import (
-    BaselineEvent,
     CallMade,
     CheckpointEvent,
     Event,
-    EvidenceEvent,
     MessageEvent,
     ModelResponseEvent,
     ToolIntentEvent,
@@ -36,7 +36,7 @@ from goalkeeper.run.sampling import request_due, sample
 from goalkeeper.tools.base import ToolResult
 from goalkeeper.tools.registry import GOAL_TOOL_NAMES, ToolRegistry
 from goalkeeper.tools.shell import command_of
-from goalkeeper.workspace.goal import commit_turn, measured_trees
+from goalkeeper.workspace.goal import commit_turn
 
 #: Tools that can change the working tree.
 WRITING_TOOLS = frozenset({"shell", "write_file", "apply_patch"})
@@ -52,7 +52,7 @@ async def run_turn(run: GoalRun) -> Action:
 
 async def _drive(run: GoalRun, turn: OpenTurn) -> Action:
     if not turn.opened:
-        run.record([MessageEvent(role="user", turn_kind=turn.kind, **run.opening(turn.kind))])
+        run.record([MessageEvent(role="user", turn_kind=turn.kind, **run.opening(turn.kind))], hold=True)
     # The wrap-up offers only the goal tools, and runs only those: any other call is an unknown tool.
     tools = run.tools.only(GOAL_TOOL_NAMES) if turn.kind == "wrap_up" else run.tools
     while True:
@@ -75,8 +75,9 @@ async def _drive(run: GoalRun, turn: OpenTurn) -> Action:
             continue  # cut at the time limit and charged its estimate: the next check decides
         if not isinstance(response, ModelResponse):
             return response
+        # Written with the first call's intent (or the turn's end): nothing acts on it before then.
         run.steer(ModelResponded(response.usage.charged_tokens, response.usage.cached_input_tokens,
-                                  run.price(response), run.elapsed()), [_response_event(response, run)])
+                                 run.price(response), run.elapsed()), [_response_event(response, run)], hold=True)
         if not response.tool_calls:
             return await _end_turn(run, None)
 
@@ -101,7 +102,8 @@ async def _answer_open_calls(run: GoalRun, tools: ToolRegistry) -> Action:
         # A pause, Ctrl-C or clear that cut the call short is applied before the step is judged.
         control = run.poll_controls() if result.interrupted is not None else None
         tree = await run.tree_hash() if tree_due(run.state) else None
-        step = run.steer(ToolStepped(_signature(call), run.elapsed(), tree), [_result_event(call, result)])
+        # Written with the next intent or before the next request: the result is durable before either.
+        step = run.steer(ToolStepped(_signature(call), run.elapsed(), tree), [_result_event(call, result)], hold=True)
         if control is not None:
             return control
         if not isinstance(step.action, Proceed):
@@ -127,7 +129,7 @@ async def _leave(run: GoalRun, turn: OpenTurn, action: Action) -> None:
     if wrote:
         committed = await _commit_checkpoint(run, turn.number, _message_of(checkpoint))
         checkpoint = checkpoint.model_copy(update={**committed, "tree_hash": await run.tree_hash()})
-    ended = TurnEndedEvent(turn=turn.number, turn_kind=turn.kind, tool_calls=_calls(turn), signal=None,
+    ended = TurnEndedEvent(turn=turn.number, turn_kind=turn.kind, tool_calls=turn.calls, signal=None,
                            left_at=left_at)
     run.record([ended, checkpoint] if closes else [checkpoint])
 
@@ -137,10 +139,10 @@ async def _commit_checkpoint(run: GoalRun, turn: int, message: str) -> dict[str,
     branch = run.facts.branch
     if branch is None:
         return {}
+    run.flush()  # the turn's events are in the store before its commit is
     # The Checks trailer states the result for the tree being committed, or `unmeasured`: never the last run's
     tree = await run.tree_hash()
-    runs = run.store.events(run.goal.thread_id, goal_id=run.goal.goal_id, kinds=[BaselineEvent, EvidenceEvent])
-    passing = measured_trees(runs).get(tree) if tree else None
+    passing = run.measured.get(tree) if tree else None
     boundaries = run.contract.boundaries
     return await asyncio.to_thread(commit_turn, run.workspace, branch, run.goal.goal_id, turn, passing,
                                    len(run.contract.checks), message, list(run.sandbox.protect),
@@ -148,16 +150,12 @@ async def _commit_checkpoint(run: GoalRun, turn: int, message: str) -> dict[str,
 
 
 def _wrote(turn: OpenTurn) -> bool:
-    return any(isinstance(e, ToolIntentEvent) and e.name in WRITING_TOOLS for e in turn.events)
-
-
-def _calls(turn: OpenTurn) -> int:
-    return sum(len(e.tool_calls) for e in turn.events if isinstance(e, ModelResponseEvent))
+    return not WRITING_TOOLS.isdisjoint(turn.tools_intended)
 
 
 async def _end_turn(run: GoalRun, signal: dict[str, str | None] | None) -> Action:
     """Close the turn with its checkpoint; the decision says what comes next."""
-    calls, wrote = _calls(run.facts.turn), _wrote(run.facts.turn)
+    calls, wrote = run.facts.turn.calls, _wrote(run.facts.turn)
     checkpoint = _checkpoint_event(run.facts.turn, None)
     committed = await _commit_checkpoint(run, run.facts.turn.number, _message_of(checkpoint)) if wrote else {}
     # Only these tools can change the tree; skipping git for read-only turns keeps the turn gap small.
@@ -168,7 +166,7 @@ async def _end_turn(run: GoalRun, signal: dict[str, str | None] | None) -> Actio
     turn = run.facts.turn
     events: list[Event] = [TurnEndedEvent(turn=turn.number, turn_kind=turn.kind, tool_calls=calls, signal=signal),
                            checkpoint]
-    return run.steer(ended, events).action
+    return run.steer(ended, events, hold=True).action  # a next turn writes it with its opening
 
 
 def _signal_of(run: GoalRun) -> dict[str, str | None] | None:
@@ -199,21 +197,10 @@ def _result_event(call: ToolCall, result: ToolResult) -> ToolResultEvent:
 
 def _checkpoint_event(turn: OpenTurn, tree: str | None) -> CheckpointEvent:
     """The turn's progress record: the model's note, files touched, commands run, usage, tree."""
-    note: dict[str, Any] = {}
-    files: set[str] = set()
-    commands: list[str] = []
-    tokens = 0
-    for event in turn.events:
-        match event:
-            case ToolResultEvent(files_touched=touched, name=name, data=data):
-                files.update(touched)
-                note = data.get("note", note) if name == "checkpoint" else note
-            case ToolIntentEvent(name="shell", arguments=arguments):
-                commands.append(command_of(arguments))
-            case ModelResponseEvent(usage=usage):
-                tokens += usage.charged_tokens
-    return CheckpointEvent(turn=turn.number, turn_kind=turn.kind, note=note, files_touched=sorted(files),
-                           commands=commands, tokens=tokens, tree_hash=tree)
+    return CheckpointEvent(turn=turn.number, turn_kind=turn.kind, note=turn.note,
+                           files_touched=sorted(turn.files_touched),
+                           commands=[command_of(arguments) for arguments in turn.shell_arguments],
+                           tokens=turn.tokens, tree_hash=tree)
 
 
 def _message_of(checkpoint: CheckpointEvent) -> str:
