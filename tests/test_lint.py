@@ -351,3 +351,18 @@ def test_a_check_command_of_any_size_is_parsed_without_argv(tmp_path: Path) -> N
 
     assert _shell_syntax_error("true; " + "#" * 300_000, tmp_path) is None
     assert _shell_syntax_error("echo (", tmp_path) == "syntax error near unexpected token `newline'"
+
+
+def test_lint_binds_git_and_a_virtualenv_read_only_instead_of_copying_them(workspace: Path) -> None:
+    venv = workspace / ".venv"
+    venv.mkdir()
+    (venv / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    (venv / "marker").write_text("installed\n")
+    (workspace / ".gitignore").write_text(".venv/\n")
+    git(workspace, "add", ".gitignore")
+    git(workspace, "commit", "-qm", "ignore the venv")
+    report = lint_goal(contract(checks=["reads=test -f .venv/marker && git rev-parse -q --verify HEAD",
+                                        "writes=touch .venv/new"]), workspace)
+    passing = [f for f in report.findings if f.code == "check-passes-at-baseline"]
+    assert [f.message.split("`")[1] for f in passing] == ["reads"]  # the venv and git are there to read
+    assert not (venv / "new").exists()

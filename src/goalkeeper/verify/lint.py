@@ -2,9 +2,10 @@
 
 Without running anything it asks bash whether each command parses (`bash -n`) and whether its program
 exists (`type -t`). With `run` it runs each check and keep_green command once, under the goal's own sandbox
-policy, in a scratch copy of the workspace, to find checks that cannot run, checks that already pass (the
-goal would be achieved at once), metrics that cannot be read, and keep_green commands that are red now.
-The workspace itself is never written: the copy is removed whatever happens.
+policy, in a scratch tree of the workspace (its files copied or reflinked; `.git`, virtualenvs and
+node_modules bound read-only, never copied), to find checks that cannot run, checks that already pass (the goal would be
+achieved at once), metrics that cannot be read, and keep_green commands that are red now. The workspace
+itself is never written: the scratch tree is removed whatever happens.
 """
 
 from __future__ import annotations
@@ -28,9 +29,15 @@ from goalkeeper.sandbox.policy import SandboxPolicy
 from goalkeeper.sandbox.process import command_script
 from goalkeeper.spec.contract import Check, Contract, format_duration
 from goalkeeper.verify.checks import missing_commands, run_check, run_constraint
+from goalkeeper.verify.cleanroom import copy_into
+from goalkeeper.verify.envsnap import SKIPPED_NAMES
 from goalkeeper.verify.observed import Surface, surface_from_pins, surface_summary, traced_surface
 from goalkeeper.verify.pins import Pins, pin_verification_surface
 from goalkeeper.verify.trace import Tracer, tracer_problem
+from goalkeeper.workspace.git import probe
+
+#: Ignored folders a lint run does without: caches are never reused (the clean room's rule).
+NEVER_SHARED = SKIPPED_NAMES - {".git"}
 
 #: Seconds each check or keep_green command may run while linting (less when its own timeout is shorter).
 LINT_TIMEOUT_S = 120.0
@@ -133,12 +140,13 @@ async def _run_findings(contract: Contract, workspace: Path, broken: set[str], t
     be), notes on what was not judged, and the verification surface that run observed."""
     if not contract.checks and not contract.constraints.keep_green:
         return [], [], surface_from_pins(pins, "there are no checks to run")
-    with _scratch_copy(workspace) as scratch, _tracing() as tracer:
-        boundaries = contract.boundaries
+    boundaries = contract.boundaries
+    confined = boundaries.sandbox != "danger-full-access"
+    with _scratch_tree(workspace, confined) as (scratch, binds), _tracing() as tracer:
         config = load_config(workspace)  # for its secrets: HEAD's committed version, as before a goal exists
         sandbox = SandboxPolicy(boundaries.sandbox, scratch.resolve(), tuple(boundaries.protect),
                                 tuple(boundaries.paths), network=boundaries.network, secrets=config.secrets,
-                                secret_env=config.secret_env)
+                                secret_env=config.secret_env, ro_binds=binds)
         try:
             await asyncio.to_thread(require_sandbox, sandbox)
         except SandboxError as error:
@@ -195,15 +203,69 @@ def _judge(runs: list[tuple[Evidence, float, float]], total_checks: int) -> tupl
 
 
 @contextmanager
-def _scratch_copy(workspace: Path) -> Iterator[Path]:
-    """A plain copy of the workspace, `.git` included (checks may ask git), removed afterwards."""
+def _scratch_tree(workspace: Path, confined: bool) -> Iterator[tuple[Path, tuple[tuple[Path, Path], ...]]]:
+    """Where the checks run, and the read-only binds it needs; removed afterwards.
+
+    Never a full copy of the workspace: its files (tracked, untracked and ignored) are copied as new files,
+    reflinked where the file system can (the clean room's `copy_into`); under a sandbox `.git` and the
+    environments (virtualenvs, `node_modules`) are not copied but bound read-only, as the clean room binds
+    its environment snapshot. Other ignored folders (`build/`, `target/`) are copied, since checks write
+    there; without a sandbox (danger-full-access) everything is, so a check still cannot write the
+    workspace's own.
+    """
     root = Path(tempfile.mkdtemp(prefix="gk-lint-"))
     try:
-        copy = root / workspace.name
-        shutil.copytree(workspace, copy, symlinks=True)
-        yield copy
+        scratch = root / workspace.name
+        binds = _fill(workspace, scratch, confined)
+        yield scratch, binds
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _fill(workspace: Path, scratch: Path, confined: bool) -> tuple[tuple[Path, Path], ...]:
+    """Put the workspace's files into `scratch` (see _scratch_tree); the binds its folders need."""
+    listed = probe(workspace, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
+    if listed.returncode != 0:  # not a git repository: no folder is known to be an environment
+        shutil.copytree(workspace, scratch, symlinks=True)
+        return ()
+    scratch.mkdir()
+    ignored = probe(workspace, "ls-files", "-z", "--others", "--ignored", "--exclude-standard", "--directory")
+    entries = ignored.stdout.split("\0")
+    folders = [".git", *(entry.rstrip("/") for entry in entries if entry.endswith("/"))]
+    files = [*listed.stdout.split("\0"), *(entry for entry in entries if entry and not entry.endswith("/"))]
+    for path in dict.fromkeys(path for path in files if path):
+        source = workspace / path
+        if source.is_dir() and not source.is_symlink():
+            shutil.copytree(source, scratch / path, symlinks=True)  # a submodule or a nested repository
+        elif source.is_symlink() or source.is_file():
+            copy_into(workspace, scratch, path)
+    return tuple(bind for folder in folders if (bind := _place(workspace, scratch, folder, confined)))
+
+
+def _place(workspace: Path, scratch: Path, folder: str, confined: bool) -> tuple[Path, Path] | None:
+    """Put one folder of `.git` and the ignored environment into `scratch`; the read-only bind it needs."""
+    source = workspace / folder
+    if not os.path.lexists(source) or NEVER_SHARED.intersection(folder.split("/")):
+        return None
+    if source.is_symlink() or not source.is_dir():
+        copy_into(workspace, scratch, folder)  # a link stays a link (`.venv -> /opt/venvs/app`), a file a file
+        return None
+    target = scratch / folder
+    if not confined or not (folder == ".git" or _environment(source)):
+        shutil.copytree(source, target, symlinks=True)  # a folder checks may write (build/, target/)
+        return None
+    if folder == ".git":
+        # The sandbox binds every `.git` in the workspace read-only over itself, which would hide a bind
+        # made there: the scratch's `.git` is a link to the real one, bound read-only at its own path.
+        target.symlink_to(source.resolve())
+        return source.resolve(), source.resolve()
+    target.mkdir(parents=True, exist_ok=True)  # the mount point of its read-only bind
+    return source, target
+
+
+def _environment(folder: Path) -> bool:
+    """A virtualenv or node_modules: large, installed once, read by the checks, not written."""
+    return folder.name == "node_modules" or (folder / "pyvenv.cfg").is_file()
 
 
 def _capped(check: Check, timeout_s: float) -> Check:
