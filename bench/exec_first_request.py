@@ -8,7 +8,7 @@ request has arrived. One bare run of the check is `python -m unittest -q` in the
 the same way (subprocess start to exit). Each repetition uses a fresh repository and store. Prints
 figures; asserts nothing.
 
-    PYTHONPATH=src:tests .venv/bin/python bench/exec_first_request.py [--runs 5] [--tests 4] [--sleep 0.5]
+    PYTHONPATH=src .venv/bin/python bench/exec_first_request.py [--runs 5] [--tests 4] [--sleep 0.5]
 
 Point PYTHONPATH at another checkout's src (its tests folder is not needed) to measure that one.
 """
@@ -28,7 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from chat_server import ChatServer, Completion  # noqa: E402
+from chat_server import ChatServer, Completion
 
 CHECK = "python -m unittest -q"
 
