@@ -11,6 +11,7 @@ itself is never written: the scratch tree is removed whatever happens.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import re
 import shutil
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from goalkeeper.config.load import load_config
 from goalkeeper.contract.lint import Element, Finding, LintReport, lint_report
-from goalkeeper.errors import SandboxError
+from goalkeeper.errors import ContractError, SandboxError
 from goalkeeper.events import Evidence
 from goalkeeper.sandbox.bwrap import require_sandbox
 from goalkeeper.sandbox.policy import SandboxPolicy
@@ -54,29 +55,54 @@ _SCRATCH = re.compile(r"^.*?/gk-lint-[^/]+/[^/]+/")  # the scratch copy's root, 
 _PYTHON_SYNTAX = re.compile(r"^(?:SyntaxError|IndentationError|TabError): .*$", re.MULTILINE)
 
 
-def lint_goal(contract: Contract, workspace: Path, *, run: bool = True,
-              timeout_s: float = LINT_TIMEOUT_S, key_env: str | None = None) -> LintReport:
+class GoalLintError(ContractError):
+    """The lint gate refused a goal; `report` holds every finding, for a face that shows them."""
+
+    def __init__(self, report: LintReport) -> None:
+        super().__init__("the goal has lint errors: " + "; ".join(f.message for f in report.errors),
+                         "fix them (each finding says how; `gk lint` shows each element's score), or set it "
+                         "anyway (--force; `force: true` over HTTP)")
+        self.report = report
+
+
+def lint_goal(contract: Contract, workspace: Path, *, run: bool = True, timeout_s: float = LINT_TIMEOUT_S,
+              key_env: str | None = None, not_run: str = "the checks were not run (--no-run)") -> LintReport:
     """Lint `contract` for `workspace`: the contract's own findings, the commands' syntax and programs, and
     (with `run`) what running each check and keep_green command once shows. `key_env`, the variable the
-    goal's model reads its key from, is kept from the commands. Call from synchronous code;
-    `lint_goal_async` is the same for a running event loop."""
-    return asyncio.run(lint_goal_async(contract, workspace, run=run, timeout_s=timeout_s, key_env=key_env))
+    goal's model reads its key from, is kept from the commands; `not_run` says why they were not run.
+    Call from synchronous code; `lint_goal_async` is the same for a running event loop."""
+    return asyncio.run(lint_goal_async(contract, workspace, run=run, timeout_s=timeout_s, key_env=key_env,
+                                       not_run=not_run))
 
 
 async def lint_goal_async(contract: Contract, workspace: Path, *, run: bool = True,
-                          timeout_s: float = LINT_TIMEOUT_S, key_env: str | None = None) -> LintReport:
+                          timeout_s: float = LINT_TIMEOUT_S, key_env: str | None = None,
+                          not_run: str = "the checks were not run (--no-run)") -> LintReport:
     """`lint_goal` for async callers."""
     static = await asyncio.to_thread(_static_findings, contract, workspace)
     findings = [finding for _, finding in static]
     pins = await asyncio.to_thread(pin_verification_surface, workspace, contract, contract.verify.pins)
     pinned = sorted(pins.paths)
     if not run:
-        inferred = surface_summary(surface_from_pins(pins, "the checks were not run (--no-run)"))
+        inferred = surface_summary(surface_from_pins(pins, not_run))
         return lint_report(contract, findings, ran=False, pinned=pinned, surface=inferred)
     ran, notes, surface = await _run_findings(contract, workspace, {name for name, _ in static}, timeout_s,
                                               key_env, pins)
     return lint_report(contract, [*findings, *ran], ran=True, notes=notes, pinned=pinned,
                        surface=surface_summary(surface))
+
+
+def baseline_refusal(contract: Contract, evidence: list[Evidence]) -> GoalLintError | None:
+    """The gate's refusal that the baseline run shows, or None: the findings `lint_goal` would have made from
+    running each command, judged on the baseline's evidence (which ran them with their own timeouts), for a
+    goal whose gate did only its static part before it was set (`lint_at_baseline`)."""
+    own = {check.name: check.timeout_s for check in contract.checks}
+    runs = [(item, limit, limit) for item in evidence
+            for limit in [own.get(item.name, KEEP_GREEN_TIMEOUT_S) if item.is_check else KEEP_GREEN_TIMEOUT_S]]
+    findings, notes = _judge(runs, len(contract.checks))
+    report = lint_report(contract, findings, ran=True, notes=notes)
+    # Only what the run found: the contract's own findings were shown when the goal was set.
+    return GoalLintError(dataclasses.replace(report, findings=tuple(findings))) if report.errors else None
 
 
 # ---------------------------------------------------------------- without running anything
