@@ -4,9 +4,11 @@ A sample repository with a slow-ish suite (`--tests` unittest cases that each sl
 of them failing) is committed in a temp folder; its check is `python -m unittest -q`. The model is the
 local Chat Completions server of tests/chat_server.py (in this process), which timestamps the first
 request it receives; `gk exec` runs as a real subprocess against a fresh store and is stopped once that
-request has arrived. One bare run of the check is `python -m unittest -q` in the same repository, timed
-the same way (subprocess start to exit). Each repetition uses a fresh repository and store. Prints
-figures; asserts nothing.
+request has arrived. The store's event timestamps split that time: goal set (the interpreter, imports and
+the lint gate), sandbox (the runner's first step) and baseline (recorded after the checks ran). One bare
+run of the check is `python -m unittest -q` in the same repository, timed the same way (subprocess start
+to exit), and so is `gk --help` (the interpreter and the CLI's imports, the constant part). Each
+repetition uses a fresh repository and store. Prints figures; asserts nothing.
 
     PYTHONPATH=src .venv/bin/python bench/exec_first_request.py [--runs 5] [--tests 4] [--sleep 0.5]
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -54,24 +57,32 @@ def bare_run(repo: Path) -> float:
     return time.perf_counter() - started
 
 
-def first_request(repo: Path, home: Path, timeout_s: float = 300) -> float:
-    """Seconds from starting `gk exec` to the model server holding its first request."""
+def help_run() -> float:
+    """`gk --help`: the interpreter and the CLI's imports, the part of the time before any goal work."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "goalkeeper", "--help"], capture_output=True, check=False)
+    return time.perf_counter() - started
+
+
+def first_request(repo: Path, home: Path, timeout_s: float = 300) -> tuple[float, dict[str, float]]:
+    """Seconds from starting `gk exec` to the model server holding its first request, and the seconds from
+    the start to some events the goal's store timestamps (its first goal_set, sandbox and baseline)."""
     seen: list[float] = []
 
     def reply(_body: dict[str, Any]) -> Completion:
-        seen.append(time.perf_counter())
+        seen.append(time.time())
         return Completion(text="working on it")
 
     env = {**os.environ, "GOALKEEPER_HOME": str(home), "BENCH_KEY": "x"}
     with ChatServer(reply_fn=reply) as server:
-        started = time.perf_counter()
+        started = time.time()
         process = subprocess.Popen(
             [sys.executable, "-m", "goalkeeper", "exec", "Make calc.add add", "--check", f"tests={CHECK}",
              "--model", "bench-model", "--base-url", server.base_url, "--api-key-env", "BENCH_KEY",
              "--budget-turns", "1", "--cwd", str(repo)],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
         try:
-            while not seen and process.poll() is None and time.perf_counter() - started < timeout_s:
+            while not seen and process.poll() is None and time.time() - started < timeout_s:
                 time.sleep(0.002)
         finally:
             with_output = process.poll() is not None
@@ -79,7 +90,10 @@ def first_request(repo: Path, home: Path, timeout_s: float = 300) -> float:
             output = process.communicate()[0]
     if not seen:
         raise SystemExit(f"gk exec sent no request (exited: {with_output}):\n{output[-2000:]}")
-    return seen[0] - started
+    with sqlite3.connect(home / "state.db") as db:
+        rows = db.execute("SELECT kind, min(ts) FROM events WHERE kind IN ('goal_set', 'sandbox', 'baseline') "
+                          "GROUP BY kind").fetchall()
+    return seen[0] - started, {kind: stamp - started for kind, stamp in rows}
 
 
 def main() -> None:
@@ -88,19 +102,29 @@ def main() -> None:
     parser.add_argument("--tests", type=int, default=4)
     parser.add_argument("--sleep", type=float, default=0.5)
     args = parser.parse_args()
-    bare, first = [], []
+    bare, first, helps = [], [], []
+    marks: dict[str, list[float]] = {}
     for _ in range(args.runs):
         with tempfile.TemporaryDirectory(prefix="gk-exec-bench-") as scratch:
             root = Path(scratch)
             repo = make_repo(root, args.tests, args.sleep)
             bare.append(bare_run(repo))
-            first.append(first_request(repo, root / "home"))
+            helps.append(help_run())
+            seconds, stamps = first_request(repo, root / "home")
+            first.append(seconds)
+            for kind, stamp in stamps.items():
+                marks.setdefault(kind, []).append(stamp)
     ratios = [time_s / base for time_s, base in zip(first, bare, strict=True)]
     print(f"{args.runs} runs; the suite: {args.tests} tests sleeping {args.sleep}s each")
     print(f"one bare run of the checks: median {statistics.median(bare):.2f} s")
     print(f"gk exec to first request:   median {statistics.median(first):.2f} s "
           f"(min {min(first):.2f}, max {max(first):.2f})")
     print(f"ratio: median {statistics.median(ratios):.2f}x (min {min(ratios):.2f}, max {max(ratios):.2f})")
+    print(f"gk --help (interpreter and imports): median {statistics.median(helps):.2f} s")
+    print("seconds from the start to the first event of each kind (store timestamps), median:")
+    for kind in ("goal_set", "sandbox", "baseline"):
+        if kind in marks:
+            print(f"  {kind:<10} {statistics.median(marks[kind]):.2f} s")
 
 
 if __name__ == "__main__":
