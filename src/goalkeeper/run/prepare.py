@@ -8,6 +8,7 @@ Each step is done once per goal and found again (from the replayed facts) on lat
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from dataclasses import replace
 from typing import NoReturn
@@ -15,7 +16,7 @@ from typing import NoReturn
 from goalkeeper.config.load import Config, load_config
 from goalkeeper.core.decide import decide, with_baseline
 from goalkeeper.core.outcomes import CheckResult, Decision, GoalCleared, Wait
-from goalkeeper.errors import ContractError
+from goalkeeper.errors import ContractError, WorkspaceError
 from goalkeeper.events import BaselineEvent, Evidence, SandboxEvent, VerificationPinsEvent, VerificationSurfaceEvent
 from goalkeeper.run.goal_run import GoalRun, key_env
 from goalkeeper.sandbox import limits as process_limits
@@ -119,11 +120,12 @@ async def _refuse(run: GoalRun, refused: GoalLintError) -> NoReturn:
     """The lint gate's refusal, found by the baseline of a goal set to run at once: it ends as the gate's
     refusal did, before any model request. The goal is cleared, HEAD goes back to the branch it was set
     from (leave_goal_branch), and the refusal is raised for the face to show."""
-    branch = run.facts.branch
-    if branch is not None:
-        await asyncio.to_thread(leave_goal_branch, run.workspace, branch)
     cleared = decide(run.state, GoalCleared("harness", "the baseline run found lint errors: " + refused.message))
     run.store.delete_goal(run.goal.goal_id, list(cleared.events))
+    branch = run.facts.branch
+    if branch is not None:
+        with contextlib.suppress(WorkspaceError):  # a branch git would not delete stays; the refusal is the news
+            await asyncio.to_thread(leave_goal_branch, run.workspace, branch)
     raise refused
 
 

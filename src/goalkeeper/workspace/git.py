@@ -228,7 +228,12 @@ def _repository_config(program: str, top: Path, environment: Mapping[str, str]) 
 
 def _read_config_list(top: Path, text: str) -> tuple[_RepositoryConfig, list[str]]:
     """The driver overrides, the identity keys and the files named (origins and include paths) in the output
-    of `git config --list -z --includes --show-origin` (origin NUL key LF value NUL ...)."""
+    of `git config --list -z --includes --show-origin` (origin NUL key LF value NUL ...).
+
+    An override is an empty command for every filter, diff or merge driver any config layer names: a
+    driver runs only when an attribute names it and config gives it a command, and the attributes are the
+    model's to write (.gitattributes), so every configured command is blanked, whatever its name.
+    """
     fields = text.split("\0")
     overrides: list[tuple[str, str]] = []
     identity: set[str] = set()
