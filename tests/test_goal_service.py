@@ -14,6 +14,7 @@ import pytest
 from fastapi import FastAPI
 
 import test_tui
+from chat_server import ChatServer
 from goalkeeper.core.outcomes import BudgetRaise
 from goalkeeper.goals import service
 from goalkeeper.goals.control import ControlRejected, ControlResult
@@ -142,3 +143,16 @@ async def test_the_tui_refuses_a_bad_goal(tmp_path: Path, store: Store, check: s
         await submit(pilot, f"/goal Fix the discount bug --check t={check}")
         await until(pilot, lambda: message in " ".join(text_of(app).split()), "the refusal")
     assert app.goal() is None
+
+
+@in_loop
+async def test_the_tui_ends_a_goal_its_baseline_finds_achieved_before_any_model_request(
+        tmp_path: Path, store: Store, server: ChatServer) -> None:
+    """Set and run at once (no restatement): the checks run once, at the baseline, which refuses the goal
+    with the gate's message before the model is asked anything."""
+    workspace = sample_repo(tmp_path)
+    app = GoalkeeperApp(workspace, store=store, poll_s=0.1)
+    async with app.run_test(size=SIZE) as pilot:
+        await submit(pilot, "/goal Make the discount code nicer --check imports=python -c 'import cart'")
+        await until(pilot, lambda: "every check passes already" in " ".join(text_of(app).split()), "the refusal")
+    assert app.goal() is None and server.requests == []

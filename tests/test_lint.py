@@ -351,3 +351,63 @@ def test_a_check_command_of_any_size_is_parsed_without_argv(tmp_path: Path) -> N
 
     assert _shell_syntax_error("true; " + "#" * 300_000, tmp_path) is None
     assert _shell_syntax_error("echo (", tmp_path) == "syntax error near unexpected token `newline'"
+
+
+def test_lint_binds_git_and_a_virtualenv_read_only_instead_of_copying_them(workspace: Path) -> None:
+    venv = workspace / ".venv"
+    venv.mkdir()
+    (venv / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    (venv / "marker").write_text("installed\n")
+    (workspace / ".gitignore").write_text(".venv/\n")
+    git(workspace, "add", ".gitignore")
+    git(workspace, "commit", "-qm", "ignore the venv")
+    report = lint_goal(contract(checks=["reads=test -f .venv/marker && git rev-parse -q --verify HEAD",
+                                        "writes=touch .venv/new"]), workspace)
+    passing = [f for f in report.findings if f.code == "check-passes-at-baseline"]
+    assert [f.message.split("`")[1] for f in passing] == ["reads"]  # the venv and git are there to read
+    assert not (venv / "new").exists()
+
+
+def counting_goal(tmp_path: Path, check: str) -> tuple[Path, Path]:
+    """A goal.toml (outside the workspace) whose one check appends a line to a file outside the workspace each
+    time it runs (danger-full-access lets it), then runs `check`; the goal file and the count file."""
+    count = tmp_path / "runs.txt"
+    goal = tmp_path / "goal.toml"
+    goal.write_text(f'outcome = "Fix the discount bug so the tests pass"\n[[checks]]\nname = "tests"\n'
+                    f'run = "echo ran >> {count} && {check}"\n[boundaries]\nsandbox = "danger-full-access"\n')
+    return goal, count
+
+
+def test_gk_exec_runs_the_checks_once_before_the_first_request(tmp_path: Path, workspace: Path,
+                                                             goalkeeper_home: Path) -> None:
+    goal, count = counting_goal(tmp_path, TESTS)
+    model = f"scripted:{write_script(tmp_path / 'script.json', [])}"  # the first request ends it (paused)
+    done = gk("exec", "--file", str(goal), "--model", model, "--cwd", str(workspace), home=goalkeeper_home)
+    assert "baseline: tests FAIL" in done.stdout, done.stdout + done.stderr
+    assert "script exhausted" in done.stderr  # the first request was made
+    assert count.read_text().splitlines() == ["ran"]  # by the baseline alone: the gate did not run it too
+
+
+def test_gk_exec_ends_a_goal_the_baseline_finds_achieved_already_as_the_gate_refused_it(
+        tmp_path: Path, workspace: Path, goalkeeper_home: Path) -> None:
+    goal, count = counting_goal(tmp_path, "python -c 'import cart'")
+    model = f"scripted:{write_script(tmp_path / 'script.json', [])}"
+    refused = gk("exec", "--file", str(goal), "--model", model, "--cwd", str(workspace), home=goalkeeper_home)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "verification/passes-at-baseline" in refused.stderr and "--force" in refused.stderr
+    assert "script exhausted" not in refused.stderr  # no model request was sent
+    assert count.read_text().splitlines() == ["ran"]
+    assert gk("status", "--cwd", str(workspace), home=goalkeeper_home).returncode == 4  # no goal is left
+    assert git(workspace, "branch", "--format=%(refname:short)").split() == ["main"]  # back where it was set
+    forced = gk("exec", "--file", str(goal), "--model", model, "--force", "--cwd", str(workspace),
+                home=goalkeeper_home)
+    assert "script exhausted" in forced.stderr, forced.stdout + forced.stderr  # forced: it runs
+
+
+def test_gk_exec_ends_a_goal_whose_check_cannot_run_with_the_gates_message(
+        tmp_path: Path, workspace: Path, goalkeeper_home: Path) -> None:
+    goal, _ = counting_goal(tmp_path, "./no-such-script.sh")
+    model = f"scripted:{write_script(tmp_path / 'script.json', [])}"
+    refused = gk("exec", "--file", str(goal), "--model", model, "--cwd", str(workspace), home=goalkeeper_home)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "verification/cannot-run" in refused.stderr and "script exhausted" not in refused.stderr

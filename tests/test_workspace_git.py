@@ -5,7 +5,9 @@ Every test works on a real git repository in tmp_path (the git_repo fixture).
 
 from __future__ import annotations
 
+import json
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -406,3 +408,69 @@ def test_nothing_is_ever_pushed(git_repo: Path, tmp_path: Path) -> None:
     assert "goal/" not in git(git_repo, "ls-remote", "origin")
     heads = git(git_repo, "for-each-ref", "--format=%(refname)", "refs/heads").splitlines()
     assert heads == [f"refs/heads/{branch.name}", "refs/heads/main"]
+
+
+# ---------------------------------------------------------------- git processes per checkpoint
+
+
+def traced_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A global config that makes every git process (those git starts itself included) log its start."""
+    log = tmp_path / "trace2.json"
+    config = tmp_path / "global.gitconfig"
+    config.write_text(f"[trace2]\n\teventTarget = {log}\n\teventBrief = true\n")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(config))
+    return log
+
+
+def started(log: Path) -> list[str]:
+    """The argv of every git process logged since the last call."""
+    if not log.exists():
+        return []
+    argv = [" ".join(json.loads(line)["argv"][1:]) for line in log.read_text().splitlines()
+            if json.loads(line).get("event") == "start"]
+    log.unlink()
+    return argv
+
+
+def test_a_checkpoint_spawns_at_most_three_git_processes(git_repo: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    log = traced_git(tmp_path, monkeypatch)
+    branch = start_goal(git_repo, GOAL_ID, "Make the tests pass", allow_dirty=False)
+    time.sleep(1.2)  # out of the config cache's racy window: what git wrote just now is not cached
+    assert turn(git_repo, branch, 1, {"a.py": "a = 1\n"}) is not None  # reads the config once
+    for number in (2, 3):
+        started(log)
+        if number == 2:
+            (git_repo / "README.md").unlink()  # a deleted, a changed and a new file in one turn
+        write(git_repo, f"pkg/new{number}.py", "x = 1\n")
+        write(git_repo, "a.py", f"a = {number}\n")
+        assert turn(git_repo, branch, number, {}) is not None
+        spawned = started(log)
+        assert len(spawned) <= 3, spawned
+        assert not any("maintenance" in argv or argv.startswith("gc") for argv in spawned), spawned
+    assert git(git_repo, "log", "-1", "--format=%(trailers:key=Turn,valueonly)").strip() == "3"
+    assert git(git_repo, "status", "--porcelain") == ""
+
+
+def test_a_driver_planted_after_the_config_was_read_is_still_blanked(git_repo: Path, tmp_path: Path) -> None:
+    """The config is read once per repository and kept while its files are unchanged: writing .git/config
+    (danger-full-access) is a change, so the planted filter is blanked at the next checkpoint."""
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    branch = start_goal(git_repo, GOAL_ID, "Make the tests pass", allow_dirty=False)
+    time.sleep(1.2)
+    assert turn(git_repo, branch, 1, {"a.txt": "a\n"}) is not None  # the config is cached now
+    git(git_repo, "config", "filter.evil.clean", f"touch {markers}/clean; cat")
+    git(git_repo, "config", "filter.evil.required", "true")
+    write(git_repo, ".gitattributes", "*.txt filter=evil\n")
+    assert turn(git_repo, branch, 2, {"b.txt": "b\n"}) is not None
+    time.sleep(1.2)
+    assert turn(git_repo, branch, 3, {"c.txt": "c\n"}) is not None  # from the cache again: still blanked
+    included = tmp_path / "included.cfg"
+    git(git_repo, "config", "include.path", str(included))
+    time.sleep(1.2)
+    assert turn(git_repo, branch, 4, {"d.txt": "d\n"}) is not None
+    included.write_text(f"[filter \"inc\"]\n\tclean = touch {markers}/included; cat\n")  # an include made later
+    write(git_repo, ".gitattributes", "*.txt filter=inc\n")
+    assert turn(git_repo, branch, 5, {"e.txt": "e\n"}) is not None
+    assert sorted(path.name for path in markers.iterdir()) == []

@@ -129,14 +129,15 @@ def _plan_to_adopt(flags: ContractFlags, store: Store, workspace: Path, thread: 
 
 def _set(store: Store, workspace: Path, thread: str | None, contract: Contract, model: ModelSettings | None,
          run_knobs: RunSettings, replace: bool, allow_dirty: bool = False, force: bool = False,
-         unverified: bool = False) -> Goal:
+         unverified: bool = False, lint: service.LintMode = "run") -> Goal:
     """Set the goal after checking the repository and the check commands (a goal with none needs `unverified`);
     ask before replacing a goal; then lint it (errors refuse it unless `force`). The `[run]` knobs of
     config.toml (and the profile) are stored."""
     settings = GoalSettings(model=model, run=run_knobs, allow_dirty=allow_dirty)
     try:
-        made = service.set_goal(store, workspace, contract, settings, force=force, unverified=unverified,
-                                replace=replace, thread_id=thread, confirm_replace=_confirm_replace)
+        made = service.set_goal(store, workspace, contract, settings, lint=lint, force=force,
+                                unverified=unverified, replace=replace, thread_id=thread,
+                                confirm_replace=_confirm_replace)
     except service.GoalLintError as refused:
         console.show_lint_gate(refused.report, forced=False)
         raise typer.Exit(1) from None
@@ -237,9 +238,14 @@ def exec_(
         contract = contract_flags.contract(objective, _plan_to_adopt(contract_flags, store, workspace, thread))
         chosen = model_flags.settings(workspace, contract.budget.usd)
         run_knobs = _config(workspace, model_flags.profile).run
+        # The checks run once before the first request: the baseline answers the gate's run questions.
         record = _set(store, workspace, thread, contract, chosen, run_knobs, replace, allow_dirty, force,
-                      unverified)
-        return _drive(store, record, workspace, chosen, as_json)
+                      unverified, lint="baseline")
+        try:
+            return _drive(store, record, workspace, chosen, as_json)
+        except service.GoalLintError as refused:
+            console.show_lint_gate(refused.report, forced=False)
+            raise typer.Exit(1) from None
 
 
 @app.command()

@@ -19,7 +19,7 @@ from typing import Literal
 
 from goalkeeper.contract.lint import LintReport
 from goalkeeper.core.outcomes import BudgetRaise, ControlRequest
-from goalkeeper.errors import ConfigError, ContractError, WorkspaceError
+from goalkeeper.errors import ConfigError, WorkspaceError
 from goalkeeper.events import GoalBranchEvent
 from goalkeeper.goals import control, views
 from goalkeeper.goals.control import ControlResult
@@ -28,24 +28,21 @@ from goalkeeper.spec.contract import Contract
 from goalkeeper.spec.settings import GoalSettings
 from goalkeeper.store import Goal, Store, lease_is_live
 from goalkeeper.store.db import private_directory
+from goalkeeper.verify.lint import GoalLintError as GoalLintError  # the gate's refusal, for the faces
 from goalkeeper.verify.lint import lint_goal
 from goalkeeper.workspace import checkpoints
 from goalkeeper.workspace.git import GoalBranch, commit_of, git, toplevel
 from goalkeeper.workspace.goal import branch_of
 
-LintMode = Literal["run", "static"]
-"""The lint gate before a goal is set: `run` runs each check once (the CLI, the TUI); `static` only reads the
-commands (the server, which must answer at once)."""
+LintMode = Literal["run", "static", "baseline"]
+"""The lint gate before a goal is set: `run` runs each check once (`gk goal`, the TUI); `static` only reads the
+commands (the server, which must answer at once); `baseline` reads them now and judges the rest on the goal's
+baseline run, so a goal set to run at once (`gk exec`) runs its checks once before its first request."""
 
 
-class GoalLintError(ContractError):
-    """The lint gate refused a goal; `report` holds every finding, for a face that shows them."""
-
-    def __init__(self, report: LintReport) -> None:
-        super().__init__("the goal has lint errors: " + "; ".join(f.message for f in report.errors),
-                         "fix them (each finding says how; `gk lint` shows each element's score), or set it "
-                         "anyway (--force; `force: true` over HTTP)")
-        self.report = report
+#: Why the gate did not run the checks, for the surface it infers instead.
+_NOT_RUN: dict[LintMode, str] = {"run": "", "static": "the gate reads the checks without running them",
+                                  "baseline": "the baseline run will observe it"}
 
 
 def open_store(path: Path | None = None) -> Store:
@@ -110,14 +107,17 @@ def set_goal(store: Store, workspace: Path, contract: Contract, settings: GoalSe
              force: bool = False, unverified: bool = False, replace: bool = False, thread_id: str | None = None,
              confirm_replace: Callable[[], bool] | None = None) -> SetGoal:
     """Set `contract` as the thread's goal: checkable (`check_settable`), then, for an existing goal, replaced
-    only with `replace` or the face's `confirm_replace`, then linted (errors refuse it unless `force`)."""
+    only with `replace` or the face's `confirm_replace`, then linted (errors refuse it unless `force`; with
+    `lint="baseline"` the run's errors end the goal at its baseline instead, run/prepare.py)."""
     control.check_settable(workspace, contract, settings.allow_dirty, unverified)
     if not replace and confirm_replace is not None and _has_goal(store, workspace, thread_id):
         replace = confirm_replace()
     key_env = settings.model.api_key_env if settings.model else None
-    report = lint_goal(contract, workspace, run=lint == "run", key_env=key_env)
+    report = lint_goal(contract, workspace, run=lint == "run", key_env=key_env, not_run=_NOT_RUN[lint])
     if report.errors and not force:
         raise GoalLintError(report)
+    if lint == "baseline" and not force:
+        settings = settings.model_copy(update={"lint_at_baseline": True})
     record = control.set_goal(store, workspace, contract, settings, replace_existing=replace, thread_id=thread_id)
     return SetGoal(record, report)
 

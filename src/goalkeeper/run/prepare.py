@@ -1,5 +1,6 @@
 """Everything a run does before its first turn: the sandbox said out loud, the goal branch, the baseline
-mirror, the pinned verification surface, config.toml at the goal's base, and the baseline check run.
+mirror, the pinned verification surface, config.toml at the goal's base, and the baseline check run, which
+also answers the lint gate's run questions for a goal set to run at once (`lint_at_baseline`).
 
 Each step is done once per goal and found again (from the replayed facts) on later runs.
 """
@@ -7,13 +8,15 @@ Each step is done once per goal and found again (from the replayed facts) on lat
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from dataclasses import replace
+from typing import NoReturn
 
 from goalkeeper.config.load import Config, load_config
-from goalkeeper.core.decide import with_baseline
-from goalkeeper.core.outcomes import CheckResult, Decision, Wait
-from goalkeeper.errors import ContractError
+from goalkeeper.core.decide import decide, with_baseline
+from goalkeeper.core.outcomes import CheckResult, Decision, GoalCleared, Wait
+from goalkeeper.errors import ContractError, WorkspaceError
 from goalkeeper.events import BaselineEvent, Evidence, SandboxEvent, VerificationPinsEvent, VerificationSurfaceEvent
 from goalkeeper.run.goal_run import GoalRun, key_env
 from goalkeeper.sandbox import limits as process_limits
@@ -21,10 +24,11 @@ from goalkeeper.sandbox.bwrap import require_sandbox
 from goalkeeper.spec.contract import Contract
 from goalkeeper.verify.checks import run_checks
 from goalkeeper.verify.cleanroom import keep_baseline
+from goalkeeper.verify.lint import GoalLintError, baseline_refusal
 from goalkeeper.verify.observed import surface_summary, traced_surface
 from goalkeeper.verify.pins import Pins, pin_verification_surface
 from goalkeeper.verify.trace import Tracer, tracer_problem
-from goalkeeper.workspace.goal import open_branch
+from goalkeeper.workspace.goal import leave_goal_branch, open_branch
 
 
 async def prepare(run: GoalRun) -> None:
@@ -97,6 +101,8 @@ async def baseline(run: GoalRun) -> None:
     finally:
         if tracer is not None:
             tracer.close()
+    if run.settings.lint_at_baseline and (refused := baseline_refusal(run.contract, evidence)) is not None:
+        await _refuse(run, refused)
     missing = [e for e in evidence if e.is_check and e.exit_code == 127]
     if missing:
         raise ContractError(f"check `{missing[0].name}` cannot run: {missing[0].error or 'command not found'}",
@@ -108,6 +114,19 @@ async def baseline(run: GoalRun) -> None:
     kept = BaselineEvent(evidence=evidence, keep_green_active=active, keep_green_dropped=dropped, tree_hash=tree)
     observed = VerificationSurfaceEvent(surface=surface.to_json(), summary=surface_summary(surface))
     run.commit(Decision(state, Wait()), [kept, observed])
+
+
+async def _refuse(run: GoalRun, refused: GoalLintError) -> NoReturn:
+    """The lint gate's refusal, found by the baseline of a goal set to run at once: it ends as the gate's
+    refusal did, before any model request. The goal is cleared, HEAD goes back to the branch it was set
+    from (leave_goal_branch), and the refusal is raised for the face to show."""
+    cleared = decide(run.state, GoalCleared("harness", "the baseline run found lint errors: " + refused.message))
+    run.store.delete_goal(run.goal.goal_id, list(cleared.events))
+    branch = run.facts.branch
+    if branch is not None:
+        with contextlib.suppress(WorkspaceError):  # a branch git would not delete stays; the refusal is the news
+            await asyncio.to_thread(leave_goal_branch, run.workspace, branch)
+    raise refused
 
 
 def results(evidence: list[Evidence], contract: Contract) -> tuple[CheckResult, ...]:

@@ -128,25 +128,27 @@ async def _leave(run: GoalRun, turn: OpenTurn, action: Action) -> None:
     checkpoint = _checkpoint_event(turn, None).model_copy(update={"left_at": left_at})
     if wrote:
         committed = await _commit_checkpoint(run, turn.number, _message_of(checkpoint))
-        checkpoint = checkpoint.model_copy(update={**committed, "tree_hash": await run.tree_hash()})
+        checkpoint = checkpoint.model_copy(update=committed)
     ended = TurnEndedEvent(turn=turn.number, turn_kind=turn.kind, tool_calls=turn.calls, signal=None,
                            left_at=left_at)
     run.record([ended, checkpoint] if closes else [checkpoint])
 
 
 async def _commit_checkpoint(run: GoalRun, turn: int, message: str) -> dict[str, Any]:
-    """The turn's checkpoint commit on the goal branch; boundary violations are reverted first."""
+    """The turn's checkpoint commit on the goal branch (boundary violations are reverted first), and the
+    tree hash of the working tree it leaves: hashed once, again only if a violation was reverted."""
     branch = run.facts.branch
+    tree = await run.tree_hash()
     if branch is None:
-        return {}
+        return {"tree_hash": tree}
     run.flush()  # the turn's events are in the store before its commit is
     # The Checks trailer states the result for the tree being committed, or `unmeasured`: never the last run's
-    tree = await run.tree_hash()
     passing = run.measured.get(tree) if tree else None
     boundaries = run.contract.boundaries
-    return await asyncio.to_thread(commit_turn, run.workspace, branch, run.goal.goal_id, turn, passing,
-                                   len(run.contract.checks), message, list(run.sandbox.protect),
-                                   list(boundaries.paths), boundaries.max_file_bytes)
+    committed = await asyncio.to_thread(commit_turn, run.workspace, branch, run.goal.goal_id, turn, passing,
+                                        len(run.contract.checks), message, list(run.sandbox.protect),
+                                        list(boundaries.paths), boundaries.max_file_bytes)
+    return {**committed, "tree_hash": await run.tree_hash() if committed["violations"] else tree}
 
 
 def _wrote(turn: OpenTurn) -> bool:
@@ -157,9 +159,9 @@ async def _end_turn(run: GoalRun, signal: dict[str, str | None] | None) -> Actio
     """Close the turn with its checkpoint; the decision says what comes next."""
     calls, wrote = run.facts.turn.calls, _wrote(run.facts.turn)
     checkpoint = _checkpoint_event(run.facts.turn, None)
-    committed = await _commit_checkpoint(run, run.facts.turn.number, _message_of(checkpoint)) if wrote else {}
     # Only these tools can change the tree; skipping git for read-only turns keeps the turn gap small.
-    tree = await run.tree_hash() if wrote else run.state.tree_hash
+    committed = await _commit_checkpoint(run, run.facts.turn.number, _message_of(checkpoint)) if wrote else {}
+    tree = committed["tree_hash"] if wrote else run.state.tree_hash
     checkpoint = checkpoint.model_copy(update={**committed, "tree_hash": tree})
     ended = TurnEnded(calls, signal=signal["status"] if signal else None,  # type: ignore[arg-type]
                       blocker=signal.get("blocker") if signal else None, tree_hash=tree, elapsed_s=run.elapsed())

@@ -130,3 +130,6 @@ class GoalSettings(BaseModel):
     run: RunSettings = RunSettings()
     allow_dirty: bool = False
     """Start even with uncommitted changes: they are committed as a snapshot on the goal branch first."""
+    lint_at_baseline: bool = False
+    """The lint gate's run findings come from the baseline run (a goal set to run at once, not forced): an error
+    there ends the goal before its first model request, as the gate would have refused it."""

@@ -24,17 +24,20 @@ def set_goal(store: Store, workspace: Path, thread_id: str | None, request: Goal
              replace: bool) -> Goal:
     """Set the goal `/goal <objective> [--check NAME=CMD]…` asks for, checked as `gk goal` checks it.
 
-    The repository must be clean, every check's program must exist and the lint gate (each check run once)
-    must pass; the model and the `[run]` knobs come from config.toml, and are stored with the goal. The
-    model streams, so its text shows as it comes (a later `gk run` streams too; the bundled local model
-    never does). Blocks while the checks run: call it off the event loop.
+    The repository must be clean, every check's program must exist and the lint gate must pass (each check
+    run once: by the gate when the model restates the goal first, else by the goal's baseline); the model
+    and the `[run]` knobs come from config.toml, and are stored with the goal. The model streams, so its
+    text shows as it comes (a later `gk run` streams too; the bundled local model never does). Blocks while
+    the gate runs: call it off the event loop.
     """
     contract = contract_from_flags(request.objective, checks=list(request.checks))
     config = load_config(workspace)
     model = settings_from_config(config, usd_budget=contract.budget.usd, stream=True)  # text shows as it comes
     settings = GoalSettings(model=model, run=config.run)
-    return service.set_goal(store, workspace, contract, settings, unverified=request.unverified, replace=replace,
-                            thread_id=thread_id).goal
+    # Run at once, the baseline answers the gate's run questions; a restatement is a model request first.
+    lint: service.LintMode = "run" if config.restate_before_start else "baseline"
+    return service.set_goal(store, workspace, contract, settings, lint=lint, unverified=request.unverified,
+                            replace=replace, thread_id=thread_id).goal
 
 
 def reopens(goal: Goal) -> bool:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import filecmp
 import json
 import os
@@ -56,6 +57,9 @@ CACHE_MANIFEST = "base.json"
 
 #: Baseline Python files compiled at most (at goal start, and again if the base checkout is remade).
 MAX_COMPILED = 20_000
+
+#: The ioctl that makes `dest` share `src`'s blocks (a reflink: btrfs, XFS); linux/fs.h's FICLONE.
+FICLONE = 0x40049409
 
 SEEN = "unchanged.json"
 """Workspace files known to equal their baseline, by stat (size, mtime, ctime, inode): not read again while
@@ -360,17 +364,29 @@ def _touches(surface: Surface, path: str, change: Change, prefix: str) -> bool:
 
 def _apply(top: Path, tree: Path, path: str, change: Change) -> None:
     """Put one change into the room as a new file: a hardlinked baseline file is unlinked, never written."""
+    remove_path(tree / path)
+    if change != "deleted":
+        copy_into(top, tree, path)
+
+
+def copy_into(top: Path, tree: Path, path: str) -> None:
+    """Copy the file or link `top/path` to `tree/path` as a new file (a reflink where the file system can make
+    one: no data is copied), making its folders; never a hardlink, so a write there never reaches `top`."""
     target = tree / path
-    remove_path(target)
-    if change == "deleted":
-        return
     _make_parents(tree, target.parent)
     source = top / path
     if source.is_symlink():
         os.symlink(os.readlink(source), target)
-    else:
-        shutil.copyfile(source, target, follow_symlinks=False)
-        target.chmod(0o755 if source.stat().st_mode & stat.S_IXUSR else 0o644)
+        return
+    with open(source, "rb") as reading, open(target, "wb") as writing:
+        try:
+            fcntl.ioctl(writing.fileno(), FICLONE, reading.fileno())
+            cloned = True
+        except OSError:
+            cloned = False
+    if not cloned:
+        shutil.copyfile(source, target)  # no reflinks on this file system (ext4, tmpfs): a plain copy
+    target.chmod(0o755 if source.stat().st_mode & stat.S_IXUSR else 0o644)
 
 
 def _make_parents(tree: Path, folder: Path) -> None:

@@ -2,14 +2,16 @@
 
 Without running anything it asks bash whether each command parses (`bash -n`) and whether its program
 exists (`type -t`). With `run` it runs each check and keep_green command once, under the goal's own sandbox
-policy, in a scratch copy of the workspace, to find checks that cannot run, checks that already pass (the
-goal would be achieved at once), metrics that cannot be read, and keep_green commands that are red now.
-The workspace itself is never written: the copy is removed whatever happens.
+policy, in a scratch tree of the workspace (its files copied or reflinked; `.git`, virtualenvs and
+node_modules bound read-only, never copied), to find checks that cannot run, checks that already pass (the goal would be
+achieved at once), metrics that cannot be read, and keep_green commands that are red now. The workspace
+itself is never written: the scratch tree is removed whatever happens.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import re
 import shutil
@@ -21,16 +23,22 @@ from pathlib import Path
 
 from goalkeeper.config.load import load_config
 from goalkeeper.contract.lint import Element, Finding, LintReport, lint_report
-from goalkeeper.errors import SandboxError
+from goalkeeper.errors import ContractError, SandboxError
 from goalkeeper.events import Evidence
 from goalkeeper.sandbox.bwrap import require_sandbox
 from goalkeeper.sandbox.policy import SandboxPolicy
 from goalkeeper.sandbox.process import command_script
 from goalkeeper.spec.contract import Check, Contract, format_duration
 from goalkeeper.verify.checks import missing_commands, run_check, run_constraint
+from goalkeeper.verify.cleanroom import copy_into
+from goalkeeper.verify.envsnap import SKIPPED_NAMES
 from goalkeeper.verify.observed import Surface, surface_from_pins, surface_summary, traced_surface
 from goalkeeper.verify.pins import Pins, pin_verification_surface
 from goalkeeper.verify.trace import Tracer, tracer_problem
+from goalkeeper.workspace.git import probe
+
+#: Ignored folders a lint run does without: caches are never reused (the clean room's rule).
+NEVER_SHARED = SKIPPED_NAMES - {".git"}
 
 #: Seconds each check or keep_green command may run while linting (less when its own timeout is shorter).
 LINT_TIMEOUT_S = 120.0
@@ -47,29 +55,54 @@ _SCRATCH = re.compile(r"^.*?/gk-lint-[^/]+/[^/]+/")  # the scratch copy's root, 
 _PYTHON_SYNTAX = re.compile(r"^(?:SyntaxError|IndentationError|TabError): .*$", re.MULTILINE)
 
 
-def lint_goal(contract: Contract, workspace: Path, *, run: bool = True,
-              timeout_s: float = LINT_TIMEOUT_S, key_env: str | None = None) -> LintReport:
+class GoalLintError(ContractError):
+    """The lint gate refused a goal; `report` holds every finding, for a face that shows them."""
+
+    def __init__(self, report: LintReport) -> None:
+        super().__init__("the goal has lint errors: " + "; ".join(f.message for f in report.errors),
+                         "fix them (each finding says how; `gk lint` shows each element's score), or set it "
+                         "anyway (--force; `force: true` over HTTP)")
+        self.report = report
+
+
+def lint_goal(contract: Contract, workspace: Path, *, run: bool = True, timeout_s: float = LINT_TIMEOUT_S,
+              key_env: str | None = None, not_run: str = "the checks were not run (--no-run)") -> LintReport:
     """Lint `contract` for `workspace`: the contract's own findings, the commands' syntax and programs, and
     (with `run`) what running each check and keep_green command once shows. `key_env`, the variable the
-    goal's model reads its key from, is kept from the commands. Call from synchronous code;
-    `lint_goal_async` is the same for a running event loop."""
-    return asyncio.run(lint_goal_async(contract, workspace, run=run, timeout_s=timeout_s, key_env=key_env))
+    goal's model reads its key from, is kept from the commands; `not_run` says why they were not run.
+    Call from synchronous code; `lint_goal_async` is the same for a running event loop."""
+    return asyncio.run(lint_goal_async(contract, workspace, run=run, timeout_s=timeout_s, key_env=key_env,
+                                       not_run=not_run))
 
 
 async def lint_goal_async(contract: Contract, workspace: Path, *, run: bool = True,
-                          timeout_s: float = LINT_TIMEOUT_S, key_env: str | None = None) -> LintReport:
+                          timeout_s: float = LINT_TIMEOUT_S, key_env: str | None = None,
+                          not_run: str = "the checks were not run (--no-run)") -> LintReport:
     """`lint_goal` for async callers."""
     static = await asyncio.to_thread(_static_findings, contract, workspace)
     findings = [finding for _, finding in static]
     pins = await asyncio.to_thread(pin_verification_surface, workspace, contract, contract.verify.pins)
     pinned = sorted(pins.paths)
     if not run:
-        inferred = surface_summary(surface_from_pins(pins, "the checks were not run (--no-run)"))
+        inferred = surface_summary(surface_from_pins(pins, not_run))
         return lint_report(contract, findings, ran=False, pinned=pinned, surface=inferred)
     ran, notes, surface = await _run_findings(contract, workspace, {name for name, _ in static}, timeout_s,
                                               key_env, pins)
     return lint_report(contract, [*findings, *ran], ran=True, notes=notes, pinned=pinned,
                        surface=surface_summary(surface))
+
+
+def baseline_refusal(contract: Contract, evidence: list[Evidence]) -> GoalLintError | None:
+    """The gate's refusal that the baseline run shows, or None: the findings `lint_goal` would have made from
+    running each command, judged on the baseline's evidence (which ran them with their own timeouts), for a
+    goal whose gate did only its static part before it was set (`lint_at_baseline`)."""
+    own = {check.name: check.timeout_s for check in contract.checks}
+    runs = [(item, limit, limit) for item in evidence
+            for limit in [own.get(item.name, KEEP_GREEN_TIMEOUT_S) if item.is_check else KEEP_GREEN_TIMEOUT_S]]
+    findings, notes = _judge(runs, len(contract.checks))
+    report = lint_report(contract, findings, ran=True, notes=notes)
+    # Only what the run found: the contract's own findings were shown when the goal was set.
+    return GoalLintError(dataclasses.replace(report, findings=tuple(findings))) if report.errors else None
 
 
 # ---------------------------------------------------------------- without running anything
@@ -133,12 +166,13 @@ async def _run_findings(contract: Contract, workspace: Path, broken: set[str], t
     be), notes on what was not judged, and the verification surface that run observed."""
     if not contract.checks and not contract.constraints.keep_green:
         return [], [], surface_from_pins(pins, "there are no checks to run")
-    with _scratch_copy(workspace) as scratch, _tracing() as tracer:
-        boundaries = contract.boundaries
+    boundaries = contract.boundaries
+    confined = boundaries.sandbox != "danger-full-access"
+    with _scratch_tree(workspace, confined) as (scratch, binds), _tracing() as tracer:
         config = load_config(workspace)  # for its secrets: HEAD's committed version, as before a goal exists
         sandbox = SandboxPolicy(boundaries.sandbox, scratch.resolve(), tuple(boundaries.protect),
                                 tuple(boundaries.paths), network=boundaries.network, secrets=config.secrets,
-                                secret_env=config.secret_env)
+                                secret_env=config.secret_env, ro_binds=binds)
         try:
             await asyncio.to_thread(require_sandbox, sandbox)
         except SandboxError as error:
@@ -195,15 +229,69 @@ def _judge(runs: list[tuple[Evidence, float, float]], total_checks: int) -> tupl
 
 
 @contextmanager
-def _scratch_copy(workspace: Path) -> Iterator[Path]:
-    """A plain copy of the workspace, `.git` included (checks may ask git), removed afterwards."""
+def _scratch_tree(workspace: Path, confined: bool) -> Iterator[tuple[Path, tuple[tuple[Path, Path], ...]]]:
+    """Where the checks run, and the read-only binds it needs; removed afterwards.
+
+    Never a full copy of the workspace: its files (tracked, untracked and ignored) are copied as new files,
+    reflinked where the file system can (the clean room's `copy_into`); under a sandbox `.git` and the
+    environments (virtualenvs, `node_modules`) are not copied but bound read-only, as the clean room binds
+    its environment snapshot. Other ignored folders (`build/`, `target/`) are copied, since checks write
+    there; without a sandbox (danger-full-access) everything is, so a check still cannot write the
+    workspace's own.
+    """
     root = Path(tempfile.mkdtemp(prefix="gk-lint-"))
     try:
-        copy = root / workspace.name
-        shutil.copytree(workspace, copy, symlinks=True)
-        yield copy
+        scratch = root / workspace.name
+        binds = _fill(workspace, scratch, confined)
+        yield scratch, binds
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _fill(workspace: Path, scratch: Path, confined: bool) -> tuple[tuple[Path, Path], ...]:
+    """Put the workspace's files into `scratch` (see _scratch_tree); the binds its folders need."""
+    listed = probe(workspace, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
+    if listed.returncode != 0:  # not a git repository: no folder is known to be an environment
+        shutil.copytree(workspace, scratch, symlinks=True)
+        return ()
+    scratch.mkdir()
+    ignored = probe(workspace, "ls-files", "-z", "--others", "--ignored", "--exclude-standard", "--directory")
+    entries = ignored.stdout.split("\0")
+    folders = [".git", *(entry.rstrip("/") for entry in entries if entry.endswith("/"))]
+    files = [*listed.stdout.split("\0"), *(entry for entry in entries if entry and not entry.endswith("/"))]
+    for path in dict.fromkeys(path for path in files if path):
+        source = workspace / path
+        if source.is_dir() and not source.is_symlink():
+            shutil.copytree(source, scratch / path, symlinks=True)  # a submodule or a nested repository
+        elif source.is_symlink() or source.is_file():
+            copy_into(workspace, scratch, path)
+    return tuple(bind for folder in folders if (bind := _place(workspace, scratch, folder, confined)))
+
+
+def _place(workspace: Path, scratch: Path, folder: str, confined: bool) -> tuple[Path, Path] | None:
+    """Put one folder of `.git` and the ignored environment into `scratch`; the read-only bind it needs."""
+    source = workspace / folder
+    if not os.path.lexists(source) or NEVER_SHARED.intersection(folder.split("/")):
+        return None
+    if source.is_symlink() or not source.is_dir():
+        copy_into(workspace, scratch, folder)  # a link stays a link (`.venv -> /opt/venvs/app`), a file a file
+        return None
+    target = scratch / folder
+    if not confined or not (folder == ".git" or _environment(source)):
+        shutil.copytree(source, target, symlinks=True)  # a folder checks may write (build/, target/)
+        return None
+    if folder == ".git":
+        # The sandbox binds every `.git` in the workspace read-only over itself, which would hide a bind
+        # made there: the scratch's `.git` is a link to the real one, bound read-only at its own path.
+        target.symlink_to(source.resolve())
+        return source.resolve(), source.resolve()
+    target.mkdir(parents=True, exist_ok=True)  # the mount point of its read-only bind
+    return source, target
+
+
+def _environment(folder: Path) -> bool:
+    """A virtualenv or node_modules: large, installed once, read by the checks, not written."""
+    return folder.name == "node_modules" or (folder / "pyvenv.cfg").is_file()
 
 
 def _capped(check: Check, timeout_s: float) -> Check:

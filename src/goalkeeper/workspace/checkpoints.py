@@ -16,6 +16,7 @@ from typing import Literal
 from goalkeeper.errors import WorkspaceError
 from goalkeeper.sandbox.globs import first_path_match
 from goalkeeper.workspace.git import (
+    Change,
     GoalBranch,
     branch_exists,
     changes,
@@ -24,6 +25,7 @@ from goalkeeper.workspace.git import (
     git,
     list_paths,
     recover_stale_locks,
+    status,
     toplevel,
 )
 from goalkeeper.workspace.tree import tree_hash
@@ -94,21 +96,32 @@ def checkpoint(workspace: Path, branch: GoalBranch, goal_id: str, turn: int, che
     """
     top = toplevel(workspace)
     recover_stale_locks(top, branch.name)
-    left_branch = _restore_goal_branch(top, branch)
-    violations = _enforce(top, protect, paths)
+    # One `git status` serves the branch check, the boundaries, the size limit and the commit; it is taken
+    # again only after the harness itself changed something (HEAD put back, a violation reverted).
+    found = status(top)
+    left_branch = _restore_goal_branch(top, branch, found.branch)
+    if left_branch is not None:
+        found = status(top)
+    violations = _enforce(top, protect, paths, found.changes)
+    if violations:
+        found = status(top)
     first_line = (message.strip().splitlines() or ["checkpoint"])[0].strip()[:SUBJECT_CHARS]
     subject = f"goal {goal_id} turn {turn}: {first_line}"
-    oversized = oversized_changes(top, max_file_bytes)
+    oversized = _oversized(top, found.changes, max_file_bytes)
     checks = UNMEASURED if checks_passing is None else f"{checks_passing}/{checks_total}"
-    commit, files = _commit_changes(top, subject, _trailers(goal_id, turn, checks), oversized)
+    commit, files = _commit_changes(top, subject, _trailers(goal_id, turn, checks), oversized, found.changes)
     return CheckpointResult(commit=commit, files=files, violations=violations, oversized=oversized,
                             left_branch=left_branch)
 
 
 def oversized_changes(top: Path, max_file_bytes: int = MAX_FILE_BYTES) -> list[str]:
     """Changed paths whose file is larger than `max_file_bytes` (links and nested repositories are not files)."""
+    return _oversized(top, changes(top), max_file_bytes)
+
+
+def _oversized(top: Path, listed: Sequence[Change], max_file_bytes: int) -> list[str]:
     found = []
-    for change in changes(top):
+    for change in listed:
         target = top / change.path
         with contextlib.suppress(OSError):
             if not target.is_symlink() and target.is_file() and target.stat().st_size > max_file_bytes:
@@ -204,21 +217,23 @@ def _trailers(goal_id: str, turn: int, checks: str) -> list[tuple[str, str]]:
     return [("Goal-Id", goal_id), ("Turn", str(turn)), ("Checks", checks)]
 
 
-def _commit_changes(top: Path, subject: str, trailers: list[tuple[str, str]],
-                    exclude: Sequence[str] = ()) -> tuple[str | None, list[str]]:
-    """Commit every remaining change but `exclude`; (None, []) when there is none."""
-    files = [change.path for change in changes(top) if change.path not in exclude]
-    commit = commit_all(top, subject, trailers, exclude=exclude) if files else None
+def _commit_changes(top: Path, subject: str, trailers: list[tuple[str, str]], exclude: Sequence[str] = (),
+                    listed: Sequence[Change] | None = None) -> tuple[str | None, list[str]]:
+    """Commit every remaining change but `exclude` (`listed`: as a `status` just found them); (None, []) when
+    there is none."""
+    listed = changes(top) if listed is None else listed
+    files = [change.path for change in listed if change.path not in exclude]
+    commit = commit_all(top, subject, trailers, exclude=exclude, listed=listed) if files else None
     return commit, (files if commit else [])
 
 
-def _restore_goal_branch(top: Path, branch: GoalBranch) -> str | None:
-    """Put HEAD back on the goal branch when something moved it; returns where it was, else None.
+def _restore_goal_branch(top: Path, branch: GoalBranch, current: str | None) -> str | None:
+    """Put HEAD back on the goal branch when something moved it (`current`: the branch HEAD is on); returns
+    where it was, else None.
 
     Only HEAD and the index change: the working tree stays as the turn left it, so the next commit records
     exactly that, on the goal branch, and the branch HEAD was on never gets a commit.
     """
-    current = current_branch(top)
     if current == branch.name:
         return None
     if not branch_exists(top, branch.name):
@@ -282,9 +297,10 @@ def _checkpoint_commit(top: Path, branch: GoalBranch, turn: int) -> str:
     return turns[turn]
 
 
-def _enforce(top: Path, protect: Sequence[str], paths: Sequence[str]) -> list[Violation]:
-    """Find changed paths the boundaries forbid and revert them."""
-    found = [violation for change in changes(top)
+def _enforce(top: Path, protect: Sequence[str], paths: Sequence[str],
+             listed: Sequence[Change] | None = None) -> list[Violation]:
+    """Find changed paths the boundaries forbid (among `listed`, if given) and revert them."""
+    found = [violation for change in (changes(top) if listed is None else listed)
              if (violation := _violation(change.path, protect, paths)) is not None]
     if found:
         _revert(top, [violation.path for violation in found])

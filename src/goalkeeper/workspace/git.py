@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -146,7 +147,7 @@ def run_git(top: Path, *args: str, stdin: bytes | None = None,
     program, environment = _hardened_base(top)
     environment.update(env or {})
     try:
-        config = _driver_overrides(program, top, environment) + list(SAFE_CONFIG)
+        config = list(_repository_config(program, top, environment).overrides) + list(SAFE_CONFIG)
         environment.update(_config_environment(config))
         return subprocess.run([program, *_with_diff_guards(args)], cwd=top, input=stdin, capture_output=True,
                               env=environment, timeout=GIT_TIMEOUT_S, check=False)
@@ -184,25 +185,109 @@ def safe_path(top: Path, path: str) -> str:
     return os.pathsep.join(kept)
 
 
-def _driver_overrides(program: str, top: Path, environment: Mapping[str, str]) -> list[tuple[str, str]]:
-    """An empty command for every filter, diff or merge driver any config layer (includes followed) names.
+_Stat = tuple[int, int, int, int] | None
+_Key = tuple[tuple[str, _Stat], ...]
 
-    A driver runs only when an attribute names it and config gives it a command; the attributes are the
+
+@dataclass(frozen=True)
+class _RepositoryConfig:
+    """What the harness reads from a repository's config: the driver overrides and the identity keys set."""
+
+    overrides: tuple[tuple[str, str], ...]
+    identity: frozenset[str]
+    """Which of user.name and user.email some config layer sets."""
+
+
+#: (top-level, *the config files it may read) → (the stat of every file its config was read from, what was
+#: read). `git config --list` runs once per repository, not on every git call; any change to one of those
+#: files (a model can write .git/config only under danger-full-access) reads it again.
+_CONFIG_CACHE: dict[tuple[str, ...], tuple[_Key, _RepositoryConfig]] = {}
+
+#: A config file changed this recently is read again on every call: a second write within the file system's
+#: timestamp granularity could keep the same stat (git's own "racily clean" rule for its index).
+_RACY_S = 1.0
+
+
+def _repository_config(program: str, top: Path, environment: Mapping[str, str]) -> _RepositoryConfig:
+    """The repository's config facts, from the cache while no config file they were read from has changed."""
+    watched = _watched_files(top, environment)
+    cached = _CONFIG_CACHE.get((str(top), *watched)) if watched else None
+    if cached is not None and _stats([path for path, _ in cached[0]]) == cached[0]:
+        return cached[1]
+    listed = subprocess.run([program, "config", "--list", "-z", "--includes", "--show-origin"], cwd=top,
+                            capture_output=True, env={**environment, **_config_environment(list(SAFE_CONFIG))},
+                            timeout=GIT_TIMEOUT_S, check=False)
+    found, named = _read_config_list(top, listed.stdout.decode("utf-8", "surrogateescape"))
+    if watched:
+        # Taken after the read: a file written after it was written within _RACY_S of now, so is not cached.
+        key = _stats([*watched, *named])
+        if not _racy(key):
+            _CONFIG_CACHE[(str(top), *watched)] = (key, found)
+    return found
+
+
+def _read_config_list(top: Path, text: str) -> tuple[_RepositoryConfig, list[str]]:
+    """The driver overrides, the identity keys and the files named (origins and include paths) in the output
+    of `git config --list -z --includes --show-origin` (origin NUL key LF value NUL ...).
+
+    An override is an empty command for every filter, diff or merge driver any config layer names: a
+    driver runs only when an attribute names it and config gives it a command, and the attributes are the
     model's to write (.gitattributes), so every configured command is blanked, whatever its name.
     """
-    listed = subprocess.run([program, "config", "--list", "-z", "--includes"], cwd=top, capture_output=True,
-                            env={**environment, **_config_environment(list(SAFE_CONFIG))},
-                            timeout=GIT_TIMEOUT_S, check=False)
+    fields = text.split("\0")
     overrides: list[tuple[str, str]] = []
-    for entry in listed.stdout.decode("utf-8", "surrogateescape").split("\0"):
-        key = entry.partition("\n")[0]
+    identity: set[str] = set()
+    files: list[str] = []
+    for origin, entry in zip(fields[0::2], fields[1::2], strict=False):
+        key, _, value = entry.partition("\n")
+        source = os.path.join(top, origin.removeprefix("file:")) if origin.startswith("file:") else None
+        if source is not None:
+            files.append(source)
+        if key.lower() in ("user.name", "user.email"):
+            identity.add(key.lower())
+        if source is not None and key.lower().startswith("include") and key.lower().endswith(".path"):
+            # An include that does not exist yet is watched too: creating it changes the config.
+            files.append(os.path.join(os.path.dirname(source), os.path.expanduser(value)))
         match = _DRIVER_KEY.match(key)
         if match is None:
             continue
         overrides.append((key, ""))
         if match.group(1).lower() == "filter":
             overrides.append((f"{key.rpartition('.')[0]}.required", "false"))
-    return overrides
+    return _RepositoryConfig(tuple(overrides), frozenset(identity)), files
+
+
+def _watched_files(top: Path, environment: Mapping[str, str]) -> list[str]:
+    """Every file whose change can change what `git config --list` shows in `top`, besides those it names:
+    the repository's HEAD (`includeIf onbranch:`), config and config.worktree, and the global files.
+    Empty where `top/.git` is not a plain directory (a linked worktree, a subdirectory): nothing is cached."""
+    dot_git = top / ".git"
+    if dot_git.is_symlink() or not dot_git.is_dir():
+        return []
+    home = environment.get("HOME", "")
+    xdg = environment.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
+    global_files = ([environment["GIT_CONFIG_GLOBAL"]] if "GIT_CONFIG_GLOBAL" in environment
+                    else [os.path.join(home, ".gitconfig"), os.path.join(xdg, "git", "config")])
+    return [str(dot_git / "HEAD"), str(dot_git / "config"), str(dot_git / "config.worktree"), *global_files]
+
+
+def _stats(paths: Sequence[str]) -> _Key:
+    """(path, (inode, size, mtime, ctime) or None) for each path: a write always changes the ctime."""
+    found: list[tuple[str, _Stat]] = []
+    for path in dict.fromkeys(paths):
+        try:
+            info = os.stat(path)
+        except OSError:
+            found.append((path, None))
+            continue
+        found.append((path, (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)))
+    return tuple(found)
+
+
+def _racy(key: _Key) -> bool:
+    """Whether a file of `key` was written within _RACY_S of now (or its time is in the future)."""
+    now = time.time_ns()
+    return any(stat is not None and now - max(stat[2], stat[3]) < _RACY_S * 1e9 for _, stat in key)
 
 
 def _config_environment(config: Sequence[tuple[str, str]]) -> dict[str, str]:
@@ -229,11 +314,32 @@ def toplevel(workspace: Path) -> Path:
     """The git top-level directory of `workspace`; a WorkspaceError when there is none."""
     if not workspace.is_dir():
         raise WorkspaceError(f"{workspace} is not a directory", hint="pass --cwd to an existing repository")
+    known = _TOPLEVELS.get(str(workspace))
+    if known is not None and _still_top(workspace, known):
+        return known
     done = probe(workspace, "rev-parse", "--show-toplevel")
     if done.returncode != 0 or not done.stdout.strip():
         raise WorkspaceError(f"{workspace} is not a git repository",
                              hint="git init && git add -A && git commit -m init, or pass --cwd to a repository")
-    return Path(done.stdout.strip())
+    top = Path(done.stdout.strip())
+    _TOPLEVELS[str(workspace)] = top
+    return top
+
+
+#: Workspace → its top-level, as git found it once (checkpoints ask on every turn).
+_TOPLEVELS: dict[str, Path] = {}
+
+
+def _still_top(workspace: Path, top: Path) -> bool:
+    """Whether git would still find `top` from `workspace`: its `.git` is there, and no `.git` appeared in a
+    folder between them (git's discovery stops at the first)."""
+    if not os.path.lexists(top / ".git"):
+        return False
+    here = Path(os.path.realpath(workspace))
+    if here != top and top not in here.parents:
+        return False
+    return not any(os.path.lexists(folder / ".git") for folder in (here, *here.parents) if folder != top
+                   and top in folder.parents)
 
 
 def current_branch(workspace: Path) -> str | None:
@@ -256,11 +362,36 @@ def branch_exists(top: Path, name: str) -> bool:
 
 def changes(top: Path) -> list[Change]:
     """Every uncommitted path: staged, unstaged and untracked (ignored files are not changes)."""
+    return status(top).changes
+
+
+@dataclass(frozen=True)
+class Status:
+    """The branch HEAD is on and every uncommitted path, from one `git status`."""
+
+    branch: str | None
+    """None for a detached HEAD."""
+    changes: list[Change]
+
+
+def status(top: Path) -> Status:
+    """HEAD's branch and every uncommitted path (staged, unstaged, untracked; not ignored), in one git process."""
     # --ignore-submodules=dirty: status would run inside each submodule (its own config, its own drivers);
     # a submodule's new HEAD still shows, and only that could be committed anyway.
-    out = git(top, "status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames",
+    out = git(top, "status", "--porcelain=v2", "--branch", "-z", "--untracked-files=all", "--no-renames",
               "--ignore-submodules=dirty")
-    return [Change(entry[:2], entry[3:]) for entry in out.split("\0") if len(entry) > 3]
+    branch: str | None = None
+    found: list[Change] = []
+    for entry in out.split("\0"):
+        if entry.startswith("# branch.head "):
+            name = entry.removeprefix("# branch.head ")
+            branch = None if name == "(detached)" else name
+        elif entry.startswith("? "):
+            found.append(Change("??", entry[2:]))
+        elif entry[:2] in ("1 ", "u "):
+            fields = entry.split(" ", 8 if entry[0] == "1" else 10)
+            found.append(Change(fields[1].replace(".", " "), fields[-1]))
+    return Status(branch, found)
 
 
 def list_paths(paths: Sequence[str]) -> str:
@@ -273,30 +404,36 @@ def list_paths(paths: Sequence[str]) -> str:
 
 def identity_flags(top: Path) -> list[str]:
     """`-c user.name=… -c user.email=…` for whichever of the two the repository has not configured."""
-    flags: list[str] = []
-    for key, value in (("user.name", HARNESS_NAME), ("user.email", HARNESS_EMAIL)):
-        if probe(top, "config", "--get", key).returncode != 0:
-            flags += ["-c", f"{key}={value}"]
-    return flags
+    program, environment = _hardened_base(top)
+    configured = _repository_config(program, top, environment).identity
+    return [flag for key, value in (("user.name", HARNESS_NAME), ("user.email", HARNESS_EMAIL))
+            if key not in configured for flag in ("-c", f"{key}={value}")]
 
 
-def stage_all(top: Path, exclude: Sequence[str] = (), env: Mapping[str, str] | None = None) -> None:
+def stage_all(top: Path, exclude: Sequence[str] = (), env: Mapping[str, str] | None = None,
+              listed: Sequence[Change] | None = None) -> None:
     """`git add -A .` in `top` (every change below it, ignored files left out), but `exclude` (paths relative
     to `top`), with plumbing that never looks inside a nested repository or submodule.
 
     `git add` runs `git status` inside each submodule, whose own config could name a filter the harness
     never saw; ls-files and update-index only read a nested repository's HEAD. `env` may name a scratch
-    index (GIT_INDEX_FILE).
+    index (GIT_INDEX_FILE). `listed`, the changes a `status` of `top` just found, saves listing them again.
     """
     skip = {path.rstrip("/") for path in exclude}
 
-    def listed(*flags: str) -> list[str]:
+    def ls_files(*flags: str) -> list[str]:
         out = git(top, "ls-files", "-z", "--exclude-standard", *flags, env=env)
         return [path.rstrip("/") for path in dict.fromkeys(out.split("\0")) if path and path.rstrip("/") not in skip]
 
-    modified, untracked = listed("--modified", "--deleted"), listed("--others")
-    # A path that is gone, or became a plain directory, leaves the index first (its files are added after).
-    gone = [path for path in modified if not os.path.lexists(top / path) or _beyond_link(top, path)
+    if listed is None:
+        modified, untracked = ls_files("--modified", "--deleted"), ls_files("--others")
+    else:  # only what differs from the index: a change already staged is in it
+        unstaged = [change for change in listed if change.status == "??" or change.status[1] != " "]
+        modified = [path for change in unstaged if (path := change.path.rstrip("/")) not in skip]
+        untracked = []
+    # A path below a link or a file, or that became a plain directory, leaves the index first (its files are
+    # added after); a plain deleted file needs no pass of its own (--remove).
+    gone = [path for path in modified if _beyond_link(top, path)
             or ((top / path).is_dir() and not (top / path).is_symlink() and not (top / path / ".git").exists())]
     for paths, flags in ((gone, ("--force-remove",)), ([p for p in modified if p not in gone] + untracked,
                                                        ("--add", "--remove"))):
@@ -305,30 +442,61 @@ def stage_all(top: Path, exclude: Sequence[str] = (), env: Mapping[str, str] | N
 
 
 def _beyond_link(top: Path, path: str) -> bool:
-    """Whether a folder above `path` became a symbolic link: git no longer sees the file (it is deleted), and
-    staging it would fail with "beyond a symbolic link"."""
+    """Whether a folder above `path` became a symbolic link or a file: git no longer sees the file (it is
+    deleted), and staging it would fail ("beyond a symbolic link")."""
     parts = path.split("/")[:-1]
-    return any((top / "/".join(parts[:end])).is_symlink() for end in range(1, len(parts) + 1))
+    for end in range(1, len(parts) + 1):
+        above = top / "/".join(parts[:end])
+        if above.is_symlink() or (os.path.lexists(above) and not above.is_dir()):
+            return True
+    return False
 
 
 def commit_all(top: Path, subject: str, trailers: Sequence[tuple[str, str]],
-               exclude: Sequence[str] = ()) -> str | None:
+               exclude: Sequence[str] = (), listed: Sequence[Change] | None = None) -> str | None:
     """Stage every change but `exclude` and commit it on the current branch; returns the new commit, or None
-    if nothing staged.
+    if nothing staged. `listed` (a `status` of `top` just taken) makes it two git processes: stage, commit.
 
     Nothing stages when the only change is inside a submodule (`git add` does not reach into it).
 
     Hooks are skipped (hardened git: core.hooksPath=/dev/null, and --no-verify): a harness checkpoint must
     record the tree exactly as the turn left it, and a hook is a program the repository names.
     """
-    stage_all(top, exclude)
-    if probe(top, "diff", "--cached", "--quiet").returncode == 0:
+    stage_all(top, exclude, listed=listed)
+    if listed is None and probe(top, "diff", "--cached", "--quiet").returncode == 0:
         return None
     body = "\n".join(f"{key}: {value}" for key, value in trailers)
     message = f"{subject}\n\n{body}\n" if body else f"{subject}\n"
-    git(top, *identity_flags(top), "commit", "-q", "--no-verify", "--cleanup=whitespace", "-F", "-",
-        stdin=message)
-    return git(top, "rev-parse", "HEAD").strip()
+    # diff.ignoreSubmodules: with nothing to commit, commit prints a status, which must not look inside one.
+    committed = probe(top, *identity_flags(top), "-c", "diff.ignoreSubmodules=dirty", "commit", "-q",
+                      "--no-verify", "--cleanup=whitespace", "-F", "-", stdin=message)
+    if committed.returncode != 0:
+        if probe(top, "diff", "--cached", "--quiet").returncode == 0:
+            return None  # the listed changes staged to nothing (a change already undone)
+        detail = (committed.stderr or committed.stdout).strip()
+        raise WorkspaceError(f"`git commit` failed in {top}: {detail}",
+                             hint="fix the repository state git reports, then try again")
+    return _head_from_files(top) or git(top, "rev-parse", "HEAD").strip()
+
+
+_OBJECT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+
+
+def _head_from_files(top: Path) -> str | None:
+    """The commit HEAD's branch points at, read from its loose ref file (where `git commit` just wrote it),
+    or None when the layout is not the plain one (a linked worktree, a packed or unusual ref)."""
+    dot_git = top / ".git"
+    try:
+        head = (dot_git / "HEAD").read_text()
+        if not head.startswith("ref: refs/heads/") or dot_git.is_symlink() or not dot_git.is_dir():
+            return None
+        ref = head.removeprefix("ref: ").strip()
+        if ".." in ref.split("/"):
+            return None
+        value = (dot_git / ref).read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return value if _OBJECT_ID.fullmatch(value) else None
 
 
 def preflight(workspace: Path, allow_dirty: bool) -> Preflight:
@@ -354,8 +522,7 @@ def recover_stale_locks(top: Path, branch: str | None = None) -> list[Path]:
     runs in this repository (a git that died under kill -9, goalkeeper's own included); otherwise it is
     respected and this is a WorkspaceError.
     """
-    git_dir = Path(git(top, "rev-parse", "--absolute-git-dir").strip())
-    common = Path(git(top, "rev-parse", "--path-format=absolute", "--git-common-dir").strip())
+    git_dir, common = git_dirs(top)
     candidates = [git_dir / "index.lock", git_dir / "HEAD.lock", common / "packed-refs.lock"]
     if branch is not None:
         candidates.append(common / "refs" / "heads" / f"{branch}.lock")
@@ -375,6 +542,15 @@ def recover_stale_locks(top: Path, branch: str | None = None) -> list[Path]:
                 lock.unlink()
                 removed.append(lock)
     return removed
+
+
+def git_dirs(top: Path) -> tuple[Path, Path]:
+    """(git dir, common dir) of `top`: its `.git` folder in the plain layout, else as git says."""
+    dot_git = top / ".git"
+    if dot_git.is_dir() and not dot_git.is_symlink() and not (dot_git / "commondir").exists():
+        return dot_git, dot_git
+    return (Path(git(top, "rev-parse", "--absolute-git-dir").strip()),
+            Path(git(top, "rev-parse", "--path-format=absolute", "--git-common-dir").strip()))
 
 
 def _lock_holder(locks: list[Path], places: tuple[Path, ...]) -> str | None:

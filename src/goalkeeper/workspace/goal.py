@@ -18,7 +18,7 @@ from goalkeeper.events import (
 )
 from goalkeeper.store import EventRecord
 from goalkeeper.workspace.checkpoints import MAX_FILE_BYTES, CheckpointResult, Violation, checkpoint, resume
-from goalkeeper.workspace.git import GoalBranch, preflight, start_goal
+from goalkeeper.workspace.git import GoalBranch, git, preflight, probe, start_goal, toplevel
 
 
 def branch_of(records: list[EventRecord]) -> GoalBranch | None:
@@ -46,6 +46,21 @@ def open_branch(workspace: Path, goal_id: str, outcome: str, branch: GoalBranch 
               "workspace before continuing." + violations_notice(recovered.violations))
     return RecoveryCheckpointEvent(commit=recovered.recovered_commit, files=recovered.files, turn=interrupted_turn,
                                    violations=[asdict(v) for v in recovered.violations], notice=notice)
+
+
+def leave_goal_branch(workspace: Path, branch: GoalBranch) -> None:
+    """Undo `open_branch` for a goal refused before its first turn: HEAD goes back to the branch (or the
+    detached commit) the goal was set from, the goal branch is deleted, and the working tree is left as it is
+    (an --allow-dirty snapshot's changes are uncommitted changes again). Nothing of the model's is lost: the
+    model never ran."""
+    top = toplevel(workspace)
+    previous = probe(top, "rev-parse", "--symbolic-full-name", "@{-1}").stdout.strip()
+    if previous.startswith("refs/heads/") and previous != f"refs/heads/{branch.name}":
+        git(top, "symbolic-ref", "-m", "goalkeeper: the goal was refused", "HEAD", previous)
+    else:
+        git(top, "update-ref", "--no-deref", "-m", "goalkeeper: the goal was refused", "HEAD", branch.base_commit)
+    git(top, "reset", "-q", "--mixed")  # index := that commit's tree; files untouched
+    git(top, "branch", "-q", "-D", branch.name)
 
 
 def commit_turn(workspace: Path, branch: GoalBranch, goal_id: str, turn: int, passing: int | None, total: int,
