@@ -12,18 +12,19 @@ import os
 import socket
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from goalkeeper.core.digest import GoalDigest
 from goalkeeper.core.outcomes import GoalState
 from goalkeeper.core.state import state_to_dict
 from goalkeeper.errors import BlobNotFoundError, GoalNotFoundError, StaleGoalError
 from goalkeeper.events import Event, parse_event, payload_of
 from goalkeeper.spec.contract import Contract
 from goalkeeper.spec.settings import GoalSettings
-from goalkeeper.store import leases
+from goalkeeper.store import leases, summaries
 from goalkeeper.store.db import Database, prepare_path, private_directory
 from goalkeeper.store.records import EventRecord, Goal, Lease, ThreadRecord, goal_of, new_id
 
@@ -137,6 +138,7 @@ class Store:
                 (goal.goal_id, thread_id, *texts, now, now),
             )
             records = _append(conn, thread_id, goal.goal_id, encoded, now)
+            summaries.start(conn, goal.goal_id, events)
         return goal, records
 
     def get_goal(self, thread_id: str) -> Goal | None:
@@ -173,6 +175,7 @@ class Store:
             thread_id, _ = _current_goal(conn, goal_id, None)
             conn.execute("UPDATE goals SET standing = 'cleared', updated_at = ? WHERE goal_id = ?",
                          (now, goal_id))
+            summaries.update(conn, goal_id, events)
             return _append(conn, thread_id, goal_id, encoded, now)
 
     def commit(self, goal_id: str, events: Sequence[Event], state: GoalState | None = None,
@@ -192,6 +195,7 @@ class Store:
         with self._db.write(durable=True) as conn:
             thread_id, version = _current_goal(conn, goal_id, expected_version)
             records = _append(conn, thread_id, goal_id, encoded, now)
+            summaries.update(conn, goal_id, events)
             if state_text is not None or settings_text is not None:
                 version += 1
                 conn.execute(
@@ -200,6 +204,16 @@ class Store:
                     (state_text, settings_text, version, now, goal_id),
                 )
         return version, records
+
+    def digest(self, goal_id: str) -> GoalDigest:
+        """What the goal's events say for its summary (core/digest.py), as of its newest commit: one row read."""
+        with self._db.read() as conn:
+            return summaries.read(conn, goal_id)
+
+    def goals_implementing(self, spike_goal_id: str) -> list[tuple[str, str]]:
+        """(thread_id, goal_id) of every goal started with `gk implement` from the spike goal's PRD."""
+        with self._db.read() as conn:
+            return summaries.implementing(conn, spike_goal_id)
 
     # Events
 
@@ -216,6 +230,8 @@ class Store:
             ).fetchone() is None:
                 raise GoalNotFoundError(f"no goal {goal_id} in thread {thread_id}",
                                         hint="`gk goal` shows the current goal")
+            if goal_id is not None:
+                summaries.update(conn, goal_id, events)
             return _append(conn, thread_id, goal_id, encoded, now)
 
     def events(self, thread_id: str, after_seq: int = 0, goal_id: str | None = None,
@@ -241,6 +257,15 @@ class Store:
             rows = conn.execute(query, params).fetchall()
         return [event_from_row(row) for row in rows]
 
+    def event_pages(self, thread_id: str, goal_id: str | None = None,
+                    page: int = 500) -> Iterator[list[EventRecord]]:
+        """The thread's events (of one goal), oldest first, `page` at a time: each page is its own short read,
+        so a history of any length streams in flat memory and never holds the store's lock for long."""
+        after = 0
+        while records := self.events(thread_id, after_seq=after, goal_id=goal_id, limit=page):
+            yield records
+            after = records[-1].seq
+
     def events_after(self, seq: int, limit: int, thread_id: str | None = None) -> list[EventRecord]:
         """Up to `limit` events with seq > `seq` in seq order, of every thread (a feed of the whole store)
         or of one."""
@@ -256,6 +281,14 @@ class Store:
         with self._db.read() as conn:
             row = conn.execute(query, (thread_id,) if thread_id else ()).fetchone()
         return int(row[0] or 0)
+
+    def check_integrity(self) -> list[str]:
+        """What SQLite's full check of the store file found wrong; [] when it is intact (`gk doctor`)."""
+        return self._db.check_integrity()
+
+    def schema_version(self) -> int:
+        with self._db.read() as conn:
+            return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
     # Blobs
 
