@@ -241,7 +241,12 @@ class Store:
 
         `seq` is store-wide and only grows, so the last seq seen is a cursor for the next call.
         """
-        query = "SELECT * FROM events WHERE thread_id = ? AND seq > ?"
+        # With a goal, `+thread_id` keeps the thread's index out of the plan, so only the goal's rows are read,
+        # and with kinds only its rows of those kinds (SQLite, with no statistics, would rather skip the sort).
+        source = "events"
+        if goal_id is not None and kinds is not None:
+            source += " INDEXED BY events_by_goal_kind"
+        query = f"SELECT * FROM {source} WHERE {'+' if goal_id is not None else ''}thread_id = ? AND seq > ?"
         params: list[Any] = [thread_id, after_seq]
         if goal_id is not None:
             query += " AND goal_id = ?"
