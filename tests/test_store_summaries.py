@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -201,3 +203,30 @@ def test_gk_doctor_reports_a_file_that_is_not_a_database(goalkeeper_home: Path) 
 def _rows(path: Path, query: str, params: tuple[str, ...] = ()) -> list[tuple[Any, ...]]:
     with closing(sqlite3.connect(path)) as conn:
         return list(conn.execute(query, params))
+
+
+COMMIT_MANY = """
+import sys
+from pathlib import Path
+from goalkeeper.events import NudgeEvent, ToolIntentEvent
+from goalkeeper.store import Store
+store = Store(Path(sys.argv[1]))
+for n in range(20):
+    event = ToolIntentEvent(call_id=str(n), name="shell", arguments="{}") if sys.argv[3] == "intent" else \\
+        NudgeEvent(why=str(n))
+    store.commit(sys.argv[2], [event])
+"""
+
+
+def _fsyncs(store: Store, goal: Goal, kind: str) -> int:
+    """fsync and fdatasync calls of a process that commits 20 events of `kind` one by one (strace counts)."""
+    done = subprocess.run(["strace", "-f", "-c", "-e", "trace=fsync,fdatasync", sys.executable, "-c", COMMIT_MANY,
+                           str(store.path), goal.goal_id, kind], capture_output=True, text=True, check=True)
+    return sum(int(line.split()[3]) for line in done.stderr.splitlines() if line.rstrip().endswith("sync"))
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace to count fsync calls")
+def test_only_commits_of_intents_and_requests_pay_an_fsync(store: Store, tmp_path: Path) -> None:
+    goal = new_goal(store, tmp_path)
+    assert _fsyncs(store, goal, "intent") >= 20  # each intent survives a power cut before the runner acts
+    assert _fsyncs(store, goal, "nudge") <= 3  # a process crash loses none of them (WAL); closing may sync

@@ -225,9 +225,10 @@ class Database:
     def _configure(self) -> None:
         # WAL: readers (status, dashboard) never block the runner's writes, and the runner never
         # blocks them. synchronous=NORMAL is safe from corruption in WAL mode and survives any process
-        # crash (kill -9); only an OS crash or power cut can lose the last commits. The goal commit path
-        # asks for FULL instead (Database.write(durable=True)): its events are intents that the runner
-        # acts on, and an action whose effects survive a power cut must not lose the intent behind it.
+        # crash (kill -9); only an OS crash or power cut can lose the last commits. A commit holding a tool
+        # intent or a person's request asks for FULL instead (Database.write(durable=True), store._durable):
+        # an action whose effects survive a power cut must not lose the intent behind it. Every other commit
+        # of the runner (results, responses, usage) costs no fsync.
         mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if mode != "wal":
             raise StoreError(

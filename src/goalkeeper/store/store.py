@@ -21,7 +21,7 @@ from goalkeeper.core.digest import GoalDigest
 from goalkeeper.core.outcomes import GoalState
 from goalkeeper.core.state import state_to_dict
 from goalkeeper.errors import BlobNotFoundError, GoalNotFoundError, StaleGoalError
-from goalkeeper.events import Event, parse_event, payload_of
+from goalkeeper.events import Event, ToolIntentEvent, parse_event, payload_of
 from goalkeeper.spec.contract import Contract
 from goalkeeper.spec.settings import GoalSettings
 from goalkeeper.store import leases, summaries
@@ -46,9 +46,10 @@ class Store:
     """Threads, goals, events, blobs and leases in one SQLite file (WAL). Every method is synchronous.
 
     The commit path is the intent-before-action guarantee of DESIGN §5: `commit` returns only after its
-    events are durable, so a caller that commits an intent and then acts can never act without a record
-    of it. After a crash, an intent with no result is visible and can be marked interrupted; nothing
-    that was done is ever forgotten or done twice.
+    events are durable (they survive any process crash; intents are also fsynced, see `_durable`), so a
+    caller that commits an intent and then acts can never act without a record of it. After a crash, an
+    intent with no result is visible and can be marked interrupted; nothing that was done is ever forgotten
+    or done twice.
     """
 
     def __init__(self, path: Path | None = None, busy_timeout_s: float = 10.0) -> None:
@@ -127,7 +128,7 @@ class Store:
         contract_json, state_json, settings_json = (json.loads(text) for text in texts)
         goal = goal_of(goal_id or new_id("goal"), thread_id, contract_json, state_json, settings_json, version=1,
                        created_at=now, updated_at=now, standing="current")
-        with self._db.write(durable=True) as conn:
+        with self._db.write(durable=_durable(events)) as conn:
             if conn.execute("SELECT 1 FROM threads WHERE thread_id = ?", (thread_id,)).fetchone() is None:
                 raise _no_thread(thread_id)
             conn.execute("UPDATE goals SET standing = 'replaced', updated_at = ? "
@@ -171,7 +172,7 @@ class Store:
         """
         encoded = _encode(events)
         now = time.time()
-        with self._db.write(durable=True) as conn:
+        with self._db.write(durable=_durable(events)) as conn:
             thread_id, _ = _current_goal(conn, goal_id, None)
             conn.execute("UPDATE goals SET standing = 'cleared', updated_at = ? WHERE goal_id = ?",
                          (now, goal_id))
@@ -186,13 +187,14 @@ class Store:
         Guarded by `goal_id` (it must be the thread's current goal) and, when given, `expected_version`:
         otherwise StaleGoalError and nothing is written, so a replaced goal is never charged. Giving
         state or settings bumps the version. Returns the goal's version after the commit and the events
-        as stored. Events are durable (fsynced) before this returns: commit an intent, then act.
+        as stored. The events survive a crash of any process once this returns, so commit an intent, then
+        act; a commit with a tool intent or a person's request is also fsynced, so it survives a power cut.
         """
         encoded = _encode(events)
         state_text = None if state is None else _dumps(state_to_dict(state))
         settings_text = None if settings is None else _dumps(_settings(settings))
         now = time.time()
-        with self._db.write(durable=True) as conn:
+        with self._db.write(durable=_durable(events)) as conn:
             thread_id, version = _current_goal(conn, goal_id, expected_version)
             records = _append(conn, thread_id, goal_id, encoded, now)
             summaries.update(conn, goal_id, events)
@@ -222,7 +224,7 @@ class Store:
         """Append events that change no goal state (side notes, lease notes). Unguarded by version."""
         encoded = _encode(events)
         now = time.time()
-        with self._db.write() as conn:
+        with self._db.write(durable=_durable(events)) as conn:
             if conn.execute("SELECT 1 FROM threads WHERE thread_id = ?", (thread_id,)).fetchone() is None:
                 raise _no_thread(thread_id)
             if goal_id is not None and conn.execute(
@@ -342,6 +344,16 @@ class Store:
 
 def _me() -> leases.Holder:
     return socket.gethostname(), os.getpid()
+
+
+def _durable(events: Sequence[Event]) -> bool:
+    """Whether a commit of `events` must survive a power cut, not only a process crash (see db._configure).
+
+    A tool intent: the runner acts on it next, and an action whose effects outlive a power cut must not lose the
+    record that keeps it from being done twice (the fsync also covers every commit before it). A person's
+    request (a goal set, paused, raised, cleared): they were told it is done. The runner's other events are
+    re-derived or answered "interrupted" if a power cut takes the newest of them."""
+    return any(isinstance(event, ToolIntentEvent) or event.actor == "user" for event in events)
 
 
 def _dumps(value: dict[str, Any]) -> str:
