@@ -5,8 +5,9 @@ The store is built through the store API (Store.put_goal and batched Store.commi
 and turns of a model response, tool calls and results, a checkpoint and a check run with a metric. Then it
 times, against `python -c pass` in the same run:
 - opening the store (in this process; the first open after building, then warm opens);
-- `gk status`, `gk goal`, `gk threads`, `gk report` on the long goal's workspace (each a fresh process);
-- `gk log` on the long goal: time to its first line, total time, and the child's peak RSS;
+- `gk status`, `gk goal`, `gk threads`, `gk report` and `gk log` (each a fresh process, median of --repeat),
+  on the long goal and on a typical one: total time and peak RSS, and for `gk log` the time to its first line;
+  then the same command in a process that has imported the CLI already (its own time, without start-up);
 - `GET /threads` through FastAPI's TestClient in this process (the app `gk serve` runs, without uvicorn).
 
     PYTHONPATH=src .venv/bin/python bench/store_scale.py [--goals 1000] [--events 1000000] [--big 100000]
@@ -127,6 +128,26 @@ print(json.dumps([os.waitstatus_to_exitcode(status), first or total, total, usag
 from, so commands are started from this small launcher, never from the bench process that built the store."""
 
 
+IN_PROCESS = """
+import contextlib, io, json, sys, time
+from goalkeeper.cli.app import app
+started = time.monotonic()
+with contextlib.redirect_stdout(io.StringIO()):
+    code = app(sys.argv[1:], standalone_mode=False)
+print(json.dumps([code, time.monotonic() - started]))
+"""
+"""Runs one command after its imports: the command's own time, whatever the start-up costs."""
+
+
+def command_time(args: list[str], env: dict[str, str]) -> float:
+    done = subprocess.run([sys.executable, "-c", IN_PROCESS, *args], env=env, capture_output=True, text=True,
+                          check=True)
+    code, seconds = json.loads(done.stdout.splitlines()[-1])
+    if code not in (0, None):
+        raise SystemExit(f"gk {args} returned {code}")
+    return float(seconds)
+
+
 def child_run(argv: list[str], env: dict[str, str]) -> tuple[float, float, float]:
     """(seconds to the first line of output, total seconds, peak RSS in MiB) of one command."""
     done = subprocess.run([sys.executable, "-c", LAUNCH, *argv], env=env, capture_output=True, text=True,
@@ -187,8 +208,9 @@ def main() -> None:
         build(path, root, args.goals, args.events, min(args.big, args.events))
         print(f"built {args.goals} goals in {time.monotonic() - started:.0f}s")
     first, warm = time_open(path, args.repeat)
-    with Store(path) as store:  # the long goal's, as the store has it (a copied store keeps its old paths)
-        workspace = Path(store.list_threads()[-1].workspace)
+    with Store(path) as store:  # as the store has them (a copied store keeps its old paths)
+        threads = store.list_threads()
+        workspace, typical = Path(threads[-1].workspace), Path(threads[-2].workspace)
     print(f"store: {path.stat().st_size / 2**20:.0f} MiB")
     print(f"store open: first {first * 1000:.0f} ms (a migration, if any, included), warm {warm * 1000:.1f} ms")
     env = {**os.environ, "GOALKEEPER_HOME": str(folder)}
@@ -197,10 +219,15 @@ def main() -> None:
     gk = [sys.executable, "-m", "goalkeeper"]
     for name, argv in [("status", ["status"]), ("goal", ["goal"]), ("threads", ["threads"]),
                        ("report", ["report"]), ("log", ["log"])]:
-        place = [] if name == "threads" else ["--cwd", str(workspace)]
-        first_line, total, rss = median_run(gk + argv + place, env, args.repeat)
-        shown = f", first line {first_line * 1000:.0f} ms" if name == "log" else ""
-        print(f"gk {name}: {total * 1000:.0f} ms{shown}, peak RSS {rss:.0f} MiB")
+        for goal, place in [("the long goal", workspace), ("a typical goal", typical)]:
+            if name == "threads" and goal != "the long goal":
+                continue
+            where = [] if name == "threads" else ["--cwd", str(place)]
+            first_line, total, rss = median_run(gk + argv + where, env, args.repeat)
+            own = statistics.median(command_time(argv + where, env) for _ in range(args.repeat))
+            shown = f", first line {first_line * 1000:.0f} ms" if name == "log" else ""
+            print(f"gk {name}{'' if name == 'threads' else ' (' + goal + ')'}: {total * 1000:.0f} ms{shown}, "
+                  f"peak RSS {rss:.0f} MiB; after its imports {own * 1000:.0f} ms")
     seconds, count = time_threads_endpoint(path, args.repeat)
     print(f"GET /threads (TestClient, {count} threads): {seconds * 1000:.0f} ms")
 

@@ -112,7 +112,7 @@ def summarize(store: Store, goal: Goal, digest: GoalDigest | None = None) -> Goa
     """The summary of one goal, read from the store: its row, its digest row (unless given) and its lease."""
     contract = goal.contract
     state: GoalState = goal.state
-    facts = digest or store.digest(goal.goal_id)
+    facts = digest if digest is not None else store.digest(goal.goal_id)
     baseline = facts.baseline
     lease = store.lease(goal.goal_id)
     runner = f"{lease.host}:{lease.pid}" if lease and lease_is_live(lease) else None
