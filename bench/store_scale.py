@@ -141,7 +141,9 @@ print(json.dumps([code, time.monotonic() - started]))
 
 def command_time(args: list[str], env: dict[str, str]) -> float:
     done = subprocess.run([sys.executable, "-c", IN_PROCESS, *args], env=env, capture_output=True, text=True,
-                          check=True)
+                          check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"gk {args} failed: {done.stderr[-2000:]}")
     code, seconds = json.loads(done.stdout.splitlines()[-1])
     if code not in (0, None):
         raise SystemExit(f"gk {args} returned {code}")

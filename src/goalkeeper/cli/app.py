@@ -25,7 +25,6 @@ from goalkeeper.core.outcomes import BudgetRaise
 from goalkeeper.errors import ConfigError, GoalkeeperError, WorkspaceError
 from goalkeeper.events import payload_of
 from goalkeeper.goals import control, prd, service
-from goalkeeper.goals.doctor import diagnose
 from goalkeeper.goals.report import build_report, render_markdown, render_pr
 from goalkeeper.goals.views import goal_event_pages, summarize
 from goalkeeper.models.factory import LOCAL_MODEL_NOTE
@@ -262,6 +261,8 @@ def log(cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = False
 @app.command()
 def doctor(as_json: JsonOpt = False) -> int:
     """Check the whole store (SQLite's integrity check) and the sandbox; exit 1 if anything is wrong."""
+    from goalkeeper.goals.doctor import diagnose  # the sandbox's code: only this command needs it
+
     findings = diagnose()
     if as_json:
         print(json.dumps([dataclasses.asdict(finding) for finding in findings], indent=1))

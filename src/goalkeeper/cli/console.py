@@ -159,10 +159,11 @@ def show_evidence(summary: GoalSummary) -> None:
 
 
 def show_threads(threads: list[ThreadRecord]) -> None:
-    """`gk threads`."""
-    for thread in threads:
-        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(thread.created_at))
-        out.print(f"{thread.thread_id}  {when}  {thread.workspace}")
+    """`gk threads`, printed in one go (a line at a time flushes a line at a time)."""
+    lines = [f"{thread.thread_id}  {time.strftime('%Y-%m-%d %H:%M', time.localtime(thread.created_at))}  "
+             f"{thread.workspace}" for thread in threads]
+    if lines:
+        out.print("\n".join(lines))
 
 
 class TextStream:
