@@ -73,7 +73,7 @@ def seed(path: Path, goals: int, root: Path) -> str:
                                                    "files_touched": ["app.py"], "commands": ["pytest"],
                                                    "tokens": 5000, "tree_hash": "1" * 40}, "harness"),
                            stored("evidence", {"trigger": "completion", "turn": turn, "evidence": evidence,
-                                                 "surface": None}, "harness")]
+                                                 "surface": None, "tree_hash": "1" * 40}, "harness")]
             store.commit(goal.goal_id, events)
     return first
 
