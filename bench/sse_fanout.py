@@ -10,6 +10,10 @@ Both fan-out designs are measured: one shared poller for every stream (the defau
 stream.
 
     .venv/bin/python bench/sse_fanout.py [--clients 50] [--goals 200] [--events 200] [--rate 20] [--poll 0.1]
+        [--via append|commit]
+
+`--rate 0 --via commit` commits as fast as the store takes them, through the runner's path: the events per
+second the store sustains while the server streams to the clients.
 
 It prints figures and asserts nothing.
 """
@@ -69,7 +73,7 @@ def seed(path: Path, goals: int, root: Path) -> str:
                                                    "files_touched": ["app.py"], "commands": ["pytest"],
                                                    "tokens": 5000, "tree_hash": "1" * 40}, "harness"),
                            stored("evidence", {"trigger": "completion", "turn": turn, "evidence": evidence,
-                                                 "surface": None}, "harness")]
+                                                 "surface": None, "tree_hash": "1" * 40}, "harness")]
             store.commit(goal.goal_id, events)
     return first
 
@@ -116,15 +120,22 @@ async def follow(client: httpx.AsyncClient, url: str, expected: int, arrivals: d
                     return
 
 
-def write(store_path: Path, thread_id: str, goal_id: str, count: int, rate: float, commits: dict[int, float]) -> None:
-    """Commit `count` events to the goal at `rate` per second; note when each commit returned."""
+def write(store_path: Path, thread_id: str, goal_id: str, count: int, rate: float, commits: dict[int, float],
+          via: str) -> None:
+    """Commit `count` events to the goal, one a commit, at `rate` per second (0: as fast as the store takes them)
+    through `via` (append_events, or commit: the runner's path); note when each commit returned."""
     with Store(store_path) as store:
         for number in range(count):
             started = time.monotonic()
             payload = {"role": "user", "kind": "continuation", "content": f"{number} " + "x" * 200}
-            [record] = store.append_events(thread_id, [stored("message", payload, "harness")], goal_id=goal_id)
+            event = stored("message", payload, "harness")
+            if via == "commit":
+                _, [record] = store.commit(goal_id, [event])
+            else:
+                [record] = store.append_events(thread_id, [event], goal_id=goal_id)
             commits[record.seq] = time.time()
-            time.sleep(max(0.0, 1 / rate - (time.monotonic() - started)))
+            if rate > 0:
+                time.sleep(max(0.0, 1 / rate - (time.monotonic() - started)))
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -158,10 +169,14 @@ async def measure(base: str, store_path: Path, thread_id: str, goal_id: str, arg
         figures["rss_connected"] = rss_mb(pid)[0]
         commits: dict[int, float] = {}
         cpu_before = cpu_s(pid)
-        writer = threading.Thread(target=write, args=(store_path, thread_id, goal_id, args.events, args.rate, commits))
+        writer = threading.Thread(target=write, args=(store_path, thread_id, goal_id, args.events, args.rate, commits,
+                                                      args.via))
+        writing = time.monotonic()
         writer.start()
         await asyncio.wait_for(asyncio.gather(*readers), 120)
         writer.join()
+        figures["stream_s"] = time.monotonic() - writing
+        figures["commits_per_s"] = len(commits) / (max(commits.values()) - min(commits.values()) or 1e-9)
         figures["server_cpu_s"] = cpu_s(pid) - cpu_before
         figures["rss_after_stream"], figures["rss_peak"] = rss_mb(pid)
     latencies = [(arrived[seq] - commits[seq]) * 1000 for arrived in arrivals for seq in commits if seq in arrived]
@@ -202,7 +217,10 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--goals", type=int, default=200)
     parser.add_argument("--events", type=int, default=200)
-    parser.add_argument("--rate", type=float, default=20.0, help="events committed per second")
+    parser.add_argument("--rate", type=float, default=20.0,
+                        help="events committed per second (0: as fast as the store takes them)")
+    parser.add_argument("--via", choices=["append", "commit"], default="append",
+                        help="the writer's path: append_events, or Store.commit as the runner writes")
     parser.add_argument("--poll", type=float, default=0.1, help="the server's store poll interval, seconds")
     parser.add_argument("--modes", default="shared,per_connection")
     args = parser.parse_args()
@@ -227,6 +245,8 @@ def main() -> None:
             ("commit→delivery p50", lambda r: f"{r['p50']:.0f} ms"),
             ("commit→delivery p95", lambda r: f"{r['p95']:.0f} ms"),
             ("commit→delivery max", lambda r: f"{r['max']:.0f} ms"),
+            ("events committed per second while streaming", lambda r: f"{r['commits_per_s']:.0f}"),
+            ("all delivered to every client after", lambda r: f"{r['stream_s']:.1f} s"),
             ("server CPU while the events streamed", lambda r: f"{r['server_cpu_s']:.1f} s"),
             (f"GET /threads ({args.goals} goals), median of 5", lambda r: f"{r['list_ms']:.0f} ms"),
             ("server RSS: idle", lambda r: f"{r['rss_idle']:.1f} MB"),

@@ -9,7 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -209,32 +209,83 @@ def _not_a_database(path: Path) -> None:
     path.write_bytes(b"these are notes, not a database\n" * 200)
 
 
-def _damaged_page(path: Path) -> None:
+def _events_root(path: Path) -> int:
+    """The byte offset of the events table's root page, in a store of 100 events."""
     with Store(path) as store:
         thread = store.create_thread(path.parent)
         store.append_events(thread.thread_id, [NudgeEvent(why="x" * 200) for _ in range(100)])
     with raw(path) as conn:
         root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'events'").fetchone()[0]
         page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    return int((root - 1) * page_size)
+
+
+def _damage(path: Path, offset: int) -> None:
     data = bytearray(path.read_bytes())
-    data[(root - 1) * page_size + 1] ^= 0xFF  # the page's first-freeblock pointer now points nowhere
+    data[offset] ^= 0xFF
     path.write_bytes(bytes(data))
 
 
-@pytest.mark.parametrize("damage", [_not_a_database, _damaged_page])
-def test_corrupt_file_is_refused_and_left_untouched(db_path: Path, damage: Callable[[Path], None]) -> None:
-    damage(db_path)
+def _damaged_freeblock(path: Path) -> None:
+    """The root page's first-freeblock pointer now points nowhere: only a full check notices."""
+    _damage(path, _events_root(path) + 1)
+
+
+def _damaged_page_type(path: Path) -> None:
+    """The root page's type byte is no type: any read of the events table fails."""
+    _damage(path, _events_root(path))
+
+
+def assert_corrupt_error(error: StoreError, db_path: Path) -> None:
+    message = str(error)
+    assert str(db_path) in message
+    assert "corrupt" in message
+    assert "gk doctor" in message
+    assert f"mv {db_path} {db_path}.corrupt-" in message
+
+
+def test_a_file_that_is_not_a_database_is_refused_at_open_and_left_untouched(db_path: Path) -> None:
+    _not_a_database(db_path)
     before = hashlib.sha256(db_path.read_bytes()).hexdigest()
 
     with pytest.raises(StoreError) as refused:
         Store(db_path)
 
-    message = str(refused.value)
-    assert str(db_path) in message
-    assert "corrupt" in message
-    assert f"mv {db_path} {db_path}.corrupt-" in message
+    assert_corrupt_error(refused.value, db_path)
     assert hashlib.sha256(db_path.read_bytes()).hexdigest() == before
     assert sorted(path.name for path in db_path.parent.iterdir()) == ["state.db"]
+
+
+def test_damage_met_in_use_is_a_clear_error_that_names_the_check_and_leaves_the_file(db_path: Path) -> None:
+    _damaged_page_type(db_path)
+    before = hashlib.sha256(db_path.read_bytes()).hexdigest()
+
+    with Store(db_path) as store:  # opening reads no page of the events table: the full check is not run
+        [thread] = store.list_threads()
+        with pytest.raises(StoreError) as refused:
+            store.events(thread.thread_id)
+
+    assert_corrupt_error(refused.value, db_path)
+    assert hashlib.sha256(db_path.read_bytes()).hexdigest() == before
+    assert sorted(path.name for path in db_path.parent.iterdir()) == ["state.db"]
+
+
+def test_the_full_check_finds_damage_that_reads_do_not(db_path: Path) -> None:
+    _damaged_freeblock(db_path)
+    before = hashlib.sha256(db_path.read_bytes()).hexdigest()
+
+    with Store(db_path) as store:
+        [thread] = store.list_threads()
+        assert len(store.events(thread.thread_id)) == 100
+        problems = store.check_integrity()
+
+    assert "free space corruption" in "\n".join(problems), problems
+    assert hashlib.sha256(db_path.read_bytes()).hexdigest() == before
+
+
+def test_a_sound_store_passes_the_full_check(store: Store, thread: ThreadRecord) -> None:
+    put_goal(store, thread)
+    assert store.check_integrity() == []
 
 
 def test_locked_store_names_the_process_holding_the_lock(

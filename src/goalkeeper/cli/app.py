@@ -26,9 +26,8 @@ from goalkeeper.errors import ConfigError, GoalkeeperError, WorkspaceError
 from goalkeeper.events import payload_of
 from goalkeeper.goals import control, service
 from goalkeeper.goals.report import build_report, render_markdown, render_pr
-from goalkeeper.goals.views import goal_events, summarize
+from goalkeeper.goals.views import goal_event_pages, summarize
 from goalkeeper.models.factory import LOCAL_MODEL_NOTE
-from goalkeeper.render.terminal import event_line
 from goalkeeper.sessions import defaults
 from goalkeeper.spec.contract import Contract, parse_duration
 from goalkeeper.spec.settings import GoalSettings, ModelSettings, RunSettings
@@ -265,14 +264,27 @@ def log(cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = False
     """The goal's events, oldest first."""
     with service.open_store() as store:
         record = service.current_goal(store, service.workspace_of(cwd), thread)
-        for event in goal_events(store, record):
+        for page in goal_event_pages(store, record):  # printed page by page: a long history streams
             if as_json:
-                row = {"seq": event.seq, "kind": event.event.kind, "actor": event.event.actor,
-                       "payload": payload_of(event.event)}
-                print(json.dumps(row))
-            elif (line := event_line(event)) is not None:
-                console.out.print(f"{event.seq:>5} {line}")
+                console.write_lines(json.dumps({"seq": event.seq, "kind": event.event.kind,
+                                                "actor": event.event.actor, "payload": payload_of(event.event)})
+                                    for event in page)
+            else:
+                console.show_event_lines(page)
     return 0
+
+
+@app.command()
+def doctor(as_json: JsonOpt = False) -> int:
+    """Check the whole store (SQLite's integrity check) and the sandbox; exit 1 if anything is wrong."""
+    from goalkeeper.goals.doctor import diagnose  # the sandbox's code: only this command needs it
+
+    findings = diagnose()
+    if as_json:
+        print(json.dumps([dataclasses.asdict(finding) for finding in findings], indent=1))
+    else:
+        console.show_findings(findings)
+    return 0 if all(finding.ok for finding in findings) else 1
 
 
 @app.command()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, ConsoleRenderable, RenderHook
@@ -30,6 +31,7 @@ from goalkeeper.verify.surface import surface_lines
 
 if TYPE_CHECKING:
     from goalkeeper.contract.lint import Finding, LintReport
+    from goalkeeper.goals.doctor import Finding as DoctorFinding
     from goalkeeper.goals.prd import Distilled, Implementation
     from goalkeeper.sessions.drafting import DraftResult
     from goalkeeper.sessions.planning import PlanResult
@@ -65,6 +67,28 @@ def write_text(text: str, end: str = "\n") -> None:
     """Plain text (a Markdown report, a plan, a diff on a terminal) to stdout, neutralised."""
     sys.stdout.write(neutralise(text) + end)
     sys.stdout.flush()
+
+def write_lines(lines: Iterable[str]) -> None:
+    """Lines of JSON (already escaped by json.dumps) to stdout, flushed together: one page of `gk log --json`."""
+    sys.stdout.writelines(line + "\n" for line in lines)
+    sys.stdout.flush()
+
+
+def show_event_lines(records: list[EventRecord]) -> None:
+    """One page of `gk log`: a line per event worth one, printed (and flushed) in one go."""
+    lines = [f"{record.seq:>5} {line}" for record in records if (line := event_line(record)) is not None]
+    if lines:
+        out.print("\n".join(lines))
+
+
+def show_findings(findings: list[DoctorFinding]) -> None:
+    """`gk doctor`: each thing checked, ok or not, with the fix for what is not."""
+    for finding in findings:
+        mark = ("ok", "green") if finding.ok else ("problem", "bold red")
+        out.print(styled(mark, f"  {finding.name}: ", finding.detail))
+        if finding.hint:
+            out.print(styled(("  fix: ", "bold"), finding.hint))
+
 
 STATUS_STYLE = {"pursuing": "cyan", "paused": "yellow", "achieved": "green", "unmet": "red",
                 "budget_limited": "magenta"}
@@ -135,10 +159,11 @@ def show_evidence(summary: GoalSummary) -> None:
 
 
 def show_threads(threads: list[ThreadRecord]) -> None:
-    """`gk threads`."""
-    for thread in threads:
-        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(thread.created_at))
-        out.print(f"{thread.thread_id}  {when}  {thread.workspace}")
+    """`gk threads`, printed in one go (a line at a time flushes a line at a time)."""
+    lines = [f"{thread.thread_id}  {time.strftime('%Y-%m-%d %H:%M', time.localtime(thread.created_at))}  "
+             f"{thread.workspace}" for thread in threads]
+    if lines:
+        out.print("\n".join(lines))
 
 
 class TextStream:

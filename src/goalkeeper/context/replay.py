@@ -12,6 +12,7 @@ from typing import Any
 
 from goalkeeper.context.handoff import Facts
 from goalkeeper.context.history import tool_calls_of
+from goalkeeper.core.digest import GoalDigest
 from goalkeeper.core.lifecycle import TurnKind
 from goalkeeper.core.outcomes import CheckTrigger, GoalState
 from goalkeeper.events import (
@@ -116,33 +117,41 @@ class GoalFacts:
 
     turn: OpenTurn = field(default_factory=OpenTurn)
     """The newest turn, as far as the store knows it."""
-    evidence: list[Evidence] = field(default_factory=list)
-    """The newest check run's evidence (the baseline's when no run followed it)."""
-    baseline: BaselineEvent | None = None
-    """The baseline run: each check's tests are judged against its evidence (verify/tests.py)."""
+    digest: GoalDigest = field(default_factory=GoalDigest)
+    """The summary's part of the fold (core/digest.py): evidence, baseline, pins, surfaces, last checkpoint."""
     why: str = ""
     """The newest nudge's reason."""
     mirror: BaselineMirrorEvent | None = None
     """The baseline mirror and the environment snapshot."""
     pins: Pins | None = None
-    pinned: list[str] = field(default_factory=list)
-    """Files of the verification surface pinned at baseline."""
     surface: Surface | None = None
     """The verification surface observed at baseline (None for goals stored before it was recorded)."""
-    observed_surface: dict[str, Any] | None = None
-    """The baseline surface's summary (verify.observed.surface_summary)."""
-    run_surface: dict[str, Any] | None = None
-    """The surface's state at the newest check run that recorded one: unchanged, extended or modified."""
     branch: GoalBranch | None = None
     notice: str = ""
     """Something the harness must tell the model in the next opening message (reverted edits, recovery)."""
     approved: list[str] = field(default_factory=list)
     """Command patterns a person approved and asked to remember."""
-    last_checkpoint: CheckpointEvent | None = None
-    checklist_done: set[int] = field(default_factory=set)
-    """Checklist items some checkpoint's note listed in `checklist_done`."""
     handoff: Facts = field(default_factory=Facts)
     """What a compaction's hand-off says for certain: checkpoints, files, failed approaches, repeats."""
+
+    @property
+    def evidence(self) -> list[Evidence]:
+        """The newest check run's evidence (the baseline's when no run followed it)."""
+        return self.digest.evidence
+
+    @property
+    def baseline(self) -> BaselineEvent | None:
+        """The baseline run: each check's tests are judged against its evidence (verify/tests.py)."""
+        return self.digest.baseline
+
+    @property
+    def last_checkpoint(self) -> CheckpointEvent | None:
+        return self.digest.last_checkpoint
+
+    @property
+    def pinned(self) -> list[str]:
+        """Files of the verification surface pinned at baseline."""
+        return self.digest.pinned
 
     @property
     def keep_green(self) -> list[str] | None:
@@ -156,24 +165,19 @@ class GoalFacts:
     def apply(self, event: Event) -> None:
         """Fold one event in."""
         self.handoff.apply(event)
+        self.digest.apply(event)
         if isinstance(event, TurnStartedEvent):
             self.turn = OpenTurn(kind=event.turn_kind, number=event.turn, ended=False)  # type: ignore[arg-type]
         self.turn.apply(event)
-        if isinstance(event, (EvidenceEvent, BaselineEvent)):
-            self.evidence = list(event.evidence)
         match event:
-            case BaselineEvent():
-                self.baseline = event
-            case EvidenceEvent(surface=surface) if surface:
-                self.run_surface = surface
             case NudgeEvent():
                 self.why = event.why
             case BaselineMirrorEvent():
                 self.mirror = event
             case VerificationPinsEvent():
-                self.pins, self.pinned = Pins.from_json(event.pins), list(event.files)
+                self.pins = Pins.from_json(event.pins)
             case VerificationSurfaceEvent():
-                self.surface, self.observed_surface = Surface.from_json(event.surface), event.summary
+                self.surface = Surface.from_json(event.surface)
             case GoalBranchEvent():
                 self.branch = GoalBranch(event.name, event.base_commit, event.snapshot_commit)
             case CheckpointEvent():
@@ -186,9 +190,6 @@ class GoalFacts:
                 self.approved.append(event.match)
 
     def _checkpoint(self, event: CheckpointEvent) -> None:
-        self.last_checkpoint = event
-        numbers: Any = event.note.get("checklist_done") or []
-        self.checklist_done.update(n for n in numbers if isinstance(n, int))
         violations = [Violation(**v) for v in event.violations or []]
         self.notice += (" " + event.notice if event.notice else "") + violations_notice(violations)
 
@@ -199,12 +200,6 @@ def replay(records: Iterable[EventRecord]) -> GoalFacts:
     for record in records:
         facts.apply(record.event)
     return facts
-
-
-def checklist(contract: Contract, facts: GoalFacts) -> list[dict[str, Any]]:
-    """Each checklist item with its number and whether a checkpoint marked it done (out-of-range marks ignored)."""
-    return [{"number": number, "item": item, "done": number in facts.checklist_done}
-            for number, item in enumerate(contract.checklist, 1)]
 
 
 def goal_view(contract: Contract, state: GoalState, facts: GoalFacts) -> dict[str, Any]:

@@ -9,9 +9,10 @@ from collections import Counter
 from typing import Any
 
 from goalkeeper import events as ev
+from goalkeeper.core.digest import metric_point
 from goalkeeper.core.lifecycle import REASONS, status_label
 from goalkeeper.events import Event, Evidence
-from goalkeeper.goals.views import GoalSummary, checklist_progress, goal_events, summarize
+from goalkeeper.goals.views import GoalSummary, goal_events, summarize
 from goalkeeper.spec.contract import format_duration
 from goalkeeper.store import Goal, Store
 from goalkeeper.verify.surface import TAMPERING
@@ -57,7 +58,7 @@ def build_report(store: Store, goal: Goal) -> dict[str, Any]:
         "keep_green_dropped": summary.keep_green_dropped,
         "metric_baseline": next(iter(metric_points([(0, summary.baseline)])), None),
         "metric_trend": metric_points([(run.turn, list(run.evidence)) for run in runs]),
-        "checklist": checklist_progress(contract, records),
+        "checklist": summary.checklist,
         "checkpoints": [ev.payload_of(c) for c in checkpoints],
         "status_changes": [{"seq": r.seq, "actor": r.event.actor, **ev.payload_of(r.event)} for r in records
                            if isinstance(r.event, ev.StatusChangedEvent)],
@@ -112,20 +113,15 @@ def test_evidence(evidence: list[Evidence]) -> list[dict[str, Any]]:
 def _implemented_by(store: Store, goal_id: str) -> list[dict[str, Any]]:
     """Goals started with `gk implement` from a PRD distilled from this one, with their branches."""
     found = []
-    for thread in store.list_threads():
-        for record in store.events(thread.thread_id, kinds=[ev.ImplementsEvent]):
-            event = record.event
-            if isinstance(event, ev.ImplementsEvent) and event.spike_goal_id == goal_id and record.goal_id is not None:
-                branch = branch_of(store.events(thread.thread_id, goal_id=record.goal_id,
-                                                kinds=[ev.GoalBranchEvent]))
-                found.append({"goal_id": record.goal_id, "branch": branch.name if branch else None})
+    for thread_id, implementing in store.goals_implementing(goal_id):
+        branch = branch_of(store.events(thread_id, goal_id=implementing, kinds=[ev.GoalBranchEvent]))
+        found.append({"goal_id": implementing, "branch": branch.name if branch else None})
     return found
 
 
 def metric_points(runs: list[tuple[int, list[Evidence]]]) -> list[dict[str, Any]]:
     """Each check run's metric values as `{"turn": N, name: value, ...}`; runs that read no metric are left out."""
-    points = [{"turn": turn, **{e.name: e.metric for e in evidence if e.metric is not None}} for turn, evidence in runs]
-    return [point for point in points if len(point) > 1]
+    return [point for turn, evidence in runs if (point := metric_point(turn, evidence)) is not None]
 
 
 def _completion_claims(events: list[Event]) -> list[dict[str, Any]]:

@@ -5,23 +5,15 @@ Readers never write; the status line, `gk status`, the report and (later) the da
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from goalkeeper.context.replay import checklist, replay
+from goalkeeper.core.digest import GoalDigest
 from goalkeeper.core.lifecycle import status_label
 from goalkeeper.core.outcomes import GoalState
-from goalkeeper.events import (
-    BaselineEvent,
-    CheckpointEvent,
-    Event,
-    Evidence,
-    EvidenceEvent,
-    VerificationPinsEvent,
-    VerificationSurfaceEvent,
-    payload_of,
-)
+from goalkeeper.events import BaselineEvent, CheckpointEvent, Event, Evidence, EvidenceEvent, payload_of
 from goalkeeper.spec.contract import Contract, format_duration
 from goalkeeper.store import EventRecord, Goal, Store, lease_is_live
 from goalkeeper.workspace.goal import best_and_green, measured_checkpoints
@@ -94,9 +86,15 @@ def goal_events(store: Store, goal: Goal, kinds: list[type[Event]] | None = None
     return store.events(goal.thread_id, goal_id=goal.goal_id, kinds=kinds)
 
 
-def checklist_progress(contract: Contract, records: list[EventRecord]) -> list[dict[str, Any]]:
-    """Each checklist item with `done` when some checkpoint's note listed it in `checklist_done`."""
-    return checklist(contract, replay(records))
+def goal_event_pages(store: Store, goal: Goal) -> Iterator[list[EventRecord]]:
+    """A goal's events in order, a page at a time (`gk log` prints each page as it comes)."""
+    return store.event_pages(goal.thread_id, goal_id=goal.goal_id)
+
+
+def checklist(contract: Contract, digest: GoalDigest) -> list[dict[str, Any]]:
+    """Each checklist item with its number and whether a checkpoint marked it done (out-of-range marks ignored)."""
+    return [{"number": number, "item": item, "done": number in digest.checklist_done}
+            for number, item in enumerate(contract.checklist, 1)]
 
 
 def rollback_turns(store: Store, goal: Goal) -> tuple[int | None, int | None]:
@@ -110,12 +108,11 @@ def rollback_turns(store: Store, goal: Goal) -> tuple[int | None, int | None]:
     return best_and_green(measured, metric.lower_is_better if metric else True)
 
 
-def summarize(store: Store, goal: Goal) -> GoalSummary:
-    """The summary of one goal, read from the store."""
+def summarize(store: Store, goal: Goal, digest: GoalDigest | None = None) -> GoalSummary:
+    """The summary of one goal, read from the store: its row, its digest row (unless given) and its lease."""
     contract = goal.contract
     state: GoalState = goal.state
-    facts = replay(goal_events(store, goal, [BaselineEvent, EvidenceEvent, CheckpointEvent, VerificationPinsEvent,
-                                             VerificationSurfaceEvent]))
+    facts = digest if digest is not None else store.digest(goal.goal_id)
     baseline = facts.baseline
     lease = store.lease(goal.goal_id)
     runner = f"{lease.host}:{lease.pid}" if lease and lease_is_live(lease) else None
@@ -127,7 +124,7 @@ def summarize(store: Store, goal: Goal) -> GoalSummary:
         tokens_used=state.spent.tokens, tokens_budget=state.limits.tokens, usd_used=state.spent.usd,
         usd_budget=state.limits.usd, elapsed_s=state.spent.time_s, time_budget_s=state.limits.time_s,
         turns=state.spent.turns, turns_budget=state.limits.turns, last_checkpoint=facts.last_checkpoint,
-        runner=runner, evidence=facts.evidence, baseline=facts.baseline_evidence,
+        runner=runner, evidence=facts.evidence, baseline=list(baseline.evidence) if baseline else [],
         keep_green_dropped=list(baseline.keep_green_dropped) if baseline else [], pinned=facts.pinned,
         surface=facts.run_surface, observed_surface=facts.observed_surface, checklist=checklist(contract, facts),
     )

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from goalkeeper.core.lifecycle import REASONS, status_label
 from goalkeeper.events import BaselineEvent, CheckpointEvent, Evidence, EvidenceEvent, payload_of
 from goalkeeper.goals.report import metric_points
-from goalkeeper.goals.views import GoalSummary, goal_events, summarize
+from goalkeeper.goals.views import GoalSummary, summarize
 from goalkeeper.server.models import CheckpointOut, EventOut, EvidenceOut, EvidenceRunOut, GoalOut, ThreadOut
 
 if TYPE_CHECKING:
@@ -33,9 +33,8 @@ def thread_out(store: Store, thread: ThreadRecord) -> ThreadOut:
 
 def goal_out(store: Store, goal: Goal) -> GoalOut:
     """The goal's summary (views.summarize) with the report's metric trend."""
-    summary = summarize(store, goal)
-    runs = [(r.event.turn, list(r.event.evidence)) for r in goal_events(store, goal, [EvidenceEvent])
-            if isinstance(r.event, EvidenceEvent)]
+    digest = store.digest(goal.goal_id)
+    summary = summarize(store, goal, digest)
     baseline = metric_points([(0, summary.baseline)])
     checkpoint = summary.last_checkpoint
     last = None
@@ -46,7 +45,7 @@ def goal_out(store: Store, goal: Goal) -> GoalOut:
                    label=status_label(summary.status, summary.verified), last_checkpoint=last,
                    contract=goal.contract.model_dump(mode="json"),
                    evidence=[evidence_out(e) for e in summary.evidence],
-                   metric_baseline=baseline[0] if baseline else None, metric_trend=metric_points(runs),
+                   metric_baseline=baseline[0] if baseline else None, metric_trend=digest.metric_trend,
                    updated_at=goal.updated_at)
 
 

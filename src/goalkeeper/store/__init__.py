@@ -1,4 +1,5 @@
-"""The SQLite event store: threads, goals, events, blobs and leases, shared by processes (DESIGN §5).
+"""The SQLite event store: threads, goals, events, blobs, leases and each goal's digest (summaries), shared by
+processes (DESIGN §5).
 
 The seam is `Store`; the records it takes and returns are frozen dataclasses from `records`.
 May import: spec, core, events and errors only (import contract).

@@ -19,14 +19,24 @@ import sqlite3
 import stat
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from goalkeeper.errors import StoreError, StoreLockedError
+from goalkeeper.store import summaries
 from goalkeeper.store.locks import describe_lock_holders
 
-MIGRATIONS: list[str] = [
+Migration = str | Callable[[sqlite3.Connection], None]
+"""An SQL script, or a function that runs inside the migration's transaction (for rows built in Python)."""
+
+
+def _goal_summaries(conn: sqlite3.Connection) -> None:
+    """2: the index for kind-filtered reads of one goal, and each goal's digest row, built for every goal."""
+    summaries.migrate(conn, split_statements(summaries.SCHEMA))
+
+
+MIGRATIONS: list[Migration] = [
     # 1: threads, the current thread of each workspace, goals, the event log, blobs, leases.
     """
     CREATE TABLE threads (
@@ -75,8 +85,9 @@ MIGRATIONS: list[str] = [
         acquired_at  REAL NOT NULL
     );
     """,
+    _goal_summaries,
 ]
-"""Schema scripts in order; `PRAGMA user_version` counts how many have been applied. Append only."""
+"""Schema changes in order; `PRAGMA user_version` counts how many have been applied. Append only."""
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -185,15 +196,25 @@ class Database:
         with self._lock, self._errors_translated():
             yield self._conn
 
-    def _check_intact(self) -> None:
-        """Refuse a file that is not a database or fails `quick_check`, and one from a newer goalkeeper.
+    def check_integrity(self) -> list[str]:
+        """SQLite's `quick_check` of the whole file: what it found wrong (at most 10 lines); [] when intact.
 
-        Runs before anything is written, so a damaged file is left exactly as it was found.
+        It reads every page (about 0.4 s for a million events), so it runs on request (`gk doctor`) and when
+        SQLite reports damage, never on open."""
+        with self._lock:
+            try:
+                rows = [str(row[0]) for row in self._conn.execute("PRAGMA quick_check(10)")]
+            except sqlite3.DatabaseError as error:
+                return [str(error)]
+        return [] if rows == ["ok"] else rows
+
+    def _check_intact(self) -> None:
+        """Refuse a file that is not a database (reading its header finds that) and one from a newer goalkeeper.
+
+        Runs before anything is written, so a damaged file is left exactly as it was found. The full check
+        of every page is `check_integrity`'s, run when SQLite reports damage in use.
         """
         version = self._conn.execute("PRAGMA user_version").fetchone()[0]
-        rows = [row[0] for row in self._conn.execute("PRAGMA quick_check")]
-        if rows != ["ok"]:
-            raise self._corrupt_error("; ".join(rows[:3]))
         if version > SCHEMA_VERSION:
             raise StoreError(
                 f"the store {self.path} has schema version {version}, but this goalkeeper knows only "
@@ -204,9 +225,10 @@ class Database:
     def _configure(self) -> None:
         # WAL: readers (status, dashboard) never block the runner's writes, and the runner never
         # blocks them. synchronous=NORMAL is safe from corruption in WAL mode and survives any process
-        # crash (kill -9); only an OS crash or power cut can lose the last commits. The goal commit path
-        # asks for FULL instead (Database.write(durable=True)): its events are intents that the runner
-        # acts on, and an action whose effects survive a power cut must not lose the intent behind it.
+        # crash (kill -9); only an OS crash or power cut can lose the last commits. A commit holding a tool
+        # intent or a person's request asks for FULL instead (Database.write(durable=True), store._durable):
+        # an action whose effects survive a power cut must not lose the intent behind it. Every other commit
+        # of the runner (results, responses, usage) costs no fsync.
         mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if mode != "wal":
             raise StoreError(
@@ -228,9 +250,11 @@ class Database:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 if self._conn.execute("PRAGMA user_version").fetchone()[0] < number:
-                    # executescript() would commit our open transaction, so run statement by statement.
-                    for statement in split_statements(script):
-                        self._conn.execute(statement)
+                    if callable(script):
+                        script(self._conn)
+                    else:  # executescript() would commit our open transaction, so run statement by statement
+                        for statement in split_statements(script):
+                            self._conn.execute(statement)
                     self._conn.execute(f"PRAGMA user_version = {number}")
             except BaseException:
                 self._rollback()
@@ -254,8 +278,12 @@ class Database:
             code = getattr(error, "sqlite_errorcode", 0) & 0xFF  # primary code of an extended one
             if code == sqlite3.SQLITE_BUSY:
                 raise self._locked_error() from error
-            if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+            if code == sqlite3.SQLITE_NOTADB:
                 raise self._corrupt_error(str(error)) from error
+            if code == sqlite3.SQLITE_CORRUPT:
+                # What the full check finds damaged, for the person who has to decide (it may only repeat it).
+                found = [problem for problem in self.check_integrity() if problem != str(error)]
+                raise self._corrupt_error("; ".join([str(error), *found[:3]])) from error
             if code == sqlite3.SQLITE_FULL:
                 raise self._full_error() from error
             if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM):
@@ -291,8 +319,8 @@ class Database:
         aside = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
         return StoreError(
             f"the store {self.path} is corrupt ({detail}); goalkeeper left it untouched",
-            hint=f"move it aside (mv {self.path} {aside}, and its -wal and -shm files if present); "
-            "goalkeeper then starts a fresh store",
+            hint=f"`gk doctor` checks the whole store; to start afresh, move it aside (mv {self.path} {aside}, "
+            "and its -wal and -shm files if present) and goalkeeper starts a fresh store",
         )
 
 

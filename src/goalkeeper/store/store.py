@@ -12,18 +12,19 @@ import os
 import socket
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from goalkeeper.core.digest import GoalDigest
 from goalkeeper.core.outcomes import GoalState
 from goalkeeper.core.state import state_to_dict
 from goalkeeper.errors import BlobNotFoundError, GoalNotFoundError, StaleGoalError
-from goalkeeper.events import Event, parse_event, payload_of
+from goalkeeper.events import Event, ToolIntentEvent, parse_event, payload_of
 from goalkeeper.spec.contract import Contract
 from goalkeeper.spec.settings import GoalSettings
-from goalkeeper.store import leases
+from goalkeeper.store import leases, summaries
 from goalkeeper.store.db import Database, prepare_path, private_directory
 from goalkeeper.store.records import EventRecord, Goal, Lease, ThreadRecord, goal_of, new_id
 
@@ -45,9 +46,10 @@ class Store:
     """Threads, goals, events, blobs and leases in one SQLite file (WAL). Every method is synchronous.
 
     The commit path is the intent-before-action guarantee of DESIGN §5: `commit` returns only after its
-    events are durable, so a caller that commits an intent and then acts can never act without a record
-    of it. After a crash, an intent with no result is visible and can be marked interrupted; nothing
-    that was done is ever forgotten or done twice.
+    events are durable (they survive any process crash; intents are also fsynced, see `_durable`), so a
+    caller that commits an intent and then acts can never act without a record of it. After a crash, an
+    intent with no result is visible and can be marked interrupted; nothing that was done is ever forgotten
+    or done twice.
     """
 
     def __init__(self, path: Path | None = None, busy_timeout_s: float = 10.0) -> None:
@@ -126,7 +128,7 @@ class Store:
         contract_json, state_json, settings_json = (json.loads(text) for text in texts)
         goal = goal_of(goal_id or new_id("goal"), thread_id, contract_json, state_json, settings_json, version=1,
                        created_at=now, updated_at=now, standing="current")
-        with self._db.write(durable=True) as conn:
+        with self._db.write(durable=_durable(events)) as conn:
             if conn.execute("SELECT 1 FROM threads WHERE thread_id = ?", (thread_id,)).fetchone() is None:
                 raise _no_thread(thread_id)
             conn.execute("UPDATE goals SET standing = 'replaced', updated_at = ? "
@@ -137,6 +139,7 @@ class Store:
                 (goal.goal_id, thread_id, *texts, now, now),
             )
             records = _append(conn, thread_id, goal.goal_id, encoded, now)
+            summaries.start(conn, goal.goal_id, events)
         return goal, records
 
     def get_goal(self, thread_id: str) -> Goal | None:
@@ -169,10 +172,11 @@ class Store:
         """
         encoded = _encode(events)
         now = time.time()
-        with self._db.write(durable=True) as conn:
+        with self._db.write(durable=_durable(events)) as conn:
             thread_id, _ = _current_goal(conn, goal_id, None)
             conn.execute("UPDATE goals SET standing = 'cleared', updated_at = ? WHERE goal_id = ?",
                          (now, goal_id))
+            summaries.update(conn, goal_id, events)
             return _append(conn, thread_id, goal_id, encoded, now)
 
     def commit(self, goal_id: str, events: Sequence[Event], state: GoalState | None = None,
@@ -183,15 +187,17 @@ class Store:
         Guarded by `goal_id` (it must be the thread's current goal) and, when given, `expected_version`:
         otherwise StaleGoalError and nothing is written, so a replaced goal is never charged. Giving
         state or settings bumps the version. Returns the goal's version after the commit and the events
-        as stored. Events are durable (fsynced) before this returns: commit an intent, then act.
+        as stored. The events survive a crash of any process once this returns, so commit an intent, then
+        act; a commit with a tool intent or a person's request is also fsynced, so it survives a power cut.
         """
         encoded = _encode(events)
         state_text = None if state is None else _dumps(state_to_dict(state))
         settings_text = None if settings is None else _dumps(_settings(settings))
         now = time.time()
-        with self._db.write(durable=True) as conn:
+        with self._db.write(durable=_durable(events)) as conn:
             thread_id, version = _current_goal(conn, goal_id, expected_version)
             records = _append(conn, thread_id, goal_id, encoded, now)
+            summaries.update(conn, goal_id, events)
             if state_text is not None or settings_text is not None:
                 version += 1
                 conn.execute(
@@ -201,6 +207,16 @@ class Store:
                 )
         return version, records
 
+    def digest(self, goal_id: str) -> GoalDigest:
+        """What the goal's events say for its summary (core/digest.py), as of its newest commit: one row read."""
+        with self._db.read() as conn:
+            return summaries.read(conn, goal_id)
+
+    def goals_implementing(self, spike_goal_id: str) -> list[tuple[str, str]]:
+        """(thread_id, goal_id) of every goal started with `gk implement` from the spike goal's PRD."""
+        with self._db.read() as conn:
+            return summaries.implementing(conn, spike_goal_id)
+
     # Events
 
     def append_events(self, thread_id: str, events: Sequence[Event],
@@ -208,7 +224,7 @@ class Store:
         """Append events that change no goal state (side notes, lease notes). Unguarded by version."""
         encoded = _encode(events)
         now = time.time()
-        with self._db.write() as conn:
+        with self._db.write(durable=_durable(events)) as conn:
             if conn.execute("SELECT 1 FROM threads WHERE thread_id = ?", (thread_id,)).fetchone() is None:
                 raise _no_thread(thread_id)
             if goal_id is not None and conn.execute(
@@ -216,6 +232,8 @@ class Store:
             ).fetchone() is None:
                 raise GoalNotFoundError(f"no goal {goal_id} in thread {thread_id}",
                                         hint="`gk goal` shows the current goal")
+            if goal_id is not None:
+                summaries.update(conn, goal_id, events)
             return _append(conn, thread_id, goal_id, encoded, now)
 
     def events(self, thread_id: str, after_seq: int = 0, goal_id: str | None = None,
@@ -225,7 +243,12 @@ class Store:
 
         `seq` is store-wide and only grows, so the last seq seen is a cursor for the next call.
         """
-        query = "SELECT * FROM events WHERE thread_id = ? AND seq > ?"
+        # With a goal, `+thread_id` keeps the thread's index out of the plan, so only the goal's rows are read,
+        # and with kinds only its rows of those kinds (SQLite, with no statistics, would rather skip the sort).
+        source = "events"
+        if goal_id is not None and kinds is not None:
+            source += " INDEXED BY events_by_goal_kind"
+        query = f"SELECT * FROM {source} WHERE {'+' if goal_id is not None else ''}thread_id = ? AND seq > ?"
         params: list[Any] = [thread_id, after_seq]
         if goal_id is not None:
             query += " AND goal_id = ?"
@@ -240,6 +263,15 @@ class Store:
         with self._db.read() as conn:
             rows = conn.execute(query, params).fetchall()
         return [event_from_row(row) for row in rows]
+
+    def event_pages(self, thread_id: str, goal_id: str | None = None,
+                    page: int = 500) -> Iterator[list[EventRecord]]:
+        """The thread's events (of one goal), oldest first, `page` at a time: each page is its own short read,
+        so a history of any length streams in flat memory and never holds the store's lock for long."""
+        after = 0
+        while records := self.events(thread_id, after_seq=after, goal_id=goal_id, limit=page):
+            yield records
+            after = records[-1].seq
 
     def events_after(self, seq: int, limit: int, thread_id: str | None = None) -> list[EventRecord]:
         """Up to `limit` events with seq > `seq` in seq order, of every thread (a feed of the whole store)
@@ -256,6 +288,14 @@ class Store:
         with self._db.read() as conn:
             row = conn.execute(query, (thread_id,) if thread_id else ()).fetchone()
         return int(row[0] or 0)
+
+    def check_integrity(self) -> list[str]:
+        """What SQLite's full check of the store file found wrong; [] when it is intact (`gk doctor`)."""
+        return self._db.check_integrity()
+
+    def schema_version(self) -> int:
+        with self._db.read() as conn:
+            return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
     # Blobs
 
@@ -304,6 +344,16 @@ class Store:
 
 def _me() -> leases.Holder:
     return socket.gethostname(), os.getpid()
+
+
+def _durable(events: Sequence[Event]) -> bool:
+    """Whether a commit of `events` must survive a power cut, not only a process crash (see db._configure).
+
+    A tool intent: the runner acts on it next, and an action whose effects outlive a power cut must not lose the
+    record that keeps it from being done twice (the fsync also covers every commit before it). A person's
+    request (a goal set, paused, raised, cleared): they were told it is done. The runner's other events are
+    re-derived or answered "interrupted" if a power cut takes the newest of them."""
+    return any(isinstance(event, ToolIntentEvent) or event.actor == "user" for event in events)
 
 
 def _dumps(value: dict[str, Any]) -> str:
