@@ -1,4 +1,5 @@
-"""The read-only commands start without the heavy libraries: no provider SDK, no TUI, no web server.
+"""The read-only commands start without the heavy libraries: no provider SDK, no TUI, no web server, no asyncio
+and no sandbox.
 
 Each command runs as the real `gk` in a subprocess, on a real store holding a goal that ran, and reports the
 modules it had loaded when it exited. Timing is measured by bench/cold_start.py, never asserted here.
@@ -24,6 +25,11 @@ from scenario import HONEST_FIX, TESTS, gk, sample_repo, write_script
 #: Libraries only a model call (the SDKs, their HTTP stacks, the tokenizers), `gk tui` or `gk serve` may load.
 HEAVY = ("openai", "anthropic", "aiohttp", "httpx", "tiktoken", "quicktok", "llama_cpp", "textual", "fastapi",
          "uvicorn", "starlette", "sse_starlette")
+
+#: What only running a goal or its checks needs: asyncio, the sandbox that confines the checks, the tracer and
+#: the clean room. Showing a goal reads the store and nothing else.
+NOT_TO_READ = ("asyncio", "goalkeeper.sandbox.bwrap", "goalkeeper.sandbox.process", "goalkeeper.verify.checks",
+               "goalkeeper.verify.cleanroom", "goalkeeper.verify.trace", "goalkeeper.verify.lint")
 
 #: What `gk serve` must not load while idle: the runner, the model sessions and the SDKs (a request loads them
 #: only if it needs them).
@@ -71,14 +77,17 @@ def loaded_modules(args: list[str], home: Path, out: Path) -> set[str]:
     ["--help"], ["goal", "--help"], ["status"], ["status", "--json"], ["goal"], ["log"], ["log", "--json"],
     ["threads"], ["report"], ["report", "--json"],
 ], ids=" ".join)
-def test_read_only_commands_load_no_provider_sdk_tui_or_server(command: list[str], ran_goal: tuple[Path, Path],
-                                                              tmp_path: Path) -> None:
+def test_read_only_commands_load_no_provider_sdk_tui_server_or_sandbox(command: list[str],
+                                                                       ran_goal: tuple[Path, Path],
+                                                                       tmp_path: Path) -> None:
     workspace, home = ran_goal
     args = command if "--help" in command or command == ["threads"] else [*command, "--cwd", str(workspace)]
     modules = loaded_modules(args, home, tmp_path / "modules.json")
     assert "goalkeeper.cli.app" in modules  # the record is of the command that ran
     heavy = sorted({name.split(".")[0] for name in modules}.intersection(HEAVY))
     assert not heavy, f"`gk {' '.join(command)}` loaded {heavy}"
+    runtime = sorted(modules.intersection(NOT_TO_READ))
+    assert not runtime, f"`gk {' '.join(command)}` loaded {runtime}"
 
 
 

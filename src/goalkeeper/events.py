@@ -14,9 +14,9 @@ Imports only pydantic, the standard library and errors: every layer may read eve
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from goalkeeper.errors import StoreError
 
@@ -30,7 +30,9 @@ _RENAMED = {"kind": "turn_kind", "from": "from_status"}
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Each model's validator is built on its first use: a command that reads a few kinds of event (or none)
+    # does not pay for the whole catalogue at import.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class Evidence(_Frozen):
@@ -626,13 +628,20 @@ Event = Annotated[
 ]
 """Any event of a thread's log."""
 
-_EVENT: TypeAdapter[Event] = TypeAdapter(Event)
+_BY_KIND: dict[str, type[_Frozen]] = {model.model_fields["kind"].default: model
+                                      for model in get_args(get_args(Event)[0])}
+"""The model of each kind, as `Event`'s discriminator picks it, without building a validator for the union."""
+
 
 def parse_event(kind: str, actor: str | None, payload: dict[str, Any]) -> Event:
     """The typed event of a stored row; a row no model accepts is one StoreError that names it."""
     fields = {_RENAMED.get(key, key): value for key, value in payload.items()}
+    model = _BY_KIND.get(kind)
+    if model is None:
+        raise StoreError(f"a stored `{kind}` event is of no kind this goalkeeper knows",
+                         hint="the store was written by a newer goalkeeper; upgrade to read it")
     try:
-        return _EVENT.validate_python({**fields, "kind": kind, "actor": actor})
+        return model.model_validate({**fields, "kind": kind, "actor": actor})  # type: ignore[return-value]
     except ValidationError as error:
         raise StoreError(f"a stored `{kind}` event does not read as one: {error.errors()[0]['msg']}",
                          hint="the store was written by a newer goalkeeper; upgrade to read it") from None

@@ -20,20 +20,18 @@ from rich.text import Text
 from goalkeeper.cli import console
 from goalkeeper.cli.options import ContractFlags, ModelFlags, with_options
 from goalkeeper.config import trust as trusted
-from goalkeeper.config.load import Config, goalkeeper_home, load_config
 from goalkeeper.core.lifecycle import exit_code
 from goalkeeper.errors import ConfigError, GoalkeeperError, WorkspaceError
 from goalkeeper.events import payload_of
 from goalkeeper.goals import control, service
 from goalkeeper.goals.report import build_report, render_markdown, render_pr
 from goalkeeper.goals.views import goal_event_pages, summarize
-from goalkeeper.models.factory import LOCAL_MODEL_NOTE
 from goalkeeper.sessions import defaults
 from goalkeeper.spec.contract import Contract, parse_duration
 from goalkeeper.spec.settings import GoalSettings, ModelSettings, RunSettings
-from goalkeeper.verify.lint import lint_goal
 
 if TYPE_CHECKING:
+    from goalkeeper.config.load import Config
     from goalkeeper.core.outcomes import BudgetRaise
     from goalkeeper.run.runner import RunResult
     from goalkeeper.sessions.planning import Plan
@@ -155,6 +153,8 @@ def _confirm_replace() -> bool:
 
 def _config(workspace: Path, profile: str | None, commit: str = "HEAD") -> Config:
     """config.toml as `load_config` reads it, its warnings (an untrusted project's ignored keys) shown once."""
+    from goalkeeper.config.load import load_config  # config.toml's schema loads only for the commands that read it
+
     config = load_config(workspace, profile, commit)
     for warning in config.warnings:
         console.err.print(Text("warning: ", style="yellow") + Text(warning))
@@ -194,6 +194,7 @@ def run(model_flags: ModelFlags, cwd: Cwd = Path("."), thread: ThreadOpt = None,
 
 def _drive(store: Store, record: Goal, workspace: Path, model: ModelSettings | None, as_json: bool) -> int:
     """Run the goal in the foreground (run, exec, demo, implement --run), printing its events."""
+    from goalkeeper.models.factory import LOCAL_MODEL_NOTE
     from goalkeeper.run.engine import run_goal  # the runner loads only for the commands that run
 
     def status() -> str:
@@ -423,6 +424,8 @@ def lint(
     cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = False,
 ) -> int:
     """Score a goal's six elements and budget, and say how to fix each weakness. Exit 1 on errors."""
+    from goalkeeper.verify.lint import lint_goal  # the checks and the sandbox load only for the commands that run
+
     workspace = service.workspace_of(cwd)
     contract = _contract_to_lint(contract_flags, goal_file, objective, cwd, workspace, thread)
     report = lint_goal(contract, workspace, run=not no_run)
@@ -559,6 +562,8 @@ def trust_(revoke: Annotated[bool, typer.Option("--revoke", help="Stop trusting 
     """Trust this repository's committed .goalkeeper/config.toml in full. Until then, the keys that could send
     data or keys elsewhere or loosen a limit (model_provider, [model_providers], [[notify]], server_url, a looser
     approval_policy, allow rules, [model_pricing], [sandbox]) are ignored."""
+    from goalkeeper.config.load import goalkeeper_home
+
     home = goalkeeper_home()
     if list_trusted:
         for path, since in sorted(trusted.trusted_projects(home).items()):

@@ -16,8 +16,6 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from goalkeeper.config.load import load_config
-from goalkeeper.config.resolve import settings_from_config
 from goalkeeper.contract.flags import contract_from_flags
 from goalkeeper.contract.toml import load_contract
 from goalkeeper.errors import ConfigError, NoProviderError
@@ -97,6 +95,9 @@ class ModelFlags:
     def settings(self, workspace: Path, usd_budget: float | None = None, commit: str = "HEAD") -> ModelSettings:
         """Flags over config files over the environment; a clear error when nothing names a provider. The
         project's config is read as committed at `commit` (a goal's base; HEAD before a goal exists)."""
+        from goalkeeper.config.load import load_config  # config.toml's schema loads only where a model is named
+        from goalkeeper.config.resolve import settings_from_config
+
         return settings_from_config(
             load_config(workspace, self.profile, commit), model=self.model, model_provider=self.model_provider,
             base_url=self.base_url, api_key_env=self.api_key_env, reasoning_effort=self.reasoning_effort,

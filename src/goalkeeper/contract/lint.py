@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from goalkeeper.errors import ContractError
 from goalkeeper.sandbox.globs import path_matches
 from goalkeeper.spec.contract import Contract
 
@@ -119,6 +120,16 @@ class LintReport:
                 "scores": {s.element: {"score": s.score, "label": s.label, "note": s.note} for s in self.scores},
                 "findings": [finding.as_json() for finding in self.findings], "notes": list(self.notes),
                 "pinned": list(self.pinned), "surface": self.surface}
+
+
+class GoalLintError(ContractError):
+    """The lint gate refused a goal; `report` holds every finding, for a face that shows them."""
+
+    def __init__(self, report: LintReport) -> None:
+        super().__init__("the goal has lint errors: " + "; ".join(f.message for f in report.errors),
+                         "fix them (each finding says how; `gk lint` shows each element's score), or set it "
+                         "anyway (--force; `force: true` over HTTP)")
+        self.report = report
 
 
 # ---------------------------------------------------------------- the outcome's words

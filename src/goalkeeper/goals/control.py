@@ -33,7 +33,6 @@ from goalkeeper.run.inbox import applied_marker
 from goalkeeper.spec.contract import Contract, parse_duration
 from goalkeeper.spec.settings import GoalSettings
 from goalkeeper.store import Goal, Store, lease_is_live, new_id, start_state
-from goalkeeper.verify.checks import missing_commands
 from goalkeeper.workspace.git import preflight
 
 #: How long a control request waits for a live runner to apply it.
@@ -85,6 +84,8 @@ def check_settable(workspace: Path, contract: Contract, allow_dirty: bool = Fals
     """What every UI checks before setting a goal: checks (or `unverified` said out loud), a clean git repository
     (unless `allow_dirty`) and every check's program present. A ConfigError (or the preflight's error) says what
     to fix."""
+    from goalkeeper.verify.checks import missing_commands  # it loads the sandbox: only a new goal needs it
+
     if not contract.verified and not unverified:
         raise ConfigError("the goal has no checks, so nothing the harness runs can tell when it is done",
                           "add a check (--check NAME=COMMAND or [[checks]] in goal.toml), or pass --unverified to "

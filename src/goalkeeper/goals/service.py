@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from goalkeeper.contract.lint import GoalLintError as GoalLintError  # the gate's refusal, for the faces
 from goalkeeper.contract.lint import LintReport
 from goalkeeper.core.outcomes import BudgetRaise, ControlRequest
 from goalkeeper.errors import ConfigError, WorkspaceError
@@ -28,8 +29,6 @@ from goalkeeper.spec.contract import Contract
 from goalkeeper.spec.settings import GoalSettings
 from goalkeeper.store import Goal, Store, lease_is_live
 from goalkeeper.store.db import private_directory
-from goalkeeper.verify.lint import GoalLintError as GoalLintError  # the gate's refusal, for the faces
-from goalkeeper.verify.lint import lint_goal
 from goalkeeper.workspace import checkpoints
 from goalkeeper.workspace.git import GoalBranch, commit_of, git, toplevel
 from goalkeeper.workspace.goal import branch_of
@@ -109,6 +108,8 @@ def set_goal(store: Store, workspace: Path, contract: Contract, settings: GoalSe
     """Set `contract` as the thread's goal: checkable (`check_settable`), then, for an existing goal, replaced
     only with `replace` or the face's `confirm_replace`, then linted (errors refuse it unless `force`; with
     `lint="baseline"` the run's errors end the goal at its baseline instead, run/prepare.py)."""
+    from goalkeeper.verify.lint import lint_goal  # it loads the checks and the sandbox: only a new goal needs it
+
     control.check_settable(workspace, contract, settings.allow_dirty, unverified)
     if not replace and confirm_replace is not None and _has_goal(store, workspace, thread_id):
         replace = confirm_replace()

@@ -13,7 +13,7 @@ from rich.text import Text
 from goalkeeper import events as ev
 from goalkeeper.core.safe_text import neutralise
 from goalkeeper.store import EventRecord
-from goalkeeper.tools.shell import command_of
+from goalkeeper.tools.shell_call import command_of
 
 
 class Inert:

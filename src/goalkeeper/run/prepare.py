@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import NoReturn
 
 from goalkeeper.config.load import Config, load_config
+from goalkeeper.contract.lint import GoalLintError
 from goalkeeper.core.decide import decide, with_baseline
 from goalkeeper.core.outcomes import CheckResult, Decision, GoalCleared, Wait
 from goalkeeper.errors import ContractError, WorkspaceError
@@ -24,7 +25,7 @@ from goalkeeper.sandbox.bwrap import require_sandbox
 from goalkeeper.spec.contract import Contract
 from goalkeeper.verify.checks import run_checks
 from goalkeeper.verify.cleanroom import keep_baseline
-from goalkeeper.verify.lint import GoalLintError, baseline_refusal
+from goalkeeper.verify.lint import baseline_refusal
 from goalkeeper.verify.observed import surface_summary, traced_surface
 from goalkeeper.verify.pins import Pins, pin_verification_surface
 from goalkeeper.verify.trace import Tracer, tracer_problem

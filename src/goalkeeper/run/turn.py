@@ -35,7 +35,7 @@ from goalkeeper.run.goal_run import GoalRun
 from goalkeeper.run.sampling import request_due, sample
 from goalkeeper.tools.base import ToolResult
 from goalkeeper.tools.registry import GOAL_TOOL_NAMES, ToolRegistry
-from goalkeeper.tools.shell import command_of
+from goalkeeper.tools.shell_call import command_of
 from goalkeeper.workspace.goal import commit_turn
 
 #: Tools that can change the working tree.

@@ -6,20 +6,10 @@ refuses (a read-only file system, no network) shows in the command's own output.
 
 from __future__ import annotations
 
-import json
-
 from goalkeeper.errors import SandboxError
 from goalkeeper.sandbox.bwrap import run_confined
 from goalkeeper.tools.base import Count, Tool, ToolArgs, ToolContext, ToolResult
 from goalkeeper.tools.replies import refusal, text_result
-
-
-def command_of(arguments: str) -> str:
-    """The command a `shell` call's JSON arguments ask for (the raw text when they are not JSON)."""
-    try:
-        return str(json.loads(arguments).get("command", arguments))
-    except (json.JSONDecodeError, AttributeError):
-        return arguments
 
 
 class ShellArgs(ToolArgs):

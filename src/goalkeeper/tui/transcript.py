@@ -24,7 +24,7 @@ from goalkeeper.events import ChatResponseEvent, CheckpointEvent, Evidence, Side
 from goalkeeper.goals.views import GoalSummary
 from goalkeeper.render.terminal import Inert, event_line
 from goalkeeper.sessions.planning import Plan, plan_markdown
-from goalkeeper.tools.shell import command_of
+from goalkeeper.tools.shell_call import command_of
 
 if TYPE_CHECKING:
     from goalkeeper.store import EventRecord

@@ -22,8 +22,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from goalkeeper.config.load import load_config
-from goalkeeper.contract.lint import Element, Finding, LintReport, lint_report
-from goalkeeper.errors import ContractError, SandboxError
+from goalkeeper.contract.lint import Element, Finding, GoalLintError, LintReport, lint_report
+from goalkeeper.errors import SandboxError
 from goalkeeper.events import Evidence
 from goalkeeper.sandbox.bwrap import require_sandbox
 from goalkeeper.sandbox.policy import SandboxPolicy
@@ -53,16 +53,6 @@ _BASH_PREFIX = re.compile(r"^(?:\S*bash: )?(?:-c: |\S*/command\.sh: )?(?:line \d
 _NO_SCRIPT = re.compile(r"can't open file '([^']+)': \[Errno 2\]")
 _SCRATCH = re.compile(r"^.*?/gk-lint-[^/]+/[^/]+/")  # the scratch copy's root, in paths the commands print
 _PYTHON_SYNTAX = re.compile(r"^(?:SyntaxError|IndentationError|TabError): .*$", re.MULTILINE)
-
-
-class GoalLintError(ContractError):
-    """The lint gate refused a goal; `report` holds every finding, for a face that shows them."""
-
-    def __init__(self, report: LintReport) -> None:
-        super().__init__("the goal has lint errors: " + "; ".join(f.message for f in report.errors),
-                         "fix them (each finding says how; `gk lint` shows each element's score), or set it "
-                         "anyway (--force; `force: true` over HTTP)")
-        self.report = report
 
 
 def lint_goal(contract: Contract, workspace: Path, *, run: bool = True, timeout_s: float = LINT_TIMEOUT_S,

@@ -33,11 +33,13 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from goalkeeper.sandbox.globs import first_path_match
 from goalkeeper.verify.pins import CONFIG_NAMES, TEST_GLOBS, Pins
-from goalkeeper.verify.trace import Accesses, Tracer
+
+if TYPE_CHECKING:  # the tracer's module loads asyncio; reading a goal needs only these names
+    from goalkeeper.verify.trace import Accesses, Tracer
 
 Change = Literal["added", "modified", "deleted"]
 

@@ -9,15 +9,16 @@ from __future__ import annotations
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from goalkeeper.events import Evidence
-from goalkeeper.sandbox.policy import SandboxPolicy
 from goalkeeper.spec.contract import Contract
-from goalkeeper.verify.checks import run_checks
-from goalkeeper.verify.cleanroom import Baseline, run_in_room
 from goalkeeper.verify.observed import Change, Surface, surface_from_pins
 from goalkeeper.verify.pins import DIFF_CHARS, Pins, SurfaceState, surface_state
+
+if TYPE_CHECKING:
+    from goalkeeper.sandbox.policy import SandboxPolicy
+    from goalkeeper.verify.cleanroom import Baseline
 
 #: The name the failed double check goes by, in evidence, attempts and the report.
 TAMPERING = "verification_tampering"
@@ -39,6 +40,9 @@ async def verify_goal(workspace: Path, base: Baseline, pins: Pins, contract: Con
     the surface changed is a failing `verification_tampering`. deny: the same room (pinned files are
     read-only besides). allow: the room takes every change, but still nothing else from the workspace.
     """
+    from goalkeeper.verify.checks import run_checks  # the sandbox loads only where checks run, not to show them
+    from goalkeeper.verify.cleanroom import run_in_room
+
     state = surface_state(workspace, pins, base.commit, base.mirror)
     payload: dict[str, Any] = {**asdict(state), "diff": state.diff[:SURFACE_DIFF_CHARS]}
     surface = None if contract.verify.edits == "allow" else (observed or surface_from_pins(pins))
