@@ -18,6 +18,7 @@ Point PYTHONPATH at another checkout's src (its tests folder is not needed) to m
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sqlite3
@@ -41,6 +42,7 @@ def make_repo(root: Path, tests: int, sleep_s: float) -> Path:
     repo = root / "repo"
     repo.mkdir()
     (repo / "calc.py").write_text("def add(a, b):\n    return a - b\n")
+    (repo / ".gitignore").write_text("__pycache__/\n")  # the bare run writes bytecode where it may
     cases = "".join(f"    def test_slow_{index}(self):\n        time.sleep({sleep_s})\n\n" for index in range(tests))
     (repo / "test_calc.py").write_text(
         "import time\nimport unittest\n\nimport calc\n\n\nclass Calc(unittest.TestCase):\n"
@@ -86,7 +88,8 @@ def first_request(repo: Path, home: Path, timeout_s: float = 300) -> tuple[float
                 time.sleep(0.002)
         finally:
             with_output = process.poll() is not None
-            os.killpg(process.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):  # it may have ended by itself
+                os.killpg(process.pid, signal.SIGKILL)
             output = process.communicate()[0]
     if not seen:
         raise SystemExit(f"gk exec sent no request (exited: {with_output}):\n{output[-2000:]}")
