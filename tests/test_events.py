@@ -113,6 +113,16 @@ def test_parse_picks_the_class_by_kind_and_keeps_the_stored_keys() -> None:
     assert isinstance(baseline, ev.BaselineEvent) and baseline.evidence[0].is_check
 
 
+def test_evidence_written_before_it_named_its_tree_still_reads() -> None:
+    """0.1.0 wrote `evidence` without `tree_hash`; the digest migration parses every event of an old store, so
+    such a row must read (as unmeasured) or the whole store would refuse to open."""
+    old = {"trigger": "completion_request", "turn": 2, "surface": None,
+           "evidence": [{"name": "tests", "kind": "check", "command": "true", "exit_code": 0, "duration_s": 0.1,
+                         "output_tail": "", "passed": True, "metric": None, "error": None}]}
+    parsed = ev.parse_event("evidence", "harness", old)
+    assert isinstance(parsed, ev.EvidenceEvent) and parsed.tree_hash is None
+
+
 def test_an_unknown_field_or_kind_is_one_store_error() -> None:
     with pytest.raises(StoreError, match="nudge"):
         ev.parse_event("nudge", "harness", {"why": "x", "extra": 1})

@@ -477,7 +477,8 @@ class EvidenceEvent(_Frozen):
     turn: int
     evidence: list[Evidence]
     surface: dict[str, Any] | None = None
-    tree_hash: str | None
+    tree_hash: str | None = None
+    """The tree the checks measured; None in events written before it was recorded (unmeasured)."""
 
 
 # ---------------------------------------------------------------- sessions beside the goal
@@ -644,7 +645,8 @@ def parse_event(kind: str, actor: str | None, payload: dict[str, Any]) -> Event:
         return model.model_validate({**fields, "kind": kind, "actor": actor})  # type: ignore[return-value]
     except ValidationError as error:
         raise StoreError(f"a stored `{kind}` event does not read as one: {error.errors()[0]['msg']}",
-                         hint="the store was written by a newer goalkeeper; upgrade to read it") from None
+                         hint="the store was written by another goalkeeper version; open it with that version, "
+                              "or move it aside to start a new one") from None
 
 
 def payload_of(event: Event) -> dict[str, Any]:
