@@ -8,7 +8,7 @@ tokens with every response, so the estimate follows its tokenizer from the first
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from goalkeeper.errors import ConfigError
 from goalkeeper.models.windows import context_window_of
@@ -32,28 +32,12 @@ ESTIMATE_WEIGHT = 0.3
 """How far one observation moves the estimate's ratio (an exponential average)."""
 
 
-class TokenCounter(Protocol):
-    """Counts the tokens a model would see in a text."""
-
-    name: str
-
-    def count(self, text: str) -> int:
-        """Tokens in `text`."""
-        ...
-
-    def observe(self, chars: int, reported_tokens: int) -> None:
-        """Learn from a provider's report that `chars` characters were `reported_tokens` tokens."""
-        ...
-
-
 class EstimatedTokens:
     """Characters over a learned chars-per-token ratio, rounded up: every model is counted this way.
 
     A goal's context is sized from its characters, kept as messages land (history.py), so a new message
     costs O(its length) and a provider's usage report moves only the ratio, never a re-count.
     """
-
-    name = "estimate"
 
     def __init__(self, chars_per_token: float = ESTIMATE_CHARS_PER_TOKEN) -> None:
         self.chars_per_token = chars_per_token

@@ -6,6 +6,7 @@ no I/O here. A goal row's JSON is parsed into them here, once (`goal_of`), so no
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -18,6 +19,11 @@ from goalkeeper.spec.settings import GoalSettings
 
 GoalStanding = Literal["current", "replaced", "cleared"]
 """Whether a goal row is its thread's goal. Not a lifecycle status: that lives in the goal's state."""
+
+
+def dumps(value: dict[str, Any]) -> str:
+    """A stored row's JSON text. sort_keys: the same value always gives the same text, so rows compare and hash."""
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
 def new_id(prefix: str) -> str:

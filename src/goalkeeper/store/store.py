@@ -26,7 +26,7 @@ from goalkeeper.spec.contract import Contract
 from goalkeeper.spec.settings import GoalSettings
 from goalkeeper.store import leases, summaries
 from goalkeeper.store.db import Database, prepare_path, private_directory
-from goalkeeper.store.records import EventRecord, Goal, Lease, ThreadRecord, goal_of, new_id
+from goalkeeper.store.records import EventRecord, Goal, Lease, ThreadRecord, dumps, goal_of, new_id
 
 
 def blob_id_of(text: str) -> str:
@@ -121,7 +121,7 @@ class Store:
         A goal the thread already had is marked replaced (its row and events stay readable); any write
         still guarded by it fails with StaleGoalError from now on.
         """
-        texts = [_dumps(contract.model_dump(mode="json")), _dumps(state_to_dict(state)), _dumps(_settings(settings))]
+        texts = [dumps(contract.model_dump(mode="json")), dumps(state_to_dict(state)), dumps(_settings(settings))]
         encoded = _encode(events)
         now = time.time()
         # Read back from the stored text, so the goal handed out is the one `get_goal` will return.
@@ -191,8 +191,8 @@ class Store:
         act; a commit with a tool intent or a person's request is also fsynced, so it survives a power cut.
         """
         encoded = _encode(events)
-        state_text = None if state is None else _dumps(state_to_dict(state))
-        settings_text = None if settings is None else _dumps(_settings(settings))
+        state_text = None if state is None else dumps(state_to_dict(state))
+        settings_text = None if settings is None else dumps(_settings(settings))
         now = time.time()
         with self._db.write(durable=_durable(events)) as conn:
             thread_id, version = _current_goal(conn, goal_id, expected_version)
@@ -356,10 +356,6 @@ def _durable(events: Sequence[Event]) -> bool:
     return any(isinstance(event, ToolIntentEvent) or event.actor == "user" for event in events)
 
 
-def _dumps(value: dict[str, Any]) -> str:
-    # sort_keys: the same value always gives the same text, so stored rows can be compared and hashed.
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-
 
 def _settings(settings: GoalSettings) -> dict[str, Any]:
     return settings.model_dump(mode="json")
@@ -367,7 +363,7 @@ def _settings(settings: GoalSettings) -> dict[str, Any]:
 
 def _encode(events: Sequence[Event]) -> list[tuple[Event, str]]:
     """Serialize before the transaction opens: a bad payload fails before anything is locked."""
-    return [(event, _dumps(payload_of(event))) for event in events]
+    return [(event, dumps(payload_of(event))) for event in events]
 
 
 def _append(conn: sqlite3.Connection, thread_id: str, goal_id: str | None,

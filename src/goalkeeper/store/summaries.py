@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 from goalkeeper.core.digest import DIGEST_KINDS, GoalDigest, digest_of
 from goalkeeper.events import Event, parse_event
+from goalkeeper.store.records import dumps
 
 SCHEMA = """
     -- Kind-filtered reads of one goal (its check runs, its checkpoints) read only those rows.
@@ -59,8 +60,8 @@ def read(conn: sqlite3.Connection, goal_id: str) -> GoalDigest:
 
 
 def write(conn: sqlite3.Connection, goal_id: str, digest: GoalDigest) -> None:
-    text = json.dumps(digest.to_json(), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    conn.execute("INSERT OR REPLACE INTO goal_summaries (goal_id, digest) VALUES (?, ?)", (goal_id, text))
+    conn.execute("INSERT OR REPLACE INTO goal_summaries (goal_id, digest) VALUES (?, ?)",
+                 (goal_id, dumps(digest.to_json())))
 
 
 def implementing(conn: sqlite3.Connection, spike_goal_id: str) -> list[tuple[str, str]]:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, JsonValue, V
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import CoreSchema
 
-from goalkeeper.context.tokens import EstimatedTokens, TokenCounter
+from goalkeeper.context.tokens import EstimatedTokens
 from goalkeeper.events import ApprovalEvent, ApprovalRuleEvent, Event
 from goalkeeper.models.base import ToolSpec
 from goalkeeper.sandbox.policy import SandboxPolicy
@@ -76,7 +76,7 @@ class ToolContext:
     max_timeout_s: float = 1800.0
     output_token_limit: int = 4_000
     """Output longer than this many tokens is cut to head + tail with a marker naming the stored full text."""
-    counter: TokenCounter | None = None
+    counter: EstimatedTokens | None = None
     """Counts the model's tokens; None counts with a fresh estimate."""
     read_blob: Callable[[str], str] | None = None
     """Reads a stored full output by id (`read_output`); None where no store is at hand."""
@@ -89,7 +89,7 @@ class ToolContext:
     headless: bool = True
     """No person is there to approve a command: rules that say "ask" deny instead."""
 
-    def token_counter(self) -> TokenCounter:
+    def token_counter(self) -> EstimatedTokens:
         """The counter to size output with: the context's own, else a fresh estimate."""
         return self.counter or EstimatedTokens()
 

@@ -12,7 +12,7 @@ import secrets
 import stat
 from pathlib import Path
 
-from goalkeeper.context.tokens import TokenCounter
+from goalkeeper.context.tokens import EstimatedTokens
 from goalkeeper.tools.base import Count, Tool, ToolArgs, ToolContext, ToolResult
 from goalkeeper.tools.paths import (
     BoundaryRefused,
@@ -81,7 +81,7 @@ def _numbered(number: int, raw: bytes) -> str:
 
 
 def read_numbered(target: Path, name: str, first: int, limit: int, token_limit: int,
-                  counter: TokenCounter) -> ToolResult:
+                  counter: EstimatedTokens) -> ToolResult:
     """Lines `first`.. of `target`, numbered: at most `limit` lines and `token_limit` tokens by `counter`.
 
     Lines are counted one by one (a token never spans a numbered line's start), so a window stops at the

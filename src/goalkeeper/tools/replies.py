@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 from pydantic import JsonValue
 
-from goalkeeper.context.tokens import TokenCounter
+from goalkeeper.context.tokens import EstimatedTokens
 from goalkeeper.store.store import blob_id_of
 from goalkeeper.tools.base import ToolContext, ToolResult
 
@@ -61,7 +61,7 @@ def cut_middle(text: str, limit: int) -> tuple[str, bool]:
     return _join(text, head_end, tail_start, f"[... {tail_start - head_end} chars cut; full output stored ...]"), True
 
 
-def cut_to_tokens(text: str, token_limit: int, counter: TokenCounter) -> tuple[str, bool]:
+def cut_to_tokens(text: str, token_limit: int, counter: EstimatedTokens) -> tuple[str, bool]:
     """`text` cut to head + tail within `token_limit` tokens by `counter`; (text, was_cut).
 
     The marker between head and tail names the stored full output (`blob_id_of(text)`, the id the runner
@@ -84,7 +84,7 @@ def cut_to_tokens(text: str, token_limit: int, counter: TokenCounter) -> tuple[s
 
 
 
-def _chars_per_token(text: str, total: int | None, counter: TokenCounter) -> float:
+def _chars_per_token(text: str, total: int | None, counter: EstimatedTokens) -> float:
     """The text's own ratio; for a text too long to count whole, the ratio of its first and last 64K chars."""
     if total is None:
         sample = text[:65_536] + text[-65_536:]
@@ -92,7 +92,7 @@ def _chars_per_token(text: str, total: int | None, counter: TokenCounter) -> flo
     return len(text) / max(total, 1)
 
 
-def _marker(text: str, head_end: int, tail_start: int, blob: str, counter: TokenCounter, ratio: float) -> str:
+def _marker(text: str, head_end: int, tail_start: int, blob: str, counter: EstimatedTokens, ratio: float) -> str:
     """The line between head and tail: how much was cut, where, and the read_output call that pages it."""
     middle = tail_start - head_end
     if middle <= COUNT_CAP_CHARS:
