@@ -25,7 +25,6 @@ from goalkeeper.errors import ConfigError, WorkspaceError
 from goalkeeper.events import GoalBranchEvent
 from goalkeeper.goals import control, views
 from goalkeeper.goals.control import ControlResult
-from goalkeeper.sandbox.rules import command_prefix
 from goalkeeper.spec.contract import Contract
 from goalkeeper.spec.settings import GoalSettings
 from goalkeeper.store import Goal, Store, lease_is_live
@@ -145,6 +144,8 @@ def commit_all(top: Path, message: str) -> None:
 
 def approval_prefix(command: str) -> str:
     """What an approval "for the rest of the goal" remembers for `command`: the prefix the registry allows."""
+    from goalkeeper.sandbox.rules import command_prefix  # the shell parser: only an approval needs it
+
     return command_prefix(command)
 
 
