@@ -19,7 +19,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import typer
+from typer.core import TyperGroup
 
+from goalkeeper.cli.app import app, commands
+from goalkeeper.cli.lazy import Commands, lazy_group
 from scenario import HONEST_FIX, TESTS, gk, sample_repo, write_script
 
 #: Libraries only a model call (the SDKs, their HTTP stacks, the tokenizers), `gk tui` or `gk serve` may load.
@@ -89,6 +93,41 @@ def test_read_only_commands_load_no_provider_sdk_tui_server_or_sandbox(command: 
     runtime = sorted(modules.intersection(NOT_TO_READ))
     assert not runtime, f"`gk {' '.join(command)}` loaded {runtime}"
 
+
+def test_help_lists_each_command_as_the_built_command_describes_itself() -> None:
+    """`gk --help` lists the commands from outlines (no parameters built); each says what the real one says."""
+    group = typer.main.get_command(app)
+    assert isinstance(group, TyperGroup)
+    listed = group.commands
+    assert isinstance(listed, Commands)
+    names = list(listed)
+    assert names[:3] == ["tui", "goal", "run"] and "local" in names  # registration order, the sub-app included
+    for name in names:
+        outline = listed.outline(name)
+        built = listed[name]
+        assert (outline.get_short_help_str(60), outline.hidden) == (built.get_short_help_str(60), built.hidden), name
+        assert built.params or name in ("threads", "local")  # the real command, with its options
+
+
+def test_a_command_is_built_only_when_it_runs() -> None:
+    group = typer.main.get_command(app)
+    assert isinstance(group, TyperGroup)
+    listed = group.commands
+    assert isinstance(listed, Commands)
+    help_text = group.get_help(typer.Context(group, info_name="gk"))
+    assert "status" in help_text and "threads" in help_text
+    assert [name for name in listed if listed.built(name)] == ["local"]  # the listing built none of the commands
+    assert listed.get("status") is not None and listed.get("nosuch") is None
+    assert [name for name in listed if listed.built(name)] == ["status", "local"]
+
+
+def test_a_command_registered_on_the_root_is_refused() -> None:
+    """Commands go on the catalogue (`@commands.command()`): one on the root would be built on every call."""
+    root = typer.Typer(cls=lazy_group(commands))
+    root.callback()(lambda: None)
+    root.command("extra")(lambda: None)
+    with pytest.raises(TypeError, match="register commands on the catalogue"):
+        typer.main.get_command(root)
 
 
 def test_serve_idles_without_the_runner_or_a_model_sdk(ran_goal: tuple[Path, Path], tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ import typer
 from rich.text import Text
 
 from goalkeeper.cli import console
+from goalkeeper.cli.lazy import lazy_group
 from goalkeeper.cli.options import ContractFlags, ModelFlags, with_options
 from goalkeeper.config import trust as trusted
 from goalkeeper.core.lifecycle import exit_code
@@ -37,8 +38,12 @@ if TYPE_CHECKING:
     from goalkeeper.sessions.planning import Plan
     from goalkeeper.store import Goal, Store
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
-                  help="Run a coding agent toward a goal until the evidence says it is done.")
+commands = typer.Typer(pretty_exceptions_enable=False, rich_markup_mode=None)
+"""Every `gk` command: register one with `@commands.command()` (a group with `commands.add_typer`). Only the
+command that runs is built (cli/lazy.py); `app` holds the root options and lists these."""
+
+app = typer.Typer(cls=lazy_group(commands), add_completion=False, pretty_exceptions_enable=False,
+                  rich_markup_mode=None, help="Run a coding agent toward a goal until the evidence says it is done.")
 
 Cwd = Annotated[Path, typer.Option("--cwd", help="Workspace directory (default: the current one).")]
 ThreadOpt = Annotated[str | None, typer.Option("--thread", help="Thread id (default: the workspace's current).")]
@@ -61,7 +66,7 @@ def root(ctx: typer.Context,
         typer.echo(ctx.get_help())
 
 
-@app.command()
+@commands.command()
 def tui(cwd: Cwd = Path("."), thread: ThreadOpt = None) -> int:
     """The interactive terminal UI on the workspace's thread (what bare `gk` opens)."""
     from goalkeeper.tui.app import GoalkeeperApp  # Textual loads in a third of a second; only the TUI needs it
@@ -77,7 +82,7 @@ def tui(cwd: Cwd = Path("."), thread: ThreadOpt = None) -> int:
 UNVERIFIED_HELP = "Allow a goal with no checks: only the model's audit ends it, as `achieved (unverified)`."
 
 
-@app.command(context_settings={"allow_interspersed_args": True})
+@commands.command(context_settings={"allow_interspersed_args": True})
 @with_options(contract_flags=ContractFlags, model_flags=ModelFlags)
 def goal(
     contract_flags: ContractFlags, model_flags: ModelFlags,
@@ -177,7 +182,7 @@ def _control(store: Store, workspace: Path, thread: str | None, action: str, rai
     return 0
 
 
-@app.command()
+@commands.command()
 @with_options(model_flags=ModelFlags)
 def run(model_flags: ModelFlags, cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = False) -> int:
     """Run the goal in the foreground with a live status line. Ctrl-C pauses it cleanly."""
@@ -221,7 +226,7 @@ def _finish(store: Store, result: RunResult, as_json: bool) -> int:
     return exit_code(result.status)
 
 
-@app.command(name="exec", context_settings={"allow_interspersed_args": True})
+@commands.command(name="exec", context_settings={"allow_interspersed_args": True})
 @with_options(contract_flags=ContractFlags, model_flags=ModelFlags)
 def exec_(
     contract_flags: ContractFlags, model_flags: ModelFlags,
@@ -248,7 +253,7 @@ def exec_(
             raise typer.Exit(1) from None
 
 
-@app.command()
+@commands.command()
 def status(cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = False) -> int:
     """The goal's status, checks, budget and last checkpoint."""
     with service.open_store() as store:
@@ -260,7 +265,7 @@ def status(cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = Fa
     return 0
 
 
-@app.command()
+@commands.command()
 def log(cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = False) -> int:
     """The goal's events, oldest first."""
     with service.open_store() as store:
@@ -275,7 +280,7 @@ def log(cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = False
     return 0
 
 
-@app.command()
+@commands.command()
 def doctor(as_json: JsonOpt = False) -> int:
     """Check the whole store (SQLite's integrity check) and the sandbox; exit 1 if anything is wrong."""
     from goalkeeper.goals.doctor import diagnose  # the sandbox's code: only this command needs it
@@ -288,7 +293,7 @@ def doctor(as_json: JsonOpt = False) -> int:
     return 0 if all(finding.ok for finding in findings) else 1
 
 
-@app.command()
+@commands.command()
 def report(cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = False,
            pr: Annotated[bool, typer.Option("--pr", help="Print a pull-request description instead.")] = False,
            goal_id: Annotated[str | None, typer.Option("--goal", help="A goal id (default: the thread's goal).")]
@@ -305,7 +310,7 @@ def report(cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = Fa
     return 0
 
 
-@app.command(context_settings={"allow_interspersed_args": True})
+@commands.command(context_settings={"allow_interspersed_args": True})
 @with_options(model_flags=ModelFlags)
 def side(
     model_flags: ModelFlags,
@@ -331,7 +336,7 @@ def side(
     return 0
 
 
-@app.command(context_settings={"allow_interspersed_args": True})
+@commands.command(context_settings={"allow_interspersed_args": True})
 @with_options(model_flags=ModelFlags)
 def plan(
     model_flags: ModelFlags,
@@ -357,7 +362,7 @@ def plan(
     return 0
 
 
-@app.command()
+@commands.command()
 def threads() -> int:
     """Every thread in the store, newest first."""
     with service.open_store() as store:
@@ -365,7 +370,7 @@ def threads() -> int:
     return 0
 
 
-@app.command(name="demo")
+@commands.command(name="demo")
 @with_options(model_flags=ModelFlags)
 def demo_(model_flags: ModelFlags, as_json: JsonOpt = False,
           replay: Annotated[bool, typer.Option("--replay", help="Replay a bundled scripted model (offline).")] = False,
@@ -389,7 +394,7 @@ def demo_(model_flags: ModelFlags, as_json: JsonOpt = False,
         return _drive(store, record, workspace, chosen, as_json)
 
 
-@app.command()
+@commands.command()
 def diff(turn: Annotated[int | None, typer.Option(help="Only this turn's checkpoint.")] = None,
          cwd: Cwd = Path("."), thread: ThreadOpt = None) -> int:
     """The goal's changes on its branch: all of them, or one turn's checkpoint."""
@@ -402,7 +407,7 @@ def diff(turn: Annotated[int | None, typer.Option(help="Only this turn's checkpo
     return 0
 
 
-@app.command()
+@commands.command()
 def rollback(to: Annotated[str, typer.Option("--to", help="best, last-green, or a turn number.")],
              cwd: Cwd = Path("."), thread: ThreadOpt = None) -> int:
     """Restore the tree of an earlier checkpoint as a new commit on the goal branch (history is kept)."""
@@ -412,7 +417,7 @@ def rollback(to: Annotated[str, typer.Option("--to", help="best, last-green, or 
     return 0
 
 
-@app.command(context_settings={"allow_interspersed_args": True})
+@commands.command(context_settings={"allow_interspersed_args": True})
 @with_options(contract_flags=ContractFlags)
 def lint(
     contract_flags: ContractFlags,
@@ -452,7 +457,7 @@ def _contract_to_lint(flags: ContractFlags, file: Path | None, objective: str | 
         return flags.contract(objective, _plan_to_adopt(flags, store, workspace, thread))
 
 
-@app.command()
+@commands.command()
 def init(
     template: Annotated[str | None, typer.Option("--template", "-t", help="The template (see --list).")] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write it, relative to --cwd.")]
@@ -480,7 +485,7 @@ def init(
 Force = Annotated[bool, typer.Option("--force", help="Overwrite the output file if it exists.")]
 
 
-@app.command(context_settings={"allow_interspersed_args": True})
+@commands.command(context_settings={"allow_interspersed_args": True})
 @with_options(model_flags=ModelFlags)
 def draft(
     model_flags: ModelFlags,
@@ -508,7 +513,7 @@ def draft(
     return 1 if made.lint.errors else 0
 
 
-@app.command(context_settings={"allow_interspersed_args": True})
+@commands.command(context_settings={"allow_interspersed_args": True})
 @with_options(model_flags=ModelFlags)
 def distill(
     model_flags: ModelFlags,
@@ -528,7 +533,7 @@ def distill(
     return 0
 
 
-@app.command(context_settings={"allow_interspersed_args": True})
+@commands.command(context_settings={"allow_interspersed_args": True})
 @with_options(model_flags=ModelFlags)
 def implement(
     model_flags: ModelFlags,
@@ -555,7 +560,7 @@ def implement(
     return 0
 
 
-@app.command(name="trust")
+@commands.command(name="trust")
 def trust_(revoke: Annotated[bool, typer.Option("--revoke", help="Stop trusting the repository.")] = False,
            list_trusted: Annotated[bool, typer.Option("--list", help="List the trusted repositories.")] = False,
            cwd: Cwd = Path(".")) -> int:
@@ -581,7 +586,7 @@ def trust_(revoke: Annotated[bool, typer.Option("--revoke", help="Stop trusting 
     return 0
 
 
-@app.command()
+@commands.command()
 def serve(host: Annotated[str, typer.Option(help="Address to bind (loopback unless --allow-remote).")] = "127.0.0.1",
           port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on (1-65535).")] = 8765,
           allow_remote: Annotated[bool, typer.Option("--allow-remote", help="Allow a non-loopback --host.")] = False,
@@ -602,7 +607,7 @@ def serve(host: Annotated[str, typer.Option(help="Address to bind (loopback unle
 
 
 local_app = typer.Typer(help="The bundled offline model (SmolLM2-135M through llama.cpp).")
-app.add_typer(local_app, name="local")
+commands.add_typer(local_app, name="local")
 
 
 @local_app.command("serve")

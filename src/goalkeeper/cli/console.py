@@ -15,7 +15,6 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, ConsoleRenderable, RenderHook
-from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
@@ -30,6 +29,8 @@ from goalkeeper.verify.observed import summary_lines
 from goalkeeper.verify.surface import surface_lines
 
 if TYPE_CHECKING:
+    from rich.live import Live
+
     from goalkeeper.contract.lint import Finding, LintReport
     from goalkeeper.goals.doctor import Finding as DoctorFinding
     from goalkeeper.goals.prd import Distilled, Implementation
@@ -317,6 +318,8 @@ class EventPrinter:
         self.live: Live | None = None
         self._shown = 0.0
         if not as_json and sys.stdout.isatty() and status is not None:
+            from rich.live import Live  # its refresh thread: only a run on a terminal shows a live line
+
             self.live = Live(Text(""), console=out, refresh_per_second=4, transient=True)
 
     def __enter__(self) -> EventPrinter:

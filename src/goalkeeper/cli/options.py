@@ -16,8 +16,6 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from goalkeeper.contract.flags import contract_from_flags
-from goalkeeper.contract.toml import load_contract
 from goalkeeper.errors import ConfigError, NoProviderError
 from goalkeeper.spec.contract import Contract
 from goalkeeper.spec.settings import ModelSettings
@@ -60,6 +58,9 @@ class ContractFlags:
 
     def contract(self, objective: str | None, plan: Plan | None = None) -> Contract:
         """The contract these flags describe; with `plan` (from --from-plan), its objective and checklist."""
+        from goalkeeper.contract.flags import contract_from_flags  # and TOML: only a command given a goal reads one
+        from goalkeeper.contract.toml import load_contract
+
         checklist: tuple[str, ...] = ()
         if plan is not None:
             if objective is not None:

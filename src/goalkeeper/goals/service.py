@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +25,6 @@ from goalkeeper.errors import ConfigError, WorkspaceError
 from goalkeeper.events import GoalBranchEvent
 from goalkeeper.goals import control, views
 from goalkeeper.goals.control import ControlResult
-from goalkeeper.sandbox.rules import command_prefix
 from goalkeeper.spec.contract import Contract
 from goalkeeper.spec.settings import GoalSettings
 from goalkeeper.store import Goal, Store, lease_is_live
@@ -70,15 +70,68 @@ def workspace_of(cwd: Path) -> Path:
         raise WorkspaceError(f"workspace does not exist: {path}", "pass --cwd with an existing directory")
     if not path.is_dir():
         raise WorkspaceError(f"workspace is not a directory: {path}", "pass --cwd with a directory, not a file")
+    here = path.resolve()
+    found = _top_or_here(here)
+    if found is not None:
+        return found
     try:
-        return toplevel(path.resolve())
+        return toplevel(here)
     except WorkspaceError:
-        return path.resolve()  # not a repository: the preflight says so when a goal is set
+        return here  # not a repository: the preflight says so when a goal is set
 
 
 def repository_of(path: Path) -> Path:
     """The git top-level of `path`, or a WorkspaceError when it is not inside a repository."""
     return toplevel(path.expanduser().resolve())
+
+
+def _top_or_here(here: Path) -> Path | None:
+    """What `git rev-parse --show-toplevel` finds from the real path `here`, read from the file system: the
+    first folder up with a `.git` (a folder, or a `gitdir:` file) that is a plain repository we own, or `here`
+    when no folder up has one (not a repository). None for anything else (a bare repository, inside a `.git`,
+    another file system, another owner, a config that moves the work tree): git itself decides those. Every
+    read command asks, and two git processes cost more than the rest of `gk status`. run_git drops GIT_DIR,
+    GIT_WORK_TREE and the ceiling variables, so git's answer never depends on them either."""
+    try:
+        device = here.stat().st_dev
+        for folder in (here, *here.parents):
+            if os.path.lexists(folder / ".git"):
+                return folder if _plain_git_dir(folder / ".git") else None
+            if _is_git_dir(folder) or folder.stat().st_dev != device:
+                return None
+    except OSError:  # unreadable: git says what is wrong
+        return None
+    return here
+
+
+def _plain_git_dir(dot_git: Path) -> bool:
+    """Whether `dot_git` (a repository's `.git` folder, or a worktree's `gitdir:` file) is one git uses as it
+    is: ours, with HEAD, objects and refs, and no config that makes it bare, moves the work tree or includes."""
+    git_dir = dot_git
+    if dot_git.is_file() and not dot_git.is_symlink():
+        pointer = dot_git.read_text(encoding="utf-8", errors="replace").strip()
+        if not pointer.startswith("gitdir: "):
+            return False
+        git_dir = dot_git.parent / pointer.removeprefix("gitdir: ")
+    elif not dot_git.is_dir() or dot_git.is_symlink():
+        return False
+    common = git_dir / (git_dir / "commondir").read_text().strip() if (git_dir / "commondir").is_file() else git_dir
+    configs = [common / "config", git_dir / "config.worktree"]
+    return (_is_git_dir(git_dir, common) and all(folder.stat().st_uid == os.geteuid()
+                                                 for folder in (dot_git.parent, dot_git, git_dir, common))
+            and not any(_MOVES_WORK_TREE.search(config.read_text(errors="replace"))
+                        for config in configs if config.is_file()))
+
+
+def _is_git_dir(folder: Path, common: Path | None = None) -> bool:
+    """git's own test of a repository folder: HEAD, and objects and refs (in the common folder of a worktree)."""
+    common = common or folder
+    return (folder / "HEAD").is_file() and (common / "objects").is_dir() and (common / "refs").is_dir()
+
+
+#: Config that makes git's answer differ from "the folder holding .git": core.bare, core.worktree, includes.
+_MOVES_WORK_TREE = re.compile(r"^\s*(bare\b(?!\s*=\s*(false|no|off|0)\s*$)|worktree\s*=|\[\s*include)",
+                              re.IGNORECASE | re.MULTILINE)
 
 
 def commit_all(top: Path, message: str) -> None:
@@ -91,6 +144,8 @@ def commit_all(top: Path, message: str) -> None:
 
 def approval_prefix(command: str) -> str:
     """What an approval "for the rest of the goal" remembers for `command`: the prefix the registry allows."""
+    from goalkeeper.sandbox.rules import command_prefix  # the shell parser: only an approval needs it
+
     return command_prefix(command)
 
 
