@@ -16,12 +16,14 @@ import os
 import re
 import shlex
 import shutil
+import stat
 import subprocess
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from goalkeeper.sandbox.bwrap import require_sandbox, sandbox_argv
 from goalkeeper.sandbox.limits import process_limit
@@ -342,35 +344,43 @@ def _seen_at(sandbox: SandboxPolicy | None, cwd: Path) -> Path:
 FOLLOW_POLL_S = 0.02
 
 
-def follow(log: Path, ended: threading.Event) -> Iterator[str]:
-    """The lines of `log` as strace writes them, until `ended` is set and everything written is read; none
-    when the log never appeared. Bytes are split into lines before decoding: a read may end mid-character."""
-    handle = None
+def open_log(log: Path, ended: threading.Event) -> BinaryIO | None:
+    """`log` opened for reading once strace has made it, or None: it never appeared before `ended`, or it is
+    not a regular file. The traced command can write to the log's folder, so it is never opened through a
+    link, and never in a way that blocks (a FIFO put in its place)."""
+    while True:
+        finished = ended.is_set()  # taken before the look: a log made before the end is found
+        try:
+            fd = os.open(log, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except FileNotFoundError:
+            if finished:
+                return None
+            ended.wait(FOLLOW_POLL_S)
+            continue
+        except OSError:  # a link (ELOOP), or not ours to read
+            return None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            return None
+        return os.fdopen(fd, "rb")  # reads of a regular file never block, O_NONBLOCK or not
+
+
+def follow(log: BinaryIO, ended: threading.Event) -> Iterator[str]:
+    """The lines of an open log as strace writes them, until `ended` is set and everything written is read.
+    Bytes are split into lines before decoding: a read may end mid-character."""
     pending = b""
-    try:
-        while True:
-            finished = ended.is_set()  # taken before the read: what was written before the end is read
-            if handle is None:
-                try:
-                    handle = open(log, "rb")  # noqa: SIM115 (closed below, after the last read)
-                except FileNotFoundError:
-                    if finished:
-                        return
-                    ended.wait(FOLLOW_POLL_S)
-                    continue
-            chunk = handle.read()
-            if chunk:
-                *lines, pending = (pending + chunk).split(b"\n")
-                yield from (line.decode("utf-8", "surrogateescape") + "\n" for line in lines)
-            elif finished:
-                if pending:
-                    yield pending.decode("utf-8", "surrogateescape")
-                return
-            else:
-                ended.wait(FOLLOW_POLL_S)
-    finally:
-        if handle is not None:
-            handle.close()
+    while True:
+        finished = ended.is_set()  # taken before the read: what was written before the end is read
+        chunk = log.read()
+        if chunk:
+            *lines, pending = (pending + chunk).split(b"\n")
+            yield from (line.decode("utf-8", "surrogateescape") + "\n" for line in lines)
+        elif finished:
+            if pending:
+                yield pending.decode("utf-8", "surrogateescape")
+            return
+        else:
+            ended.wait(FOLLOW_POLL_S)
 
 
 class Tracer:
@@ -382,7 +392,8 @@ class Tracer:
         self.logs: list[tuple[Path, str]] = []
         """(log, the command) for each run."""
         self.parsed: dict[Path, Accesses] = {}
-        """The accesses read from each log that strace wrote (a log that never appeared has none)."""
+        """The accesses read from each log strace wrote (none for a log that never appeared or was replaced
+        by something other than a file before it was opened)."""
 
     async def run(self, sandbox: SandboxPolicy | None, command: str, cwd: Path, timeout_s: float,
                   env: dict[str, str] | None = None) -> CommandResult:
@@ -408,9 +419,10 @@ class Tracer:
 
     def _parse(self, log: Path, cwd: Path, ended: threading.Event) -> None:
         """Read `log` while strace writes it (in a worker thread), keeping what it shows if it appeared."""
-        accesses = read_trace(follow(log, ended), cwd)
-        if log.is_file():
-            self.parsed[log] = accesses
+        opened = open_log(log, ended)
+        if opened is not None:
+            with opened:
+                self.parsed[log] = read_trace(follow(opened, ended), cwd)
 
     async def _sandboxed(self, policy: SandboxPolicy, wrapped: str, cwd: Path, timeout_s: float,
                          env: dict[str, str] | None) -> CommandResult:
