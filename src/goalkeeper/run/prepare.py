@@ -1,6 +1,7 @@
 """Everything a run does before its first turn: the sandbox said out loud, the goal branch, the baseline
 mirror, the pinned verification surface, config.toml at the goal's base, and the baseline check run, which
-also answers the lint gate's run questions for a goal set to run at once (`lint_at_baseline`).
+also answers the lint gate's run questions for a goal set to run at once (`lint_at_baseline`). The model's
+SDK loads while the baseline's checks run (`_build_model`), off the path to the first request.
 
 Each step is done once per goal and found again (from the replayed facts) on later runs.
 """
