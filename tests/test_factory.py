@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from chat_server import ChatServer, Completion
 from goalkeeper.config.resolve import scripted_settings
+from goalkeeper.errors import ConfigError
 from goalkeeper.models.anthropic_messages import AnthropicModel
 from goalkeeper.models.base import Message, ModelRequest
-from goalkeeper.models.factory import build_model, local_server_for
+from goalkeeper.models.factory import BuildingModel, build_model, local_server_for, open_model
 from goalkeeper.models.openai_chat import OpenAIChatModel
 from goalkeeper.models.openai_responses import OpenAIResponsesModel
 from goalkeeper.models.scripted import ScriptedModel
@@ -42,3 +45,32 @@ def test_remote_providers_start_no_local_server() -> None:
     settings = ModelSettings(provider="openai", wire_api="responses", model="gpt-5-mini", base_url="https://x/v1")
     assert local_server_for(settings) is None
     assert local_server_for(settings.model_copy(update={"provider": "local"})) is None  # a base URL of its own
+
+
+def test_a_remote_model_is_built_when_started_and_answers_as_built(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings = ModelSettings(provider="team", wire_api="chat", model="m")
+
+    async def drive(base_url: str) -> tuple[bool, str, str]:
+        async with open_model(settings.model_copy(update={"base_url": base_url}), build_now=False) as model:
+            assert isinstance(model, BuildingModel) and model.name == "m"
+            unstarted = model._built is None  # nothing loads until the caller (or a request) starts it
+            model.start()
+            model.start()  # once
+            answer = await model.complete(ModelRequest((Message("system", "s"), Message("user", "u"))))
+            return unstarted, answer.content, model.name
+
+    with ChatServer([Completion(text="ok")]) as server:
+        assert asyncio.run(drive(server.base_url)) == (True, "ok", "m")
+        assert len(server.requests) == 1
+
+
+def test_a_scripted_model_is_built_at_once(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    async def open_script(path: str) -> str:
+        async with open_model(scripted_settings(path), build_now=False) as model:
+            return type(model).__name__
+
+    script = tmp_path / "s.json"
+    script.write_text('{"steps": [{"text": "hi"}]}')
+    assert asyncio.run(open_script(str(script))) == "ScriptedModel"
+    with pytest.raises(ConfigError, match="script file not found"):  # a bad script is an error at open
+        asyncio.run(open_script(str(tmp_path / "s2.json")))

@@ -13,6 +13,8 @@ import shlex
 import shutil
 import sys
 import tarfile
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -24,7 +26,16 @@ from goalkeeper.store import Store
 from goalkeeper.verify.checks import run_checks
 from goalkeeper.verify.observed import Surface, observed_surface, summary_lines, surface_from_pins, surface_summary
 from goalkeeper.verify.pins import Pins, pin_verification_surface
-from goalkeeper.verify.trace import Tracer, calls, read_trace, split_args, tracer_problem, unescape
+from goalkeeper.verify.trace import (
+    Tracer,
+    calls,
+    follow,
+    open_log,
+    read_trace,
+    split_args,
+    tracer_problem,
+    unescape,
+)
 from helpers import git
 from scenario import HONEST_FIX, TESTS, events, gk, new_goal, run, sample_repo, scripted, write_script
 
@@ -76,6 +87,41 @@ def test_relative_paths_follow_chdir_fchdir_and_fork() -> None:
     assert found.stat == {"/w/other/data.csv"}
     assert found.listed == {"/w/listed"}
     assert found.written == {"/w/out.log"}
+
+
+# ---------------------------------------------------------------- a log read while strace writes it
+
+
+def test_a_log_is_followed_as_it_grows_split_mid_line_and_mid_character(tmp_path: Path) -> None:
+    log, ended = tmp_path / "0.trace", threading.Event()
+    log.write_bytes(b"1 openat(AT_FDCWD, \"caf\xc3")
+    opened = open_log(log, ended)
+    assert opened is not None
+    with opened:
+        lines = follow(opened, ended)
+
+        def write_rest() -> None:
+            time.sleep(0.1)
+            with log.open("ab") as more:
+                more.write(b"\xa9\") = 3\n2 exit_group(0) = ?")
+            ended.set()
+
+        writer = threading.Thread(target=write_rest)
+        writer.start()
+        assert list(lines) == ['1 openat(AT_FDCWD, "caf\u00e9") = 3\n', "2 exit_group(0) = ?"]
+        writer.join()
+
+
+def test_a_log_replaced_by_a_fifo_or_a_link_is_not_read_and_nothing_waits(tmp_path: Path) -> None:
+    ended = threading.Event()
+    ended.set()
+    fifo, link = tmp_path / "0.trace", tmp_path / "1.trace"
+    os.mkfifo(fifo)  # opened for reading the usual way, it would wait for a writer forever
+    (tmp_path / "elsewhere").write_text("1 openat(AT_FDCWD, \"/etc/passwd\") = 3\n")
+    link.symlink_to(tmp_path / "elsewhere")
+    assert open_log(fifo, ended) is None
+    assert open_log(link, ended) is None
+    assert open_log(tmp_path / "never.trace", ended) is None  # strace never started
 
 
 # ---------------------------------------------------------------- traced for real, in the sandbox

@@ -135,6 +135,30 @@ def test_start_goal_refuses_a_dirty_tree_without_allow_dirty(git_repo: Path) -> 
     assert current_branch(git_repo) == "main"
 
 
+def start_merge(repo: Path, side: str) -> None:
+    """Leave a merge of a new branch `side` half done in `repo` (MERGE_HEAD written, nothing committed)."""
+    git(repo, "checkout", "-q", "-b", side)
+    write(repo, f"{side}.txt", "side\n")
+    git(repo, "add", f"{side}.txt")
+    git(repo, "commit", "-qm", side)
+    git(repo, "checkout", "-q", "-")
+    git(repo, "merge", "-q", "--no-commit", "--no-ff", side)
+
+
+def test_start_goal_refuses_a_merge_in_progress_in_a_plain_and_a_linked_worktree(git_repo: Path,
+                                                                                  tmp_path: Path) -> None:
+    linked = tmp_path / "linked"
+    git(git_repo, "worktree", "add", "-q", "-b", "other", str(linked))
+    start_merge(linked, "side-a")  # the linked worktree's marker lives in its own git dir, not the main .git
+    with pytest.raises(WorkspaceError, match="a git merge is in progress"):
+        start_goal(linked, GOAL_ID, "x", allow_dirty=True)
+    start_goal(git_repo, GOAL_ID, "x", allow_dirty=False)  # the main worktree has none
+    git(git_repo, "checkout", "-q", "main")
+    start_merge(git_repo, "side-b")
+    with pytest.raises(WorkspaceError, match="a git merge is in progress"):
+        start_goal(git_repo, "goal_9f9f9f9f9f9f", "y", allow_dirty=True)
+
+
 def test_allow_dirty_snapshot_lands_on_the_goal_branch_only(git_repo: Path) -> None:
     main_tip = git(git_repo, "rev-parse", "main")
     write(git_repo, "README.md", "edited\n")

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from goalkeeper.models.base import Model
+from goalkeeper.models.base import Model, ModelRequest, ModelResponse
 from goalkeeper.spec.settings import ModelSettings
 
 if TYPE_CHECKING:
@@ -65,16 +65,53 @@ def local_server_for(settings: ModelSettings) -> LocalServer | None:
     return LocalServer()
 
 
+class BuildingModel:
+    """A provider's model built in a worker thread: its SDK takes most of a second to import, and what the
+    caller does before its first request need not wait for it (a goal's baseline starts the build when its
+    checks start, so the import does not compete for the interpreter with the git work before them). The
+    first request starts the build if nothing did, waits for it and raises what it raised. Its name is the
+    settings' (the name a provider sends)."""
+
+    def __init__(self, settings: ModelSettings) -> None:
+        self.name = settings.model
+        self._settings = settings
+        self._built: asyncio.Future[Model] | None = None
+
+    def start(self) -> None:
+        """Start the build now, unless it started already (from a running event loop)."""
+        if self._built is None:
+            self._built = asyncio.ensure_future(asyncio.to_thread(build_model, self._settings))
+
+    async def complete(self, request: ModelRequest) -> ModelResponse:
+        self.start()
+        assert self._built is not None  # start() made it
+        return await (await self._built).complete(request)
+
+    async def aclose(self) -> None:
+        if self._built is None:
+            return
+        try:
+            built = await self._built  # a thread cannot be stopped: a build under way finishes first
+        except Exception:  # a build that failed opened nothing, and a request raised its error
+            return
+        await built.aclose()
+
+
 @contextlib.asynccontextmanager
-async def open_model(settings: ModelSettings) -> AsyncIterator[Model]:
+async def open_model(settings: ModelSettings, *, build_now: bool = True) -> AsyncIterator[Model]:
     """The model `settings` name, its endpoint reachable while the block runs (the bundled local server is
-    started and stopped off the event loop: it takes seconds), and its connections closed at the end."""
+    started and stopped off the event loop: it takes seconds), and its connections closed at the end.
+    A remote provider's model is a `BuildingModel`, its build started now, or with `build_now=False` by the
+    caller's `start()` (or its first request)."""
     server = local_server_for(settings)
     if server is not None:
         await asyncio.to_thread(server.start)
     try:
         if server is None:
-            built = build_model(settings)
+            # The scripted model is built at once: it loads no SDK, and a bad script is an error here.
+            built = build_model(settings) if settings.wire_api == "scripted" else BuildingModel(settings)
+            if build_now and isinstance(built, BuildingModel):
+                built.start()
         else:
             # llama.cpp's streamed answers carry no usage (the goal would be charged nothing) and a streamed
             # tool call in "auto" mode fails with HTTP 500: the local model never streams.

@@ -37,8 +37,9 @@ async def drive_goal(store: Store, goal: Goal, workspace: Path, model: ModelSett
     """`run_goal` inside a running event loop; the hooks are the Runner's (runner.py)."""
     goal, chosen = settle_model(store, goal, workspace, model)
     # [[notify]] webhooks watch the committed events; at the end they get a bounded wait (notify.py).
+    # The model's SDK loads while the baseline's checks run (prepare.baseline starts its build).
     async with notifying(store, workspace, on_event, config_commit(store, goal)) as watched, \
-            open_model(chosen) as built:
+            open_model(chosen, build_now=False) as built:
         runner = Runner(store, goal, built, workspace, watched, on_text=on_text, approver=approver,
                         handle_signals=handle_signals)
         return await runner.run()

@@ -21,8 +21,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
-
 import goalkeeper
 from goalkeeper.config.load import load_config
 from goalkeeper.config.schema import NotifyTarget
@@ -223,6 +221,8 @@ class Notifier:
             if self._closed:
                 return
             notice = notice_of(self._open(), record, self.server_url)
+        import httpx  # only a delivery needs it: every run imports this module, few have [[notify]] targets
+
         with httpx.Client(timeout=target.timeout_s) as client:
             for attempt in range(1, target.max_attempts + 1):
                 body, headers = request_of(target, notice)

@@ -1,6 +1,7 @@
 """Everything a run does before its first turn: the sandbox said out loud, the goal branch, the baseline
 mirror, the pinned verification surface, config.toml at the goal's base, and the baseline check run, which
-also answers the lint gate's run questions for a goal set to run at once (`lint_at_baseline`).
+also answers the lint gate's run questions for a goal set to run at once (`lint_at_baseline`). The model's
+SDK loads while the baseline's checks run (`_build_model`), off the path to the first request.
 
 Each step is done once per goal and found again (from the replayed facts) on later runs.
 """
@@ -19,6 +20,7 @@ from goalkeeper.core.decide import decide, with_baseline
 from goalkeeper.core.outcomes import CheckResult, Decision, GoalCleared, Wait
 from goalkeeper.errors import ContractError, WorkspaceError
 from goalkeeper.events import BaselineEvent, Evidence, SandboxEvent, VerificationPinsEvent, VerificationSurfaceEvent
+from goalkeeper.models.factory import BuildingModel
 from goalkeeper.run.goal_run import GoalRun, key_env
 from goalkeeper.sandbox import limits as process_limits
 from goalkeeper.sandbox.bwrap import require_sandbox
@@ -38,14 +40,23 @@ async def prepare(run: GoalRun) -> None:
     # Said out loud on every run: how the commands are confined, including what could not be bounded.
     limit = process_limits.describe() if run.sandbox.mode != "danger-full-access" else "unconfined"
     run.record([SandboxEvent(mode=run.sandbox.mode, network=run.sandbox.network, processes=limit)])
-    await _open_branch(run)
-    await _keep_baseline(run)
-    await _pin_surface(run)
-    config = _configure(run)
-    run.tools = run.tools.with_approvals(rules=config.rules, approval_policy=config.approval_policy,
-                                         goal_branch=run.facts.branch.name if run.facts.branch else None)
-    if run.facts.keep_green is None:
-        await baseline(run)
+    # The baseline's tracer self-test depends only on the sandbox's mode: it runs while the branch and the
+    # mirror are made.
+    probe = asyncio.ensure_future(asyncio.to_thread(tracer_problem, run.sandbox)) \
+        if run.facts.keep_green is None else None
+    try:
+        await _open_branch(run)
+        await _keep_baseline(run)
+        await _pin_surface(run)
+        config = _configure(run)
+        run.tools = run.tools.with_approvals(rules=config.rules, approval_policy=config.approval_policy,
+                                             goal_branch=run.facts.branch.name if run.facts.branch else None)
+        if probe is not None:
+            await baseline(run, await probe)
+        _build_model(run)  # a resumed goal's: its first request comes next
+    finally:
+        if probe is not None:
+            probe.cancel()  # the run failed before its baseline: nobody waits for the self-test
 
 
 def _configure(run: GoalRun) -> Config:
@@ -56,6 +67,13 @@ def _configure(run: GoalRun) -> Config:
     run.sandbox = replace(run.sandbox, secrets=config.secrets, secret_env=config.secret_env)
     run.env = config.command_env(os.environ, key_env(run.settings))
     return config
+
+
+def _build_model(run: GoalRun) -> None:
+    """Start building the run's model (`BuildingModel`) unless it started: not earlier, since the import
+    would compete for the interpreter with the git work that has to finish before the baseline."""
+    if isinstance(run.model, BuildingModel):
+        run.model.start()
 
 
 async def _open_branch(run: GoalRun) -> None:
@@ -90,15 +108,18 @@ async def _pin_surface(run: GoalRun) -> None:
         run.sandbox = replace(run.sandbox, protect=(*run.sandbox.protect, *sorted(run.facts.pins.paths)))
 
 
-async def baseline(run: GoalRun) -> None:
-    """Run every check and keep_green command once before the first turn, under the tracer when it works
-    here (that one run is also the observation of the verification surface); red constraints are dropped."""
-    problem = await asyncio.to_thread(tracer_problem, run.sandbox)
+async def baseline(run: GoalRun, problem: str | None) -> None:
+    """Run every check and keep_green command once before the first turn, under the tracer unless `problem`
+    says why it cannot work here (that one run is also the observation of the verification surface); red
+    constraints are dropped."""
     tracer = Tracer() if problem is None else None
+    _build_model(run)  # its SDK loads while the checks run, off the path to the first request
     try:
         evidence = await run_checks(run.contract, run.workspace, sandbox=run.sandbox, env=run.env, tracer=tracer)
-        surface = await asyncio.to_thread(traced_surface, tracer, problem, run.workspace,
-                                          run.facts.pins or Pins((), ()))
+        # Both only read the tree the checks left: the trace's parse and the tree's hash run side by side.
+        surface, tree = await asyncio.gather(
+            asyncio.to_thread(traced_surface, tracer, problem, run.workspace, run.facts.pins or Pins((), ())),
+            run.tree_hash())
     finally:
         if tracer is not None:
             tracer.close()
@@ -110,7 +131,6 @@ async def baseline(run: GoalRun) -> None:
                             "fix its `run` command (or install the tool), then `gk goal ... --replace`")
     active = [e.name for e in evidence if not e.is_check and e.passed]
     dropped = [e.name for e in evidence if not e.is_check and not e.passed]
-    tree = await run.tree_hash()
     state = with_baseline(run.state, results(evidence, run.contract), tree)
     kept = BaselineEvent(evidence=evidence, keep_green_active=active, keep_green_dropped=dropped, tree_hash=tree)
     observed = VerificationSurfaceEvent(surface=surface.to_json(), summary=surface_summary(surface))

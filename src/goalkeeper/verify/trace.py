@@ -16,11 +16,14 @@ import os
 import re
 import shlex
 import shutil
+import stat
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from goalkeeper.sandbox.bwrap import require_sandbox, sandbox_argv
 from goalkeeper.sandbox.limits import process_limit
@@ -337,13 +340,60 @@ def _seen_at(sandbox: SandboxPolicy | None, cwd: Path) -> Path:
     return bound_at / cwd.relative_to(sandbox.workspace)
 
 
+#: How often a log being followed is looked at again for new lines.
+FOLLOW_POLL_S = 0.02
+
+
+def open_log(log: Path, ended: threading.Event) -> BinaryIO | None:
+    """`log` opened for reading once strace has made it, or None: it never appeared before `ended`, or it is
+    not a regular file. The traced command can write to the log's folder, so it is never opened through a
+    link, and never in a way that blocks (a FIFO put in its place)."""
+    while True:
+        finished = ended.is_set()  # taken before the look: a log made before the end is found
+        try:
+            fd = os.open(log, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except FileNotFoundError:
+            if finished:
+                return None
+            ended.wait(FOLLOW_POLL_S)
+            continue
+        except OSError:  # a link (ELOOP), or not ours to read
+            return None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            return None
+        return os.fdopen(fd, "rb")  # reads of a regular file never block, O_NONBLOCK or not
+
+
+def follow(log: BinaryIO, ended: threading.Event) -> Iterator[str]:
+    """The lines of an open log as strace writes them, until `ended` is set and everything written is read.
+    Bytes are split into lines before decoding: a read may end mid-character."""
+    pending = b""
+    while True:
+        finished = ended.is_set()  # taken before the read: what was written before the end is read
+        chunk = log.read()
+        if chunk:
+            *lines, pending = (pending + chunk).split(b"\n")
+            yield from (line.decode("utf-8", "surrogateescape") + "\n" for line in lines)
+        elif finished:
+            if pending:
+                yield pending.decode("utf-8", "surrogateescape")
+            return
+        else:
+            ended.wait(FOLLOW_POLL_S)
+
+
 class Tracer:
-    """Runs commands under strace and keeps their logs in a private folder until `close`."""
+    """Runs commands under strace and keeps their logs in a private folder until `close`. Each log is
+    parsed in a worker thread while its command runs, so the accesses are ready when the command ends."""
 
     def __init__(self) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="goalkeeper-trace-"))
-        self.logs: list[tuple[Path, Path, str]] = []
-        """(log, the directory the command started in, the command) for each run."""
+        self.logs: list[tuple[Path, str]] = []
+        """(log, the command) for each run."""
+        self.parsed: dict[Path, Accesses] = {}
+        """The accesses read from each log strace wrote (none for a log that never appeared or was replaced
+        by something other than a file before it was opened)."""
 
     async def run(self, sandbox: SandboxPolicy | None, command: str, cwd: Path, timeout_s: float,
                   env: dict[str, str] | None = None) -> CommandResult:
@@ -352,14 +402,27 @@ class Tracer:
         number = len(self.logs)
         inner, log = self.folder / f"{number}.sh", self.folder / f"{number}.trace"
         inner.write_bytes(command.encode("utf-8", "surrogateescape"))
-        self.logs.append((log, _seen_at(sandbox, cwd), command))
+        self.logs.append((log, command))
         # exec: strace takes the shell's place, so the exit code and the process group are the command's.
         wrapped = "exec " + shlex.join([strace, *STRACE_OPTIONS, "-o", str(log), "--", BASH, str(inner)])
-        if sandbox is None or sandbox.mode == "danger-full-access":
-            result = await run_command(wrapped, cwd, timeout_s, env=env)
-        else:
-            result = await self._sandboxed(sandbox, wrapped, cwd, timeout_s, env)
+        ended = threading.Event()
+        parsing = asyncio.ensure_future(asyncio.to_thread(self._parse, log, _seen_at(sandbox, cwd), ended))
+        try:
+            if sandbox is None or sandbox.mode == "danger-full-access":
+                result = await run_command(wrapped, cwd, timeout_s, env=env)
+            else:
+                result = await self._sandboxed(sandbox, wrapped, cwd, timeout_s, env)
+        finally:
+            ended.set()  # strace has exited (or never started): the rest of its log is all there is
+        await parsing
         return dataclasses.replace(result, command=command)
+
+    def _parse(self, log: Path, cwd: Path, ended: threading.Event) -> None:
+        """Read `log` while strace writes it (in a worker thread), keeping what it shows if it appeared."""
+        opened = open_log(log, ended)
+        if opened is not None:
+            with opened:
+                self.parsed[log] = read_trace(follow(opened, ended), cwd)
 
     async def _sandboxed(self, policy: SandboxPolicy, wrapped: str, cwd: Path, timeout_s: float,
                          env: dict[str, str] | None) -> CommandResult:
@@ -378,12 +441,11 @@ class Tracer:
     def accesses(self) -> tuple[Accesses, list[str]]:
         """Every run's accesses merged, and the commands whose log is missing (strace never started)."""
         merged, lost = Accesses(), []
-        for log, cwd, command in self.logs:
-            if not log.is_file():
+        for log, command in self.logs:
+            if log in self.parsed:
+                merged.merge(self.parsed[log])
+            else:
                 lost.append(command)
-                continue
-            with open(log, encoding="utf-8", errors="surrogateescape") as lines:
-                merged.merge(read_trace(lines, cwd))
         return merged, lost
 
     def close(self) -> None:

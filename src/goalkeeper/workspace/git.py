@@ -576,10 +576,12 @@ def _lock_holder(locks: list[Path], places: tuple[Path, ...]) -> str | None:
 
 def _refuse_operation_in_progress(top: Path) -> None:
     """A half-done merge, rebase or cherry-pick is the user's to finish: a goal never starts in the middle of one."""
+    # Each marker is a file of the worktree's own git dir (what `git rev-parse --git-path` names): one look
+    # at the git dir, not a git process per marker.
+    git_dir, _ = git_dirs(top)
     for marker, operation in (("MERGE_HEAD", "merge"), ("rebase-merge", "rebase"), ("rebase-apply", "rebase"),
                               ("CHERRY_PICK_HEAD", "cherry-pick"), ("REVERT_HEAD", "revert")):
-        path = Path(git(top, "rev-parse", "--git-path", marker).strip())
-        if (top / path).exists():
+        if (git_dir / marker).exists():
             raise WorkspaceError(f"a git {operation} is in progress in {top}",
                                  hint=f"finish or abort it (git {operation} --continue / --abort) first")
 
