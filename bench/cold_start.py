@@ -9,20 +9,24 @@ as installing the package does.
 `gk serve` is started on a free port, asked for GET /threads once it answers, and its VmRSS read from /proc;
 a bare FastAPI app under uvicorn is measured the same way for reference.
 
-    .venv/bin/python bench/cold_start.py [--runs 10] [--store HOME] [--cwd WORKSPACE] [--src SRC ...]
+    .venv/bin/python bench/cold_start.py [--runs 10] [--store HOME] [--cwd WORKSPACE] [--src SRC ...] [--importtime]
 
 --store is a GOALKEEPER_HOME (its state.db), for example one bench/store_scale.py built; by default a temp
 home gets one goal, run to `achieved` by `gk demo --replay`. --cwd is the workspace whose goal the commands
 show (default: the newest thread's). Each --src is a source tree to put first on PYTHONPATH (say the `src` of
 an older checkout and of this one); by default the goalkeeper this interpreter imports.
+--importtime also runs each command under `python -X importtime` three times per tree and prints the sum of
+each module's smallest self time, by package: a figure that moves less with the machine's load than a wall time.
 It prints figures and asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
+import re
 import resource
 import signal
 import socket
@@ -43,6 +47,10 @@ COMMANDS: tuple[tuple[str, ...], ...] = (("--help",), ("status",), ("goal",), ("
 BARE_FASTAPI = ("import sys, fastapi, uvicorn; app = fastapi.FastAPI(); app.get('/threads')(lambda: []); "
                 "uvicorn.run(app, host='127.0.0.1', port=int(sys.argv[1]), log_level='warning')")
 SERVE_WAIT_S = 30.0
+IMPORT_GROUPS = {"pydantic": ("pydantic", "pydantic_core", "annotated_types", "typing_inspection"),
+                 "typer": ("typer",), "rich": ("rich",), "goalkeeper": ("goalkeeper",)}
+"""The packages the import sums are split by; the rest (the standard library, mostly) is "other"."""
+IMPORTTIME = re.compile(r"import time:\s+(\d+) \|\s+\d+ \|\s+(\S+)")
 TIME = "/usr/bin/time" if Path("/usr/bin/time").is_file() else None
 """GNU time, for each command's own peak RSS."""
 
@@ -186,6 +194,32 @@ def run_rounds(runs: int, trees: list[str | None], home: Path, workspace: str,
     return samples
 
 
+def import_sums(argv: list[str], env: dict[str, str], repeats: int = 3) -> dict[str, float]:
+    """`argv` under `-X importtime`, `repeats` times: each module's smallest self time (ms), summed by group."""
+    best: dict[str, int] = {}
+    for _ in range(repeats):
+        done = subprocess.run([argv[0], "-X", "importtime", *argv[1:]], env=env, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=True)
+        for module, micros in ((m[2], int(m[1])) for m in IMPORTTIME.finditer(done.stderr)):
+            best[module] = min(micros, best.get(module, micros))
+    sums: dict[str, float] = collections.defaultdict(float)
+    for module, micros in best.items():
+        top = module.split(".")[0]
+        group = next((name for name, tops in IMPORT_GROUPS.items() if top in tops), "other")
+        sums[group] += micros / 1000
+        sums["total"] += micros / 1000
+    return dict(sums)
+
+
+def print_import_sums(trees: list[str | None], home: Path, workspace: str) -> None:
+    groups = ["total", *IMPORT_GROUPS, "other"]
+    print(f"\n| source | command | import ms: {' / '.join(groups)} |\n|---|---|---|")
+    for command in COMMANDS:
+        for tree in trees:
+            sums = import_sums(command_argv(command, workspace), child_env(home, tree))
+            print(f"| {tree or '-'} | gk {' '.join(command)} | {' / '.join(f'{sums.get(g, 0):.0f}' for g in groups)} |")
+
+
 def print_table(samples: dict[tuple[str, str], Samples], trees: list[str | None]) -> None:
     print("| source | command | best ms | median ms | CPU ms (median) | × python | max RSS MiB |")
     print("|---|---|---|---|---|---|---|")
@@ -207,6 +241,7 @@ def main() -> None:
     parser.add_argument("--store", type=Path, help="a GOALKEEPER_HOME to read (default: a temp one, one goal)")
     parser.add_argument("--cwd", help="the workspace whose goal the commands show (default: the newest thread's)")
     parser.add_argument("--src", action="append", help="a source tree to measure (repeat to compare trees)")
+    parser.add_argument("--importtime", action="store_true", help="also print each command's import time sums")
     parser.add_argument("--no-serve", action="store_true", help="skip the `gk serve` memory figures")
     options = parser.parse_args()
     trees: list[str | None] = list(options.src) if options.src else [None]
@@ -216,6 +251,8 @@ def main() -> None:
         print(f"store {home}, workspace {workspace}, {options.runs} rounds, {os.cpu_count()} CPUs, "
               f"load average {os.getloadavg()[0]:.2f}")
         print_table(run_rounds(options.runs, trees, home, workspace, Path(scratch)), trees)
+        if options.importtime:
+            print_import_sums(trees, home, workspace)
         if options.no_serve:
             return
         print("\n| source | server | idle VmRSS MiB (after GET /threads) |\n|---|---|---|")

@@ -130,7 +130,7 @@ from, so commands are started from this small launcher, never from the bench pro
 
 IN_PROCESS = """
 import contextlib, io, json, sys, time
-from goalkeeper.cli.app import app
+from goalkeeper.cli.root import app
 started = time.monotonic()
 with contextlib.redirect_stdout(io.StringIO()):
     code = app(sys.argv[1:], standalone_mode=False)

@@ -22,8 +22,9 @@ import pytest
 import typer
 from typer.core import TyperGroup
 
-from goalkeeper.cli.app import app, commands
+from goalkeeper.cli.app import commands
 from goalkeeper.cli.lazy import Commands, lazy_group
+from goalkeeper.cli.root import COMMANDS, app
 from scenario import HONEST_FIX, TESTS, gk, sample_repo, write_script
 
 #: Libraries only a model call (the SDKs, their HTTP stacks, the tokenizers), `gk tui` or `gk serve` may load.
@@ -87,43 +88,54 @@ def test_read_only_commands_load_no_provider_sdk_tui_server_or_sandbox(command: 
     workspace, home = ran_goal
     args = command if "--help" in command or command == ["threads"] else [*command, "--cwd", str(workspace)]
     modules = loaded_modules(args, home, tmp_path / "modules.json")
-    assert "goalkeeper.cli.app" in modules  # the record is of the command that ran
+    assert "goalkeeper.cli.root" in modules  # the record is of the command that ran
+    # The listing needs none of the commands' imports; a command (or its own help) loads them.
+    assert ("goalkeeper.cli.app" in modules) == (command != ["--help"])
     heavy = sorted({name.split(".")[0] for name in modules}.intersection(HEAVY))
     assert not heavy, f"`gk {' '.join(command)}` loaded {heavy}"
     runtime = sorted(modules.intersection(NOT_TO_READ))
     assert not runtime, f"`gk {' '.join(command)}` loaded {runtime}"
 
 
-def test_help_lists_each_command_as_the_built_command_describes_itself() -> None:
-    """`gk --help` lists the commands from outlines (no parameters built); each says what the real one says."""
+def test_the_listing_table_holds_each_command_as_it_describes_itself() -> None:
+    """`gk --help` lists cli/root.py's COMMANDS without importing the commands: a row per registered command,
+    in registration order, with the first paragraph of the help typer takes from the command."""
     group = typer.main.get_command(app)
     assert isinstance(group, TyperGroup)
     listed = group.commands
     assert isinstance(listed, Commands)
-    names = list(listed)
-    assert names[:3] == ["tui", "goal", "run"] and "local" in names  # registration order, the sub-app included
-    for name in names:
+    built = {name: listed[name] for name in listed.registered()}
+    expected = {name: " ".join((command.help or "").split("\n\n")[0].split()) for name, command in built.items()
+                if not command.hidden}
+    rows = "\n".join(f"    {name!r}: {line!r}," for name, line in expected.items())
+    assert list(expected.items()) == list(COMMANDS.items()), (
+        "`gk --help` lists the commands from COMMANDS in src/goalkeeper/cli/root.py, which must name every "
+        "command registered with @commands.command() (or commands.add_typer), in the same order, with the first "
+        "paragraph of its docstring: add a row there for each new command (or change the row of one whose "
+        f"docstring changed). The table should read:\n{rows}")
+    assert list(expected)[:3] == ["tui", "goal", "run"] and "local" in expected  # the sub-app included
+    for name in expected:
         outline = listed.outline(name)
-        built = listed[name]
-        assert (outline.get_short_help_str(60), outline.hidden) == (built.get_short_help_str(60), built.hidden), name
-        assert built.params or name in ("threads", "local")  # the real command, with its options
+        for width in (30, 60, 200):
+            assert outline.get_short_help_str(width) == built[name].get_short_help_str(width), (name, width)
+        assert built[name].params or name in ("threads", "local")  # the real command, with its options
 
 
-def test_a_command_is_built_only_when_it_runs() -> None:
+def test_the_listing_loads_no_command() -> None:
     group = typer.main.get_command(app)
     assert isinstance(group, TyperGroup)
     listed = group.commands
     assert isinstance(listed, Commands)
     help_text = group.get_help(typer.Context(group, info_name="gk"))
     assert "status" in help_text and "threads" in help_text
-    assert [name for name in listed if listed.built(name)] == ["local"]  # the listing built none of the commands
+    assert not listed.loaded()  # the listing came from the table alone
     assert listed.get("status") is not None and listed.get("nosuch") is None
-    assert [name for name in listed if listed.built(name)] == ["status", "local"]
+    assert [name for name in listed if listed.built(name)] == ["status"]
 
 
 def test_a_command_registered_on_the_root_is_refused() -> None:
     """Commands go on the catalogue (`@commands.command()`): one on the root would be built on every call."""
-    root = typer.Typer(cls=lazy_group(commands))
+    root = typer.Typer(cls=lazy_group(lambda: commands, COMMANDS))
     root.callback()(lambda: None)
     root.command("extra")(lambda: None)
     with pytest.raises(TypeError, match="register commands on the catalogue"):

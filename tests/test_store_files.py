@@ -151,8 +151,8 @@ def test_a_read_only_store_or_folder_is_a_clear_error(read_only: str) -> None:
         else:
             home.chmod(0o555)
         # Everything is imported as root (the interpreter lives under /root), then the command runs as nobody.
-        as_nobody = ("import os, sys; import goalkeeper.cli.app as cli; os.setgid(65534); os.setuid(65534); "
-                     "sys.argv = ['gk', 'threads']; cli.main()")
+        as_nobody = ("import os, sys; import goalkeeper.cli.app, goalkeeper.cli.root as cli; "
+                     "os.setgid(65534); os.setuid(65534); sys.argv = ['gk', 'threads']; cli.main()")
         done = subprocess.run([sys.executable, "-c", as_nobody], capture_output=True, text=True, timeout=60,
                               env={**os.environ, "GOALKEEPER_HOME": str(home)})
         assert_clear_error(done, "read-only", "chmod")

@@ -1,6 +1,6 @@
 """`python -m goalkeeper` is the `gk` command."""
 
-from goalkeeper.cli.app import main
+from goalkeeper.cli.root import main
 
 if __name__ == "__main__":
     main()

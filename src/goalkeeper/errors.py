@@ -1,6 +1,6 @@
 """The one exception family. Every error says what happened and how to fix it.
 
-The CLI renders these in one place (cli/app.py); nothing else prints them.
+The CLI renders these in one place (cli/root.py); nothing else prints them.
 """
 
 from __future__ import annotations

@@ -18,14 +18,12 @@ import typer
 from rich.text import Text
 
 from goalkeeper.cli import console
-from goalkeeper.cli.lazy import lazy_group
 from goalkeeper.cli.options import ContractFlags, ModelFlags, with_options
-from goalkeeper.config import trust as trusted
+from goalkeeper.cli.root import ThreadOpt
 from goalkeeper.core.lifecycle import exit_code
-from goalkeeper.errors import ConfigError, GoalkeeperError, WorkspaceError
+from goalkeeper.errors import ConfigError, WorkspaceError
 from goalkeeper.events import payload_of
 from goalkeeper.goals import control, service
-from goalkeeper.goals.report import build_report, render_markdown, render_pr
 from goalkeeper.goals.views import goal_event_pages, summarize
 from goalkeeper.sessions import defaults
 from goalkeeper.spec.contract import Contract, parse_duration
@@ -40,30 +38,11 @@ if TYPE_CHECKING:
 
 commands = typer.Typer(pretty_exceptions_enable=False, rich_markup_mode=None)
 """Every `gk` command: register one with `@commands.command()` (a group with `commands.add_typer`). Only the
-command that runs is built (cli/lazy.py); `app` holds the root options and lists these."""
-
-app = typer.Typer(cls=lazy_group(commands), add_completion=False, pretty_exceptions_enable=False,
-                  rich_markup_mode=None, help="Run a coding agent toward a goal until the evidence says it is done.")
+command that runs is built (cli/lazy.py); `cli.root.app` holds the root options and lists these from its
+COMMANDS table, which needs a row for each command."""
 
 Cwd = Annotated[Path, typer.Option("--cwd", help="Workspace directory (default: the current one).")]
-ThreadOpt = Annotated[str | None, typer.Option("--thread", help="Thread id (default: the workspace's current).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
-
-
-@app.callback(invoke_without_command=True)
-def root(ctx: typer.Context,
-         cwd: Annotated[Path | None, typer.Option("--cwd", help="Workspace for the TUI (bare `gk` only).")] = None,
-         thread: ThreadOpt = None) -> None:
-    """Bare `gk` opens the TUI on a terminal; piped or scripted, it shows this help instead of waiting."""
-    if ctx.invoked_subcommand is not None:
-        if cwd is not None or thread is not None:
-            raise typer.BadParameter("before a command, --cwd and --thread are the TUI's; put them after "
-                                     f"the command: gk {ctx.invoked_subcommand} --cwd DIR")
-        return
-    if sys.stdin.isatty() and sys.stdout.isatty():
-        tui(cwd or Path("."), thread)
-    else:
-        typer.echo(ctx.get_help())
 
 
 @commands.command()
@@ -135,12 +114,14 @@ def _set(store: Store, workspace: Path, thread: str | None, contract: Contract, 
     """Set the goal after checking the repository and the check commands (a goal with none needs `unverified`);
     ask before replacing a goal; then lint it (errors refuse it unless `force`). The `[run]` knobs of
     config.toml (and the profile) are stored."""
+    from goalkeeper.contract.lint import GoalLintError  # the gate's refusal: only setting a goal meets it
+
     settings = GoalSettings(model=model, run=run_knobs, allow_dirty=allow_dirty)
     try:
         made = service.set_goal(store, workspace, contract, settings, lint=lint, force=force,
                                 unverified=unverified, replace=replace, thread_id=thread,
                                 confirm_replace=_confirm_replace)
-    except service.GoalLintError as refused:
+    except GoalLintError as refused:
         console.show_lint_gate(refused.report, forced=False)
         raise typer.Exit(1) from None
     console.show_lint_gate(made.lint, forced=force)
@@ -246,9 +227,11 @@ def exec_(
         # The checks run once before the first request: the baseline answers the gate's run questions.
         record = _set(store, workspace, thread, contract, chosen, run_knobs, replace, allow_dirty, force,
                       unverified, lint="baseline")
+        from goalkeeper.contract.lint import GoalLintError  # the baseline's refusal (run/prepare.py)
+
         try:
             return _drive(store, record, workspace, chosen, as_json)
-        except service.GoalLintError as refused:
+        except GoalLintError as refused:
             console.show_lint_gate(refused.report, forced=False)
             raise typer.Exit(1) from None
 
@@ -299,6 +282,8 @@ def report(cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = Fa
            goal_id: Annotated[str | None, typer.Option("--goal", help="A goal id (default: the thread's goal).")]
            = None) -> int:
     """The goal's report: Markdown, JSON (--json), or a pull-request description (--pr)."""
+    from goalkeeper.goals.report import build_report, render_markdown, render_pr  # only this command reports
+
     with service.open_store() as store:
         workspace = service.workspace_of(cwd)
         record = store.get_goal_by_id(goal_id) if goal_id else service.current_goal(store, workspace, thread)
@@ -567,6 +552,7 @@ def trust_(revoke: Annotated[bool, typer.Option("--revoke", help="Stop trusting 
     """Trust this repository's committed .goalkeeper/config.toml in full. Until then, the keys that could send
     data or keys elsewhere or loosen a limit (model_provider, [model_providers], [[notify]], server_url, a looser
     approval_policy, allow rules, [model_pricing], [sandbox]) are ignored."""
+    from goalkeeper.config import trust as trusted
     from goalkeeper.config.load import goalkeeper_home
 
     home = goalkeeper_home()
@@ -618,21 +604,3 @@ def local_serve(port: Annotated[int, typer.Option(help="Port to listen on.")] = 
 
     serve_forever(port, host)
     return 0
-
-
-def main() -> None:
-    """Entry point: run the command; render errors in one place; exit with the outcome's code."""
-    try:
-        code = app(standalone_mode=False)
-    except GoalkeeperError as error:
-        console.show_error(error)
-        sys.exit(error.exit_code)
-    except typer.TyperException as error:  # bad flags or arguments: a usage error
-        show = getattr(error, "show", None)
-        show() if callable(show) else console.err.print(f"error: {error}")
-        sys.exit(4)
-    except (typer.Abort, KeyboardInterrupt):
-        # Only reached before a runner started (a runner turns Ctrl-C into a clean pause).
-        console.err.print("interrupted; nothing was changed")
-        sys.exit(130)
-    sys.exit(code if isinstance(code, int) else 0)

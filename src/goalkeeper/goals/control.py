@@ -16,7 +16,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-from goalkeeper.core.decide import decide, outcome_of
 from goalkeeper.core.outcomes import (
     BudgetRaise,
     ControlRequest,
@@ -107,6 +106,8 @@ def set_goal(store: Store, workspace: Path, contract: Contract, settings: GoalSe
         raise GoalExistsError(
             f"this workspace already has a goal ({existing.goal_id}, {existing.state.status})",
             "confirm the replacement, pass --replace, or `gk goal clear` first")
+    from goalkeeper.core.decide import decide  # the transition table: a reader of the goal never needs it
+
     goal_id = new_id("goal")
     decision = decide(start_state(goal_id, contract, settings),
                       GoalSet(contract.outcome, contract.model_dump(mode="json")))
@@ -147,6 +148,8 @@ def _request(store: Store, goal: Goal, asked: ControlRequest, wait_s: float) -> 
 
 def apply_here(store: Store, goal: Goal, asked: ControlRequest, request_seq: int | None = None) -> ControlResult:
     """Apply a control request in this process (no live runner holds the goal)."""
+    from goalkeeper.core.decide import decide, outcome_of
+
     goal = store.get_goal_by_id(goal.goal_id)
     decision = decide(goal.state, outcome_of(asked))
     marker = [applied_marker(request_seq, decision, "user")] if request_seq else []
@@ -170,6 +173,8 @@ def commit_decision(store: Store, goal: Goal, decision: Decision, extra: Sequenc
 
 def clear_events(why: str | None = None, actor: Literal["user", "harness"] = "user") -> list[Event]:
     """The events that clear a goal (`decide` mints them), for `Store.delete_goal`."""
+    from goalkeeper.core.decide import decide
+
     return list(decide(GoalState(goal_id=""), GoalCleared(actor, why)).events)
 
 

@@ -16,10 +16,8 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from goalkeeper.contract.lint import GoalLintError as GoalLintError  # the gate's refusal, for the faces
-from goalkeeper.contract.lint import LintReport
 from goalkeeper.core.outcomes import BudgetRaise, ControlRequest
 from goalkeeper.errors import ConfigError, WorkspaceError
 from goalkeeper.events import GoalBranchEvent
@@ -32,6 +30,9 @@ from goalkeeper.store.db import private_directory
 from goalkeeper.workspace import checkpoints
 from goalkeeper.workspace.git import GoalBranch, commit_of, git, toplevel
 from goalkeeper.workspace.goal import branch_of
+
+if TYPE_CHECKING:
+    from goalkeeper.contract.lint import LintReport
 
 LintMode = Literal["run", "static", "baseline"]
 """The lint gate before a goal is set: `run` runs each check once (`gk goal`, the TUI); `static` only reads the
@@ -163,6 +164,7 @@ def set_goal(store: Store, workspace: Path, contract: Contract, settings: GoalSe
     """Set `contract` as the thread's goal: checkable (`check_settable`), then, for an existing goal, replaced
     only with `replace` or the face's `confirm_replace`, then linted (errors refuse it unless `force`; with
     `lint="baseline"` the run's errors end the goal at its baseline instead, run/prepare.py)."""
+    from goalkeeper.contract.lint import GoalLintError  # the static linter: a reader never needs it
     from goalkeeper.verify.lint import lint_goal  # it loads the checks and the sandbox: only a new goal needs it
 
     control.check_settable(workspace, contract, settings.allow_dirty, unverified)
