@@ -13,7 +13,7 @@ import math
 import os
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -22,7 +22,7 @@ from goalkeeper.contract.lint import LintReport
 from goalkeeper.core.outcomes import BudgetRaise, ControlRequest
 from goalkeeper.errors import ConfigError, WorkspaceError
 from goalkeeper.events import GoalBranchEvent
-from goalkeeper.goals import control, views
+from goalkeeper.goals import control, fleet, views
 from goalkeeper.goals.control import ControlResult
 from goalkeeper.sandbox.rules import command_prefix
 from goalkeeper.spec.contract import Contract
@@ -130,12 +130,12 @@ def current_goal(store: Store, workspace: Path, thread_id: str | None = None) ->
 
 def pause(store: Store, goal: Goal) -> ControlResult:
     """Pause: a running runner finishes its tool call and starts no new model request."""
-    return control.request(store, goal, ControlRequest("pause"))
+    return _woken(store, goal, control.request(store, goal, ControlRequest("pause")))
 
 
 def clear(store: Store, goal: Goal) -> ControlResult:
     """Clear: the thread has no goal afterwards (its history stays readable)."""
-    return control.request(store, goal, ControlRequest("clear"))
+    return _woken(store, goal, control.request(store, goal, ControlRequest("clear")))
 
 
 def resume(store: Store, goal: Goal, force: bool = False, raise_by: BudgetRaise | None = None,
@@ -143,7 +143,7 @@ def resume(store: Store, goal: Goal, force: bool = False, raise_by: BudgetRaise 
     """Resume (`force` re-opens an achieved or unmet goal), raising the budget first when asked; on a pursuing
     goal a raise is all that happens (`decide` says so)."""
     check_price(goal, raise_by)
-    return control.request(store, goal, ControlRequest("resume", raise_by, force), wait_s)
+    return _woken(store, goal, control.request(store, goal, ControlRequest("resume", raise_by, force), wait_s))
 
 
 def raise_budget(store: Store, goal: Goal, raise_by: BudgetRaise | None,
@@ -154,7 +154,17 @@ def raise_budget(store: Store, goal: Goal, raise_by: BudgetRaise | None,
         raise control.BudgetAmountError("no budget raise given", f"raise one of them, e.g. {control.BUDGET_FORMS}")
     check_price(goal, raise_by)
     limited = store.get_goal_by_id(goal.goal_id).state.status == "budget_limited"
-    return control.request(store, goal, ControlRequest("resume" if limited else "budget", raise_by), wait_s)
+    asked = ControlRequest("resume" if limited else "budget", raise_by)
+    return _woken(store, goal, control.request(store, goal, asked, wait_s))
+
+
+def _woken(store: Store, goal: Goal, result: ControlResult) -> ControlResult:
+    """`result`, after waking the goal's workflow when the Temporal engine runs it (goals/fleet.py): its
+    worker reads the request from the store, as a local runner does."""
+    if (why := fleet.wake(store, goal)) is not None:
+        result = replace(result, note=f"the goal's workflow was not woken ({why}); a worker sees the request "
+                                      "at its next step")
+    return result
 
 
 def check_price(goal: Goal, raise_by: BudgetRaise | None) -> None:

@@ -93,6 +93,7 @@ async def _pin_surface(run: GoalRun) -> None:
 async def baseline(run: GoalRun) -> None:
     """Run every check and keep_green command once before the first turn, under the tracer when it works
     here (that one run is also the observation of the verification surface); red constraints are dropped."""
+    run.before("checks")
     problem = await asyncio.to_thread(tracer_problem, run.sandbox)
     tracer = Tracer() if problem is None else None
     try:
