@@ -40,11 +40,13 @@ async def submit(store: Store, staged: Path, contract: Contract, settings: GoalS
     The server is reached first, so an unreachable one refuses before a goal is made."""
     from goalkeeper.run.temporal import client
     from goalkeeper.run.temporal.shapes import GoalArgs
-    from goalkeeper.verify.lint import lint_goal
+    from goalkeeper.verify.lint import lint_goal_async
 
     connected = await client.connect(address, namespace)
     control.check_settable(staged, contract, settings.allow_dirty, unverified)
-    report = lint_goal(contract, staged, run=False, not_run="the goal runs on a Temporal worker")
+    key_env = settings.model.api_key_env if settings.model else None
+    report = await lint_goal_async(contract, staged, run=False, key_env=key_env,
+                                   not_run="the goal runs on a Temporal worker")
     if report.errors:
         from goalkeeper.contract.lint import GoalLintError
 
