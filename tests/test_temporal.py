@@ -218,6 +218,19 @@ def test_pause_and_resume_reach_the_workflow_and_its_status_answers_a_query(
     _wait(lambda: _query(address, submitted["workflow_id"]).get("status") == "achieved", 30, "the query to say so")
 
 
+def test_a_goal_resumed_after_its_workflow_ended_is_started_again(
+        home: Path, address: str, remote: Path, tmp_path: Path, workers: Workers) -> None:
+    workers.start("again", "w1")
+    submitted = _submit(home, address, remote, tmp_path, [BLOCKED[0], *ACHIEVE], "again")
+    goal = _wait_status(home, submitted["goal_id"], {"achieved", "unmet", "paused"})
+    assert goal.state.status == "unmet"
+    query = f"WorkflowId='{submitted['workflow_id']}'"
+    _wait(lambda: "Completed" in _temporal(address, "workflow", "list", "--query", query), 30, "the workflow's end")
+    resumed = gk("goal", "resume", "--force", "--thread", goal.thread_id, home=home, check=True)
+    assert "not woken" not in resumed.stderr
+    assert _wait_status(home, goal.goal_id, {"achieved", "unmet"}, 60).state.status == "achieved"
+
+
 def test_a_worker_killed_in_a_tool_call_is_taken_over_and_the_call_is_never_applied_twice(
         home: Path, address: str, remote: Path, tmp_path: Path, workers: Workers) -> None:
     ledger = tmp_path / "ledger.txt"

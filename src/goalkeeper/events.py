@@ -629,6 +629,8 @@ class EngineStartedEvent(_Frozen):
     task_queue: str
     remote: str
     ref: str | None = None
+    takeover_s: float = 30.0
+    continue_every: int = 200
 
 
 class ReportPushedEvent(_Frozen):

@@ -10,12 +10,15 @@ Temporal goal is involved.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 from goalkeeper.events import EngineStartedEvent
 from goalkeeper.goals import control
+from goalkeeper.run.temporal.shapes import GoalArgs
 from goalkeeper.spec.contract import Contract
 from goalkeeper.spec.settings import GoalSettings
 from goalkeeper.store import Goal, Store, new_id
@@ -39,7 +42,6 @@ async def submit(store: Store, staged: Path, contract: Contract, settings: GoalS
     """Set `contract` as a goal in the `staged` clone and start its workflow; (the goal, its workflow id).
     The server is reached first, so an unreachable one refuses before a goal is made."""
     from goalkeeper.run.temporal import client
-    from goalkeeper.run.temporal.shapes import GoalArgs
     from goalkeeper.verify.lint import lint_goal_async
 
     connected = await client.connect(address, namespace)
@@ -55,7 +57,8 @@ async def submit(store: Store, staged: Path, contract: Contract, settings: GoalS
     workflow_id = client.workflow_id_of(goal.goal_id)
     store.append_events(goal.thread_id, [EngineStartedEvent(engine="temporal", address=address, namespace=namespace,
                                                             workflow_id=workflow_id, task_queue=task_queue,
-                                                            remote=repo, ref=ref)], goal_id=goal.goal_id)
+                                                            remote=repo, ref=ref, takeover_s=takeover_s,
+                                                            continue_every=continue_every)], goal_id=goal.goal_id)
     await client.start(connected, GoalArgs(goal.goal_id, task_queue, takeover_s=takeover_s,
                                            continue_every=continue_every))
     return goal, workflow_id
@@ -69,15 +72,19 @@ def engine_of(store: Store, goal: Goal) -> EngineStartedEvent | None:
     return None
 
 
-def wake(store: Store, goal: Goal) -> str | None:
-    """Signal a Temporal goal's workflow to look at the store again (after a control request); None for a
-    local goal or when woken, else why it could not be (the request stays in the store either way). The signal
-    is sent by a child process, so the SDK's abort at exit (sdk-python#300) never reaches the face."""
+def wake(store: Store, goal: Goal, start: bool) -> str | None:
+    """Signal a Temporal goal's workflow to look at the store again (after a control request); with `start`
+    (a resume, a budget raise) a workflow that has ended is started again, so a goal resumed after it stopped
+    goes on. None for a local goal or when woken, else why it could not be (the request stays in the store
+    either way). The signal is sent by a child process, so the SDK's abort at exit (sdk-python#300) never
+    reaches the face."""
     engine = engine_of(store, goal)
     if engine is None:
         return None
-    command = [sys.executable, "-m", "goalkeeper.run.temporal.client", "wake", engine.address, engine.namespace,
-               engine.workflow_id]
+    args = GoalArgs(goal.goal_id, engine.task_queue, takeover_s=engine.takeover_s,
+                    continue_every=engine.continue_every)
+    command = [sys.executable, "-m", "goalkeeper.run.temporal.client", "wake" if not start else "start",
+               engine.address, engine.namespace, json.dumps(asdict(args))]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=WAKE_TIMEOUT_S, check=False,
                               stdin=subprocess.DEVNULL, start_new_session=True)

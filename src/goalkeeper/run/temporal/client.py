@@ -1,15 +1,17 @@
 """Talking to a Temporal server: connect (one clear error when it cannot be reached), start a goal's workflow,
 wake it after a control request, ask its status.
 
-Run as `python -m goalkeeper.run.temporal.client wake ADDRESS NAMESPACE WORKFLOW_ID`, it wakes one workflow
-and exits without the interpreter's teardown: a face that pauses a Temporal goal runs it so, in a child, so
-the SDK's occasional abort at interpreter exit (temporalio/sdk-python#300) never reaches the face.
+Run as `python -m goalkeeper.run.temporal.client wake|start ADDRESS NAMESPACE GOAL_ARGS_JSON`, it wakes one
+workflow (`start`: starts it again if it has ended) and exits without the interpreter's teardown. A face that
+pauses or resumes a Temporal goal runs it so, in a child, so the SDK's occasional abort at interpreter exit
+(temporalio/sdk-python#300) never reaches the face.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import sys
@@ -18,6 +20,7 @@ from datetime import timedelta
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from goalkeeper.errors import ConfigError
 from goalkeeper.run.temporal.shapes import GoalArgs
@@ -65,10 +68,21 @@ async def start(client: Client, args: GoalArgs) -> str:
     return workflow_id
 
 
-async def wake(address: str, namespace: str, workflow_id: str) -> None:
-    """Signal the goal's workflow to look at the store again."""
+async def wake(address: str, namespace: str, args: GoalArgs, start_again: bool) -> None:
+    """Signal the goal's workflow to look at the store again. With `start_again` a workflow that has ended is
+    started anew (signal-with-start: a running one is only signalled); without, an ended one is left ended."""
     client = await connect(address, namespace)
-    await asyncio.wait_for(client.get_workflow_handle(workflow_id).signal(GoalWorkflow.wake), CONNECT_TIMEOUT_S)
+    workflow_id = workflow_id_of(args.goal_id)
+    if start_again:
+        await asyncio.wait_for(client.start_workflow(
+            GoalWorkflow.run, args, id=workflow_id, task_queue=args.shared_queue, start_signal="wake",
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE), CONNECT_TIMEOUT_S)
+        return
+    try:
+        await asyncio.wait_for(client.get_workflow_handle(workflow_id).signal(GoalWorkflow.wake), CONNECT_TIMEOUT_S)
+    except RPCError as error:
+        if error.status != RPCStatusCode.NOT_FOUND:
+            raise  # else the workflow has ended: nothing runs the goal, nothing to wake
 
 
 async def status(client: Client, workflow_id: str) -> dict[str, object]:
@@ -84,11 +98,13 @@ async def wait_result(client: Client, workflow_id: str, timeout_s: float) -> obj
 
 
 def _main(argv: list[str]) -> int:
-    if len(argv) != 4 or argv[0] != "wake":
-        print("usage: python -m goalkeeper.run.temporal.client wake ADDRESS NAMESPACE WORKFLOW_ID", file=sys.stderr)
+    if len(argv) != 4 or argv[0] not in ("wake", "start"):
+        print("usage: python -m goalkeeper.run.temporal.client wake|start ADDRESS NAMESPACE GOAL_ARGS_JSON",
+              file=sys.stderr)
         return 4
     try:
-        asyncio.run(wake(argv[1], argv[2], argv[3]))
+        args = GoalArgs(**json.loads(argv[3]))
+        asyncio.run(wake(argv[1], argv[2], args, start_again=argv[0] == "start"))
     except Exception as error:  # said to the face, which goes on: the store holds the request
         print(f"not woken: {error}", file=sys.stderr)
         return 1
