@@ -11,8 +11,9 @@ write done.txt, then request completion (its check `test -f done.txt` passes): t
   the Temporal engine (submit to the stop seen in the store);
 - the overhead the engine adds per turn and per model request: (one Temporal goal − one local goal) / turns, and
   / requests;
-- for each worker count: the wall time of `--goals` goals (the first submit to the last stop), and the peak
-  resident memory of the workers over their idle size, per goal running at once.
+- for each worker count: the wall time of `--goals` goals (the first submit to the last stop), when the last
+  submit returned, the workers' CPU seconds, and the peak resident memory of the workers over their idle size,
+  per goal running at once.
 
 Run on a quiet machine for figures; under load the numbers are noisy. Goals are submitted by one process
 through `cli.fleet.submit_goal` (what `gk batch --engine temporal` uses).
@@ -157,6 +158,15 @@ def responses(home: Path) -> tuple[int, int]:
         return answered, sum(goal.state.spent.turns for goal in goals)
 
 
+def cpu_s(pid: int) -> float:
+    """User and system CPU seconds of a process and its waited-for children (utime..cstime of /proc/PID/stat)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
 def statuses(home: Path) -> dict[str, str]:
     with Store(home / "state.db") as store:
         return {goal.goal_id: goal.state.status for thread in store.list_threads()
@@ -177,10 +187,13 @@ def run_fleet(root: Path, address: str, remote: Path, base_url: str, goals: int,
     submitter = subprocess.Popen([sys.executable, "-c", SUBMIT, address, str(remote), str(goal_file), queue, base_url,
                                   str(goals)], env=env_for(home), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                  text=True)
-    peak, running_peak = idle, 0
+    peak, running_peak, submitted, cpu = idle, 0, 0.0, 0.0
     while True:
         time.sleep(0.5)
         peak = max(peak, sum(rss_kb(p.pid) for p in started))
+        cpu = max(cpu, sum(cpu_s(p.pid) for p in started))
+        if not submitted and submitter.poll() is not None:
+            submitted = time.monotonic() - begin
         now = statuses(home)
         running_peak = max(running_peak, sum(status == "pursuing" for status in now.values()))
         if submitter.poll() is not None and len(now) >= goals and all(s in ENDED for s in now.values()):
@@ -192,7 +205,8 @@ def run_fleet(root: Path, address: str, remote: Path, base_url: str, goals: int,
         stop(process)
     ends = statuses(home)
     answered, turns = responses(home)
-    return {"requests": answered, "turns": turns, "wall_s": wall, "idle_mb": idle / 1024, "peak_mb": peak / 1024,
+    return {"requests": answered, "turns": turns, "wall_s": wall, "submitted_s": submitted,
+            "worker_cpu_s": cpu, "idle_mb": idle / 1024, "peak_mb": peak / 1024,
             "running_peak": running_peak,
             "per_goal_mb": (peak - idle) / 1024 / max(1, running_peak),
             "achieved": sum(s == "achieved" for s in ends.values()), "goals": len(ends)}

@@ -78,7 +78,9 @@ class Steps:
     @activity.defn(name="claim")
     async def claim(self, goal_id: str) -> StepOutput:
         """Make (or find) the goal's workspace here and prepare its run; stops before its first effect."""
-        if goal_id not in self.claimed and len(self.claimed) >= self.max_goals:
+        # Only a goal new to this worker counts against --max-goals: one it holds goes on here.
+        new = activity.info().task_queue != self.own_queue and goal_id not in self.claimed
+        if new and len(self.claimed) >= self.max_goals:
             raise ApplicationError(f"this worker holds {self.max_goals} goals already", type=FULL)
         goal = self._goal(goal_id)
         if goal is None:
