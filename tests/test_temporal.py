@@ -313,3 +313,16 @@ def _query(address: str, workflow_id: str) -> dict[str, object]:
 def _events(home: Path, goal: Goal, kind: type) -> list:  # type: ignore[type-arg]
     with Store(home / "state.db") as store:
         return store.events(goal.thread_id, goal_id=goal.goal_id, kinds=[kind])
+
+
+def test_a_bad_or_unreachable_server_is_one_clear_error_and_nothing_is_made(remote: Path, tmp_path: Path) -> None:
+    goal_file = tmp_path / "goal.toml"
+    goal_file.write_text(GOAL_TOML)
+    nowhere = f"127.0.0.1:{_free_port()}"
+    for address, said in (("localhost", "is not HOST:PORT"), (nowhere, "cannot reach the Temporal server")):
+        submitted = gk("submit", str(goal_file), "--repo", str(remote), "--temporal", address, "--model",
+                       "scripted:/dev/null", home=tmp_path / "empty-home")
+        assert submitted.returncode == 4 and said in submitted.stderr and "fix:" in submitted.stderr
+        worker = gk("worker", "--temporal", address, home=tmp_path / "empty-home", timeout=60)
+        assert worker.returncode == 4 and said in worker.stderr
+    assert not (tmp_path / "empty-home" / "submitted").exists()  # refused before anything was staged

@@ -113,10 +113,12 @@ def submit_goal(store: Store, contract: Contract, model_flags: ModelFlags | None
 
     from goalkeeper.goals import fleet
 
-    staged = fleet.stage(store, repo, ref)
-    given = model_flags is not None and model_flags.given
-    model = model_flags.settings(staged, contract.budget.usd) if model_flags is not None and given else None
-    submitted = fleet.submit(store, staged, contract, GoalSettings(model=model), repo=repo, ref=ref, address=address,
+    def settings_in(staged: Path) -> GoalSettings:
+        given = model_flags is not None and model_flags.given
+        model = model_flags.settings(staged, contract.budget.usd) if model_flags is not None and given else None
+        return GoalSettings(model=model)
+
+    submitted = fleet.submit(store, contract, settings_in, repo=repo, ref=ref, address=address,
                              task_queue=task_queue, namespace=namespace, takeover_s=takeover_s,
                              continue_every=continue_every, unverified=unverified)
     return asyncio.run(submitted)

@@ -10,9 +10,11 @@ Temporal goal is involved.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -36,15 +38,18 @@ def stage(store: Store, repo: str, ref: str | None) -> Path:
     return folder
 
 
-async def submit(store: Store, staged: Path, contract: Contract, settings: GoalSettings, *, repo: str,
+async def submit(store: Store, contract: Contract, settings_in: Callable[[Path], GoalSettings], *, repo: str,
                  ref: str | None, address: str, task_queue: str, namespace: str = "default",
                  takeover_s: float = 30.0, continue_every: int = 200, unverified: bool = False) -> tuple[Goal, str]:
-    """Set `contract` as a goal in the `staged` clone and start its workflow; (the goal, its workflow id).
-    The server is reached first, so an unreachable one refuses before a goal is made."""
+    """Stage `repo` at `ref`, set `contract` as a goal there (its settings, the model included, are
+    `settings_in(the staging clone)`) and start its workflow; (the goal, its workflow id). The server is
+    reached first, so an unreachable one refuses before anything is made."""
     from goalkeeper.run.temporal import client
     from goalkeeper.verify.lint import lint_goal_async
 
     connected = await client.connect(address, namespace)
+    staged = await asyncio.to_thread(stage, store, repo, ref)
+    settings = settings_in(staged)
     control.check_settable(staged, contract, settings.allow_dirty, unverified)
     key_env = settings.model.api_key_env if settings.model else None
     report = await lint_goal_async(contract, staged, run=False, key_env=key_env,
