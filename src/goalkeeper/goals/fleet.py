@@ -10,7 +10,6 @@ Temporal goal is involved.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
@@ -44,6 +43,8 @@ async def submit(store: Store, contract: Contract, settings_in: Callable[[Path],
     """Stage `repo` at `ref`, set `contract` as a goal there (its settings, the model included, are
     `settings_in(the staging clone)`) and start its workflow; (the goal, its workflow id). The server is
     reached first, so an unreachable one refuses before anything is made."""
+    import asyncio  # only a submit needs it: every face imports this module (tests/test_startup.py)
+
     from goalkeeper.run.temporal import client
     from goalkeeper.verify.lint import lint_goal_async
 

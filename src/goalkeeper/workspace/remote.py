@@ -57,6 +57,13 @@ def remote_has(remote: str, ref: str | None) -> str:
     return lines[0]
 
 
+def pushed_head(remote: str, branch: str) -> str | None:
+    """The goal branch's head in the remote, or None when it has not been pushed (or cannot be read)."""
+    done = probe(Path.cwd(), *_TRANSPORT, "ls-remote", "--", remote, f"refs/heads/{branch}")
+    words = done.stdout.split() if done.returncode == 0 else []
+    return words[0] if words else None
+
+
 def push_branch(workspace: Path, remote: str, branch: str) -> None:
     """Push the goal branch to the remote. Never forced: a worker that lost the goal cannot overwrite the
     checkpoints of the one that took it over."""

@@ -35,6 +35,7 @@ from goalkeeper.run.runner import Runner, RunResult
 from goalkeeper.run.temporal.shapes import StepOutput
 from goalkeeper.store import Goal, Store
 from goalkeeper.workspace import remote
+from goalkeeper.workspace.git import GoalBranch
 from goalkeeper.workspace.goal import branch_of
 
 #: How often a running step tells Temporal it is alive (its heartbeat timeout is a few of these).
@@ -85,9 +86,7 @@ class Steps:
         goal = self._goal(goal_id)
         if goal is None:
             return StepOutput(None, None, "the goal was cleared")
-        workspace = self.workspaces / goal_id
-        if not workspace.exists():
-            await asyncio.to_thread(self._clone, goal, workspace)
+        workspace = await asyncio.to_thread(self._workspace, goal)
         self.claimed.add(goal_id)
         return await self._step(goal, workspace, allowed=0)
 
@@ -129,9 +128,21 @@ class Steps:
             return None
         return goal if goal.standing == "current" else None
 
-    def _clone(self, goal: Goal, workspace: Path) -> None:
-        engine = engine_of(self.store, goal)
+    def _workspace(self, goal: Goal) -> Path:
+        """The goal's workspace here: kept when this worker's copy is as far as the remote's goal branch (it may
+        hold an interrupted turn's edits), cloned afresh when there is none or another worker has gone further."""
+        workspace = self.workspaces / goal.goal_id
         branch = branch_of(self.store.events(goal.thread_id, goal_id=goal.goal_id, kinds=[GoalBranchEvent]))
+        if workspace.exists() and goal.goal_id not in self.held and branch is not None:
+            pushed = remote.pushed_head(engine_of(self.store, goal).remote, branch.name)
+            if pushed is not None and pushed != remote.branch_head(workspace, branch.name):
+                shutil.rmtree(workspace)
+        if not workspace.exists():
+            self._clone(goal, workspace, branch)
+        return workspace
+
+    def _clone(self, goal: Goal, workspace: Path, branch: GoalBranch | None) -> None:
+        engine = engine_of(self.store, goal)
         partial = workspace.with_name(workspace.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
         remote.clone(engine.remote, partial, engine.ref, branch.name if branch else None)
