@@ -33,7 +33,8 @@ from goalkeeper.workspace.goal import leave_goal_branch, open_branch
 
 
 async def prepare(run: GoalRun) -> None:
-    """Confine the run, find or make its branch, mirror and pins, read its config, and run the baseline once."""
+    """Confine the run, find or make its branch, mirror and pins, and read its config; then the baseline runs
+    once, unless it has (`baseline`, which a gated run may reach in a later step without preparing again)."""
     require_sandbox(run.sandbox)  # refuses to start rather than run unconfined
     # Said out loud on every run: how the commands are confined, including what could not be bounded.
     limit = process_limits.describe() if run.sandbox.mode != "danger-full-access" else "unconfined"
@@ -44,6 +45,7 @@ async def prepare(run: GoalRun) -> None:
     config = _configure(run)
     run.tools = run.tools.with_approvals(rules=config.rules, approval_policy=config.approval_policy,
                                          goal_branch=run.facts.branch.name if run.facts.branch else None)
+    run.prepared = True  # a step that stops before the baseline's run does not prepare again
     if run.facts.keep_green is None:
         await baseline(run)
 

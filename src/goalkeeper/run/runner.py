@@ -25,7 +25,7 @@ from goalkeeper.errors import GoalkeeperError, LeaseHeldError
 from goalkeeper.models.base import Model
 from goalkeeper.run.checking import verify
 from goalkeeper.run.goal_run import Effect, GoalGone, GoalRun, StepDone
-from goalkeeper.run.prepare import prepare
+from goalkeeper.run.prepare import baseline, prepare
 from goalkeeper.run.turn import run_turn
 from goalkeeper.store import EventRecord, Goal, Store
 from goalkeeper.tools.registry import Approver
@@ -107,7 +107,8 @@ class Runner:
             return Stop(run.state.status, run.state.reason)
         if not run.prepared:
             await prepare(run)
-            run.prepared = True
+        elif run.facts.keep_green is None:
+            await baseline(run)  # prepared by an earlier step that the gate stopped before the baseline's run
         turn = run.facts.turn
         if turn.pending_checks:
             return RunChecks(turn.pending_checks)
