@@ -76,6 +76,10 @@ EXAMPLES: list[Any] = [
                        spike_status="achieved"),
     ev.NotifyAttemptEvent(event_seq=3, url="https://x", status="achieved", attempt=1, max_attempts=3,
                           format="json", delivered=True, status_code=200, error=None, duration_s=0.1),
+    ev.EngineStartedEvent(engine="temporal", address="127.0.0.1:7233", namespace="default", workflow_id="goal-x",
+                          task_queue="goalkeeper", remote="/srv/repo.git", ref="main",
+                          takeover_s=30.0, continue_every=200),
+    ev.ReportPushedEvent(remote="/srv/repo.git", ref="refs/goalkeeper/reports/goal_1", commit="c", status="achieved"),
 ]
 
 

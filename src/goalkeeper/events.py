@@ -616,6 +616,34 @@ class NotifyAttemptEvent(_Frozen):
     duration_s: float | None = None
 
 
+class EngineStartedEvent(_Frozen):
+    """The goal was submitted to an engine other than the local runner: where its workflow and workspace live,
+    so faces can find the workflow (to signal or show it) and workers the repository to clone."""
+
+    kind: Literal["engine_started"] = "engine_started"
+    actor: EventActor | None = "user"
+    engine: Literal["temporal"]
+    address: str
+    namespace: str
+    workflow_id: str
+    task_queue: str
+    remote: str
+    ref: str | None = None
+    takeover_s: float = 30.0
+    continue_every: int = 200
+
+
+class ReportPushedEvent(_Frozen):
+    """The goal's report was pushed to its remote (a commit of REPORT.md and report.json at `ref`)."""
+
+    kind: Literal["report_pushed"] = "report_pushed"
+    actor: EventActor | None = "harness"
+    remote: str
+    ref: str
+    commit: str
+    status: str
+
+
 Event = Annotated[
     GoalSetEvent | GoalClearedEvent | StatusChangedEvent | BudgetRaisedEvent | BudgetExhaustedEvent |
     AttemptCountedEvent | NudgeEvent | ChecksRequestedEvent | TurnStartedEvent | TurnEndedEvent |
@@ -624,7 +652,8 @@ Event = Annotated[
     ProviderRetryEvent | UsageChargedEvent | ContextTrimmedEvent | CompactedEvent | CompactionFailedEvent |
     SandboxEvent | GoalBranchEvent | BaselineMirrorEvent | VerificationPinsEvent | VerificationSurfaceEvent |
     BaselineEvent | EvidenceEvent | ChatMessageEvent | ChatResponseEvent | ChatToolResultEvent | SideEvent |
-    PlanEvent | DraftEvent | DistilledEvent | RestatedEvent | ImplementsEvent | NotifyAttemptEvent,
+    PlanEvent | DraftEvent | DistilledEvent | RestatedEvent | ImplementsEvent | NotifyAttemptEvent |
+    EngineStartedEvent | ReportPushedEvent,
     Field(discriminator="kind"),
 ]
 """Any event of a thread's log."""

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.text import Text
 
-from goalkeeper.cli import console
+from goalkeeper.cli import console, fleet
 from goalkeeper.cli.options import ContractFlags, ModelFlags, with_options
 from goalkeeper.cli.root import ThreadOpt
 from goalkeeper.core.lifecycle import exit_code
@@ -158,6 +158,8 @@ def _control(store: Store, workspace: Path, thread: str | None, action: str, rai
         result = service.resume(store, record, force, raise_by)
     where = {"here": "", "runner": " (applied by the running runner)", "queued": " (queued for the runner)"}
     console.out.print(f"{result.applied}: goal is now {result.status or 'cleared'}{where[result.applied_by]}")
+    if result.note:
+        console.err.print(f"note: {result.note}", markup=False)
     if result.applied == "resume" and result.status == "pursuing":
         console.out.print("Continue it with: gk run")
     return 0
@@ -591,6 +593,9 @@ def serve(host: Annotated[str, typer.Option(help="Address to bind (loopback unle
     server.serve(host, port, allow_remote, echo=lambda line: console.out.print(line, markup=False))
     return 0
 
+
+commands.command(name="worker")(fleet.worker)
+commands.command(name="submit", context_settings={"allow_interspersed_args": True})(fleet.submit)
 
 local_app = typer.Typer(help="The bundled offline model (SmolLM2-135M through llama.cpp).")
 commands.add_typer(local_app, name="local")

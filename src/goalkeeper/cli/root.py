@@ -43,6 +43,9 @@ COMMANDS: dict[str, str] = {
              "server_url, a looser approval_policy, allow rules, [model_pricing], [sandbox]) are ignored.",
     "serve": "Serve the REST API, live event streams and the dashboard over the store until Ctrl-C. It never "
              "runs a goal (`gk run` does); every request needs the bearer token, printed the first time.",
+    "worker": "Run a Temporal worker until Ctrl-C or SIGTERM: it takes goals from the shared queue and runs their "
+              "steps.",
+    "submit": "Submit a goal to the Temporal engine; prints its id. Workers (`gk worker`) run it.",
     "local": "The bundled offline model (SmolLM2-135M through llama.cpp).",
 }
 """What `gk --help` lists, in its order: each command's name and the first paragraph of its help (its docstring,

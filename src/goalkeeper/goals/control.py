@@ -71,6 +71,8 @@ class ControlResult:
     action: str = ""
     before: str | None = None
     """The goal's status when the request was made."""
+    note: str | None = None
+    """Something the person should hear (a Temporal goal's workflow that could not be woken)."""
 
     @property
     def applied(self) -> str:

@@ -14,14 +14,14 @@ import os
 import re
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from goalkeeper.core.outcomes import BudgetRaise, ControlRequest
 from goalkeeper.errors import ConfigError, WorkspaceError
 from goalkeeper.events import GoalBranchEvent
-from goalkeeper.goals import control, views
+from goalkeeper.goals import control, fleet, views
 from goalkeeper.goals.control import ControlResult
 from goalkeeper.spec.contract import Contract
 from goalkeeper.spec.settings import GoalSettings
@@ -187,12 +187,12 @@ def current_goal(store: Store, workspace: Path, thread_id: str | None = None) ->
 
 def pause(store: Store, goal: Goal) -> ControlResult:
     """Pause: a running runner finishes its tool call and starts no new model request."""
-    return control.request(store, goal, ControlRequest("pause"))
+    return _woken(store, goal, control.request(store, goal, ControlRequest("pause")), start=False)
 
 
 def clear(store: Store, goal: Goal) -> ControlResult:
     """Clear: the thread has no goal afterwards (its history stays readable)."""
-    return control.request(store, goal, ControlRequest("clear"))
+    return _woken(store, goal, control.request(store, goal, ControlRequest("clear")), start=False)
 
 
 def resume(store: Store, goal: Goal, force: bool = False, raise_by: BudgetRaise | None = None,
@@ -200,7 +200,8 @@ def resume(store: Store, goal: Goal, force: bool = False, raise_by: BudgetRaise 
     """Resume (`force` re-opens an achieved or unmet goal), raising the budget first when asked; on a pursuing
     goal a raise is all that happens (`decide` says so)."""
     check_price(goal, raise_by)
-    return control.request(store, goal, ControlRequest("resume", raise_by, force), wait_s)
+    return _woken(store, goal, control.request(store, goal, ControlRequest("resume", raise_by, force), wait_s),
+                  start=True)
 
 
 def raise_budget(store: Store, goal: Goal, raise_by: BudgetRaise | None,
@@ -211,7 +212,18 @@ def raise_budget(store: Store, goal: Goal, raise_by: BudgetRaise | None,
         raise control.BudgetAmountError("no budget raise given", f"raise one of them, e.g. {control.BUDGET_FORMS}")
     check_price(goal, raise_by)
     limited = store.get_goal_by_id(goal.goal_id).state.status == "budget_limited"
-    return control.request(store, goal, ControlRequest("resume" if limited else "budget", raise_by), wait_s)
+    asked = ControlRequest("resume" if limited else "budget", raise_by)
+    return _woken(store, goal, control.request(store, goal, asked, wait_s), start=True)
+
+
+def _woken(store: Store, goal: Goal, result: ControlResult, *, start: bool) -> ControlResult:
+    """`result`, after waking the goal's workflow when the Temporal engine runs it (goals/fleet.py): its
+    worker reads the request from the store, as a local runner does. With `start`, an ended workflow is
+    started again (a goal resumed after it stopped)."""
+    if (why := fleet.wake(store, goal, start)) is not None:
+        result = replace(result, note=f"the goal's workflow was not woken ({why}); a worker sees the request "
+                                      "at its next step")
+    return result
 
 
 def check_price(goal: Goal, raise_by: BudgetRaise | None) -> None:

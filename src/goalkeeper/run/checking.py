@@ -14,6 +14,7 @@ from goalkeeper.verify.surface import verify_goal
 
 async def verify(run: GoalRun) -> Action:
     """Run the checks (and the constraints green at baseline) and let `decide` judge them."""
+    run.before("checks")
     trigger = run.facts.turn.pending_checks or "completion"
     facts = run.facts
     surface: dict[str, Any] | None = None

@@ -7,6 +7,10 @@ commits events that change no state. Every event is folded into the conversation
 A step's events share one transaction where intent-before-action allows: with `hold=True` a commit that only
 goes on waits for the next one, and `flush` writes what waits before any effect (a tool runs only after its
 intent's commit, a model request only after `flush`), so whatever a crash loses was never acted on.
+
+An optional `Gate` is consulted before each effect (a model request, a tool call, a check run, a turn's
+checkpoint commit): the Temporal engine runs one effect per activity, and the gate ends the run cleanly
+before the next one. Without a gate (the local runner) nothing stops.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from goalkeeper.config.load import Config
 from goalkeeper.config.trust import HARNESS_PROTECT
@@ -60,6 +64,32 @@ class GoalGone(GoalkeeperError):
     """The goal was cleared or replaced while this runner drove it."""
 
 
+Effect = Literal["model", "tool", "checks", "checkpoint"]
+"""What a runner does outside itself, one at a time: the steps the Temporal engine makes activities of."""
+
+
+class StepDone(Exception):
+    """The gate ended the run before its next effect, `effect` (the runner flushes and returns)."""
+
+    def __init__(self, effect: Effect) -> None:
+        super().__init__(effect)
+        self.effect = effect
+
+
+@dataclass
+class Gate:
+    """Lets `allowed` effects happen, then stops the run before the next one (StepDone names it)."""
+
+    allowed: int = 1
+    done: list[Effect] = field(default_factory=list)
+
+    def before(self, effect: Effect) -> None:
+        """Called before each effect: raises StepDone once the allowance is used."""
+        if len(self.done) >= self.allowed:
+            raise StepDone(effect)
+        self.done.append(effect)
+
+
 @dataclass
 class GoalRun:
     """One goal being driven: its record, parsed once, and everything the run has learnt since."""
@@ -95,6 +125,10 @@ class GoalRun:
     """Events made and folded in, waiting for the next commit (see the module's docstring)."""
     unsaved: bool = False
     """A decision's state waits for the next commit too."""
+    gate: Gate | None = None
+    """Ends the run before an effect (the Temporal engine's one step per activity); None runs on."""
+    prepared: bool = False
+    """`prepare` has run for this value (a run kept open across steps does not prepare again)."""
 
     @classmethod
     def open(cls, store: Store, goal: Goal, model: Model, workspace: Path, *,
@@ -152,6 +186,11 @@ class GoalRun:
         else:
             self._write(events)
         return decision or Decision(self.state, Wait())
+
+    def before(self, effect: Effect) -> None:
+        """Ask the gate, if any, before an effect (StepDone ends the run here)."""
+        if self.gate is not None:
+            self.gate.before(effect)
 
     def flush(self) -> None:
         """Write what is held: called before anything acts on it."""

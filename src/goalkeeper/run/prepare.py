@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from collections.abc import Awaitable
 from dataclasses import replace
 from typing import NoReturn
 
@@ -35,7 +36,8 @@ from goalkeeper.workspace.goal import leave_goal_branch, open_branch
 
 
 async def prepare(run: GoalRun) -> None:
-    """Confine the run, find or make its branch, mirror and pins, read its config, and run the baseline once."""
+    """Confine the run, find or make its branch, mirror and pins, and read its config; then the baseline runs
+    once, unless it has (`baseline`, which a gated run may reach in a later step without preparing again)."""
     require_sandbox(run.sandbox)  # refuses to start rather than run unconfined
     # Said out loud on every run: how the commands are confined, including what could not be bounded.
     limit = process_limits.describe() if run.sandbox.mode != "danger-full-access" else "unconfined"
@@ -51,8 +53,9 @@ async def prepare(run: GoalRun) -> None:
         config = _configure(run)
         run.tools = run.tools.with_approvals(rules=config.rules, approval_policy=config.approval_policy,
                                              goal_branch=run.facts.branch.name if run.facts.branch else None)
+        run.prepared = True  # a step that stops before the baseline's run does not prepare again
         if probe is not None:
-            await baseline(run, await probe)
+            await baseline(run, probe)
         _build_model(run)  # a resumed goal's: its first request comes next
     finally:
         if probe is not None:
@@ -108,10 +111,12 @@ async def _pin_surface(run: GoalRun) -> None:
         run.sandbox = replace(run.sandbox, protect=(*run.sandbox.protect, *sorted(run.facts.pins.paths)))
 
 
-async def baseline(run: GoalRun, problem: str | None) -> None:
-    """Run every check and keep_green command once before the first turn, under the tracer unless `problem`
-    says why it cannot work here (that one run is also the observation of the verification surface); red
-    constraints are dropped."""
+async def baseline(run: GoalRun, probe: Awaitable[str | None] | None = None) -> None:
+    """Run every check and keep_green command once before the first turn, under the tracer unless its self-test
+    (`probe`, started by `prepare`; else run here) says why it cannot work here; that one run is also the
+    observation of the verification surface. Red constraints are dropped."""
+    run.before("checks")
+    problem = await (probe if probe is not None else asyncio.to_thread(tracer_problem, run.sandbox))
     tracer = Tracer() if problem is None else None
     _build_model(run)  # its SDK loads while the checks run, off the path to the first request
     try:

@@ -4,6 +4,9 @@ The runner is where effects happen (model requests, tool runs, store writes); `d
 Every decision's events and the new state are committed in one transaction before acting on them
 (run/goal_run.py). What comes before the first turn is run/prepare.py, a turn run/turn.py, a check run
 run/checking.py. The runner holds the goal's lease, keeps its heartbeat and routes Ctrl-C and SIGTERM.
+
+With a gate (goal_run.Gate) a run is one step: it ends before the effect after the allowed ones, held events
+flushed and the lease released, and says which effect comes next (the Temporal engine, run/temporal/).
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ from goalkeeper.core.outcomes import Action, RunChecks, StartTurn, Stop
 from goalkeeper.errors import GoalkeeperError, LeaseHeldError
 from goalkeeper.models.base import Model
 from goalkeeper.run.checking import verify
-from goalkeeper.run.goal_run import GoalGone, GoalRun
-from goalkeeper.run.prepare import prepare
+from goalkeeper.run.goal_run import Effect, GoalGone, GoalRun, StepDone
+from goalkeeper.run.prepare import baseline, prepare
 from goalkeeper.run.turn import run_turn
 from goalkeeper.store import EventRecord, Goal, Store
 from goalkeeper.tools.registry import Approver
@@ -35,6 +38,8 @@ class RunResult:
     goal_id: str
     status: Status | None
     reason: str
+    next: Effect | None = None
+    """The effect a gated run stopped before (the goal goes on); None when the goal stopped."""
 
 
 class Runner:
@@ -52,6 +57,13 @@ class Runner:
         self.goal_run = GoalRun.open(store, goal, model, workspace, on_event=on_event, on_text=on_text,
                                      approver=approver)
         self.handle_signals = handle_signals
+
+    @classmethod
+    def around(cls, goal_run: GoalRun) -> Runner:
+        """A runner for a run already open (kept between the Temporal engine's steps); signals are the caller's."""
+        runner = cls.__new__(cls)
+        runner.goal_run, runner.handle_signals = goal_run, False
+        return runner
 
     @property
     def on_event(self) -> Callable[[EventRecord], None] | None:
@@ -73,6 +85,8 @@ class Runner:
                 while isinstance(action, StartTurn | RunChecks):
                     action = await run_turn(run) if isinstance(action, StartTurn) else await verify(run)
             return RunResult(run.goal.goal_id, run.state.status, run.state.reason.value)
+        except StepDone as step:
+            return RunResult(run.goal.goal_id, run.state.status, run.state.reason.value, step.effect)
         except GoalGone as gone:
             return RunResult(run.goal.goal_id, None, gone.message)
         finally:
@@ -91,7 +105,10 @@ class Runner:
             return control
         if run.state.status != "pursuing":
             return Stop(run.state.status, run.state.reason)
-        await prepare(run)
+        if not run.prepared:
+            await prepare(run)
+        elif run.facts.keep_green is None:
+            await baseline(run)  # prepared by an earlier step that the gate stopped before the baseline's run
         turn = run.facts.turn
         if turn.pending_checks:
             return RunChecks(turn.pending_checks)

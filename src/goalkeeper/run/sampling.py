@@ -39,6 +39,7 @@ async def sample(run: GoalRun, request: ModelRequest, deadline_s: float | None =
                  ) -> ModelResponse | Action:
     """The request, or the action its failure leads to (Proceed: it was cut at `deadline_s`, the goal's
     active time limit, and charged its estimate). Non-transient failures pause, then re-raise."""
+    run.before("model")
     try:
         try:
             return await watched(run, request, deadline_s)

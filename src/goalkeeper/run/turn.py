@@ -61,6 +61,8 @@ async def _drive(run: GoalRun, turn: OpenTurn) -> Action:
             return action
         if (signal := _signal_of(run)) is not None:
             return await _end_turn(run, signal)
+        if _yielded(run):  # the turn's last response was text only, and its end was not written yet
+            return await _end_turn(run, None)
         if (control := run.poll_controls()) is not None:
             return control
         if (stopped := await compact_if_due(run, tools)) is not None:
@@ -97,6 +99,7 @@ async def _answer_open_calls(run: GoalRun, tools: ToolRegistry) -> Action:
             continue
         if (control := run.poll_controls()) is not None:
             return control
+        run.before("tool")  # before the intent: a step that stops here has started nothing
         run.record([ToolIntentEvent(call_id=call.id, name=call.name, arguments=call.arguments)])
         result = await call_tool(run, call, tools)
         # A pause, Ctrl-C or clear that cut the call short is applied before the step is judged.
@@ -151,6 +154,13 @@ async def _commit_checkpoint(run: GoalRun, turn: int, message: str) -> dict[str,
     return {**committed, "tree_hash": await run.tree_hash() if committed["violations"] else tree}
 
 
+def _yielded(run: GoalRun) -> bool:
+    """The newest message is a response with no tool call: the turn ended there (a step or a crash stopped
+    before its end was written), so it is closed rather than sampled again."""
+    history = run.conversation.history
+    return bool(history) and history[-1].role == "assistant" and not history[-1].tool_calls
+
+
 def _wrote(turn: OpenTurn) -> bool:
     return not WRITING_TOOLS.isdisjoint(turn.tools_intended)
 
@@ -159,6 +169,8 @@ async def _end_turn(run: GoalRun, signal: dict[str, str | None] | None) -> Actio
     """Close the turn with its checkpoint; the decision says what comes next."""
     calls, wrote = run.facts.turn.calls, _wrote(run.facts.turn)
     checkpoint = _checkpoint_event(run.facts.turn, None)
+    if wrote:
+        run.before("checkpoint")
     # Only these tools can change the tree; skipping git for read-only turns keeps the turn gap small.
     committed = await _commit_checkpoint(run, run.facts.turn.number, _message_of(checkpoint)) if wrote else {}
     tree = committed["tree_hash"] if wrote else run.state.tree_hash

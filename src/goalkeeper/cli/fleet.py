@@ -1,0 +1,147 @@
+"""The fleet commands: `gk worker` runs a Temporal worker, `gk submit` hands a goal to the Temporal engine.
+
+Both load temporalio (only they do, with a face that wakes a Temporal goal's workflow through a child
+process). They end without the interpreter's teardown once their work is done, so the SDK's occasional abort
+at exit (temporalio/sdk-python#300) cannot turn a finished command into a crash: the exit code is the
+command's own. docs/guide/fleet.md says how to run a fleet.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from goalkeeper.cli import console
+from goalkeeper.cli.options import ModelFlags, with_options
+from goalkeeper.errors import ConfigError, GoalkeeperError
+from goalkeeper.goals import service
+from goalkeeper.spec.contract import Contract
+from goalkeeper.spec.settings import GoalSettings
+
+if TYPE_CHECKING:
+    from goalkeeper.store import Goal, Store
+
+Temporal = Annotated[str, typer.Option("--temporal", help="The Temporal server's frontend, HOST:PORT.")]
+Queue = Annotated[str, typer.Option("--task-queue", help="The shared task queue of the fleet's workers.")]
+Namespace = Annotated[str, typer.Option("--namespace", help="The Temporal namespace.")]
+
+
+def worker(
+    temporal: Temporal,
+    task_queue: Queue = "goalkeeper",
+    workspaces: Annotated[Path | None, typer.Option("--workspaces", help="Where goals' workspaces are cloned "
+                                                    "(default: workspaces/ beside the store).")] = None,
+    max_goals: Annotated[int, typer.Option("--max-goals", min=1, help="Goals this worker runs at once.")] = 4,
+    namespace: Namespace = "default",
+) -> int:
+    """Run a Temporal worker until Ctrl-C or SIGTERM: it takes goals from the shared queue and runs their steps."""
+    def body() -> int:
+        from goalkeeper.run.temporal.client import check_address
+        from goalkeeper.run.temporal.worker import serve
+
+        check_address(temporal)
+        with service.open_store() as store:
+            folder = workspaces or store.path.parent / "workspaces"
+
+            def ready(queue: str) -> None:
+                console.out.print(f"worker ready: queue {queue}, workspaces {folder}, at most {max_goals} goals",
+                                  markup=False, highlight=False)
+                sys.stdout.flush()
+
+            import asyncio
+
+            asyncio.run(serve(store, temporal, namespace, task_queue, folder, max_goals, _report_files, ready))
+        console.out.print("worker stopped")
+        return 0
+
+    return _without_teardown(body)
+
+
+@with_options(model_flags=ModelFlags)
+def submit(
+    model_flags: ModelFlags,
+    file: Annotated[Path, typer.Argument(help="The goal contract (goal.toml).", exists=True, dir_okay=False)],
+    repo: Annotated[str, typer.Option("--repo", help="The repository (URL or path) workers clone and push to.")],
+    engine: Annotated[str, typer.Option("--engine", help="The engine: temporal.")] = "temporal",
+    ref: Annotated[str | None, typer.Option("--ref", help="Where the goal branch starts (default HEAD).")] = None,
+    temporal: Temporal = "127.0.0.1:7233",
+    task_queue: Queue = "goalkeeper",
+    namespace: Namespace = "default",
+    takeover_after: Annotated[float, typer.Option("--takeover-after", min=1, help="Seconds without a heartbeat "
+                                                  "before another worker takes the goal over.")] = 30.0,
+    continue_every: Annotated[int, typer.Option("--continue-every", min=2, help="Steps per workflow run before "
+                                                "it continues as new.")] = 200,
+    unverified: Annotated[bool, typer.Option("--unverified", help="Allow a goal with no checks.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> int:
+    """Submit a goal to the Temporal engine; prints its id. Workers (`gk worker`) run it."""
+    def body() -> int:
+        if engine != "temporal":
+            raise ConfigError(f"--engine {engine}: gk submit knows only the temporal engine",
+                              "pass --engine temporal, or run the goal here with `gk exec --file FILE`")
+        from goalkeeper.contract.toml import load_contract
+        from goalkeeper.run.temporal.client import check_address
+
+        check_address(temporal)
+        contract = load_contract(file)
+        with service.open_store() as store:
+            goal, workflow_id = submit_goal(store, contract, model_flags, repo=repo, ref=ref, address=temporal,
+                                            task_queue=task_queue, namespace=namespace,
+                                            takeover_s=takeover_after, continue_every=continue_every,
+                                            unverified=unverified)
+        if as_json:
+            print(json.dumps({"goal_id": goal.goal_id, "thread_id": goal.thread_id, "workflow_id": workflow_id}))
+        else:
+            print(goal.goal_id)
+        return 0
+
+    return _without_teardown(body)
+
+
+def submit_goal(store: Store, contract: Contract, model_flags: ModelFlags | None, *, repo: str, ref: str | None,
+                address: str, task_queue: str = "goalkeeper", namespace: str = "default", takeover_s: float = 30.0,
+                continue_every: int = 200, unverified: bool = False) -> tuple[Goal, str]:
+    """Submit one goal to Temporal (`gk submit`, and `gk batch --engine temporal`): its repository is staged
+    beside the store, its model chosen there, its workflow started; (the goal, its workflow id)."""
+    import asyncio
+
+    from goalkeeper.goals import fleet
+
+    def settings_in(staged: Path) -> GoalSettings:
+        given = model_flags is not None and model_flags.given
+        model = model_flags.settings(staged, contract.budget.usd) if model_flags is not None and given else None
+        return GoalSettings(model=model)
+
+    submitted = fleet.submit(store, contract, settings_in, repo=repo, ref=ref, address=address,
+                             task_queue=task_queue, namespace=namespace, takeover_s=takeover_s,
+                             continue_every=continue_every, unverified=unverified)
+    return asyncio.run(submitted)
+
+
+def _report_files(store: Store, goal: Goal) -> dict[str, str]:
+    """The report a worker pushes when a goal stops: REPORT.md and report.json (goals/report.py)."""
+    from goalkeeper.goals.report import build_report, render_markdown
+
+    data = build_report(store, goal)
+    return {"REPORT.md": render_markdown(data), "report.json": json.dumps(data, indent=1) + "\n"}
+
+
+def _without_teardown(body: Callable[[], int]) -> int:
+    """Run `body`, rendering its error as `gk` does; once temporalio is loaded, exit without the interpreter's
+    teardown (sdk-python#300 aborts there, after the work is done)."""
+    try:
+        code = body()
+    except GoalkeeperError as error:
+        console.show_error(error)
+        code = error.exit_code
+    if "temporalio" in sys.modules:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
