@@ -18,6 +18,7 @@ import typer
 from rich.text import Text
 
 from goalkeeper.cli import console
+from goalkeeper.cli.batch import batch as batch_command
 from goalkeeper.cli.options import ContractFlags, ModelFlags, with_options
 from goalkeeper.config import trust as trusted
 from goalkeeper.core.lifecycle import exit_code
@@ -600,6 +601,8 @@ def serve(host: Annotated[str, typer.Option(help="Address to bind (loopback unle
     server.serve(host, port, allow_remote, echo=lambda line: console.out.print(line, markup=False))
     return 0
 
+
+app.command(name="batch", context_settings={"allow_interspersed_args": True})(batch_command)
 
 local_app = typer.Typer(help="The bundled offline model (SmolLM2-135M through llama.cpp).")
 app.add_typer(local_app, name="local")

@@ -48,7 +48,7 @@ def ensure_worktree(repository: Path, path: Path, branch: str | None, commit: st
     if path.is_dir():
         if probe(path, "rev-parse", "--show-toplevel").stdout.strip() != str(path.resolve()):
             raise WorkspaceError(f"{path} is no longer a git worktree of {repository}",
-                                 f"move it aside; `gk batch --resume` then makes it again")
+                                 "move it aside; `gk batch --resume` then makes it again")
         return path
     top = toplevel(repository)
     git(top, "worktree", "prune")  # forget the worktree whose folder went away, so its branch is free again
