@@ -76,6 +76,8 @@ EXAMPLES: list[Any] = [
                        spike_status="achieved"),
     ev.NotifyAttemptEvent(event_seq=3, url="https://x", status="achieved", attempt=1, max_attempts=3,
                           format="json", delivered=True, status_code=200, error=None, duration_s=0.1),
+    ev.BudgetCappedEvent(reason="budget_tokens", tokens=1200, usd=None, time_s=None),
+    ev.ControlRequestEvent(action="cap", actor="harness", cap="tokens"),
 ]
 
 
