@@ -24,6 +24,7 @@ import json
 import os
 import platform
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -96,8 +97,10 @@ def goal_files(folder: Path, count: int, prefix: str) -> list[Path]:
     return paths
 
 
-def run_gk(args: list[str], env: dict[str, str]) -> tuple[float, int, int]:
-    """(wall seconds, exit code, peak RSS in bytes) of one `gk` run, RSS sampled every 0.2 s."""
+def run_gk(args: list[str], env: dict[str, str]) -> tuple[float, int, int, float]:
+    """(wall seconds, exit code, peak RSS in bytes, CPU seconds of it and its children) of one `gk` run, RSS
+    sampled every 0.2 s."""
+    cpu_before = _children_cpu()
     started = time.monotonic()
     with tempfile.TemporaryFile("w+") as errors:
         process = subprocess.Popen([sys.executable, "-m", "goalkeeper", *args], env=env, stdout=subprocess.DEVNULL,
@@ -110,7 +113,13 @@ def run_gk(args: list[str], env: dict[str, str]) -> tuple[float, int, int]:
         if process.returncode != 0:
             errors.seek(0)
             print(f"  gk {' '.join(args[:2])} exited {process.returncode}: {errors.read()[-800:]}")
-    return took, process.returncode, peak
+    return took, process.returncode, peak, _children_cpu() - cpu_before
+
+
+def _children_cpu() -> float:
+    """User + system seconds of the finished children of this process (and theirs, once they waited)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _rss(pid: int) -> int:
@@ -141,7 +150,7 @@ def main() -> None:
         repo = make_repo(root)
         env = {**os.environ, "GOALKEEPER_HOME": str(root / "home"), "OPENAI_API_KEY": "bench"}
         rows: list[tuple[str, float, int, float, float, str]] = []
-        single_wall, single_rss = 0.0, 0
+        single_wall, single_rss, single_cpu = 0.0, 0, 0.0
         model = SlowModel(options.requests, options.delay)
         with ChatServer(reply_fn=model) as server:
             model_flags = ["--base-url", server.base_url, "--model", "bench-model"]
@@ -149,19 +158,20 @@ def main() -> None:
             for number, path in enumerate(goal_files(root / "single", 2, "single")):
                 # A plain `gk exec`, each in a repository of its own (a goal's branch is checked out in its repo).
                 alone = make_repo(root, f"single-repo{number}")
-                took, _, peak = run_gk(["exec", "--file", str(path), *model_flags, "--cwd", str(alone)], env)
-                single_wall += took
-                single_rss = max(single_rss, peak)
+                took, _, peak, cpu = run_gk(["exec", "--file", str(path), *model_flags, "--cwd", str(alone)], env)
+                single_wall, single_rss, single_cpu = single_wall + took, max(single_rss, peak), single_cpu + cpu
             rows.append(("2 single goals, one after the other", single_wall, single_rss, percentile(model.gaps(), 0.5),
-                         percentile(model.gaps(), 0.95), ""))
+                         percentile(model.gaps(), 0.95), f"{single_cpu / 2:.2f} CPU s/goal"))
             for parallel in options.parallel:
                 model.arrivals.clear()
                 files = goal_files(root / f"p{parallel}", options.goals, f"p{parallel}-")
-                took, code, peak = run_gk(["batch", str(files[0].parent), "--parallel", str(parallel), *flags], env)
+                took, code, peak, cpu = run_gk(["batch", str(files[0].parent), "--parallel", str(parallel), *flags],
+                                               env)
                 per_goal = (peak - single_rss) / min(parallel, options.goals)
                 rows.append((f"batch of {options.goals}, --parallel {parallel}", took, peak,
                              percentile(model.gaps(), 0.5), percentile(model.gaps(), 0.95),
-                             f"{per_goal / 2**20:.1f} MB/goal; {took / single_wall:.2f}x the singles; exit {code}"))
+                             f"{per_goal / 2**20:.1f} MB/goal; {cpu / options.goals:.2f} CPU s/goal; "
+                             f"{took / single_wall:.2f}x the singles; exit {code}"))
     print()
     print("| run | wall | peak RSS | harness gap p50 | p95 | notes |")
     print("|---|---|---|---|---|---|")

@@ -173,8 +173,10 @@ def start_local(fleet: Fleet, slot: Slot, store: Store) -> RunResult:
     """Start (or carry on) one goal of the batch in this thread: its own event loop, signals left to the
     fleet, its provider's shared rate gate. The one place a batch starts a goal."""
     goal, workspace = fleet.prepare(store, slot.entry)
-    slot.goal_id = goal.goal_id
+    with fleet.lock:
+        slot.goal_id = goal.goal_id
     set_goal_id(store, fleet.batch.batch_id, slot.entry.name, goal.goal_id)
+    _cap_goal(fleet, slot, store)  # the cap came while the goal was being made: it wraps up at once
     goal, chosen = settle_model(store, goal, workspace, fleet.model)
     name = slot.entry.name
 
@@ -213,16 +215,23 @@ def _cap_reached(fleet: Fleet, store: Store, elapsed: float) -> CapDimension | N
 
 
 def _apply_cap(fleet: Fleet, store: Store, dimension: CapDimension) -> None:
-    """Ask every goal still pursuing to wrap up: a `cap` control request its runner applies at its next
-    boundary (or, with no runner, the next one that drives it)."""
-    fleet.capped = dimension
+    """Ask every goal still pursuing to wrap up; goals being started are asked by their own thread once they
+    have a goal id (`start_local`): one of the two sees both the cap and the id."""
+    with fleet.lock:
+        fleet.capped = dimension
     for slot in fleet.slots:
-        if slot.goal_id is None or slot.capped:
-            continue
-        goal = store.get_goal_by_id(slot.goal_id)
-        if goal.state.status != "pursuing":
-            continue
-        slot.capped = True
+        _cap_goal(fleet, slot, store)
+
+
+def _cap_goal(fleet: Fleet, slot: Slot, store: Store) -> None:
+    """Once per goal, when the cap is reached and the goal pursues: a `cap` control request, which its runner
+    applies at its next boundary (or, with none, the next runner that drives it)."""
+    with fleet.lock:
+        if fleet.capped is None or slot.goal_id is None or slot.capped:
+            return
+        slot.capped, dimension, goal_id = True, fleet.capped, slot.goal_id
+    goal = store.get_goal_by_id(goal_id)
+    if goal.state.status == "pursuing":
         store.append_events(goal.thread_id, [request_event(ControlRequest("cap", cap=dimension))],
                             goal_id=goal.goal_id)
 

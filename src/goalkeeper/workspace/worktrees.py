@@ -8,6 +8,9 @@ workspace lies within it, and a worktree there would unmask it.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+from collections.abc import Iterator
 from pathlib import Path
 
 from goalkeeper.config.load import goalkeeper_home
@@ -38,7 +41,8 @@ def add_worktree(repository: Path, path: Path, commit: str) -> Path:
         raise WorkspaceError(f"the worktree folder {path} already exists",
                              "remove it (git worktree remove --force PATH), or resume the batch that made it")
     path.parent.mkdir(parents=True, exist_ok=True)
-    git(toplevel(repository), "worktree", "add", "-q", "--detach", str(path), commit)
+    with _one_at_a_time():
+        git(toplevel(repository), "worktree", "add", "-q", "--detach", str(path), commit)
     return path
 
 
@@ -51,7 +55,21 @@ def ensure_worktree(repository: Path, path: Path, branch: str | None, commit: st
                                  "move it aside; `gk batch --resume` then makes it again")
         return path
     top = toplevel(repository)
-    git(top, "worktree", "prune")  # forget the worktree whose folder went away, so its branch is free again
+    with _one_at_a_time():
+        git(top, "worktree", "prune")  # forget the worktree whose folder went away, so its branch is free again
     start = branch if branch is not None and branch_exists(top, branch) else commit
     return add_worktree(repository, path, commit_of(top, start))
+
+
+@contextlib.contextmanager
+def _one_at_a_time() -> Iterator[None]:
+    """Hold the worktrees' lock: `git worktree add` run side by side reads the other's half-made
+    `.git/worktrees/<name>` and fails ("failed to read .../commondir"). A file lock, so the goals of one batch
+    (threads) and of several (processes) take turns alike."""
+    with (worktrees_root() / ".lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
