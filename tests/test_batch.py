@@ -426,3 +426,34 @@ def test_a_batch_goal_cannot_reach_the_repository_git_or_a_sibling_worktree(tmp_
     for gitdir in (git_repo / ".git" / "worktrees").iterdir():
         assert not (gitdir / "config").exists() and not (gitdir / "hooks-pwned").exists()
         assert "evil" not in (gitdir / "HEAD").read_text()
+
+
+# ---------------------------------------------------------------- SIGTERM, then a resume without a worktree
+
+
+@pytest.mark.slow
+def test_sigterm_pauses_every_running_goal_and_resume_remakes_a_deleted_worktree(
+        tmp_path: Path, git_repo: Path, goalkeeper_home: Path) -> None:
+    goals = tmp_path / "goals"
+    for number in range(3):
+        goal_file(goals, f"g{number}", "achieve")
+    model = Model(delay_s=1.0)
+    env = {**os.environ, "GOALKEEPER_HOME": str(goalkeeper_home), "OPENAI_API_KEY": "test-key"}
+    with ChatServer(reply_fn=model) as server:
+        process = subprocess.Popen([sys.executable, "-m", "goalkeeper", "batch", str(goals), "--parallel", "3",
+                                    "--cwd", str(git_repo), "--json", *model_flags(server)], env=env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: True if len({script for _, script, _ in model.arrivals}) == 1
+                 and len(model.arrivals) >= 3 else None, timeout=60)
+        process.send_signal(signal.SIGTERM)
+        out, _ = process.communicate(timeout=60)
+        stopped = json.loads(out.strip().splitlines()[-1])
+        assert process.returncode == 3 and set(statuses(stopped).values()) == {"paused"}, stopped
+        assert {goal["reason"] for goal in stopped["goals"]} == {"interrupted"}
+        gone = Path(stopped["goals"][0]["worktree"])
+        shutil.rmtree(gone)
+        done = batch(goalkeeper_home, git_repo, None, "--resume", "--json")
+    summary = summary_of(done)
+    assert set(statuses(summary).values()) == {"achieved"} and done.returncode == 0
+    assert [goal["goal_id"] for goal in summary["goals"]] == [goal["goal_id"] for goal in stopped["goals"]]
+    assert (gone / "done.txt").is_file()  # the goal went on in its worktree, made again from its branch
