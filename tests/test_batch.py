@@ -354,7 +354,8 @@ def test_a_429_on_one_goal_makes_its_siblings_on_the_same_provider_wait_too(tmp_
     during = [arrival - limited_at for arrival, _, _ in model.arrivals
               if 0.3 < arrival - limited_at < retry_after - 0.05]
     assert not during, f"requests arrived {during} s after the 429, before its {retry_after} s Retry-After"
-    assert len([arrival for arrival, _, _ in model.arrivals if arrival >= limited_at + retry_after - 0.05]) >= 4
+    # After it: the limited goal's retry and its completion, and at least one request of the other goal.
+    assert len([arrival for arrival, _, _ in model.arrivals if arrival >= limited_at + retry_after - 0.05]) >= 3
 
 
 # ---------------------------------------------------------------- hostile

@@ -37,7 +37,7 @@ from goalkeeper.store.batches import (
 )
 from goalkeeper.store.batches import Caps as Caps  # the faces build a batch's caps here
 from goalkeeper.workspace.goal import branch_of
-from goalkeeper.workspace.worktrees import add_worktree, ensure_worktree, start_commit, worktree_path
+from goalkeeper.workspace.worktrees import ensure_worktree, start_commit, worktree_path
 
 #: A goal's exit code when its runner crashed: the worst, above every status's (0-3).
 CRASHED_EXIT = 4
@@ -151,10 +151,10 @@ def start_batch(store: Store, cwd: Path, goals: Sequence[GoalFile], parallel: in
     check_parallel(parallel)
     commit = start_commit(repository)
     batch_id = new_id("batch")  # the worktrees' paths name the batch
-    batch = put_batch(store, str(repository), [str(goal.file) for goal in goals], parallel, caps, model,
+    batch = put_batch(store, str(repository), commit, [str(goal.file) for goal in goals], parallel, caps, model,
                       [NewGoal(goal.name, str(goal.file), goal.contract, str(worktree_path(batch_id, goal.name)))
                        for goal in goals], batch_id)
-    return _run(store, batch, commit, model, run_knobs, hooks)
+    return _run(store, batch, run_knobs, hooks)
 
 
 def resume_batch(store: Store, cwd: Path, batch_id: str | None, run_knobs: RunSettings, hooks: Hooks) -> BatchEnd:
@@ -165,17 +165,16 @@ def resume_batch(store: Store, cwd: Path, batch_id: str | None, run_knobs: RunSe
     for entry in batch_goals(store, batch.batch_id):
         if entry.crashed is not None:
             set_crashed(store, batch.batch_id, entry.name, None)  # a crash is not a stop: it runs again
-    return _run(store, batch, start_commit(Path(batch.repository)), batch.model, run_knobs, hooks)
+    return _run(store, batch, run_knobs, hooks)
 
 
-def _run(store: Store, batch: Batch, commit: str, model: ModelSettings | None, run_knobs: RunSettings,
-         hooks: Hooks) -> BatchEnd:
+def _run(store: Store, batch: Batch, run_knobs: RunSettings, hooks: Hooks) -> BatchEnd:
     """Run the goals of `batch` that have not stopped, and read how each ended."""
     entries = [entry for entry in batch_goals(store, batch.batch_id) if not _stopped(store, entry)]
-    repository = Path(batch.repository)
+    repository, model = Path(batch.repository), batch.model
 
     def prepare(goal_store: Store, entry: BatchGoal) -> tuple[Goal, Path]:
-        return _prepare(goal_store, repository, entry, commit, model, run_knobs)
+        return _prepare(goal_store, repository, entry, batch.commit, model, run_knobs)
 
     on_event, on_tick = hooks.on_event, hooks.on_tick
     fleet = Fleet(batch, [Slot(entry, entry.goal_id) for entry in entries], lambda: service.open_store(store.path),
@@ -200,7 +199,7 @@ def _prepare(store: Store, repository: Path, entry: BatchGoal, commit: str, mode
     worktree is re-made if it is gone, and a paused goal is resumed (the person asked, by resuming the batch)."""
     path = Path(entry.worktree)
     if entry.goal_id is None:
-        workspace = add_worktree(repository, path, commit)
+        workspace = ensure_worktree(repository, path, None, commit)  # one made before a crash is used again
         settings = GoalSettings(model=model, run=run_knobs)
         made = service.set_goal(store, workspace, entry.contract, settings, lint="baseline")
         return made.goal, workspace

@@ -52,7 +52,6 @@ class Slot:
     goal_id: str | None = None
     state: str = "waiting"
     """waiting, running, done (the store holds its status), crashed, or not_started (the cap came first)."""
-    result: RunResult | None = None
     error: str | None = None
     runner: Runner | None = None
     loop: asyncio.AbstractEventLoop | None = None
@@ -74,7 +73,8 @@ class Fleet:
     gates: RateGates = field(default_factory=RateGates)
     capped: CapDimension | None = None
     stopping: bool = False
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    """Reentrant: `stop` runs in a signal handler, which may interrupt the main thread while it holds the lock."""
     stopped_at: float | None = None
 
     def stop(self) -> None:
@@ -161,7 +161,7 @@ def _goal_thread(fleet: Fleet, slot: Slot) -> None:
     try:
         with fleet.open_store() as store:
             try:
-                slot.result = start_local(fleet, slot, store)
+                start_local(fleet, slot, store)
             except Exception as error:  # the goal's own failure: the batch and its other goals go on
                 slot.error = _describe(error)
                 set_crashed(store, fleet.batch.batch_id, slot.entry.name, slot.error)

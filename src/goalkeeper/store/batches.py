@@ -39,6 +39,8 @@ class Batch:
 
     batch_id: str
     repository: str
+    commit: str
+    """The commit every goal of the batch starts from (the repository's HEAD when the batch was made)."""
     files: tuple[str, ...]
     parallel: int
     caps: Caps
@@ -73,14 +75,15 @@ class NewGoal:
     worktree: str
 
 
-def put_batch(store: Store, repository: str, files: Sequence[str], parallel: int, caps: Caps,
+def put_batch(store: Store, repository: str, commit: str, files: Sequence[str], parallel: int, caps: Caps,
               model: ModelSettings | None, goals: Sequence[NewGoal], batch_id: str | None = None) -> Batch:
     """Record a new batch and its goals (none started) in one transaction."""
-    batch = Batch(batch_id or new_id("batch"), repository, tuple(files), parallel, caps, model, 0.0, time.time())
+    batch = Batch(batch_id or new_id("batch"), repository, commit, tuple(files), parallel, caps, model, 0.0,
+                  time.time())
     with store._db.write() as conn:
-        conn.execute("INSERT INTO batches (batch_id, repository, files, parallel, caps, model, elapsed_s, "
-                     "created_at) VALUES (?, ?, ?, ?, ?, ?, 0, ?)",
-                     (batch.batch_id, repository, json.dumps(list(files)), parallel, dumps(_caps_json(caps)),
+        conn.execute("INSERT INTO batches (batch_id, repository, commit_id, files, parallel, caps, model, "
+                     "elapsed_s, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)",
+                     (batch.batch_id, repository, commit, json.dumps(list(files)), parallel, dumps(_caps_json(caps)),
                       model.model_dump_json() if model is not None else None, batch.created_at))
         conn.executemany("INSERT INTO batch_goals (batch_id, name, position, file, contract, worktree) "
                          "VALUES (?, ?, ?, ?, ?, ?)",
@@ -146,6 +149,6 @@ def _caps_json(caps: Caps) -> dict[str, Any]:
 
 def _batch_of(row: Any) -> Batch:
     model = row["model"]
-    return Batch(row["batch_id"], row["repository"], tuple(json.loads(row["files"])), row["parallel"],
+    return Batch(row["batch_id"], row["repository"], row["commit_id"], tuple(json.loads(row["files"])), row["parallel"],
                  Caps(**json.loads(row["caps"])), ModelSettings.model_validate_json(model) if model else None,
                  row["elapsed_s"], row["created_at"])

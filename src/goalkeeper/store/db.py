@@ -91,6 +91,7 @@ MIGRATIONS: list[Migration] = [
     CREATE TABLE batches (
         batch_id   TEXT PRIMARY KEY,
         repository TEXT NOT NULL,
+        commit_id  TEXT NOT NULL,
         files      TEXT NOT NULL,
         parallel   INTEGER NOT NULL,
         caps       TEXT NOT NULL,
