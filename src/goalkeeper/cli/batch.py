@@ -86,7 +86,7 @@ class _View:
         self.store: Store | None = None
         self.lock = threading.Lock()
         self.shown: dict[str, str] = {}
-        self.live = Live(Table(), console=console.out, refresh_per_second=2) \
+        self.live = Live(Table(), console=console.out, refresh_per_second=2, transient=True) \
             if not as_json and sys.stdout.isatty() else None
 
     def __enter__(self) -> _View:
@@ -161,5 +161,6 @@ def _show_end(end: BatchEnd, as_json: bool) -> None:
     console.out.print(rows_table(end.rows, end.batch))
     if end.capped:
         console.out.print(f"the batch's {end.capped} cap was reached", markup=False)
-    console.out.print(f"batch {end.batch.batch_id}: resume with gk batch --resume {end.batch.batch_id}",
-                      markup=False)
+    # A goal paused, crashed or not started (exit 3 or 4): a resume carries it on.
+    resume = f"; resume with: gk batch --resume {end.batch.batch_id}" if end.exit_code >= 3 else ""
+    console.out.print(f"batch {end.batch.batch_id}{resume}", markup=False)
