@@ -137,7 +137,19 @@ def read_goal_files(paths: Sequence[Path]) -> list[GoalFile]:
     return goals
 
 
+def check_goals(repository: Path, goals: Sequence[GoalFile]) -> None:
+    """Lint every goal as `gk exec` does before it runs one (its commands read, not run): the first lint error
+    is one ConfigError naming its file, so a batch never starts with a goal the gate would refuse."""
+    from goalkeeper.verify.lint import lint_goal  # it loads the checks and the sandbox: only a new batch needs it
+
+    for goal in goals:
+        errors = lint_goal(goal.contract, repository, run=False).errors
+        if errors:
+            raise ConfigError(f"{goal.file}: {errors[0].message}", f"{errors[0].fix} (`gk lint {goal.file}`)")
+
+
 def check_parallel(parallel: int) -> int:
+    """`--parallel` as given, or a ConfigError when it is below 1."""
     if parallel < 1:
         raise ConfigError(f"--parallel must be 1 or more, not {parallel}", "e.g. --parallel 4")
     return parallel
@@ -149,6 +161,7 @@ def start_batch(store: Store, cwd: Path, goals: Sequence[GoalFile], parallel: in
     a worktree of its own made from the repository's HEAD when it starts."""
     repository = service.repository_of(cwd)
     check_parallel(parallel)
+    check_goals(repository, goals)
     commit = start_commit(repository)
     batch_id = new_id("batch")  # the worktrees' paths name the batch
     batch = put_batch(store, str(repository), commit, [str(goal.file) for goal in goals], parallel, caps, model,
