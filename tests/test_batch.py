@@ -26,7 +26,15 @@ import pytest
 from chat_server import ChatServer, Completion, Failure, Reply, ToolCallReply, UsageReply
 from goalkeeper.errors import ConfigError, ContractError
 from goalkeeper.events import ToolIntentEvent
-from goalkeeper.goals.batch import Hooks, batch_rows, check_goals, check_parallel, read_goal_files, resume_batch
+from goalkeeper.goals.batch import (
+    Hooks,
+    batch_rows,
+    check_caps,
+    check_goals,
+    check_parallel,
+    read_goal_files,
+    resume_batch,
+)
 from goalkeeper.spec.settings import RunSettings
 from goalkeeper.store import Store
 from goalkeeper.store.batches import BatchNotFoundError, batch_goals, latest_batch
@@ -146,6 +154,8 @@ def test_bad_input_is_one_clear_error_and_starts_nothing(tmp_path: Path, git_rep
         read_goal_files([tmp_path / "missing.toml"])
     with pytest.raises(ConfigError, match="--parallel must be 1 or more"):
         check_parallel(0)
+    with pytest.raises(ConfigError, match="--cap-usd must be positive"):
+        check_caps(None, -1.0, None)
     speed = goal_file(tmp_path / "speed", "speed", "achieve")
     speed.write_text(speed.read_text().replace("Goal speed", "Make the p95 latency fast"))
     with pytest.raises(ConfigError, match=r"speed\.toml: the outcome is about speed"):

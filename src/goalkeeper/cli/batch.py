@@ -6,9 +6,11 @@ is imported when the command runs, so defining the command costs the CLI's start
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -50,23 +52,26 @@ def batch(
     from goalkeeper.goals import batch as batches  # the fleet and the runner load only when a batch runs
 
     hooks, view = _view(as_json)
-    with service.open_store() as store, view:
-        view.store = store
+    with service.open_store() as store:
+        # Every input is checked before the live view starts and before anything is recorded.
         if resume:
             if model_flags.given or any(cap is not None for cap in (cap_tokens, cap_usd, cap_time)):
                 raise ConfigError("--resume carries a batch on with the model and caps it started with",
                                   "drop the model and cap flags")
             if paths is not None and len(paths) > 1:
                 raise ConfigError("--resume takes one batch id at most", "gk batch --resume [BATCH_ID]")
-            end = batches.resume_batch(store, cwd, paths[0] if paths else None, _run_knobs(cwd, None), hooks)
+            batch_id, knobs = (paths[0] if paths else None), _run_knobs(cwd, None)
+            with view.showing(store):
+                end = batches.resume_batch(store, cwd, batch_id, knobs, hooks)
         else:
             goals = batches.read_goal_files([Path(path) for path in paths or []])
             batches.check_parallel(parallel)
-            caps = batches.Caps(cap_tokens, cap_usd, parse_duration(cap_time) if cap_time else None)
+            caps = batches.check_caps(cap_tokens, cap_usd, parse_duration(cap_time) if cap_time else None)
             repository = service.repository_of(cwd)
             model = model_flags.settings(repository, cap_usd)
-            end = batches.start_batch(store, cwd, goals, parallel, caps, model,
-                                      _run_knobs(repository, model_flags.profile), hooks)
+            knobs = _run_knobs(repository, model_flags.profile)
+            with view.showing(store):
+                end = batches.start_batch(store, cwd, goals, parallel, caps, model, knobs, hooks)
     _show_end(end, as_json)
     return end.exit_code
 
@@ -89,14 +94,17 @@ class _View:
         self.live = Live(Table(), console=console.out, refresh_per_second=2, transient=True) \
             if not as_json and sys.stdout.isatty() else None
 
-    def __enter__(self) -> _View:
+    @contextlib.contextmanager
+    def showing(self, store: Store) -> Iterator[None]:
+        """The live table (on a terminal) while the block runs, read from `store`."""
+        self.store = store
         if self.live is not None:
             self.live.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.live is not None:
-            self.live.stop()
+        try:
+            yield
+        finally:
+            if self.live is not None:
+                self.live.stop()
 
     def event(self, batch_id: str, name: str, record: EventRecord) -> None:
         """A goal's event, from the goal's own thread: one JSON line with the goal and batch ids."""

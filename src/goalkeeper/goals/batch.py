@@ -148,6 +148,17 @@ def check_goals(repository: Path, goals: Sequence[GoalFile]) -> None:
             raise ConfigError(f"{goal.file}: {errors[0].message}", f"{errors[0].fix} (`gk lint {goal.file}`)")
 
 
+def check_caps(tokens: int | None, usd: float | None, time_s: float | None) -> Caps:
+    """The batch's global caps; one that is given must be positive."""
+    for (flag, example), value in zip(_CAP_EXAMPLES.items(), (tokens, usd, time_s), strict=True):
+        if value is not None and not value > 0:  # `not >` also refuses NaN
+            raise ConfigError(f"{flag} must be positive, not {value}", f"e.g. {flag} {example}")
+    return Caps(tokens, usd, time_s)
+
+
+_CAP_EXAMPLES = {"--cap-tokens": "2000000", "--cap-usd": "20", "--cap-time": "2h"}
+
+
 def check_parallel(parallel: int) -> int:
     """`--parallel` as given, or a ConfigError when it is below 1."""
     if parallel < 1:
