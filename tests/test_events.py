@@ -80,6 +80,8 @@ EXAMPLES: list[Any] = [
                           task_queue="goalkeeper", remote="/srv/repo.git", ref="main",
                           takeover_s=30.0, continue_every=200),
     ev.ReportPushedEvent(remote="/srv/repo.git", ref="refs/goalkeeper/reports/goal_1", commit="c", status="achieved"),
+    ev.BudgetCappedEvent(reason="budget_tokens", tokens=1200, usd=None, time_s=None),
+    ev.ControlRequestEvent(action="cap", actor="harness", cap="tokens"),
 ]
 
 

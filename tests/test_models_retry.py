@@ -10,8 +10,16 @@ import pytest
 
 from goalkeeper.errors import ContextLengthError, ProviderError, ProviderUnavailableError
 from goalkeeper.models.base import Message, ModelRequest, ModelResponse
-from goalkeeper.models.retry import RetryPolicy, complete_with_retries, retry_after_from_headers
+from goalkeeper.models.retry import (
+    GatedModel,
+    RateGate,
+    RateGates,
+    RetryPolicy,
+    complete_with_retries,
+    retry_after_from_headers,
+)
 from goalkeeper.models.scripted import ScriptedError, ScriptedModel, ScriptStep
+from goalkeeper.spec.settings import ModelSettings
 
 REQUEST = ModelRequest(messages=(Message("user", "Fix the tests."),))
 
@@ -140,3 +148,35 @@ def test_retry_after_header_is_read_as_seconds_or_http_date(headers: dict[str, s
     now = datetime(2031, 1, 1, 0, 0, 0, tzinfo=UTC)
 
     assert retry_after_from_headers(headers, now=now) == seconds
+
+
+# ---------------------------------------------------------------- the rate gate a batch shares
+
+
+def test_a_rate_limited_failure_holds_the_gate_for_its_retry_after() -> None:
+    now = [100.0]
+    gate = RateGate(clock=lambda: now[0])
+    limited = failing_then([ScriptedError("transient", status_code=429, retry_after_s=2.5)])
+    with pytest.raises(ProviderError):
+        asyncio.run(GatedModel(limited, gate).complete(REQUEST))
+    assert gate.remaining_s() == 2.5
+    now[0] += 1.0
+    assert gate.remaining_s() == 1.5  # a sibling's next request waits the rest
+    gate.hold(0.5)
+    assert gate.remaining_s() == 1.5  # a shorter hold never cuts a longer one
+
+
+def test_other_failures_do_not_hold_the_gate() -> None:
+    gate = RateGate()
+    broken = failing_then([ScriptedError("transient", status_code=503)])
+    with pytest.raises(ProviderError):
+        asyncio.run(GatedModel(broken, gate).complete(REQUEST))
+    assert gate.remaining_s() == 0.0
+
+
+def test_goals_share_a_gate_per_provider_and_base_url() -> None:
+    gates = RateGates()
+    one = ModelSettings(provider="openai", model="a")
+    assert gates.gate_for(one) is gates.gate_for(ModelSettings(provider="openai", model="b"))
+    assert gates.gate_for(one) is not gates.gate_for(ModelSettings(provider="custom", model="a",
+                                                                    base_url="http://127.0.0.1:9/v1"))

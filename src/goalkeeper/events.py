@@ -163,6 +163,18 @@ class BudgetExhaustedEvent(_Frozen):
     turn: int
 
 
+class BudgetCappedEvent(_Frozen):
+    """A cap over several goals (a batch's global budget) was reached: the goal's limit on that budget dropped
+    to what it had spent; the fields are the new limits (None: unlimited)."""
+
+    kind: Literal["budget_capped"] = "budget_capped"
+    actor: EventActor | None = "harness"
+    reason: str
+    tokens: int | None
+    usd: float | None
+    time_s: float | None
+
+
 class AttemptCountedEvent(_Frozen):
     """Checks failed after a completion claim; each failing check's attempts so far."""
 
@@ -210,16 +222,19 @@ class TurnEndedEvent(_Frozen):
 
 
 class ControlRequestEvent(_Frozen):
-    """A person asked a live runner to pause, resume, clear or raise the budget (`add_*` amounts)."""
+    """A person asked a live runner to pause, resume, clear or raise the budget (`add_*` amounts); or the harness
+    asked it to stop at a batch's global cap (`cap`)."""
 
     kind: Literal["control_request"] = "control_request"
     actor: EventActor | None = "user"
-    action: Literal["pause", "resume", "clear", "budget"]
+    action: Literal["pause", "resume", "clear", "budget", "cap"]
     add_tokens: int | None = None
     add_usd: float | None = None
     add_time_s: float | None = None
     add_turns: int | None = None
     force: bool | None = None
+    cap: Literal["tokens", "usd", "time"] | None = None
+    """For `cap` (a batch's global budget, asked by the harness): which budget the cap reached."""
 
 
 class ControlAppliedEvent(_Frozen):
@@ -645,8 +660,8 @@ class ReportPushedEvent(_Frozen):
 
 
 Event = Annotated[
-    GoalSetEvent | GoalClearedEvent | StatusChangedEvent | BudgetRaisedEvent | BudgetExhaustedEvent |
-    AttemptCountedEvent | NudgeEvent | ChecksRequestedEvent | TurnStartedEvent | TurnEndedEvent |
+    GoalSetEvent | GoalClearedEvent | StatusChangedEvent | BudgetRaisedEvent | BudgetCappedEvent |
+    BudgetExhaustedEvent | AttemptCountedEvent | NudgeEvent | ChecksRequestedEvent | TurnStartedEvent | TurnEndedEvent |
     ControlRequestEvent | ControlAppliedEvent | MessageEvent | ModelResponseEvent | ToolIntentEvent |
     ToolResultEvent | ApprovalEvent | ApprovalRuleEvent | CheckpointEvent | RecoveryCheckpointEvent |
     ProviderRetryEvent | UsageChargedEvent | ContextTrimmedEvent | CompactedEvent | CompactionFailedEvent |

@@ -18,6 +18,7 @@ import typer
 from rich.text import Text
 
 from goalkeeper.cli import console, fleet
+from goalkeeper.cli.batch import batch as batch_command
 from goalkeeper.cli.options import ContractFlags, ModelFlags, with_options
 from goalkeeper.cli.root import ThreadOpt
 from goalkeeper.core.lifecycle import exit_code
@@ -596,6 +597,7 @@ def serve(host: Annotated[str, typer.Option(help="Address to bind (loopback unle
 
 commands.command(name="worker")(fleet.worker)
 commands.command(name="submit", context_settings={"allow_interspersed_args": True})(fleet.submit)
+commands.command(name="batch", context_settings={"allow_interspersed_args": True})(batch_command)
 
 local_app = typer.Typer(help="The bundled offline model (SmolLM2-135M through llama.cpp).")
 commands.add_typer(local_app, name="local")

@@ -46,6 +46,7 @@ COMMANDS: dict[str, str] = {
     "worker": "Run a Temporal worker until Ctrl-C or SIGTERM: it takes goals from the shared queue and runs their "
               "steps.",
     "submit": "Submit a goal to the Temporal engine; prints its id. Workers (`gk worker`) run it.",
+    "batch": "Run many goals at once, each in its own git worktree and goal branch. Exit code: the worst outcome.",
     "local": "The bundled offline model (SmolLM2-135M through llama.cpp).",
 }
 """What `gk --help` lists, in its order: each command's name and the first paragraph of its help (its docstring,

@@ -15,6 +15,7 @@ from goalkeeper.core.lifecycle import BUDGET_REASONS, TERMINAL, Actor, Reason, S
 from goalkeeper.core.outcomes import (
     Action,
     Best,
+    BudgetCapped,
     BudgetRaise,
     CheckResult,
     ChecksRan,
@@ -44,6 +45,7 @@ from goalkeeper.core.outcomes import (
 )
 from goalkeeper.events import (
     AttemptCountedEvent,
+    BudgetCappedEvent,
     BudgetExhaustedEvent,
     BudgetRaisedEvent,
     ChecksRequestedEvent,
@@ -73,6 +75,8 @@ def decide(state: GoalState, outcome: Outcome) -> Decision:
     match outcome:
         case UserPaused() | Interrupted() | UserResumed() | BudgetRaise() | UserInputQueued():
             return _on_person(state, outcome)
+        case BudgetCapped():
+            return _on_capped(state, outcome)
         case GoalSet() | GoalCleared():
             return _on_goal(state, outcome)
     if state.status != "pursuing":
@@ -196,6 +200,8 @@ def outcome_of(request: ControlRequest) -> Outcome:
             return UserResumed(force=request.force, raise_by=request.raise_by)
         case "budget":
             return request.raise_by or BudgetRaise()
+        case "cap":
+            return BudgetCapped(request.cap or "tokens")
         case "clear":
             return GoalCleared()
     raise ValueError(f"not a control action: {request.action!r}")  # pragma: no cover - the Literal is exhaustive
@@ -214,6 +220,29 @@ def _on_budget_raised(state: GoalState, raised: BudgetRaise) -> Decision:
                  add(limits.time_s, raised.time_s), add(limits.turns, raised.turns))
     raised_to = BudgetRaisedEvent(tokens=new.tokens, usd=new.usd, time_s=new.time_s, turns=new.turns)
     return Decision(replace(state, limits=new), Wait(), (raised_to,))
+
+
+_CAPPED: dict[str, Reason] = {"tokens": Reason.BUDGET_TOKENS, "usd": Reason.BUDGET_USD, "time": Reason.BUDGET_TIME}
+
+
+def _on_capped(state: GoalState, capped: BudgetCapped) -> Decision:
+    """A batch's global cap is reached: the goal's limit on that budget drops to what it has spent (never
+    rises), so every rule that reads the budget sees it used up, a resume included. A goal that is pursuing
+    gets its wrap-up turn at once; one already wrapping up or not pursuing keeps its course."""
+    limits, spent = state.limits, state.spent
+
+    def lower(limit: Any, used: Any) -> Any:
+        return used if limit is None else min(limit, used)
+
+    new = {"tokens": replace(limits, tokens=lower(limits.tokens, spent.tokens)),
+           "usd": replace(limits, usd=lower(limits.usd, spent.usd)),
+           "time": replace(limits, time_s=lower(limits.time_s, spent.time_s))}[capped.dimension]
+    reason = _CAPPED[capped.dimension]
+    event = BudgetCappedEvent(reason=reason.value, tokens=new.tokens, usd=new.usd, time_s=new.time_s)
+    state = replace(state, limits=new)
+    if state.status != "pursuing" or state.in_wrap_up:
+        return Decision(state, Wait(), (event,))
+    return _begin_wrap_up(state, reason, (event,))
 
 
 # ---------------------------------------------------------------- inside a turn

@@ -217,7 +217,18 @@ class GoalCleared:
     why: str | None = None
 
 
-ControlAction = Literal["pause", "resume", "clear", "budget"]
+CapDimension = Literal["tokens", "usd", "time"]
+"""The limits a cap over several goals spans (turns are each goal's own)."""
+
+
+@dataclass(frozen=True)
+class BudgetCapped:
+    """A cap spanning several goals (a batch's global budget) is reached. The goal's own limit on `dimension`
+    drops to what it has spent, so it gets its wrap-up turn now and stops `budget_limited`, like any budget."""
+
+    dimension: CapDimension
+
+ControlAction = Literal["pause", "resume", "clear", "budget", "cap"]
 
 
 @dataclass(frozen=True)
@@ -228,6 +239,8 @@ class ControlRequest:
     action: ControlAction
     raise_by: BudgetRaise | None = None
     force: bool = False
+    cap: CapDimension | None = None
+    """For `cap`: which limit the cap over the goals reached."""
 
 
 @dataclass(frozen=True)
@@ -245,7 +258,7 @@ class ProviderFailed:
 
 Outcome = (
     RequestDue | ModelResponded | ToolStepped | TurnEnded | ChecksRan | UserPaused | Interrupted
-    | UserResumed | BudgetRaise | UserInputQueued | ProviderFailed | GoalSet | GoalCleared
+    | UserResumed | BudgetRaise | BudgetCapped | UserInputQueued | ProviderFailed | GoalSet | GoalCleared
 )
 
 

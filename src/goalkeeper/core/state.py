@@ -62,15 +62,17 @@ def state_from_dict(data: dict[str, Any]) -> GoalState:
 
 
 def request_event(request: ControlRequest) -> ControlRequestEvent:
-    """The `control_request` event that queues `request`: the action, `force`, and the raise's `add_*` amounts."""
+    """The `control_request` event that queues `request`: the action, `force`, the raise's `add_*` amounts, and
+    the budget a batch's cap reached (asked by the harness)."""
     raised = request.raise_by or BudgetRaise()
     amounts = {"add_tokens": raised.tokens, "add_usd": raised.usd, "add_time_s": raised.time_s,
                "add_turns": raised.turns}
-    return ControlRequestEvent(action=request.action, force=request.force,
+    capped = {"cap": request.cap, "actor": "harness"} if request.cap is not None else {}
+    return ControlRequestEvent(action=request.action, force=request.force, **capped,
                                **{key: amount for key, amount in amounts.items() if amount})
 
 
 def request_of(event: ControlRequestEvent) -> ControlRequest:
     """The inverse of `request_event`; a request that raises nothing has no `raise_by`."""
     raised = BudgetRaise(event.add_tokens or 0, event.add_usd or 0.0, event.add_time_s or 0.0, event.add_turns or 0)
-    return ControlRequest(event.action, None if raised == BudgetRaise() else raised, bool(event.force))
+    return ControlRequest(event.action, None if raised == BudgetRaise() else raised, bool(event.force), event.cap)

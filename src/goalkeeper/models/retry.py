@@ -1,4 +1,5 @@
-"""Retrying transient provider failures: exponential backoff with full jitter, Retry-After honoured.
+"""Retrying transient provider failures: exponential backoff with full jitter, Retry-After honoured; and the
+rate gate several goals share, so a 429 one of them gets holds every goal that uses the same provider.
 
 Only transient errors are retried. Every other provider error propagates at once, and so does
 `ContextLengthError`, which the caller answers by compacting, not by waiting. When retries run out the
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ from email.utils import parsedate_to_datetime
 
 from goalkeeper.errors import ProviderError, ProviderUnavailableError
 from goalkeeper.models.base import Model, ModelRequest, ModelResponse
+from goalkeeper.spec.settings import ModelSettings
 
 _RANDOM = random.Random()
 
@@ -130,3 +133,73 @@ def _unavailable(error: ProviderError, reason: str) -> ProviderUnavailableError:
         retry_after_s=error.retry_after_s,
         usage=error.usage,
     )
+
+
+class RateGate:
+    """One provider's rate limit as every goal of a batch that uses it sees it: a 429 (or a Retry-After) that
+    one goal gets holds the next request of every goal until the wait it asked for is over.
+
+    Goals run in threads of their own, each with its own event loop: the gate is a deadline under a lock, and
+    each waiter sleeps on its own loop."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._until = 0.0
+
+    def hold(self, seconds: float) -> None:
+        """No request through this gate starts for `seconds` from now (a longer hold already set stays)."""
+        with self._lock:
+            self._until = max(self._until, self._clock() + max(0.0, seconds))
+
+    def remaining_s(self) -> float:
+        """Seconds until requests may go again (0: now)."""
+        with self._lock:
+            return max(0.0, self._until - self._clock())
+
+    async def wait(self, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        """Return once the gate is open (a hold set meanwhile is waited out too)."""
+        while (remaining := self.remaining_s()) > 0:
+            await sleep(remaining)
+
+
+class RateGates:
+    """The gates of one batch, one per provider: the same wire format and base URL is the same provider."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._gates: dict[tuple[str, str, str], RateGate] = {}
+
+    def gate_for(self, settings: ModelSettings) -> RateGate:
+        """The gate every goal talking to `settings`' provider shares."""
+        key = (settings.provider, settings.wire_api, settings.base_url or "")
+        with self._lock:
+            return self._gates.setdefault(key, RateGate())
+
+
+class GatedModel:
+    """`model` behind `gate`: each request first waits for the gate, and a rate-limited failure (429, or any
+    transient failure with a Retry-After) holds the gate for the wait it asks for, so the goal's siblings wait
+    with it. The goal's own retries (complete_with_retries) are unchanged."""
+
+    def __init__(self, model: Model, gate: RateGate) -> None:
+        self.model = model
+        self.gate = gate
+        self.name = model.name
+
+    async def complete(self, request: ModelRequest) -> ModelResponse:
+        await self.gate.wait()
+        try:
+            return await self.model.complete(request)
+        except ProviderError as error:
+            if error.transient and (error.status_code == 429 or error.retry_after_s is not None):
+                self.gate.hold(rate_limit_wait(error))
+            raise
+
+    async def aclose(self) -> None:
+        await self.model.aclose()
+
+
+def rate_limit_wait(error: ProviderError) -> float:
+    """How long a rate-limited failure holds the gate: its Retry-After, else the first backoff's ceiling."""
+    return error.retry_after_s if error.retry_after_s is not None else RetryPolicy().base_delay_s

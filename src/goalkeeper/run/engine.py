@@ -12,6 +12,7 @@ from pathlib import Path
 from goalkeeper.config.resolve import choose_model
 from goalkeeper.events import GoalBranchEvent
 from goalkeeper.models.factory import open_model
+from goalkeeper.models.retry import GatedModel, RateGate
 from goalkeeper.run.notify import notifying
 from goalkeeper.run.runner import Runner, RunResult
 from goalkeeper.spec.settings import ModelSettings
@@ -33,15 +34,20 @@ def run_goal(store: Store, goal: Goal, workspace: Path, model: ModelSettings | N
 async def drive_goal(store: Store, goal: Goal, workspace: Path, model: ModelSettings | None = None, *,
                      on_event: Callable[[EventRecord], None] | None = None,
                      on_text: Callable[[str], None] | None = None, approver: Approver | None = None,
-                     handle_signals: bool = True) -> RunResult:
-    """`run_goal` inside a running event loop; the hooks are the Runner's (runner.py)."""
+                     handle_signals: bool = True, gate: RateGate | None = None,
+                     on_runner: Callable[[Runner], None] | None = None) -> RunResult:
+    """`run_goal` inside a running event loop; the hooks are the Runner's (runner.py). A batch passes the `gate`
+    its goals on the same provider share (models/retry.py), and `on_runner` is handed the runner before it runs
+    (a batch pauses it through `interrupt`)."""
     goal, chosen = settle_model(store, goal, workspace, model)
     # [[notify]] webhooks watch the committed events; at the end they get a bounded wait (notify.py).
     # The model's SDK loads while the baseline's checks run (prepare.baseline starts its build).
     async with notifying(store, workspace, on_event, config_commit(store, goal)) as watched, \
             open_model(chosen, build_now=False) as built:
-        runner = Runner(store, goal, built, workspace, watched, on_text=on_text, approver=approver,
-                        handle_signals=handle_signals)
+        runner = Runner(store, goal, built if gate is None else GatedModel(built, gate), workspace, watched,
+                        on_text=on_text, approver=approver, handle_signals=handle_signals)
+        if on_runner is not None:
+            on_runner(runner)
         return await runner.run()
 
 

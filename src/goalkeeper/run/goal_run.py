@@ -230,7 +230,8 @@ class GoalRun:
         return self.inbox.read(self.store, self.goal.goal_id, self.goal.thread_id)
 
     def poll_controls(self) -> Action | None:
-        """Apply queued pauses, clears and budget raises; an action means the turn must stop here."""
+        """Apply queued pauses, clears, budget raises and caps; an action means the turn must stop here (a cap's
+        StartTurn: the wrap-up turn it opened comes next)."""
         if self.lease_lost:
             raise GoalGone("another runner took over this goal's lease")
         if self.interrupted:
@@ -245,7 +246,7 @@ class GoalRun:
                 self.store.delete_goal(self.goal.goal_id, [applied, *decision.events])
                 raise GoalGone("the goal was cleared while running")
             decision = self.commit(decision, [applied])
-            if isinstance(decision.action, Stop):
+            if isinstance(decision.action, Stop | StartTurn):  # a stop, or a batch cap's wrap-up turn
                 return decision.action
         return None
 

@@ -22,6 +22,7 @@ from goalkeeper.core.outcomes import CheckResult, Decision, GoalCleared, Wait
 from goalkeeper.errors import ContractError, WorkspaceError
 from goalkeeper.events import BaselineEvent, Evidence, SandboxEvent, VerificationPinsEvent, VerificationSurfaceEvent
 from goalkeeper.models.factory import BuildingModel
+from goalkeeper.models.retry import GatedModel
 from goalkeeper.run.goal_run import GoalRun, key_env
 from goalkeeper.sandbox import limits as process_limits
 from goalkeeper.sandbox.bwrap import require_sandbox
@@ -75,8 +76,9 @@ def _configure(run: GoalRun) -> Config:
 def _build_model(run: GoalRun) -> None:
     """Start building the run's model (`BuildingModel`) unless it started: not earlier, since the import
     would compete for the interpreter with the git work that has to finish before the baseline."""
-    if isinstance(run.model, BuildingModel):
-        run.model.start()
+    model = run.model.model if isinstance(run.model, GatedModel) else run.model  # a batch goal's is behind its gate
+    if isinstance(model, BuildingModel):
+        model.start()
 
 
 async def _open_branch(run: GoalRun) -> None:

@@ -101,8 +101,8 @@ class Runner:
     async def _start(self) -> Action:
         """Apply queued controls, prepare the run once, then pick up wherever the store says we were."""
         run = self.goal_run
-        if (control := run.poll_controls()) is not None:
-            return control
+        if isinstance(control := run.poll_controls(), Stop):
+            return control  # a cap's wrap-up turn is open in the facts: it is picked up below, after prepare
         if run.state.status != "pursuing":
             return Stop(run.state.status, run.state.reason)
         if not run.prepared:

@@ -86,6 +86,32 @@ MIGRATIONS: list[Migration] = [
     );
     """,
     _goal_summaries,
+    # 3: batches (`gk batch`) and the goals each holds (store/batches.py).
+    """
+    CREATE TABLE batches (
+        batch_id   TEXT PRIMARY KEY,
+        repository TEXT NOT NULL,
+        commit_id  TEXT NOT NULL,
+        files      TEXT NOT NULL,
+        parallel   INTEGER NOT NULL,
+        caps       TEXT NOT NULL,
+        model      TEXT,
+        elapsed_s  REAL NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX batches_by_repository ON batches (repository, created_at);
+    CREATE TABLE batch_goals (
+        batch_id TEXT NOT NULL REFERENCES batches (batch_id),
+        name     TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        file     TEXT NOT NULL,
+        contract TEXT NOT NULL,
+        worktree TEXT NOT NULL,
+        goal_id  TEXT REFERENCES goals (goal_id),
+        crashed  TEXT,
+        PRIMARY KEY (batch_id, name)
+    );
+    """,
 ]
 """Schema changes in order; `PRAGMA user_version` counts how many have been applied. Append only."""
 

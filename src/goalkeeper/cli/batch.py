@@ -1,0 +1,179 @@
+"""`gk batch`: many goals at once on this machine, each in its own worktree, with a live table.
+
+The command parses and renders; goals/batch.py checks the input, records the batch and runs it. What runs goals
+is imported when the command runs, so defining the command costs the CLI's start-up nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from goalkeeper.cli import console
+from goalkeeper.cli.options import ModelFlags, with_options
+from goalkeeper.errors import ConfigError
+from goalkeeper.events import payload_of
+from goalkeeper.goals import service
+from goalkeeper.spec.contract import format_duration, parse_duration
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from goalkeeper.goals.batch import BatchEnd, BatchRow, Hooks
+    from goalkeeper.store import EventRecord, Store
+    from goalkeeper.store.batches import Batch
+
+
+@with_options(model_flags=ModelFlags)
+def batch(
+    model_flags: ModelFlags,
+    paths: Annotated[list[str] | None, typer.Argument(metavar="FILE...|DIR", help="Goal files, or folders of "
+                                                      "them (every *.toml, sorted); with --resume, a batch id.")]
+    = None,
+    parallel: Annotated[int, typer.Option("--parallel", "-p", help="Goals running at once.")] = 4,
+    cap_tokens: Annotated[int | None, typer.Option(help="Global token cap over every goal of the batch.")] = None,
+    cap_usd: Annotated[float | None, typer.Option(help="Global USD cap over every goal of the batch.")] = None,
+    cap_time: Annotated[str | None, typer.Option(help="Global time cap of the batch's run, e.g. 2h.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Carry on a batch: the id given, else this "
+                                                          "repository's latest.")] = False,
+    cwd: Annotated[Path, typer.Option("--cwd", help="The repository (default: the current directory's).")]
+    = Path("."),
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON line per goal event, then a summary line.")]
+    = False,
+) -> int:
+    """Run many goals at once, each in its own git worktree and goal branch. Exit code: the worst outcome."""
+    from goalkeeper.goals import batch as batches  # the fleet and the runner load only when a batch runs
+
+    hooks, view = _view(as_json)
+    with service.open_store() as store:
+        # Every input is checked before the live view starts and before anything is recorded.
+        if resume:
+            if model_flags.given or any(cap is not None for cap in (cap_tokens, cap_usd, cap_time)):
+                raise ConfigError("--resume carries a batch on with the model and caps it started with",
+                                  "drop the model and cap flags")
+            if paths is not None and len(paths) > 1:
+                raise ConfigError("--resume takes one batch id at most", "gk batch --resume [BATCH_ID]")
+            batch_id, knobs = (paths[0] if paths else None), _run_knobs(cwd, None)
+            with view.showing(store):
+                end = batches.resume_batch(store, cwd, batch_id, knobs, hooks)
+        else:
+            goals = batches.read_goal_files([Path(path) for path in paths or []])
+            batches.check_parallel(parallel)
+            caps = batches.check_caps(cap_tokens, cap_usd, parse_duration(cap_time) if cap_time else None)
+            repository = service.repository_of(cwd)
+            model = model_flags.settings(repository, cap_usd)
+            knobs = _run_knobs(repository, model_flags.profile)
+            with view.showing(store):
+                end = batches.start_batch(store, cwd, goals, parallel, caps, model, knobs, hooks)
+    _show_end(end, as_json)
+    return end.exit_code
+
+
+def _run_knobs(workspace: Path, profile: str | None) -> Any:
+    """config.toml's `[run]` knobs (and the profile's), as `gk exec` stores them with a goal."""
+    from goalkeeper.config.load import load_config
+
+    return load_config(service.repository_of(workspace), profile).run
+
+
+class _View:
+    """What the batch shows while it runs: JSON lines, a live table (a terminal) or progress lines."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+        self.store: Store | None = None
+        self.lock = threading.Lock()
+        self.shown: dict[str, str] = {}
+        from rich.live import Live  # a terminal's live table only: not on every command's start-up
+        from rich.table import Table
+
+        self.live = Live(Table(), console=console.out, refresh_per_second=2, transient=True) \
+            if not as_json and sys.stdout.isatty() else None
+
+    @contextlib.contextmanager
+    def showing(self, store: Store) -> Iterator[None]:
+        """The live table (on a terminal) while the block runs, read from `store`."""
+        self.store = store
+        if self.live is not None:
+            self.live.start()
+        try:
+            yield
+        finally:
+            if self.live is not None:
+                self.live.stop()
+
+    def event(self, batch_id: str, name: str, record: EventRecord) -> None:
+        """A goal's event, from the goal's own thread: one JSON line with the goal and batch ids."""
+        line = json.dumps({"seq": record.seq, "kind": record.event.kind, "actor": record.event.actor,
+                           "goal_id": record.goal_id, "ts": record.ts, "payload": payload_of(record.event),
+                           "batch_id": batch_id, "goal": name})
+        with self.lock:
+            print(line, flush=True)
+
+    def tick(self, batch: Batch) -> None:
+        """~2 Hz on the main thread: redraw the table, or print the goals whose status changed."""
+        from goalkeeper.goals.batch import batch_rows
+
+        if self.as_json or self.store is None:
+            return
+        rows = batch_rows(self.store, batch.batch_id)
+        if self.live is not None:
+            self.live.update(rows_table(rows, batch))
+            return
+        for row in rows:
+            if self.shown.get(row.name) != row.status:
+                self.shown[row.name] = row.status
+                console.out.print(f"{row.name}: {_status(row)}", markup=False)
+
+
+def _view(as_json: bool) -> tuple[Hooks, _View]:
+    from goalkeeper.goals.batch import Hooks
+
+    view = _View(as_json)
+    return Hooks(on_event=view.event if as_json else None, on_tick=view.tick), view
+
+
+def rows_table(rows: list[BatchRow], batch: Batch) -> Table:
+    """The batch as a table: one row per goal, then the totals against the batch's caps."""
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for column in ("goal", "status", "checks", "tokens", "cost", "elapsed"):
+        table.add_column(column, justify="right" if column in ("tokens", "cost", "elapsed") else "left")
+    for row in rows:
+        table.add_row(row.name, _status(row), f"{row.checks_passing}/{row.checks_total}", f"{row.tokens:,}",
+                      f"${row.usd:.2f}", format_duration(row.elapsed_s))
+    done = sum(row.status not in ("waiting", "pursuing") for row in rows)
+    caps = batch.caps
+    tokens = f"{sum(row.tokens for row in rows):,}" + (f" / {caps.tokens:,}" if caps.tokens is not None else "")
+    usd = f"${sum(row.usd for row in rows):.2f}" + (f" / ${caps.usd:.2f}" if caps.usd is not None else "")
+    elapsed = format_duration(batch.elapsed_s) + (f" / {format_duration(caps.time_s)}" if caps.time_s else "")
+    table.add_row("total", f"{done}/{len(rows)} ended", "", tokens, usd, elapsed, style="bold")
+    return table
+
+
+def _status(row: BatchRow) -> str:
+    if row.error:
+        return f"{row.status}: {row.error}"
+    return row.status if row.reason is None or row.status in ("pursuing", "achieved") else \
+        f"{row.status} ({row.reason})"
+
+
+def _show_end(end: BatchEnd, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"batch_id": end.batch.batch_id, "exit_code": end.exit_code, "capped": end.capped,
+                          "goals": [row.as_json() for row in end.rows]}), flush=True)
+        return
+    console.out.print(rows_table(end.rows, end.batch))
+    if end.capped:
+        console.out.print(f"the batch's {end.capped} cap was reached", markup=False)
+    # A goal paused, crashed or not started (exit 3 or 4): a resume carries it on.
+    resume = f"; resume with: gk batch --resume {end.batch.batch_id}" if end.exit_code >= 3 else ""
+    console.out.print(f"batch {end.batch.batch_id}{resume}", markup=False)

@@ -1,0 +1,265 @@
+"""Batches of goals for every face: read the goal files, start a batch, carry one on, and its rows.
+
+`batch_rows` is the one read model of a batch (the CLI's live table, and the TUI's and the dashboard's batch
+views): one row per goal, read from the store. Starting and resuming check every input first (the files, the
+names, `--parallel`, the batch id), so bad input starts nothing; then the fleet (run/batch.py) runs the goals.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from goalkeeper.contract.toml import load_contract
+from goalkeeper.core.lifecycle import exit_code
+from goalkeeper.errors import ConfigError
+from goalkeeper.events import GoalBranchEvent
+from goalkeeper.goals import service
+from goalkeeper.goals.views import summarize
+from goalkeeper.run.batch import Fleet, Slot, run_fleet
+from goalkeeper.spec.contract import Contract
+from goalkeeper.spec.settings import GoalSettings, ModelSettings, RunSettings
+from goalkeeper.store import EventRecord, Goal, Store, new_id
+from goalkeeper.store.batches import (
+    Batch,
+    BatchGoal,
+    NewGoal,
+    batch_goals,
+    get_batch,
+    latest_batch,
+    put_batch,
+    set_crashed,
+)
+from goalkeeper.store.batches import Caps as Caps  # the faces build a batch's caps here
+from goalkeeper.workspace.goal import branch_of
+from goalkeeper.workspace.worktrees import ensure_worktree, start_commit, worktree_path
+
+#: A goal's exit code when its runner crashed: the worst, above every status's (0-3).
+CRASHED_EXIT = 4
+
+WAITING, CRASHED, NOT_STARTED = "waiting", "crashed", "not_started"
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+@dataclass(frozen=True)
+class GoalFile:
+    """One goal of a batch as given: its name (the file's stem), its file and its contract."""
+
+    name: str
+    file: Path
+    contract: Contract
+
+
+class BatchRow(BaseModel):
+    """One goal of a batch, as every face shows it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    file: str
+    worktree: str
+    goal_id: str | None
+    status: str
+    """The goal's status; `waiting` before it starts, `crashed` when its runner raised."""
+    reason: str | None = None
+    error: str | None = None
+    """What crashed the goal's runner."""
+    verified: bool = True
+    checks_passing: int = 0
+    checks_total: int = 0
+    tokens: int = 0
+    usd: float = 0.0
+    elapsed_s: float = 0.0
+    turns: int = 0
+    running: bool = False
+    """A live runner holds the goal now."""
+
+    def as_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+@dataclass(frozen=True)
+class BatchEnd:
+    """How a run of a batch ended: its rows (`not_started` for goals left unstarted) and its exit code."""
+
+    batch: Batch
+    rows: list[BatchRow]
+    exit_code: int
+    capped: str | None
+    """The budget of the batch's global cap that was reached, if one was."""
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """What a face watches: each goal's events (with the batch's id and the goal's name, from the goal's own
+    thread), and a tick at ~2 Hz on the batch's thread (with the batch, its running time as stored)."""
+
+    on_event: Callable[[str, str, EventRecord], None] | None = None
+    on_tick: Callable[[Batch], None] | None = None
+
+
+def read_goal_files(paths: Sequence[Path]) -> list[GoalFile]:
+    """The goals in `paths`: each FILE a goal.toml, each DIR every `*.toml` in it, sorted. One ContractError or
+    ConfigError names the first file that does not parse, or two goals with one name."""
+    if not paths:
+        raise ConfigError("no goal files given", "gk batch goals/ or gk batch a.toml b.toml")
+    files: list[Path] = []
+    for path in paths:
+        path = path.expanduser()
+        if path.is_dir():
+            found = sorted(path.glob("*.toml"))
+            if not found:
+                raise ConfigError(f"{path} holds no *.toml goal file", "write goal files there (gk init)")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise ConfigError(f"no goal file or folder {path}", "pass goal.toml files or a folder of them")
+    goals = [GoalFile(file.stem, file.resolve(), load_contract(file)) for file in files]
+    seen: dict[str, Path] = {}
+    for goal in goals:
+        if not _NAME.fullmatch(goal.name):
+            raise ConfigError(f"{goal.file}: a goal is named after its file, and {goal.name!r} cannot name a "
+                              "worktree folder", "rename the file: letters, digits, `.`, `_` and `-`")
+        if not goal.contract.verified:
+            raise ConfigError(f"the goal in {goal.file} has no checks, so nothing the harness runs can tell when "
+                              "it is done", "add [[checks]] to it: a batch runs verified goals only")
+        if goal.name in seen:
+            raise ConfigError(f"two goals are named {goal.name!r}: {seen[goal.name]} and {goal.file}",
+                              "a goal is named after its file: rename one of them")
+        seen[goal.name] = goal.file
+    return goals
+
+
+def check_goals(repository: Path, goals: Sequence[GoalFile]) -> None:
+    """Lint every goal as `gk exec` does before it runs one (its commands read, not run): the first lint error
+    is one ConfigError naming its file, so a batch never starts with a goal the gate would refuse."""
+    from goalkeeper.verify.lint import lint_goal  # it loads the checks and the sandbox: only a new batch needs it
+
+    for goal in goals:
+        errors = lint_goal(goal.contract, repository, run=False).errors
+        if errors:
+            raise ConfigError(f"{goal.file}: {errors[0].message}", f"{errors[0].fix} (`gk lint {goal.file}`)")
+
+
+def check_caps(tokens: int | None, usd: float | None, time_s: float | None) -> Caps:
+    """The batch's global caps; one that is given must be positive."""
+    for (flag, example), value in zip(_CAP_EXAMPLES.items(), (tokens, usd, time_s), strict=True):
+        if value is not None and not value > 0:  # `not >` also refuses NaN
+            raise ConfigError(f"{flag} must be positive, not {value}", f"e.g. {flag} {example}")
+    return Caps(tokens, usd, time_s)
+
+
+_CAP_EXAMPLES = {"--cap-tokens": "2000000", "--cap-usd": "20", "--cap-time": "2h"}
+
+
+def check_parallel(parallel: int) -> int:
+    """`--parallel` as given, or a ConfigError when it is below 1."""
+    if parallel < 1:
+        raise ConfigError(f"--parallel must be 1 or more, not {parallel}", "e.g. --parallel 4")
+    return parallel
+
+
+def start_batch(store: Store, cwd: Path, goals: Sequence[GoalFile], parallel: int, caps: Caps,
+                model: ModelSettings | None, run_knobs: RunSettings, hooks: Hooks) -> BatchEnd:
+    """Record a new batch of `goals` in the repository of `cwd` and run it: at most `parallel` at once, each in
+    a worktree of its own made from the repository's HEAD when it starts."""
+    repository = service.repository_of(cwd)
+    check_parallel(parallel)
+    check_goals(repository, goals)
+    commit = start_commit(repository)
+    batch_id = new_id("batch")  # the worktrees' paths name the batch
+    batch = put_batch(store, str(repository), commit, [str(goal.file) for goal in goals], parallel, caps, model,
+                      [NewGoal(goal.name, str(goal.file), goal.contract, str(worktree_path(batch_id, goal.name)))
+                       for goal in goals], batch_id)
+    return _run(store, batch, run_knobs, hooks)
+
+
+def resume_batch(store: Store, cwd: Path, batch_id: str | None, run_knobs: RunSettings, hooks: Hooks) -> BatchEnd:
+    """Carry a batch on (the repository's latest by default): goals that stopped stay; paused or interrupted
+    ones continue in their worktree (re-made from the goal branch if it is gone); unstarted ones start."""
+    repository = service.repository_of(cwd)
+    batch = get_batch(store, batch_id) if batch_id else latest_batch(store, str(repository))
+    for entry in batch_goals(store, batch.batch_id):
+        if entry.crashed is not None:
+            set_crashed(store, batch.batch_id, entry.name, None)  # a crash is not a stop: it runs again
+    return _run(store, batch, run_knobs, hooks)
+
+
+def _run(store: Store, batch: Batch, run_knobs: RunSettings, hooks: Hooks) -> BatchEnd:
+    """Run the goals of `batch` that have not stopped, and read how each ended."""
+    entries = [entry for entry in batch_goals(store, batch.batch_id) if not _stopped(store, entry)]
+    repository, model = Path(batch.repository), batch.model
+
+    def prepare(goal_store: Store, entry: BatchGoal) -> tuple[Goal, Path]:
+        return _prepare(goal_store, repository, entry, batch.commit, model, run_knobs)
+
+    on_event, on_tick = hooks.on_event, hooks.on_tick
+    fleet = Fleet(batch, [Slot(entry, entry.goal_id) for entry in entries], lambda: service.open_store(store.path),
+                  prepare, model,
+                  on_event=(lambda name, record: on_event(batch.batch_id, name, record)) if on_event else None)
+    slots = run_fleet(fleet, (lambda: on_tick(get_batch(store, batch.batch_id))) if on_tick is not None else None)
+    unstarted = {slot.entry.name for slot in slots if slot.state == "not_started"}
+    rows = [row.model_copy(update={"status": NOT_STARTED}) if row.name in unstarted else row
+            for row in batch_rows(store, batch.batch_id)]
+    return BatchEnd(get_batch(store, batch.batch_id), rows, batch_exit_code(rows), fleet.capped)
+
+
+def _stopped(store: Store, entry: BatchGoal) -> bool:
+    if entry.goal_id is None or entry.crashed is not None:
+        return False
+    return store.get_goal_by_id(entry.goal_id).state.status in ("achieved", "unmet", "budget_limited")
+
+
+def _prepare(store: Store, repository: Path, entry: BatchGoal, commit: str, model: ModelSettings | None,
+             run_knobs: RunSettings) -> tuple[Goal, Path]:
+    """The goal of `entry` ready to run in its worktree: made and set at its first start; on a resume its
+    worktree is re-made if it is gone, and a paused goal is resumed (the person asked, by resuming the batch)."""
+    path = Path(entry.worktree)
+    if entry.goal_id is None:
+        workspace = ensure_worktree(repository, path, None, commit)  # one made before a crash is used again
+        settings = GoalSettings(model=model, run=run_knobs)
+        made = service.set_goal(store, workspace, entry.contract, settings, lint="baseline")
+        return made.goal, workspace
+    goal = store.get_goal_by_id(entry.goal_id)
+    branch = branch_of(store.events(goal.thread_id, goal_id=goal.goal_id, kinds=[GoalBranchEvent]))
+    workspace = ensure_worktree(repository, path, branch.name if branch else None, commit)
+    if goal.state.status == "paused":
+        service.resume(store, goal)
+        goal = store.get_goal_by_id(goal.goal_id)
+    return goal, workspace
+
+
+def batch_rows(store: Store, batch_id: str) -> list[BatchRow]:
+    """One row per goal of the batch, in the order given: the one read model of a batch for every face."""
+    return [_row(store, entry) for entry in batch_goals(store, batch_id)]
+
+
+def _row(store: Store, entry: BatchGoal) -> BatchRow:
+    base = {"name": entry.name, "file": entry.file, "worktree": entry.worktree, "goal_id": entry.goal_id}
+    if entry.goal_id is None:
+        status = CRASHED if entry.crashed is not None else WAITING
+        return BatchRow(**base, status=status, error=entry.crashed, checks_total=len(entry.contract.checks),
+                        verified=entry.contract.verified)
+    summary = summarize(store, store.get_goal_by_id(entry.goal_id))
+    return BatchRow(**base, status=CRASHED if entry.crashed is not None else summary.status,
+                    reason=summary.reason, error=entry.crashed, verified=summary.verified,
+                    checks_passing=summary.checks_passing, checks_total=summary.checks_total,
+                    tokens=summary.tokens_used, usd=summary.usd_used, elapsed_s=summary.elapsed_s,
+                    turns=summary.turns, running=summary.runner is not None)
+
+
+def batch_exit_code(rows: Sequence[BatchRow]) -> int:
+    """The worst outcome over the goals, as `gk exec` maps each (0 achieved, 1 unmet, 2 budget_limited,
+    3 paused); a goal still pursuing or not started counts as paused (it needs a resume), a crashed one 4."""
+    return max((CRASHED_EXIT if row.status == CRASHED else _EXIT_CODES.get(row.status, exit_code("paused"))
+                for row in rows), default=0)
+
+
+_EXIT_CODES = {status: exit_code(status) for status in ("achieved", "unmet", "budget_limited", "paused")}

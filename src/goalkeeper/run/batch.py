@@ -1,0 +1,243 @@
+"""The local fleet: the goals of a batch run in this process, at most `parallel` at once, each in a thread of
+its own with its own event loop, its own store connection and its own worktree.
+
+`run_fleet` starts goals as slots free up, watches the batch's global cap (the sum of the goals' spending, and
+the batch's running time) and, when it is reached, asks every goal still pursuing to wrap up through a `cap`
+control request (decide's BudgetCapped), so each stops `budget_limited` after its wrap-up turn; goals not yet
+started then are not started. A goal whose runner raises is marked crashed and the others go on. `stop()`
+(Ctrl-C, SIGTERM) pauses every running goal at its next boundary through its runner's `interrupt`.
+
+`start_local` is the one place a batch starts one goal; another engine plugs in there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from goalkeeper.core.outcomes import CapDimension, ControlRequest
+from goalkeeper.core.state import request_event
+from goalkeeper.errors import GoalkeeperError
+from goalkeeper.models.retry import RateGates
+from goalkeeper.run.engine import drive_goal, settle_model
+from goalkeeper.run.runner import Runner, RunResult
+from goalkeeper.spec.settings import ModelSettings
+from goalkeeper.store import EventRecord, Goal, Store
+from goalkeeper.store.batches import Batch, BatchGoal, add_elapsed, set_crashed, set_goal_id
+
+#: How often the fleet looks at its goals (the live table reads at the same pace).
+TICK_S = 0.5
+
+#: How long `stop` waits for the running goals to reach a boundary and pause.
+STOP_WAIT_S = 60.0
+
+Prepare = Callable[[Store, BatchGoal], tuple[Goal, Path]]
+"""Makes a batch goal ready to run: its worktree and its goal (set once, at its first start), in a store
+connection of the goal's own thread (the goal service does it: goals/batch.py)."""
+
+OpenStore = Callable[[], Store]
+
+
+@dataclass
+class Slot:
+    """One goal of the batch as the fleet drives it."""
+
+    entry: BatchGoal
+    goal_id: str | None = None
+    state: str = "waiting"
+    """waiting, running, done (the store holds its status), crashed, or not_started (the cap came first)."""
+    error: str | None = None
+    runner: Runner | None = None
+    loop: asyncio.AbstractEventLoop | None = None
+    thread: threading.Thread | None = None
+    capped: bool = False
+
+
+@dataclass
+class Fleet:
+    """A batch being run: its slots, what started them, and the cap it watches."""
+
+    batch: Batch
+    slots: list[Slot]
+    open_store: OpenStore
+    prepare: Prepare
+    model: ModelSettings | None
+    on_event: Callable[[str, EventRecord], None] | None = None
+    """Sees every committed event of every goal, with the goal's name (from the goal's own thread)."""
+    gates: RateGates = field(default_factory=RateGates)
+    capped: CapDimension | None = None
+    stopping: bool = False
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    """Reentrant: `stop` runs in a signal handler, which may interrupt the main thread while it holds the lock."""
+    stopped_at: float | None = None
+
+    def stop(self) -> None:
+        """Pause every running goal at its next boundary (what Ctrl-C and SIGTERM do); start no more."""
+        with self.lock:
+            self.stopping = True
+            self.stopped_at = self.stopped_at or time.monotonic()
+            running = [slot for slot in self.slots if slot.runner is not None and slot.loop is not None]
+        for slot in running:
+            assert slot.runner is not None and slot.loop is not None
+            with contextlib.suppress(RuntimeError):  # its loop has just closed: the goal ended anyway
+                slot.loop.call_soon_threadsafe(slot.runner.interrupt)
+
+    def running(self) -> list[Slot]:
+        return [slot for slot in self.slots if slot.state == "running"]
+
+
+def run_fleet(fleet: Fleet, on_tick: Callable[[], None] | None = None) -> list[Slot]:
+    """Run the batch until every goal has ended, crashed, or was left unstarted (the cap, or `stop`)."""
+    started_at = time.monotonic()
+    counted = 0.0
+    with fleet.open_store() as store, _signals_stop(fleet):
+        while True:
+            _reap(fleet)
+            elapsed = time.monotonic() - started_at
+            add_elapsed(store, fleet.batch.batch_id, elapsed - counted)
+            counted = elapsed
+            if fleet.capped is None and (dimension := _cap_reached(fleet, store, elapsed)) is not None:
+                _apply_cap(fleet, store, dimension)
+            _start_due(fleet)
+            if on_tick is not None:
+                on_tick()
+            if not fleet.running() and not _due(fleet):
+                break
+            if fleet.stopped_at is not None and time.monotonic() - fleet.stopped_at > STOP_WAIT_S:
+                break  # a goal that does not reach a boundary: its lease goes stale and a resume takes it over
+            time.sleep(TICK_S)
+    for slot in fleet.slots:
+        if slot.state == "waiting":
+            slot.state = "not_started"
+    return fleet.slots
+
+
+@contextlib.contextmanager
+def _signals_stop(fleet: Fleet) -> Iterator[None]:
+    """Ctrl-C and SIGTERM stop the fleet (its goals pause at their next boundary) while the block runs; only
+    the main thread can take signals, so elsewhere (a UI's worker) the caller stops it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.signal(signum, lambda *_: fleet.stop()) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _due(fleet: Fleet) -> list[Slot]:
+    """The slots to start next, in order, while nothing holds the batch back."""
+    if fleet.capped is not None or fleet.stopping:
+        return []
+    return [slot for slot in fleet.slots if slot.state == "waiting"]
+
+
+def _start_due(fleet: Fleet) -> None:
+    free = fleet.batch.parallel - len(fleet.running())
+    for slot in _due(fleet)[:max(0, free)]:
+        slot.state = "running"
+        slot.thread = threading.Thread(target=_goal_thread, args=(fleet, slot), name=f"goal-{slot.entry.name}",
+                                       daemon=True)
+        slot.thread.start()
+
+
+def _reap(fleet: Fleet) -> None:
+    for slot in fleet.running():
+        if slot.thread is not None and not slot.thread.is_alive():
+            slot.thread.join()
+            slot.state = "crashed" if slot.error is not None else "done"
+
+
+def _goal_thread(fleet: Fleet, slot: Slot) -> None:
+    """One goal, start to end, in this thread; whatever escapes its runner marks it crashed, and only it."""
+    try:
+        with fleet.open_store() as store:
+            try:
+                start_local(fleet, slot, store)
+            except Exception as error:  # the goal's own failure: the batch and its other goals go on
+                slot.error = _describe(error)
+                set_crashed(store, fleet.batch.batch_id, slot.entry.name, slot.error)
+    except Exception as error:  # not even its store opened
+        slot.error = _describe(error)
+
+
+def start_local(fleet: Fleet, slot: Slot, store: Store) -> RunResult:
+    """Start (or carry on) one goal of the batch in this thread: its own event loop, signals left to the
+    fleet, its provider's shared rate gate. The one place a batch starts a goal."""
+    goal, workspace = fleet.prepare(store, slot.entry)
+    with fleet.lock:
+        slot.goal_id = goal.goal_id
+    set_goal_id(store, fleet.batch.batch_id, slot.entry.name, goal.goal_id)
+    _cap_goal(fleet, slot, store)  # the cap came while the goal was being made: it wraps up at once
+    goal, chosen = settle_model(store, goal, workspace, fleet.model)
+    name = slot.entry.name
+
+    def on_runner(runner: Runner) -> None:
+        with fleet.lock:
+            slot.runner, slot.loop = runner, asyncio.get_running_loop()
+            stopping = fleet.stopping
+        if stopping:
+            runner.interrupt()  # stopped while it was starting: it pauses at its first boundary
+
+    def on_event(record: EventRecord) -> None:
+        if fleet.on_event is not None:
+            fleet.on_event(name, record)
+
+    try:
+        return asyncio.run(drive_goal(store, goal, workspace, chosen, on_event=on_event, handle_signals=False,
+                                      gate=fleet.gates.gate_for(chosen), on_runner=on_runner))
+    finally:
+        with fleet.lock:
+            slot.runner, slot.loop = None, None
+
+
+def _cap_reached(fleet: Fleet, store: Store, elapsed: float) -> CapDimension | None:
+    """The first of the batch's caps that its goals' spending (or its running time) has reached."""
+    caps = fleet.batch.caps
+    if caps.tokens is None and caps.usd is None and caps.time_s is None:
+        return None
+    spent = [store.get_goal_by_id(slot.goal_id).state.spent for slot in fleet.slots if slot.goal_id is not None]
+    if caps.tokens is not None and sum(item.tokens for item in spent) >= caps.tokens:
+        return "tokens"
+    if caps.usd is not None and sum(item.usd for item in spent) >= caps.usd:
+        return "usd"
+    if caps.time_s is not None and fleet.batch.elapsed_s + elapsed >= caps.time_s:
+        return "time"
+    return None
+
+
+def _apply_cap(fleet: Fleet, store: Store, dimension: CapDimension) -> None:
+    """Ask every goal still pursuing to wrap up; goals being started are asked by their own thread once they
+    have a goal id (`start_local`): one of the two sees both the cap and the id."""
+    with fleet.lock:
+        fleet.capped = dimension
+    for slot in fleet.slots:
+        _cap_goal(fleet, slot, store)
+
+
+def _cap_goal(fleet: Fleet, slot: Slot, store: Store) -> None:
+    """Once per goal, when the cap is reached and the goal pursues: a `cap` control request, which its runner
+    applies at its next boundary (or, with none, the next runner that drives it)."""
+    with fleet.lock:
+        if fleet.capped is None or slot.goal_id is None or slot.capped:
+            return
+        slot.capped, dimension, goal_id = True, fleet.capped, slot.goal_id
+    goal = store.get_goal_by_id(goal_id)
+    if goal.state.status == "pursuing":
+        store.append_events(goal.thread_id, [request_event(ControlRequest("cap", cap=dimension))],
+                            goal_id=goal.goal_id)
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, GoalkeeperError):
+        return str(error)
+    return f"{type(error).__name__}: {error}"
+

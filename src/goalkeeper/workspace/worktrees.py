@@ -1,0 +1,75 @@
+"""A batch goal's own working tree: a git worktree of the repository, outside it, made and re-made here.
+
+Each goal of a batch runs in its own worktree (`git worktree add --detach` at the batch's start commit), so no
+two goals share a working tree; the goal-branch code then runs in it as in any workspace. The worktrees live
+beside $GOALKEEPER_HOME, never inside it: the sandbox masks the home (the store, the server token) unless the
+workspace lies within it, and a worktree there would unmask it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+from collections.abc import Iterator
+from pathlib import Path
+
+from goalkeeper.config.load import goalkeeper_home
+from goalkeeper.errors import WorkspaceError
+from goalkeeper.store.db import private_directory
+from goalkeeper.workspace.git import branch_exists, commit_of, git, probe, toplevel
+
+
+def worktrees_root() -> Path:
+    """`<$GOALKEEPER_HOME>-worktrees` (0700), e.g. `~/.goalkeeper-worktrees`: beside the home, not in it."""
+    home = goalkeeper_home().expanduser().resolve()
+    return private_directory(home.with_name(f"{home.name}-worktrees"))
+
+
+def worktree_path(batch_id: str, name: str) -> Path:
+    """Where the goal `name` of batch `batch_id` works (not created)."""
+    return worktrees_root() / batch_id / name
+
+
+def start_commit(repository: Path) -> str:
+    """The commit every goal of a new batch starts from: the repository's HEAD."""
+    return commit_of(toplevel(repository), "HEAD")
+
+
+def add_worktree(repository: Path, path: Path, commit: str) -> Path:
+    """A new worktree of `repository` at `path`, detached at `commit` (the goal branch is made in it later)."""
+    if path.exists():
+        raise WorkspaceError(f"the worktree folder {path} already exists",
+                             "remove it (git worktree remove --force PATH), or resume the batch that made it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _one_at_a_time():
+        git(toplevel(repository), "worktree", "add", "-q", "--detach", str(path), commit)
+    return path
+
+
+def ensure_worktree(repository: Path, path: Path, branch: str | None, commit: str) -> Path:
+    """The goal's worktree at `path`, re-made when it is gone: from the goal's branch when it has one (the branch
+    code checks it out), else at `commit`. A folder that is there but no longer a worktree is an error."""
+    if path.is_dir():
+        if probe(path, "rev-parse", "--show-toplevel").stdout.strip() != str(path.resolve()):
+            raise WorkspaceError(f"{path} is no longer a git worktree of {repository}",
+                                 "move it aside; `gk batch --resume` then makes it again")
+        return path
+    top = toplevel(repository)
+    with _one_at_a_time():
+        git(top, "worktree", "prune")  # forget the worktree whose folder went away, so its branch is free again
+    start = branch if branch is not None and branch_exists(top, branch) else commit
+    return add_worktree(repository, path, commit_of(top, start))
+
+
+@contextlib.contextmanager
+def _one_at_a_time() -> Iterator[None]:
+    """Hold the worktrees' lock: `git worktree add` run side by side reads the other's half-made
+    `.git/worktrees/<name>` and fails ("failed to read .../commondir"). A file lock, so the goals of one batch
+    (threads) and of several (processes) take turns alike."""
+    with (worktrees_root() / ".lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
