@@ -274,9 +274,12 @@ def all_batches(store: Store) -> list[Batch]:
     return list_batches(store)
 
 
-def find_batch(store: Store, batch_id: str) -> Batch:
-    """The batch `batch_id`, or BatchNotFoundError."""
-    return get_batch(store, batch_id)
+def find_batch(store: Store, batch_id: str, hint: str | None = None) -> Batch:
+    """The batch `batch_id`, or BatchNotFoundError (with the face's own `hint`, when given)."""
+    try:
+        return get_batch(store, batch_id)
+    except BatchNotFoundError as error:
+        raise BatchNotFoundError(error.message, hint or error.hint) from None
 
 
 def latest_batch_of(store: Store, cwd: Path) -> Batch:
