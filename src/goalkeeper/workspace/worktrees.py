@@ -8,12 +8,17 @@ workspace lies within it, and a worktree there would unmask it.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from goalkeeper.config.load import goalkeeper_home
 from goalkeeper.errors import WorkspaceError
 from goalkeeper.store.db import private_directory
 from goalkeeper.workspace.git import branch_exists, commit_of, git, probe, toplevel
+
+_WORKTREE_ADMIN = threading.Lock()
+"""`git worktree add` and `prune` edit .git/worktrees/, and two at once race (git reads the other's half-made
+entry: "failed to read .git/worktrees/b/commondir"): a batch's goals start together, so they take turns."""
 
 
 def worktrees_root() -> Path:
@@ -38,7 +43,8 @@ def add_worktree(repository: Path, path: Path, commit: str) -> Path:
         raise WorkspaceError(f"the worktree folder {path} already exists",
                              "remove it (git worktree remove --force PATH), or resume the batch that made it")
     path.parent.mkdir(parents=True, exist_ok=True)
-    git(toplevel(repository), "worktree", "add", "-q", "--detach", str(path), commit)
+    with _WORKTREE_ADMIN:
+        git(toplevel(repository), "worktree", "add", "-q", "--detach", str(path), commit)
     return path
 
 
@@ -51,7 +57,8 @@ def ensure_worktree(repository: Path, path: Path, branch: str | None, commit: st
                                  "move it aside; `gk batch --resume` then makes it again")
         return path
     top = toplevel(repository)
-    git(top, "worktree", "prune")  # forget the worktree whose folder went away, so its branch is free again
+    with _WORKTREE_ADMIN:
+        git(top, "worktree", "prune")  # forget the worktree whose folder went away, so its branch is free again
     start = branch if branch is not None and branch_exists(top, branch) else commit
     return add_worktree(repository, path, commit_of(top, start))
 
