@@ -22,7 +22,6 @@ from goalkeeper.errors import ConfigError
 from goalkeeper.events import GoalBranchEvent
 from goalkeeper.goals import service
 from goalkeeper.goals.views import summarize
-from goalkeeper.run.batch import Fleet, Slot, run_fleet
 from goalkeeper.spec.contract import Contract
 from goalkeeper.spec.settings import GoalSettings, ModelSettings, RunSettings
 from goalkeeper.store import EventRecord, Goal, Store, new_id
@@ -174,6 +173,9 @@ def resume_batch(store: Store, cwd: Path, batch_id: str | None, run_knobs: RunSe
 def _run(store: Store, batch: Batch, commit: str, model: ModelSettings | None, run_knobs: RunSettings,
          hooks: Hooks) -> BatchEnd:
     """Run the goals of `batch` that have not stopped, and read how each ended."""
+    # The runner loads only when a batch runs: `gk serve` reads batches through this module and idles without it.
+    from goalkeeper.run.batch import Fleet, Slot, run_fleet
+
     entries = [entry for entry in batch_goals(store, batch.batch_id) if not _stopped(store, entry)]
     repository = Path(batch.repository)
 
