@@ -20,13 +20,13 @@ import pytest
 from playwright.sync_api import Browser, expect
 from textual.widgets import DataTable, Static
 
-from goalkeeper.goals.batch import batch_rows
+from goalkeeper.goals.batch import BatchRow, batch_rows
 from goalkeeper.server import close_app, create_app
 from goalkeeper.spec.contract import Contract
 from goalkeeper.store import Store
 from goalkeeper.store.batches import BatchNotFoundError, Caps, NewGoal, latest_batch, put_batch
 from goalkeeper.tui.app import GoalkeeperApp
-from goalkeeper.tui.batch import BatchScreen
+from goalkeeper.tui.batch import BatchScreen, row_cells
 from scenario import call, gk, gk_popen, step, write_script
 from test_dashboard import artifacts as artifacts  # fixtures: tests ask for them by name
 from test_dashboard import browser as browser
@@ -157,6 +157,14 @@ def table_of(app: GoalkeeperApp) -> dict[str, str]:
     """The batch screen's rows: each goal's status cell."""
     table = app.screen.query_one(DataTable)
     return {str(key.value): str(table.get_cell(key, "status")) for key in table.rows}
+
+
+def test_a_crash_message_is_text_in_the_tui_row() -> None:
+    row = BatchRow(name="a", file="a.toml", worktree="wt", goal_id=None, status="crashed",
+                   error="\x1b[2J[bold red]boom[/] \x07")
+    status = row_cells(row)[1]
+    assert status.plain.startswith("crashed: ") and "[bold red]boom[/]" in status.plain  # markup stays literal
+    assert "\x1b" not in status.plain and "\x07" not in status.plain  # a terminal acts on none of it
 
 
 @in_loop

@@ -286,4 +286,9 @@ def find_batch(store: Store, batch_id: str, hint: str | None = None) -> Batch:
 
 def latest_batch_of(store: Store, cwd: Path) -> Batch:
     """The newest batch of the repository of `cwd`, or BatchNotFoundError."""
-    return latest_batch(store, str(service.repository_of(cwd)))
+    repository = service.repository_of(cwd)
+    try:
+        return latest_batch(store, str(repository))
+    except BatchNotFoundError:
+        raise BatchNotFoundError(f"the repository {repository} has no batch yet",
+                                 "start one with gk batch FILE...|DIR, or name a batch by its id") from None
