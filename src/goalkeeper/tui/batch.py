@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 REFRESH_S = 0.5
 
 COLUMNS = ("goal", "status", "checks", "tokens", "cost", "elapsed")
+NUMBERS = frozenset({"tokens", "cost", "elapsed"})
+"""Columns read as numbers: right-aligned, heading included."""
 
 STATUS_STYLES = {"pursuing": "cyan", "paused": "yellow", "achieved": "green", "unmet": "red",
                  "budget_limited": "magenta", "crashed": "bold red", "waiting": "dim"}
@@ -59,7 +61,7 @@ class BatchScreen(Screen[str | None]):
     async def on_mount(self) -> None:
         table = self.query_one(DataTable)
         for column in COLUMNS:
-            table.add_column(column, key=column)
+            table.add_column(Text(column, justify="right" if column in NUMBERS else "left"), key=column)
         table.focus()
         await self.refresh_rows()
         self.set_interval(self.refresh_s, self.refresh_rows)
