@@ -170,7 +170,7 @@ def test_a_crash_message_is_text_in_the_tui_row() -> None:
 @in_loop
 async def test_the_tui_batch_view_follows_a_running_batch_and_enter_opens_a_goal(
         tmp_path: Path, git_repo: Path, goalkeeper_home: Path) -> None:
-    with Store() as store, running_batch(tmp_path, git_repo, goalkeeper_home, delay_s=0.3) as batch_id:
+    with Store() as store, running_batch(tmp_path, git_repo, goalkeeper_home, delay_s=0.6) as batch_id:
         app = GoalkeeperApp(git_repo, store=store, poll_s=0.1)
         async with app.run_test(size=SIZE) as pilot:
             await submit(pilot, "/batch")
