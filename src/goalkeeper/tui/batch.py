@@ -18,6 +18,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Label, Static
 
 from goalkeeper.core.safe_text import neutralise
+from goalkeeper.errors import GoalkeeperError
 from goalkeeper.goals.batch import Batch, BatchRow, batch_rows, batch_totals, find_batch
 from goalkeeper.spec.contract import format_duration
 from goalkeeper.tui.status import compact_count
@@ -73,6 +74,10 @@ class BatchScreen(Screen[str | None]):
         self._reading = True
         try:
             batch, rows = await asyncio.to_thread(self._read)
+        except GoalkeeperError as error:  # e.g. a locked store: said where the totals go, and read again next tick
+            if self.is_attached:
+                self.query_one("#batch-totals", Static).update(Text(f"error: {error.message}", style="red"))
+            return
         finally:
             self._reading = False
         if self.is_attached:
