@@ -8,8 +8,9 @@ names, `--parallel`, the batch id), so bad input starts nothing; then the fleet 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,20 +22,21 @@ from goalkeeper.errors import ConfigError
 from goalkeeper.events import GoalBranchEvent
 from goalkeeper.goals import service
 from goalkeeper.goals.views import summarize
-from goalkeeper.run.batch import Fleet, Slot, run_fleet
 from goalkeeper.spec.contract import Contract
 from goalkeeper.spec.settings import GoalSettings, ModelSettings, RunSettings
 from goalkeeper.store import EventRecord, Goal, Store, new_id
+from goalkeeper.store.batches import Batch as Batch  # the faces read a batch through here
 from goalkeeper.store.batches import (
-    Batch,
     BatchGoal,
     NewGoal,
     batch_goals,
     get_batch,
     latest_batch,
+    list_batches,
     put_batch,
     set_crashed,
 )
+from goalkeeper.store.batches import BatchNotFoundError as BatchNotFoundError
 from goalkeeper.store.batches import Caps as Caps  # the faces build a batch's caps here
 from goalkeeper.workspace.goal import branch_of
 from goalkeeper.workspace.worktrees import ensure_worktree, start_commit, worktree_path
@@ -194,6 +196,9 @@ def resume_batch(store: Store, cwd: Path, batch_id: str | None, run_knobs: RunSe
 
 def _run(store: Store, batch: Batch, run_knobs: RunSettings, hooks: Hooks) -> BatchEnd:
     """Run the goals of `batch` that have not stopped, and read how each ended."""
+    # The runner loads only when a batch runs: `gk serve` reads batches through this module and idles without it.
+    from goalkeeper.run.batch import Fleet, Slot, run_fleet
+
     entries = [entry for entry in batch_goals(store, batch.batch_id) if not _stopped(store, entry)]
     repository, model = Path(batch.repository), batch.model
 
@@ -263,3 +268,50 @@ def batch_exit_code(rows: Sequence[BatchRow]) -> int:
 
 
 _EXIT_CODES = {status: exit_code(status) for status in ("achieved", "unmet", "budget_limited", "paused")}
+
+
+# ---------------------------------------------------------------- the batch views (TUI, dashboard)
+
+#: Statuses of a goal that has not stopped: it runs, or waits for a slot.
+UNENDED = frozenset({WAITING, "pursuing"})
+
+
+@dataclass(frozen=True)
+class BatchTotals:
+    """A batch's rows summed up, as its views show them against the caps: the goals by status, how many
+    ended, the tokens and dollars over every goal, and the batch's running time (what the time cap reads)."""
+
+    goals: int
+    ended: int
+    tokens: int
+    usd: float
+    elapsed_s: float
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def batch_totals(batch: Batch, rows: Sequence[BatchRow]) -> BatchTotals:
+    return BatchTotals(len(rows), sum(row.status not in UNENDED for row in rows), sum(row.tokens for row in rows),
+                       sum(row.usd for row in rows), batch.elapsed_s, dict(Counter(row.status for row in rows)))
+
+
+def all_batches(store: Store) -> list[Batch]:
+    """Every batch in the store, newest first."""
+    return list_batches(store)
+
+
+def find_batch(store: Store, batch_id: str, hint: str | None = None) -> Batch:
+    """The batch `batch_id`, or BatchNotFoundError (with the face's own `hint`, when given)."""
+    try:
+        return get_batch(store, batch_id)
+    except BatchNotFoundError as error:
+        raise BatchNotFoundError(error.message, hint or error.hint) from None
+
+
+def latest_batch_of(store: Store, cwd: Path) -> Batch:
+    """The newest batch of the repository of `cwd`, or BatchNotFoundError."""
+    repository = service.repository_of(cwd)
+    try:
+        return latest_batch(store, str(repository))
+    except BatchNotFoundError:
+        raise BatchNotFoundError(f"the repository {repository} has no batch yet",
+                                 "start one with gk batch FILE...|DIR, or name a batch by its id") from None

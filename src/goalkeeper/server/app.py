@@ -33,7 +33,8 @@ from goalkeeper.errors import (
     WorkspaceError,
 )
 from goalkeeper.goals import control, service
-from goalkeeper.server import api, goals
+from goalkeeper.goals.batch import BatchNotFoundError
+from goalkeeper.server import api, batches, goals
 from goalkeeper.server.auth import ensure_token
 from goalkeeper.server.guard import HEADER_TIMEOUT_S, Guard, HeaderDeadline
 from goalkeeper.server.sse import KEEP_ALIVE_S, Broadcaster, EventFeed, Fanout
@@ -43,9 +44,9 @@ STATIC_DIR = Path(__file__).parent / "static"
 DEFAULT_PORT = 8765
 
 _STATUS: list[tuple[type[GoalkeeperError], int]] = [
-    (GoalNotFoundError, 404), (BlobNotFoundError, 404), (StoreLockedError, 503), (StaleGoalError, 409),
-    (LeaseHeldError, 409), (StoreError, 503), (control.GoalExistsError, 409), (control.ControlRejected, 409),
-    (WorkspaceError, 409), (ConfigError, 422), (GoalkeeperError, 422),
+    (GoalNotFoundError, 404), (BlobNotFoundError, 404), (BatchNotFoundError, 404), (StoreLockedError, 503),
+    (StaleGoalError, 409), (LeaseHeldError, 409), (StoreError, 503), (control.GoalExistsError, 409),
+    (control.ControlRejected, 409), (WorkspaceError, 409), (ConfigError, 422), (GoalkeeperError, 422),
 ]
 """The HTTP status of each error type, most specific first (ContractError is a GoalkeeperError: 422)."""
 
@@ -67,16 +68,17 @@ def create_app(store_path: Path | None = None, token: str | None = None, *, poll
     app = FastAPI(title="goalkeeper", version=goalkeeper.__version__, lifespan=lifespan, openapi_url=None,
                   docs_url=None, redoc_url=None,
                   description="A window on goalkeeper's store: threads, goals, events (paged and as server-sent "
-                              "events), checkpoints, evidence, reports and diffs; goals are set, paused, resumed, "
-                              "cleared and given budget through the same control path as `gk goal`. The server "
-                              "never runs a goal: `gk run` does. Every route needs `Authorization: Bearer <token>` "
-                              "(`gk serve --show-token`).")
+                              "events), checkpoints, evidence, reports and diffs, and batches of goals (`gk "
+                              "batch`); goals are set, paused, resumed, cleared and given budget through the same "
+                              "control path as `gk goal`. The server never runs a goal: `gk run` does. Every "
+                              "route needs `Authorization: Bearer <token>` (`gk serve --show-token`).")
     app.state.store, app.state.feed, app.state.broadcaster = store, feed, broadcaster
     app.state.token = token if token is not None else ensure_token()[0]
     # Outside routing and body parsing: the token is checked, and the body capped, before a byte is read.
     app.add_middleware(Guard, token=lambda: app.state.token)
     app.include_router(api.router)
     app.include_router(goals.router)
+    app.include_router(batches.router)
     _add_dashboard(app, static_dir)
     _add_error_handlers(app)
     return app

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from goalkeeper.core.lifecycle import Status
 from goalkeeper.core.outcomes import BudgetRaise
 from goalkeeper.events import EvidenceKind
+from goalkeeper.goals.batch import BatchRow
 from goalkeeper.goals.control import budget_raise
 from goalkeeper.goals.views import GoalFigures
 
@@ -104,6 +105,52 @@ class EventPage(_Out):
     events: list[EventOut]
     next_after: int
     """The seq of the last event in this page (the `after` given when the page is empty)."""
+
+
+class BatchCapsOut(_Out):
+    """A batch's global caps (`gk batch --cap-tokens/--cap-usd/--cap-time`); null: no cap on that budget."""
+
+    tokens: int | None
+    usd: float | None
+    time_s: float | None
+
+
+class BatchTotalsOut(_Out):
+    """A batch summed up: its goals, how many ended (neither waiting nor pursuing), each status's count,
+    the tokens and dollars over every goal, and the batch's own running time (what the time cap reads)."""
+
+    goals: int
+    ended: int
+    counts: dict[str, int]
+    tokens: int
+    usd: float
+    elapsed_s: float
+
+
+class BatchOut(_Out):
+    """One batch (`gk batch`) as the batch list shows it."""
+
+    batch_id: str
+    repository: str
+    created_at: float
+    parallel: int
+    caps: BatchCapsOut
+    totals: BatchTotalsOut
+
+
+# The row's fields are goals.batch.BatchRow's, the one read model of a batch; the thread links it to the goal page.
+class BatchRowOut(_Out, BatchRow):
+    """One goal of a batch: `status` is the goal's, or `waiting` before it starts and `crashed` when its runner
+    raised (`error` says what); `running` is true while a live runner holds it."""
+
+    thread_id: str | None
+    """The goal's thread (`GET /threads/{id}`), once the goal has started."""
+
+
+class BatchDetailOut(BatchOut):
+    """A batch and one row per goal, in the order the goals were given."""
+
+    rows: list[BatchRowOut]
 
 
 class CheckpointOut(_Out):

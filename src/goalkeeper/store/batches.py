@@ -152,3 +152,10 @@ def _batch_of(row: Any) -> Batch:
     return Batch(row["batch_id"], row["repository"], row["commit_id"], tuple(json.loads(row["files"])), row["parallel"],
                  Caps(**json.loads(row["caps"])), ModelSettings.model_validate_json(model) if model else None,
                  row["elapsed_s"], row["created_at"])
+
+
+def list_batches(store: Store) -> list[Batch]:
+    """Every batch, newest first (the faces' batch views list them)."""
+    with store._db.read() as conn:
+        rows = conn.execute("SELECT * FROM batches ORDER BY created_at DESC, rowid DESC").fetchall()
+    return [_batch_of(row) for row in rows]

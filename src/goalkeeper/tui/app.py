@@ -16,7 +16,7 @@ from rich.text import Text
 from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
-from textual.screen import ModalScreen
+from textual.screen import Screen
 from textual.suggester import Suggester
 from textual.widgets import Footer, Input, Static
 
@@ -111,6 +111,8 @@ class GoalkeeperApp(App[None]):
         self.quit_armed = False
         """Ctrl-C was pressed once: the next press quits."""
         self.tools_open = False
+        self.batch_id: str | None = None
+        """The batch `/batch` showed last: `/batch` with no id shows it again."""
         self._summarized_at = 0.0
         # Kept, not queried: while a modal screen is up, queries go to it, and the poller must not stop.
         self.transcript = Transcript(id="transcript")
@@ -166,6 +168,16 @@ class GoalkeeperApp(App[None]):
         for record in records[-HISTORY_EVENTS:]:
             self.transcript.add_record(record)
         self.last_seq = records[-1].seq if records else 0
+
+    def show_thread(self, thread_id: str) -> None:
+        """Switch this window to another thread (a batch goal's): its workspace, its history, its status."""
+        thread = self.store.get_thread(thread_id)
+        self.thread_id, self.workspace = thread_id, Path(thread.workspace)
+        self.transcript.clear()
+        self.last_seq, self.summary, self.pausing, self.starting = 0, None, False, None
+        self.transcript.note(f"thread {thread_id} · {self.workspace}", "summary")
+        self._show_history()
+        self.refresh_status()
 
     def poll(self) -> None:
         """Render every new event once, then refresh the status line."""
@@ -233,7 +245,7 @@ class GoalkeeperApp(App[None]):
     def show_error(self, error: GoalkeeperError) -> None:
         self.transcript.note(f"error: {error.message}" + (f"\n  fix: {error.hint}" if error.hint else ""), "error")
 
-    async def ask(self, screen: ModalScreen[T]) -> T | None:
+    async def ask(self, screen: Screen[T]) -> T | None:
         """Show a modal screen and wait for its answer (usable from any coroutine on the app's loop)."""
         answered: asyncio.Future[T | None] = asyncio.get_running_loop().create_future()
 

@@ -33,6 +33,8 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("status", "/status", "the goal's status, checks, budget and last checkpoint"),
     CommandSpec("diff", "/diff", "the goal branch's changes"),
     CommandSpec("report", "/report", "the goal's report (a PR description)"),
+    CommandSpec("batch", "/batch [ID]", "a batch's goals, live (default: this repository's latest); Enter opens a "
+                                         "goal's thread"),
     CommandSpec("help", "/help", "this list"),
     CommandSpec("quit", "/quit", "leave (a goal run by this window stops; resume it later)"),
 )

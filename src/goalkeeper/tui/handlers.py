@@ -18,6 +18,7 @@ from goalkeeper.config.load import load_config
 from goalkeeper.config.resolve import settings_from_config
 from goalkeeper.errors import GoalkeeperError, GoalNotFoundError
 from goalkeeper.goals import control, service
+from goalkeeper.goals.batch import find_batch, latest_batch_of
 from goalkeeper.goals.report import build_report, render_markdown
 from goalkeeper.goals.views import summarize
 from goalkeeper.models.factory import open_model
@@ -29,6 +30,7 @@ from goalkeeper.sessions.session import ToolUse
 from goalkeeper.sessions.side import ask_side_question
 from goalkeeper.tools.registry import Approval
 from goalkeeper.tui import commands, goals
+from goalkeeper.tui.batch import BatchScreen
 from goalkeeper.tui.screens import ApprovalScreen, ConfirmScreen, PagerScreen, RestateScreen, SideOverlay
 from goalkeeper.tui.status import status_text
 from goalkeeper.tui.transcript import summary_renderable
@@ -52,7 +54,8 @@ class Handlers:
         self.chat_session: ChatSession | None = None
         self.table: dict[str, Callable[[str], Awaitable[None]]] = {
             "goal": self.goal, "budget": self.budget, "side": self.side, "plan": self.plan,
-            "status": self.status, "diff": self.diff, "report": self.report, "help": self.help, "quit": self.quit,
+            "status": self.status, "diff": self.diff, "report": self.report, "batch": self.batch, "help": self.help,
+            "quit": self.quit,
         }
 
     async def dispatch(self, command: commands.SlashCommand) -> None:
@@ -213,6 +216,25 @@ class Handlers:
     async def report(self, _args: str) -> None:
         data = build_report(self.app.store, self.require_goal())
         await self.app.push_screen(PagerScreen("report", render_markdown(data), "markdown"))
+
+    async def batch(self, args: str) -> None:
+        """`/batch [ID]`: the batch view; Enter on a goal switches this window to that goal's thread."""
+        batch_id = args.strip() or self.app.batch_id
+        if batch_id:
+            batch = await asyncio.to_thread(find_batch, self.app.store, batch_id,
+                                            "/batch with no id shows this repository's latest batch")
+        else:
+            batch = await asyncio.to_thread(latest_batch_of, self.app.store, self.app.workspace)
+        self.app.batch_id = batch.batch_id
+        goal_id = await self.app.ask(BatchScreen(self.app.store, batch.batch_id))
+        if goal_id is None:
+            return
+        if self.driving:
+            self.app.transcript.note("this window runs a goal: /goal pause it before opening another", "error")
+            return
+        await self.close()  # the chat belongs to the workspace this window leaves
+        self.chat_session = None
+        self.app.show_thread(self.app.store.get_goal_by_id(goal_id).thread_id)
 
     async def help(self, _args: str) -> None:
         table = Table(box=None, padding=(0, 2), show_header=False, title="commands", title_justify="left",

@@ -235,6 +235,12 @@ class Transcript(VerticalScroll):
         """A block from this window itself, e.g. `/status` or `/help`."""
         self._mount(Entry(renderable, classes=kind))
 
+    def clear(self) -> None:
+        """Remove every entry (the window switches to another thread)."""
+        self.remove_children()
+        self.calls.clear()
+        self.stream = None
+
     def set_tools_collapsed(self, collapsed: bool) -> None:
         """Open or close every tool call's output."""
         for view in self.query(ToolCallView):

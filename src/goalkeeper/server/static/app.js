@@ -1,7 +1,9 @@
 // The dashboard's entry point: asks for the server token once (kept in sessionStorage), then routes
-// between the goals table (#/) and a goal page (#/threads/ID). Plain ES modules, no build step.
+// between the goals table (#/), a goal page (#/threads/ID) and the batch views (#/batches, #/batches/ID).
+// Plain ES modules, no build step.
 
 import { forgetToken, setToken, token } from "./api.js";
+import { showBatch, showBatches } from "./batch.js";
 import { showGoal } from "./goal.js";
 import { showGoals } from "./goals.js";
 
@@ -50,7 +52,10 @@ function route() {
     onStreamState: streamState,
   };
   const match = location.hash.match(/^#\/threads\/([^/?#]+)/);
+  const batch = location.hash.match(/^#\/batches(?:\/([^/?#]+))?\/?$/);
   if (match) showGoal(view, decodeURIComponent(match[1]), context);
+  else if (batch?.[1]) showBatch(view, decodeURIComponent(batch[1]), context);
+  else if (batch) showBatches(view, context);
   else {
     document.title = "goalkeeper";
     showGoals(view, context);
