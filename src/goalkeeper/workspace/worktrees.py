@@ -18,6 +18,7 @@ from goalkeeper.errors import WorkspaceError
 from goalkeeper.store.db import private_directory
 from goalkeeper.workspace.git import branch_exists, commit_of, git, probe, toplevel
 
+
 def worktrees_root() -> Path:
     """`<$GOALKEEPER_HOME>-worktrees` (0700), e.g. `~/.goalkeeper-worktrees`: beside the home, not in it."""
     home = goalkeeper_home().expanduser().resolve()
