@@ -142,7 +142,7 @@ def test_the_api_lists_batches_and_shows_one_with_its_rows_and_totals(tmp_path: 
 def test_a_goal_not_started_yet_is_waiting_and_has_no_thread(tmp_path: Path, goalkeeper_home: Path) -> None:
     contract = Contract.model_validate({"outcome": "later", "checks": [{"name": "c", "run": "true"}]})
     with Store() as store:
-        batch = put_batch(store, str(tmp_path), [str(tmp_path / "w.toml")], 1, Caps(usd=2.0), None,
+        batch = put_batch(store, str(tmp_path), "0" * 40, [str(tmp_path / "w.toml")], 1, Caps(usd=2.0), None,
                           [NewGoal("w", str(tmp_path / "w.toml"), contract, str(tmp_path / "wt"))])
     shown = get(f"/batches/{batch.batch_id}").json()
     [row] = shown["rows"]
