@@ -60,7 +60,7 @@ def worker(
         console.out.print("worker stopped")
         return 0
 
-    return _without_teardown(body)
+    return without_teardown(body)
 
 
 @with_options(model_flags=ModelFlags)
@@ -101,7 +101,7 @@ def submit(
             print(goal.goal_id)
         return 0
 
-    return _without_teardown(body)
+    return without_teardown(body)
 
 
 def submit_goal(store: Store, contract: Contract, model_flags: ModelFlags | None, *, repo: str, ref: str | None,
@@ -132,7 +132,7 @@ def _report_files(store: Store, goal: Goal) -> dict[str, str]:
     return {"REPORT.md": render_markdown(data), "report.json": json.dumps(data, indent=1) + "\n"}
 
 
-def _without_teardown(body: Callable[[], int]) -> int:
+def without_teardown(body: Callable[[], int]) -> int:
     """Run `body`, rendering its error as `gk` does; once temporalio is loaded, exit without the interpreter's
     teardown (sdk-python#300 aborts there, after the work is done)."""
     try:
