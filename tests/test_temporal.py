@@ -355,7 +355,7 @@ def _batch_reply(body: dict[str, Any]) -> Reply:
     messages = body.get("messages", [])
     found = _SCRIPT.search(json.dumps(messages))
     assert found is not None, "every goal's objective names its script"
-    answered = sum(message["role"] == "assistant" for message in messages)
+    answered: int = sum(message["role"] == "assistant" for message in messages)
     if "shell" not in {tool["function"]["name"] for tool in body.get("tools", [])}:
         return Completion(text="Wrapping up: what was done, what remains.", usage=_USAGE)
     if found.group(1) == "spin":
