@@ -24,7 +24,7 @@ import pytest
 
 from chat_server import ChatServer, Completion, Reply, ToolCallReply, UsageReply
 from goalkeeper.events import ReportPushedEvent, StatusChangedEvent, ToolIntentEvent, ToolResultEvent
-from goalkeeper.goals.batch import batch_rows
+from goalkeeper.goals.batch import all_batches, batch_rows
 from goalkeeper.models.scripted import ScriptStep
 from goalkeeper.store import Goal, Store
 from goalkeeper.store.batches import latest_batch
@@ -440,3 +440,20 @@ def test_the_global_cap_stops_each_goal_of_a_temporal_batch_within_one_wrap_up_t
         assert [(event["kind"], event["payload"].get("kind") or event["payload"].get("to")) for event in after] \
             == [("turn_started", "wrap_up"), ("status_changed", "budget_limited")], name
         assert kinds[capped - 1] == "control_applied"
+
+
+def test_a_bad_engine_or_an_unreachable_server_refuses_a_batch_before_anything_starts(
+        git_repo: Path, tmp_path: Path) -> None:
+    goals = _batch_goals(tmp_path / "goals", {"a": "achieve"})
+    empty = tmp_path / "empty-home"
+    nowhere, script = f"127.0.0.1:{_free_port()}", write_script(tmp_path / "script.json", ACHIEVE)
+    for flags, said in ((["--engine", "nope"], "is not an engine"),
+                        (["--temporal", nowhere], "--temporal is a flag of the Temporal engine"),
+                        (["--engine", "temporal", "--temporal", "localhost"], "is not HOST:PORT"),
+                        (["--engine", "temporal", "--temporal", nowhere], "cannot reach the Temporal server")):
+        done = gk("batch", str(goals), "--cwd", str(git_repo), "--model", f"scripted:{script}", *flags, home=empty)
+        assert done.returncode == 4 and said in done.stderr and "fix:" in done.stderr, (flags, done.stderr)
+    resumed = gk("batch", "--resume", "--engine", "temporal", "--cwd", str(git_repo), home=empty)
+    assert resumed.returncode == 4 and "engine" in resumed.stderr
+    with Store(empty / "state.db") as store:
+        assert all_batches(store) == []  # nothing was recorded
