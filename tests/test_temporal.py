@@ -457,3 +457,29 @@ def test_a_bad_engine_or_an_unreachable_server_refuses_a_batch_before_anything_s
     assert resumed.returncode == 4 and "engine" in resumed.stderr
     with Store(empty / "state.db") as store:
         assert all_batches(store) == []  # nothing was recorded
+
+
+def test_ctrl_c_detaches_a_temporal_batch_and_resume_follows_its_goals_again(
+        home: Path, address: str, git_repo: Path, tmp_path: Path, workers: Workers,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    workers.start("tdetach", "w1")
+    goals = _batch_goals(tmp_path / "goals", {"spin": "spin"})
+    (goals / "spin.toml").write_text((goals / "spin.toml").read_text() + "\n[budget]\nturns = 6\n")
+    env = {**os.environ, "GOALKEEPER_HOME": str(home)}
+    with ChatServer(reply_fn=_batch_reply) as server:
+        running = subprocess.Popen([sys.executable, "-m", "goalkeeper", "batch", str(goals), "--engine", "temporal",
+                                    "--temporal", address, "--task-queue", "tdetach", "--cwd", str(git_repo),
+                                    "--base-url", server.base_url, "--model", "test-model"], env=env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                   stdin=subprocess.DEVNULL)
+        _wait(lambda: len(server.requests) >= 2, 60, "the goal to be running on the worker")
+        running.send_signal(signal.SIGINT)
+        out, _ = running.communicate(timeout=30)
+        assert running.returncode == 3 and "detached" in out and "gk batch --resume" in out, out
+        with Store(home / "state.db") as store:
+            [row] = batch_rows(store, latest_batch(store, str(git_repo)).batch_id)
+        assert row.status == "pursuing" and row.goal_id is not None  # the worker goes on with it
+        resumed = gk("batch", "--resume", "--cwd", str(git_repo), home=home, timeout=120)
+    assert resumed.returncode == 2 and "budget_limited" in resumed.stdout, resumed.stdout + resumed.stderr
+    assert _goal(home, row.goal_id).state.status == "budget_limited"
