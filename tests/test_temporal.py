@@ -297,7 +297,7 @@ os._exit(0)
 
 def _submit_many(home: Path, address: str, remote: Path, goal_file: Path, scripts: list[str],
                  queue: str) -> list[str]:
-    """Submit one goal per script from one process, through the function `gk batch --engine temporal` uses."""
+    """Submit one goal per script from one process, through the function `gk submit` uses."""
     env = {**os.environ, "GOALKEEPER_HOME": str(home)}
     done = subprocess.run([sys.executable, "-c", _SUBMIT_MANY.replace('"many"', repr(queue)), address, str(remote),
                            str(goal_file), *scripts], env=env, capture_output=True, text=True, timeout=120,

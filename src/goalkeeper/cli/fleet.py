@@ -107,8 +107,9 @@ def submit(
 def submit_goal(store: Store, contract: Contract, model_flags: ModelFlags | None, *, repo: str, ref: str | None,
                 address: str, task_queue: str = "goalkeeper", namespace: str = "default", takeover_s: float = 30.0,
                 continue_every: int = 200, unverified: bool = False) -> tuple[Goal, str]:
-    """Submit one goal to Temporal (`gk submit`, and `gk batch --engine temporal`): its repository is staged
-    beside the store, its model chosen there, its workflow started; (the goal, its workflow id)."""
+    """Submit one goal to Temporal (`gk submit`): its repository is staged beside the store, its model chosen
+    there, its workflow started; (the goal, its workflow id). `gk batch --engine temporal` submits through
+    goals/fleet.py's `submit` too, with the batch's model."""
     import asyncio
 
     from goalkeeper.goals import fleet
