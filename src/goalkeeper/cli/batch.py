@@ -96,8 +96,8 @@ def batch(
     return without_teardown(body)
 
 
-def _check_resume(model_flags: ModelFlags, caps: tuple[object, ...], given: list[str], paths: list[str] | None) \
-        -> None:
+def _check_resume(model_flags: ModelFlags, caps: tuple[object, ...], given: list[str],
+                  paths: list[str] | None) -> None:
     if model_flags.given or any(cap is not None for cap in caps) or given:
         raise ConfigError("--resume carries a batch on with the model, caps and engine it started with",
                           "drop the model, cap and engine flags")
@@ -210,7 +210,7 @@ def _status(row: BatchRow) -> str:
 def _show_end(end: BatchEnd, as_json: bool) -> None:
     if as_json:
         print(json.dumps({"batch_id": end.batch.batch_id, "exit_code": end.exit_code, "capped": end.capped,
-                          "goals": [row.as_json() for row in end.rows]}), flush=True)
+                          "detached": end.detached, "goals": [row.as_json() for row in end.rows]}), flush=True)
         return
     console.out.print(rows_table(end.rows, end.batch))
     if end.capped:
