@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -17,12 +18,16 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from goalkeeper.events import ReportPushedEvent, ToolIntentEvent, ToolResultEvent
+from chat_server import ChatServer, Completion, Reply, ToolCallReply, UsageReply
+from goalkeeper.events import ReportPushedEvent, StatusChangedEvent, ToolIntentEvent, ToolResultEvent
+from goalkeeper.goals.batch import all_batches, batch_rows
 from goalkeeper.models.scripted import ScriptStep
 from goalkeeper.store import Goal, Store
+from goalkeeper.store.batches import latest_batch
 from helpers import git
 from scenario import call, complete, gk, shell, step, write_script
 
@@ -292,7 +297,7 @@ os._exit(0)
 
 def _submit_many(home: Path, address: str, remote: Path, goal_file: Path, scripts: list[str],
                  queue: str) -> list[str]:
-    """Submit one goal per script from one process, through the function `gk batch --engine temporal` uses."""
+    """Submit one goal per script from one process, through the function `gk submit` uses."""
     env = {**os.environ, "GOALKEEPER_HOME": str(home)}
     done = subprocess.run([sys.executable, "-c", _SUBMIT_MANY.replace('"many"', repr(queue)), address, str(remote),
                            str(goal_file), *scripts], env=env, capture_output=True, text=True, timeout=120,
@@ -326,3 +331,155 @@ def test_a_bad_or_unreachable_server_is_one_clear_error_and_nothing_is_made(remo
         worker = gk("worker", "--temporal", address, home=tmp_path / "empty-home", timeout=60)
         assert worker.returncode == 4 and said in worker.stderr
     assert not (tmp_path / "empty-home" / "submitted").exists()  # refused before anything was staged
+
+
+# ---------------------------------------------------------------- gk batch --engine temporal
+
+_SCRIPT = re.compile(r"\[script:([a-z]+)\]")
+_USAGE = UsageReply(100, 20)
+_BATCH_SCRIPTS: dict[str, list[Completion]] = {
+    "achieve": [Completion(tool_calls=(ToolCallReply("write_file", {"path": "done.txt", "content": "ok\n"}),),
+                           usage=_USAGE),
+                Completion(tool_calls=(ToolCallReply("update_goal", {"status": "complete", "summary": "done"}),),
+                           usage=_USAGE),
+                Completion(text="Done.", usage=_USAGE)],
+    "blocked": [Completion(tool_calls=(ToolCallReply("update_goal", {"status": "blocked", "summary": "tried",
+                                                                     "blocker": "needs a person"}),), usage=_USAGE),
+                Completion(text="Blocked.", usage=_USAGE)],
+}
+
+
+def _batch_reply(body: dict[str, Any]) -> Reply:
+    """Each goal's script, named in its objective, by how many answers its conversation holds; `spin` works
+    forever (a tool call, then the turn's end); a request offering no tools (the wrap-up) gets a summary."""
+    messages = body.get("messages", [])
+    found = _SCRIPT.search(json.dumps(messages))
+    assert found is not None, "every goal's objective names its script"
+    answered: int = sum(message["role"] == "assistant" for message in messages)
+    if "shell" not in {tool["function"]["name"] for tool in body.get("tools", [])}:
+        return Completion(text="Wrapping up: what was done, what remains.", usage=_USAGE)
+    if found.group(1) == "spin":
+        return Completion(tool_calls=(ToolCallReply("shell", {"command": f"echo {answered} > spin.txt"}),),
+                          usage=_USAGE) if answered % 2 == 0 else Completion(text=f"step {answered}", usage=_USAGE)
+    steps = _BATCH_SCRIPTS[found.group(1)]
+    return steps[min(answered, len(steps) - 1)]
+
+
+def _batch_goals(folder: Path, scripts: dict[str, str]) -> Path:
+    folder.mkdir()
+    for name, script in scripts.items():
+        checks = GOAL_TOML.split("\n", 1)[1]
+        (folder / f"{name}.toml").write_text(f'outcome = "Goal {name} [script:{script}]"\n{checks}')
+    return folder
+
+
+def _temporal_batch(home: Path, repo: Path, server: ChatServer, address: str, queue: str, *args: str) \
+        -> tuple[subprocess.CompletedProcess[str], dict[str, Any], list[dict[str, Any]]]:
+    """`gk batch ARGS --engine temporal --json` on `repo`: the process, its summary line, its event lines."""
+    done = gk("batch", *args, "--engine", "temporal", "--temporal", address, "--task-queue", queue, "--json",
+              "--cwd", str(repo), "--base-url", server.base_url, "--model", "test-model", home=home, timeout=180,
+              env_extra={"OPENAI_API_KEY": "test-key"})
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert lines and "goals" in lines[-1], done.stdout[-2000:] + done.stderr[-2000:]
+    return done, lines[-1], lines[:-1]
+
+
+def test_a_temporal_batch_runs_each_goal_on_the_workers_at_most_parallel_at_once(
+        home: Path, address: str, git_repo: Path, tmp_path: Path, workers: Workers,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")  # the workers' model reads it
+    workers.start("tbatch", "w1")
+    scripts = {"a": "achieve", "b": "blocked", "c": "achieve", "d": "blocked"}
+    goals = _batch_goals(tmp_path / "goals", scripts)
+    with ChatServer(reply_fn=_batch_reply) as server:
+        done, summary, lines = _temporal_batch(home, git_repo, server, address, "tbatch", str(goals),
+                                               "--parallel", "2")
+    expected = {name: "achieved" if script == "achieve" else "unmet" for name, script in scripts.items()}
+    assert {goal["name"]: goal["status"] for goal in summary["goals"]} == expected
+    assert done.returncode == summary["exit_code"] == 1  # the worst: unmet
+    assert {line["goal"] for line in lines} == set(expected)  # every goal's events, followed from the store
+    with Store(home / "state.db") as store:
+        batch = latest_batch(store, str(git_repo))
+        rows = batch_rows(store, batch.batch_id)
+        spans = [(store.get_goal_by_id(row.goal_id).created_at, _ended_at(store, row.goal_id))
+                 for row in rows if row.goal_id is not None]
+    assert batch.engine == "temporal" and batch.target is not None and batch.target.ref == batch.commit
+    assert {row.name: row.status for row in rows} == expected
+    assert all(row.checks_passing == (row.status == "achieved") for row in rows)
+    # --parallel 2: no goal was submitted while two others were still pursuing.
+    assert all(sum(begin < start < end for begin, end in spans) <= 1 for start, _ in spans)
+    assert len(git(git_repo, "branch", "--list", "goal/*").split()) == 4  # the workers pushed every goal branch
+
+
+def _ended_at(store: Store, goal_id: str) -> float:
+    goal = store.get_goal_by_id(goal_id)
+    """When the goal stopped: its last status change (a report pushed after it does not hold a slot)."""
+    return max(record.ts for record in store.events(goal.thread_id, goal_id=goal_id, kinds=[StatusChangedEvent]))
+
+
+def test_the_global_cap_stops_each_goal_of_a_temporal_batch_within_one_wrap_up_turn(
+        home: Path, address: str, git_repo: Path, tmp_path: Path, workers: Workers,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    workers.start("tcap", "w1")
+    goals = _batch_goals(tmp_path / "goals", {f"spin{number}": "spin" for number in range(3)})
+    with ChatServer(reply_fn=_batch_reply) as server:
+        done, summary, lines = _temporal_batch(home, git_repo, server, address, "tcap", str(goals),
+                                               "--parallel", "3", "--cap-tokens", "2000")
+    assert {goal["status"] for goal in summary["goals"]} == {"budget_limited"}
+    assert summary["capped"] == "tokens" and done.returncode == 2
+    by_goal: dict[str, list[dict[str, Any]]] = {}
+    for line in lines:
+        by_goal.setdefault(line["goal"], []).append(line)
+    assert set(by_goal) == {"spin0", "spin1", "spin2"}
+    for name, events in by_goal.items():
+        kinds = [event["kind"] for event in events]
+        capped = kinds.index("budget_capped")
+        after = [event for event in events[capped:] if event["kind"] in ("turn_started", "status_changed")]
+        # The cap request (in the store) is applied by the worker's runner at its next step: one wrap-up turn.
+        assert [(event["kind"], event["payload"].get("kind") or event["payload"].get("to")) for event in after] \
+            == [("turn_started", "wrap_up"), ("status_changed", "budget_limited")], name
+        assert kinds[capped - 1] == "control_applied"
+
+
+def test_a_bad_engine_or_an_unreachable_server_refuses_a_batch_before_anything_starts(
+        git_repo: Path, tmp_path: Path) -> None:
+    goals = _batch_goals(tmp_path / "goals", {"a": "achieve"})
+    empty = tmp_path / "empty-home"
+    nowhere, script = f"127.0.0.1:{_free_port()}", write_script(tmp_path / "script.json", ACHIEVE)
+    for flags, said in ((["--engine", "nope"], "is not an engine"),
+                        (["--temporal", nowhere], "--temporal is a flag of the Temporal engine"),
+                        (["--engine", "temporal", "--temporal", "localhost"], "is not HOST:PORT"),
+                        (["--engine", "temporal", "--temporal", nowhere], "cannot reach the Temporal server")):
+        done = gk("batch", str(goals), "--cwd", str(git_repo), "--model", f"scripted:{script}", *flags, home=empty)
+        assert done.returncode == 4 and said in done.stderr and "fix:" in done.stderr, (flags, done.stderr)
+    resumed = gk("batch", "--resume", "--engine", "temporal", "--cwd", str(git_repo), home=empty)
+    assert resumed.returncode == 4 and "engine" in resumed.stderr
+    with Store(empty / "state.db") as store:
+        assert all_batches(store) == []  # nothing was recorded
+
+
+def test_ctrl_c_detaches_a_temporal_batch_and_resume_follows_its_goals_again(
+        home: Path, address: str, git_repo: Path, tmp_path: Path, workers: Workers,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    workers.start("tdetach", "w1")
+    goals = _batch_goals(tmp_path / "goals", {"spin": "spin"})
+    (goals / "spin.toml").write_text((goals / "spin.toml").read_text() + "\n[budget]\nturns = 6\n")
+    env = {**os.environ, "GOALKEEPER_HOME": str(home)}
+    with ChatServer(reply_fn=_batch_reply) as server:
+        running = subprocess.Popen([sys.executable, "-m", "goalkeeper", "batch", str(goals), "--engine", "temporal",
+                                    "--temporal", address, "--task-queue", "tdetach", "--cwd", str(git_repo),
+                                    "--base-url", server.base_url, "--model", "test-model"], env=env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                   stdin=subprocess.DEVNULL)
+        _wait(lambda: len(server.requests) >= 2, 60, "the goal to be running on the worker")
+        running.send_signal(signal.SIGINT)
+        out, _ = running.communicate(timeout=30)
+        assert running.returncode == 3 and "detached" in out and "gk batch --resume" in out, out
+        with Store(home / "state.db") as store:
+            [row] = batch_rows(store, latest_batch(store, str(git_repo)).batch_id)
+        assert row.status == "pursuing" and row.goal_id is not None  # the worker goes on with it
+        resumed = gk("batch", "--resume", "--cwd", str(git_repo), home=home, timeout=120)
+    assert resumed.returncode == 2 and "budget_limited" in resumed.stdout, resumed.stdout + resumed.stderr
+    assert _goal(home, row.goal_id).state.status == "budget_limited"

@@ -1,7 +1,9 @@
-"""`gk batch`: many goals at once on this machine, each in its own worktree, with a live table.
+"""`gk batch`: many goals at once, each in its own worktree on this machine (or, with `--engine temporal`, on
+the workers of a fleet), with a live table.
 
 The command parses and renders; goals/batch.py checks the input, records the batch and runs it. What runs goals
-is imported when the command runs, so defining the command costs the CLI's start-up nothing.
+is imported when the command runs, so defining the command costs the CLI's start-up nothing. A Temporal batch
+loads temporalio, so the command then ends without the interpreter's teardown, as `gk submit` does.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from goalkeeper.spec.contract import format_duration, parse_duration
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from goalkeeper.goals.batch import BatchEnd, BatchRow, Hooks
+    from goalkeeper.goals.batch import BatchEnd, BatchRow, Engine, Hooks
     from goalkeeper.store import EventRecord, Store
     from goalkeeper.store.batches import Batch
 
@@ -47,33 +49,72 @@ def batch(
     = Path("."),
     as_json: Annotated[bool, typer.Option("--json", help="One JSON line per goal event, then a summary line.")]
     = False,
+    engine: Annotated[str | None, typer.Option("--engine", help="local (default: goals run here) or temporal "
+                                                                "(the fleet's workers run them).")] = None,
+    temporal: Annotated[str | None, typer.Option("--temporal", help="The Temporal server's frontend, HOST:PORT "
+                                                                    "(default 127.0.0.1:7233).")] = None,
+    task_queue: Annotated[str | None, typer.Option("--task-queue", help="The shared task queue of the fleet's "
+                                                                        "workers (default goalkeeper).")] = None,
+    namespace: Annotated[str | None, typer.Option("--namespace", help="The Temporal namespace (default "
+                                                                      "default).")] = None,
+    repo: Annotated[str | None, typer.Option("--repo", help="The repository (URL or path) the workers clone and "
+                                                            "push to (default: this repository).")] = None,
+    ref: Annotated[str | None, typer.Option("--ref", help="Where the goal branches start (default: the "
+                                                          "batch's start commit).")] = None,
 ) -> int:
     """Run many goals at once, each in its own git worktree and goal branch. Exit code: the worst outcome."""
+    from goalkeeper.cli.fleet import without_teardown
     from goalkeeper.goals import batch as batches  # the fleet and the runner load only when a batch runs
 
-    hooks, view = _view(as_json)
-    with service.open_store() as store:
-        # Every input is checked before the live view starts and before anything is recorded.
-        if resume:
-            if model_flags.given or any(cap is not None for cap in (cap_tokens, cap_usd, cap_time)):
-                raise ConfigError("--resume carries a batch on with the model and caps it started with",
-                                  "drop the model and cap flags")
-            if paths is not None and len(paths) > 1:
-                raise ConfigError("--resume takes one batch id at most", "gk batch --resume [BATCH_ID]")
-            batch_id, knobs = (paths[0] if paths else None), _run_knobs(cwd, None)
-            with view.showing(store):
-                end = batches.resume_batch(store, cwd, batch_id, knobs, hooks)
-        else:
-            goals = batches.read_goal_files([Path(path) for path in paths or []])
-            batches.check_parallel(parallel)
-            caps = batches.check_caps(cap_tokens, cap_usd, parse_duration(cap_time) if cap_time else None)
-            repository = service.repository_of(cwd)
-            model = model_flags.settings(repository, cap_usd)
-            knobs = _run_knobs(repository, model_flags.profile)
-            with view.showing(store):
-                end = batches.start_batch(store, cwd, goals, parallel, caps, model, knobs, hooks)
-    _show_end(end, as_json)
-    return end.exit_code
+    flags = {"--engine": engine, "--temporal": temporal, "--task-queue": task_queue, "--namespace": namespace,
+             "--repo": repo, "--ref": ref}
+    given = [flag for flag, value in flags.items() if value is not None]
+
+    def body() -> int:
+        hooks, view = _view(as_json)
+        with service.open_store() as store:
+            # Every input is checked before the live view starts and before anything is recorded.
+            if resume:
+                _check_resume(model_flags, (cap_tokens, cap_usd, cap_time), given, paths)
+                batch_id, knobs = (paths[0] if paths else None), _run_knobs(cwd, None)
+                with view.showing(store):
+                    end = batches.resume_batch(store, cwd, batch_id, knobs, hooks)
+            else:
+                goals = batches.read_goal_files([Path(path) for path in paths or []])
+                batches.check_parallel(parallel)
+                caps = batches.check_caps(cap_tokens, cap_usd, parse_duration(cap_time) if cap_time else None)
+                chosen = _engine(engine or "local", given, temporal, task_queue, namespace, repo, ref)
+                repository = service.repository_of(cwd)
+                model = model_flags.settings(repository, cap_usd)
+                knobs = _run_knobs(repository, model_flags.profile)
+                target = batches.temporal_target(cwd, chosen)
+                with view.showing(store):
+                    end = batches.start_batch(store, cwd, goals, parallel, caps, model, knobs, hooks, target)
+        _show_end(end, as_json)
+        return end.exit_code
+
+    return without_teardown(body)
+
+
+def _check_resume(model_flags: ModelFlags, caps: tuple[object, ...], given: list[str],
+                  paths: list[str] | None) -> None:
+    if model_flags.given or any(cap is not None for cap in caps) or given:
+        raise ConfigError("--resume carries a batch on with the model, caps and engine it started with",
+                          "drop the model, cap and engine flags")
+    if paths is not None and len(paths) > 1:
+        raise ConfigError("--resume takes one batch id at most", "gk batch --resume [BATCH_ID]")
+
+
+def _engine(name: str, given: list[str], address: str | None, task_queue: str | None, namespace: str | None,
+            repo: str | None, ref: str | None) -> Engine:
+    """The engine flags as one `Engine`, checked; a Temporal flag with the local engine is refused."""
+    from goalkeeper.goals.batch import Engine, check_engine
+
+    if name == "local" and (temporal_flags := [flag for flag in given if flag != "--engine"]):
+        raise ConfigError(f"{temporal_flags[0]} is a flag of the Temporal engine", "add --engine temporal, or drop it")
+    defaults = Engine()
+    return check_engine(Engine(name, address or defaults.address, task_queue or defaults.task_queue,
+                               namespace or defaults.namespace, repo, ref))
 
 
 def _run_knobs(workspace: Path, profile: str | None) -> Any:
@@ -169,11 +210,14 @@ def _status(row: BatchRow) -> str:
 def _show_end(end: BatchEnd, as_json: bool) -> None:
     if as_json:
         print(json.dumps({"batch_id": end.batch.batch_id, "exit_code": end.exit_code, "capped": end.capped,
-                          "goals": [row.as_json() for row in end.rows]}), flush=True)
+                          "detached": end.detached, "goals": [row.as_json() for row in end.rows]}), flush=True)
         return
     console.out.print(rows_table(end.rows, end.batch))
     if end.capped:
         console.out.print(f"the batch's {end.capped} cap was reached", markup=False)
+    if end.detached:
+        console.out.print("detached: the goals still pursuing go on on the Temporal workers; "
+                          f"gk batch --resume {end.batch.batch_id} follows them again", markup=False)
     # A goal paused, crashed or not started (exit 3 or 4): a resume carries it on.
     resume = f"; resume with: gk batch --resume {end.batch.batch_id}" if end.exit_code >= 3 else ""
     console.out.print(f"batch {end.batch.batch_id}{resume}", markup=False)

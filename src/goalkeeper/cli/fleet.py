@@ -60,7 +60,7 @@ def worker(
         console.out.print("worker stopped")
         return 0
 
-    return _without_teardown(body)
+    return without_teardown(body)
 
 
 @with_options(model_flags=ModelFlags)
@@ -101,14 +101,15 @@ def submit(
             print(goal.goal_id)
         return 0
 
-    return _without_teardown(body)
+    return without_teardown(body)
 
 
 def submit_goal(store: Store, contract: Contract, model_flags: ModelFlags | None, *, repo: str, ref: str | None,
                 address: str, task_queue: str = "goalkeeper", namespace: str = "default", takeover_s: float = 30.0,
                 continue_every: int = 200, unverified: bool = False) -> tuple[Goal, str]:
-    """Submit one goal to Temporal (`gk submit`, and `gk batch --engine temporal`): its repository is staged
-    beside the store, its model chosen there, its workflow started; (the goal, its workflow id)."""
+    """Submit one goal to Temporal (`gk submit`): its repository is staged beside the store, its model chosen
+    there, its workflow started; (the goal, its workflow id). `gk batch --engine temporal` submits through
+    goals/fleet.py's `submit` too, with the batch's model."""
     import asyncio
 
     from goalkeeper.goals import fleet
@@ -132,7 +133,7 @@ def _report_files(store: Store, goal: Goal) -> dict[str, str]:
     return {"REPORT.md": render_markdown(data), "report.json": json.dumps(data, indent=1) + "\n"}
 
 
-def _without_teardown(body: Callable[[], int]) -> int:
+def without_teardown(body: Callable[[], int]) -> int:
     """Run `body`, rendering its error as `gk` does; once temporalio is loaded, exit without the interpreter's
     teardown (sdk-python#300 aborts there, after the work is done)."""
     try:

@@ -2,17 +2,20 @@
 
 `batch_rows` is the one read model of a batch (the CLI's live table, and the TUI's and the dashboard's batch
 views): one row per goal, read from the store. Starting and resuming check every input first (the files, the
-names, `--parallel`, the batch id), so bad input starts nothing; then the fleet (run/batch.py) runs the goals.
+names, `--parallel`, the batch id, the engine: its server reached), so bad input starts nothing; then the fleet
+(run/batch.py) runs the goals. With the Temporal engine the fleet's start submits each goal to the workers
+(goals/fleet.py) and follows it in the store until it ends; stopping the batch then only detaches from them.
 """
 
 from __future__ import annotations
 
 import re
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -35,11 +38,18 @@ from goalkeeper.store.batches import (
     list_batches,
     put_batch,
     set_crashed,
+    set_goal_id,
 )
 from goalkeeper.store.batches import BatchNotFoundError as BatchNotFoundError
 from goalkeeper.store.batches import Caps as Caps  # the faces build a batch's caps here
+from goalkeeper.store.batches import Target as Target  # where a Temporal batch submits its goals
+from goalkeeper.workspace import remote
 from goalkeeper.workspace.goal import branch_of
 from goalkeeper.workspace.worktrees import ensure_worktree, start_commit, worktree_path
+
+if TYPE_CHECKING:
+    from goalkeeper.run.batch import Fleet, Slot, Start
+    from goalkeeper.run.runner import RunResult
 
 #: A goal's exit code when its runner crashed: the worst, above every status's (0-3).
 CRASHED_EXIT = 4
@@ -47,6 +57,21 @@ CRASHED_EXIT = 4
 WAITING, CRASHED, NOT_STARTED = "waiting", "crashed", "not_started"
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+ENGINES = ("local", "temporal")
+
+
+@dataclass(frozen=True)
+class Engine:
+    """The engine a new batch asks for: `local`, or `temporal` with the server, its queue and namespace, and the
+    repository and ref the workers clone (None: the batch's own repository, and its start commit)."""
+
+    name: str = "local"
+    address: str = "127.0.0.1:7233"
+    task_queue: str = "goalkeeper"
+    namespace: str = "default"
+    repo: str | None = None
+    ref: str | None = None
 
 
 @dataclass(frozen=True)
@@ -95,6 +120,8 @@ class BatchEnd:
     exit_code: int
     capped: str | None
     """The budget of the batch's global cap that was reached, if one was."""
+    detached: bool = False
+    """The batch was stopped while Temporal workers ran its goals: they go on there."""
 
 
 @dataclass(frozen=True)
@@ -168,10 +195,47 @@ def check_parallel(parallel: int) -> int:
     return parallel
 
 
+def check_engine(engine: Engine) -> Engine:
+    """`engine` when it names an engine (and, for Temporal, a server as HOST:PORT), else one ConfigError."""
+    if engine.name not in ENGINES:
+        raise ConfigError(f"--engine {engine.name!r} is not an engine",
+                          "pass --engine local (goals run here) or --engine temporal (workers run them)")
+    if engine.name == "temporal":
+        from goalkeeper.run.temporal.client import check_address
+
+        check_address(engine.address)
+    return engine
+
+
+def temporal_target(cwd: Path, engine: Engine) -> Target | None:
+    """Where a Temporal batch of the repository of `cwd` submits its goals (None for a local batch), once its
+    server has answered and its repository has the ref: one clear error before anything starts."""
+    if check_engine(engine).name == "local":
+        return None
+    repository = service.repository_of(cwd)
+    target = Target(engine.address, engine.task_queue, engine.namespace, engine.repo or str(repository),
+                    engine.ref or start_commit(repository))
+    check_target(target)
+    return target
+
+
+def check_target(target: Target) -> None:
+    """The server answers (within the client's connect timeout) and the workers can clone the repository at
+    the ref; else one ConfigError or WorkspaceError with the fix."""
+    import asyncio
+
+    from goalkeeper.run.temporal.client import connect
+
+    asyncio.run(connect(target.address, target.namespace))
+    remote.remote_has(target.repo, target.ref)
+
+
 def start_batch(store: Store, cwd: Path, goals: Sequence[GoalFile], parallel: int, caps: Caps,
-                model: ModelSettings | None, run_knobs: RunSettings, hooks: Hooks) -> BatchEnd:
+                model: ModelSettings | None, run_knobs: RunSettings, hooks: Hooks,
+                target: Target | None = None) -> BatchEnd:
     """Record a new batch of `goals` in the repository of `cwd` and run it: at most `parallel` at once, each in
-    a worktree of its own made from the repository's HEAD when it starts."""
+    a worktree of its own made from the repository's HEAD when it starts (with a `target`, each submitted to
+    the Temporal workers there; `temporal_target` makes it)."""
     repository = service.repository_of(cwd)
     check_parallel(parallel)
     check_goals(repository, goals)
@@ -179,7 +243,7 @@ def start_batch(store: Store, cwd: Path, goals: Sequence[GoalFile], parallel: in
     batch_id = new_id("batch")  # the worktrees' paths name the batch
     batch = put_batch(store, str(repository), commit, [str(goal.file) for goal in goals], parallel, caps, model,
                       [NewGoal(goal.name, str(goal.file), goal.contract, str(worktree_path(batch_id, goal.name)))
-                       for goal in goals], batch_id)
+                       for goal in goals], batch_id, target)
     return _run(store, batch, run_knobs, hooks)
 
 
@@ -188,6 +252,8 @@ def resume_batch(store: Store, cwd: Path, batch_id: str | None, run_knobs: RunSe
     ones continue in their worktree (re-made from the goal branch if it is gone); unstarted ones start."""
     repository = service.repository_of(cwd)
     batch = get_batch(store, batch_id) if batch_id else latest_batch(store, str(repository))
+    if batch.target is not None:
+        check_target(batch.target)
     for entry in batch_goals(store, batch.batch_id):
         if entry.crashed is not None:
             set_crashed(store, batch.batch_id, entry.name, None)  # a crash is not a stop: it runs again
@@ -197,7 +263,7 @@ def resume_batch(store: Store, cwd: Path, batch_id: str | None, run_knobs: RunSe
 def _run(store: Store, batch: Batch, run_knobs: RunSettings, hooks: Hooks) -> BatchEnd:
     """Run the goals of `batch` that have not stopped, and read how each ended."""
     # The runner loads only when a batch runs: `gk serve` reads batches through this module and idles without it.
-    from goalkeeper.run.batch import Fleet, Slot, run_fleet
+    from goalkeeper.run.batch import Fleet, Slot, run_fleet, start_local
 
     entries = [entry for entry in batch_goals(store, batch.batch_id) if not _stopped(store, entry)]
     repository, model = Path(batch.repository), batch.model
@@ -206,14 +272,79 @@ def _run(store: Store, batch: Batch, run_knobs: RunSettings, hooks: Hooks) -> Ba
         return _prepare(goal_store, repository, entry, batch.commit, model, run_knobs)
 
     on_event, on_tick = hooks.on_event, hooks.on_tick
+    start = start_local if batch.target is None else _temporal_start(batch.target, model, run_knobs)
     fleet = Fleet(batch, [Slot(entry, entry.goal_id) for entry in entries], lambda: service.open_store(store.path),
                   prepare, model,
-                  on_event=(lambda name, record: on_event(batch.batch_id, name, record)) if on_event else None)
+                  on_event=(lambda name, record: on_event(batch.batch_id, name, record)) if on_event else None,
+                  start=start)
     slots = run_fleet(fleet, (lambda: on_tick(get_batch(store, batch.batch_id))) if on_tick is not None else None)
     unstarted = {slot.entry.name for slot in slots if slot.state == "not_started"}
     rows = [row.model_copy(update={"status": NOT_STARTED}) if row.name in unstarted else row
             for row in batch_rows(store, batch.batch_id)]
-    return BatchEnd(get_batch(store, batch.batch_id), rows, batch_exit_code(rows), fleet.capped)
+    detached = fleet.stopping and batch.target is not None and any(row.status == "pursuing" for row in rows)
+    return BatchEnd(get_batch(store, batch.batch_id), rows, batch_exit_code(rows), fleet.capped, detached)
+
+
+def _temporal_start(target: Target, model: ModelSettings | None, run_knobs: RunSettings) -> Start:
+    """The fleet's start for the Temporal engine: submit the goal (unless a resume finds it submitted), then
+    follow it in the store until it is no longer pursuing, or the fleet stops (the goal goes on elsewhere)."""
+    from goalkeeper.run.batch import cap_goal
+
+    def start(fleet: Fleet, slot: Slot, store: Store) -> RunResult:
+        if slot.goal_id is None:
+            goal_id, seen = _submit(fleet, slot, store, target, GoalSettings(model=model, run=run_knobs)), 0
+        else:
+            goal_id, seen = slot.goal_id, _reattach(store, slot.goal_id)
+        cap_goal(fleet, slot, store)  # the cap came while the goal was being submitted: it wraps up at once
+        return _follow(fleet, slot.entry.name, store, goal_id, seen)
+
+    return start
+
+
+def _submit(fleet: Fleet, slot: Slot, store: Store, target: Target, settings: GoalSettings) -> str:
+    """Submit the slot's goal to the workers (goals/fleet.py) and record its id; the goal's id."""
+    import asyncio
+
+    from goalkeeper.goals import fleet as engines
+
+    goal, _ = asyncio.run(engines.submit(store, slot.entry.contract, lambda _staged: settings, repo=target.repo,
+                                         ref=target.ref, address=target.address, task_queue=target.task_queue,
+                                         namespace=target.namespace))
+    with fleet.lock:
+        slot.goal_id = goal.goal_id
+    set_goal_id(store, fleet.batch.batch_id, slot.entry.name, goal.goal_id)
+    return goal.goal_id
+
+
+def _reattach(store: Store, goal_id: str) -> int:
+    """A resumed batch's Temporal goal: a paused one is resumed (its workflow woken, or started again), as a
+    local batch resumes its paused goals; the seq its events are followed from."""
+    goal = store.get_goal_by_id(goal_id)
+    seen = store.last_seq(goal.thread_id)
+    if goal.state.status == "paused":
+        service.resume(store, goal)
+    return seen
+
+
+def _follow(fleet: Fleet, name: str, store: Store, goal_id: str, seen: int) -> RunResult:
+    """Watch the goal in the store at the fleet's pace, passing its new events on, until it is no longer
+    pursuing (or was cleared), or the fleet stops: then detach and leave it to the workers."""
+    from goalkeeper.run.batch import TICK_S
+    from goalkeeper.run.runner import RunResult
+
+    while True:
+        goal = store.get_goal_by_id(goal_id)  # before its events: they hold everything up to this status
+        for record in store.events(goal.thread_id, after_seq=seen, goal_id=goal_id):
+            seen = record.seq
+            if fleet.on_event is not None:
+                fleet.on_event(name, record)
+        if goal.standing != "current":
+            return RunResult(goal_id, None, "cleared")
+        if goal.state.status != "pursuing":
+            return RunResult(goal_id, goal.state.status, str(goal.state.reason))
+        if fleet.stopping:
+            return RunResult(goal_id, "pursuing", "detached: the goal goes on on the Temporal workers")
+        time.sleep(TICK_S)
 
 
 def _stopped(store: Store, entry: BatchGoal) -> bool:

@@ -7,7 +7,9 @@ control request (decide's BudgetCapped), so each stops `budget_limited` after it
 started then are not started. A goal whose runner raises is marked crashed and the others go on. `stop()`
 (Ctrl-C, SIGTERM) pauses every running goal at its next boundary through its runner's `interrupt`.
 
-`start_local` is the one place a batch starts one goal; another engine plugs in there.
+`Fleet.start` starts (or carries on) one goal and returns when it has ended: `start_local` runs it in the
+goal's thread; another engine's start (the Temporal engine's, goals/batch.py) is handed in instead. Either way
+the fleet bounds how many are running, watches the cap, and a goal's failure stays its own.
 """
 
 from __future__ import annotations
@@ -43,6 +45,10 @@ connection of the goal's own thread (the goal service does it: goals/batch.py)."
 
 OpenStore = Callable[[], Store]
 
+Start = Callable[["Fleet", "Slot", Store], RunResult]
+"""Starts (or carries on) one goal of the batch, in the goal's own thread and store connection, and returns
+once it has ended (or the fleet was stopped); `start_local` by default."""
+
 
 @dataclass
 class Slot:
@@ -71,6 +77,7 @@ class Fleet:
     on_event: Callable[[str, EventRecord], None] | None = None
     """Sees every committed event of every goal, with the goal's name (from the goal's own thread)."""
     gates: RateGates = field(default_factory=RateGates)
+    start: Start = field(default_factory=lambda: start_local)
     capped: CapDimension | None = None
     stopping: bool = False
     lock: threading.RLock = field(default_factory=threading.RLock)
@@ -78,7 +85,8 @@ class Fleet:
     stopped_at: float | None = None
 
     def stop(self) -> None:
-        """Pause every running goal at its next boundary (what Ctrl-C and SIGTERM do); start no more."""
+        """Pause every running goal at its next boundary (what Ctrl-C and SIGTERM do); start no more. A start
+        with no runner here (the Temporal engine's) sees `stopping` and returns: its goal goes on elsewhere."""
         with self.lock:
             self.stopping = True
             self.stopped_at = self.stopped_at or time.monotonic()
@@ -161,7 +169,7 @@ def _goal_thread(fleet: Fleet, slot: Slot) -> None:
     try:
         with fleet.open_store() as store:
             try:
-                start_local(fleet, slot, store)
+                fleet.start(fleet, slot, store)
             except Exception as error:  # the goal's own failure: the batch and its other goals go on
                 slot.error = _describe(error)
                 set_crashed(store, fleet.batch.batch_id, slot.entry.name, slot.error)
@@ -171,12 +179,12 @@ def _goal_thread(fleet: Fleet, slot: Slot) -> None:
 
 def start_local(fleet: Fleet, slot: Slot, store: Store) -> RunResult:
     """Start (or carry on) one goal of the batch in this thread: its own event loop, signals left to the
-    fleet, its provider's shared rate gate. The one place a batch starts a goal."""
+    fleet, its provider's shared rate gate. The fleet's default `start`."""
     goal, workspace = fleet.prepare(store, slot.entry)
     with fleet.lock:
         slot.goal_id = goal.goal_id
     set_goal_id(store, fleet.batch.batch_id, slot.entry.name, goal.goal_id)
-    _cap_goal(fleet, slot, store)  # the cap came while the goal was being made: it wraps up at once
+    cap_goal(fleet, slot, store)  # the cap came while the goal was being made: it wraps up at once
     goal, chosen = settle_model(store, goal, workspace, fleet.model)
     name = slot.entry.name
 
@@ -216,14 +224,14 @@ def _cap_reached(fleet: Fleet, store: Store, elapsed: float) -> CapDimension | N
 
 def _apply_cap(fleet: Fleet, store: Store, dimension: CapDimension) -> None:
     """Ask every goal still pursuing to wrap up; goals being started are asked by their own thread once they
-    have a goal id (`start_local`): one of the two sees both the cap and the id."""
+    have a goal id (the fleet's `start`): one of the two sees both the cap and the id."""
     with fleet.lock:
         fleet.capped = dimension
     for slot in fleet.slots:
-        _cap_goal(fleet, slot, store)
+        cap_goal(fleet, slot, store)
 
 
-def _cap_goal(fleet: Fleet, slot: Slot, store: Store) -> None:
+def cap_goal(fleet: Fleet, slot: Slot, store: Store) -> None:
     """Once per goal, when the cap is reached and the goal pursues: a `cap` control request, which its runner
     applies at its next boundary (or, with none, the next runner that drives it)."""
     with fleet.lock:

@@ -1,8 +1,9 @@
 """Batches in the store: a batch of goals run together (`gk batch`), and the goals it holds.
 
 A batch row keeps what `gk batch --resume` needs to carry it on: the repository, the files, `--parallel`, the
-global caps and the model chosen at the start; a batch goal row keeps each goal's contract (as read when the
-batch began), its worktree, and its goal id once it has started. It records; the fleet runner decides.
+global caps, the model chosen at the start and the engine that runs its goals (with the Temporal engine, the
+server, queue, namespace, repository and ref it submits them to); a batch goal row keeps each goal's contract
+(as read when the batch began), its worktree, and its goal id once it has started. It records; the fleet runner decides.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from goalkeeper.errors import GoalkeeperError
@@ -34,6 +35,18 @@ class Caps:
 
 
 @dataclass(frozen=True)
+class Target:
+    """Where a Temporal batch submits its goals: the server, its task queue and namespace, and the repository
+    (URL or path) and ref the workers clone."""
+
+    address: str
+    task_queue: str
+    namespace: str
+    repo: str
+    ref: str
+
+
+@dataclass(frozen=True)
 class Batch:
     """One batch as stored."""
 
@@ -48,6 +61,9 @@ class Batch:
     elapsed_s: float
     """The batch's running time so far, over every run of it (the time cap reads it)."""
     created_at: float
+    engine: str = "local"
+    """`local` (this process runs the goals) or `temporal` (workers do, `target` says where)."""
+    target: Target | None = None
 
 
 @dataclass(frozen=True)
@@ -76,15 +92,18 @@ class NewGoal:
 
 
 def put_batch(store: Store, repository: str, commit: str, files: Sequence[str], parallel: int, caps: Caps,
-              model: ModelSettings | None, goals: Sequence[NewGoal], batch_id: str | None = None) -> Batch:
-    """Record a new batch and its goals (none started) in one transaction."""
+              model: ModelSettings | None, goals: Sequence[NewGoal], batch_id: str | None = None,
+              target: Target | None = None) -> Batch:
+    """Record a new batch and its goals (none started) in one transaction; with a `target`, the Temporal
+    engine runs its goals."""
     batch = Batch(batch_id or new_id("batch"), repository, commit, tuple(files), parallel, caps, model, 0.0,
-                  time.time())
+                  time.time(), "local" if target is None else "temporal", target)
     with store._db.write() as conn:
         conn.execute("INSERT INTO batches (batch_id, repository, commit_id, files, parallel, caps, model, "
-                     "elapsed_s, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)",
+                     "elapsed_s, created_at, engine, target) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
                      (batch.batch_id, repository, commit, json.dumps(list(files)), parallel, dumps(_caps_json(caps)),
-                      model.model_dump_json() if model is not None else None, batch.created_at))
+                      model.model_dump_json() if model is not None else None, batch.created_at, batch.engine,
+                      json.dumps(asdict(target)) if target is not None else None))
         conn.executemany("INSERT INTO batch_goals (batch_id, name, position, file, contract, worktree) "
                          "VALUES (?, ?, ?, ?, ?, ?)",
                          [(batch.batch_id, goal.name, position, goal.file, goal.contract.model_dump_json(),
@@ -148,10 +167,10 @@ def _caps_json(caps: Caps) -> dict[str, Any]:
 
 
 def _batch_of(row: Any) -> Batch:
-    model = row["model"]
+    model, target = row["model"], row["target"]
     return Batch(row["batch_id"], row["repository"], row["commit_id"], tuple(json.loads(row["files"])), row["parallel"],
                  Caps(**json.loads(row["caps"])), ModelSettings.model_validate_json(model) if model else None,
-                 row["elapsed_s"], row["created_at"])
+                 row["elapsed_s"], row["created_at"], row["engine"], Target(**json.loads(target)) if target else None)
 
 
 def list_batches(store: Store) -> list[Batch]:

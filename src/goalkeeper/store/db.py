@@ -97,7 +97,9 @@ MIGRATIONS: list[Migration] = [
         caps       TEXT NOT NULL,
         model      TEXT,
         elapsed_s  REAL NOT NULL DEFAULT 0,
-        created_at REAL NOT NULL
+        created_at REAL NOT NULL,
+        engine     TEXT NOT NULL DEFAULT 'local',
+        target     TEXT
     );
     CREATE INDEX batches_by_repository ON batches (repository, created_at);
     CREATE TABLE batch_goals (
