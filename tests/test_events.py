@@ -178,3 +178,19 @@ def test_a_store_written_by_release_8c370e0_reads_its_goal_rows_typed(tmp_path: 
     assert (second.state.status, second.state.reason) == ("budget_limited", "budget_turns")
     assert second.standing == "cleared" and second.state.goal_id == second.goal_id
     assert second.settings.model is not None and second.settings.model.provider == "scripted"
+
+
+def test_gk_log_gives_the_fleet_events_a_line() -> None:
+    from goalkeeper.render.terminal import event_line
+    from goalkeeper.store.records import EventRecord
+
+    def line(event: Any) -> str | None:
+        return event_line(EventRecord(seq=1, thread_id="t", goal_id="g", ts=0.0, event=event))
+
+    assert line(ev.BudgetCappedEvent(reason="budget_tokens", tokens=10, usd=None, time_s=None)) == \
+        "  the batch's cap was reached (budget_tokens): wrap-up turn"
+    assert line(ev.EngineStartedEvent(engine="temporal", address="h:7233", namespace="default", workflow_id="w",
+                                      task_queue="q", remote="/srv/r.git")) == \
+        "  submitted to temporal at h:7233: workflow w, repository /srv/r.git"
+    assert line(ev.ReportPushedEvent(remote="/srv/r.git", ref="refs/goalkeeper/reports/g", commit="c",
+                                     status="achieved")) == "  report pushed to /srv/r.git (refs/goalkeeper/reports/g)"

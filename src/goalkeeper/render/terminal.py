@@ -60,6 +60,12 @@ def event_line(record: EventRecord) -> str | None:
             return f"  nudge: {why}"
         case ev.BudgetExhaustedEvent(reason=reason):
             return f"  budget used up ({reason}): wrap-up turn"
+        case ev.BudgetCappedEvent(reason=reason):
+            return f"  the batch's cap was reached ({reason}): wrap-up turn"
+        case ev.EngineStartedEvent(engine=engine, address=address, workflow_id=workflow_id, remote=remote):
+            return f"  submitted to {engine} at {address}: workflow {workflow_id}, repository {remote}"
+        case ev.ReportPushedEvent(remote=remote, ref=ref):
+            return f"  report pushed to {remote} ({ref})"
         case ev.ProviderRetryEvent(attempt=attempt, delay_s=delay_s, error=error):
             return f"  provider retry {attempt} in {delay_s}s: {error}"
         case ev.SideEvent(question=question, answer=answer):
