@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from chat_server import ChatServer, Completion, ToolCallReply  # noqa: E402
 from goalkeeper.events import ModelResponseEvent  # noqa: E402
 from goalkeeper.store import Store  # noqa: E402
+from helpers import bare_remote, git  # noqa: E402
 
 TEMPORAL = Path(sys.executable).parent / "temporal"
 GOAL_TOML = 'outcome = "Write done.txt"\n\n[[checks]]\nname = "done"\nrun = "test -f done.txt"\n'
@@ -65,21 +66,6 @@ def free_port() -> int:
 
 def env_for(home: Path) -> dict[str, str]:
     return {**os.environ, "GOALKEEPER_HOME": str(home), "PYTHONPATH": str(ROOT / "src")}
-
-
-def git(cwd: Path, *args: str) -> None:
-    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
-
-
-def make_remote(root: Path) -> Path:
-    work = root / "seed"
-    work.mkdir()
-    git(work, "init", "-q", "-b", "main")
-    (work / "README").write_text("tiny\n")
-    git(work, "add", "-A")
-    git(work, "-c", "user.name=b", "-c", "user.email=b@b", "commit", "-q", "-m", "start")
-    git(root, "clone", "-q", "--bare", str(work), "remote.git")
-    return root / "remote.git"
 
 
 def start_server(root: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -239,7 +225,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="gk-bench-temporal-") as temp, \
             ChatServer(reply_fn=lambda body: reply(body, args.latency), model="bench-model") as chat:
         root = Path(temp)
-        remote = make_remote(root)
+        remote = bare_remote(root)
         (root / "goal.toml").write_text(GOAL_TOML)
         server, address = start_server(root)
         try:

@@ -28,7 +28,7 @@ from goalkeeper.goals.batch import all_batches, batch_rows
 from goalkeeper.models.scripted import ScriptStep
 from goalkeeper.store import Goal, Store
 from goalkeeper.store.batches import latest_batch
-from helpers import git
+from helpers import bare_remote, git
 from scenario import call, complete, gk, shell, step, write_script
 
 pytestmark = pytest.mark.slow
@@ -85,15 +85,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def remote(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A bare repository holding one commit (a README): the remote every goal clones and pushes to."""
-    root = tmp_path_factory.mktemp("remote")
-    work = root / "work"
-    work.mkdir()
-    git(work, "init", "-q", "-b", "main")
-    (work / "README").write_text("tiny\n")
-    git(work, "add", "-A")
-    git(work, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "start")
-    git(root, "clone", "-q", "--bare", str(work), "remote.git")
-    return root / "remote.git"
+    return bare_remote(tmp_path_factory.mktemp("remote"))
 
 
 class Workers:
