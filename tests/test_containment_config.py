@@ -386,3 +386,21 @@ def test_deeply_nested_toml_is_one_clear_error(tmp_path: Path, goalkeeper_home: 
     set_goal = gk("goal", "Fix it", "--check", f"tests={TESTS}", "--cwd", str(repo), home=goalkeeper_home)
     assert set_goal.returncode == 4 and "nested too deeply" in set_goal.stderr
     assert "Traceback" not in set_goal.stderr
+
+
+def test_a_linked_worktree_is_trusted_with_its_repository(tmp_path: Path, goalkeeper_home: Path) -> None:
+    """A batch goal's worktree reads its repository's commits, so the repository's trust applies there; and
+    `gk trust` in a worktree trusts the repository. A submodule stays its own project."""
+    repo = sample_repo(tmp_path)
+    project_config(repo, 'server_url = "http://127.0.0.1:9"\n')
+    worktree = tmp_path / "elsewhere" / "goal-a"
+    git(repo, "worktree", "add", "-q", "--detach", str(worktree), "HEAD")
+    untrusted = load_config(worktree)
+    assert untrusted.server_url is None and "gk trust" in untrusted.warnings[0]  # ignored, and said
+    trust(goalkeeper_home, repo)
+    assert is_trusted(goalkeeper_home, worktree)
+    config = load_config(worktree)
+    assert config.warnings == () and config.server_url == "http://127.0.0.1:9"
+    revoked = gk("trust", "--revoke", "--cwd", str(worktree), home=goalkeeper_home)
+    assert revoked.returncode == 0 and not is_trusted(goalkeeper_home, repo)
+    assert list(trusted_projects(goalkeeper_home)) == []

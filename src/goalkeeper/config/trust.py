@@ -4,7 +4,8 @@ A repository's config is written by whoever committed it, which may be a strange
 the model (a goal branch). Until the person runs `gk trust` in it, the keys that could send data or
 credentials elsewhere, or loosen a limit, are ignored (load.py). The list lives in
 `$GOALKEEPER_HOME/trusted-projects.json` (0600, replaced atomically), keyed by the repository's resolved
-top-level path; the sandbox hides `$GOALKEEPER_HOME`, so the model cannot add itself.
+top-level path (a linked worktree's is its main worktree's); the sandbox hides `$GOALKEEPER_HOME`, so the
+model cannot add itself.
 """
 
 from __future__ import annotations
@@ -86,8 +87,23 @@ def revoke(home: Path, top: Path) -> bool:
 
 
 def project_key(top: Path) -> str:
-    """The key a repository is trusted under: its resolved top-level path (a link to it is the same project)."""
-    return str(top.resolve())
+    """The key a repository is trusted under: its resolved top-level path (a link to it is the same project).
+    A linked worktree (a batch goal's, say) reads the same commits as its main worktree, so it is keyed by that
+    one: trusting either trusts the repository."""
+    return str(_main_worktree(top.resolve()))
+
+
+def _main_worktree(top: Path) -> Path:
+    """`top`, or for a linked worktree the top level of its main worktree, as git finds it: through the
+    worktree's `.git` file and the `commondir` in the main repository's `.git`, which the sandbox keeps
+    read-only. A submodule (its common dir is not a `.git`) is its own project."""
+    if not (top / ".git").is_file():
+        return top
+    from goalkeeper.workspace.git import probe  # a git process only for a worktree or a submodule
+
+    found = probe(top, "rev-parse", "--path-format=absolute", "--git-common-dir")
+    common = Path(found.stdout.strip())
+    return common.parent if found.returncode == 0 and common.name == ".git" and common.is_absolute() else top
 
 
 def _write(home: Path, projects: dict[str, str]) -> None:
