@@ -223,20 +223,16 @@ def _on_budget_raised(state: GoalState, raised: BudgetRaise) -> Decision:
 
 
 _CAPPED: dict[str, Reason] = {"tokens": Reason.BUDGET_TOKENS, "usd": Reason.BUDGET_USD, "time": Reason.BUDGET_TIME}
+_CAPPED_FIELD = {"tokens": "tokens", "usd": "usd", "time": "time_s"}
 
 
 def _on_capped(state: GoalState, capped: BudgetCapped) -> Decision:
     """A batch's global cap is reached: the goal's limit on that budget drops to what it has spent (never
     rises), so every rule that reads the budget sees it used up, a resume included. A goal that is pursuing
     gets its wrap-up turn at once; one already wrapping up or not pursuing keeps its course."""
-    limits, spent = state.limits, state.spent
-
-    def lower(limit: Any, used: Any) -> Any:
-        return used if limit is None else min(limit, used)
-
-    new = {"tokens": replace(limits, tokens=lower(limits.tokens, spent.tokens)),
-           "usd": replace(limits, usd=lower(limits.usd, spent.usd)),
-           "time": replace(limits, time_s=lower(limits.time_s, spent.time_s))}[capped.dimension]
+    name = _CAPPED_FIELD[capped.dimension]  # the same field names in the limits and the spending
+    limit, used = getattr(state.limits, name), getattr(state.spent, name)
+    new = replace(state.limits, **{name: used if limit is None else min(limit, used)})
     reason = _CAPPED[capped.dimension]
     event = BudgetCappedEvent(reason=reason.value, tokens=new.tokens, usd=new.usd, time_s=new.time_s)
     state = replace(state, limits=new)

@@ -61,9 +61,13 @@ class Batch:
     elapsed_s: float
     """The batch's running time so far, over every run of it (the time cap reads it)."""
     created_at: float
-    engine: str = "local"
-    """`local` (this process runs the goals) or `temporal` (workers do, `target` says where)."""
     target: Target | None = None
+    """Where the Temporal engine's workers are; None: this process runs the goals."""
+
+    @property
+    def engine(self) -> str:
+        """`local` or `temporal`: what runs the goals."""
+        return "local" if self.target is None else "temporal"
 
 
 @dataclass(frozen=True)
@@ -97,12 +101,12 @@ def put_batch(store: Store, repository: str, commit: str, files: Sequence[str], 
     """Record a new batch and its goals (none started) in one transaction; with a `target`, the Temporal
     engine runs its goals."""
     batch = Batch(batch_id or new_id("batch"), repository, commit, tuple(files), parallel, caps, model, 0.0,
-                  time.time(), "local" if target is None else "temporal", target)
+                  time.time(), target)
     with store._db.write() as conn:
         conn.execute("INSERT INTO batches (batch_id, repository, commit_id, files, parallel, caps, model, "
-                     "elapsed_s, created_at, engine, target) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
+                     "elapsed_s, created_at, target) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
                      (batch.batch_id, repository, commit, json.dumps(list(files)), parallel, dumps(_caps_json(caps)),
-                      model.model_dump_json() if model is not None else None, batch.created_at, batch.engine,
+                      model.model_dump_json() if model is not None else None, batch.created_at,
                       json.dumps(asdict(target)) if target is not None else None))
         conn.executemany("INSERT INTO batch_goals (batch_id, name, position, file, contract, worktree) "
                          "VALUES (?, ?, ?, ?, ?, ?)",
@@ -170,7 +174,7 @@ def _batch_of(row: Any) -> Batch:
     model, target = row["model"], row["target"]
     return Batch(row["batch_id"], row["repository"], row["commit_id"], tuple(json.loads(row["files"])), row["parallel"],
                  Caps(**json.loads(row["caps"])), ModelSettings.model_validate_json(model) if model else None,
-                 row["elapsed_s"], row["created_at"], row["engine"], Target(**json.loads(target)) if target else None)
+                 row["elapsed_s"], row["created_at"], Target(**json.loads(target)) if target else None)
 
 
 def list_batches(store: Store) -> list[Batch]:

@@ -98,7 +98,6 @@ MIGRATIONS: list[Migration] = [
         model      TEXT,
         elapsed_s  REAL NOT NULL DEFAULT 0,
         created_at REAL NOT NULL,
-        engine     TEXT NOT NULL DEFAULT 'local',
         target     TEXT
     );
     CREATE INDEX batches_by_repository ON batches (repository, created_at);
