@@ -650,7 +650,8 @@ async def test_restatement_cancelled_runs_nothing(restating: ChatServer, workspa
         await until(pilot, screen_is(pilot, RestateScreen), "the restatement")
         await pilot.press("escape")
         await until(pilot, lambda: "goal cancelled before it started" in text_of(app), "cancelled")
-        assert status_of(app).startswith("No goal")
+        # The status bar refreshes on its own tick after the note, so wait for it as the edit test does.
+        await until(pilot, lambda: status_of(app).startswith("No goal"), "the goal withdrawn")
     assert not events(store, "baseline") and not events(store, "tool_intent")
 
 

@@ -123,6 +123,7 @@ class Handlers:
         if choice == "confirm":
             return True
         await asyncio.to_thread(service.clear, self.app.store, goal)
+        self.app.poll()  # the status bar shows the withdrawn goal now, not on its next tick
         if choice == "edit":
             checks = "".join(f" --check {check}" for check in request.checks)
             self.app.put_in_input(f"/goal {request.objective}{checks}")
