@@ -1,0 +1,215 @@
+"""`gk mcp-server` driven by the mcp SDK's own client: over stdio (`python -m goalkeeper mcp-server`) and HTTP.
+
+A goal is set through `goal_set`, run to achieved by the detached runner with the scripted model (config.toml
+names it) and a one-command check, then read back through `goal_get`, `goal_events` and `goal_report`; pause,
+resume and clear go through the same control path as `gk goal`; the lint gate's refusal is a tool error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, closing, suppress
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from mcp.client import Client
+from mcp.client.stdio import StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+from mcp_types import CallToolResult, TextContent
+
+from helpers import free_port, stop_group
+from scenario import call, complete, shell, step, write_script
+
+CHECK = "done=test -f done.txt"
+OBJECTIVE = "Create done.txt so that `test -f done.txt` passes"
+WRITE_AND_FINISH = [
+    step("", call("write_file", path="done.txt", content="ok\n")),
+    step("", call("checkpoint", done="wrote done.txt", verified="test -f done.txt", remaining="nothing",
+                  next="request completion")),
+    step("", complete("done.txt exists")),
+    step("Done."),
+]
+SLOW = [step("", shell(f"echo {i} >> notes.txt"), delay_s=0.2) for i in range(200)]
+"""A script that keeps its runner busy until it is paused or cleared."""
+
+
+def use_model(home: Path, tmp_path: Path, steps: list[Any]) -> None:
+    """config.toml names the scripted model, as a person's would name theirs."""
+    script = write_script(tmp_path / "script.json", steps)
+    (home / "config.toml").write_text(f'model = "scripted:{script}"\n')
+
+
+def server_env(home: Path) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "GOALKEEPER_MODEL")}
+    return {**env, "GOALKEEPER_HOME": str(home)}
+
+
+@asynccontextmanager
+async def stdio_client(workspace: Path, home: Path) -> AsyncIterator[Client]:
+    params = StdioServerParameters(command=sys.executable, args=["-m", "goalkeeper", "mcp-server", "--cwd",
+                                                                 str(workspace)], env=server_env(home))
+    async with Client(params, read_timeout_seconds=60) as client:
+        yield client
+
+
+async def tool(client: Client, name: str, **arguments: Any) -> dict[str, Any]:
+    """The tool's JSON answer (its text content is the same JSON); a tool error fails the test."""
+    result = await client.call_tool(name, arguments)
+    assert not result.is_error, text_of(result)
+    assert result.structured_content is not None
+    data: dict[str, Any] = result.structured_content
+    assert json.loads(text_of(result)) == data
+    return data
+
+
+def text_of(result: CallToolResult) -> str:
+    return "".join(block.text for block in result.content if isinstance(block, TextContent))
+
+
+async def until(probe: Callable[[], Awaitable[dict[str, Any]]], done: Callable[[dict[str, Any]], bool],
+                timeout_s: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while not done(answer := await probe()):
+        assert time.monotonic() < deadline, answer
+        await anyio.sleep(0.1)
+    return answer
+
+
+def stop_runners(home: Path, wait_s: float = 20) -> None:
+    """Wait for the runners the server started (each in its own process group) to let their goals go; kill the
+    group of any that still holds one after `wait_s` (a failed test's), by the pid its lease names."""
+    deadline = time.monotonic() + wait_s
+    while (pids := held_by(home)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid in pids:
+        if b"goalkeeper" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            with suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+
+
+def held_by(home: Path) -> list[int]:
+    """The pids of live processes that hold a goal's lease in the store at `home`."""
+    if not (home / "state.db").exists():
+        return []
+    with closing(sqlite3.connect(home / "state.db")) as db:
+        pids = [int(row[0]) for row in db.execute("SELECT pid FROM leases")]
+    return [pid for pid in pids if Path(f"/proc/{pid}").exists()]
+
+
+@pytest.fixture
+def home(goalkeeper_home: Path) -> Any:
+    yield goalkeeper_home
+    stop_runners(goalkeeper_home)
+
+
+def test_a_goal_set_runs_to_achieved_and_is_read_back_through_the_tools(git_repo: Path, home: Path,
+                                                                        tmp_path: Path) -> None:
+    use_model(home, tmp_path, WRITE_AND_FINISH)
+
+    async def scenario() -> None:
+        async with stdio_client(git_repo, home) as client:
+            names = {t.name for t in (await client.list_tools()).tools}
+            assert names == {"goal_set", "goal_get", "goal_pause", "goal_resume", "goal_clear", "goal_report",
+                             "goal_events"}
+            made = await tool(client, "goal_set", objective=OBJECTIVE, checks=[CHECK], budget_turns=10)
+            assert made["goal"]["status"] == "pursuing" and made["runner"]["started"]
+            ended = await until(lambda: tool(client, "goal_get"), lambda g: g["status"] != "pursuing")
+            assert (ended["status"], ended["checks_passing"], ended["checks_total"]) == ("achieved", 1, 1)
+            assert ended["tokens_used"] > 0 and ended["turns"] >= 1
+            first = await tool(client, "goal_events", limit=3)
+            assert len(first["events"]) == 3 and first["more"]
+            rest = await tool(client, "goal_events", since=first["next_since"], limit=500)
+            seqs = [e["seq"] for e in first["events"] + rest["events"]]
+            assert seqs == sorted(set(seqs)) and not rest["more"]
+            kinds = [e["kind"] for e in first["events"] + rest["events"]]
+            assert kinds[0] == "goal_set" and "checkpoint" in kinds
+            report = await tool(client, "goal_report", markdown=True)
+            assert report["status"] == "achieved" and report["files_touched"] == ["done.txt"]
+            assert [(check["name"], check["passed"]) for check in report["final"]] == [("done", True)]
+            assert report["markdown"].startswith("# Goal report: achieved")
+
+    anyio.run(scenario)
+
+
+def test_pause_resume_and_clear_reach_the_running_goal(git_repo: Path, home: Path, tmp_path: Path) -> None:
+    use_model(home, tmp_path, SLOW)
+
+    async def scenario() -> None:
+        async with stdio_client(git_repo, home) as client:
+            await tool(client, "goal_set", objective=OBJECTIVE, checks=[CHECK])
+            await until(lambda: tool(client, "goal_get"), lambda g: g["turns"] >= 1)
+            paused = await tool(client, "goal_pause")
+            assert paused["applied"] == "pause" and paused["status"] == "paused"
+            await until(lambda: tool(client, "goal_get"), lambda g: g["runner"] is None)
+            resumed = await tool(client, "goal_resume")
+            assert resumed["status"] == "pursuing" and resumed["runner"]["started"]
+            await until(lambda: tool(client, "goal_get"), lambda g: g["runner"] is not None)
+            cleared = await tool(client, "goal_clear")
+            assert cleared["status"] is None
+            gone = await client.call_tool("goal_get", {})
+            assert gone.is_error and "fix:" in text_of(gone)
+
+    anyio.run(scenario)
+
+
+def test_the_lint_gate_refusal_is_a_clear_tool_error(git_repo: Path, home: Path, tmp_path: Path) -> None:
+    use_model(home, tmp_path, WRITE_AND_FINISH)
+
+    async def scenario() -> None:
+        async with stdio_client(git_repo, home) as client:
+            refused = await client.call_tool("goal_set", {"objective": OBJECTIVE, "checks": [CHECK],
+                                                          "toml": 'outcome = "x"\n[boundaries]\nprotect = ["**"]\n'})
+            text = text_of(refused)
+            assert refused.is_error and "error: the goal has lint errors" in text
+            assert "boundaries/protect-everything" in text and "fix:" in text
+            none = await client.call_tool("goal_set", {"objective": OBJECTIVE})
+            assert none.is_error and "no checks" in text_of(none)
+            missing = await client.call_tool("goal_get", {})
+            assert missing.is_error and "error:" in text_of(missing)
+
+    anyio.run(scenario)
+    assert not (home / "runners").exists()  # nothing was set, so nothing ran
+
+
+def test_http_transport_needs_the_token_and_serves_the_tools(git_repo: Path, home: Path, tmp_path: Path) -> None:
+    use_model(home, tmp_path, WRITE_AND_FINISH)
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "goalkeeper", "mcp-server", "--http", f"127.0.0.1:{port}",
+                               "--cwd", str(git_repo)], env=server_env(home), stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        url = f"http://127.0.0.1:{port}/mcp"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                refused = httpx.post(url, json={}, timeout=5)
+                break
+            except httpx.ConnectError:
+                assert time.monotonic() < deadline and server.poll() is None, "the server did not start"
+                time.sleep(0.1)
+        assert refused.status_code == 401
+        token = (home / "server-token").read_text().strip()
+
+        async def scenario() -> None:
+            transport = streamable_http_client(url, http_client=create_mcp_http_client(
+                headers={"Authorization": f"Bearer {token}"}))
+            async with Client(transport, read_timeout_seconds=60) as client:
+                made = await tool(client, "goal_set", objective=OBJECTIVE, checks=[CHECK])
+                assert made["goal"]["workspace"] == str(git_repo)
+                await until(lambda: tool(client, "goal_get"), lambda g: g["status"] == "achieved")
+
+        anyio.run(scenario)
+    finally:
+        stop_group(server)
