@@ -62,14 +62,15 @@ def serve_stdio(store: Store, workspace: Path) -> None:
 
 def serve_http(store: Store, workspace: Path, host: str, port: int, allow_remote: bool) -> None:
     """Serve streamable HTTP at http://HOST:PORT/mcp until Ctrl-C, behind the token guard of `gk serve`."""
+    from goalkeeper.server.app import bind, is_loopback, server_config
+
+    sock = bind(host, port, allow_remote)  # refuses a non-loopback host without --allow-remote, before mcp loads
     import uvicorn
 
     from goalkeeper.goals.mcp_tools import build_server
-    from goalkeeper.server.app import bind, is_loopback, server_config
     from goalkeeper.server.auth import ensure_token
     from goalkeeper.server.guard import Guard
 
-    sock = bind(host, port, allow_remote)  # refuses a non-loopback host without --allow-remote
     token, created = ensure_token()
     app = build_server(store, workspace).streamable_http_app(streamable_http_path=MCP_PATH, host=host)
     shown = f"[{host}]" if ":" in host else host

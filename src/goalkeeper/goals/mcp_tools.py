@@ -115,6 +115,10 @@ class GoalTools:
                 raise_by: BudgetRaise | None = None) -> dict[str, Any]:
         """Pause, resume or clear; a goal that is pursuing after a resume gets a runner if none holds it."""
         goal = self.goal(cwd, thread, None)
+        if action == "resume" and goal.state.status == "pursuing" and raise_by is None:
+            # Nothing to change: a goal whose runner stopped (a crash, a reboot) gets one again.
+            return {"applied": "none", "status": "pursuing", "applied_by": "here", "note": None,
+                    "runner": launch_json(self.launcher.start(self.store, goal))}
         if action == "pause":
             result = service.pause(self.store, goal)
         elif action == "clear":
@@ -227,7 +231,8 @@ def _tools(tools: GoalTools) -> list[Callable[..., dict[str, Any]]]:
         add_time: Annotated[str | None, Field(description="Raise the time budget, e.g. 30m.")] = None,
         add_turns: Annotated[int | None, Field(description="Raise the turn budget by this much.")] = None,
     ) -> dict[str, Any]:
-        """Resume a paused or budget_limited goal (raising its budget first if asked) and start its runner."""
+        """Resume a paused or budget_limited goal (raising its budget first if asked) and start its runner; a
+        pursuing goal that no runner holds (its runner crashed) gets one."""
         raise_by = control.budget_raise(add_tokens, add_usd, parse_duration(add_time) if add_time else None,
                                         add_turns)
         return tools.control("resume", cwd, thread, force, raise_by)
