@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, closing, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import httpx
@@ -30,6 +30,8 @@ from mcp_types import CallToolResult, TextContent
 
 from helpers import free_port, stop_group
 from scenario import call, complete, shell, step, write_script
+
+T = TypeVar("T")
 
 CHECK = "done=test -f done.txt"
 OBJECTIVE = "Create done.txt so that `test -f done.txt` passes"
@@ -80,8 +82,8 @@ def text_of(result: CallToolResult) -> str:
     return "".join(block.text for block in result.content if isinstance(block, TextContent))
 
 
-async def until(probe: Callable[[], Awaitable[dict[str, Any]]], done: Callable[[dict[str, Any]], bool],
-                timeout_s: float = 60) -> dict[str, Any]:
+async def until(probe: Callable[[], Awaitable[T]], done: Callable[[T], bool], timeout_s: float = 60) -> T:
+    """The probe's first answer that is `done`."""
     deadline = time.monotonic() + timeout_s
     while not done(answer := await probe()):
         assert time.monotonic() < deadline, answer
@@ -147,6 +149,7 @@ def test_a_goal_set_runs_to_achieved_and_is_read_back_through_the_tools(git_repo
     anyio.run(scenario)
 
 
+@pytest.mark.slow
 def test_pause_resume_clear_and_the_lint_gate(git_repo: Path, home: Path, tmp_path: Path) -> None:
     use_model(home, tmp_path, SLOW)
 
@@ -165,17 +168,17 @@ def test_pause_resume_clear_and_the_lint_gate(git_repo: Path, home: Path, tmp_pa
             await tool(client, "goal_set", objective=OBJECTIVE, checks=[CHECK])
             await until(lambda: tool(client, "goal_get"), lambda g: g["turns"] >= 1)
             paused = await tool(client, "goal_pause")
-            assert paused["applied"] == "pause" and paused["status"] == "paused"
-            await until(lambda: tool(client, "goal_get"), lambda g: g["runner"] is None)
+            assert paused["applied"] == "pause" and paused["applied_by"] in ("runner", "queued")  # a busy machine
+            await until(lambda: tool(client, "goal_get"), lambda g: g["status"] == "paused" and g["runner"] is None)
             resumed = await tool(client, "goal_resume")
             assert resumed["status"] == "pursuing" and resumed["runner"]["started"]
             running = await until(lambda: tool(client, "goal_get"), lambda g: g["runner"] is not None)
             again = await tool(client, "goal_resume")  # a second resume starts no second runner
             assert again["applied"] == "none" and not again["runner"]["started"]
             cleared = await tool(client, "goal_clear")
-            assert cleared["status"] is None
-            gone = await client.call_tool("goal_get", {})
-            assert gone.is_error and "fix:" in text_of(gone)
+            assert cleared["applied"] == "clear"
+            gone = await until(lambda: client.call_tool("goal_get", {}), lambda answer: answer.is_error)
+            assert "error: no goal" in text_of(gone) and "fix:" in text_of(gone)
             past = await tool(client, "goal_events", goal_id=running["goal_id"], limit=500)
             kinds = [event["kind"] for event in past["events"]]
             assert kinds.count("control_request") == 2 and "goal_cleared" in kinds
@@ -183,6 +186,7 @@ def test_pause_resume_clear_and_the_lint_gate(git_repo: Path, home: Path, tmp_pa
     anyio.run(scenario)
 
 
+@pytest.mark.slow
 def test_http_needs_the_token_and_a_loopback_host(git_repo: Path, home: Path) -> None:
     remote = subprocess.run([sys.executable, "-m", "goalkeeper", "mcp-server", "--http", f"0.0.0.0:{free_port()}",
                              "--cwd", str(git_repo)], env=server_env(home), capture_output=True, text=True,
