@@ -156,10 +156,11 @@ def test_pause_resume_clear_and_the_lint_gate(git_repo: Path, home: Path, tmp_pa
     async def scenario() -> None:
         async with stdio_client(git_repo, home) as client:
             missing = await client.call_tool("goal_get", {})
-            assert missing.is_error and "error: no goal" in text_of(missing) and "fix:" in text_of(missing)
+            assert missing.is_error and text_of(missing).startswith("Error executing tool goal_get: no goal in ")
+            assert "\n  fix: set one with" in text_of(missing)
             refused = await client.call_tool("goal_set", {"objective": OBJECTIVE, "checks": [CHECK],
                                                           "toml": 'outcome = "x"\n[boundaries]\nprotect = ["**"]\n'})
-            assert refused.is_error and "error: the goal has lint errors" in text_of(refused)
+            assert refused.is_error and "Error executing tool goal_set: the goal has lint errors" in text_of(refused)
             assert "boundaries/protect-everything" in text_of(refused) and "fix:" in text_of(refused)
             unchecked = await client.call_tool("goal_set", {"objective": OBJECTIVE})
             assert unchecked.is_error and "the goal has no checks" in text_of(unchecked)
@@ -178,7 +179,7 @@ def test_pause_resume_clear_and_the_lint_gate(git_repo: Path, home: Path, tmp_pa
             cleared = await tool(client, "goal_clear")
             assert cleared["applied"] == "clear"
             gone = await until(lambda: client.call_tool("goal_get", {}), lambda answer: answer.is_error)
-            assert "error: no goal" in text_of(gone) and "fix:" in text_of(gone)
+            assert "Error executing tool goal_get: no goal" in text_of(gone) and "fix:" in text_of(gone)
             past = await tool(client, "goal_events", goal_id=running["goal_id"], limit=500)
             kinds = [event["kind"] for event in past["events"]]
             assert kinds.count("control_request") == 2 and "goal_cleared" in kinds
@@ -209,7 +210,7 @@ def test_http_needs_the_token_and_a_loopback_host(git_repo: Path, home: Path) ->
             async with Client(transport, read_timeout_seconds=60) as client:
                 assert len((await client.list_tools()).tools) == 7
                 missing = await client.call_tool("goal_get", {})
-                assert missing.is_error and "error: no goal" in text_of(missing)
+                assert missing.is_error and "Error executing tool goal_get: no goal" in text_of(missing)
 
         anyio.run(scenario)
     finally:

@@ -71,8 +71,9 @@ def tool_errors(function: Callable[P, R]) -> Callable[P, R]:
 
 
 def error_text(error: GoalkeeperError) -> str:
-    """`error: MESSAGE` and `fix: HINT`, as `gk` prints them; a lint refusal lists each finding and its fix."""
-    lines = [f"error: {error.message}"]
+    """The message and `fix: HINT`, as `gk` prints them (the SDK puts `Error executing tool NAME: ` before it);
+    a lint refusal lists each error finding with its fix."""
+    lines = [error.message]
     if isinstance(error, GoalLintError):
         for finding in error.report.errors:
             lines += [f"  {finding.element}/{finding.code}: {finding.message}", f"    fix: {finding.fix}"]
