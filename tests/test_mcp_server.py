@@ -28,8 +28,11 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp_types import CallToolResult, TextContent
 
+from goalkeeper.errors import WorkspaceError
+from goalkeeper.goals.launch import Launcher
+from goalkeeper.goals.service import open_store
 from helpers import free_port, stop_group
-from scenario import call, complete, shell, step, write_script
+from scenario import call, complete, new_goal, shell, step, write_script
 
 T = TypeVar("T")
 
@@ -226,3 +229,14 @@ def wait_for(url: str, server: subprocess.Popen[bytes], timeout_s: float = 60) -
         except httpx.ConnectError:
             assert time.monotonic() < deadline and server.poll() is None, "the server did not start"
             time.sleep(0.1)
+
+
+def test_a_runner_that_cannot_start_is_a_clear_error(git_repo: Path, home: Path) -> None:
+    """The goal stays set and pursuing, and the error says how to run it (nothing is left half-started)."""
+    (home / "runners").write_text("not a folder")
+    with open_store() as store:
+        goal = new_goal(store, git_repo, checks=[CHECK])
+        with pytest.raises(WorkspaceError, match="runner could not start") as refused:
+            Launcher().start(store, goal)
+        assert refused.value.hint is not None and f"gk run --thread {goal.thread_id}" in refused.value.hint
+        assert store.get_goal_by_id(goal.goal_id).state.status == "pursuing"

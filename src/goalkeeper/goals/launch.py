@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from goalkeeper.errors import GoalkeeperError, WorkspaceError
 from goalkeeper.goals import service
 from goalkeeper.store import Goal, Store
 
@@ -53,7 +54,12 @@ class Launcher:
         with self._lock:
             if (busy := self._busy(store, current)) is not None:
                 return Launch(False, why_not=busy)
-            child, log = _spawn(store, current)
+            try:
+                child, log = _spawn(store, current)
+            except (OSError, GoalkeeperError) as error:
+                raise WorkspaceError(f"the goal's runner could not start: {error}",
+                                     f"the goal stays pursuing; run it with `gk run --thread {current.thread_id}`"
+                                     ) from None
             self._children[goal.goal_id] = child
         threading.Thread(target=child.wait, name=f"reap-{child.pid}", daemon=True).start()
         return Launch(True, child.pid, str(log))
