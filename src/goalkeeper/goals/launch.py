@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from goalkeeper.errors import GoalkeeperError, WorkspaceError
-from goalkeeper.goals import service
+from goalkeeper.goals import fleet, service
 from goalkeeper.store import Goal, Store
 
 SETTLE_S = 10.0
@@ -34,7 +34,8 @@ class Launch:
     pid: int | None = None
     log: str | None = None
     why_not: str | None = None
-    """Set when no runner was started: a live runner already holds the goal, or it is not pursuing."""
+    """Set when no runner was started: a live runner already holds the goal, it is not pursuing, or the Temporal
+    engine runs it."""
 
 
 class Launcher:
@@ -51,6 +52,8 @@ class Launcher:
         current = store.get_goal_by_id(goal.goal_id)
         if current.state.status != "pursuing":
             return Launch(False, why_not=f"the goal is {current.state.status}, so there is nothing to run")
+        if fleet.engine_of(store, current) is not None:
+            return Launch(False, why_not="the goal runs on the Temporal workers, which the control path wakes")
         with self._lock:
             if (busy := self._busy(store, current)) is not None:
                 return Launch(False, why_not=busy)

@@ -27,7 +27,7 @@ from goalkeeper.contract.lint import GoalLintError
 from goalkeeper.contract.toml import parse_contract
 from goalkeeper.core.lifecycle import status_label
 from goalkeeper.core.outcomes import BudgetRaise
-from goalkeeper.errors import GoalkeeperError
+from goalkeeper.errors import ConfigError, GoalkeeperError
 from goalkeeper.events import payload_of
 from goalkeeper.goals import control, service
 from goalkeeper.goals.control import ControlResult
@@ -98,6 +98,10 @@ class GoalTools:
         workspace = self.workspace(cwd, thread)
         base = parse_contract(toml, "toml") if toml is not None else None
         contract = contract_from_flags(objective, base=base, checks=checks, **budget)
+        if not contract.verified:
+            raise ConfigError("the goal has no checks, so nothing the harness runs can tell when it is done",
+                              'add a check: checks = ["NAME=COMMAND"], or [[checks]] in toml (a goal set over MCP '
+                              "is always verified)")
         config = load_config(workspace)
         model = settings_from_config(config, usd_budget=contract.budget.usd)  # no model: an error now, not later
         settings = GoalSettings(model=model, run=config.run, allow_dirty=allow_dirty)
