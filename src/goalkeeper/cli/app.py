@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.text import Text
 
-from goalkeeper.cli import console, fleet
+from goalkeeper.cli import console, fleet, mcp_server
 from goalkeeper.cli.batch import batch as batch_command
 from goalkeeper.cli.options import ContractFlags, ModelFlags, with_options
 from goalkeeper.cli.root import ThreadOpt
@@ -598,6 +598,7 @@ def serve(host: Annotated[str, typer.Option(help="Address to bind (loopback unle
 commands.command(name="worker")(fleet.worker)
 commands.command(name="submit", context_settings={"allow_interspersed_args": True})(fleet.submit)
 commands.command(name="batch", context_settings={"allow_interspersed_args": True})(batch_command)
+commands.command(name="mcp-server")(mcp_server.mcp_server)
 
 local_app = typer.Typer(help="The bundled offline model (SmolLM2-135M through llama.cpp).")
 commands.add_typer(local_app, name="local")

@@ -47,6 +47,9 @@ COMMANDS: dict[str, str] = {
               "steps.",
     "submit": "Submit a goal to the Temporal engine; prints its id. Workers (`gk worker`) run it.",
     "batch": "Run many goals at once, each in its own git worktree and goal branch. Exit code: the worst outcome.",
+    "mcp-server": "Serve goals as MCP tools (goal_set, goal_get, goal_pause, goal_resume, goal_clear, goal_report, "
+                  "goal_events) over stdio, or streamable HTTP with --http. A goal set or resumed runs in a detached "
+                  "`gk run`.",
     "local": "The bundled offline model (SmolLM2-135M through llama.cpp).",
 }
 """What `gk --help` lists, in its order: each command's name and the first paragraph of its help (its docstring,

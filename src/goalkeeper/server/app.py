@@ -36,7 +36,7 @@ from goalkeeper.goals import control, service
 from goalkeeper.goals.batch import BatchNotFoundError
 from goalkeeper.server import api, batches, goals
 from goalkeeper.server.auth import ensure_token
-from goalkeeper.server.guard import HEADER_TIMEOUT_S, Guard, HeaderDeadline
+from goalkeeper.server.guard import HEADER_TIMEOUT_S, App, Guard, HeaderDeadline
 from goalkeeper.server.sse import KEEP_ALIVE_S, Broadcaster, EventFeed, Fanout
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -172,7 +172,7 @@ def bind(host: str, port: int, allow_remote: bool) -> socket.socket:
     return sock
 
 
-def server_config(app: FastAPI, header_timeout_s: float = HEADER_TIMEOUT_S) -> uvicorn.Config:
+def server_config(app: App, header_timeout_s: float = HEADER_TIMEOUT_S) -> uvicorn.Config:
     """uvicorn's settings for `app`: h11 with a deadline on request heads (slow headers are cut), a short
     keep-alive, and a 16 KB cap on a request head (h11's incomplete-event limit)."""
     protocol = type("HeaderDeadline", (HeaderDeadline,), {"header_timeout_s": header_timeout_s})
