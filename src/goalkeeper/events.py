@@ -23,7 +23,7 @@ from goalkeeper.errors import StoreError
 EventActor = Literal["user", "model", "harness"]
 """Who caused an event (DESIGN §2). None on the few older records that named nobody."""
 
-EvidenceKind = Literal["check", "constraint"]
+EvidenceKind = Literal["check", "constraint", "artifact"]
 
 _RENAMED = {"kind": "turn_kind", "from": "from_status"}
 """Payload keys that are not field names: the discriminator owns `kind`, and `from` is a keyword."""
@@ -36,7 +36,7 @@ class _Frozen(BaseModel):
 
 
 class Evidence(_Frozen):
-    """The result of running one check (or one keep_green constraint) once."""
+    """The result of running one check (or one keep_green constraint) once, or of looking for an artifact."""
 
     name: str
     kind: EvidenceKind
