@@ -141,6 +141,12 @@ class StatusChangedEvent(_Frozen):
     wrap_up: str | None = None
     blocker: str | None = None
     declared_by: str | None = None
+    note: str | None = None
+    """A resume's note from the person (the model reads it), or the model's note when it asked for a review."""
+    files: list[str] | None = None
+    """At a review point: the files changed since the last one."""
+    since: str | None = None
+    """At a review point: the commit those changes are counted from."""
 
 
 class BudgetRaisedEvent(_Frozen):
@@ -235,6 +241,8 @@ class ControlRequestEvent(_Frozen):
     force: bool | None = None
     cap: Literal["tokens", "usd", "time"] | None = None
     """For `cap` (a batch's global budget, asked by the harness): which budget the cap reached."""
+    note: str | None = None
+    """For `resume`: the person's feedback to the model."""
 
 
 class ControlAppliedEvent(_Frozen):

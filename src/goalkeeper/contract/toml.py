@@ -127,7 +127,7 @@ def dump_contract(contract: Contract) -> str:
 
 
 _ARRAYS = ("checklist", "non_goals", "read_first", "artifacts")
-_TABLES = ("constraints", "boundaries", "iteration", "budget", "verify")
+_TABLES = ("constraints", "boundaries", "iteration", "budget", "verify", "review")
 
 
 def _dump_duration(seconds: float) -> str | float:

@@ -35,6 +35,10 @@ _EXAMPLES = {
     "artifacts": 'artifacts = ["docs/MIGRATION.md", { path = "migrations/*.sql", min = 3 }]',
     "artifacts.path": 'path = "docs/MIGRATION.md" (a repository path or glob, no `..`)',
     "reviewer_notes": 'reviewer_notes = "check the rounding in cart.py by hand"',
+    "review": '[review] with pause_after, pause_on_paths and model_may_pause',
+    "review.pause_after": 'pause_after = "checkpoint" (or "turn", or a number of checkpoints such as 3)',
+    "review.pause_on_paths": 'pause_on_paths = ["services/**"]',
+    "review.model_may_pause": "model_may_pause = true",
     "checks": '[[checks]] tables, each with name = "tests" and run = "python -m pytest -q"',
     "checks.name": 'name = "tests" (letters, digits, `_`, `.`, `-`)',
     "checks.run": 'run = "python -m pytest -q"',
@@ -366,6 +370,29 @@ def _non_blank_items(items: list[str], key: str) -> list[str]:
     return items
 
 
+class Review(_Strict):
+    """Review points: where the harness pauses the goal for a person, and whether the model may ask for one."""
+
+    pause_after: Literal["checkpoint", "turn"] | int | None = None
+    """Pause after every checkpoint commit, after every turn, or after every N checkpoint commits."""
+    pause_on_paths: list[str] = []
+    """Pause after a checkpoint commit whose changes touch one of these globs."""
+    model_may_pause: bool = False
+    """Whether the model may pause the goal for review (`update_goal` with status "paused")."""
+
+    @field_validator("pause_after", mode="before")
+    @classmethod
+    def _positive(cls, value: object) -> object:
+        if isinstance(value, bool | float) or (isinstance(value, int) and value < 1):
+            raise _Invalid(f"{value!r} is not a number of checkpoints", _EXAMPLES["review.pause_after"])
+        return value
+
+    @property
+    def active(self) -> bool:
+        """Whether the harness ever pauses the goal by itself."""
+        return self.pause_after is not None or bool(self.pause_on_paths)
+
+
 class Contract(_Strict):
     """What done means: an outcome, the checks that prove it, and the limits to pursue it within."""
 
@@ -396,6 +423,8 @@ class Contract(_Strict):
     """Files that must exist at the end: checked by the harness with the checks; a missing one is a failure."""
     reviewer_notes: str = ""
     """Notes for the person reviewing the result: in the report, never shown to the model."""
+    review: Review = Field(default_factory=Review)
+    """Review points: where the goal pauses for a person."""
 
     @field_validator("outcome")
     @classmethod

@@ -85,6 +85,8 @@ class Handlers:
             await self.status("")
         elif args.lower() in commands.GOAL_ACTIONS:
             await self.control(args.lower())
+        elif args.split(maxsplit=1)[0].lower() == "resume":  # `/goal resume <note>`: the person's feedback
+            await self.control("resume", note=args.split(maxsplit=1)[1])
         else:
             await self.set_goal(commands.parse_goal(args))
 
@@ -132,7 +134,7 @@ class Handlers:
             self.app.transcript.note("goal cancelled before it started; nothing ran")
         return False
 
-    async def control(self, action: str) -> None:
+    async def control(self, action: str, note: str | None = None) -> None:
         """Pause, resume or clear through the shared control path; a resumed goal nobody runs is run here."""
         goal = self.require_goal()
         elsewhere = service.runner_elsewhere(self.app.store, goal)
@@ -146,7 +148,7 @@ class Handlers:
         elif action == "clear":
             result = await asyncio.to_thread(service.clear, self.app.store, goal)
         else:
-            result = await asyncio.to_thread(service.resume, self.app.store, goal, goals.reopens(goal))
+            result = await asyncio.to_thread(service.resume, self.app.store, goal, goals.reopens(goal), note=note)
         where = {"here": "", "runner": " (by its runner)", "queued": " (queued: after the current step)"}
         self.app.transcript.note(f"{action}: goal is now {result.status or 'cleared'}{where[result.applied_by]}")
         self.app.poll()
