@@ -8,21 +8,34 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
-from scenario import FIX_PATCH, TESTS, call, complete, events, new_goal, run, sample_repo, scripted, scripted_after
-from scenario import shell, step
 
 from goalkeeper.contract.flags import contract_from_flags
 from goalkeeper.contract.toml import parse_contract
 from goalkeeper.core.decide import decide
 from goalkeeper.core.outcomes import GoalState, ReviewPoint, Stop, TurnEnded, UserResumed
 from goalkeeper.errors import ContractError
-from goalkeeper.events import StatusChangedEvent
+from goalkeeper.events import Event, MessageEvent, StatusChangedEvent, ToolResultEvent
 from goalkeeper.goals import service
 from goalkeeper.goals.views import summarize
 from goalkeeper.spec.contract import Contract
-from goalkeeper.store import Store
+from goalkeeper.store import Goal, Store
+from scenario import (
+    FIX_PATCH,
+    TESTS,
+    call,
+    complete,
+    events,
+    new_goal,
+    run,
+    sample_repo,
+    scripted,
+    scripted_after,
+    shell,
+    step,
+)
 
 NOTE = "Keep the rounding to two places."
 
@@ -31,6 +44,13 @@ NOTE = "Keep the rounding to two places."
 def store() -> Iterator[Store]:
     with Store() as opened:
         yield opened
+
+
+E = TypeVar("E", bound=Event)
+
+
+def of(kind: type[E], store: Store, goal: Goal) -> list[E]:
+    return [r.event for r in events(store, goal, kind.model_fields["kind"].default) if isinstance(r.event, kind)]
 
 
 def reviewed(**review: object) -> Contract:
@@ -80,7 +100,7 @@ def test_pause_on_paths_stops_at_the_checkpoint_and_the_resume_note_reaches_the_
     assert service.resume(store, goal, note=NOTE).status == "pursuing"
     rest = [step("", shell(TESTS)), step("", complete("apply_discount divides by 100")), step("Done.")]
     assert run(store, goal, workspace, scripted_after(store, goal, rest)).status == "achieved"
-    opening = [r.event.content for r in events(store, goal, "message") if NOTE in r.event.content]
+    opening = [e.content for e in of(MessageEvent, store, goal) if NOTE in e.content]
     assert len(opening) == 1 and "<feedback>" in opening[0]  # told once, in the next turn's opening
 
 
@@ -90,7 +110,7 @@ def test_pause_after_two_checkpoints_counts_commits_since_the_last_review(tmp_pa
     script = [step("", shell("echo one > one.txt")), step("One."),
               step("", shell("echo two > two.txt")), step("Two.")]
     assert run(store, goal, workspace, scripted(script)).status == "paused"
-    [paused] = [r.event for r in events(store, goal, "status_changed") if r.event.reason == "review_point"]
+    [paused] = [e for e in of(StatusChangedEvent, store, goal) if e.reason == "review_point"]
     assert paused.files == ["one.txt", "two.txt"] and "2 checkpoints" in (paused.why or "")
 
 
@@ -100,7 +120,7 @@ def test_a_model_pause_is_refused_unless_the_contract_allows_it(tmp_path: Path, 
     goal = new_goal(store, workspace)
     script = [step("", pause), step("", call("apply_patch", patch=FIX_PATCH)), step("", complete()), step("Done.")]
     assert run(store, goal, workspace, scripted(script)).status == "achieved"
-    [refused] = [r.event for r in events(store, goal, "tool_result") if r.event.name == "update_goal"][:1]
+    [refused] = [e for e in of(ToolResultEvent, store, goal) if e.name == "update_goal"][:1]
     assert not refused.ok and "model_may_pause" in refused.output
     allowed = new_goal(store, workspace, reviewed(model_may_pause=True))
     assert run(store, allowed, workspace, scripted([step("", pause), step("Waiting.")])).status == "paused"

@@ -10,19 +10,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from scenario import HONEST_FIX, TESTS, complete, events, new_goal, run, sample_repo, scripted, shell, step
 
 from goalkeeper.context.render import contract_block
 from goalkeeper.contract.flags import contract_from_flags
 from goalkeeper.contract.lint import lint_report
 from goalkeeper.contract.toml import dump_contract, parse_contract
 from goalkeeper.errors import ContractError
+from goalkeeper.events import AttemptCountedEvent, MessageEvent
 from goalkeeper.goals.report import build_report, render_markdown
 from goalkeeper.spec.contract import Contract
 from goalkeeper.store import Store
 from goalkeeper.verify.artifacts import artifact_evidence
 from goalkeeper.workspace.read_first import read_first_files
 from helpers import git
+from scenario import HONEST_FIX, TESTS, complete, events, new_goal, run, sample_repo, scripted, shell, step
 
 FIELDS = '''
 outcome = "Fix the discount bug"
@@ -118,9 +119,10 @@ def test_a_missing_artifact_keeps_the_goal_from_achieved_until_it_is_written(tmp
     result = run(store, goal, workspace, scripted(script))
     assert result.status == "achieved"
     [counted] = [r.event for r in events(store, goal, "attempt_counted")]
-    assert counted.failing == ["NOTES.md"]  # the checks passed; the artifact did not
+    assert isinstance(counted, AttemptCountedEvent) and counted.failing == ["NOTES.md"]  # the artifact failed
     first = events(store, goal, "message")[0].event
-    assert "### `cart.py`" in first.content and "def apply_discount" in first.content
+    assert isinstance(first, MessageEvent) and "### `cart.py`" in first.content
+    assert "def apply_discount" in first.content
     report = render_markdown(build_report(store, store.get_goal_by_id(goal.goal_id)))
     assert "## Artifacts" in report and "- `NOTES.md`: present" in report
     assert "check the rounding by hand" in report
