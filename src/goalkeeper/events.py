@@ -667,6 +667,20 @@ class ReportPushedEvent(_Frozen):
     status: str
 
 
+class ForkedEvent(_Frozen):
+    """This thread was forked from another (`gk fork`): its branch starts at the parent's checkpoint, and its goals
+    open with the parent's conversation so far, as a hand-off."""
+
+    kind: Literal["forked"] = "forked"
+    actor: EventActor | None = "user"
+    parent_thread_id: str
+    parent_goal_id: str | None = None
+    branch: str
+    commit: str
+    handoff: str
+    """The message that stands for the parent's conversation (empty when the parent had no goal)."""
+
+
 Event = Annotated[
     GoalSetEvent | GoalClearedEvent | StatusChangedEvent | BudgetRaisedEvent | BudgetCappedEvent |
     BudgetExhaustedEvent | AttemptCountedEvent | NudgeEvent | ChecksRequestedEvent | TurnStartedEvent | TurnEndedEvent |
@@ -676,7 +690,7 @@ Event = Annotated[
     SandboxEvent | GoalBranchEvent | BaselineMirrorEvent | VerificationPinsEvent | VerificationSurfaceEvent |
     BaselineEvent | EvidenceEvent | ChatMessageEvent | ChatResponseEvent | ChatToolResultEvent | SideEvent |
     PlanEvent | DraftEvent | DistilledEvent | RestatedEvent | ImplementsEvent | NotifyAttemptEvent |
-    EngineStartedEvent | ReportPushedEvent,
+    EngineStartedEvent | ReportPushedEvent | ForkedEvent,
     Field(discriminator="kind"),
 ]
 """Any event of a thread's log."""

@@ -362,6 +362,38 @@ def threads() -> int:
     return 0
 
 
+@commands.command()
+@with_options(contract_flags=ContractFlags, model_flags=ModelFlags)
+def fork(contract_flags: ContractFlags, model_flags: ModelFlags,
+         objective: Annotated[str | None, typer.Argument(help="The fork's own goal (optional).")] = None,
+         force: Annotated[bool, typer.Option("--force", help="Set the fork's goal even if `gk lint` finds "
+                                                             "errors.")] = False,
+         unverified: Annotated[bool, typer.Option("--unverified", help=UNVERIFIED_HELP)] = False,
+         cwd: Cwd = Path("."), thread: ThreadOpt = None) -> int:
+    """Fork the thread: a new thread, worktree and branch at its checkpoint, with an optional goal of its own."""
+    from goalkeeper.goals.fork import fork as fork_thread  # the hand-off and the worktree code load only here
+
+    workspace = service.workspace_of(cwd)
+    own_goal = objective is not None or contract_flags.file is not None
+    # The fork's goal and model are read before anything is made, so bad flags leave no fork behind.
+    contract = contract_flags.contract(objective, None) if own_goal else None
+    chosen = model_flags.settings_if_configured(workspace, contract.budget.usd) if contract is not None else None
+    with service.open_store() as store:
+        made = fork_thread(store, workspace, thread)
+        console.out.print(f"forked {made.parent.thread_id} into {made.thread.thread_id}: branch {made.branch} at "
+                          f"{made.commit[:12]}, worktree {made.workspace}", markup=False)
+        if contract is None:
+            console.out.print(f'Set its goal with: gk goal "<objective>" --check ... --cwd {made.workspace}',
+                              markup=False)
+            return 0
+        run_knobs = _config(made.workspace, model_flags.profile).run
+        record = _set(store, made.workspace, made.thread.thread_id, contract, chosen, run_knobs, False, False, force,
+                      unverified)
+        console.show_summary(summarize(store, record))
+        console.out.print(f"Run it with: gk run --cwd {made.workspace}", markup=False)
+    return 0
+
+
 @commands.command(name="demo")
 @with_options(model_flags=ModelFlags)
 def demo_(model_flags: ModelFlags, as_json: JsonOpt = False,

@@ -179,7 +179,8 @@ def show_evidence(summary: GoalSummary) -> None:
 def show_threads(threads: list[ThreadRecord]) -> None:
     """`gk threads`, printed in one go (a line at a time flushes a line at a time)."""
     lines = [f"{thread.thread_id}  {time.strftime('%Y-%m-%d %H:%M', time.localtime(thread.created_at))}  "
-             f"{thread.workspace}" for thread in threads]
+             f"{thread.workspace}" + (f"  (fork of {thread.parent_thread_id})" if thread.parent_thread_id else "")
+             for thread in threads]
     if lines:
         out.print("\n".join(lines))
 

@@ -152,6 +152,9 @@ class GoalRun:
                   Conversation(render("system"), contract_block(contract)), sandbox,
                   Config().command_env(os.environ, key_env(settings)), price, auto_compact_limit(stored),
                   on_event, on_text, approver, clock=(time.monotonic(), state.spent.time_s))
+        if store.get_thread(goal.thread_id).parent_thread_id is not None:
+            # A fork's first event is its fork record: the goal opens with the parent's work so far.
+            run.conversation.apply(store.events(goal.thread_id, limit=1)[0])
         records = store.events(goal.thread_id, goal_id=goal.goal_id)
         for record in records:
             run.absorb(record)

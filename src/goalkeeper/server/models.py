@@ -87,6 +87,8 @@ class ThreadOut(_Out):
     thread_id: str
     workspace: str
     created_at: float
+    parent_thread_id: str | None = None
+    """The thread this one was forked from (`gk fork`), if any."""
     goal: GoalOut | None
 
 
