@@ -46,7 +46,7 @@ def goal_out(store: Store, goal: Goal) -> GoalOut:
                    contract=goal.contract.model_dump(mode="json"),
                    evidence=[evidence_out(e) for e in summary.evidence],
                    metric_baseline=baseline[0] if baseline else None, metric_trend=digest.metric_trend,
-                   review_point=summary.review_point, updated_at=goal.updated_at)
+                   updated_at=goal.updated_at)
 
 
 def evidence_out(item: Evidence) -> EvidenceOut:
