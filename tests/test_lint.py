@@ -23,6 +23,9 @@ from scenario import TESTS, gk, sample_repo, write_script
 STRONG = """
 outcome = "Fix the discount bug so that `python -m unittest` passes"
 blocked_when = "the fix needs a change to the pricing service"
+read_first = ["cart.py"]
+non_goals = ["a new pricing model"]
+reviewer_notes = "check the rounding by hand"
 [[checks]]
 name = "tests"
 run = "python -m unittest -q"
@@ -61,7 +64,7 @@ def workspace(tmp_path: Path) -> Path:
 def test_a_strong_contract_scores_two_on_every_element_and_has_no_finding() -> None:
     report = lint_report(parse_contract(STRONG))
     assert report.findings == ()
-    assert [s.score for s in report.scores] == [2] * 7 and report.total == 14
+    assert [s.score for s in report.scores] == [2] * 9 and report.total == 18
     assert report.as_json()["scores"]["budget"] == {"score": 2, "label": "strong", "note": "tokens"}
 
 
@@ -161,7 +164,8 @@ def test_scores_are_missing_weak_or_strong() -> None:
     report = lint_report(contract("Improve the cart code", checks=[f"tests={TESTS}"], budget_turns=5))
     scores = {s.element: s.label for s in report.scores}
     assert scores == {"outcome": "weak", "verification": "strong", "constraints": "missing", "boundaries": "missing",
-                      "iteration": "missing", "blocked": "missing", "budget": "strong"}
+                      "iteration": "missing", "blocked": "missing", "budget": "strong",
+                      "context": "missing", "deliverables": "missing"}
 
 
 # ---------------------------------------------------------------- running the checks once
@@ -212,7 +216,7 @@ def test_one_check_passing_already_is_a_warning_when_another_fails(workspace: Pa
 
 def test_a_failing_check_is_the_normal_case(workspace: Path) -> None:
     report = lint_goal(parse_contract(STRONG), workspace)
-    assert report.ran and report.findings == () and report.total == 14
+    assert report.ran and report.findings == () and report.total == 18
 
 
 def test_a_metric_that_cannot_be_read_is_a_warning(workspace: Path) -> None:
@@ -311,7 +315,7 @@ def test_gk_lint_json_and_no_run(workspace: Path, goalkeeper_home: Path) -> None
     assert ran["ran"] and not ran["ok"] and ran["findings"][0]["code"] == "passes-at-baseline"
     read = gk("lint", str(workspace / "mine.toml"), "--json", "--no-run", "--cwd", str(workspace),
               home=goalkeeper_home)
-    assert read.returncode == 0 and json.loads(read.stdout)["ok"] is True and json.loads(read.stdout)["total"] == 14
+    assert read.returncode == 0 and json.loads(read.stdout)["ok"] is True and json.loads(read.stdout)["total"] == 18
 
 
 def test_gk_lint_with_nothing_to_lint_says_how(workspace: Path, goalkeeper_home: Path) -> None:

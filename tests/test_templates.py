@@ -137,7 +137,7 @@ def test_every_templates_checks_pass_once_the_work_is_done(tmp_path: Path, name:
 def test_every_template_teaches_each_element_in_comments(name: str) -> None:
     text = template(name).text
     for marker in ("1. OUTCOME", "2. VERIFICATION SURFACE", "3. CONSTRAINTS", "4. BOUNDARIES", "5. ITERATION POLICY",
-                   "6. BLOCKED STOP CONDITION", "BUDGET"):
+                   "6. BLOCKED STOP CONDITION", "7. CONTEXT", "8. DELIVERABLES", "BUDGET"):
         assert f"# {marker}" in text
 
 
@@ -158,7 +158,7 @@ def test_gk_init_writes_a_template_that_gk_lint_accepts(tmp_path: Path, goalkeep
     assert written.returncode == 0 and "tests-green" in written.stdout
     linted = gk("lint", "--cwd", str(repo), home=goalkeeper_home, env_extra=env)
     assert linted.returncode == 0, linted.stdout + linted.stderr
-    assert "goal score 12/14" in linted.stdout and "no errors" in linted.stdout
+    assert "goal score 16/18" in linted.stdout and "no errors" in linted.stdout
 
 
 def test_gk_init_refuses_to_overwrite_without_force(tmp_path: Path, goalkeeper_home: Path) -> None:

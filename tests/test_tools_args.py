@@ -44,7 +44,7 @@ def test_the_shell_schema_is_the_one_the_models_always_saw() -> None:
     ("read_file", '{"path": "a.txt", "limit": true}', "argument 'limit' must be an integer, got True (bool)"),
     ("shell", '{"command": "ls", "timeout": 5}', "unknown argument 'timeout'; shell takes: command, timeout_s"),
     ("update_goal", '{"status": "done", "summary": "s"}',
-     "argument 'status' must be one of 'complete' or 'blocked', got 'done' (str)"),
+     "argument 'status' must be one of 'complete', 'blocked' or 'paused', got 'done' (str)"),
     ("get_goal", '{"verbose": true}', "unknown argument 'verbose'; get_goal takes: no arguments"),
     ("checkpoint", '{"done": "d", "remaining": "r"}', "missing required argument 'next' (a string)"),
     ("read_file", "[1]", "read_file: arguments must be a JSON object"),

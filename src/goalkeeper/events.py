@@ -23,7 +23,7 @@ from goalkeeper.errors import StoreError
 EventActor = Literal["user", "model", "harness"]
 """Who caused an event (DESIGN §2). None on the few older records that named nobody."""
 
-EvidenceKind = Literal["check", "constraint"]
+EvidenceKind = Literal["check", "constraint", "artifact"]
 
 _RENAMED = {"kind": "turn_kind", "from": "from_status"}
 """Payload keys that are not field names: the discriminator owns `kind`, and `from` is a keyword."""
@@ -36,7 +36,7 @@ class _Frozen(BaseModel):
 
 
 class Evidence(_Frozen):
-    """The result of running one check (or one keep_green constraint) once."""
+    """The result of running one check (or one keep_green constraint) once, or of looking for an artifact."""
 
     name: str
     kind: EvidenceKind
@@ -141,6 +141,12 @@ class StatusChangedEvent(_Frozen):
     wrap_up: str | None = None
     blocker: str | None = None
     declared_by: str | None = None
+    note: str | None = None
+    """A resume's note from the person (the model reads it), or the model's note when it asked for a review."""
+    files: list[str] | None = None
+    """At a review point: the files changed since the last one."""
+    since: str | None = None
+    """At a review point: the commit those changes are counted from."""
 
 
 class BudgetRaisedEvent(_Frozen):
@@ -235,6 +241,8 @@ class ControlRequestEvent(_Frozen):
     force: bool | None = None
     cap: Literal["tokens", "usd", "time"] | None = None
     """For `cap` (a batch's global budget, asked by the harness): which budget the cap reached."""
+    note: str | None = None
+    """For `resume`: the person's feedback to the model."""
 
 
 class ControlAppliedEvent(_Frozen):
@@ -659,6 +667,20 @@ class ReportPushedEvent(_Frozen):
     status: str
 
 
+class ForkedEvent(_Frozen):
+    """This thread was forked from another (`gk fork`): its branch starts at the parent's checkpoint, and its goals
+    open with the parent's conversation so far, as a hand-off."""
+
+    kind: Literal["forked"] = "forked"
+    actor: EventActor | None = "user"
+    parent_thread_id: str
+    parent_goal_id: str | None = None
+    branch: str
+    commit: str
+    handoff: str
+    """The message that stands for the parent's conversation (empty when the parent had no goal)."""
+
+
 Event = Annotated[
     GoalSetEvent | GoalClearedEvent | StatusChangedEvent | BudgetRaisedEvent | BudgetCappedEvent |
     BudgetExhaustedEvent | AttemptCountedEvent | NudgeEvent | ChecksRequestedEvent | TurnStartedEvent | TurnEndedEvent |
@@ -668,7 +690,7 @@ Event = Annotated[
     SandboxEvent | GoalBranchEvent | BaselineMirrorEvent | VerificationPinsEvent | VerificationSurfaceEvent |
     BaselineEvent | EvidenceEvent | ChatMessageEvent | ChatResponseEvent | ChatToolResultEvent | SideEvent |
     PlanEvent | DraftEvent | DistilledEvent | RestatedEvent | ImplementsEvent | NotifyAttemptEvent |
-    EngineStartedEvent | ReportPushedEvent,
+    EngineStartedEvent | ReportPushedEvent | ForkedEvent,
     Field(discriminator="kind"),
 ]
 """Any event of a thread's log."""

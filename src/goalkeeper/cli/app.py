@@ -76,6 +76,8 @@ def goal(
     add_usd: Annotated[float | None, typer.Option(help="resume: raise the USD budget by this much.")] = None,
     add_time: Annotated[str | None, typer.Option(help="resume: raise the time budget, e.g. 30m.")] = None,
     add_turns: Annotated[int | None, typer.Option(help="resume: raise the turn budget by this much.")] = None,
+    note: Annotated[str | None, typer.Option("--note", help="resume: feedback the model reads in its next "
+                                                             "turn (say what you reviewed).")] = None,
     unverified: Annotated[bool, typer.Option("--unverified", help=UNVERIFIED_HELP)] = False,
     cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = False,
 ) -> int:
@@ -85,7 +87,9 @@ def goal(
         if objective in ("pause", "resume", "clear"):
             raise_by = control.budget_raise(add_tokens, add_usd, parse_duration(add_time) if add_time else None,
                                             add_turns)
-            return _control(store, workspace, thread, objective, raise_by, force)
+            if note is not None and objective != "resume":
+                raise ConfigError("--note goes with `gk goal resume`", 'write gk goal resume --note "..."')
+            return _control(store, workspace, thread, objective, raise_by, force, note)
         if objective is None and contract_flags.file is None and not contract_flags.from_plan:
             summary = summarize(store, service.current_goal(store, workspace, thread))
             console.out.print_json(json.dumps(summary.as_json())) if as_json else console.show_summary(summary)
@@ -149,14 +153,14 @@ def _config(workspace: Path, profile: str | None, commit: str = "HEAD") -> Confi
 
 
 def _control(store: Store, workspace: Path, thread: str | None, action: str, raise_by: BudgetRaise | None,
-             force: bool) -> int:
+             force: bool, note: str | None = None) -> int:
     record = service.current_goal(store, workspace, thread)
     if action == "pause":
         result = service.pause(store, record)
     elif action == "clear":
         result = service.clear(store, record)
     else:
-        result = service.resume(store, record, force, raise_by)
+        result = service.resume(store, record, force, raise_by, note=note)
     where = {"here": "", "runner": " (applied by the running runner)", "queued": " (queued for the runner)"}
     console.out.print(f"{result.applied}: goal is now {result.status or 'cleared'}{where[result.applied_by]}")
     if result.note:
@@ -355,6 +359,38 @@ def threads() -> int:
     """Every thread in the store, newest first."""
     with service.open_store() as store:
         console.show_threads(store.list_threads())
+    return 0
+
+
+@commands.command()
+@with_options(contract_flags=ContractFlags, model_flags=ModelFlags)
+def fork(contract_flags: ContractFlags, model_flags: ModelFlags,
+         objective: Annotated[str | None, typer.Argument(help="The fork's own goal (optional).")] = None,
+         force: Annotated[bool, typer.Option("--force", help="Set the fork's goal even if `gk lint` finds "
+                                                             "errors.")] = False,
+         unverified: Annotated[bool, typer.Option("--unverified", help=UNVERIFIED_HELP)] = False,
+         cwd: Cwd = Path("."), thread: ThreadOpt = None) -> int:
+    """Fork the thread: a new thread, worktree and branch at its checkpoint, with an optional goal of its own."""
+    from goalkeeper.goals.fork import fork as fork_thread  # the hand-off and the worktree code load only here
+
+    workspace = service.workspace_of(cwd)
+    own_goal = objective is not None or contract_flags.file is not None
+    # The fork's goal and model are read before anything is made, so bad flags leave no fork behind.
+    contract = contract_flags.contract(objective, None) if own_goal else None
+    chosen = model_flags.settings_if_configured(workspace, contract.budget.usd) if contract is not None else None
+    with service.open_store() as store:
+        made = fork_thread(store, workspace, thread)
+        console.out.print(f"forked {made.parent.thread_id} into {made.thread.thread_id}: branch {made.branch} at "
+                          f"{made.commit[:12]}, worktree {made.workspace}", markup=False)
+        if contract is None:
+            console.out.print(f'Set its goal with: gk goal "<objective>" --check ... --cwd {made.workspace}',
+                              markup=False)
+            return 0
+        run_knobs = _config(made.workspace, model_flags.profile).run
+        record = _set(store, made.workspace, made.thread.thread_id, contract, chosen, run_knobs, False, False, force,
+                      unverified)
+        console.show_summary(summarize(store, record))
+        console.out.print(f"Run it with: gk run --cwd {made.workspace}", markup=False)
     return 0
 
 

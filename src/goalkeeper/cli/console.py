@@ -102,6 +102,21 @@ def show_error(error: GoalkeeperError) -> None:
         err.print(Text("  fix: ", style="bold") + Text(error.hint))
 
 
+def review_lines(point: dict[str, Any] | None) -> list[str]:
+    """What a person reads at a review point: why the goal paused, what changed since the last one, how to go on."""
+    if point is None:
+        return []
+    files: list[str] = point.get("files") or []
+    asked = point.get("declared_by") == "model"
+    lines = [f"review:    the model asked for one: {point.get('note') or '(no note)'}" if asked
+             else f"review:    {point.get('why') or 'a review point of the contract'}"]
+    shown = ", ".join(files[:8]) + (f" … (+{len(files) - 8})" if len(files) > 8 else "")
+    since = f" (since {point['since'][:12]})" if point.get("since") else ""
+    lines.append(f"  changed since the last review point{since}: {shown or 'no files'}")
+    lines.append('  go on with: gk goal resume --note "what you want changed or kept"')
+    return lines
+
+
 def show_summary(summary: GoalSummary) -> None:
     """The `gk goal` / `gk status` view."""
     style = STATUS_STYLE.get(summary.status, "white")
@@ -117,6 +132,8 @@ def show_summary(summary: GoalSummary) -> None:
     label = status_label(summary.status, summary.verified)
     status = label if summary.status == "pursuing" else f"{label} ({summary.reason})"
     out.print(styled("  status:    ", (status, style), f"  · runner {summary.runner}" if summary.runner else ""))
+    for line in review_lines(summary.review_point):
+        out.print(Text(f"  {line}"))
     if summary.verified:
         out.print(f"  checks:    {summary.checks_passing}/{summary.checks_total} passing")
     budget = f" / {summary.tokens_budget:,}" if summary.tokens_budget else ""
@@ -162,7 +179,8 @@ def show_evidence(summary: GoalSummary) -> None:
 def show_threads(threads: list[ThreadRecord]) -> None:
     """`gk threads`, printed in one go (a line at a time flushes a line at a time)."""
     lines = [f"{thread.thread_id}  {time.strftime('%Y-%m-%d %H:%M', time.localtime(thread.created_at))}  "
-             f"{thread.workspace}" for thread in threads]
+             f"{thread.workspace}" + (f"  (fork of {thread.parent_thread_id})" if thread.parent_thread_id else "")
+             for thread in threads]
     if lines:
         out.print("\n".join(lines))
 

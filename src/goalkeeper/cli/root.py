@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "side": "Ask about the goal's thread without disturbing it: a read-only fork whose answer the goal never sees.",
     "plan": "Plan before setting a goal: one read-only planning turn, stored; adopt it with `gk goal --from-plan`.",
     "threads": "Every thread in the store, newest first.",
+    "fork": "Fork the thread: a new thread, worktree and branch at its checkpoint, with an optional goal of its own.",
     "demo": "Copy the bundled sample repo (a real bug, a failing test) to a temp dir and run a goal on it.",
     "diff": "The goal's changes on its branch: all of them, or one turn's checkpoint.",
     "rollback": "Restore the tree of an earlier checkpoint as a new commit on the goal branch (history is kept).",

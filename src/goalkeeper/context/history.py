@@ -16,6 +16,7 @@ from goalkeeper.events import (
     ChatResponseEvent,
     CompactedEvent,
     ContextTrimmedEvent,
+    ForkedEvent,
     MessageEvent,
     ModelResponseEvent,
     ToolResultEvent,
@@ -99,6 +100,8 @@ class Conversation:
                 self._add(Message("user", handoff))
                 self.shown = shown
                 self.responses_since_compaction = 0
+            case ForkedEvent(handoff=handoff) if handoff:
+                self._add(Message("user", handoff))  # a fork's goal opens with its parent's work so far
             case MessageEvent(content=content, evidence_shown=shown):
                 if "evidence_shown" in record.event.model_fields_set:
                     self.shown = shown

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from goalkeeper.context.prompts import as_data, render
@@ -9,6 +10,7 @@ from goalkeeper.core.lifecycle import TurnKind
 from goalkeeper.core.outcomes import GoalState
 from goalkeeper.events import Evidence
 from goalkeeper.spec.contract import Contract, format_duration
+from goalkeeper.workspace.read_first import FileText
 
 #: Characters of a failing check's output shown to the model in feedback.
 FEEDBACK_TAIL_CHARS = 2_000
@@ -38,6 +40,9 @@ def contract_block(contract: Contract) -> str:
         "goal",
         objective=as_data(contract.outcome),
         checklist=checklist,
+        non_goals=_section("non_goals", (as_data(item) for item in contract.non_goals)),
+        artifacts=_section("artifacts", (f"`{a.path}`" + (f" (at least {a.min} files)" if a.min > 1 else "")
+                                         for a in contract.artifacts)),
         checks=_bullets(checks, "(none: this goal is UNVERIFIED; completion rests on your audit alone)"),
         constraints=_bullets(f"`{command}`" for command in contract.constraints.keep_green),
         boundaries=_bullets(bounds),
@@ -47,6 +52,27 @@ def contract_block(contract: Contract) -> str:
         blocked_when=as_data(contract.blocked_when),
         budget=budget_limits(contract),
     )
+
+
+def _section(prompt: str, items: Iterable[str]) -> str:
+    """An optional block of the contract: nothing at all when it has no items, so older goals render as before."""
+    lines = list(items)
+    return "\n\n" + render(prompt, items=_bullets(lines)) if lines else ""
+
+
+def read_first_block(files: Iterable[FileText], missing: Iterable[str] = ()) -> str:
+    """The contract's `read_first` files for the goal's first turn: each in a fence longer than any it holds."""
+    blocks = []
+    for file in files:
+        fence = "`" * max(3, _longest_backticks(file.text) + 1)
+        cut = f" (cut: first {len(file.text):,} of {file.size:,} bytes, the rest is left out)" if file.cut else ""
+        blocks.append(f"### `{file.path}`{cut}\n{fence}\n{file.text}\n{fence}")
+    blocks += [f"### `{pattern}`: no such file at the starting commit" for pattern in missing]
+    return render("read_first", files="\n\n".join(blocks)) if blocks else ""
+
+
+def _longest_backticks(text: str) -> int:
+    return max((len(run) for run in re.findall(r"`+", text)), default=0)
 
 
 def budget_limits(contract: Contract) -> str:

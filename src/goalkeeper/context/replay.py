@@ -29,6 +29,7 @@ from goalkeeper.events import (
     ModelResponseEvent,
     NudgeEvent,
     RecoveryCheckpointEvent,
+    StatusChangedEvent,
     ToolIntentEvent,
     ToolResultEvent,
     TurnEndedEvent,
@@ -112,6 +113,25 @@ class OpenTurn:
 
 
 @dataclass
+class ReviewMarks:
+    """What changed since the goal's last review point: the checkpoint commits and their files."""
+
+    since: str | None = None
+    """The checkpoint commit of the last review point (None: none yet, count from the goal's base)."""
+    commits: int = 0
+    files: set[str] = field(default_factory=set)
+    last_commit: str | None = None
+
+    def apply(self, event: Event) -> None:
+        if isinstance(event, CheckpointEvent) and event.commit:
+            self.commits += 1
+            self.files.update(event.files_committed or ())
+            self.last_commit = event.commit
+        elif isinstance(event, StatusChangedEvent) and event.reason in ("review_point", "review_requested"):
+            self.since, self.commits, self.files = self.last_commit or self.since, 0, set()
+
+
+@dataclass
 class GoalFacts:
     """What a goal's events say: its evidence, baseline, pins, surface, branch and what the model must be told."""
 
@@ -133,6 +153,8 @@ class GoalFacts:
     """Command patterns a person approved and asked to remember."""
     handoff: Facts = field(default_factory=Facts)
     """What a compaction's hand-off says for certain: checkpoints, files, failed approaches, repeats."""
+    review: ReviewMarks = field(default_factory=ReviewMarks)
+    """What changed since the last review point (the contract's `[review]`)."""
 
     @property
     def evidence(self) -> list[Evidence]:
@@ -166,6 +188,7 @@ class GoalFacts:
         """Fold one event in."""
         self.handoff.apply(event)
         self.digest.apply(event)
+        self.review.apply(event)
         if isinstance(event, TurnStartedEvent):
             self.turn = OpenTurn(kind=event.turn_kind, number=event.turn, ended=False)  # type: ignore[arg-type]
         self.turn.apply(event)
@@ -186,6 +209,8 @@ class GoalFacts:
                 self.notice += " " + event.notice if event.notice else ""
             case MessageEvent():
                 self.notice = ""  # told
+            case StatusChangedEvent(to="pursuing", actor="user", note=str() as note) if note:
+                self.notice += f" The person resumed the goal with this feedback:\n<feedback>\n{note}\n</feedback>"
             case ApprovalRuleEvent():
                 self.approved.append(event.match)
 
@@ -207,4 +232,4 @@ def goal_view(contract: Contract, state: GoalState, facts: GoalFacts) -> dict[st
     return {"objective": contract.outcome, "status": state.status, "verified": contract.verified,
             "checks": {e.name: "pass" if e.passed else "fail" for e in facts.evidence},
             "spent": asdict(state.spent), "limits": asdict(state.limits),
-            "checklist": list(contract.checklist)}
+            "checklist": list(contract.checklist), "model_may_pause": contract.review.model_may_pause}

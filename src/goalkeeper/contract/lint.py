@@ -17,11 +17,14 @@ from goalkeeper.sandbox.globs import path_matches
 from goalkeeper.spec.contract import Contract
 
 Severity = Literal["error", "warning", "info"]
-Element = Literal["outcome", "verification", "constraints", "boundaries", "iteration", "blocked", "budget"]
+Element = Literal["outcome", "verification", "constraints", "boundaries", "iteration", "blocked", "budget",
+                  "context", "deliverables"]
 
-#: The six elements of a goal and the budget, in the order a report shows them.
+#: The six elements of a goal and the budget, then the practitioner's template's other fields: what to read
+#: first and what not to do (context), what must exist at the end and what the reviewer should know
+#: (deliverables). In the order a report shows them.
 ELEMENTS: tuple[Element, ...] = ("outcome", "verification", "constraints", "boundaries", "iteration", "blocked",
-                                 "budget")
+                                 "budget", "context", "deliverables")
 
 #: What each score means.
 SCORE_LABELS = {0: "missing", 1: "weak", 2: "strong"}
@@ -151,7 +154,8 @@ def is_about_performance(outcome: str) -> bool:
 def lint_contract(contract: Contract) -> list[Finding]:
     """Every finding that reading the contract alone can make, in element order."""
     return [*_outcome(contract), *_verification(contract), *_constraints(contract), *_boundaries(contract),
-            *_iteration(contract), *_blocked(contract), *_budget(contract)]
+            *_iteration(contract), *_blocked(contract), *_budget(contract),
+            *_context(contract), *_deliverables(contract)]
 
 
 def _outcome(contract: Contract) -> list[Finding]:
@@ -256,6 +260,37 @@ def _budget(contract: Contract) -> list[Finding]:
                     "no budget: a goal that never converges spends until someone stops it", _BUDGET_FIX)]
 
 
+def _context(contract: Contract) -> list[Finding]:
+    if contract.read_first or contract.non_goals:
+        return []
+    return [Finding(
+        "info", "context", "no-context",
+        "no read_first and no non_goals: the model finds its bearings by exploring, and learns what is out of "
+        "scope only from the boundaries",
+        'read_first = ["README.md", "docs/ARCHITECTURE.md"] and non_goals = ["no new dependencies"]')]
+
+
+def _deliverables(contract: Contract) -> list[Finding]:
+    findings = []
+    boundaries = contract.boundaries
+    for artifact in contract.artifacts:
+        examples = _examples(artifact.path)
+        protected = next((glob for glob in boundaries.protect if _covers(glob, examples)), None)
+        outside = boundaries.paths and not any(_covers(glob, examples) for glob in boundaries.paths)
+        if protected or outside:
+            why = f"protect glob `{protected}` covers it" if protected else "no `paths` glob covers it"
+            findings.append(Finding(
+                "error", "deliverables", "artifact-unwritable",
+                f"artifact `{artifact.path}` can never be written: {why}, so the goal can never be achieved",
+                f'add "{artifact.path}" to [boundaries] paths, or take it out of protect'))
+    if not contract.artifacts and not contract.reviewer_notes.strip():
+        findings.append(Finding(
+            "info", "deliverables", "no-deliverables",
+            "no artifacts and no reviewer_notes: a promised file (a report, a migration) is not checked",
+            'artifacts = ["docs/MIGRATION.md"] and reviewer_notes = "what the reviewer should look at"'))
+    return findings
+
+
 # ---------------------------------------------------------------- globs against globs
 
 
@@ -326,6 +361,11 @@ def _present(contract: Contract) -> dict[Element, tuple[bool, str]]:
                       f"no_progress_turns {contract.iteration.no_progress_turns}"),
         "blocked": (bool(contract.blocked_when.strip()), "blocked_when" if contract.blocked_when.strip() else "none"),
         "budget": (bool(limits), ", ".join(limits) or "none"),
+        "context": (bool(contract.read_first or contract.non_goals),
+                    f"{len(contract.read_first)} read_first, {len(contract.non_goals)} non-goal(s)"),
+        "deliverables": (bool(contract.artifacts or contract.reviewer_notes.strip()),
+                         f"{len(contract.artifacts)} artifact(s)"
+                         + (", reviewer notes" if contract.reviewer_notes.strip() else "")),
     }
 
 

@@ -106,8 +106,8 @@ def _table_type(annotation: Any) -> type[BaseModel] | None:
 def dump_contract(contract: Contract) -> str:
     """The contract as goal.toml text, defaults left out; load_contract reads it back equal."""
     data = contract.model_dump(by_alias=True, exclude_defaults=True)
-    # Top-level keys come before any table in TOML: the strings, then the checklist array.
-    head = {key: value for key, value in data.items() if isinstance(value, str) or key == "checklist"}
+    # Top-level keys come before any table in TOML: the strings and the arrays (artifacts last, as [[artifacts]]).
+    head = {key: value for key, value in data.items() if isinstance(value, str) or key in _ARRAYS}
     chunks = [tomli_w.dumps(head)]
     for check in data.get("checks", []):
         metric = check.pop("metric", None)
@@ -126,7 +126,8 @@ def dump_contract(contract: Contract) -> str:
     return "\n".join(chunk for chunk in chunks if chunk)
 
 
-_TABLES = ("constraints", "boundaries", "iteration", "budget", "verify")
+_ARRAYS = ("checklist", "non_goals", "read_first", "artifacts")
+_TABLES = ("constraints", "boundaries", "iteration", "budget", "verify", "review")
 
 
 def _dump_duration(seconds: float) -> str | float:

@@ -33,6 +33,7 @@ from goalkeeper.core.outcomes import (
     ProviderFailed,
     Reject,
     RequestDue,
+    ReviewPoint,
     RunChecks,
     StartTurn,
     Stop,
@@ -144,10 +145,10 @@ def _on_person(state: GoalState, outcome: Outcome) -> Decision:
             reason = Reason.USER_PAUSE if isinstance(outcome, UserPaused) else Reason.INTERRUPTED
             actor: Actor = "user" if isinstance(outcome, UserPaused) else "harness"
             return _transition(state, "paused", actor, reason)
-        case UserResumed(raise_by=None, force=force):
-            return _on_resume(state, force)
-        case UserResumed(raise_by=BudgetRaise() as raised, force=force):
-            return _on_resume_raised(state, raised, force)
+        case UserResumed(raise_by=None, force=force, note=note):
+            return _on_resume(state, force, note)
+        case UserResumed(raise_by=BudgetRaise() as raised, force=force, note=note):
+            return _on_resume_raised(state, raised, force, note)
         case BudgetRaise():
             return _on_budget_raised(state, outcome)
         case UserInputQueued():
@@ -155,7 +156,7 @@ def _on_person(state: GoalState, outcome: Outcome) -> Decision:
     raise TypeError(f"not a person's outcome: {outcome!r}")  # pragma: no cover
 
 
-def _on_resume(state: GoalState, force: bool) -> Decision:
+def _on_resume(state: GoalState, force: bool, note: str | None = None) -> Decision:
     if state.status == "pursuing":
         return Decision(state, Reject("the goal is already pursuing; `gk run` drives it"))
     if state.status in TERMINAL and not force:
@@ -166,16 +167,16 @@ def _on_resume(state: GoalState, force: bool) -> Decision:
     if state.status == "budget_limited" and budget_exhausted(fresh) is not None:
         return Decision(state, Reject("the budget is still used up; raise it first, e.g. --add-tokens 50000"))
     reason = Reason.USER_REOPEN if state.status in TERMINAL else Reason.USER_RESUME
-    return _transition(fresh, "pursuing", "user", reason)
+    return _transition(fresh, "pursuing", "user", reason, {"note": note} if note else None)
 
 
-def _on_resume_raised(state: GoalState, raised: BudgetRaise, force: bool) -> Decision:
+def _on_resume_raised(state: GoalState, raised: BudgetRaise, force: bool, note: str | None = None) -> Decision:
     """Raise, then resume, as one decision with both events; a refused resume keeps the raise out too. A
     pursuing goal is only raised (`gk goal resume --add-tokens N` on a running goal)."""
     raising = _on_budget_raised(state, raised)
     if isinstance(raising.action, Reject) or state.status == "pursuing":
         return raising
-    resuming = _on_resume(raising.state, force)
+    resuming = _on_resume(raising.state, force, note)
     if isinstance(resuming.action, Reject):
         return Decision(state, resuming.action)
     return replace(resuming, events=(*raising.events, *resuming.events))
@@ -197,7 +198,7 @@ def outcome_of(request: ControlRequest) -> Outcome:
         case "pause":
             return UserPaused()
         case "resume":
-            return UserResumed(force=request.force, raise_by=request.raise_by)
+            return UserResumed(force=request.force, raise_by=request.raise_by, note=request.note)
         case "budget":
             return request.raise_by or BudgetRaise()
         case "cap":
@@ -360,6 +361,11 @@ def _on_turn_end(state: GoalState, ended: TurnEnded) -> Decision:
         # The harness makes the move (DESIGN §2) on the model's declaration, which the event names.
         return _transition(state, "unmet", "harness", Reason.BLOCKED,
                            {"blocker": ended.blocker or "", "declared_by": "model"})
+    if ended.signal == "paused":
+        # A review the model asked for (the tool refuses it unless the contract allows): never progress, and
+        # never an end; the streaks stay as they were for the turns after the resume.
+        return _transition(replace(state, tree_hash=ended.tree_hash or state.tree_hash), "paused", "harness",
+                           Reason.REVIEW_REQUESTED, {"note": ended.blocker or "", "declared_by": "model"})
     if ended.signal == "complete":
         return Decision(replace(state, text_only_streak=0), RunChecks("completion"), (_checks_event("completion"),))
     if ended.tool_calls == 0:
@@ -367,7 +373,20 @@ def _on_turn_end(state: GoalState, ended: TurnEnded) -> Decision:
         return Decision(state, RunChecks("text_only"), (_checks_event("text_only"),))
     progressed = ended.tree_hash is not None and ended.tree_hash != state.tree_hash
     state = replace(state, text_only_streak=0, tree_hash=ended.tree_hash or state.tree_hash)
+    if ended.review_point is not None:
+        return _review_point(state, progressed, ended.review_point)
     return _after_progress_check(state, progressed)
+
+
+def _review_point(state: GoalState, progressed: bool, point: ReviewPoint) -> Decision:
+    """Pause for the person at a review point of the contract; the progress the turn made still counts."""
+    if progressed:
+        state = replace(state, no_progress_streak=0, nudged=False, recent_steps=())
+    else:
+        state = replace(state, no_progress_streak=state.no_progress_streak + 1)
+    return _transition(state, "paused", "harness", Reason.REVIEW_POINT,
+                       {"why": point.why, "files": list(point.files),
+                        **({"since": point.since} if point.since else {})})
 
 
 def _after_progress_check(state: GoalState, progressed: bool) -> Decision:

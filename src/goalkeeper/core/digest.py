@@ -22,6 +22,7 @@ from goalkeeper.events import (
     Evidence,
     EvidenceEvent,
     ImplementsEvent,
+    StatusChangedEvent,
     VerificationPinsEvent,
     VerificationSurfaceEvent,
     parse_event,
@@ -29,7 +30,8 @@ from goalkeeper.events import (
 )
 
 DIGEST_KINDS: frozenset[str] = frozenset(kind.model_fields["kind"].default for kind in (
-    BaselineEvent, EvidenceEvent, CheckpointEvent, VerificationPinsEvent, VerificationSurfaceEvent, ImplementsEvent))
+    BaselineEvent, EvidenceEvent, CheckpointEvent, VerificationPinsEvent, VerificationSurfaceEvent, ImplementsEvent,
+    StatusChangedEvent))
 """The kinds of event a digest reads; a commit of none of them leaves the stored digest as it was."""
 
 
@@ -59,6 +61,9 @@ class GoalDigest:
     """Each check run's metric point (`metric_point`), oldest first; runs that read no metric are left out."""
     implements: str | None = None
     """The spike goal whose PRD this goal implements (`gk implement`)."""
+    review_point: dict[str, Any] | None = None
+    """The newest review point's pause (the contract's or the model's): why, the files changed since the last
+    one and the commit they count from, the model's note."""
 
     def apply(self, event: Event) -> None:
         """Fold one event in; an event of a kind outside DIGEST_KINDS changes nothing."""
@@ -80,6 +85,8 @@ class GoalDigest:
                 self.observed_surface = event.summary
             case ImplementsEvent():
                 self.implements = event.spike_goal_id
+            case StatusChangedEvent(reason="review_point" | "review_requested"):
+                self.review_point = payload_of(event)
 
     def to_json(self) -> dict[str, Any]:
         """The digest as the store keeps it."""
@@ -87,7 +94,7 @@ class GoalDigest:
                 "baseline": _event_json(self.baseline), "last_checkpoint": _event_json(self.last_checkpoint),
                 "checklist_done": sorted(self.checklist_done), "pinned": self.pinned,
                 "run_surface": self.run_surface, "observed_surface": self.observed_surface,
-                "metric_trend": self.metric_trend, "implements": self.implements}
+                "metric_trend": self.metric_trend, "implements": self.implements, "review_point": self.review_point}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> GoalDigest:
@@ -99,7 +106,7 @@ class GoalDigest:
                    last_checkpoint=checkpoint, checklist_done=set(data["checklist_done"]),
                    pinned=list(data["pinned"]), run_surface=data["run_surface"],
                    observed_surface=data["observed_surface"], metric_trend=list(data["metric_trend"]),
-                   implements=data["implements"])
+                   implements=data["implements"], review_point=data.get("review_point"))
 
 
 def digest_of(events: Iterable[Event]) -> GoalDigest:

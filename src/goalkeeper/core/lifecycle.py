@@ -38,6 +38,8 @@ class Reason(StrEnum):
     BUDGET_USD = "budget_usd"
     BUDGET_TIME = "budget_time"
     BUDGET_TURNS = "budget_turns"
+    REVIEW_POINT = "review_point"
+    REVIEW_REQUESTED = "review_requested"
 
 
 BUDGET_REASONS = frozenset({Reason.BUDGET_TOKENS, Reason.BUDGET_USD, Reason.BUDGET_TIME, Reason.BUDGET_TURNS})
@@ -61,6 +63,8 @@ REASONS = {
     "budget_usd": "the USD budget was used up",
     "budget_time": "the time budget was used up",
     "budget_turns": "the turn budget was used up",
+    "review_point": "a review point of the contract was reached ([review])",
+    "review_requested": "the model paused the goal for a review, as the contract allows",
 }
 """Each reason code in words, for the report's status line and the notifications."""
 

@@ -140,10 +140,23 @@ class TurnEnded:
     """The model answered with no tool call (or asked for completion / declared blocked)."""
 
     tool_calls: int
-    signal: Literal["complete", "blocked"] | None = None
+    signal: Literal["complete", "blocked", "paused"] | None = None
     blocker: str | None = None
+    """For "blocked": what blocks the model; for "paused": what it wants reviewed."""
     tree_hash: str | None = None
     elapsed_s: float = 0.0
+    review_point: ReviewPoint | None = None
+    """The contract's review point this turn's end reached (the runner matched the checkpoint to `[review]`)."""
+
+
+@dataclass(frozen=True)
+class ReviewPoint:
+    """Why a turn's end is a review point, and what changed since the last one (for the person)."""
+
+    why: str
+    files: tuple[str, ...] = ()
+    since: str | None = None
+    """The commit the changes are counted from: the last review point's checkpoint, else the goal's base."""
 
 
 @dataclass(frozen=True)
@@ -151,7 +164,7 @@ class CheckResult:
     """The part of a piece of evidence that the decision core needs."""
 
     name: str
-    kind: Literal["check", "constraint"]
+    kind: Literal["check", "constraint", "artifact"]
     passed: bool
     metric: float | None = None
     lower_is_better: bool | None = None
@@ -198,6 +211,8 @@ class UserResumed:
 
     force: bool = False
     raise_by: BudgetRaise | None = None
+    note: str | None = None
+    """The person's feedback, given with the resume: the model reads it in its next turn."""
 
 
 @dataclass(frozen=True)
@@ -241,6 +256,8 @@ class ControlRequest:
     force: bool = False
     cap: CapDimension | None = None
     """For `cap`: which limit the cap over the goals reached."""
+    note: str | None = None
+    """For `resume`: the person's feedback to the model."""
 
 
 @dataclass(frozen=True)

@@ -68,11 +68,13 @@ def request_event(request: ControlRequest) -> ControlRequestEvent:
     amounts = {"add_tokens": raised.tokens, "add_usd": raised.usd, "add_time_s": raised.time_s,
                "add_turns": raised.turns}
     capped = {"cap": request.cap, "actor": "harness"} if request.cap is not None else {}
-    return ControlRequestEvent(action=request.action, force=request.force, **capped,
+    noted = {"note": request.note} if request.note else {}
+    return ControlRequestEvent(action=request.action, force=request.force, **noted, **capped,
                                **{key: amount for key, amount in amounts.items() if amount})
 
 
 def request_of(event: ControlRequestEvent) -> ControlRequest:
     """The inverse of `request_event`; a request that raises nothing has no `raise_by`."""
     raised = BudgetRaise(event.add_tokens or 0, event.add_usd or 0.0, event.add_time_s or 0.0, event.add_turns or 0)
-    return ControlRequest(event.action, None if raised == BudgetRaise() else raised, bool(event.force), event.cap)
+    return ControlRequest(event.action, None if raised == BudgetRaise() else raised, bool(event.force), event.cap,
+                          event.note)

@@ -163,6 +163,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += ["## Branches", "", *_branches(report), ""]
     lines += ["## Evidence (run by the harness)", "", evidence_table(report["baseline"], report["final"]), ""]
     lines += _tests_section(report.get("tests") or [])
+    lines += _artifacts_section(report)
     if report["keep_green_dropped"]:
         lines += ["Constraints red at baseline (reported, not required): "
                   + ", ".join(f"`{c}`" for c in report["keep_green_dropped"]), ""]
@@ -179,10 +180,29 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += ["## Blockers", "", *_blockers(report), ""]
     lines += _claims(report)
     lines += ["## Budget use", "", *_budget_lines(report), ""]
+    if report["contract"].get("reviewer_notes"):
+        lines += ["## Reviewer notes (from the contract; never shown to the model)", "",
+                  *[f"> {line}" for line in report["contract"]["reviewer_notes"].strip().splitlines()], ""]
     if report["side_questions"]:
         lines += ["## Side questions", "", *[f"- **{_cell(q['question'])}** {_cell(q['answer'])}"
                                              for q in report["side_questions"]], ""]
     return "\n".join(lines)
+
+
+def _artifacts_section(report: dict[str, Any]) -> list[str]:
+    """Each promised artifact: found, or missing (what kept the goal from being achieved)."""
+    promised = report["contract"].get("artifacts") or []
+    if not promised:
+        return []
+    found = {e["name"]: e for e in report["final"] if e["kind"] == "artifact"}
+    lines = ["## Artifacts", ""]
+    for artifact in promised:
+        evidence = found.get(artifact["path"])
+        verdict = ("not checked yet" if evidence is None else "present" if evidence["passed"]
+                   else evidence["error"] or "missing")
+        lines.append(f"- `{artifact['path']}`: {verdict}"
+                     + (f" ({evidence['output_tail'].splitlines()[0]})" if evidence else ""))
+    return [*lines, ""]
 
 
 def _objective(report: dict[str, Any]) -> list[str]:

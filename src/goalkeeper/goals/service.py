@@ -196,12 +196,13 @@ def clear(store: Store, goal: Goal) -> ControlResult:
 
 
 def resume(store: Store, goal: Goal, force: bool = False, raise_by: BudgetRaise | None = None,
-           wait_s: float = control.CONTROL_WAIT_S) -> ControlResult:
+           wait_s: float = control.CONTROL_WAIT_S, note: str | None = None) -> ControlResult:
     """Resume (`force` re-opens an achieved or unmet goal), raising the budget first when asked; on a pursuing
-    goal a raise is all that happens (`decide` says so)."""
+    goal a raise is all that happens (`decide` says so). A `note` is the person's feedback: the model reads it
+    when its next turn opens."""
     check_price(goal, raise_by)
-    return _woken(store, goal, control.request(store, goal, ControlRequest("resume", raise_by, force), wait_s),
-                  start=True)
+    asked = ControlRequest("resume", raise_by, force, note=note.strip() or None if note else None)
+    return _woken(store, goal, control.request(store, goal, asked, wait_s), start=True)
 
 
 def raise_budget(store: Store, goal: Goal, raise_by: BudgetRaise | None,

@@ -62,6 +62,9 @@ class GoalSummary(GoalFigures):
     notable paths, and whether it was observed or only inferred."""
     checklist: list[dict[str, Any]] = Field(default_factory=list)
     """The contract's checklist: each item's number, text and whether a checkpoint marked it done."""
+    review_point: dict[str, Any] | None = None
+    """While the goal waits at a review point: why, the files changed since the last one, the commit they
+    count from, and the model's note when the model asked for the review."""
 
     def as_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -127,4 +130,6 @@ def summarize(store: Store, goal: Goal, digest: GoalDigest | None = None) -> Goa
         runner=runner, evidence=facts.evidence, baseline=list(baseline.evidence) if baseline else [],
         keep_green_dropped=list(baseline.keep_green_dropped) if baseline else [], pinned=facts.pinned,
         surface=facts.run_surface, observed_surface=facts.observed_surface, checklist=checklist(contract, facts),
+        review_point=facts.review_point if state.status == "paused" and state.reason.value.startswith("review_")
+        else None,
     )

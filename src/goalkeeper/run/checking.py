@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from goalkeeper.core.outcomes import Action, ChecksRan
 from goalkeeper.events import EvidenceEvent
 from goalkeeper.run.goal_run import GoalRun
 from goalkeeper.run.prepare import results
+from goalkeeper.verify.artifacts import artifact_evidence
 from goalkeeper.verify.checks import run_checks
 from goalkeeper.verify.surface import verify_goal
 
@@ -25,6 +27,8 @@ async def verify(run: GoalRun) -> Action:
     else:
         evidence = await run_checks(run.contract, run.workspace, keep_green=facts.keep_green, sandbox=run.sandbox,
                                     env=run.env, baseline=facts.baseline_evidence)
+    # The promised files are looked for in the same tree, and judged with the checks.
+    evidence += await asyncio.to_thread(artifact_evidence, run.contract.artifacts, run.workspace)
     ran = ChecksRan(run.goal.goal_id, trigger, results(evidence, run.contract), turn=run.state.spent.turns,
                     tree_hash=await run.tree_hash())
     # The tree measured: its checkpoint's value.

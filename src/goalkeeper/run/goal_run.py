@@ -129,6 +129,8 @@ class GoalRun:
     """Ends the run before an effect (the Temporal engine's one step per activity); None runs on."""
     prepared: bool = False
     """`prepare` has run for this value (a run kept open across steps does not prepare again)."""
+    read_first: str = ""
+    """The contract's `read_first` files as the goal's first turn shows them (read by `prepare`)."""
 
     @classmethod
     def open(cls, store: Store, goal: Goal, model: Model, workspace: Path, *,
@@ -150,6 +152,9 @@ class GoalRun:
                   Conversation(render("system"), contract_block(contract)), sandbox,
                   Config().command_env(os.environ, key_env(settings)), price, auto_compact_limit(stored),
                   on_event, on_text, approver, clock=(time.monotonic(), state.spent.time_s))
+        if store.get_thread(goal.thread_id).parent_thread_id is not None:
+            # A fork's first event is its fork record: the goal opens with the parent's work so far.
+            run.conversation.apply(store.events(goal.thread_id, limit=1)[0])
         records = store.events(goal.thread_id, goal_id=goal.goal_id)
         for record in records:
             run.absorb(record)
@@ -259,6 +264,8 @@ class GoalRun:
         """The hidden message that opens a turn (with any harness notice in front), and the evidence it shows."""
         facts = self.facts
         text = opening_message(kind, self.state, facts.evidence, self.conversation.shown, why=facts.why)
+        if self.read_first and kind == "continuation" and self.state.spent.turns == 1:
+            text = f"{self.read_first}\n\n{text}"  # the goal's first turn: recorded with it, so never read twice
         shows_evidence = kind in ("continuation", "audit_feedback", "nudge")
         return {"content": f"Harness notice:{facts.notice}\n\n{text}" if facts.notice else text,
                 "evidence_shown": evidence_digest(facts.evidence) if shows_evidence else self.conversation.shown}

@@ -16,6 +16,8 @@ from dataclasses import replace
 from typing import NoReturn
 
 from goalkeeper.config.load import Config, load_config
+from goalkeeper.context.render import read_first_block
+from goalkeeper.context.tokens import ESTIMATE_CHARS_PER_TOKEN
 from goalkeeper.contract.lint import GoalLintError
 from goalkeeper.core.decide import decide, with_baseline
 from goalkeeper.core.outcomes import CheckResult, Decision, GoalCleared, Wait
@@ -34,6 +36,10 @@ from goalkeeper.verify.observed import surface_summary, traced_surface
 from goalkeeper.verify.pins import Pins, pin_verification_surface
 from goalkeeper.verify.trace import Tracer, tracer_problem
 from goalkeeper.workspace.goal import leave_goal_branch, open_branch
+from goalkeeper.workspace.read_first import read_first_files
+
+READ_FIRST_SHARE = 0.25
+"""The part of the compaction limit the `read_first` files may fill: the goal's own work needs the rest."""
 
 
 async def prepare(run: GoalRun) -> None:
@@ -52,6 +58,8 @@ async def prepare(run: GoalRun) -> None:
         await _keep_baseline(run)
         await _pin_surface(run)
         config = _configure(run)
+        if run.contract.read_first and run.state.spent.turns == 0:
+            run.read_first = await asyncio.to_thread(_read_first, run)
         run.tools = run.tools.with_approvals(rules=config.rules, approval_policy=config.approval_policy,
                                              goal_branch=run.facts.branch.name if run.facts.branch else None)
         run.prepared = True  # a step that stops before the baseline's run does not prepare again
@@ -71,6 +79,14 @@ def _configure(run: GoalRun) -> Config:
     run.sandbox = replace(run.sandbox, secrets=config.secrets, secret_env=config.secret_env)
     run.env = config.command_env(os.environ, key_env(run.settings))
     return config
+
+
+def _read_first(run: GoalRun) -> str:
+    """The `read_first` files at the goal's start, within READ_FIRST_SHARE of the compaction limit."""
+    branch = run.facts.branch
+    commit = (branch.snapshot_commit or branch.base_commit) if branch else "HEAD"
+    budget = int(run.compact_limit * READ_FIRST_SHARE * ESTIMATE_CHARS_PER_TOKEN)
+    return read_first_block(*read_first_files(run.workspace, commit, run.contract.read_first, budget))
 
 
 def _build_model(run: GoalRun) -> None:

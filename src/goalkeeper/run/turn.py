@@ -32,6 +32,7 @@ from goalkeeper.models.base import ModelRequest, ModelResponse, ToolCall
 from goalkeeper.run.calls import INTERRUPTED, call_tool
 from goalkeeper.run.compaction import compact_if_due
 from goalkeeper.run.goal_run import GoalRun
+from goalkeeper.run.review import review_point
 from goalkeeper.run.sampling import request_due, sample
 from goalkeeper.tools.base import ToolResult
 from goalkeeper.tools.registry import GOAL_TOOL_NAMES, ToolRegistry
@@ -175,9 +176,11 @@ async def _end_turn(run: GoalRun, signal: dict[str, str | None] | None) -> Actio
     committed = await _commit_checkpoint(run, run.facts.turn.number, _message_of(checkpoint)) if wrote else {}
     tree = committed["tree_hash"] if wrote else run.state.tree_hash
     checkpoint = checkpoint.model_copy(update={**committed, "tree_hash": tree})
-    ended = TurnEnded(calls, signal=signal["status"] if signal else None,  # type: ignore[arg-type]
-                      blocker=signal.get("blocker") if signal else None, tree_hash=tree, elapsed_s=run.elapsed())
     turn = run.facts.turn
+    point = review_point(run.contract.review, run.facts, turn.number, committed) if signal is None else None
+    ended = TurnEnded(calls, signal=signal["status"] if signal else None,  # type: ignore[arg-type]
+                      blocker=signal.get("blocker") if signal else None, tree_hash=tree, elapsed_s=run.elapsed(),
+                      review_point=point)
     events: list[Event] = [TurnEndedEvent(turn=turn.number, turn_kind=turn.kind, tool_calls=calls, signal=signal),
                            checkpoint]
     return run.steer(ended, events, hold=True).action  # a next turn writes it with its opening

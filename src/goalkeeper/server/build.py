@@ -28,7 +28,7 @@ def thread_out(store: Store, thread: ThreadRecord) -> ThreadOut:
     """A thread with its current goal."""
     goal = store.get_goal(thread.thread_id)
     return ThreadOut(thread_id=thread.thread_id, workspace=thread.workspace, created_at=thread.created_at,
-                     goal=goal_out(store, goal) if goal is not None else None)
+                     parent_thread_id=thread.parent_thread_id, goal=goal_out(store, goal) if goal is not None else None)
 
 
 def goal_out(store: Store, goal: Goal) -> GoalOut:

@@ -65,7 +65,7 @@ def resume_goal(thread_id: Thread, store: StoreDep, body: ResumeIn | None = None
     """Resume a paused or budget_limited goal (`force` re-opens an achieved or unmet one), raising the budget
     first if asked. It does not run the goal: `gk run` does."""
     body = body or ResumeIn()
-    return _out(service.resume(store, current_goal(store, thread_id), body.force, body.raise_by()))
+    return _out(service.resume(store, current_goal(store, thread_id), body.force, body.raise_by(), note=body.note))
 
 
 @router.post("/threads/{thread_id}/goal/clear", response_model=ControlOut, responses={**NOT_FOUND, **CONFLICT},

@@ -75,6 +75,9 @@ class GoalOut(_Out, GoalFigures):
     """The metrics at baseline: `{"turn": 0, NAME: value, ...}`."""
     metric_trend: list[dict[str, float | int]]
     """Each check run that read a metric: `{"turn": N, NAME: value, ...}`."""
+    review_point: dict[str, Any] | None = None
+    """While the goal waits at a review point: `why` (or the model's `note`), the `files` changed since the last
+    one and the commit they count `since`."""
     updated_at: float
 
 
@@ -84,6 +87,8 @@ class ThreadOut(_Out):
     thread_id: str
     workspace: str
     created_at: float
+    parent_thread_id: str | None = None
+    """The thread this one was forked from (`gk fork`), if any."""
     goal: GoalOut | None
 
 
@@ -253,6 +258,8 @@ class BudgetIn(BaseModel):
 
 
 class ResumeIn(BudgetIn):
-    """Resume options: `force` re-opens an achieved or unmet goal; the budget may be raised at once."""
+    """Resume options: `force` re-opens an achieved or unmet goal; the budget may be raised at once; `note` is the
+    person's feedback, which the model reads when its next turn opens."""
 
     force: bool = False
+    note: str | None = Field(None, max_length=20_000)

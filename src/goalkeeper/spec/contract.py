@@ -30,6 +30,15 @@ _EXAMPLES = {
     "outcome": 'outcome = "Make the test suite green"',
     "blocked_when": 'blocked_when = "the fix needs a schema change"',
     "checklist": 'checklist = ["reproduce the bug", "fix cart.py"] (each item a non-empty string)',
+    "non_goals": 'non_goals = ["no new dependencies", "leave the public API alone"] (each a non-empty string)',
+    "read_first": 'read_first = ["docs/ARCHITECTURE.md", "src/billing/*.py"] (repository paths or globs)',
+    "artifacts": 'artifacts = ["docs/MIGRATION.md", { path = "migrations/*.sql", min = 3 }]',
+    "artifacts.path": 'path = "docs/MIGRATION.md" (a repository path or glob, no `..`)',
+    "reviewer_notes": 'reviewer_notes = "check the rounding in cart.py by hand"',
+    "review": '[review] with pause_after, pause_on_paths and model_may_pause',
+    "review.pause_after": 'pause_after = "checkpoint" (or "turn", or a number of checkpoints such as 3)',
+    "review.pause_on_paths": 'pause_on_paths = ["services/**"]',
+    "review.model_may_pause": "model_may_pause = true",
     "checks": '[[checks]] tables, each with name = "tests" and run = "python -m pytest -q"',
     "checks.name": 'name = "tests" (letters, digits, `_`, `.`, `-`)',
     "checks.run": 'run = "python -m pytest -q"',
@@ -337,6 +346,53 @@ class VerifyPolicy(_Strict):
     are read-only; allow: no guard, the report lists the changes."""
 
 
+class Artifact(_Strict):
+    """A file the goal promises to leave behind: a path, or a glob that must match at least `min` files."""
+
+    path: str
+    """A repository path or glob (`docs/MIGRATION.md`, `migrations/*.sql`, `reports/**/*.md`)."""
+    min: int = Field(1, ge=1)
+    """How many files the glob must match."""
+
+    @field_validator("path")
+    @classmethod
+    def _path_in_repository(cls, path: str) -> str:
+        parts = path.strip().replace("\\", "/").split("/")
+        if not path.strip() or path.strip().startswith("/") or ".." in parts or "\0" in path:
+            raise _Invalid(f"{path!r} is not a path inside the repository", _EXAMPLES["artifacts.path"])
+        return path.strip()
+
+
+def _non_blank_items(items: list[str], key: str) -> list[str]:
+    blank = [number for number, item in enumerate(items, 1) if not item.strip()]
+    if blank:
+        raise _Invalid(f"item {blank[0]} is empty", _EXAMPLES[key])
+    return items
+
+
+class Review(_Strict):
+    """Review points: where the harness pauses the goal for a person, and whether the model may ask for one."""
+
+    pause_after: Literal["checkpoint", "turn"] | int | None = None
+    """Pause after every checkpoint commit, after every turn, or after every N checkpoint commits."""
+    pause_on_paths: list[str] = []
+    """Pause after a checkpoint commit whose changes touch one of these globs."""
+    model_may_pause: bool = False
+    """Whether the model may pause the goal for review (`update_goal` with status "paused")."""
+
+    @field_validator("pause_after", mode="before")
+    @classmethod
+    def _positive(cls, value: object) -> object:
+        if isinstance(value, bool | float) or (isinstance(value, int) and value < 1):
+            raise _Invalid(f"{value!r} is not a number of checkpoints", _EXAMPLES["review.pause_after"])
+        return value
+
+    @property
+    def active(self) -> bool:
+        """Whether the harness ever pauses the goal by itself."""
+        return self.pause_after is not None or bool(self.pause_on_paths)
+
+
 class Contract(_Strict):
     """What done means: an outcome, the checks that prove it, and the limits to pursue it within."""
 
@@ -358,6 +414,17 @@ class Contract(_Strict):
     """Tamper-evidence for the verification surface."""
     checklist: tuple[str, ...] = ()
     """Ordered steps to work through (usually an adopted plan's); they guide the work, the checks still judge it."""
+    non_goals: list[str] = []
+    """What the goal must not do or attempt, told to the model with the contract."""
+    read_first: list[str] = []
+    """Repository paths or globs whose text the model is shown when the goal starts (from its starting commit,
+    within a share of the context window)."""
+    artifacts: list[Artifact] = []
+    """Files that must exist at the end: checked by the harness with the checks; a missing one is a failure."""
+    reviewer_notes: str = ""
+    """Notes for the person reviewing the result: in the report, never shown to the model."""
+    review: Review = Field(default_factory=Review)
+    """Review points: where the goal pauses for a person."""
 
     @field_validator("outcome")
     @classmethod
@@ -373,6 +440,25 @@ class Contract(_Strict):
         if blank:
             raise _Invalid(f"item {blank[0]} is empty", _EXAMPLES["checklist"])
         return checklist
+
+    @field_validator("non_goals")
+    @classmethod
+    def _non_goals_not_blank(cls, non_goals: list[str]) -> list[str]:
+        return _non_blank_items(non_goals, "non_goals")
+
+    @field_validator("read_first")
+    @classmethod
+    def _read_first_in_repository(cls, paths: list[str]) -> list[str]:
+        for path in _non_blank_items(paths, "read_first"):
+            Artifact(path=path)  # the same rule: a repository path or glob
+        return [path.strip() for path in paths]
+
+    @field_validator("artifacts", mode="before")
+    @classmethod
+    def _bare_paths(cls, artifacts: object) -> object:
+        if isinstance(artifacts, list):
+            return [{"path": item} if isinstance(item, str) else item for item in artifacts]
+        return artifacts
 
     @field_validator("checks")
     @classmethod

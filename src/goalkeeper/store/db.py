@@ -113,6 +113,10 @@ MIGRATIONS: list[Migration] = [
         PRIMARY KEY (batch_id, name)
     );
     """,
+    # 4: a forked thread names its parent (`gk fork`).
+    """
+    ALTER TABLE threads ADD COLUMN parent_thread_id TEXT REFERENCES threads (thread_id);
+    """,
 ]
 """Schema changes in order; `PRAGMA user_version` counts how many have been applied. Append only."""
 

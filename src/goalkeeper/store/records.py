@@ -39,6 +39,8 @@ class ThreadRecord:
     workspace: str
     """The resolved workspace path the thread was created in."""
     created_at: float
+    parent_thread_id: str | None = None
+    """The thread this one was forked from (`gk fork`), if any."""
 
 
 @dataclass(frozen=True)

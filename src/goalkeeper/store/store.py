@@ -68,12 +68,13 @@ class Store:
 
     # Threads
 
-    def create_thread(self, workspace: Path) -> ThreadRecord:
-        """Start a thread in `workspace` and make it the workspace's current thread."""
-        thread = ThreadRecord(new_id("thr"), str(workspace.resolve()), time.time())
+    def create_thread(self, workspace: Path, parent_thread_id: str | None = None) -> ThreadRecord:
+        """Start a thread in `workspace` (forked from `parent_thread_id`) and make it the workspace's current
+        thread."""
+        thread = ThreadRecord(new_id("thr"), str(workspace.resolve()), time.time(), parent_thread_id)
         with self._db.write() as conn:
-            conn.execute("INSERT INTO threads (thread_id, workspace, created_at) VALUES (?, ?, ?)",
-                         (thread.thread_id, thread.workspace, thread.created_at))
+            conn.execute("INSERT INTO threads (thread_id, workspace, created_at, parent_thread_id) VALUES (?, ?, ?, ?)",
+                         (thread.thread_id, thread.workspace, thread.created_at, thread.parent_thread_id))
             conn.execute("INSERT OR REPLACE INTO current_threads (workspace, thread_id) VALUES (?, ?)",
                          (thread.workspace, thread.thread_id))
         return thread
@@ -402,7 +403,7 @@ def _no_goal(workspace: Path) -> GoalNotFoundError:
 
 
 def _thread(row: sqlite3.Row) -> ThreadRecord:
-    return ThreadRecord(row["thread_id"], row["workspace"], row["created_at"])
+    return ThreadRecord(row["thread_id"], row["workspace"], row["created_at"], row["parent_thread_id"])
 
 
 def _goal(row: sqlite3.Row) -> Goal:

@@ -22,7 +22,7 @@ from goalkeeper.events import ApprovalEvent, ApprovalRuleEvent, Event
 from goalkeeper.models.base import ToolSpec
 from goalkeeper.sandbox.policy import SandboxPolicy
 
-GoalSignal = Literal["complete", "blocked"]
+GoalSignal = Literal["complete", "blocked", "paused"]
 
 
 def _whole_number(value: object) -> object:

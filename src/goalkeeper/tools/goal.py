@@ -34,26 +34,41 @@ class GetGoal(Tool[GetGoalArgs]):
 class GoalReport(ToolArgs):
     """`update_goal`'s arguments, which are the report the harness records."""
 
-    status: Literal["complete", "blocked"]
-    summary: str = Field(description="What was done and the evidence for it.")
+    status: Literal["complete", "blocked", "paused"]
+    summary: str = Field("", description="What was done and the evidence for it.")
     blocker: str | None = Field(None, description="blocked only: what blocks you.")
     next_input: str | None = Field(None, description="blocked only: the input that would unblock.")
+    reason: str | None = Field(None, description="paused only: what the person should review, and why now.")
+
+
+_REPLIES = {"complete": "Completion requested. The harness will now run the checks; do not call more tools.",
+            "blocked": "Blocked report recorded. The goal stops here.",
+            "paused": "Pause for review recorded. The goal waits for the person; their feedback comes with the "
+                      "resume."}
 
 
 class UpdateGoal(Tool[GoalReport]):
-    """Requests completion (the harness then verifies) or declares the goal blocked."""
+    """Requests completion (the harness then verifies), declares the goal blocked, or (when the contract allows)
+    pauses it for a person's review."""
 
     name = "update_goal"
-    description = ('Request completion ("complete"; the harness then runs the checks) or declare "blocked" with a '
-                   "report. Ends your turn.")
+    description = ('Request completion ("complete"; the harness then runs the checks), declare "blocked" with a '
+                   'report, or pause for a person\'s review ("paused" with a reason; only if the contract allows '
+                   "it). Ends your turn.")
     Args = GoalReport
 
     async def run(self, args: GoalReport, context: ToolContext) -> ToolResult:
         if args.status == "blocked" and not args.blocker:
             return refusal("update_goal: a blocked report needs `blocker` (what blocks you)")
-        reply = ("Completion requested. The harness will now run the checks; do not call more tools."
-                 if args.status == "complete" else "Blocked report recorded. The goal stops here.")
-        return ToolResult(reply, signal=args.status, report=args.model_dump())
+        if args.status == "paused" and not context.goal_view.get("model_may_pause"):
+            return refusal("update_goal: this goal's contract does not let you pause it ([review] model_may_pause "
+                           "is off); keep working, or report blocked if you truly are")
+        if args.status == "paused" and not (args.reason or "").strip():
+            return refusal("update_goal: a pause needs `reason` (what the person should review)")
+        report = args.model_dump(exclude={"reason"} if args.reason is None else set())
+        if args.status == "paused":
+            report["blocker"] = args.reason  # the note the decision records (TurnEnded.blocker)
+        return ToolResult(_REPLIES[args.status], signal=args.status, report=report)
 
 
 class CheckpointNote(ToolArgs):

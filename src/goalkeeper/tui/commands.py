@@ -25,10 +25,13 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("goal", "/goal <objective> [--unverified] [--check NAME=CMD]…",
                 "set the goal (asks before replacing one)"),
     CommandSpec("goal", "/goal", "show the goal's summary"),
-    CommandSpec("goal", "/goal pause | resume | clear", "pause it after the current step, resume it, or clear it"),
+    CommandSpec("goal", "/goal pause | resume [note] | clear",
+                "pause it after the current step, resume it (a note is feedback the model reads), or clear it"),
     CommandSpec("budget", "/budget <tokens | $usd | time>", "raise the budget, e.g. /budget 50K, /budget $2, "
                                                            "/budget 30m"),
     CommandSpec("side", "/side <question>", "ask about the goal in an overlay; the goal keeps running"),
+    CommandSpec("fork", "/fork [objective]", "a new thread, worktree and branch from this checkpoint (its own goal "
+                                             "if given); this thread goes on untouched"),
     CommandSpec("plan", "/plan <objective>", "one read-only planning turn; shows the plan"),
     CommandSpec("status", "/status", "the goal's status, checks, budget and last checkpoint"),
     CommandSpec("diff", "/diff", "the goal branch's changes"),

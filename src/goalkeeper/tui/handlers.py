@@ -19,6 +19,7 @@ from goalkeeper.config.resolve import settings_from_config
 from goalkeeper.errors import GoalkeeperError, GoalNotFoundError
 from goalkeeper.goals import control, service
 from goalkeeper.goals.batch import find_batch, latest_batch_of
+from goalkeeper.goals.fork import fork as fork_thread
 from goalkeeper.goals.report import build_report, render_markdown
 from goalkeeper.goals.views import summarize
 from goalkeeper.models.factory import open_model
@@ -53,7 +54,7 @@ class Handlers:
         self.runner: Worker[None] | None = None
         self.chat_session: ChatSession | None = None
         self.table: dict[str, Callable[[str], Awaitable[None]]] = {
-            "goal": self.goal, "budget": self.budget, "side": self.side, "plan": self.plan,
+            "goal": self.goal, "budget": self.budget, "side": self.side, "plan": self.plan, "fork": self.fork,
             "status": self.status, "diff": self.diff, "report": self.report, "batch": self.batch, "help": self.help,
             "quit": self.quit,
         }
@@ -85,6 +86,8 @@ class Handlers:
             await self.status("")
         elif args.lower() in commands.GOAL_ACTIONS:
             await self.control(args.lower())
+        elif args.split(maxsplit=1)[0].lower() == "resume":  # `/goal resume <note>`: the person's feedback
+            await self.control("resume", note=args.split(maxsplit=1)[1])
         else:
             await self.set_goal(commands.parse_goal(args))
 
@@ -132,7 +135,7 @@ class Handlers:
             self.app.transcript.note("goal cancelled before it started; nothing ran")
         return False
 
-    async def control(self, action: str) -> None:
+    async def control(self, action: str, note: str | None = None) -> None:
         """Pause, resume or clear through the shared control path; a resumed goal nobody runs is run here."""
         goal = self.require_goal()
         elsewhere = service.runner_elsewhere(self.app.store, goal)
@@ -146,7 +149,7 @@ class Handlers:
         elif action == "clear":
             result = await asyncio.to_thread(service.clear, self.app.store, goal)
         else:
-            result = await asyncio.to_thread(service.resume, self.app.store, goal, goals.reopens(goal))
+            result = await asyncio.to_thread(service.resume, self.app.store, goal, goals.reopens(goal), note=note)
         where = {"here": "", "runner": " (by its runner)", "queued": " (queued: after the current step)"}
         self.app.transcript.note(f"{action}: goal is now {result.status or 'cleared'}{where[result.applied_by]}")
         self.app.poll()
@@ -252,6 +255,23 @@ class Handlers:
 
     async def quit(self, _args: str) -> None:
         self.app.exit()
+
+    # ---- /fork
+
+    async def fork(self, args: str) -> None:
+        """A new thread, worktree and branch from this thread's checkpoint, with its own goal when one is given;
+        this window stays on its thread (the fork opens with `gk tui --cwd <worktree>`)."""
+        def make() -> str:
+            made = fork_thread(self.app.store, self.app.workspace, self.app.thread_id)
+            if args.strip():
+                goals.set_goal(self.app.store, made.workspace, made.thread.thread_id, commands.parse_goal(args),
+                               replace=False)
+            return (f"forked into {made.thread.thread_id}: branch {made.branch} at {made.commit[:12]}, worktree "
+                    f"{made.workspace}; open it with gk tui --cwd {made.workspace}")
+        try:
+            self.app.transcript.note(await asyncio.to_thread(make))
+        except GoalkeeperError as error:
+            self.app.transcript.note(f"{error.message}" + (f"\nfix: {error.hint}" if error.hint else ""), "error")
 
     # ---- the model, read-only: /side and /plan
 

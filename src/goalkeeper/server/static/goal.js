@@ -120,7 +120,10 @@ function wireControls(root, base, { guard, say, reload }) {
     await reload();
   })());
   root.querySelector("#pause").addEventListener("click", () => act("pause"));
-  root.querySelector("#resume").addEventListener("click", () => act("resume"));
+  root.querySelector("#resume").addEventListener("click", () => {
+    const note = root.querySelector("#resume-note").value.trim();
+    act("resume", note ? { note } : undefined).then(() => { root.querySelector("#resume-note").value = ""; });
+  });
   root.querySelector("#clear").addEventListener("click", () => {
     if (window.confirm("Clear this goal? Its history stays in the store, but the goal is deleted.")) act("clear");
   });
@@ -147,6 +150,8 @@ function skeleton() {
     <div class="buttons">
       <button type="button" id="pause" disabled>Pause</button>
       <button type="button" id="resume" disabled>Resume</button>
+      <label>note <input id="resume-note" type="text" maxlength="20000"
+        placeholder="feedback the model reads when it resumes (optional)"></label>
       <button type="button" id="clear" class="danger" disabled>Clear</button>
     </div>
     <form id="budget-form" class="budget-form" aria-label="Raise budget">

@@ -80,17 +80,24 @@ export async function showGoals(root, { signal, onUnauthorized, onStreamState })
   });
 }
 
+/** "fork of <parent>" under a forked thread's name, linking to the parent. */
+function forkOf(thread) {
+  if (!thread.parent_thread_id) return "";
+  return html`<div class="muted small fork-of">fork of
+    <a href="#/threads/${encodeURIComponent(thread.parent_thread_id)}">${thread.parent_thread_id}</a></div>`;
+}
+
 function row(thread) {
   const goal = thread.goal;
   const link = `#/threads/${encodeURIComponent(thread.thread_id)}`;
   if (!goal) {
     return html`<tr data-thread="${thread.thread_id}">
-      <td><a href="${link}">${thread.workspace}</a><div class="muted small">no goal</div></td>
+      <td><a href="${link}">${thread.workspace}</a><div class="muted small">no goal</div>${forkOf(thread)}</td>
       <td>${statusBadge(null)}</td><td colspan="5" class="muted">—</td></tr>`;
   }
   return html`<tr data-thread="${thread.thread_id}" data-goal="${goal.goal_id}">
     <td class="objective"><a href="${link}">${goal.objective}</a>
-      <div class="muted small" title="${thread.workspace}">${thread.workspace}</div></td>
+      <div class="muted small" title="${thread.workspace}">${thread.workspace}</div>${forkOf(thread)}</td>
     <td class="status">${statusBadge(goal)}</td>
     <td class="checks-cell">${checksBar(goal)}</td>
     <td class="tokens num" data-tokens="${goal.tokens_used}">${ofBudget(goal.tokens_used, goal.tokens_budget)}</td>

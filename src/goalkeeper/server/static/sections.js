@@ -21,7 +21,19 @@ export function summary(goal, thread) {
     <div><dt>Cost</dt><dd>${ofBudget(goal.usd_used, goal.usd_budget, usd)}</dd></div>
     <div><dt>Elapsed</dt><dd>${ofBudget(goal.elapsed_s, goal.time_budget_s, duration)}</dd></div>
     <div><dt>Turns</dt><dd>${ofBudget(goal.turns, goal.turns_budget)}</dd></div>
-  </dl>`;
+  </dl>${reviewPoint(goal.review_point)}`;
+}
+
+/** At a review point: why the goal paused, and the files changed since the last one. */
+function reviewPoint(point) {
+  if (!point) return "";
+  const files = point.files ?? [];
+  const why = point.declared_by === "model" ? `the model asked for a review: ${point.note || "(no note)"}` : point.why;
+  return html`<section id="review-point" class="review-point" aria-label="Review point">
+    <p><strong>Review point:</strong> ${why}</p>
+    <p>Changed since the last review point${point.since ? ` (since ${point.since.slice(0, 12)})` : ""}:
+      ${files.length ? html`<code>${files.join(", ")}</code>` : html`<span class="muted">no files</span>`}</p>
+    <p class="muted">Resume with a note (below) to tell the model what you want changed or kept.</p></section>`;
 }
 
 /** The contract: what done means, in its six parts plus the budget. */
