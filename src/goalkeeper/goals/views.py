@@ -62,6 +62,8 @@ class GoalSummary(GoalFigures):
     notable paths, and whether it was observed or only inferred."""
     checklist: list[dict[str, Any]] = Field(default_factory=list)
     """The contract's checklist: each item's number, text and whether a checkpoint marked it done."""
+    instructions: list[dict[str, Any]] = Field(default_factory=list)
+    """The project instruction files (AGENTS.md, CLAUDE.md) found for the goal: path, size, loaded, cut, skipped."""
 
     def as_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -127,4 +129,5 @@ def summarize(store: Store, goal: Goal, digest: GoalDigest | None = None) -> Goa
         runner=runner, evidence=facts.evidence, baseline=list(baseline.evidence) if baseline else [],
         keep_green_dropped=list(baseline.keep_green_dropped) if baseline else [], pinned=facts.pinned,
         surface=facts.run_surface, observed_surface=facts.observed_surface, checklist=checklist(contract, facts),
+        instructions=facts.instructions,
     )
