@@ -136,7 +136,11 @@ def test_a_symlinked_agents_md_is_never_followed(git_repo: Path, goalkeeper_home
     os.symlink(secret, git_repo / "sub" / "AGENTS.md")
     os.symlink("../README.md", git_repo / "sub" / "CLAUDE.md")
     (git_repo / "sub" / "AGENTS.override.md").mkdir()  # a folder by that name is no file
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "AGENTS.md").write_text("OUTSIDE folder\n")
+    os.symlink(tmp_path / "elsewhere", git_repo / "sub" / "linked")  # a linked folder is never walked into
     _commit(git_repo, {"CLAUDE.md": "REAL rule\n", "sub/AGENTS.override.md/x": "x\n"})
+    assert _load(git_repo, goalkeeper_home, "sub/linked").files == _load(git_repo, goalkeeper_home, "sub").files
     loaded = _load(git_repo, goalkeeper_home, "sub")
     assert [(item.path, item.loaded, item.skipped) for item in loaded.files] == [
         ("AGENTS.md", 0, "a symbolic link: not followed"), ("CLAUDE.md", 9, None),
