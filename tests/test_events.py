@@ -82,6 +82,9 @@ EXAMPLES: list[Any] = [
     ev.ReportPushedEvent(remote="/srv/repo.git", ref="refs/goalkeeper/reports/goal_1", commit="c", status="achieved"),
     ev.BudgetCappedEvent(reason="budget_tokens", tokens=1200, usd=None, time_s=None),
     ev.ControlRequestEvent(action="cap", actor="harness", cap="tokens"),
+    ev.InstructionsLoadedEvent(commit="b", workdir="sub", max_bytes=32768, text="# Project instructions",
+                               files=[ev.InstructionFile(path="AGENTS.md", size=9, loaded=8, cut=False),
+                                      ev.InstructionFile(path="sub/AGENTS.md", size=7, loaded=0, skipped="a link")]),
 ]
 
 

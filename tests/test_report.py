@@ -27,11 +27,12 @@ from scenario import (
     write_script,
 )
 
-SECTIONS = ["## Branches", "## Evidence (run by the harness)", "### Metric trend", "## Verification surface",
+SECTIONS = ["## Branches", "## Project instructions", "## Evidence (run by the harness)", "### Metric trend",
+            "## Verification surface",
             "## Checklist", "## Checkpoint timeline", "## Files touched", "## Commands run", "## Assumptions",
             "## Blockers", "## Claims", "## Budget use", "## Side questions"]
 """Every heading the report can have, in the order it has them."""
-OPTIONAL = ("## Verification surface", "## Checklist", "## Side questions")
+OPTIONAL = ("## Project instructions", "## Verification surface", "## Checklist", "## Side questions")
 
 
 def expected(*optional: str) -> list[str]:
@@ -42,7 +43,7 @@ JSON_KEYS = {"goal_id", "objective", "verified", "status", "reason", "reason_tex
              "metric_trend", "checklist", "checkpoints", "status_changes", "files_touched", "commands", "blockers",
              "completion_claims", "assumptions", "budget", "compactions", "side_questions", "verification_surface",
              "pinned_files", "verify_edits", "tampering_attempts", "label", "claims",
-             "measured_checkpoints", "tests"}
+             "measured_checkpoints", "tests", "instructions"}
 
 
 def git(repo: Path, *args: str) -> None:
@@ -68,6 +69,9 @@ def metric_repo(tmp_path: Path) -> Path:
 
 def test_an_achieved_metric_goal_has_every_section_in_order(tmp_path: Path) -> None:
     workspace = metric_repo(tmp_path)
+    (workspace / "AGENTS.md").write_text("Keep bench.py as it is.\n")
+    git(workspace, "add", "AGENTS.md")
+    git(workspace, "commit", "-qm", "instructions")
     steps = [
         step("", call("write_file", path="speed.py", content="MS = 80\n"),
              call("checkpoint", done="cached the price table", verified="bench prints 80", remaining="get under 50",
@@ -93,6 +97,7 @@ def test_an_achieved_metric_goal_has_every_section_in_order(tmp_path: Path) -> N
     markdown = render_markdown(report)
 
     assert headings_in_order(markdown) == SECTIONS
+    assert "## Project instructions\n\n- AGENTS.md · 24 bytes\n" in markdown
     assert "**Status:** achieved — `checks_passed`: the model requested completion and every check passed" in markdown
     assert f"- goal branch: `{report['branch']['name']}`" in markdown
     assert "| `latency` | check | FAIL | PASS | 120 → 40 (< 50) |" in markdown

@@ -447,6 +447,39 @@ class GoalBranchEvent(_Frozen):
     notice: str | None = None
 
 
+class InstructionFile(_Frozen):
+    """One project-instructions file a goal found (AGENTS.md, CLAUDE.md): where, how big, how much it read."""
+
+    path: str
+    """`$GOALKEEPER_HOME/AGENTS.md`, or the file's path in the repository (`AGENTS.md`, `src/api/AGENTS.md`)."""
+    size: int
+    """The file's size in bytes."""
+    loaded: int
+    """Bytes of its text in the prompt (0 for a file not read)."""
+    cut: bool = False
+    """`project_doc_max_bytes` cut it short (or left no room for it at all)."""
+    skipped: str | None = None
+    """Why it was not read, when it was not: a symbolic link, too big to read."""
+
+
+class InstructionsLoadedEvent(_Frozen):
+    """The project instructions read for this goal once, before its first request, from its base commit: the
+    text is kept, so every request of the goal, after a compaction or a restart too, carries the same prefix."""
+
+    kind: Literal["instructions_loaded"] = "instructions_loaded"
+    actor: EventActor | None = "harness"
+    commit: str
+    """The commit the repository's files were read from (the goal's base, or its snapshot)."""
+    workdir: str
+    """The goal's working folder in the repository ('' for its root): files were read from the root down to it."""
+    max_bytes: int
+    """`project_doc_max_bytes` when they were read."""
+    files: list[InstructionFile]
+    """Every file found, in the order the model reads them (global first, the nearest folder's last)."""
+    text: str
+    """What the system prompt is followed by in every request of the goal."""
+
+
 class BaselineMirrorEvent(_Frozen):
     """The clean room's sources: the base commit's mirror and the environment snapshot."""
 
@@ -690,7 +723,7 @@ Event = Annotated[
     SandboxEvent | GoalBranchEvent | BaselineMirrorEvent | VerificationPinsEvent | VerificationSurfaceEvent |
     BaselineEvent | EvidenceEvent | ChatMessageEvent | ChatResponseEvent | ChatToolResultEvent | SideEvent |
     PlanEvent | DraftEvent | DistilledEvent | RestatedEvent | ImplementsEvent | NotifyAttemptEvent |
-    EngineStartedEvent | ReportPushedEvent | ForkedEvent,
+    EngineStartedEvent | ReportPushedEvent | ForkedEvent | InstructionsLoadedEvent,
     Field(discriminator="kind"),
 ]
 """Any event of a thread's log."""

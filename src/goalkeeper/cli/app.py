@@ -98,7 +98,7 @@ def goal(
         chosen = model_flags.settings_if_configured(workspace, contract.budget.usd)
         run_knobs = _config(workspace, model_flags.profile).run
         record = _set(store, workspace, thread, contract, chosen, run_knobs, replace, allow_dirty, force,
-                      unverified)
+                      unverified, workdir=service.workdir_of(cwd, workspace))
         console.show_summary(summarize(store, record))
         console.out.print("Run it with: gk run" + (f" --cwd {cwd}" if str(cwd) != "." else ""))
     return 0
@@ -115,13 +115,13 @@ def _plan_to_adopt(flags: ContractFlags, store: Store, workspace: Path, thread: 
 
 def _set(store: Store, workspace: Path, thread: str | None, contract: Contract, model: ModelSettings | None,
          run_knobs: RunSettings, replace: bool, allow_dirty: bool = False, force: bool = False,
-         unverified: bool = False, lint: service.LintMode = "run") -> Goal:
+         unverified: bool = False, lint: service.LintMode = "run", workdir: str = "") -> Goal:
     """Set the goal after checking the repository and the check commands (a goal with none needs `unverified`);
     ask before replacing a goal; then lint it (errors refuse it unless `force`). The `[run]` knobs of
-    config.toml (and the profile) are stored."""
+    config.toml (and the profile) are stored, and `workdir`, the folder `--cwd` named (its AGENTS.md apply)."""
     from goalkeeper.contract.lint import GoalLintError  # the gate's refusal: only setting a goal meets it
 
-    settings = GoalSettings(model=model, run=run_knobs, allow_dirty=allow_dirty)
+    settings = GoalSettings(model=model, run=run_knobs, allow_dirty=allow_dirty, workdir=workdir)
     try:
         made = service.set_goal(store, workspace, contract, settings, lint=lint, force=force,
                                 unverified=unverified, replace=replace, thread_id=thread,
@@ -233,7 +233,7 @@ def exec_(
         run_knobs = _config(workspace, model_flags.profile).run
         # The checks run once before the first request: the baseline answers the gate's run questions.
         record = _set(store, workspace, thread, contract, chosen, run_knobs, replace, allow_dirty, force,
-                      unverified, lint="baseline")
+                      unverified, lint="baseline", workdir=service.workdir_of(cwd, workspace))
         from goalkeeper.contract.lint import GoalLintError  # the baseline's refusal (run/prepare.py)
 
         try:

@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from goalkeeper import events as ev
+from goalkeeper.context.instructions import instruction_lines
 from goalkeeper.core.lifecycle import status_label
 from goalkeeper.core.safe_text import neutralise
 from goalkeeper.errors import GoalkeeperError
@@ -145,6 +146,8 @@ def show_summary(summary: GoalSummary) -> None:
     if summary.keep_green_dropped:
         dropped = ", ".join(summary.keep_green_dropped)
         out.print(styled("  ", ("red at baseline, not required:", "yellow"), f" {dropped}"))
+    for number, line in enumerate(instruction_lines(summary.instructions)):
+        out.print(Text(("  instructions: " if number == 0 else "                ") + line))
     if summary.pinned:
         shown = ", ".join(summary.pinned[:6]) + (f" … (+{len(summary.pinned) - 6})" if len(summary.pinned) > 6 else "")
         out.print(f"  pinned:    {shown}")

@@ -18,7 +18,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from goalkeeper.config.problems import did_you_mean, nesting_error, syntax_error, validation_error
-from goalkeeper.config.schema import BUILTIN_PROVIDERS, OPTIONAL_BASE_URL, ConfigFile, ModelProvider, NotifyTarget
+from goalkeeper.config.schema import (
+    BUILTIN_PROVIDERS,
+    OPTIONAL_BASE_URL,
+    PROJECT_DOC_MAX_BYTES,
+    ConfigFile,
+    ModelProvider,
+    NotifyTarget,
+)
 from goalkeeper.config.trust import PROJECT_CONFIG, is_trusted, untrusted_view, untrusted_warning
 from goalkeeper.errors import ConfigError
 from goalkeeper.models.pricing import load_prices
@@ -72,6 +79,8 @@ class Config:
     """Path globs the sandbox masks: the built-in ones, then every layer's `[sandbox] secret_paths`."""
     secret_env: tuple[str, ...] = DEFAULT_SECRET_ENV
     """Variable name globs no command sees: the built-in ones, then every layer's `[sandbox] secret_env`."""
+    project_doc_max_bytes: int = PROJECT_DOC_MAX_BYTES
+    """`project_doc_max_bytes`: bytes of project instructions (AGENTS.md, CLAUDE.md) a goal's prompt holds."""
     warnings: tuple[str, ...] = ()
     """What a person should know about how the files were read (an untrusted project's ignored keys,
     uncommitted project config); the CLI prints them. Reading never prints."""
@@ -167,6 +176,8 @@ def _merge_layers(layers: list[tuple[str, dict[str, Any]]], profile: str | None,
                   notify_wait_s=10.0 if config.notify_wait_s is None else config.notify_wait_s,
                   secrets=(*DEFAULT_SECRETS, *_joined(sandbox, "secret_paths")),
                   secret_env=(*DEFAULT_SECRET_ENV, *_joined(sandbox, "secret_env")),
+                  project_doc_max_bytes=PROJECT_DOC_MAX_BYTES if config.project_doc_max_bytes is None
+                  else config.project_doc_max_bytes,
                   warnings=warnings)
 
 

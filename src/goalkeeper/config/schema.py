@@ -128,6 +128,8 @@ class Profile(_Table):
     """Prompt tokens at which the conversation is compacted (default 80% of the context window)."""
     tool_output_token_limit: int | None = Field(None, gt=0)
     """Tool output beyond this many tokens is cut to head + tail; the model pages the rest with read_output."""
+    project_doc_max_bytes: int | None = Field(None, ge=0, le=1_048_576)
+    """Bytes of AGENTS.md / CLAUDE.md text a goal's prompt may hold in all (default 32768; 0 reads none)."""
     run: RunTable | None = None
     """Harness knobs."""
     approval_policy: ApprovalPolicy | None = None
@@ -187,6 +189,10 @@ BUILTIN_PROVIDERS: dict[str, dict[str, Any]] = {
 DEFAULT_MODELS = {"openai": "gpt-5-mini", "anthropic": "claude-sonnet-4-5", "local": "smollm2-135m"}
 """The model used when none is named; other providers need `--model` (or `model = ...`)."""
 
+PROJECT_DOC_MAX_BYTES = 32_768
+"""Bytes of project instructions (AGENTS.md, CLAUDE.md) a goal's prompt holds unless `project_doc_max_bytes`
+says otherwise: Codex's default."""
+
 OPTIONAL_BASE_URL = frozenset({"local"})
 """Providers whose base_url may be None (goalkeeper serves them itself)."""
 
@@ -214,6 +220,7 @@ EXAMPLES = {
     "model_context_window": "model_context_window = 272000 (tokens)",
     "model_auto_compact_token_limit": "model_auto_compact_token_limit = 200000 (tokens, below the context window)",
     "tool_output_token_limit": "tool_output_token_limit = 4000 (a top-level key)",
+    "project_doc_max_bytes": "project_doc_max_bytes = 32768 (bytes, at most 1048576; 0 reads no AGENTS.md)",
     "shell_timeout_s": "shell_timeout_s = 120",
     "wrap_up_cap_tokens": "wrap_up_cap_tokens = 32000",
     "approval_policy": 'approval_policy = "on-request" (or "untrusted", "never")',

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from goalkeeper.config.schema import PROJECT_DOC_MAX_BYTES
 from goalkeeper.errors import ConfigError
 from goalkeeper.spec.settings import RunSettings
 
@@ -183,6 +184,10 @@ def _tighten_only(table: dict[str, Any], user: dict[str, Any], prefix: str) -> l
     if table.get("restate_before_start") is False:
         del table["restate_before_start"]  # the restatement is a person's check on the goal
         ignored.append(f"{prefix}restate_before_start = false")
+    doc_cap = user.get("project_doc_max_bytes", PROJECT_DOC_MAX_BYTES)
+    if isinstance(table.get("project_doc_max_bytes"), int) and table["project_doc_max_bytes"] > doc_cap:
+        # Every request of a goal carries the instructions: a bigger cap makes each one cost more.
+        ignored.append(f"{prefix}project_doc_max_bytes = {table.pop('project_doc_max_bytes')} (above {doc_cap})")
     run = table.get("run")
     user_cap = (user.get("run") or {}).get("wrap_up_cap_tokens", RunSettings().wrap_up_cap_tokens)
     if isinstance(run, dict) and isinstance(run.get("wrap_up_cap_tokens"), int) \

@@ -1,7 +1,8 @@
 """The conversation as the model sees it, rebuilt from the store's events and extended as events land.
 
-The prefix (system prompt, then the goal contract) never changes during a goal, so provider caches keep
-hitting; history is append-only (DESIGN §6) until a compaction replaces it with one hand-off message.
+The prefix (system prompt and the project instructions, then the goal contract) never changes during a goal,
+so provider caches keep hitting; history is append-only (DESIGN §6) until a compaction replaces it with one
+hand-off message.
 The store keeps every event either way: a compaction is an event, not a deletion.
 """
 
@@ -11,12 +12,14 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
+from goalkeeper.context.instructions import with_instructions
 from goalkeeper.context.tokens import EstimatedTokens
 from goalkeeper.events import (
     ChatResponseEvent,
     CompactedEvent,
     ContextTrimmedEvent,
     ForkedEvent,
+    InstructionsLoadedEvent,
     MessageEvent,
     ModelResponseEvent,
     ToolResultEvent,
@@ -46,6 +49,8 @@ class Conversation:
 
     def __init__(self, system: str, contract: str, counter: EstimatedTokens | None = None) -> None:
         self.counter = counter or EstimatedTokens()
+        self.system = system
+        """The system prompt without the project instructions (an `instructions_loaded` event adds them)."""
         self.prefix = (Message("system", system), Message("user", contract))
         self.history: list[Message] = []
         self.last_cached_tokens = 0
@@ -93,6 +98,10 @@ class Conversation:
     def apply(self, record: EventRecord) -> None:
         """Fold one committed event into the messages."""
         match record.event:
+            case InstructionsLoadedEvent(text=text):
+                # Recorded before the goal's first request, so every request carries the same system message.
+                self.prefix = (Message("system", with_instructions(self.system, text)), self.prefix[1])
+                self._prefix_chars = sum(map(counted_chars, self.prefix))
             case ContextTrimmedEvent(upto_message=upto, keep_chars=keep):
                 self._trim(upto, keep)
             case CompactedEvent(handoff=handoff, evidence_shown=shown):

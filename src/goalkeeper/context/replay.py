@@ -25,6 +25,7 @@ from goalkeeper.events import (
     Evidence,
     EvidenceEvent,
     GoalBranchEvent,
+    InstructionsLoadedEvent,
     MessageEvent,
     ModelResponseEvent,
     NudgeEvent,
@@ -151,6 +152,8 @@ class GoalFacts:
     """Something the harness must tell the model in the next opening message (reverted edits, recovery)."""
     approved: list[str] = field(default_factory=list)
     """Command patterns a person approved and asked to remember."""
+    instructions: InstructionsLoadedEvent | None = None
+    """The project instructions read for the goal (None when it had none, or has not prepared yet)."""
     handoff: Facts = field(default_factory=Facts)
     """What a compaction's hand-off says for certain: checkpoints, files, failed approaches, repeats."""
     review: ReviewMarks = field(default_factory=ReviewMarks)
@@ -213,6 +216,8 @@ class GoalFacts:
                 self.notice += f" The person resumed the goal with this feedback:\n<feedback>\n{note}\n</feedback>"
             case ApprovalRuleEvent():
                 self.approved.append(event.match)
+            case InstructionsLoadedEvent():
+                self.instructions = event
 
     def _checkpoint(self, event: CheckpointEvent) -> None:
         violations = [Violation(**v) for v in event.violations or []]

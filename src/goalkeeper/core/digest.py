@@ -1,10 +1,10 @@
 """A goal's digest: what its summary shows, folded event by event, and its JSON form.
 
 The newest evidence, the baseline, the last checkpoint, the checklist items marked done, the pinned files, the
-surfaces, the metric trend and the goal a PRD implementation came from. The store keeps one digest per goal,
-brought up to date in the transaction that commits the goal's events, so `gk status`, `gk threads` and
-`GET /threads` read one row per goal instead of replaying its events. The runner's GoalFacts
-(context/replay.py) folds these through a GoalDigest too, so the two never disagree.
+surfaces, the metric trend, the goal a PRD implementation came from and the project instructions read. The
+store keeps one digest per goal, brought up to date in the transaction that commits the goal's events, so
+`gk status`, `gk threads` and `GET /threads` read one row per goal instead of replaying its events. The
+runner's GoalFacts (context/replay.py) folds these through a GoalDigest too, so the two never disagree.
 
 Pure: typed events in, a JSON-ready dict out (and back).
 """
@@ -22,6 +22,7 @@ from goalkeeper.events import (
     Evidence,
     EvidenceEvent,
     ImplementsEvent,
+    InstructionsLoadedEvent,
     StatusChangedEvent,
     VerificationPinsEvent,
     VerificationSurfaceEvent,
@@ -31,7 +32,7 @@ from goalkeeper.events import (
 
 DIGEST_KINDS: frozenset[str] = frozenset(kind.model_fields["kind"].default for kind in (
     BaselineEvent, EvidenceEvent, CheckpointEvent, VerificationPinsEvent, VerificationSurfaceEvent, ImplementsEvent,
-    StatusChangedEvent))
+    InstructionsLoadedEvent, StatusChangedEvent))
 """The kinds of event a digest reads; a commit of none of them leaves the stored digest as it was."""
 
 
@@ -64,6 +65,8 @@ class GoalDigest:
     review_point: dict[str, Any] | None = None
     """The newest review point's pause (the contract's or the model's): why, the files changed since the last
     one and the commit they count from, the model's note."""
+    instructions: list[dict[str, Any]] = field(default_factory=list)
+    """The project instruction files found for the goal (InstructionFile's fields each), in the order read."""
 
     def apply(self, event: Event) -> None:
         """Fold one event in; an event of a kind outside DIGEST_KINDS changes nothing."""
@@ -87,6 +90,8 @@ class GoalDigest:
                 self.implements = event.spike_goal_id
             case StatusChangedEvent(reason="review_point" | "review_requested"):
                 self.review_point = payload_of(event)
+            case InstructionsLoadedEvent():
+                self.instructions = [item.model_dump(mode="json") for item in event.files]
 
     def to_json(self) -> dict[str, Any]:
         """The digest as the store keeps it."""
@@ -94,7 +99,8 @@ class GoalDigest:
                 "baseline": _event_json(self.baseline), "last_checkpoint": _event_json(self.last_checkpoint),
                 "checklist_done": sorted(self.checklist_done), "pinned": self.pinned,
                 "run_surface": self.run_surface, "observed_surface": self.observed_surface,
-                "metric_trend": self.metric_trend, "implements": self.implements, "review_point": self.review_point}
+                "metric_trend": self.metric_trend, "implements": self.implements, "review_point": self.review_point,
+                "instructions": self.instructions}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> GoalDigest:
@@ -106,7 +112,9 @@ class GoalDigest:
                    last_checkpoint=checkpoint, checklist_done=set(data["checklist_done"]),
                    pinned=list(data["pinned"]), run_surface=data["run_surface"],
                    observed_surface=data["observed_surface"], metric_trend=list(data["metric_trend"]),
-                   implements=data["implements"], review_point=data.get("review_point"))
+                   implements=data["implements"], review_point=data.get("review_point"),
+                   # Rows written before instructions were read have no key: those goals read none.
+                   instructions=list(data.get("instructions") or []))
 
 
 def digest_of(events: Iterable[Event]) -> GoalDigest:

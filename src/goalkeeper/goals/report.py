@@ -9,6 +9,7 @@ from collections import Counter
 from typing import Any
 
 from goalkeeper import events as ev
+from goalkeeper.context.instructions import instruction_lines
 from goalkeeper.core.digest import metric_point
 from goalkeeper.core.lifecycle import REASONS, status_label
 from goalkeeper.events import Event, Evidence
@@ -78,6 +79,7 @@ def build_report(store: Store, goal: Goal) -> dict[str, Any]:
         "verify_edits": pinned.edits if pinned else None,
         "tests": test_evidence(summary.evidence),
         "tampering_attempts": sum(1 for run in runs if any(e.name == TAMPERING and not e.passed for e in run.evidence)),
+        "instructions": summary.instructions,
     }
     report["label"] = status_label(summary.status, summary.verified)
     report["claims"] = claims_split(report)
@@ -161,6 +163,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         label = " — UNVERIFIED: no checks; completion rests on the model's audit"
     lines = [f"# Goal report: {report['label']}{label}", "", *_objective(report), "", _status_line(report), ""]
     lines += ["## Branches", "", *_branches(report), ""]
+    if report["instructions"]:
+        lines += ["## Project instructions", "",
+                  *[f"- {_cell(line)}" for line in instruction_lines(report["instructions"])], ""]
     lines += ["## Evidence (run by the harness)", "", evidence_table(report["baseline"], report["final"]), ""]
     lines += _tests_section(report.get("tests") or [])
     lines += _artifacts_section(report)

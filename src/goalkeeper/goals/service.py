@@ -81,6 +81,16 @@ def workspace_of(cwd: Path) -> Path:
         return here  # not a repository: the preflight says so when a goal is set
 
 
+def workdir_of(cwd: Path, workspace: Path) -> str:
+    """`--cwd` as a folder of `workspace`, `/`-separated ('' for its top level, or a folder outside it): the goal's
+    working folder, down to which its project instructions (AGENTS.md) are read."""
+    try:
+        relative = cwd.expanduser().resolve().relative_to(workspace)
+    except ValueError:
+        return ""
+    return "" if relative == Path(".") else relative.as_posix()
+
+
 def repository_of(path: Path) -> Path:
     """The git top-level of `path`, or a WorkspaceError when it is not inside a repository."""
     return toplevel(path.expanduser().resolve())

@@ -65,6 +65,8 @@ class GoalSummary(GoalFigures):
     review_point: dict[str, Any] | None = None
     """While the goal waits at a review point: why, the files changed since the last one, the commit they
     count from, and the model's note when the model asked for the review."""
+    instructions: list[dict[str, Any]] = Field(default_factory=list)
+    """The project instruction files (AGENTS.md, CLAUDE.md) found for the goal: path, size, loaded, cut, skipped."""
 
     def as_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -132,4 +134,5 @@ def summarize(store: Store, goal: Goal, digest: GoalDigest | None = None) -> Goa
         surface=facts.run_surface, observed_surface=facts.observed_surface, checklist=checklist(contract, facts),
         review_point=facts.review_point if state.status == "paused" and state.reason.value.startswith("review_")
         else None,
+        instructions=facts.instructions,
     )

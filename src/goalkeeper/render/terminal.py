@@ -56,6 +56,10 @@ def event_line(record: EventRecord) -> str | None:
             return f"  completion refused: failing {', '.join(failing)} (attempts: {counts})"
         case ev.SandboxEvent(mode=mode, network=network, processes=processes):
             return f"  sandbox: {mode}, network {'on' if network else 'off'}, {processes}"
+        case ev.InstructionsLoadedEvent(files=files):
+            shown = ", ".join(f"{item.path}{' (cut)' if item.cut else ' (not read)' if item.skipped else ''}"
+                              for item in files)
+            return f"  instructions: {shown}"
         case ev.NudgeEvent(why=why):
             return f"  nudge: {why}"
         case ev.BudgetExhaustedEvent(reason=reason):

@@ -1,5 +1,6 @@
 """Everything a run does before its first turn: the sandbox said out loud, the goal branch, the baseline
-mirror, the pinned verification surface, config.toml at the goal's base, and the baseline check run, which
+mirror, the pinned verification surface, config.toml and the project instructions (AGENTS.md) at the goal's
+base, and the baseline check run, which
 also answers the lint gate's run questions for a goal set to run at once (`lint_at_baseline`). The model's
 SDK loads while the baseline's checks run (`_build_model`), off the path to the first request.
 
@@ -15,7 +16,8 @@ from collections.abc import Awaitable
 from dataclasses import replace
 from typing import NoReturn
 
-from goalkeeper.config.load import Config, load_config
+from goalkeeper.config.load import Config, goalkeeper_home, load_config
+from goalkeeper.context.instructions import load_instructions
 from goalkeeper.context.render import read_first_block
 from goalkeeper.context.tokens import ESTIMATE_CHARS_PER_TOKEN
 from goalkeeper.contract.lint import GoalLintError
@@ -58,6 +60,7 @@ async def prepare(run: GoalRun) -> None:
         await _keep_baseline(run)
         await _pin_surface(run)
         config = _configure(run)
+        await _load_instructions(run, config)
         if run.contract.read_first and run.state.spent.turns == 0:
             run.read_first = await asyncio.to_thread(_read_first, run)
         run.tools = run.tools.with_approvals(rules=config.rules, approval_policy=config.approval_policy,
@@ -79,6 +82,20 @@ def _configure(run: GoalRun) -> Config:
     run.sandbox = replace(run.sandbox, secrets=config.secrets, secret_env=config.secret_env)
     run.env = config.command_env(os.environ, key_env(run.settings))
     return config
+
+
+async def _load_instructions(run: GoalRun, config: Config) -> None:
+    """Read the project instructions once, before the goal's first request, from the commit config.toml came
+    from: the event keeps their text, so a file changed since (by the goal, or by anyone) never changes the
+    prefix of a goal already under way. A goal whose baseline ran without them (set before they were read)
+    goes on without them."""
+    branch = run.facts.branch
+    if run.facts.instructions is not None or run.facts.keep_green is not None or branch is None:
+        return
+    loaded = await asyncio.to_thread(load_instructions, run.workspace, branch.snapshot_commit or branch.base_commit,
+                                     run.settings.workdir, goalkeeper_home(), config.project_doc_max_bytes)
+    if loaded is not None:
+        run.record([loaded])
 
 
 def _read_first(run: GoalRun) -> str:

@@ -130,6 +130,9 @@ class GoalSettings(BaseModel):
     run: RunSettings = RunSettings()
     allow_dirty: bool = False
     """Start even with uncommitted changes: they are committed as a snapshot on the goal branch first."""
+    workdir: str = ""
+    """The folder in the repository the goal was set from (`--cwd`), `/`-separated, '' for its root: project
+    instructions (AGENTS.md) are read from the root down to it."""
     lint_at_baseline: bool = False
     """The lint gate's run findings come from the baseline run (a goal set to run at once, not forced): an error
     there ends the goal before its first model request, as the gate would have refused it."""

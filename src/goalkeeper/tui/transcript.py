@@ -19,6 +19,7 @@ from textual.widget import Widget
 from textual.widgets import Collapsible, Static
 
 from goalkeeper import events as ev
+from goalkeeper.context.instructions import instruction_lines
 from goalkeeper.core.safe_text import markup_literal, neutralise
 from goalkeeper.events import ChatResponseEvent, CheckpointEvent, Evidence, SideEvent
 from goalkeeper.goals.views import GoalSummary
@@ -185,6 +186,8 @@ def summary_renderable(summary: GoalSummary, status_line: str) -> Group:
     fields.add_row("status", Text(status_line))
     for item in summary.checklist:
         fields.add_row("", Text(f"[{'x' if item['done'] else ' '}] {item['number']}. {item['item']}"))
+    for number, line in enumerate(instruction_lines(summary.instructions)):
+        fields.add_row("" if number else "instructions", Text(line))
     if summary.runner:
         fields.add_row("runner", Text(summary.runner))
     label = "" if summary.verified else "  (unverified: no checks)"
