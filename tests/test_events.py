@@ -85,6 +85,8 @@ EXAMPLES: list[Any] = [
     ev.InstructionsLoadedEvent(commit="b", workdir="sub", max_bytes=32768, text="# Project instructions",
                                files=[ev.InstructionFile(path="AGENTS.md", size=9, loaded=8, cut=False),
                                       ev.InstructionFile(path="sub/AGENTS.md", size=7, loaded=0, skipped="a link")]),
+    ev.ForkedEvent(parent_thread_id="thr_1", parent_goal_id="goal_1", branch="goalkeeper/fork-1", commit="c",
+                   handoff="This thread was forked from thread thr_1 …"),
 ]
 
 
@@ -197,3 +199,5 @@ def test_gk_log_gives_the_fleet_events_a_line() -> None:
         "  submitted to temporal at h:7233: workflow w, repository /srv/r.git"
     assert line(ev.ReportPushedEvent(remote="/srv/r.git", ref="refs/goalkeeper/reports/g", commit="c",
                                      status="achieved")) == "  report pushed to /srv/r.git (refs/goalkeeper/reports/g)"
+    assert line(ev.ForkedEvent(parent_thread_id="thr_1", branch="goalkeeper/fork-1", commit="0123456789abcdef",
+                               handoff="")) == "  forked from thr_1 at 0123456789ab (branch goalkeeper/fork-1)"

@@ -70,6 +70,8 @@ def event_line(record: EventRecord) -> str | None:
             return f"  submitted to {engine} at {address}: workflow {workflow_id}, repository {remote}"
         case ev.ReportPushedEvent(remote=remote, ref=ref):
             return f"  report pushed to {remote} ({ref})"
+        case ev.ForkedEvent(parent_thread_id=parent, branch=branch, commit=commit):
+            return f"  forked from {parent} at {commit[:12]} (branch {branch})"
         case ev.ProviderRetryEvent(attempt=attempt, delay_s=delay_s, error=error):
             return f"  provider retry {attempt} in {delay_s}s: {error}"
         case ev.SideEvent(question=question, answer=answer):
