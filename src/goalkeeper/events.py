@@ -23,7 +23,8 @@ from goalkeeper.errors import StoreError
 EventActor = Literal["user", "model", "harness"]
 """Who caused an event (DESIGN §2). None on the few older records that named nobody."""
 
-EvidenceKind = Literal["check", "constraint"]
+EvidenceKind = Literal["check", "constraint", "hook"]
+"""A contract check, a keep_green constraint, or a completion hook's refusal (run/hooks.py)."""
 
 _RENAMED = {"kind": "turn_kind", "from": "from_status"}
 """Payload keys that are not field names: the discriminator owns `kind`, and `from` is a keyword."""
@@ -659,6 +660,26 @@ class ReportPushedEvent(_Frozen):
     status: str
 
 
+class HookRanEvent(_Frozen):
+    """One `[[hooks]]` command ran (run/hooks.py): at which seam, how it ended, and whether it vetoed."""
+
+    kind: Literal["hook_ran"] = "hook_ran"
+    actor: EventActor | None = "harness"
+    event: str
+    """The hook's event: pre_tool, post_tool, post_turn, status_change or completion."""
+    command: str
+    exit_code: int
+    """124 when it timed out (its process group was killed)."""
+    duration_s: float
+    output_tail: str
+    """The end of what it printed, stdout then stderr."""
+    timed_out: bool = False
+    vetoed: bool = False
+    """Exit 2 of a pre_tool hook (the call did not run) or a completion hook (the completion was refused)."""
+    tool: str | None = None
+    call_id: str | None = None
+
+
 Event = Annotated[
     GoalSetEvent | GoalClearedEvent | StatusChangedEvent | BudgetRaisedEvent | BudgetCappedEvent |
     BudgetExhaustedEvent | AttemptCountedEvent | NudgeEvent | ChecksRequestedEvent | TurnStartedEvent | TurnEndedEvent |
@@ -668,7 +689,7 @@ Event = Annotated[
     SandboxEvent | GoalBranchEvent | BaselineMirrorEvent | VerificationPinsEvent | VerificationSurfaceEvent |
     BaselineEvent | EvidenceEvent | ChatMessageEvent | ChatResponseEvent | ChatToolResultEvent | SideEvent |
     PlanEvent | DraftEvent | DistilledEvent | RestatedEvent | ImplementsEvent | NotifyAttemptEvent |
-    EngineStartedEvent | ReportPushedEvent,
+    EngineStartedEvent | ReportPushedEvent | HookRanEvent,
     Field(discriminator="kind"),
 ]
 """Any event of a thread's log."""

@@ -2,8 +2,9 @@
 
 The project file is read from a commit, never the working tree, and cut down unless the repository is
 trusted (trust.py). Each file is validated on its own, so an error names the file it is in; the layers are
-then merged key by key (tables merge, values replace), except `[[rules]]`, `[[notify]]` and `[sandbox]`'s
-lists, which add up: every layer's apply. Reads files but never the environment's secrets, and never prints.
+then merged key by key (tables merge, values replace), except `[[rules]]`, `[[notify]]`, `[[hooks]]` and
+`[sandbox]`'s lists, which add up: every layer's apply. Reads files but never the environment's secrets, and
+never prints.
 """
 
 from __future__ import annotations
@@ -18,7 +19,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from goalkeeper.config.problems import did_you_mean, nesting_error, syntax_error, validation_error
-from goalkeeper.config.schema import BUILTIN_PROVIDERS, OPTIONAL_BASE_URL, ConfigFile, ModelProvider, NotifyTarget
+from goalkeeper.config.schema import (
+    BUILTIN_PROVIDERS,
+    OPTIONAL_BASE_URL,
+    ConfigFile,
+    HookTable,
+    ModelProvider,
+    NotifyTarget,
+)
 from goalkeeper.config.trust import PROJECT_CONFIG, is_trusted, untrusted_view, untrusted_warning
 from goalkeeper.errors import ConfigError
 from goalkeeper.models.pricing import load_prices
@@ -72,6 +80,8 @@ class Config:
     """Path globs the sandbox masks: the built-in ones, then every layer's `[sandbox] secret_paths`."""
     secret_env: tuple[str, ...] = DEFAULT_SECRET_ENV
     """Variable name globs no command sees: the built-in ones, then every layer's `[sandbox] secret_env`."""
+    hooks: tuple[HookTable, ...] = ()
+    """`[[hooks]]` from every layer, the user's first (a project's only when trusted): run/hooks.py runs them."""
     warnings: tuple[str, ...] = ()
     """What a person should know about how the files were read (an untrusted project's ignored keys,
     uncommitted project config); the CLI prints them. Reading never prints."""
@@ -140,6 +150,7 @@ def _merge_layers(layers: list[tuple[str, dict[str, Any]]], profile: str | None,
     rule_layers = [data.get("rules", []) for _, data in layers]
     notify = [target for _, data in layers for target in data.get("notify", [])]  # they add up, like rules
     sandbox = [data.get("sandbox", {}) for _, data in layers]  # and so do the secret lists
+    hooks = [hook for _, data in layers for hook in data.get("hooks", [])]  # and the hooks
     chosen = profile or merged.get("profile")
     if chosen is not None:
         overlay = _profile_table(merged, chosen, [where for where, _ in layers])
@@ -148,6 +159,7 @@ def _merge_layers(layers: list[tuple[str, dict[str, Any]]], profile: str | None,
     merged.pop("profiles", None)
     merged["rules"] = [rule for layer in reversed(rule_layers) for rule in layer]
     merged["notify"] = notify
+    merged["hooks"] = hooks
     merged.pop("sandbox", None)
     config = ConfigFile.model_validate(merged)  # each layer was valid, so their merge is too
     _check_providers(config, layers)
@@ -167,7 +179,7 @@ def _merge_layers(layers: list[tuple[str, dict[str, Any]]], profile: str | None,
                   notify_wait_s=10.0 if config.notify_wait_s is None else config.notify_wait_s,
                   secrets=(*DEFAULT_SECRETS, *_joined(sandbox, "secret_paths")),
                   secret_env=(*DEFAULT_SECRET_ENV, *_joined(sandbox, "secret_env")),
-                  warnings=warnings)
+                  hooks=tuple(config.hooks), warnings=warnings)
 
 
 def _joined(tables: list[dict[str, Any]], key: str) -> list[str]:

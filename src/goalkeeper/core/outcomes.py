@@ -151,7 +151,7 @@ class CheckResult:
     """The part of a piece of evidence that the decision core needs."""
 
     name: str
-    kind: Literal["check", "constraint"]
+    kind: Literal["check", "constraint", "hook"]
     passed: bool
     metric: float | None = None
     lower_is_better: bool | None = None

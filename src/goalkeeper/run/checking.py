@@ -7,6 +7,7 @@ from typing import Any
 from goalkeeper.core.outcomes import Action, ChecksRan
 from goalkeeper.events import EvidenceEvent
 from goalkeeper.run.goal_run import GoalRun
+from goalkeeper.run.hooks import completion_refusal
 from goalkeeper.run.prepare import results
 from goalkeeper.verify.checks import run_checks
 from goalkeeper.verify.surface import verify_goal
@@ -25,6 +26,8 @@ async def verify(run: GoalRun) -> Action:
     else:
         evidence = await run_checks(run.contract, run.workspace, keep_green=facts.keep_green, sandbox=run.sandbox,
                                     env=run.env, baseline=facts.baseline_evidence)
+    # A completion hook is one more check: its veto is failing evidence, judged like any other.
+    evidence = [*evidence, *await completion_refusal(run, evidence, trigger)]
     ran = ChecksRan(run.goal.goal_id, trigger, results(evidence, run.contract), turn=run.state.spent.turns,
                     tree_hash=await run.tree_hash())
     # The tree measured: its checkpoint's value.
