@@ -82,6 +82,8 @@ EXAMPLES: list[Any] = [
     ev.ReportPushedEvent(remote="/srv/repo.git", ref="refs/goalkeeper/reports/goal_1", commit="c", status="achieved"),
     ev.BudgetCappedEvent(reason="budget_tokens", tokens=1200, usd=None, time_s=None),
     ev.ControlRequestEvent(action="cap", actor="harness", cap="tokens"),
+    ev.HookRanEvent(event="pre_tool", command="./guard.sh", exit_code=2, duration_s=0.1, output_tail="no",
+                    timed_out=False, vetoed=True, tool="shell", call_id="c1"),
 ]
 
 
