@@ -207,6 +207,14 @@ def test_only_the_commands_own_exit_2_vetoes_and_its_reason_is_stderr_else_stdou
     assert not ran("exit 1", git_repo).exited_2
 
 
+def test_what_the_model_wrote_reaches_a_hook_as_data_never_as_shell(git_repo: Path) -> None:
+    hostile = {"command": "x'\n$(touch by-expansion)\nGOALKEEPER_EVENT_0000\ntouch by-heredoc-end\n`touch by-tick`"}
+    event = {"event": "pre_tool", "tool": {"name": "shell", "arguments": hostile}}
+    done = asyncio.run(run_hook(hook("cat"), event, policy(git_repo), git_repo, dict(os.environ)))
+    assert json.loads(done.stdout) == event
+    assert not any(git_repo.glob("by-*"))
+
+
 def test_a_matcher_is_tool_name_globs_joined_by_a_bar() -> None:
     matcher = HookTable(event="pre_tool", command="true", matcher="shell|apply_*")
     assert matches(matcher, "shell") and matches(matcher, "apply_patch") and not matches(matcher, "write_file")
