@@ -87,6 +87,8 @@ EXAMPLES: list[Any] = [
                                       ev.InstructionFile(path="sub/AGENTS.md", size=7, loaded=0, skipped="a link")]),
     ev.ForkedEvent(parent_thread_id="thr_1", parent_goal_id="goal_1", branch="goalkeeper/fork-1", commit="c",
                    handoff="This thread was forked from thread thr_1 …"),
+    ev.HookRanEvent(event="pre_tool", command="./guard.sh", exit_code=2, duration_s=0.1, output_tail="no",
+                    timed_out=False, vetoed=True, tool="shell", call_id="c1"),
 ]
 
 

@@ -43,7 +43,7 @@ JSON_KEYS = {"goal_id", "objective", "verified", "status", "reason", "reason_tex
              "metric_trend", "checklist", "checkpoints", "status_changes", "files_touched", "commands", "blockers",
              "completion_claims", "assumptions", "budget", "compactions", "side_questions", "verification_surface",
              "pinned_files", "verify_edits", "tampering_attempts", "label", "claims",
-             "measured_checkpoints", "tests", "instructions"}
+             "measured_checkpoints", "tests", "instructions", "hooks"}
 
 
 def git(repo: Path, *args: str) -> None:

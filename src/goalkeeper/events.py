@@ -23,7 +23,9 @@ from goalkeeper.errors import StoreError
 EventActor = Literal["user", "model", "harness"]
 """Who caused an event (DESIGN §2). None on the few older records that named nobody."""
 
-EvidenceKind = Literal["check", "constraint", "artifact"]
+EvidenceKind = Literal["check", "constraint", "artifact", "hook"]
+"""A contract check, a keep_green constraint, a promised artifact (verify/artifacts.py), or a completion hook's
+refusal (run/hooks.py)."""
 
 _RENAMED = {"kind": "turn_kind", "from": "from_status"}
 """Payload keys that are not field names: the discriminator owns `kind`, and `from` is a keyword."""
@@ -714,6 +716,26 @@ class ForkedEvent(_Frozen):
     """The message that stands for the parent's conversation (empty when the parent had no goal)."""
 
 
+class HookRanEvent(_Frozen):
+    """One `[[hooks]]` command ran (run/hooks.py): at which seam, how it ended, and whether it vetoed."""
+
+    kind: Literal["hook_ran"] = "hook_ran"
+    actor: EventActor | None = "harness"
+    event: str
+    """The hook's event: pre_tool, post_tool, post_turn, status_change or completion."""
+    command: str
+    exit_code: int
+    """124 when it timed out (its process group was killed)."""
+    duration_s: float
+    output_tail: str
+    """The end of what it printed, stdout then stderr."""
+    timed_out: bool = False
+    vetoed: bool = False
+    """Exit 2 of a pre_tool hook (the call did not run) or a completion hook (the completion was refused)."""
+    tool: str | None = None
+    call_id: str | None = None
+
+
 Event = Annotated[
     GoalSetEvent | GoalClearedEvent | StatusChangedEvent | BudgetRaisedEvent | BudgetCappedEvent |
     BudgetExhaustedEvent | AttemptCountedEvent | NudgeEvent | ChecksRequestedEvent | TurnStartedEvent | TurnEndedEvent |
@@ -723,7 +745,7 @@ Event = Annotated[
     SandboxEvent | GoalBranchEvent | BaselineMirrorEvent | VerificationPinsEvent | VerificationSurfaceEvent |
     BaselineEvent | EvidenceEvent | ChatMessageEvent | ChatResponseEvent | ChatToolResultEvent | SideEvent |
     PlanEvent | DraftEvent | DistilledEvent | RestatedEvent | ImplementsEvent | NotifyAttemptEvent |
-    EngineStartedEvent | ReportPushedEvent | ForkedEvent | InstructionsLoadedEvent,
+    EngineStartedEvent | ReportPushedEvent | ForkedEvent | InstructionsLoadedEvent | HookRanEvent,
     Field(discriminator="kind"),
 ]
 """Any event of a thread's log."""

@@ -2,8 +2,9 @@
 
 The project file is read from a commit, never the working tree, and cut down unless the repository is
 trusted (trust.py). Each file is validated on its own, so an error names the file it is in; the layers are
-then merged key by key (tables merge, values replace), except `[[rules]]`, `[[notify]]` and `[sandbox]`'s
-lists, which add up: every layer's apply. Reads files but never the environment's secrets, and never prints.
+then merged key by key (tables merge, values replace), except `[[rules]]`, `[[notify]]`, `[[hooks]]` and
+`[sandbox]`'s lists, which add up: every layer's apply. Reads files but never the environment's secrets, and
+never prints.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from goalkeeper.config.schema import (
     OPTIONAL_BASE_URL,
     PROJECT_DOC_MAX_BYTES,
     ConfigFile,
+    HookTable,
     ModelProvider,
     NotifyTarget,
 )
@@ -81,6 +83,8 @@ class Config:
     """Variable name globs no command sees: the built-in ones, then every layer's `[sandbox] secret_env`."""
     project_doc_max_bytes: int = PROJECT_DOC_MAX_BYTES
     """`project_doc_max_bytes`: bytes of project instructions (AGENTS.md, CLAUDE.md) a goal's prompt holds."""
+    hooks: tuple[HookTable, ...] = ()
+    """`[[hooks]]` from every layer, the user's first (a project's only when trusted): run/hooks.py runs them."""
     warnings: tuple[str, ...] = ()
     """What a person should know about how the files were read (an untrusted project's ignored keys,
     uncommitted project config); the CLI prints them. Reading never prints."""
@@ -149,6 +153,7 @@ def _merge_layers(layers: list[tuple[str, dict[str, Any]]], profile: str | None,
     rule_layers = [data.get("rules", []) for _, data in layers]
     notify = [target for _, data in layers for target in data.get("notify", [])]  # they add up, like rules
     sandbox = [data.get("sandbox", {}) for _, data in layers]  # and so do the secret lists
+    hooks = [hook for _, data in layers for hook in data.get("hooks", [])]  # and the hooks
     chosen = profile or merged.get("profile")
     if chosen is not None:
         overlay = _profile_table(merged, chosen, [where for where, _ in layers])
@@ -157,6 +162,7 @@ def _merge_layers(layers: list[tuple[str, dict[str, Any]]], profile: str | None,
     merged.pop("profiles", None)
     merged["rules"] = [rule for layer in reversed(rule_layers) for rule in layer]
     merged["notify"] = notify
+    merged["hooks"] = hooks
     merged.pop("sandbox", None)
     config = ConfigFile.model_validate(merged)  # each layer was valid, so their merge is too
     _check_providers(config, layers)
@@ -178,7 +184,7 @@ def _merge_layers(layers: list[tuple[str, dict[str, Any]]], profile: str | None,
                   secret_env=(*DEFAULT_SECRET_ENV, *_joined(sandbox, "secret_env")),
                   project_doc_max_bytes=PROJECT_DOC_MAX_BYTES if config.project_doc_max_bytes is None
                   else config.project_doc_max_bytes,
-                  warnings=warnings)
+                  hooks=tuple(config.hooks), warnings=warnings)
 
 
 def _joined(tables: list[dict[str, Any]], key: str) -> list[str]:

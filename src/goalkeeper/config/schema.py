@@ -9,7 +9,7 @@ import difflib
 import typing
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 from goalkeeper.sandbox.rules import ApprovalPolicy, RuleAction
@@ -155,6 +155,47 @@ class SandboxTable(_Table):
     """Path globs masked in the workspace and in $HOME, like `.env*` and `.ssh/`."""
 
 
+HookEvent = Literal["pre_tool", "post_tool", "post_turn", "status_change", "completion"]
+"""When a `[[hooks]]` command runs (run/hooks.py)."""
+
+TOOL_HOOK_EVENTS = ("pre_tool", "post_tool")
+"""The hook events about one tool call: the only ones a `matcher` applies to."""
+
+
+class HookTable(_Table):
+    """One `[[hooks]]` table: a command run at a seam of the goal's run, under the goal's sandbox."""
+
+    event: HookEvent
+    """pre_tool (exit 2 vetoes the call), post_tool, post_turn, status_change, or completion (exit 2 refuses the
+    completion like a failing check)."""
+    command: str = Field(min_length=1)
+    """A bash command line, run like a check's `run`; the event arrives on stdin as one line of JSON."""
+    timeout_s: float = Field(60.0, gt=0)
+    """Seconds before the hook's process group is killed; a hook that times out never vetoes."""
+    matcher: str = Field("*", min_length=1)
+    """pre_tool and post_tool only: the tool names it runs for, globs joined by `|` (`shell|apply_patch`)."""
+
+    @field_validator("event", mode="before")
+    @classmethod
+    def _known_event(cls, value: object) -> object:
+        return one_of(value, HookEvent)
+
+    @field_validator("command")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("is blank: a hook needs a command to run")
+        return value
+
+    @field_validator("matcher")
+    @classmethod
+    def _matcher_for_tools(cls, value: str, info: ValidationInfo) -> str:
+        event = info.data.get("event")  # absent when `event` itself was wrong: that error is the one shown
+        if value != "*" and event is not None and event not in TOOL_HOOK_EVENTS:
+            raise ValueError(f"applies only to pre_tool and post_tool hooks, not to {event} (remove it)")
+        return value
+
+
 class ConfigFile(Profile):
     """One config.toml, user or project."""
 
@@ -172,6 +213,8 @@ class ConfigFile(Profile):
     """How long a finished run waits for notifications still being delivered (default 10 s)."""
     sandbox: SandboxTable | None = None
     """What the sandbox hides besides the built-in secrets; every layer's entries add up."""
+    hooks: list[HookTable] = []
+    """`[[hooks]]` commands; every layer's run (the user's first; a project's only once it is trusted)."""
 
 
 BUILTIN_PROVIDERS: dict[str, dict[str, Any]] = {
@@ -241,6 +284,10 @@ EXAMPLES = {
     "sandbox": '[sandbox] with secret_env = ["*_CREDS"] and secret_paths = ["secrets/"]',
     "secret_env": 'secret_env = ["DATABASE_URL", "*_CREDS"] (variable name globs)',
     "secret_paths": 'secret_paths = ["secrets/", "*.key"] (path globs)',
+    "hooks": '[[hooks]] tables with event = "pre_tool", command = "./check-call.sh", matcher = "shell"',
+    "event": 'event = "pre_tool" (or "post_tool", "post_turn", "status_change", "completion")',
+    "command": 'command = "python3 ~/hooks/review.py" (a bash command line)',
+    "matcher": 'matcher = "shell|apply_patch" (tool name globs joined by |)',
 }
 """What to write, by key, for error messages."""
 

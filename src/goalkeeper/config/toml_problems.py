@@ -60,6 +60,8 @@ def describe(problem: ErrorDetails, example: str,
         return f"must be {bound}{given}", example or "a larger value"
     if kind == "literal_error":
         return f"must be {ctx.get('expected')}{given}", example or "one of the allowed values"
+    if kind == "value_error":  # a validator's own words (e.g. a hook's matcher on an event without a tool)
+        return str(ctx.get("error") or problem["msg"]), example or "a valid value"
     return f"expected {EXPECTED.get(kind, 'a different value')}{given}", example or "a valid value"
 
 

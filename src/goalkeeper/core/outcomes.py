@@ -164,7 +164,7 @@ class CheckResult:
     """The part of a piece of evidence that the decision core needs."""
 
     name: str
-    kind: Literal["check", "constraint", "artifact"]
+    kind: Literal["check", "constraint", "artifact", "hook"]
     passed: bool
     metric: float | None = None
     lower_is_better: bool | None = None

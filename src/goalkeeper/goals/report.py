@@ -26,7 +26,7 @@ COMMANDS_SHOWN = 30
 _KINDS: list[type[Event]] = [
     ev.BaselineEvent, ev.CheckpointEvent, ev.StatusChangedEvent, ev.TurnEndedEvent, ev.EvidenceEvent,
     ev.VerificationPinsEvent, ev.GoalBranchEvent, ev.ImplementsEvent, ev.DistilledEvent, ev.CompactedEvent,
-    ev.SideEvent]
+    ev.SideEvent, ev.HookRanEvent]
 
 
 def build_report(store: Store, goal: Goal) -> dict[str, Any]:
@@ -80,6 +80,7 @@ def build_report(store: Store, goal: Goal) -> dict[str, Any]:
         "tests": test_evidence(summary.evidence),
         "tampering_attempts": sum(1 for run in runs if any(e.name == TAMPERING and not e.passed for e in run.evidence)),
         "instructions": summary.instructions,
+        "hooks": [{"seq": r.seq, **ev.payload_of(r.event)} for r in records if isinstance(r.event, ev.HookRanEvent)],
     }
     report["label"] = status_label(summary.status, summary.verified)
     report["claims"] = claims_split(report)
@@ -185,6 +186,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += ["## Blockers", "", *_blockers(report), ""]
     lines += _claims(report)
     lines += ["## Budget use", "", *_budget_lines(report), ""]
+    lines += _hooks_section(report.get("hooks") or [])
     if report["contract"].get("reviewer_notes"):
         lines += ["## Reviewer notes (from the contract; never shown to the model)", "",
                   *[f"> {line}" for line in report["contract"]["reviewer_notes"].strip().splitlines()], ""]
@@ -433,6 +435,27 @@ def _tests_section(checks: list[dict[str, Any]]) -> list[str]:
                 more = " (list cut)" if check.get("truncated") else ""
                 lines.append(f"  - {label}: " + ", ".join(f"`{_cell(test_id)}`" for test_id in check[key]) + more)
         lines += [f"  - problem: {_cell(problem)}" for problem in check["problems"]]
+    return [*lines, ""]
+
+
+#: Hook runs listed one by one in the report; past that, the vetoes and a count.
+HOOKS_SHOWN = 30
+
+
+def _hooks_section(hooks: list[dict[str, Any]]) -> list[str]:
+    """Every `[[hooks]]` run (the vetoes always), with its exit and duration."""
+    if not hooks:
+        return []
+    shown = hooks if len(hooks) <= HOOKS_SHOWN else [hook for hook in hooks if hook.get("vetoed")][:HOOKS_SHOWN]
+    vetoes = sum(1 for hook in hooks if hook.get("vetoed"))
+    lines = ["## Hooks", "", f"{len(hooks)} hook run(s), {vetoes} veto(es).", "",
+             "| event | command | tool | exit | duration | vetoed |", "|---|---|---|---|---|---|"]
+    for hook in shown:
+        ended = "timed out" if hook.get("timed_out") else str(hook["exit_code"])
+        lines.append(f"| {hook['event']} | `{_cell(hook['command'])}` | {_cell(hook.get('tool')) or '—'} | {ended} | "
+                     f"{hook['duration_s']:.1f}s | {'yes' if hook.get('vetoed') else ''} |")
+    if len(shown) < len(hooks):
+        lines.append(f"\n… {len(hooks) - len(shown)} more run(s) without a veto: `gk log` lists them all")
     return [*lines, ""]
 
 

@@ -76,4 +76,18 @@ def event_line(record: EventRecord) -> str | None:
             return f"  provider retry {attempt} in {delay_s}s: {error}"
         case ev.SideEvent(question=question, answer=answer):
             return f"  side question: {question[:80]} → {answer.strip()[:80]}"
+        case ev.HookRanEvent() as hook:
+            return hook_line(hook)
     return None
+
+
+def hook_line(hook: ev.HookRanEvent) -> str:
+    """A hook run in one line: its event, command, exit (or timeout), duration, and whether it vetoed."""
+    ended = f"exit {hook.exit_code}, {hook.duration_s:g}s"
+    if hook.timed_out:
+        ended = f"timed out after {hook.duration_s:g}s, process group killed"
+    tool = f" on {hook.tool}" if hook.tool else ""
+    veto = " — VETOED" if hook.vetoed else ""
+    said = hook.output_tail.strip().splitlines()[-1][:80] if hook.output_tail.strip() else ""
+    command = hook.command.strip().splitlines()[0][:60] if hook.command.strip() else ""
+    return f"  hook {hook.event}{tool} `{command}`: {ended}{veto}" + (f": {said}" if said else "")

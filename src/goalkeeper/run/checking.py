@@ -8,6 +8,7 @@ from typing import Any
 from goalkeeper.core.outcomes import Action, ChecksRan
 from goalkeeper.events import EvidenceEvent
 from goalkeeper.run.goal_run import GoalRun
+from goalkeeper.run.hooks import completion_refusal
 from goalkeeper.run.prepare import results
 from goalkeeper.verify.artifacts import artifact_evidence
 from goalkeeper.verify.checks import run_checks
@@ -29,6 +30,8 @@ async def verify(run: GoalRun) -> Action:
                                     env=run.env, baseline=facts.baseline_evidence)
     # The promised files are looked for in the same tree, and judged with the checks.
     evidence += await asyncio.to_thread(artifact_evidence, run.contract.artifacts, run.workspace)
+    # A completion hook is one more check: its veto is failing evidence, judged like any other.
+    evidence = [*evidence, *await completion_refusal(run, evidence, trigger)]
     ran = ChecksRan(run.goal.goal_id, trigger, results(evidence, run.contract), turn=run.state.spent.turns,
                     tree_hash=await run.tree_hash())
     # The tree measured: its checkpoint's value.

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from goalkeeper.config.load import Config
+from goalkeeper.config.schema import HookTable
 from goalkeeper.config.trust import HARNESS_PROTECT
 from goalkeeper.context.history import Conversation
 from goalkeeper.context.prompts import render
@@ -46,7 +47,15 @@ from goalkeeper.core.outcomes import (
 )
 from goalkeeper.core.state import request_of
 from goalkeeper.errors import GoalkeeperError, StaleGoalError
-from goalkeeper.events import ApprovalRuleEvent, BaselineEvent, ControlRequestEvent, Event, EvidenceEvent
+from goalkeeper.events import (
+    ApprovalRuleEvent,
+    BaselineEvent,
+    ControlRequestEvent,
+    Event,
+    EvidenceEvent,
+    StatusChangedEvent,
+    TurnEndedEvent,
+)
 from goalkeeper.models.base import Model, ModelResponse
 from goalkeeper.models.pricing import cost_usd, price_of
 from goalkeeper.run.inbox import Inbox, applied_marker
@@ -131,6 +140,10 @@ class GoalRun:
     """`prepare` has run for this value (a run kept open across steps does not prepare again)."""
     read_first: str = ""
     """The contract's `read_first` files as the goal's first turn shows them (read by `prepare`)."""
+    hooks: tuple[HookTable, ...] = ()
+    """`[[hooks]]` of config.toml at the goal's base (prepare reads them; run/hooks.py runs them)."""
+    hook_queue: list[Event] = field(default_factory=list)
+    """Turn ends and status changes committed since their post_turn and status_change hooks last ran."""
 
     @classmethod
     def open(cls, store: Store, goal: Goal, model: Model, workspace: Path, *,
@@ -181,6 +194,7 @@ class GoalRun:
         """Commit what is held, `extra`, then the decision's events, and the state under the goal's version
         guard; with `hold`, fold them in now and leave the writing to the next commit."""
         events = [*(extra or []), *(decision.events if decision else [])]
+        self.hook_queue += [event for event in events if isinstance(event, TurnEndedEvent | StatusChangedEvent)]
         if decision is not None:
             self.state, self.unsaved = decision.state, True
         if hold:

@@ -76,11 +76,12 @@ async def prepare(run: GoalRun) -> None:
 
 def _configure(run: GoalRun) -> Config:
     """config.toml as committed at the goal's base (its snapshot with --allow-dirty), never the goal branch,
-    which the model writes; its secrets join the sandbox and the environment filter."""
+    which the model writes; its secrets join the sandbox and the environment filter, its hooks the run."""
     branch = run.facts.branch
     config = load_config(run.workspace, commit=branch.snapshot_commit or branch.base_commit if branch else "HEAD")
     run.sandbox = replace(run.sandbox, secrets=config.secrets, secret_env=config.secret_env)
     run.env = config.command_env(os.environ, key_env(run.settings))
+    run.hooks = config.hooks
     return config
 
 

@@ -25,6 +25,7 @@ from goalkeeper.errors import GoalkeeperError, LeaseHeldError
 from goalkeeper.models.base import Model
 from goalkeeper.run.checking import verify
 from goalkeeper.run.goal_run import Effect, GoalGone, GoalRun, StepDone
+from goalkeeper.run.hooks import run_queued_hooks
 from goalkeeper.run.prepare import baseline, prepare
 from goalkeeper.run.turn import run_turn
 from goalkeeper.store import EventRecord, Goal, Store
@@ -82,8 +83,10 @@ class Runner:
         try:
             with _signals_call(self.interrupt) if self.handle_signals else contextlib.nullcontext():
                 action = await self._start()
+                await run_queued_hooks(run)  # post_turn and status_change hooks, between the steps
                 while isinstance(action, StartTurn | RunChecks):
                     action = await run_turn(run) if isinstance(action, StartTurn) else await verify(run)
+                    await run_queued_hooks(run)
             return RunResult(run.goal.goal_id, run.state.status, run.state.reason.value)
         except StepDone as step:
             return RunResult(run.goal.goal_id, run.state.status, run.state.reason.value, step.effect)

@@ -29,9 +29,10 @@ from goalkeeper.events import (
     Usage,
 )
 from goalkeeper.models.base import ModelRequest, ModelResponse, ToolCall
-from goalkeeper.run.calls import INTERRUPTED, call_tool
+from goalkeeper.run.calls import INTERRUPTED
 from goalkeeper.run.compaction import compact_if_due
 from goalkeeper.run.goal_run import GoalRun
+from goalkeeper.run.hooks import hooked_call
 from goalkeeper.run.review import review_point
 from goalkeeper.run.sampling import request_due, sample
 from goalkeeper.tools.base import ToolResult
@@ -102,7 +103,7 @@ async def _answer_open_calls(run: GoalRun, tools: ToolRegistry) -> Action:
             return control
         run.before("tool")  # before the intent: a step that stops here has started nothing
         run.record([ToolIntentEvent(call_id=call.id, name=call.name, arguments=call.arguments)])
-        result = await call_tool(run, call, tools)
+        result = await hooked_call(run, call, tools)  # between its pre_tool and post_tool hooks
         # A pause, Ctrl-C or clear that cut the call short is applied before the step is judged.
         control = run.poll_controls() if result.interrupted is not None else None
         tree = await run.tree_hash() if tree_due(run.state) else None
