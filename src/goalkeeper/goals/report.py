@@ -340,7 +340,9 @@ def claims_split(report: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
         item = {"kind": "check", "name": e["name"], "check_kind": e["kind"], "exit_code": e["exit_code"],
                 "room": e.get("room") or "", "basis": e.get("basis") or "exit code"}
         (confirmed if item["room"] == CLEAN_ROOM else unverified).append(item)
-    clean = bool(report["final"]) and all(e.get("room") == CLEAN_ROOM for e in report["final"])
+    # An artifact is the harness's own listing of the goal's files, not a command's output: it takes no room.
+    ran = [e for e in report["final"] if e["kind"] != "artifact"]
+    clean = bool(ran) and all(e.get("room") == CLEAN_ROOM for e in ran)
     for c in claims:
         if c["accepted"] and clean:
             confirmed.append({"kind": "completion", "turn": c["turn"], "summary": c["summary"]})
