@@ -8,14 +8,17 @@ planner hints, which PostgreSQL has no use for, and reading a key of a JSON text
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
-from urllib.parse import urlsplit, urlunsplit
 
 URL_SCHEMES = ("postgresql://", "postgres://")
 """How a store_url that names a PostgreSQL store begins."""
+
+_PASSWORD_IN_ADDRESS = re.compile(r"(?<=://)([^/?#@:]*):[^/?#]*@")
+_PASSWORD_PARAMETER = re.compile(r"(?i)\b(password=)[^&\s]*")
 
 
 @dataclass(frozen=True)
@@ -50,15 +53,7 @@ def is_postgres_url(location: object) -> bool:
 
 def shown_url(url: str) -> str:
     """`url` with its password (in the address or a `password=` parameter) replaced by `***`."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        user, _, host = netloc.rpartition("@")
-        if ":" in user:
-            netloc = f"{user.split(':', 1)[0]}:***@{host}"
-    query = "&".join("password=***" if item.lower().startswith("password=") else item
-                     for item in parts.query.split("&")) if parts.query else ""
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    return _PASSWORD_PARAMETER.sub(r"\1***", _PASSWORD_IN_ADDRESS.sub(r"\1:***@", url))
 
 
 class Row(Protocol):

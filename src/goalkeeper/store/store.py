@@ -73,6 +73,11 @@ class Store:
             self.location, self.shown = self.path, str(self.path)
             self._db = Database(self.path, busy_timeout_s)
 
+    @property
+    def backend(self) -> str:
+        """`sqlite` or `postgresql`: what holds the store."""
+        return self._db.dialect.name
+
     def close(self) -> None:
         self._db.close()
 
