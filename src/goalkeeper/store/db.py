@@ -19,9 +19,10 @@ import sqlite3
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from goalkeeper.errors import StoreError, StoreLockedError
 from goalkeeper.store import summaries
@@ -124,6 +125,12 @@ class _SQLiteConnection(sqlite3.Connection):
     """sqlite3's connection, naming its dialect for the statements that differ (dialect.py)."""
 
     dialect = SQLITE
+
+    def insert(self, sql: str, parameters: Sequence[Any], key: str) -> int:
+        """The INSERT's new rowid, which `key` (an INTEGER PRIMARY KEY) is another name for."""
+        rowid = self.execute(sql, parameters).lastrowid
+        assert rowid is not None
+        return rowid
 
 
 class Database:

@@ -1,9 +1,10 @@
 """What differs between the store's two SQL backends, SQLite and PostgreSQL, kept to a few fragments.
 
 The store's statements are written once, in the SQL both speak: `?` placeholders (the PostgreSQL connection
-turns them into `%s`), `INSERT ... ON CONFLICT`, `RETURNING`, and a `rowid` to order rows made in the same
-instant (SQLite's own; a PostgreSQL table has an identity column of that name). What is left is here: SQLite's
-planner hints, which PostgreSQL has no use for, and reading a key of a JSON text column.
+turns them into `%s`), `INSERT ... ON CONFLICT`, and a `rowid` to order rows made in the same instant (SQLite's
+own; a PostgreSQL table has an identity column of that name). What is left is here: SQLite's planner hints,
+which PostgreSQL has no use for, and reading a key of a JSON text column; and each connection's `insert`, which
+returns the new row's key (SQLite's `lastrowid`: a `RETURNING` costs its hot path about 7 µs an event).
 """
 
 from __future__ import annotations
@@ -74,6 +75,10 @@ class Connection(Protocol):
     def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Any: ...
 
     def executemany(self, sql: str, parameters: Any, /) -> Any: ...
+
+    def insert(self, sql: str, parameters: Sequence[Any], key: str) -> int:
+        """Run the INSERT `sql` and return the `key` column (an integer primary key) of the row it made."""
+        ...
 
 
 class Backend(Protocol):

@@ -162,6 +162,11 @@ class PgConnection:
         with self._conn.cursor() as cursor:
             cursor.executemany(self._query(sql), parameters)
 
+    def insert(self, sql: str, parameters: Sequence[Any], key: str) -> int:
+        row = self.execute(f"{sql} RETURNING {key}", parameters).fetchone()
+        assert row is not None
+        return int(row[0])
+
     def _query(self, sql: str) -> bytes:
         query = self._queries.get(sql)
         if query is None:  # the store's SQL has no `?` or `%` of its own, inside a literal or out

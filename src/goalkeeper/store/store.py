@@ -394,10 +394,8 @@ def _append(conn: Connection, thread_id: str, goal_id: str | None,
             encoded: list[tuple[Event, str]], now: float) -> list[EventRecord]:
     records = []
     for event, payload in encoded:
-        seq = conn.execute(
-            "INSERT INTO events (thread_id, goal_id, kind, actor, payload, ts) VALUES (?, ?, ?, ?, ?, ?) "
-            "RETURNING seq", (thread_id, goal_id, event.kind, event.actor, payload, now),
-        ).fetchone()[0]
+        seq = conn.insert("INSERT INTO events (thread_id, goal_id, kind, actor, payload, ts) VALUES (?, ?, ?, ?, ?, ?)",
+                          (thread_id, goal_id, event.kind, event.actor, payload, now), "seq")
         records.append(EventRecord(seq, thread_id, goal_id, now, event))
     return records
 
