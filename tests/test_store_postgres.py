@@ -229,6 +229,15 @@ def test_store_url_comes_from_the_environment_before_the_config_file(
         open_store()
 
 
+def test_a_postgresql_url_without_psycopg_installed_says_what_to_install(
+        server: Postgres, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delitem(sys.modules, "goalkeeper.store.postgres", raising=False)
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as if it were not installed
+    with pytest.raises(StoreError, match="psycopg is not installed") as raised:
+        Store(server.url())
+    assert raised.value.hint == "pip install 'goalkeeper[postgres]'" and server.password not in str(raised.value)
+
+
 def test_doctor_checks_the_postgresql_store(store: Store, url: str, tmp_path: Path) -> None:
     assert store_finding(url).ok
     thread_id, _ = _goal(store, tmp_path)

@@ -21,7 +21,7 @@ from typing import Any, Self
 from goalkeeper.core.digest import GoalDigest
 from goalkeeper.core.outcomes import GoalState
 from goalkeeper.core.state import state_to_dict
-from goalkeeper.errors import BlobNotFoundError, GoalNotFoundError, StaleGoalError
+from goalkeeper.errors import BlobNotFoundError, GoalNotFoundError, StaleGoalError, StoreError
 from goalkeeper.events import Event, ToolIntentEvent, parse_event, payload_of
 from goalkeeper.spec.contract import Contract
 from goalkeeper.spec.settings import GoalSettings
@@ -59,15 +59,12 @@ class Store:
         """The store file at `path` ($GOALKEEPER_HOME/state.db by default), or the PostgreSQL store a
         `postgresql://` URL names. `location` opens the same store again; `shown` names it in messages."""
         self._db: Backend
-        if is_postgres_url(path):
-            from goalkeeper.store.postgres import PostgresDatabase  # only a PostgreSQL store pays for psycopg
-
-            assert isinstance(path, str)
+        if isinstance(path, str) and is_postgres_url(path):
             self.location: Path | str = path
             self.shown: str = shown_url(path)
             # What stays on this machine (staged repositories, workspaces) goes where its store file would be.
             self.path = default_store_path()
-            self._db = PostgresDatabase(path, busy_timeout_s)
+            self._db = _postgres(path, busy_timeout_s)
         else:
             self.path = prepare_path(Path(path) if path is not None else default_store_path())
             self.location, self.shown = self.path, str(self.path)
@@ -364,6 +361,16 @@ class Store:
         """The goal's lease as stored, live or not (see `lease_is_live`)."""
         with self._db.read() as conn:
             return leases.read(conn, goal_id)
+
+
+def _postgres(url: str, busy_timeout_s: float) -> Backend:
+    """The PostgreSQL backend: only a PostgreSQL store pays for importing psycopg."""
+    try:
+        from goalkeeper.store.postgres import PostgresDatabase
+    except ImportError as error:
+        raise StoreError(f"store_url {shown_url(url)} names a PostgreSQL store, but {error.name or 'psycopg'} is "
+                         "not installed", hint="pip install 'goalkeeper[postgres]'") from None
+    return PostgresDatabase(url, busy_timeout_s)
 
 
 def _me() -> leases.Holder:
