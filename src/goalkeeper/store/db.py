@@ -132,6 +132,9 @@ class _SQLiteConnection(sqlite3.Connection):
         assert rowid is not None
         return rowid
 
+    def now(self) -> float:
+        return time.time()
+
 
 class Database:
     """One connection to the store file, used from one process (several threads may share it)."""

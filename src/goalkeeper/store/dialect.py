@@ -80,6 +80,11 @@ class Connection(Protocol):
         """Run the INSERT `sql` and return the `key` column (an integer primary key) of the row it made."""
         ...
 
+    def now(self) -> float:
+        """The time, in seconds since the epoch, by the one clock every holder of a lease shares (the
+        server's, for a database on a server; this machine's, for a file on it)."""
+        ...
+
 
 class Backend(Protocol):
     """One store's database, whichever the backend: short transactions, reads, and its own checks."""

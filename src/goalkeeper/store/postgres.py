@@ -167,6 +167,12 @@ class PgConnection:
         assert row is not None
         return int(row[0])
 
+    def now(self) -> float:
+        """The server's clock: a lease's heartbeat and its takeover are judged by it on every host."""
+        row = self._conn.execute(b"SELECT extract(epoch FROM clock_timestamp())::float8").fetchone()
+        assert row is not None
+        return float(row[0])
+
     def _query(self, sql: str) -> bytes:
         query = self._queries.get(sql)
         if query is None:  # the store's SQL has no `?` or `%` of its own, inside a literal or out

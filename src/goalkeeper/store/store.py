@@ -342,15 +342,16 @@ class Store:
         """Take the goal's lease for this process, or LeaseHeldError naming the live runner that has it.
 
         A lease whose process is gone (same host) or whose heartbeat is older than `stale_after_s` is
-        taken over: that is how `gk run` continues after a kill -9. Re-acquiring our own lease is fine.
+        taken over: that is how `gk run` continues after a kill -9. Re-acquiring our own lease is fine. On a
+        PostgreSQL store the heartbeats and the takeover are timed by the server's clock, one for every host.
         """
         with self._db.write() as conn:
-            return leases.acquire(conn, goal_id, _me(), stale_after_s, time.time())
+            return leases.acquire(conn, goal_id, _me(), stale_after_s, conn.now())
 
     def heartbeat(self, goal_id: str) -> None:
         """Prove this process still runs the goal; LeaseHeldError if another runner took it over."""
         with self._db.write() as conn:
-            leases.heartbeat(conn, goal_id, _me(), time.time())
+            leases.heartbeat(conn, goal_id, _me(), conn.now())
 
     def release_lease(self, goal_id: str) -> None:
         """Give up this process's lease on the goal; a lease held by another process is left alone."""
