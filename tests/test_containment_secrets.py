@@ -31,7 +31,7 @@ SECRET_ENV = {
     "GOOGLE_APPLICATION_CREDENTIALS": "/keys/sa-9.json", "AWS_SESSION_TOKEN": "aws-10", "GOALKEEPER_SECRET": "gk-11",
     "DATABASE_URL": "postgres://app:hunter12@db:5432/app", "PIP_INDEX_URL": "https://u:tok13@pypi.example/simple",
     "WEBHOOK_URL": "https://hooks.example/x?token=tok14", "ANTHROPIC_API_KEY": "sk-ant-15",
-    "MY_PROVIDER": "provider-16",
+    "MY_PROVIDER": "provider-16", "GOALKEEPER_STORE_URL": "postgresql://gk@db/gk", "PGPASSWORD": "pw-17",
 }
 HARMLESS_ENV = {"SERVICE_URL": "http://localhost:8080/v1", "DOCS_URL": "https://example.com/?page=2",
                 "KEYBOARD": "us", "LANG": "C.UTF-8"}
@@ -52,7 +52,7 @@ CREDENTIAL_FILES = {
     ".kube/config": "token: kube_tok", ".config/gh/hosts.yml": "oauth_token: gh_tok", ".netrc": "password netrc_pw",
     ".aws/credentials": "aws_secret_access_key = aws_tok", ".ssh/id_rsa": "PRIVATE ssh_key",
     ".gnupg/private-keys-v1.d/k.key": "gpg_tok", ".config/gcloud/credentials.db": "gcloud_tok",
-    ".azure/accessTokens.json": "azure_tok",
+    ".azure/accessTokens.json": "azure_tok", ".pgpass": "db:5432:*:gk:pgpass_pw",
 }
 
 
@@ -84,7 +84,8 @@ def test_credential_files_in_home_and_goalkeeper_home_read_as_nothing(
     files = " ".join(str(fake_home / name) for name in CREDENTIAL_FILES)
     _, output = sandboxed(git_repo, f"cat {files} {gk_home}/* 2>&1; ls -A {gk_home}; cat ~/.bashrc", env)
     for needle in ("gitcred", "npm_tok", "pypi_pw", "docker_tok", "kube_tok", "gh_tok", "netrc_pw", "aws_tok",
-                   "ssh_key", "gpg_tok", "gcloud_tok", "azure_tok", "server_tok", "webhook_tok", "store_tok"):
+                   "ssh_key", "gpg_tok", "gcloud_tok", "azure_tok", "server_tok", "webhook_tok", "store_tok",
+                   "pgpass_pw"):
         assert needle not in output, f"{needle} was readable: {output}"
     assert "# visible" in output  # $HOME itself is still there
     assert (gk_home / "server-token").read_text() == "server_tok"  # masked, not touched

@@ -28,9 +28,9 @@ from goalkeeper.cli.root import COMMANDS, app
 from scenario import HONEST_FIX, TESTS, gk, sample_repo, write_script
 
 #: Libraries only a model call (the SDKs, their HTTP stacks, the tokenizers), `gk tui`, `gk serve` or the fleet
-#: commands (temporalio) may load.
+#: commands (temporalio) may load; psycopg, only a PostgreSQL store (store_url).
 HEAVY = ("openai", "anthropic", "aiohttp", "httpx", "tiktoken", "quicktok", "llama_cpp", "textual", "fastapi",
-         "uvicorn", "starlette", "sse_starlette", "temporalio")
+         "uvicorn", "starlette", "sse_starlette", "temporalio", "psycopg")
 
 #: What only running a goal or its checks needs: asyncio, the sandbox that confines the checks, the tracer and
 #: the clean room. Showing a goal reads the store and nothing else.

@@ -215,6 +215,8 @@ class ConfigFile(Profile):
     """What the sandbox hides besides the built-in secrets; every layer's entries add up."""
     hooks: list[HookTable] = []
     """`[[hooks]]` commands; every layer's run (the user's first; a project's only once it is trusted)."""
+    store_url: str | None = Field(None, pattern=r"^postgres(ql)?://")
+    """The PostgreSQL store a fleet's machines share (read from the user's file only); unset: the store file."""
 
 
 BUILTIN_PROVIDERS: dict[str, dict[str, Any]] = {
@@ -281,6 +283,7 @@ EXAMPLES = {
     "max_attempts": "max_attempts = 5",
     "server_url": 'server_url = "http://127.0.0.1:8765"',
     "notify_wait_s": "notify_wait_s = 10",
+    "store_url": 'store_url = "postgresql://goalkeeper@db.internal:5432/goalkeeper"',
     "sandbox": '[sandbox] with secret_env = ["*_CREDS"] and secret_paths = ["secrets/"]',
     "secret_env": 'secret_env = ["DATABASE_URL", "*_CREDS"] (variable name globs)',
     "secret_paths": 'secret_paths = ["secrets/", "*.key"] (path globs)',

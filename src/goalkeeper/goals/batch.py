@@ -273,7 +273,7 @@ def _run(store: Store, batch: Batch, run_knobs: RunSettings, hooks: Hooks) -> Ba
 
     on_event, on_tick = hooks.on_event, hooks.on_tick
     start = start_local if batch.target is None else _temporal_start(batch.target, model, run_knobs)
-    fleet = Fleet(batch, [Slot(entry, entry.goal_id) for entry in entries], lambda: service.open_store(store.path),
+    fleet = Fleet(batch, [Slot(entry, entry.goal_id) for entry in entries], lambda: service.open_store(store.location),
                   prepare, model,
                   on_event=(lambda name, record: on_event(batch.batch_id, name, record)) if on_event else None,
                   start=start)

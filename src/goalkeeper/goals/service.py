@@ -27,6 +27,7 @@ from goalkeeper.spec.contract import Contract
 from goalkeeper.spec.settings import GoalSettings
 from goalkeeper.store import Goal, Store, lease_is_live
 from goalkeeper.store.db import private_directory
+from goalkeeper.store.dialect import URL_SCHEMES, shown_url
 from goalkeeper.workspace import checkpoints
 from goalkeeper.workspace.git import GoalBranch, commit_of, git, toplevel
 from goalkeeper.workspace.goal import branch_of
@@ -45,9 +46,9 @@ _NOT_RUN: dict[LintMode, str] = {"run": "", "static": "the gate reads the checks
                                   "baseline": "the baseline run will observe it"}
 
 
-def open_store(path: Path | None = None) -> Store:
-    """The store at `path` ($GOALKEEPER_HOME/state.db by default); $GOALKEEPER_BUSY_TIMEOUT_S sets how long to
-    wait for a lock (default 10)."""
+def open_store(path: Path | str | None = None) -> Store:
+    """The store at `path` (a file, or a `postgresql://` URL); by default the one `store_url` names, else
+    $GOALKEEPER_HOME/state.db. $GOALKEEPER_BUSY_TIMEOUT_S sets how long to wait for a lock (default 10)."""
     text = os.environ.get("GOALKEEPER_BUSY_TIMEOUT_S", "10")
     try:
         busy_timeout_s = float(text)
@@ -56,7 +57,31 @@ def open_store(path: Path | None = None) -> Store:
     if not busy_timeout_s >= 0:  # `not >=` also refuses NaN
         raise ConfigError(f"GOALKEEPER_BUSY_TIMEOUT_S={text!r} is not a number of seconds",
                           "set it to a number such as 10, or unset it")
-    return Store(path, busy_timeout_s=busy_timeout_s)
+    return Store(path if path is not None else store_url(), busy_timeout_s=busy_timeout_s)
+
+
+def store_url() -> str | None:
+    """$GOALKEEPER_STORE_URL, else `store_url` in $GOALKEEPER_HOME/config.toml; None: the SQLite file.
+
+    Never a project's config.toml: a repository must not choose where its goals are recorded. The file is
+    parsed only when it mentions the key, so the read commands start no slower for everyone else."""
+    if url := os.environ.get("GOALKEEPER_STORE_URL"):
+        if not url.startswith(URL_SCHEMES):
+            raise ConfigError(f"GOALKEEPER_STORE_URL={shown_url(url)!r} is not a PostgreSQL URL",
+                              "set it to postgresql://USER@HOST:PORT/DATABASE, or unset it to use the store "
+                              "file $GOALKEEPER_HOME/state.db")
+        return url
+    home = os.environ.get("GOALKEEPER_HOME")
+    config = (Path(home).expanduser() if home else Path.home() / ".goalkeeper") / "config.toml"
+    try:
+        if b"store_url" not in config.read_bytes():
+            return None
+    except OSError:
+        return None  # no user config (an unreadable one is reported by the commands that read it)
+    from goalkeeper.config.load import read_config_file
+
+    found = read_config_file(config).get("store_url")
+    return str(found) if found else None
 
 
 def private_folder(directory: Path) -> Path:

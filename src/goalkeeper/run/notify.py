@@ -178,7 +178,7 @@ class Notifier:
     It has its own store connection (deliveries write `notify_attempt` events from their threads).
     """
 
-    def __init__(self, store_path: Path, targets: tuple[NotifyTarget, ...], server_url: str | None = None,
+    def __init__(self, store_path: Path | str, targets: tuple[NotifyTarget, ...], server_url: str | None = None,
                  wait_s: float = 10.0, backoff_s: float = BACKOFF_S) -> None:
         self.store_path, self.targets, self.server_url = store_path, targets, server_url
         self.wait_s, self.backoff_s = wait_s, backoff_s
@@ -267,7 +267,7 @@ async def notifying(store: Store, workspace: Path, on_event: EventHook | None,
     if not config.notify:
         yield on_event
         return
-    notifier = Notifier(store.path, config.notify, config.server_url, config.notify_wait_s)
+    notifier = Notifier(store.location, config.notify, config.server_url, config.notify_wait_s)
 
     def hook(record: EventRecord) -> None:
         notifier.observe(record)

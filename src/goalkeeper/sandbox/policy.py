@@ -20,7 +20,7 @@ SandboxMode = Literal["read-only", "workspace-write", "danger-full-access"]
 DEFAULT_SECRETS: tuple[str, ...] = (
     ".env*", "*.pem", "id_rsa*", "id_ed25519*", "id_ecdsa*", "id_dsa*", ".netrc", ".git-credentials", ".npmrc",
     ".pypirc", ".docker/config.json", ".aws/", ".ssh/", ".gnupg/", ".kube/", ".azure/", ".config/gh/",
-    ".config/gcloud/",
+    ".config/gcloud/", ".pgpass",
 )
 
 

@@ -57,7 +57,7 @@ def create_app(store_path: Path | None = None, token: str | None = None, *, poll
     needs `Authorization: Bearer <token>` (the stored server token by default). Streams poll the store every
     `poll_s` and send a keep-alive comment every `keep_alive_s` when idle."""
     store = service.open_store(store_path)
-    feed = EventFeed(store.path)
+    feed = EventFeed(store.location)
     broadcaster = Broadcaster(feed, poll_s, fanout, keep_alive_s)
 
     @contextlib.asynccontextmanager
@@ -188,7 +188,7 @@ def serve(host: str = "127.0.0.1", port: int = DEFAULT_PORT, allow_remote: bool 
     app = create_app(token=token)
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
-    echo(f"goalkeeper server: http://{shown}:{bound}/ (store {app.state.store.path})")
+    echo(f"goalkeeper server: http://{shown}:{bound}/ (store {app.state.store.shown})")
     if created:
         echo(f"token (printed once; `gk serve --show-token` prints it again): {token}")
     if not is_loopback(host):

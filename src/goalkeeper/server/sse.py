@@ -40,7 +40,7 @@ class EventFeed:
     A Store of its own (its own connection and lock): a poll never waits on the requests' Store.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path | str) -> None:
         self._store = open_store(path)
 
     def after(self, seq: int, thread_id: str | None = None, limit: int = PAGE) -> list[EventRecord]:

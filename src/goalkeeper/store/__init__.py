@@ -1,5 +1,5 @@
-"""The SQLite event store: threads, goals, events, blobs, leases and each goal's digest (summaries), shared by
-processes (DESIGN §5).
+"""The event store: threads, goals, events, blobs, leases and each goal's digest (summaries), shared by
+processes (DESIGN §5): a SQLite file, or a PostgreSQL database a fleet's machines share (postgres.py).
 
 The seam is `Store`; the records it takes and returns are frozen dataclasses from `records`.
 May import: spec, core, events and errors only (import contract).

@@ -19,19 +19,21 @@ import sqlite3
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from goalkeeper.errors import StoreError, StoreLockedError
 from goalkeeper.store import summaries
+from goalkeeper.store.dialect import SQLITE, Connection
 from goalkeeper.store.locks import describe_lock_holders
 
-Migration = str | Callable[[sqlite3.Connection], None]
+Migration = str | Callable[[Connection], None]
 """An SQL script, or a function that runs inside the migration's transaction (for rows built in Python)."""
 
 
-def _goal_summaries(conn: sqlite3.Connection) -> None:
+def _goal_summaries(conn: Connection) -> None:
     """2: the index for kind-filtered reads of one goal, and each goal's digest row, built for every goal."""
     summaries.migrate(conn, split_statements(summaries.SCHEMA))
 
@@ -123,8 +125,25 @@ MIGRATIONS: list[Migration] = [
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+class _SQLiteConnection(sqlite3.Connection):
+    """sqlite3's connection, naming its dialect for the statements that differ (dialect.py)."""
+
+    dialect = SQLITE
+
+    def insert(self, sql: str, parameters: Sequence[Any], key: str) -> int:
+        """The INSERT's new rowid, which `key` (an INTEGER PRIMARY KEY) is another name for."""
+        rowid = self.execute(sql, parameters).lastrowid
+        assert rowid is not None
+        return rowid
+
+    def now(self) -> float:
+        return time.time()
+
+
 class Database:
     """One connection to the store file, used from one process (several threads may share it)."""
+
+    dialect = SQLITE
 
     def __init__(self, path: Path, busy_timeout_s: float, *, fresh: bool = False, shown: Path | None = None) -> None:
         self.path = path
@@ -137,7 +156,8 @@ class Database:
             self._prepare_file()
         with self._errors_translated():
             self._conn = sqlite3.connect(
-                path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+                path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False,
+                factory=_SQLiteConnection,
             )
         self._conn.row_factory = sqlite3.Row
         try:
@@ -200,7 +220,7 @@ class Database:
                 file.unlink(missing_ok=True)
 
     @contextmanager
-    def write(self, durable: bool = False) -> Iterator[sqlite3.Connection]:
+    def write(self, durable: bool = False) -> Iterator[Connection]:
         """One short `BEGIN IMMEDIATE` transaction: committed when the block ends, rolled back if it raises.
 
         IMMEDIATE takes the write lock up front, so a busy store fails here (after the busy timeout)
@@ -222,7 +242,7 @@ class Database:
                     self._conn.execute("PRAGMA synchronous = NORMAL")
 
     @contextmanager
-    def read(self) -> Iterator[sqlite3.Connection]:
+    def read(self) -> Iterator[Connection]:
         """The connection for reads. In WAL mode readers never wait for the writer."""
         with self._lock, self._errors_translated():
             yield self._conn
@@ -238,6 +258,11 @@ class Database:
             except sqlite3.DatabaseError as error:
                 return [str(error)]
         return [] if rows == ["ok"] else rows
+
+    def schema_version(self) -> int:
+        """How many migrations the file has had (`PRAGMA user_version`)."""
+        with self._lock:
+            return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
 
     def _check_intact(self) -> None:
         """Refuse a file that is not a database (reading its header finds that) and one from a newer goalkeeper.

@@ -6,10 +6,10 @@ Functions run inside a transaction the Store opened; they never open or commit o
 from __future__ import annotations
 
 import socket
-import sqlite3
 import time
 
 from goalkeeper.errors import GoalNotFoundError, LeaseHeldError
+from goalkeeper.store.dialect import Connection
 from goalkeeper.store.locks import describe_process, process_is_alive
 from goalkeeper.store.records import Lease
 
@@ -32,7 +32,7 @@ def lease_is_live(lease: Lease, stale_after_s: float = 15.0, *, now: float | Non
     return True  # another host: its heartbeat is all we can see
 
 
-def acquire(conn: sqlite3.Connection, goal_id: str, me: Holder, stale_after_s: float, now: float) -> Lease:
+def acquire(conn: Connection, goal_id: str, me: Holder, stale_after_s: float, now: float) -> Lease:
     """Take the goal's lease for `me`, unless another live runner holds it (then LeaseHeldError)."""
     if conn.execute("SELECT 1 FROM goals WHERE goal_id = ?", (goal_id,)).fetchone() is None:
         raise GoalNotFoundError(f"no goal {goal_id}", hint="`gk goal` shows the current goal")
@@ -44,14 +44,15 @@ def acquire(conn: sqlite3.Connection, goal_id: str, me: Holder, stale_after_s: f
     acquired_at = held.acquired_at if held is not None and mine else now
     lease = Lease(goal_id=goal_id, host=me[0], pid=me[1], heartbeat_at=now, acquired_at=acquired_at)
     conn.execute(
-        "INSERT OR REPLACE INTO leases (goal_id, host, pid, heartbeat_at, acquired_at) "
-        "VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO leases (goal_id, host, pid, heartbeat_at, acquired_at) VALUES (?, ?, ?, ?, ?) "
+        "ON CONFLICT (goal_id) DO UPDATE SET host = excluded.host, pid = excluded.pid, "
+        "heartbeat_at = excluded.heartbeat_at, acquired_at = excluded.acquired_at",
         (lease.goal_id, lease.host, lease.pid, lease.heartbeat_at, lease.acquired_at),
     )
     return lease
 
 
-def heartbeat(conn: sqlite3.Connection, goal_id: str, me: Holder, now: float) -> None:
+def heartbeat(conn: Connection, goal_id: str, me: Holder, now: float) -> None:
     """Refresh `me`'s lease; LeaseHeldError when it was taken over or released meanwhile."""
     held = read(conn, goal_id)
     if held is None:
@@ -64,12 +65,12 @@ def heartbeat(conn: sqlite3.Connection, goal_id: str, me: Holder, now: float) ->
     conn.execute("UPDATE leases SET heartbeat_at = ? WHERE goal_id = ?", (now, goal_id))
 
 
-def release(conn: sqlite3.Connection, goal_id: str, me: Holder) -> None:
+def release(conn: Connection, goal_id: str, me: Holder) -> None:
     """Drop `me`'s lease; someone else's lease is left alone."""
     conn.execute("DELETE FROM leases WHERE goal_id = ? AND host = ? AND pid = ?", (goal_id, *me))
 
 
-def read(conn: sqlite3.Connection, goal_id: str) -> Lease | None:
+def read(conn: Connection, goal_id: str) -> Lease | None:
     row = conn.execute(
         "SELECT goal_id, host, pid, heartbeat_at, acquired_at FROM leases WHERE goal_id = ?", (goal_id,)
     ).fetchone()

@@ -1,7 +1,9 @@
-"""The Store: an append-only event log of threads and goals in one SQLite file, shared by processes.
+"""The Store: an append-only event log of threads and goals in one SQLite file, or in a PostgreSQL database
+that a fleet's machines share (store_url), shared by processes.
 
 It records; it never decides. What an event means is the runner's business. Every write is one short
-transaction, so several processes can open their own Store on the same file at once.
+transaction, so several processes can open their own Store on the same file or database at once. The
+statements are the same for both backends (dialect.py); db.py and postgres.py hold what differs.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ import hashlib
 import json
 import os
 import socket
-import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -20,12 +21,13 @@ from typing import Any, Self
 from goalkeeper.core.digest import GoalDigest
 from goalkeeper.core.outcomes import GoalState
 from goalkeeper.core.state import state_to_dict
-from goalkeeper.errors import BlobNotFoundError, GoalNotFoundError, StaleGoalError
+from goalkeeper.errors import BlobNotFoundError, GoalNotFoundError, StaleGoalError, StoreError
 from goalkeeper.events import Event, ToolIntentEvent, parse_event, payload_of
 from goalkeeper.spec.contract import Contract
 from goalkeeper.spec.settings import GoalSettings
 from goalkeeper.store import leases, summaries
 from goalkeeper.store.db import Database, prepare_path, private_directory
+from goalkeeper.store.dialect import Backend, Connection, Row, is_postgres_url, shown_url
 from goalkeeper.store.records import EventRecord, Goal, Lease, ThreadRecord, dumps, goal_of, new_id
 
 
@@ -43,7 +45,8 @@ def default_store_path() -> Path:
 
 
 class Store:
-    """Threads, goals, events, blobs and leases in one SQLite file (WAL). Every method is synchronous.
+    """Threads, goals, events, blobs and leases in one SQLite file (WAL), or in a PostgreSQL database when opened
+    with a `postgresql://` URL. Every method is synchronous.
 
     The commit path is the intent-before-action guarantee of DESIGN §5: `commit` returns only after its
     events are durable (they survive any process crash; intents are also fsynced, see `_durable`), so a
@@ -52,9 +55,25 @@ class Store:
     or done twice.
     """
 
-    def __init__(self, path: Path | None = None, busy_timeout_s: float = 10.0) -> None:
-        self.path = prepare_path(path if path is not None else default_store_path())
-        self._db = Database(self.path, busy_timeout_s)
+    def __init__(self, path: Path | str | None = None, busy_timeout_s: float = 10.0) -> None:
+        """The store file at `path` ($GOALKEEPER_HOME/state.db by default), or the PostgreSQL store a
+        `postgresql://` URL names. `location` opens the same store again; `shown` names it in messages."""
+        self._db: Backend
+        if isinstance(path, str) and is_postgres_url(path):
+            self.location: Path | str = path
+            self.shown: str = shown_url(path)
+            # What stays on this machine (staged repositories, workspaces) goes where its store file would be.
+            self.path = default_store_path()
+            self._db = _postgres(path, busy_timeout_s)
+        else:
+            self.path = prepare_path(Path(path) if path is not None else default_store_path())
+            self.location, self.shown = self.path, str(self.path)
+            self._db = Database(self.path, busy_timeout_s)
+
+    @property
+    def backend(self) -> str:
+        """`sqlite` or `postgresql`: what holds the store."""
+        return self._db.dialect.name
 
     def close(self) -> None:
         self._db.close()
@@ -75,7 +94,8 @@ class Store:
         with self._db.write() as conn:
             conn.execute("INSERT INTO threads (thread_id, workspace, created_at, parent_thread_id) VALUES (?, ?, ?, ?)",
                          (thread.thread_id, thread.workspace, thread.created_at, thread.parent_thread_id))
-            conn.execute("INSERT OR REPLACE INTO current_threads (workspace, thread_id) VALUES (?, ?)",
+            conn.execute("INSERT INTO current_threads (workspace, thread_id) VALUES (?, ?) "
+                         "ON CONFLICT (workspace) DO UPDATE SET thread_id = excluded.thread_id",
                          (thread.workspace, thread.thread_id))
         return thread
 
@@ -246,10 +266,12 @@ class Store:
         """
         # With a goal, `+thread_id` keeps the thread's index out of the plan, so only the goal's rows are read,
         # and with kinds only its rows of those kinds (SQLite, with no statistics, would rather skip the sort).
+        dialect = self._db.dialect
         source = "events"
         if goal_id is not None and kinds is not None:
-            source += " INDEXED BY events_by_goal_kind"
-        query = f"SELECT * FROM {source} WHERE {'+' if goal_id is not None else ''}thread_id = ? AND seq > ?"
+            source += dialect.indexed_by("events_by_goal_kind")
+        thread = dialect.unindexed("thread_id") if goal_id is not None else "thread_id"
+        query = f"SELECT * FROM {source} WHERE {thread} = ? AND seq > ?"
         params: list[Any] = [thread_id, after_seq]
         if goal_id is not None:
             query += " AND goal_id = ?"
@@ -291,12 +313,11 @@ class Store:
         return int(row[0] or 0)
 
     def check_integrity(self) -> list[str]:
-        """What SQLite's full check of the store file found wrong; [] when it is intact (`gk doctor`)."""
+        """What the backend's full check of the store found wrong; [] when it is intact (`gk doctor`)."""
         return self._db.check_integrity()
 
     def schema_version(self) -> int:
-        with self._db.read() as conn:
-            return int(conn.execute("PRAGMA user_version").fetchone()[0])
+        return self._db.schema_version()
 
     # Blobs
 
@@ -304,7 +325,7 @@ class Store:
         """Keep `text` (a full tool output) and return its id, a content hash: same text, same id."""
         blob_id = blob_id_of(text)
         with self._db.write() as conn:
-            conn.execute("INSERT OR IGNORE INTO blobs (blob_id, text, created_at) VALUES (?, ?, ?)",
+            conn.execute("INSERT INTO blobs (blob_id, text, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                          (blob_id, text, time.time()))
         return blob_id
 
@@ -312,7 +333,7 @@ class Store:
         with self._db.read() as conn:
             row = conn.execute("SELECT text FROM blobs WHERE blob_id = ?", (blob_id,)).fetchone()
         if row is None:
-            raise BlobNotFoundError(f"no blob {blob_id} in the store {self.path}",
+            raise BlobNotFoundError(f"no blob {blob_id} in the store {self.shown}",
                                     hint="use a blob id exactly as a tool result gave it")
         return str(row[0])
 
@@ -322,15 +343,16 @@ class Store:
         """Take the goal's lease for this process, or LeaseHeldError naming the live runner that has it.
 
         A lease whose process is gone (same host) or whose heartbeat is older than `stale_after_s` is
-        taken over: that is how `gk run` continues after a kill -9. Re-acquiring our own lease is fine.
+        taken over: that is how `gk run` continues after a kill -9. Re-acquiring our own lease is fine. On a
+        PostgreSQL store the heartbeats and the takeover are timed by the server's clock, one for every host.
         """
         with self._db.write() as conn:
-            return leases.acquire(conn, goal_id, _me(), stale_after_s, time.time())
+            return leases.acquire(conn, goal_id, _me(), stale_after_s, conn.now())
 
     def heartbeat(self, goal_id: str) -> None:
         """Prove this process still runs the goal; LeaseHeldError if another runner took it over."""
         with self._db.write() as conn:
-            leases.heartbeat(conn, goal_id, _me(), time.time())
+            leases.heartbeat(conn, goal_id, _me(), conn.now())
 
     def release_lease(self, goal_id: str) -> None:
         """Give up this process's lease on the goal; a lease held by another process is left alone."""
@@ -341,6 +363,16 @@ class Store:
         """The goal's lease as stored, live or not (see `lease_is_live`)."""
         with self._db.read() as conn:
             return leases.read(conn, goal_id)
+
+
+def _postgres(url: str, busy_timeout_s: float) -> Backend:
+    """The PostgreSQL backend: only a PostgreSQL store pays for importing psycopg."""
+    try:
+        from goalkeeper.store.postgres import PostgresDatabase
+    except ImportError as error:
+        raise StoreError(f"store_url {shown_url(url)} names a PostgreSQL store, but {error.name or 'psycopg'} is "
+                         "not installed", hint="pip install 'goalkeeper[postgres]'") from None
+    return PostgresDatabase(url, busy_timeout_s)
 
 
 def _me() -> leases.Holder:
@@ -367,20 +399,17 @@ def _encode(events: Sequence[Event]) -> list[tuple[Event, str]]:
     return [(event, dumps(payload_of(event))) for event in events]
 
 
-def _append(conn: sqlite3.Connection, thread_id: str, goal_id: str | None,
+def _append(conn: Connection, thread_id: str, goal_id: str | None,
             encoded: list[tuple[Event, str]], now: float) -> list[EventRecord]:
     records = []
     for event, payload in encoded:
-        cursor = conn.execute(
-            "INSERT INTO events (thread_id, goal_id, kind, actor, payload, ts) VALUES (?, ?, ?, ?, ?, ?)",
-            (thread_id, goal_id, event.kind, event.actor, payload, now),
-        )
-        assert cursor.lastrowid is not None
-        records.append(EventRecord(cursor.lastrowid, thread_id, goal_id, now, event))
+        seq = conn.insert("INSERT INTO events (thread_id, goal_id, kind, actor, payload, ts) VALUES (?, ?, ?, ?, ?, ?)",
+                          (thread_id, goal_id, event.kind, event.actor, payload, now), "seq")
+        records.append(EventRecord(seq, thread_id, goal_id, now, event))
     return records
 
 
-def _current_goal(conn: sqlite3.Connection, goal_id: str,
+def _current_goal(conn: Connection, goal_id: str,
                   expected_version: int | None) -> tuple[str, int]:
     """The (thread_id, version) of a goal that is current and at `expected_version`, else StaleGoalError."""
     row = conn.execute("SELECT thread_id, version, standing FROM goals WHERE goal_id = ?",
@@ -402,17 +431,17 @@ def _no_goal(workspace: Path) -> GoalNotFoundError:
     return GoalNotFoundError(f"no goal in {workspace}", 'set one with `gk goal "<objective>" --check ...`')
 
 
-def _thread(row: sqlite3.Row) -> ThreadRecord:
+def _thread(row: Row) -> ThreadRecord:
     return ThreadRecord(row["thread_id"], row["workspace"], row["created_at"], row["parent_thread_id"])
 
 
-def _goal(row: sqlite3.Row) -> Goal:
+def _goal(row: Row) -> Goal:
     """A goal row as a typed Goal: the one place its JSON is parsed."""
     return goal_of(row["goal_id"], row["thread_id"], json.loads(row["contract"]), json.loads(row["state"]),
                    json.loads(row["settings"]), row["version"], row["created_at"], row["updated_at"], row["standing"])
 
 
-def event_from_row(row: sqlite3.Row) -> EventRecord:
+def event_from_row(row: Row) -> EventRecord:
     """An `events` row as a record with its typed event (a row no event model reads is a StoreError)."""
     event = parse_event(row["kind"], row["actor"], json.loads(row["payload"]))
     return EventRecord(row["seq"], row["thread_id"], row["goal_id"], row["ts"], event)

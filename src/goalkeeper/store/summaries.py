@@ -8,11 +8,11 @@ same after it as before.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterable
 
 from goalkeeper.core.digest import DIGEST_KINDS, GoalDigest, digest_of
 from goalkeeper.events import Event, parse_event
+from goalkeeper.store.dialect import Connection
 from goalkeeper.store.records import dumps
 
 SCHEMA = """
@@ -25,7 +25,7 @@ SCHEMA = """
 """
 
 
-def migrate(conn: sqlite3.Connection, statements: list[str]) -> None:
+def migrate(conn: Connection, statements: list[str]) -> None:
     """Migration 2: the index and the table (`statements`, SCHEMA split), then every stored goal's row."""
     for statement in statements:
         conn.execute(statement)
@@ -38,12 +38,12 @@ def migrate(conn: sqlite3.Connection, statements: list[str]) -> None:
         write(conn, goal_id, digest_of(events))
 
 
-def start(conn: sqlite3.Connection, goal_id: str, events: Iterable[Event]) -> None:
+def start(conn: Connection, goal_id: str, events: Iterable[Event]) -> None:
     """A new goal's row."""
     write(conn, goal_id, digest_of(events))
 
 
-def update(conn: sqlite3.Connection, goal_id: str, events: Iterable[Event]) -> None:
+def update(conn: Connection, goal_id: str, events: Iterable[Event]) -> None:
     """Fold newly committed events into the goal's row; a commit with no event the digest reads costs nothing."""
     relevant = [event for event in events if event.kind in DIGEST_KINDS]
     if relevant:
@@ -53,20 +53,22 @@ def update(conn: sqlite3.Connection, goal_id: str, events: Iterable[Event]) -> N
         write(conn, goal_id, digest)
 
 
-def read(conn: sqlite3.Connection, goal_id: str) -> GoalDigest:
+def read(conn: Connection, goal_id: str) -> GoalDigest:
     """The goal's digest (an empty one for a goal with no row: no such goal)."""
     row = conn.execute("SELECT digest FROM goal_summaries WHERE goal_id = ?", (goal_id,)).fetchone()
     return GoalDigest() if row is None else GoalDigest.from_json(json.loads(row[0]))
 
 
-def write(conn: sqlite3.Connection, goal_id: str, digest: GoalDigest) -> None:
-    conn.execute("INSERT OR REPLACE INTO goal_summaries (goal_id, digest) VALUES (?, ?)",
+def write(conn: Connection, goal_id: str, digest: GoalDigest) -> None:
+    conn.execute("INSERT INTO goal_summaries (goal_id, digest) VALUES (?, ?) "
+                 "ON CONFLICT (goal_id) DO UPDATE SET digest = excluded.digest",
                  (goal_id, dumps(digest.to_json())))
 
 
-def implementing(conn: sqlite3.Connection, spike_goal_id: str) -> list[tuple[str, str]]:
+def implementing(conn: Connection, spike_goal_id: str) -> list[tuple[str, str]]:
     """(thread_id, goal_id) of each goal whose digest says it implements `spike_goal_id`, newest thread first."""
+    implements = conn.dialect.json_text("s.digest", "implements")
     rows = conn.execute("SELECT g.thread_id, g.goal_id FROM goal_summaries s JOIN goals g USING (goal_id) "
-                        "JOIN threads t USING (thread_id) WHERE json_extract(s.digest, '$.implements') = ? "
+                        f"JOIN threads t USING (thread_id) WHERE {implements} = ? "
                         "ORDER BY t.created_at DESC, t.rowid DESC, g.created_at, g.rowid", (spike_goal_id,))
     return [(row[0], row[1]) for row in rows]
