@@ -82,6 +82,9 @@ EXAMPLES: list[Any] = [
     ev.ReportPushedEvent(remote="/srv/repo.git", ref="refs/goalkeeper/reports/goal_1", commit="c", status="achieved"),
     ev.BudgetCappedEvent(reason="budget_tokens", tokens=1200, usd=None, time_s=None),
     ev.ControlRequestEvent(action="cap", actor="harness", cap="tokens"),
+    ev.WaitStartedEvent(call_id="call_1", until="test -f ready", interval_s=30.0, timeout_s=600.0, started_at=1.0,
+                        deadline=601.0, note=""),
+    ev.WaitEndedEvent(call_id="call_1", reason="done", probes=3, exit_code=0, waited_s=61.5),
 ]
 
 
