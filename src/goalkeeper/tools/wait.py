@@ -44,12 +44,9 @@ class WaitTool(Tool[WaitArgs]):
     """Waits for `until` to exit 0; `run` is one probe, the runner repeats it (run/waiting.py)."""
 
     name = "wait"
-    description = ("Wait without spending tokens for something outside your control: CI to finish, a deploy to "
-                   "come up, a time to come. `until` is a bash command run in the workspace (sandboxed like "
-                   "`shell`) every `interval_s` seconds (default 60, at most 3600) until it exits 0, or until "
-                   "`timeout_s` seconds have passed (default 1800; cut to the goal's remaining time budget). No "
-                   "model request is made while waiting; the result says whether the wait is over and shows the "
-                   "last probe's output. Use it instead of sleep loops in `shell`.")
+    description = ("Wait, spending no tokens, until `until` (a bash command, sandboxed like shell) exits 0: CI "
+                   "done, a deploy up. Probed every interval_s (default 60) for at most timeout_s (default 1800, "
+                   "cut to the time budget left). Use instead of sleep loops.")
     Args = WaitArgs
 
     async def run(self, args: WaitArgs, context: ToolContext) -> ToolResult:
