@@ -23,10 +23,12 @@ from goalkeeper.events import ControlRequestEvent, ToolResultEvent, WaitEndedEve
 from goalkeeper.goals import control, service
 from goalkeeper.goals.views import GoalSummary, summarize
 from goalkeeper.models.scripted import ScriptedModel, ScriptedToolCall
+from goalkeeper.render.terminal import event_line
 from goalkeeper.run.runner import Runner, RunResult
 from goalkeeper.spec.settings import GoalSettings, ModelSettings, RunSettings
 from goalkeeper.store import EventRecord, Goal, Store
 from goalkeeper.tools.wait import MAX_TIMEOUT_S, WaitArgs, plan_wait
+from goalkeeper.tui.status import status_text
 from scenario import call, complete, events, gk, gk_popen, sample_repo, scripted, step
 
 FAST = RunSettings(heartbeat_s=0.2, control_poll_s=0.05, wait_min_interval_s=0.05)
@@ -79,6 +81,7 @@ def test_a_wait_returns_to_the_model_once_until_exits_0_and_the_goal_shows_waiti
     [during] = seen
     assert during.waiting is not None and during.waiting.until == "test -f deployed"
     assert during.status_line().startswith("waiting · ")
+    assert status_text(during).startswith("Waiting for `test -f deployed` · ")
     assert isinstance(ended, WaitEndedEvent) and ended.reason == "done" and ended.probes >= 2
     assert ended.exit_code == 0 and after.waiting is None
     told = model.requests[1].messages[-1]
@@ -178,6 +181,16 @@ def test_an_until_command_the_rules_deny_is_refused_and_never_probed(tmp_path: P
     assert isinstance(ended, WaitEndedEvent) and (ended.reason, ended.probes) == ("refused", 0)
     assert isinstance(result, ToolResultEvent) and result.output.startswith("denied by rule `git push*`")
     assert approval.action == "deny" and not (workspace / "pushed").exists()
+
+
+def test_gk_log_gives_a_wait_a_line_where_it_starts_and_where_it_ends() -> None:
+    def line(event: WaitStartedEvent | WaitEndedEvent) -> str | None:
+        return event_line(EventRecord(seq=1, thread_id="t", goal_id="g", ts=0.0, event=event))
+
+    assert line(WaitStartedEvent(call_id="c", until="test -f up", interval_s=30, timeout_s=600, started_at=0,
+                                 deadline=600)) == "  wait: until `test -f up` exits 0, every 30s for at most 600s"
+    assert line(WaitEndedEvent(call_id="c", reason="timeout", probes=21, exit_code=1, waited_s=600.2)) == \
+        "  wait ended (timeout) after 600.2s, 21 probes"
 
 
 def test_the_interval_and_timeout_are_kept_within_their_bounds_and_the_time_budget() -> None:
