@@ -126,6 +126,22 @@ def test_a_pause_during_a_wait_ends_it_and_the_model_decides_again_on_resume(tmp
     assert told.role == "tool" and told.content.startswith("interrupted: a person paused the goal during the wait")
 
 
+def test_a_clear_during_a_wait_stops_it_and_the_goal(tmp_path: Path) -> None:
+    workspace = sample_repo(tmp_path)
+    model = scripted([step("", wait("test -f never", timeout_s=60)), step("", complete()), step("Done.")])
+    with Store() as store:
+        goal = waiting_goal(store, workspace)
+
+        def clear() -> None:
+            store.append_events(goal.thread_id, [ControlRequestEvent(action="clear")], goal_id=goal.goal_id)
+
+        result = drive(store, goal, workspace, model, on_wait_started(clear))
+        [ended] = payloads(store, goal, "wait_ended")
+        current = store.get_goal(goal.thread_id)
+    assert result.status is None and current is None  # cleared: the thread has no goal
+    assert isinstance(ended, WaitEndedEvent) and ended.reason == "cleared" and len(model.requests) == 1
+
+
 def test_a_wait_left_open_by_a_crash_is_carried_on_with_its_deadline_and_no_model_request(tmp_path: Path) -> None:
     workspace = sample_repo(tmp_path)
     script = [step("", wait("test -f deployed", timeout_s=60)), step("", complete()), step("Done.")]
