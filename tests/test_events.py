@@ -89,6 +89,9 @@ EXAMPLES: list[Any] = [
                    handoff="This thread was forked from thread thr_1 …"),
     ev.HookRanEvent(event="pre_tool", command="./guard.sh", exit_code=2, duration_s=0.1, output_tail="no",
                     timed_out=False, vetoed=True, tool="shell", call_id="c1"),
+    ev.WaitStartedEvent(call_id="call_1", until="test -f ready", interval_s=30.0, timeout_s=600.0, started_at=1.0,
+                        deadline=601.0, note=""),
+    ev.WaitEndedEvent(call_id="call_1", reason="done", probes=3, exit_code=0, waited_s=61.5),
 ]
 
 

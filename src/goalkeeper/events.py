@@ -736,6 +736,42 @@ class HookRanEvent(_Frozen):
     call_id: str | None = None
 
 
+WaitEnd = Literal["done", "timeout", "paused", "cleared", "interrupted", "time_budget", "refused"]
+"""Why a wait ended: its command exited 0, its deadline passed, a person paused or cleared the goal, Ctrl-C or
+SIGTERM reached the harness, the goal's time budget ran out, or the approval rules refused its command."""
+
+
+class WaitStartedEvent(_Frozen):
+    """A `wait` call began: the command probed, how often, and the wall-clock deadline a restarted run keeps."""
+
+    kind: Literal["wait_started"] = "wait_started"
+    actor: EventActor | None = "harness"
+    call_id: str
+    until: str
+    interval_s: float
+    timeout_s: float
+    """The timeout in force: the one asked for, cut to the goal's remaining time budget and the maximum."""
+    started_at: float
+    deadline: float
+    """Epoch seconds: after this the wait ends as a timeout (one probe still runs when a restart comes later)."""
+    note: str = ""
+    """How the asked interval or timeout was adjusted, told to the model with the result."""
+
+
+class WaitEndedEvent(_Frozen):
+    """A wait ended: why, after how many probes (those of the run that ended it: a restart counts afresh), and the
+    last probe's exit code (None when none finished)."""
+
+    kind: Literal["wait_ended"] = "wait_ended"
+    actor: EventActor | None = "harness"
+    call_id: str
+    reason: WaitEnd
+    probes: int
+    exit_code: int | None
+    waited_s: float
+    """Wall-clock seconds since the wait started (across restarts)."""
+
+
 Event = Annotated[
     GoalSetEvent | GoalClearedEvent | StatusChangedEvent | BudgetRaisedEvent | BudgetCappedEvent |
     BudgetExhaustedEvent | AttemptCountedEvent | NudgeEvent | ChecksRequestedEvent | TurnStartedEvent | TurnEndedEvent |
@@ -745,7 +781,8 @@ Event = Annotated[
     SandboxEvent | GoalBranchEvent | BaselineMirrorEvent | VerificationPinsEvent | VerificationSurfaceEvent |
     BaselineEvent | EvidenceEvent | ChatMessageEvent | ChatResponseEvent | ChatToolResultEvent | SideEvent |
     PlanEvent | DraftEvent | DistilledEvent | RestatedEvent | ImplementsEvent | NotifyAttemptEvent |
-    EngineStartedEvent | ReportPushedEvent | ForkedEvent | InstructionsLoadedEvent | HookRanEvent,
+    EngineStartedEvent | ReportPushedEvent | ForkedEvent | InstructionsLoadedEvent | HookRanEvent |
+    WaitStartedEvent | WaitEndedEvent,
     Field(discriminator="kind"),
 ]
 """Any event of a thread's log."""

@@ -23,7 +23,7 @@ from goalkeeper.context.instructions import instruction_lines
 from goalkeeper.core.lifecycle import status_label
 from goalkeeper.core.safe_text import neutralise
 from goalkeeper.errors import GoalkeeperError
-from goalkeeper.goals.views import GoalSummary
+from goalkeeper.goals.views import GoalSummary, Waiting
 from goalkeeper.render.terminal import Inert, event_line
 from goalkeeper.spec.contract import format_duration
 from goalkeeper.verify.observed import summary_lines
@@ -135,6 +135,8 @@ def show_summary(summary: GoalSummary) -> None:
     out.print(styled("  status:    ", (status, style), f"  · runner {summary.runner}" if summary.runner else ""))
     for line in review_lines(summary.review_point):
         out.print(Text(f"  {line}"))
+    if summary.waiting:
+        show_waiting(summary.waiting, running=summary.runner is not None)
     if summary.verified:
         out.print(f"  checks:    {summary.checks_passing}/{summary.checks_total} passing")
     budget = f" / {summary.tokens_budget:,}" if summary.tokens_budget else ""
@@ -163,6 +165,15 @@ def show_summary(summary: GoalSummary) -> None:
         out.print(f"  last checkpoint (turn {checkpoint.turn}): {note.get('done') or '(no note)'}")
         if note.get("next"):
             out.print(f"    next: {note['next']}")
+
+
+def show_waiting(waiting: Waiting, running: bool) -> None:
+    """The wait a goal is in: what is probed, how often, when it ends at the latest, and who carries it on."""
+    out.print(styled("  waiting:   ", (f"until `{waiting.until}` exits 0", "cyan")))
+    left = waiting.deadline - time.time()
+    ends = f"ends within {format_duration(left)}" if left > 0 else "its deadline has passed (one last probe)"
+    carried = "" if running else "; no runner: `gk run` carries the wait on"
+    out.print(f"             probed every {format_duration(waiting.interval_s)}, {ends}{carried}")
 
 
 def show_evidence(summary: GoalSummary) -> None:

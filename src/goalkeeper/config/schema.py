@@ -55,6 +55,8 @@ class RunTable(_Table):
     """Default timeout of one shell tool call, in seconds."""
     wrap_up_cap_tokens: int | None = Field(None, ge=0)
     """Tokens the budget wrap-up turn may spend on top of an exhausted budget."""
+    wait_min_interval_s: float | None = Field(None, ge=0.1)
+    """The shortest interval between two probes of the `wait` tool, in seconds (default 5)."""
 
 
 def one_of(value: object, kind: Any) -> object:
@@ -268,6 +270,7 @@ EXAMPLES = {
     "project_doc_max_bytes": "project_doc_max_bytes = 32768 (bytes, at most 1048576; 0 reads no AGENTS.md)",
     "shell_timeout_s": "shell_timeout_s = 120",
     "wrap_up_cap_tokens": "wrap_up_cap_tokens = 32000",
+    "wait_min_interval_s": "wait_min_interval_s = 5 (seconds, at least 0.1)",
     "approval_policy": 'approval_policy = "on-request" (or "untrusted", "never")',
     "rules": '[[rules]] tables with match = "git push*" and action = "deny"',
     "match": 'match = "git push*"',

@@ -37,6 +37,8 @@ from goalkeeper.events import (
     TurnStartedEvent,
     VerificationPinsEvent,
     VerificationSurfaceEvent,
+    WaitEndedEvent,
+    WaitStartedEvent,
 )
 from goalkeeper.models.base import ToolCall
 from goalkeeper.spec.contract import Contract
@@ -80,6 +82,8 @@ class OpenTurn:
     """The newest `checkpoint` tool call's note."""
     tokens: int = 0
     """Charged tokens of its responses."""
+    waiting: WaitStartedEvent | None = None
+    """A wait that started and has neither ended nor a result: a resume carries it on (run/waiting.py)."""
 
     def apply(self, event: Event) -> None:
         """Fold one event of this turn in."""
@@ -103,11 +107,17 @@ class OpenTurn:
                     self.shell_arguments.append(arguments)
             case ToolResultEvent():
                 self._result(event)
+            case WaitStartedEvent():
+                self.waiting = event
+            case WaitEndedEvent():
+                self.waiting = None
 
     def _result(self, event: ToolResultEvent) -> None:
         if event.signal:
             self.signal = event.data
         self.unanswered = [c for c in self.unanswered if c.id != event.call_id]
+        if self.waiting is not None and self.waiting.call_id == event.call_id:
+            self.waiting = None
         self.files_touched.update(event.files_touched)
         if event.name == "checkpoint":
             self.note = event.data.get("note", self.note)

@@ -1,10 +1,11 @@
 """A goal's digest: what its summary shows, folded event by event, and its JSON form.
 
 The newest evidence, the baseline, the last checkpoint, the checklist items marked done, the pinned files, the
-surfaces, the metric trend, the goal a PRD implementation came from and the project instructions read. The
-store keeps one digest per goal, brought up to date in the transaction that commits the goal's events, so
-`gk status`, `gk threads` and `GET /threads` read one row per goal instead of replaying its events. The
-runner's GoalFacts (context/replay.py) folds these through a GoalDigest too, so the two never disagree.
+surfaces, the metric trend, the goal a PRD implementation came from, the project instructions read, the newest
+review point and the wait the goal is in. The store keeps one digest per goal, brought up to date in the
+transaction that commits the goal's events, so `gk status`, `gk threads` and `GET /threads` read one row per goal
+instead of replaying its events. The runner's GoalFacts (context/replay.py) folds these through a GoalDigest too,
+so the two never disagree.
 
 Pure: typed events in, a JSON-ready dict out (and back).
 """
@@ -24,15 +25,18 @@ from goalkeeper.events import (
     ImplementsEvent,
     InstructionsLoadedEvent,
     StatusChangedEvent,
+    TurnStartedEvent,
     VerificationPinsEvent,
     VerificationSurfaceEvent,
+    WaitEndedEvent,
+    WaitStartedEvent,
     parse_event,
     payload_of,
 )
 
 DIGEST_KINDS: frozenset[str] = frozenset(kind.model_fields["kind"].default for kind in (
     BaselineEvent, EvidenceEvent, CheckpointEvent, VerificationPinsEvent, VerificationSurfaceEvent, ImplementsEvent,
-    InstructionsLoadedEvent, StatusChangedEvent))
+    InstructionsLoadedEvent, StatusChangedEvent, WaitStartedEvent, WaitEndedEvent, TurnStartedEvent))
 """The kinds of event a digest reads; a commit of none of them leaves the stored digest as it was."""
 
 
@@ -67,6 +71,8 @@ class GoalDigest:
     one and the commit they count from, the model's note."""
     instructions: list[dict[str, Any]] = field(default_factory=list)
     """The project instruction files found for the goal (InstructionFile's fields each), in the order read."""
+    waiting: WaitStartedEvent | None = None
+    """The wait the goal is in: started, not yet ended (a new turn ends any wait its old one left open)."""
 
     def apply(self, event: Event) -> None:
         """Fold one event in; an event of a kind outside DIGEST_KINDS changes nothing."""
@@ -92,6 +98,10 @@ class GoalDigest:
                 self.review_point = payload_of(event)
             case InstructionsLoadedEvent():
                 self.instructions = [item.model_dump(mode="json") for item in event.files]
+            case WaitStartedEvent():
+                self.waiting = event
+            case WaitEndedEvent() | TurnStartedEvent():
+                self.waiting = None
 
     def to_json(self) -> dict[str, Any]:
         """The digest as the store keeps it."""
@@ -100,21 +110,23 @@ class GoalDigest:
                 "checklist_done": sorted(self.checklist_done), "pinned": self.pinned,
                 "run_surface": self.run_surface, "observed_surface": self.observed_surface,
                 "metric_trend": self.metric_trend, "implements": self.implements, "review_point": self.review_point,
-                "instructions": self.instructions}
+                "instructions": self.instructions, "waiting": _event_json(self.waiting)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> GoalDigest:
         """A digest as `to_json` wrote it."""
         baseline, checkpoint = _event_of(data["baseline"]), _event_of(data["last_checkpoint"])
+        waiting = _event_of(data.get("waiting"))  # rows written before waits were digested have no key: no wait
         assert baseline is None or isinstance(baseline, BaselineEvent)
         assert checkpoint is None or isinstance(checkpoint, CheckpointEvent)
+        assert waiting is None or isinstance(waiting, WaitStartedEvent)
         return cls(evidence=[Evidence.model_validate(e) for e in data["evidence"]], baseline=baseline,
                    last_checkpoint=checkpoint, checklist_done=set(data["checklist_done"]),
                    pinned=list(data["pinned"]), run_surface=data["run_surface"],
                    observed_surface=data["observed_surface"], metric_trend=list(data["metric_trend"]),
                    implements=data["implements"], review_point=data.get("review_point"),
                    # Rows written before instructions were read have no key: those goals read none.
-                   instructions=list(data.get("instructions") or []))
+                   instructions=list(data.get("instructions") or []), waiting=waiting)
 
 
 def digest_of(events: Iterable[Event]) -> GoalDigest:

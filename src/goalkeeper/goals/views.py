@@ -13,10 +13,30 @@ from pydantic import BaseModel, ConfigDict, Field
 from goalkeeper.core.digest import GoalDigest
 from goalkeeper.core.lifecycle import status_label
 from goalkeeper.core.outcomes import GoalState
-from goalkeeper.events import BaselineEvent, CheckpointEvent, Event, Evidence, EvidenceEvent, payload_of
+from goalkeeper.events import (
+    BaselineEvent,
+    CheckpointEvent,
+    Event,
+    Evidence,
+    EvidenceEvent,
+    WaitStartedEvent,
+    payload_of,
+)
 from goalkeeper.spec.contract import Contract, format_duration
 from goalkeeper.store import EventRecord, Goal, Store, lease_is_live
 from goalkeeper.workspace.goal import best_and_green, measured_checkpoints
+
+
+class Waiting(BaseModel):
+    """The wait a pursuing goal is in (the `wait` tool): no model request is made until it ends."""
+
+    model_config = ConfigDict(frozen=True)
+
+    until: str
+    """The command probed; the wait is over when it exits 0."""
+    interval_s: float
+    deadline: float
+    """Epoch seconds: the wait ends by then at the latest."""
 
 
 class GoalFigures(BaseModel):
@@ -40,6 +60,8 @@ class GoalFigures(BaseModel):
     time_budget_s: float | None
     turns: int
     turns_budget: int | None
+    waiting: Waiting | None = None
+    """The wait the goal is in while it is pursuing (shown as `waiting`); None when it is not waiting."""
 
 
 class GoalSummary(GoalFigures):
@@ -74,14 +96,16 @@ class GoalSummary(GoalFigures):
         data["evidence"] = [e.model_dump() for e in self.evidence]
         data["baseline"] = [e.model_dump() for e in self.baseline]
         data["last_checkpoint"] = payload_of(self.last_checkpoint) if self.last_checkpoint else None
+        data["waiting"] = self.waiting.model_dump() if self.waiting else None
         return data
 
     def status_line(self) -> str:
-        """One line, e.g. `pursuing · 3/4 checks · 40,000/50,000 tok · $0.42 · 12m · turn 7`."""
+        """One line, e.g. `pursuing · 3/4 checks · 40,000/50,000 tok · $0.42 · 12m · turn 7` (`waiting` for
+        pursuing while the goal waits)."""
         tokens = f"{self.tokens_used:,}" + (f"/{self.tokens_budget:,}" if self.tokens_budget else "") + " tok"
         checks = f"{self.checks_passing}/{self.checks_total} checks" if self.verified else "unverified"
         label = status_label(self.status, self.verified)
-        status = label if self.status == "pursuing" else f"{label} ({self.reason})"
+        status = "waiting" if self.waiting else label if self.status == "pursuing" else f"{label} ({self.reason})"
         return " · ".join([status, checks, tokens, f"${self.usd_used:.2f}", format_duration(self.elapsed_s),
                            f"turn {self.turns}"])
 
@@ -135,4 +159,10 @@ def summarize(store: Store, goal: Goal, digest: GoalDigest | None = None) -> Goa
         review_point=facts.review_point if state.status == "paused" and state.reason.value.startswith("review_")
         else None,
         instructions=facts.instructions,
+        waiting=_waiting(facts.waiting) if state.status == "pursuing" else None,
     )
+
+
+def _waiting(started: WaitStartedEvent | None) -> Waiting | None:
+    return None if started is None else Waiting(until=started.until, interval_s=started.interval_s,
+                                                deadline=started.deadline)

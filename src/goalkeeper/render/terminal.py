@@ -74,6 +74,10 @@ def event_line(record: EventRecord) -> str | None:
             return f"  forked from {parent} at {commit[:12]} (branch {branch})"
         case ev.ProviderRetryEvent(attempt=attempt, delay_s=delay_s, error=error):
             return f"  provider retry {attempt} in {delay_s}s: {error}"
+        case ev.WaitStartedEvent(until=until, interval_s=interval_s, timeout_s=timeout_s):
+            return f"  wait: until `{until[:100]}` exits 0, every {interval_s:g}s for at most {timeout_s:g}s"
+        case ev.WaitEndedEvent(reason=reason, probes=probes, waited_s=waited_s):
+            return f"  wait ended ({reason}) after {waited_s:.1f}s, {probes} probe{'s' if probes != 1 else ''}"
         case ev.SideEvent(question=question, answer=answer):
             return f"  side question: {question[:80]} → {answer.strip()[:80]}"
         case ev.HookRanEvent() as hook:

@@ -35,9 +35,11 @@ from goalkeeper.run.goal_run import GoalRun
 from goalkeeper.run.hooks import hooked_call
 from goalkeeper.run.review import review_point
 from goalkeeper.run.sampling import request_due, sample
+from goalkeeper.run.waiting import wait_call
 from goalkeeper.tools.base import ToolResult
 from goalkeeper.tools.registry import GOAL_TOOL_NAMES, ToolRegistry
 from goalkeeper.tools.shell_call import command_of
+from goalkeeper.tools.wait import WaitTool
 from goalkeeper.workspace.goal import commit_turn
 
 #: Tools that can change the working tree.
@@ -93,7 +95,9 @@ async def _answer_open_calls(run: GoalRun, tools: ToolRegistry) -> Action:
         if _signal_of(run) is not None:
             run.record([_result_event(call, ToolResult("skipped: the turn ended with update_goal", ok=False))])
             continue
-        if call.id in turn.intended:
+        # A wait a crash left open is carried on (same deadline): waiting again costs no model request.
+        resumed = turn.waiting if turn.waiting is not None and turn.waiting.call_id == call.id else None
+        if call.id in turn.intended and resumed is None:
             # Started before a crash and never finished: tell the model instead of running it twice.
             skipped = ToolResult(f"{INTERRUPTED}: the harness stopped while this call ran; it may have partly run. "
                                  "Inspect the workspace before repeating it.", ok=False, interrupted="crash")
@@ -102,8 +106,11 @@ async def _answer_open_calls(run: GoalRun, tools: ToolRegistry) -> Action:
         if (control := run.poll_controls()) is not None:
             return control
         run.before("tool")  # before the intent: a step that stops here has started nothing
-        run.record([ToolIntentEvent(call_id=call.id, name=call.name, arguments=call.arguments)])
-        result = await hooked_call(run, call, tools)  # between its pre_tool and post_tool hooks
+        if resumed is None:
+            run.record([ToolIntentEvent(call_id=call.id, name=call.name, arguments=call.arguments)])
+        # A wait probes through the registry itself; any other call runs between its pre_tool and post_tool hooks.
+        result = await (wait_call(run, call, tools, resumed) if call.name == WaitTool.name
+                        else hooked_call(run, call, tools))
         # A pause, Ctrl-C or clear that cut the call short is applied before the step is judged.
         control = run.poll_controls() if result.interrupted is not None else None
         tree = await run.tree_hash() if tree_due(run.state) else None

@@ -34,7 +34,7 @@ from goalkeeper.sessions.side import fork_history
 from goalkeeper.spec.settings import ModelSettings
 from goalkeeper.store import EventRecord, Store
 from goalkeeper.tools.base import ToolResult
-from goalkeeper.tools.registry import GOAL_TOOL_NAMES, Approver, ToolRegistry, default_registry
+from goalkeeper.tools.registry import GOAL_TOOL_NAMES, RUNNER_TOOL_NAMES, Approver, ToolRegistry, default_registry
 
 CHAT_EVENTS: list[type[Event]] = [ChatMessageEvent, ChatResponseEvent, ChatToolResultEvent]
 """The events a chat is stored as (with no goal id)."""
@@ -55,8 +55,8 @@ class ChatReply:
 
 
 def chat_tools(config: Config, approver: Approver | None) -> ToolRegistry:
-    """Every tool a goal turn has but the goal tools, under the config's rules and approval policy."""
-    return default_registry().without(GOAL_TOOL_NAMES).with_approvals(
+    """Every tool a goal turn has but the goal tools and `wait`, under the config's rules and approval policy."""
+    return default_registry().without((*GOAL_TOOL_NAMES, *RUNNER_TOOL_NAMES)).with_approvals(
         rules=config.rules, approval_policy=config.approval_policy, approver=approver)
 
 

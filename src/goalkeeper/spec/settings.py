@@ -108,6 +108,8 @@ class RunSettings(BaseModel):
     """How often a runner renews its lease."""
     control_poll_s: float = 0.2
     """How often a pause or clear is looked for while a model request is in flight."""
+    wait_min_interval_s: float = 5.0
+    """The shortest interval between two probes of a `wait` (a shorter one asked for is raised to it)."""
 
     @model_validator(mode="before")
     @classmethod

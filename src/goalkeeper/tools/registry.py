@@ -1,9 +1,10 @@
 """The tool registry: which tools a turn may use, how one call is dispatched, and the approval of shell commands.
 
 Dispatch turns every model mistake (unknown tool, bad JSON) into a tool error the model can read. A
-`shell` call is judged by sandbox/rules.py first; a denial is a tool error too, and the goal continues.
-An "ask" goes to the person through the `Approver`; an approval they ask to remember becomes an allow
-rule of this registry at once (`remembered`), which only ever turns a later ask into an allow.
+`shell` call (and a `wait`'s `until` command) is judged by sandbox/rules.py first; a denial is a tool error
+too, and the goal continues. An "ask" goes to the person through the `Approver`; an approval they ask to
+remember becomes an allow rule of this registry at once (`remembered`), which only ever turns a later ask
+into an allow.
 """
 
 from __future__ import annotations
@@ -24,18 +25,22 @@ from goalkeeper.sandbox.rules import (
     command_prefix,
     decide_command,
 )
-from goalkeeper.tools.base import ArgumentError, CommandApproval, Tool, ToolContext, ToolResult
+from goalkeeper.tools.base import ArgumentError, CommandApproval, Tool, ToolArgs, ToolContext, ToolResult
 from goalkeeper.tools.files import ReadFileTool, WriteFileTool
 from goalkeeper.tools.goal import Checkpoint, GetGoal, UpdateGoal
 from goalkeeper.tools.patch import ApplyPatchTool
 from goalkeeper.tools.read_output import ReadOutputTool
 from goalkeeper.tools.search import SearchTool
 from goalkeeper.tools.shell import ShellArgs, ShellTool
+from goalkeeper.tools.wait import WaitArgs, WaitTool
 
 GOAL_TOOL_NAMES = ("get_goal", "update_goal", "checkpoint")
 
 READ_ONLY_TOOL_NAMES = ("read_file", "search", "read_output", "get_goal")
 """Tools that cannot change the workspace or the goal: all a side question or a planning turn gets."""
+
+RUNNER_TOOL_NAMES = ("wait",)
+"""Tools only a goal's runner carries out whole (a wait is durable across restarts): never in a chat."""
 
 
 
@@ -110,6 +115,13 @@ class ToolRegistry:
 
     async def execute(self, call: ToolCall, context: ToolContext) -> ToolResult:
         """Run one call. Unknown tools, malformed arguments and denied commands come back as tool errors."""
+        parsed = self.parse(call)
+        if isinstance(parsed, ToolResult):
+            return parsed
+        return await self.run(*parsed, context)
+
+    def parse(self, call: ToolCall) -> tuple[Tool[Any], ToolArgs] | ToolResult:
+        """The call's tool and its validated arguments, or the tool error that says what to fix."""
         tool = self.tools.get(call.name)
         if tool is None:
             return ToolResult(f"unknown tool `{call.name}`; available: {', '.join(self.tools)}", ok=False)
@@ -122,16 +134,20 @@ class ToolRegistry:
         if not isinstance(arguments, dict):
             return ToolResult(f"{call.name}: arguments must be a JSON object", ok=False)
         try:
-            args = tool.parse(arguments)
+            return tool, tool.parse(arguments)
         except ArgumentError as error:
             return ToolResult(str(error), ok=False)
-        if not isinstance(args, ShellArgs) or not args.command.strip():
-            return await tool.run(args, context)  # the shell tool refuses an empty command itself
-        return await self._run_approved(tool, args, context)
 
-    async def _run_approved(self, tool: Tool[Any], args: ShellArgs, context: ToolContext) -> ToolResult:
+    async def run(self, tool: Tool[Any], args: ToolArgs, context: ToolContext) -> ToolResult:
+        """Run a parsed call; the command it would run (a shell command, a wait's `until`) is judged first."""
+        command = _command_of(args)
+        if command is None or not command.strip():
+            return await tool.run(args, context)  # the shell tool refuses an empty command itself
+        return await self._run_approved(tool, args, command, context)
+
+    async def _run_approved(self, tool: Tool[Any], args: ToolArgs, command: str,
+                            context: ToolContext) -> ToolResult:
         """Judge the command, ask when the rules say so and someone can answer, then run it or refuse it."""
-        command = args.command
         decision, asked, remembered = self._judge(command, context.headless), False, False
         if decision.action == "ask":
             if self.approver is None:
@@ -172,6 +188,15 @@ class ToolRegistry:
         return decide_command(command, self.rules, self.approval_policy, self.goal_branch, headless)
 
 
+def _command_of(args: ToolArgs) -> str | None:
+    """The shell command a call would run, which the approval rules judge: the shell's, or a wait's `until`."""
+    if isinstance(args, ShellArgs):
+        return args.command
+    if isinstance(args, WaitArgs):
+        return args.until
+    return None
+
+
 def _answered(decision: CommandDecision, answer: Approval) -> CommandDecision:
     """The ask's decision once the person has answered it."""
     if answer.approved:
@@ -183,4 +208,4 @@ def _answered(decision: CommandDecision, answer: Approval) -> CommandDecision:
 def default_registry() -> ToolRegistry:
     """Every tool a goal turn may use."""
     return ToolRegistry([ShellTool(), ReadFileTool(), WriteFileTool(), ApplyPatchTool(), SearchTool(),
-                         ReadOutputTool(), GetGoal(), UpdateGoal(), Checkpoint()])
+                         ReadOutputTool(), GetGoal(), UpdateGoal(), Checkpoint(), WaitTool()])

@@ -51,6 +51,12 @@ def _tokens(summary: GoalSummary, with_budget: bool = True) -> str:
     return f"{used} tok"
 
 
+def _cut(command: str, limit: int = 40) -> str:
+    """A command short enough for the status line: its first line, cut with an ellipsis."""
+    line = command.strip().splitlines()[0] if command.strip() else ""
+    return line if len(line) <= limit else line[:limit - 1] + "…"
+
+
 def _reason(summary: GoalSummary) -> str:
     return summary.reason.replace("_", " ")
 
@@ -66,7 +72,8 @@ def status_text(summary: GoalSummary | None, *, pausing: bool = False, starting:
     elapsed = compact_duration(summary.elapsed_s)
     match summary.status:
         case "pursuing":
-            parts = ["Pursuing goal", _checks(summary), _tokens(summary), f"${summary.usd_used:.2f}", elapsed]
+            doing = f"Waiting for `{_cut(summary.waiting.until)}`" if summary.waiting else "Pursuing goal"
+            parts = [doing, _checks(summary), _tokens(summary), f"${summary.usd_used:.2f}", elapsed]
             if pausing:
                 parts.append("pausing after the current step…")
             elif starting:

@@ -14,11 +14,14 @@ const STATUS_WORDS = {
 export function statusBadge(goal) {
   if (!goal) return html`<span class="badge badge-none">no goal</span>`;
   // An achieved goal with no checks says so: only the model's audit ended it.
+  // A pursuing goal in a `wait` shows `waiting`: no model request is made until its command exits 0.
+  const waiting = goal.status === "pursuing" && goal.waiting ? goal.waiting : null;
   const word = goal.status === "achieved" && goal.verified === false
-    ? "achieved (unverified)" : STATUS_WORDS[goal.status] ?? goal.status;
+    ? "achieved (unverified)" : waiting ? "waiting" : STATUS_WORDS[goal.status] ?? goal.status;
   const reason = goal.reason_text || (goal.reason && goal.reason !== "none" ? goal.reason : "");
-  return html`<span class="badge badge-${goal.status}" data-status="${goal.status}"
-    title="${reason ? `${word} (${reason.replaceAll("_", " ")})` : word}">${word}</span>`;
+  const title = waiting ? `waiting until \`${waiting.until}\` exits 0`
+    : reason ? `${word} (${reason.replaceAll("_", " ")})` : word;
+  return html`<span class="badge badge-${goal.status}" data-status="${goal.status}" title="${title}">${word}</span>`;
 }
 
 /** Checks passing as a progress bar, or an "unverified" label for a goal with no checks. */
