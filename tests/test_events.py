@@ -82,6 +82,12 @@ EXAMPLES: list[Any] = [
     ev.ReportPushedEvent(remote="/srv/repo.git", ref="refs/goalkeeper/reports/goal_1", commit="c", status="achieved"),
     ev.BudgetCappedEvent(reason="budget_tokens", tokens=1200, usd=None, time_s=None),
     ev.ControlRequestEvent(action="cap", actor="harness", cap="tokens"),
+    ev.SubagentStartedEvent(child_thread_id="thr_c", parent_thread_id="thr_p", parent_goal_id="goal_1",
+                            call_id="call_1", depth=1, task="fix docs", paths=["docs/"], tools=["read_file"]),
+    ev.SubagentUsageEvent(child_thread_id="thr_c", usage=USAGE, usd=0.001),
+    ev.SubagentEndedEvent(child_thread_id="thr_c", status="done", summary="fixed",
+                          files_changed=[{"path": "docs/a.md", "added": 1, "removed": 0}], requests=2,
+                          charged_tokens=11, usd=0.001),
 ]
 
 

@@ -153,6 +153,15 @@ class SandboxTable(_Table):
     """Path globs masked in the workspace and in $HOME, like `.env*` and `.ssh/`."""
 
 
+class AgentsTable(_Table):
+    """The `[agents]` table: the bounds on child agents a goal starts with `spawn_agent` (Codex's keys)."""
+
+    max_threads: int | None = Field(None, ge=0)
+    """Children running at once across a goal (default 3); 0 turns spawn_agent off."""
+    max_depth: int | None = Field(None, ge=1)
+    """How deep children nest (default 1: children cannot spawn their own)."""
+
+
 class ConfigFile(Profile):
     """One config.toml, user or project."""
 
@@ -170,6 +179,8 @@ class ConfigFile(Profile):
     """How long a finished run waits for notifications still being delivered (default 10 s)."""
     sandbox: SandboxTable | None = None
     """What the sandbox hides besides the built-in secrets; every layer's entries add up."""
+    agents: AgentsTable | None = None
+    """`[agents]`: how many child agents a goal may run at once, and how deep they nest."""
 
 
 BUILTIN_PROVIDERS: dict[str, dict[str, Any]] = {
@@ -234,6 +245,9 @@ EXAMPLES = {
     "sandbox": '[sandbox] with secret_env = ["*_CREDS"] and secret_paths = ["secrets/"]',
     "secret_env": 'secret_env = ["DATABASE_URL", "*_CREDS"] (variable name globs)',
     "secret_paths": 'secret_paths = ["secrets/", "*.key"] (path globs)',
+    "agents": "[agents] with max_threads = 3 and max_depth = 1",
+    "max_threads": "max_threads = 3 (children at once; 0 turns spawn_agent off)",
+    "max_depth": "max_depth = 1 (children cannot spawn their own)",
 }
 """What to write, by key, for error messages."""
 

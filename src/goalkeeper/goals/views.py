@@ -13,7 +13,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from goalkeeper.core.digest import GoalDigest
 from goalkeeper.core.lifecycle import status_label
 from goalkeeper.core.outcomes import GoalState
-from goalkeeper.events import BaselineEvent, CheckpointEvent, Event, Evidence, EvidenceEvent, payload_of
+from goalkeeper.events import (
+    BaselineEvent,
+    CheckpointEvent,
+    Event,
+    Evidence,
+    EvidenceEvent,
+    SubagentEndedEvent,
+    SubagentStartedEvent,
+    payload_of,
+)
 from goalkeeper.spec.contract import Contract, format_duration
 from goalkeeper.store import EventRecord, Goal, Store, lease_is_live
 from goalkeeper.workspace.goal import best_and_green, measured_checkpoints
@@ -42,6 +51,29 @@ class GoalFigures(BaseModel):
     turns_budget: int | None
 
 
+class ChildAgent(BaseModel):
+    """One child agent a goal's model started (`spawn_agent`), as `gk status`, the TUI and the dashboard list it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    thread_id: str
+    depth: int
+    task: str
+    paths: list[str]
+    status: str
+    """running, done, stopped or failed; `unfinished` when the run that started it ended first (a crash)."""
+    summary: str = ""
+    files_changed: int = 0
+    charged_tokens: int = 0
+    """Tokens charged to the goal for its requests (already inside the goal's own totals)."""
+
+    def line(self) -> str:
+        """One line: `thr_1a2b… done · 2 files · 1,234 tok · docs/: fix the API docs`."""
+        paths = ", ".join(path.lstrip("/") for path in self.paths)
+        return (f"{self.thread_id} {self.status} · {self.files_changed} file(s) · {self.charged_tokens:,} tok · "
+                f"{paths}: {self.task.strip().splitlines()[0][:60] if self.task.strip() else ''}")
+
+
 class GoalSummary(GoalFigures):
     """Everything `gk goal` and `gk status` show."""
 
@@ -62,6 +94,8 @@ class GoalSummary(GoalFigures):
     notable paths, and whether it was observed or only inferred."""
     checklist: list[dict[str, Any]] = Field(default_factory=list)
     """The contract's checklist: each item's number, text and whether a checkpoint marked it done."""
+    children: list[ChildAgent] = Field(default_factory=list)
+    """The child agents its model started, oldest first."""
 
     def as_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -69,6 +103,7 @@ class GoalSummary(GoalFigures):
         data["evidence"] = [e.model_dump() for e in self.evidence]
         data["baseline"] = [e.model_dump() for e in self.baseline]
         data["last_checkpoint"] = payload_of(self.last_checkpoint) if self.last_checkpoint else None
+        data["children"] = [child.model_dump() for child in self.children]
         return data
 
     def status_line(self) -> str:
@@ -127,4 +162,22 @@ def summarize(store: Store, goal: Goal, digest: GoalDigest | None = None) -> Goa
         runner=runner, evidence=facts.evidence, baseline=list(baseline.evidence) if baseline else [],
         keep_green_dropped=list(baseline.keep_green_dropped) if baseline else [], pinned=facts.pinned,
         surface=facts.run_surface, observed_surface=facts.observed_surface, checklist=checklist(contract, facts),
+        children=child_agents(store, goal, running=runner is not None),
     )
+
+
+def child_agents(store: Store, goal: Goal, running: bool) -> list[ChildAgent]:
+    """The goal's child agents from its `subagent_started` and `subagent_ended` events; one with no end is
+    running while a runner holds the goal, else unfinished."""
+    children: dict[str, ChildAgent] = {}
+    for record in goal_events(store, goal, [SubagentStartedEvent, SubagentEndedEvent]):
+        match record.event:
+            case SubagentStartedEvent() as started:
+                children[started.child_thread_id] = ChildAgent(
+                    thread_id=started.child_thread_id, depth=started.depth, task=started.task, paths=started.paths,
+                    status="running" if running else "unfinished")
+            case SubagentEndedEvent() as ended if ended.child_thread_id in children:
+                children[ended.child_thread_id] = children[ended.child_thread_id].model_copy(update={
+                    "status": ended.status, "summary": ended.summary, "files_changed": len(ended.files_changed),
+                    "charged_tokens": ended.charged_tokens})
+    return list(children.values())

@@ -70,4 +70,8 @@ def event_line(record: EventRecord) -> str | None:
             return f"  provider retry {attempt} in {delay_s}s: {error}"
         case ev.SideEvent(question=question, answer=answer):
             return f"  side question: {question[:80]} → {answer.strip()[:80]}"
+        case ev.SubagentStartedEvent(child_thread_id=child, task=task, paths=paths):
+            return f"  child {child} started: {task.strip()[:80]} (writes {', '.join(paths)})"
+        case ev.SubagentEndedEvent(child_thread_id=child, status=status, summary=summary, files_changed=files):
+            return f"  child {child} {status}, {len(files)} file(s) changed: {summary.strip()[:80]}"
     return None

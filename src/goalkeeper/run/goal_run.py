@@ -54,7 +54,8 @@ from goalkeeper.sandbox.policy import SandboxPolicy
 from goalkeeper.spec.contract import Contract
 from goalkeeper.spec.settings import GoalSettings, Price
 from goalkeeper.store import EventRecord, Goal, Store
-from goalkeeper.tools.registry import Approver, ToolRegistry, default_registry
+from goalkeeper.tools.agents import AgentPool
+from goalkeeper.tools.registry import Approver, ToolRegistry, goal_registry
 from goalkeeper.verify.cleanroom import Baseline, baseline_of
 from goalkeeper.workspace.goal import measured_trees
 from goalkeeper.workspace.tree import tree_hash
@@ -129,6 +130,8 @@ class GoalRun:
     """Ends the run before an effect (the Temporal engine's one step per activity); None runs on."""
     prepared: bool = False
     """`prepare` has run for this value (a run kept open across steps does not prepare again)."""
+    agents: AgentPool = field(default_factory=AgentPool)
+    """The child agents (`spawn_agent`) running now."""
 
     @classmethod
     def open(cls, store: Store, goal: Goal, model: Model, workspace: Path, *,
@@ -146,7 +149,7 @@ class GoalRun:
         sandbox = SandboxPolicy(boundaries.sandbox, workspace, (*HARNESS_PROTECT, *boundaries.protect),
                                 tuple(boundaries.paths), network=boundaries.network)
         run = cls(store, goal, model, workspace, contract, settings, state, goal.version,
-                  default_registry().with_approvals(approver=approver),
+                  goal_registry(settings.run.agents.max_threads > 0).with_approvals(approver=approver),
                   Conversation(render("system"), contract_block(contract)), sandbox,
                   Config().command_env(os.environ, key_env(settings)), price, auto_compact_limit(stored),
                   on_event, on_text, approver, clock=(time.monotonic(), state.spent.time_s))

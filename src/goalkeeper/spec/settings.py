@@ -92,6 +92,17 @@ class ModelSettings(BaseModel):
         return data
 
 
+class AgentSettings(BaseModel):
+    """How many child agents (`spawn_agent`) a goal may run at once, and how deep they may nest."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_threads: int = Field(3, ge=0)
+    """Children running at once, across the whole goal (a call over it is refused); 0 turns spawn_agent off."""
+    max_depth: int = Field(1, ge=1)
+    """How deep children nest: 1 lets the goal's model spawn children, and children spawn none."""
+
+
 class RunSettings(BaseModel):
     """How the harness drives turns."""
 
@@ -108,6 +119,8 @@ class RunSettings(BaseModel):
     """How often a runner renews its lease."""
     control_poll_s: float = 0.2
     """How often a pause or clear is looked for while a model request is in flight."""
+    agents: AgentSettings = AgentSettings()
+    """`[agents]`: the bounds on child agents."""
 
     @model_validator(mode="before")
     @classmethod

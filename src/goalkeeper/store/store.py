@@ -68,14 +68,16 @@ class Store:
 
     # Threads
 
-    def create_thread(self, workspace: Path) -> ThreadRecord:
-        """Start a thread in `workspace` and make it the workspace's current thread."""
+    def create_thread(self, workspace: Path, *, current: bool = True) -> ThreadRecord:
+        """Start a thread in `workspace`; with `current`, make it the workspace's current thread (a child
+        agent's thread is not: the goal's stays current)."""
         thread = ThreadRecord(new_id("thr"), str(workspace.resolve()), time.time())
         with self._db.write() as conn:
             conn.execute("INSERT INTO threads (thread_id, workspace, created_at) VALUES (?, ?, ?)",
                          (thread.thread_id, thread.workspace, thread.created_at))
-            conn.execute("INSERT OR REPLACE INTO current_threads (workspace, thread_id) VALUES (?, ?)",
-                         (thread.workspace, thread.thread_id))
+            if current:
+                conn.execute("INSERT OR REPLACE INTO current_threads (workspace, thread_id) VALUES (?, ?)",
+                             (thread.workspace, thread.thread_id))
         return thread
 
     def current_thread(self, workspace: Path) -> ThreadRecord | None:

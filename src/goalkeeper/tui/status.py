@@ -67,6 +67,8 @@ def status_text(summary: GoalSummary | None, *, pausing: bool = False, starting:
     match summary.status:
         case "pursuing":
             parts = ["Pursuing goal", _checks(summary), _tokens(summary), f"${summary.usd_used:.2f}", elapsed]
+            if running := sum(child.status == "running" for child in summary.children):
+                parts.append(f"{running} child agent{'s' if running > 1 else ''} running")
             if pausing:
                 parts.append("pausing after the current step…")
             elif starting:

@@ -187,6 +187,8 @@ def summary_renderable(summary: GoalSummary, status_line: str) -> Group:
         fields.add_row("", Text(f"[{'x' if item['done'] else ' '}] {item['number']}. {item['item']}"))
     if summary.runner:
         fields.add_row("runner", Text(summary.runner))
+    for child in summary.children:
+        fields.add_row("child", Text(child.line()))
     label = "" if summary.verified else "  (unverified: no checks)"
     parts: list[RenderableType] = [Text.assemble(("Goal ", "bold"), summary.goal_id, (label, "yellow")),
                                    Padding(fields, (0, 0, 0, 2))]
