@@ -67,10 +67,11 @@ class Router:
         return dataclasses.replace(reply, usage=UsageReply(prompt_tokens=prompt, completion_tokens=completion))
 
 
-def goal_on(store: Store, workspace: Path, **agents: int) -> Goal:
+def goal_on(store: Store, workspace: Path, max_threads: int = 3) -> Goal:
     goal = new_goal(store, workspace, no_progress_turns=20)
+    agents = AgentSettings(max_threads=max_threads, max_depth=1)
     settings = GoalSettings(model=ModelSettings(model="test-model"),
-                            run=RunSettings(heartbeat_s=0.2, control_poll_s=0.05, agents=AgentSettings(**agents)))
+                            run=RunSettings(heartbeat_s=0.2, control_poll_s=0.05, agents=agents))
     store.commit(goal.goal_id, [], settings=settings)
     return store.get_goal_by_id(goal.goal_id)
 
@@ -91,6 +92,7 @@ def child_events(store: Store, goal: Goal, task: str) -> list[EventRecord]:
     return store.events(started.child_thread_id)
 
 
+@pytest.mark.slow  # a whole goal to achieved, its checks run twice
 def test_a_child_fixes_its_file_and_the_goal_is_charged_exactly_what_the_server_billed(tmp_path: Path) -> None:
     workspace = sample_repo(tmp_path)
     router = Router([calls(spawn("fix the discount", "cart.py")),
@@ -151,7 +153,7 @@ def test_children_are_bounded_by_max_threads_max_depth_and_disjoint_paths(tmp_pa
     router = Router([calls(*spawns), BLOCKED],
                     {"task a": deeper, "task b": child, "task ab": child, "task c": child, "task d": child})
     with ChatServer(reply_fn=router) as server, Store() as store:
-        goal = goal_on(store, workspace, max_threads=3, max_depth=1)
+        goal = goal_on(store, workspace, max_threads=3)
         run_on(server, store, goal, workspace)
         results = spawn_results(store, goal)
         nested = [payload_of(e.event) for e in child_events(store, goal, "task a") if e.event.kind == "tool_result"]
@@ -195,6 +197,7 @@ def test_a_child_path_outside_a_part_of_the_workspace_is_refused(tmp_path: Path,
 
 def test_agents_config_reaches_the_goal_settings_and_a_bad_value_names_its_key(goalkeeper_home: Path,
                                                                               git_repo: Path) -> None:
+    assert load_config(git_repo).run.agents.max_threads == 0  # asked for: no spawn_agent schema in every request
     (goalkeeper_home / "config.toml").write_text("[agents]\nmax_threads = 5\nmax_depth = 2\n")
     assert load_config(git_repo).run.agents == AgentSettings(max_threads=5, max_depth=2)
     (goalkeeper_home / "config.toml").write_text("[agents]\nmax_threads = -1\n")

@@ -157,7 +157,7 @@ class AgentsTable(_Table):
     """The `[agents]` table: the bounds on child agents a goal starts with `spawn_agent` (Codex's keys)."""
 
     max_threads: int | None = Field(None, ge=0)
-    """Children running at once across a goal (default 3); 0 turns spawn_agent off."""
+    """Children running at once across a goal; 0 (the default) offers no spawn_agent tool."""
     max_depth: int | None = Field(None, ge=1)
     """How deep children nest (default 1: children cannot spawn their own)."""
 

@@ -97,8 +97,9 @@ class AgentSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_threads: int = Field(3, ge=0)
-    """Children running at once, across the whole goal (a call over it is refused); 0 turns spawn_agent off."""
+    max_threads: int = Field(0, ge=0)
+    """Children running at once, across the whole goal (a call over it is refused). 0, the default, offers no
+    spawn_agent tool: its schema would weigh on every request of every goal, so children are asked for."""
     max_depth: int = Field(1, ge=1)
     """How deep children nest: 1 lets the goal's model spawn children, and children spawn none."""
 
