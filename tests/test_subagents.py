@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,7 @@ class Router:
     by the number of assistant messages the request carries; every request billed as it is reported."""
 
     def __init__(self, parent: list[Completion], children: dict[str, list[Completion]],
-                 on_child: dict[str, Any] | None = None) -> None:
+                 on_child: dict[str, Callable[[int], None]] | None = None) -> None:
         self.parent, self.children, self.on_child = parent, children, on_child or {}
         self.tokens = 0
         self.bodies: dict[str, list[dict[str, Any]]] = {"parent": []}
@@ -64,7 +65,9 @@ class Router:
         reply = script[min(answered, len(script) - 1)]
         prompt, completion = len(json.dumps(messages)) // 4, 7 + answered
         self.tokens += prompt + completion
-        return dataclasses.replace(reply, usage=UsageReply(prompt_tokens=prompt, completion_tokens=completion))
+        billed: Completion = dataclasses.replace(reply, usage=UsageReply(prompt_tokens=prompt,
+                                                                          completion_tokens=completion))
+        return billed
 
 
 def goal_on(store: Store, workspace: Path, max_threads: int = 3) -> Goal:

@@ -162,17 +162,19 @@ def summarize(store: Store, goal: Goal, digest: GoalDigest | None = None) -> Goa
         runner=runner, evidence=facts.evidence, baseline=list(baseline.evidence) if baseline else [],
         keep_green_dropped=list(baseline.keep_green_dropped) if baseline else [], pinned=facts.pinned,
         surface=facts.run_surface, observed_surface=facts.observed_surface, checklist=checklist(contract, facts),
-        children=child_agents(store, goal, running=runner is not None),
+        children=child_agents(store, goal, lease.acquired_at if lease and runner else None),
     )
 
 
-def child_agents(store: Store, goal: Goal, running: bool) -> list[ChildAgent]:
-    """The goal's child agents from its `subagent_started` and `subagent_ended` events; one with no end is
-    running while a runner holds the goal, else unfinished."""
+def child_agents(store: Store, goal: Goal, run_since: float | None) -> list[ChildAgent]:
+    """The goal's child agents from its `subagent_started` and `subagent_ended` events. One with no end is
+    running when the live runner (holding the goal since `run_since`) started it, else unfinished: the run that
+    started it ended first."""
     children: dict[str, ChildAgent] = {}
     for record in goal_events(store, goal, [SubagentStartedEvent, SubagentEndedEvent]):
         match record.event:
             case SubagentStartedEvent() as started:
+                running = run_since is not None and record.ts >= run_since
                 children[started.child_thread_id] = ChildAgent(
                     thread_id=started.child_thread_id, depth=started.depth, task=started.task, paths=started.paths,
                     status="running" if running else "unfinished")
