@@ -70,12 +70,12 @@ class Child:
 
 def spawner_of(run: GoalRun, context: ToolContext, depth: int, tools: Sequence[str]) -> Spawner | None:
     """`spawn_agent`'s callback for an agent at `depth` (0: the goal's own model) whose `tools` run in `context`;
-    None where `[agents]` allows it no children."""
+    None where `[agents]` allows it no children, or where no sandbox policy could hold a child to its paths."""
     agents = run.settings.run.agents
-    if agents.max_threads == 0 or depth >= agents.max_depth:
+    if agents.max_threads == 0 or depth >= agents.max_depth or context.sandbox is None:
         return None
     offered = [name for name in tools if name not in GOAL_TOOL_NAMES]
-    if context.sandbox is not None and context.sandbox.mode == "danger-full-access":
+    if context.sandbox.mode == "danger-full-access":
         offered = [name for name in offered if name != "shell"]  # nothing would hold a child's shell to its paths
 
     async def spawn(request: ChildRequest) -> ToolResult:
@@ -124,8 +124,9 @@ async def _open(run: GoalRun, context: ToolContext, request: ChildRequest, depth
     and the tree it starts from; its start is written in its thread and in the parent goal's."""
     for folder in request.folders:
         folder.mkdir(parents=True, exist_ok=True)  # the sandbox can only bind a folder that exists
-    sandbox = None if context.sandbox is None else replace(
-        context.sandbox, paths=request.paths, writable_only=tuple(root for root in request.roots if root.exists()))
+    assert context.sandbox is not None  # spawner_of gives no spawner without one
+    sandbox = replace(context.sandbox, paths=request.paths,
+                      writable_only=tuple(root for root in request.roots if root.exists()))
     child_context = replace(context, sandbox=sandbox, headless=True, goal_view={})
     child_context = replace(child_context, spawn=spawner_of(run, child_context, depth, names))
     start_tree = await asyncio.to_thread(snapshot, run.workspace, request.roots)
