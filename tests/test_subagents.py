@@ -149,22 +149,27 @@ def test_a_write_outside_its_paths_is_refused_by_the_file_tool_and_by_the_sandbo
 
 def test_children_are_bounded_by_max_threads_max_depth_and_disjoint_paths(tmp_path: Path) -> None:
     workspace = sample_repo(tmp_path)
-    spawns = [spawn("task a", "a/"), spawn("task b", "b/"), spawn("task ab", "a/x/"), spawn("task c", "c/"),
-              spawn("task d", "d/")]
+    narrowed = ToolCallReply("spawn_agent", {"task": "task b", "paths": ["b/"], "tools": ["read_file", "search"]})
+    widened = ToolCallReply("spawn_agent", {"task": "task e", "paths": ["e/"], "tools": ["update_goal"]})
+    spawns = [spawn("task a", "a/"), narrowed, spawn("task ab", "a/x/"), spawn("task c", "c/"), spawn("task d", "d/"),
+              widened]
     child = [Completion(text="did it", delay_s=0.2)]
     deeper = [calls(spawn("deeper", "a/deep/")), Completion(text="could not spawn")]
     router = Router([calls(*spawns), BLOCKED],
-                    {"task a": deeper, "task b": child, "task ab": child, "task c": child, "task d": child})
+                    {"task a": deeper, "task b": child, "task ab": child, "task c": child, "task d": child,
+                     "task e": child})
     with ChatServer(reply_fn=router) as server, Store() as store:
         goal = goal_on(store, workspace, max_threads=3)
         run_on(server, store, goal, workspace)
         results = spawn_results(store, goal)
         nested = [payload_of(e.event) for e in child_events(store, goal, "task a") if e.event.kind == "tool_result"]
-    assert [r["ok"] for r in results] == [True, True, False, True, False]
+    assert [r["ok"] for r in results] == [True, True, False, True, False, False]
     assert "overlap" in results[2]["output"] and "a/x" in results[2]["output"]
     assert "max_threads is 3" in results[4]["output"]
     assert "task ab" not in router.bodies and "task d" not in router.bodies  # refused before any request
     assert not nested[0]["ok"] and "unknown tool `spawn_agent`" in nested[0]["output"]  # depth 2 at max_depth 1
+    assert {tool["function"]["name"] for tool in router.bodies["task b"][0]["tools"]} == {"read_file", "search"}
+    assert "unknown tool(s) update_goal" in results[5]["output"]  # `tools` narrows, never widens
 
 
 def test_a_pause_stops_a_running_child_at_its_next_boundary(tmp_path: Path) -> None:
