@@ -25,7 +25,7 @@ from goalkeeper.context.history import counted_chars, tool_schema_text
 from goalkeeper.context.prompts import as_data, render
 from goalkeeper.core.decide import decide
 from goalkeeper.core.outcomes import ModelResponded, Proceed, RequestDue
-from goalkeeper.errors import ProviderError
+from goalkeeper.errors import ProviderError, WorkspaceError
 from goalkeeper.events import (
     CallMade,
     Event,
@@ -111,11 +111,20 @@ async def _finish(run: GoalRun, child: Child) -> ToolResult:
     except ProviderError as error:
         status, summary = "failed", f"the model provider failed: {error.message}"
     except asyncio.CancelledError:
-        _end(run, child, "stopped", "the goal was paused, cleared or out of time while the child ran",
-             changed_files(run.workspace, roots, child.start_tree))
+        files, note = _listed(run.workspace, roots, child.start_tree)
+        _end(run, child, "stopped", "the goal was paused, cleared or out of time while the child ran" + note, files)
         raise
-    files = await asyncio.to_thread(changed_files, run.workspace, roots, child.start_tree)
-    return _end(run, child, status, summary, files)
+    files, note = await asyncio.to_thread(_listed, run.workspace, roots, child.start_tree)
+    return _end(run, child, status, summary + note, files)
+
+
+def _listed(workspace: Path, roots: tuple[Path, ...], start_tree: str) -> tuple[list[dict[str, Any]], str]:
+    """The files changed under `roots`, or none and a note saying why git could not list them (the child's
+    end is still reported)."""
+    try:
+        return changed_files(workspace, roots, start_tree), ""
+    except WorkspaceError as error:
+        return [], f"\n\n(the harness could not list the files it changed: {error.message})"
 
 
 async def _open(run: GoalRun, context: ToolContext, request: ChildRequest, depth: int, names: list[str],
