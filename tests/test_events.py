@@ -92,6 +92,12 @@ EXAMPLES: list[Any] = [
     ev.WaitStartedEvent(call_id="call_1", until="test -f ready", interval_s=30.0, timeout_s=600.0, started_at=1.0,
                         deadline=601.0, note=""),
     ev.WaitEndedEvent(call_id="call_1", reason="done", probes=3, exit_code=0, waited_s=61.5),
+    ev.SubagentStartedEvent(child_thread_id="thr_c", parent_thread_id="thr_p", parent_goal_id="goal_1",
+                            call_id="call_1", depth=1, task="fix docs", paths=["docs/"], tools=["read_file"]),
+    ev.SubagentUsageEvent(child_thread_id="thr_c", usage=USAGE, usd=0.001),
+    ev.SubagentEndedEvent(child_thread_id="thr_c", status="done", summary="fixed",
+                          files_changed=[{"path": "docs/a.md", "added": 1, "removed": 0}], requests=2,
+                          charged_tokens=11, usd=0.001),
 ]
 
 

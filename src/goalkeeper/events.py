@@ -772,6 +772,51 @@ class WaitEndedEvent(_Frozen):
     """Wall-clock seconds since the wait started (across restarts)."""
 
 
+class SubagentStartedEvent(_Frozen):
+    """A child agent started (`spawn_agent`): written in its own thread, first, and in the parent goal's."""
+
+    kind: Literal["subagent_started"] = "subagent_started"
+    actor: EventActor | None = "model"
+    child_thread_id: str
+    parent_thread_id: str
+    parent_goal_id: str
+    call_id: str | None = None
+    """The parent's `spawn_agent` call that started it."""
+    depth: int
+    """1 for a child of the goal's own model, 2 for a grandchild."""
+    task: str
+    paths: list[str]
+    """Where it may write: workspace-relative globs or folders."""
+    tools: list[str]
+
+
+class SubagentUsageEvent(_Frozen):
+    """One of a child's model responses, charged to the parent goal's budget (written in the parent's thread)."""
+
+    kind: Literal["subagent_usage"] = "subagent_usage"
+    actor: EventActor | None = "harness"
+    child_thread_id: str
+    usage: Usage
+    usd: float = 0.0
+
+
+class SubagentEndedEvent(_Frozen):
+    """A child agent ended: written in its own thread and in the parent goal's."""
+
+    kind: Literal["subagent_ended"] = "subagent_ended"
+    actor: EventActor | None = "harness"
+    child_thread_id: str
+    status: Literal["done", "stopped", "failed"]
+    """done: it ended its turn with a summary; stopped: a bound, the budget or a pause; failed: the provider."""
+    summary: str
+    """Its final text (done), or why it stopped."""
+    files_changed: list[dict[str, Any]] = []
+    """{path, added, removed} per file it changed, against the tree when it started."""
+    requests: int = 0
+    charged_tokens: int = 0
+    usd: float = 0.0
+
+
 Event = Annotated[
     GoalSetEvent | GoalClearedEvent | StatusChangedEvent | BudgetRaisedEvent | BudgetCappedEvent |
     BudgetExhaustedEvent | AttemptCountedEvent | NudgeEvent | ChecksRequestedEvent | TurnStartedEvent | TurnEndedEvent |
@@ -782,7 +827,7 @@ Event = Annotated[
     BaselineEvent | EvidenceEvent | ChatMessageEvent | ChatResponseEvent | ChatToolResultEvent | SideEvent |
     PlanEvent | DraftEvent | DistilledEvent | RestatedEvent | ImplementsEvent | NotifyAttemptEvent |
     EngineStartedEvent | ReportPushedEvent | ForkedEvent | InstructionsLoadedEvent | HookRanEvent |
-    WaitStartedEvent | WaitEndedEvent,
+    WaitStartedEvent | WaitEndedEvent | SubagentStartedEvent | SubagentUsageEvent | SubagentEndedEvent,
     Field(discriminator="kind"),
 ]
 """Any event of a thread's log."""

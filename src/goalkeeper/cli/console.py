@@ -159,6 +159,8 @@ def show_summary(summary: GoalSummary) -> None:
         out.print(Text(f"  {line}"))
     if summary.evidence:
         show_evidence(summary)
+    for child in summary.children:
+        out.print(Text(f"  child:     {child.line()}"))
     checkpoint = summary.last_checkpoint
     if checkpoint:
         note = checkpoint.note

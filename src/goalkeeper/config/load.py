@@ -33,7 +33,7 @@ from goalkeeper.errors import ConfigError
 from goalkeeper.models.pricing import load_prices
 from goalkeeper.sandbox.policy import DEFAULT_SECRET_ENV, DEFAULT_SECRETS, command_environment
 from goalkeeper.sandbox.rules import ApprovalPolicy, Rule
-from goalkeeper.spec.settings import Price, ReasoningEffort, RunSettings
+from goalkeeper.spec.settings import AgentSettings, Price, ReasoningEffort, RunSettings
 from goalkeeper.workspace.git import probe
 
 
@@ -169,6 +169,8 @@ def _merge_layers(layers: list[tuple[str, dict[str, Any]]], profile: str | None,
     knobs = config.run.model_dump(exclude_none=True) if config.run else {}
     if config.tool_output_token_limit is not None:
         knobs["tool_output_token_limit"] = config.tool_output_token_limit
+    if config.agents is not None:
+        knobs["agents"] = AgentSettings(**config.agents.model_dump(exclude_none=True))
     return Config(model=config.model, model_provider=config.model_provider,
                   reasoning_effort=config.model_reasoning_effort, profile=chosen,
                   context_window=config.model_context_window,

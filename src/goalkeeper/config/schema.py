@@ -198,6 +198,15 @@ class HookTable(_Table):
         return value
 
 
+class AgentsTable(_Table):
+    """The `[agents]` table: the bounds on child agents a goal starts with `spawn_agent` (Codex's keys)."""
+
+    max_threads: int | None = Field(None, ge=0)
+    """Children running at once across a goal; 0 (the default) offers no spawn_agent tool."""
+    max_depth: int | None = Field(None, ge=1)
+    """How deep children nest (default 1: children cannot spawn their own)."""
+
+
 class ConfigFile(Profile):
     """One config.toml, user or project."""
 
@@ -219,6 +228,8 @@ class ConfigFile(Profile):
     """`[[hooks]]` commands; every layer's run (the user's first; a project's only once it is trusted)."""
     store_url: str | None = Field(None, pattern=r"^postgres(ql)?://")
     """The PostgreSQL store a fleet's machines share (read from the user's file only); unset: the store file."""
+    agents: AgentsTable | None = None
+    """`[agents]`: how many child agents a goal may run at once, and how deep they nest."""
 
 
 BUILTIN_PROVIDERS: dict[str, dict[str, Any]] = {
@@ -294,6 +305,9 @@ EXAMPLES = {
     "event": 'event = "pre_tool" (or "post_tool", "post_turn", "status_change", "completion")',
     "command": 'command = "python3 ~/hooks/review.py" (a bash command line)',
     "matcher": 'matcher = "shell|apply_patch" (tool name globs joined by |)',
+    "agents": "[agents] with max_threads = 3 and max_depth = 1",
+    "max_threads": "max_threads = 3 (children at once; 0 turns spawn_agent off)",
+    "max_depth": "max_depth = 1 (children cannot spawn their own)",
 }
 """What to write, by key, for error messages."""
 

@@ -19,6 +19,8 @@ from goalkeeper.events import (
     Event,
     Evidence,
     EvidenceEvent,
+    SubagentEndedEvent,
+    SubagentStartedEvent,
     WaitStartedEvent,
     payload_of,
 )
@@ -64,6 +66,29 @@ class GoalFigures(BaseModel):
     """The wait the goal is in while it is pursuing (shown as `waiting`); None when it is not waiting."""
 
 
+class ChildAgent(BaseModel):
+    """One child agent a goal's model started (`spawn_agent`), as `gk status`, the TUI and the dashboard list it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    thread_id: str
+    depth: int
+    task: str
+    paths: list[str]
+    status: str
+    """running, done, stopped or failed; `unfinished` when the run that started it ended first (a crash)."""
+    summary: str = ""
+    files_changed: int = 0
+    charged_tokens: int = 0
+    """Tokens charged to the goal for its requests (already inside the goal's own totals)."""
+
+    def line(self) -> str:
+        """One line: `thr_1a2b… done · 2 files · 1,234 tok · docs/: fix the API docs`."""
+        paths = ", ".join(path.lstrip("/") for path in self.paths)
+        return (f"{self.thread_id} {self.status} · {self.files_changed} file(s) · {self.charged_tokens:,} tok · "
+                f"{paths}: {self.task.strip().splitlines()[0][:60] if self.task.strip() else ''}")
+
+
 class GoalSummary(GoalFigures):
     """Everything `gk goal` and `gk status` show."""
 
@@ -89,6 +114,8 @@ class GoalSummary(GoalFigures):
     count from, and the model's note when the model asked for the review."""
     instructions: list[dict[str, Any]] = Field(default_factory=list)
     """The project instruction files (AGENTS.md, CLAUDE.md) found for the goal: path, size, loaded, cut, skipped."""
+    children: list[ChildAgent] = Field(default_factory=list)
+    """The child agents its model started, oldest first."""
 
     def as_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -97,6 +124,7 @@ class GoalSummary(GoalFigures):
         data["baseline"] = [e.model_dump() for e in self.baseline]
         data["last_checkpoint"] = payload_of(self.last_checkpoint) if self.last_checkpoint else None
         data["waiting"] = self.waiting.model_dump() if self.waiting else None
+        data["children"] = [child.model_dump() for child in self.children]
         return data
 
     def status_line(self) -> str:
@@ -160,9 +188,29 @@ def summarize(store: Store, goal: Goal, digest: GoalDigest | None = None) -> Goa
         else None,
         instructions=facts.instructions,
         waiting=_waiting(facts.waiting) if state.status == "pursuing" else None,
+        children=child_agents(store, goal, lease.acquired_at if lease and runner else None),
     )
 
 
 def _waiting(started: WaitStartedEvent | None) -> Waiting | None:
     return None if started is None else Waiting(until=started.until, interval_s=started.interval_s,
                                                 deadline=started.deadline)
+
+
+def child_agents(store: Store, goal: Goal, run_since: float | None) -> list[ChildAgent]:
+    """The goal's child agents from its `subagent_started` and `subagent_ended` events. One with no end is
+    running when the live runner (holding the goal since `run_since`) started it, else unfinished: the run that
+    started it ended first."""
+    children: dict[str, ChildAgent] = {}
+    for record in goal_events(store, goal, [SubagentStartedEvent, SubagentEndedEvent]):
+        match record.event:
+            case SubagentStartedEvent() as started:
+                running = run_since is not None and record.ts >= run_since
+                children[started.child_thread_id] = ChildAgent(
+                    thread_id=started.child_thread_id, depth=started.depth, task=started.task, paths=started.paths,
+                    status="running" if running else "unfinished")
+            case SubagentEndedEvent() as ended if ended.child_thread_id in children:
+                children[ended.child_thread_id] = children[ended.child_thread_id].model_copy(update={
+                    "status": ended.status, "summary": ended.summary, "files_changed": len(ended.files_changed),
+                    "charged_tokens": ended.charged_tokens})
+    return list(children.values())

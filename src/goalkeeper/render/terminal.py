@@ -82,6 +82,10 @@ def event_line(record: EventRecord) -> str | None:
             return f"  side question: {question[:80]} → {answer.strip()[:80]}"
         case ev.HookRanEvent() as hook:
             return hook_line(hook)
+        case ev.SubagentStartedEvent(child_thread_id=child, task=task, paths=paths):
+            return f"  child {child} started: {task.strip()[:80]} (writes {', '.join(paths)})"
+        case ev.SubagentEndedEvent(child_thread_id=child, status=status, summary=summary, files_changed=files):
+            return f"  child {child} {status}, {len(files)} file(s) changed: {summary.strip()[:80]}"
     return None
 
 

@@ -68,11 +68,14 @@ def settle(run: GoalRun, call: ToolCall, result: ToolResult) -> ToolResult:
 
 def tool_context(run: GoalRun) -> ToolContext:
     """Where and how the goal's tools run, with the `get_goal` view as of now."""
+    from goalkeeper.run.subagents import spawner_of  # it builds on this module
+
     settings = run.settings.run
-    return ToolContext(run.workspace, settings.shell_timeout_s, output_token_limit=settings.tool_output_token_limit,
-                       counter=run.conversation.counter, read_blob=run.store.get_blob, env=run.env,
-                       goal_view=goal_view(run.contract, run.state, run.facts), sandbox=run.sandbox,
-                       headless=run.approver is None)
+    context = ToolContext(run.workspace, settings.shell_timeout_s, output_token_limit=settings.tool_output_token_limit,
+                          counter=run.conversation.counter, read_blob=run.store.get_blob, env=run.env,
+                          goal_view=goal_view(run.contract, run.state, run.facts), sandbox=run.sandbox,
+                          headless=run.approver is None)
+    return replace(context, spawn=spawner_of(run, context, 0, list(run.tools.tools)))
 
 
 async def watch(run: GoalRun, task: asyncio.Task[T]) -> Cut | None:

@@ -63,7 +63,8 @@ from goalkeeper.sandbox.policy import SandboxPolicy
 from goalkeeper.spec.contract import Contract
 from goalkeeper.spec.settings import GoalSettings, Price
 from goalkeeper.store import EventRecord, Goal, Store
-from goalkeeper.tools.registry import Approver, ToolRegistry, default_registry
+from goalkeeper.tools.agents import AgentPool
+from goalkeeper.tools.registry import Approver, ToolRegistry, goal_registry
 from goalkeeper.verify.cleanroom import Baseline, baseline_of
 from goalkeeper.workspace.goal import measured_trees
 from goalkeeper.workspace.tree import tree_hash
@@ -144,6 +145,8 @@ class GoalRun:
     """`[[hooks]]` of config.toml at the goal's base (prepare reads them; run/hooks.py runs them)."""
     hook_queue: list[Event] = field(default_factory=list)
     """Turn ends and status changes committed since their post_turn and status_change hooks last ran."""
+    agents: AgentPool = field(default_factory=AgentPool)
+    """The child agents (`spawn_agent`) running now."""
 
     @classmethod
     def open(cls, store: Store, goal: Goal, model: Model, workspace: Path, *,
@@ -161,7 +164,7 @@ class GoalRun:
         sandbox = SandboxPolicy(boundaries.sandbox, workspace, (*HARNESS_PROTECT, *boundaries.protect),
                                 tuple(boundaries.paths), network=boundaries.network)
         run = cls(store, goal, model, workspace, contract, settings, state, goal.version,
-                  default_registry().with_approvals(approver=approver),
+                  goal_registry(settings.run.agents.max_threads > 0).with_approvals(approver=approver),
                   Conversation(render("system"), contract_block(contract)), sandbox,
                   Config().command_env(os.environ, key_env(settings)), price, auto_compact_limit(stored),
                   on_event, on_text, approver, clock=(time.monotonic(), state.spent.time_s))

@@ -43,7 +43,7 @@ from goalkeeper.tools.wait import WaitTool
 from goalkeeper.workspace.goal import commit_turn
 
 #: Tools that can change the working tree.
-WRITING_TOOLS = frozenset({"shell", "write_file", "apply_patch"})
+WRITING_TOOLS = frozenset({"shell", "write_file", "apply_patch", "spawn_agent"})
 
 async def run_turn(run: GoalRun) -> Action:
     """Drive the open turn (just started, or left open by a crash) to its end; return the next action."""
@@ -92,6 +92,8 @@ async def _answer_open_calls(run: GoalRun, tools: ToolRegistry) -> Action:
     """Run the newest response's calls that have no result yet, one by one, each a tool boundary."""
     turn = run.facts.turn
     for call in list(turn.unanswered):
+        if call not in turn.unanswered:
+            continue  # answered already, with the spawn_agent calls it ran beside
         if _signal_of(run) is not None:
             run.record([_result_event(call, ToolResult("skipped: the turn ended with update_goal", ok=False))])
             continue
@@ -105,6 +107,11 @@ async def _answer_open_calls(run: GoalRun, tools: ToolRegistry) -> Action:
             continue
         if (control := run.poll_controls()) is not None:
             return control
+        if len(together := _spawns_from(turn, call)) > 1:
+            action = await _answer_together(run, together, tools)
+            if not isinstance(action, Proceed):
+                return action
+            continue
         run.before("tool")  # before the intent: a step that stops here has started nothing
         if resumed is None:
             run.record([ToolIntentEvent(call_id=call.id, name=call.name, arguments=call.arguments)])
@@ -121,6 +128,35 @@ async def _answer_open_calls(run: GoalRun, tools: ToolRegistry) -> Action:
         if not isinstance(step.action, Proceed):
             return step.action
     return Proceed()
+
+
+def _spawns_from(turn: OpenTurn, call: ToolCall) -> list[ToolCall]:
+    """The run of unanswered spawn_agent calls starting at `call` (none begun before a crash): run at once."""
+    calls = turn.unanswered[turn.unanswered.index(call):]
+    together = []
+    for each in calls:
+        if each.name != "spawn_agent" or each.id in turn.intended:
+            break
+        together.append(each)
+    return together
+
+
+async def _answer_together(run: GoalRun, calls: list[ToolCall], tools: ToolRegistry) -> Action:
+    """Several spawn_agent calls of one response, run at once (each child on its own paths; the pool refuses
+    what max_threads or an overlap forbids): all intents committed first, then each result as one step."""
+    run.before("tool")
+    run.record([ToolIntentEvent(call_id=call.id, name=call.name, arguments=call.arguments) for call in calls])
+    results = await asyncio.gather(*(hooked_call(run, call, tools) for call in calls))
+    control = run.poll_controls() if any(result.interrupted is not None for result in results) else None
+    tree = await run.tree_hash() if tree_due(run.state) else None
+    action: Action = Proceed()
+    for call, result in zip(calls, results, strict=True):
+        if not isinstance(action, Proceed):  # the goal stopped or began its wrap-up: the rest are only recorded
+            run.record([_result_event(call, result)], hold=True)
+            continue
+        action = run.steer(ToolStepped(_signature(call), run.elapsed(), tree), [_result_event(call, result)],
+                           hold=True).action
+    return control or action
 
 
 async def _leave(run: GoalRun, turn: OpenTurn, action: Action) -> None:

@@ -165,7 +165,10 @@ def build_argv(policy: SandboxPolicy, command: str, layout: SandboxLayout, *, cw
         argv += ["--ro-bind-try", str(path), str(path)]
     for path in policy.extra_writable if writes else ():
         argv += ["--bind-try", str(path), str(path)]
-    argv += ["--bind" if writes else "--ro-bind", workspace, inside(policy.workspace)]
+    only = policy.writable_only
+    argv += ["--bind" if writes and only is None else "--ro-bind", workspace, inside(policy.workspace)]
+    for path in only if writes and only is not None else ():
+        argv += ["--bind", str(path), inside(path)]  # a child agent's paths, over the read-only workspace
     for source, target in policy.ro_binds:
         argv += ["--ro-bind", str(source), inside(target)]
     for path in layout.protected:

@@ -91,3 +91,6 @@ class SandboxPolicy:
     workspace's path, so absolute paths in configs still work."""
     ro_binds: tuple[tuple[Path, Path], ...] = ()
     """(source, path inside) bound read-only over the workspace: the clean room's environment snapshot."""
+    writable_only: tuple[Path, ...] | None = None
+    """With a tuple (absolute, resolved paths in the workspace): the workspace is bound read-only but for these,
+    a child agent's `paths` (run/subagents.py); protect and secret binds still lie over them."""

@@ -14,7 +14,7 @@ from goalkeeper.core.outcomes import BudgetRaise
 from goalkeeper.events import EvidenceKind
 from goalkeeper.goals.batch import BatchRow
 from goalkeeper.goals.control import budget_raise
-from goalkeeper.goals.views import GoalFigures
+from goalkeeper.goals.views import ChildAgent, GoalFigures
 
 
 class _Out(BaseModel):
@@ -71,6 +71,8 @@ class GoalOut(_Out, GoalFigures):
     checklist: list[ChecklistItemOut]
     evidence: list[EvidenceOut]
     """The newest check run (the baseline until a later run)."""
+    children: list[ChildAgent] = []
+    """The child agents the goal's model started (`spawn_agent`), oldest first."""
     metric_baseline: dict[str, float | int] | None
     """The metrics at baseline: `{"turn": 0, NAME: value, ...}`."""
     metric_trend: list[dict[str, float | int]]

@@ -92,6 +92,18 @@ class ModelSettings(BaseModel):
         return data
 
 
+class AgentSettings(BaseModel):
+    """How many child agents (`spawn_agent`) a goal may run at once, and how deep they may nest."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_threads: int = Field(0, ge=0)
+    """Children running at once, across the whole goal (a call over it is refused). 0, the default, offers no
+    spawn_agent tool: its schema would weigh on every request of every goal, so children are asked for."""
+    max_depth: int = Field(1, ge=1)
+    """How deep children nest: 1 lets the goal's model spawn children, and children spawn none."""
+
+
 class RunSettings(BaseModel):
     """How the harness drives turns."""
 
@@ -110,6 +122,8 @@ class RunSettings(BaseModel):
     """How often a pause or clear is looked for while a model request is in flight."""
     wait_min_interval_s: float = 5.0
     """The shortest interval between two probes of a `wait` (a shorter one asked for is raised to it)."""
+    agents: AgentSettings = AgentSettings()
+    """`[agents]`: the bounds on child agents."""
 
     @model_validator(mode="before")
     @classmethod

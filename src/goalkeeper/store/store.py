@@ -87,16 +87,18 @@ class Store:
 
     # Threads
 
-    def create_thread(self, workspace: Path, parent_thread_id: str | None = None) -> ThreadRecord:
-        """Start a thread in `workspace` (forked from `parent_thread_id`) and make it the workspace's current
-        thread."""
+    def create_thread(self, workspace: Path, parent_thread_id: str | None = None, *,
+                      current: bool = True) -> ThreadRecord:
+        """Start a thread in `workspace` (forked from `parent_thread_id`); with `current`, make it the workspace's
+        current thread (a child agent's thread is not: the goal's stays current)."""
         thread = ThreadRecord(new_id("thr"), str(workspace.resolve()), time.time(), parent_thread_id)
         with self._db.write() as conn:
             conn.execute("INSERT INTO threads (thread_id, workspace, created_at, parent_thread_id) VALUES (?, ?, ?, ?)",
                          (thread.thread_id, thread.workspace, thread.created_at, thread.parent_thread_id))
-            conn.execute("INSERT INTO current_threads (workspace, thread_id) VALUES (?, ?) "
-                         "ON CONFLICT (workspace) DO UPDATE SET thread_id = excluded.thread_id",
-                         (thread.workspace, thread.thread_id))
+            if current:
+                conn.execute("INSERT INTO current_threads (workspace, thread_id) VALUES (?, ?) "
+                             "ON CONFLICT (workspace) DO UPDATE SET thread_id = excluded.thread_id",
+                             (thread.workspace, thread.thread_id))
         return thread
 
     def current_thread(self, workspace: Path) -> ThreadRecord | None:

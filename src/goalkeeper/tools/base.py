@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, JsonValue, ValidationError
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
@@ -21,6 +21,9 @@ from goalkeeper.context.tokens import EstimatedTokens
 from goalkeeper.events import ApprovalEvent, ApprovalRuleEvent, Event
 from goalkeeper.models.base import ToolSpec
 from goalkeeper.sandbox.policy import SandboxPolicy
+
+if TYPE_CHECKING:
+    from goalkeeper.tools.agents import Spawner
 
 GoalSignal = Literal["complete", "blocked", "paused"]
 
@@ -88,6 +91,8 @@ class ToolContext:
     """How shell commands are confined; None runs them unconfined (tests of the tools themselves)."""
     headless: bool = True
     """No person is there to approve a command: rules that say "ask" deny instead."""
+    spawn: Spawner | None = None
+    """Starts a child agent (`spawn_agent`) and returns its result; None where children cannot be spawned."""
 
     def token_counter(self) -> EstimatedTokens:
         """The counter to size output with: the context's own, else a fresh estimate."""

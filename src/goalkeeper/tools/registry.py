@@ -25,6 +25,7 @@ from goalkeeper.sandbox.rules import (
     command_prefix,
     decide_command,
 )
+from goalkeeper.tools.agents import SpawnAgentTool
 from goalkeeper.tools.base import ArgumentError, CommandApproval, Tool, ToolArgs, ToolContext, ToolResult
 from goalkeeper.tools.files import ReadFileTool, WriteFileTool
 from goalkeeper.tools.goal import Checkpoint, GetGoal, UpdateGoal
@@ -209,3 +210,9 @@ def default_registry() -> ToolRegistry:
     """Every tool a goal turn may use."""
     return ToolRegistry([ShellTool(), ReadFileTool(), WriteFileTool(), ApplyPatchTool(), SearchTool(),
                          ReadOutputTool(), GetGoal(), UpdateGoal(), Checkpoint(), WaitTool()])
+
+
+def goal_registry(agents: bool) -> ToolRegistry:
+    """Every tool a goal turn may use, with `spawn_agent` where `[agents]` allows children."""
+    tools = default_registry()
+    return ToolRegistry([*tools.tools.values(), SpawnAgentTool()]) if agents else tools

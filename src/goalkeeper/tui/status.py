@@ -74,6 +74,8 @@ def status_text(summary: GoalSummary | None, *, pausing: bool = False, starting:
         case "pursuing":
             doing = f"Waiting for `{_cut(summary.waiting.until)}`" if summary.waiting else "Pursuing goal"
             parts = [doing, _checks(summary), _tokens(summary), f"${summary.usd_used:.2f}", elapsed]
+            if running := sum(child.status == "running" for child in summary.children):
+                parts.append(f"{running} child agent{'s' if running > 1 else ''} running")
             if pausing:
                 parts.append("pausing after the current step…")
             elif starting:

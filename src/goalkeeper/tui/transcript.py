@@ -190,6 +190,8 @@ def summary_renderable(summary: GoalSummary, status_line: str) -> Group:
         fields.add_row("" if number else "instructions", Text(line))
     if summary.runner:
         fields.add_row("runner", Text(summary.runner))
+    for child in summary.children:
+        fields.add_row("child", Text(child.line()))
     label = "" if summary.verified else "  (unverified: no checks)"
     parts: list[RenderableType] = [Text.assemble(("Goal ", "bold"), summary.goal_id, (label, "yellow")),
                                    Padding(fields, (0, 0, 0, 2))]

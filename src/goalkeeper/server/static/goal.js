@@ -42,6 +42,7 @@ export async function showGoal(root, threadId, { signal, onUnauthorized, onStrea
     mount($("#goal-summary"), sections.summary(goal, thread));
     mount($("#contract"), sections.contract(goal.contract));
     mount($("#checklist"), sections.checklist(goal.checklist));
+    mount($("#children"), sections.children(goal.children));
     mount($("#evidence"), sections.evidence(goal.evidence, [goal.metric_baseline, ...(goal.metric_trend ?? [])].filter(Boolean)));
     $("#pause").disabled = !PAUSABLE.has(goal.status);
     $("#resume").disabled = !RESUMABLE.has(goal.status);
@@ -168,6 +169,7 @@ function skeleton() {
     <div>
       <section aria-labelledby="contract-title"><h2 id="contract-title">Contract</h2><div id="contract"></div></section>
       <section aria-labelledby="checklist-title"><h2 id="checklist-title">Checklist</h2><div id="checklist"></div></section>
+      <section aria-labelledby="children-title"><h2 id="children-title">Child agents</h2><div id="children"></div></section>
       <section aria-labelledby="timeline-title"><h2 id="timeline-title">Checkpoints</h2><div id="timeline"></div></section>
     </div>
     <div>

@@ -83,6 +83,15 @@ export function checklist(items) {
     ${item.item}</li>`)}</ol>`;
 }
 
+/** The child agents the goal's model started: status, where they write, what they changed and spent. */
+export function children(items) {
+  if (!items?.length) return html`<p class="muted">No child agents.</p>`;
+  return html`<ul class="children">${items.map((child) => html`<li>
+    <strong>${child.status}</strong> · ${child.paths.map((path) => path.replace(/^\//, "")).join(", ")} ·
+    ${child.files_changed} file(s) · ${child.charged_tokens.toLocaleString()} tok — ${child.task}
+    ${child.summary ? html`<div class="muted">${child.summary}</div>` : ""}</li>`)}</ul>`;
+}
+
 /** One entry per checkpoint, newest last: what the model reported, and what the harness recorded. */
 export function timeline(checkpoints) {
   if (!checkpoints?.length) return html`<p class="muted">No checkpoints yet.</p>`;
