@@ -131,10 +131,12 @@ def _write(home: Path, projects: dict[str, str]) -> None:
 
 # ---------------------------------------------------------------- what an untrusted project may set
 
-_DROPPED = ("model_provider", "model_providers", "notify", "server_url", "model_pricing", "sandbox", "hooks")
+_DROPPED = ("model_provider", "model_providers", "notify", "server_url", "model_pricing", "sandbox", "hooks",
+            "agents")
 """Top-level keys an untrusted project cannot set: where requests, keys and goal data go, what a token costs
-(a price of 0 would defeat the USD budget), what the sandbox hides, and the commands the harness itself runs
-(`[[hooks]]`: a pre_tool or completion hook also judges the model's work)."""
+(a price of 0 would defeat the USD budget), what the sandbox hides, the commands the harness itself runs
+(`[[hooks]]`: a pre_tool or completion hook also judges the model's work), and child agents (`[agents]`: more
+models at once, each with a shell)."""
 
 _STRICTNESS = {"on-request": 0, "never": 1, "untrusted": 2}
 """approval_policy from loosest to strictest: `never` denies what `on-request` would ask about; `untrusted`
