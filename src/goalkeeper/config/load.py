@@ -18,7 +18,15 @@ from typing import Any
 from pydantic import ValidationError
 
 from goalkeeper.config.problems import did_you_mean, nesting_error, syntax_error, validation_error
-from goalkeeper.config.schema import BUILTIN_PROVIDERS, OPTIONAL_BASE_URL, ConfigFile, ModelProvider, NotifyTarget
+from goalkeeper.config.schema import (
+    BUILTIN_PROVIDERS,
+    OPTIONAL_BASE_URL,
+    CommandRule,
+    ConfigFile,
+    McpServer,
+    ModelProvider,
+    NotifyTarget,
+)
 from goalkeeper.config.trust import PROJECT_CONFIG, is_trusted, untrusted_view, untrusted_warning
 from goalkeeper.errors import ConfigError
 from goalkeeper.models.pricing import load_prices
@@ -72,6 +80,8 @@ class Config:
     """Path globs the sandbox masks: the built-in ones, then every layer's `[sandbox] secret_paths`."""
     secret_env: tuple[str, ...] = DEFAULT_SECRET_ENV
     """Variable name globs no command sees: the built-in ones, then every layer's `[sandbox] secret_env`."""
+    mcp_servers: Mapping[str, McpServer] = field(default_factory=dict)
+    """`[mcp_servers.NAME]`: the MCP servers whose tools join a goal's (the user's; a trusted project's too)."""
     warnings: tuple[str, ...] = ()
     """What a person should know about how the files were read (an untrusted project's ignored keys,
     uncommitted project config); the CLI prints them. Reading never prints."""
@@ -161,13 +171,20 @@ def _merge_layers(layers: list[tuple[str, dict[str, Any]]], profile: str | None,
                   providers=config.model_providers, prices=load_prices(config.model_pricing),
                   run=RunSettings().model_copy(update=knobs),
                   files=files, approval_policy=config.approval_policy or "on-request",
-                  rules=tuple(Rule(rule.match, rule.action, rule.reason) for rule in config.rules or ()),
+                  rules=tuple(_rule(rule) for rule in config.rules or ()),
                   restate_before_start=True if config.restate_before_start is None else config.restate_before_start,
                   notify=tuple(config.notify), server_url=config.server_url,
                   notify_wait_s=10.0 if config.notify_wait_s is None else config.notify_wait_s,
                   secrets=(*DEFAULT_SECRETS, *_joined(sandbox, "secret_paths")),
                   secret_env=(*DEFAULT_SECRET_ENV, *_joined(sandbox, "secret_env")),
-                  warnings=warnings)
+                  mcp_servers=config.mcp_servers, warnings=warnings)
+
+
+def _rule(rule: CommandRule) -> Rule:
+    """A `[[rules]]` table as the rules judge it: a command glob, or with `tool` a tool-name glob."""
+    if rule.tool is not None:
+        return Rule(rule.tool, rule.action, rule.reason, tool=True)
+    return Rule(rule.match or "", rule.action, rule.reason)
 
 
 def _joined(tables: list[dict[str, Any]], key: str) -> list[str]:

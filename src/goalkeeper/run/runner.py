@@ -25,7 +25,7 @@ from goalkeeper.errors import GoalkeeperError, LeaseHeldError
 from goalkeeper.models.base import Model
 from goalkeeper.run.checking import verify
 from goalkeeper.run.goal_run import Effect, GoalGone, GoalRun, StepDone
-from goalkeeper.run.prepare import baseline, prepare
+from goalkeeper.run.prepare import baseline, prepare, start_mcp, stop_mcp
 from goalkeeper.run.turn import run_turn
 from goalkeeper.store import EventRecord, Goal, Store
 from goalkeeper.tools.registry import Approver
@@ -94,6 +94,7 @@ class Runner:
                 with contextlib.suppress(GoalkeeperError):
                     run.flush()  # however the run ends (a UI cancelling it, say), what it did stays in the store
             heartbeat.cancel()
+            await stop_mcp(run)
             with contextlib.suppress(GoalkeeperError):
                 run.store.release_lease(run.goal.goal_id)
             await run.model.aclose()
@@ -109,6 +110,7 @@ class Runner:
             await prepare(run)
         elif run.facts.keep_green is None:
             await baseline(run)  # prepared by an earlier step that the gate stopped before the baseline's run
+        await start_mcp(run)
         turn = run.facts.turn
         if turn.pending_checks:
             return RunChecks(turn.pending_checks)

@@ -1,7 +1,8 @@
 """The tool registry: which tools a turn may use, how one call is dispatched, and the approval of shell commands.
 
 Dispatch turns every model mistake (unknown tool, bad JSON) into a tool error the model can read. A
-`shell` call is judged by sandbox/rules.py first; a denial is a tool error too, and the goal continues.
+`shell` call is judged by sandbox/rules.py first, an MCP tool's call by the tool's name (`decide_tool`); a
+denial is a tool error too, and the goal continues.
 An "ask" goes to the person through the `Approver`; an approval they ask to remember becomes an allow
 rule of this registry at once (`remembered`), which only ever turns a later ask into an allow.
 """
@@ -23,10 +24,12 @@ from goalkeeper.sandbox.rules import (
     asked_commands,
     command_prefix,
     decide_command,
+    decide_tool,
 )
-from goalkeeper.tools.base import ArgumentError, CommandApproval, Tool, ToolContext, ToolResult
+from goalkeeper.tools.base import ArgumentError, CommandApproval, Document, Tool, ToolContext, ToolResult
 from goalkeeper.tools.files import ReadFileTool, WriteFileTool
 from goalkeeper.tools.goal import Checkpoint, GetGoal, UpdateGoal
+from goalkeeper.tools.mcp import McpTool
 from goalkeeper.tools.patch import ApplyPatchTool
 from goalkeeper.tools.read_output import ReadOutputTool
 from goalkeeper.tools.search import SearchTool
@@ -101,6 +104,12 @@ class ToolRegistry:
                             goal_branch=self.goal_branch if goal_branch is None else goal_branch,
                             approver=approver or self.approver, remembered=self.remembered)
 
+    def adding(self, tools: Iterable[Tool[Any]]) -> ToolRegistry:
+        """The same approvals with `tools` added after these (one of the same name takes its place)."""
+        registry = self.with_approvals()
+        registry.tools.update((tool.spec.name, tool) for tool in tools)
+        return registry
+
     def remember(self, match: str) -> Rule:
         """Allow commands matching `match` from now on where the rules would ask (never where they deny)."""
         rule = Rule(match, "allow", "approved earlier and remembered")
@@ -125,6 +134,8 @@ class ToolRegistry:
             args = tool.parse(arguments)
         except ArgumentError as error:
             return ToolResult(str(error), ok=False)
+        if isinstance(tool, McpTool):
+            return await self._run_judged_tool(tool, args, context)
         if not isinstance(args, ShellArgs) or not args.command.strip():
             return await tool.run(args, context)  # the shell tool refuses an empty command itself
         return await self._run_approved(tool, args, context)
@@ -156,6 +167,26 @@ class ToolRegistry:
         result = await tool.run(args, context)
         return dataclasses.replace(result, approval=approval)
 
+    async def _run_judged_tool(self, tool: McpTool, args: Document, context: ToolContext) -> ToolResult:
+        """An MCP tool's call, judged by its name (`tool` rules, then the policy; sandbox/rules.py), asked about
+        when the rules say so and someone can answer. Such an approval holds for this call only."""
+        name = tool.spec.name
+        decision, asked = decide_tool(name, self.rules, self.approval_policy, context.headless), False
+        if decision.action == "ask":
+            if self.approver is None:
+                decision = CommandDecision("deny", f"needs approval, and {NO_PROMPT_YET}: {decision.reason}",
+                                           decision.rule)
+            else:
+                asked = True
+                decision = _answered(decision, await self.approver(_shown_call(name, args), decision))
+        approval = CommandApproval(_shown_call(name, args), decision.action, decision.reason, decision.rule, asked)
+        if decision.action == "deny":
+            by = f"by rule `{decision.rule}`" if decision.rule else "by the approval policy"
+            return ToolResult(f"denied {by}: {decision.reason}; the goal continues — choose another approach",
+                              ok=False, approval=approval)
+        result = await tool.run(args, context)
+        return dataclasses.replace(result, approval=approval)
+
     def _judge(self, command: str, headless: bool) -> CommandDecision:
         """The rules' decision, with an ask turned into an allow when remembered approvals cover every part
         that asks (headless runs too: the person already said yes for this goal)."""
@@ -178,6 +209,11 @@ def _answered(decision: CommandDecision, answer: Approval) -> CommandDecision:
         return CommandDecision("allow", f"approved by the person: {decision.reason}", decision.rule)
     because = answer.reason.strip() or decision.reason
     return CommandDecision("deny", f"refused by the person: {because}", decision.rule)
+
+
+def _shown_call(name: str, args: Document) -> str:
+    """An MCP call as the person and the log see it: the tool's name and its arguments."""
+    return f"{name} {json.dumps(args.fields(), ensure_ascii=False, sort_keys=True)}"
 
 
 def default_registry() -> ToolRegistry:
