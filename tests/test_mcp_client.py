@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -18,13 +19,18 @@ from pathlib import Path
 import pytest
 
 from goalkeeper.config.schema import McpServer
-from goalkeeper.models.base import ToolCall
+from goalkeeper.events import ApprovalEvent, ToolIntentEvent, ToolResultEvent
+from goalkeeper.models.base import ToolCall, ToolSpec
 from goalkeeper.sandbox.policy import SandboxPolicy, command_environment
+from goalkeeper.sandbox.rules import ApprovalPolicy, CommandDecision, Rule, decide_command, decide_tool
+from goalkeeper.store import Store
 from goalkeeper.tools.base import ToolContext, ToolResult
-from goalkeeper.tools.mcp import McpServers, start_servers, tool_name
+from goalkeeper.tools.mcp import McpServers, McpTool, start_servers, tool_name
 from goalkeeper.tools.mcp_session import MAX_RESTARTS, McpCallError, McpConnection, McpServerError
-from goalkeeper.tools.registry import ToolRegistry, default_registry
+from goalkeeper.tools.registry import Approval, ToolRegistry, default_registry
 from helpers import free_port, stop_group
+from scenario import call as call_tool
+from scenario import complete, events, new_goal, run, sample_repo, scripted, step
 
 FIXTURE = Path(__file__).with_name("mcp_server_fixture.py")
 
@@ -189,3 +195,121 @@ def test_tool_names_fit_the_providers_charset_and_stay_unique() -> None:
     long = tool_name("server", "x" * 100)
     assert len(long) == 64 and long.startswith("server__x")
     assert tool_name("fs", "read file", {"fs__read_file"}) == "fs__read_file_2"
+
+
+def test_a_goal_calls_mcp_tools_through_the_rules_and_records_each_call(tmp_path: Path, goalkeeper_home: Path) -> None:
+    marker = f"mcp-test-{uuid.uuid4().hex}"
+    (goalkeeper_home / "config.toml").write_text(f"""
+[[rules]]
+tool = "fixture__touch"
+action = "deny"
+reason = "this goal writes no notes"
+
+[mcp_servers.fixture]
+command = {json.dumps(sys.executable)}
+args = [{json.dumps(str(FIXTURE))}, "stdio", "{marker}"]
+""")
+    workspace = sample_repo(tmp_path)
+    steps = [step("", call_tool("fixture__add", a=2, b=3)), step("", call_tool("fixture__touch", path="note.txt")),
+             step("", complete()), step("done")]
+    model = scripted(steps)
+    with Store() as store:
+        goal = new_goal(store, workspace, checks=["t=true"])
+        assert run(store, goal, workspace, model).status == "achieved"
+        results = {record.event.name: record.event for record in events(store, goal, "tool_result")
+                   if isinstance(record.event, ToolResultEvent)}
+        intents = [record.event.name for record in events(store, goal, "tool_intent")
+                   if isinstance(record.event, ToolIntentEvent)]
+        approvals = [record.event for record in events(store, goal, "approval")
+                     if isinstance(record.event, ApprovalEvent)]
+    assert results["fixture__add"].ok and results["fixture__add"].output == "5"
+    touch = results["fixture__touch"]
+    assert not touch.ok and "denied by rule `tool = fixture__touch`" in touch.output
+    assert {"fixture__add", "fixture__touch"} <= set(intents)  # intent before result, as for every tool
+    assert [(a.command, a.action) for a in approvals] == [('fixture__add {"a": 2, "b": 3}', "allow"),
+                                                          ('fixture__touch {"path": "note.txt"}', "deny")]
+    assert not (workspace / "note.txt").exists()
+    offered = {tuple(spec.name for spec in request.tools) for request in model.requests}
+    assert len(offered) == 1 and "fixture__add" in next(iter(offered))  # the same tools on every request
+    assert not processes_with(marker)  # stopped with the run
+
+
+def judged(rules: tuple[Rule, ...], policy: ApprovalPolicy, headless: bool) -> str:
+    return decide_tool("fs__write_file", rules, policy, headless).action
+
+
+def test_mcp_tools_follow_the_approval_policy_unless_a_tool_rule_says_otherwise() -> None:
+    assert judged((), "on-request", True) == "allow" and judged((), "never", True) == "allow"
+    assert judged((), "untrusted", False) == "ask"  # not known to be read-only
+    assert judged((), "untrusted", True) == "deny"  # a headless run never waits on an ask
+    allow = Rule("fs__*", "allow", tool=True)
+    assert judged((allow,), "untrusted", True) == "allow"
+    assert judged((allow, Rule("fs__write_*", "deny", tool=True)), "on-request", False) == "deny"  # strictest wins
+    assert judged((Rule("fs__write_file", "ask", tool=True),), "never", False) == "deny"
+    # A tool rule never judges a shell command, and a command rule never a tool.
+    assert decide_command("fs__write_file", (Rule("fs__*", "deny", tool=True),), "on-request", None,
+                          headless=True).action == "allow"
+    assert judged((Rule("fs__*", "deny"),), "on-request", True) == "allow"
+
+
+def test_an_ask_about_an_mcp_tool_goes_to_the_person(workspace: Path) -> None:
+    asked: list[str] = []
+
+    async def refuse(shown: str, decision: CommandDecision) -> Approval:
+        asked.append(shown)
+        return Approval(approved=False, reason="not today")
+
+    tool = McpTool(McpConnection("fs", McpServer(command="true"), sandbox(workspace), {}), "write_file",
+                   ToolSpec("fs__write_file", "writes", {"type": "object", "properties": {}}))
+    registry = ToolRegistry([tool], approval_policy="untrusted", approver=refuse)
+    attended = ToolContext(workspace.resolve(), sandbox=sandbox(workspace), headless=False)
+    result = asyncio.run(registry.execute(ToolCall("c1", "fs__write_file", '{"path": "a"}'), attended))
+    assert asked == ['fs__write_file {"path": "a"}']
+    assert not result.ok and "refused by the person: not today" in result.output
+    assert result.approval is not None and result.approval.asked
+
+
+FILESYSTEM_SERVER = "@modelcontextprotocol/server-filesystem"
+
+
+def npm_cache() -> Path:
+    """npm's cache with the filesystem server in it (fetched once; skipped only when npm cannot fetch it)."""
+    if shutil.which("npx") is None or shutil.which("npm") is None:
+        pytest.skip("npx is not installed, so the npm filesystem server cannot run")
+    try:
+        fetched = subprocess.run(["npm", "cache", "add", FILESYSTEM_SERVER], capture_output=True, text=True,
+                                 timeout=180, check=False)
+    except subprocess.TimeoutExpired:
+        pytest.skip(f"npm could not fetch {FILESYSTEM_SERVER} within 180 s (no network or registry?)")
+    if fetched.returncode != 0:
+        pytest.skip(f"npm could not fetch {FILESYSTEM_SERVER}: {fetched.stderr.strip()[-300:]}")
+    found = subprocess.run(["npm", "config", "get", "cache"], capture_output=True, text=True, check=True)
+    return Path(found.stdout.strip())
+
+
+@pytest.mark.slow  # npx installs the server from npm's cache, then node starts it
+def test_the_npm_filesystem_server_runs_through_npx_in_the_sandbox(workspace: Path) -> None:
+    cache = npm_cache()
+    # No network in the sandbox: npx installs from the cache, which the user lets the sandbox write.
+    policy = SandboxPolicy("workspace-write", workspace.resolve(), extra_writable=(cache,))
+    table = McpServer(command="npx", args=["-y", FILESYSTEM_SERVER, str(workspace.resolve())], startup_timeout_s=120,
+                      env={"npm_config_prefer_offline": "true", "npm_config_update_notifier": "false"},
+                      disabled_tools=["move_file"])
+
+    async def scenario() -> None:
+        servers = await start_servers({"fs": table}, policy, command_environment(os.environ))
+        try:
+            registry = default_registry().adding(servers.tools)
+            assert "fs__write_file" in registry.tools and "fs__move_file" not in registry.tools
+            target = str(workspace.resolve() / "hello.txt")
+            wrote = await call(registry, "fs__write_file", workspace, path=target, content="hi from npx\n")
+            assert wrote.ok, wrote.output
+            assert (workspace / "hello.txt").read_text() == "hi from npx\n"
+            read = await call(registry, "fs__read_text_file", workspace, path=target)
+            assert read.output == "hi from npx\n"
+            outside = await call(registry, "fs__read_text_file", workspace, path="/etc/hostname")
+            assert not outside.ok  # the server's own allowed directories: a tool error the model reads
+        finally:
+            await servers.aclose()
+
+    asyncio.run(scenario())
