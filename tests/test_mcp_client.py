@@ -24,6 +24,7 @@ from goalkeeper.config.trust import trust
 from goalkeeper.errors import ConfigError
 from goalkeeper.events import ApprovalEvent, ToolIntentEvent, ToolResultEvent
 from goalkeeper.models.base import ToolCall, ToolSpec
+from goalkeeper.render.terminal import event_line
 from goalkeeper.sandbox.policy import SandboxPolicy, command_environment
 from goalkeeper.sandbox.rules import ApprovalPolicy, CommandDecision, Rule, decide_command, decide_tool
 from goalkeeper.store import Store
@@ -225,10 +226,12 @@ args = [{json.dumps(str(FIXTURE))}, "stdio", "{marker}"]
                    if isinstance(record.event, ToolIntentEvent)]
         approvals = [record.event for record in events(store, goal, "approval")
                      if isinstance(record.event, ApprovalEvent)]
+        shown = [event_line(record) for record in events(store, goal, "tool_intent")]
     assert results["fixture__add"].ok and results["fixture__add"].output == "5"
     touch = results["fixture__touch"]
     assert not touch.ok and "denied by rule `tool = fixture__touch`" in touch.output
     assert {"fixture__add", "fixture__touch"} <= set(intents)  # intent before result, as for every tool
+    assert '  ⇄ fixture__add {"a": 2, "b": 3}' in shown  # as `gk log` shows it
     assert [(a.command, a.action) for a in approvals] == [('fixture__add {"a": 2, "b": 3}', "allow"),
                                                           ('fixture__touch {"path": "note.txt"}', "deny")]
     assert not (workspace / "note.txt").exists()

@@ -44,6 +44,8 @@ def event_line(record: EventRecord) -> str | None:
             return "  model: " + (text[0][:100] if text else "") + (f" → {names}" if names else "")
         case ev.ToolIntentEvent(name="shell", arguments=arguments):
             return f"  $ {command_of(arguments)[:120]}"
+        case ev.ToolIntentEvent(name=name, arguments=arguments) if "__" in name:  # an MCP server's NAME__tool
+            return f"  ⇄ {name} {arguments[:100]}"
         case ev.ToolResultEvent(ok=False, name=name, output=output):
             return f"  ✗ {name}: {output.splitlines()[0][:120] if output else ''}"
         case ev.BaselineEvent(evidence=evidence) | ev.EvidenceEvent(evidence=evidence):
