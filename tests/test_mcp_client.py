@@ -142,11 +142,11 @@ def test_a_crash_mid_call_and_a_timeout_are_tool_errors_and_the_server_is_restar
 
 def test_a_server_that_crashes_every_time_is_given_up_after_three_restarts(workspace: Path) -> None:
     script = workspace / "dies.sh"
-    script.write_text("exit 1\n")
+    script.write_text("echo 'no config found' >&2; exit 1\n")
     table = McpServer(command="bash", args=[str(script)], startup_timeout_s=5)
 
     async def scenario() -> None:
-        with pytest.raises(McpServerError, match="MCP server `dies` failed to start"):
+        with pytest.raises(McpServerError, match="MCP server `dies` failed to start.*it said: no config found"):
             await started({"dies": table}, workspace)
         connection = McpConnection("dies", table, sandbox(workspace), {})
         connection.restarts = MAX_RESTARTS

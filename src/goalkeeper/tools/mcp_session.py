@@ -19,11 +19,10 @@ import asyncio
 import contextlib
 import os
 import shlex
-import tempfile
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO, cast
+from typing import TYPE_CHECKING, Any, TextIO
 
 from goalkeeper.config.schema import McpServer
 from goalkeeper.errors import GoalkeeperError
@@ -42,7 +41,7 @@ BACKOFF_S = (0.5, 1.0, 2.0)
 MAX_TOOL_PAGES = 100
 """tools/list pages read at most: a server that pages forever cannot hang the start."""
 STDERR_TAIL = 2_000
-"""Chars of a server's stderr shown when it fails to start."""
+"""Bytes of a server's stderr kept (the rest is dropped as it arrives), shown when it fails to start."""
 
 
 class McpServerError(GoalkeeperError):
@@ -67,8 +66,8 @@ class McpConnection:
     _task: asyncio.Task[None] | None = None
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    _stderr: TextIO | None = None
-    """The server's stderr (an unnamed file): shown when it fails to start, never on the person's terminal."""
+    _stderr: _Tail = field(default_factory=lambda: _Tail())
+    """The end of the server's stderr: shown when it fails to start, never on the person's terminal."""
 
     async def start(self) -> list[Tool]:
         """Start the server and list its tools, within `startup_timeout_s`; McpServerError says why not."""
@@ -108,9 +107,6 @@ class McpConnection:
     async def aclose(self) -> None:
         """Stop the server (its process group is killed if it does not exit on its own) and wait for it."""
         await self._stop_client()
-        if self._stderr is not None:
-            self._stderr.close()
-            self._stderr = None
 
     async def _ready(self) -> Client:
         """The live client, after starting the server again if it died (bounded, with backoff)."""
@@ -177,13 +173,11 @@ class McpConnection:
         from mcp.client.stdio import StdioServerParameters, stdio_client
 
         # Kept open across restarts (closed by aclose), so a failed start can say what the server printed.
-        if self._stderr is None:
-            self._stderr = cast(TextIO, tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace"))  # noqa: SIM115
-        async with process_limit(self.sandbox.max_processes) as limit:
+        async with process_limit(self.sandbox.max_processes) as limit, self._stderr.pipe() as errlog:
             argv = [*limit.prefix, *await asyncio.to_thread(self._sandboxed_argv)]
             env = {**self.env, **self.table.env}
             params = StdioServerParameters(command=argv[0], args=argv[1:], env=env, cwd=self.sandbox.workspace)
-            yield stdio_client(params, errlog=self._stderr)
+            yield stdio_client(params, errlog=errlog)
 
     def _sandboxed_argv(self) -> list[str]:
         """The server's command line wrapped as a `shell` command is (the sandbox's checks read files)."""
@@ -194,14 +188,36 @@ class McpConnection:
 
     def _stderr_tail(self) -> str:
         """`; it said: …` with the end of the server's stderr, or nothing."""
-        if self._stderr is None:
-            return ""
-        with contextlib.suppress(OSError, ValueError):
-            self._stderr.flush()
-            self._stderr.seek(0)
-            said = self._stderr.read()[-STDERR_TAIL:].strip()
-            return f"; it said: {said}" if said else ""
-        return ""
+        said = self._stderr.text()
+        return f"; it said: {said}" if said else ""
+
+
+class _Tail(asyncio.Protocol):
+    """Reads a server's stderr from a pipe as it comes, keeping only its last STDERR_TAIL bytes: a server that
+    writes without end costs neither memory nor disk."""
+
+    def __init__(self) -> None:
+        self.kept = b""
+
+    def data_received(self, data: bytes) -> None:
+        self.kept = (self.kept + data)[-STDERR_TAIL:]
+
+    def text(self) -> str:
+        return self.kept.decode("utf-8", errors="replace").strip()
+
+    @contextlib.asynccontextmanager
+    async def pipe(self) -> AsyncIterator[TextIO]:
+        """A pipe's writing end for the server's stderr, read into this tail while the block runs."""
+        self.kept = b""
+        reading, writing = os.pipe()
+        transport, _ = await asyncio.get_running_loop().connect_read_pipe(lambda: self, os.fdopen(reading, "rb", 0))
+        errlog = os.fdopen(writing, "w")
+        try:
+            yield errlog
+        finally:
+            errlog.close()
+            await asyncio.sleep(0.05)  # what a server said just before it died is still in the pipe
+            transport.close()
 
 
 @contextlib.asynccontextmanager
