@@ -103,6 +103,10 @@ class McpConnection:
             self.client = None  # it died: the next call starts it again
             raise McpCallError(f"MCP server `{self.name}` stopped during this call (connection closed); it is "
                                "restarted for the next call") from None
+        except Exception as error:  # the transport's own failure (an HTTP error, a broken pipe): no answer came
+            self.client = None
+            raise McpCallError(f"MCP server `{self.name}` failed during this call ({_describe(error)}); it is "
+                               "restarted for the next call") from None
 
     async def aclose(self) -> None:
         """Stop the server (its process group is killed if it does not exit on its own) and wait for it."""
