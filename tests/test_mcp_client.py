@@ -146,7 +146,7 @@ def test_a_server_that_crashes_every_time_is_given_up_after_three_restarts(works
     table = McpServer(command="bash", args=[str(script)], startup_timeout_s=5)
 
     async def scenario() -> None:
-        with pytest.raises(McpServerError, match="MCP server `dies` failed to start.*it said: no config found"):
+        with pytest.raises(McpServerError, match=r"MCP server `dies` failed to start.*it said: no config found"):
             await started({"dies": table}, workspace)
         connection = McpConnection("dies", table, sandbox(workspace), {})
         connection.restarts = MAX_RESTARTS
@@ -353,3 +353,18 @@ def test_a_bad_server_table_is_one_error_naming_the_key(table: str, named: str) 
     with pytest.raises(ConfigError) as caught:
         parse_config_text(table, "config.toml")
     assert named in str(caught.value)
+
+
+def test_a_server_that_never_answers_is_stopped_after_startup_timeout_s(workspace: Path) -> None:
+    marker = f"mcp-test-{uuid.uuid4().hex}"
+    # Reads nothing and says nothing; bash stays (`; :`) with the marker as its $0.
+    table = McpServer(command="bash", args=["-c", "sleep 600; :", marker], startup_timeout_s=0.5)
+
+    async def scenario() -> None:
+        began = time.monotonic()
+        with pytest.raises(McpServerError, match=r"did not start and list its tools within 0.5s"):
+            await started({"mute": table}, workspace)
+        assert time.monotonic() - began < 10  # the SDK's shutdown waits ~2 s on stdin closing, then kills
+        assert not processes_with(marker)
+
+    asyncio.run(scenario())

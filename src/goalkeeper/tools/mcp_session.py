@@ -75,6 +75,8 @@ class McpConnection:
             return await asyncio.wait_for(self._open(), self.table.startup_timeout_s)
         except TimeoutError:
             said = self._stderr_tail()
+            if self._task is not None:
+                self._task.cancel()  # stuck before the handshake ended: `_stop` would never be looked at
             await self.aclose()
             raise McpServerError(f"MCP server `{self.name}` did not start and list its tools within "
                                  f"{self.table.startup_timeout_s:g}s{said}",
@@ -161,11 +163,10 @@ class McpConnection:
         if task is None:
             return
         self._stop.set()
-        try:
-            await asyncio.wait_for(asyncio.shield(task), 10)  # the SDK's own shutdown is bounded to ~6 s
-        except TimeoutError:
+        done, _ = await asyncio.wait({task}, timeout=10)  # the SDK's own shutdown is bounded to ~6 s
+        if not done:
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await asyncio.gather(task, return_exceptions=True)  # a cancelled task's CancelledError is not ours
 
     @contextlib.asynccontextmanager
     async def _transport(self) -> AsyncIterator[Any]:
