@@ -32,6 +32,7 @@ from goalkeeper.tools.base import ToolContext, ToolResult
 from goalkeeper.tools.mcp import McpServers, McpTool, start_servers, tool_name
 from goalkeeper.tools.mcp_session import MAX_RESTARTS, McpCallError, McpConnection, McpServerError
 from goalkeeper.tools.registry import Approval, ToolRegistry, default_registry
+from goalkeeper.tools.shell import ShellTool
 from helpers import free_port, git, stop_group
 from scenario import call as call_tool
 from scenario import complete, events, new_goal, run, sample_repo, scripted, step
@@ -368,3 +369,28 @@ def test_a_server_that_never_answers_is_stopped_after_startup_timeout_s(workspac
         assert not processes_with(marker)
 
     asyncio.run(scenario())
+
+
+def test_an_approval_remembered_for_an_mcp_tool_holds_for_the_run_and_never_for_a_command(workspace: Path) -> None:
+    answers = [Approval(approved=True, remember=True)]
+    asked: list[str] = []
+
+    async def approve(shown: str, decision: CommandDecision) -> Approval:
+        asked.append(shown)
+        return answers.pop(0) if answers else Approval(approved=False, reason="asked again")
+
+    # A server that used up its restarts: each approved call is a tool error saying so, after its approval.
+    connection = McpConnection("fs", McpServer(command="true"), sandbox(workspace), {}, restarts=MAX_RESTARTS)
+    tool = McpTool(connection, "write_file", ToolSpec("fs__write_file", "writes", {"type": "object"}))
+    registry = ToolRegistry([tool, ShellTool()], approval_policy="untrusted", approver=approve)
+    attended = ToolContext(workspace.resolve(), sandbox=sandbox(workspace), headless=False)
+
+    async def calls() -> list[ToolResult]:
+        return [await registry.execute(ToolCall(f"c{n}", "fs__write_file", "{}"), attended) for n in range(2)]
+
+    results = asyncio.run(calls())
+    assert [r.approval.action if r.approval else None for r in results] == ["allow", "allow"]
+    assert "is not started again in this run" in results[0].output
+    assert asked == ["fs__write_file {}"]  # asked once, then remembered for the run
+    shell = asyncio.run(registry.execute(ToolCall("s", "shell", '{"command": "fs__write_file"}'), attended))
+    assert asked[-1] == "fs__write_file" and not shell.ok  # a command of that name is asked about all the same

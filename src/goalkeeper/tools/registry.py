@@ -56,6 +56,9 @@ class Approval:
 Approver = Callable[[str, CommandDecision], Awaitable[Approval]]
 """Asks a person whether a command the rules say "ask" about may run (the TUI supplies it)."""
 
+REMEMBERED_TOOL = "approved earlier in this run and remembered"
+"""The reason of the allow rule a remembered approval of an MCP tool becomes (for the rest of the run)."""
+
 NO_PROMPT_YET = "approval prompts arrive with the TUI"
 """Why an ask is denied in an attended run that has no approver."""
 
@@ -169,16 +172,24 @@ class ToolRegistry:
 
     async def _run_judged_tool(self, tool: McpTool, args: Document, context: ToolContext) -> ToolResult:
         """An MCP tool's call, judged by its name (`tool` rules, then the policy; sandbox/rules.py), asked about
-        when the rules say so and someone can answer. Such an approval holds for this call only."""
+        when the rules say so and someone can answer. An approval the person asks to remember holds for this
+        tool until the run ends (it is not stored: a resumed goal asks again)."""
         name = tool.spec.name
-        decision, asked = decide_tool(name, self.rules, self.approval_policy, context.headless), False
+        decision, asked = decide_tool(name, self.rules, self.approval_policy, headless=False), False
+        if decision.action == "ask" and Rule(name, "allow", REMEMBERED_TOOL, tool=True) in self.remembered:
+            decision = CommandDecision("allow", "approved earlier in this run by the person (remembered)", name)
+        elif decision.action == "ask":
+            decision = decide_tool(name, self.rules, self.approval_policy, context.headless)
         if decision.action == "ask":
             if self.approver is None:
                 decision = CommandDecision("deny", f"needs approval, and {NO_PROMPT_YET}: {decision.reason}",
                                            decision.rule)
             else:
                 asked = True
-                decision = _answered(decision, await self.approver(_shown_call(name, args), decision))
+                answer = await self.approver(_shown_call(name, args), decision)
+                if answer.approved and answer.remember:
+                    self.remembered.append(Rule(name, "allow", REMEMBERED_TOOL, tool=True))
+                decision = _answered(decision, answer)
         approval = CommandApproval(_shown_call(name, args), decision.action, decision.reason, decision.rule, asked)
         if decision.action == "deny":
             by = f"by rule `{decision.rule}`" if decision.rule else "by the approval policy"
@@ -194,7 +205,8 @@ class ToolRegistry:
         if decision.action != "ask":
             return decision
         parts = asked_commands(command, self.rules, self.approval_policy, self.goal_branch)
-        covering = [next((rule.match for rule in self.remembered if command_matches(rule.match, part.command)), None)
+        commands = [rule for rule in self.remembered if not rule.tool]  # an MCP tool's never covers a command
+        covering = [next((rule.match for rule in commands if command_matches(rule.match, part.command)), None)
                     if part.rememberable else None for part in parts]
         if parts and all(covering):
             matches = ", ".join(f"`{match}`" for match in dict.fromkeys(covering) if match)
