@@ -394,3 +394,10 @@ def test_an_approval_remembered_for_an_mcp_tool_holds_for_the_run_and_never_for_
     assert asked == ["fs__write_file {}"]  # asked once, then remembered for the run
     shell = asyncio.run(registry.execute(ToolCall("s", "shell", '{"command": "fs__write_file"}'), attended))
     assert asked[-1] == "fs__write_file" and not shell.ok  # a command of that name is asked about all the same
+
+
+def test_a_bearer_token_variable_that_is_not_set_is_named(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GK_TEST_MCP_TOKEN", raising=False)
+    table = McpServer(url="http://127.0.0.1:9/mcp", bearer_token_env_var="GK_TEST_MCP_TOKEN")
+    with pytest.raises(McpServerError, match="bearer_token_env_var GK_TEST_MCP_TOKEN is not set"):
+        asyncio.run(started({"docs": table}, workspace))
