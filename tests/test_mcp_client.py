@@ -23,11 +23,13 @@ from goalkeeper.config.schema import McpServer
 from goalkeeper.config.trust import trust
 from goalkeeper.errors import ConfigError
 from goalkeeper.events import ApprovalEvent, ToolIntentEvent, ToolResultEvent
+from goalkeeper.goals import service
 from goalkeeper.models.base import ToolCall, ToolSpec
 from goalkeeper.render.terminal import event_line
+from goalkeeper.run.runner import Runner
 from goalkeeper.sandbox.policy import SandboxPolicy, command_environment
 from goalkeeper.sandbox.rules import ApprovalPolicy, CommandDecision, Rule, decide_command, decide_tool
-from goalkeeper.store import Store
+from goalkeeper.store import EventRecord, Store
 from goalkeeper.tools.base import ToolContext, ToolResult
 from goalkeeper.tools.mcp import McpServers, McpTool, start_servers, tool_name
 from goalkeeper.tools.mcp_session import MAX_RESTARTS, McpCallError, McpConnection, McpServerError
@@ -35,7 +37,7 @@ from goalkeeper.tools.registry import Approval, ToolRegistry, default_registry
 from goalkeeper.tools.shell import ShellTool
 from helpers import free_port, git, stop_group
 from scenario import call as call_tool
-from scenario import complete, events, new_goal, run, sample_repo, scripted, step
+from scenario import complete, events, new_goal, run, sample_repo, scripted, scripted_after, step
 
 FIXTURE = Path(__file__).with_name("mcp_server_fixture.py")
 
@@ -202,7 +204,9 @@ def test_tool_names_fit_the_providers_charset_and_stay_unique() -> None:
     assert tool_name("fs", "read file", {"fs__read_file"}) == "fs__read_file_2"
 
 
-def test_a_goal_calls_mcp_tools_through_the_rules_and_records_each_call(tmp_path: Path, goalkeeper_home: Path) -> None:
+@pytest.mark.slow  # two runs of a goal, each starting the server
+def test_a_goal_calls_mcp_tools_through_the_rules_across_a_resume_and_records_each_call(
+        tmp_path: Path, goalkeeper_home: Path) -> None:
     marker = f"mcp-test-{uuid.uuid4().hex}"
     (goalkeeper_home / "config.toml").write_text(f"""
 [[rules]]
@@ -215,12 +219,23 @@ command = {json.dumps(sys.executable)}
 args = [{json.dumps(str(FIXTURE))}, "stdio", "{marker}"]
 """)
     workspace = sample_repo(tmp_path)
-    steps = [step("", call_tool("fixture__add", a=2, b=3)), step("", call_tool("fixture__touch", path="note.txt")),
-             step("", complete()), step("done")]
-    model = scripted(steps)
+    # The pause lands at the next boundary: the echo is cut short or never made.
+    first = scripted([step("", call_tool("fixture__add", a=2, b=3)), step("", call_tool("fixture__echo", text="x"))])
     with Store() as store:
         goal = new_goal(store, workspace, checks=["t=true"])
-        assert run(store, goal, workspace, model).status == "achieved"
+        runner = Runner(store, store.get_goal_by_id(goal.goal_id), first, workspace)
+
+        def pause_after_the_call(record: EventRecord) -> None:
+            if isinstance(record.event, ToolResultEvent):
+                runner.interrupt()  # as Ctrl-C does
+
+        runner.on_event = pause_after_the_call
+        assert asyncio.run(runner.run()).status == "paused"
+        assert not processes_with(marker)  # the server stopped with the run
+        service.resume(store, store.get_goal_by_id(goal.goal_id))
+        rest = scripted_after(store, goal, [step("", call_tool("fixture__touch", path="note.txt")),
+                                            step("", complete()), step("done")])
+        assert run(store, goal, workspace, rest).status == "achieved"  # the resumed run starts it again
         results = {record.event.name: record.event for record in events(store, goal, "tool_result")
                    if isinstance(record.event, ToolResultEvent)}
         intents = [record.event.name for record in events(store, goal, "tool_intent")
@@ -233,10 +248,11 @@ args = [{json.dumps(str(FIXTURE))}, "stdio", "{marker}"]
     assert not touch.ok and "denied by rule `tool = fixture__touch`" in touch.output
     assert {"fixture__add", "fixture__touch"} <= set(intents)  # intent before result, as for every tool
     assert '  ⇄ fixture__add {"a": 2, "b": 3}' in shown  # as `gk log` shows it
-    assert [(a.command, a.action) for a in approvals] == [('fixture__add {"a": 2, "b": 3}', "allow"),
-                                                          ('fixture__touch {"path": "note.txt"}', "deny")]
+    decided = [(a.command, a.action) for a in approvals]
+    assert decided[0] == ('fixture__add {"a": 2, "b": 3}', "allow")
+    assert decided[-1] == ('fixture__touch {"path": "note.txt"}', "deny")
     assert not (workspace / "note.txt").exists()
-    offered = {tuple(spec.name for spec in request.tools) for request in model.requests}
+    offered = {tuple(spec.name for spec in request.tools) for request in [*first.requests, *rest.requests]}
     assert len(offered) == 1 and "fixture__add" in next(iter(offered))  # the same tools on every request
     assert not processes_with(marker)  # stopped with the run
 

@@ -2,7 +2,7 @@
 mirror, the pinned verification surface, config.toml at the goal's base, and the baseline check run, which
 also answers the lint gate's run questions for a goal set to run at once (`lint_at_baseline`). The model's
 SDK loads while the baseline's checks run (`_build_model`), off the path to the first request. The MCP
-servers config.toml names start after it all (`start_mcp`), on every run, and stop when the run ends.
+servers config.toml names start before a run's first turn (`start_mcp`) and stop when the run ends.
 
 Each step is done once per goal and found again (from the replayed facts) on later runs.
 """
@@ -67,8 +67,8 @@ async def prepare(run: GoalRun) -> None:
 
 
 async def start_mcp(run: GoalRun) -> None:
-    """Start config.toml's MCP servers for this run (a resumed goal, or a gated step, starts them again) and
-    add their tools to the registry, in the same order every time."""
+    """Start config.toml's MCP servers for this run unless they run (a resumed goal, or a gated step, starts
+    them again) and add their tools to the registry, in the same order every time."""
     if run.mcp is None and any(table.enabled for table in run.mcp_tables.values()):
         run.mcp = await start_servers(run.mcp_tables, run.sandbox, run.env)
         run.tools = run.tools.adding(run.mcp.tools)

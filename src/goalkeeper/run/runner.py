@@ -83,7 +83,11 @@ class Runner:
             with _signals_call(self.interrupt) if self.handle_signals else contextlib.nullcontext():
                 action = await self._start()
                 while isinstance(action, StartTurn | RunChecks):
-                    action = await run_turn(run) if isinstance(action, StartTurn) else await verify(run)
+                    if isinstance(action, RunChecks):
+                        action = await verify(run)
+                        continue
+                    await start_mcp(run)  # before the turn's first request, which offers their tools
+                    action = await run_turn(run)
             return RunResult(run.goal.goal_id, run.state.status, run.state.reason.value)
         except StepDone as step:
             return RunResult(run.goal.goal_id, run.state.status, run.state.reason.value, step.effect)
@@ -110,7 +114,6 @@ class Runner:
             await prepare(run)
         elif run.facts.keep_green is None:
             await baseline(run)  # prepared by an earlier step that the gate stopped before the baseline's run
-        await start_mcp(run)
         turn = run.facts.turn
         if turn.pending_checks:
             return RunChecks(turn.pending_checks)
