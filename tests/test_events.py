@@ -82,6 +82,7 @@ EXAMPLES: list[Any] = [
     ev.ReportPushedEvent(remote="/srv/repo.git", ref="refs/goalkeeper/reports/goal_1", commit="c", status="achieved"),
     ev.BudgetCappedEvent(reason="budget_tokens", tokens=1200, usd=None, time_s=None),
     ev.ControlRequestEvent(action="cap", actor="harness", cap="tokens"),
+    ev.McpServersEvent(servers={"fs": 14, "docs": 0}),
 ]
 
 
@@ -194,3 +195,4 @@ def test_gk_log_gives_the_fleet_events_a_line() -> None:
         "  submitted to temporal at h:7233: workflow w, repository /srv/r.git"
     assert line(ev.ReportPushedEvent(remote="/srv/r.git", ref="refs/goalkeeper/reports/g", commit="c",
                                      status="achieved")) == "  report pushed to /srv/r.git (refs/goalkeeper/reports/g)"
+    assert line(ev.McpServersEvent(servers={"fs": 14, "docs": 2})) == "  MCP servers: fs (14 tools), docs (2 tools)"

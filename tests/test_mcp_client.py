@@ -243,11 +243,13 @@ args = [{json.dumps(str(FIXTURE))}, "stdio", "{marker}"]
         approvals = [record.event for record in events(store, goal, "approval")
                      if isinstance(record.event, ApprovalEvent)]
         shown = [event_line(record) for record in events(store, goal, "tool_intent")]
+        started = [event_line(record) for record in events(store, goal, "mcp_servers")]
     assert results["fixture__add"].ok and results["fixture__add"].output == "5"
     touch = results["fixture__touch"]
     assert not touch.ok and "denied by rule `tool = fixture__touch`" in touch.output
     assert {"fixture__add", "fixture__touch"} <= set(intents)  # intent before result, as for every tool
     assert '  ⇄ fixture__add {"a": 2, "b": 3}' in shown  # as `gk log` shows it
+    assert started == ["  MCP servers: fixture (6 tools)"] * 2  # once per run
     decided = [(a.command, a.action) for a in approvals]
     assert decided[0] == ('fixture__add {"a": 2, "b": 3}', "allow")
     assert decided[-1] == ('fixture__touch {"path": "note.txt"}', "deny")

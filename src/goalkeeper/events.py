@@ -659,6 +659,15 @@ class ReportPushedEvent(_Frozen):
     status: str
 
 
+# ---- issue 18: MCP client
+class McpServersEvent(_Frozen):
+    """The MCP servers this run started (config.toml's `[mcp_servers]`), each with how many tools it added."""
+
+    kind: Literal["mcp_servers"] = "mcp_servers"
+    actor: EventActor | None = "harness"
+    servers: dict[str, int]
+
+
 Event = Annotated[
     GoalSetEvent | GoalClearedEvent | StatusChangedEvent | BudgetRaisedEvent | BudgetCappedEvent |
     BudgetExhaustedEvent | AttemptCountedEvent | NudgeEvent | ChecksRequestedEvent | TurnStartedEvent | TurnEndedEvent |
@@ -668,7 +677,8 @@ Event = Annotated[
     SandboxEvent | GoalBranchEvent | BaselineMirrorEvent | VerificationPinsEvent | VerificationSurfaceEvent |
     BaselineEvent | EvidenceEvent | ChatMessageEvent | ChatResponseEvent | ChatToolResultEvent | SideEvent |
     PlanEvent | DraftEvent | DistilledEvent | RestatedEvent | ImplementsEvent | NotifyAttemptEvent |
-    EngineStartedEvent | ReportPushedEvent,
+    EngineStartedEvent | ReportPushedEvent |
+    McpServersEvent,
     Field(discriminator="kind"),
 ]
 """Any event of a thread's log."""

@@ -58,6 +58,8 @@ def event_line(record: EventRecord) -> str | None:
             return f"  completion refused: failing {', '.join(failing)} (attempts: {counts})"
         case ev.SandboxEvent(mode=mode, network=network, processes=processes):
             return f"  sandbox: {mode}, network {'on' if network else 'off'}, {processes}"
+        case ev.McpServersEvent(servers=servers):
+            return "  MCP servers: " + ", ".join(f"{name} ({count} tools)" for name, count in servers.items())
         case ev.NudgeEvent(why=why):
             return f"  nudge: {why}"
         case ev.BudgetExhaustedEvent(reason=reason):

@@ -21,7 +21,14 @@ from goalkeeper.contract.lint import GoalLintError
 from goalkeeper.core.decide import decide, with_baseline
 from goalkeeper.core.outcomes import CheckResult, Decision, GoalCleared, Wait
 from goalkeeper.errors import ContractError, WorkspaceError
-from goalkeeper.events import BaselineEvent, Evidence, SandboxEvent, VerificationPinsEvent, VerificationSurfaceEvent
+from goalkeeper.events import (
+    BaselineEvent,
+    Evidence,
+    McpServersEvent,
+    SandboxEvent,
+    VerificationPinsEvent,
+    VerificationSurfaceEvent,
+)
 from goalkeeper.models.factory import BuildingModel
 from goalkeeper.models.retry import GatedModel
 from goalkeeper.run.goal_run import GoalRun, key_env
@@ -72,6 +79,10 @@ async def start_mcp(run: GoalRun) -> None:
     if run.mcp is None and any(table.enabled for table in run.mcp_tables.values()):
         run.mcp = await start_servers(run.mcp_tables, run.sandbox, run.env)
         run.tools = run.tools.adding(run.mcp.tools)
+        added = {connection.name: 0 for connection in run.mcp.connections}
+        for tool in run.mcp.tools:
+            added[tool.connection.name] += 1
+        run.record([McpServersEvent(servers=added)], hold=True)  # written with the turn's first commit
 
 
 async def stop_mcp(run: GoalRun) -> None:
