@@ -98,6 +98,7 @@ EXAMPLES: list[Any] = [
     ev.SubagentEndedEvent(child_thread_id="thr_c", status="done", summary="fixed",
                           files_changed=[{"path": "docs/a.md", "added": 1, "removed": 0}], requests=2,
                           charged_tokens=11, usd=0.001),
+    ev.McpServersEvent(servers={"fs": 14, "docs": 0}),
 ]
 
 
@@ -212,3 +213,4 @@ def test_gk_log_gives_the_fleet_events_a_line() -> None:
                                      status="achieved")) == "  report pushed to /srv/r.git (refs/goalkeeper/reports/g)"
     assert line(ev.ForkedEvent(parent_thread_id="thr_1", branch="goalkeeper/fork-1", commit="0123456789abcdef",
                                handoff="")) == "  forked from thr_1 at 0123456789ab (branch goalkeeper/fork-1)"
+    assert line(ev.McpServersEvent(servers={"fs": 14, "docs": 2})) == "  MCP servers: fs (14 tools), docs (2 tools)"

@@ -817,6 +817,15 @@ class SubagentEndedEvent(_Frozen):
     usd: float = 0.0
 
 
+# ---- issue 18: MCP client
+class McpServersEvent(_Frozen):
+    """The MCP servers this run started (config.toml's `[mcp_servers]`), each with how many tools it added."""
+
+    kind: Literal["mcp_servers"] = "mcp_servers"
+    actor: EventActor | None = "harness"
+    servers: dict[str, int]
+
+
 Event = Annotated[
     GoalSetEvent | GoalClearedEvent | StatusChangedEvent | BudgetRaisedEvent | BudgetCappedEvent |
     BudgetExhaustedEvent | AttemptCountedEvent | NudgeEvent | ChecksRequestedEvent | TurnStartedEvent | TurnEndedEvent |
@@ -827,7 +836,8 @@ Event = Annotated[
     BaselineEvent | EvidenceEvent | ChatMessageEvent | ChatResponseEvent | ChatToolResultEvent | SideEvent |
     PlanEvent | DraftEvent | DistilledEvent | RestatedEvent | ImplementsEvent | NotifyAttemptEvent |
     EngineStartedEvent | ReportPushedEvent | ForkedEvent | InstructionsLoadedEvent | HookRanEvent |
-    WaitStartedEvent | WaitEndedEvent | SubagentStartedEvent | SubagentUsageEvent | SubagentEndedEvent,
+    WaitStartedEvent | WaitEndedEvent | SubagentStartedEvent | SubagentUsageEvent | SubagentEndedEvent |
+    McpServersEvent,
     Field(discriminator="kind"),
 ]
 """Any event of a thread's log."""

@@ -23,8 +23,10 @@ from goalkeeper.config.schema import (
     BUILTIN_PROVIDERS,
     OPTIONAL_BASE_URL,
     PROJECT_DOC_MAX_BYTES,
+    CommandRule,
     ConfigFile,
     HookTable,
+    McpServer,
     ModelProvider,
     NotifyTarget,
 )
@@ -85,6 +87,8 @@ class Config:
     """`project_doc_max_bytes`: bytes of project instructions (AGENTS.md, CLAUDE.md) a goal's prompt holds."""
     hooks: tuple[HookTable, ...] = ()
     """`[[hooks]]` from every layer, the user's first (a project's only when trusted): run/hooks.py runs them."""
+    mcp_servers: Mapping[str, McpServer] = field(default_factory=dict)
+    """`[mcp_servers.NAME]`: the MCP servers whose tools join a goal's (the user's; a trusted project's too)."""
     warnings: tuple[str, ...] = ()
     """What a person should know about how the files were read (an untrusted project's ignored keys,
     uncommitted project config); the CLI prints them. Reading never prints."""
@@ -178,7 +182,7 @@ def _merge_layers(layers: list[tuple[str, dict[str, Any]]], profile: str | None,
                   providers=config.model_providers, prices=load_prices(config.model_pricing),
                   run=RunSettings().model_copy(update=knobs),
                   files=files, approval_policy=config.approval_policy or "on-request",
-                  rules=tuple(Rule(rule.match, rule.action, rule.reason) for rule in config.rules or ()),
+                  rules=tuple(_rule(rule) for rule in config.rules or ()),
                   restate_before_start=True if config.restate_before_start is None else config.restate_before_start,
                   notify=tuple(config.notify), server_url=config.server_url,
                   notify_wait_s=10.0 if config.notify_wait_s is None else config.notify_wait_s,
@@ -186,7 +190,14 @@ def _merge_layers(layers: list[tuple[str, dict[str, Any]]], profile: str | None,
                   secret_env=(*DEFAULT_SECRET_ENV, *_joined(sandbox, "secret_env")),
                   project_doc_max_bytes=PROJECT_DOC_MAX_BYTES if config.project_doc_max_bytes is None
                   else config.project_doc_max_bytes,
-                  hooks=tuple(config.hooks), warnings=warnings)
+                  hooks=tuple(config.hooks), mcp_servers=config.mcp_servers, warnings=warnings)
+
+
+def _rule(rule: CommandRule) -> Rule:
+    """A `[[rules]]` table as the rules judge it: a command glob, or with `tool` a tool-name glob."""
+    if rule.tool is not None:
+        return Rule(rule.tool, rule.action, rule.reason, tool=True)
+    return Rule(rule.match or "", rule.action, rule.reason)
 
 
 def _joined(tables: list[dict[str, Any]], key: str) -> list[str]:

@@ -6,10 +6,11 @@ Pure types and the built-in providers; reading, layering and resolving live in l
 from __future__ import annotations
 
 import difflib
+import re
 import typing
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from goalkeeper.sandbox.rules import ApprovalPolicy, RuleAction
@@ -71,9 +72,11 @@ def one_of(value: object, kind: Any) -> object:
 
 
 class CommandRule(_Table):
-    """One `[[rules]]` table: what happens to shell commands that match."""
+    """One `[[rules]]` table: what happens to shell commands (or, with `tool`, tool calls) that match."""
 
-    match: str = Field(min_length=1)
+    tool: str | None = Field(None, min_length=1)
+    """Instead of `match`: a glob over an MCP tool's name (`fs__write_file`, `fs__*`)."""
+    match: str | None = Field(None, min_length=1, validate_default=True)
     """A glob over one simple command (`*` is any text): `git push*`, `npm publish*`."""
     action: RuleAction
     """deny (never run it), ask (a person approves it; denied in headless runs) or allow."""
@@ -84,6 +87,19 @@ class CommandRule(_Table):
     @classmethod
     def _known_action(cls, value: object) -> object:
         return one_of(value, RuleAction)
+
+    @field_validator("match")
+    @classmethod
+    def _command_or_tool(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """A rule names a command glob or a tool glob: exactly one (`tool` is validated first)."""
+        tool = info.data.get("tool")
+        if value is None and tool is None:
+            raise PydanticCustomError("missing", "Field required")
+        if value is not None and tool is not None:
+            raise PydanticCustomError("invalid_table", "{what}", {
+                "what": "a rule has `match` (a command glob) or `tool` (a tool-name glob), not both",
+                "fix": "two [[rules]] tables, one with each"})
+        return value
 
 
 NotifyStatus = Literal["pursuing", "paused", "achieved", "unmet", "budget_limited"]
@@ -207,6 +223,51 @@ class AgentsTable(_Table):
     """How deep children nest (default 1: children cannot spawn their own)."""
 
 
+class McpServer(_Table):
+    """One `[mcp_servers.NAME]` table: an MCP server whose tools a goal may call as `NAME__tool` (Codex's keys)."""
+
+    command: str | None = Field(None, min_length=1)
+    """The program that runs a stdio server, inside the goal's sandbox (give `command` or `url`)."""
+    args: list[str] = []
+    """Its arguments."""
+    env: dict[str, str] = {}
+    """Variables set for it on top of the commands' environment (which has the credentials removed)."""
+    url: str | None = Field(None, pattern=r"^https?://")
+    """A streamable HTTP server's endpoint, instead of `command`."""
+    bearer_token_env_var: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    """With `url`: the variable holding a token sent as `Authorization: Bearer …`."""
+    enabled_tools: list[str] | None = None
+    """Only these of the server's tools (its own names); all when left out."""
+    disabled_tools: list[str] = []
+    """These of the server's tools are left out (applied after enabled_tools)."""
+    startup_timeout_s: float = Field(10.0, gt=0)
+    """Seconds the server may take to start and list its tools."""
+    tool_timeout_s: float = Field(60.0, gt=0)
+    """Seconds one tool call may take; past it the call is a tool error."""
+    enabled: bool = True
+    """false keeps the table but starts nothing."""
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpServer:
+        """stdio (`command`, `args`, `env`) or HTTP (`url`, `bearer_token_env_var`), never both or neither."""
+        if (self.command is None) == (self.url is None):
+            raise PydanticCustomError("invalid_table", "{what}", {
+                "what": "needs `command` (a stdio server) or `url` (a streamable HTTP server), exactly one",
+                "fix": 'command = "npx" with args = [...], or url = "http://127.0.0.1:8000/mcp"'})
+        if self.url is not None and (self.args or self.env):
+            raise PydanticCustomError("invalid_table", "{what}", {
+                "what": "`args` and `env` are for a stdio server (`command`), not a `url`",
+                "fix": "drop them, or give `command` instead of `url`"})
+        if self.command is not None and self.bearer_token_env_var is not None:
+            raise PydanticCustomError("invalid_table", "{what}", {
+                "what": "`bearer_token_env_var` is for a `url` server", "fix": "drop it, or give `url`"})
+        return self
+
+
+MCP_SERVER_NAME = r"[A-Za-z0-9_-]+"
+"""What a `[mcp_servers.NAME]` NAME may be: it prefixes its tools' names, which providers restrict."""
+
+
 class ConfigFile(Profile):
     """One config.toml, user or project."""
 
@@ -230,6 +291,19 @@ class ConfigFile(Profile):
     """The PostgreSQL store a fleet's machines share (read from the user's file only); unset: the store file."""
     agents: AgentsTable | None = None
     """`[agents]`: how many child agents a goal may run at once, and how deep they nest."""
+    mcp_servers: dict[str, McpServer] = {}
+    """MCP servers by NAME, whose tools join every goal's as `NAME__tool` (an untrusted project cannot add any)."""
+
+    @field_validator("mcp_servers", mode="before")
+    @classmethod
+    def _server_names(cls, value: object) -> object:
+        bad = [name for name in value if not re.fullmatch(MCP_SERVER_NAME, str(name))] \
+            if isinstance(value, dict) else []
+        if bad:
+            raise PydanticCustomError("invalid_table", "{what}", {
+                "what": f"server name {bad[0]!r} may hold only letters, digits, `_` and `-`",
+                "fix": "[mcp_servers.my_server] (it prefixes the tools' names: my_server__tool)"})
+        return value
 
 
 BUILTIN_PROVIDERS: dict[str, dict[str, Any]] = {
@@ -303,11 +377,22 @@ EXAMPLES = {
     "secret_paths": 'secret_paths = ["secrets/", "*.key"] (path globs)',
     "hooks": '[[hooks]] tables with event = "pre_tool", command = "./check-call.sh", matcher = "shell"',
     "event": 'event = "pre_tool" (or "post_tool", "post_turn", "status_change", "completion")',
-    "command": 'command = "python3 ~/hooks/review.py" (a bash command line)',
+    "command": ('command = "python3 ~/hooks/review.py" (a hook\'s bash command line), or command = "npx" (an MCP '
+                "server's program)"),
     "matcher": 'matcher = "shell|apply_patch" (tool name globs joined by |)',
     "agents": "[agents] with max_threads = 3 and max_depth = 1",
     "max_threads": "max_threads = 3 (children at once; 0 turns spawn_agent off)",
     "max_depth": "max_depth = 1 (children cannot spawn their own)",
+    "tool": 'tool = "fs__write_file" (or a glob: "fs__*")',
+    "mcp_servers": '[mcp_servers.NAME] with command = "npx" and args = [...], or url = "http://…/mcp"',
+    "args": 'args = ["-y", "@modelcontextprotocol/server-filesystem", "."]',
+    "env": 'env = { "LOG_LEVEL" = "warn" }',
+    "bearer_token_env_var": 'bearer_token_env_var = "MY_MCP_TOKEN" (the variable\'s name, not the token)',
+    "enabled_tools": 'enabled_tools = ["read_file", "list_directory"]',
+    "disabled_tools": 'disabled_tools = ["write_file"]',
+    "startup_timeout_s": "startup_timeout_s = 10",
+    "tool_timeout_s": "tool_timeout_s = 60",
+    "enabled": "enabled = true (or false)",
 }
 """What to write, by key, for error messages."""
 

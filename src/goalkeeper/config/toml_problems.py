@@ -53,6 +53,8 @@ def describe(problem: ErrorDetails, example: str,
         allowed = allowed_keys(loc[:-1])
         return (f"unknown key{did_you_mean(str(loc[-1]), allowed)}",
                 f"one of: {', '.join(allowed)}" if allowed else "no such key")
+    if kind == "invalid_table":  # a check across a table's keys says itself what is wrong and what to write
+        return str(ctx.get("what")), str(ctx.get("fix"))
     if kind == "missing":
         return "is required", example or "a value for it"
     if kind in ("greater_than", "greater_than_equal"):

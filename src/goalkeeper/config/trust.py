@@ -132,11 +132,12 @@ def _write(home: Path, projects: dict[str, str]) -> None:
 # ---------------------------------------------------------------- what an untrusted project may set
 
 _DROPPED = ("model_provider", "model_providers", "notify", "server_url", "model_pricing", "sandbox", "hooks",
-            "agents")
+            "agents", "mcp_servers")
 """Top-level keys an untrusted project cannot set: where requests, keys and goal data go, what a token costs
 (a price of 0 would defeat the USD budget), what the sandbox hides, the commands the harness itself runs
-(`[[hooks]]`: a pre_tool or completion hook also judges the model's work), and child agents (`[agents]`: more
-models at once, each with a shell)."""
+(`[[hooks]]`: a pre_tool or completion hook also judges the model's work), child agents (`[agents]`: more
+models at once, each with a shell), and the MCP servers a goal starts (a program the repository names, and a
+URL its tools' arguments are sent to)."""
 
 _STRICTNESS = {"on-request": 0, "never": 1, "untrusted": 2}
 """approval_policy from loosest to strictest: `never` denies what `on-request` would ask about; `untrusted`
@@ -183,7 +184,7 @@ def _tighten_only(table: dict[str, Any], user: dict[str, Any], prefix: str) -> l
         # An allow rule overrides the built-in denies (git push) and the approval policy: it only loosens.
         allowed = [rule for rule in rules if isinstance(rule, dict) and rule.get("action") == "allow"]
         table["rules"] = [rule for rule in rules if rule not in allowed]
-        ignored += [f"{prefix}rules (allow {json.dumps(rule.get('match'))})" for rule in allowed]
+        ignored += [f"{prefix}rules (allow {json.dumps(rule.get('match', rule.get('tool')))})" for rule in allowed]
     if table.get("restate_before_start") is False:
         del table["restate_before_start"]  # the restatement is a person's check on the goal
         ignored.append(f"{prefix}restate_before_start = false")

@@ -44,6 +44,8 @@ def event_line(record: EventRecord) -> str | None:
             return "  model: " + (text[0][:100] if text else "") + (f" → {names}" if names else "")
         case ev.ToolIntentEvent(name="shell", arguments=arguments):
             return f"  $ {command_of(arguments)[:120]}"
+        case ev.ToolIntentEvent(name=name, arguments=arguments) if "__" in name:  # an MCP server's NAME__tool
+            return f"  ⇄ {name} {arguments[:100]}"
         case ev.ToolResultEvent(ok=False, name=name, output=output):
             return f"  ✗ {name}: {output.splitlines()[0][:120] if output else ''}"
         case ev.BaselineEvent(evidence=evidence) | ev.EvidenceEvent(evidence=evidence):
@@ -60,6 +62,8 @@ def event_line(record: EventRecord) -> str | None:
             shown = ", ".join(f"{item.path}{' (cut)' if item.cut else ' (not read)' if item.skipped else ''}"
                               for item in files)
             return f"  instructions: {shown}"
+        case ev.McpServersEvent(servers=servers):
+            return "  MCP servers: " + ", ".join(f"{name} ({count} tools)" for name, count in servers.items())
         case ev.NudgeEvent(why=why):
             return f"  nudge: {why}"
         case ev.BudgetExhaustedEvent(reason=reason):

@@ -18,13 +18,13 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from goalkeeper.config.load import Config
-from goalkeeper.config.schema import HookTable
+from goalkeeper.config.schema import HookTable, McpServer
 from goalkeeper.config.trust import HARNESS_PROTECT
 from goalkeeper.context.history import Conversation
 from goalkeeper.context.prompts import render
@@ -64,6 +64,7 @@ from goalkeeper.spec.contract import Contract
 from goalkeeper.spec.settings import GoalSettings, Price
 from goalkeeper.store import EventRecord, Goal, Store
 from goalkeeper.tools.agents import AgentPool
+from goalkeeper.tools.mcp import McpServers
 from goalkeeper.tools.registry import Approver, ToolRegistry, goal_registry
 from goalkeeper.verify.cleanroom import Baseline, baseline_of
 from goalkeeper.workspace.goal import measured_trees
@@ -147,6 +148,10 @@ class GoalRun:
     """Turn ends and status changes committed since their post_turn and status_change hooks last ran."""
     agents: AgentPool = field(default_factory=AgentPool)
     """The child agents (`spawn_agent`) running now."""
+    mcp_tables: Mapping[str, McpServer] = field(default_factory=dict)
+    """config.toml's `[mcp_servers]`, as `prepare` read it."""
+    mcp: McpServers | None = None
+    """The MCP servers started for this run (prepare.start_mcp); stopped when the run ends."""
 
     @classmethod
     def open(cls, store: Store, goal: Goal, model: Model, workspace: Path, *,

@@ -2,7 +2,8 @@
 mirror, the pinned verification surface, config.toml and the project instructions (AGENTS.md) at the goal's
 base, and the baseline check run, which
 also answers the lint gate's run questions for a goal set to run at once (`lint_at_baseline`). The model's
-SDK loads while the baseline's checks run (`_build_model`), off the path to the first request.
+SDK loads while the baseline's checks run (`_build_model`), off the path to the first request. The MCP
+servers config.toml names start before a run's first turn (`start_mcp`) and stop when the run ends.
 
 Each step is done once per goal and found again (from the replayed facts) on later runs.
 """
@@ -24,13 +25,21 @@ from goalkeeper.contract.lint import GoalLintError
 from goalkeeper.core.decide import decide, with_baseline
 from goalkeeper.core.outcomes import CheckResult, Decision, GoalCleared, Wait
 from goalkeeper.errors import ContractError, WorkspaceError
-from goalkeeper.events import BaselineEvent, Evidence, SandboxEvent, VerificationPinsEvent, VerificationSurfaceEvent
+from goalkeeper.events import (
+    BaselineEvent,
+    Evidence,
+    McpServersEvent,
+    SandboxEvent,
+    VerificationPinsEvent,
+    VerificationSurfaceEvent,
+)
 from goalkeeper.models.factory import BuildingModel
 from goalkeeper.models.retry import GatedModel
 from goalkeeper.run.goal_run import GoalRun, key_env
 from goalkeeper.sandbox import limits as process_limits
 from goalkeeper.sandbox.bwrap import require_sandbox
 from goalkeeper.spec.contract import Contract
+from goalkeeper.tools.mcp import start_servers
 from goalkeeper.verify.checks import run_checks
 from goalkeeper.verify.cleanroom import keep_baseline
 from goalkeeper.verify.lint import baseline_refusal
@@ -63,6 +72,7 @@ async def prepare(run: GoalRun) -> None:
         await _load_instructions(run, config)
         if run.contract.read_first and run.state.spent.turns == 0:
             run.read_first = await asyncio.to_thread(_read_first, run)
+        run.mcp_tables = config.mcp_servers
         run.tools = run.tools.with_approvals(rules=config.rules, approval_policy=config.approval_policy,
                                              goal_branch=run.facts.branch.name if run.facts.branch else None)
         run.prepared = True  # a step that stops before the baseline's run does not prepare again
@@ -72,6 +82,25 @@ async def prepare(run: GoalRun) -> None:
     finally:
         if probe is not None:
             probe.cancel()  # the run failed before its baseline: nobody waits for the self-test
+
+
+async def start_mcp(run: GoalRun) -> None:
+    """Start config.toml's MCP servers for this run unless they run (a resumed goal, or a gated step, starts
+    them again) and add their tools to the registry, in the same order every time."""
+    if run.mcp is None and any(table.enabled for table in run.mcp_tables.values()):
+        run.mcp = await start_servers(run.mcp_tables, run.sandbox, run.env)
+        run.tools = run.tools.adding(run.mcp.tools)
+        added = {connection.name: 0 for connection in run.mcp.connections}
+        for tool in run.mcp.tools:
+            added[tool.connection.name] += 1
+        run.record([McpServersEvent(servers=added)], hold=True)  # written with the turn's first commit
+
+
+async def stop_mcp(run: GoalRun) -> None:
+    """Stop the run's MCP servers (their process groups are killed if they linger)."""
+    servers, run.mcp = run.mcp, None
+    if servers is not None:
+        await servers.aclose()
 
 
 def _configure(run: GoalRun) -> Config:

@@ -26,7 +26,7 @@ from goalkeeper.models.base import Model
 from goalkeeper.run.checking import verify
 from goalkeeper.run.goal_run import Effect, GoalGone, GoalRun, StepDone
 from goalkeeper.run.hooks import run_queued_hooks
-from goalkeeper.run.prepare import baseline, prepare
+from goalkeeper.run.prepare import baseline, prepare, start_mcp, stop_mcp
 from goalkeeper.run.turn import run_turn
 from goalkeeper.store import EventRecord, Goal, Store
 from goalkeeper.tools.registry import Approver
@@ -85,7 +85,11 @@ class Runner:
                 action = await self._start()
                 await run_queued_hooks(run)  # post_turn and status_change hooks, between the steps
                 while isinstance(action, StartTurn | RunChecks):
-                    action = await run_turn(run) if isinstance(action, StartTurn) else await verify(run)
+                    if isinstance(action, RunChecks):
+                        action = await verify(run)
+                    else:
+                        await start_mcp(run)  # before the turn's first request, which offers their tools
+                        action = await run_turn(run)
                     await run_queued_hooks(run)
             return RunResult(run.goal.goal_id, run.state.status, run.state.reason.value)
         except StepDone as step:
@@ -97,6 +101,7 @@ class Runner:
                 with contextlib.suppress(GoalkeeperError):
                     run.flush()  # however the run ends (a UI cancelling it, say), what it did stays in the store
             heartbeat.cancel()
+            await stop_mcp(run)
             with contextlib.suppress(GoalkeeperError):
                 run.store.release_lease(run.goal.goal_id)
             await run.model.aclose()

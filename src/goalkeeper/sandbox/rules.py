@@ -30,6 +30,11 @@ Such a rule only ever turns an ask into an allow (`asked_commands` says which pa
 is never affected. A command the guards or the default rules deny (`git push`, leaving the goal branch)
 that a user's ask rule turned into an ask is approved once at most: it is never remembered, and no
 remembered rule covers it, so a remembered `git checkout*` still cannot leave the goal branch.
+
+Tool rules. A rule written with `tool = "GLOB"` instead of `match` judges calls of tools the harness does not
+know (the MCP servers' `NAME__tool`) by the tool's name, never a shell command (`decide_tool`). The strictest
+matching tool rule wins; with none, such a tool is judged like a shell command that is not known to be
+read-only: `untrusted` asks, `on-request` and `never` allow. An ask is a deny when nobody can answer.
 """
 
 from __future__ import annotations
@@ -60,6 +65,8 @@ class Rule:
     action: RuleAction
     reason: str = ""
     """Told to the model (and the person) when the rule denies or asks."""
+    tool: bool = False
+    """`match` is a glob over a tool's name (`fs__write_*`), not over a shell command (see `decide_tool`)."""
 
 
 @dataclass(frozen=True)
@@ -154,11 +161,36 @@ def _judge(part: SimpleCommand, rules: Sequence[Rule], policy: ApprovalPolicy,
 
 
 def _user_rule(rules: Sequence[Rule], written: str, core: str) -> Rule | None:
-    """The strictest user rule matching the command (allow only on the written form); the first on ties."""
+    """The strictest user rule matching the command (allow only on the written form); the first on ties.
+    Tool rules never match a command."""
     matching = [rule for rule in rules
-                if command_matches(rule.match, written)
-                or (rule.action != "allow" and command_matches(rule.match, core))]
+                if not rule.tool and (command_matches(rule.match, written)
+                                      or (rule.action != "allow" and command_matches(rule.match, core)))]
     return min(matching, key=lambda rule: _STRICTNESS[rule.action], default=None)
+
+
+def decide_tool(name: str, rules: Sequence[Rule], policy: ApprovalPolicy, headless: bool) -> CommandDecision:
+    """Whether a call of the tool `name` may run: the strictest `tool` rule matching the name, else the policy
+    as for a command that is not known to be read-only (see the module docstring)."""
+    matching = [rule for rule in rules if rule.tool and command_matches(rule.match, name)]
+    rule = min(matching, key=lambda rule: _STRICTNESS[rule.action], default=None)
+    if rule is not None:
+        verb = {"deny": "denied", "ask": "needs approval", "allow": "allowed"}[rule.action]
+        because = f": {rule.reason}" if rule.reason else ""
+        decision = CommandDecision(rule.action, f"tool `{name}` {verb} by rule `tool = {rule.match}`{because}",
+                                   f"tool = {rule.match}")
+    elif policy == "untrusted":
+        decision = CommandDecision("ask", f"tool `{name}` is not known to be read-only, and approval_policy is "
+                                          "`untrusted`")
+    else:
+        return CommandDecision("allow", f"no rule stops tool `{name}` (approval_policy `{policy}`)")
+    if decision.action == "ask" and policy == "never":
+        return CommandDecision("deny", f"{decision.reason}; approval_policy is `never`, so nothing is asked",
+                               decision.rule)
+    if decision.action == "ask" and headless:
+        return CommandDecision("deny", f"needs approval, and this run is headless: {decision.reason}",
+                               decision.rule)
+    return decision
 
 
 def _guard(part: SimpleCommand, core: list[str]) -> CommandDecision | None:

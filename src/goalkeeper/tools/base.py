@@ -178,8 +178,9 @@ class Tool(ABC, Generic[A]):
     name: ClassVar[str]
     description: ClassVar[str]
     Args: type[A]
-    spec: ClassVar[ToolSpec]
-    """The definition sent to the model, derived from `name`, `description` and `Args`."""
+    spec: ToolSpec
+    """The definition sent to the model, derived from `name`, `description` and `Args` (an MCP tool's is its
+    instance's own, tools/mcp.py)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

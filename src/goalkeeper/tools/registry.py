@@ -1,10 +1,10 @@
 """The tool registry: which tools a turn may use, how one call is dispatched, and the approval of shell commands.
 
 Dispatch turns every model mistake (unknown tool, bad JSON) into a tool error the model can read. A
-`shell` call (and a `wait`'s `until` command) is judged by sandbox/rules.py first; a denial is a tool error
-too, and the goal continues. An "ask" goes to the person through the `Approver`; an approval they ask to
-remember becomes an allow rule of this registry at once (`remembered`), which only ever turns a later ask
-into an allow.
+`shell` call (and a `wait`'s `until` command) is judged by sandbox/rules.py first, an MCP tool's call by the
+tool's name (`decide_tool`); a denial is a tool error too, and the goal continues. An "ask" goes to the person
+through the `Approver`; an approval they ask to remember becomes an allow rule of this registry at once
+(`remembered`), which only ever turns a later ask into an allow.
 """
 
 from __future__ import annotations
@@ -24,11 +24,13 @@ from goalkeeper.sandbox.rules import (
     asked_commands,
     command_prefix,
     decide_command,
+    decide_tool,
 )
 from goalkeeper.tools.agents import SpawnAgentTool
-from goalkeeper.tools.base import ArgumentError, CommandApproval, Tool, ToolArgs, ToolContext, ToolResult
+from goalkeeper.tools.base import ArgumentError, CommandApproval, Document, Tool, ToolArgs, ToolContext, ToolResult
 from goalkeeper.tools.files import ReadFileTool, WriteFileTool
 from goalkeeper.tools.goal import Checkpoint, GetGoal, UpdateGoal
+from goalkeeper.tools.mcp import McpTool
 from goalkeeper.tools.patch import ApplyPatchTool
 from goalkeeper.tools.read_output import ReadOutputTool
 from goalkeeper.tools.search import SearchTool
@@ -58,6 +60,9 @@ class Approval:
 
 Approver = Callable[[str, CommandDecision], Awaitable[Approval]]
 """Asks a person whether a command the rules say "ask" about may run (the TUI supplies it)."""
+
+REMEMBERED_TOOL = "approved earlier in this run and remembered"
+"""The reason of the allow rule a remembered approval of an MCP tool becomes (for the rest of the run)."""
 
 NO_PROMPT_YET = "approval prompts arrive with the TUI"
 """Why an ask is denied in an attended run that has no approver."""
@@ -107,6 +112,12 @@ class ToolRegistry:
                             goal_branch=self.goal_branch if goal_branch is None else goal_branch,
                             approver=approver or self.approver, remembered=self.remembered)
 
+    def adding(self, tools: Iterable[Tool[Any]]) -> ToolRegistry:
+        """The same approvals with `tools` added after these (one of the same name takes its place)."""
+        registry = self.with_approvals()
+        registry.tools.update((tool.spec.name, tool) for tool in tools)
+        return registry
+
     def remember(self, match: str) -> Rule:
         """Allow commands matching `match` from now on where the rules would ask (never where they deny)."""
         rule = Rule(match, "allow", "approved earlier and remembered")
@@ -140,7 +151,10 @@ class ToolRegistry:
             return ToolResult(str(error), ok=False)
 
     async def run(self, tool: Tool[Any], args: ToolArgs, context: ToolContext) -> ToolResult:
-        """Run a parsed call; the command it would run (a shell command, a wait's `until`) is judged first."""
+        """Run a parsed call; the command it would run (a shell command, a wait's `until`) is judged first, and an
+        MCP tool's call by its name."""
+        if isinstance(tool, McpTool) and isinstance(args, Document):
+            return await self._run_judged_tool(tool, args, context)
         command = _command_of(args)
         if command is None or not command.strip():
             return await tool.run(args, context)  # the shell tool refuses an empty command itself
@@ -173,6 +187,34 @@ class ToolRegistry:
         result = await tool.run(args, context)
         return dataclasses.replace(result, approval=approval)
 
+    async def _run_judged_tool(self, tool: McpTool, args: Document, context: ToolContext) -> ToolResult:
+        """An MCP tool's call, judged by its name (`tool` rules, then the policy; sandbox/rules.py), asked about
+        when the rules say so and someone can answer. An approval the person asks to remember holds for this
+        tool until the run ends (it is not stored: a resumed goal asks again)."""
+        name = tool.spec.name
+        decision, asked = decide_tool(name, self.rules, self.approval_policy, headless=False), False
+        if decision.action == "ask" and Rule(name, "allow", REMEMBERED_TOOL, tool=True) in self.remembered:
+            decision = CommandDecision("allow", "approved earlier in this run by the person (remembered)", name)
+        elif decision.action == "ask":
+            decision = decide_tool(name, self.rules, self.approval_policy, context.headless)
+        if decision.action == "ask":
+            if self.approver is None:
+                decision = CommandDecision("deny", f"needs approval, and {NO_PROMPT_YET}: {decision.reason}",
+                                           decision.rule)
+            else:
+                asked = True
+                answer = await self.approver(_shown_call(name, args), decision)
+                if answer.approved and answer.remember:
+                    self.remembered.append(Rule(name, "allow", REMEMBERED_TOOL, tool=True))
+                decision = _answered(decision, answer)
+        approval = CommandApproval(_shown_call(name, args), decision.action, decision.reason, decision.rule, asked)
+        if decision.action == "deny":
+            by = f"by rule `{decision.rule}`" if decision.rule else "by the approval policy"
+            return ToolResult(f"denied {by}: {decision.reason}; the goal continues — choose another approach",
+                              ok=False, approval=approval)
+        result = await tool.run(args, context)
+        return dataclasses.replace(result, approval=approval)
+
     def _judge(self, command: str, headless: bool) -> CommandDecision:
         """The rules' decision, with an ask turned into an allow when remembered approvals cover every part
         that asks (headless runs too: the person already said yes for this goal)."""
@@ -180,7 +222,8 @@ class ToolRegistry:
         if decision.action != "ask":
             return decision
         parts = asked_commands(command, self.rules, self.approval_policy, self.goal_branch)
-        covering = [next((rule.match for rule in self.remembered if command_matches(rule.match, part.command)), None)
+        commands = [rule for rule in self.remembered if not rule.tool]  # an MCP tool's never covers a command
+        covering = [next((rule.match for rule in commands if command_matches(rule.match, part.command)), None)
                     if part.rememberable else None for part in parts]
         if parts and all(covering):
             matches = ", ".join(f"`{match}`" for match in dict.fromkeys(covering) if match)
@@ -204,6 +247,11 @@ def _answered(decision: CommandDecision, answer: Approval) -> CommandDecision:
         return CommandDecision("allow", f"approved by the person: {decision.reason}", decision.rule)
     because = answer.reason.strip() or decision.reason
     return CommandDecision("deny", f"refused by the person: {because}", decision.rule)
+
+
+def _shown_call(name: str, args: Document) -> str:
+    """An MCP call as the person and the log see it: the tool's name and its arguments."""
+    return f"{name} {json.dumps(args.fields(), ensure_ascii=False, sort_keys=True)}"
 
 
 def default_registry() -> ToolRegistry:
