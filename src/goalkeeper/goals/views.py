@@ -12,11 +12,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from goalkeeper.core.digest import GoalDigest
 from goalkeeper.core.lifecycle import status_label
-from goalkeeper.core.outcomes import GoalState
+from goalkeeper.core.state import GoalState
 from goalkeeper.events import BaselineEvent, CheckpointEvent, Event, Evidence, EvidenceEvent, payload_of
 from goalkeeper.spec.contract import Contract, format_duration
 from goalkeeper.store import EventRecord, Goal, Store, lease_is_live
-from goalkeeper.workspace.goal import best_and_green, measured_checkpoints
+from goalkeeper.workspace.measured import best_and_green, measured_checkpoints
 
 
 class GoalFigures(BaseModel):
