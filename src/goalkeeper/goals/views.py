@@ -23,6 +23,10 @@ class GoalFigures(BaseModel):
     """A goal's standing in figures: its status, its checks, and what it has spent of each budget. `gk goal`,
     `gk status` (GoalSummary) and the server's GoalOut all carry them, so they are declared once, here."""
 
+    # Built on first use, as the event models are: `gk log` and `gk threads` never make one, and building it
+    # builds the checkpoint and evidence models it holds.
+    model_config = ConfigDict(defer_build=True)
+
     goal_id: str
     thread_id: str
     workspace: str
