@@ -34,7 +34,7 @@ from typing import Any
 from aiohttp import web
 
 from goalkeeper.contract.flags import contract_from_flags
-from goalkeeper.core.outcomes import GoalState
+from goalkeeper.core.state import GoalState
 from goalkeeper.events import Event, ModelResponseEvent, ToolIntentEvent, TurnStartedEvent
 from goalkeeper.goals import control
 from goalkeeper.models.openai_chat import OpenAIChatModel

@@ -18,7 +18,8 @@ import pytest
 
 from chat_server import ChatServer, Completion, ToolCallReply, UsageReply
 from goalkeeper.core.decide import decide
-from goalkeeper.core.outcomes import BudgetRaise, GoalState, Reject
+from goalkeeper.core.outcomes import Reject
+from goalkeeper.core.state import BudgetRaise, GoalState
 from goalkeeper.errors import GoalkeeperError
 from goalkeeper.events import CheckpointEvent, payload_of
 from goalkeeper.goals import control, service

@@ -24,7 +24,7 @@ from goalkeeper.config.load import Config, load_config
 from goalkeeper.config.resolve import scripted_settings
 from goalkeeper.config.trust import is_trusted, trust, trust_path, trusted_projects
 from goalkeeper.contract.toml import parse_contract
-from goalkeeper.core.outcomes import BudgetRaise
+from goalkeeper.core.state import BudgetRaise
 from goalkeeper.errors import ConfigError, ContractError
 from goalkeeper.events import payload_of
 from goalkeeper.goals import service

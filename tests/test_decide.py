@@ -13,13 +13,10 @@ from goalkeeper.core.decide import begin, decide, steps_limit, tree_due
 from goalkeeper.core.lifecycle import TERMINAL, Reason
 from goalkeeper.core.outcomes import (
     Action,
-    BudgetRaise,
     CheckResult,
     ChecksRan,
     Decision,
-    GoalState,
     Interrupted,
-    Limits,
     ModelResponded,
     Outcome,
     Proceed,
@@ -34,6 +31,7 @@ from goalkeeper.core.outcomes import (
     UserPaused,
     UserResumed,
 )
+from goalkeeper.core.state import BudgetRaise, GoalState, Limits
 from goalkeeper.events import payload_of
 
 GOAL = "goal_1"

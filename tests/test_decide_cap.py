@@ -14,22 +14,25 @@ from goalkeeper.core.decide import decide, outcome_of
 from goalkeeper.core.lifecycle import Reason
 from goalkeeper.core.outcomes import (
     BudgetCapped,
-    BudgetRaise,
-    CapDimension,
-    ControlRequest,
-    GoalState,
-    Limits,
     ModelResponded,
     Reject,
     RequestDue,
-    Spent,
     StartTurn,
     Stop,
     TurnEnded,
     UserResumed,
     Wait,
 )
-from goalkeeper.core.state import request_event, request_of
+from goalkeeper.core.state import (
+    BudgetRaise,
+    CapDimension,
+    ControlRequest,
+    GoalState,
+    Limits,
+    Spent,
+    request_event,
+    request_of,
+)
 from goalkeeper.events import payload_of
 
 RUNNING = GoalState("g", limits=Limits(tokens=50_000), spent=Spent(tokens=1200, usd=0.3, time_s=40.0, turns=3))

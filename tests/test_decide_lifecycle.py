@@ -12,21 +12,18 @@ import pytest
 
 from goalkeeper.core.decide import decide, outcome_of
 from goalkeeper.core.lifecycle import Reason
-from goalkeeper.core.outcomes import (
+from goalkeeper.core.outcomes import GoalCleared, GoalSet, Reject, UserPaused, UserResumed, Wait
+from goalkeeper.core.state import (
     BudgetRaise,
     ControlAction,
     ControlRequest,
-    GoalCleared,
-    GoalSet,
     GoalState,
     Limits,
-    Reject,
     Spent,
-    UserPaused,
-    UserResumed,
-    Wait,
+    initial_state,
+    request_event,
+    request_of,
 )
-from goalkeeper.core.state import initial_state, request_event, request_of
 from goalkeeper.events import payload_of
 
 LIMITED = GoalState("g", status="budget_limited", reason=Reason.BUDGET_TOKENS, limits=Limits(tokens=1000),

@@ -15,7 +15,7 @@ from fastapi import FastAPI
 
 import test_tui
 from chat_server import ChatServer
-from goalkeeper.core.outcomes import BudgetRaise
+from goalkeeper.core.state import BudgetRaise
 from goalkeeper.goals import service
 from goalkeeper.goals.control import ControlRejected, ControlResult
 from goalkeeper.run.runner import Runner

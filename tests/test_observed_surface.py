@@ -20,11 +20,12 @@ from pathlib import Path
 import pytest
 
 from goalkeeper.events import payload_of
+from goalkeeper.render.surface import summary_lines
 from goalkeeper.sandbox.policy import SandboxPolicy
 from goalkeeper.spec.contract import Check, Contract, Metric
 from goalkeeper.store import Store
 from goalkeeper.verify.checks import run_checks
-from goalkeeper.verify.observed import Surface, observed_surface, summary_lines, surface_from_pins, surface_summary
+from goalkeeper.verify.observed import Surface, observed_surface, surface_from_pins, surface_summary
 from goalkeeper.verify.pins import Pins, pin_verification_surface
 from goalkeeper.verify.trace import (
     Tracer,

@@ -15,7 +15,8 @@ import pytest
 from goalkeeper.contract.flags import contract_from_flags
 from goalkeeper.contract.toml import parse_contract
 from goalkeeper.core.decide import decide
-from goalkeeper.core.outcomes import GoalState, ReviewPoint, Stop, TurnEnded, UserResumed
+from goalkeeper.core.outcomes import ReviewPoint, Stop, TurnEnded, UserResumed
+from goalkeeper.core.state import GoalState
 from goalkeeper.errors import ContractError
 from goalkeeper.events import Event, MessageEvent, StatusChangedEvent, ToolResultEvent
 from goalkeeper.goals import service

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from goalkeeper.contract.flags import contract_from_flags
-from goalkeeper.core.outcomes import BudgetRaise
+from goalkeeper.core.state import BudgetRaise
 from goalkeeper.events import payload_of
 from goalkeeper.goals import service
 from goalkeeper.goals.report import build_report, render_markdown

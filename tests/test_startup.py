@@ -33,9 +33,15 @@ HEAVY = ("openai", "anthropic", "aiohttp", "httpx", "tiktoken", "quicktok", "lla
          "uvicorn", "starlette", "sse_starlette", "temporalio", "psycopg")
 
 #: What only running a goal or its checks needs: asyncio, the sandbox that confines the checks, the tracer and
-#: the clean room. Showing a goal reads the store and nothing else.
+#: the clean room; what only changing a goal needs: `decide` and the outcomes it is told (a goal's state is
+#: core/state.py), the control path and the fleet's wake-up; and the goal's git side and the verifier's surface
+#: (a stored surface is shown by render/surface.py). Showing a goal reads the store and nothing else.
 NOT_TO_READ = ("asyncio", "goalkeeper.sandbox.bwrap", "goalkeeper.sandbox.process", "goalkeeper.verify.checks",
-               "goalkeeper.verify.cleanroom", "goalkeeper.verify.trace", "goalkeeper.verify.lint")
+               "goalkeeper.verify.cleanroom", "goalkeeper.verify.trace", "goalkeeper.verify.lint",
+               "goalkeeper.core.decide", "goalkeeper.core.outcomes", "goalkeeper.goals.control",
+               "goalkeeper.goals.fleet", "goalkeeper.workspace.git", "goalkeeper.workspace.checkpoints",
+               "goalkeeper.workspace.goal", "goalkeeper.verify.surface", "goalkeeper.verify.observed",
+               "goalkeeper.verify.pins")
 
 #: What `gk serve` must not load while idle: the runner, the model sessions and the SDKs (a request loads them
 #: only if it needs them).

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from goalkeeper.core.outcomes import GoalState, Limits, Spent
+from goalkeeper.core.state import GoalState, Limits, Spent
 from goalkeeper.errors import (
     BlobNotFoundError,
     GoalNotFoundError,

@@ -22,7 +22,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from goalkeeper.core.outcomes import ControlRequest, GoalState, Spent
+from goalkeeper.core.state import ControlRequest, GoalState, Spent
 from goalkeeper.errors import ConfigError, LeaseHeldError, StaleGoalError, StoreError, StoreLockedError
 from goalkeeper.events import ChatMessageEvent, ControlRequestEvent, ImplementsEvent
 from goalkeeper.goals import control

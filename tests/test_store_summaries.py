@@ -20,7 +20,7 @@ import pytest
 
 from goalkeeper.context.replay import replay
 from goalkeeper.core.digest import GoalDigest, digest_of
-from goalkeeper.core.outcomes import GoalState, Limits, Spent
+from goalkeeper.core.state import GoalState, Limits, Spent
 from goalkeeper.events import (
     BaselineEvent,
     CheckpointEvent,

@@ -20,7 +20,7 @@ from goalkeeper.goals.report import build_report, render_markdown
 from goalkeeper.sandbox.policy import SandboxPolicy
 from goalkeeper.spec.contract import Check, Contract
 from goalkeeper.store import Store
-from goalkeeper.verify import surface
+from goalkeeper.verify import TAMPERING
 from goalkeeper.verify import tests as testlevel
 from goalkeeper.verify.checks import run_checks
 from scenario import HONEST_FIX, call, complete, events, new_goal, run, sample_repo, scripted, step
@@ -263,7 +263,7 @@ def test_a_conftest_that_turns_failures_into_passes_is_tampering(tmp_path: Path,
     baseline = checks(repo, PYTEST)
     write(repo, {"conftest.py": conftest})
     evidence = checks(repo, PYTEST, baseline)
-    assert [e.name for e in evidence] == ["tests", surface.TAMPERING] == ["tests", testlevel.TAMPERING]
+    assert [e.name for e in evidence] == ["tests", TAMPERING] == ["tests", testlevel.TAMPERING]
     assert not evidence[1].passed and "canary" in (evidence[1].error or "")
 
 

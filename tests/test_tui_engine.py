@@ -17,7 +17,7 @@ import pytest
 
 from chat_server import ChatServer, Completion, Failure, ToolCallReply, UsageReply
 from goalkeeper.config.load import load_config
-from goalkeeper.core.outcomes import BudgetRaise
+from goalkeeper.core.state import BudgetRaise
 from goalkeeper.errors import ProviderError
 from goalkeeper.events import ApprovalRuleEvent, payload_of
 from goalkeeper.goals import service

@@ -24,7 +24,7 @@ from goalkeeper.cli.root import ThreadOpt
 from goalkeeper.core.lifecycle import exit_code
 from goalkeeper.errors import ConfigError, WorkspaceError
 from goalkeeper.events import payload_of
-from goalkeeper.goals import control, service
+from goalkeeper.goals import service
 from goalkeeper.goals.views import goal_event_pages, summarize
 from goalkeeper.sessions import defaults
 from goalkeeper.spec.contract import Contract, parse_duration
@@ -32,7 +32,7 @@ from goalkeeper.spec.settings import GoalSettings, ModelSettings, RunSettings
 
 if TYPE_CHECKING:
     from goalkeeper.config.load import Config
-    from goalkeeper.core.outcomes import BudgetRaise
+    from goalkeeper.core.state import BudgetRaise
     from goalkeeper.run.runner import RunResult
     from goalkeeper.sessions.planning import Plan
     from goalkeeper.store import Goal, Store
@@ -85,6 +85,8 @@ def goal(
     workspace = service.workspace_of(cwd)
     with service.open_store() as store:
         if objective in ("pause", "resume", "clear"):
+            from goalkeeper.goals import control  # changing a goal loads `decide`'s vocabulary; showing it does not
+
             raise_by = control.budget_raise(add_tokens, add_usd, parse_duration(add_time) if add_time else None,
                                             add_turns)
             if note is not None and objective != "resume":
@@ -402,6 +404,7 @@ def demo_(model_flags: ModelFlags, as_json: JsonOpt = False,
     """Copy the bundled sample repo (a real bug, a failing test) to a temp dir and run a goal on it."""
     from goalkeeper.cli import demo  # the sample and its scripted model load only for the demo
     from goalkeeper.config.resolve import scripted_settings
+    from goalkeeper.goals import control
 
     workspace = demo.prepare_sample()
     if replay:

@@ -24,10 +24,9 @@ from goalkeeper.core.lifecycle import status_label
 from goalkeeper.core.safe_text import neutralise
 from goalkeeper.errors import GoalkeeperError
 from goalkeeper.goals.views import GoalSummary, Waiting
+from goalkeeper.render.surface import summary_lines, surface_lines
 from goalkeeper.render.terminal import Inert, event_line
 from goalkeeper.spec.contract import format_duration
-from goalkeeper.verify.observed import summary_lines
-from goalkeeper.verify.surface import surface_lines
 
 if TYPE_CHECKING:
     from rich.live import Live

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from goalkeeper.context.prompts import as_data, render
 from goalkeeper.core.lifecycle import TurnKind
-from goalkeeper.core.outcomes import GoalState
+from goalkeeper.core.state import GoalState
 from goalkeeper.events import Evidence
 from goalkeeper.spec.contract import Contract, format_duration
 from goalkeeper.workspace.read_first import FileText

@@ -14,7 +14,8 @@ from goalkeeper.context.handoff import Facts
 from goalkeeper.context.history import tool_calls_of
 from goalkeeper.core.digest import GoalDigest
 from goalkeeper.core.lifecycle import TurnKind
-from goalkeeper.core.outcomes import CheckTrigger, GoalState
+from goalkeeper.core.outcomes import CheckTrigger
+from goalkeeper.core.state import GoalState
 from goalkeeper.events import (
     ApprovalRuleEvent,
     BaselineEvent,

@@ -14,19 +14,14 @@ from typing import Any
 from goalkeeper.core.lifecycle import BUDGET_REASONS, TERMINAL, Actor, Reason, Status, TurnKind, is_allowed
 from goalkeeper.core.outcomes import (
     Action,
-    Best,
     BudgetCapped,
-    BudgetRaise,
     CheckResult,
     ChecksRan,
     CheckTrigger,
-    ControlRequest,
     Decision,
     GoalCleared,
     GoalSet,
-    GoalState,
     Interrupted,
-    Limits,
     ModelResponded,
     Outcome,
     Proceed,
@@ -44,6 +39,7 @@ from goalkeeper.core.outcomes import (
     UserResumed,
     Wait,
 )
+from goalkeeper.core.state import Best, BudgetRaise, ControlRequest, GoalState, Limits
 from goalkeeper.events import (
     AttemptCountedEvent,
     BudgetCappedEvent,

@@ -16,16 +16,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-from goalkeeper.core.outcomes import (
-    BudgetRaise,
-    ControlRequest,
-    Decision,
-    GoalCleared,
-    GoalSet,
-    GoalState,
-    Reject,
-)
-from goalkeeper.core.state import request_event
+from goalkeeper.core.outcomes import Decision, GoalCleared, GoalSet, Reject
+from goalkeeper.core.state import BudgetRaise, ControlRequest, GoalState, request_event
 from goalkeeper.errors import ConfigError, ContractError, GoalkeeperError
 from goalkeeper.events import ControlAppliedEvent, Event
 from goalkeeper.run.inbox import applied_marker

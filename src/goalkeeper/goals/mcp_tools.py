@@ -26,7 +26,7 @@ from goalkeeper.contract.flags import contract_from_flags
 from goalkeeper.contract.lint import GoalLintError
 from goalkeeper.contract.toml import parse_contract
 from goalkeeper.core.lifecycle import status_label
-from goalkeeper.core.outcomes import BudgetRaise
+from goalkeeper.core.state import BudgetRaise
 from goalkeeper.errors import ConfigError, GoalkeeperError
 from goalkeeper.events import payload_of
 from goalkeeper.goals import control, service

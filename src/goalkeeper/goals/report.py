@@ -16,8 +16,8 @@ from goalkeeper.events import Event, Evidence
 from goalkeeper.goals.views import GoalSummary, goal_events, summarize
 from goalkeeper.spec.contract import format_duration
 from goalkeeper.store import Goal, Store
-from goalkeeper.verify.surface import TAMPERING
-from goalkeeper.workspace.goal import branch_of, measured_checkpoints
+from goalkeeper.verify import TAMPERING
+from goalkeeper.workspace.measured import measured_checkpoints
 
 CLEAN_ROOM = "clean room"
 """Evidence.room of a check run in the verification tree built from the harness's baseline objects."""
@@ -117,7 +117,8 @@ def _implemented_by(store: Store, goal_id: str) -> list[dict[str, Any]]:
     """Goals started with `gk implement` from a PRD distilled from this one, with their branches."""
     found = []
     for thread_id, implementing in store.goals_implementing(goal_id):
-        branch = branch_of(store.events(thread_id, goal_id=implementing, kinds=[ev.GoalBranchEvent]))
+        records = store.events(thread_id, goal_id=implementing, kinds=[ev.GoalBranchEvent])
+        branch = next((record.event for record in records if isinstance(record.event, ev.GoalBranchEvent)), None)
         found.append({"goal_id": implementing, "branch": branch.name if branch else None})
     return found
 

@@ -18,22 +18,24 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from goalkeeper.core.outcomes import BudgetRaise, ControlRequest
+from goalkeeper.core.state import BudgetRaise, ControlRequest
 from goalkeeper.errors import ConfigError, WorkspaceError
 from goalkeeper.events import GoalBranchEvent
-from goalkeeper.goals import control, fleet, views
-from goalkeeper.goals.control import ControlResult
+from goalkeeper.goals import views
 from goalkeeper.spec.contract import Contract
 from goalkeeper.spec.settings import GoalSettings
 from goalkeeper.store import Goal, Store, lease_is_live
 from goalkeeper.store.db import private_directory
 from goalkeeper.store.dialect import URL_SCHEMES, shown_url
-from goalkeeper.workspace import checkpoints
-from goalkeeper.workspace.git import GoalBranch, commit_of, git, toplevel
-from goalkeeper.workspace.goal import branch_of
 
 if TYPE_CHECKING:
     from goalkeeper.contract.lint import LintReport
+    from goalkeeper.goals.control import ControlResult
+    from goalkeeper.workspace.git import GoalBranch
+
+# A read-only command (`gk status`) opens the store, finds its workspace and reads its goal: what changes a goal
+# (control.py with `decide`'s vocabulary, the fleet's wake-up) or reaches git (workspace/) is imported by the
+# functions below that use it, so reading never loads them (tests/test_startup.py).
 
 LintMode = Literal["run", "static", "baseline"]
 """The lint gate before a goal is set: `run` runs each check once (`gk goal`, the TUI); `static` only reads the
@@ -100,6 +102,8 @@ def workspace_of(cwd: Path) -> Path:
     found = _top_or_here(here)
     if found is not None:
         return found
+    from goalkeeper.workspace.git import toplevel
+
     try:
         return toplevel(here)
     except WorkspaceError:
@@ -118,6 +122,8 @@ def workdir_of(cwd: Path, workspace: Path) -> str:
 
 def repository_of(path: Path) -> Path:
     """The git top-level of `path`, or a WorkspaceError when it is not inside a repository."""
+    from goalkeeper.workspace.git import toplevel
+
     return toplevel(path.expanduser().resolve())
 
 
@@ -172,6 +178,8 @@ _MOVES_WORK_TREE = re.compile(r"^\s*(bare\b(?!\s*=\s*(false|no|off|0)\s*$)|workt
 
 def commit_all(top: Path, message: str) -> None:
     """Make `top` a git repository (branch main) whose one commit holds every file in it (the demo's sample)."""
+    from goalkeeper.workspace.git import git
+
     for args in (["init", "-q", "-b", "main"], ["add", "-A"],
                  ["-c", "user.name=goalkeeper", "-c", "user.email=demo@goalkeeper.invalid",
                   "commit", "-q", "-m", message]):
@@ -200,6 +208,7 @@ def set_goal(store: Store, workspace: Path, contract: Contract, settings: GoalSe
     only with `replace` or the face's `confirm_replace`, then linted (errors refuse it unless `force`; with
     `lint="baseline"` the run's errors end the goal at its baseline instead, run/prepare.py)."""
     from goalkeeper.contract.lint import GoalLintError  # the static linter: a reader never needs it
+    from goalkeeper.goals import control
     from goalkeeper.verify.lint import lint_goal  # it loads the checks and the sandbox: only a new goal needs it
 
     control.check_settable(workspace, contract, settings.allow_dirty, unverified)
@@ -222,40 +231,47 @@ def current_goal(store: Store, workspace: Path, thread_id: str | None = None) ->
 
 def pause(store: Store, goal: Goal) -> ControlResult:
     """Pause: a running runner finishes its tool call and starts no new model request."""
-    return _woken(store, goal, control.request(store, goal, ControlRequest("pause")), start=False)
+    return _requested(store, goal, ControlRequest("pause"), start=False)
 
 
 def clear(store: Store, goal: Goal) -> ControlResult:
     """Clear: the thread has no goal afterwards (its history stays readable)."""
-    return _woken(store, goal, control.request(store, goal, ControlRequest("clear")), start=False)
+    return _requested(store, goal, ControlRequest("clear"), start=False)
 
 
 def resume(store: Store, goal: Goal, force: bool = False, raise_by: BudgetRaise | None = None,
-           wait_s: float = control.CONTROL_WAIT_S, note: str | None = None) -> ControlResult:
+           wait_s: float | None = None, note: str | None = None) -> ControlResult:
     """Resume (`force` re-opens an achieved or unmet goal), raising the budget first when asked; on a pursuing
     goal a raise is all that happens (`decide` says so). A `note` is the person's feedback: the model reads it
     when its next turn opens."""
     check_price(goal, raise_by)
     asked = ControlRequest("resume", raise_by, force, note=note.strip() or None if note else None)
-    return _woken(store, goal, control.request(store, goal, asked, wait_s), start=True)
+    return _requested(store, goal, asked, wait_s, start=True)
 
 
 def raise_budget(store: Store, goal: Goal, raise_by: BudgetRaise | None,
-                 wait_s: float = control.CONTROL_WAIT_S) -> ControlResult:
+                 wait_s: float | None = None) -> ControlResult:
     """Raise the budget; a budget_limited goal is resumed as well, as `gk goal resume --add-tokens N` does.
     Blocks up to `wait_s` while a live runner applies it (call it off an event loop)."""
+    from goalkeeper.goals import control
+
     if raise_by is None:
         raise control.BudgetAmountError("no budget raise given", f"raise one of them, e.g. {control.BUDGET_FORMS}")
     check_price(goal, raise_by)
     limited = store.get_goal_by_id(goal.goal_id).state.status == "budget_limited"
     asked = ControlRequest("resume" if limited else "budget", raise_by)
-    return _woken(store, goal, control.request(store, goal, asked, wait_s), start=True)
+    return _requested(store, goal, asked, wait_s, start=True)
 
 
-def _woken(store: Store, goal: Goal, result: ControlResult, *, start: bool) -> ControlResult:
-    """`result`, after waking the goal's workflow when the Temporal engine runs it (goals/fleet.py): its
-    worker reads the request from the store, as a local runner does. With `start`, an ended workflow is
-    started again (a goal resumed after it stopped)."""
+def _requested(store: Store, goal: Goal, asked: ControlRequest, wait_s: float | None = None, *,
+               start: bool) -> ControlResult:
+    """`asked`, applied through control.py (by a live runner within `wait_s`, default control.CONTROL_WAIT_S, or
+    here), after which the goal's workflow is woken when the Temporal engine runs it (goals/fleet.py): its
+    worker reads the request from the store, as a local runner does. With `start`, an ended workflow is started
+    again (a goal resumed after it stopped)."""
+    from goalkeeper.goals import control, fleet
+
+    result = control.request(store, goal, asked, control.CONTROL_WAIT_S if wait_s is None else wait_s)
     if (why := fleet.wake(store, goal, start)) is not None:
         result = replace(result, note=f"the goal's workflow was not woken ({why}); a worker sees the request "
                                       "at its next step")
@@ -282,6 +298,10 @@ class GoalDiff:
 
 def goal_diff(store: Store, goal: Goal, turn: int | None = None) -> GoalDiff:
     """The goal branch's whole diff, or one turn's checkpoint (`gk diff`); empty before the goal first ran."""
+    from goalkeeper.workspace import checkpoints
+    from goalkeeper.workspace.git import commit_of, toplevel
+    from goalkeeper.workspace.goal import branch_of
+
     branch = branch_of(views.goal_events(store, goal, [GoalBranchEvent]))
     if branch is None:
         return GoalDiff(None, None, "")
@@ -292,6 +312,9 @@ def goal_diff(store: Store, goal: Goal, turn: int | None = None) -> GoalDiff:
 def rollback(store: Store, goal: Goal, to: str) -> tuple[str, GoalBranch]:
     """Restore the tree of `to` (best, last-green or a turn number) as a new commit on the goal branch;
     the commit made and the branch."""
+    from goalkeeper.workspace import checkpoints
+    from goalkeeper.workspace.goal import branch_of
+
     target: checkpoints.RollbackTarget = int(to) if to.isdigit() else to  # type: ignore[assignment]
     if not isinstance(target, int) and target not in ("best", "last-green"):
         raise ConfigError(f"--to {to}: not a target", "write --to best, --to last-green or --to 3")

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from goalkeeper.core.digest import GoalDigest
 from goalkeeper.core.lifecycle import status_label
-from goalkeeper.core.outcomes import GoalState
+from goalkeeper.core.state import GoalState
 from goalkeeper.events import (
     BaselineEvent,
     CheckpointEvent,
@@ -26,7 +26,7 @@ from goalkeeper.events import (
 )
 from goalkeeper.spec.contract import Contract, format_duration
 from goalkeeper.store import EventRecord, Goal, Store, lease_is_live
-from goalkeeper.workspace.goal import best_and_green, measured_checkpoints
+from goalkeeper.workspace.measured import best_and_green, measured_checkpoints
 
 
 class Waiting(BaseModel):
@@ -44,6 +44,10 @@ class Waiting(BaseModel):
 class GoalFigures(BaseModel):
     """A goal's standing in figures: its status, its checks, and what it has spent of each budget. `gk goal`,
     `gk status` (GoalSummary) and the server's GoalOut all carry them, so they are declared once, here."""
+
+    # Built on first use, as the event models are: `gk log` and `gk threads` never make one, and building it
+    # builds the checkpoint and evidence models it holds.
+    model_config = ConfigDict(defer_build=True)
 
     goal_id: str
     thread_id: str

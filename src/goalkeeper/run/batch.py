@@ -23,8 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from goalkeeper.core.outcomes import CapDimension, ControlRequest
-from goalkeeper.core.state import request_event
+from goalkeeper.core.state import CapDimension, ControlRequest, request_event
 from goalkeeper.errors import GoalkeeperError
 from goalkeeper.models.retry import RateGates
 from goalkeeper.run.engine import drive_goal, settle_model

@@ -33,19 +33,8 @@ from goalkeeper.context.replay import GoalFacts
 from goalkeeper.context.tokens import auto_compact_limit
 from goalkeeper.core.decide import decide, outcome_of
 from goalkeeper.core.lifecycle import TurnKind
-from goalkeeper.core.outcomes import (
-    Action,
-    Decision,
-    GoalCleared,
-    GoalState,
-    Interrupted,
-    Outcome,
-    Proceed,
-    StartTurn,
-    Stop,
-    Wait,
-)
-from goalkeeper.core.state import request_of
+from goalkeeper.core.outcomes import Action, Decision, GoalCleared, Interrupted, Outcome, Proceed, StartTurn, Stop, Wait
+from goalkeeper.core.state import GoalState, request_of
 from goalkeeper.errors import GoalkeeperError, StaleGoalError
 from goalkeeper.events import (
     ApprovalRuleEvent,
@@ -67,7 +56,7 @@ from goalkeeper.tools.agents import AgentPool
 from goalkeeper.tools.mcp import McpServers
 from goalkeeper.tools.registry import Approver, ToolRegistry, goal_registry
 from goalkeeper.verify.cleanroom import Baseline, baseline_of
-from goalkeeper.workspace.goal import measured_trees
+from goalkeeper.workspace.measured import measured_trees
 from goalkeeper.workspace.tree import tree_hash
 
 
@@ -131,7 +120,7 @@ class GoalRun:
     lease_lost: bool = False
     inbox: Inbox = field(default_factory=Inbox)
     measured: dict[str, int] = field(default_factory=dict)
-    """Tree hash → checks passing when the harness ran them on that tree (workspace.goal.measured_trees)."""
+    """Tree hash → checks passing when the harness ran them on that tree (workspace.measured.measured_trees)."""
     held: list[Event] = field(default_factory=list)
     """Events made and folded in, waiting for the next commit (see the module's docstring)."""
     unsaved: bool = False

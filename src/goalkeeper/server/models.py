@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from goalkeeper.core.lifecycle import Status
-from goalkeeper.core.outcomes import BudgetRaise
+from goalkeeper.core.state import BudgetRaise
 from goalkeeper.events import EvidenceKind
 from goalkeeper.goals.batch import BatchRow
 from goalkeeper.goals.control import budget_raise

@@ -11,8 +11,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from goalkeeper.core.outcomes import GoalState, Limits
-from goalkeeper.core.state import initial_state, state_from_dict
+from goalkeeper.core.state import GoalState, Limits, initial_state, state_from_dict
 from goalkeeper.events import Event
 from goalkeeper.spec.contract import Contract
 from goalkeeper.spec.settings import GoalSettings

@@ -19,8 +19,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from goalkeeper.core.digest import GoalDigest
-from goalkeeper.core.outcomes import GoalState
-from goalkeeper.core.state import state_to_dict
+from goalkeeper.core.state import GoalState, state_to_dict
 from goalkeeper.errors import BlobNotFoundError, GoalNotFoundError, StaleGoalError, StoreError
 from goalkeeper.events import Event, ToolIntentEvent, parse_event, payload_of
 from goalkeeper.spec.contract import Contract

@@ -8,3 +8,7 @@ the tree as it stands too); `lint` runs a goal's checks once in a scratch copy b
 May import: the other adapters (context, tools, models, workspace, sandbox, contract, config, templates),
 store, spec, core, events and errors.
 """
+
+#: The name the failed double check goes by, in evidence, attempts and the report (here, so that the report
+#: names it without loading the verifier; tests.py, which imports nothing of goalkeeper's, keeps its own copy).
+TAMPERING = "verification_tampering"

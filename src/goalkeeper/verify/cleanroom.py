@@ -39,6 +39,7 @@ from goalkeeper.sandbox.bwrap import require_sandbox
 from goalkeeper.sandbox.policy import SandboxPolicy
 from goalkeeper.spec.contract import Contract
 from goalkeeper.store.db import private_directory
+from goalkeeper.verify import TAMPERING
 from goalkeeper.verify import mirror as mirrors
 from goalkeeper.verify.checks import run_checks
 from goalkeeper.verify.envsnap import EnvSnapshot, link_copy, load_snapshot, take_snapshot, written_through
@@ -463,8 +464,6 @@ def _pycache(confined: bool) -> Iterator[str]:
 
 
 def _written_evidence(paths: list[str]) -> Evidence:
-    from goalkeeper.verify.surface import TAMPERING  # surface imports this module
-
     shown = ", ".join(paths[:10]) + (f" and {len(paths) - 10} more" if len(paths) > 10 else "")
     return Evidence(name=TAMPERING, kind="check", command="the environment snapshot taken at baseline",
                     exit_code=1, duration_s=0.0, passed=False, room="clean room",

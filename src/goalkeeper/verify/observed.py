@@ -83,10 +83,6 @@ ENV_PARTS = frozenset({"site-packages", "dist-packages", "node_modules"})
 
 _PYTHON_LIB = re.compile(r"/(?:site-packages|dist-packages|lib-dynload|lib/python3\.\d+)/([^/]+)")
 
-#: How many notable paths of each kind a person is shown.
-SHOWN = 6
-
-
 @dataclass(frozen=True)
 class Surface:
     """The files the checks depend on; creating, changing or deleting any of them changes the surface."""
@@ -327,24 +323,3 @@ def surface_summary(surface: Surface) -> dict[str, Any]:
             "tests": len(tests), "configs": configs, "inputs": inputs, "executed": sorted(surface.executed),
             "missing": sorted(surface.missing), "environment": len(env), "code": len(surface.code),
             "import_dirs": sorted(surface.listed_dirs - surface.packages)}
-
-
-def summary_lines(summary: dict[str, Any] | None) -> list[str]:
-    """The summary for a person: a count line, then the notable paths of each kind (a few of each)."""
-    if not summary:
-        return []
-    head = (f"verification surface ({summary['provenance']}): {_count(summary['paths'], 'path')}, "
-            f"{_count(summary['tests'], 'test file')}; {_count(summary['code'], 'source file')} the checks "
-            "import counted as code under test")
-    lines = [head]
-    for key, label in (("configs", "test configs"), ("inputs", "fixtures and inputs"), ("executed", "executed"),
-                       ("missing", "probed, absent"), ("import_dirs", "shadow-prone dirs")):
-        values = summary.get(key) or []
-        if values:
-            more = f" … (+{len(values) - SHOWN})" if len(values) > SHOWN else ""
-            lines.append(f"  {label}: {', '.join(values[:SHOWN])}{more}")
-    return lines
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}" + ("" if number == 1 else "s")

@@ -13,15 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 from goalkeeper.events import Evidence
 from goalkeeper.spec.contract import Contract
+from goalkeeper.verify import TAMPERING
 from goalkeeper.verify.observed import Change, Surface, surface_from_pins
 from goalkeeper.verify.pins import DIFF_CHARS, Pins, SurfaceState, surface_state
 
 if TYPE_CHECKING:
     from goalkeeper.sandbox.policy import SandboxPolicy
     from goalkeeper.verify.cleanroom import Baseline
-
-#: The name the failed double check goes by, in evidence, attempts and the report.
-TAMPERING = "verification_tampering"
 
 #: Characters of the pinned-file diff kept in each evidence event.
 SURFACE_DIFF_CHARS = 8_000
@@ -67,22 +65,6 @@ async def verify_goal(workspace: Path, base: Baseline, pins: Pins, contract: Con
     evidence += [e if e.name == TAMPERING else e.model_copy(update={"name": f"{e.name} (as it stands)"})
                  for e in as_is if not e.passed]
     return evidence, payload
-
-
-def surface_lines(payload: dict[str, Any] | None) -> list[str]:
-    """The surface's state for a person: unchanged, extended or modified (with the files)."""
-    if not payload:
-        return []
-    lines = [f"verification surface: {payload['state']}"]
-    for label in ("modified", "deleted", "added"):
-        if payload.get(label):
-            lines.append(f"  {label}: {', '.join(payload[label])}")
-    room = payload.get("room")
-    if room:
-        lines.append(f"clean room: {room['taken']} change(s) taken, {len(room['held_back'])} held back")
-        if room["held_back"]:
-            lines.append(f"  held back: {', '.join(room['held_back'])}")
-    return lines
 
 
 def tamper_feedback(state: SurfaceState, held_back: list[tuple[str, Change]], limit: int = DIFF_CHARS) -> str:

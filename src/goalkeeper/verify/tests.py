@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 Runner = Literal["pytest", "unittest", "go"]
 
-#: The name of the failing evidence a canary that passed produces (the same as verify.surface.TAMPERING).
+#: The name of the failing evidence a canary that passed produces (the same as verify.TAMPERING).
 TAMPERING = "verification_tampering"
 
 #: Ids kept per list (fail→pass, added, missing...) in evidence after the baseline.
