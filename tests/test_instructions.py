@@ -16,13 +16,14 @@ from chat_server import ChatServer, Completion, ToolCallReply
 from goalkeeper.cli import console
 from goalkeeper.config.load import load_config
 from goalkeeper.context.history import Conversation
-from goalkeeper.context.instructions import instruction_lines, load_instructions
+from goalkeeper.context.instructions import load_instructions
 from goalkeeper.contract.flags import contract_from_flags
 from goalkeeper.events import CompactedEvent, InstructionFile, InstructionsLoadedEvent, Usage
 from goalkeeper.goals import control, service
 from goalkeeper.goals.views import summarize
 from goalkeeper.models.base import Message
 from goalkeeper.models.openai_chat import OpenAIChatModel
+from goalkeeper.render.instructions import instruction_lines
 from goalkeeper.render.terminal import event_line
 from goalkeeper.run.goal_run import Gate
 from goalkeeper.run.runner import Runner, RunResult

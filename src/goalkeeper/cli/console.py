@@ -19,11 +19,11 @@ from rich.table import Table
 from rich.text import Text
 
 from goalkeeper import events as ev
-from goalkeeper.context.instructions import instruction_lines
 from goalkeeper.core.lifecycle import status_label
 from goalkeeper.core.safe_text import neutralise
 from goalkeeper.errors import GoalkeeperError
 from goalkeeper.goals.views import GoalSummary, Waiting
+from goalkeeper.render.instructions import instruction_lines
 from goalkeeper.render.surface import summary_lines, surface_lines
 from goalkeeper.render.terminal import Inert, event_line
 from goalkeeper.spec.contract import format_duration

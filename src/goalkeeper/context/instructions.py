@@ -14,7 +14,6 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from goalkeeper.context.prompts import render
 from goalkeeper.errors import WorkspaceError
@@ -184,18 +183,3 @@ def _assembled(found: list[Found], max_bytes: int) -> tuple[list[InstructionFile
         blocks.append(render("instructions_file", path=item.path,
                              body="\n\n".join(part for part in (text, notice) if part)))
     return files, blocks
-
-
-def instruction_lines(files: list[dict[str, Any]]) -> list[str]:
-    """One line per file found (InstructionFile's fields), for `gk goal`, the TUI and the report:
-    `sub/AGENTS.md · 40,000 bytes, cut to 32,768`."""
-    lines = []
-    for item in files:
-        if item.get("skipped"):
-            how = f"not read: {item['skipped']}"
-        elif item.get("cut"):
-            how = f"{item['size']:,} bytes, cut to {item['loaded']:,}"
-        else:
-            how = f"{item['size']:,} bytes"
-        lines.append(f"{item['path']} · {how}")
-    return lines

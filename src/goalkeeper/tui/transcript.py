@@ -19,10 +19,10 @@ from textual.widget import Widget
 from textual.widgets import Collapsible, Static
 
 from goalkeeper import events as ev
-from goalkeeper.context.instructions import instruction_lines
 from goalkeeper.core.safe_text import markup_literal, neutralise
 from goalkeeper.events import ChatResponseEvent, CheckpointEvent, Evidence, SideEvent
 from goalkeeper.goals.views import GoalSummary
+from goalkeeper.render.instructions import instruction_lines
 from goalkeeper.render.terminal import Inert, event_line
 from goalkeeper.sessions.planning import Plan, plan_markdown
 from goalkeeper.tools.shell_call import command_of
