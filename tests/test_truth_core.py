@@ -1,0 +1,90 @@
+"""What the harness tells the truth about (issue 20): which program could not start, metrics that are not
+numbers, prices by exact model name, and a prompt too long that is compacted before anything is cut."""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+
+from goalkeeper.contract.flags import contract_from_flags
+from goalkeeper.events import Evidence
+from goalkeeper.spec.contract import Check, Metric
+from goalkeeper.verify.checks import MetricNotFinite, read_metric, run_check
+from goalkeeper.verify.lint import lint_goal
+from scenario import sample_repo
+
+PYTHON = shlex.quote(sys.executable)
+
+
+def check(workspace: Path, run: str, metric: Metric | None = None) -> Evidence:
+    return asyncio.run(run_check(Check(name="c", run=run, metric=metric, timeout_s=30), workspace))
+
+
+# ---------------------------------------------------------------- errors name the program bash could not start
+
+
+@pytest.mark.parametrize(
+    ("run", "program"),
+    [("cd . && nonexistent_tool --all", "nonexistent_tool"),
+     ("FOO=1 true && missing-linter .", "missing-linter"),
+     ("./no-such-script.sh", "./no-such-script.sh")],
+)
+def test_command_not_found_names_the_program_bash_could_not_find(tmp_path: Path, run: str, program: str) -> None:
+    evidence = check(tmp_path, run)
+    assert evidence.exit_code == 127 and not evidence.passed
+    assert evidence.error == f"command not found: {program}; check the `run` of check c"
+
+
+def test_a_script_that_calls_a_missing_program_names_that_program(tmp_path: Path) -> None:
+    (tmp_path / "run.sh").write_text("#!/bin/bash\necho starting\nnot-installed-tool --fast\n")
+    (tmp_path / "run.sh").chmod(0o755)
+    evidence = check(tmp_path, "./run.sh")
+    assert evidence.error is not None and evidence.error.startswith("command not found: not-installed-tool;")
+
+
+def test_a_program_that_exits_127_itself_is_not_called_missing(tmp_path: Path) -> None:
+    evidence = check(tmp_path, f"{PYTHON} -c 'import sys; sys.exit(127)'")
+    assert evidence.exit_code == 127 and not evidence.passed
+    assert evidence.error is None
+
+
+def test_a_file_that_is_not_executable_is_named(tmp_path: Path) -> None:
+    (tmp_path / "tool").write_text("echo hi\n")
+    evidence = check(tmp_path, "true && ./tool")
+    assert evidence.exit_code == 126
+    assert evidence.error == "command not executable: ./tool; check the `run` of check c"
+
+
+def test_lint_refuses_a_missing_program_but_not_a_program_that_exits_127(tmp_path: Path) -> None:
+    workspace = sample_repo(tmp_path)
+    contract = contract_from_flags("Fix the discount bug so the tests pass", checks=[
+        "missing=cd . && nonexistent_tool", "chose=python3 -c 'import sys; sys.exit(127)'"])
+    findings = [f for f in lint_goal(contract, workspace).findings if f.code == "cannot-run"]
+    assert [f.message for f in findings] == ["check `missing` cannot run: command not found: nonexistent_tool"]
+
+
+# ---------------------------------------------------------------- metrics
+
+
+@pytest.mark.parametrize("value", ["-inf", "inf", "nan", "-Infinity", "NaN"])
+def test_a_metric_that_is_not_finite_fails_the_check_and_says_so(tmp_path: Path, value: str) -> None:
+    evidence = check(tmp_path, f"echo 'val: {value}'", Metric(regex=r"val: (\S+)", target="< 1"))
+    assert not evidence.passed and evidence.metric is None
+    assert evidence.error is not None and evidence.error.startswith("metric is not a finite number: ")
+
+
+@pytest.mark.parametrize("document", ['{"p95": -Infinity}', '{"p95": NaN}', '{"p95": "inf"}'])
+def test_a_json_metric_that_is_not_finite_is_a_failed_measurement(document: str) -> None:
+    with pytest.raises(MetricNotFinite, match="metric is not a finite number"):
+        read_metric(Metric(json_path="p95", target="< 1"), document + "\n")
+
+
+def test_the_last_regex_match_and_the_last_json_document_count() -> None:
+    regex = Metric(regex=r"loss: ([\d.]+)", target="< 1")
+    assert read_metric(regex, "loss: 0.5\nloss: 0.9\nloss: 2.5\n") == 2.5
+    path = Metric(json_path="p95", target="< 1")
+    assert read_metric(path, '{"p95": 0.5}\n{"p95": 7}\n') == 7.0
