@@ -11,11 +11,14 @@ from pathlib import Path
 import pytest
 
 from goalkeeper.contract.flags import contract_from_flags
+from goalkeeper.errors import ConfigError
 from goalkeeper.events import Evidence
+from goalkeeper.models.pricing import builtin_prices, load_prices, price_of, require_price
 from goalkeeper.spec.contract import Check, Metric
+from goalkeeper.spec.settings import Price
 from goalkeeper.verify.checks import MetricNotFinite, read_metric, run_check
 from goalkeeper.verify.lint import lint_goal
-from scenario import sample_repo
+from scenario import TESTS, gk, sample_repo
 
 PYTHON = shlex.quote(sys.executable)
 
@@ -88,3 +91,36 @@ def test_the_last_regex_match_and_the_last_json_document_count() -> None:
     assert read_metric(regex, "loss: 0.5\nloss: 0.9\nloss: 2.5\n") == 2.5
     path = Metric(json_path="p95", target="< 1")
     assert read_metric(path, '{"p95": 0.5}\n{"p95": 7}\n') == 7.0
+
+
+# ---------------------------------------------------------------- prices by exact name and dated snapshot
+
+
+def test_a_model_that_extends_a_priced_name_is_not_charged_its_price() -> None:
+    cheap = Price(input=1.0, cached_input=0.5, output=4.0)
+    table = {"o1": cheap, "o3": cheap, "gpt-4o": cheap}
+    for other in ("o1-pro", "o3-deep-research", "gpt-4o-audio-preview", "o1-2024-12"):
+        assert price_of(other, table) is None, other
+    assert price_of("o1-pro") == builtin_prices()["o1-pro"] != builtin_prices()["o1"]
+
+
+def test_a_dated_snapshot_is_priced_as_the_model_it_dates() -> None:
+    prices = builtin_prices()
+    assert price_of("gpt-4o-2024-08-06") == prices["gpt-4o"]
+    assert price_of("gpt-4o-mini-2024-07-18") == prices["gpt-4o-mini"]
+    assert price_of("claude-sonnet-4-5-20250929") == prices["claude-sonnet-4-5"]
+    assert price_of("o3-deep-research-2025-06-26") == prices["o3-deep-research"]
+
+
+def test_a_usd_budget_on_a_model_with_no_exact_price_is_still_refused() -> None:
+    with pytest.raises(ConfigError, match="no price for model o1-preview"):
+        require_price("o1-preview", "openai", load_prices(), usd_budget=5.0)
+
+
+def test_gk_goal_says_the_model_has_no_price_and_how_to_set_one(tmp_path: Path, goalkeeper_home: Path) -> None:
+    workspace = sample_repo(tmp_path)
+    done = gk("goal", "Fix the discount bug so the tests pass", "--check", f"tests={TESTS}", "--base-url",
+              "http://127.0.0.1:9/v1", "--model", "o1-preview", "--cwd", str(workspace), home=goalkeeper_home)
+    assert done.returncode == 0, done.stderr
+    assert "no price is known for model o1-preview" in done.stderr
+    assert '[model_pricing."o1-preview"]' in done.stderr and "cached_input" in done.stderr
