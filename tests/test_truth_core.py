@@ -10,15 +10,19 @@ from pathlib import Path
 
 import pytest
 
+from chat_server import ChatServer, Completion, Failure, ToolCallReply
 from goalkeeper.contract.flags import contract_from_flags
 from goalkeeper.errors import ConfigError
-from goalkeeper.events import Evidence
+from goalkeeper.events import CompactedEvent, Evidence
+from goalkeeper.models.openai_chat import OpenAIChatModel
 from goalkeeper.models.pricing import builtin_prices, load_prices, price_of, require_price
+from goalkeeper.run.runner import Runner
 from goalkeeper.spec.contract import Check, Metric
 from goalkeeper.spec.settings import Price
+from goalkeeper.store import Store
 from goalkeeper.verify.checks import MetricNotFinite, read_metric, run_check
 from goalkeeper.verify.lint import lint_goal
-from scenario import TESTS, gk, sample_repo
+from scenario import TESTS, gk, new_goal, sample_repo
 
 PYTHON = shlex.quote(sys.executable)
 
@@ -124,3 +128,21 @@ def test_gk_goal_says_the_model_has_no_price_and_how_to_set_one(tmp_path: Path, 
     assert done.returncode == 0, done.stderr
     assert "no price is known for model o1-preview" in done.stderr
     assert '[model_pricing."o1-preview"]' in done.stderr and "cached_input" in done.stderr
+
+
+# ---------------------------------------------------------------- a prompt too long is compacted, once
+
+
+def test_a_prompt_still_too_long_after_compacting_pauses_without_compacting_again(tmp_path: Path) -> None:
+    workspace = sample_repo(tmp_path)
+    big = Completion(text="", tool_calls=(ToolCallReply("shell", {"command": "python -c \"print('x' * 9000)\""}),))
+    too_long = Failure.context_length_exceeded()
+    # The refused request, its summary request, then the compacted request: nothing is left to cut.
+    with ChatServer([big, too_long, too_long, too_long]) as server, Store() as store:
+        goal = new_goal(store, workspace)
+        model = OpenAIChatModel("test-model", server.base_url, "key")
+        result = asyncio.run(Runner(store, store.get_goal_by_id(goal.goal_id), model, workspace).run())
+        compacted = store.events(goal.thread_id, kinds=[CompactedEvent])
+        requests = len(server.requests)
+    assert (result.status, result.reason) == ("paused", "context_too_long")
+    assert len(compacted) == 1 and requests == 4
