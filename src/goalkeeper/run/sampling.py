@@ -68,7 +68,8 @@ async def _fitted(run: GoalRun, request: ModelRequest, deadline_s: float | None,
     if compact is not None and run.conversation.responses_since_compaction > 0:
         charge_failed(run, too_long)
         # Proceed: the caller checks the budget again and builds the request from the compacted history.
-        return await compact() or Proceed()
+        stopped = await compact()
+        return Proceed() if stopped is None else stopped
     if not _trim_context(run):
         raise too_long  # sample pauses the goal, charging what the provider reported
     charge_failed(run, too_long)
