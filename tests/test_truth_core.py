@@ -12,7 +12,7 @@ import pytest
 
 from chat_server import ChatServer, Completion, Failure, ToolCallReply
 from goalkeeper.contract.flags import contract_from_flags
-from goalkeeper.errors import ConfigError
+from goalkeeper.errors import ConfigError, ContractError
 from goalkeeper.events import CompactedEvent, Evidence
 from goalkeeper.models.openai_chat import OpenAIChatModel
 from goalkeeper.models.pricing import builtin_prices, load_prices, price_of, require_price
@@ -22,7 +22,7 @@ from goalkeeper.spec.settings import Price
 from goalkeeper.store import Store
 from goalkeeper.verify.checks import MetricNotFinite, read_metric, run_check
 from goalkeeper.verify.lint import lint_goal
-from scenario import TESTS, gk, new_goal, sample_repo
+from scenario import TESTS, events, gk, new_goal, run, sample_repo, scripted, step
 
 PYTHON = shlex.quote(sys.executable)
 
@@ -146,3 +146,15 @@ def test_a_prompt_still_too_long_after_compacting_pauses_without_compacting_agai
         requests = len(server.requests)
     assert (result.status, result.reason) == ("paused", "context_too_long")
     assert len(compacted) == 1 and requests == 4
+
+
+def test_the_baseline_refuses_a_missing_program_but_runs_a_check_that_exits_127(tmp_path: Path) -> None:
+    workspace = sample_repo(tmp_path)
+    with Store() as store:
+        missing = new_goal(store, workspace, checks=["tests=cd . && nonexistent_tool"])
+        with pytest.raises(ContractError, match="cannot run: command not found: nonexistent_tool"):
+            run(store, missing, workspace, scripted([]))
+        chose = new_goal(store, workspace, checks=["tests=python3 -c 'import sys; sys.exit(127)'"])
+        result = run(store, chose, workspace, scripted([step("I cannot fix this.")]))
+        # Past the baseline to the model, which said nothing useful: a failing check, not a missing program.
+        assert result.status == "paused" and events(store, chose, "baseline") and events(store, chose, "model_response")
