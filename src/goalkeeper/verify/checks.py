@@ -215,7 +215,7 @@ def _failure(result: CommandResult, timeout_s: float, what: str, if_slow: str) -
 
 #: How bash says it could not start a program: `bash: line 1: tool: command not found` (the prefix is bash,
 #: or the script it ran; `line N:` only in some), then exit code 127, or 126 for one it cannot execute.
-_BASH_SAYS = re.compile(r"^[^\n:]+: (?:line \d+: )?(?P<program>[^\n:]+): (?P<why>[^\n:]+)$", re.MULTILINE)
+_BASH_SAYS = re.compile(r"^[^\n:]+: (?:line \d+: )?(?P<program>[^\n:]+): (?P<why>[^\n:]+)(?::[^\n]*)?$", re.MULTILINE)
 _CANNOT_START = {127: ("command not found", {"command not found", "No such file or directory"}),
                  126: ("command not executable", {"Permission denied", "Is a directory", "cannot execute binary file"})}
 
