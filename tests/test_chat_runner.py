@@ -11,7 +11,7 @@ import pytest
 
 from chat_server import ChatServer, Completion, Failure, ToolCallReply, UsageReply
 from goalkeeper.errors import ProviderError, TransientProviderError
-from goalkeeper.events import ContextTrimmedEvent, payload_of
+from goalkeeper.events import CompactedEvent, ContextTrimmedEvent, payload_of
 from goalkeeper.models.base import ModelRequest, ModelResponse, Usage
 from goalkeeper.models.openai_chat import OpenAIChatModel
 from goalkeeper.run.runner import Runner
@@ -84,20 +84,25 @@ def run_against(server: ChatServer, workspace: Path, store: Store, **flags: Any)
     return result.status, result.reason, goal.goal_id
 
 
-def test_context_too_long_cuts_the_oldest_tool_outputs_and_retries_once(tmp_path: Path) -> None:
+def test_context_too_long_compacts_the_history_and_retries(tmp_path: Path) -> None:
     workspace = sample_repo(tmp_path)
     big = Completion(text="", tool_calls=(ToolCallReply("shell", {"command": "python -c \"print('x' * 9000)\""}),))
-    with ChatServer([big, Failure.context_length_exceeded(), *FIX]) as server, Store() as store:
+    # The summary request is as long as the refused one, so the provider refuses it too: the harness writes it.
+    too_long = Failure.context_length_exceeded()
+    with ChatServer([big, too_long, too_long, *FIX]) as server, Store() as store:
         status, _, goal_id = run_against(server, workspace, store)
-        trimmed = store.events(store.get_goal_by_id(goal_id).thread_id, kinds=[ContextTrimmedEvent])
-        refused, retried = server.requests[1], server.requests[2]
-    assert status == "achieved" and len(trimmed) == 1
+        thread = store.get_goal_by_id(goal_id).thread_id
+        compacted = store.events(thread, kinds=[CompactedEvent])
+        trimmed = store.events(thread, kinds=[ContextTrimmedEvent])
+        refused, retried = server.requests[1], server.requests[3]
+    assert status == "achieved" and len(compacted) == 1 and not trimmed
 
-    def tool_output(body: dict[str, Any]) -> str:
-        return str(next(m["content"] for m in body["messages"] if m["role"] == "tool"))
+    def longest(body: dict[str, Any]) -> int:
+        return max(len(str(m.get("content") or "")) for m in body["messages"])
 
-    assert len(tool_output(refused)) > 9000
-    assert len(tool_output(retried)) < 3000 and "chars cut" in tool_output(retried)
+    assert longest(refused) > 9000
+    handoff = compacted[0].event.handoff  # type: ignore[union-attr]
+    assert longest(retried) < 9000 and handoff in [m.get("content") for m in retried["messages"]]
 
 
 def test_context_too_long_with_nothing_to_cut_pauses(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Pricing: the built-in table, config overrides, prefix matching, and the USD-budget guard at goal start."""
+"""Pricing: the built-in table, config overrides, exact names and dated snapshots, and the USD-budget guard
+at goal start."""
 
 from __future__ import annotations
 
@@ -44,7 +45,8 @@ def test_a_name_that_only_shares_letters_is_unknown() -> None:
 def test_overrides_replace_entries_and_add_models() -> None:
     cheap = Price(input=1.0, cached_input=0.5, output=2.0)
     prices = load_prices({"gpt-5": cheap, "my-model": cheap})
-    assert prices["gpt-5"] == cheap and price_of("my-model-v2", prices) == cheap
+    assert prices["gpt-5"] == cheap and price_of("my-model", prices) == cheap
+    assert price_of("my-model-v2", prices) is None  # another model, not a snapshot of my-model
     assert prices["gpt-5-mini"] == builtin_prices()["gpt-5-mini"]
 
 

@@ -107,11 +107,11 @@ def test_a_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
 
 
 def test_a_metric_is_read_with_a_regex(tmp_path: Path) -> None:
-    evidence = check(tmp_path, "echo 'warmup 999'; echo 'p95: 101.5 ms'; echo 'p95: 150 ms'",
+    evidence = check(tmp_path, "echo 'warmup 999'; echo 'p95: 150 ms'; echo 'p95: 101.5 ms'",
                      Metric(regex=r"p95: ([\d.]+)", target="< 120"))
 
     assert evidence.passed
-    assert evidence.metric == 101.5  # the first match counts
+    assert evidence.metric == 101.5  # the last match counts: the final figure a benchmark prints
     assert evidence.target == "< 120"
 
 

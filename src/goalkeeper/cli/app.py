@@ -102,6 +102,10 @@ def goal(
         record = _set(store, workspace, thread, contract, chosen, run_knobs, replace, allow_dirty, force,
                       unverified, workdir=service.workdir_of(cwd, workspace))
         console.show_summary(summarize(store, record))
+        if chosen is not None and chosen.price is None:
+            from goalkeeper.models.pricing import unpriced_note
+
+            console.err.print(unpriced_note(chosen.model), markup=False)
         console.out.print("Run it with: gk run" + (f" --cwd {cwd}" if str(cwd) != "." else ""))
     return 0
 

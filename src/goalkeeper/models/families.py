@@ -1,6 +1,6 @@
-"""Looking a model up by name in a table keyed by model families (prices, context windows).
+"""Looking a model up by name in a table keyed by model families (context windows).
 
-Pure: no I/O. One rule for every table, so a dated variant prices and sizes like its family.
+Pure: no I/O. A dated variant sizes like its family. Prices match exact names only (models/pricing.py).
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ multiplies. A USD budget on a model without a price is refused at goal start, ne
 from __future__ import annotations
 
 import functools
+import re
 import tomllib
 from collections.abc import Mapping
 from importlib import resources
@@ -15,7 +16,6 @@ from pydantic import ValidationError
 
 from goalkeeper.errors import ConfigError
 from goalkeeper.models.base import Usage
-from goalkeeper.models.families import family_entry
 from goalkeeper.spec.settings import Price
 
 FREE_PROVIDERS = frozenset({"local", "ollama", "scripted"})
@@ -43,14 +43,29 @@ def load_prices(overrides: Mapping[str, Price] | None = None) -> dict[str, Price
     return {**builtin_prices(), **(overrides or {})}
 
 
-def price_of(model: str, prices: Mapping[str, Price] | None = None) -> Price | None:
-    """The price of `model`, by exact name or else the longest name it extends with `-…`; None when unknown.
+#: A dated snapshot's suffix: `-2024-08-06` (OpenAI) or `-20250929` (Anthropic).
+_SNAPSHOT = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8})$")
 
-    Dated variants match their family (gpt-4.1-2025-04-14 → gpt-4.1; claude-sonnet-4-5-20250929 →
-    claude-sonnet-4-5), and gpt-4.1-mini-… prefers gpt-4.1-mini over gpt-4.1. `prices` defaults to the
-    built-in table.
+
+def price_of(model: str, prices: Mapping[str, Price] | None = None) -> Price | None:
+    """The price of `model` by its exact name, or a dated snapshot's by the name it dates; None when unknown.
+
+    gpt-4o-2024-08-06 → gpt-4o and claude-sonnet-4-5-20250929 → claude-sonnet-4-5, but any other suffix names
+    another model at another price (o1-pro is not o1, o3-deep-research is not o3), so it needs its own entry.
+    `prices` defaults to the built-in table.
     """
-    return family_entry(model, builtin_prices() if prices is None else prices)
+    table = builtin_prices() if prices is None else prices
+    if model in table:
+        return table[model]
+    dated = _SNAPSHOT.sub("", model)
+    return table.get(dated) if dated != model else None
+
+
+def unpriced_note(model: str) -> str:
+    """What `gk goal` says when the goal's model has no price: its cost is not counted, and how to set one."""
+    return (f"note: no price is known for model {model}, so its cost is not counted and a USD budget is refused.\n"
+            "Set its price (USD per 1M tokens, from the provider's price page) in config.toml:\n"
+            f'  [model_pricing."{model}"]\n  input = …\n  cached_input = …\n  output = …')
 
 
 def require_price(model: str, provider: str, prices: Mapping[str, Price],

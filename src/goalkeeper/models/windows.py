@@ -31,5 +31,6 @@ def builtin_context_windows() -> Mapping[str, int]:
 
 def context_window_of(model: str, overrides: Mapping[str, int] | None = None) -> int | None:
     """The context window of `model` in tokens, by exact name or else the longest family it extends with
-    `-…` (as `price_of`); None when unknown. `overrides` are laid over the built-in table, entry by entry."""
+    `-…` (a window estimate, so a family is close enough; prices are exact); None when unknown. `overrides`
+    are laid over the built-in table, entry by entry."""
     return family_entry(model, {**builtin_context_windows(), **(overrides or {})})

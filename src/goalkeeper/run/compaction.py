@@ -1,5 +1,6 @@
-"""Auto-compaction: when the next request would reach `model_auto_compact_token_limit`, the model writes a
-hand-off summary and the history is replaced by it plus what the harness knows for certain.
+"""Auto-compaction: when the next request would reach `model_auto_compact_token_limit`, or the provider refused
+one as too long, the model writes a hand-off summary and the history is replaced by it plus what the harness
+knows for certain.
 
 A compaction happens between two requests, so it can fall in the middle of a turn without ending it.
 It is an event (`compacted`): the store keeps every earlier event, and a restart rebuilds the same
@@ -33,6 +34,11 @@ async def compact_if_due(run: GoalRun, tools: ToolRegistry) -> Action | None:
     """Compact the context when the next request would reach the limit; an action means the turn must stop."""
     tokens = compaction_due(run, tools)
     return None if tokens is None else await compact(run, tools, tokens)
+
+
+async def compact_now(run: GoalRun, tools: ToolRegistry) -> Action | None:
+    """Compact whatever the size: the provider refused the request as too long for its context window."""
+    return await compact(run, tools, run.conversation.request_tokens(tools.specs))
 
 
 def compaction_due(run: GoalRun, tools: ToolRegistry) -> int | None:

@@ -40,7 +40,7 @@ from goalkeeper.sandbox import limits as process_limits
 from goalkeeper.sandbox.bwrap import require_sandbox
 from goalkeeper.spec.contract import Contract
 from goalkeeper.tools.mcp import start_servers
-from goalkeeper.verify.checks import run_checks
+from goalkeeper.verify.checks import cannot_start, run_checks
 from goalkeeper.verify.cleanroom import keep_baseline
 from goalkeeper.verify.lint import baseline_refusal
 from goalkeeper.verify.observed import surface_summary, traced_surface
@@ -195,9 +195,11 @@ async def baseline(run: GoalRun, probe: Awaitable[str | None] | None = None) -> 
             tracer.close()
     if run.settings.lint_at_baseline and (refused := baseline_refusal(run.contract, evidence)) is not None:
         await _refuse(run, refused)
-    missing = [e for e in evidence if e.is_check and e.exit_code == 127]
+    # Only what bash could not start: a program that ran and exited 127 is a failing check like any other.
+    missing = [(e.name, problem) for e in evidence
+               if e.is_check and not e.timed_out and (problem := cannot_start(e.exit_code, e.output_tail))]
     if missing:
-        raise ContractError(f"check `{missing[0].name}` cannot run: {missing[0].error or 'command not found'}",
+        raise ContractError(f"check `{missing[0][0]}` cannot run: {missing[0][1]}",
                             "fix its `run` command (or install the tool), then `gk goal ... --replace`")
     active = [e.name for e in evidence if not e.is_check and e.passed]
     dropped = [e.name for e in evidence if not e.is_check and not e.passed]

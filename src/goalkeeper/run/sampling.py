@@ -1,7 +1,8 @@
 """One model request as the runner makes it: retries, a watch for pauses, and what provider failures mean.
 
-A provider's failure never makes a goal unmet: retries that run out pause it, a prompt too long has its
-oldest tool outputs cut and is retried once, and a refused request pauses it with the reason.
+A provider's failure never makes a goal unmet: retries that run out pause it, a prompt too long is compacted
+(or, right after a compaction, has its oldest tool outputs cut) and is retried, and a refused request pauses
+it with the reason.
 
 Each request is priced before it is sent as if nothing were cached (`request_due`), and a request still
 running when the goal's time limit comes is cut and charged that estimate.
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 
 from goalkeeper.core.lifecycle import Reason
@@ -35,18 +36,18 @@ def request_due(run: GoalRun, specs: Sequence[ToolSpec]) -> RequestDue:
     return RequestDue(tokens, run.elapsed(), input_usd, output_usd)
 
 
+Compact = Callable[[], Awaitable[Action | None]]
+"""Compacts the conversation now; an action means the turn must stop (compaction.compact)."""
+
+
 async def sample(run: GoalRun, request: ModelRequest, deadline_s: float | None = None,
-                 ) -> ModelResponse | Action:
+                 compact: Compact | None = None) -> ModelResponse | Action:
     """The request, or the action its failure leads to (Proceed: it was cut at `deadline_s`, the goal's
-    active time limit, and charged its estimate). Non-transient failures pause, then re-raise."""
+    active time limit, and charged its estimate; or it was too long and `compact` ran, so the caller builds
+    it again). Non-transient failures pause, then re-raise."""
     run.before("model")
     try:
-        try:
-            return await watched(run, request, deadline_s)
-        except ContextLengthError:
-            if not _trim_context(run):
-                raise
-            return await watched(run, replace(request, messages=run.conversation.messages()), deadline_s)
+        return await _fitted(run, request, deadline_s, compact)
     except ContextLengthError as error:
         return _failed(run, error, Reason.CONTEXT_TOO_LONG)
     except ProviderUnavailableError as error:
@@ -54,6 +55,25 @@ async def sample(run: GoalRun, request: ModelRequest, deadline_s: float | None =
     except ProviderError as error:
         _failed(run, error, Reason.PROVIDER_ERROR)
         raise  # auth, bad request, unknown model: the person must fix something; the CLI says what
+
+
+async def _fitted(run: GoalRun, request: ModelRequest, deadline_s: float | None,
+                  compact: Compact | None) -> ModelResponse | Action:
+    """The request; one the provider finds too long is compacted first (unless nothing was added since the
+    last compaction, which could not make it smaller), and only then has its oldest tool outputs cut."""
+    try:
+        return await watched(run, request, deadline_s)
+    except ContextLengthError as error:
+        too_long = error
+    if compact is not None and run.conversation.responses_since_compaction > 0:
+        charge_failed(run, too_long)
+        # Proceed: the caller checks the budget again and builds the request from the compacted history.
+        stopped = await compact()
+        return Proceed() if stopped is None else stopped
+    if not _trim_context(run):
+        raise too_long  # sample pauses the goal, charging what the provider reported
+    charge_failed(run, too_long)
+    return await watched(run, replace(request, messages=run.conversation.messages()), deadline_s)
 
 
 async def watched(run: GoalRun, request: ModelRequest, deadline_s: float | None = None,
@@ -118,7 +138,7 @@ def _charge_cut(run: GoalRun, request: ModelRequest) -> None:
 
 
 def _trim_context(run: GoalRun) -> bool:
-    """Compaction's stand-in: cut the oldest half of the long tool outputs (recorded, so a restart
+    """When compacting cannot help: cut the oldest half of the long tool outputs (recorded, so a restart
     rebuilds the same conversation). False when there is nothing left to cut."""
     plan = run.conversation.trim_plan()
     if plan is None:

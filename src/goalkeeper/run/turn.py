@@ -30,7 +30,7 @@ from goalkeeper.events import (
 )
 from goalkeeper.models.base import ModelRequest, ModelResponse, ToolCall
 from goalkeeper.run.calls import INTERRUPTED
-from goalkeeper.run.compaction import compact_if_due
+from goalkeeper.run.compaction import compact_if_due, compact_now
 from goalkeeper.run.goal_run import GoalRun
 from goalkeeper.run.hooks import hooked_call
 from goalkeeper.run.review import review_point
@@ -76,9 +76,9 @@ async def _drive(run: GoalRun, turn: OpenTurn) -> Action:
             return due.action
         request = ModelRequest(run.conversation.messages(), tools.specs, due.action.max_output_tokens,
                                on_text=run.on_text)
-        response = await sample(run, request, due.action.deadline_s)
+        response = await sample(run, request, due.action.deadline_s, lambda: compact_now(run, tools))
         if isinstance(response, Proceed):
-            continue  # cut at the time limit and charged its estimate: the next check decides
+            continue  # cut at the time limit (charged its estimate), or compacted: the next check decides
         if not isinstance(response, ModelResponse):
             return response
         # Written with the first call's intent (or the turn's end): nothing acts on it before then.

@@ -173,7 +173,7 @@ class Metric(_Strict):
     """A number read from a check's output and compared with a target."""
 
     regex: str | None = None
-    """A regex with exactly one capture group; the first match's group is the value."""
+    """A regex with exactly one capture group; the last match's group is the value (the final figure printed)."""
     json_path: str | None = None
     """A path into JSON printed by the check: "p95", "stats.latency.p95" or "$.results[0].ms"."""
     target: str

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import math
 import re
 import shlex
 import subprocess
@@ -32,14 +33,19 @@ class MetricNotFound(ValueError):
     """A check's output did not contain its metric, or held something that is not a number."""
 
 
+class MetricNotFinite(MetricNotFound):
+    """A check's metric read as inf or nan: a failed measurement, never a value that meets a target."""
+
+
 def read_metric(metric: Metric, output: str) -> float:
-    """The metric's value in `output`: the regex's first match, or the JSON path's number."""
+    """The metric's value in `output`: the regex's last match (the final figure a benchmark prints), or the
+    JSON path's number in the last JSON document. Not a finite number: MetricNotFinite."""
     if metric.regex is not None:
         # MULTILINE so that ^ and $ anchor at line ends, as people expect when matching tool output.
-        match = re.search(metric.regex, output, re.MULTILINE)
-        if match is None:
+        matches = list(re.finditer(metric.regex, output, re.MULTILINE))
+        if not matches:
             raise MetricNotFound(f"regex {metric.regex!r} matched nothing in the output")
-        return _number(match.group(1), f"regex {metric.regex!r}")
+        return _number(matches[-1].group(1), f"regex {metric.regex!r}")
     assert metric.json_path is not None  # the Metric validator guarantees exactly one of the two
     value: object = _last_json(output)
     for step in json_path_steps(metric.json_path):
@@ -71,12 +77,22 @@ def _step(value: object, step: str | int, path: str) -> object:
 
 
 def _number(value: object, source: str) -> float:
+    number = _float(value)
+    if number is None:
+        raise MetricNotFound(f"{source} found {_preview(value)}, which is not a number")
+    if not math.isfinite(number):
+        # "-inf" < 1 holds, and JSON's NaN and -Infinity parse: a failed measurement must not pass a target.
+        raise MetricNotFinite(f"metric is not a finite number: {number} ({source})")
+    return number
+
+
+def _float(value: object) -> float | None:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     if isinstance(value, str):
         with contextlib.suppress(ValueError):
             return float(value.strip())
-    raise MetricNotFound(f"{source} found {_preview(value)}, which is not a number")
+    return None
 
 
 def _preview(value: object) -> str:
@@ -142,6 +158,8 @@ def _judged(check: Check, result: CommandResult, tests: dict[str, Any] | None) -
         # Read even after a failing exit: a person wants to see how close it got.
         try:
             value = read_metric(check.metric, result.output)
+        except MetricNotFinite as err:
+            error = error or f"{err}; the measurement failed, so check {check.name} does not pass"
         except MetricNotFound as err:
             error = error or f"{err}; check the metric of check {check.name} against its output"
     metric_ok = check.metric is None or (value is not None and check.metric.met(value))
@@ -191,12 +209,25 @@ def _failure(result: CommandResult, timeout_s: float, what: str, if_slow: str) -
     if result.timed_out:
         limit = format_duration(timeout_s)
         return f"timed out after {limit} and was killed with its child processes; {if_slow}"
-    if result.exit_code in (126, 127):
-        words = result.command.split()
-        first = words[0] if words else result.command
-        problem = "command not found" if result.exit_code == 127 else "command not executable"
-        return f"{problem}: {first}; check the `run` of {what}"
-    return None
+    problem = cannot_start(result.exit_code, result.output)
+    return None if problem is None else f"{problem}; check the `run` of {what}"
+
+
+#: How bash says it could not start a program: `bash: line 1: tool: command not found` (the prefix is bash,
+#: or the script it ran; `line N:` only in some), then exit code 127, or 126 for one it cannot execute.
+_BASH_SAYS = re.compile(r"^[^\n:]+: (?:line \d+: )?(?P<program>[^\n:]+): (?P<why>[^\n:]+)(?::[^\n]*)?$", re.MULTILINE)
+_CANNOT_START = {127: ("command not found", {"command not found", "No such file or directory"}),
+                 126: ("command not executable", {"Permission denied", "Is a directory", "cannot execute binary file"})}
+
+
+def cannot_start(exit_code: int, output: str) -> str | None:
+    """`command not found: PROGRAM` (or not executable) when bash said so, naming the program it could not
+    start (the last it reported); None when the command ran and chose that exit code itself."""
+    if exit_code not in _CANNOT_START:
+        return None
+    problem, reasons = _CANNOT_START[exit_code]
+    said = [match["program"] for match in _BASH_SAYS.finditer(output) if match["why"].strip() in reasons]
+    return f"{problem}: {said[-1]}" if said else None
 
 
 def _evidence(name: str, kind: EvidenceKind, result: CommandResult, *, metric_ok: bool = True,

@@ -29,7 +29,7 @@ from goalkeeper.sandbox.bwrap import require_sandbox
 from goalkeeper.sandbox.policy import SandboxPolicy
 from goalkeeper.sandbox.process import command_script
 from goalkeeper.spec.contract import Check, Contract, format_duration
-from goalkeeper.verify.checks import missing_commands, run_check, run_constraint
+from goalkeeper.verify.checks import cannot_start, missing_commands, run_check, run_constraint
 from goalkeeper.verify.cleanroom import copy_into
 from goalkeeper.verify.envsnap import SKIPPED_NAMES
 from goalkeeper.verify.observed import Surface, surface_from_pins, surface_summary, traced_surface
@@ -293,11 +293,12 @@ def _element_of(item: Evidence) -> Element:
 
 
 def _cannot_run(item: Evidence) -> Finding | None:
-    """A program not found or not executable (126/127), or a Python syntax error in the command line."""
+    """A program bash could not find or execute (not a program that chose exit code 126/127), or a Python
+    syntax error in the command line."""
     element = _element_of(item)
-    if item.exit_code in (126, 127) and not item.timed_out:
-        return Finding("error", element, "cannot-run",
-                       f"{_what(element, item.name)} cannot run: {item.error or f'exit code {item.exit_code}'}",
+    problem = None if item.timed_out else cannot_start(item.exit_code, item.output_tail)
+    if problem is not None:
+        return Finding("error", element, "cannot-run", f"{_what(element, item.name)} cannot run: {problem}",
                        f"fix {_where(element, item.name)}, or install the program it needs")
     syntax = _PYTHON_SYNTAX.search(item.output_tail)
     if syntax is not None and _INLINE_PYTHON.search(item.output_tail):
