@@ -1,6 +1,7 @@
 """The `goalkeeper` / `gk` command. Each command parses, calls one library function and renders.
 
-Exit codes: 0 achieved, 1 unmet, 2 budget_limited, 3 paused (stalled included), 4 usage or config error.
+Exit codes: 0 achieved, 1 unmet, 2 budget_limited, 3 paused (stalled included), 4 usage or config error, a goal
+refused before it started (the lint gate) included.
 Every command starts at once: this module imports only what the reading commands share. What runs a goal or a
 model session (the runner, the sessions, the bundled demo and local model, the TUI, the server) is imported by
 the commands that use it, so `gk status` never loads a model stack (tests/test_startup.py).
@@ -19,7 +20,7 @@ from rich.text import Text
 
 from goalkeeper.cli import console, fleet, mcp_server
 from goalkeeper.cli.batch import batch as batch_command
-from goalkeeper.cli.options import ContractFlags, ModelFlags, with_options
+from goalkeeper.cli.options import ContractFlags, ModelFlags, StartIn, start_in, with_options
 from goalkeeper.cli.root import ThreadOpt
 from goalkeeper.core.lifecycle import exit_code
 from goalkeeper.errors import ConfigError, WorkspaceError
@@ -128,7 +129,7 @@ def _set(store: Store, workspace: Path, thread: str | None, contract: Contract, 
                                 confirm_replace=_confirm_replace)
     except GoalLintError as refused:
         console.show_lint_gate(refused.report, forced=False)
-        raise typer.Exit(1) from None
+        raise typer.Exit(refused.exit_code) from None  # 4: never started, unlike 1 (it ran and ended unmet)
     console.show_lint_gate(made.lint, forced=force)
     return made.goal
 
@@ -225,7 +226,10 @@ def exec_(
     unverified: Annotated[bool, typer.Option("--unverified", help=UNVERIFIED_HELP)] = False,
     cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = False,
 ) -> int:
-    """Set the goal and run it headless; `--json` streams one event per line. Exit code by outcome."""
+    """Set the goal and run it headless; `--json` streams one event per line. Exit code by outcome.
+
+    Exit codes: 0 achieved, 1 unmet (it ran and the checks did not pass), 2 budget_limited, 3 paused, 4 refused
+    before it started (lint errors, a check that cannot run, no sandbox) or any other usage or config error."""
     workspace = service.workspace_of(cwd)
     with service.open_store() as store:
         contract = contract_flags.contract(objective, _plan_to_adopt(contract_flags, store, workspace, thread))
@@ -240,7 +244,7 @@ def exec_(
             return _drive(store, record, workspace, chosen, as_json)
         except GoalLintError as refused:
             console.show_lint_gate(refused.report, forced=False)
-            raise typer.Exit(1) from None
+            raise typer.Exit(refused.exit_code) from None
 
 
 @commands.command()
@@ -271,10 +275,14 @@ def log(cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = False
 
 
 @commands.command()
-def doctor(as_json: JsonOpt = False) -> int:
+def doctor(as_json: JsonOpt = False,
+           cwd: Annotated[Path | None, typer.Option("--cwd", help="Check the sandbox over this workspace "
+                                                                  "(default: the current directory).")] = None,
+           ) -> int:
     """Check the whole store (SQLite's integrity check) and the sandbox; exit 1 if anything is wrong."""
     from goalkeeper.goals.doctor import diagnose  # the sandbox's code: only this command needs it
 
+    start_in(cwd)  # the sandbox is checked over the current directory
     findings = diagnose()
     if as_json:
         print(json.dumps([dataclasses.asdict(finding) for finding in findings], indent=1))
@@ -355,10 +363,19 @@ def plan(
 
 
 @commands.command()
-def threads() -> int:
+def threads(cwd: Annotated[Path | None, typer.Option("--cwd", help="Only this workspace's threads, its current "
+                                                                   "one marked `*` (default: every thread).")]
+            = None) -> int:
     """Every thread in the store, newest first."""
     with service.open_store() as store:
-        console.show_threads(store.list_threads())
+        listed = store.list_threads()
+        if cwd is None:
+            console.show_threads(listed)
+            return 0
+        workspace = service.workspace_of(cwd)
+        current = store.current_thread(workspace)
+        console.show_threads([thread for thread in listed if Path(thread.workspace) == workspace],
+                             current=current.thread_id if current else None)
     return 0
 
 
@@ -398,12 +415,14 @@ def fork(contract_flags: ContractFlags, model_flags: ModelFlags,
 @with_options(model_flags=ModelFlags)
 def demo_(model_flags: ModelFlags, as_json: JsonOpt = False,
           replay: Annotated[bool, typer.Option("--replay", help="Replay a bundled scripted model (offline).")] = False,
+          cwd: Annotated[Path | None, typer.Option("--cwd", help="Copy the sample into a new folder here (default: "
+                                                                 "the system's temp dir).")] = None,
           ) -> int:
     """Copy the bundled sample repo (a real bug, a failing test) to a temp dir and run a goal on it."""
     from goalkeeper.cli import demo  # the sample and its scripted model load only for the demo
     from goalkeeper.config.resolve import scripted_settings
 
-    workspace = demo.prepare_sample()
+    workspace = demo.prepare_sample(service.workspace_of(cwd) if cwd is not None else None)
     if replay:
         chosen = scripted_settings(str(demo.replay_script()))
         console.out.print(console.styled(("model: a scripted replay bundled with goalkeeper, not a real model; "
@@ -616,11 +635,12 @@ def serve(host: Annotated[str, typer.Option(help="Address to bind (loopback unle
           port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on (1-65535).")] = 8765,
           allow_remote: Annotated[bool, typer.Option("--allow-remote", help="Allow a non-loopback --host.")] = False,
           show_token: Annotated[bool, typer.Option("--show-token", help="Print the API token and exit.")] = False,
-          ) -> int:
+          cwd: StartIn = None) -> int:
     """Serve the REST API, live event streams and the dashboard over the store until Ctrl-C. It never runs a
     goal (`gk run` does); every request needs the bearer token, printed the first time."""
     from goalkeeper import server  # FastAPI and uvicorn load only for the server
 
+    start_in(cwd)  # the server serves the whole store, every workspace's goals
     if show_token:
         token = server.read_token()
         if token is None:
@@ -642,9 +662,10 @@ commands.add_typer(local_app, name="local")
 
 @local_app.command("serve")
 def local_serve(port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
-                host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1") -> int:
+                host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1", cwd: StartIn = None) -> int:
     """Serve the local model over the OpenAI-compatible wire format until Ctrl-C."""
     from goalkeeper.models.local_server import serve_forever  # it loads httpx and llama.cpp
 
+    start_in(cwd)
     serve_forever(port, host)
     return 0

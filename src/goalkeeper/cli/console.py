@@ -179,9 +179,10 @@ def show_evidence(summary: GoalSummary) -> None:
     out.print(table)
 
 
-def show_threads(threads: list[ThreadRecord]) -> None:
-    """`gk threads`, printed in one go (a line at a time flushes a line at a time)."""
-    lines = [f"{thread.thread_id}  {time.strftime('%Y-%m-%d %H:%M', time.localtime(thread.created_at))}  "
+def show_threads(threads: list[ThreadRecord], current: str | None = None) -> None:
+    """`gk threads`, printed in one go (a line at a time flushes a line at a time); `current`'s line is marked."""
+    lines = [("* " if thread.thread_id == current else "  " if current is not None else "")
+             + f"{thread.thread_id}  {time.strftime('%Y-%m-%d %H:%M', time.localtime(thread.created_at))}  "
              f"{thread.workspace}" + (f"  (fork of {thread.parent_thread_id})" if thread.parent_thread_id else "")
              for thread in threads]
     if lines:
@@ -276,8 +277,9 @@ def show_lint_gate(report: LintReport, forced: bool) -> None:
         err.print(Text(f"setting it anyway (--force), despite {_count(len(report.errors), 'lint error')}",
                        style="yellow"))
     elif report.errors:
-        err.print(Text(f"refused: {_count(len(report.errors), 'lint error')}. Fix them (`gk lint` shows each "
-                       "element's score), or pass --force to set the goal anyway", style="bold red"))
+        err.print(Text(f"refused: {_count(len(report.errors), 'lint error')}, so the goal was not started (exit 4). "
+                       "Fix them (`gk lint` shows each element's score), or pass --force to set the goal anyway",
+                       style="bold red"))
         return
     for line in summary_lines(report.surface):  # what the lint run saw; the baseline records its own
         err.print(Text(line, style="dim"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 from collections.abc import Callable
 from dataclasses import MISSING, Field, dataclass, field, fields
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from goalkeeper.errors import ConfigError, NoProviderError
+from goalkeeper.errors import ConfigError, NoProviderError, WorkspaceError
 from goalkeeper.spec.contract import Contract
 from goalkeeper.spec.settings import ModelSettings
 
@@ -24,6 +25,20 @@ if TYPE_CHECKING:
     from goalkeeper.sessions.planning import Plan
 
 Command = TypeVar("Command", bound=Callable[..., Any])
+
+StartIn = Annotated[Path | None, typer.Option("--cwd", help="Run as if started in this directory: relative paths "
+                                                            "are read from there (default: the current one).")]
+"""`--cwd` of a command that reads no one workspace (the server, a worker): every command takes `--cwd`."""
+
+
+def start_in(cwd: Path | None) -> None:
+    """Move into `cwd` (StartIn's meaning), or a clear error when it is not a directory."""
+    if cwd is None:
+        return
+    path = cwd.expanduser()
+    if not path.is_dir():
+        raise WorkspaceError(f"--cwd {path} is not an existing directory", "pass --cwd with an existing directory")
+    os.chdir(path)
 
 
 def option(help_text: str, *names: str, default: Any = None) -> Any:
