@@ -92,15 +92,19 @@ def goal(
                 raise ConfigError("--note goes with `gk goal resume`", 'write gk goal resume --note "..."')
             return _control(store, workspace, thread, objective, raise_by, force, note)
         if objective is None and contract_flags.file is None and not contract_flags.from_plan:
-            summary = summarize(store, service.current_goal(store, workspace, thread))
-            console.out.print_json(json.dumps(summary.as_json())) if as_json else console.show_summary(summary)
+            shown = service.current_goal(store, workspace, thread)
+            summary = summarize(store, shown)
+            if as_json:
+                console.out.print_json(json.dumps(summary.as_json()))
+            else:  # before the first run, the files its baseline will pin, as `gk lint` shows them
+                console.show_summary(summary, service.pins_to_come(shown, summary, workspace))
             return 0
         contract = contract_flags.contract(objective, _plan_to_adopt(contract_flags, store, workspace, thread))
         chosen = model_flags.settings_if_configured(workspace, contract.budget.usd)
         run_knobs = _config(workspace, model_flags.profile).run
-        record = _set(store, workspace, thread, contract, chosen, run_knobs, replace, allow_dirty, force,
-                      unverified, workdir=service.workdir_of(cwd, workspace))
-        console.show_summary(summarize(store, record))
+        made = _set(store, workspace, thread, contract, chosen, run_knobs, replace, allow_dirty, force, unverified,
+                    workdir=service.workdir_of(cwd, workspace), own_files=contract_flags.own_files(workspace))
+        console.show_summary(summarize(store, made.goal), made.lint.pinned)
         console.out.print("Run it with: gk run" + (f" --cwd {cwd}" if str(cwd) != "." else ""))
     return 0
 
@@ -116,13 +120,15 @@ def _plan_to_adopt(flags: ContractFlags, store: Store, workspace: Path, thread: 
 
 def _set(store: Store, workspace: Path, thread: str | None, contract: Contract, model: ModelSettings | None,
          run_knobs: RunSettings, replace: bool, allow_dirty: bool = False, force: bool = False,
-         unverified: bool = False, lint: service.LintMode = "run", workdir: str = "") -> Goal:
+         unverified: bool = False, lint: service.LintMode = "run", workdir: str = "",
+         own_files: tuple[str, ...] = ()) -> service.SetGoal:
     """Set the goal after checking the repository and the check commands (a goal with none needs `unverified`);
     ask before replacing a goal; then lint it (errors refuse it unless `force`). The `[run]` knobs of
-    config.toml (and the profile) are stored, and `workdir`, the folder `--cwd` named (its AGENTS.md apply)."""
+    config.toml (and the profile) are stored, `workdir`, the folder `--cwd` named (its AGENTS.md apply), and
+    `own_files`, the goal file when it lies in the repository (GoalSettings.own_files)."""
     from goalkeeper.contract.lint import GoalLintError  # the gate's refusal: only setting a goal meets it
 
-    settings = GoalSettings(model=model, run=run_knobs, allow_dirty=allow_dirty, workdir=workdir)
+    settings = GoalSettings(model=model, run=run_knobs, allow_dirty=allow_dirty, workdir=workdir, own_files=own_files)
     try:
         made = service.set_goal(store, workspace, contract, settings, lint=lint, force=force,
                                 unverified=unverified, replace=replace, thread_id=thread,
@@ -131,7 +137,7 @@ def _set(store: Store, workspace: Path, thread: str | None, contract: Contract, 
         console.show_lint_gate(refused.report, forced=False)
         raise typer.Exit(refused.exit_code) from None  # 4: never started, unlike 1 (it ran and ended unmet)
     console.show_lint_gate(made.lint, forced=force)
-    return made.goal
+    return made
 
 
 def _confirm_replace() -> bool:
@@ -237,7 +243,8 @@ def exec_(
         run_knobs = _config(workspace, model_flags.profile).run
         # The checks run once before the first request: the baseline answers the gate's run questions.
         record = _set(store, workspace, thread, contract, chosen, run_knobs, replace, allow_dirty, force,
-                      unverified, lint="baseline", workdir=service.workdir_of(cwd, workspace))
+                      unverified, lint="baseline", workdir=service.workdir_of(cwd, workspace),
+                      own_files=contract_flags.own_files(workspace)).goal
         from goalkeeper.contract.lint import GoalLintError  # the baseline's refusal (run/prepare.py)
 
         try:
@@ -405,7 +412,7 @@ def fork(contract_flags: ContractFlags, model_flags: ModelFlags,
             return 0
         run_knobs = _config(made.workspace, model_flags.profile).run
         record = _set(store, made.workspace, made.thread.thread_id, contract, chosen, run_knobs, False, False, force,
-                      unverified)
+                      unverified).goal
         console.show_summary(summarize(store, record))
         console.out.print(f"Run it with: gk run --cwd {made.workspace}", markup=False)
     return 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, ConsoleRenderable, RenderHook
@@ -118,8 +118,8 @@ def review_lines(point: dict[str, Any] | None) -> list[str]:
     return lines
 
 
-def show_summary(summary: GoalSummary) -> None:
-    """The `gk goal` / `gk status` view."""
+def show_summary(summary: GoalSummary, to_pin: Sequence[str] = ()) -> None:
+    """The `gk goal` / `gk status` view; `to_pin`, before the first run, the files its baseline will pin."""
     style = STATUS_STYLE.get(summary.status, "white")
     label = "" if summary.verified else " (unverified: no checks)"
     out.print(styled(("Goal", "bold"), f" {summary.goal_id}", (label, "yellow")))
@@ -148,9 +148,10 @@ def show_summary(summary: GoalSummary) -> None:
         out.print(styled("  ", ("red at baseline, not required:", "yellow"), f" {dropped}"))
     for number, line in enumerate(instruction_lines(summary.instructions)):
         out.print(Text(("  instructions: " if number == 0 else "                ") + line))
-    if summary.pinned:
-        shown = ", ".join(summary.pinned[:6]) + (f" … (+{len(summary.pinned) - 6})" if len(summary.pinned) > 6 else "")
-        out.print(f"  pinned:    {shown}")
+    pinned = summary.pinned or list(to_pin)
+    if pinned:
+        shown = ", ".join(pinned[:6]) + (f" … (+{len(pinned) - 6})" if len(pinned) > 6 else "")
+        out.print(f"  pinned:    {shown}" + ("" if summary.pinned else " (to be pinned by the first run's baseline)"))
     for line in surface_lines(summary.surface):
         out.print(f"  {line}")
     for line in summary_lines(summary.observed_surface):

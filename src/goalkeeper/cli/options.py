@@ -71,6 +71,16 @@ class ContractFlags:
     from_plan: bool = option("Adopt the newest plan (gk plan): its objective, and its steps as the checklist.",
                              "--from-plan", default=False)
 
+    def own_files(self, top: Path) -> tuple[str, ...]:
+        """The goal file (--file) relative to the repository's top-level `top`, when it lies inside: the person's
+        own file for goalkeeper, which never counts as a change (workspace/git.py, keep_untracked)."""
+        if self.file is None:
+            return ()
+        try:
+            return (self.file.expanduser().resolve().relative_to(top.resolve()).as_posix(),)
+        except ValueError:  # outside the repository: git never sees it
+            return ()
+
     def contract(self, objective: str | None, plan: Plan | None = None) -> Contract:
         """The contract these flags describe; with `plan` (from --from-plan), its objective and checklist."""
         from goalkeeper.contract.flags import contract_from_flags  # and TOML: only a command given a goal reads one

@@ -28,7 +28,7 @@ from goalkeeper.spec.settings import GoalSettings
 from goalkeeper.store import Goal, Store, lease_is_live
 from goalkeeper.store.db import private_directory
 from goalkeeper.workspace import checkpoints
-from goalkeeper.workspace.git import GoalBranch, commit_of, git, toplevel
+from goalkeeper.workspace.git import GoalBranch, commit_of, git, keep_untracked, toplevel
 from goalkeeper.workspace.goal import branch_of
 
 if TYPE_CHECKING:
@@ -177,7 +177,7 @@ def set_goal(store: Store, workspace: Path, contract: Contract, settings: GoalSe
     from goalkeeper.contract.lint import GoalLintError  # the static linter: a reader never needs it
     from goalkeeper.verify.lint import lint_goal  # it loads the checks and the sandbox: only a new goal needs it
 
-    control.check_settable(workspace, contract, settings.allow_dirty, unverified)
+    control.check_settable(workspace, contract, settings.allow_dirty, unverified, settings.own_files)
     if not replace and confirm_replace is not None and _has_goal(store, workspace, thread_id):
         replace = confirm_replace()
     key_env = settings.model.api_key_env if settings.model else None
@@ -188,6 +188,16 @@ def set_goal(store: Store, workspace: Path, contract: Contract, settings: GoalSe
         settings = settings.model_copy(update={"lint_at_baseline": True})
     record = control.set_goal(store, workspace, contract, settings, replace_existing=replace, thread_id=thread_id)
     return SetGoal(record, report)
+
+
+def pins_to_come(goal: Goal, summary: views.GoalSummary, workspace: Path) -> list[str]:
+    """The files the first run's baseline will pin (as `gk lint` lists them), for a goal that has not run: its
+    view then shows them; [] once it ran (the baseline's own pins are in the summary) or once it ended."""
+    if summary.pinned or summary.baseline or summary.status not in ("pursuing", "paused"):
+        return []
+    from goalkeeper.verify.pins import pin_verification_surface  # hashes files: only a goal not yet run needs it
+
+    return sorted(pin_verification_surface(workspace, goal.contract, goal.contract.verify.pins).paths)
 
 
 def current_goal(store: Store, workspace: Path, thread_id: str | None = None) -> Goal:
@@ -274,7 +284,9 @@ def rollback(store: Store, goal: Goal, to: str) -> tuple[str, GoalBranch]:
     if branch is None:
         raise WorkspaceError("this goal has not run yet, so it has no branch", "start it with `gk run`")
     best, green = views.rollback_turns(store, goal)
-    return checkpoints.rollback(_workspace(store, goal), branch, target, best, green), branch
+    workspace = _workspace(store, goal)
+    keep_untracked(workspace, goal.settings.own_files)  # the goal file stays out of the rollback
+    return checkpoints.rollback(workspace, branch, target, best, green), branch
 
 
 def runner_elsewhere(store: Store, goal: Goal) -> str | None:

@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import time
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -361,8 +361,29 @@ def branch_exists(top: Path, name: str) -> bool:
 
 
 def changes(top: Path) -> list[Change]:
-    """Every uncommitted path: staged, unstaged and untracked (ignored files are not changes)."""
+    """Every uncommitted path: staged, unstaged and untracked (ignored files and the person's own untracked
+    files, `keep_untracked`, are not changes)."""
     return status(top).changes
+
+
+HARNESS_DIR = ".goalkeeper/"
+"""goalkeeper's own folder in a repository; the model may never write there (tools/paths.py, HARNESS_PROTECT)."""
+
+_KEPT: dict[str, frozenset[str]] = {}
+"""Per top-level: the goal file a goal was set from (GoalSettings.own_files), registered by whoever lists the
+changes of that goal (its preflight, its runner, a rollback), so every listing in this process agrees."""
+
+
+def keep_untracked(workspace: Path, paths: Iterable[str]) -> None:
+    """Never count `paths` (relative to the top-level of `workspace`), while untracked, as changes in this
+    process; nor, always, anything untracked under `.goalkeeper/`. The person wrote them for goalkeeper: they
+    must neither block a goal (the dirty check) nor be committed on its branch (checkpoints, snapshots)."""
+    _KEPT[str(toplevel(workspace))] = frozenset(paths)
+
+
+def _kept(top: Path, path: str) -> bool:
+    """Whether the untracked `path` is the person's own for goalkeeper (`keep_untracked`)."""
+    return path.startswith(HARNESS_DIR) or path in _KEPT.get(str(top), ())
 
 
 @dataclass(frozen=True)
@@ -387,7 +408,8 @@ def status(top: Path) -> Status:
             name = entry.removeprefix("# branch.head ")
             branch = None if name == "(detached)" else name
         elif entry.startswith("? "):
-            found.append(Change("??", entry[2:]))
+            if not _kept(top, entry[2:]):
+                found.append(Change("??", entry[2:]))
         elif entry[:2] in ("1 ", "u "):
             fields = entry.split(" ", 8 if entry[0] == "1" else 10)
             found.append(Change(fields[1].replace(".", " "), fields[-1]))
@@ -423,7 +445,8 @@ def stage_all(top: Path, exclude: Sequence[str] = (), env: Mapping[str, str] | N
 
     def ls_files(*flags: str) -> list[str]:
         out = git(top, "ls-files", "-z", "--exclude-standard", *flags, env=env)
-        return [path.rstrip("/") for path in dict.fromkeys(out.split("\0")) if path and path.rstrip("/") not in skip]
+        return [path.rstrip("/") for path in dict.fromkeys(out.split("\0")) if path and path.rstrip("/") not in skip
+                and not ("--others" in flags and _kept(top, path))]
 
     if listed is None:
         modified, untracked = ls_files("--modified", "--deleted"), ls_files("--others")
