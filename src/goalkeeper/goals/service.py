@@ -177,7 +177,8 @@ def set_goal(store: Store, workspace: Path, contract: Contract, settings: GoalSe
     from goalkeeper.contract.lint import GoalLintError  # the static linter: a reader never needs it
     from goalkeeper.verify.lint import lint_goal  # it loads the checks and the sandbox: only a new goal needs it
 
-    control.check_settable(workspace, contract, settings.allow_dirty, unverified, settings.own_files)
+    kept = control.check_settable(workspace, contract, settings.allow_dirty, unverified, settings.own_files)
+    settings = settings.model_copy(update={"own_files": kept})
     if not replace and confirm_replace is not None and _has_goal(store, workspace, thread_id):
         replace = confirm_replace()
     key_env = settings.model.api_key_env if settings.model else None

@@ -134,9 +134,9 @@ class GoalSettings(BaseModel):
     """The folder in the repository the goal was set from (`--cwd`), `/`-separated, '' for its root: project
     instructions (AGENTS.md) are read from the root down to it."""
     own_files: tuple[str, ...] = ()
-    """The goal file it was set from (`--file`), relative to the repository's top-level, when it lies inside: left
-    untracked, it never counts as a change (so it neither blocks the goal nor lands on its branch), and the
-    model may not write it."""
+    """The person's files for goalkeeper, relative to the repository's top-level: the goal file it was set from
+    (`--file`) when it lies inside, and the untracked files under `.goalkeeper/` then. Left untracked, they never
+    count as changes (so they neither block the goal nor land on its branch), and the model may not write them."""
     lint_at_baseline: bool = False
     """The lint gate's run findings come from the baseline run (a goal set to run at once, not forced): an error
     there ends the goal before its first model request, as the gate would have refused it."""

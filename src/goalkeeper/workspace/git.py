@@ -370,20 +370,27 @@ HARNESS_DIR = ".goalkeeper/"
 """goalkeeper's own folder in a repository; the model may never write there (tools/paths.py, HARNESS_PROTECT)."""
 
 _KEPT: dict[str, frozenset[str]] = {}
-"""Per top-level: the goal file a goal was set from (GoalSettings.own_files), registered by whoever lists the
-changes of that goal (its preflight, its runner, a rollback), so every listing in this process agrees."""
+"""Per top-level: the person's untracked files for a goal (GoalSettings.own_files), registered by whoever lists
+the changes of that goal (its preflight, its runner, a rollback), so every listing in this process agrees."""
 
 
 def keep_untracked(workspace: Path, paths: Iterable[str]) -> None:
     """Never count `paths` (relative to the top-level of `workspace`), while untracked, as changes in this
-    process; nor, always, anything untracked under `.goalkeeper/`. The person wrote them for goalkeeper: they
-    must neither block a goal (the dirty check) nor be committed on its branch (checkpoints, snapshots)."""
+    process. The person wrote them for goalkeeper (the goal file, files under `.goalkeeper/`): they must
+    neither block a goal (the dirty check) nor be committed on its branch (checkpoints, snapshots)."""
     _KEPT[str(toplevel(workspace))] = frozenset(paths)
 
 
+def untracked_harness_files(workspace: Path) -> list[str]:
+    """The untracked files under `.goalkeeper/` now, relative to the top-level: the person's, when a goal is set
+    (one the model makes there later is a change, and reverted as a write the boundaries forbid)."""
+    return [change.path for change in changes(toplevel(workspace))
+            if change.status == "??" and change.path.startswith(HARNESS_DIR)]
+
+
 def _kept(top: Path, path: str) -> bool:
-    """Whether the untracked `path` is the person's own for goalkeeper (`keep_untracked`)."""
-    return path.startswith(HARNESS_DIR) or path in _KEPT.get(str(top), ())
+    """Whether the untracked `path` is one of the person's own for goalkeeper (`keep_untracked`)."""
+    return path in _KEPT.get(str(top), ())
 
 
 @dataclass(frozen=True)
