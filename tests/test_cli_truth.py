@@ -11,6 +11,9 @@ import typer.main
 from typer.testing import CliRunner
 
 from goalkeeper.cli.root import COMMANDS, app
+from goalkeeper.errors import WorkspaceError
+from goalkeeper.store import Store
+from goalkeeper.workspace.git import changes, keep_untracked, person_files
 from helpers import git
 from scenario import FIX_PATCH, call, complete, gk, sample_repo, shell, step, write_script
 
@@ -93,3 +96,45 @@ def test_the_step_gk_init_prints_sets_the_goal_and_the_goal_file_stays_the_perso
     assert git(workspace, "status", "--porcelain").split() == ["??", ".goalkeeper/", "??", "goal.toml"]
     shown = gk("goal", home=goalkeeper_home, cwd=workspace).stdout
     assert "pinned:    tests/__init__.py, tests/test_cart.py\n" in shown  # the baseline's, no longer to come
+
+
+# ---------------------------------------------------------------- what --cwd means where no workspace is read
+
+
+def test_threads_with_cwd_lists_that_workspaces_threads_and_marks_its_current_one(tmp_path: Path,
+                                                                                 git_repo: Path) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    with Store() as store:
+        first = store.create_thread(git_repo).thread_id
+        current = store.create_thread(git_repo).thread_id
+        elsewhere = store.create_thread(other).thread_id
+    runner = CliRunner()
+    listed = runner.invoke(app, ["threads", "--cwd", str(git_repo)]).output
+    assert listed.splitlines()[0].startswith(f"* {current}") and f"  {first}" in listed and elsewhere not in listed
+    every = runner.invoke(app, ["threads"]).output
+    assert all(thread in every for thread in (first, current, elsewhere)) and "*" not in every
+
+
+def test_a_cwd_that_is_no_directory_is_one_clear_error(tmp_path: Path) -> None:
+    for command in (["demo", "--replay"], ["serve", "--show-token"], ["local", "serve"]):
+        done = CliRunner().invoke(app, [*command, "--cwd", str(tmp_path / "missing")])
+        assert isinstance(done.exception, WorkspaceError), (command, done.output)
+        assert "is not an existing directory" in done.exception.message
+
+
+def test_the_persons_files_are_kept_only_as_they_were(git_repo: Path) -> None:
+    """The goal file and `.goalkeeper/`'s files are no change while untouched; changed, or made there after the
+    goal was set, they are changes like any other, so the model can hide nothing in them."""
+    (git_repo / "goal.toml").write_text('outcome = "mine"\n')
+    (git_repo / ".goalkeeper").mkdir()
+    (git_repo / ".goalkeeper" / "notes.md").write_text("mine\n")
+    (git_repo / "other.txt").write_text("not goalkeeper's\n")
+    kept = person_files(git_repo, ["goal.toml"])
+    assert sorted(kept) == [".goalkeeper/notes.md", "goal.toml"]
+    keep_untracked(git_repo, kept)
+    assert [change.path for change in changes(git_repo)] == ["other.txt"]
+    (git_repo / "goal.toml").write_text('outcome = "the model\'s"\n')
+    (git_repo / ".goalkeeper" / "config.toml").write_text("notify = []\n")
+    assert sorted(change.path for change in changes(git_repo)) == [".goalkeeper/config.toml", "goal.toml",
+                                                                   "other.txt"]

@@ -20,7 +20,7 @@ from rich.text import Text
 
 from goalkeeper.cli import console, fleet, mcp_server
 from goalkeeper.cli.batch import batch as batch_command
-from goalkeeper.cli.options import ContractFlags, ModelFlags, StartIn, start_in, with_options
+from goalkeeper.cli.options import ContractFlags, ModelFlags, StartIn, existing_dir, start_in, with_options
 from goalkeeper.cli.root import ThreadOpt
 from goalkeeper.core.lifecycle import exit_code
 from goalkeeper.errors import ConfigError, WorkspaceError
@@ -125,14 +125,14 @@ def _set(store: Store, workspace: Path, thread: str | None, contract: Contract, 
     """Set the goal after checking the repository and the check commands (a goal with none needs `unverified`);
     ask before replacing a goal; then lint it (errors refuse it unless `force`). The `[run]` knobs of
     config.toml (and the profile) are stored, `workdir`, the folder `--cwd` named (its AGENTS.md apply), and
-    `own_files`, the goal file when it lies in the repository (GoalSettings.own_files)."""
+    `own_files`, the goal file's path when it lies in the repository (GoalSettings.own_files)."""
     from goalkeeper.contract.lint import GoalLintError  # the gate's refusal: only setting a goal meets it
 
-    settings = GoalSettings(model=model, run=run_knobs, allow_dirty=allow_dirty, workdir=workdir, own_files=own_files)
+    settings = GoalSettings(model=model, run=run_knobs, allow_dirty=allow_dirty, workdir=workdir)
     try:
         made = service.set_goal(store, workspace, contract, settings, lint=lint, force=force,
                                 unverified=unverified, replace=replace, thread_id=thread,
-                                confirm_replace=_confirm_replace)
+                                confirm_replace=_confirm_replace, goal_file=own_files)
     except GoalLintError as refused:
         console.show_lint_gate(refused.report, forced=False)
         raise typer.Exit(refused.exit_code) from None  # 4: never started, unlike 1 (it ran and ended unmet)
@@ -429,7 +429,7 @@ def demo_(model_flags: ModelFlags, as_json: JsonOpt = False,
     from goalkeeper.cli import demo  # the sample and its scripted model load only for the demo
     from goalkeeper.config.resolve import scripted_settings
 
-    workspace = demo.prepare_sample(service.workspace_of(cwd) if cwd is not None else None)
+    workspace = demo.prepare_sample(existing_dir(cwd) if cwd is not None else None)
     if replay:
         chosen = scripted_settings(str(demo.replay_script()))
         console.out.print(console.styled(("model: a scripted replay bundled with goalkeeper, not a real model; "
@@ -645,9 +645,9 @@ def serve(host: Annotated[str, typer.Option(help="Address to bind (loopback unle
           cwd: StartIn = None) -> int:
     """Serve the REST API, live event streams and the dashboard over the store until Ctrl-C. It never runs a
     goal (`gk run` does); every request needs the bearer token, printed the first time."""
+    start_in(cwd)  # the server serves the whole store, every workspace's goals
     from goalkeeper import server  # FastAPI and uvicorn load only for the server
 
-    start_in(cwd)  # the server serves the whole store, every workspace's goals
     if show_token:
         token = server.read_token()
         if token is None:
@@ -671,8 +671,8 @@ commands.add_typer(local_app, name="local")
 def local_serve(port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
                 host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1", cwd: StartIn = None) -> int:
     """Serve the local model over the OpenAI-compatible wire format until Ctrl-C."""
+    start_in(cwd)
     from goalkeeper.models.local_server import serve_forever  # it loads httpx and llama.cpp
 
-    start_in(cwd)
     serve_forever(port, host)
     return 0

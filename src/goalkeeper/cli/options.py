@@ -31,14 +31,18 @@ StartIn = Annotated[Path | None, typer.Option("--cwd", help="Run as if started i
 """`--cwd` of a command that reads no one workspace (the server, a worker): every command takes `--cwd`."""
 
 
-def start_in(cwd: Path | None) -> None:
-    """Move into `cwd` (StartIn's meaning), or a clear error when it is not a directory."""
-    if cwd is None:
-        return
+def existing_dir(cwd: Path) -> Path:
+    """`--cwd` as given, when it is an existing directory; else a clear error."""
     path = cwd.expanduser()
     if not path.is_dir():
         raise WorkspaceError(f"--cwd {path} is not an existing directory", "pass --cwd with an existing directory")
-    os.chdir(path)
+    return path
+
+
+def start_in(cwd: Path | None) -> None:
+    """Move into `cwd` (StartIn's meaning), or a clear error when it is not a directory."""
+    if cwd is not None:
+        os.chdir(existing_dir(cwd))
 
 
 def option(help_text: str, *names: str, default: Any = None) -> Any:

@@ -13,7 +13,7 @@ import math
 import os
 import re
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -170,14 +170,15 @@ class SetGoal:
 
 def set_goal(store: Store, workspace: Path, contract: Contract, settings: GoalSettings, *, lint: LintMode = "run",
              force: bool = False, unverified: bool = False, replace: bool = False, thread_id: str | None = None,
-             confirm_replace: Callable[[], bool] | None = None) -> SetGoal:
+             confirm_replace: Callable[[], bool] | None = None, goal_file: Sequence[str] = ()) -> SetGoal:
     """Set `contract` as the thread's goal: checkable (`check_settable`), then, for an existing goal, replaced
     only with `replace` or the face's `confirm_replace`, then linted (errors refuse it unless `force`; with
-    `lint="baseline"` the run's errors end the goal at its baseline instead, run/prepare.py)."""
+    `lint="baseline"` the run's errors end the goal at its baseline instead, run/prepare.py). `goal_file`: the
+    goal file's path from the top-level, when it lies in the repository (GoalSettings.own_files)."""
     from goalkeeper.contract.lint import GoalLintError  # the static linter: a reader never needs it
     from goalkeeper.verify.lint import lint_goal  # it loads the checks and the sandbox: only a new goal needs it
 
-    kept = control.check_settable(workspace, contract, settings.allow_dirty, unverified, settings.own_files)
+    kept = control.check_settable(workspace, contract, settings.allow_dirty, unverified, goal_file)
     settings = settings.model_copy(update={"own_files": kept})
     if not replace and confirm_replace is not None and _has_goal(store, workspace, thread_id):
         replace = confirm_replace()

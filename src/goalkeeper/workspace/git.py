@@ -369,28 +369,43 @@ def changes(top: Path) -> list[Change]:
 HARNESS_DIR = ".goalkeeper/"
 """goalkeeper's own folder in a repository; the model may never write there (tools/paths.py, HARNESS_PROTECT)."""
 
-_KEPT: dict[str, frozenset[str]] = {}
-"""Per top-level: the person's untracked files for a goal (GoalSettings.own_files), registered by whoever lists
-the changes of that goal (its preflight, its runner, a rollback), so every listing in this process agrees."""
+_KEPT: dict[str, Mapping[str, str]] = {}
+"""Per top-level: the person's untracked files for a goal and their sha256 (GoalSettings.own_files), registered
+by whoever lists the changes of that goal (its preflight, its runner, a rollback), so every listing in this
+process agrees."""
 
 
-def keep_untracked(workspace: Path, paths: Iterable[str]) -> None:
-    """Never count `paths` (relative to the top-level of `workspace`), while untracked, as changes in this
-    process. The person wrote them for goalkeeper (the goal file, files under `.goalkeeper/`): they must
-    neither block a goal (the dirty check) nor be committed on its branch (checkpoints, snapshots)."""
-    _KEPT[str(toplevel(workspace))] = frozenset(paths)
+def keep_untracked(workspace: Path, files: Mapping[str, str]) -> None:
+    """Never count `files` (path relative to the top-level of `workspace` → sha256), while untracked and as they
+    were, as changes in this process. The person wrote them for goalkeeper (the goal file, files under
+    `.goalkeeper/`): they must neither block a goal (the dirty check) nor be committed on its branch. Changed, or
+    made again after a deletion, a path is a change like any other (the model may not hide work there)."""
+    _KEPT[str(toplevel(workspace))] = dict(files)
 
 
-def untracked_harness_files(workspace: Path) -> list[str]:
-    """The untracked files under `.goalkeeper/` now, relative to the top-level: the person's, when a goal is set
-    (one the model makes there later is a change, and reverted as a write the boundaries forbid)."""
-    return [change.path for change in changes(toplevel(workspace))
-            if change.status == "??" and change.path.startswith(HARNESS_DIR)]
+def person_files(workspace: Path, paths: Iterable[str]) -> dict[str, str]:
+    """`paths` (relative to the top-level) that are untracked files, and every untracked file under
+    `.goalkeeper/`, each with its sha256 now: the person's own, when a goal is set."""
+    top = toplevel(workspace)
+    _KEPT.pop(str(top), None)  # an earlier goal's in this process (the TUI, the server) must not hide one now
+    wanted = set(paths)
+    found = {change.path: _sha256(top / change.path) for change in status(top).changes
+             if change.status == "??" and (change.path in wanted or change.path.startswith(HARNESS_DIR))}
+    return {path: digest for path, digest in found.items() if digest}  # a link or a folder is never kept
 
 
 def _kept(top: Path, path: str) -> bool:
-    """Whether the untracked `path` is one of the person's own for goalkeeper (`keep_untracked`)."""
-    return path in _KEPT.get(str(top), ())
+    """Whether the untracked `path` is one of the person's own for goalkeeper, unchanged (`keep_untracked`)."""
+    digest = _KEPT.get(str(top), {}).get(path)
+    return digest is not None and _sha256(top / path) == digest
+
+
+def _sha256(path: Path) -> str:
+    """The file's sha256, or '' when it cannot be read as a file (gone, a link to nowhere, a folder)."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest() if not path.is_symlink() else ""
+    except OSError:
+        return ""
 
 
 @dataclass(frozen=True)
