@@ -327,7 +327,7 @@ def test_gk_goal_refuses_a_goal_with_lint_errors_and_force_sets_it(workspace: Pa
     args = ["goal", "Make the discount code nicer", "--check", "imports=python -c 'import cart'",
             "--cwd", str(workspace)]
     refused = gk(*args, home=goalkeeper_home)
-    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert refused.returncode == 4, refused.stdout + refused.stderr
     assert "verification/passes-at-baseline" in refused.stderr and "--force" in refused.stderr
     assert gk("status", "--cwd", str(workspace), home=goalkeeper_home).returncode == 4  # no goal was set
     forced = gk(*args, "--force", home=goalkeeper_home)
@@ -346,7 +346,7 @@ def test_gk_exec_refuses_a_goal_with_lint_errors(tmp_path: Path, workspace: Path
     model = f"scripted:{write_script(tmp_path / 'script.json', [])}"
     done = gk("exec", "Clean up the cart", "--unverified", "--model", model, "--cwd", str(workspace),
               home=goalkeeper_home)
-    assert done.returncode == 1 and "outcome/vague-outcome" in done.stderr
+    assert done.returncode == 4 and "outcome/vague-outcome" in done.stderr
 
 
 def test_a_check_command_of_any_size_is_parsed_without_argv(tmp_path: Path) -> None:
@@ -397,7 +397,7 @@ def test_gk_exec_ends_a_goal_the_baseline_finds_achieved_already_as_the_gate_ref
     goal, count = counting_goal(tmp_path, "python -c 'import cart'")
     model = f"scripted:{write_script(tmp_path / 'script.json', [])}"
     refused = gk("exec", "--file", str(goal), "--model", model, "--cwd", str(workspace), home=goalkeeper_home)
-    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert refused.returncode == 4, refused.stdout + refused.stderr
     assert "verification/passes-at-baseline" in refused.stderr and "--force" in refused.stderr
     assert "script exhausted" not in refused.stderr  # no model request was sent
     assert count.read_text().splitlines() == ["ran"]
@@ -413,5 +413,5 @@ def test_gk_exec_ends_a_goal_whose_check_cannot_run_with_the_gates_message(
     goal, _ = counting_goal(tmp_path, "./no-such-script.sh")
     model = f"scripted:{write_script(tmp_path / 'script.json', [])}"
     refused = gk("exec", "--file", str(goal), "--model", model, "--cwd", str(workspace), home=goalkeeper_home)
-    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert refused.returncode == 4, refused.stdout + refused.stderr
     assert "verification/cannot-run" in refused.stderr and "script exhausted" not in refused.stderr

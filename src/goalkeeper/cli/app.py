@@ -1,6 +1,7 @@
 """The `goalkeeper` / `gk` command. Each command parses, calls one library function and renders.
 
-Exit codes: 0 achieved, 1 unmet, 2 budget_limited, 3 paused (stalled included), 4 usage or config error.
+Exit codes: 0 achieved, 1 unmet, 2 budget_limited, 3 paused (stalled included), 4 usage or config error, a goal
+refused before it started (the lint gate) included.
 Every command starts at once: this module imports only what the reading commands share. What runs a goal or a
 model session (the runner, the sessions, the bundled demo and local model, the TUI, the server) is imported by
 the commands that use it, so `gk status` never loads a model stack (tests/test_startup.py).
@@ -19,7 +20,7 @@ from rich.text import Text
 
 from goalkeeper.cli import console, fleet, mcp_server
 from goalkeeper.cli.batch import batch as batch_command
-from goalkeeper.cli.options import ContractFlags, ModelFlags, with_options
+from goalkeeper.cli.options import ContractFlags, ModelFlags, StartIn, existing_dir, start_in, with_options
 from goalkeeper.cli.root import ThreadOpt
 from goalkeeper.core.lifecycle import exit_code
 from goalkeeper.errors import ConfigError, WorkspaceError
@@ -93,15 +94,19 @@ def goal(
                 raise ConfigError("--note goes with `gk goal resume`", 'write gk goal resume --note "..."')
             return _control(store, workspace, thread, objective, raise_by, force, note)
         if objective is None and contract_flags.file is None and not contract_flags.from_plan:
-            summary = summarize(store, service.current_goal(store, workspace, thread))
-            console.out.print_json(json.dumps(summary.as_json())) if as_json else console.show_summary(summary)
+            shown = service.current_goal(store, workspace, thread)
+            summary = summarize(store, shown)
+            if as_json:
+                console.out.print_json(json.dumps(summary.as_json()))
+            else:  # before the first run, the files its baseline will pin, as `gk lint` shows them
+                console.show_summary(summary, service.pins_to_come(shown, summary, workspace))
             return 0
         contract = contract_flags.contract(objective, _plan_to_adopt(contract_flags, store, workspace, thread))
         chosen = model_flags.settings_if_configured(workspace, contract.budget.usd)
         run_knobs = _config(workspace, model_flags.profile).run
-        record = _set(store, workspace, thread, contract, chosen, run_knobs, replace, allow_dirty, force,
-                      unverified, workdir=service.workdir_of(cwd, workspace))
-        console.show_summary(summarize(store, record))
+        made = _set(store, workspace, thread, contract, chosen, run_knobs, replace, allow_dirty, force, unverified,
+                    workdir=service.workdir_of(cwd, workspace), own_files=contract_flags.own_files(workspace))
+        console.show_summary(summarize(store, made.goal), made.lint.pinned)
         if chosen is not None and chosen.price is None:
             from goalkeeper.models.pricing import unpriced_note
 
@@ -121,22 +126,24 @@ def _plan_to_adopt(flags: ContractFlags, store: Store, workspace: Path, thread: 
 
 def _set(store: Store, workspace: Path, thread: str | None, contract: Contract, model: ModelSettings | None,
          run_knobs: RunSettings, replace: bool, allow_dirty: bool = False, force: bool = False,
-         unverified: bool = False, lint: service.LintMode = "run", workdir: str = "") -> Goal:
+         unverified: bool = False, lint: service.LintMode = "run", workdir: str = "",
+         own_files: tuple[str, ...] = ()) -> service.SetGoal:
     """Set the goal after checking the repository and the check commands (a goal with none needs `unverified`);
     ask before replacing a goal; then lint it (errors refuse it unless `force`). The `[run]` knobs of
-    config.toml (and the profile) are stored, and `workdir`, the folder `--cwd` named (its AGENTS.md apply)."""
+    config.toml (and the profile) are stored, `workdir`, the folder `--cwd` named (its AGENTS.md apply), and
+    `own_files`, the goal file's path when it lies in the repository (GoalSettings.own_files)."""
     from goalkeeper.contract.lint import GoalLintError  # the gate's refusal: only setting a goal meets it
 
     settings = GoalSettings(model=model, run=run_knobs, allow_dirty=allow_dirty, workdir=workdir)
     try:
         made = service.set_goal(store, workspace, contract, settings, lint=lint, force=force,
                                 unverified=unverified, replace=replace, thread_id=thread,
-                                confirm_replace=_confirm_replace)
+                                confirm_replace=_confirm_replace, goal_file=own_files)
     except GoalLintError as refused:
         console.show_lint_gate(refused.report, forced=False)
-        raise typer.Exit(1) from None
+        raise typer.Exit(refused.exit_code) from None  # 4: never started, unlike 1 (it ran and ended unmet)
     console.show_lint_gate(made.lint, forced=force)
-    return made.goal
+    return made
 
 
 def _confirm_replace() -> bool:
@@ -231,7 +238,10 @@ def exec_(
     unverified: Annotated[bool, typer.Option("--unverified", help=UNVERIFIED_HELP)] = False,
     cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = False,
 ) -> int:
-    """Set the goal and run it headless; `--json` streams one event per line. Exit code by outcome."""
+    """Set the goal and run it headless; `--json` streams one event per line. Exit code by outcome.
+
+    Exit codes: 0 achieved, 1 unmet (it ran and the checks did not pass), 2 budget_limited, 3 paused, 4 refused
+    before it started (lint errors, a check that cannot run, no sandbox) or any other usage or config error."""
     workspace = service.workspace_of(cwd)
     with service.open_store() as store:
         contract = contract_flags.contract(objective, _plan_to_adopt(contract_flags, store, workspace, thread))
@@ -239,14 +249,15 @@ def exec_(
         run_knobs = _config(workspace, model_flags.profile).run
         # The checks run once before the first request: the baseline answers the gate's run questions.
         record = _set(store, workspace, thread, contract, chosen, run_knobs, replace, allow_dirty, force,
-                      unverified, lint="baseline", workdir=service.workdir_of(cwd, workspace))
+                      unverified, lint="baseline", workdir=service.workdir_of(cwd, workspace),
+                      own_files=contract_flags.own_files(workspace)).goal
         from goalkeeper.contract.lint import GoalLintError  # the baseline's refusal (run/prepare.py)
 
         try:
             return _drive(store, record, workspace, chosen, as_json)
         except GoalLintError as refused:
             console.show_lint_gate(refused.report, forced=False)
-            raise typer.Exit(1) from None
+            raise typer.Exit(refused.exit_code) from None
 
 
 @commands.command()
@@ -277,10 +288,14 @@ def log(cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = False
 
 
 @commands.command()
-def doctor(as_json: JsonOpt = False) -> int:
+def doctor(as_json: JsonOpt = False,
+           cwd: Annotated[Path | None, typer.Option("--cwd", help="Check the sandbox over this workspace "
+                                                                  "(default: the current directory).")] = None,
+           ) -> int:
     """Check the whole store (SQLite's integrity check) and the sandbox; exit 1 if anything is wrong."""
     from goalkeeper.goals.doctor import diagnose  # the sandbox's code: only this command needs it
 
+    start_in(cwd)  # the sandbox is checked over the current directory
     findings = diagnose()
     if as_json:
         print(json.dumps([dataclasses.asdict(finding) for finding in findings], indent=1))
@@ -361,10 +376,19 @@ def plan(
 
 
 @commands.command()
-def threads() -> int:
+def threads(cwd: Annotated[Path | None, typer.Option("--cwd", help="Only this workspace's threads, its current "
+                                                                   "one marked `*` (default: every thread).")]
+            = None) -> int:
     """Every thread in the store, newest first."""
     with service.open_store() as store:
-        console.show_threads(store.list_threads())
+        listed = store.list_threads()
+        if cwd is None:
+            console.show_threads(listed)
+            return 0
+        workspace = service.workspace_of(cwd)
+        current = store.current_thread(workspace)
+        console.show_threads([thread for thread in listed if Path(thread.workspace) == workspace],
+                             current=current.thread_id if current else None)
     return 0
 
 
@@ -394,7 +418,7 @@ def fork(contract_flags: ContractFlags, model_flags: ModelFlags,
             return 0
         run_knobs = _config(made.workspace, model_flags.profile).run
         record = _set(store, made.workspace, made.thread.thread_id, contract, chosen, run_knobs, False, False, force,
-                      unverified)
+                      unverified).goal
         console.show_summary(summarize(store, record))
         console.out.print(f"Run it with: gk run --cwd {made.workspace}", markup=False)
     return 0
@@ -404,13 +428,15 @@ def fork(contract_flags: ContractFlags, model_flags: ModelFlags,
 @with_options(model_flags=ModelFlags)
 def demo_(model_flags: ModelFlags, as_json: JsonOpt = False,
           replay: Annotated[bool, typer.Option("--replay", help="Replay a bundled scripted model (offline).")] = False,
+          cwd: Annotated[Path | None, typer.Option("--cwd", help="Copy the sample into a new folder here (default: "
+                                                                 "the system's temp dir).")] = None,
           ) -> int:
     """Copy the bundled sample repo (a real bug, a failing test) to a temp dir and run a goal on it."""
     from goalkeeper.cli import demo  # the sample and its scripted model load only for the demo
     from goalkeeper.config.resolve import scripted_settings
     from goalkeeper.goals import control
 
-    workspace = demo.prepare_sample()
+    workspace = demo.prepare_sample(existing_dir(cwd) if cwd is not None else None)
     if replay:
         chosen = scripted_settings(str(demo.replay_script()))
         console.out.print(console.styled(("model: a scripted replay bundled with goalkeeper, not a real model; "
@@ -623,9 +649,10 @@ def serve(host: Annotated[str, typer.Option(help="Address to bind (loopback unle
           port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on (1-65535).")] = 8765,
           allow_remote: Annotated[bool, typer.Option("--allow-remote", help="Allow a non-loopback --host.")] = False,
           show_token: Annotated[bool, typer.Option("--show-token", help="Print the API token and exit.")] = False,
-          ) -> int:
+          cwd: StartIn = None) -> int:
     """Serve the REST API, live event streams and the dashboard over the store until Ctrl-C. It never runs a
     goal (`gk run` does); every request needs the bearer token, printed the first time."""
+    start_in(cwd)  # the server serves the whole store, every workspace's goals
     from goalkeeper import server  # FastAPI and uvicorn load only for the server
 
     if show_token:
@@ -649,8 +676,9 @@ commands.add_typer(local_app, name="local")
 
 @local_app.command("serve")
 def local_serve(port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
-                host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1") -> int:
+                host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1", cwd: StartIn = None) -> int:
     """Serve the local model over the OpenAI-compatible wire format until Ctrl-C."""
+    start_in(cwd)
     from goalkeeper.models.local_server import serve_forever  # it loads httpx and llama.cpp
 
     serve_forever(port, host)

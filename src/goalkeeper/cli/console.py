@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, ConsoleRenderable, RenderHook
@@ -117,8 +117,8 @@ def review_lines(point: dict[str, Any] | None) -> list[str]:
     return lines
 
 
-def show_summary(summary: GoalSummary) -> None:
-    """The `gk goal` / `gk status` view."""
+def show_summary(summary: GoalSummary, to_pin: Sequence[str] = ()) -> None:
+    """The `gk goal` / `gk status` view; `to_pin`, before the first run, the files its baseline will pin."""
     style = STATUS_STYLE.get(summary.status, "white")
     label = "" if summary.verified else " (unverified: no checks)"
     out.print(styled(("Goal", "bold"), f" {summary.goal_id}", (label, "yellow")))
@@ -149,9 +149,10 @@ def show_summary(summary: GoalSummary) -> None:
         out.print(styled("  ", ("red at baseline, not required:", "yellow"), f" {dropped}"))
     for number, line in enumerate(instruction_lines(summary.instructions)):
         out.print(Text(("  instructions: " if number == 0 else "                ") + line))
-    if summary.pinned:
-        shown = ", ".join(summary.pinned[:6]) + (f" … (+{len(summary.pinned) - 6})" if len(summary.pinned) > 6 else "")
-        out.print(f"  pinned:    {shown}")
+    pinned = summary.pinned or list(to_pin)
+    if pinned:
+        shown = ", ".join(pinned[:6]) + (f" … (+{len(pinned) - 6})" if len(pinned) > 6 else "")
+        out.print(f"  pinned:    {shown}" + ("" if summary.pinned else " (to be pinned by the first run's baseline)"))
     for line in surface_lines(summary.surface):
         out.print(f"  {line}")
     for line in summary_lines(summary.observed_surface):
@@ -191,9 +192,10 @@ def show_evidence(summary: GoalSummary) -> None:
     out.print(table)
 
 
-def show_threads(threads: list[ThreadRecord]) -> None:
-    """`gk threads`, printed in one go (a line at a time flushes a line at a time)."""
-    lines = [f"{thread.thread_id}  {time.strftime('%Y-%m-%d %H:%M', time.localtime(thread.created_at))}  "
+def show_threads(threads: list[ThreadRecord], current: str | None = None) -> None:
+    """`gk threads`, printed in one go (a line at a time flushes a line at a time); `current`'s line is marked."""
+    lines = [("* " if thread.thread_id == current else "  " if current is not None else "")
+             + f"{thread.thread_id}  {time.strftime('%Y-%m-%d %H:%M', time.localtime(thread.created_at))}  "
              f"{thread.workspace}" + (f"  (fork of {thread.parent_thread_id})" if thread.parent_thread_id else "")
              for thread in threads]
     if lines:
@@ -288,8 +290,9 @@ def show_lint_gate(report: LintReport, forced: bool) -> None:
         err.print(Text(f"setting it anyway (--force), despite {_count(len(report.errors), 'lint error')}",
                        style="yellow"))
     elif report.errors:
-        err.print(Text(f"refused: {_count(len(report.errors), 'lint error')}. Fix them (`gk lint` shows each "
-                       "element's score), or pass --force to set the goal anyway", style="bold red"))
+        err.print(Text(f"refused: {_count(len(report.errors), 'lint error')}, so the goal was not started (exit 4). "
+                       "Fix them (`gk lint` shows each element's score), or pass --force to set the goal anyway",
+                       style="bold red"))
         return
     for line in summary_lines(report.surface):  # what the lint run saw; the baseline records its own
         err.print(Text(line, style="dim"))

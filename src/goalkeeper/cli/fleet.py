@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from goalkeeper.cli import console
-from goalkeeper.cli.options import ModelFlags, with_options
+from goalkeeper.cli.options import ModelFlags, StartIn, start_in, with_options
 from goalkeeper.errors import ConfigError, GoalkeeperError
 from goalkeeper.goals import service
 from goalkeeper.spec.contract import Contract
@@ -39,8 +39,11 @@ def worker(
                                                     "(default: workspaces/ beside the store).")] = None,
     max_goals: Annotated[int, typer.Option("--max-goals", min=1, help="Goals this worker runs at once.")] = 4,
     namespace: Namespace = "default",
+    cwd: StartIn = None,
 ) -> int:
     """Run a Temporal worker until Ctrl-C or SIGTERM: it takes goals from the shared queue and runs their steps."""
+    start_in(cwd)  # a relative --workspaces is read from there
+
     def body() -> int:
         from goalkeeper.run.temporal.client import check_address
         from goalkeeper.run.temporal.worker import serve
@@ -66,7 +69,7 @@ def worker(
 @with_options(model_flags=ModelFlags)
 def submit(
     model_flags: ModelFlags,
-    file: Annotated[Path, typer.Argument(help="The goal contract (goal.toml).", exists=True, dir_okay=False)],
+    file: Annotated[Path, typer.Argument(help="The goal contract (goal.toml).")],
     repo: Annotated[str, typer.Option("--repo", help="The repository (URL or path) workers clone and push to.")],
     engine: Annotated[str, typer.Option("--engine", help="The engine: temporal.")] = "temporal",
     ref: Annotated[str | None, typer.Option("--ref", help="Where the goal branch starts (default HEAD).")] = None,
@@ -79,9 +82,11 @@ def submit(
                                                 "it continues as new.")] = 200,
     unverified: Annotated[bool, typer.Option("--unverified", help="Allow a goal with no checks.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    cwd: StartIn = None,
 ) -> int:
     """Submit a goal to the Temporal engine; prints its id. Workers (`gk worker`) run it."""
     def body() -> int:
+        start_in(cwd)  # FILE and a local --repo are read from there
         if engine != "temporal":
             raise ConfigError(f"--engine {engine}: gk submit knows only the temporal engine",
                               "pass --engine temporal, or run the goal here with `gk exec --file FILE`")

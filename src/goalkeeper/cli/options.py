@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 from collections.abc import Callable
 from dataclasses import MISSING, Field, dataclass, field, fields
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
 
 import typer
 
-from goalkeeper.errors import ConfigError, NoProviderError
+from goalkeeper.errors import ConfigError, NoProviderError, WorkspaceError
 from goalkeeper.spec.contract import Contract
 from goalkeeper.spec.settings import ModelSettings
 
@@ -24,6 +25,24 @@ if TYPE_CHECKING:
     from goalkeeper.sessions.planning import Plan
 
 Command = TypeVar("Command", bound=Callable[..., Any])
+
+StartIn = Annotated[Path | None, typer.Option("--cwd", help="Run as if started in this directory: relative paths "
+                                                            "are read from there (default: the current one).")]
+"""`--cwd` of a command that reads no one workspace (the server, a worker): every command takes `--cwd`."""
+
+
+def existing_dir(cwd: Path) -> Path:
+    """`--cwd` as given, when it is an existing directory; else a clear error."""
+    path = cwd.expanduser()
+    if not path.is_dir():
+        raise WorkspaceError(f"--cwd {path} is not an existing directory", "pass --cwd with an existing directory")
+    return path
+
+
+def start_in(cwd: Path | None) -> None:
+    """Move into `cwd` (StartIn's meaning), or a clear error when it is not a directory."""
+    if cwd is not None:
+        os.chdir(existing_dir(cwd))
 
 
 def option(help_text: str, *names: str, default: Any = None) -> Any:
@@ -55,6 +74,16 @@ class ContractFlags:
     no_progress_turns: int | None = option("Turns without progress before a nudge.")
     from_plan: bool = option("Adopt the newest plan (gk plan): its objective, and its steps as the checklist.",
                              "--from-plan", default=False)
+
+    def own_files(self, top: Path) -> tuple[str, ...]:
+        """The goal file (--file) relative to the repository's top-level `top`, when it lies inside: the person's
+        own file for goalkeeper, which never counts as a change (workspace/git.py, keep_untracked)."""
+        if self.file is None:
+            return ()
+        try:
+            return (self.file.expanduser().resolve().relative_to(top.resolve()).as_posix(),)
+        except ValueError:  # outside the repository: git never sees it
+            return ()
 
     def contract(self, objective: str | None, plan: Plan | None = None) -> Contract:
         """The contract these flags describe; with `plan` (from --from-plan), its objective and checklist."""

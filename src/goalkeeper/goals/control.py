@@ -24,7 +24,7 @@ from goalkeeper.run.inbox import applied_marker
 from goalkeeper.spec.contract import Contract, parse_duration
 from goalkeeper.spec.settings import GoalSettings
 from goalkeeper.store import Goal, Store, lease_is_live, new_id, start_state
-from goalkeeper.workspace.git import preflight
+from goalkeeper.workspace.git import keep_untracked, person_files, preflight
 
 #: How long a control request waits for a live runner to apply it.
 CONTROL_WAIT_S = 5.0
@@ -73,22 +73,28 @@ class ControlResult:
         return "budget" if self.action == "resume" and self.before == "pursuing" else self.action
 
 
-def check_settable(workspace: Path, contract: Contract, allow_dirty: bool = False, unverified: bool = False) -> None:
+def check_settable(workspace: Path, contract: Contract, allow_dirty: bool = False, unverified: bool = False,
+                   goal_file: Sequence[str] = ()) -> dict[str, str]:
     """What every UI checks before setting a goal: checks (or `unverified` said out loud), a clean git repository
     (unless `allow_dirty`) and every check's program present. A ConfigError (or the preflight's error) says what
-    to fix."""
+    to fix. The person's own untracked files do not make the tree dirty: the goal file (`goal_file`, relative to
+    the top-level) and what is under `.goalkeeper/`; they are returned with their hashes, for
+    GoalSettings.own_files."""
     from goalkeeper.verify.checks import missing_commands  # it loads the sandbox: only a new goal needs it
 
     if not contract.verified and not unverified:
         raise ConfigError("the goal has no checks, so nothing the harness runs can tell when it is done",
                           "add a check (--check NAME=COMMAND or [[checks]] in goal.toml), or pass --unverified to "
                           "let the model's own completion audit end it (labelled `achieved (unverified)`)")
+    kept = person_files(workspace, goal_file)
+    keep_untracked(workspace, kept)
     preflight(workspace, allow_dirty)  # the branch itself is made when the goal first runs
     missing = missing_commands(contract, workspace)
     if missing:
         name, word = missing[0]
         raise ConfigError(f"check `{name}` runs `{word}`, which is not a command here",
                           "fix the check's command (or install the tool) and set the goal again")
+    return kept
 
 
 def set_goal(store: Store, workspace: Path, contract: Contract, settings: GoalSettings,

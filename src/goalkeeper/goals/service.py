@@ -13,7 +13,7 @@ import math
 import os
 import re
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -203,15 +203,17 @@ class SetGoal:
 
 def set_goal(store: Store, workspace: Path, contract: Contract, settings: GoalSettings, *, lint: LintMode = "run",
              force: bool = False, unverified: bool = False, replace: bool = False, thread_id: str | None = None,
-             confirm_replace: Callable[[], bool] | None = None) -> SetGoal:
+             confirm_replace: Callable[[], bool] | None = None, goal_file: Sequence[str] = ()) -> SetGoal:
     """Set `contract` as the thread's goal: checkable (`check_settable`), then, for an existing goal, replaced
     only with `replace` or the face's `confirm_replace`, then linted (errors refuse it unless `force`; with
-    `lint="baseline"` the run's errors end the goal at its baseline instead, run/prepare.py)."""
+    `lint="baseline"` the run's errors end the goal at its baseline instead, run/prepare.py). `goal_file`: the
+    goal file's path from the top-level, when it lies in the repository (GoalSettings.own_files)."""
     from goalkeeper.contract.lint import GoalLintError  # the static linter: a reader never needs it
     from goalkeeper.goals import control
     from goalkeeper.verify.lint import lint_goal  # it loads the checks and the sandbox: only a new goal needs it
 
-    control.check_settable(workspace, contract, settings.allow_dirty, unverified)
+    kept = control.check_settable(workspace, contract, settings.allow_dirty, unverified, goal_file)
+    settings = settings.model_copy(update={"own_files": kept})
     if not replace and confirm_replace is not None and _has_goal(store, workspace, thread_id):
         replace = confirm_replace()
     key_env = settings.model.api_key_env if settings.model else None
@@ -222,6 +224,16 @@ def set_goal(store: Store, workspace: Path, contract: Contract, settings: GoalSe
         settings = settings.model_copy(update={"lint_at_baseline": True})
     record = control.set_goal(store, workspace, contract, settings, replace_existing=replace, thread_id=thread_id)
     return SetGoal(record, report)
+
+
+def pins_to_come(goal: Goal, summary: views.GoalSummary, workspace: Path) -> list[str]:
+    """The files the first run's baseline will pin (as `gk lint` lists them), for a goal that has not run: its
+    view then shows them; [] once it ran (the baseline's own pins are in the summary) or once it ended."""
+    if summary.pinned or summary.baseline or summary.status not in ("pursuing", "paused"):
+        return []
+    from goalkeeper.verify.pins import pin_verification_surface  # hashes files: only a goal not yet run needs it
+
+    return sorted(pin_verification_surface(workspace, goal.contract, goal.contract.verify.pins).paths)
 
 
 def current_goal(store: Store, workspace: Path, thread_id: str | None = None) -> Goal:
@@ -313,6 +325,7 @@ def rollback(store: Store, goal: Goal, to: str) -> tuple[str, GoalBranch]:
     """Restore the tree of `to` (best, last-green or a turn number) as a new commit on the goal branch;
     the commit made and the branch."""
     from goalkeeper.workspace import checkpoints
+    from goalkeeper.workspace.git import keep_untracked
     from goalkeeper.workspace.goal import branch_of
 
     target: checkpoints.RollbackTarget = int(to) if to.isdigit() else to  # type: ignore[assignment]
@@ -322,7 +335,9 @@ def rollback(store: Store, goal: Goal, to: str) -> tuple[str, GoalBranch]:
     if branch is None:
         raise WorkspaceError("this goal has not run yet, so it has no branch", "start it with `gk run`")
     best, green = views.rollback_turns(store, goal)
-    return checkpoints.rollback(_workspace(store, goal), branch, target, best, green), branch
+    workspace = _workspace(store, goal)
+    keep_untracked(workspace, goal.settings.own_files)  # the goal file stays out of the rollback
+    return checkpoints.rollback(workspace, branch, target, best, green), branch
 
 
 def runner_elsewhere(store: Store, goal: Goal) -> str | None:

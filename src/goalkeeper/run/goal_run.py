@@ -155,7 +155,9 @@ class GoalRun:
         price = stored.price if stored is not None and stored.price is not None else price_of(model.name)
         boundaries = contract.boundaries
         # The harness's own folder is protected whatever the contract says; config.toml's secrets join later.
-        sandbox = SandboxPolicy(boundaries.sandbox, workspace, (*HARNESS_PROTECT, *boundaries.protect),
+        # So is the goal file it was set from: left untracked, it is never committed, so never the model's to write.
+        sandbox = SandboxPolicy(boundaries.sandbox, workspace, (*HARNESS_PROTECT, *boundaries.protect,
+                                                                *(f"/{path}" for path in settings.own_files)),
                                 tuple(boundaries.paths), network=boundaries.network)
         run = cls(store, goal, model, workspace, contract, settings, state, goal.version,
                   goal_registry(settings.run.agents.max_threads > 0).with_approvals(approver=approver),

@@ -46,6 +46,7 @@ from goalkeeper.verify.lint import baseline_refusal
 from goalkeeper.verify.observed import surface_summary, traced_surface
 from goalkeeper.verify.pins import Pins, pin_verification_surface
 from goalkeeper.verify.trace import Tracer, tracer_problem
+from goalkeeper.workspace.git import keep_untracked
 from goalkeeper.workspace.goal import leave_goal_branch, open_branch
 from goalkeeper.workspace.read_first import read_first_files
 
@@ -149,6 +150,7 @@ async def _open_branch(run: GoalRun) -> None:
     turn = run.facts.turn
     interrupted = turn.number if turn.number and not turn.ended else None
     boundaries = run.contract.boundaries
+    await asyncio.to_thread(keep_untracked, run.workspace, run.settings.own_files)  # the goal file: never a change
     opened = await asyncio.to_thread(open_branch, run.workspace, run.goal.goal_id, run.contract.outcome,
                                      run.facts.branch, run.settings.allow_dirty, interrupted,
                                      list(run.sandbox.protect), list(boundaries.paths), boundaries.max_file_bytes)

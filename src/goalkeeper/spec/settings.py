@@ -149,6 +149,11 @@ class GoalSettings(BaseModel):
     workdir: str = ""
     """The folder in the repository the goal was set from (`--cwd`), `/`-separated, '' for its root: project
     instructions (AGENTS.md) are read from the root down to it."""
+    own_files: dict[str, str] = Field(default_factory=dict)
+    """The person's files for goalkeeper, relative to the repository's top-level, each with its sha256 when the
+    goal was set: the goal file it was set from (`--file`) when it lies inside, and the untracked files under
+    `.goalkeeper/`. Untracked and unchanged, they never count as changes (so they neither block the goal nor
+    land on its branch); the model may not write them, and a file it made there anyway is a change."""
     lint_at_baseline: bool = False
     """The lint gate's run findings come from the baseline run (a goal set to run at once, not forced): an error
     there ends the goal before its first model request, as the gate would have refused it."""

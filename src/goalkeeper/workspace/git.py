@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import time
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -361,8 +361,51 @@ def branch_exists(top: Path, name: str) -> bool:
 
 
 def changes(top: Path) -> list[Change]:
-    """Every uncommitted path: staged, unstaged and untracked (ignored files are not changes)."""
+    """Every uncommitted path: staged, unstaged and untracked (ignored files and the person's own untracked
+    files, `keep_untracked`, are not changes)."""
     return status(top).changes
+
+
+HARNESS_DIR = ".goalkeeper/"
+"""goalkeeper's own folder in a repository; the model may never write there (tools/paths.py, HARNESS_PROTECT)."""
+
+_KEPT: dict[str, Mapping[str, str]] = {}
+"""Per top-level: the person's untracked files for a goal and their sha256 (GoalSettings.own_files), registered
+by whoever lists the changes of that goal (its preflight, its runner, a rollback), so every listing in this
+process agrees."""
+
+
+def keep_untracked(workspace: Path, files: Mapping[str, str]) -> None:
+    """Never count `files` (path relative to the top-level of `workspace` → sha256), while untracked and as they
+    were, as changes in this process. The person wrote them for goalkeeper (the goal file, files under
+    `.goalkeeper/`): they must neither block a goal (the dirty check) nor be committed on its branch. Changed, or
+    made again after a deletion, a path is a change like any other (the model may not hide work there)."""
+    _KEPT[str(toplevel(workspace))] = dict(files)
+
+
+def person_files(workspace: Path, paths: Iterable[str]) -> dict[str, str]:
+    """`paths` (relative to the top-level) that are untracked files, and every untracked file under
+    `.goalkeeper/`, each with its sha256 now: the person's own, when a goal is set."""
+    top = toplevel(workspace)
+    _KEPT.pop(str(top), None)  # an earlier goal's in this process (the TUI, the server) must not hide one now
+    wanted = set(paths)
+    found = {change.path: _sha256(top / change.path) for change in status(top).changes
+             if change.status == "??" and (change.path in wanted or change.path.startswith(HARNESS_DIR))}
+    return {path: digest for path, digest in found.items() if digest}  # a link or a folder is never kept
+
+
+def _kept(top: Path, path: str) -> bool:
+    """Whether the untracked `path` is one of the person's own for goalkeeper, unchanged (`keep_untracked`)."""
+    digest = _KEPT.get(str(top), {}).get(path)
+    return digest is not None and _sha256(top / path) == digest
+
+
+def _sha256(path: Path) -> str:
+    """The file's sha256, or '' when it cannot be read as a file (gone, a link to nowhere, a folder)."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest() if not path.is_symlink() else ""
+    except OSError:
+        return ""
 
 
 @dataclass(frozen=True)
@@ -387,7 +430,8 @@ def status(top: Path) -> Status:
             name = entry.removeprefix("# branch.head ")
             branch = None if name == "(detached)" else name
         elif entry.startswith("? "):
-            found.append(Change("??", entry[2:]))
+            if not _kept(top, entry[2:]):
+                found.append(Change("??", entry[2:]))
         elif entry[:2] in ("1 ", "u "):
             fields = entry.split(" ", 8 if entry[0] == "1" else 10)
             found.append(Change(fields[1].replace(".", " "), fields[-1]))
@@ -423,7 +467,8 @@ def stage_all(top: Path, exclude: Sequence[str] = (), env: Mapping[str, str] | N
 
     def ls_files(*flags: str) -> list[str]:
         out = git(top, "ls-files", "-z", "--exclude-standard", *flags, env=env)
-        return [path.rstrip("/") for path in dict.fromkeys(out.split("\0")) if path and path.rstrip("/") not in skip]
+        return [path.rstrip("/") for path in dict.fromkeys(out.split("\0")) if path and path.rstrip("/") not in skip
+                and not ("--others" in flags and _kept(top, path))]
 
     if listed is None:
         modified, untracked = ls_files("--modified", "--deleted"), ls_files("--others")
