@@ -196,7 +196,7 @@ def test_every_command_the_readme_shows_runs_and_prints_what_it_shows(
 
 
 def test_every_command_shown_is_run_or_skipped_with_a_reason() -> None:
-    skipped = {shown.command: skip_reason(shown.command) for shown in shown_commands(README.read_text())
+    skipped = {shown.command: skip_reason(shown.command) for shown in shown_commands(README.read_text(encoding="utf-8"))
                if not shown.command.startswith("gk ") or skip_reason(shown.command)}
     assert all(skipped.values()), [command for command, why in skipped.items() if not why]
     assert "scripts/demo" in skipped  # the set-up lines are found, and skipped by name
