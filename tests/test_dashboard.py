@@ -187,7 +187,8 @@ def test_dashboard_follows_a_goal_live_pauses_it_and_sees_it_achieved(
         page = open_dashboard(browser, served)
         row = page.locator("tr[data-goal]")
         expect(row).to_have_count(1)
-        expect(row.locator(".status")).to_have_text("pursuing")
+        expect(row.locator(".status [data-status]")).to_have_text("pursuing")
+        expect(row.locator(".status .not-running")).to_contain_text(f"not running: gk run --cwd {workspace}")
         tokens, checks = row.locator("td.tokens"), row.get_by_role("progressbar")
         expect(checks).to_have_attribute("aria-valuenow", "0")
         before = tokens.inner_text()
@@ -198,6 +199,7 @@ def test_dashboard_follows_a_goal_live_pauses_it_and_sees_it_achieved(
             expect(tokens).not_to_have_text(before, timeout=30_000)
             expect(checks).to_have_attribute("aria-valuenow", "2", timeout=30_000)
             expect(row.locator("td.checkpoint")).to_contain_text("apply_discount divides the percent by 100")
+            expect(row.locator(".not-running")).to_have_count(0)  # a runner holds it now
             page.screenshot(path=artifacts / "goals-live.png")
 
             row.get_by_role("link").click()
@@ -213,6 +215,7 @@ def test_dashboard_follows_a_goal_live_pauses_it_and_sees_it_achieved(
         agent.finish.set()
         page.get_by_role("button", name="Resume").click()
         expect(page.locator("#goal-summary [data-status]")).to_have_text("pursuing")
+        expect(page.locator("#goal-summary .not-running")).to_contain_text("gk run --cwd")
         expect(page.get_by_role("status").filter(has_text="resume")).to_contain_text("applied")
         rerun = gk_popen("run", "--cwd", str(workspace), home=goalkeeper_home)
         try:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+import goalkeeper
 from goalkeeper.config.resolve import scripted_settings
 from goalkeeper.contract.flags import contract_from_flags
 from goalkeeper.goals.report import build_report, render_markdown, render_pr, sparkline
@@ -132,8 +136,8 @@ def test_an_achieved_metric_goal_has_every_section_in_order(tmp_path: Path) -> N
 
 def test_an_unmet_goal_reports_the_refused_claims_and_what_still_fails(tmp_path: Path) -> None:
     workspace = sample_repo(tmp_path)
-    steps = [step("", call("checkpoint", done="read cart.py", verified="the code looks right", remaining="nothing",
-                           next="request completion")),
+    steps = [step("", call("checkpoint", done="read cart.py", verified="the code looks right",
+                           remaining="nothing | maybe `a\\|b`\nor so", next="request completion")),
              step("The code is right.", complete("apply_discount looks correct"))]
     with Store() as store:
         goal = new_goal(store, workspace, max_attempts=1)
@@ -148,6 +152,9 @@ def test_an_unmet_goal_reports_the_refused_claims_and_what_still_fails(tmp_path:
     assert "| `tests` | check | FAIL | FAIL |" in markdown and "(no metric checks)" in markdown
     assert "**Confirmed by the harness (clean room):**\n- (none)" in markdown
     assert "- turn 1, checkpoint says verified: the code looks right" in markdown
+    # a pipe in a cell is escaped, a newline folded: the row keeps its six columns
+    assert "| 1 | continuation | read cart.py | the code looks right | nothing \\| maybe `a\\\\|b` or so | 0 |" \
+        in markdown
     assert "**Completion claims the harness refused:**\n- turn 1: apply_discount looks correct — refused: tests: " \
         in markdown
     assert report["claims"]["confirmed"] == [] and report["claims"]["refused"][0]["reasons"][0].startswith("tests: ")
@@ -194,3 +201,26 @@ def test_gk_report_prints_markdown_json_or_a_pull_request_description(tmp_path: 
     assert "## What remains and risks" in pr and data["branch"]["name"] in pr
     by_id = gk("report", "--goal", data["goal_id"], "--json", home=goalkeeper_home).stdout
     assert json.loads(by_id)["goal_id"] == data["goal_id"]
+
+
+def render_in_dashboard(markdown: str) -> str:
+    """The dashboard's own renderer (server/static/markdown.js) run by node on this Markdown."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    script = Path(goalkeeper.__file__).parent / "server" / "static" / "markdown.js"
+    program = (f"import {{ markdown }} from {json.dumps(script.as_uri())};"
+               f"process.stdout.write(String(markdown({json.dumps(markdown)})));")
+    done = subprocess.run([node, "--input-type=module", "-e", program], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_the_dashboard_renders_an_escaped_pipe_as_a_pipe_inside_its_cell() -> None:
+    table = "| check | note |\n|---|---|\n| `a` | x \\| y |\n| `b\\|c` | plain |"
+
+    rendered = render_in_dashboard(table)
+
+    assert "<tr><td><code>a</code></td><td>x | y</td></tr>" in rendered
+    assert "<tr><td><code>b|c</code></td><td>plain</td></tr>" in rendered
+    assert rendered.count("<td>") == 4

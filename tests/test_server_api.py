@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import shlex
 import socket
 import stat
 import threading
@@ -147,6 +148,7 @@ def test_a_goal_is_set_as_gk_goal_sets_it_and_not_run(app: FastAPI, store: Store
     goal = answer.json()
     assert goal["status"] == "pursuing" and goal["tokens_budget"] == 50_000 and goal["time_budget_s"] == 1800
     assert goal["contract"]["boundaries"]["protect"] == ["tests/**"] and goal["runner"] is None
+    assert goal["run_command"] == f"gk run --cwd {shlex.quote(str(repo.resolve()))}"  # nothing runs it: how to
     assert answer.headers["x-goalkeeper-next"] == f"gk run --thread {thread.thread_id}"
     assert [e.event.kind for e in store.events(thread.thread_id)] == ["goal_set", "status_changed"]
 
@@ -205,6 +207,8 @@ def test_a_running_runner_honours_a_pause_from_the_api_at_its_next_boundary(app:
     runner.start()
     try:
         _wait_for(lambda: events(store, goal, "tool_result"))
+        held = call(app, "GET", f"/threads/{goal.thread_id}/goal").json()
+        assert held["runner"] and held["run_command"] is None
         paused = call(app, "POST", f"/threads/{goal.thread_id}/goal/pause")
         assert paused.status_code == 200 and paused.json()["applied_by"] in ("runner", "queued")
     finally:

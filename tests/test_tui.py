@@ -17,7 +17,9 @@ from typing import Any
 
 import pytest
 from rich.console import Console
+from textual.app import App
 from textual.pilot import Pilot
+from textual.screen import Screen
 from textual.widgets import Button, Input, Static
 
 from chat_server import ChatServer, Completion, ToolCallReply
@@ -28,6 +30,7 @@ from goalkeeper.core.lifecycle import Reason, Status
 from goalkeeper.events import ChatResponseEvent, payload_of
 from goalkeeper.events import Usage as UsageRecord
 from goalkeeper.goals import control, service
+from goalkeeper.sandbox.rules import CommandDecision
 from goalkeeper.spec.settings import GoalSettings
 from goalkeeper.store import Store
 from goalkeeper.tui import commands
@@ -217,6 +220,61 @@ def test_completion_offers_commands_then_goal_actions() -> None:
     assert commands.completions("/goal ") == ["/goal pause", "/goal resume", "/goal clear"]
     assert "/quit" in commands.completions("/")
     assert commands.completions("hello") == []
+
+
+def test_tab_on_a_command_name_completes_it_and_suggests_no_action_yet() -> None:
+    assert commands.suggestion("/go") == "/goal "
+    assert commands.suggestion("/goal ") is None  # three actions, none preferred
+    assert commands.suggestion("/goal p") == "/goal pause"
+
+
+@in_loop
+async def test_tab_on_go_leaves_goal_and_a_space_with_no_ghost_action(workspace: Path, store: Store) -> None:
+    app = app_for(workspace, store)
+    async with app.run_test(size=SIZE) as pilot:
+        prompt = app.query_one(CommandInput)
+        prompt.focus()
+        await pilot.press("/", "g", "o", "tab")
+        await pilot.pause(0.1)
+        assert prompt.value == "/goal " and not prompt._suggestion
+
+
+class PromptApp(App[None]):
+    """A bare app that shows one prompt screen, to drive its keys."""
+
+    def __init__(self, prompt: Screen[Any]) -> None:
+        super().__init__()
+        self.prompt = prompt
+
+    def on_mount(self) -> None:
+        self.push_screen(self.prompt)
+
+
+@pytest.mark.parametrize(("make", "first"), [
+    (lambda: ConfirmScreen("Replace the goal?"), "no"),
+    (lambda: RestateScreen("Fix it", "Outcome: fixed"), "confirm"),
+    (lambda: ApprovalScreen("make", CommandDecision("ask", "not in the rules"), "make"), "once"),
+])
+@in_loop
+async def test_the_arrow_keys_move_between_a_prompts_buttons(make: Callable[[], Screen[Any]], first: str) -> None:
+    prompt = make()
+    app = PromptApp(prompt)
+    async with app.run_test(size=SIZE) as pilot:
+        ids = [button.id for button in prompt.query(Button)]
+
+        def focused() -> str | None:
+            return app.focused.id if app.focused else None
+
+        assert focused() == first
+        start = ids.index(first)
+        await pilot.press("right")
+        assert focused() == ids[min(start + 1, len(ids) - 1)]
+        await pilot.press("left", "left", "left")
+        assert focused() == ids[0]  # it stops at the end of the row
+        await pilot.press("down")
+        assert focused() == ids[1]
+        await pilot.press("up")
+        assert focused() == ids[0]
 
 
 def test_status_numbers_are_compact() -> None:

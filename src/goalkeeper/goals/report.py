@@ -463,7 +463,8 @@ def _hooks_section(hooks: list[dict[str, Any]]) -> list[str]:
 
 
 def _cell(text: str | None) -> str:
-    return (text or "").replace("|", "\\|").replace("\n", " ")[:200]
+    """One line of text that keeps a Markdown table a table: cut first, so a cut never splits an escape."""
+    return " ".join((text or "").splitlines())[:200].replace("|", "\\|")
 
 
 def _of(limit: float | None, prefix: str = "") -> str:

@@ -5,6 +5,7 @@ No logic of its own: a goal's numbers are views.summarize's, its trend the repor
 
 from __future__ import annotations
 
+import shlex
 from typing import TYPE_CHECKING
 
 from goalkeeper.core.lifecycle import REASONS, status_label
@@ -46,7 +47,14 @@ def goal_out(store: Store, goal: Goal) -> GoalOut:
                    contract=goal.contract.model_dump(mode="json"),
                    evidence=[evidence_out(e) for e in summary.evidence],
                    metric_baseline=baseline[0] if baseline else None, metric_trend=digest.metric_trend,
-                   updated_at=goal.updated_at)
+                   run_command=_run_command(store, goal, summary), updated_at=goal.updated_at)
+
+
+def _run_command(store: Store, goal: Goal, summary: GoalSummary) -> str | None:
+    """How to run a pursuing goal that nothing runs (the server never does): what the TUI's status line says."""
+    if summary.status != "pursuing" or summary.runner is not None:
+        return None
+    return f"gk run --cwd {shlex.quote(store.get_thread(goal.thread_id).workspace)}"
 
 
 def evidence_out(item: Evidence) -> EvidenceOut:

@@ -66,6 +66,8 @@ class GoalOut(_Out, GoalFigures):
     """One line: `turn N: <what the model said it did>`; None before the first checkpoint."""
     runner: str | None
     """`host:pid` of the live runner holding the goal; None when nothing runs it (the server never does)."""
+    run_command: str | None = None
+    """While the goal is pursuing and nothing runs it: the command that runs it, `gk run --cwd <workspace>`."""
     contract: dict[str, Any]
     """The goal contract as JSON (goalkeeper.spec.contract.Contract)."""
     checklist: list[ChecklistItemOut]

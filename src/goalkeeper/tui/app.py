@@ -47,8 +47,7 @@ class CommandSuggester(Suggester):
         super().__init__(use_cache=False, case_sensitive=True)
 
     async def get_suggestion(self, value: str) -> str | None:
-        candidates = commands.completions(value)
-        return candidates[0] if candidates else None
+        return commands.suggestion(value)
 
 
 class CommandInput(Input):

@@ -133,6 +133,18 @@ def completions(line: str) -> list[str]:
     return [f"/{name} {word}" for word in words if word.startswith(rest.lower()) and word != rest.lower()]
 
 
+def suggestion(line: str) -> str | None:
+    """The ghost text for `line`: the first completion, but none for a word not yet begun.
+
+    After `/goal ` there are several actions and no reason to prefer one; showing `/goal pause` there would
+    read as though Tab had completed to it.
+    """
+    candidates = completions(line)
+    if not candidates or (line.endswith(" ") and len(candidates) > 1):
+        return None
+    return candidates[0]
+
+
 def _takes_arguments(name: str) -> bool:
     return any(spec.name == name and "<" in spec.usage for spec in COMMANDS)
 

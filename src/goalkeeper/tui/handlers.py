@@ -43,7 +43,8 @@ if TYPE_CHECKING:
 
 KEYS = (("Ctrl-C", "pause the goal after its current step; again: quit"), ("Ctrl-Q", "quit"),
         ("Ctrl-O", "open or close every tool call's output"), ("Tab / →", "complete a slash command"),
-        ("F1", "this help"), ("Esc", "close an overlay (the goal keeps running)"))
+        ("F1", "this help"), ("Esc", "close an overlay (the goal keeps running)"),
+        ("← → ↑ ↓", "in a prompt: move between its buttons"))
 
 
 class Handlers:

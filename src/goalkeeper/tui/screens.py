@@ -6,7 +6,7 @@ Each screen only asks and returns the answer; the app decides what the answer do
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal, TypeVar
 
 from rich.console import RenderableType
 from rich.syntax import Syntax
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 RestateChoice = Literal["confirm", "edit", "cancel"]
 
+_Answer = TypeVar("_Answer")
+
 _DIALOG_CSS = """
 {name} {{ align: center middle; }}
 {name} > Vertical {{
@@ -38,7 +40,23 @@ _DIALOG_CSS = """
 """
 
 
-class ConfirmScreen(ModalScreen[bool]):
+class _Prompt(ModalScreen[_Answer]):
+    """A dialog with a row of buttons: the arrow keys move the focus along the row."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("left,up", "move_focus(-1)", "Previous", show=False),
+                                             Binding("right,down", "move_focus(1)", "Next", show=False)]
+
+    def action_move_focus(self, step: int) -> None:
+        """Focus the button `step` away from the focused one, stopping at either end; a text box keeps
+        its focus (its own arrow keys move the cursor)."""
+        buttons = list(self.query(Button))
+        if self.focused not in buttons:
+            return
+        at = buttons.index(self.focused) + step
+        buttons[max(0, min(at, len(buttons) - 1))].focus()
+
+
+class ConfirmScreen(_Prompt[bool]):
     """A yes/no question; Esc or `n` means no."""
 
     DEFAULT_CSS = _DIALOG_CSS.format(name="ConfirmScreen")
@@ -68,7 +86,7 @@ class ConfirmScreen(ModalScreen[bool]):
         self.dismiss(yes)
 
 
-class ApprovalScreen(ModalScreen[Approval]):
+class ApprovalScreen(_Prompt[Approval]):
     """A command the approval policy asks about: approve once, always approve its prefix in this goal,
     or deny with a reason (which the model reads)."""
 
@@ -116,7 +134,7 @@ class ApprovalScreen(ModalScreen[Approval]):
         self.dismiss(Approval(approved=False, reason=event.value.strip()))
 
 
-class RestateScreen(ModalScreen[RestateChoice]):
+class RestateScreen(_Prompt[RestateChoice]):
     """The model's restatement of a new goal: start it, edit the objective, or cancel."""
 
     DEFAULT_CSS = _DIALOG_CSS.format(name="RestateScreen") + "RestateScreen .body { max-height: 30; }"

@@ -3,7 +3,7 @@
 import { getJSON, streamEvents, Unauthorized } from "./api.js";
 import { html, mount, replace } from "./html.js";
 import { checkpointLine, duration, ofBudget, usd } from "./format.js";
-import { checksBar, keyedThrottle, statusBadge } from "./widgets.js";
+import { checksBar, keyedThrottle, notRunning, statusBadge } from "./widgets.js";
 
 const REFRESH_MS = 250;
 
@@ -98,7 +98,7 @@ function row(thread) {
   return html`<tr data-thread="${thread.thread_id}" data-goal="${goal.goal_id}">
     <td class="objective"><a href="${link}">${goal.objective}</a>
       <div class="muted small" title="${thread.workspace}">${thread.workspace}</div>${forkOf(thread)}</td>
-    <td class="status">${statusBadge(goal)}</td>
+    <td class="status">${statusBadge(goal)}${notRunning(goal)}</td>
     <td class="checks-cell">${checksBar(goal)}</td>
     <td class="tokens num" data-tokens="${goal.tokens_used}">${ofBudget(goal.tokens_used, goal.tokens_budget)}</td>
     <td class="cost num">${usd(goal.usd_used)}</td>

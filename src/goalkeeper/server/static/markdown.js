@@ -49,8 +49,10 @@ function startsBlock(lines, i) {
     || (/^\s*\|.*\|\s*$/.test(line) && /^\s*\|[\s:|-]+\|\s*$/.test(lines[i + 1] ?? ""));
 }
 
+// A cell may hold a literal pipe written `\|` (GFM): split only on unescaped pipes, then unescape.
 function cells(row) {
-  return row.trim().replace(/^\|/, "").replace(/\|$/, "").split("|").map((cell) => cell.trim());
+  return row.trim().replace(/^\|/, "").replace(/(^|[^\\])\|$/, "$1").split(/(?<!\\)\|/)
+    .map((cell) => cell.replace(/\\\|/g, "|").trim());
 }
 
 function table(rows) {

@@ -5,7 +5,7 @@ import { duration, metric, ofBudget, usd, when } from "./format.js";
 import { highlightDiff } from "./highlight.js";
 import { markdown } from "./markdown.js";
 import { seriesOf, sparkline } from "./sparkline.js";
-import { checksBar, statusBadge } from "./widgets.js";
+import { checksBar, notRunning, statusBadge } from "./widgets.js";
 
 /** The headline: objective, status, and the numbers the goals table shows. */
 export function summary(goal, thread) {
@@ -15,6 +15,7 @@ export function summary(goal, thread) {
     <span class="${goal.verified ? "verified" : "unverified"}">${goal.verified ? "verified" : "unverified"}</span>
     <span class="muted" title="goal id">${goal.goal_id}</span>
     ${thread ? html`<span class="muted" title="workspace">${thread.workspace}</span>` : ""}</p>
+  ${notRunning(goal)}
   <dl class="stats">
     <div><dt>Checks</dt><dd id="goal-checks">${checksBar(goal)}</dd></div>
     <div><dt>Tokens</dt><dd id="goal-tokens" data-tokens="${goal.tokens_used}">${ofBudget(goal.tokens_used, goal.tokens_budget)}</dd></div>

@@ -24,6 +24,13 @@ export function statusBadge(goal) {
   return html`<span class="badge badge-${goal.status}" data-status="${goal.status}" title="${title}">${word}</span>`;
 }
 
+/** Under a pursuing goal that nothing runs (the server never runs one): say so, and the command that runs it. */
+export function notRunning(goal) {
+  if (!goal || goal.status !== "pursuing" || goal.runner || !goal.run_command) return "";
+  return html`<div class="not-running muted small" title="no runner holds this goal">· not running:
+    <code class="run-command">${goal.run_command}</code></div>`;
+}
+
 /** Checks passing as a progress bar, or an "unverified" label for a goal with no checks. */
 export function checksBar(goal) {
   if (!goal.verified || !goal.checks_total) return html`<span class="muted" title="no checks: unverified">unverified</span>`;
