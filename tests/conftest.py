@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from goalkeeper.store import Store
 from helpers import git
 
 
@@ -22,6 +24,13 @@ def goalkeeper_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home.mkdir()
     monkeypatch.setenv("GOALKEEPER_HOME", str(home))
     return home
+
+
+@pytest.fixture
+def store(goalkeeper_home: Path) -> Iterator[Store]:
+    """The test's own store (in its GOALKEEPER_HOME); a test file may define its own `store` instead."""
+    with Store() as opened:
+        yield opened
 
 
 @pytest.fixture

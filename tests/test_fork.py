@@ -3,10 +3,7 @@ conversation so far; the parent goes on untouched. Real git worktrees, the real 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from goalkeeper.contract.flags import contract_from_flags
 from goalkeeper.goals.fork import fork, forked_from
@@ -27,12 +24,6 @@ from scenario import (
     step,
     write_script,
 )
-
-
-@pytest.fixture
-def store() -> Iterator[Store]:
-    with Store() as opened:
-        yield opened
 
 
 def pausing_at_checkpoints() -> Contract:

@@ -6,7 +6,6 @@ Real git, the real SQLite store, bubblewrap; only the model is scripted.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -39,12 +38,6 @@ from scenario import (
 )
 
 NOTE = "Keep the rounding to two places."
-
-
-@pytest.fixture
-def store() -> Iterator[Store]:
-    with Store() as opened:
-        yield opened
 
 
 E = TypeVar("E", bound=Event)

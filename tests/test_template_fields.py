@@ -6,7 +6,6 @@ Real git repositories and the scripted model; the artifacts are judged by the ha
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,12 +35,6 @@ reviewer_notes = "check the rounding by hand"
 name = "tests"
 run = "python -m unittest -q"
 '''
-
-
-@pytest.fixture
-def store() -> Iterator[Store]:
-    with Store() as opened:
-        yield opened
 
 
 def with_fields(**fields: object) -> Contract:

@@ -163,57 +163,45 @@ class ToolRegistry:
     async def _run_approved(self, tool: Tool[Any], args: ToolArgs, command: str,
                             context: ToolContext) -> ToolResult:
         """Judge the command, ask when the rules say so and someone can answer, then run it or refuse it."""
-        decision, asked, remembered = self._judge(command, context.headless), False, False
-        if decision.action == "ask":
-            if self.approver is None:
-                decision = CommandDecision("deny", f"needs approval, and {NO_PROMPT_YET}: {decision.reason}",
-                                           decision.rule)
-            else:
-                asked = True
-                answer = await self.approver(command, decision)
-                remembered = answer.approved and answer.remember
-                decision = _answered(decision, answer)
+        decision, answer = await self._ask(command, self._judge(command, context.headless))
+        remembered = answer is not None and answer.approved and answer.remember
         matches: tuple[str, ...] | None = None
         if remembered:
             # Only the parts that asked are remembered (they are all the approval covered), and never one
             # that only a user's ask rule saved from a default deny.
             parts = asked_commands(command, self.rules, self.approval_policy, self.goal_branch)
             matches = tuple(self.remember(command_prefix(part.command)).match for part in parts if part.rememberable)
-        approval = CommandApproval(command, decision.action, decision.reason, decision.rule, asked, matches)
-        if decision.action == "deny":
-            by = f"by rule `{decision.rule}`" if decision.rule else "by the approval policy"
-            return ToolResult(f"denied {by}: {decision.reason}; the goal continues — choose another approach",
-                              ok=False, approval=approval)
-        result = await tool.run(args, context)
-        return dataclasses.replace(result, approval=approval)
+        approval = CommandApproval(command, decision.action, decision.reason, decision.rule, answer is not None,
+                                   matches)
+        return await _run_or_refuse(tool, args, context, decision, approval)
 
     async def _run_judged_tool(self, tool: McpTool, args: Document, context: ToolContext) -> ToolResult:
         """An MCP tool's call, judged by its name (`tool` rules, then the policy; sandbox/rules.py), asked about
         when the rules say so and someone can answer. An approval the person asks to remember holds for this
         tool until the run ends (it is not stored: a resumed goal asks again)."""
         name = tool.spec.name
-        decision, asked = decide_tool(name, self.rules, self.approval_policy, headless=False), False
+        decision = decide_tool(name, self.rules, self.approval_policy, headless=False)
         if decision.action == "ask" and Rule(name, "allow", REMEMBERED_TOOL, tool=True) in self.remembered:
             decision = CommandDecision("allow", "approved earlier in this run by the person (remembered)", name)
         elif decision.action == "ask":
             decision = decide_tool(name, self.rules, self.approval_policy, context.headless)
-        if decision.action == "ask":
-            if self.approver is None:
-                decision = CommandDecision("deny", f"needs approval, and {NO_PROMPT_YET}: {decision.reason}",
-                                           decision.rule)
-            else:
-                asked = True
-                answer = await self.approver(_shown_call(name, args), decision)
-                if answer.approved and answer.remember:
-                    self.remembered.append(Rule(name, "allow", REMEMBERED_TOOL, tool=True))
-                decision = _answered(decision, answer)
-        approval = CommandApproval(_shown_call(name, args), decision.action, decision.reason, decision.rule, asked)
-        if decision.action == "deny":
-            by = f"by rule `{decision.rule}`" if decision.rule else "by the approval policy"
-            return ToolResult(f"denied {by}: {decision.reason}; the goal continues — choose another approach",
-                              ok=False, approval=approval)
-        result = await tool.run(args, context)
-        return dataclasses.replace(result, approval=approval)
+        decision, answer = await self._ask(_shown_call(name, args), decision)
+        if answer is not None and answer.approved and answer.remember:
+            self.remembered.append(Rule(name, "allow", REMEMBERED_TOOL, tool=True))
+        approval = CommandApproval(_shown_call(name, args), decision.action, decision.reason, decision.rule,
+                                   answer is not None)
+        return await _run_or_refuse(tool, args, context, decision, approval)
+
+    async def _ask(self, shown: str, decision: CommandDecision) -> tuple[CommandDecision, Approval | None]:
+        """An "ask" put to the person (denied when nobody can answer); the decision after it, and their answer
+        (None when nobody was asked)."""
+        if decision.action != "ask":
+            return decision, None
+        if self.approver is None:
+            return CommandDecision("deny", f"needs approval, and {NO_PROMPT_YET}: {decision.reason}",
+                                   decision.rule), None
+        answer = await self.approver(shown, decision)
+        return _answered(decision, answer), answer
 
     def _judge(self, command: str, headless: bool) -> CommandDecision:
         """The rules' decision, with an ask turned into an allow when remembered approvals cover every part
@@ -239,6 +227,18 @@ def _command_of(args: ToolArgs) -> str | None:
     if isinstance(args, WaitArgs):
         return args.until
     return None
+
+
+
+async def _run_or_refuse(tool: Tool[Any], args: ToolArgs, context: ToolContext, decision: CommandDecision,
+                         approval: CommandApproval) -> ToolResult:
+    """Run the call the rules (and the person) allowed, or tell the model it was denied and why."""
+    if decision.action == "deny":
+        by = f"by rule `{decision.rule}`" if decision.rule else "by the approval policy"
+        return ToolResult(f"denied {by}: {decision.reason}; the goal continues — choose another approach",
+                          ok=False, approval=approval)
+    result = await tool.run(args, context)
+    return dataclasses.replace(result, approval=approval)
 
 
 def _answered(decision: CommandDecision, answer: Approval) -> CommandDecision:
