@@ -28,6 +28,7 @@ from scenario import (
     call,
     complete,
     events,
+    gk,
     new_goal,
     run,
     sample_repo,
@@ -81,7 +82,7 @@ def test_bad_review_tables_are_one_clear_error() -> None:
 
 
 def test_pause_on_paths_stops_at_the_checkpoint_and_the_resume_note_reaches_the_model(
-        tmp_path: Path, store: Store) -> None:
+        tmp_path: Path, store: Store, goalkeeper_home: Path) -> None:
     workspace = sample_repo(tmp_path)
     goal = new_goal(store, workspace, reviewed(pause_on_paths=["cart.py"]))
     first = [step("Look first.", shell("cat README.md")), step("Nothing changed yet."),  # no review: no commit
@@ -91,6 +92,8 @@ def test_pause_on_paths_stops_at_the_checkpoint_and_the_resume_note_reaches_the_
     assert goal.state.reason == "review_point"
     shown = summarize(store, goal).review_point
     assert shown is not None and shown["files"] == ["cart.py"] and "pause_on_paths" in shown["why"]
+    said = gk("goal", "--cwd", str(workspace), home=goalkeeper_home).stdout  # what a person reads
+    assert "changed since the last review point" in said and "cart.py" in said and "--note" in said
     assert service.resume(store, goal, note=NOTE).status == "pursuing"
     rest = [step("", shell(TESTS)), step("", complete("apply_discount divides by 100")), step("Done.")]
     assert run(store, goal, workspace, scripted_after(store, goal, rest)).status == "achieved"

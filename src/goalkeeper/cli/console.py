@@ -24,6 +24,7 @@ from goalkeeper.core.safe_text import neutralise
 from goalkeeper.errors import GoalkeeperError
 from goalkeeper.goals.views import GoalSummary, Waiting
 from goalkeeper.render.instructions import instruction_lines
+from goalkeeper.render.review import review_lines
 from goalkeeper.render.surface import summary_lines, surface_lines
 from goalkeeper.render.terminal import Inert, event_line
 from goalkeeper.spec.contract import format_duration
@@ -102,21 +103,6 @@ def show_error(error: GoalkeeperError) -> None:
         err.print(Text("  fix: ", style="bold") + Text(error.hint))
 
 
-def review_lines(point: dict[str, Any] | None) -> list[str]:
-    """What a person reads at a review point: why the goal paused, what changed since the last one, how to go on."""
-    if point is None:
-        return []
-    files: list[str] = point.get("files") or []
-    asked = point.get("declared_by") == "model"
-    lines = [f"review:    the model asked for one: {point.get('note') or '(no note)'}" if asked
-             else f"review:    {point.get('why') or 'a review point of the contract'}"]
-    shown = ", ".join(files[:8]) + (f" … (+{len(files) - 8})" if len(files) > 8 else "")
-    since = f" (since {point['since'][:12]})" if point.get("since") else ""
-    lines.append(f"  changed since the last review point{since}: {shown or 'no files'}")
-    lines.append('  go on with: gk goal resume --note "what you want changed or kept"')
-    return lines
-
-
 def show_summary(summary: GoalSummary, to_pin: Sequence[str] = ()) -> None:
     """The `gk goal` / `gk status` view; `to_pin`, before the first run, the files its baseline will pin."""
     style = STATUS_STYLE.get(summary.status, "white")
@@ -132,7 +118,7 @@ def show_summary(summary: GoalSummary, to_pin: Sequence[str] = ()) -> None:
     label = status_label(summary.status, summary.verified)
     status = label if summary.status == "pursuing" else f"{label} ({summary.reason})"
     out.print(styled("  status:    ", (status, style), f"  · runner {summary.runner}" if summary.runner else ""))
-    for line in review_lines(summary.review_point):
+    for line in review_lines(summary.review_point, 'gk goal resume --note "what you want changed or kept"'):
         out.print(Text(f"  {line}"))
     if summary.waiting:
         show_waiting(summary.waiting, running=summary.runner is not None)

@@ -23,6 +23,7 @@ from goalkeeper.core.safe_text import markup_literal, neutralise
 from goalkeeper.events import ChatResponseEvent, CheckpointEvent, Evidence, SideEvent
 from goalkeeper.goals.views import GoalSummary
 from goalkeeper.render.instructions import instruction_lines
+from goalkeeper.render.review import review_lines
 from goalkeeper.render.terminal import Inert, event_line
 from goalkeeper.sessions.planning import Plan, plan_markdown
 from goalkeeper.tools.shell_call import command_of
@@ -188,6 +189,8 @@ def summary_renderable(summary: GoalSummary, status_line: str) -> Group:
         fields.add_row("", Text(f"[{'x' if item['done'] else ' '}] {item['number']}. {item['item']}"))
     for number, line in enumerate(instruction_lines(summary.instructions)):
         fields.add_row("" if number else "instructions", Text(line))
+    for number, line in enumerate(review_lines(summary.review_point, "/goal resume <note>")):
+        fields.add_row("" if number else "review", Text(line.removeprefix("review:").strip()))
     if summary.runner:
         fields.add_row("runner", Text(summary.runner))
     for child in summary.children:
