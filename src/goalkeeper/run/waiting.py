@@ -9,7 +9,6 @@ probe count are. A pause, a clear, Ctrl-C or the time budget cut the wait short 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from dataclasses import dataclass, replace
 
@@ -40,6 +39,10 @@ class _Probing:
     last: ToolResult | None = None
 
 
+CANCEL_GRACE_S = 10.0
+"""How long a cancelled probe may take to unwind (its process group is killed at once)."""
+
+
 async def wait_call(run: GoalRun, call: ToolCall, tools: ToolRegistry,
                     started: WaitStartedEvent | None = None) -> ToolResult:
     """Carry out a `wait` call: a new one (its intent committed), or `started`, the one a crash left open."""
@@ -63,8 +66,8 @@ async def wait_call(run: GoalRun, call: ToolCall, tools: ToolRegistry,
     finally:
         if not task.done():  # cut short, or this run itself was cancelled: the probe's process group is killed
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # Bounded: a probe that does not unwind in time is left cancelled rather than hanging the goal.
+            await asyncio.wait({task}, timeout=CANCEL_GRACE_S)
     if cut == "lease":
         why = CUT_WHY[cut]
         return ToolResult(f"{INTERRUPTED}: {why} during the wait", ok=False, interrupted=why)

@@ -22,6 +22,8 @@ MAX_CAPTURE_BYTES = 4 * 1024 * 1024
 
 #: The shell every command string runs with.
 BASH = "/bin/bash"
+REAP_TIMEOUT_S = 10.0
+"""How long a killed command's leader may take to be reaped before the call gives up waiting on it."""
 
 #: Each command's script lives in `<tmp>/goalkeeper-command-<runner pid>-<random>/` while it runs.
 _SCRIPT_PREFIX = "goalkeeper-command-"
@@ -156,9 +158,9 @@ async def run_command(
         timed_out = True
     finally:
         kill_group(proc.pid)  # also reaps stragglers that kept running after the leader exited
-        with contextlib.suppress(ProcessLookupError):
-            if proc.returncode is None:
-                await proc.wait()
+        with contextlib.suppress(ProcessLookupError, TimeoutError):
+            if proc.returncode is None:  # killed: reaped in milliseconds, but never waited on without a bound
+                await asyncio.wait_for(proc.wait(), timeout=REAP_TIMEOUT_S)
     exit_code = 124 if timed_out else (proc.returncode if proc.returncode is not None else -9)
     return CommandResult(
         command=shown,
