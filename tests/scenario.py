@@ -68,6 +68,12 @@ def sample_repo(tmp_path: Path) -> Path:
     return prepare_sample(tmp_path)
 
 
+def contract_with(**fields: Any) -> Contract:
+    """The sample's contract (its tests as the check) with more contract fields: `review={...}`, `artifacts=[...]`."""
+    contract = contract_from_flags("Fix the discount bug", checks=[f"tests={TESTS}"])
+    return Contract.model_validate({**contract.model_dump(by_alias=True), **fields})
+
+
 def new_goal(store: Store, workspace: Path, contract: Contract | None = None, **flags: Any) -> Goal:
     """Set a goal on `workspace` (the tests check by default)."""
     contract = contract or contract_from_flags(flags.pop("objective", "Fix the discount bug"),

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from goalkeeper.contract.flags import contract_from_flags
 from goalkeeper.goals.fork import fork, forked_from
-from goalkeeper.spec.contract import Contract
 from goalkeeper.store import Store
 from helpers import git
 from scenario import (
@@ -15,6 +13,7 @@ from scenario import (
     TESTS,
     call,
     complete,
+    contract_with,
     gk,
     new_goal,
     run,
@@ -26,15 +25,10 @@ from scenario import (
 )
 
 
-def pausing_at_checkpoints() -> Contract:
-    contract = contract_from_flags("Fix the discount bug", checks=[f"tests={TESTS}"])
-    return Contract.model_validate({**contract.model_dump(by_alias=True), "review": {"pause_after": "checkpoint"}})
-
-
 def test_a_fork_runs_its_own_goal_while_the_paused_parent_stays_as_it_was(
         tmp_path: Path, store: Store, goalkeeper_home: Path) -> None:
     workspace = sample_repo(tmp_path)
-    parent = new_goal(store, workspace, pausing_at_checkpoints())
+    parent = new_goal(store, workspace, contract_with(review={"pause_after": "checkpoint"}))
     parent_script = [step("Percent means 10 for 10%.", call("apply_patch", patch=FIX_PATCH),
                           call("checkpoint", done="divided by 100", verified="not yet", remaining="run the tests",
                                next="run the tests")),

@@ -11,7 +11,6 @@ from typing import TypeVar
 
 import pytest
 
-from goalkeeper.contract.flags import contract_from_flags
 from goalkeeper.contract.toml import parse_contract
 from goalkeeper.core.decide import decide
 from goalkeeper.core.outcomes import ReviewPoint, Stop, TurnEnded, UserResumed
@@ -20,13 +19,13 @@ from goalkeeper.errors import ContractError
 from goalkeeper.events import Event, MessageEvent, StatusChangedEvent, ToolResultEvent
 from goalkeeper.goals import service
 from goalkeeper.goals.views import summarize
-from goalkeeper.spec.contract import Contract
 from goalkeeper.store import Goal, Store
 from scenario import (
     FIX_PATCH,
     TESTS,
     call,
     complete,
+    contract_with,
     events,
     gk,
     new_goal,
@@ -46,11 +45,6 @@ E = TypeVar("E", bound=Event)
 
 def of(kind: type[E], store: Store, goal: Goal) -> list[E]:
     return [r.event for r in events(store, goal, kind.model_fields["kind"].default) if isinstance(r.event, kind)]
-
-
-def reviewed(**review: object) -> Contract:
-    contract = contract_from_flags("Fix the discount bug", checks=[f"tests={TESTS}"])
-    return Contract.model_validate({**contract.model_dump(by_alias=True), "review": review})
 
 
 # ---------------------------------------------------------------- the decision core
@@ -84,7 +78,7 @@ def test_bad_review_tables_are_one_clear_error() -> None:
 def test_pause_on_paths_stops_at_the_checkpoint_and_the_resume_note_reaches_the_model(
         tmp_path: Path, store: Store, goalkeeper_home: Path) -> None:
     workspace = sample_repo(tmp_path)
-    goal = new_goal(store, workspace, reviewed(pause_on_paths=["cart.py"]))
+    goal = new_goal(store, workspace, contract_with(review=dict(pause_on_paths=["cart.py"])))
     first = [step("Look first.", shell("cat README.md")), step("Nothing changed yet."),  # no review: no commit
              step("Patch it.", call("apply_patch", patch=FIX_PATCH)), step("Patched cart.py.")]
     assert run(store, goal, workspace, scripted(first)).status == "paused"
@@ -103,7 +97,7 @@ def test_pause_on_paths_stops_at_the_checkpoint_and_the_resume_note_reaches_the_
 
 def test_pause_after_two_checkpoints_counts_commits_since_the_last_review(tmp_path: Path, store: Store) -> None:
     workspace = sample_repo(tmp_path)
-    goal = new_goal(store, workspace, reviewed(pause_after=2))
+    goal = new_goal(store, workspace, contract_with(review=dict(pause_after=2)))
     script = [step("", shell("echo one > one.txt")), step("One."),
               step("", shell("echo two > two.txt")), step("Two.")]
     assert run(store, goal, workspace, scripted(script)).status == "paused"
@@ -119,7 +113,7 @@ def test_a_model_pause_is_refused_unless_the_contract_allows_it(tmp_path: Path, 
     assert run(store, goal, workspace, scripted(script)).status == "achieved"
     [refused] = [e for e in of(ToolResultEvent, store, goal) if e.name == "update_goal"][:1]
     assert not refused.ok and "model_may_pause" in refused.output
-    allowed = new_goal(store, workspace, reviewed(model_may_pause=True))
+    allowed = new_goal(store, workspace, contract_with(review=dict(model_may_pause=True)))
     assert run(store, allowed, workspace, scripted([step("", pause), step("Waiting.")])).status == "paused"
     allowed = store.get_goal_by_id(allowed.goal_id)
     assert allowed.state.reason == "review_requested"

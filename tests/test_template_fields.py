@@ -17,12 +17,23 @@ from goalkeeper.contract.toml import dump_contract, parse_contract
 from goalkeeper.errors import ContractError
 from goalkeeper.events import AttemptCountedEvent, MessageEvent
 from goalkeeper.goals.report import build_report, render_markdown
-from goalkeeper.spec.contract import Contract
 from goalkeeper.store import Store
 from goalkeeper.verify.artifacts import artifact_evidence
 from goalkeeper.workspace.read_first import read_first_files
 from helpers import git
-from scenario import HONEST_FIX, TESTS, complete, events, new_goal, run, sample_repo, scripted, shell, step
+from scenario import (
+    HONEST_FIX,
+    TESTS,
+    complete,
+    contract_with,
+    events,
+    new_goal,
+    run,
+    sample_repo,
+    scripted,
+    shell,
+    step,
+)
 
 FIELDS = '''
 outcome = "Fix the discount bug"
@@ -35,11 +46,6 @@ reviewer_notes = "check the rounding by hand"
 name = "tests"
 run = "python -m unittest -q"
 '''
-
-
-def with_fields(**fields: object) -> Contract:
-    contract = contract_from_flags("Fix the discount bug", checks=[f"tests={TESTS}"])
-    return Contract.model_validate({**contract.model_dump(by_alias=True), **fields})
 
 
 def test_the_fields_parse_round_trip_and_reach_the_model_except_the_reviewer_notes() -> None:
@@ -67,7 +73,7 @@ def test_lint_scores_the_new_fields_and_refuses_an_artifact_the_goal_cannot_writ
     assert (scores["context"], scores["deliverables"]) == (2, 2)
     assert {score.element: score.score for score in plain.scores}["deliverables"] == 0
     assert {f.code for f in plain.findings} >= {"no-context", "no-deliverables"}
-    protected = lint_report(with_fields(artifacts=["tests/REPORT.md"], boundaries={"protect": ["tests/**"]}))
+    protected = lint_report(contract_with(artifacts=["tests/REPORT.md"], boundaries={"protect": ["tests/**"]}))
     [error] = [f for f in protected.findings if f.code == "artifact-unwritable"]
     assert error.severity == "error" and "tests/**" in error.message
 
@@ -105,7 +111,7 @@ def test_read_first_reads_the_commit_in_order_within_its_share_and_follows_no_li
 
 def test_a_missing_artifact_keeps_the_goal_from_achieved_until_it_is_written(tmp_path: Path, store: Store) -> None:
     workspace = sample_repo(tmp_path)
-    goal = new_goal(store, workspace, with_fields(artifacts=["NOTES.md"], read_first=["cart.py"],
+    goal = new_goal(store, workspace, contract_with(artifacts=["NOTES.md"], read_first=["cart.py"],
                                                   reviewer_notes="check the rounding by hand"))
     script = [*HONEST_FIX[:-1], step("The notes were missing.", shell("echo fixed > NOTES.md")),
               step("", complete("notes written")), step("Done.")]

@@ -192,7 +192,9 @@ def summarize(store: Store, goal: Goal, digest: GoalDigest | None = None) -> Goa
         else None,
         instructions=facts.instructions,
         waiting=_waiting(facts.waiting) if state.status == "pursuing" else None,
-        children=child_agents(store, goal, lease.acquired_at if lease and runner else None),
+        # A goal whose settings allow no children has none: its summary asks the store for nothing more.
+        children=child_agents(store, goal, lease.acquired_at if lease and runner else None)
+        if goal.settings.run.agents.max_threads > 0 else [],
     )
 
 
