@@ -10,7 +10,8 @@ import pytest
 import typer.main
 from typer.testing import CliRunner
 
-from goalkeeper.cli.root import COMMANDS, app
+from goalkeeper.cli.group import app
+from goalkeeper.cli.root import COMMANDS
 from goalkeeper.errors import WorkspaceError
 from goalkeeper.store import Store
 from goalkeeper.workspace.git import changes, keep_untracked, person_files

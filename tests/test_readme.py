@@ -28,7 +28,8 @@ import typer.main
 
 import goalkeeper
 from goalkeeper.cli.demo import prepare_sample, replay_script
-from goalkeeper.cli.root import COMMANDS, app
+from goalkeeper.cli.group import app
+from goalkeeper.cli.root import COMMANDS
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from goalkeeper.errors import WorkspaceError
-from goalkeeper.goals.service import workspace_of
+from goalkeeper.goals.where import workspace_of
 from goalkeeper.workspace.git import toplevel
 
 

@@ -20,8 +20,8 @@ from rich.text import Text
 
 from goalkeeper.cli import console, fleet, mcp_server
 from goalkeeper.cli.batch import batch as batch_command
+from goalkeeper.cli.group import ThreadOpt
 from goalkeeper.cli.options import ContractFlags, ModelFlags, StartIn, existing_dir, start_in, with_options
-from goalkeeper.cli.root import ThreadOpt
 from goalkeeper.core.lifecycle import exit_code
 from goalkeeper.errors import ConfigError, WorkspaceError
 from goalkeeper.events import payload_of

@@ -20,10 +20,11 @@ import typer
 
 from goalkeeper.cli import console
 from goalkeeper.cli.options import ModelFlags, with_options
+from goalkeeper.core.durations import format_duration
 from goalkeeper.errors import ConfigError
 from goalkeeper.events import payload_of
 from goalkeeper.goals import service
-from goalkeeper.spec.contract import format_duration, parse_duration
+from goalkeeper.spec.contract import parse_duration
 
 if TYPE_CHECKING:
     from rich.table import Table

@@ -8,6 +8,7 @@ styles come from `Text` objects, never from markup inside an f-string.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -19,15 +20,12 @@ from rich.table import Table
 from rich.text import Text
 
 from goalkeeper import events as ev
-from goalkeeper.core.lifecycle import status_label
 from goalkeeper.core.safe_text import neutralise
 from goalkeeper.errors import GoalkeeperError
-from goalkeeper.goals.views import GoalSummary, Waiting
-from goalkeeper.render.instructions import instruction_lines
-from goalkeeper.render.review import review_lines
-from goalkeeper.render.surface import summary_lines, surface_lines
+from goalkeeper.goals.views import GoalSummary
+from goalkeeper.render.summary import Line, goal_lines, thread_lines
+from goalkeeper.render.surface import summary_lines
 from goalkeeper.render.terminal import Inert, event_line
-from goalkeeper.spec.contract import format_duration
 
 if TYPE_CHECKING:
     from rich.live import Live
@@ -92,10 +90,6 @@ def show_findings(findings: list[DoctorFinding]) -> None:
             out.print(styled(("  fix: ", "bold"), finding.hint))
 
 
-STATUS_STYLE = {"pursuing": "cyan", "paused": "yellow", "achieved": "green", "unmet": "red",
-                "budget_limited": "magenta"}
-
-
 def show_error(error: GoalkeeperError) -> None:
     """The one place errors are rendered: what happened, then how to fix it."""
     err.print(Text("error: ", style="bold red") + Text(error.message))
@@ -105,85 +99,18 @@ def show_error(error: GoalkeeperError) -> None:
 
 def show_summary(summary: GoalSummary, to_pin: Sequence[str] = ()) -> None:
     """The `gk goal` / `gk status` view; `to_pin`, before the first run, the files its baseline will pin."""
-    style = STATUS_STYLE.get(summary.status, "white")
-    label = "" if summary.verified else " (unverified: no checks)"
-    out.print(styled(("Goal", "bold"), f" {summary.goal_id}", (label, "yellow")))
-    out.print(f"  objective: {summary.objective}")
-    if summary.checklist:
-        finished = sum(item["done"] for item in summary.checklist)
-        out.print(f"  checklist: {finished}/{len(summary.checklist)} done")
-        for item in summary.checklist:
-            mark = ("[x]", "green") if item["done"] else "[ ]"
-            out.print(styled("    ", mark, f" {item['number']}. {item['item']}"))
-    label = status_label(summary.status, summary.verified)
-    status = label if summary.status == "pursuing" else f"{label} ({summary.reason})"
-    out.print(styled("  status:    ", (status, style), f"  · runner {summary.runner}" if summary.runner else ""))
-    for line in review_lines(summary.review_point, 'gk goal resume --note "what you want changed or kept"'):
-        out.print(Text(f"  {line}"))
-    if summary.waiting:
-        show_waiting(summary.waiting, running=summary.runner is not None)
-    if summary.verified:
-        out.print(f"  checks:    {summary.checks_passing}/{summary.checks_total} passing")
-    budget = f" / {summary.tokens_budget:,}" if summary.tokens_budget else ""
-    out.print(f"  tokens:    {summary.tokens_used:,}{budget}")
-    out.print(f"  cost:      ${summary.usd_used:.4f}" + (f" / ${summary.usd_budget:.2f}" if summary.usd_budget else ""))
-    time_limit = f" / {format_duration(summary.time_budget_s)}" if summary.time_budget_s else ""
-    out.print(f"  elapsed:   {format_duration(summary.elapsed_s)}{time_limit}")
-    out.print(f"  turns:     {summary.turns}" + (f" / {summary.turns_budget}" if summary.turns_budget else ""))
-    if summary.keep_green_dropped:
-        dropped = ", ".join(summary.keep_green_dropped)
-        out.print(styled("  ", ("red at baseline, not required:", "yellow"), f" {dropped}"))
-    for number, line in enumerate(instruction_lines(summary.instructions)):
-        out.print(Text(("  instructions: " if number == 0 else "                ") + line))
-    pinned = summary.pinned or list(to_pin)
-    if pinned:
-        shown = ", ".join(pinned[:6]) + (f" … (+{len(pinned) - 6})" if len(pinned) > 6 else "")
-        out.print(f"  pinned:    {shown}" + ("" if summary.pinned else " (to be pinned by the first run's baseline)"))
-    for line in surface_lines(summary.surface):
-        out.print(f"  {line}")
-    for line in summary_lines(summary.observed_surface):
-        out.print(Text(f"  {line}"))
-    if summary.evidence:
-        show_evidence(summary)
-    for child in summary.children:
-        out.print(Text(f"  child:     {child.line()}"))
-    checkpoint = summary.last_checkpoint
-    if checkpoint:
-        note = checkpoint.note
-        out.print(f"  last checkpoint (turn {checkpoint.turn}): {note.get('done') or '(no note)'}")
-        if note.get("next"):
-            out.print(f"    next: {note['next']}")
+    draw(goal_lines(summary.as_json(), to_pin))
 
 
-def show_waiting(waiting: Waiting, running: bool) -> None:
-    """The wait a goal is in: what is probed, how often, when it ends at the latest, and who carries it on."""
-    out.print(styled("  waiting:   ", (f"until `{waiting.until}` exits 0", "cyan")))
-    left = waiting.deadline - time.time()
-    ends = f"ends within {format_duration(left)}" if left > 0 else "its deadline has passed (one last probe)"
-    carried = "" if running else "; no runner: `gk run` carries the wait on"
-    out.print(f"             probed every {format_duration(waiting.interval_s)}, {ends}{carried}")
-
-
-def show_evidence(summary: GoalSummary) -> None:
-    """The newest evidence as a table."""
-    table = Table(show_header=True, header_style="bold", box=None, padding=(0, 2))
-    for column in ("check", "kind", "result", "metric", "exit", "time"):
-        table.add_column(column)
-    for item in summary.evidence:
-        result = Text("PASS", style="green") if item.passed else Text("FAIL", style="red")
-        metric = f"{item.metric} ({item.target})" if item.target else ""
-        # Cells are Text: a str cell would be read as markup, and a check's name is the user's.
-        table.add_row(Text(item.name), Text(item.kind), result, Text(metric), str(item.exit_code),
-                      f"{item.duration_s:.1f}s")
-    out.print(table)
+def draw(lines: list[Line]) -> None:
+    """Styled lines (render/summary.py) on stdout, in one print."""
+    if lines:
+        out.print(Text("\n").join(Text.assemble(*line) for line in lines))
 
 
 def show_threads(threads: list[ThreadRecord], current: str | None = None) -> None:
     """`gk threads`, printed in one go (a line at a time flushes a line at a time); `current`'s line is marked."""
-    lines = [("* " if thread.thread_id == current else "  " if current is not None else "")
-             + f"{thread.thread_id}  {time.strftime('%Y-%m-%d %H:%M', time.localtime(thread.created_at))}  "
-             f"{thread.workspace}" + (f"  (fork of {thread.parent_thread_id})" if thread.parent_thread_id else "")
-             for thread in threads]
+    lines = thread_lines([dataclasses.asdict(thread) for thread in threads], current)
     if lines:
         out.print("\n".join(lines))
 

@@ -1,20 +1,17 @@
-"""The `gk` entry point: the root options and the listing of the commands, without the commands' imports.
+"""The `gk` entry point, and the listing of the commands without the commands' imports.
 
-`gk --help` (and a bare `gk` that is piped) prints the listing from COMMANDS, each command's name and the first
-paragraph of its help, which is all the listing shows of it; cli/app.py, where the commands live with the
-imports their bodies need, is loaded only when a command runs or shows its own help (cli/lazy.py).
+A read-only command in its plain form is answered at a glance (cli/glance.py) before typer is imported. Every
+other goes to cli/group.py: `gk --help` (and a bare `gk` that is piped) prints the listing from COMMANDS, each
+command's name and the first paragraph of its help, which is all the listing shows of it; cli/app.py, where the
+commands live with the imports their bodies need, is loaded only when a command runs or shows its own help
+(cli/lazy.py).
 tests/test_startup.py checks COMMANDS against the commands cli/app.py registers.
 """
 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
-from typing import Annotated
 
-import typer
-
-from goalkeeper.cli.lazy import lazy_group
 from goalkeeper.errors import GoalkeeperError
 
 COMMANDS: dict[str, str] = {
@@ -57,39 +54,23 @@ COMMANDS: dict[str, str] = {
 whitespace collapsed). A command added to cli/app.py needs its row here."""
 
 
-ThreadOpt = Annotated[str | None, typer.Option("--thread", help="Thread id (default: the workspace's current).")]
-
-
-def _catalogue() -> typer.Typer:
-    from goalkeeper.cli.app import commands  # every command body's imports: loaded only when one runs
-
-    return commands
-
-
-app = typer.Typer(cls=lazy_group(_catalogue, COMMANDS), add_completion=False, pretty_exceptions_enable=False,
-                  rich_markup_mode=None, help="Run a coding agent toward a goal until the evidence says it is done.")
-
-
-@app.callback(invoke_without_command=True)
-def root(ctx: typer.Context,
-         cwd: Annotated[Path | None, typer.Option("--cwd", help="Workspace for the TUI (bare `gk` only).")] = None,
-         thread: ThreadOpt = None) -> None:
-    """Bare `gk` opens the TUI on a terminal; piped or scripted, it shows this help instead of waiting."""
-    if ctx.invoked_subcommand is not None:
-        if cwd is not None or thread is not None:
-            raise typer.BadParameter("before a command, --cwd and --thread are the TUI's; put them after "
-                                     f"the command: gk {ctx.invoked_subcommand} --cwd DIR")
-        return
-    if sys.stdin.isatty() and sys.stdout.isatty():
-        from goalkeeper.cli.app import tui
-
-        tui(cwd or Path("."), thread)
-    else:
-        typer.echo(ctx.get_help())
+GLANCED = ("status", "goal", "log", "threads")
+"""The commands cli/glance.py may answer (its OPTIONS' keys): any other loads neither it nor the store."""
 
 
 def main() -> None:
-    """Entry point: run the command; render errors in one place; exit with the outcome's code."""
+    """Entry point: answer a read-only command at a glance (cli/glance.py), else run it through typer; render
+    errors in one place; exit with the outcome's code."""
+    if sys.argv[1:2] and sys.argv[1] in GLANCED:
+        from goalkeeper.cli.glance import answer
+
+        code = answer(sys.argv[1:])
+        if code is not None:
+            sys.exit(code)
+    import typer  # every other command, and the errors a glance leaves to the full command
+
+    from goalkeeper.cli.group import app
+
     try:
         code = app(standalone_mode=False)
     except GoalkeeperError as error:

@@ -6,10 +6,11 @@ import re
 from collections.abc import Iterable
 
 from goalkeeper.context.prompts import as_data, render
+from goalkeeper.core.durations import format_duration
 from goalkeeper.core.lifecycle import TurnKind
 from goalkeeper.core.state import GoalState
 from goalkeeper.events import Evidence
-from goalkeeper.spec.contract import Contract, format_duration
+from goalkeeper.spec.contract import Contract
 from goalkeeper.workspace.read_first import FileText
 
 #: Characters of a failing check's output shown to the model in feedback.

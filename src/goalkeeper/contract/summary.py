@@ -5,7 +5,8 @@ Builds lines only; the caller decides where they are printed.
 
 from __future__ import annotations
 
-from goalkeeper.spec.contract import Contract, format_duration
+from goalkeeper.core.durations import format_duration
+from goalkeeper.spec.contract import Contract
 
 
 def contract_summary_lines(contract: Contract) -> list[str]:

@@ -10,11 +10,11 @@ from typing import Any
 
 from goalkeeper import events as ev
 from goalkeeper.core.digest import metric_point
+from goalkeeper.core.durations import format_duration
 from goalkeeper.core.lifecycle import REASONS, status_label
 from goalkeeper.events import Event, Evidence
 from goalkeeper.goals.views import GoalSummary, goal_events, summarize
 from goalkeeper.render.instructions import instruction_lines
-from goalkeeper.spec.contract import format_duration
 from goalkeeper.store import Goal, Store
 from goalkeeper.verify import TAMPERING
 from goalkeeper.workspace.measured import measured_checkpoints

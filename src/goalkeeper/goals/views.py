@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from goalkeeper.core.digest import GoalDigest
+from goalkeeper.core.durations import format_duration
 from goalkeeper.core.lifecycle import status_label
 from goalkeeper.core.state import GoalState
 from goalkeeper.events import (
@@ -24,7 +25,7 @@ from goalkeeper.events import (
     WaitStartedEvent,
     payload_of,
 )
-from goalkeeper.spec.contract import Contract, format_duration
+from goalkeeper.spec.contract import Contract
 from goalkeeper.store import EventRecord, Goal, Store, lease_is_live
 from goalkeeper.workspace.measured import best_and_green, measured_checkpoints
 

@@ -96,24 +96,6 @@ def parse_duration(text: str | int | float) -> float:
     return seconds
 
 
-def format_duration(seconds: float) -> str:
-    """A short human form: "1h 30m", "12m", "45s", "2.5s". parse_duration reads whole seconds back exactly."""
-    if seconds < 0:
-        return "-" + format_duration(-seconds)
-    if seconds >= 60:
-        seconds = round(seconds)  # past a minute, fractions of a second are noise to a person
-    whole = int(seconds)
-    fraction = seconds - whole
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        count, whole = divmod(whole, size)
-        if count:
-            parts.append(f"{count}{unit}")
-    if whole or fraction or not parts:
-        parts.append(f"{whole + fraction:.3g}s")
-    return " ".join(parts)
-
-
 def _duration_or_invalid(value: object, key: str) -> object:
     """Lets a duration validator report through pydantic, which only collects ValueError."""
     if not isinstance(value, str | int | float):

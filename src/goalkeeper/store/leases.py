@@ -6,11 +6,10 @@ Functions run inside a transaction the Store opened; they never open or commit o
 from __future__ import annotations
 
 import socket
-import time
 
 from goalkeeper.errors import GoalNotFoundError, LeaseHeldError
 from goalkeeper.store.dialect import Connection
-from goalkeeper.store.locks import describe_process, process_is_alive
+from goalkeeper.store.locks import describe_process, holder_is_live
 from goalkeeper.store.records import Lease
 
 Holder = tuple[str, int]
@@ -24,12 +23,7 @@ def lease_is_live(lease: Lease, stale_after_s: float = 15.0, *, now: float | Non
     process must also still exist. The freshness test applies even when it does, because after a crash
     and a reboot its pid may belong to some unrelated process.
     """
-    now = time.time() if now is None else now
-    if now - lease.heartbeat_at > stale_after_s:
-        return False
-    if lease.host == socket.gethostname():
-        return process_is_alive(lease.pid)
-    return True  # another host: its heartbeat is all we can see
+    return holder_is_live(lease.host, lease.pid, lease.heartbeat_at, stale_after_s, now=now)
 
 
 def acquire(conn: Connection, goal_id: str, me: Holder, stale_after_s: float, now: float) -> Lease:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
+import time
 from pathlib import Path
 
 _CMDLINE_CHARS = 160
@@ -115,3 +117,14 @@ def _pids_with_open(files: list[Path]) -> set[int]:
                 pids.add(int(entry))
                 break
     return pids
+
+
+def holder_is_live(host: str, pid: int, heartbeat_at: float, stale_after_s: float = 15.0, *,
+                   now: float | None = None) -> bool:
+    """True while a lease's holder can be presumed to be running (store/leases.lease_is_live says why)."""
+    now = time.time() if now is None else now
+    if now - heartbeat_at > stale_after_s:
+        return False
+    if host == socket.gethostname():
+        return process_is_alive(pid)
+    return True  # another host: its heartbeat is all we can see

@@ -17,10 +17,10 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Label, Static
 
+from goalkeeper.core.durations import format_duration
 from goalkeeper.core.safe_text import neutralise
 from goalkeeper.errors import GoalkeeperError
 from goalkeeper.goals.batch import Batch, BatchRow, batch_rows, batch_totals, find_batch
-from goalkeeper.spec.contract import format_duration
 from goalkeeper.tui.status import compact_count
 
 if TYPE_CHECKING:

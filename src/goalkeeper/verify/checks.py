@@ -17,11 +17,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from goalkeeper.core.durations import format_duration
 from goalkeeper.events import Evidence, EvidenceKind
 from goalkeeper.sandbox.bwrap import run_confined
 from goalkeeper.sandbox.policy import SandboxPolicy
 from goalkeeper.sandbox.process import CommandResult
-from goalkeeper.spec.contract import Check, Contract, Metric, format_duration, json_path_steps
+from goalkeeper.spec.contract import Check, Contract, Metric, json_path_steps
 from goalkeeper.verify import tests as testlevel
 from goalkeeper.verify.trace import Tracer
 

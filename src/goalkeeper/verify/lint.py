@@ -23,12 +23,13 @@ from pathlib import Path
 
 from goalkeeper.config.load import load_config
 from goalkeeper.contract.lint import Element, Finding, GoalLintError, LintReport, lint_report
+from goalkeeper.core.durations import format_duration
 from goalkeeper.errors import SandboxError
 from goalkeeper.events import Evidence
 from goalkeeper.sandbox.bwrap import require_sandbox
 from goalkeeper.sandbox.policy import SandboxPolicy
 from goalkeeper.sandbox.process import command_script
-from goalkeeper.spec.contract import Check, Contract, format_duration
+from goalkeeper.spec.contract import Check, Contract
 from goalkeeper.verify.checks import cannot_start, missing_commands, run_check, run_constraint
 from goalkeeper.verify.cleanroom import copy_into
 from goalkeeper.verify.envsnap import SKIPPED_NAMES
