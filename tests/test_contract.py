@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from goalkeeper.contract.flags import contract_from_flags
 from goalkeeper.contract.summary import contract_summary_lines
 from goalkeeper.contract.toml import dump_contract, load_contract
-from goalkeeper.core.durations import format_duration
+from goalkeeper.core.figures import format_duration
 from goalkeeper.errors import ContractError
 from goalkeeper.spec.contract import (
     Boundaries,

@@ -147,15 +147,19 @@ def test_a_glance_prints_what_the_full_commands_print(name: str, store: Store, t
         assert row is not None
         assert summary_of(glance, row, str(workspace)) == summarize(store, goal).as_json()
     shown = {}
-    for command in ("status", "goal", "log"):
+    for command in ("status", "goal", "log", "report"):
         glanced, full = both_ways([command, "--cwd", str(workspace)], capsys)
         assert glanced == full, command
         shown[command] = glanced
+    for argv in (["report", "--pr", "--cwd", str(workspace)], ["report", f"--goal={goal.goal_id}"]):
+        glanced, full = both_ways(argv, capsys)
+        assert glanced == full, argv
     assert "✗ shell: 1 failed" in shown["log"] and "— VETOED: E2" in shown["log"]
     assert "[x] 2. fix it" in shown["status"] and "red at baseline, not required: lint" in shown["status"]
     assert ("waiting:   until `gh run watch` exits 0" in shown["status"]) == wait
     assert ("· runner " in shown["status"]) == wait
     assert ("changed since the last review point" in shown["goal"]) == (state.status == "paused")
+    assert "| `tests` | check | FAIL | PASS | — → 3.5 (< 5) | 0 | 1.2s |" in shown["report"]
     glanced, full = both_ways(["status", f"--thread={goal.thread_id}"], capsys)
     assert glanced == full
     for listing in (["threads"], ["threads", "--cwd", str(workspace)]):
@@ -174,11 +178,11 @@ def test_what_a_glance_leaves_to_the_full_command(store: Store, home: Path, tmp_
     # Forms it does not read: JSON, help, an unknown or repeated flag, a flag with no value, report.
     for argv in (["status", "--json", *at], ["log", "--json", *at], ["status", "--help"], ["status", "-x"],
                  ["status", *at, *at], ["status", "--cwd"], ["threads", "--thread", goal.thread_id],
-                 ["report", *at], ["goal", "pause", *at]):
+                 ["report", "--json", *at], ["report", "--pr=yes", *at], ["goal", "pause", *at]):
         assert answer(argv) is None, argv
     # Errors are the full command's: no goal here, an unknown thread, a workspace that does not exist.
     for argv in (["status", "--cwd", str(elsewhere)], ["status", "--thread", "thr_nope"],
-                 ["log", "--cwd", str(tmp_path / "missing")]):
+                 ["log", "--cwd", str(tmp_path / "missing")], ["report", "--goal", "goal_nope"]):
         assert answer(argv) is None, argv
     # Goals whose summary needs more than their rows: child agents allowed; `gk goal` before the first run.
     with_children = GoalSettings(run=RunSettings(agents=AgentSettings(max_threads=2)))

@@ -14,6 +14,7 @@ Imports only pydantic, the standard library and errors: every layer may read eve
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -845,6 +846,11 @@ Event = Annotated[
 _BY_KIND: dict[str, type[_Frozen]] = {model.model_fields["kind"].default: model
                                       for model in get_args(get_args(Event)[0])}
 """The model of each kind, as `Event`'s discriminator picks it, without building a validator for the union."""
+
+
+def event_types(kinds: Iterable[str]) -> list[type[Event]]:
+    """The event classes of `kinds` (each a known kind), for the store's reads by class."""
+    return [_BY_KIND[kind] for kind in kinds]  # type: ignore[misc]
 
 
 def parse_event(kind: str, actor: str | None, payload: dict[str, Any]) -> Event:

@@ -20,7 +20,7 @@ import typer
 
 from goalkeeper.cli import console
 from goalkeeper.cli.options import ModelFlags, with_options
-from goalkeeper.core.durations import format_duration
+from goalkeeper.core.figures import format_duration
 from goalkeeper.errors import ConfigError
 from goalkeeper.events import payload_of
 from goalkeeper.goals import service

@@ -1,12 +1,13 @@
-"""The read-only commands at a glance: `gk status`, `gk goal` (show), `gk log` and `gk threads`, answered from
-the store's rows before typer, pydantic or rich is imported (together most of a 250 ms start-up).
+"""The read-only commands at a glance: `gk status`, `gk goal` (show), `gk log`, `gk threads` and `gk report`,
+answered from the store's rows before typer, pydantic or rich is imported (together most of a 250 ms start-up).
 
 `answer(argv)` takes only the plain forms: one of those commands with `--cwd DIR` and `--thread ID` (`gk threads`:
-`--cwd`), on a store a glance can open (store/glance.py), a goal whose summary its rows hold (goals/glance.py).
-It returns None for anything else (`--json`, `--help`, a flag it does not know, an error to report, a store that
-needs migrating, a goal not yet run), and cli/root.py runs the full command, which prints what it always did:
-the same lines (render/summary.py, render/lines.py), or the error with its fix. tests/test_glance.py runs each
-command both ways and compares the output.
+`--cwd`; `gk report`: also `--goal ID` and `--pr`), on a store a glance can open (store/glance.py), for a goal
+whose summary its rows hold (goals/glance.py). It returns None for anything else (`--json`, `--help`, a flag it
+does not know, an error to report, a store that needs migrating, a goal not yet run), and cli/root.py runs the
+full command, which prints what it always did: the same lines (render/summary.py, render/lines.py) and the same
+report (goals/report.py), or the error with its fix. tests/test_glance.py runs each command both ways and
+compares the output.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from goalkeeper.core.safe_text import neutralise
 from goalkeeper.errors import GoalkeeperError
 from goalkeeper.goals.glance import open_glance, summary_of
+from goalkeeper.goals.report import REPORT_KINDS, render_markdown, render_pr, report_of
 from goalkeeper.goals.where import workspace_of
 from goalkeeper.render import ansi
 from goalkeeper.render.lines import event_line
@@ -26,8 +29,9 @@ if TYPE_CHECKING:
     from goalkeeper.store.glance import Glance, Row
 
 OPTIONS = {"status": ("--cwd", "--thread"), "goal": ("--cwd", "--thread"), "log": ("--cwd", "--thread"),
-           "threads": ("--cwd",)}
-"""The commands a glance answers, and the options it reads for each (all take a value)."""
+           "threads": ("--cwd",), "report": ("--cwd", "--thread", "--goal", "--pr")}
+"""The commands a glance answers, and the options it reads for each: FLAGS take no value, the others one."""
+FLAGS = ("--pr",)
 
 
 def answer(argv: list[str]) -> int | None:
@@ -60,15 +64,24 @@ class Output:
             self.printed = True
             ansi.write(lines, sys.stdout)
 
+    def write_text(self, text: str) -> None:
+        """Plain text (a Markdown report), neutralised, as cli/console.write_text writes it."""
+        self.printed = True
+        sys.stdout.write(neutralise(text) + "\n")
+        sys.stdout.flush()
+
 
 def _options(args: list[str], allowed: tuple[str, ...]) -> dict[str, str] | None:
-    """`--name VALUE` / `--name=VALUE` pairs, each at most once; None for anything else."""
+    """`--name VALUE` / `--name=VALUE` pairs and bare flags, each at most once; None for anything else."""
     found: dict[str, str] = {}
     rest = iter(args)
     for arg in rest:
         name, equals, value = arg.partition("=")
-        if name not in allowed or name in found:
+        if name not in allowed or name in found or (name in FLAGS and equals):
             return None
+        if name in FLAGS:
+            found[name] = name
+            continue
         value = value if equals else next(rest, "")
         if not value or value.startswith("-"):
             return None
@@ -81,19 +94,33 @@ def _run(glance: Glance, command: str, options: dict[str, str], out: Output) -> 
     if command == "threads":
         return _threads(glance, Path(cwd) if cwd else None, out)
     workspace = workspace_of(Path(cwd or "."))
-    thread_id = options.get("--thread")
-    thread = glance.thread(thread_id) if thread_id else glance.current_thread(workspace)
-    goal = glance.current_goal(thread["thread_id"]) if thread else None
-    if thread is None or goal is None:
+    goal, thread = _goal(glance, workspace, options)
+    if goal is None or thread is None:
         return None
     if command == "log":
         return _log(glance, goal, out)
     summary = summary_of(glance, goal, thread["workspace"])
+    if command == "report" and summary is not None:
+        data = report_of(summary, goal["contract"], glance.events_of(goal, REPORT_KINDS),
+                         glance.implemented_by(goal["goal_id"]))
+        out.write_text(render_pr(data) if "--pr" in options else render_markdown(data))
+        return 0
     # Before its first run `gk goal` lists the files the baseline will pin, which the lint gate works out.
     if summary is None or (command == "goal" and not summary["pinned"]):
         return None
     out.write(goal_lines(summary))
     return 0
+
+
+def _goal(glance: Glance, workspace: Path, options: dict[str, str]) -> tuple[Row | None, Row | None]:
+    """The goal the command names (`--goal`, `gk report` only), or the current goal of the thread it names or of
+    the workspace's current thread; and that goal's thread."""
+    if goal_id := options.get("--goal"):
+        goal = glance.goal(goal_id)
+        return goal, glance.thread(goal["thread_id"]) if goal else None
+    thread_id = options.get("--thread")
+    thread = glance.thread(thread_id) if thread_id else glance.current_thread(workspace)
+    return (glance.current_goal(thread["thread_id"]) if thread else None), thread
 
 
 def _log(glance: Glance, goal: Row, out: Output) -> int:

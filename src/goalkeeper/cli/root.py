@@ -54,7 +54,7 @@ COMMANDS: dict[str, str] = {
 whitespace collapsed). A command added to cli/app.py needs its row here."""
 
 
-GLANCED = ("status", "goal", "log", "threads")
+GLANCED = ("status", "goal", "log", "threads", "report")
 """The commands cli/glance.py may answer (its OPTIONS' keys): any other loads neither it nor the store."""
 
 

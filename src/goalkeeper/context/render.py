@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterable
 
 from goalkeeper.context.prompts import as_data, render
-from goalkeeper.core.durations import format_duration
+from goalkeeper.core.figures import format_duration
 from goalkeeper.core.lifecycle import TurnKind
 from goalkeeper.core.state import GoalState
 from goalkeeper.events import Evidence

@@ -5,7 +5,7 @@ Builds lines only; the caller decides where they are printed.
 
 from __future__ import annotations
 
-from goalkeeper.core.durations import format_duration
+from goalkeeper.core.figures import format_duration
 from goalkeeper.spec.contract import Contract
 
 

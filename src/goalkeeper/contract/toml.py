@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from goalkeeper.config.toml_problems import describe, toml_syntax_problem
-from goalkeeper.core.durations import format_duration
+from goalkeeper.core.figures import format_duration
 from goalkeeper.errors import ContractError
 from goalkeeper.spec.contract import _EXAMPLES, Contract, _Invalid
 

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from goalkeeper.core.figures import metric_point
 from goalkeeper.events import (
     BaselineEvent,
     CheckpointEvent,
@@ -38,12 +39,6 @@ DIGEST_KINDS: frozenset[str] = frozenset(kind.model_fields["kind"].default for k
     BaselineEvent, EvidenceEvent, CheckpointEvent, VerificationPinsEvent, VerificationSurfaceEvent, ImplementsEvent,
     InstructionsLoadedEvent, StatusChangedEvent, WaitStartedEvent, WaitEndedEvent, TurnStartedEvent))
 """The kinds of event a digest reads; a commit of none of them leaves the stored digest as it was."""
-
-
-def metric_point(turn: int, evidence: Iterable[Evidence]) -> dict[str, Any] | None:
-    """One check run's metric values as `{"turn": N, name: value, ...}`; None when it read no metric."""
-    values = {e.name: e.metric for e in evidence if e.metric is not None}
-    return {"turn": turn, **values} if values else None
 
 
 @dataclass
@@ -82,7 +77,7 @@ class GoalDigest:
             case EvidenceEvent():
                 self.evidence = list(event.evidence)
                 self.run_surface = event.surface or self.run_surface
-                if (point := metric_point(event.turn, event.evidence)) is not None:
+                if (point := metric_point(event.turn, ((e.name, e.metric) for e in event.evidence))) is not None:
                     self.metric_trend.append(point)
             case CheckpointEvent():
                 self.last_checkpoint = event

@@ -1,90 +1,99 @@
 """The final artifact: checkpoints and evidence turned into Markdown, a pull-request description, and JSON.
 
-It reads only the store. Claims backed by harness evidence are kept apart from the model's own word.
+It reads only the store, as plain data: the goal's summary dict, its contract and its events as rows
+(store/records.EventRecord.row), so a glance at the store (cli/glance.py) builds the same report without the
+typed records. Claims backed by harness evidence are kept apart from the model's own word.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from goalkeeper import events as ev
-from goalkeeper.core.digest import metric_point
-from goalkeeper.core.durations import format_duration
+from goalkeeper.core.figures import format_duration, metric_point
 from goalkeeper.core.lifecycle import REASONS, status_label
-from goalkeeper.events import Event, Evidence
-from goalkeeper.goals.views import GoalSummary, goal_events, summarize
 from goalkeeper.render.instructions import instruction_lines
-from goalkeeper.store import Goal, Store
 from goalkeeper.verify import TAMPERING
-from goalkeeper.workspace.measured import measured_checkpoints
+from goalkeeper.workspace.measured import Row, measured_checkpoints
+
+if TYPE_CHECKING:
+    from goalkeeper.store import Goal, Store
 
 CLEAN_ROOM = "clean room"
 """Evidence.room of a check run in the verification tree built from the harness's baseline objects."""
 SPARK = "▁▂▃▄▅▆▇█"
 COMMANDS_SHOWN = 30
-_KINDS: list[type[Event]] = [
-    ev.BaselineEvent, ev.CheckpointEvent, ev.StatusChangedEvent, ev.TurnEndedEvent, ev.EvidenceEvent,
-    ev.VerificationPinsEvent, ev.GoalBranchEvent, ev.ImplementsEvent, ev.DistilledEvent, ev.CompactedEvent,
-    ev.SideEvent, ev.HookRanEvent]
+REPORT_KINDS = ("baseline", "checkpoint", "status_changed", "turn_ended", "evidence", "verification_pins",
+                "goal_branch", "implements", "distilled", "compacted", "side", "hook_ran")
+"""The kinds of event a report reads."""
 
 
 def build_report(store: Store, goal: Goal) -> dict[str, Any]:
-    """The report as a JSON-ready dict; `render_markdown` and `render_pr` turn it into text."""
-    summary = summarize(store, goal)
-    records = goal_events(store, goal, _KINDS)
-    events = [r.event for r in records]
-    contract = goal.contract
-    checkpoints = [e for e in events if isinstance(e, ev.CheckpointEvent)]
-    pinned = next((e for e in events if isinstance(e, ev.VerificationPinsEvent)), None)
-    runs = [e for e in events if isinstance(e, ev.EvidenceEvent)]
-    implements = next((e for e in events if isinstance(e, ev.ImplementsEvent)), None)
-    branch = next((e for e in events if isinstance(e, ev.GoalBranchEvent)), None)
+    """The report as a JSON-ready dict, read through the Store; `render_markdown` and `render_pr` turn it into
+    text."""
+    from goalkeeper import events as ev  # the Store reads by event class; a glance (report_of's caller) does not
+    from goalkeeper.goals.views import goal_events, summarize
+
+    implemented_by = []
+    for thread_id, implementing in store.goals_implementing(goal.goal_id):
+        records = store.events(thread_id, goal_id=implementing, kinds=[ev.GoalBranchEvent])
+        branch = next((record.event for record in records if isinstance(record.event, ev.GoalBranchEvent)), None)
+        implemented_by.append({"goal_id": implementing, "branch": branch.name if branch else None})
+    rows = [record.row() for record in goal_events(store, goal, ev.event_types(REPORT_KINDS))]
+    return report_of(summarize(store, goal).as_json(), goal.contract.model_dump(mode="json"), rows, implemented_by)
+
+
+def report_of(summary: dict[str, Any], contract: dict[str, Any], rows: list[Row],
+              implemented_by: list[dict[str, Any]]) -> dict[str, Any]:
+    """The report of a goal from its summary dict (views.GoalSummary.as_json), its contract as stored, its events
+    of REPORT_KINDS as rows, oldest first, and the goals started from a PRD distilled from it (goal_id, branch)."""
+    def payloads(kind: str) -> list[dict[str, Any]]:
+        return [row["payload"] for row in rows if row["kind"] == kind]
+
+    checkpoints, runs = payloads("checkpoint"), payloads("evidence")
+    pinned = next(iter(payloads("verification_pins")), None)
+    implements = next(iter(payloads("implements")), None)
+    branch = next(iter(payloads("goal_branch")), None)
     report = {
-        "goal_id": goal.goal_id,
-        "objective": summary.objective,
-        "verified": summary.verified,
-        "status": summary.status,
-        "reason": summary.reason,
-        "reason_text": REASONS.get(summary.reason, summary.reason),
-        "contract": contract.model_dump(mode="json"),
-        "branch": branch.model_dump(include={"name", "base_commit", "snapshot_commit"}) if branch else None,
-        "implements": implements.model_dump(include={"spike_goal_id", "spike_branch", "base_commit", "prd"})
+        "goal_id": summary["goal_id"], "objective": summary["objective"], "verified": summary["verified"],
+        "status": summary["status"], "reason": summary["reason"],
+        "reason_text": REASONS.get(summary["reason"], summary["reason"]),
+        "contract": contract,
+        "branch": {key: branch.get(key) for key in ("name", "base_commit", "snapshot_commit")} if branch else None,
+        "implements": {key: implements.get(key) for key in ("spike_goal_id", "spike_branch", "base_commit", "prd")}
         if implements else None,
-        "implemented_by": _implemented_by(store, goal.goal_id),
-        "distilled": [{"output": r.event.output, "seq": r.seq} for r in records
-                      if isinstance(r.event, ev.DistilledEvent)],
-        "baseline": [e.model_dump() for e in summary.baseline],
-        "final": [e.model_dump() for e in summary.evidence],
-        "keep_green_dropped": summary.keep_green_dropped,
-        "metric_baseline": next(iter(metric_points([(0, summary.baseline)])), None),
-        "metric_trend": metric_points([(run.turn, list(run.evidence)) for run in runs]),
-        "checklist": summary.checklist,
-        "checkpoints": [ev.payload_of(c) for c in checkpoints],
-        "status_changes": [{"seq": r.seq, "actor": r.event.actor, **ev.payload_of(r.event)} for r in records
-                           if isinstance(r.event, ev.StatusChangedEvent)],
-        "files_touched": sorted({f for c in checkpoints for f in c.files_touched}),
-        "commands": [cmd for c in checkpoints for cmd in c.commands],
-        "blockers": [e.signal for e in events
-                     if isinstance(e, ev.TurnEndedEvent) and (e.signal or {}).get("status") == "blocked"],
-        "completion_claims": _completion_claims(events),
-        "assumptions": [{"turn": c.turn, "text": c.note["assumptions"]} for c in checkpoints
-                        if c.note.get("assumptions")],
+        "implemented_by": implemented_by,
+        "distilled": [{"output": row["payload"]["output"], "seq": row["seq"]} for row in rows
+                      if row["kind"] == "distilled"],
+        "baseline": summary["baseline"], "final": summary["evidence"],
+        "keep_green_dropped": summary["keep_green_dropped"],
+        "metric_baseline": next(iter(metric_points([(0, summary["baseline"])])), None),
+        "metric_trend": metric_points([(run["turn"], run["evidence"]) for run in runs]),
+        "checklist": summary["checklist"],
+        "checkpoints": checkpoints,
+        "status_changes": [{"seq": row["seq"], "actor": row["actor"], **row["payload"]} for row in rows
+                           if row["kind"] == "status_changed"],
+        "files_touched": sorted({f for c in checkpoints for f in c["files_touched"]}),
+        "commands": [cmd for c in checkpoints for cmd in c["commands"]],
+        "blockers": [e["signal"] for e in payloads("turn_ended") if (e.get("signal") or {}).get("status") == "blocked"],
+        "completion_claims": _completion_claims(rows),
+        "assumptions": [{"turn": c["turn"], "text": c["note"]["assumptions"]} for c in checkpoints
+                        if c["note"].get("assumptions")],
         "budget": _budget(summary),
-        "compactions": sum(1 for e in events if isinstance(e, ev.CompactedEvent)),
-        "side_questions": [{"question": e.question, "answer": e.answer} for e in events
-                           if isinstance(e, ev.SideEvent)],
-        "verification_surface": next((run.surface for run in reversed(runs) if run.surface), None),
-        "pinned_files": pinned.files if pinned else [],
-        "verify_edits": pinned.edits if pinned else None,
-        "tests": test_evidence(summary.evidence),
-        "tampering_attempts": sum(1 for run in runs if any(e.name == TAMPERING and not e.passed for e in run.evidence)),
-        "instructions": summary.instructions,
-        "hooks": [{"seq": r.seq, **ev.payload_of(r.event)} for r in records if isinstance(r.event, ev.HookRanEvent)],
+        "compactions": len(payloads("compacted")),
+        "side_questions": [{"question": e["question"], "answer": e["answer"]} for e in payloads("side")],
+        "verification_surface": next((run["surface"] for run in reversed(runs) if run.get("surface")), None),
+        "pinned_files": pinned["files"] if pinned else [],
+        "verify_edits": pinned["edits"] if pinned else None,
+        "tests": test_evidence(summary["evidence"]),
+        "tampering_attempts": sum(1 for run in runs
+                                  if any(e["name"] == TAMPERING and not e["passed"] for e in run["evidence"])),
+        "instructions": summary["instructions"],
+        "hooks": [{"seq": row["seq"], **row["payload"]} for row in rows if row["kind"] == "hook_ran"],
     }
-    report["label"] = status_label(summary.status, summary.verified)
+    report["label"] = status_label(summary["status"], summary["verified"])
     report["claims"] = claims_split(report)
-    report["measured_checkpoints"] = measured_checkpoints(records)
+    report["measured_checkpoints"] = measured_checkpoints(rows)
     return report
 
 
@@ -95,15 +104,15 @@ TEST_LISTS = (("fail_to_pass", "fail → pass"), ("added", "added"), ("missing",
               ("failing", "failing"))
 
 
-def test_evidence(evidence: list[Evidence]) -> list[dict[str, Any]]:
+def test_evidence(evidence: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per check: what its verdict rests on ("tests" or "exit code only") and, by id, the tests that went from
     fail to pass, were added, or are missing (from the last run's reporter; see verify/tests.py)."""
     found = []
     for item in evidence:
-        if not item.is_check or item.name == TAMPERING:
+        if item["kind"] != "check" or item["name"] == TAMPERING:
             continue
-        tests = item.tests or {}
-        entry: dict[str, Any] = {"check": item.name, "basis": item.basis}
+        tests = item.get("tests") or {}
+        entry: dict[str, Any] = {"check": item["name"], "basis": item.get("basis", "exit code")}
         if tests:
             entry |= {"runner": tests.get("runner"), "count": tests.get("count"), "counts": tests.get("counts", {}),
                       "canary": tests.get("canary"), "problems": tests.get("problems", []),
@@ -113,46 +122,39 @@ def test_evidence(evidence: list[Evidence]) -> list[dict[str, Any]]:
     return found
 
 
-def _implemented_by(store: Store, goal_id: str) -> list[dict[str, Any]]:
-    """Goals started with `gk implement` from a PRD distilled from this one, with their branches."""
-    found = []
-    for thread_id, implementing in store.goals_implementing(goal_id):
-        records = store.events(thread_id, goal_id=implementing, kinds=[ev.GoalBranchEvent])
-        branch = next((record.event for record in records if isinstance(record.event, ev.GoalBranchEvent)), None)
-        found.append({"goal_id": implementing, "branch": branch.name if branch else None})
-    return found
-
-
-def metric_points(runs: list[tuple[int, list[Evidence]]]) -> list[dict[str, Any]]:
+def metric_points(runs: list[tuple[int, list[dict[str, Any]]]]) -> list[dict[str, Any]]:
     """Each check run's metric values as `{"turn": N, name: value, ...}`; runs that read no metric are left out."""
-    return [point for turn, evidence in runs if (point := metric_point(turn, evidence)) is not None]
+    return [point for turn, evidence in runs
+            if (point := metric_point(turn, ((e["name"], e.get("metric")) for e in evidence))) is not None]
 
 
-def _completion_claims(events: list[Event]) -> list[dict[str, Any]]:
+def _completion_claims(rows: list[Row]) -> list[dict[str, Any]]:
     """Each completion request with the harness's verdict on it (the check run that followed)."""
     claims: list[dict[str, Any]] = []
-    for event in events:
-        if isinstance(event, ev.TurnEndedEvent) and (signal := event.signal or {}).get("status") == "complete":
-            claims.append({"summary": signal.get("summary") or "", "turn": event.turn, "accepted": None})
-        elif isinstance(event, ev.EvidenceEvent) and claims and claims[-1]["accepted"] is None:
-            failed = [e for e in event.evidence if not e.passed]
+    for row in rows:
+        event = row["payload"]
+        if row["kind"] == "turn_ended" and (signal := event.get("signal") or {}).get("status") == "complete":
+            claims.append({"summary": signal.get("summary") or "", "turn": event["turn"], "accepted": None})
+        elif row["kind"] == "evidence" and claims and claims[-1]["accepted"] is None:
+            failed = [e for e in event["evidence"] if not e["passed"]]
             claims[-1]["accepted"] = not failed
             claims[-1]["reasons"] = [_refusal(e) for e in failed]
     return claims
 
 
-def _refusal(evidence: Evidence) -> str:
+def _refusal(evidence: dict[str, Any]) -> str:
     """Why one failed piece of evidence refused a completion: its name, and its error or exit code."""
-    why = evidence.error or f"exit {evidence.exit_code}"
-    if evidence.metric is not None and evidence.target and not evidence.error:
-        why = f"measured {evidence.metric:g}, target {evidence.target}"
-    return f"{evidence.name}: {why}"
+    why = evidence.get("error") or f"exit {evidence['exit_code']}"
+    if evidence.get("metric") is not None and evidence.get("target") and not evidence.get("error"):
+        why = f"measured {evidence['metric']:g}, target {evidence['target']}"
+    return f"{evidence['name']}: {why}"
 
 
-def _budget(summary: GoalSummary) -> dict[str, Any]:
-    return {"tokens": summary.tokens_used, "tokens_budget": summary.tokens_budget, "usd": round(summary.usd_used, 6),
-            "usd_budget": summary.usd_budget, "time_s": round(summary.elapsed_s, 1),
-            "time_budget_s": summary.time_budget_s, "turns": summary.turns, "turns_budget": summary.turns_budget}
+def _budget(summary: dict[str, Any]) -> dict[str, Any]:
+    return {"tokens": summary["tokens_used"], "tokens_budget": summary["tokens_budget"],
+            "usd": round(summary["usd_used"], 6), "usd_budget": summary["usd_budget"],
+            "time_s": round(summary["elapsed_s"], 1), "time_budget_s": summary["time_budget_s"],
+            "turns": summary["turns"], "turns_budget": summary["turns_budget"]}
 
 
 # ---------------------------------------------------------------- Markdown
@@ -254,15 +256,15 @@ def _branches(report: dict[str, Any]) -> list[str]:
 
 def evidence_table(baseline: list[dict[str, Any]], final: list[dict[str, Any]]) -> str:
     """Each check and constraint at baseline and at the end."""
-    before = {(e["kind"], e["name"]): Evidence(**e) for e in baseline}
+    before = {(e["kind"], e["name"]): e for e in baseline}
     rows = ["| check | kind | baseline | final | metric (target) | exit | duration |",
             "|---|---|---|---|---|---|---|"]
-    for item in (Evidence(**e) for e in final):
-        start = before.get((item.kind, item.name))
-        metric = f"{_number(start.metric) if start else '—'} → {_number(item.metric)} ({item.target})" \
-            if item.target else ""
-        rows.append(f"| `{item.name}` | {item.kind} | {_verdict(start)} | {_verdict(item)} | {metric} | "
-                    f"{item.exit_code} | {item.duration_s:.1f}s |")
+    for item in final:
+        start = before.get((item["kind"], item["name"]))
+        metric = f"{_number(start.get('metric')) if start else '—'} → {_number(item.get('metric'))} " \
+            f"({item['target']})" if item.get("target") else ""
+        rows.append(f"| `{item['name']}` | {item['kind']} | {_verdict(start)} | {_verdict(item)} | {metric} | "
+                    f"{item['exit_code']} | {item['duration_s']:.1f}s |")
     return "\n".join(rows) if final else "(no checks have run)"
 
 
@@ -294,8 +296,8 @@ def _number(value: float | None) -> str:
     return "—" if value is None else f"{value:g}"
 
 
-def _verdict(evidence: Evidence | None) -> str:
-    return "—" if evidence is None else ("PASS" if evidence.passed else "FAIL")
+def _verdict(evidence: dict[str, Any] | None) -> str:
+    return "—" if evidence is None else ("PASS" if evidence["passed"] else "FAIL")
 
 
 def _timeline(checkpoints: list[dict[str, Any]]) -> list[str]:

@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from goalkeeper.core.digest import GoalDigest
-from goalkeeper.core.durations import format_duration
+from goalkeeper.core.figures import format_duration
 from goalkeeper.core.lifecycle import status_label
 from goalkeeper.core.state import GoalState
 from goalkeeper.events import (
@@ -166,7 +166,8 @@ def rollback_turns(store: Store, goal: Goal) -> tuple[int | None, int | None]:
     """
     contract = goal.contract
     metric = next((c.metric for c in contract.checks if c.metric is not None), None)
-    measured = measured_checkpoints(goal_events(store, goal, [BaselineEvent, EvidenceEvent, CheckpointEvent]))
+    measured = measured_checkpoints([record.row() for record in goal_events(
+        store, goal, [BaselineEvent, EvidenceEvent, CheckpointEvent])])
     return best_and_green(measured, metric.lower_is_better if metric else True)
 
 

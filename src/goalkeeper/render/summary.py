@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from goalkeeper.core.durations import format_duration
+from goalkeeper.core.figures import format_duration
 from goalkeeper.core.lifecycle import status_label
 from goalkeeper.render.instructions import instruction_lines
 from goalkeeper.render.review import review_lines

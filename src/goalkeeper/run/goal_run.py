@@ -240,7 +240,7 @@ class GoalRun:
             case ApprovalRuleEvent(match=match):
                 self.tools.remember(match)
             case BaselineEvent() | EvidenceEvent():
-                self.measured.update(measured_trees([record]))
+                self.measured.update(measured_trees([record.row()]))
 
     def controls(self) -> list[tuple[int, ControlRequestEvent]]:
         """The goal's control requests not yet applied, oldest first, after reading what arrived since the last

@@ -36,7 +36,7 @@ def goal_out(store: Store, goal: Goal) -> GoalOut:
     """The goal's summary (views.summarize) with the report's metric trend."""
     digest = store.digest(goal.goal_id)
     summary = summarize(store, goal, digest)
-    baseline = metric_points([(0, summary.baseline)])
+    baseline = metric_points([(0, [e.model_dump() for e in summary.baseline])])
     checkpoint = summary.last_checkpoint
     last = None
     if checkpoint is not None:

@@ -1,5 +1,5 @@
-"""A glance at the SQLite store file: the rows `gk status`, `gk goal`, `gk log` and `gk threads` show, as plain
-dicts, read with the standard library alone.
+"""A glance at the SQLite store file: the rows `gk status`, `gk goal`, `gk log`, `gk threads` and `gk report`
+show, as plain dicts, read with the standard library alone.
 
 `Store` opens the file with every care (links refused, a fresh store made, migrations run, private modes kept)
 and hands out typed records, which costs pydantic's import and the event models: most of a read command's
@@ -76,11 +76,11 @@ class Glance:
 
     def current_goal(self, thread_id: str) -> Row | None:
         """The thread's current goal row, its contract, state and settings parsed."""
-        goal = self._one("SELECT * FROM goals WHERE thread_id = ? AND standing = 'current'", thread_id)
-        if goal is not None:
-            for column in ("contract", "state", "settings"):
-                goal[column] = json.loads(goal[column])
-        return goal
+        return self._parsed(self._one("SELECT * FROM goals WHERE thread_id = ? AND standing = 'current'", thread_id))
+
+    def goal(self, goal_id: str) -> Row | None:
+        """Any goal's row by its id, current or not (Store.get_goal_by_id)."""
+        return self._parsed(self._one("SELECT * FROM goals WHERE goal_id = ?", goal_id))
 
     def digest(self, goal_id: str) -> Row | None:
         """The goal's digest as core/digest.py's `GoalDigest.to_json` wrote it; None when it has no row."""
@@ -103,6 +103,34 @@ class Glance:
                 "ORDER BY seq LIMIT ?", (goal["thread_id"], after, goal["goal_id"], page)).fetchall():
             yield [{**dict(row), "payload": json.loads(row["payload"])} for row in rows]
             after = rows[-1]["seq"]
+
+    def events_of(self, goal: Row, kinds: tuple[str, ...]) -> list[Row]:
+        """The goal's events of `kinds`, oldest first, as rows (Store.events with a goal and kinds)."""
+        rows = self._conn.execute(
+            "SELECT seq, kind, actor, payload FROM events INDEXED BY events_by_goal_kind WHERE +thread_id = ? "
+            f"AND goal_id = ? AND kind IN ({', '.join('?' * len(kinds))}) ORDER BY seq",
+            (goal["thread_id"], goal["goal_id"], *kinds)).fetchall()
+        return [{**dict(row), "payload": json.loads(row["payload"])} for row in rows]
+
+    def implemented_by(self, goal_id: str) -> list[Row]:
+        """The goals started with `gk implement` from a PRD distilled from this one, newest thread first, each
+        with its goal branch's name (Store.goals_implementing, and the report's reading of it)."""
+        found = []
+        for row in self._conn.execute(
+                "SELECT g.thread_id, g.goal_id FROM goal_summaries s JOIN goals g USING (goal_id) JOIN threads t "
+                "USING (thread_id) WHERE json_extract(s.digest, '$.implements') = ? "
+                "ORDER BY t.created_at DESC, t.rowid DESC, g.created_at, g.rowid", (goal_id,)).fetchall():
+            branches = self.events_of(dict(row), ("goal_branch",))
+            found.append({"goal_id": row["goal_id"], "branch": branches[0]["payload"]["name"] if branches else None})
+        return found
+
+    @staticmethod
+    def _parsed(goal: Row | None) -> Row | None:
+        """A goal row with its contract, state and settings parsed."""
+        if goal is not None:
+            for column in ("contract", "state", "settings"):
+                goal[column] = json.loads(goal[column])
+        return goal
 
     def _one(self, query: str, *parameters: object) -> Row | None:
         row = self._conn.execute(query, parameters).fetchone()

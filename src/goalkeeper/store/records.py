@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from goalkeeper.core.state import GoalState, Limits, initial_state, state_from_dict
-from goalkeeper.events import Event
+from goalkeeper.events import Event, payload_of
 from goalkeeper.spec.contract import Contract
 from goalkeeper.spec.settings import GoalSettings
 
@@ -90,6 +90,12 @@ class EventRecord:
     ts: float
     event: Event
     """What happened, typed (events.py); who caused it is `event.actor`."""
+
+    def row(self) -> dict[str, Any]:
+        """The event as plain data, as its row stores it: seq, kind, actor and payload (events.payload_of). The
+        report and the measured checkpoints read events so, which a glance at the store reads too."""
+        return {"seq": self.seq, "kind": self.event.kind, "actor": self.event.actor,
+                "payload": payload_of(self.event)}
 
 
 @dataclass(frozen=True)

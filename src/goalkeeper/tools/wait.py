@@ -12,7 +12,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from goalkeeper.core.durations import format_duration
+from goalkeeper.core.figures import format_duration
 from goalkeeper.events import WaitEnd, WaitEndedEvent, WaitStartedEvent
 from goalkeeper.tools.base import Tool, ToolArgs, ToolContext, ToolResult
 from goalkeeper.tools.shell import ShellArgs, ShellTool

@@ -17,7 +17,7 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Label, Static
 
-from goalkeeper.core.durations import format_duration
+from goalkeeper.core.figures import format_duration
 from goalkeeper.core.safe_text import neutralise
 from goalkeeper.errors import GoalkeeperError
 from goalkeeper.goals.batch import Batch, BatchRow, batch_rows, batch_totals, find_batch

@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from goalkeeper.core.durations import format_duration
+from goalkeeper.core.figures import format_duration
 from goalkeeper.events import Evidence, EvidenceKind
 from goalkeeper.sandbox.bwrap import run_confined
 from goalkeeper.sandbox.policy import SandboxPolicy

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from goalkeeper.config.load import load_config
 from goalkeeper.contract.lint import Element, Finding, GoalLintError, LintReport, lint_report
-from goalkeeper.core.durations import format_duration
+from goalkeeper.core.figures import format_duration
 from goalkeeper.errors import SandboxError
 from goalkeeper.events import Evidence
 from goalkeeper.sandbox.bwrap import require_sandbox
