@@ -119,11 +119,12 @@ def both_ways(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[str,
 
 
 STATES = {
-    "pursuing, waiting, a live runner": (GoalState("pursuing", spent=Spent(tokens=1234, usd=0.5, time_s=75, turns=1),
+    "pursuing, waiting, a live runner": (GoalState("g", spent=Spent(tokens=1234, usd=0.5, time_s=75, turns=1),
                                                    limits=Limits(tokens=50_000, usd=2.0, time_s=3600, turns=9)),
                                          True, True),
-    "paused at a review point": (GoalState("paused", spent=Spent(), limits=Limits()), False, True),
-    "achieved, unverified": (GoalState("achieved", spent=Spent(tokens=9), limits=Limits(tokens=100)), False, False),
+    "paused at a review point": (GoalState("g", "paused", Reason.REVIEW_POINT), False, True),
+    "achieved, unverified": (GoalState("g", "achieved", Reason.AUDIT_ACCEPTED, verified=False, spent=Spent(tokens=9),
+                                       limits=Limits(tokens=100)), False, False),
 }
 
 
@@ -134,7 +135,6 @@ def test_a_glance_prints_what_the_full_commands_print(name: str, store: Store, t
     workspace = tmp_path / "ws"
     events = ran(wait)
     if state.status == "paused":
-        state = GoalState("paused", reason=Reason.REVIEW_POINT, spent=Spent(), limits=Limits())
         events.append(StatusChangedEvent(actor="harness", from_status="pursuing", to="paused", reason="review_point",
                                          why="after turn 1", files=["app.py"], since="a" * 40))
     goal = goal_in(store, workspace, state, events, checks=checks)
@@ -171,7 +171,7 @@ def test_what_a_glance_leaves_to_the_full_command(store: Store, home: Path, tmp_
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     workspace, elsewhere = tmp_path / "ws", tmp_path / "empty"
     elsewhere.mkdir()
-    pursuing = GoalState("pursuing", spent=Spent(), limits=Limits())
+    pursuing = GoalState("g")
     goal = goal_in(store, workspace, pursuing, ran())
     at = ["--cwd", str(workspace)]
     assert answer(["status", *at]) == 0
@@ -191,6 +191,8 @@ def test_what_a_glance_leaves_to_the_full_command(store: Store, home: Path, tmp_
     goal_in(store, tmp_path / "new", pursuing, [])
     assert answer(["goal", "--cwd", str(tmp_path / "new")]) is None
     assert answer(["status", "--cwd", str(tmp_path / "new")]) == 0
+    goal_in(store, tmp_path / "ended", GoalState("g", "unmet", Reason.MAX_ATTEMPTS), [])
+    assert answer(["goal", "--cwd", str(tmp_path / "ended")]) == 0  # ended before a run: nothing to pin
     # A PostgreSQL store, and a store file only Store may open: a link, not private, another schema version.
     monkeypatch.setenv("GOALKEEPER_STORE_URL", "postgresql://gk@127.0.0.1:1/gk")
     assert answer(["status", *at]) is None

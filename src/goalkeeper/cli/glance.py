@@ -105,11 +105,16 @@ def _run(glance: Glance, command: str, options: dict[str, str], out: Output) -> 
                          glance.implemented_by(goal["goal_id"]))
         out.write_text(render_pr(data) if "--pr" in options else render_markdown(data))
         return 0
-    # Before its first run `gk goal` lists the files the baseline will pin, which the lint gate works out.
-    if summary is None or (command == "goal" and not summary["pinned"]):
+    if summary is None or (command == "goal" and _not_run(summary)):
         return None
     out.write(goal_lines(summary))
     return 0
+
+
+def _not_run(summary: dict[str, object]) -> bool:
+    """Whether `gk goal` would list the files the first run's baseline will pin, which the lint gate works out
+    (goals/service.pins_to_come): a goal still open that has no baseline and no pins yet."""
+    return not summary["pinned"] and not summary["baseline"] and summary["status"] in ("pursuing", "paused")
 
 
 def _goal(glance: Glance, workspace: Path, options: dict[str, str]) -> tuple[Row | None, Row | None]:
