@@ -187,10 +187,15 @@ def _merge_layers(layers: list[tuple[str, dict[str, Any]]], profile: str | None,
                   notify=tuple(config.notify), server_url=config.server_url,
                   notify_wait_s=10.0 if config.notify_wait_s is None else config.notify_wait_s,
                   secrets=(*DEFAULT_SECRETS, *_joined(sandbox, "secret_paths")),
-                  secret_env=(*DEFAULT_SECRET_ENV, *_joined(sandbox, "secret_env")),
+                  secret_env=(*DEFAULT_SECRET_ENV, *_joined(sandbox, "secret_env"), *_temporal_key_env(config)),
                   project_doc_max_bytes=PROJECT_DOC_MAX_BYTES if config.project_doc_max_bytes is None
                   else config.project_doc_max_bytes,
                   hooks=tuple(config.hooks), mcp_servers=config.mcp_servers, warnings=warnings)
+
+
+def _temporal_key_env(config: ConfigFile) -> tuple[str, ...]:
+    """The variable `[temporal] api_key_env` names: the fleet's key, never a command's to see."""
+    return (config.temporal.api_key_env,) if config.temporal and config.temporal.api_key_env else ()
 
 
 def _rule(rule: CommandRule) -> Rule:
