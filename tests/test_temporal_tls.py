@@ -25,6 +25,7 @@ from goalkeeper.config.load import load_config
 from goalkeeper.config.temporal import TlsFlags, connection
 from goalkeeper.errors import ConfigError
 from goalkeeper.events import EngineStartedEvent
+from goalkeeper.goals import fleet
 from goalkeeper.sandbox import policy as sandbox_policy
 from goalkeeper.sandbox.bwrap import run_sandboxed
 from goalkeeper.sandbox.policy import SandboxPolicy, command_environment, hold_secrets
@@ -128,28 +129,40 @@ def _submit(home: Path, address: str, remote: Path, root: Path, *flags: str) -> 
 
 
 @pytest.mark.slow
-def test_a_worker_and_a_submit_over_mtls_reach_achieved(secured: str, pki: Pki, tmp_path: Path) -> None:
+def test_a_worker_a_submit_and_a_batch_over_mtls_reach_achieved_and_a_face_wakes_the_workflow(
+        secured: str, pki: Pki, git_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     home, remote = tmp_path / "home", bare_remote(tmp_path)
     home.mkdir()
-    (home / "config.toml").write_text(f'[temporal]\ntls_ca = "{pki.ca}"\ntls_cert = "{pki.client_cert}"\n'
-                                      f'tls_key = "{pki.client_key}"\n')
+    (home / "config.toml").write_text(f'[temporal]\ntls_ca = "{pki.ca}"\n')  # the certificate comes by flag
+    mtls = ("--tls-cert", str(pki.client_cert), "--tls-key", str(pki.client_key))
     log = tmp_path / "worker.log"
     worker = subprocess.Popen([sys.executable, "-m", "goalkeeper", "worker", "--temporal", secured, "--task-queue",
-                               "tls", "--workspaces", str(tmp_path / "ws"), "--max-goals", "1"],
+                               "tls", "--workspaces", str(tmp_path / "ws"), "--max-goals", "2", *mtls],
                               env={**os.environ, "GOALKEEPER_HOME": str(home)}, stdout=log.open("w"),
                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     try:
         _wait(lambda: "worker ready" in log.read_text(), 60, log)
-        (home / "config.toml").write_text(f'[temporal]\ntls_ca = "{pki.ca}"\n')  # the submit's cert: by flag
-        done = _submit(home, secured, remote, tmp_path, "--tls-cert", str(pki.client_cert), "--tls-key",
-                       str(pki.client_key), "--tls-server-name", "localhost")
+        done = _submit(home, secured, remote, tmp_path, *mtls, "--tls-server-name", "localhost")
         assert done.returncode == 0, done.stderr
         goal_id = json.loads(done.stdout.splitlines()[-1])["goal_id"]
+        (tmp_path / "goals").mkdir()
+        (tmp_path / "goals" / "one.toml").write_text(GOAL_TOML)
+        batch = gk("batch", str(tmp_path / "goals"), "--engine", "temporal", "--temporal", secured, "--task-queue",
+                   "tls", *mtls, "--cwd", str(git_repo), "--model", f"scripted:{tmp_path / 'script.json'}",
+                   "--json", home=home, timeout=120)
+        assert batch.returncode == 0 and json.loads(batch.stdout.splitlines()[-1])["goals"][0]["status"] \
+            == "achieved", batch.stdout[-2000:] + batch.stderr[-2000:]
         with Store(home / "state.db") as store:
             _wait(lambda: store.get_goal_by_id(goal_id).state.status == "achieved", 90, log)
             goal = store.get_goal_by_id(goal_id)
             [started] = [r.event for r in store.events(goal.thread_id, kinds=[EngineStartedEvent])]
-        assert isinstance(started, EngineStartedEvent) and started.tls
+            assert isinstance(started, EngineStartedEvent) and started.tls
+            # A face (gk goal pause, the dashboard) wakes the workflow through a child that reads [temporal].
+            monkeypatch.setenv("GOALKEEPER_HOME", str(home))
+            assert "did not accept TLS or the certificate" in str(fleet.wake(store, goal, start=False))
+            (home / "config.toml").write_text(f'[temporal]\ntls_ca = "{pki.ca}"\ntls_cert = "{pki.client_cert}"\n'
+                                              f'tls_key = "{pki.client_key}"\n')
+            assert fleet.wake(store, goal, start=False) is None
     finally:
         stop_group(worker)
 
