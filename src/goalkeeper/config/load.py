@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -145,7 +145,11 @@ def load_config(workspace: Path | None, profile: str | None = None, commit: str 
     if len(paths) > 1 and (project := _project_layer(paths[1], commit, user, warnings)) is not None:
         layers.append(project)
         files.append(paths[1])
-    return _merge_layers(layers, profile, tuple(files), tuple(warnings))
+    config = _merge_layers(layers, profile, tuple(files), tuple(warnings))
+    # The variable the user's `[temporal] api_key_env` names holds the fleet's key: no command may see it.
+    # (A project's `[temporal]` is never read: where a fleet's credentials go is the user's to say.)
+    fleet_key = (user.get("temporal") or {}).get("api_key_env")
+    return replace(config, secret_env=(*config.secret_env, fleet_key)) if fleet_key else config
 
 
 def _merge_layers(layers: list[tuple[str, dict[str, Any]]], profile: str | None, files: tuple[Path, ...],
@@ -187,15 +191,10 @@ def _merge_layers(layers: list[tuple[str, dict[str, Any]]], profile: str | None,
                   notify=tuple(config.notify), server_url=config.server_url,
                   notify_wait_s=10.0 if config.notify_wait_s is None else config.notify_wait_s,
                   secrets=(*DEFAULT_SECRETS, *_joined(sandbox, "secret_paths")),
-                  secret_env=(*DEFAULT_SECRET_ENV, *_joined(sandbox, "secret_env"), *_temporal_key_env(config)),
+                  secret_env=(*DEFAULT_SECRET_ENV, *_joined(sandbox, "secret_env")),
                   project_doc_max_bytes=PROJECT_DOC_MAX_BYTES if config.project_doc_max_bytes is None
                   else config.project_doc_max_bytes,
                   hooks=tuple(config.hooks), mcp_servers=config.mcp_servers, warnings=warnings)
-
-
-def _temporal_key_env(config: ConfigFile) -> tuple[str, ...]:
-    """The variable `[temporal] api_key_env` names: the fleet's key, never a command's to see."""
-    return (config.temporal.api_key_env,) if config.temporal and config.temporal.api_key_env else ()
 
 
 def _rule(rule: CommandRule) -> Rule:
