@@ -63,18 +63,25 @@ async def connect(server: TemporalConnection) -> Client:
                                       CONNECT_TIMEOUT_S)
     except (TimeoutError, RuntimeError, OSError) as error:
         said = str(error) or "timed out"
-        if (server.tls or not isinstance(error, TimeoutError)) and _listens(server.address):
-            # Something answers there: the handshake is what failed.
-            if server.tls:
-                raise ConfigError(f"the Temporal server at {server.address} did not accept TLS or the "
-                                  f"certificate: {said}", _TLS_HINT) from error
-            raise ConfigError(f"the Temporal server at {server.address} answered but refused a plain connection: "
-                              f"{said}", "a server that requires TLS (Temporal Cloud does) needs --tls, and "
-                              "--tls-cert/--tls-key (mTLS) or --temporal-api-key-env; or the same keys in the "
-                              "[temporal] table of your config.toml") from error
-        raise ConfigError(f"cannot reach the Temporal server at {server.address}: {said}",
-                          "start one (`temporal server start-dev --ip 127.0.0.1 --port 7233`) or pass "
-                          "--temporal with the address of a running server") from error
+        if credentials.api_key:  # never shown, should the SDK ever repeat it
+            said = said.replace(credentials.api_key, "***")
+        raise _refused(server, said, timed_out=isinstance(error, TimeoutError)) from error
+
+
+def _refused(server: TemporalConnection, said: str, timed_out: bool) -> ConfigError:
+    """Why connecting failed, with the fix: where something listens at the address, its handshake refused the
+    connection (TLS, or its absence); elsewhere nothing could be reached."""
+    if (server.tls or not timed_out) and _listens(server.address):
+        if server.tls:
+            return ConfigError(f"the Temporal server at {server.address} did not accept TLS or the certificate: "
+                               f"{said}", _TLS_HINT)
+        return ConfigError(f"the Temporal server at {server.address} answered but refused a plain connection: "
+                           f"{said}", "a server that requires TLS (Temporal Cloud does) needs --tls, and "
+                           "--tls-cert/--tls-key (mTLS) or --temporal-api-key-env; or the same keys in the "
+                           "[temporal] table of your config.toml")
+    return ConfigError(f"cannot reach the Temporal server at {server.address}: {said}",
+                       "start one (`temporal server start-dev --ip 127.0.0.1 --port 7233`) or pass "
+                       "--temporal with the address of a running server")
 
 
 _TLS_HINT = ("check that the server speaks TLS on that port, that --tls-ca (or [temporal] tls_ca) is the CA that "
