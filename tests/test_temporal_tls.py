@@ -80,23 +80,27 @@ def test_the_temporal_key_and_files_are_kept_from_the_agents_commands(
         tmp_path: Path, goalkeeper_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sandbox_policy, "_HELD_ENV", set())
     monkeypatch.setattr(sandbox_policy, "_HELD_FILES", set())
-    (goalkeeper_home / "config.toml").write_text('[temporal]\napi_key_env = "FLEET_CRED"\n')
-    assert "FLEET_CRED" in load_config(None).secret_env  # named in the user's table: every command is kept from it
     workspace = (tmp_path / "ws").resolve()
-    key = workspace / "deploy" / "fleet-client.key"  # visible to commands (the private /tmp hides the rest)
-    key.parent.mkdir(parents=True)
-    key.write_text("-----BEGIN PRIVATE KEY-----\nsecret-key-bytes\n")
+    (workspace / "deploy").mkdir(parents=True)  # visible to commands (the private /tmp hides the rest of tmp_path)
+    configured, flagged = workspace / "deploy" / "fleet-client.key", workspace / "deploy" / "fleet.crt"
+    for path in (configured, flagged):
+        path.write_text(f"-----BEGIN PRIVATE KEY-----\nsecret of {path.name}\n")
+    (goalkeeper_home / "config.toml").write_text(f'[temporal]\napi_key_env = "FLEET_CRED"\ntls_key = "{configured}"\n'
+                                                 'tls_cert = "client.pem"\n')
+    config = load_config(None)
+    assert "FLEET_CRED" in config.secret_env  # named in the user's table: no command sees it
+    assert config.secret_files == (goalkeeper_home / "client.pem", configured)  # relative: to the file
 
-    def read_key() -> str:
-        return asyncio.run(run_sandboxed(SandboxPolicy("workspace-write", workspace), f"cat {key}; echo end",
-                                         workspace, 10, env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)})
-                           ).output
+    def read_keys(files: tuple[Path, ...]) -> str:
+        sandbox = SandboxPolicy("workspace-write", workspace, secret_files=files)
+        return asyncio.run(run_sandboxed(sandbox, f"cat {configured} {flagged}; echo end", workspace, 10,
+                                         env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)})).output
 
-    assert "secret-key-bytes" in read_key()  # no secret glob covers it
-    hold_secrets(["FLEET_TOKEN_X"], [key])  # as a worker connecting with --temporal-api-key-env and --tls-key
+    assert "secret of fleet-client.key" in read_keys(())  # no secret glob covers either
+    hold_secrets(["FLEET_TOKEN_X"], [flagged])  # as a worker connecting with --temporal-api-key-env and --tls-cert
     assert "FLEET_TOKEN_X" not in command_environment({"FLEET_TOKEN_X": "k", "PATH": "/bin"})
-    masked = read_key()
-    assert "secret-key-bytes" not in masked and "end" in masked
+    masked = read_keys(config.secret_files)
+    assert "secret of" not in masked and "end" in masked
 
 
 # ---------------------------------------------------------------- through a TLS proxy

@@ -136,7 +136,7 @@ def connection(address: str, namespace: str = "default", flags: TlsFlags | None 
     if env is not None and not _ENV_NAME.fullmatch(env):
         raise ConfigError(f"{named.get('api_key_env', '--api-key-env')} {env!r} is not an environment variable's "
                           "name", "give the variable's NAME (e.g. TEMPORAL_API_KEY), never the key itself")
-    paths = {setting: _absolute(chosen[setting], config.parent if setting in named else Path.cwd())
+    paths = {setting: absolute(chosen[setting], config.parent if setting in named else Path.cwd())
              for setting in ("cert", "key", "ca") if setting in chosen}
     implied = bool(paths) or any(chosen.get(setting) for setting in ("tls", "server_name", "api_key_env"))
     return TemporalConnection(address, namespace, implied, paths.get("cert"), paths.get("key"), paths.get("ca"),
@@ -163,6 +163,13 @@ def user_table(config: Path) -> dict[str, Any]:
     return dict(found) if isinstance(found, dict) else {}
 
 
-def _absolute(text: str, base: Path) -> Path:
+def table_files(table: Mapping[str, Any], config: Path) -> tuple[Path, ...]:
+    """The certificate, key and CA files a `[temporal]` table (of the file `config`) names, absolute."""
+    return tuple(absolute(str(table[key]), config.parent) for key in ("tls_cert", "tls_key", "tls_ca")
+                 if table.get(key))
+
+
+def absolute(text: str, base: Path) -> Path:
+    """`text` as a path, `~` expanded, relative to `base` unless absolute."""
     path = Path(text).expanduser()
     return path if path.is_absolute() else (base / path).absolute()

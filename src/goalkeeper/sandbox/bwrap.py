@@ -74,7 +74,8 @@ def scan_layout(policy: SandboxPolicy, home: Path) -> SandboxLayout:
     if home.is_dir() and home.resolve() != Path("/"):
         found += find(home.resolve(), policy.secrets, (), HOME_DEPTH)
     found += [("secret", path, True) for path in _goalkeeper_home(policy.bound_at or workspace)]
-    found += [("secret", real, real.is_dir()) for real in map(real_path, held_files()) if real is not None]
+    found += [("secret", real, real.is_dir()) for real in map(real_path, (*policy.secret_files, *held_files()))
+              if real is not None]
     protected: dict[Path, None] = {}
     files: dict[Path, None] = {}
     dirs: dict[Path, None] = {}

@@ -96,6 +96,8 @@ class SandboxPolicy:
     """Globs masked (made empty/unreadable) in the workspace and in $HOME."""
     secret_env: tuple[str, ...] = DEFAULT_SECRET_ENV
     """Environment variable name globs removed from every command's environment (see command_environment)."""
+    secret_files: tuple[Path, ...] = ()
+    """Absolute files masked wherever they lie (the certificate, key and CA of the user's `[temporal]`)."""
     network: bool = False
     max_processes: int = 512
     """Upper bound on processes a single command may run at once (a fork bomb stops there)."""
