@@ -26,6 +26,7 @@ from goalkeeper.config.temporal import TlsFlags, connection
 from goalkeeper.errors import ConfigError
 from goalkeeper.events import EngineStartedEvent
 from goalkeeper.goals import fleet
+from goalkeeper.goals.batch import all_batches
 from goalkeeper.sandbox import policy as sandbox_policy
 from goalkeeper.sandbox.bwrap import run_sandboxed
 from goalkeeper.sandbox.policy import SandboxPolicy, command_environment, hold_secrets
@@ -172,15 +173,24 @@ def test_a_worker_a_submit_and_a_batch_over_mtls_reach_achieved_and_a_face_wakes
 
 
 @pytest.mark.slow
-def test_no_client_certificate_or_the_wrong_ca_is_one_clear_error(secured: str, pki: Pki, tmp_path: Path) -> None:
+def test_no_client_certificate_or_the_wrong_ca_is_one_clear_error(
+        secured: str, pki: Pki, git_repo: Path, tmp_path: Path) -> None:
     remote = bare_remote(tmp_path)
+    refused = f"the Temporal server at {secured} did not accept TLS or the certificate"
     for name, flags in {"no-cert": ("--tls-ca", str(pki.ca)),
                         "wrong-ca": ("--tls-ca", str(pki.other_ca), "--tls-cert", str(pki.client_cert),
                                      "--tls-key", str(pki.client_key))}.items():
         done = _submit(tmp_path / name, secured, remote, tmp_path, *flags)
-        assert done.returncode == 4, done.stdout + done.stderr
-        assert f"the Temporal server at {secured} did not accept TLS or the certificate" in done.stderr, name
+        assert done.returncode == 4 and refused in done.stderr, name + done.stdout + done.stderr
         assert "fix:" in done.stderr and not (tmp_path / name / "submitted").exists()
+    (tmp_path / "goals").mkdir()
+    (tmp_path / "goals" / "one.toml").write_text(GOAL_TOML)
+    batch = gk("batch", str(tmp_path / "goals"), "--engine", "temporal", "--temporal", secured, "--tls-ca",
+               str(pki.ca), "--cwd", str(git_repo), "--model", f"scripted:{tmp_path / 'script.json'}",
+               home=tmp_path / "batch")
+    assert batch.returncode == 4 and refused in batch.stderr, batch.stderr
+    with Store(tmp_path / "batch" / "state.db") as store:
+        assert all_batches(store) == []  # refused before anything was recorded
 
 
 def _wait(ready: object, timeout_s: float, log: Path) -> None:
