@@ -50,6 +50,7 @@ class TlsOptions:
                                               "key); implies --tls.", "--temporal-api-key-env")
 
     def flags(self) -> TlsFlags:
+        """The flags as given (None where not given: the user's `[temporal]` table decides)."""
         from goalkeeper.config.temporal import TlsFlags
 
         return TlsFlags(self.tls or None, self.tls_cert, self.tls_key, self.tls_ca, self.tls_server_name,
