@@ -4,12 +4,14 @@ On one goal, through the Store API, best of --rounds rounds of --calls calls eac
 - commit: `Store.commit` of a step's three events (a model's, so not fsynced on SQLite);
 - poll: the inbox's read, `Store.events(thread, goal, kinds=[control kinds])` finding nothing new;
 - last_seq: `Store.last_seq(thread)`;
-then two writer processes committing --writers-events single events each at once: their wall time.
+then two writer processes committing --writers-events single events each at once: their wall time; and on
+PostgreSQL, `reopen`: the server drops the store's connection (`pg_terminate_backend`), then the next
+`last_seq` (which finds it dropped, reconnects and reads again) is timed, the median of --drops drops.
 
 PostgreSQL is a server started as the tests start it (tests/pg.py: local TCP, fsync off), or --url. Over a
 network every call adds its round trips (about 4 per write: BEGIN, the lock, the statements, COMMIT).
 
-    PYTHONPATH=src:tests .venv/bin/python bench/store_backends.py [--calls 500] [--rounds 5] [--url URL]
+    PYTHONPATH=src:tests .venv/bin/python bench/store_backends.py [--calls 500] [--rounds 5] [--drops 10] [--url URL]
 
 It prints figures and asserts nothing.
 """
@@ -17,6 +19,8 @@ It prints figures and asserts nothing.
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -51,7 +55,25 @@ def best_us(call: Callable[[], object], calls: int, rounds: int) -> float:
     return best * 1e6
 
 
-def measure(location: Path | str, calls: int, rounds: int, writer_events: int) -> str:
+def reopen_ms(store: Store, url: str, drops: int) -> str:
+    """The median time of the first call after the server dropped the store's connection, in ms."""
+    import psycopg
+
+    times = []
+    for _ in range(drops):
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
+                          "WHERE application_name LIKE %s", (f"goalkeeper % pid {os.getpid()}",))
+        started = time.perf_counter()
+        try:
+            store.last_seq()
+        except Exception as error:  # the store before reconnecting existed: every later call fails
+            return f"fails ({type(error).__name__})"
+        times.append(time.perf_counter() - started)
+    return f"{statistics.median(times) * 1000:.1f} ms"
+
+
+def measure(location: Path | str, calls: int, rounds: int, writer_events: int, drops: int = 0) -> str:
     root = Path(tempfile.mkdtemp(prefix="gk-backends-"))
     with Store(location) as store:
         thread = store.create_thread(root)
@@ -75,8 +97,9 @@ def measure(location: Path | str, calls: int, rounds: int, writer_events: int) -
         for writer in writers:
             writer.wait(timeout=300)
         both = time.perf_counter() - started
+        reopen = f"   reopen {reopen_ms(store, location, drops)}" if isinstance(location, str) and drops else ""
     return (f"{store.backend:10s}  commit {commit:7.0f} us   poll {poll:6.0f} us   last_seq {last:6.0f} us   "
-            f"2 writers x {writer_events}: {both:.2f} s")
+            f"2 writers x {writer_events}: {both:.2f} s{reopen}")
 
 
 def main() -> None:
@@ -84,18 +107,19 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--writer-events", type=int, default=500)
+    parser.add_argument("--drops", type=int, default=10, help="connection drops timed on PostgreSQL")
     parser.add_argument("--url", help="a PostgreSQL store_url (an empty database); default: a local test server")
     args = parser.parse_args()
     print(measure(Path(tempfile.mkdtemp(prefix="gk-backends-")) / "state.db", args.calls, args.rounds,
                   args.writer_events))
     if args.url:
-        print(measure(args.url, args.calls, args.rounds, args.writer_events))
+        print(measure(args.url, args.calls, args.rounds, args.writer_events, args.drops))
         return
     from pg import start_postgres  # tests/pg.py
 
     server = start_postgres()
     try:
-        print(measure(server.new_database(), args.calls, args.rounds, args.writer_events))
+        print(measure(server.new_database(), args.calls, args.rounds, args.writer_events, args.drops))
     finally:
         server.stop()
 

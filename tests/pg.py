@@ -35,12 +35,13 @@ def _binary(name: str) -> str:
 
 @dataclass
 class Postgres:
-    """A running server: its folder, port and superuser password."""
+    """A running server: its folder, port and superuser password, and how it was started."""
 
     root: Path
     port: int
     password: str
     as_user: list[str]
+    options: str = ""
 
     def url(self, database: str = "postgres", password: str | None = None) -> str:
         return f"postgresql://gk:{password or self.password}@127.0.0.1:{self.port}/{database}"
@@ -53,6 +54,17 @@ class Postgres:
         with psycopg.connect(self.url(), autocommit=True) as conn:
             conn.execute(f"CREATE DATABASE {name}".encode())
         return self.url(name)
+
+    def halt(self) -> None:
+        """Stop the server as an administrator would (every connection is closed); `resume` starts it again."""
+        self._pg_ctl("stop", "-m", "fast")
+
+    def resume(self) -> None:
+        self._pg_ctl("start", "-l", str(self.root / "run" / "log"), "-o", self.options)
+
+    def _pg_ctl(self, *args: str) -> None:
+        subprocess.run([*self.as_user, _binary("pg_ctl"), "-D", str(self.root / "data"), "-w", "-t", "60", *args],
+                       check=True, capture_output=True, timeout=90)
 
     def stop(self) -> None:
         subprocess.run([*self.as_user, _binary("pg_ctl"), "-D", str(self.root / "data"), "-m", "immediate",
@@ -87,7 +99,7 @@ def start_postgres() -> Postgres:
     except BaseException:
         shutil.rmtree(root, ignore_errors=True)
         raise
-    return Postgres(root, port, password, as_user)
+    return Postgres(root, port, password, as_user, options)
 
 
 def _system_user() -> None:

@@ -23,7 +23,14 @@ import psycopg
 import pytest
 
 from goalkeeper.core.state import ControlRequest, GoalState, Spent
-from goalkeeper.errors import ConfigError, LeaseHeldError, StaleGoalError, StoreError, StoreLockedError
+from goalkeeper.errors import (
+    BlobNotFoundError,
+    ConfigError,
+    LeaseHeldError,
+    StaleGoalError,
+    StoreError,
+    StoreLockedError,
+)
 from goalkeeper.events import ChatMessageEvent, ControlRequestEvent, ImplementsEvent
 from goalkeeper.goals import control
 from goalkeeper.goals.doctor import store_finding
@@ -248,6 +255,64 @@ def test_doctor_checks_the_postgresql_store(store: Store, url: str, tmp_path: Pa
     assert not finding.ok and "missing" in finding.detail and "***" in finding.detail
 
 
+def _terminate(url: str, store: Store) -> None:
+    """Drop the store's connection from the server's side, as `pg_terminate_backend` (or a failover) does."""
+    assert isinstance(store._db, postgres.PostgresDatabase)
+    pid = store._db.conn.info.backend_pid
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))
+
+
+def test_a_dropped_connection_is_reopened_for_the_next_read_write_and_lease(
+        store: Store, url: str, tmp_path: Path) -> None:
+    thread_id, goal_id = _goal(store, tmp_path)
+    _terminate(url, store)
+    assert [r.seq for r in store.events(thread_id)] == [1]  # a read: run again on a fresh connection
+    _terminate(url, store)
+    store.append_events(thread_id, [ChatMessageEvent(content="after")])  # BEGIN found it dropped: begun again
+    _terminate(url, store)
+    lease = store.acquire_lease(goal_id)
+    _terminate(url, store)
+    store.heartbeat(goal_id)  # still ours: a lease is a row, not the connection's
+    held = store.lease(goal_id)
+    assert held is not None and (held.host, held.pid) == (lease.host, lease.pid)
+    with store._db.write() as conn:  # the writer lock is still the one every writer takes
+        assert conn.execute("SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND granted").fetchone()[0] == 1
+    assert [r.seq for r in store.events(thread_id)] == [1, 2] and store.check_integrity() == []
+
+
+def test_a_write_that_loses_its_connection_after_it_began_raises_and_is_not_run_again(
+        store: Store, url: str) -> None:
+    with pytest.raises(StoreError, match="lost the store") as raised, store._db.write() as conn:
+        conn.execute("INSERT INTO blobs (blob_id, text, created_at) VALUES (?, ?, ?)", ("b1", "x", 0.0))
+        _terminate(url, store)
+        conn.execute("INSERT INTO blobs (blob_id, text, created_at) VALUES (?, ?, ?)", ("b2", "y", 0.0))
+    assert "postgresql://gk:***@" in raised.value.message
+    with pytest.raises(BlobNotFoundError):  # the next call has a fresh connection; the lost write left nothing
+        store.get_blob("b1")
+    assert store.get_blob(store.put_blob("z")) == "z"
+
+
+def test_a_server_restart_is_waited_for_then_one_clear_error_and_the_store_goes_on_once_it_is_back(
+        server: Postgres, store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    thread_id, _ = _goal(store, tmp_path)
+    server.halt()
+    server.resume()
+    assert [r.seq for r in store.events(thread_id)] == [1]  # restarted while idle: the next read reconnects
+    monkeypatch.setattr(postgres, "RECONNECT_S", 1.0)
+    server.halt()
+    try:
+        started = time.monotonic()
+        with pytest.raises(StoreError, match="could not reopen it within 1s") as raised:
+            store.events(thread_id)
+        assert time.monotonic() - started < 5 and server.password not in str(raised.value)
+        assert "store_url postgresql://gk:***@" in raised.value.message and raised.value.hint
+    finally:
+        server.resume()
+    store.append_events(thread_id, [ChatMessageEvent(content="back")])
+    assert [r.seq for r in store.events(thread_id)] == [1, 2]
+
+
 @pytest.mark.slow
 def test_two_worker_machines_and_a_laptop_share_one_postgresql_store(
         server: Postgres, tmp_path: Path) -> None:
@@ -267,6 +332,10 @@ def test_two_worker_machines_and_a_laptop_share_one_postgresql_store(
     try:
         for name in ("w1", "w2"):
             workers.append(_worker(homes[name], address, tmp_path / f"{name}.log"))
+        with psycopg.connect(url, autocommit=True) as admin:  # the workers' idle connections drop: they reopen
+            dropped = admin.execute("SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
+                                    "WHERE application_name LIKE 'goalkeeper %'").fetchall()
+        assert len(dropped) >= 2
         script = write_script(tmp_path / "script.json", [
             step("", call("write_file", path="done.txt", content="ok\n")), step("", complete("done.txt is there")),
             step("Done.")])

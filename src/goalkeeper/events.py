@@ -690,6 +690,8 @@ class EngineStartedEvent(_Frozen):
     ref: str | None = None
     takeover_s: float = 30.0
     continue_every: int = 200
+    tls: bool = False
+    """The submitter connected over TLS (the credentials themselves are never recorded)."""
 
 
 class ReportPushedEvent(_Frozen):

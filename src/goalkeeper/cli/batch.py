@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from goalkeeper.cli import console
+from goalkeeper.cli.fleet import TlsOptions
 from goalkeeper.cli.options import ModelFlags, with_options
 from goalkeeper.core.figures import format_duration
 from goalkeeper.errors import ConfigError
@@ -29,14 +30,16 @@ from goalkeeper.spec.contract import parse_duration
 if TYPE_CHECKING:
     from rich.table import Table
 
+    from goalkeeper.config.temporal import TlsFlags
     from goalkeeper.goals.batch import BatchEnd, BatchRow, Engine, Hooks
     from goalkeeper.store import EventRecord, Store
     from goalkeeper.store.batches import Batch
 
 
-@with_options(model_flags=ModelFlags)
+@with_options(model_flags=ModelFlags, tls_options=TlsOptions)
 def batch(
     model_flags: ModelFlags,
+    tls_options: TlsOptions,
     paths: Annotated[list[str] | None, typer.Argument(metavar="FILE...|DIR", help="Goal files, or folders of "
                                                       "them (every *.toml, sorted); with --resume, a batch id.")]
     = None,
@@ -70,6 +73,7 @@ def batch(
     flags = {"--engine": engine, "--temporal": temporal, "--task-queue": task_queue, "--namespace": namespace,
              "--repo": repo, "--ref": ref}
     given = [flag for flag, value in flags.items() if value is not None]
+    tls = tls_options.flags()
 
     def body() -> int:
         hooks, view = _view(as_json)
@@ -79,18 +83,19 @@ def batch(
                 _check_resume(model_flags, (cap_tokens, cap_usd, cap_time), given, paths)
                 batch_id, knobs = (paths[0] if paths else None), _run_knobs(cwd, None)
                 with view.showing(store):
-                    end = batches.resume_batch(store, cwd, batch_id, knobs, hooks)
+                    end = batches.resume_batch(store, cwd, batch_id, knobs, hooks, tls)
             else:
                 goals = batches.read_goal_files([Path(path) for path in paths or []])
                 batches.check_parallel(parallel)
                 caps = batches.check_caps(cap_tokens, cap_usd, parse_duration(cap_time) if cap_time else None)
-                chosen = _engine(engine or "local", given, temporal, task_queue, namespace, repo, ref)
+                chosen = _engine(engine or "local", [*given, *tls.given()], temporal, task_queue, namespace, repo,
+                                 ref, tls)
                 repository = service.repository_of(cwd)
                 model = model_flags.settings(repository, cap_usd)
                 knobs = _run_knobs(repository, model_flags.profile)
                 target = batches.temporal_target(cwd, chosen)
                 with view.showing(store):
-                    end = batches.start_batch(store, cwd, goals, parallel, caps, model, knobs, hooks, target)
+                    end = batches.start_batch(store, cwd, goals, parallel, caps, model, knobs, hooks, target, tls)
         _show_end(end, as_json)
         return end.exit_code
 
@@ -101,21 +106,22 @@ def _check_resume(model_flags: ModelFlags, caps: tuple[object, ...], given: list
                   paths: list[str] | None) -> None:
     if model_flags.given or any(cap is not None for cap in caps) or given:
         raise ConfigError("--resume carries a batch on with the model, caps and engine it started with",
-                          "drop the model, cap and engine flags")
+                          "drop the model, cap and engine flags (the TLS flags may be given: they are not stored)")
     if paths is not None and len(paths) > 1:
         raise ConfigError("--resume takes one batch id at most", "gk batch --resume [BATCH_ID]")
 
 
 def _engine(name: str, given: list[str], address: str | None, task_queue: str | None, namespace: str | None,
-            repo: str | None, ref: str | None) -> Engine:
-    """The engine flags as one `Engine`, checked; a Temporal flag with the local engine is refused."""
+            repo: str | None, ref: str | None, tls: TlsFlags) -> Engine:
+    """The engine flags as one `Engine`, checked; a Temporal flag (the TLS ones too) with the local engine is
+    refused."""
     from goalkeeper.goals.batch import Engine, check_engine
 
     if name == "local" and (temporal_flags := [flag for flag in given if flag != "--engine"]):
         raise ConfigError(f"{temporal_flags[0]} is a flag of the Temporal engine", "add --engine temporal, or drop it")
     defaults = Engine()
     return check_engine(Engine(name, address or defaults.address, task_queue or defaults.task_queue,
-                               namespace or defaults.namespace, repo, ref))
+                               namespace or defaults.namespace, repo, ref, tls))
 
 
 def _run_knobs(workspace: Path, profile: str | None) -> Any:

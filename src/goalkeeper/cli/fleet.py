@@ -12,19 +12,21 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from goalkeeper.cli import console
-from goalkeeper.cli.options import ModelFlags, StartIn, start_in, with_options
+from goalkeeper.cli.options import ModelFlags, StartIn, option, start_in, with_options
 from goalkeeper.errors import ConfigError, GoalkeeperError
 from goalkeeper.goals import service
 from goalkeeper.spec.contract import Contract
 from goalkeeper.spec.settings import GoalSettings
 
 if TYPE_CHECKING:
+    from goalkeeper.config.temporal import TemporalConnection, TlsFlags
     from goalkeeper.store import Goal, Store
 
 Temporal = Annotated[str, typer.Option("--temporal", help="The Temporal server's frontend, HOST:PORT.")]
@@ -32,7 +34,38 @@ Queue = Annotated[str, typer.Option("--task-queue", help="The shared task queue 
 Namespace = Annotated[str, typer.Option("--namespace", help="The Temporal namespace.")]
 
 
+@dataclass(frozen=True)
+class TlsOptions:
+    """How to connect to a secured Temporal server (Temporal Cloud, a self-hosted one with TLS); each flag wins
+    over the same key of the user's `[temporal]` table."""
+
+    tls: bool = option("Connect over TLS (implied by the other TLS flags).", "--tls", default=False)
+    tls_cert: str | None = option("The client certificate (PEM) for mTLS; needs --tls-key.", "--tls-cert")
+    tls_key: str | None = option("The client certificate's private key (PEM).", "--tls-key")
+    tls_ca: str | None = option("The CA (PEM) that signed the server's certificate (default: the system's).",
+                                "--tls-ca")
+    tls_server_name: str | None = option("The name the server's certificate carries, if not the address's host.",
+                                         "--tls-server-name")
+    temporal_api_key_env: str | None = option("The variable holding the Temporal API key (its name, not the "
+                                              "key); implies --tls.", "--temporal-api-key-env")
+
+    def flags(self) -> TlsFlags:
+        """The flags as given (None where not given: the user's `[temporal]` table decides)."""
+        from goalkeeper.config.temporal import TlsFlags
+
+        return TlsFlags(self.tls or None, self.tls_cert, self.tls_key, self.tls_ca, self.tls_server_name,
+                        self.temporal_api_key_env)
+
+    def connection(self, address: str, namespace: str) -> TemporalConnection:
+        """The connection these flags describe, over the user's `[temporal]` table; one clear error if bad."""
+        from goalkeeper.config.temporal import connection
+
+        return connection(address, namespace, self.flags())
+
+
+@with_options(tls_options=TlsOptions)
 def worker(
+    tls_options: TlsOptions,
     temporal: Temporal,
     task_queue: Queue = "goalkeeper",
     workspaces: Annotated[Path | None, typer.Option("--workspaces", help="Where goals' workspaces are cloned "
@@ -49,6 +82,7 @@ def worker(
         from goalkeeper.run.temporal.worker import serve
 
         check_address(temporal)
+        server = tls_options.connection(temporal, namespace)
         with service.open_store() as store:
             folder = workspaces or store.path.parent / "workspaces"
 
@@ -59,16 +93,17 @@ def worker(
 
             import asyncio
 
-            asyncio.run(serve(store, temporal, namespace, task_queue, folder, max_goals, _report_files, ready))
+            asyncio.run(serve(store, server, task_queue, folder, max_goals, _report_files, ready))
         console.out.print("worker stopped")
         return 0
 
     return without_teardown(body)
 
 
-@with_options(model_flags=ModelFlags)
+@with_options(model_flags=ModelFlags, tls_options=TlsOptions)
 def submit(
     model_flags: ModelFlags,
+    tls_options: TlsOptions,
     file: Annotated[Path, typer.Argument(help="The goal contract (goal.toml).")],
     repo: Annotated[str, typer.Option("--repo", help="The repository (URL or path) workers clone and push to.")],
     engine: Annotated[str, typer.Option("--engine", help="The engine: temporal.")] = "temporal",
@@ -94,12 +129,13 @@ def submit(
         from goalkeeper.run.temporal.client import check_address
 
         check_address(temporal)
+        tls = tls_options.flags()
         contract = load_contract(file)
         with service.open_store() as store:
             goal, workflow_id = submit_goal(store, contract, model_flags, repo=repo, ref=ref, address=temporal,
                                             task_queue=task_queue, namespace=namespace,
                                             takeover_s=takeover_after, continue_every=continue_every,
-                                            unverified=unverified)
+                                            unverified=unverified, tls=tls)
         if as_json:
             print(json.dumps({"goal_id": goal.goal_id, "thread_id": goal.thread_id, "workflow_id": workflow_id}))
         else:
@@ -111,12 +147,15 @@ def submit(
 
 def submit_goal(store: Store, contract: Contract, model_flags: ModelFlags | None, *, repo: str, ref: str | None,
                 address: str, task_queue: str = "goalkeeper", namespace: str = "default", takeover_s: float = 30.0,
-                continue_every: int = 200, unverified: bool = False) -> tuple[Goal, str]:
+                continue_every: int = 200, unverified: bool = False,
+                tls: TlsFlags | None = None) -> tuple[Goal, str]:
     """Submit one goal to Temporal (`gk submit`): its repository is staged beside the store, its model chosen
-    there, its workflow started; (the goal, its workflow id). `gk batch --engine temporal` submits through
-    goals/fleet.py's `submit` too, with the batch's model."""
+    there, its workflow started; (the goal, its workflow id). `tls` (the TLS flags) is laid over the user's
+    `[temporal]` table. `gk batch --engine temporal` submits through goals/fleet.py's `submit` too, with the
+    batch's model."""
     import asyncio
 
+    from goalkeeper.config.temporal import connection
     from goalkeeper.goals import fleet
 
     def settings_in(staged: Path) -> GoalSettings:
@@ -124,9 +163,9 @@ def submit_goal(store: Store, contract: Contract, model_flags: ModelFlags | None
         model = model_flags.settings(staged, contract.budget.usd) if model_flags is not None and given else None
         return GoalSettings(model=model)
 
-    submitted = fleet.submit(store, contract, settings_in, repo=repo, ref=ref, address=address,
-                             task_queue=task_queue, namespace=namespace, takeover_s=takeover_s,
-                             continue_every=continue_every, unverified=unverified)
+    submitted = fleet.submit(store, contract, settings_in, repo=repo, ref=ref,
+                             server=connection(address, namespace, tls), task_queue=task_queue,
+                             takeover_s=takeover_s, continue_every=continue_every, unverified=unverified)
     return asyncio.run(submitted)
 
 

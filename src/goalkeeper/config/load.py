@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from goalkeeper.config.schema import (
     ModelProvider,
     NotifyTarget,
 )
+from goalkeeper.config.temporal import table_files
 from goalkeeper.config.trust import PROJECT_CONFIG, is_trusted, untrusted_view, untrusted_warning
 from goalkeeper.errors import ConfigError
 from goalkeeper.models.pricing import load_prices
@@ -83,6 +84,8 @@ class Config:
     """Path globs the sandbox masks: the built-in ones, then every layer's `[sandbox] secret_paths`."""
     secret_env: tuple[str, ...] = DEFAULT_SECRET_ENV
     """Variable name globs no command sees: the built-in ones, then every layer's `[sandbox] secret_env`."""
+    secret_files: tuple[Path, ...] = ()
+    """Files masked wherever they lie: the certificate, key and CA of the user's `[temporal]` table."""
     project_doc_max_bytes: int = PROJECT_DOC_MAX_BYTES
     """`project_doc_max_bytes`: bytes of project instructions (AGENTS.md, CLAUDE.md) a goal's prompt holds."""
     hooks: tuple[HookTable, ...] = ()
@@ -145,7 +148,14 @@ def load_config(workspace: Path | None, profile: str | None = None, commit: str 
     if len(paths) > 1 and (project := _project_layer(paths[1], commit, user, warnings)) is not None:
         layers.append(project)
         files.append(paths[1])
-    return _merge_layers(layers, profile, tuple(files), tuple(warnings))
+    config = _merge_layers(layers, profile, tuple(files), tuple(warnings))
+    # The user's `[temporal]` names the fleet's credentials: no command may see the key's variable or read the
+    # files. (A project's `[temporal]` is never read: where a fleet's credentials go is the user's to say.)
+    fleet = user.get("temporal") or {}
+    if not fleet:
+        return config
+    key_env = (fleet["api_key_env"],) if fleet.get("api_key_env") else ()
+    return replace(config, secret_env=(*config.secret_env, *key_env), secret_files=table_files(fleet, paths[0]))
 
 
 def _merge_layers(layers: list[tuple[str, dict[str, Any]]], profile: str | None, files: tuple[Path, ...],

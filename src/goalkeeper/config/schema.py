@@ -223,6 +223,24 @@ class AgentsTable(_Table):
     """How deep children nest (default 1: children cannot spawn their own)."""
 
 
+class TemporalTable(_Table):
+    """The `[temporal]` table (the user's file only): how every goalkeeper on this machine connects to the
+    fleet's Temporal server; `gk worker`/`gk submit`/`gk batch` flags win over it key by key."""
+
+    tls: bool | None = None
+    """Connect over TLS (implied by any other key below)."""
+    tls_cert: str | None = Field(None, min_length=1)
+    """The client certificate file (PEM) for mTLS; needs `tls_key`."""
+    tls_key: str | None = Field(None, min_length=1)
+    """The client certificate's private key file (PEM)."""
+    tls_ca: str | None = Field(None, min_length=1)
+    """The CA certificate file (PEM) the server's certificate is checked against (default: the system's)."""
+    tls_server_name: str | None = Field(None, min_length=1)
+    """The name the server's certificate must carry, when not the address's host."""
+    api_key_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    """The environment variable holding the API key (Temporal Cloud); its name, never the key."""
+
+
 class McpServer(_Table):
     """One `[mcp_servers.NAME]` table: an MCP server whose tools a goal may call as `NAME__tool` (Codex's keys)."""
 
@@ -289,6 +307,8 @@ class ConfigFile(Profile):
     """`[[hooks]]` commands; every layer's run (the user's first; a project's only once it is trusted)."""
     store_url: str | None = Field(None, pattern=r"^postgres(ql)?://")
     """The PostgreSQL store a fleet's machines share (read from the user's file only); unset: the store file."""
+    temporal: TemporalTable | None = None
+    """`[temporal]`: TLS and the API key for the fleet's Temporal server (read from the user's file only)."""
     agents: AgentsTable | None = None
     """`[agents]`: how many child agents a goal may run at once, and how deep they nest."""
     mcp_servers: dict[str, McpServer] = {}
@@ -380,6 +400,13 @@ EXAMPLES = {
     "command": ('command = "python3 ~/hooks/review.py" (a hook\'s bash command line), or command = "npx" (an MCP '
                 "server's program)"),
     "matcher": 'matcher = "shell|apply_patch" (tool name globs joined by |)',
+    "temporal": '[temporal] with tls_cert = "~/.goalkeeper/client.pem" and tls_key = "~/.goalkeeper/client.key"',
+    "tls": "tls = true",
+    "tls_cert": 'tls_cert = "/etc/goalkeeper/client.pem" (the client certificate, PEM)',
+    "tls_key": 'tls_key = "/etc/goalkeeper/client.key" (its private key, PEM)',
+    "tls_ca": 'tls_ca = "/etc/goalkeeper/ca.pem" (the CA that signed the server\'s certificate)',
+    "tls_server_name": 'tls_server_name = "temporal.internal"',
+    "api_key_env": 'api_key_env = "TEMPORAL_API_KEY" (the variable\'s name, not the key)',
     "agents": "[agents] with max_threads = 3 and max_depth = 1",
     "max_threads": "max_threads = 3 (children at once; 0 turns spawn_agent off)",
     "max_depth": "max_depth = 1 (children cannot spawn their own)",

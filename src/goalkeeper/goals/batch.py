@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
+from goalkeeper.config.temporal import TemporalConnection, TlsFlags, connection
 from goalkeeper.contract.toml import load_contract
 from goalkeeper.core.lifecycle import exit_code
 from goalkeeper.errors import ConfigError
@@ -63,8 +64,9 @@ ENGINES = ("local", "temporal")
 
 @dataclass(frozen=True)
 class Engine:
-    """The engine a new batch asks for: `local`, or `temporal` with the server, its queue and namespace, and the
-    repository and ref the workers clone (None: the batch's own repository, and its start commit)."""
+    """The engine a new batch asks for: `local`, or `temporal` with the server, its queue and namespace, the
+    repository and ref the workers clone (None: the batch's own repository, and its start commit), and the TLS
+    flags (laid over the user's `[temporal]` table; never stored with the batch)."""
 
     name: str = "local"
     address: str = "127.0.0.1:7233"
@@ -72,6 +74,7 @@ class Engine:
     namespace: str = "default"
     repo: str | None = None
     ref: str | None = None
+    tls: TlsFlags | None = None
 
 
 @dataclass(frozen=True)
@@ -215,27 +218,30 @@ def temporal_target(cwd: Path, engine: Engine) -> Target | None:
     repository = service.repository_of(cwd)
     target = Target(engine.address, engine.task_queue, engine.namespace, engine.repo or str(repository),
                     engine.ref or start_commit(repository))
-    check_target(target)
+    check_target(target, engine.tls)
     return target
 
 
-def check_target(target: Target) -> None:
-    """The server answers (within the client's connect timeout) and the workers can clone the repository at
-    the ref; else one ConfigError or WorkspaceError with the fix."""
+def check_target(target: Target, tls: TlsFlags | None = None) -> TemporalConnection:
+    """The connection to the target's server (`tls` over the user's `[temporal]` table), once the server has
+    answered (within the client's connect timeout) and the workers can clone the repository at the ref; else
+    one ConfigError or WorkspaceError with the fix."""
     import asyncio
 
     from goalkeeper.run.temporal.client import connect
 
-    asyncio.run(connect(target.address, target.namespace))
+    server = connection(target.address, target.namespace, tls)
+    asyncio.run(connect(server))
     remote.remote_has(target.repo, target.ref)
+    return server
 
 
 def start_batch(store: Store, cwd: Path, goals: Sequence[GoalFile], parallel: int, caps: Caps,
                 model: ModelSettings | None, run_knobs: RunSettings, hooks: Hooks,
-                target: Target | None = None) -> BatchEnd:
+                target: Target | None = None, tls: TlsFlags | None = None) -> BatchEnd:
     """Record a new batch of `goals` in the repository of `cwd` and run it: at most `parallel` at once, each in
     a worktree of its own made from the repository's HEAD when it starts (with a `target`, each submitted to
-    the Temporal workers there; `temporal_target` makes it)."""
+    the Temporal workers there, connected as `tls` says; `temporal_target` makes it)."""
     repository = service.repository_of(cwd)
     check_parallel(parallel)
     check_goals(repository, goals)
@@ -244,23 +250,26 @@ def start_batch(store: Store, cwd: Path, goals: Sequence[GoalFile], parallel: in
     batch = put_batch(store, str(repository), commit, [str(goal.file) for goal in goals], parallel, caps, model,
                       [NewGoal(goal.name, str(goal.file), goal.contract, str(worktree_path(batch_id, goal.name)))
                        for goal in goals], batch_id, target)
-    return _run(store, batch, run_knobs, hooks)
+    server = connection(target.address, target.namespace, tls) if target is not None else None
+    return _run(store, batch, run_knobs, hooks, server)
 
 
-def resume_batch(store: Store, cwd: Path, batch_id: str | None, run_knobs: RunSettings, hooks: Hooks) -> BatchEnd:
+def resume_batch(store: Store, cwd: Path, batch_id: str | None, run_knobs: RunSettings, hooks: Hooks,
+                 tls: TlsFlags | None = None) -> BatchEnd:
     """Carry a batch on (the repository's latest by default): goals that stopped stay; paused or interrupted
-    ones continue in their worktree (re-made from the goal branch if it is gone); unstarted ones start."""
+    ones continue in their worktree (re-made from the goal branch if it is gone); unstarted ones start. A
+    Temporal batch connects as `tls` says, over the user's `[temporal]` table."""
     repository = service.repository_of(cwd)
     batch = get_batch(store, batch_id) if batch_id else latest_batch(store, str(repository))
-    if batch.target is not None:
-        check_target(batch.target)
+    server = check_target(batch.target, tls) if batch.target is not None else None
     for entry in batch_goals(store, batch.batch_id):
         if entry.crashed is not None:
             set_crashed(store, batch.batch_id, entry.name, None)  # a crash is not a stop: it runs again
-    return _run(store, batch, run_knobs, hooks)
+    return _run(store, batch, run_knobs, hooks, server)
 
 
-def _run(store: Store, batch: Batch, run_knobs: RunSettings, hooks: Hooks) -> BatchEnd:
+def _run(store: Store, batch: Batch, run_knobs: RunSettings, hooks: Hooks,
+         server: TemporalConnection | None) -> BatchEnd:
     """Run the goals of `batch` that have not stopped, and read how each ended."""
     # The runner loads only when a batch runs: `gk serve` reads batches through this module and idles without it.
     from goalkeeper.run.batch import Fleet, Slot, run_fleet, start_local
@@ -272,7 +281,8 @@ def _run(store: Store, batch: Batch, run_knobs: RunSettings, hooks: Hooks) -> Ba
         return _prepare(goal_store, repository, entry, batch.commit, model, run_knobs)
 
     on_event, on_tick = hooks.on_event, hooks.on_tick
-    start = start_local if batch.target is None else _temporal_start(batch.target, model, run_knobs)
+    start = start_local if batch.target is None or server is None else \
+        _temporal_start(batch.target, server, model, run_knobs)
     fleet = Fleet(batch, [Slot(entry, entry.goal_id) for entry in entries], lambda: service.open_store(store.location),
                   prepare, model,
                   on_event=(lambda name, record: on_event(batch.batch_id, name, record)) if on_event else None,
@@ -285,14 +295,15 @@ def _run(store: Store, batch: Batch, run_knobs: RunSettings, hooks: Hooks) -> Ba
     return BatchEnd(get_batch(store, batch.batch_id), rows, batch_exit_code(rows), fleet.capped, detached)
 
 
-def _temporal_start(target: Target, model: ModelSettings | None, run_knobs: RunSettings) -> Start:
+def _temporal_start(target: Target, server: TemporalConnection, model: ModelSettings | None,
+                    run_knobs: RunSettings) -> Start:
     """The fleet's start for the Temporal engine: submit the goal (unless a resume finds it submitted), then
     follow it in the store until it is no longer pursuing, or the fleet stops (the goal goes on elsewhere)."""
     from goalkeeper.run.batch import cap_goal
 
     def start(fleet: Fleet, slot: Slot, store: Store) -> RunResult:
         if slot.goal_id is None:
-            goal_id, seen = _submit(fleet, slot, store, target, GoalSettings(model=model, run=run_knobs)), 0
+            goal_id, seen = _submit(fleet, slot, store, target, server, GoalSettings(model=model, run=run_knobs)), 0
         else:
             goal_id, seen = slot.goal_id, _reattach(store, slot.goal_id)
         cap_goal(fleet, slot, store)  # the cap came while the goal was being submitted: it wraps up at once
@@ -301,15 +312,15 @@ def _temporal_start(target: Target, model: ModelSettings | None, run_knobs: RunS
     return start
 
 
-def _submit(fleet: Fleet, slot: Slot, store: Store, target: Target, settings: GoalSettings) -> str:
+def _submit(fleet: Fleet, slot: Slot, store: Store, target: Target, server: TemporalConnection,
+            settings: GoalSettings) -> str:
     """Submit the slot's goal to the workers (goals/fleet.py) and record its id; the goal's id."""
     import asyncio
 
     from goalkeeper.goals import fleet as engines
 
     goal, _ = asyncio.run(engines.submit(store, slot.entry.contract, lambda _staged: settings, repo=target.repo,
-                                         ref=target.ref, address=target.address, task_queue=target.task_queue,
-                                         namespace=target.namespace))
+                                         ref=target.ref, server=server, task_queue=target.task_queue))
     with fleet.lock:
         slot.goal_id = goal.goal_id
     set_goal_id(store, fleet.batch.batch_id, slot.entry.name, goal.goal_id)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
+from goalkeeper.config.temporal import TemporalConnection
 from goalkeeper.events import EngineStartedEvent
 from goalkeeper.goals import control
 from goalkeeper.run.temporal.shapes import GoalArgs
@@ -38,8 +39,8 @@ def stage(store: Store, repo: str, ref: str | None) -> Path:
 
 
 async def submit(store: Store, contract: Contract, settings_in: Callable[[Path], GoalSettings], *, repo: str,
-                 ref: str | None, address: str, task_queue: str, namespace: str = "default",
-                 takeover_s: float = 30.0, continue_every: int = 200, unverified: bool = False) -> tuple[Goal, str]:
+                 ref: str | None, server: TemporalConnection, task_queue: str, takeover_s: float = 30.0,
+                 continue_every: int = 200, unverified: bool = False) -> tuple[Goal, str]:
     """Stage `repo` at `ref`, set `contract` as a goal there (its settings, the model included, are
     `settings_in(the staging clone)`) and start its workflow; (the goal, its workflow id). The server is
     reached first, so an unreachable one refuses before anything is made."""
@@ -48,7 +49,7 @@ async def submit(store: Store, contract: Contract, settings_in: Callable[[Path],
     from goalkeeper.run.temporal import client
     from goalkeeper.verify.lint import lint_goal_async
 
-    connected = await client.connect(address, namespace)
+    connected = await client.connect(server)
     staged = await asyncio.to_thread(stage, store, repo, ref)
     settings = settings_in(staged)
     control.check_settable(staged, contract, settings.allow_dirty, unverified)
@@ -61,10 +62,11 @@ async def submit(store: Store, contract: Contract, settings_in: Callable[[Path],
         raise GoalLintError(report)
     goal = control.set_goal(store, staged, contract, settings)
     workflow_id = client.workflow_id_of(goal.goal_id)
-    store.append_events(goal.thread_id, [EngineStartedEvent(engine="temporal", address=address, namespace=namespace,
-                                                            workflow_id=workflow_id, task_queue=task_queue,
-                                                            remote=repo, ref=ref, takeover_s=takeover_s,
-                                                            continue_every=continue_every)], goal_id=goal.goal_id)
+    store.append_events(goal.thread_id, [EngineStartedEvent(engine="temporal", address=server.address,
+                                                            namespace=server.namespace, workflow_id=workflow_id,
+                                                            task_queue=task_queue, remote=repo, ref=ref,
+                                                            takeover_s=takeover_s, continue_every=continue_every,
+                                                            tls=server.tls)], goal_id=goal.goal_id)
     await client.start(connected, GoalArgs(goal.goal_id, task_queue, takeover_s=takeover_s,
                                            continue_every=continue_every))
     return goal, workflow_id
@@ -83,7 +85,7 @@ def wake(store: Store, goal: Goal, start: bool) -> str | None:
     (a resume, a budget raise) a workflow that has ended is started again, so a goal resumed after it stopped
     goes on. None for a local goal or when woken, else why it could not be (the request stays in the store
     either way). The signal is sent by a child process, so the SDK's abort at exit (sdk-python#300) never
-    reaches the face."""
+    reaches the face; it connects as this machine's `[temporal]` table says (TLS, the API key's variable)."""
     engine = engine_of(store, goal)
     if engine is None:
         return None

@@ -109,7 +109,8 @@ def _configure(run: GoalRun) -> Config:
     which the model writes; its secrets join the sandbox and the environment filter, its hooks the run."""
     branch = run.facts.branch
     config = load_config(run.workspace, commit=branch.snapshot_commit or branch.base_commit if branch else "HEAD")
-    run.sandbox = replace(run.sandbox, secrets=config.secrets, secret_env=config.secret_env)
+    run.sandbox = replace(run.sandbox, secrets=config.secrets, secret_env=config.secret_env,
+                          secret_files=config.secret_files)
     run.env = config.command_env(os.environ, key_env(run.settings))
     run.hooks = config.hooks
     return config

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from goalkeeper.errors import SandboxError
 from goalkeeper.sandbox.limits import process_limit
-from goalkeeper.sandbox.policy import SandboxPolicy
+from goalkeeper.sandbox.policy import SandboxPolicy, held_files
 from goalkeeper.sandbox.process import CommandResult, command_script, run_command
 from goalkeeper.sandbox.scan import Found, find, real_path
 
@@ -74,6 +74,8 @@ def scan_layout(policy: SandboxPolicy, home: Path) -> SandboxLayout:
     if home.is_dir() and home.resolve() != Path("/"):
         found += find(home.resolve(), policy.secrets, (), HOME_DEPTH)
     found += [("secret", path, True) for path in _goalkeeper_home(policy.bound_at or workspace)]
+    found += [("secret", real, real.is_dir()) for real in map(real_path, (*policy.secret_files, *held_files()))
+              if real is not None]
     protected: dict[Path, None] = {}
     files: dict[Path, None] = {}
     dirs: dict[Path, None] = {}

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -42,6 +42,23 @@ _URL_SECRET_PARAM = re.compile(
     r"=[^&#\s]", re.IGNORECASE)
 
 
+_HELD_ENV: set[str] = set()
+_HELD_FILES: set[Path] = set()
+
+
+def hold_secrets(env: Iterable[str] = (), files: Iterable[Path] = ()) -> None:
+    """Credentials this process holds that no config names (a worker's `--api-key-env` variable, its TLS
+    certificate and key files, given by flag): from now on no command it runs sees the variables, and the
+    sandbox masks the files wherever they lie."""
+    _HELD_ENV.update(name.upper() for name in env)
+    _HELD_FILES.update(path.absolute() for path in files)
+
+
+def held_files() -> tuple[Path, ...]:
+    """The files `hold_secrets` named, for the sandbox to mask."""
+    return tuple(sorted(_HELD_FILES))
+
+
 def holds_credentials(value: str) -> bool:
     """Whether `value` is (or contains) a URL with credentials in it (DATABASE_URL, PIP_INDEX_URL, a proxy)."""
     return "://" in value and (_URL_USERINFO.search(value) is not None
@@ -57,7 +74,7 @@ def command_environment(environ: Mapping[str, str], secret_env: Sequence[str] = 
     `https://host/?token=…`) is removed too: the name cannot tell DATABASE_URL from a harmless *_URL.
     """
     patterns = [re.compile(fnmatch.translate(glob.upper())) for glob in secret_env]
-    dropped = {name.upper() for name in also}
+    dropped = {name.upper() for name in also} | _HELD_ENV
     return {name: value for name, value in environ.items()
             if name.upper() not in dropped and not any(p.match(name.upper()) for p in patterns)
             and not holds_credentials(value)}
@@ -79,6 +96,8 @@ class SandboxPolicy:
     """Globs masked (made empty/unreadable) in the workspace and in $HOME."""
     secret_env: tuple[str, ...] = DEFAULT_SECRET_ENV
     """Environment variable name globs removed from every command's environment (see command_environment)."""
+    secret_files: tuple[Path, ...] = ()
+    """Absolute files masked wherever they lie (the certificate, key and CA of the user's `[temporal]`)."""
     network: bool = False
     max_processes: int = 512
     """Upper bound on processes a single command may run at once (a fork bomb stops there)."""

@@ -58,7 +58,8 @@ def tool_context(workspace: Path, contract: Contract | None, run: RunSettings, m
     sandbox = SandboxPolicy(
         boundaries.sandbox if boundaries else "workspace-write", workspace,
         (*HARNESS_PROTECT, *(boundaries.protect if boundaries else ())), tuple(boundaries.paths) if boundaries else (),
-        network=boundaries.network if boundaries else False, secrets=config.secrets, secret_env=config.secret_env)
+        network=boundaries.network if boundaries else False, secrets=config.secrets, secret_env=config.secret_env,
+        secret_files=config.secret_files)
     return ToolContext(workspace, run.shell_timeout_s, output_token_limit=run.tool_output_token_limit,
                        counter=EstimatedTokens(), read_blob=store.get_blob,
                        env=config.command_env(os.environ, model.api_key_env), goal_view=goal_view or {},

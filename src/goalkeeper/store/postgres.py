@@ -5,17 +5,25 @@ transaction first takes one advisory lock, as SQLite's `BEGIN IMMEDIATE` takes i
 one at a time and each event's `seq` is the store's previous largest plus one (a trigger): gap-free, and in
 commit order, so a reader's last seq is a safe cursor on every host. Reads take no lock.
 
+A connection the server dropped (a restart, a failover, an idle timeout, `pg_terminate_backend`) is reopened
+when next used, a few times with a backoff for up to RECONNECT_S. A read, and a write transaction whose BEGIN
+found the connection dead, are then tried once more; a write that failed after it began raises (its COMMIT may
+have reached the server: it is never run again), and the next call gets the fresh connection. The writer lock
+is transaction-scoped and leases are rows, so neither outlives, or is lost with, a connection.
+
 Imported only when a `postgresql://` store_url is used, so no other command pays for psycopg. The password of
 the URL never appears in an error or a log line: errors name the URL as `shown_url` writes it.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager, suppress
 from typing import Any
 
 import psycopg
@@ -28,6 +36,11 @@ from goalkeeper.store.dialect import POSTGRES, Connection, shown_url
 
 _WRITER_LOCK = 0x676B73746F7265  # "gkstore": the advisory lock every write transaction holds
 _LOCK = f"SELECT pg_advisory_xact_lock({_WRITER_LOCK})".encode()
+
+#: How long reopening a dropped connection may take, over every try, before the store gives up.
+RECONNECT_S = 10.0
+#: The pauses between tries to reopen it (the last one repeats until RECONNECT_S is spent).
+_BACKOFF_S = (0.0, 0.25, 0.5, 1.0, 2.0)
 
 _SEQ_TRIGGER = """
     CREATE FUNCTION goalkeeper_next_seq() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -149,22 +162,39 @@ def _rows(cursor: psycopg.Cursor[Any]) -> RowMaker[Row]:
 
 
 class PgConnection:
-    """The psycopg connection as the store's statements use it: `?` placeholders become `%s` (once per text)."""
+    """The database's current psycopg connection as the store's statements use it: `?` placeholders become `%s`
+    (once per text). A SELECT outside a transaction that finds the connection dropped is run once more on a
+    fresh one: it changes nothing, and each statement sees what was committed when it began anyway."""
 
     dialect = POSTGRES
 
-    def __init__(self, conn: psycopg.Connection[Row]) -> None:
-        self._conn = conn
+    def __init__(self, database: PostgresDatabase) -> None:
+        self._database = database
         self._queries: dict[str, bytes] = {}
+
+    @property
+    def _conn(self) -> psycopg.Connection[Row]:
+        return self._database.conn
 
     def execute(self, sql: str, parameters: Sequence[Any] | None = None, /) -> psycopg.Cursor[Row]:
         if parameters is None:  # no parameters: the text goes as it is (a script may hold several statements)
-            return self._conn.execute(sql.encode())
-        return self._conn.execute(self._query(sql), parameters)
+            return self._retried(sql, lambda: self._conn.execute(sql.encode()))
+        query = self._query(sql)
+        return self._retried(sql, lambda: self._conn.execute(query, parameters))
 
     def executemany(self, sql: str, parameters: Any, /) -> None:
         with self._conn.cursor() as cursor:
             cursor.executemany(self._query(sql), parameters)
+
+    def _retried(self, sql: str, run: Callable[[], psycopg.Cursor[Row]]) -> psycopg.Cursor[Row]:
+        idle = self._conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        try:
+            return run()
+        except psycopg.OperationalError:
+            if not (idle and self._conn.broken and sql.lstrip()[:6].upper() == "SELECT"):
+                raise
+        self._database.reopen()
+        return run()
 
     def insert(self, sql: str, parameters: Sequence[Any], key: str) -> int:
         row = self.execute(f"{sql} RETURNING {key}", parameters).fetchone()
@@ -173,7 +203,7 @@ class PgConnection:
 
     def now(self) -> float:
         """The server's clock: a lease's heartbeat and its takeover are judged by it on every host."""
-        row = self._conn.execute(b"SELECT extract(epoch FROM clock_timestamp())::float8").fetchone()
+        row = self.execute("SELECT extract(epoch FROM clock_timestamp())::float8").fetchone()
         assert row is not None
         return float(row[0])
 
@@ -193,20 +223,40 @@ class PostgresDatabase:
         self.url, self.shown = url, shown_url(url)
         self.busy_timeout_s = busy_timeout_s
         self._lock = threading.RLock()
-        self._conn = self._connect()
-        self._wrapped = PgConnection(self._conn)
+        self.conn = self._connect()
+        self._wrapped = PgConnection(self)
         try:
             with self._errors_translated():
                 self._migrate()
         except BaseException:
-            self._conn.close()
+            self.conn.close()
             raise
 
     def close(self) -> None:
         with self._lock:
-            self._conn.close()
+            self.conn.close()
 
-    def _connect(self) -> psycopg.Connection[Row]:
+    def reopen(self) -> None:
+        """Replace a dropped connection: tries with a backoff for up to RECONNECT_S, then one StoreError."""
+        with self._lock:
+            with suppress(psycopg.Error):
+                self.conn.close()
+            deadline, attempt = time.monotonic() + RECONNECT_S, 0
+            while True:
+                time.sleep(min(_BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)], max(0.0, deadline - time.monotonic())))
+                try:
+                    self.conn = self._connect(max(2, math.ceil(deadline - time.monotonic())))
+                    return
+                except StoreError as error:
+                    attempt += 1
+                    if time.monotonic() >= deadline:
+                        raise StoreError(f"lost the store at store_url {self.shown} and could not reopen it "
+                                         f"within {RECONNECT_S:g}s: {error.message}",
+                                         hint="check that the PostgreSQL server is running and reachable from "
+                                         "this machine, then run the command again (the goal carries on from "
+                                         "the store)") from None
+
+    def _connect(self, timeout_s: int = 10) -> psycopg.Connection[Row]:
         """Connect, naming this process to the server (a lock's holder is told by it); one clear error if not."""
         try:
             options = psycopg.conninfo.conninfo_to_dict(self.url)
@@ -214,7 +264,7 @@ class PostgresDatabase:
             raise StoreError(f"store_url {self.shown} is not a PostgreSQL URL libpq can read",
                              hint=_URL_HINT) from None
         self._password = str(options.get("password") or "")
-        options.setdefault("connect_timeout", 10)
+        options.setdefault("connect_timeout", timeout_s)
         options["application_name"] = f"goalkeeper {socket.gethostname()} pid {os.getpid()}"[:63]
         try:
             conn = psycopg.connect(psycopg.conninfo.make_conninfo("", **options), autocommit=True, row_factory=_rows)
@@ -231,13 +281,38 @@ class PostgresDatabase:
         """One transaction holding the store's writer lock: committed when the block ends, rolled back if it
         raises. Every commit is as durable as the server makes it (`synchronous_commit`), so `durable` asks
         nothing more."""
-        with self._lock, self._errors_translated(), self._conn.transaction():
-            self._conn.execute(_LOCK)
+        with self._lock, self._errors_translated(), self._begin():
             yield self._wrapped
+
+    def _begin(self) -> ExitStack:
+        """BEGIN, then the writer lock. A connection found dropped before the transaction held anything is
+        reopened and the BEGIN tried once more: nothing of it took effect on the server."""
+        try:
+            return self._begin_once()
+        except psycopg.OperationalError:
+            if not self.conn.broken:
+                raise  # a lock wait past the busy timeout, say: the connection is fine
+        self.reopen()
+        return self._begin_once()
+
+    def _begin_once(self) -> ExitStack:
+        if self.conn.closed:
+            self.reopen()
+        stack = ExitStack()
+        try:
+            stack.enter_context(self.conn.transaction())
+            self.conn.execute(_LOCK)
+        except psycopg.OperationalError as error:
+            with suppress(psycopg.Error):
+                stack.__exit__(type(error), error, error.__traceback__)  # rolled back, where it still can be
+            raise
+        return stack
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
         with self._lock, self._errors_translated():
+            if self.conn.closed:
+                self.reopen()
             yield self._wrapped
 
     def schema_version(self) -> int:
@@ -268,12 +343,12 @@ class PostgresDatabase:
         under it: two processes opening a fresh store at once apply them once."""
         if self._version(locked=False) == len(MIGRATIONS):
             return
-        with self._conn.transaction():
-            self._conn.execute(_LOCK)
-            self._conn.execute(b"CREATE TABLE IF NOT EXISTS goalkeeper_schema (version INTEGER NOT NULL)")
+        with self.conn.transaction():
+            self.conn.execute(_LOCK)
+            self.conn.execute(b"CREATE TABLE IF NOT EXISTS goalkeeper_schema (version INTEGER NOT NULL)")
             version = self._version(locked=True)
             if version is None:
-                self._conn.execute(b"INSERT INTO goalkeeper_schema (version) VALUES (0)")
+                self.conn.execute(b"INSERT INTO goalkeeper_schema (version) VALUES (0)")
                 version = 0
             self._refuse_newer(version)
             for script in MIGRATIONS[version:]:
@@ -281,13 +356,13 @@ class PostgresDatabase:
                     script(self._wrapped)
                 else:
                     self._wrapped.execute(script)
-            self._conn.execute(f"UPDATE goalkeeper_schema SET version = {len(MIGRATIONS)}".encode())
+            self.conn.execute(f"UPDATE goalkeeper_schema SET version = {len(MIGRATIONS)}".encode())
 
     def _version(self, locked: bool) -> int | None:
         """The stored schema version; None when the store has none yet (a new database)."""
-        if not locked and self._conn.execute(b"SELECT to_regclass('goalkeeper_schema')").fetchall()[0][0] is None:
+        if not locked and self.conn.execute(b"SELECT to_regclass('goalkeeper_schema')").fetchall()[0][0] is None:
             return None
-        row = self._conn.execute(b"SELECT version FROM goalkeeper_schema").fetchone()
+        row = self.conn.execute(b"SELECT version FROM goalkeeper_schema").fetchone()
         if row is not None and not locked:
             self._refuse_newer(row[0])
         return None if row is None else int(row[0])
@@ -316,7 +391,7 @@ class PostgresDatabase:
     def _lock_holder(self) -> str:
         """The `application_name` (host and pid) of whoever holds the writer lock, or "unknown process"."""
         try:
-            row = self._conn.execute(
+            row = self.conn.execute(
                 b"SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
                 b"WHERE l.locktype = 'advisory' AND l.granted AND l.database = "
                 b"(SELECT oid FROM pg_database WHERE datname = current_database()) LIMIT 1").fetchone()

@@ -163,7 +163,7 @@ async def _run_findings(contract: Contract, workspace: Path, broken: set[str], t
         config = load_config(workspace)  # for its secrets: HEAD's committed version, as before a goal exists
         sandbox = SandboxPolicy(boundaries.sandbox, scratch.resolve(), tuple(boundaries.protect),
                                 tuple(boundaries.paths), network=boundaries.network, secrets=config.secrets,
-                                secret_env=config.secret_env, ro_binds=binds)
+                                secret_env=config.secret_env, secret_files=config.secret_files, ro_binds=binds)
         try:
             await asyncio.to_thread(require_sandbox, sandbox)
         except SandboxError as error:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from temporalio.worker import Worker
 
+from goalkeeper.config.temporal import TemporalConnection
 from goalkeeper.run.temporal.activities import ReportFiles, Steps
 from goalkeeper.run.temporal.client import connect
 from goalkeeper.run.temporal.workflow import GoalWorkflow
@@ -30,10 +31,10 @@ def own_queue(shared: str) -> str:
     return f"{shared}@{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
-async def serve(store: Store, address: str, namespace: str, task_queue: str, workspaces: Path, max_goals: int,
+async def serve(store: Store, server: TemporalConnection, task_queue: str, workspaces: Path, max_goals: int,
                 report_files: ReportFiles, on_ready: Callable[[str], None]) -> None:
     """Run the worker until SIGINT or SIGTERM; `on_ready` hears its own queue once it polls."""
-    client = await connect(address, namespace)
+    client = await connect(server)
     workspaces.mkdir(parents=True, exist_ok=True)
     mine = own_queue(task_queue)
     steps = Steps(store, workspaces.resolve(), mine, max_goals, report_files)
