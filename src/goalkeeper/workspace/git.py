@@ -259,16 +259,47 @@ def _read_config_list(top: Path, text: str) -> tuple[_RepositoryConfig, list[str
 
 def _watched_files(top: Path, environment: Mapping[str, str]) -> list[str]:
     """Every file whose change can change what `git config --list` shows in `top`, besides those it names:
-    the repository's HEAD (`includeIf onbranch:`), config and config.worktree, and the global files.
-    Empty where `top/.git` is not a plain directory (a linked worktree, a subdirectory): nothing is cached."""
-    dot_git = top / ".git"
-    if dot_git.is_symlink() or not dot_git.is_dir():
+    the repository's HEAD (`includeIf onbranch:`), config and config.worktree, and the global files; for a
+    linked worktree (a batch's goals run in them) also its `.git` file and its `commondir`, which say where
+    those are. Empty where `top/.git` is anything else (a link, a subdirectory's missing one): nothing is cached."""
+    dirs = _dirs_from_files(top)
+    if dirs is None:
         return []
+    git_dir, common, pointers = dirs
     home = environment.get("HOME", "")
     xdg = environment.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
     global_files = ([environment["GIT_CONFIG_GLOBAL"]] if "GIT_CONFIG_GLOBAL" in environment
                     else [os.path.join(home, ".gitconfig"), os.path.join(xdg, "git", "config")])
-    return [str(dot_git / "HEAD"), str(dot_git / "config"), str(dot_git / "config.worktree"), *global_files]
+    return [*pointers, os.path.join(git_dir, "HEAD"), os.path.join(common, "config"),
+            os.path.join(git_dir, "config.worktree"), *global_files]
+
+
+def _dirs_from_files(top: Path) -> tuple[str, str, list[str]] | None:
+    """(git dir, common dir, the pointer files that named them) of `top`, read as git reads them: a `.git`
+    folder, or a `.git` file `gitdir: PATH` (relative to the file's folder) whose folder may hold a `commondir`
+    (relative to it). None for a link or anything unreadable: the caller then asks git, or caches nothing."""
+    dot_git = top / ".git"
+    try:
+        if dot_git.is_symlink():
+            return None
+        if dot_git.is_dir():
+            return str(dot_git), str(dot_git), []
+        text = dot_git.read_text(encoding="utf-8", errors="strict")
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not text.startswith("gitdir: ") or text.count("\n") > 1:
+        return None
+    git_dir = os.path.normpath(os.path.join(top, text.removeprefix("gitdir: ").strip()))
+    commondir = os.path.join(git_dir, "commondir")
+    try:
+        common = os.path.normpath(os.path.join(git_dir, Path(commondir).read_text(encoding="utf-8").strip()))
+    except FileNotFoundError:
+        common = git_dir
+    except (OSError, UnicodeDecodeError):
+        return None
+    if os.path.islink(git_dir) or not os.path.isfile(os.path.join(git_dir, "HEAD")):
+        return None
+    return git_dir, common, [str(dot_git), commondir]
 
 
 def _stats(paths: Sequence[str]) -> _Key:
@@ -590,10 +621,13 @@ def recover_stale_locks(top: Path, branch: str | None = None) -> list[Path]:
 
 
 def git_dirs(top: Path) -> tuple[Path, Path]:
-    """(git dir, common dir) of `top`: its `.git` folder in the plain layout, else as git says."""
+    """(git dir, common dir) of `top`: its `.git` folder in the plain layout, a linked worktree's from its `.git`
+    file and `commondir`, else as git says."""
     dot_git = top / ".git"
     if dot_git.is_dir() and not dot_git.is_symlink() and not (dot_git / "commondir").exists():
         return dot_git, dot_git
+    if dot_git.is_file() and (dirs := _dirs_from_files(top)) is not None:
+        return Path(dirs[0]), Path(dirs[1])  # a linked worktree: its `.git` file says, as git reads it
     return (Path(git(top, "rev-parse", "--absolute-git-dir").strip()),
             Path(git(top, "rev-parse", "--path-format=absolute", "--git-common-dir").strip()))
 
