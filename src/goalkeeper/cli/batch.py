@@ -167,18 +167,17 @@ class _View:
 
     def tick(self, batch: Batch) -> None:
         """~2 Hz on the main thread: redraw the table, or print the goals whose status changed."""
-        from goalkeeper.goals.batch import batch_rows
+        from goalkeeper.goals.batch import batch_rows, batch_statuses
 
         if self.as_json or self.store is None:
             return
-        rows = batch_rows(self.store, batch.batch_id)
         if self.live is not None:
-            self.live.update(rows_table(rows, batch))
+            self.live.update(rows_table(batch_rows(self.store, batch.batch_id), batch))
             return
-        for row in rows:
-            if self.shown.get(row.name) != row.status:
-                self.shown[row.name] = row.status
-                console.out.print(f"{row.name}: {_status(row)}", markup=False)
+        for name, status in batch_statuses(self.store, batch.batch_id):
+            if self.shown.get(name) != status:
+                self.shown[name] = status
+                console.out.print(f"{name}: {status}", markup=False)
 
 
 def _view(as_json: bool) -> tuple[Hooks, _View]:
@@ -208,10 +207,9 @@ def rows_table(rows: list[BatchRow], batch: Batch) -> Table:
 
 
 def _status(row: BatchRow) -> str:
-    if row.error:
-        return f"{row.status}: {row.error}"
-    return row.status if row.reason is None or row.status in ("pursuing", "achieved") else \
-        f"{row.status} ({row.reason})"
+    from goalkeeper.goals.batch import status_text
+
+    return status_text(row.status, row.reason, row.error)
 
 
 def _show_end(end: BatchEnd, as_json: bool) -> None:

@@ -388,6 +388,27 @@ def batch_rows(store: Store, batch_id: str) -> list[BatchRow]:
     return [_row(store, entry) for entry in batch_goals(store, batch_id)]
 
 
+def batch_statuses(store: Store, batch_id: str) -> list[tuple[str, str]]:
+    """Each goal's name and its status line (`status_text`), in the order given, from the goals' states alone:
+    what a batch's progress lines poll twice a second, for a fraction of `batch_rows`' cost."""
+    entries = batch_goals(store, batch_id)
+    states = store.goal_states([entry.goal_id for entry in entries if entry.goal_id is not None])
+    shown = []
+    for entry in entries:
+        state = states.get(entry.goal_id) if entry.goal_id is not None else None
+        status = CRASHED if entry.crashed is not None else state.status if state is not None else WAITING
+        shown.append((entry.name, status_text(status, state.reason.value if state else None, entry.crashed)))
+    return shown
+
+
+def status_text(status: str, reason: str | None, error: str | None) -> str:
+    """A batch goal's status as its row and its progress line show it: the error of a crash, the reason of an
+    end other than achieved."""
+    if error:
+        return f"{status}: {error}"
+    return status if reason is None or status in ("pursuing", "achieved") else f"{status} ({reason})"
+
+
 def _row(store: Store, entry: BatchGoal) -> BatchRow:
     base = {"name": entry.name, "file": entry.file, "worktree": entry.worktree, "goal_id": entry.goal_id}
     if entry.goal_id is None:

@@ -211,7 +211,8 @@ def _cap_reached(fleet: Fleet, store: Store, elapsed: float) -> CapDimension | N
     caps = fleet.batch.caps
     if caps.tokens is None and caps.usd is None and caps.time_s is None:
         return None
-    spent = [store.get_goal_by_id(slot.goal_id).state.spent for slot in fleet.slots if slot.goal_id is not None]
+    states = store.goal_states([slot.goal_id for slot in fleet.slots if slot.goal_id is not None])
+    spent = [state.spent for state in states.values()]
     if caps.tokens is not None and sum(item.tokens for item in spent) >= caps.tokens:
         return "tokens"
     if caps.usd is not None and sum(item.usd for item in spent) >= caps.usd:

@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from goalkeeper.core.digest import GoalDigest
-from goalkeeper.core.state import GoalState, state_to_dict
+from goalkeeper.core.state import GoalState, state_from_dict, state_to_dict
 from goalkeeper.errors import BlobNotFoundError, GoalNotFoundError, StaleGoalError, StoreError
 from goalkeeper.events import Event, ToolIntentEvent, parse_event, payload_of
 from goalkeeper.spec.contract import Contract
@@ -176,6 +176,16 @@ class Store:
         if goal is None:
             raise _no_goal(workspace)
         return goal
+
+    def goal_states(self, goal_ids: Sequence[str]) -> dict[str, GoalState]:
+        """The state of each goal named that exists (no contract or settings parsed): what a batch polls twice
+        a second for its caps and its progress lines."""
+        if not goal_ids:
+            return {}
+        with self._db.read() as conn:
+            rows = conn.execute(f"SELECT goal_id, state FROM goals WHERE goal_id IN ({', '.join('?' * len(goal_ids))})",
+                                list(goal_ids)).fetchall()
+        return {row["goal_id"]: state_from_dict(json.loads(row["state"])) for row in rows if row["state"]}
 
     def get_goal_by_id(self, goal_id: str) -> Goal:
         """Any goal, current or not; `standing` says which."""

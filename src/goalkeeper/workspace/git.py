@@ -179,10 +179,30 @@ def safe_path(top: Path, path: str) -> str:
     root = os.path.realpath(top)
     kept = []
     for entry in path.split(os.pathsep):
-        real = os.path.realpath(entry) if os.path.isabs(entry) else None
+        real = _real_entry(entry) if os.path.isabs(entry) else None
         if real is not None and real != root and not real.startswith(root.rstrip(os.sep) + os.sep):
             kept.append(entry)
     return os.pathsep.join(kept)
+
+
+def _real_entry(entry: str) -> str:
+    """A PATH entry's real path, resolved again whenever the entry's own stat changes (a link made or moved
+    there); every git call asks, and resolving each entry's links costs more than the stat."""
+    try:
+        info = os.lstat(entry)
+        stamp: _Stat = (info.st_ino, info.st_mode, info.st_mtime_ns, info.st_ctime_ns)
+    except OSError:
+        stamp = None
+    known = _REAL_ENTRIES.get(entry)
+    if known is not None and known[0] == stamp and stamp is not None and not os.path.islink(entry):
+        return known[1]
+    real = os.path.realpath(entry)
+    _REAL_ENTRIES[entry] = (stamp, real)
+    return real
+
+
+#: PATH entry → (its lstat when resolved, its real path): a plain folder's real path is kept while it stays one.
+_REAL_ENTRIES: dict[str, tuple[_Stat, str]] = {}
 
 
 _Stat = tuple[int, int, int, int] | None
@@ -204,8 +224,12 @@ class _RepositoryConfig:
 _CONFIG_CACHE: dict[tuple[str, ...], tuple[_Key, _RepositoryConfig]] = {}
 
 #: A config file changed this recently is read again on every call: a second write within the file system's
-#: timestamp granularity could keep the same stat (git's own "racily clean" rule for its index).
+#: timestamp granularity could keep the same stat (git's own "racily clean" rule for its index). A file whose
+#: times have a fraction of a second lives on a file system that keeps them finely, stamped from the kernel's
+#: coarse clock (a tick of 1-10 ms): for it _FINE_RACY_S is that rule's window. One stamped on a whole second may
+#: live on a file system that keeps only seconds (FAT, HFS+, some network ones), and gets the second.
 _RACY_S = 1.0
+_FINE_RACY_S = 0.05
 
 
 def _repository_config(program: str, top: Path, environment: Mapping[str, str]) -> _RepositoryConfig:
@@ -316,9 +340,17 @@ def _stats(paths: Sequence[str]) -> _Key:
 
 
 def _racy(key: _Key) -> bool:
-    """Whether a file of `key` was written within _RACY_S of now (or its time is in the future)."""
+    """Whether a file of `key` was written within its file system's racy window of now (or its time is in the
+    future): _FINE_RACY_S where its times keep fractions of a second, else _RACY_S."""
     now = time.time_ns()
-    return any(stat is not None and now - max(stat[2], stat[3]) < _RACY_S * 1e9 for _, stat in key)
+    for _, stat in key:
+        if stat is None:
+            continue
+        written = max(stat[2], stat[3])
+        window = _RACY_S if written % 1_000_000_000 == 0 else _FINE_RACY_S
+        if now - written < window * 1e9:
+            return True
+    return False
 
 
 def _config_environment(config: Sequence[tuple[str, str]]) -> dict[str, str]:
