@@ -150,7 +150,7 @@ def test_git_replace_on_the_baseline_blob_does_not_change_what_the_room_reads(tm
     assert git(workspace, "replace", "-l").strip() == blob  # the attack landed in the workspace's repository
     assert result.status == "unmet"
     assert "tests/test_cart.py (modified)" in held_back(payloads)
-    mirror = next(Path(p) for p in (tmp_path / "gk-home" / "mirrors").iterdir())
+    mirror = next(p for p in (tmp_path / "gk-home" / "mirrors").iterdir() if p.name.startswith("goal_"))
     refs = subprocess.run(["git", f"--git-dir={mirror}", "for-each-ref", "--format=%(refname)"],
                           capture_output=True, text=True, check=True).stdout.split()
     assert refs == [BASE_REF]
@@ -367,12 +367,32 @@ def test_a_lost_mirror_is_made_again_from_an_intact_base_commit(tmp_path: Path) 
     assert again.status == "achieved" and remade is True
 
 
-def test_a_lost_mirror_with_the_base_commit_broken_is_one_clear_error(tmp_path: Path) -> None:
+def test_a_lost_mirror_comes_back_from_its_commits_mirror_when_the_workspace_is_broken(tmp_path: Path) -> None:
+    """Goals from one commit copy one mirror of it, made (and its objects hashed) before any model ran: a goal
+    that lost its own gets it back from there, whatever the workspace's objects have become since."""
     workspace = sample_repo(tmp_path)
     with Store() as store:
         goal = _paused_goal(store, workspace)
         shutil.rmtree(payload_of(events(store, goal, "baseline_mirror")[0].event)["mirror"])
         base = payload_of(events(store, goal, "goal_branch")[0].event)["base_commit"]
+        blob = git(workspace, "rev-parse", f"{base}:cart.py").strip()
+        (workspace / ".git" / "objects" / blob[:2] / blob[2:]).unlink()
+        rest = [step("", call("apply_patch", patch=FIX_PATCH)), step("", complete()), step("done")]
+        again = run(store, goal, workspace, scripted_after(store, goal, rest))
+        remade = payload_of(events(store, goal, "baseline_mirror")[-1].event)["remade"]
+    assert remade is True and again.status == "achieved"
+
+
+def test_a_lost_mirror_with_the_base_commit_broken_is_one_clear_error(tmp_path: Path) -> None:
+    workspace = sample_repo(tmp_path)
+    with Store() as store:
+        goal = _paused_goal(store, workspace)
+        mirror = Path(payload_of(events(store, goal, "baseline_mirror")[0].event)["mirror"])
+        shutil.rmtree(mirror)
+        base = payload_of(events(store, goal, "goal_branch")[0].event)["base_commit"]
+        # The mirror of the base commit, which every goal from that commit copies, goes too: else it gives the
+        # goal's mirror back (verified when it was made, before any model ran).
+        shutil.rmtree(mirror.parent / "commits" / f"{base}.git")
         blob = git(workspace, "rev-parse", f"{base}:cart.py").strip()
         (workspace / ".git" / "objects" / blob[:2] / blob[2:]).unlink()
         with pytest.raises(WorkspaceError, match="baseline mirror"):

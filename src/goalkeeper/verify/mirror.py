@@ -7,8 +7,10 @@ model can rewrite under danger-full-access. Only the base commit's own objects a
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
+import threading
 from pathlib import Path
 
 from goalkeeper.config.load import goalkeeper_home
@@ -34,9 +36,44 @@ def mirror_path(goal_id: str) -> Path:
 def make_mirror(workspace: Path, commit: str, path: Path) -> Path:
     """Copy `commit` with its tree into a new bare repository at `path` (0700); returns `path`.
 
-    The objects are packed by the workspace's git and indexed again here, so each is hashed anew: an object
-    whose content no longer matches its name is missing from the mirror, and that is an error.
+    The commit's objects are packed by the workspace's git and indexed again into one mirror per commit
+    (`mirrors/commits/<commit>.git`), so each is hashed anew: an object whose content no longer matches its name
+    is missing from the mirror, and that is an error. A goal's mirror is a hardlinked copy of it (the goals of a
+    batch share one commit: it is packed once), checked again to hold the commit whole.
     """
+    shared = _commit_mirror(workspace, commit)
+    scratch = path.with_name(f"{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+    shutil.rmtree(scratch, ignore_errors=True)
+    try:
+        # Hard links: git never writes an object or a pack in place, and nothing writes to a mirror after this.
+        shutil.copytree(shared, scratch, copy_function=os.link)
+        if run_git(scratch, "rev-list", "--objects", "--no-walk", commit).returncode != 0:
+            raise WorkspaceError(f"the baseline mirror of {commit[:12]} under {shared.parent} is incomplete",
+                                 hint=f"remove {shared} (it is made again from the workspace), then start the "
+                                      "goal again")
+        shutil.rmtree(path, ignore_errors=True)
+        scratch.rename(path)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    path.chmod(0o700)
+    return path
+
+
+def _commit_mirror(workspace: Path, commit: str) -> Path:
+    """The mirror of `commit` every goal starting from it copies, made from the workspace on first use (one
+    maker at a time: the others wait for it, then find it made)."""
+    folder = goal_folder("mirrors", "commits")
+    private_directory(folder)
+    shared = folder / f"{commit}.git"
+    with (folder / f"{commit}.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (shared / "HEAD").is_file():
+            _pack_into(workspace, commit, shared)
+    return shared
+
+
+def _pack_into(workspace: Path, commit: str, path: Path) -> None:
+    """Pack `commit` with its tree from the workspace's repository into a new bare repository at `path`."""
     top = toplevel(workspace)
     listed = _git(top, "rev-list", "--objects", "--no-walk", commit)
     pack = _git(top, "pack-objects", "--stdout", "-q", stdin=listed)
@@ -55,7 +92,6 @@ def make_mirror(workspace: Path, commit: str, path: Path) -> Path:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     path.chmod(0o700)
-    return path
 
 
 def ensure_mirror(workspace: Path, commit: str, path: Path) -> bool:
