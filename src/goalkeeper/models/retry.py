@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import Protocol
 
 from goalkeeper.errors import ProviderError, ProviderUnavailableError
 from goalkeeper.models.base import Model, ModelRequest, ModelResponse
@@ -163,6 +164,14 @@ class RateGate:
             await sleep(remaining)
 
 
+class Gate(Protocol):
+    """What a goal's requests wait on: a provider's shared RateGate, or a batch's wrapper around one."""
+
+    async def wait(self) -> None: ...
+
+    def hold(self, seconds: float) -> None: ...
+
+
 class RateGates:
     """The gates of one batch, one per provider: the same wire format and base URL is the same provider."""
 
@@ -182,7 +191,7 @@ class GatedModel:
     transient failure with a Retry-After) holds the gate for the wait it asks for, so the goal's siblings wait
     with it. The goal's own retries (complete_with_retries) are unchanged."""
 
-    def __init__(self, model: Model, gate: RateGate) -> None:
+    def __init__(self, model: Model, gate: Gate) -> None:
         self.model = model
         self.gate = gate
         self.name = model.name

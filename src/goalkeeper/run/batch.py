@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import threading
 import time
@@ -25,7 +26,7 @@ from pathlib import Path
 
 from goalkeeper.core.state import CapDimension, ControlRequest, request_event
 from goalkeeper.errors import GoalkeeperError
-from goalkeeper.models.retry import RateGates
+from goalkeeper.models.retry import RateGate, RateGates
 from goalkeeper.run.engine import drive_goal, settle_model
 from goalkeeper.run.runner import Runner, RunResult
 from goalkeeper.spec.settings import ModelSettings
@@ -34,6 +35,8 @@ from goalkeeper.store.batches import Batch, BatchGoal, add_elapsed, set_crashed,
 
 #: How often the fleet looks at its goals (the live table reads at the same pace).
 TICK_S = 0.5
+STARTING = max(2, 2 * (os.cpu_count() or 1))
+"""Goals a batch starts at once (see Fleet.starting): twice the cores, at least two."""
 
 #: How long `stop` waits for the running goals to reach a boundary and pause.
 STOP_WAIT_S = 60.0
@@ -82,6 +85,10 @@ class Fleet:
     lock: threading.RLock = field(default_factory=threading.RLock)
     """Reentrant: `stop` runs in a signal handler, which may interrupt the main thread while it holds the lock."""
     stopped_at: float | None = None
+    starting: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(STARTING))
+    """Goals being started (worktree, goal, branch, mirror, baseline run) until their first request: the CPU
+    work of a start, so a few at a time; started goals wait on their model meanwhile, and the batch's cores stay
+    busy rather than every goal of a wave starting together and then all waiting together."""
 
     def stop(self) -> None:
         """Pause every running goal at its next boundary (what Ctrl-C and SIGTERM do); start no more. A start
@@ -179,6 +186,15 @@ def _goal_thread(fleet: Fleet, slot: Slot) -> None:
 def start_local(fleet: Fleet, slot: Slot, store: Store) -> RunResult:
     """Start (or carry on) one goal of the batch in this thread: its own event loop, signals left to the
     fleet, its provider's shared rate gate. The fleet's default `start`."""
+    fleet.starting.acquire()
+    started = _Once(fleet.starting.release)
+    try:
+        return _start_local(fleet, slot, store, started)
+    finally:
+        started()  # a goal that ended (or failed) before its first request
+
+
+def _start_local(fleet: Fleet, slot: Slot, store: Store, started: _Once) -> RunResult:
     goal, workspace = fleet.prepare(store, slot.entry)
     with fleet.lock:
         slot.goal_id = goal.goal_id
@@ -200,10 +216,40 @@ def start_local(fleet: Fleet, slot: Slot, store: Store) -> RunResult:
 
     try:
         return asyncio.run(drive_goal(store, goal, workspace, chosen, on_event=on_event, handle_signals=False,
-                                      gate=fleet.gates.gate_for(chosen), on_runner=on_runner))
+                                      gate=_Started(fleet.gates.gate_for(chosen), started),
+                                      on_runner=on_runner))
     finally:
         with fleet.lock:
             slot.runner, slot.loop = None, None
+
+
+class _Once:
+    """`action`, run on the first call only (from whichever thread calls first)."""
+
+    def __init__(self, action: Callable[[], None]) -> None:
+        self._action: Callable[[], None] | None = action
+        self._lock = threading.Lock()
+
+    def __call__(self) -> None:
+        with self._lock:
+            action, self._action = self._action, None
+        if action is not None:
+            action()
+
+
+class _Started:
+    """A goal's provider gate that also ends its start: its first request frees a start for another goal."""
+
+    def __init__(self, gate: RateGate, started: _Once) -> None:
+        self.gate = gate
+        self.started = started
+
+    async def wait(self) -> None:
+        self.started()
+        await self.gate.wait()
+
+    def hold(self, seconds: float) -> None:
+        self.gate.hold(seconds)
 
 
 def _cap_reached(fleet: Fleet, store: Store, elapsed: float) -> CapDimension | None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from goalkeeper.config.resolve import choose_model
 from goalkeeper.events import GoalBranchEvent
 from goalkeeper.models.factory import open_model
-from goalkeeper.models.retry import GatedModel, RateGate
+from goalkeeper.models.retry import Gate, GatedModel
 from goalkeeper.run.notify import notifying
 from goalkeeper.run.runner import Runner, RunResult
 from goalkeeper.spec.settings import ModelSettings
@@ -34,7 +34,7 @@ def run_goal(store: Store, goal: Goal, workspace: Path, model: ModelSettings | N
 async def drive_goal(store: Store, goal: Goal, workspace: Path, model: ModelSettings | None = None, *,
                      on_event: Callable[[EventRecord], None] | None = None,
                      on_text: Callable[[str], None] | None = None, approver: Approver | None = None,
-                     handle_signals: bool = True, gate: RateGate | None = None,
+                     handle_signals: bool = True, gate: Gate | None = None,
                      on_runner: Callable[[Runner], None] | None = None) -> RunResult:
     """`run_goal` inside a running event loop; the hooks are the Runner's (runner.py). A batch passes the `gate`
     its goals on the same provider share (models/retry.py), and `on_runner` is handed the runner before it runs

@@ -55,8 +55,9 @@ def ensure_worktree(repository: Path, path: Path, branch: str | None, commit: st
                                  "move it aside; `gk batch --resume` then makes it again")
         return path
     top = toplevel(repository)
-    with _one_at_a_time():
-        git(top, "worktree", "prune")  # forget the worktree whose folder went away, so its branch is free again
+    if branch is not None:  # a goal made before: its old worktree's folder went away
+        with _one_at_a_time():
+            git(top, "worktree", "prune")  # forget that worktree, so its branch is free again
     start = branch if branch is not None and branch_exists(top, branch) else commit
     return add_worktree(repository, path, commit_of(top, start))
 
