@@ -39,7 +39,7 @@ from anthropic.types import RawMessageStreamEvent
 from goalkeeper.errors import TransientProviderError
 from goalkeeper.models.base import Message, ModelRequest, ModelResponse, ToolCall, ToolSpec, Usage
 from goalkeeper.models.encoded import Encoded, ascii_json, json_array, json_object
-from goalkeeper.models.provider import NO_API_KEY, Provider, SdkErrors, fallback_call_id
+from goalkeeper.models.provider import NO_API_KEY, Provider, SdkErrors, fallback_call_id, shared_tls
 
 ANTHROPIC_ERRORS = SdkErrors(base=anthropic.AnthropicError, timeout=anthropic.APITimeoutError,
                              connection=anthropic.APIConnectionError,
@@ -110,6 +110,7 @@ class AnthropicModel(Provider[anthropic.AsyncAnthropic]):
             timeout=timeout_s,
             max_retries=0,  # retries are ours (retry.py), with our policy and our budget
             default_headers=extra_headers,
+            http_client=anthropic.DefaultAsyncHttpxClient(verify=shared_tls()),
         )
         super().__init__(model, client, stream=stream, timeout_s=timeout_s, api_key_env=api_key_env)
         self.max_output_tokens = max_output_tokens

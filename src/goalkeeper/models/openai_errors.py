@@ -13,7 +13,7 @@ import openai
 
 from goalkeeper.errors import ContextLengthError, ProviderError, TransientProviderError
 from goalkeeper.models.base import Usage
-from goalkeeper.models.provider import NO_API_KEY, Provider, SdkErrors
+from goalkeeper.models.provider import NO_API_KEY, Provider, SdkErrors, shared_tls
 
 T = TypeVar("T")
 
@@ -42,6 +42,7 @@ class OpenAIProvider(Provider[openai.AsyncOpenAI]):
             max_retries=0,  # retries are ours (retry.py), with our policy and our budget
             default_headers=extra_headers,
             default_query=query_params,  # e.g. Azure's api-version
+            http_client=openai.DefaultAsyncHttpxClient(verify=shared_tls()),
         )
         super().__init__(model, client, stream=stream, timeout_s=timeout_s, api_key_env=api_key_env)
 

@@ -9,7 +9,9 @@ message. Nothing here retries (retry.py does).
 
 from __future__ import annotations
 
+import functools
 import json
+import ssl
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -26,6 +28,17 @@ NO_API_KEY = "no-api-key"
 TRANSIENT_STATUS = frozenset({408, 409, 429})
 """4xx statuses worth retrying (timeout, conflict, rate limit); 5xx always are (529 overloaded too)."""
 
+
+
+@functools.cache
+def shared_tls() -> ssl.SSLContext:
+    """One TLS context for every provider client of this process, as the SDKs' HTTP client makes it (the CA
+    bundle, SSL_CERT_FILE / SSL_CERT_DIR honoured): loading the bundle costs ~20 ms of CPU a client, which a
+    batch of 100 goals, each with its own client, would pay 100 times. A context is safe to share between
+    threads and event loops."""
+    import httpx2  # the SDKs' HTTP stack: loaded with them, never on a read path
+
+    return httpx2.create_ssl_context()
 
 class Client(Protocol):
     """What the base needs of an SDK client: where it points, and closing it."""
