@@ -10,6 +10,7 @@ import hashlib
 import os
 import re
 import shutil
+import stat
 import subprocess
 import time
 import unicodedata
@@ -185,9 +186,8 @@ def safe_path(top: Path, path: str) -> str:
     return os.pathsep.join(kept)
 
 
-_Stat = tuple[int, int, int, int] | None
-_Key = tuple[tuple[str, _Stat], ...]
-
+_Key = tuple[tuple[str, bytes | None], ...]
+"""(path, its bytes or None when it does not exist) for each file a repository's config depends on."""
 
 @dataclass(frozen=True)
 class _RepositoryConfig:
@@ -198,13 +198,18 @@ class _RepositoryConfig:
     """Which of user.name and user.email some config layer sets."""
 
 
-#: (top-level, *the config files it may read) → (the stat of every file its config was read from, what was
+#: (top-level, *the config files it may read) → (the content of every file its config was read from, what was
 #: read). `git config --list` runs once per repository, not on every git call; any change to one of those
-#: files (a model can write .git/config only under danger-full-access) reads it again.
+#: files (a model can write .git/config only under danger-full-access) reads it again. Keyed on content, not
+#: on stat: a file written a moment ago (HEAD after the goal branch is made, a repository just made) is
+#: cached as safely as an old one, and reading a few small files costs far less than starting git.
 _CONFIG_CACHE: dict[tuple[str, ...], tuple[_Key, _RepositoryConfig]] = {}
 
-#: A config file changed this recently is read again on every call: a second write within the file system's
-#: timestamp granularity could keep the same stat (git's own "racily clean" rule for its index).
+#: A config file bigger than this (or not a regular file: a FIFO would block the read) is never cached.
+_MAX_CONFIG_BYTES = 1 << 20
+
+#: A file that only the read named (an include, the system file) and that changed this recently is not cached:
+#: its content is taken after git read it, so a write in between could pair new content with an old read.
 _RACY_S = 1.0
 
 
@@ -212,17 +217,19 @@ def _repository_config(program: str, top: Path, environment: Mapping[str, str]) 
     """The repository's config facts, from the cache while no config file they were read from has changed."""
     watched = _watched_files(top, environment)
     cached = _CONFIG_CACHE.get((str(top), *watched)) if watched else None
-    if cached is not None and _stats([path for path, _ in cached[0]]) == cached[0]:
+    if cached is not None and _contents([path for path, _ in cached[0]]) == cached[0]:
         return cached[1]
+    # Taken before the read: a write after it makes the key stale (read again next time), never the value.
+    before = _contents(watched) if watched else None
     listed = subprocess.run([program, "config", "--list", "-z", "--includes", "--show-origin"], cwd=top,
                             capture_output=True, env={**environment, **_config_environment(list(SAFE_CONFIG))},
                             timeout=GIT_TIMEOUT_S, check=False)
     found, named = _read_config_list(top, listed.stdout.decode("utf-8", "surrogateescape"))
-    if watched:
-        # Taken after the read: a file written after it was written within _RACY_S of now, so is not cached.
-        key = _stats([*watched, *named])
-        if not _racy(key):
-            _CONFIG_CACHE[(str(top), *watched)] = (key, found)
+    if before is not None:
+        extra = [path for path in dict.fromkeys(named) if path not in watched]
+        after = _contents(extra)
+        if after is not None and not _recent(extra):
+            _CONFIG_CACHE[(str(top), *watched)] = ((*before, *after), found)
     return found
 
 
@@ -271,23 +278,36 @@ def _watched_files(top: Path, environment: Mapping[str, str]) -> list[str]:
     return [str(dot_git / "HEAD"), str(dot_git / "config"), str(dot_git / "config.worktree"), *global_files]
 
 
-def _stats(paths: Sequence[str]) -> _Key:
-    """(path, (inode, size, mtime, ctime) or None) for each path: a write always changes the ctime."""
-    found: list[tuple[str, _Stat]] = []
+def _contents(paths: Sequence[str]) -> _Key | None:
+    """(path, its bytes or None when absent) for each path; None when one cannot be a cache key (not a
+    regular file, too big, unreadable)."""
+    found: list[tuple[str, bytes | None]] = []
     for path in dict.fromkeys(paths):
         try:
-            info = os.stat(path)
-        except OSError:
+            # Non-blocking: a FIFO planted as an include must not hang the open; fstat then refuses it.
+            descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        except (FileNotFoundError, NotADirectoryError):
             found.append((path, None))
             continue
-        found.append((path, (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)))
+        except OSError:
+            return None
+        with os.fdopen(descriptor, "rb") as file:
+            info = os.fstat(descriptor)
+            if not stat.S_ISREG(info.st_mode) or info.st_size > _MAX_CONFIG_BYTES:
+                return None
+            found.append((path, file.read(_MAX_CONFIG_BYTES + 1)))
     return tuple(found)
 
 
-def _racy(key: _Key) -> bool:
-    """Whether a file of `key` was written within _RACY_S of now (or its time is in the future)."""
+def _recent(paths: Sequence[str]) -> bool:
+    """Whether one of `paths` was written within _RACY_S of now (or its time is in the future)."""
     now = time.time_ns()
-    return any(stat is not None and now - max(stat[2], stat[3]) < _RACY_S * 1e9 for _, stat in key)
+    for path in paths:
+        with contextlib.suppress(OSError):
+            info = os.stat(path)
+            if now - max(info.st_mtime_ns, info.st_ctime_ns) < _RACY_S * 1e9:
+                return True
+    return False
 
 
 def _config_environment(config: Sequence[tuple[str, str]]) -> dict[str, str]:
