@@ -27,7 +27,9 @@ from goalkeeper.core.outcomes import CheckResult, Decision, GoalCleared, Wait
 from goalkeeper.errors import ContractError, WorkspaceError
 from goalkeeper.events import (
     BaselineEvent,
+    BaselineMirrorEvent,
     Evidence,
+    InstructionsLoadedEvent,
     McpServersEvent,
     SandboxEvent,
     VerificationPinsEvent,
@@ -67,12 +69,7 @@ async def prepare(run: GoalRun) -> None:
         if run.facts.keep_green is None else None
     try:
         await _open_branch(run)
-        await _keep_baseline(run)
-        await _pin_surface(run)
-        config = _configure(run)
-        await _load_instructions(run, config)
-        if run.contract.read_first and run.state.spent.turns == 0:
-            run.read_first = await asyncio.to_thread(_read_first, run)
+        config = await _at_base(run)
         run.mcp_tables = config.mcp_servers
         run.tools = run.tools.with_approvals(rules=config.rules, approval_policy=config.approval_policy,
                                              goal_branch=run.facts.branch.name if run.facts.branch else None)
@@ -104,37 +101,51 @@ async def stop_mcp(run: GoalRun) -> None:
         await servers.aclose()
 
 
-def _configure(run: GoalRun) -> Config:
-    """config.toml as committed at the goal's base (its snapshot with --allow-dirty), never the goal branch,
-    which the model writes; its secrets join the sandbox and the environment filter, its hooks the run."""
+async def _at_base(run: GoalRun) -> Config:
+    """What the baseline's run needs once the branch is there: the mirror and environment snapshot, the pinned
+    surface, config.toml and the project instructions at the goal's base, and the `read_first` files. None
+    writes the workspace, so they are made side by side, and recorded in this order."""
     branch = run.facts.branch
-    config = load_config(run.workspace, commit=branch.snapshot_commit or branch.base_commit if branch else "HEAD")
+    base = (branch.snapshot_commit or branch.base_commit) if branch else "HEAD"
+    kept, pins, (config, instructions), read_first = await asyncio.gather(
+        _keep_baseline(run), _pin_surface(run), asyncio.to_thread(_config_and_instructions, run, base),
+        asyncio.to_thread(_read_first, run, base) if run.contract.read_first and run.state.spent.turns == 0
+        else asyncio.sleep(0, ""))
+    if kept is not None:
+        run.record([kept])
+    verify = run.contract.verify
+    if pins is not None:
+        run.record([VerificationPinsEvent(pins=pins.to_json(), edits=verify.edits, files=sorted(pins.paths))])
+    if verify.edits == "deny" and run.facts.pins is not None:
+        # In deny mode the pinned files are read-only, the baseline's run included.
+        run.sandbox = replace(run.sandbox, protect=(*run.sandbox.protect, *sorted(run.facts.pins.paths)))
+    # Its secrets join the sandbox and the environment filter, its hooks the run.
     run.sandbox = replace(run.sandbox, secrets=config.secrets, secret_env=config.secret_env)
     run.env = config.command_env(os.environ, key_env(run.settings))
     run.hooks = config.hooks
+    if instructions is not None:
+        run.record([instructions])
+    run.read_first = read_first or run.read_first
     return config
 
 
-async def _load_instructions(run: GoalRun, config: Config) -> None:
-    """Read the project instructions once, before the goal's first request, from the commit config.toml came
-    from: the event keeps their text, so a file changed since (by the goal, or by anyone) never changes the
-    prefix of a goal already under way. A goal whose baseline ran without them (set before they were read)
-    goes on without them."""
-    branch = run.facts.branch
-    if run.facts.instructions is not None or run.facts.keep_green is not None or branch is None:
-        return
-    loaded = await asyncio.to_thread(load_instructions, run.workspace, branch.snapshot_commit or branch.base_commit,
-                                     run.settings.workdir, goalkeeper_home(), config.project_doc_max_bytes)
-    if loaded is not None:
-        run.record([loaded])
+def _config_and_instructions(run: GoalRun, base: str) -> tuple[Config, InstructionsLoadedEvent | None]:
+    """config.toml as committed at the goal's base (its snapshot with --allow-dirty), never the goal branch,
+    which the model writes; and the project instructions read once, before the goal's first request, from the
+    same commit: the event keeps their text, so a file changed since (by the goal, or by anyone) never changes
+    the prefix of a goal already under way. A goal whose baseline ran without them (set before they were
+    read) goes on without them."""
+    config = load_config(run.workspace, commit=base)
+    if run.facts.instructions is not None or run.facts.keep_green is not None or run.facts.branch is None:
+        return config, None
+    return config, load_instructions(run.workspace, base, run.settings.workdir, goalkeeper_home(),
+                                     config.project_doc_max_bytes)
 
 
-def _read_first(run: GoalRun) -> str:
+def _read_first(run: GoalRun, base: str) -> str:
     """The `read_first` files at the goal's start, within READ_FIRST_SHARE of the compaction limit."""
-    branch = run.facts.branch
-    commit = (branch.snapshot_commit or branch.base_commit) if branch else "HEAD"
     budget = int(run.compact_limit * READ_FIRST_SHARE * ESTIMATE_CHARS_PER_TOKEN)
-    return read_first_block(*read_first_files(run.workspace, commit, run.contract.read_first, budget))
+    return read_first_block(*read_first_files(run.workspace, base, run.contract.read_first, budget))
 
 
 def _build_model(run: GoalRun) -> None:
@@ -158,24 +169,20 @@ async def _open_branch(run: GoalRun) -> None:
         run.record([opened])
 
 
-async def _keep_baseline(run: GoalRun) -> None:
+async def _keep_baseline(run: GoalRun) -> BaselineMirrorEvent | None:
     """Before anything of the model's runs: the baseline mirror and environment snapshot; found again later."""
     branch = run.facts.branch
     if branch is None:
-        return
+        return None
     commit = branch.snapshot_commit or branch.base_commit
-    kept = await asyncio.to_thread(keep_baseline, run.workspace, run.goal.goal_id, commit, run.facts.mirror)
-    run.record([kept])
+    return await asyncio.to_thread(keep_baseline, run.workspace, run.goal.goal_id, commit, run.facts.mirror)
 
 
-async def _pin_surface(run: GoalRun) -> None:
-    """Pin the verification surface once, before the baseline; in deny mode its files become read-only."""
-    verify = run.contract.verify
-    if run.facts.pins is None:
-        pins = await asyncio.to_thread(pin_verification_surface, run.workspace, run.contract, verify.pins)
-        run.record([VerificationPinsEvent(pins=pins.to_json(), edits=verify.edits, files=sorted(pins.paths))])
-    if verify.edits == "deny" and run.facts.pins is not None:
-        run.sandbox = replace(run.sandbox, protect=(*run.sandbox.protect, *sorted(run.facts.pins.paths)))
+async def _pin_surface(run: GoalRun) -> Pins | None:
+    """Pin the verification surface once, before the baseline (None when it is pinned already)."""
+    if run.facts.pins is not None:
+        return None
+    return await asyncio.to_thread(pin_verification_surface, run.workspace, run.contract, run.contract.verify.pins)
 
 
 async def baseline(run: GoalRun, probe: Awaitable[str | None] | None = None) -> None:
