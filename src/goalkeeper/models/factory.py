@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import importlib
 import os
+import platform
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -105,12 +106,15 @@ class BuildingModel:
 
 
 def _build_for_request(settings: ModelSettings) -> Model:
-    """`build_model`, then the imports its first request would make (FIRST_REQUEST_IMPORTS of loaded packages)."""
+    """`build_model`, then what its first request would do first: the imports (FIRST_REQUEST_IMPORTS of loaded
+    packages), and the platform the SDKs name in their headers (platform.platform() runs `uname -p` once, and
+    the standard library keeps the answer)."""
     built = build_model(settings)
     for name in FIRST_REQUEST_IMPORTS:
         if name.partition(".")[0] in sys.modules:
             with contextlib.suppress(ImportError):
                 importlib.import_module(name)
+    platform.platform()
     return built
 
 
