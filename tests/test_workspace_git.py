@@ -491,6 +491,19 @@ def test_a_config_written_a_moment_ago_is_cached_and_any_change_read_again(git_r
     assert len([argv for argv in started(log) if argv.startswith("config --list")]) == 1
 
 
+def test_a_bare_repository_s_config_is_cached_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The baseline mirror is a bare repository: its config is read once as well, and again once it changes."""
+    log = traced_git(tmp_path, monkeypatch)
+    bare = tmp_path / "mirror.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
+    for _ in range(3):
+        probe(bare, "rev-parse", "--is-bare-repository")
+    assert len([argv for argv in started(log) if argv.startswith("config --list")]) == 1
+    git(bare, "config", "filter.x.clean", "cat")
+    assert probe(bare, "config", "filter.x.clean").stdout.strip() == ""  # blanked: the change was read
+    assert len([argv for argv in started(log) if argv.startswith("config --list")]) == 1
+
+
 def test_a_driver_planted_after_the_config_was_read_is_still_blanked(git_repo: Path, tmp_path: Path) -> None:
     """The config is read once per repository and kept while its files are unchanged: writing .git/config
     (danger-full-access) is a change, so the planted filter is blanked at the next checkpoint."""

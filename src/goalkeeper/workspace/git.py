@@ -267,9 +267,12 @@ def _read_config_list(top: Path, text: str) -> tuple[_RepositoryConfig, list[str
 def _watched_files(top: Path, environment: Mapping[str, str]) -> list[str]:
     """Every file whose change can change what `git config --list` shows in `top`, besides those it names:
     the repository's HEAD (`includeIf onbranch:`), config and config.worktree, and the global files.
-    Empty where `top/.git` is not a plain directory (a linked worktree, a subdirectory): nothing is cached."""
+    Empty where `top/.git` is not a plain directory (a linked worktree, a subdirectory), unless `top` is a bare
+    repository itself (the baseline mirror): nothing is cached."""
     dot_git = top / ".git"
-    if dot_git.is_symlink() or not dot_git.is_dir():
+    if not os.path.lexists(dot_git) and (top / "HEAD").is_file() and (top / "objects").is_dir():
+        dot_git = top  # a bare repository: git, started there, finds it before looking further up
+    elif dot_git.is_symlink() or not dot_git.is_dir():
         return []
     home = environment.get("HOME", "")
     xdg = environment.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
