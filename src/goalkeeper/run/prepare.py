@@ -2,7 +2,8 @@
 mirror, the pinned verification surface, config.toml and the project instructions (AGENTS.md) at the goal's
 base, and the baseline check run, which
 also answers the lint gate's run questions for a goal set to run at once (`lint_at_baseline`). The model's
-SDK loads while the baseline's checks run (`_build_model`), off the path to the first request. The MCP
+SDK loads while the baseline's checks run (`_build_model`), off the path to the first request, and so is the
+base checkout the clean rooms start from made (`_make_base_cache`). The MCP
 servers config.toml names start before a run's first turn (`start_mcp`) and stop when the run ends.
 
 Each step is done once per goal and found again (from the replayed facts) on later runs.
@@ -43,7 +44,7 @@ from goalkeeper.sandbox.bwrap import require_sandbox
 from goalkeeper.spec.contract import Contract
 from goalkeeper.tools.mcp import start_servers
 from goalkeeper.verify.checks import cannot_start, run_checks
-from goalkeeper.verify.cleanroom import keep_baseline
+from goalkeeper.verify.cleanroom import keep_baseline, make_base_cache
 from goalkeeper.verify.lint import baseline_refusal
 from goalkeeper.verify.observed import surface_summary, traced_surface
 from goalkeeper.verify.pins import Pins, pin_verification_surface
@@ -67,19 +68,24 @@ async def prepare(run: GoalRun) -> None:
     # mirror are made.
     probe = asyncio.ensure_future(asyncio.to_thread(tracer_problem, run.sandbox)) \
         if run.facts.keep_green is None else None
+    cache: asyncio.Future[None] | None = None
     try:
         await _open_branch(run)
         config = await _at_base(run)
+        cache = _make_base_cache(run)
         run.mcp_tables = config.mcp_servers
         run.tools = run.tools.with_approvals(rules=config.rules, approval_policy=config.approval_policy,
                                              goal_branch=run.facts.branch.name if run.facts.branch else None)
         run.prepared = True  # a step that stops before the baseline's run does not prepare again
         if probe is not None:
-            await baseline(run, probe)
+            await baseline(run, probe, cache)
         _build_model(run)  # a resumed goal's: its first request comes next
     finally:
         if probe is not None:
             probe.cancel()  # the run failed before its baseline: nobody waits for the self-test
+        if cache is not None and not cache.done():
+            with contextlib.suppress(Exception):  # what stopped the run is the news; a clean room makes it again
+                await asyncio.shield(cache)  # its thread writes the goal's folder until it ends
 
 
 async def start_mcp(run: GoalRun) -> None:
@@ -148,6 +154,15 @@ def _read_first(run: GoalRun, base: str) -> str:
     return read_first_block(*read_first_files(run.workspace, base, run.contract.read_first, budget))
 
 
+def _make_base_cache(run: GoalRun) -> asyncio.Future[None] | None:
+    """Start making the base checkout the clean rooms start from, on a goal's first run: from the mirror alone,
+    so while the baseline's checks run (the baseline waits for it before it is recorded)."""
+    mirror = run.facts.mirror
+    if mirror is None or mirror.resumed:
+        return None
+    return asyncio.ensure_future(asyncio.to_thread(make_base_cache, run.workspace, mirror, run.goal.goal_id))
+
+
 def _build_model(run: GoalRun) -> None:
     """Start building the run's model (`BuildingModel`) unless it started: not earlier, since the import
     would compete for the interpreter with the git work that has to finish before the baseline."""
@@ -185,10 +200,12 @@ async def _pin_surface(run: GoalRun) -> Pins | None:
     return await asyncio.to_thread(pin_verification_surface, run.workspace, run.contract, run.contract.verify.pins)
 
 
-async def baseline(run: GoalRun, probe: Awaitable[str | None] | None = None) -> None:
+async def baseline(run: GoalRun, probe: Awaitable[str | None] | None = None,
+                   alongside: Awaitable[None] | None = None) -> None:
     """Run every check and keep_green command once before the first turn, under the tracer unless its self-test
     (`probe`, started by `prepare`; else run here) says why it cannot work here; that one run is also the
-    observation of the verification surface. Red constraints are dropped."""
+    observation of the verification surface. Red constraints are dropped. `alongside` (the base checkout,
+    made while the checks run) is waited for before the baseline is recorded."""
     run.before("checks")
     problem = await (probe if probe is not None else asyncio.to_thread(tracer_problem, run.sandbox))
     tracer = Tracer() if problem is None else None
@@ -196,9 +213,9 @@ async def baseline(run: GoalRun, probe: Awaitable[str | None] | None = None) -> 
     try:
         evidence = await run_checks(run.contract, run.workspace, sandbox=run.sandbox, env=run.env, tracer=tracer)
         # Both only read the tree the checks left: the trace's parse and the tree's hash run side by side.
-        surface, tree = await asyncio.gather(
+        surface, tree, _ = await asyncio.gather(
             asyncio.to_thread(traced_surface, tracer, problem, run.workspace, run.facts.pins or Pins((), ())),
-            run.tree_hash())
+            run.tree_hash(), alongside if alongside is not None else asyncio.sleep(0))
     finally:
         if tracer is not None:
             tracer.close()
