@@ -16,6 +16,7 @@ import contextlib
 import os
 from collections.abc import Awaitable
 from dataclasses import replace
+from pathlib import Path
 from typing import NoReturn
 
 from goalkeeper.config.load import Config, goalkeeper_home, load_config
@@ -40,7 +41,7 @@ from goalkeeper.models.factory import BuildingModel
 from goalkeeper.models.retry import GatedModel
 from goalkeeper.run.goal_run import GoalRun, key_env
 from goalkeeper.sandbox import limits as process_limits
-from goalkeeper.sandbox.bwrap import require_sandbox
+from goalkeeper.sandbox.bwrap import require_sandbox, warm_layout
 from goalkeeper.spec.contract import Contract
 from goalkeeper.tools.mcp import start_servers
 from goalkeeper.verify.checks import cannot_start, run_checks
@@ -68,11 +69,18 @@ async def prepare(run: GoalRun) -> None:
     # mirror are made.
     probe = asyncio.ensure_future(asyncio.to_thread(tracer_problem, run.sandbox)) \
         if run.facts.keep_green is None else None
+    # So does the sandbox's first layout scan, kept for the baseline's command unless config.toml's secrets or
+    # the pins change its globs.
+    layout = asyncio.ensure_future(asyncio.to_thread(warm_layout, run.sandbox, _home(run))) \
+        if probe is not None else None
     cache: asyncio.Future[None] | None = None
     try:
         await _open_branch(run)
         config = await _at_base(run)
         cache = _make_base_cache(run)
+        if layout is not None:
+            with contextlib.suppress(Exception):  # only a head start: the command's own scan says what failed
+                await layout
         run.mcp_tables = config.mcp_servers
         run.tools = run.tools.with_approvals(rules=config.rules, approval_policy=config.approval_policy,
                                              goal_branch=run.facts.branch.name if run.facts.branch else None)
@@ -81,8 +89,9 @@ async def prepare(run: GoalRun) -> None:
             await baseline(run, probe, cache)
         _build_model(run)  # a resumed goal's: its first request comes next
     finally:
-        if probe is not None:
-            probe.cancel()  # the run failed before its baseline: nobody waits for the self-test
+        for started in (probe, layout):
+            if started is not None:
+                started.cancel()  # the run failed before its baseline: nobody waits for them
         if cache is not None and not cache.done():
             with contextlib.suppress(Exception):  # what stopped the run is the news; a clean room makes it again
                 await asyncio.shield(cache)  # its thread writes the goal's folder until it ends
@@ -152,6 +161,11 @@ def _read_first(run: GoalRun, base: str) -> str:
     """The `read_first` files at the goal's start, within READ_FIRST_SHARE of the compaction limit."""
     budget = int(run.compact_limit * READ_FIRST_SHARE * ESTIMATE_CHARS_PER_TOKEN)
     return read_first_block(*read_first_files(run.workspace, base, run.contract.read_first, budget))
+
+
+def _home(run: GoalRun) -> Path:
+    """The $HOME the run's commands see (the tracer's sandbox binds it as `sandbox_argv` lays it out)."""
+    return Path(run.env.get("HOME") or Path.home())
 
 
 def _make_base_cache(run: GoalRun) -> asyncio.Future[None] | None:
