@@ -29,6 +29,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,8 +105,11 @@ def keep_baseline(workspace: Path, goal_id: str, commit: str,
     """
     if recorded is not None:
         return _found_again(workspace, recorded)
-    path = make_mirror(workspace, commit, mirrors.mirror_path(goal_id))
-    env = take_snapshot(workspace, mirrors.goal_folder("envs", goal_id))
+    with ThreadPoolExecutor(1) as pool:
+        # The snapshot (hardlinks of the ignored folders) and the mirror (git's objects) share nothing.
+        snapshot = pool.submit(take_snapshot, workspace, mirrors.goal_folder("envs", goal_id))
+        path = make_mirror(workspace, commit, mirrors.mirror_path(goal_id))
+        env = snapshot.result()
     payload = BaselineMirrorEvent(mirror=str(path), base_commit=commit, env=str(env.root), env_dirs=list(env.dirs),
                                   env_skipped=list(env.skipped), resumed=False)
     # Also before anything runs: the stat of every workspace file of the base commit (all equal the base).
