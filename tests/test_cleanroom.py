@@ -18,7 +18,7 @@ from goalkeeper.events import payload_of
 from goalkeeper.goals import service
 from goalkeeper.spec.contract import Contract
 from goalkeeper.store import Store
-from goalkeeper.verify.cleanroom import baseline_of, built_room, keep_baseline
+from goalkeeper.verify.cleanroom import baseline_of, built_room, goal_changes, keep_baseline, make_base_cache
 from goalkeeper.verify.mirror import BASE_REF
 from goalkeeper.verify.observed import surface_from_pins
 from goalkeeper.verify.pins import pin_verification_surface
@@ -125,6 +125,20 @@ def test_an_edited_fixture_is_read_at_its_baseline_content(tmp_path: Path) -> No
     result, payloads = cheat(workspace, contract([f"fixture={check}"]), "echo -1800.0 > tests/expected.txt")
     assert result.status == "unmet"
     assert "tests/expected.txt (modified)" in held_back(payloads)
+
+
+def test_the_base_checkout_is_made_from_the_mirror_alone_while_the_checks_may_run(tmp_path: Path) -> None:
+    """keep_baseline takes what must come before any command (the mirror, the snapshot, the stamps of the
+    workspace's files); the base checkout comes after (make_base_cache, beside the baseline's checks) and reads
+    only the mirror, so a file a check rewrites meanwhile is still the baseline's there, and a change."""
+    workspace = sample_repo(tmp_path)
+    kept = keep_baseline(workspace, "g", git(workspace, "rev-parse", "HEAD").strip(), None)
+    base = baseline_of(kept, "g")
+    assert not (base.folder / "base").exists()
+    (workspace / "tests" / "test_cart.py").write_text("rewritten by a check\n")
+    make_base_cache(workspace, kept, "g")
+    assert " 180.0)" in (base.folder / "base" / "tests" / "test_cart.py").read_text()
+    assert goal_changes(workspace, base) == [("tests/test_cart.py", "modified")]
 
 
 def test_a_link_in_place_of_the_tests_folder_is_held_back(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from goalkeeper.sandbox import limits, scan
-from goalkeeper.sandbox.bwrap import GIT_PROTECT
+from goalkeeper.sandbox.bwrap import GIT_PROTECT, warm_layout
 from goalkeeper.sandbox.policy import DEFAULT_SECRETS, SandboxMode
 from goalkeeper.sandbox.scan import find
 from test_sandbox import SECRET, pids_running, policy, run
@@ -112,6 +112,19 @@ def test_a_workspace_replaced_by_another_folder_is_searched_again(
     workspace.mkdir()
     (workspace / ".env").write_text(f"TOKEN={SECRET}\n")
 
+    result = run(sandbox, "cat .env; echo done", env)
+
+    assert "done" in result.output
+    assert SECRET not in result.output
+
+
+def test_a_secret_made_after_the_layout_was_warmed_is_still_masked(workspace: Path, home: Path,
+                                                                    env: dict[str, str]) -> None:
+    """prepare warms the layout scan while the goal branch and the mirror are made: what appears after it (a
+    check's own .env, say) is masked in the command that follows, as after any earlier command."""
+    sandbox = policy(workspace)
+    warm_layout(sandbox, home)
+    (workspace / ".env").write_text(f"TOKEN={SECRET}\n")
     result = run(sandbox, "cat .env; echo done", env)
 
     assert "done" in result.output

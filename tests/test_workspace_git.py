@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -27,6 +26,7 @@ from goalkeeper.workspace.git import (
     current_branch,
     goal_branch_name,
     preflight,
+    probe,
     start_goal,
 )
 
@@ -460,7 +460,6 @@ def test_a_checkpoint_spawns_at_most_three_git_processes(git_repo: Path, tmp_pat
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     log = traced_git(tmp_path, monkeypatch)
     branch = start_goal(git_repo, GOAL_ID, "Make the tests pass", allow_dirty=False)
-    time.sleep(1.2)  # out of the config cache's racy window: what git wrote just now is not cached
     assert turn(git_repo, branch, 1, {"a.py": "a = 1\n"}) is not None  # reads the config once
     for number in (2, 3):
         started(log)
@@ -476,23 +475,49 @@ def test_a_checkpoint_spawns_at_most_three_git_processes(git_repo: Path, tmp_pat
     assert git(git_repo, "status", "--porcelain") == ""
 
 
+def test_a_config_written_a_moment_ago_is_cached_and_any_change_read_again(git_repo: Path, tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The config cache is keyed on the files' content: a repository made (or HEAD moved) a moment ago is read
+    once, and a change within the same instant, one the stat could miss, is read again."""
+    log = traced_git(tmp_path, monkeypatch)
+    probe(git_repo, "rev-parse", "HEAD")
+    started(log)
+    for _ in range(3):
+        probe(git_repo, "rev-parse", "HEAD")
+    assert not [argv for argv in started(log) if argv.startswith("config --list")]
+    git(git_repo, "checkout", "-q", "-b", "other")  # HEAD's content changes (`includeIf onbranch:`)
+    probe(git_repo, "rev-parse", "HEAD")
+    probe(git_repo, "rev-parse", "HEAD")
+    assert len([argv for argv in started(log) if argv.startswith("config --list")]) == 1
+
+
+def test_a_bare_repository_s_config_is_cached_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The baseline mirror is a bare repository: its config is read once as well, and again once it changes."""
+    log = traced_git(tmp_path, monkeypatch)
+    bare = tmp_path / "mirror.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
+    for _ in range(3):
+        probe(bare, "rev-parse", "--is-bare-repository")
+    assert len([argv for argv in started(log) if argv.startswith("config --list")]) == 1
+    git(bare, "config", "filter.x.clean", "cat")
+    assert probe(bare, "config", "filter.x.clean").stdout.strip() == ""  # blanked: the change was read
+    assert len([argv for argv in started(log) if argv.startswith("config --list")]) == 1
+
+
 def test_a_driver_planted_after_the_config_was_read_is_still_blanked(git_repo: Path, tmp_path: Path) -> None:
     """The config is read once per repository and kept while its files are unchanged: writing .git/config
     (danger-full-access) is a change, so the planted filter is blanked at the next checkpoint."""
     markers = tmp_path / "markers"
     markers.mkdir()
     branch = start_goal(git_repo, GOAL_ID, "Make the tests pass", allow_dirty=False)
-    time.sleep(1.2)
     assert turn(git_repo, branch, 1, {"a.txt": "a\n"}) is not None  # the config is cached now
     git(git_repo, "config", "filter.evil.clean", f"touch {markers}/clean; cat")
     git(git_repo, "config", "filter.evil.required", "true")
     write(git_repo, ".gitattributes", "*.txt filter=evil\n")
     assert turn(git_repo, branch, 2, {"b.txt": "b\n"}) is not None
-    time.sleep(1.2)
     assert turn(git_repo, branch, 3, {"c.txt": "c\n"}) is not None  # from the cache again: still blanked
     included = tmp_path / "included.cfg"
     git(git_repo, "config", "include.path", str(included))
-    time.sleep(1.2)
     assert turn(git_repo, branch, 4, {"d.txt": "d\n"}) is not None
     included.write_text(f"[filter \"inc\"]\n\tclean = touch {markers}/included; cat\n")  # an include made later
     write(git_repo, ".gitattributes", "*.txt filter=inc\n")

@@ -32,12 +32,12 @@ from goalkeeper.config.schema import (
 )
 from goalkeeper.config.temporal import table_files
 from goalkeeper.config.trust import PROJECT_CONFIG, is_trusted, untrusted_view, untrusted_warning
-from goalkeeper.errors import ConfigError
+from goalkeeper.errors import ConfigError, WorkspaceError
 from goalkeeper.models.pricing import load_prices
 from goalkeeper.sandbox.policy import DEFAULT_SECRET_ENV, DEFAULT_SECRETS, command_environment
 from goalkeeper.sandbox.rules import ApprovalPolicy, Rule
 from goalkeeper.spec.settings import AgentSettings, Price, ReasoningEffort, RunSettings
-from goalkeeper.workspace.git import probe
+from goalkeeper.workspace.git import probe, toplevel
 
 
 @dataclass(frozen=True)
@@ -239,8 +239,10 @@ def _top_level(workspace: Path | None) -> Path | None:
     """The repository's resolved top level, or None outside a repository."""
     if workspace is None or not workspace.is_dir():
         return None
-    done = probe(workspace, "rev-parse", "--show-toplevel")
-    return Path(done.stdout.strip()).resolve() if done.returncode == 0 and done.stdout.strip() else None
+    try:
+        return toplevel(workspace).resolve()  # remembered per workspace while git would still find it
+    except WorkspaceError:
+        return None
 
 
 def _committed_text(top: Path, commit: str) -> str | None:

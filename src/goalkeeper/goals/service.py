@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -111,18 +112,36 @@ def set_goal(store: Store, workspace: Path, contract: Contract, settings: GoalSe
     from goalkeeper.goals import control
     from goalkeeper.verify.lint import lint_goal  # it loads the checks and the sandbox: only a new goal needs it
 
-    kept = control.check_settable(workspace, contract, settings.allow_dirty, unverified, goal_file)
-    settings = settings.model_copy(update={"own_files": kept})
-    if not replace and confirm_replace is not None and _has_goal(store, workspace, thread_id):
-        replace = confirm_replace()
     key_env = settings.model.api_key_env if settings.model else None
-    report = lint_goal(contract, workspace, run=lint == "run", key_env=key_env, not_run=_NOT_RUN[lint])
+    with ThreadPoolExecutor(1) as pool:
+        # A gate that runs nothing (bash -n, the programs, the pins) writes nothing either: in a repository it
+        # reads the commands while the repository is checked. One that runs the checks waits for the answer.
+        static = pool.submit(lint_goal, contract, workspace, run=False, key_env=key_env,
+                             not_run=_NOT_RUN[lint]) if lint != "run" and _in_repository(workspace) else None
+        kept = control.check_settable(workspace, contract, settings.allow_dirty, unverified, goal_file)
+        settings = settings.model_copy(update={"own_files": kept})
+        if not replace and confirm_replace is not None and _has_goal(store, workspace, thread_id):
+            replace = confirm_replace()
+        report = static.result() if static is not None else lint_goal(contract, workspace, key_env=key_env,
+                                                                      not_run=_NOT_RUN[lint])
     if report.errors and not force:
         raise GoalLintError(report)
     if lint == "baseline" and not force:
         settings = settings.model_copy(update={"lint_at_baseline": True})
     record = control.set_goal(store, workspace, contract, settings, replace_existing=replace, thread_id=thread_id)
     return SetGoal(record, report)
+
+
+def _in_repository(workspace: Path) -> bool:
+    """Whether `workspace` lies in a git repository (elsewhere the pins would walk the whole folder, for a goal
+    `check_settable` refuses anyway)."""
+    from goalkeeper.workspace.git import toplevel  # remembered: check_settable asks again at no cost
+
+    try:
+        toplevel(workspace)
+    except WorkspaceError:
+        return False
+    return True
 
 
 def pins_to_come(goal: Goal, summary: views.GoalSummary, workspace: Path) -> list[str]:

@@ -2,7 +2,8 @@
 mirror, the pinned verification surface, config.toml and the project instructions (AGENTS.md) at the goal's
 base, and the baseline check run, which
 also answers the lint gate's run questions for a goal set to run at once (`lint_at_baseline`). The model's
-SDK loads while the baseline's checks run (`_build_model`), off the path to the first request. The MCP
+SDK loads while the baseline's checks run (`_build_model`), off the path to the first request, and so is the
+base checkout the clean rooms start from made (`_make_base_cache`). The MCP
 servers config.toml names start before a run's first turn (`start_mcp`) and stop when the run ends.
 
 Each step is done once per goal and found again (from the replayed facts) on later runs.
@@ -15,6 +16,7 @@ import contextlib
 import os
 from collections.abc import Awaitable
 from dataclasses import replace
+from pathlib import Path
 from typing import NoReturn
 
 from goalkeeper.config.load import Config, goalkeeper_home, load_config
@@ -27,7 +29,9 @@ from goalkeeper.core.outcomes import CheckResult, Decision, GoalCleared, Wait
 from goalkeeper.errors import ContractError, WorkspaceError
 from goalkeeper.events import (
     BaselineEvent,
+    BaselineMirrorEvent,
     Evidence,
+    InstructionsLoadedEvent,
     McpServersEvent,
     SandboxEvent,
     VerificationPinsEvent,
@@ -37,11 +41,11 @@ from goalkeeper.models.factory import BuildingModel
 from goalkeeper.models.retry import GatedModel
 from goalkeeper.run.goal_run import GoalRun, key_env
 from goalkeeper.sandbox import limits as process_limits
-from goalkeeper.sandbox.bwrap import require_sandbox
+from goalkeeper.sandbox.bwrap import require_sandbox, warm_layout
 from goalkeeper.spec.contract import Contract
 from goalkeeper.tools.mcp import start_servers
 from goalkeeper.verify.checks import cannot_start, run_checks
-from goalkeeper.verify.cleanroom import keep_baseline
+from goalkeeper.verify.cleanroom import keep_baseline, make_base_cache
 from goalkeeper.verify.lint import baseline_refusal
 from goalkeeper.verify.observed import surface_summary, traced_surface
 from goalkeeper.verify.pins import Pins, pin_verification_surface
@@ -65,24 +69,32 @@ async def prepare(run: GoalRun) -> None:
     # mirror are made.
     probe = asyncio.ensure_future(asyncio.to_thread(tracer_problem, run.sandbox)) \
         if run.facts.keep_green is None else None
+    # So does the sandbox's first layout scan, kept for the baseline's command unless config.toml's secrets or
+    # the pins change its globs.
+    layout = asyncio.ensure_future(asyncio.to_thread(warm_layout, run.sandbox, _home(run))) \
+        if probe is not None else None
+    cache: asyncio.Future[None] | None = None
     try:
         await _open_branch(run)
-        await _keep_baseline(run)
-        await _pin_surface(run)
-        config = _configure(run)
-        await _load_instructions(run, config)
-        if run.contract.read_first and run.state.spent.turns == 0:
-            run.read_first = await asyncio.to_thread(_read_first, run)
+        config = await _at_base(run)
+        cache = _make_base_cache(run)
+        if layout is not None:
+            with contextlib.suppress(Exception):  # only a head start: the command's own scan says what failed
+                await layout
         run.mcp_tables = config.mcp_servers
         run.tools = run.tools.with_approvals(rules=config.rules, approval_policy=config.approval_policy,
                                              goal_branch=run.facts.branch.name if run.facts.branch else None)
         run.prepared = True  # a step that stops before the baseline's run does not prepare again
         if probe is not None:
-            await baseline(run, probe)
+            await baseline(run, probe, cache)
         _build_model(run)  # a resumed goal's: its first request comes next
     finally:
-        if probe is not None:
-            probe.cancel()  # the run failed before its baseline: nobody waits for the self-test
+        for started in (probe, layout):
+            if started is not None:
+                started.cancel()  # the run failed before its baseline: nobody waits for them
+        if cache is not None and not cache.done():
+            with contextlib.suppress(Exception):  # what stopped the run is the news; a clean room makes it again
+                await asyncio.shield(cache)  # its thread writes the goal's folder until it ends
 
 
 async def start_mcp(run: GoalRun) -> None:
@@ -104,38 +116,66 @@ async def stop_mcp(run: GoalRun) -> None:
         await servers.aclose()
 
 
-def _configure(run: GoalRun) -> Config:
-    """config.toml as committed at the goal's base (its snapshot with --allow-dirty), never the goal branch,
-    which the model writes; its secrets join the sandbox and the environment filter, its hooks the run."""
+async def _at_base(run: GoalRun) -> Config:
+    """What the baseline's run needs once the branch is there: the mirror and environment snapshot, the pinned
+    surface, config.toml and the project instructions at the goal's base, and the `read_first` files. None
+    writes the workspace, so they are made side by side, and recorded in this order."""
     branch = run.facts.branch
-    config = load_config(run.workspace, commit=branch.snapshot_commit or branch.base_commit if branch else "HEAD")
+    base = (branch.snapshot_commit or branch.base_commit) if branch else "HEAD"
+    kept, pins, (config, instructions), read_first = await asyncio.gather(
+        _keep_baseline(run), _pin_surface(run), asyncio.to_thread(_config_and_instructions, run, base),
+        asyncio.to_thread(_read_first, run, base) if run.contract.read_first and run.state.spent.turns == 0
+        else asyncio.sleep(0, ""))
+    if kept is not None:
+        run.record([kept])
+    verify = run.contract.verify
+    if pins is not None:
+        run.record([VerificationPinsEvent(pins=pins.to_json(), edits=verify.edits, files=sorted(pins.paths))])
+    if verify.edits == "deny" and run.facts.pins is not None:
+        # In deny mode the pinned files are read-only, the baseline's run included.
+        run.sandbox = replace(run.sandbox, protect=(*run.sandbox.protect, *sorted(run.facts.pins.paths)))
+    # Its secrets join the sandbox and the environment filter, its hooks the run.
     run.sandbox = replace(run.sandbox, secrets=config.secrets, secret_env=config.secret_env,
                           secret_files=config.secret_files)
     run.env = config.command_env(os.environ, key_env(run.settings))
     run.hooks = config.hooks
+    if instructions is not None:
+        run.record([instructions])
+    run.read_first = read_first or run.read_first
     return config
 
 
-async def _load_instructions(run: GoalRun, config: Config) -> None:
-    """Read the project instructions once, before the goal's first request, from the commit config.toml came
-    from: the event keeps their text, so a file changed since (by the goal, or by anyone) never changes the
-    prefix of a goal already under way. A goal whose baseline ran without them (set before they were read)
-    goes on without them."""
-    branch = run.facts.branch
-    if run.facts.instructions is not None or run.facts.keep_green is not None or branch is None:
-        return
-    loaded = await asyncio.to_thread(load_instructions, run.workspace, branch.snapshot_commit or branch.base_commit,
-                                     run.settings.workdir, goalkeeper_home(), config.project_doc_max_bytes)
-    if loaded is not None:
-        run.record([loaded])
+def _config_and_instructions(run: GoalRun, base: str) -> tuple[Config, InstructionsLoadedEvent | None]:
+    """config.toml as committed at the goal's base (its snapshot with --allow-dirty), never the goal branch,
+    which the model writes; and the project instructions read once, before the goal's first request, from the
+    same commit: the event keeps their text, so a file changed since (by the goal, or by anyone) never changes
+    the prefix of a goal already under way. A goal whose baseline ran without them (set before they were
+    read) goes on without them."""
+    config = load_config(run.workspace, commit=base)
+    if run.facts.instructions is not None or run.facts.keep_green is not None or run.facts.branch is None:
+        return config, None
+    return config, load_instructions(run.workspace, base, run.settings.workdir, goalkeeper_home(),
+                                     config.project_doc_max_bytes)
 
 
-def _read_first(run: GoalRun) -> str:
+def _read_first(run: GoalRun, base: str) -> str:
     """The `read_first` files at the goal's start, within READ_FIRST_SHARE of the compaction limit."""
-    branch = run.facts.branch
-    commit = (branch.snapshot_commit or branch.base_commit) if branch else "HEAD"
     budget = int(run.compact_limit * READ_FIRST_SHARE * ESTIMATE_CHARS_PER_TOKEN)
-    return read_first_block(*read_first_files(run.workspace, commit, run.contract.read_first, budget))
+    return read_first_block(*read_first_files(run.workspace, base, run.contract.read_first, budget))
+
+
+def _home(run: GoalRun) -> Path:
+    """The $HOME the run's commands see (the tracer's sandbox binds it as `sandbox_argv` lays it out)."""
+    return Path(run.env.get("HOME") or Path.home())
+
+
+def _make_base_cache(run: GoalRun) -> asyncio.Future[None] | None:
+    """Start making the base checkout the clean rooms start from, on a goal's first run: from the mirror alone,
+    so while the baseline's checks run (the baseline waits for it before it is recorded)."""
+    mirror = run.facts.mirror
+    if mirror is None or mirror.resumed:
+        return None
+    return asyncio.ensure_future(asyncio.to_thread(make_base_cache, run.workspace, mirror, run.goal.goal_id))
 
 
 def _build_model(run: GoalRun) -> None:
@@ -159,30 +199,28 @@ async def _open_branch(run: GoalRun) -> None:
         run.record([opened])
 
 
-async def _keep_baseline(run: GoalRun) -> None:
+async def _keep_baseline(run: GoalRun) -> BaselineMirrorEvent | None:
     """Before anything of the model's runs: the baseline mirror and environment snapshot; found again later."""
     branch = run.facts.branch
     if branch is None:
-        return
+        return None
     commit = branch.snapshot_commit or branch.base_commit
-    kept = await asyncio.to_thread(keep_baseline, run.workspace, run.goal.goal_id, commit, run.facts.mirror)
-    run.record([kept])
+    return await asyncio.to_thread(keep_baseline, run.workspace, run.goal.goal_id, commit, run.facts.mirror)
 
 
-async def _pin_surface(run: GoalRun) -> None:
-    """Pin the verification surface once, before the baseline; in deny mode its files become read-only."""
-    verify = run.contract.verify
-    if run.facts.pins is None:
-        pins = await asyncio.to_thread(pin_verification_surface, run.workspace, run.contract, verify.pins)
-        run.record([VerificationPinsEvent(pins=pins.to_json(), edits=verify.edits, files=sorted(pins.paths))])
-    if verify.edits == "deny" and run.facts.pins is not None:
-        run.sandbox = replace(run.sandbox, protect=(*run.sandbox.protect, *sorted(run.facts.pins.paths)))
+async def _pin_surface(run: GoalRun) -> Pins | None:
+    """Pin the verification surface once, before the baseline (None when it is pinned already)."""
+    if run.facts.pins is not None:
+        return None
+    return await asyncio.to_thread(pin_verification_surface, run.workspace, run.contract, run.contract.verify.pins)
 
 
-async def baseline(run: GoalRun, probe: Awaitable[str | None] | None = None) -> None:
+async def baseline(run: GoalRun, probe: Awaitable[str | None] | None = None,
+                   alongside: Awaitable[None] | None = None) -> None:
     """Run every check and keep_green command once before the first turn, under the tracer unless its self-test
     (`probe`, started by `prepare`; else run here) says why it cannot work here; that one run is also the
-    observation of the verification surface. Red constraints are dropped."""
+    observation of the verification surface. Red constraints are dropped. `alongside` (the base checkout,
+    made while the checks run) is waited for before the baseline is recorded."""
     run.before("checks")
     problem = await (probe if probe is not None else asyncio.to_thread(tracer_problem, run.sandbox))
     tracer = Tracer() if problem is None else None
@@ -190,9 +228,9 @@ async def baseline(run: GoalRun, probe: Awaitable[str | None] | None = None) -> 
     try:
         evidence = await run_checks(run.contract, run.workspace, sandbox=run.sandbox, env=run.env, tracer=tracer)
         # Both only read the tree the checks left: the trace's parse and the tree's hash run side by side.
-        surface, tree = await asyncio.gather(
+        surface, tree, _ = await asyncio.gather(
             asyncio.to_thread(traced_surface, tracer, problem, run.workspace, run.facts.pins or Pins((), ())),
-            run.tree_hash())
+            run.tree_hash(), alongside if alongside is not None else asyncio.sleep(0))
     finally:
         if tracer is not None:
             tracer.close()

@@ -29,6 +29,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,16 +105,24 @@ def keep_baseline(workspace: Path, goal_id: str, commit: str,
     """
     if recorded is not None:
         return _found_again(workspace, recorded)
-    path = make_mirror(workspace, commit, mirrors.mirror_path(goal_id))
-    env = take_snapshot(workspace, mirrors.goal_folder("envs", goal_id))
+    with ThreadPoolExecutor(1) as pool:
+        # The snapshot (hardlinks of the ignored folders) and the mirror (git's objects) share nothing.
+        snapshot = pool.submit(take_snapshot, workspace, mirrors.goal_folder("envs", goal_id))
+        path = make_mirror(workspace, commit, mirrors.mirror_path(goal_id))
+        env = snapshot.result()
     payload = BaselineMirrorEvent(mirror=str(path), base_commit=commit, env=str(env.root), env_dirs=list(env.dirs),
                                   env_skipped=list(env.skipped), resumed=False)
-    # Also before the model runs: the base checkout, and the stat of every workspace file (all equal the base).
-    base = baseline_of(payload, goal_id)
+    # Also before anything runs: the stat of every workspace file of the base commit (all equal the base).
     top = toplevel(workspace)
-    base_cache(base, top)
-    _save_seen(base, {path: stamp for path in _cache_entries(base) if (stamp := _workspace_stamp(top / path))})
+    _save_seen(baseline_of(payload, goal_id), {name: stamp for name in mirrors.base_entries(path, commit)
+                                                if (stamp := _workspace_stamp(top / name))})
     return payload
+
+
+def make_base_cache(workspace: Path, recorded: BaselineMirrorEvent, goal_id: str) -> None:
+    """The base checkout and its bytecode (`base_cache`), made before the first clean room needs them. They are
+    made from the mirror alone, never from the workspace, so they can be made while the baseline's checks run."""
+    base_cache(baseline_of(recorded, goal_id), toplevel(workspace))
 
 
 def _found_again(workspace: Path, recorded: BaselineMirrorEvent) -> BaselineMirrorEvent:

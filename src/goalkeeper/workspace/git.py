@@ -10,6 +10,7 @@ import hashlib
 import os
 import re
 import shutil
+import stat
 import subprocess
 import time
 import unicodedata
@@ -206,8 +207,9 @@ _REAL_ENTRIES: dict[str, tuple[_Stat, str]] = {}
 
 
 _Stat = tuple[int, int, int, int] | None
-_Key = tuple[tuple[str, _Stat], ...]
 
+_Key = tuple[tuple[str, bytes | None], ...]
+"""(path, its bytes or None when it does not exist) for each file a repository's config depends on."""
 
 @dataclass(frozen=True)
 class _RepositoryConfig:
@@ -218,35 +220,38 @@ class _RepositoryConfig:
     """Which of user.name and user.email some config layer sets."""
 
 
-#: (top-level, *the config files it may read) → (the stat of every file its config was read from, what was
+#: (top-level, *the config files it may read) → (the content of every file its config was read from, what was
 #: read). `git config --list` runs once per repository, not on every git call; any change to one of those
-#: files (a model can write .git/config only under danger-full-access) reads it again.
+#: files (a model can write .git/config only under danger-full-access) reads it again. Keyed on content, not
+#: on stat: a file written a moment ago (HEAD after the goal branch is made, a repository just made) is
+#: cached as safely as an old one, and reading a few small files costs far less than starting git.
 _CONFIG_CACHE: dict[tuple[str, ...], tuple[_Key, _RepositoryConfig]] = {}
 
-#: A config file changed this recently is read again on every call: a second write within the file system's
-#: timestamp granularity could keep the same stat (git's own "racily clean" rule for its index). A file whose
-#: times have a fraction of a second lives on a file system that keeps them finely, stamped from the kernel's
-#: coarse clock (a tick of 1-10 ms): for it _FINE_RACY_S is that rule's window. One stamped on a whole second may
-#: live on a file system that keeps only seconds (FAT, HFS+, some network ones), and gets the second.
+#: A config file bigger than this (or not a regular file: a FIFO would block the read) is never cached.
+_MAX_CONFIG_BYTES = 1 << 20
+
+#: A file that only the read named (an include, the system file) and that changed this recently is not cached:
+#: its content is taken after git read it, so a write in between could pair new content with an old read.
 _RACY_S = 1.0
-_FINE_RACY_S = 0.05
 
 
 def _repository_config(program: str, top: Path, environment: Mapping[str, str]) -> _RepositoryConfig:
     """The repository's config facts, from the cache while no config file they were read from has changed."""
     watched = _watched_files(top, environment)
     cached = _CONFIG_CACHE.get((str(top), *watched)) if watched else None
-    if cached is not None and _stats([path for path, _ in cached[0]]) == cached[0]:
+    if cached is not None and _contents([path for path, _ in cached[0]]) == cached[0]:
         return cached[1]
+    # Taken before the read: a write after it makes the key stale (read again next time), never the value.
+    before = _contents(watched) if watched else None
     listed = subprocess.run([program, "config", "--list", "-z", "--includes", "--show-origin"], cwd=top,
                             capture_output=True, env={**environment, **_config_environment(list(SAFE_CONFIG))},
                             timeout=GIT_TIMEOUT_S, check=False)
     found, named = _read_config_list(top, listed.stdout.decode("utf-8", "surrogateescape"))
-    if watched:
-        # Taken after the read: a file written after it was written within _RACY_S of now, so is not cached.
-        key = _stats([*watched, *named])
-        if not _racy(key):
-            _CONFIG_CACHE[(str(top), *watched)] = (key, found)
+    if before is not None:
+        extra = [path for path in dict.fromkeys(named) if path not in watched]
+        after = _contents(extra)
+        if after is not None and not _recent(extra):
+            _CONFIG_CACHE[(str(top), *watched)] = ((*before, *after), found)
     return found
 
 
@@ -285,8 +290,12 @@ def _watched_files(top: Path, environment: Mapping[str, str]) -> list[str]:
     """Every file whose change can change what `git config --list` shows in `top`, besides those it names:
     the repository's HEAD (`includeIf onbranch:`), config and config.worktree, and the global files; for a
     linked worktree (a batch's goals run in them) also its `.git` file and its `commondir`, which say where
-    those are. Empty where `top/.git` is anything else (a link, a subdirectory's missing one): nothing is cached."""
-    dirs = _dirs_from_files(top)
+    those are. A bare repository (the baseline mirror) is its own git dir. Empty where `top/.git` is anything
+    else (a link, a subdirectory's missing one): nothing is cached."""
+    if not os.path.lexists(top / ".git") and (top / "HEAD").is_file() and (top / "objects").is_dir():
+        dirs: tuple[str, str, list[str]] | None = (str(top), str(top), [])  # git, started there, finds it first
+    else:
+        dirs = _dirs_from_files(top)
     if dirs is None:
         return []
     git_dir, common, pointers = dirs
@@ -326,30 +335,35 @@ def _dirs_from_files(top: Path) -> tuple[str, str, list[str]] | None:
     return git_dir, common, [str(dot_git), commondir]
 
 
-def _stats(paths: Sequence[str]) -> _Key:
-    """(path, (inode, size, mtime, ctime) or None) for each path: a write always changes the ctime."""
-    found: list[tuple[str, _Stat]] = []
+def _contents(paths: Sequence[str]) -> _Key | None:
+    """(path, its bytes or None when absent) for each path; None when one cannot be a cache key (not a
+    regular file, too big, unreadable)."""
+    found: list[tuple[str, bytes | None]] = []
     for path in dict.fromkeys(paths):
         try:
-            info = os.stat(path)
-        except OSError:
+            # Non-blocking: a FIFO planted as an include must not hang the open; fstat then refuses it.
+            descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        except (FileNotFoundError, NotADirectoryError):
             found.append((path, None))
             continue
-        found.append((path, (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)))
+        except OSError:
+            return None
+        with os.fdopen(descriptor, "rb") as file:
+            info = os.fstat(descriptor)
+            if not stat.S_ISREG(info.st_mode) or info.st_size > _MAX_CONFIG_BYTES:
+                return None
+            found.append((path, file.read(_MAX_CONFIG_BYTES + 1)))
     return tuple(found)
 
 
-def _racy(key: _Key) -> bool:
-    """Whether a file of `key` was written within its file system's racy window of now (or its time is in the
-    future): _FINE_RACY_S where its times keep fractions of a second, else _RACY_S."""
+def _recent(paths: Sequence[str]) -> bool:
+    """Whether one of `paths` was written within _RACY_S of now (or its time is in the future)."""
     now = time.time_ns()
-    for _, stat in key:
-        if stat is None:
-            continue
-        written = max(stat[2], stat[3])
-        window = _RACY_S if written % 1_000_000_000 == 0 else _FINE_RACY_S
-        if now - written < window * 1e9:
-            return True
+    for path in paths:
+        with contextlib.suppress(OSError):
+            info = os.stat(path)
+            if now - max(info.st_mtime_ns, info.st_ctime_ns) < _RACY_S * 1e9:
+                return True
     return False
 
 

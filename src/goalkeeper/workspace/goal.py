@@ -28,7 +28,7 @@ def open_branch(workspace: Path, goal_id: str, outcome: str, branch: GoalBranch 
                 max_file_bytes: int = MAX_FILE_BYTES) -> GoalBranchEvent | RecoveryCheckpointEvent | None:
     """First run: preflight and create the goal branch. Later runs: check it out and recover a crash's edits."""
     if branch is None:
-        created = start_goal(workspace, goal_id, outcome, allow_dirty)  # which runs the preflight first
+        created = start_goal(workspace, goal_id, outcome, allow_dirty)  # its preflight refuses what cannot start
         return GoalBranchEvent(**asdict(created), notice=None)
     recovered = resume(workspace, branch, interrupted_turn, goal_id=goal_id, protect=protect, paths=paths,
                        max_file_bytes=max_file_bytes)
