@@ -41,13 +41,14 @@ def make_mirror(workspace: Path, commit: str, path: Path) -> Path:
     is missing from the mirror, and that is an error. A goal's mirror is a hardlinked copy of it (the goals of a
     batch share one commit: it is packed once), checked again to hold the commit whole.
     """
-    shared = _commit_mirror(workspace, commit)
+    shared, made = _commit_mirror(workspace, commit)
     scratch = path.with_name(f"{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
     shutil.rmtree(scratch, ignore_errors=True)
     try:
         # Hard links: git never writes an object or a pack in place, and nothing writes to a mirror after this.
         shutil.copytree(shared, scratch, copy_function=os.link)
-        if run_git(scratch, "rev-list", "--objects", "--no-walk", commit).returncode != 0:
+        # One made just now was checked whole as it was made; one made earlier is checked again.
+        if not made and run_git(scratch, "rev-list", "--objects", "--no-walk", commit).returncode != 0:
             raise WorkspaceError(f"the baseline mirror of {commit[:12]} under {shared.parent} is incomplete",
                                  hint=f"remove {shared} (it is made again from the workspace), then start the "
                                       "goal again")
@@ -59,17 +60,18 @@ def make_mirror(workspace: Path, commit: str, path: Path) -> Path:
     return path
 
 
-def _commit_mirror(workspace: Path, commit: str) -> Path:
+def _commit_mirror(workspace: Path, commit: str) -> tuple[Path, bool]:
     """The mirror of `commit` every goal starting from it copies, made from the workspace on first use (one
-    maker at a time: the others wait for it, then find it made)."""
+    maker at a time: the others wait for it, then find it made); and whether this call made it."""
     folder = goal_folder("mirrors", "commits")
     private_directory(folder)
     shared = folder / f"{commit}.git"
     with (folder / f"{commit}.lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (shared / "HEAD").is_file():
-            _pack_into(workspace, commit, shared)
-    return shared
+        if (shared / "HEAD").is_file():
+            return shared, False
+        _pack_into(workspace, commit, shared)
+    return shared, True
 
 
 def _pack_into(workspace: Path, commit: str, path: Path) -> None:
