@@ -7,10 +7,12 @@ model can rewrite under danger-full-access. Only the base commit's own objects a
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import shutil
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from goalkeeper.config.load import goalkeeper_home
@@ -42,21 +44,13 @@ def make_mirror(workspace: Path, commit: str, path: Path) -> Path:
     batch share one commit: it is packed once), checked again to hold the commit whole.
     """
     shared, made = _commit_mirror(workspace, commit)
-    scratch = path.with_name(f"{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-    shutil.rmtree(scratch, ignore_errors=True)
-    try:
+    with _made_at(path, f"{os.getpid()}-{threading.get_ident()}") as scratch:
         # Hard links: git never writes an object or a pack in place, and nothing writes to a mirror after this.
         shutil.copytree(shared, scratch, copy_function=os.link)
-        # One made just now was checked whole as it was made; one made earlier is checked again.
-        if not made and run_git(scratch, "rev-list", "--objects", "--no-walk", commit).returncode != 0:
-            raise WorkspaceError(f"the baseline mirror of {commit[:12]} under {shared.parent} is incomplete",
-                                 hint=f"remove {shared} (it is made again from the workspace), then start the "
-                                      "goal again")
-        shutil.rmtree(path, ignore_errors=True)
-        scratch.rename(path)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    path.chmod(0o700)
+        if not made:  # one made just now was checked whole as it was made
+            _check_whole(scratch, commit, WorkspaceError(
+                f"the baseline mirror of {commit[:12]} under {shared.parent} is incomplete",
+                hint=f"remove {shared} (it is made again from the workspace), then start the goal again"))
     return path
 
 
@@ -70,30 +64,39 @@ def _commit_mirror(workspace: Path, commit: str) -> tuple[Path, bool]:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if (shared / "HEAD").is_file():
             return shared, False
-        _pack_into(workspace, commit, shared)
+        top = toplevel(workspace)
+        listed = _git(top, "rev-list", "--objects", "--no-walk", commit)
+        pack = _git(top, "pack-objects", "--stdout", "-q", stdin=listed)
+        with _made_at(shared, str(os.getpid())) as scratch:
+            _git(top, "init", "--bare", "-q", str(scratch))
+            _git(scratch, "index-pack", "--stdin", stdin=pack)
+            _git(scratch, "update-ref", BASE_REF, commit)
+            _check_whole(scratch, commit, WorkspaceError(
+                f"the base commit {commit[:12]} is incomplete in the workspace's repository",
+                hint="its objects were changed or removed; start the goal again from a sound repository (git "
+                     "fsck tells what is wrong)"))
     return shared, True
 
 
-def _pack_into(workspace: Path, commit: str, path: Path) -> None:
-    """Pack `commit` with its tree from the workspace's repository into a new bare repository at `path`."""
-    top = toplevel(workspace)
-    listed = _git(top, "rev-list", "--objects", "--no-walk", commit)
-    pack = _git(top, "pack-objects", "--stdout", "-q", stdin=listed)
-    scratch = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+@contextlib.contextmanager
+def _made_at(path: Path, tag: str) -> Iterator[Path]:
+    """A scratch folder beside `path` for the block to fill; then it replaces `path` (0700). A block that fails
+    leaves `path` as it was, and no scratch behind."""
+    scratch = path.with_name(f"{path.name}.tmp-{tag}")
     shutil.rmtree(scratch, ignore_errors=True)
-    _git(top, "init", "--bare", "-q", str(scratch))
     try:
-        _git(scratch, "index-pack", "--stdin", stdin=pack)
-        _git(scratch, "update-ref", BASE_REF, commit)
-        if run_git(scratch, "rev-list", "--objects", "--no-walk", commit).returncode != 0:
-            raise WorkspaceError(f"the base commit {commit[:12]} is incomplete in the workspace's repository",
-                                 hint="its objects were changed or removed; start the goal again from a sound "
-                                      "repository (git fsck tells what is wrong)")
+        yield scratch
         shutil.rmtree(path, ignore_errors=True)
         scratch.rename(path)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     path.chmod(0o700)
+
+
+def _check_whole(mirror: Path, commit: str, error: WorkspaceError) -> None:
+    """Raise `error` unless `mirror` holds `commit` with every object of its tree."""
+    if not has_commit(mirror, commit):
+        raise error
 
 
 def ensure_mirror(workspace: Path, commit: str, path: Path) -> bool:
