@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import closing
@@ -216,3 +218,17 @@ def test_what_a_glance_leaves_to_the_full_command(store: Store, home: Path, tmp_
 
 def test_the_glance_reads_the_schema_the_store_writes() -> None:
     assert store_glance.SCHEMA_VERSION == SCHEMA_VERSION
+
+
+def test_a_reader_that_goes_away_ends_the_glance_quietly(store: Store, tmp_path: Path) -> None:
+    """`gk log | head`: the pipe closes under the glance's write; it exits 141, as a shell pipeline expects,
+    with no traceback."""
+    workspace = tmp_path / "ws"
+    goal_in(store, workspace, GoalState("g"), ran())
+    child = subprocess.Popen([sys.executable, "-m", "goalkeeper", "log", "--cwd", str(workspace)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert child.stdout is not None and child.stderr is not None
+    child.stdout.close()  # before the child writes: its first write finds no reader
+    _, errors = child.communicate(timeout=60)
+    assert child.returncode == 141, errors
+    assert b"Traceback" not in errors

@@ -12,12 +12,12 @@ compares the output.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from goalkeeper.core.safe_text import neutralise
-from goalkeeper.errors import GoalkeeperError
 from goalkeeper.goals.glance import open_glance, summary_of
 from goalkeeper.goals.report import REPORT_KINDS, render_markdown, render_pr, report_of
 from goalkeeper.goals.where import workspace_of
@@ -47,10 +47,13 @@ def answer(argv: list[str]) -> int | None:
             return _run(glance, argv[0], options, out)
         finally:
             glance.close()
-    except (GoalkeeperError, OSError, ValueError, KeyError, TypeError, AttributeError):
+    except BrokenPipeError:  # the reader went away (`gk log | head`): nothing more to say, and no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except Exception:  # a locked or damaged file, a row this reading does not know: the full command says what
         if out.printed:
             raise  # half an answer is out: running the command again would print it twice
-        return None  # the full command reports it (or finds it is not an error after all)
+        return None
 
 
 class Output:
