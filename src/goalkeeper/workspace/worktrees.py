@@ -55,9 +55,10 @@ def ensure_worktree(repository: Path, path: Path, branch: str | None, commit: st
                                  "move it aside; `gk batch --resume` then makes it again")
         return path
     top = toplevel(repository)
-    if branch is not None:  # a goal made before: its old worktree's folder went away
-        with _one_at_a_time():
-            git(top, "worktree", "prune")  # forget that worktree, so its branch is free again
+    with _one_at_a_time():
+        # Forget a worktree whose folder went away: an old goal's, so its branch is free again, or one a run
+        # killed in the middle of `git worktree add` had registered at this very path.
+        git(top, "worktree", "prune")
     start = branch if branch is not None and branch_exists(top, branch) else commit
     return add_worktree(repository, path, commit_of(top, start))
 
