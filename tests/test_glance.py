@@ -216,8 +216,12 @@ def test_what_a_glance_leaves_to_the_full_command(store: Store, home: Path, tmp_
     assert answer(["status", *at]) is None
 
 
-def test_the_glance_reads_the_schema_the_store_writes() -> None:
+def test_the_glance_reads_the_schema_the_store_writes_and_root_knows_its_commands() -> None:
+    from goalkeeper.cli import glance
+    from goalkeeper.cli.root import GLANCED
+
     assert store_glance.SCHEMA_VERSION == SCHEMA_VERSION
+    assert set(GLANCED) == set(glance.OPTIONS)  # root hands over only what the glance reads
 
 
 def test_a_reader_that_goes_away_ends_the_glance_quietly(store: Store, tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from goalkeeper import events as ev
 from goalkeeper.core.safe_text import neutralise
 from goalkeeper.errors import GoalkeeperError
 from goalkeeper.goals.views import GoalSummary
+from goalkeeper.render.ansi import write_text as write_text  # the CLI's writer of plain text
 from goalkeeper.render.summary import Line, goal_lines, thread_lines
 from goalkeeper.render.surface import summary_lines
 from goalkeeper.render.terminal import Inert, event_line
@@ -62,11 +63,6 @@ def styled(*parts: str | tuple[str, str]) -> Text:
     """A line from pieces: a str is plain text (never markup), a (text, style) pair is styled."""
     return Text.assemble(*parts)
 
-
-def write_text(text: str, end: str = "\n") -> None:
-    """Plain text (a Markdown report, a plan, a diff on a terminal) to stdout, neutralised."""
-    sys.stdout.write(neutralise(text) + end)
-    sys.stdout.flush()
 
 def write_lines(lines: Iterable[str]) -> None:
     """Lines of JSON (already escaped by json.dumps) to stdout, flushed together: one page of `gk log --json`."""

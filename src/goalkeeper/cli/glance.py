@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from goalkeeper.core.safe_text import neutralise
 from goalkeeper.goals.glance import open_glance, summary_of
 from goalkeeper.goals.report import REPORT_KINDS, render_markdown, render_pr, report_of
 from goalkeeper.goals.where import workspace_of
@@ -68,10 +67,9 @@ class Output:
             ansi.write(lines, sys.stdout)
 
     def write_text(self, text: str) -> None:
-        """Plain text (a Markdown report), neutralised, as cli/console.write_text writes it."""
+        """Plain text (a Markdown report), as the full command writes it."""
         self.printed = True
-        sys.stdout.write(neutralise(text) + "\n")
-        sys.stdout.flush()
+        ansi.write_text(text)
 
 
 def _options(args: list[str], allowed: tuple[str, ...]) -> dict[str, str] | None:

@@ -9,7 +9,6 @@ never prints.
 
 from __future__ import annotations
 
-import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -37,6 +36,7 @@ from goalkeeper.models.pricing import load_prices
 from goalkeeper.sandbox.policy import DEFAULT_SECRET_ENV, DEFAULT_SECRETS, command_environment
 from goalkeeper.sandbox.rules import ApprovalPolicy, Rule
 from goalkeeper.spec.settings import AgentSettings, Price, ReasoningEffort, RunSettings
+from goalkeeper.store.home import goalkeeper_home as goalkeeper_home  # the home the faces ask config for
 from goalkeeper.workspace.git import probe, toplevel
 
 
@@ -105,12 +105,6 @@ class Config:
         `key_env`, the variable the goal's own model reads its key from, whatever its name (BARS_KEY)."""
         return command_environment(environ, self.secret_env, also=(*([key_env] if key_env else []),
                                                                    *self.key_envs()))
-
-
-def goalkeeper_home() -> Path:
-    """`$GOALKEEPER_HOME`, by default `~/.goalkeeper` (the store lives there too)."""
-    home = os.environ.get("GOALKEEPER_HOME")
-    return Path(home).expanduser() if home else Path.home() / ".goalkeeper"
 
 
 def config_paths(workspace: Path | None) -> list[Path]:

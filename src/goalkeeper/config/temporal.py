@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from goalkeeper.errors import ConfigError
+from goalkeeper.store.home import goalkeeper_home
 
 _FLAGS = {"tls": "--tls", "cert": "--tls-cert", "key": "--tls-key", "ca": "--tls-ca",
           "server_name": "--tls-server-name", "api_key_env": "--api-key-env"}
@@ -145,8 +146,7 @@ def connection(address: str, namespace: str = "default", flags: TlsFlags | None 
 
 def user_config() -> Path:
     """$GOALKEEPER_HOME/config.toml (by default ~/.goalkeeper/config.toml)."""
-    home = os.environ.get("GOALKEEPER_HOME")
-    return (Path(home).expanduser() if home else Path.home() / ".goalkeeper") / "config.toml"
+    return goalkeeper_home() / "config.toml"
 
 
 def user_table(config: Path) -> dict[str, Any]:

@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from goalkeeper.goals.where import busy_timeout_s, store_url
-from goalkeeper.store.glance import Glance, Row, store_home
+from goalkeeper.store.glance import Glance, Row
+from goalkeeper.store.home import goalkeeper_home
 
 _NO_DIGEST: dict[str, Any] = {"evidence": [], "baseline": None, "last_checkpoint": None, "checklist_done": [],
                               "pinned": [], "run_surface": None, "observed_surface": None, "review_point": None,
@@ -24,7 +25,7 @@ def open_glance() -> Glance | None:
     a file a glance does not read as it is: store/glance.py)."""
     if store_url() is not None:
         return None
-    return Glance.open(store_home().resolve() / "state.db", busy_timeout_s())
+    return Glance.open(goalkeeper_home().resolve() / "state.db", busy_timeout_s())
 
 
 def summary_of(glance: Glance, goal: Row, workspace: str) -> dict[str, Any] | None:

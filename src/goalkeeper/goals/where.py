@@ -13,7 +13,7 @@ from pathlib import Path
 
 from goalkeeper.errors import ConfigError, WorkspaceError
 from goalkeeper.store.dialect import URL_SCHEMES, shown_url
-from goalkeeper.store.glance import store_home
+from goalkeeper.store.home import goalkeeper_home
 
 
 def busy_timeout_s() -> float:
@@ -40,7 +40,7 @@ def store_url() -> str | None:
                               "set it to postgresql://USER@HOST:PORT/DATABASE, or unset it to use the store "
                               "file $GOALKEEPER_HOME/state.db")
         return url
-    config = store_home() / "config.toml"
+    config = goalkeeper_home() / "config.toml"
     try:
         if b"store_url" not in config.read_bytes():
             return None

@@ -7,6 +7,7 @@ boundary like the consoles' render hook.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable
 from typing import TextIO
 
@@ -32,6 +33,12 @@ def write(lines: Iterable[Line], stream: TextIO) -> None:
     colour = colours(stream)
     stream.write("".join(render(line, colour) + "\n" for line in lines))
     stream.flush()
+
+
+def write_text(text: str, end: str = "\n") -> None:
+    """Plain text (a Markdown report, a plan, a diff on a terminal) to stdout, neutralised, flushed."""
+    sys.stdout.write(neutralise(text) + end)
+    sys.stdout.flush()
 
 
 def _styled(text: str, style: str) -> str:

@@ -26,6 +26,7 @@ from goalkeeper.sandbox.limits import process_limit
 from goalkeeper.sandbox.policy import SandboxPolicy, held_files
 from goalkeeper.sandbox.process import CommandResult, command_script, run_command
 from goalkeeper.sandbox.scan import Found, find, real_path
+from goalkeeper.store.home import goalkeeper_home
 
 INSTALL_HINT = (
     "install it: apt-get install -y bubblewrap — or choose `sandbox = \"danger-full-access\"` in "
@@ -117,8 +118,7 @@ def _goalkeeper_home(workspace: Path) -> list[Path]:
     The runner's own environment names it (the commands' environment no longer has GOALKEEPER_*). A home
     that holds the workspace or this Python cannot be masked without hiding them: it is left visible.
     """
-    named = os.environ.get("GOALKEEPER_HOME")
-    real = real_path(Path(named).expanduser() if named else Path.home() / ".goalkeeper")
+    real = real_path(goalkeeper_home())
     if real is None or not real.is_dir():
         return []
     needed = (str(workspace), *_interpreter())

@@ -26,12 +26,6 @@ SCHEMA_VERSION = 4
 Row = dict[str, Any]
 
 
-def store_home() -> Path:
-    """$GOALKEEPER_HOME, by default ~/.goalkeeper: the store's folder (and the user's config.toml's)."""
-    home = os.environ.get("GOALKEEPER_HOME")
-    return Path(home).expanduser() if home else Path.home() / ".goalkeeper"
-
-
 class Glance:
     """Read-only queries over an open store file; rows as dicts, their JSON columns parsed."""
 

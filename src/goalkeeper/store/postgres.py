@@ -130,10 +130,7 @@ MIGRATIONS: list[db.Migration] = [
         PRIMARY KEY (batch_id, name)
     );
     """,
-    # 4: as db.MIGRATIONS[3].
-    """
-    ALTER TABLE threads ADD COLUMN parent_thread_id TEXT REFERENCES threads (thread_id);
-    """,
+    db.MIGRATIONS[3],  # 4: a forked thread names its parent; the same statement in both dialects
 ]
 """The PostgreSQL spelling of db.MIGRATIONS, number for number (`goalkeeper_schema.version` counts them)."""
 

@@ -27,7 +27,7 @@ from goalkeeper.spec.settings import GoalSettings
 from goalkeeper.store import leases, summaries
 from goalkeeper.store.db import Database, prepare_path, private_directory
 from goalkeeper.store.dialect import Backend, Connection, Row, is_postgres_url, shown_url
-from goalkeeper.store.glance import store_home
+from goalkeeper.store.home import goalkeeper_home
 from goalkeeper.store.records import EventRecord, Goal, Lease, ThreadRecord, dumps, goal_of, new_id
 
 
@@ -39,7 +39,7 @@ def blob_id_of(text: str) -> str:
 
 def default_store_path() -> Path:
     """`$GOALKEEPER_HOME/state.db`, by default `~/.goalkeeper/state.db`. The directory is created (0700)."""
-    return private_directory(store_home().resolve()) / "state.db"
+    return private_directory(goalkeeper_home().resolve()) / "state.db"
 
 
 class Store:
