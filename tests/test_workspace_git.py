@@ -523,3 +523,22 @@ def test_a_driver_planted_after_the_config_was_read_is_still_blanked(git_repo: P
     write(git_repo, ".gitattributes", "*.txt filter=inc\n")
     assert turn(git_repo, branch, 5, {"e.txt": "e\n"}) is not None
     assert sorted(path.name for path in markers.iterdir()) == []
+
+
+def test_a_driver_planted_in_a_linked_worktree_s_config_is_still_blanked(git_repo: Path, tmp_path: Path) -> None:
+    """A batch goal runs in a linked worktree, whose config is cached through its `.git` file and `commondir`:
+    a driver planted later, in the shared config or in the worktree's own config.worktree, is blanked."""
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    linked = tmp_path / "linked"
+    git(git_repo, "worktree", "add", "-q", "--detach", str(linked), "HEAD")
+    branch = start_goal(linked, GOAL_ID, "Make the tests pass", allow_dirty=False)
+    assert turn(linked, branch, 1, {"a.txt": "a\n"}) is not None  # the config is cached now
+    git(linked, "config", "filter.evil.clean", f"touch {markers}/common; cat")
+    write(linked, ".gitattributes", "*.txt filter=evil\n")
+    assert turn(linked, branch, 2, {"b.txt": "b\n"}) is not None
+    git(linked, "config", "extensions.worktreeConfig", "true")
+    git(linked, "config", "--worktree", "filter.own.clean", f"touch {markers}/own; cat")
+    write(linked, ".gitattributes", "*.txt filter=own\n")
+    assert turn(linked, branch, 3, {"c.txt": "c\n"}) is not None
+    assert sorted(path.name for path in markers.iterdir()) == []
