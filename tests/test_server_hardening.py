@@ -46,7 +46,8 @@ def served(goalkeeper_home: Path) -> Iterator[tuple[int, int, str]]:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                # Ours once its token is there too: another test's server may answer on a reused free port.
+                if probe.connect_ex(("127.0.0.1", port)) == 0 and read_token() is not None:
                     break
             assert process.poll() is None, process.stdout.read() if process.stdout else ""
             time.sleep(0.1)

@@ -66,15 +66,20 @@ def ensure_token(path: Path | None = None) -> tuple[str, bool]:
         return existing, False
     private_folder(path.parent)
     token = secrets.token_urlsafe(32)
-    # O_EXCL: two servers starting at once cannot both write a token, and a planted link is not followed;
-    # 0600 from the first byte, never widened.
+    # Written whole under a name of its own (0600 from the first byte, never widened; a planted link is not
+    # followed), then linked into place: a reader never finds it empty or half written, and of two servers
+    # starting at once only one token lands.
+    scratch = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}")
+    fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            os.fchmod(fd, 0o600)
+            handle.write(token + "\n")
+        os.link(scratch, path)
     except FileExistsError:
         return ensure_token(path)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        os.fchmod(fd, 0o600)
-        handle.write(token + "\n")
+    finally:
+        scratch.unlink(missing_ok=True)
     return token, True
 
 
