@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -485,10 +486,33 @@ def test_a_config_written_a_moment_ago_is_cached_and_any_change_read_again(git_r
     for _ in range(3):
         probe(git_repo, "rev-parse", "HEAD")
     assert not [argv for argv in started(log) if argv.startswith("config --list")]
-    git(git_repo, "checkout", "-q", "-b", "other")  # HEAD's content changes (`includeIf onbranch:`)
+    git(git_repo, "config", "core.abbrev", "9")  # the config changes: read again once
     probe(git_repo, "rev-parse", "HEAD")
     probe(git_repo, "rev-parse", "HEAD")
     assert len([argv for argv in started(log) if argv.startswith("config --list")]) == 1
+    git(git_repo, "checkout", "-q", "-b", "other")  # no `includeIf onbranch:`: a new branch changes nothing
+    probe(git_repo, "rev-parse", "HEAD")
+    assert not [argv for argv in started(log) if argv.startswith("config --list")]
+
+
+def test_with_an_onbranch_include_a_branch_switch_reads_the_config_again(git_repo: Path, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """An `includeIf "onbranch:..."` makes HEAD part of the config: the driver its file names once the branch
+    matches is blanked, though the config was cached on another branch."""
+    log = traced_git(tmp_path, monkeypatch)
+    included = tmp_path / "on-other.gitconfig"
+    included.write_text('[filter "evil"]\n\tclean = touch pwned && cat\n')
+    subprocess.run(["git", "config", "includeIf.onbranch:other.path", str(included)], cwd=git_repo, check=True)
+    time.sleep(1.1)  # an include written this instant is never cached (its read may be racy)
+    probe(git_repo, "rev-parse", "HEAD")
+    probe(git_repo, "rev-parse", "HEAD")
+    started(log)
+    subprocess.run(["git", "checkout", "-q", "-b", "other"], cwd=git_repo, check=True)
+    (git_repo / ".gitattributes").write_text("*.txt filter=evil\n")
+    (git_repo / "note.txt").write_text("x\n")
+    probe(git_repo, "add", "-A")
+    assert len([argv for argv in started(log) if argv.startswith("config --list")]) == 1
+    assert not (git_repo / "pwned").exists()
 
 
 def test_a_bare_repository_s_config_is_cached_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

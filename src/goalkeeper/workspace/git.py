@@ -237,7 +237,7 @@ _RACY_S = 1.0
 
 def _repository_config(program: str, top: Path, environment: Mapping[str, str]) -> _RepositoryConfig:
     """The repository's config facts, from the cache while no config file they were read from has changed."""
-    watched = _watched_files(top, environment)
+    watched, head = _watched_files(top, environment)
     cached = _CONFIG_CACHE.get((str(top), *watched)) if watched else None
     if cached is not None and _contents([path for path, _ in cached[0]]) == cached[0]:
         return cached[1]
@@ -246,18 +246,23 @@ def _repository_config(program: str, top: Path, environment: Mapping[str, str]) 
     listed = subprocess.run([program, "config", "--list", "-z", "--includes", "--show-origin"], cwd=top,
                             capture_output=True, env={**environment, **_config_environment(list(SAFE_CONFIG))},
                             timeout=GIT_TIMEOUT_S, check=False)
-    found, named = _read_config_list(top, listed.stdout.decode("utf-8", "surrogateescape"))
+    found, named, on_branch = _read_config_list(top, listed.stdout.decode("utf-8", "surrogateescape"))
     if before is not None:
         extra = [path for path in dict.fromkeys(named) if path not in watched]
         after = _contents(extra)
         if after is not None and not _recent(extra):
-            _CONFIG_CACHE[(str(top), *watched)] = ((*before, *after), found)
+            # HEAD changes what git reads only through an `includeIf "onbranch:..."`: without one, a new
+            # branch (every goal makes one) leaves the cached read good.
+            kept = before if on_branch else tuple(entry for entry in before if entry[0] != head)
+            _CONFIG_CACHE[(str(top), *watched)] = ((*kept, *after), found)
     return found
 
 
-def _read_config_list(top: Path, text: str) -> tuple[_RepositoryConfig, list[str]]:
-    """The driver overrides, the identity keys and the files named (origins and include paths) in the output
-    of `git config --list -z --includes --show-origin` (origin NUL key LF value NUL ...).
+def _read_config_list(top: Path, text: str) -> tuple[_RepositoryConfig, list[str], bool]:
+    """The driver overrides, the identity keys, the files named (origins and include paths) and whether an
+    `includeIf "onbranch:..."` is among them, in the output of `git config --list -z --includes
+    --show-origin` (origin NUL key LF value NUL ...). The include's key is listed whether or not its condition
+    holds now.
 
     An override is an empty command for every filter, diff or merge driver any config layer names: a
     driver runs only when an attribute names it and config gives it a command, and the attributes are the
@@ -267,8 +272,10 @@ def _read_config_list(top: Path, text: str) -> tuple[_RepositoryConfig, list[str
     overrides: list[tuple[str, str]] = []
     identity: set[str] = set()
     files: list[str] = []
+    on_branch = False
     for origin, entry in zip(fields[0::2], fields[1::2], strict=False):
         key, _, value = entry.partition("\n")
+        on_branch = on_branch or key.lower().startswith("includeif.onbranch:")
         source = os.path.join(top, origin.removeprefix("file:")) if origin.startswith("file:") else None
         if source is not None:
             files.append(source)
@@ -283,28 +290,29 @@ def _read_config_list(top: Path, text: str) -> tuple[_RepositoryConfig, list[str
         overrides.append((key, ""))
         if match.group(1).lower() == "filter":
             overrides.append((f"{key.rpartition('.')[0]}.required", "false"))
-    return _RepositoryConfig(tuple(overrides), frozenset(identity)), files
+    return _RepositoryConfig(tuple(overrides), frozenset(identity)), files, on_branch
 
 
-def _watched_files(top: Path, environment: Mapping[str, str]) -> list[str]:
+def _watched_files(top: Path, environment: Mapping[str, str]) -> tuple[list[str], str]:
     """Every file whose change can change what `git config --list` shows in `top`, besides those it names:
     the repository's HEAD (`includeIf onbranch:`), config and config.worktree, and the global files; for a
     linked worktree (a batch's goals run in them) also its `.git` file and its `commondir`, which say where
     those are. A bare repository (the baseline mirror) is its own git dir. Empty where `top/.git` is anything
-    else (a link, a subdirectory's missing one): nothing is cached."""
+    else (a link, a subdirectory's missing one): nothing is cached. Then the HEAD among them."""
     if not os.path.lexists(top / ".git") and (top / "HEAD").is_file() and (top / "objects").is_dir():
         dirs: tuple[str, str, list[str]] | None = (str(top), str(top), [])  # git, started there, finds it first
     else:
         dirs = _dirs_from_files(top)
     if dirs is None:
-        return []
+        return [], ""
     git_dir, common, pointers = dirs
     home = environment.get("HOME", "")
     xdg = environment.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
     global_files = ([environment["GIT_CONFIG_GLOBAL"]] if "GIT_CONFIG_GLOBAL" in environment
                     else [os.path.join(home, ".gitconfig"), os.path.join(xdg, "git", "config")])
-    return [*pointers, os.path.join(git_dir, "HEAD"), os.path.join(common, "config"),
-            os.path.join(git_dir, "config.worktree"), *global_files]
+    head = os.path.join(git_dir, "HEAD")
+    return [*pointers, head, os.path.join(common, "config"), os.path.join(git_dir, "config.worktree"),
+            *global_files], head
 
 
 def _dirs_from_files(top: Path) -> tuple[str, str, list[str]] | None:
