@@ -353,8 +353,8 @@ def test_a_check_command_of_any_size_is_parsed_without_argv(tmp_path: Path) -> N
     """bash -n reads the command from a file, so a 300 KB command (over argv's 128 KB) is parsed, not E2BIG."""
     from goalkeeper.verify.lint import _shell_syntax_error
 
-    assert _shell_syntax_error("true; " + "#" * 300_000, tmp_path) is None
-    assert _shell_syntax_error("echo (", tmp_path) == "syntax error near unexpected token `newline'"
+    assert _shell_syntax_error("true; " + "#" * 300_000) is None
+    assert _shell_syntax_error("echo (") == "syntax error near unexpected token `newline'"
 
 
 def test_lint_binds_git_and_a_virtualenv_read_only_instead_of_copying_them(workspace: Path) -> None:

@@ -249,3 +249,16 @@ def test_missing_commands_names_checks_whose_program_does_not_exist(tmp_path: Pa
     )
 
     assert missing_commands(contract, tmp_path) == [("typo", "pytset"), ("nope-linter .", "nope-linter")]
+
+
+def test_a_program_installed_after_it_was_missing_is_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lookups are kept only when bash found the program (a batch asks the same for every goal): one that was
+    missing is looked up again, and found once it is installed."""
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    monkeypatch.setenv("PATH", f"{tools}:{os.environ['PATH']}")
+    contract = Contract(outcome="x", checks=[Check(name="lint", run="gk-test-linter --strict")])
+    assert missing_commands(contract, tmp_path) == [("lint", "gk-test-linter")]
+    (tools / "gk-test-linter").write_text("#!/bin/sh\nexit 0\n")
+    (tools / "gk-test-linter").chmod(0o755)
+    assert missing_commands(contract, tmp_path) == []

@@ -10,6 +10,7 @@ import contextlib
 import itertools
 import json
 import math
+import os
 import re
 import shlex
 import subprocess
@@ -297,8 +298,19 @@ def _program(command: str) -> str | None:
     return words[0] if words and re.fullmatch(r"[\w./+-]+", words[0]) else None
 
 
+#: (program, folder, PATH) bash found once: a batch lints the same checks for every goal. Only what was found is
+#: kept: a program installed since is found on the next ask, and one removed since fails the baseline's run with
+#: `cannot_start`'s message, the same words this lint would give.
+_FOUND: set[tuple[str, str, str]] = set()
+
+
 def _is_command(word: str, workspace: Path) -> bool:
+    key = (word, str(workspace), os.environ.get("PATH", ""))
+    if key in _FOUND:
+        return True
     # bash's own lookup, so builtins, keywords and ./relative scripts count exactly as they will at run time.
     found = subprocess.run(["/bin/bash", "-c", 'type -t -- "$1"', "bash", word], cwd=workspace,
                            capture_output=True, check=False)
+    if found.returncode == 0:
+        _FOUND.add(key)
     return found.returncode == 0

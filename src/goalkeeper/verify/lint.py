@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import os
 import re
 import shutil
@@ -109,7 +110,7 @@ def _static_findings(contract: Contract, workspace: Path) -> list[tuple[str, Fin
     """(name, finding) for each command that bash cannot parse or whose program does not exist here."""
     found = []
     for element, name, command in _commands(contract):
-        problem = _shell_syntax_error(command, workspace)
+        problem = _shell_syntax_error(command)
         if problem is not None:
             found.append((name, _syntax_finding(element, name, problem)))
     unparsed = {name for name, _ in found}
@@ -124,11 +125,12 @@ def _static_findings(contract: Contract, workspace: Path) -> list[tuple[str, Fin
     return found
 
 
-def _shell_syntax_error(command: str, workspace: Path) -> str | None:
-    """bash's complaint about `command`'s syntax (parsed with `bash -n`, which runs nothing), or None."""
+@functools.lru_cache(maxsize=256)
+def _shell_syntax_error(command: str) -> str | None:
+    """bash's complaint about `command`'s syntax (parsed with `bash -n`, which runs nothing), or None. The text
+    alone decides it, so a batch's goals that share their checks parse them once."""
     with command_script(command) as script:  # a file, not argv: a command of any size parses
-        parsed = subprocess.run(["/bin/bash", "-n", str(script)], cwd=workspace, capture_output=True, text=True,
-                                check=False)
+        parsed = subprocess.run(["/bin/bash", "-n", str(script)], capture_output=True, text=True, check=False)
     if parsed.returncode == 0:
         return None
     lines = [_BASH_PREFIX.sub("", line) for line in parsed.stderr.strip().splitlines()]
