@@ -6,6 +6,8 @@ Every test works on a real git repository in tmp_path (the git_repo fixture).
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -513,6 +515,33 @@ def test_with_an_onbranch_include_a_branch_switch_reads_the_config_again(git_rep
     probe(git_repo, "add", "-A")
     assert len([argv for argv in started(log) if argv.startswith("config --list")]) == 1
     assert not (git_repo / "pwned").exists()
+
+
+def test_the_environment_git_gets_follows_every_change_to_the_process_s(git_repo: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The filtered environment is kept between calls, but a variable set since is seen (a kept one passed on, a
+    GIT_* one still dropped)."""
+    probe(git_repo, "rev-parse", "HEAD")
+    monkeypatch.setenv("GIT_AUTHOR_NAME", "Set Since")
+    monkeypatch.setenv("GIT_DIR", str(git_repo / "elsewhere"))
+    assert probe(git_repo, "var", "GIT_AUTHOR_IDENT").stdout.startswith("Set Since <")
+    assert probe(git_repo, "rev-parse", "--git-dir").stdout.strip() == ".git"
+
+
+def test_a_git_that_went_away_is_looked_up_again(git_repo: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The git found on PATH is kept; once it is gone, the next one on PATH runs."""
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    wrapper = tools / "git"
+    wrapper.write_text(f"#!/bin/sh\necho wrapped >> {tmp_path / 'calls'}\nexec {shutil.which('git')} \"$@\"\n")
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tools}:{os.environ['PATH']}")
+    assert probe(git_repo, "rev-parse", "HEAD").returncode == 0
+    calls = (tmp_path / "calls").read_text().count("wrapped")
+    wrapper.unlink()
+    assert probe(git_repo, "rev-parse", "HEAD").returncode == 0
+    assert (tmp_path / "calls").read_text().count("wrapped") == calls
 
 
 def test_a_bare_repository_s_config_is_cached_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

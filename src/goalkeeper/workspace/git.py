@@ -163,27 +163,74 @@ def run_git(top: Path, *args: str, stdin: bytes | None = None,
 def _hardened_base(top: Path) -> tuple[str, dict[str, str]]:
     """(git's path, its environment): inherited GIT_* dropped, the workspace kept off PATH, no prompts."""
     path = safe_path(top, os.environ.get("PATH", os.defpath))
-    program = shutil.which("git", path=path)
-    if program is None:
-        raise WorkspaceError("git is not installed (or not on PATH)", hint="install git")
-    environment = {name: value for name, value in os.environ.items()
-                   if name.upper() not in _DROPPED_ENV
-                   and (not name.upper().startswith("GIT_") or name.upper() in _KEPT_GIT_ENV)}
+    program = _GIT_PROGRAMS.get(path)
+    if program is None or not os.access(program, os.X_OK):
+        program = shutil.which("git", path=path)
+        if program is None:
+            raise WorkspaceError("git is not installed (or not on PATH)", hint="install git")
+        _GIT_PROGRAMS[path] = program
+    environment = _inherited_environment()
     environment.update(_FIXED_ENV)
     environment["PATH"] = path
     return program, environment
 
 
+def _inherited_environment() -> dict[str, str]:
+    """The process's environment without the GIT_* variables (but _KEPT_GIT_ENV) and _DROPPED_ENV: filtered again
+    only when the environment changed. Every git call asks, and decoding ~200 variables each time cost more than
+    a batch goal's whole config cache."""
+    global _INHERITED
+    raw = getattr(os.environ, "_data", None)  # the bytes behind os.environ: compared at C speed, nothing decoded
+    known = _INHERITED
+    if raw is not None and known is not None and known[0] == raw:
+        return dict(known[1])
+    environment = {name: value for name, value in os.environ.items()
+                   if name.upper() not in _DROPPED_ENV
+                   and (not name.upper().startswith("GIT_") or name.upper() in _KEPT_GIT_ENV)}
+    if isinstance(raw, dict):
+        _INHERITED = (dict(raw), environment)
+    return dict(environment)
+
+
+#: Safe PATH → the git found on it, looked up again when it is no longer there. Only a folder outside every
+#: workspace is on a safe PATH, and no goal's command writes those.
+_GIT_PROGRAMS: dict[str, str] = {}
+
+#: (a copy of os.environ's bytes, the environment filtered from them).
+_INHERITED: tuple[dict[bytes, bytes], dict[str, str]] | None = None
+
+
 def safe_path(top: Path, path: str) -> str:
     """`path` without relative entries or entries inside `top`: a program the model planted in the
     workspace (`.venv/bin/git`, `bin/git-lfs`) is never the one the harness runs."""
-    root = os.path.realpath(top)
+    root = _real_top(top)
     kept = []
     for entry in path.split(os.pathsep):
         real = _real_entry(entry) if os.path.isabs(entry) else None
         if real is not None and real != root and not real.startswith(root.rstrip(os.sep) + os.sep):
             kept.append(entry)
     return os.pathsep.join(kept)
+
+
+def _real_top(top: Path) -> str:
+    """The workspace's real path, resolved again when the folder itself is another (its inode changed) or is
+    a link now. Only the folders above it could change it otherwise, and no goal's command can write those."""
+    name = str(top)
+    try:
+        info = os.lstat(name)
+    except OSError:
+        return os.path.realpath(name)
+    stamp = (info.st_dev, info.st_ino, info.st_mode)
+    known = _REAL_TOPS.get(name)
+    if known is not None and known[0] == stamp and not stat.S_ISLNK(info.st_mode):
+        return known[1]
+    real = os.path.realpath(name)
+    _REAL_TOPS[name] = (stamp, real)
+    return real
+
+
+#: Workspace → (its lstat's device, inode and mode when resolved, its real path).
+_REAL_TOPS: dict[str, tuple[tuple[int, int, int], str]] = {}
 
 
 def _real_entry(entry: str) -> str:
@@ -195,7 +242,7 @@ def _real_entry(entry: str) -> str:
     except OSError:
         stamp = None
     known = _REAL_ENTRIES.get(entry)
-    if known is not None and known[0] == stamp and stamp is not None and not os.path.islink(entry):
+    if known is not None and known[0] == stamp and stamp is not None and not stat.S_ISLNK(stamp[1]):
         return known[1]
     real = os.path.realpath(entry)
     _REAL_ENTRIES[entry] = (stamp, real)
