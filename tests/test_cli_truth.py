@@ -131,7 +131,7 @@ def test_the_persons_files_are_kept_only_as_they_were(git_repo: Path) -> None:
     (git_repo / ".goalkeeper").mkdir()
     (git_repo / ".goalkeeper" / "notes.md").write_text("mine\n")
     (git_repo / "other.txt").write_text("not goalkeeper's\n")
-    kept = person_files(git_repo, ["goal.toml"])
+    kept, _ = person_files(git_repo, ["goal.toml"])
     assert sorted(kept) == [".goalkeeper/notes.md", "goal.toml"]
     keep_untracked(git_repo, kept)
     assert [change.path for change in changes(git_repo)] == ["other.txt"]

@@ -517,6 +517,19 @@ def test_with_an_onbranch_include_a_branch_switch_reads_the_config_again(git_rep
     assert not (git_repo / "pwned").exists()
 
 
+def test_preflight_reads_head_branch_and_changes_from_one_git_status(git_repo: Path, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """HEAD's commit and branch come from the same `git status` as the dirty check: no rev-parse, no
+    symbolic-ref."""
+    expected = subprocess.run(["git", "rev-parse", "HEAD"], cwd=git_repo, capture_output=True, text=True).stdout
+    log = traced_git(tmp_path, monkeypatch)
+    preflight(git_repo, allow_dirty=False)  # the top-level is found once and kept
+    started(log)
+    checked = preflight(git_repo, allow_dirty=False)
+    assert (checked.head_branch, checked.head_commit, checked.dirty) == ("main", expected.strip(), [])
+    assert [argv.split()[0] for argv in started(log) if not argv.startswith("config")] == ["status"]
+
+
 def test_the_environment_git_gets_follows_every_change_to_the_process_s(git_repo: Path,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """The filtered environment is kept between calls, but a variable set since is seen (a kept one passed on, a

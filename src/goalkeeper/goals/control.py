@@ -86,9 +86,9 @@ def check_settable(workspace: Path, contract: Contract, allow_dirty: bool = Fals
         raise ConfigError("the goal has no checks, so nothing the harness runs can tell when it is done",
                           "add a check (--check NAME=COMMAND or [[checks]] in goal.toml), or pass --unverified to "
                           "let the model's own completion audit end it (labelled `achieved (unverified)`)")
-    kept = person_files(workspace, goal_file)
+    kept, seen = person_files(workspace, goal_file)
     keep_untracked(workspace, kept)
-    preflight(workspace, allow_dirty)  # the branch itself is made when the goal first runs
+    preflight(workspace, allow_dirty, seen)  # the branch itself is made when the goal first runs
     missing = missing_commands(contract, workspace)
     if missing:
         name, word = missing[0]

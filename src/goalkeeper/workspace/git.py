@@ -515,15 +515,17 @@ def keep_untracked(workspace: Path, files: Mapping[str, str]) -> None:
     _KEPT[str(toplevel(workspace))] = dict(files)
 
 
-def person_files(workspace: Path, paths: Iterable[str]) -> dict[str, str]:
+def person_files(workspace: Path, paths: Iterable[str]) -> tuple[dict[str, str], Status]:
     """`paths` (relative to the top-level) that are untracked files, and every untracked file under
-    `.goalkeeper/`, each with its sha256 now: the person's own, when a goal is set."""
+    `.goalkeeper/`, each with its sha256 now: the person's own, when a goal is set; and the status they were
+    read from (every untracked file in it), for the preflight that follows."""
     top = toplevel(workspace)
     _KEPT.pop(str(top), None)  # an earlier goal's in this process (the TUI, the server) must not hide one now
     wanted = set(paths)
-    found = {change.path: _sha256(top / change.path) for change in status(top).changes
+    seen = status(top)
+    found = {change.path: _sha256(top / change.path) for change in seen.changes
              if change.status == "??" and (change.path in wanted or change.path.startswith(HARNESS_DIR))}
-    return {path: digest for path, digest in found.items() if digest}  # a link or a folder is never kept
+    return {path: digest for path, digest in found.items() if digest}, seen  # a link or a folder is never kept
 
 
 def _kept(top: Path, path: str) -> bool:
@@ -547,6 +549,8 @@ class Status:
     branch: str | None
     """None for a detached HEAD."""
     changes: list[Change]
+    head: str | None = None
+    """The commit HEAD points at; None in a repository with no commits yet."""
 
 
 def status(top: Path) -> Status:
@@ -556,9 +560,13 @@ def status(top: Path) -> Status:
     out = git(top, "status", "--porcelain=v2", "--branch", "-z", "--untracked-files=all", "--no-renames",
               "--ignore-submodules=dirty")
     branch: str | None = None
+    head: str | None = None
     found: list[Change] = []
     for entry in out.split("\0"):
-        if entry.startswith("# branch.head "):
+        if entry.startswith("# branch.oid "):
+            oid = entry.removeprefix("# branch.oid ")
+            head = None if oid == "(initial)" else oid
+        elif entry.startswith("# branch.head "):
             name = entry.removeprefix("# branch.head ")
             branch = None if name == "(detached)" else name
         elif entry.startswith("? "):
@@ -567,7 +575,7 @@ def status(top: Path) -> Status:
         elif entry[:2] in ("1 ", "u "):
             fields = entry.split(" ", 8 if entry[0] == "1" else 10)
             found.append(Change(fields[1].replace(".", " "), fields[-1]))
-    return Status(branch, found)
+    return Status(branch, found, head)
 
 
 def list_paths(paths: Sequence[str]) -> str:
@@ -676,19 +684,21 @@ def _head_from_files(top: Path) -> str | None:
     return value if _OBJECT_ID.fullmatch(value) else None
 
 
-def preflight(workspace: Path, allow_dirty: bool) -> Preflight:
-    """Check that `workspace` is a git repository with at least one commit and (unless allowed) a clean tree."""
+def preflight(workspace: Path, allow_dirty: bool, seen: Status | None = None) -> Preflight:
+    """Check that `workspace` is a git repository with at least one commit and (unless allowed) a clean tree,
+    all from one `git status` (HEAD's commit and branch included): `seen`, one just taken by the caller, or a
+    new one. The person's own untracked files (`keep_untracked`) are never dirt, whenever `seen` was taken."""
     top = toplevel(workspace)
-    head = head_commit(top)
-    if head is None:
+    found = seen if seen is not None else status(top)
+    if found.head is None:
         raise WorkspaceError(f"{top} has no commits yet, so there is nothing to branch a goal from",
                              hint="git add -A && git commit -m init")
     _refuse_operation_in_progress(top)
-    dirty = [change.path for change in changes(top)]
+    dirty = [change.path for change in found.changes if change.status != "??" or not _kept(top, change.path)]
     if dirty and not allow_dirty:
         raise WorkspaceError(f"the working tree of {top} has uncommitted changes:\n{list_paths(dirty)}",
                              hint=DIRTY_HINT)
-    return Preflight(top=top, head_branch=current_branch(top), head_commit=head, dirty=dirty)
+    return Preflight(top=top, head_branch=found.branch, head_commit=found.head, dirty=dirty)
 
 
 def recover_stale_locks(top: Path, branch: str | None = None) -> list[Path]:
