@@ -58,6 +58,16 @@ def project_file(workspace: Path, text: str, trusted: bool = True) -> Path:
 # ---------------------------------------------------------------- layering
 
 
+def test_a_project_s_store_url_and_temporal_table_are_ignored_with_a_warning(goalkeeper_home: Path,
+                                                                            workspace: Path) -> None:
+    """Where the store and the fleet are is the user's to say: a committed project file cannot move them, and
+    says so rather than being quietly unused."""
+    project_file(workspace, 'store_url = "postgresql://team@db/gk"\n[temporal]\ntls = true\n')
+    config = load_config(workspace)
+    [warning] = [w for w in config.warnings if "store_url" in w]
+    assert "`store_url`, `temporal`" in warning and str(goalkeeper_home / "config.toml") in warning
+
+
 def test_user_file_alone_configures_the_model(goalkeeper_home: Path, workspace: Path) -> None:
     user_file(goalkeeper_home, 'model_provider = "ollama"\nmodel = "qwen2.5-coder:7b"\n'
                                'model_reasoning_effort = "low"\n[run]\nshell_timeout_s = 30\n')

@@ -193,6 +193,28 @@ def test_no_client_certificate_or_the_wrong_ca_is_one_clear_error(
         assert all_batches(store) == []  # refused before anything was recorded
 
 
+def test_gk_doctor_loads_the_temporal_table_and_connects_when_asked(secured: str, pki: Pki, tmp_path: Path) -> None:
+    """`gk doctor` loads the `[temporal]` table's files as a connection would (a certificate with another key
+    fails there, not in a worker's first handshake) and, with --temporal, connects."""
+    home = tmp_path / "home"
+    home.mkdir()
+    table = f'[temporal]\ntls_ca = "{pki.ca}"\ntls_cert = "{pki.client_cert}"\ntls_key = "{{key}}"\n'
+    (home / "config.toml").write_text(table.format(key=pki.server_key))
+    mismatched = gk("doctor", home=home)
+    assert mismatched.returncode == 1, mismatched.stdout + mismatched.stderr
+    assert "problem  temporal: [temporal] tls_cert" in mismatched.stdout and "and [temporal] tls_key" \
+        in mismatched.stdout and "fix:" in mismatched.stdout
+    (home / "config.toml").write_text(table.format(key=pki.client_key))
+    loaded = gk("doctor", home=home)
+    assert loaded.returncode == 0 and "ok  temporal: the [temporal] table of" in loaded.stdout, loaded.stdout
+    connected = gk("doctor", "--temporal", secured, home=home, timeout=60)
+    assert connected.returncode == 0, connected.stdout + connected.stderr
+    assert f"ok  temporal: {secured}: connected, namespace default (TLS, a client certificate" in connected.stdout
+    (home / "config.toml").write_text(table.format(key=pki.client_key).replace(str(pki.ca), str(pki.other_ca)))
+    refused = gk("doctor", "--temporal", secured, home=home, timeout=60)
+    assert refused.returncode == 1 and "did not accept TLS or the certificate" in refused.stdout, refused.stdout
+
+
 def _wait(ready: object, timeout_s: float, log: Path) -> None:
     deadline = time.monotonic() + timeout_s
     while not ready():  # type: ignore[operator]

@@ -291,17 +291,26 @@ def log(cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = False
 def doctor(as_json: JsonOpt = False,
            cwd: Annotated[Path | None, typer.Option("--cwd", help="Check the sandbox over this workspace "
                                                                   "(default: the current directory).")] = None,
+           temporal: Annotated[str | None, typer.Option(
+               "--temporal", help="Also connect to this Temporal server (HOST:PORT), with the TLS settings of "
+                                  "your config.toml's [temporal] table.")] = None,
+           namespace: Annotated[str, typer.Option("--namespace", help="The Temporal namespace.")] = "default",
            ) -> int:
-    """Check the whole store (SQLite's integrity check) and the sandbox; exit 1 if anything is wrong."""
+    """Check the store, the sandbox and Temporal's settings (and server, with --temporal); exit 1 if not ok."""
+    from goalkeeper.cli.fleet import without_teardown  # a connection loads temporalio (sdk-python#300)
     from goalkeeper.goals.doctor import diagnose  # the sandbox's code: only this command needs it
 
     start_in(cwd)  # the sandbox is checked over the current directory
-    findings = diagnose()
-    if as_json:
-        print(json.dumps([dataclasses.asdict(finding) for finding in findings], indent=1))
-    else:
-        console.show_findings(findings)
-    return 0 if all(finding.ok for finding in findings) else 1
+
+    def body() -> int:
+        findings = diagnose(temporal=temporal, namespace=namespace)
+        if as_json:
+            print(json.dumps([dataclasses.asdict(finding) for finding in findings], indent=1))
+        else:
+            console.show_findings(findings)
+        return 0 if all(finding.ok for finding in findings) else 1
+
+    return without_teardown(body)
 
 
 @commands.command()

@@ -21,7 +21,7 @@ COMMANDS: dict[str, str] = {
     "exec": "Set the goal and run it headless; `--json` streams one event per line. Exit code by outcome.",
     "status": "The goal's status, checks, budget and last checkpoint.",
     "log": "The goal's events, oldest first.",
-    "doctor": "Check the whole store (SQLite's integrity check) and the sandbox; exit 1 if anything is wrong.",
+    "doctor": "Check the store, the sandbox and Temporal's settings (and server, with --temporal); exit 1 if not ok.",
     "report": "The goal's report: Markdown, JSON (--json), or a pull-request description (--pr).",
     "side": "Ask about the goal's thread without disturbing it: a read-only fork whose answer the goal never sees.",
     "plan": "Plan before setting a goal: one read-only planning turn, stored; adopt it with `gk goal --from-plan`.",

@@ -209,6 +209,10 @@ def _joined(tables: list[dict[str, Any]], key: str) -> list[str]:
     return [item for table in tables for item in table.get(key, ())]
 
 
+USER_ONLY = ("store_url", "temporal")
+"""Keys only the user's own config.toml may set; a project's are ignored, with a warning."""
+
+
 def _project_layer(path: Path, commit: str, user: dict[str, Any],
                    warnings: list[str]) -> tuple[str, dict[str, Any]] | None:
     """The project file as committed at `commit` (None when it has none), cut down unless trusted."""
@@ -221,6 +225,12 @@ def _project_layer(path: Path, commit: str, user: dict[str, Any],
     if committed is None:
         return None
     data = parse_config_text(committed, str(path))  # errors name the file a person would edit
+    if mine := [key for key in USER_ONLY if key in data]:
+        # Said, not silently dropped: a team that commits its store or fleet here would wonder why it is unused.
+        warnings.append(f"{path} sets {', '.join(f'`{key}`' for key in mine)}, which only your own config file "
+                        f"({goalkeeper_home() / 'config.toml'}) may set: where the store and the Temporal fleet are "
+                        "(and their credentials) is each person's to say; it is ignored here")
+        data = {key: value for key, value in data.items() if key not in USER_ONLY}
     if is_trusted(goalkeeper_home(), top):
         return str(path), data
     kept, ignored = untrusted_view(data, user)

@@ -7,13 +7,19 @@ PostgreSQL store gets its backend's check instead (store/postgres.py: schema, in
 
 from __future__ import annotations
 
+import asyncio
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from goalkeeper.errors import GoalkeeperError, SandboxError
+from goalkeeper.errors import ConfigError, GoalkeeperError, SandboxError
 from goalkeeper.goals.service import open_store
 from goalkeeper.sandbox.bwrap import require_sandbox
 from goalkeeper.sandbox.policy import SandboxPolicy
+
+if TYPE_CHECKING:
+    from goalkeeper.config.temporal import TemporalConnection
 
 
 @dataclass(frozen=True)
@@ -26,9 +32,16 @@ class Finding:
     hint: str | None = None
 
 
-def diagnose(store_path: Path | str | None = None) -> list[Finding]:
-    """The store (at `store_path`, $GOALKEEPER_HOME/state.db by default), then the sandbox."""
-    return [store_finding(store_path), sandbox_finding()]
+def diagnose(store_path: Path | str | None = None, temporal: str | None = None,
+             namespace: str = "default") -> list[Finding]:
+    """The store (at `store_path`, $GOALKEEPER_HOME/state.db by default), then the sandbox; then the Temporal
+    settings when the user's config.toml has a `[temporal]` table, and the server when `temporal` names it."""
+    from goalkeeper.config.temporal import user_config, user_table
+
+    found = [store_finding(store_path), sandbox_finding()]
+    if temporal is not None or user_table(user_config()):
+        found.append(temporal_finding(temporal, namespace))
+    return found
 
 
 def store_finding(store_path: Path | str | None = None) -> Finding:
@@ -57,3 +70,50 @@ def sandbox_finding() -> Finding:
     except SandboxError as error:
         return Finding("sandbox", False, error.message, error.hint)
     return Finding("sandbox", True, "bubblewrap builds the sandbox")
+
+
+def temporal_finding(address: str | None, namespace: str = "default") -> Finding:
+    """The `[temporal]` table's certificate, key, CA and API key variable, loaded as a connection would load them
+    (a certificate and a key that are not a pair fail here, not in a worker's first handshake); with `address`,
+    a connection to that server too."""
+    from goalkeeper.config.temporal import connection, user_config
+
+    try:
+        server = connection(address or "HOST:PORT", namespace)
+        _load_tls(server)
+        if address is None:
+            return Finding("temporal", True, f"the [temporal] table of {user_config()}: {_described(server)} "
+                           "load (--temporal HOST:PORT connects as well)")
+        from goalkeeper.run.temporal.client import connect
+
+        asyncio.run(connect(server))
+    except GoalkeeperError as error:
+        return Finding("temporal", False, error.message, error.hint)
+    return Finding("temporal", True, f"{address}: connected, namespace {namespace} ({_described(server)})")
+
+
+def _load_tls(server: TemporalConnection) -> None:
+    """The client certificate with its key, and the CA, loaded into a TLS context; a ConfigError naming the
+    setting when they do not load."""
+    credentials = server.credentials()  # readable PEM files, both halves of a pair, a set API key variable
+    context = ssl.create_default_context()
+    try:
+        if server.cert is not None and server.key is not None:
+            context.load_cert_chain(server.cert, server.key)
+        if credentials.ca is not None:
+            context.load_verify_locations(cadata=credentials.ca.decode("ascii", "replace"))
+    except (ssl.SSLError, ValueError) as error:
+        pair = server.cert is not None and "ca" not in str(error).lower()
+        named = f"{server.name_of('cert')} and {server.name_of('key')}" if pair else server.name_of("ca")
+        raise ConfigError(f"{named}: {error}", "give the client certificate with its own private key, and the "
+                          "CA as PEM; `openssl x509 -noout -modulus` and `openssl pkey -noout -modulus` show "
+                          "whether a certificate and a key match") from None
+
+
+def _described(server: TemporalConnection) -> str:
+    """What the connection presents, in words: TLS or not, mTLS, an API key."""
+    parts = ["TLS" if server.tls else "no TLS"]
+    parts += ["a client certificate"] if server.cert is not None else []
+    parts += [f"a CA ({server.ca})"] if server.ca is not None else []
+    parts += [f"the API key in ${server.api_key_env}"] if server.api_key_env else []
+    return ", ".join(parts)
