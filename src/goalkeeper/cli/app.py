@@ -102,8 +102,9 @@ def goal(
                 console.show_summary(summary, service.pins_to_come(shown, summary, workspace))
             return 0
         contract = contract_flags.contract(objective, _plan_to_adopt(contract_flags, store, workspace, thread))
-        chosen = model_flags.settings_if_configured(workspace, contract.budget.usd)
-        run_knobs = _config(workspace, model_flags.profile).run
+        config = _config(workspace, model_flags.profile)
+        chosen = model_flags.settings_if_configured(workspace, contract.budget.usd, config)
+        run_knobs = config.run
         made = _set(store, workspace, thread, contract, chosen, run_knobs, replace, allow_dirty, force, unverified,
                     workdir=service.workdir_of(cwd, workspace), own_files=contract_flags.own_files(workspace))
         console.show_summary(summarize(store, made.goal), made.lint.pinned)
@@ -193,8 +194,8 @@ def run(model_flags: ModelFlags, cwd: Cwd = Path("."), thread: ThreadOpt = None,
     with service.open_store() as store:
         record = service.current_goal(store, workspace, thread)
         commit = config_commit(store, record)  # the goal's base: never the goal branch the model wrote
-        _config(workspace, model_flags.profile, commit)  # its warnings, before the run
-        chosen = model_flags.settings(workspace, commit=commit) if model_flags.given else None
+        config = _config(workspace, model_flags.profile, commit)  # its warnings, before the run
+        chosen = model_flags.settings(workspace, commit=commit, config=config) if model_flags.given else None
         return _drive(store, record, workspace, chosen, as_json)
 
 
@@ -245,8 +246,9 @@ def exec_(
     workspace = service.workspace_of(cwd)
     with service.open_store() as store:
         contract = contract_flags.contract(objective, _plan_to_adopt(contract_flags, store, workspace, thread))
-        chosen = model_flags.settings(workspace, contract.budget.usd)
-        run_knobs = _config(workspace, model_flags.profile).run
+        config = _config(workspace, model_flags.profile)
+        chosen = model_flags.settings(workspace, contract.budget.usd, config=config)
+        run_knobs = config.run
         # The checks run once before the first request: the baseline answers the gate's run questions.
         record = _set(store, workspace, thread, contract, chosen, run_knobs, replace, allow_dirty, force,
                       unverified, lint="baseline", workdir=service.workdir_of(cwd, workspace),

@@ -22,6 +22,7 @@ from goalkeeper.spec.contract import Contract
 from goalkeeper.spec.settings import ModelSettings
 
 if TYPE_CHECKING:
+    from goalkeeper.config.load import Config
     from goalkeeper.sessions.planning import Plan
 
 Command = TypeVar("Command", bound=Callable[..., Any])
@@ -122,21 +123,24 @@ class ModelFlags:
         return any((self.model, self.model_provider, self.profile, self.reasoning_effort, self.base_url,
                     self.api_key_env, self.stream))
 
-    def settings(self, workspace: Path, usd_budget: float | None = None, commit: str = "HEAD") -> ModelSettings:
+    def settings(self, workspace: Path, usd_budget: float | None = None, commit: str = "HEAD",
+                 config: Config | None = None) -> ModelSettings:
         """Flags over config files over the environment; a clear error when nothing names a provider. The
-        project's config is read as committed at `commit` (a goal's base; HEAD before a goal exists)."""
+        project's config is read as committed at `commit` (a goal's base; HEAD before a goal exists), unless the
+        caller has read it already (`config`)."""
         from goalkeeper.config.load import load_config  # config.toml's schema loads only where a model is named
         from goalkeeper.config.resolve import settings_from_config
 
         return settings_from_config(
-            load_config(workspace, self.profile, commit), model=self.model, model_provider=self.model_provider,
-            base_url=self.base_url, api_key_env=self.api_key_env, reasoning_effort=self.reasoning_effort,
-            stream=self.stream, usd_budget=usd_budget)
+            config or load_config(workspace, self.profile, commit), model=self.model,
+            model_provider=self.model_provider, base_url=self.base_url, api_key_env=self.api_key_env,
+            reasoning_effort=self.reasoning_effort, stream=self.stream, usd_budget=usd_budget)
 
-    def settings_if_configured(self, workspace: Path, usd_budget: float | None = None) -> ModelSettings | None:
+    def settings_if_configured(self, workspace: Path, usd_budget: float | None = None,
+                               config: Config | None = None) -> ModelSettings | None:
         """Like `settings`, but None when no provider is configured anywhere (`gk run` asks later)."""
         try:
-            return self.settings(workspace, usd_budget)
+            return self.settings(workspace, usd_budget, config=config)
         except NoProviderError:
             if self.given:
                 raise
