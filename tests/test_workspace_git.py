@@ -459,8 +459,14 @@ def started(log: Path) -> list[str]:
     return argv
 
 
-def test_a_checkpoint_spawns_at_most_three_git_processes(git_repo: Path, tmp_path: Path,
+@pytest.mark.parametrize("layout", ["repository", "linked worktree"])
+def test_a_checkpoint_spawns_at_most_three_git_processes(layout: str, git_repo: Path, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stage, commit and the status before them; the new commit's id is read from the branch's ref file, in a
+    linked worktree (a batch goal's) from the common git dir."""
+    if layout == "linked worktree":
+        git(git_repo, "worktree", "add", "-q", "--detach", str(tmp_path / "linked"), "HEAD")
+        git_repo = tmp_path / "linked"
     log = traced_git(tmp_path, monkeypatch)
     branch = start_goal(git_repo, GOAL_ID, "Make the tests pass", allow_dirty=False)
     assert turn(git_repo, branch, 1, {"a.py": "a = 1\n"}) is not None  # reads the config once

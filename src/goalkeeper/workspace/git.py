@@ -668,17 +668,23 @@ _OBJECT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
 def _head_from_files(top: Path) -> str | None:
-    """The commit HEAD's branch points at, read from its loose ref file (where `git commit` just wrote it),
-    or None when the layout is not the plain one (a linked worktree, a packed or unusual ref)."""
+    """The commit HEAD's branch points at, read from its loose ref file (where `git commit` just wrote it): HEAD
+    in the git dir, the branch in the common dir (the same folder but in a linked worktree, where a batch's
+    goals run). None for any other layout, a packed or unusual ref: the caller asks git."""
     dot_git = top / ".git"
     try:
-        head = (dot_git / "HEAD").read_text()
-        if not head.startswith("ref: refs/heads/") or dot_git.is_symlink() or not dot_git.is_dir():
+        if dot_git.is_symlink():
+            return None
+        dirs = (str(dot_git), str(dot_git), []) if dot_git.is_dir() else _dirs_from_files(top)
+        if dirs is None:
+            return None
+        head = Path(dirs[0], "HEAD").read_text()
+        if not head.startswith("ref: refs/heads/"):
             return None
         ref = head.removeprefix("ref: ").strip()
         if ".." in ref.split("/"):
             return None
-        value = (dot_git / ref).read_text().strip()
+        value = Path(dirs[1], ref).read_text().strip()
     except (OSError, UnicodeDecodeError):
         return None
     return value if _OBJECT_ID.fullmatch(value) else None
