@@ -286,7 +286,8 @@ def test_resume_after_the_batch_is_killed_finishes_it_and_runs_no_goal_twice(tmp
             process.wait()
         done = batch(goalkeeper_home, git_repo, None, "--resume", "--json")
     summary = summary_of(done)
-    assert set(statuses(summary).values()) == {"achieved"} and done.returncode == 0
+    ended = [(goal["name"], goal["status"], goal["error"]) for goal in summary["goals"]]
+    assert set(statuses(summary).values()) == {"achieved"} and done.returncode == 0, ended
     ended_before = {name for name, (status, _) in before.items() if status == "achieved"}
     resumed = {line["goal"] for line in event_lines(done)}
     assert ended_before and not resumed & ended_before  # a goal that had stopped was not driven again

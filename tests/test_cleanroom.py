@@ -141,6 +141,20 @@ def test_the_base_checkout_is_made_from_the_mirror_alone_while_the_checks_may_ru
     assert goal_changes(workspace, base) == [("tests/test_cart.py", "modified")]
 
 
+def test_a_base_checkout_killed_halfway_is_made_again(tmp_path: Path) -> None:
+    """A run killed while it checked the base out leaves its scratch index and that index's lock; the next run
+    (a batch's `--resume`) makes the base checkout anyway."""
+    workspace = sample_repo(tmp_path)
+    kept = keep_baseline(workspace, "g", git(workspace, "rev-parse", "HEAD").strip(), None)
+    base = baseline_of(kept, "g")
+    (base.folder / "base").mkdir(parents=True)
+    (base.folder / "base.index").write_bytes(b"half")
+    (base.folder / "base.index.lock").write_bytes(b"")
+    make_base_cache(workspace, kept, "g")
+    assert " 180.0)" in (base.folder / "base" / "tests" / "test_cart.py").read_text()
+    assert not (base.folder / "base.index.lock").exists()
+
+
 def test_a_link_in_place_of_the_tests_folder_is_held_back(tmp_path: Path) -> None:
     # Built directly: the goal branch's checkpoint cannot commit a link over a tracked folder (a git error).
     workspace = sample_repo(tmp_path)

@@ -536,6 +536,35 @@ def test_preflight_reads_head_branch_and_changes_from_one_git_status(git_repo: P
     assert [argv.split()[0] for argv in started(log) if not argv.startswith("config")] == ["status"]
 
 
+def test_a_goal_branch_a_killed_run_made_is_taken_up(git_repo: Path) -> None:
+    """Killed after `git checkout -b` (the branch made, not yet recorded), with git's index lock left behind:
+    the next run takes the goal's own branch up instead of refusing it."""
+    name = goal_branch_name(GOAL_ID, "Make the tests pass")
+    head = git(git_repo, "rev-parse", "HEAD").strip()
+    git(git_repo, "checkout", "-q", "-b", name)
+    (git_repo / ".git" / "index.lock").write_bytes(b"")
+    branch = start_goal(git_repo, GOAL_ID, "Make the tests pass", allow_dirty=False)
+    assert (branch.name, branch.base_commit) == (name, head)
+    assert current_branch(git_repo) == name and not (git_repo / ".git" / "index.lock").exists()
+    git(git_repo, "checkout", "-q", "main")
+    git(git_repo, "branch", "-D", name)
+    git(git_repo, "branch", name)  # made, and HEAD never switched to it
+    assert start_goal(git_repo, GOAL_ID, "Make the tests pass", allow_dirty=False).name == name
+    assert current_branch(git_repo) == name
+
+
+def test_a_goal_branch_with_work_on_it_is_still_refused(git_repo: Path) -> None:
+    name = goal_branch_name(GOAL_ID, "Make the tests pass")
+    git(git_repo, "branch", name)
+    git(git_repo, "checkout", "-q", name)
+    (git_repo / "x.txt").write_text("x\n")
+    git(git_repo, "add", "x.txt")
+    git(git_repo, "commit", "-qm", "work")
+    git(git_repo, "checkout", "-q", "main")
+    with pytest.raises(WorkspaceError, match="already exists"):
+        start_goal(git_repo, GOAL_ID, "Make the tests pass", allow_dirty=False)
+
+
 def test_the_environment_git_gets_follows_every_change_to_the_process_s(git_repo: Path,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """The filtered environment is kept between calls, but a variable set since is seen (a kept one passed on, a

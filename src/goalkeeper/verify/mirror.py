@@ -147,6 +147,9 @@ def checkout(mirror: Path, commit: str, target: Path) -> None:
     """Write the tree of `commit` into the empty directory `target` (the mirror's own index is not touched)."""
     index = target.with_name(target.name + ".index")
     env = {"GIT_INDEX_FILE": str(index)}
+    # A scratch index of the harness's own: what a run killed mid-checkout left of it (its lock too) is litter.
+    for litter in (index, index.with_name(index.name + ".lock")):
+        litter.unlink(missing_ok=True)
     try:
         for args in (("read-tree", commit), ("checkout-index", "-a", "-f")):
             _git(target, f"--git-dir={mirror}", f"--work-tree={target}", *args, env=env)

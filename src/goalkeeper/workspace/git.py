@@ -798,15 +798,23 @@ def start_goal(workspace: Path, goal_id: str, outcome: str, allow_dirty: bool, *
 
     The snapshot is committed after the switch, so the branch the user was on never gets a commit.
     """
-    checked = preflight(workspace, allow_dirty)
     name = goal_branch_name(goal_id, outcome)
-    if branch_exists(checked.top, name):
+    # A run killed while it made the branch leaves git's locks behind, held by nobody (the branch may be made).
+    recover_stale_locks(toplevel(workspace), name)
+    checked = preflight(workspace, allow_dirty)
+    start = checked.head_commit if base is None else commit_of(checked.top, base)
+    if not branch_exists(checked.top, name):
+        # From HEAD the switch never touches the working tree, so dirty changes come along. From another commit
+        # git carries untracked files over and refuses to overwrite a change the switch would lose.
+        git(checked.top, "checkout", "-q", "-b", name, start)
+    elif commit_of(checked.top, name) == start:
+        # This goal's own branch (its name holds the goal's id), made by a run killed before it was recorded,
+        # with nothing on it yet: taken up, not refused.
+        if checked.head_branch != name:
+            git(checked.top, "checkout", "-q", name)
+    else:
         raise WorkspaceError(f"the branch {name} already exists",
                              hint=f"resume that goal, or delete the branch (git branch -D {name})")
-    start = checked.head_commit if base is None else commit_of(checked.top, base)
-    # From HEAD the switch never touches the working tree, so dirty changes come along. From another commit
-    # git carries untracked files over and refuses to overwrite a change the switch would lose.
-    git(checked.top, "checkout", "-q", "-b", name, start)
     snapshot = None
     if checked.dirty:
         snapshot = commit_all(checked.top, snapshot_subject, [("Goal-Id", goal_id)])
