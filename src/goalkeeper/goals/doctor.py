@@ -97,14 +97,14 @@ def _load_tls(server: TemporalConnection) -> None:
     setting when they do not load."""
     credentials = server.credentials()  # readable PEM files, both halves of a pair, a set API key variable
     context = ssl.create_default_context()
+    named = f"{server.name_of('cert')} and {server.name_of('key')}"
     try:
         if server.cert is not None and server.key is not None:
             context.load_cert_chain(server.cert, server.key)
+        named = server.name_of("ca")
         if credentials.ca is not None:
             context.load_verify_locations(cadata=credentials.ca.decode("ascii", "replace"))
     except (ssl.SSLError, ValueError) as error:
-        pair = server.cert is not None and "ca" not in str(error).lower()
-        named = f"{server.name_of('cert')} and {server.name_of('key')}" if pair else server.name_of("ca")
         raise ConfigError(f"{named}: {error}", "give the client certificate with its own private key, and the "
                           "CA as PEM; `openssl x509 -noout -modulus` and `openssl pkey -noout -modulus` show "
                           "whether a certificate and a key match") from None

@@ -671,20 +671,18 @@ def _head_from_files(top: Path) -> str | None:
     """The commit HEAD's branch points at, read from its loose ref file (where `git commit` just wrote it): HEAD
     in the git dir, the branch in the common dir (the same folder but in a linked worktree, where a batch's
     goals run). None for any other layout, a packed or unusual ref: the caller asks git."""
-    dot_git = top / ".git"
     try:
-        if dot_git.is_symlink():
-            return None
-        dirs = (str(dot_git), str(dot_git), []) if dot_git.is_dir() else _dirs_from_files(top)
+        dirs = _local_git_dirs(top)
         if dirs is None:
             return None
-        head = Path(dirs[0], "HEAD").read_text()
+        git_dir, common = dirs
+        head = (git_dir / "HEAD").read_text()
         if not head.startswith("ref: refs/heads/"):
             return None
         ref = head.removeprefix("ref: ").strip()
         if ".." in ref.split("/"):
             return None
-        value = Path(dirs[1], ref).read_text().strip()
+        value = (common / ref).read_text().strip()
     except (OSError, UnicodeDecodeError):
         return None
     return value if _OBJECT_ID.fullmatch(value) else None
@@ -740,13 +738,22 @@ def recover_stale_locks(top: Path, branch: str | None = None) -> list[Path]:
 def git_dirs(top: Path) -> tuple[Path, Path]:
     """(git dir, common dir) of `top`: its `.git` folder in the plain layout, a linked worktree's from its `.git`
     file and `commondir`, else as git says."""
+    found = _local_git_dirs(top)
+    if found is not None:
+        return found
+    return (Path(git(top, "rev-parse", "--absolute-git-dir").strip()),
+            Path(git(top, "rev-parse", "--path-format=absolute", "--git-common-dir").strip()))
+
+
+def _local_git_dirs(top: Path) -> tuple[Path, Path] | None:
+    """(git dir, common dir) read from the files alone, in the two layouts the harness makes (a plain `.git`
+    folder, a linked worktree's `.git` file and `commondir`); None for anything else."""
     dot_git = top / ".git"
     if dot_git.is_dir() and not dot_git.is_symlink() and not (dot_git / "commondir").exists():
         return dot_git, dot_git
     if dot_git.is_file() and (dirs := _dirs_from_files(top)) is not None:
         return Path(dirs[0]), Path(dirs[1])  # a linked worktree: its `.git` file says, as git reads it
-    return (Path(git(top, "rev-parse", "--absolute-git-dir").strip()),
-            Path(git(top, "rev-parse", "--path-format=absolute", "--git-common-dir").strip()))
+    return None
 
 
 def _lock_holder(locks: list[Path], places: tuple[Path, ...]) -> str | None:
