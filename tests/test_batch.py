@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from chat_server import ChatServer, Completion, Failure, Reply, ToolCallReply, UsageReply
+from goalkeeper.contract.toml import load_contract
 from goalkeeper.errors import ConfigError, ContractError
 from goalkeeper.events import ToolIntentEvent
 from goalkeeper.goals.batch import (
@@ -35,9 +36,12 @@ from goalkeeper.goals.batch import (
     read_goal_files,
     resume_batch,
 )
+from goalkeeper.run import batch as fleets
+from goalkeeper.run.batch import Fleet, Slot, run_fleet
+from goalkeeper.run.runner import RunResult
 from goalkeeper.spec.settings import RunSettings
 from goalkeeper.store import Store
-from goalkeeper.store.batches import BatchNotFoundError, batch_goals, latest_batch
+from goalkeeper.store.batches import BatchNotFoundError, Caps, NewGoal, batch_goals, latest_batch, put_batch
 from helpers import git
 from scenario import gk
 
@@ -167,6 +171,40 @@ def test_bad_input_is_one_clear_error_and_starts_nothing(tmp_path: Path, git_rep
     assert not Path(f"{goalkeeper_home}-worktrees").exists() or not any(Path(f"{goalkeeper_home}-worktrees").iterdir())
     with Store() as store, pytest.raises(BatchNotFoundError):
         latest_batch(store, str(git_repo))
+
+
+def test_a_batch_refuses_a_goal_whose_check_runs_a_program_that_is_not_there(tmp_path: Path, git_repo: Path) -> None:
+    goals = tmp_path / "goals"
+    goal_file(goals, "fine", "achieve")
+    goal_file(goals, "typo", "achieve", check="pytset -q")
+    with pytest.raises(ConfigError, match=r"typo\.toml: .*pytset"):
+        check_goals(git_repo, read_goal_files([goals]))
+
+
+def test_a_goal_that_ends_frees_its_slot_for_the_next_at_once(tmp_path: Path, goalkeeper_home: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The next goal starts when one ends, not at the fleet's next tick: a second wave would otherwise wait up to
+    a tick for every slot. With a tick of a minute, three goals one at a time still take no time."""
+    monkeypatch.setattr(fleets, "TICK_S", 60.0)
+    contract = load_contract(goal_file(tmp_path / "goals", "a", "achieve"))
+    started: list[str] = []
+
+    def start(fleet: Fleet, slot: Slot, store: Store) -> RunResult:
+        started.append(slot.entry.name)
+        return RunResult(f"goal-{slot.entry.name}", "achieved", "checks_pass")
+
+    def prepare(store: Store, entry: object) -> Any:
+        raise AssertionError("the fleet's own start prepares nothing")
+
+    with Store() as store:
+        made = put_batch(store, str(tmp_path), "0" * 40, [], 1, Caps(), None,
+                         [NewGoal(name, "a.toml", contract, str(tmp_path / name)) for name in ("g1", "g2", "g3")])
+        fleet = Fleet(made, [Slot(entry) for entry in batch_goals(store, made.batch_id)], Store, prepare, None,
+                      start=start)
+        began = time.monotonic()
+        slots = run_fleet(fleet)
+    assert [slot.state for slot in slots] == ["done"] * 3 and started == ["g1", "g2", "g3"]
+    assert time.monotonic() - began < 30
 
 
 # ---------------------------------------------------------------- a batch of 20

@@ -173,10 +173,10 @@ def read_goal_files(paths: Sequence[Path]) -> list[GoalFile]:
 def check_goals(repository: Path, goals: Sequence[GoalFile]) -> None:
     """Lint every goal as `gk exec` does before it runs one (its commands read, not run): the first lint error
     is one ConfigError naming its file, so a batch never starts with a goal the gate would refuse."""
-    from goalkeeper.verify.lint import lint_goal  # it loads the checks and the sandbox: only a new batch needs it
+    from goalkeeper.verify.lint import static_errors  # it loads the checks and the sandbox: only a new batch needs it
 
     for goal in goals:
-        errors = lint_goal(goal.contract, repository, run=False).errors
+        errors = static_errors(goal.contract, repository)
         if errors:
             raise ConfigError(f"{goal.file}: {errors[0].message}", f"{errors[0].fix} (`gk lint {goal.file}`)")
 
@@ -245,6 +245,8 @@ def start_batch(store: Store, cwd: Path, goals: Sequence[GoalFile], parallel: in
     the Temporal workers there, connected as `tls` says; `temporal_target` makes it)."""
     repository = service.repository_of(cwd)
     check_parallel(parallel)
+    if target is None:
+        _import_provider_soon(model)
     check_goals(repository, goals)
     commit = start_commit(repository)
     batch_id = new_id("batch")  # the worktrees' paths name the batch
@@ -263,10 +265,18 @@ def resume_batch(store: Store, cwd: Path, batch_id: str | None, run_knobs: RunSe
     repository = service.repository_of(cwd)
     batch = get_batch(store, batch_id) if batch_id else latest_batch(store, str(repository))
     server = check_target(batch.target, tls) if batch.target is not None else None
+    if server is None:
+        _import_provider_soon(batch.model)
     for entry in batch_goals(store, batch.batch_id):
         if entry.crashed is not None:
             set_crashed(store, batch.batch_id, entry.name, None)  # a crash is not a stop: it runs again
     return _run(store, batch, run_knobs, hooks, server)
+
+
+def _import_provider_soon(model: ModelSettings | None) -> None:
+    from goalkeeper.models.factory import import_provider_soon  # the goals of this process will call the model
+
+    import_provider_soon(model)
 
 
 def _run(store: Store, batch: Batch, run_knobs: RunSettings, hooks: Hooks,

@@ -9,6 +9,7 @@ import importlib
 import os
 import platform
 import sys
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -106,16 +107,41 @@ class BuildingModel:
 
 
 def _build_for_request(settings: ModelSettings) -> Model:
-    """`build_model`, then what its first request would do first: the imports (FIRST_REQUEST_IMPORTS of loaded
-    packages), and the platform the SDKs name in their headers (platform.platform() runs `uname -p` once, and
-    the standard library keeps the answer)."""
+    """`build_model`, then what its first request would do first (`_first_request_imports`)."""
     built = build_model(settings)
+    _first_request_imports()
+    return built
+
+
+def _first_request_imports() -> None:
+    """The imports a first request makes (FIRST_REQUEST_IMPORTS of loaded packages), and the platform the SDKs
+    name in their headers (platform.platform() runs `uname -p` once, and the standard library keeps the answer)."""
     for name in FIRST_REQUEST_IMPORTS:
         if name.partition(".")[0] in sys.modules:
             with contextlib.suppress(ImportError):
                 importlib.import_module(name)
     platform.platform()
-    return built
+
+
+_PROVIDER_MODULES = {"scripted": "goalkeeper.models.scripted", "responses": "goalkeeper.models.openai_responses",
+                     "anthropic": "goalkeeper.models.anthropic_messages"}
+
+
+def import_provider_soon(settings: ModelSettings | None) -> None:
+    """Import, in a thread of its own, what building a model for `settings` and its first request import.
+
+    A batch calls it before it lints and starts its goals: otherwise its first goals each wait most of a second
+    for the SDK's import (one of them imports it, the others wait on the import lock) while holding the start
+    slots the rest queue for. A failed import is left for the build to raise, where the goal reports it."""
+    if settings is None:
+        return
+
+    def run() -> None:
+        with contextlib.suppress(Exception):
+            importlib.import_module(_PROVIDER_MODULES.get(settings.wire_api, "goalkeeper.models.openai_chat"))
+            _first_request_imports()
+
+    threading.Thread(target=run, name="import-provider", daemon=True).start()
 
 
 @contextlib.asynccontextmanager

@@ -67,6 +67,8 @@ class Slot:
     loop: asyncio.AbstractEventLoop | None = None
     thread: threading.Thread | None = None
     capped: bool = False
+    ended: bool = False
+    """Its thread has finished the goal (and is about to exit)."""
 
 
 @dataclass
@@ -87,6 +89,8 @@ class Fleet:
     lock: threading.RLock = field(default_factory=threading.RLock)
     """Reentrant: `stop` runs in a signal handler, which may interrupt the main thread while it holds the lock."""
     stopped_at: float | None = None
+    ended: threading.Event = field(default_factory=threading.Event)
+    """Set when a goal's thread ends: the fleet's loop wakes to start the next goal in its slot at once."""
     starting: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(STARTING))
     """Goals being started (worktree, goal, branch, mirror, baseline run) until their first request: the CPU
     work of a start, so a few at a time; started goals wait on their model meanwhile, and the batch's cores stay
@@ -109,29 +113,44 @@ class Fleet:
 
 
 def run_fleet(fleet: Fleet, on_tick: Callable[[], None] | None = None) -> list[Slot]:
-    """Run the batch until every goal has ended, crashed, or was left unstarted (the cap, or `stop`)."""
+    """Run the batch until every goal has ended, crashed, or was left unstarted (the cap, or `stop`). A goal that
+    ends wakes the loop to start the next in its slot at once; the rest (the batch's clock, its cap, `on_tick`)
+    runs every TICK_S, and once more at the end."""
     started_at = time.monotonic()
-    counted = 0.0
+    counted, next_tick = 0.0, started_at
     with fleet.open_store() as store, _signals_stop(fleet):
         while True:
             _reap(fleet)
-            elapsed = time.monotonic() - started_at
-            add_elapsed(store, fleet.batch.batch_id, elapsed - counted)
-            counted = elapsed
-            if fleet.capped is None and (dimension := _cap_reached(fleet, store, elapsed)) is not None:
-                _apply_cap(fleet, store, dimension)
+            ending = not fleet.running() and not _due(fleet)
+            if ending or time.monotonic() >= next_tick:
+                next_tick = time.monotonic() + TICK_S
+                counted = _tick(fleet, store, started_at, counted, on_tick)
             _start_due(fleet)
-            if on_tick is not None:
-                on_tick()
             if not fleet.running() and not _due(fleet):
+                if not ending:
+                    continue  # the cap or a stop just left nothing to start: one last tick
                 break
             if fleet.stopped_at is not None and time.monotonic() - fleet.stopped_at > STOP_WAIT_S:
                 break  # a goal that does not reach a boundary: its lease goes stale and a resume takes it over
-            time.sleep(TICK_S)
+            fleet.ended.wait(max(0.0, next_tick - time.monotonic()))
+            fleet.ended.clear()
     for slot in fleet.slots:
         if slot.state == "waiting":
             slot.state = "not_started"
     return fleet.slots
+
+
+def _tick(fleet: Fleet, store: Store, started_at: float, counted: float,
+          on_tick: Callable[[], None] | None) -> float:
+    """Add the time since the last tick to the batch's, apply its cap once reached, and call `on_tick`; returns
+    the running time counted so far."""
+    elapsed = time.monotonic() - started_at
+    add_elapsed(store, fleet.batch.batch_id, elapsed - counted)
+    if fleet.capped is None and (dimension := _cap_reached(fleet, store, elapsed)) is not None:
+        _apply_cap(fleet, store, dimension)
+    if on_tick is not None:
+        on_tick()
+    return elapsed
 
 
 @contextlib.contextmanager
@@ -167,7 +186,7 @@ def _start_due(fleet: Fleet) -> None:
 
 def _reap(fleet: Fleet) -> None:
     for slot in fleet.running():
-        if slot.thread is not None and not slot.thread.is_alive():
+        if slot.thread is not None and (slot.ended or not slot.thread.is_alive()):
             slot.thread.join()
             slot.state = "crashed" if slot.error is not None else "done"
 
@@ -183,6 +202,9 @@ def _goal_thread(fleet: Fleet, slot: Slot) -> None:
                 set_crashed(store, fleet.batch.batch_id, slot.entry.name, slot.error)
     except Exception as error:  # not even its store opened
         slot.error = _describe(error)
+    finally:
+        slot.ended = True
+        fleet.ended.set()
 
 
 def start_local(fleet: Fleet, slot: Slot, store: Store) -> RunResult:

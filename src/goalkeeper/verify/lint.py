@@ -63,6 +63,8 @@ def lint_goal(contract: Contract, workspace: Path, *, run: bool = True, timeout_
     (with `run`) what running each check and keep_green command once shows. `key_env`, the variable the
     goal's model reads its key from, is kept from the commands; `not_run` says why they were not run.
     Call from synchronous code; `lint_goal_async` is the same for a running event loop."""
+    if not run:  # nothing to wait on: no event loop (a batch lints every goal before it starts)
+        return _not_run_report(contract, *_static_part(contract, workspace), not_run)
     return asyncio.run(lint_goal_async(contract, workspace, run=run, timeout_s=timeout_s, key_env=key_env,
                                        not_run=not_run))
 
@@ -71,17 +73,30 @@ async def lint_goal_async(contract: Contract, workspace: Path, *, run: bool = Tr
                           timeout_s: float = LINT_TIMEOUT_S, key_env: str | None = None,
                           not_run: str = "the checks were not run (--no-run)") -> LintReport:
     """`lint_goal` for async callers."""
-    static = await asyncio.to_thread(_static_findings, contract, workspace)
-    findings = [finding for _, finding in static]
-    pins = await asyncio.to_thread(pin_verification_surface, workspace, contract, contract.verify.pins)
-    pinned = sorted(pins.paths)
+    static, pins = await asyncio.to_thread(_static_part, contract, workspace)
     if not run:
-        inferred = surface_summary(surface_from_pins(pins, not_run))
-        return lint_report(contract, findings, ran=False, pinned=pinned, surface=inferred)
+        return _not_run_report(contract, static, pins, not_run)
+    findings = [finding for _, finding in static]
     ran, notes, surface = await _run_findings(contract, workspace, {name for name, _ in static}, timeout_s,
                                               key_env, pins)
-    return lint_report(contract, [*findings, *ran], ran=True, notes=notes, pinned=pinned,
+    return lint_report(contract, [*findings, *ran], ran=True, notes=notes, pinned=sorted(pins.paths),
                        surface=surface_summary(surface))
+
+
+def static_errors(contract: Contract, workspace: Path) -> list[Finding]:
+    """The errors `lint_goal(run=False)` would report, without pinning the surface (which only informs): what
+    a batch checks of every goal before it starts one."""
+    return lint_report(contract, [finding for _, finding in _static_findings(contract, workspace)]).errors
+
+
+def _static_part(contract: Contract, workspace: Path) -> tuple[list[tuple[str, Finding]], Pins]:
+    """What the lint learns without running anything: the commands' findings and the pinned surface."""
+    return _static_findings(contract, workspace), pin_verification_surface(workspace, contract, contract.verify.pins)
+
+
+def _not_run_report(contract: Contract, static: list[tuple[str, Finding]], pins: Pins, not_run: str) -> LintReport:
+    return lint_report(contract, [finding for _, finding in static], ran=False, pinned=sorted(pins.paths),
+                       surface=surface_summary(surface_from_pins(pins, not_run)))
 
 
 def baseline_refusal(contract: Contract, evidence: list[Evidence]) -> GoalLintError | None:
