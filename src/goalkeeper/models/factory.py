@@ -140,6 +140,10 @@ def import_provider_soon(settings: ModelSettings | None) -> None:
         with contextlib.suppress(Exception):
             importlib.import_module(_PROVIDER_MODULES.get(settings.wire_api, "goalkeeper.models.openai_chat"))
             _first_request_imports()
+            if settings.wire_api != "scripted":
+                from goalkeeper.models.provider import shared_tls
+
+                shared_tls()  # the CA bundle, loaded once for every goal's client
 
     threading.Thread(target=run, name="import-provider", daemon=True).start()
 

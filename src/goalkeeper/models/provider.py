@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import ssl
+import threading
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -30,12 +31,20 @@ TRANSIENT_STATUS = frozenset({408, 409, 429})
 
 
 
-@functools.cache
 def shared_tls() -> ssl.SSLContext:
     """One TLS context for every provider client of this process, as the SDKs' HTTP client makes it (the CA
     bundle, SSL_CERT_FILE / SSL_CERT_DIR honoured): loading the bundle costs ~20 ms of CPU a client, which a
     batch of 100 goals, each with its own client, would pay 100 times. A context is safe to share between
-    threads and event loops."""
+    threads and event loops. Made under a lock: the first goals of a batch build their clients at once."""
+    with _TLS_LOCK:
+        return _made_tls()
+
+
+_TLS_LOCK = threading.Lock()
+
+
+@functools.cache
+def _made_tls() -> ssl.SSLContext:
     import httpx2  # the SDKs' HTTP stack: loaded with them, never on a read path
 
     return httpx2.create_ssl_context()
