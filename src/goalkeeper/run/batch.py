@@ -33,7 +33,8 @@ from goalkeeper.spec.settings import ModelSettings
 from goalkeeper.store import EventRecord, Goal, Store
 from goalkeeper.store.batches import Batch, BatchGoal, add_elapsed, set_crashed, set_goal_id
 
-#: How often the fleet looks at its goals (the live table reads at the same pace).
+#: How often the fleet adds to the batch's clock, checks its cap and calls the live table's tick; a goal that ends
+#: wakes it at once, so the next goal starts in that slot without waiting for the tick.
 TICK_S = 0.5
 STARTING = max(2, os.cpu_count() or 1)
 """Goals a batch starts at once (see Fleet.starting): one a core, at least two. Measured on 2 cores (100 goals at
