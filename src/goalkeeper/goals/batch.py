@@ -245,9 +245,9 @@ def start_batch(store: Store, cwd: Path, goals: Sequence[GoalFile], parallel: in
     the Temporal workers there, connected as `tls` says; `temporal_target` makes it)."""
     repository = service.repository_of(cwd)
     check_parallel(parallel)
+    check_goals(repository, goals)
     if target is None:
         _import_provider_soon(model)
-    check_goals(repository, goals)
     commit = start_commit(repository)
     batch_id = new_id("batch")  # the worktrees' paths name the batch
     batch = put_batch(store, str(repository), commit, [str(goal.file) for goal in goals], parallel, caps, model,

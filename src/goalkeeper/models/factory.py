@@ -130,9 +130,10 @@ _PROVIDER_MODULES = {"scripted": "goalkeeper.models.scripted", "responses": "goa
 def import_provider_soon(settings: ModelSettings | None) -> None:
     """Import, in a thread of its own, what building a model for `settings` and its first request import.
 
-    A batch calls it before it lints and starts its goals: otherwise its first goals each wait most of a second
-    for the SDK's import (one of them imports it, the others wait on the import lock) while holding the start
-    slots the rest queue for. A failed import is left for the build to raise, where the goal reports it."""
+    A batch calls it once its goals are linted, before it starts them: otherwise its first goals each wait most
+    of a second for the SDK's import (one of them imports it, the others wait on the import lock) while holding
+    the start slots the rest queue for. A failed import is left for the build to raise, where the goal reports
+    it."""
     if settings is None:
         return
 
