@@ -63,7 +63,7 @@ def lint_goal(contract: Contract, workspace: Path, *, run: bool = True, timeout_
     (with `run`) what running each check and keep_green command once shows. `key_env`, the variable the
     goal's model reads its key from, is kept from the commands; `not_run` says why they were not run.
     Call from synchronous code; `lint_goal_async` is the same for a running event loop."""
-    if not run:  # nothing to wait on, so no event loop (`set_goal` asks from a worker thread)
+    if not run:  # nothing to wait on, so no event loop
         return _not_run_report(contract, *_static_part(contract, workspace), not_run)
     return asyncio.run(lint_goal_async(contract, workspace, run=run, timeout_s=timeout_s, key_env=key_env,
                                        not_run=not_run))
