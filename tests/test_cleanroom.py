@@ -19,7 +19,7 @@ from goalkeeper.goals import service
 from goalkeeper.spec.contract import Contract
 from goalkeeper.store import Store
 from goalkeeper.verify.cleanroom import baseline_of, built_room, goal_changes, keep_baseline, make_base_cache
-from goalkeeper.verify.mirror import BASE_REF
+from goalkeeper.verify.mirror import BASE_REF, base_entries
 from goalkeeper.verify.observed import surface_from_pins
 from goalkeeper.verify.pins import pin_verification_surface
 from helpers import git
@@ -139,6 +139,24 @@ def test_the_base_checkout_is_made_from_the_mirror_alone_while_the_checks_may_ru
     make_base_cache(workspace, kept, "g")
     assert " 180.0)" in (base.folder / "base" / "tests" / "test_cart.py").read_text()
     assert goal_changes(workspace, base) == [("tests/test_cart.py", "modified")]
+
+
+def test_each_base_commit_lists_its_own_files_whichever_goal_asks(tmp_path: Path) -> None:
+    """A goal's start lists its base commit's files twice and a batch's goals share one commit, so the listing is
+    kept per commit: another commit gets its own, and what one caller does with its copy is not the next one's."""
+    workspace = sample_repo(tmp_path)
+    first = git(workspace, "rev-parse", "HEAD").strip()
+    one = keep_baseline(workspace, "g1", first, None)
+    listed = base_entries(Path(one.mirror), first)
+    assert "tests/test_cart.py" in listed and "NEW.md" not in listed
+    listed.clear()
+    (workspace / "NEW.md").write_text("new\n")
+    commit_all(workspace, "a new file")
+    second = git(workspace, "rev-parse", "HEAD").strip()
+    two = keep_baseline(workspace, "g2", second, None)
+    assert "NEW.md" in base_entries(Path(two.mirror), second)
+    again = base_entries(Path(one.mirror), first)
+    assert "NEW.md" not in again and "tests/test_cart.py" in again
 
 
 def test_a_base_checkout_killed_halfway_is_made_again(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import shutil
 import threading
 from collections.abc import Iterator
@@ -125,7 +126,23 @@ def has_commit(mirror: Path, commit: str) -> bool:
 
 
 def base_entries(mirror: Path, commit: str) -> dict[str, tuple[str, str]]:
-    """path -> (mode, object id) for every file of `commit` (top-level-relative, submodules left out)."""
+    """path -> (mode, object id) for every file of `commit` (top-level-relative, submodules left out).
+
+    Kept for the last few commits named by their full id: a commit names its tree, so every mirror that holds
+    it lists the same files (a goal's start lists them twice, and a batch's goals share one commit)."""
+    with _LISTED_LOCK:
+        known = _LISTED.get(commit)
+    if known is None:
+        known = _list_entries(mirror, commit)
+        if _FULL_ID.fullmatch(commit):
+            with _LISTED_LOCK:
+                _LISTED[commit] = known
+                while len(_LISTED) > _LISTED_MAX:
+                    del _LISTED[next(iter(_LISTED))]  # the oldest
+    return dict(known)
+
+
+def _list_entries(mirror: Path, commit: str) -> dict[str, tuple[str, str]]:
     out = _git(mirror, "ls-tree", "-r", "-z", "--full-tree", commit)
     entries = {}
     for line in out.split(b"\0"):
@@ -136,6 +153,13 @@ def base_entries(mirror: Path, commit: str) -> dict[str, tuple[str, str]]:
         if kind == "blob":
             entries[os.fsdecode(name)] = (mode, sha)
     return entries
+
+
+#: Full commit id → its files, for the last _LISTED_MAX commits listed (`base_entries`).
+_LISTED: dict[str, dict[str, tuple[str, str]]] = {}
+_LISTED_LOCK = threading.Lock()
+_LISTED_MAX = 2
+_FULL_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
 def blob(mirror: Path, sha: str) -> bytes:
