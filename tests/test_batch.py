@@ -25,7 +25,7 @@ import pytest
 
 from chat_server import ChatServer, Completion, Failure, Reply, ToolCallReply, UsageReply
 from goalkeeper.contract.toml import load_contract
-from goalkeeper.errors import ConfigError, ContractError
+from goalkeeper.errors import ConfigError, ContractError, WorkspaceError
 from goalkeeper.events import ToolIntentEvent
 from goalkeeper.goals.batch import (
     Hooks,
@@ -42,6 +42,7 @@ from goalkeeper.run.runner import RunResult
 from goalkeeper.spec.settings import RunSettings
 from goalkeeper.store import Store
 from goalkeeper.store.batches import BatchNotFoundError, Caps, NewGoal, batch_goals, latest_batch, put_batch
+from goalkeeper.workspace.worktrees import add_worktree, ensure_worktree, start_commit, worktree_path
 from helpers import git
 from scenario import gk
 
@@ -340,6 +341,30 @@ def test_resume_after_the_batch_is_killed_finishes_it_and_runs_no_goal_twice(tmp
                        if isinstance(record.event, ToolIntentEvent)]
             assert len(set(intents)) == len(intents)  # no tool call ran twice
         assert {entry.goal_id for entry in entries} >= {goal_id for _, goal_id in before.values() if goal_id}
+
+
+def test_a_worktree_a_killed_run_left_half_made_is_made_again(git_repo: Path, goalkeeper_home: Path) -> None:
+    """`git worktree add` killed halfway (a batch killed as its next goal starts) leaves its admin folder locked
+    ("initializing"), HEAD a placeholder and the checkout unfinished, or the folder without its `.git` file yet.
+    A resume makes such a worktree again for a goal never set there; for a goal that was, it is still an error."""
+    commit = start_commit(git_repo)
+    checkout_stopped, before_git_file = worktree_path("batch_half", "a"), worktree_path("batch_half", "b")
+    for path in (checkout_stopped, before_git_file):
+        add_worktree(git_repo, path, commit)
+        admin = Path(git(path, "rev-parse", "--absolute-git-dir").strip())
+        (admin / "locked").write_text("initializing\n")
+        (admin / "HEAD").write_text("0" * 40 + "\n")
+    (checkout_stopped / "README.md").unlink()
+    (before_git_file / ".git").unlink()
+    for path in (checkout_stopped, before_git_file):
+        made = ensure_worktree(git_repo, path, None, commit)
+        assert git(made, "rev-parse", "HEAD").strip() == commit and (made / "README.md").is_file()
+        assert git(made, "status", "--porcelain") == ""
+    assert "locked" not in git(git_repo, "worktree", "list", "--porcelain")
+    set_before = worktree_path("batch_half", "c")
+    set_before.mkdir()
+    with pytest.raises(WorkspaceError, match="no longer a git worktree"):
+        ensure_worktree(git_repo, set_before, "goal/c", commit)
 
 
 def _one_ended_one_running(home: Path) -> dict[str, tuple[str, str | None]] | None:
