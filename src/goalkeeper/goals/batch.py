@@ -383,7 +383,7 @@ def _prepare(store: Store, repository: Path, entry: BatchGoal, commit: str, mode
     if entry.goal_id is None:
         workspace = ensure_worktree(repository, path, None, commit)  # one made before a crash is used again
         settings = GoalSettings(model=model, run=run_knobs)
-        made = service.set_goal(store, workspace, entry.contract, settings, lint="baseline")
+        made = service.set_goal(store, workspace, entry.contract, settings, lint="linted")  # check_goals read them
         return made.goal, workspace
     goal = store.get_goal_by_id(entry.goal_id)
     branch = branch_of(store.events(goal.thread_id, goal_id=goal.goal_id, kinds=[GoalBranchEvent]))

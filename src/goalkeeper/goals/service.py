@@ -37,15 +37,18 @@ if TYPE_CHECKING:
 # (control.py with `decide`'s vocabulary, the fleet's wake-up) or reaches git (workspace/) is imported by the
 # functions below that use it, so reading never loads them (tests/test_startup.py).
 
-LintMode = Literal["run", "static", "baseline"]
+LintMode = Literal["run", "static", "baseline", "linted"]
 """The lint gate before a goal is set: `run` runs each check once (`gk goal`, the TUI); `static` only reads the
 commands (the server, which must answer at once); `baseline` reads them now and judges the rest on the goal's
-baseline run, so a goal set to run at once (`gk exec`) runs its checks once before its first request."""
+baseline run, so a goal set to run at once (`gk exec`) runs its checks once before its first request; `linted`
+is `baseline` for a face that has read the commands itself (a batch, before it starts any goal): only the
+contract's own findings are looked at again, and the report pins nothing."""
 
 
 #: Why the gate did not run the checks, for the surface it infers instead.
 _NOT_RUN: dict[LintMode, str] = {"run": "", "static": "the gate reads the checks without running them",
-                                  "baseline": "the baseline run will observe it"}
+                                  "baseline": "the baseline run will observe it",
+                                  "linted": "the baseline run will observe it"}
 
 
 def open_store(path: Path | str | None = None) -> Store:
@@ -106,9 +109,9 @@ def set_goal(store: Store, workspace: Path, contract: Contract, settings: GoalSe
              confirm_replace: Callable[[], bool] | None = None, goal_file: Sequence[str] = ()) -> SetGoal:
     """Set `contract` as the thread's goal: checkable (`check_settable`), then, for an existing goal, replaced
     only with `replace` or the face's `confirm_replace`, then linted (errors refuse it unless `force`; with
-    `lint="baseline"` the run's errors end the goal at its baseline instead, run/prepare.py). `goal_file`: the
-    goal file's path from the top-level, when it lies in the repository (GoalSettings.own_files)."""
-    from goalkeeper.contract.lint import GoalLintError  # the static linter: a reader never needs it
+    `lint="baseline"` or `"linted"` the run's errors end the goal at its baseline instead, run/prepare.py).
+    `goal_file`: the goal file's path from the top-level, when it lies in the repository (GoalSettings.own_files)."""
+    from goalkeeper.contract.lint import GoalLintError, lint_report  # the static linter: a reader never needs it
     from goalkeeper.goals import control
     from goalkeeper.verify.lint import lint_goal  # it loads the checks and the sandbox: only a new goal needs it
 
@@ -116,17 +119,21 @@ def set_goal(store: Store, workspace: Path, contract: Contract, settings: GoalSe
     with ThreadPoolExecutor(1) as pool:
         # A gate that runs nothing (bash -n, the programs, the pins) writes nothing either: in a repository it
         # reads the commands while the repository is checked. One that runs the checks waits for the answer.
-        static = pool.submit(lint_goal, contract, workspace, run=False, key_env=key_env,
-                             not_run=_NOT_RUN[lint]) if lint != "run" and _in_repository(workspace) else None
+        static = pool.submit(lint_goal, contract, workspace, run=False, key_env=key_env, not_run=_NOT_RUN[lint]) \
+            if lint in ("static", "baseline") and _in_repository(workspace) else None
         kept = control.check_settable(workspace, contract, settings.allow_dirty, unverified, goal_file)
         settings = settings.model_copy(update={"own_files": kept})
         if not replace and confirm_replace is not None and _has_goal(store, workspace, thread_id):
             replace = confirm_replace()
-        report = static.result() if static is not None else lint_goal(contract, workspace, key_env=key_env,
-                                                                      not_run=_NOT_RUN[lint])
+        if static is not None:
+            report = static.result()
+        elif lint == "linted":
+            report = lint_report(contract)  # the face has read the commands; the contract's findings are pure
+        else:
+            report = lint_goal(contract, workspace, key_env=key_env, not_run=_NOT_RUN[lint])
     if report.errors and not force:
         raise GoalLintError(report)
-    if lint == "baseline" and not force:
+    if lint in ("baseline", "linted") and not force:
         settings = settings.model_copy(update={"lint_at_baseline": True})
     record = control.set_goal(store, workspace, contract, settings, replace_existing=replace, thread_id=thread_id)
     return SetGoal(record, report)
