@@ -27,6 +27,7 @@ from chat_server import ChatServer, Completion, Failure, Reply, ToolCallReply, U
 from goalkeeper.contract.toml import load_contract
 from goalkeeper.errors import ConfigError, ContractError, WorkspaceError
 from goalkeeper.events import ToolIntentEvent
+from goalkeeper.goals import service
 from goalkeeper.goals.batch import (
     Hooks,
     batch_rows,
@@ -39,7 +40,7 @@ from goalkeeper.goals.batch import (
 from goalkeeper.run import batch as fleets
 from goalkeeper.run.batch import Fleet, Slot, run_fleet
 from goalkeeper.run.runner import RunResult
-from goalkeeper.spec.settings import RunSettings
+from goalkeeper.spec.settings import GoalSettings, ModelSettings, RunSettings
 from goalkeeper.store import Store
 from goalkeeper.store.batches import BatchNotFoundError, Caps, NewGoal, batch_goals, latest_batch, put_batch
 from goalkeeper.workspace.worktrees import add_worktree, ensure_worktree, start_commit, worktree_path
@@ -365,6 +366,25 @@ def test_a_worktree_a_killed_run_left_half_made_is_made_again(git_repo: Path, go
     set_before.mkdir()
     with pytest.raises(WorkspaceError, match="no longer a git worktree"):
         ensure_worktree(git_repo, set_before, "goal/c", commit)
+
+
+def test_a_goal_set_by_a_killed_run_before_the_batch_recorded_it_is_taken_up(
+        tmp_path: Path, git_repo: Path, goalkeeper_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch killed between setting a goal and recording its id leaves the goal in the worktree, which is the
+    entry's alone: the resume runs that goal instead of refusing the worktree as taken."""
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    [goal] = read_goal_files([goal_file(tmp_path / "goals", "g0", "achieve")])
+    with ChatServer(reply_fn=Model()) as server, Store() as store:
+        model = ModelSettings(provider="custom", wire_api="chat", model="test-model", base_url=server.base_url,
+                              api_key_env="OPENAI_API_KEY")
+        commit = start_commit(git_repo)
+        path = worktree_path("batch_killed", "g0")
+        put_batch(store, str(git_repo), commit, [str(goal.file)], 1, Caps(), model,
+                  [NewGoal("g0", str(goal.file), goal.contract, str(path))], "batch_killed")
+        workspace = ensure_worktree(git_repo, path, None, commit)
+        set_before = service.set_goal(store, workspace, goal.contract, GoalSettings(model=model), lint="linted").goal
+        end = resume_batch(store, git_repo, "batch_killed", RunSettings(), Hooks())
+    assert [(row.status, row.goal_id) for row in end.rows] == [("achieved", set_before.goal_id)]
 
 
 def _one_ended_one_running(home: Path) -> dict[str, tuple[str, str | None]] | None:

@@ -382,6 +382,8 @@ def _prepare(store: Store, repository: Path, entry: BatchGoal, commit: str, mode
     path = Path(entry.worktree)
     if entry.goal_id is None:
         workspace = ensure_worktree(repository, path, None, commit)  # one made before a crash is used again
+        if (set_before := _set_here(store, workspace, entry)) is not None:
+            return set_before, workspace  # a run killed between setting it and recording it in the batch
         settings = GoalSettings(model=model, run=run_knobs)
         made = service.set_goal(store, workspace, entry.contract, settings, lint="linted")  # check_goals read them
         return made.goal, workspace
@@ -392,6 +394,13 @@ def _prepare(store: Store, repository: Path, entry: BatchGoal, commit: str, mode
         service.resume(store, goal)
         goal = store.get_goal_by_id(goal.goal_id)
     return goal, workspace
+
+
+def _set_here(store: Store, workspace: Path, entry: BatchGoal) -> Goal | None:
+    """The goal of `entry` already set in its worktree (the worktree is the entry's alone), if any."""
+    thread = store.current_thread(workspace)
+    goal = store.get_goal(thread.thread_id) if thread is not None else None
+    return goal if goal is not None and goal.contract == entry.contract else None
 
 
 def batch_rows(store: Store, batch_id: str) -> list[BatchRow]:
