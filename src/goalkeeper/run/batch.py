@@ -122,14 +122,12 @@ def run_fleet(fleet: Fleet, on_tick: Callable[[], None] | None = None) -> list[S
     with fleet.open_store() as store, _signals_stop(fleet):
         while True:
             _reap(fleet)
-            ending = not fleet.running() and not _due(fleet)
-            if ending or time.monotonic() >= next_tick:
+            if time.monotonic() >= next_tick:
                 next_tick = time.monotonic() + TICK_S
                 counted = _tick(fleet, store, started_at, counted, on_tick)
             _start_due(fleet)
             if not fleet.running() and not _due(fleet):
-                if not ending:
-                    continue  # the cap or a stop just left nothing to start: one last tick
+                _tick(fleet, store, started_at, counted, on_tick)  # the last: the time, and every goal's end shown
                 break
             if fleet.stopped_at is not None and time.monotonic() - fleet.stopped_at > STOP_WAIT_S:
                 break  # a goal that does not reach a boundary: its lease goes stale and a resume takes it over
@@ -187,7 +185,7 @@ def _start_due(fleet: Fleet) -> None:
 
 def _reap(fleet: Fleet) -> None:
     for slot in fleet.running():
-        if slot.thread is not None and (slot.ended or not slot.thread.is_alive()):
+        if slot.thread is not None and slot.ended:  # set by its thread's last statement, whatever happened
             slot.thread.join()
             slot.state = "crashed" if slot.error is not None else "done"
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import re
 import shutil
 import threading
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from pathlib import Path
 from goalkeeper.config.load import goalkeeper_home
 from goalkeeper.errors import WorkspaceError
 from goalkeeper.store.db import private_directory
-from goalkeeper.workspace.git import run_git, toplevel
+from goalkeeper.workspace.git import OBJECT_ID, run_git, toplevel
 
 #: The ref in the mirror that names the base commit.
 BASE_REF = "refs/heads/base"
@@ -134,7 +133,7 @@ def base_entries(mirror: Path, commit: str) -> dict[str, tuple[str, str]]:
         known = _LISTED.get(commit)
     if known is None:
         known = _list_entries(mirror, commit)
-        if _FULL_ID.fullmatch(commit):
+        if OBJECT_ID.fullmatch(commit):
             with _LISTED_LOCK:
                 _LISTED[commit] = known
                 while len(_LISTED) > _LISTED_MAX:
@@ -159,7 +158,6 @@ def _list_entries(mirror: Path, commit: str) -> dict[str, tuple[str, str]]:
 _LISTED: dict[str, dict[str, tuple[str, str]]] = {}
 _LISTED_LOCK = threading.Lock()
 _LISTED_MAX = 2
-_FULL_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
 def blob(mirror: Path, sha: str) -> bytes:

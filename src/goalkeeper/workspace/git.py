@@ -664,7 +664,8 @@ def commit_all(top: Path, subject: str, trailers: Sequence[tuple[str, str]],
     return _head_from_files(top) or git(top, "rev-parse", "HEAD").strip()
 
 
-_OBJECT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+OBJECT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+"""A full object id (SHA-1 or SHA-256), nothing around it (`fullmatch`)."""
 
 
 def _head_from_files(top: Path) -> str | None:
@@ -685,7 +686,7 @@ def _head_from_files(top: Path) -> str | None:
         value = (common / ref).read_text().strip()
     except (OSError, UnicodeDecodeError):
         return None
-    return value if _OBJECT_ID.fullmatch(value) else None
+    return value if OBJECT_ID.fullmatch(value) else None
 
 
 def preflight(workspace: Path, allow_dirty: bool, seen: Status | None = None) -> Preflight:

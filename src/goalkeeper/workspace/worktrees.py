@@ -17,7 +17,7 @@ from pathlib import Path
 from goalkeeper.config.load import goalkeeper_home
 from goalkeeper.errors import WorkspaceError
 from goalkeeper.store.db import private_directory
-from goalkeeper.workspace.git import branch_exists, commit_of, git, probe, toplevel
+from goalkeeper.workspace.git import branch_exists, commit_of, git, git_dirs, probe, toplevel
 
 
 def worktrees_root() -> Path:
@@ -49,18 +49,19 @@ def add_worktree(repository: Path, path: Path, commit: str) -> Path:
 
 def ensure_worktree(repository: Path, path: Path, branch: str | None, commit: str) -> Path:
     """The goal's worktree at `path`, re-made when it is gone: from the goal's branch when it has one (the branch
-    code checks it out), else at `commit`. For a goal never set here (no `branch`), a worktree that a run killed
-    in the middle of `git worktree add` left half made is made again; otherwise a folder that is there but no
-    longer a worktree is an error."""
+    code checks it out), else at `commit`. For a goal that never ran here (no `branch`), what a run killed in the
+    middle of `git worktree add` left is made again; for one that ran, a folder that is there but no longer a
+    worktree is an error."""
     top = toplevel(repository)
-    if path.is_dir() and branch is None and _half_made(path):
-        with _one_at_a_time():
-            _forget(top, path)  # nothing of a goal's is in it: its goal was never set, or never ran
     if path.is_dir():
-        if probe(path, "rev-parse", "--show-toplevel").stdout.strip() != str(path.resolve()):
-            raise WorkspaceError(f"{path} is no longer a git worktree of {repository}",
-                                 "move it aside; `gk batch --resume` then makes it again")
-        return path
+        if not _is_worktree(path):
+            if branch is not None:
+                raise WorkspaceError(f"{path} is no longer a git worktree of {repository}",
+                                     "move it aside; `gk batch --resume` then makes it again")
+        elif branch is not None or not _unfinished(path):
+            return path
+        with _one_at_a_time():
+            _forget(top, path)  # half made by a killed run; nothing of a goal's is in it: its goal never ran
     with _one_at_a_time():
         # Forget a worktree whose folder went away: an old goal's, so its branch is free again, or one a run
         # killed in the middle of `git worktree add` had registered at this very path.
@@ -69,22 +70,23 @@ def ensure_worktree(repository: Path, path: Path, branch: str | None, commit: st
     return add_worktree(repository, path, commit_of(top, start))
 
 
-def _half_made(path: Path) -> bool:
+def _is_worktree(path: Path) -> bool:
+    """Whether git finds a working tree whose top level is `path` (a folder git added as a worktree)."""
+    return probe(path, "rev-parse", "--show-toplevel").stdout.strip() == str(path.resolve())
+
+
+def _unfinished(path: Path) -> bool:
     """Whether `git worktree add` was stopped before it finished at `path`: git locks the worktree's admin folder
-    ("initializing") until its checkout is done, writes HEAD as a placeholder first, and the folder's `.git`
-    file comes after the folder itself."""
-    if probe(path, "rev-parse", "--show-toplevel").stdout.strip() != str(path.resolve()):
-        return True
-    admin = probe(path, "rev-parse", "--absolute-git-dir").stdout.strip()
-    if not admin or (Path(admin) / "locked").exists():
-        return True
-    return probe(path, "rev-parse", "--verify", "-q", "HEAD^{commit}").returncode != 0
+    ("initializing") until its checkout is done, and writes HEAD as a placeholder first. (Stopped earlier still,
+    before the folder's `.git` file, it is not a worktree at all.)"""
+    admin, _ = git_dirs(path)
+    return (admin / "locked").exists() or probe(path, "rev-parse", "--verify", "-q", "HEAD^{commit}").returncode != 0
 
 
 def _forget(top: Path, path: Path) -> None:
     """Remove a half-made worktree: its folder, and the lock git left on its admin folder (which `git worktree
     prune`, run before it is made again, then removes)."""
-    common = top / git(top, "rev-parse", "--git-common-dir").strip()  # relative to `top`, or absolute
+    _, common = git_dirs(top)
     mine = path.resolve() / ".git"
     for admin in (common / "worktrees").glob("*"):
         with contextlib.suppress(OSError):
