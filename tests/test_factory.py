@@ -11,7 +11,7 @@ from goalkeeper.config.resolve import scripted_settings
 from goalkeeper.errors import ConfigError
 from goalkeeper.models.anthropic_messages import AnthropicModel
 from goalkeeper.models.base import Message, ModelRequest
-from goalkeeper.models.factory import BuildingModel, build_model, local_server_for, open_model
+from goalkeeper.models.factory import BuildingModel, build_model, local_server_for, open_model, provider_module
 from goalkeeper.models.openai_chat import OpenAIChatModel
 from goalkeeper.models.openai_responses import OpenAIResponsesModel
 from goalkeeper.models.scripted import ScriptedModel
@@ -26,8 +26,11 @@ def test_each_wire_api_builds_its_provider(tmp_path) -> None:  # type: ignore[no
     }
     for wire_api, kind in kinds.items():
         settings = ModelSettings(provider="custom", wire_api=wire_api, model="m", base_url="http://127.0.0.1:9/v1")
-        assert isinstance(build_model(settings), kind)
-    assert isinstance(build_model(scripted_settings(str(script))), ScriptedModel)
+        assert isinstance(built := build_model(settings), kind)
+        assert type(built).__module__ == provider_module(settings)  # what a batch imports ahead of its goals
+    scripted = scripted_settings(str(script))
+    assert isinstance(built := build_model(scripted), ScriptedModel)
+    assert type(built).__module__ == provider_module(scripted)
 
 
 def test_configured_headers_reach_the_server() -> None:

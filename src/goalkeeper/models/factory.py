@@ -123,8 +123,10 @@ def _first_request_imports() -> None:
     platform.platform()
 
 
-_PROVIDER_MODULES = {"scripted": "goalkeeper.models.scripted", "responses": "goalkeeper.models.openai_responses",
-                     "anthropic": "goalkeeper.models.anthropic_messages"}
+def provider_module(settings: ModelSettings) -> str:
+    """The module `build_model` imports for `settings` (tests/test_factory.py holds the two to each other)."""
+    return {"scripted": "goalkeeper.models.scripted", "responses": "goalkeeper.models.openai_responses",
+            "anthropic": "goalkeeper.models.anthropic_messages"}.get(settings.wire_api, "goalkeeper.models.openai_chat")
 
 
 def import_provider_soon(settings: ModelSettings | None) -> None:
@@ -139,7 +141,7 @@ def import_provider_soon(settings: ModelSettings | None) -> None:
 
     def run() -> None:
         with contextlib.suppress(Exception):
-            importlib.import_module(_PROVIDER_MODULES.get(settings.wire_api, "goalkeeper.models.openai_chat"))
+            importlib.import_module(provider_module(settings))
             _first_request_imports()
             if settings.wire_api != "scripted":
                 from goalkeeper.models.provider import shared_tls
