@@ -209,6 +209,32 @@ def test_a_goal_that_ends_frees_its_slot_for_the_next_at_once(tmp_path: Path, go
     assert time.monotonic() - began < 30
 
 
+def test_the_goals_of_a_batch_share_what_the_first_start_found(tmp_path: Path, git_repo: Path,
+                                                                goalkeeper_home: Path) -> None:
+    """Each git process a goal's start needs costs every goal of the batch: the batch's commit is checked once
+    (no `rev-parse` per goal), the shared mirror once per process (no `rev-list` per goal), a stale worktree is
+    pruned only when `git worktree add` finds one, and the base checkout reads the mirror's config once."""
+    trace = tmp_path / "trace2.json"
+    config = tmp_path / "global.gitconfig"
+    config.write_text(f"[trace2]\n\teventTarget = {trace}\n\teventBrief = true\n")
+    goals = tmp_path / "goals"
+    for name in ("a", "b", "c"):
+        goal_file(goals, name, "achieve")
+    with ChatServer(reply_fn=Model()) as server:
+        done = gk("batch", str(goals), "--parallel", "1", "--json", "--cwd", str(git_repo), *model_flags(server),
+                  home=goalkeeper_home, timeout=120,
+                  env_extra={"OPENAI_API_KEY": "test-key", "GIT_CONFIG_GLOBAL": str(config)})
+    assert statuses(summary_of(done)) == {"a": "achieved", "b": "achieved", "c": "achieved"}
+    started = Counter(" ".join(json.loads(line)["argv"][1:3]) for line in trace.read_text().splitlines()
+                      if json.loads(line).get("event") == "start")
+    assert started["worktree prune"] == 0 and started["worktree add"] == 3
+    assert started["rev-list --objects"] == 2  # the shared mirror's pack and its check, at the first goal only
+    assert started["rev-parse --verify"] == 3 + 1, started  # each goal's branch looked for; the batch's commit
+    assert started["rev-parse --show-toplevel"] == 1, started  # the repository's: a worktree made is known
+    # Each worktree's and each goal mirror's, the repository's and the shared mirror's (it was 14).
+    assert started["config --list"] == 3 * 2 + 2, started
+
+
 # ---------------------------------------------------------------- a batch of 20
 
 

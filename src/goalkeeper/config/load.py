@@ -9,6 +9,7 @@ never prints.
 
 from __future__ import annotations
 
+import threading
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -37,7 +38,7 @@ from goalkeeper.sandbox.policy import DEFAULT_SECRET_ENV, DEFAULT_SECRETS, comma
 from goalkeeper.sandbox.rules import ApprovalPolicy, Rule
 from goalkeeper.spec.settings import AgentSettings, Price, ReasoningEffort, RunSettings
 from goalkeeper.store.home import goalkeeper_home as goalkeeper_home  # the home the faces ask config for
-from goalkeeper.workspace.git import probe, toplevel
+from goalkeeper.workspace.git import OBJECT_ID, probe, toplevel
 
 
 @dataclass(frozen=True)
@@ -255,8 +256,23 @@ def _committed_text(top: Path, commit: str) -> str | None:
     `cat-file blob` prints the stored bytes as they are: no textconv, no filter, nothing the repository
     configures runs.
     """
+    key = (str(top), commit)
+    if key in _COMMITTED:
+        return _COMMITTED[key]
     done = probe(top, "cat-file", "blob", f"{commit}:{PROJECT_CONFIG}", errors="replace")
-    return done.stdout if done.returncode == 0 else None
+    text = done.stdout if done.returncode == 0 else None
+    if OBJECT_ID.fullmatch(commit):  # a commit named by its id holds what it holds: a goal's start reads it twice
+        with _COMMITTED_LOCK:
+            _COMMITTED[key] = text
+            while len(_COMMITTED) > _COMMITTED_MAX:
+                del _COMMITTED[next(iter(_COMMITTED))]  # the oldest
+    return text
+
+
+#: (top-level, full commit id) → the project file's text there, for the last few read.
+_COMMITTED: dict[tuple[str, str], str | None] = {}
+_COMMITTED_LOCK = threading.Lock()
+_COMMITTED_MAX = 256
 
 
 def _short(commit: str) -> str:

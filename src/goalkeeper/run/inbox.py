@@ -40,6 +40,8 @@ class Inbox:
         # The newest seq is read first: writers commit one at a time in seq order, so everything up to it
         # is committed before the read below starts, which therefore sees every control event up to it.
         newest = store.last_seq(thread_id)
+        if newest <= self.cursor:  # nothing since the last read: what a goal waiting on its model sees
+            return sorted(self.open.items())
         for record in store.events(thread_id, after_seq=self.cursor, goal_id=goal_id,
                                    kinds=[ControlRequestEvent, ControlAppliedEvent]):
             self.see(record)

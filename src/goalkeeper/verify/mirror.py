@@ -47,11 +47,18 @@ def make_mirror(workspace: Path, commit: str, path: Path) -> Path:
     with _made_at(path, f"{os.getpid()}-{threading.get_ident()}") as scratch:
         # Hard links: git never writes an object or a pack in place, and nothing writes to a mirror after this.
         shutil.copytree(shared, scratch, copy_function=os.link)
-        if not made:  # one made just now was checked whole as it was made
+        # One made just now was checked whole as it was made, and a copy holds the same files as the copies this
+        # process checked before it: once per shared mirror and process (a batch's goals share one).
+        if not made and (str(shared), commit) not in _WHOLE:
             _check_whole(scratch, commit, WorkspaceError(
                 f"the baseline mirror of {commit[:12]} under {shared.parent} is incomplete",
                 hint=f"remove {shared} (it is made again from the workspace), then start the goal again"))
+        _WHOLE.add((str(shared), commit))
     return path
+
+
+#: (shared mirror, commit) this process found (or made) whole.
+_WHOLE: set[tuple[str, str]] = set()
 
 
 def _commit_mirror(workspace: Path, commit: str) -> tuple[Path, bool]:
@@ -68,7 +75,7 @@ def _commit_mirror(workspace: Path, commit: str) -> tuple[Path, bool]:
         listed = _git(top, "rev-list", "--objects", "--no-walk", commit)
         pack = _git(top, "pack-objects", "--stdout", "-q", stdin=listed)
         with _made_at(shared, str(os.getpid())) as scratch:
-            _git(top, "init", "--bare", "-q", str(scratch))
+            _git(top, "init", "--bare", "-q", "--template=", str(scratch))  # no sample hooks: fewer files to link
             _git(scratch, "index-pack", "--stdin", stdin=pack)
             _git(scratch, "update-ref", BASE_REF, commit)
             _check_whole(scratch, commit, WorkspaceError(
@@ -174,7 +181,8 @@ def checkout(mirror: Path, commit: str, target: Path) -> None:
         litter.unlink(missing_ok=True)
     try:
         for args in (("read-tree", commit), ("checkout-index", "-a", "-f")):
-            _git(target, f"--git-dir={mirror}", f"--work-tree={target}", *args, env=env)
+            # Run from the mirror, not the target: a repository's config is read once and kept (workspace/git.py).
+            _git(mirror, f"--git-dir={mirror}", f"--work-tree={target}", *args, env=env)
     finally:
         index.unlink(missing_ok=True)
 

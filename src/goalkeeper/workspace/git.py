@@ -462,6 +462,11 @@ def toplevel(workspace: Path) -> Path:
 _TOPLEVELS: dict[str, Path] = {}
 
 
+def remember_toplevel(top: Path) -> None:
+    """`top` is a top level the harness just made (a worktree): `toplevel` finds it without asking git."""
+    _TOPLEVELS[str(top)] = Path(os.path.realpath(top))
+
+
 def _still_top(workspace: Path, top: Path) -> bool:
     """Whether git would still find `top` from `workspace`: its `.git` is there, and no `.git` appeared in a
     folder between them (git's discovery stops at the first)."""

@@ -17,7 +17,16 @@ from pathlib import Path
 from goalkeeper.config.load import goalkeeper_home
 from goalkeeper.errors import WorkspaceError
 from goalkeeper.store.db import private_directory
-from goalkeeper.workspace.git import branch_exists, commit_of, git, git_dirs, probe, toplevel
+from goalkeeper.workspace.git import (
+    OBJECT_ID,
+    branch_exists,
+    commit_of,
+    git,
+    git_dirs,
+    probe,
+    remember_toplevel,
+    toplevel,
+)
 
 
 def worktrees_root() -> Path:
@@ -42,8 +51,16 @@ def add_worktree(repository: Path, path: Path, commit: str) -> Path:
         raise WorkspaceError(f"the worktree folder {path} already exists",
                              "remove it (git worktree remove --force PATH), or resume the batch that made it")
     path.parent.mkdir(parents=True, exist_ok=True)
+    top = toplevel(repository)
     with _one_at_a_time():
-        git(toplevel(repository), "worktree", "add", "-q", "--detach", str(path), commit)
+        try:
+            git(top, "worktree", "add", "-q", "--detach", str(path), commit)
+        except WorkspaceError:
+            # A worktree whose folder went away may still be registered at this very path (an old goal's, or
+            # one a run killed in the middle of `git worktree add` had registered): forget those, try again.
+            git(top, "worktree", "prune")
+            git(top, "worktree", "add", "-q", "--detach", str(path), commit)
+    remember_toplevel(path)
     return path
 
 
@@ -62,12 +79,12 @@ def ensure_worktree(repository: Path, path: Path, branch: str | None, commit: st
             return path
         with _one_at_a_time():
             _forget(top, path)  # half made by a killed run; nothing of a goal's is in it: its goal never ran
-    with _one_at_a_time():
-        # Forget a worktree whose folder went away: an old goal's, so its branch is free again, or one a run
-        # killed in the middle of `git worktree add` had registered at this very path.
-        git(top, "worktree", "prune")
+    if branch is not None:
+        with _one_at_a_time():
+            git(top, "worktree", "prune")  # a worktree whose folder went away may still hold the goal's branch
     start = branch if branch is not None and branch_exists(top, branch) else commit
-    return add_worktree(repository, path, commit_of(top, start))
+    # A batch's commit is named by its id, found when the batch started; `worktree add` refuses one not there.
+    return add_worktree(repository, path, start if OBJECT_ID.fullmatch(start) else commit_of(top, start))
 
 
 def _is_worktree(path: Path) -> bool:
@@ -85,7 +102,7 @@ def _unfinished(path: Path) -> bool:
 
 def _forget(top: Path, path: Path) -> None:
     """Remove a half-made worktree: its folder, and the lock git left on its admin folder (which `git worktree
-    prune`, run before it is made again, then removes)."""
+    prune` then removes, when `add_worktree` finds the path still registered)."""
     _, common = git_dirs(top)
     mine = path.resolve() / ".git"
     for admin in (common / "worktrees").glob("*"):
