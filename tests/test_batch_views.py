@@ -159,6 +159,35 @@ def table_of(app: GoalkeeperApp) -> dict[str, str]:
     return {str(key.value): str(table.get_cell(key, "status")) for key in table.rows}
 
 
+def test_the_live_table_of_a_big_batch_fits_the_terminal_and_keeps_its_totals() -> None:
+    """A hundred goals on a 30-line terminal: the running goals, the others counted on one line, and the totals
+    row last, where a table cut at the screen's bottom would lose it; a batch that fits shows every goal."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    from goalkeeper.cli.batch import rows_table
+    from goalkeeper.store.batches import Batch
+
+    statuses = ["achieved"] * 40 + ["pursuing"] * 10 + ["waiting"] * 50
+    rows = [BatchRow(name=f"g{number:03d}", file="g.toml", worktree="w", goal_id=None, status=status, tokens=10)
+            for number, status in enumerate(statuses)]
+    batch = Batch("batch_x", "/repo", "0" * 40, ("g.toml",), 10, Caps(), None, 12.0, 0.0)
+
+    def drawn(table_rows: list[BatchRow], fit: int | None) -> list[str]:
+        text = StringIO()
+        Console(file=text, width=100, color_system=None).print(rows_table(table_rows, batch, fit=fit))
+        return text.getvalue().splitlines()
+
+    lines = drawn(rows, fit=30)
+    assert len(lines) <= 29
+    assert [line.split()[0] for line in lines[1:11]] == [f"g{number:03d}" for number in range(40, 50)]
+    assert "90 more" in lines[-2] and "40 achieved, 50 waiting" in lines[-2]
+    assert lines[-1].split()[:3] == ["total", "40/100", "ended"] and "1,000" in lines[-1]
+    assert len(drawn(rows[:20], fit=30)) == 1 + 20 + 1
+    assert len(drawn(rows, fit=None)) == 1 + 100 + 1  # the table printed at the end: every goal
+
+
 def test_a_crash_message_is_text_in_the_tui_row() -> None:
     row = BatchRow(name="a", file="a.toml", worktree="wt", goal_id=None, status="crashed",
                    error="\x1b[2J[bold red]boom[/] \x07")

@@ -12,6 +12,7 @@ import contextlib
 import json
 import sys
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -139,10 +140,13 @@ class _View:
         self.store: Store | None = None
         self.lock = threading.Lock()
         self.shown: dict[str, str] = {}
+        self.ended: dict[str, BatchRow] = {}
+        """The rows of the goals that have ended, read once."""
         from rich.live import Live  # a terminal's live table only: not on every command's start-up
         from rich.table import Table
 
-        self.live = Live(Table(), console=console.out, refresh_per_second=2, transient=True) \
+        # Drawn at each tick, not by a refresh thread of its own as well: each draw lays out the whole table.
+        self.live = Live(Table(), console=console.out, auto_refresh=False, transient=True) \
             if not as_json and sys.stdout.isatty() else None
 
     @contextlib.contextmanager
@@ -172,7 +176,8 @@ class _View:
         if self.as_json or self.store is None:
             return
         if self.live is not None:
-            self.live.update(rows_table(batch_rows(self.store, batch.batch_id), batch))
+            rows = batch_rows(self.store, batch.batch_id, self.ended)
+            self.live.update(rows_table(rows, batch, fit=console.out.size.height), refresh=True)
             return
         for name, status in batch_statuses(self.store, batch.batch_id):
             if self.shown.get(name) != status:
@@ -187,16 +192,25 @@ def _view(as_json: bool) -> tuple[Hooks, _View]:
     return Hooks(on_event=view.event if as_json else None, on_tick=view.tick), view
 
 
-def rows_table(rows: list[BatchRow], batch: Batch) -> Table:
-    """The batch as a table: one row per goal, then the totals against the batch's caps."""
+def rows_table(rows: list[BatchRow], batch: Batch, fit: int | None = None) -> Table:
+    """The batch as a table: one row per goal, then the totals against the batch's caps. Within `fit` lines (a
+    live table on a terminal) when there are more goals than that: the running ones, as many as fit, then one
+    line that counts the others by status, and the totals always last."""
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False)
     for column in ("goal", "status", "checks", "tokens", "cost", "elapsed"):
         table.add_column(column, justify="right" if column in ("tokens", "cost", "elapsed") else "left")
-    for row in rows:
+    room = max(1, fit - 4) if fit is not None else len(rows)  # the header, the count, the totals, the cursor's
+    shown = rows if len(rows) <= room + 1 else [row for row in rows if row.status == "pursuing"][:room]
+    for row in shown:
         table.add_row(row.name, _status(row), f"{row.checks_passing}/{row.checks_total}", f"{row.tokens:,}",
                       f"${row.usd:.2f}", format_duration(row.elapsed_s))
+    if len(shown) < len(rows):
+        names = {row.name for row in shown}
+        others = Counter(row.status for row in rows if row.name not in names)
+        table.add_row(f"{len(rows) - len(shown)} more", ", ".join(f"{count} {status}" for status, count in
+                                                                   sorted(others.items())), style="dim")
     done = sum(row.status not in ("waiting", "pursuing") for row in rows)
     caps = batch.caps
     tokens = f"{sum(row.tokens for row in rows):,}" + (f" / {caps.tokens:,}" if caps.tokens is not None else "")

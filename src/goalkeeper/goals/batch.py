@@ -403,9 +403,19 @@ def _set_here(store: Store, workspace: Path, entry: BatchGoal) -> Goal | None:
     return goal if goal is not None and goal.contract == entry.contract else None
 
 
-def batch_rows(store: Store, batch_id: str) -> list[BatchRow]:
-    """One row per goal of the batch, in the order given: the one read model of a batch for every face."""
-    return [_row(store, entry) for entry in batch_goals(store, batch_id)]
+def batch_rows(store: Store, batch_id: str, ended: dict[str, BatchRow] | None = None) -> list[BatchRow]:
+    """One row per goal of the batch, in the order given: the one read model of a batch for every face. `ended`
+    keeps, between calls, the rows of the goals that have ended (theirs no longer change): a live table redrawn
+    twice a second summarizes only the goals still going."""
+    rows = []
+    for entry in batch_goals(store, batch_id):
+        row = ended.get(entry.name) if ended is not None else None
+        if row is None:
+            row = _row(store, entry)
+            if ended is not None and row.status not in UNENDED:
+                ended[entry.name] = row
+        rows.append(row)
+    return rows
 
 
 def batch_statuses(store: Store, batch_id: str) -> list[tuple[str, str]]:
