@@ -1,6 +1,6 @@
 """`gk batch` against a slow model: wall time, memory per running goal, and the overhead per turn.
 
-    .venv/bin/python bench/batch.py [--goals 100] [--parallel 10 50] [--delay 1.0] [--requests 4]
+    .venv/bin/python bench/batch.py [--goals 100] [--parallel 10 50] [--delay 1.0] [--requests 4] [--tty]
 
 A tiny git repository, goals whose one check is `test -f done.txt`, and the Chat Completions server of
 tests/chat_server.py answering every request after `--delay` seconds. Each goal makes `--requests` requests
@@ -8,7 +8,8 @@ tests/chat_server.py answering every request after `--delay` seconds. Each goal 
 pass. The script runs, in one session:
 
 1. two single goals one after the other (`gk exec --file`, each in a repository of its own), the reference;
-2. `gk batch DIR --parallel N` over `--goals` goals, for each N.
+2. `gk batch DIR --parallel N` over `--goals` goals, for each N; with `--tty`, once more at the highest N with
+   its output on a pseudo-terminal, where it draws its live table.
 
 For each run it prints the wall time, the peak RSS of the `gk` process (sampled from /proc every 0.2 s) and,
 for the batch, the RSS above the single goal's divided by the goals running at the peak; and the **harness
@@ -20,9 +21,11 @@ core), p50 and p95. The target is the batch at the highest --parallel within 1.3
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
+import pty
 import re
 import resource
 import subprocess
@@ -30,6 +33,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -97,14 +101,16 @@ def goal_files(folder: Path, count: int, prefix: str) -> list[Path]:
     return paths
 
 
-def run_gk(args: list[str], env: dict[str, str]) -> tuple[float, int, int, float]:
+def run_gk(args: list[str], env: dict[str, str], tty: bool = False) -> tuple[float, int, int, float]:
     """(wall seconds, exit code, peak RSS in bytes, CPU seconds of it and its children) of one `gk` run, RSS
-    sampled every 0.2 s."""
+    sampled every 0.2 s; with `tty`, its output goes to a pseudo-terminal of 120 x 40 (a batch draws its live
+    table), read and dropped."""
     cpu_before = _children_cpu()
     started = time.monotonic()
-    with tempfile.TemporaryFile("w+") as errors:
-        process = subprocess.Popen([sys.executable, "-m", "goalkeeper", *args], env=env, stdout=subprocess.DEVNULL,
-                                   stderr=errors, text=True)
+    with tempfile.TemporaryFile("w+") as errors, _terminal() if tty else contextlib.nullcontext() as screen:
+        process = subprocess.Popen([sys.executable, "-m", "goalkeeper", *args], stdout=screen or subprocess.DEVNULL,
+                                   env={**env, "COLUMNS": "120", "LINES": "40"} if tty else env, stderr=errors,
+                                   text=True)
         peak = 0
         while process.poll() is None:
             peak = max(peak, _rss(process.pid))
@@ -114,6 +120,26 @@ def run_gk(args: list[str], env: dict[str, str]) -> tuple[float, int, int, float
             errors.seek(0)
             print(f"  gk {' '.join(args[:2])} exited {process.returncode}: {errors.read()[-800:]}")
     return took, process.returncode, peak, _children_cpu() - cpu_before
+
+
+@contextlib.contextmanager
+def _terminal() -> Iterator[int]:
+    """A pseudo-terminal's writing end, its output read (and dropped) by a thread until the block ends."""
+    reader, writer = pty.openpty()
+
+    def drain() -> None:
+        with contextlib.suppress(OSError):  # the writing end closed
+            while os.read(reader, 1 << 16):
+                pass
+
+    thread = threading.Thread(target=drain, daemon=True)
+    thread.start()
+    try:
+        yield writer
+    finally:
+        os.close(writer)
+        thread.join(timeout=5)
+        os.close(reader)
 
 
 def _children_cpu() -> float:
@@ -142,6 +168,8 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, nargs="+", default=[10, 50])
     parser.add_argument("--delay", type=float, default=1.0)
     parser.add_argument("--requests", type=int, default=4)
+    parser.add_argument("--tty", action="store_true",
+                        help="also run the batch at the highest --parallel on a terminal (its live table drawn)")
     options = parser.parse_args()
     print(f"bench/batch.py on {platform.node()} ({os.cpu_count()} cores), python {platform.python_version()}; "
           f"{options.goals} goals, {options.requests} requests each, {options.delay:g} s a request")
@@ -162,14 +190,18 @@ def main() -> None:
                 single_wall, single_rss, single_cpu = single_wall + took, max(single_rss, peak), single_cpu + cpu
             rows.append(("2 single goals, one after the other", single_wall, single_rss, percentile(model.gaps(), 0.5),
                          percentile(model.gaps(), 0.95), f"{single_cpu / 2:.2f} CPU s/goal"))
-            for parallel in options.parallel:
+            runs = [(parallel, False) for parallel in options.parallel]
+            runs += [(max(options.parallel), True)] if options.tty else []
+            for parallel, tty in runs:
                 model.arrivals.clear()
                 # Not "p50-…": gk lint reads "p50" in an objective as a latency goal that needs a metric.
-                files = goal_files(root / f"parallel{parallel}", options.goals, f"x{parallel}-")
+                files = goal_files(root / f"parallel{parallel}{'-tty' if tty else ''}", options.goals,
+                                   f"x{parallel}{'t' if tty else ''}-")
                 took, code, peak, cpu = run_gk(["batch", str(files[0].parent), "--parallel", str(parallel), *flags],
-                                               env)
+                                               env, tty)
                 per_goal = (peak - single_rss) / min(parallel, options.goals)
-                rows.append((f"batch of {options.goals}, --parallel {parallel}", took, peak,
+                rows.append((f"batch of {options.goals}, --parallel {parallel}{', on a terminal' if tty else ''}",
+                             took, peak,
                              percentile(model.gaps(), 0.5), percentile(model.gaps(), 0.95),
                              f"{per_goal / 2**20:.1f} MB/goal; {cpu / options.goals:.2f} CPU s/goal; "
                              f"{took / single_wall:.2f}x the singles; exit {code}"))
@@ -179,7 +211,7 @@ def main() -> None:
     for name, wall, rss, p50, p95, notes in rows:
         print(f"| {name} | {wall:.1f} s | {rss / 2**20:.0f} MB | {p50 * 1000:.0f} ms | {p95 * 1000:.0f} ms | {notes} |")
     print("\nper-turn overhead of the batch over the single goal (gap p50): "
-          + ", ".join(f"{row[0].split(', ')[1]}: {(row[3] - rows[0][3]) * 1000:+.0f} ms" for row in rows[1:]))
+          + "; ".join(f"{row[0].partition(', ')[2]}: {(row[3] - rows[0][3]) * 1000:+.0f} ms" for row in rows[1:]))
 
 
 if __name__ == "__main__":
