@@ -306,7 +306,11 @@ _FOUND_MAX = 4096
 
 
 def _is_command(word: str, workspace: Path) -> bool:
-    key = (word, str(workspace), os.environ.get("PATH", ""))
+    path = os.environ.get("PATH", "")
+    # A word with no slash is found the same from every folder while PATH names none relative to it (an empty
+    # entry is the current one): a batch's goals, each in its own worktree, ask once.
+    anywhere = "/" not in word and all(entry and os.path.isabs(entry) for entry in path.split(os.pathsep))
+    key = (word, "" if anywhere else str(workspace), path)
     if key in _FOUND:
         return True
     # bash's own lookup, so builtins, keywords and ./relative scripts count exactly as they will at run time.
