@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -303,12 +304,20 @@ FILESYSTEM_SERVER = "@modelcontextprotocol/server-filesystem"
 
 
 def npm_cache() -> Path:
-    """npm's cache with the filesystem server in it (fetched once; skipped only when npm cannot fetch it)."""
+    """npm's cache with the filesystem server and every package it needs in it: `npm cache add` keeps the server's
+    full metadata, which npx reads, and an install into a scratch folder fetches its dependencies. With the first
+    alone, on a machine whose cache had never seen them, npx waited on the network the sandbox does not have.
+    Skipped only when npm cannot fetch."""
     if shutil.which("npx") is None or shutil.which("npm") is None:
         pytest.skip("npx is not installed, so the npm filesystem server cannot run")
     try:
-        fetched = subprocess.run(["npm", "cache", "add", FILESYSTEM_SERVER], capture_output=True, text=True,
-                                 timeout=180, check=False)
+        with tempfile.TemporaryDirectory(prefix="gk-npm-") as scratch:
+            fetched = subprocess.run(["npm", "cache", "add", FILESYSTEM_SERVER], capture_output=True, text=True,
+                                     timeout=180, check=False)
+            if fetched.returncode == 0:
+                fetched = subprocess.run(["npm", "install", "--prefix", scratch, "--no-save", "--no-audit",
+                                          "--no-fund", "--ignore-scripts", FILESYSTEM_SERVER], capture_output=True,
+                                         text=True, timeout=180, check=False)
     except subprocess.TimeoutExpired:
         pytest.skip(f"npm could not fetch {FILESYSTEM_SERVER} within 180 s (no network or registry?)")
     if fetched.returncode != 0:
