@@ -261,7 +261,9 @@ def _committed_text(top: Path, commit: str) -> str | None:
         return _COMMITTED[key]
     done = probe(top, "cat-file", "blob", f"{commit}:{PROJECT_CONFIG}", errors="replace")
     text = done.stdout if done.returncode == 0 else None
-    if OBJECT_ID.fullmatch(commit):  # a commit named by its id holds what it holds: a goal's start reads it twice
+    # A commit named by its id holds what it holds (a goal's start reads it twice). One not in the repository
+    # reads as no file here, cached or not; a goal's base commit is there before its config is read.
+    if OBJECT_ID.fullmatch(commit):
         with _COMMITTED_LOCK:
             _COMMITTED[key] = text
             while len(_COMMITTED) > _COMMITTED_MAX:
