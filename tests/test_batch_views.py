@@ -12,6 +12,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ import pytest
 from playwright.sync_api import Browser, expect
 from textual.widgets import DataTable, Static
 
-from goalkeeper.goals.batch import BatchRow, batch_rows
+from goalkeeper.goals.batch import BatchRow, EndedRows, batch_rows
 from goalkeeper.server import close_app, create_app
 from goalkeeper.spec.contract import Contract
 from goalkeeper.store import Store
@@ -137,6 +138,23 @@ def test_the_api_lists_batches_and_shows_one_with_its_rows_and_totals(tmp_path: 
     missing = get("/batches/batch_nope")
     assert missing.status_code == 404
     assert missing.json() == {"detail": "no batch batch_nope in the store", "hint": "`GET /batches` lists them"}
+
+
+def test_a_face_reads_an_ended_goal_again_only_once_its_goal_changes(tmp_path: Path, git_repo: Path,
+                                                                     goalkeeper_home: Path) -> None:
+    """The rows a live table keeps for ended goals are the same rows while nothing changes; a change of the goal's
+    state (a resume would make one) is read at the next call."""
+    batch_id = run_batch(tmp_path, git_repo, goalkeeper_home)
+    ended: EndedRows = {}
+    with Store() as store:
+        first = {row.name: row for row in batch_rows(store, batch_id, ended)}
+        again = {row.name: row for row in batch_rows(store, batch_id, ended)}
+        assert all(again[name] is first[name] for name in ENDS) and set(ended) == set(ENDS)
+        goal = store.get_goal_by_id(first["b"].goal_id or "")
+        store.commit(goal.goal_id, [], state=replace(goal.state, status="pursuing"))
+        after = {row.name: row for row in batch_rows(store, batch_id, ended)}
+    assert after["a"] is first["a"] and after["b"].status == "pursuing" and "b" not in ended
+    assert batch_rows(Store(), batch_id) == list(after.values())  # the same rows as a face that keeps none
 
 
 def test_a_goal_not_started_yet_is_waiting_and_has_no_thread(tmp_path: Path, goalkeeper_home: Path) -> None:

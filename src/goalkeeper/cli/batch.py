@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from goalkeeper.config.temporal import TlsFlags
-    from goalkeeper.goals.batch import BatchEnd, BatchRow, Engine, Hooks
+    from goalkeeper.goals.batch import BatchEnd, BatchRow, EndedRows, Engine, Hooks
     from goalkeeper.store import EventRecord, Store
     from goalkeeper.store.batches import Batch
 
@@ -140,8 +140,8 @@ class _View:
         self.store: Store | None = None
         self.lock = threading.Lock()
         self.shown: dict[str, str] = {}
-        self.ended: dict[str, BatchRow] = {}
-        """The rows of the goals that have ended, read once."""
+        self.ended: EndedRows = {}
+        """The rows of the goals that have ended, read again only when their goal changes."""
         from rich.live import Live  # a terminal's live table only: not on every command's start-up
         from rich.table import Table
 

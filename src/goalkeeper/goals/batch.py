@@ -403,17 +403,27 @@ def _set_here(store: Store, workspace: Path, entry: BatchGoal) -> Goal | None:
     return goal if goal is not None and goal.contract == entry.contract else None
 
 
-def batch_rows(store: Store, batch_id: str, ended: dict[str, BatchRow] | None = None) -> list[BatchRow]:
-    """One row per goal of the batch, in the order given: the one read model of a batch for every face. `ended`
-    keeps, between calls, the rows of the goals that have ended (theirs no longer change): a live table redrawn
-    twice a second summarizes only the goals still going."""
+EndedRows = dict[str, tuple[tuple[str | None, int | None, str | None], BatchRow]]
+"""A face's rows of the goals that had ended when it last read them, by name, each with what it was read at: the
+goal id, the goal's version (any change of its state, a resume included, moves it) and the batch's crash note."""
+
+
+def batch_rows(store: Store, batch_id: str, ended: EndedRows | None = None) -> list[BatchRow]:
+    """One row per goal of the batch, in the order given: the one read model of a batch for every face. With
+    `ended` (kept by the face between calls), the row of a goal that had ended is summarized again only once its
+    goal changed: a table redrawn twice a second summarizes the goals still going."""
+    entries = batch_goals(store, batch_id)
+    versions = store.goal_versions([entry.goal_id for entry in entries if entry.goal_id]) if ended is not None \
+        else {}
     rows = []
-    for entry in batch_goals(store, batch_id):
-        row = ended.get(entry.name) if ended is not None else None
-        if row is None:
-            row = _row(store, entry)
-            if ended is not None and row.status not in UNENDED:
-                ended[entry.name] = row
+    for entry in entries:
+        key = (entry.goal_id, versions.get(entry.goal_id) if entry.goal_id else None, entry.crashed)
+        kept = ended.get(entry.name) if ended is not None else None
+        row = kept[1] if kept is not None and kept[0] == key else _row(store, entry)
+        if ended is not None and row.status not in UNENDED:
+            ended[entry.name] = (key, row)
+        elif ended is not None:
+            ended.pop(entry.name, None)  # going again (resumed)
         rows.append(row)
     return rows
 

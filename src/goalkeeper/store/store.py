@@ -187,6 +187,16 @@ class Store:
                                 list(goal_ids)).fetchall()
         return {row["goal_id"]: state_from_dict(json.loads(row["state"])) for row in rows if row["state"]}
 
+    def goal_versions(self, goal_ids: Sequence[str]) -> dict[str, int]:
+        """The version of each goal named that exists: it changes with every change of the goal's state."""
+        if not goal_ids:
+            return {}
+        with self._db.read() as conn:
+            marks = ", ".join("?" * len(goal_ids))
+            rows = conn.execute(f"SELECT goal_id, version FROM goals WHERE goal_id IN ({marks})",
+                                list(goal_ids)).fetchall()
+        return {row["goal_id"]: int(row["version"]) for row in rows}
+
     def get_goal_by_id(self, goal_id: str) -> Goal:
         """Any goal, current or not; `standing` says which."""
         with self._db.read() as conn:

@@ -20,7 +20,7 @@ from textual.widgets import DataTable, Footer, Label, Static
 from goalkeeper.core.figures import format_duration
 from goalkeeper.core.safe_text import neutralise
 from goalkeeper.errors import GoalkeeperError
-from goalkeeper.goals.batch import Batch, BatchRow, batch_rows, batch_totals, find_batch
+from goalkeeper.goals.batch import Batch, BatchRow, EndedRows, batch_rows, batch_totals, find_batch
 from goalkeeper.tui.status import compact_count
 
 if TYPE_CHECKING:
@@ -51,6 +51,8 @@ class BatchScreen(Screen[str | None]):
         super().__init__()
         self.store, self.batch_id, self.refresh_s = store, batch_id, refresh_s
         self.rows: dict[str, BatchRow] = {}
+        self.ended: EndedRows = {}
+        """The rows of the goals that had ended, read again only once their goal changes (one read at a time)."""
         self._reading = False
 
     def compose(self) -> ComposeResult:
@@ -84,7 +86,7 @@ class BatchScreen(Screen[str | None]):
             self._show(batch, rows)
 
     def _read(self) -> tuple[Batch, list[BatchRow]]:
-        return find_batch(self.store, self.batch_id), batch_rows(self.store, self.batch_id)
+        return find_batch(self.store, self.batch_id), batch_rows(self.store, self.batch_id, self.ended)
 
     def _show(self, batch: Batch, rows: Sequence[BatchRow]) -> None:
         table = self.query_one(DataTable)
