@@ -198,6 +198,8 @@ def rows_table(rows: list[BatchRow], batch: Batch, fit: int | None = None) -> Ta
     line that counts the others by status, and the totals always last."""
     from rich.table import Table
 
+    from goalkeeper.goals.batch import batch_totals
+
     table = Table(box=None, pad_edge=False)
     for column in ("goal", "status", "checks", "tokens", "cost", "elapsed"):
         table.add_column(column, justify="right" if column in ("tokens", "cost", "elapsed") else "left")
@@ -211,12 +213,11 @@ def rows_table(rows: list[BatchRow], batch: Batch, fit: int | None = None) -> Ta
         others = Counter(row.status for row in rows if row.name not in names)
         table.add_row(f"{len(rows) - len(shown)} more", ", ".join(f"{count} {status}" for status, count in
                                                                    sorted(others.items())), style="dim")
-    done = sum(row.status not in ("waiting", "pursuing") for row in rows)
-    caps = batch.caps
-    tokens = f"{sum(row.tokens for row in rows):,}" + (f" / {caps.tokens:,}" if caps.tokens is not None else "")
-    usd = f"${sum(row.usd for row in rows):.2f}" + (f" / ${caps.usd:.2f}" if caps.usd is not None else "")
-    elapsed = format_duration(batch.elapsed_s) + (f" / {format_duration(caps.time_s)}" if caps.time_s else "")
-    table.add_row("total", f"{done}/{len(rows)} ended", "", tokens, usd, elapsed, style="bold")
+    totals, caps = batch_totals(batch, rows), batch.caps
+    tokens = f"{totals.tokens:,}" + (f" / {caps.tokens:,}" if caps.tokens is not None else "")
+    usd = f"${totals.usd:.2f}" + (f" / ${caps.usd:.2f}" if caps.usd is not None else "")
+    elapsed = format_duration(totals.elapsed_s) + (f" / {format_duration(caps.time_s)}" if caps.time_s else "")
+    table.add_row("total", f"{totals.ended}/{totals.goals} ended", "", tokens, usd, elapsed, style="bold")
     return table
 
 

@@ -9,7 +9,6 @@ never prints.
 
 from __future__ import annotations
 
-import threading
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -38,7 +37,7 @@ from goalkeeper.sandbox.policy import DEFAULT_SECRET_ENV, DEFAULT_SECRETS, comma
 from goalkeeper.sandbox.rules import ApprovalPolicy, Rule
 from goalkeeper.spec.settings import AgentSettings, Price, ReasoningEffort, RunSettings
 from goalkeeper.store.home import goalkeeper_home as goalkeeper_home  # the home the faces ask config for
-from goalkeeper.workspace.git import OBJECT_ID, probe, toplevel
+from goalkeeper.workspace.git import ByCommit, probe, toplevel
 
 
 @dataclass(frozen=True)
@@ -256,25 +255,17 @@ def _committed_text(top: Path, commit: str) -> str | None:
     `cat-file blob` prints the stored bytes as they are: no textconv, no filter, nothing the repository
     configures runs.
     """
-    key = (str(top), commit)
-    if key in _COMMITTED:
-        return _COMMITTED[key]
-    done = probe(top, "cat-file", "blob", f"{commit}:{PROJECT_CONFIG}", errors="replace")
-    text = done.stdout if done.returncode == 0 else None
-    # A commit named by its id holds what it holds (a goal's start reads it twice). One not in the repository
-    # reads as no file here, cached or not; a goal's base commit is there before its config is read.
-    if OBJECT_ID.fullmatch(commit):
-        with _COMMITTED_LOCK:
-            _COMMITTED[key] = text
-            while len(_COMMITTED) > _COMMITTED_MAX:
-                del _COMMITTED[next(iter(_COMMITTED))]  # the oldest
-    return text
+    def read() -> str | None:
+        done = probe(top, "cat-file", "blob", f"{commit}:{PROJECT_CONFIG}", errors="replace")
+        return done.stdout if done.returncode == 0 else None
+
+    # A goal's start reads it twice. A commit not in the repository reads as no file here, kept or not; a goal's
+    # base commit is there before its config is read.
+    return _COMMITTED.get(commit, (str(top), commit), read)
 
 
-#: (top-level, full commit id) → the project file's text there, for the last few read.
-_COMMITTED: dict[tuple[str, str], str | None] = {}
-_COMMITTED_LOCK = threading.Lock()
-_COMMITTED_MAX = 256
+#: (top-level, full commit id) → the project file's text there (`_committed_text`).
+_COMMITTED: ByCommit[tuple[str, str], str | None] = ByCommit(256)
 
 
 def _short(commit: str) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 from goalkeeper.config.load import goalkeeper_home
 from goalkeeper.errors import WorkspaceError
 from goalkeeper.store.db import private_directory
-from goalkeeper.workspace.git import OBJECT_ID, run_git, toplevel
+from goalkeeper.workspace.git import ByCommit, run_git, toplevel
 
 #: The ref in the mirror that names the base commit.
 BASE_REF = "refs/heads/base"
@@ -136,16 +136,7 @@ def base_entries(mirror: Path, commit: str) -> dict[str, tuple[str, str]]:
 
     Kept for the last few commits named by their full id: a commit names its tree, so every mirror that holds
     it lists the same files (a goal's start lists them twice, and a batch's goals share one commit)."""
-    with _LISTED_LOCK:
-        known = _LISTED.get(commit)
-    if known is None:
-        known = _list_entries(mirror, commit)
-        if OBJECT_ID.fullmatch(commit):
-            with _LISTED_LOCK:
-                _LISTED[commit] = known
-                while len(_LISTED) > _LISTED_MAX:
-                    del _LISTED[next(iter(_LISTED))]  # the oldest
-    return dict(known)
+    return dict(_LISTED.get(commit, commit, lambda: _list_entries(mirror, commit)))
 
 
 def _list_entries(mirror: Path, commit: str) -> dict[str, tuple[str, str]]:
@@ -161,10 +152,8 @@ def _list_entries(mirror: Path, commit: str) -> dict[str, tuple[str, str]]:
     return entries
 
 
-#: Full commit id → its files, for the last _LISTED_MAX commits listed (`base_entries`).
-_LISTED: dict[str, dict[str, tuple[str, str]]] = {}
-_LISTED_LOCK = threading.Lock()
-_LISTED_MAX = 2
+#: Full commit id → its files, for the last two commits listed (`base_entries`).
+_LISTED: ByCommit[str, dict[str, tuple[str, str]]] = ByCommit(2)
 
 
 def blob(mirror: Path, sha: str) -> bytes:

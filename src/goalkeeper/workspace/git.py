@@ -12,11 +12,13 @@ import re
 import shutil
 import stat
 import subprocess
+import threading
 import time
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Generic, TypeVar
 
 from goalkeeper.errors import WorkspaceError
 
@@ -671,6 +673,33 @@ def commit_all(top: Path, subject: str, trailers: Sequence[tuple[str, str]],
 
 OBJECT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 """A full object id (SHA-1 or SHA-256), nothing around it (`fullmatch`)."""
+
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+class ByCommit(Generic[_K, _V]):
+    """What was read at a commit named by its full id, for the last `size` keys: a commit holds what it holds,
+    so the goals of a batch (one commit) ask git once. A commit named any other way is read every time."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._known: dict[_K, _V] = {}
+        self._lock = threading.Lock()
+
+    def get(self, commit: str, key: _K, read: Callable[[], _V]) -> _V:
+        if not OBJECT_ID.fullmatch(commit):
+            return read()
+        with self._lock:
+            if key in self._known:
+                return self._known[key]
+        value = read()
+        with self._lock:
+            self._known[key] = value
+            while len(self._known) > self.size:
+                del self._known[next(iter(self._known))]  # the oldest
+        return value
 
 
 def _head_from_files(top: Path) -> str | None:

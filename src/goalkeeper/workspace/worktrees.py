@@ -51,15 +51,15 @@ def add_worktree(repository: Path, path: Path, commit: str) -> Path:
         raise WorkspaceError(f"the worktree folder {path} already exists",
                              "remove it (git worktree remove --force PATH), or resume the batch that made it")
     path.parent.mkdir(parents=True, exist_ok=True)
-    top = toplevel(repository)
+    top, add = toplevel(repository), ("worktree", "add", "-q", "--detach", str(path), commit)
     with _one_at_a_time():
         try:
-            git(top, "worktree", "add", "-q", "--detach", str(path), commit)
+            git(top, *add)
         except WorkspaceError:
             # A worktree whose folder went away may still be registered at this very path (an old goal's, or
             # one a run killed in the middle of `git worktree add` had registered): forget those, try again.
             git(top, "worktree", "prune")
-            git(top, "worktree", "add", "-q", "--detach", str(path), commit)
+            git(top, *add)
     remember_toplevel(path)
     return path
 
