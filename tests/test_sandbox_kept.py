@@ -3,6 +3,7 @@ command's processes are all gone when it returns. Real files, a real bwrap, real
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from pathlib import Path
@@ -193,3 +194,41 @@ def test_every_process_of_a_command_runs_in_its_own_pids_cgroup(
     lines = [line for line in result.output.splitlines() if hierarchy in line]
     assert len(lines) == 2
     assert all(f"/{limits.CGROUP_PREFIX}{os.getpid()}-" in line for line in lines)
+
+
+def test_many_workspaces_searched_at_once_each_find_their_own_and_the_watches_stay_bounded(tmp_path: Path) -> None:
+    """A batch's goals search their own worktrees at the same moment: no search is answered with another's,
+    a secret made between two rounds is found in the next, and the inotify instances left open stay within
+    the table's size (the user has 128 in all)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    roots = []
+    for number in range(12):
+        root = tmp_path / f"w{number}"
+        (root / "sub").mkdir(parents=True)
+        (root / "sub" / f"only-{number}.txt").write_text("x\n")
+        roots.append(root.resolve())
+
+    def secrets_of(root: Path) -> set[Path]:
+        return {path for kind, path, _ in find(root, DEFAULT_SECRETS, GIT_PROTECT, None) if kind == "secret"}
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        for round_number in range(3):
+            for root in roots[round_number::3]:
+                (root / "sub" / f".env.{round_number}").write_text("TOKEN=x\n")
+            found = list(pool.map(secrets_of, roots * 2))
+            for root, secrets in zip(roots * 2, found, strict=True):
+                made = {root / "sub" / f".env.{n}" for n in range(round_number + 1) if root in roots[n::3]}
+                assert secrets == made
+
+    assert len(scan._kept) <= scan._KEPT and len(inotify_instances()) <= scan._KEPT
+
+
+def inotify_instances() -> list[str]:
+    """This process's open inotify instances (the listing's own descriptor is gone by the time it is read)."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(FileNotFoundError):
+            if os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:inotify":
+                found.append(fd)
+    return found
