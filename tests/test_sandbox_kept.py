@@ -221,7 +221,7 @@ def test_many_workspaces_searched_at_once_each_find_their_own_and_the_watches_st
                 made = {root / "sub" / f".env.{n}" for n in range(round_number + 1) if root in roots[n::3]}
                 assert secrets == made
 
-    assert len(scan._kept) <= scan._KEPT and len(inotify_instances()) <= scan._KEPT
+    assert len(scan._kept) <= scan._KEPT and len(inotify_instances()) <= 1
 
 
 def inotify_instances() -> list[str]:
@@ -232,3 +232,53 @@ def inotify_instances() -> list[str]:
             if os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:inotify":
                 found.append(fd)
     return found
+
+
+def test_two_searches_sharing_a_folder_both_see_a_change_the_first_one_read(workspace: Path) -> None:
+    """The kept searches share one inotify queue: a change read while answering one search still reaches the
+    other search of the same folder."""
+    tests_protected = find(workspace, DEFAULT_SECRETS, ("tests/**", *GIT_PROTECT), None)
+    app_protected = find(workspace, DEFAULT_SECRETS, ("app.py", *GIT_PROTECT), None)
+    (workspace / ".env").write_text("TOKEN=x\n")
+
+    secret = ("secret", workspace / ".env", False)
+    assert secret in find(workspace, DEFAULT_SECRETS, ("tests/**", *GIT_PROTECT), None)
+    assert secret in find(workspace, DEFAULT_SECRETS, ("app.py", *GIT_PROTECT), None)
+    assert secret not in tests_protected and secret not in app_protected
+    assert len(inotify_instances()) <= 1
+
+
+def test_a_command_that_floods_the_shared_watch_cannot_hide_a_secret_made_in_another_workspace(
+        tmp_path: Path) -> None:
+    """Hostile: a goal's command makes more entries than the kernel queues (the queue overflows and changes are
+    dropped, other goals' included). Every kept search is then searched afresh, so a `.env` made meanwhile in a
+    sibling goal's worktree is still masked there."""
+    flooder, sibling = (tmp_path / "flooder").resolve(), (tmp_path / "sibling").resolve()
+    for root in (flooder, sibling):
+        (root / "src").mkdir(parents=True)
+    protect = ("tests/**", *GIT_PROTECT)
+    assert find(flooder, DEFAULT_SECRETS, protect, None) == () and find(sibling, DEFAULT_SECRETS, protect, None) == ()
+    queued = int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())
+    for number in range(queued + 100):
+        (flooder / "src" / f"f{number}").touch()
+    (sibling / "src" / ".env").write_text("TOKEN=x\n")
+
+    assert ("secret", sibling / "src" / ".env", False) in find(sibling, DEFAULT_SECRETS, protect, None)
+
+
+def test_a_forked_child_searches_afresh_and_leaves_its_parent_every_change(workspace: Path) -> None:
+    """The shared queue is inherited across fork(): the child must not read (and so steal) its parent's
+    changes, and must not trust the searches it inherited."""
+    import multiprocessing
+
+    protect = ("tests/**", *GIT_PROTECT)
+    secret = ("secret", workspace / ".env", False)
+    assert secret not in find(workspace, DEFAULT_SECRETS, protect, None)
+    (workspace / ".env").write_text("TOKEN=x\n")
+    results = multiprocessing.get_context("fork").Queue()
+    child = multiprocessing.get_context("fork").Process(
+        target=lambda: results.put(secret in find(workspace, DEFAULT_SECRETS, protect, None)))
+    child.start()
+    assert results.get(timeout=30) is True
+    child.join(timeout=30)
+    assert secret in find(workspace, DEFAULT_SECRETS, protect, None)

@@ -7,12 +7,18 @@ made that true at a cost that grew with the tree. Every searched folder is now w
 with the same globs returns the same result unless an entry was made, removed or renamed in a watched
 folder whose name a glob covers (or a folder, or a `pyvenv.cfg`), the root was replaced, or a covered
 symlink now leads elsewhere. Where a folder cannot be read or watched, the search is not kept.
+
+All kept searches share one inotify instance (a user has 128): a batch keeps every goal's worktree, where one
+instance each had room for four and each goal's next command searched its worktree again. Each change read from
+the shared queue goes to every kept search watching its folder; when the kernel drops changes (the queue
+overflowed), every kept search is searched afresh.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import errno
+import functools
 import os
 import re
 import threading
@@ -23,7 +29,7 @@ from pathlib import Path
 from typing import Literal
 
 from goalkeeper.sandbox.globs import compile_path_glob
-from goalkeeper.sandbox.watch import IN_ISDIR, LOST, Change, FolderWatch
+from goalkeeper.sandbox.watch import IN_ISDIR, IN_Q_OVERFLOW, LOST, Change, FolderWatch
 
 #: Directories not searched for protected or secret files (the directory itself is still matched).
 #: Dependency trees ship public CA bundles and test keys (certifi's cacert.pem): masking those would
@@ -33,13 +39,29 @@ UNSEARCHED_DIRS = frozenset({".git", "node_modules", "__pycache__"})
 #: Never bound over: they are the kernel's, and bwrap makes its own /dev and /proc.
 _SYSTEM_TREES = (Path("/proc"), Path("/sys"), Path("/dev"))
 
-#: Searches kept at once (a goal's workspace and $HOME, under one or two sets of globs); the oldest is dropped.
-#: Each holds one inotify instance, of the 128 a user has by default.
-_KEPT = 4
+#: Searches kept at once: a goal's workspace and $HOME under one or two sets of globs, for each goal of a batch
+#: (one per worktree). All share one inotify instance, of the 128 a user has by default; the oldest is dropped.
+_KEPT = 128
 
 #: The most folders one kept search watches. Watches are counted per user (8,192 by default on older kernels)
 #: and an editor's file watcher needs them too: a larger tree is searched before every command, as before.
 MAX_WATCHED_FOLDERS = 4096
+
+#: The most folders the kept searches watch in all (half the user's watches at most); the oldest are dropped.
+_KEPT_FOLDERS = 4 * MAX_WATCHED_FOLDERS
+
+
+@functools.cache
+def _folder_budget() -> int:
+    """_KEPT_FOLDERS, or half the user's watches where they are fewer (8,192 on older kernels)."""
+    try:
+        return min(_KEPT_FOLDERS, int(Path("/proc/sys/fs/inotify/max_user_watches").read_text()) // 2)
+    except (OSError, ValueError):
+        return MAX_WATCHED_FOLDERS
+
+
+#: The changes a kept search holds until it is next asked about; past that it is searched afresh instead.
+_MAX_CHANGES = 1000
 
 #: Watch errors that mean inotify's limits are used up here: such a tree is searched every time.
 _EXHAUSTED = frozenset({errno.ENOSPC, errno.EMFILE, errno.ENFILE, errno.ENOSYS})
@@ -161,7 +183,8 @@ def _visit(entry: os.DirEntry[str], folder: _Folder, globs: _Globs, search: _Sea
 
 @dataclass
 class _Kept:
-    """A search still valid while its watch reports nothing that matters."""
+    """A search still valid while the changes delivered to it (from the shared watch) include nothing that
+    matters."""
 
     root_id: tuple[int, int]
     """The root's (device, inode) when it was searched: a root replaced by another folder is not watched."""
@@ -169,19 +192,23 @@ class _Kept:
     depth: int | None
     found: tuple[Found, ...]
     links: list[tuple[Path, Path | None, bool]]
-    watch: FolderWatch
     folders: dict[int, _Folder]
+    """Its folders by watch number. Two searches of one folder share its number, and both get its changes."""
+    changes: list[Change] = field(default_factory=list)
+    """Delivered since the search (see _deliver), in the order the kernel queued them."""
+    lost: bool = False
+    """The shared queue overflowed: changes may be missing, so the search is never current again."""
 
     def current(self, root: Path) -> bool:
-        """Whether a fresh search would find the same (the watch's queue is read, so ask once per use)."""
+        """Whether a fresh search would find the same (call _deliver first, under the lock)."""
         try:
             if _identity(root) != self.root_id:
                 return False
-            changes = self.watch.changes()
         except OSError:
             return False
-        if any(self._matters(change) for change in changes):
+        if self.lost or any(self._matters(change) for change in self.changes):
             return False
+        self.changes.clear()  # none mattered: nothing to keep
         return all(_leads_to(path) == (real, is_dir) for path, real, is_dir in self.links)
 
     def _matters(self, change: Change) -> bool:
@@ -209,11 +236,12 @@ def _leads_to(path: Path) -> tuple[Path | None, bool]:
 
 
 def _watched_search(root: Path, globs: _Globs, depth: int | None) -> tuple[tuple[Found, ...], _Kept | None, bool]:
-    """A search with each folder watched before it is read: (what it found, the search to keep or None,
-    whether inotify's limits are used up here)."""
+    """A search with each folder watched (on the shared instance) before it is read: (what it found, the search
+    to keep or None, whether inotify's limits are used up here). Under the lock: no change is delivered while it
+    runs, so one made in a folder after its watch was added waits in the queue for the search's own turn."""
     try:
         root_id = _identity(root)
-        watch = FolderWatch()
+        watch = _watch()
     except OSError as error:
         return tuple(_search(root, globs, depth, None).found), None, error.errno in _EXHAUSTED
     folders: dict[int, _Folder] = {}
@@ -234,9 +262,9 @@ def _watched_search(root: Path, globs: _Globs, depth: int | None) -> tuple[tuple
 
     search = _search(root, globs, depth, add)
     if not search.complete:
-        watch.close()
+        _unwatch(folders)
         return tuple(search.found), None, exhausted
-    kept = _Kept(root_id, globs, depth, tuple(search.found), search.links, watch, folders)
+    kept = _Kept(root_id, globs, depth, tuple(search.found), search.links, folders)
     return kept.found, kept, False
 
 
@@ -249,12 +277,13 @@ def find(root: Path, secrets: tuple[str, ...], protect: tuple[str, ...], depth: 
     if not keep:
         return tuple(_search(root, _Globs.of(secrets, protect), depth, None).found)
     with _lock:
+        _deliver()
         kept = _kept.pop(key, None)
         if kept is not None and kept.current(root):
             _kept[key] = kept
             return kept.found
         if kept is not None:
-            kept.watch.close()
+            _forget(key, kept)
         globs = _Globs.of(secrets, protect)
         if key in _unwatchable:
             return tuple(_search(root, globs, depth, None).found)
@@ -263,12 +292,73 @@ def find(root: Path, secrets: tuple[str, ...], protect: tuple[str, ...], depth: 
             _unwatchable.add(key)
         if kept is not None:
             _kept[key] = kept
-            while len(_kept) > _KEPT:
-                _kept.popitem(last=False)[1].watch.close()
+            for number in kept.folders:
+                _users.setdefault(number, set()).add(key)
+            while len(_kept) > 1 and (len(_kept) > _KEPT or len(_users) > _folder_budget()):
+                _forget(*_kept.popitem(last=False))
         return found
 
 
+# The kept searches and their one inotify instance. Every function below runs under _lock.
+
+def _watch() -> FolderWatch:
+    """The shared instance, made at the first kept search."""
+    global _shared, _shared_pid
+    if _shared is None:
+        _shared, _shared_pid = FolderWatch(), os.getpid()
+    return _shared
+
+
+def _deliver() -> None:
+    """Read the shared queue and hand each change to every kept search that watches its folder."""
+    global _shared
+    if _shared is not None and _shared_pid != os.getpid():
+        # A forked child: the queue is its parent's (reading it would steal the parent's changes, and the child's
+        # own would never come), so the searches it inherited are dropped and it starts afresh.
+        _shared.close()  # the child's copy of the descriptor only
+        _shared = None
+        _kept.clear()
+        _users.clear()
+    if _shared is None:
+        return
+    for change in _shared.changes():
+        if change.mask & IN_Q_OVERFLOW:  # the kernel dropped changes: no kept search can be trusted
+            for kept in _kept.values():
+                kept.lost = True
+            continue
+        for key in _users.get(change.watch, ()):
+            if (user := _kept.get(key)) is not None and not user.lost:
+                user.changes.append(change)
+                if len(user.changes) > _MAX_CHANGES:  # a busy tree nobody asked about: searched afresh when asked
+                    user.lost, user.changes = True, []
+
+
+def _forget(key: _Key, kept: _Kept) -> None:
+    """`kept` (out of the table) leaves the watch: each of its folders no other kept search watches is
+    unwatched."""
+    for number in kept.folders:
+        users = _users.get(number)
+        if users is not None:
+            users.discard(key)
+    _unwatch(kept.folders)
+
+
+def _unwatch(folders: dict[int, _Folder]) -> None:
+    """Remove the watches among `folders` that no kept search uses."""
+    if _shared is None:
+        return
+    for number in folders:
+        if not _users.get(number):
+            _users.pop(number, None)
+            _shared.remove(number)
+
+
+_Key = tuple[Path, tuple[str, ...], tuple[str, ...], int | None]
 _lock = threading.Lock()
-_kept: OrderedDict[tuple[Path, tuple[str, ...], tuple[str, ...], int | None], _Kept] = OrderedDict()
-_unwatchable: set[tuple[Path, tuple[str, ...], tuple[str, ...], int | None]] = set()
+_kept: OrderedDict[_Key, _Kept] = OrderedDict()
+_users: dict[int, set[_Key]] = {}
+"""Each watched folder's number: the kept searches that watch it (the shared instance watches it while any do)."""
+_shared: FolderWatch | None = None
+_shared_pid = 0
+_unwatchable: set[_Key] = set()
 

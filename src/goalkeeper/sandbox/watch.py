@@ -99,6 +99,11 @@ class FolderWatch:
                 offset += size
                 found.append(Change(watch, mask, os.fsdecode(name)))
 
+    def remove(self, number: int) -> None:
+        """Stop watching the folder of watch `number` (one the kernel already dropped, its folder gone, is fine)."""
+        assert self.fd is not None, "the watch is closed"
+        _libc().inotify_rm_watch(self.fd, number)
+
     def close(self) -> None:
         """Release the instance and its watches."""
         if self.fd is not None:
