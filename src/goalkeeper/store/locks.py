@@ -27,9 +27,11 @@ def describe_process(pid: int) -> str:
 
 
 def process_is_alive(pid: int) -> bool:
-    """True when `pid` exists on this host and is not a zombie.
+    """True when `pid` exists on this host and is not on its way out: a zombie, a process inside its exit, or
+    one with SIGKILL pending.
 
-    A zombie still answers `kill(pid, 0)`, but it will never heartbeat again, so it counts as gone.
+    Each of those still answers `kill(pid, 0)` (and may still show its working directory and open files in
+    /proc until the scheduler runs its exit), but it will never heartbeat or write again, so it counts as gone.
     """
     try:
         os.kill(pid, 0)
@@ -37,11 +39,19 @@ def process_is_alive(pid: int) -> bool:
         return False
     except PermissionError:
         pass  # it exists, it just belongs to another user
-    with contextlib.suppress(OSError, IndexError):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        # The state letter follows the parenthesised command name, which may itself contain ") ".
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    with contextlib.suppress(OSError, IndexError, ValueError):
+        # The state letter follows the parenthesised command name, which may itself contain ") "; the task's
+        # flags are the seventh field after it.
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        if fields[0] in ("Z", "X") or int(fields[6]) & _PF_EXITING:
+            return False
+        return not any(line.startswith(("SigPnd:", "ShdPnd:")) and int(line.split()[1], 16) & _SIGKILL_BIT
+                       for line in Path(f"/proc/{pid}/status").read_text().splitlines())
     return True
+
+
+_PF_EXITING = 0x4  # the kernel's task flag for a process inside its exit
+_SIGKILL_BIT = 1 << (9 - 1)  # SIGKILL in /proc's pending-signal masks
 
 
 def describe_lock_holders(db_path: Path) -> str:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Generic, TypeVar
 
 from goalkeeper.errors import WorkspaceError
+from goalkeeper.store.locks import process_is_alive
 
 GIT_TIMEOUT_S = 120.0
 """Upper bound on one git command; a hung hook or a stale lock becomes an error instead of a stall."""
@@ -807,30 +808,13 @@ def _lock_holder(locks: list[Path], places: tuple[Path, ...]) -> str | None:
             if not holds:
                 holds = any(os.readlink(fd.path).removesuffix(" (deleted)") in wanted
                             for fd in os.scandir(os.path.join(entry.path, "fd")))
-            if holds and not _dying(entry.path):
+            # A git killed with its group a moment ago (a forked child not yet exec'd, say) can still show its cwd
+            # until the scheduler runs its exit; it will never write again, so its lock is litter all the same.
+            if holds and process_is_alive(int(entry.name)):
                 return f"{entry.name} ({name})"
         except OSError:
             continue  # gone meanwhile, or another user's process (not ours to judge)
     return None
-
-
-_PF_EXITING = 0x4  # the kernel's task flag for a process inside exit
-_SIGKILL_BIT = 1 << (9 - 1)
-
-
-def _dying(proc: str) -> bool:
-    """Whether the process at `proc` (a /proc/<pid> path) is already on its way out: SIGKILL pending, or exiting.
-
-    A git killed with its group a moment ago (a forked child not yet exec'd, say) can still show its cwd in
-    /proc until the scheduler runs its exit; it will never write again, so its lock is litter all the same.
-    """
-    fields = Path(proc, "stat").read_text().rpartition(")")[2].split()
-    if fields[0] in ("Z", "X") or int(fields[6]) & _PF_EXITING:
-        return True
-    for line in Path(proc, "status").read_text().splitlines():
-        if line.startswith(("SigPnd:", "ShdPnd:")) and int(line.split()[1], 16) & _SIGKILL_BIT:
-            return True
-    return False
 
 
 def _refuse_operation_in_progress(top: Path) -> None:
