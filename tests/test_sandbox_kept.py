@@ -198,8 +198,8 @@ def test_every_process_of_a_command_runs_in_its_own_pids_cgroup(
 
 def test_many_workspaces_searched_at_once_each_find_their_own_and_the_watches_stay_bounded(tmp_path: Path) -> None:
     """A batch's goals search their own worktrees at the same moment: no search is answered with another's,
-    a secret made between two rounds is found in the next, and the inotify instances left open stay within
-    the table's size (the user has 128 in all)."""
+    a secret made between two rounds is found in the next, and one inotify instance serves them all (the user
+    has 128 in all)."""
     from concurrent.futures import ThreadPoolExecutor
 
     roots = []
@@ -249,21 +249,24 @@ def test_two_searches_sharing_a_folder_both_see_a_change_the_first_one_read(work
 
 
 def test_a_command_that_floods_the_shared_watch_cannot_hide_a_secret_made_in_another_workspace(
-        tmp_path: Path) -> None:
-    """Hostile: a goal's command makes more entries than the kernel queues (the queue overflows and changes are
-    dropped, other goals' included). Every kept search is then searched afresh, so a `.env` made meanwhile in a
-    sibling goal's worktree is still masked there."""
-    flooder, sibling = (tmp_path / "flooder").resolve(), (tmp_path / "sibling").resolve()
-    for root in (flooder, sibling):
-        (root / "src").mkdir(parents=True)
-    protect = ("tests/**", *GIT_PROTECT)
-    assert find(flooder, DEFAULT_SECRETS, protect, None) == () and find(sibling, DEFAULT_SECRETS, protect, None) == ()
+        tmp_path: Path, env: dict[str, str]) -> None:
+    """Hostile: one batch goal's command makes more entries than the kernel queues, so the shared queue overflows
+    and drops changes, a sibling goal's included. Every kept search is then searched afresh: a `.env` made
+    meanwhile in the sibling's worktree is still masked from the sibling's next command."""
     queued = int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())
-    for number in range(queued + 100):
-        (flooder / "src" / f"f{number}").touch()
-    (sibling / "src" / ".env").write_text("TOKEN=x\n")
+    if queued > 200_000:
+        pytest.skip(f"this kernel queues {queued} events: flooding it takes too long for a test")
+    flooder, sibling = policy((tmp_path / "flooder").resolve()), policy((tmp_path / "sibling").resolve())
+    for each in (flooder, sibling):
+        (each.workspace / "src").mkdir(parents=True)
+        assert run(each, "true", env).exit_code == 0  # each worktree's search kept
+    flood = run(flooder, f"cd src && seq {queued + 100} | xargs touch && echo flooded", env, timeout_s=120)
+    assert "flooded" in flood.output
+    (sibling.workspace / "src" / ".env").write_text(f"TOKEN={SECRET}\n")
 
-    assert ("secret", sibling / "src" / ".env", False) in find(sibling, DEFAULT_SECRETS, protect, None)
+    result = run(sibling, "cat src/.env; echo done", env)
+
+    assert "done" in result.output and SECRET not in result.output
 
 
 def test_a_forked_child_searches_afresh_and_leaves_its_parent_every_change(workspace: Path) -> None:
