@@ -213,7 +213,8 @@ def test_the_goals_of_a_batch_share_what_the_first_start_found(tmp_path: Path, g
                                                                 goalkeeper_home: Path) -> None:
     """Each git process a goal's start needs costs every goal of the batch: the batch's commit is checked once
     (no `rev-parse` per goal), the shared mirror once per process (no `rev-list` per goal), a stale worktree is
-    pruned only when `git worktree add` finds one, and the base checkout reads the mirror's config once."""
+    pruned only when `git worktree add` finds one, the base checkout reads the mirror's config once, what the
+    commit holds (its config, its instructions, its tree) is read once."""
     trace = tmp_path / "trace2.json"
     config = tmp_path / "global.gitconfig"
     config.write_text(f"[trace2]\n\teventTarget = {trace}\n\teventBrief = true\n")
@@ -233,6 +234,11 @@ def test_the_goals_of_a_batch_share_what_the_first_start_found(tmp_path: Path, g
     assert started["rev-parse --show-toplevel"] == 1, started  # the repository's: a worktree made is known
     # Each worktree's and each goal mirror's, the repository's and the shared mirror's (it was 14).
     assert started["config --list"] == 3 * 2 + 2, started
+    # The project config and the instructions at the batch's commit are read once for all three (it was 3 x 3).
+    assert started["cat-file blob"] == 1 and started["--literal-pathspecs ls-tree"] == 1, started
+    # A tree is written only for each goal's one writing turn: the baseline's and the verification's trees are
+    # clean, so they are their HEAD's, read from the commit object (it was 3 x 3).
+    assert started["write-tree"] == 3, started
 
 
 # ---------------------------------------------------------------- a batch of 20

@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import time
+import zlib
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,7 @@ from goalkeeper.workspace.git import (
     probe,
     start_goal,
 )
+from goalkeeper.workspace.tree import _loose_commit_tree, tree_hash
 
 GOAL_ID = "goal_1a2b3c4d5e6f"
 
@@ -643,3 +645,44 @@ def test_a_driver_planted_in_a_linked_worktree_s_config_is_still_blanked(git_rep
     write(linked, ".gitattributes", "*.txt filter=own\n")
     assert turn(linked, branch, 3, {"c.txt": "c\n"}) is not None
     assert sorted(path.name for path in markers.iterdir()) == []
+
+
+# the tree hash
+
+
+def scratch_tree(repo: Path) -> str:
+    """What `git add -A && git write-tree` makes of the working tree, in a scratch index."""
+    index = repo.parent / "scratch-index"
+    shutil.copyfile(repo / ".git" / "index", index)
+    environment = {**os.environ, "GIT_INDEX_FILE": str(index)}
+    subprocess.run(["git", "add", "-A"], cwd=repo, env=environment, check=True)
+    return subprocess.run(["git", "write-tree"], cwd=repo, env=environment, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def test_a_clean_tree_hashes_to_its_commits_tree_loose_or_packed_and_a_changed_one_is_staged(git_repo: Path) -> None:
+    """A clean tree's hash is HEAD's tree (read from the loose commit, or from git once it is packed); any
+    change, an untracked file included, is hashed from the working tree itself."""
+    assert tree_hash(git_repo) == git(git_repo, "rev-parse", "HEAD^{tree}")
+    write(git_repo, "src/new.py", "x = 1\n")
+    changed = tree_hash(git_repo)
+    assert changed == scratch_tree(git_repo) != git(git_repo, "rev-parse", "HEAD^{tree}")
+    git(git_repo, "add", "-A")
+    git(git_repo, "commit", "-q", "-m", "second")
+    git(git_repo, "gc", "-q", "--prune=now")  # the new commit is packed: no loose object to read
+    assert not list((git_repo / ".git" / "objects").glob("??/*"))
+    assert tree_hash(git_repo) == changed == git(git_repo, "rev-parse", "HEAD^{tree}")
+
+
+def test_a_loose_object_is_read_only_when_its_content_hashes_to_its_name(tmp_path: Path, git_repo: Path) -> None:
+    """A file under objects/ that is not the commit it is named after (planted or damaged) is not believed."""
+    commit = git(git_repo, "rev-parse", "HEAD")
+    common = git_repo / ".git"
+    assert _loose_commit_tree(common, commit) == git(git_repo, "rev-parse", "HEAD^{tree}")
+    forged = tmp_path / "forged"
+    lying = zlib.compress(b"commit 52\0tree " + b"0" * 40 + b"\nauthor x <x> 0 +0000\n")
+    (forged / "objects" / commit[:2]).mkdir(parents=True)
+    (forged / "objects" / commit[:2] / commit[2:]).write_bytes(lying)
+    assert _loose_commit_tree(forged, commit) is None
+    (forged / "objects" / commit[:2] / commit[2:]).write_bytes(b"not zlib")
+    assert _loose_commit_tree(forged, commit) is None

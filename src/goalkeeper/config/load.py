@@ -37,7 +37,7 @@ from goalkeeper.sandbox.policy import DEFAULT_SECRET_ENV, DEFAULT_SECRETS, comma
 from goalkeeper.sandbox.rules import ApprovalPolicy, Rule
 from goalkeeper.spec.settings import AgentSettings, Price, ReasoningEffort, RunSettings
 from goalkeeper.store.home import goalkeeper_home as goalkeeper_home  # the home the faces ask config for
-from goalkeeper.workspace.git import ByCommit, probe, toplevel
+from goalkeeper.workspace.git import ByCommit, head_from_files, objects_key, probe, toplevel
 
 
 @dataclass(frozen=True)
@@ -255,16 +255,20 @@ def _committed_text(top: Path, commit: str) -> str | None:
     `cat-file blob` prints the stored bytes as they are: no textconv, no filter, nothing the repository
     configures runs.
     """
+    # HEAD (before a goal exists) is read as the commit it names, so that it is kept like any other.
+    named = head_from_files(top) or commit if commit == "HEAD" else commit
+
     def read() -> str | None:
-        done = probe(top, "cat-file", "blob", f"{commit}:{PROJECT_CONFIG}", errors="replace")
+        done = probe(top, "cat-file", "blob", f"{named}:{PROJECT_CONFIG}", errors="replace")
         return done.stdout if done.returncode == 0 else None
 
-    # A goal's start reads it twice. A commit not in the repository reads as no file here, kept or not; a goal's
-    # base commit is there before its config is read.
-    return _COMMITTED.get(commit, (str(top), commit), read)
+    # A goal's start reads it twice, and a batch's goals (worktrees of one repository) share one commit. A commit
+    # not in the repository reads as no file here, kept or not; a goal's base commit is there before its config
+    # is read.
+    return _COMMITTED.get(named, (objects_key(top), named), read)
 
 
-#: (top-level, full commit id) → the project file's text there (`_committed_text`).
+#: (the repository's objects, full commit id) → the project file's text there (`_committed_text`).
 _COMMITTED: ByCommit[tuple[str, str], str | None] = ByCommit(256)
 
 

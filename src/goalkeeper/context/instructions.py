@@ -18,7 +18,7 @@ from pathlib import Path
 from goalkeeper.context.prompts import render
 from goalkeeper.errors import WorkspaceError
 from goalkeeper.events import InstructionFile, InstructionsLoadedEvent
-from goalkeeper.workspace.git import git, run_git
+from goalkeeper.workspace.git import ByCommit, git, objects_key, run_git
 
 CANDIDATES = ("AGENTS.override.md", "AGENTS.md", "CLAUDE.md")
 """The names looked for in each folder, in order: the first one with text is that folder's file."""
@@ -110,7 +110,17 @@ def _global_file(home: Path, name: str) -> Found | None:
 
 def _committed(top: Path, commit: str, folders: list[str]) -> list[list[Found | None]]:
     """Each folder's candidates as committed at `commit`: one `ls-tree` lists them all, one `cat-file` reads
-    the regular files small enough to read. A link or a submodule is listed, never followed."""
+    the regular files small enough to read. A link or a submodule is listed, never followed. Kept per commit
+    and folders: the goals of a batch (worktrees of one repository) share their commit."""
+    kept = _COMMITTED.get(commit, (objects_key(top), commit, tuple(folders)), lambda: _listed(top, commit, folders))
+    return [list(candidates) for candidates in kept]
+
+
+#: (the repository's objects, full commit id, folders) → the candidates there (`_committed`).
+_COMMITTED: ByCommit[tuple[str, str, tuple[str, ...]], list[list[Found | None]]] = ByCommit(64)
+
+
+def _listed(top: Path, commit: str, folders: list[str]) -> list[list[Found | None]]:
     wanted = [f"{folder}/{name}" if folder else name for folder in folders for name in CANDIDATES]
     listing = git(top, "--literal-pathspecs", "ls-tree", "-l", "-z", "--full-tree", commit, "--", *wanted)
     entries: dict[str, tuple[str, str, str, int]] = {}

@@ -669,7 +669,7 @@ def commit_all(top: Path, subject: str, trailers: Sequence[tuple[str, str]],
         detail = (committed.stderr or committed.stdout).strip()
         raise WorkspaceError(f"`git commit` failed in {top}: {detail}",
                              hint="fix the repository state git reports, then try again")
-    return _head_from_files(top) or git(top, "rev-parse", "HEAD").strip()
+    return head_from_files(top) or git(top, "rev-parse", "HEAD").strip()
 
 
 OBJECT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
@@ -703,16 +703,19 @@ class ByCommit(Generic[_K, _V]):
         return value
 
 
-def _head_from_files(top: Path) -> str | None:
-    """The commit HEAD's branch points at, read from its loose ref file (where `git commit` just wrote it): HEAD
-    in the git dir, the branch in the common dir (the same folder but in a linked worktree, where a batch's
-    goals run). None for any other layout, a packed or unusual ref: the caller asks git."""
+def head_from_files(top: Path) -> str | None:
+    """The commit HEAD points at, read from the files: a detached HEAD's id, or its branch's loose ref file
+    (where `git commit` just wrote it): HEAD in the git dir, the branch in the common dir (the same folder but
+    in a linked worktree, where a batch's goals run). None for any other layout, a packed or unusual ref: the
+    caller asks git."""
     try:
         dirs = _local_git_dirs(top)
         if dirs is None:
             return None
         git_dir, common = dirs
         head = (git_dir / "HEAD").read_text()
+        if OBJECT_ID.fullmatch(head.strip()):
+            return head.strip()
         if not head.startswith("ref: refs/heads/"):
             return None
         ref = head.removeprefix("ref: ").strip()
@@ -779,6 +782,13 @@ def git_dirs(top: Path) -> tuple[Path, Path]:
         return found
     return (Path(git(top, "rev-parse", "--absolute-git-dir").strip()),
             Path(git(top, "rev-parse", "--path-format=absolute", "--git-common-dir").strip()))
+
+
+def objects_key(top: Path) -> str:
+    """What names the object store `top` reads, for caches of what a commit holds: its common git dir (every
+    worktree of a repository shares it), or `top` itself in a layout only git could tell."""
+    found = _local_git_dirs(top)
+    return str(found[1]) if found is not None else str(top)
 
 
 def _local_git_dirs(top: Path) -> tuple[Path, Path] | None:
