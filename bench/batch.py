@@ -11,7 +11,8 @@ pass. The script runs, in one session:
 2. `gk batch DIR --parallel N` over `--goals` goals, for each N; with `--tty`, once more at the highest N with
    its output on a pseudo-terminal, where it draws its live table.
 
-For each run it prints the wall time, the peak RSS of the `gk` process (sampled from /proc every 0.2 s) and,
+For each run it prints the wall time, the peak RSS of the `gk` process and its worker processes (sampled from
+/proc every 0.2 s; a batch's goals run in one worker process a core) and,
 for the batch, the RSS above the single goal's divided by the goals running at the peak; and the **harness
 gap**: for each request after a goal's first, the time from the server finishing its previous answer to this
 request arriving (what the harness spends between two model requests: tools, commits, checks, waiting for a
@@ -149,6 +150,22 @@ def _children_cpu() -> float:
 
 
 def _rss(pid: int) -> int:
+    """The RSS of `gk` (`pid`) and of its worker processes (its children running the same program): a batch's
+    goals run in those. Pages they share since the fork count in each, so the sum overstates a little."""
+    total = _own_rss(pid)
+    try:
+        program = os.readlink(f"/proc/{pid}/exe")
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return total
+    for child in children:
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{child}/exe") == program:
+                total += _own_rss(int(child))
+    return total
+
+
+def _own_rss(pid: int) -> int:
     try:
         text = Path(f"/proc/{pid}/status").read_text()
     except OSError:

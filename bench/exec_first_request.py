@@ -10,7 +10,7 @@ run of the check is `python -m unittest -q` in the same repository, timed the sa
 to exit), and so is `gk --help` (the interpreter and the CLI's imports, the constant part). Each
 repetition uses a fresh repository and store. Prints figures; asserts nothing.
 
-    PYTHONPATH=src .venv/bin/python bench/exec_first_request.py [--runs 5] [--tests 4] [--sleep 0.5]
+    PYTHONPATH=src .venv/bin/python bench/exec_first_request.py [--runs 5] [--tests 4] [--sleep 0.5] [--python P]
 
 Point PYTHONPATH at another checkout's src (its tests folder is not needed) to measure that one.
 """
@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shlex
 import signal
 import sqlite3
 import statistics
@@ -35,6 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from chat_server import ChatServer, Completion
 
 CHECK = "python -m unittest -q"
+"""The check, with `python` as PATH finds it (`--python` names another interpreter: a version manager's `python`
+is a shim, a chain of shell scripts that the tracer stops at every call)."""
 
 
 def make_repo(root: Path, tests: int, sleep_s: float) -> Path:
@@ -53,9 +56,9 @@ def make_repo(root: Path, tests: int, sleep_s: float) -> Path:
     return repo
 
 
-def bare_run(repo: Path) -> float:
+def bare_run(repo: Path, check: str) -> float:
     started = time.perf_counter()
-    subprocess.run(CHECK, shell=True, cwd=repo, capture_output=True, check=False)
+    subprocess.run(check, shell=True, cwd=repo, capture_output=True, check=False)
     return time.perf_counter() - started
 
 
@@ -66,7 +69,7 @@ def help_run() -> float:
     return time.perf_counter() - started
 
 
-def first_request(repo: Path, home: Path, timeout_s: float = 300) -> tuple[float, dict[str, float]]:
+def first_request(repo: Path, home: Path, check: str, timeout_s: float = 300) -> tuple[float, dict[str, float]]:
     """Seconds from starting `gk exec` to the model server holding its first request, and the seconds from
     the start to some events the goal's store timestamps (its first goal_set, sandbox and baseline)."""
     seen: list[float] = []
@@ -79,7 +82,7 @@ def first_request(repo: Path, home: Path, timeout_s: float = 300) -> tuple[float
     with ChatServer(reply_fn=reply) as server:
         started = time.time()
         process = subprocess.Popen(
-            [sys.executable, "-m", "goalkeeper", "exec", "Make calc.add add", "--check", f"tests={CHECK}",
+            [sys.executable, "-m", "goalkeeper", "exec", "Make calc.add add", "--check", f"tests={check}",
              "--model", "bench-model", "--base-url", server.base_url, "--api-key-env", "BENCH_KEY",
              "--budget-turns", "1", "--cwd", str(repo)],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
@@ -104,7 +107,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--tests", type=int, default=4)
     parser.add_argument("--sleep", type=float, default=0.5)
+    parser.add_argument("--python", default="python",
+                        help="the interpreter the check runs (default: `python` on PATH, perhaps a pyenv shim)")
     args = parser.parse_args()
+    check = CHECK.replace("python", shlex.quote(args.python), 1)
     if os.environ.get("PYTHONDONTWRITEBYTECODE"):
         # Without cached bytecode every `gk` process compiles ~130 modules (+0.2-0.3 s); installed copies have it.
         print("note: PYTHONDONTWRITEBYTECODE is set: a checkout without cached bytecode compiles goalkeeper on "
@@ -116,14 +122,14 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="gk-exec-bench-") as scratch:
             root = Path(scratch)
             repo = make_repo(root, args.tests, args.sleep)
-            bare.append(bare_run(repo))
+            bare.append(bare_run(repo, check))
             helps.append(help_run())
-            seconds, stamps = first_request(repo, root / "home")
+            seconds, stamps = first_request(repo, root / "home", check)
             first.append(seconds)
             for kind, stamp in stamps.items():
                 marks.setdefault(kind, []).append(stamp)
     ratios = [time_s / base for time_s, base in zip(first, bare, strict=True)]
-    print(f"{args.runs} runs; the suite: {args.tests} tests sleeping {args.sleep}s each")
+    print(f"{args.runs} runs; the suite: {args.tests} tests sleeping {args.sleep}s each; the check: `{check}`")
     print(f"one bare run of the checks: median {statistics.median(bare):.2f} s")
     print(f"gk exec to first request:   median {statistics.median(first):.2f} s "
           f"(min {min(first):.2f}, max {max(first):.2f})")

@@ -6,6 +6,7 @@ answer depends on the goal asking: each goal's objective names its script (`[scr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -590,3 +591,119 @@ def test_sigterm_pauses_every_running_goal_and_resume_remakes_a_deleted_worktree
     assert set(statuses(summary).values()) == {"achieved"} and done.returncode == 0
     assert [goal["goal_id"] for goal in summary["goals"]] == [goal["goal_id"] for goal in stopped["goals"]]
     assert (gone / "done.txt").is_file()  # the goal went on in its worktree, made again from its branch
+
+
+# ---------------------------------------------------------------- worker processes
+
+ENOUGH_CORES = pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="a batch forks worker processes from 2 cores")
+
+
+def _workers(parent: int) -> list[int]:
+    """The worker processes of the `gk batch` process `parent`: its children running goalkeeper."""
+    children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+    return [int(pid) for pid in children if b"goalkeeper" in _cmdline(int(pid))]
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return b""
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return True
+    return state in ("Z", "X")
+
+
+def _leases(home: Path, count: int) -> dict[str, int] | None:
+    """Goal name → the pid holding its lease, once `count` goals of the latest batch hold one."""
+    with Store() as store:
+        try:
+            found = latest_batch_any(store)
+        except BatchNotFoundError:
+            return None
+        names = {entry.goal_id: entry.name for entry in batch_goals(store, found) if entry.goal_id}
+        with store._db.read() as conn:
+            rows = conn.execute("SELECT goal_id, pid FROM leases").fetchall()
+    held = {names[goal_id]: int(pid) for goal_id, pid in rows if goal_id in names}
+    return held if len(held) >= count else None
+
+
+def _started(goals: Path, repo: Path, server: ChatServer, home: Path) -> subprocess.Popen[str]:
+    """`gk batch GOALS --parallel 4 --json` on `repo`, running, in a session of its own."""
+    env = {**os.environ, "GOALKEEPER_HOME": str(home), "OPENAI_API_KEY": "test-key"}
+    return subprocess.Popen([sys.executable, "-m", "goalkeeper", "batch", str(goals), "--parallel", "4", "--json",
+                             "--cwd", str(repo), *model_flags(server)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+@ENOUGH_CORES
+@pytest.mark.slow
+def test_a_worker_process_that_dies_crashes_only_its_own_goals_and_resume_runs_them_again(
+        tmp_path: Path, git_repo: Path, goalkeeper_home: Path) -> None:
+    """The goals run in worker processes, not the batch's (their leases name the workers); a worker killed
+    mid-goal ends its goals `crashed`, saying how it died; the other worker's goals go on to their end; a resume
+    runs the crashed ones again, and no tool call runs twice."""
+    goals = tmp_path / "goals"
+    for number in range(4):
+        goal_file(goals, f"g{number}", "achieve")
+    model = Model(delay_s=1.5)
+    with ChatServer(reply_fn=model) as server:
+        process = _started(goals, git_repo, server, goalkeeper_home)
+        try:
+            held = wait_for(lambda: _leases(goalkeeper_home, 4), timeout=60)
+            workers = _workers(process.pid)
+            assert len(workers) == 2 and set(held.values()) == set(workers), (held, workers)
+            victim = held["g0"]
+            os.kill(victim, signal.SIGKILL)
+            out, err = process.communicate(timeout=90)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+        summary = json.loads(out.strip().splitlines()[-1])
+        crashed = {goal["name"]: goal["error"] for goal in summary["goals"] if goal["status"] == "crashed"}
+        assert set(crashed) == {name for name, pid in held.items() if pid == victim}, (summary, err[-2000:])
+        assert all(f"worker process ({victim}) was killed by SIGKILL" in error for error in crashed.values())
+        assert {goal["status"] for goal in summary["goals"] if goal["name"] not in crashed} == {"achieved"}
+        assert process.returncode == 4
+        done = batch(goalkeeper_home, git_repo, None, "--resume", "--json")
+    again = summary_of(done)
+    assert set(statuses(again).values()) == {"achieved"} and done.returncode == 0
+    with Store() as store:
+        for entry in batch_goals(store, again["batch_id"]):
+            assert entry.goal_id is not None
+            goal = store.get_goal_by_id(entry.goal_id)
+            intents = [record.event.call_id for record in store.events(goal.thread_id, goal_id=goal.goal_id)
+                       if isinstance(record.event, ToolIntentEvent)]
+            assert len(set(intents)) == len(intents), entry.name  # no tool call ran twice
+
+
+@ENOUGH_CORES
+@pytest.mark.slow
+def test_the_worker_processes_die_with_the_batch_and_resume_finishes_it(tmp_path: Path, git_repo: Path,
+                                                                        goalkeeper_home: Path) -> None:
+    """SIGKILL to the `gk batch` process alone (not its group): its workers die with it at once, as its threads
+    would, so no goal runs on unwatched; a resume finishes every goal."""
+    goals = tmp_path / "goals"
+    for number in range(2):
+        goal_file(goals, f"g{number}", "achieve")
+    model = Model(delay_s=1.5)
+    with ChatServer(reply_fn=model) as server:
+        process = _started(goals, git_repo, server, goalkeeper_home)
+        try:
+            wait_for(lambda: _leases(goalkeeper_home, 2), timeout=60)
+            workers = _workers(process.pid)
+            assert len(workers) == 2
+            process.kill()
+            process.communicate(timeout=30)
+            wait_for(lambda: True if all(_gone(pid) for pid in workers) else None, timeout=5)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+        done = batch(goalkeeper_home, git_repo, None, "--resume", "--json")
+    assert set(statuses(summary_of(done)).values()) == {"achieved"} and done.returncode == 0

@@ -10,6 +10,7 @@ names, `--parallel`, the batch id, the engine: its server reached), so bad input
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -52,6 +53,9 @@ from goalkeeper.workspace.worktrees import ensure_worktree, start_commit, worktr
 if TYPE_CHECKING:
     from goalkeeper.run.batch import Fleet, Slot, Start
     from goalkeeper.run.runner import RunResult
+
+#: How long a batch waits for its provider's import before it forks its worker processes (they inherit it).
+IMPORT_WAIT_S = 30.0
 
 #: A goal's exit code when its runner crashed: the worst, above every status's (0-3).
 CRASHED_EXIT = 4
@@ -245,16 +249,15 @@ def start_batch(store: Store, cwd: Path, goals: Sequence[GoalFile], parallel: in
     the Temporal workers there, connected as `tls` says; `temporal_target` makes it)."""
     repository = service.repository_of(cwd)
     check_parallel(parallel)
+    importing = _import_provider_soon(model) if target is None else None
     check_goals(repository, goals)
-    if target is None:
-        _import_provider_soon(model)
     commit = start_commit(repository)
     batch_id = new_id("batch")  # the worktrees' paths name the batch
     batch = put_batch(store, str(repository), commit, [str(goal.file) for goal in goals], parallel, caps, model,
                       [NewGoal(goal.name, str(goal.file), goal.contract, str(worktree_path(batch_id, goal.name)))
                        for goal in goals], batch_id, target)
     server = connection(target.address, target.namespace, tls) if target is not None else None
-    return _run(store, batch, run_knobs, hooks, server)
+    return _run(store, batch, run_knobs, hooks, server, importing)
 
 
 def resume_batch(store: Store, cwd: Path, batch_id: str | None, run_knobs: RunSettings, hooks: Hooks,
@@ -265,25 +268,25 @@ def resume_batch(store: Store, cwd: Path, batch_id: str | None, run_knobs: RunSe
     repository = service.repository_of(cwd)
     batch = get_batch(store, batch_id) if batch_id else latest_batch(store, str(repository))
     server = check_target(batch.target, tls) if batch.target is not None else None
-    if server is None:
-        _import_provider_soon(batch.model)
+    importing = _import_provider_soon(batch.model) if server is None else None
     for entry in batch_goals(store, batch.batch_id):
         if entry.crashed is not None:
             set_crashed(store, batch.batch_id, entry.name, None)  # a crash is not a stop: it runs again
-    return _run(store, batch, run_knobs, hooks, server)
+    return _run(store, batch, run_knobs, hooks, server, importing)
 
 
-def _import_provider_soon(model: ModelSettings | None) -> None:
+def _import_provider_soon(model: ModelSettings | None) -> threading.Thread | None:
     from goalkeeper.models.factory import import_provider_soon  # the goals of this process will call the model
 
-    import_provider_soon(model)
+    return import_provider_soon(model)
 
 
 def _run(store: Store, batch: Batch, run_knobs: RunSettings, hooks: Hooks,
-         server: TemporalConnection | None) -> BatchEnd:
-    """Run the goals of `batch` that have not stopped, and read how each ended."""
+         server: TemporalConnection | None, importing: threading.Thread | None) -> BatchEnd:
+    """Run the goals of `batch` that have not stopped, and read how each ended (`importing`: the import of
+    their provider, under way)."""
     # The runner loads only when a batch runs: `gk serve` reads batches through this module and idles without it.
-    from goalkeeper.run.batch import Fleet, Slot, run_fleet, start_local
+    from goalkeeper.run.batch import Fleet, Slot, start_local
 
     entries = [entry for entry in batch_goals(store, batch.batch_id) if not _stopped(store, entry)]
     repository, model = Path(batch.repository), batch.model
@@ -298,12 +301,32 @@ def _run(store: Store, batch: Batch, run_knobs: RunSettings, hooks: Hooks,
                   prepare, model,
                   on_event=(lambda name, record: on_event(batch.batch_id, name, record)) if on_event else None,
                   start=start)
-    slots = run_fleet(fleet, (lambda: on_tick(get_batch(store, batch.batch_id))) if on_tick is not None else None)
+    slots = _run_fleet(fleet, (lambda: on_tick(get_batch(store, batch.batch_id))) if on_tick is not None else None,
+                       batch.target is None or server is None, importing)
     unstarted = {slot.entry.name for slot in slots if slot.state == "not_started"}
     rows = [row.model_copy(update={"status": NOT_STARTED}) if row.name in unstarted else row
             for row in batch_rows(store, batch.batch_id)]
     detached = fleet.stopping and batch.target is not None and any(row.status == "pursuing" for row in rows)
     return BatchEnd(get_batch(store, batch.batch_id), rows, batch_exit_code(rows), fleet.capped, detached)
+
+
+def _run_fleet(fleet: Fleet, on_tick: Callable[[], None] | None, local: bool,
+               importing: threading.Thread | None) -> list[Slot]:
+    """Run the fleet; a local batch's goals in worker processes, one a core, when it can fork them (else, as on
+    one core, in threads here). The workers are forked once the provider is imported: each inherits it."""
+    from goalkeeper.run.batch import run_fleet
+    from goalkeeper.run.workers import fork_pool
+
+    if importing is not None:
+        importing.join(timeout=IMPORT_WAIT_S)  # one still importing keeps the goals in this process's threads
+    pool = fork_pool(fleet) if local else None
+    if pool is None:
+        return run_fleet(fleet, on_tick)
+    fleet.start, fleet.on_stop = pool.start, pool.stop
+    try:
+        return run_fleet(fleet, on_tick)
+    finally:
+        pool.close()
 
 
 def _temporal_start(target: Target, server: TemporalConnection, model: ModelSettings | None,

@@ -129,15 +129,16 @@ def provider_module(settings: ModelSettings) -> str:
             "anthropic": "goalkeeper.models.anthropic_messages"}.get(settings.wire_api, "goalkeeper.models.openai_chat")
 
 
-def import_provider_soon(settings: ModelSettings | None) -> None:
-    """Import, in a thread of its own, what building a model for `settings` and its first request import.
+def import_provider_soon(settings: ModelSettings | None) -> threading.Thread | None:
+    """Import, in a thread of its own (returned), what building a model for `settings` and its first request
+    import.
 
-    A batch calls it once its goals are linted, before it starts them: otherwise its first goals each wait most
-    of a second for the SDK's import (one of them imports it, the others wait on the import lock) while holding
-    the start slots the rest queue for. A failed import is left for the build to raise, where the goal reports
-    it."""
+    A batch calls it before it has linted its goals: otherwise its first goals each wait most of a second for
+    the SDK's import (one of them imports it, the others wait on the import lock) while holding the start slots
+    the rest queue for; its worker processes, forked once it is done, inherit it. A failed import is left for
+    the build to raise, where the goal reports it."""
     if settings is None:
-        return
+        return None
 
     def run() -> None:
         with contextlib.suppress(Exception):
@@ -148,7 +149,9 @@ def import_provider_soon(settings: ModelSettings | None) -> None:
 
                 shared_tls()  # the CA bundle, loaded once for every goal's client
 
-    threading.Thread(target=run, name="import-provider", daemon=True).start()
+    thread = threading.Thread(target=run, name="import-provider", daemon=True)
+    thread.start()
+    return thread
 
 
 @contextlib.asynccontextmanager

@@ -143,15 +143,26 @@ class RateGate:
     Goals run in threads of their own, each with its own event loop: the gate is a deadline under a lock, and
     each waiter sleeps on its own loop."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic,
+                 on_hold: Callable[[float], None] | None = None) -> None:
         self._clock = clock
         self._lock = threading.Lock()
         self._until = 0.0
+        self._on_hold = on_hold
+        """Told the new deadline (on `clock`) of each hold that moved it: a batch's worker processes pass it on."""
 
     def hold(self, seconds: float) -> None:
         """No request through this gate starts for `seconds` from now (a longer hold already set stays)."""
+        until = self._clock() + max(0.0, seconds)
+        if self.hold_until(until) and self._on_hold is not None:
+            self._on_hold(until)
+
+    def hold_until(self, until: float) -> bool:
+        """No request starts before `until` (on the gate's clock); whether that moved the deadline."""
         with self._lock:
-            self._until = max(self._until, self._clock() + max(0.0, seconds))
+            moved = until > self._until
+            self._until = max(self._until, until)
+        return moved
 
     def remaining_s(self) -> float:
         """Seconds until requests may go again (0: now)."""
@@ -175,15 +186,28 @@ class Gate(Protocol):
 class RateGates:
     """The gates of one batch, one per provider: the same wire format and base URL is the same provider."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_hold: Callable[[GateKey, float], None] | None = None) -> None:
         self._lock = threading.Lock()
-        self._gates: dict[tuple[str, str, str], RateGate] = {}
+        self._gates: dict[GateKey, RateGate] = {}
+        self._on_hold = on_hold
+        """Told each hold a goal's gate took (the provider, the deadline on the monotonic clock, which every
+        process of the machine shares): a batch's worker process passes it to the others."""
 
     def gate_for(self, settings: ModelSettings) -> RateGate:
         """The gate every goal talking to `settings`' provider shares."""
-        key = (settings.provider, settings.wire_api, settings.base_url or "")
+        return self.gate_of((settings.provider, settings.wire_api, settings.base_url or ""))
+
+    def gate_of(self, key: GateKey) -> RateGate:
+        """The gate of the provider `key` names."""
+        on_hold = self._on_hold
         with self._lock:
-            return self._gates.setdefault(key, RateGate())
+            if key not in self._gates:
+                self._gates[key] = RateGate(on_hold=(lambda until: on_hold(key, until)) if on_hold else None)
+            return self._gates[key]
+
+
+GateKey = tuple[str, str, str]
+"""A provider as rate gates tell them apart: its name, its wire format and its base URL."""
 
 
 class GatedModel:

@@ -96,6 +96,11 @@ class Fleet:
     """Goals being started (worktree, goal, branch, mirror, baseline run) until their first request: the CPU
     work of a start, so a few at a time; started goals wait on their model meanwhile, and the batch's cores stay
     busy rather than every goal of a wave starting together and then all waiting together."""
+    on_goal: Callable[[Slot], None] | None = None
+    """Told each slot whose goal was just made (or found) and recorded in the batch: a worker process tells the
+    batch's (run/workers.py)."""
+    on_stop: Callable[[], None] | None = None
+    """Called by `stop`: the worker processes are told to pause their goals."""
 
     def stop(self) -> None:
         """Pause every running goal at its next boundary (what Ctrl-C and SIGTERM do); start no more. A start
@@ -104,6 +109,8 @@ class Fleet:
             self.stopping = True
             self.stopped_at = self.stopped_at or time.monotonic()
             running = [slot for slot in self.slots if slot.runner is not None and slot.loop is not None]
+        if self.on_stop is not None:
+            self.on_stop()
         for slot in running:
             assert slot.runner is not None and slot.loop is not None
             with contextlib.suppress(RuntimeError):  # its loop has just closed: the goal ended anyway
@@ -197,10 +204,10 @@ def _goal_thread(fleet: Fleet, slot: Slot) -> None:
             try:
                 fleet.start(fleet, slot, store)
             except Exception as error:  # the goal's own failure: the batch and its other goals go on
-                slot.error = _describe(error)
+                slot.error = describe(error)
                 set_crashed(store, fleet.batch.batch_id, slot.entry.name, slot.error)
     except Exception as error:  # not even its store opened
-        slot.error = _describe(error)
+        slot.error = describe(error)
     finally:
         slot.ended = True
         fleet.ended.set()
@@ -222,6 +229,8 @@ def _start_local(fleet: Fleet, slot: Slot, store: Store, started: _Once) -> RunR
     with fleet.lock:
         slot.goal_id = goal.goal_id
     set_goal_id(store, fleet.batch.batch_id, slot.entry.name, goal.goal_id)
+    if fleet.on_goal is not None:
+        fleet.on_goal(slot)
     cap_goal(fleet, slot, store)  # the cap came while the goal was being made: it wraps up at once
     goal, chosen = settle_model(store, goal, workspace, fleet.model)
     name = slot.entry.name
@@ -313,7 +322,8 @@ def cap_goal(fleet: Fleet, slot: Slot, store: Store) -> None:
                             goal_id=goal.goal_id)
 
 
-def _describe(error: BaseException) -> str:
+def describe(error: BaseException) -> str:
+    """What a goal's crash says: a goalkeeper error's own words, else the exception's type and text."""
     if isinstance(error, GoalkeeperError):
         return str(error)
     return f"{type(error).__name__}: {error}"
