@@ -42,20 +42,34 @@ def free_port() -> int:
 
 def start_temporal(root: Path) -> tuple[subprocess.Popen[bytes], str]:
     """A Temporal dev server on free ports with its database in `root`, in its own process group (stop it with
-    `stop_group`); (the process, its HOST:PORT) once it listens."""
-    port = free_port()
-    server = subprocess.Popen([str(TEMPORAL), "server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port",
-                               str(port), "--http-port", str(free_port()), "--metrics-port", str(free_port()),
-                               "--db-filename", str(root / "temporal.db"), "--log-level", "error"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return server, f"127.0.0.1:{port}"
-        time.sleep(0.1)
-    stop_group(server)
-    raise RuntimeError("the Temporal dev server did not listen within 30 s")
+    `stop_group`); (the process, its HOST:PORT) once it listens. A server that exits at once (a port another
+    process took between `free_port` and its bind) is started again on other ports."""
+    log = root / "temporal.log"
+    for _ in range(3):
+        port, http, metrics = _distinct_ports(3)
+        with log.open("ab") as sink:
+            server = subprocess.Popen([str(TEMPORAL), "server", "start-dev", "--headless", "--ip", "127.0.0.1",
+                                       "--port", str(port), "--http-port", str(http), "--metrics-port", str(metrics),
+                                       "--db-filename", str(root / "temporal.db"), "--log-level", "error"],
+                                      stdout=sink, stderr=sink, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and server.poll() is None:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    return server, f"127.0.0.1:{port}"
+            time.sleep(0.1)
+        exited = server.poll() is not None
+        stop_group(server)
+        if not exited:
+            break  # it ran and never listened: starting it again would not help
+    raise RuntimeError("the Temporal dev server did not listen within 60 s: " + log.read_text(errors="replace")[-2000:])
+
+
+def _distinct_ports(count: int) -> list[int]:
+    ports: set[int] = set()
+    while len(ports) < count:
+        ports.add(free_port())
+    return sorted(ports)
 
 
 def stop_group(process: subprocess.Popen[Any], wait_s: float = 15) -> None:

@@ -30,6 +30,7 @@ import multiprocessing
 import os
 import queue
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -71,6 +72,9 @@ def fork_pool(fleet: Fleet) -> Pool | None:
     if count == 0 or threading.active_count() != 1 or threading.current_thread() is not threading.main_thread():
         return None
     starts = max(1, STARTING // count)  # the batch's starts at once, shared out
+    for stream in (sys.stdout, sys.stderr):  # what is buffered is the batch's to print, once
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
     parent, workers = os.getpid(), list[_Worker]()
     for _ in range(count):
         ours, theirs = multiprocessing.Pipe()
