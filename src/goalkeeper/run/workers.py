@@ -78,7 +78,12 @@ def fork_pool(fleet: Fleet) -> Pool | None:
     parent, workers = os.getpid(), list[_Worker]()
     for _ in range(count):
         ours, theirs = multiprocessing.Pipe()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:  # out of processes or memory: the workers made so far run the goals, or this process
+            ours.close()
+            theirs.close()
+            break
         if pid == 0:  # the worker: it never returns
             ours.close()
             for earlier in workers:
@@ -89,7 +94,7 @@ def fork_pool(fleet: Fleet) -> Pool | None:
                 os._exit(1)
         theirs.close()
         workers.append(_Worker(pid, ours))
-    return Pool(workers)
+    return Pool(workers) if workers else None
 
 
 # ---------------------------------------------------------------- the batch's side
