@@ -642,6 +642,24 @@ def _started(goals: Path, repo: Path, server: ChatServer, home: Path) -> subproc
                             start_new_session=True)
 
 
+@contextlib.contextmanager
+def _running(tmp_path: Path, git_repo: Path, home: Path, count: int) -> Iterator[tuple[subprocess.Popen[str],
+                                                                                      dict[str, int]]]:
+    """A batch of `count` goals against a slow model, once every goal holds its lease: the `gk batch` process and
+    each goal's lease holder (goal name → pid). The model answers until the block ends, and the batch's process
+    group is killed then."""
+    goals = tmp_path / "goals"
+    for number in range(count):
+        goal_file(goals, f"g{number}", "achieve")
+    with ChatServer(reply_fn=Model(delay_s=1.5)) as server:
+        process = _started(goals, git_repo, server, home)
+        try:
+            yield process, wait_for(lambda: _leases(home, count), timeout=60)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+
+
 @ENOUGH_CORES
 @pytest.mark.slow
 def test_a_worker_process_that_dies_crashes_only_its_own_goals_and_resume_runs_them_again(
@@ -649,22 +667,12 @@ def test_a_worker_process_that_dies_crashes_only_its_own_goals_and_resume_runs_t
     """The goals run in worker processes, not the batch's (their leases name the workers); a worker killed
     mid-goal ends its goals `crashed`, saying how it died; the other worker's goals go on to their end; a resume
     runs the crashed ones again, and no tool call runs twice."""
-    goals = tmp_path / "goals"
-    for number in range(4):
-        goal_file(goals, f"g{number}", "achieve")
-    model = Model(delay_s=1.5)
-    with ChatServer(reply_fn=model) as server:
-        process = _started(goals, git_repo, server, goalkeeper_home)
-        try:
-            held = wait_for(lambda: _leases(goalkeeper_home, 4), timeout=60)
-            workers = _workers(process.pid)
-            assert len(workers) == 2 and set(held.values()) == set(workers), (held, workers)
-            victim = held["g0"]
-            os.kill(victim, signal.SIGKILL)
-            out, err = process.communicate(timeout=90)
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
+    with _running(tmp_path, git_repo, goalkeeper_home, 4) as (process, held):
+        workers = _workers(process.pid)
+        assert len(workers) == 2 and set(held.values()) == set(workers), (held, workers)
+        victim = held["g0"]
+        os.kill(victim, signal.SIGKILL)
+        out, err = process.communicate(timeout=90)
         summary = json.loads(out.strip().splitlines()[-1])
         crashed = {goal["name"]: goal["error"] for goal in summary["goals"] if goal["status"] == "crashed"}
         assert set(crashed) == {name for name, pid in held.items() if pid == victim}, (summary, err[-2000:])
@@ -689,21 +697,11 @@ def test_the_worker_processes_die_with_the_batch_and_resume_finishes_it(tmp_path
                                                                         goalkeeper_home: Path) -> None:
     """SIGKILL to the `gk batch` process alone (not its group): its workers die with it at once, as its threads
     would, so no goal runs on unwatched; a resume finishes every goal."""
-    goals = tmp_path / "goals"
-    for number in range(2):
-        goal_file(goals, f"g{number}", "achieve")
-    model = Model(delay_s=1.5)
-    with ChatServer(reply_fn=model) as server:
-        process = _started(goals, git_repo, server, goalkeeper_home)
-        try:
-            wait_for(lambda: _leases(goalkeeper_home, 2), timeout=60)
-            workers = _workers(process.pid)
-            assert len(workers) == 2
-            process.kill()
-            process.communicate(timeout=30)
-            wait_for(lambda: True if all(_gone(pid) for pid in workers) else None, timeout=5)
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
+    with _running(tmp_path, git_repo, goalkeeper_home, 2) as (process, _):
+        workers = _workers(process.pid)
+        assert len(workers) == 2
+        process.kill()
+        process.communicate(timeout=30)
+        wait_for(lambda: True if all(_gone(pid) for pid in workers) else None, timeout=5)
         done = batch(goalkeeper_home, git_repo, None, "--resume", "--json")
     assert set(statuses(summary_of(done)).values()) == {"achieved"} and done.returncode == 0

@@ -180,3 +180,18 @@ def test_goals_share_a_gate_per_provider_and_base_url() -> None:
     assert gates.gate_for(one) is gates.gate_for(ModelSettings(provider="openai", model="b"))
     assert gates.gate_for(one) is not gates.gate_for(ModelSettings(provider="custom", model="a",
                                                                     base_url="http://127.0.0.1:9/v1"))
+
+
+def test_a_hold_that_moves_a_gate_is_told_for_the_other_worker_processes_and_one_passed_on_is_not_told_again() -> None:
+    """A batch's worker process tells the others each hold its goals met (a deadline on the machine's monotonic
+    clock); a hold it is told of moves its own gate without being told back."""
+    told: list[tuple[tuple[str, str, str], float]] = []
+    gates = RateGates(on_hold=lambda key, until: told.append((key, until)))
+    settings = ModelSettings(provider="openai", model="a")
+    gates.gate_for(settings).hold(5.0)
+    assert [key for key, _ in told] == [("openai", settings.wire_api, "")]
+    gates.gate_for(settings).hold(1.0)  # shorter: the deadline stays, nothing to tell
+    assert len(told) == 1
+    other = gates.gate_of(("custom", "chat", "http://127.0.0.1:9/v1"))
+    assert other.hold_until(told[0][1] + 10) and other.remaining_s() > 10
+    assert len(told) == 1
