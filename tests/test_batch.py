@@ -508,10 +508,14 @@ for gitdir in "$MAIN"/.git/worktrees/*; do
 done
 echo 'gitdir: /tmp/evil' > .git && echo "WROTE .git"
 ls "$MAIN/.git/worktrees" | wc -l | sed 's/^/SEEN /'
+for fd in /proc/self/fd/*; do readlink "$fd"; done | grep -c '^socket:' | sed 's/^/SOCKETS /'
+for pid in /proc/[0-9]*; do tr '\0' ' ' < "$pid/cmdline"; echo; done 2>/dev/null | grep -c 'goalkeeper[ ]batch' \
+  | sed 's/^/WORKERS /'
 touch done.txt
 """
 """Run by every goal of the batch: each tries the repository's `.git` (hooks, config), the gitdirs of every
-worktree, its own `.git` file and its siblings' trees."""
+worktree, its own `.git` file and its siblings' trees, and looks for the batch's worker processes and the pipes
+to them (whose messages are unpickled)."""
 
 
 @pytest.fixture
@@ -550,6 +554,8 @@ def test_a_batch_goal_cannot_reach_the_repository_git_or_a_sibling_worktree(tmp_
     outputs = [line["payload"]["output"] for line in event_lines(done) if line["kind"] == "tool_result"]
     assert outputs and not any("WROTE" in output for output in outputs), "\n".join(outputs)
     assert sum("SEEN 2" in output for output in outputs) == 2  # each goal did see the real gitdirs
+    # Neither the batch's workers nor a descriptor of their pipes reaches a sandboxed command.
+    assert sum("SOCKETS 0" in output and "WORKERS 0" in output for output in outputs) == 2, "\n".join(outputs)
     assert not (git_repo / ".git" / "hooks" / "post-checkout").exists()
     assert (git_repo / ".git" / "config").read_text() == config_before
     for goal in summary["goals"]:

@@ -104,7 +104,6 @@ def fork_pool(fleet: Fleet) -> Pool | None:
 class _Worker:
     pid: int
     conn: Connection
-    running: set[str] = field(default_factory=set)
     alive: bool = True
     sending: threading.Lock = field(default_factory=threading.Lock)
     reader: threading.Thread | None = None
@@ -116,7 +115,8 @@ class Pool:
     def __init__(self, workers: list[_Worker]) -> None:
         self.workers = workers
         self._lock = threading.Lock()
-        self._boxes: dict[str, queue.SimpleQueue[tuple[Any, ...]]] = {}
+        self._running: dict[str, tuple[_Worker, queue.SimpleQueue[tuple[Any, ...]]]] = {}
+        """Each goal running in a worker: that worker, and the box its messages go to."""
         for worker in workers:
             worker.reader = threading.Thread(target=self._read, args=(worker,), name=f"worker-{worker.pid}",
                                              daemon=True)
@@ -132,9 +132,8 @@ class Pool:
             if not alive:
                 raise WorkerGoalError("every worker process of the batch has died",
                                       "see the error above; `gk batch --resume` runs the goals again")
-            worker = min(alive, key=lambda each: len(each.running))
-            worker.running.add(name)
-            self._boxes[name] = box
+            worker = min(alive, key=lambda each: sum(held is each for held, _ in self._running.values()))
+            self._running[name] = (worker, box)
         try:
             self._send(worker, ("run", name, slot.goal_id))
             while True:
@@ -152,8 +151,7 @@ class Pool:
                     return result  # type: ignore[no-any-return]
         finally:
             with self._lock:
-                worker.running.discard(name)
-                self._boxes.pop(name, None)
+                self._running.pop(name, None)
 
     def stop(self) -> None:
         """Tell every worker to pause its goals at their next boundary. Called from a signal handler on the main
@@ -199,13 +197,13 @@ class Pool:
                 self._tell_all(message, but=worker)
                 continue
             with self._lock:
-                box = self._boxes.get(message[1])
-            if box is not None:
-                box.put((message[0], *message[2:]))
+                running = self._running.get(message[1])
+            if running is not None:
+                running[1].put((message[0], *message[2:]))
         how = _reaped(worker.pid)
         with self._lock:
             worker.alive = False
-            boxes = [self._boxes[name] for name in worker.running if name in self._boxes]
+            boxes = [box for held, box in self._running.values() if held is worker]
         for box in boxes:
             box.put(("ended", None, f"its worker process ({worker.pid}) {how}"))
 

@@ -21,12 +21,12 @@ def tree_hash(workspace: Path) -> str | None:
     """The git tree id of the working tree as it is now (untracked files included, ignored ones not)."""
     try:
         top = toplevel(workspace)
-        git_dir, _ = git_dirs(top)
+        git_dir, common = git_dirs(top)
         # At the top-level one `git status` lists what to stage (three git processes in all); when it lists
         # nothing, the tree is HEAD's, read without staging anything.
         seen = status(top) if top == Path(os.path.realpath(workspace)) else None
         if seen is not None and not seen.changes and seen.head is not None:
-            return tree_of(top, seen.head)
+            return tree_of(top, common, seen.head)
         listed = seen.changes if seen is not None else None
         with tempfile.TemporaryDirectory(prefix="gk-index-") as scratch:
             index = Path(scratch) / "index"
@@ -41,10 +41,10 @@ def tree_hash(workspace: Path) -> str | None:
         return None
 
 
-def tree_of(top: Path, commit: str) -> str:
-    """The tree id of `commit` (a full id): from its loose object when it is one (what `git commit` just wrote,
-    its id checked against its content), else from git, once per repository and commit."""
-    _, common = git_dirs(top)
+def tree_of(top: Path, common: Path, commit: str) -> str:
+    """The tree id of `commit` (a full id) in the repository of `top`, whose common git dir is `common`: from its
+    loose object when it is one (what `git commit` just wrote, its id checked against its content), else from
+    git, once per repository and commit."""
 
     def read() -> str:
         found = _loose_commit_tree(common, commit)
