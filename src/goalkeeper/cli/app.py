@@ -244,22 +244,34 @@ def exec_(
     Exit codes: 0 achieved, 1 unmet (it ran and the checks did not pass), 2 budget_limited, 3 paused, 4 refused
     before it started (lint errors, a check that cannot run, no sandbox) or any other usage or config error."""
     workspace = service.workspace_of(cwd)
-    with service.open_store() as store:
-        contract = contract_flags.contract(objective, _plan_to_adopt(contract_flags, store, workspace, thread))
-        config = _config(workspace, model_flags.profile)
-        chosen = model_flags.settings(workspace, contract.budget.usd, config=config)
-        run_knobs = config.run
-        # The checks run once before the first request: the baseline answers the gate's run questions.
-        record = _set(store, workspace, thread, contract, chosen, run_knobs, replace, allow_dirty, force,
-                      unverified, lint="baseline", workdir=service.workdir_of(cwd, workspace),
-                      own_files=contract_flags.own_files(workspace)).goal
-        from goalkeeper.contract.lint import GoalLintError  # the baseline's refusal (run/prepare.py)
+    plan = None
+    if contract_flags.from_plan:
+        with service.open_store() as store:
+            plan = _plan_to_adopt(contract_flags, store, workspace, thread)
+    contract = contract_flags.contract(objective, plan)
+    config = _config(workspace, model_flags.profile)
+    chosen = model_flags.settings(workspace, contract.budget.usd, config=config)
+    own_files = contract_flags.own_files(workspace)
+    # The checks run once before the first request (the baseline, which also answers the gate's run questions),
+    # and they start now, before the store is opened and while the goal is set (run/head_start.py).
+    from goalkeeper.run import head_start
 
-        try:
-            return _drive(store, record, workspace, chosen, as_json)
-        except GoalLintError as refused:
-            console.show_lint_gate(refused.report, forced=False)
-            raise typer.Exit(refused.exit_code) from None
+    head = head_start.offer(workspace, contract, chosen.api_key_env if chosen else None, own_files)
+    try:
+        with service.open_store() as store:
+            record = _set(store, workspace, thread, contract, chosen, config.run, replace, allow_dirty, force,
+                          unverified, lint="baseline", workdir=service.workdir_of(cwd, workspace),
+                          own_files=own_files).goal
+            from goalkeeper.contract.lint import GoalLintError  # the baseline's refusal (run/prepare.py)
+
+            try:
+                return _drive(store, record, workspace, chosen, as_json)
+            except GoalLintError as refused:
+                console.show_lint_gate(refused.report, forced=False)
+                raise typer.Exit(refused.exit_code) from None
+    finally:
+        if head is not None:
+            head_start.withdraw(head)
 
 
 @commands.command()

@@ -16,7 +16,6 @@ before the next one. Without a gate (the local runner) nothing stops.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -25,7 +24,6 @@ from typing import Any, Literal
 
 from goalkeeper.config.load import Config
 from goalkeeper.config.schema import HookTable, McpServer
-from goalkeeper.config.trust import HARNESS_PROTECT
 from goalkeeper.context.history import Conversation
 from goalkeeper.context.prompts import render
 from goalkeeper.context.render import contract_block, evidence_digest, opening_message
@@ -48,6 +46,7 @@ from goalkeeper.events import (
 from goalkeeper.models.base import Model, ModelResponse
 from goalkeeper.models.pricing import cost_usd, price_of
 from goalkeeper.run.inbox import Inbox, applied_marker
+from goalkeeper.run.policy import command_env, goal_sandbox
 from goalkeeper.sandbox.policy import SandboxPolicy
 from goalkeeper.spec.contract import Contract
 from goalkeeper.spec.settings import GoalSettings, Price
@@ -153,16 +152,11 @@ class GoalRun:
         stored = settings.model
         # The price is fixed when the goal is set; goals stored before prices were kept look it up.
         price = stored.price if stored is not None and stored.price is not None else price_of(model.name)
-        boundaries = contract.boundaries
-        # The harness's own folder is protected whatever the contract says; config.toml's secrets join later.
-        # So is the goal file it was set from: left untracked, it is never committed, so never the model's to write.
-        sandbox = SandboxPolicy(boundaries.sandbox, workspace, (*HARNESS_PROTECT, *boundaries.protect,
-                                                                *(f"/{path}" for path in settings.own_files)),
-                                tuple(boundaries.paths), network=boundaries.network)
+        sandbox = goal_sandbox(contract, workspace, settings.own_files)  # config.toml's secrets join later
         run = cls(store, goal, model, workspace, contract, settings, state, goal.version,
                   goal_registry(settings.run.agents.max_threads > 0).with_approvals(approver=approver),
                   Conversation(render("system"), contract_block(contract)), sandbox,
-                  Config().command_env(os.environ, key_env(settings)), price, auto_compact_limit(stored),
+                  command_env(Config(), key_env(settings)), price, auto_compact_limit(stored),
                   on_event, on_text, approver, clock=(time.monotonic(), state.spent.time_s))
         if store.get_thread(goal.thread_id).parent_thread_id is not None:
             # A fork's first event is its fork record: the goal opens with the parent's work so far.

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from collections.abc import Awaitable
 from dataclasses import replace
 from pathlib import Path
@@ -40,12 +39,14 @@ from goalkeeper.events import (
 from goalkeeper.models.factory import BuildingModel
 from goalkeeper.models.retry import GatedModel
 from goalkeeper.run.goal_run import GoalRun, key_env
+from goalkeeper.run.head_start import HeadStart, claim
+from goalkeeper.run.policy import command_env, configured
 from goalkeeper.sandbox import limits as process_limits
 from goalkeeper.sandbox.bwrap import require_sandbox, warm_layout
 from goalkeeper.spec.contract import Contract
 from goalkeeper.tools.mcp import start_servers
 from goalkeeper.verify.checks import cannot_start, run_checks
-from goalkeeper.verify.cleanroom import keep_baseline, make_base_cache
+from goalkeeper.verify.cleanroom import EarlyBase, keep_baseline, make_base_cache
 from goalkeeper.verify.lint import baseline_refusal
 from goalkeeper.verify.observed import surface_summary, traced_surface
 from goalkeeper.verify.pins import Pins, pin_verification_surface
@@ -65,10 +66,13 @@ async def prepare(run: GoalRun) -> None:
     # Said out loud on every run: how the commands are confined, including what could not be bounded.
     limit = process_limits.describe() if run.sandbox.mode != "danger-full-access" else "unconfined"
     run.record([SandboxEvent(mode=run.sandbox.mode, network=run.sandbox.network, processes=limit)])
+    first = run.facts.keep_green is None  # the baseline has not run
+    # `gk exec` may have started the checks already (head_start.py): then no self-test or scan is needed here.
+    head = claim(run.workspace) if first and run.facts.branch is None else None
     # The baseline's tracer self-test depends only on the sandbox's mode: it runs while the branch and the
     # mirror are made.
     probe = asyncio.ensure_future(asyncio.to_thread(tracer_problem, run.sandbox)) \
-        if run.facts.keep_green is None else None
+        if first and head is None else None
     # So does the sandbox's first layout scan, kept for the baseline's command unless config.toml's secrets or
     # the pins change its globs.
     layout = asyncio.ensure_future(asyncio.to_thread(warm_layout, run.sandbox, _home(run))) \
@@ -76,7 +80,13 @@ async def prepare(run: GoalRun) -> None:
     cache: asyncio.Future[None] | None = None
     try:
         await _open_branch(run)
-        config = await _at_base(run)
+        if head is not None:
+            fits = await _from_head_commit(run, head)
+            head.release_tree()  # the branch is made: from now on a change is a change
+            if not fits:
+                await head.stop()  # gone before anything else runs in the workspace
+                head = None
+        config = await _at_base(run, head.early if head is not None else None)
         cache = _make_base_cache(run)
         if layout is not None:
             with contextlib.suppress(Exception):  # only a head start: the command's own scan says what failed
@@ -85,8 +95,8 @@ async def prepare(run: GoalRun) -> None:
         run.tools = run.tools.with_approvals(rules=config.rules, approval_policy=config.approval_policy,
                                              goal_branch=run.facts.branch.name if run.facts.branch else None)
         run.prepared = True  # a step that stops before the baseline's run does not prepare again
-        if probe is not None:
-            await baseline(run, probe, cache)
+        if first:
+            await baseline(run, probe, cache, head)
         _build_model(run)  # a resumed goal's: its first request comes next
     finally:
         for started in (probe, layout):
@@ -116,14 +126,22 @@ async def stop_mcp(run: GoalRun) -> None:
         await servers.aclose()
 
 
-async def _at_base(run: GoalRun) -> Config:
+async def _from_head_commit(run: GoalRun, head: HeadStart) -> bool:
+    """Whether the head start's checks run on the goal's base: they started, on the commit the goal branch
+    was made from, with no snapshot of a dirty tree on top."""
+    branch = run.facts.branch
+    return (await head.running() and branch is not None and branch.snapshot_commit is None
+            and branch.base_commit == head.commit)
+
+
+async def _at_base(run: GoalRun, early: EarlyBase | None = None) -> Config:
     """What the baseline's run needs once the branch is there: the mirror and environment snapshot, the pinned
     surface, config.toml and the project instructions at the goal's base, and the `read_first` files. None
     writes the workspace, so they are made side by side, and recorded in this order."""
     branch = run.facts.branch
     base = (branch.snapshot_commit or branch.base_commit) if branch else "HEAD"
     kept, pins, (config, instructions), read_first = await asyncio.gather(
-        _keep_baseline(run), _pin_surface(run), asyncio.to_thread(_config_and_instructions, run, base),
+        _keep_baseline(run, early), _pin_surface(run), asyncio.to_thread(_config_and_instructions, run, base),
         asyncio.to_thread(_read_first, run, base) if run.contract.read_first and run.state.spent.turns == 0
         else asyncio.sleep(0, ""))
     if kept is not None:
@@ -135,9 +153,8 @@ async def _at_base(run: GoalRun) -> Config:
         # In deny mode the pinned files are read-only, the baseline's run included.
         run.sandbox = replace(run.sandbox, protect=(*run.sandbox.protect, *sorted(run.facts.pins.paths)))
     # Its secrets join the sandbox and the environment filter, its hooks the run.
-    run.sandbox = replace(run.sandbox, secrets=config.secrets, secret_env=config.secret_env,
-                          secret_files=config.secret_files)
-    run.env = config.command_env(os.environ, key_env(run.settings))
+    run.sandbox = configured(run.sandbox, config)
+    run.env = command_env(config, key_env(run.settings))
     run.hooks = config.hooks
     if instructions is not None:
         run.record([instructions])
@@ -199,13 +216,14 @@ async def _open_branch(run: GoalRun) -> None:
         run.record([opened])
 
 
-async def _keep_baseline(run: GoalRun) -> BaselineMirrorEvent | None:
-    """Before anything of the model's runs: the baseline mirror and environment snapshot; found again later."""
+async def _keep_baseline(run: GoalRun, early: EarlyBase | None) -> BaselineMirrorEvent | None:
+    """Before anything of the model's runs: the baseline mirror and environment snapshot (`early`: the one the
+    head start took before its checks ran); found again later."""
     branch = run.facts.branch
     if branch is None:
         return None
     commit = branch.snapshot_commit or branch.base_commit
-    return await asyncio.to_thread(keep_baseline, run.workspace, run.goal.goal_id, commit, run.facts.mirror)
+    return await asyncio.to_thread(keep_baseline, run.workspace, run.goal.goal_id, commit, run.facts.mirror, early)
 
 
 async def _pin_surface(run: GoalRun) -> Pins | None:
@@ -216,17 +234,24 @@ async def _pin_surface(run: GoalRun) -> Pins | None:
 
 
 async def baseline(run: GoalRun, probe: Awaitable[str | None] | None = None,
-                   alongside: Awaitable[None] | None = None) -> None:
+                   alongside: Awaitable[None] | None = None, head: HeadStart | None = None) -> None:
     """Run every check and keep_green command once before the first turn, under the tracer unless its self-test
     (`probe`, started by `prepare`; else run here) says why it cannot work here; that one run is also the
     observation of the verification surface. Red constraints are dropped. `alongside` (the base checkout,
-    made while the checks run) is waited for before the baseline is recorded."""
+    made while the checks run) is waited for before the baseline is recorded. With `head`, the run `gk exec`
+    started early stands for it if it ran exactly this (head_start.py); else it is killed first."""
     run.before("checks")
-    problem = await (probe if probe is not None else asyncio.to_thread(tracer_problem, run.sandbox))
-    tracer = Tracer() if problem is None else None
     _build_model(run)  # its SDK loads while the checks run, off the path to the first request
+    evidence = await _head_evidence(run, head) if head is not None else None
+    if evidence is not None and head is not None:
+        problem, tracer = head.problem, head.tracer
+    else:
+        problem = await (probe if probe is not None else asyncio.to_thread(tracer_problem, run.sandbox))
+        tracer = Tracer() if problem is None else None
     try:
-        evidence = await run_checks(run.contract, run.workspace, sandbox=run.sandbox, env=run.env, tracer=tracer)
+        if evidence is None:
+            evidence = await run_checks(run.contract, run.workspace, sandbox=run.sandbox, env=run.env,
+                                        tracer=tracer)
         # Both only read the tree the checks left: the trace's parse and the tree's hash run side by side.
         surface, tree, _ = await asyncio.gather(
             asyncio.to_thread(traced_surface, tracer, problem, run.workspace, run.facts.pins or Pins((), ())),
@@ -248,6 +273,17 @@ async def baseline(run: GoalRun, probe: Awaitable[str | None] | None = None,
     kept = BaselineEvent(evidence=evidence, keep_green_active=active, keep_green_dropped=dropped, tree_hash=tree)
     observed = VerificationSurfaceEvent(surface=surface.to_json(), summary=surface_summary(surface))
     run.commit(Decision(state, Wait()), [kept, observed])
+
+
+async def _head_evidence(run: GoalRun, head: HeadStart) -> list[Evidence] | None:
+    """The head start's evidence when it ran what the baseline would run now; else it is killed, and None."""
+    branch = run.facts.branch
+    if branch is not None and head.fits(run.contract, run.workspace, run.sandbox, run.env, branch.base_commit):
+        evidence = await head.evidence()
+        if evidence is not None:
+            return evidence
+    await head.stop()
+    return None
 
 
 async def _refuse(run: GoalRun, refused: GoalLintError) -> NoReturn:

@@ -95,8 +95,8 @@ class RoomChanges:
 # ---------------------------------------------------------------- at goal start
 
 
-def keep_baseline(workspace: Path, goal_id: str, commit: str,
-                  recorded: BaselineMirrorEvent | None) -> BaselineMirrorEvent:
+def keep_baseline(workspace: Path, goal_id: str, commit: str, recorded: BaselineMirrorEvent | None,
+                  early: EarlyBase | None = None) -> BaselineMirrorEvent:
     """Make the goal's baseline mirror and environment snapshot (first run), or find them again (a resume);
     returns the `baseline_mirror` event.
 
@@ -105,18 +105,74 @@ def keep_baseline(workspace: Path, goal_id: str, commit: str,
     """
     if recorded is not None:
         return _found_again(workspace, recorded)
-    with ThreadPoolExecutor(1) as pool:
-        # The snapshot (hardlinks of the ignored folders) and the mirror (git's objects) share nothing.
-        snapshot = pool.submit(take_snapshot, workspace, mirrors.goal_folder("envs", goal_id))
+    if early is not None and early.commit == commit:
+        # Taken before the baseline's head start ran anything: the mirror only reads git's objects.
+        env = early.adopt(mirrors.goal_folder("envs", goal_id))
         path = make_mirror(workspace, commit, mirrors.mirror_path(goal_id))
-        env = snapshot.result()
+        stamps = early.stamps
+    else:
+        with ThreadPoolExecutor(1) as pool:
+            # The snapshot (hardlinks of the ignored folders) and the mirror (git's objects) share nothing.
+            snapshot = pool.submit(take_snapshot, workspace, mirrors.goal_folder("envs", goal_id))
+            path = make_mirror(workspace, commit, mirrors.mirror_path(goal_id))
+            env = snapshot.result()
+        stamps = None
     payload = BaselineMirrorEvent(mirror=str(path), base_commit=commit, env=str(env.root), env_dirs=list(env.dirs),
                                   env_skipped=list(env.skipped), resumed=False)
     # Also before anything runs: the stat of every workspace file of the base commit (all equal the base).
     top = toplevel(workspace)
-    _save_seen(baseline_of(payload, goal_id), {name: stamp for name in mirrors.base_entries(path, commit)
-                                                if (stamp := _workspace_stamp(top / name))})
+    _save_seen(baseline_of(payload, goal_id), {
+        name: stamp for name in mirrors.base_entries(path, commit)
+        if (stamp := _workspace_stamp(top / name) if stamps is None else stamps.get(name))})
     return payload
+
+
+@dataclass
+class EarlyBase:
+    """What a goal's start must take before any command runs (keep_baseline), taken before a command runs ahead
+    of the goal itself (the baseline's head start, run/head_start.py): the environment snapshot, in a folder of
+    its own until a goal adopts it, and the stat of every tracked file of `commit`, all equal to it then (a
+    clean tree)."""
+
+    commit: str
+    snapshot: EnvSnapshot
+    stamps: dict[str, list[int]]
+    adopted: bool = False
+
+    def adopt(self, root: Path) -> EnvSnapshot:
+        """The snapshot moved to `root`, the goal's own folder (its manifest names files by relative path)."""
+        shutil.rmtree(root, ignore_errors=True)
+        self.snapshot.root.rename(root)
+        self.snapshot, self.adopted = dataclasses.replace(self.snapshot, root=root), True
+        return self.snapshot
+
+    def discard(self) -> None:
+        """Remove the snapshot unless a goal adopted it."""
+        if not self.adopted:
+            shutil.rmtree(self.snapshot.root, ignore_errors=True)
+
+
+def take_early_base(workspace: Path, commit: str) -> EarlyBase:
+    """The environment snapshot and the stamps of a clean tree at `commit`, before anything runs there."""
+    top = toplevel(workspace)
+    staged = mirrors.goal_folder("envs", f"{EARLY}{os.getpid()}-{os.urandom(4).hex()}")
+    _sweep_early(staged.parent)
+    snapshot = take_snapshot(workspace, staged)
+    tracked = probe(top, "ls-files", "-z", "--cached").stdout.split("\0")
+    return EarlyBase(commit, snapshot,
+                     {name: stamp for name in tracked if name and (stamp := _workspace_stamp(top / name))})
+
+
+EARLY = "early-"
+"""The name of an early snapshot's folder: `early-<pid>-<random>`, until a goal adopts it."""
+
+
+def _sweep_early(envs: Path) -> None:
+    """Remove early snapshots a process left when it died before adopting or discarding them."""
+    for folder in envs.glob(f"{EARLY}*"):
+        pid = folder.name.removeprefix(EARLY).partition("-")[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def make_base_cache(workspace: Path, recorded: BaselineMirrorEvent, goal_id: str) -> None:

@@ -515,6 +515,23 @@ by whoever lists the changes of that goal (its preflight, its runner, a rollback
 process agrees."""
 
 
+_VOUCHED: dict[str, str] = {}
+"""Per top-level: the commit HEAD named when the tree was seen clean, just before the harness's own commands
+started in it ahead of the goal (the baseline's head start, run/head_start.py). Until the goal branch is made,
+what changed since is theirs (a report, a cache), not the person's uncommitted work (`vouch_clean`)."""
+
+
+def vouch_clean(workspace: Path, commit: str | None) -> None:
+    """Say that the tree at `commit` was clean before the harness's commands began writing it (None: no longer
+    said). preflight then counts no change as dirt while HEAD is still `commit`: in the order a goal ran before,
+    those commands' files appeared only after the branch was made, and they are the goal's like any other."""
+    top = str(toplevel(workspace))
+    if commit is None:
+        _VOUCHED.pop(top, None)
+    else:
+        _VOUCHED[top] = commit
+
+
 def keep_untracked(workspace: Path, files: Mapping[str, str]) -> None:
     """Never count `files` (path relative to the top-level of `workspace` → sha256), while untracked and as they
     were, as changes in this process. The person wrote them for goalkeeper (the goal file, files under
@@ -529,11 +546,16 @@ def person_files(workspace: Path, paths: Iterable[str]) -> tuple[dict[str, str],
     read from (every untracked file in it), for the preflight that follows."""
     top = toplevel(workspace)
     _KEPT.pop(str(top), None)  # an earlier goal's in this process (the TUI, the server) must not hide one now
-    wanted = set(paths)
     seen = status(top)
+    return own_untracked(top, seen, paths), seen
+
+
+def own_untracked(top: Path, seen: Status, paths: Iterable[str]) -> dict[str, str]:
+    """The person's own files in `seen` (see person_files), each with its sha256 now."""
+    wanted = set(paths)
     found = {change.path: _sha256(top / change.path) for change in seen.changes
              if change.status == "??" and (change.path in wanted or change.path.startswith(HARNESS_DIR))}
-    return {path: digest for path, digest in found.items() if digest}, seen  # a link or a folder is never kept
+    return {path: digest for path, digest in found.items() if digest}  # a link or a folder is never kept
 
 
 def _kept(top: Path, path: str) -> bool:
@@ -738,6 +760,8 @@ def preflight(workspace: Path, allow_dirty: bool, seen: Status | None = None) ->
                              hint="git add -A && git commit -m init")
     _refuse_operation_in_progress(top)
     dirty = [change.path for change in found.changes if change.status != "??" or not _kept(top, change.path)]
+    if dirty and _VOUCHED.get(str(top)) == found.head:
+        dirty = []  # written by the harness's own commands since the tree was seen clean (vouch_clean)
     if dirty and not allow_dirty:
         raise WorkspaceError(f"the working tree of {top} has uncommitted changes:\n{list_paths(dirty)}",
                              hint=DIRTY_HINT)
@@ -837,6 +861,22 @@ def _refuse_operation_in_progress(top: Path) -> None:
         if (git_dir / marker).exists():
             raise WorkspaceError(f"a git {operation} is in progress in {top}",
                                  hint=f"finish or abort it (git {operation} --continue / --abort) first")
+
+
+def clean_head(workspace: Path, paths: Iterable[str]) -> tuple[str, dict[str, str]] | None:
+    """HEAD's commit and the person's own untracked files (`paths`; see person_files) when the working tree is
+    clean but for those and nothing would stop a goal from starting here (preflight); else None. Unlike
+    person_files it registers nothing: what it finds is only a forecast of what setting the goal will find."""
+    top = toplevel(workspace)
+    seen = status(top)
+    own = own_untracked(top, seen, paths)
+    if seen.head is None or any(change.path not in own for change in seen.changes):
+        return None
+    try:
+        _refuse_operation_in_progress(top)
+    except WorkspaceError:
+        return None
+    return seen.head, own
 
 
 def goal_branch_name(goal_id: str, outcome: str) -> str:
