@@ -5,17 +5,37 @@ the early run is killed and leaves nothing behind."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 from goalkeeper.events import Evidence
 from goalkeeper.run import head_start
-from goalkeeper.verify.cleanroom import baseline_of, goal_changes, keep_baseline, take_early_base
+from goalkeeper.verify.cleanroom import baseline_of, goal_changes, keep_baseline
+from goalkeeper.verify.envsnap import take_early_base
 from helpers import git
 from scenario import TESTS, complete, contract_with, gk, sample_repo, shell, step, write_script
 
 COUNTED = f"echo ran >> .runs && {TESTS}"
 """A check that leaves one line in `.runs` (ignored by git) each time it starts."""
+
+
+#: Runs `gk` as `python -m goalkeeper` does, and writes the names of the modules loaded when the first check's
+#: process starts (the sandbox's command line that binds the tracer's folder).
+_AT_FIRST_CHECK = """
+import json, os, runpy, sys
+def hook(event, args):
+    if event == "subprocess.Popen" and not os.path.exists(os.environ["GK_MODULES_OUT"]):
+        argv = " ".join(map(str, args[1] or ()))
+        if "--chdir" in argv and "goalkeeper-trace-" in argv and "goalkeeper-trace-test-" not in argv:
+            open(os.environ["GK_MODULES_OUT"], "w").write(json.dumps(sorted(sys.modules)))
+sys.addaudithook(hook)
+sys.argv = ["gk", *sys.argv[1:]]
+runpy.run_module("goalkeeper", run_name="__main__", alter_sys=True)
+"""
 
 
 def _repo(tmp_path: Path, ignore: str = ".runs\n") -> Path:
@@ -127,3 +147,23 @@ def test_the_stamps_are_taken_before_the_early_checks_run(tmp_path: Path, goalke
     assert early.adopted and _leftovers(goalkeeper_home) == []
     changed = [path for path, _ in goal_changes(workspace, baseline_of(recorded, "goal_stamps"))]
     assert changed == ["cart.py"]
+
+
+def test_exec_starts_the_checks_before_the_rest_of_the_cli_loads(tmp_path: Path, goalkeeper_home: Path) -> None:
+    """`gk exec` has a catalogue of its own (cli/exec_command.py): when its first check starts, neither the rest of
+    the CLI nor the store nor the event models have loaded; they load while the checks run."""
+    workspace = _repo(tmp_path)
+    out = tmp_path / "modules.json"
+    env = {**os.environ, "GOALKEEPER_HOME": str(goalkeeper_home), "GK_MODULES_OUT": str(out)}
+    done = subprocess.run([sys.executable, "-c", _AT_FIRST_CHECK, "exec", "Fix it", "--check", f"tests={COUNTED}",
+                           "--max-attempts", "1", "--model", _model(tmp_path, "cp .runs seen.txt"),
+                           "--cwd", str(workspace)], env=env, capture_output=True, text=True, timeout=120,
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert (workspace / "seen.txt").read_text() == "ran\n"
+    loaded = set(json.loads(out.read_text()))
+    assert "goalkeeper.run.head_start" in loaded
+    early = sorted(loaded.intersection({"goalkeeper.cli.app", "goalkeeper.cli.console", "goalkeeper.events",
+                                        "goalkeeper.store.db", "goalkeeper.goals.service", "goalkeeper.run.runner",
+                                        "sqlite3", "rich"}))
+    assert not early, f"loaded before the checks started: {early}"

@@ -21,7 +21,17 @@ from rich.text import Text
 from goalkeeper.cli import console, fleet, mcp_server
 from goalkeeper.cli.batch import batch as batch_command
 from goalkeeper.cli.group import ThreadOpt
-from goalkeeper.cli.options import ContractFlags, ModelFlags, StartIn, existing_dir, start_in, with_options
+from goalkeeper.cli.options import (
+    UNVERIFIED_HELP,
+    ContractFlags,
+    Cwd,
+    JsonOpt,
+    ModelFlags,
+    StartIn,
+    existing_dir,
+    start_in,
+    with_options,
+)
 from goalkeeper.core.lifecycle import exit_code
 from goalkeeper.errors import ConfigError, WorkspaceError
 from goalkeeper.events import payload_of
@@ -43,10 +53,6 @@ commands = typer.Typer(pretty_exceptions_enable=False, rich_markup_mode=None)
 command that runs is built (cli/lazy.py); `cli.root.app` holds the root options and lists these from its
 COMMANDS table, which needs a row for each command."""
 
-Cwd = Annotated[Path, typer.Option("--cwd", help="Workspace directory (default: the current one).")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
-
-
 @commands.command()
 def tui(cwd: Cwd = Path("."), thread: ThreadOpt = None) -> int:
     """The interactive terminal UI on the workspace's thread (what bare `gk` opens)."""
@@ -58,9 +64,6 @@ def tui(cwd: Cwd = Path("."), thread: ThreadOpt = None) -> int:
             store.get_thread(thread)  # an unknown id is an error here, not a blank window
         GoalkeeperApp(workspace, store=store, thread_id=thread).run()
     return 0
-
-
-UNVERIFIED_HELP = "Allow a goal with no checks: only the model's audit ends it, as `achieved (unverified)`."
 
 
 @commands.command(context_settings={"allow_interspersed_args": True})
@@ -161,9 +164,13 @@ def _config(workspace: Path, profile: str | None, commit: str = "HEAD") -> Confi
     from goalkeeper.config.load import load_config  # config.toml's schema loads only for the commands that read it
 
     config = load_config(workspace, profile, commit)
+    _warn(config)
+    return config
+
+
+def _warn(config: Config) -> None:
     for warning in config.warnings:
         console.err.print(Text("warning: ", style="yellow") + Text(warning))
-    return config
 
 
 def _control(store: Store, workspace: Path, thread: str | None, action: str, raise_by: BudgetRaise | None,
@@ -228,50 +235,30 @@ def _finish(store: Store, result: RunResult, as_json: bool) -> int:
     return exit_code(result.status)
 
 
-@commands.command(name="exec", context_settings={"allow_interspersed_args": True})
-@with_options(contract_flags=ContractFlags, model_flags=ModelFlags)
-def exec_(
-    contract_flags: ContractFlags, model_flags: ModelFlags,
-    objective: Annotated[str | None, typer.Argument(help="The objective.")] = None,
-    replace: Annotated[bool, typer.Option("--replace", help="Replace an existing goal.")] = False,
-    allow_dirty: Annotated[bool, typer.Option("--allow-dirty", help="Snapshot uncommitted changes first.")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Set the goal even if `gk lint` finds errors.")] = False,
-    unverified: Annotated[bool, typer.Option("--unverified", help=UNVERIFIED_HELP)] = False,
-    cwd: Cwd = Path("."), thread: ThreadOpt = None, as_json: JsonOpt = False,
-) -> int:
-    """Set the goal and run it headless; `--json` streams one event per line. Exit code by outcome.
+def exec_goal(contract: Contract, config: Config, chosen: ModelSettings, own_files: tuple[str, ...], *,
+              workspace: Path, cwd: Path, thread: str | None, replace: bool, allow_dirty: bool, force: bool,
+              unverified: bool, as_json: bool) -> int:
+    """`gk exec` once its checks have started (cli/exec_command.py): set the goal and drive it."""
+    _warn(config)
+    with service.open_store() as store:
+        record = _set(store, workspace, thread, contract, chosen, config.run, replace, allow_dirty, force,
+                      unverified, lint="baseline", workdir=service.workdir_of(cwd, workspace),
+                      own_files=own_files).goal
+        from goalkeeper.contract.lint import GoalLintError  # the baseline's refusal (run/prepare.py)
 
-    Exit codes: 0 achieved, 1 unmet (it ran and the checks did not pass), 2 budget_limited, 3 paused, 4 refused
-    before it started (lint errors, a check that cannot run, no sandbox) or any other usage or config error."""
-    workspace = service.workspace_of(cwd)
-    plan = None
-    if contract_flags.from_plan:
-        with service.open_store() as store:
-            plan = _plan_to_adopt(contract_flags, store, workspace, thread)
-    contract = contract_flags.contract(objective, plan)
-    config = _config(workspace, model_flags.profile)
-    chosen = model_flags.settings(workspace, contract.budget.usd, config=config)
-    own_files = contract_flags.own_files(workspace)
-    # The checks run once before the first request (the baseline, which also answers the gate's run questions),
-    # and they start now, before the store is opened and while the goal is set (run/head_start.py).
-    from goalkeeper.run import head_start
+        try:
+            return _drive(store, record, workspace, chosen, as_json)
+        except GoalLintError as refused:
+            console.show_lint_gate(refused.report, forced=False)
+            raise typer.Exit(refused.exit_code) from None
 
-    head = head_start.offer(workspace, contract, chosen.api_key_env if chosen else None, own_files)
-    try:
-        with service.open_store() as store:
-            record = _set(store, workspace, thread, contract, chosen, config.run, replace, allow_dirty, force,
-                          unverified, lint="baseline", workdir=service.workdir_of(cwd, workspace),
-                          own_files=own_files).goal
-            from goalkeeper.contract.lint import GoalLintError  # the baseline's refusal (run/prepare.py)
 
-            try:
-                return _drive(store, record, workspace, chosen, as_json)
-            except GoalLintError as refused:
-                console.show_lint_gate(refused.report, forced=False)
-                raise typer.Exit(refused.exit_code) from None
-    finally:
-        if head is not None:
-            head_start.withdraw(head)
+def plan_to_adopt(flags: ContractFlags, workspace: Path, thread: str | None) -> Plan | None:
+    """The thread's newest plan when `--from-plan` is given, read from the store (for `gk exec`)."""
+    if not flags.from_plan:
+        return None
+    with service.open_store() as store:
+        return _plan_to_adopt(flags, store, workspace, thread)
 
 
 @commands.command()

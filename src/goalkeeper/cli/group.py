@@ -22,8 +22,15 @@ def _catalogue() -> typer.Typer:
     return commands
 
 
-app = typer.Typer(cls=lazy_group(_catalogue, COMMANDS), add_completion=False, pretty_exceptions_enable=False,
-                  rich_markup_mode=None, help="Run a coding agent toward a goal until the evidence says it is done.")
+def _exec_catalogue() -> typer.Typer:
+    from goalkeeper.cli.exec_command import commands  # `gk exec` starts the checks before cli/app.py loads
+
+    return commands
+
+
+app = typer.Typer(cls=lazy_group(_catalogue, COMMANDS, {"exec": _exec_catalogue}), add_completion=False,
+                  pretty_exceptions_enable=False, rich_markup_mode=None,
+                  help="Run a coding agent toward a goal until the evidence says it is done.")
 
 
 @app.callback(invoke_without_command=True)

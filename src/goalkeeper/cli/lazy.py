@@ -27,28 +27,39 @@ class Commands(MutableMapping[str, "click.Command"]):
     catalogue is loaded when a command is first looked up, never for a listing."""
 
     def __init__(self, catalogue: Callable[[], typer.Typer], outlines: Mapping[str, str],
-                 rich_markup_mode: Any) -> None:
+                 rich_markup_mode: Any, alone: Mapping[str, Callable[[], typer.Typer]] | None = None) -> None:
         self._catalogue = catalogue
+        self._alone = dict(alone or {})
         self._outlines = dict(outlines)
         self._rich_markup_mode = rich_markup_mode
         self._built: dict[str, click.Command] = {}
         self._builders: dict[str, Callable[[], click.Command]] | None = None
 
     def _load(self) -> dict[str, Callable[[], click.Command]]:
-        """Each registered command's builder by name (the catalogue's import happens here, once)."""
+        """Each registered command's builder by name (the catalogue's import happens here, once). A command with
+        a catalogue of its own takes the place its outline has among the others."""
         if self._builders is None:
-            catalogue, markup = self._catalogue(), self._rich_markup_mode
-            builders: dict[str, Callable[[], click.Command]] = {}
-            for info in catalogue.registered_commands:
-                name = info.name or get_command_name(info.callback.__name__)  # type: ignore[union-attr]
-                builders[name] = lambda info=info: get_command_from_info(  # type: ignore[misc]
-                    info, pretty_exceptions_short=catalogue.pretty_exceptions_short, rich_markup_mode=markup)
-            for group_info in catalogue.registered_groups:  # a sub-app (`gk local`) is a small group
-                group = get_group_from_info(group_info, pretty_exceptions_short=catalogue.pretty_exceptions_short,
-                                            suggest_commands=catalogue.suggest_commands, rich_markup_mode=markup)
-                builders[group.name or ""] = lambda group=group: group  # type: ignore[misc]
+            builders = self._builders_of(self._catalogue())
+            for name, alone in self._alone.items():
+                before = list(self._outlines)[:list(self._outlines).index(name)] if name in self._outlines else []
+                at = max((index + 1 for index, other in enumerate(builders) if other in before), default=0)
+                items = list(builders.items())
+                builders = dict([*items[:at], *self._builders_of(alone()).items(), *items[at:]])
             self._builders = builders
         return self._builders
+
+    def _builders_of(self, catalogue: typer.Typer) -> dict[str, Callable[[], click.Command]]:
+        markup = self._rich_markup_mode
+        builders: dict[str, Callable[[], click.Command]] = {}
+        for info in catalogue.registered_commands:
+            name = info.name or get_command_name(info.callback.__name__)  # type: ignore[union-attr]
+            builders[name] = lambda info=info: get_command_from_info(  # type: ignore[misc]
+                info, pretty_exceptions_short=catalogue.pretty_exceptions_short, rich_markup_mode=markup)
+        for group_info in catalogue.registered_groups:  # a sub-app (`gk local`) is a small group
+            group = get_group_from_info(group_info, pretty_exceptions_short=catalogue.pretty_exceptions_short,
+                                        suggest_commands=catalogue.suggest_commands, rich_markup_mode=markup)
+            builders[group.name or ""] = lambda group=group: group  # type: ignore[misc]
+        return builders
 
     def loaded(self) -> bool:
         """Whether the catalogue has been loaded (a listing loads nothing)."""
@@ -70,7 +81,10 @@ class Commands(MutableMapping[str, "click.Command"]):
 
     def __getitem__(self, name: str) -> click.Command:
         if name not in self._built:
-            self._built[name] = self._load()[name]()
+            if name in self._alone and self._builders is None:  # its own catalogue: the others stay unloaded
+                self._built[name] = self._builders_of(self._alone[name]())[name]()
+            else:
+                self._built[name] = self._load()[name]()
         return self._built[name]
 
     def __setitem__(self, name: str, command: click.Command) -> None:
@@ -90,17 +104,20 @@ class Commands(MutableMapping[str, "click.Command"]):
         return len(list(iter(self)))
 
 
-def lazy_group(catalogue: Callable[[], typer.Typer], outlines: Mapping[str, str]) -> type[TyperGroup]:
+def lazy_group(catalogue: Callable[[], typer.Typer], outlines: Mapping[str, str],
+               alone: Mapping[str, Callable[[], typer.Typer]] | None = None) -> type[TyperGroup]:
     """A group class for `typer.Typer(cls=...)` whose commands are those `catalogue()` registers, loaded and
-    built when one is looked up; `outlines` gives each command's help line for the listing. Commands go on the
-    catalogue: one registered on the group's own Typer would be built on every call."""
+    built when one is looked up; `outlines` gives each command's help line for the listing. A name in `alone`
+    has a catalogue of its own, loaded without the main one when that command runs (`gk exec`, whose first
+    milliseconds start the goal's checks). Commands go on a catalogue: one registered on the group's own Typer
+    would be built on every call."""
 
     class LazyGroup(TyperGroup):
         def __init__(self, **attrs: Any) -> None:
             if attrs.get("commands"):
                 raise TypeError(f"register commands on the catalogue, not on the root: {list(attrs['commands'])}")
             super().__init__(**attrs)
-            self.commands = Commands(catalogue, outlines, self.rich_markup_mode)
+            self.commands = Commands(catalogue, outlines, self.rich_markup_mode, alone)
 
         def list_commands(self, ctx: click.Context) -> list[str]:
             return list(self.commands)  # TyperGroup's reads `.items()`, which would build every command

@@ -54,6 +54,11 @@ def option(help_text: str, *names: str, default: Any = None) -> Any:
     return field(default=default, metadata={"option": info})
 
 
+Cwd = Annotated[Path, typer.Option("--cwd", help="Workspace directory (default: the current one).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+UNVERIFIED_HELP = "Allow a goal with no checks: only the model's audit ends it, as `achieved (unverified)`."
+
+
 @dataclass(frozen=True)
 class ContractFlags:
     """The goal contract as flags (DESIGN §1); `--file` is laid under them."""

@@ -26,7 +26,7 @@ from goalkeeper.goals.where import workspace_of as workspace_of  # the faces fin
 from goalkeeper.spec.contract import Contract
 from goalkeeper.spec.settings import GoalSettings
 from goalkeeper.store import Goal, Store, lease_is_live
-from goalkeeper.store.db import private_directory
+from goalkeeper.store.home import private_directory
 
 if TYPE_CHECKING:
     from goalkeeper.contract.lint import LintReport

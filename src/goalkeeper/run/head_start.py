@@ -34,19 +34,21 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from goalkeeper.config.load import load_config
 from goalkeeper.errors import GoalkeeperError
-from goalkeeper.events import Evidence
 from goalkeeper.run.policy import command_env, configured, goal_sandbox
 from goalkeeper.sandbox.bwrap import require_sandbox, warm_layout
 from goalkeeper.sandbox.policy import SandboxPolicy
 from goalkeeper.spec.contract import Contract
 from goalkeeper.verify.checks import run_checks
-from goalkeeper.verify.cleanroom import EarlyBase, take_early_base
+from goalkeeper.verify.envsnap import EarlyBase, take_early_base
 from goalkeeper.verify.trace import Tracer, tracer_problem
 from goalkeeper.workspace.git import clean_head, head_from_files, toplevel, vouch_clean
+
+if TYPE_CHECKING:
+    from goalkeeper.events import Evidence  # made after the checks ran: the event models load meanwhile
 
 T = TypeVar("T")
 

@@ -46,7 +46,8 @@ from goalkeeper.sandbox.bwrap import require_sandbox, warm_layout
 from goalkeeper.spec.contract import Contract
 from goalkeeper.tools.mcp import start_servers
 from goalkeeper.verify.checks import cannot_start, run_checks
-from goalkeeper.verify.cleanroom import EarlyBase, keep_baseline, make_base_cache
+from goalkeeper.verify.cleanroom import keep_baseline, make_base_cache
+from goalkeeper.verify.envsnap import EarlyBase
 from goalkeeper.verify.lint import baseline_refusal
 from goalkeeper.verify.observed import surface_summary, traced_surface
 from goalkeeper.verify.pins import Pins, pin_verification_surface

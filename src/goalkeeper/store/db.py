@@ -27,6 +27,7 @@ from typing import Any
 from goalkeeper.errors import StoreError, StoreLockedError
 from goalkeeper.store import summaries
 from goalkeeper.store.dialect import SQLITE, Connection
+from goalkeeper.store.home import os_errors, private_directory
 from goalkeeper.store.locks import describe_lock_holders
 
 Migration = str | Callable[[Connection], None]
@@ -191,7 +192,7 @@ class Database:
 
     def _prepare_file(self) -> None:
         """Refuse links, an empty file and a store that cannot be written; make a missing store; keep it 0600."""
-        with _os_errors(self.path):
+        with os_errors(self.path):
             for file in store_files(self.path):
                 if file.is_symlink():
                     raise StoreError(f"the store file {file} is a symbolic link; goalkeeper never follows a link "
@@ -426,21 +427,6 @@ def prepare_path(path: Path) -> Path:
     return directory / path.name
 
 
-def private_directory(directory: Path) -> Path:
-    """`directory`, made 0700 if it does not exist (its missing parents get the usual mode)."""
-    with _os_errors(directory):
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.mkdir(directory, 0o700)
-        except FileExistsError:
-            if not directory.is_dir():
-                raise StoreError(f"{directory} is not a folder, so it cannot hold goalkeeper's store",
-                                 hint="point GOALKEEPER_HOME at a folder") from None
-        else:
-            os.chmod(directory, 0o700)  # the umask may have taken bits from it
-    return directory
-
-
 def _no_space_left(directory: Path) -> bool:
     try:
         return os.statvfs(directory).f_bavail == 0
@@ -464,22 +450,3 @@ def _link(temp: Path, path: Path) -> None:
 def store_files(path: Path) -> list[Path]:
     """The store file and the two SQLite keeps beside it in WAL mode."""
     return [path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")]
-
-
-@contextmanager
-def _os_errors(path: Path) -> Iterator[None]:
-    """An OSError while preparing the store's files, as a StoreError that names the file and the fix."""
-    try:
-        yield
-    except OSError as error:
-        where = error.filename or path
-        if error.errno == errno.ENOSPC:
-            raise StoreError(f"the disk holding {where} is full, so the store cannot be made",
-                             hint=f"free space on that file system (df -h {path.parent}), then run the command "
-                             "again") from None
-        if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-            raise StoreError(f"cannot write {where}: {error.strerror} (goalkeeper keeps its store there)",
-                             hint="make that folder writable by you, or point GOALKEEPER_HOME at a writable "
-                             "folder") from None
-        raise StoreError(f"cannot prepare the store at {where}: {error.strerror or error}",
-                         hint="point GOALKEEPER_HOME at a folder on a local, writable file system") from None

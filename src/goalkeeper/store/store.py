@@ -25,9 +25,9 @@ from goalkeeper.events import Event, ToolIntentEvent, parse_event, payload_of
 from goalkeeper.spec.contract import Contract
 from goalkeeper.spec.settings import GoalSettings
 from goalkeeper.store import leases, summaries
-from goalkeeper.store.db import Database, prepare_path, private_directory
+from goalkeeper.store.db import Database, prepare_path
 from goalkeeper.store.dialect import Backend, Connection, Row, is_postgres_url, shown_url
-from goalkeeper.store.home import goalkeeper_home
+from goalkeeper.store.home import goalkeeper_home, private_directory
 from goalkeeper.store.records import EventRecord, Goal, Lease, ThreadRecord, dumps, goal_of, new_id
 
 

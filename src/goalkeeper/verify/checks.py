@@ -16,16 +16,18 @@ import shlex
 import subprocess
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from goalkeeper.core.figures import format_duration
-from goalkeeper.events import Evidence, EvidenceKind
 from goalkeeper.sandbox.bwrap import run_confined
 from goalkeeper.sandbox.policy import SandboxPolicy
 from goalkeeper.sandbox.process import CommandResult
 from goalkeeper.spec.contract import Check, Contract, Metric, json_path_steps
 from goalkeeper.verify import tests as testlevel
 from goalkeeper.verify.trace import Tracer
+
+if TYPE_CHECKING:
+    from goalkeeper.events import Evidence, EvidenceKind
 
 #: Characters of output kept in Evidence.output_tail.
 OUTPUT_TAIL_CHARS = 4000
@@ -200,6 +202,8 @@ async def run_checks(contract: Contract, workspace: Path, keep_green: list[str] 
 
 def _tampered(item: Evidence) -> Evidence:
     """The failing evidence a canary that did not fail produces: the verdict is tampering, not a plain fail."""
+    from goalkeeper.events import Evidence
+
     assert item.tests is not None
     return Evidence(name=testlevel.TAMPERING, kind="check", command=item.command, exit_code=1,
                     duration_s=item.duration_s, output_tail=item.output_tail[-1000:], passed=False,
@@ -235,6 +239,8 @@ def cannot_start(exit_code: int, output: str) -> str | None:
 def _evidence(name: str, kind: EvidenceKind, result: CommandResult, *, metric_ok: bool = True,
               metric: float | None = None, target: str | None = None, error: str | None = None) -> Evidence:
     """Passed means exit code 0, no timeout, and (for a metric check) the target met."""
+    from goalkeeper.events import Evidence  # loaded once a run is judged: `gk exec` starts the checks sooner
+
     return Evidence(
         name=name,
         kind=kind,

@@ -39,11 +39,19 @@ from goalkeeper.events import BaselineMirrorEvent, Evidence
 from goalkeeper.sandbox.bwrap import require_sandbox
 from goalkeeper.sandbox.policy import SandboxPolicy
 from goalkeeper.spec.contract import Contract
-from goalkeeper.store.db import private_directory
+from goalkeeper.store.home import private_directory
 from goalkeeper.verify import TAMPERING
 from goalkeeper.verify import mirror as mirrors
 from goalkeeper.verify.checks import run_checks
-from goalkeeper.verify.envsnap import EnvSnapshot, link_copy, load_snapshot, take_snapshot, written_through
+from goalkeeper.verify.envsnap import (
+    EarlyBase,
+    EnvSnapshot,
+    link_copy,
+    load_snapshot,
+    take_snapshot,
+    workspace_stamp,
+    written_through,
+)
 from goalkeeper.verify.mirror import make_mirror
 from goalkeeper.verify.observed import Change, Surface
 from goalkeeper.workspace.checkpoints import remove_path
@@ -123,56 +131,8 @@ def keep_baseline(workspace: Path, goal_id: str, commit: str, recorded: Baseline
     top = toplevel(workspace)
     _save_seen(baseline_of(payload, goal_id), {
         name: stamp for name in mirrors.base_entries(path, commit)
-        if (stamp := _workspace_stamp(top / name) if stamps is None else stamps.get(name))})
+        if (stamp := workspace_stamp(top / name) if stamps is None else stamps.get(name))})
     return payload
-
-
-@dataclass
-class EarlyBase:
-    """What a goal's start must take before any command runs (keep_baseline), taken before a command runs ahead
-    of the goal itself (the baseline's head start, run/head_start.py): the environment snapshot, in a folder of
-    its own until a goal adopts it, and the stat of every tracked file of `commit`, all equal to it then (a
-    clean tree)."""
-
-    commit: str
-    snapshot: EnvSnapshot
-    stamps: dict[str, list[int]]
-    adopted: bool = False
-
-    def adopt(self, root: Path) -> EnvSnapshot:
-        """The snapshot moved to `root`, the goal's own folder (its manifest names files by relative path)."""
-        shutil.rmtree(root, ignore_errors=True)
-        self.snapshot.root.rename(root)
-        self.snapshot, self.adopted = dataclasses.replace(self.snapshot, root=root), True
-        return self.snapshot
-
-    def discard(self) -> None:
-        """Remove the snapshot unless a goal adopted it."""
-        if not self.adopted:
-            shutil.rmtree(self.snapshot.root, ignore_errors=True)
-
-
-def take_early_base(workspace: Path, commit: str) -> EarlyBase:
-    """The environment snapshot and the stamps of a clean tree at `commit`, before anything runs there."""
-    top = toplevel(workspace)
-    staged = mirrors.goal_folder("envs", f"{EARLY}{os.getpid()}-{os.urandom(4).hex()}")
-    _sweep_early(staged.parent)
-    snapshot = take_snapshot(workspace, staged)
-    tracked = probe(top, "ls-files", "-z", "--cached").stdout.split("\0")
-    return EarlyBase(commit, snapshot,
-                     {name: stamp for name in tracked if name and (stamp := _workspace_stamp(top / name))})
-
-
-EARLY = "early-"
-"""The name of an early snapshot's folder: `early-<pid>-<random>`, until a goal adopts it."""
-
-
-def _sweep_early(envs: Path) -> None:
-    """Remove early snapshots a process left when it died before adopting or discarding them."""
-    for folder in envs.glob(f"{EARLY}*"):
-        pid = folder.name.removeprefix(EARLY).partition("-")[0]
-        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
-            shutil.rmtree(folder, ignore_errors=True)
 
 
 def make_base_cache(workspace: Path, recorded: BaselineMirrorEvent, goal_id: str) -> None:
@@ -216,7 +176,7 @@ def goal_changes(top: Path, base: Baseline) -> list[tuple[str, Change]]:
         if _never_copied(path, env_dirs):
             continue
         here = top / path
-        stamp = _workspace_stamp(here)
+        stamp = workspace_stamp(here)
         if path not in entries:
             if here.is_symlink() or here.is_file():
                 found.append((path, "added"))
@@ -230,17 +190,6 @@ def goal_changes(top: Path, base: Baseline) -> list[tuple[str, Change]]:
             same[path] = stamp
     _save_seen(base, same)
     return found
-
-
-def _workspace_stamp(path: Path) -> list[int] | None:
-    """(size, mtime, ctime, inode, mode) of a regular file; None for anything else."""
-    try:
-        info = path.lstat()
-    except OSError:
-        return None
-    if not stat.S_ISREG(info.st_mode):
-        return None
-    return [info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino, info.st_mode]
 
 
 def _load_seen(base: Baseline) -> dict[str, list[int]]:

@@ -9,13 +9,16 @@ file's (size, mtime, ctime, links) tells later whether the model wrote through a
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
+import stat
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from goalkeeper.verify import mirror as mirrors
 from goalkeeper.workspace.git import probe, toplevel
 
 #: Directory names never snapshotted: bytecode and tool caches are never reused, git is the harness's.
@@ -150,3 +153,62 @@ def _link_copy(source: Path, target: Path) -> None:
         for name in [name for name in dirs if name in SKIPPED_NAMES]:
             shutil.rmtree(os.path.join(root, name), ignore_errors=True)
             dirs.remove(name)
+
+
+def workspace_stamp(path: Path) -> list[int] | None:
+    """(size, mtime, ctime, inode, mode) of a regular file; None for anything else."""
+    try:
+        info = path.lstat()
+    except OSError:
+        return None
+    if not stat.S_ISREG(info.st_mode):
+        return None
+    return [info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino, info.st_mode]
+
+
+@dataclass
+class EarlyBase:
+    """What a goal's start must take before any command runs (keep_baseline), taken before a command runs ahead
+    of the goal itself (the baseline's head start, run/head_start.py): the environment snapshot, in a folder of
+    its own until a goal adopts it, and the stat of every tracked file of `commit`, all equal to it then (a
+    clean tree)."""
+
+    commit: str
+    snapshot: EnvSnapshot
+    stamps: dict[str, list[int]]
+    adopted: bool = False
+
+    def adopt(self, root: Path) -> EnvSnapshot:
+        """The snapshot moved to `root`, the goal's own folder (its manifest names files by relative path)."""
+        shutil.rmtree(root, ignore_errors=True)
+        self.snapshot.root.rename(root)
+        self.snapshot, self.adopted = dataclasses.replace(self.snapshot, root=root), True
+        return self.snapshot
+
+    def discard(self) -> None:
+        """Remove the snapshot unless a goal adopted it."""
+        if not self.adopted:
+            shutil.rmtree(self.snapshot.root, ignore_errors=True)
+
+
+def take_early_base(workspace: Path, commit: str) -> EarlyBase:
+    """The environment snapshot and the stamps of a clean tree at `commit`, before anything runs there."""
+    top = toplevel(workspace)
+    staged = mirrors.goal_folder("envs", f"{EARLY}{os.getpid()}-{os.urandom(4).hex()}")
+    _sweep_early(staged.parent)
+    snapshot = take_snapshot(workspace, staged)
+    tracked = probe(top, "ls-files", "-z", "--cached").stdout.split("\0")
+    return EarlyBase(commit, snapshot,
+                     {name: stamp for name in tracked if name and (stamp := workspace_stamp(top / name))})
+
+
+EARLY = "early-"
+"""The name of an early snapshot's folder: `early-<pid>-<random>`, until a goal adopts it."""
+
+
+def _sweep_early(envs: Path) -> None:
+    """Remove early snapshots a process left when it died before adopting or discarding them."""
+    for folder in envs.glob(f"{EARLY}*"):
+        pid = folder.name.removeprefix(EARLY).partition("-")[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(folder, ignore_errors=True)

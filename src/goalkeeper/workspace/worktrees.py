@@ -16,7 +16,7 @@ from pathlib import Path
 
 from goalkeeper.config.load import goalkeeper_home
 from goalkeeper.errors import WorkspaceError
-from goalkeeper.store.db import private_directory
+from goalkeeper.store.home import private_directory
 from goalkeeper.workspace.git import (
     OBJECT_ID,
     branch_exists,
