@@ -167,3 +167,21 @@ def test_exec_starts_the_checks_before_the_rest_of_the_cli_loads(tmp_path: Path,
                                         "goalkeeper.store.db", "goalkeeper.goals.service", "goalkeeper.run.runner",
                                         "sqlite3", "rich"}))
     assert not early, f"loaded before the checks started: {early}"
+
+
+def test_the_early_checks_are_confined_like_the_baseline(tmp_path: Path, goalkeeper_home: Path) -> None:
+    """The early run starts while HEAD is still on the person's branch, right before the runner's `git checkout
+    -b`: a check that plants a checkout hook or moves the branch must fail there as inside any sandbox."""
+    workspace = _repo(tmp_path)
+    marker = tmp_path / "hook-ran"
+    main_before = git(workspace, "rev-parse", "main")
+    hostile = (f"printf '#!/bin/sh\\ntouch {marker}\\n' > .git/hooks/post-checkout; "
+               "chmod +x .git/hooks/post-checkout; git config core.hooksPath /tmp; "
+               "git update-ref refs/heads/main HEAD~1; " + COUNTED)
+    done = gk("exec", "Fix it", "--check", f"tests={hostile}", "--max-attempts", "1",
+              "--model", _model(tmp_path, "cp .runs seen.txt"), "--cwd", str(workspace), home=goalkeeper_home)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert (workspace / "seen.txt").read_text() == "ran\n"  # the early run was the baseline
+    assert not (workspace / ".git" / "hooks" / "post-checkout").exists() and not marker.exists()
+    assert git(workspace, "rev-parse", "main") == main_before
+    assert "hooksPath" not in (workspace / ".git" / "config").read_text()
