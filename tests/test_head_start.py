@@ -16,6 +16,7 @@ from goalkeeper.events import Evidence
 from goalkeeper.run import head_start
 from goalkeeper.verify.cleanroom import baseline_of, goal_changes, keep_baseline
 from goalkeeper.verify.envsnap import take_early_base
+from goalkeeper.workspace.git import SNAPSHOT_SUBJECT
 from helpers import git
 from scenario import TESTS, complete, contract_with, gk, sample_repo, shell, step, write_script
 
@@ -77,19 +78,17 @@ def test_files_the_early_checks_write_do_not_make_the_tree_dirty(tmp_path: Path,
     assert (workspace / "seen.txt").read_text() == "ran\n"
     assert "uncommitted" not in done.stderr
     # The goal branch starts at the commit itself: no snapshot of a dirty tree was taken.
-    assert git(workspace, "log", "--format=%s", "-1", "HEAD~1").strip() == "ignore"
+    assert SNAPSHOT_SUBJECT not in git(workspace, "log", "--format=%s", "main..HEAD")
 
 
 def test_a_goal_the_gate_refuses_kills_its_early_checks(tmp_path: Path, goalkeeper_home: Path) -> None:
     workspace = _repo(tmp_path)
-    started = time.monotonic()
     refused = gk("exec", "Fix it", "--check", "slow=sleep 3 && touch late.txt",
                  "--check", "gone=no-such-tool-anywhere --run", "--model", _model(tmp_path),
                  "--cwd", str(workspace), home=goalkeeper_home)
     assert refused.returncode == 4 and "no-such-tool-anywhere" in refused.stderr, refused.stderr
-    assert time.monotonic() - started < 3  # it did not wait for the early checks
     time.sleep(3.5)
-    assert not (workspace / "late.txt").exists()  # killed with its process group
+    assert not (workspace / "late.txt").exists()  # killed with its process group, not waited for
     assert _leftovers(goalkeeper_home) == []
     assert git(workspace, "status", "--porcelain") == ""
 
