@@ -13,7 +13,7 @@ What keeps the baseline the baseline:
   the commit HEAD names is the tree the checks see, and a goal set now starts from that commit, whose branch
   switch touches no file (workspace/git.py, start_goal).
 - **What must precede any command is taken first**: the environment snapshot and the stamps of the tracked
-  files (cleanroom.EarlyBase), which keep_baseline then adopts instead of taking them after the checks ran.
+  files (verify/envsnap.py, EarlyBase), which keep_baseline then adopts instead of taking them after the checks ran.
 - **Adopted only on equal inputs**: the runner compares the base commit, the workspace, the checks and
   keep_green commands, the sandbox policy and the environment it would use with the ones this run used; on
   any difference (or if it failed) it is killed, as any cancelled command is (its process group), and the
@@ -53,8 +53,9 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 SPAWN_WAIT_S = 0.5
-HANDOFF_S = 0.0005
 """The longest `gk exec` waits for the checks to start before it goes on (`HeadStart.wait_spawned`)."""
+HANDOFF_S = 0.0005
+"""The interpreter's switch interval meanwhile: each return from git or bwrap gets the lock at once."""
 
 
 class HeadStart:
@@ -76,9 +77,9 @@ class HeadStart:
         self.started: Future[bool] = Future()
         """True once the checks run; False when they never will."""
         self.done: Future[list[Evidence] | None] = Future()
+        """The evidence; None when nothing ran or the run failed (the baseline then runs them itself)."""
         self.spawned = threading.Event()
         """Set once the first check's process exists (or nothing will run)."""
-        """The evidence; None when nothing ran or the run failed (the baseline then runs them itself)."""
         self._lock = threading.Lock()
         self._stopped = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -108,23 +109,27 @@ class HeadStart:
         # HEAD's commit from git's files names the config.toml the flags were read from a moment ago (cached);
         # the sandbox and environment follow from it, and everything before the first command runs side by
         # side: the look at the tree, the self-tests, the snapshot and stamps, the sandbox's first layout scan.
+        looked: asyncio.Future[tuple[str, dict[str, str]] | None] = asyncio.ensure_future(
+            asyncio.to_thread(clean_head, self.workspace, self.own_paths))
         commit = head_from_files(toplevel(self.workspace))
-        if commit is None:  # a packed or unusual ref: git says, first
-            found = await asyncio.to_thread(clean_head, self.workspace, self.own_paths)
+        if commit is None:  # a packed or unusual ref: the look at the tree says, first
+            found = await looked
             commit = found[0] if found is not None else None
         if commit is None:
             return None
         config = load_config(self.workspace, None, commit)
+        # The person's own files are protected while untracked (set_goal keeps exactly those): the ones asked for
+        # until the look at the tree says which.
         sandbox = configured(goal_sandbox(self.contract, self.workspace, self.own_paths), config)
         env = command_env(config, self.key_env)
         found, usable, self.problem, self.early, _ = await asyncio.gather(
-            asyncio.to_thread(clean_head, self.workspace, self.own_paths), asyncio.to_thread(_usable, sandbox),
-            asyncio.to_thread(tracer_problem, sandbox), asyncio.to_thread(take_early_base, self.workspace, commit),
+            looked, asyncio.to_thread(_usable, sandbox), asyncio.to_thread(tracer_problem, sandbox),
+            asyncio.to_thread(take_early_base, self.workspace, commit),
             asyncio.to_thread(warm_layout, sandbox, Path(env.get("HOME") or Path.home())))
         if found is None or found[0] != commit or not usable:
             return None
-        # The sandbox protects the person's own files that are untracked (set_goal keeps exactly those).
-        sandbox = configured(goal_sandbox(self.contract, self.workspace, found[1]), config)
+        if tuple(found[1]) != self.own_paths:
+            sandbox = configured(goal_sandbox(self.contract, self.workspace, found[1]), config)
         self.commit, self.sandbox, self.env = commit, sandbox, env
         vouch_clean(self.workspace, commit)  # what the checks write is not the person's uncommitted work
         self.tracer = Tracer() if self.problem is None else None

@@ -24,7 +24,7 @@ from pathlib import Path
 from goalkeeper.errors import SandboxError
 from goalkeeper.sandbox.limits import process_limit
 from goalkeeper.sandbox.policy import SandboxPolicy, held_files
-from goalkeeper.sandbox.process import CommandResult, command_script, run_command
+from goalkeeper.sandbox.process import CommandResult, command_script, left_by_the_dead, run_command
 from goalkeeper.sandbox.scan import Found, find, real_path
 from goalkeeper.store.home import goalkeeper_home
 
@@ -233,10 +233,8 @@ def _empty_file() -> Path:
     """
     if _empty_files and _empty_files[-1].exists():
         return _empty_files[-1]
-    for stale in Path(tempfile.gettempdir()).glob(f"{_EMPTY_PREFIX}*-*"):  # left by a runner that was killed
-        owner = stale.name.removeprefix(_EMPTY_PREFIX).split("-", 1)[0]
-        if owner.isdigit() and not Path("/proc", owner).exists():
-            shutil.rmtree(stale, ignore_errors=True)
+    for stale in left_by_the_dead(Path(tempfile.gettempdir()), _EMPTY_PREFIX):  # left by a killed runner
+        shutil.rmtree(stale, ignore_errors=True)
     folder = Path(tempfile.mkdtemp(prefix=f"{_EMPTY_PREFIX}{os.getpid()}-"))
     (folder / "empty").touch(mode=0o444)
     atexit.register(shutil.rmtree, folder, ignore_errors=True)

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from goalkeeper.sandbox.process import left_by_the_dead
+
 LimitMechanism = Literal["cgroup-v1", "cgroup-v2", "prlimit", "none"]
 
 #: Every cgroup this module creates is named `goalkeeper-<runner pid>-<n>`, so stale ones can be found.
@@ -257,9 +259,7 @@ def _kill_members(cgroup: Path) -> None:
 def sweep_stale_cgroups(parent: Path) -> None:
     """Remove empty cgroups left by runners that died (their pid is gone) before cleaning up."""
     with contextlib.suppress(OSError):
-        for child in parent.glob(f"{CGROUP_PREFIX}*"):
-            owner = child.name.removeprefix(CGROUP_PREFIX).split("-", 1)[0]
-            if owner.isdigit() and not Path(f"/proc/{owner}").exists():
-                _kill_members(child)
-                with contextlib.suppress(OSError):
-                    child.rmdir()
+        for child in left_by_the_dead(parent, CGROUP_PREFIX):
+            _kill_members(child)
+            with contextlib.suppress(OSError):
+                child.rmdir()

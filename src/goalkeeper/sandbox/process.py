@@ -92,13 +92,21 @@ def command_script(command: str) -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def left_by_the_dead(parent: Path, prefix: str) -> list[Path]:
+    """The entries of `parent` named `<prefix><pid>-…` whose process is gone: what a runner killed -9 left."""
+    found = []
+    for entry in parent.glob(f"{prefix}*-*"):
+        owner = entry.name.removeprefix(prefix).split("-", 1)[0]
+        if owner.isdigit() and not Path("/proc", owner).exists():
+            found.append(entry)
+    return found
+
+
 @functools.cache
 def _sweep_stale_scripts() -> None:
     """Remove the script folders of runners killed -9 (once per process: listing /tmp per command costs)."""
-    for stale in Path(tempfile.gettempdir()).glob(f"{_SCRIPT_PREFIX}*-*"):
-        owner = stale.name.removeprefix(_SCRIPT_PREFIX).split("-", 1)[0]
-        if owner.isdigit() and not Path("/proc", owner).exists():
-            shutil.rmtree(stale, ignore_errors=True)
+    for stale in left_by_the_dead(Path(tempfile.gettempdir()), _SCRIPT_PREFIX):
+        shutil.rmtree(stale, ignore_errors=True)
 
 
 def kill_group(pid: int) -> None:

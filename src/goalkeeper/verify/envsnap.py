@@ -18,6 +18,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from goalkeeper.sandbox.process import left_by_the_dead
 from goalkeeper.verify import mirror as mirrors
 from goalkeeper.workspace.git import probe, toplevel
 
@@ -208,7 +209,5 @@ EARLY = "early-"
 
 def _sweep_early(envs: Path) -> None:
     """Remove early snapshots a process left when it died before adopting or discarding them."""
-    for folder in envs.glob(f"{EARLY}*"):
-        pid = folder.name.removeprefix(EARLY).partition("-")[0]
-        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
-            shutil.rmtree(folder, ignore_errors=True)
+    for folder in left_by_the_dead(envs, EARLY):
+        shutil.rmtree(folder, ignore_errors=True)
