@@ -116,6 +116,7 @@ def test_an_early_run_that_does_not_fit_is_killed(tmp_path: Path, goalkeeper_hom
         assert asyncio.run(judged()) is None
     finally:
         head_start.withdraw(head)
+    assert head.failure is None  # stopped, not broken
     time.sleep(3.5)
     assert (workspace / "began.txt").exists() and not (workspace / "late.txt").exists()
     assert _leftovers(goalkeeper_home) == []
@@ -130,6 +131,7 @@ def test_no_head_start_on_a_dirty_tree(tmp_path: Path, goalkeeper_home: Path) ->
         assert asyncio.run(head.running()) is False
     finally:
         head_start.withdraw(head)
+    assert head.failure is None  # declined, not broken
     assert not (workspace / "ran.txt").exists()
     assert _leftovers(goalkeeper_home) == []
 

@@ -80,6 +80,9 @@ class HeadStart:
         """The evidence; None when nothing ran or the run failed (the baseline then runs them itself)."""
         self.spawned = threading.Event()
         """Set once the first check's process exists (or nothing will run)."""
+        self.failure: BaseException | None = None
+        """What broke the early run, if anything but a stop did: it only costs the time (the baseline runs the
+        checks itself), so it is kept here for the tests to see, never raised."""
         self._lock = threading.Lock()
         self._stopped = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -92,8 +95,10 @@ class HeadStart:
         try:
             with asyncio.Runner(loop_factory=lambda: _Loop(self.spawned)) as runner:
                 evidence = runner.run(self._main())
-        except BaseException:
+        except asyncio.CancelledError:  # stopped: its checks were killed
             evidence = None
+        except BaseException as failure:  # a failed head start is only a lost one: the baseline runs the checks
+            evidence, self.failure = None, failure
         with self._lock:
             self._loop = None
         if not self.started.done():
